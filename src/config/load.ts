@@ -1,0 +1,116 @@
+import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { parseDocument } from "yaml";
+import type { z } from "zod";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
+import { configSchema, type ParsedConfig } from "./schema.js";
+
+export interface ElectionTiming {
+  /** Requested lease TTL; etcd may grant more (never less). */
+  readonly ttlMs: number;
+  /** Safety margin between our local deadline and etcd's expiry of the lease. */
+  readonly fenceMarginMs: number;
+  /** How often the lease is kept alive. */
+  readonly renewIntervalMs: number;
+  /** Extra wait before a lower-ranked standby campaigns. */
+  readonly rankingDelayMs: number;
+}
+
+export type Config = Omit<ParsedConfig, "election"> & { readonly election: ElectionTiming };
+
+export interface LoadOptions {
+  /** Check facts about this host (the VIP interface exists). Off for checking another node's file. */
+  readonly hostChecks?: boolean;
+  /** Where network interfaces are listed; injectable for tests. */
+  readonly sysClassNet?: string;
+}
+
+/** Read, parse and validate a config file. Throws UnderstudyError; never returns a half-valid config. */
+export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (e) {
+    throw new UnderstudyError("US_E_CONFIG_READ", { file, cause: describeError(e) });
+  }
+  return parseConfigText(text, file, options);
+}
+
+export function parseConfigText(text: string, file: string, options: LoadOptions = {}): Config {
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new UnderstudyError("US_E_CONFIG_PARSE", { file, cause: doc.errors[0]!.message.split("\n")[0] });
+  }
+  const raw: unknown = doc.toJS();
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) throw fromZod(file, raw, result.error);
+  const config = withTiming(file, result.data);
+  if (options.hostChecks && config.vip && config.vip.backend === "ip") {
+    const dir = options.sysClassNet ?? "/sys/class/net";
+    if (!existsSync(`${dir}/${config.vip.interface}`)) {
+      throw new UnderstudyError("US_E_CONFIG_INTERFACE", { file, value: config.vip.interface });
+    }
+  }
+  return config;
+}
+
+function withTiming(file: string, parsed: ParsedConfig): Config {
+  const e = parsed.election;
+  const timing: ElectionTiming = {
+    ttlMs: e.ttl,
+    fenceMarginMs: e.fence_margin,
+    renewIntervalMs: e.renew_interval ?? Math.max(100, Math.floor(e.ttl / 4)),
+    rankingDelayMs: e.ranking_delay,
+  };
+  validateTiming(file, timing);
+  return { ...parsed, election: timing };
+}
+
+/**
+ * The rules that keep the local lease deadline ahead of etcd's expiry:
+ * ttl >= 1s (etcd's floor on a LAN-tuned cluster), 0 < fence_margin < ttl,
+ * and renew_interval short enough that a keepalive lands before the deadline.
+ */
+export function validateTiming(file: string, t: ElectionTiming): void {
+  const fail = (path: string, problem: string, value: number) => {
+    throw new UnderstudyError("US_E_CONFIG_TIMING", { file, path, problem, value: `${value}ms` });
+  };
+  if (t.ttlMs < 1000) fail("election.ttl", "must be at least 1s (etcd's minimum lease TTL)", t.ttlMs);
+  if (t.fenceMarginMs <= 0) fail("election.fence_margin", "must be greater than 0", t.fenceMarginMs);
+  if (t.fenceMarginMs >= t.ttlMs) fail("election.fence_margin", `must be less than election.ttl (${t.ttlMs}ms)`, t.fenceMarginMs);
+  const renewDeadline = t.ttlMs - t.fenceMarginMs;
+  if (t.renewIntervalMs <= 0 || t.renewIntervalMs >= renewDeadline) {
+    fail("election.renew_interval", `must be between 0 and ttl - fence_margin (${renewDeadline}ms)`, t.renewIntervalMs);
+  }
+}
+
+function fromZod(file: string, raw: unknown, error: z.ZodError): UnderstudyError {
+  const issue = error.issues[0]!;
+  let path = issue.path.map(String).join(".");
+  let problem = issue.message;
+  let value: unknown;
+  if (issue.code === "unrecognized_keys") {
+    const key = issue.keys[0]!;
+    path = path ? `${path}.${key}` : key;
+    problem = "unknown key";
+    value = valueAt(raw, [...issue.path, key]);
+  } else {
+    value = valueAt(raw, issue.path);
+  }
+  return new UnderstudyError("US_E_CONFIG_INVALID", { file, path: path || "(root)", problem, value: show(value) });
+}
+
+function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
+  let v: unknown = raw;
+  for (const k of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return "nothing";
+  const s = JSON.stringify(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}

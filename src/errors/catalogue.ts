@@ -1,0 +1,63 @@
+// One catalogue of stable error codes. docs/errors.md lists the same codes;
+// test/unit/errors.test.ts keeps the two in step.
+
+export interface ErrorSpec {
+  /** Message template; `{name}` placeholders are filled from the error's details. */
+  readonly message: string;
+  /** True when retrying the same operation later may succeed. */
+  readonly transient: boolean;
+}
+
+export const ERROR_CATALOGUE = {
+  US_E_CONFIG_READ: { message: "cannot read config file {file}: {cause}", transient: false },
+  US_E_CONFIG_PARSE: { message: "config file {file} is not valid YAML: {cause}", transient: false },
+  US_E_CONFIG_INVALID: { message: "config file {file}: {path}: {problem} (got {value})", transient: false },
+  US_E_CONFIG_TIMING: { message: "config file {file}: {path}: {problem} (got {value})", transient: false },
+  US_E_CONFIG_INTERFACE: { message: "config file {file}: vip.interface: no network interface named {value} on this host", transient: false },
+  US_E_ETCD_UNREACHABLE: { message: "etcd is unreachable at {endpoints}: {cause}", transient: true },
+  US_E_ETCD_TXN_FAILED: { message: "etcd transaction on {key} failed its comparison: {cause}", transient: true },
+  US_E_LEASE_LOST: { message: "lease {lease} is gone from etcd (TTL {ttl})", transient: true },
+  US_E_DAEMON_START: { message: "daemon backend {backend} failed to start: {cause}", transient: true },
+  US_E_DAEMON_STOP: { message: "daemon backend {backend} failed to stop: {cause}", transient: true },
+  US_E_COMMAND_FAILED: { message: "command {argv0} exited with {code}: {stderr}", transient: true },
+  US_E_COMMAND_TIMEOUT: { message: "command {argv0} did not finish within {timeout_ms} ms", transient: true },
+  US_E_VIP_DUPLICATE: { message: "refusing to add {address}: another host answers ARP for it ({mac})", transient: true },
+  US_E_VIP_ADD: { message: "cannot add {address} to {interface}: {cause}", transient: true },
+  US_E_VIP_DEL: { message: "cannot remove {address} from {interface}: {cause}", transient: true },
+  US_E_CLI_USAGE: { message: "{problem}; see `understudy --help`", transient: false },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+export type ErrorDetails = Record<string, string | number | boolean | undefined>;
+
+/** The one error type understudy throws for conditions it knows about. */
+export class UnderstudyError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+  readonly transient: boolean;
+
+  constructor(code: ErrorCode, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(`${code}: ${render(ERROR_CATALOGUE[code].message, details)}`, options);
+    this.name = "UnderstudyError";
+    this.code = code;
+    this.details = details;
+    this.transient = ERROR_CATALOGUE[code].transient;
+  }
+}
+
+function render(template: string, details: ErrorDetails): string {
+  return template.replace(/\{(\w+)\}/g, (_, key: string) => {
+    const v = details[key];
+    return v === undefined ? `{${key}}` : String(v);
+  });
+}
+
+export function isUnderstudyError(e: unknown, code?: ErrorCode): e is UnderstudyError {
+  return e instanceof UnderstudyError && (code === undefined || e.code === code);
+}
+
+/** A short, single-line description of any thrown value, for logs and reasons. */
+export function describeError(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

@@ -1,0 +1,44 @@
+// The only place that reads the wall clock or arms timers. Everything else gets
+// a Clock, so timing logic is tested with test/fakes/clock.ts instead of sleeps.
+
+export interface TimerHandle {
+  cancel(): void;
+}
+
+export interface Clock {
+  /** Monotonic milliseconds; never jumps with wall-clock steps. Use for deadlines. */
+  monotonicMs(): number;
+  /** Wall-clock milliseconds since the epoch; use only for timestamps shown to people. */
+  wallMs(): number;
+  /** Run `fn` once after `ms`. */
+  setTimer(ms: number, fn: () => void): TimerHandle;
+  /** Resolve after `ms`, or reject with the signal's reason if it aborts first. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export class SystemClock implements Clock {
+  monotonicMs(): number {
+    return performance.now();
+  }
+  wallMs(): number {
+    return Date.now();
+  }
+  setTimer(ms: number, fn: () => void): TimerHandle {
+    const t = setTimeout(fn, Math.max(0, ms));
+    return { cancel: () => clearTimeout(t) };
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const t = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, Math.max(0, ms));
+      const onAbort = () => {
+        clearTimeout(t);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
