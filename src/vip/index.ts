@@ -1,0 +1,28 @@
+// Builds the FloatingIp adapter the config asks for; only the composition root calls this.
+import type { Clock } from "../platform/clock.js";
+import type { CommandRunner } from "../platform/command.js";
+import type { Logger } from "../platform/logger.js";
+import { IpFloatingIp, type VipConfig } from "./ip.js";
+import { NoFloatingIp } from "./none.js";
+import type { FloatingIp } from "./port.js";
+
+export type { FloatingIp } from "./port.js";
+export type { VipConfig } from "./ip.js";
+export { VipReconciler, type VipReconcilerOptions, type VipState } from "./reconcile.js";
+
+export interface FloatingIpDeps {
+  readonly runner: CommandRunner;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+/** No `vip` section, or `backend: none`, means no floating IP. */
+export function createFloatingIp(config: VipConfig | undefined, deps: FloatingIpDeps): FloatingIp {
+  if (config === undefined) return new NoFloatingIp();
+  switch (config.backend) {
+    case "none":
+      return new NoFloatingIp(config.address);
+    case "ip":
+      return new IpFloatingIp(config, deps.runner, deps.clock, deps.logger.child({ component: "vip" }));
+  }
+}
