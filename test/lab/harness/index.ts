@@ -1,0 +1,18 @@
+/** Lab harness public API: see lab.ts for the topology and README.md for usage. */
+export {
+  Lab,
+  type HostRef,
+  type LabHost,
+  type LabNode,
+  type LabOptions,
+  type LabTimings,
+  type NsRef,
+  type ObserverOptions,
+  type SpawnOptions,
+  type SshCheckOptions,
+  type SshCheckResult,
+  type SshdOptions,
+} from './lab.js';
+export { Observer, parseSamples, type ArpSample, type HolderSample } from './observer.js';
+export { sweep, sweepStale, killAllInSync, listNetns, type SweepResult } from './cleanup.js';
+export { run, runOk, pollUntil, sleep, type ExecOptions, type ExecResult } from './exec.js';
