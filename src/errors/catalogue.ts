@@ -24,6 +24,10 @@ export const ERROR_CATALOGUE = {
   US_E_VIP_DUPLICATE: { message: "refusing to add {address}: another host answers ARP for it ({mac})", transient: true },
   US_E_VIP_ADD: { message: "cannot add {address} to {interface}: {cause}", transient: true },
   US_E_VIP_DEL: { message: "cannot remove {address} from {interface}: {cause}", transient: true },
+  US_E_DAEMON_CONFIG: { message: "daemon backend {backend}: {problem}", transient: false },
+  US_E_PROBE_CONFIG: { message: "probe {name}: {problem}", transient: false },
+  US_E_VIP_CHECK: { message: "duplicate-address check for {address} on {interface} failed, not adding it: {cause}", transient: true },
+  US_E_VIP_ANNOUNCE: { message: "cannot announce {address} on {interface}: {cause}", transient: true },
   US_E_CLI_USAGE: { message: "{problem}; see `understudy --help`", transient: false },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -1,0 +1,184 @@
+import { Etcd3, type IOptions, type Watcher } from "etcd3";
+import { ConstantBackoff, noop } from "cockatiel";
+import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
+import type { Clock } from "../platform/clock.js";
+import type { Logger } from "../platform/logger.js";
+import { clusterKeys, type ClusterKeys } from "./keys.js";
+import { decodeLeader, decodeMember, encodeLeader } from "./records.js";
+import type {
+  CampaignResult,
+  ClusterSnapshot,
+  Coordinator,
+  LeaderRecord,
+  LeaderWatchEvent,
+  LeaseGrant,
+  MemberRecord,
+  Subscription,
+} from "./port.js";
+import { KeepAliveChannel } from "./keepalive.js";
+
+export interface EtcdCoordinatorOptions {
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly cluster: string;
+  readonly requestTimeoutMs: number;
+  readonly dialTimeoutMs: number;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+/**
+ * The only code that speaks etcd. The etcd3 library's own retries and circuit
+ * breaker are switched off: a breaker that refuses calls for 5 s after a blip
+ * would delay failover, and the HA loop already retries on its own schedule.
+ */
+export class EtcdCoordinator implements Coordinator {
+  private readonly client: Etcd3;
+  private readonly keys: ClusterKeys;
+  private readonly keepalive: KeepAliveChannel;
+
+  constructor(private readonly opts: EtcdCoordinatorOptions) {
+    const options: IOptions = {
+      hosts: [...opts.endpoints],
+      dialTimeout: opts.dialTimeoutMs,
+      faultHandling: { host: () => noop, global: noop, watchBackoff: new ConstantBackoff(200).next() },
+      grpcOptions: {
+        "grpc.keepalive_time_ms": 2000,
+        "grpc.keepalive_timeout_ms": 1000,
+        "grpc.initial_reconnect_backoff_ms": 100,
+        "grpc.max_reconnect_backoff_ms": 500,
+      },
+    };
+    this.client = new Etcd3(options);
+    this.keys = clusterKeys(opts.prefix, opts.cluster);
+    this.keepalive = new KeepAliveChannel(this.client, opts.clock, opts.requestTimeoutMs);
+  }
+
+  private deadline() {
+    return { deadline: new Date(this.opts.clock.wallMs() + this.opts.requestTimeoutMs) };
+  }
+
+  /** Map any failure to US_E_ETCD_UNREACHABLE unless it is already one of ours. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await withTimeout(fn(), this.opts.requestTimeoutMs, this.opts.clock);
+    } catch (e) {
+      if (isUnderstudyError(e)) throw e;
+      throw new UnderstudyError("US_E_ETCD_UNREACHABLE", {
+        endpoints: this.opts.endpoints.join(","),
+        cause: `${what}: ${describeError(e)}`,
+      });
+    }
+  }
+
+  async grantLease(ttlMs: number): Promise<LeaseGrant> {
+    const ttlSec = Math.max(1, Math.ceil(ttlMs / 1000));
+    const res = await this.call("lease grant", () => this.client.leaseClient.leaseGrant({ TTL: ttlSec, ID: 0 }, this.deadline()));
+    if (res.error) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: this.opts.endpoints.join(","), cause: res.error });
+    return { id: String(res.ID), ttlMs: Number(res.TTL) * 1000 };
+  }
+
+  async keepAlive(leaseId: string): Promise<{ ttlMs: number }> {
+    try {
+      return await this.keepalive.send(leaseId);
+    } catch (e) {
+      if (isUnderstudyError(e)) throw e;
+      throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: this.opts.endpoints.join(","), cause: `keepalive: ${describeError(e)}` });
+    }
+  }
+
+  async revokeLease(leaseId: string): Promise<void> {
+    await this.call("lease revoke", () => this.client.leaseClient.leaseRevoke({ ID: leaseId }, this.deadline()));
+  }
+
+  async snapshot(): Promise<ClusterSnapshot> {
+    const res = await this.call("range", () => this.client.getAll().prefix(this.keys.base).options(this.deadline()).exec());
+    let leader: LeaderRecord | null = null;
+    const members: MemberRecord[] = [];
+    let paused = false;
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
+      const value = kv.value.toString();
+      if (key === this.keys.leader) leader = decodeLeader(value, Number(kv.create_revision)) ?? null;
+      else if (key === this.keys.pause) paused = value !== "" && value !== "false";
+      else if (key.startsWith(this.keys.membersPrefix)) {
+        const m = decodeMember(value);
+        if (m) members.push(m);
+      }
+    }
+    return { revision: Number(res.header.revision), leader, members, paused };
+  }
+
+  async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {
+    const key = this.keys.leader;
+    const res = await this.call("campaign txn", () =>
+      this.client
+        .if(key, "Create", "==", 0)
+        .then(this.client.put(key).value(encodeLeader(node, leaseId, acquiredAt)).lease(leaseId))
+        .else(this.client.get(key))
+        .options(this.deadline())
+        .commit(),
+    );
+    if (res.succeeded) {
+      // The put is the txn's only write, so the key's create_revision is the txn's revision.
+      const term = Number(res.header.revision);
+      return { won: true, leader: { node, lease: leaseId, term, acquiredAt } };
+    }
+    const kv = res.responses[0]?.response_range?.kvs[0];
+    const leader = kv ? decodeLeader(kv.value.toString(), Number(kv.create_revision)) ?? null : null;
+    return { won: false, leader };
+  }
+
+  async resign(term: number): Promise<boolean> {
+    const key = this.keys.leader;
+    const res = await this.call("resign txn", () =>
+      this.client.if(key, "Create", "==", term).then(this.client.delete().key(key)).options(this.deadline()).commit(),
+    );
+    return res.succeeded;
+  }
+
+  async putMember(member: MemberRecord, leaseId: string): Promise<void> {
+    await this.call("member put", () =>
+      this.client.put(this.keys.member(member.node)).value(JSON.stringify(member)).lease(leaseId).options(this.deadline()).exec(),
+    );
+  }
+
+  async setPaused(paused: boolean): Promise<void> {
+    if (paused) await this.call("pause put", () => this.client.put(this.keys.pause).value("true").options(this.deadline()).exec());
+    else await this.call("pause delete", () => this.client.delete().key(this.keys.pause).options(this.deadline()).exec());
+  }
+
+  async watchLeader(onEvent: (e: LeaderWatchEvent) => void): Promise<Subscription> {
+    // Watch the whole cluster prefix: leader changes, member health and pause all feed decisions.
+    const watcher: Watcher = await this.call("watch", () => this.client.watch().prefix(this.keys.base).create());
+    watcher.on("put", () => onEvent({ type: "changed" }));
+    watcher.on("delete", () => onEvent({ type: "changed" }));
+    // After a reconnect events may have been compacted away: the loop re-lists.
+    watcher.on("connected", () => onEvent({ type: "resync" }));
+    watcher.on("disconnected", () => onEvent({ type: "resync" }));
+    watcher.on("error", (e: Error) => {
+      this.opts.log.warn({ err: describeError(e) }, "etcd watch error; re-listing");
+      onEvent({ type: "resync" });
+    });
+    return { close: async () => void (await watcher.cancel().catch(() => undefined)) };
+  }
+
+  async close(): Promise<void> {
+    this.keepalive.close();
+    this.client.close();
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, clock: Clock): Promise<T> {
+  const ac = new AbortController();
+  try {
+    return await Promise.race([
+      p,
+      clock.sleep(ms, ac.signal).then(() => {
+        throw new Error(`timed out after ${ms}ms`);
+      }),
+    ]);
+  } finally {
+    ac.abort();
+  }
+}

@@ -1,0 +1,21 @@
+// Key layout under <prefix>/<cluster>/ (DESIGN.md §3). One place, so the etcd
+// adapter, the in-memory fake and `understudy status` agree.
+
+export interface ClusterKeys {
+  readonly base: string;
+  readonly leader: string;
+  readonly membersPrefix: string;
+  readonly pause: string;
+  member(node: string): string;
+}
+
+export function clusterKeys(prefix: string, cluster: string): ClusterKeys {
+  const base = `${prefix.replace(/\/+$/, "")}/${cluster}/`;
+  return {
+    base,
+    leader: `${base}leader`,
+    membersPrefix: `${base}members/`,
+    pause: `${base}control/pause`,
+    member: (node) => `${base}members/${node}`,
+  };
+}

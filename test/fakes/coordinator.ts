@@ -1,0 +1,135 @@
+import { UnderstudyError } from "../../src/errors/catalogue.js";
+import type {
+  CampaignResult,
+  ClusterSnapshot,
+  Coordinator,
+  LeaderRecord,
+  LeaderWatchEvent,
+  LeaseGrant,
+  MemberRecord,
+  Subscription,
+} from "../../src/coordinator/port.js";
+import type { Clock } from "../../src/platform/clock.js";
+
+interface FakeLease {
+  id: string;
+  ttlMs: number;
+  expiresAt: number;
+}
+
+/**
+ * An in-memory etcd with the Coordinator's semantics: leases expire by the
+ * (fake) clock and delete their keys, campaign is compare-and-set, resign
+ * compares the term. `unreachable = true` makes every call fail like a partition.
+ */
+export class FakeCoordinator implements Coordinator {
+  unreachable = false;
+  /** etcd's minimum TTL: grants are raised to it, as real etcd does. */
+  minTtlMs = 1000;
+  revision = 1;
+  leader: LeaderRecord | null = null;
+  readonly members = new Map<string, { member: MemberRecord; lease: string }>();
+  paused = false;
+  readonly leases = new Map<string, FakeLease>();
+  readonly calls: string[] = [];
+  private nextLease = 0x100;
+  private watchers = new Set<(e: LeaderWatchEvent) => void>();
+
+  constructor(private readonly clock: Clock) {}
+
+  private gate(what: string): void {
+    this.calls.push(what);
+    this.expire();
+    if (this.unreachable) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: `${what}: partitioned` });
+  }
+
+  /** Expire leases whose time has come, deleting their keys (as etcd does). */
+  expire(): void {
+    const now = this.clock.monotonicMs();
+    for (const l of [...this.leases.values()]) if (l.expiresAt <= now) this.dropLease(l.id);
+  }
+
+  private dropLease(id: string): void {
+    this.leases.delete(id);
+    let changed = false;
+    if (this.leader?.lease === id) {
+      this.leader = null;
+      this.revision++;
+      changed = true;
+    }
+    for (const [node, m] of this.members) if (m.lease === id) (this.members.delete(node), (changed = true));
+    if (changed) this.notify();
+  }
+
+  private notify(): void {
+    for (const w of this.watchers) w({ type: "changed" });
+  }
+
+  async grantLease(ttlMs: number): Promise<LeaseGrant> {
+    this.gate("grantLease");
+    const granted = Math.max(this.minTtlMs, Math.ceil(ttlMs / 1000) * 1000);
+    const id = (this.nextLease++).toString(16);
+    this.leases.set(id, { id, ttlMs: granted, expiresAt: this.clock.monotonicMs() + granted });
+    return { id, ttlMs: granted };
+  }
+
+  async keepAlive(leaseId: string): Promise<{ ttlMs: number }> {
+    this.gate("keepAlive");
+    const l = this.leases.get(leaseId);
+    if (!l) return { ttlMs: 0 };
+    l.expiresAt = this.clock.monotonicMs() + l.ttlMs;
+    return { ttlMs: l.ttlMs };
+  }
+
+  async revokeLease(leaseId: string): Promise<void> {
+    this.gate("revokeLease");
+    this.dropLease(leaseId);
+  }
+
+  async snapshot(): Promise<ClusterSnapshot> {
+    this.gate("snapshot");
+    return { revision: this.revision, leader: this.leader, members: [...this.members.values()].map((m) => m.member), paused: this.paused };
+  }
+
+  async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {
+    this.gate("campaign");
+    if (!this.leases.has(leaseId)) throw new Error(`campaign with unknown lease ${leaseId}`);
+    if (this.leader) return { won: false, leader: this.leader };
+    this.revision++;
+    this.leader = { node, lease: leaseId, term: this.revision, acquiredAt };
+    this.notify();
+    return { won: true, leader: this.leader };
+  }
+
+  async resign(term: number): Promise<boolean> {
+    this.gate("resign");
+    if (this.leader?.term !== term) return false;
+    this.leader = null;
+    this.revision++;
+    this.notify();
+    return true;
+  }
+
+  async putMember(member: MemberRecord, leaseId: string): Promise<void> {
+    this.gate("putMember");
+    if (!this.leases.has(leaseId)) throw new Error(`putMember with unknown lease ${leaseId}`);
+    this.members.set(member.node, { member, lease: leaseId });
+    this.revision++;
+  }
+
+  async setPaused(paused: boolean): Promise<void> {
+    this.gate("setPaused");
+    this.paused = paused;
+    this.notify();
+  }
+
+  async watchLeader(onEvent: (e: LeaderWatchEvent) => void): Promise<Subscription> {
+    this.gate("watchLeader");
+    this.watchers.add(onEvent);
+    return { close: async () => void this.watchers.delete(onEvent) };
+  }
+
+  async close(): Promise<void> {
+    this.watchers.clear();
+  }
+}
