@@ -1,0 +1,98 @@
+import type { Action, Decision, MemberRecord, Observation } from "./observation.js";
+
+// The pure HA decision core: no I/O, no clock reads. Every branch returns a
+// reason sentence. Rule of thumb (DESIGN.md §1.4): when in doubt, be a standby.
+
+export function decide(o: Observation): Decision {
+  return o.acting === "primary" ? decidePrimary(o) : decideStandby(o);
+}
+
+function decidePrimary(o: Observation): Decision {
+  const me = o.self.name;
+  if (o.lease === null || o.nowMs >= o.lease.deadlineMs) {
+    const why = o.etcdError ? ` and etcd unreachable (${o.etcdError})` : "";
+    return d([{ kind: "demote" }], `demoting: lease deadline passed${why}`);
+  }
+  if (o.cluster === null) {
+    const left = Math.max(0, Math.round(o.lease.deadlineMs - o.nowMs));
+    return d([], `holding: etcd unreachable (${o.etcdError ?? "unknown error"}); lease valid for ${left}ms more, fencing at the deadline`);
+  }
+  const leader = o.cluster.leader;
+  if (leader === null) return d([{ kind: "demote" }], "demoting: the leader key is gone");
+  if (leader.node !== me || leader.term !== o.term) {
+    return d([{ kind: "demote" }], `demoting: the leader key names ${leader.node} (term ${leader.term}), not me (term ${o.term})`);
+  }
+  const held = `I am ${me}, the primary with the lease (term ${o.term})`;
+  if (o.cluster.paused) return d([], `no action: paused; ${held}`);
+  if (o.daemon.running && o.daemon.probesUp) return d([], `no action: ${held}`);
+
+  const what = o.daemon.running ? "critical probes are failing" : "the daemon is not running";
+  if (o.daemon.recentRestarts < o.restartsBeforeHandover) {
+    return d([{ kind: "restart_daemon" }], `restarting the daemon: ${what} (restart ${o.daemon.recentRestarts + 1} of ${o.restartsBeforeHandover})`);
+  }
+  const heir = bestCandidate(o.cluster.members.filter((m) => m.node !== me && m.role === "standby"));
+  if (heir) {
+    return d(
+      [{ kind: "demote" }, { kind: "resign", term: leader.term }, { kind: "cool_down" }],
+      `handing over: ${what} after ${o.daemon.recentRestarts} restart(s); ${heir.node} is a healthy standby`,
+    );
+  }
+  return d([{ kind: "restart_daemon" }], `restarting the daemon again: ${what} and no healthy standby to hand over to`);
+}
+
+function decideStandby(o: Observation): Decision {
+  const me = o.self.name;
+  const warm: Action[] = o.mode === "warm" && !o.daemon.running ? [{ kind: "start_daemon" }] : [];
+  if (o.cluster === null) return d(warm, `no action: etcd unreachable (${o.etcdError ?? "unknown error"}); staying a standby`);
+  if (o.lease === null || o.nowMs >= o.lease.deadlineMs) return d([...warm, { kind: "grant_lease" }], "acquiring a session lease");
+
+  const leader = o.cluster.leader;
+  if (leader !== null) {
+    if (leader.node === me && leader.lease === o.lease.id) {
+      return d([...warm, { kind: "promote", term: leader.term }], `promoting: the leader key names me with my lease (term ${leader.term})`);
+    }
+    if (leader.node === me) {
+      return d([...warm, { kind: "resign", term: leader.term }], `removing a stale leader key of mine (lease ${leader.lease} is not my current lease)`);
+    }
+    return d(warm, `no action: following ${leader.node} (term ${leader.term})`);
+  }
+
+  if (o.cluster.paused) return d(warm, "no action: no primary, but the cluster is paused");
+  if (o.self.nofailover) return d(warm, "no action: no primary, but I am tagged nofailover");
+  if (o.nowMs < o.coolDownUntilMs) {
+    return d(warm, `no action: no primary, but I handed over for failing health ${Math.round((o.coolDownUntilMs - o.nowMs) / 1000)}s before my cool-down ends`);
+  }
+  if (o.mode === "warm" && !(o.daemon.running && o.daemon.probesUp)) return d(warm, "no action: no primary, but my daemon is not healthy");
+
+  const better = o.cluster.members.filter((m) => m.node !== me && eligible(m) && outranks(m, o.self));
+  if (better.length === 0) return d([...warm, { kind: "campaign" }], `campaigning: no primary and I rank first (priority ${o.self.priority})`);
+  const since = o.vacantSinceMs ?? o.nowMs;
+  const waited = o.nowMs - since;
+  const top = bestCandidate(better)!;
+  if (waited >= o.rankingDelayMs) {
+    return d([...warm, { kind: "campaign" }], `campaigning: no primary for ${Math.round(waited)}ms and ${top.node} (ranked higher) has not taken over`);
+  }
+  return d(
+    [...warm, { kind: "recheck_at", atMs: since + o.rankingDelayMs }],
+    `waiting: no primary; ${top.node} ranks higher (priority ${top.priority}), campaigning in ${Math.round(o.rankingDelayMs - waited)}ms if it does not`,
+  );
+}
+
+function eligible(m: MemberRecord): boolean {
+  return m.healthy && !m.nofailover && m.role !== "fenced" && m.role !== "stopping";
+}
+
+/** Newest synced generation first, then priority (DESIGN.md §3). */
+function outranks(m: Pick<MemberRecord, "generation" | "priority">, self: { generation: number; priority: number }): boolean {
+  return m.generation > self.generation || (m.generation === self.generation && m.priority > self.priority);
+}
+
+function bestCandidate(members: readonly MemberRecord[]): MemberRecord | undefined {
+  return members
+    .filter(eligible)
+    .sort((a, b) => b.generation - a.generation || b.priority - a.priority || a.node.localeCompare(b.node))[0];
+}
+
+function d(actions: readonly Action[], reason: string): Decision {
+  return { actions, reason };
+}

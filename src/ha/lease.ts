@@ -1,0 +1,155 @@
+import { describeError } from "../errors/catalogue.js";
+import type { Coordinator } from "../coordinator/port.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
+import type { Logger } from "../platform/logger.js";
+import type { ElectionTiming } from "../config/load.js";
+
+export interface LeaseState {
+  readonly id: string;
+  /** Monotonic ms: send time of the last acknowledged keepalive + granted TTL - fence margin. */
+  readonly deadlineMs: number;
+  readonly grantedTtlMs: number;
+}
+
+export interface LeaseCallbacks {
+  /** The local deadline passed without an acknowledged renewal. Always called before the state is cleared. */
+  onDeadline(lease: LeaseState): void;
+  /** A renewal reached or missed etcd; the loop re-evaluates. */
+  onChange(): void;
+}
+
+/**
+ * Holds this agent's session lease: grant, keepalive every renew interval,
+ * and a timer at the local deadline. etcd counts expiry from when it received
+ * a keepalive, which is after we sent it, so our deadline (from the send time,
+ * minus the fence margin) always falls before etcd's expiry.
+ */
+export class SessionLease {
+  private current: LeaseState | null = null;
+  private deadlineTimer: TimerHandle | undefined;
+  private renewTimer: TimerHandle | undefined;
+  private stopped = false;
+  private lastError: string | null = null;
+
+  constructor(
+    private readonly coordinator: Coordinator,
+    private readonly timing: ElectionTiming,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly callbacks: LeaseCallbacks,
+  ) {}
+
+  state(): LeaseState | null {
+    return this.current;
+  }
+  error(): string | null {
+    return this.lastError;
+  }
+
+  async grant(): Promise<LeaseState> {
+    const sentAt = this.clock.monotonicMs();
+    const g = await this.coordinator.grantLease(this.timing.ttlMs);
+    if (g.ttlMs !== this.timing.ttlMs) {
+      this.log.warn({ requested_ms: this.timing.ttlMs, granted_ms: g.ttlMs }, "etcd granted a different lease TTL than requested; using the granted TTL");
+    }
+    return this.accept(g.id, sentAt, g.ttlMs, g.ttlMs);
+  }
+
+  /** Take over a lease from a previous run of this agent (restart without failover). Returns null if it is gone. */
+  async adopt(id: string): Promise<LeaseState | null> {
+    const sentAt = this.clock.monotonicMs();
+    const ack = await this.coordinator.keepAlive(id);
+    if (ack.ttlMs <= 0) return null;
+    return this.accept(id, sentAt, ack.ttlMs, ack.ttlMs);
+  }
+
+  private accept(id: string, sentAt: number, ttlMs: number, grantedTtlMs: number): LeaseState {
+    this.current = { id, deadlineMs: sentAt + ttlMs - this.timing.fenceMarginMs, grantedTtlMs };
+    this.lastError = null;
+    this.armDeadline();
+    this.scheduleRenew(sentAt);
+    return this.current;
+  }
+
+  private armDeadline(): void {
+    this.deadlineTimer?.cancel();
+    const lease = this.current;
+    if (!lease) return;
+    this.deadlineTimer = this.clock.setTimer(lease.deadlineMs - this.clock.monotonicMs(), () => {
+      if (this.current !== lease) return;
+      this.current = null;
+      this.renewTimer?.cancel();
+      this.log.warn({ lease: lease.id, last_error: this.lastError }, "lease deadline passed without a renewal");
+      this.callbacks.onDeadline(lease);
+      // Best effort: if etcd is back, let a standby take over at once instead of at etcd's expiry.
+      this.coordinator.revokeLease(lease.id).catch(() => undefined);
+    });
+  }
+
+  private scheduleRenew(lastSentAt: number): void {
+    this.renewTimer?.cancel();
+    if (this.stopped) return;
+    const due = lastSentAt + this.timing.renewIntervalMs - this.clock.monotonicMs();
+    this.renewTimer = this.clock.setTimer(due, () => void this.renew());
+  }
+
+  private async renew(): Promise<void> {
+    const lease = this.current;
+    if (!lease || this.stopped) return;
+    const sentAt = this.clock.monotonicMs();
+    try {
+      const ack = await this.coordinator.keepAlive(lease.id);
+      if (this.current !== lease) return;
+      if (ack.ttlMs <= 0) {
+        this.current = null;
+        this.deadlineTimer?.cancel();
+        this.lastError = `lease ${lease.id} expired in etcd`;
+        this.log.warn({ lease: lease.id }, "etcd reports the lease gone");
+        this.callbacks.onDeadline(lease);
+        this.callbacks.onChange();
+        return;
+      }
+      const deadlineMs = Math.max(lease.deadlineMs, sentAt + ack.ttlMs - this.timing.fenceMarginMs);
+      const wasFailing = this.lastError !== null;
+      this.current = { ...lease, deadlineMs };
+      this.lastError = null;
+      this.armDeadline();
+      if (wasFailing) {
+        this.log.info({ lease: lease.id }, "lease renewals reach etcd again");
+        this.callbacks.onChange();
+      }
+    } catch (e) {
+      if (this.current !== lease) return;
+      const first = this.lastError === null;
+      this.lastError = describeError(e);
+      if (first) {
+        this.log.warn({ lease: lease.id, err: this.lastError, deadline_in_ms: Math.round(lease.deadlineMs - this.clock.monotonicMs()) }, "lease renewal failed");
+        this.callbacks.onChange();
+      }
+    }
+    // After a failure retry at once-ish (the next interval from this send), never faster.
+    if (this.current === lease) this.scheduleRenew(sentAt);
+  }
+
+  /** Stop renewing; the deadline timer stays armed so a held role is still fenced on time. */
+  stopRenewing(): void {
+    this.stopped = true;
+    this.renewTimer?.cancel();
+  }
+
+  /** Give the lease back (graceful stop). etcd deletes every key attached to it. */
+  async revoke(): Promise<void> {
+    const lease = this.current;
+    this.stopRenewing();
+    this.deadlineTimer?.cancel();
+    this.current = null;
+    if (lease) await this.coordinator.revokeLease(lease.id);
+  }
+
+  /** Forget the lease without contacting etcd (after a fence). */
+  drop(): void {
+    this.deadlineTimer?.cancel();
+    this.renewTimer?.cancel();
+    this.current = null;
+  }
+}

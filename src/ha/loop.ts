@@ -1,0 +1,354 @@
+import { describeError } from "../errors/catalogue.js";
+import type { Config } from "../config/load.js";
+import type { ClusterSnapshot, Coordinator, MemberRecord, MemberRole, Subscription } from "../coordinator/port.js";
+import type { DaemonController } from "../daemon/port.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
+import type { Logger } from "../platform/logger.js";
+import { decide } from "./decide.js";
+import { SessionLease, type LeaseState } from "./lease.js";
+import type { Action, Decision, Observation } from "./observation.js";
+import type { DaemonHealth, VipControl } from "./ports.js";
+
+export interface HaLoopDeps {
+  readonly config: Config;
+  readonly coordinator: Coordinator;
+  readonly daemon: DaemonController;
+  readonly vip: VipControl;
+  readonly health: DaemonHealth;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly version: string;
+  /** Grace after a daemon (re)start before failing probes count. */
+  readonly probeGraceMs: number;
+}
+
+const RESTART_WINDOW_MS = 60_000;
+
+/**
+ * The imperative shell around decide(): observe (etcd snapshot, lease, daemon,
+ * probes), decide, act. Cycles never overlap; triggers that arrive during a
+ * cycle coalesce into one more. The lease deadline fences directly, without
+ * waiting for a cycle or for etcd.
+ */
+export class HaLoop {
+  private acting: "primary" | "standby" = "standby";
+  private term: number | null = null;
+  private epoch = 0;
+  private vacantSinceMs: number | null = null;
+  private restarts: number[] = [];
+  private daemonStartedAt = -Infinity;
+  private coolDownUntilMs = 0;
+  private lastDecision: Decision | undefined;
+  private lastSnapshot: ClusterSnapshot | null = null;
+  private lastMember = "";
+  private running = false;
+  private pending = false;
+  private stopped = false;
+  private tick: TimerHandle | undefined;
+  private recheck: TimerHandle | undefined;
+  private watch: Subscription | undefined;
+  private cycleDone: Promise<void> = Promise.resolve();
+  readonly lease: SessionLease;
+
+  constructor(private readonly deps: HaLoopDeps) {
+    this.lease = new SessionLease(deps.coordinator, deps.config.election, deps.clock, deps.log, {
+      onDeadline: (l) => this.fence(l),
+      onChange: () => this.trigger("lease"),
+    });
+    deps.daemon.onUnexpectedExit((exit) => {
+      deps.log.warn({ code: exit.code, signal: exit.signal }, "daemon exited unexpectedly");
+      this.trigger("daemon exit");
+    });
+    deps.health.onChange(() => this.trigger("probe change"));
+  }
+
+  /** Start: adopt our own lease if the leader key still names us, then run cycles. */
+  async start(): Promise<void> {
+    const { coordinator, log, config } = this.deps;
+    let adopted = false;
+    try {
+      const snap = await coordinator.snapshot();
+      const leader = snap.leader;
+      if (leader && leader.node === config.node.name) {
+        adopted = (await this.lease.adopt(leader.lease).catch(() => null)) !== null;
+        log.info({ lease: leader.lease, term: leader.term, adopted }, adopted ? "adopted my lease from a previous run: no failover" : "my previous lease is gone");
+      }
+    } catch (e) {
+      log.warn({ err: describeError(e) }, "etcd not reachable at start; staying a standby");
+    }
+    // Unless we are still the leader, a VIP left behind by a crashed previous run must go.
+    if (!adopted) await this.deps.vip.setDesired(false).catch((e: unknown) => log.error({ err: describeError(e) }, "cannot remove a leftover floating IP"));
+    try {
+      this.watch = await coordinator.watchLeader(() => this.trigger("watch"));
+    } catch (e) {
+      log.warn({ err: describeError(e) }, "cannot watch etcd yet; relying on the periodic cycle");
+    }
+    this.deps.health.start();
+    this.scheduleTick();
+    this.trigger("start");
+  }
+
+  /** Run a cycle now, or once more after the one in progress. */
+  trigger(why: string): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.pending = true;
+      return;
+    }
+    this.running = true;
+    this.cycleDone = this.runCycles(why);
+  }
+
+  private async runCycles(why: string): Promise<void> {
+    try {
+      do {
+        this.pending = false;
+        try {
+          await this.cycle(why);
+        } catch (e) {
+          this.deps.log.error({ err: describeError(e) }, "HA cycle failed");
+        }
+        why = "coalesced";
+      } while (this.pending && !this.stopped);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private scheduleTick(): void {
+    if (this.stopped) return;
+    this.tick = this.deps.clock.setTimer(this.deps.config.election.renewIntervalMs, () => {
+      this.trigger("tick");
+      this.scheduleTick();
+    });
+  }
+
+  observe(snapshot: ClusterSnapshot | null, etcdError: string | null): Observation {
+    const { config, clock } = this.deps;
+    const now = clock.monotonicMs();
+    if (snapshot && snapshot.leader === null) this.vacantSinceMs ??= now;
+    else if (snapshot) this.vacantSinceMs = null;
+    this.restarts = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
+    const lease = this.lease.state();
+    return {
+      nowMs: now,
+      self: { name: config.node.name, priority: config.node.priority, nofailover: config.node.nofailover, generation: 0 },
+      mode: config.daemon.mode,
+      acting: this.acting,
+      term: this.term,
+      lease: lease ? { id: lease.id, deadlineMs: lease.deadlineMs } : null,
+      cluster: snapshot,
+      etcdError,
+      vacantSinceMs: this.vacantSinceMs,
+      daemon: {
+        running: this.daemonRunningCache,
+        probesUp: this.deps.health.criticalUp() || now - this.daemonStartedAt < this.deps.probeGraceMs,
+        recentRestarts: this.restarts.length,
+      },
+      restartsBeforeHandover: config.daemon.restarts_before_handover,
+      rankingDelayMs: config.election.rankingDelayMs,
+      coolDownUntilMs: this.coolDownUntilMs,
+    };
+  }
+
+  private daemonRunningCache = false;
+
+  private async cycle(why: string): Promise<void> {
+    const { coordinator, daemon, log } = this.deps;
+    let snapshot: ClusterSnapshot | null = null;
+    let etcdError: string | null = null;
+    try {
+      snapshot = await coordinator.snapshot();
+    } catch (e) {
+      etcdError = describeError(e);
+    }
+    this.lastSnapshot = snapshot;
+    this.daemonRunningCache = await daemon.isRunning().catch(() => false);
+    const decision = decide(this.observe(snapshot, etcdError ?? this.lease.error()));
+    if (decision.reason !== this.lastDecision?.reason) log.info({ trigger: why, actions: decision.actions.map((a) => a.kind) }, decision.reason);
+    this.lastDecision = decision;
+    for (const action of decision.actions) {
+      if (this.stopped) return;
+      await this.act(action);
+    }
+    await this.publishMember();
+  }
+
+  private async act(action: Action): Promise<void> {
+    const { coordinator, config, clock, log } = this.deps;
+    switch (action.kind) {
+      case "grant_lease":
+        try {
+          await this.lease.grant();
+        } catch (e) {
+          log.warn({ err: describeError(e) }, "cannot grant a session lease");
+        }
+        return;
+      case "campaign": {
+        const lease = this.lease.state();
+        if (!lease) return;
+        const result = await coordinator.campaign(config.node.name, lease.id, new Date(clock.wallMs()).toISOString());
+        if (result.won) {
+          log.info({ term: result.leader?.term }, "won the election");
+          await this.promote(result.leader!.term, lease);
+        } else {
+          log.info({ leader: result.leader?.node, term: result.leader?.term }, "lost the election race");
+        }
+        return;
+      }
+      case "promote": {
+        const lease = this.lease.state();
+        if (lease) await this.promote(action.term, lease);
+        return;
+      }
+      case "demote":
+        await this.demote("decision");
+        return;
+      case "resign":
+        await coordinator.resign(action.term).catch((e: unknown) => log.warn({ err: describeError(e) }, "resign failed"));
+        return;
+      case "restart_daemon":
+        await this.restartDaemon();
+        return;
+      case "start_daemon":
+        await this.startDaemon();
+        return;
+      case "cool_down":
+        this.coolDownUntilMs = clock.monotonicMs() + Math.max(10_000, 3 * config.election.ttlMs);
+        return;
+      case "recheck_at":
+        this.recheck?.cancel();
+        this.recheck = clock.setTimer(action.atMs - clock.monotonicMs(), () => this.trigger("ranking delay"));
+        return;
+    }
+  }
+
+  private async promote(term: number, lease: LeaseState): Promise<void> {
+    const { clock, log, config, vip, daemon } = this.deps;
+    if (clock.monotonicMs() >= lease.deadlineMs) return;
+    const epoch = ++this.epoch;
+    this.acting = "primary";
+    this.term = term;
+    this.restarts = [];
+    const started = clock.monotonicMs();
+    const cold = config.daemon.mode === "cold";
+    const [d, v] = await Promise.allSettled([cold ? this.startDaemon() : Promise.resolve(), vip.setDesired(true)]);
+    if (epoch !== this.epoch) {
+      // Fenced while promoting: the fence already asked for the VIP to go; make sure it did.
+      await this.undoPrimary();
+      return;
+    }
+    if (d.status === "rejected") log.error({ err: describeError(d.reason) }, "daemon failed to start on promotion");
+    if (v.status === "rejected") log.error({ err: describeError(v.reason) }, "floating IP not added on promotion; the reconciler retries");
+    log.info({ term, took_ms: Math.round(clock.monotonicMs() - started) }, "acting as primary");
+    void this.deps.health.checkNow().catch(() => undefined);
+  }
+
+  private async startDaemon(): Promise<void> {
+    this.daemonStartedAt = this.deps.clock.monotonicMs();
+    await this.deps.daemon.start();
+    this.daemonRunningCache = true;
+  }
+
+  private async restartDaemon(): Promise<void> {
+    const { daemon, log, clock, config } = this.deps;
+    const n = this.restarts.length;
+    const backoff = n === 0 ? 0 : Math.min(config.daemon.restart_backoff * 2 ** (n - 1), config.daemon.restart_backoff_max);
+    const last = this.restarts[this.restarts.length - 1] ?? -Infinity;
+    const wait = last + backoff - clock.monotonicMs();
+    if (wait > 0) {
+      this.recheck?.cancel();
+      this.recheck = clock.setTimer(wait, () => this.trigger("restart backoff"));
+      return;
+    }
+    this.restarts.push(clock.monotonicMs());
+    try {
+      await daemon.stop();
+      await this.startDaemon();
+    } catch (e) {
+      log.error({ err: describeError(e) }, "daemon restart failed");
+    }
+  }
+
+  /** Stop acting as primary: VIP first (what clients see), then the daemon in cold mode. */
+  private async demote(why: string): Promise<void> {
+    if (this.acting !== "primary") return;
+    this.epoch++;
+    this.deps.log.warn({ term: this.term, why }, "stepping down to standby");
+    this.acting = "standby";
+    this.term = null;
+    await this.undoPrimary();
+  }
+
+  private async undoPrimary(): Promise<void> {
+    const { vip, daemon, config, log } = this.deps;
+    const results = await Promise.allSettled([vip.setDesired(false), config.daemon.mode === "cold" ? daemon.stop() : Promise.resolve()]);
+    for (const r of results) if (r.status === "rejected") log.error({ err: describeError(r.reason) }, "step-down action failed");
+  }
+
+  /** Lease deadline passed: fence now, whatever the cycle is doing. */
+  private fence(lease: LeaseState): void {
+    if (this.acting === "primary") {
+      this.deps.log.error({ lease: lease.id, term: this.term }, "fencing: lease deadline passed; dropping the floating IP and stopping the daemon");
+      void this.demote("lease deadline");
+    }
+    this.trigger("lease deadline");
+  }
+
+  private async publishMember(): Promise<void> {
+    const { config, coordinator, clock, version, vip, log } = this.deps;
+    const lease = this.lease.state();
+    if (!lease) return;
+    const now = clock.monotonicMs();
+    const role: MemberRole = this.acting;
+    const probes = Object.fromEntries(this.deps.health.states().map((s) => [s.name, s.up]));
+    const healthy = now >= this.coolDownUntilMs && (config.daemon.mode === "cold" || this.deps.health.criticalUp());
+    const body = {
+      node: config.node.name,
+      role,
+      healthy,
+      priority: config.node.priority,
+      nofailover: config.node.nofailover,
+      generation: 0,
+      address: config.node.address,
+      version,
+      decision: this.lastDecision?.reason ?? "",
+      probes,
+      vipHeld: vip.state().held,
+      daemonRunning: this.daemonRunningCache,
+    };
+    const key = JSON.stringify(body) + lease.id;
+    if (key === this.lastMember) return;
+    const member: MemberRecord = { ...body, updatedAt: new Date(clock.wallMs()).toISOString() };
+    try {
+      await coordinator.putMember(member, lease.id);
+      this.lastMember = key;
+    } catch (e) {
+      log.debug({ err: describeError(e) }, "member key not written");
+    }
+  }
+
+  status(): { acting: string; term: number | null; decision: string; lease: LeaseState | null; snapshot: ClusterSnapshot | null } {
+    return { acting: this.acting, term: this.term, decision: this.lastDecision?.reason ?? "", lease: this.lease.state(), snapshot: this.lastSnapshot };
+  }
+
+  /**
+   * Graceful stop (SIGTERM): quiesce the daemon, drop the VIP, then revoke the
+   * lease so a standby takes over at once instead of after the TTL.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.tick?.cancel();
+    this.recheck?.cancel();
+    await this.cycleDone.catch(() => undefined);
+    this.lease.stopRenewing();
+    const wasPrimary = this.acting === "primary";
+    await this.demote("shutdown");
+    this.deps.health.stop();
+    await this.deps.vip.release().catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "VIP release failed"));
+    if (this.deps.config.daemon.mode === "warm") await this.deps.daemon.stop().catch(() => undefined);
+    await this.watch?.close().catch(() => undefined);
+    await this.lease.revoke().catch((e: unknown) => this.deps.log.warn({ err: describeError(e) }, "lease revoke failed; standbys take over at expiry"));
+    this.deps.log.info({ was_primary: wasPrimary }, "stopped");
+  }
+}

@@ -1,0 +1,50 @@
+import type { ClusterSnapshot, LeaderRecord, MemberRecord } from "../coordinator/port.js";
+
+/** What one HA cycle knows. Built by the loop, consumed by the pure decide(). */
+export interface Observation {
+  readonly nowMs: number;
+  readonly self: { readonly name: string; readonly priority: number; readonly nofailover: boolean; readonly generation: number };
+  readonly mode: "cold" | "warm";
+  /** Whether this node currently acts as primary (VIP desired, daemon started in cold mode). */
+  readonly acting: "primary" | "standby";
+  /** Our term while acting primary. */
+  readonly term: number | null;
+  /** Our session lease and the local deadline before which etcd cannot expire it. */
+  readonly lease: { readonly id: string; readonly deadlineMs: number } | null;
+  /** The cluster as read from etcd this cycle; null when the read failed. */
+  readonly cluster: ClusterSnapshot | null;
+  readonly etcdError: string | null;
+  /** When this node first saw the current leader vacancy (monotonic ms). */
+  readonly vacantSinceMs: number | null;
+  readonly daemon: {
+    readonly running: boolean;
+    /** Critical probes up (or still within the start-up grace). */
+    readonly probesUp: boolean;
+    /** Restarts in the recent window, by the HA loop. */
+    readonly recentRestarts: number;
+  };
+  readonly restartsBeforeHandover: number;
+  readonly rankingDelayMs: number;
+  /** This node may not campaign before this time (after handing over for failing health). */
+  readonly coolDownUntilMs: number;
+}
+
+export type Action =
+  | { readonly kind: "grant_lease" }
+  | { readonly kind: "campaign" }
+  | { readonly kind: "promote"; readonly term: number }
+  | { readonly kind: "demote" }
+  | { readonly kind: "resign"; readonly term: number }
+  | { readonly kind: "restart_daemon" }
+  | { readonly kind: "start_daemon" }
+  | { readonly kind: "cool_down" }
+  /** Re-run the cycle at this time (ranking delay running out). */
+  | { readonly kind: "recheck_at"; readonly atMs: number };
+
+export interface Decision {
+  readonly actions: readonly Action[];
+  /** One sentence saying why; logged, published in the member key, asserted by tests. */
+  readonly reason: string;
+}
+
+export type { ClusterSnapshot, LeaderRecord, MemberRecord };

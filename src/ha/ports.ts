@@ -1,0 +1,21 @@
+import type { ProbeState } from "../probes/port.js";
+
+// What the HA loop needs from the VIP reconciler and the probe runner: the
+// loop imports these shapes only, never an adapter (composition is in agent.ts).
+
+export interface VipControl {
+  /** Record the desired state and reconcile now; rejects if adding/removing failed. */
+  setDesired(held: boolean): Promise<void>;
+  state(): { readonly desired: boolean; readonly held: boolean; readonly lastError: string | null };
+  /** Remove the address and stop reconciling (shutdown). */
+  release(): Promise<void>;
+}
+
+export interface DaemonHealth {
+  criticalUp(): boolean;
+  states(): ProbeState[];
+  onChange(listener: () => void): void;
+  checkNow(): Promise<void>;
+  start(): void;
+  stop(): void;
+}

@@ -1,0 +1,91 @@
+import type { DaemonController, DaemonExit } from "../../src/daemon/port.js";
+import type { DaemonHealth, VipControl } from "../../src/ha/ports.js";
+import type { ProbeState } from "../../src/probes/port.js";
+import type { Clock } from "../../src/platform/clock.js";
+
+/** Shared record of who held the VIP when, to check "at most one holder" over a whole scenario. */
+export class VipTimeline {
+  readonly events: { t: number; node: string; held: boolean }[] = [];
+  private readonly holders = new Set<string>();
+  maxHolders = 0;
+  constructor(private readonly clock: Clock) {}
+  set(node: string, held: boolean): void {
+    if (held) this.holders.add(node);
+    else this.holders.delete(node);
+    this.maxHolders = Math.max(this.maxHolders, this.holders.size);
+    this.events.push({ t: this.clock.monotonicMs(), node, held });
+  }
+  holder(): string[] {
+    return [...this.holders];
+  }
+}
+
+export class FakeVip implements VipControl {
+  held = false;
+  desired = false;
+  constructor(private readonly node: string, private readonly timeline: VipTimeline) {}
+  async setDesired(held: boolean): Promise<void> {
+    this.desired = held;
+    if (this.held !== held) {
+      this.held = held;
+      this.timeline.set(this.node, held);
+    }
+  }
+  state() {
+    return { desired: this.desired, held: this.held, lastError: null };
+  }
+  async release(): Promise<void> {
+    await this.setDesired(false);
+  }
+}
+
+export class FakeDaemon implements DaemonController {
+  readonly backend = "process" as const;
+  running = false;
+  starts = 0;
+  stops = 0;
+  failStarts = false;
+  private listeners: ((e: DaemonExit) => void)[] = [];
+  async start(): Promise<void> {
+    if (this.failStarts) throw new Error("start failed");
+    if (!this.running) this.starts++;
+    this.running = true;
+  }
+  async stop(): Promise<void> {
+    if (this.running) this.stops++;
+    this.running = false;
+  }
+  async isRunning(): Promise<boolean> {
+    return this.running;
+  }
+  onUnexpectedExit(listener: (exit: DaemonExit) => void): void {
+    this.listeners.push(listener);
+  }
+  /** Simulate a crash. */
+  crash(): void {
+    this.running = false;
+    for (const l of this.listeners) l({ code: 1, signal: null });
+  }
+  async close(): Promise<void> {}
+}
+
+export class FakeHealth implements DaemonHealth {
+  up = true;
+  private listeners: (() => void)[] = [];
+  criticalUp(): boolean {
+    return this.up;
+  }
+  states(): ProbeState[] {
+    return [{ name: "sftp", critical: true, up: this.up, lastDetail: "", consecutive: 1 }];
+  }
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+  set(up: boolean): void {
+    this.up = up;
+    for (const l of this.listeners) l();
+  }
+  async checkNow(): Promise<void> {}
+  start(): void {}
+  stop(): void {}
+}

@@ -1,0 +1,94 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { decide } from "../../src/ha/decide.js";
+import type { MemberRecord, Observation } from "../../src/ha/observation.js";
+
+const NOW = 100_000;
+
+function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
+  return {
+    node, role: "standby", healthy: true, priority: 100, nofailover: false, generation: 0, address: "198.18.0.1",
+    version: "t", decision: "", probes: {}, vipHeld: false, daemonRunning: false, updatedAt: "", ...over,
+  };
+}
+
+function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Observation["cluster"]>> | null = {}): Observation {
+  return {
+    nowMs: NOW,
+    self: { name: "n1", priority: 100, nofailover: false, generation: 0 },
+    mode: "cold",
+    acting: "standby",
+    term: null,
+    lease: { id: "a1", deadlineMs: NOW + 4000 },
+    cluster: cluster === null ? null : { revision: 10, leader: null, members: [member("n1")], paused: false, ...cluster },
+    etcdError: cluster === null ? "partitioned" : null,
+    vacantSinceMs: NOW,
+    daemon: { running: false, probesUp: true, recentRestarts: 0 },
+    restartsBeforeHandover: 1,
+    rankingDelayMs: 500,
+    coolDownUntilMs: 0,
+    ...over,
+  };
+}
+
+const primary = (over: Partial<Observation> = {}, cluster: Partial<NonNullable<Observation["cluster"]>> | null = {}) =>
+  obs(
+    { acting: "primary", term: 7, daemon: { running: true, probesUp: true, recentRestarts: 0 }, ...over },
+    cluster === null ? null : { leader: { node: "n1", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1", { role: "primary" }), member("n2")], ...cluster },
+  );
+
+interface Case {
+  name: string;
+  o: Observation;
+  actions: string[];
+  reason: RegExp;
+}
+
+const cases: Case[] = [
+  // standby transitions
+  { name: "standby, no leader, ranks first -> campaign", o: obs(), actions: ["campaign"], reason: /^campaigning: no primary and I rank first/ },
+  { name: "standby, leader is another node -> follow", o: obs({}, { leader: { node: "n2", term: 5, lease: "b", acquiredAt: "" } }), actions: [], reason: /^no action: following n2 \(term 5\)$/ },
+  { name: "standby, etcd unreachable -> stay standby", o: obs({}, null), actions: [], reason: /^no action: etcd unreachable \(partitioned\); staying a standby$/ },
+  { name: "standby, no lease -> grant", o: obs({ lease: null }), actions: ["grant_lease"], reason: /^acquiring a session lease$/ },
+  { name: "standby, leader key names me with my lease (restart) -> promote", o: obs({}, { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" } }), actions: ["promote"], reason: /^promoting: the leader key names me with my lease \(term 9\)$/ },
+  { name: "standby, stale leader key of mine -> resign it", o: obs({}, { leader: { node: "n1", term: 9, lease: "zz", acquiredAt: "" } }), actions: ["resign"], reason: /stale leader key of mine/ },
+  { name: "standby, paused -> no campaign", o: obs({}, { paused: true }), actions: [], reason: /^no action: no primary, but the cluster is paused$/ },
+  { name: "standby, nofailover -> no campaign", o: obs({ self: { name: "n1", priority: 100, nofailover: true, generation: 0 } }), actions: [], reason: /tagged nofailover/ },
+  { name: "standby, cooling down -> no campaign", o: obs({ coolDownUntilMs: NOW + 5000 }), actions: [], reason: /cool-down/ },
+  { name: "standby, higher-priority peer -> wait the ranking delay", o: obs({}, { members: [member("n1"), member("n3", { priority: 200 })] }), actions: ["recheck_at"], reason: /^waiting: no primary; n3 ranks higher \(priority 200\), campaigning in 500ms/ },
+  { name: "standby, higher-priority peer did not take over -> campaign", o: obs({ vacantSinceMs: NOW - 600 }, { members: [member("n1"), member("n3", { priority: 200 })] }), actions: ["campaign"], reason: /n3 \(ranked higher\) has not taken over/ },
+  { name: "standby, higher-priority peer unhealthy -> campaign at once", o: obs({}, { members: [member("n1"), member("n3", { priority: 200, healthy: false })] }), actions: ["campaign"], reason: /I rank first/ },
+  { name: "standby, newer generation peer outranks priority", o: obs({}, { members: [member("n1", { priority: 500 }), member("n2", { generation: 3 })] }), actions: ["recheck_at"], reason: /n2 ranks higher/ },
+  { name: "warm standby, daemon down -> start it", o: obs({ mode: "warm", daemon: { running: false, probesUp: false, recentRestarts: 0 } }, { leader: { node: "n2", term: 5, lease: "b", acquiredAt: "" } }), actions: ["start_daemon"], reason: /following n2/ },
+  { name: "warm standby with unhealthy daemon does not campaign", o: obs({ mode: "warm", daemon: { running: true, probesUp: false, recentRestarts: 0 } }), actions: [], reason: /my daemon is not healthy/ },
+  // primary transitions
+  { name: "primary healthy with the lease -> nothing", o: primary(), actions: [], reason: /^no action: I am n1, the primary with the lease \(term 7\)$/ },
+  { name: "primary past its deadline -> demote", o: primary({ lease: { id: "a1", deadlineMs: NOW } }), actions: ["demote"], reason: /^demoting: lease deadline passed$/ },
+  { name: "primary, lease lost, etcd unreachable -> demote", o: primary({ lease: null }, null), actions: ["demote"], reason: /^demoting: lease deadline passed and etcd unreachable \(partitioned\)$/ },
+  { name: "primary, etcd unreachable, lease valid -> hold", o: primary({}, null), actions: [], reason: /^holding: etcd unreachable \(partitioned\); lease valid for 4000ms more/ },
+  { name: "primary, leader key gone -> demote", o: primary({}, { leader: null }), actions: ["demote"], reason: /^demoting: the leader key is gone$/ },
+  { name: "primary, leader key names another node -> demote", o: primary({}, { leader: { node: "n2", term: 8, lease: "b", acquiredAt: "" } }), actions: ["demote"], reason: /names n2 \(term 8\), not me \(term 7\)/ },
+  { name: "primary, same node but older term -> demote", o: primary({ term: 6 }), actions: ["demote"], reason: /not me \(term 6\)/ },
+  { name: "primary, daemon crashed -> restart", o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 0 } }), actions: ["restart_daemon"], reason: /^restarting the daemon: the daemon is not running \(restart 1 of 1\)$/ },
+  { name: "primary, probes failing after restart -> hand over", o: primary({ daemon: { running: true, probesUp: false, recentRestarts: 1 } }), actions: ["demote", "resign", "cool_down"], reason: /^handing over: critical probes are failing after 1 restart\(s\); n2 is a healthy standby$/ },
+  { name: "primary, failing, no healthy standby -> keep restarting", o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 3 } }, { members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), actions: ["restart_daemon"], reason: /no healthy standby/ },
+  { name: "primary, paused with failing daemon -> no automatic action", o: primary({ daemon: { running: false, probesUp: false, recentRestarts: 5 } }, { paused: true }), actions: [], reason: /^no action: paused; I am n1/ },
+];
+
+for (const c of cases) {
+  test(c.name, () => {
+    const decision = decide(c.o);
+    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions);
+    assert.match(decision.reason, c.reason);
+  });
+}
+
+test("decide is pure: same observation, same decision", () => {
+  const o = primary({ daemon: { running: true, probesUp: false, recentRestarts: 1 } });
+  assert.deepEqual(decide(o), decide(o));
+});
+
+test("a resign always carries the term from the leader key", () => {
+  const d = decide(primary({ daemon: { running: false, probesUp: false, recentRestarts: 1 } }));
+  assert.deepEqual(d.actions.find((a) => a.kind === "resign"), { kind: "resign", term: 7 });
+});

@@ -1,0 +1,173 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { HaLoop } from "../../src/ha/loop.js";
+import { parseConfigText } from "../../src/config/load.js";
+import { silentLogger } from "../../src/platform/logger.js";
+import { FakeClock } from "../fakes/clock.js";
+import { FakeCoordinator } from "../fakes/coordinator.js";
+import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../fakes/node-parts.js";
+import { ProcessLife } from "../fakes/crashable.js";
+
+function configFor(name: string, priority = 100, extra = "") {
+  return parseConfigText(
+    `cluster: t
+node: { name: ${name}, address: 198.18.0.1, priority: ${priority} }
+etcd: { endpoints: ["http://198.18.0.2:2379"] }
+election: { ttl: 5s, fence_margin: 1s, ranking_delay: 500ms }
+daemon: { backend: process, command: [/bin/true] }
+${extra}`,
+    "test.yaml",
+  );
+}
+
+function cluster(names: [string, number][]) {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const timeline = new VipTimeline(clock);
+  const nodes = names.map(([name, prio]) => {
+    const daemon = new FakeDaemon();
+    const vip = new FakeVip(name, timeline);
+    const health = new FakeHealth();
+    const life = new ProcessLife();
+    const loop = new HaLoop({
+      config: configFor(name, prio), coordinator: life.coordinator(etcd), daemon, vip, health, clock: life.clock(clock), log: silentLogger(), version: "test", probeGraceMs: 0,
+    });
+    return { name, daemon, vip, health, loop, life };
+  });
+  return { clock, etcd, timeline, nodes };
+}
+
+test("one node wins the first election, starts the daemon and takes the VIP; the other follows", async () => {
+  const c = cluster([["n1", 100], ["n2", 200]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(3000);
+  // At bootstrap the first agent up finds no ranked peers and wins; ranking applies to failovers.
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.deepEqual(c.timeline.holder(), ["n1"]);
+  assert.equal(c.nodes[0]!.daemon.running, true);
+  assert.equal(c.nodes[1]!.daemon.running, false);
+  assert.match(c.nodes[1]!.loop.status().decision, /^no action: following n1 \(term \d+\)$/);
+  assert.equal(c.etcd.members.size, 2, "both published member keys");
+});
+
+test("primary partitioned from etcd fences at its deadline, before etcd expires the lease; the standby takes over after", async () => {
+  const c = cluster([["n1", 200], ["n2", 100]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  const n1 = c.nodes[0]!;
+  const lease = n1.loop.lease.state()!;
+  n1.life.partitioned = true;
+  const partitionedAt = c.clock.monotonicMs();
+  await c.clock.advance(8000);
+  assert.equal(n1.vip.held, false, "n1 dropped the VIP");
+  assert.equal(n1.daemon.running, false, "n1 stopped the daemon (cold mode)");
+  assert.match(n1.loop.status().decision, /etcd unreachable/);
+  const dropped = c.timeline.events.find((e) => e.node === "n1" && !e.held)!;
+  const added = c.timeline.events.find((e) => e.node === "n2" && e.held)!;
+  assert.ok(dropped.t <= lease.deadlineMs, `dropped at ${dropped.t}, deadline ${lease.deadlineMs}`);
+  assert.ok(dropped.t - partitionedAt <= 5000 - 1000, "fenced within ttl - margin of the last renewal");
+  assert.ok(added.t >= dropped.t + 1000, `n2 added the VIP ${added.t - dropped.t}ms after n1 dropped it (fence margin 1000ms)`);
+  assert.equal(c.etcd.leader?.node, "n2");
+  assert.equal(c.timeline.maxHolders, 1);
+  n1.life.partitioned = false;
+  await c.clock.advance(5000);
+  assert.deepEqual(c.timeline.holder(), ["n2"], "healed n1 rejoins as a standby");
+  assert.match(n1.loop.status().decision, /following n2/);
+});
+
+test("a primary whose lease etcd expired while it was partitioned never holds the VIP at the same time as the new primary", async () => {
+  const c = cluster([["n1", 200], ["n2", 100], ["n3", 100]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  // Freeze n1's view: its keepalives fail (etcd unreachable for everyone for 3 s), then etcd returns.
+  c.etcd.unreachable = true;
+  await c.clock.advance(3000);
+  c.etcd.unreachable = false;
+  await c.clock.advance(10_000);
+  assert.equal(c.timeline.maxHolders, 1, JSON.stringify(c.timeline.events));
+  assert.equal(c.timeline.holder().length, 1);
+});
+
+test("daemon crash on the primary: restart once, then hand over to a healthy standby when it keeps failing", async () => {
+  const c = cluster([["n1", 200], ["n2", 100]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const n1 = c.nodes[0]!;
+  const startsBefore = n1.daemon.starts;
+  n1.daemon.crash();
+  await c.clock.advance(10);
+  assert.equal(n1.daemon.starts, startsBefore + 1, "restarted at once");
+  assert.equal(c.etcd.leader?.node, "n1");
+  n1.daemon.failStarts = true;
+  n1.daemon.crash();
+  await c.clock.advance(3000);
+  assert.equal(c.etcd.leader?.node, "n2", "handed over");
+  assert.deepEqual(c.timeline.holder(), ["n2"]);
+  assert.equal(c.nodes[1]!.daemon.running, true);
+  assert.equal(c.timeline.maxHolders, 1);
+  // The old primary cools down instead of campaigning straight back.
+  assert.match(n1.loop.status().decision, /following n2/);
+});
+
+test("graceful stop of the primary revokes the lease: the standby takes over without waiting for the TTL", async () => {
+  const c = cluster([["n1", 200], ["n2", 100]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const n1 = c.nodes[0]!;
+  const t0 = c.clock.monotonicMs();
+  await n1.loop.stop();
+  assert.equal(n1.vip.held, false);
+  assert.equal(n1.daemon.running, false);
+  await c.clock.advance(50);
+  assert.equal(c.etcd.leader?.node, "n2");
+  const added = c.timeline.events.find((e) => e.node === "n2" && e.held)!;
+  assert.ok(added.t - t0 <= 50, `took over after ${added.t - t0}ms`);
+  assert.equal(c.timeline.maxHolders, 1);
+});
+
+test("an agent restarted while its lease lives adopts it: no failover", async () => {
+  const c = cluster([["n1", 200], ["n2", 100]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const term = c.etcd.leader!.term;
+  // Simulate a crash of n1's agent: a new loop with the same daemon/VIP (kernel state survives).
+  const old = c.nodes[0]!;
+  old.life.crash();
+  const again = new HaLoop({
+    config: configFor("n1", 200), coordinator: c.etcd, daemon: old.daemon, vip: old.vip, health: old.health, clock: c.clock, log: silentLogger(), version: "test", probeGraceMs: 0,
+  });
+  await c.clock.advance(1000);
+  await again.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.equal(c.etcd.leader?.term, term, "same term: no new election");
+  assert.equal(again.status().acting, "primary");
+  assert.ok(!c.timeline.events.some((e) => e.node === "n2" && e.held));
+});
+
+test("paused cluster: no campaign when the primary goes away", async () => {
+  const c = cluster([["n1", 200], ["n2", 100]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  await c.etcd.setPaused(true);
+  await c.nodes[0]!.loop.stop();
+  await c.clock.advance(5000);
+  assert.equal(c.etcd.leader, null);
+  assert.match(c.nodes[1]!.loop.status().decision, /paused/);
+});
+
+test("lower-ranked standby campaigns after the ranking delay when the better one stays silent", async () => {
+  const c = cluster([["n1", 300], ["n2", 200], ["n3", 100]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  // n2 freezes (SIGSTOP) just before n1 leaves gracefully; its member key still says it ranks higher.
+  c.nodes[1]!.life.crash();
+  await c.nodes[0]!.loop.stop();
+  await c.clock.advance(200);
+  assert.equal(c.etcd.leader, null, "n3 waits while n2 ranks higher");
+  await c.clock.advance(400);
+  assert.equal(c.etcd.leader?.node, "n3", "n3 campaigned once the ranking delay ran out");
+});
