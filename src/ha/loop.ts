@@ -314,7 +314,7 @@ export class HaLoop {
       version,
       decision: this.lastDecision?.reason ?? "",
       probes,
-      vipHeld: vip.state().held,
+      vipHeld: vip.state().held === true,
       daemonRunning: this.daemonRunningCache,
     };
     const key = JSON.stringify(body) + lease.id;
@@ -344,7 +344,7 @@ export class HaLoop {
     this.lease.stopRenewing();
     const wasPrimary = this.acting === "primary";
     await this.demote("shutdown");
-    this.deps.health.stop();
+    await this.deps.health.stop();
     await this.deps.vip.release().catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "VIP release failed"));
     if (this.deps.config.daemon.mode === "warm") await this.deps.daemon.stop().catch(() => undefined);
     await this.watch?.close().catch(() => undefined);

@@ -6,7 +6,7 @@ import type { ProbeState } from "../probes/port.js";
 export interface VipControl {
   /** Record the desired state and reconcile now; rejects if adding/removing failed. */
   setDesired(held: boolean): Promise<void>;
-  state(): { readonly desired: boolean; readonly held: boolean; readonly lastError: string | null };
+  state(): { readonly desired: boolean; readonly held: boolean | undefined; readonly lastError: string | undefined };
   /** Remove the address and stop reconciling (shutdown). */
   release(): Promise<void>;
 }
@@ -15,7 +15,7 @@ export interface DaemonHealth {
   criticalUp(): boolean;
   states(): ProbeState[];
   onChange(listener: () => void): void;
-  checkNow(): Promise<void>;
+  checkNow(): Promise<unknown>;
   start(): void;
-  stop(): void;
+  stop(): Promise<void> | void;
 }

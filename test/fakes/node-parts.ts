@@ -32,7 +32,7 @@ export class FakeVip implements VipControl {
     }
   }
   state() {
-    return { desired: this.desired, held: this.held, lastError: null };
+    return { desired: this.desired, held: this.held, lastError: undefined };
   }
   async release(): Promise<void> {
     await this.setDesired(false);

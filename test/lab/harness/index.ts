@@ -14,5 +14,6 @@ export {
   type SshdOptions,
 } from './lab.js';
 export { Observer, parseSamples, type ArpSample, type HolderSample } from './observer.js';
+export { LabCluster, CLI, REPO, type ClusterOptions, type LeaderView } from './cluster.js';
 export { sweep, sweepStale, killAllInSync, listNetns, type SweepResult } from './cleanup.js';
 export { run, runOk, pollUntil, sleep, type ExecOptions, type ExecResult } from './exec.js';

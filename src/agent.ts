@@ -1,0 +1,64 @@
+// The composition root: the one place that builds real adapters from config
+// and hands them to the HA loop. Everything below it depends on ports only.
+import { mkdir } from "node:fs/promises";
+import type { Config } from "./config/load.js";
+import { EtcdCoordinator } from "./coordinator/etcd.js";
+import { createDaemon } from "./daemon/index.js";
+import { describeError } from "./errors/catalogue.js";
+import { HaLoop } from "./ha/loop.js";
+import { SystemClock, type Clock } from "./platform/clock.js";
+import { SpawnCommandRunner } from "./platform/command.js";
+import { createLogger, type Logger } from "./platform/logger.js";
+import { createProbeHealth } from "./probes/index.js";
+import { VipReconciler, createFloatingIp } from "./vip/index.js";
+import { VERSION } from "./version.js";
+
+export interface RunningAgent {
+  readonly loop: HaLoop;
+  /** Graceful stop: quiesce the daemon, drop the VIP, revoke the lease. */
+  stop(): Promise<void>;
+}
+
+export async function startAgent(config: Config, options: { log?: Logger; clock?: Clock } = {}): Promise<RunningAgent> {
+  const clock = options.clock ?? new SystemClock();
+  const log = options.log ?? createLogger({ level: config.log.level, node: config.node.name });
+  const runner = new SpawnCommandRunner();
+  await mkdir(config.state_dir, { recursive: true, mode: 0o700 });
+
+  const coordinator = new EtcdCoordinator({
+    endpoints: config.etcd.endpoints,
+    prefix: config.etcd.prefix,
+    cluster: config.cluster,
+    // A keepalive stuck longer than the renew interval is as good as lost; the next one goes out on time.
+    requestTimeoutMs: Math.min(config.etcd.request_timeout, config.election.ttlMs - config.election.fenceMarginMs),
+    dialTimeoutMs: config.etcd.dial_timeout,
+    clock,
+    log: log.child({ component: "etcd" }),
+  });
+  const daemon = createDaemon(config.daemon, { clock, runner, stateDir: config.state_dir, logger: log.child({ component: "daemon" }) });
+  const floatingIp = createFloatingIp(config.vip, { runner, clock, logger: log });
+  const vip = new VipReconciler(floatingIp, clock, log.child({ component: "vip" }), {
+    reconcileIntervalMs: config.vip?.reconcile_interval ?? 2000,
+    announceIntervalMs: config.vip?.announce_interval ?? 10_000,
+  });
+  vip.onError((e) => log.warn({ err: describeError(e) }, "floating IP reconcile failed"));
+  const health = createProbeHealth(config.probes, { clock, logger: log.child({ component: "probes" }) });
+  const probeGraceMs = Math.max(0, ...config.probes.filter((p) => p.critical).map((p) => p.interval * p.fall + p.timeout));
+
+  const loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs });
+  log.info({ version: VERSION, cluster: config.cluster, ttl_ms: config.election.ttlMs, fence_margin_ms: config.election.fenceMarginMs }, "agent starting");
+  // No vip.start(): the loop's first setDesired() arms the reconciler, after it has
+  // decided whether it adopts its own lease (keep the VIP) or not (drop a leftover).
+  await loop.start();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    loop,
+    stop: () =>
+      (stopping ??= (async () => {
+        await loop.stop();
+        await daemon.close();
+        await coordinator.close();
+      })()),
+  };
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { loadConfigFile } from "../config/load.js";
+import { EtcdCoordinator } from "../coordinator/etcd.js";
+import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
+import { SystemClock } from "../platform/clock.js";
+import { silentLogger } from "../platform/logger.js";
+import { VERSION } from "../version.js";
+import { renderStatus } from "./status.js";
+
+const USAGE = `understudy ${VERSION}: high availability for file-transfer servers
+
+Usage:
+  understudy agent --config FILE            run the agent (SIGTERM: graceful handover)
+  understudy status --config FILE [--json]  show the cluster as etcd sees it
+  understudy status --etcd URL[,URL] --cluster NAME [--prefix /understudy] [--json]
+  understudy config check FILE [--no-host-checks]
+                                            validate a config file (exit 0 valid, 2 invalid)
+  understudy --version
+
+Exit codes: 0 success, 1 runtime failure (etcd unreachable...), 2 invalid usage or config.`;
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "agent":
+      return runAgent(rest);
+    case "status":
+      return status(rest);
+    case "config":
+      if (rest[0] === "check") return configCheck(rest.slice(1));
+      throw usage(`unknown config subcommand ${JSON.stringify(rest[0] ?? "")}`);
+    case "--version":
+    case "version":
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    default:
+      throw usage(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+function usage(problem: string): UnderstudyError {
+  return new UnderstudyError("US_E_CLI_USAGE", { problem });
+}
+
+function parse<T extends Record<string, { type: "string" | "boolean" }>>(args: readonly string[], options: T, positionals = false) {
+  try {
+    return parseArgs({ args: [...args], options, allowPositionals: positionals, strict: true });
+  } catch (e) {
+    throw usage(describeError(e));
+  }
+}
+
+async function configCheck(args: readonly string[]): Promise<number> {
+  const { values, positionals } = parse(args, { "no-host-checks": { type: "boolean" }, json: { type: "boolean" } }, true);
+  const file = positionals[0];
+  if (!file || positionals.length > 1) throw usage("config check takes exactly one FILE");
+  const config = await loadConfigFile(file, { hostChecks: !values["no-host-checks"] });
+  if (values.json) process.stdout.write(`${JSON.stringify({ valid: true, file, config }, null, 2)}\n`);
+  else process.stdout.write(`${file}: valid (cluster ${config.cluster}, node ${config.node.name}, ttl ${config.election.ttlMs}ms, fence margin ${config.election.fenceMarginMs}ms)\n`);
+  return 0;
+}
+
+async function runAgent(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, { config: { type: "string" } });
+  if (!values.config) throw usage("agent needs --config FILE");
+  // Validate everything before touching anything: a bad config starts nothing.
+  const config = await loadConfigFile(values.config, { hostChecks: true });
+  const { startAgent } = await import("../agent.js");
+  const agent = await startAgent(config);
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (++signals > 1) {
+        process.stderr.write(`second ${sig}: exiting without a graceful handover\n`);
+        process.exit(1);
+      }
+      agent.stop().then(resolve, (e: unknown) => {
+        process.stderr.write(`graceful stop failed: ${describeError(e)}\n`);
+        resolve();
+      });
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+  return 0;
+}
+
+async function status(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, {
+    config: { type: "string" },
+    etcd: { type: "string" },
+    cluster: { type: "string" },
+    prefix: { type: "string" },
+    json: { type: "boolean" },
+  });
+  let endpoints: string[];
+  let cluster: string;
+  let prefix = values.prefix ?? "/understudy";
+  if (values.config) {
+    const config = await loadConfigFile(values.config, { hostChecks: false });
+    endpoints = config.etcd.endpoints;
+    cluster = config.cluster;
+    prefix = values.prefix ?? config.etcd.prefix;
+  } else if (values.etcd && values.cluster) {
+    endpoints = values.etcd.split(",");
+    cluster = values.cluster;
+  } else {
+    throw usage("status needs --config FILE, or --etcd URL and --cluster NAME");
+  }
+  const coordinator = new EtcdCoordinator({
+    endpoints, prefix, cluster, requestTimeoutMs: 3000, dialTimeoutMs: 3000, clock: new SystemClock(), log: silentLogger(),
+  });
+  try {
+    const snap = await coordinator.snapshot();
+    process.stdout.write(values.json ? `${JSON.stringify({ cluster, ...snap }, null, 2)}\n` : `${renderStatus(cluster, snap)}\n`);
+    return 0;
+  } finally {
+    await coordinator.close();
+  }
+}
+
+function exitCodeFor(e: unknown): number {
+  if (isUnderstudyError(e)) return e.code.startsWith("US_E_CONFIG") || e.code === "US_E_CLI_USAGE" ? 2 : 1;
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`understudy: ${describeError(e)}\n`);
+    process.exitCode = exitCodeFor(e);
+  },
+);

@@ -1,0 +1,33 @@
+import type { ClusterSnapshot, MemberRecord } from "../coordinator/port.js";
+
+/** A table in the spirit of `patronictl list`. */
+export function renderStatus(cluster: string, snap: ClusterSnapshot): string {
+  const leader = snap.leader;
+  const header = `+ Cluster: ${cluster} (revision ${snap.revision})${snap.paused ? " [PAUSED: no automatic failover]" : ""}`;
+  const rows: string[][] = [["Member", "Address", "Role", "Term", "Healthy", "VIP", "Daemon", "Decision"]];
+  const members = [...snap.members].sort((a, b) => a.node.localeCompare(b.node));
+  for (const m of members) rows.push(row(m, leader?.node === m.node ? leader.term : undefined));
+  if (leader && !members.some((m) => m.node === leader.node)) {
+    rows.push([leader.node, "?", "primary (no member key)", String(leader.term), "?", "?", "?", ""]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = "+" + widths.map((w) => "-".repeat(w + 2)).join("+") + "+";
+  const fmt = (r: string[]) => "| " + r.map((c, i) => c.padEnd(widths[i]!)).join(" | ") + " |";
+  const out = [header, line, fmt(rows[0]!), line, ...rows.slice(1).map(fmt), line];
+  if (!leader) out.push("No primary: the leader key is absent.");
+  return out.join("\n");
+}
+
+function row(m: MemberRecord, term: number | undefined): string[] {
+  const role = term !== undefined ? (m.role === "primary" ? "primary" : `leader key (${m.role})`) : m.role;
+  return [
+    m.node,
+    m.address,
+    role,
+    term !== undefined ? String(term) : "",
+    m.healthy ? "yes" : "no",
+    m.vipHeld ? "held" : "",
+    m.daemonRunning ? "running" : "stopped",
+    m.decision.length > 70 ? `${m.decision.slice(0, 67)}...` : m.decision,
+  ];
+}
