@@ -163,9 +163,13 @@ export class ProcessDaemon implements DaemonController {
   }
 
   private adopt(): Running | undefined {
-    const pid = readPidfile(this.pidfile);
-    if (pid === undefined) return undefined;
-    if (!isAlive(pid) || !sameArgv(readCmdline(pid), this.command)) {
+    const record = readPidRecord(this.pidfile);
+    if (record === undefined) return undefined;
+    const pid = record.pid;
+    // Daemons such as sshd rewrite their argv (process title), so identity is the
+    // kernel's start time recorded with the pid: it also rules out a reused pid.
+    const same = record.start !== undefined ? startTime(pid) === record.start : sameArgv(readCmdline(pid), this.command);
+    if (!isAlive(pid) || !same) {
       removePidfile(this.pidfile, pid);
       return undefined;
     }
@@ -237,22 +241,39 @@ function startError(cause: string): UnderstudyError {
 }
 
 // Pidfile I/O is synchronous so that reading, adopting and rewriting it cannot interleave.
-function readPidfile(file: string): number | undefined {
+// Format: "<pid> <start time in clock ticks since boot>\n" (a bare pid is still read).
+function readPidRecord(file: string): { pid: number; start: string | undefined } | undefined {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch {
     return undefined;
   }
-  const pid = Number(text.trim());
+  const [pidText, start] = text.trim().split(/\s+/);
+  const pid = Number(pidText);
   // pid 0 or negative would signal whole process groups.
-  return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined;
+  return Number.isSafeInteger(pid) && pid > 1 ? { pid, start: start && /^\d+$/.test(start) ? start : undefined } : undefined;
+}
+
+function readPidfile(file: string): number | undefined {
+  return readPidRecord(file)?.pid;
 }
 
 function writePidfile(file: string, pid: number): void {
   const tmp = `${file}.tmp`;
-  writeFileSync(tmp, `${pid}\n`, { mode: 0o644 });
+  const start = startTime(pid);
+  writeFileSync(tmp, start ? `${pid} ${start}\n` : `${pid}\n`, { mode: 0o644 });
   renameSync(tmp, file);
+}
+
+/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
 }
 
 /** Remove the pidfile only if it still names `pid`: a newer daemon's record must survive. */

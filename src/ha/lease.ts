@@ -76,7 +76,7 @@ export class SessionLease {
     const lease = this.current;
     if (!lease) return;
     this.deadlineTimer = this.clock.setTimer(lease.deadlineMs - this.clock.monotonicMs(), () => {
-      if (this.current !== lease) return;
+      if (this.current !== lease) return; // superseded by a later renewal's state object
       this.current = null;
       this.renewTimer?.cancel();
       this.log.warn({ lease: lease.id, last_error: this.lastError }, "lease deadline passed without a renewal");
@@ -97,9 +97,10 @@ export class SessionLease {
     const lease = this.current;
     if (!lease || this.stopped) return;
     const sentAt = this.clock.monotonicMs();
+    const same = () => this.current?.id === lease.id;
     try {
       const ack = await this.coordinator.keepAlive(lease.id);
-      if (this.current !== lease) return;
+      if (!same()) return;
       if (ack.ttlMs <= 0) {
         this.current = null;
         this.deadlineTimer?.cancel();
@@ -111,7 +112,7 @@ export class SessionLease {
       }
       const deadlineMs = Math.max(lease.deadlineMs, sentAt + ack.ttlMs - this.timing.fenceMarginMs);
       const wasFailing = this.lastError !== null;
-      this.current = { ...lease, deadlineMs };
+      this.current = { ...this.current!, deadlineMs: Math.max(this.current!.deadlineMs, deadlineMs) };
       this.lastError = null;
       this.armDeadline();
       if (wasFailing) {
@@ -119,7 +120,7 @@ export class SessionLease {
         this.callbacks.onChange();
       }
     } catch (e) {
-      if (this.current !== lease) return;
+      if (!same()) return;
       const first = this.lastError === null;
       this.lastError = describeError(e);
       if (first) {
@@ -128,7 +129,7 @@ export class SessionLease {
       }
     }
     // After a failure retry at once-ish (the next interval from this send), never faster.
-    if (this.current === lease) this.scheduleRenew(sentAt);
+    if (same()) this.scheduleRenew(sentAt);
   }
 
   /** Stop renewing; the deadline timer stays armed so a held role is still fenced on time. */

@@ -224,8 +224,15 @@ export class HaLoop {
   }
 
   private async promote(term: number, lease: LeaseState): Promise<void> {
-    const { clock, log, config, vip, daemon } = this.deps;
-    if (clock.monotonicMs() >= lease.deadlineMs) return;
+    const { clock, log, config, vip } = this.deps;
+    // Adding the VIP takes a duplicate check plus `ip addr add`: never start it so close
+    // to the deadline that it could land after the fence has run. The next renewal retries.
+    const left = lease.deadlineMs - clock.monotonicMs();
+    const budget = Math.min(1000, (config.election.ttlMs - config.election.fenceMarginMs) / 2);
+    if (left < budget) {
+      log.warn({ term, lease_left_ms: Math.round(left), budget_ms: budget }, "not promoting yet: too little lease time left");
+      return;
+    }
     const epoch = ++this.epoch;
     this.acting = "primary";
     this.term = term;

@@ -50,7 +50,7 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 
 function pidfile(): string | undefined {
   const file = join(stateDir, "daemon.pid");
-  return existsSync(file) ? readFileSync(file, "utf8").trim() : undefined;
+  return existsSync(file) ? readFileSync(file, "utf8").trim().split(" ")[0] : undefined;
 }
 
 /** A `sleep 30` started outside the daemon, as a previous agent would have left it. */
@@ -216,6 +216,25 @@ describe("ProcessDaemon", () => {
       await clock.advance(1000);
       assert.equal(exits.length, 1);
       assert.equal(pidfile(), undefined);
+    });
+
+    it("adopts a daemon that rewrote its argv (sshd's process title) when the recorded start time matches", async () => {
+      const sh = spawn("bash", ["-c", "exec -a 'sshd: /usr/sbin/sshd -D [listener]' sleep 30"], { stdio: "ignore" });
+      strays.push(sh);
+      await until(() => cmdline(sh.pid!).startsWith("sshd: "), "argv rewritten");
+      const stat = readFileSync(`/proc/${sh.pid}/stat`, "utf8");
+      const start = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+      writeFileSync(join(stateDir, "daemon.pid"), `${sh.pid} ${start}\n`);
+      const d = daemon();
+      await d.start();
+      assert.equal(d.pid(), sh.pid, "adopted, no second child");
+    });
+
+    it("ignores a pidfile whose start time does not match (the pid was reused)", async () => {
+      writeFileSync(join(stateDir, "daemon.pid"), `${process.pid} 1\n`);
+      const d = daemon();
+      await d.start();
+      assert.notEqual(d.pid(), process.pid);
     });
 
     for (const [label, content] of [

@@ -79,6 +79,28 @@ function nsLink(ns: string): string | undefined {
 }
 
 /**
+ * Pids of the processes whose /proc/<pid>/ns/net is the named namespace
+ * (pgrep alone would see the whole machine: `ip netns exec` shares the pid
+ * namespace), optionally only those whose /proc/<pid>/comm is `comm`.
+ */
+export function pidsInNetns(ns: string, comm?: string): number[] {
+  const target = nsLink(ns);
+  if (!target) return [];
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readlinkSync(`/proc/${e}/ns/net`) !== target) continue;
+      if (comm !== undefined && readFileSync(`/proc/${e}/comm`, 'utf8').trim() !== comm) continue;
+      out.push(Number(e));
+    } catch {
+      continue; // gone, zombie, or kernel thread
+    }
+  }
+  return out;
+}
+
+/**
  * SIGKILL every process whose /proc/<pid>/ns/net is the named namespace.
  * Repeats (at most `rounds` times, 20 ms apart) until no process is found, so
  * children forked meanwhile are caught too. Returns the pids killed. Refuses

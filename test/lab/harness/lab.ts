@@ -34,7 +34,7 @@ import {
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LAB_DIR_PREFIX, killAllInSync, registerLab, sleepSync, unregisterLab } from './cleanup.js';
+import { LAB_DIR_PREFIX, killAllInSync, pidsInNetns, registerLab, sleepSync, unregisterLab } from './cleanup.js';
 import {
   type ExecOptions,
   type ExecResult,
@@ -441,6 +441,11 @@ export class Lab {
     const killed = killAllInSync(this.nsOf(ns));
     await sleep(killed.length ? 20 : 0);
     return killed.length;
+  }
+
+  /** Pids of processes in `ns` (by network namespace), optionally only those named `comm`. */
+  pidsIn(ns: NsRef, comm?: string): number[] {
+    return pidsInNetns(this.nsOf(ns), comm);
   }
 
   /** Wait (bounded) until something listens on TCP `port` in `ns`. */
