@@ -1,0 +1,138 @@
+/**
+ * The etcd adapter against a real etcd 3.4 (Debian etcd-server) on loopback:
+ * the Coordinator contract (DESIGN.md §3) as the HA loop relies on it.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { EtcdCoordinator } from '../../src/coordinator/etcd.js';
+import type { MemberRecord } from '../../src/coordinator/port.js';
+import { SystemClock } from '../../src/platform/clock.js';
+import { silentLogger } from '../../src/platform/logger.js';
+import { pollUntil } from './harness/index.js';
+
+let etcd: ChildProcess;
+let dir: string;
+let endpoint: string;
+const coordinators: EtcdCoordinator[] = [];
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+function coordinator(cluster = 'c1', requestTimeoutMs = 1000): EtcdCoordinator {
+  const c = new EtcdCoordinator({
+    endpoints: [endpoint], prefix: '/understudy-test', cluster, requestTimeoutMs, dialTimeoutMs: 2000, clock: new SystemClock(), log: silentLogger(),
+  });
+  coordinators.push(c);
+  return c;
+}
+
+function member(node: string): MemberRecord {
+  return {
+    node, role: 'standby', healthy: true, priority: 100, nofailover: false, generation: 0, address: '198.18.0.11',
+    version: 't', decision: 'x', probes: {}, vipHeld: false, daemonRunning: false, updatedAt: '',
+  };
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'understudy-etcd-'));
+  const [client, peer] = [await freePort(), await freePort()];
+  endpoint = `http://127.0.0.1:${client}`;
+  // Default heartbeat/election settings: etcd's minimum lease TTL is 2 s here.
+  etcd = spawn('/usr/bin/etcd', [
+    '--data-dir', join(dir, 'data'), '--name', 'test',
+    '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
+    '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
+    '--initial-cluster', `test=http://127.0.0.1:${peer}`,
+  ], { stdio: 'ignore' });
+  const c = coordinator('probe');
+  const ok = await pollUntil(async () => (await c.snapshot().then(() => true, () => undefined)), { timeoutMs: 15_000, intervalMs: 200 });
+  assert.ok(ok, 'etcd came up');
+});
+
+after(async () => {
+  for (const c of coordinators) await c.close().catch(() => undefined);
+  etcd?.kill('SIGCONT');
+  etcd?.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('etcd raises a 1 s TTL to its minimum and the adapter reports the granted TTL', async () => {
+  const c = coordinator();
+  const g = await c.grantLease(1000);
+  assert.equal(g.ttlMs, 2000);
+  const ack = await c.keepAlive(g.id);
+  assert.equal(ack.ttlMs, 2000);
+  await c.revokeLease(g.id);
+  assert.equal((await c.keepAlive(g.id)).ttlMs, 0, 'a revoked lease reports TTL 0');
+});
+
+test('campaign is create-if-absent; term is the create_revision; the loser sees the incumbent', async () => {
+  const a = coordinator('elect');
+  const b = coordinator('elect');
+  const la = await a.grantLease(5000);
+  const lb = await b.grantLease(5000);
+  const [ra, rb] = await Promise.all([a.campaign('n1', la.id, 't'), b.campaign('n2', lb.id, 't')]);
+  assert.equal([ra, rb].filter((r) => r.won).length, 1, 'exactly one winner');
+  const winner = ra.won ? ra : rb;
+  const loser = ra.won ? rb : ra;
+  assert.deepEqual(loser.leader, winner.leader);
+  const snap = await a.snapshot();
+  assert.equal(snap.leader?.term, winner.leader!.term);
+  assert.equal(snap.leader?.node, winner.leader!.node);
+  // resign with a wrong term changes nothing; with the right one it deletes the key.
+  assert.equal(await a.resign(winner.leader!.term - 1), false);
+  assert.equal((await a.snapshot()).leader?.node, winner.leader!.node);
+  assert.equal(await b.resign(winner.leader!.term), true);
+  assert.equal((await a.snapshot()).leader, null);
+  await a.revokeLease(la.id);
+  await b.revokeLease(lb.id);
+});
+
+test('keys attached to a lease vanish when it is revoked; the watch reports changes', async () => {
+  const c = coordinator('watch');
+  const events: string[] = [];
+  const sub = await c.watchLeader((e) => events.push(e.type));
+  const l = await c.grantLease(5000);
+  await c.putMember(member('n1'), l.id);
+  assert.deepEqual((await c.snapshot()).members.map((m) => m.node), ['n1']);
+  await c.campaign('n1', l.id, 't');
+  await c.setPaused(true);
+  assert.equal((await c.snapshot()).paused, true);
+  await c.setPaused(false);
+  await c.revokeLease(l.id);
+  const snap = await c.snapshot();
+  assert.deepEqual(snap.members, []);
+  assert.equal(snap.leader, null);
+  const seen = await pollUntil(() => (events.filter((e) => e === 'changed').length >= 4 ? true : undefined), { timeoutMs: 3000, intervalMs: 20 });
+  assert.ok(seen, `watch events: ${events.join(',')}`);
+  await sub.close();
+});
+
+test('an unreachable etcd fails calls within the request timeout, and the adapter recovers', async () => {
+  const c = coordinator('freeze', 500);
+  const l = await c.grantLease(5000);
+  etcd.kill('SIGSTOP');
+  try {
+    const t0 = performance.now();
+    await assert.rejects(c.keepAlive(l.id), /US_E_ETCD_UNREACHABLE/);
+    await assert.rejects(c.snapshot(), /US_E_ETCD_UNREACHABLE/);
+    const took = performance.now() - t0;
+    assert.ok(took < 1500, `two calls failed in ${Math.round(took)}ms`);
+  } finally {
+    etcd.kill('SIGCONT');
+  }
+  const ack = await pollUntil(async () => (await c.keepAlive(l.id).catch(() => undefined)), { timeoutMs: 5000, intervalMs: 100 });
+  assert.equal(ack?.ttlMs, 5000, 'keepalives work again on a fresh stream');
+});
