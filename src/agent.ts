@@ -6,6 +6,7 @@ import { EtcdCoordinator } from "./coordinator/etcd.js";
 import { createDaemon } from "./daemon/index.js";
 import { describeError } from "./errors/catalogue.js";
 import { HaLoop } from "./ha/loop.js";
+import { ReadinessCheck } from "./daemon/readiness.js";
 import { SystemClock, type Clock } from "./platform/clock.js";
 import { SpawnCommandRunner } from "./platform/command.js";
 import { createLogger, type Logger } from "./platform/logger.js";
@@ -45,7 +46,11 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const health = createProbeHealth(config.probes, { clock, logger: log.child({ component: "probes" }) });
   const probeGraceMs = Math.max(0, ...config.probes.filter((p) => p.critical).map((p) => p.interval * p.fall + p.timeout));
 
-  const loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs });
+  let loop: HaLoop | undefined;
+  const readiness = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
+    runner, clock, log: log.child({ component: "readiness" }), onChange: () => loop?.trigger("readiness"),
+  });
+  loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness });
   log.info({ version: VERSION, cluster: config.cluster, ttl_ms: config.election.ttlMs, fence_margin_ms: config.election.fenceMarginMs }, "agent starting");
   // No vip.start(): the loop's first setDesired() arms the reconciler, after it has
   // decided whether it adopts its own lease (keep the VIP) or not (drop a leftover).

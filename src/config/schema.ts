@@ -13,6 +13,10 @@ const duration = z
     }
     return ms;
   });
+// The daemon, probe and VIP adapters refuse a zero interval or timeout when the agent
+// builds them; these bounds make `config check` refuse the same files up front.
+const positiveDuration = duration.refine((ms) => ms > 0, "must be greater than 0");
+const vipInterval = duration.refine((ms) => ms >= 100, "must be at least 100ms");
 
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "must be lower-case letters, digits and dashes");
 
@@ -34,8 +38,8 @@ const probe = z
     port: z.number().int().min(1).max(65535).optional(),
     url: z.url().optional(),
     expect_status: z.number().int().min(100).max(599).default(200),
-    interval: duration.prefault("1s"),
-    timeout: duration.prefault("1s"),
+    interval: positiveDuration.prefault("1s"),
+    timeout: positiveDuration.prefault("1s"),
     rise: z.number().int().min(1).max(100).default(1),
     fall: z.number().int().min(1).max(100).default(3),
     critical: z.boolean().default(true),
@@ -82,8 +86,8 @@ export const configSchema = z
         duplicate_check: z.boolean().default(true),
         duplicate_check_timeout: duration.prefault("300ms"),
         arp_count: z.number().int().min(0).max(20).default(3),
-        announce_interval: duration.prefault("10s"),
-        reconcile_interval: duration.prefault("2s"),
+        announce_interval: vipInterval.prefault("10s"),
+        reconcile_interval: vipInterval.prefault("2s"),
       })
       .strict()
       .optional(),
@@ -95,11 +99,14 @@ export const configSchema = z
         start: argv.optional(),
         stop: argv.optional(),
         status: argv.optional(),
-        unit: z.string().regex(/^[A-Za-z0-9@_.:-]+\.service$/, "must be a systemd service name ending in .service").optional(),
-        stop_timeout: duration.prefault("5s"),
+        unit: z.string().regex(/^[A-Za-z0-9@_.:][A-Za-z0-9@_.:-]*\.service$/, "must be a systemd service name ending in .service").optional(),
+        stop_timeout: positiveDuration.prefault("5s"),
         restart_backoff: duration.prefault("100ms"),
         restart_backoff_max: duration.prefault("5s"),
         restarts_before_handover: z.number().int().min(0).max(100).default(1),
+        /** Run on standbys (cold mode): a failing check means "not ready to take over", so no campaign. */
+        check: argv.optional(),
+        check_interval: duration.prefault("10s"),
       })
       .strict()
       .superRefine((d, ctx) => {
@@ -110,7 +117,17 @@ export const configSchema = z
         }
         if (d.backend === "systemd" && !d.unit) ctx.addIssue({ code: "custom", path: ["unit"], message: "is required for the systemd backend" });
       }),
-    probes: z.array(probe).default([]),
+    probes: z
+      .array(probe)
+      .default([])
+      .superRefine((probes, ctx) => {
+        // Probe names key the health report and metrics; the agent refuses duplicates.
+        const seen = new Set<string>();
+        probes.forEach((p, i) => {
+          if (seen.has(p.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: "is used by another probe" });
+          seen.add(p.name);
+        });
+      }),
     state_dir: z.string().startsWith("/").default("/var/lib/understudy"),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info") }).strict().prefault({}),
   })

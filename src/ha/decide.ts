@@ -62,6 +62,7 @@ function decideStandby(o: Observation): Decision {
   if (o.nowMs < o.coolDownUntilMs) {
     return d(warm, `no action: no primary, but I handed over for failing health ${Math.round((o.coolDownUntilMs - o.nowMs) / 1000)}s before my cool-down ends`);
   }
+  if (o.notReady !== null) return d(warm, `no action: no primary, but I am not ready to serve (${o.notReady})`);
   if (o.mode === "warm" && !(o.daemon.running && o.daemon.probesUp)) return d(warm, "no action: no primary, but my daemon is not healthy");
 
   const better = o.cluster.members.filter((m) => m.node !== me && eligible(m) && outranks(m, o.self));

@@ -8,6 +8,7 @@ import { decide } from "./decide.js";
 import { SessionLease, type LeaseState } from "./lease.js";
 import type { Action, Decision, Observation } from "./observation.js";
 import type { DaemonHealth, VipControl } from "./ports.js";
+import { ALWAYS_READY, type Readiness } from "../daemon/readiness.js";
 
 export interface HaLoopDeps {
   readonly config: Config;
@@ -20,6 +21,8 @@ export interface HaLoopDeps {
   readonly version: string;
   /** Grace after a daemon (re)start before failing probes count. */
   readonly probeGraceMs: number;
+  /** Could this standby serve if promoted? Defaults to always. */
+  readonly readiness?: Readiness;
 }
 
 const RESTART_WINDOW_MS = 60_000;
@@ -48,6 +51,7 @@ export class HaLoop {
   private recheck: TimerHandle | undefined;
   private watch: Subscription | undefined;
   private cycleDone: Promise<void> = Promise.resolve();
+  private readonly readiness: Readiness;
   readonly lease: SessionLease;
 
   constructor(private readonly deps: HaLoopDeps) {
@@ -60,6 +64,7 @@ export class HaLoop {
       this.trigger("daemon exit");
     });
     deps.health.onChange(() => this.trigger("probe change"));
+    this.readiness = deps.readiness ?? ALWAYS_READY;
   }
 
   /** Start: adopt our own lease if the leader key still names us, then run cycles. */
@@ -84,6 +89,7 @@ export class HaLoop {
       log.warn({ err: describeError(e) }, "cannot watch etcd yet; relying on the periodic cycle");
     }
     this.deps.health.start();
+    this.readiness.start();
     this.scheduleTick();
     this.trigger("start");
   }
@@ -148,6 +154,7 @@ export class HaLoop {
       restartsBeforeHandover: config.daemon.restarts_before_handover,
       rankingDelayMs: config.election.rankingDelayMs,
       coolDownUntilMs: this.coolDownUntilMs,
+      notReady: this.readiness.problem(),
     };
   }
 
@@ -309,7 +316,10 @@ export class HaLoop {
     const now = clock.monotonicMs();
     const role: MemberRole = this.acting;
     const probes = Object.fromEntries(this.deps.health.states().map((s) => [s.name, s.up]));
-    const healthy = now >= this.coolDownUntilMs && (config.daemon.mode === "cold" || this.deps.health.criticalUp());
+    const healthy =
+      now >= this.coolDownUntilMs &&
+      this.readiness.problem() === null &&
+      (config.daemon.mode === "cold" || this.deps.health.criticalUp());
     const body = {
       node: config.node.name,
       role,
@@ -352,6 +362,7 @@ export class HaLoop {
     const wasPrimary = this.acting === "primary";
     await this.demote("shutdown");
     await this.deps.health.stop();
+    this.readiness.stop();
     await this.deps.vip.release().catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "VIP release failed"));
     if (this.deps.config.daemon.mode === "warm") await this.deps.daemon.stop().catch(() => undefined);
     await this.watch?.close().catch(() => undefined);

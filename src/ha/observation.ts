@@ -27,6 +27,8 @@ export interface Observation {
   readonly rankingDelayMs: number;
   /** This node may not campaign before this time (after handing over for failing health). */
   readonly coolDownUntilMs: number;
+  /** Why this standby could not serve if promoted (failing readiness check), or null. */
+  readonly notReady: string | null;
 }
 
 export type Action =

@@ -27,6 +27,7 @@ function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Obser
     restartsBeforeHandover: 1,
     rankingDelayMs: 500,
     coolDownUntilMs: 0,
+    notReady: null,
     ...over,
   };
 }
@@ -54,6 +55,7 @@ const cases: Case[] = [
   { name: "standby, stale leader key of mine -> resign it", o: obs({}, { leader: { node: "n1", term: 9, lease: "zz", acquiredAt: "" } }), actions: ["resign"], reason: /stale leader key of mine/ },
   { name: "standby, paused -> no campaign", o: obs({}, { paused: true }), actions: [], reason: /^no action: no primary, but the cluster is paused$/ },
   { name: "standby, nofailover -> no campaign", o: obs({ self: { name: "n1", priority: 100, nofailover: true, generation: 0 } }), actions: [], reason: /tagged nofailover/ },
+  { name: "standby failing its readiness check -> no campaign", o: obs({ notReady: "sshd exited 255: bad config" }), actions: [], reason: /^no action: no primary, but I am not ready to serve \(sshd exited 255: bad config\)$/ },
   { name: "standby, cooling down -> no campaign", o: obs({ coolDownUntilMs: NOW + 5000 }), actions: [], reason: /cool-down/ },
   { name: "standby, higher-priority peer -> wait the ranking delay", o: obs({}, { members: [member("n1"), member("n3", { priority: 200 })] }), actions: ["recheck_at"], reason: /^waiting: no primary; n3 ranks higher \(priority 200\), campaigning in 500ms/ },
   { name: "standby, higher-priority peer did not take over -> campaign", o: obs({ vacantSinceMs: NOW - 600 }, { members: [member("n1"), member("n3", { priority: 200 })] }), actions: ["campaign"], reason: /n3 \(ranked higher\) has not taken over/ },

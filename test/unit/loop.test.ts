@@ -20,7 +20,7 @@ ${extra}`,
   );
 }
 
-function cluster(names: [string, number][]) {
+function cluster(names: [string, number][], readiness: Record<string, string | null> = {}) {
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
   const timeline = new VipTimeline(clock);
@@ -31,6 +31,7 @@ function cluster(names: [string, number][]) {
     const life = new ProcessLife();
     const loop = new HaLoop({
       config: configFor(name, prio), coordinator: life.coordinator(etcd), daemon, vip, health, clock: life.clock(clock), log: silentLogger(), version: "test", probeGraceMs: 0,
+      readiness: { problem: () => readiness[name] ?? null, start: () => undefined, stop: () => undefined },
     });
     return { name, daemon, vip, health, loop, life };
   });
@@ -170,4 +171,16 @@ test("lower-ranked standby campaigns after the ranking delay when the better one
   assert.equal(c.etcd.leader, null, "n3 waits while n2 ranks higher");
   await c.clock.advance(400);
   assert.equal(c.etcd.leader?.node, "n3", "n3 campaigned once the ranking delay ran out");
+});
+
+test("a standby that is not ready to serve does not campaign; a ready one takes over", async () => {
+  const c = cluster([["n1", 300], ["n2", 200], ["n3", 100]], { n2: "sshd exited 255: bad config" });
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.equal(c.etcd.members.get("n2")?.member.healthy, false, "n2 publishes itself unhealthy");
+  await c.nodes[0]!.loop.stop();
+  await c.clock.advance(100);
+  assert.equal(c.etcd.leader?.node, "n3", "n3 campaigned at once: the higher-priority n2 is not ready");
+  assert.match(c.nodes[1]!.loop.status().decision, /following n3/);
 });
