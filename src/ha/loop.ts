@@ -83,15 +83,21 @@ export class HaLoop {
     }
     // Unless we are still the leader, a VIP left behind by a crashed previous run must go.
     if (!adopted) await this.deps.vip.setDesired(false).catch((e: unknown) => log.error({ err: describeError(e) }, "cannot remove a leftover floating IP"));
-    try {
-      this.watch = await coordinator.watchLeader(() => this.trigger("watch"));
-    } catch (e) {
-      log.warn({ err: describeError(e) }, "cannot watch etcd yet; relying on the periodic cycle");
-    }
+    await this.ensureWatch();
     this.deps.health.start();
     this.readiness.start();
     this.scheduleTick();
     this.trigger("start");
+  }
+
+  /** Watch the cluster prefix; retried from the cycle until it succeeds (etcd may be down at start). */
+  private async ensureWatch(): Promise<void> {
+    if (this.watch || this.stopped) return;
+    try {
+      this.watch = await this.deps.coordinator.watchLeader(() => this.trigger("watch"));
+    } catch (e) {
+      this.deps.log.warn({ err: describeError(e) }, "cannot watch etcd yet; relying on the periodic cycle until it works");
+    }
   }
 
   /** Run a cycle now, or once more after the one in progress. */
@@ -170,6 +176,7 @@ export class HaLoop {
       etcdError = describeError(e);
     }
     this.lastSnapshot = snapshot;
+    if (snapshot && !this.watch) await this.ensureWatch();
     this.daemonRunningCache = await daemon.isRunning().catch(() => false);
     const decision = decide(this.observe(snapshot, etcdError ?? this.lease.error()));
     if (decision.reason !== this.lastDecision?.reason) log.info({ trigger: why, actions: decision.actions.map((a) => a.kind) }, decision.reason);

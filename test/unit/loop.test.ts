@@ -184,3 +184,22 @@ test("a standby that is not ready to serve does not campaign; a ready one takes 
   assert.equal(c.etcd.leader?.node, "n3", "n3 campaigned at once: the higher-priority n2 is not ready");
   assert.match(c.nodes[1]!.loop.status().decision, /following n3/);
 });
+
+test("etcd down when the agents start: they wait as standbys, then elect one primary and watch once it is back", async () => {
+  const c = cluster([["n1", 100], ["n2", 100]]);
+  c.etcd.unreachable = true;
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(5000);
+  assert.equal(c.timeline.maxHolders, 0);
+  assert.match(c.nodes[0]!.loop.status().decision, /^no action: etcd unreachable/);
+  c.etcd.unreachable = false;
+  await c.clock.advance(3000);
+  assert.ok(c.etcd.leader, "a primary was elected");
+  assert.equal(c.timeline.holder().length, 1);
+  // The watch now works: a graceful stop is noticed without waiting for a tick.
+  const leader = c.etcd.leader!.node;
+  const other = c.nodes.find((n) => n.name !== leader)!;
+  await c.nodes.find((n) => n.name === leader)!.loop.stop();
+  await c.clock.advance(1);
+  assert.equal(c.etcd.leader?.node, other.name);
+});
