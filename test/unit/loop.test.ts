@@ -8,19 +8,19 @@ import { FakeCoordinator } from "../fakes/coordinator.js";
 import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../fakes/node-parts.js";
 import { ProcessLife } from "../fakes/crashable.js";
 
-function configFor(name: string, priority = 100, extra = "") {
+function configFor(name: string, priority = 100, extra = "", mode: "cold" | "warm" = "cold") {
   return parseConfigText(
     `cluster: t
 node: { name: ${name}, address: 198.18.0.1, priority: ${priority} }
 etcd: { endpoints: ["http://198.18.0.2:2379"] }
 election: { ttl: 5s, fence_margin: 1s, ranking_delay: 500ms }
-daemon: { backend: process, command: [/bin/true] }
+daemon: { backend: process, mode: ${mode}, command: [/bin/true] }
 ${extra}`,
     "test.yaml",
   );
 }
 
-function cluster(names: [string, number][], readiness: Record<string, string | null> = {}) {
+function cluster(names: [string, number][], readiness: Record<string, string | null> = {}, mode: "cold" | "warm" = "cold") {
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
   const timeline = new VipTimeline(clock);
@@ -30,7 +30,7 @@ function cluster(names: [string, number][], readiness: Record<string, string | n
     const health = new FakeHealth();
     const life = new ProcessLife();
     const loop = new HaLoop({
-      config: configFor(name, prio), coordinator: life.coordinator(etcd), daemon, vip, health, clock: life.clock(clock), log: silentLogger(), version: "test", probeGraceMs: 0,
+      config: configFor(name, prio, "", mode), coordinator: life.coordinator(etcd), daemon, vip, health, clock: life.clock(clock), log: silentLogger(), version: "test", probeGraceMs: 0,
       readiness: { problem: () => readiness[name] ?? null, start: () => undefined, stop: () => undefined },
     });
     return { name, daemon, vip, health, loop, life };
@@ -202,4 +202,28 @@ test("etcd down when the agents start: they wait as standbys, then elect one pri
   await c.nodes.find((n) => n.name === leader)!.loop.stop();
   await c.clock.advance(1);
   assert.equal(c.etcd.leader?.node, other.name);
+});
+
+test("warm mode: the daemon runs on every node and only the VIP moves", async () => {
+  const c = cluster([["n1", 200], ["n2", 100]], {}, "warm");
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(3000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.deepEqual(c.nodes.map((n) => n.daemon.running), [true, true], "standby runs the daemon too");
+  await c.nodes[0]!.loop.stop();
+  await c.clock.advance(10);
+  assert.deepEqual(c.timeline.holder(), ["n2"]);
+  assert.equal(c.nodes[1]!.daemon.starts, 1, "promotion did not restart the already running daemon");
+  assert.equal(c.nodes[1]!.daemon.stops, 0);
+});
+
+test("warm mode: a standby whose probes fail does not campaign", async () => {
+  const c = cluster([["n1", 300], ["n2", 200], ["n3", 100]], {}, "warm");
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  c.nodes[1]!.health.set(false);
+  await c.clock.advance(2000);
+  await c.nodes[0]!.loop.stop();
+  await c.clock.advance(50);
+  assert.equal(c.etcd.leader?.node, "n3");
 });
