@@ -68,7 +68,7 @@ function withTiming(file: string, parsed: ParsedConfig): Config {
 
 /**
  * The rules that keep the local lease deadline ahead of etcd's expiry:
- * ttl >= 1s (etcd's floor on a LAN-tuned cluster), 0 < fence_margin < ttl,
+ * ttl >= 1s in whole seconds (etcd's unit and its floor on a LAN-tuned cluster), 0 < fence_margin < ttl,
  * and renew_interval short enough that a keepalive lands before the deadline.
  */
 export function validateTiming(file: string, t: ElectionTiming): void {
@@ -76,6 +76,7 @@ export function validateTiming(file: string, t: ElectionTiming): void {
     throw new UnderstudyError("US_E_CONFIG_TIMING", { file, path, problem, value: `${value}ms` });
   };
   if (t.ttlMs < 1000) fail("election.ttl", "must be at least 1s (etcd's minimum lease TTL)", t.ttlMs);
+  if (t.ttlMs % 1000 !== 0) fail("election.ttl", "must be a whole number of seconds (etcd lease TTLs are whole seconds)", t.ttlMs);
   if (t.fenceMarginMs <= 0) fail("election.fence_margin", "must be greater than 0", t.fenceMarginMs);
   if (t.fenceMarginMs >= t.ttlMs) fail("election.fence_margin", `must be less than election.ttl (${t.ttlMs}ms)`, t.fenceMarginMs);
   const renewDeadline = t.ttlMs - t.fenceMarginMs;

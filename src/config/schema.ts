@@ -65,8 +65,8 @@ export const configSchema = z
       .object({
         endpoints: z.array(z.url()).min(1, "must list at least one etcd endpoint"),
         prefix: z.string().startsWith("/").default("/understudy"),
-        dial_timeout: duration.prefault("2s"),
-        request_timeout: duration.prefault("1s"),
+        dial_timeout: positiveDuration.prefault("2s"),
+        request_timeout: positiveDuration.prefault("1s"),
       })
       .strict(),
     election: z
@@ -106,7 +106,7 @@ export const configSchema = z
         restarts_before_handover: z.number().int().min(0).max(100).default(1),
         /** Run on standbys (cold mode): a failing check means "not ready to take over", so no campaign. */
         check: argv.optional(),
-        check_interval: duration.prefault("10s"),
+        check_interval: positiveDuration.prefault("10s"),
       })
       .strict()
       .superRefine((d, ctx) => {

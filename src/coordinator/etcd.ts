@@ -72,7 +72,7 @@ export class EtcdCoordinator implements Coordinator {
   }
 
   async grantLease(ttlMs: number): Promise<LeaseGrant> {
-    const ttlSec = Math.max(1, Math.ceil(ttlMs / 1000));
+    const ttlSec = Math.max(1, Math.ceil(ttlMs / 1000)); // config guarantees whole seconds
     const res = await this.call("lease grant", () => this.client.leaseClient.leaseGrant({ TTL: ttlSec, ID: 0 }, this.deadline()));
     if (res.error) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: this.opts.endpoints.join(","), cause: res.error });
     return { id: String(res.ID), ttlMs: Number(res.TTL) * 1000 };

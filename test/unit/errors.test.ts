@@ -129,7 +129,7 @@ test("UnderstudyError renders numbers and booleans, and leaves unknown placehold
   assert.equal(e.transient, true);
   const partial = new UnderstudyError("US_E_VIP_ADD", { address: "198.18.0.100/24" });
   assert.equal(partial.message, "US_E_VIP_ADD: cannot add 198.18.0.100/24 to {interface}: {cause}");
-  assert.deepEqual(new UnderstudyError("US_E_LEASE_LOST").details, {});
+  assert.deepEqual(new UnderstudyError("US_E_ETCD_UNREACHABLE").details, {});
 });
 
 test("UnderstudyError keeps its cause", () => {
