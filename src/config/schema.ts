@@ -117,6 +117,17 @@ export const configSchema = z
         }
         if (d.backend === "systemd" && !d.unit) ctx.addIssue({ code: "custom", path: ["unit"], message: "is required for the systemd backend" });
       }),
+    failback: z
+      .object({
+        policy: z.enum(["manual", "auto"]).default("manual"),
+        preferred: name.optional(),
+        delay: duration.prefault("5m"),
+      })
+      .strict()
+      .superRefine((f, ctx) => {
+        if (f.policy === "auto" && !f.preferred) ctx.addIssue({ code: "custom", path: ["preferred"], message: "is required for policy auto" });
+      })
+      .prefault({}),
     probes: z
       .array(probe)
       .default([])

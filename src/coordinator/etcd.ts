@@ -4,8 +4,12 @@ import { UnderstudyError, describeError, isUnderstudyError } from "../errors/cat
 import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import { clusterKeys, type ClusterKeys } from "./keys.js";
-import { decodeLeader, decodeMember, encodeLeader } from "./records.js";
+import { decodeBan, decodeHistory, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, encodeLeader, historyKey } from "./records.js";
 import type {
+  BanRecord,
+  HistoryEvent,
+  ReleaseRecord,
+  SwitchoverRequest,
   CampaignResult,
   ClusterSnapshot,
   Coordinator,
@@ -92,21 +96,38 @@ export class EtcdCoordinator implements Coordinator {
   }
 
   async snapshot(): Promise<ClusterSnapshot> {
-    const res = await this.call("range", () => this.client.getAll().prefix(this.keys.base).options(this.deadline()).exec());
+    // One read-only txn, so the cycle sees one revision; history/ is left out (it can be long).
+    const k = this.keys;
+    const range = (prefix: string, exact = false) => ({
+      request_range: { key: Buffer.from(prefix), ...(exact ? {} : { range_end: prefixEnd(prefix) }) },
+    });
+    const res = await this.call("snapshot", () =>
+      this.client.kv.txn({ compare: [], success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix)] }, this.deadline()),
+    );
     let leader: LeaderRecord | null = null;
     const members: MemberRecord[] = [];
+    const bans: BanRecord[] = [];
     let paused = false;
-    for (const kv of res.kvs) {
-      const key = kv.key.toString();
-      const value = kv.value.toString();
-      if (key === this.keys.leader) leader = decodeLeader(value, Number(kv.create_revision)) ?? null;
-      else if (key === this.keys.pause) paused = value !== "" && value !== "false";
-      else if (key.startsWith(this.keys.membersPrefix)) {
-        const m = decodeMember(value);
-        if (m) members.push(m);
+    let switchover: SwitchoverRequest | null = null;
+    let released: ReleaseRecord | null = null;
+    for (const op of res.responses) {
+      for (const kv of op.response_range?.kvs ?? []) {
+        const key = kv.key.toString();
+        const value = kv.value.toString();
+        if (key === k.leader) leader = decodeLeader(value, Number(kv.create_revision)) ?? null;
+        else if (key === k.pause) paused = value !== "" && value !== "false";
+        else if (key === k.switchover) switchover = decodeSwitchover(value) ?? null;
+        else if (key === k.released) released = decodeReleased(value) ?? null;
+        else if (key.startsWith(k.bansPrefix)) {
+          const b = decodeBan(value);
+          if (b) bans.push(b);
+        } else if (key.startsWith(k.membersPrefix)) {
+          const m = decodeMember(value);
+          if (m) members.push(m);
+        }
       }
     }
-    return { revision: Number(res.header.revision), leader, members, paused };
+    return { revision: Number(res.header.revision), leader, members, paused, switchover, released, bans };
   }
 
   async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {
@@ -148,6 +169,75 @@ export class EtcdCoordinator implements Coordinator {
     else await this.call("pause delete", () => this.client.delete().key(this.keys.pause).options(this.deadline()).exec());
   }
 
+  async requestSwitchover(request: SwitchoverRequest): Promise<boolean> {
+    const key = this.keys.switchover;
+    const res = await this.call("switchover txn", () =>
+      this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(JSON.stringify(request))).options(this.deadline()).commit(),
+    );
+    return res.succeeded;
+  }
+
+  async clearSwitchover(term: number): Promise<boolean> {
+    const res = await this.call("clear switchover txn", () =>
+      this.client.if(this.keys.leader, "Create", "==", term).then(this.client.delete().key(this.keys.switchover)).options(this.deadline()).commit(),
+    );
+    return res.succeeded;
+  }
+
+  async cancelSwitchover(): Promise<void> {
+    await this.call("cancel switchover", () => this.client.delete().key(this.keys.switchover).options(this.deadline()).exec());
+  }
+
+  async release(term: number, record: ReleaseRecord): Promise<boolean> {
+    const res = await this.call("release txn", () =>
+      this.client
+        .if(this.keys.leader, "Create", "==", term)
+        .then(this.client.delete().key(this.keys.leader), this.client.put(this.keys.released).value(JSON.stringify(record)))
+        .options(this.deadline())
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  async ban(record: BanRecord, ttlMs: number): Promise<void> {
+    const grant = await this.grantLease(ttlMs);
+    await this.call("ban put", () => this.client.put(this.keys.ban(record.node)).value(JSON.stringify(record)).lease(grant.id).options(this.deadline()).exec());
+  }
+
+  async unban(node: string): Promise<void> {
+    await this.call("unban", () => this.client.delete().key(this.keys.ban(node)).options(this.deadline()).exec());
+  }
+
+  async appendHistory(event: HistoryEvent, term: number | null): Promise<void> {
+    const key = historyKey(this.keys.historyPrefix, event, this.opts.clock.wallMs());
+    const put = this.client.put(key).value(JSON.stringify(event));
+    if (term === null) await this.call("history put", () => put.options(this.deadline()).exec());
+    else await this.call("history txn", () => this.client.if(this.keys.leader, "Create", "==", term).then(put).options(this.deadline()).commit());
+    await this.trimHistory().catch(() => undefined);
+  }
+
+  /** Keep the newest HISTORY_KEEP events. */
+  private async trimHistory(): Promise<void> {
+    const prefix = this.keys.historyPrefix;
+    const count = await this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true }, this.deadline());
+    const excess = Number(count.count) - HISTORY_KEEP;
+    if (excess <= 0) return;
+    const oldest = await this.client.kv.range(
+      { key: Buffer.from(prefix), range_end: prefixEnd(prefix), keys_only: true, limit: excess, sort_order: "Ascend", sort_target: "Key" },
+      this.deadline(),
+    );
+    const last = oldest.kvs[oldest.kvs.length - 1];
+    if (last) await this.client.kv.deleteRange({ key: Buffer.from(prefix), range_end: Buffer.concat([last.key, Buffer.from([0])]) }, this.deadline());
+  }
+
+  async history(limit: number): Promise<HistoryEvent[]> {
+    const prefix = this.keys.historyPrefix;
+    const res = await this.call("history range", () =>
+      this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit, sort_order: "Descend", sort_target: "Key" }, this.deadline()),
+    );
+    return res.kvs.map((kv) => decodeHistory(kv.value.toString())).filter((e): e is HistoryEvent => e !== undefined).reverse();
+  }
+
   async watchLeader(onEvent: (e: LeaderWatchEvent) => void): Promise<Subscription> {
     // Watch the whole cluster prefix: leader changes, member health and pause all feed decisions.
     const watcher: Watcher = await this.call("watch", () => this.client.watch().prefix(this.keys.base).create());
@@ -167,6 +257,21 @@ export class EtcdCoordinator implements Coordinator {
     this.keepalive.close();
     this.client.close();
   }
+}
+
+const HISTORY_KEEP = 1000;
+
+/** The range_end that selects every key starting with `prefix`. */
+function prefixEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  for (let i = b.length - 1; i >= 0; i--) {
+    if (b[i]! < 0xff) {
+      const end = Buffer.from(b.subarray(0, i + 1));
+      end[i]! += 1;
+      return end;
+    }
+  }
+  return Buffer.from([0]);
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, clock: Clock): Promise<T> {

@@ -6,7 +6,12 @@ export interface ClusterKeys {
   readonly leader: string;
   readonly membersPrefix: string;
   readonly pause: string;
+  readonly switchover: string;
+  readonly released: string;
+  readonly bansPrefix: string;
+  readonly historyPrefix: string;
   member(node: string): string;
+  ban(node: string): string;
 }
 
 export function clusterKeys(prefix: string, cluster: string): ClusterKeys {
@@ -16,6 +21,11 @@ export function clusterKeys(prefix: string, cluster: string): ClusterKeys {
     leader: `${base}leader`,
     membersPrefix: `${base}members/`,
     pause: `${base}control/pause`,
+    switchover: `${base}control/switchover`,
+    released: `${base}control/released`,
+    bansPrefix: `${base}control/ban/`,
+    historyPrefix: `${base}history/`,
     member: (node) => `${base}members/${node}`,
+    ban: (node) => `${base}control/ban/${node}`,
   };
 }

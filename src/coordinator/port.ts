@@ -42,12 +42,68 @@ export interface MemberRecord {
   readonly updatedAt: string;
 }
 
+/** An operator's request to move the primary (control/switchover). */
+export interface SwitchoverRequest {
+  /** switchover: planned, to a healthy standby; failback: to the preferred node; failover: forced. */
+  readonly kind: "switchover" | "failback" | "failover";
+  /** The primary when the request was made: it carries the request out. Null when there was none. */
+  readonly from: string | null;
+  /** Target node; null = the best candidate. */
+  readonly to: string | null;
+  /** ISO time for a scheduled switchover; null = now. */
+  readonly at: string | null;
+  /** Failover only: allow a target that is unhealthy or not ready. */
+  readonly force: boolean;
+  readonly requestedBy: string;
+  readonly reason: string;
+  readonly requestedAt: string;
+}
+
+/**
+ * Written by a primary in the same transaction that deletes its leader key
+ * after it dropped the VIP and stopped the daemon: the successor knows the
+ * address is free and may skip the duplicate-address check.
+ */
+export interface ReleaseRecord {
+  readonly node: string;
+  readonly term: number;
+  readonly at: string;
+  readonly why: "switchover" | "shutdown" | "handover";
+}
+
+/** control/ban/<node>: the node may not become primary until the key's lease expires. */
+export interface BanRecord {
+  readonly node: string;
+  readonly until: string;
+  readonly requestedBy: string;
+  readonly reason: string;
+}
+
+export type HistoryKind = "failover" | "switchover" | "failback" | "handover" | "fence" | "pause" | "resume" | "ban" | "unban" | "request";
+
+/** history/<key>: one event in the cluster's life, newest last. */
+export interface HistoryEvent {
+  readonly kind: HistoryKind;
+  readonly at: string;
+  readonly node: string;
+  readonly from: string | null;
+  readonly to: string | null;
+  readonly term: number | null;
+  readonly reason: string;
+  readonly requestedBy?: string;
+  /** Measured durations in milliseconds (e.g. gap_ms, promote_ms). */
+  readonly durations?: Readonly<Record<string, number>>;
+}
+
 /** Everything under /<prefix>/<cluster>/ that one HA cycle needs, read at one revision. */
 export interface ClusterSnapshot {
   readonly revision: number;
   readonly leader: LeaderRecord | null;
   readonly members: readonly MemberRecord[];
   readonly paused: boolean;
+  readonly switchover: SwitchoverRequest | null;
+  readonly released: ReleaseRecord | null;
+  readonly bans: readonly BanRecord[];
 }
 
 export interface LeaseGrant {
@@ -80,6 +136,21 @@ export interface Coordinator {
   resign(term: number): Promise<boolean>;
   putMember(member: MemberRecord, leaseId: string): Promise<void>;
   setPaused(paused: boolean): Promise<void>;
+  /** Put control/switchover unless one is pending; false when one already is. */
+  requestSwitchover(request: SwitchoverRequest): Promise<boolean>;
+  /** Delete control/switchover, but only while `term` is the leader's (the new primary confirms it took over). */
+  clearSwitchover(term: number): Promise<boolean>;
+  /** Cancel a pending switchover (operator). */
+  cancelSwitchover(): Promise<void>;
+  /** In one txn guarded by `term`: delete the leader key and write control/released. */
+  release(term: number, record: ReleaseRecord): Promise<boolean>;
+  /** Ban a node from candidacy for ttlMs (the key lives on its own lease). */
+  ban(record: BanRecord, ttlMs: number): Promise<void>;
+  unban(node: string): Promise<void>;
+  /** Append an event; when `term` is given only while it is still the leader's. */
+  appendHistory(event: HistoryEvent, term: number | null): Promise<void>;
+  /** The newest `limit` events, oldest first. */
+  history(limit: number): Promise<HistoryEvent[]>;
   watchLeader(onEvent: (e: LeaderWatchEvent) => void): Promise<Subscription>;
   close(): Promise<void>;
 }

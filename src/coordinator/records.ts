@@ -1,4 +1,4 @@
-import type { LeaderRecord, MemberRecord } from "./port.js";
+import type { BanRecord, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest } from "./port.js";
 
 // Values are JSON. A value we cannot parse is treated as absent/unknown by the
 // callers (when in doubt, be a standby), never as ours.
@@ -31,4 +31,24 @@ export function decodeMember(value: string): MemberRecord | undefined {
   } catch {
     return undefined;
   }
+}
+
+function parseObject<T>(value: string, valid: (v: Partial<T>) => boolean): T | undefined {
+  try {
+    const v = JSON.parse(value) as Partial<T>;
+    return v !== null && typeof v === "object" && valid(v) ? (v as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const decodeSwitchover = (value: string) =>
+  parseObject<SwitchoverRequest>(value, (v) => ["switchover", "failback", "failover"].includes(String(v.kind)));
+export const decodeReleased = (value: string) => parseObject<ReleaseRecord>(value, (v) => typeof v.node === "string" && typeof v.term === "number");
+export const decodeBan = (value: string) => parseObject<BanRecord>(value, (v) => typeof v.node === "string");
+export const decodeHistory = (value: string) => parseObject<HistoryEvent>(value, (v) => typeof v.kind === "string" && typeof v.at === "string");
+
+/** history/<zero-padded epoch ms>-<node>: keys sort in time order. */
+export function historyKey(prefix: string, event: HistoryEvent, wallMs: number): string {
+  return `${prefix}${String(wallMs).padStart(15, "0")}-${event.node}-${event.kind}`;
 }

@@ -1,4 +1,6 @@
-import type { Action, Decision, MemberRecord, Observation } from "./observation.js";
+import { bestCandidate, eligible, isBanned, outranks } from "./candidates.js";
+import type { Action, Decision, Observation } from "./observation.js";
+import { failback, primarySwitchover, standbySwitchover } from "./switchover.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (DESIGN.md §1.4): when in doubt, be a standby.
@@ -23,17 +25,20 @@ function decidePrimary(o: Observation): Decision {
     return d([{ kind: "demote" }], `demoting: the leader key names ${leader.node} (term ${leader.term}), not me (term ${o.term})`);
   }
   const held = `I am ${me}, the primary with the lease (term ${o.term})`;
+  // Operator requests run even when paused (as in Patroni's maintenance mode).
+  const planned = primarySwitchover(o, leader.term);
+  if (planned) return planned;
   if (o.cluster.paused) return d([], `no action: paused; ${held}`);
-  if (o.daemon.running && o.daemon.probesUp) return d([], `no action: ${held}`);
+  if (o.daemon.running && o.daemon.probesUp) return failback(o, leader.term) ?? d([], `no action: ${held}`);
 
   const what = o.daemon.running ? "critical probes are failing" : "the daemon is not running";
   if (o.daemon.recentRestarts < o.restartsBeforeHandover) {
     return d([{ kind: "restart_daemon" }], `restarting the daemon: ${what} (restart ${o.daemon.recentRestarts + 1} of ${o.restartsBeforeHandover})`);
   }
-  const heir = bestCandidate(o.cluster.members.filter((m) => m.node !== me && m.role === "standby"));
+  const heir = bestCandidate(o.cluster.members.filter((m) => m.node !== me && m.role === "standby"), o.cluster.bans);
   if (heir) {
     return d(
-      [{ kind: "demote" }, { kind: "resign", term: leader.term }, { kind: "cool_down" }],
+      [{ kind: "demote" }, { kind: "release", term: leader.term, why: "handover" }, { kind: "cool_down" }],
       `handing over: ${what} after ${o.daemon.recentRestarts} restart(s); ${heir.node} is a healthy standby`,
     );
   }
@@ -57,6 +62,9 @@ function decideStandby(o: Observation): Decision {
     return d(warm, `no action: following ${leader.node} (term ${leader.term})`);
   }
 
+  const sw = o.cluster.switchover;
+  if (isBanned(me, o.cluster.bans)) return d(warm, "no action: no primary, but I am banned from becoming primary");
+  if (sw && sw.to === me && sw.force) return d([...warm, { kind: "campaign" }], `campaigning: forced ${sw.kind} to me`);
   if (o.cluster.paused) return d(warm, "no action: no primary, but the cluster is paused");
   if (o.self.nofailover) return d(warm, "no action: no primary, but I am tagged nofailover");
   if (o.nowMs < o.coolDownUntilMs) {
@@ -64,12 +72,14 @@ function decideStandby(o: Observation): Decision {
   }
   if (o.notReady !== null) return d(warm, `no action: no primary, but I am not ready to serve (${o.notReady})`);
   if (o.mode === "warm" && !(o.daemon.running && o.daemon.probesUp)) return d(warm, "no action: no primary, but my daemon is not healthy");
+  const planned = sw ? standbySwitchover(o, sw) : undefined;
+  if (planned) return d([...warm, ...planned.actions], planned.reason);
 
-  const better = o.cluster.members.filter((m) => m.node !== me && eligible(m) && outranks(m, o.self));
+  const better = o.cluster.members.filter((m) => m.node !== me && eligible(m, o.cluster!.bans) && outranks(m, o.self));
   if (better.length === 0) return d([...warm, { kind: "campaign" }], `campaigning: no primary and I rank first (priority ${o.self.priority})`);
   const since = o.vacantSinceMs ?? o.nowMs;
   const waited = o.nowMs - since;
-  const top = bestCandidate(better)!;
+  const top = bestCandidate(better, o.cluster.bans)!;
   if (waited >= o.rankingDelayMs) {
     return d([...warm, { kind: "campaign" }], `campaigning: no primary for ${Math.round(waited)}ms and ${top.node} (ranked higher) has not taken over`);
   }
@@ -77,21 +87,6 @@ function decideStandby(o: Observation): Decision {
     [...warm, { kind: "recheck_at", atMs: since + o.rankingDelayMs }],
     `waiting: no primary; ${top.node} ranks higher (priority ${top.priority}), campaigning in ${Math.round(o.rankingDelayMs - waited)}ms if it does not`,
   );
-}
-
-function eligible(m: MemberRecord): boolean {
-  return m.healthy && !m.nofailover && m.role !== "fenced" && m.role !== "stopping";
-}
-
-/** Newest synced generation first, then priority (DESIGN.md §3). */
-function outranks(m: Pick<MemberRecord, "generation" | "priority">, self: { generation: number; priority: number }): boolean {
-  return m.generation > self.generation || (m.generation === self.generation && m.priority > self.priority);
-}
-
-function bestCandidate(members: readonly MemberRecord[]): MemberRecord | undefined {
-  return members
-    .filter(eligible)
-    .sort((a, b) => b.generation - a.generation || b.priority - a.priority || a.node.localeCompare(b.node))[0];
 }
 
 function d(actions: readonly Action[], reason: string): Decision {

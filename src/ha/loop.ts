@@ -1,6 +1,6 @@
 import { describeError } from "../errors/catalogue.js";
 import type { Config } from "../config/load.js";
-import type { ClusterSnapshot, Coordinator, MemberRecord, MemberRole, Subscription } from "../coordinator/port.js";
+import type { ClusterSnapshot, Coordinator, HistoryEvent, LeaderRecord, MemberRecord, MemberRole, SwitchoverRequest, Subscription } from "../coordinator/port.js";
 import type { DaemonController } from "../daemon/port.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
@@ -9,6 +9,8 @@ import { SessionLease, type LeaseState } from "./lease.js";
 import type { Action, Decision, Observation } from "./observation.js";
 import type { DaemonHealth, VipControl } from "./ports.js";
 import { ALWAYS_READY, type Readiness } from "../daemon/readiness.js";
+import { HistoryRecorder } from "./history.js";
+import { eligible } from "./candidates.js";
 
 export interface HaLoopDeps {
   readonly config: Config;
@@ -52,6 +54,10 @@ export class HaLoop {
   private watch: Subscription | undefined;
   private cycleDone: Promise<void> = Promise.resolve();
   private readonly readiness: Readiness;
+  private readonly history: HistoryRecorder;
+  /** The last leader this node saw, to say whom a failover replaced. */
+  private lastLeader: LeaderRecord | null = null;
+  private preferredReadySinceMs: number | null = null;
   readonly lease: SessionLease;
 
   constructor(private readonly deps: HaLoopDeps) {
@@ -65,6 +71,7 @@ export class HaLoop {
     });
     deps.health.onChange(() => this.trigger("probe change"));
     this.readiness = deps.readiness ?? ALWAYS_READY;
+    this.history = new HistoryRecorder(deps.coordinator, deps.log);
   }
 
   /** Start: adopt our own lease if the leader key still names us, then run cycles. */
@@ -142,8 +149,12 @@ export class HaLoop {
     else if (snapshot) this.vacantSinceMs = null;
     this.restarts = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
     const lease = this.lease.state();
+    const fb = config.failback;
+    const preferred = fb.preferred ? snapshot?.members.find((m) => m.node === fb.preferred && m.role === "standby") : undefined;
+    if (snapshot) this.preferredReadySinceMs = preferred && eligible(preferred, snapshot.bans) ? (this.preferredReadySinceMs ?? now) : null;
     return {
       nowMs: now,
+      wallNowMs: clock.wallMs(),
       self: { name: config.node.name, priority: config.node.priority, nofailover: config.node.nofailover, generation: 0 },
       mode: config.daemon.mode,
       acting: this.acting,
@@ -161,6 +172,9 @@ export class HaLoop {
       rankingDelayMs: config.election.rankingDelayMs,
       coolDownUntilMs: this.coolDownUntilMs,
       notReady: this.readiness.problem(),
+      failback: { policy: fb.policy, preferred: fb.preferred ?? null, delayMs: fb.delay },
+      preferredReadySinceMs: this.preferredReadySinceMs,
+      switchoverWaitMs: Math.max(1000, 3 * config.election.rankingDelayMs),
     };
   }
 
@@ -176,19 +190,23 @@ export class HaLoop {
       etcdError = describeError(e);
     }
     this.lastSnapshot = snapshot;
-    if (snapshot && !this.watch) await this.ensureWatch();
+    if (snapshot) {
+      if (!this.watch) await this.ensureWatch();
+      await this.history.flush();
+    }
     this.daemonRunningCache = await daemon.isRunning().catch(() => false);
     const decision = decide(this.observe(snapshot, etcdError ?? this.lease.error()));
     if (decision.reason !== this.lastDecision?.reason) log.info({ trigger: why, actions: decision.actions.map((a) => a.kind) }, decision.reason);
     this.lastDecision = decision;
     for (const action of decision.actions) {
       if (this.stopped) return;
-      await this.act(action);
+      await this.act(action, snapshot);
     }
+    if (snapshot?.leader) this.lastLeader = snapshot.leader;
     await this.publishMember();
   }
 
-  private async act(action: Action): Promise<void> {
+  private async act(action: Action, snapshot: ClusterSnapshot | null): Promise<void> {
     const { coordinator, config, clock, log } = this.deps;
     switch (action.kind) {
       case "grant_lease":
@@ -204,7 +222,12 @@ export class HaLoop {
         const result = await coordinator.campaign(config.node.name, lease.id, new Date(clock.wallMs()).toISOString());
         if (result.won) {
           log.info({ term: result.leader?.term }, "won the election");
-          await this.promote(result.leader!.term, lease);
+          const started = clock.monotonicMs();
+          // The predecessor committed its release after dropping the VIP: no need to probe for it.
+          const released = snapshot?.released;
+          const skipDuplicateCheck = released !== null && released !== undefined && released.term === this.lastLeader?.term;
+          await this.promote(result.leader!.term, lease, skipDuplicateCheck);
+          if (this.acting === "primary") this.recordTakeover(result.leader!.term, snapshot, clock.monotonicMs() - started);
         } else {
           log.info({ leader: result.leader?.node, term: result.leader?.term }, "lost the election race");
         }
@@ -221,6 +244,33 @@ export class HaLoop {
       case "resign":
         await coordinator.resign(action.term).catch((e: unknown) => log.warn({ err: describeError(e) }, "resign failed"));
         return;
+      case "release": {
+        const record = { node: config.node.name, term: action.term, at: new Date(clock.wallMs()).toISOString(), why: action.why };
+        const ok = await coordinator.release(action.term, record).catch((e: unknown) => {
+          log.warn({ err: describeError(e) }, "release failed; the lease expires on its own");
+          return false;
+        });
+        if (ok) log.info({ term: action.term, why: action.why }, "released the leader key");
+        return;
+      }
+      case "complete_switchover":
+        await this.completeSwitchover(action.request, snapshot);
+        return;
+      case "abort_switchover": {
+        const sw = snapshot?.switchover;
+        await coordinator.cancelSwitchover().catch((e: unknown) => log.warn({ err: describeError(e) }, "cannot cancel the switchover"));
+        if (sw) this.history.record(this.event(sw.kind, { from: sw.from, to: sw.to, reason: `not done: ${action.why}`, requestedBy: sw.requestedBy }), null);
+        return;
+      }
+      case "request_failback": {
+        const request: SwitchoverRequest = {
+          kind: "failback", from: config.node.name, to: action.to, at: null, force: false,
+          requestedBy: `policy on ${config.node.name}`, reason: "failback policy auto", requestedAt: new Date(clock.wallMs()).toISOString(),
+        };
+        await coordinator.requestSwitchover(request).catch((e: unknown) => log.warn({ err: describeError(e) }, "cannot request the failback"));
+        this.trigger("failback requested");
+        return;
+      }
       case "restart_daemon":
         await this.restartDaemon();
         return;
@@ -237,7 +287,7 @@ export class HaLoop {
     }
   }
 
-  private async promote(term: number, lease: LeaseState): Promise<void> {
+  private async promote(term: number, lease: LeaseState, skipDuplicateCheck = false): Promise<void> {
     const { clock, log, config, vip } = this.deps;
     // Adding the VIP takes a duplicate check plus `ip addr add`: never start it so close
     // to the deadline that it could land after the fence has run. The next renewal retries.
@@ -253,7 +303,7 @@ export class HaLoop {
     this.restarts = [];
     const started = clock.monotonicMs();
     const cold = config.daemon.mode === "cold";
-    const [d, v] = await Promise.allSettled([cold ? this.startDaemon() : Promise.resolve(), vip.setDesired(true)]);
+    const [d, v] = await Promise.allSettled([cold ? this.startDaemon() : Promise.resolve(), vip.setDesired(true, { skipDuplicateCheck })]);
     if (epoch !== this.epoch) {
       // Fenced while promoting: the fence already asked for the VIP to go; make sure it did.
       await this.undoPrimary();
@@ -261,7 +311,7 @@ export class HaLoop {
     }
     if (d.status === "rejected") log.error({ err: describeError(d.reason) }, "daemon failed to start on promotion");
     if (v.status === "rejected") log.error({ err: describeError(v.reason) }, "floating IP not added on promotion; the reconciler retries");
-    log.info({ term, took_ms: Math.round(clock.monotonicMs() - started) }, "acting as primary");
+    log.info({ term, took_ms: Math.round(clock.monotonicMs() - started), duplicate_check: !skipDuplicateCheck }, "acting as primary");
     void this.deps.health.checkNow().catch(() => undefined);
   }
 
@@ -311,6 +361,7 @@ export class HaLoop {
   private fence(lease: LeaseState): void {
     if (this.acting === "primary") {
       this.deps.log.error({ lease: lease.id, term: this.term }, "fencing: lease deadline passed; dropping the floating IP and stopping the daemon");
+      this.history.record(this.event("fence", { from: this.deps.config.node.name, reason: `lease deadline passed (${this.lease.error() ?? "no renewal acknowledged"})` }), null);
       void this.demote("lease deadline");
     }
     this.trigger("lease deadline");
@@ -352,6 +403,50 @@ export class HaLoop {
     }
   }
 
+  private event(kind: HistoryEvent["kind"], fields: Partial<HistoryEvent>): HistoryEvent {
+    return {
+      kind,
+      at: new Date(this.deps.clock.wallMs()).toISOString(),
+      node: this.deps.config.node.name,
+      from: null,
+      to: null,
+      term: this.term,
+      reason: "",
+      ...fields,
+    };
+  }
+
+  /** After winning an election: record a failover (vacancy after a death) or a handover (a release). */
+  private recordTakeover(term: number, snapshot: ClusterSnapshot | null, promoteMs: number): void {
+    const me = this.deps.config.node.name;
+    const released = snapshot?.released;
+    const previous = this.lastLeader?.node ?? null;
+    if (snapshot?.switchover) return; // completeSwitchover records it
+    const vacancyMs = this.vacantSinceMs !== null ? this.deps.clock.monotonicMs() - this.vacantSinceMs : undefined;
+    const durations = { promote_ms: Math.round(promoteMs), ...(vacancyMs !== undefined ? { vacancy_ms: Math.round(vacancyMs) } : {}) };
+    if (released && released.term === this.lastLeader?.term) {
+      this.history.record(this.event("handover", { from: released.node, to: me, term, reason: `${released.node} released the role (${released.why})`, durations }), term);
+    } else if (previous !== null && previous !== me) {
+      this.history.record(this.event("failover", { from: previous, to: me, term, reason: `${previous}'s lease expired`, durations }), term);
+    }
+  }
+
+  /** The new primary confirms a switchover/failback/failover request took effect and clears it. */
+  private async completeSwitchover(sw: SwitchoverRequest, snapshot: ClusterSnapshot | null): Promise<void> {
+    const term = this.term;
+    if (term === null) return;
+    const released = snapshot?.released;
+    const gap = released && released.node === sw.from ? this.deps.clock.wallMs() - Date.parse(released.at) : undefined;
+    this.history.record(
+      this.event(sw.kind, {
+        from: sw.from, to: this.deps.config.node.name, term, reason: sw.reason, requestedBy: sw.requestedBy,
+        ...(gap !== undefined ? { durations: { handover_ms: Math.max(0, Math.round(gap)) } } : {}),
+      }),
+      term,
+    );
+    await this.deps.coordinator.clearSwitchover(term).catch((e: unknown) => this.deps.log.warn({ err: describeError(e) }, "cannot clear the switchover request"));
+  }
+
   status(): { acting: string; term: number | null; decision: string; lease: LeaseState | null; snapshot: ClusterSnapshot | null } {
     return { acting: this.acting, term: this.term, decision: this.lastDecision?.reason ?? "", lease: this.lease.state(), snapshot: this.lastSnapshot };
   }
@@ -367,7 +462,13 @@ export class HaLoop {
     await this.cycleDone.catch(() => undefined);
     this.lease.stopRenewing();
     const wasPrimary = this.acting === "primary";
+    const term = this.term;
     await this.demote("shutdown");
+    if (wasPrimary && term !== null) {
+      // Release first (the successor may skip its duplicate-address check), then revoke the lease.
+      const record = { node: this.deps.config.node.name, term, at: new Date(this.deps.clock.wallMs()).toISOString(), why: "shutdown" as const };
+      await this.deps.coordinator.release(term, record).catch(() => false);
+    }
     await this.deps.health.stop();
     this.readiness.stop();
     await this.deps.vip.release().catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "VIP release failed"));

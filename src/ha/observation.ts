@@ -1,8 +1,10 @@
-import type { ClusterSnapshot, LeaderRecord, MemberRecord } from "../coordinator/port.js";
+import type { ClusterSnapshot, LeaderRecord, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
 
 /** What one HA cycle knows. Built by the loop, consumed by the pure decide(). */
 export interface Observation {
   readonly nowMs: number;
+  /** Wall clock, only to compare with scheduled times written by operators. */
+  readonly wallNowMs: number;
   readonly self: { readonly name: string; readonly priority: number; readonly nofailover: boolean; readonly generation: number };
   readonly mode: "cold" | "warm";
   /** Whether this node currently acts as primary (VIP desired, daemon started in cold mode). */
@@ -29,6 +31,11 @@ export interface Observation {
   readonly coolDownUntilMs: number;
   /** Why this standby could not serve if promoted (failing readiness check), or null. */
   readonly notReady: string | null;
+  readonly failback: { readonly policy: "manual" | "auto"; readonly preferred: string | null; readonly delayMs: number };
+  /** Since when the preferred node has been an eligible standby, as seen by this node. */
+  readonly preferredReadySinceMs: number | null;
+  /** How long other standbys leave a vacancy to the named target of a switchover. */
+  readonly switchoverWaitMs: number;
 }
 
 export type Action =
@@ -37,6 +44,11 @@ export type Action =
   | { readonly kind: "promote"; readonly term: number }
   | { readonly kind: "demote" }
   | { readonly kind: "resign"; readonly term: number }
+  /** Delete the leader key and write control/released in one txn (after demote). */
+  | { readonly kind: "release"; readonly term: number; readonly why: "switchover" | "handover" }
+  | { readonly kind: "complete_switchover"; readonly request: SwitchoverRequest }
+  | { readonly kind: "abort_switchover"; readonly why: string }
+  | { readonly kind: "request_failback"; readonly to: string }
   | { readonly kind: "restart_daemon" }
   | { readonly kind: "start_daemon" }
   | { readonly kind: "cool_down" }

@@ -4,8 +4,11 @@ import type { ProbeState } from "../probes/port.js";
 // loop imports these shapes only, never an adapter (composition is in agent.ts).
 
 export interface VipControl {
-  /** Record the desired state and reconcile now; rejects if adding/removing failed. */
-  setDesired(held: boolean): Promise<void>;
+  /**
+   * Record the desired state and reconcile now; rejects if adding/removing failed.
+   * skipDuplicateCheck: the previous holder released the address (see ReleaseRecord).
+   */
+  setDesired(held: boolean, options?: { skipDuplicateCheck?: boolean }): Promise<void>;
   state(): { readonly desired: boolean; readonly held: boolean | undefined; readonly lastError: string | undefined };
   /** Remove the address and stop reconciling (shutdown). */
   release(): Promise<void>;

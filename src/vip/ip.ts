@@ -88,13 +88,13 @@ export class IpFloatingIp implements FloatingIp {
     return (await this.observe()).length > 0;
   }
 
-  async add(): Promise<void> {
+  async add(options: { skipDuplicateCheck?: boolean } = {}): Promise<void> {
     const started = this.clock.monotonicMs();
     if (await this.isHeld()) {
       this.announceInBackground();
       return;
     }
-    if (this.config.duplicate_check) await this.checkDuplicate();
+    if (this.config.duplicate_check && !options.skipDuplicateCheck) await this.checkDuplicate();
     const argv = [...this.ipCmd(), "addr", "add", this.address, "dev", this.config.interface, ...this.nodad()];
     const r = await this.run(argv, IP_TIMEOUT_MS, "US_E_VIP_ADD");
     // Lost a race with another add (ours, or someone's by hand): the address is here, which is what we want.

@@ -7,8 +7,10 @@ export interface FloatingIp {
   /**
    * Add the address unless held, after a duplicate-address check: throws
    * US_E_VIP_DUPLICATE if another host answers for it. Announces it (gratuitous ARP).
+   * skipDuplicateCheck: the previous holder is known to have released it (its
+   * release was committed in etcd after it removed the address).
    */
-  add(): Promise<void>;
+  add(options?: { skipDuplicateCheck?: boolean }): Promise<void>;
   /** Remove if held. Idempotent; never throws for "not held". */
   remove(): Promise<void>;
   /** Gratuitous ARP / unsolicited NA so neighbours update their caches. */

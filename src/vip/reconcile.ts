@@ -30,6 +30,7 @@ interface Job {
 
 export class VipReconciler {
   private desired = false;
+  private skipCheckOnce = false;
   private held: boolean | undefined;
   private lastError: string | undefined;
   private stopped = false;
@@ -79,12 +80,14 @@ export class VipReconciler {
    * completes; rejects with its error (add/remove failed, or US_E_VIP_DUPLICATE).
    * After stop() or release() it changes nothing: shutdown must not re-add the address.
    */
-  setDesired(held: boolean): Promise<void> {
+  setDesired(held: boolean, options: { skipDuplicateCheck?: boolean } = {}): Promise<void> {
     if (this.stopped) {
       this.logger.warn({ vip: this.ip.address, desired: held }, "floating IP reconciler is stopped; ignoring desired state");
       return Promise.resolve();
     }
     this.desired = held;
+    // One-shot: only the add this call causes may skip the check, never a later repair.
+    this.skipCheckOnce = held && options.skipDuplicateCheck === true;
     if (this.timers.length === 0) this.armTimers();
     return this.enqueue(false);
   }
@@ -151,7 +154,9 @@ export class VipReconciler {
     this.held = held;
     if (desired && !held) {
       this.logger.info({ vip: this.ip.address }, "floating IP desired but not held: adding");
-      await this.ip.add(); // announces by itself
+      const skipDuplicateCheck = this.skipCheckOnce;
+      this.skipCheckOnce = false;
+      await this.ip.add({ skipDuplicateCheck }); // announces by itself
       this.held = true;
     } else if (!desired && held) {
       this.logger.info({ vip: this.ip.address }, "floating IP held but not desired: removing");

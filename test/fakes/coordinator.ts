@@ -1,5 +1,9 @@
 import { UnderstudyError } from "../../src/errors/catalogue.js";
 import type {
+  BanRecord,
+  HistoryEvent,
+  ReleaseRecord,
+  SwitchoverRequest,
   CampaignResult,
   ClusterSnapshot,
   Coordinator,
@@ -30,6 +34,10 @@ export class FakeCoordinator implements Coordinator {
   leader: LeaderRecord | null = null;
   readonly members = new Map<string, { member: MemberRecord; lease: string }>();
   paused = false;
+  switchover: SwitchoverRequest | null = null;
+  released: ReleaseRecord | null = null;
+  readonly bans = new Map<string, { record: BanRecord; lease: string }>();
+  readonly historyEvents: HistoryEvent[] = [];
   readonly leases = new Map<string, FakeLease>();
   readonly calls: string[] = [];
   private nextLease = 0x100;
@@ -58,6 +66,7 @@ export class FakeCoordinator implements Coordinator {
       changed = true;
     }
     for (const [node, m] of this.members) if (m.lease === id) (this.members.delete(node), (changed = true));
+    for (const [node, b] of this.bans) if (b.lease === id) (this.bans.delete(node), (changed = true));
     if (changed) this.notify();
   }
 
@@ -88,7 +97,15 @@ export class FakeCoordinator implements Coordinator {
 
   async snapshot(): Promise<ClusterSnapshot> {
     this.gate("snapshot");
-    return { revision: this.revision, leader: this.leader, members: [...this.members.values()].map((m) => m.member), paused: this.paused };
+    return {
+      revision: this.revision,
+      leader: this.leader,
+      members: [...this.members.values()].map((m) => m.member),
+      paused: this.paused,
+      switchover: this.switchover,
+      released: this.released,
+      bans: [...this.bans.values()].map((b) => b.record),
+    };
   }
 
   async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {
@@ -121,6 +138,64 @@ export class FakeCoordinator implements Coordinator {
     this.gate("setPaused");
     this.paused = paused;
     this.notify();
+  }
+
+  async requestSwitchover(request: SwitchoverRequest): Promise<boolean> {
+    this.gate("requestSwitchover");
+    if (this.switchover) return false;
+    this.switchover = request;
+    this.revision++;
+    this.notify();
+    return true;
+  }
+
+  async clearSwitchover(term: number): Promise<boolean> {
+    this.gate("clearSwitchover");
+    if (this.leader?.term !== term) return false;
+    this.switchover = null;
+    this.revision++;
+    this.notify();
+    return true;
+  }
+
+  async cancelSwitchover(): Promise<void> {
+    this.gate("cancelSwitchover");
+    this.switchover = null;
+    this.notify();
+  }
+
+  async release(term: number, record: ReleaseRecord): Promise<boolean> {
+    this.gate("release");
+    if (this.leader?.term !== term) return false;
+    this.leader = null;
+    this.released = record;
+    this.revision++;
+    this.notify();
+    return true;
+  }
+
+  async ban(record: BanRecord, ttlMs: number): Promise<void> {
+    this.gate("ban");
+    const g = await this.grantLease(ttlMs);
+    this.bans.set(record.node, { record, lease: g.id });
+    this.notify();
+  }
+
+  async unban(node: string): Promise<void> {
+    this.gate("unban");
+    this.bans.delete(node);
+    this.notify();
+  }
+
+  async appendHistory(event: HistoryEvent, term: number | null): Promise<void> {
+    this.gate("appendHistory");
+    if (term !== null && this.leader?.term !== term) return;
+    this.historyEvents.push(event);
+  }
+
+  async history(limit: number): Promise<HistoryEvent[]> {
+    this.gate("history");
+    return this.historyEvents.slice(-limit);
   }
 
   async watchLeader(onEvent: (e: LeaderWatchEvent) => void): Promise<Subscription> {

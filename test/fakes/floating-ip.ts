@@ -18,6 +18,8 @@ export class StrictFloatingIp implements FloatingIp {
   readonly address = "198.18.0.100/24";
   readonly calls: FloatingIpMethod[] = [];
   readonly violations: string[] = [];
+  /** The options each add() was called with, in order. */
+  readonly addOptions: { skipDuplicateCheck?: boolean }[] = [];
   private readonly queue: Step[] = [];
   private inFlight = 0;
 
@@ -30,7 +32,8 @@ export class StrictFloatingIp implements FloatingIp {
   async isHeld(): Promise<boolean> {
     return (await this.step("isHeld")).held ?? false;
   }
-  async add(): Promise<void> {
+  async add(options: { skipDuplicateCheck?: boolean } = {}): Promise<void> {
+    this.addOptions.push(options);
     await this.step("add");
   }
   async remove(): Promise<void> {

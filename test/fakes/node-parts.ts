@@ -23,8 +23,10 @@ export class VipTimeline {
 export class FakeVip implements VipControl {
   held = false;
   desired = false;
+  readonly skipped: boolean[] = [];
   constructor(private readonly node: string, private readonly timeline: VipTimeline) {}
-  async setDesired(held: boolean): Promise<void> {
+  async setDesired(held: boolean, options: { skipDuplicateCheck?: boolean } = {}): Promise<void> {
+    if (held) this.skipped.push(options.skipDuplicateCheck === true);
     this.desired = held;
     if (this.held !== held) {
       this.held = held;

@@ -2,8 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { decide } from "../../src/ha/decide.js";
 import type { MemberRecord, Observation } from "../../src/ha/observation.js";
+import type { SwitchoverRequest } from "../../src/coordinator/port.js";
 
 const NOW = 100_000;
+const WALL = Date.UTC(2026, 10, 22, 12, 0, 0);
 
 function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
   return {
@@ -15,12 +17,13 @@ function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
 function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Observation["cluster"]>> | null = {}): Observation {
   return {
     nowMs: NOW,
+    wallNowMs: WALL,
     self: { name: "n1", priority: 100, nofailover: false, generation: 0 },
     mode: "cold",
     acting: "standby",
     term: null,
     lease: { id: "a1", deadlineMs: NOW + 4000 },
-    cluster: cluster === null ? null : { revision: 10, leader: null, members: [member("n1")], paused: false, ...cluster },
+    cluster: cluster === null ? null : { revision: 10, leader: null, members: [member("n1")], paused: false, switchover: null, released: null, bans: [], ...cluster },
     etcdError: cluster === null ? "partitioned" : null,
     vacantSinceMs: NOW,
     daemon: { running: false, probesUp: true, recentRestarts: 0 },
@@ -28,6 +31,9 @@ function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Obser
     rankingDelayMs: 500,
     coolDownUntilMs: 0,
     notReady: null,
+    failback: { policy: "manual", preferred: null, delayMs: 300_000 },
+    preferredReadySinceMs: null,
+    switchoverWaitMs: 1500,
     ...over,
   };
 }
@@ -72,10 +78,40 @@ const cases: Case[] = [
   { name: "primary, leader key names another node -> demote", o: primary({}, { leader: { node: "n2", term: 8, lease: "b", acquiredAt: "" } }), actions: ["demote"], reason: /names n2 \(term 8\), not me \(term 7\)/ },
   { name: "primary, same node but older term -> demote", o: primary({ term: 6 }), actions: ["demote"], reason: /not me \(term 6\)/ },
   { name: "primary, daemon crashed -> restart", o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 0 } }), actions: ["restart_daemon"], reason: /^restarting the daemon: the daemon is not running \(restart 1 of 1\)$/ },
-  { name: "primary, probes failing after restart -> hand over", o: primary({ daemon: { running: true, probesUp: false, recentRestarts: 1 } }), actions: ["demote", "resign", "cool_down"], reason: /^handing over: critical probes are failing after 1 restart\(s\); n2 is a healthy standby$/ },
+  { name: "primary, probes failing after restart -> hand over", o: primary({ daemon: { running: true, probesUp: false, recentRestarts: 1 } }), actions: ["demote", "release", "cool_down"], reason: /^handing over: critical probes are failing after 1 restart\(s\); n2 is a healthy standby$/ },
   { name: "primary, failing, no healthy standby -> keep restarting", o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 3 } }, { members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), actions: ["restart_daemon"], reason: /no healthy standby/ },
   { name: "primary, paused with failing daemon -> no automatic action", o: primary({ daemon: { running: false, probesUp: false, recentRestarts: 5 } }, { paused: true }), actions: [], reason: /^no action: paused; I am n1/ },
 ];
+
+const sw = (over: Partial<SwitchoverRequest> = {}): SwitchoverRequest => ({
+  kind: "switchover", from: "n1", to: "n2", at: null, force: false, requestedBy: "ops", reason: "patching n1", requestedAt: "", ...over,
+});
+
+cases.push(
+  // planned moves
+  { name: "primary, switchover to a healthy standby -> demote and release", o: primary({}, { switchover: sw() }), actions: ["demote", "release"], reason: /^switchover: handing over to n2 \(patching n1\)$/ },
+  { name: "primary, switchover without a target -> best candidate", o: primary({}, { switchover: sw({ to: null }), members: [member("n1", { role: "primary" }), member("n2"), member("n3", { priority: 300 })] }), actions: ["demote", "release"], reason: /handing over to n3/ },
+  { name: "primary, switchover to an unhealthy standby -> cancelled", o: primary({}, { switchover: sw({ to: "n2" }), members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), actions: ["abort_switchover"], reason: /^switchover not possible: n2 is not a healthy, ready standby; cancelling$/ },
+  { name: "primary, forced failover to an unhealthy standby -> done", o: primary({}, { switchover: sw({ kind: "failover", force: true }), members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), actions: ["demote", "release"], reason: /^failover: handing over to n2/ },
+  { name: "primary, switchover to an unknown node -> cancelled", o: primary({}, { switchover: sw({ to: "n9" }) }), actions: ["abort_switchover"], reason: /n9 is not a live standby/ },
+  { name: "primary, switchover to a banned standby -> cancelled", o: primary({}, { switchover: sw(), bans: [{ node: "n2", until: "", requestedBy: "", reason: "" }] }), actions: ["abort_switchover"], reason: /n2 is not a healthy, ready standby/ },
+  { name: "primary, scheduled switchover not yet due -> recheck then", o: primary({}, { switchover: sw({ at: new Date(WALL + 60_000).toISOString() }) }), actions: ["recheck_at"], reason: /switchover to n2 scheduled at/ },
+  { name: "primary, scheduled switchover due -> hand over", o: primary({}, { switchover: sw({ at: new Date(WALL - 1).toISOString() }) }), actions: ["demote", "release"], reason: /handing over to n2/ },
+  { name: "primary, switchover runs even when paused", o: primary({}, { switchover: sw(), paused: true }), actions: ["demote", "release"], reason: /handing over to n2/ },
+  { name: "new primary after a switchover -> record and clear it", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 0 } }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, switchover: sw() }), actions: ["complete_switchover"], reason: /^switchover done: I am n2, the new primary \(term 7\)$/ },
+  { name: "standby named by a switchover campaigns at once, ranking aside", o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 } }, { switchover: sw(), members: [member("n2", { priority: 1 }), member("n3", { priority: 500 })] }), actions: ["campaign"], reason: /^campaigning: switchover to me$/ },
+  { name: "standby not named waits for the switchover target", o: obs({ self: { name: "n3", priority: 500, nofailover: false, generation: 0 } }, { switchover: sw() }), actions: ["recheck_at"], reason: /^waiting: switchover to n2 in progress$/ },
+  { name: "standby not named campaigns when the target never took over", o: obs({ self: { name: "n3", priority: 500, nofailover: false, generation: 0 }, vacantSinceMs: NOW - 2000 }, { switchover: sw() }), actions: ["campaign"], reason: /I rank first/ },
+  { name: "forced failover target campaigns even when not ready", o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 }, notReady: "disk full" }, { switchover: sw({ kind: "failover", force: true, from: null }) }), actions: ["campaign"], reason: /^campaigning: forced failover to me$/ },
+  { name: "unforced switchover target that is not ready does not campaign", o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 }, notReady: "disk full" }, { switchover: sw({ from: null }) }), actions: [], reason: /not ready to serve/ },
+  { name: "banned standby does not campaign", o: obs({}, { bans: [{ node: "n1", until: "", requestedBy: "", reason: "" }] }), actions: [], reason: /^no action: no primary, but I am banned/ },
+  { name: "banned higher-priority peer does not make me wait", o: obs({}, { members: [member("n1"), member("n3", { priority: 900 })], bans: [{ node: "n3", until: "", requestedBy: "", reason: "" }] }), actions: ["campaign"], reason: /I rank first/ },
+  // automatic failback
+  { name: "failback auto: preferred ready long enough -> request failback", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, failback: { policy: "auto", preferred: "n1", delayMs: 5000 }, preferredReadySinceMs: NOW - 6000 }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1"), member("n2", { role: "primary" })] }), actions: ["request_failback"], reason: /^failback: n1 \(preferred\) has been a healthy standby for 6s$/ },
+  { name: "failback auto: preferred not ready long enough -> wait", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, failback: { policy: "auto", preferred: "n1", delayMs: 5000 }, preferredReadySinceMs: NOW - 1000 }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1"), member("n2", { role: "primary" })] }), actions: ["recheck_at"], reason: /failing back to n1 in 4s$/ },
+  { name: "failback manual: never moves by itself", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, failback: { policy: "manual", preferred: "n1", delayMs: 0 }, preferredReadySinceMs: NOW - 60_000 }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1"), member("n2", { role: "primary" })] }), actions: [], reason: /^no action: I am n2/ },
+  { name: "failback auto: preferred behind on sync generation -> no failback", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 4 }, failback: { policy: "auto", preferred: "n1", delayMs: 0 }, preferredReadySinceMs: NOW - 60_000 }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1", { generation: 3 }), member("n2", { role: "primary" })] }), actions: [], reason: /^no action: I am n2/ },
+);
 
 for (const c of cases) {
   test(c.name, () => {
@@ -90,7 +126,7 @@ test("decide is pure: same observation, same decision", () => {
   assert.deepEqual(decide(o), decide(o));
 });
 
-test("a resign always carries the term from the leader key", () => {
+test("a handover release always carries the term from the leader key", () => {
   const d = decide(primary({ daemon: { running: false, probesUp: false, recentRestarts: 1 } }));
-  assert.deepEqual(d.actions.find((a) => a.kind === "resign"), { kind: "resign", term: 7 });
+  assert.deepEqual(d.actions.find((a) => a.kind === "release"), { kind: "release", term: 7, why: "handover" });
 });

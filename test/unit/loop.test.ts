@@ -7,6 +7,7 @@ import { FakeClock } from "../fakes/clock.js";
 import { FakeCoordinator } from "../fakes/coordinator.js";
 import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../fakes/node-parts.js";
 import { ProcessLife } from "../fakes/crashable.js";
+import type { SwitchoverRequest } from "../../src/coordinator/port.js";
 
 function configFor(name: string, priority = 100, extra = "", mode: "cold" | "warm" = "cold") {
   return parseConfigText(
@@ -20,7 +21,7 @@ ${extra}`,
   );
 }
 
-function cluster(names: [string, number][], readiness: Record<string, string | null> = {}, mode: "cold" | "warm" = "cold") {
+function cluster(names: [string, number][], readiness: Record<string, string | null> = {}, mode: "cold" | "warm" = "cold", extra = "") {
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
   const timeline = new VipTimeline(clock);
@@ -30,7 +31,7 @@ function cluster(names: [string, number][], readiness: Record<string, string | n
     const health = new FakeHealth();
     const life = new ProcessLife();
     const loop = new HaLoop({
-      config: configFor(name, prio, "", mode), coordinator: life.coordinator(etcd), daemon, vip, health, clock: life.clock(clock), log: silentLogger(), version: "test", probeGraceMs: 0,
+      config: configFor(name, prio, extra, mode), coordinator: life.coordinator(etcd), daemon, vip, health, clock: life.clock(clock), log: silentLogger(), version: "test", probeGraceMs: 0,
       readiness: { problem: () => readiness[name] ?? null, start: () => undefined, stop: () => undefined },
     });
     return { name, daemon, vip, health, loop, life };
@@ -67,6 +68,7 @@ test("primary partitioned from etcd fences at its deadline, before etcd expires 
   const dropped = c.timeline.events.find((e) => e.node === "n1" && !e.held)!;
   const added = c.timeline.events.find((e) => e.node === "n2" && e.held)!;
   assert.ok(dropped.t <= lease.deadlineMs, `dropped at ${dropped.t}, deadline ${lease.deadlineMs}`);
+  assert.deepEqual(c.nodes[1]!.vip.skipped, [false], "after an expiry the duplicate check runs");
   assert.ok(dropped.t - partitionedAt <= 5000 - 1000, "fenced within ttl - margin of the last renewal");
   assert.ok(added.t >= dropped.t + 1000, `n2 added the VIP ${added.t - dropped.t}ms after n1 dropped it (fence margin 1000ms)`);
   assert.equal(c.etcd.leader?.node, "n2");
@@ -125,6 +127,8 @@ test("graceful stop of the primary revokes the lease: the standby takes over wit
   assert.equal(c.etcd.leader?.node, "n2");
   const added = c.timeline.events.find((e) => e.node === "n2" && e.held)!;
   assert.ok(added.t - t0 <= 50, `took over after ${added.t - t0}ms`);
+  assert.deepEqual(c.nodes[1]!.vip.skipped, [true], "n1 released the VIP: n2 skipped the duplicate check");
+  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && e.to === "n2"));
   assert.equal(c.timeline.maxHolders, 1);
 });
 
@@ -226,4 +230,94 @@ test("warm mode: a standby whose probes fail does not campaign", async () => {
   await c.nodes[0]!.loop.stop();
   await c.clock.advance(50);
   assert.equal(c.etcd.leader?.node, "n3");
+});
+
+function request(c: ReturnType<typeof cluster>, over: Partial<SwitchoverRequest>): SwitchoverRequest {
+  return { kind: "switchover", from: c.etcd.leader?.node ?? null, to: null, at: null, force: false, requestedBy: "test", reason: "maintenance", requestedAt: "", ...over };
+}
+
+test("switchover to a named standby: the old primary releases, the target takes over, the request is recorded and cleared", async () => {
+  const c = cluster([["n1", 300], ["n2", 200], ["n3", 100]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  await c.clock.advance(50);
+  assert.equal(c.etcd.leader?.node, "n3", "n3 (lowest priority, but named) took over");
+  assert.deepEqual(c.timeline.holder(), ["n3"]);
+  assert.equal(c.etcd.switchover, null, "request cleared");
+  assert.equal(c.etcd.released?.node, "n1");
+  const ev = c.etcd.historyEvents.find((e) => e.kind === "switchover")!;
+  assert.equal(ev.from, "n1");
+  assert.equal(ev.to, "n3");
+  assert.equal(ev.requestedBy, "test");
+  assert.ok(ev.durations && ev.durations.handover_ms! < 50, JSON.stringify(ev));
+  assert.equal(c.timeline.maxHolders, 1);
+  assert.equal(c.nodes[0]!.daemon.running, false, "old primary stopped its daemon");
+});
+
+test("scheduled switchover waits for its time", async () => {
+  const c = cluster([["n1", 300], ["n2", 200]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const at = new Date(c.clock.wallMs() + 10_000).toISOString();
+  await c.etcd.requestSwitchover(request(c, { to: "n2", at }));
+  await c.clock.advance(9000);
+  assert.equal(c.etcd.leader?.node, "n1", "not before its time");
+  assert.match(c.nodes[0]!.loop.status().decision, /scheduled at/);
+  await c.clock.advance(1100);
+  assert.equal(c.etcd.leader?.node, "n2");
+});
+
+test("switchover to an unhealthy standby is cancelled and recorded, the primary stays", async () => {
+  const c = cluster([["n1", 300], ["n2", 200]], { n2: "disk full" });
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  await c.etcd.requestSwitchover(request(c, { to: "n2" }));
+  await c.clock.advance(100);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.equal(c.etcd.switchover, null);
+  assert.match(c.etcd.historyEvents.at(-1)?.reason ?? "", /not done: n2 is not a healthy, ready standby/);
+});
+
+test("failback policy auto: the preferred node gets the role back once healthy for the delay", async () => {
+  const extra = "failback: { policy: auto, preferred: n1, delay: 5s }";
+  const c = cluster([["n1", 300], ["n2", 200]], {}, "cold", extra);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  // n1's host dies (agent gone, its address no longer answers): n2 takes over after the lease expires.
+  c.nodes[0]!.life.crash();
+  await c.nodes[0]!.vip.setDesired(false);
+  c.nodes[0]!.daemon.running = false;
+  await c.clock.advance(8000);
+  assert.equal(c.etcd.leader?.node, "n2");
+  // n1 comes back (a new agent) as a standby; n2 fails back to it after 5 s.
+  const n1 = c.nodes[0]!;
+  const again = new HaLoop({
+    config: configFor("n1", 300, extra), coordinator: c.etcd, daemon: n1.daemon, vip: n1.vip, health: n1.health, clock: c.clock, log: silentLogger(), version: "test", probeGraceMs: 0,
+  });
+  await again.start();
+  await c.clock.advance(3000);
+  assert.equal(c.etcd.leader?.node, "n2", "not before the delay");
+  await c.clock.advance(4000);
+  assert.equal(c.etcd.leader?.node, "n1", "failed back");
+  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "failback" && e.to === "n1" && e.from === "n2"));
+  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "failover" && e.to === "n2" && e.from === "n1"));
+  assert.equal(c.timeline.maxHolders, 1);
+});
+
+test("a fenced primary records the fence in history once etcd answers again", async () => {
+  const c = cluster([["n1", 300], ["n2", 200]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  c.nodes[0]!.life.partitioned = true;
+  await c.clock.advance(8000);
+  assert.ok(!c.etcd.historyEvents.some((e) => e.kind === "fence"), "not written while cut off");
+  c.nodes[0]!.life.partitioned = false;
+  await c.clock.advance(3000);
+  const fence = c.etcd.historyEvents.find((e) => e.kind === "fence");
+  assert.ok(fence, JSON.stringify(c.etcd.historyEvents));
+  assert.equal(fence.node, "n1");
+  assert.match(fence.reason, /lease deadline passed/);
 });

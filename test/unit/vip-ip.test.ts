@@ -116,6 +116,14 @@ describe("IpFloatingIp.add", () => {
     runner.done();
   });
 
+  it("skipDuplicateCheck (the previous holder released it): adds without arping -D", async () => {
+    const runner = new StrictCommandRunner().expect(SHOW, { stdout: NOT_HELD }).expect(ADD).expect(GARP).expect(GARP).expect(GARP);
+    const { vip } = setup({}, runner);
+    await vip.add({ skipDuplicateCheck: true });
+    await flushMicrotasks();
+    runner.done();
+  });
+
   it("rounds -c and -w up to whole seconds (this arping rejects fractions)", async () => {
     const dad = [...DAD];
     dad[3] = "2";

@@ -28,6 +28,17 @@ describe("VipReconciler", () => {
     reconciler.stop();
   });
 
+  it("skips the duplicate check only for the add a released handover asked for, never for a later repair", async () => {
+    const { clock, ip, reconciler } = setup();
+    ip.expect("isHeld", { held: false }).expect("add");
+    await reconciler.setDesired(true, { skipDuplicateCheck: true });
+    ip.expect("isHeld", { held: false }).expect("add");
+    await clock.advance(RECONCILE);
+    ip.done();
+    assert.deepEqual(ip.addOptions, [{ skipDuplicateCheck: true }, { skipDuplicateCheck: false }]);
+    reconciler.stop();
+  });
+
   it("repairs drift: re-adds an address removed by hand, removes one added while not desired", async () => {
     const { clock, ip, reconciler, errors } = setup();
     ip.expect("isHeld", { held: false }).expect("add");

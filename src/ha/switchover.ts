@@ -1,0 +1,85 @@
+import type { SwitchoverRequest } from "../coordinator/port.js";
+import { bestCandidate, eligible } from "./candidates.js";
+import type { Decision, Observation } from "./observation.js";
+
+// Planned moves of the primary: operator switchover (now or scheduled),
+// forced failover to a named node, and automatic failback to a preferred node.
+// Pure functions: they return a Decision, or undefined to let decide() go on.
+
+/** The primary's side: carry out a request addressed to it, or finish one that moved the role here. */
+export function primarySwitchover(o: Observation, term: number): Decision | undefined {
+  const sw = o.cluster?.switchover;
+  if (!sw) return undefined;
+  const me = o.self.name;
+  if (sw.from !== me) {
+    // The role came here because of the request (or it named me): record it and clear the key.
+    return { actions: [{ kind: "complete_switchover", request: sw }], reason: `${sw.kind} done: I am ${me}, the new primary (term ${term})` };
+  }
+  if (sw.to === me) return { actions: [{ kind: "abort_switchover", why: `${me} is already the primary` }], reason: `${sw.kind} to myself: nothing to do, cancelling` };
+  if (sw.at !== null) {
+    const atMs = Date.parse(sw.at);
+    if (atMs > o.wallNowMs) {
+      return {
+        actions: [{ kind: "recheck_at", atMs: o.nowMs + (atMs - o.wallNowMs) }],
+        reason: `no action: I am ${me}, the primary (term ${term}); ${sw.kind}${sw.to ? ` to ${sw.to}` : ""} scheduled at ${sw.at}`,
+      };
+    }
+  }
+  const bans = o.cluster!.bans;
+  const standbys = o.cluster!.members.filter((m) => m.node !== me && m.role === "standby");
+  const target = sw.to ? standbys.find((m) => m.node === sw.to) : bestCandidate(standbys, bans);
+  const forced = sw.kind === "failover" && sw.force;
+  if (!target) {
+    const why = sw.to ? `${sw.to} is not a live standby` : "no healthy standby";
+    return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
+  }
+  if (!forced && !eligible(target, bans)) {
+    const why = `${target.node} is not a healthy, ready standby`;
+    return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
+  }
+  return {
+    actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover" }],
+    reason: `${sw.kind}: handing over to ${target.node}${sw.reason ? ` (${sw.reason})` : ""}`,
+  };
+}
+
+/**
+ * A standby's side while the leader key is absent and a request names a
+ * target: the target campaigns at once; the others give it switchoverWaitMs.
+ */
+export function standbySwitchover(o: Observation, sw: SwitchoverRequest): Decision | undefined {
+  if (sw.to === null) return undefined;
+  const me = o.self.name;
+  if (sw.to === me) {
+    return { actions: [{ kind: "campaign" }], reason: `campaigning: ${sw.kind} to me${sw.force ? " (forced)" : ""}` };
+  }
+  const since = o.vacantSinceMs ?? o.nowMs;
+  if (o.nowMs - since < o.switchoverWaitMs) {
+    return {
+      actions: [{ kind: "recheck_at", atMs: since + o.switchoverWaitMs }],
+      reason: `waiting: ${sw.kind} to ${sw.to} in progress`,
+    };
+  }
+  return undefined;
+}
+
+/** Automatic failback: hand the role to the preferred node once it has been ready for `delay`. */
+export function failback(o: Observation, term: number): Decision | undefined {
+  const fb = o.failback;
+  if (fb.policy !== "auto" || fb.preferred === null || fb.preferred === o.self.name || !o.cluster) return undefined;
+  const preferred = o.cluster.members.find((m) => m.node === fb.preferred && m.role === "standby");
+  if (!preferred || !eligible(preferred, o.cluster.bans) || preferred.generation < o.self.generation || o.preferredReadySinceMs === null) {
+    return undefined;
+  }
+  const waited = o.nowMs - o.preferredReadySinceMs;
+  if (waited >= fb.delayMs) {
+    return {
+      actions: [{ kind: "request_failback", to: fb.preferred }],
+      reason: `failback: ${fb.preferred} (preferred) has been a healthy standby for ${Math.round(waited / 1000)}s`,
+    };
+  }
+  return {
+    actions: [{ kind: "recheck_at", atMs: o.preferredReadySinceMs + fb.delayMs }],
+    reason: `no action: I am ${o.self.name}, the primary (term ${term}); failing back to ${fb.preferred} in ${Math.ceil((fb.delayMs - waited) / 1000)}s`,
+  };
+}
