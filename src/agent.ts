@@ -13,6 +13,9 @@ import { createLogger, type Logger } from "./platform/logger.js";
 import { createProbeHealth } from "./probes/index.js";
 import { VipReconciler, createFloatingIp } from "./vip/index.js";
 import { VERSION } from "./version.js";
+import { AgentMetrics } from "./api/metrics.js";
+import { buildApi } from "./api/server.js";
+import { readTokenFile } from "./api/token.js";
 
 export interface RunningAgent {
   readonly loop: HaLoop;
@@ -46,22 +49,42 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const health = createProbeHealth(config.probes, { clock, logger: log.child({ component: "probes" }) });
   const probeGraceMs = Math.max(0, ...config.probes.filter((p) => p.critical).map((p) => p.interval * p.fall + p.timeout));
 
+  // Read the token before anything starts: a bad token file must change nothing.
+  const token = config.api?.token_file ? await readTokenFile(config.api.token_file) : null;
+  const apiPort = config.api ? Number(config.api.listen.slice(config.api.listen.lastIndexOf(":") + 1)) : undefined;
+  const apiHost = config.api ? config.api.listen.slice(0, config.api.listen.lastIndexOf(":")).replace(/^\[|\]$/g, "") : undefined;
+  const apiUrl = apiPort !== undefined ? `http://${config.node.address.includes(":") ? `[${config.node.address}]` : config.node.address}:${apiPort}` : undefined;
+
   let loop: HaLoop | undefined;
   const readiness = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner, clock, log: log.child({ component: "readiness" }), onChange: () => loop?.trigger("readiness"),
   });
-  loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness });
+  loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, ...(apiUrl ? { apiUrl } : {}) });
+  const ha = loop;
+  const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name });
+  ha.onEvent((e) => metrics.observe(e));
+  const api = config.api
+    ? buildApi({
+        view: () => ha.view(), coordinator, metrics, clock, log: log.child({ component: "api" }), token, authReads: config.api.auth_reads,
+        livenessMaxMs: 3 * config.election.renewIntervalMs + config.etcd.request_timeout, failbackPreferred: config.failback.preferred ?? null,
+      })
+    : undefined;
+  if (api) {
+    await api.listen({ host: apiHost!, port: apiPort! });
+    log.info({ url: apiUrl, listen: config.api!.listen, mutations: token ? "bearer token" : "refused (no api.token_file)" }, "REST API listening");
+  }
   log.info({ version: VERSION, cluster: config.cluster, ttl_ms: config.election.ttlMs, fence_margin_ms: config.election.fenceMarginMs }, "agent starting");
   // No vip.start(): the loop's first setDesired() arms the reconciler, after it has
   // decided whether it adopts its own lease (keep the VIP) or not (drop a leftover).
-  await loop.start();
+  await ha.start();
 
   let stopping: Promise<void> | undefined;
   return {
-    loop,
+    loop: ha,
     stop: () =>
       (stopping ??= (async () => {
-        await loop.stop();
+        await ha.stop();
+        await api?.close();
         await daemon.close();
         await coordinator.close();
       })()),

@@ -117,6 +117,17 @@ export const configSchema = z
         }
         if (d.backend === "systemd" && !d.unit) ctx.addIssue({ code: "custom", path: ["unit"], message: "is required for the systemd backend" });
       }),
+    api: z
+      .object({
+        /** host:port; the member key advertises http://<node.address>:<port>. */
+        listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[0-9.]+|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port, like 0.0.0.0:8470").default("0.0.0.0:8470"),
+        /** File holding the bearer token for mutations (POST). Without it, mutations are refused. */
+        token_file: z.string().startsWith("/").optional(),
+        /** Whether GET endpoints need the token too. */
+        auth_reads: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     failback: z
       .object({
         policy: z.enum(["manual", "auto"]).default("manual"),

@@ -39,6 +39,8 @@ export interface MemberRecord {
   readonly probes: Readonly<Record<string, boolean>>;
   readonly vipHeld: boolean;
   readonly daemonRunning: boolean;
+  /** Base URL of this node's REST API, when it serves one. */
+  readonly api?: string;
   readonly updatedAt: string;
 }
 

@@ -10,6 +10,7 @@ import type { Action, Decision, Observation } from "./observation.js";
 import type { DaemonHealth, VipControl } from "./ports.js";
 import { ALWAYS_READY, type Readiness } from "../daemon/readiness.js";
 import { HistoryRecorder } from "./history.js";
+import type { HaEvent, HaEventListener, NodeView, PromotionKind } from "./events.js";
 import { eligible } from "./candidates.js";
 
 export interface HaLoopDeps {
@@ -25,6 +26,8 @@ export interface HaLoopDeps {
   readonly probeGraceMs: number;
   /** Could this standby serve if promoted? Defaults to always. */
   readonly readiness?: Readiness;
+  /** Advertised in the member key so the CLI can reach any node. */
+  readonly apiUrl?: string;
 }
 
 const RESTART_WINDOW_MS = 60_000;
@@ -58,6 +61,9 @@ export class HaLoop {
   /** The last leader this node saw, to say whom a failover replaced. */
   private lastLeader: LeaderRecord | null = null;
   private preferredReadySinceMs: number | null = null;
+  private lastCycleAtMs: number | null = null;
+  private etcdReachable = false;
+  private readonly listeners: HaEventListener[] = [];
   readonly lease: SessionLease;
 
   constructor(private readonly deps: HaLoopDeps) {
@@ -204,6 +210,9 @@ export class HaLoop {
     }
     if (snapshot?.leader) this.lastLeader = snapshot.leader;
     await this.publishMember();
+    this.etcdReachable = snapshot !== null;
+    this.lastCycleAtMs = this.deps.clock.monotonicMs();
+    this.emit({ type: "cycle", etcdReachable: this.etcdReachable });
   }
 
   private async act(action: Action, snapshot: ClusterSnapshot | null): Promise<void> {
@@ -227,7 +236,12 @@ export class HaLoop {
           const released = snapshot?.released;
           const skipDuplicateCheck = released !== null && released !== undefined && released.term === this.lastLeader?.term;
           await this.promote(result.leader!.term, lease, skipDuplicateCheck);
-          if (this.acting === "primary") this.recordTakeover(result.leader!.term, snapshot, clock.monotonicMs() - started);
+          if (this.acting === "primary") {
+            const promoteMs = clock.monotonicMs() - started;
+            const vacancyMs = this.vacantSinceMs !== null ? clock.monotonicMs() - this.vacantSinceMs : null;
+            this.emit({ type: "promoted", kind: this.promotionKind(snapshot), term: result.leader!.term, vacancyMs, promoteMs });
+            this.recordTakeover(result.leader!.term, snapshot, promoteMs);
+          }
         } else {
           log.info({ leader: result.leader?.node, term: result.leader?.term }, "lost the election race");
         }
@@ -236,6 +250,7 @@ export class HaLoop {
       case "promote": {
         const lease = this.lease.state();
         if (lease) await this.promote(action.term, lease);
+        if (this.acting === "primary") this.emit({ type: "promoted", kind: "adopted", term: action.term, vacancyMs: null, promoteMs: 0 });
         return;
       }
       case "demote":
@@ -333,6 +348,7 @@ export class HaLoop {
       return;
     }
     this.restarts.push(clock.monotonicMs());
+    this.emit({ type: "daemon_restarted" });
     try {
       await daemon.stop();
       await this.startDaemon();
@@ -346,6 +362,7 @@ export class HaLoop {
     if (this.acting !== "primary") return;
     this.epoch++;
     this.deps.log.warn({ term: this.term, why }, "stepping down to standby");
+    this.emit({ type: "demoted", why });
     this.acting = "standby";
     this.term = null;
     await this.undoPrimary();
@@ -362,6 +379,7 @@ export class HaLoop {
     if (this.acting === "primary") {
       this.deps.log.error({ lease: lease.id, term: this.term }, "fencing: lease deadline passed; dropping the floating IP and stopping the daemon");
       this.history.record(this.event("fence", { from: this.deps.config.node.name, reason: `lease deadline passed (${this.lease.error() ?? "no renewal acknowledged"})` }), null);
+      this.emit({ type: "fenced" });
       void this.demote("lease deadline");
     }
     this.trigger("lease deadline");
@@ -374,10 +392,7 @@ export class HaLoop {
     const now = clock.monotonicMs();
     const role: MemberRole = this.acting;
     const probes = Object.fromEntries(this.deps.health.states().map((s) => [s.name, s.up]));
-    const healthy =
-      now >= this.coolDownUntilMs &&
-      this.readiness.problem() === null &&
-      (config.daemon.mode === "cold" || this.deps.health.criticalUp());
+    const healthy = this.isHealthy(now);
     const body = {
       node: config.node.name,
       role,
@@ -391,6 +406,7 @@ export class HaLoop {
       probes,
       vipHeld: vip.state().held === true,
       daemonRunning: this.daemonRunningCache,
+      ...(this.deps.apiUrl ? { api: this.deps.apiUrl } : {}),
     };
     const key = JSON.stringify(body) + lease.id;
     if (key === this.lastMember) return;
@@ -414,6 +430,15 @@ export class HaLoop {
       reason: "",
       ...fields,
     };
+  }
+
+  private promotionKind(snapshot: ClusterSnapshot | null): PromotionKind {
+    const sw = snapshot?.switchover;
+    if (sw) return sw.kind === "failover" ? "failover_forced" : sw.kind;
+    const released = snapshot?.released;
+    if (released && released.term === this.lastLeader?.term) return "handover";
+    if (this.lastLeader !== null && this.lastLeader.node !== this.deps.config.node.name) return "failover";
+    return "election";
   }
 
   /** After winning an election: record a failover (vacancy after a death) or a handover (a release). */
@@ -445,6 +470,44 @@ export class HaLoop {
       term,
     );
     await this.deps.coordinator.clearSwitchover(term).catch((e: unknown) => this.deps.log.warn({ err: describeError(e) }, "cannot clear the switchover request"));
+  }
+
+  onEvent(listener: HaEventListener): void {
+    this.listeners.push(listener);
+  }
+
+  private emit(event: HaEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch (e) {
+        this.deps.log.warn({ err: describeError(e) }, "HA event listener threw");
+      }
+    }
+  }
+
+  private isHealthy(now: number): boolean {
+    const { config, health } = this.deps;
+    return now >= this.coolDownUntilMs && this.readiness.problem() === null && (config.daemon.mode === "cold" || health.criticalUp());
+  }
+
+  view(): NodeView {
+    const now = this.deps.clock.monotonicMs();
+    const lease = this.lease.state();
+    return {
+      node: this.deps.config.node.name,
+      acting: this.acting,
+      term: this.term,
+      leaseRemainingMs: lease ? Math.max(0, lease.deadlineMs - now) : null,
+      etcdReachable: this.etcdReachable,
+      decision: this.lastDecision?.reason ?? "",
+      sinceLastCycleMs: this.lastCycleAtMs === null ? null : now - this.lastCycleAtMs,
+      vipHeld: this.deps.vip.state().held === true,
+      daemonRunning: this.daemonRunningCache,
+      probes: this.deps.health.states().map((p) => ({ name: p.name, critical: p.critical, up: p.up, detail: p.lastDetail })),
+      healthy: this.isHealthy(now),
+      notReady: this.readiness.problem(),
+    };
   }
 
   status(): { acting: string; term: number | null; decision: string; lease: LeaseState | null; snapshot: ClusterSnapshot | null } {

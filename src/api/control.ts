@@ -1,0 +1,142 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { ClusterSnapshot, HistoryEvent, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
+import { parseDuration } from "../config/duration.js";
+import { eligible } from "../ha/candidates.js";
+import { refuse, type ApiDeps } from "./server.js";
+
+// Mutations: each checks what it can against the cluster as etcd has it,
+// answers 412 with a reason when the action is not possible, records who
+// asked and why in history, and returns 202 once the request is in etcd.
+
+const NAME = { type: "string", pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" } as const;
+const REASON = { type: "string", maxLength: 500 } as const;
+const WHO = { type: "string", maxLength: 100 } as const;
+
+interface MoveBody {
+  to?: string;
+  at?: string;
+  reason?: string;
+  force?: boolean;
+  requested_by?: string;
+}
+
+const bodySchema = (properties: Record<string, unknown>, required: string[] = []) => ({
+  // Bodies with only optional fields may be left out (`curl -X POST .../resume`).
+  body: { type: required.length ? "object" : ["object", "null"], properties: { reason: REASON, requested_by: WHO, ...properties }, required, additionalProperties: false },
+});
+
+export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void {
+  const now = () => new Date(deps.clock.wallMs()).toISOString();
+  const who = (req: FastifyRequest, body: { requested_by?: string } | undefined) => body?.requested_by ?? `api@${req.ip}`;
+  const record = async (event: Omit<HistoryEvent, "at" | "node" | "term">) => {
+    await deps.coordinator.appendHistory({ ...event, at: now(), node: deps.view().node, term: null }, null).catch(() => undefined);
+  };
+
+  /** Validate and write a switchover / failback / failover request. */
+  const move = async (req: FastifyRequest, reply: FastifyReply, kind: SwitchoverRequest["kind"], body: MoveBody) => {
+    const snap = await deps.coordinator.snapshot();
+    const problem = checkMove(snap, kind, body, deps.clock.wallMs());
+    if (problem) return refuse(reply, problem.status, problem.status === 400 ? "US_E_API_BAD_REQUEST" : "US_E_API_PRECONDITION", problem.message);
+    const request: SwitchoverRequest = {
+      kind,
+      from: snap.leader?.node ?? null,
+      to: body.to ?? null,
+      at: body.at ? new Date(Date.parse(body.at)).toISOString() : null,
+      force: body.force === true,
+      requestedBy: who(req, body),
+      reason: body.reason ?? "",
+      requestedAt: now(),
+    };
+    if (!(await deps.coordinator.requestSwitchover(request))) {
+      return refuse(reply, 412, "US_E_API_PRECONDITION", "another switchover request is already pending");
+    }
+    await record({ kind: "request", from: request.from, to: request.to, reason: `${kind} requested${request.at ? ` for ${request.at}` : ""}: ${request.reason}`, requestedBy: request.requestedBy });
+    deps.log.info({ request }, `${kind} requested`);
+    return reply.code(202).send({ accepted: true, request });
+  };
+
+  app.post<{ Body: MoveBody }>("/switchover", { schema: bodySchema({ to: NAME, at: { type: "string", format: "date-time" } }) }, (req, reply) =>
+    move(req, reply, "switchover", req.body ?? {}),
+  );
+  app.post<{ Body: MoveBody }>("/failback", { schema: bodySchema({ to: NAME }) }, (req, reply) => {
+    const to = req.body?.to ?? deps.failbackPreferred ?? undefined;
+    if (!to) return refuse(reply, 412, "US_E_API_PRECONDITION", "no preferred node: set failback.preferred or name one with `to`");
+    return move(req, reply, "failback", { ...req.body, to });
+  });
+  app.post<{ Body: MoveBody }>("/failover", { schema: bodySchema({ to: NAME, force: { type: "boolean" } }, ["to"]) }, (req, reply) =>
+    move(req, reply, "failover", req.body),
+  );
+  app.delete("/switchover", async (req, reply) => {
+    const snap = await deps.coordinator.snapshot();
+    if (!snap.switchover) return refuse(reply, 412, "US_E_API_PRECONDITION", "no switchover is pending");
+    await deps.coordinator.cancelSwitchover();
+    await record({ kind: "request", from: snap.switchover.from, to: snap.switchover.to, reason: `${snap.switchover.kind} cancelled`, requestedBy: who(req, undefined) });
+    return reply.code(202).send({ cancelled: snap.switchover });
+  });
+
+  for (const [path, paused] of [["/pause", true], ["/resume", false]] as const) {
+    app.post<{ Body: { reason?: string; requested_by?: string } }>(path, { schema: bodySchema({}) }, async (req, reply) => {
+      const snap = await deps.coordinator.snapshot();
+      if (snap.paused === paused) return refuse(reply, 412, "US_E_API_PRECONDITION", paused ? "the cluster is already paused" : "the cluster is not paused");
+      await deps.coordinator.setPaused(paused);
+      await record({ kind: paused ? "pause" : "resume", from: null, to: null, reason: req.body?.reason ?? "", requestedBy: who(req, req.body) });
+      return reply.code(202).send({ paused });
+    });
+  }
+
+  app.post<{ Body: { node: string; duration: string; reason?: string; requested_by?: string } }>(
+    "/ban",
+    { schema: bodySchema({ node: NAME, duration: { type: "string" } }, ["node", "duration"]) },
+    async (req, reply) => {
+      const ms = parseDuration(req.body.duration);
+      if (ms === undefined || ms < 1000 || ms > 7 * 24 * 3_600_000) {
+        return refuse(reply, 400, "US_E_API_BAD_REQUEST", `duration ${JSON.stringify(req.body.duration)} must be between 1s and 168h, like 30m`);
+      }
+      const snap = await deps.coordinator.snapshot();
+      if (snap.leader?.node === req.body.node) {
+        return refuse(reply, 412, "US_E_API_PRECONDITION", `${req.body.node} is the primary: switch over first, then ban it`);
+      }
+      const until = new Date(deps.clock.wallMs() + ms).toISOString();
+      const requestedBy = who(req, req.body);
+      await deps.coordinator.ban({ node: req.body.node, until, requestedBy, reason: req.body.reason ?? "" }, ms);
+      await record({ kind: "ban", from: null, to: req.body.node, reason: `until ${until}: ${req.body.reason ?? ""}`, requestedBy });
+      return reply.code(202).send({ banned: req.body.node, until });
+    },
+  );
+  app.post<{ Body: { node: string; requested_by?: string; reason?: string } }>("/unban", { schema: bodySchema({ node: NAME }, ["node"]) }, async (req, reply) => {
+    await deps.coordinator.unban(req.body.node);
+    await record({ kind: "unban", from: null, to: req.body.node, reason: req.body.reason ?? "", requestedBy: who(req, req.body) });
+    return reply.code(202).send({ unbanned: req.body.node });
+  });
+}
+
+/** Why a move cannot be done now, or null. Pure, for tests. */
+export function checkMove(snap: ClusterSnapshot, kind: SwitchoverRequest["kind"], body: MoveBody, wallNowMs: number): { status: number; message: string } | null {
+  const leader = snap.leader;
+  if (snap.switchover) return { status: 412, message: `a ${snap.switchover.kind} to ${snap.switchover.to ?? "the best candidate"} is already pending` };
+  if (body.at !== undefined) {
+    const at = Date.parse(body.at);
+    if (Number.isNaN(at) || at < wallNowMs - 1000) return { status: 400, message: `at ${JSON.stringify(body.at)} must be a time in the future` };
+  }
+  if (kind !== "failover" && leader === null) return { status: 412, message: `there is no primary to ${kind} from; use failover --to NODE` };
+  if (body.to !== undefined && leader?.node === body.to) return { status: 412, message: `${body.to} is already the primary` };
+  const standbys = snap.members.filter((m) => m.node !== leader?.node);
+  if (body.to === undefined) {
+    return standbys.some((m) => eligible(m, snap.bans)) ? null : { status: 412, message: "no healthy, ready standby to switch over to" };
+  }
+  const target = standbys.find((m) => m.node === body.to);
+  if (!target) return { status: 412, message: `${body.to} is not a live member of the cluster` };
+  if (kind === "failover" && body.force) return null;
+  const why = notEligible(target, snap);
+  if (why) return { status: 412, message: `${body.to} ${why}${kind === "failover" ? "; repeat with force to fail over anyway" : ""}` };
+  return null;
+}
+
+function notEligible(m: MemberRecord, snap: ClusterSnapshot): string | null {
+  if (snap.bans.some((b) => b.node === m.node)) return "is banned";
+  if (m.nofailover) return "is tagged nofailover";
+  if (!m.healthy) return "is not healthy or not ready";
+  const newest = Math.max(0, ...snap.members.map((x) => x.generation));
+  if (m.generation < newest) return `is behind in sync (generation ${m.generation} < ${newest})`;
+  return eligible(m, snap.bans) ? null : "is not eligible";
+}

@@ -1,0 +1,83 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Coordinator } from "../coordinator/port.js";
+import { describeError } from "../errors/catalogue.js";
+import type { NodeView } from "../ha/events.js";
+import type { Clock } from "../platform/clock.js";
+import type { Logger } from "../platform/logger.js";
+import { bearerMatches } from "./auth.js";
+import type { AgentMetrics } from "./metrics.js";
+import { registerControlRoutes } from "./control.js";
+
+export interface ApiDeps {
+  readonly view: () => NodeView;
+  readonly coordinator: Coordinator;
+  readonly metrics: AgentMetrics;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Bearer token for mutations; null refuses every mutation. */
+  readonly token: string | null;
+  readonly authReads: boolean;
+  /** /liveness fails when no HA cycle completed for this long (a frozen loop). */
+  readonly livenessMaxMs: number;
+  readonly failbackPreferred: string | null;
+}
+
+/** An error answer: a stable code and one sentence. */
+export function refuse(reply: FastifyReply, status: number, code: string, message: string) {
+  return reply.code(status).send({ error: code, message });
+}
+
+/**
+ * The REST API (DESIGN.md §8). Health endpoints answer from this node's own
+ * state without touching etcd, so a load balancer's checks stay fast and keep
+ * working while etcd is slow; /cluster and /history read etcd.
+ */
+export function buildApi(deps: ApiDeps): FastifyInstance {
+  // Unknown fields are errors (400), not silently dropped as fastify's default ajv does.
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ajv: { customOptions: { removeAdditional: false } } });
+
+  app.addHook("onRequest", async (req, reply) => {
+    const mutation = req.method !== "GET" && req.method !== "HEAD";
+    if (!mutation && !deps.authReads) return;
+    if (!bearerMatches(req.headers.authorization, deps.token)) {
+      const why = deps.token === null ? "no API token is configured on this node (api.token_file)" : "missing or wrong bearer token";
+      deps.log.warn({ method: req.method, url: req.url, ip: req.ip }, "API request refused: unauthorized");
+      return refuse(reply, 401, "US_E_API_UNAUTHORIZED", why);
+    }
+  });
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
+    if (err.validation || err.statusCode === 400) return refuse(reply, 400, "US_E_API_BAD_REQUEST", err.message);
+    if (err.statusCode && err.statusCode < 500) return refuse(reply, err.statusCode, "US_E_API_BAD_REQUEST", err.message);
+    deps.log.error({ err: describeError(err) }, "API request failed");
+    return refuse(reply, 503, "US_E_ETCD_UNREACHABLE", describeError(err));
+  });
+
+  const health = (ok: (v: NodeView) => boolean) => async (_req: FastifyRequest, reply: FastifyReply) => {
+    const v = deps.view();
+    return reply.code(ok(v) ? 200 : 503).send(v);
+  };
+  const holdsLease = (v: NodeView) => v.acting === "primary" && (v.leaseRemainingMs ?? 0) > 0;
+  // 200 only on the lease holder: what HAProxy's http-check and other load balancers want.
+  app.get("/primary", health(holdsLease));
+  app.get("/standby", health((v) => v.acting === "standby" && v.healthy));
+  app.get("/health", health((v) => (holdsLease(v) ? v.daemonRunning : v.acting === "standby")));
+  app.get("/liveness", health((v) => v.sinceLastCycleMs !== null && v.sinceLastCycleMs < deps.livenessMaxMs));
+  app.get("/readiness", health((v) => v.etcdReachable && (holdsLease(v) ? v.daemonRunning : v.healthy)));
+
+  app.get("/cluster", async () => {
+    const snap = await deps.coordinator.snapshot();
+    return { ...snap, node: deps.view().node };
+  });
+  app.get<{ Querystring: { limit?: number } }>(
+    "/history",
+    { schema: { querystring: { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 1000 } }, additionalProperties: false } } },
+    async (req) => ({ events: await deps.coordinator.history(req.query.limit ?? 100) }),
+  );
+  app.get("/metrics", async (_req, reply) => {
+    reply.header("content-type", deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+
+  registerControlRoutes(app, deps);
+  return app;
+}

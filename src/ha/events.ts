@@ -1,0 +1,32 @@
+// What the HA loop reports as it acts, for metrics and webhooks. Listeners
+// must not throw; the loop ignores what they return.
+
+export type PromotionKind = "election" | "failover" | "handover" | "switchover" | "failback" | "failover_forced" | "adopted";
+
+export type HaEvent =
+  | { readonly type: "promoted"; readonly kind: PromotionKind; readonly term: number; readonly vacancyMs: number | null; readonly promoteMs: number }
+  | { readonly type: "demoted"; readonly why: string }
+  | { readonly type: "fenced" }
+  | { readonly type: "daemon_restarted" }
+  | { readonly type: "cycle"; readonly etcdReachable: boolean };
+
+export type HaEventListener = (event: HaEvent) => void;
+
+/** This node as the API, metrics and status show it. */
+export interface NodeView {
+  readonly node: string;
+  readonly acting: "primary" | "standby";
+  readonly term: number | null;
+  /** Until the local lease deadline; null without a lease. */
+  readonly leaseRemainingMs: number | null;
+  readonly etcdReachable: boolean;
+  readonly decision: string;
+  /** Monotonic ms since the last completed HA cycle. */
+  readonly sinceLastCycleMs: number | null;
+  readonly vipHeld: boolean;
+  readonly daemonRunning: boolean;
+  readonly probes: readonly { readonly name: string; readonly critical: boolean; readonly up: boolean; readonly detail: string }[];
+  /** Could campaign now: not cooling down, ready, (warm) probes up. */
+  readonly healthy: boolean;
+  readonly notReady: string | null;
+}
