@@ -7,6 +7,7 @@ import { SystemClock } from "../platform/clock.js";
 import { silentLogger } from "../platform/logger.js";
 import { VERSION } from "../version.js";
 import { renderStatus } from "./status.js";
+import { ban, history, move, simple } from "./control.js";
 
 const USAGE = `understudy ${VERSION}: high availability for file-transfer servers
 
@@ -14,11 +15,23 @@ Usage:
   understudy agent --config FILE            run the agent (SIGTERM: graceful handover)
   understudy status --config FILE [--json]  show the cluster as etcd sees it
   understudy status --etcd URL[,URL] --cluster NAME [--prefix /understudy] [--json]
+  understudy status ... --watch             redraw every 2 s until Ctrl-C
   understudy config check FILE [--no-host-checks]
                                             validate a config file (exit 0 valid, 2 invalid)
+
+Operator commands, through any node's REST API (--api URL, or --config FILE of a node;
+token from --token-file, UNDERSTUDY_API_TOKEN, or the config's api.token_file):
+  understudy switchover [--to NODE] [--at TIME] [--reason R] [--wait SECONDS]
+  understudy failback [--to NODE]           to failback.preferred unless named
+  understudy failover --to NODE [--force]   forced: also to an unhealthy or stale node, or with no primary
+  understudy pause | resume [--reason R]    maintenance: no automatic failover while paused
+  understudy ban NODE --for 30m | unban NODE
+  understudy history [--limit N]
+  All take --json. --requested-by NAME is recorded in history (default user@host).
   understudy --version
 
-Exit codes: 0 success, 1 runtime failure (etcd unreachable...), 2 invalid usage or config.`;
+Exit codes: 0 success, 1 runtime failure (etcd or API unreachable, timed out), 2 invalid usage
+or config, 3 refused by the cluster (not possible now), 4 unauthorized.`;
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -27,6 +40,18 @@ export async function main(argv: readonly string[]): Promise<number> {
       return runAgent(rest);
     case "status":
       return status(rest);
+    case "switchover":
+    case "failback":
+    case "failover":
+      return move(command, rest, print);
+    case "pause":
+    case "resume":
+      return simple(command, rest, print);
+    case "ban":
+    case "unban":
+      return ban(command, rest, print);
+    case "history":
+      return history(rest, print);
     case "config":
       if (rest[0] === "check") return configCheck(rest.slice(1));
       throw usage(`unknown config subcommand ${JSON.stringify(rest[0] ?? "")}`);
@@ -44,6 +69,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       throw usage(`unknown command ${JSON.stringify(command)}`);
   }
 }
+
+const print = (line: string) => void process.stdout.write(`${line}\n`);
 
 function usage(problem: string): UnderstudyError {
   return new UnderstudyError("US_E_CLI_USAGE", { problem });
@@ -99,6 +126,7 @@ async function status(args: readonly string[]): Promise<number> {
     cluster: { type: "string" },
     prefix: { type: "string" },
     json: { type: "boolean" },
+    watch: { type: "boolean" },
   });
   let endpoints: string[];
   let cluster: string;
@@ -114,12 +142,26 @@ async function status(args: readonly string[]): Promise<number> {
   } else {
     throw usage("status needs --config FILE, or --etcd URL and --cluster NAME");
   }
-  const coordinator = new EtcdCoordinator({
-    endpoints, prefix, cluster, requestTimeoutMs: 3000, dialTimeoutMs: 3000, clock: new SystemClock(), log: silentLogger(),
-  });
-  try {
+  const clock = new SystemClock();
+  const coordinator = new EtcdCoordinator({ endpoints, prefix, cluster, requestTimeoutMs: 3000, dialTimeoutMs: 3000, clock, log: silentLogger() });
+  const show = async () => {
     const snap = await coordinator.snapshot();
     process.stdout.write(values.json ? `${JSON.stringify({ cluster, ...snap }, null, 2)}\n` : `${renderStatus(cluster, snap)}\n`);
+  };
+  try {
+    if (!values.watch) {
+      await show();
+      return 0;
+    }
+    // Until Ctrl-C; an etcd error is shown and retried, not fatal.
+    let stop = false;
+    process.once("SIGINT", () => (stop = true));
+    while (!stop) {
+      process.stdout.write("\x1b[2J\x1b[H");
+      await show().catch((e: unknown) => process.stdout.write(`${describeError(e)}\n`));
+      process.stdout.write(`\n${new Date(clock.wallMs()).toISOString()}  (Ctrl-C to stop)\n`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
     return 0;
   } finally {
     await coordinator.close();
@@ -127,7 +169,7 @@ async function status(args: readonly string[]): Promise<number> {
 }
 
 function exitCodeFor(e: unknown): number {
-  if (isUnderstudyError(e)) return e.code.startsWith("US_E_CONFIG") || e.code === "US_E_CLI_USAGE" ? 2 : 1;
+  if (isUnderstudyError(e)) return e.code.startsWith("US_E_CONFIG") || e.code === "US_E_CLI_USAGE" || e.code === "US_E_API_TOKEN" ? 2 : 1;
   return 1;
 }
 

@@ -29,6 +29,7 @@ export const ERROR_CATALOGUE = {
   US_E_API_UNAUTHORIZED: { message: "API request refused: {why}", transient: false },
   US_E_API_BAD_REQUEST: { message: "API request is malformed: {why}", transient: false },
   US_E_API_PRECONDITION: { message: "API request not possible now: {why}", transient: true },
+  US_E_API_UNREACHABLE: { message: "cannot reach the understudy API at {url}: {cause}", transient: true },
   US_E_API_TOKEN: { message: "cannot use API token file {file}: {cause}", transient: false },
   US_E_CLI_USAGE: { message: "{problem}; see `understudy --help`", transient: false },
 } as const satisfies Record<string, ErrorSpec>;
