@@ -1,0 +1,75 @@
+import { describeError } from "../errors/catalogue.js";
+import type { ClusterSnapshot, Coordinator, HistoryEvent, LeaderRecord, SwitchoverRequest } from "../coordinator/port.js";
+import type { Clock } from "../platform/clock.js";
+import type { Logger } from "../platform/logger.js";
+import type { PromotionKind } from "./events.js";
+import { HistoryRecorder } from "./history.js";
+
+/**
+ * How this node tells the cluster's story: which kind of takeover a promotion
+ * was, and the history events for takeovers, switchovers and fences.
+ */
+export class Chronicle {
+  private readonly recorder: HistoryRecorder;
+
+  constructor(
+    private readonly node: string,
+    private readonly coordinator: Coordinator,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    this.recorder = new HistoryRecorder(coordinator, log);
+  }
+
+  flush(): Promise<void> {
+    return this.recorder.flush();
+  }
+
+  event(kind: HistoryEvent["kind"], fields: Partial<HistoryEvent>): HistoryEvent {
+    return { kind, at: new Date(this.clock.wallMs()).toISOString(), node: this.node, from: null, to: null, term: null, reason: "", ...fields };
+  }
+
+  /** What made this node primary, from the snapshot it campaigned on and the leader it saw before. */
+  promotionKind(snapshot: ClusterSnapshot | null, lastLeader: LeaderRecord | null): PromotionKind {
+    const sw = snapshot?.switchover;
+    if (sw) return sw.kind === "failover" ? "failover_forced" : sw.kind;
+    const released = snapshot?.released;
+    if (released && released.term === lastLeader?.term) return "handover";
+    if (lastLeader !== null && lastLeader.node !== this.node) return "failover";
+    return "election";
+  }
+
+  /** After winning an election: a failover (vacancy after a death) or a handover (a release). Switchovers are recorded on completion. */
+  takeover(term: number, snapshot: ClusterSnapshot | null, lastLeader: LeaderRecord | null, durations: Record<string, number>): void {
+    const kind = this.promotionKind(snapshot, lastLeader);
+    const released = snapshot?.released;
+    if (kind === "handover" && released) {
+      this.recorder.record(this.event("handover", { from: released.node, to: this.node, term, reason: `${released.node} released the role (${released.why})`, durations }), term);
+    } else if (kind === "failover") {
+      this.recorder.record(this.event("failover", { from: lastLeader!.node, to: this.node, term, reason: `${lastLeader!.node}'s lease expired`, durations }), term);
+    }
+  }
+
+  /** The new primary confirms a switchover/failback/failover request took effect, records it, and clears it. */
+  async switchoverDone(sw: SwitchoverRequest, snapshot: ClusterSnapshot | null, term: number): Promise<void> {
+    const released = snapshot?.released;
+    const gap = released && released.node === sw.from ? this.clock.wallMs() - Date.parse(released.at) : undefined;
+    this.recorder.record(
+      this.event(sw.kind, {
+        from: sw.from, to: this.node, term, reason: sw.reason, requestedBy: sw.requestedBy,
+        ...(gap !== undefined ? { durations: { handover_ms: Math.max(0, Math.round(gap)) } } : {}),
+      }),
+      term,
+    );
+    await this.coordinator.clearSwitchover(term).catch((e: unknown) => this.log.warn({ err: describeError(e) }, "cannot clear the switchover request"));
+  }
+
+  async switchoverAborted(sw: SwitchoverRequest | null | undefined, why: string): Promise<void> {
+    await this.coordinator.cancelSwitchover().catch((e: unknown) => this.log.warn({ err: describeError(e) }, "cannot cancel the switchover"));
+    if (sw) this.recorder.record(this.event(sw.kind, { from: sw.from, to: sw.to, reason: `not done: ${why}`, requestedBy: sw.requestedBy }), null);
+  }
+
+  fenced(term: number | null, why: string): void {
+    this.recorder.record(this.event("fence", { from: this.node, term, reason: `lease deadline passed (${why})` }), null);
+  }
+}

@@ -1,0 +1,126 @@
+import { describeError } from "../errors/catalogue.js";
+import type { Config } from "../config/load.js";
+import type { DaemonController } from "../daemon/port.js";
+import type { Clock } from "../platform/clock.js";
+import type { Logger } from "../platform/logger.js";
+import type { HaEvent } from "./events.js";
+import type { LeaseState } from "./lease.js";
+import type { DaemonHealth, VipControl } from "./ports.js";
+
+const RESTART_WINDOW_MS = 60_000;
+
+export interface RoleDeps {
+  readonly config: Config;
+  readonly daemon: DaemonController;
+  readonly vip: VipControl;
+  readonly health: DaemonHealth;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly emit: (event: HaEvent) => void;
+  /** Ask for another HA cycle after `ms` (restart backoff). */
+  readonly retryIn: (ms: number, why: string) => void;
+}
+
+/**
+ * What this node does about its role: start/stop the daemon, add/drop the VIP,
+ * restart a failing daemon with backoff. Holds the role state the HA loop
+ * observes. Promotion and demotion are ordered for safety: the VIP is added
+ * only with lease time to spare, and dropped first on the way down.
+ */
+export class NodeRole {
+  acting: "primary" | "standby" = "standby";
+  term: number | null = null;
+  daemonRunning = false;
+  coolDownUntilMs = 0;
+  private epoch = 0;
+  private restarts: number[] = [];
+  private daemonStartedAt = -Infinity;
+
+  constructor(private readonly deps: RoleDeps) {}
+
+  recentRestarts(now: number): number {
+    this.restarts = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
+    return this.restarts.length;
+  }
+
+  /** Whether failing probes are still forgiven because the daemon just (re)started. */
+  inStartGrace(now: number, graceMs: number): boolean {
+    return now - this.daemonStartedAt < graceMs;
+  }
+
+  coolDown(): void {
+    const { clock, config } = this.deps;
+    this.coolDownUntilMs = clock.monotonicMs() + Math.max(10_000, 3 * config.election.ttlMs);
+  }
+
+  async promote(term: number, lease: LeaseState, skipDuplicateCheck = false): Promise<void> {
+    const { clock, log, config, vip } = this.deps;
+    // Adding the VIP takes a duplicate check plus `ip addr add`: never start it so close
+    // to the deadline that it could land after the fence has run. The next renewal retries.
+    const left = lease.deadlineMs - clock.monotonicMs();
+    const budget = Math.min(1000, (config.election.ttlMs - config.election.fenceMarginMs) / 2);
+    if (left < budget) {
+      log.warn({ term, lease_left_ms: Math.round(left), budget_ms: budget }, "not promoting yet: too little lease time left");
+      return;
+    }
+    const epoch = ++this.epoch;
+    this.acting = "primary";
+    this.term = term;
+    this.restarts = [];
+    const started = clock.monotonicMs();
+    const cold = config.daemon.mode === "cold";
+    const [d, v] = await Promise.allSettled([cold ? this.startDaemon() : Promise.resolve(), vip.setDesired(true, { skipDuplicateCheck })]);
+    if (epoch !== this.epoch) {
+      // Fenced while promoting: the fence already asked for the VIP to go; make sure it did.
+      await this.undoPrimary();
+      return;
+    }
+    if (d.status === "rejected") log.error({ err: describeError(d.reason) }, "daemon failed to start on promotion");
+    if (v.status === "rejected") log.error({ err: describeError(v.reason) }, "floating IP not added on promotion; the reconciler retries");
+    log.info({ term, took_ms: Math.round(clock.monotonicMs() - started), duplicate_check: !skipDuplicateCheck }, "acting as primary");
+    void this.deps.health.checkNow().catch(() => undefined);
+  }
+
+  async startDaemon(): Promise<void> {
+    this.daemonStartedAt = this.deps.clock.monotonicMs();
+    await this.deps.daemon.start();
+    this.daemonRunning = true;
+  }
+
+  async restartDaemon(): Promise<void> {
+    const { daemon, log, clock, config } = this.deps;
+    const n = this.restarts.length;
+    const backoff = n === 0 ? 0 : Math.min(config.daemon.restart_backoff * 2 ** (n - 1), config.daemon.restart_backoff_max);
+    const last = this.restarts[this.restarts.length - 1] ?? -Infinity;
+    const wait = last + backoff - clock.monotonicMs();
+    if (wait > 0) {
+      this.deps.retryIn(wait, "restart backoff");
+      return;
+    }
+    this.restarts.push(clock.monotonicMs());
+    this.deps.emit({ type: "daemon_restarted" });
+    try {
+      await daemon.stop();
+      await this.startDaemon();
+    } catch (e) {
+      log.error({ err: describeError(e) }, "daemon restart failed");
+    }
+  }
+
+  /** Stop acting as primary: VIP first (what clients see), then the daemon in cold mode. */
+  async demote(why: string): Promise<void> {
+    if (this.acting !== "primary") return;
+    this.epoch++;
+    this.deps.log.warn({ term: this.term, why }, "stepping down to standby");
+    this.deps.emit({ type: "demoted", why });
+    this.acting = "standby";
+    this.term = null;
+    await this.undoPrimary();
+  }
+
+  private async undoPrimary(): Promise<void> {
+    const { vip, daemon, config, log } = this.deps;
+    const results = await Promise.allSettled([vip.setDesired(false), config.daemon.mode === "cold" ? daemon.stop() : Promise.resolve()]);
+    for (const r of results) if (r.status === "rejected") log.error({ err: describeError(r.reason) }, "step-down action failed");
+  }
+}
