@@ -13,6 +13,7 @@ DEB_PACKAGES=(
   nftables                         # lab partitions (bridge filtering)
   keepalived                       # the peer in bench/failover, and the keepalived backend
   proftpd-core                     # FTP daemon for the ftp probe / ProFTPD clusters
+  prometheus haproxy               # the lab's monitoring and load balancer (GET /primary checks)
   procps psmisc util-linux         # pgrep/ps, setpriv --pdeathsig in the lab
   python3                          # the lab's raw-socket ARP observer (stdlib only)
   ca-certificates
@@ -29,7 +30,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian enables the packaged services; the lab runs its own instances in namespaces.
-for svc in etcd keepalived proftpd; do
+for svc in etcd keepalived proftpd prometheus haproxy; do
   if command -v systemctl >/dev/null && systemctl is-enabled "$svc" >/dev/null 2>&1; then
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi

@@ -84,10 +84,10 @@ export const configSchema = z
         interface: z.string().regex(/^[A-Za-z0-9_.@-]{1,15}$/, "must be a network interface name"),
         backend: z.enum(["ip", "none"]).default("ip"),
         duplicate_check: z.boolean().default(true),
-        duplicate_check_timeout: duration.prefault("300ms"),
+        duplicate_check_timeout: duration.prefault("100ms"),
         arp_count: z.number().int().min(0).max(20).default(3),
         announce_interval: vipInterval.prefault("10s"),
-        reconcile_interval: vipInterval.prefault("2s"),
+        reconcile_interval: vipInterval.prefault("5s"),
       })
       .strict()
       .optional(),

@@ -1,7 +1,7 @@
 import { Etcd3, type IOptions, type Watcher } from "etcd3";
 import { ConstantBackoff, noop } from "cockatiel";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
-import type { Clock } from "../platform/clock.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import { clusterKeys, type ClusterKeys } from "./keys.js";
 import { decodeBan, decodeHistory, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, encodeLeader, historyKey } from "./records.js";
@@ -275,15 +275,14 @@ function prefixEnd(prefix: string): Buffer {
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, clock: Clock): Promise<T> {
-  const ac = new AbortController();
+  // A plain timer, not an AbortSignal: this runs for every etcd call, several per second.
+  let timer: TimerHandle | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = clock.setTimer(ms, () => reject(new Error(`timed out after ${ms}ms`)));
+  });
   try {
-    return await Promise.race([
-      p,
-      clock.sleep(ms, ac.signal).then(() => {
-        throw new Error(`timed out after ${ms}ms`);
-      }),
-    ]);
+    return await Promise.race([p, timeout]);
   } finally {
-    ac.abort();
+    timer?.cancel();
   }
 }

@@ -1,5 +1,5 @@
 import type { Etcd3 } from "etcd3";
-import type { Clock } from "../platform/clock.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
 
 interface StreamLike {
   write(item: { ID: string }): void;
@@ -39,16 +39,18 @@ export class KeepAliveChannel {
   }
 
   private async sendOne(leaseId: string): Promise<{ ttlMs: number }> {
-    const ac = new AbortController();
-    const timeout = this.clock.sleep(this.timeoutMs, ac.signal).then(() => {
-      this.reset(new Error(`keepalive timed out after ${this.timeoutMs}ms`));
-      throw new Error(`keepalive timed out after ${this.timeoutMs}ms`);
+    let timer: TimerHandle | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = this.clock.setTimer(this.timeoutMs, () => {
+        const err = new Error(`keepalive timed out after ${this.timeoutMs}ms`);
+        this.reset(err);
+        reject(err);
+      });
     });
     try {
       return await Promise.race([this.exchange(leaseId), timeout]);
     } finally {
-      ac.abort();
-      timeout.catch(() => undefined);
+      timer?.cancel();
     }
   }
 

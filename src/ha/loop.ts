@@ -141,7 +141,10 @@ export class HaLoop {
 
   private scheduleTick(): void {
     if (this.stopped) return;
-    this.tick = this.deps.clock.setTimer(this.deps.config.election.renewIntervalMs, () => {
+    // A safety net: watch events, exits, probes and the lease drive the cycles; this
+    // catches anything missed without re-reading etcd several times a second at ttl 1s.
+    const every = Math.max(this.deps.config.election.renewIntervalMs, 2000);
+    this.tick = this.deps.clock.setTimer(every, () => {
       this.trigger("tick");
       this.scheduleTick();
     });

@@ -88,9 +88,9 @@ export class IpFloatingIp implements FloatingIp {
     return (await this.observe()).length > 0;
   }
 
-  async add(options: { skipDuplicateCheck?: boolean } = {}): Promise<void> {
+  async add(options: { skipDuplicateCheck?: boolean; notHeld?: boolean } = {}): Promise<void> {
     const started = this.clock.monotonicMs();
-    if (await this.isHeld()) {
+    if (!options.notHeld && (await this.isHeld())) {
       this.announceInBackground();
       return;
     }

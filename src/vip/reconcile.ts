@@ -156,7 +156,7 @@ export class VipReconciler {
       this.logger.info({ vip: this.ip.address }, "floating IP desired but not held: adding");
       const skipDuplicateCheck = this.skipCheckOnce;
       this.skipCheckOnce = false;
-      await this.ip.add({ skipDuplicateCheck }); // announces by itself
+      await this.ip.add({ skipDuplicateCheck, notHeld: true }); // announces by itself
       this.held = true;
     } else if (!desired && held) {
       this.logger.info({ vip: this.ip.address }, "floating IP held but not desired: removing");

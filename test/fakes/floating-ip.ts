@@ -19,7 +19,7 @@ export class StrictFloatingIp implements FloatingIp {
   readonly calls: FloatingIpMethod[] = [];
   readonly violations: string[] = [];
   /** The options each add() was called with, in order. */
-  readonly addOptions: { skipDuplicateCheck?: boolean }[] = [];
+  readonly addOptions: { skipDuplicateCheck?: boolean; notHeld?: boolean }[] = [];
   private readonly queue: Step[] = [];
   private inFlight = 0;
 
@@ -32,7 +32,7 @@ export class StrictFloatingIp implements FloatingIp {
   async isHeld(): Promise<boolean> {
     return (await this.step("isHeld")).held ?? false;
   }
-  async add(options: { skipDuplicateCheck?: boolean } = {}): Promise<void> {
+  async add(options: { skipDuplicateCheck?: boolean; notHeld?: boolean } = {}): Promise<void> {
     this.addOptions.push(options);
     await this.step("add");
   }

@@ -96,10 +96,10 @@ test("a vip section gets its defaults", () => {
     interface: "eth0",
     backend: "ip",
     duplicate_check: true,
-    duplicate_check_timeout: 300,
+    duplicate_check_timeout: 100,
     arp_count: 3,
     announce_interval: 10_000,
-    reconcile_interval: 2000,
+    reconcile_interval: 5000,
   });
 });
 

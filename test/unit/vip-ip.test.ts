@@ -116,6 +116,14 @@ describe("IpFloatingIp.add", () => {
     runner.done();
   });
 
+  it("notHeld (the caller just looked): adds without asking ip again", async () => {
+    const runner = new StrictCommandRunner().expect(DAD).expect(ADD).expect(GARP).expect(GARP).expect(GARP);
+    const { vip } = setup({}, runner);
+    await vip.add({ notHeld: true });
+    await flushMicrotasks();
+    runner.done();
+  });
+
   it("skipDuplicateCheck (the previous holder released it): adds without arping -D", async () => {
     const runner = new StrictCommandRunner().expect(SHOW, { stdout: NOT_HELD }).expect(ADD).expect(GARP).expect(GARP).expect(GARP);
     const { vip } = setup({}, runner);

@@ -35,7 +35,7 @@ describe("VipReconciler", () => {
     ip.expect("isHeld", { held: false }).expect("add");
     await clock.advance(RECONCILE);
     ip.done();
-    assert.deepEqual(ip.addOptions, [{ skipDuplicateCheck: true }, { skipDuplicateCheck: false }]);
+    assert.deepEqual(ip.addOptions, [{ skipDuplicateCheck: true, notHeld: true }, { skipDuplicateCheck: false, notHeld: true }]);
     reconciler.stop();
   });
 

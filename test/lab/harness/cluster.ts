@@ -4,13 +4,17 @@
  * the end-to-end tests, the demo and the benchmarks.
  */
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Lab, type LabNode } from './lab.js';
 import { pollUntil } from './exec.js';
+import { API_PORT } from './observability.js';
 
 export const REPO = resolve(new URL('../../../', import.meta.url).pathname);
 export const CLI = join(REPO, 'dist', 'cli', 'main.js');
+/** The flags the CLI's shebang gives node (see src/cli/main.ts), for when it is started as `node CLI`. */
+export const NODE_FLAGS = ['--max-semi-space-size=2'];
 
 export interface ClusterOptions {
   nodes?: number;
@@ -20,6 +24,8 @@ export interface ClusterOptions {
   priorities?: number[];
   /** Extra YAML lines appended to every node's config. */
   extraYaml?: (node: LabNode) => string;
+  /** Extra YAML lines inside the `daemon:` block (indented by two spaces), per node. */
+  daemonYaml?: (node: LabNode) => string;
   /** Start the agents at once (default true). */
   start?: boolean;
   /** Wait for a primary after starting (default true). */
@@ -45,6 +51,7 @@ export class LabCluster {
     const lab = opts.lab ?? (await Lab.create({ nodes: opts.nodes ?? 3, etcdTuned: opts.etcdTuned ?? true }));
     const c = new LabCluster(lab, opts);
     try {
+      writeFileSync(c.tokenFile, `${randomBytes(24).toString('hex')}\n`, { mode: 0o600 });
       for (const n of lab.nodes) c.writeConfig(n);
       if (opts.start !== false) {
         for (const n of lab.nodes) c.startAgent(n.name);
@@ -59,6 +66,23 @@ export class LabCluster {
       await lab.teardown();
       throw e;
     }
+  }
+
+  /** The API bearer token every agent accepts (mode 0600). */
+  get tokenFile(): string {
+    return join(this.lab.dir, 'api-token');
+  }
+
+  /** Base URL of a node's REST API. */
+  apiUrl(node: string): string {
+    return `http://${this.lab.node(node).address}:${API_PORT}`;
+  }
+
+  /** Run the understudy CLI in the client namespace against `via`'s API, with the token. */
+  async cli(args: readonly string[], opts: { via?: string; timeoutMs?: number; token?: boolean } = {}) {
+    const via = opts.via ?? this.lab.nodes[0]!.name;
+    const auth = opts.token === false ? [] : ['--token-file', this.tokenFile];
+    return this.lab.exec(this.lab.client, [process.execPath, CLI, ...args, '--api', this.apiUrl(via), ...auth], { timeoutMs: opts.timeoutMs ?? 30_000 });
   }
 
   get prefix(): string {
@@ -80,15 +104,17 @@ cluster: lab
 node: { name: ${n.name}, address: ${n.address}, priority: ${priority} }
 etcd: { endpoints: [${this.lab.etcdEndpoint}], request_timeout: 1s }
 election: { ttl: ${this.opts.ttl ?? '2s'}, fence_margin: ${this.opts.fenceMargin ?? '500ms'}, ranking_delay: 300ms }
-vip: { address: ${this.lab.vip}, interface: ${n.iface}, duplicate_check_timeout: 200ms, arp_count: 3 }
+vip: { address: ${this.lab.vip}, interface: ${n.iface} }
 daemon:
   backend: process
   mode: cold
   command: ${JSON.stringify(sshd)}
   stop_timeout: 3s
+${this.opts.daemonYaml?.(n) ?? ''}
 probes:
-  - { name: sftp, type: ssh, host: 127.0.0.1, port: 22, interval: 500ms, timeout: 500ms, fall: 2 }
+  - { name: sftp, type: ssh, host: 127.0.0.1, port: 22, interval: 1s, timeout: 500ms, fall: 2 }
 state_dir: ${stateDir}
+api: { listen: "0.0.0.0:${API_PORT}", token_file: ${this.tokenFile} }
 log: { level: debug }
 ${this.opts.extraYaml?.(n) ?? ''}`;
     writeFileSync(this.configPath(n.name), yaml);
@@ -96,7 +122,7 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
 
   startAgent(node: string): ChildProcess {
     const n = this.lab.node(node);
-    const child = this.lab.spawn(n, [process.execPath, CLI, 'agent', '--config', this.configPath(n.name)], {
+    const child = this.lab.spawn(n, [process.execPath, ...NODE_FLAGS, CLI, 'agent', '--config', this.configPath(n.name)], {
       logFile: join(this.lab.logDir, `${n.name}-agent.log`),
       env: { UNDERSTUDY_LOG_LEVEL: 'debug' },
     });
