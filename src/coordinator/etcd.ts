@@ -47,8 +47,10 @@ export class EtcdCoordinator implements Coordinator {
       dialTimeout: opts.dialTimeoutMs,
       faultHandling: { host: () => noop, global: noop, watchBackoff: new ConstantBackoff(200).next() },
       grpcOptions: {
-        "grpc.keepalive_time_ms": 2000,
-        "grpc.keepalive_timeout_ms": 1000,
+        // Lease keepalives already exercise the connection every renew interval; these
+        // pings only catch a dead connection while nothing else is in flight.
+        "grpc.keepalive_time_ms": 10_000,
+        "grpc.keepalive_timeout_ms": 2000,
         "grpc.initial_reconnect_backoff_ms": 100,
         "grpc.max_reconnect_backoff_ms": 500,
       },

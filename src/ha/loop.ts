@@ -96,7 +96,8 @@ export class HaLoop {
     // Unless we are still the leader, a VIP left behind by a crashed previous run must go.
     if (!adopted) await this.deps.vip.setDesired(false).catch((e: unknown) => log.error({ err: describeError(e) }, "cannot remove a leftover floating IP"));
     await this.ensureWatch();
-    this.deps.health.start();
+    // Cold standbys have no daemon to probe: NodeRole starts the probes on promotion.
+    if (config.daemon.mode === "warm") this.deps.health.start();
     this.readiness.start();
     this.scheduleTick();
     this.trigger("start");

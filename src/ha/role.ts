@@ -78,7 +78,8 @@ export class NodeRole {
     if (d.status === "rejected") log.error({ err: describeError(d.reason) }, "daemon failed to start on promotion");
     if (v.status === "rejected") log.error({ err: describeError(v.reason) }, "floating IP not added on promotion; the reconciler retries");
     log.info({ term, took_ms: Math.round(clock.monotonicMs() - started), duplicate_check: !skipDuplicateCheck }, "acting as primary");
-    void this.deps.health.checkNow().catch(() => undefined);
+    if (cold) this.deps.health.start(); // checks at once, then on each probe's interval
+    else void this.deps.health.checkNow().catch(() => undefined);
   }
 
   async startDaemon(): Promise<void> {
@@ -120,7 +121,8 @@ export class NodeRole {
 
   private async undoPrimary(): Promise<void> {
     const { vip, daemon, config, log } = this.deps;
-    const results = await Promise.allSettled([vip.setDesired(false), config.daemon.mode === "cold" ? daemon.stop() : Promise.resolve()]);
+    const cold = config.daemon.mode === "cold";
+    const results = await Promise.allSettled([vip.setDesired(false), cold ? daemon.stop() : Promise.resolve(), cold ? this.deps.health.stop() : Promise.resolve()]);
     for (const r of results) if (r.status === "rejected") log.error({ err: describeError(r.reason) }, "step-down action failed");
   }
 }
