@@ -4,12 +4,13 @@ import { UnderstudyError, describeError, isUnderstudyError } from "../errors/cat
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import { clusterKeys, type ClusterKeys } from "./keys.js";
-import { decodeBan, decodeHistory, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, encodeLeader, historyKey } from "./records.js";
+import { decodeBan, decodeHistory, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, decodeSyncGeneration, encodeLeader, historyKey } from "./records.js";
 import type {
   BanRecord,
   HistoryEvent,
   ReleaseRecord,
   SwitchoverRequest,
+  SyncGeneration,
   CampaignResult,
   ClusterSnapshot,
   Coordinator,
@@ -104,7 +105,10 @@ export class EtcdCoordinator implements Coordinator {
       request_range: { key: Buffer.from(prefix), ...(exact ? {} : { range_end: prefixEnd(prefix) }) },
     });
     const res = await this.call("snapshot", () =>
-      this.client.kv.txn({ compare: [], success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix)] }, this.deadline()),
+      this.client.kv.txn(
+        { compare: [], success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true)] },
+        this.deadline(),
+      ),
     );
     let leader: LeaderRecord | null = null;
     const members: MemberRecord[] = [];
@@ -112,6 +116,7 @@ export class EtcdCoordinator implements Coordinator {
     let paused = false;
     let switchover: SwitchoverRequest | null = null;
     let released: ReleaseRecord | null = null;
+    let sync: SyncGeneration | null = null;
     for (const op of res.responses) {
       for (const kv of op.response_range?.kvs ?? []) {
         const key = kv.key.toString();
@@ -120,6 +125,7 @@ export class EtcdCoordinator implements Coordinator {
         else if (key === k.pause) paused = value !== "" && value !== "false";
         else if (key === k.switchover) switchover = decodeSwitchover(value) ?? null;
         else if (key === k.released) released = decodeReleased(value) ?? null;
+        else if (key === k.syncGeneration) sync = decodeSyncGeneration(value) ?? null;
         else if (key.startsWith(k.bansPrefix)) {
           const b = decodeBan(value);
           if (b) bans.push(b);
@@ -129,7 +135,7 @@ export class EtcdCoordinator implements Coordinator {
         }
       }
     }
-    return { revision: Number(res.header.revision), leader, members, paused, switchover, released, bans };
+    return { revision: Number(res.header.revision), leader, members, paused, switchover, released, bans, sync };
   }
 
   async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {
@@ -208,6 +214,17 @@ export class EtcdCoordinator implements Coordinator {
 
   async unban(node: string): Promise<void> {
     await this.call("unban", () => this.client.delete().key(this.keys.ban(node)).options(this.deadline()).exec());
+  }
+
+  async publishGeneration(term: number, generation: SyncGeneration): Promise<boolean> {
+    const res = await this.call("publish generation txn", () =>
+      this.client
+        .if(this.keys.leader, "Create", "==", term)
+        .then(this.client.put(this.keys.syncGeneration).value(JSON.stringify(generation)))
+        .options(this.deadline())
+        .commit(),
+    );
+    return res.succeeded;
   }
 
   async appendHistory(event: HistoryEvent, term: number | null): Promise<void> {

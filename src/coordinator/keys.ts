@@ -10,6 +10,7 @@ export interface ClusterKeys {
   readonly released: string;
   readonly bansPrefix: string;
   readonly historyPrefix: string;
+  readonly syncGeneration: string;
   member(node: string): string;
   ban(node: string): string;
 }
@@ -25,6 +26,7 @@ export function clusterKeys(prefix: string, cluster: string): ClusterKeys {
     released: `${base}control/released`,
     bansPrefix: `${base}control/ban/`,
     historyPrefix: `${base}history/`,
+    syncGeneration: `${base}sync/generation`,
     member: (node) => `${base}members/${node}`,
     ban: (node) => `${base}control/ban/${node}`,
   };

@@ -97,6 +97,19 @@ export interface HistoryEvent {
   readonly durations?: Readonly<Record<string, number>>;
 }
 
+/** sync/generation: what the primary last published of its sync roots. */
+export interface SyncGeneration {
+  readonly generation: number;
+  /** Digest over every root's manifest digest. */
+  readonly digest: string;
+  /** Manifest digest per sync root name. */
+  readonly roots: Readonly<Record<string, string>>;
+  readonly files: number;
+  readonly source: string;
+  readonly term: number;
+  readonly publishedAt: string;
+}
+
 /** Everything under /<prefix>/<cluster>/ that one HA cycle needs, read at one revision. */
 export interface ClusterSnapshot {
   readonly revision: number;
@@ -106,6 +119,8 @@ export interface ClusterSnapshot {
   readonly switchover: SwitchoverRequest | null;
   readonly released: ReleaseRecord | null;
   readonly bans: readonly BanRecord[];
+  /** The newest published sync generation; null before the first publication. */
+  readonly sync: SyncGeneration | null;
 }
 
 export interface LeaseGrant {
@@ -149,6 +164,8 @@ export interface Coordinator {
   /** Ban a node from candidacy for ttlMs (the key lives on its own lease). */
   ban(record: BanRecord, ttlMs: number): Promise<void>;
   unban(node: string): Promise<void>;
+  /** Publish a sync generation, only while `term` is the leader's; false when it is not. */
+  publishGeneration(term: number, generation: SyncGeneration): Promise<boolean>;
   /** Append an event; when `term` is given only while it is still the leader's. */
   appendHistory(event: HistoryEvent, term: number | null): Promise<void>;
   /** The newest `limit` events, oldest first. */

@@ -1,4 +1,4 @@
-import type { BanRecord, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest } from "./port.js";
+import type { BanRecord, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
 
 // Values are JSON. A value we cannot parse is treated as absent/unknown by the
 // callers (when in doubt, be a standby), never as ours.
@@ -46,6 +46,8 @@ export const decodeSwitchover = (value: string) =>
   parseObject<SwitchoverRequest>(value, (v) => ["switchover", "failback", "failover"].includes(String(v.kind)));
 export const decodeReleased = (value: string) => parseObject<ReleaseRecord>(value, (v) => typeof v.node === "string" && typeof v.term === "number");
 export const decodeBan = (value: string) => parseObject<BanRecord>(value, (v) => typeof v.node === "string");
+export const decodeSyncGeneration = (value: string) =>
+  parseObject<SyncGeneration>(value, (v) => typeof v.generation === "number" && typeof v.digest === "string" && typeof v.roots === "object");
 export const decodeHistory = (value: string) => parseObject<HistoryEvent>(value, (v) => typeof v.kind === "string" && typeof v.at === "string");
 
 /** history/<zero-padded epoch ms>-<node>: keys sort in time order. */

@@ -4,6 +4,7 @@ import type {
   HistoryEvent,
   ReleaseRecord,
   SwitchoverRequest,
+  SyncGeneration,
   CampaignResult,
   ClusterSnapshot,
   Coordinator,
@@ -36,6 +37,7 @@ export class FakeCoordinator implements Coordinator {
   paused = false;
   switchover: SwitchoverRequest | null = null;
   released: ReleaseRecord | null = null;
+  sync: SyncGeneration | null = null;
   readonly bans = new Map<string, { record: BanRecord; lease: string }>();
   readonly historyEvents: HistoryEvent[] = [];
   readonly leases = new Map<string, FakeLease>();
@@ -105,6 +107,7 @@ export class FakeCoordinator implements Coordinator {
       switchover: this.switchover,
       released: this.released,
       bans: [...this.bans.values()].map((b) => b.record),
+      sync: this.sync,
     };
   }
 
@@ -185,6 +188,15 @@ export class FakeCoordinator implements Coordinator {
     this.gate("unban");
     this.bans.delete(node);
     this.notify();
+  }
+
+  async publishGeneration(term: number, generation: SyncGeneration): Promise<boolean> {
+    this.gate("publishGeneration");
+    if (this.leader?.term !== term) return false;
+    this.sync = generation;
+    this.revision++;
+    this.notify();
+    return true;
   }
 
   async appendHistory(event: HistoryEvent, term: number | null): Promise<void> {

@@ -136,3 +136,31 @@ test('an unreachable etcd fails calls within the request timeout, and the adapte
   const ack = await pollUntil(async () => (await c.keepAlive(l.id).catch(() => undefined)), { timeoutMs: 5000, intervalMs: 100 });
   assert.equal(ack?.ttlMs, 5000, 'keepalives work again on a fresh stream');
 });
+
+test('a sync generation is published only under the current term, and the snapshot carries it', async () => {
+  const c = coordinator('gen');
+  const l = await c.grantLease(5000);
+  const won = await c.campaign('n1', l.id, 't');
+  const term = won.leader!.term;
+  const gen = { generation: 4, digest: 'abc', roots: { ssh: 'def' }, files: 3, source: 'n1', term, publishedAt: 't' };
+  assert.equal(await c.publishGeneration(term - 1, gen), false, 'a stale term cannot publish');
+  assert.equal((await c.snapshot()).sync, null);
+  assert.equal(await c.publishGeneration(term, gen), true);
+  assert.deepEqual((await c.snapshot()).sync, gen);
+  await c.revokeLease(l.id);
+  assert.deepEqual((await c.snapshot()).sync, gen, 'the generation outlives the leader (no lease)');
+});
+
+test('history: appended in order, guarded by term when given, trimmed to the newest', async () => {
+  const c = coordinator('hist');
+  const l = await c.grantLease(5000);
+  const term = (await c.campaign('n1', l.id, 't')).leader!.term;
+  const ev = (reason: string) => ({ kind: 'failover' as const, at: 't', node: 'n1', from: 'n2', to: 'n1', term, reason });
+  await c.appendHistory(ev('one'), term);
+  await c.appendHistory(ev('two'), null);
+  await c.appendHistory(ev('stale'), term + 100);
+  const events = await c.history(10);
+  assert.deepEqual(events.map((e) => e.reason), ['one', 'two']);
+  assert.deepEqual((await c.history(1)).map((e) => e.reason), ['two'], 'limit keeps the newest');
+  await c.revokeLease(l.id);
+});

@@ -23,7 +23,7 @@ function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Obser
     acting: "standby",
     term: null,
     lease: { id: "a1", deadlineMs: NOW + 4000 },
-    cluster: cluster === null ? null : { revision: 10, leader: null, members: [member("n1")], paused: false, switchover: null, released: null, bans: [], ...cluster },
+    cluster: cluster === null ? null : { revision: 10, leader: null, members: [member("n1")], paused: false, switchover: null, released: null, bans: [], sync: null, ...cluster },
     etcdError: cluster === null ? "partitioned" : null,
     vacantSinceMs: NOW,
     daemon: { running: false, probesUp: true, recentRestarts: 0 },
