@@ -98,7 +98,7 @@ describe("CommandDaemon", () => {
 
 describe("createDaemon", () => {
   const deps = { clock: new FakeClock(), runner: new StrictCommandRunner(), stateDir: "/nonexistent/understudy-test" };
-  const base = { mode: "cold" as const, stop_timeout: 5000, restart_backoff: 100, restart_backoff_max: 5000, restarts_before_handover: 1 };
+  const base = { mode: "cold" as const, stop_timeout: 5000, restart_backoff: 100, restart_backoff_max: 5000, restarts_before_handover: 1, check_interval: 10_000 };
 
   it("builds the configured backend", () => {
     assert.ok(createDaemon({ ...base, backend: "process", command: ["sleep", "30"] }, deps) instanceof ProcessDaemon);
