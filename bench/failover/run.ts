@@ -53,7 +53,7 @@ import {
 
 interface Options {
   runs: number;
-  /** What-if: rewrite vip.duplicate_check_timeout in the generated agent configs (harness default 200ms). */
+  /** What-if: set vip.duplicate_check_timeout in the generated agent configs (default 100ms). */
   dupCheckTimeout: string | undefined;
   json: string | undefined;
   only: Set<string> | undefined;
@@ -481,13 +481,13 @@ async function understudyProfile(p: Profile, opts: Options): Promise<ProfileResu
       for (const n of lab.nodes) {
         const f = c.configPath(n.name);
         const text = readFileSync(f, 'utf8');
-        if (!/duplicate_check_timeout: [0-9a-z]+/.test(text)) throw new Error(`no duplicate_check_timeout in ${f}`);
-        writeFileSync(f, text.replace(/duplicate_check_timeout: [0-9a-z]+/, `duplicate_check_timeout: ${patch}`));
+        if (!/^vip: \{ /m.test(text)) throw new Error(`no vip line in ${f}`);
+        writeFileSync(f, text.replace(/^vip: \{ /m, `vip: { duplicate_check_timeout: ${patch}, `));
       }
       for (const n of lab.nodes) c.startAgent(n.name);
       const first = await c.waitForLeader({ timeoutMs: 20_000 });
       if (!first || !(await c.waitServing(first.node, 10_000))) throw new Error('no primary serving within 30 s');
-      log(`  what-if: vip.duplicate_check_timeout = ${patch} (harness default 200ms)`);
+      log(`  what-if: vip.duplicate_check_timeout = ${patch} (default 100ms)`);
     }
     log(`  cluster up: ${lab.prefix}, subnet ${lab.subnet}, leader ${(await c.leader())?.node}`);
     watch = LeaderWatch.start(lab, LEADER_KEY);
@@ -704,7 +704,7 @@ function report(results: ProfileResult[], ka: KeepalivedResult | undefined, opts
   );
   out.push(
     `runs per scenario: ${opts.runs}; idle window ${opts.idleSeconds} s; host: ${cpus().length} cores; total wall time ${wallSeconds.toFixed(0)} s` +
-      `; vip.duplicate_check_timeout ${opts.dupCheckTimeout ? `${opts.dupCheckTimeout} (WHAT-IF, not the harness config)` : '200ms (harness config)'}`,
+      `; vip.duplicate_check_timeout ${opts.dupCheckTimeout ? `${opts.dupCheckTimeout} (WHAT-IF, not the default)` : '100ms (the default)'}`,
   );
   return out.join('\n');
 }

@@ -1,24 +1,6 @@
-import type { Clock } from "../platform/clock.js";
-import type { Probe, ProbeResult } from "./port.js";
-import { completeLines, converse, type GreetingVerdict, type SocketTarget } from "./tcp.js";
+import { completeLines, type GreetingVerdict } from "./tcp.js";
 
-/** Reads the FTP greeting; the daemon is up on a 220 "service ready" reply. */
-export class FtpProbe implements Probe {
-  readonly type = "ftp" as const;
-  readonly name: string;
-
-  constructor(
-    private readonly target: SocketTarget,
-    private readonly clock: Clock,
-  ) {
-    this.name = target.name;
-  }
-
-  check(signal: AbortSignal): Promise<ProbeResult> {
-    return converse(this.target, this.clock, signal, judgeFtpGreeting);
-  }
-}
-
+/** Judge for SocketProbe("ftp"): reads the FTP greeting; the daemon is up on a 220 "service ready" reply. */
 /**
  * RFC 959 §4.2: a reply is "ddd text", or "ddd-text" followed by any lines
  * up to one that starts "ddd " with the same code.

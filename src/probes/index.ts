@@ -2,12 +2,12 @@ import type { Config } from "../config/load.js";
 import { UnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
-import { FtpProbe } from "./ftp.js";
+import { judgeFtpGreeting } from "./ftp.js";
 import { ProbeHealth } from "./health.js";
 import { HttpProbe } from "./http.js";
 import type { Probe } from "./port.js";
-import { SshProbe } from "./ssh.js";
-import { TcpProbe } from "./tcp.js";
+import { judgeSshBanner } from "./ssh.js";
+import { SocketProbe } from "./tcp.js";
 
 export type ProbeConfig = Config["probes"][number];
 
@@ -23,11 +23,11 @@ export function createProbe(config: ProbeConfig, clock: Clock): Probe {
   const target = { name, host: config.host, port: config.port, timeoutMs: config.timeout };
   switch (config.type) {
     case "tcp":
-      return new TcpProbe(target, clock);
+      return new SocketProbe("tcp", target, clock);
     case "ssh":
-      return new SshProbe(target, clock);
+      return new SocketProbe("ssh", target, clock, judgeSshBanner);
     case "ftp":
-      return new FtpProbe(target, clock);
+      return new SocketProbe("ftp", target, clock, judgeFtpGreeting);
   }
 }
 

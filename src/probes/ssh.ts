@@ -1,24 +1,6 @@
-import type { Clock } from "../platform/clock.js";
-import type { Probe, ProbeResult } from "./port.js";
-import { completeLines, converse, type GreetingVerdict, type SocketTarget } from "./tcp.js";
+import { completeLines, type GreetingVerdict } from "./tcp.js";
 
-/** Reads the SSH identification line (RFC 4253 §4.2); the daemon is up if it speaks SSH 2. */
-export class SshProbe implements Probe {
-  readonly type = "ssh" as const;
-  readonly name: string;
-
-  constructor(
-    private readonly target: SocketTarget,
-    private readonly clock: Clock,
-  ) {
-    this.name = target.name;
-  }
-
-  check(signal: AbortSignal): Promise<ProbeResult> {
-    return converse(this.target, this.clock, signal, judgeSshBanner);
-  }
-}
-
+/** Judge for SocketProbe("ssh"): reads the SSH identification line (RFC 4253 §4.2); the daemon is up if it speaks SSH 2. */
 export function judgeSshBanner(received: string): GreetingVerdict {
   // A server may send other lines before its identification line; only "SSH-" starts the real one.
   const banner = completeLines(received).find((l) => l.startsWith("SSH-"));

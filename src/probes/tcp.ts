@@ -15,20 +15,25 @@ export type GreetingVerdict = { readonly ok: boolean; readonly detail: string } 
 // A greeting longer than this is not the one we are waiting for.
 const MAX_GREETING_BYTES = 8192;
 
-/** Connect only: the listener accepts connections. */
-export class TcpProbe implements Probe {
-  readonly type = "tcp" as const;
+/**
+ * A probe over one TCP connection: connect, then (with a judge) read the
+ * server's greeting until the judge decides. Without a judge, connecting is
+ * enough. ssh.ts and ftp.ts supply the judges.
+ */
+export class SocketProbe implements Probe {
   readonly name: string;
 
   constructor(
+    readonly type: "tcp" | "ssh" | "ftp",
     private readonly target: SocketTarget,
     private readonly clock: Clock,
+    private readonly judge?: (received: string) => GreetingVerdict,
   ) {
     this.name = target.name;
   }
 
   check(signal: AbortSignal): Promise<ProbeResult> {
-    return converse(this.target, this.clock, signal);
+    return converse(this.target, this.clock, signal, this.judge);
   }
 }
 
