@@ -16,6 +16,8 @@ import { VERSION } from "./version.js";
 import { AgentMetrics } from "./api/metrics.js";
 import { buildApi } from "./api/server.js";
 import { readTokenFile } from "./api/token.js";
+import { FenceGuardLink } from "./fence/client.js";
+import type { FenceOrders } from "./fence/core.js";
 
 export interface RunningAgent {
   readonly loop: HaLoop;
@@ -55,11 +57,13 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const apiHost = config.api ? config.api.listen.slice(0, config.api.listen.lastIndexOf(":")).replace(/^\[|\]$/g, "") : undefined;
   const apiUrl = apiPort !== undefined ? `http://${config.node.address.includes(":") ? `[${config.node.address}]` : config.node.address}:${apiPort}` : undefined;
 
+  const fenceGuard = new FenceGuardLink(config.state_dir, fenceOrders(config), { clock, log: log.child({ component: "fence" }) });
+
   let loop: HaLoop | undefined;
   const readiness = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner, clock, log: log.child({ component: "readiness" }), onChange: () => loop?.trigger("readiness"),
   });
-  loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, ...(apiUrl ? { apiUrl } : {}) });
+  loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, ...(apiUrl ? { apiUrl } : {}) });
   const ha = loop;
   const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name });
   ha.onEvent((e) => metrics.observe(e));
@@ -84,9 +88,25 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     stop: () =>
       (stopping ??= (async () => {
         await ha.stop();
+        await fenceGuard.close();
         await api?.close();
         await daemon.close();
         await coordinator.close();
       })()),
   };
+}
+
+/** What the fence guard undoes if this agent stops renewing while primary. */
+function fenceOrders(config: Config): FenceOrders {
+  const vip = config.vip && config.vip.backend === "ip" ? ["ip", "addr", "del", config.vip.address, "dev", config.vip.interface] : null;
+  const d = config.daemon;
+  if (d.mode === "warm") return { dropVip: vip, daemonPidfile: null, stopArgv: null };
+  switch (d.backend) {
+    case "process":
+      return { dropVip: vip, daemonPidfile: `${config.state_dir}/daemon.pid`, stopArgv: null };
+    case "command":
+      return { dropVip: vip, daemonPidfile: null, stopArgv: d.stop ?? null };
+    case "systemd":
+      return { dropVip: vip, daemonPidfile: null, stopArgv: ["systemctl", "stop", d.unit!] };
+  }
 }

@@ -16,6 +16,8 @@ export interface LeaseCallbacks {
   onDeadline(lease: LeaseState): void;
   /** A renewal reached or missed etcd; the loop re-evaluates. */
   onChange(): void;
+  /** A grant, adoption or renewal moved the deadline (to feed the fence guard). */
+  onRenewed?(lease: LeaseState): void;
 }
 
 /**
@@ -68,6 +70,7 @@ export class SessionLease {
     this.lastError = null;
     this.armDeadline();
     this.scheduleRenew(sentAt);
+    this.callbacks.onRenewed?.(this.current);
     return this.current;
   }
 
@@ -115,6 +118,7 @@ export class SessionLease {
       this.current = { ...this.current!, deadlineMs: Math.max(this.current!.deadlineMs, deadlineMs) };
       this.lastError = null;
       this.armDeadline();
+      this.callbacks.onRenewed?.(this.current);
       if (wasFailing) {
         this.log.info({ lease: lease.id }, "lease renewals reach etcd again");
         this.callbacks.onChange();

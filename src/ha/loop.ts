@@ -13,6 +13,7 @@ import { SessionLease, type LeaseState } from "./lease.js";
 import type { Action, Decision, Observation } from "./observation.js";
 import type { DaemonHealth, VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
+import type { FenceGuard } from "../fence/client.js";
 
 export interface HaLoopDeps {
   readonly config: Config;
@@ -29,6 +30,8 @@ export interface HaLoopDeps {
   readonly readiness?: Readiness;
   /** Advertised in the member key so the CLI can reach any node. */
   readonly apiUrl?: string;
+  /** The fence guard process (DESIGN.md §4); tests may leave it out. */
+  readonly fenceGuard?: FenceGuard;
 }
 
 /**
@@ -64,11 +67,15 @@ export class HaLoop {
     this.lease = new SessionLease(deps.coordinator, deps.config.election, deps.clock, deps.log, {
       onDeadline: (l) => this.fence(l),
       onChange: () => this.trigger("lease"),
+      onRenewed: (l) => {
+        if (this.role?.acting === "primary") this.role.armGuard(l);
+      },
     });
     this.role = new NodeRole({
       config: deps.config, daemon: deps.daemon, vip: deps.vip, health: deps.health, clock: deps.clock, log: deps.log,
       emit: (e) => this.emit(e),
       retryIn: (ms, why) => this.recheckIn(ms, why),
+      ...(deps.fenceGuard ? { guard: deps.fenceGuard } : {}),
     });
     deps.daemon.onUnexpectedExit((exit) => {
       deps.log.warn({ code: exit.code, signal: exit.signal }, "daemon exited unexpectedly");
@@ -225,7 +232,8 @@ export class HaLoop {
     const warn = (what: string) => (e: unknown) => log.warn({ err: describeError(e) }, what);
     switch (action.kind) {
       case "grant_lease":
-        await this.lease.grant().catch(warn("cannot grant a session lease"));
+        // With a lease the next decision may be to campaign: make it now, not at the next tick.
+        if (await this.lease.grant().then(() => true, warn("cannot grant a session lease"))) this.trigger("lease granted");
         return;
       case "campaign":
         await this.campaign(snapshot);

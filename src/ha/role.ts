@@ -6,6 +6,7 @@ import type { Logger } from "../platform/logger.js";
 import type { HaEvent } from "./events.js";
 import type { LeaseState } from "./lease.js";
 import type { DaemonHealth, VipControl } from "./ports.js";
+import type { FenceGuard } from "../fence/client.js";
 
 const RESTART_WINDOW_MS = 60_000;
 
@@ -19,6 +20,8 @@ export interface RoleDeps {
   readonly emit: (event: HaEvent) => void;
   /** Ask for another HA cycle after `ms` (restart backoff). */
   readonly retryIn: (ms: number, why: string) => void;
+  /** Separate process that fences if this one stops renewing (frozen, killed). */
+  readonly guard?: FenceGuard;
 }
 
 /**
@@ -64,6 +67,8 @@ export class NodeRole {
       return;
     }
     const epoch = ++this.epoch;
+    // Armed before anything is started, so nothing this node starts can outlive the lease.
+    this.armGuard(lease);
     this.acting = "primary";
     this.term = term;
     this.restarts = [];
@@ -80,6 +85,12 @@ export class NodeRole {
     log.info({ term, took_ms: Math.round(clock.monotonicMs() - started), duplicate_check: !skipDuplicateCheck }, "acting as primary");
     if (cold) this.deps.health.start(); // checks at once, then on each probe's interval
     else void this.deps.health.checkNow().catch(() => undefined);
+  }
+
+  /** Feed the fence guard the lease deadline (on the host-wide monotonic clock) while primary. */
+  armGuard(lease: LeaseState): void {
+    const { clock, guard } = this.deps;
+    guard?.arm(lease.deadlineMs - clock.monotonicMs() + clock.systemMonotonicMs());
   }
 
   async startDaemon(): Promise<void> {
@@ -117,6 +128,7 @@ export class NodeRole {
     this.acting = "standby";
     this.term = null;
     await this.undoPrimary();
+    this.deps.guard?.disarm();
   }
 
   private async undoPrimary(): Promise<void> {

@@ -8,6 +8,11 @@ export interface TimerHandle {
 export interface Clock {
   /** Monotonic milliseconds; never jumps with wall-clock steps. Use for deadlines. */
   monotonicMs(): number;
+  /**
+   * The host's CLOCK_MONOTONIC in milliseconds: the same timeline in every
+   * process on this host, so a deadline can be handed to another process.
+   */
+  systemMonotonicMs(): number;
   /** Wall-clock milliseconds since the epoch; use only for timestamps shown to people. */
   wallMs(): number;
   /** Run `fn` once after `ms`. */
@@ -22,6 +27,10 @@ export class SystemClock implements Clock {
   }
   wallMs(): number {
     return Date.now();
+  }
+  systemMonotonicMs(): number {
+    // libuv's hrtime reads CLOCK_MONOTONIC on Linux: shared by all processes on the host.
+    return Number(process.hrtime.bigint() / 1000n) / 1000;
   }
   setTimer(ms: number, fn: () => void): TimerHandle {
     const t = setTimeout(fn, Math.max(0, ms));

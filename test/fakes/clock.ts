@@ -25,6 +25,10 @@ export class FakeClock implements Clock {
   wallMs(): number {
     return this.wall + this.now;
   }
+  /** One fake timeline serves both: tests share a FakeClock between "processes". */
+  systemMonotonicMs(): number {
+    return this.now;
+  }
   setTimer(ms: number, fn: () => void): TimerHandle {
     const p: Pending = { at: this.now + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };
     this.timers.push(p);

@@ -18,6 +18,7 @@ export class ProcessLife {
     return {
       monotonicMs: () => inner.monotonicMs(),
       wallMs: () => inner.wallMs(),
+      systemMonotonicMs: () => inner.systemMonotonicMs(),
       setTimer: (ms, fn): TimerHandle => inner.setTimer(ms, () => void (this.dead || fn())),
       sleep: (ms, signal) => (this.dead ? new Promise<void>(() => undefined) : inner.sleep(ms, signal)),
     };

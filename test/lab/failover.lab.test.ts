@@ -4,6 +4,8 @@
  * ARP answers for the VIP every 20 ms. Needs root and `npm run build`.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { LabCluster, pollUntil, type Observer } from './harness/index.js';
 
@@ -108,4 +110,41 @@ test('SIGTERM on the primary hands over without waiting for the TTL; an agent re
     },
     { ttl: '5s', fenceMargin: '1s' },
   );
+});
+
+test('frozen primary agent (SIGSTOP): its fence guard drops the VIP before a standby adds it', T, async () => {
+  await withCluster(async (c, obs) => {
+    const old = (await c.leader())!;
+    const t0 = Date.now();
+    await c.signalAgent(old.node, 'SIGSTOP');
+    try {
+      const next = await c.waitForLeader({ not: old.node, timeoutMs: 10_000 });
+      assert.ok(next, 'a standby took over from the frozen primary');
+      assert.ok(await c.waitServing(next.node, 10_000));
+      const samples = obs.samples();
+      const lastOld = obs.lastAnsweredBy(old.node, samples);
+      const firstNew = obs.firstAnsweredBy(next.node, samples, t0);
+      assert.ok(lastOld !== undefined && firstNew !== undefined && lastOld < firstNew, `old last +${(lastOld ?? 0) - t0}ms, new first +${(firstNew ?? 0) - t0}ms`);
+      assert.deepEqual(c.lab.pidsIn(old.node, 'sshd'), [], 'the guard stopped the frozen primary\'s sshd');
+      assert.match(readFileSync(join(c.lab.node(old.node).dir, 'state', 'fence-guard.log'), 'utf8'), /fencing/);
+    } finally {
+      await c.signalAgent(old.node, 'SIGCONT');
+    }
+    // Thawed, the old agent finds its deadline long past and stays a standby.
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.notEqual((await c.leader())?.node, old.node);
+    assert.deepEqual(await c.lab.vipConfiguredOn(), [(await c.leader())!.node]);
+  });
+});
+
+test('primary agent killed (-9) and not restarted: the guard removes the VIP and stops the daemon', T, async () => {
+  await withCluster(async (c) => {
+    const old = (await c.leader())!;
+    await c.signalAgent(old.node, 'SIGKILL');
+    const next = await c.waitForLeader({ not: old.node, timeoutMs: 10_000 });
+    assert.ok(next);
+    assert.ok(await c.waitServing(next.node, 10_000));
+    assert.deepEqual(await c.lab.vipConfiguredOn(), [next.node], 'the dead agent\'s VIP is gone');
+    assert.deepEqual(c.lab.pidsIn(old.node, 'sshd'), [], 'and its sshd');
+  });
 });

@@ -326,3 +326,27 @@ test("a fenced primary records the fence in history once etcd answers again", as
 function leaderOf(etcd: FakeCoordinator): string | undefined {
   return etcd.leader?.node;
 }
+
+test("the fence guard is armed with the lease deadline while primary, re-armed on renewals, disarmed on demotion", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const arms: number[] = [];
+  let disarms = 0;
+  const guard = { arm: (d: number) => void arms.push(d), disarm: () => void disarms++, close: async () => undefined };
+  const loop = new HaLoop({
+    config: configFor("n1"), coordinator: etcd, daemon: new FakeDaemon(), vip: new FakeVip("n1", new VipTimeline(clock)), health: new FakeHealth(),
+    clock, log: silentLogger(), version: "test", probeGraceMs: 0, fenceGuard: guard,
+  });
+  await loop.start();
+  await clock.advance(100);
+  assert.equal(loop.status().acting, "primary");
+  assert.ok(arms.length >= 1, "armed on promotion");
+  const deadline = loop.lease.state()!.deadlineMs;
+  assert.equal(arms.at(-1), deadline, "the deadline handed over is the lease deadline (one timeline in the fake)");
+  const before = arms.length;
+  await clock.advance(5000);
+  assert.ok(arms.length >= before + 3, "re-armed on every renewal");
+  assert.ok(arms.at(-1)! > deadline, "moving forward");
+  await loop.stop();
+  assert.equal(disarms, 1, "disarmed when it stepped down");
+});

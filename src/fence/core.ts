@@ -1,0 +1,133 @@
+import type { Clock, TimerHandle } from "../platform/clock.js";
+import type { CommandRunner } from "../platform/command.js";
+
+/** What the guard must undo at the deadline. */
+export interface FenceOrders {
+  /** `ip` argv that removes the VIP, e.g. ["ip","addr","del","198.18.0.100/24","dev","eth0"]; null: no VIP. */
+  readonly dropVip: readonly string[] | null;
+  /** Stop the daemon: signal the pid in this pidfile (process backend)... */
+  readonly daemonPidfile: string | null;
+  /** ...or run this command (command/systemd backends). Null for both: leave the daemon (warm mode). */
+  readonly stopArgv: readonly string[] | null;
+}
+
+export type GuardMessage =
+  /** deadlineMs is on the host's CLOCK_MONOTONIC (Clock.systemMonotonicMs), so no transit delay can stretch it. */
+  | { readonly arm: { readonly deadlineMs: number; readonly orders: FenceOrders } }
+  | { readonly disarm: true };
+
+export interface GuardDeps {
+  readonly clock: Clock;
+  readonly runner: CommandRunner;
+  readonly log: (line: string) => void;
+  /** Signal a pid read from the pidfile; injectable for tests. */
+  readonly kill: (pid: number, signal: NodeJS.Signals) => void;
+  readonly readPid: (pidfile: string) => number | undefined;
+  /** Called once the guard has nothing left to do (fenced, or disarmed with no agent). */
+  readonly exit: (code: number) => void;
+}
+
+/**
+ * The fence guard's logic, separate from the agent's event loop: it holds the
+ * primary's lease deadline as last reported, and if the deadline passes with
+ * no new heartbeat (agent frozen, killed, stuck on I/O) it drops the VIP and
+ * stops the daemon itself, then exits. The deadline is measured on the
+ * guard's own monotonic clock from when the heartbeat arrived, which is after
+ * the agent computed it: the guard fires at most a pipe's latency after the
+ * agent would have, well inside the fence margin before etcd expires the lease.
+ */
+const IDLE_EXIT_MS = 60_000;
+
+export class GuardCore {
+  private timer: TimerHandle | undefined;
+  private idle: TimerHandle | undefined;
+  private orders: FenceOrders | null = null;
+  private clients = 0;
+  private fenced = false;
+
+  constructor(private readonly deps: GuardDeps) {
+    this.startIdle();
+  }
+
+  /** A standby's guard has nothing to do: it goes after IDLE_EXIT_MS disarmed, and the agent starts a new one when it next needs one. */
+  private startIdle(): void {
+    this.idle?.cancel();
+    this.idle = this.deps.clock.setTimer(IDLE_EXIT_MS, () => {
+      if (!this.armed() && !this.fenced) this.deps.exit(0);
+    });
+  }
+
+  armed(): boolean {
+    return this.timer !== undefined;
+  }
+
+  handle(msg: GuardMessage): void {
+    if (this.fenced) return;
+    if ("disarm" in msg) {
+      this.timer?.cancel();
+      this.timer = undefined;
+      this.orders = null;
+      this.startIdle();
+      return;
+    }
+    this.idle?.cancel();
+    const { deadlineMs, orders } = msg.arm;
+    this.orders = orders;
+    this.timer?.cancel();
+    const remaining = deadlineMs - this.deps.clock.systemMonotonicMs();
+    this.timer = this.deps.clock.setTimer(Math.max(0, remaining), () => void this.fence());
+  }
+
+  connected(): void {
+    this.clients++;
+  }
+
+  /** An agent went away. Disarmed and alone: nothing to guard. Armed: wait for the deadline (a restarted agent may reconnect). */
+  disconnected(): void {
+    this.clients = Math.max(0, this.clients - 1);
+    if (this.clients === 0 && !this.armed() && !this.fenced) this.deps.exit(0);
+  }
+
+  /** The guard itself is being stopped: fence now if armed, else just go. */
+  shutdown(): void {
+    if (this.fenced) return;
+    if (this.armed()) {
+      this.timer?.cancel();
+      void this.fence();
+    } else {
+      this.deps.exit(0);
+    }
+  }
+
+  private async fence(): Promise<void> {
+    const orders = this.orders;
+    this.timer = undefined;
+    this.fenced = true;
+    this.deps.log("lease deadline passed without a heartbeat: fencing (dropping the VIP, stopping the daemon)");
+    if (orders?.dropVip) {
+      const r = await this.deps.runner.run(orders.dropVip, { timeoutMs: 2000 }).catch((e: unknown) => ({ code: -1, stderr: String(e) }));
+      this.deps.log(r.code === 0 ? "VIP removed" : `VIP removal: exit ${r.code} ${String(r.stderr).trim()}`);
+    }
+    if (orders?.daemonPidfile) {
+      const pid = this.deps.readPid(orders.daemonPidfile);
+      if (pid !== undefined) {
+        this.signal(pid, "SIGTERM");
+        await this.deps.clock.sleep(1000);
+        this.signal(pid, "SIGKILL");
+        this.deps.log(`daemon pid ${pid} stopped`);
+      }
+    } else if (orders?.stopArgv) {
+      const r = await this.deps.runner.run(orders.stopArgv, { timeoutMs: 10_000 }).catch((e: unknown) => ({ code: -1, stderr: String(e) }));
+      this.deps.log(r.code === 0 ? "daemon stopped" : `daemon stop: exit ${r.code} ${String(r.stderr).trim()}`);
+    }
+    this.deps.exit(0);
+  }
+
+  private signal(pid: number, sig: NodeJS.Signals): void {
+    try {
+      this.deps.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  }
+}

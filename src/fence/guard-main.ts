@@ -1,0 +1,74 @@
+// The fence guard process: started (detached) by the agent, it survives the
+// agent's death. It listens on a unix socket in the state directory for
+// heartbeats carrying the lease deadline; see core.ts for what it does.
+// Kept free of the agent's heavier modules so it starts fast and stays small.
+import { createServer, type Socket } from "node:net";
+import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { SystemClock } from "../platform/clock.js";
+import { SpawnCommandRunner } from "../platform/command.js";
+import { GuardCore, type GuardMessage } from "./core.js";
+
+const { values } = parseArgs({ options: { socket: { type: "string" }, pidfile: { type: "string" } }, strict: true });
+const socketPath = values.socket;
+const pidfile = values.pidfile;
+if (!socketPath || !pidfile) {
+  process.stderr.write("usage: guard-main --socket PATH --pidfile PATH\n");
+  process.exit(2);
+}
+
+const log = (line: string) => process.stderr.write(`${new Date(new SystemClock().wallMs()).toISOString()} understudy fence guard ${process.pid}: ${line}\n`);
+const cleanup = () => {
+  rmSync(socketPath, { force: true });
+  rmSync(pidfile, { force: true });
+};
+const core = new GuardCore({
+  clock: new SystemClock(),
+  runner: new SpawnCommandRunner(),
+  log,
+  kill: (pid, sig) => process.kill(pid, sig),
+  readPid: (file) => {
+    try {
+      const pid = Number(readFileSync(file, "utf8").trim().split(/\s+/)[0]);
+      return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  },
+  exit: (code) => {
+    cleanup();
+    log("exiting");
+    process.exit(code);
+  },
+});
+
+const server = createServer((sock: Socket) => {
+  core.connected();
+  let buffer = "";
+  sock.setEncoding("utf8");
+  sock.on("data", (chunk: string) => {
+    buffer += chunk;
+    let nl: number;
+    while ((nl = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      try {
+        core.handle(JSON.parse(line) as GuardMessage);
+      } catch (e) {
+        log(`ignoring a malformed message: ${String(e)}`);
+      }
+    }
+    if (buffer.length > 65_536) sock.destroy();
+  });
+  sock.on("error", () => undefined);
+  sock.on("close", () => core.disconnected());
+});
+
+rmSync(socketPath, { force: true });
+server.listen(socketPath, () => {
+  chmodSync(socketPath, 0o600);
+  writeFileSync(pidfile, `${process.pid}\n`, { mode: 0o644 });
+  log(`listening on ${socketPath}`);
+});
+// Stopped together with the agent (systemd stops the whole unit): fence now if armed.
+for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => core.shutdown());
