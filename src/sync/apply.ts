@@ -1,0 +1,256 @@
+// Moves a verified staged copy of a sync root into place on a standby.
+//
+// Atomicity, honestly: each file and link is replaced by one rename(), so a
+// reader sees the old or the new version, never a torn one; the tree as a whole
+// is not transactional. Everything that can be checked is checked before the
+// first live change (staging location, digest, required mode, validator), which
+// leaves only rare failures mid-apply (EPERM on chown, a read-only mount); then
+// the error lists which paths already went live, and the next sync re-applies
+// whatever still differs.
+import { constants } from "node:fs";
+import { chmod, chown, lchown, lstat, mkdir, open, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
+import { SpawnCommandRunner, type CommandRunner } from "../platform/command.js";
+import { fsyncDir, isWithin } from "./durable.js";
+import { buildManifest, compare, diffManifests, manifestOf, type Manifest, type ManifestEntry } from "./manifest.js";
+import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";
+import { runValidator } from "./validate.js";
+
+export interface Owner {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface ApplyOptions {
+  readonly root: SyncRoot;
+  /** The staged copy of the root; must be on the root's file system and outside it (see stagingDirFor). */
+  readonly stagedDir: string;
+  /** What the primary published. With entries, a mismatch can name the first differing path. */
+  readonly expected: { readonly digest: string; readonly entries?: readonly ManifestEntry[] };
+  /** Refuse the whole tree if any file's permission bits are wider than this (e.g. 0o600 for host keys). */
+  readonly requiredMode?: number;
+  /** Force this owner on everything applied, instead of the primary's uid/gid. */
+  readonly owner?: Owner;
+  /** Validator argv; `{staged}` is replaced by the staged directory. */
+  readonly validate?: readonly string[];
+  readonly validateTimeoutMs?: number;
+  readonly runner?: CommandRunner;
+}
+
+/** Path lists are relative and sorted; `removed` leaves out directories kept (see notes). */
+export interface ApplySummary {
+  readonly added: string[];
+  readonly changed: string[];
+  readonly removed: string[];
+  /** Content bytes of the files added or changed. */
+  readonly bytes: number;
+  /** The tree now live (with `owner` applied): record it as this root's last known manifest. */
+  readonly manifest: Manifest;
+  /** Things deliberately left alone, for the log. */
+  readonly notes: string[];
+}
+
+const DEFAULT_VALIDATE_TIMEOUT_MS = 30_000;
+
+/** Where the transport should stage `root`: beside it (same file system), in a holder folder kept at 0700. */
+export function stagingDirFor(root: SyncRoot): string {
+  return path.join(path.dirname(path.resolve(root.path)), `.understudy-stage-${root.name}`, "tree");
+}
+
+/** Create the 0700 holder of stagingDirFor(root) and return the tree path (which the transport fills). */
+export async function prepareStagingDir(root: SyncRoot): Promise<string> {
+  checkSyncRoot(root);
+  const tree = stagingDirFor(root);
+  const holder = path.dirname(tree);
+  await mkdir(holder, { recursive: true, mode: 0o700 });
+  await chmod(holder, 0o700); // staged host keys wait here before their modes are fixed
+  return tree;
+}
+
+export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
+  const { root, stagedDir } = opts;
+  checkSyncRoot(root);
+  const liveExists = await checkStaging(root, stagedDir);
+
+  // Pre-checks: none of these touch the live tree.
+  const staged = await buildManifest(root, stagedDir);
+  if (staged.digest !== opts.expected.digest) {
+    const first = opts.expected.entries ? firstDifference(manifestOf(root.name, opts.expected.entries), staged) : undefined;
+    throw new UnderstudyError("US_E_SYNC_DIGEST_MISMATCH", { root: root.name, expected: opts.expected.digest, actual: staged.digest, path: first ?? "unknown" });
+  }
+  if (opts.requiredMode !== undefined) checkModes(root, staged, opts.requiredMode);
+  if (opts.validate) await runValidator(opts.validate, stagedDir, opts.runner ?? new SpawnCommandRunner(), opts.validateTimeoutMs ?? DEFAULT_VALIDATE_TIMEOUT_MS);
+
+  const owner = opts.owner;
+  const target = owner ? manifestOf(root.name, staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid })), staged.skipped) : staged;
+  const live = liveExists ? await buildManifest(root) : manifestOf(root.name, []);
+  const diff = diffManifests(live, target);
+  const run = new ApplyRun(root, path.resolve(stagedDir));
+
+  try {
+    if (!liveExists) await run.step(".", () => run.createRoot(owner));
+    const changes = new Set([...diff.added, ...diff.changed]);
+    for (const e of target.entries) if (changes.has(e.path)) await run.step(e.path, () => run.place(e));
+    const liveByPath = new Map(live.entries.map((e) => [e.path, e]));
+    const gone = diff.removed.map((p) => liveByPath.get(p)!);
+    for (const e of gone.filter((g) => g.type !== "dir")) await run.step(e.path, () => run.remove(e));
+    for (const e of gone.filter((g) => g.type === "dir").reverse()) await run.step(e.path, () => run.remove(e));
+  } catch (e) {
+    await run.syncTouched().catch(() => undefined); // what did go live should be durable too
+    throw e;
+  }
+  await run.syncTouched();
+
+  const byPath = new Map(target.entries.map((e) => [e.path, e]));
+  const bytes = [...diff.added, ...diff.changed].reduce((n, p) => n + (byPath.get(p)?.type === "file" ? byPath.get(p)!.size : 0), 0);
+  const removed = diff.removed.filter((p) => !run.kept.has(p));
+  const manifest = run.kept.size === 0 ? target : manifestOf(root.name, [...target.entries, ...live.entries.filter((e) => run.kept.has(e.path))], target.skipped);
+  return { added: diff.added, changed: diff.changed, removed, bytes, manifest, notes: run.notes };
+}
+
+/** Returns whether the live root exists. Throws US_E_SYNC_STAGING_FS. */
+async function checkStaging(root: SyncRoot, stagedDir: string): Promise<boolean> {
+  const refuse = (problem: string) => new UnderstudyError("US_E_SYNC_STAGING_FS", { root: root.name, staged: stagedDir, problem });
+  if (isWithin(root.path, stagedDir)) throw refuse(`it is inside the root ${root.path}`);
+  if (isWithin(stagedDir, root.path)) throw refuse(`it contains the root ${root.path}`);
+  const st = await stat(stagedDir).catch((e) => {
+    throw refuse(`cannot stat it: ${describeError(e)}`);
+  });
+  if (!st.isDirectory()) throw refuse("it is not a directory");
+  const liveSt = await stat(root.path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return undefined;
+    throw refuse(`cannot stat the root: ${describeError(e)}`);
+  });
+  if (liveSt && !liveSt.isDirectory()) throw refuse(`the root ${root.path} is not a directory`);
+  const parent = path.dirname(path.resolve(root.path));
+  const ref = liveSt ?? (await stat(parent).catch((e) => {
+    throw refuse(`the root does not exist and neither does its parent: ${describeError(e)}`);
+  }));
+  // rename() only works, and is only atomic, within one file system.
+  if (ref.dev !== st.dev) throw refuse(`it is on a different file system from ${liveSt ? root.path : parent} (device ${st.dev} vs ${ref.dev})`);
+  return liveSt !== undefined;
+}
+
+function checkModes(root: SyncRoot, m: Manifest, required: number): void {
+  for (const e of m.entries) {
+    if (e.type === "file" && (e.mode & ~required & 0o7777) !== 0) {
+      throw new UnderstudyError("US_E_SYNC_MODE", { root: root.name, path: e.path, mode: octal(e.mode), required: octal(required) });
+    }
+  }
+}
+
+function firstDifference(a: Manifest, b: Manifest): string | undefined {
+  const d = diffManifests(a, b);
+  return [...d.added, ...d.changed, ...d.removed].sort(compare)[0];
+}
+
+function octal(mode: number): string {
+  return `0${mode.toString(8).padStart(3, "0")}`;
+}
+
+/** The live-changing half of one apply: keeps what went live, for error reports and fsync. */
+class ApplyRun {
+  readonly applied: string[] = [];
+  readonly notes: string[] = [];
+  readonly kept = new Set<string>();
+  private readonly touched = new Set<string>();
+  private readonly live: string;
+
+  constructor(
+    private readonly root: SyncRoot,
+    private readonly staged: string,
+  ) {
+    this.live = path.resolve(root.path);
+  }
+
+  async step(rel: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      if (rel !== ".") checkRelativePath(this.root.name, rel);
+      await fn();
+      this.applied.push(rel);
+    } catch (e) {
+      if (isUnderstudyError(e)) throw e;
+      throw new UnderstudyError(
+        "US_E_SYNC_APPLY_FAILED",
+        { root: this.root.name, path: rel, applied_count: this.applied.length, applied: this.applied.join(", ").slice(0, 2000), cause: describeError(e) },
+        { cause: e },
+      );
+    }
+  }
+
+  async createRoot(owner: Owner | undefined): Promise<void> {
+    const st = await stat(this.staged);
+    await mkdir(this.live, { mode: 0o700 });
+    await chown(this.live, owner?.uid ?? st.uid, owner?.gid ?? st.gid);
+    await chmod(this.live, st.mode & 0o7777);
+    this.touched.add(path.dirname(this.live)).add(this.live);
+  }
+
+  async place(e: ManifestEntry): Promise<void> {
+    const dst = path.join(this.live, e.path);
+    const src = path.join(this.staged, e.path);
+    const cur = await lstat(dst).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return undefined;
+      throw err;
+    });
+    this.touched.add(path.dirname(dst));
+    if (e.type === "dir") {
+      if (cur && !cur.isDirectory()) await unlink(dst);
+      // Created owner-only, then given its owner, then its mode: never wider than intended.
+      if (!cur?.isDirectory()) await mkdir(dst, { mode: 0o700 });
+      await chown(dst, e.uid, e.gid); // chown first: it clears setgid, which chmod then sets
+      await chmod(dst, e.mode);
+      return;
+    }
+    if (cur?.isDirectory()) await rm(dst, { recursive: true }); // the primary replaced this directory by a file or link
+    if (e.type === "file") {
+      // ORDER MATTERS: owner and mode are fixed on the staged file, and it is
+      // fsynced, BEFORE the rename, so a 0600 host key is never visible at its
+      // live path with a wider mode or the wrong owner, not even for a moment.
+      const fh = await open(src, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        await fh.chown(e.uid, e.gid); // chown first: it clears setuid/setgid, which chmod then sets
+        await fh.chmod(e.mode);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } else {
+      await lchown(src, e.uid, e.gid); // a link's own mode is always 0777 on Linux
+    }
+    await rename(src, dst);
+  }
+
+  async remove(e: ManifestEntry): Promise<void> {
+    const dst = path.join(this.live, e.path);
+    this.touched.add(path.dirname(dst));
+    try {
+      if (e.type === "dir") await rmdir(dst);
+      else await unlink(dst);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") return; // already gone with a directory the primary replaced by a file or link
+      if (e.type === "dir" && (code === "ENOTEMPTY" || code === "EEXIST")) {
+        this.kept.add(e.path);
+        this.notes.push(`kept directory ${e.path}: it still holds files outside the sync filters`);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** fsync every directory whose entries changed, deepest first. */
+  async syncTouched(): Promise<void> {
+    for (const dir of [...this.touched].sort(compare).reverse()) {
+      try {
+        await fsyncDir(dir);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") continue; // removed or replaced later in this apply
+        const rel = path.relative(this.live, dir) || ".";
+        throw new UnderstudyError("US_E_SYNC_APPLY_FAILED", { root: this.root.name, path: rel, applied_count: this.applied.length, cause: `fsync: ${describeError(e)}` }, { cause: e });
+      }
+    }
+  }
+}

@@ -1,0 +1,199 @@
+// What a sync root's tree is: every entry with type, mode, owner and content
+// hash, plus one digest the primary publishes and standbys verify against.
+import { createHash } from "node:crypto";
+import { constants } from "node:fs";
+import { lstat, open, readdir, readlink } from "node:fs/promises";
+import path from "node:path";
+import { UnderstudyError, isUnderstudyError, describeError } from "../errors/catalogue.js";
+import { compileGlobs } from "./glob.js";
+import { checkRelativePath, checkSymlinkInside, checkSyncRoot, type SyncRoot } from "./paths.js";
+
+export type { SyncRoot } from "./paths.js";
+
+export type EntryType = "file" | "dir" | "symlink";
+
+export interface ManifestEntry {
+  /** Relative to the root, POSIX separators, no leading "./". */
+  readonly path: string;
+  readonly type: EntryType;
+  /** Bytes for files, target length for symlinks, 0 for directories (their size is file-system noise). */
+  readonly size: number;
+  /** Permission bits including setuid, setgid and sticky (st_mode & 0o7777). */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** Whole milliseconds. Recorded for people, left out of the digest. */
+  readonly mtimeMs: number;
+  /** Hex SHA-256 of the content; files only. */
+  readonly sha256?: string;
+  /** Link text as stored; symlinks only. */
+  readonly target?: string;
+}
+
+export interface SkippedEntry {
+  readonly path: string;
+  readonly kind: "socket" | "fifo" | "block-device" | "char-device" | "unknown";
+}
+
+export interface Manifest {
+  /** The root's name. */
+  readonly root: string;
+  /** Sorted by path (code-unit order, so a directory always precedes its contents). */
+  readonly entries: readonly ManifestEntry[];
+  /** See manifestDigest. */
+  readonly digest: string;
+  /** Sockets, FIFOs and devices found and not synced: they are runtime objects, not configuration. */
+  readonly skipped: readonly SkippedEntry[];
+}
+
+export interface ManifestDiff {
+  /** In b, not in a. */
+  readonly added: string[];
+  /** In both, different type, content, mode, uid, gid or link target. */
+  readonly changed: string[];
+  /** In a, not in b. */
+  readonly removed: string[];
+}
+
+const DIGEST_VERSION = "understudy-manifest/1";
+
+/**
+ * SHA-256 over path, type, mode, uid, gid, and size + sha256 (files) or target
+ * (links), one JSON line per entry. Modification times are left out on purpose:
+ * the transport may not carry them at full precision and a touched-but-equal
+ * file is not a change worth a sync generation. Owners are in: a standby must
+ * end up with the same uids/gids, so nodes need identical numeric ids (or a
+ * forced `owner` on apply).
+ */
+export function manifestDigest(entries: readonly ManifestEntry[]): string {
+  const h = createHash("sha256").update(DIGEST_VERSION);
+  for (const e of entries) {
+    const content = e.type === "file" ? [e.size, e.sha256 ?? ""] : e.type === "symlink" ? [e.target ?? ""] : [];
+    h.update("\n").update(JSON.stringify([e.path, e.type, e.mode, e.uid, e.gid, ...content]));
+  }
+  return h.digest("hex");
+}
+
+/** Entries compared as the digest sees them (mtime and directory size ignored). */
+export function sameEntry(a: ManifestEntry, b: ManifestEntry): boolean {
+  return manifestDigest([a]) === manifestDigest([b]);
+}
+
+export function manifestOf(root: string, entries: readonly ManifestEntry[], skipped: readonly SkippedEntry[] = []): Manifest {
+  const sorted = [...entries].sort((x, y) => compare(x.path, y.path));
+  return { root, entries: sorted, digest: manifestDigest(sorted), skipped };
+}
+
+export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
+  const before = new Map(a.entries.map((e) => [e.path, e]));
+  const after = new Map(b.entries.map((e) => [e.path, e]));
+  const added: string[] = [];
+  const changed: string[] = [];
+  for (const e of b.entries) {
+    const old = before.get(e.path);
+    if (!old) added.push(e.path);
+    else if (!sameEntry(old, e)) changed.push(e.path);
+  }
+  const removed = a.entries.filter((e) => !after.has(e.path)).map((e) => e.path);
+  return { added, changed, removed };
+}
+
+/**
+ * Walk `dir` (the live root, or a staged copy of it) and describe it. Links
+ * are recorded, never followed, and must resolve inside the root. Throws
+ * US_E_SYNC_UNSAFE_PATH, US_E_SYNC_FILE_TOO_LARGE or US_E_SYNC_UNREADABLE.
+ */
+export async function buildManifest(root: SyncRoot, dir: string = root.path): Promise<Manifest> {
+  checkSyncRoot(root);
+  const excluded = compileGlobs(root.exclude);
+  const included = compileGlobs(root.include);
+  const includeAll = root.include.length === 0;
+  const entries: ManifestEntry[] = [];
+  const skipped: SkippedEntry[] = [];
+
+  const fail = (rel: string, e: unknown): never => {
+    if (isUnderstudyError(e)) throw e;
+    throw new UnderstudyError("US_E_SYNC_UNREADABLE", { root: root.name, path: rel || ".", cause: describeError(e) }, { cause: e });
+  };
+
+  // Returns how many entries were recorded below relDir, so include-filtered
+  // trees keep only the directories that lead to something included.
+  async function walk(relDir: string, inheritedInclude: boolean): Promise<number> {
+    const names = await readdir(path.join(dir, relDir)).catch((e) => fail(relDir, e));
+    names.sort(compare);
+    let recorded = 0;
+    for (const name of names) {
+      const rel = relDir === "" ? name : `${relDir}/${name}`;
+      checkRelativePath(root.name, rel);
+      if (excluded(rel)) continue;
+      const abs = path.join(dir, rel);
+      const st = await lstat(abs).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : fail(rel, e)));
+      if (!st) continue; // deleted while we walked: it is simply not in this tree
+      const inc = includeAll || inheritedInclude || included(rel);
+      const base = { path: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeMs: Math.floor(st.mtimeMs) };
+      if (st.isDirectory()) {
+        const below = await walk(rel, inc);
+        if (inc || below > 0) {
+          entries.push({ ...base, type: "dir", size: 0 });
+          recorded += below + 1;
+        }
+      } else if (!inc) {
+        continue;
+      } else if (st.isSymbolicLink()) {
+        const target = await readlink(abs).catch((e) => fail(rel, e));
+        await checkSymlinkInside(root.name, root.path, dir, rel, target).catch((e) => fail(rel, e));
+        entries.push({ ...base, type: "symlink", size: Buffer.byteLength(target), target });
+        recorded++;
+      } else if (st.isFile()) {
+        const { size, sha256 } = await hashFile(root, abs, rel).catch((e) => fail(rel, e));
+        entries.push({ ...base, type: "file", size, sha256 });
+        recorded++;
+      } else {
+        skipped.push({ path: rel, kind: kindOf(st) });
+      }
+    }
+    return recorded;
+  }
+
+  await walk("", false);
+  return manifestOf(root.name, entries, skipped);
+}
+
+const CHUNK = 64 * 1024;
+
+async function hashFile(root: SyncRoot, abs: string, rel: string): Promise<{ size: number; sha256: string }> {
+  // O_NOFOLLOW/O_NONBLOCK: if the file was swapped for a link or FIFO after lstat, fail instead of following or hanging.
+  const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new Error("no longer a regular file");
+    const tooLarge = (size: number) => new UnderstudyError("US_E_SYNC_FILE_TOO_LARGE", { root: root.name, path: rel, size, limit: root.maxFileBytes });
+    if (st.size > root.maxFileBytes) throw tooLarge(st.size);
+    const h = createHash("sha256");
+    const buf = Buffer.allocUnsafe(CHUNK);
+    let size = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
+      if (bytesRead === 0) break;
+      size += bytesRead;
+      if (size > root.maxFileBytes) throw tooLarge(size); // grew while we read it
+      h.update(buf.subarray(0, bytesRead));
+    }
+    return { size, sha256: h.digest("hex") };
+  } finally {
+    await fh.close();
+  }
+}
+
+function kindOf(st: { isSocket(): boolean; isFIFO(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }): SkippedEntry["kind"] {
+  if (st.isSocket()) return "socket";
+  if (st.isFIFO()) return "fifo";
+  if (st.isBlockDevice()) return "block-device";
+  if (st.isCharacterDevice()) return "char-device";
+  return "unknown";
+}
+
+/** Plain code-unit order: stable across locales, and "a" < "a-b" < "a/b" keeps parents first. */
+export function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
