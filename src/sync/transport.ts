@@ -1,0 +1,241 @@
+// Standbys PULL each sync root from the current primary with rsync over SSH,
+// into a staging directory; verifying and applying the staged tree is someone
+// else's job (apply.ts). rsync is spawned with an argument array, never a shell.
+import { isIP } from "node:net";
+import { UnderstudyError, isUnderstudyError } from "../errors/catalogue.js";
+import type { Clock } from "../platform/clock.js";
+import type { CommandResult, CommandRunner } from "../platform/command.js";
+import { sshArgv, sshExitMasterArgv, validateSshTransport, type SshTransport, type SshTransportSettings } from "./transport-ssh.js";
+import { safeAbsolutePath, safeRoot } from "./transport-values.js";
+
+export { checkControlDir, type SshTransportSettings } from "./transport-ssh.js";
+
+export interface RsyncPullerOptions {
+  readonly runner: CommandRunner;
+  readonly clock: Clock;
+  readonly ssh: SshTransportSettings;
+  /** Default /usr/bin/rsync. */
+  readonly rsyncPath?: string;
+  /** Bound on one pull, connection included. Default 30 000 ms. */
+  readonly timeoutMs?: number;
+  /**
+   * Compare file contents, not size+mtime (`--checksum`). Default true: a
+   * same-size edit that kept its mtime (restored from a backup, `cp -p`,
+   * config management) would otherwise be skipped, and sync trees are small.
+   */
+  readonly checksum?: boolean;
+}
+
+export interface PullRequest {
+  /** The primary's address as published in etcd. */
+  readonly primary: string;
+  /** Absolute path of the sync root on the primary. */
+  readonly root: string;
+  /** Local staging directory; receives the root's contents (not the root directory itself). */
+  readonly staging: string;
+  /**
+   * The root's exclude globs (glob.ts syntax), so excluded files are not
+   * transferred at all. An optimisation only: the staged tree must still be
+   * filtered with glob.ts, which stays the single definition of what syncs.
+   */
+  readonly exclude?: readonly string[];
+}
+
+export interface PullResult {
+  readonly primary: string;
+  readonly root: string;
+  readonly staging: string;
+  readonly durationMs: number;
+}
+
+// Here, not in transport-values.ts: node:net costs sync-serve (which needs none of it) ~8 ms per pull.
+const SAFE_HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})$/;
+
+/**
+ * A primary's address as published in etcd: an IPv4/IPv6 literal or a DNS
+ * name. A leading `-` would turn it into an ssh option, so names must start
+ * with a letter or digit.
+ */
+export function safeHost(setting: string, value: string): string {
+  if (typeof value === "string" && (isIP(value) !== 0 || SAFE_HOSTNAME.test(value))) return value;
+  throw new UnderstudyError("US_E_SYNC_CONFIG", { setting, problem: "must be an IP address or a DNS name", value: JSON.stringify(value) });
+}
+
+/** `host` as rsync expects it before `:path` (IPv6 literals in brackets). */
+export function rsyncHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
+}
+
+/** rsync(1) EXIT VALUES, plus 255 for ssh's own failures. */
+const RSYNC_EXIT: Readonly<Record<number, string>> = {
+  1: "syntax or usage error",
+  2: "protocol incompatibility",
+  3: "errors selecting input/output files or directories",
+  4: "requested action not supported",
+  5: "error starting client-server protocol",
+  10: "error in socket I/O",
+  11: "error in file I/O",
+  12: "protocol data stream broken (refused by the primary's sync-serve?)",
+  13: "errors with program diagnostics",
+  14: "error in IPC code",
+  20: "received SIGUSR1 or SIGINT",
+  22: "error allocating memory",
+  23: "partial transfer due to error",
+  24: "partial transfer: source files vanished",
+  25: "--max-delete stopped deletions",
+  30: "timeout in data send/receive",
+  35: "timeout waiting for daemon connection",
+  255: "ssh failed: unreachable, host key not pinned or changed, or key refused",
+};
+
+export function rsyncExitMeaning(code: number): string {
+  return RSYNC_EXIT[code] ?? "unknown rsync exit code";
+}
+
+/**
+ * The first stderr line that says something: ssh's host-key warning opens
+ * with a row of `@`, so lines without a letter are skipped.
+ */
+export function firstStderrLine(stderr: string): string {
+  const line = stderr.split("\n").map((l) => l.trim()).find((l) => /[A-Za-z]/.test(l));
+  return (line ?? "").slice(0, 300);
+}
+
+/**
+ * glob.ts anchors a pattern holding a "/" at the root, where rsync would match
+ * it at any depth, so such patterns get rsync's leading "/". A trailing "/" is
+ * dropped (glob.ts ignores it; rsync would then match directories only).
+ * --delete-excluded keeps staging free of files excluded since an earlier pull.
+ */
+export function excludeArgs(patterns: readonly string[]): string[] {
+  if (patterns.length === 0) return [];
+  const args = patterns.map((p) => {
+    const body = p.replace(/\/+$/, "");
+    if (body === "" || /[\n\r\0]/.test(body)) {
+      throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: "sync.roots.exclude", problem: "patterns must be non-empty single lines", value: JSON.stringify(p) });
+    }
+    return `--exclude=${body.includes("/") && !body.startsWith("/") ? `/${body}` : body}`;
+  });
+  return ["--delete-excluded", ...args];
+}
+
+export class RsyncPuller {
+  private readonly runner: CommandRunner;
+  private readonly clock: Clock;
+  private readonly ssh: SshTransport;
+  private readonly rsyncPath: string;
+  private readonly timeoutMs: number;
+  private readonly checksum: boolean;
+  /** Primaries we may hold a master connection to, so close() can end them. */
+  private readonly contacted = new Set<string>();
+  /** Tail of the queue of pulls per primary. */
+  private readonly queues = new Map<string, Promise<unknown>>();
+
+  /** Throws US_E_SYNC_CONFIG for any value that is unsafe on a command line. */
+  constructor(opts: RsyncPullerOptions) {
+    this.runner = opts.runner;
+    this.clock = opts.clock;
+    this.ssh = validateSshTransport(opts.ssh);
+    this.rsyncPath = safeAbsolutePath("sync.rsync_path", opts.rsyncPath ?? "/usr/bin/rsync");
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    if (!Number.isInteger(this.timeoutMs) || this.timeoutMs < 100) {
+      throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: "sync.pull_timeout", problem: "must be at least 100 ms", value: String(opts.timeoutMs) });
+    }
+    this.checksum = opts.checksum ?? true;
+  }
+
+  /** The exact rsync argv a pull runs. Throws US_E_SYNC_CONFIG for an unsafe primary, root or staging path. */
+  argv(req: PullRequest): string[] {
+    const host = safeHost("primary address", req.primary);
+    const root = safeRoot("sync.roots", req.root);
+    const staging = safeAbsolutePath("sync staging directory", req.staging);
+    return [
+      this.rsyncPath,
+      // -a = -rlptgoD: perms (0600 host keys), owners, symlinks as symlinks.
+      "-a",
+      ...(this.checksum ? ["--checksum"] : []),
+      // Compare mtimes to the nanosecond: the default (whole seconds) skips a
+      // same-size edit made within the second of the last pull (seen in the lab).
+      "--modify-window=-1",
+      "--delete",
+      ...excludeArgs(req.exclude ?? []),
+      "--numeric-ids",
+      // I/O stall bound inside rsync; the whole run is also bounded by timeoutMs.
+      `--timeout=${Math.max(1, Math.ceil(this.timeoutMs / 1000))}`,
+      "-e", sshArgv(this.ssh).join(" "),
+      "--",
+      // Trailing slashes: the root's contents land directly in staging.
+      `${this.ssh.user}@${rsyncHost(host)}:${root}/`,
+      `${staging}/`,
+    ];
+  }
+
+  /**
+   * Pull one root. Throws US_E_SYNC_PULL_FAILED (transient) when rsync fails
+   * or times out. Pulls from one primary run one at a time: with
+   * ControlMaster=auto, concurrent first connections would each open their
+   * own connection instead of sharing one.
+   */
+  async pull(req: PullRequest): Promise<PullResult> {
+    const argv = this.argv(req);
+    const prev = this.queues.get(req.primary) ?? Promise.resolve();
+    const run = prev.then(() => this.runPull(req, argv));
+    const tail = run.catch(() => undefined);
+    this.queues.set(req.primary, tail);
+    void tail.then(() => {
+      if (this.queues.get(req.primary) === tail) this.queues.delete(req.primary);
+    });
+    return run;
+  }
+
+  private async runPull(req: PullRequest, argv: readonly string[]): Promise<PullResult> {
+    if (this.ssh.controlMaster) this.contacted.add(req.primary);
+    const started = this.clock.monotonicMs();
+    let r: CommandResult;
+    try {
+      // RSYNC_PROTECT_ARGS=0: with secluded args the path would travel inside
+      // the protocol, where the primary's sync-serve cannot check it, so it refuses them.
+      r = await this.runner.run(argv, { timeoutMs: this.timeoutMs, env: { RSYNC_PROTECT_ARGS: "0" } });
+    } catch (e) {
+      const timeout = isUnderstudyError(e, "US_E_COMMAND_TIMEOUT");
+      throw new UnderstudyError(
+        "US_E_SYNC_PULL_FAILED",
+        {
+          root: req.root,
+          primary: req.primary,
+          code: timeout ? "timeout" : "spawn",
+          meaning: timeout ? `no result within ${this.timeoutMs} ms` : "could not run rsync",
+          stderr: e instanceof Error ? e.message : String(e),
+        },
+        { cause: e },
+      );
+    }
+    if (r.code !== 0) {
+      throw new UnderstudyError("US_E_SYNC_PULL_FAILED", {
+        root: req.root,
+        primary: req.primary,
+        code: r.code ?? `signal ${r.signal}`,
+        meaning: r.code === null ? "rsync was killed" : rsyncExitMeaning(r.code),
+        stderr: firstStderrLine(r.stderr),
+      });
+    }
+    return { primary: req.primary, root: req.root, staging: req.staging, durationMs: this.clock.monotonicMs() - started };
+  }
+
+  /**
+   * End the master connection to `primary` (leader change), or to every
+   * primary pulled from (shutdown). Never throws: a master that is already
+   * gone is the goal, and one left behind exits by itself after ControlPersist.
+   */
+  async close(primary?: string): Promise<void> {
+    const hosts = primary === undefined ? [...this.contacted] : this.contacted.has(primary) ? [primary] : [];
+    for (const host of hosts) {
+      this.contacted.delete(host);
+      try {
+        await this.runner.run(sshExitMasterArgv(this.ssh, host), { timeoutMs: 5000 });
+      } catch {
+        // See above: nothing useful to do with a failure here.
+      }
+    }
+  }
+}

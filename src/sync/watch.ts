@@ -1,0 +1,225 @@
+// Watches the sync roots on the primary. Events are HINTS, never the truth:
+// they only say "recompute this root's manifest soon". Bursts are coalesced
+// into one onChange per debounce window, and a periodic full reconcile (all
+// roots) catches whatever the watcher missed or dropped.
+//
+// The reconcile runs on a Clock timer, not node-cron: it is an interval, not a
+// calendar schedule; a Clock timer is driven by FakeClock in tests, follows
+// the monotonic clock (cron follows the wall clock and jumps with NTP steps),
+// and needs no dependency.
+import { basename, join, resolve, sep } from "node:path";
+import { watch as chokidarWatch } from "chokidar";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
+
+export type ChangeCause = "events" | "reconcile";
+
+/** Receives raw hints from a watch source. */
+export interface WatchSink {
+  /** Something happened at or under `path` (absolute). */
+  event(path: string): void;
+  error(e: unknown): void;
+}
+
+export interface WatchSource {
+  /** Resolves once the source sees changes (the initial scan is done). */
+  readonly ready: Promise<void>;
+  close(): Promise<void>;
+}
+
+export type WatchSourceFactory = (roots: readonly string[], sink: WatchSink) => WatchSource;
+
+export interface ChokidarSourceOptions {
+  /** Paths (absolute) not worth a hint, e.g. a root's excludes or editor swap files. */
+  readonly ignored?: (path: string) => boolean;
+}
+
+/**
+ * chokidar 5 as a watch source. ignoreInitial: the agent reconciles at start
+ * anyway. followSymlinks false: a link is synced as a link, its target is not
+ * ours to watch. atomic off: its editor-save normalisation holds `unlink`
+ * events back 100 ms, and hints need no normalisation, a burst collapses in the
+ * debounce. awaitWriteFinish off: it polls until a file stops growing (2 s by
+ * default), far beyond the latency target; a half-written file is caught by
+ * the next event, and standbys verify the published digest anyway.
+ * Raw fs.watch events are listened to as well: chokidar drops a second
+ * `change` of the same file within 50 ms with no trailing event, which would
+ * leave that last edit unsynced until the reconcile.
+ */
+export function chokidarSource(opts: ChokidarSourceOptions = {}): WatchSourceFactory {
+  const ignored = opts.ignored ?? (() => false);
+  return (roots, sink) => {
+    const w = chokidarWatch([...roots], {
+      ignoreInitial: true,
+      followSymlinks: false,
+      atomic: false,
+      awaitWriteFinish: false,
+      persistent: true,
+      ignored: (p: string) => ignored(p),
+    });
+    w.on("all", (_event, path) => sink.event(path));
+    w.on("raw", (_event, evPath, details) => {
+      const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
+      if (typeof watched !== "string") return;
+      // A file's own watcher reports its basename; a directory's reports the child.
+      const path = typeof evPath === "string" && evPath !== "" && basename(watched) !== evPath ? join(watched, evPath) : watched;
+      if (!ignored(path)) sink.event(path);
+    });
+    w.on("error", (e) => sink.error(e));
+    const ready = new Promise<void>((res) => w.once("ready", () => res()));
+    return { ready, close: () => w.close() };
+  };
+}
+
+export interface TreeWatcherOptions {
+  readonly roots: readonly string[];
+  readonly clock: Clock;
+  /**
+   * Called with the roots that changed, as normalised by path.resolve (no
+   * trailing slash). Never called concurrently: roots
+   * that change while it runs are delivered in the next call. A rejection
+   * goes to onError and does not stop the watcher.
+   */
+  readonly onChange: (rootsChanged: ReadonlySet<string>, cause: ChangeCause) => void | Promise<void>;
+  /** Watcher errors (as US_E_SYNC_WATCH) and onChange failures. */
+  readonly onError: (e: unknown) => void;
+  /** Quiet time that ends a burst. Default 20 ms. */
+  readonly debounceMs?: number;
+  /** Longest a burst may postpone delivery, so a tree that never goes quiet still syncs. Default 250 ms. */
+  readonly maxDelayMs?: number;
+  /** Full reconcile period. Default 60 000 ms. */
+  readonly reconcileMs?: number;
+  /** Default chokidarSource(). Tests inject a fake. */
+  readonly source?: WatchSourceFactory;
+}
+
+function checkMs(setting: string, value: number, min: number): number {
+  if (!Number.isFinite(value) || value < min) {
+    throw new UnderstudyError("US_E_SYNC_CONFIG", { setting, problem: `must be at least ${min} ms`, value: String(value) });
+  }
+  return value;
+}
+
+export class TreeWatcher {
+  private readonly roots: string[];
+  private readonly opts: TreeWatcherOptions;
+  private readonly debounceMs: number;
+  private readonly maxDelayMs: number;
+  private readonly reconcileMs: number;
+  private source: WatchSource | undefined;
+  private pending = new Set<string>();
+  private pendingReconcile = false;
+  private burstStartedAt: number | undefined;
+  private flushTimer: TimerHandle | undefined;
+  private reconcileTimer: TimerHandle | undefined;
+  private running = false;
+  private closed = false;
+
+  /** Validates timing at construction (US_E_SYNC_CONFIG). */
+  constructor(opts: TreeWatcherOptions) {
+    this.opts = opts;
+    this.roots = [...new Set(opts.roots.map((r) => resolve(r)))];
+    if (this.roots.length === 0) {
+      throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: "sync.roots", problem: "must list at least one root", value: "[]" });
+    }
+    this.debounceMs = checkMs("sync.debounce", opts.debounceMs ?? 20, 0);
+    this.maxDelayMs = checkMs("sync.max_delay", opts.maxDelayMs ?? 250, this.debounceMs);
+    this.reconcileMs = checkMs("sync.reconcile_interval", opts.reconcileMs ?? 60_000, 1000);
+  }
+
+  /** Start watching and arm the reconcile timer; resolves when the source is ready. */
+  async start(): Promise<void> {
+    if (this.source || this.closed) return;
+    const factory = this.opts.source ?? chokidarSource();
+    this.source = factory(this.roots, {
+      event: (path) => this.hint(path),
+      error: (e) => this.report(new UnderstudyError("US_E_SYNC_WATCH", { cause: describeError(e) }, { cause: e })),
+    });
+    this.armReconcile();
+    await this.source.ready;
+  }
+
+  /** Queue every root for delivery now, as the periodic reconcile does (e.g. for POST /resync). */
+  reconcileNow(): void {
+    if (this.closed) return;
+    for (const r of this.roots) this.pending.add(r);
+    this.pendingReconcile = true;
+    this.burstStartedAt ??= this.opts.clock.monotonicMs();
+    this.arm(0);
+  }
+
+  /** Stop watching and cancel timers. No onChange starts after this resolves. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.flushTimer?.cancel();
+    this.reconcileTimer?.cancel();
+    this.flushTimer = this.reconcileTimer = undefined;
+    const s = this.source;
+    this.source = undefined;
+    await s?.close();
+  }
+
+  private hint(path: string): void {
+    if (this.closed) return;
+    const root = this.rootOf(resolve(path));
+    // An event outside every root is unexpected; a hint for all roots costs one extra manifest.
+    for (const r of root === undefined ? this.roots : [root]) this.pending.add(r);
+    const now = this.opts.clock.monotonicMs();
+    this.burstStartedAt ??= now;
+    this.arm(Math.min(this.debounceMs, this.burstStartedAt + this.maxDelayMs - now));
+  }
+
+  /** onError must not throw into a timer or a detached promise; a throwing handler is ignored. */
+  private report(e: unknown): void {
+    try {
+      this.opts.onError(e);
+    } catch {
+      // Nowhere left to send it.
+    }
+  }
+
+  private rootOf(path: string): string | undefined {
+    let best: string | undefined;
+    for (const r of this.roots) {
+      if ((path === r || path.startsWith(r.endsWith(sep) ? r : r + sep)) && (best === undefined || r.length > best.length)) best = r;
+    }
+    return best;
+  }
+
+  private arm(delayMs: number): void {
+    this.flushTimer?.cancel();
+    this.flushTimer = this.opts.clock.setTimer(Math.max(0, delayMs), () => {
+      this.flushTimer = undefined;
+      this.flush();
+    });
+  }
+
+  private armReconcile(): void {
+    this.reconcileTimer = this.opts.clock.setTimer(this.reconcileMs, () => {
+      if (this.closed) return;
+      this.reconcileNow();
+      this.armReconcile();
+    });
+  }
+
+  private flush(): void {
+    if (this.closed || this.running || this.pending.size === 0) return;
+    const batch: ReadonlySet<string> = this.pending;
+    const cause: ChangeCause = this.pendingReconcile ? "reconcile" : "events";
+    this.pending = new Set();
+    this.pendingReconcile = false;
+    this.burstStartedAt = undefined;
+    this.running = true;
+    void (async () => {
+      try {
+        await this.opts.onChange(batch, cause);
+      } catch (e) {
+        this.report(e);
+      } finally {
+        this.running = false;
+        // Hints that arrived meanwhile: their debounce may already have expired.
+        if (this.pending.size > 0 && this.flushTimer === undefined) this.arm(0);
+      }
+    })();
+  }
+}
