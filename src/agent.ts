@@ -15,8 +15,9 @@ import { VipReconciler, createFloatingIp } from "./vip/index.js";
 import { VERSION } from "./version.js";
 import { AgentMetrics } from "./api/metrics.js";
 import { buildApi } from "./api/server.js";
-import { readTokenFile } from "./api/token.js";
+import { readApiTls, readTokenFile } from "./api/token.js";
 import { FenceGuardLink } from "./fence/client.js";
+import { createHooks } from "./hooks/index.js";
 import type { FenceOrders } from "./fence/core.js";
 
 export interface RunningAgent {
@@ -49,28 +50,49 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   });
   vip.onError((e) => log.warn({ err: describeError(e) }, "floating IP reconcile failed"));
   const health = createProbeHealth(config.probes, { clock, logger: log.child({ component: "probes" }) });
-  const probeGraceMs = Math.max(0, ...config.probes.filter((p) => p.critical).map((p) => p.interval * p.fall + p.timeout));
+  // Grace after a (re)start for probes of the daemon's own listeners; disk and TLS file
+  // checks do not depend on the daemon starting.
+  const listenerProbes = config.probes.filter((p) => p.critical && p.type !== "disk" && p.type !== "tls_file");
+  const probeGraceMs = Math.min(120_000, Math.max(0, ...listenerProbes.map((p) => p.interval * p.fall + p.timeout)));
 
-  // Read the token before anything starts: a bad token file must change nothing.
+  // Read the token and TLS files before anything starts: a bad file must change nothing.
   const token = config.api?.token_file ? await readTokenFile(config.api.token_file) : null;
+  const tls = config.api?.tls ? await readApiTls(config.api.tls) : undefined;
   const apiPort = config.api ? Number(config.api.listen.slice(config.api.listen.lastIndexOf(":") + 1)) : undefined;
   const apiHost = config.api ? config.api.listen.slice(0, config.api.listen.lastIndexOf(":")).replace(/^\[|\]$/g, "") : undefined;
-  const apiUrl = apiPort !== undefined ? `http://${config.node.address.includes(":") ? `[${config.node.address}]` : config.node.address}:${apiPort}` : undefined;
+  const apiUrl = apiPort !== undefined ? `${tls ? "https" : "http"}://${config.node.address.includes(":") ? `[${config.node.address}]` : config.node.address}:${apiPort}` : undefined;
 
   const fenceGuard = new FenceGuardLink(config.state_dir, fenceOrders(config), { clock, log: log.child({ component: "fence" }) });
+
+  const hookSet = createHooks(config, { runner, clock, log: log.child({ component: "hooks" }) });
 
   let loop: HaLoop | undefined;
   const readiness = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner, clock, log: log.child({ component: "readiness" }), onChange: () => loop?.trigger("readiness"),
   });
-  loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, ...(apiUrl ? { apiUrl } : {}) });
+  loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, hooks: hookSet.hooks, ...(apiUrl ? { apiUrl } : {}) });
   const ha = loop;
-  const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name });
+  const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name }, () => health.states());
   ha.onEvent((e) => metrics.observe(e));
+  // Notify-only hooks and the webhook run beside the HA loop; they never delay it.
+  const who = { node: config.node.name, cluster: config.cluster };
+  ha.onEvent((e) => {
+    if (e.type === "promoted") {
+      const ctx = { ...who, role: "primary", previousRole: "standby", term: e.term, reason: e.kind } as const;
+      hookSet.hooks.fire("post_promote", ctx);
+      hookSet.hooks.fire("on_role_change", ctx);
+    } else if (e.type === "demoted") {
+      const ctx = { ...who, role: "standby", previousRole: "primary", term: null, reason: e.why } as const;
+      hookSet.hooks.fire("on_demote", ctx);
+      hookSet.hooks.fire("on_role_change", ctx);
+    }
+    if (e.type !== "cycle") hookSet.webhook?.notify(e);
+  });
   const api = config.api
     ? buildApi({
         view: () => ha.view(), coordinator, metrics, clock, log: log.child({ component: "api" }), token, authReads: config.api.auth_reads,
         livenessMaxMs: 3 * config.election.renewIntervalMs + config.etcd.request_timeout, failbackPreferred: config.failback.preferred ?? null,
+        ...(tls ? { tls } : {}),
       })
     : undefined;
   if (api) {
@@ -88,6 +110,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     stop: () =>
       (stopping ??= (async () => {
         await ha.stop();
+        await hookSet.close();
         await fenceGuard.close();
         await api?.close();
         await daemon.close();

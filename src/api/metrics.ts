@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { HaEvent, NodeView } from "../ha/events.js";
+import type { ProbeState } from "../probes/port.js";
 
 /**
  * Prometheus metrics for one agent: gauges read the node's view at scrape
@@ -14,7 +15,8 @@ export class AgentMetrics {
   private readonly failoverSeconds: Gauge;
   private readonly promoteSeconds: Histogram;
 
-  constructor(view: () => NodeView, labels: { cluster: string; node: string }) {
+  /** `probeStates` (ProbeHealth.states) feeds the gauges of what probes measured: certificate expiry, free disk space. */
+  constructor(view: () => NodeView, labels: { cluster: string; node: string }, probeStates?: () => readonly ProbeState[]) {
     const registry = this.registry;
     registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: registry, prefix: "understudy_" });
@@ -38,6 +40,7 @@ export class AgentMetrics {
     gauge("understudy_probe_up", "1 when the probe's listener answers (after rise/fall)", (v, g) => {
       for (const p of v.probes) g.set({ probe: p.name, critical: String(p.critical) }, p.up ? 1 : 0);
     }, ["probe", "critical"]);
+    if (probeStates) this.probeDataGauges(probeStates);
     this.promotions = new Counter({ name: "understudy_promotions_total", help: "Times this node became primary, by how", labelNames: ["kind"], registers: [registry] });
     this.demotions = new Counter({ name: "understudy_demotions_total", help: "Times this node stopped acting as primary, by why", labelNames: ["why"], registers: [registry] });
     this.fences = new Counter({ name: "understudy_fence_events_total", help: "Times this node fenced itself at its lease deadline", registers: [registry] });
@@ -52,6 +55,31 @@ export class AgentMetrics {
       help: "From winning the election to the daemon started and the VIP added",
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
+    });
+  }
+
+  /** Label sets come and go with the probes' data, so each scrape starts from an empty gauge. */
+  private probeDataGauges(states: () => readonly ProbeState[]): void {
+    const gauge = (name: string, help: string, labelNames: string[], read: (p: ProbeState, g: Gauge<string>) => void) =>
+      new Gauge({
+        name, help, labelNames, registers: [this.registry],
+        collect() {
+          const g = this as Gauge<string>;
+          g.reset();
+          for (const p of states()) read(p, g);
+        },
+      });
+    gauge("understudy_tls_certificate_expiry_timestamp_seconds", "notAfter of each certificate a probe checked (file path, or host:port of a listener), epoch seconds", ["probe", "cert"], (p, g) => {
+      for (const [cert, at] of Object.entries(p.data?.certExpiresAt ?? {})) g.set({ probe: p.name, cert }, at);
+    });
+    gauge("understudy_disk_free_bytes", "Bytes free for unprivileged users on the volume of a disk probe", ["probe"], (p, g) => {
+      if (p.data?.freeBytes !== undefined) g.set({ probe: p.name }, p.data.freeBytes);
+    });
+    gauge("understudy_disk_size_bytes", "Size of the volume of a disk probe", ["probe"], (p, g) => {
+      if (p.data?.totalBytes !== undefined) g.set({ probe: p.name }, p.data.totalBytes);
+    });
+    gauge("understudy_probe_warning", "1 when the probe's last measurement warns (a certificate expires within cert_warning)", ["probe"], (p, g) => {
+      if (p.data?.warning !== undefined) g.set({ probe: p.name }, p.data.warning ? 1 : 0);
     });
   }
 

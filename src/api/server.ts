@@ -20,6 +20,8 @@ export interface ApiDeps {
   /** /liveness fails when no HA cycle completed for this long (a frozen loop). */
   readonly livenessMaxMs: number;
   readonly failbackPreferred: string | null;
+  /** Serve HTTPS; with clientCa, a verified client certificate also authorizes mutations (mTLS). */
+  readonly tls?: { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer };
 }
 
 /** An error answer: a stable code and one sentence. */
@@ -34,12 +36,17 @@ export function refuse(reply: FastifyReply, status: number, code: string, messag
  */
 export function buildApi(deps: ApiDeps): FastifyInstance {
   // Unknown fields are errors (400), not silently dropped as fastify's default ajv does.
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ajv: { customOptions: { removeAdditional: false } } });
+  const https = deps.tls
+    ? { key: deps.tls.key, cert: deps.tls.cert, ...(deps.tls.clientCa ? { ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}) }
+    : null;
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ajv: { customOptions: { removeAdditional: false } }, ...(https ? { https } : {}) });
 
   app.addHook("onRequest", async (req, reply) => {
     const mutation = req.method !== "GET" && req.method !== "HEAD";
     if (!mutation && !deps.authReads) return;
-    if (!bearerMatches(req.headers.authorization, deps.token)) {
+    // A client certificate signed by api.tls.client_ca counts as well as the token.
+    const mtls = deps.tls?.clientCa !== undefined && (req.raw.socket as { authorized?: boolean }).authorized === true;
+    if (!mtls && !bearerMatches(req.headers.authorization, deps.token)) {
       const why = deps.token === null ? "no API token is configured on this node (api.token_file)" : "missing or wrong bearer token";
       deps.log.warn({ method: req.method, url: req.url, ip: req.ip }, "API request refused: unauthorized");
       return refuse(reply, 401, "US_E_API_UNAUTHORIZED", why);

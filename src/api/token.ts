@@ -19,3 +19,19 @@ export async function readTokenFile(file: string): Promise<string> {
   if (token.length < 16) throw new UnderstudyError("US_E_API_TOKEN", { file, cause: "the token is empty or shorter than 16 characters" });
   return token;
 }
+
+/** Read the API's TLS key, certificate and optional client CA; the key must not be readable by others. */
+export async function readApiTls(files: { key: string; cert: string; client_ca?: string | undefined }): Promise<{ key: Buffer; cert: Buffer; clientCa?: Buffer }> {
+  const read = async (file: string, secret: boolean) => {
+    try {
+      if (secret && ((await stat(file)).mode & 0o004) !== 0) {
+        throw new Error(`mode lets others read the private key; use 0600`);
+      }
+      return await readFile(file);
+    } catch (e) {
+      throw new UnderstudyError("US_E_API_TOKEN", { file, cause: describeError(e) });
+    }
+  };
+  const [key, cert, clientCa] = await Promise.all([read(files.key, true), read(files.cert, false), files.client_ca ? read(files.client_ca, false) : undefined]);
+  return { key, cert, ...(clientCa ? { clientCa } : {}) };
+}

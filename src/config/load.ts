@@ -98,7 +98,9 @@ function fromZod(file: string, raw: unknown, error: z.ZodError): UnderstudyError
   } else {
     value = valueAt(raw, issue.path);
   }
-  return new UnderstudyError("US_E_CONFIG_INVALID", { file, path: path || "(root)", problem, value: show(value) });
+  // Webhook URLs and headers often carry tokens: never echo them into logs or a terminal.
+  const secret = /^hooks\.webhook(\.|$)|(^|\.)(password|token|secret)(\.|$)/.test(path);
+  return new UnderstudyError("US_E_CONFIG_INVALID", { file, path: path || "(root)", problem, value: secret ? "[hidden]" : show(value) });
 }
 
 function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {

@@ -70,7 +70,8 @@ export interface ReleaseRecord {
   readonly node: string;
   readonly term: number;
   readonly at: string;
-  readonly why: "switchover" | "shutdown" | "handover";
+  /** veto: the pre_promote hook refused; nothing was started, the address is free. */
+  readonly why: "switchover" | "shutdown" | "handover" | "veto";
 }
 
 /** control/ban/<node>: the node may not become primary until the key's lease expires. */
@@ -81,7 +82,7 @@ export interface BanRecord {
   readonly reason: string;
 }
 
-export type HistoryKind = "failover" | "switchover" | "failback" | "handover" | "fence" | "pause" | "resume" | "ban" | "unban" | "request";
+export type HistoryKind = "failover" | "switchover" | "failback" | "handover" | "fence" | "veto" | "pause" | "resume" | "ban" | "unban" | "request";
 
 /** history/<key>: one event in the cluster's life, newest last. */
 export interface HistoryEvent {

@@ -30,7 +30,7 @@ export const ERROR_CATALOGUE = {
   US_E_API_BAD_REQUEST: { message: "API request is malformed: {why}", transient: false },
   US_E_API_PRECONDITION: { message: "API request not possible now: {why}", transient: true },
   US_E_API_UNREACHABLE: { message: "cannot reach the understudy API at {url}: {cause}", transient: true },
-  US_E_API_TOKEN: { message: "cannot use API token file {file}: {cause}", transient: false },
+  US_E_API_TOKEN: { message: "cannot use API credential file {file}: {cause}", transient: false },
   US_E_SYNC_CONFIG: { message: "sync transport setting {setting}: {problem} (got {value})", transient: false },
   US_E_SYNC_PULL_FAILED: { message: "pulling {root} from {primary} failed: rsync exit {code} ({meaning}): {stderr}", transient: true },
   US_E_SYNC_SERVE_REFUSED: { message: "sync-serve refused the requested command: {why}", transient: false },
@@ -46,6 +46,12 @@ export const ERROR_CATALOGUE = {
   US_E_SYNC_APPLY_FAILED: { message: "sync root {root}: applying {path} failed after {applied_count} change(s) went live: {cause}", transient: true },
   US_E_SYNC_STATE: { message: "sync state file {file} cannot be used: {cause}", transient: false },
   US_E_SYNC_RESCUE_FAILED: { message: "sync root {root}: cannot rescue {path} into {dir}: {cause}", transient: true },
+  US_E_HOOK_CONFIG: { message: "hook setting {setting}: {problem}", transient: false },
+  US_E_HOOK_FAILED: { message: "hook {event} ({program}) failed: {problem}", transient: true },
+  US_E_HOOK_VETO: { message: "pre_promote hook {program} vetoed the promotion: {problem}", transient: true },
+  US_E_WEBHOOK_FAILED: { message: "webhook event {event} to {origin} not delivered after {attempts} attempt(s): {cause}", transient: true },
+  US_E_WEBHOOK_DROPPED: { message: "webhook queue full ({limit} events): dropped the oldest event {event}", transient: true },
+  US_E_PROBE_FILE: { message: "probe {name}: cannot use {key} {file}: {cause}", transient: false },
   US_E_CLI_USAGE: { message: "{problem}; see `understudy --help`", transient: false },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -69,6 +69,10 @@ export class Chronicle {
     if (sw) this.recorder.record(this.event(sw.kind, { from: sw.from, to: sw.to, reason: `not done: ${why}`, requestedBy: sw.requestedBy }), null);
   }
 
+  vetoed(term: number, why: string): void {
+    this.recorder.record(this.event("veto", { from: null, to: this.node, term, reason: why }), null);
+  }
+
   fenced(term: number | null, why: string): void {
     this.recorder.record(this.event("fence", { from: this.node, term, reason: `lease deadline passed (${why})` }), null);
   }

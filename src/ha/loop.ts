@@ -14,6 +14,7 @@ import type { Action, Decision, Observation } from "./observation.js";
 import type { DaemonHealth, VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
 import type { FenceGuard } from "../fence/client.js";
+import type { Hooks } from "../hooks/index.js";
 
 export interface HaLoopDeps {
   readonly config: Config;
@@ -32,6 +33,8 @@ export interface HaLoopDeps {
   readonly apiUrl?: string;
   /** The fence guard process (DESIGN.md §4); tests may leave it out. */
   readonly fenceGuard?: FenceGuard;
+  /** User hooks; only pre_promote is awaited (it may veto), the agent fires the others. */
+  readonly hooks?: Pick<Hooks, "configured" | "run">;
 }
 
 /**
@@ -297,6 +300,7 @@ export class HaLoop {
     }
     const term = result.leader!.term;
     log.info({ term }, "won the election");
+    if (!(await this.prePromote(term, snapshot))) return;
     const started = clock.monotonicMs();
     // The predecessor committed its release after dropping the VIP: no need to probe for it.
     const released = snapshot?.released;
@@ -310,6 +314,25 @@ export class HaLoop {
     if (!snapshot?.switchover) {
       this.chronicle.takeover(term, snapshot, this.lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
     }
+  }
+
+  /**
+   * The pre_promote hook may veto a promotion we won (exit non-zero or time
+   * out): nothing was started, so release the key for the next candidate and
+   * cool down, or the same node would win again at once.
+   */
+  private async prePromote(term: number, snapshot: ClusterSnapshot | null): Promise<boolean> {
+    const { hooks, config, coordinator, clock, log } = this.deps;
+    if (!hooks?.configured("pre_promote")) return true;
+    const reason = this.chronicle.promotionKind(snapshot, this.lastLeader);
+    const verdict = await hooks.run("pre_promote", { role: "primary", previousRole: "standby", term, node: config.node.name, cluster: config.cluster, reason });
+    if (verdict.ok) return true;
+    log.warn({ term, code: verdict.code, timed_out: verdict.timedOut }, verdict.problem ?? "pre_promote hook vetoed the promotion");
+    await coordinator.release(term, { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" }).catch(() => false);
+    this.role.coolDown();
+    this.chronicle.vetoed(term, verdict.problem ?? "pre_promote hook vetoed the promotion");
+    this.trigger("pre_promote veto");
+    return false;
   }
 
   /** Lease deadline passed: fence now, whatever the cycle is doing. */

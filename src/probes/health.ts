@@ -1,7 +1,7 @@
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
-import type { Probe, ProbeResult, ProbeState } from "./port.js";
+import type { Probe, ProbeData, ProbeResult, ProbeState } from "./port.js";
 
 export interface WatchedProbe {
   readonly probe: Probe;
@@ -28,6 +28,8 @@ interface Slot {
   /** How many results in a row agree with the latest one. */
   consecutive: number;
   lastDetail: string;
+  /** The data of the latest result that had any. */
+  data: ProbeData | undefined;
   timer: TimerHandle | undefined;
   inFlight: AbortController | undefined;
   /** Checks of one probe run one after another on this chain. */
@@ -69,6 +71,7 @@ export class ProbeHealth {
       lastOk: undefined,
       consecutive: 0,
       lastDetail: "not checked yet",
+      data: undefined,
       timer: undefined,
       inFlight: undefined,
       chain: Promise.resolve(),
@@ -169,6 +172,7 @@ export class ProbeHealth {
     slot.consecutive = slot.lastOk === result.ok ? slot.consecutive + 1 : 1;
     slot.lastOk = result.ok;
     slot.lastDetail = result.detail;
+    if (result.data !== undefined) slot.data = result.data;
     const wasUp = slot.up;
     if (result.ok && !slot.up && slot.consecutive >= slot.spec.rise) slot.up = true;
     if (!result.ok && slot.up && slot.consecutive >= slot.spec.fall) slot.up = false;
@@ -192,5 +196,6 @@ function toState(slot: Slot): ProbeState {
     up: slot.up,
     lastDetail: slot.lastDetail,
     consecutive: slot.consecutive,
+    ...(slot.data !== undefined ? { data: slot.data } : {}),
   };
 }

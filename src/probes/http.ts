@@ -1,8 +1,10 @@
 import { request as httpRequest, type ClientRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { TLSSocket } from "node:tls";
 import { describeError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
-import type { Probe, ProbeResult } from "./port.js";
+import { judgeExpiry, parseValidTo } from "./certs.js";
+import type { Probe, ProbeData, ProbeResult } from "./port.js";
 import { oneLine } from "./tcp.js";
 
 export interface HttpTarget {
@@ -10,6 +12,13 @@ export interface HttpTarget {
   readonly url: string;
   readonly expectStatus: number;
   readonly timeoutMs: number;
+  /** https: URLs only. Without it, Node.js's defaults: verified against its CA list, expiry not reported. */
+  readonly tls?: {
+    readonly verify: boolean;
+    readonly ca?: Buffer;
+    /** Report the certificate's expiry; warn when it is this close; an expired certificate fails. */
+    readonly warningMs: number;
+  };
 }
 
 /** GET a URL (SFTPGo's /healthz, a WebDAV root...); up when the status is the expected one. */
@@ -27,28 +36,33 @@ export class HttpProbe implements Probe {
   check(signal: AbortSignal): Promise<ProbeResult> {
     const { url, expectStatus, timeoutMs } = this.target;
     const started = this.clock.monotonicMs();
-    const result = (ok: boolean, detail: string): ProbeResult => ({ ok, detail: oneLine(detail), latencyMs: this.clock.monotonicMs() - started });
+    const result = (ok: boolean, detail: string, data?: ProbeData): ProbeResult => ({
+      ok, detail: oneLine(detail), latencyMs: this.clock.monotonicMs() - started, ...(data ? { data } : {}),
+    });
     if (signal.aborted) return Promise.resolve(result(false, "aborted"));
 
     return new Promise((resolve) => {
       let settled = false;
       let req: ClientRequest | undefined;
-      const finish = (ok: boolean, detail: string) => {
+      const finish = (ok: boolean, detail: string, data?: ProbeData) => {
         if (settled) return;
         settled = true;
         timer.cancel();
         signal.removeEventListener("abort", onAbort);
         req?.destroy();
-        resolve(result(ok, detail));
+        resolve(result(ok, detail, data));
       };
       const onAbort = () => finish(false, "aborted");
       const timer = this.clock.setTimer(timeoutMs, () => finish(false, `timeout after ${timeoutMs}ms`));
       signal.addEventListener("abort", onAbort, { once: true });
 
       try {
-        const send = url.startsWith("https:") ? httpsRequest : httpRequest;
+        const https = url.startsWith("https:");
+        const tls = https ? this.target.tls : undefined;
+        const tlsOptions = tls ? { rejectUnauthorized: tls.verify, ...(tls.ca ? { ca: tls.ca } : {}) } : {};
+        const send = https ? httpsRequest : httpRequest;
         // No keep-alive agent: every check is a fresh connection, and none stays open between checks.
-        req = send(url, { method: "GET", agent: false, headers: { "user-agent": "understudy-probe" } });
+        req = send(url, { method: "GET", agent: false, headers: { "user-agent": "understudy-probe" }, ...tlsOptions });
       } catch (e) {
         // Malformed URLs and unsupported options throw synchronously.
         finish(false, describeError(e));
@@ -57,10 +71,25 @@ export class HttpProbe implements Probe {
       req.on("response", (res) => {
         res.resume();
         const status = res.statusCode ?? 0;
-        finish(status === expectStatus, `HTTP ${status}`);
+        const cert = this.certificate(res.socket);
+        if (!cert) return finish(status === expectStatus, `HTTP ${status}`);
+        finish(status === expectStatus && !cert.expired, `HTTP ${status}, certificate ${cert.text}`, cert.data);
       });
       req.on("error", (e) => finish(false, e.message));
       req.end();
     });
+  }
+
+  /** With `tls` set, the expiry of an https server's certificate, from the response's socket. */
+  private certificate(socket: unknown): { expired: boolean; text: string; data: ProbeData } | undefined {
+    const tls = this.target.tls;
+    if (!tls || !(socket instanceof TLSSocket)) return undefined;
+    const validTo = socket.getPeerCertificate()?.valid_to;
+    const notAfter = validTo ? parseValidTo(validTo) : undefined;
+    if (notAfter === undefined) return undefined;
+    const verdict = judgeExpiry(notAfter, this.clock.wallMs(), tls.warningMs);
+    const url = new URL(this.target.url);
+    const label = `${url.hostname}:${url.port || "443"}`;
+    return { expired: verdict.expired, text: verdict.text, data: { certExpiresAt: { [label]: Math.floor(notAfter / 1000) }, warning: verdict.warning } };
   }
 }

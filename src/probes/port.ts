@@ -1,15 +1,31 @@
 // A probe checks one listener of the transfer daemon at protocol level.
 
+/** What a check measured, besides up/down: read by the metrics at scrape time. */
+export interface ProbeData {
+  /** Certificate expiry (notAfter), epoch seconds, per certificate: a file path, or a listener "host:port". */
+  readonly certExpiresAt?: Readonly<Record<string, number>>;
+  /** Bytes free for unprivileged users on the probed volume. */
+  readonly freeBytes?: number;
+  /** Size of the probed volume in bytes. */
+  readonly totalBytes?: number;
+  /** Up, but close to failing: a certificate expires within the probe's `cert_warning`. */
+  readonly warning?: boolean;
+}
+
 export interface ProbeResult {
   readonly ok: boolean;
   /** One line: what was seen ("SSH-2.0-OpenSSH_9.2p1", "connect ECONNREFUSED", "HTTP 503"). */
   readonly detail: string;
   readonly latencyMs: number;
+  /** Optional measurements (certificate expiry, free space); absent for probes that measure nothing. */
+  readonly data?: ProbeData;
 }
+
+export type ProbeType = "tcp" | "ssh" | "ftp" | "http" | "sftp" | "ftps" | "disk" | "tls_file";
 
 export interface Probe {
   readonly name: string;
-  readonly type: "tcp" | "ssh" | "ftp" | "http";
+  readonly type: ProbeType;
   /** Must resolve (never reject) within the probe's timeout; aborts when signal fires. */
   check(signal: AbortSignal): Promise<ProbeResult>;
 }
@@ -21,4 +37,6 @@ export interface ProbeState {
   readonly up: boolean;
   readonly lastDetail: string;
   readonly consecutive: number;
+  /** The data of the latest check that returned any (kept across checks without data, such as timeouts). */
+  readonly data?: ProbeData;
 }

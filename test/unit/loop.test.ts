@@ -350,3 +350,38 @@ test("the fence guard is armed with the lease deadline while primary, re-armed o
   await loop.stop();
   assert.equal(disarms, 1, "disarmed when it stepped down");
 });
+
+test("a pre_promote veto releases the won election to the next candidate and cools the node down", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const timeline = new VipTimeline(clock);
+  const ran: string[] = [];
+  const veto = {
+    configured: (e: string) => e === "pre_promote",
+    run: async (e: string) => {
+      ran.push(e);
+      return { ran: true, ok: false, code: 3, timedOut: false, ms: 5, stderrTail: "maintenance window", problem: "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: exit 3" };
+    },
+  };
+  const make = (name: string, prio: number, hooks?: typeof veto) => {
+    const daemon = new FakeDaemon();
+    const vip = new FakeVip(name, timeline);
+    const loop = new HaLoop({
+      config: configFor(name, prio), coordinator: etcd, daemon, vip, health: new FakeHealth(), clock, log: silentLogger(), version: "test", probeGraceMs: 0,
+      ...(hooks ? { hooks: hooks as never } : {}),
+    });
+    return { loop, daemon, vip };
+  };
+  const n1 = make("n1", 300, veto);
+  const n2 = make("n2", 100);
+  await n1.loop.start();
+  await n2.loop.start();
+  await clock.advance(3000);
+  assert.ok(ran.length >= 1, "the hook ran");
+  assert.equal(etcd.leader?.node, "n2", "n2 took the role n1 declined");
+  assert.equal(n1.daemon.starts, 0, "n1 started nothing");
+  assert.equal(n1.vip.held, false);
+  assert.equal(etcd.released?.why, "veto");
+  assert.ok(etcd.historyEvents.some((e) => e.kind === "veto" && e.to === "n1"), JSON.stringify(etcd.historyEvents));
+  assert.equal(timeline.maxHolders, 1);
+});
