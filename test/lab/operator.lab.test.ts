@@ -19,8 +19,11 @@ async function uploadVia(c: LabCluster, port: number): Promise<string | undefine
   return c.lab.nodes.find((n) => existsSync(join(n.dir, 'data', r.remoteName)))?.name;
 }
 
-test('Prometheus sees exactly one primary before and after a failover; HAProxy follows a CLI switchover', T, async () => {
-  const c = await LabCluster.create({});
+test('Prometheus sees exactly one primary before and after a failover; HAProxy follows a CLI switchover; hooks fire', T, async () => {
+  // post_promote hook: leaves a file named after the node and term (the hook gets both in its environment).
+  const c = await LabCluster.create({
+    extraYaml: (n) => `hooks: { post_promote: [/usr/bin/env, --, /usr/bin/touch, ${n.dir}/promoted] }`,
+  });
   try {
     const prom = await startPrometheus(c.lab);
     await startHaproxy(c.lab, 2222);
@@ -47,6 +50,8 @@ test('Prometheus sees exactly one primary before and after a failover; HAProxy f
     assert.match(sw.stdout, new RegExp(`switchover done: ${target} is the primary \\(term \\d+\\); handover took \\d+ ms`));
     const routed = await pollUntil(async () => ((await uploadVia(c, 2222)) === target ? true : undefined), { timeoutMs: 10_000, intervalMs: 200 });
     assert.ok(routed, `HAProxy routes SFTP to ${target} after the switchover`);
+    const hooked = await pollUntil(() => (existsSync(join(c.lab.node(target).dir, 'promoted')) ? true : undefined), { timeoutMs: 5000, intervalMs: 100 });
+    assert.ok(hooked, `post_promote hook ran on ${target}`);
 
     // Unplanned failover: the primary host dies.
     await c.lab.linkDown(target);
@@ -99,14 +104,19 @@ test('CLI: token required; forced failover refused without --force; scheduled sw
     assert.match(sched.stdout, /requested for/);
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal((await c.leader())?.node, 'n1', 'not before its time');
-    const atN2 = await pollUntil(async () => ((await c.leader())?.node === 'n2' ? true : undefined), { timeoutMs: 8000, intervalMs: 100 });
+    const atN2 = await pollUntil(async () => ((await c.leader())?.node === 'n2' ? true : undefined), { timeoutMs: 10_000, intervalMs: 100 });
     assert.ok(atN2, 'the scheduled switchover happened');
-    const switchedAt = Date.now();
 
     // failback policy auto: n1 is preferred and healthy; n2 hands back after the 3 s delay.
-    const back = await pollUntil(async () => ((await c.leader())?.node === 'n1' ? true : undefined), { timeoutMs: 15_000, intervalMs: 100 });
+    const back = await pollUntil(async () => ((await c.leader())?.node === 'n1' ? true : undefined), { timeoutMs: 20_000, intervalMs: 100 });
     assert.ok(back, 'failed back to n1');
-    assert.ok(Date.now() - switchedAt >= 2500, `failback waited for the delay (${Date.now() - switchedAt} ms)`);
+    // Timed from the agents' own history records, not from this test's polling (which lags under load).
+    const events = JSON.parse((await c.cli(['history', '--json'])).stdout) as { kind: string; at: string; to: string | null }[];
+    const switched = events.find((e) => e.kind === 'switchover' && e.to === 'n2');
+    const failedBack = events.find((e) => e.kind === 'failback' && e.to === 'n1');
+    assert.ok(switched && failedBack, JSON.stringify(events));
+    const waited = Date.parse(failedBack.at) - Date.parse(switched.at);
+    assert.ok(waited >= 2800, `failback waited for the 3 s delay (${waited} ms between the two history records)`);
 
     // Forced failover to the not-ready n3 is accepted.
     const forced = await c.cli(['failover', '--to', 'n3', '--force', '--reason', 'drill']);
