@@ -1,6 +1,6 @@
 import { describeError } from "../errors/catalogue.js";
 import type { Config } from "../config/load.js";
-import type { ClusterSnapshot, Coordinator, LeaderRecord, MemberRecord, SwitchoverRequest, Subscription } from "../coordinator/port.js";
+import type { ClusterSnapshot, Coordinator, LeaderRecord, SwitchoverRequest, Subscription } from "../coordinator/port.js";
 import type { DaemonController } from "../daemon/port.js";
 import { ALWAYS_READY, type Readiness } from "../daemon/readiness.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
@@ -10,9 +10,10 @@ import { Chronicle } from "./chronicle.js";
 import { decide } from "./decide.js";
 import type { HaEvent, HaEventListener, NodeView } from "./events.js";
 import { SessionLease, type LeaseState } from "./lease.js";
-import type { Action, Decision, Observation } from "./observation.js";
+import { configuredPart, type Action, type ConfiguredPart, type Decision, type Observation } from "./observation.js";
 import type { DaemonHealth, VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
+import { MemberPublisher } from "./member.js";
 import type { FenceGuard } from "../fence/client.js";
 import type { Hooks } from "../hooks/index.js";
 
@@ -52,7 +53,6 @@ export class HaLoop {
   private preferredReadySinceMs: number | null = null;
   private lastCycleAtMs: number | null = null;
   private etcdReachable = false;
-  private lastMember = "";
   private running = false;
   private pending = false;
   private stopped = false;
@@ -63,6 +63,8 @@ export class HaLoop {
   private readonly readiness: Readiness;
   private readonly chronicle: Chronicle;
   private readonly role: NodeRole;
+  private readonly member: MemberPublisher;
+  private readonly configured: ConfiguredPart;
   private readonly listeners: HaEventListener[] = [];
   readonly lease: SessionLease;
 
@@ -87,6 +89,8 @@ export class HaLoop {
     deps.health.onChange(() => this.trigger("probe change"));
     this.readiness = deps.readiness ?? ALWAYS_READY;
     this.chronicle = new Chronicle(deps.config.node.name, deps.coordinator, deps.clock, deps.log);
+    this.member = new MemberPublisher(deps.coordinator, deps.clock, deps.log);
+    this.configured = configuredPart(deps.config);
   }
 
   /** Start: adopt our own lease if the leader key still names us, then run cycles. */
@@ -167,19 +171,19 @@ export class HaLoop {
   }
 
   observe(snapshot: ClusterSnapshot | null, etcdError: string | null): Observation {
-    const { config, clock } = this.deps;
+    const { clock, health, probeGraceMs } = this.deps;
     const now = clock.monotonicMs();
     if (snapshot && snapshot.leader === null) this.vacantSinceMs ??= now;
     else if (snapshot) this.vacantSinceMs = null;
-    const lease = this.lease.state();
-    const fb = config.failback;
-    const preferred = fb.preferred ? snapshot?.members.find((m) => m.node === fb.preferred && m.role === "standby") : undefined;
+    const fixed = this.configured;
+    const preferred = snapshot?.members.find((m) => m.node === fixed.failback.preferred && m.role === "standby");
     if (snapshot) this.preferredReadySinceMs = preferred && eligible(preferred, snapshot.bans) ? (this.preferredReadySinceMs ?? now) : null;
+    const lease = this.lease.state();
     return {
+      ...fixed,
+      self: { ...fixed.self, generation: 0 },
       nowMs: now,
       wallNowMs: clock.wallMs(),
-      self: { name: config.node.name, priority: config.node.priority, nofailover: config.node.nofailover, generation: 0 },
-      mode: config.daemon.mode,
       acting: this.role.acting,
       term: this.role.term,
       lease: lease ? { id: lease.id, deadlineMs: lease.deadlineMs } : null,
@@ -188,16 +192,12 @@ export class HaLoop {
       vacantSinceMs: this.vacantSinceMs,
       daemon: {
         running: this.role.daemonRunning,
-        probesUp: this.deps.health.criticalUp() || this.role.inStartGrace(now, this.deps.probeGraceMs),
+        probesUp: health.criticalUp() || this.role.inStartGrace(now, probeGraceMs),
         recentRestarts: this.role.recentRestarts(now),
       },
-      restartsBeforeHandover: config.daemon.restarts_before_handover,
-      rankingDelayMs: config.election.rankingDelayMs,
       coolDownUntilMs: this.role.coolDownUntilMs,
       notReady: this.readiness.problem(),
-      failback: { policy: fb.policy, preferred: fb.preferred ?? null, delayMs: fb.delay },
       preferredReadySinceMs: this.preferredReadySinceMs,
-      switchoverWaitMs: Math.max(1000, 3 * config.election.rankingDelayMs),
     };
   }
 
@@ -352,34 +352,27 @@ export class HaLoop {
   }
 
   private async publishMember(): Promise<void> {
-    const { config, coordinator, clock, version, vip, log } = this.deps;
+    const { config, clock, version, vip } = this.deps;
     const lease = this.lease.state();
     if (!lease) return;
-    const body = {
-      node: config.node.name,
-      role: this.role.acting,
-      healthy: this.isHealthy(clock.monotonicMs()),
-      priority: config.node.priority,
-      nofailover: config.node.nofailover,
-      generation: 0,
-      address: config.node.address,
-      version,
-      decision: this.lastDecision?.reason ?? "",
-      probes: Object.fromEntries(this.deps.health.states().map((s) => [s.name, s.up])),
-      vipHeld: vip.state().held === true,
-      daemonRunning: this.role.daemonRunning,
-      ...(this.deps.apiUrl ? { api: this.deps.apiUrl } : {}),
-    };
-    // Written only when something changed: the lease keeps the key alive.
-    const key = JSON.stringify(body) + lease.id;
-    if (key === this.lastMember) return;
-    const member: MemberRecord = { ...body, updatedAt: new Date(clock.wallMs()).toISOString() };
-    try {
-      await coordinator.putMember(member, lease.id);
-      this.lastMember = key;
-    } catch (e) {
-      log.debug({ err: describeError(e) }, "member key not written");
-    }
+    await this.member.publish(
+      {
+        node: config.node.name,
+        role: this.role.acting,
+        healthy: this.isHealthy(clock.monotonicMs()),
+        priority: config.node.priority,
+        nofailover: config.node.nofailover,
+        generation: 0,
+        address: config.node.address,
+        version,
+        decision: this.lastDecision?.reason ?? "",
+        probes: Object.fromEntries(this.deps.health.states().map((s) => [s.name, s.up])),
+        vipHeld: vip.state().held === true,
+        daemonRunning: this.role.daemonRunning,
+        ...(this.deps.apiUrl ? { api: this.deps.apiUrl } : {}),
+      },
+      lease.id,
+    );
   }
 
   onEvent(listener: HaEventListener): void {

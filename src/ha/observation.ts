@@ -1,4 +1,5 @@
 import type { ClusterSnapshot, LeaderRecord, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
+import type { Config } from "../config/load.js";
 
 /** What one HA cycle knows. Built by the loop, consumed by the pure decide(). */
 export interface Observation {
@@ -62,3 +63,21 @@ export interface Decision {
 }
 
 export type { ClusterSnapshot, LeaderRecord, MemberRecord };
+
+export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs"> & {
+  readonly self: Omit<Observation["self"], "generation">;
+};
+
+/** The parts of every observation that come from config alone, computed once. */
+export function configuredPart(config: Config): ConfiguredPart {
+  const fb = config.failback;
+  return {
+    self: { name: config.node.name, priority: config.node.priority, nofailover: config.node.nofailover },
+    mode: config.daemon.mode,
+    restartsBeforeHandover: config.daemon.restarts_before_handover,
+    rankingDelayMs: config.election.rankingDelayMs,
+    failback: { policy: fb.policy, preferred: fb.preferred ?? null, delayMs: fb.delay },
+    // The named target of a switchover campaigns at once; the others give it this long.
+    switchoverWaitMs: Math.max(1000, 3 * config.election.rankingDelayMs),
+  };
+}
