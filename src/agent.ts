@@ -63,6 +63,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const apiUrl = apiPort !== undefined ? `${tls ? "https" : "http"}://${config.node.address.includes(":") ? `[${config.node.address}]` : config.node.address}:${apiPort}` : undefined;
 
   const fenceGuard = new FenceGuardLink(config.state_dir, fenceOrders(config), { clock, log: log.child({ component: "fence" }) });
+  fenceGuard.start();
 
   const hookSet = createHooks(config, { runner, clock, log: log.child({ component: "hooks" }) });
 

@@ -36,26 +36,13 @@ export interface GuardDeps {
  * the agent computed it: the guard fires at most a pipe's latency after the
  * agent would have, well inside the fence margin before etcd expires the lease.
  */
-const IDLE_EXIT_MS = 60_000;
-
 export class GuardCore {
   private timer: TimerHandle | undefined;
-  private idle: TimerHandle | undefined;
   private orders: FenceOrders | null = null;
   private clients = 0;
   private fenced = false;
 
-  constructor(private readonly deps: GuardDeps) {
-    this.startIdle();
-  }
-
-  /** A standby's guard has nothing to do: it goes after IDLE_EXIT_MS disarmed, and the agent starts a new one when it next needs one. */
-  private startIdle(): void {
-    this.idle?.cancel();
-    this.idle = this.deps.clock.setTimer(IDLE_EXIT_MS, () => {
-      if (!this.armed() && !this.fenced) this.deps.exit(0);
-    });
-  }
+  constructor(private readonly deps: GuardDeps) {}
 
   armed(): boolean {
     return this.timer !== undefined;
@@ -67,10 +54,8 @@ export class GuardCore {
       this.timer?.cancel();
       this.timer = undefined;
       this.orders = null;
-      this.startIdle();
       return;
     }
-    this.idle?.cancel();
     const { deadlineMs, orders } = msg.arm;
     this.orders = orders;
     this.timer?.cancel();

@@ -25,6 +25,8 @@ export type VipErrorListener = (error: unknown) => void;
 
 interface Job {
   announce: boolean;
+  /** Asked for by setDesired(): act at once instead of observing first (see reconcile()). */
+  direct: boolean;
   promise: Promise<void>;
 }
 
@@ -89,7 +91,7 @@ export class VipReconciler {
     // One-shot: only the add this call causes may skip the check, never a later repair.
     this.skipCheckOnce = held && options.skipDuplicateCheck === true;
     if (this.timers.length === 0) this.armTimers();
-    return this.enqueue(false);
+    return this.enqueue(false, true);
   }
 
   state(): VipState {
@@ -131,20 +133,38 @@ export class VipReconciler {
     this.enqueue(announce).catch((e: unknown) => this.report(e));
   }
 
-  private enqueue(announce: boolean): Promise<void> {
+  private enqueue(announce: boolean, direct = false): Promise<void> {
     if (this.queued) {
       this.queued.announce ||= announce;
+      this.queued.direct ||= direct;
       return this.queued.promise;
     }
-    const job: Job = { announce, promise: Promise.resolve() };
+    const job: Job = { announce, direct, promise: Promise.resolve() };
     job.promise = this.tail.then(() => {
       if (this.queued === job) this.queued = undefined;
       if (this.stopped) return;
-      return this.run(() => this.reconcile(job.announce));
+      return this.run(() => (job.direct ? this.apply() : this.reconcile(job.announce)));
     });
     this.queued = job;
     this.tail = job.promise.catch(() => undefined);
     return job.promise;
+  }
+
+  /**
+   * A role change: add or remove without looking first. Both are idempotent
+   * (an address already there, or already gone, is success), and skipping the
+   * `ip -j addr show` takes 10-20 ms off every promotion and demotion; the
+   * periodic reconcile still observes and repairs drift.
+   */
+  private async apply(): Promise<void> {
+    if (this.desired) {
+      const skipDuplicateCheck = this.skipCheckOnce;
+      this.skipCheckOnce = false;
+      await this.ip.add({ skipDuplicateCheck, notHeld: true }); // announces by itself
+      this.held = true;
+    } else {
+      await this.removeNow();
+    }
   }
 
   /** One pass: observe, then add, remove or (when asked) announce. */

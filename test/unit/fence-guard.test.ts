@@ -40,7 +40,7 @@ test("heartbeats move the deadline; disarm stops it", async () => {
     await s.clock.advance(1000);
   }
   s.core.handle({ disarm: true });
-  await s.clock.advance(59_000);
+  await s.clock.advance(60_000);
   assert.deepEqual(s.kills, []);
   assert.deepEqual(s.exits, []);
   s.runner.done();
@@ -95,16 +95,4 @@ test("shutdown: armed fences now; disarmed just exits", async () => {
   t.core.connected();
   t.core.shutdown();
   assert.deepEqual(t.exits, [0]);
-});
-
-test("a guard left disarmed goes away after a minute; arming keeps it", async () => {
-  const s = setup();
-  s.core.connected();
-  await s.clock.advance(59_000);
-  s.core.handle({ arm: { deadlineMs: s.clock.systemMonotonicMs() + 120_000, orders } });
-  await s.clock.advance(61_000);
-  assert.deepEqual(s.exits, [], "armed: stays");
-  s.core.handle({ disarm: true });
-  await s.clock.advance(60_000);
-  assert.deepEqual(s.exits, [0]);
 });
