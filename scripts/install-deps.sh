@@ -14,6 +14,8 @@ DEB_PACKAGES=(
   keepalived                       # the peer in bench/failover, and the keepalived backend
   proftpd-core                     # FTP daemon for the ftp probe / ProFTPD clusters
   prometheus haproxy               # the lab's monitoring and load balancer (GET /primary checks)
+  wrk                              # bench/api load generator
+  openssl                          # test certificates (API TLS, FTPS and TLS-file probes)
   procps psmisc util-linux         # pgrep/ps, setpriv --pdeathsig in the lab
   python3                          # the lab's raw-socket ARP observer (stdlib only)
   ca-certificates
