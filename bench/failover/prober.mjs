@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * Client-side SSH banner prober for the failover benchmark. Runs INSIDE the
+ * Client-side SSH banner prober for the failover and switchover benchmarks.
+ * Runs INSIDE the
  * lab's client namespace (spawned with lab.spawn) and, every --interval-ms,
  * opens a TCP connection to HOST:PORT and waits for the SSH identification
  * line ("SSH-2.0-…"). Each attempt is bounded by --timeout-ms (connect + banner).
@@ -8,10 +9,15 @@
  * Scheduling: while the last finished attempt succeeded, attempts run one at a
  * time (a new one starts on the first tick after the previous one finished, so
  * the steady-state load on sshd stays at one connection per ~20-40 ms). Once an
- * attempt fails, or the newest one in flight is older than max(2 intervals,
- * 50 ms), a new one starts on EVERY tick, up to --max-inflight in flight, so a
- * connect that hangs (SYN into a dead MAC) does not blind the prober for the
- * whole timeout: the resolution during an outage stays at one interval.
+ * attempt fails, or the newest one in flight is older than --slow-ms, a new one
+ * starts on EVERY tick, up to --max-inflight in flight, so a connect that hangs
+ * (SYN into a MAC that no longer has the address) does not blind the prober for
+ * the whole timeout. --slow-ms defaults to max(2 intervals, 50 ms) as in the
+ * failover prober; there, during the first --timeout-ms of a silent outage
+ * (no attempt has failed yet), attempts start only every 60 ms (the first tick
+ * after 50 ms). The switchover benchmark passes --slow-ms 15 (< one 20 ms
+ * interval): a new attempt on every tick from the first hang on, so both ends
+ * of a ~100 ms gap are resolved to ~20 ms.
  *
  * Output: one line per finished attempt appended to --out:
  *   S <start_ms> <end_ms>            banner received
@@ -36,9 +42,10 @@ const intervalMs = Number(arg('interval-ms', '20'));
 const timeoutMs = Number(arg('timeout-ms', '200'));
 const maxInflight = Number(arg('max-inflight', '10'));
 const maxSeconds = Number(arg('max-seconds', '900'));
+const slowArg = arg('slow-ms');
 const out = arg('out');
-if (!host || !out || !/^198\.(18|19)\.\d+\.\d+$/.test(host)) {
-  process.stderr.write('usage: prober.mjs --host 198.18.X.Y --out FILE [--port 22 --interval-ms 20 --timeout-ms 200 --max-inflight 10 --max-seconds 900]\n');
+if (!host || !out || !/^198\.(18|19)\.\d+\.\d+$/.test(host) || (slowArg !== undefined && !(Number(slowArg) >= 0))) {
+  process.stderr.write('usage: prober.mjs --host 198.18.X.Y --out FILE [--port 22 --interval-ms 20 --timeout-ms 200 --max-inflight 10 --max-seconds 900 --slow-ms 50]\n');
   process.exit(2);
 }
 
@@ -91,7 +98,7 @@ function attempt() {
 // Start times of the attempts in flight: one that hangs longer than a healthy
 // banner exchange (~10-30 ms here) is treated like a failure for scheduling, so
 // the first moments of an outage are probed at full rate too.
-const slowMs = Math.max(2 * intervalMs, 50);
+const slowMs = slowArg !== undefined ? Number(slowArg) : Math.max(2 * intervalMs, 50);
 const tick = setInterval(() => {
   if (stopping) return;
   if (inflight === 0) return attempt();
@@ -120,4 +127,4 @@ process.stdin.resume();
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 setTimeout(stop, maxSeconds * 1000).unref();
-record(`# prober host=${host} port=${port} interval=${intervalMs} timeout=${timeoutMs} max_inflight=${maxInflight} started=${now()}`);
+record(`# prober host=${host} port=${port} interval=${intervalMs} timeout=${timeoutMs} max_inflight=${maxInflight} slow=${slowMs} started=${now()}`);

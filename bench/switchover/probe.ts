@@ -1,5 +1,5 @@
 /**
- * Starts bench/switchover/prober.mjs (the failover benchmark's banner prober
+ * Starts bench/failover/prober.mjs (the banner prober
  * plus --slow-ms) in the client namespace; the same interface as
  * bench/failover/lib.ts's Prober, whose attempt parser and gap helpers it reuses.
  */
@@ -11,7 +11,8 @@ import { type Lab, pollUntil, sleep } from '../../test/lab/harness/index.js';
 import { killGroup } from '../../test/lab/harness/exec.js';
 import { type Attempt, parseAttempts } from '../failover/lib.js';
 
-export const PROBER_SCRIPT = fileURLToPath(new URL('./prober.mjs', import.meta.url));
+// One prober for both benchmarks; this one passes --slow-ms for ~20 ms resolution at both ends of a short gap.
+export const PROBER_SCRIPT = fileURLToPath(new URL('../failover/prober.mjs', import.meta.url));
 
 export interface ProbeOptions {
   host?: string;

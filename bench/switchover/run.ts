@@ -627,7 +627,7 @@ function report(modes: ModeResult[], ka: KaResult | undefined, opts: Options, wa
   const resol = all.map((r) => r.proberResolutionMs).filter((x): x is number => x !== null);
   const cliWall = all.map((r) => r.cliWallMs).filter((x): x is number => x !== null);
   out.push(
-    `measurement: bench/switchover/prober.mjs (the failover prober + --slow-ms ${opts.slowMs}) in the client namespace (TCP connect VIP:22 + "SSH-2.0-" line; 20 ms ticks, 200 ms per attempt,` +
+    `measurement: bench/failover/prober.mjs with --slow-ms ${opts.slowMs} in the client namespace (TCP connect VIP:22 + "SSH-2.0-" line; 20 ms ticks, 200 ms per attempt,` +
       ` a new attempt on every tick once the newest in flight is older than ${opts.slowMs} ms, up to 10 in flight;` +
       ` steady-state resolution median ${resol.length ? Math.round(quantile(resol, 0.5)) : '?'} ms); gap = last banner before -> first banner after;` +
       ` understudy: \`understudy switchover --to NODE\` run in the client namespace (CLI wall time median ${cliWall.length ? Math.round(quantile(cliWall, 0.5)) : '?'} ms incl. node start-up and following), targets rotate n1 -> n2 -> n3;` +
