@@ -112,8 +112,10 @@ test('CLI: token required; forced failover refused without --force; scheduled sw
     assert.ok(back, 'failed back to n1');
     // Timed from the agents' own history records, not from this test's polling (which lags under load).
     const events = JSON.parse((await c.cli(['history', '--json'])).stdout) as { kind: string; at: string; to: string | null }[];
-    const switched = events.find((e) => e.kind === 'switchover' && e.to === 'n2');
-    const failedBack = events.find((e) => e.kind === 'failback' && e.to === 'n1');
+    // Events are oldest first; a failback may also have happened at bootstrap (if n2 or n3 won it): take the one after the switchover.
+    const si = events.findIndex((e) => e.kind === 'switchover' && e.to === 'n2');
+    const switched = events[si];
+    const failedBack = events.slice(si + 1).find((e) => e.kind === 'failback' && e.to === 'n1');
     assert.ok(switched && failedBack, JSON.stringify(events));
     const waited = Date.parse(failedBack.at) - Date.parse(switched.at);
     assert.ok(waited >= 2800, `failback waited for the 3 s delay (${waited} ms between the two history records)`);
