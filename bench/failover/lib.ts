@@ -47,7 +47,8 @@ export class Prober {
    * Start the banner prober in the client namespace against host:port (default
    * the VIP:22). Resolves once it has written its header line (bounded).
    */
-  static async start(lab: Lab, tag: string, opts: { host?: string; intervalMs?: number; timeoutMs?: number; maxSeconds?: number } = {}): Promise<Prober> {
+  /** slowMs: start a new attempt on every tick once the newest in flight is older than this (the prober's --slow-ms). */
+  static async start(lab: Lab, tag: string, opts: { host?: string; intervalMs?: number; timeoutMs?: number; maxSeconds?: number; slowMs?: number } = {}): Promise<Prober> {
     const file = join(lab.logDir, `prober-${tag}.log`);
     const argv = [
       process.execPath, PROBER_SCRIPT,
@@ -57,6 +58,7 @@ export class Prober {
       '--timeout-ms', String(opts.timeoutMs ?? 200),
       '--max-inflight', '10',
       '--max-seconds', String(opts.maxSeconds ?? 120),
+      ...(opts.slowMs !== undefined ? ['--slow-ms', String(opts.slowMs)] : []),
       '--out', file,
     ];
     const child = lab.spawn(lab.client, argv, { stdin: 'pipe', logFile: join(lab.logDir, `prober-${tag}.stderr.log`) });
