@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { API_PORT, LabCluster, pollUntil, sleep } from '../../test/lab/harness/index.js';
 import { killGroup } from '../../test/lab/harness/exec.js';
-import { CLK_TCK, agentLog, members, now, procSample, quantile, readJsonLines } from '../failover/lib.js';
+import { CLK_TCK, agentLog, allReady, now, procSample, quantile, readJsonLines } from '../failover/lib.js';
 import { FineProber as Prober, gapAround } from '../switchover/probe.js';
 
 const WRK = '/usr/bin/wrk';
@@ -286,23 +286,6 @@ function round1(x: number): number {
 }
 const la = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
 
-async function allReady(c: LabCluster, timeoutMs: number): Promise<{ leader: string } | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const l = await c.leader();
-    const ms = await members(c);
-    if (
-      l &&
-      ms.length === c.lab.nodes.length &&
-      ms.every((m) => m.healthy && (m.node === l.node ? m.role === 'primary' : m.role === 'standby')) &&
-      (await c.lab.vipConfiguredOn()).join() === l.node
-    ) {
-      return { leader: l.node };
-    }
-    await sleep(150);
-  }
-  return undefined;
-}
 
 function haLogCounts(c: LabCluster, since: number, until = Infinity): HaLogCounts {
   const out: HaLogCounts = { renewalFailed: 0, deadlinePassed: 0, fencing: 0, steppingDown: 0, cycleFailed: 0 };

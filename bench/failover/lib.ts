@@ -232,6 +232,29 @@ export async function members(c: LabCluster): Promise<Member[]> {
   return out;
 }
 
+/**
+ * Wait (bounded) until every node publishes itself healthy, the leader as
+ * primary and the rest as standbys, and the VIP is configured on the leader
+ * only; with `warm`, every node's daemon must run too.
+ */
+export async function allReady(c: LabCluster, timeoutMs: number, opts: { warm?: boolean } = {}): Promise<{ leader: string } | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const l = await c.leader();
+    const ms = await members(c);
+    if (
+      l &&
+      ms.length === c.lab.nodes.length &&
+      ms.every((m) => m.healthy && (m.node === l.node ? m.role === 'primary' : m.role === 'standby') && (!opts.warm || m.daemonRunning !== false)) &&
+      (await c.lab.vipConfiguredOn()).join() === l.node
+    ) {
+      return { leader: l.node };
+    }
+    await sleep(150);
+  }
+  return undefined;
+}
+
 /** Wait (bounded) until `node` publishes itself as a healthy standby. */
 export async function waitStandby(c: LabCluster, node: string, timeoutMs: number): Promise<boolean> {
   const r = await pollUntil(

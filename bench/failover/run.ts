@@ -35,11 +35,11 @@ import {
   Prober,
   type Stats,
   agentLog,
+  allReady,
   failureReasons,
   firstLog,
   grantedTtl,
   longestGap,
-  members,
   now,
   procComm,
   procPpid,
@@ -250,23 +250,6 @@ function sshdListenerPid(c: LabCluster, node: string): number | undefined {
   return c.lab.pidsIn(node, 'sshd').find((p) => procPpid(p) === agent);
 }
 
-async function allReady(c: LabCluster, timeoutMs: number): Promise<{ leader: string } | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const l = await c.leader();
-    const ms = await members(c);
-    if (
-      l &&
-      ms.length === c.lab.nodes.length &&
-      ms.every((m) => m.healthy && (m.node === l.node ? m.role === 'primary' : m.role === 'standby')) &&
-      (await c.lab.vipConfiguredOn()).join() === l.node
-    ) {
-      return { leader: l.node };
-    }
-    await sleep(150);
-  }
-  return undefined;
-}
 
 // ------------------------------------------------------ scenario: unplanned
 

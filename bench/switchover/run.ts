@@ -33,11 +33,11 @@ import { FineProber as Prober, gapAround } from './probe.js';
 import {
   LeaderWatch,
   type Stats,
+  allReady,
   agentLog,
   failureReasons,
   firstLog,
   longestGap,
-  members,
   now,
   quantile,
   stats,
@@ -222,23 +222,6 @@ function countObserver(obs: Observer, samples: ReturnType<Observer['samples']>):
   return { samples: samples.length, twoHolder: samples.filter((s) => s.macs.length >= 2).length, maxHolders: obs.maxSimultaneousHolders(samples) };
 }
 
-async function allReady(c: LabCluster, timeoutMs: number, warm: boolean): Promise<{ leader: string } | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const l = await c.leader();
-    const ms = await members(c);
-    if (
-      l &&
-      ms.length === c.lab.nodes.length &&
-      ms.every((m) => m.healthy && (m.node === l.node ? m.role === 'primary' : m.role === 'standby') && (!warm || m.daemonRunning !== false)) &&
-      (await c.lab.vipConfiguredOn()).join() === l.node
-    ) {
-      return { leader: l.node };
-    }
-    await sleep(150);
-  }
-  return undefined;
-}
 
 /** Next node after `from` in n1, n2, n3 order: targets rotate through every node. */
 function nextNode(nodes: readonly { name: string }[], from: string): string {
@@ -269,7 +252,7 @@ async function understudyMode(mode: ModeName, opts: Options): Promise<ModeResult
     for (const n of lab.nodes) c.startAgent(n.name);
     const first = await c.waitForLeader({ timeoutMs: 20_000 });
     if (!first || !(await c.waitServing(first.node, 15_000))) throw new Error('no primary serving within 35 s');
-    if (!(await allReady(c, 30_000, mode === 'warm'))) throw new Error('cluster not ready (3 healthy members, VIP on the leader) within 30 s');
+    if (!(await allReady(c, 30_000, { warm: mode === 'warm' }))) throw new Error('cluster not ready (3 healthy members, VIP on the leader) within 30 s');
     if (mode === 'warm') {
       const listening = await Promise.all(lab.nodes.map((n) => lab.waitForListen(n, 22, 5000)));
       if (!listening.every(Boolean)) throw new Error('warm mode: sshd is not listening on every node');
@@ -322,7 +305,7 @@ interface HistoryEventJson {
 
 async function switchRun(c: LabCluster, mode: ModeName, watch: LeaderWatch, obs: Observer, run: number, slowMsOpt: number): Promise<SwitchRun> {
   const lab = c.lab;
-  const ready = await allReady(c, 30_000, mode === 'warm');
+  const ready = await allReady(c, 30_000, { warm: mode === 'warm' });
   if (!ready) throw new Error('cluster not ready (3 healthy members, VIP on the leader) within 30 s');
   const from = ready.leader;
   const to = nextNode(lab.nodes, from);
