@@ -6,8 +6,3 @@ export function parseDuration(text: string): number | undefined {
   if (!m) return undefined;
   return Math.round(Number(m[1]) * UNITS[m[2]!]!);
 }
-
-export function formatDuration(ms: number): string {
-  if (ms % 1000 !== 0 || ms < 1000) return `${ms}ms`;
-  return `${ms / 1000}s`;
-}

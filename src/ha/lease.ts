@@ -150,11 +150,4 @@ export class SessionLease {
     this.current = null;
     if (lease) await this.coordinator.revokeLease(lease.id);
   }
-
-  /** Forget the lease without contacting etcd (after a fence). */
-  drop(): void {
-    this.deadlineTimer?.cancel();
-    this.renewTimer?.cancel();
-    this.current = null;
-  }
 }
