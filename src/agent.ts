@@ -19,6 +19,7 @@ import { readApiTls, readTokenFile } from "./api/token.js";
 import { FenceGuardLink } from "./fence/client.js";
 import { createHooks } from "./hooks/index.js";
 import type { FenceOrders } from "./fence/core.js";
+import { createSyncEngine } from "./sync/index.js";
 
 export interface RunningAgent {
   readonly loop: HaLoop;
@@ -68,13 +69,27 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const hookSet = createHooks(config, { runner, clock, log: log.child({ component: "hooks" }) });
 
   let loop: HaLoop | undefined;
+  // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
+  const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: () => loop?.trigger("sync") });
   const readiness = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner, clock, log: log.child({ component: "readiness" }), onChange: () => loop?.trigger("readiness"),
   });
-  loop = new HaLoop({ config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, hooks: hookSet.hooks, ...(apiUrl ? { apiUrl } : {}) });
+  loop = new HaLoop({
+    config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, hooks: hookSet.hooks,
+    ...(apiUrl ? { apiUrl } : {}),
+    ...(sync ? { sync } : {}),
+  });
   const ha = loop;
   const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name }, () => health.states());
   ha.onEvent((e) => metrics.observe(e));
+  if (sync) {
+    metrics.withSync(() => sync.status());
+    sync.onEvent((e) => {
+      metrics.observeSync(e);
+      if (e.type === "synced") hookSet.hooks.fire("post_sync", { node: config.node.name, cluster: config.cluster, role: "standby", term: null, reason: "generation applied", generation: e.generation });
+      if (e.type === "rescued") hookSet.webhook?.notify({ type: "sync_rescue", root: e.root, dir: e.result.dir, files: e.result.files.length });
+    });
+  }
   // Notify-only hooks and the webhook run beside the HA loop; they never delay it.
   const who = { node: config.node.name, cluster: config.cluster };
   ha.onEvent((e) => {
@@ -94,6 +109,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
         view: () => ha.view(), coordinator, metrics, clock, log: log.child({ component: "api" }), token, authReads: config.api.auth_reads,
         livenessMaxMs: 3 * config.election.renewIntervalMs + config.etcd.request_timeout, failbackPreferred: config.failback.preferred ?? null,
         ...(tls ? { tls } : {}),
+        ...(sync ? { sync } : {}),
       })
     : undefined;
   if (api) {
@@ -103,6 +119,8 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   log.info({ version: VERSION, cluster: config.cluster, ttl_ms: config.election.ttlMs, fence_margin_ms: config.election.fenceMarginMs }, "agent starting");
   // No vip.start(): the loop's first setDesired() arms the reconciler, after it has
   // decided whether it adopts its own lease (keep the VIP) or not (drop a leftover).
+  // Load the held generation first: the loop's first member key and ranking use it.
+  await sync?.start();
   await ha.start();
 
   let stopping: Promise<void> | undefined;
@@ -111,6 +129,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     stop: () =>
       (stopping ??= (async () => {
         await ha.stop();
+        await sync?.close();
         await hookSet.close();
         await fenceGuard.close();
         await api?.close();

@@ -32,6 +32,14 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     await deps.coordinator.appendHistory({ ...event, at: now(), node: deps.view().node, term: null }, null).catch(() => undefined);
   };
 
+  // Re-pull every root (standby) or rebuild and republish every manifest (primary), on this node.
+  app.post<{ Body: { reason?: string; requested_by?: string } | null }>("/resync", { schema: bodySchema({}) }, async (req, reply) => {
+    if (!deps.sync) return refuse(reply, 412, "US_E_API_PRECONDITION", "file sync is not configured on this node (no sync section)");
+    deps.sync.resync();
+    deps.log.info({ requested_by: who(req, req.body ?? undefined), reason: req.body?.reason ?? "" }, "resync requested");
+    return reply.code(202).send({ accepted: true, node: deps.view().node });
+  });
+
   /** Validate and write a switchover / failback / failover request. */
   const move = async (req: FastifyRequest, reply: FastifyReply, kind: SwitchoverRequest["kind"], body: MoveBody) => {
     const snap = await deps.coordinator.snapshot();

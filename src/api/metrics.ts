@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { HaEvent, NodeView } from "../ha/events.js";
 import type { ProbeState } from "../probes/port.js";
+import type { SyncEvent, SyncStatus } from "../sync/engine.js";
 
 /**
  * Prometheus metrics for one agent: gauges read the node's view at scrape
@@ -14,6 +15,8 @@ export class AgentMetrics {
   private readonly restarts: Counter;
   private readonly failoverSeconds: Gauge;
   private readonly promoteSeconds: Histogram;
+  private readonly stalePromotions: Counter;
+  private syncCounters?: { pulls: Counter<"result">; pullSeconds: Histogram; applied: Counter<"kind">; rescues: Counter; published: Counter };
 
   /** `probeStates` (ProbeHealth.states) feeds the gauges of what probes measured: certificate expiry, free disk space. */
   constructor(view: () => NodeView, labels: { cluster: string; node: string }, probeStates?: () => readonly ProbeState[]) {
@@ -56,6 +59,68 @@ export class AgentMetrics {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     });
+    this.stalePromotions = new Counter({
+      name: "understudy_stale_promotions_total",
+      help: "Times this node became primary while lagging the published sync generation (within maximum_lag_on_failover)",
+      registers: [registry],
+    });
+  }
+
+  /** Sync metrics (only when sync roots are configured): gauges read the engine's status at scrape time. */
+  withSync(status: () => SyncStatus): this {
+    const registry = this.registry;
+    const gauge = (name: string, help: string, read: (s: SyncStatus, g: Gauge<string>) => void, labelNames: string[] = []) =>
+      new Gauge({
+        name, help, labelNames, registers: [registry],
+        collect() {
+          read(status(), this as Gauge<string>);
+        },
+      });
+    gauge("understudy_sync_generation", "Published sync generation this node holds in full", (s, g) => g.set(s.generation));
+    gauge("understudy_sync_published_generation", "Newest sync generation published in etcd, as this node last read it", (s, g) => g.set(s.published?.generation ?? 0));
+    gauge("understudy_sync_in_sync", "1 when this node holds the published generation", (s, g) => g.set(s.inSync ? 1 : 0));
+    gauge("understudy_sync_lag_seconds", "How long this node has lagged the published generation (0 when in sync)", (s, g) => g.set((s.lagMs ?? 0) / 1000));
+    gauge("understudy_sync_last_success_timestamp_seconds", "When a sync pass last completed, epoch seconds (0: never)", (s, g) => g.set(s.lastSuccessAt ? Date.parse(s.lastSuccessAt) / 1000 : 0));
+    gauge("understudy_sync_consecutive_failures", "Failed sync passes since the last success", (s, g) => g.set(s.failures));
+    const c = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers: [registry] });
+    this.syncCounters = {
+      pulls: c("understudy_sync_pulls_total", "Sync passes that pulled and applied a root (ok) or failed, by result", ["result"]) as Counter<"result">,
+      pullSeconds: new Histogram({
+        name: "understudy_sync_pull_duration_seconds",
+        help: "rsync pull of one root, from spawn to exit",
+        buckets: [0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 10, 60],
+        registers: [registry],
+      }),
+      applied: c("understudy_sync_files_applied_total", "Files and links applied on this standby, by kind of change", ["kind"]) as Counter<"kind">,
+      rescues: c("understudy_sync_rescues_total", "Rescue folders created for local files that differed from the last synced state"),
+      published: c("understudy_sync_generations_published_total", "Sync generations this node published as primary"),
+    };
+    return this;
+  }
+
+  observeSync(e: SyncEvent): void {
+    const m = this.syncCounters;
+    if (!m) return;
+    switch (e.type) {
+      case "applied":
+        m.pulls.inc({ result: "ok" });
+        m.pullSeconds.observe(e.pullMs / 1000);
+        m.applied.inc({ kind: "added" }, e.summary.added.length);
+        m.applied.inc({ kind: "changed" }, e.summary.changed.length);
+        m.applied.inc({ kind: "removed" }, e.summary.removed.length);
+        return;
+      case "failed":
+        m.pulls.inc({ result: "error" });
+        return;
+      case "rescued":
+        m.rescues.inc();
+        return;
+      case "published":
+        m.published.inc();
+        return;
+      case "synced":
+        return;
+    }
   }
 
   /** Label sets come and go with the probes' data, so each scrape starts from an empty gauge. */
@@ -98,6 +163,9 @@ export class AgentMetrics {
         return;
       case "daemon_restarted":
         this.restarts.inc();
+        return;
+      case "stale_promotion":
+        this.stalePromotions.inc();
         return;
       case "cycle":
         return;

@@ -7,6 +7,8 @@ import type { Logger } from "../platform/logger.js";
 import { bearerMatches } from "./auth.js";
 import type { AgentMetrics } from "./metrics.js";
 import { registerControlRoutes } from "./control.js";
+import type { SyncStatus } from "../sync/engine.js";
+import type { Manifest } from "../sync/manifest.js";
 
 export interface ApiDeps {
   readonly view: () => NodeView;
@@ -20,6 +22,12 @@ export interface ApiDeps {
   /** /liveness fails when no HA cycle completed for this long (a frozen loop). */
   readonly livenessMaxMs: number;
   readonly failbackPreferred: string | null;
+  /** The sync engine, when sync roots are configured: GET /sync, GET /sync/manifest/:root, POST /resync. */
+  readonly sync?: {
+    status(): SyncStatus;
+    manifest(root: string): Manifest | undefined;
+    resync(): void;
+  };
   /** Serve HTTPS; with clientCa, a verified client certificate also authorizes mutations (mTLS). */
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer };
 }
@@ -80,6 +88,14 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     { schema: { querystring: { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 1000 } }, additionalProperties: false } } },
     async (req) => ({ events: await deps.coordinator.history(req.query.limit ?? 100) }),
   );
+  const noSync = (reply: FastifyReply) => refuse(reply, 404, "US_E_API_PRECONDITION", "file sync is not configured on this node (no sync section)");
+  app.get("/sync", async (_req, reply) => (deps.sync ? deps.sync.status() : noSync(reply)));
+  app.get<{ Params: { root: string } }>("/sync/manifest/:root", async (req, reply) => {
+    if (!deps.sync) return noSync(reply);
+    const m = deps.sync.manifest(req.params.root);
+    if (!m) return refuse(reply, 404, "US_E_API_PRECONDITION", `no manifest for root ${JSON.stringify(req.params.root)} on this node (unknown root, or never synced)`);
+    return m;
+  });
   app.get("/metrics", async (_req, reply) => {
     reply.header("content-type", deps.metrics.registry.contentType);
     return deps.metrics.registry.metrics();

@@ -13,6 +13,11 @@ export class ApiClient {
     private readonly timeoutMs = 5000,
   ) {}
 
+  /** The same credentials against another node's API. */
+  withBaseUrl(baseUrl: string): ApiClient {
+    return new ApiClient(baseUrl, this.token, this.timeoutMs);
+  }
+
   async get<T>(path: string): Promise<ApiAnswer<T>> {
     return this.call<T>("GET", path);
   }

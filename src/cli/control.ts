@@ -9,7 +9,7 @@ import { ApiClient, type ApiAnswer } from "./api-client.js";
 // Operator commands that go through a node's REST API. Exit codes:
 // 0 done, 1 failure (unreachable, timed out), 2 usage, 3 refused by the cluster, 4 unauthorized.
 
-const COMMON = {
+export const COMMON = {
   api: { type: "string" },
   config: { type: "string" },
   "token-file": { type: "string" },
@@ -18,13 +18,13 @@ const COMMON = {
   "requested-by": { type: "string" },
 } as const;
 
-type Out = (line: string) => void;
+export type Out = (line: string) => void;
 
 function usage(problem: string): UnderstudyError {
   return new UnderstudyError("US_E_CLI_USAGE", { problem });
 }
 
-async function client(values: { api?: string; config?: string; "token-file"?: string }): Promise<ApiClient> {
+export async function client(values: { api?: string; config?: string; "token-file"?: string }): Promise<ApiClient> {
   let url = values.api;
   let tokenFile = values["token-file"];
   if (values.config) {
@@ -42,14 +42,14 @@ async function client(values: { api?: string; config?: string; "token-file"?: st
   return new ApiClient(url, token);
 }
 
-function exitFor(answer: ApiAnswer, out: Out, json: boolean | undefined): number | undefined {
+export function exitFor(answer: ApiAnswer, out: Out, json: boolean | undefined): number | undefined {
   if (answer.status < 300) return undefined;
   const b = answer.body as { error?: string; message?: string };
   out(json ? JSON.stringify(answer.body) : `refused (${answer.status} ${b.error ?? ""}): ${b.message ?? JSON.stringify(answer.body)}`);
   return answer.status === 401 ? 4 : answer.status === 400 || answer.status === 412 ? 3 : 1;
 }
 
-function requester(values: { "requested-by"?: string }): string {
+export function requester(values: { "requested-by"?: string }): string {
   if (values["requested-by"]) return values["requested-by"];
   try {
     return `${userInfo().username}@${hostname()}`;
@@ -168,7 +168,7 @@ export async function history(args: readonly string[], out: Out): Promise<number
   return 0;
 }
 
-function parse<T extends Record<string, { type: "string" | "boolean" }>>(args: readonly string[], options: T, positionals = false) {
+export function parse<T extends Record<string, { type: "string" | "boolean" }>>(args: readonly string[], options: T, positionals = false) {
   try {
     return parseArgs({ args: [...args], options, allowPositionals: positionals, strict: true });
   } catch (e) {

@@ -28,6 +28,18 @@ const cidr = z.string().refine((text) => {
   return (family === 4 && p >= 0 && p <= 32) || (family === 6 && p >= 0 && p <= 128);
 }, "must be an address with a prefix length, like 198.18.0.100/24");
 
+// Sizes are written as "500MiB" / "1GiB" and held as bytes.
+const size = z
+  .string({ error: "must be a size like 500MiB or 1GiB" })
+  .transform((text, ctx) => {
+    const m = /^(\d+(?:\.\d+)?)(B|KiB|MiB|GiB|TiB|PiB)$/.exec(text.trim());
+    if (!m) {
+      ctx.addIssue({ code: "custom", message: "must be a size like 500MiB or 1GiB (units B, KiB, MiB, GiB, TiB, PiB)" });
+      return z.NEVER;
+    }
+    return Math.round(Number(m[1]) * 1024 ** ["B", "KiB", "MiB", "GiB", "TiB", "PiB"].indexOf(m[2]!));
+  });
+
 const argv = z.array(z.string().min(1)).min(1, "must name a program and its arguments");
 
 const probe = z
@@ -61,17 +73,7 @@ const probe = z
       .optional(),
     // disk: a path on the watched volume and the free space it needs, in bytes once parsed.
     path: z.string().startsWith("/", "must be an absolute path").optional(),
-    min_free: z
-      .string({ error: "must be a size like 500MiB or 1GiB" })
-      .transform((text, ctx) => {
-        const m = /^(\d+(?:\.\d+)?)(B|KiB|MiB|GiB|TiB|PiB)$/.exec(text.trim());
-        if (!m) {
-          ctx.addIssue({ code: "custom", message: "must be a size like 500MiB or 1GiB (units B, KiB, MiB, GiB, TiB, PiB)" });
-          return z.NEVER;
-        }
-        return Math.round(Number(m[1]) * 1024 ** ["B", "KiB", "MiB", "GiB", "TiB", "PiB"].indexOf(m[2]!));
-      })
-      .optional(),
+    min_free: size.optional(),
     // tls_file: PEM certificate files whose expiry is watched.
     files: z.array(z.string().startsWith("/", "must be an absolute path")).min(1, "must list at least one file").optional(),
     // interval, timeout and critical have per-type defaults, applied below.
@@ -120,6 +122,73 @@ const probe = z
     } as const satisfies Record<typeof p.type, readonly [number, number, boolean]>;
     const [interval, timeout, critical] = defaults[p.type];
     return { ...p, interval: p.interval ?? interval, timeout: p.timeout ?? timeout, critical: p.critical ?? critical };
+  });
+
+const absolutePath = z.string().startsWith("/", "must be an absolute path");
+
+// One synchronized directory (DESIGN.md §7). A mode is a quoted octal string:
+// YAML 1.2 reads an unquoted 0600 as the decimal number 600.
+const syncRoot = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "must be letters, digits, '.', '_' or '-', starting with a letter or digit"),
+    path: absolutePath.refine((p) => p.replace(/\/+$/, "") !== "" && !p.split("/").includes(".."), "must be an absolute directory other than /, without '..'"),
+    include: z.array(z.string().min(1)).default([]),
+    exclude: z.array(z.string().min(1)).default([]),
+    max_mode: z
+      .string({ error: 'must be a quoted octal mode like "0644"' })
+      .regex(/^0?[0-7]{3}$/, 'must be a quoted octal mode like "0644"')
+      .transform((m) => parseInt(m, 8))
+      .optional(),
+    owner: z
+      .string()
+      .regex(/^([a-z_][a-z0-9_-]*\$?|\d+):([a-z_][a-z0-9_-]*\$?|\d+)$/, "must be user:group, by name or number, like root:root or 0:0")
+      .optional(),
+    validate: argv.optional(),
+    post_sync: argv.optional(),
+    max_file_size: size.prefault("64MiB"),
+  })
+  .strict();
+
+const syncSection = z
+  .object({
+    roots: z
+      .array(syncRoot)
+      .min(1, "must list at least one root")
+      .superRefine((roots, ctx) => {
+        const names = new Set<string>();
+        const norm = roots.map((r) => r.path.replace(/\/+$/, ""));
+        roots.forEach((r, i) => {
+          if (names.has(r.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: "is used by another root" });
+          names.add(r.name);
+          norm.forEach((other, j) => {
+            if (j !== i && (norm[i] === other || norm[i]!.startsWith(`${other}/`))) {
+              ctx.addIssue({ code: "custom", path: [i, "path"], message: `overlaps root ${roots[j]!.name} (${other}): roots must not nest` });
+            }
+          });
+        });
+      }),
+    ssh: z
+      .object({
+        user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a user name").default("understudy-sync"),
+        key: absolutePath,
+        known_hosts: absolutePath,
+        port: z.number().int().min(1).max(65535).default(22),
+        connect_timeout: duration.refine((ms) => ms >= 1000 && ms % 1000 === 0, "must be whole seconds, at least 1s").prefault("5s"),
+      })
+      .strict(),
+    debounce: duration.prefault("20ms"),
+    max_delay: duration.prefault("250ms"),
+    reconcile_interval: duration.refine((ms) => ms >= 1000, "must be at least 1s").prefault("1m"),
+    pull_timeout: duration.refine((ms) => ms >= 1000, "must be at least 1s").prefault("5m"),
+    validate_timeout: positiveDuration.prefault("30s"),
+    post_sync_timeout: positiveDuration.prefault("30s"),
+    retry_max: duration.refine((ms) => ms >= 100, "must be at least 100ms").prefault("30s"),
+    maximum_lag_on_failover: duration.prefault("1m"),
+    rsync_path: absolutePath.default("/usr/bin/rsync"),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    if (s.max_delay < s.debounce) ctx.addIssue({ code: "custom", path: ["max_delay"], message: "must be at least sync.debounce" });
   });
 
 export const configSchema = z
@@ -258,10 +327,22 @@ export const configSchema = z
           seen.add(p.name);
         });
       }),
+    /** Files kept identical on every node, primary to standbys (src/sync/, DESIGN.md §7). */
+    sync: syncSection.optional(),
     state_dir: z.string().startsWith("/").default("/var/lib/understudy"),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info") }).strict().prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    // The state dir holds the rescue folders and the last known manifests: never inside a root.
+    const state = c.state_dir.replace(/\/+$/, "");
+    c.sync?.roots.forEach((r, i) => {
+      const root = r.path.replace(/\/+$/, "");
+      if (state === root || state.startsWith(`${root}/`) || root.startsWith(`${state}/`)) {
+        ctx.addIssue({ code: "custom", path: ["sync", "roots", i, "path"], message: `overlaps state_dir (${c.state_dir})` });
+      }
+    });
+  });
 
 export type RawConfig = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;

@@ -31,8 +31,10 @@ export interface MemberRecord {
   readonly healthy: boolean;
   readonly priority: number;
   readonly nofailover: boolean;
-  /** Sync generation this node holds (0 until file sync exists). */
+  /** Sync generation this node holds in full (0: none, or no file sync configured). */
   readonly generation: number;
+  /** File sync health, when sync is configured. */
+  readonly sync?: MemberSyncSummary;
   readonly address: string;
   readonly version: string;
   readonly decision: string;
@@ -42,6 +44,19 @@ export interface MemberRecord {
   /** Base URL of this node's REST API, when it serves one. */
   readonly api?: string;
   readonly updatedAt: string;
+}
+
+export interface MemberSyncSummary {
+  /** Since when this node has lagged the published generation (ISO); null when in sync. */
+  readonly behindSince: string | null;
+  readonly lastSuccessAt: string | null;
+  /** "CODE: message" of the last failure, null after a success. */
+  readonly lastError: string | null;
+  readonly failures: number;
+  /** Rescue folders created since the agent started. */
+  readonly rescues: number;
+  /** Why the node is not pulling right now, if it is waiting. */
+  readonly waiting: string | null;
 }
 
 /** An operator's request to move the primary (control/switchover). */
@@ -82,7 +97,7 @@ export interface BanRecord {
   readonly reason: string;
 }
 
-export type HistoryKind = "failover" | "switchover" | "failback" | "handover" | "fence" | "veto" | "pause" | "resume" | "ban" | "unban" | "request";
+export type HistoryKind = "failover" | "switchover" | "failback" | "handover" | "fence" | "veto" | "pause" | "resume" | "ban" | "unban" | "request" | "stale_promotion" | "rescue";
 
 /** history/<key>: one event in the cluster's life, newest last. */
 export interface HistoryEvent {

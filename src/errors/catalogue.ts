@@ -46,6 +46,8 @@ export const ERROR_CATALOGUE = {
   US_E_SYNC_APPLY_FAILED: { message: "sync root {root}: applying {path} failed after {applied_count} change(s) went live: {cause}", transient: true },
   US_E_SYNC_STATE: { message: "sync state file {file} cannot be used: {cause}", transient: false },
   US_E_SYNC_RESCUE_FAILED: { message: "sync root {root}: cannot rescue {path} into {dir}: {cause}", transient: true },
+  US_E_SYNC_ROOTS_MISMATCH: { message: "sync roots differ from the primary {primary}: it publishes [{published}], this node syncs [{local}]", transient: false },
+  US_E_SYNC_POST_SYNC_FAILED: { message: "post_sync of sync root {root} ({program}) failed after the files went live: {problem}", transient: true },
   US_E_HOOK_CONFIG: { message: "hook setting {setting}: {problem}", transient: false },
   US_E_HOOK_FAILED: { message: "hook {event} ({program}) failed: {problem}", transient: true },
   US_E_HOOK_VETO: { message: "pre_promote hook {program} vetoed the promotion: {problem}", transient: true },

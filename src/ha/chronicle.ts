@@ -73,6 +73,17 @@ export class Chronicle {
     this.recorder.record(this.event("veto", { from: null, to: this.node, term, reason: why }), null);
   }
 
+  stalePromotion(term: number, generation: number, published: { generation: number; source: string }, lagMs: number): void {
+    this.recorder.record(
+      this.event("stale_promotion", {
+        from: published.source, to: this.node, term,
+        reason: `promoted with sync generation ${generation} while ${published.source} had published ${published.generation}: files changed on the old primary since then are not here`,
+        durations: { lag_ms: Math.round(lagMs) },
+      }),
+      term,
+    );
+  }
+
   fenced(term: number | null, why: string): void {
     this.recorder.record(this.event("fence", { from: this.node, term, reason: `lease deadline passed (${why})` }), null);
   }

@@ -74,19 +74,44 @@ function decideStandby(o: Observation): Decision {
   if (o.mode === "warm" && !(o.daemon.running && o.daemon.probesUp)) return d(warm, "no action: no primary, but my daemon is not healthy");
   const planned = sw ? standbySwitchover(o, sw) : undefined;
   if (planned) return d([...warm, ...planned.actions], planned.reason);
+  const stale = syncGate(o);
+  if (stale?.blocked) return d(warm, stale.reason);
 
   const better = o.cluster.members.filter((m) => m.node !== me && eligible(m, o.cluster!.bans) && outranks(m, o.self));
-  if (better.length === 0) return d([...warm, { kind: "campaign" }], `campaigning: no primary and I rank first (priority ${o.self.priority})`);
+  const note = stale ? `; ${stale.reason}` : "";
+  if (better.length === 0) return d([...warm, { kind: "campaign" }], `campaigning: no primary and I rank first (priority ${o.self.priority})${note}`);
   const since = o.vacantSinceMs ?? o.nowMs;
   const waited = o.nowMs - since;
   const top = bestCandidate(better, o.cluster.bans)!;
   if (waited >= o.rankingDelayMs) {
-    return d([...warm, { kind: "campaign" }], `campaigning: no primary for ${Math.round(waited)}ms and ${top.node} (ranked higher) has not taken over`);
+    return d([...warm, { kind: "campaign" }], `campaigning: no primary for ${Math.round(waited)}ms and ${top.node} (ranked higher) has not taken over${note}`);
   }
   return d(
     [...warm, { kind: "recheck_at", atMs: since + o.rankingDelayMs }],
     `waiting: no primary; ${top.node} ranks higher (priority ${top.priority}), campaigning in ${Math.round(o.rankingDelayMs - waited)}ms if it does not`,
   );
+}
+
+/**
+ * The promotion gate (DESIGN.md §1.3): a standby that lags the published sync
+ * generation never takes over while an eligible standby holds it, and takes
+ * over by itself only within maximum_lag_on_failover (a stale promotion the
+ * loop records). Null when this node holds the published generation.
+ */
+export function syncGate(o: Observation): { blocked: boolean; reason: string } | null {
+  const pub = o.cluster?.sync;
+  if (!o.sync.enabled || !pub || o.self.generation >= pub.generation) return null;
+  const mine = `my files are at generation ${o.self.generation}, the primary published ${pub.generation}`;
+  const holder = bestCandidate(o.cluster!.members.filter((m) => m.node !== o.self.name && m.generation >= pub.generation), o.cluster!.bans);
+  if (holder) return { blocked: true, reason: `no action: no primary, but ${mine} and ${holder.node} holds it` };
+  const lagMs = o.sync.behindSinceMs === null ? 0 : o.nowMs - o.sync.behindSinceMs;
+  if (lagMs > o.sync.maximumLagMs) {
+    return {
+      blocked: true,
+      reason: `no action: no primary, but ${mine}, behind for ${Math.round(lagMs / 1000)}s, over maximum_lag_on_failover (${Math.round(o.sync.maximumLagMs / 1000)}s); \`understudy failover --to ${o.self.name} --force\` overrides`,
+    };
+  }
+  return { blocked: false, reason: `stale: ${mine} (behind for ${Math.round(lagMs)}ms, within maximum_lag_on_failover) and no live standby holds it` };
 }
 
 function d(actions: readonly Action[], reason: string): Decision {

@@ -7,6 +7,8 @@ export type HaEvent =
   | { readonly type: "promoted"; readonly kind: PromotionKind; readonly term: number; readonly vacancyMs: number | null; readonly promoteMs: number }
   | { readonly type: "demoted"; readonly why: string }
   | { readonly type: "fenced" }
+  /** Promoted while lagging the published sync generation (within maximum_lag_on_failover). */
+  | { readonly type: "stale_promotion"; readonly term: number; readonly generation: number; readonly published: number; readonly lagMs: number }
   | { readonly type: "daemon_restarted" }
   | { readonly type: "cycle"; readonly etcdReachable: boolean };
 

@@ -11,7 +11,7 @@ import { decide } from "./decide.js";
 import type { HaEvent, HaEventListener, NodeView } from "./events.js";
 import { SessionLease, type LeaseState } from "./lease.js";
 import { configuredPart, type Action, type ConfiguredPart, type Decision, type Observation } from "./observation.js";
-import type { DaemonHealth, VipControl } from "./ports.js";
+import type { DaemonHealth, SyncPort, VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
 import { MemberPublisher } from "./member.js";
 import type { FenceGuard } from "../fence/client.js";
@@ -36,6 +36,8 @@ export interface HaLoopDeps {
   readonly fenceGuard?: FenceGuard;
   /** User hooks; only pre_promote is awaited (it may veto), the agent fires the others. */
   readonly hooks?: Pick<Hooks, "configured" | "run">;
+  /** The file sync engine; absent when no sync roots are configured. */
+  readonly sync?: SyncPort;
 }
 
 /**
@@ -181,7 +183,7 @@ export class HaLoop {
     const lease = this.lease.state();
     return {
       ...fixed,
-      self: { ...fixed.self, generation: 0 },
+      self: { ...fixed.self, generation: this.deps.sync?.generation() ?? 0 },
       nowMs: now,
       wallNowMs: clock.wallMs(),
       acting: this.role.acting,
@@ -198,6 +200,7 @@ export class HaLoop {
       coolDownUntilMs: this.role.coolDownUntilMs,
       notReady: this.readiness.problem(),
       preferredReadySinceMs: this.preferredReadySinceMs,
+      sync: { enabled: fixed.syncEnabled && this.deps.sync !== undefined, behindSinceMs: this.deps.sync?.behindSince() ?? null, maximumLagMs: fixed.maximumLagMs },
     };
   }
 
@@ -224,10 +227,24 @@ export class HaLoop {
       await this.act(action, snapshot);
     }
     if (snapshot?.leader) this.lastLeader = snapshot.leader;
+    this.followSync(snapshot);
     await this.publishMember();
     this.etcdReachable = snapshot !== null;
     this.lastCycleAtMs = this.deps.clock.monotonicMs();
     this.emit({ type: "cycle", etcdReachable: this.etcdReachable });
+  }
+
+  /** Tell the sync engine who leads and what was published; it pulls or publishes on its own. */
+  private followSync(snapshot: ClusterSnapshot | null): void {
+    const sync = this.deps.sync;
+    if (!sync) return;
+    const leader = snapshot?.leader ?? null;
+    sync.follow({
+      acting: this.role.acting,
+      term: this.role.term,
+      leader: leader ? { node: leader.node, term: leader.term, address: snapshot!.members.find((m) => m.node === leader.node)?.address ?? null } : null,
+      published: snapshot ? snapshot.sync : undefined,
+    });
   }
 
   private async act(action: Action, snapshot: ClusterSnapshot | null): Promise<void> {
@@ -314,6 +331,21 @@ export class HaLoop {
     if (!snapshot?.switchover) {
       this.chronicle.takeover(term, snapshot, this.lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
     }
+    this.noteStalePromotion(term, snapshot);
+  }
+
+  /** Promoted while lagging the published generation (the gate allowed it, within maximum_lag_on_failover): say so loudly. */
+  private noteStalePromotion(term: number, snapshot: ClusterSnapshot | null): void {
+    const sync = this.deps.sync;
+    const pub = snapshot?.sync;
+    if (!sync || !pub) return;
+    const generation = sync.generation();
+    if (generation >= pub.generation) return;
+    const since = sync.behindSince();
+    const lagMs = since === null ? 0 : this.deps.clock.monotonicMs() - since;
+    this.deps.log.error({ term, generation, published: pub.generation, source: pub.source, lag_ms: Math.round(lagMs) }, "stale promotion: I became primary without the newest published files");
+    this.chronicle.stalePromotion(term, generation, pub, lagMs);
+    this.emit({ type: "stale_promotion", term, generation, published: pub.generation, lagMs });
   }
 
   /**
@@ -362,7 +394,8 @@ export class HaLoop {
         healthy: this.isHealthy(clock.monotonicMs()),
         priority: config.node.priority,
         nofailover: config.node.nofailover,
-        generation: 0,
+        generation: this.deps.sync?.generation() ?? 0,
+        ...(this.deps.sync ? { sync: this.deps.sync.memberSummary() } : {}),
         address: config.node.address,
         version,
         decision: this.lastDecision?.reason ?? "",

@@ -37,6 +37,14 @@ export interface Observation {
   readonly preferredReadySinceMs: number | null;
   /** How long other standbys leave a vacancy to the named target of a switchover. */
   readonly switchoverWaitMs: number;
+  /** File sync (DESIGN.md §7): the promotion gate. */
+  readonly sync: {
+    readonly enabled: boolean;
+    /** Since when (monotonic ms) this node has lagged the published generation; null when it does not. */
+    readonly behindSinceMs: number | null;
+    /** A standby that lags longer than this does not take over by itself (`failover --force` does). */
+    readonly maximumLagMs: number;
+  };
 }
 
 export type Action =
@@ -65,6 +73,8 @@ export interface Decision {
 export type { ClusterSnapshot, LeaderRecord, MemberRecord };
 
 export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs"> & {
+  readonly syncEnabled: boolean;
+  readonly maximumLagMs: number;
   readonly self: Omit<Observation["self"], "generation">;
 };
 
@@ -79,5 +89,7 @@ export function configuredPart(config: Config): ConfiguredPart {
     failback: { policy: fb.policy, preferred: fb.preferred ?? null, delayMs: fb.delay },
     // The named target of a switchover campaigns at once; the others give it this long.
     switchoverWaitMs: Math.max(1000, 3 * config.election.rankingDelayMs),
+    syncEnabled: config.sync !== undefined,
+    maximumLagMs: config.sync?.maximum_lag_on_failover ?? 0,
   };
 }

@@ -1,3 +1,4 @@
+import type { MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
 import type { ProbeState } from "../probes/port.js";
 
 // What the HA loop needs from the VIP reconciler and the probe runner: the
@@ -21,4 +22,20 @@ export interface DaemonHealth {
   checkNow(): Promise<unknown>;
   start(): void;
   stop(): Promise<void> | void;
+}
+
+/** What the HA loop needs from the sync engine (src/sync/engine.ts). */
+export interface SyncPort {
+  /** The published generation this node holds in full. */
+  generation(): number;
+  /** Since when (monotonic ms) this node has lagged the published generation; null when it does not. */
+  behindSince(): number | null;
+  /** After each cycle: the role, and the leader and generation as read from etcd (undefined: not read). */
+  follow(view: {
+    readonly acting: "primary" | "standby";
+    readonly term: number | null;
+    readonly leader: { readonly node: string; readonly term: number; readonly address: string | null } | null;
+    readonly published: SyncGeneration | null | undefined;
+  }): void;
+  memberSummary(): MemberSyncSummary;
 }

@@ -6,6 +6,9 @@ import type { Decision, Observation } from "./observation.js";
 // forced failover to a named node, and automatic failback to a preferred node.
 // Pure functions: they return a Decision, or undefined to let decide() go on.
 
+/** How long a switchover waits for its target to hold the published sync generation. */
+export const SYNC_CATCH_UP_MS = 30_000;
+
 /** The primary's side: carry out a request addressed to it, or finish one that moved the role here. */
 export function primarySwitchover(o: Observation, term: number): Decision | undefined {
   const sw = o.cluster?.switchover;
@@ -35,6 +38,19 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   }
   if (!forced && !eligible(target, bans)) {
     const why = `${target.node} is not a healthy, ready standby`;
+    return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
+  }
+  const pub = o.cluster!.sync;
+  if (!forced && pub && target.generation < pub.generation) {
+    // The target pulls within a second normally; a validator failing on it would keep it behind for good.
+    const age = o.wallNowMs - Date.parse(sw.requestedAt);
+    if (!(age > SYNC_CATCH_UP_MS)) {
+      return {
+        actions: [{ kind: "recheck_at", atMs: o.nowMs + 250 }],
+        reason: `${sw.kind}: waiting for ${target.node} to catch up to sync generation ${pub.generation} (it has ${target.generation})`,
+      };
+    }
+    const why = `${target.node} did not catch up to sync generation ${pub.generation} within ${SYNC_CATCH_UP_MS / 1000}s (it has ${target.generation})`;
     return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
   }
   return {

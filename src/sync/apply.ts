@@ -13,7 +13,7 @@ import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import { SpawnCommandRunner, type CommandRunner } from "../platform/command.js";
 import { fsyncDir, isWithin } from "./durable.js";
-import { buildManifest, compare, diffManifests, manifestOf, type Manifest, type ManifestEntry } from "./manifest.js";
+import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";
 import { runValidator } from "./validate.js";
 
@@ -36,6 +36,8 @@ export interface ApplyOptions {
   readonly validate?: readonly string[];
   readonly validateTimeoutMs?: number;
   readonly runner?: CommandRunner;
+  /** Reuse hashes of unchanged files across applies (staged and live trees). */
+  readonly cache?: HashCache;
 }
 
 /** Path lists are relative and sorted; `removed` leaves out directories kept (see notes). */
@@ -74,7 +76,7 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   const liveExists = await checkStaging(root, stagedDir);
 
   // Pre-checks: none of these touch the live tree.
-  const staged = await buildManifest(root, stagedDir);
+  const staged = await buildManifest(root, stagedDir, opts.cache);
   if (staged.digest !== opts.expected.digest) {
     const first = opts.expected.entries ? firstDifference(manifestOf(root.name, opts.expected.entries), staged) : undefined;
     throw new UnderstudyError("US_E_SYNC_DIGEST_MISMATCH", { root: root.name, expected: opts.expected.digest, actual: staged.digest, path: first ?? "unknown" });
@@ -84,7 +86,7 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
 
   const owner = opts.owner;
   const target = owner ? manifestOf(root.name, staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid })), staged.skipped) : staged;
-  const live = liveExists ? await buildManifest(root) : manifestOf(root.name, []);
+  const live = liveExists ? await buildManifest(root, root.path, opts.cache) : manifestOf(root.name, []);
   const diff = diffManifests(live, target);
   const run = new ApplyRun(root, path.resolve(stagedDir));
 

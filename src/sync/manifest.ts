@@ -1,7 +1,7 @@
 // What a sync root's tree is: every entry with type, mode, owner and content
 // hash, plus one digest the primary publishes and standbys verify against.
 import { createHash } from "node:crypto";
-import { constants } from "node:fs";
+import { constants, type BigIntStats } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 import path from "node:path";
 import { UnderstudyError, isUnderstudyError, describeError } from "../errors/catalogue.js";
@@ -103,7 +103,41 @@ export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
  * are recorded, never followed, and must resolve inside the root. Throws
  * US_E_SYNC_UNSAFE_PATH, US_E_SYNC_FILE_TOO_LARGE or US_E_SYNC_UNREADABLE.
  */
-export async function buildManifest(root: SyncRoot, dir: string = root.path): Promise<Manifest> {
+/**
+ * Remembers file hashes by absolute path and stat identity (inode, size,
+ * mtime and ctime to the nanosecond), so a manifest rebuilt after a one-file
+ * change reads one file instead of the whole tree. ctime cannot be set back by
+ * user tools (unlike mtime), so an edit that restores the old mtime still
+ * misses the cache. Entries not seen in the latest build of their tree go.
+ */
+export class HashCache {
+  private readonly byPath = new Map<string, { key: string; sha256: string }>();
+
+  get(abs: string, key: string): string | undefined {
+    const hit = this.byPath.get(abs);
+    return hit && hit.key === key ? hit.sha256 : undefined;
+  }
+
+  set(abs: string, key: string, sha256: string): void {
+    this.byPath.set(abs, { key, sha256 });
+  }
+
+  /** Drop entries under `dir` that are not in `seen` (files deleted since). */
+  prune(dir: string, seen: ReadonlySet<string>): void {
+    const prefix = dir.endsWith("/") ? dir : `${dir}/`;
+    for (const abs of this.byPath.keys()) if (abs.startsWith(prefix) && !seen.has(abs)) this.byPath.delete(abs);
+  }
+
+  get size(): number {
+    return this.byPath.size;
+  }
+}
+
+function statKey(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache): Promise<Manifest> {
   checkSyncRoot(root);
   const excluded = compileGlobs(root.exclude);
   const included = compileGlobs(root.include);
@@ -127,10 +161,10 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path): Pr
       checkRelativePath(root.name, rel);
       if (excluded(rel)) continue;
       const abs = path.join(dir, rel);
-      const st = await lstat(abs).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : fail(rel, e)));
+      const st = await lstat(abs, { bigint: true }).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : fail(rel, e)));
       if (!st) continue; // deleted while we walked: it is simply not in this tree
       const inc = includeAll || inheritedInclude || included(rel);
-      const base = { path: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeMs: Math.floor(st.mtimeMs) };
+      const base = { path: rel, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeMs: Number(st.mtimeMs) };
       if (st.isDirectory()) {
         const below = await walk(rel, inc);
         if (inc || below > 0) {
@@ -145,7 +179,15 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path): Pr
         entries.push({ ...base, type: "symlink", size: Buffer.byteLength(target), target });
         recorded++;
       } else if (st.isFile()) {
-        const { size, sha256 } = await hashFile(root, abs, rel).catch((e) => fail(rel, e));
+        const key = cache ? statKey(st) : "";
+        const hit = cache?.get(abs, key);
+        const statSize = Number(st.size);
+        if (statSize > root.maxFileBytes) fail(rel, new UnderstudyError("US_E_SYNC_FILE_TOO_LARGE", { root: root.name, path: rel, size: statSize, limit: root.maxFileBytes }));
+        const { size, sha256 } = hit !== undefined ? { size: statSize, sha256: hit } : await hashFile(root, abs, rel).catch((e) => fail(rel, e));
+        if (cache) {
+          seen.add(abs);
+          if (hit === undefined) cache.set(abs, key, sha256);
+        }
         entries.push({ ...base, type: "file", size, sha256 });
         recorded++;
       } else {
@@ -155,7 +197,9 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path): Pr
     return recorded;
   }
 
+  const seen = new Set<string>();
   await walk("", false);
+  cache?.prune(path.resolve(dir), seen);
   return manifestOf(root.name, entries, skipped);
 }
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // Entry of `understudy sync-serve ROOT...`, the forced command of the sync key.
 // Kept free of heavy imports (etcd, fastify, pino): sshd starts it for every
 // pull, so its start-up time is part of the sync latency. It can be run

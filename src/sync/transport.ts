@@ -39,6 +39,17 @@ export interface PullRequest {
    * filtered with glob.ts, which stays the single definition of what syncs.
    */
   readonly exclude?: readonly string[];
+  /** Override the puller's --checksum setting for this pull (e.g. after a digest mismatch). */
+  readonly checksum?: boolean;
+  /**
+   * The live root (--copy-dest): a file missing from staging because the last
+   * apply renamed it into place is copied locally from there when unchanged,
+   * and used as the delta basis when not, instead of crossing the network
+   * again. A copy, never a hard link: rsync changes the attributes of an
+   * existing destination file in place, and a link would let it touch the
+   * live file before the staged tree is verified.
+   */
+  readonly copyDest?: string;
 }
 
 export interface PullResult {
@@ -153,12 +164,13 @@ export class RsyncPuller {
       this.rsyncPath,
       // -a = -rlptgoD: perms (0600 host keys), owners, symlinks as symlinks.
       "-a",
-      ...(this.checksum ? ["--checksum"] : []),
+      ...((req.checksum ?? this.checksum) ? ["--checksum"] : []),
       // Compare mtimes to the nanosecond: the default (whole seconds) skips a
       // same-size edit made within the second of the last pull (seen in the lab).
       "--modify-window=-1",
       "--delete",
       ...excludeArgs(req.exclude ?? []),
+      ...(req.copyDest !== undefined ? [`--copy-dest=${safeAbsolutePath("sync copy-dest", req.copyDest)}`] : []),
       "--numeric-ids",
       // I/O stall bound inside rsync; the whole run is also bounded by timeoutMs.
       `--timeout=${Math.max(1, Math.ceil(this.timeoutMs / 1000))}`,

@@ -420,7 +420,7 @@ function documentedKeys(): string[] {
       continue;
     }
     if (/^\| key \|/.test(line)) inKeyTable = true;
-    const m = /^\| `([a-z_]+(?:\[\])?(?:\.[a-z_]+)*)` \|/.exec(line);
+    const m = /^\| `([a-z_]+(?:\[\])?(?:\.[a-z_]+(?:\[\])?)*)` \|/.exec(line);
     if (inKeyTable && m) keys.push(m[1]!);
   }
   return keys;

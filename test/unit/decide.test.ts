@@ -34,6 +34,7 @@ function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Obser
     failback: { policy: "manual", preferred: null, delayMs: 300_000 },
     preferredReadySinceMs: null,
     switchoverWaitMs: 1500,
+    sync: { enabled: true, behindSinceMs: null, maximumLagMs: 60_000 },
     ...over,
   };
 }
@@ -130,3 +131,26 @@ test("a handover release always carries the term from the leader key", () => {
   const d = decide(primary({ daemon: { running: false, probesUp: false, recentRestarts: 1 } }));
   assert.deepEqual(d.actions.find((a) => a.kind === "release"), { kind: "release", term: 7, why: "handover" });
 });
+
+// The promotion gate (DESIGN.md §1.3, issue 3): sync generation before priority.
+const gen = (generation: number) => ({ generation, digest: "d", roots: {}, files: 1, source: "n9", term: 3, publishedAt: "" });
+const lagging = (behindMs: number, over: Partial<Observation> = {}) =>
+  ({ self: { name: "n1", priority: 500, nofailover: false, generation: 4 }, sync: { enabled: true, behindSinceMs: NOW - behindMs, maximumLagMs: 60_000 }, ...over }) satisfies Partial<Observation>;
+const syncCases: Case[] = [
+  { name: "stale standby never races an eligible standby that holds the published generation", o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4, priority: 500 }), member("n2", { generation: 5, priority: 1 })] }), actions: [], reason: /^no action: no primary, but my files are at generation 4, the primary published 5 and n2 holds it$/ },
+  { name: "an unhealthy holder does not block the stale standby", o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5, healthy: false })] }), actions: ["campaign"], reason: /^campaigning: no primary and I rank first \(priority 500\); stale: my files are at generation 4, the primary published 5 \(behind for 50ms, within maximum_lag_on_failover\)/ },
+  { name: "a banned holder does not block the stale standby", o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5 })], bans: [{ node: "n2", until: "", requestedBy: "ops", reason: "" }] }), actions: ["campaign"], reason: /stale: / },
+  { name: "stale beyond maximum_lag_on_failover -> no automatic takeover", o: obs(lagging(61_000), { sync: gen(5), members: [member("n1", { generation: 4 })] }), actions: [], reason: /behind for 61s, over maximum_lag_on_failover \(60s\); `understudy failover --to n1 --force` overrides$/ },
+  { name: "forced failover to a stale node ignores the gate", o: obs(lagging(600_000), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5 })], switchover: sw({ kind: "failover", force: true, from: null, to: "n1" }) }), actions: ["campaign"], reason: /^campaigning: forced failover to me$/ },
+  { name: "in sync: the gate is silent", o: obs({ self: { name: "n1", priority: 100, nofailover: false, generation: 5 } }, { sync: gen(5), members: [member("n1", { generation: 5 })] }), actions: ["campaign"], reason: /^campaigning: no primary and I rank first \(priority 100\)$/ },
+  { name: "sync not configured: generations are ignored", o: obs({ ...lagging(600_000), sync: { enabled: false, behindSinceMs: null, maximumLagMs: 0 } }, { sync: gen(5), members: [member("n1", { generation: 0 })] }), actions: ["campaign"], reason: /^campaigning: no primary and I rank first \(priority 500\)$/ },
+  { name: "switchover to a lagging target waits for it to catch up", o: primary({ wallNowMs: WALL }, { sync: gen(5), switchover: sw({ requestedAt: new Date(WALL - 1000).toISOString() }), members: [member("n1", { role: "primary", generation: 5 }), member("n2", { generation: 4 })] }), actions: ["recheck_at"], reason: /^switchover: waiting for n2 to catch up to sync generation 5 \(it has 4\)$/ },
+  { name: "switchover to a target that never catches up is cancelled", o: primary({ wallNowMs: WALL }, { sync: gen(5), switchover: sw({ requestedAt: new Date(WALL - 31_000).toISOString() }), members: [member("n1", { role: "primary", generation: 5 }), member("n2", { generation: 4 })] }), actions: ["abort_switchover"], reason: /did not catch up to sync generation 5 within 30s/ },
+];
+for (const c of syncCases) {
+  test(`decide (sync gate): ${c.name}`, () => {
+    const decision = decide(c.o);
+    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.match(decision.reason, c.reason);
+  });
+}

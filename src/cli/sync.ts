@@ -1,0 +1,88 @@
+// `understudy sync status | resync | authorized-key`: file sync as operators
+// see it, through a node's REST API (authorized-key reads the config only).
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadConfigFile } from "../config/load.js";
+import type { ClusterSnapshot, MemberRecord } from "../coordinator/port.js";
+import { UnderstudyError } from "../errors/catalogue.js";
+import { authorizedKeysLine } from "../sync/serve.js";
+import { COMMON, client, exitFor, parse, requester, type Out } from "./control.js";
+
+function usage(problem: string): UnderstudyError {
+  return new UnderstudyError("US_E_CLI_USAGE", { problem });
+}
+
+/** Per node: generation held, lag behind the published one, last success, last error. */
+export async function syncStatus(args: readonly string[], out: Out): Promise<number> {
+  const { values } = parse(args, COMMON);
+  const api = await client(values);
+  const answer = await api.get<ClusterSnapshot>("/cluster");
+  const refused = exitFor(answer, out, values.json);
+  if (refused !== undefined) return refused;
+  const snap = answer.body;
+  const members = [...snap.members].sort((a, b) => a.node.localeCompare(b.node));
+  if (values.json) {
+    out(JSON.stringify({ published: snap.sync, members: members.map((m) => ({ node: m.node, role: m.role, generation: m.generation, ...m.sync })) }, null, 2));
+    return 0;
+  }
+  out(renderSyncStatus(snap, members, Date.now()));
+  return 0;
+}
+
+export function renderSyncStatus(snap: ClusterSnapshot, members: readonly MemberRecord[], nowMs: number): string {
+  const pub = snap.sync;
+  const lines = [pub ? `Published: generation ${pub.generation} by ${pub.source} (term ${pub.term}) at ${pub.publishedAt}, ${pub.files} files, digest ${pub.digest.slice(0, 12)}` : "Published: nothing yet (no primary has published its sync roots)"];
+  const rows = [["Member", "Role", "Generation", "In sync", "Lag", "Last success", "Rescues", "Last error / waiting"]];
+  for (const m of members) {
+    const s = m.sync;
+    const inSync = pub ? m.generation === pub.generation : m.generation === 0;
+    const lag = s?.behindSince ? `${((nowMs - Date.parse(s.behindSince)) / 1000).toFixed(1)}s` : inSync ? "0" : "?";
+    rows.push([m.node, m.role, String(m.generation), s ? (inSync ? "yes" : "NO") : "no sync", lag, s?.lastSuccessAt ?? "-", String(s?.rescues ?? 0), (s?.lastError ?? s?.waiting ?? "").slice(0, 100)]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) lines.push(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
+  return lines.join("\n");
+}
+
+/** Ask one node (--node NAME, found through the cluster view, or the --api node itself) to re-pull or republish everything. */
+export async function resync(args: readonly string[], out: Out): Promise<number> {
+  const { values } = parse(args, { ...COMMON, node: { type: "string" } });
+  let api = await client(values);
+  if (values.node) {
+    const cluster = await api.get<ClusterSnapshot>("/cluster");
+    const refused = exitFor(cluster, out, values.json);
+    if (refused !== undefined) return refused;
+    const m = cluster.body.members.find((x) => x.node === values.node);
+    if (!m?.api) {
+      out(`refused: ${values.node} is not a live member with an API (see \`understudy status\`)`);
+      return 3;
+    }
+    api = api.withBaseUrl(m.api);
+  }
+  const answer = await api.send<{ node: string }>("POST", "/resync", { reason: values.reason ?? "", requested_by: requester(values) });
+  const refused = exitFor(answer, out, values.json);
+  if (refused !== undefined) return refused;
+  out(values.json ? JSON.stringify(answer.body) : `resync requested on ${answer.body.node}`);
+  return 0;
+}
+
+/**
+ * The authorized_keys line for the sync key: the forced command allows only a
+ * read-only rsync of this config's roots. The program defaults to this very
+ * installation's light entry point (node + dist/sync/serve-main.js).
+ */
+export async function authorizedKey(args: readonly string[], out: Out): Promise<number> {
+  const { values } = parse(args, { config: { type: "string" }, "public-key": { type: "string" }, program: { type: "string" }, from: { type: "string" } });
+  if (!values.config || !values["public-key"]) throw usage("sync authorized-key needs --config FILE and --public-key FILE");
+  const config = await loadConfigFile(values.config, { hostChecks: false });
+  if (!config.sync) throw usage(`${values.config} has no sync section`);
+  const publicKey = await readFile(values["public-key"], "utf8").catch((e: NodeJS.ErrnoException) => {
+    throw usage(`cannot read --public-key ${values["public-key"]}: ${e.code ?? e.message}`);
+  });
+  const serveMain = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "sync", "serve-main.js");
+  const program = values.program ? values.program.split(" ").filter(Boolean) : [process.execPath, path.resolve(serveMain)];
+  const from = values.from ? values.from.split(",").filter(Boolean) : [];
+  out(authorizedKeysLine(publicKey, { roots: config.sync.roots.map((r) => r.path), program, from }));
+  return 0;
+}

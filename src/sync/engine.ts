@@ -1,0 +1,600 @@
+// The sync engine (DESIGN.md §7): on the primary it watches the roots and
+// publishes {generation, digest} guarded by its term; on a standby it pulls
+// each new generation from the current primary, verifies and applies it, and
+// reports the generation it holds (the HA loop puts it in the member key,
+// where candidate ranking and the promotion gate read it).
+//
+// One worker runs passes one at a time; triggers that arrive meanwhile
+// coalesce into one more pass. Failures retry with exponential backoff, and a
+// newly published generation retries at once.
+import { createHash } from "node:crypto";
+import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
+import type { Coordinator, MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
+import type { CommandRunner } from "../platform/command.js";
+import type { Logger } from "../platform/logger.js";
+import { applyStaged, prepareStagingDir, type ApplySummary, type Owner } from "./apply.js";
+import { HashCache, buildManifest, manifestOf, type Manifest } from "./manifest.js";
+import type { SyncRoot } from "./paths.js";
+import { rescueDivergent, type RescueResult } from "./rescue.js";
+import { EMPTY_STATE, type HeldState, type SyncStateStore } from "./state.js";
+import type { PullRequest, PullResult } from "./transport.js";
+import { TreeWatcher, type ChangeCause, type WatchSourceFactory } from "./watch.js";
+
+export interface EngineRoot extends SyncRoot {
+  /** Refuse a staged tree with any file mode wider than this. */
+  readonly maxMode?: number;
+  /** Force this owner on everything applied. */
+  readonly owner?: Owner;
+  /** Validator argv run against the staged copy ({staged} substituted). */
+  readonly validate?: readonly string[];
+  /** Run after this root's changes went live (e.g. reload the daemon). */
+  readonly postSync?: readonly string[];
+}
+
+export interface SyncSettings {
+  readonly roots: readonly EngineRoot[];
+  readonly debounceMs: number;
+  readonly maxDelayMs: number;
+  readonly reconcileMs: number;
+  readonly validateTimeoutMs: number;
+  readonly postSyncTimeoutMs: number;
+  readonly retryMaxMs: number;
+  readonly maximumLagMs: number;
+}
+
+export interface Puller {
+  pull(req: PullRequest): Promise<PullResult>;
+  close(primary?: string): Promise<void>;
+}
+
+/** What the HA loop tells the engine after each cycle. */
+export interface SyncView {
+  readonly acting: "primary" | "standby";
+  /** Our term while acting primary. */
+  readonly term: number | null;
+  readonly leader: { readonly node: string; readonly term: number; readonly address: string | null } | null;
+  /** sync/generation as read this cycle; undefined when etcd could not be read (keep the last). */
+  readonly published: SyncGeneration | null | undefined;
+}
+
+export type SyncEvent =
+  | { readonly type: "published"; readonly generation: number; readonly files: number; readonly roots: readonly string[] }
+  | { readonly type: "applied"; readonly root: string; readonly generation: number; readonly pullMs: number; readonly applyMs: number; readonly summary: ApplySummary }
+  | { readonly type: "synced"; readonly generation: number }
+  | { readonly type: "failed"; readonly code: string; readonly message: string }
+  | { readonly type: "rescued"; readonly root: string; readonly result: RescueResult };
+
+export interface SyncStatus {
+  readonly node: string;
+  readonly role: "primary" | "standby";
+  readonly generation: number;
+  readonly published: { readonly generation: number; readonly digest: string; readonly source: string; readonly term: number; readonly publishedAt: string } | null;
+  readonly inSync: boolean;
+  readonly behindSince: string | null;
+  readonly lagMs: number | null;
+  readonly lastSuccessAt: string | null;
+  readonly lastError: { readonly code: string; readonly message: string; readonly at: string } | null;
+  readonly failures: number;
+  readonly waiting: string | null;
+  readonly roots: readonly { readonly name: string; readonly path: string; readonly digest: string | null; readonly files: number | null; readonly bytes: number | null }[];
+  readonly rescues: readonly { readonly root: string; readonly dir: string; readonly files: number; readonly at: string }[];
+}
+
+export interface SyncEngineDeps {
+  readonly node: string;
+  readonly settings: SyncSettings;
+  readonly store: SyncStateStore;
+  readonly coordinator: Pick<Coordinator, "publishGeneration">;
+  readonly puller: Puller;
+  readonly runner: CommandRunner;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Watch source for the primary's roots (chokidar unless a test injects one). */
+  readonly watch?: WatchSourceFactory;
+  /** The held generation or the status changed: the HA loop republishes the member key. */
+  readonly onProgress?: () => void;
+}
+
+const FIRST_RETRY_MS = 200;
+/** A digest mismatch usually means the primary changed files during the pull: a new generation is on its way. */
+const MISMATCH_RETRY_MS = 100;
+const RESCUES_KEPT = 10;
+
+/** Digest over every root's manifest digest, as published in sync/generation. */
+export function combinedDigest(roots: Readonly<Record<string, string>>): string {
+  const h = createHash("sha256").update("understudy-generation/1");
+  for (const name of Object.keys(roots).sort()) h.update(`\n${name}=${roots[name]}`);
+  return h.digest("hex");
+}
+
+export class SyncEngine {
+  private mode: "primary" | "standby" = "standby";
+  private primaryTerm: number | null = null;
+  private held: HeldState = EMPTY_STATE;
+  private readonly known = new Map<string, Manifest | undefined>();
+  /** Primary: the manifests of the live roots as last built. */
+  private readonly current = new Map<string, Manifest>();
+  private readonly cache = new HashCache();
+  private published: SyncGeneration | null = null;
+  private view: SyncView | null = null;
+  private watcher: TreeWatcher | undefined;
+  private readonly dirty = new Set<string>();
+  private fullPublish = false;
+  private readonly verifyPending = new Set<string>();
+  private readonly checksumNext = new Set<string>();
+  private verifyTimer: TimerHandle | undefined;
+  private retryTimer: TimerHandle | undefined;
+  private failures = 0;
+  private lastError: SyncStatus["lastError"] = null;
+  private lastSuccessAtMs: number | null = null;
+  private behindSinceMs: number | null = null;
+  private behindSinceWallMs: number | null = null;
+  private waiting: string | null = null;
+  private readonly rescues: { root: string; dir: string; files: number; at: string }[] = [];
+  private rescueCount = 0;
+  /** A post_sync failure of this pass: reported as the last error even though the pass succeeded. */
+  private passNote: SyncStatus["lastError"] = null;
+  private readonly listeners: ((e: SyncEvent) => void)[] = [];
+  private running = false;
+  private pending = false;
+  private passDone: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly roots: readonly EngineRoot[];
+  private readonly byPath: Map<string, EngineRoot>;
+
+  constructor(private readonly deps: SyncEngineDeps) {
+    this.roots = deps.settings.roots;
+    this.byPath = new Map(this.roots.map((r) => [r.path.replace(/\/+$/, ""), r]));
+  }
+
+  /** Load the held state; an untrusted state file counts as holding nothing (every root is verified and pulled). */
+  async start(): Promise<void> {
+    const { store, log } = this.deps;
+    await store.init();
+    try {
+      this.held = await store.loadHeld();
+    } catch (e) {
+      log.error({ err: describeError(e) }, "sync state unusable; treating every root as not synced");
+      this.held = EMPTY_STATE;
+    }
+    for (const r of this.roots) {
+      try {
+        this.known.set(r.name, await store.loadKnown(r.name));
+      } catch (e) {
+        log.error({ err: describeError(e), root: r.name }, "last known manifest unusable; local files that differ from the primary's will be rescued");
+        this.known.set(r.name, undefined);
+      }
+      this.verifyPending.add(r.name);
+    }
+    this.armVerify();
+  }
+
+  onEvent(listener: (e: SyncEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** The generation this node holds in full, for the member key. */
+  generation(): number {
+    return this.held.generation;
+  }
+
+  /** Since when (monotonic ms) this standby has been behind the published generation; null when it is not. */
+  behindSince(): number | null {
+    return this.behindSinceMs;
+  }
+
+  /** After each HA cycle: switch sides on a role change and chase the published generation. */
+  follow(view: SyncView): void {
+    if (this.closed) return;
+    const prevGeneration = this.published?.generation;
+    if (view.published !== undefined && !(this.mode === "primary" && view.published && this.published && view.published.generation < this.published.generation)) {
+      this.published = view.published;
+    }
+    this.view = view;
+    if (view.acting === "primary" && view.term !== null && (this.mode !== "primary" || this.primaryTerm !== view.term)) {
+      this.mode = "primary";
+      this.primaryTerm = view.term;
+      this.fullPublish = true;
+      this.deps.log.info({ term: view.term }, "sync: primary side: watching the roots and publishing generations");
+      this.kick();
+    } else if (view.acting === "standby" && this.mode === "primary") {
+      this.mode = "standby";
+      this.primaryTerm = null;
+      void this.stopWatcher();
+      // What this node edited but did not publish must be rescued before it pulls.
+      for (const r of this.roots) this.verifyPending.add(r.name);
+      this.deps.log.info("sync: standby side: following the primary's generations");
+      this.kick();
+    }
+    this.trackLag();
+    const newGeneration = this.published?.generation !== prevGeneration;
+    if (this.mode === "standby" && (newGeneration || (this.behindSinceMs !== null && this.retryTimer === undefined))) {
+      if (newGeneration) {
+        this.retryTimer?.cancel();
+        this.retryTimer = undefined;
+      }
+      this.kick();
+    }
+  }
+
+  /** Force a full resync: a standby re-pulls every root with checksums; a primary rebuilds and republishes. */
+  resync(): void {
+    if (this.mode === "primary") {
+      this.fullPublish = true;
+    } else {
+      this.held = { generation: 0, roots: {} };
+      for (const r of this.roots) {
+        this.verifyPending.add(r.name);
+        this.checksumNext.add(r.name);
+      }
+      this.trackLag();
+    }
+    this.retryTimer?.cancel();
+    this.retryTimer = undefined;
+    this.kick();
+  }
+
+  /** The part of status() every node publishes in its member key. */
+  memberSummary(): MemberSyncSummary {
+    const e = this.lastError;
+    return {
+      behindSince: this.behindSinceWallMs === null ? null : new Date(this.behindSinceWallMs).toISOString(),
+      lastSuccessAt: this.lastSuccessAtMs === null ? null : new Date(this.lastSuccessAtMs).toISOString(),
+      lastError: e ? e.message : null,
+      failures: this.failures,
+      rescues: this.rescueCount,
+      waiting: this.waiting,
+    };
+  }
+
+  /** The manifest of a root as this node knows it (primary: live; standby: last applied). */
+  manifest(root: string): Manifest | undefined {
+    return this.mode === "primary" ? (this.current.get(root) ?? this.known.get(root)) : this.known.get(root);
+  }
+
+  status(): SyncStatus {
+    const { clock, node } = this.deps;
+    const p = this.published;
+    const now = clock.monotonicMs();
+    return {
+      node,
+      role: this.mode,
+      generation: this.held.generation,
+      published: p ? { generation: p.generation, digest: p.digest, source: p.source, term: p.term, publishedAt: p.publishedAt } : null,
+      inSync: p === null ? this.held.generation === 0 : this.held.generation === p.generation,
+      behindSince: this.behindSinceWallMs === null ? null : new Date(this.behindSinceWallMs).toISOString(),
+      lagMs: this.behindSinceMs === null ? (p === null || this.held.generation === p.generation ? 0 : null) : Math.round(now - this.behindSinceMs),
+      lastSuccessAt: this.lastSuccessAtMs === null ? null : new Date(this.lastSuccessAtMs).toISOString(),
+      lastError: this.lastError,
+      failures: this.failures,
+      waiting: this.waiting,
+      roots: this.roots.map((r) => {
+        const m = this.manifest(r.name);
+        const files = m ? m.entries.filter((e) => e.type === "file") : null;
+        return { name: r.name, path: r.path, digest: m?.digest ?? null, files: files?.length ?? null, bytes: files ? files.reduce((n, e) => n + e.size, 0) : null };
+      }),
+      rescues: [...this.rescues],
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.verifyTimer?.cancel();
+    this.retryTimer?.cancel();
+    await this.stopWatcher();
+    await this.passDone.catch(() => undefined);
+    await this.deps.puller.close();
+  }
+
+  // ------------------------------------------------------------------ worker
+
+  private kick(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.pending = true;
+      return;
+    }
+    this.running = true;
+    this.passDone = this.runPasses();
+  }
+
+  private async runPasses(): Promise<void> {
+    try {
+      do {
+        this.pending = false;
+        await this.pass();
+      } while (this.pending && !this.closed);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async pass(): Promise<void> {
+    this.passNote = null;
+    try {
+      const done = this.mode === "primary" ? await this.primaryPass() : await this.standbyPass();
+      if (done) this.succeeded();
+    } catch (e) {
+      this.failed(e);
+    }
+  }
+
+  private succeeded(): void {
+    this.lastSuccessAtMs = this.deps.clock.wallMs();
+    if (this.failures > 0 || this.lastError) this.deps.log.info({ after_failures: this.failures }, "sync recovered");
+    this.failures = 0;
+    this.lastError = this.passNote;
+    this.retryTimer?.cancel();
+    this.retryTimer = undefined;
+  }
+
+  private failed(e: unknown): void {
+    const code = isUnderstudyError(e) ? e.code : "US_E_UNEXPECTED";
+    const message = describeError(e);
+    this.failures++;
+    this.lastError = { code, message, at: new Date(this.deps.clock.wallMs()).toISOString() };
+    const delay = code === "US_E_SYNC_DIGEST_MISMATCH" ? MISMATCH_RETRY_MS : Math.min(this.deps.settings.retryMaxMs, FIRST_RETRY_MS * 2 ** Math.min(this.failures - 1, 20));
+    this.deps.log.warn({ err: message, code, failures: this.failures, retry_in_ms: delay }, "sync failed; live files unchanged where the check failed");
+    this.emit({ type: "failed", code, message });
+    this.retryTimer?.cancel();
+    this.retryTimer = this.deps.clock.setTimer(delay, () => {
+      this.retryTimer = undefined;
+      this.kick();
+    });
+    this.deps.onProgress?.();
+  }
+
+  // ----------------------------------------------------------------- primary
+
+  private async startWatcher(): Promise<void> {
+    if (this.watcher || this.closed) return;
+    const { settings, clock, log } = this.deps;
+    const watcher = new TreeWatcher({
+      roots: this.roots.map((r) => r.path),
+      clock,
+      debounceMs: settings.debounceMs,
+      maxDelayMs: settings.maxDelayMs,
+      reconcileMs: settings.reconcileMs,
+      ...(this.deps.watch ? { source: this.deps.watch } : {}),
+      onChange: (changed: ReadonlySet<string>, cause: ChangeCause) => {
+        if (this.mode !== "primary") return;
+        for (const p of changed) {
+          const r = this.byPath.get(p.replace(/\/+$/, ""));
+          if (r) this.dirty.add(r.name);
+        }
+        if (cause === "reconcile") this.fullPublish = true;
+        this.kick();
+      },
+      onError: (e) => log.warn({ err: describeError(e) }, "sync watcher error; the periodic reconcile catches what it missed"),
+    });
+    this.watcher = watcher;
+    await watcher.start();
+  }
+
+  private async stopWatcher(): Promise<void> {
+    const w = this.watcher;
+    this.watcher = undefined;
+    this.dirty.clear();
+    await w?.close().catch(() => undefined);
+  }
+
+  /** Rebuild the changed manifests and publish a new generation if the tree changed. Returns true when done. */
+  private async primaryPass(): Promise<boolean> {
+    const term = this.primaryTerm;
+    if (term === null) return false;
+    if (!this.watcher) await this.startWatcher();
+    const { coordinator, store, clock, log, node } = this.deps;
+    const rebuild = this.roots.filter((r) => this.fullPublish || this.dirty.has(r.name) || !this.current.has(r.name));
+    const full = this.fullPublish;
+    this.fullPublish = false;
+    for (const r of rebuild) this.dirty.delete(r.name);
+    try {
+      for (const r of rebuild) this.current.set(r.name, await buildManifest(r, r.path, this.cache));
+    } catch (e) {
+      for (const r of rebuild) this.dirty.add(r.name);
+      this.fullPublish ||= full;
+      throw e;
+    }
+    const digests = Object.fromEntries(this.roots.map((r) => [r.name, this.current.get(r.name)!.digest]));
+    const digest = combinedDigest(digests);
+    const pub = this.published;
+    if (pub && pub.digest === digest && pub.term === term && pub.source === node) return true;
+    const generation = pub && pub.digest === digest ? pub.generation : Math.max(pub?.generation ?? 0, this.held.generation) + 1;
+    const files = this.roots.reduce((n, r) => n + this.current.get(r.name)!.entries.filter((e) => e.type === "file").length, 0);
+    const record: SyncGeneration = { generation, digest, roots: digests, files, source: node, term, publishedAt: new Date(clock.wallMs()).toISOString() };
+    if (!(await coordinator.publishGeneration(term, record))) {
+      log.warn({ term, generation }, "sync: generation not published: my term is no longer the leader's");
+      return false;
+    }
+    this.published = record;
+    // Only what was published counts as known: an edit made but not published is rescued if this node steps down.
+    for (const r of this.roots) {
+      const m = this.current.get(r.name)!;
+      if (this.known.get(r.name)?.digest !== m.digest) {
+        await store.saveKnown(r.name, m);
+        this.known.set(r.name, m);
+      }
+    }
+    this.held = { generation, roots: digests };
+    await store.saveHeld(this.held);
+    const changed = pub ? this.roots.filter((r) => pub.roots[r.name] !== digests[r.name]).map((r) => r.name) : this.roots.map((r) => r.name);
+    log.info({ generation, term, files, roots: changed }, pub?.digest === digest ? "sync: generation confirmed under my term" : "sync: published a new generation");
+    this.emit({ type: "published", generation, files, roots: changed });
+    this.deps.onProgress?.();
+    return true;
+  }
+
+  // ----------------------------------------------------------------- standby
+
+  private trackLag(): void {
+    const p = this.published;
+    const behind = this.mode === "standby" && p !== null && this.held.generation !== p.generation;
+    if (behind && this.behindSinceMs === null) {
+      this.behindSinceMs = this.deps.clock.monotonicMs();
+      this.behindSinceWallMs = this.deps.clock.wallMs();
+    } else if (!behind) {
+      this.behindSinceMs = null;
+      this.behindSinceWallMs = null;
+    }
+  }
+
+  private armVerify(): void {
+    if (this.closed) return;
+    this.verifyTimer = this.deps.clock.setTimer(this.deps.settings.reconcileMs, () => {
+      if (this.mode === "standby") {
+        for (const r of this.roots) this.verifyPending.add(r.name);
+        this.kick();
+      }
+      this.armVerify();
+    });
+  }
+
+  /** Local files that differ from what this node last published or applied are rescued, and the root is pulled again. */
+  private async verify(r: EngineRoot): Promise<void> {
+    const known = this.known.get(r.name);
+    if (known === undefined) {
+      // Never synced: rescue is decided against the staged copy, after the pull.
+      this.forget(r.name);
+      return;
+    }
+    const live = await buildManifest(r, r.path, this.cache).catch((e: unknown) => {
+      if (isUnderstudyError(e, "US_E_SYNC_UNREADABLE") && /ENOENT/.test(describeError(e))) return manifestOf(r.name, []);
+      throw e;
+    });
+    if (live.digest === known.digest) return;
+    await this.rescue(r, known);
+    this.forget(r.name);
+  }
+
+  private forget(root: string): void {
+    if (this.held.roots[root] === undefined) return;
+    const roots = { ...this.held.roots };
+    delete roots[root];
+    this.held = { generation: 0, roots };
+  }
+
+  private async rescue(r: EngineRoot, reference: Manifest | undefined): Promise<void> {
+    const { store, clock, log } = this.deps;
+    const result = await rescueDivergent({ root: r, lastKnown: reference, rescueBase: store.rescueBase, clock });
+    if (!result) return;
+    log.warn({ root: r.name, dir: result.dir, files: result.files, removed_since_known: result.removedSinceKnown }, "sync: rescued local files that differ from the last synced state");
+    this.rescueCount++;
+    this.rescues.push({ root: r.name, dir: result.dir, files: result.files.length, at: new Date(clock.wallMs()).toISOString() });
+    if (this.rescues.length > RESCUES_KEPT) this.rescues.shift();
+    this.emit({ type: "rescued", root: r.name, result });
+  }
+
+  /** Pull and apply whatever differs from the published generation. Returns true when in sync (or nothing to follow). */
+  private async standbyPass(): Promise<boolean> {
+    const { store, log, node } = this.deps;
+    for (const r of this.roots) {
+      if (!this.verifyPending.has(r.name)) continue;
+      await this.verify(r);
+      this.verifyPending.delete(r.name);
+    }
+    const pub = this.published;
+    const view = this.view;
+    const leader = view?.leader ?? null;
+    this.waiting = null;
+    if (!pub) return this.settle(true);
+    if (!leader || leader.node === node) return this.settle(this.wait("no primary to pull from"));
+    if (pub.source !== leader.node || pub.term !== leader.term) return this.settle(this.wait(`waiting for ${leader.node} to publish its files under term ${leader.term}`));
+    if (!leader.address) return this.settle(this.wait(`no address published for ${leader.node}`));
+    const names = this.roots.map((r) => r.name).sort();
+    const published = Object.keys(pub.roots).sort();
+    if (names.join(",") !== published.join(",")) {
+      throw new UnderstudyError("US_E_SYNC_ROOTS_MISMATCH", { primary: leader.node, published: published.join(", "), local: names.join(", ") });
+    }
+    for (const r of this.roots) {
+      const want = pub.roots[r.name]!;
+      if (this.held.roots[r.name] === want) continue;
+      await this.pullRoot(r, leader.address, want, pub.generation);
+      if (this.closed || this.mode !== "standby") return false;
+    }
+    if (this.held.generation !== pub.generation) {
+      this.held = { generation: pub.generation, roots: { ...pub.roots } };
+      await store.saveHeld(this.held);
+      log.info({ generation: pub.generation, source: pub.source }, "sync: in sync with the primary's generation");
+      this.emit({ type: "synced", generation: pub.generation });
+    }
+    this.trackLag();
+    this.deps.onProgress?.();
+    return this.settle(true);
+  }
+
+  private wait(why: string): boolean {
+    this.waiting = why;
+    return false;
+  }
+
+  private settle(done: boolean): boolean {
+    this.trackLag();
+    return done;
+  }
+
+  private async pullRoot(r: EngineRoot, address: string, want: string, generation: number): Promise<void> {
+    const { puller, store, runner, clock, settings, log } = this.deps;
+    const staging = await prepareStagingDir(r);
+    const checksum = this.checksumNext.has(r.name);
+    const t0 = clock.monotonicMs();
+    await puller.pull({ primary: address, root: r.path, staging, exclude: r.exclude, checksum, copyDest: r.path });
+    const t1 = clock.monotonicMs();
+    if (this.known.get(r.name) === undefined) {
+      // First sync of this root on this node: keep what differs from the incoming files.
+      const staged = await buildManifest(r, staging, this.cache);
+      const owner = r.owner;
+      await this.rescue(r, owner ? manifestOf(r.name, staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid }))) : staged);
+    }
+    let summary: ApplySummary;
+    try {
+      summary = await applyStaged({
+        root: r, stagedDir: staging, expected: { digest: want }, runner, cache: this.cache, validateTimeoutMs: settings.validateTimeoutMs,
+        ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
+        ...(r.owner ? { owner: r.owner } : {}),
+        ...(r.validate ? { validate: r.validate } : {}),
+      });
+    } catch (e) {
+      if (isUnderstudyError(e, "US_E_SYNC_DIGEST_MISMATCH")) this.checksumNext.add(r.name);
+      if (isUnderstudyError(e, "US_E_SYNC_APPLY_FAILED")) {
+        // Some files went live: what is live is no longer what we knew.
+        this.forget(r.name);
+        this.verifyPending.add(r.name);
+        this.known.set(r.name, undefined);
+      }
+      throw e;
+    }
+    this.checksumNext.delete(r.name);
+    await store.saveKnown(r.name, summary.manifest);
+    this.known.set(r.name, summary.manifest);
+    this.held = { generation: this.held.generation, roots: { ...this.held.roots, [r.name]: want } };
+    await store.saveHeld(this.held);
+    const applyMs = clock.monotonicMs() - t1;
+    const changes = summary.added.length + summary.changed.length + summary.removed.length;
+    log.info({ root: r.name, generation, added: summary.added.length, changed: summary.changed.length, removed: summary.removed.length, bytes: summary.bytes, pull_ms: Math.round(t1 - t0), apply_ms: Math.round(applyMs), notes: summary.notes }, "sync: applied");
+    this.emit({ type: "applied", root: r.name, generation, pullMs: t1 - t0, applyMs, summary });
+    if (changes > 0 && r.postSync) {
+      const env = { UNDERSTUDY_SYNC_ROOT: r.name, UNDERSTUDY_SYNC_PATH: r.path, UNDERSTUDY_GENERATION: String(generation) };
+      const problem = await runner.run(r.postSync, { timeoutMs: settings.postSyncTimeoutMs, env }).then(
+        (res) => (res.code === 0 ? null : `exit ${res.code ?? res.signal}: ${res.stderr.trim().slice(-300)}`),
+        (e: unknown) => describeError(e),
+      );
+      if (problem !== null) {
+        const err = new UnderstudyError("US_E_SYNC_POST_SYNC_FAILED", { root: r.name, program: r.postSync[0], problem });
+        log.warn({ err: err.message }, "sync: post_sync failed; the new files stay live");
+        this.passNote = { code: err.code, message: err.message, at: new Date(clock.wallMs()).toISOString() };
+        this.emit({ type: "failed", code: err.code, message: err.message });
+      }
+    }
+  }
+
+  private emit(e: SyncEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.deps.log.warn({ err: describeError(err) }, "sync event listener threw");
+      }
+    }
+  }
+}

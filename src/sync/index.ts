@@ -1,0 +1,81 @@
+// Builds the sync engine from the `sync` section of the config (composition
+// helper for agent.ts). Everything here runs before the agent starts anything:
+// a bad setting (unsafe path, unknown owner) stops the agent with a coded
+// error and nothing changed.
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import type { Config } from "../config/load.js";
+import type { Coordinator } from "../coordinator/port.js";
+import type { Clock } from "../platform/clock.js";
+import type { CommandRunner } from "../platform/command.js";
+import type { Logger } from "../platform/logger.js";
+import { SyncEngine, type EngineRoot, type SyncSettings } from "./engine.js";
+import { resolveOwner } from "./owner.js";
+import { checkSyncRoot } from "./paths.js";
+import { SyncStateStore } from "./state.js";
+import { RsyncPuller, checkControlDir } from "./transport.js";
+
+export { SyncEngine, type SyncEvent, type SyncStatus } from "./engine.js";
+
+export interface SyncDeps {
+  readonly coordinator: Pick<Coordinator, "publishGeneration">;
+  readonly runner: CommandRunner;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly onProgress: () => void;
+}
+
+export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<SyncEngine | undefined> {
+  const s = config.sync;
+  if (!s) return undefined;
+  const roots: EngineRoot[] = [];
+  for (const r of s.roots) {
+    const root: EngineRoot = {
+      name: r.name,
+      path: path.resolve(r.path),
+      include: r.include,
+      exclude: r.exclude,
+      maxFileBytes: r.max_file_size,
+      ...(r.max_mode !== undefined ? { maxMode: r.max_mode } : {}),
+      ...(r.owner !== undefined ? { owner: await resolveOwner(r.name, r.owner) } : {}),
+      ...(r.validate ? { validate: r.validate } : {}),
+      ...(r.post_sync ? { postSync: r.post_sync } : {}),
+    };
+    checkSyncRoot(root);
+    roots.push(root);
+  }
+  // ControlMaster sockets: short path (sun_path is 108 bytes), private directory.
+  const controlDir = path.join(config.state_dir, "cm");
+  await mkdir(controlDir, { recursive: true, mode: 0o700 });
+  await checkControlDir(controlDir);
+  const puller = new RsyncPuller({
+    runner: deps.runner,
+    clock: deps.clock,
+    ssh: { user: s.ssh.user, key: s.ssh.key, knownHosts: s.ssh.known_hosts, port: s.ssh.port, stateDir: controlDir, connectTimeoutS: s.ssh.connect_timeout / 1000 },
+    rsyncPath: s.rsync_path,
+    timeoutMs: s.pull_timeout,
+    // Quick check (size + mtime to the nanosecond) by default; a digest mismatch re-pulls that root with --checksum.
+    checksum: false,
+  });
+  const settings: SyncSettings = {
+    roots,
+    debounceMs: s.debounce,
+    maxDelayMs: s.max_delay,
+    reconcileMs: s.reconcile_interval,
+    validateTimeoutMs: s.validate_timeout,
+    postSyncTimeoutMs: s.post_sync_timeout,
+    retryMaxMs: s.retry_max,
+    maximumLagMs: s.maximum_lag_on_failover,
+  };
+  return new SyncEngine({
+    node: config.node.name,
+    settings,
+    store: new SyncStateStore(config.state_dir),
+    coordinator: deps.coordinator,
+    puller,
+    runner: deps.runner,
+    clock: deps.clock,
+    log: deps.log,
+    onProgress: deps.onProgress,
+  });
+}
