@@ -10,7 +10,7 @@ import { silentLogger } from "../platform/logger.js";
 import { VERSION } from "../version.js";
 import { renderStatus } from "./status.js";
 import { ban, history, move, simple } from "./control.js";
-import { authorizedKey, resync, syncStatus } from "./sync.js";
+import { authorizedKey, resync, rsyncdConf, syncStatus } from "./sync.js";
 
 const USAGE = `understudy ${VERSION}: high availability for file-transfer servers
 
@@ -33,9 +33,9 @@ token from --token-file, UNDERSTUDY_API_TOKEN, or the config's api.token_file):
   understudy sync status                    per node: sync generation, lag, last success, last error
   understudy resync [--node NODE]           re-pull every sync root (standby) or republish (primary)
   All take --json. --requested-by NAME is recorded in history (default user@host).
-  understudy sync authorized-key --config FILE --public-key FILE [--from ADDR,...] [--program "PATH ARGS"]
-                                            print the sync key's authorized_keys line (forced read-only rsync)
-  understudy sync-serve ROOT...             that forced command (sshd runs it; not for people)
+  understudy sync authorized-key --config FILE --public-key FILE [--from ADDR,...]
+                                            print the sync key's authorized_keys line (forced read-only rsync daemon)
+  understudy sync rsyncd-conf --config FILE print the rsync daemon config the agent writes to sync.serve_config
   understudy --version
 
 Exit codes: 0 success, 1 runtime failure (etcd or API unreachable, timed out), 2 invalid usage
@@ -65,12 +65,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     case "sync":
       if (rest[0] === "status") return syncStatus(rest.slice(1), print);
       if (rest[0] === "authorized-key") return authorizedKey(rest.slice(1), print);
+      if (rest[0] === "rsyncd-conf") return rsyncdConf(rest.slice(1), print);
       throw usage(`unknown sync subcommand ${JSON.stringify(rest[0] ?? "")}`);
-    case "sync-serve": {
-      // The forced command of the sync key; understudy-sync-serve (dist/sync/serve-main.js) starts faster.
-      const { runSyncServe } = await import("../sync/serve-main.js");
-      return runSyncServe(rest, { env: process.env, stderr: process.stderr });
-    }
+
     case "config":
       if (rest[0] === "check") return configCheck(rest.slice(1));
       throw usage(`unknown config subcommand ${JSON.stringify(rest[0] ?? "")}`);

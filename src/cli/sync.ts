@@ -1,12 +1,10 @@
 // `understudy sync status | resync | authorized-key`: file sync as operators
 // see it, through a node's REST API (authorized-key reads the config only).
 import { readFile } from "node:fs/promises";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { loadConfigFile } from "../config/load.js";
 import type { ClusterSnapshot, MemberRecord } from "../coordinator/port.js";
 import { UnderstudyError } from "../errors/catalogue.js";
-import { authorizedKeysLine } from "../sync/serve.js";
+import { authorizedKeysLine, renderRsyncdConf } from "../sync/rsyncd.js";
 import { COMMON, client, exitFor, parse, requester, type Out } from "./control.js";
 
 function usage(problem: string): UnderstudyError {
@@ -68,21 +66,29 @@ export async function resync(args: readonly string[], out: Out): Promise<number>
 }
 
 /**
- * The authorized_keys line for the sync key: the forced command allows only a
- * read-only rsync of this config's roots. The program defaults to this very
- * installation's light entry point (node + dist/sync/serve-main.js).
+ * The authorized_keys line for the sync key: the forced command is rsync's
+ * daemon with the config the agent writes to sync.serve_config, which serves
+ * this node's roots read-only.
  */
 export async function authorizedKey(args: readonly string[], out: Out): Promise<number> {
-  const { values } = parse(args, { config: { type: "string" }, "public-key": { type: "string" }, program: { type: "string" }, from: { type: "string" } });
+  const { values } = parse(args, { config: { type: "string" }, "public-key": { type: "string" }, from: { type: "string" } });
   if (!values.config || !values["public-key"]) throw usage("sync authorized-key needs --config FILE and --public-key FILE");
   const config = await loadConfigFile(values.config, { hostChecks: false });
   if (!config.sync) throw usage(`${values.config} has no sync section`);
   const publicKey = await readFile(values["public-key"], "utf8").catch((e: NodeJS.ErrnoException) => {
     throw usage(`cannot read --public-key ${values["public-key"]}: ${e.code ?? e.message}`);
   });
-  const serveMain = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "sync", "serve-main.js");
-  const program = values.program ? values.program.split(" ").filter(Boolean) : [process.execPath, path.resolve(serveMain)];
   const from = values.from ? values.from.split(",").filter(Boolean) : [];
-  out(authorizedKeysLine(publicKey, { roots: config.sync.roots.map((r) => r.path), program, from }));
+  out(authorizedKeysLine(publicKey, { config: config.sync.serve_config, rsyncPath: config.sync.rsync_path, from }));
+  return 0;
+}
+
+/** The rsync daemon config for this node's roots (what the agent writes to sync.serve_config at start). */
+export async function rsyncdConf(args: readonly string[], out: Out): Promise<number> {
+  const { values } = parse(args, { config: { type: "string" } });
+  if (!values.config) throw usage("sync rsyncd-conf needs --config FILE");
+  const config = await loadConfigFile(values.config, { hostChecks: false });
+  if (!config.sync) throw usage(`${values.config} has no sync section`);
+  out(renderRsyncdConf(config.sync.roots).trimEnd());
   return 0;
 }

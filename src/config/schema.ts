@@ -185,6 +185,8 @@ const syncSection = z
     retry_max: duration.refine((ms) => ms >= 100, "must be at least 100ms").prefault("30s"),
     maximum_lag_on_failover: duration.prefault("1m"),
     rsync_path: absolutePath.default("/usr/bin/rsync"),
+    /** The rsync daemon config the agent writes at start; the sync key's forced command reads it. */
+    serve_config: absolutePath.default("/etc/understudy/sync-rsyncd.conf"),
   })
   .strict()
   .superRefine((s, ctx) => {

@@ -33,7 +33,6 @@ export const ERROR_CATALOGUE = {
   US_E_API_TOKEN: { message: "cannot use API credential file {file}: {cause}", transient: false },
   US_E_SYNC_CONFIG: { message: "sync transport setting {setting}: {problem} (got {value})", transient: false },
   US_E_SYNC_PULL_FAILED: { message: "pulling {root} from {primary} failed: rsync exit {code} ({meaning}): {stderr}", transient: true },
-  US_E_SYNC_SERVE_REFUSED: { message: "sync-serve refused the requested command: {why}", transient: false },
   US_E_SYNC_WATCH: { message: "watching sync roots failed: {cause}", transient: true },
   US_E_SYNC_ROOT_INVALID: { message: "sync root {name}: {problem}", transient: false },
   US_E_SYNC_UNSAFE_PATH: { message: "sync root {root}: unsafe path {path}: {problem}", transient: false },

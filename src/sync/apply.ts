@@ -38,6 +38,12 @@ export interface ApplyOptions {
   readonly runner?: CommandRunner;
   /** Reuse hashes of unchanged files across applies (staged and live trees). */
   readonly cache?: HashCache;
+  /**
+   * Called after every check passed and before the first live change, with
+   * the tree about to go live (owner applied): e.g. rescue local files that
+   * differ from it. A throw aborts the apply with nothing changed by it.
+   */
+  readonly beforeApply?: (target: Manifest) => Promise<void>;
 }
 
 /** Path lists are relative and sorted; `removed` leaves out directories kept (see notes). */
@@ -86,6 +92,7 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
 
   const owner = opts.owner;
   const target = owner ? manifestOf(root.name, staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid })), staged.skipped) : staged;
+  if (opts.beforeApply) await opts.beforeApply(target);
   const live = liveExists ? await buildManifest(root, root.path, opts.cache) : manifestOf(root.name, []);
   const diff = diffManifests(live, target);
   const run = new ApplyRun(root, path.resolve(stagedDir));

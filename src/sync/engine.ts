@@ -188,7 +188,9 @@ export class SyncEngine {
   follow(view: SyncView): void {
     if (this.closed) return;
     const prevGeneration = this.published?.generation;
-    if (view.published !== undefined && !(this.mode === "primary" && view.published && this.published && view.published.generation < this.published.generation)) {
+    // A primary keeps its own newer record over a snapshot read before its publish landed.
+    const stale = this.mode === "primary" && this.published !== null && (view.published === null || (view.published !== undefined && view.published.generation < this.published.generation));
+    if (view.published !== undefined && !stale) {
       this.published = view.published;
     }
     this.view = view;
@@ -330,6 +332,7 @@ export class SyncEngine {
   }
 
   private failed(e: unknown): void {
+    if (this.closed) return;
     const code = isUnderstudyError(e) ? e.code : "US_E_UNEXPECTED";
     const message = describeError(e);
     this.failures++;
@@ -478,6 +481,10 @@ export class SyncEngine {
     const { store, clock, log } = this.deps;
     const result = await rescueDivergent({ root: r, lastKnown: reference, rescueBase: store.rescueBase, clock });
     if (!result) return;
+    if (result.files.length === 0) {
+      log.info({ root: r.name, removed_since_known: result.removedSinceKnown }, "sync: files removed locally since the last sync; nothing to rescue");
+      return;
+    }
     log.warn({ root: r.name, dir: result.dir, files: result.files, removed_since_known: result.removedSinceKnown }, "sync: rescued local files that differ from the last synced state");
     this.rescueCount++;
     this.rescues.push({ root: r.name, dir: result.dir, files: result.files.length, at: new Date(clock.wallMs()).toISOString() });
@@ -538,18 +545,17 @@ export class SyncEngine {
     const staging = await prepareStagingDir(r);
     const checksum = this.checksumNext.has(r.name);
     const t0 = clock.monotonicMs();
-    await puller.pull({ primary: address, root: r.path, staging, exclude: r.exclude, checksum, copyDest: r.path });
+    // The root by name: each node's rsync daemon maps it to that node's own path.
+    await puller.pull({ primary: address, root: r.name, staging, exclude: r.exclude, checksum, copyDest: r.path });
     const t1 = clock.monotonicMs();
-    if (this.known.get(r.name) === undefined) {
-      // First sync of this root on this node: keep what differs from the incoming files.
-      const staged = await buildManifest(r, staging, this.cache);
-      const owner = r.owner;
-      await this.rescue(r, owner ? manifestOf(r.name, staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid }))) : staged);
-    }
+    // First sync of this root on this node: keep what differs from the incoming files,
+    // once they passed every check (a refused tree must not move anything aside).
+    const firstSync = this.known.get(r.name) === undefined;
     let summary: ApplySummary;
     try {
       summary = await applyStaged({
         root: r, stagedDir: staging, expected: { digest: want }, runner, cache: this.cache, validateTimeoutMs: settings.validateTimeoutMs,
+        ...(firstSync ? { beforeApply: (target: Manifest) => this.rescue(r, target) } : {}),
         ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
         ...(r.owner ? { owner: r.owner } : {}),
         ...(r.validate ? { validate: r.validate } : {}),

@@ -2,7 +2,8 @@
 // helper for agent.ts). Everything here runs before the agent starts anything:
 // a bad setting (unsafe path, unknown owner) stops the agent with a coded
 // error and nothing changed.
-import { mkdir } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Config } from "../config/load.js";
 import type { Coordinator } from "../coordinator/port.js";
@@ -11,9 +12,12 @@ import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { SyncEngine, type EngineRoot, type SyncSettings } from "./engine.js";
 import { resolveOwner } from "./owner.js";
+import { writeFileAtomic } from "./durable.js";
 import { checkSyncRoot } from "./paths.js";
+import { renderRsyncdConf } from "./rsyncd.js";
 import { SyncStateStore } from "./state.js";
 import { RsyncPuller, checkControlDir } from "./transport.js";
+import { MAX_CONTROL_DIR_CHARS } from "./transport-ssh.js";
 
 export { SyncEngine, type SyncEvent, type SyncStatus } from "./engine.js";
 
@@ -44,9 +48,15 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
     checkSyncRoot(root);
     roots.push(root);
   }
-  // ControlMaster sockets: short path (sun_path is 108 bytes), private directory.
-  const controlDir = path.join(config.state_dir, "cm");
-  await mkdir(controlDir, { recursive: true, mode: 0o700 });
+  // ControlMaster sockets: a private directory with a short path (sun_path is 108 bytes);
+  // a long state_dir falls back to a fresh 0700 directory under the temp dir.
+  let controlDir = path.join(config.state_dir, "cm");
+  if (controlDir.length <= MAX_CONTROL_DIR_CHARS) {
+    await mkdir(controlDir, { recursive: true, mode: 0o700 });
+  } else {
+    controlDir = await mkdtemp(path.join(tmpdir(), "understudy-cm-"));
+    deps.log.info({ control_dir: controlDir, state_dir: config.state_dir }, "state_dir is too long for SSH control sockets; using a private temp directory");
+  }
   await checkControlDir(controlDir);
   const puller = new RsyncPuller({
     runner: deps.runner,
@@ -57,6 +67,14 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
     // Quick check (size + mtime to the nanosecond) by default; a digest mismatch re-pulls that root with --checksum.
     checksum: false,
   });
+  // The daemon config the sync key's forced command reads: rewritten at every start, so it follows sync.roots.
+  const conf = renderRsyncdConf(roots);
+  const current = await readFile(s.serve_config, "utf8").catch(() => null);
+  if (current !== conf) {
+    await mkdir(path.dirname(s.serve_config), { recursive: true, mode: 0o755 });
+    await writeFileAtomic(s.serve_config, conf, 0o644);
+    deps.log.info({ file: s.serve_config, roots: roots.map((r) => r.name) }, "wrote the rsync daemon config for the sync key");
+  }
   const settings: SyncSettings = {
     roots,
     debounceMs: s.debounce,

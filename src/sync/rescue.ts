@@ -20,7 +20,7 @@ export interface RescueOptions {
 }
 
 export interface RescueResult {
-  /** <rescueBase>/<timestamp>/<root name>; a record of the rescue sits beside it as <root name>.json. */
+  /** <rescueBase>/<timestamp>/<root name>; a record of the rescue sits beside it as <root name>.json. Empty when no file had to be moved. */
   readonly dir: string;
   /** Relative paths moved into `dir`: files and links added or changed since lastKnown. */
   readonly files: string[];
@@ -47,6 +47,8 @@ export async function rescueDivergent(opts: RescueOptions): Promise<RescueResult
   const files = [...diff.added, ...diff.changed].filter((p) => liveByPath.get(p)!.type !== "dir").sort(compare);
   const removedSinceKnown = diff.removed;
   if (files.length === 0 && removedSinceKnown.length === 0) return null;
+  // Nothing to keep: report the removals, but make no folder (a standby that cannot pull yet verifies again and again).
+  if (files.length === 0) return { dir: "", files, removedSinceKnown };
 
   const at = new Date(clock.wallMs()).toISOString();
   const stamp = at.replaceAll(":", "-"); // ':' is awkward in file names (scp, Windows shares, some tools)

@@ -47,7 +47,7 @@ export class SyncStateStore {
     }
     try {
       const v = JSON.parse(text) as Partial<HeldState>;
-      const rootsOk = typeof v.roots === "object" && v.roots !== null && Object.values(v.roots).every((d) => typeof d === "string");
+      const rootsOk = typeof v.roots === "object" && v.roots !== null && !Array.isArray(v.roots) && Object.values(v.roots).every((d) => typeof d === "string");
       if (!Number.isSafeInteger(v.generation) || (v.generation as number) < 0 || !rootsOk) throw new Error("needs a generation and per-root digests");
       return { generation: v.generation as number, roots: { ...(v.roots as Record<string, string>) } };
     } catch (e) {

@@ -44,7 +44,7 @@ export interface SshTransport {
 }
 
 /** sun_path is 108 bytes with the NUL; ssh binds `<ControlPath>.<16 random chars>` first. */
-const MAX_STATE_DIR = 107 - "/ssh-".length - 40 - 17;
+export const MAX_CONTROL_DIR_CHARS = 107 - "/ssh-".length - 40 - 17;
 
 function positiveInt(setting: string, value: number, max: number): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
@@ -55,10 +55,10 @@ function positiveInt(setting: string, value: number, max: number): number {
 
 export function validateSshTransport(s: SshTransportSettings): SshTransport {
   const stateDir = safeAbsolutePath("sync.ssh.state_dir", s.stateDir);
-  if (stateDir.length > MAX_STATE_DIR) {
+  if (stateDir.length > MAX_CONTROL_DIR_CHARS) {
     throw new UnderstudyError("US_E_SYNC_CONFIG", {
       setting: "sync.ssh.state_dir",
-      problem: `must be at most ${MAX_STATE_DIR} characters so the SSH control socket path fits`,
+      problem: `must be at most ${MAX_CONTROL_DIR_CHARS} characters so the SSH control socket path fits`,
       value: JSON.stringify(s.stateDir),
     });
   }

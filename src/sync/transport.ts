@@ -6,7 +6,8 @@ import { UnderstudyError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 import { sshArgv, sshExitMasterArgv, validateSshTransport, type SshTransport, type SshTransportSettings } from "./transport-ssh.js";
-import { safeAbsolutePath, safeRoot } from "./transport-values.js";
+import { checkModule } from "./rsyncd.js";
+import { safeAbsolutePath } from "./transport-values.js";
 
 export { checkControlDir, type SshTransportSettings } from "./transport-ssh.js";
 
@@ -29,7 +30,7 @@ export interface RsyncPullerOptions {
 export interface PullRequest {
   /** The primary's address as published in etcd. */
   readonly primary: string;
-  /** Absolute path of the sync root on the primary. */
+  /** The sync root's name: the rsync module the primary's daemon serves it as (rsyncd.ts). */
   readonly root: string;
   /** Local staging directory; receives the root's contents (not the root directory itself). */
   readonly staging: string;
@@ -59,7 +60,6 @@ export interface PullResult {
   readonly durationMs: number;
 }
 
-// Here, not in transport-values.ts: node:net costs sync-serve (which needs none of it) ~8 ms per pull.
 const SAFE_HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})$/;
 
 /**
@@ -83,10 +83,10 @@ const RSYNC_EXIT: Readonly<Record<number, string>> = {
   2: "protocol incompatibility",
   3: "errors selecting input/output files or directories",
   4: "requested action not supported",
-  5: "error starting client-server protocol",
+  5: "error starting client-server protocol: ssh failed (unreachable, host key not pinned or changed, key refused) or the primary's rsync daemon refused",
   10: "error in socket I/O",
   11: "error in file I/O",
-  12: "protocol data stream broken (refused by the primary's sync-serve?)",
+  12: "protocol data stream broken (the primary's rsync daemon refused the request?)",
   13: "errors with program diagnostics",
   14: "error in IPC code",
   20: "received SIGUSR1 or SIGINT",
@@ -158,7 +158,7 @@ export class RsyncPuller {
   /** The exact rsync argv a pull runs. Throws US_E_SYNC_CONFIG for an unsafe primary, root or staging path. */
   argv(req: PullRequest): string[] {
     const host = safeHost("primary address", req.primary);
-    const root = safeRoot("sync.roots", req.root);
+    const module = checkModule("sync.roots[].name", req.root);
     const staging = safeAbsolutePath("sync staging directory", req.staging);
     return [
       this.rsyncPath,
@@ -176,8 +176,9 @@ export class RsyncPuller {
       `--timeout=${Math.max(1, Math.ceil(this.timeoutMs / 1000))}`,
       "-e", sshArgv(this.ssh).join(" "),
       "--",
+      // host::module over ssh: the primary's forced command is rsync's daemon (rsyncd.ts).
       // Trailing slashes: the root's contents land directly in staging.
-      `${this.ssh.user}@${rsyncHost(host)}:${root}/`,
+      `${this.ssh.user}@${rsyncHost(host)}::${module}/`,
       `${staging}/`,
     ];
   }
@@ -205,9 +206,7 @@ export class RsyncPuller {
     const started = this.clock.monotonicMs();
     let r: CommandResult;
     try {
-      // RSYNC_PROTECT_ARGS=0: with secluded args the path would travel inside
-      // the protocol, where the primary's sync-serve cannot check it, so it refuses them.
-      r = await this.runner.run(argv, { timeoutMs: this.timeoutMs, env: { RSYNC_PROTECT_ARGS: "0" } });
+      r = await this.runner.run(argv, { timeoutMs: this.timeoutMs });
     } catch (e) {
       const timeout = isUnderstudyError(e, "US_E_COMMAND_TIMEOUT");
       throw new UnderstudyError(

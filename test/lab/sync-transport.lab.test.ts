@@ -1,19 +1,19 @@
 /**
  * The real sync transport end to end: n1 is the "primary" (lab sshd, the sync
- * key installed with the bundled sync-serve forced command); the real
+ * key forced to rsync's daemon with the rendered read-only config); the real
  * RsyncPuller runs inside n2's namespace and pulls n1's roots. Checks content,
  * modes, owners, symlinks, chmod-only and same-size edits, deletions, the
  * forced command's refusals, host key pinning, and measures pull latency with
  * and without ControlMaster. Needs root (ip netns).
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isUnderstudyError } from '../../src/errors/catalogue.js';
 import { SystemClock } from '../../src/platform/clock.js';
 import { SpawnCommandRunner } from '../../src/platform/command.js';
-import { authorizedKeysLine } from '../../src/sync/serve.js';
+import { authorizedKeysLine, renderRsyncdConf } from '../../src/sync/rsyncd.js';
 import { RsyncPuller, checkControlDir, type RsyncPullerOptions, type SshTransportSettings } from '../../src/sync/transport.js';
 import { Lab, runOk } from './harness/index.js';
 import { NetnsCommandRunner, percentile, setupSyncLab, snapshotTree, writeFixtureTree, type SyncLab } from './harness/sync.js';
@@ -25,8 +25,9 @@ test('sync transport: rsync over ssh to a forced sync-serve, modes, deletions, r
   const pullers: RsyncPuller[] = [];
   let sync: SyncLab | undefined;
   try {
-    sync = await setupSyncLab(lab, n1, n2, (publicKey, roots, program) => authorizedKeysLine(publicKey, { roots, program }));
+    sync = await setupSyncLab(lab, n1, n2, { authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }), rsyncdConf: renderRsyncdConf });
     const [root, root2] = sync.roots as [string, string];
+    const [mod, mod2] = sync.names as [string, string];
     const [staging, staging2] = sync.staging as [string, string];
     const stateDir = sync.stateDir;
     await checkControlDir(stateDir);
@@ -40,10 +41,10 @@ test('sync transport: rsync over ssh to a forced sync-serve, modes, deletions, r
     };
     const puller = make();
     const sshE = (p: RsyncPuller) => {
-      const argv = p.argv({ primary: n1.address, root, staging });
+      const argv = p.argv({ primary: n1.address, root: mod, staging });
       return argv[argv.indexOf('-e') + 1]!;
     };
-    const pull = (p = puller, r = root, s = staging) => p.pull({ primary: n1.address, root: r, staging: s });
+    const pull = (p = puller, r = mod, s = staging) => p.pull({ primary: n1.address, root: r, staging: s });
     t.diagnostic(`prefix ${lab.prefix}; authorized_keys: ${sync.authorizedKeysLine.replace(/ ssh-ed25519 .*/, ' ssh-ed25519 ...')}`);
     // SHLVL=1 makes the session's bash a nested shell, so it skips ~/.bashrc: root's
     // (pyenv init) costs ~200 ms per session here, which a production sync user
@@ -59,7 +60,7 @@ test('sync transport: rsync over ssh to a forced sync-serve, modes, deletions, r
       assert.equal(statSync(join(staging, 'ssh_host_ed25519_key')).mode & 0o777, 0o600);
       assert.equal(statSync(join(staging, 'hooks', 'post-sync.sh')).mode & 0o777, 0o755);
       // A second root through the same master connection, with an exclude.
-      await puller.pull({ primary: n1.address, root: root2, staging: staging2, exclude: ['*.db'] });
+      await puller.pull({ primary: n1.address, root: mod2, staging: staging2, exclude: ['*.db'] });
       const want = snapshotTree(root2);
       delete want['sftpgo.db'];
       assert.deepEqual(snapshotTree(staging2), want);
@@ -96,29 +97,38 @@ test('sync transport: rsync over ssh to a forced sync-serve, modes, deletions, r
       assert.deepEqual(snapshotTree(staging), snapshotTree(root));
     });
 
-    await t.test('sync-serve refuses a path outside the roots, a push, and a shell command', async () => {
-      await assert.rejects(pull(puller, join(n1.dir, 'roots')), (e: unknown) => {
+    await t.test('the rsync daemon refuses an unknown module, a push, link-following, and runs no other command', async () => {
+      await assert.rejects(pull(puller, 'etc'), (e: unknown) => {
         assert.ok(isUnderstudyError(e, 'US_E_SYNC_PULL_FAILED'), String(e));
-        assert.equal(e.details.code, 12);
-        assert.match(String(e.details.stderr), /US_E_SYNC_SERVE_REFUSED.*not one of the sync roots/);
+        assert.match(String(e.details.stderr), /Unknown module 'etc'/);
         return true;
       });
-      await assert.rejects(pull(puller, '/etc'), /US_E_SYNC_SERVE_REFUSED/);
+      const e = sshE(puller);
       const local = join(n2.dir, 'push-src');
       mkdirSync(local, { recursive: true });
       writeFileSync(join(local, 'planted'), 'x');
-      const e = sshE(puller);
-      const push = await lab.exec(n2, ['rsync', '-a', '-e', e, '--', `${local}/`, `root@${n1.address}:${root}/`], { timeoutMs: 10_000 });
+      const push = await lab.exec(n2, ['rsync', '-a', '-e', e, '--', `${local}/`, `root@${n1.address}::${mod}/`], { timeoutMs: 10_000 });
       assert.notEqual(push.code, 0);
-      assert.match(push.stderr, /read-only/);
+      assert.match(push.stderr, /read only/);
       assert.equal(existsSync(join(root, 'planted')), false, 'nothing was written on the primary');
+      // A link pointing out of the root: sent as a link; following it (-L) is refused.
+      symlinkSync('/etc/hostname', join(root, 'outside'));
+      try {
+        const follow = await lab.exec(n2, ['rsync', '-aL', '-e', e, '--', `root@${n1.address}::${mod}/outside`, join(n2.dir, 'followed')], { timeoutMs: 10_000 });
+        assert.notEqual(follow.code, 0, 'copy-links is refused');
+        assert.equal(existsSync(join(n2.dir, 'followed')), false);
+        const climb = await lab.exec(n2, ['rsync', '-a', '-e', e, '--', `root@${n1.address}::${mod}/../../`, join(n2.dir, 'climbed/')], { timeoutMs: 10_000 });
+        assert.equal(existsSync(join(n2.dir, 'climbed', 'roots')), false, 'no path climbs out of the module');
+        assert.ok(climb.code !== 0 || !existsSync(join(n2.dir, 'climbed', 'root2')), climb.stderr);
+      } finally {
+        rmSync(join(root, 'outside'));
+      }
       const shell = await lab.exec(n2, [...e.split(' '), '-l', 'root', n1.address, 'cat', '/etc/hostname'], { timeoutMs: 10_000 });
-      assert.notEqual(shell.code, 0);
-      assert.equal(shell.stdout, '');
-      assert.match(shell.stderr, /not an rsync server command/);
+      assert.doesNotMatch(shell.stdout, new RegExp(readFileSync('/etc/hostname', 'utf8').trim() || 'no-hostname'));
+      assert.match(shell.stdout, /^@RSYNCD:/, 'the forced command answered, not a shell');
     });
 
-    await t.test('host key pinning: a wrong or empty known_hosts is refused (exit 255)', async () => {
+    await t.test('host key pinning: a wrong or empty known_hosts is refused', async () => {
       const otherKey = join(lab.dir, 'sync', 'other_host_key');
       await runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', otherKey]);
       const wrong = join(lab.dir, 'sync', 'known_hosts_wrong');
@@ -130,7 +140,8 @@ test('sync transport: rsync over ssh to a forced sync-serve, modes, deletions, r
         const p = make({ ssh: { ...ssh, knownHosts: file, controlMaster: false } });
         await assert.rejects(pull(p), (err: unknown) => {
           assert.ok(isUnderstudyError(err, 'US_E_SYNC_PULL_FAILED'), `${name}: ${String(err)}`);
-          assert.equal(err.details.code, 255, name);
+          // 5 in daemon mode: rsync reports the ssh failure as "error starting client-server protocol".
+          assert.ok(err.details.code === 5 || err.details.code === 255, `${name}: exit ${String(err.details.code)}`);
           assert.match(String(err.details.stderr), msg, name);
           return true;
         });
@@ -156,14 +167,14 @@ test('sync transport: rsync over ssh to a forced sync-serve, modes, deletions, r
         }
       }
       assert.deepEqual(snapshotTree(staging), snapshotTree(root));
-      // What one pull pays before rsync even starts: a session on the master connection, the shell, sync-serve.
+      // What one pull pays before rsync even starts: a session on the master connection, the shell, the daemon's greeting.
       const e = sshE(puller);
       const refusedMs: number[] = [];
       for (let i = 0; i < 10; i++) {
         const r = await lab.exec(n2, [...e.split(' '), '-l', 'root', n1.address, 'x'], { timeoutMs: 10_000 });
         refusedMs.push(r.ms);
       }
-      results['ControlMaster, refused no-op (ssh channel + shell + node sync-serve)'] = refusedMs;
+      results['ControlMaster, forced daemon with no input (ssh channel + shell + rsync daemon start)'] = refusedMs;
       // The same without the forced command: the lab client key running `true`.
       const plain = [...e.split(' ').map((w) => (w === sync!.key ? lab.clientKey : w.startsWith('ControlPath=') ? `ControlPath=${stateDir}/plain-%C` : w)), '-l', 'root', n1.address, 'true'];
       const plainMs: number[] = [];

@@ -31,6 +31,10 @@ const MINIMAL: Doc = {
 
 const VIP = { address: "198.18.0.100/24", interface: "eth0" };
 
+const SYNC_SSH = { key: "/etc/understudy/sync_ed25519", known_hosts: "/etc/understudy/sync_known_hosts" };
+/** A sync section with `roots` (default: one root at /etc/ssh) and other keys. */
+const syncOf = (roots: Doc[] = [{ name: "ssh", path: "/etc/ssh" }], more: Doc = {}): Doc => ({ roots, ssh: SYNC_SSH, ...more });
+
 /** MINIMAL with top-level sections replaced (undefined removes one). */
 function yamlOf(overrides: Doc = {}): string {
   const doc: Doc = { ...MINIMAL, ...overrides };
@@ -153,6 +157,24 @@ test("vip.backend none and IPv6 addresses are accepted", () => {
   assert.equal(parse(yamlOf({ vip: { address: "198.18.0.100/32", interface: "eth0" } })).vip!.address, "198.18.0.100/32");
 });
 
+test("a sync section gets its defaults; a quoted max_mode is octal", () => {
+  const c = parse(yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh/", max_mode: "0600", owner: "root:root", validate: ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"] }, { name: "web", path: "/etc/nginx" }]) }));
+  assert.ok(c.sync);
+  const d = c.sync;
+  assert.deepEqual(d.ssh, { ...SYNC_SSH, user: "understudy-sync", port: 22, connect_timeout: 5000 });
+  assert.deepEqual(
+    [d.debounce, d.max_delay, d.reconcile_interval, d.maximum_lag_on_failover, d.pull_timeout, d.validate_timeout, d.post_sync_timeout, d.retry_max, d.rsync_path],
+    [20, 250, 60_000, 60_000, 300_000, 30_000, 30_000, 30_000, "/usr/bin/rsync"],
+  );
+  assert.deepEqual(c.sync.roots[0], {
+    name: "ssh", path: "/etc/ssh/", include: [], exclude: [], max_mode: 0o600, owner: "root:root", validate: ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"], max_file_size: 64 * 1024 * 1024,
+  });
+  assert.equal(c.sync.roots[1]!.max_mode, undefined);
+  assert.equal(parse(yamlOf()).sync, undefined, "sync is optional");
+  const tuned = parse(yamlOf({ sync: syncOf(undefined, { debounce: "50ms", max_delay: "50ms", maximum_lag_on_failover: "5m" }) })).sync!;
+  assert.deepEqual([tuned.debounce, tuned.max_delay, tuned.maximum_lag_on_failover], [50, 50, 300_000], "max_delay may equal debounce");
+});
+
 // ------------------------------------------------------------- invalid files
 
 interface Bad {
@@ -217,6 +239,22 @@ const BAD: readonly Bad[] = [
   { name: "vip reconcile_interval below 100ms", text: yamlOf({ vip: { ...VIP, reconcile_interval: "50ms" } }), code: "US_E_CONFIG_INVALID", path: "vip.reconcile_interval", value: '"50ms"', problem: "at least 100ms" },
   { name: "bad log level", text: yamlOf({ log: { level: "verbose" } }), code: "US_E_CONFIG_INVALID", path: "log.level", value: '"verbose"' },
   { name: "relative state_dir", text: yamlOf({ state_dir: "var/lib/understudy" }), code: "US_E_CONFIG_INVALID", path: "state_dir", value: '"var/lib/understudy"' },
+  { name: "sync roots nested", text: yamlOf({ sync: syncOf([{ name: "cfg", path: "/srv/cfg" }, { name: "keys", path: "/srv/cfg/keys" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.1.path", value: '"/srv/cfg/keys"', problem: "overlaps root cfg (/srv/cfg): roots must not nest" },
+  { name: "sync roots at one path", text: yamlOf({ sync: syncOf([{ name: "a", path: "/srv/cfg/" }, { name: "b", path: "/srv/cfg" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", problem: "roots must not nest" },
+  { name: "two sync roots with one name", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh" }, { name: "ssh", path: "/etc/sftpgo" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.1.name", value: '"ssh"', problem: "used by another root" },
+  { name: "unquoted max_mode (YAML reads 0600 as the number 600)", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh", max_mode: "0600" }]) }).replace('max_mode: "0600"', "max_mode: 0600"), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.max_mode", value: "600", problem: 'quoted octal mode like "0644"' },
+  { name: "max_mode not octal", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh", max_mode: "0680" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.max_mode", value: '"0680"' },
+  { name: "sync root path /", text: yamlOf({ sync: syncOf([{ name: "all", path: "/" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", value: '"/"', problem: "other than /" },
+  { name: "sync root path //", text: yamlOf({ sync: syncOf([{ name: "all", path: "//" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", value: '"//"', problem: "other than /" },
+  { name: "sync root path with ..", text: yamlOf({ sync: syncOf([{ name: "up", path: "/etc/ssh/../shadow" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", problem: "without '..'" },
+  { name: "relative sync root path", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "etc/ssh" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", value: '"etc/ssh"', problem: "absolute path" },
+  { name: "sync root inside state_dir", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh" }, { name: "st", path: "/var/lib/understudy/files" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.1.path", value: '"/var/lib/understudy/files"', problem: "overlaps state_dir (/var/lib/understudy)" },
+  { name: "sync root containing state_dir", text: yamlOf({ state_dir: "/srv/cfg/understudy", sync: syncOf([{ name: "cfg", path: "/srv/cfg" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", value: '"/srv/cfg"', problem: "overlaps state_dir" },
+  { name: "sync max_delay below debounce", text: yamlOf({ sync: syncOf(undefined, { debounce: "100ms", max_delay: "50ms" }) }), code: "US_E_CONFIG_INVALID", path: "sync.max_delay", value: '"50ms"', problem: "at least sync.debounce" },
+  { name: "sync without roots", text: yamlOf({ sync: syncOf([]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots", value: "[]", problem: "at least one root" },
+  { name: "sync without ssh.key", text: yamlOf({ sync: { roots: [{ name: "ssh", path: "/etc/ssh" }], ssh: { known_hosts: "/etc/understudy/kh" } } }), code: "US_E_CONFIG_INVALID", path: "sync.ssh.key", value: "nothing" },
+  { name: "bad sync root name", text: yamlOf({ sync: syncOf([{ name: "../x", path: "/etc/ssh" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.name", value: '"../x"' },
+  { name: "bad sync owner", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh", owner: "root" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.owner", value: '"root"', problem: "user:group" },
   { name: "not a mapping", text: "just a string\n", code: "US_E_CONFIG_INVALID", path: "(root)", value: '"just a string"' },
 ];
 

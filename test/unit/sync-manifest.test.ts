@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmod, utimes, writeFile } from "node:fs/promises";
+import { chmod, lstat, unlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { isUnderstudyError } from "../../src/errors/catalogue.js";
-import { buildManifest, diffManifests, manifestOf, type SyncRoot } from "../../src/sync/manifest.js";
+import { HashCache, buildManifest, diffManifests, manifestOf, type SyncRoot } from "../../src/sync/manifest.js";
 import { checkRelativePath, checkSyncRoot } from "../../src/sync/paths.js";
 import { copyTree, isRoot, makeTree, tempDir } from "../fakes/tree.js";
 
@@ -138,6 +138,63 @@ describe("buildManifest", () => {
     await chmod(path.join(root.path, "k"), 0o600);
     await writeFile(path.join(root.path, "k"), "kex");
     assert.notEqual((await buildManifest(root)).digest, first.digest);
+  });
+});
+
+/** Counts the files actually read and hashed: set() runs only on a cache miss. */
+class CountingCache extends HashCache {
+  readonly hashed: string[] = [];
+  override set(abs: string, key: string, sha256: string): void {
+    this.hashed.push(abs);
+    super.set(abs, key, sha256);
+  }
+}
+
+describe("HashCache", () => {
+  it("a rebuild after a one-file edit re-hashes only that file, even with its size and mtime restored (ctime moved)", async () => {
+    const root = await rootWith({ "a": "hello", "b": "bbbbb", "d/c": "ccccc" });
+    const a = path.join(root.path, "a");
+    await utimes(a, 1000, 1000); // whole seconds: restorable exactly
+    const cache = new CountingCache();
+    const first = await buildManifest(root, root.path, cache);
+    assert.deepEqual(cache.hashed.map((p) => path.relative(root.path, p)).sort(), ["a", "b", "d/c"]);
+    assert.equal(cache.size, 3);
+    assert.equal(first.entries.find((e) => e.path === "a")!.sha256, SHA_HELLO);
+
+    const again = await buildManifest(root, root.path, cache);
+    assert.equal(cache.hashed.length, 3, "nothing changed: nothing read");
+    assert.equal(again.digest, first.digest);
+
+    const before = await lstat(a, { bigint: true });
+    await writeFile(a, "HELLO"); // same size
+    await utimes(a, 1000, 1000);
+    const after = await lstat(a, { bigint: true });
+    assert.equal(after.size, before.size);
+    assert.equal(after.mtimeNs, before.mtimeNs, "mtime restored exactly");
+    assert.notEqual(after.ctimeNs, before.ctimeNs, "ctime cannot be restored");
+    const edited = await buildManifest(root, root.path, cache);
+    assert.deepEqual(cache.hashed.slice(3), [a], "only the edited file is read again");
+    assert.notEqual(edited.digest, first.digest);
+    assert.equal(edited.entries.find((e) => e.path === "a")!.sha256, (await buildManifest(root)).entries.find((e) => e.path === "a")!.sha256);
+    assert.notEqual(edited.entries.find((e) => e.path === "a")!.sha256, SHA_HELLO);
+    assert.equal(edited.digest, (await buildManifest(root)).digest, "same manifest as without a cache");
+  });
+
+  it("forgets deleted files, keeps other trees' entries (even a sibling sharing the name prefix)", async () => {
+    const root = await rootWith({ "a": "a", "b": "b" });
+    const sibling = `${root.path}-copy`;
+    copyTree(root.path, sibling);
+    const cache = new CountingCache();
+    await buildManifest(root, root.path, cache);
+    await buildManifest(root, sibling, cache);
+    assert.equal(cache.size, 4);
+    assert.equal(cache.hashed.length, 4, "a copy at another path is hashed on its own");
+    await unlink(path.join(root.path, "b"));
+    await buildManifest(root, root.path, cache);
+    assert.equal(cache.size, 3, "the deleted file's entry is gone");
+    assert.equal(cache.get(path.join(sibling, "b"), "any"), undefined, "get() needs the stat key too");
+    await buildManifest(root, sibling, cache);
+    assert.equal(cache.hashed.length, 4, "the sibling's entries survived the prune: no re-hash");
   });
 });
 

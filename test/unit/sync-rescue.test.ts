@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import os from "node:os";
 import { lstat, readFile, readdir, readlink, stat, writeFile, chmod, unlink, symlink } from "node:fs/promises";
 import path from "node:path";
@@ -75,16 +75,21 @@ describe("rescueDivergent", () => {
     assert.equal(await rescueDivergent({ ...missing, lastKnown: undefined }), null);
   });
 
-  it("a removal alone is reported, and two rescues in the same millisecond get separate folders", async () => {
+  it("a removal alone is reported without a folder, and two rescues in the same millisecond get separate folders", async () => {
     const s = await setup({ "a": "a", "b": "b" });
     const lastKnown = await buildManifest(s.root);
     await unlink(path.join(s.root.path, "b"));
-    const first = await rescueDivergent({ ...s, lastKnown });
-    assert.deepEqual({ files: first?.files, removed: first?.removedSinceKnown }, { files: [], removed: ["b"] });
+    const removedOnly = await rescueDivergent({ ...s, lastKnown });
+    assert.deepEqual({ dir: removedOnly?.dir, files: removedOnly?.files, removed: removedOnly?.removedSinceKnown }, { dir: "", files: [], removed: ["b"] });
+    assert.equal(existsSync(s.rescueBase) ? readdirSync(s.rescueBase).length : 0, 0, "no rescue folder for nothing to keep");
     await writeFile(path.join(s.root.path, "a"), "changed");
+    const first = await rescueDivergent({ ...s, lastKnown });
+    assert.equal(first?.dir, path.join(s.rescueBase, STAMP, "ssh"));
+    await writeFile(path.join(s.root.path, "a"), "changed again");
     const second = await rescueDivergent({ ...s, lastKnown });
     assert.equal(second?.dir, path.join(s.rescueBase, `${STAMP}-1`, "ssh"));
-    assert.equal(await readFile(path.join(second!.dir, "a"), "utf8"), "changed");
+    assert.equal(await readFile(path.join(first!.dir, "a"), "utf8"), "changed");
+    assert.equal(await readFile(path.join(second!.dir, "a"), "utf8"), "changed again");
   });
 
   it("moves across file systems by copying with mode and mtime, then removing", { skip: !OTHER_FS && "no second file system at /dev/shm" }, async () => {

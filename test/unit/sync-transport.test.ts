@@ -16,7 +16,7 @@ const SSH = {
   knownHosts: "/etc/understudy/known_hosts",
   stateDir: "/var/lib/understudy",
 };
-const REQ = { primary: "198.18.0.11", root: "/etc/ssh", staging: "/var/lib/understudy/staging/etc/ssh" };
+const REQ = { primary: "198.18.0.11", root: "ssh", staging: "/var/lib/understudy/staging/etc/ssh" };
 
 const SSH_E =
   "/usr/bin/ssh -F /dev/null -i /etc/understudy/sync_ed25519 -o BatchMode=yes -o IdentitiesOnly=yes " +
@@ -26,7 +26,7 @@ const CM = "-o ControlMaster=auto -o ControlPath=/var/lib/understudy/ssh-%C -o C
 const PULL_ARGV = [
   "/usr/bin/rsync", "-a", "--checksum", "--modify-window=-1", "--delete", "--numeric-ids", "--timeout=30",
   "-e", `${SSH_E} ${CM} -p 22`,
-  "--", "understudy-sync@198.18.0.11:/etc/ssh/", "/var/lib/understudy/staging/etc/ssh/",
+  "--", "understudy-sync@198.18.0.11::ssh/", "/var/lib/understudy/staging/etc/ssh/",
 ];
 const exitArgv = (host: string) => [
   "/usr/bin/ssh", "-F", "/dev/null", "-o", "ControlPath=/var/lib/understudy/ssh-%C", "-o", "LogLevel=ERROR",
@@ -60,7 +60,7 @@ test("argv: excludes become rsync --exclude rules (anchored when they hold a /) 
 
 test("argv: an IPv6 primary is bracketed for rsync", () => {
   const argv = puller().puller.argv({ ...REQ, primary: "fd00::11" });
-  assert.equal(argv.at(-2), "understudy-sync@[fd00::11]:/etc/ssh/");
+  assert.equal(argv.at(-2), "understudy-sync@[fd00::11]::ssh/");
 });
 
 test("argv: the -e string splits on spaces into exactly the ssh argv (no token holds whitespace)", () => {
@@ -90,9 +90,10 @@ for (const [name, over, setting] of UNSAFE) {
 const UNSAFE_REQ: [string, Partial<typeof REQ>][] = [
   ["a primary that would be an ssh option", { primary: "-oProxyCommand=touch" }],
   ["a primary with a space", { primary: "n1 n2" }],
-  ["a root with ..", { root: "/etc/ssh/../shadow" }],
-  ["the filesystem root", { root: "/" }],
-  ["a root with a glob", { root: "/etc/ssh*" }],
+  ["a module that is a path", { root: "/etc/ssh" }],
+  ["a module with ..", { root: "ssh/../x" }],
+  ["a module with a glob", { root: "ssh*" }],
+  ["a module that would be an option", { root: "-ssh" }],
   ["a relative staging dir", { staging: "staging" }],
 ];
 for (const [name, over] of UNSAFE_REQ) {
@@ -104,12 +105,12 @@ for (const [name, over] of UNSAFE_REQ) {
   });
 }
 
-test("pull runs rsync once with the timeout and RSYNC_PROTECT_ARGS=0, and reports the root", async () => {
+test("pull runs rsync once with the timeout, and reports the root", async () => {
   const { puller: p, runner } = puller();
   runner.expect(PULL_ARGV);
   const r = await p.pull(REQ);
   assert.deepEqual(r, { ...REQ, durationMs: 0 });
-  assert.deepEqual(runner.calls[0]!.options, { timeoutMs: 30_000, env: { RSYNC_PROTECT_ARGS: "0" } });
+  assert.deepEqual(runner.calls[0]!.options, { timeoutMs: 30_000 });
   runner.done();
 });
 
@@ -138,7 +139,7 @@ for (const [name, result, want] of FAILURES) {
       assert.equal(e.details.code, want.code);
       assert.match(String(e.details.meaning), want.meaning);
       assert.equal(e.details.stderr, want.stderr);
-      assert.equal(e.details.root, "/etc/ssh");
+      assert.equal(e.details.root, "ssh");
       assert.equal(e.details.primary, "198.18.0.11");
       return true;
     });
@@ -152,21 +153,21 @@ test("pulls from one primary run one at a time (one ControlMaster connection), i
     async run(argv: readonly string[]) {
       const root = argv.at(-2)!;
       order.push(`start ${root}`);
-      if (root.endsWith("/etc/ssh/")) await new Promise<void>((r) => (release = r));
+      if (root.endsWith("::ssh/")) await new Promise<void>((r) => (release = r));
       order.push(`end ${root}`);
       return { code: 0, signal: null, stdout: "", stderr: "" };
     },
   };
   const p = new RsyncPuller({ runner, clock: new FakeClock(), ssh: SSH });
   const a = p.pull(REQ);
-  const b = p.pull({ ...REQ, root: "/etc/sftpgo" });
+  const b = p.pull({ ...REQ, root: "sftpgo" });
   await new Promise((r) => setImmediate(r));
-  assert.deepEqual(order, ["start understudy-sync@198.18.0.11:/etc/ssh/"]);
+  assert.deepEqual(order, ["start understudy-sync@198.18.0.11::ssh/"]);
   release();
   await Promise.all([a, b]);
   assert.deepEqual(order, [
-    "start understudy-sync@198.18.0.11:/etc/ssh/", "end understudy-sync@198.18.0.11:/etc/ssh/",
-    "start understudy-sync@198.18.0.11:/etc/sftpgo/", "end understudy-sync@198.18.0.11:/etc/sftpgo/",
+    "start understudy-sync@198.18.0.11::ssh/", "end understudy-sync@198.18.0.11::ssh/",
+    "start understudy-sync@198.18.0.11::sftpgo/", "end understudy-sync@198.18.0.11::sftpgo/",
   ]);
 });
 
@@ -176,7 +177,7 @@ test("a failed pull does not block the next one", async () => {
   const a = p.pull(REQ);
   const b = p.pull(REQ);
   await assert.rejects(a, (e: unknown) => isUnderstudyError(e, "US_E_SYNC_PULL_FAILED"));
-  assert.equal((await b).root, "/etc/ssh");
+  assert.equal((await b).root, "ssh");
   runner.done();
 });
 
@@ -195,7 +196,7 @@ test("pull spawn failure (rsync missing) -> US_E_SYNC_PULL_FAILED code spawn, wi
 
 test("close() ends the master of every primary pulled from, once; close(primary) only that one", async () => {
   const { puller: p, runner } = puller();
-  runner.expect(PULL_ARGV).expect([...PULL_ARGV.slice(0, -2), "understudy-sync@198.18.0.12:/etc/ssh/", PULL_ARGV.at(-1)!]);
+  runner.expect(PULL_ARGV).expect([...PULL_ARGV.slice(0, -2), "understudy-sync@198.18.0.12::ssh/", PULL_ARGV.at(-1)!]);
   runner.expect(PULL_ARGV);
   await p.pull(REQ);
   await p.pull({ ...REQ, primary: "198.18.0.12" });
@@ -211,7 +212,7 @@ test("close() ends the master of every primary pulled from, once; close(primary)
 
 test("close() never throws: a master already gone (exit 255) or a failing ssh is fine", async () => {
   const { puller: p, runner } = puller();
-  runner.expect(PULL_ARGV).expect([...PULL_ARGV.slice(0, -2), "understudy-sync@198.18.0.12:/etc/ssh/", PULL_ARGV.at(-1)!]);
+  runner.expect(PULL_ARGV).expect([...PULL_ARGV.slice(0, -2), "understudy-sync@198.18.0.12::ssh/", PULL_ARGV.at(-1)!]);
   await p.pull(REQ);
   await p.pull({ ...REQ, primary: "198.18.0.12" });
   runner.expect(exitArgv("198.18.0.11"), { code: 255, stderr: "Control socket connect: No such file or directory" });

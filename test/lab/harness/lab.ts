@@ -115,6 +115,10 @@ export interface SshdOptions {
   installHostKey?: boolean;
   /** Extra sshd_config lines. */
   extraConfig?: string[];
+  /** Where the sshd_config is written. Default <host dir>/sshd_config. */
+  configFile?: string;
+  /** AuthorizedKeysFile. Default the lab's shared <lab dir>/client/authorized_keys. */
+  authorizedKeysFile?: string;
 }
 
 export interface SshCheckOptions {
@@ -695,7 +699,7 @@ export class Lab {
       this.knownHostPorts.add(port);
       this.writeKnownHosts();
     }
-    const config = join(n.dir, 'sshd_config');
+    const config = opts.configFile ?? join(n.dir, 'sshd_config');
     writeFileSync(
       config,
       [
@@ -709,7 +713,7 @@ export class Lab {
         'PubkeyAuthentication yes',
         'PasswordAuthentication no',
         'KbdInteractiveAuthentication no',
-        `AuthorizedKeysFile ${join(this.dir, 'client', 'authorized_keys')}`,
+        `AuthorizedKeysFile ${opts.authorizedKeysFile ?? join(this.dir, 'client', 'authorized_keys')}`,
         // The lab dir lives under /tmp (mode 1777): StrictModes would reject it.
         'StrictModes no',
         'UseDNS no',

@@ -1,6 +1,6 @@
 /**
  * Lab helpers for the sync transport: a dedicated sync key installed with the
- * `sync-serve` forced command, a fixture tree shaped like a real sync root,
+ * forced rsync-daemon command (src/sync/rsyncd.ts), a fixture tree shaped like a real sync root,
  * a CommandRunner that runs inside a node's namespace, and a tree snapshot
  * for byte/mode/owner comparison.
  *
@@ -10,12 +10,8 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { runOk } from './exec.js';
 import type { Lab, LabNode } from './lab.js';
-
-const SERVE_ENTRY = fileURLToPath(new URL('../../../src/sync/serve-main.ts', import.meta.url));
 
 /** Structurally src/platform/command.ts's CommandRunner (the harness does not import src/). */
 export interface ArgvRunner<O, R> {
@@ -33,63 +29,61 @@ export class NetnsCommandRunner<O, R> implements ArgvRunner<O, R> {
   }
 }
 
-/** Renders the authorized_keys line (src/sync/serve.ts authorizedKeysLine, passed in by the test). */
-export type AuthorizedKeysRenderer = (publicKey: string, roots: string[], program: string[]) => string;
+/** Renders the authorized_keys line and the rsync daemon config (src/sync/rsyncd.ts, passed in by the test). */
+export interface SyncRenderers {
+  authorizedKeys(publicKey: string, serveConfig: string): string;
+  rsyncdConf(roots: { name: string; path: string }[]): string;
+}
 
 export interface SyncLab {
   /** Private half of the dedicated sync key (ed25519, no passphrase). */
   readonly key: string;
-  /** Sync roots on the "primary" (plain directories under the primary's host dir). */
+  /** Sync roots on the "primary" (plain directories under the primary's host dir), served as modules root1, root2... */
   readonly roots: string[];
+  /** The roots' module names, in the same order. */
+  readonly names: string[];
   /** Staging directories on the "standby", one per root. */
   readonly staging: string[];
   /** Short private directory for ControlMaster sockets (sun_path is 108 bytes). */
   readonly stateDir: string;
   /** The authorized_keys line that was installed. */
   readonly authorizedKeysLine: string;
-  /** The forced command's program argv (node + the bundled sync-serve entry). */
-  readonly program: string[];
+  /** The rsync daemon config the forced command reads. */
+  readonly serveConfig: string;
   /** Remove the state dir (the rest lives in the lab dir). */
   cleanup(): void;
 }
 
 /**
- * Bundle src/sync/serve-main.ts into one plain .mjs: sshd starts the forced
- * command for every pull, and loading TypeScript through tsx would add
- * hundreds of ms that production (compiled JS) never pays.
+ * Create the sync key, write the rsync daemon config, append the
+ * forced-command line to the lab's AuthorizedKeysFile (read by every lab sshd
+ * at each login), and make `rootCount` roots on `primary` plus staging dirs
+ * on `standby`.
  */
-export async function bundleSyncServe(outFile: string): Promise<void> {
-  await build({ entryPoints: [SERVE_ENTRY], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: outFile, logLevel: 'error' });
-}
-
-/**
- * Create the sync key, bundle sync-serve, append the forced-command line to
- * the lab's AuthorizedKeysFile (read by every lab sshd at each login), and
- * make `rootCount` roots on `primary` plus staging dirs on `standby`.
- */
-export async function setupSyncLab(lab: Lab, primary: LabNode, standby: LabNode, render: AuthorizedKeysRenderer, rootCount = 2): Promise<SyncLab> {
+export async function setupSyncLab(lab: Lab, primary: LabNode, standby: LabNode, render: SyncRenderers, rootCount = 2): Promise<SyncLab> {
   const dir = join(lab.dir, 'sync');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const key = join(dir, 'sync_ed25519');
   await runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `understudy-sync-${lab.prefix}`, '-f', key]);
-  const serve = join(dir, 'sync-serve.mjs');
-  await bundleSyncServe(serve);
   const roots: string[] = [];
+  const names: string[] = [];
   const staging: string[] = [];
   for (let i = 1; i <= rootCount; i++) {
     const r = join(primary.dir, 'roots', `root${i}`);
     mkdirSync(r, { recursive: true, mode: 0o755 });
     roots.push(r);
+    names.push(`root${i}`);
     const s = join(standby.dir, 'staging', `root${i}`);
     mkdirSync(join(standby.dir, 'staging'), { recursive: true, mode: 0o700 });
     staging.push(s);
   }
-  const program = [process.execPath, serve];
-  const line = render(readFileSync(`${key}.pub`, 'utf8'), roots, program);
+  const serveConfig = join(dir, 'rsyncd.conf');
+  writeFileSync(serveConfig, render.rsyncdConf(names.map((name, i) => ({ name, path: roots[i]! }))), { mode: 0o644 });
+  const line = render.authorizedKeys(readFileSync(`${key}.pub`, 'utf8'), serveConfig);
   appendFileSync(join(lab.dir, 'client', 'authorized_keys'), `${line}\n`);
   const stateDir = mkdtempSync('/tmp/us-cm-');
   chmodSync(stateDir, 0o700);
-  return { key, roots, staging, stateDir, authorizedKeysLine: line, program, cleanup: () => rmSync(stateDir, { recursive: true, force: true }) };
+  return { key, roots, names, staging, stateDir, authorizedKeysLine: line, serveConfig, cleanup: () => rmSync(stateDir, { recursive: true, force: true }) };
 }
 
 /**
