@@ -4,11 +4,11 @@ import type { ClusterSnapshot, MemberRecord } from "../coordinator/port.js";
 export function renderStatus(cluster: string, snap: ClusterSnapshot): string {
   const leader = snap.leader;
   const header = `+ Cluster: ${cluster} (revision ${snap.revision})${snap.paused ? " [PAUSED: no automatic failover]" : ""}`;
-  const rows: string[][] = [["Member", "Address", "Role", "Term", "Healthy", "VIP", "Daemon", "Decision"]];
+  const rows: string[][] = [["Member", "Address", "Role", "Term", "Healthy", "VIP", "Daemon", "Sync", "Decision"]];
   const members = [...snap.members].sort((a, b) => a.node.localeCompare(b.node));
-  for (const m of members) rows.push(row(m, leader?.node === m.node ? leader.term : undefined));
+  for (const m of members) rows.push(row(m, leader?.node === m.node ? leader.term : undefined, snap.sync?.generation));
   if (leader && !members.some((m) => m.node === leader.node)) {
-    rows.push([leader.node, "?", "primary (no member key)", String(leader.term), "?", "?", "?", ""]);
+    rows.push([leader.node, "?", "primary (no member key)", String(leader.term), "?", "?", "?", "?", ""]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = "+" + widths.map((w) => "-".repeat(w + 2)).join("+") + "+";
@@ -18,7 +18,14 @@ export function renderStatus(cluster: string, snap: ClusterSnapshot): string {
   return out.join("\n");
 }
 
-function row(m: MemberRecord, term: number | undefined): string[] {
+/** The generation a node holds, marked when it lags the published one. */
+function syncCell(m: MemberRecord, published: number | undefined): string {
+  if (!m.sync) return "-";
+  if (published === undefined) return String(m.generation);
+  return m.generation === published ? `${m.generation}` : `${m.generation} (behind ${published})`;
+}
+
+function row(m: MemberRecord, term: number | undefined, published: number | undefined): string[] {
   const role = term !== undefined ? (m.role === "primary" ? "primary" : `leader key (${m.role})`) : m.role;
   return [
     m.node,
@@ -28,6 +35,7 @@ function row(m: MemberRecord, term: number | undefined): string[] {
     m.healthy ? "yes" : "no",
     m.vipHeld ? "held" : "",
     m.daemonRunning ? "running" : "stopped",
+    syncCell(m, published),
     m.decision.length > 70 ? `${m.decision.slice(0, 67)}...` : m.decision,
   ];
 }

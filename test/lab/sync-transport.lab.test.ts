@@ -18,7 +18,7 @@ import { RsyncPuller, checkControlDir, type RsyncPullerOptions, type SshTranspor
 import { Lab, runOk } from './harness/index.js';
 import { NetnsCommandRunner, percentile, setupSyncLab, snapshotTree, writeFixtureTree, type SyncLab } from './harness/sync.js';
 
-test('sync transport: rsync over ssh to a forced sync-serve, modes, deletions, refusals, pinning, latency', { timeout: 170_000 }, async (t) => {
+test('sync transport: rsync over ssh to the forced read-only rsync daemon, modes, deletions, refusals, pinning, latency', { timeout: 170_000 }, async (t) => {
   const lab = await Lab.create({ nodes: 2, startEtcd: false });
   const [n1, n2] = lab.nodes;
   assert.ok(n1 && n2);

@@ -1,7 +1,8 @@
 /**
  * File sync end to end (issue 3): three real agents with `sync:` roots, a
- * sync sshd in every node namespace with the forced read-only command (the
- * built dist/sync/serve-main.js), real rsync over real SSH, real etcd.
+ * sync sshd in every node namespace whose sync key is forced to rsync's
+ * daemon with the agent's read-only config, real rsync over real SSH, real
+ * etcd.
  *
  * One cluster, in order: first sync (a standby's differing files rescued, not
  * lost); host keys, a daemon config, a TLS key pair and a hook script
@@ -22,6 +23,9 @@ import { snapshotTree } from './harness/sync.js';
 
 const ssh = (n: LabNode) => join(n.dir, 'etc-ssh');
 const app = (n: LabNode) => join(n.dir, 'app');
+/** On a 1 MiB tmpfs for n2 (root and staging share it): the disk-full case. */
+const small = (n: LabNode) => join(n.dir, 'small');
+const spool = (n: LabNode) => join(small(n), 'spool');
 
 function writeApp(root: string, flavour: string): void {
   mkdirSync(join(root, 'tls'), { recursive: true });
@@ -40,7 +44,7 @@ test('file sync: converge, validate, fail over with the same host key, rescue, s
     priorities: [300, 100, 200],
     sshd: (n) => ({ hostKeyDir: ssh(n), installHostKey: false }),
     sync: {
-      rootPaths: (n) => [ssh(n), app(n)],
+      rootPaths: (n) => [ssh(n), app(n), spool(n)],
       authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
       rootsYaml: (n) => [
         `    - { name: ssh, path: ${ssh(n)}, include: ["ssh_host_*"], max_mode: "0644" }`,
@@ -48,13 +52,18 @@ test('file sync: converge, validate, fail over with the same host key, rescue, s
         `      path: ${app(n)}`,
         `      validate: [/usr/bin/python3, -c, "import json,sys; json.load(open(sys.argv[1]))", "{staged}/sftpgo.json"]`,
         `      post_sync: [/usr/bin/touch, ${join(n.dir, 'post-sync-ran')}]`,
+        `    - { name: spool, path: ${spool(n)} }`,
       ].join('\n'),
       extraYaml: '  reconcile_interval: 5s\n  retry_max: 1s\n  maximum_lag_on_failover: 10m',
     },
   });
   const [n1, n2, n3] = c.lab.nodes as [LabNode, LabNode, LabNode];
   const nodes = [n1, n2, n3];
+  let mounted = false;
   try {
+    await runOk(['mount', '-t', 'tmpfs', '-o', 'size=1m,mode=0755', 'tmpfs', small(n2)]);
+    mounted = true;
+    mkdirSync(spool(n2));
     // Every node starts with its own host key and its own (different) app files.
     for (const n of nodes) {
       await runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `host-${n.name}`, '-f', join(ssh(n), 'ssh_host_ed25519_key')]);
@@ -74,6 +83,7 @@ test('file sync: converge, validate, fail over with the same host key, rescue, s
       try {
         assert.deepEqual(snapshotTree(ssh(b)), snapshotTree(ssh(a)));
         assert.deepEqual(snapshotTree(app(b)), snapshotTree(app(a)));
+        assert.deepEqual(snapshotTree(spool(b)), snapshotTree(spool(a)));
         return true;
       } catch {
         return undefined;
@@ -140,6 +150,24 @@ test('file sync: converge, validate, fail over with the same host key, rescue, s
       await converge(n1, [n2, n3]);
     });
 
+    await t.test('disk full while staging on a standby: coded error, live files untouched, recovers after', async () => {
+      writeFileSync(join(spool(n1), 'small.txt'), 'fits\n');
+      await converge(n1, [n2, n3]);
+      writeFileSync(join(spool(n1), 'big.bin'), Buffer.alloc(2 * 1024 * 1024, 7));
+      const full = await pollUntil(async () => {
+        const m = (await syncStatus()).members.find((x) => x.node === n2.name);
+        return m?.lastError?.includes('US_E_SYNC_PULL_FAILED') ? m : undefined;
+      }, { timeoutMs: 15_000, intervalMs: 100 });
+      assert.ok(full, 'n2 reports US_E_SYNC_PULL_FAILED');
+      t.diagnostic(`n2: ${full.lastError}`);
+      assert.deepEqual(readdirSync(spool(n2)), ['small.txt'], 'n2 live spool untouched');
+      assert.equal(readFileSync(join(spool(n3), 'big.bin')).length, 2 * 1024 * 1024, 'n3 (no size limit) got the file');
+      rmSync(join(spool(n1), 'big.bin'));
+      await converge(n1, [n2, n3]);
+      const after = (await syncStatus()).members.find((x) => x.node === n2.name);
+      assert.equal(after?.lastError, null, 'n2 recovered');
+    });
+
     const pinned = join(c.lab.dir, 'client', 'pinned_known_hosts');
     const vipAddr = c.lab.addressOf('vip');
     writeFileSync(pinned, `${vipAddr} ${n1Key.trim().split(' ').slice(0, 2).join(' ')}\n`);
@@ -197,6 +225,8 @@ test('file sync: converge, validate, fail over with the same host key, rescue, s
       }
     });
   } finally {
-    await c.teardown();
+    await c.teardown().finally(async () => {
+      if (mounted) await runOk(['umount', '-l', small(n2)]).catch(() => undefined);
+    });
   }
 });

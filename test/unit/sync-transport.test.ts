@@ -121,9 +121,9 @@ const FAILURES: [string, { code: number | null; signal?: NodeJS.Signals; stderr:
     { code: 255, meaning: /ssh failed/, stderr: "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @" },
   ],
   [
-    "refused by sync-serve (12)",
-    { code: 12, stderr: "understudy sync-serve: US_E_SYNC_SERVE_REFUSED: sync-serve refused the requested command: path /etc/ is not one of the sync roots\nrsync: connection unexpectedly closed\n" },
-    { code: 12, meaning: /protocol data stream/, stderr: "understudy sync-serve: US_E_SYNC_SERVE_REFUSED: sync-serve refused the requested command: path /etc/ is not one of the sync roots" },
+    "refused by the primary's rsync daemon (5)",
+    { code: 5, stderr: "@ERROR: Unknown module 'ssh'\nrsync error: error starting client-server protocol (code 5) at main.c(1863) [Receiver=3.5.0]\n" },
+    { code: 5, meaning: /client-server protocol/, stderr: "@ERROR: Unknown module 'ssh'" },
   ],
   ["partial transfer (23)", { code: 23, stderr: "rsync: [sender] send_files failed to open \"/etc/ssh/x\": Permission denied (13)\n" }, { code: 23, meaning: /partial transfer/, stderr: "rsync: [sender] send_files failed to open \"/etc/ssh/x\": Permission denied (13)" }],
   ["vanished files (24)", { code: 24, stderr: "file has vanished: \"/etc/ssh/tmp\"\n" }, { code: 24, meaning: /vanished/, stderr: "file has vanished: \"/etc/ssh/tmp\"" }],
