@@ -182,6 +182,8 @@ function table(rows: string[][]): string {
 
 interface RsyncRun {
   run: number;
+  /** "before understudy" or "after understudy". */
+  when: string;
   singleMs: number | null;
   parallelMs: number | null;
   parallelEachMs: (number | null)[];
@@ -240,7 +242,7 @@ interface Results {
   phaseLoad: Record<string, number>;
   tree?: TreeFacts;
   rsync?: RsyncResult;
-  understudy?: { full?: UnderstudyFull; latency?: LatencyResult; agentIssues: AgentIssues[]; syncSettings: string; error?: string };
+  understudy?: { full?: UnderstudyFull; latency?: LatencyResult; agentIssues: AgentIssues[]; agentIssuesAtShutdown?: AgentIssues[]; syncSettings: string; error?: string };
   lsyncd?: { full?: LsyncdFull; delay0?: LatencyResult; default?: LatencyResult; settings: string; error?: string };
   wallSeconds?: number;
   report?: string[];
@@ -248,17 +250,23 @@ interface Results {
 
 // -------------------------------------------------------------- scenarios
 
-async function plainRsyncBaseline(c: LabCluster, opts: Options, res: Results): Promise<void> {
+/**
+ * Plain `rsync -a` runs `first..last` (1-based): each pulls the tree into an
+ * empty directory on n2, then on n2 and n3 at once. Called twice in a full
+ * run (before understudy, and after its agents stopped) so drift in the
+ * host's load over the run hits both sides; the report takes the median.
+ */
+async function plainRsyncBaseline(c: LabCluster, res: Results, first: number, last: number, when: string): Promise<void> {
   const lab = c.lab;
   const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
   const ssh = plainSsh(lab);
   const dst = (n: LabNode) => join(n.dir, 'rsync-big');
   const pull = (n: LabNode) => lab.exec(n, ['rsync', '-a', '-e', ssh, `root@${n1.address}:${big(n1)}/`, `${dst(n)}/`], { timeoutMs: 600_000 });
-  const out: RsyncResult = { command: `rsync -a -e "ssh … -p ${PLAIN_SSH_PORT}" root@n1:${'<n1>/bench-big'}/ <standby>/rsync-big/ (run in the standby's namespace)`, runs: [], singleMs: null, parallelMs: null };
-  res.rsync = out;
-  log(`=== plain rsync -a baseline: ${opts.rsyncRuns} run(s), one standby then two in parallel`);
-  for (let i = 1; i <= opts.rsyncRuns; i++) {
-    const r: RsyncRun = { run: i, singleMs: null, parallelMs: null, parallelEachMs: [] };
+  res.rsync ??= { command: `rsync -a -e "ssh … -p ${PLAIN_SSH_PORT}" root@n1:<n1 dir>/bench-big/ <standby dir>/rsync-big/ (run in the standby's namespace)`, runs: [], singleMs: null, parallelMs: null };
+  const out = res.rsync;
+  log(`=== plain rsync -a baseline (${when}): run${last > first ? 's' : ''} ${first}${last > first ? `-${last}` : ''}, one standby then two in parallel`);
+  for (let i = first; i <= last; i++) {
+    const r: RsyncRun = { run: i, when, singleMs: null, parallelMs: null, parallelEachMs: [] };
     out.runs.push(r);
     try {
       for (const n of [n2, n3]) rmSync(dst(n), { recursive: true, force: true });
@@ -266,7 +274,7 @@ async function plainRsyncBaseline(c: LabCluster, opts: Options, res: Results): P
       const s = await pull(n2);
       if (s.code !== 0) throw new Error(`rsync on n2 failed (${s.code}): ${s.stderr.trim().slice(-300)}`);
       r.singleMs = s.ms;
-      if (i === 1) out.verify = compareTrees(big(n1), dst(n2));
+      if (!out.verify) out.verify = compareTrees(big(n1), dst(n2));
       rmSync(dst(n2), { recursive: true, force: true });
       await flush();
       const t0 = performance.now();
@@ -286,7 +294,7 @@ async function plainRsyncBaseline(c: LabCluster, opts: Options, res: Results): P
   for (const n of [n2, n3]) rmSync(dst(n), { recursive: true, force: true });
   out.singleMs = median(out.runs.map((r) => r.singleMs).filter((x): x is number => x !== null));
   out.parallelMs = median(out.runs.map((r) => r.parallelMs).filter((x): x is number => x !== null));
-  if (out.verify) log(`  rsync -a copy vs the source: ${describeDiff(out.verify)}`);
+  if (out.verify && first === 1) log(`  rsync -a copy vs the source: ${describeDiff(out.verify)}`);
 }
 
 function agentIssues(lab: Lab): AgentIssues[] {
@@ -382,8 +390,15 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
   } finally {
     u.agentIssues = agentIssues(lab);
     for (const a of u.agentIssues) if (a.warn + a.error > 0) log(`  ${a.node} agent log: ${a.warn} warnings, ${a.error} errors: ${JSON.stringify(a.messages)}`);
-    log('  stopping the understudy agents (SIGTERM)');
-    for (const n of lab.nodes) await c.signalAgent(n.name, 'SIGTERM', 10_000);
+    // Standbys first, so stopping does not hand the primary role around.
+    log('  stopping the understudy agents (SIGTERM: n2, n3, then n1)');
+    for (const n of [n2, n3, n1]) await c.signalAgent(n.name, 'SIGTERM', 10_000);
+    u.agentIssuesAtShutdown = agentIssues(lab).map((a, i) => {
+      const runtime = u.agentIssues[i]!;
+      const messages: Record<string, number> = {};
+      for (const [m, k] of Object.entries(a.messages)) if (k > (runtime.messages[m] ?? 0)) messages[m] = k - (runtime.messages[m] ?? 0);
+      return { ...a, warn: a.warn - runtime.warn, error: a.error - runtime.error, messages, examples: [] };
+    });
   }
 }
 
@@ -495,6 +510,7 @@ function report(res: Results, opts: Options): string {
   rows2.push(['understudy: + primary publish (cold start)', sec(full?.coldMs), xf(ratio(full?.coldMs, rs?.parallelMs)), xf(ratio(full?.coldMs, rs?.singleMs)), '']);
   rows2.push(['lsyncd delay=0 startup sync, 2 standbys', sec(lf?.ms), xf(ratio(lf?.ms, rs?.parallelMs)), xf(ratio(lf?.ms, rs?.singleMs)), ident(lf?.verify)]);
   out.push('', table(rows2));
+  if (rs) out.push(`plain rsync runs (median used): ${rs.runs.map((r) => `#${r.run} ${r.when}: ${sec(r.singleMs)} / ${sec(r.parallelMs)}`).join('; ')}`);
   if (full) {
     out.push(
       `understudy breakdown: primary publish (agent start, election, manifest of the tree) ${sec(full.publishMs)}; per standby join -> in sync ${Object.entries(full.perStandbyJoinMs).map(([k, v]) => `${k} ${sec(v)}`).join(', ')}` +
@@ -523,7 +539,9 @@ function report(res: Results, opts: Options): string {
   if (u) {
     const issues = u.agentIssues.filter((a) => a.warn + a.error > 0);
     out.push('');
-    out.push(`understudy agent logs (level ≥ warn): ${issues.length ? issues.map((a) => `${a.node}: ${a.warn} warn / ${a.error} error ${JSON.stringify(a.messages)}`).join('; ') : 'none'}`);
+    out.push(`understudy agent logs (level ≥ warn) while measuring: ${issues.length ? issues.map((a) => `${a.node}: ${a.warn} warn / ${a.error} error ${JSON.stringify(a.messages)}`).join('; ') : 'none'}`);
+    const down = (u.agentIssuesAtShutdown ?? []).filter((a) => a.warn + a.error > 0);
+    if (down.length) out.push(`  at shutdown: ${down.map((a) => `${a.node}: ${JSON.stringify(a.messages)}`).join('; ')}`);
   }
   if (t) {
     out.push(
@@ -591,13 +609,19 @@ async function main(): Promise<void> {
     res.tree = makeBigTree(big(n1), { files: opts.files, bytes: opts.bytes, largeFiles: opts.largeFiles, smallMin: 1024, smallMax: 64 * 1024, dirs: Math.max(1, Math.round(opts.files / 100)) });
     log(`tree on n1: ${res.tree.files} files, ${(res.tree.bytes / MiB).toFixed(0)} MiB (${res.tree.files - res.tree.largeFiles} small = ${(res.tree.smallBytes / MiB).toFixed(0)} MiB, ${res.tree.largeFiles} large = ${(res.tree.largeBytes / MiB).toFixed(0)} MiB) written in ${sec(res.tree.generateMs)}`);
     const phase = (name: string) => (res.phaseLoad[name] = Number(loadavg()[0]!.toFixed(2)));
+    // Half the rsync runs before understudy, the rest after its agents stopped (before lsyncd).
+    const before = want('understudy') || want('lsyncd') ? Math.ceil(opts.rsyncRuns / 2) : opts.rsyncRuns;
     if (want('rsync')) {
       phase('rsync');
-      await plainRsyncBaseline(c, opts, res);
+      await plainRsyncBaseline(c, res, 1, before, 'before understudy');
     }
     if (want('understudy')) {
       phase('understudy');
       await understudyScenario(c, opts, res);
+    }
+    if (want('rsync') && before < opts.rsyncRuns) {
+      phase('rsync2');
+      await plainRsyncBaseline(c, res, before + 1, opts.rsyncRuns, 'after understudy');
     }
     if (want('lsyncd')) {
       phase('lsyncd');
