@@ -141,15 +141,18 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
 
 /** What the fence guard undoes if this agent stops renewing while primary. */
 function fenceOrders(config: Config): FenceOrders {
-  const vip = config.vip && config.vip.backend === "ip" ? ["ip", "addr", "del", config.vip.address, "dev", config.vip.interface] : null;
+  const held = config.vip && config.vip.backend !== "none";
+  const vip = held ? ["ip", "addr", "del", config.vip!.address, "dev", config.vip!.interface] : null;
+  const keepalivedTrackFile = config.vip?.backend === "keepalived" ? config.vip.keepalived!.track_file : null;
   const d = config.daemon;
-  if (d.mode === "warm") return { dropVip: vip, daemonPidfile: null, stopArgv: null };
+  const base = { dropVip: vip, keepalivedTrackFile };
+  if (d.mode === "warm") return { ...base, daemonPidfile: null, stopArgv: null };
   switch (d.backend) {
     case "process":
-      return { dropVip: vip, daemonPidfile: `${config.state_dir}/daemon.pid`, stopArgv: null };
+      return { ...base, daemonPidfile: `${config.state_dir}/daemon.pid`, stopArgv: null };
     case "command":
-      return { dropVip: vip, daemonPidfile: null, stopArgv: d.stop ?? null };
+      return { ...base, daemonPidfile: null, stopArgv: d.stop ?? null };
     case "systemd":
-      return { dropVip: vip, daemonPidfile: null, stopArgv: ["systemctl", "stop", d.unit!] };
+      return { ...base, daemonPidfile: null, stopArgv: ["systemctl", "stop", d.unit!] };
   }
 }

@@ -36,6 +36,8 @@ token from --token-file, UNDERSTUDY_API_TOKEN, or the config's api.token_file):
   understudy sync authorized-key --config FILE --public-key FILE [--from ADDR,...]
                                             print the sync key's authorized_keys line (forced read-only rsync daemon)
   understudy sync rsyncd-conf --config FILE print the rsync daemon config the agent writes to sync.serve_config
+  understudy keepalived render --config FILE [--out FILE]
+                                            keepalived.conf for vip.backend keepalived (only the etcd primary may be MASTER)
   understudy --version
 
 Exit codes: 0 success, 1 runtime failure (etcd or API unreachable, timed out), 2 invalid usage
@@ -62,6 +64,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       return history(rest, print);
     case "resync":
       return resync(rest, print);
+    case "keepalived":
+      if (rest[0] === "render") return keepalivedRender(rest.slice(1));
+      throw usage(`unknown keepalived subcommand ${JSON.stringify(rest[0] ?? "")}`);
     case "sync":
       if (rest[0] === "status") return syncStatus(rest.slice(1), print);
       if (rest[0] === "authorized-key") return authorizedKey(rest.slice(1), print);
@@ -107,6 +112,21 @@ async function configCheck(args: readonly string[]): Promise<number> {
   const config = await loadConfigFile(file, { hostChecks: !values["no-host-checks"] });
   if (values.json) process.stdout.write(`${JSON.stringify({ valid: true, file, config }, null, 2)}\n`);
   else process.stdout.write(`${file}: valid (cluster ${config.cluster}, node ${config.node.name}, ttl ${config.election.ttlMs}ms, fence margin ${config.election.fenceMarginMs}ms)\n`);
+  return 0;
+}
+
+async function keepalivedRender(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, { config: { type: "string" }, out: { type: "string" } });
+  if (!values.config) throw usage("keepalived render needs --config FILE");
+  const config = await loadConfigFile(values.config, { hostChecks: false });
+  const { renderKeepalivedConf } = await import("../vip/keepalived-conf.js");
+  const text = renderKeepalivedConf(config);
+  if (!values.out) {
+    process.stdout.write(text);
+    return 0;
+  }
+  const { writeFileAtomic } = await import("../sync/durable.js");
+  await writeFileAtomic(values.out, text, 0o644);
   return 0;
 }
 

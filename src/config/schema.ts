@@ -225,14 +225,29 @@ export const configSchema = z
       .object({
         address: cidr,
         interface: z.string().regex(/^[A-Za-z0-9_.@-]{1,15}$/, "must be a network interface name"),
-        backend: z.enum(["ip", "none"]).default("ip"),
+        backend: z.enum(["ip", "keepalived", "none"]).default("ip"),
         duplicate_check: z.boolean().default(true),
         duplicate_check_timeout: duration.prefault("100ms"),
         arp_count: z.number().int().min(0).max(20).default(3),
         announce_interval: vipInterval.prefault("10s"),
         reconcile_interval: vipInterval.prefault("5s"),
+        // backend keepalived: keepalived owns the address; only the etcd primary passes its track file.
+        keepalived: z
+          .object({
+            track_file: absolutePath.default("/run/understudy/keepalived-track"),
+            virtual_router_id: z.number().int().min(1).max(255),
+            priority: z.number().int().min(1).max(254).default(100),
+            advert_int: duration.refine((ms) => ms >= 1000 && ms % 1000 === 0, "must be whole seconds, at least 1s (VRRPv2)").prefault("1s"),
+            unicast_peers: z.array(z.string().refine((a) => isIP(a) !== 0, "must be an IP address")).default([]),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
+      .superRefine((v, ctx) => {
+        if (v.backend === "keepalived" && v.keepalived === undefined) ctx.addIssue({ code: "custom", path: ["keepalived"], message: "is required for backend keepalived (virtual_router_id at least)" });
+        if (v.backend !== "keepalived" && v.keepalived !== undefined) ctx.addIssue({ code: "custom", path: ["keepalived"], message: "applies only to backend keepalived" });
+      })
       .optional(),
     daemon: z
       .object({

@@ -5,6 +5,8 @@ import type { CommandRunner } from "../platform/command.js";
 export interface FenceOrders {
   /** `ip` argv that removes the VIP, e.g. ["ip","addr","del","198.18.0.100/24","dev","eth0"]; null: no VIP. */
   readonly dropVip: readonly string[] | null;
+  /** vip.backend keepalived: write "1" here first, so keepalived goes to FAULT and cannot take the address back. */
+  readonly keepalivedTrackFile?: string | null;
   /** Stop the daemon: signal the pid in this pidfile (process backend)... */
   readonly daemonPidfile: string | null;
   /** ...or run this command (command/systemd backends). Null for both: leave the daemon (warm mode). */
@@ -23,6 +25,8 @@ export interface GuardDeps {
   /** Signal a pid read from the pidfile; injectable for tests. */
   readonly kill: (pid: number, signal: NodeJS.Signals) => void;
   readonly readPid: (pidfile: string) => number | undefined;
+  /** Write a small file (the keepalived track file); injectable for tests. */
+  readonly writeFile?: (file: string, content: string) => void;
   /** Called once the guard has nothing left to do (fenced, or disarmed with no agent). */
   readonly exit: (code: number) => void;
 }
@@ -89,6 +93,14 @@ export class GuardCore {
     this.timer = undefined;
     this.fenced = true;
     this.deps.log("lease deadline passed without a heartbeat: fencing (dropping the VIP, stopping the daemon)");
+    if (orders?.keepalivedTrackFile && this.deps.writeFile) {
+      try {
+        this.deps.writeFile(orders.keepalivedTrackFile, "1\n");
+        this.deps.log(`keepalived track file ${orders.keepalivedTrackFile} set to 1 (FAULT)`);
+      } catch (e) {
+        this.deps.log(`keepalived track file: ${String(e)}`);
+      }
+    }
     if (orders?.dropVip) {
       const r = await this.deps.runner.run(orders.dropVip, { timeoutMs: 2000 }).catch((e: unknown) => ({ code: -1, stderr: String(e) }));
       this.deps.log(r.code === 0 ? "VIP removed" : `VIP removal: exit ${r.code} ${String(r.stderr).trim()}`);

@@ -27,6 +27,7 @@ const core = new GuardCore({
   runner: new SpawnCommandRunner(),
   log,
   kill: (pid, sig) => process.kill(pid, sig),
+  writeFile: (file, content) => writeFileSync(file, content, { mode: 0o644 }),
   readPid: (file) => {
     try {
       const pid = Number(readFileSync(file, "utf8").trim().split(/\s+/)[0]);

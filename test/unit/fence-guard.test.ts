@@ -96,3 +96,19 @@ test("shutdown: armed fences now; disarmed just exits", async () => {
   t.core.shutdown();
   assert.deepEqual(t.exits, [0]);
 });
+
+test("vip.backend keepalived: the guard writes 1 to the track file (FAULT) before removing the address", async () => {
+  const clock = new FakeClock();
+  const order: string[] = [];
+  const runner = new StrictCommandRunner().expect(DROP);
+  const core = new GuardCore({
+    clock, runner: { run: (argv, o) => (order.push(`run ${argv.join(" ")}`), runner.run(argv, o)) }, log: () => undefined,
+    kill: () => undefined, readPid: () => undefined, exit: () => undefined,
+    writeFile: (file, content) => void order.push(`write ${file} ${JSON.stringify(content)}`),
+  });
+  core.connected();
+  core.handle({ arm: { deadlineMs: clock.systemMonotonicMs() + 1000, orders: { ...orders, keepalivedTrackFile: "/run/understudy/keepalived-track" } } });
+  await clock.advance(1000);
+  assert.deepEqual(order, ['write /run/understudy/keepalived-track "1\\n"', `run ${DROP.join(" ")}`]);
+  runner.done();
+});

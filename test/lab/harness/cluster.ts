@@ -33,6 +33,8 @@ export interface ClusterOptions {
   waitForPrimary?: boolean;
   /** An existing lab to use (the keepalived benchmark builds its own first). */
   lab?: Lab;
+  /** The node's whole `vip:` block (default: the lab VIP with the ip backend). */
+  vipYaml?: (node: LabNode, lab: Lab) => string;
   /** sshd options for a node's transfer daemon (e.g. host keys from a synced root). */
   sshd?: (node: LabNode) => SshdOptions;
   /** File sync between the nodes (see ClusterSyncOptions). */
@@ -164,7 +166,7 @@ cluster: lab
 node: { name: ${n.name}, address: ${n.address}, priority: ${priority} }
 etcd: { endpoints: [${this.lab.etcdEndpoint}], request_timeout: 1s }
 election: { ttl: ${this.opts.ttl ?? '2s'}, fence_margin: ${this.opts.fenceMargin ?? '500ms'}, ranking_delay: 300ms }
-vip: { address: ${this.lab.vip}, interface: ${n.iface} }
+${this.opts.vipYaml?.(n, this.lab) ?? `vip: { address: ${this.lab.vip}, interface: ${n.iface} }`}
 daemon:
   backend: process
   mode: cold
