@@ -36,6 +36,7 @@ token from --token-file, UNDERSTUDY_API_TOKEN, or the config's api.token_file):
   understudy sync authorized-key --config FILE --public-key FILE [--from ADDR,...]
                                             print the sync key's authorized_keys line (forced read-only rsync daemon)
   understudy sync rsyncd-conf --config FILE print the rsync daemon config the agent writes to sync.serve_config
+  understudy vip release --config FILE      drop this node's floating IP now (systemd ExecStopPost)
   understudy keepalived render --config FILE [--out FILE]
                                             keepalived.conf for vip.backend keepalived (only the etcd primary may be MASTER)
   understudy --version
@@ -64,6 +65,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       return history(rest, print);
     case "resync":
       return resync(rest, print);
+    case "vip":
+      if (rest[0] === "release") return vipRelease(rest.slice(1));
+      throw usage(`unknown vip subcommand ${JSON.stringify(rest[0] ?? "")}`);
     case "keepalived":
       if (rest[0] === "render") return keepalivedRender(rest.slice(1));
       throw usage(`unknown keepalived subcommand ${JSON.stringify(rest[0] ?? "")}`);
@@ -112,6 +116,23 @@ async function configCheck(args: readonly string[]): Promise<number> {
   const config = await loadConfigFile(file, { hostChecks: !values["no-host-checks"] });
   if (values.json) process.stdout.write(`${JSON.stringify({ valid: true, file, config }, null, 2)}\n`);
   else process.stdout.write(`${file}: valid (cluster ${config.cluster}, node ${config.node.name}, ttl ${config.election.ttlMs}ms, fence margin ${config.election.fenceMarginMs}ms)\n`);
+  return 0;
+}
+
+/**
+ * Drop this node's floating IP (keepalived: FAULT first). For systemd's
+ * ExecStopPost: after a kill -9 of the agent nothing else would. Never needs
+ * etcd; exit 0 when the address is gone (or was never here).
+ */
+async function vipRelease(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, { config: { type: "string" } });
+  if (!values.config) throw usage("vip release needs --config FILE");
+  const config = await loadConfigFile(values.config, { hostChecks: false });
+  if (!config.vip || config.vip.backend === "none") return 0;
+  const [{ createFloatingIp }, { SpawnCommandRunner }] = await Promise.all([import("../vip/index.js"), import("../platform/command.js")]);
+  const fip = createFloatingIp(config.vip, { runner: new SpawnCommandRunner(), clock: new SystemClock(), logger: silentLogger() });
+  await fip.remove();
+  process.stderr.write(`understudy: floating IP ${config.vip.address} released on ${config.vip.interface}\n`);
   return 0;
 }
 
