@@ -23,13 +23,7 @@ export class AgentMetrics {
     const registry = this.registry;
     registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: registry, prefix: "understudy_" });
-    const gauge = (name: string, help: string, read: (v: NodeView, g: Gauge<string>) => void, labelNames: string[] = []) =>
-      new Gauge({
-        name, help, labelNames, registers: [registry],
-        collect() {
-          read(view(), this as Gauge<string>);
-        },
-      });
+    const gauge = scrapeGauge(registry, view);
     gauge("understudy_role", "1 for the role this node acts in now", (v, g) => {
       g.set({ role: "primary" }, v.acting === "primary" ? 1 : 0);
       g.set({ role: "standby" }, v.acting === "standby" ? 1 : 0);
@@ -69,13 +63,7 @@ export class AgentMetrics {
   /** Sync metrics (only when sync roots are configured): gauges read the engine's status at scrape time. */
   withSync(status: () => SyncStatus): this {
     const registry = this.registry;
-    const gauge = (name: string, help: string, read: (s: SyncStatus, g: Gauge<string>) => void, labelNames: string[] = []) =>
-      new Gauge({
-        name, help, labelNames, registers: [registry],
-        collect() {
-          read(status(), this as Gauge<string>);
-        },
-      });
+    const gauge = scrapeGauge(registry, status);
     gauge("understudy_sync_generation", "Published sync generation this node holds in full", (s, g) => g.set(s.generation));
     gauge("understudy_sync_published_generation", "Newest sync generation published in etcd, as this node last read it", (s, g) => g.set(s.published?.generation ?? 0));
     gauge("understudy_sync_in_sync", "1 when this node holds the published generation", (s, g) => g.set(s.inSync ? 1 : 0));
@@ -171,4 +159,15 @@ export class AgentMetrics {
         return;
     }
   }
+}
+
+/** A factory of gauges whose value is read from `source()` at scrape time. */
+function scrapeGauge<S>(registry: Registry, source: () => S) {
+  return (name: string, help: string, read: (s: S, g: Gauge<string>) => void, labelNames: string[] = []) =>
+    new Gauge({
+      name, help, labelNames, registers: [registry],
+      collect() {
+        read(source(), this as Gauge<string>);
+      },
+    });
 }
