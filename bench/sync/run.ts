@@ -11,13 +11,16 @@
  * Options: --iterations N (small-file changes for understudy and lsyncd
  * delay=0, default 60), --lsyncd-default-changes N (default 5: each takes
  * ~15 s), --files N, --mib N (tree size), --large-files N, --rsync-runs N
- * (default 2), --only understudy,lsyncd,rsync, --json FILE, --no-json.
+ * (default 2: one before understudy, one after), --no-fsync-reference,
+ * --wait-load X (wait ≤ 10 min for the 1-min load average < X), --only
+ * understudy,lsyncd,rsync, --json FILE, --no-json.
  *
  * What is measured (details in README.md beside this file):
  *  1. plain `rsync -a` of the big tree (10,000 files, 1 GiB) pulled from the
  *     primary into an empty directory on one standby, then on both standbys
  *     in parallel (run in the standbys' namespaces, over SSH to a plain sshd
- *     on the primary);
+ *     on the primary), half the runs before understudy and half after; plus
+ *     one `rsync -a --fsync` to both as a reference (understudy fsyncs);
  *  2. understudy first full sync: the primary's agent starts with the tree,
  *     publishes its first generation; then both standby agents start with
  *     empty roots: time until both logged "in sync", trees then compared
@@ -57,6 +60,8 @@ interface Options {
   quick: boolean;
   /** Before starting, wait (at most 10 min) until the 1-minute load average is below this. */
   waitLoad: number | undefined;
+  /** Also time `rsync -a --fsync` to both standbys (a reference for understudy's per-file fsync). */
+  fsyncReference: boolean;
 }
 
 const DEFAULT_JSON = 'bench/sync/results-latest.json';
@@ -72,6 +77,7 @@ function parseArgs(argv: string[]): Options {
   let json: string | undefined = DEFAULT_JSON;
   let quick = false;
   let waitLoad: number | undefined;
+  let fsyncReference = true;
   const set = { iterations: false, files: false, mib: false, large: false, lsd: false, rsync: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -91,9 +97,10 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--no-json') json = undefined;
     else if (a === '--quick') quick = true;
     else if (a === '--wait-load') waitLoad = Number(val());
+    else if (a === '--no-fsync-reference') fsyncReference = false;
     else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: bench/sync/run.ts [--quick] [--iterations 60] [--lsyncd-default-changes 5] [--files 10000] [--mib 1024] [--large-files 10] [--rsync-runs 2] [--only understudy,lsyncd,rsync] [--wait-load 1.0] [--json FILE | --no-json]',
+        'usage: bench/sync/run.ts [--quick] [--iterations 60] [--lsyncd-default-changes 5] [--files 10000] [--mib 1024] [--large-files 10] [--rsync-runs 2] [--only understudy,lsyncd,rsync] [--wait-load 1.0] [--no-fsync-reference] [--json FILE | --no-json]',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
@@ -115,7 +122,7 @@ function parseArgs(argv: string[]): Options {
   if (!Number.isInteger(rsyncRuns) || rsyncRuns < 1 || rsyncRuns > 10) throw new Error('--rsync-runs must be 1..10');
   if (only) for (const o of only) if (!['understudy', 'lsyncd', 'rsync'].includes(o)) throw new Error(`--only: unknown ${o}`);
   if (waitLoad !== undefined && !(waitLoad > 0 && waitLoad < 100)) throw new Error('--wait-load takes a load average like 1.0');
-  return { iterations, lsyncdDefaultChanges, files, bytes: Math.round(mib * MiB), largeFiles, rsyncRuns, only, json, quick, waitLoad };
+  return { iterations, lsyncdDefaultChanges, files, bytes: Math.round(mib * MiB), largeFiles, rsyncRuns, only, json, quick, waitLoad, fsyncReference };
 }
 
 // ------------------------------------------------------------------ helpers
@@ -196,6 +203,9 @@ interface RsyncResult {
   singleMs: number | null;
   parallelMs: number | null;
   verify?: TreeDiff;
+  /** Reference: `rsync -a --fsync` to both standbys at once. */
+  fsyncParallelMs?: number;
+  fsyncError?: string;
 }
 
 interface UnderstudyFull {
@@ -295,6 +305,35 @@ async function plainRsyncBaseline(c: LabCluster, res: Results, first: number, la
   out.singleMs = median(out.runs.map((r) => r.singleMs).filter((x): x is number => x !== null));
   out.parallelMs = median(out.runs.map((r) => r.parallelMs).filter((x): x is number => x !== null));
   if (out.verify && first === 1) log(`  rsync -a copy vs the source: ${describeDiff(out.verify)}`);
+}
+
+/**
+ * Reference, not the target's baseline: `rsync -a --fsync` to both standbys
+ * at once. understudy fsyncs every file it applies (and plain rsync and
+ * lsyncd do not), so this shows how much of the gap is durability.
+ */
+async function rsyncFsyncReference(c: LabCluster, res: Results): Promise<void> {
+  const lab = c.lab;
+  const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
+  const ssh = plainSsh(lab);
+  const dst = (n: LabNode) => join(n.dir, 'rsync-fsync-big');
+  if (!res.rsync) return;
+  log('=== reference: rsync -a --fsync, two standbys in parallel (understudy fsyncs every applied file)');
+  try {
+    for (const n of [n2, n3]) rmSync(dst(n), { recursive: true, force: true });
+    await flush();
+    const t0 = performance.now();
+    const both = await Promise.all([n2, n3].map((n) => lab.exec(n, ['rsync', '-a', '--fsync', '-e', ssh, `root@${n1.address}:${big(n1)}/`, `${dst(n)}/`], { timeoutMs: 600_000 })));
+    const bad = both.find((b) => b.code !== 0);
+    if (bad) throw new Error(`rsync --fsync failed (${bad.code}): ${bad.stderr.trim().slice(-300)}`);
+    res.rsync.fsyncParallelMs = performance.now() - t0;
+    log(`  rsync -a --fsync, two in parallel: ${sec(res.rsync.fsyncParallelMs)} (${both.map((b) => sec(b.ms)).join(' / ')})`);
+  } catch (e) {
+    res.rsync.fsyncError = (e as Error).message;
+    log(`  ERROR ${res.rsync.fsyncError}`);
+  } finally {
+    for (const n of [n2, n3]) rmSync(dst(n), { recursive: true, force: true });
+  }
 }
 
 function agentIssues(lab: Lab): AgentIssues[] {
@@ -506,6 +545,7 @@ function report(res: Results, opts: Options): string {
   };
   rows2.push(['plain rsync -a, one standby', sec(rs?.singleMs), xf(ratio(rs?.singleMs, rs?.parallelMs)), '1.00×', rs?.verify ? (rs.verify.identical ? 'yes' : describeDiff(rs.verify)) : '-']);
   rows2.push(['plain rsync -a, two standbys in parallel', sec(rs?.parallelMs), '1.00×', xf(ratio(rs?.parallelMs, rs?.singleMs)), '']);
+  if (rs?.fsyncParallelMs !== undefined) rows2.push(['(reference) rsync -a --fsync, two in parallel', sec(rs.fsyncParallelMs), xf(ratio(rs.fsyncParallelMs, rs.parallelMs)), xf(ratio(rs.fsyncParallelMs, rs.singleMs)), '']);
   rows2.push(['understudy: standbys join -> both in sync', sec(full?.joinMs), xf(ratio(full?.joinMs, rs?.parallelMs)), xf(ratio(full?.joinMs, rs?.singleMs)), ident(full?.verify)]);
   rows2.push(['understudy: + primary publish (cold start)', sec(full?.coldMs), xf(ratio(full?.coldMs, rs?.parallelMs)), xf(ratio(full?.coldMs, rs?.singleMs)), '']);
   rows2.push(['lsyncd delay=0 startup sync, 2 standbys', sec(lf?.ms), xf(ratio(lf?.ms, rs?.parallelMs)), xf(ratio(lf?.ms, rs?.singleMs)), ident(lf?.verify)]);
@@ -623,6 +663,7 @@ async function main(): Promise<void> {
       phase('rsync2');
       await plainRsyncBaseline(c, res, before + 1, opts.rsyncRuns, 'after understudy');
     }
+    if (want('rsync') && opts.fsyncReference) await rsyncFsyncReference(c, res);
     if (want('lsyncd')) {
       phase('lsyncd');
       await lsyncdScenario(c, opts, res);

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { HaEvent, NodeView } from "../ha/events.js";
+import { PROMOTION_KINDS, type HaEvent, type NodeView } from "../ha/events.js";
 import type { ProbeState } from "../probes/port.js";
 import type { SyncEvent, SyncStatus } from "../sync/engine.js";
 
@@ -34,12 +34,15 @@ export class AgentMetrics {
     gauge("understudy_vip_held", "1 when this node has the floating IP", (v, g) => g.set(v.vipHeld ? 1 : 0));
     gauge("understudy_daemon_running", "1 when the transfer daemon runs on this node", (v, g) => g.set(v.daemonRunning ? 1 : 0));
     gauge("understudy_healthy", "1 when this node may become primary", (v, g) => g.set(v.healthy ? 1 : 0));
+    gauge("understudy_ha_cycle_age_seconds", "Since the HA loop last completed a cycle (a stuck loop grows this while HTTP still answers)", (v, g) => g.set(v.sinceLastCycleMs === null ? -1 : v.sinceLastCycleMs / 1000));
     gauge("understudy_probe_up", "1 when the probe's listener answers (after rise/fall)", (v, g) => {
       for (const p of v.probes) g.set({ probe: p.name, critical: String(p.critical) }, p.up ? 1 : 0);
     }, ["probe", "critical"]);
     if (probeStates) this.probeDataGauges(probeStates);
     this.promotions = new Counter({ name: "understudy_promotions_total", help: "Times this node became primary, by how", labelNames: ["kind"], registers: [registry] });
     this.demotions = new Counter({ name: "understudy_demotions_total", help: "Times this node stopped acting as primary, by why", labelNames: ["why"], registers: [registry] });
+    // Known label values start at 0, so increase() over a range sees the first event too.
+    for (const kind of PROMOTION_KINDS) this.promotions.inc({ kind }, 0);
     this.fences = new Counter({ name: "understudy_fence_events_total", help: "Times this node fenced itself at its lease deadline", registers: [registry] });
     this.restarts = new Counter({ name: "understudy_daemon_restarts_total", help: "Daemon restarts by the HA loop", registers: [registry] });
     this.failoverSeconds = new Gauge({
@@ -83,7 +86,14 @@ export class AgentMetrics {
       rescues: c("understudy_sync_rescues_total", "Rescue folders created for local files that differed from the last synced state"),
       published: c("understudy_sync_generations_published_total", "Sync generations this node published as primary"),
     };
+    this.zeroSyncCounters();
     return this;
+  }
+
+  private zeroSyncCounters(): void {
+    const m = this.syncCounters!;
+    for (const result of ["ok", "error"]) m.pulls.inc({ result }, 0);
+    for (const kind of ["added", "changed", "removed"]) m.applied.inc({ kind }, 0);
   }
 
   observeSync(e: SyncEvent): void {

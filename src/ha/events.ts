@@ -1,7 +1,8 @@
 // What the HA loop reports as it acts, for metrics and webhooks. Listeners
 // must not throw; the loop ignores what they return.
 
-export type PromotionKind = "election" | "failover" | "handover" | "switchover" | "failback" | "failover_forced" | "adopted";
+export const PROMOTION_KINDS = ["election", "failover", "handover", "switchover", "failback", "failover_forced", "adopted"] as const;
+export type PromotionKind = (typeof PROMOTION_KINDS)[number];
 
 export type HaEvent =
   | { readonly type: "promoted"; readonly kind: PromotionKind; readonly term: number; readonly vacancyMs: number | null; readonly promoteMs: number }
