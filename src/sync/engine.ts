@@ -9,92 +9,16 @@
 // newly published generation retries at once.
 import { createHash } from "node:crypto";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
-import type { Coordinator, MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
-import type { Clock, TimerHandle } from "../platform/clock.js";
-import type { CommandRunner } from "../platform/command.js";
-import type { Logger } from "../platform/logger.js";
-import { applyStaged, prepareStagingDir, type ApplySummary, type Owner } from "./apply.js";
+import type { MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
+import type { TimerHandle } from "../platform/clock.js";
+import { applyStaged, prepareStagingDir, type ApplySummary } from "./apply.js";
+import type { EngineRoot, SyncEngineDeps, SyncEvent, SyncStatus, SyncView } from "./engine-types.js";
 import { HashCache, buildManifest, manifestOf, type Manifest } from "./manifest.js";
-import type { SyncRoot } from "./paths.js";
-import { rescueDivergent, type RescueResult } from "./rescue.js";
-import { EMPTY_STATE, type HeldState, type SyncStateStore } from "./state.js";
-import type { PullRequest, PullResult } from "./transport.js";
-import { TreeWatcher, type ChangeCause, type WatchSourceFactory } from "./watch.js";
+import { rescueDivergent } from "./rescue.js";
+import { EMPTY_STATE, type HeldState } from "./state.js";
+import { TreeWatcher, type ChangeCause } from "./watch.js";
 
-export interface EngineRoot extends SyncRoot {
-  /** Refuse a staged tree with any file mode wider than this. */
-  readonly maxMode?: number;
-  /** Force this owner on everything applied. */
-  readonly owner?: Owner;
-  /** Validator argv run against the staged copy ({staged} substituted). */
-  readonly validate?: readonly string[];
-  /** Run after this root's changes went live (e.g. reload the daemon). */
-  readonly postSync?: readonly string[];
-}
-
-export interface SyncSettings {
-  readonly roots: readonly EngineRoot[];
-  readonly debounceMs: number;
-  readonly maxDelayMs: number;
-  readonly reconcileMs: number;
-  readonly validateTimeoutMs: number;
-  readonly postSyncTimeoutMs: number;
-  readonly retryMaxMs: number;
-  readonly maximumLagMs: number;
-}
-
-export interface Puller {
-  pull(req: PullRequest): Promise<PullResult>;
-  close(primary?: string): Promise<void>;
-}
-
-/** What the HA loop tells the engine after each cycle. */
-export interface SyncView {
-  readonly acting: "primary" | "standby";
-  /** Our term while acting primary. */
-  readonly term: number | null;
-  readonly leader: { readonly node: string; readonly term: number; readonly address: string | null } | null;
-  /** sync/generation as read this cycle; undefined when etcd could not be read (keep the last). */
-  readonly published: SyncGeneration | null | undefined;
-}
-
-export type SyncEvent =
-  | { readonly type: "published"; readonly generation: number; readonly files: number; readonly roots: readonly string[] }
-  | { readonly type: "applied"; readonly root: string; readonly generation: number; readonly pullMs: number; readonly applyMs: number; readonly summary: ApplySummary }
-  | { readonly type: "synced"; readonly generation: number }
-  | { readonly type: "failed"; readonly code: string; readonly message: string }
-  | { readonly type: "rescued"; readonly root: string; readonly result: RescueResult };
-
-export interface SyncStatus {
-  readonly node: string;
-  readonly role: "primary" | "standby";
-  readonly generation: number;
-  readonly published: { readonly generation: number; readonly digest: string; readonly source: string; readonly term: number; readonly publishedAt: string } | null;
-  readonly inSync: boolean;
-  readonly behindSince: string | null;
-  readonly lagMs: number | null;
-  readonly lastSuccessAt: string | null;
-  readonly lastError: { readonly code: string; readonly message: string; readonly at: string } | null;
-  readonly failures: number;
-  readonly waiting: string | null;
-  readonly roots: readonly { readonly name: string; readonly path: string; readonly digest: string | null; readonly files: number | null; readonly bytes: number | null }[];
-  readonly rescues: readonly { readonly root: string; readonly dir: string; readonly files: number; readonly at: string }[];
-}
-
-export interface SyncEngineDeps {
-  readonly node: string;
-  readonly settings: SyncSettings;
-  readonly store: SyncStateStore;
-  readonly coordinator: Pick<Coordinator, "publishGeneration">;
-  readonly puller: Puller;
-  readonly runner: CommandRunner;
-  readonly clock: Clock;
-  readonly log: Logger;
-  /** Watch source for the primary's roots (chokidar unless a test injects one). */
-  readonly watch?: WatchSourceFactory;
-  /** The held generation or the status changed: the HA loop republishes the member key. */
-  readonly onProgress?: () => void;
-}
+export type { EngineRoot, Puller, SyncEngineDeps, SyncEvent, SyncSettings, SyncStatus, SyncView } from "./engine-types.js";
 
 const FIRST_RETRY_MS = 200;
 /** A digest mismatch usually means the primary changed files during the pull: a new generation is on its way. */
