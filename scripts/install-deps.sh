@@ -18,6 +18,9 @@ DEB_PACKAGES=(
   openssl                          # test certificates (API TLS, FTPS and TLS-file probes)
   procps psmisc util-linux         # pgrep/ps, setpriv --pdeathsig in the lab
   python3                          # the lab's raw-socket ARP observer (stdlib only)
+  systemd                          # systemd-analyze verify/security on systemd/ units
+  ansible ansible-lint             # the Ansible role, run for real against the lab (ansible/)
+  lsyncd                           # the peer in bench/sync
   ca-certificates
 )
 
@@ -32,7 +35,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian enables the packaged services; the lab runs its own instances in namespaces.
-for svc in etcd keepalived proftpd prometheus haproxy; do
+for svc in etcd keepalived proftpd prometheus haproxy lsyncd; do
   if command -v systemctl >/dev/null && systemctl is-enabled "$svc" >/dev/null 2>&1; then
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi
