@@ -109,3 +109,26 @@ test('lab harness: etcd, sshd behind a hand-moved VIP, observer, partitions, tea
   t.diagnostic(`timings ${JSON.stringify(lab.timings, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}`);
   assert.ok((lab.timings.teardownMs ?? Infinity) < 5000);
 });
+
+test('lab harness: a 3-member etcd cluster survives its leader being killed, and a member rejoins', { timeout: 60_000 }, async (t) => {
+  const lab = await Lab.create({ nodes: 1, etcdMembers: 3, etcdTuned: true });
+  try {
+    assert.equal(lab.etcdHosts.length, 3);
+    assert.equal(lab.etcdEndpoint.split(',').length, 3);
+    const leader = await pollUntil(() => lab.etcdLeaderIndex(), { timeoutMs: 5000, intervalMs: 100 });
+    assert.ok(leader !== undefined, 'an etcd leader');
+    t.diagnostic(`etcd leader: ${lab.etcdHosts[leader]!.name}`);
+    await lab.stopEtcdMember(leader);
+    const next = await pollUntil(async () => {
+      const i = await lab.etcdLeaderIndex();
+      return i !== undefined && i !== leader ? i : undefined;
+    }, { timeoutMs: 10_000, intervalMs: 100 });
+    assert.ok(next !== undefined, 'the two others elect a new leader');
+    const put = await lab.etcdctl(['put', '/lab/k', 'v'], { ns: lab.client, endpoints: `http://${lab.etcdHosts[next]!.address}:2379` });
+    assert.equal(put.code, 0, `a write with quorum 2/3: ${put.stderr}`);
+    lab.startEtcdMember(leader);
+    assert.ok(await pollUntil(async () => ((await lab.etcdHealthy(lab.client, 1000)) ? true : undefined), { timeoutMs: 15_000, intervalMs: 200 }), 'all three healthy again');
+  } finally {
+    await lab.teardown();
+  }
+});

@@ -62,6 +62,8 @@ export interface LabOptions {
   prefix?: string;
   /** Extra arguments appended to the etcd command line. */
   etcdArgs?: string[];
+  /** etcd cluster size: 1 (host "etcd", .2) or 3 (also "etcd2" .3 and "etcd3" .4). Default 1. */
+  etcdMembers?: 1 | 3;
 }
 
 export interface LabHost {
@@ -190,10 +192,13 @@ export class Lab {
   /** "198.18.X.100" */
   readonly vipAddress: string;
   readonly vipPrefixLength = 24;
-  /** "http://198.18.X.2:2379" */
+  /** "http://198.18.X.2:2379" (comma-separated client URLs of every member with etcdMembers 3) */
   readonly etcdEndpoint: string;
   readonly nodes: LabNode[];
+  /** The first etcd member. */
   readonly etcd: LabHost;
+  /** Every etcd member (one unless etcdMembers is 3). */
+  readonly etcdHosts: LabHost[];
   readonly client: LabHost;
   readonly observerHost: LabHost;
   /** Namespace holding the bridge. */
@@ -211,6 +216,8 @@ export class Lab {
   readonly etcdTuned: boolean;
   readonly timings: LabTimings = { createMs: 0, networkMs: 0, etcdReadyMs: 0 };
   etcdProcess: ChildProcess | undefined;
+  /** Per member (index as in etcdHosts); undefined while a member is stopped. */
+  readonly etcdProcesses: (ChildProcess | undefined)[] = [];
 
   private readonly hostsByName = new Map<string, LabHost>();
   private readonly createdNs: string[] = [];
@@ -238,7 +245,9 @@ export class Lab {
     this.subnet = `${base}.0/24`;
     this.vipAddress = `${base}.100`;
     this.vip = `${this.vipAddress}/24`;
-    this.etcdEndpoint = `http://${base}.2:2379`;
+    const members = opts.etcdMembers ?? 1;
+    if (members !== 1 && members !== 3) throw new Error(`Lab: etcdMembers must be 1 or 3, got ${String(members)}`);
+    this.etcdEndpoint = Array.from({ length: members }, (_, i) => `http://${base}.${2 + i}:2379`).join(',');
     this.switchNs = `${this.prefix}-sw`;
     this.dir = mkdtempSync(join(tmpdir(), `${LAB_DIR_PREFIX}${this.prefix}-`));
     this.logDir = join(this.dir, 'logs');
@@ -259,6 +268,7 @@ export class Lab {
       return h;
     };
     this.etcd = mk('etcd', 2);
+    this.etcdHosts = [this.etcd, ...Array.from({ length: members - 1 }, (_, i) => mk(`etcd${i + 2}`, 3 + i))];
     this.nodes = [];
     for (let i = 1; i <= n; i++) this.nodes.push({ ...mk(`n${i}`, 10 + i), index: i });
     for (const node of this.nodes) this.hostsByName.set(node.name, node);
@@ -302,7 +312,7 @@ export class Lab {
 
   /** All hosts: etcd, nodes, client, observer. */
   get hosts(): LabHost[] {
-    return [this.etcd, ...this.nodes, this.client, this.observerHost];
+    return [...this.etcdHosts, ...this.nodes, this.client, this.observerHost];
   }
 
   host(ref: HostRef): LabHost {
@@ -466,39 +476,86 @@ export class Lab {
 
   // ------------------------------------------------------------------ etcd
 
-  private async startEtcd(): Promise<void> {
-    const a = this.etcd.address;
-    const argv = [
+  private etcdArgv(index: number, state: 'new' | 'existing'): string[] {
+    const h = this.etcdHosts[index]!;
+    const single = this.etcdHosts.length === 1;
+    // One member keeps its peer port on loopback, as before; a cluster's members talk over the lab network.
+    const peer = (x: LabHost) => (single ? 'http://127.0.0.1:2380' : `http://${x.address}:2380`);
+    const name = (x: LabHost) => (single ? 'lab' : x.name);
+    return [
       'etcd',
-      '--name', 'lab',
-      '--data-dir', join(this.etcd.dir, 'data'),
-      '--listen-client-urls', `http://${a}:2379,http://127.0.0.1:2379`,
-      '--advertise-client-urls', `http://${a}:2379`,
-      '--listen-peer-urls', 'http://127.0.0.1:2380',
-      '--initial-advertise-peer-urls', 'http://127.0.0.1:2380',
-      '--initial-cluster', 'lab=http://127.0.0.1:2380',
-      '--initial-cluster-state', 'new',
+      '--name', name(h),
+      '--data-dir', join(h.dir, 'data'),
+      '--listen-client-urls', `http://${h.address}:2379,http://127.0.0.1:2379`,
+      '--advertise-client-urls', `http://${h.address}:2379`,
+      '--listen-peer-urls', peer(h),
+      '--initial-advertise-peer-urls', peer(h),
+      '--initial-cluster', this.etcdHosts.map((x) => `${name(x)}=${peer(x)}`).join(','),
+      '--initial-cluster-state', state,
       '--initial-cluster-token', `understudy-lab-${this.prefix}`,
       '--logger', 'zap',
       '--log-outputs', 'stderr',
       ...(this.etcdTuned ? ['--heartbeat-interval', '10', '--election-timeout', '100'] : []),
       ...(this.opts.etcdArgs ?? []),
     ];
-    const logFile = join(this.logDir, 'etcd.log');
-    const child = this.spawn(this.etcd, argv, { logFile });
-    this.etcdProcess = child;
+  }
+
+  private async startEtcd(): Promise<void> {
+    for (let i = 0; i < this.etcdHosts.length; i++) this.spawnEtcdMember(i, 'new');
     const healthy = await pollUntil(
       async () => {
-        if (child.exitCode !== null || child.signalCode !== null) return false;
-        const listening = await this.exec(this.etcd, ['ss', '-Hltn', 'sport', '=', ':2379'], { timeoutMs: 2000 });
-        if (!listening.stdout.includes(`${this.etcd.address}:2379`)) return undefined;
+        if (this.etcdProcesses.some((c) => !c || c.exitCode !== null || c.signalCode !== null)) return false;
+        for (const h of this.etcdHosts) {
+          const listening = await this.exec(h, ['ss', '-Hltn', 'sport', '=', ':2379'], { timeoutMs: 2000 });
+          if (!listening.stdout.includes(`${h.address}:2379`)) return undefined;
+        }
         return (await this.etcdHealthy(this.client, 1000)) ? true : undefined;
       },
-      { timeoutMs: 15_000, intervalMs: 50 },
+      { timeoutMs: 20_000, intervalMs: 50 },
     );
     if (healthy !== true) {
+      const logFile = join(this.logDir, 'etcd.log');
       const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(-3000) : '';
       throw new Error(`Lab: etcd did not become healthy (${healthy === false ? 'exited' : 'timeout'})\n${tail}`);
+    }
+  }
+
+  private spawnEtcdMember(index: number, state: 'new' | 'existing'): ChildProcess {
+    const h = this.etcdHosts[index]!;
+    const logFile = join(this.logDir, index === 0 ? 'etcd.log' : `${h.name}.log`);
+    const child = this.spawn(h, this.etcdArgv(index, state), { logFile });
+    this.etcdProcesses[index] = child;
+    if (index === 0) this.etcdProcess = child;
+    return child;
+  }
+
+  /** Kill one etcd member (SIGKILL by default) and wait until it exited. */
+  async stopEtcdMember(index: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.etcdProcesses[index];
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    killGroup(child.pid, signal);
+    await Promise.race([exited, sleep(5000)]);
+    this.etcdProcesses[index] = undefined;
+  }
+
+  /** Restart a stopped member with its data dir (it rejoins the cluster). */
+  startEtcdMember(index: number): void {
+    if (this.etcdProcesses[index]) return;
+    this.spawnEtcdMember(index, 'existing');
+  }
+
+  /** Index (in etcdHosts) of the current etcd raft leader, or undefined if none answers. */
+  async etcdLeaderIndex(): Promise<number | undefined> {
+    const r = await this.etcdctl(['endpoint', 'status', '-w', 'json', '--dial-timeout=500ms', '--command-timeout=1s'], { ns: this.client, timeoutMs: 5000 });
+    try {
+      const rows = JSON.parse(r.stdout) as { Endpoint: string; Status: { header: { member_id: number }; leader: number } }[];
+      const lead = rows.find((x) => String(x.Status.header.member_id) === String(x.Status.leader));
+      if (!lead) return undefined;
+      const i = this.etcdHosts.findIndex((h) => lead.Endpoint.includes(`//${h.address}:`));
+      return i >= 0 ? i : undefined;
+    } catch {
+      return undefined;
     }
   }
 
@@ -597,12 +654,12 @@ export class Lab {
   }
 
   /** Node can still reach nodes/client/observer, but not etcd (and vice versa): silent drop. */
-  partitionFromEtcd(node: HostRef): Promise<void> {
-    return this.partition(node, this.etcd);
+  async partitionFromEtcd(node: HostRef): Promise<void> {
+    for (const h of this.etcdHosts) await this.partition(node, h);
   }
 
-  healPartition(node: HostRef): Promise<void> {
-    return this.heal(node, this.etcd);
+  async healPartition(node: HostRef): Promise<void> {
+    for (const h of this.etcdHosts) await this.heal(node, h);
   }
 
   /**
