@@ -1,0 +1,355 @@
+/**
+ * ansible/ end to end: the real `ansible-playbook` (Debian's ansible-core)
+ * runs ansible/site.yml from the client namespace over SSH against the three
+ * node namespaces, each running an sshd for Ansible (port 2200, host key
+ * pinned by lab.knownHosts, StrictHostKeyChecking yes). The role installs the
+ * release tarball (ansible/build-package.sh) with `npm ci`, writes the config
+ * from inventory variables (validated by `understudy config check`), generates
+ * and distributes the API token and the sync key (forced read-only rsync,
+ * pinned known_hosts), and starts the agents with start-stop-daemon (there is
+ * no systemd here), n1 first. Then: n1 is primary and serves SFTP through the
+ * VIP, its files reach the standbys, a second run changes nothing, n1's agent
+ * is SIGKILLed and n2 takes over, and a third run with a changed config starts
+ * n1's agent and restarts the others one at a time. Plus `ansible-lint` on
+ * ansible/, and the etcd play on its own (managed etcd members). Needs root,
+ * `npm run build`, and the Debian packages ansible and ansible-lint.
+ *
+ * The namespaces share one file system, so every path the role writes is set
+ * per host in the inventory (under the node's lab dir). The nodes reach no
+ * package registry: the npm cache is warmed from the root namespace first and
+ * the nodes run `npm ci --offline` (a stand-in for a registry mirror).
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CLI, Lab, REPO, pollUntil, run, runOk, type LabNode } from './harness/index.js';
+
+const ANSIBLE_DIR = join(REPO, 'ansible');
+const ANSIBLE_SSH_PORT = 2200;
+const PRIORITIES = [300, 200, 100];
+
+interface Recap {
+  ok: number;
+  changed: number;
+  unreachable: number;
+  failed: number;
+}
+
+/** The PLAY RECAP lines of an ansible-playbook run, by host. */
+function parseRecap(out: string): Map<string, Recap> {
+  const recap = new Map<string, Recap>();
+  const at = out.lastIndexOf('PLAY RECAP');
+  for (const m of out.slice(Math.max(0, at)).matchAll(/^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)/gm)) {
+    recap.set(m[1]!, { ok: Number(m[2]), changed: Number(m[3]), unreachable: Number(m[4]), failed: Number(m[5]) });
+  }
+  return recap;
+}
+
+function requireTool(bin: string, pkg: string): void {
+  assert.ok(existsSync(bin), `${bin} is not installed: apt-get install -y ${pkg} (scripts/install-deps.sh)`);
+}
+
+/** ssh options for Ansible: the lab client key, host keys pinned by lab.knownHosts, no ~/.ssh/config. */
+function sshVars(lab: Lab): Record<string, unknown> {
+  return {
+    ansible_user: 'root',
+    ansible_port: ANSIBLE_SSH_PORT,
+    ansible_ssh_private_key_file: lab.clientKey,
+    ansible_ssh_common_args: `-F /dev/null -o IdentitiesOnly=yes -o UserKnownHostsFile=${lab.knownHosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o ConnectTimeout=5`,
+    ansible_python_interpreter: '/usr/bin/python3',
+  };
+}
+
+/**
+ * The node's admin sshd on ANSIBLE_SSH_PORT, for Ansible (and for the sync
+ * key's forced command): root's authorized_keys are the lab client's file
+ * plus `extraAuthorizedKeys` (the file the role manages).
+ */
+async function startAdminSshd(lab: Lab, n: LabNode, extraAuthorizedKeys?: string): Promise<void> {
+  await lab.startSshd(n, {
+    port: ANSIBLE_SSH_PORT,
+    configFile: join(n.dir, 'admin_sshd_config'),
+    hostKeyDir: join(n.dir, 'admin-hostkey'),
+    authorizedKeysFile: [join(lab.dir, 'client', 'authorized_keys'), ...(extraAuthorizedKeys ? [extraAuthorizedKeys] : [])].join(' '),
+    // Root's login shell then skips ~/.bashrc (pyenv on a dev box: +200 ms per task).
+    extraConfig: ['SetEnv SHLVL=1'],
+  });
+}
+
+/** Runs ansible/site.yml with `inventory` from the client namespace; asserts success and returns the recap. */
+function playbookRunner(lab: Lab, inventory: unknown, diagnostic: (msg: string) => void) {
+  const inventoryFile = join(lab.dir, 'inventory.yml');
+  /** (Re)writes the inventory file from `inventory` (JSON is YAML). */
+  const writeInventory = () => writeFileSync(inventoryFile, `${JSON.stringify(inventory, null, 2)}\n`);
+  writeInventory();
+  mkdirSync(join(lab.dir, 'ansible-cp'), { recursive: true, mode: 0o700 });
+  let runs = 0;
+  const run = async (timeoutMs: number, hosts: readonly string[]) => {
+    const r = await lab.exec(lab.client, ['ansible-playbook', '-i', inventoryFile, join(ANSIBLE_DIR, 'site.yml')], {
+      timeoutMs,
+      env: {
+        ANSIBLE_CONFIG: join(ANSIBLE_DIR, 'ansible.cfg'),
+        ANSIBLE_SSH_CONTROL_PATH_DIR: join(lab.dir, 'ansible-cp'),
+        ANSIBLE_LOCAL_TEMP: join(lab.dir, 'ansible-local'),
+        ANSIBLE_NOCOLOR: '1',
+        ANSIBLE_FORCE_COLOR: '0',
+      },
+    });
+    writeFileSync(join(lab.logDir, `ansible-run-${++runs}.log`), `${r.stdout}\n--- stderr\n${r.stderr}`);
+    const recap = parseRecap(r.stdout);
+    const why = `ansible-playbook run ${runs}: exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\n${r.stdout.slice(-6000)}\n${r.stderr.slice(-3000)}`;
+    assert.equal(r.code, 0, why);
+    for (const h of hosts) {
+      const v = recap.get(h);
+      assert.ok(v, `${h} in the PLAY RECAP\n${why}`);
+      assert.equal(v.failed + v.unreachable, 0, `${h}: no failed or unreachable task\n${why}`);
+    }
+    diagnostic(`run ${runs}: ${Math.round(r.ms / 100) / 10} s; ${[...recap].map(([h, v]) => `${h} changed=${v.changed}`).join(', ')}`);
+    return recap;
+  };
+  return { run, writeInventory };
+}
+
+test('ansible-lint passes on ansible/', { timeout: 120_000 }, async () => {
+  requireTool('/usr/bin/ansible-lint', 'ansible-lint');
+  const r = await run(['ansible-lint', '--nocolor'], { cwd: ANSIBLE_DIR, timeoutMs: 110_000, env: { NO_COLOR: '1' } });
+  assert.equal(r.code, 0, `ansible-lint failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
+});
+
+test('ansible-playbook brings up a working 3-node cluster, idempotently, fails over, and rolls out a change', { timeout: 300_000 }, async (t) => {
+  requireTool('/usr/bin/ansible-playbook', 'ansible');
+  assert.ok(existsSync(CLI), `${CLI} is missing: run \`npm run build\` first`);
+  const t0 = performance.now();
+  const lab = await Lab.create({ nodes: 3, etcdTuned: true });
+  const mark = (what: string) => t.diagnostic(`${what} at +${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  try {
+    // ---------------------------------------------------------------- release
+    const pkgDir = join(lab.dir, 'pkg');
+    const built = await runOk([join(ANSIBLE_DIR, 'build-package.sh'), pkgDir], {
+      env: { UNDERSTUDY_SKIP_BUILD: '1' },
+      timeoutMs: 60_000,
+    });
+    const tarball = built.stdout.trim().split('\n').pop()!;
+    assert.ok(existsSync(tarball), `build-package.sh made ${tarball}`);
+    // Warm the npm cache (the root namespace reaches the registry; the nodes do not).
+    const warm = join(lab.dir, 'warm');
+    mkdirSync(warm);
+    await runOk(['tar', 'xzf', tarball, '-C', warm, '--strip-components=1']);
+    await runOk(['npm', 'ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], {
+      cwd: warm,
+      timeoutMs: 120_000,
+    });
+    mark('release tarball built, npm cache warm');
+
+    // ----------------------------------------------------------- node hosts
+    const paths = (n: LabNode) => ({
+      prefix: join(n.dir, 'opt'),
+      etc: join(n.dir, 'etc'),
+      state: join(n.dir, 'state'),
+      run: join(n.dir, 'run'),
+      app: join(n.dir, 'app'),
+      rootSsh: join(n.dir, 'root-ssh'),
+      adminHostKeys: join(n.dir, 'admin-hostkey'),
+    });
+    const hosts: Record<string, Record<string, unknown>> = {};
+    for (const [i, n] of lab.nodes.entries()) {
+      const p = paths(n);
+      // The transfer daemon (what clients reach through the VIP): <node dir>/sshd_config on :22.
+      const daemon = lab.sshdConfig(n);
+      // The node's admin sshd, for Ansible and for the sync key (its forced command).
+      await startAdminSshd(lab, n, join(p.rootSsh, 'authorized_keys'));
+      mkdirSync(p.app, { recursive: true });
+      hosts[n.name] = {
+        ansible_host: n.address,
+        understudy_node_priority: PRIORITIES[i],
+        understudy_prefix: p.prefix,
+        understudy_bin_link: join(p.prefix, 'bin', 'understudy'),
+        understudy_config_dir: p.etc,
+        understudy_state_dir: p.state,
+        understudy_run_dir: p.run,
+        understudy_log_file: join(lab.logDir, `${n.name}-agent.log`),
+        understudy_daemon: { backend: 'process', mode: 'cold', command: daemon, stop_timeout: '3s' },
+        understudy_sync_roots: [{ name: 'app', path: p.app }],
+        understudy_sync_authorized_keys_file: join(p.rootSsh, 'authorized_keys'),
+        understudy_sync_host_key_file: join(p.adminHostKeys, 'ssh_host_ed25519_key.pub'),
+      };
+    }
+    const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
+    writeFileSync(join(paths(n1).app, 'motd.txt'), `published by n1 (${lab.prefix})\n`);
+
+    const secrets = join(lab.dir, 'secrets');
+    const inventory = {
+      all: {
+        vars: {
+          ...sshVars(lab),
+          understudy_cluster: 'lab',
+          understudy_service_manager: 'start-stop-daemon',
+          understudy_package_tarball: tarball,
+          understudy_secrets_dir: secrets,
+          understudy_npm_ci_extra_args: ['--offline'],
+          understudy_etcd_manage: false,
+          understudy_etcd_endpoints: [lab.etcdEndpoint],
+          understudy_etcd_options: { request_timeout: '1s' },
+          understudy_election: { ttl: '2s', fence_margin: '500ms', ranking_delay: '300ms' },
+          understudy_vip_address: lab.vip,
+          understudy_vip_interface: 'eth0',
+          understudy_probes: [{ name: 'sftp', type: 'ssh', host: '127.0.0.1', port: 22, interval: '1s', timeout: '500ms', fall: 2 }],
+          understudy_sync_ssh_port: ANSIBLE_SSH_PORT,
+          understudy_sync_connect_timeout: '2s',
+          understudy_sync_extra: { reconcile_interval: '5s', retry_max: '1s' },
+          understudy_log_level: 'info',
+        },
+        children: { understudy: { hosts } },
+      },
+    };
+    const { run: playbook, writeInventory } = playbookRunner(lab, inventory, (m) => t.diagnostic(m));
+    const names = lab.nodes.map((n) => n.name);
+
+    const leader = async (): Promise<string | undefined> => {
+      const r = await lab.etcdctl(['get', '/understudy/lab/leader', '-w', 'json'], { timeoutMs: 3000 });
+      if (r.code !== 0) return undefined;
+      const kv = (JSON.parse(r.stdout) as { kvs?: { value: string }[] }).kvs?.[0];
+      return kv ? (JSON.parse(Buffer.from(kv.value, 'base64').toString()) as { node: string }).node : undefined;
+    };
+    const serving = (node: string, timeoutMs: number) =>
+      pollUntil(
+        async () => ((await lab.vipConfiguredOn()).includes(node) && (await lab.sshHandshake('vip', { timeoutMs: 3000 })).ok ? true : undefined),
+        { timeoutMs, intervalMs: 100 },
+      ).then(Boolean);
+    const agentPid = (n: LabNode): number | undefined => {
+      const file = join(paths(n).run, 'understudy.pid');
+      if (!existsSync(file)) return undefined;
+      const pid = Number(readFileSync(file, 'utf8').trim());
+      try {
+        process.kill(pid, 0);
+        return pid;
+      } catch {
+        return undefined;
+      }
+    };
+
+    // ------------------------------------------------------------- first run
+    const first = await playbook(240_000, names);
+    mark('first run done');
+    for (const n of lab.nodes) assert.ok(first.get(n.name)!.changed > 0, `first run changed something on ${n.name}`);
+    for (const n of lab.nodes) assert.ok(agentPid(n), `${n.name}: start-stop-daemon's agent is running`);
+    assert.equal(await leader(), n1.name, 'n1, started first, is the first primary');
+    assert.ok(await serving(n1.name, 10_000), 'n1 holds the VIP and SFTP works through it');
+    const token = readFileSync(join(secrets, 'api-token'), 'utf8');
+    for (const n of lab.nodes) {
+      assert.equal(readFileSync(join(paths(n).etc, 'api-token'), 'utf8'), token, `${n.name} has the cluster's API token`);
+    }
+    const authorized = readFileSync(join(paths(n2).rootSsh, 'authorized_keys'), 'utf8');
+    assert.match(authorized, /^restrict,from="[^"]+",command="\/usr\/bin\/rsync --server --daemon --config=\S+ \." ssh-ed25519 /m, 'the sync key is forced to the read-only rsync daemon');
+    const motd = readFileSync(join(paths(n1).app, 'motd.txt'), 'utf8');
+    const synced = await pollUntil(
+      () => ([n2, n3].every((n) => existsSync(join(paths(n).app, 'motd.txt')) && readFileSync(join(paths(n).app, 'motd.txt'), 'utf8') === motd) ? true : undefined),
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    assert.ok(synced, "n1's sync root reached n2 and n3 over the sync key (pinned host keys, forced rsync)");
+    const status = await lab.exec(lab.client, [process.execPath, CLI, 'status', '--etcd', lab.etcdEndpoint, '--cluster', 'lab', '--json'], { timeoutMs: 10_000 });
+    assert.equal(status.code, 0, status.stderr);
+    mark('cluster checked');
+
+    // ------------------------------------------------------------ second run
+    const second = await playbook(180_000, names);
+    mark('second run done');
+    for (const n of lab.nodes) assert.equal(second.get(n.name)!.changed, 0, `second run: changed=0 on ${n.name}`);
+    assert.equal(await leader(), n1.name, 'the second run left the primary alone');
+
+    // -------------------------------------------------------------- failover
+    const pid = agentPid(n1)!;
+    process.kill(pid, 'SIGKILL');
+    const tk = performance.now();
+    const next = await pollUntil(async () => {
+      const l = await leader();
+      return l && l !== n1.name ? l : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 100 });
+    assert.equal(next, n2.name, 'n2 (priority 200) took over after n1 agent was killed');
+    assert.ok(await serving(n2.name, Math.max(1000, 15_000 - (performance.now() - tk))), 'n2 serves SFTP through the VIP within 15 s');
+    t.diagnostic(`failover: n2 serving through the VIP ${Math.round(performance.now() - tk)} ms after the SIGKILL`);
+    const sftp = await lab.sftpLogin('vip');
+    assert.ok(sftp.ok, `real SFTP upload through the VIP: ${sftp.stderr}`);
+
+    // ------------------------- third run: repairs n1, rolls out a config change
+    // n1's agent is dead, and every node gets a new config (log level): n1 is
+    // started, n2 (the primary) and n3 are restarted one at a time, SIGTERM
+    // handing the primary role over.
+    const before = new Map(lab.nodes.map((n) => [n.name, agentPid(n)]));
+    inventory.all.vars.understudy_log_level = 'debug';
+    writeInventory();
+    const third = await playbook(180_000, names);
+    mark('third run done');
+    for (const n of lab.nodes) {
+      assert.match(readFileSync(join(paths(n).etc, 'understudy.yaml'), 'utf8'), /^ {2}level: debug$/m, `${n.name} has the new config`);
+      const pid = agentPid(n);
+      assert.ok(pid, `${n.name}: an agent runs after the third run`);
+      assert.notEqual(pid, before.get(n.name), `${n.name}: the agent was (re)started with the new config`);
+    }
+    // config, start, stamp on n1; config, stop, start, stamp on n2 and n3
+    assert.deepEqual(names.map((n) => third.get(n)!.changed), [3, 4, 4], 'third run: only what the config change and the dead agent need');
+    const last = await leader();
+    assert.ok(last, 'the cluster has a primary after the rolling restart');
+    assert.ok(await serving(last, 15_000), `${last} serves SFTP through the VIP after the rolling restart`);
+  } finally {
+    for (const n of lab.nodes) await lab.killAllIn(n.ns).catch(() => 0);
+    await lab.teardown();
+    t.diagnostic(`total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+});
+
+test('managed etcd: the etcd play builds a 3-member cluster in the node namespaces, idempotently', { timeout: 120_000 }, async (t) => {
+  requireTool('/usr/bin/ansible-playbook', 'ansible');
+  const t0 = performance.now();
+  // No lab etcd: the role installs and starts the members (start-stop-daemon, no systemd here).
+  const lab = await Lab.create({ nodes: 3, startEtcd: false });
+  try {
+    const hosts: Record<string, Record<string, unknown>> = {};
+    for (const n of lab.nodes) {
+      await startAdminSshd(lab, n);
+      hosts[n.name] = {
+        ansible_host: n.address,
+        understudy_etcd_config_file: join(n.dir, 'etcd', 'etcd.yml'),
+        understudy_etcd_data_dir: join(n.dir, 'etcd', 'data'),
+        understudy_etcd_pidfile: join(n.dir, 'etcd', 'etcd.pid'),
+        understudy_etcd_log_file: join(lab.logDir, `${n.name}-etcd.log`),
+      };
+    }
+    const inventory = {
+      all: {
+        vars: {
+          ...sshVars(lab),
+          understudy_cluster: 'lab',
+          understudy_service_manager: 'start-stop-daemon',
+          understudy_etcd_manage: true,
+        },
+        // Only the etcd play of site.yml has hosts in this inventory.
+        children: { understudy_etcd: { hosts } },
+      },
+    };
+    const { run: playbook } = playbookRunner(lab, inventory, (m) => t.diagnostic(m));
+    const names = lab.nodes.map((n) => n.name);
+    const endpoints = lab.nodes.map((n) => `http://${n.address}:2379`).join(',');
+
+    const first = await playbook(90_000, names);
+    for (const n of names) assert.ok(first.get(n)!.changed > 0, `first run changed something on ${n}`);
+    const health = await lab.etcdctl(['endpoint', 'health', '--dial-timeout=2s', '--command-timeout=2s'], { ns: lab.client, endpoints, timeoutMs: 10_000 });
+    assert.equal(health.code, 0, `all three members healthy: ${health.stdout}${health.stderr}`);
+    const members = await lab.etcdctl(['member', 'list', '-w', 'json'], { ns: lab.client, endpoints, timeoutMs: 5000 });
+    assert.equal(members.code, 0, members.stderr);
+    const list = (JSON.parse(members.stdout) as { members: { name: string }[] }).members.map((m) => m.name).sort();
+    assert.deepEqual(list, names, 'one cluster of the three inventory hosts');
+    const put = await lab.etcdctl(['put', '/understudy/ansible-check', 'ok'], { ns: lab.client, endpoints: `http://${lab.nodes[0]!.address}:2379`, timeoutMs: 5000 });
+    assert.equal(put.code, 0, put.stderr);
+    const get = await lab.etcdctl(['get', '--print-value-only', '/understudy/ansible-check'], { ns: lab.client, endpoints: `http://${lab.nodes[2]!.address}:2379`, timeoutMs: 5000 });
+    assert.equal(get.stdout.trim(), 'ok', 'a write through n1 is read through n3');
+
+    const second = await playbook(90_000, names);
+    for (const n of names) assert.equal(second.get(n)!.changed, 0, `second run: changed=0 on ${n}`);
+  } finally {
+    for (const n of lab.nodes) await lab.killAllIn(n.ns).catch(() => 0);
+    await lab.teardown();
+    t.diagnostic(`total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+});
