@@ -85,4 +85,6 @@ export interface SyncEngineDeps {
   readonly watch?: WatchSourceFactory;
   /** The held generation or the status changed: the HA loop republishes the member key. */
   readonly onProgress?: () => void;
+  /** Run at the end of close() (e.g. remove a temporary ControlMaster directory). */
+  readonly onClose?: () => Promise<void>;
 }

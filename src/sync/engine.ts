@@ -211,6 +211,7 @@ export class SyncEngine {
     await this.stopWatcher();
     await this.passDone.catch(() => undefined);
     await this.deps.puller.close();
+    await this.deps.onClose?.().catch(() => undefined);
   }
 
   // ------------------------------------------------------------------ worker

@@ -2,7 +2,7 @@
 // helper for agent.ts). Everything here runs before the agent starts anything:
 // a bad setting (unsafe path, unknown owner) stops the agent with a coded
 // error and nothing changed.
-import { mkdir, mkdtemp, readFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Config } from "../config/load.js";
@@ -51,10 +51,13 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
   // ControlMaster sockets: a private directory with a short path (sun_path is 108 bytes);
   // a long state_dir falls back to a fresh 0700 directory under the temp dir.
   let controlDir = path.join(config.state_dir, "cm");
+  let onClose: (() => Promise<void>) | undefined;
   if (controlDir.length <= MAX_CONTROL_DIR_CHARS) {
     await mkdir(controlDir, { recursive: true, mode: 0o700 });
   } else {
-    controlDir = await mkdtemp(path.join(tmpdir(), "understudy-cm-"));
+    const temp = await mkdtemp(path.join(tmpdir(), "understudy-cm-"));
+    controlDir = temp;
+    onClose = () => rm(temp, { recursive: true, force: true });
     deps.log.info({ control_dir: controlDir, state_dir: config.state_dir }, "state_dir is too long for SSH control sockets; using a private temp directory");
   }
   await checkControlDir(controlDir);
@@ -95,5 +98,6 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
     clock: deps.clock,
     log: deps.log,
     onProgress: deps.onProgress,
+    ...(onClose ? { onClose } : {}),
   });
 }

@@ -122,6 +122,11 @@ export class HashCache {
     this.byPath.set(abs, { key, sha256 });
   }
 
+  /** Record a hash known from elsewhere (a file just renamed into place) under its current stat identity. */
+  remember(abs: string, st: BigIntStats, sha256: string): void {
+    this.set(abs, statKey(st), sha256);
+  }
+
   /** Drop entries under `dir` that are not in `seen` (files deleted since). */
   prune(dir: string, seen: ReadonlySet<string>): void {
     const prefix = dir.endsWith("/") ? dir : `${dir}/`;

@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { isUnderstudyError } from "../../src/errors/catalogue.js";
 import type { CommandRunner } from "../../src/platform/command.js";
 import { applyStaged, prepareStagingDir, stagingDirFor } from "../../src/sync/apply.js";
-import { buildManifest, type Manifest, type SyncRoot } from "../../src/sync/manifest.js";
+import { HashCache, buildManifest, type Manifest, type SyncRoot } from "../../src/sync/manifest.js";
 import { StrictCommandRunner } from "../fakes/command.js";
 import { copyTree, makeTree, snapshot, tempDir, type TreeSpec } from "../fakes/tree.js";
 
@@ -169,7 +169,24 @@ describe("applyStaged", () => {
     assert.deepEqual(await snapshot(s.root.path), before);
   });
 
-  it("reports which paths went live when a step fails midway", async () => {
+  it("with a hash cache, the files just placed are remembered under their live paths: the next verify reads nothing", async () => {
+    const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n" });
+    const expected = await s.restage();
+    const hashed: string[] = [];
+    const cache = new (class extends HashCache {
+      override set(abs: string, key: string, sha256: string): void {
+        hashed.push(abs);
+        super.set(abs, key, sha256);
+      }
+    })();
+    await applyStaged({ root: s.root, stagedDir: s.stage, expected, cache });
+    hashed.length = 0;
+    const live = await buildManifest(s.root, s.root.path, cache);
+    assert.equal(live.digest, expected.digest);
+    assert.deepEqual(hashed.filter((p) => p.startsWith(s.root.path)), [], "no live file re-hashed");
+  });
+
+  it("a staged file that vanishes after the checks fails the apply before anything goes live", async () => {
     const s = await setup({ "a.conf": "new a", "z.conf": "new z" }, { "a.conf": "old a", "z.conf": "old z" });
     const expected = await s.restage();
     // The validator runs after every pre-check; this one also pulls a staged file away, as a racing transport would.
@@ -181,11 +198,11 @@ describe("applyStaged", () => {
     };
     await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected, validate: ["check"], runner: racing }), (e) => {
       assert.ok(isUnderstudyError(e, "US_E_SYNC_APPLY_FAILED"));
-      assert.deepEqual([e.details.path, e.details.applied_count, e.details.applied], ["z.conf", 1, "a.conf"]);
+      assert.deepEqual([e.details.path, e.details.applied_count, e.details.applied], ["z.conf", 0, ""]);
       assert.match(e.message, /ENOENT/);
       return true;
     });
-    assert.equal(await readFile(path.join(s.root.path, "a.conf"), "utf8"), "new a");
+    assert.equal(await readFile(path.join(s.root.path, "a.conf"), "utf8"), "old a", "owners and modes are set on every staged file before the first rename");
     assert.equal(await readFile(path.join(s.root.path, "z.conf"), "utf8"), "old z");
   });
 
