@@ -13,6 +13,7 @@ import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import { SpawnCommandRunner, type CommandRunner } from "../platform/command.js";
 import { fsyncDir, isWithin } from "./durable.js";
+import type { FileHasher } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";
 import { runValidator } from "./validate.js";
@@ -38,6 +39,8 @@ export interface ApplyOptions {
   readonly runner?: CommandRunner;
   /** Reuse hashes of unchanged files across applies (staged and live trees). */
   readonly cache?: HashCache;
+  /** Hash files off the calling thread (hasher.ts). */
+  readonly hasher?: FileHasher;
   /**
    * Called after every check passed and before the first live change, with
    * the tree about to go live (owner applied): e.g. rescue local files that
@@ -82,7 +85,7 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   const liveExists = await checkStaging(root, stagedDir);
 
   // Pre-checks: none of these touch the live tree.
-  const staged = await buildManifest(root, stagedDir, opts.cache);
+  const staged = await buildManifest(root, stagedDir, opts.cache, opts.hasher);
   if (staged.digest !== opts.expected.digest) {
     const first = opts.expected.entries ? firstDifference(manifestOf(root.name, opts.expected.entries), staged) : undefined;
     throw new UnderstudyError("US_E_SYNC_DIGEST_MISMATCH", { root: root.name, expected: opts.expected.digest, actual: staged.digest, path: first ?? "unknown" });
@@ -93,7 +96,7 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   const owner = opts.owner;
   const target = owner ? manifestOf(root.name, staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid })), staged.skipped) : staged;
   if (opts.beforeApply) await opts.beforeApply(target);
-  const live = liveExists ? await buildManifest(root, root.path, opts.cache) : manifestOf(root.name, []);
+  const live = liveExists ? await buildManifest(root, root.path, opts.cache, opts.hasher) : manifestOf(root.name, []);
   const diff = diffManifests(live, target);
   const run = new ApplyRun(root, path.resolve(stagedDir));
 

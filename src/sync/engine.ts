@@ -13,6 +13,7 @@ import type { MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
 import type { TimerHandle } from "../platform/clock.js";
 import { applyStaged, prepareStagingDir, type ApplySummary } from "./apply.js";
 import type { EngineRoot, SyncEngineDeps, SyncEvent, SyncStatus, SyncView } from "./engine-types.js";
+import { HashWorker } from "./hasher.js";
 import { HashCache, buildManifest, manifestOf, type Manifest } from "./manifest.js";
 import { rescueDivergent } from "./rescue.js";
 import { EMPTY_STATE, type HeldState } from "./state.js";
@@ -40,6 +41,8 @@ export class SyncEngine {
   /** Primary: the manifests of the live roots as last built. */
   private readonly current = new Map<string, Manifest>();
   private readonly cache = new HashCache();
+  /** Hashing runs in a worker thread: the lease renewals on this event loop must not wait for a 1 GiB manifest. */
+  private readonly hasher = new HashWorker();
   private published: SyncGeneration | null = null;
   private view: SyncView | null = null;
   private watcher: TreeWatcher | undefined;
@@ -211,6 +214,7 @@ export class SyncEngine {
     await this.stopWatcher();
     await this.passDone.catch(() => undefined);
     await this.deps.puller.close();
+    await this.hasher.close();
     await this.deps.onClose?.().catch(() => undefined);
   }
 
@@ -318,7 +322,7 @@ export class SyncEngine {
     this.fullPublish = false;
     for (const r of rebuild) this.dirty.delete(r.name);
     try {
-      for (const r of rebuild) this.current.set(r.name, await buildManifest(r, r.path, this.cache));
+      for (const r of rebuild) this.current.set(r.name, await buildManifest(r, r.path, this.cache, this.hasher.hash));
     } catch (e) {
       for (const r of rebuild) this.dirty.add(r.name);
       this.fullPublish ||= full;
@@ -386,7 +390,7 @@ export class SyncEngine {
       this.forget(r.name);
       return;
     }
-    const live = await buildManifest(r, r.path, this.cache).catch((e: unknown) => {
+    const live = await buildManifest(r, r.path, this.cache, this.hasher.hash).catch((e: unknown) => {
       if (isUnderstudyError(e, "US_E_SYNC_UNREADABLE") && /ENOENT/.test(describeError(e))) return manifestOf(r.name, []);
       throw e;
     });
@@ -479,7 +483,7 @@ export class SyncEngine {
     let summary: ApplySummary;
     try {
       summary = await applyStaged({
-        root: r, stagedDir: staging, expected: { digest: want }, runner, cache: this.cache, validateTimeoutMs: settings.validateTimeoutMs,
+        root: r, stagedDir: staging, expected: { digest: want }, runner, cache: this.cache, hasher: this.hasher.hash, validateTimeoutMs: settings.validateTimeoutMs,
         ...(firstSync ? { beforeApply: (target: Manifest) => this.rescue(r, target) } : {}),
         ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
         ...(r.owner ? { owner: r.owner } : {}),

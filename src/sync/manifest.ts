@@ -6,6 +6,7 @@ import { lstat, open, readdir, readlink } from "node:fs/promises";
 import path from "node:path";
 import { UnderstudyError, isUnderstudyError, describeError } from "../errors/catalogue.js";
 import { compileGlobs } from "./glob.js";
+import { isTooLarge, type FileHasher } from "./hasher.js";
 import { checkRelativePath, checkSymlinkInside, checkSyncRoot, type SyncRoot } from "./paths.js";
 
 export type { SyncRoot } from "./paths.js";
@@ -142,7 +143,7 @@ function statKey(st: BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
-export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache): Promise<Manifest> {
+export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache, hasher?: FileHasher): Promise<Manifest> {
   checkSyncRoot(root);
   const excluded = compileGlobs(root.exclude);
   const included = compileGlobs(root.include);
@@ -188,7 +189,7 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
         const hit = cache?.get(abs, key);
         const statSize = Number(st.size);
         if (statSize > root.maxFileBytes) fail(rel, new UnderstudyError("US_E_SYNC_FILE_TOO_LARGE", { root: root.name, path: rel, size: statSize, limit: root.maxFileBytes }));
-        const { size, sha256 } = hit !== undefined ? { size: statSize, sha256: hit } : await hashFile(root, abs, rel).catch((e) => fail(rel, e));
+        const { size, sha256 } = hit !== undefined ? { size: statSize, sha256: hit } : await (hasher ? hashElsewhere(hasher, root, abs, rel) : hashFile(root, abs, rel)).catch((e) => fail(rel, e));
         if (cache) {
           seen.add(abs);
           if (hit === undefined) cache.set(abs, key, sha256);
@@ -206,6 +207,15 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   await walk("", false);
   cache?.prune(path.resolve(dir), seen);
   return manifestOf(root.name, entries, skipped);
+}
+
+async function hashElsewhere(hasher: FileHasher, root: SyncRoot, abs: string, rel: string): Promise<{ size: number; sha256: string }> {
+  try {
+    return await hasher(abs, root.maxFileBytes);
+  } catch (e) {
+    if (isTooLarge(e)) throw new UnderstudyError("US_E_SYNC_FILE_TOO_LARGE", { root: root.name, path: rel, size: e.tooLarge, limit: root.maxFileBytes });
+    throw e;
+  }
 }
 
 const CHUNK = 64 * 1024;

@@ -1,0 +1,117 @@
+// File hashing off the main thread. A primary that builds the manifest of a
+// large root (1 GiB: seconds of SHA-256) on its event loop, on a busy host,
+// delayed its own lease renewals past the fence deadline (seen in bench/sync).
+// One worker thread, started on first use and stopped when idle, keeps the
+// event loop free for the lease.
+import { Worker } from "node:worker_threads";
+
+export interface FileHash {
+  readonly size: number;
+  readonly sha256: string;
+}
+
+/** What hashes a file for buildManifest: in the calling thread by default, or a HashWorker. */
+export type FileHasher = (abs: string, maxBytes: number) => Promise<FileHash>;
+
+// Plain JS, evaluated in the worker: it must not import project modules (works the same under tsx and from dist/).
+const WORKER_SOURCE = `
+const { parentPort } = require("node:worker_threads");
+const { openSync, fstatSync, readSync, closeSync, constants } = require("node:fs");
+const { createHash } = require("node:crypto");
+const buf = Buffer.allocUnsafe(1 << 20);
+parentPort.on("message", ({ id, abs, max }) => {
+  let fd;
+  try {
+    // O_NOFOLLOW/O_NONBLOCK: a file swapped for a link or a FIFO after lstat fails instead of being followed or hanging.
+    fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw Object.assign(new Error("no longer a regular file"), { code: "ENOTFILE" });
+    if (st.size > max) { parentPort.postMessage({ id, tooLarge: st.size }); return; }
+    const h = createHash("sha256");
+    let size = 0;
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      size += n;
+      if (size > max) { parentPort.postMessage({ id, tooLarge: size }); return; }
+      h.update(buf.subarray(0, n));
+    }
+    parentPort.postMessage({ id, size, sha256: h.digest("hex") });
+  } catch (e) {
+    parentPort.postMessage({ id, error: String(e && e.message || e), code: e && e.code });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+});
+`;
+
+interface Reply {
+  readonly id: number;
+  readonly size?: number;
+  readonly sha256?: string;
+  readonly tooLarge?: number;
+  readonly error?: string;
+  readonly code?: string;
+}
+
+export class HashWorker {
+  private worker: Worker | undefined;
+  private seq = 0;
+  private readonly waiting = new Map<number, { resolve: (h: FileHash) => void; reject: (e: Error) => void; max: number }>();
+  private idle: NodeJS.Timeout | undefined;
+
+  constructor(private readonly idleMs = 10_000) {}
+
+  readonly hash: FileHasher = (abs, maxBytes) =>
+    new Promise<FileHash>((resolve, reject) => {
+      const id = ++this.seq;
+      this.waiting.set(id, { resolve, reject, max: maxBytes });
+      this.ensure().postMessage({ id, abs, max: maxBytes });
+      if (this.idle) clearTimeout(this.idle);
+      this.idle = undefined;
+    });
+
+  private ensure(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(WORKER_SOURCE, { eval: true });
+    w.unref();
+    w.on("message", (m: Reply) => this.settle(m));
+    w.on("error", (e) => this.failAll(e));
+    w.on("exit", () => {
+      if (this.worker === w) this.worker = undefined;
+      this.failAll(new Error("hash worker exited"));
+    });
+    this.worker = w;
+    return w;
+  }
+
+  private settle(m: Reply): void {
+    const p = this.waiting.get(m.id);
+    if (!p) return;
+    this.waiting.delete(m.id);
+    if (m.tooLarge !== undefined) p.reject(Object.assign(new Error("too large"), { tooLarge: m.tooLarge }));
+    else if (m.error !== undefined) p.reject(Object.assign(new Error(m.error), { code: m.code }));
+    else p.resolve({ size: m.size!, sha256: m.sha256! });
+    if (this.waiting.size === 0) {
+      this.idle = setTimeout(() => void this.close(), this.idleMs);
+      this.idle.unref();
+    }
+  }
+
+  private failAll(e: Error): void {
+    for (const p of this.waiting.values()) p.reject(e);
+    this.waiting.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.idle) clearTimeout(this.idle);
+    const w = this.worker;
+    this.worker = undefined;
+    await w?.terminate();
+  }
+}
+
+/** The worker's "too large" rejection, as buildManifest reports it. */
+export function isTooLarge(e: unknown): e is Error & { tooLarge: number } {
+  return e instanceof Error && typeof (e as { tooLarge?: unknown }).tooLarge === "number";
+}
