@@ -129,7 +129,8 @@ test('file sync: converge, validate, fail over with the same host key, rescue, s
       t.diagnostic(`edit burst converged on both standbys in ${Math.round(ms)} ms`);
       assert.equal(existsSync(join(ssh(n2), 'ssh_host_ed25519_key.pub')), false, 'the deleted file is gone on n2');
       assert.equal(statSync(join(app(n3), 'sftpgo.json')).mode & 0o777, 0o600, 'the chmod reached n3');
-      assert.ok(existsSync(join(n2.dir, 'post-sync-ran')), 'the root post_sync ran on n2');
+      // post_sync runs once the root's files are live, so just after they converge.
+      assert.ok(await pollUntil(() => (existsSync(join(n2.dir, 'post-sync-ran')) ? true : undefined), { timeoutMs: 5000, intervalMs: 20 }), 'the root post_sync ran on n2');
       // Put the public key back for the SFTP client check later.
       writeFileSync(join(ssh(n1), 'ssh_host_ed25519_key.pub'), n1Key);
       await converge(n1, [n2, n3]);
