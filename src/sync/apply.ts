@@ -63,6 +63,8 @@ export interface ApplySummary {
 }
 
 const DEFAULT_VALIDATE_TIMEOUT_MS = 30_000;
+/** Up to this many changed files an apply fsyncs each one; beyond, one syncfs. */
+const FSYNC_EACH_UP_TO = 64;
 
 /** Where the transport should stage `root`: beside it (same file system), in a holder folder kept at 0700. */
 export function stagingDirFor(root: SyncRoot): string {
@@ -224,15 +226,19 @@ class ApplyRun {
   }
 
   /**
-   * Make the prepared files durable before any rename: one syncfs of the
-   * staging file system (`sync -f`), or, if that cannot run, an fsync per file.
+   * Make the prepared files durable before any rename: an fsync per file for
+   * a few files; for many, one syncfs of the staging file system (`sync -f`),
+   * falling back to per-file fsync if that cannot run. (syncfs also waits for
+   * everything else dirty on that file system: cheap per file only in bulk.)
    */
   async flushStaged(placed: readonly ManifestEntry[]): Promise<void> {
     const files = placed.filter((e) => e.type === "file");
     if (files.length === 0) return;
-    // coreutils `sync -f DIR` is syncfs(2) on DIR's file system (Node has no binding for it).
-    const r = await new SpawnCommandRunner().run(["sync", "-f", this.staged], { timeoutMs: 120_000 }).catch(() => null);
-    if (r?.code === 0) return;
+    if (files.length > FSYNC_EACH_UP_TO) {
+      // coreutils `sync -f DIR` is syncfs(2) on DIR's file system (Node has no binding for it).
+      const r = await new SpawnCommandRunner().run(["sync", "-f", this.staged], { timeoutMs: 120_000 }).catch(() => null);
+      if (r?.code === 0) return;
+    }
     for (const e of files) {
       await this.step(e.path, async () => {
         const fh = await open(path.join(this.staged, e.path), constants.O_RDONLY | constants.O_NOFOLLOW);
