@@ -4,7 +4,7 @@
  * against lsyncd (Debian 2.2.x, default settings and `delay = 0`) and a plain
  * `rsync -a` over the same SSH link, all in one run on one lab.
  *
- *   npm run bench:sync                           # full run (~5 min), writes bench/sync/results-latest.json
+ *   npm run bench:sync                           # full run (~5.5 min), writes bench/sync/results-latest.json
  *   npm run bench:sync -- --quick                # 1,000 files / 100 MiB, 20 changes (smoke check)
  *   UNDERSTUDY_LAB_LOGS=/tmp/synclogs npm run bench:sync   # keep agent/sshd/lsyncd logs
  *
@@ -254,7 +254,9 @@ interface Results {
   rsync?: RsyncResult;
   understudy?: { full?: UnderstudyFull; latency?: LatencyResult; agentIssues: AgentIssues[]; agentIssuesAtShutdown?: AgentIssues[]; syncSettings: string; error?: string };
   lsyncd?: { full?: LsyncdFull; delay0?: LatencyResult; default?: LatencyResult; settings: string; error?: string };
+  /** Wall time including the --wait-load wait. */
   wallSeconds?: number;
+  waitedForLoadSeconds?: number;
   report?: string[];
 }
 
@@ -589,7 +591,7 @@ function report(res: Results, opts: Options): string {
     );
   }
   out.push(
-    `host: ${res.machine.cores} cores, ${res.machine.memGiB} GiB, Linux ${res.machine.kernel}, Node ${res.machine.node}, ${res.machine.rsync}, ${res.machine.openssh}, lsyncd ${res.machine.lsyncd ?? '-'}; load ${res.machine.loadavgStart} -> ${res.machine.loadavgEnd ?? '?'}; wall ${res.wallSeconds?.toFixed(0) ?? '?'} s` +
+    `host: ${res.machine.cores} cores, ${res.machine.memGiB} GiB, Linux ${res.machine.kernel}, Node ${res.machine.node}, ${res.machine.rsync}, ${res.machine.openssh}, lsyncd ${res.machine.lsyncd ?? '-'}; load ${res.machine.loadavgStart} -> ${res.machine.loadavgEnd ?? '?'}; wall ${res.wallSeconds?.toFixed(0) ?? '?'} s${res.waitedForLoadSeconds ? ` (${res.waitedForLoadSeconds} s of it waiting for the load to drop)` : ''}` +
       (opts.quick ? ' (QUICK RUN: not the issue sizes)' : ''),
   );
   out.push(`1-min load when each phase started: ${Object.entries(res.phaseLoad).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ') || '-'}${res.dist.srcNewer.length ? `; WARNING dist/ older than ${res.dist.srcNewer.length} src file(s)` : ''}`);
@@ -616,7 +618,6 @@ async function main(): Promise<void> {
     dist: distFreshness(),
     phaseLoad: {},
   };
-  if (res.dist.srcNewer.length) log(`WARNING: dist/ (built ${res.dist.builtAt}) is older than ${res.dist.srcNewer.length} src file(s) (${res.dist.srcNewer.slice(0, 5).join(', ')}): run \`npm run build\``);
   if (opts.waitLoad !== undefined) {
     const t = Date.now();
     while (loadavg()[0]! >= opts.waitLoad && Date.now() - t < 600_000) {
@@ -624,7 +625,10 @@ async function main(): Promise<void> {
       await sleep(10_000);
     }
     res.machine.loadavgStart = la();
+    res.waitedForLoadSeconds = Math.round((Date.now() - t) / 1000);
+    res.dist = distFreshness();
   }
+  if (res.dist.srcNewer.length) log(`WARNING: dist/ (built ${res.dist.builtAt}) is older than ${res.dist.srcNewer.length} src file(s) (${res.dist.srcNewer.slice(0, 5).join(', ')}): run \`npm run build\``);
   log(`sync benchmark: ${opts.files} files / ${(opts.bytes / MiB).toFixed(0)} MiB, ${opts.iterations} small changes, lsyncd default ${opts.lsyncdDefaultChanges} changes, rsync runs ${opts.rsyncRuns}${opts.quick ? ' (quick)' : ''}; load ${res.machine.loadavgStart}`);
   let c: LabCluster | undefined;
   try {

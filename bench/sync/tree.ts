@@ -102,12 +102,12 @@ export function makeBigTree(root: string, spec: TreeSpec, seed = 20261123): Tree
   return { ...spec, smallBytes, largeBytes, largestFile: sizes.reduce((m, x) => Math.max(m, x), largest), mode0600: m600, mode0755: m755, generateMs: performance.now() - t0 };
 }
 
-/** The small latency root: CONTENT_FILES files to rewrite and CHMOD_FILES files to chmod to 0600, all 0644 and ~1 KiB. */
+/** The small latency root: CONTENT_FILES files to rewrite and CHMOD_FILES files to chmod to 0600 (one per 5th change, so 1,000 changes never chmod one twice), all 0644 and ~1 KiB. */
 export const CONTENT_FILES = 20;
-export const CHMOD_FILES = 40;
+export const CHMOD_FILES = 200;
 
 export const contentFile = (i: number): string => `conf-${String(i % CONTENT_FILES).padStart(2, '0')}.txt`;
-export const chmodFile = (k: number): string => `key-${String(k % CHMOD_FILES).padStart(2, '0')}.pem`;
+export const chmodFile = (k: number): string => `key-${String(k % CHMOD_FILES).padStart(3, '0')}.pem`;
 
 /** (Re)create the small root's files, every one 0644 (a fresh start for each contender). */
 export function prepareSmallRoot(root: string, tag: string): void {
