@@ -47,6 +47,11 @@ function decidePrimary(o: Observation): Decision {
 
 function decideStandby(o: Observation): Decision {
   const me = o.self.name;
+  // Cold mode: only the primary runs the daemon. One still running here (adopted from an agent that
+  // was killed before its fence guard acted, or a promotion that failed half-way) goes first.
+  if (o.mode === "cold" && o.daemon.running) {
+    return d([{ kind: "stop_daemon" }], "stopping the daemon: in cold mode only the primary runs it, and I am a standby");
+  }
   const warm: Action[] = o.mode === "warm" && !o.daemon.running ? [{ kind: "start_daemon" }] : [];
   if (o.cluster === null) return d(warm, `no action: etcd unreachable (${o.etcdError ?? "unknown error"}); staying a standby`);
   if (o.lease === null || o.nowMs >= o.lease.deadlineMs) return d([...warm, { kind: "grant_lease" }], "acquiring a session lease");

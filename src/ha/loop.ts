@@ -297,6 +297,10 @@ export class HaLoop {
       case "start_daemon":
         await this.role.startDaemon();
         return;
+      case "stop_daemon":
+        await this.role.stopDaemon();
+        this.trigger("stray daemon stopped");
+        return;
       case "cool_down":
         this.role.coolDown();
         return;

@@ -60,6 +60,8 @@ export type Action =
   | { readonly kind: "request_failback"; readonly to: string }
   | { readonly kind: "restart_daemon" }
   | { readonly kind: "start_daemon" }
+  /** Cold mode: a standby must not run the daemon (one left by an earlier run of the agent). */
+  | { readonly kind: "stop_daemon" }
   | { readonly kind: "cool_down" }
   /** Re-run the cycle at this time (ranking delay running out). */
   | { readonly kind: "recheck_at"; readonly atMs: number };

@@ -99,6 +99,19 @@ export class NodeRole {
     this.daemonRunning = true;
   }
 
+  /** Stop a daemon this standby must not run (cold mode). */
+  async stopDaemon(): Promise<void> {
+    const { daemon, log } = this.deps;
+    if (this.acting === "primary") return;
+    try {
+      await daemon.stop();
+      this.daemonRunning = false;
+      log.warn("stopped a transfer daemon running on a cold standby");
+    } catch (e) {
+      log.error({ err: describeError(e) }, "cannot stop the daemon on a cold standby");
+    }
+  }
+
   async restartDaemon(): Promise<void> {
     const { daemon, log, clock, config } = this.deps;
     const n = this.restarts.length;

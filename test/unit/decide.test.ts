@@ -154,3 +154,11 @@ for (const c of syncCases) {
     assert.match(decision.reason, c.reason);
   });
 }
+
+test("decide: a cold standby whose daemon runs (left by a killed agent) stops it before anything else", () => {
+  const decision = decide(obs({ daemon: { running: true, probesUp: true, recentRestarts: 0 } }));
+  assert.deepEqual(decision.actions.map((a) => a.kind), ["stop_daemon"]);
+  assert.match(decision.reason, /^stopping the daemon: in cold mode only the primary runs it/);
+  const warm = decide(obs({ mode: "warm", daemon: { running: true, probesUp: true, recentRestarts: 0 } }));
+  assert.ok(!warm.actions.some((a) => a.kind === "stop_daemon"), "warm standbys keep theirs");
+});
