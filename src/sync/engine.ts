@@ -408,7 +408,7 @@ export class SyncEngine {
 
   private async rescue(r: EngineRoot, reference: Manifest | undefined): Promise<void> {
     const { store, clock, log } = this.deps;
-    const result = await rescueDivergent({ root: r, lastKnown: reference, rescueBase: store.rescueBase, clock });
+    const result = await rescueDivergent({ root: r, lastKnown: reference, rescueBase: store.rescueBase, clock, cache: this.cache, hasher: this.hasher.hash });
     if (!result) return;
     if (result.files.length === 0) {
       log.info({ root: r.name, removed_since_known: result.removedSinceKnown }, "sync: files removed locally since the last sync; nothing to rescue");
@@ -477,14 +477,15 @@ export class SyncEngine {
     // The root by name: each node's rsync daemon maps it to that node's own path.
     await puller.pull({ primary: address, root: r.name, staging, exclude: r.exclude, checksum, copyDest: r.path });
     const t1 = clock.monotonicMs();
-    // First sync of this root on this node: keep what differs from the incoming files,
-    // once they passed every check (a refused tree must not move anything aside).
-    const firstSync = this.known.get(r.name) === undefined;
+    // Before any live change, once the staged tree passed every check: keep what differs from
+    // what this node last applied (a local edit made since the last verify would otherwise be
+    // overwritten or deleted by this apply), or, on a first sync, from the incoming files.
+    const known = this.known.get(r.name);
     let summary: ApplySummary;
     try {
       summary = await applyStaged({
         root: r, stagedDir: staging, expected: { digest: want }, runner, cache: this.cache, hasher: this.hasher.hash, validateTimeoutMs: settings.validateTimeoutMs,
-        ...(firstSync ? { beforeApply: (target: Manifest) => this.rescue(r, target) } : {}),
+        beforeApply: (target: Manifest) => this.rescue(r, known ?? target),
         ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
         ...(r.owner ? { owner: r.owner } : {}),
         ...(r.validate ? { validate: r.validate } : {}),

@@ -7,7 +7,8 @@ import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import { fsyncDir, writeFileAtomic } from "./durable.js";
-import { buildManifest, compare, diffManifests, manifestOf, type Manifest, type ManifestEntry } from "./manifest.js";
+import type { FileHasher } from "./hasher.js";
+import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";
 
 export interface RescueOptions {
@@ -17,6 +18,9 @@ export interface RescueOptions {
   /** Folder holding the dated rescue folders, e.g. <state_dir>/rescue. */
   readonly rescueBase: string;
   readonly clock: Clock;
+  /** Reuse file hashes (manifest.ts HashCache) and hash off-thread (hasher.ts). */
+  readonly cache?: HashCache;
+  readonly hasher?: FileHasher;
 }
 
 export interface RescueResult {
@@ -41,7 +45,7 @@ export async function rescueDivergent(opts: RescueOptions): Promise<RescueResult
   checkSyncRoot(root);
   // Any other stat error resurfaces from buildManifest as US_E_SYNC_UNREADABLE.
   const liveExists = await stat(root.path).then(() => true, (e: NodeJS.ErrnoException) => e.code !== "ENOENT");
-  const live = liveExists ? await buildManifest(root) : manifestOf(root.name, []);
+  const live = liveExists ? await buildManifest(root, root.path, opts.cache, opts.hasher) : manifestOf(root.name, []);
   const diff = diffManifests(opts.lastKnown ?? manifestOf(root.name, []), live);
   const liveByPath = new Map(live.entries.map((e) => [e.path, e]));
   const files = [...diff.added, ...diff.changed].filter((p) => liveByPath.get(p)!.type !== "dir").sort(compare);

@@ -572,6 +572,24 @@ describe("SyncEngine: rescue only what must be kept, and only after the checks",
     assert.equal(h.engine.memberSummary().rescues, 0);
   });
 
+  it("a local edit made on a synced standby since its last verify is rescued by the next pull, not deleted or overwritten", async () => {
+    const { h } = await syncedStandby();
+    // Between two verifies: a new file and an edit on the standby itself (found by the chaos checker).
+    await writeFile(path.join(h.live("ssh"), "local-only.conf"), "made on the standby\n");
+    await writeFile(path.join(h.live("ssh"), "sshd_config"), "Port 2200\n");
+    // The primary changes another file: generation 2.
+    await writeFile(path.join(h.source("ssh"), "conf.d", "extra.conf"), "Y\n");
+    h.engine.follow(standby(await recordFor(h, { generation: 2 })));
+    await synced(h, 2);
+    const rescued = h.of("rescued");
+    assert.equal(rescued.length, 1, "one rescue");
+    assert.deepEqual(rescued[0]!.result.files, ["local-only.conf", "sshd_config"]);
+    assert.equal(await readFile(path.join(rescued[0]!.result.dir, "local-only.conf"), "utf8"), "made on the standby\n");
+    assert.equal(await readFile(path.join(rescued[0]!.result.dir, "sshd_config"), "utf8"), "Port 2200\n");
+    assert.equal(await readFile(path.join(h.live("ssh"), "sshd_config"), "utf8"), "Port 22\n", "the primary's file is live again");
+    await h.engine.close();
+  });
+
   it("a standby that cannot pull yet rescues a local edit once, not again at every verify", async () => {
     const { caseDir, h, rec1 } = await syncedStandby();
     await h.engine.close();
