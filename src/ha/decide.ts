@@ -48,8 +48,11 @@ function decidePrimary(o: Observation): Decision {
 function decideStandby(o: Observation): Decision {
   const me = o.self.name;
   // Cold mode: only the primary runs the daemon. One still running here (adopted from an agent that
-  // was killed before its fence guard acted, or a promotion that failed half-way) goes first.
-  if (o.mode === "cold" && o.daemon.running) {
+  // was killed before its fence guard acted, or a promotion that failed half-way) goes first, unless
+  // the leader key still names me with my live lease: then I am about to take my role back with it.
+  const leaderKey = o.cluster?.leader;
+  const mineStill = leaderKey?.node === me && o.lease !== null && leaderKey.lease === o.lease.id && o.nowMs < o.lease.deadlineMs;
+  if (o.mode === "cold" && o.daemon.running && !mineStill) {
     return d([{ kind: "stop_daemon" }], "stopping the daemon: in cold mode only the primary runs it, and I am a standby");
   }
   const warm: Action[] = o.mode === "warm" && !o.daemon.running ? [{ kind: "start_daemon" }] : [];

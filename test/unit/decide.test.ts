@@ -159,6 +159,8 @@ test("decide: a cold standby whose daemon runs (left by a killed agent) stops it
   const decision = decide(obs({ daemon: { running: true, probesUp: true, recentRestarts: 0 } }));
   assert.deepEqual(decision.actions.map((a) => a.kind), ["stop_daemon"]);
   assert.match(decision.reason, /^stopping the daemon: in cold mode only the primary runs it/);
+  const adopting = decide(obs({ daemon: { running: true, probesUp: true, recentRestarts: 0 } }, { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" } }));
+  assert.deepEqual(adopting.actions.map((a) => a.kind), ["promote"], "an agent restarted with its lease still live keeps the daemon it adopts");
   const warm = decide(obs({ mode: "warm", daemon: { running: true, probesUp: true, recentRestarts: 0 } }));
   assert.ok(!warm.actions.some((a) => a.kind === "stop_daemon"), "warm standbys keep theirs");
 });
