@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ClusterSnapshot, HistoryEvent, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
 import { parseDuration } from "../config/duration.js";
-import { eligible } from "../ha/candidates.js";
+import { bestCandidate, eligible } from "../ha/candidates.js";
 import { refuse, type ApiDeps } from "./server.js";
 
 // Mutations: each checks what it can against the cluster as etcd has it,
@@ -48,7 +48,9 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     const request: SwitchoverRequest = {
       kind,
       from: snap.leader?.node ?? null,
-      to: body.to ?? null,
+      // Name the target now: a request without one left the releasing primary free to win the
+      // election again and hand over again, for ever (found by the chaos operator loop).
+      to: body.to ?? bestCandidate(snap.members.filter((m) => m.node !== snap.leader?.node && m.role === "standby"), snap.bans)?.node ?? null,
       at: body.at ? new Date(Date.parse(body.at)).toISOString() : null,
       force: body.force === true,
       requestedBy: who(req, body),

@@ -477,6 +477,9 @@ export class SyncEngine {
     // The root by name: each node's rsync daemon maps it to that node's own path.
     await puller.pull({ primary: address, root: r.name, staging, exclude: r.exclude, checksum, copyDest: r.path });
     const t1 = clock.monotonicMs();
+    // Promoted (or closed) while the pull ran: a primary's files are the source now; never apply a
+    // standby's pull over them (found by bench/chaos: a stale promotion reverted to the fenced node's tree).
+    if (this.mode !== "standby" || this.closed) return;
     // Before any live change, once the staged tree passed every check: keep what differs from
     // what this node last applied (a local edit made since the last verify would otherwise be
     // overwritten or deleted by this apply), or, on a first sync, from the incoming files.

@@ -145,6 +145,14 @@ test("POST /switchover: 202 writes the request and records who asked", async () 
   assert.equal(etcd.historyEvents.at(-1)?.requestedBy, "alice");
 });
 
+test("POST /switchover without a target names the best standby in the request (no re-election livelock)", async () => {
+  const { app, etcd } = await setup();
+  const r = await app.inject({ method: "POST", url: "/switchover", headers: AUTH, payload: {} });
+  assert.equal(r.statusCode, 202, r.body);
+  assert.equal(etcd.switchover?.from, "n1");
+  assert.equal(etcd.switchover?.to, "n2", "the eligible standby (n3 is unhealthy, n4 lags in sync)");
+});
+
 test("POST /switchover refusals: 412 with a reason, 400 on bad bodies", async () => {
   const cases: [unknown, number, RegExp][] = [
     [{ to: "n1" }, 412, /n1 is already the primary/],
