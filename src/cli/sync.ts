@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { loadConfigFile } from "../config/load.js";
 import type { ClusterSnapshot, MemberRecord } from "../coordinator/port.js";
 import { UnderstudyError } from "../errors/catalogue.js";
+import { SystemClock } from "../platform/clock.js";
 import { authorizedKeysLine, renderRsyncdConf } from "../sync/rsyncd.js";
 import { COMMON, client, exitFor, parse, requester, type Out } from "./control.js";
 
@@ -24,7 +25,7 @@ export async function syncStatus(args: readonly string[], out: Out): Promise<num
     out(JSON.stringify({ published: snap.sync, members: members.map((m) => ({ node: m.node, role: m.role, generation: m.generation, ...m.sync })) }, null, 2));
     return 0;
   }
-  out(renderSyncStatus(snap, members, Date.now()));
+  out(renderSyncStatus(snap, members, new SystemClock().wallMs()));
   return 0;
 }
 
