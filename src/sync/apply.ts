@@ -44,9 +44,11 @@ export interface ApplyOptions {
   /**
    * Called after every check passed and before the first live change, with
    * the tree about to go live (owner applied): e.g. rescue local files that
-   * differ from it. A throw aborts the apply with nothing changed by it.
+   * differ from it. Gets the live tree's manifest as found; returns true if it
+   * changed the live tree (which is then read again). A throw aborts the
+   * apply with nothing changed by it.
    */
-  readonly beforeApply?: (target: Manifest) => Promise<void>;
+  readonly beforeApply?: (target: Manifest, live: Manifest) => Promise<boolean>;
 }
 
 /** Path lists are relative and sorted; `removed` leaves out directories kept (see notes). */
@@ -97,8 +99,9 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
 
   const owner = opts.owner;
   const target = owner ? manifestOf(root.name, staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid })), staged.skipped) : staged;
-  if (opts.beforeApply) await opts.beforeApply(target);
-  const live = liveExists ? await buildManifest(root, root.path, opts.cache, opts.hasher) : manifestOf(root.name, []);
+  const readLive = () => (liveExists ? buildManifest(root, root.path, opts.cache, opts.hasher) : Promise.resolve(manifestOf(root.name, [])));
+  let live = await readLive();
+  if (opts.beforeApply && (await opts.beforeApply(target, live))) live = await readLive();
   const diff = diffManifests(live, target);
   const run = new ApplyRun(root, path.resolve(stagedDir));
 

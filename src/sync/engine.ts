@@ -395,7 +395,7 @@ export class SyncEngine {
       throw e;
     });
     if (live.digest === known.digest) return;
-    await this.rescue(r, known);
+    await this.rescue(r, known, live);
     this.forget(r.name);
   }
 
@@ -406,19 +406,23 @@ export class SyncEngine {
     this.held = { generation: 0, roots };
   }
 
-  private async rescue(r: EngineRoot, reference: Manifest | undefined): Promise<void> {
+  /** Returns true when files were moved out of the live root. `live`: its manifest, when just built. */
+  private async rescue(r: EngineRoot, reference: Manifest | undefined, live?: Manifest): Promise<boolean> {
     const { store, clock, log } = this.deps;
-    const result = await rescueDivergent({ root: r, lastKnown: reference, rescueBase: store.rescueBase, clock, cache: this.cache, hasher: this.hasher.hash });
-    if (!result) return;
+    const result = await rescueDivergent({
+      root: r, lastKnown: reference, rescueBase: store.rescueBase, clock, cache: this.cache, hasher: this.hasher.hash, ...(live ? { live } : {}),
+    });
+    if (!result) return false;
     if (result.files.length === 0) {
       log.info({ root: r.name, removed_since_known: result.removedSinceKnown }, "sync: files removed locally since the last sync; nothing to rescue");
-      return;
+      return false;
     }
     log.warn({ root: r.name, dir: result.dir, files: result.files, removed_since_known: result.removedSinceKnown }, "sync: rescued local files that differ from the last synced state");
     this.rescueCount++;
     this.rescues.push({ root: r.name, dir: result.dir, files: result.files.length, at: new Date(clock.wallMs()).toISOString() });
     if (this.rescues.length > RESCUES_KEPT) this.rescues.shift();
     this.emit({ type: "rescued", root: r.name, result });
+    return true;
   }
 
   /** Pull and apply whatever differs from the published generation. Returns true when in sync (or nothing to follow). */
@@ -488,7 +492,7 @@ export class SyncEngine {
     try {
       summary = await applyStaged({
         root: r, stagedDir: staging, expected: { digest: want }, runner, cache: this.cache, hasher: this.hasher.hash, validateTimeoutMs: settings.validateTimeoutMs,
-        beforeApply: (target: Manifest) => this.rescue(r, known ?? target),
+        beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, known ?? target, live),
         ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
         ...(r.owner ? { owner: r.owner } : {}),
         ...(r.validate ? { validate: r.validate } : {}),

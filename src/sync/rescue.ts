@@ -21,6 +21,8 @@ export interface RescueOptions {
   /** Reuse file hashes (manifest.ts HashCache) and hash off-thread (hasher.ts). */
   readonly cache?: HashCache;
   readonly hasher?: FileHasher;
+  /** The live tree's manifest when the caller has just built it (saves a second walk of the root). */
+  readonly live?: Manifest;
 }
 
 export interface RescueResult {
@@ -44,8 +46,7 @@ export async function rescueDivergent(opts: RescueOptions): Promise<RescueResult
   const { root, clock } = opts;
   checkSyncRoot(root);
   // Any other stat error resurfaces from buildManifest as US_E_SYNC_UNREADABLE.
-  const liveExists = await stat(root.path).then(() => true, (e: NodeJS.ErrnoException) => e.code !== "ENOENT");
-  const live = liveExists ? await buildManifest(root, root.path, opts.cache, opts.hasher) : manifestOf(root.name, []);
+  const live = opts.live ?? (await liveManifest(root, opts));
   const diff = diffManifests(opts.lastKnown ?? manifestOf(root.name, []), live);
   const liveByPath = new Map(live.entries.map((e) => [e.path, e]));
   const files = [...diff.added, ...diff.changed].filter((p) => liveByPath.get(p)!.type !== "dir").sort(compare);
@@ -78,6 +79,11 @@ export async function rescueDivergent(opts: RescueOptions): Promise<RescueResult
     throw new UnderstudyError("US_E_SYNC_RESCUE_FAILED", { root: root.name, path: current, dir: dir || opts.rescueBase, cause: describeError(e) }, { cause: e });
   }
   return { dir, files, removedSinceKnown };
+}
+
+async function liveManifest(root: SyncRoot, opts: RescueOptions): Promise<Manifest> {
+  const liveExists = await stat(root.path).then(() => true, (e: NodeJS.ErrnoException) => e.code !== "ENOENT");
+  return liveExists ? buildManifest(root, root.path, opts.cache, opts.hasher) : manifestOf(root.name, []);
 }
 
 /** A new <base>/<stamp>/<name> (suffixing the stamp if a rescue in the same millisecond took it). */
