@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { API_PORT, LabCluster, pollUntil, sleep } from '../../test/lab/harness/index.js';
 import { killGroup } from '../../test/lab/harness/exec.js';
-import { CLK_TCK, agentLog, allReady, now, procSample, quantile, readJsonLines } from '../failover/lib.js';
+import { CLK_TCK, agentLog, allReady, now, procSample, quantile, readJsonLines, forEachArg } from '../failover/lib.js';
 import { FineProber as Prober, gapAround } from '../switchover/probe.js';
 
 const WRK = '/usr/bin/wrk';
@@ -59,13 +59,7 @@ function parseArgs(argv: string[]): Options {
   let json: string | undefined;
   let quick = false;
   let waitLoad: number | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const val = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  forEachArg(argv, (a, val) => {
     if (a === '--runs') runs = Number(val());
     else if (a === '--quick') quick = true;
     else if (a === '--duration') durationS = Number(val());
@@ -79,7 +73,7 @@ function parseArgs(argv: string[]): Options {
       console.log('usage: bench/api/run.ts [--runs N] [--quick] [--duration S] [--connections C] [--threads T] [--seq N] [--no-switchover] [--json FILE] [--wait-load 1.0]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
-  }
+  });
   runs ??= quick ? 1 : 3;
   durationS ??= quick ? 5 : 10;
   if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new Error('--runs must be 1..20');

@@ -14,6 +14,7 @@
  * Writes bench/chaos/results-latest.json (or --json FILE). Needs root, the lab
  * packages and `npm run build`.
  */
+import { forEachArg } from '../failover/lib.js';
 import { cpus } from 'node:os';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,13 +34,7 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const o: Options = { faults: 200, seed: 1, only: 'both', json: join(import.meta.dirname, 'results-latest.json'), holdScale: 1, editTarget: 'api' };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  forEachArg(argv, (a, next) => {
     if (a === '--faults') o.faults = Number(next());
     else if (a === '--seed') o.seed = Number(next());
     else if (a === '--keepalived') o.only = 'keepalived';
@@ -53,7 +48,7 @@ function parseArgs(argv: string[]): Options {
       console.log('usage: bench/chaos/run.ts [--faults N] [--seed S] [--keepalived | --only understudy|keepalived|both] [--kinds k1,k2] [--hold-scale X] [--edit-target api|leader-key] [--json FILE] [--recording PREFIX]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
-  }
+  });
   if (!Number.isInteger(o.faults) || o.faults < 1 || o.faults > 5000) throw new Error('--faults takes 1..5000');
   if (!Number.isInteger(o.seed)) throw new Error('--seed takes an integer');
   for (const k of o.kinds ?? []) if (!FAULT_KINDS.includes(k)) throw new Error(`unknown fault kind ${k}; known: ${FAULT_KINDS.join(', ')}`);

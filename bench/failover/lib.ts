@@ -409,3 +409,15 @@ export function readJsonLines<T>(file: string): T[] {
   }
   return out;
 }
+
+/** Walk a benchmark's argv: `value()` takes the word after the flag, or throws "<flag> needs a value". */
+export function forEachArg(argv: readonly string[], handle: (flag: string, value: () => string) => void): void {
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    handle(flag, () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    });
+  }
+}

@@ -47,6 +47,7 @@ import {
   stats,
   steadyResolution,
   waitStandby,
+  forEachArg,
 } from './lib.js';
 
 // ------------------------------------------------------------------ options
@@ -67,13 +68,7 @@ function parseArgs(argv: string[]): Options {
   let idle: number | undefined;
   let quick = false;
   let dupCheckTimeout: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const val = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  forEachArg(argv, (a, val) => {
     if (a === '--runs') runs = Number(val());
     else if (a === '--quick') quick = true;
     else if (a === '--json') json = val();
@@ -87,7 +82,7 @@ function parseArgs(argv: string[]): Options {
       console.log('usage: bench/failover/run.ts [--runs N] [--quick] [--json FILE] [--only ttl5,ttl2,ttl1,keepalived] [--idle-seconds S] [--dup-check-timeout 50ms]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
-  }
+  });
   if (quick) runs = 3;
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error('--runs must be 1..50');
   const idleSeconds = idle ?? (quick ? 10 : 30);

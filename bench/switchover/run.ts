@@ -42,6 +42,7 @@ import {
   quantile,
   stats,
   steadyResolution,
+  forEachArg,
 } from '../failover/lib.js';
 
 // ------------------------------------------------------------------ options
@@ -65,13 +66,7 @@ function parseArgs(argv: string[]): Options {
   let quick = false;
   let slowMs = 15;
   let waitLoad: number | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const val = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  forEachArg(argv, (a, val) => {
     if (a === '--runs') runs = Number(val());
     else if (a === '--quick') quick = true;
     else if (a === '--json') json = val();
@@ -82,7 +77,7 @@ function parseArgs(argv: string[]): Options {
       console.log('usage: bench/switchover/run.ts [--runs N] [--quick] [--json FILE] [--only cold,warm,keepalived] [--prober-slow-ms 15] [--wait-load 1.0]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
-  }
+  });
   if (quick) runs = 3;
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error('--runs must be 1..50');
   if (only) for (const o of only) if (!['cold', 'warm', 'keepalived'].includes(o)) throw new Error(`--only: unknown ${o}`);

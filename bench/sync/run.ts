@@ -41,7 +41,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { type Lab, LabCluster, type LabNode, REPO, pollUntil, run, sleep } from '../../test/lab/harness/index.js';
 import { authorizedKeysLine } from '../../src/sync/rsyncd.js';
-import { agentLog, firstLog, now, quantile } from '../failover/lib.js';
+import { agentLog, firstLog, now, quantile, forEachArg } from '../failover/lib.js';
 import { type LatencyResult, type Summary, measureLatency } from './latency.js';
 import { LSYNCD, Lsyncd, lsyncdVersion } from './lsyncd.js';
 import { GiB, MiB, type TreeDiff, type TreeFacts, compareTrees, describeDiff, makeBigTree, prepareSmallRoot } from './tree.js';
@@ -79,13 +79,7 @@ function parseArgs(argv: string[]): Options {
   let waitLoad: number | undefined;
   let fsyncReference = true;
   const set = { iterations: false, files: false, mib: false, large: false, lsd: false, rsync: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const val = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  forEachArg(argv, (a, val) => {
     if (a === '--iterations') (iterations = Number(val())), (set.iterations = true);
     else if (a === '--lsyncd-default-changes') (lsyncdDefaultChanges = Number(val())), (set.lsd = true);
     else if (a === '--files') (files = Number(val())), (set.files = true);
@@ -104,7 +98,7 @@ function parseArgs(argv: string[]): Options {
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
-  }
+  });
   if (quick) {
     if (!set.iterations) iterations = 20;
     if (!set.files) files = 1000;
