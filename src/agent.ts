@@ -6,7 +6,7 @@ import { EtcdCoordinator } from "./coordinator/etcd.js";
 import { createDaemon } from "./daemon/index.js";
 import { describeError } from "./errors/catalogue.js";
 import { HaLoop } from "./ha/loop.js";
-import { ReadinessCheck } from "./daemon/readiness.js";
+import { ReadinessCheck, allReady, type Readiness } from "./daemon/readiness.js";
 import { SystemClock, type Clock } from "./platform/clock.js";
 import { SpawnCommandRunner } from "./platform/command.js";
 import { createLogger, type Logger } from "./platform/logger.js";
@@ -19,6 +19,7 @@ import { readApiTls, readTokenFile } from "./api/token.js";
 import { FenceGuardLink } from "./fence/client.js";
 import { createHooks } from "./hooks/index.js";
 import type { FenceOrders } from "./fence/core.js";
+import { watchdogTimeoutS, type WatchdogSettings } from "./fence/watchdog.js";
 import { createSyncEngine } from "./sync/index.js";
 
 export interface RunningAgent {
@@ -63,17 +64,29 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const apiHost = config.api ? config.api.listen.slice(0, config.api.listen.lastIndexOf(":")).replace(/^\[|\]$/g, "") : undefined;
   const apiUrl = apiPort !== undefined ? `${tls ? "https" : "http"}://${config.node.address.includes(":") ? `[${config.node.address}]` : config.node.address}:${apiPort}` : undefined;
 
-  const fenceGuard = new FenceGuardLink(config.state_dir, fenceOrders(config), { clock, log: log.child({ component: "fence" }) });
+  let loop: HaLoop | undefined;
+  const fenceLog = log.child({ component: "fence" });
+  const fenceGuard = new FenceGuardLink(config.state_dir, fenceOrders(config), {
+    clock,
+    log: fenceLog,
+    watchdog: watchdogSettings(config),
+    onWatchdog: (s) => {
+      const fields = { device: s.device, timeout_s: s.timeoutS, problem: s.problem };
+      if (s.state === "unavailable") fenceLog.error(fields, `watchdog unavailable${config.watchdog.mode === "required" ? ": this node will not become primary (watchdog.mode required)" : ""}`);
+      else fenceLog.info(fields, `watchdog ${s.state}`);
+      loop?.trigger("watchdog");
+    },
+  });
   fenceGuard.start();
 
   const hookSet = createHooks(config, { runner, clock, log: log.child({ component: "hooks" }) });
 
-  let loop: HaLoop | undefined;
   // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
   const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: () => loop?.trigger("sync") });
-  const readiness = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
+  const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner, clock, log: log.child({ component: "readiness" }), onChange: () => loop?.trigger("readiness"),
   });
+  const readiness = config.watchdog.mode === "required" ? allReady(check, watchdogReadiness(fenceGuard)) : check;
   loop = new HaLoop({
     config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, hooks: hookSet.hooks,
     ...(apiUrl ? { apiUrl } : {}),
@@ -81,6 +94,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   });
   const ha = loop;
   const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name }, () => health.states());
+  metrics.withWatchdog(() => fenceGuard.watchdogStatus());
   ha.onEvent((e) => metrics.observe(e));
   if (sync) {
     metrics.withSync(() => sync.status());
@@ -136,6 +150,24 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
         await daemon.close();
         await coordinator.close();
       })()),
+  };
+}
+
+function watchdogSettings(config: Config): WatchdogSettings | null {
+  const w = config.watchdog;
+  if (w.mode === "off") return null;
+  return { mode: w.mode, device: w.device, timeoutS: watchdogTimeoutS(config.election, w.safety_margin), safetyMarginMs: w.safety_margin };
+}
+
+/** watchdog.mode required: a node whose watchdog could not run does not campaign (and says why in its member key). */
+function watchdogReadiness(guard: FenceGuardLink): Readiness {
+  return {
+    problem: () => {
+      const s = guard.watchdogStatus();
+      return s.state === "ready" || s.state === "active" ? null : `watchdog ${s.device ?? ""} ${s.state}${s.problem ? `: ${s.problem}` : ""}`;
+    },
+    start: () => undefined,
+    stop: () => undefined,
   };
 }
 

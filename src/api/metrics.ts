@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { WatchdogState, WatchdogStatus } from "../fence/watchdog.js";
 import { PROMOTION_KINDS, type HaEvent, type NodeView } from "../ha/events.js";
 import type { ProbeState } from "../probes/port.js";
 import type { SyncEvent, SyncStatus } from "../sync/engine.js";
@@ -144,6 +145,14 @@ export class AgentMetrics {
     gauge("understudy_probe_warning", "1 when the probe's last measurement warns (a certificate expires within cert_warning)", ["probe"], (p, g) => {
       if (p.data?.warning !== undefined) g.set({ probe: p.name }, p.data.warning ? 1 : 0);
     });
+  }
+
+  /** understudy_watchdog_state{state}: 1 for the state the fence guard last reported. */
+  withWatchdog(status: () => WatchdogStatus): void {
+    const states: readonly WatchdogState[] = ["off", "unavailable", "ready", "active"];
+    scrapeGauge(this.registry, status)("understudy_watchdog_state", "The watchdog device the fence guard holds while primary: 1 for its current state (off, unavailable, ready, active)", (s, g) => {
+      for (const state of states) g.set({ state }, s.state === state ? 1 : 0);
+    }, ["state"]);
   }
 
   observe(event: HaEvent): void {

@@ -32,7 +32,7 @@ function row(m: MemberRecord, term: number | undefined, published: number | unde
     m.address,
     role,
     term !== undefined ? String(term) : "",
-    m.healthy ? "yes" : "no",
+    m.healthy ? "yes" : m.notReady ? `no: ${m.notReady.length > 40 ? `${m.notReady.slice(0, 37)}...` : m.notReady}` : "no",
     m.vipHeld ? "held" : "",
     m.daemonRunning ? "running" : "stopped",
     syncCell(m, published),

@@ -4,6 +4,7 @@ import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import { configSchema, type ParsedConfig } from "./schema.js";
+import { watchdogTimeoutS } from "../fence/watchdog.js";
 
 export interface ElectionTiming {
   /** Requested lease TTL; etcd may grant more (never less). */
@@ -63,6 +64,7 @@ function withTiming(file: string, parsed: ParsedConfig): Config {
     rankingDelayMs: e.ranking_delay,
   };
   validateTiming(file, timing);
+  validateWatchdog(file, timing, parsed.watchdog);
   return { ...parsed, election: timing };
 }
 
@@ -82,6 +84,24 @@ export function validateTiming(file: string, t: ElectionTiming): void {
   const renewDeadline = t.ttlMs - t.fenceMarginMs;
   if (t.renewIntervalMs <= 0 || t.renewIntervalMs >= renewDeadline) {
     fail("election.renew_interval", `must be between 0 and ttl - fence_margin (${renewDeadline}ms)`, t.renewIntervalMs);
+  }
+}
+
+/**
+ * A watchdog must be fed while renewals succeed and reset a frozen node before
+ * etcd can expire its lease, after the fence guard had its chance: 0 <
+ * safety_margin < fence_margin, and a timeout of at least 1s (watchdogTimeoutS).
+ */
+function validateWatchdog(file: string, t: ElectionTiming, w: ParsedConfig["watchdog"]): void {
+  if (w.mode === "off") return;
+  const fail = (problem: string, value: number) => {
+    throw new UnderstudyError("US_E_CONFIG_TIMING", { file, path: "watchdog.safety_margin", problem, value: `${value}ms` });
+  };
+  if (w.safety_margin <= 0) fail("must be greater than 0", w.safety_margin);
+  if (w.safety_margin >= t.fenceMarginMs) fail(`must be less than election.fence_margin (${t.fenceMarginMs}ms), so the fence guard fences before the watchdog resets`, w.safety_margin);
+  const timeoutS = watchdogTimeoutS(t, w.safety_margin);
+  if (timeoutS < 1) {
+    fail(`leaves a watchdog timeout under 1s (ttl − renew_interval − safety_margin − 250ms = ${t.ttlMs - t.renewIntervalMs - w.safety_margin - 250}ms); raise election.ttl (3s or more) or lower the margin`, w.safety_margin);
   }
 }
 

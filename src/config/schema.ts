@@ -346,6 +346,15 @@ export const configSchema = z
       }),
     /** Files kept identical on every node, primary to standbys (src/sync/, DESIGN.md §7). */
     sync: syncSection.optional(),
+    // Hardware-grade fencing (DESIGN.md §4): the fence guard holds this device while primary.
+    watchdog: z
+      .object({
+        mode: z.enum(["off", "automatic", "required"]).default("off"),
+        device: absolutePath.default("/dev/watchdog"),
+        safety_margin: duration.prefault("500ms"),
+      })
+      .strict()
+      .prefault({}),
     state_dir: z.string().startsWith("/").default("/var/lib/understudy"),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info") }).strict().prefault({}),
   })

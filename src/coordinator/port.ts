@@ -29,6 +29,8 @@ export interface MemberRecord {
   readonly role: MemberRole;
   /** May campaign: agent healthy and (in warm mode) daemon healthy; false during a post-handover cool-down. */
   readonly healthy: boolean;
+  /** Why this node could not serve if promoted (failing readiness check, watchdog required but not usable); absent when ready. */
+  readonly notReady?: string;
   readonly priority: number;
   readonly nofailover: boolean;
   /** Sync generation this node holds in full (0: none, or no file sync configured). */

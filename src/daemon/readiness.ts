@@ -62,3 +62,12 @@ export class ReadinessCheck implements Readiness {
 
 /** For tests and for daemons without a check. */
 export const ALWAYS_READY: Readiness = { problem: () => null, start: () => undefined, stop: () => undefined };
+
+/** Ready when every part is; the first problem found is the answer. */
+export function allReady(...parts: readonly Readiness[]): Readiness {
+  return {
+    problem: () => parts.map((p) => p.problem()).find((p) => p !== null) ?? null,
+    start: () => parts.forEach((p) => p.start()),
+    stop: () => parts.forEach((p) => p.stop()),
+  };
+}

@@ -5,14 +5,22 @@ import { fileURLToPath } from "node:url";
 import { describeError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
-import type { FenceOrders, GuardMessage } from "./core.js";
+import type { FenceOrders, GuardMessage, GuardReply } from "./core.js";
+import type { WatchdogSettings, WatchdogStatus } from "./watchdog.js";
 
 /** What the HA loop needs from the fence guard. Never throws: a guard problem is logged, not fatal. */
 export interface FenceGuard {
-  /** Fence at this deadline (Clock.systemMonotonicMs) unless told otherwise before it. */
-  arm(deadlineSystemMs: number): void;
+  /**
+   * Fence at this deadline (Clock.systemMonotonicMs) unless told otherwise before it.
+   * leaseEnd (same clock): the earliest etcd may expire the lease; the watchdog is fed only well before it.
+   */
+  arm(deadlineSystemMs: number, leaseEndSystemMs?: number): void;
   disarm(): void;
   close(): Promise<void>;
+  /** The watchdog as the guard last reported it. */
+  watchdogStatus?(): WatchdogStatus;
+  /** Arm, and wait (at most timeoutMs) for the guard to say whether the watchdog runs. */
+  armWatchdog?(deadlineSystemMs: number, leaseEndSystemMs: number, timeoutMs: number): Promise<WatchdogStatus>;
 }
 
 const GUARD_MAIN = fileURLToPath(new URL("./guard-main.js", import.meta.url));
@@ -30,12 +38,55 @@ const GUARD_MAIN = fileURLToPath(new URL("./guard-main.js", import.meta.url));
 export class FenceGuardLink implements FenceGuard {
   private sock: Socket | undefined;
   private connecting: Promise<Socket | undefined> | undefined;
+  private status: WatchdogStatus;
+  private waiters: ((s: WatchdogStatus) => void)[] = [];
+  /** Whether the guard has reported the watchdog since this agent started. */
+  private answered = false;
 
   constructor(
     private readonly stateDir: string,
     private readonly orders: FenceOrders,
-    private readonly deps: { clock: Clock; log: Logger; nodeArgs?: readonly string[] },
-  ) {}
+    private readonly deps: {
+      clock: Clock;
+      log: Logger;
+      nodeArgs?: readonly string[];
+      /** The watchdog the guard should hold while primary (null: none). */
+      watchdog?: WatchdogSettings | null;
+      /** The guard reported a different watchdog state. */
+      onWatchdog?: (s: WatchdogStatus) => void;
+    },
+  ) {
+    const w = deps.watchdog;
+    this.status = w ? { state: "unavailable", device: w.device, problem: "the fence guard has not answered yet" } : { state: "off" };
+  }
+
+  watchdogStatus(): WatchdogStatus {
+    return this.status;
+  }
+
+  async armWatchdog(deadlineSystemMs: number, leaseEndSystemMs: number, timeoutMs: number): Promise<WatchdogStatus> {
+    if (this.answered && this.status.state !== "ready") {
+      // Running already, or nothing the guard could start: no answer to wait for.
+      this.arm(deadlineSystemMs, leaseEndSystemMs);
+      return this.status;
+    }
+    const answer = new Promise<WatchdogStatus>((resolve) => this.waiters.push(resolve));
+    this.arm(deadlineSystemMs, leaseEndSystemMs);
+    const timeout = this.deps.clock.sleep(timeoutMs).then((): WatchdogStatus => ({ ...this.status, state: "unavailable", problem: `the fence guard did not report the watchdog running within ${timeoutMs}ms` }));
+    return Promise.race([answer, timeout]);
+  }
+
+  private onReply(msg: GuardReply): void {
+    const status = msg.watchdog;
+    if (!status) return;
+    const changed = !this.answered || JSON.stringify(status) !== JSON.stringify(this.status);
+    this.answered = true;
+    this.status = status;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w(status);
+    if (changed) this.deps.onWatchdog?.(status);
+  }
 
   private get socketPath(): string {
     return `${this.stateDir}/fence-guard.sock`;
@@ -46,8 +97,8 @@ export class FenceGuardLink implements FenceGuard {
     void this.link();
   }
 
-  arm(deadlineSystemMs: number): void {
-    this.send({ arm: { deadlineMs: deadlineSystemMs, orders: this.orders } });
+  arm(deadlineSystemMs: number, leaseEndSystemMs?: number): void {
+    this.send({ arm: { deadlineMs: deadlineSystemMs, ...(leaseEndSystemMs !== undefined ? { leaseEndMs: leaseEndSystemMs } : {}), orders: this.orders } });
   }
 
   disarm(): void {
@@ -82,6 +133,7 @@ export class FenceGuardLink implements FenceGuard {
         }
         if (!s) this.deps.log.error({ socket: this.socketPath }, "fence guard did not come up: a frozen agent would not be fenced");
         this.sock = s;
+        if (s) this.listen(s);
         s?.on("close", () => {
           if (this.sock === s) this.sock = undefined;
         });
@@ -91,6 +143,27 @@ export class FenceGuardLink implements FenceGuard {
       }
     })();
     return this.connecting;
+  }
+
+  /** Replies from the guard; the watchdog settings go first on every connection (the guard may be a predecessor's). */
+  private listen(s: Socket): void {
+    let buffer = "";
+    s.setEncoding("utf8");
+    s.on("data", (chunk: string) => {
+      buffer += chunk;
+      let nl: number;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        try {
+          this.onReply(JSON.parse(line) as GuardReply);
+        } catch {
+          this.deps.log.warn("ignoring a malformed message from the fence guard");
+        }
+      }
+      if (buffer.length > 65_536) buffer = "";
+    });
+    s.write(`${JSON.stringify({ watchdog: this.deps.watchdog ?? null } satisfies GuardMessage)}\n`);
   }
 
   private tryConnect(): Promise<Socket | undefined> {

@@ -1,5 +1,6 @@
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
+import { WatchdogKeeper, type WatchdogDevice, type WatchdogSettings, type WatchdogStatus } from "./watchdog.js";
 
 /** What the guard must undo at the deadline. */
 export interface FenceOrders {
@@ -14,9 +15,17 @@ export interface FenceOrders {
 }
 
 export type GuardMessage =
-  /** deadlineMs is on the host's CLOCK_MONOTONIC (Clock.systemMonotonicMs), so no transit delay can stretch it. */
-  | { readonly arm: { readonly deadlineMs: number; readonly orders: FenceOrders } }
-  | { readonly disarm: true };
+  /**
+   * deadlineMs is on the host's CLOCK_MONOTONIC (Clock.systemMonotonicMs), so no transit delay can stretch it.
+   * leaseEndMs (same clock): when etcd may expire the lease at the earliest; bounds the watchdog's feeding.
+   */
+  | { readonly arm: { readonly deadlineMs: number; readonly leaseEndMs?: number; readonly orders: FenceOrders } }
+  | { readonly disarm: true }
+  /** Sent by the agent on every (re)connection: the watchdog to use while armed, or null for none. */
+  | { readonly watchdog: WatchdogSettings | null };
+
+/** What the guard tells its agents: the watchdog's state, whenever it changes or settings arrive. */
+export type GuardReply = { readonly watchdog: WatchdogStatus };
 
 export interface GuardDeps {
   readonly clock: Clock;
@@ -27,6 +36,12 @@ export interface GuardDeps {
   readonly readPid: (pidfile: string) => number | undefined;
   /** Write a small file (the keepalived track file); injectable for tests. */
   readonly writeFile?: (file: string, content: string) => void;
+  /** Whether a pid still runs (signal 0); without it the guard waits the full second before SIGKILL. */
+  readonly alive?: (pid: number) => boolean;
+  /** The watchdog device at a path; without it the watchdog stays off. */
+  readonly watchdog?: (path: string) => WatchdogDevice;
+  /** Send a reply to every connected agent. */
+  readonly reply?: (msg: GuardReply) => void;
   /** Called once the guard has nothing left to do (fenced, or disarmed with no agent). */
   readonly exit: (code: number) => void;
 }
@@ -45,8 +60,20 @@ export class GuardCore {
   private orders: FenceOrders | null = null;
   private clients = 0;
   private fenced = false;
+  readonly watchdog: WatchdogKeeper;
 
-  constructor(private readonly deps: GuardDeps) {}
+  constructor(private readonly deps: GuardDeps) {
+    const device = deps.watchdog;
+    this.watchdog = new WatchdogKeeper({
+      clock: deps.clock,
+      device: (path) => {
+        if (!device) throw new Error("this guard cannot drive a watchdog");
+        return device(path);
+      },
+      log: deps.log,
+      report: (status) => deps.reply?.({ watchdog: status }),
+    });
+  }
 
   armed(): boolean {
     return this.timer !== undefined;
@@ -54,17 +81,23 @@ export class GuardCore {
 
   handle(msg: GuardMessage): void {
     if (this.fenced) return;
+    if ("watchdog" in msg) {
+      void this.watchdog.configure(msg.watchdog);
+      return;
+    }
     if ("disarm" in msg) {
       this.timer?.cancel();
       this.timer = undefined;
       this.orders = null;
+      this.watchdog.release("disarmed (no longer primary)");
       return;
     }
-    const { deadlineMs, orders } = msg.arm;
+    const { deadlineMs, leaseEndMs, orders } = msg.arm;
     this.orders = orders;
     this.timer?.cancel();
     const remaining = deadlineMs - this.deps.clock.systemMonotonicMs();
     this.timer = this.deps.clock.setTimer(Math.max(0, remaining), () => void this.fence());
+    if (leaseEndMs !== undefined && remaining > 0) this.watchdog.hold(leaseEndMs);
   }
 
   connected(): void {
@@ -92,31 +125,41 @@ export class GuardCore {
     const orders = this.orders;
     this.timer = undefined;
     this.fenced = true;
+    this.watchdog.pause();
+    let clean = true;
     this.deps.log("lease deadline passed without a heartbeat: fencing (dropping the VIP, stopping the daemon)");
     if (orders?.keepalivedTrackFile && this.deps.writeFile) {
       try {
         this.deps.writeFile(orders.keepalivedTrackFile, "1\n");
         this.deps.log(`keepalived track file ${orders.keepalivedTrackFile} set to 1 (FAULT)`);
       } catch (e) {
+        clean = false;
         this.deps.log(`keepalived track file: ${String(e)}`);
       }
     }
     if (orders?.dropVip) {
       const r = await this.deps.runner.run(orders.dropVip, { timeoutMs: 2000 }).catch((e: unknown) => ({ code: -1, stderr: String(e) }));
-      this.deps.log(r.code === 0 ? "VIP removed" : `VIP removal: exit ${r.code} ${String(r.stderr).trim()}`);
+      // `ip addr del` of an address that is not there: already gone, which is the goal.
+      const gone = r.code === 0 || /Cannot assign requested address/.test(String(r.stderr));
+      if (!gone) clean = false;
+      this.deps.log(r.code === 0 ? "VIP removed" : gone ? "VIP was not present" : `VIP removal: exit ${r.code} ${String(r.stderr).trim()}`);
     }
     if (orders?.daemonPidfile) {
       const pid = this.deps.readPid(orders.daemonPidfile);
       if (pid !== undefined) {
         this.signal(pid, "SIGTERM");
-        await this.deps.clock.sleep(1000);
-        this.signal(pid, "SIGKILL");
+        const alive = this.deps.alive;
+        for (let waited = 0; waited < 1000 && (!alive || alive(pid)); waited += 50) await this.deps.clock.sleep(50);
+        if (!alive || alive(pid)) this.signal(pid, "SIGKILL");
         this.deps.log(`daemon pid ${pid} stopped`);
       }
     } else if (orders?.stopArgv) {
       const r = await this.deps.runner.run(orders.stopArgv, { timeoutMs: 10_000 }).catch((e: unknown) => ({ code: -1, stderr: String(e) }));
+      if (r.code !== 0) clean = false;
       this.deps.log(r.code === 0 ? "daemon stopped" : `daemon stop: exit ${r.code} ${String(r.stderr).trim()}`);
     }
+    if (clean) this.watchdog.release("fenced cleanly");
+    else this.watchdog.leaveRunning();
     this.deps.exit(0);
   }
 

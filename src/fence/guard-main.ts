@@ -7,7 +7,8 @@ import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { SystemClock } from "../platform/clock.js";
 import { SpawnCommandRunner } from "../platform/command.js";
-import { GuardCore, type GuardMessage } from "./core.js";
+import { GuardCore, type GuardMessage, type GuardReply } from "./core.js";
+import { LinuxWatchdog } from "./watchdog.js";
 
 const { values } = parseArgs({ options: { socket: { type: "string" }, pidfile: { type: "string" } }, strict: true });
 const socketPath = values.socket;
@@ -22,9 +23,11 @@ const cleanup = () => {
   rmSync(socketPath, { force: true });
   rmSync(pidfile, { force: true });
 };
+const sockets = new Set<Socket>();
+const runner = new SpawnCommandRunner();
 const core = new GuardCore({
   clock: new SystemClock(),
-  runner: new SpawnCommandRunner(),
+  runner,
   log,
   kill: (pid, sig) => process.kill(pid, sig),
   writeFile: (file, content) => writeFileSync(file, content, { mode: 0o644 }),
@@ -36,6 +39,19 @@ const core = new GuardCore({
       return undefined;
     }
   },
+  alive: (pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === "EPERM";
+    }
+  },
+  watchdog: (path) => new LinuxWatchdog(path, runner),
+  reply: (msg: GuardReply) => {
+    const line = `${JSON.stringify(msg)}\n`;
+    for (const s of sockets) if (!s.destroyed) s.write(line);
+  },
   exit: (code) => {
     cleanup();
     log("exiting");
@@ -44,6 +60,7 @@ const core = new GuardCore({
 });
 
 const server = createServer((sock: Socket) => {
+  sockets.add(sock);
   core.connected();
   let buffer = "";
   sock.setEncoding("utf8");
@@ -62,7 +79,10 @@ const server = createServer((sock: Socket) => {
     if (buffer.length > 65_536) sock.destroy();
   });
   sock.on("error", () => undefined);
-  sock.on("close", () => core.disconnected());
+  sock.on("close", () => {
+    sockets.delete(sock);
+    core.disconnected();
+  });
 });
 
 rmSync(socketPath, { force: true });

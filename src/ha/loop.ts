@@ -260,7 +260,7 @@ export class HaLoop {
         return;
       case "promote": {
         const lease = this.lease.state();
-        if (lease) await this.role.promote(action.term, lease);
+        if (lease && (await this.watchdogGate(action.term, lease))) await this.role.promote(action.term, lease);
         if (this.role.acting === "primary") this.emit({ type: "promoted", kind: "adopted", term: action.term, vacancyMs: null, promoteMs: 0 });
         return;
       }
@@ -322,6 +322,7 @@ export class HaLoop {
     const term = result.leader!.term;
     log.info({ term }, "won the election");
     if (!(await this.prePromote(term, snapshot))) return;
+    if (!(await this.watchdogGate(term, lease))) return;
     const started = clock.monotonicMs();
     // The predecessor committed its release after dropping the VIP: no need to probe for it.
     const released = snapshot?.released;
@@ -350,6 +351,32 @@ export class HaLoop {
     this.deps.log.error({ term, generation, published: pub.generation, source: pub.source, lag_ms: Math.round(lagMs) }, "stale promotion: I became primary without the newest published files");
     this.chronicle.stalePromotion(term, generation, pub, lagMs);
     this.emit({ type: "stale_promotion", term, generation, published: pub.generation, lagMs });
+  }
+
+  /**
+   * The watchdog starts before anything else does. With watchdog.mode
+   * required (Patroni's `watchdog: required`) a node whose watchdog does not
+   * run gives the key back and cools down, like a vetoed promotion; with
+   * automatic it promotes anyway and says so.
+   */
+  private async watchdogGate(term: number, lease: LeaseState): Promise<boolean> {
+    const { config, fenceGuard, coordinator, clock, log } = this.deps;
+    if (config.watchdog.mode === "off" || !fenceGuard?.armWatchdog) return true;
+    const { deadline, leaseEnd } = this.role.guardTimes(lease);
+    const status = await fenceGuard.armWatchdog(deadline, leaseEnd, 1000);
+    if (status.state === "active") return true;
+    const problem = `watchdog ${config.watchdog.device} is not running (${status.state}${status.problem ? `: ${status.problem}` : ""})`;
+    if (config.watchdog.mode === "automatic") {
+      log.warn({ term }, `${problem}; promoting without it (watchdog.mode automatic)`);
+      return true;
+    }
+    log.error({ term }, `${problem}; giving the leader key back (watchdog.mode required)`);
+    fenceGuard.disarm();
+    await coordinator.release(term, { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" }).catch(() => false);
+    this.role.coolDown();
+    this.chronicle.vetoed(term, problem);
+    this.trigger("watchdog");
+    return false;
   }
 
   /**
@@ -396,6 +423,7 @@ export class HaLoop {
         node: config.node.name,
         role: this.role.acting,
         healthy: this.isHealthy(clock.monotonicMs()),
+        ...(this.readiness.problem() !== null ? { notReady: this.readiness.problem()! } : {}),
         priority: config.node.priority,
         nofailover: config.node.nofailover,
         generation: this.deps.sync?.generation() ?? 0,

@@ -89,8 +89,16 @@ export class NodeRole {
 
   /** Feed the fence guard the lease deadline (on the host-wide monotonic clock) while primary. */
   armGuard(lease: LeaseState): void {
-    const { clock, guard } = this.deps;
-    guard?.arm(lease.deadlineMs - clock.monotonicMs() + clock.systemMonotonicMs());
+    const { guard } = this.deps;
+    const { deadline, leaseEnd } = this.guardTimes(lease);
+    guard?.arm(deadline, leaseEnd);
+  }
+
+  /** The lease's local deadline and its earliest expiry in etcd, on the host-wide monotonic clock the guard reads. */
+  guardTimes(lease: LeaseState): { deadline: number; leaseEnd: number } {
+    const { clock, config } = this.deps;
+    const deadline = lease.deadlineMs - clock.monotonicMs() + clock.systemMonotonicMs();
+    return { deadline, leaseEnd: deadline + config.election.fenceMarginMs };
   }
 
   async startDaemon(): Promise<void> {

@@ -23,7 +23,7 @@ const DROPINS = path.join(SYSTEMD, "understudy.service.d");
 const DAEMON_DROPINS = path.join(SYSTEMD, "daemon-dropins");
 
 /** Exposure ceilings (systemd-analyze prints them divided by 10), measured with systemd 252. */
-const THRESHOLD = { base: 21, sync: 24, rootProcess: 67 };
+const THRESHOLD = { base: 21, sync: 24, watchdog: 22, rootProcess: 67 };
 
 // ---------------------------------------------------------------- helpers
 
@@ -239,6 +239,10 @@ describe("systemd units", () => {
     security(path.join(sync, "understudy.service"), THRESHOLD.sync);
     const root = layout({ "understudy.service": { from: BASE }, ...dropin("90-root-process-backend.conf.example") });
     security(path.join(root, "understudy.service"), THRESHOLD.rootProcess);
+    const watchdog = layout({ "understudy.service": { from: BASE }, ...dropin("30-watchdog.conf.example") });
+    security(path.join(watchdog, "understudy.service"), THRESHOLD.watchdog);
+    const wd = readUnit(path.join(DROPINS, "30-watchdog.conf.example"));
+    assert.equal(only(wd, "Service", "DevicePolicy"), "closed", "only the watchdog devices get through, not all of /dev");
   });
 
   it("capabilities: the base unit keeps only CAP_NET_ADMIN and CAP_NET_RAW; drop-ins add to them, whatever their combination", () => {
