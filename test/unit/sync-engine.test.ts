@@ -411,6 +411,26 @@ describe("SyncEngine: standby side", () => {
     assert.equal(h.engine.status().lagMs, 0);
   });
 
+  it("a pull still in flight when the node is promoted is not applied over the new primary's files", async () => {
+    const { caseDir, h } = await syncedStandby();
+    const live = path.join(h.live("ssh"), "sshd_config");
+    const mine = await readFile(live, "utf8");
+    let release = () => {};
+    h.puller.gate = new Promise<void>((r) => (release = r));
+    await writeFile(path.join(caseDir, "primary", "ssh", "sshd_config"), "Port 2222\n");
+    h.engine.follow(standby(await recordFor(h, { generation: 2 })));
+    await waitFor("pull started", () => h.puller.requests.length === 2);
+    // Promoted while rsync runs: this node's files are the source now.
+    h.engine.follow(primary("n2", 9, await recordFor(h, { generation: 2 })));
+    h.puller.gate = undefined;
+    release();
+    await waitFor("pull returned", async () => h.coord.calls.length > 0);
+    await h.clock.advance(1000);
+    assert.equal(await readFile(live, "utf8"), mine, "the old primary's newer file was not applied over the promoted node's own");
+    assert.equal(h.of("applied").length, 1, "only generation 1 was ever applied");
+    assert.equal(h.of("synced").some((e) => e.generation === 2), false);
+  });
+
   it("post_sync runs only for a root whose files changed, with its env; a failing one is reported but the generation is held", async () => {
     const runner = new StrictCommandRunner();
     const reload = (unit: string) => ["/usr/bin/systemctl", "reload", unit];
