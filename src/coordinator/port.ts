@@ -126,6 +126,12 @@ export interface SyncGeneration {
   readonly source: string;
   readonly term: number;
   readonly publishedAt: string;
+  /**
+   * Set by a primary promoted while it lagged (a recorded stale promotion): the
+   * generation it did not have. Its source, on rejoining, rescues what it holds
+   * that differs from the incoming files, since no standby pulled them.
+   */
+  readonly displaced?: { readonly source: string; readonly generation: number };
 }
 
 /** Everything under /<prefix>/<cluster>/ that one HA cycle needs, read at one revision. */

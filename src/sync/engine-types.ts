@@ -60,7 +60,7 @@ export interface SyncStatus {
   readonly node: string;
   readonly role: "primary" | "standby";
   readonly generation: number;
-  readonly published: { readonly generation: number; readonly digest: string; readonly source: string; readonly term: number; readonly publishedAt: string } | null;
+  readonly published: Pick<SyncGeneration, "generation" | "digest" | "source" | "term" | "publishedAt" | "displaced"> | null;
   readonly inSync: boolean;
   readonly behindSince: string | null;
   readonly lagMs: number | null;

@@ -44,6 +44,10 @@ export class SyncEngine {
   /** Hashing runs in a worker thread: the lease renewals on this event loop must not wait for a 1 GiB manifest. */
   private readonly hasher = new HashWorker();
   private published: SyncGeneration | null = null;
+  /** Primary side: the generation this node did not hold when promoted (published with every generation of its term). */
+  private displaced: SyncGeneration["displaced"] | null = null;
+  /** Standby side: roots already rescued against a generation that displaced this node's own ("term/root"). */
+  private readonly displacementHandled = new Set<string>();
   private view: SyncView | null = null;
   private watcher: TreeWatcher | undefined;
   private readonly dirty = new Set<string>();
@@ -122,6 +126,10 @@ export class SyncEngine {
     }
     this.view = view;
     if (view.acting === "primary" && view.term !== null && (this.mode !== "primary" || this.primaryTerm !== view.term)) {
+      // Promoted without the newest published files (the gate allowed it, recorded as a stale
+      // promotion): say so in every generation of this term, so their source rescues them on rejoining.
+      const pub = this.published;
+      this.displaced = this.mode === "standby" && pub && pub.source !== this.deps.node && pub.generation > this.held.generation ? { source: pub.source, generation: pub.generation } : null;
       this.mode = "primary";
       this.primaryTerm = view.term;
       this.fullPublish = true;
@@ -130,6 +138,7 @@ export class SyncEngine {
     } else if (view.acting === "standby" && this.mode === "primary") {
       this.mode = "standby";
       this.primaryTerm = null;
+      this.displaced = null;
       void this.stopWatcher();
       // What this node edited but did not publish must be rescued before it pulls.
       for (const r of this.roots) this.verifyPending.add(r.name);
@@ -190,7 +199,7 @@ export class SyncEngine {
       node,
       role: this.mode,
       generation: this.held.generation,
-      published: p ? { generation: p.generation, digest: p.digest, source: p.source, term: p.term, publishedAt: p.publishedAt } : null,
+      published: p ? { generation: p.generation, digest: p.digest, source: p.source, term: p.term, publishedAt: p.publishedAt, ...(p.displaced ? { displaced: p.displaced } : {}) } : null,
       inSync: p === null ? this.held.generation === 0 : this.held.generation === p.generation,
       behindSince: this.behindSinceWallMs === null ? null : new Date(this.behindSinceWallMs).toISOString(),
       lagMs: this.behindSinceMs === null ? (p === null || this.held.generation === p.generation ? 0 : null) : Math.round(now - this.behindSinceMs),
@@ -334,7 +343,9 @@ export class SyncEngine {
     if (pub && pub.digest === digest && pub.term === term && pub.source === node) return true;
     const generation = pub && pub.digest === digest ? pub.generation : Math.max(pub?.generation ?? 0, this.held.generation) + 1;
     const files = this.roots.reduce((n, r) => n + this.current.get(r.name)!.entries.filter((e) => e.type === "file").length, 0);
-    const record: SyncGeneration = { generation, digest, roots: digests, files, source: node, term, publishedAt: new Date(clock.wallMs()).toISOString() };
+    const record: SyncGeneration = {
+      generation, digest, roots: digests, files, source: node, term, publishedAt: new Date(clock.wallMs()).toISOString(), ...(this.displaced ? { displaced: this.displaced } : {}),
+    };
     if (!(await coordinator.publishGeneration(term, record))) {
       log.warn({ term, generation }, "sync: generation not published: my term is no longer the leader's");
       return false;
@@ -488,11 +499,16 @@ export class SyncEngine {
     // what this node last applied (a local edit made since the last verify would otherwise be
     // overwritten or deleted by this apply), or, on a first sync, from the incoming files.
     const known = this.known.get(r.name);
+    // This node's own last publication was displaced by a stale promotion: nobody pulled it, so keep
+    // whatever differs from the incoming files (once per root and term), not just what differs from it.
+    const pub = this.published;
+    const displacement = pub?.displaced?.source === this.deps.node ? `${pub.term}/${r.name}` : null;
+    const againstIncoming = displacement !== null && !this.displacementHandled.has(displacement);
     let summary: ApplySummary;
     try {
       summary = await applyStaged({
         root: r, stagedDir: staging, expected: { digest: want }, runner, cache: this.cache, hasher: this.hasher.hash, validateTimeoutMs: settings.validateTimeoutMs,
-        beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, known ?? target, live),
+        beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, againstIncoming ? target : (known ?? target), live),
         ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
         ...(r.owner ? { owner: r.owner } : {}),
         ...(r.validate ? { validate: r.validate } : {}),
@@ -508,6 +524,7 @@ export class SyncEngine {
       throw e;
     }
     this.checksumNext.delete(r.name);
+    if (displacement !== null) this.displacementHandled.add(displacement);
     await store.saveKnown(r.name, summary.manifest);
     this.known.set(r.name, summary.manifest);
     this.held = { generation: this.held.generation, roots: { ...this.held.roots, [r.name]: want } };

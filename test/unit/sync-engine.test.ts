@@ -546,6 +546,55 @@ describe("SyncEngine: rescue", () => {
     assert.equal(h.coord.calls.length, 1, "a standby publishes nothing");
   });
 
+  it("after a stale promotion, the displaced primary rescues the files it published that nobody pulled, once", async () => {
+    const caseDir = await newCase();
+    const h = await makeNode(caseDir, { node: "n1" });
+    await makeTree(h.live("ssh"), SSH);
+    await h.engine.start();
+    h.engine.follow(primary("n1", 7));
+    await waitFor("generation 1", () => h.of("published").length === 1);
+    await writeFile(path.join(h.live("ssh"), "sshd_config"), "Port 2200 # published, never pulled\n");
+    await writeFile(path.join(h.live("ssh"), "new.conf"), "published too\n");
+    h.watch.emit(path.join(h.live("ssh"), "sshd_config"));
+    await h.clock.advance(SETTINGS.debounceMs);
+    await waitFor("generation 2", () => h.of("published").length === 2);
+    // n2 held only generation 1 when it was promoted: its generations say so.
+    await makeTree(path.join(caseDir, "primary", "ssh"), SSH);
+    const rec = await recordFor(h, { generation: 3, source: "n2", term: 8, displaced: { source: "n1", generation: 2 } });
+    h.engine.follow(standby(rec, leader("n2", 8)));
+    await synced(h, 3);
+    const [r] = h.of("rescued");
+    assert.ok(r, "rescued, although the live files were exactly what n1 last published");
+    assert.deepEqual(r.result.files, ["new.conf", "sshd_config"]);
+    assert.equal(await readFile(path.join(r.result.dir, "sshd_config"), "utf8"), "Port 2200 # published, never pulled\n");
+    assert.equal(await readFile(path.join(h.live("ssh"), "sshd_config"), "utf8"), "Port 22\n", "then the new primary's files went live");
+    // The next generation of the same term: an ordinary pull, nothing rescued again.
+    await writeFile(path.join(caseDir, "primary", "ssh", "sshd_config"), "Port 23\n");
+    h.engine.follow(standby(await recordFor(h, { generation: 4, source: "n2", term: 8, displaced: { source: "n1", generation: 2 } }), leader("n2", 8)));
+    await synced(h, 4);
+    assert.equal(h.of("rescued").length, 1);
+  });
+
+  it("a standby promoted while behind the published generation names it as displaced in its generations", async () => {
+    const { caseDir, h, rec1 } = await syncedStandby();
+    await writeFile(path.join(caseDir, "primary", "ssh", "sshd_config"), "Port 2222\n");
+    const rec2 = await recordFor(h, { generation: 2 });
+    h.puller.fail = new Error("rsync: connection refused"); // the primary died before n2 pulled generation 2
+    h.engine.follow(standby(rec2));
+    await waitFor("pull failed", () => h.of("failed").length >= 1);
+    h.engine.follow(primary("n2", 9, rec2));
+    await waitFor("published", () => h.coord.calls.length === 1);
+    const g = h.coord.last()!;
+    assert.deepEqual(g.displaced, { source: "n1", generation: 2 });
+    assert.equal(g.generation, 3, "above the generation it did not have");
+    assert.equal(g.roots.ssh, rec1.roots.ssh, "its own files: generation 1's");
+    // An in-sync standby promoted displaces nothing.
+    const t = await syncedStandby();
+    t.h.engine.follow(primary("n2", 9, t.rec1));
+    await waitFor("published", () => t.h.coord.calls.length === 1);
+    assert.equal(t.h.coord.last()!.displaced, undefined);
+  });
+
   it("first sync of a never-synced node: identical local files stay in place and nothing is rescued", async () => {
     const caseDir = await newCase();
     await makeTree(path.join(caseDir, "primary", "ssh"), SSH);
