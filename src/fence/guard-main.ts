@@ -40,12 +40,14 @@ const core = new GuardCore({
     }
   },
   alive: (pid) => {
+    // A zombie has exited: its parent (the process backend's agent, perhaps frozen) just has not reaped it.
     try {
-      process.kill(pid, 0);
-      return true;
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code === "EPERM";
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
+    } catch {
+      return false;
     }
+    return true;
   },
   watchdog: (path) => new LinuxWatchdog(path, runner),
   reply: (msg: GuardReply) => {
