@@ -20,6 +20,10 @@ DEB_PACKAGES=(
   python3                          # the lab's raw-socket ARP observer (stdlib only)
   systemd                          # systemd-analyze verify/security on systemd/ units
   ansible ansible-lint             # the Ansible role, run for real against the lab (ansible/)
+  # test/lab/watchdog-device.lab.test.ts boots a Debian kernel under qemu with softdog.
+  # The kernel itself (linux-image-6.1.0-N-amd64) is fetched by the test on first
+  # use with `apt-get download` and cached in /var/cache/understudy-test/kernel/.
+  qemu-system-x86 busybox-static
   lsyncd                           # the peer in bench/sync
   ca-certificates
 )

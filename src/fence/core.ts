@@ -159,7 +159,12 @@ export class GuardCore {
       this.deps.log(r.code === 0 ? "daemon stopped" : `daemon stop: exit ${r.code} ${String(r.stderr).trim()}`);
     }
     if (clean) this.watchdog.release("fenced cleanly");
-    else this.watchdog.leaveRunning();
+    else if (this.watchdog.leaveRunning()) {
+      // Stay, holding the device open and unfed, until the kernel resets the node: a watchdog
+      // closed without the magic character is fed once more by the kernel ("watchdog did not
+      // stop!"), so exiting would move the reset to exit + timeout, past lease_end - safety_margin.
+      return;
+    }
     this.deps.exit(0);
   }
 

@@ -6,6 +6,9 @@ import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { basename } from "node:path";
 import type { CommandRunner } from "../platform/command.js";
 
+/** How early the last feed before the bound is aimed, for timer lateness. */
+const FINAL_FEED_LEAD_MS = 50;
+
 /** What the agent tells the guard (computed from config: see watchdogTimeoutS). */
 export interface WatchdogSettings {
   readonly mode: "automatic" | "required";
@@ -246,7 +249,11 @@ export class WatchdogKeeper {
     } catch (e) {
       this.deps.log(`watchdog keepalive failed: ${e instanceof Error ? e.message : String(e)}`);
     }
-    const next = Math.min(now + Math.min(500, this.timeoutS * 250), last);
+    // The last feed is aimed a little before the bound, so a timer that fires late still lands
+    // in time (a feed found past the bound is skipped, which would bring the reset up to one
+    // interval earlier, into the fence guard's own time).
+    let next = now + Math.min(500, this.timeoutS * 250);
+    if (next > last) next = last - FINAL_FEED_LEAD_MS;
     if (next > now) this.timer = this.deps.clock.setTimer(next - now, () => this.feed());
   }
 
@@ -270,9 +277,14 @@ export class WatchdogKeeper {
     this.set({ state: "ready", device: this.settings!.device, timeoutS: this.timeoutS });
   }
 
-  /** The fence could not finish: keep the device running so the kernel resets the node. */
-  leaveRunning(): void {
+  /**
+   * The fence could not finish: keep the device running so the kernel resets
+   * the node. True when it runs: the caller must then keep it open (not exit).
+   */
+  leaveRunning(): boolean {
     this.pause();
-    if (this.status.state === "active") this.deps.log(`fence incomplete: the watchdog is left running and resets this node within ${this.timeoutS}s`);
+    if (this.status.state !== "active") return false;
+    this.deps.log(`fence incomplete: the watchdog is left running and resets this node within ${this.timeoutS}s`);
+    return true;
   }
 }

@@ -43,6 +43,15 @@ class FakeWatchdogDevice implements WatchdogDevice {
     this.open_ = false;
     this.ops.push({ op: "stop", at: this.clock.monotonicMs() });
   }
+  /**
+   * The process holding it exited: the kernel closes the file, and a watchdog closed without the
+   * magic character keeps running but is fed once more ("watchdog did not stop!", watchdog_release).
+   */
+  exitWithoutStop(): void {
+    if (!this.open_) return;
+    this.lastFeed = this.clock.monotonicMs();
+    this.ops.push({ op: "closed without V (kernel feeds it)", at: this.lastFeed });
+  }
   /** When the kernel would reset the node: the last feed (or the open) plus the timeout, while open. */
   resetAt(timeoutS: number): number {
     return this.open_ ? this.lastFeed + timeoutS * 1000 : Infinity;
@@ -85,6 +94,18 @@ test("a frozen primary is reset safety_margin before its lease can expire, and n
   assert.deepEqual(feeds, [0, 500, 1000, 1500], "fed every 500ms up to lease_end - safety - timeout, then never");
   assert.equal(s.device.resetAt(3), leaseEnd - 500, "the reset lands exactly safety_margin before etcd can expire the lease");
   assert.ok(s.device.resetAt(3) > leaseEnd - 1000, "and after the fence deadline (lease_end - fence_margin): the guard fences first");
+});
+
+test("the last feed is aimed a little before the bound, so a late timer cannot skip it and bring the reset into the guard's time", async () => {
+  const s = keeper();
+  await s.k.configure(SETTINGS);
+  const leaseEnd = s.clock.systemMonotonicMs() + 5230; // the bound (+1730) is off the 500ms grid
+  s.k.hold(leaseEnd);
+  await s.clock.advance(10_000);
+  const feeds = s.device.ops.filter((o) => o.op === "keepalive").map((o) => o.at - (leaseEnd - 5230));
+  assert.deepEqual(feeds, [0, 500, 1000, 1500, 1680]);
+  const reset = s.device.resetAt(3);
+  assert.ok(reset <= leaseEnd - 500 && reset >= leaseEnd - 550, `reset at lease_end - ${leaseEnd - reset}ms`);
 });
 
 test("renewals every renew_interval keep a healthy primary fed without a gap long enough to reset it", async () => {
@@ -153,7 +174,11 @@ function guard(runner: StrictCommandRunner, alive = () => false) {
   const replies: GuardReply[] = [];
   const exits: number[] = [];
   const core = new GuardCore({
-    clock, runner, log: () => undefined, kill: () => undefined, readPid: () => 4242, alive, exit: (c) => void exits.push(c),
+    clock, runner, log: () => undefined, kill: () => undefined, readPid: () => 4242, alive,
+    exit: (c) => {
+      exits.push(c);
+      device.exitWithoutStop();
+    },
     watchdog: () => device, reply: (m) => void replies.push(m),
   });
   core.connected();
@@ -185,9 +210,9 @@ test("guard: a fence that fails leaves the watchdog running, so the reset is the
   g.core.handle({ arm: { deadlineMs: now + 4000, leaseEndMs: now + 5000, orders: ORDERS } });
   await g.clock.advance(6000);
   runner.done();
-  assert.equal(g.device.open_, true, "left open: the guard exits without the magic character");
+  assert.equal(g.device.open_, true, "left running");
+  assert.deepEqual(g.exits, [], "the guard stays, holding the device: exiting would make the kernel feed it once more");
   assert.equal(g.device.resetAt(3), now + 4500, "the kernel resets the node safety_margin before the lease ends");
-  assert.deepEqual(g.exits, [0]);
 });
 
 test("guard: an address already gone counts as removed; the daemon gets SIGKILL only if it outlives SIGTERM by 1s", async () => {
