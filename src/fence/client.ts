@@ -7,6 +7,7 @@ import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { FenceOrders, GuardMessage, GuardReply } from "./core.js";
 import type { WatchdogSettings, WatchdogStatus } from "./watchdog.js";
+import { readJsonLines } from "./json-lines.js";
 
 /** What the HA loop needs from the fence guard. Never throws: a guard problem is logged, not fatal. */
 export interface FenceGuard {
@@ -147,22 +148,7 @@ export class FenceGuardLink implements FenceGuard {
 
   /** Replies from the guard; the watchdog settings go first on every connection (the guard may be a predecessor's). */
   private listen(s: Socket): void {
-    let buffer = "";
-    s.setEncoding("utf8");
-    s.on("data", (chunk: string) => {
-      buffer += chunk;
-      let nl: number;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        try {
-          this.onReply(JSON.parse(line) as GuardReply);
-        } catch {
-          this.deps.log.warn("ignoring a malformed message from the fence guard");
-        }
-      }
-      if (buffer.length > 65_536) buffer = "";
-    });
+    readJsonLines<GuardReply>(s, (msg) => this.onReply(msg), () => this.deps.log.warn("ignoring a malformed message from the fence guard"));
     s.write(`${JSON.stringify({ watchdog: this.deps.watchdog ?? null } satisfies GuardMessage)}\n`);
   }
 

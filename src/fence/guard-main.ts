@@ -9,6 +9,7 @@ import { SystemClock } from "../platform/clock.js";
 import { SpawnCommandRunner } from "../platform/command.js";
 import { GuardCore, type GuardMessage, type GuardReply } from "./core.js";
 import { LinuxWatchdog } from "./watchdog.js";
+import { readJsonLines } from "./json-lines.js";
 
 const { values } = parseArgs({ options: { socket: { type: "string" }, pidfile: { type: "string" } }, strict: true });
 const socketPath = values.socket;
@@ -64,22 +65,7 @@ const core = new GuardCore({
 const server = createServer((sock: Socket) => {
   sockets.add(sock);
   core.connected();
-  let buffer = "";
-  sock.setEncoding("utf8");
-  sock.on("data", (chunk: string) => {
-    buffer += chunk;
-    let nl: number;
-    while ((nl = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + 1);
-      try {
-        core.handle(JSON.parse(line) as GuardMessage);
-      } catch (e) {
-        log(`ignoring a malformed message: ${String(e)}`);
-      }
-    }
-    if (buffer.length > 65_536) sock.destroy();
-  });
+  readJsonLines<GuardMessage>(sock, (msg) => core.handle(msg), (e) => log(`ignoring a malformed message: ${String(e)}`));
   sock.on("error", () => undefined);
   sock.on("close", () => {
     sockets.delete(sock);
