@@ -145,6 +145,8 @@ export class WatchdogKeeper {
   private timer: { cancel(): void } | undefined;
   private preparing: Promise<void> | undefined;
   private dev: WatchdogDevice | undefined;
+  /** Settings received while active, applied when the device is stopped. */
+  private pending: WatchdogSettings | undefined;
 
   constructor(
     private readonly deps: {
@@ -172,6 +174,8 @@ export class WatchdogKeeper {
         this.settings = null;
         this.set({ state: "off" });
       } else {
+        // New settings (a restarted agent's) take effect once the device is stopped.
+        if (JSON.stringify(settings) !== JSON.stringify(this.settings)) this.pending = settings;
         this.deps.report(this.status);
       }
       return Promise.resolve();
@@ -275,6 +279,9 @@ export class WatchdogKeeper {
       return;
     }
     this.set({ state: "ready", device: this.settings!.device, timeoutS: this.timeoutS });
+    const pending = this.pending;
+    this.pending = undefined;
+    if (pending) void this.configure(pending);
   }
 
   /**

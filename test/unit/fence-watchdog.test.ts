@@ -147,6 +147,19 @@ test("opening needs the whole timeout ahead of the bound; disarm stops the devic
   assert.equal(s.device.ops.length, before, "nothing fed after the stop");
 });
 
+test("settings that arrive while the device runs (a restarted agent's) take effect once it is stopped", async () => {
+  const s = keeper();
+  await s.k.configure(SETTINGS);
+  s.k.hold(s.clock.systemMonotonicMs() + 5000);
+  await s.k.configure({ ...SETTINGS, timeoutS: 2 });
+  assert.equal(s.k.current().timeoutS, 3, "unchanged while active");
+  assert.equal(s.device.ops.filter((o) => o.op.startsWith("prepare")).length, 1);
+  s.k.release("disarmed");
+  await s.clock.advance(0);
+  assert.deepEqual(s.device.ops.filter((o) => o.op.startsWith("prepare")).map((o) => o.op), ["prepare 3", "prepare 2"]);
+  assert.equal(s.k.current().timeoutS, 2);
+});
+
 test("a device that cannot be prepared is unavailable, with the reason; it is never opened", async () => {
   const s = keeper(new Error("nowayout is set"));
   await s.k.configure(SETTINGS);
