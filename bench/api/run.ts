@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { API_PORT, LabCluster, pollUntil, sleep } from '../../test/lab/harness/index.js';
 import { killGroup } from '../../test/lab/harness/exec.js';
-import { CLK_TCK, agentLog, allReady, now, procSample, quantile, readJsonLines, forEachArg } from '../failover/lib.js';
+import { CLK_TCK, agentLog, allReady, now, procSample, quantile, readJsonLines, forEachArg, table } from '../failover/lib.js';
 import { FineProber as Prober, gapAround } from '../switchover/probe.js';
 
 const WRK = '/usr/bin/wrk';
@@ -489,14 +489,6 @@ async function main(): Promise<void> {
 }
 
 // ------------------------------------------------------------------ report
-
-function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  const sep = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
-}
 
 const med = (xs: number[]): number => quantile(xs, 0.5);
 const f2 = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(2));

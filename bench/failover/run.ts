@@ -48,6 +48,7 @@ import {
   steadyResolution,
   waitStandby,
   forEachArg,
+  table,
 } from './lib.js';
 
 // ------------------------------------------------------------------ options
@@ -611,14 +612,6 @@ function fmtMs(ms: number | null | undefined): string {
 }
 function fmtS(ms: number | undefined): string {
   return ms === undefined || !Number.isFinite(ms) ? '-' : (ms / 1000).toFixed(3);
-}
-
-function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  const sep = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
 }
 
 function report(results: ProfileResult[], ka: KeepalivedResult | undefined, opts: Options, wallSeconds: number): string {

@@ -43,6 +43,7 @@ import {
   stats,
   steadyResolution,
   forEachArg,
+  table,
 } from '../failover/lib.js';
 
 // ------------------------------------------------------------------ options
@@ -503,14 +504,6 @@ async function keepalivedPlanned(opts: Options): Promise<KaResult> {
 }
 
 // ----------------------------------------------------------------- report
-
-function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  const sep = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
-}
 
 function distTime(): string {
   try {

@@ -41,7 +41,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { type Lab, LabCluster, type LabNode, REPO, pollUntil, run, sleep } from '../../test/lab/harness/index.js';
 import { authorizedKeysLine } from '../../src/sync/rsyncd.js';
-import { agentLog, firstLog, now, quantile, forEachArg } from '../failover/lib.js';
+import { agentLog, firstLog, now, quantile, forEachArg, table } from '../failover/lib.js';
 import { type LatencyResult, type Summary, measureLatency } from './latency.js';
 import { LSYNCD, Lsyncd, lsyncdVersion } from './lsyncd.js';
 import { GiB, MiB, type TreeDiff, type TreeFacts, compareTrees, describeDiff, makeBigTree, prepareSmallRoot } from './tree.js';
@@ -169,14 +169,6 @@ function plainSsh(lab: Lab): string {
     '-o', 'UpdateHostKeys=no', '-o', 'CheckHostIP=no', '-o', 'ConnectTimeout=2', '-o', 'LogLevel=ERROR',
     '-p', String(PLAIN_SSH_PORT),
   ].join(' ');
-}
-
-function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  const sep = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
 }
 
 // ------------------------------------------------------------------ records
