@@ -360,7 +360,7 @@ export class HaLoop {
    * automatic it promotes anyway and says so.
    */
   private async watchdogGate(term: number, lease: LeaseState): Promise<boolean> {
-    const { config, fenceGuard, coordinator, clock, log } = this.deps;
+    const { config, fenceGuard, log } = this.deps;
     if (config.watchdog.mode === "off" || !fenceGuard?.armWatchdog) return true;
     const { deadline, leaseEnd } = this.role.guardTimes(lease);
     const status = await fenceGuard.armWatchdog(deadline, leaseEnd, 1000);
@@ -372,30 +372,33 @@ export class HaLoop {
     }
     log.error({ term }, `${problem}; giving the leader key back (watchdog.mode required)`);
     fenceGuard.disarm();
-    await coordinator.release(term, { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" }).catch(() => false);
-    this.role.coolDown();
-    this.chronicle.vetoed(term, problem);
-    this.trigger("watchdog");
+    await this.decline(term, problem, "watchdog");
     return false;
   }
 
   /**
    * The pre_promote hook may veto a promotion we won (exit non-zero or time
-   * out): nothing was started, so release the key for the next candidate and
-   * cool down, or the same node would win again at once.
+   * out): the node declines it.
    */
   private async prePromote(term: number, snapshot: ClusterSnapshot | null): Promise<boolean> {
-    const { hooks, config, coordinator, clock, log } = this.deps;
+    const { hooks, config, log } = this.deps;
     if (!hooks?.configured("pre_promote")) return true;
     const reason = this.chronicle.promotionKind(snapshot, this.lastLeader);
     const verdict = await hooks.run("pre_promote", { role: "primary", previousRole: "standby", term, node: config.node.name, cluster: config.cluster, reason });
     if (verdict.ok) return true;
-    log.warn({ term, code: verdict.code, timed_out: verdict.timedOut }, verdict.problem ?? "pre_promote hook vetoed the promotion");
+    const problem = verdict.problem ?? "pre_promote hook vetoed the promotion";
+    log.warn({ term, code: verdict.code, timed_out: verdict.timedOut }, problem);
+    await this.decline(term, problem, "pre_promote veto");
+    return false;
+  }
+
+  /** A won election this node will not serve: nothing was started, so give the key to the next candidate and cool down, or the same node would win again at once. */
+  private async decline(term: number, problem: string, trigger: string): Promise<void> {
+    const { config, coordinator, clock } = this.deps;
     await coordinator.release(term, { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" }).catch(() => false);
     this.role.coolDown();
-    this.chronicle.vetoed(term, verdict.problem ?? "pre_promote hook vetoed the promotion");
-    this.trigger("pre_promote veto");
-    return false;
+    this.chronicle.vetoed(term, problem);
+    this.trigger(trigger);
   }
 
   /** Lease deadline passed: fence now, whatever the cycle is doing. */
