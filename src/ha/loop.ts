@@ -421,12 +421,13 @@ export class HaLoop {
     const { config, clock, version, vip } = this.deps;
     const lease = this.lease.state();
     if (!lease) return;
+    const notReady = this.readiness.problem();
     await this.member.publish(
       {
         node: config.node.name,
         role: this.role.acting,
         healthy: this.isHealthy(clock.monotonicMs()),
-        ...(this.readiness.problem() !== null ? { notReady: this.readiness.problem()! } : {}),
+        ...(notReady !== null ? { notReady } : {}),
         priority: config.node.priority,
         nofailover: config.node.nofailover,
         generation: this.deps.sync?.generation() ?? 0,
