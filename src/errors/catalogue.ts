@@ -19,6 +19,7 @@ export const ERROR_CATALOGUE = {
   US_E_DAEMON_STOP: { message: "daemon backend {backend} failed to stop: {cause}", transient: true },
   US_E_COMMAND_FAILED: { message: "command {argv0} exited with {code}: {stderr}", transient: true },
   US_E_COMMAND_TIMEOUT: { message: "command {argv0} did not finish within {timeout_ms} ms", transient: true },
+  US_E_COMMAND_SPAWN: { message: "cannot start {argv0}: {cause}", transient: true },
   US_E_VIP_DUPLICATE: { message: "refusing to add {address}: another host answers ARP for it ({mac})", transient: true },
   US_E_VIP_ADD: { message: "cannot add {address} to {interface}: {cause}", transient: true },
   US_E_VIP_DEL: { message: "cannot remove {address} from {interface}: {cause}", transient: true },
