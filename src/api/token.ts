@@ -1,22 +1,25 @@
 import { readFile, stat } from "node:fs/promises";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
+import { readSecretFile } from "../platform/secret-file.js";
 
 /**
- * Read the API bearer token. Refused when others may read the file: a token
- * anyone on the host can read is no secret. The token is never logged.
+ * Read the API bearer token. Refused when the file is not a private regular
+ * file (platform/secret-file.ts: no symlink, FIFO or device, mode 0600, or
+ * 0640 when root owns it) or holds fewer than 16 characters. Never logged.
  */
 export async function readTokenFile(file: string): Promise<string> {
-  let mode: number;
-  let text: string;
-  try {
-    mode = (await stat(file)).mode;
-    text = await readFile(file, "utf8");
-  } catch (e) {
-    throw new UnderstudyError("US_E_API_TOKEN", { file, cause: describeError(e) });
-  }
-  if ((mode & 0o004) !== 0) throw new UnderstudyError("US_E_API_TOKEN", { file, cause: `mode ${(mode & 0o777).toString(8)} lets others read it; use 0600` });
-  const token = text.trim();
-  if (token.length < 16) throw new UnderstudyError("US_E_API_TOKEN", { file, cause: "the token is empty or shorter than 16 characters" });
+  const token = await checkTokenFile(file);
+  if (typeof token !== "string") throw new UnderstudyError("US_E_API_TOKEN", { file, cause: token.problem });
+  return token;
+}
+
+/** The token, or why the file is refused; `config check` reports the same sentence. */
+export async function checkTokenFile(file: string): Promise<string | { problem: string }> {
+  const r = await readSecretFile(file);
+  if ("problem" in r) return r;
+  const token = r.text.trim();
+  if (token.length < 16) return { problem: "the token is empty or shorter than 16 characters" };
+  if (/[\s\0-\x1f\x7f]/.test(token)) return { problem: "the token contains spaces or control characters" };
   return token;
 }
 

@@ -1,10 +1,14 @@
-import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { constants, existsSync } from "node:fs";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import { configSchema, type ParsedConfig } from "./schema.js";
 import { watchdogTimeoutS } from "../fence/watchdog.js";
+import { fileKind, readSecretFile } from "../platform/secret-file.js";
+
+/** A real config uses a handful of YAML aliases; thousands of expansions are an attack. */
+const MAX_ALIAS_COUNT = 100;
 
 export interface ElectionTiming {
   /** Requested lease TTL; etcd may grant more (never less). */
@@ -28,13 +32,41 @@ export interface LoadOptions {
 
 /** Read, parse and validate a config file. Throws UnderstudyError; never returns a half-valid config. */
 export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<Config> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (e) {
-    throw new UnderstudyError("US_E_CONFIG_READ", { file, cause: describeError(e) });
+  const read = await readConfigText(file);
+  if ("problem" in read) throw new UnderstudyError("US_E_CONFIG_READ", { file, cause: read.problem });
+  const config = parseConfigText(read.text, file, options);
+  if (options.hostChecks && config.api?.token_file) {
+    // The agent refuses to start on a bad token file: `config check` says so first.
+    const token = await readSecretFile(config.api.token_file);
+    const problem = "problem" in token ? token.problem : token.text.trim().length < 16 ? "the token is empty or shorter than 16 characters" : null;
+    if (problem) throw new UnderstudyError("US_E_CONFIG_INVALID", { file, path: "api.token_file", problem, value: JSON.stringify(config.api.token_file) });
   }
-  return parseConfigText(text, file, options);
+  return config;
+}
+
+/** A config file is a regular file of at most 1 MiB: a FIFO or /dev/zero must not hang or exhaust `config check`. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+async function readConfigText(file: string): Promise<{ text: string } | { problem: string }> {
+  let handle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (e) {
+    return { problem: describeError(e) };
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) return { problem: `not a regular file (${fileKind(st)})` };
+    if (st.size > MAX_CONFIG_BYTES) return { problem: `${st.size} bytes, more than ${MAX_CONFIG_BYTES}` };
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    if (bytesRead > MAX_CONFIG_BYTES) return { problem: `more than ${MAX_CONFIG_BYTES} bytes` };
+    return { text: buf.subarray(0, bytesRead).toString("utf8") };
+  } catch (e) {
+    return { problem: describeError(e) };
+  } finally {
+    await handle.close();
+  }
 }
 
 export function parseConfigText(text: string, file: string, options: LoadOptions = {}): Config {
@@ -42,7 +74,13 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
   if (doc.errors.length > 0) {
     throw new UnderstudyError("US_E_CONFIG_PARSE", { file, cause: doc.errors[0]!.message.split("\n")[0] });
   }
-  const raw: unknown = doc.toJS();
+  let raw: unknown;
+  try {
+    // An alias bomb (a billion laughs) expands past maxAliasCount and throws here, not later.
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (e) {
+    throw new UnderstudyError("US_E_CONFIG_PARSE", { file, cause: `${describeError(e).split("\n")[0]} (at most ${MAX_ALIAS_COUNT} alias expansions)` });
+  }
   const result = configSchema.safeParse(raw ?? {});
   if (!result.success) throw fromZod(file, raw, result.error);
   const config = withTiming(file, result.data);

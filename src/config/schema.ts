@@ -41,6 +41,15 @@ const size = z
   });
 
 const argv = z.array(z.string().min(1)).min(1, "must name a program and its arguments");
+// Hooks, validators and post_sync run as the agent's user: a bare name would be looked up
+// on whatever PATH the agent inherited, so the program must be named by its absolute path.
+const programArgv = argv.refine((a) => a.length === 0 || (a[0]!.startsWith("/") && !a[0]!.split("/").includes("..")), "must start with the program's absolute path (no PATH lookup, no '..')");
+
+// Every file the agent reads or writes: absolute, without '..' segments or NUL bytes.
+const absolutePath = z
+  .string()
+  .startsWith("/", "must be an absolute path")
+  .refine((p) => !p.split("/").includes("..") && !p.includes("\0"), "must be an absolute path without '..' segments");
 
 const probe = z
   .object({
@@ -52,13 +61,13 @@ const probe = z
     expect_status: z.number().int().min(100).max(599).default(200),
     // sftp: the probe account and the server's pinned host key. Files are read once, when the agent starts.
     user: z.string().min(1).optional(),
-    private_key: z.string().startsWith("/", "must be an absolute path").optional(),
-    password_file: z.string().startsWith("/", "must be an absolute path").optional(),
+    private_key: absolutePath.optional(),
+    password_file: absolutePath.optional(),
     host_key_fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, "must be a fingerprint as `ssh-keygen -lf` prints it, like SHA256:<43 base64 characters>").optional(),
     // ftps (and https URLs): TLS checks. Defaults (in src/probes/index.ts): tls_verify true, cert_warning 14d.
     servername: z.string().min(1).optional(),
     tls_verify: z.boolean().optional(),
-    ca_file: z.string().startsWith("/", "must be an absolute path").optional(),
+    ca_file: absolutePath.optional(),
     cert_warning: z
       .string({ error: "must be a duration like 14d or 72h" })
       .transform((text, ctx) => {
@@ -72,10 +81,10 @@ const probe = z
       })
       .optional(),
     // disk: a path on the watched volume and the free space it needs, in bytes once parsed.
-    path: z.string().startsWith("/", "must be an absolute path").optional(),
+    path: absolutePath.optional(),
     min_free: size.optional(),
     // tls_file: PEM certificate files whose expiry is watched.
-    files: z.array(z.string().startsWith("/", "must be an absolute path")).min(1, "must list at least one file").optional(),
+    files: z.array(absolutePath).min(1, "must list at least one file").optional(),
     // interval, timeout and critical have per-type defaults, applied below.
     interval: positiveDuration.optional(),
     timeout: positiveDuration.optional(),
@@ -124,8 +133,6 @@ const probe = z
     return { ...p, interval: p.interval ?? interval, timeout: p.timeout ?? timeout, critical: p.critical ?? critical };
   });
 
-const absolutePath = z.string().startsWith("/", "must be an absolute path");
-
 // One synchronized directory (DESIGN.md §7). A mode is a quoted octal string:
 // YAML 1.2 reads an unquoted 0600 as the decimal number 600.
 const syncRoot = z
@@ -143,8 +150,8 @@ const syncRoot = z
       .string()
       .regex(/^([a-z_][a-z0-9_-]*\$?|\d+):([a-z_][a-z0-9_-]*\$?|\d+)$/, "must be user:group, by name or number, like root:root or 0:0")
       .optional(),
-    validate: argv.optional(),
-    post_sync: argv.optional(),
+    validate: programArgv.optional(),
+    post_sync: programArgv.optional(),
     max_file_size: size.prefault("64MiB"),
   })
   .strict();
@@ -278,17 +285,24 @@ export const configSchema = z
     api: z
       .object({
         /** host:port; the member key advertises http://<node.address>:<port>. */
-        listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[0-9.]+|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port, like 0.0.0.0:8470").default("0.0.0.0:8470"),
+        listen: z
+          .string()
+          .regex(/^(\[[0-9a-fA-F:]+\]|[0-9.]+|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port, like 0.0.0.0:8470")
+          .refine((l) => {
+            const port = Number(l.slice(l.lastIndexOf(":") + 1));
+            return port >= 1 && port <= 65535;
+          }, "must have a port from 1 to 65535")
+          .default("0.0.0.0:8470"),
         /** File holding the bearer token for mutations (POST). Without it, mutations are refused. */
-        token_file: z.string().startsWith("/").optional(),
+        token_file: absolutePath.optional(),
         /** Whether GET endpoints need the token too. */
         auth_reads: z.boolean().default(false),
         /** Serve HTTPS; with client_ca, a client certificate it signed authorizes mutations too (mTLS). */
         tls: z
           .object({
-            cert: z.string().startsWith("/"),
-            key: z.string().startsWith("/"),
-            client_ca: z.string().startsWith("/").optional(),
+            cert: absolutePath,
+            key: absolutePath,
+            client_ca: absolutePath.optional(),
           })
           .strict()
           .optional(),
@@ -298,11 +312,11 @@ export const configSchema = z
     /** User commands run on role changes and syncs (src/hooks/); pre_promote may veto a promotion. */
     hooks: z
       .object({
-        on_role_change: argv.optional(),
-        pre_promote: argv.optional(),
-        post_promote: argv.optional(),
-        on_demote: argv.optional(),
-        post_sync: argv.optional(),
+        on_role_change: programArgv.optional(),
+        pre_promote: programArgv.optional(),
+        post_promote: programArgv.optional(),
+        on_demote: programArgv.optional(),
+        post_sync: programArgv.optional(),
         timeout: positiveDuration.prefault("10s"),
         webhook: z
           .object({
@@ -355,7 +369,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    state_dir: z.string().startsWith("/").default("/var/lib/understudy"),
+    state_dir: absolutePath.default("/var/lib/understudy"),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info") }).strict().prefault({}),
   })
   .strict()

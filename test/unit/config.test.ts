@@ -368,7 +368,7 @@ test("loadConfigFile: an unreadable file -> US_E_CONFIG_READ", async (t) => {
 
   const asDir = await catchErrorAsync(() => loadConfigFile(dir));
   assert.equal(asDir.code, "US_E_CONFIG_READ");
-  assert.match(asDir.message, /EISDIR/);
+  assert.match(asDir.message, /not a regular file \(a directory\)/);
 });
 
 // ------------------------------------------------------------ validateTiming
