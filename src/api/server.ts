@@ -4,7 +4,7 @@ import { describeError } from "../errors/catalogue.js";
 import type { NodeView } from "../ha/events.js";
 import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
-import { bearerMatches } from "./auth.js";
+import { RefusalLogLimiter, bearerMatches } from "./auth.js";
 import type { AgentMetrics } from "./metrics.js";
 import { registerControlRoutes } from "./control.js";
 import type { SyncStatus } from "../sync/engine.js";
@@ -30,7 +30,38 @@ export interface ApiDeps {
   };
   /** Serve HTTPS; with clientCa, a verified client certificate also authorizes mutations (mTLS). */
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer };
+  /** Connection and timing limits; API_LIMITS unless a test shortens them. */
+  readonly limits?: ApiLimits;
 }
+
+export interface ApiLimits {
+  /** Open connections at once; more are closed on accept (a slowloris or an fd exhaustion attempt). */
+  readonly maxConnections: number;
+  /** The request's headers must arrive within this. */
+  readonly headersTimeoutMs: number;
+  /** The whole request (headers and body) must arrive within this. */
+  readonly requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  /** A socket with no traffic at all is closed after this. */
+  readonly idleTimeoutMs: number;
+  /** Body size for any route; mutations take at most MUTATION_BODY_LIMIT. */
+  readonly bodyLimitBytes: number;
+  /** At most one "unauthorized" log line per this interval (with a count of the rest). */
+  readonly refusalLogIntervalMs: number;
+}
+
+export const API_LIMITS: ApiLimits = {
+  maxConnections: 256,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  idleTimeoutMs: 30_000,
+  bodyLimitBytes: 16 * 1024,
+  refusalLogIntervalMs: 10_000,
+};
+/** A switchover or ban request is a few hundred bytes. */
+export const MUTATION_BODY_LIMIT = 4 * 1024;
 
 /** An error answer: a stable code and one sentence. */
 export function refuse(reply: FastifyReply, status: number, code: string, message: string) {
@@ -43,11 +74,29 @@ export function refuse(reply: FastifyReply, status: number, code: string, messag
  * working while etcd is slow; /cluster and /history read etcd.
  */
 export function buildApi(deps: ApiDeps): FastifyInstance {
-  // Unknown fields are errors (400), not silently dropped as fastify's default ajv does.
+  const limits = deps.limits ?? API_LIMITS;
+  // Node checks headers/request timeouts on this interval (30 s by default): check often enough to enforce them.
+  const serverOptions = { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) };
   const https = deps.tls
-    ? { key: deps.tls.key, cert: deps.tls.cert, ...(deps.tls.clientCa ? { ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}) }
+    ? { ...serverOptions, key: deps.tls.key, cert: deps.tls.cert, ...(deps.tls.clientCa ? { ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}) }
     : null;
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ajv: { customOptions: { removeAdditional: false } }, ...(https ? { https } : {}) });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: limits.bodyLimitBytes,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    http: serverOptions,
+    // Unknown fields are errors (400), not silently dropped as fastify's default ajv does; and no
+    // type coercion: `"to": 7` or `"to": ["n2"]` is refused, not turned into a node name.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    ...(https ? { https } : {}),
+  });
+  app.server.maxConnections = limits.maxConnections;
+  app.addHook("onRoute", (route) => {
+    if (route.method !== "GET" && route.method !== "HEAD") route.bodyLimit ??= Math.min(MUTATION_BODY_LIMIT, limits.bodyLimitBytes);
+  });
+  const refusals = new RefusalLogLimiter(limits.refusalLogIntervalMs, () => deps.clock.monotonicMs());
 
   app.addHook("onRequest", async (req, reply) => {
     const mutation = req.method !== "GET" && req.method !== "HEAD";
@@ -56,7 +105,8 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     const mtls = deps.tls?.clientCa !== undefined && (req.raw.socket as { authorized?: boolean }).authorized === true;
     if (!mtls && !bearerMatches(req.headers.authorization, deps.token)) {
       const why = deps.token === null ? "no API token is configured on this node (api.token_file)" : "missing or wrong bearer token";
-      deps.log.warn({ method: req.method, url: req.url, ip: req.ip }, "API request refused: unauthorized");
+      const admitted = refusals.admit();
+      if (admitted) deps.log.warn({ method: req.method, url: req.url, ip: req.ip, refused_since_last_line: admitted.suppressed }, "API request refused: unauthorized");
       return refuse(reply, 401, "US_E_API_UNAUTHORIZED", why);
     }
   });
@@ -83,10 +133,11 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     const snap = await deps.coordinator.snapshot();
     return { ...snap, node: deps.view().node };
   });
-  app.get<{ Querystring: { limit?: number } }>(
+  // Query strings are text (no type coercion): a limit is 1-1000 written in digits.
+  app.get<{ Querystring: { limit?: string } }>(
     "/history",
-    { schema: { querystring: { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 1000 } }, additionalProperties: false } } },
-    async (req) => ({ events: await deps.coordinator.history(req.query.limit ?? 100) }),
+    { schema: { querystring: { type: "object", properties: { limit: { type: "string", pattern: "^([1-9][0-9]{0,2}|1000)$" } }, additionalProperties: false } } },
+    async (req) => ({ events: await deps.coordinator.history(req.query.limit === undefined ? 100 : Number(req.query.limit)) }),
   );
   const noSync = (reply: FastifyReply) => refuse(reply, 404, "US_E_API_PRECONDITION", "file sync is not configured on this node (no sync section)");
   app.get("/sync", async (_req, reply) => (deps.sync ? deps.sync.status() : noSync(reply)));

@@ -292,7 +292,7 @@ export const configSchema = z
             const port = Number(l.slice(l.lastIndexOf(":") + 1));
             return port >= 1 && port <= 65535;
           }, "must have a port from 1 to 65535")
-          .default("0.0.0.0:8470"),
+          .optional(),
         /** File holding the bearer token for mutations (POST). Without it, mutations are refused. */
         token_file: absolutePath.optional(),
         /** Whether GET endpoints need the token too. */
@@ -382,7 +382,15 @@ export const configSchema = z
         ctx.addIssue({ code: "custom", path: ["sync", "roots", i, "path"], message: `overlaps state_dir (${c.state_dir})` });
       }
     });
-  });
+  })
+  // The API listens on the node's own address unless told otherwise: the address its member
+  // key advertises to peers and operators, never every interface (0.0.0.0) by default.
+  .transform((c) => (c.api ? { ...c, api: { ...c.api, listen: c.api.listen ?? defaultApiListen(c.node.address) } } : { ...c, api: undefined }));
+
+export const DEFAULT_API_PORT = 8470;
+export function defaultApiListen(address: string): string {
+  return isIP(address) === 6 ? `[${address}]:${DEFAULT_API_PORT}` : `${address}:${DEFAULT_API_PORT}`;
+}
 
 export type RawConfig = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;
