@@ -14,6 +14,7 @@ import { createProbeHealth } from "./probes/index.js";
 import { VipReconciler, createFloatingIp } from "./vip/index.js";
 import { VERSION } from "./version.js";
 import { AgentMetrics } from "./api/metrics.js";
+import { InvalidRecordLog } from "./coordinator/invalid-records.js";
 import { buildApi } from "./api/server.js";
 import { readApiTls, readTokenFile } from "./api/token.js";
 import { FenceGuardLink } from "./fence/client.js";
@@ -34,6 +35,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const runner = new SpawnCommandRunner();
   await mkdir(config.state_dir, { recursive: true, mode: 0o700 });
 
+  const invalidRecords = new InvalidRecordLog(log.child({ component: "etcd" }));
   const coordinator = new EtcdCoordinator({
     endpoints: config.etcd.endpoints,
     prefix: config.etcd.prefix,
@@ -43,6 +45,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     dialTimeoutMs: config.etcd.dial_timeout,
     clock,
     log: log.child({ component: "etcd" }),
+    onInvalidRecord: (r) => invalidRecords.report(r),
   });
   const daemon = createDaemon(config.daemon, { clock, runner, stateDir: config.state_dir, logger: log.child({ component: "daemon" }) });
   const floatingIp = createFloatingIp(config.vip, { runner, clock, logger: log });
@@ -95,6 +98,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const ha = loop;
   const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name }, () => health.states());
   metrics.withWatchdog(() => fenceGuard.watchdogStatus());
+  metrics.withInvalidRecords(() => invalidRecords.totals());
   ha.onEvent((e) => metrics.observe(e));
   if (sync) {
     metrics.withSync(() => sync.status());

@@ -147,6 +147,21 @@ export class AgentMetrics {
     });
   }
 
+  /** understudy_etcd_invalid_records_total{kind}: records read from etcd that failed validation and were ignored. */
+  withInvalidRecords(totals: () => Readonly<Record<string, number>>): void {
+    new Counter({
+      name: "understudy_etcd_invalid_records_total",
+      help: "Records read from etcd that failed validation and were ignored (each key revision once), by kind",
+      labelNames: ["kind"],
+      registers: [this.registry],
+      collect() {
+        const c = this as Counter<string>;
+        c.reset();
+        for (const [kind, n] of Object.entries(totals())) c.inc({ kind }, n);
+      },
+    });
+  }
+
   /** understudy_watchdog_state{state}: 1 for the state the fence guard last reported. */
   withWatchdog(status: () => WatchdogStatus): void {
     const states: readonly WatchdogState[] = ["off", "unavailable", "ready", "active"];

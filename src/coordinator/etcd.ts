@@ -4,7 +4,21 @@ import { UnderstudyError, describeError, isUnderstudyError } from "../errors/cat
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import { clusterKeys, type ClusterKeys } from "./keys.js";
-import { decodeBan, decodeHistory, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, decodeSyncGeneration, encodeLeader, historyKey } from "./records.js";
+import {
+  checkMembers,
+  decodeBanChecked,
+  decodeHistoryChecked,
+  decodeLeader,
+  decodeLeaderChecked,
+  decodeMemberChecked,
+  decodeReleasedChecked,
+  decodeSwitchoverChecked,
+  decodeSyncGenerationChecked,
+  encodeLeader,
+  historyKey,
+  type Decoded,
+  type InvalidRecord,
+} from "./records.js";
 import type {
   BanRecord,
   HistoryEvent,
@@ -30,6 +44,8 @@ export interface EtcdCoordinatorOptions {
   readonly dialTimeoutMs: number;
   readonly clock: Clock;
   readonly log: Logger;
+  /** Called for every record read from etcd that fails validation (it is then treated as absent). */
+  readonly onInvalidRecord?: (record: InvalidRecord) => void;
 }
 
 /**
@@ -111,7 +127,7 @@ export class EtcdCoordinator implements Coordinator {
       ),
     );
     let leader: LeaderRecord | null = null;
-    const members: MemberRecord[] = [];
+    const decodedMembers: Parameters<typeof checkMembers>[0][number][] = [];
     const bans: BanRecord[] = [];
     let paused = false;
     let switchover: SwitchoverRequest | null = null;
@@ -121,20 +137,29 @@ export class EtcdCoordinator implements Coordinator {
       for (const kv of op.response_range?.kvs ?? []) {
         const key = kv.key.toString();
         const value = kv.value.toString();
-        if (key === k.leader) leader = decodeLeader(value, Number(kv.create_revision)) ?? null;
+        const modRevision = Number(kv.mod_revision);
+        const take = <T>(kind: InvalidRecord["kind"], d: Decoded<T>): T | null => {
+          if ("ok" in d) return d.ok;
+          this.opts.onInvalidRecord?.({ kind, key, modRevision, problem: d.problem });
+          return null;
+        };
+        if (key === k.leader) leader = take("leader", decodeLeaderChecked(value, Number(kv.create_revision)));
         else if (key === k.pause) paused = value !== "" && value !== "false";
-        else if (key === k.switchover) switchover = decodeSwitchover(value) ?? null;
-        else if (key === k.released) released = decodeReleased(value) ?? null;
-        else if (key === k.syncGeneration) sync = decodeSyncGeneration(value) ?? null;
+        else if (key === k.switchover) switchover = take("switchover", decodeSwitchoverChecked(value));
+        else if (key === k.released) released = take("released", decodeReleasedChecked(value));
+        else if (key === k.syncGeneration) sync = take("sync", decodeSyncGenerationChecked(value));
         else if (key.startsWith(k.bansPrefix)) {
-          const b = decodeBan(value);
+          const b = take("ban", decodeBanChecked(value));
           if (b) bans.push(b);
         } else if (key.startsWith(k.membersPrefix)) {
-          const m = decodeMember(value);
-          if (m) members.push(m);
+          const record = take("member", decodeMemberChecked(value));
+          if (record) decodedMembers.push({ key, keyNode: key.slice(k.membersPrefix.length), modRevision, record });
         }
       }
     }
+    const checked = checkMembers(decodedMembers, sync);
+    for (const bad of checked.invalid) this.opts.onInvalidRecord?.(bad);
+    const members = checked.members;
     return { revision: Number(res.header.revision), leader, members, paused, switchover, released, bans, sync };
   }
 
@@ -254,7 +279,13 @@ export class EtcdCoordinator implements Coordinator {
     const res = await this.call("history range", () =>
       this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit, sort_order: "Descend", sort_target: "Key" }, this.deadline()),
     );
-    return res.kvs.map((kv) => decodeHistory(kv.value.toString())).filter((e): e is HistoryEvent => e !== undefined).reverse();
+    const events: HistoryEvent[] = [];
+    for (const kv of res.kvs) {
+      const d = decodeHistoryChecked(kv.value.toString());
+      if ("ok" in d) events.push(d.ok);
+      else this.opts.onInvalidRecord?.({ kind: "history", key: kv.key.toString(), modRevision: Number(kv.mod_revision), problem: d.problem });
+    }
+    return events.reverse();
   }
 
   async watchLeader(onEvent: (e: LeaderWatchEvent) => void): Promise<Subscription> {

@@ -1,54 +1,163 @@
+import { z } from "zod";
 import type { BanRecord, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
 
-// Values are JSON. A value we cannot parse is treated as absent/unknown by the
-// callers (when in doubt, be a standby), never as ours.
+// Values are JSON, and whatever is in etcd is untrusted input: anyone who could
+// write there (a bug, an old agent, an attacker with etcd access) must not be
+// able to crash the loop or steer a decision with a malformed record. Every
+// record is checked against a schema; one that fails is reported (the
+// coordinator logs it once and counts it) and treated as absent: when in
+// doubt, be a standby.
 
-export interface LeaderValue {
-  readonly node: string;
-  readonly lease: string;
-  readonly acquired_at: string;
+/** A decoded record, or why it was refused. */
+export type Decoded<T> = { readonly ok: T } | { readonly problem: string };
+
+// Bounds: names as in the config, counters as safe integers, text short enough to print.
+const nodeName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/);
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const text = (max: number) => z.string().max(max);
+const isoTime = z.string().max(40);
+
+const leaderValue = z.object({ node: nodeName, lease: z.string().regex(/^[0-9a-f]{1,16}$/), acquired_at: isoTime.optional() });
+
+const memberSchema = z.object({
+  node: nodeName,
+  role: z.enum(["primary", "standby", "fenced", "starting", "stopping"]),
+  healthy: z.boolean(),
+  notReady: text(8000).optional(),
+  priority: z.number().int().min(-1_000_000).max(1_000_000),
+  nofailover: z.boolean(),
+  generation: count,
+  sync: z
+    .object({
+      behindSince: isoTime.nullable(),
+      lastSuccessAt: isoTime.nullable(),
+      lastError: text(8000).nullable(),
+      failures: count,
+      rescues: count,
+      waiting: text(8000).nullable(),
+    })
+    .optional(),
+  address: text(100),
+  version: text(100),
+  decision: text(8000),
+  probes: z.record(text(64), z.boolean()),
+  vipHeld: z.boolean(),
+  daemonRunning: z.boolean(),
+  api: text(300).optional(),
+  updatedAt: isoTime,
+});
+
+const switchoverSchema = z.object({
+  kind: z.enum(["switchover", "failback", "failover"]),
+  from: nodeName.nullable(),
+  to: nodeName.nullable(),
+  at: isoTime.nullable(),
+  force: z.boolean(),
+  requestedBy: text(500),
+  reason: text(8000),
+  requestedAt: isoTime,
+});
+
+const releasedSchema = z.object({ node: nodeName, term: count, at: isoTime, why: z.enum(["switchover", "shutdown", "handover", "veto"]) });
+const banSchema = z.object({ node: nodeName, until: isoTime, requestedBy: text(500), reason: text(8000) });
+const syncSchema = z.object({
+  generation: count,
+  digest: text(200),
+  roots: z.record(text(100), text(200)),
+  files: count,
+  source: nodeName,
+  term: count,
+  publishedAt: isoTime,
+  displaced: z.object({ source: nodeName, generation: count }).optional(),
+});
+const historySchema = z.object({
+  kind: z.enum(["failover", "switchover", "failback", "handover", "fence", "veto", "pause", "resume", "ban", "unban", "request", "stale_promotion", "rescue"]),
+  at: isoTime,
+  node: nodeName,
+  from: nodeName.nullable(),
+  to: nodeName.nullable(),
+  term: count.nullable(),
+  reason: text(8000),
+  requestedBy: text(500).optional(),
+  durations: z.record(text(64), z.number()).optional(),
+});
+
+function decode<S extends z.ZodType>(schema: S, value: string): Decoded<z.output<S>> {
+  if (value.length > 64 * 1024) return { problem: `value of ${value.length} bytes is larger than any record understudy writes` };
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch {
+    return { problem: "not JSON" };
+  }
+  const r = schema.safeParse(json);
+  if (r.success) return { ok: r.data };
+  const issue = r.error.issues[0]!;
+  return { problem: `${issue.path.map(String).join(".") || "(record)"}: ${issue.message}` };
 }
 
 export function encodeLeader(node: string, lease: string, acquiredAt: string): string {
-  const v: LeaderValue = { node, lease, acquired_at: acquiredAt };
-  return JSON.stringify(v);
+  return JSON.stringify({ node, lease, acquired_at: acquiredAt });
 }
 
-export function decodeLeader(value: string, createRevision: number): LeaderRecord | undefined {
-  try {
-    const v = JSON.parse(value) as Partial<LeaderValue>;
-    if (typeof v.node !== "string" || typeof v.lease !== "string") return undefined;
-    return { node: v.node, lease: v.lease, term: createRevision, acquiredAt: String(v.acquired_at ?? "") };
-  } catch {
-    return undefined;
+export function decodeLeaderChecked(value: string, createRevision: number): Decoded<LeaderRecord> {
+  const d = decode(leaderValue, value);
+  if ("problem" in d) return d;
+  return { ok: { node: d.ok.node, lease: d.ok.lease, term: createRevision, acquiredAt: d.ok.acquired_at ?? "" } };
+}
+
+export const decodeMemberChecked = (value: string): Decoded<MemberRecord> => decode(memberSchema, value) as Decoded<MemberRecord>;
+export const decodeSwitchoverChecked = (value: string): Decoded<SwitchoverRequest> => decode(switchoverSchema, value);
+export const decodeReleasedChecked = (value: string): Decoded<ReleaseRecord> => decode(releasedSchema, value);
+export const decodeBanChecked = (value: string): Decoded<BanRecord> => decode(banSchema, value);
+export const decodeSyncGenerationChecked = (value: string): Decoded<SyncGeneration> => decode(syncSchema, value) as Decoded<SyncGeneration>;
+export const decodeHistoryChecked = (value: string): Decoded<HistoryEvent> => decode(historySchema, value) as Decoded<HistoryEvent>;
+
+const okOrUndefined = <T>(d: Decoded<T>): T | undefined => ("ok" in d ? d.ok : undefined);
+export const decodeLeader = (value: string, createRevision: number) => okOrUndefined(decodeLeaderChecked(value, createRevision));
+export const decodeMember = (value: string) => okOrUndefined(decodeMemberChecked(value));
+export const decodeSwitchover = (value: string) => okOrUndefined(decodeSwitchoverChecked(value));
+export const decodeReleased = (value: string) => okOrUndefined(decodeReleasedChecked(value));
+export const decodeBan = (value: string) => okOrUndefined(decodeBanChecked(value));
+export const decodeSyncGeneration = (value: string) => okOrUndefined(decodeSyncGenerationChecked(value));
+export const decodeHistory = (value: string) => okOrUndefined(decodeHistoryChecked(value));
+
+/** A record refused while reading a snapshot: its key, its mod revision (to report it once) and why. */
+export interface InvalidRecord {
+  readonly kind: "leader" | "member" | "switchover" | "released" | "ban" | "sync" | "history";
+  readonly key: string;
+  readonly modRevision: number;
+  readonly problem: string;
+}
+
+/**
+ * Cross-record checks on decoded members: a member key must carry its own
+ * node's record, and no member may claim a sync generation beyond the one
+ * published (nor any when none is): such a claim would make every honest
+ * standby look behind and block every promotion and switchover. The claim is
+ * lowered to the published generation and reported.
+ */
+export function checkMembers(
+  members: readonly { readonly key: string; readonly keyNode: string; readonly modRevision: number; readonly record: MemberRecord }[],
+  published: SyncGeneration | null,
+): { members: MemberRecord[]; invalid: InvalidRecord[] } {
+  const out: MemberRecord[] = [];
+  const invalid: InvalidRecord[] = [];
+  const ceiling = published?.generation ?? 0;
+  for (const m of members) {
+    if (m.record.node !== m.keyNode) {
+      invalid.push({ kind: "member", key: m.key, modRevision: m.modRevision, problem: `the key names ${m.keyNode} but the record names ${m.record.node}` });
+      continue;
+    }
+    if (m.record.generation > ceiling) {
+      invalid.push({ kind: "member", key: m.key, modRevision: m.modRevision, problem: `claims sync generation ${m.record.generation}, beyond the published ${ceiling}; counted as ${ceiling}` });
+      out.push({ ...m.record, generation: ceiling });
+      continue;
+    }
+    out.push(m.record);
   }
+  return { members: out, invalid };
 }
-
-export function decodeMember(value: string): MemberRecord | undefined {
-  try {
-    const v = JSON.parse(value) as MemberRecord;
-    return typeof v.node === "string" && typeof v.role === "string" ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function parseObject<T>(value: string, valid: (v: Partial<T>) => boolean): T | undefined {
-  try {
-    const v = JSON.parse(value) as Partial<T>;
-    return v !== null && typeof v === "object" && valid(v) ? (v as T) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export const decodeSwitchover = (value: string) =>
-  parseObject<SwitchoverRequest>(value, (v) => ["switchover", "failback", "failover"].includes(String(v.kind)));
-export const decodeReleased = (value: string) => parseObject<ReleaseRecord>(value, (v) => typeof v.node === "string" && typeof v.term === "number");
-export const decodeBan = (value: string) => parseObject<BanRecord>(value, (v) => typeof v.node === "string");
-export const decodeSyncGeneration = (value: string) =>
-  parseObject<SyncGeneration>(value, (v) => typeof v.generation === "number" && typeof v.digest === "string" && typeof v.roots === "object");
-export const decodeHistory = (value: string) => parseObject<HistoryEvent>(value, (v) => typeof v.kind === "string" && typeof v.at === "string");
 
 /** history/<zero-padded epoch ms>-<node>: keys sort in time order. */
 export function historyKey(prefix: string, event: HistoryEvent, wallMs: number): string {
