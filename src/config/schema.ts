@@ -133,19 +133,26 @@ const probe = z
     return { ...p, interval: p.interval ?? interval, timeout: p.timeout ?? timeout, critical: p.critical ?? critical };
   });
 
+export const DEFAULT_MAX_MODE = "0775";
+// Include/exclude globs (sync/glob.ts). The serving rsync daemon enforces them as well, in
+// its space-separated filter parameter: write `?` where a name holds a space.
+const syncPattern = z.string().min(1).regex(/^[^\s]+$/, "must not contain spaces or line breaks (write ? for a space in a name)");
+
 // One synchronized directory (DESIGN.md §7). A mode is a quoted octal string:
 // YAML 1.2 reads an unquoted 0600 as the decimal number 600.
 const syncRoot = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "must be letters, digits, '.', '_' or '-', starting with a letter or digit"),
     path: absolutePath.refine((p) => p.replace(/\/+$/, "") !== "" && !p.split("/").includes(".."), "must be an absolute directory other than /, without '..'"),
-    include: z.array(z.string().min(1)).default([]),
-    exclude: z.array(z.string().min(1)).default([]),
+    include: z.array(syncPattern).default([]),
+    exclude: z.array(syncPattern).default([]),
+    // Three octal digits: setuid, setgid and sticky bits can never be allowed. The default
+    // refuses world-writable files and directories.
     max_mode: z
       .string({ error: 'must be a quoted octal mode like "0644"' })
       .regex(/^0?[0-7]{3}$/, 'must be a quoted octal mode like "0644"')
       .transform((m) => parseInt(m, 8))
-      .optional(),
+      .prefault(DEFAULT_MAX_MODE),
     owner: z
       .string()
       .regex(/^([a-z_][a-z0-9_-]*\$?|\d+):([a-z_][a-z0-9_-]*\$?|\d+)$/, "must be user:group, by name or number, like root:root or 0:0")

@@ -156,10 +156,18 @@ async function checkStaging(root: SyncRoot, stagedDir: string): Promise<boolean>
   return liveSt !== undefined;
 }
 
-function checkModes(root: SyncRoot, m: Manifest, required: number): void {
+/**
+ * Files and directories alike: nothing wider than max_mode, and never a
+ * setuid, setgid or sticky bit (max_mode has no digit for them). A directory
+ * may add search (x) wherever max_mode grants read: 0644 allows 0755 dirs.
+ */
+export function checkModes(root: SyncRoot, m: Manifest, required: number): void {
+  const forDirs = required | ((required & 0o444) >> 2);
   for (const e of m.entries) {
-    if (e.type === "file" && (e.mode & ~required & 0o7777) !== 0) {
-      throw new UnderstudyError("US_E_SYNC_MODE", { root: root.name, path: e.path, mode: octal(e.mode), required: octal(required) });
+    if (e.type === "symlink") continue;
+    const allowed = e.type === "dir" ? forDirs : required;
+    if ((e.mode & ~allowed & 0o7777) !== 0) {
+      throw new UnderstudyError("US_E_SYNC_MODE", { root: root.name, path: e.path, mode: octal(e.mode), required: octal(allowed) });
     }
   }
 }

@@ -15,6 +15,34 @@ import { safeAbsolutePath } from "./transport-values.js";
 export interface ServedRoot {
   readonly name: string;
   readonly path: string;
+  /** The root's globs (glob.ts syntax); the daemon refuses to serve what they leave out. */
+  readonly include?: readonly string[];
+  readonly exclude?: readonly string[];
+}
+
+/**
+ * The root's include/exclude as a daemon filter chain, so the sync key cannot
+ * pull what the config leaves out (sftpgo.db, a private key beside the host
+ * keys) even with its own rsync arguments. Files the daemon filters out are
+ * non-existent to the client. Translation as in the client's excludeArgs: a
+ * pattern holding "/" is anchored at the root (glob.ts anchors it, rsync would
+ * not). An include covers everything below it (`/***`), every directory stays
+ * traversable (`+ * /`) so included files below can be reached, then `- *`.
+ */
+export function daemonFilter(root: ServedRoot): string | null {
+  const rule = (sign: "-" | "+", p: string) => {
+    const body = p.replace(/\/+$/, "");
+    if (body === "" || /\s/.test(body)) {
+      throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: `sync.roots.${root.name}`, problem: "include/exclude patterns must be non-empty, without spaces", value: JSON.stringify(p) });
+    }
+    return `${sign} ${body.includes("/") && !body.startsWith("/") ? `/${body}` : body}`;
+  };
+  const rules = (root.exclude ?? []).map((p) => rule("-", p));
+  if ((root.include ?? []).length > 0) {
+    for (const p of root.include!) rules.push(rule("+", p), `${rule("+", p)}/***`);
+    rules.push("+ */", "- *");
+  }
+  return rules.length > 0 ? rules.join(" ") : null;
 }
 
 /** rsync module names: what sync root names allow (paths.ts), nothing rsyncd.conf would read as syntax. */
@@ -59,7 +87,8 @@ export function renderRsyncdConf(roots: readonly ServedRoot[]): string {
     seen.add(name);
     const path = safeAbsolutePath(`sync.roots.${name}.path`, r.path);
     if (path === "/") throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: `sync.roots.${name}.path`, problem: "must not be the filesystem root", value: JSON.stringify(r.path) });
-    lines.push(`[${name}]`, `    path = ${path}`, "");
+    const filter = daemonFilter(r);
+    lines.push(`[${name}]`, `    path = ${path}`, ...(filter ? [`    filter = ${filter}`] : []), "");
   }
   return lines.join("\n");
 }

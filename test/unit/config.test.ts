@@ -169,7 +169,7 @@ test("a sync section gets its defaults; a quoted max_mode is octal", () => {
   assert.deepEqual(c.sync.roots[0], {
     name: "ssh", path: "/etc/ssh/", include: [], exclude: [], max_mode: 0o600, owner: "root:root", validate: ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"], max_file_size: 64 * 1024 * 1024,
   });
-  assert.equal(c.sync.roots[1]!.max_mode, undefined);
+  assert.equal(c.sync.roots[1]!.max_mode, 0o775, "the default refuses world-writable modes");
   assert.equal(parse(yamlOf()).sync, undefined, "sync is optional");
   const tuned = parse(yamlOf({ sync: syncOf(undefined, { debounce: "50ms", max_delay: "50ms", maximum_lag_on_failover: "5m" }) })).sync!;
   assert.deepEqual([tuned.debounce, tuned.max_delay, tuned.maximum_lag_on_failover], [50, 50, 300_000], "max_delay may equal debounce");
