@@ -15,6 +15,7 @@ import { VipReconciler, createFloatingIp } from "./vip/index.js";
 import { VERSION } from "./version.js";
 import { AgentMetrics } from "./api/metrics.js";
 import { InvalidRecordLog } from "./coordinator/invalid-records.js";
+import { readEtcdSecurity } from "./config/etcd-security.js";
 import { buildApi } from "./api/server.js";
 import { readApiTls, readTokenFile } from "./api/token.js";
 import { FenceGuardLink } from "./fence/client.js";
@@ -29,12 +30,14 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-export async function startAgent(config: Config, options: { log?: Logger; clock?: Clock } = {}): Promise<RunningAgent> {
+export async function startAgent(config: Config, options: { log?: Logger; clock?: Clock; configFile?: string } = {}): Promise<RunningAgent> {
   const clock = options.clock ?? new SystemClock();
   const log = options.log ?? createLogger({ level: config.log.level, node: config.node.name });
   const runner = new SpawnCommandRunner();
   await mkdir(config.state_dir, { recursive: true, mode: 0o700 });
 
+  // Read the etcd TLS material and password before anything starts: a bad file must change nothing.
+  const etcdSecurity = await readEtcdSecurity(options.configFile ?? "(config)", config.etcd);
   const invalidRecords = new InvalidRecordLog(log.child({ component: "etcd" }));
   const coordinator = new EtcdCoordinator({
     endpoints: config.etcd.endpoints,
@@ -45,6 +48,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     dialTimeoutMs: config.etcd.dial_timeout,
     clock,
     log: log.child({ component: "etcd" }),
+    security: etcdSecurity,
     onInvalidRecord: (r) => invalidRecords.report(r),
   });
   const daemon = createDaemon(config.daemon, { clock, runner, stateDir: config.state_dir, logger: log.child({ component: "daemon" }) });

@@ -6,6 +6,7 @@ import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import { configSchema, type ParsedConfig } from "./schema.js";
 import { watchdogTimeoutS } from "../fence/watchdog.js";
 import { fileKind, readSecretFile } from "../platform/secret-file.js";
+import { readEtcdSecurity } from "./etcd-security.js";
 
 /** A real config uses a handful of YAML aliases; thousands of expansions are an attack. */
 const MAX_ALIAS_COUNT = 100;
@@ -41,6 +42,7 @@ export async function loadConfigFile(file: string, options: LoadOptions = {}): P
     const problem = "problem" in token ? token.problem : token.text.trim().length < 16 ? "the token is empty or shorter than 16 characters" : null;
     if (problem) throw new UnderstudyError("US_E_CONFIG_INVALID", { file, path: "api.token_file", problem, value: JSON.stringify(config.api.token_file) });
   }
+  if (options.hostChecks && (config.etcd.tls || config.etcd.auth)) await readEtcdSecurity(file, config.etcd);
   return config;
 }
 

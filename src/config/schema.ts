@@ -220,12 +220,40 @@ export const configSchema = z
       .strict(),
     etcd: z
       .object({
-        endpoints: z.array(z.url()).min(1, "must list at least one etcd endpoint"),
+        endpoints: z.array(z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })).min(1, "must list at least one etcd endpoint"),
         prefix: z.string().startsWith("/").default("/understudy"),
         dial_timeout: positiveDuration.prefault("2s"),
         request_timeout: positiveDuration.prefault("1s"),
+        /** TLS to etcd: the CA that signed etcd's server certificates, and this node's client certificate. Verification cannot be turned off. */
+        tls: z
+          .object({
+            ca: absolutePath,
+            cert: absolutePath.optional(),
+            key: absolutePath.optional(),
+            /** The name etcd's certificate carries, when the endpoints are addresses it does not list. */
+            server_name: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, "must be a DNS name").optional(),
+          })
+          .strict()
+          .superRefine((t, ctx) => {
+            if ((t.cert === undefined) !== (t.key === undefined)) ctx.addIssue({ code: "custom", path: [t.cert ? "key" : "cert"], message: "cert and key go together (a client certificate needs its key)" });
+          })
+          .optional(),
+        /** etcd's own authentication: a user whose role reaches only <prefix>/<cluster>/. */
+        auth: z
+          .object({
+            user: z.string().regex(/^[A-Za-z0-9._@-]{1,128}$/, "must be an etcd user name"),
+            password_file: absolutePath,
+          })
+          .strict()
+          .optional(),
       })
-      .strict(),
+      .strict()
+      .superRefine((e, ctx) => {
+        const https = e.endpoints.map((u) => u.startsWith("https://"));
+        if (https.some((h) => h !== https[0])) ctx.addIssue({ code: "custom", path: ["endpoints"], message: "must all be http:// or all https://" });
+        if (e.tls && !https[0]) ctx.addIssue({ code: "custom", path: ["endpoints"], message: "must be https:// URLs when etcd.tls is set" });
+        if (e.auth && !https[0]) ctx.addIssue({ code: "custom", path: ["auth"], message: "needs https:// endpoints (and etcd.tls): a password must not cross the network in clear" });
+      }),
     election: z
       .object({
         ttl: duration.prefault("5s"),

@@ -35,6 +35,8 @@ import type {
   Subscription,
 } from "./port.js";
 import { KeepAliveChannel } from "./keepalive.js";
+import { classifyEtcdFailure } from "./etcd-failure.js";
+import type { EtcdSecurity } from "../config/etcd-security.js";
 
 export interface EtcdCoordinatorOptions {
   readonly endpoints: readonly string[];
@@ -44,6 +46,8 @@ export interface EtcdCoordinatorOptions {
   readonly dialTimeoutMs: number;
   readonly clock: Clock;
   readonly log: Logger;
+  /** TLS material and etcd credentials (readEtcdSecurity); absent: plain http, no auth. */
+  readonly security?: EtcdSecurity;
   /** Called for every record read from etcd that fails validation (it is then treated as absent). */
   readonly onInvalidRecord?: (record: InvalidRecord) => void;
 }
@@ -70,7 +74,18 @@ export class EtcdCoordinator implements Coordinator {
         "grpc.keepalive_timeout_ms": 2000,
         "grpc.initial_reconnect_backoff_ms": 100,
         "grpc.max_reconnect_backoff_ms": 500,
+        ...(opts.security?.tls?.serverName ? { "grpc.ssl_target_name_override": opts.security.tls.serverName, "grpc.default_authority": opts.security.tls.serverName } : {}),
       },
+      ...(opts.security?.tls
+        ? {
+            credentials: {
+              rootCertificate: opts.security.tls.ca,
+              ...(opts.security.tls.key ? { privateKey: opts.security.tls.key } : {}),
+              ...(opts.security.tls.cert ? { certChain: opts.security.tls.cert } : {}),
+            },
+          }
+        : {}),
+      ...(opts.security?.auth ? { auth: { username: opts.security.auth.user, password: opts.security.auth.password } } : {}),
     };
     this.client = new Etcd3(options);
     this.keys = clusterKeys(opts.prefix, opts.cluster);
@@ -81,17 +96,19 @@ export class EtcdCoordinator implements Coordinator {
     return { deadline: new Date(this.opts.clock.wallMs() + this.opts.requestTimeoutMs) };
   }
 
-  /** Map any failure to US_E_ETCD_UNREACHABLE unless it is already one of ours. */
+  /** Map any failure to US_E_ETCD_TLS, US_E_ETCD_AUTH or US_E_ETCD_UNREACHABLE unless it is already one of ours. */
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await withTimeout(fn(), this.opts.requestTimeoutMs, this.opts.clock);
     } catch (e) {
-      if (isUnderstudyError(e)) throw e;
-      throw new UnderstudyError("US_E_ETCD_UNREACHABLE", {
-        endpoints: this.opts.endpoints.join(","),
-        cause: `${what}: ${describeError(e)}`,
-      });
+      throw this.failure(what, e);
     }
+  }
+
+  private failure(what: string, e: unknown): UnderstudyError {
+    if (isUnderstudyError(e)) return e;
+    const f = classifyEtcdFailure(e);
+    return new UnderstudyError(f.code, { endpoints: this.opts.endpoints.join(","), cause: `${what}: ${f.cause}` }, { cause: e });
   }
 
   async grantLease(ttlMs: number): Promise<LeaseGrant> {
@@ -105,8 +122,7 @@ export class EtcdCoordinator implements Coordinator {
     try {
       return await this.keepalive.send(leaseId);
     } catch (e) {
-      if (isUnderstudyError(e)) throw e;
-      throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: this.opts.endpoints.join(","), cause: `keepalive: ${describeError(e)}` });
+      throw this.failure("keepalive", e);
     }
   }
 

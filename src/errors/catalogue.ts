@@ -15,6 +15,8 @@ export const ERROR_CATALOGUE = {
   US_E_CONFIG_TIMING: { message: "config file {file}: {path}: {problem} (got {value})", transient: false },
   US_E_CONFIG_INTERFACE: { message: "config file {file}: vip.interface: no network interface named {value} on this host", transient: false },
   US_E_ETCD_UNREACHABLE: { message: "etcd is unreachable at {endpoints}: {cause}", transient: true },
+  US_E_ETCD_TLS: { message: "TLS with etcd at {endpoints} failed: {cause}", transient: true },
+  US_E_ETCD_AUTH: { message: "etcd at {endpoints} refused this node's credentials: {cause}", transient: true },
   US_E_DAEMON_START: { message: "daemon backend {backend} failed to start: {cause}", transient: true },
   US_E_DAEMON_STOP: { message: "daemon backend {backend} failed to stop: {cause}", transient: true },
   US_E_COMMAND_FAILED: { message: "command {argv0} exited with {code}: {stderr}", transient: true },

@@ -8,12 +8,12 @@ export const SECRET_FILE_MAX_BYTES = 4096;
  * Read a small secret file (API token, etcd password) safely, or say in one
  * sentence why not. Refused: a symlink (O_NOFOLLOW), anything but a regular
  * file (a FIFO or device would block or never end: opened O_NONBLOCK and
- * checked with fstat before any read), a file over 4 KiB, and modes wider
+ * checked with fstat before any read), a file over maxBytes (4 KiB), and modes wider
  * than PostgreSQL accepts for its key files — 0600 or narrower, or 0640 or
  * narrower when root owns it (the agent's group may read a root-owned file).
  * Never logs or returns the content in the problem text.
  */
-export async function readSecretFile(file: string): Promise<{ text: string } | { problem: string }> {
+export async function readSecretFile(file: string, maxBytes = SECRET_FILE_MAX_BYTES): Promise<{ text: string } | { problem: string }> {
   let handle;
   try {
     handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
@@ -32,10 +32,10 @@ export async function readSecretFile(file: string): Promise<{ text: string } | {
     if ((mode & ~widest) !== 0) {
       return { problem: `has mode ${mode.toString(8).padStart(4, "0")}, wider than ${widest.toString(8).padStart(4, "0")}${st.uid === 0 ? " (root-owned)" : ""}; use chmod 0600` };
     }
-    if (st.size > SECRET_FILE_MAX_BYTES) return { problem: `is ${st.size} bytes, more than a secret file holds (at most ${SECRET_FILE_MAX_BYTES})` };
-    const buf = Buffer.alloc(SECRET_FILE_MAX_BYTES + 1);
+    if (st.size > maxBytes) return { problem: `is ${st.size} bytes, more than a secret file holds (at most ${maxBytes})` };
+    const buf = Buffer.alloc(maxBytes + 1);
     const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    if (bytesRead > SECRET_FILE_MAX_BYTES) return { problem: `holds more than ${SECRET_FILE_MAX_BYTES} bytes` };
+    if (bytesRead > maxBytes) return { problem: `holds more than ${maxBytes} bytes` };
     return { text: buf.subarray(0, bytesRead).toString("utf8") };
   } finally {
     await handle.close();
