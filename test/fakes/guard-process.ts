@@ -22,6 +22,15 @@ export const mono = (): number => Number(process.hrtime.bigint() / 1000n) / 1000
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Poll fn until it returns a value, at most timeoutMs (generous: the assertion is what it returns, not how fast). */
+/** Whether a pid is gone (or a zombie: exited, not yet reaped by its parent). */
+export function gone(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
 export async function until<T>(fn: () => T | undefined, what: string, timeoutMs = 15_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
@@ -36,6 +45,8 @@ const FAKE_WDCTL = `#!/bin/sh
 # fake wdctl: records its argv; sets the fake sysfs timeout to what was asked, or
 # (WDCTL_GRANT) to a fixed value; WDCTL_FAIL: exits 1 with a message, changing nothing.
 echo "$*" >> "$WDCTL_LOG"
+# WDCTL_HANG=FILE: hang (a child of its own in its group, pid in FILE) until killed.
+if [ -n "$WDCTL_HANG" ]; then sleep 60 & echo $! > "$WDCTL_HANG"; wait; fi
 if [ -n "$WDCTL_FAIL" ]; then echo "wdctl: cannot set timeout for watchdog: Operation not supported" >&2; exit 1; fi
 echo "\${WDCTL_GRANT:-$2}" > "$WDCTL_SYSFS/timeout"
 `;
@@ -45,6 +56,8 @@ export interface GuardOptions {
   readonly sysfs?: Record<string, string>;
   readonly wdctlFail?: boolean;
   readonly wdctlGrant?: number;
+  /** wdctl hangs; the pid of a child it started is written to this file. */
+  readonly wdctlHang?: string;
 }
 
 export class GuardProcess {
@@ -86,6 +99,7 @@ export class GuardProcess {
     };
     if (opts.wdctlFail) env.WDCTL_FAIL = "1";
     if (opts.wdctlGrant !== undefined) env.WDCTL_GRANT = String(opts.wdctlGrant);
+    if (opts.wdctlHang) env.WDCTL_HANG = opts.wdctlHang;
     this.proc = spawn(GUARD, ["--socket", this.socket, "--pidfile", this.pidfile, "--sysfs-watchdog", this.sysfsRoot], { stdio: ["ignore", "ignore", "pipe"], env });
     this.proc.stderr!.setEncoding("utf8").on("data", (d: string) => (this.stderr += d));
     this.proc.on("exit", (code, signal) => (this.exit = { code, signal, atMs: mono() }));

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FenceOrders } from "../../src/fence/protocol.js";
-import { GuardProcess, mono, sleep, until } from "../fakes/guard-process.js";
+import { gone, GuardProcess, mono, sleep, until } from "../fakes/guard-process.js";
 
 /** An argv that appends a word to a file, after what the track file holds (so the order shows). */
 const record = (file: string, word: string, track?: string): string[] =>
@@ -177,14 +177,7 @@ test("a child that outlives its timeout is killed with its whole process group, 
   assert.match(g.stderr, /VIP removal: timed out after 2000 ms \(process group killed\)/);
   assert.equal(readFileSync(out, "utf8"), "stop\n", "then stopped the daemon");
   const pid = Number(readFileSync(bg, "utf8"));
-  const gone = await until(() => {
-    try {
-      return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.startsWith("Z") ? true : undefined;
-    } catch {
-      return true;
-    }
-  }, "the background child of the timed-out command to die");
-  assert.ok(gone);
+  assert.ok(await until(() => (gone(pid) ? true : undefined), "the background child of the timed-out command to die"));
 });
 
 test("malformed input is logged and ignored, never a crash; an over-long line closes only that connection", async (t) => {

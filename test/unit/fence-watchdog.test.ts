@@ -8,7 +8,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { watchdogTimeoutS, type WatchdogSettings, type WatchdogStatus } from "../../src/fence/watchdog.js";
 import type { FenceOrders } from "../../src/fence/protocol.js";
 import { HaLoop } from "../../src/ha/loop.js";
@@ -17,7 +17,9 @@ import { silentLogger } from "../../src/platform/logger.js";
 import { FakeClock } from "../fakes/clock.js";
 import { FakeCoordinator } from "../fakes/coordinator.js";
 import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../fakes/node-parts.js";
-import { GuardProcess, mono, sleep, until, type GuardOptions } from "../fakes/guard-process.js";
+import { gone, GuardProcess, mono, sleep, until, type GuardOptions } from "../fakes/guard-process.js";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
 
 test("the timeout leaves room for a renewal: 3s at the defaults, 1s at ttl 3s, none at ttl 2s", () => {
   assert.equal(watchdogTimeoutS({ ttlMs: 5000, renewIntervalMs: 1250 }, 500), 3);
@@ -150,6 +152,34 @@ test("the device refused before it is touched: nowayout, someone else running it
   const { c, settings } = await wdGuard(t, { sysfs: INACTIVE, wdctlGrant: 2 });
   c.send({ watchdog: settings });
   assert.equal((await c.reply(is("ready"))).watchdog.timeoutS, 2);
+});
+
+test("a wdctl that hangs never holds up a fence, and is killed with its group at its 5 s timeout", async (t) => {
+  // While wdctl hangs, a deadline passes: the guard fences on time (and stops the preparation).
+  const hang = join(tmpdir(), `understudy-wdctl-hang-${process.pid}-a`);
+  const { g, c, settings } = await wdGuard(t, { sysfs: INACTIVE, wdctlHang: hang });
+  t.after(() => rmSync(hang, { force: true }));
+  c.send({ watchdog: settings });
+  const child = await until(() => (existsSync(hang) && readFileSync(hang, "utf8").endsWith("\n") ? Number(readFileSync(hang, "utf8")) : undefined), "wdctl to start");
+  const D = mono() + 200;
+  c.send({ arm: { deadlineMs: D, orders: { dropVip: ["true"], daemonPidfile: null, stopArgv: null } } });
+  await g.waitExit();
+  assert.ok(g.fencedAt()! >= D);
+  assert.ok(g.fencedAt()! - D < 5000, `fenced ${g.fencedAt()! - D}ms after the deadline: not after wdctl's timeout`);
+  assert.ok(await until(() => (gone(child) ? true : undefined), "wdctl's child to be killed"));
+
+  // Left alone, the preparation times out: unavailable, the whole group killed.
+  const hang2 = `${hang.slice(0, -1)}b`;
+  t.after(() => rmSync(hang2, { force: true }));
+  const h = await wdGuard(t, { sysfs: INACTIVE, wdctlHang: hang2 });
+  const sent = mono();
+  h.c.send({ watchdog: h.settings });
+  const r = (await h.c.reply(is("unavailable"))).watchdog;
+  assert.ok(mono() - sent >= 5000);
+  assert.equal(r.problem, "wdctl --settimeout timed out after 5000ms");
+  const child2 = Number(readFileSync(hang2, "utf8"));
+  assert.ok(await until(() => (gone(child2) ? true : undefined), "wdctl's child to be killed"));
+  assert.equal(h.g.exit, undefined, "the guard carries on");
 });
 
 // ------------------------------------------------------------------ in the fence

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "guard.h"
@@ -88,17 +89,9 @@ int child_start(struct child *c, char *const argv[], double timeout_ms) {
   close(devnull);
   c->pid = pid;
   c->errfd = pipefd[0];
+  /* Without a pidfd (kernel < 5.3, a seccomp filter) the exit is polled instead: see child_poll_ms. */
   c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   c->kill_at = now_ms() + timeout_ms;
-  if (c->pidfd < 0) {
-    int e = errno;
-    kill(-pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    close(c->errfd);
-    c->pid = -1;
-    c->errfd = -1;
-    return -e;
-  }
   return 0;
 }
 
@@ -140,8 +133,10 @@ void child_kill(struct child *c) {
   c->timed_out = true;
   kill(-c->pid, SIGKILL);
   /* Bounded: a child stuck in the kernel (D state) is left behind rather than waited for. */
-  struct pollfd pfd = {.fd = c->pidfd, .events = POLLIN};
-  if (poll(&pfd, 1, 1000) > 0) waitpid(c->pid, &c->status, 0);
+  for (int i = 0; i < 100 && waitpid(c->pid, &c->status, WNOHANG) == 0; i++) {
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
   finish(c);
 }
 
@@ -154,14 +149,16 @@ int child_run(char *const argv[], double timeout_ms, struct child *c) {
       child_kill(c);
       break;
     }
+    /* poll ignores a negative fd: without a pidfd, wake up every CHILD_POLL_MS to look. */
     struct pollfd pfd[2] = {{.fd = c->pidfd, .events = POLLIN}, {.fd = c->errfd, .events = POLLIN}};
-    int n = poll(pfd, c->errfd >= 0 ? 2 : 1, (int)left + 1);
+    int wait = c->pidfd < 0 && left > CHILD_POLL_MS ? CHILD_POLL_MS : (int)left + 1;
+    int n = poll(pfd, 2, wait);
     if (n < 0 && errno != EINTR) {
       child_kill(c);
       break;
     }
     if (pfd[1].revents) child_drain(c);
-    if (pfd[0].revents) child_reap(c);
+    if (pfd[0].revents || c->pidfd < 0) child_reap(c);
   }
   return 0;
 }

@@ -69,6 +69,9 @@ bool argv_from_json(struct argvbuf *a, const struct jval *arr, const char **why)
 /* The argv as pointers into a->store, NULL-terminated; out must hold GUARD_MAX_ARGV + 1. */
 void argv_ptrs(const struct argvbuf *a, char **out);
 
+/* Without a pidfd, how often a child's exit is looked for. */
+#define CHILD_POLL_MS 20
+
 struct child {
   pid_t pid;
   int pidfd;

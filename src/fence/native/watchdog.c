@@ -302,11 +302,25 @@ void wd_hold(double lease_end) {
 }
 
 double wd_next_timer(void) {
-  return wd.feed_at;
+  double t = wd.feed_at;
+  if (wd.job_running) {
+    /* wdctl's timeout, and without a pidfd the next look at whether it exited. */
+    double j = wd.job.pidfd < 0 ? now_ms() + CHILD_POLL_MS : wd.job.kill_at;
+    if (j > wd.job.kill_at) j = wd.job.kill_at;
+    if (t < 0 || j < t) t = j;
+  }
+  return t;
 }
 
 void wd_on_timer(double now) {
   if (wd.feed_at >= 0 && now >= wd.feed_at) feed(now);
+  if (!wd.job_running) return;
+  if (now >= wd.job.kill_at) {
+    child_kill(&wd.job); /* the whole group; prepare_finish reports the timeout */
+    prepare_finish();
+  } else if (wd.job.pidfd < 0) {
+    wd_on_job(true, false);
+  }
 }
 
 void wd_pause(void) {
