@@ -213,3 +213,31 @@ test("malformed input is logged and ignored, never a crash; an over-long line cl
   await g.waitExit();
   assert.equal(readFileSync(out, "utf8"), "vip\n");
 });
+
+test("an agent that does not read its replies is never waited for: it gets the newest one when it reads; long values never overflow a reply", async (t) => {
+  const g = await GuardProcess.start(t);
+  const keep = await g.connect();
+  const mute = await g.connect();
+  mute.sock.pause(); // reads nothing: its socket buffer fills with the guard's replies
+  const line = `${JSON.stringify({ watchdog: null })}\n`;
+  for (let i = 0; i < 20; i++) {
+    mute.send(line.repeat(1000));
+    await sleep(10);
+  }
+  // A device path near PATH_MAX, with characters that need escaping, comes back whole in the reply.
+  const device = `/dev/${"\\\"é\u0001".repeat(780)}/watchdog`; // 3915 bytes
+  keep.send({ watchdog: { mode: "required", device, timeoutS: 3, safetyMarginMs: 500 } });
+  const r = (await keep.reply((x) => x.watchdog.state === "unavailable")).watchdog;
+  assert.equal(r.device, device);
+  assert.match(r.problem ?? "", /^cannot read /);
+  assert.equal(g.exit, undefined);
+  mute.sock.resume();
+  const latest = await until(() => (mute.replies.at(-1)?.watchdog.state === "unavailable" ? mute.replies.at(-1) : undefined), "the newest reply on the slow connection");
+  assert.deepEqual(latest, { watchdog: r });
+  assert.ok(mute.replies.length < 20_000, `older replies were replaced, not queued (${mute.replies.length} received)`);
+  assert.equal(mute.closed, false);
+  const out = join(g.dir, "order");
+  keep.send({ arm: { deadlineMs: mono() + 50, orders: { dropVip: record(out, "vip"), daemonPidfile: null, stopArgv: null } } });
+  await g.waitExit();
+  assert.equal(readFileSync(out, "utf8"), "vip\n", "and it still fences");
+});

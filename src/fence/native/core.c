@@ -38,10 +38,6 @@ static struct {
   bool fenced;
 } g;
 
-bool core_fenced(void) {
-  return g.fenced;
-}
-
 /* A string or null member; false if it is something else. */
 static bool opt_path(const struct jval *o, const char *key, bool *has, char *out, size_t cap) {
   const struct jval *v = json_get(o, key);
@@ -72,7 +68,7 @@ static bool orders_from_json(struct orders *o, const struct jval *v, const char 
   return true;
 }
 
-static void fence(void);
+static void fence(bool signalled);
 
 void core_handle(const struct jval *msg) {
   if (g.fenced) return;
@@ -121,7 +117,7 @@ void core_disconnected(void) {
 /* The guard itself is being stopped: fence now if armed, else just go. */
 void core_shutdown(void) {
   if (g.fenced) return;
-  if (g.armed) fence();
+  if (g.armed) fence(true);
   else guard_exit(0);
 }
 
@@ -130,7 +126,7 @@ double core_next_timer(void) {
 }
 
 void core_on_timer(double now) {
-  if (g.armed && !g.fenced && now >= g.deadline) fence();
+  if (g.armed && !g.fenced && now >= g.deadline) fence(false);
 }
 
 static void sleep_ms(double ms) {
@@ -187,7 +183,7 @@ static void trim(char *s) {
   while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\r')) s[--n] = '\0';
 }
 
-static void fence(void) {
+static void fence(bool signalled) {
   struct orders *o = &g.orders;
   double started = now_ms();
   double late = started - g.deadline;
@@ -196,8 +192,12 @@ static void fence(void) {
   wd_pause();
   wd_abort_job();
   bool clean = true;
-  glog("lease deadline passed without a heartbeat: fencing (dropping the VIP, stopping the daemon); "
-       "CLOCK_MONOTONIC %.3f ms, %.3f ms after the deadline", started, late > 0 ? late : 0);
+  if (signalled)
+    glog("stopped by a signal while armed: fencing now (dropping the VIP, stopping the daemon); "
+         "CLOCK_MONOTONIC %.3f ms, %.3f ms before the deadline", started, late < 0 ? -late : 0);
+  else
+    glog("lease deadline passed without a heartbeat: fencing (dropping the VIP, stopping the daemon); "
+         "CLOCK_MONOTONIC %.3f ms, %.3f ms after the deadline", started, late > 0 ? late : 0);
   if (o->has_track && !write_track_file(o->track)) clean = false;
   char *argv[GUARD_MAX_ARGV + 1];
   char how[128];

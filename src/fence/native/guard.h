@@ -89,8 +89,9 @@ int child_start(struct child *c, char *const argv[], double timeout_ms);
 void child_drain(struct child *c);
 /* The child's pidfd is readable: reap it. */
 void child_reap(struct child *c);
-/* Timed out: SIGKILL the whole group, wait a bounded time for the leader, close fds. */
+/* Timed out: SIGKILL the whole group and close the fds; the leader is reaped later if it is slow to die. */
 void child_kill(struct child *c);
+void child_reap_orphans(void);
 /* Run to completion, never longer than timeout_ms (then the group is killed). 0, or -errno if it could not start. */
 int child_run(char *const argv[], double timeout_ms, struct child *c);
 /* "exit N", "killed by signal N", "timed out after N ms" */
@@ -129,6 +130,5 @@ void core_disconnected(void);
 void core_shutdown(void);
 double core_next_timer(void);
 void core_on_timer(double now);
-bool core_fenced(void);
 
 #endif

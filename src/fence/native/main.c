@@ -30,8 +30,16 @@
 
 #define MAX_CLIENTS 16
 
+/* Replies are snapshots of the watchdog's state: an agent slow to read gets the latest, not a backlog. */
+#define REPLY_MAX (8 * PATH_MAX)
+
 struct client {
   int fd;
+  bool dead; /* the connection failed: dropped by the loop, never while its input is being read */
+  size_t out_len, out_off; /* the reply being sent (a line is never cut by a newer one) */
+  size_t next_len;         /* the newest reply, sent after it */
+  char out[REPLY_MAX];
+  char next[REPLY_MAX];
   size_t len;
   char buf[GUARD_MAX_LINE + 1];
 };
@@ -73,21 +81,35 @@ static void drop_client(int i) {
   core_disconnected();
 }
 
-void broadcast(const char *line) {
-  char out[4096];
-  int n = snprintf(out, sizeof out, "%s\n", line);
-  if (n <= 0 || (size_t)n >= sizeof out) return;
-  for (int i = 0; i < MAX_CLIENTS; i++) {
-    if (!clients[i]) continue;
-    /* Never block on an agent that does not read (a frozen one): drop it instead. */
-    ssize_t w = send(clients[i]->fd, out, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (w != n) {
-      glog("an agent does not read its replies: closing its connection");
-      close(clients[i]->fd);
-      free(clients[i]);
-      clients[i] = NULL;
-      core_disconnected();
+/* Send what is pending without blocking; false if the connection failed. */
+static bool flush(struct client *c) {
+  for (;;) {
+    if (c->out_off == c->out_len) {
+      if (!c->next_len) return true;
+      memcpy(c->out, c->next, c->next_len);
+      c->out_len = c->next_len;
+      c->out_off = c->next_len = 0;
     }
+    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    c->out_off += (size_t)w;
+  }
+}
+
+void broadcast(const char *line) {
+  size_t len = strlen(line);
+  if (len + 1 > REPLY_MAX) {
+    glog("a reply of %zu bytes is too long: not sent", len);
+    return;
+  }
+  for (int i = 0; i < MAX_CLIENTS; i++) {
+    struct client *c = clients[i];
+    if (!c || c->dead) continue;
+    /* Never block on an agent that does not read (a frozen one): keep only the newest reply for it. */
+    memcpy(c->next, line, len);
+    c->next[len] = '\n';
+    c->next_len = len + 1;
+    if (!flush(c)) c->dead = true;
   }
 }
 
@@ -121,12 +143,12 @@ static bool on_readable(struct client *c) {
     if (n < 0) return errno == EAGAIN || errno == EINTR ? true : false;
     c->len += (size_t)n;
     char *start = c->buf, *nl;
-    while ((nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
+    while (!c->dead && (nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
       *nl = '\0';
       on_line(start, (size_t)(nl - start));
-      if (core_fenced()) return true; /* nothing more to take */
       start = nl + 1;
     }
+    if (c->dead) return false;
     c->len -= (size_t)(start - c->buf);
     memmove(c->buf, start, c->len);
     if (c->len > GUARD_MAX_LINE) {
@@ -206,6 +228,7 @@ int main(int argc, char **argv) {
     double now = now_ms();
     core_on_timer(now);
     wd_on_timer(now);
+    child_reap_orphans();
 
     struct pollfd pfd[4 + MAX_CLIENTS];
     int map[4 + MAX_CLIENTS];
@@ -223,7 +246,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < MAX_CLIENTS; i++)
       if (clients[i]) {
-        pfd[n] = (struct pollfd){.fd = clients[i]->fd, .events = POLLIN};
+        pfd[n] = (struct pollfd){.fd = clients[i]->fd, .events = POLLIN | (clients[i]->out_off < clients[i]->out_len ? POLLOUT : 0)};
         map[n++] = i;
       }
     double next = min_timer(core_next_timer(), wd_next_timer());
@@ -267,6 +290,8 @@ int main(int argc, char **argv) {
           }
           c->fd = cfd;
           c->len = 0;
+          c->dead = false;
+          c->out_len = c->out_off = c->next_len = 0;
           clients[slot] = c;
           core_connected();
         }
@@ -274,8 +299,12 @@ int main(int argc, char **argv) {
         wd_on_job(map[k] == -3, map[k] == -4);
       } else {
         int i = map[k];
-        if (clients[i] && clients[i]->fd == pfd[k].fd && !on_readable(clients[i])) drop_client(i);
+        if (!clients[i] || clients[i]->fd != pfd[k].fd) continue;
+        if ((pfd[k].revents & POLLOUT) && !flush(clients[i])) clients[i]->dead = true;
+        if ((pfd[k].revents & ~POLLOUT) && !on_readable(clients[i])) drop_client(i);
       }
     }
+    for (int i = 0; i < MAX_CLIENTS; i++)
+      if (clients[i] && clients[i]->dead) drop_client(i);
   }
 }

@@ -48,24 +48,35 @@ static struct {
   char sysfs[PATH_MAX];
 } wd = {.state = WD_OFF, .fd = -1, .lease_end = -INFINITY, .feed_at = -1};
 
+/* Append to a reply, never past its end (a truncated reply is not sent). */
+static bool app(char *buf, size_t cap, size_t *n, const char *text) {
+  size_t l = strlen(text);
+  if (*n + l + 1 > cap) return false;
+  memcpy(buf + *n, text, l + 1);
+  *n += l;
+  return true;
+}
+
 static void report(void) {
-  char line[2048];
+  /* Bounded like a client's reply buffer (main.c): a device path that escapes to more is refused. */
+  static char line[8 * PATH_MAX];
+  char num[32];
   size_t n = 0;
-  n += (size_t)snprintf(line, sizeof line, "{\"watchdog\":{\"state\":\"%s\"", state_names[wd.state]);
-  if (wd.state != WD_OFF) {
-    n += (size_t)snprintf(line + n, sizeof line - n, ",\"device\":");
+  bool ok = app(line, sizeof line, &n, "{\"watchdog\":{\"state\":\"") && app(line, sizeof line, &n, state_names[wd.state]) &&
+            app(line, sizeof line, &n, "\"");
+  if (ok && wd.state != WD_OFF) {
+    ok = app(line, sizeof line, &n, ",\"device\":");
     json_put_str(line, sizeof line, &n, wd.state == WD_UNAVAILABLE ? wd.settings.device : wd.device);
     if (wd.state == WD_UNAVAILABLE) {
-      n += (size_t)snprintf(line + n, sizeof line - n, ",\"problem\":");
+      ok = ok && app(line, sizeof line, &n, ",\"problem\":");
       json_put_str(line, sizeof line, &n, wd.problem);
     } else {
-      n += (size_t)snprintf(line + n, sizeof line - n, ",\"timeoutS\":%ld", wd.timeout_s);
+      snprintf(num, sizeof num, "%ld", wd.timeout_s);
+      ok = ok && app(line, sizeof line, &n, ",\"timeoutS\":") && app(line, sizeof line, &n, num);
     }
   }
-  if (n + 3 < sizeof line) {
-    memcpy(line + n, "}}", 3);
-    broadcast(line);
-  }
+  if (ok && app(line, sizeof line, &n, "}}")) broadcast(line);
+  else glog("a watchdog reply did not fit: not sent");
 }
 
 static void set(enum wd_state s) {
