@@ -199,7 +199,9 @@ test("malformed input is logged and ignored, never a crash; an over-long line cl
     for (let k = rnd(4); k > 0; k--) chars[rnd(chars.length || 1)] = String.fromCharCode(rnd(128));
     garbage.push(chars.join("").replace(/\n/g, " "));
   }
+  garbage.push('{"arm":{"deadlineMs":1e300,"orders":{}}}'); // valid, last: a deadline beyond any timer
   for (const line of garbage) bad.send(`${line}\n`);
+  await sleep(100); // the guard waits on that deadline
   bad.send("x".repeat(70_000));
   await until(() => (bad.closed ? true : undefined), "the over-long connection to be closed");
   assert.equal(g.exit, undefined, `still running:\n${g.stderr}`);
@@ -212,6 +214,7 @@ test("malformed input is logged and ignored, never a crash; an over-long line cl
   keep.send({ arm: { deadlineMs: mono() + 50, orders: { dropVip: record(out, "vip"), daemonPidfile: null, stopArgv: null } } });
   await g.waitExit();
   assert.equal(readFileSync(out, "utf8"), "vip\n");
+  assert.doesNotMatch(g.stderr, /ppoll:/, "every wait was a valid one");
 });
 
 test("an agent that does not read its replies is never waited for: it gets the newest one when it reads; long values never overflow a reply", async (t) => {

@@ -254,6 +254,7 @@ int main(int argc, char **argv) {
     if (next >= 0) {
       double wait = next - now_ms();
       if (wait < 0) wait = 0;
+      if (wait > 3600e3) wait = 3600e3; /* a far deadline: wake up hourly and look again */
       ts.tv_sec = (time_t)(wait / 1000);
       ts.tv_nsec = (long)ceil(fmod(wait, 1000) * 1e6);
       if (ts.tv_nsec >= 1000000000L) {
