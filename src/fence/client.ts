@@ -51,8 +51,6 @@ export class FenceGuardLink implements FenceGuard {
     private readonly deps: {
       clock: Clock;
       log: Logger;
-      /** The guard executable (default GUARD_BINARY). */
-      guardBinary?: string;
       /** The watchdog the guard should hold while primary (null: none). */
       watchdog?: WatchdogSettings | null;
       /** The guard reported a different watchdog state. */
@@ -170,7 +168,7 @@ export class FenceGuardLink implements FenceGuard {
     const logFile = `${this.stateDir}/fence-guard.log`;
     const fd = openSync(logFile, "a", 0o600);
     try {
-      const child = spawn(this.deps.guardBinary ?? GUARD_BINARY, ["--socket", this.socketPath, "--pidfile", `${this.stateDir}/fence-guard.pid`], {
+      const child = spawn(GUARD_BINARY, ["--socket", this.socketPath, "--pidfile", `${this.stateDir}/fence-guard.pid`], {
         detached: true,
         stdio: ["ignore", fd, fd],
       });
