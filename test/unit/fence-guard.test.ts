@@ -85,6 +85,27 @@ test("the agent dying while armed does not cancel the fence; dying while disarme
   assert.doesNotMatch(h.stderr, /fencing/);
 });
 
+test("a restarted agent's heartbeat, on a new connection before the deadline, keeps the guard from fencing", async (t) => {
+  const g = await GuardProcess.start(t);
+  const out = join(g.dir, "order");
+  const orders: FenceOrders = { dropVip: record(out, "vip"), daemonPidfile: null, stopArgv: null };
+  const old = await g.connect();
+  const D = mono() + 3000;
+  old.send({ arm: { deadlineMs: D, orders } });
+  old.close(); // the agent is killed
+  const next = await g.connect(); // its successor adopts the lease and the running guard
+  next.send({ watchdog: null });
+  next.send({ arm: { deadlineMs: mono() + 60_000, orders } });
+  await next.reply(() => true);
+  if (mono() >= D) return t.skip("the machine was too slow to reconnect before the deadline: nothing to assert");
+  await until(() => (mono() > D + 500 ? true : undefined), "the first deadline to pass");
+  assert.equal(existsSync(out), false, `no fence: ${g.stderr}`);
+  assert.equal(g.exit, undefined);
+  next.send({ disarm: true });
+  next.close();
+  assert.equal((await g.waitExit()).code, 0);
+});
+
 test("a deadline already past fences at once (a late heartbeat cannot stretch it)", async (t) => {
   const g = await GuardProcess.start(t);
   const out = join(g.dir, "order");
