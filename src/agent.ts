@@ -20,7 +20,7 @@ import { buildApi } from "./api/server.js";
 import { readApiTls, readTokenFile } from "./api/token.js";
 import { FenceGuardLink } from "./fence/client.js";
 import { createHooks } from "./hooks/index.js";
-import type { FenceOrders } from "./fence/core.js";
+import type { FenceOrders } from "./fence/protocol.js";
 import { watchdogTimeoutS, type WatchdogSettings } from "./fence/watchdog.js";
 import { createSyncEngine } from "./sync/index.js";
 

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { describeError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
-import type { FenceOrders, GuardMessage, GuardReply } from "./core.js";
+import type { FenceOrders, GuardMessage, GuardReply } from "./protocol.js";
 import type { WatchdogSettings, WatchdogStatus } from "./watchdog.js";
 import { readJsonLines } from "./json-lines.js";
 
@@ -24,15 +24,16 @@ export interface FenceGuard {
   armWatchdog?(deadlineSystemMs: number, leaseEndSystemMs: number, timeoutMs: number): Promise<WatchdogStatus>;
 }
 
-const GUARD_MAIN = fileURLToPath(new URL("./guard-main.js", import.meta.url));
+/** The native guard (src/fence/native, built by `npm run build` next to this file). */
+export const GUARD_BINARY = fileURLToPath(new URL("./understudy-fence-guard", import.meta.url));
 
 /**
  * The agent's side of the fence guard: connects to the guard's unix socket in
  * the state directory, starting the guard (detached, in its own session, so
  * it outlives the agent) when none answers. A restarted agent reconnects to
  * the guard its predecessor started and keeps it fed. The guard is started
- * when the agent starts, off the promotion path (spawning a Node process costs
- * 20-30 ms of this event loop); it leaves when no agent is connected and it is
+ * when the agent starts, off the promotion path (a spawn costs this event loop
+ * a few milliseconds); it leaves when no agent is connected and it is
  * disarmed. Messages sent while it starts are queued (the deadline is
  * absolute, so late delivery cannot stretch it).
  */
@@ -50,7 +51,6 @@ export class FenceGuardLink implements FenceGuard {
     private readonly deps: {
       clock: Clock;
       log: Logger;
-      nodeArgs?: readonly string[];
       /** The watchdog the guard should hold while primary (null: none). */
       watchdog?: WatchdogSettings | null;
       /** The guard reported a different watchdog state. */
@@ -168,7 +168,7 @@ export class FenceGuardLink implements FenceGuard {
     const logFile = `${this.stateDir}/fence-guard.log`;
     const fd = openSync(logFile, "a", 0o600);
     try {
-      const child = spawn(process.execPath, [...(this.deps.nodeArgs ?? []), GUARD_MAIN, "--socket", this.socketPath, "--pidfile", `${this.stateDir}/fence-guard.pid`], {
+      const child = spawn(GUARD_BINARY, ["--socket", this.socketPath, "--pidfile", `${this.stateDir}/fence-guard.pid`], {
         detached: true,
         stdio: ["ignore", fd, fd],
       });

@@ -1,9 +1,11 @@
 /**
  * The watchdog code against a real kernel's /dev/watchdog: a Debian 12 kernel
- * booted under qemu with the softdog driver (test/vm/), running dist/ inside
- * the VM. Covers what the strict fake in test/unit/fence-watchdog.test.ts
- * cannot: sysfs as the kernel writes it, `wdctl --settimeout`, magic close,
- * nowayout, and when the kernel really resets the machine.
+ * booted under qemu with the softdog driver (test/vm/), running the native
+ * fence guard (dist/fence/understudy-fence-guard) inside the VM, driven over
+ * its socket by a Node script. Covers what the fake device in
+ * test/unit/fence-watchdog.test.ts cannot: sysfs as the kernel writes it,
+ * `wdctl --settimeout`, magic close, nowayout, and when the kernel really
+ * resets the machine.
  *
  * Times are compared on CLOCK_MONOTONIC inside the VM where possible: the
  * scripts print `t=<ms>` in their markers and a tick every 100 ms, so the
@@ -39,7 +41,7 @@ const skip = 'skip' in setup ? setup.skip : false;
 const GUARD_SETUP = `
 import { spawn } from "node:child_process";
 import { connect } from "node:net";
-const guard = spawn("node", ["/app/dist/fence/guard-main.js", "--socket", "/run/guard.sock", "--pidfile", "/run/guard.pid"], { stdio: ["ignore", "inherit", "inherit"] });
+const guard = spawn("/app/dist/fence/understudy-fence-guard", ["--socket", "/run/guard.sock", "--pidfile", "/run/guard.pid"], { stdio: ["ignore", "inherit", "inherit"] });
 guard.on("exit", (code, signal) => mark("guard-exit", { code, signal }));
 const tryConnect = () => new Promise((res) => { const s = connect("/run/guard.sock"); s.once("connect", () => res(s)); s.once("error", () => res(undefined)); });
 let sock;
@@ -115,8 +117,9 @@ describe('watchdog against a real kernel (softdog under qemu)', { skip, timeout:
 
   before(async () => {
     if ('skip' in setup) return;
-    assert.ok(existsSync(join(DIST, 'fence', 'guard-main.js')), `${DIST} is not built: npm run build`);
-    image = await VmImage.build({ kernel: setup.kernel, distDir: DIST, distEntries: ['fence/guard-main.js', 'fence/watchdog.js', 'platform/command.js', 'platform/clock.js'] });
+    const guard = join(DIST, 'fence', 'understudy-fence-guard');
+    assert.ok(existsSync(guard), `${DIST} is not built: npm run build`);
+    image = await VmImage.build({ kernel: setup.kernel, distDir: DIST, distEntries: [], binaries: [{ src: guard, dest: '/app/dist/fence/understudy-fence-guard' }] });
   });
   after(() => image?.cleanup());
 
@@ -133,25 +136,36 @@ describe('watchdog against a real kernel (softdog under qemu)', { skip, timeout:
     return r;
   }
 
-  it('LinuxWatchdog: prepare sets the timeout and leaves it stopped; feeding holds it; magic close stops it; an unfed device resets the VM on time', async (t) => {
-    const script = `${vmPrelude}
-import { LinuxWatchdog } from "/app/dist/fence/watchdog.js";
-import { SpawnCommandRunner } from "/app/dist/platform/command.js";
-const wd = new LinuxWatchdog("/dev/watchdog", new SpawnCommandRunner());
+  it('the guard\'s device code: prepare sets the timeout and leaves it stopped; feeding holds it; magic close stops it; an unfed device resets the VM on time', async (t) => {
+    const script = `${vmPrelude}${GUARD_SETUP}
+const NONE = { dropVip: null, daemonPidfile: null, stopArgv: null };
 mark("before", { timeout: sysfs("timeout"), state: sysfs("state"), nowayout: sysfs("nowayout") });
-const got = await wd.prepare(3);
-mark("prepared", { got, timeout: sysfs("timeout"), state: sysfs("state") });
-wd.open();
+const ready = reply((s) => s.state !== "off");
+send({ watchdog: { mode: "required", device: "/dev/watchdog", timeoutS: 3, safetyMarginMs: 500 } });
+const st = await ready;
+mark("prepared", { got: st.timeoutS, timeout: sysfs("timeout"), state: sysfs("state") });
+// A primary's heartbeat with the lease far ahead opens it; the guard feeds it every 500 ms.
+const opened = reply((s) => s.state !== "ready");
+let now = mono();
+send({ arm: { deadlineMs: now + 60000, leaseEndMs: now + 60000, orders: NONE } });
+await opened;
 mark("opened", { state: sysfs("state") });
 const until = mono() + 6000;
-while (mono() < until) { wd.keepalive(); await sleep(500); }
+while (mono() < until) { now = mono(); send({ arm: { deadlineMs: now + 60000, leaseEndMs: now + 60000, orders: NONE } }); await sleep(500); }
 mark("fed-6s", { state: sysfs("state") });
-wd.stop();
+const stopped = reply((s) => s.state === "ready");
+send({ disarm: true });
+await stopped;
 mark("stopped", { state: sysfs("state") });
 await sleep(5000);
 mark("still-up", { state: sysfs("state") });
-wd.open();
-wd.keepalive();
+// A heartbeat whose lease allows one feed only (the bound lease_end - 500 - 3000 is 50 ms away):
+// the guard opens the device and feeds it as it replies "active", and never again.
+const reopened = reply(() => true);
+now = mono();
+send({ arm: { deadlineMs: now + 60000, leaseEndMs: now + 3550, orders: NONE } });
+const again = await reopened;
+if (again.state !== "active") { mark("error", { message: "not reopened: " + JSON.stringify(again) }); process.exit(1); }
 mark("last-feed");
 startTicks(100);
 await sleep(10000);
@@ -180,18 +194,13 @@ process.exit(0);
     assert.ok(host >= lo && host <= hi, `host: qemu exited ${host} ms after the last-feed line (expected ${lo}..${hi})`);
   });
 
-  it('LinuxWatchdog: nowayout=1 is refused before the device is opened', async (t) => {
-    const script = `${vmPrelude}
-import { LinuxWatchdog } from "/app/dist/fence/watchdog.js";
-import { SpawnCommandRunner } from "/app/dist/platform/command.js";
-const wd = new LinuxWatchdog("/dev/watchdog", new SpawnCommandRunner());
+  it('the guard\'s device code: nowayout=1 is refused before the device is opened', async (t) => {
+    const script = `${vmPrelude}${GUARD_SETUP}
 mark("before", { nowayout: sysfs("nowayout"), state: sysfs("state") });
-try {
-  await wd.prepare(3);
-  mark("prepare", { ok: true });
-} catch (e) {
-  mark("prepare", { ok: false, message: e.message });
-}
+const answer = reply((s) => s.state !== "off");
+send({ watchdog: { mode: "required", device: "/dev/watchdog", timeoutS: 3, safetyMarginMs: 500 } });
+const st = await answer;
+mark("prepare", st.state === "ready" ? { ok: true } : { ok: false, message: st.problem });
 mark("after", { state: sysfs("state") });
 await sleep(5000);
 mark("still-up", { state: sysfs("state") });

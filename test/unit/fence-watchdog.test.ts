@@ -1,72 +1,25 @@
+/**
+ * The watchdog: the timeout the agent computes, the native guard driving a
+ * fake device (sysfs attributes in files, the device a FIFO this test reads,
+ * a fake `wdctl` first on PATH), and the HA loop's promotion gate. The reset
+ * itself, and when it lands against lease_end - safety_margin, is asserted
+ * against a real kernel in test/lab/watchdog-device.lab.test.ts (softdog
+ * under qemu); here the order of operations and what the guard says.
+ */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { GuardCore, type FenceOrders, type GuardReply } from "../../src/fence/core.js";
-import { LinuxWatchdog, WatchdogKeeper, watchdogTimeoutS, type WatchdogDevice, type WatchdogSettings, type WatchdogStatus } from "../../src/fence/watchdog.js";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { watchdogTimeoutS, type WatchdogSettings, type WatchdogStatus } from "../../src/fence/watchdog.js";
+import type { FenceOrders } from "../../src/fence/protocol.js";
 import { HaLoop } from "../../src/ha/loop.js";
 import { parseConfigText } from "../../src/config/load.js";
 import { silentLogger } from "../../src/platform/logger.js";
 import { FakeClock } from "../fakes/clock.js";
 import { FakeCoordinator } from "../fakes/coordinator.js";
 import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../fakes/node-parts.js";
-import { StrictCommandRunner } from "../fakes/command.js";
-
-/** A watchdog device that records what was done to it, when, and refuses misuse (feeding a closed device, opening twice). */
-class FakeWatchdogDevice implements WatchdogDevice {
-  readonly ops: { op: string; at: number }[] = [];
-  open_ = false;
-  lastFeed = -Infinity;
-  constructor(
-    private readonly clock: FakeClock,
-    private readonly grant: number | Error = 3,
-  ) {}
-  async prepare(timeoutS: number): Promise<number> {
-    this.ops.push({ op: `prepare ${timeoutS}`, at: this.clock.monotonicMs() });
-    if (this.grant instanceof Error) throw this.grant;
-    return Math.min(timeoutS, this.grant);
-  }
-  open(): void {
-    assert.equal(this.open_, false, "opened twice");
-    this.open_ = true;
-    this.lastFeed = this.clock.monotonicMs();
-    this.ops.push({ op: "open", at: this.lastFeed });
-  }
-  keepalive(): void {
-    assert.equal(this.open_, true, "fed while closed");
-    this.lastFeed = this.clock.monotonicMs();
-    this.ops.push({ op: "keepalive", at: this.lastFeed });
-  }
-  stop(): void {
-    assert.equal(this.open_, true, "stopped while closed");
-    this.open_ = false;
-    this.ops.push({ op: "stop", at: this.clock.monotonicMs() });
-  }
-  /**
-   * The process holding it exited: the kernel closes the file, and a watchdog closed without the
-   * magic character keeps running but is fed once more ("watchdog did not stop!", watchdog_release).
-   */
-  exitWithoutStop(): void {
-    if (!this.open_) return;
-    this.lastFeed = this.clock.monotonicMs();
-    this.ops.push({ op: "closed without V (kernel feeds it)", at: this.lastFeed });
-  }
-  /** When the kernel would reset the node: the last feed (or the open) plus the timeout, while open. */
-  resetAt(timeoutS: number): number {
-    return this.open_ ? this.lastFeed + timeoutS * 1000 : Infinity;
-  }
-}
-
-const SETTINGS: WatchdogSettings = { mode: "required", device: "/dev/watchdog", timeoutS: 3, safetyMarginMs: 500 };
-
-function keeper(grant: number | Error = 3) {
-  const clock = new FakeClock();
-  const device = new FakeWatchdogDevice(clock, grant);
-  const reports: WatchdogStatus[] = [];
-  const k = new WatchdogKeeper({ clock, device: () => device, log: () => undefined, report: (s) => void reports.push(s) });
-  return { clock, device, reports, k };
-}
+import { gone, GuardProcess, mono, sleep, until, type GuardOptions } from "../fakes/guard-process.js";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
 
 test("the timeout leaves room for a renewal: 3s at the defaults, 1s at ttl 3s, none at ttl 2s", () => {
   assert.equal(watchdogTimeoutS({ ttlMs: 5000, renewIntervalMs: 1250 }, 500), 3);
@@ -80,221 +33,209 @@ test("the timeout leaves room for a renewal: 3s at the defaults, 1s at ttl 3s, n
   assert.deepEqual(config.watchdog, { mode: "automatic", device: "/dev/watchdog", safety_margin: 500 });
 });
 
-test("a frozen primary is reset safety_margin before its lease can expire, and not earlier than the fence deadline allows", async () => {
-  const s = keeper();
-  await s.k.configure(SETTINGS);
-  assert.deepEqual(s.reports.at(-1), { state: "ready", device: "/dev/watchdog", timeoutS: 3 });
-  const leaseEnd = s.clock.systemMonotonicMs() + 5000; // a renewal just landed (ttl 5s)
-  s.k.hold(leaseEnd);
-  assert.equal(s.device.open_, true);
-  assert.equal(s.reports.at(-1)!.state, "active");
-  // No more heartbeats: the agent and the guard's fence are frozen; only the keeper's own timer runs.
-  await s.clock.advance(10_000);
-  const feeds = s.device.ops.filter((o) => o.op === "keepalive").map((o) => o.at - (leaseEnd - 5000));
-  assert.deepEqual(feeds, [0, 500, 1000, 1500], "fed every 500ms up to lease_end - safety - timeout, then never");
-  assert.equal(s.device.resetAt(3), leaseEnd - 500, "the reset lands exactly safety_margin before etcd can expire the lease");
-  assert.ok(s.device.resetAt(3) > leaseEnd - 1000, "and after the fence deadline (lease_end - fence_margin): the guard fences first");
-});
+const SETTINGS: WatchdogSettings = { mode: "required", device: "/dev/watchdog", timeoutS: 3, safetyMarginMs: 500 };
+const INACTIVE = { nowayout: "0", state: "inactive", timeout: "60" };
+const is = (state: WatchdogStatus["state"], timeoutS?: number) => (r: { watchdog: WatchdogStatus }) =>
+  r.watchdog.state === state && (timeoutS === undefined || r.watchdog.timeoutS === timeoutS);
+const NOTHING: FenceOrders = { dropVip: null, daemonPidfile: null, stopArgv: null };
 
-test("the last feed is aimed a little before the bound, so a late timer cannot skip it and bring the reset into the guard's time", async () => {
-  const s = keeper();
-  await s.k.configure(SETTINGS);
-  const leaseEnd = s.clock.systemMonotonicMs() + 5230; // the bound (+1730) is off the 500ms grid
-  s.k.hold(leaseEnd);
-  await s.clock.advance(10_000);
-  const feeds = s.device.ops.filter((o) => o.op === "keepalive").map((o) => o.at - (leaseEnd - 5230));
-  assert.deepEqual(feeds, [0, 500, 1000, 1500, 1680]);
-  const reset = s.device.resetAt(3);
-  assert.ok(reset <= leaseEnd - 500 && reset >= leaseEnd - 550, `reset at lease_end - ${leaseEnd - reset}ms`);
-});
+/** A guard with a fake watchdog; `settings` names its FIFO device. */
+async function wdGuard(t: { after(fn: () => void): void }, opts: GuardOptions = { sysfs: INACTIVE }) {
+  const g = await GuardProcess.start(t, opts);
+  g.makeFifoDevice();
+  const c = await g.connect();
+  return { g, c, settings: { ...SETTINGS, device: g.device } };
+}
 
-test("renewals every renew_interval keep a healthy primary fed without a gap long enough to reset it", async () => {
-  const s = keeper();
-  await s.k.configure(SETTINGS);
-  let worstGap = 0;
-  let last = s.clock.monotonicMs();
-  for (let i = 0; i < 40; i++) {
-    s.k.hold(s.clock.systemMonotonicMs() + 5000);
-    for (let j = 0; j < 5; j++) {
-      await s.clock.advance(250); // 1250ms between renewals
-      worstGap = Math.max(worstGap, s.clock.monotonicMs() - s.device.lastFeed);
-    }
-    last = s.device.lastFeed;
+function wdctlCalls(g: GuardProcess): string[] {
+  try {
+    return readFileSync(g.wdctlLog, "utf8").trim().split("\n");
+  } catch {
+    return [];
   }
-  assert.ok(worstGap <= 500, `longest time unfed ${worstGap}ms of a 3000ms timeout`);
-  assert.ok(last > 0);
-  // One lost renewal (the next lands 2500ms later): still fed in time, no reset.
-  s.k.hold(s.clock.systemMonotonicMs() + 5000);
-  await s.clock.advance(2500);
-  assert.ok(s.device.resetAt(3) > s.clock.monotonicMs(), "still alive when the late renewal lands");
-  s.k.hold(s.clock.systemMonotonicMs() + 5000);
-  assert.equal(s.device.lastFeed, s.clock.monotonicMs(), "fed again at once");
-});
-
-test("opening needs the whole timeout ahead of the bound; disarm stops the device (magic close)", async () => {
-  const s = keeper();
-  await s.k.configure(SETTINGS);
-  s.k.hold(s.clock.systemMonotonicMs() + 3000); // lease_end - safety - timeout is already past
-  assert.equal(s.device.open_, false, "not opened with too little lease left");
-  assert.equal(s.reports.at(-1)!.state, "ready", "and says so (the agent is waiting for an answer)");
-  s.k.hold(s.clock.systemMonotonicMs() + 5000);
-  assert.equal(s.device.open_, true);
-  s.k.release("disarmed");
-  assert.equal(s.device.open_, false);
-  assert.equal(s.reports.at(-1)!.state, "ready");
-  const before = s.device.ops.length;
-  await s.clock.advance(5000);
-  assert.equal(s.device.ops.length, before, "nothing fed after the stop");
-});
-
-test("settings that arrive while the device runs (a restarted agent's) take effect once it is stopped", async () => {
-  const s = keeper();
-  await s.k.configure(SETTINGS);
-  s.k.hold(s.clock.systemMonotonicMs() + 5000);
-  await s.k.configure({ ...SETTINGS, timeoutS: 2 });
-  assert.equal(s.k.current().timeoutS, 3, "unchanged while active");
-  assert.equal(s.device.ops.filter((o) => o.op.startsWith("prepare")).length, 1);
-  s.k.release("disarmed");
-  await s.clock.advance(0);
-  assert.deepEqual(s.device.ops.filter((o) => o.op.startsWith("prepare")).map((o) => o.op), ["prepare 3", "prepare 2"]);
-  assert.equal(s.k.current().timeoutS, 2);
-});
-
-test("a device that cannot be prepared is unavailable, with the reason; it is never opened", async () => {
-  const s = keeper(new Error("nowayout is set"));
-  await s.k.configure(SETTINGS);
-  assert.deepEqual(s.reports.at(-1), { state: "unavailable", device: "/dev/watchdog", problem: "nowayout is set" });
-  s.k.hold(s.clock.systemMonotonicMs() + 5000);
-  assert.equal(s.device.open_, false);
-  // A device whose timeout is shorter than asked is used with its own timeout (it resets sooner, still in time).
-  const t = keeper(2);
-  await t.k.configure(SETTINGS);
-  assert.equal(t.reports.at(-1)!.timeoutS, 2);
-  const leaseEnd = t.clock.systemMonotonicMs() + 5000;
-  t.k.hold(leaseEnd);
-  await t.clock.advance(10_000);
-  assert.equal(t.device.resetAt(2), leaseEnd - 500);
-});
-
-// ------------------------------------------------------------------ in the guard
-
-const DROP = ["ip", "addr", "del", "198.18.0.100/24", "dev", "eth0"];
-const ORDERS: FenceOrders = { dropVip: DROP, daemonPidfile: "/run/x/daemon.pid", stopArgv: null };
-
-function guard(runner: StrictCommandRunner, alive = () => false) {
-  const clock = new FakeClock();
-  const device = new FakeWatchdogDevice(clock);
-  const replies: GuardReply[] = [];
-  const exits: number[] = [];
-  const core = new GuardCore({
-    clock, runner, log: () => undefined, kill: () => undefined, readPid: () => 4242, alive,
-    exit: (c) => {
-      exits.push(c);
-      device.exitWithoutStop();
-    },
-    watchdog: () => device, reply: (m) => void replies.push(m),
-  });
-  core.connected();
-  return { clock, device, replies, exits, core };
 }
 
-test("guard: a clean fence stops the watchdog after the VIP and the daemon are gone", async () => {
-  const runner = new StrictCommandRunner().expect(DROP);
-  const g = guard(runner);
-  g.core.handle({ watchdog: SETTINGS });
-  await g.clock.advance(0);
-  const now = g.clock.systemMonotonicMs();
-  g.core.handle({ arm: { deadlineMs: now + 4000, leaseEndMs: now + 5000, orders: ORDERS } });
-  assert.equal(g.replies.at(-1)!.watchdog.state, "active");
-  await g.clock.advance(4100);
-  runner.done();
-  assert.equal(g.device.open_, false, "magic close after a clean fence: no reset needed");
-  const stop = g.device.ops.find((o) => o.op === "stop")!;
-  assert.ok(stop.at < now + 4500, `stopped at +${stop.at - now}ms, before the reset at +4500ms`);
-  assert.deepEqual(g.exits, [0]);
+test("wdctl sets the timeout and the device stays closed; a primary's heartbeat opens and feeds it, never past lease_end - safety - timeout; disarm is the magic close", async (t) => {
+  const { g, c, settings } = await wdGuard(t);
+  c.send({ watchdog: settings });
+  assert.deepEqual((await c.reply(is("ready"))).watchdog, { state: "ready", device: g.device, timeoutS: 3 });
+  assert.deepEqual(wdctlCalls(g), [`--settimeout 3 ${g.device}`]);
+  assert.equal(g.holdsDevice(), false, "prepared, not opened");
+  const t0 = mono();
+  const E = t0 + 5000; // a renewal just landed (ttl 5s): feeding allowed until E - 500 - 3000
+  c.send({ arm: { deadlineMs: t0 + 60_000, leaseEndMs: E, orders: NOTHING } });
+  await c.reply(is("active", 3));
+  assert.equal(g.holdsDevice(), true);
+  // No more heartbeats: only the guard's own feed timer runs, and it stops at the bound.
+  await until(() => (mono() > E - 3500 + 1000 ? true : undefined), "the feeding bound to pass");
+  const fed = g.deviceBytes.length;
+  await sleep(1500);
+  assert.equal(g.deviceBytes.length, fed, "not fed after the bound");
+  assert.ok(fed >= 1 && fed <= 4, `fed ${fed} times: at the open, then every 500ms up to the bound at +1500ms`);
+  assert.ok(g.deviceBytes[0]!.atMs >= t0);
+  const n = c.replies.length;
+  c.send({ disarm: true });
+  await c.reply(is("ready", 3), n);
+  await until(() => (!g.holdsDevice() ? true : undefined), "the device to be closed");
+  assert.match(g.deviceText(), /^1{1,4}V$/, "fed, then the magic V before the close");
+  assert.match(g.stderr, /watchdog stopped: disarmed/);
 });
 
-test("guard: a fence that fails leaves the watchdog running, so the reset is the fence", async () => {
-  const runner = new StrictCommandRunner().expect(DROP, { code: 1, stderr: "RTNETLINK answers: Operation not permitted" });
-  const g = guard(runner);
-  g.core.handle({ watchdog: SETTINGS });
-  await g.clock.advance(0);
-  const now = g.clock.systemMonotonicMs();
-  g.core.handle({ arm: { deadlineMs: now + 4000, leaseEndMs: now + 5000, orders: ORDERS } });
-  await g.clock.advance(6000);
-  runner.done();
-  assert.equal(g.device.open_, true, "left running");
-  assert.deepEqual(g.exits, [], "the guard stays, holding the device: exiting would make the kernel feed it once more");
-  assert.equal(g.device.resetAt(3), now + 4500, "the kernel resets the node safety_margin before the lease ends");
+test("renewals keep a healthy primary fed: every heartbeat feeds it at once", async (t) => {
+  const { g, c, settings } = await wdGuard(t);
+  c.send({ watchdog: settings });
+  await c.reply(is("ready"));
+  for (let i = 0; i < 8; i++) {
+    const now = mono();
+    c.send({ arm: { deadlineMs: now + 4000, leaseEndMs: now + 5000, orders: NOTHING } });
+    await sleep(300);
+  }
+  await until(() => (g.deviceBytes.length >= 8 ? true : undefined), "a feed per heartbeat");
+  assert.equal(g.holdsDevice(), true);
+  assert.match(g.deviceText(), /^1+$/);
+  c.send({ disarm: true });
+  await until(() => (g.deviceText().endsWith("V") ? true : undefined), "the magic close");
 });
 
-test("guard: an address already gone counts as removed; the daemon gets SIGKILL only if it outlives SIGTERM by 1s", async () => {
-  const runner = new StrictCommandRunner().expect(DROP, { code: 2, stderr: "RTNETLINK answers: Cannot assign requested address" });
-  let alive = true;
-  const g = guard(runner, () => alive);
-  g.core.handle({ watchdog: SETTINGS });
-  await g.clock.advance(0);
-  const now = g.clock.systemMonotonicMs();
-  g.core.handle({ arm: { deadlineMs: now + 4000, leaseEndMs: now + 5000, orders: ORDERS } });
-  await g.clock.advance(4100);
-  alive = false; // the daemon exits on SIGTERM after ~100ms
-  await g.clock.advance(100);
-  assert.equal(g.device.open_, false);
-  assert.ok(g.device.ops.at(-1)!.at <= now + 4250);
+test("opening needs the whole timeout ahead of the bound", async (t) => {
+  const { g, c, settings } = await wdGuard(t);
+  c.send({ watchdog: settings });
+  await c.reply(is("ready"));
+  const n = c.replies.length;
+  c.send({ arm: { deadlineMs: mono() + 2000, leaseEndMs: mono() + 3000, orders: NOTHING } }); // the bound is already past
+  await c.reply(is("ready"), n);
+  assert.match(g.stderr, /watchdog not started: too little lease left to open it safely/);
+  assert.equal(g.holdsDevice(), false, "not opened with too little lease left");
+  assert.equal(g.deviceBytes.length, 0);
+  c.send({ arm: { deadlineMs: mono() + 4000, leaseEndMs: mono() + 5000, orders: NOTHING } });
+  await c.reply(is("active"));
+  assert.equal(g.holdsDevice(), true);
+  c.send({ disarm: true });
 });
 
-test("guard: disarm stops the watchdog; settings off while active stop it too", async () => {
-  const g = guard(new StrictCommandRunner());
-  g.core.handle({ watchdog: SETTINGS });
-  await g.clock.advance(0);
-  const now = () => g.clock.systemMonotonicMs();
-  g.core.handle({ arm: { deadlineMs: now() + 4000, leaseEndMs: now() + 5000, orders: ORDERS } });
-  g.core.handle({ disarm: true });
-  assert.equal(g.device.open_, false);
-  g.core.handle({ arm: { deadlineMs: now() + 4000, leaseEndMs: now() + 5000, orders: ORDERS } });
-  assert.equal(g.device.open_, true);
-  g.core.handle({ watchdog: null });
-  assert.equal(g.device.open_, false);
-  assert.deepEqual(g.replies.at(-1), { watchdog: { state: "off" } });
-  g.core.handle({ disarm: true });
+test("settings that arrive while the device runs (a restarted agent's) take effect once it is stopped", async (t) => {
+  const { g, c, settings } = await wdGuard(t);
+  c.send({ watchdog: settings });
+  await c.reply(is("ready"));
+  c.send({ arm: { deadlineMs: mono() + 4000, leaseEndMs: mono() + 5000, orders: NOTHING } });
+  await c.reply(is("active"));
+  const n = c.replies.length;
+  c.send({ watchdog: { ...settings, timeoutS: 2 } });
+  assert.deepEqual((await c.reply(() => true, n)).watchdog, { state: "active", device: g.device, timeoutS: 3 }, "unchanged while active");
+  assert.equal(wdctlCalls(g).length, 1);
+  c.send({ disarm: true });
+  await c.reply(is("ready", 2), n);
+  assert.deepEqual(wdctlCalls(g), [`--settimeout 3 ${g.device}`, `--settimeout 2 ${g.device}`]);
+  assert.equal(g.deviceText().at(-1), "V");
 });
 
-// ------------------------------------------------------------------ the device through the kernel's API
-
-function fakeSysfs(t: { after(fn: () => void): void }, attrs: Record<string, string>) {
-  const dir = mkdtempSync(join(tmpdir(), "understudy-wd-test-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  mkdirSync(join(dir, "class", "watchdog0"), { recursive: true });
-  for (const [k, v] of Object.entries(attrs)) writeFileSync(join(dir, "class", "watchdog0", k), `${v}\n`);
-  const device = join(dir, "watchdog");
-  writeFileSync(device, "");
-  return { dir, sysfs: join(dir, "class"), device };
-}
-
-test("LinuxWatchdog: sets the timeout with wdctl, feeds by writing, stops with the magic V", async (t) => {
-  const f = fakeSysfs(t, { nowayout: "0", state: "inactive", timeout: "3" });
-  const runner = new StrictCommandRunner().expect(["wdctl", "--settimeout", "3", f.device]);
-  const wd = new LinuxWatchdog(f.device, runner, f.sysfs);
-  assert.equal(await wd.prepare(3), 3);
-  runner.done();
-  wd.open();
-  wd.keepalive();
-  wd.keepalive();
-  wd.stop();
-  assert.equal(readFileSync(f.device, "utf8"), "11V");
+test("the device refused before it is touched: nowayout, someone else running it, a timeout wdctl cannot shorten, no driver, not a watchdog name", async (t) => {
+  const cases: { opts: GuardOptions; device?: string; problem: RegExp; wdctl: boolean }[] = [
+    { opts: { sysfs: { ...INACTIVE, nowayout: "1" } }, problem: /^nowayout is set/, wdctl: false },
+    { opts: { sysfs: { ...INACTIVE, state: "active" } }, problem: /^it is already active: something else holds it/, wdctl: false },
+    { opts: { sysfs: INACTIVE, wdctlFail: true }, problem: /^its timeout is 60s, longer than the 3s the lease allows: wdctl --settimeout exited 1: wdctl: cannot set timeout/, wdctl: true },
+    { opts: {}, problem: /^cannot read .*\/watchdog0\/nowayout \(is the driver loaded, e\.g\. modprobe softdog/, wdctl: false },
+    { opts: { sysfs: INACTIVE }, device: "/dev/null", problem: /^\/dev\/null is not a watchdog device name/, wdctl: false },
+  ];
+  for (const k of cases) {
+    const { g, c, settings } = await wdGuard(t, k.opts);
+    c.send({ watchdog: { ...settings, device: k.device ?? settings.device } });
+    const r = (await c.reply(is("unavailable"))).watchdog;
+    assert.match(r.problem ?? "", k.problem);
+    assert.equal(wdctlCalls(g).length > 0, k.wdctl);
+    c.send({ arm: { deadlineMs: mono() + 4000, leaseEndMs: mono() + 5000, orders: NOTHING } });
+    await c.barrier();
+    assert.equal(g.holdsDevice(), false, "never opened");
+    assert.match(g.stderr, /watchdog .* unavailable: /);
+  }
+  // A device whose timeout is shorter than asked is used with its own (it resets sooner, still in time).
+  const { c, settings } = await wdGuard(t, { sysfs: INACTIVE, wdctlGrant: 2 });
+  c.send({ watchdog: settings });
+  assert.equal((await c.reply(is("ready"))).watchdog.timeoutS, 2);
 });
 
-test("LinuxWatchdog refuses nowayout, a device someone else runs, and a timeout it cannot shorten, before touching it", async (t) => {
-  const nowayout = fakeSysfs(t, { nowayout: "1", state: "inactive", timeout: "60" });
-  await assert.rejects(new LinuxWatchdog(nowayout.device, new StrictCommandRunner(), nowayout.sysfs).prepare(3), /nowayout is set/);
-  const busy = fakeSysfs(t, { nowayout: "0", state: "active", timeout: "60" });
-  await assert.rejects(new LinuxWatchdog(busy.device, new StrictCommandRunner(), busy.sysfs).prepare(3), /already active: something else holds it/);
-  const long = fakeSysfs(t, { nowayout: "0", state: "inactive", timeout: "60" });
-  const runner = new StrictCommandRunner().expect(["wdctl", "--settimeout", "3", long.device], { code: 1, stderr: "wdctl: cannot set timeout for watchdog: Operation not supported\n" });
-  await assert.rejects(new LinuxWatchdog(long.device, runner, long.sysfs).prepare(3), /timeout is 60s, longer than the 3s the lease allows: wdctl --settimeout exited 1: wdctl: cannot set timeout/);
-  const missing = fakeSysfs(t, {});
-  await assert.rejects(new LinuxWatchdog(missing.device, new StrictCommandRunner(), missing.sysfs).prepare(3), /cannot read .*nowayout \(is the driver loaded, e\.g\. modprobe softdog/);
-  await assert.rejects(new LinuxWatchdog("/dev/null", new StrictCommandRunner(), missing.sysfs).prepare(3), /not a watchdog device name/);
+test("a wdctl that hangs never holds up a fence, and is killed with its group at its 5 s timeout", async (t) => {
+  // While wdctl hangs, a deadline passes: the guard fences on time (and stops the preparation).
+  const hang = join(tmpdir(), `understudy-wdctl-hang-${process.pid}-a`);
+  const { g, c, settings } = await wdGuard(t, { sysfs: INACTIVE, wdctlHang: hang });
+  t.after(() => rmSync(hang, { force: true }));
+  c.send({ watchdog: settings });
+  const child = await until(() => (existsSync(hang) && readFileSync(hang, "utf8").endsWith("\n") ? Number(readFileSync(hang, "utf8")) : undefined), "wdctl to start");
+  const D = mono() + 200;
+  c.send({ arm: { deadlineMs: D, orders: { dropVip: ["true"], daemonPidfile: null, stopArgv: null } } });
+  await g.waitExit();
+  assert.ok(g.fencedAt()! >= D);
+  assert.ok(g.fencedAt()! - D < 5000, `fenced ${g.fencedAt()! - D}ms after the deadline: not after wdctl's timeout`);
+  assert.ok(await until(() => (gone(child) ? true : undefined), "wdctl's child to be killed"));
+
+  // Left alone, the preparation times out: unavailable, the whole group killed.
+  const hang2 = `${hang.slice(0, -1)}b`;
+  t.after(() => rmSync(hang2, { force: true }));
+  const h = await wdGuard(t, { sysfs: INACTIVE, wdctlHang: hang2 });
+  const sent = mono();
+  h.c.send({ watchdog: h.settings });
+  const r = (await h.c.reply(is("unavailable"))).watchdog;
+  assert.ok(mono() - sent >= 5000);
+  assert.equal(r.problem, "wdctl --settimeout timed out after 5000ms");
+  const child2 = Number(readFileSync(hang2, "utf8"));
+  assert.ok(await until(() => (gone(child2) ? true : undefined), "wdctl's child to be killed"));
+  assert.equal(h.g.exit, undefined, "the guard carries on");
+});
+
+// ------------------------------------------------------------------ in the fence
+
+test("guard: a clean fence stops the watchdog after the VIP and the daemon are gone, then exits", async (t) => {
+  const { g, c, settings } = await wdGuard(t);
+  c.send({ watchdog: settings });
+  await c.reply(is("ready"));
+  const now = mono();
+  c.send({ arm: { deadlineMs: now + 300, leaseEndMs: now + 5000, orders: { dropVip: ["true"], daemonPidfile: null, stopArgv: ["true"] } } });
+  await c.reply(is("active"));
+  assert.equal((await g.waitExit()).code, 0);
+  assert.equal(g.deviceText().at(-1), "V");
+  assert.equal(g.holdsDevice(), false);
+  assert.match(g.stderr, /fencing[^]*VIP removed[^]*daemon stopped[^]*watchdog stopped: fenced cleanly[^]*exiting/);
+});
+
+test("guard: a fence that fails leaves the watchdog running and the guard holding it, so the reset is the fence", async (t) => {
+  const { g, c, settings } = await wdGuard(t);
+  c.send({ watchdog: settings });
+  await c.reply(is("ready"));
+  const now = mono();
+  const fail = ["sh", "-c", "echo 'RTNETLINK answers: Operation not permitted' >&2; exit 1"];
+  c.send({ arm: { deadlineMs: now + 300, leaseEndMs: now + 5000, orders: { dropVip: fail, daemonPidfile: null, stopArgv: null } } });
+  await g.waitLog(/fence incomplete: the watchdog is left running and resets this node within 3s/);
+  assert.match(g.stderr, /VIP removal: exit 1 RTNETLINK answers: Operation not permitted/);
+  g.proc.kill("SIGTERM"); // even a stop request does not make it let go
+  await sleep(500);
+  assert.equal(g.exit, undefined, "the guard stays: exiting would make the kernel feed it once more");
+  assert.equal(g.holdsDevice(), true);
+  assert.match(g.deviceText(), /^1+$/, "never stopped");
+});
+
+test("guard: an address already gone counts as removed (clean fence, magic close)", async (t) => {
+  const { g, c, settings } = await wdGuard(t);
+  c.send({ watchdog: settings });
+  await c.reply(is("ready"));
+  const gone = ["sh", "-c", "echo 'RTNETLINK answers: Cannot assign requested address' >&2; exit 2"];
+  c.send({ arm: { deadlineMs: mono() + 300, leaseEndMs: mono() + 5000, orders: { dropVip: gone, daemonPidfile: null, stopArgv: null } } });
+  assert.equal((await g.waitExit()).code, 0);
+  assert.match(g.stderr, /VIP was not present/);
+  assert.equal(g.deviceText().at(-1), "V");
+});
+
+test("guard: settings off while active stop the device and say off", async (t) => {
+  const { g, c, settings } = await wdGuard(t);
+  c.send({ watchdog: settings });
+  await c.reply(is("ready"));
+  c.send({ arm: { deadlineMs: mono() + 4000, leaseEndMs: mono() + 5000, orders: NOTHING } });
+  await c.reply(is("active"));
+  const n = c.replies.length;
+  c.send({ watchdog: null });
+  assert.deepEqual((await c.reply(is("off"), n)).watchdog, { state: "off" });
+  await until(() => (!g.holdsDevice() ? true : undefined), "the device to be closed");
+  assert.equal(g.deviceText().at(-1), "V");
+  c.send({ disarm: true });
 });
 
 // ------------------------------------------------------------------ the promotion gate

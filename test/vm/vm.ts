@@ -11,8 +11,9 @@
  *   scripts/install-deps.sh installs qemu-system-x86 and busybox-static but
  *   not the kernel: the first run downloads it (about 70 MB, then ~10 MB kept).
  * - The initramfs (newc cpio, uncompressed: quicker than gzip for a ~110 MB
- *   image of which the node binary is most) holds busybox, node, wdctl and
- *   their shared libraries, the dist/ modules the scripts import, the modules
+ *   image of which the node binary is most) holds busybox, node, wdctl, the
+ *   native executables asked for (the fence guard) and their shared
+ *   libraries, the dist/ modules the scripts import, the modules
  *   and an /init that loads softdog with the boot's parameters, runs
  *   /app/case.mjs, prints `@@vm poweroff` and powers off. A watchdog reset
  *   makes qemu exit (-no-reboot) before that marker.
@@ -229,6 +230,8 @@ export interface VmImageOptions {
   readonly distDir?: string;
   /** Entry modules, relative to distDir; their relative imports come along. */
   readonly distEntries: readonly string[];
+  /** Native executables (e.g. the fence guard) at `dest` in the image, with the shared libraries ldd lists. */
+  readonly binaries?: readonly { readonly src: string; readonly dest: string }[];
 }
 
 const INIT = `#!/bin/sh
@@ -275,7 +278,8 @@ export class VmImage {
       const node = process.execPath;
       add('/usr/bin/node', node);
       add('/usr/bin/wdctl', '/usr/bin/wdctl');
-      for (const bin of [node, '/usr/bin/wdctl']) for (const lib of await sharedLibs(bin)) add(lib, lib);
+      for (const b of opts.binaries ?? []) add(b.dest, b.src);
+      for (const bin of [node, '/usr/bin/wdctl', ...(opts.binaries ?? []).map((b) => b.src)]) for (const lib of await sharedLibs(bin)) add(lib, lib);
       for (const m of opts.kernel.deps) add(`/lib/modules/understudy/${m.name}.ko`, m.file, 0o644);
       if (opts.kernel.softdog) add('/lib/modules/understudy/softdog.ko', opts.kernel.softdog.file, 0o644);
       for (const f of distClosure(distDir, opts.distEntries)) add(posix.join('/app/dist', relative(distDir, f).split('\\').join('/')), f, 0o644);
