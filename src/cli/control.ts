@@ -2,6 +2,7 @@ import { hostname, userInfo } from "node:os";
 import type { ClusterSnapshot, HistoryEvent, SwitchoverRequest } from "../coordinator/port.js";
 import { UnderstudyError } from "../errors/catalogue.js";
 import { ApiClient, type ApiAnswer } from "./api-client.js";
+import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { printable, type Io } from "./io.js";
 import type { Parsed } from "./spec.js";
 
@@ -29,13 +30,13 @@ export function apiUrlOf(listen: string, tls: boolean): string {
  * api.token_file. A token file that cannot be read or is malformed is
  * US_E_API_TOKEN (exit 2); a token the API rejects is a 401 (exit 4).
  */
-export async function client(values: Values, env: Io["env"], loaded?: { api?: { listen: string; token_file?: string | undefined; tls?: unknown } | undefined }): Promise<ApiClient> {
+export async function client(values: Values, env: Io["env"], loaded?: ClientConfig): Promise<ApiClient> {
   let url = str(values, "api");
   let tokenFile = str(values, "token-file");
   const configFile = str(values, "config");
-  const config = loaded ?? (configFile ? await (await import("../config/load.js")).loadConfigFile(configFile, { hostChecks: false }) : undefined);
+  const config = loaded ?? (configFile ? await readClientConfig(configFile) : undefined);
   if (config?.api) {
-    url ??= apiUrlOf(config.api.listen, Boolean(config.api.tls));
+    url ??= apiUrlOf(config.api.listen, config.api.tls);
     tokenFile ??= config.api.token_file;
   }
   if (!url) throw usage("name the API with --api URL, or --config FILE of a node that serves one");

@@ -1,6 +1,6 @@
 // Read-only etcd access for `understudy status` over etcd's HTTP/JSON gateway
-// (POST /v3/kv/txn, /v3/kv/range on the client port; etcd >= 3.4): a plain
-// fetch instead of the etcd3 library, whose gRPC stack takes ~0.2 s to load
+// (POST /v3/kv/txn, /v3/kv/range on the client port; etcd >= 3.4): one plain
+// HTTP request instead of the etcd3 library, whose gRPC stack takes ~0.2 s to load
 // (docs/benchmarks.md, CLI). Same keys (../coordinator/keys.ts) and the same
 // record decoders (../coordinator/records.ts) as EtcdCoordinator.snapshot(),
 // which the agent keeps using; test/unit/cli-status.test.ts holds the two equal.
@@ -8,6 +8,7 @@ import { clusterKeys } from "../coordinator/keys.js";
 import type { BanRecord, ClusterSnapshot, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "../coordinator/port.js";
 import { decodeBan, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, decodeSyncGeneration } from "../coordinator/records.js";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
+import { request } from "./http.js";
 
 interface Kv {
   readonly key: string;
@@ -48,14 +49,11 @@ export class EtcdGateway {
     const causes: string[] = [];
     for (const endpoint of this.opts.endpoints) {
       try {
-        const res = await fetch(new URL(path, endpoint), {
-          method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: AbortSignal.timeout(this.opts.timeoutMs),
-        });
-        const text = await res.text();
-        if (!res.ok) throw new Error(`HTTP ${res.status}: ${text.slice(0, 200)}`);
-        return JSON.parse(text) as T;
+        const res = await request("POST", new URL(path, endpoint), { body: JSON.stringify(body), headers: { "content-type": "application/json" }, timeoutMs: this.opts.timeoutMs });
+        if (res.status < 200 || res.status > 299) throw new Error(`HTTP ${res.status}: ${res.text.slice(0, 200)}`);
+        return JSON.parse(res.text) as T;
       } catch (e) {
-        causes.push(`${endpoint}: ${e instanceof Error && e.cause instanceof Error ? e.cause.message : describeError(e)}`);
+        causes.push(`${endpoint}: ${describeError(e)}`);
       }
     }
     throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: this.opts.endpoints.join(","), cause: causes.join("; ") });

@@ -12,9 +12,15 @@ import { join } from "node:path";
 
 enableCompileCache();
 
-const { main } = await import("./run.js");
-const { processIo } = await import("./io.js");
-process.exitCode = await main(process.argv.slice(2), processIo());
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+  // The one answer scripts ask for in loops: nothing but the version file.
+  process.stdout.write(`${(await import("../version.js")).VERSION}\n`);
+} else {
+  const { main } = await import("./run.js");
+  const { processIo } = await import("./io.js");
+  process.exitCode = await main(argv, processIo());
+}
 
 /**
  * A per-user cache directory (never the shared /tmp default: V8 code read from

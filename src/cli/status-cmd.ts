@@ -6,6 +6,7 @@ import type { ClusterSnapshot } from "../coordinator/port.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import { clusterKeys } from "../coordinator/keys.js";
 import { EtcdGateway } from "./etcd-read.js";
+import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { apiUrlOf, client, exitFor } from "./control.js";
 import { printable, type Io } from "./io.js";
 import { EXIT, closest, type Parsed } from "./spec.js";
@@ -48,7 +49,7 @@ async function unknownCluster(gw: EtcdGateway, endpoints: readonly string[], pre
   return new UnderstudyError("US_E_CLUSTER_UNKNOWN", { cluster, endpoints: endpoints.join(","), base: clusterKeys(prefix, cluster).base, known });
 }
 
-function apiSource(values: Parsed["values"], cluster: string | undefined, loaded?: Parameters<typeof client>[2]): Source {
+function apiSource(values: Parsed["values"], cluster: string | undefined, loaded?: ClientConfig): Source {
   return {
     cluster,
     async read(io) {
@@ -84,11 +85,10 @@ async function sourceFor(p: Parsed): Promise<Source> {
     return apiSource(p.values, undefined);
   }
   if (v.config) {
-    const { loadConfigFile } = await import("../config/load.js");
-    const config = await loadConfigFile(v.config, { hostChecks: false });
+    const config = await readClientConfig(v.config);
     const etcd = etcdSource(v.etcd ? v.etcd.split(",") : config.etcd.endpoints, v.prefix ?? config.etcd.prefix, v.cluster ?? config.cluster);
     if (!config.api) return etcd;
-    return withFallback(etcd, apiSource(p.values, config.cluster, config), apiUrlOf(config.api.listen, Boolean(config.api.tls)));
+    return withFallback(etcd, apiSource(p.values, config.cluster, config), apiUrlOf(config.api.listen, config.api.tls));
   }
   if (v.etcd && v.cluster) return etcdSource(v.etcd.split(","), v.prefix ?? "/understudy", v.cluster);
   throw usage("status needs --config FILE, or --etcd URL and --cluster NAME, or --api URL");

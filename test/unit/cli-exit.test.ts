@@ -101,13 +101,17 @@ test("exit 2: a token file that cannot be read or is malformed is a config probl
   assert.equal((await api.etcd.snapshot()).paused, false, "nothing reached the cluster");
 });
 
-test("exit 2: an invalid config file", async (t) => {
+test("exit 2: an invalid config file (status: a field it reads; config check: any field)", async (t) => {
   const dir = tempDir(t);
   const file = join(dir, "bad.yaml");
-  writeFileSync(file, "cluster: c\nnode: { name: n1, address: 198.18.0.11 }\netcd: { endpoints: [http://127.0.0.1:1] }\ndaemon: { backend: systemd, unit: ssh.service }\nelection: { ttl: 500ms }\n");
+  writeFileSync(file, "cluster: c\nnode: { name: n1, address: 198.18.0.11 }\netcd: { endpoints: [not-a-url] }\ndaemon: { backend: systemd, unit: ssh.service }\n");
   const r = await cli(["status", "--config", file]);
   assert.equal(r.code, EXIT.USAGE.code);
-  assert.match(r.err, /US_E_CONFIG_TIMING|US_E_CONFIG_INVALID/);
+  assert.match(r.err, /US_E_CONFIG_INVALID: config file .*bad\.yaml: etcd\.endpoints/);
+  writeFileSync(file, "cluster: c\nnode: { name: n1, address: 198.18.0.11 }\netcd: { endpoints: [http://127.0.0.1:1] }\ndaemon: { backend: systemd, unit: ssh.service }\nelection: { ttl: 500ms }\n");
+  const c = await cli(["config", "check", file, "--no-host-checks"]);
+  assert.equal(c.code, EXIT.USAGE.code);
+  assert.match(c.err, /US_E_CONFIG_TIMING: config file .*: election\.ttl/);
 });
 
 test("exit 3: refused by the cluster (pause when already paused)", async (t) => {
