@@ -1,4 +1,5 @@
-import { UnderstudyError } from "../errors/catalogue.js";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
+import { request } from "./http.js";
 
 export interface ApiAnswer<T = unknown> {
   readonly status: number;
@@ -30,15 +31,13 @@ export class ApiClient {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers["content-type"] = "application/json";
-    let res: Response;
+    let res: { status: number; text: string };
     try {
-      res = await fetch(new URL(path, this.baseUrl), {
-        method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), signal: AbortSignal.timeout(this.timeoutMs),
-      });
+      res = await request(method, new URL(path, this.baseUrl), { headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), timeoutMs: this.timeoutMs });
     } catch (e) {
-      throw new UnderstudyError("US_E_API_UNREACHABLE", { url: this.baseUrl, cause: e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e) });
+      throw new UnderstudyError("US_E_API_UNREACHABLE", { url: this.baseUrl, cause: describeError(e) });
     }
-    const text = await res.text();
+    const text = res.text;
     let parsed: unknown = text;
     try {
       parsed = JSON.parse(text);

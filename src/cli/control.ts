@@ -1,56 +1,67 @@
 import { hostname, userInfo } from "node:os";
-import { parseArgs } from "node:util";
-import { loadConfigFile } from "../config/load.js";
 import type { ClusterSnapshot, HistoryEvent, SwitchoverRequest } from "../coordinator/port.js";
-import { UnderstudyError, describeError } from "../errors/catalogue.js";
-import { readTokenFile } from "../api/token.js";
+import { UnderstudyError } from "../errors/catalogue.js";
 import { ApiClient, type ApiAnswer } from "./api-client.js";
+import { readClientConfig, type ClientConfig } from "./client-config.js";
+import { printable, type Io } from "./io.js";
+import type { Parsed } from "./spec.js";
 
-// Operator commands that go through a node's REST API. Exit codes:
+// Operator commands that go through a node's REST API. Exit codes (./spec.ts EXIT):
 // 0 done, 1 failure (unreachable, timed out), 2 usage, 3 refused by the cluster, 4 unauthorized.
 
-export const COMMON = {
-  api: { type: "string" },
-  config: { type: "string" },
-  "token-file": { type: "string" },
-  json: { type: "boolean" },
-  reason: { type: "string" },
-  "requested-by": { type: "string" },
-} as const;
-
 export type Out = (line: string) => void;
+type Values = Parsed["values"];
+const str = (v: Values, name: string) => v[name] as string | undefined;
 
 function usage(problem: string): UnderstudyError {
   return new UnderstudyError("US_E_CLI_USAGE", { problem });
 }
 
-export async function client(values: { api?: string; config?: string; "token-file"?: string }): Promise<ApiClient> {
-  let url = values.api;
-  let tokenFile = values["token-file"];
-  if (values.config) {
-    const config = await loadConfigFile(values.config, { hostChecks: false });
-    if (!url && config.api) {
-      const listen = config.api.listen;
-      const host = listen.slice(0, listen.lastIndexOf(":"));
-      const port = listen.slice(listen.lastIndexOf(":") + 1);
-      url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${port}`;
-    }
-    tokenFile ??= config.api?.token_file;
+/** The API URL a node's api.listen is reached at from the node itself. */
+export function apiUrlOf(listen: string, tls: boolean): string {
+  const host = listen.slice(0, listen.lastIndexOf(":"));
+  const port = listen.slice(listen.lastIndexOf(":") + 1);
+  return `${tls ? "https" : "http"}://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${port}`;
+}
+
+/**
+ * The API to talk to and its token: --api, else the config's api.listen;
+ * token from --token-file, else UNDERSTUDY_API_TOKEN, else the config's
+ * api.token_file. A token file that cannot be read or is malformed is
+ * US_E_API_TOKEN (exit 2); a token the API rejects is a 401 (exit 4).
+ */
+export async function client(values: Values, env: Io["env"], loaded?: ClientConfig): Promise<ApiClient> {
+  let url = str(values, "api");
+  let tokenFile = str(values, "token-file");
+  const configFile = str(values, "config");
+  const config = loaded ?? (configFile ? await readClientConfig(configFile) : undefined);
+  if (config?.api) {
+    url ??= apiUrlOf(config.api.listen, config.api.tls);
+    tokenFile ??= config.api.token_file;
   }
   if (!url) throw usage("name the API with --api URL, or --config FILE of a node that serves one");
-  const token = process.env.UNDERSTUDY_API_TOKEN ?? (tokenFile ? await readTokenFile(tokenFile) : null);
+  let token: string | null = null;
+  if (str(values, "token-file")) token = await readToken(str(values, "token-file")!);
+  else if (env.UNDERSTUDY_API_TOKEN) token = env.UNDERSTUDY_API_TOKEN;
+  else if (tokenFile) token = await readToken(tokenFile);
   return new ApiClient(url, token);
 }
 
-export function exitFor(answer: ApiAnswer, out: Out, json: boolean | undefined): number | undefined {
+async function readToken(file: string): Promise<string> {
+  return (await import("../api/token.js")).readTokenFile(file);
+}
+
+/** undefined for a 2xx answer; else prints why and returns the exit code. */
+export function exitFor(answer: ApiAnswer, out: Out, json: unknown): number | undefined {
   if (answer.status < 300) return undefined;
   const b = answer.body as { error?: string; message?: string };
-  out(json ? JSON.stringify(answer.body) : `refused (${answer.status} ${b.error ?? ""}): ${b.message ?? JSON.stringify(answer.body)}`);
+  out(json ? JSON.stringify(answer.body) : printable(`refused (${answer.status} ${b.error ?? ""}): ${b.message ?? JSON.stringify(answer.body)}`));
   return answer.status === 401 ? 4 : answer.status === 400 || answer.status === 412 ? 3 : 1;
 }
 
-export function requester(values: { "requested-by"?: string }): string {
-  if (values["requested-by"]) return values["requested-by"];
+export function requester(values: Values): string {
+  const named = str(values, "requested-by");
+  if (named) return named;
   try {
     return `${userInfo().username}@${hostname()}`;
   } catch {
@@ -58,38 +69,43 @@ export function requester(values: { "requested-by"?: string }): string {
   }
 }
 
+export const switchover = (p: Parsed, io: Io) => move("switchover", p, io);
+export const failback = (p: Parsed, io: Io) => move("failback", p, io);
+export const failover = (p: Parsed, io: Io) => move("failover", p, io);
+
 /** switchover | failback | failover: request, then (unless scheduled or --wait 0) follow it to the end. */
-export async function move(kind: SwitchoverRequest["kind"], args: readonly string[], out: Out): Promise<number> {
-  const { values } = parse(args, { ...COMMON, to: { type: "string" }, at: { type: "string" }, force: { type: "boolean" }, wait: { type: "string" } });
-  if (kind === "failover" && !values.to) throw usage("failover needs --to NODE");
-  if (kind !== "failover" && values.force) throw usage("--force is for failover only");
-  if (kind !== "switchover" && values.at) throw usage("--at is for switchover only");
-  const waitS = values.wait === undefined ? 30 : Number(values.wait);
-  if (!Number.isFinite(waitS) || waitS < 0 || waitS > 3600) throw usage(`--wait takes seconds from 0 to 3600, got ${JSON.stringify(values.wait)}`);
+async function move(kind: SwitchoverRequest["kind"], p: Parsed, io: Io): Promise<number> {
+  const values = p.values;
+  const out = io.out;
+  const waitArg = str(values, "wait");
+  const waitS = waitArg === undefined ? 30 : Number(waitArg);
+  if (!Number.isFinite(waitS) || waitS < 0 || waitS > 3600) throw usage(`--wait takes seconds from 0 to 3600, got ${JSON.stringify(waitArg)}`);
   let at: string | undefined;
-  if (values.at) {
-    const t = Date.parse(values.at);
-    if (Number.isNaN(t)) throw usage(`--at ${JSON.stringify(values.at)} is not a date-time (like 2026-11-23T03:00:00Z)`);
+  const atArg = str(values, "at");
+  if (atArg) {
+    const t = Date.parse(atArg);
+    if (Number.isNaN(t)) throw usage(`--at ${JSON.stringify(atArg)} is not a date-time (like 2026-11-23T03:00:00Z)`);
     at = new Date(t).toISOString();
   }
-  const api = await client(values);
+  const api = await client(values, io.env);
+  const to = str(values, "to");
   const body = {
-    ...(values.to ? { to: values.to } : {}), ...(at ? { at } : {}), ...(values.force ? { force: true } : {}),
-    reason: values.reason ?? "", requested_by: requester(values),
+    ...(to ? { to } : {}), ...(at ? { at } : {}), ...(values.force ? { force: true } : {}),
+    reason: str(values, "reason") ?? "", requested_by: requester(values),
   };
   const answer = await api.send<{ request: SwitchoverRequest }>("POST", `/${kind}`, body);
   const refused = exitFor(answer, out, values.json);
   if (refused !== undefined) return refused;
   const req = answer.body.request;
-  if (!values.json) out(`${kind} ${req.from ? `from ${req.from} ` : ""}to ${req.to ?? "the best candidate"} requested${req.at ? ` for ${req.at}` : ""}`);
+  if (!values.json) out(printable(`${kind} ${req.from ? `from ${req.from} ` : ""}to ${req.to ?? "the best candidate"} requested${req.at ? ` for ${req.at}` : ""}`));
   if (req.at || waitS === 0) {
     if (values.json) out(JSON.stringify({ requested: req }));
     return 0;
   }
   const done = await follow(api, req, waitS * 1000);
   if (values.json) out(JSON.stringify({ requested: req, ...done }));
-  else if (done.outcome === "done") out(`${kind} done: ${done.primary} is the primary (term ${done.term})${done.handoverMs !== undefined ? `; handover took ${done.handoverMs} ms` : ""}`);
-  else out(`${kind} ${done.outcome}: ${done.detail}`);
+  else if (done.outcome === "done") out(printable(`${kind} done: ${done.primary} is the primary (term ${done.term})${done.handoverMs !== undefined ? `; handover took ${done.handoverMs} ms` : ""}`));
+  else out(printable(`${kind} ${done.outcome}: ${done.detail}`));
   return done.outcome === "done" ? 0 : done.outcome === "cancelled" ? 3 : 1;
 }
 
@@ -123,35 +139,40 @@ async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number)
   return { outcome: "timed out", detail: `no new primary within ${Math.round(timeoutMs / 1000)}s; see \`understudy history\`` };
 }
 
-export async function simple(command: "pause" | "resume", args: readonly string[], out: Out): Promise<number> {
-  const { values } = parse(args, COMMON);
-  const api = await client(values);
-  const answer = await api.send("POST", `/${command}`, { reason: values.reason ?? "", requested_by: requester(values) });
+export const pause = (p: Parsed, io: Io) => simple("pause", p, io);
+export const resume = (p: Parsed, io: Io) => simple("resume", p, io);
+
+async function simple(command: "pause" | "resume", { values }: Parsed, io: Io): Promise<number> {
+  const out = io.out;
+  const api = await client(values, io.env);
+  const answer = await api.send("POST", `/${command}`, { reason: str(values, "reason") ?? "", requested_by: requester(values) });
   const refused = exitFor(answer, out, values.json);
   if (refused !== undefined) return refused;
   out(values.json ? JSON.stringify(answer.body) : command === "pause" ? "paused: no automatic failover until `understudy resume`" : "resumed: automatic failover is on");
   return 0;
 }
 
-export async function ban(command: "ban" | "unban", args: readonly string[], out: Out): Promise<number> {
-  const { values, positionals } = parse(args, { ...COMMON, for: { type: "string" } }, true);
-  const node = positionals[0];
-  if (!node || positionals.length > 1) throw usage(`${command} takes exactly one NODE`);
-  if (command === "ban" && !values.for) throw usage("ban needs --for DURATION, like 30m");
-  const api = await client(values);
-  const body = { node, reason: values.reason ?? "", requested_by: requester(values), ...(command === "ban" ? { duration: values.for } : {}) };
+export const ban = (p: Parsed, io: Io) => banOrUnban("ban", p, io);
+export const unban = (p: Parsed, io: Io) => banOrUnban("unban", p, io);
+
+async function banOrUnban(command: "ban" | "unban", { values, positionals }: Parsed, io: Io): Promise<number> {
+  const out = io.out;
+  const node = positionals[0]!;
+  const api = await client(values, io.env);
+  const body = { node, reason: str(values, "reason") ?? "", requested_by: requester(values), ...(command === "ban" ? { duration: str(values, "for") } : {}) };
   const answer = await api.send<{ until?: string }>("POST", `/${command}`, body);
   const refused = exitFor(answer, out, values.json);
   if (refused !== undefined) return refused;
-  out(values.json ? JSON.stringify(answer.body) : command === "ban" ? `${node} banned until ${answer.body.until}` : `${node} may be elected again`);
+  out(values.json ? JSON.stringify(answer.body) : printable(command === "ban" ? `${node} banned until ${answer.body.until}` : `${node} may be elected again`));
   return 0;
 }
 
-export async function history(args: readonly string[], out: Out): Promise<number> {
-  const { values } = parse(args, { ...COMMON, limit: { type: "string" } });
-  const limit = values.limit === undefined ? 20 : Number(values.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw usage(`--limit takes 1 to 1000, got ${JSON.stringify(values.limit)}`);
-  const api = await client(values);
+export async function history({ values }: Parsed, io: Io): Promise<number> {
+  const out = io.out;
+  const limitArg = str(values, "limit");
+  const limit = limitArg === undefined ? 20 : Number(limitArg);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw usage(`--limit takes 1 to 1000, got ${JSON.stringify(limitArg)}`);
+  const api = await client(values, io.env);
   const answer = await api.get<{ events: HistoryEvent[] }>(`/history?limit=${limit}`);
   const refused = exitFor(answer, out, values.json);
   if (refused !== undefined) return refused;
@@ -162,16 +183,8 @@ export async function history(args: readonly string[], out: Out): Promise<number
   for (const e of answer.body.events) {
     const move = e.from || e.to ? ` ${e.from ?? "-"} -> ${e.to ?? "-"}` : "";
     const took = e.durations ? ` (${Object.entries(e.durations).map(([k, v]) => `${k} ${v}`).join(", ")})` : "";
-    out(`${e.at}  ${e.kind.padEnd(10)}${move}${e.term !== null ? ` term ${e.term}` : ""}  ${e.reason}${e.requestedBy ? ` [by ${e.requestedBy}]` : ""}${took}`);
+    out(printable(`${e.at}  ${e.kind.padEnd(10)}${move}${e.term !== null ? ` term ${e.term}` : ""}  ${e.reason}${e.requestedBy ? ` [by ${e.requestedBy}]` : ""}${took}`));
   }
   if (answer.body.events.length === 0) out("no history yet");
   return 0;
-}
-
-export function parse<T extends Record<string, { type: "string" | "boolean" }>>(args: readonly string[], options: T, positionals = false) {
-  try {
-    return parseArgs({ args: [...args], options, allowPositionals: positionals, strict: true });
-  } catch (e) {
-    throw usage(describeError(e));
-  }
 }

@@ -1,20 +1,21 @@
 import type { ClusterSnapshot, MemberRecord } from "../coordinator/port.js";
+import { printable } from "./io.js";
 
-/** A table in the spirit of `patronictl list`. */
+/** A table in the spirit of `patronictl list`; every value from etcd goes through printable(). */
 export function renderStatus(cluster: string, snap: ClusterSnapshot): string {
   const leader = snap.leader;
-  const header = `+ Cluster: ${cluster} (revision ${snap.revision})${snap.paused ? " [PAUSED: no automatic failover]" : ""}`;
+  const header = `+ Cluster: ${printable(cluster)} (revision ${snap.revision})${snap.paused ? " [PAUSED: no automatic failover]" : ""}`;
   const rows: string[][] = [["Member", "Address", "Role", "Term", "Healthy", "VIP", "Daemon", "Sync", "Decision"]];
   const members = [...snap.members].sort((a, b) => a.node.localeCompare(b.node));
-  for (const m of members) rows.push(row(m, leader?.node === m.node ? leader.term : undefined, snap.sync?.generation));
+  for (const m of members) rows.push(row(m, leader?.node === m.node ? leader.term : undefined, snap.sync?.generation).map(printable));
   if (leader && !members.some((m) => m.node === leader.node)) {
-    rows.push([leader.node, "?", "primary (no member key)", String(leader.term), "?", "?", "?", "?", ""]);
+    rows.push([printable(leader.node), "?", "primary (no member key)", String(leader.term), "?", "?", "?", "?", ""]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = "+" + widths.map((w) => "-".repeat(w + 2)).join("+") + "+";
   const fmt = (r: string[]) => "| " + r.map((c, i) => c.padEnd(widths[i]!)).join(" | ") + " |";
   const out = [header, line, fmt(rows[0]!), line, ...rows.slice(1).map(fmt), line];
-  if (!leader) out.push("No primary: the leader key is absent.");
+  if (!leader) out.push("No primary: the leader key is absent (exit 6).");
   return out.join("\n");
 }
 

@@ -1,0 +1,77 @@
+// The few settings a client command needs from a node's config (cluster, etcd
+// endpoints and prefix, the API's listen address, token file and TLS), read
+// without building the full zod schema: that costs ~0.15 s of a `status
+// --config` run (docs/benchmarks.md, CLI). Whenever a needed field is missing
+// or not what the schema accepts, or the file cannot be read or parsed, the
+// full loader runs instead and its coded error (US_E_CONFIG_*, exit 2) is what
+// the user sees. Settings the command does not use are not checked here;
+// `understudy config check` checks everything. test/unit/cli-config.test.ts
+// holds this equal to the full loader on the example configs.
+import { readFile } from "node:fs/promises";
+
+export interface ClientConfig {
+  readonly cluster: string;
+  readonly etcd: { readonly endpoints: readonly string[]; readonly prefix: string };
+  readonly api?: { readonly listen: string; readonly token_file?: string | undefined; readonly tls: boolean } | undefined;
+}
+
+// The same rules as src/config/schema.ts for these fields.
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const LISTEN = /^(\[[0-9a-fA-F:]+\]|[0-9.]+|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function isUrl(v: unknown): v is string {
+  if (typeof v !== "string") return false;
+  try {
+    new URL(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The client settings when every one of them is well-formed; undefined sends the caller to the full loader. */
+export function pickClientConfig(raw: unknown): ClientConfig | undefined {
+  if (!isObject(raw) || typeof raw.cluster !== "string" || !NAME.test(raw.cluster)) return undefined;
+  const etcd = raw.etcd;
+  if (!isObject(etcd) || !Array.isArray(etcd.endpoints) || etcd.endpoints.length === 0 || !etcd.endpoints.every(isUrl)) return undefined;
+  if (etcd.prefix !== undefined && (typeof etcd.prefix !== "string" || !etcd.prefix.startsWith("/"))) return undefined;
+  const prefix = (etcd.prefix as string | undefined) ?? "/understudy";
+  const api = raw.api;
+  if (api === undefined || api === null) return { cluster: raw.cluster, etcd: { endpoints: etcd.endpoints as string[], prefix } };
+  if (!isObject(api)) return undefined;
+  if (api.listen !== undefined && (typeof api.listen !== "string" || !LISTEN.test(api.listen))) return undefined;
+  if (api.token_file !== undefined && (typeof api.token_file !== "string" || !api.token_file.startsWith("/"))) return undefined;
+  if (api.tls !== undefined && !isObject(api.tls)) return undefined;
+  return {
+    cluster: raw.cluster,
+    etcd: { endpoints: etcd.endpoints as string[], prefix },
+    api: { listen: (api.listen as string | undefined) ?? "0.0.0.0:8470", token_file: api.token_file as string | undefined, tls: api.tls !== undefined },
+  };
+}
+
+/** The full loader's answer in the same shape (and its coded error when the file is bad). */
+export async function fullClientConfig(file: string): Promise<ClientConfig> {
+  const { loadConfigFile } = await import("../config/load.js");
+  const c = await loadConfigFile(file, { hostChecks: false });
+  return {
+    cluster: c.cluster,
+    etcd: { endpoints: c.etcd.endpoints, prefix: c.etcd.prefix },
+    ...(c.api ? { api: { listen: c.api.listen, token_file: c.api.token_file, tls: c.api.tls !== undefined } } : {}),
+  };
+}
+
+export async function readClientConfig(file: string): Promise<ClientConfig> {
+  let raw: unknown;
+  try {
+    const text = await readFile(file, "utf8");
+    const { parseDocument } = await import("yaml");
+    const doc = parseDocument(text, { uniqueKeys: true });
+    if (doc.errors.length > 0) return fullClientConfig(file);
+    raw = doc.toJS();
+  } catch {
+    return fullClientConfig(file);
+  }
+  return pickClientConfig(raw) ?? fullClientConfig(file);
+}

@@ -1,0 +1,118 @@
+// Read-only etcd access for `understudy status` over etcd's HTTP/JSON gateway
+// (POST /v3/kv/txn, /v3/kv/range on the client port; etcd >= 3.4): one plain
+// HTTP request instead of the etcd3 library, whose gRPC stack takes ~0.2 s to load
+// (docs/benchmarks.md, CLI). Same keys (../coordinator/keys.ts) and the same
+// record decoders (../coordinator/records.ts) as EtcdCoordinator.snapshot(),
+// which the agent keeps using; test/unit/cli-status.test.ts holds the two equal.
+import { clusterKeys } from "../coordinator/keys.js";
+import type { BanRecord, ClusterSnapshot, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "../coordinator/port.js";
+import { decodeBan, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, decodeSyncGeneration } from "../coordinator/records.js";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
+import { request } from "./http.js";
+
+interface Kv {
+  readonly key: string;
+  readonly value?: string;
+  readonly create_revision?: string;
+}
+interface RangeAnswer {
+  readonly kvs?: readonly Kv[];
+  readonly count?: string;
+}
+
+const b64 = (s: string | Buffer) => Buffer.from(s).toString("base64");
+const unb64 = (s: string | undefined) => Buffer.from(s ?? "", "base64").toString("utf8");
+
+/** The range_end that selects every key starting with `prefix`. */
+export function prefixEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  for (let i = b.length - 1; i >= 0; i--) {
+    if (b[i]! < 0xff) {
+      const end = Buffer.from(b.subarray(0, i + 1));
+      end[i]! += 1;
+      return end;
+    }
+  }
+  return Buffer.from([0]);
+}
+
+export interface GatewayOptions {
+  readonly endpoints: readonly string[];
+  /** Per endpoint; the next endpoint is tried after a failure. */
+  readonly timeoutMs: number;
+}
+
+export class EtcdGateway {
+  constructor(private readonly opts: GatewayOptions) {}
+
+  private async post<T>(path: string, body: unknown): Promise<T> {
+    const causes: string[] = [];
+    for (const endpoint of this.opts.endpoints) {
+      try {
+        const res = await request("POST", new URL(path, endpoint), { body: JSON.stringify(body), headers: { "content-type": "application/json" }, timeoutMs: this.opts.timeoutMs });
+        if (res.status < 200 || res.status > 299) throw new Error(`HTTP ${res.status}: ${res.text.slice(0, 200)}`);
+        return JSON.parse(res.text) as T;
+      } catch (e) {
+        causes.push(`${endpoint}: ${describeError(e)}`);
+      }
+    }
+    throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: this.opts.endpoints.join(","), cause: causes.join("; ") });
+  }
+
+  /** One read-only txn (one revision), like EtcdCoordinator.snapshot(), plus how many keys the cluster has at all. */
+  async snapshot(prefix: string, cluster: string): Promise<{ snap: ClusterSnapshot; keys: number }> {
+    const k = clusterKeys(prefix, cluster);
+    const range = (key: string, exact = false, countOnly = false) => ({
+      request_range: { key: b64(key), ...(exact ? {} : { range_end: b64(prefixEnd(key)) }), ...(countOnly ? { count_only: true } : {}) },
+    });
+    const res = await this.post<{ header: { revision: string }; responses?: { response_range?: RangeAnswer }[] }>("/v3/kv/txn", {
+      compare: [],
+      success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.base, false, true)],
+    });
+    let leader: LeaderRecord | null = null;
+    const members: MemberRecord[] = [];
+    const bans: BanRecord[] = [];
+    let paused = false;
+    let switchover: SwitchoverRequest | null = null;
+    let released: ReleaseRecord | null = null;
+    let sync: SyncGeneration | null = null;
+    const responses = res.responses ?? [];
+    for (const op of responses.slice(0, 4)) {
+      for (const kv of op.response_range?.kvs ?? []) {
+        const key = unb64(kv.key);
+        const value = unb64(kv.value);
+        if (key === k.leader) leader = decodeLeader(value, Number(kv.create_revision ?? 0)) ?? null;
+        else if (key === k.pause) paused = value !== "" && value !== "false";
+        else if (key === k.switchover) switchover = decodeSwitchover(value) ?? null;
+        else if (key === k.released) released = decodeReleased(value) ?? null;
+        else if (key === k.syncGeneration) sync = decodeSyncGeneration(value) ?? null;
+        else if (key.startsWith(k.bansPrefix)) {
+          const b = decodeBan(value);
+          if (b) bans.push(b);
+        } else if (key.startsWith(k.membersPrefix)) {
+          const m = decodeMember(value);
+          if (m) members.push(m);
+        }
+      }
+    }
+    const keys = Number(responses[4]?.response_range?.count ?? 0);
+    return { snap: { revision: Number(res.header.revision), leader, members, paused, switchover, released, bans, sync }, keys };
+  }
+
+  /** The cluster names that have keys under `prefix`, in order, at most `max` (one keys-only read each). */
+  async clusterNames(prefix: string, max = 20): Promise<string[]> {
+    const base = `${prefix.replace(/\/+$/, "")}/`;
+    const end = b64(prefixEnd(base));
+    const names: string[] = [];
+    let from: Buffer = Buffer.from(base);
+    while (names.length < max) {
+      const r = await this.post<RangeAnswer>("/v3/kv/range", { key: b64(from), range_end: end, limit: 1, keys_only: true });
+      const key = r.kvs?.[0]?.key;
+      if (key === undefined) break;
+      const name = unb64(key).slice(base.length).split("/")[0]!;
+      names.push(name);
+      from = prefixEnd(`${base}${name}/`);
+    }
+    return names;
+  }
+}

@@ -1,0 +1,32 @@
+// One HTTP request with node:http/https. Not fetch(): its first call loads
+// undici, ~0.1-0.2 s of a CLI run that otherwise takes ~0.1 s over `node -e 0`
+// (docs/benchmarks.md, CLI).
+import type { IncomingMessage } from "node:http";
+
+export interface HttpAnswer {
+  readonly status: number;
+  readonly text: string;
+}
+
+const MAX_BODY = 16 * 1024 * 1024;
+
+export async function request(method: string, url: URL, opts: { body?: string; headers?: Record<string, string>; timeoutMs: number }): Promise<HttpAnswer> {
+  const { request: send } = url.protocol === "https:" ? await import("node:https") : await import("node:http");
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { ...opts.headers };
+    if (opts.body !== undefined) headers["content-length"] = String(Buffer.byteLength(opts.body));
+    const req = send(url, { method, headers, signal: AbortSignal.timeout(opts.timeoutMs) }, (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY) req.destroy(new Error(`answer larger than ${MAX_BODY} bytes`));
+        else chunks.push(c);
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("error", (e: Error) => reject(e.name === "AbortError" ? new Error(`no answer within ${opts.timeoutMs} ms`) : e));
+    req.end(opts.body);
+  });
+}

@@ -1,0 +1,73 @@
+// Commands that act on this host from its config alone (no etcd, no API).
+import type { Parsed } from "./spec.js";
+import type { Io } from "./io.js";
+import { describeError } from "../errors/catalogue.js";
+
+const str = (p: Parsed, name: string) => p.values[name] as string | undefined;
+
+async function load(file: string, hostChecks: boolean) {
+  const { loadConfigFile } = await import("../config/load.js");
+  return loadConfigFile(file, { hostChecks });
+}
+
+export async function configCheck(p: Parsed, io: Io): Promise<number> {
+  const file = p.positionals[0]!;
+  const config = await load(file, !p.values["no-host-checks"]);
+  if (p.values.json) io.out(JSON.stringify({ valid: true, file, config }, null, 2));
+  else io.out(`${file}: valid (cluster ${config.cluster}, node ${config.node.name}, ttl ${config.election.ttlMs}ms, fence margin ${config.election.fenceMarginMs}ms)`);
+  return 0;
+}
+
+/**
+ * Drop this node's floating IP (keepalived: FAULT first). For systemd's
+ * ExecStopPost: after a kill -9 of the agent nothing else would. Never needs
+ * etcd; exit 0 when the address is gone (or was never here).
+ */
+export async function vipRelease(p: Parsed, io: Io): Promise<number> {
+  const config = await load(str(p, "config")!, false);
+  if (!config.vip || config.vip.backend === "none") return 0;
+  const [{ createFloatingIp }, { SpawnCommandRunner }, { SystemClock }, { silentLogger }] = await Promise.all([
+    import("../vip/index.js"), import("../platform/command.js"), import("../platform/clock.js"), import("../platform/logger.js"),
+  ]);
+  const fip = createFloatingIp(config.vip, { runner: new SpawnCommandRunner(), clock: new SystemClock(), logger: silentLogger() });
+  await fip.remove();
+  io.err(`understudy: floating IP ${config.vip.address} released on ${config.vip.interface}`);
+  return 0;
+}
+
+export async function keepalivedRender(p: Parsed, io: Io): Promise<number> {
+  const config = await load(str(p, "config")!, false);
+  const { renderKeepalivedConf } = await import("../vip/keepalived-conf.js");
+  const text = renderKeepalivedConf(config);
+  const out = str(p, "out");
+  if (!out) {
+    io.out(text.replace(/\n$/, ""));
+    return 0;
+  }
+  const { writeFileAtomic } = await import("../sync/durable.js");
+  await writeFileAtomic(out, text, 0o644);
+  return 0;
+}
+
+export async function agent(p: Parsed, io: Io): Promise<number> {
+  // Validate everything before touching anything: a bad config starts nothing.
+  const config = await load(str(p, "config")!, true);
+  const { startAgent } = await import("../agent.js");
+  const running = await startAgent(config);
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (++signals > 1) {
+        io.err(`second ${sig}: exiting without a graceful handover`);
+        process.exit(1);
+      }
+      running.stop().then(resolve, (e: unknown) => {
+        io.err(`graceful stop failed: ${describeError(e)}`);
+        resolve();
+      });
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+  return 0;
+}

@@ -1,0 +1,119 @@
+// `understudy status`: the cluster from etcd (its HTTP/JSON gateway, ./etcd-read.ts)
+// or from a node's API (GET /cluster). With --config, an unreachable etcd falls
+// back to that node's API, said on stderr. Exit: 0 a primary, 6 none now,
+// 5 an unknown cluster (US_E_CLUSTER_UNKNOWN), 1 nothing reachable.
+import type { ClusterSnapshot } from "../coordinator/port.js";
+import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
+import { clusterKeys } from "../coordinator/keys.js";
+import { EtcdGateway } from "./etcd-read.js";
+import { readClientConfig, type ClientConfig } from "./client-config.js";
+import { apiUrlOf, client, exitFor } from "./control.js";
+import { printable, type Io } from "./io.js";
+import { EXIT, closest, type Parsed } from "./spec.js";
+import { renderStatus } from "./status.js";
+
+const TIMEOUT_MS = 3000;
+
+interface Source {
+  /** The cluster's name when known (not through --api alone). */
+  readonly cluster: string | undefined;
+  /** The snapshot, or an exit code after printing why. */
+  read(io: Io): Promise<{ snap: ClusterSnapshot; via: string } | number>;
+}
+
+function usage(problem: string): UnderstudyError {
+  return new UnderstudyError("US_E_CLI_USAGE", { problem });
+}
+
+function etcdSource(endpoints: readonly string[], prefix: string, cluster: string): Source {
+  const gw = new EtcdGateway({ endpoints, timeoutMs: TIMEOUT_MS });
+  return {
+    cluster,
+    async read() {
+      const { snap, keys } = await gw.snapshot(prefix, cluster);
+      if (keys === 0) throw await unknownCluster(gw, endpoints, prefix, cluster);
+      return { snap, via: "etcd" };
+    },
+  };
+}
+
+/** US_E_CLUSTER_UNKNOWN, naming the clusters that do exist under the prefix. */
+async function unknownCluster(gw: EtcdGateway, endpoints: readonly string[], prefix: string, cluster: string): Promise<UnderstudyError> {
+  const names = await gw.clusterNames(prefix).catch(() => undefined);
+  const guess = names && closest(cluster, names);
+  const known = names === undefined
+    ? "could not list the clusters there"
+    : names.length === 0
+      ? `nothing at all under ${prefix.replace(/\/+$/, "")}/ (wrong --prefix, or another etcd?)`
+      : `clusters under ${prefix.replace(/\/+$/, "")}/: ${names.join(", ")}${names.length >= 20 ? ", ..." : ""}${guess ? `; did you mean ${guess}?` : ""}`;
+  return new UnderstudyError("US_E_CLUSTER_UNKNOWN", { cluster, endpoints: endpoints.join(","), base: clusterKeys(prefix, cluster).base, known });
+}
+
+function apiSource(values: Parsed["values"], cluster: string | undefined, loaded?: ClientConfig): Source {
+  return {
+    cluster,
+    async read(io) {
+      const api = await client(values, io.env, loaded);
+      const answer = await api.get<ClusterSnapshot & { node?: string }>("/cluster");
+      const refused = exitFor(answer, io.err, false);
+      if (refused !== undefined) return refused;
+      return { snap: answer.body, via: `the API of ${answer.body.node ?? api.baseUrl} (${api.baseUrl})` };
+    },
+  };
+}
+
+/** etcd first; when it is unreachable and the config names an API, that node's API, said on stderr. */
+function withFallback(primary: Source, fallback: Source, apiUrl: string): Source {
+  return {
+    cluster: primary.cluster,
+    async read(io) {
+      try {
+        return await primary.read(io);
+      } catch (e) {
+        if (!isUnderstudyError(e) || e.code !== "US_E_ETCD_UNREACHABLE") throw e;
+        io.err(`understudy: ${printable(describeError(e))}; asking this node's API at ${apiUrl} instead`);
+        return fallback.read(io);
+      }
+    },
+  };
+}
+
+async function sourceFor(p: Parsed): Promise<Source> {
+  const v = p.values as Record<string, string | undefined>;
+  if (v.api) {
+    if (v.etcd || v.cluster) throw usage("status takes --api URL, or --etcd URL with --cluster NAME, not both");
+    return apiSource(p.values, undefined);
+  }
+  if (v.config) {
+    const config = await readClientConfig(v.config);
+    const etcd = etcdSource(v.etcd ? v.etcd.split(",") : config.etcd.endpoints, v.prefix ?? config.etcd.prefix, v.cluster ?? config.cluster);
+    if (!config.api) return etcd;
+    return withFallback(etcd, apiSource(p.values, config.cluster, config), apiUrlOf(config.api.listen, config.api.tls));
+  }
+  if (v.etcd && v.cluster) return etcdSource(v.etcd.split(","), v.prefix ?? "/understudy", v.cluster);
+  throw usage("status needs --config FILE, or --etcd URL and --cluster NAME, or --api URL");
+}
+
+export async function status(p: Parsed, io: Io): Promise<number> {
+  const source = await sourceFor(p);
+  const json = Boolean(p.values.json);
+  const show = async (): Promise<number> => {
+    const got = await source.read(io);
+    if (typeof got === "number") return got;
+    const { snap, via } = got;
+    if (json) io.out(JSON.stringify({ cluster: source.cluster ?? null, source: via === "etcd" ? "etcd" : "api", ...snap }, null, 2));
+    else io.out(renderStatus(source.cluster ?? `(as ${via} sees it)`, snap));
+    return snap.leader ? EXIT.OK.code : EXIT.NO_PRIMARY.code;
+  };
+  if (!p.values.watch) return show();
+  // Until Ctrl-C; an error is shown and retried, not fatal.
+  let stop = false;
+  process.once("SIGINT", () => (stop = true));
+  while (!stop) {
+    io.out("\x1b[2J\x1b[H");
+    await show().catch((e: unknown) => io.out(printable(describeError(e))));
+    io.out(`\n${new Date().toISOString()}  (Ctrl-C to stop)`);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  return EXIT.OK.code;
+}
