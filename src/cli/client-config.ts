@@ -8,10 +8,12 @@
 // `understudy config check` checks everything. test/unit/cli-config.test.ts
 // holds this equal to the full loader on the example configs.
 import { readFile } from "node:fs/promises";
+import type { EtcdSecuritySettings } from "../config/etcd-security.js";
+import { defaultApiListen } from "../config/defaults.js";
 
 export interface ClientConfig {
   readonly cluster: string;
-  readonly etcd: { readonly endpoints: readonly string[]; readonly prefix: string };
+  readonly etcd: { readonly endpoints: readonly string[]; readonly prefix: string } & EtcdSecuritySettings;
   readonly api?: { readonly listen: string; readonly token_file?: string | undefined; readonly tls: boolean } | undefined;
 }
 
@@ -31,6 +33,24 @@ function isUrl(v: unknown): v is string {
   }
 }
 
+const isPath = (v: unknown): v is string => typeof v === "string" && v.startsWith("/") && !v.split("/").includes("..");
+
+/** etcd.tls / etcd.auth when absent or well-formed (null: malformed, use the full loader). */
+function pickSecurity(etcd: Record<string, unknown>): EtcdSecuritySettings | null {
+  const out: { tls?: EtcdSecuritySettings["tls"]; auth?: EtcdSecuritySettings["auth"] } = {};
+  const { tls, auth } = etcd;
+  if (tls !== undefined) {
+    if (!isObject(tls) || !isPath(tls.ca) || (tls.cert !== undefined && !isPath(tls.cert)) || (tls.key !== undefined && !isPath(tls.key))) return null;
+    if ((tls.cert === undefined) !== (tls.key === undefined) || (tls.server_name !== undefined && typeof tls.server_name !== "string")) return null;
+    out.tls = { ca: tls.ca, cert: tls.cert as string | undefined, key: tls.key as string | undefined, server_name: tls.server_name as string | undefined };
+  }
+  if (auth !== undefined) {
+    if (!isObject(auth) || typeof auth.user !== "string" || !isPath(auth.password_file)) return null;
+    out.auth = { user: auth.user, password_file: auth.password_file };
+  }
+  return out;
+}
+
 /** The client settings when every one of them is well-formed; undefined sends the caller to the full loader. */
 export function pickClientConfig(raw: unknown): ClientConfig | undefined {
   if (!isObject(raw) || typeof raw.cluster !== "string" || !NAME.test(raw.cluster)) return undefined;
@@ -38,16 +58,21 @@ export function pickClientConfig(raw: unknown): ClientConfig | undefined {
   if (!isObject(etcd) || !Array.isArray(etcd.endpoints) || etcd.endpoints.length === 0 || !etcd.endpoints.every(isUrl)) return undefined;
   if (etcd.prefix !== undefined && (typeof etcd.prefix !== "string" || !etcd.prefix.startsWith("/"))) return undefined;
   const prefix = (etcd.prefix as string | undefined) ?? "/understudy";
+  const security = pickSecurity(etcd);
+  if (security === null) return undefined;
   const api = raw.api;
-  if (api === undefined || api === null) return { cluster: raw.cluster, etcd: { endpoints: etcd.endpoints as string[], prefix } };
+  if (api === undefined || api === null) return { cluster: raw.cluster, etcd: { endpoints: etcd.endpoints as string[], prefix, ...security } };
   if (!isObject(api)) return undefined;
   if (api.listen !== undefined && (typeof api.listen !== "string" || !LISTEN.test(api.listen))) return undefined;
   if (api.token_file !== undefined && (typeof api.token_file !== "string" || !api.token_file.startsWith("/"))) return undefined;
   if (api.tls !== undefined && !isObject(api.tls)) return undefined;
+  // Without api.listen the API listens on node.address (the schema's default).
+  const node = raw.node;
+  if (api.listen === undefined && (!isObject(node) || typeof node.address !== "string")) return undefined;
   return {
     cluster: raw.cluster,
-    etcd: { endpoints: etcd.endpoints as string[], prefix },
-    api: { listen: (api.listen as string | undefined) ?? "0.0.0.0:8470", token_file: api.token_file as string | undefined, tls: api.tls !== undefined },
+    etcd: { endpoints: etcd.endpoints as string[], prefix, ...security },
+    api: { listen: (api.listen as string | undefined) ?? defaultApiListen((node as { address: string }).address), token_file: api.token_file as string | undefined, tls: api.tls !== undefined },
   };
 }
 
@@ -57,7 +82,7 @@ export async function fullClientConfig(file: string): Promise<ClientConfig> {
   const c = await loadConfigFile(file, { hostChecks: false });
   return {
     cluster: c.cluster,
-    etcd: { endpoints: c.etcd.endpoints, prefix: c.etcd.prefix },
+    etcd: { endpoints: c.etcd.endpoints, prefix: c.etcd.prefix, ...(c.etcd.tls ? { tls: c.etcd.tls } : {}), ...(c.etcd.auth ? { auth: c.etcd.auth } : {}) },
     ...(c.api ? { api: { listen: c.api.listen, token_file: c.api.token_file, tls: c.api.tls !== undefined } } : {}),
   };
 }

@@ -8,7 +8,9 @@ import { clusterKeys } from "../coordinator/keys.js";
 import type { BanRecord, ClusterSnapshot, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "../coordinator/port.js";
 import { decodeBan, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, decodeSyncGeneration } from "../coordinator/records.js";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
-import { request } from "./http.js";
+import type { EtcdSecurity } from "../config/etcd-security.js";
+import { classifyEtcdFailure } from "../coordinator/etcd-failure.js";
+import { request, type TlsOptions } from "./http.js";
 
 interface Kv {
   readonly key: string;
@@ -40,23 +42,66 @@ export interface GatewayOptions {
   readonly endpoints: readonly string[];
   /** Per endpoint; the next endpoint is tried after a failure. */
   readonly timeoutMs: number;
+  /** etcd.tls / etcd.auth as the agent uses them (config/etcd-security.ts). */
+  readonly security?: EtcdSecurity;
 }
 
 export class EtcdGateway {
-  constructor(private readonly opts: GatewayOptions) {}
+  /** The auth token per endpoint (POST /v3/auth/authenticate), when etcd.auth is set. */
+  private readonly tokens = new Map<string, string>();
+  private readonly tls: TlsOptions | undefined;
+
+  constructor(private readonly opts: GatewayOptions) {
+    const t = opts.security?.tls;
+    this.tls = t ? { ca: t.ca, ...(t.cert ? { cert: t.cert } : {}), ...(t.key ? { key: t.key } : {}), ...(t.serverName ? { servername: t.serverName } : {}) } : undefined;
+  }
+
+  private async send<T>(endpoint: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<T> {
+    const res = await request("POST", new URL(path, endpoint), {
+      body: JSON.stringify(body), headers: { "content-type": "application/json", ...headers }, timeoutMs: this.opts.timeoutMs, ...(this.tls ? { tls: this.tls } : {}),
+    });
+    if (res.status < 200 || res.status > 299) {
+      // The gateway answers gRPC errors as JSON: {"error": "etcdserver: permission denied", "code": 7}.
+      let why = res.text.slice(0, 200);
+      try {
+        why = String((JSON.parse(res.text) as { error?: unknown; message?: unknown }).error ?? (JSON.parse(res.text) as { message?: unknown }).message ?? why);
+      } catch {
+        /* not JSON: keep the text */
+      }
+      throw new Error(`HTTP ${res.status}: ${why}`);
+    }
+    return JSON.parse(res.text) as T;
+  }
+
+  private async token(endpoint: string): Promise<Record<string, string>> {
+    const auth = this.opts.security?.auth;
+    if (!auth) return {};
+    let token = this.tokens.get(endpoint);
+    if (token === undefined) {
+      const r = await this.send<{ token?: string }>(endpoint, "/v3/auth/authenticate", { name: auth.user, password: auth.password });
+      if (!r.token) throw new Error("etcdserver: authentication failed, invalid user ID or password");
+      token = r.token;
+      this.tokens.set(endpoint, token);
+    }
+    return { authorization: token };
+  }
 
   private async post<T>(path: string, body: unknown): Promise<T> {
-    const causes: string[] = [];
+    const failures: UnderstudyError[] = [];
     for (const endpoint of this.opts.endpoints) {
       try {
-        const res = await request("POST", new URL(path, endpoint), { body: JSON.stringify(body), headers: { "content-type": "application/json" }, timeoutMs: this.opts.timeoutMs });
-        if (res.status < 200 || res.status > 299) throw new Error(`HTTP ${res.status}: ${res.text.slice(0, 200)}`);
-        return JSON.parse(res.text) as T;
+        return await this.send<T>(endpoint, path, body, await this.token(endpoint));
       } catch (e) {
-        causes.push(`${endpoint}: ${describeError(e)}`);
+        const f = classifyEtcdFailure(e);
+        failures.push(new UnderstudyError(f.code, { endpoints: endpoint, cause: f.cause }));
       }
     }
-    throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: this.opts.endpoints.join(","), cause: causes.join("; ") });
+    // A TLS or auth refusal says more than "unreachable": report the first such one.
+    const worst = failures.find((f) => f.code !== "US_E_ETCD_UNREACHABLE") ?? failures[0];
+    throw new UnderstudyError(worst?.code ?? "US_E_ETCD_UNREACHABLE", {
+      endpoints: this.opts.endpoints.join(","),
+      cause: failures.map((f) => `${f.details.endpoints}: ${describeError(f.details.cause)}`).join("; "),
+    });
   }
 
   /** One read-only txn (one revision), like EtcdCoordinator.snapshot(), plus how many keys the cluster has at all. */

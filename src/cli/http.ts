@@ -10,12 +10,22 @@ export interface HttpAnswer {
 
 const MAX_BODY = 16 * 1024 * 1024;
 
-export async function request(method: string, url: URL, opts: { body?: string; headers?: Record<string, string>; timeoutMs: number }): Promise<HttpAnswer> {
+/** https only: the CA to verify the server with, a client certificate, the name to verify. */
+export interface TlsOptions {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  readonly servername?: string;
+}
+
+export async function request(method: string, url: URL, opts: { body?: string; headers?: Record<string, string>; timeoutMs: number; tls?: TlsOptions }): Promise<HttpAnswer> {
   const { request: send } = url.protocol === "https:" ? await import("node:https") : await import("node:http");
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ...opts.headers };
     if (opts.body !== undefined) headers["content-length"] = String(Buffer.byteLength(opts.body));
-    const req = send(url, { method, headers, signal: AbortSignal.timeout(opts.timeoutMs) }, (res: IncomingMessage) => {
+    const t = opts.tls;
+    const tls = t ? { ...(t.ca ? { ca: t.ca } : {}), ...(t.cert ? { cert: t.cert } : {}), ...(t.key ? { key: t.key } : {}), ...(t.servername ? { servername: t.servername } : {}) } : {};
+    const req = send(url, { method, headers, signal: AbortSignal.timeout(opts.timeoutMs), ...tls }, (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on("data", (c: Buffer) => {

@@ -53,7 +53,7 @@ export async function agent(p: Parsed, io: Io): Promise<number> {
   // Validate everything before touching anything: a bad config starts nothing.
   const config = await load(str(p, "config")!, true);
   const { startAgent } = await import("../agent.js");
-  const running = await startAgent(config);
+  const running = await startAgent(config, { configFile: str(p, "config")! });
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {

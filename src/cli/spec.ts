@@ -210,6 +210,20 @@ export const COMMANDS: readonly CommandSpec[] = [
     load: async () => (await import("./local.js")).keepalivedRender,
   },
   {
+    name: "etcd setup",
+    summary: "the least-privilege etcd role and user for this cluster: print the etcdctl commands, or --apply them",
+    options: {
+      ...configFile("the node's config: etcd endpoints, TLS, prefix, cluster, etcd.auth"),
+      user: { type: "string", arg: "NAME", help: "the etcd user (default etcd.auth.user, else understudy-<cluster>)" },
+      role: { type: "string", arg: "NAME", help: "the etcd role (default: the user's name)" },
+      apply: { type: "boolean", help: "run the commands with etcdctl as etcd's root user instead of printing them" },
+      "root-user": { type: "string", arg: "NAME", help: "with --apply: etcd's admin user (default root)" },
+      "root-password-file": { type: "string", arg: "FILE", help: "with --apply: that user's password (mode 0600)" },
+    },
+    notes: ["The role gets readwrite on <prefix>/<cluster>/ only: the user cannot read or change another cluster's keys."],
+    load: async () => (await import("./etcd-setup.js")).etcdSetup,
+  },
+  {
     name: "version",
     summary: "print the version (also --version)",
     options: {},

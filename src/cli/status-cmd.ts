@@ -6,6 +6,7 @@ import type { ClusterSnapshot } from "../coordinator/port.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import { clusterKeys } from "../coordinator/keys.js";
 import { EtcdGateway } from "./etcd-read.js";
+import { readEtcdSecurity, type EtcdSecurity } from "../config/etcd-security.js";
 import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { apiUrlOf, client, exitFor } from "./control.js";
 import { printable, type Io } from "./io.js";
@@ -25,8 +26,8 @@ function usage(problem: string): UnderstudyError {
   return new UnderstudyError("US_E_CLI_USAGE", { problem });
 }
 
-function etcdSource(endpoints: readonly string[], prefix: string, cluster: string): Source {
-  const gw = new EtcdGateway({ endpoints, timeoutMs: TIMEOUT_MS });
+function etcdSource(endpoints: readonly string[], prefix: string, cluster: string, security?: EtcdSecurity): Source {
+  const gw = new EtcdGateway({ endpoints, timeoutMs: TIMEOUT_MS, ...(security ? { security } : {}) });
   return {
     cluster,
     async read() {
@@ -86,7 +87,9 @@ async function sourceFor(p: Parsed): Promise<Source> {
   }
   if (v.config) {
     const config = await readClientConfig(v.config);
-    const etcd = etcdSource(v.etcd ? v.etcd.split(",") : config.etcd.endpoints, v.prefix ?? config.etcd.prefix, v.cluster ?? config.cluster);
+    // The same TLS material and etcd user as the node's agent (an operator running status as root, or as the agent's user).
+    const security = config.etcd.tls || config.etcd.auth ? await readEtcdSecurity(v.config, config.etcd) : undefined;
+    const etcd = etcdSource(v.etcd ? v.etcd.split(",") : config.etcd.endpoints, v.prefix ?? config.etcd.prefix, v.cluster ?? config.cluster, security);
     if (!config.api) return etcd;
     return withFallback(etcd, apiSource(p.values, config.cluster, config), apiUrlOf(config.api.listen, config.api.tls));
   }

@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
+import { defaultApiListen } from "./defaults.js";
 
 // Durations are written as "5s" / "250ms" in YAML and held as milliseconds.
 const duration = z
@@ -422,10 +423,6 @@ export const configSchema = z
   // key advertises to peers and operators, never every interface (0.0.0.0) by default.
   .transform((c) => (c.api ? { ...c, api: { ...c.api, listen: c.api.listen ?? defaultApiListen(c.node.address) } } : { ...c, api: undefined }));
 
-export const DEFAULT_API_PORT = 8470;
-export function defaultApiListen(address: string): string {
-  return isIP(address) === 6 ? `[${address}]:${DEFAULT_API_PORT}` : `${address}:${DEFAULT_API_PORT}`;
-}
 
 export type RawConfig = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;

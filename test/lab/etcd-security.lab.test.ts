@@ -141,3 +141,27 @@ test('the right user on another cluster\'s prefix: US_E_ETCD_AUTH, and nothing w
   const keys = await etcdctl(['get', `${PREFIX}/c2/`, '--prefix', '--keys-only']);
   assert.equal(keys.stdout.trim(), '', 'no key under the other cluster');
 });
+
+test('`understudy etcd setup --apply` creates the least-privilege role and user; the agent then works on that cluster only', { timeout: 90_000 }, async () => {
+  const cli = join(process.cwd(), 'dist', 'cli', 'main.js');
+  const pw = secretFile('c3-pw', 'c3-password-0123456789');
+  const config = join(dir, 'c3.yaml');
+  writeFileSync(config, [
+    'cluster: c3',
+    'node: { name: n1, address: 198.18.0.11 }',
+    `etcd: { endpoints: ["${endpoint}"], tls: { ca: ${pki.ca.cert}, cert: ${client.cert}, key: ${client.key} }, auth: { user: understudy-c3, password_file: ${pw} } }`,
+    'daemon: { backend: systemd, unit: ssh.service }',
+    '',
+  ].join('\n'));
+  const printed = await runOk([process.execPath, cli, 'etcd', 'setup', '--config', config], { timeoutMs: 30_000 });
+  assert.match(printed.stdout, /role grant-permission understudy-c3 readwrite \/understudy\/c3\/ --prefix=true/);
+  assert.doesNotMatch(printed.stdout, /c3-password/, 'the password is never printed');
+  const applied = await runOk([process.execPath, cli, 'etcd', 'setup', '--config', config, '--apply', '--root-password-file', secretFile('root-pw', 'rootpw')], { timeoutMs: 60_000 });
+  assert.match(applied.stdout, /done: etcdctl user grant-role understudy-c3 understudy-c3/);
+  const c3 = await coordinator('c3', { tls: tlsOk(), auth: { user: 'understudy-c3', password_file: pw } });
+  assert.equal((await c3.snapshot()).leader, null);
+  const elsewhere = await coordinator('c1', { tls: tlsOk(), auth: { user: 'understudy-c3', password_file: pw } });
+  await refusedWith(elsewhere, 'US_E_ETCD_AUTH', /role does not allow/);
+  // Applying twice changes nothing and does not fail.
+  await runOk([process.execPath, cli, 'etcd', 'setup', '--config', config, '--apply', '--root-password-file', join(dir, 'root-pw')], { timeoutMs: 60_000 });
+});

@@ -88,9 +88,9 @@ test("exit 2: a token file that cannot be read or is malformed is a config probl
   const api = await realApi();
   t.after(() => api.close());
   const cases = [
-    { file: join(dir, "missing"), why: /ENOENT/ },
+    { file: join(dir, "missing"), why: /does not exist/ },
     { file: tokenFile(dir, "short"), why: /shorter than 16 characters/ },
-    { file: tokenFile(dir, TOKEN, 0o644), why: /mode 644 lets others read it/ },
+    { file: tokenFile(dir, TOKEN, 0o644), why: /has mode 0644, wider than 0640/ },
   ];
   for (const { file, why } of cases) {
     const r = await cli(["pause", "--api", api.url, "--token-file", file]);

@@ -65,15 +65,18 @@ test("status --config: a reachable etcd is read directly; the API is not asked",
 test("control characters from etcd values are escaped in the table, left to JSON's encoder in --json", async (t) => {
   const gw = new FakeEtcdGateway();
   const evil = "no action: \x1b]0;pwned\x07\x1b[2J\r\n| n9 | forged |\u009b31m";
-  gw.put("/understudy/c/members/n1\x1b", JSON.stringify(member("n1\x1b[31m", { role: "primary", decision: evil, address: "198.18.0.1\x07" })));
-  gw.put("/understudy/c/leader", JSON.stringify({ node: "n1\x1b[31m", lease: "1", acquired_at: "" }));
+  gw.put("/understudy/c/members/n1", JSON.stringify(member("n1", { role: "primary", decision: evil, address: "198.18.0.1\x07" })));
+  gw.put("/understudy/c/leader", JSON.stringify({ node: "n1", lease: "1", acquired_at: "" }));
+  // A name with control characters is not a node name: the record is ignored, not printed.
+  gw.put("/understudy/c/members/n2\x1b", JSON.stringify(member("n2\x1b[31m", { decision: "forged-name" })));
   const url = await gw.start();
   t.after(() => gw.stop());
   const r = await cli(["status", "--etcd", url, "--cluster", "c"]);
   assert.equal(r.code, 0, r.err);
   // eslint-disable-next-line no-control-regex
   assert.doesNotMatch(r.out, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, "no control character but the table's own newlines");
-  assert.match(r.out, /n1\\x1b\[31m/);
+  assert.match(r.out, /\\x1b\]0;pwned\\x07\\x1b\[2J/);
+  assert.doesNotMatch(r.out, /forged-name|n2/, "the record with a control character in its name is ignored");
   assert.match(r.out, /198\.18\.0\.1\\x07/);
   assert.equal(r.out.split("\n").filter((l) => l.includes("forged")).length, 1, "a newline in a value does not make a row");
   const j = await cli(["status", "--etcd", url, "--cluster", "c", "--json"]);
