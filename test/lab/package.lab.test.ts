@@ -52,7 +52,8 @@ const exeOf = (pid: number | undefined) => {
 /** Wait until a restarted standby answers /standby (healthy standby) through its API. */
 async function standbyHealthy(c: LabCluster, node: string): Promise<boolean> {
   const url = `${c.apiUrl(node)}/standby`;
-  const ok = await pollUntil(async () => ((await c.lab.exec(c.lab.client, ['curl', '-fsS', '-o', '/dev/null', '--max-time', '2', url], { timeoutMs: 5000 })).code === 0 ? true : undefined), {
+  const probe = [process.execPath, '-e', 'fetch(process.argv[1], { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))', url];
+  const ok = await pollUntil(async () => ((await c.lab.exec(c.lab.client, probe, { timeoutMs: 5000 })).code === 0 ? true : undefined), {
     timeoutMs: 30_000, intervalMs: 250,
   });
   return Boolean(ok);
