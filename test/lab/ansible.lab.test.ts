@@ -3,7 +3,8 @@
  * runs ansible/site.yml from the client namespace over SSH against the three
  * node namespaces, each running an sshd for Ansible (port 2200, host key
  * pinned by lab.knownHosts, StrictHostKeyChecking yes). The role installs the
- * release tarball (ansible/build-package.sh) with `npm ci`, writes the config
+ * .deb (ansible/build-package.sh, i.e. scripts/build-deb.sh) with apt-get,
+ * with its own Node.js, and runs the installed /usr/bin/understudy; it writes the config
  * from inventory variables (validated by `understudy config check`), generates
  * and distributes the API token and the sync key (forced read-only rsync,
  * pinned known_hosts), and starts the agents with start-stop-daemon (there is
@@ -15,15 +16,18 @@
  * `npm run build`, and the Debian packages ansible and ansible-lint.
  *
  * The namespaces share one file system, so every path the role writes is set
- * per host in the inventory (under the node's lab dir). The nodes reach no
- * package registry: the npm cache is warmed from the root namespace first and
- * the nodes run `npm ci --offline` (a stand-in for a registry mirror).
+ * per host in the inventory (under the node's lab dir); the package is
+ * installed once for all three (the other hosts find it installed). The nodes
+ * reach no package registry: the .deb carries Node.js and node_modules, and
+ * its Depends: are installed. The machine's package state is restored after
+ * (test/lab/deb-state.ts).
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI, Lab, REPO, pollUntil, run, runOk, type LabNode } from './harness/index.js';
+import { installedVersion, saveDebState } from './deb-state.js';
 
 const ANSIBLE_DIR = join(REPO, 'ansible');
 const ANSIBLE_SSH_PORT = 2200;
@@ -117,35 +121,35 @@ test('ansible-lint passes on ansible/', { timeout: 120_000 }, async () => {
   assert.equal(r.code, 0, `ansible-lint failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
 });
 
-test('ansible-playbook brings up a working 3-node cluster, idempotently, fails over, and rolls out a change', { timeout: 300_000 }, async (t) => {
+test('ansible-playbook brings up a working 3-node cluster, idempotently, fails over, and rolls out a change', { timeout: 2_100_000 }, async (t) => {
   requireTool('/usr/bin/ansible-playbook', 'ansible');
   assert.ok(existsSync(CLI), `${CLI} is missing: run \`npm run build\` first`);
+  const state = saveDebState();
+  if (state.skip) {
+    t.skip(state.skip);
+    return;
+  }
   const t0 = performance.now();
-  const lab = await Lab.create({ nodes: 3, etcdTuned: true });
+  const lab = await Lab.create({ nodes: 3, etcdTuned: true }).catch((e: unknown) => {
+    state.restore();
+    throw e;
+  });
   const mark = (what: string) => t.diagnostic(`${what} at +${((performance.now() - t0) / 1000).toFixed(1)} s`);
   try {
     // ---------------------------------------------------------------- release
     const pkgDir = join(lab.dir, 'pkg');
     const built = await runOk([join(ANSIBLE_DIR, 'build-package.sh'), pkgDir], {
       env: { UNDERSTUDY_SKIP_BUILD: '1' },
-      timeoutMs: 60_000,
+      timeoutMs: 600_000,
     });
-    const tarball = built.stdout.trim().split('\n').pop()!;
-    assert.ok(existsSync(tarball), `build-package.sh made ${tarball}`);
-    // Warm the npm cache (the root namespace reaches the registry; the nodes do not).
-    const warm = join(lab.dir, 'warm');
-    mkdirSync(warm);
-    await runOk(['tar', 'xzf', tarball, '-C', warm, '--strip-components=1']);
-    await runOk(['npm', 'ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], {
-      cwd: warm,
-      timeoutMs: 120_000,
-    });
-    mark('release tarball built, npm cache warm');
+    const deb = built.stdout.trim().split('\n').pop()!;
+    assert.match(deb, /\/understudy_[^/]+_amd64\.deb$/);
+    assert.ok(existsSync(deb), `build-package.sh made ${deb}`);
+    mark('.deb built');
 
     // ----------------------------------------------------------- node hosts
     const paths = (n: LabNode) => ({
-      prefix: join(n.dir, 'opt'),
-      etc: join(n.dir, 'etc'),
+        etc: join(n.dir, 'etc'),
       state: join(n.dir, 'state'),
       run: join(n.dir, 'run'),
       app: join(n.dir, 'app'),
@@ -163,8 +167,7 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
       hosts[n.name] = {
         ansible_host: n.address,
         understudy_node_priority: PRIORITIES[i],
-        understudy_prefix: p.prefix,
-        understudy_bin_link: join(p.prefix, 'bin', 'understudy'),
+        understudy_deb_dir: join(n.dir, 'deb'),
         understudy_config_dir: p.etc,
         understudy_state_dir: p.state,
         understudy_run_dir: p.run,
@@ -185,9 +188,8 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
           ...sshVars(lab),
           understudy_cluster: 'lab',
           understudy_service_manager: 'start-stop-daemon',
-          understudy_package_tarball: tarball,
+          understudy_deb: deb,
           understudy_secrets_dir: secrets,
-          understudy_npm_ci_extra_args: ['--offline'],
           understudy_etcd_manage: false,
           understudy_etcd_endpoints: [lab.etcdEndpoint],
           understudy_etcd_options: { request_timeout: '1s' },
@@ -230,10 +232,16 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     };
 
     // ------------------------------------------------------------- first run
-    const first = await playbook(240_000, names);
+    // The first run also installs the .deb (a 143 MB unpack): more time than the npm tarball took.
+    const first = await playbook(600_000, names);
     mark('first run done');
     for (const n of lab.nodes) assert.ok(first.get(n.name)!.changed > 0, `first run changed something on ${n.name}`);
-    for (const n of lab.nodes) assert.ok(agentPid(n), `${n.name}: start-stop-daemon's agent is running`);
+    assert.ok(installedVersion(), 'the role installed the .deb');
+    for (const n of lab.nodes) {
+      const pid = agentPid(n);
+      assert.ok(pid, `${n.name}: start-stop-daemon's agent is running`);
+      assert.equal(readlinkSync(`/proc/${pid}/exe`), '/usr/lib/understudy/node/bin/node', `${n.name}: the agent runs on the package's Node.js`);
+    }
     assert.equal(await leader(), n1.name, 'n1, started first, is the first primary');
     assert.ok(await serving(n1.name, 10_000), 'n1 holds the VIP and SFTP works through it');
     const token = readFileSync(join(secrets, 'api-token'), 'utf8');
@@ -253,7 +261,7 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     mark('cluster checked');
 
     // ------------------------------------------------------------ second run
-    const second = await playbook(180_000, names);
+    const second = await playbook(420_000, names);
     mark('second run done');
     for (const n of lab.nodes) assert.equal(second.get(n.name)!.changed, 0, `second run: changed=0 on ${n.name}`);
     assert.equal(await leader(), n1.name, 'the second run left the primary alone');
@@ -279,7 +287,7 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     const before = new Map(lab.nodes.map((n) => [n.name, agentPid(n)]));
     inventory.all.vars.understudy_log_level = 'debug';
     writeInventory();
-    const third = await playbook(180_000, names);
+    const third = await playbook(420_000, names);
     mark('third run done');
     for (const n of lab.nodes) {
       assert.match(readFileSync(join(paths(n).etc, 'understudy.yaml'), 'utf8'), /^ {2}level: debug$/m, `${n.name} has the new config`);
@@ -295,6 +303,7 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
   } finally {
     for (const n of lab.nodes) await lab.killAllIn(n.ns).catch(() => 0);
     await lab.teardown();
+    state.restore();
     t.diagnostic(`total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 });
