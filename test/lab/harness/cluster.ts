@@ -39,6 +39,8 @@ export interface ClusterOptions {
   sshd?: (node: LabNode) => SshdOptions;
   /** File sync between the nodes (see ClusterSyncOptions). */
   sync?: ClusterSyncOptions;
+  /** The program that runs the agent, before `agent --config FILE` (default: this node, NODE_FLAGS, dist/cli/main.js); e.g. ['/usr/bin/understudy'] for an installed .deb. */
+  agentCommand?: readonly string[];
 }
 
 /** The sync sshd's port: always on in every node namespace, like a system sshd beside the transfer daemon. */
@@ -185,7 +187,8 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
 
   startAgent(node: string): ChildProcess {
     const n = this.lab.node(node);
-    const child = this.lab.spawn(n, [process.execPath, ...NODE_FLAGS, CLI, 'agent', '--config', this.configPath(n.name)], {
+    const program = this.opts.agentCommand ?? [process.execPath, ...NODE_FLAGS, CLI];
+    const child = this.lab.spawn(n, [...program, 'agent', '--config', this.configPath(n.name)], {
       logFile: join(this.lab.logDir, `${n.name}-agent.log`),
       env: { UNDERSTUDY_LOG_LEVEL: 'debug' },
     });
