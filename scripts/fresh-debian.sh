@@ -28,6 +28,7 @@ esac
 CACHE=/var/cache/understudy-test
 BASE=$CACHE/bookworm-minbase
 LIMIT=${FRESH_DEBIAN_TIMEOUT:-900}
+[ "$mode" = setup ] && LIMIT=${FRESH_DEBIAN_TIMEOUT:-2700}   # node, packages, npm ci, build, .deb in one go
 mirror=$(grep -hoE 'https?://deb\.debian\.org/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | head -n 1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 
@@ -49,7 +50,7 @@ run=$(mktemp -d "$CACHE/run.XXXXXX")
 root=$run/root
 cleanup() {
   umount "$root/proc" 2>/dev/null || true
-  umount "$root" 2>/dev/null || true
+  umount "$root" 2>/dev/null || { sleep 2; umount "$root" 2>/dev/null; } || umount -l "$root" 2>/dev/null || true
   rm -rf "$run"
 }
 trap cleanup EXIT
@@ -97,7 +98,9 @@ if [ "$mode" = node ]; then
   echo "fresh-debian: ok: node $v ($(in_chroot readlink -f /usr/local/bin/node)), npm $n; Debian's nodejs/npm purged; first run ${first} s, second run ${second} s"
 elif [ "$mode" = setup ]; then
   t=$SECONDS
-  in_chroot bash /root/understudy/scripts/install-deps.sh "$2"
+  rc=0
+  in_chroot bash /root/understudy/scripts/install-deps.sh "$2" || rc=$?
+  [ "$rc" = 0 ] || { echo "fresh-debian: FAILED: install-deps.sh $2 exited $rc after $((SECONDS - t)) s (124: the ${LIMIT} s timeout)" >&2; exit 1; }
   secs=$((SECONDS - t))
   got=$(in_chroot sh -c 'echo "$(command -v understudy) $(understudy --version)"')
   n=$(in_chroot dpkg-query -W -f='${db:Status-Abbrev}\n' | grep -c '^ii')
