@@ -90,7 +90,7 @@ mkdir -p /run/sshd
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "understudy: installing npm dependencies"
-  npm ci --no-audit --no-fund --loglevel=error
+  npm ci --no-audit --no-fund --no-update-notifier --loglevel=error
 fi
 npm run --silent build
 
