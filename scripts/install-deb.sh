@@ -2,7 +2,8 @@
 # Puts `understudy` on PATH from this checkout's build, as root: builds the .deb
 # from dist/ with scripts/build-deb.sh and installs it with apt-get, so its
 # Depends are resolved (/usr/bin/understudy, bundled Node runtime, systemd
-# units, the understudy user). Skipped when the installed package was built
+# units, the understudy user); not its Recommends (systemd, polkitd: a real
+# deployment has them, the demo and the lab do not use them). Skipped when the installed package was built
 # from the same dist/, packaging/, systemd/ and package files (a stamp in
 # /var/lib/understudy-setup/). Needs `npm run build` first.
 set -euo pipefail
@@ -32,7 +33,7 @@ case "$deb" in /*) ;; *) deb="./$deb" ;; esac
 [ -f "$deb" ] || { echo "understudy: scripts/build-deb.sh printed '$deb', which is not a file" >&2; exit 1; }
 echo "understudy: installing $deb with apt-get (resolves its Depends)"
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -qq --reinstall "$deb" >/dev/null
+apt-get install -y -qq --no-install-recommends --reinstall "$deb" >/dev/null
 mkdir -p "$STAMP_DIR"
 echo "$stamp" > "$STAMP"
 echo "understudy: installed $(dpkg-query -W -f='${Package} ${Version}' understudy): $(command -v understudy)"
