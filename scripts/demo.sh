@@ -6,5 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "understudy: run the demo as root (network namespaces)" >&2; exit 1; fi
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh demo
+case ":$PATH:" in *:/usr/local/bin:*) ;; *) export PATH="/usr/local/bin:$PATH" ;; esac
 exec node --import tsx deploy/demo/run.ts "$@"

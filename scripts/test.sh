@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "understudy: run the tests as root (network namespaces)" >&2; exit 1; fi
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh test
+case ":$PATH:" in *:/usr/local/bin:*) ;; *) export PATH="/usr/local/bin:$PATH" ;; esac
 node --import tsx test/lab/harness/sweep-cli.ts --stale >/dev/null 2>&1 || true
 npm run --silent typecheck
 npm run --silent test:unit

@@ -11,7 +11,7 @@
  * by SIGTERM; teardown (or, with --keep, leave the lab running until Ctrl-C).
  * Every wait is bounded; any failure exits non-zero after tearing down.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { CLI, LabCluster, REPO, listNetns, pollUntil, run, sleep, type Observer } from '../../test/lab/harness/index.js';
 
@@ -294,13 +294,38 @@ async function demo(keep: boolean, ctx: Ctx): Promise<string> {
   return third.node;
 }
 
+/** `understudy` as the operator types it: the one on PATH (the .deb's), else this checkout's build run by this node. */
+function understudyCommand(): string {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (!dir) continue;
+    const p = join(dir, 'understudy');
+    try {
+      accessSync(p, constants.X_OK);
+      return 'understudy';
+    } catch {
+      /* next */
+    }
+  }
+  return `${process.execPath} ${CLI}`;
+}
+
 function explore(c: LabCluster, primary: string): void {
   const lab = c.lab;
-  const node = process.execPath;
+  const us = understudyCommand();
+  const standby = lab.nodes.find((n) => n.name !== primary)!.name;
+  const on = (node: string): string => `ip netns exec ${lab.node(node).ns}`;
+  const cfg = (node: string): string => c.configPath(node);
   out();
   out(`[7/${STEPS}] --keep: the lab ${lab.prefix} stays up. Explore it from another root shell:`);
-  info('cluster status (from the client namespace):');
-  info(`  ip netns exec ${lab.client.ns} ${node} ${CLI} status --etcd ${lab.etcdEndpoint} --cluster lab`);
+  info(`node configs (the lab's addresses live in network namespaces: run commands inside a node's):`);
+  for (const n of lab.nodes) info(`  ${n.name}: ${cfg(n.name)}   (namespace ${n.ns})`);
+  info(`API token file: ${c.tokenFile} (api.token_file in every config; mode 0600)`);
+  info(`cluster status, as an operator on ${primary}:`);
+  info(`  ${on(primary)} ${us} status --config ${cfg(primary)}`);
+  info(`operator commands go through the node's REST API (address and token from the config):`);
+  info(`  ${on(primary)} ${us} switchover --to ${standby} --reason "demo" --config ${cfg(primary)}`);
+  info(`  ${on(primary)} ${us} history --config ${cfg(primary)}`);
+  info(`  ${on(primary)} ${us} config check ${cfg(primary)}`);
   info('SFTP through the VIP, host key pinned:');
   info(
     `  ip netns exec ${lab.client.ns} sftp -F /dev/null -i ${lab.clientKey} -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${lab.knownHosts} -o GlobalKnownHostsFile=/dev/null root@${lab.vipAddress}`,
@@ -311,7 +336,7 @@ function explore(c: LabCluster, primary: string): void {
   info(`fail the primary ${primary} (its bridge port in the switch namespace, as the demo did), then bring it back:`);
   info(`  ip -n ${lab.switchNs} link set ${primary} down     # = ip netns exec ${lab.switchNs} ip link set ${primary} down`);
   info(`  ip -n ${lab.switchNs} link set ${primary} up`);
-  info('graceful switchover: SIGTERM an agent (pids: ' + lab.nodes.map((n) => `${n.name}=${c.agents.get(n.name)?.pid ?? '-'}`).join(' ') + ')');
+  info('graceful handover: SIGTERM an agent (pids: ' + lab.nodes.map((n) => `${n.name}=${c.agents.get(n.name)?.pid ?? '-'}`).join(' ') + ')');
   info('who holds the VIP:');
   info(`  for n in ${lab.nodes.map((n) => n.name).join(' ')}; do echo "$n: $(ip -n ${lab.prefix}-$n -br addr show dev eth0)"; done`);
   info('tear down: Ctrl-C here (or kill -TERM ' + process.pid + '). If this process was killed hard, sweep the leftovers:');
