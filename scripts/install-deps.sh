@@ -29,7 +29,7 @@ DEMO=(
   iproute2 iputils-arping          # namespaces, veths, the VIP (ip addr), gratuitous ARP
   util-linux                       # setpriv --pdeathsig for every lab process
   python3                          # the lab's raw-socket ARP observer (stdlib only)
-  gcc libc6-dev                    # npm run build compiles the native fence guard
+  gcc libc6-dev make binutils      # npm run build compiles the native fence guard (make, objcopy)
   dpkg-dev                         # scripts/build-deb.sh (dpkg-deb, dpkg-shlibdeps)
   ca-certificates                  # npm ci over HTTPS
 )
@@ -55,6 +55,7 @@ TEST=(
 BENCH=(
   wrk                              # bench/api load generator
   lsyncd                           # the peer in bench/sync
+  time                             # GNU time: bench/cli's CPU column
 )
 
 case "$profile" in
