@@ -85,7 +85,11 @@ function decideStandby(o: Observation): Decision {
   const stale = syncGate(o);
   if (stale?.blocked) return d(warm, stale.reason);
 
-  const better = o.cluster.members.filter((m) => m.node !== me && eligible(m, o.cluster!.bans) && outranks(m, o.self));
+  // Not waited for: a member whose key still says primary while no leader key exists is the node
+  // that just released the role (SIGTERM, switchover, handover). Its key lives until it revokes its
+  // lease at the end of its stop, which takes a second or more on a busy machine: counted as a
+  // candidate, every standby would wait the ranking delay for it and then race, best one or not.
+  const better = o.cluster.members.filter((m) => m.node !== me && m.role !== "primary" && eligible(m, o.cluster!.bans) && outranks(m, o.self));
   const note = stale ? `; ${stale.reason}` : "";
   if (better.length === 0) return d([...warm, { kind: "campaign" }], `campaigning: no primary and I rank first (priority ${o.self.priority})${note}`);
   const since = o.vacantSinceMs ?? o.nowMs;

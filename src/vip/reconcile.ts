@@ -169,9 +169,12 @@ export class VipReconciler {
 
   /** One pass: observe, then add, remove or (when asked) announce. */
   private async reconcile(announce: boolean): Promise<void> {
-    const desired = this.desired;
     const held = await this.ip.isHeld();
     this.held = held;
+    // Read after observing, not before: a demotion (setDesired(false)) may land while `ip addr
+    // show` runs (hundreds of ms under load, or a timer pass queued across a SIGSTOP). Acting
+    // on the value read before it re-added the VIP on a fenced node beside the new primary.
+    const desired = this.desired;
     if (desired && !held) {
       this.logger.info({ vip: this.ip.address }, "floating IP desired but not held: adding");
       const skipDuplicateCheck = this.skipCheckOnce;

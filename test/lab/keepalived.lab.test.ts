@@ -15,7 +15,7 @@ import { CLI, LabCluster, NODE_FLAGS, pollUntil, runOk, type LabNode } from './h
 
 const KEEPALIVED = '/usr/sbin/keepalived';
 
-test('vip backend keepalived: only the etcd primary is VRRP MASTER, through a handover and a kill -9', { timeout: 120_000 }, async (t) => {
+test('vip backend keepalived: only the etcd primary is VRRP MASTER, through a handover and a kill -9', { timeout: 240_000 }, async (t) => {
   const track = (n: LabNode) => join(n.dir, 'keepalived-track');
   const c = await LabCluster.create({
     start: false,
@@ -28,7 +28,7 @@ test('vip backend keepalived: only the etcd primary is VRRP MASTER, through a ha
       `  keepalived: { virtual_router_id: 77, track_file: ${track(n)}, unicast_peers: [${lab.nodes.map((x) => x.address).join(', ')}] }`,
     ].join('\n'),
   });
-  const obs = await c.lab.startObserver({ intervalMs: 20, maxSeconds: 110 });
+  const obs = await c.lab.startObserver({ intervalMs: 20, maxSeconds: 230 });
   const [n1, n2, n3] = c.lab.nodes as [LabNode, LabNode, LabNode];
   try {
     for (const n of c.lab.nodes) {
@@ -64,6 +64,8 @@ test('vip backend keepalived: only the etcd primary is VRRP MASTER, through a ha
     assert.ok((await c.lab.sshHandshake('vip')).ok, 'SFTP through the VIP to n1');
 
     // Graceful handover: n1's agent writes 1 (FAULT) and releases; n2 (priority 200) takes over.
+    // Only once n2 and n3 run and follow n1: on a busy machine an agent takes seconds to start.
+    assert.ok(await c.waitForStandbys([n2.name, n3.name], 30_000), 'n2 and n3 are up as healthy standbys');
     await c.signalAgent(n1.name, 'SIGTERM');
     const second = await c.waitForLeader({ not: n1.name, timeoutMs: 10_000 });
     assert.equal(second?.node, n2.name);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { LabCluster, pollUntil, startHaproxy, startPrometheus } from './harness/index.js';
 
-const T = { timeout: 120_000 };
+const T = { timeout: 240_000 };
 
 /** Which node's SFTP directory an upload through `port` on 127.0.0.1 (HAProxy) landed in. */
 async function uploadVia(c: LabCluster, port: number): Promise<string | undefined> {
@@ -32,16 +32,24 @@ test('Prometheus sees exactly one primary before and after a failover; HAProxy f
     appendFileSync(c.lab.knownHosts, `[127.0.0.1]:2222 ${key}\n`);
 
     const primaries = async () => (await prom.query('understudy_role{role="primary"} == 1')).map((s) => s.metric.node).sort();
-    const first = (await c.leader())!;
+    // Compared with the leader key read at each check, not with the one read at start: on a busy
+    // 2-core machine (ttl 2s) a starved renewal may fence the first primary while Prometheus and
+    // HAProxy start (the product's job; the wire check is in failover.lab.test.ts).
+    const leaderNow = async () => (await c.leader())?.node;
     const seen = await pollUntil(async () => {
       const p = await primaries();
-      return p.length === 1 && p[0] === first.node && (await prom.query('up == 1')).length === 3 ? p : undefined;
+      const l = await leaderNow();
+      return p.length === 1 && p[0] === l && (await prom.query('up == 1')).length === 3 ? p : undefined;
     }, { timeoutMs: 15_000, intervalMs: 250 });
-    assert.deepEqual(seen, [first.node], 'PromQL: exactly one primary, the leader');
+    assert.ok(seen, 'PromQL: exactly one primary, the leader');
     assert.equal((await prom.query('sum(understudy_vip_held)'))[0]?.value[1], '1');
 
-    const landed = await pollUntil(() => uploadVia(c, 2222), { timeoutMs: 10_000, intervalMs: 200 });
-    assert.equal(landed, first.node, 'HAProxy routes SFTP to the primary');
+    const landed = await pollUntil(async () => {
+      const at = await uploadVia(c, 2222);
+      return at !== undefined && at === (await leaderNow()) ? at : undefined;
+    }, { timeoutMs: 10_000, intervalMs: 200 });
+    assert.ok(landed, 'HAProxy routes SFTP to the primary');
+    const first = (await c.leader())!;
 
     // CLI switchover to a named standby; it follows the switchover to the end.
     const target = c.lab.nodes.map((n) => n.name).find((n) => n !== first.node)!;
@@ -97,13 +105,18 @@ test('CLI: token required; forced failover refused without --force; scheduled sw
     assert.match(refused.stdout, /n3 is not healthy or not ready; repeat with force/);
     assert.equal((await c.leader())?.node, 'n1');
 
-    // Scheduled switchover to n2 three seconds from now.
-    const at = new Date(Date.now() + 3000).toISOString();
-    const sched = await c.cli(['switchover', '--to', 'n2', '--at', at]);
+    // Scheduled switchover to n2 three seconds after the request lands. The CLI itself takes
+    // 0.3 s idle and several seconds on a busy 2-core machine (the `failover` call above is the
+    // baseline, measured in this run): `at` is 3 s plus twice that from now, so it is in the future
+    // when the API checks it.
+    const atMs = Date.now() + 3000 + 2 * refused.ms;
+    const sched = await c.cli(['switchover', '--to', 'n2', '--at', new Date(atMs).toISOString()]);
     assert.equal(sched.code, 0, sched.stdout + sched.stderr);
     assert.match(sched.stdout, /requested for/);
-    await new Promise((r) => setTimeout(r, 1500));
+    // Not before its time: read the leader key 1.5 s before `at`; the read must end before `at`.
+    await new Promise((r) => setTimeout(r, Math.max(0, atMs - 1500 - Date.now())));
     assert.equal((await c.leader())?.node, 'n1', 'not before its time');
+    assert.ok(Date.now() < atMs, `the check ran before the scheduled time (${Date.now() - atMs} ms late)`);
     const atN2 = await pollUntil(async () => ((await c.leader())?.node === 'n2' ? true : undefined), { timeoutMs: 10_000, intervalMs: 100 });
     assert.ok(atN2, 'the scheduled switchover happened');
 

@@ -117,6 +117,25 @@ describe("VipReconciler", () => {
     reconciler.stop();
   });
 
+  it("a demotion during a pass's observation is obeyed: the pass does not re-add what the fence removed", async () => {
+    const { clock, ip, reconciler } = setup();
+    ip.expect("add");
+    await reconciler.setDesired(true);
+    // A timer pass observes (slowly); meanwhile the address was removed (fence guard) and the node demotes.
+    const slowLook = deferred();
+    ip.expect("isHeld", { held: false, gate: slowLook.promise });
+    await clock.advance(RECONCILE);
+    const demoting = reconciler.setDesired(false);
+    ip.expect("remove"); // the demotion's own pass; no add in between
+    slowLook.resolve();
+    await demoting;
+    await flushMicrotasks();
+    ip.done();
+    assert.deepEqual(ip.calls, ["add", "isHeld", "remove"]);
+    assert.deepEqual(reconciler.state(), { desired: false, held: false, lastError: undefined });
+    reconciler.stop();
+  });
+
   it("release() waits for a running pass, removes the address and stops for good", async () => {
     const { clock, ip, reconciler } = setup();
     const slowAdd = deferred();

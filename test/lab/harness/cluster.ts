@@ -17,6 +17,17 @@ export const CLI = join(REPO, 'dist', 'cli', 'main.js');
 /** The flags the CLI's shebang gives node (see src/cli/main.ts), for when it is started as `node CLI`. */
 export const NODE_FLAGS = ['--max-semi-space-size=2'];
 
+/**
+ * What (re)starting an agent costs on this machine right now: a fresh node loading the
+ * agent's whole module graph (dist/agent.js), with the CLI's node flags. A baseline for
+ * tests whose claim depends on an agent coming back within its lease.
+ */
+export async function agentLoadMs(): Promise<number> {
+  const agent = join(REPO, 'dist', 'agent.js');
+  const r = await runOk([process.execPath, ...NODE_FLAGS, '--input-type=module', '-e', `await import(${JSON.stringify(agent)})`], { timeoutMs: 60_000 });
+  return r.ms;
+}
+
 export interface ClusterOptions {
   nodes?: number;
   ttl?: string;
@@ -225,6 +236,48 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
     } catch {
       return null;
     }
+  }
+
+  /**
+   * Wait until each node has published a healthy standby member key (its agent is up and
+   * following the primary): agents take seconds to start on a busy machine, and a handover
+   * picks among the members that exist.
+   */
+  async waitForStandbys(nodes: readonly string[], timeoutMs: number): Promise<boolean> {
+    const ok = await pollUntil(async () => {
+      const r = await this.lab.etcdctl(['get', '--prefix', `${this.prefix}/lab/members/`, '--print-value-only'], { timeoutMs: 3000 });
+      const members = r.stdout.split('\n').flatMap((line) => {
+        try {
+          return [JSON.parse(line) as { node: string; role: string; healthy: boolean }];
+        } catch {
+          return [];
+        }
+      });
+      return nodes.every((n) => members.some((m) => m.node === n && m.role === 'standby' && m.healthy)) ? true : undefined;
+    }, { timeoutMs, intervalMs: 200 });
+    return ok === true;
+  }
+
+  /** The leader key's lease id in hex (as `etcdctl lease …` takes it), or null without a leader. */
+  async leaderLease(): Promise<string | null> {
+    const r = await this.lab.etcdctl(['get', `${this.prefix}/lab/leader`, '-w', 'json'], { timeoutMs: 3000 });
+    // Lease ids are 64-bit: read the digits, JSON.parse would round them to a double.
+    const lease = /"lease":(\d+)/.exec(r.stdout)?.[1];
+    return lease === undefined ? null : BigInt(lease).toString(16);
+  }
+
+  /**
+   * The earliest moment (performance.now()) etcd can expire this lease, from the remaining TTL
+   * etcd reports now (whole seconds, rounded down, counted from before the request was sent):
+   * a lower bound, whatever renewals follow. null if etcd says the lease is gone.
+   */
+  async leaseEarliestExpiry(leaseHex: string): Promise<number | null> {
+    const before = performance.now();
+    const r = await this.lab.etcdctl(['lease', 'timetolive', leaseHex, '-w', 'json'], { timeoutMs: 5000 });
+    if (r.code !== 0) throw new Error(`etcdctl lease timetolive ${leaseHex}: exit ${r.code} ${r.stderr}`);
+    const j = JSON.parse(r.stdout) as { ttl?: number; TTL?: number };
+    const ttl = Number(j.ttl ?? j.TTL ?? -1);
+    return ttl > 0 ? before + ttl * 1000 : null;
   }
 
   async waitForLeader(opts: { timeoutMs: number; not?: string; term?: (t: number) => boolean }): Promise<LeaderView | null> {

@@ -27,6 +27,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -950,9 +951,17 @@ export class Lab {
     unregisterLab(this);
   }
 
-  /** Copy the lab's logs (etcd, sshd, observer, spawned processes) to dest, e.g. before teardown. */
+  /**
+   * Copy the lab's logs (etcd, sshd, observer, spawned processes) to dest, e.g. before teardown,
+   * and each host's state/*.log (the fence guard's log) as <host>-<file>.
+   */
   copyLogsTo(dest: string): void {
     mkdirSync(dest, { recursive: true });
     runSyncOk(['cp', '-a', '--', `${this.logDir}/.`, dest], { timeoutMs: 10_000 });
+    for (const h of this.hosts) {
+      const state = join(h.dir, 'state');
+      if (!existsSync(state)) continue;
+      for (const f of readdirSync(state)) if (f.endsWith('.log')) copyFileSync(join(state, f), join(dest, `${h.name}-${f}`));
+    }
   }
 }
