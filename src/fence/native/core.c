@@ -221,14 +221,20 @@ static void fence(bool signalled) {
   if (o->has_pidfile) {
     pid_t pid = read_pid(o->pidfile);
     if (pid > 0) {
-      kill(pid, SIGTERM);
+      /* The process backend starts the daemon as a process-group leader: signal the whole group,
+         so its children (sshd's per-connection processes, an upload in progress) do not outlive
+         the fence and keep serving a client after the VIP moved. */
+      pid_t target = getpgid(pid) == pid ? -pid : pid;
+      kill(target, SIGTERM);
       for (int waited = 0; waited < SIGKILL_AFTER_MS && alive(pid); waited += 50) sleep_ms(50);
-      if (alive(pid)) {
-        kill(pid, SIGKILL);
-        glog("daemon pid %d stopped (SIGKILL: still running %d ms after SIGTERM)", (int)pid, SIGKILL_AFTER_MS);
-      } else {
-        glog("daemon pid %d stopped (exited on SIGTERM)", (int)pid);
-      }
+      bool forced = alive(pid);
+      if (forced) kill(target, SIGKILL);
+      /* Members that ignored SIGTERM after the leader exited: none may stay. */
+      if (target < 0 && kill(target, 0) == 0) kill(target, SIGKILL);
+      if (forced)
+        glog("daemon pid %d stopped%s (SIGKILL: still running %d ms after SIGTERM)", (int)pid, target < 0 ? " with its process group" : "", SIGKILL_AFTER_MS);
+      else
+        glog("daemon pid %d stopped%s (exited on SIGTERM)", (int)pid, target < 0 ? " with its process group" : "");
     }
   } else if (o->has_stop) {
     argv_ptrs(&o->stop, argv);
