@@ -69,5 +69,15 @@ export async function agent(p: Parsed, io: Io): Promise<number> {
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
   });
+  // Everything is stopped. The process should now end by itself; if a handle keeps the event loop
+  // alive (a library timer re-armed after close was seen), name it and exit anyway, so systemd
+  // never waits out TimeoutStopSec. unref(): this timer alone never holds the process.
+  setTimeout(() => {
+    io.err(`agent stopped, but the process still holds ${process.getActiveResourcesInfo().join(", ") || "nothing"}: exiting`);
+    process.exit(0);
+  }, STOP_EXIT_GRACE_MS).unref();
   return 0;
 }
+
+/** After a graceful stop, how long the event loop may take to drain before the process exits anyway. */
+const STOP_EXIT_GRACE_MS = 1500;
