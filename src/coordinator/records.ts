@@ -17,7 +17,7 @@ const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const text = (max: number) => z.string().max(max);
 const isoTime = z.string().max(40);
 
-const leaderValue = z.object({ node: nodeName, lease: z.string().regex(/^[0-9a-f]{1,16}$/), acquired_at: isoTime.optional() });
+const leaderValue = z.object({ node: nodeName, lease: z.string().regex(/^[0-9a-fA-F]{1,20}$/), acquired_at: isoTime.optional() });
 
 const memberSchema = z.object({
   node: nodeName,

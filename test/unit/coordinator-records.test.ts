@@ -30,6 +30,8 @@ test("a well-formed record of each kind decodes to itself", () => {
   assert.deepEqual(decodeLeaderChecked(encodeLeader("n1", "694d7a1b2c3d4e5f", "2026-12-04T13:00:00Z"), 41), {
     ok: { node: "n1", lease: "694d7a1b2c3d4e5f", term: 41, acquiredAt: "2026-12-04T13:00:00Z" },
   });
+  // The etcd adapter writes lease ids as decimal strings of int64 (up to 20 digits).
+  assert.equal(decodeLeaderChecked(encodeLeader("n1", "7587883449817071118", ""), 3).hasOwnProperty("ok"), true);
   const sw = { kind: "switchover", from: "n1", to: "n2", at: null, force: false, requestedBy: "ops@h", reason: "kernel", requestedAt: "2026-12-04T13:00:00Z" };
   assert.deepEqual(decodeSwitchoverChecked(JSON.stringify(sw)), { ok: sw });
   const h = { kind: "failover", at: "2026-12-04T13:00:00Z", node: "n2", from: "n1", to: "n2", term: 9, reason: "lease expired", durations: { gap_ms: 1200 } };
