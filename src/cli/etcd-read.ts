@@ -4,7 +4,7 @@
 // (docs/benchmarks.md, CLI). Same keys (../coordinator/keys.ts) and the same
 // record decoders (../coordinator/records.ts) as EtcdCoordinator.snapshot(),
 // which the agent keeps using; test/unit/cli-status.test.ts holds the two equal.
-import { clusterKeys } from "../coordinator/keys.js";
+import { clusterKeys, prefixEnd } from "../coordinator/keys.js";
 import type { BanRecord, ClusterSnapshot, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "../coordinator/port.js";
 import { decodeBan, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, decodeSyncGeneration } from "../coordinator/records.js";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
@@ -25,18 +25,6 @@ interface RangeAnswer {
 const b64 = (s: string | Buffer) => Buffer.from(s).toString("base64");
 const unb64 = (s: string | undefined) => Buffer.from(s ?? "", "base64").toString("utf8");
 
-/** The range_end that selects every key starting with `prefix`. */
-export function prefixEnd(prefix: string): Buffer {
-  const b = Buffer.from(prefix);
-  for (let i = b.length - 1; i >= 0; i--) {
-    if (b[i]! < 0xff) {
-      const end = Buffer.from(b.subarray(0, i + 1));
-      end[i]! += 1;
-      return end;
-    }
-  }
-  return Buffer.from([0]);
-}
 
 export interface GatewayOptions {
   readonly endpoints: readonly string[];

@@ -3,7 +3,7 @@ import { ConstantBackoff, noop } from "cockatiel";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
-import { clusterKeys, type ClusterKeys } from "./keys.js";
+import { clusterKeys, prefixEnd, type ClusterKeys } from "./keys.js";
 import {
   checkMembers,
   decodeBanChecked,
@@ -327,18 +327,6 @@ export class EtcdCoordinator implements Coordinator {
 
 const HISTORY_KEEP = 1000;
 
-/** The range_end that selects every key starting with `prefix`. */
-function prefixEnd(prefix: string): Buffer {
-  const b = Buffer.from(prefix);
-  for (let i = b.length - 1; i >= 0; i--) {
-    if (b[i]! < 0xff) {
-      const end = Buffer.from(b.subarray(0, i + 1));
-      end[i]! += 1;
-      return end;
-    }
-  }
-  return Buffer.from([0]);
-}
 
 async function withTimeout<T>(p: Promise<T>, ms: number, clock: Clock): Promise<T> {
   // A plain timer, not an AbortSignal: this runs for every etcd call, several per second.

@@ -31,3 +31,16 @@ export function clusterKeys(prefix: string, cluster: string): ClusterKeys {
     ban: (node) => `${base}control/ban/${node}`,
   };
 }
+
+/** The range_end that selects every key starting with `prefix`. */
+export function prefixEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  for (let i = b.length - 1; i >= 0; i--) {
+    if (b[i]! < 0xff) {
+      const end = Buffer.from(b.subarray(0, i + 1));
+      end[i]! += 1;
+      return end;
+    }
+  }
+  return Buffer.from([0]);
+}

@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -17,7 +16,7 @@ import { EtcdCoordinator } from '../../src/coordinator/etcd.js';
 import { UnderstudyError } from '../../src/errors/catalogue.js';
 import { SystemClock } from '../../src/platform/clock.js';
 import { silentLogger } from '../../src/platform/logger.js';
-import { pollUntil, runOk } from './harness/index.js';
+import { freePort, pollUntil, runOk } from './harness/index.js';
 import { LabPki, type CertFiles } from './harness/pki.js';
 
 let etcd: ChildProcess | undefined;
@@ -30,15 +29,6 @@ let strangerClient: CertFiles;
 const coordinators: EtcdCoordinator[] = [];
 const PREFIX = '/understudy';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 function secretFile(name: string, content: string): string {
   const f = join(dir, name);

@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -13,22 +12,13 @@ import { EtcdCoordinator } from '../../src/coordinator/etcd.js';
 import type { MemberRecord } from '../../src/coordinator/port.js';
 import { SystemClock } from '../../src/platform/clock.js';
 import { silentLogger } from '../../src/platform/logger.js';
-import { pollUntil } from './harness/index.js';
+import { freePort, pollUntil } from './harness/index.js';
 
 let etcd: ChildProcess;
 let dir: string;
 let endpoint: string;
 const coordinators: EtcdCoordinator[] = [];
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 function coordinator(cluster = 'c1', requestTimeoutMs = 1000): EtcdCoordinator {
   const c = new EtcdCoordinator({

@@ -160,3 +160,15 @@ export async function pollUntil<T>(
   }
   return undefined;
 }
+
+/** A TCP port free on 127.0.0.1 right now (for a loopback etcd or API a test starts itself). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}

@@ -17,4 +17,4 @@ export { Observer, parseSamples, type ArpSample, type HolderSample } from './obs
 export { LabCluster, agentLoadMs, CLI, NODE_FLAGS, REPO, type ClusterOptions, type LeaderView } from './cluster.js';
 export { startPrometheus, startHaproxy, API_PORT, type PrometheusHandle } from './observability.js';
 export { sweep, sweepStale, killAllInSync, listNetns, type SweepResult } from './cleanup.js';
-export { run, runOk, pollUntil, sleep, type ExecOptions, type ExecResult } from './exec.js';
+export { freePort, run, runOk, pollUntil, sleep, type ExecOptions, type ExecResult } from './exec.js';
