@@ -164,7 +164,7 @@ export class LeaderWatch {
   private constructor(readonly child: ChildProcess) {}
 
   static start(lab: Lab, key: string): LeaderWatch {
-    const child = lab.spawn(lab.etcd, ['etcdctl', `--endpoints=${lab.etcdEndpoint}`, 'watch', key], {
+    const child = lab.spawn(lab.etcd, [...lab.etcdctlArgv(), 'watch', key], {
       env: { ETCDCTL_API: '3' },
       stdio: ['ignore', 'pipe', 'ignore'],
     });

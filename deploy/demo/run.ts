@@ -195,6 +195,7 @@ async function demo(keep: boolean, ctx: Ctx): Promise<string> {
   ctx.c = c;
   const lab = c.lab;
   info(`lab prefix ${lab.prefix}   subnet ${lab.subnet}   VIP ${lab.vipAddress}   etcd ${lab.etcdEndpoint}`);
+  if (lab.etcdCredentials) info(`etcd: TLS with client certificates and etcd auth; the agents log in as ${lab.etcdCredentials.user}, whose role reaches only ${lab.etcdCredentials.rolePrefix}`);
   info(`namespaces ${lab.switchNs} (bridge), ${lab.etcd.ns}, ${lab.nodes.map((n) => n.ns).join(', ')}, ${lab.client.ns}, ${lab.observerHost.ns}`);
   const first = await c.leader();
   if (!first) fail('no primary in etcd after startup');

@@ -222,7 +222,7 @@ export class EtcdWatcher {
     const rev = this.lastRev + 1;
     const child = this.lab.spawn(
       this.lab.observerHost,
-      ['etcdctl', `--endpoints=${this.lab.etcdEndpoint}`, '--dial-timeout=1s', 'watch', '--prefix', this.prefix, '-w', 'json', '--rev', String(rev)],
+      [...this.lab.etcdctlArgv(), '--dial-timeout=1s', 'watch', '--prefix', this.prefix, '-w', 'json', '--rev', String(rev)],
       { stdio: ['ignore', 'pipe', 'ignore'], env: { ETCDCTL_API: '3' } },
     );
     this.child = child;

@@ -130,7 +130,7 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     return;
   }
   const t0 = performance.now();
-  const lab = await Lab.create({ nodes: 3, etcdTuned: true }).catch((e: unknown) => {
+  const lab = await Lab.create({ nodes: 3, etcdTuned: true, etcdSecurity: 'plain' }).catch((e: unknown) => {
     state.restore();
     throw e;
   });

@@ -17,7 +17,7 @@ test('lab harness: etcd, sshd behind a hand-moved VIP, observer, partitions, tea
     // Shape of the lab.
     assert.match(lab.prefix, /^us[0-9a-z]{5}$/);
     assert.equal(lab.vip, `${lab.vipAddress}/24`);
-    assert.match(lab.etcdEndpoint, /^http:\/\/198\.18\.\d+\.2:2379$/);
+    assert.match(lab.etcdEndpoint, /^https:\/\/198\.18\.\d+\.2:2379$/, "the secure etcd by default");
     assert.deepEqual(
       lab.nodes.map((n) => [n.name, n.ns, n.iface]),
       [1, 2, 3].map((i) => [`n${i}`, `${lab.prefix}-n${i}`, 'eth0']),
@@ -124,7 +124,7 @@ test('lab harness: a 3-member etcd cluster survives its leader being killed, and
       return i !== undefined && i !== leader ? i : undefined;
     }, { timeoutMs: 10_000, intervalMs: 100 });
     assert.ok(next !== undefined, 'the two others elect a new leader');
-    const put = await lab.etcdctl(['put', '/lab/k', 'v'], { ns: lab.client, endpoints: `http://${lab.etcdHosts[next]!.address}:2379` });
+    const put = await lab.etcdctl(['put', '/lab/k', 'v'], { ns: lab.client, endpoints: `${lab.etcdSecure ? 'https' : 'http'}://${lab.etcdHosts[next]!.address}:2379` });
     assert.equal(put.code, 0, `a write with quorum 2/3: ${put.stderr}`);
     lab.startEtcdMember(leader);
     assert.ok(await pollUntil(async () => ((await lab.etcdHealthy(lab.client, 1000)) ? true : undefined), { timeoutMs: 15_000, intervalMs: 200 }), 'all three healthy again');

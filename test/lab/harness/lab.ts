@@ -49,6 +49,7 @@ import {
   sleep,
 } from './exec.js';
 import { Observer } from './observer.js';
+import { authSetupSteps, etcdServerTlsArgs, etcdctlTlsArgs, makeEtcdCredentials, type LabEtcdCredentials } from './etcd-auth.js';
 
 export interface LabOptions {
   /** Number of node namespaces (n1..nN), 1..20. Default 3. */
@@ -65,6 +66,12 @@ export interface LabOptions {
   etcdArgs?: string[];
   /** etcd cluster size: 1 (host "etcd", .2) or 3 (also "etcd2" .3 and "etcd3" .4). Default 1. */
   etcdMembers?: 1 | 3;
+  /**
+   * "secure" (default): client TLS with client certificates and etcd auth with a least-privilege
+   * role for /understudy/lab/ (./etcd-auth.ts); "plain": http without auth, for a test whose
+   * agents are configured by something that does not speak the secure setup yet.
+   */
+  etcdSecurity?: 'secure' | 'plain';
 }
 
 export interface LabHost {
@@ -193,8 +200,14 @@ export class Lab {
   /** "198.18.X.100" */
   readonly vipAddress: string;
   readonly vipPrefixLength = 24;
-  /** "http://198.18.X.2:2379" (comma-separated client URLs of every member with etcdMembers 3) */
+  /** "https://198.18.X.2:2379" (comma-separated client URLs of every member with etcdMembers 3; http with etcdSecurity plain) */
   readonly etcdEndpoint: string;
+  /** Client TLS + auth on the lab's etcd (LabOptions.etcdSecurity). */
+  readonly etcdSecure: boolean;
+  /** The PKI and passwords of the secure etcd, once created. */
+  etcdCredentials: LabEtcdCredentials | undefined;
+  /** Set once auth is enabled: etcdctl then logs in as root. */
+  private etcdAuthOn = false;
   readonly nodes: LabNode[];
   /** The first etcd member. */
   readonly etcd: LabHost;
@@ -248,7 +261,9 @@ export class Lab {
     this.vip = `${this.vipAddress}/24`;
     const members = opts.etcdMembers ?? 1;
     if (members !== 1 && members !== 3) throw new Error(`Lab: etcdMembers must be 1 or 3, got ${String(members)}`);
-    this.etcdEndpoint = Array.from({ length: members }, (_, i) => `http://${base}.${2 + i}:2379`).join(',');
+    this.etcdSecure = (opts.etcdSecurity ?? 'secure') === 'secure';
+    const scheme = this.etcdSecure ? 'https' : 'http';
+    this.etcdEndpoint = Array.from({ length: members }, (_, i) => `${scheme}://${base}.${2 + i}:2379`).join(',');
     this.switchNs = `${this.prefix}-sw`;
     this.dir = mkdtempSync(join(tmpdir(), `${LAB_DIR_PREFIX}${this.prefix}-`));
     this.logDir = join(this.dir, 'logs');
@@ -298,7 +313,9 @@ export class Lab {
       await lab.makeKeys();
       if (opts.startEtcd ?? true) {
         const te = performance.now();
+        if (lab.etcdSecure) lab.etcdCredentials = await makeEtcdCredentials(join(lab.dir, 'etcd-pki'), lab.etcdHosts.map((h) => h.address));
         await lab.startEtcd();
+        if (lab.etcdSecure) await lab.enableEtcdAuth();
         lab.timings.etcdReadyMs = performance.now() - te;
       }
       lab.timings.createMs = performance.now() - t0;
@@ -487,8 +504,9 @@ export class Lab {
       'etcd',
       '--name', name(h),
       '--data-dir', join(h.dir, 'data'),
-      '--listen-client-urls', `http://${h.address}:2379,http://127.0.0.1:2379`,
-      '--advertise-client-urls', `http://${h.address}:2379`,
+      '--listen-client-urls', `${this.etcdScheme}://${h.address}:2379,${this.etcdScheme}://127.0.0.1:2379`,
+      '--advertise-client-urls', `${this.etcdScheme}://${h.address}:2379`,
+      ...(this.etcdCredentials ? etcdServerTlsArgs(this.etcdCredentials) : []),
       '--listen-peer-urls', peer(h),
       '--initial-advertise-peer-urls', peer(h),
       '--initial-cluster', this.etcdHosts.map((x) => `${name(x)}=${peer(x)}`).join(','),
@@ -560,11 +578,37 @@ export class Lab {
     }
   }
 
+  private get etcdScheme(): 'http' | 'https' {
+    return this.etcdSecure ? 'https' : 'http';
+  }
+
+  /**
+   * etcdctl and its connection flags for the lab's etcd: the endpoints, and on the secure etcd the
+   * client certificate and (once auth is on) root's login. Other endpoints (an etcd a test runs
+   * itself over http) get no security flags.
+   */
+  etcdctlArgv(endpoints = this.etcdEndpoint): string[] {
+    const ours = endpoints === this.etcdEndpoint || endpoints.startsWith('https://');
+    const c = ours ? this.etcdCredentials : undefined;
+    return ['etcdctl', `--endpoints=${endpoints}`, ...(c ? etcdctlTlsArgs(c) : []), ...(c && this.etcdAuthOn ? [`--user=root:${c.rootPassword}`] : [])];
+  }
+
   /** Run etcdctl (API v3) against lab.etcdEndpoint, by default from the etcd namespace. */
   etcdctl(args: readonly string[], opts: { ns?: NsRef; timeoutMs?: number; endpoints?: string; input?: string } = {}): Promise<ExecResult> {
     const execOpts: ExecOptions = { timeoutMs: opts.timeoutMs ?? 5000, env: { ETCDCTL_API: '3' } };
     if (opts.input !== undefined) execOpts.input = opts.input;
-    return this.exec(opts.ns ?? this.etcd, ['etcdctl', `--endpoints=${opts.endpoints ?? this.etcdEndpoint}`, ...args], execOpts);
+    return this.exec(opts.ns ?? this.etcd, [...this.etcdctlArgv(opts.endpoints), ...args], execOpts);
+  }
+
+  /** Turn etcd auth on with root and the lab cluster's least-privilege user (./etcd-auth.ts). */
+  private async enableEtcdAuth(): Promise<void> {
+    const c = this.etcdCredentials!;
+    const agentPassword = readFileSync(c.passwordFile, 'utf8').trim();
+    for (const step of authSetupSteps(c, agentPassword)) {
+      const r = await this.etcdctl(step.args, { ns: this.client, timeoutMs: 15_000, ...(step.input !== undefined ? { input: step.input } : {}) });
+      if (r.code !== 0) throw new Error(`Lab: etcdctl ${step.args.slice(0, 2).join(' ')} failed: ${r.stderr.trim()}`);
+    }
+    this.etcdAuthOn = true;
   }
 
   /** `etcdctl endpoint health` from `from` (default client ns); dial and command bounded by timeoutMs. */
