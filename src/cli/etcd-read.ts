@@ -6,7 +6,7 @@
 // which the agent keeps using; test/unit/cli-status.test.ts holds the two equal.
 import { clusterKeys, prefixEnd } from "../coordinator/keys.js";
 import type { BanRecord, ClusterSnapshot, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "../coordinator/port.js";
-import { decodeBan, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, decodeSyncGeneration } from "../coordinator/records.js";
+import { checkMembers, decodeBan, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, decodeSyncGeneration } from "../coordinator/records.js";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { EtcdSecurity } from "../config/etcd-security.js";
 import { classifyEtcdFailure } from "../coordinator/etcd-failure.js";
@@ -103,7 +103,7 @@ export class EtcdGateway {
       success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.base, false, true)],
     });
     let leader: LeaderRecord | null = null;
-    const members: MemberRecord[] = [];
+    const decodedMembers: Parameters<typeof checkMembers>[0][number][] = [];
     const bans: BanRecord[] = [];
     let paused = false;
     let switchover: SwitchoverRequest | null = null;
@@ -124,13 +124,19 @@ export class EtcdGateway {
           if (b) bans.push(b);
         } else if (key.startsWith(k.membersPrefix)) {
           const m = decodeMember(value);
-          if (m) members.push(m);
+          if (m) decodedMembers.push({ key, keyNode: key.slice(k.membersPrefix.length), modRevision: 0, record: m });
         }
       }
     }
+    // The same cross-record checks as the agent's snapshot (a member key holding another node's record is
+    // dropped, a generation beyond the published one is lowered), so both show the cluster alike.
+    const members: MemberRecord[] = checkMembers(decodedMembers, sync).members;
     const keys = Number(responses[4]?.response_range?.count ?? 0);
     return { snap: { revision: Number(res.header.revision), leader, members, paused, switchover, released, bans, sync }, keys };
   }
+
+  /** Nothing to close: each request is its own connection. */
+  async close(): Promise<void> {}
 
   /** The cluster names that have keys under `prefix`, in order, at most `max` (one keys-only read each). */
   async clusterNames(prefix: string, max = 20): Promise<string[]> {

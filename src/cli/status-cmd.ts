@@ -6,6 +6,7 @@ import type { ClusterSnapshot } from "../coordinator/port.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import { clusterKeys } from "../coordinator/keys.js";
 import { EtcdGateway } from "./etcd-read.js";
+import { grpcReader, type SnapshotReader } from "./etcd-grpc-read.js";
 import { readEtcdSecurity, type EtcdSecurity } from "../config/etcd-security.js";
 import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { apiUrlOf, client, exitFor } from "./control.js";
@@ -27,19 +28,26 @@ function usage(problem: string): UnderstudyError {
 }
 
 function etcdSource(endpoints: readonly string[], prefix: string, cluster: string, security?: EtcdSecurity): Source {
-  const gw = new EtcdGateway({ endpoints, timeoutMs: TIMEOUT_MS, ...(security ? { security } : {}) });
   return {
     cluster,
     async read() {
-      const { snap, keys } = await gw.snapshot(prefix, cluster);
-      if (keys === 0) throw await unknownCluster(gw, endpoints, prefix, cluster);
-      return { snap, via: "etcd" };
+      // A client certificate: etcd's gateway would refuse it (./etcd-grpc-read.ts); gRPC then, like the agent.
+      const reader: SnapshotReader = security?.tls?.cert
+        ? await grpcReader(endpoints, TIMEOUT_MS, security)
+        : new EtcdGateway({ endpoints, timeoutMs: TIMEOUT_MS, ...(security ? { security } : {}) });
+      try {
+        const { snap, keys } = await reader.snapshot(prefix, cluster);
+        if (keys === 0) throw await unknownCluster(reader, endpoints, prefix, cluster);
+        return { snap, via: "etcd" };
+      } finally {
+        await reader.close();
+      }
     },
   };
 }
 
 /** US_E_CLUSTER_UNKNOWN, naming the clusters that do exist under the prefix. */
-async function unknownCluster(gw: EtcdGateway, endpoints: readonly string[], prefix: string, cluster: string): Promise<UnderstudyError> {
+async function unknownCluster(gw: SnapshotReader, endpoints: readonly string[], prefix: string, cluster: string): Promise<UnderstudyError> {
   const names = await gw.clusterNames(prefix).catch(() => undefined);
   const guess = names && closest(cluster, names);
   const known = names === undefined

@@ -152,6 +152,11 @@ test('`understudy etcd setup --apply` creates the least-privilege role and user;
   assert.equal((await c3.snapshot()).leader, null);
   const elsewhere = await coordinator('c1', { tls: tlsOk(), auth: { user: 'understudy-c3', password_file: pw } });
   await refusedWith(elsewhere, 'US_E_ETCD_AUTH', /role does not allow/);
+  // `understudy status` with the same config speaks TLS + auth too: nothing written under c3 yet, so exit 5.
+  const { run } = await import('./harness/index.js');
+  const status = await run([process.execPath, cli, 'status', '--config', config], { timeoutMs: 30_000 });
+  assert.equal(status.code, 5, `${status.stdout}${status.stderr}`);
+  assert.match(status.stderr, /US_E_CLUSTER_UNKNOWN/);
   // Applying twice changes nothing and does not fail.
   await runOk([process.execPath, cli, 'etcd', 'setup', '--config', config, '--apply', '--root-password-file', join(dir, 'root-pw')], { timeoutMs: 60_000 });
 });
