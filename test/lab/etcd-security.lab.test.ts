@@ -132,7 +132,7 @@ test('the right user on another cluster\'s prefix: US_E_ETCD_AUTH, and nothing w
   assert.equal(keys.stdout.trim(), '', 'no key under the other cluster');
 });
 
-test('`understudy etcd setup --apply` creates the least-privilege role and user; the agent then works on that cluster only', { timeout: 90_000 }, async () => {
+test('`understudy etcd setup --apply` creates the least-privilege role and user; the agent then works on that cluster only', { timeout: 90_000 }, async (t) => {
   const cli = join(process.cwd(), 'dist', 'cli', 'main.js');
   const pw = secretFile('c3-pw', 'c3-password-0123456789');
   const config = join(dir, 'c3.yaml');
@@ -157,6 +157,7 @@ test('`understudy etcd setup --apply` creates the least-privilege role and user;
   const status = await run([process.execPath, cli, 'status', '--config', config], { timeoutMs: 30_000 });
   assert.equal(status.code, 5, `${status.stdout}${status.stderr}`);
   assert.match(status.stderr, /US_E_CLUSTER_UNKNOWN/);
+  t.diagnostic(`status --config over TLS + client certificate + auth (gRPC): ${Math.round(status.ms)} ms wall`);
   // Applying twice changes nothing and does not fail.
   await runOk([process.execPath, cli, 'etcd', 'setup', '--config', config, '--apply', '--root-password-file', join(dir, 'root-pw')], { timeoutMs: 60_000 });
 });
