@@ -80,7 +80,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       watch: { type: "boolean", help: "redraw every 2 s until Ctrl-C" },
     },
     notes: [
-      "Reads etcd directly over its HTTP/JSON gateway (needs etcd's client port), or a node's API with --api (needs the API port; the token only when the node sets api.auth_reads).",
+      "Reads etcd directly over its HTTP/JSON gateway (needs etcd's client port; over gRPC when the config names an etcd client certificate), or a node's API with --api (needs the API port; the token only when the node sets api.auth_reads).",
       "Exit 0 with a primary, 6 when the cluster has none now, 5 when etcd has nothing for the cluster (US_E_CLUSTER_UNKNOWN).",
       "With --config only the settings it uses (cluster, etcd, api) are checked; `understudy config check` checks the whole file.",
     ],
