@@ -11,6 +11,9 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 
 enableCompileCache();
+// Node's deprecation notices are for developers, not for an operator's terminal or journal: gRPC's TLS to
+// an etcd addressed by IP made every `status` print DEP0123 ("TLS ServerName to an IP address").
+process.noDeprecation = true;
 
 const argv = process.argv.slice(2);
 if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {

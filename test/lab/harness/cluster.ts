@@ -322,7 +322,8 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
   /** `understudy status` run from the client namespace. */
   async status(json = false): Promise<string> {
     const r = await this.lab.exec(this.lab.client, [process.execPath, CLI, 'status', ...(this.lab.etcdCredentials ? ['--config', this.configPath(this.lab.nodes[0]!.name)] : ['--etcd', this.lab.etcdEndpoint, '--cluster', 'lab']), ...(json ? ['--json'] : [])], { timeoutMs: 10_000 });
-    return r.stdout + r.stderr;
+    // --json: stdout alone is the document (stderr may carry a fallback notice).
+    return json ? r.stdout : r.stdout + r.stderr;
   }
 
   async teardown(): Promise<void> {
