@@ -5,8 +5,8 @@
 // record decoders (../coordinator/records.ts) as EtcdCoordinator.snapshot(),
 // which the agent keeps using; test/unit/cli-status.test.ts holds the two equal.
 import { clusterKeys, prefixEnd } from "../coordinator/keys.js";
-import type { BanRecord, ClusterSnapshot, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "../coordinator/port.js";
-import { checkMembers, decodeBan, decodeLeader, decodeMember, decodeReleased, decodeSwitchover, decodeSyncGeneration } from "../coordinator/records.js";
+import type { ClusterSnapshot } from "../coordinator/port.js";
+import { decodeSnapshot } from "../coordinator/snapshot-decode.js";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { EtcdSecurity } from "../config/etcd-security.js";
 import { classifyEtcdFailure } from "../coordinator/etcd-failure.js";
@@ -16,6 +16,7 @@ interface Kv {
   readonly key: string;
   readonly value?: string;
   readonly create_revision?: string;
+  readonly mod_revision?: string;
 }
 interface RangeAnswer {
   readonly kvs?: readonly Kv[];
@@ -102,37 +103,15 @@ export class EtcdGateway {
       compare: [],
       success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.base, false, true)],
     });
-    let leader: LeaderRecord | null = null;
-    const decodedMembers: Parameters<typeof checkMembers>[0][number][] = [];
-    const bans: BanRecord[] = [];
-    let paused = false;
-    let switchover: SwitchoverRequest | null = null;
-    let released: ReleaseRecord | null = null;
-    let sync: SyncGeneration | null = null;
     const responses = res.responses ?? [];
-    for (const op of responses.slice(0, 4)) {
-      for (const kv of op.response_range?.kvs ?? []) {
-        const key = unb64(kv.key);
-        const value = unb64(kv.value);
-        if (key === k.leader) leader = decodeLeader(value, Number(kv.create_revision ?? 0)) ?? null;
-        else if (key === k.pause) paused = value !== "" && value !== "false";
-        else if (key === k.switchover) switchover = decodeSwitchover(value) ?? null;
-        else if (key === k.released) released = decodeReleased(value) ?? null;
-        else if (key === k.syncGeneration) sync = decodeSyncGeneration(value) ?? null;
-        else if (key.startsWith(k.bansPrefix)) {
-          const b = decodeBan(value);
-          if (b) bans.push(b);
-        } else if (key.startsWith(k.membersPrefix)) {
-          const m = decodeMember(value);
-          if (m) decodedMembers.push({ key, keyNode: key.slice(k.membersPrefix.length), modRevision: 0, record: m });
-        }
-      }
-    }
-    // The same cross-record checks as the agent's snapshot (a member key holding another node's record is
-    // dropped, a generation beyond the published one is lowered), so both show the cluster alike.
-    const members: MemberRecord[] = checkMembers(decodedMembers, sync).members;
+    const kvs = responses.slice(0, 4).flatMap((op) => op.response_range?.kvs ?? []).map((kv) => ({
+      key: unb64(kv.key),
+      value: unb64(kv.value),
+      createRevision: Number(kv.create_revision ?? 0),
+      modRevision: Number(kv.mod_revision ?? 0),
+    }));
     const keys = Number(responses[4]?.response_range?.count ?? 0);
-    return { snap: { revision: Number(res.header.revision), leader, members, paused, switchover, released, bans, sync }, keys };
+    return { snap: decodeSnapshot(k, kvs, Number(res.header.revision)), keys };
   }
 
   /** Nothing to close: each request is its own connection. */

@@ -4,21 +4,7 @@ import { UnderstudyError, describeError, isUnderstudyError } from "../errors/cat
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import { clusterKeys, prefixEnd, type ClusterKeys } from "./keys.js";
-import {
-  checkMembers,
-  decodeBanChecked,
-  decodeHistoryChecked,
-  decodeLeader,
-  decodeLeaderChecked,
-  decodeMemberChecked,
-  decodeReleasedChecked,
-  decodeSwitchoverChecked,
-  decodeSyncGenerationChecked,
-  encodeLeader,
-  historyKey,
-  type Decoded,
-  type InvalidRecord,
-} from "./records.js";
+import { decodeHistoryChecked, decodeLeader, encodeLeader, historyKey, type InvalidRecord } from "./records.js";
 import type {
   BanRecord,
   HistoryEvent,
@@ -28,13 +14,13 @@ import type {
   CampaignResult,
   ClusterSnapshot,
   Coordinator,
-  LeaderRecord,
   LeaderWatchEvent,
   LeaseGrant,
   MemberRecord,
   Subscription,
 } from "./port.js";
 import { KeepAliveChannel } from "./keepalive.js";
+import { decodeSnapshot } from "./snapshot-decode.js";
 import { classifyEtcdFailure } from "./etcd-failure.js";
 import type { EtcdSecurity } from "../config/etcd-security.js";
 
@@ -142,41 +128,13 @@ export class EtcdCoordinator implements Coordinator {
         this.deadline(),
       ),
     );
-    let leader: LeaderRecord | null = null;
-    const decodedMembers: Parameters<typeof checkMembers>[0][number][] = [];
-    const bans: BanRecord[] = [];
-    let paused = false;
-    let switchover: SwitchoverRequest | null = null;
-    let released: ReleaseRecord | null = null;
-    let sync: SyncGeneration | null = null;
-    for (const op of res.responses) {
-      for (const kv of op.response_range?.kvs ?? []) {
-        const key = kv.key.toString();
-        const value = kv.value.toString();
-        const modRevision = Number(kv.mod_revision);
-        const take = <T>(kind: InvalidRecord["kind"], d: Decoded<T>): T | null => {
-          if ("ok" in d) return d.ok;
-          this.opts.onInvalidRecord?.({ kind, key, modRevision, problem: d.problem });
-          return null;
-        };
-        if (key === k.leader) leader = take("leader", decodeLeaderChecked(value, Number(kv.create_revision)));
-        else if (key === k.pause) paused = value !== "" && value !== "false";
-        else if (key === k.switchover) switchover = take("switchover", decodeSwitchoverChecked(value));
-        else if (key === k.released) released = take("released", decodeReleasedChecked(value));
-        else if (key === k.syncGeneration) sync = take("sync", decodeSyncGenerationChecked(value));
-        else if (key.startsWith(k.bansPrefix)) {
-          const b = take("ban", decodeBanChecked(value));
-          if (b) bans.push(b);
-        } else if (key.startsWith(k.membersPrefix)) {
-          const record = take("member", decodeMemberChecked(value));
-          if (record) decodedMembers.push({ key, keyNode: key.slice(k.membersPrefix.length), modRevision, record });
-        }
-      }
-    }
-    const checked = checkMembers(decodedMembers, sync);
-    for (const bad of checked.invalid) this.opts.onInvalidRecord?.(bad);
-    const members = checked.members;
-    return { revision: Number(res.header.revision), leader, members, paused, switchover, released, bans, sync };
+    const kvs = res.responses.flatMap((op) => op.response_range?.kvs ?? []).map((kv) => ({
+      key: kv.key.toString(),
+      value: kv.value.toString(),
+      createRevision: Number(kv.create_revision),
+      modRevision: Number(kv.mod_revision),
+    }));
+    return decodeSnapshot(k, kvs, Number(res.header.revision), this.opts.onInvalidRecord);
   }
 
   async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {

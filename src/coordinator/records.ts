@@ -115,12 +115,6 @@ export const decodeHistoryChecked = (value: string): Decoded<HistoryEvent> => de
 
 const okOrUndefined = <T>(d: Decoded<T>): T | undefined => ("ok" in d ? d.ok : undefined);
 export const decodeLeader = (value: string, createRevision: number) => okOrUndefined(decodeLeaderChecked(value, createRevision));
-export const decodeMember = (value: string) => okOrUndefined(decodeMemberChecked(value));
-export const decodeSwitchover = (value: string) => okOrUndefined(decodeSwitchoverChecked(value));
-export const decodeReleased = (value: string) => okOrUndefined(decodeReleasedChecked(value));
-export const decodeBan = (value: string) => okOrUndefined(decodeBanChecked(value));
-export const decodeSyncGeneration = (value: string) => okOrUndefined(decodeSyncGenerationChecked(value));
-export const decodeHistory = (value: string) => okOrUndefined(decodeHistoryChecked(value));
 
 /** A record refused while reading a snapshot: its key, its mod revision (to report it once) and why. */
 export interface InvalidRecord {
