@@ -45,7 +45,7 @@ export const EXIT = {
 } as const;
 
 const api = {
-  api: { type: "string", arg: "URL", help: "a node's REST API, like http://10.0.0.11:8470" },
+  api: { type: "string", arg: "URL", help: "a node's REST API, like http://198.18.0.11:8470" },
   config: { type: "string", arg: "FILE", help: "a node's config: its api.listen and api.token_file" },
   "token-file": { type: "string", arg: "FILE", help: "API bearer token (else UNDERSTUDY_API_TOKEN, else the config's api.token_file)" },
   json: { type: "boolean", help: "print JSON" },

@@ -120,11 +120,13 @@ export async function status(p: Parsed, io: Io): Promise<number> {
   // Until Ctrl-C; an error is shown and retried, not fatal.
   let stop = false;
   process.once("SIGINT", () => (stop = true));
+  const { SystemClock } = await import("../platform/clock.js");
+  const clock = new SystemClock();
   while (!stop) {
     io.out("\x1b[2J\x1b[H");
     await show().catch((e: unknown) => io.out(printable(describeError(e))));
-    io.out(`\n${new Date().toISOString()}  (Ctrl-C to stop)`);
-    await new Promise((r) => setTimeout(r, 2000));
+    io.out(`\n${new Date(clock.wallMs()).toISOString()}  (Ctrl-C to stop)`);
+    await clock.sleep(2000);
   }
   return EXIT.OK.code;
 }

@@ -30,7 +30,8 @@ export async function syncStatus({ values }: Parsed, io: Io): Promise<number> {
     out(JSON.stringify({ published: snap.sync, members: members.map((m) => ({ node: m.node, role: m.role, generation: m.generation, ...m.sync })) }, null, 2));
     return 0;
   }
-  out(renderSyncStatus(snap, members, Date.now()));
+  const { SystemClock } = await import("../platform/clock.js");
+  out(renderSyncStatus(snap, members, new SystemClock().wallMs()));
   return 0;
 }
 

@@ -58,7 +58,7 @@ test("classifyEtcdFailure: TLS and auth failures get their code and a cause to a
   const cases: [string, string, RegExp][] = [
     ["14 UNAVAILABLE: No connection established. Last error: Error: self-signed certificate in certificate chain", "US_E_ETCD_TLS", /not signed by the CA in etcd\.tls\.ca/],
     ["Error: unable to verify the first certificate", "US_E_ETCD_TLS", /not signed by the CA/],
-    ["Hostname/IP does not match certificate's altnames: IP: 10.0.0.1 is not in the cert's list", "US_E_ETCD_TLS", /does not name this endpoint/],
+    ["Hostname/IP does not match certificate's altnames: IP: 198.18.0.2 is not in the cert's list", "US_E_ETCD_TLS", /does not name this endpoint/],
     ["Error: certificate has expired", "US_E_ETCD_TLS", /expired/],
     ["Error: write EPROTO ... tlsv13 alert certificate required", "US_E_ETCD_TLS", /refused this node's client certificate/],
     ["EtcdAuthenticationFailedError: etcdserver: authentication failed, invalid user ID or password", "US_E_ETCD_AUTH", /refused the user or password/],
