@@ -135,6 +135,7 @@ for f in "$sd"/understudy.service.d/*.example; do install -D -m 0644 "$f" "$ex/u
 (cd "$sd" && find daemon-dropins -type f) | while read -r f; do install -D -m 0644 "$sd/$f" "$ex/$f"; done
 install -m 0644 "$sd/README.md" "$ex/README.md"
 for f in "$repo"/deploy/examples/*.yaml "$repo/deploy/examples/README.md"; do install -D -m 0644 "$f" "$root/usr/share/understudy/examples/$(basename "$f")"; done
+install -D -m 0755 "$repo/deploy/examples/volume-check.sh" "$root/usr/share/understudy/examples/volume-check.sh"
 grep -q '^ExecStart=/usr/bin/understudy ' "$root/lib/systemd/system/understudy.service" \
   || die "systemd/understudy.service: ExecStart= must run /usr/bin/understudy"
 

@@ -66,6 +66,7 @@ const probe = z
     password_file: absolutePath.optional(),
     host_key_fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, "must be a fingerprint as `ssh-keygen -lf` prints it, like SHA256:<43 base64 characters>").optional(),
     // ftps (and https URLs): TLS checks. Defaults (in src/probes/index.ts): tls_verify true, cert_warning 14d.
+    // servername: the certificate's name when probing 127.0.0.1 (ftps, and https URLs since SFTPGo's WebDAV/API recipe).
     servername: z.string().min(1).optional(),
     tls_verify: z.boolean().optional(),
     ca_file: absolutePath.optional(),
@@ -112,7 +113,7 @@ const probe = z
     if (p.type === "tls_file" && p.files === undefined) issue("files", "is required for a tls_file probe");
     // A key of another probe type is a mistake (a wrong type, or a key on the wrong entry): say so.
     const only: Record<string, readonly string[]> = {
-      user: ["sftp"], private_key: ["sftp"], password_file: ["sftp"], host_key_fingerprint: ["sftp"], servername: ["ftps"],
+      user: ["sftp"], private_key: ["sftp"], password_file: ["sftp"], host_key_fingerprint: ["sftp"], servername: ["ftps", "http"],
       tls_verify: ["ftps", "http"], ca_file: ["ftps", "http"], cert_warning: ["ftps", "http", "tls_file"],
       path: ["disk"], min_free: ["disk"], files: ["tls_file"],
     };

@@ -16,6 +16,8 @@ export interface HttpTarget {
   readonly tls?: {
     readonly verify: boolean;
     readonly ca?: Buffer;
+    /** The name sent in SNI and checked against the certificate, instead of the URL's host (probing 127.0.0.1). */
+    readonly servername?: string;
     /** Report the certificate's expiry; warn when it is this close; an expired certificate fails. */
     readonly warningMs: number;
   };
@@ -59,7 +61,7 @@ export class HttpProbe implements Probe {
       try {
         const https = url.startsWith("https:");
         const tls = https ? this.target.tls : undefined;
-        const tlsOptions = tls ? { rejectUnauthorized: tls.verify, ...(tls.ca ? { ca: tls.ca } : {}) } : {};
+        const tlsOptions = tls ? { rejectUnauthorized: tls.verify, ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.servername ? { servername: tls.servername } : {}) } : {};
         const send = https ? httpsRequest : httpRequest;
         // No keep-alive agent: every check is a fresh connection, and none stays open between checks.
         req = send(url, { method: "GET", agent: false, headers: { "user-agent": "understudy-probe" }, ...tlsOptions });
