@@ -10,13 +10,14 @@
 //     (test/unit/sftpgo-standins.ts) and fails, with a reason that names the
 //     problem, against broken ones.
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import ssh2 from "ssh2";
-import { loadConfigFile, type Config } from "../../src/config/load.js";
+import { parse, stringify } from "yaml";
+import { loadConfigFile, parseConfigText, type Config } from "../../src/config/load.js";
 import { isUnderstudyError } from "../../src/errors/catalogue.js";
 import { SpawnCommandRunner } from "../../src/platform/command.js";
 import { SystemClock } from "../../src/platform/clock.js";
@@ -239,7 +240,12 @@ describe("SFTPGo examples: every probe against stand-ins of SFTPGo's listeners",
     const { servername: _drop, ...without } = webdav;
     const r = await check(without);
     assert.equal(r.ok, false);
-    assert.match(r.detail, /IP: 127\.0\.0\.1 is not in the cert's list|does not match certificate's altnames/);
+    assert.equal(r.detail, "Hostname/IP does not match certificate's altnames: IP: 127.0.0.1 is not in the cert's list:");
+    // The key is for TLS probes only: on the sftp probe it is a mistake, said with its path.
+    const raw = parse(readFileSync(join(EXAMPLES, "sftpgo-cluster.yaml"), "utf8")) as { probes: Record<string, unknown>[] };
+    raw.probes[0] = { ...raw.probes[0], servername: NAME };
+    assert.throws(() => parseConfigText(stringify(raw), "edited.yaml"),
+      (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID") && e.details.path === "probes.0.servername" && /applies only to ftps, http probes/.test(e.message));
   });
 
   it("each listener fails with a reason naming the problem when it is broken", async () => {
