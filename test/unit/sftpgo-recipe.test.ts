@@ -10,6 +10,7 @@
 //     (test/unit/sftpgo-standins.ts) and fails, with a reason that names the
 //     problem, against broken ones.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,6 +34,7 @@ import {
 } from "./sftpgo-standins.js";
 
 const EXAMPLES = fileURLToPath(new URL("../../deploy/examples/", import.meta.url));
+const SYSTEMD_DROPINS = fileURLToPath(new URL("../../systemd/daemon-dropins/", import.meta.url));
 const FILES = ["sftpgo.yaml", "sftpgo-cluster.yaml", "sftpgo-cold.yaml"] as const;
 const NAME = "sftp.example.com";
 const DAY = 86_400_000;
@@ -87,6 +89,13 @@ describe("SFTPGo examples: config check and what they show", () => {
     assert.deepEqual(c.hooks?.on_demote, ["/usr/bin/systemctl", "stop", "srv-sftpgo.mount"]);
     assert.ok(c.hooks!.timeout >= 20_000, "a mount gets more than the 10s default");
     for (const r of c.sync!.roots) assert.equal(r.post_sync, undefined, `${r.name}: SFTPGo is stopped on a cold standby`);
+    // The systemd drop-ins shipped for it name the same mount point and mount unit.
+    const mountPoint = c.hooks!.pre_promote![2]!;
+    const unit = spawnSync("systemd-escape", ["-p", "--suffix=mount", mountPoint], { encoding: "utf8" }).stdout.trim();
+    assert.equal(c.hooks?.on_demote?.[2], unit);
+    assert.match(readFileSync(join(SYSTEMD_DROPINS, "sftpgo.service.d", "volume.conf"), "utf8"), new RegExp(`^RequiresMountsFor=${mountPoint}$`, "m"));
+    assert.match(readFileSync(join(SYSTEMD_DROPINS, `${unit}.d`, "understudy.conf"), "utf8"), /^StopPropagatedFrom=understudy\.service$/m);
+    assert.ok(c.probes.some((p) => p.type === "disk" && p.path === mountPoint));
     const cluster = await load("sftpgo-cluster.yaml");
     assert.deepEqual(c.probes.map((p) => [p.name, p.type]), cluster.probes.map((p) => [p.name, p.type]), "the same listeners, probed the same way");
   });

@@ -223,6 +223,19 @@ describe("systemd units", () => {
         verify(path.join(dir, unitName));
       }
     }
+    // Mount units' tie-ins (cold SFTPGo's volume), beside a stand-in mount unit.
+    for (const d of readdirSync(DAEMON_DROPINS).filter((f) => f.endsWith(".mount.d"))) {
+      const unitName = d.slice(0, -2);
+      for (const conf of readdirSync(path.join(DAEMON_DROPINS, d))) {
+        const where = spawnSync("systemd-escape", ["-u", "-p", unitName.slice(0, -".mount".length)], { encoding: "utf8" }).stdout.trim();
+        const dir = layout({
+          "understudy.service": { from: BASE },
+          [unitName]: { text: `[Unit]\nDescription=stand-in for ${unitName}\n\n[Mount]\nWhat=/dev/null\nWhere=${where}\n` },
+          [`${d}/${conf}`]: { from: path.join(DAEMON_DROPINS, d, conf) },
+        });
+        verify(path.join(dir, unitName));
+      }
+    }
     for (const u of readdirSync(path.join(SYSTEMD, "units"))) {
       const dir = layout({ "understudy.service": { from: BASE }, [u]: { from: path.join(SYSTEMD, "units", u) } });
       verify(path.join(dir, u));
@@ -392,6 +405,7 @@ describe("systemd units", () => {
       /^understudy\.service$/,
       /^understudy\.service\.d\/[^/]+\.conf\.example$/,
       /^daemon-dropins\/[^/]+\.service\.d\/[^/]+\.conf$/,
+      /^daemon-dropins\/[^/]+\.mount\.d\/[^/]+\.conf$/,
       /^units\/[^/]+\.service$/,
       /^tmpfiles\/understudy\.conf$/,
       /^polkit\/50-understudy\.rules$/,
