@@ -8,8 +8,9 @@
 #
 #   MOUNTPOINT  absolute path of the volume's mount point, e.g. /srv/sftpgo
 #   FILE        paths relative to MOUNTPOINT that must exist, e.g.
-#               state/sftpgo.db: an empty or wrong volume would otherwise let
-#               SFTPGo create a fresh, empty database and lose every user
+#               state/sftpgo.db. SFTPGo initializes a missing database
+#               when it starts (data_provider.update_mode 0, its default):
+#               on a wrong volume it would serve with no users at all
 #   --mount     when MOUNTPOINT is not mounted, ask systemd to mount it
 #               (`systemctl start <escaped path>.mount`, an /etc/fstab entry
 #               with noauto), then check; a refused promotion unmounts what
