@@ -29,7 +29,7 @@ import { buildManifest } from "../../src/sync/manifest.js";
 import { runValidator } from "../../src/sync/validate.js";
 import { cli } from "./cli-helpers.js";
 import {
-  HOST, ftpsStandIn, httpStandIn, httpsStandIn, makeCa, makeServerCert, sftpStandIn, wrongBannerStandIn,
+  HOST, ftpsStandIn, httpStandIn, httpsStandIn, makeCa, makeServerCert, reloadableHttpsStandIn, sftpStandIn, wrongBannerStandIn,
   type Listening, type Pem, type SftpStandIn,
 } from "./sftpgo-standins.js";
 
@@ -241,6 +241,21 @@ describe("SFTPGo examples: every probe against stand-ins of SFTPGo's listeners",
     assert.match(await detail("api"), /^HTTP 200, certificate expires in 36[45] days/);
     const minimal = await load("sftpgo.yaml");
     assert.equal((await check(retarget(minimal.probes.find((p) => p.type === "ssh")!))).detail, "SSH-2.0-SFTPGo_2.6.4");
+  });
+
+  it("a renewal reloaded in place (SIGHUP) is seen by the next check: new expiry, no failed check", async () => {
+    const c = await load("sftpgo-cluster.yaml");
+    const server = await reloadableHttpsStandIn(good);
+    open.push(server);
+    const api = createProbe(retarget(c.probes.find((p) => p.name === "api")!, { https: server }), clock);
+    const before = await api.check(new AbortController().signal);
+    assert.match(before.detail, /^HTTP 200, certificate expires in 36[45] days/);
+    const renewed = makeServerCert(mkdtempSync(join(dir, "renewed-")), "sftpgo", NAME, ca, 730);
+    server.reload(renewed);
+    const afterReload = await api.check(new AbortController().signal);
+    assert.equal(afterReload.ok, true, afterReload.detail);
+    assert.match(afterReload.detail, /^HTTP 200, certificate expires in 7(29|30) days/, "the same probe object, the new certificate");
+    assert.notDeepEqual(afterReload.data?.certExpiresAt, before.data?.certExpiresAt);
   });
 
   it("servername is what lets a probe of 127.0.0.1 check the certificate of sftp.example.com", async () => {

@@ -108,6 +108,13 @@ export function httpsStandIn(pem: Pem, b: HttpBehaviour = {}): Promise<Listening
   return listen(createHttpsServer({ key: pem.key, cert: pem.cert }, handler(b)), new Set());
 }
 
+/** An HTTPS stand-in whose certificate can be swapped in place, as SFTPGo's SIGHUP handler does (no restart, no new port). */
+export async function reloadableHttpsStandIn(pem: Pem): Promise<Listening & { reload(next: Pem): void }> {
+  const server = createHttpsServer({ key: pem.key, cert: pem.cert }, handler({}));
+  const listening = await listen(server, new Set());
+  return { ...listening, reload: (next) => server.setSecureContext({ key: next.key, cert: next.cert }) };
+}
+
 /** SFTPGo's FTP server with explicit TLS: greet, answer AUTH TLS with 234, then TLS with `pem`. */
 export function ftpsStandIn(pem: Pem, greeting = "220 SFTPGo_2.6.4 ready\r\n"): Promise<Listening> {
   const server = createServer((socket) => {
