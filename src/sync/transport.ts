@@ -7,7 +7,7 @@ import type { Clock } from "../platform/clock.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 import { sshArgv, sshExitMasterArgv, validateSshTransport, type SshTransport, type SshTransportSettings } from "./transport-ssh.js";
 import { checkModule } from "./rsyncd.js";
-import { stampOf, type ReloadReporter } from "../platform/reloading-file.js";
+import { stampOfSync, type ReloadReporter } from "../platform/reloading-file.js";
 import { safeAbsolutePath } from "./transport-values.js";
 
 export { checkControlDir, type SshTransportSettings } from "./transport-ssh.js";
@@ -28,8 +28,8 @@ export interface RsyncPullerOptions {
   readonly checksum?: boolean;
   /** Told when the sync key or known_hosts changed and the SSH master connections were closed to pick them up. */
   readonly reloads?: ReloadReporter;
-  /** Stats the key and known_hosts (injectable for tests); default: their (dev, ino, size, mtime, ctime). */
-  readonly trustStamp?: (files: readonly string[]) => Promise<string>;
+  /** Stats the key and known_hosts (injectable for tests); default: their (dev, ino, size, mtime, ctime), a few µs. */
+  readonly trustStamp?: (files: readonly string[]) => string;
 }
 
 export interface PullRequest {
@@ -147,7 +147,7 @@ export class RsyncPuller {
   /** Tail of the queue of pulls per primary. */
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly reloads: ReloadReporter | undefined;
-  private readonly stampTrust: (files: readonly string[]) => Promise<string>;
+  private readonly stampTrust: (files: readonly string[]) => string;
   /** The key's and known_hosts' stamp when the master connections were opened. */
   private trustStamp: string | undefined;
 
@@ -163,7 +163,7 @@ export class RsyncPuller {
     }
     this.checksum = opts.checksum ?? true;
     this.reloads = opts.reloads;
-    this.stampTrust = opts.trustStamp ?? stampOf;
+    this.stampTrust = opts.trustStamp ?? stampOfSync;
   }
 
   /**
@@ -171,15 +171,11 @@ export class RsyncPuller {
    * connection outlives them: after a key rotation or a re-pinned host key it
    * would keep using the old ones. A changed stamp closes every master first.
    */
-  private async followTrustFiles(): Promise<void> {
-    const files = [this.ssh.key, this.ssh.knownHosts];
-    const stamp = await this.stampTrust(files).catch(() => undefined);
-    if (stamp === undefined) return;
+  private trustChanged(): boolean {
+    const stamp = this.stampTrust([this.ssh.key, this.ssh.knownHosts]);
     const changed = this.trustStamp !== undefined && stamp !== this.trustStamp;
     this.trustStamp = stamp;
-    if (!changed) return;
-    await this.close();
-    this.reloads?.reloaded("sync ssh key/known_hosts", files);
+    return changed;
   }
 
   /** The exact rsync argv a pull runs. Throws US_E_SYNC_CONFIG for an unsafe primary, root or staging path. */
@@ -229,7 +225,10 @@ export class RsyncPuller {
   }
 
   private async runPull(req: PullRequest, argv: readonly string[]): Promise<PullResult> {
-    if (this.ssh.controlMaster) await this.followTrustFiles();
+    if (this.ssh.controlMaster && this.trustChanged()) {
+      await this.close();
+      this.reloads?.reloaded("sync ssh key/known_hosts", [this.ssh.key, this.ssh.knownHosts]);
+    }
     if (this.ssh.controlMaster) this.contacted.add(req.primary);
     const started = this.clock.monotonicMs();
     let r: CommandResult;
