@@ -34,3 +34,32 @@ test("flap: max_moves 0 turns damping off", () => {
   const v = flapView([handover(0), handover(1), handover(2), ev("flap_damped", 3)], T0 + 10_000, { maxMoves: 0, windowMs: 600_000 });
   assert.ok(!isDamped(v));
 });
+
+test("POST /flap/clear: authenticated, writes flap_clear to history, says whether damping was in force", async () => {
+  const { buildApi } = await import("../../src/api/server.js");
+  const { AgentMetrics } = await import("../../src/api/metrics.js");
+  const { silentLogger } = await import("../../src/platform/logger.js");
+  const { FakeClock } = await import("../fakes/clock.js");
+  const { FakeCoordinator } = await import("../fakes/coordinator.js");
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const view = { node: "n2", acting: "standby", term: null, leaseRemainingMs: 3000, etcdReachable: true, decision: "", sinceLastCycleMs: 1, vipHeld: false, daemonRunning: false, probes: [], healthy: true, notReady: null } as const;
+  const token = "t".repeat(24);
+  const app = buildApi({ view: () => view, coordinator: etcd, metrics: new AgentMetrics(() => view, { cluster: "c", node: "n2" }), clock, log: silentLogger(), token, authReads: false, livenessMaxMs: 5000, failbackPreferred: null });
+  const clear = (auth?: string) => app.inject({ method: "POST", url: "/flap/clear", payload: { requested_by: "ops" }, ...(auth ? { headers: { authorization: `Bearer ${auth}` } } : {}) });
+  try {
+    assert.equal((await clear()).statusCode, 401, "needs the token");
+    assert.equal(etcd.historyEvents.length, 0);
+    etcd.historyEvents.push({ ...ev("flap_damped", 0, "2 health-driven handovers within 10m"), at: new Date(clock.wallMs() - 1000).toISOString() });
+    const r = await clear(token);
+    assert.equal(r.statusCode, 202);
+    assert.equal(r.json().wasDamped, true);
+    const last = etcd.historyEvents.at(-1)!;
+    assert.equal(last.kind, "flap_clear");
+    assert.equal(last.requestedBy, "ops");
+    assert.match(last.reason, /^cleared: 2 health-driven handovers/);
+    assert.equal((await clear(token)).json().wasDamped, false, "a second clear finds nothing in force");
+  } finally {
+    await app.close();
+  }
+});
