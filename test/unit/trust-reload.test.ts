@@ -271,23 +271,29 @@ describe("API: token file and TLS pair", () => {
 });
 
 describe("sync transport: key and known_hosts", () => {
-  it("a changed key or known_hosts closes the SSH master connection before the next pull", async () => {
+  it("a changed key or known_hosts (rename, in-place write) closes the SSH master connection before the next pull", async () => {
     const runner = new StrictCommandRunner();
-    let stamp = "s1";
-    const ssh = { user: "understudy-sync", key: "/etc/understudy/sync_ed25519", knownHosts: "/etc/understudy/known_hosts", stateDir: "/run/understudy/ssh" };
+    const key = join(dir, "sync_ed25519");
+    const knownHosts = join(dir, "known_hosts");
+    renameInto(key, "key one\n", 0o600);
+    renameInto(knownHosts, "198.18.0.11 ssh-ed25519 AAAA-one\n");
+    const ssh = { user: "understudy-sync", key, knownHosts, stateDir: "/run/understudy/ssh" };
     const rep = recorder();
-    const puller = new RsyncPuller({ runner, clock: new FakeClock(), ssh, trustStamp: () => stamp, reloads: rep });
+    const puller = new RsyncPuller({ runner, clock: new FakeClock(), ssh, reloads: rep });
     const req = { primary: "198.18.0.11", root: "ssh", staging: "/var/lib/understudy/staging/ssh" };
+    const exitMaster = ["/usr/bin/ssh", "-F", "/dev/null", "-o", "ControlPath=/run/understudy/ssh/ssh-%C", "-o", "LogLevel=ERROR", "-p", "22", "-l", "understudy-sync", "-O", "exit", "198.18.0.11"];
     runner.expect(puller.argv(req));
     await puller.pull(req);
     runner.expect(puller.argv(req));
     await puller.pull(req);
     assert.equal(runner.calls.length, 2, "unchanged: the master connection is reused");
-    stamp = "s2";
-    runner.expect(["/usr/bin/ssh", "-F", "/dev/null", "-o", "ControlPath=/run/understudy/ssh/ssh-%C", "-o", "LogLevel=ERROR", "-p", "22", "-l", "understudy-sync", "-O", "exit", "198.18.0.11"]);
-    runner.expect(puller.argv(req));
+    renameInto(key, "key two\n", 0o600);
+    runner.expect(exitMaster).expect(puller.argv(req));
+    await puller.pull(req);
+    writeFileSync(knownHosts, "198.18.0.11 ssh-ed25519 AAAA-two\n");
+    runner.expect(exitMaster).expect(puller.argv(req));
     await puller.pull(req);
     runner.done();
-    assert.deepEqual(rep.ok, ["sync ssh key/known_hosts"]);
+    assert.deepEqual(rep.ok, ["sync ssh key/known_hosts", "sync ssh key/known_hosts"]);
   });
 });
