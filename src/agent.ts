@@ -17,7 +17,9 @@ import { AgentMetrics } from "./api/metrics.js";
 import { InvalidRecordLog } from "./coordinator/invalid-records.js";
 import { readEtcdSecurity } from "./config/etcd-security.js";
 import { buildApi } from "./api/server.js";
-import { readApiTls, readTokenFile } from "./api/token.js";
+import { reloadingApiTls, reloadingToken } from "./api/token.js";
+import type { ReloadReporter } from "./platform/reloading-file.js";
+import { UnderstudyError } from "./errors/catalogue.js";
 import { FenceGuardLink } from "./fence/client.js";
 import { createHooks } from "./hooks/index.js";
 import type { FenceOrders } from "./fence/protocol.js";
@@ -58,15 +60,20 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     announceIntervalMs: config.vip?.announce_interval ?? 10_000,
   });
   vip.onError((e) => log.warn({ err: describeError(e) }, "floating IP reconcile failed"));
-  const health = createProbeHealth(config.probes, { clock, logger: log.child({ component: "probes" }) });
+  // Trust files re-read on change (issue 12): every reload is logged and counted; a bad new file keeps the last good one.
+  let metrics: AgentMetrics | undefined;
+  const reloads = trustReloads(log.child({ component: "trust" }), () => metrics);
+  const health = createProbeHealth(config.probes, { clock, logger: log.child({ component: "probes" }), reloads });
   // Grace after a (re)start for probes of the daemon's own listeners; disk and TLS file
   // checks do not depend on the daemon starting.
   const listenerProbes = config.probes.filter((p) => p.critical && p.type !== "disk" && p.type !== "tls_file");
   const probeGraceMs = Math.min(120_000, Math.max(0, ...listenerProbes.map((p) => p.interval * p.fall + p.timeout)));
 
   // Read the token and TLS files before anything starts: a bad file must change nothing.
-  const token = config.api?.token_file ? await readTokenFile(config.api.token_file) : null;
-  const tls = config.api?.tls ? await readApiTls(config.api.tls) : undefined;
+  const tokenSource = config.api?.token_file ? await reloadingToken(config.api.token_file, reloads) : undefined;
+  const token = tokenSource ? tokenSource.peek() : null;
+  const tlsSource = config.api?.tls ? await reloadingApiTls(config.api.tls, reloads) : undefined;
+  const tls = tlsSource?.peek();
   const apiPort = config.api ? Number(config.api.listen.slice(config.api.listen.lastIndexOf(":") + 1)) : undefined;
   const apiHost = config.api ? config.api.listen.slice(0, config.api.listen.lastIndexOf(":")).replace(/^\[|\]$/g, "") : undefined;
   const apiUrl = apiPort !== undefined ? `${tls ? "https" : "http"}://${config.node.address.includes(":") ? `[${config.node.address}]` : config.node.address}:${apiPort}` : undefined;
@@ -89,7 +96,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const hookSet = createHooks(config, { runner, clock, log: log.child({ component: "hooks" }) });
 
   // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
-  const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: () => loop?.trigger("sync") });
+  const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: () => loop?.trigger("sync"), reloads });
   const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner, clock, log: log.child({ component: "readiness" }), onChange: () => loop?.trigger("readiness"),
   });
@@ -100,7 +107,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     ...(sync ? { sync } : {}),
   });
   const ha = loop;
-  const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name }, () => health.states());
+  metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name }, () => health.states());
   metrics.withWatchdog(() => fenceGuard.watchdogStatus());
   metrics.withInvalidRecords(() => invalidRecords.totals());
   ha.onEvent((e) => metrics.observe(e));
@@ -130,7 +137,8 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     ? buildApi({
         view: () => ha.view(), coordinator, metrics, clock, log: log.child({ component: "api" }), token, authReads: config.api.auth_reads,
         livenessMaxMs: 3 * config.election.renewIntervalMs + config.etcd.request_timeout, failbackPreferred: config.failback.preferred ?? null,
-        ...(tls ? { tls } : {}),
+        ...(tls && tlsSource ? { tls, tlsSource } : {}),
+        ...(tokenSource ? { tokenSource } : {}),
         ...(sync ? { sync } : {}),
       })
     : undefined;
@@ -158,6 +166,21 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
         await daemon.close();
         await coordinator.close();
       })()),
+  };
+}
+
+/** Reloads of trust files: a line in the log (US_E_FILE_RELOAD when refused) and understudy_trust_file_reloads_total. */
+function trustReloads(log: Logger, metrics: () => AgentMetrics | undefined): ReloadReporter {
+  return {
+    reloaded: (what, files) => {
+      log.info({ what, files }, `${what} changed: re-read`);
+      metrics()?.observeReload(what, "ok");
+    },
+    rejected: (what, files, problem) => {
+      const err = new UnderstudyError("US_E_FILE_RELOAD", { what, files: files.join(", "), problem });
+      log.warn({ code: err.code, what, files }, err.message);
+      metrics()?.observeReload(what, "rejected");
+    },
   };
 }
 

@@ -113,6 +113,19 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
       return reply.code(202).send({ banned: req.body.node, until });
     },
   );
+  // Flap damping (src/ha/flap.ts): the clear is a history event, so every node's count restarts from it.
+  app.post<{ Body: { reason?: string; requested_by?: string } | null }>("/flap/clear", { schema: bodySchema({}) }, async (req, reply) => {
+    const events = await deps.coordinator.history(200);
+    const lastClear = events.filter((e) => e.kind === "flap_clear").pop();
+    const damped = events.filter((e) => e.kind === "flap_damped" && (!lastClear || Date.parse(e.at) > Date.parse(lastClear.at))).pop();
+    const requestedBy = who(req, req.body ?? undefined);
+    await deps.coordinator.appendHistory(
+      { kind: "flap_clear", at: now(), node: deps.view().node, from: null, to: null, term: null, reason: req.body?.reason || (damped ? `cleared: ${damped.reason}` : "cleared (was not damped)"), requestedBy },
+      null,
+    );
+    deps.log.info({ requested_by: requestedBy, was_damped: damped !== undefined }, "flap damping cleared");
+    return reply.code(202).send({ cleared: true, wasDamped: damped !== undefined, ...(damped ? { damped: { at: damped.at, reason: damped.reason } } : {}) });
+  });
   app.post<{ Body: { node: string; requested_by?: string; reason?: string } }>("/unban", { schema: bodySchema({ node: NAME }, ["node"]) }, async (req, reply) => {
     await deps.coordinator.unban(req.body.node);
     await record({ kind: "unban", from: null, to: req.body.node, reason: req.body.reason ?? "", requestedBy: who(req, req.body) });

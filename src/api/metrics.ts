@@ -17,6 +17,7 @@ export class AgentMetrics {
   private readonly failoverSeconds: Gauge;
   private readonly promoteSeconds: Histogram;
   private readonly stalePromotions: Counter;
+  private readonly reloads: Counter<"what" | "result">;
   private syncCounters?: { pulls: Counter<"result">; pullSeconds: Histogram; applied: Counter<"kind">; rescues: Counter; published: Counter };
 
   /** `probeStates` (ProbeHealth.states) feeds the gauges of what probes measured: certificate expiry, free disk space. */
@@ -39,6 +40,14 @@ export class AgentMetrics {
     gauge("understudy_probe_up", "1 when the probe's listener answers (after rise/fall)", (v, g) => {
       for (const p of v.probes) g.set({ probe: p.name, critical: String(p.critical) }, p.up ? 1 : 0);
     }, ["probe", "critical"]);
+    gauge("understudy_flap_damped", "1 when flap damping holds the cluster (health-driven handovers reached election.flap.max_moves; `understudy flap clear`)", (v, g) => g.set(v.flap?.damped ? 1 : 0));
+    gauge("understudy_flap_moves", "Health-driven handovers within election.flap.window since the last clear, cluster-wide, as this node last read history", (v, g) => g.set(v.flap?.moves ?? 0));
+    this.reloads = new Counter({
+      name: "understudy_trust_file_reloads_total",
+      help: "Trust files (CA, token, API TLS, sync key) re-read after a change, by file and result (ok, or rejected: the last good content stays)",
+      labelNames: ["what", "result"],
+      registers: [registry],
+    });
     if (probeStates) this.probeDataGauges(probeStates);
     this.promotions = new Counter({ name: "understudy_promotions_total", help: "Times this node became primary, by how", labelNames: ["kind"], registers: [registry] });
     this.demotions = new Counter({ name: "understudy_demotions_total", help: "Times this node stopped acting as primary, by why", labelNames: ["why"], registers: [registry] });
@@ -62,6 +71,11 @@ export class AgentMetrics {
       help: "Times this node became primary while lagging the published sync generation (within maximum_lag_on_failover)",
       registers: [registry],
     });
+  }
+
+  /** A trust file was re-read after a change (ok) or refused, keeping the last good content (rejected). */
+  observeReload(what: string, result: "ok" | "rejected"): void {
+    this.reloads.inc({ what, result });
   }
 
   /** Sync metrics (only when sync roots are configured): gauges read the engine's status at scrape time. */

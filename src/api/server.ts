@@ -18,6 +18,8 @@ export interface ApiDeps {
   readonly log: Logger;
   /** Bearer token for mutations; null refuses every mutation. */
   readonly token: string | null;
+  /** api.token_file re-read when it changes (a rotated token); takes the place of `token`. */
+  readonly tokenSource?: { get(): Promise<string> };
   readonly authReads: boolean;
   /** /liveness fails when no HA cycle completed for this long (a frozen loop). */
   readonly livenessMaxMs: number;
@@ -30,6 +32,10 @@ export interface ApiDeps {
   };
   /** Serve HTTPS; with clientCa, a verified client certificate also authorizes mutations (mTLS). */
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer };
+  /** The same files re-read when they change (a renewed certificate): new connections get the new ones, without a restart. */
+  readonly tlsSource?: { check(): Promise<boolean>; peek(): { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer } };
+  /** How often tlsSource is checked (a stat of each file). Default 5 s. */
+  readonly tlsCheckMs?: number;
   /** Connection and timing limits; API_LIMITS unless a test shortens them. */
   readonly limits?: ApiLimits;
 }
@@ -103,7 +109,8 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     if (!mutation && !deps.authReads) return;
     // A client certificate signed by api.tls.client_ca counts as well as the token.
     const mtls = deps.tls?.clientCa !== undefined && (req.raw.socket as { authorized?: boolean }).authorized === true;
-    if (!mtls && !bearerMatches(req.headers.authorization, deps.token)) {
+    const token = deps.tokenSource ? await deps.tokenSource.get() : deps.token;
+    if (!mtls && !bearerMatches(req.headers.authorization, token)) {
       const why = deps.token === null ? "no API token is configured on this node (api.token_file)" : "missing or wrong bearer token";
       const admitted = refusals.admit();
       if (admitted) deps.log.warn({ method: req.method, url: req.url, ip: req.ip, refused_since_last_line: admitted.suppressed }, "API request refused: unauthorized");
@@ -153,5 +160,32 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   });
 
   registerControlRoutes(app, deps);
+  if (deps.tls && deps.tlsSource) watchApiTls(app, deps.tlsSource, deps.clock, deps.tlsCheckMs ?? 5000);
   return app;
+}
+
+/** Swap the server's certificate (and client CA) when the files change: setSecureContext applies to new connections. */
+function watchApiTls(app: FastifyInstance, source: NonNullable<ApiDeps["tlsSource"]>, clock: Clock, everyMs: number): void {
+  let timer: { cancel(): void } | undefined;
+  let closed = false;
+  const arm = () => {
+    timer = clock.setTimer(everyMs, () => {
+      void source
+        .check()
+        .then((changed) => {
+          if (!changed || closed) return;
+          const t = source.peek();
+          (app.server as unknown as { setSecureContext(o: object): void }).setSecureContext({ key: t.key, cert: t.cert, ...(t.clientCa ? { ca: t.clientCa } : {}) });
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          if (!closed) arm();
+        });
+    });
+  };
+  app.addHook("onReady", async () => arm());
+  app.addHook("onClose", async () => {
+    closed = true;
+    timer?.cancel();
+  });
 }

@@ -1,4 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
+import { createSecureContext } from "node:tls";
+import { ReloadingFile, type ReloadReporter } from "../platform/reloading-file.js";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import { readSecretFile } from "../platform/secret-file.js";
 
@@ -37,4 +39,31 @@ export async function readApiTls(files: { key: string; cert: string; client_ca?:
   };
   const [key, cert, clientCa] = await Promise.all([read(files.key, true), read(files.cert, false), files.client_ca ? read(files.client_ca, false) : undefined]);
   return { key, cert, ...(clientCa ? { clientCa } : {}) };
+}
+
+/** api.token_file, read now (a bad file stops the start) and again when it changes; a bad new token keeps the old one. */
+export async function reloadingToken(file: string, reporter?: ReloadReporter): Promise<ReloadingFile<string>> {
+  const source = new ReloadingFile("api token_file", [file], () => readTokenFile(file), reporter);
+  await source.init();
+  return source;
+}
+
+export type ApiTlsFiles = { key: string; cert: string; client_ca?: string | undefined };
+
+/** api.tls, read now and again when a file changes; a new pair is used only if the key matches the certificate. */
+export async function reloadingApiTls(files: ApiTlsFiles, reporter?: ReloadReporter): Promise<ReloadingFile<{ key: Buffer; cert: Buffer; clientCa?: Buffer }>> {
+  const paths = [files.key, files.cert, ...(files.client_ca ? [files.client_ca] : [])];
+  const load = async () => {
+    const t = await readApiTls(files);
+    try {
+      // Throws on a key that does not match the certificate, or a file that is not PEM.
+      createSecureContext({ key: t.key, cert: t.cert, ...(t.clientCa ? { ca: t.clientCa } : {}) });
+    } catch (e) {
+      throw new UnderstudyError("US_E_API_TOKEN", { file: files.cert, cause: describeError(e) });
+    }
+    return t;
+  };
+  const source = new ReloadingFile("api tls", paths, load, reporter);
+  await source.init();
+  return source;
 }

@@ -167,6 +167,18 @@ async function banOrUnban(command: "ban" | "unban", { values, positionals }: Par
   return 0;
 }
 
+/** `understudy flap clear`: end flap damping; health-driven moves are counted afresh from now. */
+export async function flapClear({ values }: Parsed, io: Io): Promise<number> {
+  const out = io.out;
+  const api = await client(values, io.env);
+  const answer = await api.send<{ wasDamped: boolean; damped?: { at: string; reason: string } }>("POST", "/flap/clear", { reason: str(values, "reason") ?? "", requested_by: requester(values) });
+  const refused = exitFor(answer, out, values.json);
+  if (refused !== undefined) return refused;
+  const b = answer.body;
+  out(values.json ? JSON.stringify(b) : printable(b.wasDamped ? `flap damping cleared (damped since ${b.damped!.at}: ${b.damped!.reason}); automatic handovers resume` : "flap damping was not in force; the move count starts again from now"));
+  return 0;
+}
+
 export async function history({ values }: Parsed, io: Io): Promise<number> {
   const out = io.out;
   const limitArg = str(values, "limit");

@@ -161,6 +161,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     load: async () => (await import("./control.js")).unban,
   },
   {
+    name: "flap clear",
+    summary: "end flap damping: health-driven handovers resume (election.flap)",
+    options: change,
+    notes: [API_NOTE, "Writes a flap_clear event to history: every node counts health-driven handovers afresh from it."],
+    load: async () => (await import("./control.js")).flapClear,
+  },
+  {
     name: "history",
     summary: "what happened, who asked, how long it took",
     options: { ...api, limit: { type: "string", arg: "N", help: "newest N events, 1 to 1000 (default 20)" } },

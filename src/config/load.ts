@@ -20,6 +20,8 @@ export interface ElectionTiming {
   readonly renewIntervalMs: number;
   /** Extra wait before a lower-ranked standby campaigns. */
   readonly rankingDelayMs: number;
+  /** Flap damping (election.flap); absent in hand-built configs: the defaults apply. */
+  readonly flap?: { readonly maxMoves: number; readonly windowMs: number };
 }
 
 export type Config = Omit<ParsedConfig, "election"> & { readonly election: ElectionTiming };
@@ -102,6 +104,7 @@ function withTiming(file: string, parsed: ParsedConfig): Config {
     fenceMarginMs: e.fence_margin,
     renewIntervalMs: e.renew_interval ?? Math.max(100, Math.floor(e.ttl / 4)),
     rankingDelayMs: e.ranking_delay,
+    flap: { maxMoves: e.flap.max_moves, windowMs: e.flap.window },
   };
   validateTiming(file, timing);
   validateWatchdog(file, timing, parsed.watchdog);

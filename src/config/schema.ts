@@ -93,6 +93,8 @@ const probe = z
     rise: z.number().int().min(1).max(100).default(1),
     fall: z.number().int().min(1).max(100).default(3),
     critical: z.boolean().optional(),
+    // Certificate failures (ftps/http: expired, untrusted; tls_file: any) count as shared with the standbys (synced TLS files): no handover for them.
+    shared_failures: z.boolean().optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -262,6 +264,14 @@ export const configSchema = z
         fence_margin: duration.prefault("1s"),
         renew_interval: duration.optional(),
         ranking_delay: duration.prefault("500ms"),
+        // Flap damping (Pacemaker's migration-threshold): after max_moves health-driven handovers within window, cluster-wide, the cluster stays put until `understudy flap clear`. 0 turns it off.
+        flap: z
+          .object({
+            max_moves: z.number().int().min(0).max(100).default(3),
+            window: duration.refine((ms) => ms >= 1000, "must be at least 1s").prefault("10m"),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -71,7 +71,7 @@ const syncSchema = z.object({
   displaced: z.object({ source: nodeName, generation: count }).optional(),
 });
 const historySchema = z.object({
-  kind: z.enum(["failover", "switchover", "failback", "handover", "fence", "veto", "pause", "resume", "ban", "unban", "request", "stale_promotion", "rescue"]),
+  kind: z.enum(["failover", "switchover", "failback", "handover", "fence", "veto", "pause", "resume", "ban", "unban", "request", "stale_promotion", "rescue", "flap_damped", "flap_clear"]),
   at: isoTime,
   node: nodeName,
   from: nodeName.nullable(),

@@ -56,6 +56,7 @@ export const ERROR_CATALOGUE = {
   US_E_WEBHOOK_FAILED: { message: "webhook event {event} to {origin} not delivered after {attempts} attempt(s): {cause}", transient: true },
   US_E_WEBHOOK_DROPPED: { message: "webhook queue full ({limit} events): dropped the oldest event {event}", transient: true },
   US_E_PROBE_FILE: { message: "probe {name}: cannot use {key} {file}: {cause}", transient: false },
+  US_E_FILE_RELOAD: { message: "{what} changed but cannot be used ({files}): {problem}; keeping the last good content", transient: true },
   US_E_CLI_USAGE: { message: "{problem}; see `understudy --help`", transient: false },
   US_E_CLUSTER_UNKNOWN: { message: "no cluster {cluster} in etcd at {endpoints}: no key under {base} (no member, no leader, no history); {known}", transient: false },
 } as const satisfies Record<string, ErrorSpec>;

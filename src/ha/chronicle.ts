@@ -84,6 +84,13 @@ export class Chronicle {
     );
   }
 
+  /** Flap damping took hold: recorded once (until cleared), guarded by the term. Returns the event's time. */
+  flapDamped(term: number | null, why: string): string {
+    const event = this.event("flap_damped", { from: this.node, to: this.node, term, reason: why });
+    this.recorder.record(event, term);
+    return event.at;
+  }
+
   fenced(term: number | null, why: string): void {
     this.recorder.record(this.event("fence", { from: this.node, term, reason: `lease deadline passed (${why})` }), null);
   }

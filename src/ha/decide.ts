@@ -1,6 +1,7 @@
 import { bestCandidate, eligible, isBanned, outranks } from "./candidates.js";
 import type { Action, Decision, Observation } from "./observation.js";
 import { failback, primarySwitchover, standbySwitchover } from "./switchover.js";
+import { dampedNote, stayInsteadOfHandover } from "./stay.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (DESIGN.md §1.4): when in doubt, be a standby.
@@ -29,6 +30,9 @@ function decidePrimary(o: Observation): Decision {
   const planned = primarySwitchover(o, leader.term);
   if (planned) return planned;
   if (o.cluster.paused) return d([], `no action: paused; ${held}`);
+  // Flap damping: the cluster stays put, so no automatic failback either.
+  const damped = o.daemon.running && o.daemon.probesUp ? dampedNote(o) : null;
+  if (damped !== null) return d([], `no action: ${held}; ${damped}`);
   if (o.daemon.running && o.daemon.probesUp) return failback(o, leader.term) ?? d([], `no action: ${held}`);
 
   const what = o.daemon.running ? "critical probes are failing" : "the daemon is not running";
@@ -36,6 +40,9 @@ function decidePrimary(o: Observation): Decision {
     return d([{ kind: "restart_daemon" }], `restarting the daemon: ${what} (restart ${o.daemon.recentRestarts + 1} of ${o.restartsBeforeHandover})`);
   }
   const heir = bestCandidate(o.cluster.members.filter((m) => m.node !== me && m.role === "standby"), o.cluster.bans);
+  // A failure the heir would share (synced certificate), or flap damping: stay and serve.
+  const stay = heir ? stayInsteadOfHandover(o, what, heir.node) : null;
+  if (stay) return stay;
   if (heir) {
     return d(
       [{ kind: "demote" }, { kind: "release", term: leader.term, why: "handover" }, { kind: "cool_down" }],

@@ -32,4 +32,6 @@ export interface NodeView {
   /** Could campaign now: not cooling down, ready, (warm) probes up. */
   readonly healthy: boolean;
   readonly notReady: string | null;
+  /** Flap damping as this node last read it from history (absent in older views). */
+  readonly flap?: { readonly damped: boolean; readonly moves: number };
 }

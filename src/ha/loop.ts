@@ -14,6 +14,8 @@ import { configuredPart, type Action, type ConfiguredPart, type Decision, type O
 import type { DaemonHealth, SyncPort, VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
 import { MemberPublisher } from "./member.js";
+import { FlapWatch } from "./flap-watch.js";
+import { isDamped } from "./flap.js";
 import type { FenceGuard } from "../fence/client.js";
 import type { Hooks } from "../hooks/index.js";
 
@@ -68,6 +70,7 @@ export class HaLoop {
   private readonly member: MemberPublisher;
   private readonly configured: ConfiguredPart;
   private readonly listeners: HaEventListener[] = [];
+  private readonly flap: FlapWatch;
   readonly lease: SessionLease;
 
   constructor(private readonly deps: HaLoopDeps) {
@@ -93,6 +96,7 @@ export class HaLoop {
     this.chronicle = new Chronicle(deps.config.node.name, deps.coordinator, deps.clock, deps.log);
     this.member = new MemberPublisher(deps.coordinator, deps.clock, deps.log);
     this.configured = configuredPart(deps.config);
+    this.flap = new FlapWatch(deps.coordinator, deps.clock, this.configured.flapSettings, deps.log);
   }
 
   /** Start: adopt our own lease if the leader key still names us, then run cycles. */
@@ -196,7 +200,9 @@ export class HaLoop {
         running: this.role.daemonRunning,
         probesUp: health.criticalUp() || this.role.inStartGrace(now, probeGraceMs),
         recentRestarts: this.role.recentRestarts(now),
+        sharedFailure: health.sharedFailure?.() ?? null,
       },
+      ...(this.flap.current() ? { flap: this.flap.current()! } : {}),
       coolDownUntilMs: this.role.coolDownUntilMs,
       notReady: this.readiness.problem(),
       preferredReadySinceMs: this.preferredReadySinceMs,
@@ -219,6 +225,8 @@ export class HaLoop {
       await this.chronicle.flush();
     }
     this.role.daemonRunning = await daemon.isRunning().catch(() => false);
+    // A primary failing its health may hand over: count the cluster's recent moves afresh.
+    if (snapshot) await this.flap.refresh(this.role.acting === "primary" && !(this.role.daemonRunning && this.deps.health.criticalUp()));
     const decision = decide(this.observe(snapshot, etcdError ?? this.lease.error()));
     if (decision.reason !== this.lastDecision?.reason) log.info({ trigger: why, actions: decision.actions.map((a) => a.kind) }, decision.reason);
     this.lastDecision = decision;
@@ -306,6 +314,9 @@ export class HaLoop {
         return;
       case "recheck_at":
         this.recheckIn(action.atMs - clock.monotonicMs(), "recheck");
+        return;
+      case "record_flap_damped":
+        this.flap.damped(this.chronicle.flapDamped(this.role.term, action.reason), action.reason);
         return;
     }
   }
@@ -474,6 +485,7 @@ export class HaLoop {
       probes: this.deps.health.states().map((p) => ({ name: p.name, critical: p.critical, up: p.up, detail: p.lastDetail })),
       healthy: this.isHealthy(now),
       notReady: this.readiness.problem(),
+      flap: { damped: isDamped(this.flap.current()), moves: this.flap.current()?.moves ?? 0 },
     };
   }
 

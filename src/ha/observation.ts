@@ -1,5 +1,6 @@
 import type { ClusterSnapshot, LeaderRecord, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
 import type { Config } from "../config/load.js";
+import { DEFAULT_FLAP, type FlapSettings, type FlapView } from "./flap.js";
 
 /** What one HA cycle knows. Built by the loop, consumed by the pure decide(). */
 export interface Observation {
@@ -25,6 +26,8 @@ export interface Observation {
     readonly probesUp: boolean;
     /** Restarts in the recent window, by the HA loop. */
     readonly recentRestarts: number;
+    /** Every failing critical probe fails for a reason the standbys share (synced certificate): the sentence, else null. */
+    readonly sharedFailure?: string | null;
   };
   readonly restartsBeforeHandover: number;
   readonly rankingDelayMs: number;
@@ -45,6 +48,8 @@ export interface Observation {
     /** A standby that lags longer than this does not take over by itself (`failover --force` does). */
     readonly maximumLagMs: number;
   };
+  /** Flap damping: health-driven handovers counted cluster-wide from history (flap.ts); absent: not known, no damping. */
+  readonly flap?: FlapView;
 }
 
 export type Action =
@@ -64,7 +69,9 @@ export type Action =
   | { readonly kind: "stop_daemon" }
   | { readonly kind: "cool_down" }
   /** Re-run the cycle at this time (ranking delay running out). */
-  | { readonly kind: "recheck_at"; readonly atMs: number };
+  | { readonly kind: "recheck_at"; readonly atMs: number }
+  /** Write a flap_damped history event (once per damping, until an operator clears it). */
+  | { readonly kind: "record_flap_damped"; readonly reason: string };
 
 export interface Decision {
   readonly actions: readonly Action[];
@@ -78,6 +85,7 @@ export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover"
   readonly syncEnabled: boolean;
   readonly maximumLagMs: number;
   readonly self: Omit<Observation["self"], "generation">;
+  readonly flapSettings: FlapSettings;
 };
 
 /** The parts of every observation that come from config alone, computed once. */
@@ -93,5 +101,6 @@ export function configuredPart(config: Config): ConfiguredPart {
     switchoverWaitMs: Math.max(1000, 3 * config.election.rankingDelayMs),
     syncEnabled: config.sync !== undefined,
     maximumLagMs: config.sync?.maximum_lag_on_failover ?? 0,
+    flapSettings: config.election.flap ?? DEFAULT_FLAP,
   };
 }

@@ -17,6 +17,8 @@ export interface VipControl {
 
 export interface DaemonHealth {
   criticalUp(): boolean;
+  /** Why every failing critical probe fails for a reason the standbys share (synced certificate), or null. Optional for fakes. */
+  sharedFailure?(): string | null;
   states(): ProbeState[];
   onChange(listener: () => void): void;
   checkNow(): Promise<unknown>;

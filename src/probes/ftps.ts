@@ -1,9 +1,11 @@
 import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { connect, isIP } from "node:net";
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from "node:tls";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
-import { judgeExpiry, parseValidTo } from "./certs.js";
+import { ReloadingFile, type ReloadReporter } from "../platform/reloading-file.js";
+import { judgeExpiry, parseValidTo, pemCertificates } from "./certs.js";
 import type { Probe, ProbeData, ProbeResult } from "./port.js";
 import { runCheck, type CheckRun } from "./run.js";
 import { completeLines } from "./tcp.js";
@@ -13,6 +15,10 @@ export interface TlsOptions {
   readonly verify: boolean;
   /** PEM CA certificates to trust instead of Node.js's built-in list. */
   readonly ca?: Buffer;
+  /** `ca_file`, re-read when it changes (a renewal); takes the place of `ca`. */
+  readonly caFile?: { get(): Promise<Buffer> };
+  /** Certificate failures (expired, untrusted, wrong name) are shared with every node: the TLS files are synced. Default true. */
+  readonly sharedCertFailures?: boolean;
   /** Name sent in SNI and checked against the certificate; defaults to the host unless it is an IP address. */
   readonly servername?: string;
   /** Up with a warning when the certificate expires within this long. */
@@ -34,6 +40,38 @@ export function loadCaFile(name: string, file: string): Buffer {
   } catch (e) {
     throw new UnderstudyError("US_E_PROBE_FILE", { name, key: "ca_file", file, cause: describeError(e) });
   }
+}
+
+/**
+ * `ca_file` as the probe uses it: read now (a missing or unusable file is a
+ * configuration error at start), then again whenever it changes. A changed
+ * file without a readable PEM certificate is refused and the previous CA stays.
+ */
+export function reloadingCaFile(name: string, file: string, reporter?: ReloadReporter): ReloadingFile<Buffer> {
+  const first = loadCaFile(name, file);
+  const load = async () => checkedCa(await readFile(file));
+  try {
+    checkedCa(first);
+  } catch (e) {
+    throw new UnderstudyError("US_E_PROBE_FILE", { name, key: "ca_file", file, cause: describeError(e) });
+  }
+  return new ReloadingFile(`probe ${name} ca_file`, [file], load, reporter).prime(first);
+}
+
+function checkedCa(pem: Buffer): Buffer {
+  let certs;
+  try {
+    certs = pemCertificates(pem.toString("utf8"));
+  } catch (e) {
+    throw new Error(`not a readable PEM certificate: ${describeError(e)}`);
+  }
+  if (certs.length === 0) throw new Error("holds no PEM certificate");
+  return pem;
+}
+
+/** The CA to trust for one check: the current `ca_file` content, or the fixed `ca`. */
+export async function currentCa(tls: TlsOptions): Promise<Buffer | undefined> {
+  return tls.caFile ? await tls.caFile.get() : tls.ca;
 }
 
 /** One FTP reply (RFC 959 §4.2, multi-line aware); "invalid" when the text is not an FTP reply, undefined while incomplete. */
@@ -65,11 +103,13 @@ export function judgePeerCertificate(
   if (notAfter === undefined) return run.finish(false, `${what}, but the server sent no readable certificate`);
   const verdict = judgeExpiry(notAfter, nowMs, options.warningMs);
   const data: ProbeData = { certExpiresAt: { [label]: Math.floor(notAfter / 1000) }, warning: verdict.warning };
-  if (verdict.expired) return run.finish(false, `${what}, certificate ${verdict.text}`, data);
+  // The certificate and its CA are synced files: a standby would serve (and trust) the same ones.
+  const failed = options.sharedCertFailures === false ? data : { ...data, shared: true };
+  if (verdict.expired) return run.finish(false, `${what}, certificate ${verdict.text}`, failed);
   if (options.verify && !socket.authorized) {
     const why = String(socket.authorizationError);
     const problem = why === "ERR_TLS_CERT_ALTNAME_INVALID" ? `not issued for ${checkedName} (${why})` : `not trusted (${why})`;
-    return run.finish(false, `${what}, certificate ${problem}, ${verdict.text}`, data);
+    return run.finish(false, `${what}, certificate ${problem}, ${verdict.text}`, failed);
   }
   run.finish(true, `${what}, certificate ${verdict.text}`, data);
 }
@@ -92,7 +132,10 @@ export class FtpsProbe implements Probe {
 
   check(signal: AbortSignal): Promise<ProbeResult> {
     const { host, port, timeoutMs } = this.target;
-    return runCheck(this.clock, timeoutMs, signal, (run) => {
+    return runCheck(this.clock, timeoutMs, signal, async (run) => {
+      run.stage = "reading ca_file";
+      const ca = await currentCa(this.target.tls);
+      if (run.settled) return;
       let received = "";
       let step: "greeting" | "auth" = "greeting";
       const socket = connect({ host, port });
@@ -124,18 +167,18 @@ export class FtpsProbe implements Probe {
         // From here on the bytes on this connection are TLS records: the TLS socket reads them, not us.
         socket.off("data", onData);
         upgraded = true;
-        this.handshake(run, socket);
+        this.handshake(run, socket, ca);
       };
       socket.on("data", onData);
     });
   }
 
-  private handshake(run: CheckRun, socket: ReturnType<typeof connect>): void {
+  private handshake(run: CheckRun, socket: ReturnType<typeof connect>, ca: Buffer | undefined): void {
     const { host, port, tls } = this.target;
     run.stage = "in the TLS handshake";
     const servername = tls.servername ?? (isIP(host) === 0 ? host : undefined);
     // Never rejected here: an untrusted or expired certificate is judged (and its expiry reported) after the handshake.
-    const secure = tlsConnect({ socket, host, ...(servername ? { servername } : {}), ...(tls.ca ? { ca: tls.ca } : {}), rejectUnauthorized: false });
+    const secure = tlsConnect({ socket, host, ...(servername ? { servername } : {}), ...(ca ? { ca } : {}), rejectUnauthorized: false });
     run.defer(() => secure.destroy());
     secure.on("error", (e) => run.finish(false, `TLS handshake failed: ${e.message}`));
     secure.on("secureConnect", () => {

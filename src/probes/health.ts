@@ -19,7 +19,12 @@ export interface WatchedProbe {
 export interface ProbeHealthDeps {
   readonly clock: Clock;
   readonly logger?: Logger;
+  /** How often probes with changed() (tls_file) stat their files; a change runs a check at once. Default 2 s. */
+  readonly changePollMs?: number;
 }
+
+/** Default of ProbeHealthDeps.changePollMs: a renewal is seen within seconds, for one stat per file. */
+export const CHANGE_POLL_MS = 2000;
 
 interface Slot {
   readonly spec: WatchedProbe;
@@ -34,6 +39,10 @@ interface Slot {
   inFlight: AbortController | undefined;
   /** Checks of one probe run one after another on this chain. */
   chain: Promise<void>;
+  /** The latest result failed for a reason every node shares (ProbeData.shared). */
+  shared: boolean;
+  /** Polls probe.changed() (tls_file targets). */
+  poll: TimerHandle | undefined;
 }
 
 /**
@@ -75,6 +84,8 @@ export class ProbeHealth {
       timer: undefined,
       inFlight: undefined,
       chain: Promise.resolve(),
+      shared: false,
+      poll: undefined,
     }));
   }
 
@@ -87,6 +98,18 @@ export class ProbeHealth {
     return this.slots.every((s) => !s.spec.critical || s.up);
   }
 
+  /**
+   * When every critical probe that is down failed its latest check for a
+   * reason the standbys share (an expired or untrusted synced certificate):
+   * one sentence naming them, for decide(). Null when any failure is local
+   * (or none is down).
+   */
+  sharedFailure(): string | null {
+    const down = this.slots.filter((s) => s.spec.critical && !s.up);
+    if (down.length === 0 || !down.every((s) => s.shared)) return null;
+    return down.map((s) => `${s.spec.probe.name}: ${s.lastDetail}`).join("; ");
+  }
+
   onChange(listener: (state: ProbeState) => void): void {
     this.listeners.push(listener);
   }
@@ -95,7 +118,33 @@ export class ProbeHealth {
   start(): void {
     if (this.running) return;
     this.running = true;
-    for (const slot of this.slots) void this.enqueue(slot);
+    for (const slot of this.slots) {
+      void this.enqueue(slot);
+      if (slot.spec.probe.changed) this.pollChanges(slot);
+    }
+  }
+
+  /** Stat the probe's files every changePollMs; a change checks now instead of at the (hourly) interval. */
+  private pollChanges(slot: Slot): void {
+    const every = this.deps.changePollMs ?? CHANGE_POLL_MS;
+    const generation = this.generation;
+    const live = () => this.running && generation === this.generation;
+    slot.poll = this.deps.clock.setTimer(every, () => {
+      slot.poll = undefined;
+      if (!live()) return;
+      void slot.spec.probe
+        .changed!()
+        .then((changed) => {
+          if (changed && live()) {
+            this.deps.logger?.info({ probe: slot.spec.probe.name }, "probe files changed: checking now");
+            void this.enqueue(slot);
+          }
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          if (live()) this.pollChanges(slot);
+        });
+    });
   }
 
   /** Cancel timers and abort checks in flight; resolves once none is left running. */
@@ -105,6 +154,8 @@ export class ProbeHealth {
     for (const slot of this.slots) {
       slot.timer?.cancel();
       slot.timer = undefined;
+      slot.poll?.cancel();
+      slot.poll = undefined;
       slot.inFlight?.abort(new Error("probe health stopped"));
     }
     await Promise.all(this.slots.map((s) => s.chain));
@@ -172,6 +223,7 @@ export class ProbeHealth {
     slot.consecutive = slot.lastOk === result.ok ? slot.consecutive + 1 : 1;
     slot.lastOk = result.ok;
     slot.lastDetail = result.detail;
+    slot.shared = !result.ok && result.data?.shared === true;
     if (result.data !== undefined) slot.data = result.data;
     const wasUp = slot.up;
     if (result.ok && !slot.up && slot.consecutive >= slot.spec.rise) slot.up = true;

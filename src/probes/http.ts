@@ -18,6 +18,10 @@ export interface HttpTarget {
     readonly ca?: Buffer;
     /** The name sent in SNI and checked against the certificate, instead of the URL's host (probing 127.0.0.1). */
     readonly servername?: string;
+    /** `ca_file`, re-read when it changes; takes the place of `ca`. */
+    readonly caFile?: { get(): Promise<Buffer> };
+    /** Certificate failures count as shared with every node (synced TLS files). Default true. */
+    readonly sharedCertFailures?: boolean;
     /** Report the certificate's expiry; warn when it is this close; an expired certificate fails. */
     readonly warningMs: number;
   };
@@ -35,7 +39,13 @@ export class HttpProbe implements Probe {
     this.name = target.name;
   }
 
-  check(signal: AbortSignal): Promise<ProbeResult> {
+  async check(signal: AbortSignal): Promise<ProbeResult> {
+    const tls = this.target.tls;
+    const ca = tls?.caFile ? await tls.caFile.get() : tls?.ca;
+    return this.checkWith(signal, ca);
+  }
+
+  private checkWith(signal: AbortSignal, ca: Buffer | undefined): Promise<ProbeResult> {
     const { url, expectStatus, timeoutMs } = this.target;
     const started = this.clock.monotonicMs();
     const result = (ok: boolean, detail: string, data?: ProbeData): ProbeResult => ({
@@ -61,7 +71,7 @@ export class HttpProbe implements Probe {
       try {
         const https = url.startsWith("https:");
         const tls = https ? this.target.tls : undefined;
-        const tlsOptions = tls ? { rejectUnauthorized: tls.verify, ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.servername ? { servername: tls.servername } : {}) } : {};
+        const tlsOptions = tls ? { rejectUnauthorized: tls.verify, ...(ca ? { ca } : {}), ...(tls.servername ? { servername: tls.servername } : {}) } : {};
         const send = https ? httpsRequest : httpRequest;
         // No keep-alive agent: every check is a fresh connection, and none stays open between checks.
         req = send(url, { method: "GET", agent: false, headers: { "user-agent": "understudy-probe" }, ...tlsOptions });
@@ -75,9 +85,14 @@ export class HttpProbe implements Probe {
         const status = res.statusCode ?? 0;
         const cert = this.certificate(res.socket);
         if (!cert) return finish(status === expectStatus, `HTTP ${status}`);
-        finish(status === expectStatus && !cert.expired, `HTTP ${status}, certificate ${cert.text}`, cert.data);
+        const shared = cert.expired && this.target.tls?.sharedCertFailures !== false;
+        finish(status === expectStatus && !cert.expired, `HTTP ${status}, certificate ${cert.text}`, shared ? { ...cert.data, shared } : cert.data);
       });
-      req.on("error", (e) => finish(false, e.message));
+      req.on("error", (e) => {
+        // Refused certificates (expired, untrusted, wrong name) come from synced TLS files: shared.
+        const shared = isCertificateError(e) && url.startsWith("https:") && this.target.tls?.sharedCertFailures !== false;
+        finish(false, e.message, shared ? { shared } : undefined);
+      });
       req.end();
     });
   }
@@ -94,4 +109,15 @@ export class HttpProbe implements Probe {
     const label = `${url.hostname}:${url.port || "443"}`;
     return { expired: verdict.expired, text: verdict.text, data: { certExpiresAt: { [label]: Math.floor(notAfter / 1000) }, warning: verdict.warning } };
   }
+}
+
+/** Node.js/OpenSSL codes of a server certificate the client refused (not a network or protocol error). */
+const CERT_ERRORS = new Set([
+  "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID", "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "CERT_SIGNATURE_FAILURE", "CERT_UNTRUSTED", "CERT_REJECTED", "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+export function isCertificateError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" && CERT_ERRORS.has(code);
 }

@@ -5,7 +5,8 @@ import type { Logger } from "../platform/logger.js";
 import { DEFAULT_CERT_WARNING_MS } from "./certs.js";
 import { DiskProbe } from "./disk.js";
 import { judgeFtpGreeting } from "./ftp.js";
-import { FtpsProbe, loadCaFile, type TlsOptions } from "./ftps.js";
+import { FtpsProbe, reloadingCaFile, type TlsOptions } from "./ftps.js";
+import type { ReloadReporter } from "../platform/reloading-file.js";
 import { ProbeHealth } from "./health.js";
 import { HttpProbe } from "./http.js";
 import type { Probe } from "./port.js";
@@ -21,7 +22,7 @@ export type ProbeConfig = Config["probes"][number];
  * target is missing, US_E_PROBE_FILE when a file it reads once (key, password,
  * CA) cannot be used.
  */
-export function createProbe(config: ProbeConfig, clock: Clock): Probe {
+export function createProbe(config: ProbeConfig, clock: Clock, reporter?: ReloadReporter): Probe {
   const { name } = config;
   const fail = (problem: string): never => {
     throw new UnderstudyError("US_E_PROBE_CONFIG", { name, problem });
@@ -30,7 +31,9 @@ export function createProbe(config: ProbeConfig, clock: Clock): Probe {
   const tls = (): TlsOptions => ({
     verify: config.tls_verify ?? true,
     warningMs: config.cert_warning ?? DEFAULT_CERT_WARNING_MS,
-    ...(config.ca_file !== undefined ? { ca: loadCaFile(name, config.ca_file) } : {}),
+    // Re-read when it changes: a renewed CA must not fail the probe until the agent restarts (issue 12).
+    ...(config.ca_file !== undefined ? { caFile: reloadingCaFile(name, config.ca_file, reporter) } : {}),
+    sharedCertFailures: config.shared_failures !== false,
     ...(config.servername !== undefined ? { servername: config.servername } : {}),
   });
   switch (config.type) {
@@ -42,7 +45,7 @@ export function createProbe(config: ProbeConfig, clock: Clock): Probe {
       return new DiskProbe({ name, path: config.path, minFreeBytes: config.min_free, timeoutMs: config.timeout }, clock);
     case "tls_file":
       if (config.files === undefined || config.files.length === 0) return fail("files is required for a tls_file probe");
-      return new TlsFileProbe({ name, files: config.files, warningMs: config.cert_warning ?? DEFAULT_CERT_WARNING_MS, timeoutMs: config.timeout }, clock);
+      return new TlsFileProbe({ name, files: config.files, warningMs: config.cert_warning ?? DEFAULT_CERT_WARNING_MS, timeoutMs: config.timeout, sharedFailures: config.shared_failures !== false }, clock);
   }
   if (config.port === undefined) return fail(`port is required for a ${config.type} probe`);
   const target = { name, host: config.host, port: config.port, timeoutMs: config.timeout };
@@ -67,9 +70,9 @@ export function createProbe(config: ProbeConfig, clock: Clock): Probe {
 }
 
 /** The whole `probes:` section, scheduled and debounced. Not started. */
-export function createProbeHealth(configs: readonly ProbeConfig[], deps: { clock: Clock; logger?: Logger }): ProbeHealth {
+export function createProbeHealth(configs: readonly ProbeConfig[], deps: { clock: Clock; logger?: Logger; reloads?: ReloadReporter }): ProbeHealth {
   const watched = configs.map((c) => ({
-    probe: createProbe(c, deps.clock),
+    probe: createProbe(c, deps.clock, deps.reloads),
     intervalMs: c.interval,
     timeoutMs: c.timeout,
     rise: c.rise,

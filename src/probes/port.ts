@@ -10,6 +10,12 @@ export interface ProbeData {
   readonly totalBytes?: number;
   /** Up, but close to failing: a certificate expires within the probe's `cert_warning`. */
   readonly warning?: boolean;
+  /**
+   * A failure every node would share, so handing over cannot cure it: a
+   * certificate expired or not trusted, a tls_file target expired or unreadable
+   * (the TLS files are synced to the standbys). decide() does not hand over for it.
+   */
+  readonly shared?: boolean;
 }
 
 export interface ProbeResult {
@@ -28,6 +34,8 @@ export interface Probe {
   readonly type: ProbeType;
   /** Must resolve (never reject) within the probe's timeout; aborts when signal fires. */
   check(signal: AbortSignal): Promise<ProbeResult>;
+  /** Optional: whether the files this probe reads changed since last asked (a cheap stat); ProbeHealth then checks at once instead of waiting for the interval. */
+  changed?(): Promise<boolean>;
 }
 
 export interface ProbeState {

@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import type { Clock } from "../platform/clock.js";
+import { stampOf } from "../platform/reloading-file.js";
 import { judgeExpiry, parseValidTo, pemCertificates } from "./certs.js";
 import type { Probe, ProbeResult } from "./port.js";
 import { runCheck } from "./run.js";
@@ -18,6 +19,8 @@ export interface TlsFileTarget {
   readonly files: readonly string[];
   readonly warningMs: number;
   readonly timeoutMs: number;
+  /** Failures count as shared with every node (the files are synced). Default true. */
+  readonly sharedFailures?: boolean;
 }
 
 /**
@@ -28,6 +31,7 @@ export interface TlsFileTarget {
 export class TlsFileProbe implements Probe {
   readonly type = "tls_file" as const;
   readonly name: string;
+  private lastStamp: string | undefined;
 
   constructor(
     private readonly target: TlsFileTarget,
@@ -36,9 +40,19 @@ export class TlsFileProbe implements Probe {
     this.name = target.name;
   }
 
+  /** A renewal (or a broken copy) is checked at once, not at the next hourly interval: ProbeHealth polls this. */
+  async changed(): Promise<boolean> {
+    const stamp = await stampOf(this.target.files);
+    const changed = this.lastStamp !== undefined && stamp !== this.lastStamp;
+    this.lastStamp = stamp;
+    return changed;
+  }
+
   check(signal: AbortSignal): Promise<ProbeResult> {
     const { files, warningMs, timeoutMs } = this.target;
     return runCheck(this.clock, timeoutMs, signal, async (run) => {
+      // What this check reads: changed() compares against it.
+      this.lastStamp = await stampOf(files);
       const expiresAt: Record<string, number> = {};
       const problems: string[] = [];
       const warnings: string[] = [];
@@ -71,7 +85,8 @@ export class TlsFileProbe implements Probe {
         if (earliest === undefined || notAfter < earliest.at) earliest = { file, text: verdict.text, at: notAfter };
       }
       const data = { certExpiresAt: expiresAt, warning: warnings.length > 0 };
-      if (problems.length > 0) return run.finish(false, problems.join("; "), data);
+      // The files are synced: a standby holds the same expired or broken certificate.
+      if (problems.length > 0) return run.finish(false, problems.join("; "), this.target.sharedFailures === false ? data : { ...data, shared: true });
       if (warnings.length > 0) return run.finish(true, warnings.join("; "), data);
       const count = files.length === 1 ? "1 certificate file" : `${files.length} certificate files`;
       run.finish(true, `${count} ok, earliest ${earliest!.text}: ${earliest!.file}`, data);

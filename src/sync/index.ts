@@ -3,6 +3,7 @@
 // a bad setting (unsafe path, unknown owner) stops the agent with a coded
 // error and nothing changed.
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import type { ReloadReporter } from "../platform/reloading-file.js";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Config } from "../config/load.js";
@@ -27,6 +28,8 @@ export interface SyncDeps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly onProgress: () => void;
+  /** Told when the sync key or known_hosts changed (SSH masters closed to pick them up). */
+  readonly reloads?: ReloadReporter;
 }
 
 export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<SyncEngine | undefined> {
@@ -69,6 +72,7 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
     timeoutMs: s.pull_timeout,
     // Quick check (size + mtime to the nanosecond) by default; a digest mismatch re-pulls that root with --checksum.
     checksum: false,
+    ...(deps.reloads ? { reloads: deps.reloads } : {}),
   });
   // The daemon config the sync key's forced command reads: rewritten at every start, so it follows sync.roots.
   const conf = renderRsyncdConf(roots);

@@ -7,6 +7,7 @@ import type { Clock } from "../platform/clock.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 import { sshArgv, sshExitMasterArgv, validateSshTransport, type SshTransport, type SshTransportSettings } from "./transport-ssh.js";
 import { checkModule } from "./rsyncd.js";
+import { stampOfSync, type ReloadReporter } from "../platform/reloading-file.js";
 import { safeAbsolutePath } from "./transport-values.js";
 
 export { checkControlDir, type SshTransportSettings } from "./transport-ssh.js";
@@ -25,6 +26,10 @@ export interface RsyncPullerOptions {
    * config management) would otherwise be skipped, and sync trees are small.
    */
   readonly checksum?: boolean;
+  /** Told when the sync key or known_hosts changed and the SSH master connections were closed to pick them up. */
+  readonly reloads?: ReloadReporter;
+  /** Stats the key and known_hosts (injectable for tests); default: their (dev, ino, size, mtime, ctime), a few µs. */
+  readonly trustStamp?: (files: readonly string[]) => string;
 }
 
 export interface PullRequest {
@@ -141,6 +146,10 @@ export class RsyncPuller {
   private readonly contacted = new Set<string>();
   /** Tail of the queue of pulls per primary. */
   private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly reloads: ReloadReporter | undefined;
+  private readonly stampTrust: (files: readonly string[]) => string;
+  /** The key's and known_hosts' stamp when the master connections were opened. */
+  private trustStamp: string | undefined;
 
   /** Throws US_E_SYNC_CONFIG for any value that is unsafe on a command line. */
   constructor(opts: RsyncPullerOptions) {
@@ -153,6 +162,20 @@ export class RsyncPuller {
       throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: "sync.pull_timeout", problem: "must be at least 100 ms", value: String(opts.timeoutMs) });
     }
     this.checksum = opts.checksum ?? true;
+    this.reloads = opts.reloads;
+    this.stampTrust = opts.trustStamp ?? stampOfSync;
+  }
+
+  /**
+   * ssh reads the key and known_hosts at each connection, but a ControlMaster
+   * connection outlives them: after a key rotation or a re-pinned host key it
+   * would keep using the old ones. A changed stamp closes every master first.
+   */
+  private trustChanged(): boolean {
+    const stamp = this.stampTrust([this.ssh.key, this.ssh.knownHosts]);
+    const changed = this.trustStamp !== undefined && stamp !== this.trustStamp;
+    this.trustStamp = stamp;
+    return changed;
   }
 
   /** The exact rsync argv a pull runs. Throws US_E_SYNC_CONFIG for an unsafe primary, root or staging path. */
@@ -202,6 +225,10 @@ export class RsyncPuller {
   }
 
   private async runPull(req: PullRequest, argv: readonly string[]): Promise<PullResult> {
+    if (this.ssh.controlMaster && this.trustChanged()) {
+      await this.close();
+      this.reloads?.reloaded("sync ssh key/known_hosts", [this.ssh.key, this.ssh.knownHosts]);
+    }
     if (this.ssh.controlMaster) this.contacted.add(req.primary);
     const started = this.clock.monotonicMs();
     let r: CommandResult;

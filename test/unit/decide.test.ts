@@ -166,3 +166,26 @@ test("decide: a cold standby whose daemon runs (left by a killed agent) stops it
   const warm = decide(obs({ mode: "warm", daemon: { running: true, probesUp: true, recentRestarts: 0 } }));
   assert.ok(!warm.actions.some((a) => a.kind === "stop_daemon"), "warm standbys keep theirs");
 });
+
+// Issue 12: a failure the heir would share (synced certificate) and flap damping keep the primary where it is.
+const flap = (over: Partial<NonNullable<Observation["flap"]>> = {}): NonNullable<Observation["flap"]> => ({ maxMoves: 3, windowMs: 600_000, moves: 0, damped: null, ...over });
+const failing = { running: true, probesUp: false, recentRestarts: 1 };
+const stayCases: Case[] = [
+  { name: "primary, shared failure (certificate untrusted) after restarts -> holds, no handover", o: primary({ daemon: { ...failing, sharedFailure: "ftps: certificate not trusted (SELF_SIGNED_CERT_IN_CHAIN)" } }), actions: [], reason: /^holding, not handing over: critical probes are failing for a reason n2 would share \(ftps: certificate not trusted .*\); the certificate files are synced, so a handover cannot help; keeping the daemon running/ },
+  { name: "primary, shared failure, daemon down -> restarts it, no handover", o: primary({ daemon: { running: false, probesUp: false, recentRestarts: 1, sharedFailure: "certs: /etc/tls/a.pem expired" } }), actions: ["restart_daemon"], reason: /^holding, not handing over: the daemon is not running .*restarting the daemon/ },
+  { name: "primary, shared failure, restarts left -> restarts first (a restart may load a renewed pair)", o: primary({ daemon: { running: true, probesUp: false, recentRestarts: 0, sharedFailure: "x" } }), actions: ["restart_daemon"], reason: /^restarting the daemon: critical probes are failing \(restart 1 of 1\)$/ },
+  { name: "primary, local failure, moves below the threshold -> hands over", o: primary({ daemon: failing, flap: flap({ moves: 2 }) }), actions: ["demote", "release", "cool_down"], reason: /^handing over: critical probes are failing/ },
+  { name: "primary, moves reached max_moves -> holds and records the damping", o: primary({ daemon: failing, flap: flap({ moves: 3 }) }), actions: ["record_flap_damped"], reason: /^holding, not handing over: flap damping \(3 health-driven handovers within 10m \(election\.flap\.max_moves 3\)\); critical probes are failing; keeping the daemon running until `understudy flap clear`$/ },
+  { name: "primary, already damped (recorded) -> holds without recording again", o: primary({ daemon: failing, flap: flap({ moves: 0, damped: { at: "2026-11-22T11:59:00Z", reason: "3 moves" } }) }), actions: [], reason: /^holding, not handing over: flap damping \(3 moves\)/ },
+  { name: "primary, damped, daemon down -> restarts it in place", o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 1 }, flap: flap({ moves: 4 }) }), actions: ["restart_daemon", "record_flap_damped"], reason: /restarting the daemon until `understudy flap clear`/ },
+  { name: "primary, damping off (max_moves 0) -> hands over", o: primary({ daemon: failing, flap: flap({ maxMoves: 0, moves: 9 }) }), actions: ["demote", "release", "cool_down"], reason: /^handing over/ },
+  { name: "primary healthy while damped -> no action, says damped (no failback)", o: primary({ flap: flap({ damped: { at: "x", reason: "3 moves" } }), failback: { policy: "auto", preferred: "n2", delayMs: 0 }, preferredReadySinceMs: 0 }), actions: [], reason: /^no action: I am n1, the primary with the lease \(term 7\); flap damping holds the cluster \(3 moves\)/ },
+  { name: "primary, damped, operator switchover still runs", o: primary({ flap: flap({ damped: { at: "x", reason: "3 moves" } }) }, { switchover: { kind: "switchover", from: "n1", to: "n2", at: null, force: false, requestedBy: "op", reason: "r", requestedAt: "" } }), actions: ["demote", "release"], reason: /^switchover: handing over to n2/ },
+];
+for (const c of stayCases) {
+  test(`decide (stay): ${c.name}`, () => {
+    const d = decide(c.o);
+    assert.deepEqual(d.actions.map((a) => a.kind), c.actions, d.reason);
+    assert.match(d.reason, c.reason);
+  });
+}

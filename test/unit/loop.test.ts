@@ -473,3 +473,27 @@ test("sync gate: a standby behind for longer than maximum_lag_on_failover does n
   assert.equal(c.etcd.leader, null, "no automatic stale takeover");
   assert.match(c.nodes[1]!.loop.status().decision, /over maximum_lag_on_failover \(30s\); `understudy failover --to n2 --force` overrides$/);
 });
+
+test("flap damping: a primary failing its health after max_moves handovers (cluster history) holds, records it once, and hands over after a clear", async () => {
+  const c = cluster([["n1", 200], ["n2", 100], ["n3", 100]]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  // Three handovers for health in the last minutes, recorded by whichever nodes took over.
+  const at = (agoMs: number) => new Date(c.clock.wallMs() - agoMs).toISOString();
+  for (const [ago, from, to] of [[240_000, "n2", "n3"], [180_000, "n3", "n2"], [120_000, "n2", "n1"]] as const) {
+    c.etcd.historyEvents.push({ kind: "handover", at: at(ago), node: to, from, to, term: 1, reason: `${from} released the role (handover)` });
+  }
+  const n1 = c.nodes[0]!;
+  n1.health.set(false);
+  await c.clock.advance(15_000);
+  assert.equal(c.etcd.leader?.node, "n1", "no fourth move");
+  assert.match(n1.loop.status().decision, /^holding, not handing over: flap damping \(3 health-driven handovers within 10m/);
+  assert.equal(c.etcd.historyEvents.filter((e) => e.kind === "flap_damped").length, 1, "recorded once");
+  assert.deepEqual(n1.loop.view().flap, { damped: true, moves: 3 });
+  // The operator clears it: the next cycle hands over.
+  c.etcd.historyEvents.push({ kind: "flap_clear", at: new Date(c.clock.wallMs()).toISOString(), node: "n2", from: null, to: null, term: null, reason: "fixed" });
+  await c.clock.advance(5000);
+  assert.notEqual(c.etcd.leader?.node, "n1", "handed over after the clear");
+  assert.equal(c.timeline.maxHolders, 1);
+});

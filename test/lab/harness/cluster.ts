@@ -36,6 +36,8 @@ export interface ClusterOptions {
   priorities?: number[];
   /** Extra YAML lines appended to every node's config. */
   extraYaml?: (node: LabNode) => string;
+  /** Extra probe list items under `probes:` (indented by two spaces, `  - { ... }`), per node. */
+  probesYaml?: (node: LabNode) => string;
   /** Extra YAML lines inside the `daemon:` block (indented by two spaces), per node. */
   daemonYaml?: (node: LabNode) => string;
   /** Start the agents at once (default true). */
@@ -195,6 +197,7 @@ daemon:
 ${this.opts.daemonYaml?.(n) ?? ''}
 probes:
   - { name: sftp, type: ssh, host: 127.0.0.1, port: 22, interval: 1s, timeout: 500ms, fall: 2 }
+${this.opts.probesYaml?.(n) ?? ''}
 state_dir: ${stateDir}
 api: { listen: "0.0.0.0:${API_PORT}", token_file: ${this.tokenFile} }
 log: { level: debug }
