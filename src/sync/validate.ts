@@ -30,7 +30,8 @@ export async function runValidator(argv: readonly string[], stagedDir: string, r
     if (isUnderstudyError(e, "US_E_COMMAND_TIMEOUT")) throw fail("timeout", `no answer within ${timeoutMs} ms`, e);
     throw fail("not run", describeError(e), e);
   }
-  if (result.code !== 0) throw fail(result.code ?? `signal ${result.signal}`, result.stderr || result.stdout);
+  // Both streams: some checkers print their verdict on stdout and the reason on stderr (proftpd -t).
+  if (result.code !== 0) throw fail(result.code ?? `signal ${result.signal}`, [result.stderr, result.stdout].filter((x) => x.trim() !== "").join("\n"));
 }
 
 function firstLines(text: string): string {
