@@ -146,6 +146,8 @@ export class SyncEngine {
       this.displaced = this.mode === "standby" && pub && pub.source !== this.deps.node && pub.generation > this.held.generation ? { source: pub.source, generation: pub.generation } : null;
       this.mode = "primary";
       this.primaryTerm = view.term;
+      // A standby's per-root failures end here: the primary's own files are the source now.
+      for (const r of this.roots) this.outcomes.clear(r.name);
       this.fullPublish = true;
       this.deps.log.info({ term: view.term }, "sync: primary side: watching the roots and publishing generations");
       this.kick();
