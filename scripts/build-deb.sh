@@ -134,6 +134,8 @@ ex="$root/usr/share/understudy/systemd"
 for f in "$sd"/understudy.service.d/*.example; do install -D -m 0644 "$f" "$ex/understudy.service.d/$(basename "$f")"; done
 (cd "$sd" && find daemon-dropins -type f) | while read -r f; do install -D -m 0644 "$sd/$f" "$ex/$f"; done
 install -m 0644 "$sd/README.md" "$ex/README.md"
+# The validator wrapper the ProFTPD and OpenSSH examples use (perl-base is Essential).
+install -D -m 0755 "$repo/deploy/examples/understudy-staged-check" "$root/usr/lib/understudy/bin/understudy-staged-check"
 for f in "$repo"/deploy/examples/*.yaml "$repo/deploy/examples/README.md"; do install -D -m 0644 "$f" "$root/usr/share/understudy/examples/$(basename "$f")"; done
 install -D -m 0755 "$repo/deploy/examples/volume-check.sh" "$root/usr/share/understudy/examples/volume-check.sh"
 grep -q '^ExecStart=/usr/bin/understudy ' "$root/lib/systemd/system/understudy.service" \

@@ -116,6 +116,10 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     sync.onEvent((e) => {
       metrics.observeSync(e);
       if (e.type === "synced") hookSet.hooks.fire("post_sync", { node: config.node.name, cluster: config.cluster, role: "standby", term: null, reason: "generation applied", generation: e.generation });
+      // The primary's own edits, published: hooks.post_publish once (per-root post_publish runs in the engine).
+      if (e.type === "published" && e.local.length > 0) {
+        hookSet.hooks.fire("post_publish", { node: config.node.name, cluster: config.cluster, role: "primary", term: ha.view().term ?? null, reason: "own changes published", generation: e.generation, roots: e.local.map((c) => c.root) });
+      }
       if (e.type === "rescued") hookSet.webhook?.notify({ type: "sync_rescue", root: e.root, dir: e.result.dir, files: e.result.files.length });
     });
   }

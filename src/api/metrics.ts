@@ -18,7 +18,7 @@ export class AgentMetrics {
   private readonly promoteSeconds: Histogram;
   private readonly stalePromotions: Counter;
   private readonly reloads: Counter<"what" | "result">;
-  private syncCounters?: { pulls: Counter<"result">; pullSeconds: Histogram; applied: Counter<"kind">; rescues: Counter; published: Counter };
+  private syncCounters?: { pulls: Counter<"result">; pullSeconds: Histogram; applied: Counter<"kind">; rescues: Counter; published: Counter; hooks: Counter<"hook" | "result"> };
 
   /** `probeStates` (ProbeHealth.states) feeds the gauges of what probes measured: certificate expiry, free disk space. */
   constructor(view: () => NodeView, labels: { cluster: string; node: string }, probeStates?: () => readonly ProbeState[]) {
@@ -88,6 +88,13 @@ export class AgentMetrics {
     gauge("understudy_sync_lag_seconds", "How long this node has lagged the published generation (0 when in sync)", (s, g) => g.set((s.lagMs ?? 0) / 1000));
     gauge("understudy_sync_last_success_timestamp_seconds", "When a sync pass last completed, epoch seconds (0: never)", (s, g) => g.set(s.lastSuccessAt ? Date.parse(s.lastSuccessAt) / 1000 : 0));
     gauge("understudy_sync_consecutive_failures", "Failed sync passes since the last success", (s, g) => g.set(s.failures));
+    // Roots are independent: one failing root leaves the others syncing, and shows here by name.
+    gauge("understudy_sync_root_in_sync", "1 when this root's live files are the published ones (a generation is in sync only when every root is)", (s, g) => {
+      for (const r of s.roots) g.set({ root: r.name }, r.inSync ? 1 : 0);
+    }, ["root"]);
+    gauge("understudy_sync_root_consecutive_failures", "Failed attempts to sync this root since its last success", (s, g) => {
+      for (const r of s.roots) g.set({ root: r.name }, r.failures);
+    }, ["root"]);
     const c = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers: [registry] });
     this.syncCounters = {
       pulls: c("understudy_sync_pulls_total", "Sync passes that pulled and applied a root (ok) or failed, by result", ["result"]) as Counter<"result">,
@@ -100,6 +107,7 @@ export class AgentMetrics {
       applied: c("understudy_sync_files_applied_total", "Files and links applied on this standby, by kind of change", ["kind"]) as Counter<"kind">,
       rescues: c("understudy_sync_rescues_total", "Rescue folders created for local files that differed from the last synced state"),
       published: c("understudy_sync_generations_published_total", "Sync generations this node published as primary"),
+      hooks: c("understudy_sync_hook_runs_total", "Per-root change hooks run: post_sync (standby, after apply) and post_publish (primary, after publishing its own changes), by result", ["hook", "result"]) as Counter<"hook" | "result">,
     };
     this.zeroSyncCounters();
     return this;
@@ -109,6 +117,7 @@ export class AgentMetrics {
     const m = this.syncCounters!;
     for (const result of ["ok", "error"]) m.pulls.inc({ result }, 0);
     for (const kind of ["added", "changed", "removed"]) m.applied.inc({ kind }, 0);
+    for (const hook of ["post_sync", "post_publish"]) for (const result of ["ok", "error"]) m.hooks.inc({ hook, result }, 0);
   }
 
   observeSync(e: SyncEvent): void {
@@ -130,6 +139,9 @@ export class AgentMetrics {
         return;
       case "published":
         m.published.inc();
+        return;
+      case "hook":
+        m.hooks.inc({ hook: e.hook, result: e.ok ? "ok" : "error" });
         return;
       case "synced":
         return;

@@ -43,7 +43,7 @@ export function renderSyncStatus(snap: ClusterSnapshot, members: readonly Member
     const s = m.sync;
     const inSync = pub ? m.generation === pub.generation : m.generation === 0;
     const lag = s?.behindSince ? `${((nowMs - Date.parse(s.behindSince)) / 1000).toFixed(1)}s` : inSync ? "0" : "?";
-    const row = [m.node, m.role, String(m.generation), s ? (inSync ? "yes" : "NO") : "no sync", lag, s?.lastSuccessAt ?? "-", String(s?.rescues ?? 0), (s?.lastError ?? s?.waiting ?? "").slice(0, 100)];
+    const row = [m.node, m.role, String(m.generation), s ? (inSync ? "yes" : "NO") : "no sync", lag, s?.lastSuccessAt ?? "-", String(s?.rescues ?? 0), ((s?.failedRoots?.length ? `roots failing: ${s.failedRoots.join(", ")}; ` : "") + (s?.lastError ?? s?.waiting ?? "")).slice(0, 100)];
     rows.push(row.map(printable));
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

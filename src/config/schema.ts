@@ -163,6 +163,7 @@ const syncRoot = z
       .optional(),
     validate: programArgv.optional(),
     post_sync: programArgv.optional(),
+    post_publish: programArgv.optional(),
     max_file_size: size.prefault("64MiB"),
   })
   .strict();
@@ -178,6 +179,10 @@ const syncSection = z
         roots.forEach((r, i) => {
           if (names.has(r.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: "is used by another root" });
           names.add(r.name);
+          // {staged:NAME} in a validator must name a root of this list (sync/placeholders.ts).
+          for (const ref of new Set((r.validate ?? []).flatMap((a) => [...a.matchAll(/\{staged:([^}]*)\}/g)].map((m) => m[1]!)))) {
+            if (!roots.some((o) => o.name === ref)) ctx.addIssue({ code: "custom", path: [i, "validate"], message: `names {staged:${ref}}, but there is no sync root ${ref}` });
+          }
           norm.forEach((other, j) => {
             if (j !== i && (norm[i] === other || norm[i]!.startsWith(`${other}/`))) {
               ctx.addIssue({ code: "custom", path: [i, "path"], message: `overlaps root ${roots[j]!.name} (${other}): roots must not nest` });
@@ -364,6 +369,7 @@ export const configSchema = z
         post_promote: programArgv.optional(),
         on_demote: programArgv.optional(),
         post_sync: programArgv.optional(),
+        post_publish: programArgv.optional(),
         timeout: positiveDuration.prefault("10s"),
         webhook: z
           .object({

@@ -59,6 +59,8 @@ export interface MemberSyncSummary {
   readonly rescues: number;
   /** Why the node is not pulling right now, if it is waiting. */
   readonly waiting: string | null;
+  /** Sync roots whose last attempt failed (the others went on); absent from older agents. */
+  readonly failedRoots?: readonly string[];
 }
 
 /** An operator's request to move the primary (control/switchover). */

@@ -35,6 +35,7 @@ const memberSchema = z.object({
       failures: count,
       rescues: count,
       waiting: text(8000).nullable(),
+      failedRoots: z.array(text(64)).max(256).optional(),
     })
     .optional(),
   address: text(100),

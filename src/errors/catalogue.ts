@@ -50,6 +50,8 @@ export const ERROR_CATALOGUE = {
   US_E_SYNC_RESCUE_FAILED: { message: "sync root {root}: cannot rescue {path} into {dir}: {cause}", transient: true },
   US_E_SYNC_ROOTS_MISMATCH: { message: "sync roots differ from the primary {primary}: it publishes [{published}], this node syncs [{local}]", transient: false },
   US_E_SYNC_POST_SYNC_FAILED: { message: "post_sync of sync root {root} ({program}) failed after the files went live: {problem}", transient: true },
+  US_E_SYNC_POST_PUBLISH_FAILED: { message: "post_publish of sync root {root} ({program}) failed after its changes were published: {problem}", transient: true },
+  US_E_SYNC_STAGED_REF: { message: "sync root {root}: its validator names {staged:{ref}}, but root {ref} {problem}; nothing of {root} went live", transient: true },
   US_E_HOOK_CONFIG: { message: "hook setting {setting}: {problem}", transient: false },
   US_E_HOOK_FAILED: { message: "hook {event} ({program}) failed: {problem}", transient: true },
   US_E_HOOK_VETO: { message: "pre_promote hook {program} vetoed the promotion: {problem}", transient: true },

@@ -3,7 +3,7 @@ import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 
-export const HOOK_EVENTS = ["on_role_change", "pre_promote", "post_promote", "on_demote", "post_sync"] as const;
+export const HOOK_EVENTS = ["on_role_change", "pre_promote", "post_promote", "on_demote", "post_sync", "post_publish"] as const;
 export type HookEvent = (typeof HOOK_EVENTS)[number];
 export type HookRole = "primary" | "standby";
 
@@ -15,8 +15,10 @@ export interface HookContext {
   readonly node: string;
   readonly cluster: string;
   readonly reason: string;
-  /** post_sync: the sync generation just applied. */
+  /** post_sync: the sync generation just applied; post_publish: the one just published. */
   readonly generation?: number;
+  /** post_publish: the sync roots this node changed itself (the ones published with changes). */
+  readonly roots?: readonly string[];
 }
 
 export interface HookOutcome {
@@ -202,7 +204,8 @@ export function hookEnv(event: HookEvent, c: HookContext): Record<string, string
     UNDERSTUDY_CLUSTER: c.cluster,
     UNDERSTUDY_REASON: c.reason,
   };
-  if (event === "post_sync") env.UNDERSTUDY_GENERATION = c.generation === undefined ? "" : String(c.generation);
+  if (event === "post_sync" || event === "post_publish") env.UNDERSTUDY_GENERATION = c.generation === undefined ? "" : String(c.generation);
+  if (event === "post_publish") env.UNDERSTUDY_SYNC_ROOTS = (c.roots ?? []).join(" ");
   return env;
 }
 

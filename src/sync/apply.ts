@@ -36,6 +36,8 @@ export interface ApplyOptions {
   /** Validator argv; `{staged}` is replaced by the staged directory. */
   readonly validate?: readonly string[];
   readonly validateTimeoutMs?: number;
+  /** Resolves `{staged:NAME}` in the validator (placeholders.ts). */
+  readonly named?: (root: string) => string | undefined;
   readonly runner?: CommandRunner;
   /** Reuse hashes of unchanged files across applies (staged and live trees). */
   readonly cache?: HashCache;
@@ -83,19 +85,29 @@ export async function prepareStagingDir(root: SyncRoot): Promise<string> {
   return tree;
 }
 
-export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
+/**
+ * Every check that touches nothing live (staging location, digest, required
+ * mode, validator), so a caller can check several roots before applying any
+ * (engine: stage all, check all, then apply). Returns the staged manifest.
+ */
+export async function checkStaged(opts: Omit<ApplyOptions, "beforeApply">): Promise<{ staged: Manifest; liveExists: boolean }> {
   const { root, stagedDir } = opts;
   checkSyncRoot(root);
   const liveExists = await checkStaging(root, stagedDir);
-
-  // Pre-checks: none of these touch the live tree.
   const staged = await buildManifest(root, stagedDir, opts.cache, opts.hasher);
   if (staged.digest !== opts.expected.digest) {
     const first = opts.expected.entries ? firstDifference(manifestOf(root.name, opts.expected.entries), staged) : undefined;
     throw new UnderstudyError("US_E_SYNC_DIGEST_MISMATCH", { root: root.name, expected: opts.expected.digest, actual: staged.digest, path: first ?? "unknown" });
   }
   if (opts.requiredMode !== undefined) checkModes(root, staged, opts.requiredMode);
-  if (opts.validate) await runValidator(opts.validate, stagedDir, opts.runner ?? new SpawnCommandRunner(), opts.validateTimeoutMs ?? DEFAULT_VALIDATE_TIMEOUT_MS);
+  if (opts.validate) await runValidator(opts.validate, stagedDir, opts.runner ?? new SpawnCommandRunner(), opts.validateTimeoutMs ?? DEFAULT_VALIDATE_TIMEOUT_MS, opts.named);
+  return { staged, liveExists };
+}
+
+export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
+  const { root, stagedDir } = opts;
+  // Pre-checks: none of these touch the live tree.
+  const { staged, liveExists } = await checkStaged(opts);
 
   const owner = opts.owner;
   const target = owner ? manifestOf(root.name, staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid })), staged.skipped) : staged;

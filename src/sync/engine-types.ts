@@ -6,6 +6,7 @@ import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import type { ApplySummary, Owner } from "./apply.js";
+import type { RootOutcome } from "./root-status.js";
 import type { SyncRoot } from "./paths.js";
 import type { RescueResult } from "./rescue.js";
 import type { SyncStateStore } from "./state.js";
@@ -17,10 +18,12 @@ export interface EngineRoot extends SyncRoot {
   readonly maxMode?: number;
   /** Force this owner on everything applied. */
   readonly owner?: Owner;
-  /** Validator argv run against the staged copy ({staged} substituted). */
+  /** Validator argv run against the staged copy ({staged} and {staged:NAME} substituted: placeholders.ts). */
   readonly validate?: readonly string[];
-  /** Run after this root's changes went live (e.g. reload the daemon). */
+  /** Run on a standby after this root's changes went live (e.g. reload the daemon). */
   readonly postSync?: readonly string[];
+  /** Run on the primary after its own changes to this root were published (change-hooks.ts). */
+  readonly postPublish?: readonly string[];
 }
 
 export interface SyncSettings {
@@ -50,10 +53,13 @@ export interface SyncView {
 }
 
 export type SyncEvent =
-  | { readonly type: "published"; readonly generation: number; readonly files: number; readonly roots: readonly string[] }
+  /** roots: those whose digest differs from the previous publication; local: this node's own edits (post_publish runs for these). */
+  | { readonly type: "published"; readonly generation: number; readonly files: number; readonly roots: readonly string[]; readonly local: readonly { readonly root: string; readonly paths: readonly string[] }[] }
   | { readonly type: "applied"; readonly root: string; readonly generation: number; readonly pullMs: number; readonly applyMs: number; readonly summary: ApplySummary }
   | { readonly type: "synced"; readonly generation: number }
-  | { readonly type: "failed"; readonly code: string; readonly message: string }
+  /** root: the one root that failed (other roots went on); absent for a failure of the whole pass. */
+  | { readonly type: "failed"; readonly code: string; readonly message: string; readonly root?: string }
+  | { readonly type: "hook"; readonly hook: "post_sync" | "post_publish"; readonly root: string; readonly ok: boolean; readonly ms: number; readonly code?: string; readonly message?: string }
   | { readonly type: "rescued"; readonly root: string; readonly result: RescueResult };
 
 export interface SyncStatus {
@@ -68,7 +74,8 @@ export interface SyncStatus {
   readonly lastError: { readonly code: string; readonly message: string; readonly at: string } | null;
   readonly failures: number;
   readonly waiting: string | null;
-  readonly roots: readonly { readonly name: string; readonly path: string; readonly digest: string | null; readonly files: number | null; readonly bytes: number | null }[];
+  /** Per root: inSync (its live files are the published ones; a generation is in sync only when every root is), and its own outcome. */
+  readonly roots: readonly ({ readonly name: string; readonly path: string; readonly digest: string | null; readonly files: number | null; readonly bytes: number | null; readonly inSync: boolean } & RootOutcome)[];
   readonly rescues: readonly { readonly root: string; readonly dir: string; readonly files: number; readonly at: string }[];
 }
 

@@ -11,10 +11,14 @@ import { createHash } from "node:crypto";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
 import type { TimerHandle } from "../platform/clock.js";
-import { applyStaged, prepareStagingDir, type ApplySummary } from "./apply.js";
+import { applyStaged, checkStaged, prepareStagingDir, type ApplySummary } from "./apply.js";
+import { HookQueue, localChanges, runRootHook, type HookResult, type RootHookJob } from "./change-hooks.js";
 import type { EngineRoot, SyncEngineDeps, SyncEvent, SyncStatus, SyncView } from "./engine-types.js";
 import { HashWorker } from "./hasher.js";
-import { HashCache, buildManifest, manifestOf, type Manifest } from "./manifest.js";
+import { HashCache, buildManifest, compare, manifestOf, type Manifest } from "./manifest.js";
+import { applyOrder } from "./placeholders.js";
+import { RootFailures, runRootPass, summarizeFailure } from "./root-pass.js";
+import { RootTracker } from "./root-status.js";
 import { rescueDivergent } from "./rescue.js";
 import { EMPTY_STATE, type HeldState } from "./state.js";
 import { TreeWatcher, type ChangeCause } from "./watch.js";
@@ -73,10 +77,20 @@ export class SyncEngine {
   private closed = false;
   private readonly roots: readonly EngineRoot[];
   private readonly byPath: Map<string, EngineRoot>;
+  /** Roots in check/apply order: a root another's validator names ({staged:NAME}) first. */
+  private readonly ordered: readonly EngineRoot[];
+  private readonly outcomes: RootTracker;
+  private readonly hookQueue: HookQueue;
 
   constructor(private readonly deps: SyncEngineDeps) {
     this.roots = deps.settings.roots;
     this.byPath = new Map(this.roots.map((r) => [r.path.replace(/\/+$/, ""), r]));
+    this.ordered = applyOrder(this.roots);
+    this.outcomes = new RootTracker(this.roots.map((r) => r.name));
+    this.hookQueue = new HookQueue({
+      runner: deps.runner, clock: deps.clock, log: deps.log, timeoutMs: deps.settings.postSyncTimeoutMs,
+      onDone: (job, result) => this.hookDone(job, result),
+    });
   }
 
   /** Load the held state; an untrusted state file counts as holding nothing (every root is verified and pulled). */
@@ -132,6 +146,8 @@ export class SyncEngine {
       this.displaced = this.mode === "standby" && pub && pub.source !== this.deps.node && pub.generation > this.held.generation ? { source: pub.source, generation: pub.generation } : null;
       this.mode = "primary";
       this.primaryTerm = view.term;
+      // A standby's per-root failures end here: the primary's own files are the source now.
+      for (const r of this.roots) this.outcomes.clear(r.name);
       this.fullPublish = true;
       this.deps.log.info({ term: view.term }, "sync: primary side: watching the roots and publishing generations");
       this.kick();
@@ -183,6 +199,7 @@ export class SyncEngine {
       failures: this.failures,
       rescues: this.rescueCount,
       waiting: this.waiting,
+      failedRoots: this.outcomes.failing(),
     };
   }
 
@@ -210,7 +227,13 @@ export class SyncEngine {
       roots: this.roots.map((r) => {
         const m = this.manifest(r.name);
         const files = m ? m.entries.filter((e) => e.type === "file") : null;
-        return { name: r.name, path: r.path, digest: m?.digest ?? null, files: files?.length ?? null, bytes: files ? files.reduce((n, e) => n + e.size, 0) : null };
+        const o = this.outcomes.get(r.name);
+        // A standby's root is in sync when its live files are the published ones; a primary's always are.
+        const inSync = this.mode === "primary" || (p === null ? true : this.held.roots[r.name] === p.roots[r.name]);
+        return {
+          name: r.name, path: r.path, digest: m?.digest ?? null, files: files?.length ?? null, bytes: files ? files.reduce((n, e) => n + e.size, 0) : null,
+          inSync, failures: o.failures, lastError: o.lastError, lastSuccessAt: o.lastSuccessAt, lastHook: o.lastHook,
+        };
       }),
       rescues: [...this.rescues],
     };
@@ -222,6 +245,7 @@ export class SyncEngine {
     this.retryTimer?.cancel();
     await this.stopWatcher();
     await this.passDone.catch(() => undefined);
+    await this.hookQueue.close();
     await this.deps.puller.close();
     await this.hasher.close();
     await this.deps.onClose?.().catch(() => undefined);
@@ -271,13 +295,18 @@ export class SyncEngine {
 
   private failed(e: unknown): void {
     if (this.closed) return;
-    const code = isUnderstudyError(e) ? e.code : "US_E_UNEXPECTED";
-    const message = describeError(e);
+    // Roots that failed in a standby pass were each reported (log, event) already; the pass
+    // reports the first one, naming the others, and retries them all with one backoff.
+    const { code, message, allMismatch } = summarizeFailure(e);
     this.failures++;
     this.lastError = { code, message, at: new Date(this.deps.clock.wallMs()).toISOString() };
-    const delay = code === "US_E_SYNC_DIGEST_MISMATCH" ? MISMATCH_RETRY_MS : Math.min(this.deps.settings.retryMaxMs, FIRST_RETRY_MS * 2 ** Math.min(this.failures - 1, 20));
-    this.deps.log.warn({ err: message, code, failures: this.failures, retry_in_ms: delay }, "sync failed; live files unchanged where the check failed");
-    this.emit({ type: "failed", code, message });
+    const delay = allMismatch ? MISMATCH_RETRY_MS : Math.min(this.deps.settings.retryMaxMs, FIRST_RETRY_MS * 2 ** Math.min(this.failures - 1, 20));
+    if (e instanceof RootFailures) {
+      this.deps.log.warn({ roots: [...e.failures.keys()], failures: this.failures, retry_in_ms: delay }, "sync pass incomplete: the roots named failed and are retried; the other roots are in sync");
+    } else {
+      this.deps.log.warn({ err: message, code, failures: this.failures, retry_in_ms: delay }, "sync failed; live files unchanged where the check failed");
+      this.emit({ type: "failed", code, message });
+    }
     this.retryTimer?.cancel();
     this.retryTimer = this.deps.clock.setTimer(delay, () => {
       this.retryTimer = undefined;
@@ -351,6 +380,7 @@ export class SyncEngine {
       return false;
     }
     this.published = record;
+    const local = localChanges(this.roots, this.known, this.current);
     // Only what was published counts as known: an edit made but not published is rescued if this node steps down.
     for (const r of this.roots) {
       const m = this.current.get(r.name)!;
@@ -363,9 +393,32 @@ export class SyncEngine {
     await store.saveHeld(this.held);
     const changed = pub ? this.roots.filter((r) => pub.roots[r.name] !== digests[r.name]).map((r) => r.name) : this.roots.map((r) => r.name);
     log.info({ generation, term, files, roots: changed }, pub?.digest === digest ? "sync: generation confirmed under my term" : "sync: published a new generation");
-    this.emit({ type: "published", generation, files, roots: changed });
+    this.emit({ type: "published", generation, files, roots: changed, local });
+    for (const c of local) {
+      const r = this.roots.find((x) => x.name === c.root)!;
+      if (r.postPublish) this.hookQueue.push({ hook: "post_publish", root: r.name, path: r.path, argv: r.postPublish, generation, changed: c.paths });
+    }
     this.deps.onProgress?.();
     return true;
+  }
+
+  private hookDone(job: RootHookJob, result: HookResult): void {
+    const { clock, log } = this.deps;
+    const at = new Date(clock.wallMs()).toISOString();
+    this.outcomes.hook(job.root, { hook: job.hook, ok: result.ok, ms: result.ms, at, problem: result.problem });
+    if (result.ok) {
+      log.info({ hook: job.hook, root: job.root, generation: job.generation, changed: job.changed.length, ms: result.ms }, "sync: hook ran");
+    } else {
+      log.warn({ hook: job.hook, root: job.root, code: result.code, ms: result.ms, err: result.problem }, `sync: ${job.hook} failed; the files stay as they are`);
+      // Reported as the last error even though the sync itself succeeded (post_sync: of this pass).
+      const note = { code: result.code!, message: result.problem!, at };
+      if (job.hook === "post_publish") this.lastError = note;
+      else {
+        this.passNote = note;
+        this.emit({ type: "failed", code: note.code, message: note.message, root: job.root });
+      }
+    }
+    this.emit({ type: "hook", hook: job.hook, root: job.root, ok: result.ok, ms: result.ms, ...(result.code ? { code: result.code, message: result.problem! } : {}) });
   }
 
   // ----------------------------------------------------------------- standby
@@ -439,30 +492,45 @@ export class SyncEngine {
   /** Pull and apply whatever differs from the published generation. Returns true when in sync (or nothing to follow). */
   private async standbyPass(): Promise<boolean> {
     const { store, log, node } = this.deps;
+    const failed = new Map<string, unknown>();
     for (const r of this.roots) {
       if (!this.verifyPending.has(r.name)) continue;
-      await this.verify(r);
-      this.verifyPending.delete(r.name);
+      try {
+        await this.verify(r);
+        this.verifyPending.delete(r.name);
+      } catch (e) {
+        failed.set(r.name, e); // retried with the pass; the other roots go on
+      }
     }
     const pub = this.published;
     const view = this.view;
     const leader = view?.leader ?? null;
     this.waiting = null;
-    if (!pub) return this.settle(true);
-    if (!leader || leader.node === node) return this.settle(this.wait("no primary to pull from"));
-    if (pub.source !== leader.node || pub.term !== leader.term) return this.settle(this.wait(`waiting for ${leader.node} to publish its files under term ${leader.term}`));
-    if (!leader.address) return this.settle(this.wait(`no address published for ${leader.node}`));
+    const end = (done: boolean): boolean => {
+      if (failed.size === 0) return this.settle(done);
+      this.rootsFailed(failed);
+      throw new RootFailures(failed);
+    };
+    if (!pub) return end(true);
+    if (!leader || leader.node === node) return end(this.wait("no primary to pull from"));
+    if (pub.source !== leader.node || pub.term !== leader.term) return end(this.wait(`waiting for ${leader.node} to publish its files under term ${leader.term}`));
+    if (!leader.address) return end(this.wait(`no address published for ${leader.node}`));
     const names = this.roots.map((r) => r.name).sort();
     const published = Object.keys(pub.roots).sort();
     if (names.join(",") !== published.join(",")) {
       throw new UnderstudyError("US_E_SYNC_ROOTS_MISMATCH", { primary: leader.node, published: published.join(", "), local: names.join(", ") });
     }
-    for (const r of this.roots) {
-      const want = pub.roots[r.name]!;
-      if (this.held.roots[r.name] === want) continue;
-      await this.pullRoot(r, leader.address, want, pub.generation);
-      if (this.closed || this.mode !== "standby") return false;
-    }
+    // Roots are independent (root-pass.ts): stage every changed root, check each, apply the checked ones.
+    const { staged, aborted } = await runRootPass<EngineRoot>({
+      roots: this.roots, ordered: this.ordered, want: pub.roots, held: () => this.held.roots,
+      stage: (r) => this.stageRoot(r, leader.address!),
+      check: async (r, stage, named) => void (await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), ...(r.validate ? { validate: r.validate } : {}), named })),
+      apply: (r, stage) => this.applyRoot(r, stage, pub.roots[r.name]!, pub.generation),
+      aborted: () => this.closed || this.mode !== "standby",
+    }, failed);
+    if (aborted) return false;
+    for (const r of this.roots) if (!failed.has(r.name) && !staged.has(r.name)) this.outcomes.clear(r.name);
+    if (failed.size > 0) return end(false);
     if (this.held.generation !== pub.generation) {
       this.held = { generation: pub.generation, roots: { ...pub.roots } };
       await store.saveHeld(this.held);
@@ -484,17 +552,50 @@ export class SyncEngine {
     return done;
   }
 
-  private async pullRoot(r: EngineRoot, address: string, want: string, generation: number): Promise<void> {
-    const { puller, store, runner, clock, settings, log } = this.deps;
+  private rootsFailed(failed: ReadonlyMap<string, unknown>): void {
+    const at = new Date(this.deps.clock.wallMs()).toISOString();
+    for (const r of this.roots) if (failed.has(r.name)) this.rootFailed(r, failed.get(r.name), at);
+  }
+
+  private rootFailed(r: EngineRoot, e: unknown, at: string): void {
+    const code = isUnderstudyError(e) ? e.code : "US_E_UNEXPECTED";
+    const message = describeError(e);
+    if (code === "US_E_SYNC_DIGEST_MISMATCH") this.checksumNext.add(r.name);
+    if (code === "US_E_SYNC_APPLY_FAILED") {
+      // Some files went live: what is live is no longer what we knew.
+      this.forget(r.name);
+      this.verifyPending.add(r.name);
+      this.known.set(r.name, undefined);
+    }
+    this.outcomes.fail(r.name, { code, message, at });
+    this.deps.log.warn({ root: r.name, code, err: message, failures: this.outcomes.get(r.name).failures }, "sync: root failed; its live files are unchanged where the check failed, the other roots go on");
+    this.emit({ type: "failed", code, message, root: r.name });
+  }
+
+  private applyOptions(r: EngineRoot, stagedDir: string, want: string) {
+    const { runner, settings } = this.deps;
+    return {
+      root: r, stagedDir, expected: { digest: want }, runner, cache: this.cache, hasher: this.hasher.hash, validateTimeoutMs: settings.validateTimeoutMs,
+      ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
+      ...(r.owner ? { owner: r.owner } : {}),
+    };
+  }
+
+  /** Pull one root into its staging directory. */
+  private async stageRoot(r: EngineRoot, address: string): Promise<{ dir: string; pullMs: number }> {
+    const { puller, clock } = this.deps;
     const staging = await prepareStagingDir(r);
     const checksum = this.checksumNext.has(r.name);
     const t0 = clock.monotonicMs();
     // The root by name: each node's rsync daemon maps it to that node's own path.
     await puller.pull({ primary: address, root: r.name, staging, exclude: r.exclude, checksum, copyDest: r.path });
+    return { dir: staging, pullMs: clock.monotonicMs() - t0 };
+  }
+
+  /** Move a checked staged root into place (its checks run again, cheaply, on the cached hashes), then its post_sync. */
+  private async applyRoot(r: EngineRoot, stage: { dir: string; pullMs: number }, want: string, generation: number): Promise<void> {
+    const { store, runner, clock, settings, log } = this.deps;
     const t1 = clock.monotonicMs();
-    // Promoted (or closed) while the pull ran: a primary's files are the source now; never apply a
-    // standby's pull over them (found by bench/chaos: a stale promotion reverted to the fenced node's tree).
-    if (this.mode !== "standby" || this.closed) return;
     // Before any live change, once the staged tree passed every check: keep what differs from
     // what this node last applied (a local edit made since the last verify would otherwise be
     // overwritten or deleted by this apply), or, on a first sync, from the incoming files.
@@ -504,47 +605,25 @@ export class SyncEngine {
     const pub = this.published;
     const displacement = pub?.displaced?.source === this.deps.node ? `${pub.term}/${r.name}` : null;
     const againstIncoming = displacement !== null && !this.displacementHandled.has(displacement);
-    let summary: ApplySummary;
-    try {
-      summary = await applyStaged({
-        root: r, stagedDir: staging, expected: { digest: want }, runner, cache: this.cache, hasher: this.hasher.hash, validateTimeoutMs: settings.validateTimeoutMs,
-        beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, againstIncoming ? target : (known ?? target), live),
-        ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
-        ...(r.owner ? { owner: r.owner } : {}),
-        ...(r.validate ? { validate: r.validate } : {}),
-      });
-    } catch (e) {
-      if (isUnderstudyError(e, "US_E_SYNC_DIGEST_MISMATCH")) this.checksumNext.add(r.name);
-      if (isUnderstudyError(e, "US_E_SYNC_APPLY_FAILED")) {
-        // Some files went live: what is live is no longer what we knew.
-        this.forget(r.name);
-        this.verifyPending.add(r.name);
-        this.known.set(r.name, undefined);
-      }
-      throw e;
-    }
+    const summary: ApplySummary = await applyStaged({
+      ...this.applyOptions(r, stage.dir, want),
+      beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, againstIncoming ? target : (known ?? target), live),
+    });
     this.checksumNext.delete(r.name);
     if (displacement !== null) this.displacementHandled.add(displacement);
     await store.saveKnown(r.name, summary.manifest);
     this.known.set(r.name, summary.manifest);
     this.held = { generation: this.held.generation, roots: { ...this.held.roots, [r.name]: want } };
     await store.saveHeld(this.held);
+    const at = new Date(clock.wallMs()).toISOString();
+    this.outcomes.ok(r.name, at);
     const applyMs = clock.monotonicMs() - t1;
-    const changes = summary.added.length + summary.changed.length + summary.removed.length;
-    log.info({ root: r.name, generation, added: summary.added.length, changed: summary.changed.length, removed: summary.removed.length, bytes: summary.bytes, pull_ms: Math.round(t1 - t0), apply_ms: Math.round(applyMs), notes: summary.notes }, "sync: applied");
-    this.emit({ type: "applied", root: r.name, generation, pullMs: t1 - t0, applyMs, summary });
-    if (changes > 0 && r.postSync) {
-      const env = { UNDERSTUDY_SYNC_ROOT: r.name, UNDERSTUDY_SYNC_PATH: r.path, UNDERSTUDY_GENERATION: String(generation) };
-      const problem = await runner.run(r.postSync, { timeoutMs: settings.postSyncTimeoutMs, env }).then(
-        (res) => (res.code === 0 ? null : `exit ${res.code ?? res.signal}: ${res.stderr.trim().slice(-300)}`),
-        (e: unknown) => describeError(e),
-      );
-      if (problem !== null) {
-        const err = new UnderstudyError("US_E_SYNC_POST_SYNC_FAILED", { root: r.name, program: r.postSync[0], problem });
-        log.warn({ err: err.message }, "sync: post_sync failed; the new files stay live");
-        this.passNote = { code: err.code, message: err.message, at: new Date(clock.wallMs()).toISOString() };
-        this.emit({ type: "failed", code: err.code, message: err.message });
-      }
+    const changed = [...summary.added, ...summary.changed, ...summary.removed].sort(compare);
+    log.info({ root: r.name, generation, added: summary.added.length, changed: summary.changed.length, removed: summary.removed.length, bytes: summary.bytes, pull_ms: Math.round(stage.pullMs), apply_ms: Math.round(applyMs), notes: summary.notes }, "sync: applied");
+    this.emit({ type: "applied", root: r.name, generation, pullMs: stage.pullMs, applyMs, summary });
+    if (changed.length > 0 && r.postSync) {
+      const job = { hook: "post_sync", root: r.name, path: r.path, argv: r.postSync, generation, changed } as const;
+      this.hookDone(job, await runRootHook(job, runner, clock, settings.postSyncTimeoutMs));
     }
   }
 

@@ -47,6 +47,7 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
       ...(r.owner !== undefined ? { owner: await resolveOwner(r.name, r.owner) } : {}),
       ...(r.validate ? { validate: r.validate } : {}),
       ...(r.post_sync ? { postSync: r.post_sync } : {}),
+      ...(r.post_publish ? { postPublish: r.post_publish } : {}),
     };
     checkSyncRoot(root);
     roots.push(root);

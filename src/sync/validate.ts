@@ -2,8 +2,9 @@
 // staged copy, so a broken config from the primary never goes live here.
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { CommandRunner } from "../platform/command.js";
+import { STAGED_TOKEN, substitutePlaceholders } from "./placeholders.js";
 
-export const STAGED_TOKEN = "{staged}";
+export { STAGED_TOKEN };
 
 // Enough of stderr to say what is wrong without flooding a log line.
 const STDERR_LINES = 5;
@@ -14,19 +15,23 @@ export function substituteStaged(argv: readonly string[], stagedDir: string): st
   return argv.map((a) => a.split(STAGED_TOKEN).join(stagedDir));
 }
 
-/** Throws US_E_SYNC_VALIDATOR_FAILED unless the validator exits 0 within `timeoutMs`. */
-export async function runValidator(argv: readonly string[], stagedDir: string, runner: CommandRunner, timeoutMs: number): Promise<void> {
+/**
+ * Throws US_E_SYNC_VALIDATOR_FAILED unless the validator exits 0 within `timeoutMs`.
+ * `named` resolves `{staged:NAME}` (placeholders.ts); without it such an argument is refused.
+ */
+export async function runValidator(argv: readonly string[], stagedDir: string, runner: CommandRunner, timeoutMs: number, named?: (root: string) => string | undefined): Promise<void> {
   const fail = (code: string | number, stderr: string, cause?: unknown) =>
     new UnderstudyError("US_E_SYNC_VALIDATOR_FAILED", { argv0: argv[0] ?? "(none)", staged: stagedDir, code, stderr: firstLines(stderr) }, cause === undefined ? undefined : { cause });
   if (argv.length === 0 || argv[0] === "") throw fail("not run", "empty validator command");
   let result;
   try {
-    result = await runner.run(substituteStaged(argv, stagedDir), { timeoutMs });
+    result = await runner.run(substitutePlaceholders(argv, stagedDir, named), { timeoutMs });
   } catch (e) {
     if (isUnderstudyError(e, "US_E_COMMAND_TIMEOUT")) throw fail("timeout", `no answer within ${timeoutMs} ms`, e);
     throw fail("not run", describeError(e), e);
   }
-  if (result.code !== 0) throw fail(result.code ?? `signal ${result.signal}`, result.stderr || result.stdout);
+  // Both streams: some checkers print their verdict on stdout and the reason on stderr (proftpd -t).
+  if (result.code !== 0) throw fail(result.code ?? `signal ${result.signal}`, [result.stderr, result.stdout].filter((x) => x.trim() !== "").join("\n"));
 }
 
 function firstLines(text: string): string {

@@ -35,7 +35,7 @@ const STATUS: SyncStatus = {
   inSync: false, behindSince: "2026-01-01T00:00:01.000Z", lagMs: 1500, lastSuccessAt: "2026-01-01T00:00:00.500Z",
   lastError: { code: "US_E_SYNC_VALIDATOR_FAILED", message: "validator sshd rejected the staged files", at: "2026-01-01T00:00:01.200Z" },
   failures: 2, waiting: null,
-  roots: [{ name: "ssh", path: "/etc/ssh", digest: MANIFEST.digest, files: 1, bytes: 8 }],
+  roots: [{ name: "ssh", path: "/etc/ssh", digest: MANIFEST.digest, files: 1, bytes: 8, inSync: false, failures: 2, lastError: null, lastSuccessAt: null, lastHook: null }],
   rescues: [{ root: "ssh", dir: "/var/lib/understudy/rescue/2026-01-01T00-00-00.000Z/ssh", files: 1, at: "2026-01-01T00:00:00.000Z" }],
 };
 
@@ -142,7 +142,7 @@ test("a real SyncEngine behind the routes: status as JSON, no manifest before a 
     assert.deepEqual(s.json(), JSON.parse(JSON.stringify(engine.status())));
     assert.equal(s.json().role, "standby");
     assert.equal(s.json().generation, 0);
-    assert.deepEqual(s.json().roots, [{ name: "ssh", path: root.path, digest: null, files: null, bytes: null }]);
+    assert.deepEqual(s.json().roots, [{ name: "ssh", path: root.path, digest: null, files: null, bytes: null, inSync: true, failures: 0, lastError: null, lastSuccessAt: null, lastHook: null }]);
     assert.equal((await app.inject({ url: "/sync/manifest/ssh" })).statusCode, 404);
     assert.equal((await app.inject({ method: "POST", url: "/resync", headers: AUTH })).statusCode, 202);
   } finally {

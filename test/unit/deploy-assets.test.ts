@@ -116,7 +116,8 @@ test("the complete examples have sync, api, vip, failback and hooks, as their co
   assert.equal(ssh.max_mode, 0o644);
   assert.ok(ssh.include.includes("sshd_config_sftp"));
   assert.ok(!ssh.include.some((g) => g.startsWith("ssh_host_")), "never syncs the admin sshd's own host keys (the sync logs in through it)");
-  assert.deepEqual(ssh.validate?.slice(0, 4), ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config_sftp"]);
+  // Through understudy-staged-check, so it passes on a fresh standby (test/unit/staged-check.test.ts runs it).
+  assert.deepEqual(ssh.validate, ["/usr/lib/understudy/bin/understudy-staged-check", "{staged}/sshd_config_sftp", "/etc/ssh={staged}", "--", "/usr/sbin/sshd", "-t", "-f", "{config}"]);
   assert.equal(openssh.failback.policy, "auto");
 
   const proftpd = example("proftpd-ftps.yaml");
@@ -126,7 +127,10 @@ test("the complete examples have sync, api, vip, failback and hooks, as their co
   assert.ok(proftpd.probes.some((p) => p.type === "ftps" && p.port === 21 && p.cert_warning === days14));
   assert.ok(proftpd.probes.some((p) => p.type === "tls_file" && p.cert_warning === days14 && !p.critical));
   const conf = proftpd.sync!.roots.find((r) => r.path === "/etc/proftpd");
-  assert.deepEqual(conf?.validate, ["/usr/sbin/proftpd", "-t", "-c", "{staged}/proftpd.conf"]);
+  assert.deepEqual(conf?.validate, [
+    "/usr/lib/understudy/bin/understudy-staged-check", "{staged}/proftpd.conf", "/etc/proftpd={staged}", "/etc/proftpd-users={staged:proftpd-users}",
+    "/etc/ssl/proftpd={staged:proftpd-tls}", "--", "/usr/sbin/proftpd", "-t", "-c", "{config}",
+  ]);
   const tls = proftpd.sync!.roots.find((r) => r.name === "proftpd-tls");
   assert.equal(tls?.max_mode, 0o644);
 });

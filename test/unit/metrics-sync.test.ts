@@ -49,3 +49,27 @@ test("without sync configured there are no sync gauges", async () => {
   assert.ok(!text.includes("understudy_sync_"));
   assert.ok(text.includes("understudy_stale_promotions_total"), "the stale promotion counter is always there (0)");
 });
+
+test("per-root gauges name the failing root; hook runs are counted by hook and result", async () => {
+  const root = (name: string, inSync: boolean, failures: number) => ({
+    name, path: `/etc/${name}`, digest: null, files: null, bytes: null, inSync, failures, lastError: null, lastSuccessAt: null, lastHook: null,
+  });
+  const status: SyncStatus = {
+    node: "n2", role: "standby", generation: 4, inSync: false, behindSince: null, lagMs: 0,
+    published: { generation: 5, digest: "d", source: "n1", term: 9, publishedAt: "" },
+    lastSuccessAt: null, lastError: null, failures: 1, waiting: null, roots: [root("conf", false, 3), root("users", true, 0)], rescues: [],
+  };
+  const metrics = new AgentMetrics(() => view, { cluster: "c", node: "n2" }).withSync(() => status);
+  metrics.observeSync({ type: "hook", hook: "post_publish", root: "tls", ok: true, ms: 5 });
+  metrics.observeSync({ type: "hook", hook: "post_publish", root: "tls", ok: false, ms: 5, code: "US_E_SYNC_POST_PUBLISH_FAILED", message: "x" });
+  metrics.observeSync({ type: "hook", hook: "post_sync", root: "tls", ok: true, ms: 5 });
+  const text = await metrics.registry.metrics();
+  const has = (line: string) => assert.ok(text.includes(line), `missing: ${line}\n${text}`);
+  has('understudy_sync_root_in_sync{root="conf",cluster="c",node="n2"} 0');
+  has('understudy_sync_root_in_sync{root="users",cluster="c",node="n2"} 1');
+  has('understudy_sync_root_consecutive_failures{root="conf",cluster="c",node="n2"} 3');
+  has('understudy_sync_hook_runs_total{hook="post_publish",result="ok",cluster="c",node="n2"} 1');
+  has('understudy_sync_hook_runs_total{hook="post_publish",result="error",cluster="c",node="n2"} 1');
+  has('understudy_sync_hook_runs_total{hook="post_sync",result="ok",cluster="c",node="n2"} 1');
+  has('understudy_sync_hook_runs_total{hook="post_sync",result="error",cluster="c",node="n2"} 0');
+});

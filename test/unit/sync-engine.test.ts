@@ -149,7 +149,7 @@ describe("SyncEngine: primary side", () => {
     assert.deepEqual({ ...g, publishedAt: "" }, { generation: 1, digest: combinedDigest({ ssh: ssh.digest, web: web.digest }), roots: { ssh: ssh.digest, web: web.digest }, files: 4, source: "n1", term: 7, publishedAt: "" });
     assert.equal(combinedDigest({ web: web.digest, ssh: ssh.digest }), g.digest, "independent of key order");
     assert.notEqual(combinedDigest({ ssh: ssh.digest }), g.digest);
-    assert.deepEqual(h.of("published"), [{ type: "published", generation: 1, files: 4, roots: ["ssh", "web"] }]);
+    assert.deepEqual(h.of("published"), [{ type: "published", generation: 1, files: 4, roots: ["ssh", "web"], local: [] }], "nothing known before: no local change");
     assert.equal((await h.store.loadKnown("ssh"))?.digest, ssh.digest, "published manifests are the known ones");
     assert.equal((await h.store.loadKnown("web"))?.digest, web.digest);
     assert.deepEqual(await h.store.loadHeld(), { generation: 1, roots: { ssh: ssh.digest, web: web.digest } });
@@ -438,7 +438,10 @@ describe("SyncEngine: standby side", () => {
     const { caseDir, h } = await syncedStandby({ runner, roots: { ssh: { postSync: reload("ssh") }, web: { postSync: reload("web") } } });
     assert.equal(runner.calls.length, 2);
     assert.equal(runner.calls[0]!.options?.timeoutMs, SETTINGS.postSyncTimeoutMs);
-    assert.deepEqual(runner.calls[0]!.options?.env, { UNDERSTUDY_SYNC_ROOT: "ssh", UNDERSTUDY_SYNC_PATH: h.live("ssh"), UNDERSTUDY_GENERATION: "1" });
+    assert.deepEqual(runner.calls[0]!.options?.env, {
+      UNDERSTUDY_EVENT: "post_sync", UNDERSTUDY_SYNC_ROOT: "ssh", UNDERSTUDY_SYNC_PATH: h.live("ssh"), UNDERSTUDY_GENERATION: "1",
+      UNDERSTUDY_CHANGED_COUNT: "4", UNDERSTUDY_CHANGED_PATHS: "conf.d\nconf.d/extra.conf\nssh_host_ed25519_key\nsshd_config",
+    });
     assert.equal(runner.calls[1]!.options?.env?.UNDERSTUDY_SYNC_ROOT, "web");
 
     await writeFile(path.join(caseDir, "primary", "web", "site.conf"), "listen 8080\n");
