@@ -8,6 +8,18 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { HaLoop } from "../../src/ha/loop.js";
+import { SessionLease } from "../../src/ha/lease.js";
+import { FenceGuardLink } from "../../src/fence/client.js";
+import { parseConfigText } from "../../src/config/load.js";
+import { silentLogger } from "../../src/platform/logger.js";
+import { FakeClock, flushMicrotasks } from "../fakes/clock.js";
+import { FakeCoordinator } from "../fakes/coordinator.js";
+import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../fakes/node-parts.js";
+import { ProcessLife } from "../fakes/crashable.js";
 
 async function closedPort(): Promise<number> {
   const srv = createServer();
@@ -65,4 +77,105 @@ test("etcd: close() cancels every watch still open, and a watch after close() is
   `, 20_000);
   assert.match(r.out, /closed/, r.out);
   assert.ok(r.exited, `the process still ran 20 s after close() (${r.out})`);
+});
+
+// ----------------------------------------------------------------- fake clock: no timer outlives stop()
+
+
+function loopNode(name: string, priority: number, clock: FakeClock, etcd: FakeCoordinator, timeline: VipTimeline) {
+  const config = parseConfigText(
+    `cluster: t
+node: { name: ${name}, address: 198.18.0.1, priority: ${priority} }
+etcd: { endpoints: ["http://198.18.0.2:2379"] }
+election: { ttl: 5s, fence_margin: 1s, ranking_delay: 500ms }
+daemon: { backend: process, mode: cold, command: [/bin/true] }
+`,
+    "test.yaml",
+  );
+  const life = new ProcessLife();
+  const loop = new HaLoop({
+    config, coordinator: life.coordinator(etcd), daemon: new FakeDaemon(), vip: new FakeVip(name, timeline), health: new FakeHealth(), clock: life.clock(clock), log: silentLogger(), version: "test", probeGraceMs: 0,
+    readiness: { problem: () => null, start: () => undefined, stop: () => undefined },
+  });
+  return { loop, life };
+}
+
+for (const partitioned of [false, true]) {
+  test(`HA loop: after stop() of the primary and the standby${partitioned ? " (both cut off from etcd)" : ""} no timer is left or armed again`, async () => {
+    const clock = new FakeClock();
+    const etcd = new FakeCoordinator(clock);
+    const timeline = new VipTimeline(clock);
+    const nodes = [loopNode("n1", 200, clock, etcd, timeline), loopNode("n2", 100, clock, etcd, timeline)];
+    for (const n of nodes) await n.loop.start();
+    await clock.advance(3000);
+    assert.equal(etcd.leader?.node, "n1");
+    for (const n of nodes) n.life.partitioned = partitioned;
+    await clock.advance(700); // a renewal and a tick in flight or failing
+    for (const n of nodes) await n.loop.stop();
+    await flushMicrotasks();
+    assert.equal(clock.pendingTimers(), 0, "timers left after stop()");
+    await clock.advance(60_000);
+    assert.equal(clock.pendingTimers(), 0, "timers armed after stop()");
+  });
+}
+
+test("session lease: a renewal in flight at stopRenewing()/revoke() arms nothing afterwards", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const keepAlive = etcd.keepAlive.bind(etcd);
+  let hold = false;
+  etcd.keepAlive = async (id: string) => {
+    if (hold) await gate;
+    return keepAlive(id);
+  };
+  const lease = new SessionLease(etcd, { ttlMs: 2000, fenceMarginMs: 500, renewIntervalMs: 500, rankingDelayMs: 300 }, clock, silentLogger(), {
+    onDeadline: () => undefined,
+    onChange: () => undefined,
+  });
+  await lease.grant();
+  hold = true;
+  await clock.advance(600); // the renewal is sent and waits
+  lease.stopRenewing();
+  release();
+  await flushMicrotasks();
+  await lease.revoke();
+  assert.equal(clock.pendingTimers(), 0);
+  await clock.advance(10_000);
+  assert.equal(clock.pendingTimers(), 0);
+});
+
+test("fence guard link: after close() a message neither re-links nor starts a guard nor arms a timer", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "understudy-stop-"));
+  try {
+    const clock = new FakeClock();
+    const link = new FenceGuardLink(dir, { dropVip: null, daemonPidfile: null, stopArgv: null }, { clock, log: silentLogger() });
+    await link.close();
+    link.arm(clock.systemMonotonicMs() + 3000, clock.systemMonotonicMs() + 4000);
+    link.disarm();
+    await flushMicrotasks();
+    assert.equal(clock.pendingTimers(), 0, "a closed link waited for a guard to come up");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("fence guard link: close() while it waits for a guard to come up ends the wait", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "understudy-stop-"));
+  try {
+    const clock = new FakeClock();
+    const link = new FenceGuardLink(dir, { dropVip: null, daemonPidfile: null, stopArgv: null }, { clock, log: silentLogger() });
+    link.start(); // no guard answers in an empty dir: it starts one (absent under src/: spawn fails) and polls
+    await flushMicrotasks();
+    assert.equal(clock.pendingTimers(), 1, "polling for the guard");
+    const closed = link.close();
+    await clock.advance(50);
+    await closed;
+    assert.equal(clock.pendingTimers(), 0);
+    await clock.advance(5000);
+    assert.equal(clock.pendingTimers(), 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
