@@ -75,7 +75,7 @@ export async function agent(p: Parsed, io: Io): Promise<number> {
   const { armExitBackstop } = await import("../platform/exit-backstop.js");
   armExitBackstop(STOP_EXIT_GRACE_MS, (r) => {
     const e = new UnderstudyError("US_E_STOP_LINGERING", { resources: r.resources.join(", ") || "nothing", grace_ms: STOP_EXIT_GRACE_MS });
-    running.log.debug({ resources: r.resources, timers: r.timers }, "stop backstop: what still held the process");
+    running.log.debug({ resources: r.resources, handles: r.handles, timers: r.timers }, "stop backstop: what still held the process");
     running.log.warn({ code: e.code, resources: r.resources }, describeError(e));
     io.err(describeError(e));
   });

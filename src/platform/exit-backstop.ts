@@ -10,6 +10,8 @@ export interface LingeringReport {
   readonly resources: readonly string[];
   /** Timers armed after the stop that are still pending: the callback's name and where it was armed. */
   readonly timers: readonly { readonly callback: string; readonly armedAt: string }[];
+  /** Sockets, servers and child processes that hold it, with their addresses (e.g. "Socket 127.0.0.1:40312 -> 127.0.0.1:22"). */
+  readonly handles: readonly string[];
 }
 
 export interface ExitBackstop {
@@ -37,22 +39,41 @@ export function armExitBackstop(graceMs: number, onLinger: (r: LingeringReport) 
       armed.delete(asyncId);
     },
   });
-  hook.enable();
   const t = setTimeout(() => {
     hook.disable();
     // Resources of the backstop itself are not reported: its timer is unref'd and does not count.
     const resources = process.getActiveResourcesInfo();
     try {
-      onLinger({ resources, timers: [...armed.values()].slice(-10) });
+      onLinger({ resources, timers: [...armed.values()].slice(-10), handles: describeHandles() });
     } finally {
       process.exit(exitCode);
     }
   }, graceMs);
   t.unref();
+  // After the backstop's own timer: it is not one of the suspects.
+  hook.enable();
   return {
     cancel: () => {
       hook.disable();
       clearTimeout(t);
     },
   };
+}
+
+/** The ref'd handles Node reports (undocumented process._getActiveHandles, absent: none), described for a log line. */
+function describeHandles(): string[] {
+  const get = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles;
+  if (typeof get !== "function") return [];
+  const out: string[] = [];
+  for (const h of get.call(process)) {
+    if (h === process.stdout || h === process.stderr || h === process.stdin) continue;
+    const o = h as { constructor?: { name?: string }; localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number; hasRef?: () => boolean; pid?: number; fd?: number };
+    if (typeof o.hasRef === "function" && !o.hasRef()) continue;
+    const name = o.constructor?.name ?? "handle";
+    if (o.remoteAddress !== undefined) out.push(`${name} ${o.localAddress}:${o.localPort} -> ${o.remoteAddress}:${o.remotePort}`);
+    else if (o.pid !== undefined) out.push(`${name} pid ${o.pid}`);
+    else if (o.fd !== undefined && o.fd <= 2) continue; // stdio
+    else out.push(name);
+  }
+  return out.slice(0, 20);
 }
