@@ -179,3 +179,41 @@ test("fence guard link: close() while it waits for a guard to come up ends the w
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("exit backstop: a process held by a re-armed timer exits anyway and names the timer and where it was armed", { timeout: 60_000 }, async () => {
+  const BACKSTOP = fileURLToPath(new URL("../../src/platform/exit-backstop.ts", import.meta.url));
+  const script = `
+    const { armExitBackstop } = await import(${JSON.stringify(BACKSTOP)});
+    armExitBackstop(300, (r) => console.log(JSON.stringify(r)), 0);
+    function reArmedForEver() { setTimeout(reArmedForEver, 50); }
+    reArmedForEver();
+  `;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  const hung = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.on("exit", (c, s) => r([c, s])));
+  clearTimeout(hung);
+  assert.equal(signal, null, "the backstop ended the process");
+  assert.equal(code, 0);
+  const report = JSON.parse(out.trim().split("\n").pop()!) as { resources: string[]; timers: { callback: string; armedAt: string }[] };
+  assert.ok(report.resources.includes("Timeout"), out);
+  assert.ok(report.timers.some((t) => t.callback === "reArmedForEver" && /reArmedForEver/.test(t.armedAt)), out);
+});
+
+test("exit backstop: a process that drains exits by itself; the backstop never fires", { timeout: 60_000 }, async () => {
+  const BACKSTOP = fileURLToPath(new URL("../../src/platform/exit-backstop.ts", import.meta.url));
+  const script = `
+    const { armExitBackstop } = await import(${JSON.stringify(BACKSTOP)});
+    armExitBackstop(5000, () => console.log("BACKSTOP"), 3);
+    setTimeout(() => undefined, 50);
+  `;
+  const t0 = performance.now();
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+  assert.equal(code, 0, out);
+  assert.doesNotMatch(out, /BACKSTOP/);
+  assert.ok(performance.now() - t0 < 5000, "it did not wait for the backstop");
+});
