@@ -28,6 +28,8 @@ import { createSyncEngine } from "./sync/index.js";
 
 export interface RunningAgent {
   readonly loop: HaLoop;
+  /** The agent's logger (the CLI logs its exit backstop there). */
+  readonly log: Logger;
   /** Graceful stop: quiesce the daemon, drop the VIP, revoke the lease. */
   stop(): Promise<void>;
 }
@@ -160,6 +162,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   let stopping: Promise<void> | undefined;
   return {
     loop: ha,
+    log,
     stop: () =>
       (stopping ??= (async () => {
         await ha.stop();

@@ -1,7 +1,7 @@
 // Commands that act on this host from its config alone (no etcd, no API).
 import type { Parsed } from "./spec.js";
 import type { Io } from "./io.js";
-import { describeError } from "../errors/catalogue.js";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
 
 const str = (p: Parsed, name: string) => p.values[name] as string | undefined;
 
@@ -71,11 +71,14 @@ export async function agent(p: Parsed, io: Io): Promise<number> {
   });
   // Everything is stopped. The process should now end by itself; if a handle keeps the event loop
   // alive (a library timer re-armed after close was seen), name it and exit anyway, so systemd
-  // never waits out TimeoutStopSec. unref(): this timer alone never holds the process.
-  setTimeout(() => {
-    io.err(`agent stopped, but the process still holds ${process.getActiveResourcesInfo().join(", ") || "nothing"}: exiting`);
-    process.exit(0);
-  }, STOP_EXIT_GRACE_MS).unref();
+  // never waits out TimeoutStopSec. Timers armed from here on are recorded with their stack.
+  const { armExitBackstop } = await import("../platform/exit-backstop.js");
+  armExitBackstop(STOP_EXIT_GRACE_MS, (r) => {
+    const e = new UnderstudyError("US_E_STOP_LINGERING", { resources: r.resources.join(", ") || "nothing", grace_ms: STOP_EXIT_GRACE_MS });
+    running.log.debug({ resources: r.resources, handles: r.handles, timers: r.timers }, "stop backstop: what still held the process");
+    running.log.warn({ code: e.code, resources: r.resources }, describeError(e));
+    io.err(describeError(e));
+  });
   return 0;
 }
 

@@ -15,6 +15,9 @@ enableCompileCache();
 // an etcd addressed by IP made every `status` print DEP0123 ("TLS ServerName to an IP address").
 process.noDeprecation = true;
 
+/** How long a finished one-shot command may take to drain before it exits anyway. */
+const CLI_EXIT_GRACE_MS = 300;
+
 const argv = process.argv.slice(2);
 if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   // The one answer scripts ask for in loops: nothing but the version file.
@@ -23,6 +26,13 @@ if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   const { main } = await import("./run.js");
   const { processIo } = await import("./io.js");
   process.exitCode = await main(argv, processIo());
+  // A one-shot command has printed its answer: nothing it left behind may hold the terminal.
+  // gRPC cannot abort a TCP connect to an etcd that drops packets (minutes until the kernel
+  // gives up). The agent has its own backstop, after its graceful stop (./local.ts).
+  if (argv[0] !== "agent") {
+    const { armExitBackstop } = await import("../platform/exit-backstop.js");
+    armExitBackstop(CLI_EXIT_GRACE_MS, () => undefined, Number(process.exitCode ?? 0));
+  }
 }
 
 /**

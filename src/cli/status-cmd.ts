@@ -1,8 +1,11 @@
 // `understudy status`: the cluster from etcd (its HTTP/JSON gateway, ./etcd-read.ts)
 // or from a node's API (GET /cluster). With --config, an unreachable etcd falls
-// back to that node's API, said on stderr. Exit: 0 a primary, 6 none now,
-// 5 an unknown cluster (US_E_CLUSTER_UNKNOWN), 1 nothing reachable.
+// back to that node's API, said on stderr. When the node cannot read etcd either,
+// its own view (GET /health: role, lease, decision), labelled as such.
+// Exit: 0 a primary, 6 none now, 5 an unknown cluster (US_E_CLUSTER_UNKNOWN),
+// 7 only a node's own view, 1 nothing reachable.
 import type { ClusterSnapshot } from "../coordinator/port.js";
+import type { NodeView } from "../ha/events.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import { clusterKeys } from "../coordinator/keys.js";
 import { EtcdGateway } from "./etcd-read.js";
@@ -12,15 +15,15 @@ import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { apiUrlOf, client, exitFor } from "./control.js";
 import { printable, type Io } from "./io.js";
 import { EXIT, closest, type Parsed } from "./spec.js";
-import { renderStatus } from "./status.js";
+import { renderNodeView, renderStatus } from "./status.js";
 
 const TIMEOUT_MS = 3000;
 
 interface Source {
   /** The cluster's name when known (not through --api alone). */
   readonly cluster: string | undefined;
-  /** The snapshot, or an exit code after printing why. */
-  read(io: Io): Promise<{ snap: ClusterSnapshot; via: string } | number>;
+  /** The snapshot, a node's own view when nobody could read etcd, or an exit code after printing why. */
+  read(io: Io): Promise<{ snap: ClusterSnapshot; via: string } | { view: NodeView; via: string } | number>;
 }
 
 function usage(problem: string): UnderstudyError {
@@ -64,6 +67,15 @@ function apiSource(values: Parsed["values"], cluster: string | undefined, loaded
     async read(io) {
       const api = await client(values, io.env, loaded);
       const answer = await api.get<ClusterSnapshot & { node?: string }>("/cluster");
+      if (answer.status === 503 && (answer.body as { error?: string }).error === "US_E_ETCD_UNREACHABLE") {
+        // The node cannot read etcd either: what it knows of itself, which needs no etcd.
+        const own = await api.get<NodeView>("/health");
+        const view = own.body as Partial<NodeView> | undefined;
+        if ((own.status === 200 || own.status === 503) && typeof view?.node === "string" && typeof view.acting === "string") {
+          io.err(`understudy: the node's API (${api.baseUrl}) cannot read etcd either (${printable((answer.body as { message?: string }).message ?? "")}); showing only ${printable(view.node)}'s own view`);
+          return { view: view as NodeView, via: `${view.node} (${api.baseUrl})` };
+        }
+      }
       const refused = exitFor(answer, io.err, false);
       if (refused !== undefined) return refused;
       return { snap: answer.body, via: `the API of ${answer.body.node ?? api.baseUrl} (${api.baseUrl})` };
@@ -111,9 +123,18 @@ export async function status(p: Parsed, io: Io): Promise<number> {
   const show = async (): Promise<number> => {
     const got = await source.read(io);
     if (typeof got === "number") return got;
+    if ("view" in got) {
+      // Not the cluster's state: one node's, from its memory, while etcd is out of everybody's reach here.
+      if (json) io.out(JSON.stringify({ cluster: source.cluster ?? null, source: "node", view: got.view }, null, 2));
+      else io.out(renderNodeView(source.cluster, got.view, got.via));
+      return EXIT.NODE_VIEW.code;
+    }
     const { snap, via } = got;
     if (json) io.out(JSON.stringify({ cluster: source.cluster ?? null, source: via === "etcd" ? "etcd" : "api", ...snap }, null, 2));
-    else io.out(renderStatus(source.cluster ?? `(as ${via} sees it)`, snap));
+    else {
+      io.out(renderStatus(source.cluster ?? `(as ${via} sees it)`, snap));
+      if (via !== "etcd") io.out(`Source: etcd as read by ${printable(via)}, not from here.`);
+    }
     return snap.leader ? EXIT.OK.code : EXIT.NO_PRIMARY.code;
   };
   if (!p.values.watch) return show();

@@ -1,4 +1,5 @@
 import type { ClusterSnapshot, MemberRecord } from "../coordinator/port.js";
+import type { NodeView } from "../ha/events.js";
 import { printable } from "./io.js";
 
 /** A table in the spirit of `patronictl list`; every value from etcd goes through printable(). */
@@ -39,4 +40,33 @@ function row(m: MemberRecord, term: number | undefined, published: number | unde
     syncCell(m, published),
     m.decision.length > 70 ? `${m.decision.slice(0, 67)}...` : m.decision,
   ];
+}
+
+/**
+ * One node's own view (GET /health), for when nobody here can read etcd: what
+ * that node believes of itself, never the cluster's state. Another node may
+ * hold the leader key by now; a primary here only stays one until its lease
+ * deadline (the lease line says how long).
+ */
+export function renderNodeView(cluster: string | undefined, v: NodeView, via: string): string {
+  const role = v.acting === "primary" ? `primary (term ${v.term ?? "?"})` : "standby";
+  const lease = v.leaseRemainingMs === null ? "none" : v.leaseRemainingMs > 0 ? `${(v.leaseRemainingMs / 1000).toFixed(1)} s left before it fences itself` : "expired";
+  const probes = v.probes.length === 0 ? "none" : v.probes.map((p) => `${p.name} ${p.up ? "up" : `down (${p.detail})`}`).join(", ");
+  const lines: [string, string][] = [
+    ["Role", role],
+    ["Lease", lease],
+    ["etcd", v.etcdReachable ? "reachable (its last cycle)" : "unreachable from this node too"],
+    ["Last cycle", v.sinceLastCycleMs === null ? "never" : `${(v.sinceLastCycleMs / 1000).toFixed(1)} s ago`],
+    ["VIP", v.vipHeld ? "held here" : "not held here"],
+    ["Daemon", v.daemonRunning ? "running" : "stopped"],
+    ["Healthy", v.healthy ? "yes" : v.notReady ? `no: ${v.notReady}` : "no"],
+    ["Probes", probes],
+    ["Decision", v.decision],
+  ];
+  const width = Math.max(...lines.map(([k]) => k.length));
+  return [
+    `+ Node ${printable(v.node)}'s own view${cluster ? ` (cluster ${printable(cluster)})` : ""}: etcd is unreachable from here and from ${printable(v.node)}, so this is NOT the cluster's state`,
+    ...lines.map(([k, val]) => `| ${k.padEnd(width)} : ${printable(val)}`),
+    `Source: GET /health of ${printable(via)} (exit 7).`,
+  ].join("\n");
 }

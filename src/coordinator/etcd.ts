@@ -47,6 +47,8 @@ export class EtcdCoordinator implements Coordinator {
   private readonly client: Etcd3;
   private readonly keys: ClusterKeys;
   private readonly keepalive: KeepAliveChannel;
+  private readonly watchers = new Set<Watcher>();
+  private closed = false;
 
   constructor(private readonly opts: EtcdCoordinatorOptions) {
     const options: IOptions = {
@@ -264,7 +266,26 @@ export class EtcdCoordinator implements Coordinator {
 
   async watchLeader(onEvent: (e: LeaderWatchEvent) => void): Promise<Subscription> {
     // Watch the whole cluster prefix: leader changes, member health and pause all feed decisions.
-    const watcher: Watcher = await this.call("watch", () => this.client.watch().prefix(this.keys.base).create());
+    // The watcher is attached to the library's watch manager from the moment it exists, not from
+    // when it connects: one that does not connect in time must be cancelled here, or the manager
+    // keeps reconnecting it for ever (after close(), every 200 ms: an agent that never exits).
+    if (this.closed) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: this.opts.endpoints.join(","), cause: "watch: the etcd client is closed" });
+    const watcher: Watcher = this.client.watch().prefix(this.keys.base).watcher();
+    this.watchers.add(watcher);
+    const cancel = async () => {
+      if (!this.watchers.delete(watcher)) return;
+      // Bounded: a cancel waits for etcd's answer, which never comes over a dead connection.
+      await withTimeout(watcher.cancel(), this.opts.requestTimeoutMs, this.opts.clock).catch(() => undefined);
+    };
+    try {
+      await this.call("watch", () => new Promise<void>((resolve, reject) => {
+        watcher.once("connected", () => resolve());
+        watcher.once("error", (e: Error) => reject(e));
+      }));
+    } catch (e) {
+      await cancel();
+      throw e;
+    }
     watcher.on("put", () => onEvent({ type: "changed" }));
     watcher.on("delete", () => onEvent({ type: "changed" }));
     // After a reconnect events may have been compacted away: the loop re-lists.
@@ -274,10 +295,21 @@ export class EtcdCoordinator implements Coordinator {
       this.opts.log.warn({ err: describeError(e) }, "etcd watch error; re-listing");
       onEvent({ type: "resync" });
     });
-    return { close: async () => void (await watcher.cancel().catch(() => undefined)) };
+    return { close: cancel };
+  }
+
+  /** Watchers not cancelled yet (cancelled here at close, before the client goes). */
+  openWatchers(): number {
+    return this.watchers.size;
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    // Every watcher first: one left attached would be re-established by the library for ever.
+    await Promise.all([...this.watchers].map(async (w) => {
+      this.watchers.delete(w);
+      await withTimeout(w.cancel(), this.opts.requestTimeoutMs, this.opts.clock).catch(() => undefined);
+    }));
     this.keepalive.close();
     this.client.close();
   }

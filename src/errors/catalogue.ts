@@ -61,6 +61,7 @@ export const ERROR_CATALOGUE = {
   US_E_FILE_RELOAD: { message: "{what} changed but cannot be used ({files}): {problem}; keeping the last good content", transient: true },
   US_E_CLI_USAGE: { message: "{problem}; see `understudy --help`", transient: false },
   US_E_CLUSTER_UNKNOWN: { message: "no cluster {cluster} in etcd at {endpoints}: no key under {base} (no member, no leader, no history); {known}", transient: false },
+  US_E_STOP_LINGERING: { message: "agent stopped, but {resources} still held the process {grace_ms} ms later: exiting anyway", transient: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -44,6 +44,8 @@ export class FenceGuardLink implements FenceGuard {
   private waiters: ((s: WatchdogStatus) => void)[] = [];
   /** Whether the guard has reported the watchdog since this agent started. */
   private answered = false;
+  /** After close(): nothing is sent, no link is (re)made, no guard is started, no timer is armed. */
+  private closed = false;
 
   constructor(
     private readonly stateDir: string,
@@ -73,8 +75,13 @@ export class FenceGuardLink implements FenceGuard {
     }
     const answer = new Promise<WatchdogStatus>((resolve) => this.waiters.push(resolve));
     this.arm(deadlineSystemMs, leaseEndSystemMs);
-    const timeout = this.deps.clock.sleep(timeoutMs).then((): WatchdogStatus => ({ ...this.status, state: "unavailable", problem: `the fence guard did not report the watchdog running within ${timeoutMs}ms` }));
-    return Promise.race([answer, timeout]);
+    // The timer goes with the answer: a pending one would hold a stopping agent for timeoutMs.
+    const answered = new AbortController();
+    const timeout = this.deps.clock.sleep(timeoutMs, answered.signal).then(
+      (): WatchdogStatus => ({ ...this.status, state: "unavailable", problem: `the fence guard did not report the watchdog running within ${timeoutMs}ms` }),
+      () => new Promise<never>(() => undefined),
+    );
+    return Promise.race([answer, timeout]).finally(() => answered.abort());
   }
 
   private onReply(msg: GuardReply): void {
@@ -106,12 +113,20 @@ export class FenceGuardLink implements FenceGuard {
     this.send({ disarm: true });
   }
 
+  /** Final: a message after this is dropped, not a reason to re-link or start a guard. */
   async close(): Promise<void> {
+    this.closed = true;
+    // A link being made stops at its next step (at most one 50 ms wait).
+    await this.connecting?.catch(() => undefined);
     this.sock?.end();
     this.sock = undefined;
   }
 
   private send(msg: GuardMessage): void {
+    if (this.closed) {
+      this.deps.log.debug({ message: Object.keys(msg)[0] }, "fence guard link closed: message not sent");
+      return;
+    }
     const line = `${JSON.stringify(msg)}\n`;
     if (this.sock && !this.sock.destroyed) {
       this.sock.write(line);
@@ -125,12 +140,17 @@ export class FenceGuardLink implements FenceGuard {
     this.connecting ??= (async () => {
       try {
         let s = await this.tryConnect();
-        if (!s) {
+        if (!s && !this.closed) {
           this.spawnGuard();
-          for (let i = 0; i < 40 && !s; i++) {
+          for (let i = 0; i < 40 && !s && !this.closed; i++) {
             await this.deps.clock.sleep(50);
             s = await this.tryConnect();
           }
+        }
+        if (this.closed) {
+          // Stopped meanwhile: no link to keep (an open socket would hold the process).
+          s?.end();
+          return undefined;
         }
         if (!s) this.deps.log.error({ socket: this.socketPath }, "fence guard did not come up: a frozen agent would not be fenced");
         this.sock = s;

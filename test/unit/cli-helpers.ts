@@ -119,7 +119,7 @@ export class FakeEtcdGateway {
 export const TOKEN = "s3cret-token-0123456789";
 
 /** The real REST API on 127.0.0.1 over a FakeCoordinator holding n1 (primary) and n2. */
-export async function realApi(opts: { authReads?: boolean; members?: MemberRecord[] } = {}) {
+export async function realApi(opts: { authReads?: boolean; members?: MemberRecord[]; view?: Partial<NodeView> } = {}) {
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
   const lease = await etcd.grantLease(60_000);
@@ -127,7 +127,7 @@ export async function realApi(opts: { authReads?: boolean; members?: MemberRecor
   for (const m of opts.members ?? [member("n1", { role: "primary" }), member("n2")]) await etcd.putMember(m, lease.id);
   const view: NodeView = {
     node: "n1", acting: "primary", term: 1, leaseRemainingMs: 3000, etcdReachable: true, decision: "", sinceLastCycleMs: 0,
-    vipHeld: true, daemonRunning: true, probes: [], healthy: true, notReady: null,
+    vipHeld: true, daemonRunning: true, probes: [], healthy: true, notReady: null, ...opts.view,
   };
   const app = buildApi({
     view: () => view, coordinator: etcd, metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }), clock, log: silentLogger(),

@@ -90,3 +90,40 @@ test("printable() escapes C0, DEL and C1, and leaves other text alone", () => {
   const table = renderStatus("c\x1b", { revision: 1, leader: null, members: [], paused: false, switchover: null, released: null, bans: [], sync: null });
   assert.match(table, /^\+ Cluster: c\\x1b /);
 });
+
+test("status --config: etcd out of reach from here and from the node: the node's own view, labelled, exit 7", async (t) => {
+  const api = await realApi({ view: { etcdReachable: false, leaseRemainingMs: 1200, decision: "no action: etcd unreachable (…); keeping the role until the lease deadline", probes: [{ name: "sftp", critical: true, up: true, detail: "SSH-2.0-OpenSSH" }] } });
+  t.after(() => api.close());
+  api.etcd.unreachable = true;
+  const dir = mkdtempSync(join(tmpdir(), "cli-status-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dead = await deadUrl();
+  const file = join(dir, "n1.yaml");
+  writeFileSync(file, `cluster: c\nnode: { name: n1, address: 198.18.0.11 }\netcd: { endpoints: ["${dead}"] }\ndaemon: { backend: systemd, unit: ssh.service }\napi: { listen: "${new URL(api.url).host}" }\n`);
+  const r = await cli(["status", "--config", file]);
+  assert.equal(r.code, 7, r.err);
+  assert.match(r.err, /asking this node's API at .* instead/);
+  assert.match(r.err, /the node's API \(http:\/\/127\.0\.0\.1:\d+\) cannot read etcd either .*showing only n1's own view/);
+  assert.match(r.out, /^\+ Node n1's own view \(cluster c\): etcd is unreachable from here and from n1, so this is NOT the cluster's state$/m);
+  assert.match(r.out, /\| Role +: primary \(term 1\)/);
+  assert.match(r.out, /\| Lease +: 1\.2 s left before it fences itself/);
+  assert.match(r.out, /\| etcd +: unreachable from this node too/);
+  assert.match(r.out, /\| Probes +: sftp up/);
+  assert.doesNotMatch(r.out, /\+ Cluster:/, "no cluster table: nobody could read etcd");
+  const j = await cli(["status", "--config", file, "--json"]);
+  assert.equal(j.code, 7);
+  const doc = JSON.parse(j.out) as { source: string; cluster: string; view: { node: string; acting: string } };
+  assert.deepEqual([doc.source, doc.cluster, doc.view.node, doc.view.acting], ["node", "c", "n1", "primary"]);
+  // --api alone: the same fallback, without the cluster's name.
+  const direct = await cli(["status", "--api", api.url]);
+  assert.equal(direct.code, 7, direct.err);
+  assert.match(direct.out, /^\+ Node n1's own view: etcd is unreachable/m);
+});
+
+test("status through the API (etcd unreachable from here, read by the node): the table says where it came from", async (t) => {
+  const api = await realApi();
+  t.after(() => api.close());
+  const r = await cli(["status", "--api", api.url]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /\nSource: etcd as read by the API of n1 \(http:\/\/127\.0\.0\.1:\d+\), not from here\.$/);
+});

@@ -1,0 +1,10 @@
+import { EtcdCoordinator } from "./dist/coordinator/etcd.js";
+import { SystemClock } from "./dist/platform/clock.js";
+import { silentLogger } from "./dist/platform/logger.js";
+const t0 = Date.now();
+const c = new EtcdCoordinator({ endpoints: ["http://127.0.0.1:2379"], prefix: "/u", cluster: "c", requestTimeoutMs: 1000, dialTimeoutMs: 1000, clock: new SystemClock(), log: silentLogger(), security: process.argv[2] === "auth" ? { auth: { user: "u", password: "p" } } : undefined });
+await c.snapshot().catch((e) => console.log("snapshot failed", String(e).slice(0, 80)));
+await c.close();
+console.log("closed at", Date.now() - t0);
+const iv = setInterval(() => console.log(Date.now() - t0, process.getActiveResourcesInfo().join(",")), 2000); iv.unref();
+process.on("exit", () => console.log("exit at", Date.now() - t0));
