@@ -50,6 +50,10 @@ TEST=(
   # The kernel itself (linux-image-6.1.0-N-amd64) is fetched by the test on first
   # use with `apt-get download` and cached in /var/cache/understudy-test/kernel/.
   qemu-system-x86 busybox-static
+  # test/lab/vip-truth.lab.test.ts runs Habets' arping (the Debian package "arping",
+  # which conflicts with iputils-arping) from `apt-get download arping` + `dpkg -x`;
+  # only its libraries are installed.
+  libnet1 libpcap0.8
 )
 # The benchmarks' load generator and peers (bench/).
 BENCH=(

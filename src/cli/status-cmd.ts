@@ -2,6 +2,7 @@
 // or from a node's API (GET /cluster). With --config, an unreachable etcd falls
 // back to that node's API, said on stderr. Exit: 0 a primary, 6 none now,
 // 5 an unknown cluster (US_E_CLUSTER_UNKNOWN), 1 nothing reachable.
+import { vipFindings } from "../ha/vip-truth.js";
 import type { ClusterSnapshot } from "../coordinator/port.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import { clusterKeys } from "../coordinator/keys.js";
@@ -112,7 +113,7 @@ export async function status(p: Parsed, io: Io): Promise<number> {
     const got = await source.read(io);
     if (typeof got === "number") return got;
     const { snap, via } = got;
-    if (json) io.out(JSON.stringify({ cluster: source.cluster ?? null, source: via === "etcd" ? "etcd" : "api", ...snap }, null, 2));
+    if (json) io.out(JSON.stringify({ cluster: source.cluster ?? null, source: via === "etcd" ? "etcd" : "api", ...snap, vipProblems: vipFindings(snap) }, null, 2));
     else io.out(renderStatus(source.cluster ?? `(as ${via} sees it)`, snap));
     return snap.leader ? EXIT.OK.code : EXIT.NO_PRIMARY.code;
   };

@@ -1,6 +1,7 @@
 import { bestCandidate, eligible, isBanned, outranks } from "./candidates.js";
 import type { Action, Decision, Observation } from "./observation.js";
 import { failback, primarySwitchover, standbySwitchover } from "./switchover.js";
+import { vipLost } from "./vip-truth.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (DESIGN.md §1.4): when in doubt, be a standby.
@@ -29,6 +30,12 @@ function decidePrimary(o: Observation): Decision {
   const planned = primarySwitchover(o, leader.term);
   if (planned) return planned;
   if (o.cluster.paused) return d([], `no action: paused; ${held}`);
+  const vipGone = vipLost(o);
+  if (vipGone) {
+    const heir = bestCandidate(o.cluster.members.filter((m) => m.node !== me && m.role === "standby"), o.cluster.bans);
+    if (heir) return d([{ kind: "demote" }, { kind: "release", term: leader.term, why: "handover" }, { kind: "cool_down" }], `handing over: ${vipGone}; ${heir.node} is a healthy standby`);
+    if (o.daemon.running && o.daemon.probesUp) return d([], `holding: ${vipGone}, and no healthy standby to hand over to; ${held}`);
+  }
   if (o.daemon.running && o.daemon.probesUp) return failback(o, leader.term) ?? d([], `no action: ${held}`);
 
   const what = o.daemon.running ? "critical probes are failing" : "the daemon is not running";

@@ -1,5 +1,6 @@
 import type { ClusterSnapshot, LeaderRecord, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
 import type { Config } from "../config/load.js";
+import type { VipObservation } from "./vip-truth.js";
 
 /** What one HA cycle knows. Built by the loop, consumed by the pure decide(). */
 export interface Observation {
@@ -45,6 +46,8 @@ export interface Observation {
     /** A standby that lags longer than this does not take over by itself (`failover --force` does). */
     readonly maximumLagMs: number;
   };
+  /** What the floating IP adapter saw (acting primary with a VIP); absent: no VIP, or not observed. */
+  readonly vip?: VipObservation;
 }
 
 export type Action =
@@ -78,6 +81,8 @@ export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover"
   readonly syncEnabled: boolean;
   readonly maximumLagMs: number;
   readonly self: Omit<Observation["self"], "generation">;
+  /** vip.hold_timeout; null without a floating IP. */
+  readonly vipHoldTimeoutMs: number | null;
 };
 
 /** The parts of every observation that come from config alone, computed once. */
@@ -93,5 +98,6 @@ export function configuredPart(config: Config): ConfiguredPart {
     switchoverWaitMs: Math.max(1000, 3 * config.election.rankingDelayMs),
     syncEnabled: config.sync !== undefined,
     maximumLagMs: config.sync?.maximum_lag_on_failover ?? 0,
+    vipHoldTimeoutMs: config.vip && config.vip.backend !== "none" ? config.vip.hold_timeout : null,
   };
 }
