@@ -56,7 +56,17 @@ export function duplicateArgv(a: ArpingTool, iface: string, ip: string, timeoutM
     const s = String(Math.max(1, Math.ceil(timeoutMs / 1000)));
     return [a.path, "-D", "-c", s, "-w", s, "-I", iface, ip];
   }
-  return [a.path, "-0", "-c", "1", "-w", String(Math.max(0.05, timeoutMs / 1000)), "-i", iface, ip];
+  return [a.path, "-0", "-C", "1", "-c", "1", "-w", String(Math.max(0.05, timeoutMs / 1000)), "-i", iface, ip];
+}
+
+/**
+ * When the caller kills the duplicate check (no reply by then counts as no reply). iputils
+ * starts in milliseconds and would wait whole seconds: killed at the timeout. Habets' opens a
+ * pcap handle first (100-400 ms on a busy host, measured) and keeps its own fractional -w:
+ * killed only if it overstays that by a second, so its probe is always sent.
+ */
+export function duplicateKillMs(a: ArpingTool, timeoutMs: number): number {
+  return a.flavour === "iputils" ? timeoutMs : timeoutMs + 1000;
 }
 
 export type DuplicateAnswer = { readonly kind: "free" } | { readonly kind: "taken"; readonly mac: string } | { readonly kind: "error" };

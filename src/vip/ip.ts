@@ -6,7 +6,7 @@ import { UnderstudyError, describeError, isUnderstudyError } from "../errors/cat
 import type { Clock } from "../platform/clock.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
-import { announceArgv, announced, duplicateArgv, readDuplicate, type ArpingLocator } from "./arping.js";
+import { announceArgv, announced, duplicateArgv, duplicateKillMs, readDuplicate, type ArpingLocator } from "./arping.js";
 import type { FloatingIp } from "./port.js";
 
 export type VipConfig = NonNullable<ParsedConfig["vip"]>;
@@ -174,7 +174,7 @@ export class IpFloatingIp implements FloatingIp {
     const argv = duplicateArgv(tool, this.config.interface, this.vip.ip, timeoutMs);
     let r: CommandResult;
     try {
-      r = await this.runner.run(argv, { timeoutMs });
+      r = await this.runner.run(argv, { timeoutMs: duplicateKillMs(tool, timeoutMs) });
     } catch (e) {
       if (isUnderstudyError(e, "US_E_COMMAND_TIMEOUT")) return;
       throw new UnderstudyError("US_E_VIP_CHECK", { ...this.where(), cause: describeError(e) }, { cause: e });

@@ -60,8 +60,8 @@ describe("arping flavours", () => {
   it("duplicate-check argv: iputils whole seconds with -D -I; Habets -0 with a fractional -w and -i", () => {
     assert.deepEqual(duplicateArgv(IPUTILS, "eth0", "198.18.0.100", 100), ["/usr/bin/arping", "-D", "-c", "1", "-w", "1", "-I", "eth0", "198.18.0.100"]);
     assert.deepEqual(duplicateArgv(IPUTILS, "eth0", "198.18.0.100", 1500), ["/usr/bin/arping", "-D", "-c", "2", "-w", "2", "-I", "eth0", "198.18.0.100"]);
-    assert.deepEqual(duplicateArgv(HABETS, "eth0", "198.18.0.100", 100), ["/usr/sbin/arping", "-0", "-c", "1", "-w", "0.1", "-i", "eth0", "198.18.0.100"]);
-    assert.deepEqual(duplicateArgv(HABETS, "eth0", "198.18.0.100", 1500), ["/usr/sbin/arping", "-0", "-c", "1", "-w", "1.5", "-i", "eth0", "198.18.0.100"]);
+    assert.deepEqual(duplicateArgv(HABETS, "eth0", "198.18.0.100", 100), ["/usr/sbin/arping", "-0", "-C", "1", "-c", "1", "-w", "0.1", "-i", "eth0", "198.18.0.100"]);
+    assert.deepEqual(duplicateArgv(HABETS, "eth0", "198.18.0.100", 1500), ["/usr/sbin/arping", "-0", "-C", "1", "-c", "1", "-w", "1.5", "-i", "eth0", "198.18.0.100"]);
   });
 
   const dadCases: { tool: ArpingTool; r: CommandResult; want: ReturnType<typeof readDuplicate>; name: string }[] = [
@@ -86,7 +86,7 @@ function vipConfig(overrides: Partial<VipConfig> = {}): VipConfig {
 
 describe("IpFloatingIp with Habets' arping", () => {
   const ADD = ["ip", "addr", "add", "198.18.0.100/24", "dev", "eth0"];
-  const DAD = ["/usr/sbin/arping", "-0", "-c", "1", "-w", "0.1", "-i", "eth0", "198.18.0.100"];
+  const DAD = ["/usr/sbin/arping", "-0", "-C", "1", "-c", "1", "-w", "0.1", "-i", "eth0", "198.18.0.100"];
   const GARP = ["/usr/sbin/arping", "-U", "-S", "198.18.0.100", "-c", "1", "-i", "eth0", "198.18.0.100"];
 
   it("checks with -0, adds, announces with -U -S (exit 1 '1 packets transmitted' is success)", async () => {
@@ -95,6 +95,8 @@ describe("IpFloatingIp with Habets' arping", () => {
     await vip.add({ notHeld: true });
     await vip.announce();
     runner.done();
+    // Habets' arping opens a pcap handle before it probes: killed only a second after its own -w.
+    assert.equal(runner.calls[0]!.options?.timeoutMs, 1100);
   });
 
   it("refuses to add when another host answers, naming its MAC", async () => {
