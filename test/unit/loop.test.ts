@@ -473,3 +473,26 @@ test("sync gate: a standby behind for longer than maximum_lag_on_failover does n
   assert.equal(c.etcd.leader, null, "no automatic stale takeover");
   assert.match(c.nodes[1]!.loop.status().decision, /over maximum_lag_on_failover \(30s\); `understudy failover --to n2 --force` overrides$/);
 });
+
+test("VIP held by another host: the primary hands over after vip.hold_timeout, and the successor checks the address instead of trusting the release", async () => {
+  const c = cluster([["n1", 200], ["n2", 100]], {}, "cold", "vip: { address: 198.18.0.100/24, interface: eth0, hold_timeout: 5s }");
+  c.timeline.foreignMac = "02:75:07:00:00:13";
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.equal(c.nodes[0]!.vip.held, false, "n1 refused to add the address another host answers for");
+  const member = c.etcd.members.get("n1")?.member;
+  assert.equal(member?.vipHolder, "02:75:07:00:00:13", "the member key names the MAC");
+  assert.ok(member?.vipMissingSince, "and since when");
+  assert.equal(c.nodes[0]!.loop.view().vipHolder, "02:75:07:00:00:13");
+  await c.clock.advance(6000);
+  assert.equal(c.etcd.leader?.node, "n2", "handed over after vip.hold_timeout");
+  assert.match(c.etcd.released?.reason ?? "", /^handing over: primary without the floating IP for \d+s, over vip\.hold_timeout 5s \(held by 02:75:07:00:00:13/);
+  assert.equal(c.etcd.released?.vipNotFree, "held by 02:75:07:00:00:13");
+  assert.deepEqual(c.nodes[1]!.vip.skipped, [false], "n2 ran its duplicate check: the release said the address was not free");
+  assert.equal(c.nodes[1]!.vip.held, false);
+  assert.equal(c.timeline.maxHolders, 0, "no node ever held the address beside the foreign host");
+  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && /primary without the floating IP/.test(e.reason)));
+  // The foreign copy goes: the primary of the moment adds it on its next try.
+  c.timeline.foreignMac = null;
+});
