@@ -47,9 +47,13 @@ TEST=(
   ansible ansible-lint             # the Ansible role, run for real against the lab (ansible/)
   lintian                          # the .deb's lab test (test/lab/package.lab.test.ts)
   # test/lab/watchdog-device.lab.test.ts boots a Debian kernel under qemu with softdog.
-  # The kernel itself (linux-image-6.1.0-N-amd64) is fetched by the test on first
-  # use with `apt-get download` and cached in /var/cache/understudy-test/kernel/.
+  # The kernel itself (linux-image-6.1.0-N-amd64) is fetched below with
+  # `apt-get download` and cached in /var/cache/understudy-test/kernel/.
   qemu-system-x86 busybox-static
+  # test/lab/vip-truth.lab.test.ts runs Habets' arping (the Debian package "arping",
+  # which conflicts with iputils-arping), unpacked below with `apt-get download` +
+  # `dpkg -x`, never installed; only its libraries are.
+  libnet1 libpcap0.8
 )
 # The benchmarks' load generator and peers (bench/).
 BENCH=(
@@ -94,5 +98,19 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --no-update-notifier --loglevel=error
 fi
 npm run --silent build
+
+# Test artefacts fetched here, never by the tests (they talk only to loopback and
+# to namespaces they create): Habets' arping unpacked, and the watchdog VM's kernel.
+if [ "$profile" != demo ]; then
+  arping_dir=/var/cache/understudy-test/arping
+  if [ ! -x "$arping_dir/usr/sbin/arping" ]; then
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -qq arping 2>/dev/null)
+    mkdir -p "$arping_dir"
+    dpkg -x "$tmp"/arping_*.deb "$arping_dir"
+    rm -rf "$tmp"
+  fi
+  node --import tsx -e 'await (await import("./test/vm/vm.ts")).obtainKernel()' >/dev/null
+fi
 
 bash scripts/install-deb.sh

@@ -25,6 +25,7 @@ import { createHooks } from "./hooks/index.js";
 import type { FenceOrders } from "./fence/protocol.js";
 import { watchdogTimeoutS, type WatchdogSettings } from "./fence/watchdog.js";
 import { createSyncEngine } from "./sync/index.js";
+import { ToolReadiness, checkTools } from "./tools/check.js";
 
 export interface RunningAgent {
   readonly loop: HaLoop;
@@ -102,7 +103,13 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner, clock, log: log.child({ component: "readiness" }), onChange: () => loop?.trigger("readiness"),
   });
-  const readiness = config.watchdog.mode === "required" ? allReady(check, watchdogReadiness(fenceGuard)) : check;
+  // A missing program (arping, ip, rsync, the daemon's binary) starts the agent anyway, not ready:
+  // `status` shows why, and the node never campaigns until the package is installed.
+  const toolReport = await checkTools(config, runner);
+  for (const problem of toolReport.problems) log.error({ code: problem.code }, problem.message);
+  if (toolReport.arping) log.info({ arping: toolReport.arping.path, flavour: toolReport.arping.flavour }, "arping found");
+  const tools = new ToolReadiness(config, { runner, clock, log: log.child({ component: "tools" }), onChange: () => loop?.trigger("tools") }, toolReport);
+  const readiness = config.watchdog.mode === "required" ? allReady(tools, check, watchdogReadiness(fenceGuard)) : allReady(tools, check);
   loop = new HaLoop({
     config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, hooks: hookSet.hooks,
     ...(apiUrl ? { apiUrl } : {}),

@@ -34,6 +34,12 @@ export class AgentMetrics {
     gauge("understudy_lease_remaining_seconds", "Time to the local lease deadline", (v, g) => g.set((v.leaseRemainingMs ?? 0) / 1000));
     gauge("understudy_etcd_reachable", "1 when the last HA cycle could read etcd", (v, g) => g.set(v.etcdReachable ? 1 : 0));
     gauge("understudy_vip_held", "1 when this node has the floating IP", (v, g) => g.set(v.vipHeld ? 1 : 0));
+    // VIP truth (DESIGN.md §12): a primary without its address, and the MAC of whoever answers for it instead.
+    gauge("understudy_vip_missing_seconds", "While primary: how long this node has been without its floating IP (0 when held or standby)", (v, g) => g.set((v.vipMissingMs ?? 0) / 1000));
+    gauge("understudy_vip_foreign_holder", "1 (with the MAC) while another host answers ARP for this primary's floating IP", (v, g) => {
+      g.reset();
+      if (v.vipHolder) g.set({ mac: v.vipHolder }, 1);
+    }, ["mac"]);
     gauge("understudy_daemon_running", "1 when the transfer daemon runs on this node", (v, g) => g.set(v.daemonRunning ? 1 : 0));
     gauge("understudy_healthy", "1 when this node may become primary", (v, g) => g.set(v.healthy ? 1 : 0));
     gauge("understudy_ha_cycle_age_seconds", "Since the HA loop last completed a cycle (a stuck loop grows this while HTTP still answers)", (v, g) => g.set(v.sinceLastCycleMs === null ? -1 : v.sinceLastCycleMs / 1000));

@@ -1,3 +1,4 @@
+import { vipFindings } from "../ha/vip-truth.js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Coordinator } from "../coordinator/port.js";
 import { describeError } from "../errors/catalogue.js";
@@ -138,7 +139,8 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
 
   app.get("/cluster", async () => {
     const snap = await deps.coordinator.snapshot();
-    return { ...snap, node: deps.view().node };
+    // vipProblems: a primary without its VIP, or the VIP on a node that is not the primary (unhealthy).
+    return { ...snap, node: deps.view().node, vipProblems: vipFindings(snap) };
   });
   // Query strings are text (no type coercion): a limit is 1-1000 written in digits.
   app.get<{ Querystring: { limit?: string } }>(

@@ -12,9 +12,19 @@ async function load(file: string, hostChecks: boolean) {
 
 export async function configCheck(p: Parsed, io: Io): Promise<number> {
   const file = p.positionals[0]!;
-  const config = await load(file, !p.values["no-host-checks"]);
-  if (p.values.json) io.out(JSON.stringify({ valid: true, file, config }, null, 2));
-  else io.out(`${file}: valid (cluster ${config.cluster}, node ${config.node.name}, ttl ${config.election.ttlMs}ms, fence margin ${config.election.fenceMarginMs}ms)`);
+  const hostChecks = !p.values["no-host-checks"];
+  const config = await load(file, hostChecks);
+  let arping: { path: string; flavour: string } | null = null;
+  if (hostChecks) {
+    // Every program the config needs, with the package that provides it: all problems at once.
+    const [{ checkTools }, { SpawnCommandRunner }] = await Promise.all([import("../tools/check.js"), import("../platform/command.js")]);
+    const report = await checkTools(config, new SpawnCommandRunner());
+    for (const problem of report.problems) io.err(`understudy: ${problem.message}`);
+    if (report.problems.length > 0) return 2;
+    arping = report.arping;
+  }
+  if (p.values.json) io.out(JSON.stringify({ valid: true, file, config, ...(arping ? { arping } : {}) }, null, 2));
+  else io.out(`${file}: valid (cluster ${config.cluster}, node ${config.node.name}, ttl ${config.election.ttlMs}ms, fence margin ${config.election.fenceMarginMs}ms)${arping ? `; arping: ${arping.flavour} at ${arping.path}` : ""}`);
   return 0;
 }
 

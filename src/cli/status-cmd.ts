@@ -4,6 +4,7 @@
 // its own view (GET /health: role, lease, decision), labelled as such.
 // Exit: 0 a primary, 6 none now, 5 an unknown cluster (US_E_CLUSTER_UNKNOWN),
 // 7 only a node's own view, 1 nothing reachable.
+import { vipFindings } from "../ha/vip-truth.js";
 import type { ClusterSnapshot } from "../coordinator/port.js";
 import type { NodeView } from "../ha/events.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
@@ -130,7 +131,7 @@ export async function status(p: Parsed, io: Io): Promise<number> {
       return EXIT.NODE_VIEW.code;
     }
     const { snap, via } = got;
-    if (json) io.out(JSON.stringify({ cluster: source.cluster ?? null, source: via === "etcd" ? "etcd" : "api", ...snap }, null, 2));
+    if (json) io.out(JSON.stringify({ cluster: source.cluster ?? null, source: via === "etcd" ? "etcd" : "api", ...snap, vipProblems: vipFindings(snap) }, null, 2));
     else {
       io.out(renderStatus(source.cluster ?? `(as ${via} sees it)`, snap));
       if (via !== "etcd") io.out(`Source: etcd as read by ${printable(via)}, not from here.`);

@@ -290,6 +290,10 @@ export const configSchema = z
         arp_count: z.number().int().min(0).max(20).default(3),
         announce_interval: vipInterval.prefault("10s"),
         reconcile_interval: vipInterval.prefault("5s"),
+        // arping to use (either Debian package; the flavour is probed); default: `arping` on PATH, /usr/sbin, /usr/bin.
+        arping: absolutePath.optional(),
+        // A primary that has not held its VIP this long hands over to a healthy standby (src/ha/decide.ts).
+        hold_timeout: duration.refine((ms) => ms >= 1000, "must be at least 1s").prefault("30s"),
         // backend keepalived: keepalived owns the address; only the etcd primary passes its track file.
         keepalived: z
           .object({

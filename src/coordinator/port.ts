@@ -42,6 +42,12 @@ export interface MemberRecord {
   readonly decision: string;
   readonly probes: Readonly<Record<string, boolean>>;
   readonly vipHeld: boolean;
+  /** Acting primary without its floating IP: since when (ISO); absent when held (or not primary). */
+  readonly vipMissingSince?: string;
+  /** MAC of another host that answers ARP for the floating IP, as this node's duplicate check saw it. */
+  readonly vipHolder?: string;
+  /** Why the floating IP is not held (the last add/check error). */
+  readonly vipProblem?: string;
   readonly daemonRunning: boolean;
   /** Base URL of this node's REST API, when it serves one. */
   readonly api?: string;
@@ -91,6 +97,13 @@ export interface ReleaseRecord {
   readonly at: string;
   /** veto: the pre_promote hook refused; nothing was started, the address is free. */
   readonly why: "switchover" | "shutdown" | "handover" | "veto";
+  /** The releaser's reason (its decision), shown in the successor's history event. */
+  readonly reason?: string;
+  /**
+   * Set when the releaser did not hold the floating IP (another host answered for it, or the
+   * add kept failing): the address is not known to be free, so the successor checks it.
+   */
+  readonly vipNotFree?: string;
 }
 
 /** control/ban/<node>: the node may not become primary until the key's lease expires. */

@@ -43,6 +43,9 @@ const memberSchema = z.object({
   decision: text(8000),
   probes: z.record(text(64), z.boolean()),
   vipHeld: z.boolean(),
+  vipMissingSince: isoTime.optional(),
+  vipHolder: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/).optional(),
+  vipProblem: text(500).optional(),
   daemonRunning: z.boolean(),
   api: text(300).optional(),
   updatedAt: isoTime,
@@ -59,7 +62,7 @@ const switchoverSchema = z.object({
   requestedAt: isoTime,
 });
 
-const releasedSchema = z.object({ node: nodeName, term: count, at: isoTime, why: z.enum(["switchover", "shutdown", "handover", "veto"]) });
+const releasedSchema = z.object({ node: nodeName, term: count, at: isoTime, why: z.enum(["switchover", "shutdown", "handover", "veto"]), reason: text(8000).optional(), vipNotFree: text(500).optional() });
 const banSchema = z.object({ node: nodeName, until: isoTime, requestedBy: text(500), reason: text(8000) });
 const syncSchema = z.object({
   generation: count,

@@ -62,6 +62,8 @@ export const ERROR_CATALOGUE = {
   US_E_CLI_USAGE: { message: "{problem}; see `understudy --help`", transient: false },
   US_E_CLUSTER_UNKNOWN: { message: "no cluster {cluster} in etcd at {endpoints}: no key under {base} (no member, no leader, no history); {known}", transient: false },
   US_E_STOP_LINGERING: { message: "agent stopped, but {resources} still held the process {grace_ms} ms later: exiting anyway", transient: false },
+  US_E_TOOL_MISSING: { message: "{program} (needed by {setting}) {problem}; install the Debian package {package}", transient: true },
+  US_E_TOOL_FLAVOUR: { message: "{program} is not an arping understudy knows (it says {said}); install one of: {known}", transient: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

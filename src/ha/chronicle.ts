@@ -44,7 +44,7 @@ export class Chronicle {
     const kind = this.promotionKind(snapshot, lastLeader);
     const released = snapshot?.released;
     if (kind === "handover" && released) {
-      this.recorder.record(this.event("handover", { from: released.node, to: this.node, term, reason: `${released.node} released the role (${released.why})`, durations }), term);
+      this.recorder.record(this.event("handover", { from: released.node, to: this.node, term, reason: `${released.node} released the role (${released.why}${released.reason ? `: ${released.reason}` : ""})`, durations }), term);
     } else if (kind === "failover") {
       this.recorder.record(this.event("failover", { from: lastLeader!.node, to: this.node, term, reason: `${lastLeader!.node}'s lease expired`, durations }), term);
     }

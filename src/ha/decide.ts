@@ -1,7 +1,9 @@
 import { bestCandidate, eligible, isBanned, outranks } from "./candidates.js";
 import type { Action, Decision, Observation } from "./observation.js";
 import { failback, primarySwitchover, standbySwitchover } from "./switchover.js";
+import { isDamped } from "./flap.js";
 import { dampedNote, stayInsteadOfHandover } from "./stay.js";
+import { vipLost } from "./vip-truth.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (DESIGN.md §1.4): when in doubt, be a standby.
@@ -30,8 +32,11 @@ function decidePrimary(o: Observation): Decision {
   const planned = primarySwitchover(o, leader.term);
   if (planned) return planned;
   if (o.cluster.paused) return d([], `no action: paused; ${held}`);
+  const serving = o.daemon.running && o.daemon.probesUp;
+  const vip = vipRule(o, leader.term, held, serving);
+  if (vip) return vip;
   // Flap damping: the cluster stays put, so no automatic failback either.
-  const damped = o.daemon.running && o.daemon.probesUp ? dampedNote(o) : null;
+  const damped = serving ? dampedNote(o) : null;
   if (damped !== null) return d([], `no action: ${held}; ${damped}`);
   if (o.daemon.running && o.daemon.probesUp) return failback(o, leader.term) ?? d([], `no action: ${held}`);
 
@@ -50,6 +55,24 @@ function decidePrimary(o: Observation): Decision {
     );
   }
   return d([{ kind: "restart_daemon" }], `restarting the daemon again: ${what} and no healthy standby to hand over to`);
+}
+
+/** A primary that has not held its floating IP for vip.hold_timeout (issue 12). */
+function vipRule(o: Observation, term: number, held: string, serving: boolean): Decision | null {
+  const vipGone = vipLost(o);
+  if (!vipGone) return null;
+  if (o.vip?.foreignMac) {
+    // Another host answers ARP for the address: every standby would meet the same host (a failure
+    // the target shares), so handing over cannot help. Stay, say so; the operator removes the copy.
+    return serving ? d([], `holding, not handing over: ${vipGone}; a standby would meet the same host, so a handover cannot help; ${held}`) : null;
+  }
+  const heir = bestCandidate(o.cluster!.members.filter((m) => m.node !== o.self.name && m.role === "standby"), o.cluster!.bans);
+  if (heir && !isDamped(o.flap)) {
+    return d([{ kind: "demote" }, { kind: "release", term, why: "handover" }, { kind: "cool_down" }], `handing over: ${vipGone}; ${heir.node} is a healthy standby`);
+  }
+  if (!serving) return null;
+  if (heir) return d([], `holding, not handing over: ${vipGone}; ${dampedNote(o)}; ${held}`);
+  return d([], `holding: ${vipGone}, and no healthy standby to hand over to; ${held}`);
 }
 
 function decideStandby(o: Observation): Decision {

@@ -27,6 +27,12 @@ export interface NodeView {
   /** Monotonic ms since the last completed HA cycle. */
   readonly sinceLastCycleMs: number | null;
   readonly vipHeld: boolean;
+  /** Acting primary without its floating IP: for how long (ms); null when held or not primary. */
+  readonly vipMissingMs?: number | null;
+  /** MAC of another host answering ARP for the floating IP (duplicate check), while this primary lacks it. */
+  readonly vipHolder?: string | null;
+  /** Why this primary does not hold its floating IP (the last add/check error). */
+  readonly vipProblem?: string | null;
   readonly daemonRunning: boolean;
   readonly probes: readonly { readonly name: string; readonly critical: boolean; readonly up: boolean; readonly detail: string }[];
   /** Could campaign now: not cooling down, ready, (warm) probes up. */

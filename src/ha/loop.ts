@@ -16,6 +16,7 @@ import { NodeRole } from "./role.js";
 import { MemberPublisher } from "./member.js";
 import { FlapWatch } from "./flap-watch.js";
 import { isDamped } from "./flap.js";
+import { VipWitness, memberVipFields, vipNotFree } from "./vip-truth.js";
 import type { FenceGuard } from "../fence/client.js";
 import type { Hooks } from "../hooks/index.js";
 
@@ -57,6 +58,9 @@ export class HaLoop {
   private preferredReadySinceMs: number | null = null;
   private lastCycleAtMs: number | null = null;
   private etcdReachable = false;
+  /** The VIP as it was when the last decision was taken (a handover's release record says whether the address is free). */
+  private vipAtDecision: ReturnType<VipControl["state"]> | undefined;
+  private readonly vipWitness: VipWitness;
   private running = false;
   private pending = false;
   private stopped = false;
@@ -97,6 +101,7 @@ export class HaLoop {
     this.member = new MemberPublisher(deps.coordinator, deps.clock, deps.log);
     this.configured = configuredPart(deps.config);
     this.flap = new FlapWatch(deps.coordinator, deps.clock, this.configured.flapSettings, deps.log);
+    this.vipWitness = new VipWitness(deps.vip, deps.clock);
   }
 
   /** Start: adopt our own lease if the leader key still names us, then run cycles. */
@@ -207,6 +212,7 @@ export class HaLoop {
       notReady: this.readiness.problem(),
       preferredReadySinceMs: this.preferredReadySinceMs,
       sync: { enabled: fixed.syncEnabled && this.deps.sync !== undefined, behindSinceMs: this.deps.sync?.behindSince() ?? null, maximumLagMs: fixed.maximumLagMs },
+      ...(fixed.vipHoldTimeoutMs !== null && this.role.acting === "primary" ? { vip: this.vipWitness.observation(fixed.vipHoldTimeoutMs) } : {}),
     };
   }
 
@@ -227,6 +233,7 @@ export class HaLoop {
     this.role.daemonRunning = await daemon.isRunning().catch(() => false);
     // A primary failing its health may hand over: count the cluster's recent moves afresh.
     if (snapshot) await this.flap.refresh(this.role.acting === "primary" && !(this.role.daemonRunning && this.deps.health.criticalUp()));
+    this.vipAtDecision = this.deps.vip.state();
     const decision = decide(this.observe(snapshot, etcdError ?? this.lease.error()));
     if (decision.reason !== this.lastDecision?.reason) log.info({ trigger: why, actions: decision.actions.map((a) => a.kind) }, decision.reason);
     this.lastDecision = decision;
@@ -279,7 +286,11 @@ export class HaLoop {
         await coordinator.resign(action.term).catch(warn("resign failed"));
         return;
       case "release": {
-        const record = { node: config.node.name, term: action.term, at: new Date(clock.wallMs()).toISOString(), why: action.why };
+        const record = {
+          node: config.node.name, term: action.term, at: new Date(clock.wallMs()).toISOString(), why: action.why,
+          ...(this.lastDecision ? { reason: this.lastDecision.reason.slice(0, 2000) } : {}),
+          ...vipNotFree(this.vipAtDecision),
+        };
         if (await coordinator.release(action.term, record).catch(() => false)) log.info({ term: action.term, why: action.why }, "released the leader key");
         else log.warn({ term: action.term }, "release not applied; the lease expires on its own");
         return;
@@ -337,7 +348,8 @@ export class HaLoop {
     const started = clock.monotonicMs();
     // The predecessor committed its release after dropping the VIP: no need to probe for it.
     const released = snapshot?.released;
-    const skipDuplicateCheck = released !== null && released !== undefined && released.term === this.lastLeader?.term;
+    // Not when it never held the address (another host answered for it): then nobody knows it is free.
+    const skipDuplicateCheck = released !== null && released !== undefined && released.term === this.lastLeader?.term && released.vipNotFree === undefined;
     await this.role.promote(term, lease, skipDuplicateCheck);
     if (this.role.acting !== "primary") return;
     const now = clock.monotonicMs();
@@ -448,6 +460,7 @@ export class HaLoop {
         decision: this.lastDecision?.reason ?? "",
         probes: Object.fromEntries(this.deps.health.states().map((s) => [s.name, s.up])),
         vipHeld: vip.state().held === true,
+        ...memberVipFields(this.vipWitness.truth(this.role.acting)),
         daemonRunning: this.role.daemonRunning,
         ...(this.deps.apiUrl ? { api: this.deps.apiUrl } : {}),
       },
@@ -481,6 +494,7 @@ export class HaLoop {
       decision: this.lastDecision?.reason ?? "",
       sinceLastCycleMs: this.lastCycleAtMs === null ? null : now - this.lastCycleAtMs,
       vipHeld: this.deps.vip.state().held === true,
+      ...this.vipWitness.view(this.role.acting),
       daemonRunning: this.role.daemonRunning,
       probes: this.deps.health.states().map((p) => ({ name: p.name, critical: p.critical, up: p.up, detail: p.lastDetail })),
       healthy: this.isHealthy(now),
@@ -507,10 +521,11 @@ export class HaLoop {
     this.lease.stopRenewing();
     const wasPrimary = this.role.acting === "primary";
     const term = this.role.term;
+    const vipBefore = this.deps.vip.state();
     await this.role.demote("shutdown");
     if (wasPrimary && term !== null) {
       // Release first (the successor may skip its duplicate-address check), then revoke the lease.
-      const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "shutdown" as const };
+      const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "shutdown" as const, ...vipNotFree(vipBefore) };
       await coordinator.release(term, record).catch(() => false);
     }
     await this.deps.health.stop();

@@ -1,6 +1,7 @@
 import type { ClusterSnapshot, LeaderRecord, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
 import type { Config } from "../config/load.js";
 import { DEFAULT_FLAP, type FlapSettings, type FlapView } from "./flap.js";
+import type { VipObservation } from "./vip-truth.js";
 
 /** What one HA cycle knows. Built by the loop, consumed by the pure decide(). */
 export interface Observation {
@@ -50,6 +51,8 @@ export interface Observation {
   };
   /** Flap damping: health-driven handovers counted cluster-wide from history (flap.ts); absent: not known, no damping. */
   readonly flap?: FlapView;
+  /** What the floating IP adapter saw (acting primary with a VIP); absent: no VIP, or not observed. */
+  readonly vip?: VipObservation;
 }
 
 export type Action =
@@ -86,6 +89,8 @@ export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover"
   readonly maximumLagMs: number;
   readonly self: Omit<Observation["self"], "generation">;
   readonly flapSettings: FlapSettings;
+  /** vip.hold_timeout; null without a floating IP. */
+  readonly vipHoldTimeoutMs: number | null;
 };
 
 /** The parts of every observation that come from config alone, computed once. */
@@ -102,5 +107,6 @@ export function configuredPart(config: Config): ConfiguredPart {
     syncEnabled: config.sync !== undefined,
     maximumLagMs: config.sync?.maximum_lag_on_failover ?? 0,
     flapSettings: config.election.flap ?? DEFAULT_FLAP,
+    vipHoldTimeoutMs: config.vip && config.vip.backend !== "none" ? config.vip.hold_timeout : null,
   };
 }

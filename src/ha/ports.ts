@@ -10,7 +10,15 @@ export interface VipControl {
    * skipDuplicateCheck: the previous holder released the address (see ReleaseRecord).
    */
   setDesired(held: boolean, options?: { skipDuplicateCheck?: boolean }): Promise<void>;
-  state(): { readonly desired: boolean; readonly held: boolean | undefined; readonly lastError: string | undefined };
+  state(): {
+    readonly desired: boolean;
+    readonly held: boolean | undefined;
+    readonly lastError: string | undefined;
+    /** Since when (monotonic ms) the address has been desired but not held; null/absent when held or not desired. */
+    readonly missingSinceMs?: number | null;
+    /** MAC of another host answering ARP for the address, as the duplicate check saw it. */
+    readonly foreignMac?: string | null;
+  };
   /** Remove the address and stop reconciling (shutdown). */
   release(): Promise<void>;
 }

@@ -3,6 +3,7 @@ import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { IpFloatingIp, type VipConfig } from "./ip.js";
+import { ProbingArpingLocator } from "./arping.js";
 import { KeepalivedFloatingIp } from "./keepalived.js";
 import { NoFloatingIp } from "./none.js";
 import type { FloatingIp } from "./port.js";
@@ -24,7 +25,7 @@ export function createFloatingIp(config: VipConfig | undefined, deps: FloatingIp
     case "none":
       return new NoFloatingIp(config.address);
     case "ip":
-      return new IpFloatingIp(config, deps.runner, deps.clock, deps.logger.child({ component: "vip" }));
+      return new IpFloatingIp(config, deps.runner, deps.clock, deps.logger.child({ component: "vip" }), new ProbingArpingLocator(deps.runner, config.arping));
     case "keepalived":
       return new KeepalivedFloatingIp(config, deps.runner, deps.clock, deps.logger.child({ component: "vip" }));
   }

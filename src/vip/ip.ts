@@ -1,17 +1,16 @@
-// FloatingIp through iproute2 `ip addr` and iputils arping (Debian package
-// iputils-arping, /usr/bin/arping). Habets' arping (Debian package "arping",
-// /usr/sbin/arping) takes different flags, so the path is pinned.
+// FloatingIp through iproute2 `ip addr` and arping: either Debian package
+// (iputils-arping or Habets' arping), found and told apart by arping.ts.
 import { isIP } from "node:net";
 import type { ParsedConfig } from "../config/schema.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
+import { announceArgv, announced, duplicateArgv, duplicateKillMs, readDuplicate, type ArpingLocator } from "./arping.js";
 import type { FloatingIp } from "./port.js";
 
 export type VipConfig = NonNullable<ParsedConfig["vip"]>;
 
-export const ARPING = "/usr/bin/arping";
 const IP_TIMEOUT_MS = 5_000;
 // One `arping -c 1` sends its packet at once, then waits a 1 s interval before exiting.
 const ARPING_PACKET_TIMEOUT_MS = 3_000;
@@ -65,7 +64,6 @@ export function heldPrefixes(ipJson: string, vip: VipAddress): number[] {
 // older ones let iproute2 print strerror (EEXIST / EADDRNOTAVAIL).
 const ALREADY_THERE = /File exists|already assigned/i;
 const NOT_THERE = /Cannot assign requested address|Address not found/i;
-const DAD_REPLY = /reply from \S+ \[([0-9A-Fa-f:]+)\]/;
 
 export class IpFloatingIp implements FloatingIp {
   readonly address: string;
@@ -79,6 +77,7 @@ export class IpFloatingIp implements FloatingIp {
     private readonly runner: CommandRunner,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    private readonly arping: ArpingLocator,
   ) {
     this.vip = parseVipAddress(config.address);
     this.address = `${this.vip.ip}/${this.vip.prefix}`;
@@ -143,10 +142,11 @@ export class IpFloatingIp implements FloatingIp {
   }
 
   private async sendAnnouncements(generation: number): Promise<void> {
-    const argv = [ARPING, "-U", "-c", "1", "-I", this.config.interface, this.vip.ip];
+    const tool = await this.arping.locate();
+    const argv = announceArgv(tool, this.config.interface, this.vip.ip);
     for (let i = 0; i < this.config.arp_count && generation === this.generation; i++) {
       const r = await this.run(argv, ARPING_PACKET_TIMEOUT_MS, "US_E_VIP_ANNOUNCE");
-      if (r.code !== 0) throw new UnderstudyError("US_E_VIP_ANNOUNCE", { ...this.where(), cause: oneLine(r) });
+      if (!announced(tool, r)) throw new UnderstudyError("US_E_VIP_ANNOUNCE", { ...this.where(), cause: oneLine(r) });
     }
   }
 
@@ -158,34 +158,32 @@ export class IpFloatingIp implements FloatingIp {
   }
 
   /**
-   * `arping -D` (source 0.0.0.0) asks who has the VIP. Exit 0: no reply. Exit 1 with
-   * "reply from ... [MAC]": a duplicate. Exit 1 alone is a usage error, 2 a socket
-   * error: both refuse the add. This arping rejects fractional -w ("invalid argument",
-   * exit 1) and, with -c N, exits N probe intervals (1 s each) after starting
-   * whatever -w says. So both are rounded up to whole seconds and arping is killed at
-   * duplicate_check_timeout: no reply by then is the same answer as no reply by its
-   * own deadline. A neighbour's kernel replies in under a millisecond.
+   * Ask who has the VIP (arping.ts builds the argv for the flavour found). A reply
+   * naming a MAC: a duplicate. A failing check refuses the add (US_E_VIP_CHECK; a
+   * missing arping: US_E_TOOL_MISSING). arping is killed at duplicate_check_timeout:
+   * no reply by then is the same answer as no reply by its own deadline. A
+   * neighbour's kernel replies in under a millisecond.
    */
   private async checkDuplicate(): Promise<void> {
     if (this.vip.family === 6) {
       this.logger.warn({ vip: this.address }, "no duplicate-address check for IPv6 (arping is IPv4-only)");
       return;
     }
+    const tool = await this.arping.locate();
     const timeoutMs = this.config.duplicate_check_timeout;
-    const deadlineS = Math.max(1, Math.ceil(timeoutMs / 1000));
-    const argv = [ARPING, "-D", "-c", String(deadlineS), "-w", String(deadlineS), "-I", this.config.interface, this.vip.ip];
+    const argv = duplicateArgv(tool, this.config.interface, this.vip.ip, timeoutMs);
     let r: CommandResult;
     try {
-      r = await this.runner.run(argv, { timeoutMs });
+      r = await this.runner.run(argv, { timeoutMs: duplicateKillMs(tool, timeoutMs) });
     } catch (e) {
       if (isUnderstudyError(e, "US_E_COMMAND_TIMEOUT")) return;
       throw new UnderstudyError("US_E_VIP_CHECK", { ...this.where(), cause: describeError(e) }, { cause: e });
     }
-    if (r.code === 0) return;
-    const mac = DAD_REPLY.exec(r.stdout)?.[1];
-    if (r.code === 1 && mac !== undefined) {
-      this.logger.warn({ vip: this.address, mac }, "another host answers ARP for the floating IP; not adding it");
-      throw new UnderstudyError("US_E_VIP_DUPLICATE", { address: this.address, mac: mac.toLowerCase() });
+    const answer = readDuplicate(tool, r);
+    if (answer.kind === "free") return;
+    if (answer.kind === "taken") {
+      this.logger.warn({ vip: this.address, mac: answer.mac }, "another host answers ARP for the floating IP; not adding it");
+      throw new UnderstudyError("US_E_VIP_DUPLICATE", { address: this.address, mac: answer.mac });
     }
     throw new UnderstudyError("US_E_VIP_CHECK", { ...this.where(), cause: oneLine(r) });
   }

@@ -13,6 +13,7 @@ import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { writeFileAtomic } from "../sync/durable.js";
 import { IpFloatingIp, type VipConfig } from "./ip.js";
+import { UNUSED_ARPING } from "./arping.js";
 import type { FloatingIp } from "./port.js";
 
 /** Track file values: keepalived's `weight 0` puts the instance in FAULT for any non-zero value. */
@@ -34,7 +35,7 @@ export class KeepalivedFloatingIp implements FloatingIp {
     this.address = config.address;
     this.trackFile = config.keepalived.track_file;
     // Only for isHeld() and a last-resort remove(); keepalived adds and announces.
-    this.ip = new IpFloatingIp({ ...config, duplicate_check: false, arp_count: 0 }, runner, clock, logger);
+    this.ip = new IpFloatingIp({ ...config, duplicate_check: false, arp_count: 0 }, runner, clock, logger, UNUSED_ARPING);
     mkdirSync(path.dirname(this.trackFile), { recursive: true, mode: 0o755 });
   }
 

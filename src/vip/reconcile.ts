@@ -1,7 +1,7 @@
 // Reconcile, don't react (vip-manager's applyLoop): the role sets a desired state,
 // and a serial loop makes the interface match it, on every change and on a timer,
 // so an address removed by hand comes back and one left behind goes away.
-import { UnderstudyError, describeError } from "../errors/catalogue.js";
+import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { FloatingIp } from "./port.js";
@@ -19,6 +19,10 @@ export interface VipState {
   readonly held: boolean | undefined;
   /** Description of the last failed reconcile; cleared by the next one that succeeds. */
   readonly lastError: string | undefined;
+  /** Since when (monotonic ms) the address has been desired but not held; null when held or not desired. */
+  readonly missingSinceMs?: number | null;
+  /** MAC of another host that answered ARP for the address (duplicate check); null once we hold it. */
+  readonly foreignMac?: string | null;
 }
 
 export type VipErrorListener = (error: unknown) => void;
@@ -35,6 +39,8 @@ export class VipReconciler {
   private skipCheckOnce = false;
   private held: boolean | undefined;
   private lastError: string | undefined;
+  private missingSinceMs: number | null = null;
+  private foreignMac: string | null = null;
   private stopped = false;
   private timers: TimerHandle[] = [];
   /** The serial queue: every reconcile runs after the previous one settled. */
@@ -88,6 +94,7 @@ export class VipReconciler {
       return Promise.resolve();
     }
     this.desired = held;
+    this.noteTruth();
     // One-shot: only the add this call causes may skip the check, never a later repair.
     this.skipCheckOnce = held && options.skipDuplicateCheck === true;
     if (this.timers.length === 0) this.armTimers();
@@ -95,7 +102,18 @@ export class VipReconciler {
   }
 
   state(): VipState {
-    return { desired: this.desired, held: this.held, lastError: this.lastError };
+    return {
+      desired: this.desired, held: this.held, lastError: this.lastError,
+      ...(this.missingSinceMs !== null ? { missingSinceMs: this.missingSinceMs } : {}),
+      ...(this.foreignMac !== null ? { foreignMac: this.foreignMac } : {}),
+    };
+  }
+
+  /** Keep missingSinceMs and foreignMac in step with desired and held (VIP truth, DESIGN.md §12). */
+  private noteTruth(): void {
+    if (!this.desired || this.held === true) this.missingSinceMs = null;
+    else this.missingSinceMs ??= this.clock.monotonicMs();
+    if (this.held === true) this.foreignMac = null;
   }
 
   /** Cancel the timers. A reconcile already running finishes; none starts after it. */
@@ -212,7 +230,10 @@ export class VipReconciler {
       this.lastError = undefined;
     } catch (e) {
       this.lastError = describeError(e);
+      if (isUnderstudyError(e, "US_E_VIP_DUPLICATE") && typeof e.details.mac === "string") this.foreignMac = e.details.mac;
       throw e;
+    } finally {
+      this.noteTruth();
     }
   }
 

@@ -8,7 +8,12 @@ export class VipTimeline {
   readonly events: { t: number; node: string; held: boolean }[] = [];
   private readonly holders = new Set<string>();
   maxHolders = 0;
+  /** MAC of a host outside the cluster that answers ARP for the VIP (a duplicate check sees it); null: none. */
+  foreignMac: string | null = null;
   constructor(private readonly clock: Clock) {}
+  now(): number {
+    return this.clock.monotonicMs();
+  }
   set(node: string, held: boolean): void {
     if (held) this.holders.add(node);
     else this.holders.delete(node);
@@ -24,17 +29,36 @@ export class FakeVip implements VipControl {
   held = false;
   desired = false;
   readonly skipped: boolean[] = [];
+  /** A local failure of every add on this node (e.g. "US_E_TOOL_MISSING: arping ..."); null: adds work. */
+  addFails: string | null = null;
+  private missingSinceMs: number | null = null;
+  private seenMac: string | null = null;
+  private lastError: string | undefined;
   constructor(private readonly node: string, private readonly timeline: VipTimeline) {}
   async setDesired(held: boolean, options: { skipDuplicateCheck?: boolean } = {}): Promise<void> {
     if (held) this.skipped.push(options.skipDuplicateCheck === true);
     this.desired = held;
+    if (held && !this.held && this.addFails !== null) {
+      this.missingSinceMs ??= this.timeline.now();
+      this.lastError = this.addFails;
+      throw new Error(this.addFails);
+    }
+    // A host outside the cluster answers for the address: the duplicate check refuses the add (a skipped check would not).
+    if (held && !this.held && this.timeline.foreignMac !== null && options.skipDuplicateCheck !== true) {
+      this.missingSinceMs ??= this.timeline.now();
+      this.seenMac = this.timeline.foreignMac;
+      this.lastError = "US_E_VIP_DUPLICATE";
+      throw new Error(`US_E_VIP_DUPLICATE: another host answers ARP for it (${this.seenMac})`);
+    }
+    this.missingSinceMs = null;
     if (this.held !== held) {
       this.held = held;
       this.timeline.set(this.node, held);
     }
   }
   state() {
-    return { desired: this.desired, held: this.held, lastError: undefined };
+    if (this.missingSinceMs === null) return { desired: this.desired, held: this.held, lastError: undefined };
+    return { desired: this.desired, held: this.held, lastError: this.lastError, missingSinceMs: this.missingSinceMs, foreignMac: this.seenMac };
   }
   async release(): Promise<void> {
     await this.setDesired(false);

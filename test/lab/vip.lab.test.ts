@@ -9,6 +9,7 @@ import { SpawnCommandRunner, checkResult, type CommandOptions, type CommandResul
 import { silentLogger } from "../../src/platform/logger.js";
 import { IpFloatingIp, type VipConfig } from "../../src/vip/ip.js";
 import { VipReconciler } from "../../src/vip/reconcile.js";
+import { fixedArping } from "../../src/vip/arping.js";
 
 const P = `usv${process.pid}`; // unique per run: two runs never collide
 const NS = `${P}a`; // "our" node
@@ -61,9 +62,10 @@ function floatingIp(address: string, overrides: Partial<VipConfig> = {}): IpFloa
     arp_count: 2,
     announce_interval: 10_000,
     reconcile_interval: 2_000,
+    hold_timeout: 30_000,
     ...overrides,
   };
-  return new IpFloatingIp(config, new NetnsRunner(NS), clock, silentLogger());
+  return new IpFloatingIp(config, new NetnsRunner(NS), clock, silentLogger(), fixedArping({ path: "/usr/bin/arping", flavour: "iputils" }));
 }
 
 describe("IpFloatingIp in network namespaces", { skip: isRoot ? false : "needs root for ip netns", timeout: 90_000 }, () => {

@@ -104,6 +104,7 @@ test("a vip section gets its defaults", () => {
     arp_count: 3,
     announce_interval: 10_000,
     reconcile_interval: 5000,
+    hold_timeout: 30_000,
   });
 });
 

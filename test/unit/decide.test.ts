@@ -189,3 +189,49 @@ for (const c of stayCases) {
     assert.match(d.reason, c.reason);
   });
 }
+
+// VIP truth (issue 12, failure 1): a primary that has not held its floating IP for
+// vip.hold_timeout hands over with the reason; until then, or without a healthy standby, it holds.
+const vipSeen = (missingForMs: number | null, over: Partial<NonNullable<Observation["vip"]>> = {}): Partial<Observation> => ({
+  vip: { missingSinceMs: missingForMs === null ? null : NOW - missingForMs, foreignMac: null, problem: null, holdTimeoutMs: 30_000, ...over },
+});
+const vipCases: Case[] = [
+  { name: "VIP held -> nothing", o: primary(vipSeen(null)), actions: [], reason: /^no action: I am n1, the primary with the lease \(term 7\)$/ },
+  { name: "VIP missing for less than vip.hold_timeout -> nothing yet", o: primary(vipSeen(29_000, { foreignMac: "02:75:07:00:00:13" })), actions: [], reason: /^no action: I am n1/ },
+  {
+    // A failure the heir would share: the same host answers ARP for the address whoever adds it.
+    name: "VIP held by another host past vip.hold_timeout -> holds, naming the MAC (a standby would meet the same host)",
+    o: primary(vipSeen(31_000, { foreignMac: "02:75:07:00:00:13", problem: "US_E_VIP_DUPLICATE: refusing to add ..." })),
+    actions: [],
+    reason: /^holding, not handing over: primary without the floating IP for 31s, over vip\.hold_timeout 30s \(held by 02:75:07:00:00:13, another host answers ARP for it\); a standby would meet the same host/,
+  },
+  {
+    name: "arping missing past vip.hold_timeout while flap damping holds -> holds, saying both",
+    o: primary({ ...vipSeen(40_000, { problem: "US_E_TOOL_MISSING: arping" }), flap: { maxMoves: 3, windowMs: 600_000, moves: 3, damped: null } }),
+    actions: [],
+    reason: /^holding, not handing over: primary without the floating IP for 40s.*flap damping holds the cluster/,
+  },
+  {
+    name: "arping missing past vip.hold_timeout -> hand over, naming the error",
+    o: primary(vipSeen(30_000, { problem: "US_E_TOOL_MISSING: arping (needed by vip.arping) does not exist; install the Debian package iputils-arping (or arping)" })),
+    actions: ["demote", "release", "cool_down"],
+    reason: /^handing over: primary without the floating IP for 30s, over vip\.hold_timeout 30s \(US_E_TOOL_MISSING: arping .*\); n2 is a healthy standby$/,
+  },
+  {
+    name: "VIP lost, no healthy standby -> hold, saying so",
+    o: primary(vipSeen(60_000, { problem: "US_E_VIP_ADD: RTNETLINK answers: Operation not permitted" }), { members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }),
+    actions: [],
+    reason: /^holding: primary without the floating IP for 60s, over vip\.hold_timeout 30s \(US_E_VIP_ADD: .*\), and no healthy standby to hand over to; I am n1/,
+  },
+  { name: "VIP lost, banned standby only -> hold", o: primary(vipSeen(60_000), { bans: [{ node: "n2", until: "", requestedBy: "ops", reason: "" }] }), actions: [], reason: /^holding: .*not added yet\), and no healthy standby/ },
+  { name: "VIP lost while paused -> no automatic action", o: primary(vipSeen(60_000), { paused: true }), actions: [], reason: /^no action: paused; I am n1/ },
+  { name: "VIP lost and the daemon down, no standby -> the daemon rule still restarts it", o: primary({ ...vipSeen(60_000), daemon: { running: false, probesUp: true, recentRestarts: 0 } }, { members: [member("n1", { role: "primary" })] }), actions: ["restart_daemon"], reason: /^restarting the daemon/ },
+  { name: "no vip observation (no floating IP) -> the rule is silent", o: primary({ vip: undefined }), actions: [], reason: /^no action: I am n1/ },
+];
+for (const c of vipCases) {
+  test(`decide (VIP truth): ${c.name}`, () => {
+    const decision = decide(c.o);
+    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.match(decision.reason, c.reason);
+  });
+}

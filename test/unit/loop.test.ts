@@ -497,3 +497,39 @@ test("flap damping: a primary failing its health after max_moves handovers (clus
   assert.notEqual(c.etcd.leader?.node, "n1", "handed over after the clear");
   assert.equal(c.timeline.maxHolders, 1);
 });
+
+test("VIP held by another host: the primary holds past vip.hold_timeout (a standby would meet the same host), and says why", async () => {
+  const c = cluster([["n1", 200], ["n2", 100]], {}, "cold", "vip: { address: 198.18.0.100/24, interface: eth0, hold_timeout: 5s }");
+  c.timeline.foreignMac = "02:75:07:00:00:13";
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.equal(c.nodes[0]!.vip.held, false, "n1 refused to add the address another host answers for");
+  const member = c.etcd.members.get("n1")?.member;
+  assert.equal(member?.vipHolder, "02:75:07:00:00:13", "the member key names the MAC");
+  assert.ok(member?.vipMissingSince, "and since when");
+  assert.equal(c.nodes[0]!.loop.view().vipHolder, "02:75:07:00:00:13");
+  await c.clock.advance(6000);
+  assert.equal(c.etcd.leader?.node, "n1", "no handover: the foreign host answers whoever adds the address");
+  assert.match(c.nodes[0]!.loop.status().decision, /^holding, not handing over: primary without the floating IP for \d+s, over vip\.hold_timeout 5s \(held by 02:75:07:00:00:13.*a standby would meet the same host/);
+  assert.equal(c.timeline.maxHolders, 0, "no node ever held the address beside the foreign host");
+  // (The reconciler's retry that adds the address once the foreign copy goes is src/vip/reconcile.ts's,
+  // tested in vip-reconcile.test.ts and the vip-truth lab; this fake adds only when asked.)
+});
+
+test("VIP not addable here (arping missing): the primary hands over after vip.hold_timeout, and the successor checks the address instead of trusting the release", async () => {
+  const c = cluster([["n1", 200], ["n2", 100]], {}, "cold", "vip: { address: 198.18.0.100/24, interface: eth0, hold_timeout: 5s }");
+  c.nodes[0]!.vip.addFails = "US_E_TOOL_MISSING: arping (needed by vip.arping) does not exist";
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.equal(c.nodes[0]!.vip.held, false);
+  await c.clock.advance(6000);
+  assert.equal(c.etcd.leader?.node, "n2", "handed over after vip.hold_timeout");
+  assert.match(c.etcd.released?.reason ?? "", /^handing over: primary without the floating IP for \d+s, over vip\.hold_timeout 5s \(US_E_TOOL_MISSING: arping/);
+  assert.match(c.etcd.released?.vipNotFree ?? "", /US_E_TOOL_MISSING/);
+  assert.deepEqual(c.nodes[1]!.vip.skipped, [false], "n2 ran its duplicate check: the release said the address was not known free");
+  assert.equal(c.nodes[1]!.vip.held, true);
+  assert.equal(c.timeline.maxHolders, 1);
+  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && /primary without the floating IP/.test(e.reason)));
+});

@@ -6,6 +6,7 @@ import { silentLogger } from "../../src/platform/logger.js";
 import { createFloatingIp } from "../../src/vip/index.js";
 import { IpFloatingIp, parseVipAddress, type VipConfig } from "../../src/vip/ip.js";
 import { NoFloatingIp } from "../../src/vip/none.js";
+import { fixedArping } from "../../src/vip/arping.js";
 import { FakeClock, flushMicrotasks } from "../fakes/clock.js";
 import { StrictCommandRunner } from "../fakes/command.js";
 import { deferred } from "../fakes/floating-ip.js";
@@ -41,12 +42,13 @@ function config(overrides: Partial<VipConfig> = {}): VipConfig {
     arp_count: 3,
     announce_interval: 10_000,
     reconcile_interval: 2_000,
+    hold_timeout: 30_000,
     ...overrides,
   };
 }
 
 function setup(overrides: Partial<VipConfig> = {}, runner: CommandRunner = new StrictCommandRunner()) {
-  const vip = new IpFloatingIp(config(overrides), runner, new FakeClock(), silentLogger());
+  const vip = new IpFloatingIp(config(overrides), runner, new FakeClock(), silentLogger(), fixedArping({ path: "/usr/bin/arping", flavour: "iputils" }));
   return { vip };
 }
 

@@ -194,7 +194,8 @@ describe("VipReconciler", () => {
     ip.expect("add", { error: dup });
     await assert.rejects(reconciler.setDesired(true), (e) => isUnderstudyError(e, "US_E_VIP_DUPLICATE"));
     // A role change does not look before it acts, so a failed add leaves "held" unknown until the next reconcile.
-    assert.deepEqual(reconciler.state(), { desired: true, held: undefined, lastError: dup.message });
+    // VIP truth: since when it is missing, and the MAC that answered, until the address is held.
+    assert.deepEqual(reconciler.state(), { desired: true, held: undefined, lastError: dup.message, missingSinceMs: clock.monotonicMs(), foreignMac: "3a:71:66:5c:ed:bc" });
     assert.deepEqual(errors, [], "the caller got the error; listeners are for background passes");
 
     ip.expect("isHeld", { held: false }).expect("add");
