@@ -8,10 +8,10 @@
  *   sftp: ssh2 to :2022, host key pinned to the keys in --known-hosts (any other key fails),
  *         publickey login with --key, the sftp subsystem opened and `.` listed.
  *
- * While a protocol's last attempt succeeded, its attempts run one at a time; once one failed,
- * or the newest in flight is older than --slow-ms (1000: a login takes 100-500 ms here), a new
- * one starts on every tick (up to --max-inflight), so a connect that hangs on a dead MAC does
- * not blind the prober.
+ * While a protocol's last attempt succeeded, a new login starts every --steady-ms (250; a login
+ * takes 0.1-1 s on a busy 2-core box); once one failed, a new one starts on every tick. At most
+ * --max-inflight per protocol, so a connect that hangs on a dead MAC does not blind the prober
+ * and a login storm does not become the outage.
  *
  * Output: one line per finished attempt appended to --out:
  *   S <proto> <start_ms> <end_ms>
@@ -42,6 +42,9 @@ const protos = (arg('protocols', 'ftps,sftp')).split(',');
 // A login takes 100-500 ms (TLS or SSH key exchange, a forked session): only one that has been in
 // flight this long counts as hanging (a SYN into a MAC that no longer has the address).
 const slowMs = Number(arg('slow-ms', '1000'));
+// While healthy, a new login also starts this long after the newest one (in flight or not), so
+// the start of an outage is seen within this long even when a login takes a second.
+const steadyMs = Number(arg('steady-ms', '250'));
 if (!host || !out || !user || !/^198\.(18|19)\.\d+\.\d+$/.test(host)) {
   process.stderr.write('usage: prober.mjs --host 198.18.X.Y --out FILE --user U --password-file F --ca CA --key KEY --known-hosts KH [--interval-ms 50 --timeout-ms 2000]\n');
   process.exit(2);
@@ -180,8 +183,9 @@ const tick = setInterval(() => {
   if (stopping) return;
   for (const p of protos) {
     const st = state[p];
-    const stuck = st.inflight > 0 && now() - st.newestStart > slowMs;
-    if (st.inflight === 0 || ((!st.lastOk || stuck) && st.inflight < maxInflight)) attempt(p);
+    const age = now() - st.newestStart;
+    const due = st.lastOk ? age >= steadyMs || (st.inflight === 0 && age >= intervalMs) : true;
+    if (st.inflight < maxInflight && (st.inflight === 0 ? due : due || age > slowMs)) attempt(p);
   }
 }, intervalMs);
 

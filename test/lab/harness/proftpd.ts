@@ -17,7 +17,7 @@
  * simply the same everywhere. The users' home is one directory for all nodes (shared storage,
  * like /srv/ftp in deploy/examples/proftpd-ftps.yaml).
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab, LabNode } from './lab.js';
 import { runOk } from './exec.js';
@@ -90,12 +90,13 @@ export function proftpdRootsYaml(n: LabNode, extra: Partial<Record<ProftpdRootNa
 }
 
 /** The agent's probes (YAML, `probes:` list items at indent 2): FTPS with the lab CA, and the SFTP banner. */
-export function proftpdProbesYaml(site: ProftpdSite, opts: { interval?: string; fall?: number } = {}): string {
+export function proftpdProbesYaml(site: ProftpdSite, opts: { interval?: string; timeout?: string; fall?: number; critical?: boolean } = {}): string {
   const interval = opts.interval ?? '1s';
-  const fall = opts.fall ?? 2;
+  const timeout = opts.timeout ?? '1s';
+  const fall = `${opts.fall ?? 2}${opts.critical === false ? ', critical: false' : ''}`;
   return [
-    `  - { name: ftps, type: ftps, host: 127.0.0.1, port: ${FTPS_PORT}, servername: ${FTPS_NAME}, ca_file: ${site.ca}, interval: ${interval}, timeout: 1s, fall: ${fall} }`,
-    `  - { name: sftp, type: ssh, host: 127.0.0.1, port: ${SFTP_PORT}, interval: ${interval}, timeout: 1s, fall: ${fall} }`,
+    `  - { name: ftps, type: ftps, host: 127.0.0.1, port: ${FTPS_PORT}, servername: ${FTPS_NAME}, ca_file: ${site.ca}, interval: ${interval}, timeout: ${timeout}, fall: ${fall} }`,
+    `  - { name: sftp, type: ssh, host: 127.0.0.1, port: ${SFTP_PORT}, interval: ${interval}, timeout: ${timeout}, fall: ${fall} }`,
   ].join('\n');
 }
 
@@ -171,10 +172,14 @@ export async function issueFtpsPair(site: { lab: Lab; ca: string; caKey: string 
   await runOk(['openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${FTPS_NAME}`, '-keyout', key, '-out', csr], { timeoutMs: 30_000 });
   await runOk(['openssl', 'x509', '-req', '-in', csr, '-CA', site.ca, '-CAkey', site.caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', crt], { timeoutMs: 30_000 });
   mkdirSync(dir, { recursive: true });
-  // Key first, then the certificate: the renewal order certbot's deploy hooks use.
-  writeFileSync(join(dir, 'proftpd.key'), readFileSync(key), { mode: 0o600 });
-  chmodSync(join(dir, 'proftpd.key'), 0o600);
-  writeFileSync(join(dir, 'proftpd.crt'), readFileSync(crt), { mode: 0o644 });
+  // mod_tls reads both files at every session start: write each under a temporary name and
+  // rename it into place (a session never reads a half-written file), key first.
+  for (const [from, name, mode] of [[key, 'proftpd.key', 0o600], [crt, 'proftpd.crt', 0o644]] as const) {
+    const tmp = join(dir, `.${name}.tmp`);
+    writeFileSync(tmp, readFileSync(from), { mode });
+    chmodSync(tmp, mode);
+    renameSync(tmp, join(dir, name));
+  }
 }
 
 /**
