@@ -84,7 +84,6 @@ function ftps(finish) {
   };
   const onData = (d) => {
     buf += d.toString('latin1');
-    if (process.env.PROBER_DEBUG) process.stderr.write(`[${stage}] ${JSON.stringify(buf)}\n`);
     const code = reply();
     if (code === undefined) return;
     if (stage === 'greeting') {
