@@ -40,6 +40,7 @@ TEST=(
   nftables                         # lab partitions (bridge filtering)
   keepalived                       # the keepalived backend's lab test
   proftpd-core                     # FTP daemon for the ftp probe / ProFTPD clusters
+  proftpd-mod-crypto               # mod_tls (FTPS) + mod_sftp for the ProFTPD lab and bench/proftpd
   prometheus haproxy               # the lab's monitoring and load balancer (GET /primary checks)
   openssl                          # test certificates (API TLS, FTPS and TLS-file probes)
   procps psmisc                    # pgrep/ps, fuser in the lab tests

@@ -103,7 +103,7 @@ test('certificate renewal on the primary: ca_file re-read, the ftps probe stays 
   const c = await LabCluster.create({
     nodes: 2,
     start: false,
-    probesYaml: () => `  - { name: ftps, type: ftps, host: 127.0.0.1, port: ${FTPS_PORT}, ca_file: ${caFile}, interval: 500ms, timeout: 2s, fall: 2 }`,
+    extraProbesYaml: () => `  - { name: ftps, type: ftps, host: 127.0.0.1, port: ${FTPS_PORT}, ca_file: ${caFile}, interval: 500ms, timeout: 2s, fall: 2 }`,
   });
   try {
     for (const n of c.lab.nodes) c.lab.spawn(n, [process.execPath, STANDIN, '127.0.0.1', String(FTPS_PORT), served], { logFile: join(c.lab.logDir, `${n.name}-ftps.log`) });

@@ -36,8 +36,8 @@ export interface ClusterOptions {
   priorities?: number[];
   /** Extra YAML lines appended to every node's config. */
   extraYaml?: (node: LabNode) => string;
-  /** Extra probe list items under `probes:` (indented by two spaces, `  - { ... }`), per node. */
-  probesYaml?: (node: LabNode) => string;
+  /** Extra probe list items under `probes:` after the default/probesYaml ones (indented by two spaces, `  - { ... }`), per node. */
+  extraProbesYaml?: (node: LabNode) => string;
   /** Extra YAML lines inside the `daemon:` block (indented by two spaces), per node. */
   daemonYaml?: (node: LabNode) => string;
   /** Start the agents at once (default true). */
@@ -52,6 +52,10 @@ export interface ClusterOptions {
   sshd?: (node: LabNode) => SshdOptions;
   /** File sync between the nodes (see ClusterSyncOptions). */
   sync?: ClusterSyncOptions;
+  /** The process backend's command per node (default: the lab sshd); e.g. ProFTPD (./proftpd.ts). */
+  daemonCommand?: (node: LabNode) => string[];
+  /** The node's `probes:` list items (indent 2; default: the ssh banner probe on :22). */
+  probesYaml?: (node: LabNode) => string;
   /** The program that runs the agent, before `agent --config FILE` (default: this node, NODE_FLAGS, dist/cli/main.js); e.g. ['/usr/bin/understudy'] for an installed .deb. */
   agentCommand?: readonly string[];
 }
@@ -172,7 +176,7 @@ export class LabCluster {
   private writeConfig(n: LabNode): void {
     const idx = this.lab.nodes.indexOf(n);
     const priority = this.opts.priorities?.[idx] ?? 100;
-    const sshd = this.lab.sshdConfig(n, this.opts.sshd?.(n));
+    const sshd = this.opts.daemonCommand?.(n) ?? this.lab.sshdConfig(n, this.opts.sshd?.(n));
     const sync = this.opts.sync
       ? `sync:
   roots:
@@ -196,8 +200,8 @@ daemon:
   stop_timeout: 3s
 ${this.opts.daemonYaml?.(n) ?? ''}
 probes:
-  - { name: sftp, type: ssh, host: 127.0.0.1, port: 22, interval: 1s, timeout: 500ms, fall: 2 }
-${this.opts.probesYaml?.(n) ?? ''}
+${this.opts.probesYaml?.(n) ?? '  - { name: sftp, type: ssh, host: 127.0.0.1, port: 22, interval: 1s, timeout: 500ms, fall: 2 }'}
+${this.opts.extraProbesYaml?.(n) ?? ''}
 state_dir: ${stateDir}
 api: { listen: "0.0.0.0:${API_PORT}", token_file: ${this.tokenFile} }
 log: { level: debug }
