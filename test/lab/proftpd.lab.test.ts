@@ -16,6 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { authorizedKeysLine } from '../../src/sync/rsyncd.js';
 import { Lab, LabCluster, pollUntil, type LabNode } from './harness/index.js';
@@ -23,7 +24,7 @@ import { snapshotTree } from './harness/sync.js';
 import { renewalDuringTraffic } from './harness/proftpd-renewal.js';
 import {
   ROOT_NAMES, bothLogins, makeProftpdSite, proftpdCommand, proftpdLogTail, proftpdProbesYaml, proftpdRootPaths, proftpdRootsYaml,
-  rootPath, type ProftpdSite,
+  rootPath, runDir, type ProftpdSite,
 } from './harness/proftpd.js';
 
 const fmt = (ms: number | null) => (ms === null ? 'never' : `${Math.round(ms)} ms`);
@@ -70,7 +71,9 @@ test('ProFTPD FTPS + SFTP as the cold daemon: synced material, kill -9, link dow
     probesYaml: () => proftpdProbesYaml(site, { timeout: '2s', fall: 3 }),
     sync: {
       rootPaths: proftpdRootPaths,
-      rootsYaml: (n) => proftpdRootsYaml(n),
+      // The primary reloads ProFTPD after its own renewal was published (post_publish; SIGHUP: same
+      // pid, new sessions get the new pair); the marker lets the renewal subtest time it.
+      rootsYaml: (n) => proftpdRootsYaml(n, { tls: [`      post_publish: [/bin/sh, -c, 'kill -HUP "$(cat "$1/proftpd.pid")" && touch "$1/reloaded"', sh, ${runDir(n)}]`] }),
       authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
       extraYaml: '  reconcile_interval: 5s\n  retry_max: 1s\n  maximum_lag_on_failover: 10m',
     },
@@ -142,9 +145,10 @@ test('ProFTPD FTPS + SFTP as the cold daemon: synced material, kill -9, link dow
     });
 
     await t.test('certificate renewal on the primary during client traffic: served at once, synced, no failover, no TLS failure', async () => {
-      const r = await renewalDuringTraffic(c, site, { settleMs: 8000 });
-      t.diagnostic(`renewal on ${r.primary}: new certificate served through the VIP ${fmt(r.servedAfterMs)} after the files were in place; standbys synced ${Object.entries(r.standbysSyncedMs).map(([n, ms]) => `${n} ${fmt(ms)}`).join(', ')}; ${r.logins} logins during the renewal`);
+      const r = await renewalDuringTraffic(c, site, { settleMs: 8000, reloadMarker: (p) => join(runDir(p), 'reloaded') });
+      t.diagnostic(`renewal on ${r.primary}: post_publish reloaded ProFTPD ${fmt(r.hookRanMs)} after the files were in place; new certificate served through the VIP ${fmt(r.servedAfterMs)}; standbys synced ${Object.entries(r.standbysSyncedMs).map(([n, ms]) => `${n} ${fmt(ms)}`).join(', ')}; ${r.logins} logins during the renewal`);
       assert.notEqual(r.oldSerial, r.newSerial, 'a new certificate');
+      assert.ok(r.hookRanMs !== null, "the primary's post_publish reloaded ProFTPD (SIGHUP) after its own renewal was published");
       assert.ok(r.servedAfterMs !== null, 'the primary serves the renewed certificate (mod_tls reads it at every session start: no reload)');
       for (const [n, ms] of Object.entries(r.standbysSyncedMs)) assert.ok(ms !== null, `${n} holds the renewed pair`);
       assert.deepEqual([r.leaderAfter, r.termAfter], [r.primary, r.termBefore], 'same primary, same term: no failover, no flap');
