@@ -126,7 +126,7 @@ test('ansible-lint passes on ansible/', { timeout: 120_000 }, async () => {
   assert.equal(r.code, 0, `ansible-lint failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
 });
 
-test('ansible-playbook brings up a working 3-node cluster, idempotently, fails over, and rolls out a change', { timeout: 2_100_000 }, async (t) => {
+test('ansible-playbook brings up a working 3-node cluster, idempotently, fails over, and rolls out a change', { timeout: 4_200_000 }, async (t) => {
   requireTool('/usr/bin/ansible-playbook', 'ansible');
   assert.ok(existsSync(CLI), `${CLI} is missing: run \`npm run build\` first`);
   const state = saveDebState();
@@ -247,7 +247,9 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
 
     // ------------------------------------------------------------- first run
     // The first run also installs the .deb (a 143 MB unpack): more time than the npm tarball took.
-    const first = await playbook(600_000, names);
+    // Bounds against a hang only: with a load average of 20-29 on 2 cores the first run took
+    // over 10 min (one task: 1-25 s), the etcd-only runs 2-4 min.
+    const first = await playbook(1_500_000, names);
     mark('first run done');
     for (const n of lab.nodes) assert.ok(first.get(n.name)!.changed > 0, `first run changed something on ${n.name}`);
     assert.ok(installedVersion(), 'the role installed the .deb');
@@ -283,7 +285,7 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     mark('cluster checked');
 
     // ------------------------------------------------------------ second run
-    const second = await playbook(420_000, names);
+    const second = await playbook(900_000, names);
     mark('second run done');
     for (const n of lab.nodes) assert.equal(second.get(n.name)!.changed, 0, `second run: changed=0 on ${n.name}`);
     assert.equal(await leader(), n1.name, 'the second run left the primary alone');
@@ -309,7 +311,7 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     const before = new Map(lab.nodes.map((n) => [n.name, agentPid(n)]));
     inventory.all.vars.understudy_log_level = 'debug';
     writeInventory();
-    const third = await playbook(420_000, names);
+    const third = await playbook(900_000, names);
     mark('third run done');
     for (const n of lab.nodes) {
       assert.match(readFileSync(join(paths(n).etc, 'understudy.yaml'), 'utf8'), /^ {2}level: debug$/m, `${n.name} has the new config`);
@@ -389,7 +391,7 @@ test('managed etcd: the etcd play builds a 3-member cluster with client and peer
       ], { timeoutMs: 15_000, env: { ETCDCTL_API: '3', ...(o.user ? { ETCDCTL_USER: o.user } : {}) } });
     const root = () => `root:${rootPassword()}`;
 
-    // Bounds only: a run took 120-145 s with a load average of 20-29 on 2 cores.
+    // Bounds against a hang only: a run took 120-235 s with a load average of 20-29 on 2 cores.
     const first = await playbook(400_000, names);
     for (const n of names) assert.ok(first.get(n)!.changed > 0, `first run changed something on ${n}`);
     const health = await ctl(['endpoint', 'health']);
