@@ -99,6 +99,6 @@ export async function rsyncdConf(p: Parsed, io: Io): Promise<number> {
   const config = await loadConfig(configFile);
   if (!config.sync) throw usage(`${configFile} has no sync section`);
   const { renderRsyncdConf } = await import("../sync/rsyncd.js");
-  io.out(renderRsyncdConf(config.sync.roots).trimEnd());
+  io.out(renderRsyncdConf(config.sync.roots, { daemonUser: config.sync.ssh.user }).trimEnd());
   return 0;
 }

@@ -76,7 +76,7 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
     ...(deps.reloads ? { reloads: deps.reloads } : {}),
   });
   // The daemon config the sync key's forced command reads: rewritten at every start, so it follows sync.roots.
-  const conf = renderRsyncdConf(roots);
+  const conf = renderRsyncdConf(roots, { daemonUser: s.ssh.user });
   const current = await readFile(s.serve_config, "utf8").catch(() => null);
   if (current !== conf) {
     await mkdir(path.dirname(s.serve_config), { recursive: true, mode: 0o755 });

@@ -60,13 +60,26 @@ export function checkModule(setting: string, name: string): string {
   return name;
 }
 
+export interface RsyncdOptions {
+  /**
+   * The account sshd runs the forced command as (sync.ssh.user). As root the
+   * daemon chroots into each module, so a symlink in a root that points out of
+   * it leads nowhere; any other account cannot chroot (docs/architecture.md,
+   * "Symlinks and the chroot"). Default root.
+   */
+  readonly daemonUser?: string;
+}
+
 /** The daemon config for `rsync --server --daemon --config=FILE .`: one read-only module per root. */
-export function renderRsyncdConf(roots: readonly ServedRoot[]): string {
+export function renderRsyncdConf(roots: readonly ServedRoot[], opts: RsyncdOptions = {}): string {
   if (roots.length === 0) throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: "sync.roots", problem: "must list at least one root", value: "[]" });
+  const chroot = (opts.daemonUser ?? "root") === "root";
   const lines = [
     "# Written by the understudy agent from its sync.roots; do not edit (it is rewritten at start).",
     "# Read by `rsync --server --daemon --config=<this file> .`, the forced command of the sync key.",
-    "use chroot = no",
+    // "yes", not unset: a chroot that fails stops the pull instead of serving unconfined.
+    // Symlink values are sent unchanged either way; munging only rewrites stored (uploaded) links.
+    `use chroot = ${chroot ? "yes" : "no"}`,
     "read only = yes",
     "write only = no",
     "list = no",

@@ -11,9 +11,13 @@
  * no systemd here), n1 first. Then: n1 is primary and serves SFTP through the
  * VIP, its files reach the standbys, a second run changes nothing, n1's agent
  * is SIGKILLed and n2 takes over, and a third run with a changed config starts
- * n1's agent and restarts the others one at a time. Plus `ansible-lint` on
- * ansible/, and the etcd play on its own (managed etcd members). Needs root,
- * `npm run build`, and the Debian packages ansible and ansible-lint.
+ * n1's agent and restarts the others one at a time. The agents reach the
+ * lab's etcd over TLS with a client certificate and as the least-privilege
+ * etcd user (the role copies the CA, certificate, key and password). Plus
+ * `ansible-lint` on ansible/, and the etcd play on its own (managed etcd
+ * members with client and peer TLS, auth turned on by the play; refusals
+ * checked, and agents elect a leader on it). Needs root, `npm run build`,
+ * and the Debian packages ansible and ansible-lint.
  *
  * The namespaces share one file system, so every path the role writes is set
  * per host in the inventory (under the node's lab dir); the package is
@@ -23,10 +27,11 @@
  * (test/lab/deb-state.ts).
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CLI, Lab, REPO, pollUntil, run, runOk, type LabNode } from './harness/index.js';
+import { CLI, Lab, NODE_FLAGS, REPO, pollUntil, run, runOk, type LabNode } from './harness/index.js';
+import { LabPki } from './harness/pki.js';
 import { installedVersion, saveDebState } from './deb-state.js';
 
 const ANSIBLE_DIR = join(REPO, 'ansible');
@@ -121,7 +126,7 @@ test('ansible-lint passes on ansible/', { timeout: 120_000 }, async () => {
   assert.equal(r.code, 0, `ansible-lint failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
 });
 
-test('ansible-playbook brings up a working 3-node cluster, idempotently, fails over, and rolls out a change', { timeout: 2_100_000 }, async (t) => {
+test('ansible-playbook brings up a working 3-node cluster, idempotently, fails over, and rolls out a change', { timeout: 4_200_000 }, async (t) => {
   requireTool('/usr/bin/ansible-playbook', 'ansible');
   assert.ok(existsSync(CLI), `${CLI} is missing: run \`npm run build\` first`);
   const state = saveDebState();
@@ -130,7 +135,7 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     return;
   }
   const t0 = performance.now();
-  const lab = await Lab.create({ nodes: 3, etcdTuned: true, etcdSecurity: 'plain' }).catch((e: unknown) => {
+  const lab = await Lab.create({ nodes: 3, etcdTuned: true }).catch((e: unknown) => {
     state.restore();
     throw e;
   });
@@ -181,7 +186,12 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
     writeFileSync(join(paths(n1).app, 'motd.txt'), `published by n1 (${lab.prefix})\n`);
 
+    // etcd over TLS + auth: the lab's CA and client certificate (the operator's PKI), and the password
+    // of the etcd user made for the lab cluster, put where the role looks for it on the controller.
+    const etcd = lab.etcdCredentials!;
     const secrets = join(lab.dir, 'secrets');
+    mkdirSync(secrets, { recursive: true, mode: 0o700 });
+    copyFileSync(etcd.passwordFile, join(secrets, 'etcd-password'));
     const inventory = {
       all: {
         vars: {
@@ -191,7 +201,11 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
           understudy_deb: deb,
           understudy_secrets_dir: secrets,
           understudy_etcd_manage: false,
-          understudy_etcd_endpoints: [lab.etcdEndpoint],
+          understudy_etcd_endpoints: lab.etcdEndpoint.split(','),
+          understudy_etcd_ca_file: etcd.ca,
+          understudy_etcd_client_cert_file: etcd.cert,
+          understudy_etcd_client_key_file: etcd.key,
+          understudy_etcd_auth_user: etcd.user,
           understudy_etcd_options: { request_timeout: '1s' },
           understudy_election: { ttl: '2s', fence_margin: '500ms', ranking_delay: '300ms' },
           understudy_vip_address: lab.vip,
@@ -233,7 +247,9 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
 
     // ------------------------------------------------------------- first run
     // The first run also installs the .deb (a 143 MB unpack): more time than the npm tarball took.
-    const first = await playbook(600_000, names);
+    // Bounds against a hang only: with a load average of 20-29 on 2 cores the first run took
+    // over 10 min (one task: 1-25 s), the etcd-only runs 2-4 min.
+    const first = await playbook(1_500_000, names);
     mark('first run done');
     for (const n of lab.nodes) assert.ok(first.get(n.name)!.changed > 0, `first run changed something on ${n.name}`);
     assert.ok(installedVersion(), 'the role installed the .deb');
@@ -256,12 +272,20 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
       { timeoutMs: 30_000, intervalMs: 200 },
     );
     assert.ok(synced, "n1's sync root reached n2 and n3 over the sync key (pinned host keys, forced rsync)");
-    const status = await lab.exec(lab.client, [process.execPath, CLI, 'status', '--etcd', lab.etcdEndpoint, '--cluster', 'lab', '--json'], { timeoutMs: 10_000 });
-    assert.equal(status.code, 0, status.stderr);
+    const config = readFileSync(join(paths(n1).etc, 'understudy.yaml'), 'utf8');
+    assert.match(config, /^ {2}tls:\n {4}ca: \S+etcd-ca\.pem\n {4}cert: \S+etcd-client\.pem\n {4}key: \S+etcd-client\.key$/m, 'the role wrote etcd.tls');
+    assert.match(config, new RegExp(`^ {2}auth:\\n {4}user: ${etcd.user}\\n {4}password_file: \\S+etcd-password$`, 'm'), 'the role wrote etcd.auth');
+    assert.match(config, /^ {2}- https:\/\//m, 'https endpoints');
+    for (const f of ['etcd-client.key', 'etcd-password']) {
+      const mode = statSync(join(paths(n1).etc, f)).mode & 0o777;
+      assert.equal(mode, 0o640, `${f} is 0640 root:<agent group>`);
+    }
+    const status = await lab.exec(lab.client, [process.execPath, CLI, 'status', '--config', join(paths(n1).etc, 'understudy.yaml'), '--json'], { timeoutMs: 15_000 });
+    assert.equal(status.code, 0, `status over TLS + auth with n1's config: ${status.stdout}${status.stderr}`);
     mark('cluster checked');
 
     // ------------------------------------------------------------ second run
-    const second = await playbook(420_000, names);
+    const second = await playbook(900_000, names);
     mark('second run done');
     for (const n of lab.nodes) assert.equal(second.get(n.name)!.changed, 0, `second run: changed=0 on ${n.name}`);
     assert.equal(await leader(), n1.name, 'the second run left the primary alone');
@@ -287,7 +311,7 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     const before = new Map(lab.nodes.map((n) => [n.name, agentPid(n)]));
     inventory.all.vars.understudy_log_level = 'debug';
     writeInventory();
-    const third = await playbook(420_000, names);
+    const third = await playbook(900_000, names);
     mark('third run done');
     for (const n of lab.nodes) {
       assert.match(readFileSync(join(paths(n).etc, 'understudy.yaml'), 'utf8'), /^ {2}level: debug$/m, `${n.name} has the new config`);
@@ -308,21 +332,33 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
   }
 });
 
-test('managed etcd: the etcd play builds a 3-member cluster in the node namespaces, idempotently', { timeout: 120_000 }, async (t) => {
+test('managed etcd: the etcd play builds a 3-member cluster with client and peer TLS and auth, idempotently; agents elect on it', { timeout: 900_000 }, async (t) => {
   requireTool('/usr/bin/ansible-playbook', 'ansible');
+  assert.ok(existsSync(CLI), `${CLI} is missing: run \`npm run build\` first`);
   const t0 = performance.now();
   // No lab etcd: the role installs and starts the members (start-stop-daemon, no systemd here).
   const lab = await Lab.create({ nodes: 3, startEtcd: false });
   try {
+    // The operator's PKI, here a throw-away one: a CA, a certificate per member (server and
+    // peer, clientAuth too) listing its address, and a client certificate for the agents.
+    const pkiDir = join(lab.dir, 'managed-pki');
+    mkdirSync(pkiDir, { recursive: true, mode: 0o700 });
+    const pki = await LabPki.create(pkiDir, 'managed');
+    const client = await pki.issue('understudy-agents', { usage: 'client' });
+    const secrets = join(lab.dir, 'secrets');
     const hosts: Record<string, Record<string, unknown>> = {};
     for (const n of lab.nodes) {
       await startAdminSshd(lab, n);
+      const member = await pki.issue(`etcd-${n.name}`, { sans: [`IP:${n.address}`, 'IP:127.0.0.1'], usage: 'both' });
       hosts[n.name] = {
         ansible_host: n.address,
         understudy_etcd_config_file: join(n.dir, 'etcd', 'etcd.yml'),
         understudy_etcd_data_dir: join(n.dir, 'etcd', 'data'),
         understudy_etcd_pidfile: join(n.dir, 'etcd', 'etcd.pid'),
+        understudy_etcd_pki_dir: join(n.dir, 'etcd', 'pki'),
         understudy_etcd_log_file: join(lab.logDir, `${n.name}-etcd.log`),
+        understudy_etcd_server_cert_file: member.cert,
+        understudy_etcd_server_key_file: member.key,
       };
     }
     const inventory = {
@@ -332,6 +368,8 @@ test('managed etcd: the etcd play builds a 3-member cluster in the node namespac
           understudy_cluster: 'lab',
           understudy_service_manager: 'start-stop-daemon',
           understudy_etcd_manage: true,
+          understudy_secrets_dir: secrets,
+          understudy_etcd_ca_file: pki.ca.cert,
         },
         // Only the etcd play of site.yml has hosts in this inventory.
         children: { understudy_etcd: { hosts } },
@@ -339,23 +377,86 @@ test('managed etcd: the etcd play builds a 3-member cluster in the node namespac
     };
     const { run: playbook } = playbookRunner(lab, inventory, (m) => t.diagnostic(m));
     const names = lab.nodes.map((n) => n.name);
-    const endpoints = lab.nodes.map((n) => `http://${n.address}:2379`).join(',');
+    const url = (n: LabNode, scheme = 'https') => `${scheme}://${n.address}:2379`;
+    const endpoints = lab.nodes.map((n) => url(n)).join(',');
+    const rootPassword = () => readFileSync(join(secrets, 'etcd-root-password'), 'utf8').trim();
+    const agentPassword = () => readFileSync(join(secrets, 'etcd-password'), 'utf8').trim();
+    /** etcdctl from the client namespace; `cert` false: no client certificate; `user` sent in ETCDCTL_USER. */
+    const ctl = (args: string[], o: { endpoints?: string; cert?: boolean; ca?: boolean; user?: string } = {}) =>
+      lab.exec(lab.client, [
+        'etcdctl', `--endpoints=${o.endpoints ?? endpoints}`, '--dial-timeout=2s', '--command-timeout=3s',
+        ...(o.ca === false ? [] : [`--cacert=${pki.ca.cert}`]),
+        ...(o.cert === false ? [] : [`--cert=${client.cert}`, `--key=${client.key}`]),
+        ...args,
+      ], { timeoutMs: 15_000, env: { ETCDCTL_API: '3', ...(o.user ? { ETCDCTL_USER: o.user } : {}) } });
+    const root = () => `root:${rootPassword()}`;
 
-    const first = await playbook(90_000, names);
+    // Bounds against a hang only: a run took 120-235 s with a load average of 20-29 on 2 cores.
+    const first = await playbook(400_000, names);
     for (const n of names) assert.ok(first.get(n)!.changed > 0, `first run changed something on ${n}`);
-    const health = await lab.etcdctl(['endpoint', 'health', '--dial-timeout=2s', '--command-timeout=2s'], { ns: lab.client, endpoints, timeoutMs: 10_000 });
-    assert.equal(health.code, 0, `all three members healthy: ${health.stdout}${health.stderr}`);
-    const members = await lab.etcdctl(['member', 'list', '-w', 'json'], { ns: lab.client, endpoints, timeoutMs: 5000 });
+    const health = await ctl(['endpoint', 'health']);
+    assert.equal(health.code, 0, `all three members healthy over TLS: ${health.stdout}${health.stderr}`);
+    const members = await ctl(['member', 'list', '-w', 'json'], { user: root() });
     assert.equal(members.code, 0, members.stderr);
-    const list = (JSON.parse(members.stdout) as { members: { name: string }[] }).members.map((m) => m.name).sort();
-    assert.deepEqual(list, names, 'one cluster of the three inventory hosts');
-    const put = await lab.etcdctl(['put', '/understudy/ansible-check', 'ok'], { ns: lab.client, endpoints: `http://${lab.nodes[0]!.address}:2379`, timeoutMs: 5000 });
-    assert.equal(put.code, 0, put.stderr);
-    const get = await lab.etcdctl(['get', '--print-value-only', '/understudy/ansible-check'], { ns: lab.client, endpoints: `http://${lab.nodes[2]!.address}:2379`, timeoutMs: 5000 });
+    const list = (JSON.parse(members.stdout) as { members: { name: string; peerURLs: string[]; clientURLs: string[] }[] }).members;
+    assert.deepEqual(list.map((m) => m.name).sort(), names, 'one cluster of the three inventory hosts');
+    for (const m of list) {
+      assert.ok(m.peerURLs.every((u) => u.startsWith('https://')), `${m.name}: peers over TLS (${m.peerURLs.join(',')})`);
+      assert.ok(m.clientURLs.every((u) => u.startsWith('https://')), `${m.name}: clients over TLS (${m.clientURLs.join(',')})`);
+    }
+    // Refused: no client certificate, plain http, no user, the agents' user outside its prefix.
+    const [n1, , n3] = lab.nodes as [LabNode, LabNode, LabNode];
+    const noCert = await ctl(['endpoint', 'health'], { endpoints: url(n1), cert: false });
+    assert.notEqual(noCert.code, 0, 'a client without a certificate is refused');
+    const plain = await ctl(['get', 'x'], { endpoints: url(n1, 'http'), cert: false, ca: false });
+    assert.notEqual(plain.code, 0, 'plain http is refused');
+    const anonymous = await ctl(['put', '/understudy/lab/x', 'y']);
+    assert.notEqual(anonymous.code, 0, `auth is on: a certificate without a user writes nothing: ${anonymous.stdout}`);
+    const agent = `understudy-lab:${agentPassword()}`;
+    const own = await ctl(['put', '/understudy/lab/ansible-check', 'ok'], { endpoints: url(n1), user: agent });
+    assert.equal(own.code, 0, `the agents' user writes under /understudy/lab/: ${own.stderr}`);
+    const other = await ctl(['put', '/understudy/other/x', 'y'], { user: agent });
+    assert.notEqual(other.code, 0, 'the agents\' user is refused outside /understudy/lab/');
+    assert.match(other.stderr, /permission denied/, other.stderr);
+    const get = await ctl(['get', '--print-value-only', '/understudy/lab/ansible-check'], { endpoints: url(n3), user: agent });
     assert.equal(get.stdout.trim(), 'ok', 'a write through n1 is read through n3');
 
-    const second = await playbook(90_000, names);
+    const second = await playbook(400_000, names);
     for (const n of names) assert.equal(second.get(n)!.changed, 0, `second run: changed=0 on ${n}`);
+
+    // The agents elect a primary over TLS + auth (config as the role writes it).
+    const token = join(lab.dir, 'managed-api-token');
+    writeFileSync(token, `${'a1'.repeat(12)}\n`, { mode: 0o600 });
+    for (const n of lab.nodes) {
+      const state = join(n.dir, 'managed-state');
+      mkdirSync(state, { recursive: true });
+      const config = join(n.dir, 'managed-agent.yaml');
+      writeFileSync(config, `cluster: lab
+node: { name: ${n.name}, address: ${n.address}, priority: 100 }
+etcd:
+  endpoints: [${endpoints}]
+  request_timeout: 2s
+  tls: { ca: ${pki.ca.cert}, cert: ${client.cert}, key: ${client.key} }
+  auth: { user: understudy-lab, password_file: ${join(secrets, 'etcd-password')} }
+election: { ttl: 2s, fence_margin: 500ms, ranking_delay: 300ms }
+daemon: { backend: process, mode: cold, command: [/bin/sleep, "3600"], stop_timeout: 2s }
+state_dir: ${state}
+api: { listen: "${n.address}:8470", token_file: ${token} }
+`);
+      lab.spawn(n, [process.execPath, ...NODE_FLAGS, CLI, 'agent', '--config', config], { logFile: join(lab.logDir, `${n.name}-managed-agent.log`) });
+    }
+    const elected = await pollUntil(async () => {
+      const r = await ctl(['get', '/understudy/lab/leader', '--print-value-only'], { user: root() });
+      return r.code === 0 && r.stdout.trim() ? (JSON.parse(r.stdout.trim()) as { node: string }).node : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 250 });
+    assert.ok(elected && names.includes(elected), `the agents elected a primary over TLS + auth (${String(elected)})`);
+    const memberKeys = await pollUntil(async () => {
+      const r = await ctl(['get', '/understudy/lab/members/', '--prefix', '--keys-only'], { user: root() });
+      const keys = r.stdout.split('\n').filter(Boolean);
+      return keys.length === 3 ? keys : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 250 });
+    assert.ok(memberKeys, 'all three agents registered');
+    t.diagnostic(`managed etcd: agents elected ${elected} at +${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } finally {
     for (const n of lab.nodes) await lab.killAllIn(n.ns).catch(() => 0);
     await lab.teardown();

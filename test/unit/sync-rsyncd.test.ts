@@ -7,13 +7,13 @@ import { authorizedKeysLine, renderRsyncdConf, serveCommand } from "../../src/sy
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq7q4d1Yj3W2v1o0Qe4a9Qz3mS8c6t8Q2w9xJ1yZ0aB sync@n1";
 
-test("rsyncd.conf: global read-only, no listing, no chroot, uid 0, link-following refused; one module per root", () => {
+test("rsyncd.conf: global read-only, no listing, chroot (as root), uid 0, link-following refused; one module per root", () => {
   assert.equal(
     renderRsyncdConf([{ name: "ssh", path: "/etc/ssh/" }, { name: "sftpgo", path: "/etc/sftpgo" }]),
     [
       "# Written by the understudy agent from its sync.roots; do not edit (it is rewritten at start).",
       "# Read by `rsync --server --daemon --config=<this file> .`, the forced command of the sync key.",
-      "use chroot = no",
+      "use chroot = yes",
       "read only = yes",
       "write only = no",
       "list = no",
@@ -32,6 +32,12 @@ test("rsyncd.conf: global read-only, no listing, no chroot, uid 0, link-followin
       "",
     ].join("\n"),
   );
+});
+
+test("rsyncd.conf: no chroot when the sync account is not root (it could not chroot)", () => {
+  const roots = [{ name: "ssh", path: "/etc/ssh" }];
+  assert.match(renderRsyncdConf(roots, { daemonUser: "understudy-sync" }), /^use chroot = no$/m);
+  assert.match(renderRsyncdConf(roots, { daemonUser: "root" }), /^use chroot = yes$/m);
 });
 
 for (const [name, roots] of [

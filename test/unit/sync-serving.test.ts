@@ -3,7 +3,7 @@
 // special bits. The daemon case runs the real rsync binary over a local pipe.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { after, test } from "node:test";
@@ -65,6 +65,54 @@ test("the real rsync daemon refuses excluded and not-included files, even when t
     assert.notEqual(b.status, 0, `${name} was served: ${b.stdout}`);
     assert.deepEqual(readdirSync(dest), [], `${name} did not arrive`);
   }
+});
+
+test("a symlink in a root that points out of it cannot be used to read an outside file through the daemon", (t) => {
+  if (process.getuid?.() !== 0) {
+    t.skip("the daemon chroots only as root (the sync key's account in the role and the lab)");
+    return;
+  }
+  const base = join(dir, "escape");
+  const src = join(base, "root");
+  mkdirSync(join(base, "outside"), { recursive: true });
+  mkdirSync(join(src, "sub"), { recursive: true });
+  writeFileSync(join(base, "outside", "secret"), "outside the root\n");
+  writeFileSync(join(src, "sub", "file"), "inside\n");
+  symlinkSync(join(base, "outside"), join(src, "out"));
+  symlinkSync("../outside/secret", join(src, "rel"));
+  symlinkSync("sub", join(src, "in"));
+  // rsync >= 3.5 also refuses out-of-module links by itself ("insecure links = false"); turn that off
+  // so the test shows what the chroot alone stops, as on Debian 12's original rsync 3.2.7.
+  const version = /version (\d+)\.(\d+)/.exec(spawnSync("rsync", ["--version"], { encoding: "utf8" }).stdout);
+  const legacy = version && (Number(version[1]) > 3 || (Number(version[1]) === 3 && Number(version[2]) >= 5)) ? "    insecure links = true\n" : "";
+  const conf = join(base, "rsyncd.conf");
+  writeFileSync(conf, `${renderRsyncdConf([{ name: "r", path: src }])}`.replace("    path = ", `${legacy}    path = `));
+  const rsh = join(base, "rsh");
+  writeFileSync(rsh, `#!/bin/sh\nexec /usr/bin/rsync --server --daemon --config=${conf} .\n`);
+  chmodSync(rsh, 0o755);
+  let n = 0;
+  const pull = (what: string) => {
+    const dest = join(base, `d${++n}`);
+    mkdirSync(dest);
+    const r = spawnSync("rsync", ["-a", "-e", rsh, `local::${what}`, `${dest}/`], { encoding: "utf8", timeout: 30_000 });
+    return { r, dest };
+  };
+  // The whole root: every symlink arrives as a symlink with its value unchanged; nothing is followed.
+  const whole = pull("r/");
+  assert.equal(whole.r.status, 0, whole.r.stderr);
+  assert.deepEqual(tree(whole.dest), ["in", "out", "rel", "sub/", "sub/file"]);
+  assert.equal(readlinkSync(join(whole.dest, "out")), join(base, "outside"));
+  assert.equal(readlinkSync(join(whole.dest, "rel")), "../outside/secret");
+  assert.equal(readlinkSync(join(whole.dest, "in")), "sub");
+  // Through the links by name: nothing from outside arrives.
+  for (const what of ["r/out/secret", "r/out/", "r/rel/", "r/out/../outside/secret"]) {
+    const p = pull(what);
+    assert.deepEqual(tree(p.dest), [], `${what} served: ${tree(p.dest).join(", ")}`);
+  }
+  // A link inside the root still works by name.
+  const inside = pull("r/in/file");
+  assert.equal(inside.r.status, 0, inside.r.stderr);
+  assert.deepEqual(tree(inside.dest), ["file"]);
 });
 
 const manifest = (entries: { path: string; type: "file" | "dir" | "symlink"; mode: number }[]): Manifest =>
