@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import ssh2 from "ssh2";
+import { ed25519KeyPair } from "../fakes/ssh-keys.js";
 import { isUnderstudyError } from "../../src/errors/catalogue.js";
 import { SystemClock } from "../../src/platform/clock.js";
 import { createProbe, type ProbeConfig } from "../../src/probes/index.js";
@@ -75,10 +76,10 @@ async function waitFor(cond: () => boolean, what: string): Promise<void> {
 }
 
 describe("sftp probe against an ssh2 server on 127.0.0.1", () => {
-  const hostKey = ssh2.utils.generateKeyPairSync("ed25519");
-  const otherHostKey = ssh2.utils.generateKeyPairSync("ed25519");
-  const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
-  const strangerKey = ssh2.utils.generateKeyPairSync("ed25519");
+  const hostKey = ed25519KeyPair();
+  const otherHostKey = ed25519KeyPair();
+  const clientKey = ed25519KeyPair();
+  const strangerKey = ed25519KeyPair();
   const pinned = fingerprintOf(hostKey.public);
   let dir: string;
   let good: Awaited<ReturnType<typeof sftpServer>>;
@@ -198,7 +199,7 @@ describe("sftp probe against an ssh2 server on 127.0.0.1", () => {
   });
 
   it("refuses, when built, a missing or encrypted key and an empty password file, without showing their content", () => {
-    const encrypted = ssh2.utils.generateKeyPairSync("ed25519", { passphrase: "pw", cipher: "aes256-ctr", rounds: 4 });
+    const encrypted = ed25519KeyPair({ passphrase: "pw", cipher: "aes256-ctr", rounds: 4 });
     const cases: [Partial<ProbeConfig>, RegExp][] = [
       [{ private_key: join(dir, "missing") }, /cannot use private_key .*missing: .*ENOENT/],
       [{ private_key: file("id_encrypted", encrypted.private) }, /cannot use private_key .*: Encrypted private OpenSSH key detected/],

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import ssh2 from "ssh2";
+import { ed25519KeyPair } from "../fakes/ssh-keys.js";
 import { parse, stringify } from "yaml";
 import { loadConfigFile, parseConfigText, type Config } from "../../src/config/load.js";
 import { isUnderstudyError } from "../../src/errors/catalogue.js";
@@ -163,7 +164,7 @@ describe("SFTPGo examples: the sync roots through the real manifest, mode check 
 
 describe("SFTPGo examples: every probe against stand-ins of SFTPGo's listeners", () => {
   const clock = new SystemClock();
-  const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
+  const clientKey = ed25519KeyPair();
   let dir: string;
   let ca: Pem, good: Pem, wrongName: Pem, selfSigned: Pem;
   let clientKeyFile: string;

@@ -15,6 +15,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import { join } from "node:path";
 import { TLSSocket } from "node:tls";
 import ssh2 from "ssh2";
+import { ed25519KeyPair } from "../fakes/ssh-keys.js";
 import { sshFingerprint } from "../../src/probes/sftp.js";
 
 export const HOST = "127.0.0.1";
@@ -154,7 +155,7 @@ export interface SftpStandIn extends Listening {
  * SFTPGo does when its data provider cannot be queried.
  */
 export async function sftpStandIn(user: string, clientPublic: string, opts: { providerDown?: boolean } = {}): Promise<SftpStandIn> {
-  const hostKey = ssh2.utils.generateKeyPairSync("ed25519");
+  const hostKey = ed25519KeyPair();
   const allowed = ssh2.utils.parseKey(clientPublic);
   if (allowed instanceof Error) throw allowed;
   const parsedHost = ssh2.utils.parseKey(hostKey.public);
