@@ -42,7 +42,13 @@ function pickSecurity(etcd: Record<string, unknown>): EtcdSecuritySettings | nul
   if (tls !== undefined) {
     if (!isObject(tls) || !isPath(tls.ca) || (tls.cert !== undefined && !isPath(tls.cert)) || (tls.key !== undefined && !isPath(tls.key))) return null;
     if ((tls.cert === undefined) !== (tls.key === undefined) || (tls.server_name !== undefined && typeof tls.server_name !== "string")) return null;
-    out.tls = { ca: tls.ca, cert: tls.cert as string | undefined, key: tls.key as string | undefined, server_name: tls.server_name as string | undefined };
+    // Only the keys the file sets, like the full loader (no `server_name: undefined`).
+    out.tls = {
+      ca: tls.ca,
+      ...(tls.cert !== undefined ? { cert: tls.cert as string } : {}),
+      ...(tls.key !== undefined ? { key: tls.key as string } : {}),
+      ...(tls.server_name !== undefined ? { server_name: tls.server_name as string } : {}),
+    };
   }
   if (auth !== undefined) {
     if (!isObject(auth) || typeof auth.user !== "string" || !isPath(auth.password_file)) return null;

@@ -1,28 +1,29 @@
 /**
  * The etcd adapter against a real etcd 3.4 (Debian etcd-server) on loopback:
- * the Coordinator contract (DESIGN.md §3) as the HA loop relies on it.
+ * the Coordinator contract (DESIGN.md §3) as the HA loop relies on it, on the
+ * secure setup the lab uses by default (client TLS with client certificates,
+ * etcd auth with a least-privilege role on /understudy-test/ only; see
+ * bench/cli/etcd.ts and test/lab/harness/etcd-auth.ts).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { startEtcd, type LoopbackEtcd } from '../../bench/cli/etcd.js';
+import { readEtcdSecurity, type EtcdSecurity } from '../../src/config/etcd-security.js';
 import { EtcdCoordinator } from '../../src/coordinator/etcd.js';
 import type { MemberRecord } from '../../src/coordinator/port.js';
 import { SystemClock } from '../../src/platform/clock.js';
 import { silentLogger } from '../../src/platform/logger.js';
-import { freePort, pollUntil } from './harness/index.js';
+import { pollUntil } from './harness/index.js';
 
-let etcd: ChildProcess;
-let dir: string;
+let etcd: LoopbackEtcd;
 let endpoint: string;
+let security: EtcdSecurity;
 const coordinators: EtcdCoordinator[] = [];
 
 
 function coordinator(cluster = 'c1', requestTimeoutMs = 1000): EtcdCoordinator {
   const c = new EtcdCoordinator({
-    endpoints: [endpoint], prefix: '/understudy-test', cluster, requestTimeoutMs, dialTimeoutMs: 2000, clock: new SystemClock(), log: silentLogger(),
+    endpoints: [endpoint], prefix: '/understudy-test', cluster, requestTimeoutMs, dialTimeoutMs: 2000, clock: new SystemClock(), log: silentLogger(), security,
   });
   coordinators.push(c);
   return c;
@@ -36,16 +37,10 @@ function member(node: string): MemberRecord {
 }
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'understudy-etcd-'));
-  const [client, peer] = [await freePort(), await freePort()];
-  endpoint = `http://127.0.0.1:${client}`;
   // Default heartbeat/election settings: etcd's minimum lease TTL is 2 s here.
-  etcd = spawn('/usr/bin/etcd', [
-    '--data-dir', join(dir, 'data'), '--name', 'test',
-    '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
-    '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-    '--initial-cluster', `test=http://127.0.0.1:${peer}`,
-  ], { stdio: 'ignore' });
+  etcd = await startEtcd({ bin: '/usr/bin/etcd', secure: true, rolePrefixes: ['/understudy-test/'], startTimeoutMs: 30_000 });
+  endpoint = etcd.endpoint;
+  security = await readEtcdSecurity('/etc/understudy/understudy.yaml', etcd.securitySettings!);
   const c = coordinator('probe');
   const ok = await pollUntil(async () => (await c.snapshot().then(() => true, () => undefined)), { timeoutMs: 15_000, intervalMs: 200 });
   assert.ok(ok, 'etcd came up');
@@ -53,9 +48,16 @@ before(async () => {
 
 after(async () => {
   for (const c of coordinators) await c.close().catch(() => undefined);
-  etcd?.kill('SIGCONT');
-  etcd?.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
+  await etcd?.stop();
+});
+
+test('the lab etcd is TLS + client certificates + auth: the agents\' user reaches only its own prefix', async () => {
+  assert.match(endpoint, /^https:/);
+  const outside = new EtcdCoordinator({
+    endpoints: [endpoint], prefix: '/understudy', cluster: 'lab-elsewhere', requestTimeoutMs: 2000, dialTimeoutMs: 2000, clock: new SystemClock(), log: silentLogger(), security,
+  });
+  coordinators.push(outside);
+  await assert.rejects(outside.snapshot(), /US_E_ETCD_AUTH/);
 });
 
 test('etcd raises a 1 s TTL to its minimum and the adapter reports the granted TTL', async () => {
@@ -113,7 +115,7 @@ test('keys attached to a lease vanish when it is revoked; the watch reports chan
 test('an unreachable etcd fails calls within the request timeout, and the adapter recovers', async () => {
   const c = coordinator('freeze', 500);
   const l = await c.grantLease(5000);
-  etcd.kill('SIGSTOP');
+  etcd.signal('SIGSTOP');
   try {
     const t0 = performance.now();
     await assert.rejects(c.keepAlive(l.id), /US_E_ETCD_UNREACHABLE/);
@@ -121,7 +123,7 @@ test('an unreachable etcd fails calls within the request timeout, and the adapte
     const took = performance.now() - t0;
     assert.ok(took < 1500, `two calls failed in ${Math.round(took)}ms`);
   } finally {
-    etcd.kill('SIGCONT');
+    etcd.signal('SIGCONT');
   }
   const ack = await pollUntil(async () => (await c.keepAlive(l.id).catch(() => undefined)), { timeoutMs: 5000, intervalMs: 100 });
   assert.equal(ack?.ttlMs, 5000, 'keepalives work again on a fresh stream');

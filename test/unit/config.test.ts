@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -402,6 +402,34 @@ test("every deploy/examples/*.yaml file is valid (host checks off)", async () =>
     for (const url of c.etcd.endpoints) assert.match(url, /^https?:\/\/198\.(18|19)\./, `${f}: etcd endpoints in 198.18.0.0/15`);
     if (c.vip) assert.match(c.vip.address, /^198\.(18|19)\./, `${f}: VIP in 198.18.0.0/15`);
   }
+});
+
+test("every example reaches etcd over TLS with a client certificate and etcd auth; the files pass the agent's checks", async (t) => {
+  const { readEtcdSecurity } = await import("../../src/config/etcd-security.js");
+  const dir = mkdtempSync(join(tmpdir(), "examples-etcd-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Stand-ins for /etc/understudy/etcd-*: a certificate and key made here, the password file 0600 (config check's host checks read them).
+  const key = join(dir, "etcd-client.key");
+  const cert = join(dir, "etcd-client.pem");
+  const made = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=examples", "-keyout", key, "-out", cert], { encoding: "utf8", timeout: 20_000 });
+  assert.equal(made.status, 0, made.stderr);
+  const files: Record<string, string> = { "/etc/understudy/etcd-ca.pem": cert, "/etc/understudy/etcd-client.pem": cert, "/etc/understudy/etcd-client.key": key, "/etc/understudy/etcd-password": join(dir, "etcd-password") };
+  writeFileSync(files["/etc/understudy/etcd-password"]!, "example-password\n", { mode: 0o600 });
+  chmodSync(key, 0o600);
+  for (const f of readdirSync(EXAMPLES).filter((x) => x.endsWith(".yaml")).sort()) {
+    const c = await loadConfigFile(join(EXAMPLES, f), { hostChecks: false });
+    for (const url of c.etcd.endpoints) assert.match(url, /^https:\/\//, `${f}: etcd over https`);
+    assert.deepEqual(c.etcd.tls, { ca: "/etc/understudy/etcd-ca.pem", cert: "/etc/understudy/etcd-client.pem", key: "/etc/understudy/etcd-client.key" }, `${f}: etcd.tls as docs/security.md and the Ansible role have it`);
+    assert.deepEqual(c.etcd.auth, { user: `understudy-${c.cluster}`, password_file: "/etc/understudy/etcd-password" }, `${f}: etcd.auth`);
+    assert.match(readFileSync(join(EXAMPLES, f), "utf8"), /docs\/security\.md[\s\S]*understudy etcd setup/, `${f}: the comment points to docs/security.md and etcd setup`);
+    const rewritten = { tls: { ca: files[c.etcd.tls!.ca]!, cert: files[c.etcd.tls!.cert!]!, key: files[c.etcd.tls!.key!]! }, auth: { user: c.etcd.auth!.user, password_file: files[c.etcd.auth!.password_file]! } };
+    const sec = await readEtcdSecurity(f, rewritten);
+    assert.equal(sec.auth?.password, "example-password", f);
+    assert.ok(sec.tls?.key && sec.tls.cert, f);
+  }
+  // The check is not weakened for the examples: a key others may read is refused, naming the key.
+  chmodSync(key, 0o644);
+  await assert.rejects(readEtcdSecurity("x.yaml", { tls: { ca: cert, cert, key } }), (e: unknown) => e instanceof UnderstudyError && e.code === "US_E_CONFIG_INVALID" && /etcd\.tls\.key/.test(e.message));
 });
 
 test("the examples show what they say they show", async () => {
