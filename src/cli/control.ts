@@ -117,9 +117,14 @@ interface FollowResult {
   detail?: string;
 }
 
+/** How long `follow` waits for the successor's history event once the leader key has moved. */
+const HISTORY_GRACE_MS = 5000;
+
 /** Poll /cluster (bounded) until the request is gone from etcd, then read how it ended from /history. */
 async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number): Promise<FollowResult> {
   const deadline = performance.now() + timeoutMs;
+  let movedAt: number | undefined;
+  let moved: FollowResult | undefined;
   while (performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 200));
     const c = await api.get<ClusterSnapshot>("/cluster").catch(() => undefined);
@@ -134,9 +139,15 @@ async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number)
       return { outcome: "done", primary: snap.leader.node, term: snap.leader.term, ...(finished.durations?.handover_ms !== undefined ? { handoverMs: finished.durations.handover_ms } : {}) };
     }
     if (failed) return { outcome: "cancelled", detail: failed.reason.replace(/^not done: /, "") };
-    if (snap.leader && snap.leader.node !== req.from) return { outcome: "done", primary: snap.leader.node, term: snap.leader.term };
+    // The successor writes its history event just after it takes the leader key: wait for it a
+    // little (bounded), so the handover time is reported, then report without it.
+    if (snap.leader && snap.leader.node !== req.from) {
+      movedAt ??= performance.now();
+      moved = { outcome: "done", primary: snap.leader.node, term: snap.leader.term };
+      if (performance.now() - movedAt >= HISTORY_GRACE_MS) return moved;
+    }
   }
-  return { outcome: "timed out", detail: `no new primary within ${Math.round(timeoutMs / 1000)}s; see \`understudy history\`` };
+  return moved ?? { outcome: "timed out", detail: `no new primary within ${Math.round(timeoutMs / 1000)}s; see \`understudy history\`` };
 }
 
 export const pause = (p: Parsed, io: Io) => simple("pause", p, io);
