@@ -27,8 +27,9 @@ export interface FlapView extends FlapSettings {
 
 /** The kinds of history event that count as health-driven moves. */
 export function isHealthMove(e: HistoryEvent): boolean {
-  // A handover is recorded by the node that took over from a primary that released the role for failing health.
-  return e.kind === "handover" && /\(handover\)/.test(e.reason);
+  // A handover is recorded by the node that took over from a primary that released the role for failing
+  // health: "n2 released the role (handover)", or with the releaser's reason, "(handover: handing over: ...)".
+  return e.kind === "handover" && /\(handover[):]/.test(e.reason);
 }
 
 /** Pure: the flap view from history events (any order) at wall time `nowMs`. */

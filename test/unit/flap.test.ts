@@ -63,3 +63,13 @@ test("POST /flap/clear: authenticated, writes flap_clear to history, says whethe
     await app.close();
   }
 });
+
+test("flap: a release that carries its reason still counts (the chronicle writes `(handover: REASON)`), other releases do not", () => {
+  const events = [
+    ev("handover", 0, "n2 released the role (handover: handing over: the daemon is not running after 0 restart(s); n1 is a healthy standby)"),
+    ev("handover", 10, "n1 released the role (handover: handing over: primary without the floating IP for 31s, over vip.hold_timeout 30s (US_E_TOOL_MISSING: arping); n2 is a healthy standby)"),
+    ev("handover", 20, "n2 released the role (switchover: planned by alice)"),
+    ev("handover", 30, "n2 released the role (shutdown)"),
+  ];
+  assert.equal(flapView(events, T0 + 60_000, settings).moves, 2);
+});
