@@ -123,7 +123,13 @@ test("every printing command escapes control characters from a hostile API (answ
     const r = await cli([...argv, "--api", api.url], env);
     assertEscaped(argv, r);
     tried++;
-    if (r.out.includes("\\x1b")) showed++;
+    if (`${r.out}${r.err}`.includes("\\x1b")) showed++;
+    // Names with escape codes fail the record schemas: the read commands refuse the whole answer, coded.
+    if (["status", "history", "sync"].includes(argv[0]!)) {
+      assert.equal(r.code, 1, `${argv.join(" ")}: ${r.err}`);
+      assert.match(r.err, /US_E_API_ANSWER/);
+      assert.equal(r.out, "", `${argv.join(" ")} printed nothing of the answer`);
+    }
   }
   // Each mutation again, refused with a hostile error body (the refusal printer).
   api.refuse = 400;
@@ -142,5 +148,80 @@ test("every printing command escapes control characters from a hostile API (answ
   }
   assert.equal(tried, COMMANDS.length + MUTATIONS.length + 3);
   // The hostile text itself is shown (escaped), not dropped, wherever the command prints it.
-  assert.ok(showed >= 8, `escaped hostile text shown by ${showed} of ${COMMANDS.length} commands`);
+  // switchover (2), failover, failback, ban, flap clear, resync echo the answer; pause, resume and
+  // unban print fixed text or the command line; the 4 reads refuse the answer (above).
+  assert.equal(showed, 7, `escaped hostile text shown by ${showed} of ${COMMANDS.length} commands`);
+});
+
+/** A server answering GET /cluster and /history with the given bodies. */
+async function answering(bodies: { cluster?: unknown; history?: unknown }): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      const path = (req.url ?? "").split("?")[0]!;
+      const body = path === "/cluster" ? bodies.cluster : path === "/history" ? bodies.history : undefined;
+      res.writeHead(body === undefined ? 404 : 200, { "content-type": "application/json" }).end(JSON.stringify(body ?? { error: "US_E_NOT_FOUND", message: "no" }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+test("honest answers from the real API pass the answer checks: status, history and sync status print them", async (t) => {
+  const api = await realApi();
+  t.after(() => api.close());
+  const term = (await api.etcd.snapshot()).leader!.term;
+  assert.ok(await api.etcd.publishGeneration(term, { generation: 1, digest: "sha256:0123456789abcdef", roots: { home: "sha256:ab" }, files: 2, source: "n1", term, publishedAt: "2026-12-04T18:00:00.000Z" }));
+  await api.etcd.appendHistory({ kind: "switchover", at: "2026-12-04T18:00:00.000Z", node: "n1", from: "n2", to: "n1", term, reason: "operator", requestedBy: "ops@host", durations: { handover_ms: 812 } }, null);
+  const status = await cli(["status", "--api", api.url]);
+  assert.equal(status.code, 0, status.err);
+  const history = await cli(["history", "--api", api.url]);
+  assert.equal(history.code, 0, history.err);
+  assert.match(history.out, /switchover +n2 -> n1 .*operator \[by ops@host\] \(handover_ms 812\)/);
+  const sync = await cli(["sync", "status", "--api", api.url]);
+  assert.equal(sync.code, 0, sync.err);
+  assert.match(sync.out, /Published: generation 1 by n1/);
+});
+
+test("malformed /cluster and /history answers are one coded error (US_E_API_ANSWER), nothing printed from them", async (t) => {
+  const { cluster, history } = await hostileAnswers();
+  const c = cluster as Record<string, unknown>;
+  const m0 = (c.members as Record<string, unknown>[])[0]!;
+  const clusters: [string, unknown][] = [
+    ["a list", []], ["a string", "cluster"], ["null", null],
+    ["members null", { ...c, members: null }], ["members an object", { ...c, members: {} }],
+    ["a member without fields", { ...c, members: [{ node: "n1" }] }], ["a member name as a number", { ...c, members: [{ ...m0, node: 5 }] }],
+    ["a member generation as a string", { ...c, members: [{ ...m0, generation: "3" }] }],
+    ["leader missing", { ...c, leader: undefined }], ["leader term as a string", { ...c, leader: { node: "n1", term: "1" } }],
+    ["paused as a string", { ...c, paused: "no" }], ["bans null", { ...c, bans: null }], ["a ban node as a number", { ...c, bans: [{ node: 7, until: "", requestedBy: "", reason: "" }] }],
+    ["sync generation as a string", { ...c, sync: { generation: "3" } }], ["switchover kind coup", { ...c, switchover: { kind: "coup" } }],
+  ];
+  const histories: [string, unknown][] = [
+    ["events null", { events: null }], ["events an object", { events: {} }], ["an event kind 7", { events: [{ kind: 7, at: null, from: 3, reason: {} }] }],
+    ["an event without fields", { events: [{}] }], ["a list", [history]],
+  ];
+  let tried = 0;
+  for (const [what, body] of clusters) {
+    const srv = await answering({ cluster: body });
+    t.after(() => srv.close());
+    for (const argv of [["status"], ["sync", "status"]]) {
+      const r = await cli([...argv, "--api", srv.url]);
+      assert.equal(r.code, 1, `${argv.join(" ")} / ${what}: exit ${r.code} ${r.err}`);
+      assert.match(r.err, /US_E_API_ANSWER: .* answered \/cluster/, `${what}: ${r.err}`);
+      assert.equal(r.out, "", `${what}: printed`);
+      tried++;
+    }
+  }
+  for (const [what, body] of histories) {
+    const srv = await answering({ history: body });
+    t.after(() => srv.close());
+    for (const argv of [["history"], ["history", "--json"]]) {
+      const r = await cli([...argv, "--api", srv.url]);
+      assert.equal(r.code, 1, `${argv.join(" ")} / ${what}: exit ${r.code} ${r.err}`);
+      assert.match(r.err, /US_E_API_ANSWER: .* answered \/history/, `${what}: ${r.err}`);
+      assert.equal(r.out, "", `${what}: printed`);
+      tried++;
+    }
+  }
+  assert.equal(tried, 2 * clusters.length + 2 * histories.length);
 });
