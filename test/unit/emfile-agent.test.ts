@@ -137,22 +137,33 @@ test("EMFILE: 1,000 idle API connections at a 1,024-descriptor limit; spawns fai
     assert.ok(held === 256 || held === 255, `the API kept ${held} of 1,000 connections open`);
     assert.equal(agent.exitCode, null, `the agent died:\n${log}`);
 
-    // Phase 2: lower the limit under what it holds plus a few, so the next spawns hit EMFILE.
+    // Phase 2: lower the limit to what it holds plus 100, so the connections exhaust it and the next spawns hit EMFILE.
     for (const s of sockets) s.destroy();
     sockets.length = 0;
-    await until("the agent to close the connections", 10_000, () => (fdCount(pid) < 200 ? true : undefined));
-    const idle = fdCount(pid);
-    const low = idle + 200;
+    // Wait until its descriptor count settles (two equal readings 300 ms apart), then set the
+    // limit 100 above it: the API's 256 connections can exhaust that even if the count drops
+    // again by up to 150 (a limit 200 above a transient reading of 91 could not be reached).
+    let idle = await until("the agent to close the connections", 10_000, () => (fdCount(pid) < 200 ? fdCount(pid) : undefined));
+    for (let i = 0; i < 20; i++) {
+      await sleep(300);
+      const now = fdCount(pid);
+      if (now === idle) break;
+      idle = now;
+    }
+    const low = idle + 100;
     assert.equal(spawnSync("prlimit", ["--pid", String(pid), `--nofile=${low}:${low}`]).status, 0);
     const logBefore = log.length;
-    for (let i = 0; i < 300; i++) {
-      const s = await open(api);
-      if (s) sockets.push(s);
+    const spawnFailure = () => log.slice(logBefore).split("\n").find((l) => l.includes("readiness check failing"));
+    // Connections in batches of 50 until a spawn fails (bounded: 600 at most, about 20 s).
+    for (let batch = 0; batch < 12 && !spawnFailure(); batch++) {
+      for (let i = 0; i < 50; i++) {
+        const s = await open(api);
+        if (s) sockets.push(s);
+      }
+      for (let w = 0; w < 15 && !spawnFailure(); w++) await sleep(100);
     }
-    const failed = await until("a logged spawn failure", 15_000, () => {
-      const line = log.slice(logBefore).split("\n").find((l) => l.includes("readiness check failing"));
-      return line ? line : undefined;
-    });
+    const opened = sockets.length;
+    const failed = await until("a logged spawn failure", 10_000, () => spawnFailure());
     assert.match(failed, /US_E_COMMAND_SPAWN/);
     assert.match(failed, /EMFILE/);
     const atLimit = fdCount(pid); // reported; the EMFILE in the coded line is the proof
@@ -165,7 +176,7 @@ test("EMFILE: 1,000 idle API connections at a 1,024-descriptor limit; spawns fai
     assert.equal(agent.exitCode, null);
     assert.doesNotMatch(log, /uncaught|unhandled|US_E_INTERNAL/i, "no uncaught exception");
     const spawnLines = log.split("\n").filter((l) => l.includes("US_E_COMMAND_SPAWN")).length;
-    console.log(`descriptors idle ${idle}, limit lowered to ${low}, held at the limit ${atLimit}; ${spawnLines} log lines with US_E_COMMAND_SPAWN`);
+    console.log(`descriptors idle ${idle}, limit lowered to ${low}, held at the limit ${atLimit}, ${opened} connections opened; ${spawnLines} log lines with US_E_COMMAND_SPAWN`);
   } finally {
     for (const s of sockets) s.destroy();
     await stopChild(agent);
