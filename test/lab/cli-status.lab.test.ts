@@ -62,7 +62,9 @@ test('status over etcd\'s JSON gateway equals the agent\'s snapshot; exit 5 unkn
   assert.equal(r.status, 0, r.stderr);
   const got = JSON.parse(r.stdout) as Record<string, unknown>;
   const want = await lab.snapshot();
-  assert.deepEqual({ ...got, cluster: undefined, source: undefined }, { ...want, cluster: undefined, source: undefined }, 'the gateway read decodes exactly what etcd3 decodes');
+  // vipProblems is derived by the CLI from the snapshot (src/ha/vip-truth.ts), not read from etcd: none here.
+  assert.deepEqual(got.vipProblems, []);
+  assert.deepEqual({ ...got, cluster: undefined, source: undefined, vipProblems: undefined }, { ...want, cluster: undefined, source: undefined, vipProblems: undefined }, 'the gateway read decodes exactly what etcd3 decodes');
   assert.equal(got.source, 'etcd');
   const table = cli('status', '--etcd', etcd.endpoint, '--cluster', 'lab');
   assert.match(table.stdout, /\+ Cluster: lab \(revision \d+\) \[PAUSED/);
