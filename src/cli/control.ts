@@ -4,6 +4,7 @@ import { UnderstudyError } from "../errors/catalogue.js";
 import { ApiClient, type ApiAnswer } from "./api-client.js";
 import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { printable, type Io } from "./io.js";
+import { historyAnswerProblem, requireUsable } from "./answer-check.js";
 import type { Parsed } from "./spec.js";
 
 // Operator commands that go through a node's REST API. Exit codes (./spec.ts EXIT):
@@ -199,6 +200,7 @@ export async function history({ values }: Parsed, io: Io): Promise<number> {
   const answer = await api.get<{ events: HistoryEvent[] }>(`/history?limit=${limit}`);
   const refused = exitFor(answer, out, values.json);
   if (refused !== undefined) return refused;
+  requireUsable(api.baseUrl, "/history", historyAnswerProblem(answer.body));
   if (values.json) {
     out(JSON.stringify(answer.body.events, null, 2));
     return 0;

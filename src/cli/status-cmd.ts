@@ -15,6 +15,7 @@ import { readEtcdSecurity, type EtcdSecurity } from "../config/etcd-security.js"
 import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { apiUrlOf, client, exitFor } from "./control.js";
 import { printable, type Io } from "./io.js";
+import { clusterAnswerProblem, requireUsable } from "./answer-check.js";
 import { EXIT, closest, type Parsed } from "./spec.js";
 import { renderNodeView, renderStatus } from "./status.js";
 
@@ -79,6 +80,7 @@ function apiSource(values: Parsed["values"], cluster: string | undefined, loaded
       }
       const refused = exitFor(answer, io.err, false);
       if (refused !== undefined) return refused;
+      requireUsable(api.baseUrl, "/cluster", clusterAnswerProblem(answer.body));
       return { snap: answer.body, via: `the API of ${answer.body.node ?? api.baseUrl} (${api.baseUrl})` };
     },
   };

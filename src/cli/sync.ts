@@ -5,6 +5,7 @@ import type { ClusterSnapshot, MemberRecord } from "../coordinator/port.js";
 import { UnderstudyError } from "../errors/catalogue.js";
 import { client, exitFor, requester } from "./control.js";
 import { printable, type Io } from "./io.js";
+import { clusterAnswerProblem, requireUsable } from "./answer-check.js";
 import type { Parsed } from "./spec.js";
 
 const str = (p: Parsed, name: string) => p.values[name] as string | undefined;
@@ -24,6 +25,7 @@ export async function syncStatus({ values }: Parsed, io: Io): Promise<number> {
   const answer = await api.get<ClusterSnapshot>("/cluster");
   const refused = exitFor(answer, out, values.json);
   if (refused !== undefined) return refused;
+  requireUsable(api.baseUrl, "/cluster", clusterAnswerProblem(answer.body));
   const snap = answer.body;
   const members = [...snap.members].sort((a, b) => a.node.localeCompare(b.node));
   if (values.json) {
@@ -59,6 +61,7 @@ export async function resync({ values }: Parsed, io: Io): Promise<number> {
     const cluster = await api.get<ClusterSnapshot>("/cluster");
     const refused = exitFor(cluster, out, values.json);
     if (refused !== undefined) return refused;
+    requireUsable(api.baseUrl, "/cluster", clusterAnswerProblem(cluster.body));
     const m = cluster.body.members.find((x) => x.node === values.node);
     if (!m?.api) {
       out(`refused: ${printable(values.node)} is not a live member with an API (see \`understudy status\`)`);

@@ -64,6 +64,7 @@ export const ERROR_CATALOGUE = {
   US_E_STOP_LINGERING: { message: "agent stopped, but {resources} still held the process {grace_ms} ms later: exiting anyway", transient: false },
   US_E_TOOL_MISSING: { message: "{program} (needed by {setting}) {problem}; install the Debian package {package}", transient: true },
   US_E_TOOL_FLAVOUR: { message: "{program} is not an arping understudy knows (it says {said}); install one of: {known}", transient: false },
+  US_E_API_ANSWER: { message: "the understudy API at {url} answered {path} with something this CLI cannot use: {problem}", transient: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
