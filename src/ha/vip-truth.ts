@@ -15,7 +15,7 @@ export interface VipObservation {
   readonly foreignMac: string | null;
   /** The last add/check failure, e.g. "US_E_TOOL_MISSING: arping ...". */
   readonly problem: string | null;
-  /** vip.hold_timeout: a primary without its VIP this long hands over. */
+  /** vip.hold_timeout: a primary without its VIP this long hands over (local cause) or holds (another host has it): decide.ts. */
   readonly holdTimeoutMs: number;
 }
 
