@@ -65,7 +65,7 @@ test('daemon crash on the primary: restarted in place, then handed over when it 
   await withCluster(async (c) => {
     const first = (await c.leader())!;
     const ns = c.lab.node(first.node).ns;
-    const sshdPids = async () => c.lab.pidsIn(ns, 'sshd').map(String);
+    const sshdPids = async () => c.lab.sshdListeners(ns).map(String);
     const [pid] = await sshdPids();
     assert.ok(pid, 'sshd runs on the primary');
     await c.lab.exec(ns, ['kill', '-KILL', pid!]);
@@ -118,7 +118,7 @@ test('SIGTERM on the primary hands over without waiting for the TTL; an agent re
       const exitedAt = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 20_000))]);
       const exitMs = exitedAt === undefined ? `not by +${Math.round(performance.now() - t0)} ms` : `+${Math.round(exitedAt - t0)} ms`;
       t.diagnostic(`SIGTERM -> successor seen +${Math.round(seen - t0)} ms, serving +${Math.round(serving - t0)} ms, old agent exited ${exitMs}; old lease earliest expiry +${Math.round(oldExpiry - t0)} ms`);
-      assert.deepEqual(c.lab.pidsIn(old.node, 'sshd'), [], 'old primary stopped sshd');
+      assert.deepEqual(c.lab.sshdListeners(old.node), [], 'old primary stopped sshd');
 
       // Crash-restart the agent on the current primary: it adopts its lease, same term, VIP stays.
       const term = next.term;
@@ -146,7 +146,7 @@ test('SIGTERM on the primary hands over without waiting for the TTL; an agent re
       assert.deepEqual(after, { node: next.node, term }, 'same leader, same term: no failover');
       assert.deepEqual(await c.lab.vipConfiguredOn(), [next.node]);
       assert.ok((await c.lab.sshHandshake('vip')).ok);
-      assert.equal(c.lab.pidsIn(next.node, 'sshd').length, 1, 'the restarted agent adopted the running sshd instead of starting a second one');
+      assert.equal(c.lab.sshdListeners(next.node).length, 1, 'the restarted agent adopted the running sshd instead of starting a second one');
       const guardLog = join(c.lab.node(next.node).dir, 'state', 'fence-guard.log');
       assert.doesNotMatch(existsSync(guardLog) ? readFileSync(guardLog, 'utf8') : '', /fencing/, 'the fence guard never fenced: the restart came back within the lease');
     },
@@ -173,6 +173,7 @@ test('frozen primary agent (SIGSTOP): its fence guard drops the VIP before a sta
       const listening = await c.lab.exec(old.node, ['ss', '-Hltn', 'sport', '=', ':22'], { timeoutMs: 5000 });
       assert.equal(listening.code, 0, listening.stderr);
       assert.equal(listening.stdout.trim(), '', 'the guard stopped the frozen primary\'s sshd (no listener on :22)');
+      assert.deepEqual(c.lab.sshdListeners(old.node), [], 'no sshd listener left');
       const left = c.lab.pidsIn(old.node, 'sshd');
       if (left.length > 0) t.diagnostic(`per-connection sshd children left after the fence: ${left.join(', ')}`);
       assert.match(readFileSync(join(c.lab.node(old.node).dir, 'state', 'fence-guard.log'), 'utf8'), /fencing/);
@@ -194,6 +195,6 @@ test('primary agent killed (-9) and not restarted: the guard removes the VIP and
     assert.ok(next);
     assert.ok(await c.waitServing(next.node, 10_000));
     assert.deepEqual(await c.lab.vipConfiguredOn(), [next.node], 'the dead agent\'s VIP is gone');
-    assert.deepEqual(c.lab.pidsIn(old.node, 'sshd'), [], 'and its sshd');
+    assert.deepEqual(c.lab.sshdListeners(old.node), [], 'and its sshd');
   });
 });

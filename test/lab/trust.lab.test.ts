@@ -205,7 +205,7 @@ test('flap damping: at most max_moves health-driven handovers, then the cluster 
       }
       // One more failure: the cluster has moved max_moves times within the window. It holds.
       const { leader: held, pids } = await failPrimary();
-      const restarted = await pollUntil(async () => (c.lab.pidsIn(c.lab.node(held.node).ns, 'sshd').some((p) => !pids.includes(p)) ? true : undefined), { timeoutMs: 15_000, intervalMs: 50 });
+      const restarted = await pollUntil(async () => (c.lab.sshdListeners(c.lab.node(held.node).ns).some((p) => !pids.includes(p)) ? true : undefined), { timeoutMs: 15_000, intervalMs: 50 });
       assert.ok(restarted, 'the daemon was restarted in place');
       const damped = await pollUntil(async () => (await history(c)).find((e) => e.kind === 'flap_damped'), { timeoutMs: 15_000, intervalMs: 250 });
       assert.ok(damped, 'history records the damping');

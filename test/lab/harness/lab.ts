@@ -480,6 +480,21 @@ export class Lab {
     return pidsInNetns(this.nsOf(ns), comm);
   }
 
+  /**
+   * The listening sshd in `ns` (the daemon), without its per-connection children: those call
+   * setsid() and can outlive the listener (a probe or handshake stopped mid-banner stays until
+   * LoginGraceTime). OpenSSH titles the listener `sshd: … [listener] N of M startups`.
+   */
+  sshdListeners(ns: NsRef): number[] {
+    return this.pidsIn(ns, 'sshd').filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('[listener]');
+      } catch {
+        return false; // exited meanwhile
+      }
+    });
+  }
+
   /** Wait (bounded) until something listens on TCP `port` in `ns`. */
   async waitForListen(ns: NsRef, port: number, timeoutMs = 5000): Promise<boolean> {
     const ok = await pollUntil(
