@@ -4,7 +4,7 @@ import { UnderstudyError } from "../errors/catalogue.js";
 import { ApiClient, type ApiAnswer } from "./api-client.js";
 import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { printable, type Io } from "./io.js";
-import { historyAnswerProblem, requireUsable } from "./answer-check.js";
+import { clusterAnswerProblem, historyAnswerProblem, requireUsable } from "./answer-check.js";
 import type { Parsed } from "./spec.js";
 
 // Operator commands that go through a node's REST API. Exit codes (./spec.ts EXIT):
@@ -131,8 +131,10 @@ async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number)
     const c = await api.get<ClusterSnapshot>("/cluster").catch(() => undefined);
     if (!c || c.status !== 200) continue;
     const snap = c.body;
+    requireUsable(api.baseUrl, "/cluster", clusterAnswerProblem(snap));
     if (snap.switchover && snap.switchover.requestedAt === req.requestedAt) continue;
     const h = await api.get<{ events: HistoryEvent[] }>("/history?limit=50");
+    if (h.status === 200) requireUsable(api.baseUrl, "/history", historyAnswerProblem(h.body));
     const events = h.status === 200 ? h.body.events : [];
     const finished = [...events].reverse().find((e) => e.kind === req.kind && e.requestedBy === req.requestedBy);
     const failed = [...events].reverse().find((e) => e.kind === req.kind && e.reason.startsWith("not done:"));
