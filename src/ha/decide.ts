@@ -44,7 +44,7 @@ function decidePrimary(o: Observation): Decision {
   if (o.daemon.recentRestarts < o.restartsBeforeHandover) {
     return d([{ kind: "restart_daemon" }], `restarting the daemon: ${what} (restart ${o.daemon.recentRestarts + 1} of ${o.restartsBeforeHandover})`);
   }
-  const heir = bestCandidate(o.cluster.members.filter((m) => m.node !== me && m.role === "standby"), o.cluster.bans);
+  const heir = heirOf(o);
   // A failure the heir would share (synced certificate), or flap damping: stay and serve.
   const stay = heir ? stayInsteadOfHandover(o, what, heir.node) : null;
   if (stay) return stay;
@@ -57,6 +57,11 @@ function decidePrimary(o: Observation): Decision {
   return d([{ kind: "restart_daemon" }], `restarting the daemon again: ${what} and no healthy standby to hand over to`);
 }
 
+/** The standby a primary would hand over to (best ranked, not banned), or undefined. */
+function heirOf(o: Observation) {
+  return bestCandidate(o.cluster!.members.filter((m) => m.node !== o.self.name && m.role === "standby"), o.cluster!.bans);
+}
+
 /** A primary that has not held its floating IP for vip.hold_timeout (issue 12). */
 function vipRule(o: Observation, term: number, held: string, serving: boolean): Decision | null {
   const vipGone = vipLost(o);
@@ -66,7 +71,7 @@ function vipRule(o: Observation, term: number, held: string, serving: boolean): 
     // the target shares), so handing over cannot help. Stay, say so; the operator removes the copy.
     return serving ? d([], `holding, not handing over: ${vipGone}; a standby would meet the same host, so a handover cannot help; ${held}`) : null;
   }
-  const heir = bestCandidate(o.cluster!.members.filter((m) => m.node !== o.self.name && m.role === "standby"), o.cluster!.bans);
+  const heir = heirOf(o);
   if (heir && !isDamped(o.flap)) {
     return d([{ kind: "demote" }, { kind: "release", term, why: "handover" }, { kind: "cool_down" }], `handing over: ${vipGone}; ${heir.node} is a healthy standby`);
   }
