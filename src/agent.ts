@@ -23,7 +23,8 @@ import { UnderstudyError } from "./errors/catalogue.js";
 import { FenceGuardLink } from "./fence/client.js";
 import { createHooks } from "./hooks/index.js";
 import type { FenceOrders } from "./fence/protocol.js";
-import { watchdogTimeoutS, type WatchdogSettings } from "./fence/watchdog.js";
+import { watchdogTimeoutS } from "./config/watchdog.js";
+import type { WatchdogSettings } from "./fence/port.js";
 import { createSyncEngine } from "./sync/index.js";
 import { ToolReadiness, checkTools } from "./tools/check.js";
 

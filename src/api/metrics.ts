@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { WatchdogState, WatchdogStatus } from "../fence/watchdog.js";
+import type { WatchdogState, WatchdogStatus } from "../fence/port.js";
 import { PROMOTION_KINDS, type HaEvent, type NodeView } from "../ha/events.js";
 import type { ProbeState } from "../probes/port.js";
 import type { SyncEvent, SyncStatus } from "../sync/engine.js";

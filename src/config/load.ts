@@ -4,7 +4,7 @@ import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import { configSchema, type ParsedConfig } from "./schema.js";
-import { watchdogTimeoutS } from "../fence/watchdog.js";
+import { watchdogTimeoutS } from "./watchdog.js";
 import { fileKind, readSecretFile } from "../platform/secret-file.js";
 import { readEtcdSecurity } from "./etcd-security.js";
 

@@ -6,23 +6,8 @@ import { describeError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { FenceOrders, GuardMessage, GuardReply } from "./protocol.js";
-import type { WatchdogSettings, WatchdogStatus } from "./watchdog.js";
+import type { FenceGuard, WatchdogSettings, WatchdogStatus } from "./port.js";
 import { readJsonLines } from "./json-lines.js";
-
-/** What the HA loop needs from the fence guard. Never throws: a guard problem is logged, not fatal. */
-export interface FenceGuard {
-  /**
-   * Fence at this deadline (Clock.systemMonotonicMs) unless told otherwise before it.
-   * leaseEnd (same clock): the earliest etcd may expire the lease; the watchdog is fed only well before it.
-   */
-  arm(deadlineSystemMs: number, leaseEndSystemMs?: number): void;
-  disarm(): void;
-  close(): Promise<void>;
-  /** The watchdog as the guard last reported it. */
-  watchdogStatus?(): WatchdogStatus;
-  /** Arm, and wait (at most timeoutMs) for the guard to say whether the watchdog runs. */
-  armWatchdog?(deadlineSystemMs: number, leaseEndSystemMs: number, timeoutMs: number): Promise<WatchdogStatus>;
-}
 
 /** The native guard (src/fence/native, built by `npm run build` next to this file). */
 export const GUARD_BINARY = fileURLToPath(new URL("./understudy-fence-guard", import.meta.url));

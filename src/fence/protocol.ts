@@ -3,7 +3,7 @@
 // the messages are one JSON object per line over its unix socket, both ways,
 // and a message the guard cannot use is logged and ignored
 // (docs/architecture.md, "The fence guard").
-import type { WatchdogSettings, WatchdogStatus } from "./watchdog.js";
+import type { WatchdogSettings, WatchdogStatus } from "./port.js";
 
 /** What the guard must undo at the deadline. */
 export interface FenceOrders {

@@ -17,8 +17,8 @@ import { MemberPublisher } from "./member.js";
 import { FlapWatch } from "./flap-watch.js";
 import { isDamped } from "./flap.js";
 import { VipWitness, memberVipFields, vipNotFree } from "./vip-truth.js";
-import type { FenceGuard } from "../fence/client.js";
-import type { Hooks } from "../hooks/index.js";
+import type { FenceGuard } from "../fence/port.js";
+import type { HookPort } from "../hooks/port.js";
 
 export interface HaLoopDeps {
   readonly config: Config;
@@ -38,7 +38,7 @@ export interface HaLoopDeps {
   /** The fence guard process (DESIGN.md §4); tests may leave it out. */
   readonly fenceGuard?: FenceGuard;
   /** User hooks; only pre_promote is awaited (it may veto), the agent fires the others. */
-  readonly hooks?: Pick<Hooks, "configured" | "run">;
+  readonly hooks?: HookPort;
   /** The file sync engine; absent when no sync roots are configured. */
   readonly sync?: SyncPort;
 }

@@ -6,7 +6,7 @@ import type { Logger } from "../platform/logger.js";
 import type { HaEvent } from "./events.js";
 import type { LeaseState } from "./lease.js";
 import type { DaemonHealth, VipControl } from "./ports.js";
-import type { FenceGuard } from "../fence/client.js";
+import type { FenceGuard } from "../fence/port.js";
 
 const RESTART_WINDOW_MS = 60_000;
 

@@ -2,39 +2,9 @@ import { UnderstudyError, describeError, isUnderstudyError } from "../errors/cat
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
+import { HOOK_EVENTS, type HookContext, type HookEvent, type HookOutcome, type HookPort } from "./port.js";
 
-export const HOOK_EVENTS = ["on_role_change", "pre_promote", "post_promote", "on_demote", "post_sync", "post_publish"] as const;
-export type HookEvent = (typeof HOOK_EVENTS)[number];
-export type HookRole = "primary" | "standby";
-
-/** What a hook is told, through UNDERSTUDY_* environment variables. */
-export interface HookContext {
-  readonly role: HookRole;
-  readonly previousRole?: HookRole;
-  readonly term: number | null;
-  readonly node: string;
-  readonly cluster: string;
-  readonly reason: string;
-  /** post_sync: the sync generation just applied; post_publish: the one just published. */
-  readonly generation?: number;
-  /** post_publish: the sync roots this node changed itself (the ones published with changes). */
-  readonly roots?: readonly string[];
-}
-
-export interface HookOutcome {
-  /** A command is configured for the event and was started (or tried to be). */
-  readonly ran: boolean;
-  /** False for a non-zero exit, a timeout or a failure to start. For pre_promote, false is a veto. */
-  readonly ok: boolean;
-  /** Exit code; null when not run, killed, timed out or never started. */
-  readonly code: number | null;
-  readonly timedOut: boolean;
-  readonly ms: number;
-  /** The last lines of the hook's stderr (at most STDERR_TAIL characters). */
-  readonly stderrTail: string;
-  /** US_E_HOOK_VETO / US_E_HOOK_FAILED message when !ok, else null: usable as a decision reason. */
-  readonly problem: string | null;
-}
+export { HOOK_EVENTS, type HookContext, type HookEvent, type HookOutcome, type HookRole } from "./port.js";
 
 export type HookCommands = Partial<Record<HookEvent, readonly string[]>>;
 
@@ -67,7 +37,7 @@ const NOT_RUN: HookOutcome = { ran: false, ok: true, code: null, timedOut: false
  * non-zero exit, a timeout or a failure to start is a veto and the node must
  * release leadership); every other failure is logged and changes nothing.
  */
-export class Hooks {
+export class Hooks implements HookPort {
   private readonly commands: HookCommands;
   private readonly queue: { event: HookEvent; context: HookContext }[] = [];
   private draining: Promise<void> | null = null;

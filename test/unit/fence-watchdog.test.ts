@@ -9,7 +9,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { watchdogTimeoutS, type WatchdogSettings, type WatchdogStatus } from "../../src/fence/watchdog.js";
+import { watchdogTimeoutS } from "../../src/config/watchdog.js";
+import type { WatchdogSettings, WatchdogStatus } from "../../src/fence/port.js";
 import type { FenceOrders } from "../../src/fence/protocol.js";
 import { HaLoop } from "../../src/ha/loop.js";
 import { parseConfigText } from "../../src/config/load.js";

@@ -332,7 +332,10 @@ test("the fence guard is armed with the lease deadline while primary, re-armed o
   const etcd = new FakeCoordinator(clock);
   const arms: number[] = [];
   let disarms = 0;
-  const guard = { arm: (d: number) => void arms.push(d), disarm: () => void disarms++, close: async () => undefined };
+  const guard = {
+    arm: (d: number) => void arms.push(d), disarm: () => void disarms++, close: async () => undefined,
+    watchdogStatus: () => ({ state: "off" as const }), armWatchdog: async () => assert.fail("watchdog is off: never armed"),
+  };
   const loop = new HaLoop({
     config: configFor("n1"), coordinator: etcd, daemon: new FakeDaemon(), vip: new FakeVip("n1", new VipTimeline(clock)), health: new FakeHealth(),
     clock, log: silentLogger(), version: "test", probeGraceMs: 0, fenceGuard: guard,

@@ -3,30 +3,7 @@
 // while the lease is safely ahead; if the guard itself freezes, or its fence
 // fails, the kernel resets the node before etcd can expire the lease. The
 // device code is in the native guard (src/fence/native/watchdog.c); this file
-// has what the agent computes and what the guard reports.
-
-/** What the agent tells the guard (computed from config: see watchdogTimeoutS). */
-export interface WatchdogSettings {
-  readonly mode: "automatic" | "required";
-  readonly device: string;
-  /** The timeout the guard sets on the device, whole seconds. */
-  readonly timeoutS: number;
-  /** The device resets the node at least this long before the lease could expire in etcd. */
-  readonly safetyMarginMs: number;
-}
-
-/**
- * off: not configured. unavailable: configured but unusable (see problem).
- * ready: checked and its timeout set, not running. active: open and being fed.
- */
-export type WatchdogState = "off" | "unavailable" | "ready" | "active";
-
-export interface WatchdogStatus {
-  readonly state: WatchdogState;
-  readonly device?: string;
-  readonly timeoutS?: number;
-  readonly problem?: string;
-}
+// has the timeout the agent computes from config; the guard's port is fence/port.ts.
 
 /**
  * The watchdog timeout that keeps a healthy primary fed and still resets a
