@@ -4,6 +4,7 @@
 // One worker thread, started on first use and stopped when idle, keeps the
 // event loop free for the lease.
 import { Worker } from "node:worker_threads";
+import { SystemClock, type Clock, type TimerHandle } from "../platform/clock.js";
 
 export interface FileHash {
   readonly size: number;
@@ -54,20 +55,30 @@ interface Reply {
   readonly code?: string;
 }
 
-export class HashWorker {
+/** What the sync engine hashes with: a HashWorker in the agent, a fake (or none: in-thread) in tests. */
+export interface FileHashService {
+  readonly hash: FileHasher;
+  close(): Promise<void>;
+}
+
+export class HashWorker implements FileHashService {
   private worker: Worker | undefined;
   private seq = 0;
   private readonly waiting = new Map<number, { resolve: (h: FileHash) => void; reject: (e: Error) => void; max: number }>();
-  private idle: NodeJS.Timeout | undefined;
+  private idle: TimerHandle | undefined;
 
-  constructor(private readonly idleMs = 10_000) {}
+  /** The idle timer runs on `clock` (the agent's; a FakeClock in tests). */
+  constructor(
+    private readonly idleMs = 10_000,
+    private readonly clock: Clock = new SystemClock(),
+  ) {}
 
   readonly hash: FileHasher = (abs, maxBytes) =>
     new Promise<FileHash>((resolve, reject) => {
       const id = ++this.seq;
       this.waiting.set(id, { resolve, reject, max: maxBytes });
       this.ensure().postMessage({ id, abs, max: maxBytes });
-      if (this.idle) clearTimeout(this.idle);
+      this.idle?.cancel();
       this.idle = undefined;
     });
 
@@ -93,8 +104,8 @@ export class HashWorker {
     else if (m.error !== undefined) p.reject(Object.assign(new Error(m.error), { code: m.code }));
     else p.resolve({ size: m.size!, sha256: m.sha256! });
     if (this.waiting.size === 0) {
-      this.idle = setTimeout(() => void this.close(), this.idleMs);
-      this.idle.unref();
+      this.idle?.cancel();
+      this.idle = this.clock.setTimer(this.idleMs, () => void this.close());
     }
   }
 
@@ -104,7 +115,8 @@ export class HashWorker {
   }
 
   async close(): Promise<void> {
-    if (this.idle) clearTimeout(this.idle);
+    this.idle?.cancel();
+    this.idle = undefined;
     const w = this.worker;
     this.worker = undefined;
     await w?.terminate();
