@@ -64,7 +64,8 @@ export interface FileHashService {
 export class HashWorker implements FileHashService {
   private worker: Worker | undefined;
   private seq = 0;
-  private readonly waiting = new Map<number, { resolve: (h: FileHash) => void; reject: (e: Error) => void; max: number }>();
+  /** Requests in flight, each with the worker it went to (a worker that exits fails only its own). */
+  private readonly waiting = new Map<number, { resolve: (h: FileHash) => void; reject: (e: Error) => void; max: number; worker: Worker }>();
   private idle: TimerHandle | undefined;
 
   /** The idle timer runs on `clock` (the agent's; a FakeClock in tests). */
@@ -76,8 +77,9 @@ export class HashWorker implements FileHashService {
   readonly hash: FileHasher = (abs, maxBytes) =>
     new Promise<FileHash>((resolve, reject) => {
       const id = ++this.seq;
-      this.waiting.set(id, { resolve, reject, max: maxBytes });
-      this.ensure().postMessage({ id, abs, max: maxBytes });
+      const worker = this.ensure();
+      this.waiting.set(id, { resolve, reject, max: maxBytes, worker });
+      worker.postMessage({ id, abs, max: maxBytes });
       this.idle?.cancel();
       this.idle = undefined;
     });
@@ -87,10 +89,11 @@ export class HashWorker implements FileHashService {
     const w = new Worker(WORKER_SOURCE, { eval: true });
     w.unref();
     w.on("message", (m: Reply) => this.settle(m));
-    w.on("error", (e) => this.failAll(e));
+    w.on("error", (e) => this.failAll(w, e));
     w.on("exit", () => {
       if (this.worker === w) this.worker = undefined;
-      this.failAll(new Error("hash worker exited"));
+      // An idle worker stopped by its timer may exit after the next hash started a new one.
+      this.failAll(w, new Error("hash worker exited"));
     });
     this.worker = w;
     return w;
@@ -109,9 +112,12 @@ export class HashWorker implements FileHashService {
     }
   }
 
-  private failAll(e: Error): void {
-    for (const p of this.waiting.values()) p.reject(e);
-    this.waiting.clear();
+  private failAll(w: Worker, e: Error): void {
+    for (const [id, p] of this.waiting) {
+      if (p.worker !== w) continue;
+      this.waiting.delete(id);
+      p.reject(e);
+    }
   }
 
   async close(): Promise<void> {
