@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 import { defaultApiListen } from "./defaults.js";
+import { LISTEN_ADDRESS, isListenPort, parseListenAddress } from "../platform/listen-address.js";
 
 // Durations are written as "5s" / "250ms" in YAML and held as milliseconds.
 const duration = z
@@ -343,11 +344,8 @@ export const configSchema = z
         /** host:port; the member key advertises http://<node.address>:<port>. */
         listen: z
           .string()
-          .regex(/^(\[[0-9a-fA-F:]+\]|[0-9.]+|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port, like 0.0.0.0:8470")
-          .refine((l) => {
-            const port = Number(l.slice(l.lastIndexOf(":") + 1));
-            return port >= 1 && port <= 65535;
-          }, "must have a port from 1 to 65535")
+          .regex(LISTEN_ADDRESS, "must be host:port, like 0.0.0.0:8470")
+          .refine((l) => isListenPort(parseListenAddress(l).port), "must have a port from 1 to 65535")
           .optional(),
         /** File holding the bearer token for mutations (POST). Without it, mutations are refused. */
         token_file: absolutePath.optional(),
