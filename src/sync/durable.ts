@@ -1,43 +1,9 @@
-// Small file-system steps that must survive a power cut: fsync of files and of
-// the directories whose entries changed, and whole-file replacement.
-import { constants } from "node:fs";
-import { open, rename, unlink } from "node:fs/promises";
+// Path containment for the sync engine. The durable writes that used to live
+// here (writeFileAtomic, fsyncDir) are the DurableFs port in platform/; they
+// are re-exported for sync code written before the move.
 import path from "node:path";
 
-/** fsync a directory so renames, creations and deletions in it are on disk. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/**
- * Replace `file` with `data` so a reader sees the old or the new content, never
- * a mix: write a temp file beside it with `mode`, fsync, rename, fsync the directory.
- */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
-  // O_EXCL after clearing a leftover: a stale temp file from a crash may have a wider mode.
-  await unlink(tmp).catch(() => undefined);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
-  try {
-    await fh.chmod(mode); // the umask may have narrowed it; never widened
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  await fsyncDir(path.dirname(file));
-}
+export { fsyncDir, writeFileAtomic } from "../platform/node-durable-fs.js";
 
 /** True when `inner` is `outer` or lies below it (lexically). */
 export function isWithin(outer: string, inner: string): boolean {
