@@ -2,7 +2,7 @@ import { describeError } from "../errors/catalogue.js";
 import type { Config } from "../config/load.js";
 import type { ClusterSnapshot, Coordinator, LeaderRecord, SwitchoverRequest, Subscription } from "../coordinator/port.js";
 import type { DaemonController } from "../daemon/port.js";
-import { ALWAYS_READY, type Readiness } from "../daemon/readiness.js";
+import { ALWAYS_READY, type Readiness } from "../daemon/port.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { WakeSource } from "../platform/wake-ups.js";
