@@ -6,7 +6,8 @@ import { EtcdCoordinator } from "./coordinator/etcd.js";
 import { createDaemon } from "./daemon/index.js";
 import { describeError } from "./errors/catalogue.js";
 import { HaLoop } from "./ha/loop.js";
-import { ReadinessCheck, allReady, type Readiness } from "./daemon/readiness.js";
+import { ReadinessCheck } from "./daemon/readiness.js";
+import { allReady, type Readiness } from "./daemon/port.js";
 import { SystemClock, type Clock } from "./platform/clock.js";
 import { SpawnCommandRunner } from "./platform/command.js";
 import { createLogger, type Logger } from "./platform/logger.js";
@@ -18,13 +19,15 @@ import { InvalidRecordLog } from "./coordinator/invalid-records.js";
 import { readEtcdSecurity } from "./config/etcd-security.js";
 import { buildApi } from "./api/server.js";
 import { reloadingApiTls, reloadingToken } from "./api/token.js";
-import type { ReloadReporter } from "./platform/reloading-file.js";
+import { ReloadReporters, type ReloadReporter } from "./platform/reloading-file.js";
+import { formatListenAddress, parseListenAddress } from "./platform/listen-address.js";
+import { WakeUps } from "./platform/wake-ups.js";
 import { UnderstudyError } from "./errors/catalogue.js";
 import { FenceGuardLink } from "./fence/client.js";
 import { createHooks } from "./hooks/index.js";
 import type { FenceOrders } from "./fence/protocol.js";
 import { watchdogTimeoutS } from "./config/watchdog.js";
-import type { WatchdogSettings } from "./fence/port.js";
+import type { FenceGuard, WatchdogSettings } from "./fence/port.js";
 import { createSyncEngine } from "./sync/index.js";
 import { ToolReadiness, checkTools } from "./tools/check.js";
 
@@ -64,9 +67,10 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     announceIntervalMs: config.vip?.announce_interval ?? 10_000,
   });
   vip.onError((e) => log.warn({ err: describeError(e) }, "floating IP reconcile failed"));
-  // Trust files re-read on change (issue 12): every reload is logged and counted; a bad new file keeps the last good one.
-  let metrics: AgentMetrics | undefined;
-  const reloads = trustReloads(log.child({ component: "trust" }), () => metrics);
+  // Parts built before the HA loop tell it "look again" through these; the loop subscribes when built.
+  const wakeUps = new WakeUps((e) => log.error({ err: describeError(e) }, "a wake-up listener failed"));
+  // Trust files re-read on change (issue 12): every reload is logged, and counted once the metrics exist; a bad new file keeps the last good one.
+  const reloads = new ReloadReporters().add(loggedReloads(log.child({ component: "trust" })));
   const health = createProbeHealth(config.probes, { clock, logger: log.child({ component: "probes" }), reloads });
   // Grace after a (re)start for probes of the daemon's own listeners; disk and TLS file
   // checks do not depend on the daemon starting.
@@ -78,11 +82,9 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const token = tokenSource ? tokenSource.peek() : null;
   const tlsSource = config.api?.tls ? await reloadingApiTls(config.api.tls, reloads) : undefined;
   const tls = tlsSource?.peek();
-  const apiPort = config.api ? Number(config.api.listen.slice(config.api.listen.lastIndexOf(":") + 1)) : undefined;
-  const apiHost = config.api ? config.api.listen.slice(0, config.api.listen.lastIndexOf(":")).replace(/^\[|\]$/g, "") : undefined;
-  const apiUrl = apiPort !== undefined ? `${tls ? "https" : "http"}://${config.node.address.includes(":") ? `[${config.node.address}]` : config.node.address}:${apiPort}` : undefined;
+  const apiListen = config.api ? parseListenAddress(config.api.listen) : undefined;
+  const apiUrl = apiListen ? `${tls ? "https" : "http"}://${formatListenAddress(config.node.address, apiListen.port)}` : undefined;
 
-  let loop: HaLoop | undefined;
   const fenceLog = log.child({ component: "fence" });
   const fenceGuard = new FenceGuardLink(config.state_dir, fenceOrders(config), {
     clock,
@@ -92,7 +94,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
       const fields = { device: s.device, timeout_s: s.timeoutS, problem: s.problem };
       if (s.state === "unavailable") fenceLog.error(fields, `watchdog unavailable${config.watchdog.mode === "required" ? ": this node will not become primary (watchdog.mode required)" : ""}`);
       else fenceLog.info(fields, `watchdog ${s.state}`);
-      loop?.trigger("watchdog");
+      wakeUps.wake("watchdog");
     },
   });
   fenceGuard.start();
@@ -100,24 +102,24 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const hookSet = createHooks(config, { runner, clock, log: log.child({ component: "hooks" }) });
 
   // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
-  const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: () => loop?.trigger("sync"), reloads });
+  const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: wakeUps.notifier("sync"), reloads });
   const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
-    runner, clock, log: log.child({ component: "readiness" }), onChange: () => loop?.trigger("readiness"),
+    runner, clock, log: log.child({ component: "readiness" }), onChange: wakeUps.notifier("readiness"),
   });
   // A missing program (arping, ip, rsync, the daemon's binary) starts the agent anyway, not ready:
   // `status` shows why, and the node never campaigns until the package is installed.
   const toolReport = await checkTools(config, runner);
   for (const problem of toolReport.problems) log.error({ code: problem.code }, problem.message);
   if (toolReport.arping) log.info({ arping: toolReport.arping.path, flavour: toolReport.arping.flavour }, "arping found");
-  const tools = new ToolReadiness(config, { runner, clock, log: log.child({ component: "tools" }), onChange: () => loop?.trigger("tools") }, toolReport);
+  const tools = new ToolReadiness(config, { runner, clock, log: log.child({ component: "tools" }), onChange: wakeUps.notifier("tools") }, toolReport);
   const readiness = config.watchdog.mode === "required" ? allReady(tools, check, watchdogReadiness(fenceGuard)) : allReady(tools, check);
-  loop = new HaLoop({
-    config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, hooks: hookSet.hooks,
+  const ha = new HaLoop({
+    config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, hooks: hookSet.hooks, wakeUps,
     ...(apiUrl ? { apiUrl } : {}),
     ...(sync ? { sync } : {}),
   });
-  const ha = loop;
-  metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name }, () => health.states());
+  const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name }, () => health.states());
+  reloads.add({ reloaded: (what) => metrics.observeReload(what, "ok"), rejected: (what) => metrics.observeReload(what, "rejected") });
   metrics.withWatchdog(() => fenceGuard.watchdogStatus());
   metrics.withInvalidRecords(() => invalidRecords.totals());
   ha.onEvent((e) => metrics.observe(e));
@@ -156,9 +158,9 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
         ...(sync ? { sync } : {}),
       })
     : undefined;
-  if (api) {
-    await api.listen({ host: apiHost!, port: apiPort! });
-    log.info({ url: apiUrl, listen: config.api!.listen, mutations: token ? "bearer token" : "refused (no api.token_file)" }, "REST API listening");
+  if (api && apiListen) {
+    await api.listen(apiListen);
+    log.info({ url: apiUrl, listen: config.api?.listen, mutations: token ? "bearer token" : "refused (no api.token_file)" }, "REST API listening");
   }
   log.info({ version: VERSION, cluster: config.cluster, ttl_ms: config.election.ttlMs, fence_margin_ms: config.election.fenceMarginMs }, "agent starting");
   // No vip.start(): the loop's first setDesired() arms the reconciler, after it has
@@ -184,17 +186,13 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   };
 }
 
-/** Reloads of trust files: a line in the log (US_E_FILE_RELOAD when refused) and understudy_trust_file_reloads_total. */
-function trustReloads(log: Logger, metrics: () => AgentMetrics | undefined): ReloadReporter {
+/** Reloads of trust files as log lines (US_E_FILE_RELOAD when refused); the metrics count them too (understudy_trust_file_reloads_total). */
+function loggedReloads(log: Logger): ReloadReporter {
   return {
-    reloaded: (what, files) => {
-      log.info({ what, files }, `${what} changed: re-read`);
-      metrics()?.observeReload(what, "ok");
-    },
+    reloaded: (what, files) => log.info({ what, files }, `${what} changed: re-read`),
     rejected: (what, files, problem) => {
       const err = new UnderstudyError("US_E_FILE_RELOAD", { what, files: files.join(", "), problem });
       log.warn({ code: err.code, what, files }, err.message);
-      metrics()?.observeReload(what, "rejected");
     },
   };
 }
@@ -206,7 +204,7 @@ function watchdogSettings(config: Config): WatchdogSettings | null {
 }
 
 /** watchdog.mode required: a node whose watchdog could not run does not campaign (and says why in its member key). */
-function watchdogReadiness(guard: FenceGuardLink): Readiness {
+function watchdogReadiness(guard: FenceGuard): Readiness {
   return {
     problem: () => {
       const s = guard.watchdogStatus();

@@ -10,6 +10,7 @@
 import { readFile } from "node:fs/promises";
 import type { EtcdSecuritySettings } from "../config/etcd-security.js";
 import { defaultApiListen } from "../config/defaults.js";
+import { LISTEN_ADDRESS } from "../platform/listen-address.js";
 
 export interface ClientConfig {
   readonly cluster: string;
@@ -19,7 +20,6 @@ export interface ClientConfig {
 
 // The same rules as src/config/schema.ts for these fields.
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const LISTEN = /^(\[[0-9a-fA-F:]+\]|[0-9.]+|[A-Za-z0-9.-]+):\d{1,5}$/;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -69,7 +69,7 @@ export function pickClientConfig(raw: unknown): ClientConfig | undefined {
   const api = raw.api;
   if (api === undefined || api === null) return { cluster: raw.cluster, etcd: { endpoints: etcd.endpoints as string[], prefix, ...security } };
   if (!isObject(api)) return undefined;
-  if (api.listen !== undefined && (typeof api.listen !== "string" || !LISTEN.test(api.listen))) return undefined;
+  if (api.listen !== undefined && (typeof api.listen !== "string" || !LISTEN_ADDRESS.test(api.listen))) return undefined;
   if (api.token_file !== undefined && (typeof api.token_file !== "string" || !api.token_file.startsWith("/"))) return undefined;
   if (api.tls !== undefined && !isObject(api.tls)) return undefined;
   // Without api.listen the API listens on node.address (the schema's default).

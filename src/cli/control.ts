@@ -1,6 +1,7 @@
 import { hostname, userInfo } from "node:os";
 import type { ClusterSnapshot, HistoryEvent, SwitchoverRequest } from "../coordinator/port.js";
 import { UnderstudyError } from "../errors/catalogue.js";
+import { formatListenAddress, isWildcardHost, parseListenAddress } from "../platform/listen-address.js";
 import { ApiClient, type ApiAnswer } from "./api-client.js";
 import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { printable, type Io } from "./io.js";
@@ -20,9 +21,8 @@ function usage(problem: string): UnderstudyError {
 
 /** The API URL a node's api.listen is reached at from the node itself. */
 export function apiUrlOf(listen: string, tls: boolean): string {
-  const host = listen.slice(0, listen.lastIndexOf(":"));
-  const port = listen.slice(listen.lastIndexOf(":") + 1);
-  return `${tls ? "https" : "http"}://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${port}`;
+  const { host, port } = parseListenAddress(listen);
+  return `${tls ? "https" : "http"}://${isWildcardHost(host) ? "127.0.0.1" : formatListenAddress(host, port)}`;
 }
 
 /**

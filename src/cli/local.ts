@@ -54,7 +54,7 @@ export async function keepalivedRender(p: Parsed, io: Io): Promise<number> {
     io.out(text.replace(/\n$/, ""));
     return 0;
   }
-  const { writeFileAtomic } = await import("../sync/durable.js");
+  const { writeFileAtomic } = await import("../platform/node-durable-fs.js");
   await writeFileAtomic(out, text, 0o644);
   return 0;
 }

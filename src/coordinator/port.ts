@@ -1,17 +1,22 @@
-// The Coordinator is the only way understudy talks to its DCS (etcd). It is a
-// narrow contract so decide() can be tested against test/fakes/coordinator.ts.
+// The Coordinator is the only way understudy talks to its DCS (etcd). It is
+// split by consumer below (lease, leader key, members, control requests,
+// history, sync generations), each part with its contract written on it, the
+// way Patroni's AbstractDCS writes its own; the etcd adapter (etcd.ts) gives
+// all of them, and tests use the strict fake in test/fakes/coordinator.ts.
 //
-// Backend contract:
-// - campaign() MUST be a single compare-and-set (create the leader key only if
-//   absent, attached to the caller's lease). Never retried blindly: on a
-//   timeout the caller re-reads the leader key before trying again.
-// - resign() MUST compare the leader key's create_revision with the caller's
-//   term, so a node can never delete a successor's key.
-// - keepAlive() reports the TTL etcd granted on renewal; ttlMs 0 means the
-//   lease is gone. A keepalive that times out MUST NOT later be reported as
-//   acknowledged (the caller's deadline is computed from its send time).
-// - every call gives up after the configured request timeout and throws
-//   US_E_ETCD_UNREACHABLE; the HA loop retries on its own schedule.
+// Rules for every method, unless its own comment says otherwise:
+// - It gives up after the configured request timeout and rejects with
+//   US_E_ETCD_UNREACHABLE (or US_E_ETCD_TLS / US_E_ETCD_AUTH when etcd refused
+//   the connection or the credentials). It never retries by itself: the HA
+//   loop retries on its own schedule, after reading the cluster again.
+// - A write that timed out may still have been applied: callers re-read
+//   before acting on the assumption that it was not.
+// - A write guarded by `term` is one etcd transaction comparing the leader
+//   key's create_revision with `term`; it resolves false, without writing,
+//   when `term` no longer leads. A deposed primary can never overwrite what
+//   its successor wrote.
+// - Everything read back is validated as untrusted input: a record that does
+//   not decode is left out and reported (onInvalidRecord), never guessed at.
 
 export interface LeaderRecord {
   readonly node: string;
@@ -187,32 +192,95 @@ export interface Subscription {
   close(): Promise<void>;
 }
 
-export interface Coordinator {
+/** The session lease that every leader and member key of this node hangs on (used by ha/lease.ts). */
+export interface LeaseStore {
+  /** A new lease. Resolves with the TTL etcd granted, which may exceed `ttlMs` (etcd's minimum TTL): always use the granted one. */
   grantLease(ttlMs: number): Promise<LeaseGrant>;
+  /**
+   * Renew the lease once. `ttlMs` 0: the lease is gone (expired or revoked).
+   * Renewals run one at a time; one that times out rejects and its late
+   * answer is never credited to a later call (the caller's lease deadline is
+   * computed from the send time of the last acknowledged renewal).
+   */
   keepAlive(leaseId: string): Promise<{ readonly ttlMs: number }>;
+  /** Revoke now: every key on the lease (leader, member) goes at once, so a standby need not wait out the TTL. */
   revokeLease(leaseId: string): Promise<void>;
-  snapshot(): Promise<ClusterSnapshot>;
+}
+
+/** The leader key: who is primary, and the term that fences every write a primary makes. */
+export interface LeaderElection {
+  /**
+   * Create the leader key for `node` on `leaseId`, only if it is absent: one
+   * compare-and-set, never an overwrite. won: the key's create_revision is the
+   * new term. Lost: `leader` is the incumbent as read in the same transaction.
+   * Never retried blindly: after a timeout the caller reads the leader key again.
+   */
   campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult>;
+  /** Delete the leader key only while `term` leads; false when it no longer does (never deletes a successor's key). */
   resign(term: number): Promise<boolean>;
+  /**
+   * In one transaction guarded by `term`: delete the leader key and write
+   * control/released. Call only after the VIP is dropped and the daemon stopped:
+   * the successor reads the record as "the address is free".
+   */
+  release(term: number, record: ReleaseRecord): Promise<boolean>;
+  /**
+   * Calls `onEvent` on every change under the cluster prefix ("changed"), and
+   * "resync" whenever events may have been missed (reconnect, error): the
+   * subscriber then reads the whole snapshot again. Rejects if the watch
+   * cannot be established within the request timeout (nothing is left
+   * running then). Events are hints: they carry no data, read `snapshot`.
+   */
+  watchLeader(onEvent: (e: LeaderWatchEvent) => void): Promise<Subscription>;
+}
+
+/** What one HA cycle, the API and the CLI read. */
+export interface ClusterReader {
+  /** Everything under the cluster prefix but history, read at one revision (one read-only transaction). */
+  snapshot(): Promise<ClusterSnapshot>;
+  /** The newest `limit` history events, oldest first. */
+  history(limit: number): Promise<HistoryEvent[]>;
+}
+
+/** members/<node>: what each agent says about itself. */
+export interface MemberRegistry {
+  /** Put this node's member key on its session lease (so it vanishes with the agent). Last write wins; no guard. */
   putMember(member: MemberRecord, leaseId: string): Promise<void>;
+}
+
+/** control/: what operators ask of the cluster (API, CLI) and what the primary confirms. */
+export interface ControlRequests {
   setPaused(paused: boolean): Promise<void>;
-  /** Put control/switchover unless one is pending; false when one already is. */
+  /** Put control/switchover unless one is pending (compare-and-set on its absence); false when one already is. */
   requestSwitchover(request: SwitchoverRequest): Promise<boolean>;
   /** Delete control/switchover, but only while `term` is the leader's (the new primary confirms it took over). */
   clearSwitchover(term: number): Promise<boolean>;
-  /** Cancel a pending switchover (operator). */
+  /** Cancel a pending switchover (operator). Resolves also when none is pending. */
   cancelSwitchover(): Promise<void>;
-  /** In one txn guarded by `term`: delete the leader key and write control/released. */
-  release(term: number, record: ReleaseRecord): Promise<boolean>;
-  /** Ban a node from candidacy for ttlMs (the key lives on its own lease). */
+  /** Ban a node from candidacy for ttlMs: the key lives on its own lease, so the ban ends even if no one lifts it. */
   ban(record: BanRecord, ttlMs: number): Promise<void>;
   unban(node: string): Promise<void>;
-  /** Publish a sync generation, only while `term` is the leader's; false when it is not. */
-  publishGeneration(term: number, generation: SyncGeneration): Promise<boolean>;
-  /** Append an event; when `term` is given only while it is still the leader's. */
+}
+
+/** history/: the cluster's log of failovers, switchovers, fences and operator actions. */
+export interface HistoryLog {
+  /**
+   * Append an event; when `term` is given, only while it is still the
+   * leader's (a deposed primary's events are dropped, silently: history is a
+   * record, not a decision). Old events beyond the kept count are trimmed,
+   * best effort: a failed trim never fails the append.
+   */
   appendHistory(event: HistoryEvent, term: number | null): Promise<void>;
-  /** The newest `limit` events, oldest first. */
-  history(limit: number): Promise<HistoryEvent[]>;
-  watchLeader(onEvent: (e: LeaderWatchEvent) => void): Promise<Subscription>;
+}
+
+/** sync/generation: the primary's published file generation (used by sync/engine.ts). */
+export interface GenerationPublisher {
+  /** Publish only while `term` is the leader's; false, and nothing written, when it is not. */
+  publishGeneration(term: number, generation: SyncGeneration): Promise<boolean>;
+}
+
+/** The whole DCS contract, as the etcd adapter gives it. */
+export interface Coordinator extends LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher {
+  /** Cancel every watch (each cancel bounded by the request timeout), then close the client; a watch asked for afterwards rejects. */
   close(): Promise<void>;
 }

@@ -2,13 +2,10 @@ import { describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
+import type { Readiness } from "./port.js";
 
-export interface Readiness {
-  /** Null when ready; otherwise why this node could not serve if promoted. */
-  problem(): string | null;
-  start(): void;
-  stop(): void;
-}
+// The Readiness port, ALWAYS_READY and allReady live in port.ts (the HA core imports ports only).
+export { ALWAYS_READY, allReady, type Readiness } from "./port.js";
 
 /**
  * A standby's answer to "could you serve if promoted?", from a user command
@@ -58,16 +55,4 @@ export class ReadinessCheck implements Readiness {
     }
     this.timer = this.deps.clock.setTimer(this.intervalMs, () => void this.run());
   }
-}
-
-/** For tests and for daemons without a check. */
-export const ALWAYS_READY: Readiness = { problem: () => null, start: () => undefined, stop: () => undefined };
-
-/** Ready when every part is; the first problem found is the answer. */
-export function allReady(...parts: readonly Readiness[]): Readiness {
-  return {
-    problem: () => parts.map((p) => p.problem()).find((p) => p !== null) ?? null,
-    start: () => parts.forEach((p) => p.start()),
-    stop: () => parts.forEach((p) => p.stop()),
-  };
 }

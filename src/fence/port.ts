@@ -2,6 +2,14 @@
 // separate process that fences this node if the agent stops renewing its
 // lease. The adapter is FenceGuardLink (client.ts) talking to the native guard
 // (native/); tests use strict fakes of this interface.
+//
+// The watchdog device has no port of its own in TypeScript: the agent never
+// opens it. The native guard drives it (native/watchdog.c: checks nowayout and
+// the timeout, opens it on a primary's heartbeat, feeds it never past
+// leaseEnd - safety margin - timeout, magic-closes it on disarm), so that a
+// frozen guard or a stalled host is reset before etcd can expire the lease.
+// The agent only says what it wants (WatchdogSettings) and reads back what
+// the guard reports (WatchdogStatus), both through the FenceGuard below.
 
 /** What the agent tells the guard to hold while primary (computed from config: config/watchdog.ts). */
 export interface WatchdogSettings {

@@ -2,9 +2,10 @@ import { describeError } from "../errors/catalogue.js";
 import type { Config } from "../config/load.js";
 import type { ClusterSnapshot, Coordinator, LeaderRecord, SwitchoverRequest, Subscription } from "../coordinator/port.js";
 import type { DaemonController } from "../daemon/port.js";
-import { ALWAYS_READY, type Readiness } from "../daemon/readiness.js";
+import { ALWAYS_READY, type Readiness } from "../daemon/port.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
+import type { WakeSource } from "../platform/wake-ups.js";
 import { eligible } from "./candidates.js";
 import { Chronicle } from "./chronicle.js";
 import { decide } from "./decide.js";
@@ -41,6 +42,8 @@ export interface HaLoopDeps {
   readonly hooks?: HookPort;
   /** The file sync engine; absent when no sync roots are configured. */
   readonly sync?: SyncPort;
+  /** "Look again" notices from parts built before the loop (sync progress, readiness, tools, watchdog): each runs a cycle. */
+  readonly wakeUps?: WakeSource;
 }
 
 /**
@@ -96,6 +99,7 @@ export class HaLoop {
       this.trigger("daemon exit");
     });
     deps.health.onChange(() => this.trigger("probe change"));
+    deps.wakeUps?.onWake((why) => this.trigger(why));
     this.readiness = deps.readiness ?? ALWAYS_READY;
     this.chronicle = new Chronicle(deps.config.node.name, deps.coordinator, deps.clock, deps.log);
     this.member = new MemberPublisher(deps.coordinator, deps.clock, deps.log);

@@ -4,6 +4,20 @@ import type { ProbeState } from "../probes/port.js";
 // What the HA loop needs from the VIP reconciler and the probe runner: the
 // loop imports these shapes only, never an adapter (composition is in agent.ts).
 
+/**
+ * The floating IP as desired state (adapter: vip/reconcile.ts VipReconciler).
+ *
+ * Guarantees an implementation must give:
+ * - `setDesired` records the state and reconciles at once; it resolves when
+ *   that reconcile is done and rejects with its error (US_E_VIP_DUPLICATE,
+ *   US_E_VIP_ADD...). Meanwhile it keeps reconciling on its own timer, so a
+ *   rejected add is retried without the loop asking again.
+ * - skipDuplicateCheck applies to the add this call causes only, never to a
+ *   later repair.
+ * - Reconciles never overlap; `state()` answers at once from the last one.
+ * - After `release()` nothing re-adds the address, whatever `setDesired`
+ *   says: shutdown must leave it removed. `release` rejects if the removal failed.
+ */
 export interface VipControl {
   /**
    * Record the desired state and reconcile now; rejects if adding/removing failed.
@@ -23,6 +37,20 @@ export interface VipControl {
   release(): Promise<void>;
 }
 
+/**
+ * Per-listener health of the transfer daemon (adapter: probes/health.ts ProbeHealth).
+ *
+ * Guarantees an implementation must give:
+ * - Every probe starts down and moves only after rise/fall consecutive
+ *   results; `criticalUp()` answers at once from those debounced states
+ *   (true when no probe is critical).
+ * - `onChange` listeners run when a probe's debounced up/down flips, never
+ *   for a repeat, and never after `stop()`.
+ * - Each check settles within its probe's timeout, so `checkNow()` resolves
+ *   within the longest timeout (after any check already in flight).
+ * - `stop()` aborts checks in flight and resolves once none is running; a
+ *   result that arrives after it is dropped. `start()` after `stop()` begins again.
+ */
 export interface DaemonHealth {
   criticalUp(): boolean;
   /** Why every failing critical probe fails for a reason the standbys share (synced certificate), or null. Optional for fakes. */
@@ -34,7 +62,19 @@ export interface DaemonHealth {
   stop(): Promise<void> | void;
 }
 
-/** What the HA loop needs from the sync engine (src/sync/engine.ts). */
+/**
+ * What the HA loop needs from the sync engine (src/sync/engine.ts).
+ *
+ * Guarantees an implementation must give:
+ * - `generation()` only names a generation whose files this node holds in
+ *   full (its own, published, or every root pulled and verified against the
+ *   published digests); the candidate ranking and maximum_lag_on_failover
+ *   rely on it. The state file records it atomically (DurableFs).
+ * - `follow` returns at once; the pulls, publications and rescues it starts
+ *   run in the background and report through the engine's events, never by
+ *   throwing into the loop.
+ * - `generation`, `behindSince` and `memberSummary` answer at once from memory.
+ */
 export interface SyncPort {
   /** The published generation this node holds in full. */
   generation(): number;

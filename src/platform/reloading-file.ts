@@ -48,6 +48,28 @@ export interface ReloadReporter {
 export const SILENT_RELOADS: ReloadReporter = { reloaded: () => undefined, rejected: () => undefined };
 
 /**
+ * Hands each reload to every reporter added, in the order added. Parts that
+ * read trust files are built before the metrics exist: they get this, and the
+ * metrics add themselves when built (reloads before that are only logged).
+ */
+export class ReloadReporters implements ReloadReporter {
+  private readonly reporters: ReloadReporter[] = [];
+
+  add(reporter: ReloadReporter): this {
+    this.reporters.push(reporter);
+    return this;
+  }
+
+  reloaded(what: string, files: readonly string[]): void {
+    for (const r of this.reporters) r.reloaded(what, files);
+  }
+
+  rejected(what: string, files: readonly string[], problem: string): void {
+    for (const r of this.reporters) r.rejected(what, files, problem);
+  }
+}
+
+/**
  * The content of `files`, loaded by `load` (which throws, with a sentence, on
  * a file it refuses), reloaded when any file's stamp changes. A change that
  * does not load keeps the last good content: a half-written or wrong file

@@ -29,6 +29,21 @@ export interface ProbeResult {
 
 export type ProbeType = "tcp" | "ssh" | "ftp" | "http" | "sftp" | "ftps" | "disk" | "tls_file";
 
+/**
+ * One protocol-level check of one listener (adapters: tcp, ssh, sftp, ftp,
+ * ftps, http, disk, tls_file in this folder; ProbeHealth schedules them).
+ *
+ * Guarantees an implementation must give:
+ * - `check` never rejects: every failure (refused, timeout, bad banner,
+ *   untrusted certificate, unreadable file) is a result with ok false and a
+ *   one-line detail that names what was seen.
+ * - It stops and resolves promptly when `signal` aborts (ProbeHealth aborts
+ *   at the probe's timeout and on stop), and leaves no socket or child open.
+ * - Secrets it uses (passwords, keys) never appear in `detail`.
+ * - `data.shared` is set only for a failure every node would share (a synced
+ *   certificate expired or untrusted), never for a local one: decide() does
+ *   not hand over for it.
+ */
 export interface Probe {
   readonly name: string;
   readonly type: ProbeType;

@@ -12,7 +12,8 @@ import { chmod, chown, lchown, lstat, mkdir, open, rename, rm, rmdir, stat, unli
 import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import { SpawnCommandRunner, type CommandRunner } from "../platform/command.js";
-import { fsyncDir, isWithin } from "./durable.js";
+import { isWithin } from "./within.js";
+import { fsyncDir } from "../platform/node-durable-fs.js";
 import type { FileHasher } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";

@@ -13,7 +13,7 @@ import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { SyncEngine, type EngineRoot, type SyncSettings } from "./engine.js";
 import { resolveOwner } from "./owner.js";
-import { writeFileAtomic } from "./durable.js";
+import { writeFileAtomic } from "../platform/node-durable-fs.js";
 import { HashWorker } from "./hasher.js";
 import { checkSyncRoot } from "./paths.js";
 import { renderRsyncdConf } from "./rsyncd.js";

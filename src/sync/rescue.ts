@@ -6,7 +6,7 @@ import { lstat, mkdir, open, readFile, readlink, rename, stat, symlink, lchown, 
 import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
-import { fsyncDir, writeFileAtomic } from "./durable.js";
+import { fsyncDir, writeFileAtomic } from "../platform/node-durable-fs.js";
 import type { FileHasher } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";

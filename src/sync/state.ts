@@ -5,7 +5,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
-import { writeFileAtomic } from "./durable.js";
+import { writeFileAtomic } from "../platform/node-durable-fs.js";
 import type { Manifest } from "./manifest.js";
 import { loadManifest, saveManifest } from "./rescue.js";
 

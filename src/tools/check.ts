@@ -2,7 +2,7 @@
 // every problem; the agent turns them into "not ready" (readiness) so a node
 // that cannot hold the VIP or run its daemon never campaigns.
 import type { Config } from "../config/load.js";
-import type { Readiness } from "../daemon/readiness.js";
+import type { Readiness } from "../daemon/port.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";

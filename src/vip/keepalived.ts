@@ -11,7 +11,8 @@ import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
-import { writeFileAtomic } from "../sync/durable.js";
+import type { DurableFs } from "../platform/durable-fs.js";
+import { NODE_DURABLE_FS } from "../platform/node-durable-fs.js";
 import { IpFloatingIp, type VipConfig } from "./ip.js";
 import { UNUSED_ARPING } from "./arping.js";
 import type { FloatingIp } from "./port.js";
@@ -30,6 +31,8 @@ export class KeepalivedFloatingIp implements FloatingIp {
     runner: CommandRunner,
     clock: Clock,
     private readonly logger: Logger,
+    /** The track file decides who may hold the VIP: written atomically and durably. */
+    private readonly files: DurableFs = NODE_DURABLE_FS,
   ) {
     if (!config.keepalived) throw new UnderstudyError("US_E_VIP_ADD", { address: config.address, interface: config.interface, cause: "vip.keepalived is missing" });
     this.address = config.address;
@@ -59,7 +62,7 @@ export class KeepalivedFloatingIp implements FloatingIp {
 
   private async write(value: string, code: "US_E_VIP_ADD" | "US_E_VIP_DEL"): Promise<void> {
     try {
-      await writeFileAtomic(this.trackFile, value, 0o644);
+      await this.files.writeFileAtomic(this.trackFile, value, 0o644);
     } catch (e) {
       throw new UnderstudyError(code, { address: this.address, interface: "keepalived", cause: `cannot write track file ${this.trackFile}: ${describeError(e)}` });
     }

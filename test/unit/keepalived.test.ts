@@ -63,3 +63,30 @@ test("KeepalivedFloatingIp: add writes 0 (leave FAULT), remove writes 1 then del
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("KeepalivedFloatingIp: the track file goes through DurableFs (0644, atomic); a failed write is US_E_VIP_ADD/DEL naming the file, and remove stops before ip", async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "us-ka-"));
+  try {
+    const track = path.join(dir, "run", "track");
+    const config = parseConfigText(yaml(`${KEEPALIVED}\n  keepalived: { virtual_router_id: 51, track_file: ${track} }`.replace(/\n  keepalived: \{ virtual_router_id: 51, unicast_peers[^\n]*/, "")), "t.yaml");
+    const writes: [string, string, number][] = [];
+    let fail = false;
+    const files = {
+      writeFileAtomic: async (file: string, data: string | Uint8Array, mode: number) => {
+        if (fail) throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
+        writes.push([file, String(data), mode]);
+      },
+      fsyncDir: async () => assert.fail("the track file needs no separate directory fsync"),
+    };
+    const runner = new StrictCommandRunner(); // nothing may run: a failed FAULT write must not go on to `ip addr del`
+    const fip = new KeepalivedFloatingIp(config.vip!, runner, new FakeClock(), silentLogger(), files);
+    await fip.add();
+    assert.deepEqual(writes, [[track, "0\n", 0o644]]);
+    fail = true;
+    await assert.rejects(fip.add(), (e: unknown) => isUnderstudyError(e, "US_E_VIP_ADD") && e.message.includes(track) && e.message.includes("ENOSPC"));
+    await assert.rejects(fip.remove(), (e: unknown) => isUnderstudyError(e, "US_E_VIP_DEL") && e.message.includes(track));
+    runner.done();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

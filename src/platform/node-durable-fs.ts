@@ -1,8 +1,8 @@
-// Small file-system steps that must survive a power cut: fsync of files and of
-// the directories whose entries changed, and whole-file replacement.
+// The DurableFs adapter on Node's fs (the port and its guarantees: durable-fs.ts).
 import { constants } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 import path from "node:path";
+import type { DurableFs } from "./durable-fs.js";
 
 /** fsync a directory so renames, creations and deletions in it are on disk. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -27,9 +27,12 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     await fh.chmod(mode); // the umask may have narrowed it; never widened
     await fh.writeFile(data);
     await fh.sync();
-  } finally {
-    await fh.close();
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined); // a full disk must not keep a half-written temp file
+    throw e;
   }
+  await fh.close();
   try {
     await rename(tmp, file);
   } catch (e) {
@@ -39,8 +42,4 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
   await fsyncDir(path.dirname(file));
 }
 
-/** True when `inner` is `outer` or lies below it (lexically). */
-export function isWithin(outer: string, inner: string): boolean {
-  const r = path.relative(path.resolve(outer), path.resolve(inner));
-  return r === "" || (r !== ".." && !r.startsWith("../") && !path.isAbsolute(r));
-}
+export const NODE_DURABLE_FS: DurableFs = { writeFileAtomic, fsyncDir };
