@@ -1,7 +1,7 @@
 // The sync engine's contracts: what it is built from (roots, settings, a
 // puller), what the HA loop tells it (SyncView), and what it reports (events,
 // status). The engine itself is in engine.ts.
-import type { Coordinator, SyncGeneration } from "../coordinator/port.js";
+import type { GenerationPublisher, SyncGeneration } from "../coordinator/port.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
@@ -86,7 +86,7 @@ export interface SyncEngineDeps {
   readonly node: string;
   readonly settings: SyncSettings;
   readonly store: SyncStateStore;
-  readonly coordinator: Pick<Coordinator, "publishGeneration">;
+  readonly coordinator: GenerationPublisher;
   readonly puller: Puller;
   readonly runner: CommandRunner;
   readonly clock: Clock;

@@ -7,7 +7,7 @@ import type { ReloadReporter } from "../platform/reloading-file.js";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Config } from "../config/load.js";
-import type { Coordinator } from "../coordinator/port.js";
+import type { GenerationPublisher } from "../coordinator/port.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
@@ -24,7 +24,7 @@ import { MAX_CONTROL_DIR_CHARS } from "./transport-ssh.js";
 export { SyncEngine, type SyncEvent, type SyncStatus } from "./engine.js";
 
 export interface SyncDeps {
-  readonly coordinator: Pick<Coordinator, "publishGeneration">;
+  readonly coordinator: GenerationPublisher;
   readonly runner: CommandRunner;
   readonly clock: Clock;
   readonly log: Logger;

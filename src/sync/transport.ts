@@ -1,6 +1,7 @@
 // Standbys PULL each sync root from the current primary with rsync over SSH,
 // into a staging directory; verifying and applying the staged tree is someone
 // else's job (apply.ts). rsync is spawned with an argument array, never a shell.
+import { hostForUrl } from "../platform/listen-address.js";
 import { isIP } from "node:net";
 import { UnderstudyError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
@@ -79,7 +80,7 @@ export function safeHost(setting: string, value: string): string {
 
 /** `host` as rsync expects it before `:path` (IPv6 literals in brackets). */
 export function rsyncHost(host: string): string {
-  return isIP(host) === 6 ? `[${host}]` : host;
+  return hostForUrl(host);
 }
 
 /** rsync(1) EXIT VALUES, plus 255 for ssh's own failures. */
