@@ -284,3 +284,17 @@ export interface Coordinator extends LeaseStore, LeaderElection, ClusterReader, 
   /** Cancel every watch (each cancel bounded by the request timeout), then close the client; a watch asked for afterwards rejects. */
   close(): Promise<void>;
 }
+
+/**
+ * Whether a node that holds generation `held` in full lags the published
+ * generation. Generations are totally ordered: each publication is numbered
+ * max(published, held by the publisher) + 1 under a term-guarded txn, so a
+ * higher number is always a later publication. A node holding a number above
+ * the record's (an etcd restored from a backup) is not behind: it holds newer
+ * files than the record names. No published record: nothing to lag.
+ * The one definition, beside the record it reads, used by the sync engine (lag, displacement) and by the
+ * promotion gate (src/ha/decide.ts syncGate).
+ */
+export function isBehind(held: number, published: { readonly generation: number } | null | undefined): boolean {
+  return published != null && held < published.generation;
+}

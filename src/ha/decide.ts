@@ -4,7 +4,7 @@ import { failback, primarySwitchover, standbySwitchover } from "./switchover.js"
 import { isDamped } from "./flap.js";
 import { dampedNote, stayInsteadOfHandover } from "./stay.js";
 import { vipLost } from "./vip-truth.js";
-import { isBehind } from "../sync/generation.js";
+import { isBehind } from "../coordinator/port.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (DESIGN.md §1.4): when in doubt, be a standby.

@@ -9,16 +9,6 @@ export function combinedDigest(roots: Readonly<Record<string, string>>): string 
   return h.digest("hex");
 }
 
-/**
- * Whether a node that holds generation `held` in full lags the published
- * generation. Generations are totally ordered: each publication is numbered
- * max(published, held by the publisher) + 1 under a term-guarded txn, so a
- * higher number is always a later publication. A node holding a number above
- * the record's (an etcd restored from a backup) is not behind: it holds newer
- * files than the record names. No published record: nothing to lag.
- * The one definition used by the sync engine (lag, displacement) and by the
- * promotion gate (src/ha/decide.ts syncGate).
- */
-export function isBehind(held: number, published: { readonly generation: number } | null | undefined): boolean {
-  return published != null && held < published.generation;
-}
+// isBehind, the one definition of lagging a generation, lives with the record
+// it compares against (coordinator/port.ts), so the HA core reads it from a port.
+export { isBehind } from "../coordinator/port.js";
