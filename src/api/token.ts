@@ -21,6 +21,7 @@ export async function checkTokenFile(file: string): Promise<string | { problem: 
   if ("problem" in r) return r;
   const token = r.text.trim();
   if (token.length < 16) return { problem: "the token is empty or shorter than 16 characters" };
+  // eslint-disable-next-line no-control-regex -- control characters are what this rejects
   if (/[\s\0-\x1f\x7f]/.test(token)) return { problem: "the token contains spaces or control characters" };
   return token;
 }

@@ -120,6 +120,7 @@ test("config check refuses each bad config with exit 2 and a coded error naming 
     assert.match(r.err, /US_E_CONFIG_(INVALID|PARSE|READ)/, `${what}: ${r.err}`);
     assert.match(r.err, names, `${what}: ${r.err}`);
     assert.ok(r.err.includes(file), `${what}: names the file: ${r.err}`);
+    // eslint-disable-next-line no-control-regex -- the escape character is what this looks for
     assert.doesNotMatch(r.err, /\u001b/, `${what}: no raw escape code echoed`);
     assert.equal(r.out, "", `${what}: nothing on stdout`);
     assert.deepEqual(await snapshot(dir), before, `${what}: something was written`);
