@@ -80,7 +80,10 @@ export class SftpProbe implements Probe {
       // After a login, say goodbye (the daemon logs a clean logout), and drop the
       // connection if the server does not close it within a second; before a login, just drop it.
       run.defer(() => {
-        if (!loggedIn) return client.destroy();
+        if (!loggedIn) {
+          client.destroy();
+          return;
+        }
         const fallback = this.clock.setTimer(1000, () => client.destroy());
         client.once("close", () => fallback.cancel());
         client.end();

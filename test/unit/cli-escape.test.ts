@@ -78,7 +78,7 @@ async function hostileApi(): Promise<Hostile> {
         if (state.refuse !== null) return send(state.refuse, { error: `US_E_API_BAD_REQUEST${EVIL}`, message: `refused${EVIL}` });
         return send(202, mutations[path]);
       }
-      send(404, { error: `US_E_NOT_FOUND${EVIL}`, message: `no ${path}${EVIL}` });
+      return send(404, { error: `US_E_NOT_FOUND${EVIL}`, message: `no ${path}${EVIL}` });
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));

@@ -117,7 +117,7 @@ describe("certificate expiry: ftps, https and tls_file probes", () => {
     ftpsStall = await ftpsServer(year, { stall: true });
     servers.push(ftpsYear.server, s.server, refused.server, busy.server, ftpsStall.server);
     [ftpsSoon, ftpsRefused, ftpsBusy] = [s.port, refused.port, busy.port];
-    https = createHttpsServer({ key: year.key, cert: year.cert }, (req, res) => res.end("ok"));
+    https = createHttpsServer({ key: year.key, cert: year.cert }, (_req, res) => res.end("ok"));
     await new Promise<void>((resolve) => https.listen(0, HOST, resolve));
     httpsPort = (https.address() as AddressInfo).port;
   });

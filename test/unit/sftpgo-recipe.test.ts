@@ -16,7 +16,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import ssh2 from "ssh2";
 import { ed25519KeyPair } from "../fakes/ssh-keys.js";
 import { parse, stringify } from "yaml";
 import { loadConfigFile, parseConfigText, type Config } from "../../src/config/load.js";

@@ -97,7 +97,7 @@ function handler(b: HttpBehaviour) {
     }
     res.statusCode = b.other ?? 401;
     if (res.statusCode === 401) res.setHeader("WWW-Authenticate", 'Basic realm="SFTPGo_2.6.4 WebDAV"');
-    res.end("Authentication error: no credentials provided");
+    return res.end("Authentication error: no credentials provided");
   };
 }
 
