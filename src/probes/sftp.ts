@@ -124,8 +124,8 @@ export class SftpProbe implements Probe {
         ...credentials,
         // Our own deadline (runCheck) ends the check; ssh2's is only a backstop.
         readyTimeout: timeoutMs + 1000,
+        // No `agent` key: ssh2 asks an ssh-agent only when given one.
         tryKeyboard: false,
-        agent: undefined,
         hostVerifier: (key: Buffer) => {
           presented = sshFingerprint(key);
           return presented === this.pinned;

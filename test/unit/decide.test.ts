@@ -226,7 +226,7 @@ const vipCases: Case[] = [
   { name: "VIP lost, banned standby only -> hold", o: primary(vipSeen(60_000), { bans: [{ node: "n2", until: "", requestedBy: "ops", reason: "" }] }), actions: [], reason: /^holding: .*not added yet\), and no healthy standby/ },
   { name: "VIP lost while paused -> no automatic action", o: primary(vipSeen(60_000), { paused: true }), actions: [], reason: /^no action: paused; I am n1/ },
   { name: "VIP lost and the daemon down, no standby -> the daemon rule still restarts it", o: primary({ ...vipSeen(60_000), daemon: { running: false, probesUp: true, recentRestarts: 0 } }, { members: [member("n1", { role: "primary" })] }), actions: ["restart_daemon"], reason: /^restarting the daemon/ },
-  { name: "no vip observation (no floating IP) -> the rule is silent", o: primary({ vip: undefined }), actions: [], reason: /^no action: I am n1/ },
+  { name: "no vip observation (no floating IP) -> the rule is silent", o: primary({}), actions: [], reason: /^no action: I am n1/ },
 ];
 for (const c of vipCases) {
   test(`decide (VIP truth): ${c.name}`, () => {
