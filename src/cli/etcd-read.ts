@@ -3,7 +3,7 @@
 // HTTP request instead of the etcd3 library, whose gRPC stack takes ~0.2 s to load
 // (docs/benchmarks.md, CLI). Same keys (../coordinator/keys.ts) and the same
 // record decoders (../coordinator/records.ts) as EtcdCoordinator.snapshot(),
-// which the agent keeps using; test/unit/cli-status.test.ts holds the two equal.
+// which the agent keeps using; test/unit/cli/cli-status.test.ts holds the two equal.
 import { clusterKeys, prefixEnd } from "../coordinator/keys.js";
 import type { ClusterSnapshot } from "../coordinator/port.js";
 import { decodeSnapshot } from "../coordinator/snapshot-decode.js";

@@ -1,5 +1,5 @@
 // One catalogue of stable error codes. docs/errors.md lists the same codes;
-// test/unit/errors.test.ts keeps the two in step.
+// test/unit/errors/errors.test.ts keeps the two in step.
 
 export interface ErrorSpec {
   /** Message template; `{name}` placeholders are filled from the error's details. */
