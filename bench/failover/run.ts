@@ -186,11 +186,11 @@ interface ProfileResult {
   grantedTtlS: number | null;
   grantedTtlWarnings: string[];
   unplanned: UnplannedRun[];
-  unplannedStats?: Stats;
+  unplannedStats?: Stats | undefined;
   observer?: ObserverCount;
   resources: ResourceSample[];
-  crash?: { runs: CrashRun[]; stats?: Stats; observer?: ObserverCount };
-  graceful?: { runs: GracefulRun[]; stats?: Stats; observer?: ObserverCount };
+  crash?: { runs: CrashRun[]; stats?: Stats | undefined; observer?: ObserverCount };
+  graceful?: { runs: GracefulRun[]; stats?: Stats | undefined; observer?: ObserverCount };
   error?: string;
   wallSeconds: number;
 }
@@ -200,7 +200,7 @@ interface KeepalivedResult {
   advertInt: number;
   priorities: number[];
   runs: UnplannedRun[];
-  stats?: Stats;
+  stats?: Stats | undefined;
   observer?: ObserverCount;
   error?: string;
   wallSeconds: number;

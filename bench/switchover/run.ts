@@ -158,10 +158,10 @@ interface ObserverCount {
 interface ModeResult {
   mode: ModeName;
   runs: SwitchRun[];
-  gap?: Stats;
-  cliHandover?: Stats;
-  historyHandover?: Stats;
-  requestToBanner?: Stats;
+  gap?: Stats | undefined;
+  cliHandover?: Stats | undefined;
+  historyHandover?: Stats | undefined;
+  requestToBanner?: Stats | undefined;
   observer?: ObserverCount;
   loadavg: { start: string; end: string };
   wallSeconds: number;
@@ -188,8 +188,8 @@ interface KaResult {
   version: string;
   method: string;
   runs: KaRun[];
-  gap?: Stats;
-  hupToBanner?: Stats;
+  gap?: Stats | undefined;
+  hupToBanner?: Stats | undefined;
   observer?: ObserverCount;
   loadavg: { start: string; end: string };
   wallSeconds: number;

@@ -21,6 +21,7 @@ export async function checkTokenFile(file: string): Promise<string | { problem: 
   if ("problem" in r) return r;
   const token = r.text.trim();
   if (token.length < 16) return { problem: "the token is empty or shorter than 16 characters" };
+  // eslint-disable-next-line no-control-regex -- control characters are what this rejects
   if (/[\s\0-\x1f\x7f]/.test(token)) return { problem: "the token contains spaces or control characters" };
   return token;
 }
@@ -29,9 +30,8 @@ export async function checkTokenFile(file: string): Promise<string | { problem: 
 export async function readApiTls(files: { key: string; cert: string; client_ca?: string | undefined }): Promise<{ key: Buffer; cert: Buffer; clientCa?: Buffer }> {
   const read = async (file: string, secret: boolean) => {
     try {
-      if (secret && ((await stat(file)).mode & 0o004) !== 0) {
-        throw new Error(`mode lets others read the private key; use 0600`);
-      }
+      const mode = secret ? (await stat(file)).mode & 0o777 : 0;
+      if ((mode & 0o004) !== 0) throw new UnderstudyError("US_E_KEY_MODE", { mode: `0${mode.toString(8)}` });
       return await readFile(file);
     } catch (e) {
       throw new UnderstudyError("US_E_API_TOKEN", { file, cause: describeError(e) });

@@ -5,7 +5,7 @@
 // or not what the schema accepts, or the file cannot be read or parsed, the
 // full loader runs instead and its coded error (US_E_CONFIG_*, exit 2) is what
 // the user sees. Settings the command does not use are not checked here;
-// `understudy config check` checks everything. test/unit/cli-config.test.ts
+// `understudy config check` checks everything. test/unit/cli/cli-config.test.ts
 // holds this equal to the full loader on the example configs.
 import { readFile } from "node:fs/promises";
 import type { EtcdSecuritySettings } from "../config/etcd-security.js";

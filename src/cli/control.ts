@@ -2,6 +2,7 @@ import { hostname, userInfo } from "node:os";
 import type { ClusterSnapshot, HistoryEvent, SwitchoverRequest } from "../coordinator/port.js";
 import { UnderstudyError } from "../errors/catalogue.js";
 import { formatListenAddress, isWildcardHost, parseListenAddress } from "../platform/listen-address.js";
+import { SystemClock, type Clock } from "../platform/clock.js";
 import { ApiClient, type ApiAnswer } from "./api-client.js";
 import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { printable, type Io } from "./io.js";
@@ -122,12 +123,12 @@ interface FollowResult {
 const HISTORY_GRACE_MS = 5000;
 
 /** Poll /cluster (bounded) until the request is gone from etcd, then read how it ended from /history. */
-async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number): Promise<FollowResult> {
-  const deadline = performance.now() + timeoutMs;
+async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number, clock: Clock = new SystemClock()): Promise<FollowResult> {
+  const deadline = clock.monotonicMs() + timeoutMs;
   let movedAt: number | undefined;
   let moved: FollowResult | undefined;
-  while (performance.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
+  while (clock.monotonicMs() < deadline) {
+    await clock.sleep(200);
     const c = await api.get<ClusterSnapshot>("/cluster").catch(() => undefined);
     if (!c || c.status !== 200) continue;
     const snap = c.body;
@@ -145,9 +146,9 @@ async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number)
     // The successor writes its history event just after it takes the leader key: wait for it a
     // little (bounded), so the handover time is reported, then report without it.
     if (snap.leader && snap.leader.node !== req.from) {
-      movedAt ??= performance.now();
+      movedAt ??= clock.monotonicMs();
       moved = { outcome: "done", primary: snap.leader.node, term: snap.leader.term };
-      if (performance.now() - movedAt >= HISTORY_GRACE_MS) return moved;
+      if (clock.monotonicMs() - movedAt >= HISTORY_GRACE_MS) return moved;
     }
   }
   return moved ?? { outcome: "timed out", detail: `no new primary within ${Math.round(timeoutMs / 1000)}s; see \`understudy history\`` };

@@ -5,6 +5,7 @@
 // gateway reader (./etcd-read.ts) cannot serve those deployments. This costs the
 // gRPC library's load (~0.2 s, docs/benchmarks.md) and answers the same shape.
 import type { EtcdSecurity } from "../config/etcd-security.js";
+import { UnderstudyError } from "../errors/catalogue.js";
 import type { ClusterSnapshot } from "../coordinator/port.js";
 
 export interface SnapshotReader {
@@ -31,8 +32,8 @@ export async function grpcReader(endpoints: readonly string[], timeoutMs: number
       return { snap, keys };
     },
     // The role reaches one cluster's prefix only: other clusters' names cannot be listed with it.
-    async clusterNames() {
-      throw new Error("the etcd user's role reaches only its own cluster's keys");
+    async clusterNames(prefix) {
+      throw new UnderstudyError("US_E_CLUSTER_LIST", { prefix, problem: "the etcd user's role reaches only its own cluster's keys" });
     },
     async close() {
       for (const c of opened) await c.close().catch(() => undefined);

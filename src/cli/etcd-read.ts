@@ -3,7 +3,7 @@
 // HTTP request instead of the etcd3 library, whose gRPC stack takes ~0.2 s to load
 // (docs/benchmarks.md, CLI). Same keys (../coordinator/keys.ts) and the same
 // record decoders (../coordinator/records.ts) as EtcdCoordinator.snapshot(),
-// which the agent keeps using; test/unit/cli-status.test.ts holds the two equal.
+// which the agent keeps using; test/unit/cli/cli-status.test.ts holds the two equal.
 import { clusterKeys, prefixEnd } from "../coordinator/keys.js";
 import type { ClusterSnapshot } from "../coordinator/port.js";
 import { decodeSnapshot } from "../coordinator/snapshot-decode.js";
@@ -57,7 +57,7 @@ export class EtcdGateway {
       } catch {
         /* not JSON: keep the text */
       }
-      throw new Error(`HTTP ${res.status}: ${why}`);
+      throw new UnderstudyError("US_E_ETCD_GATEWAY", { endpoint, path, answer: `HTTP ${res.status}: ${why}` });
     }
     return JSON.parse(res.text) as T;
   }
@@ -68,7 +68,8 @@ export class EtcdGateway {
     let token = this.tokens.get(endpoint);
     if (token === undefined) {
       const r = await this.send<{ token?: string }>(endpoint, "/v3/auth/authenticate", { name: auth.user, password: auth.password });
-      if (!r.token) throw new Error("etcdserver: authentication failed, invalid user ID or password");
+      // The words etcd itself uses, so classifyEtcdFailure() reports US_E_ETCD_AUTH.
+      if (!r.token) throw new UnderstudyError("US_E_ETCD_GATEWAY", { endpoint, path: "/v3/auth/authenticate", answer: "no token: etcdserver: authentication failed, invalid user ID or password" });
       token = r.token;
       this.tokens.set(endpoint, token);
     }

@@ -61,12 +61,12 @@ export function mainHelp(version: string): string {
   ].join("\n");
 }
 
-/** docs/cli.md: every command's help and the exit code table (test/unit/cli-docs.test.ts keeps the file equal to this). */
+/** docs/cli.md: every command's help and the exit code table (test/unit/cli/cli-docs.test.ts keeps the file equal to this). */
 export function reference(): string {
   const out = [
     "# Command-line reference",
     "",
-    "<!-- Generated from src/cli/spec.ts by `npm run docs:cli`; test/unit/cli-docs.test.ts fails when it drifts. -->",
+    "<!-- Generated from src/cli/spec.ts by `npm run docs:cli`; test/unit/cli/cli-docs.test.ts fails when it drifts. -->",
     "",
     "Every command prints this with `understudy COMMAND --help`; `understudy --help` lists them.",
     "",

@@ -2,6 +2,7 @@
 // undici, ~0.1-0.2 s of a CLI run that otherwise takes ~0.1 s over `node -e 0`
 // (docs/benchmarks.md, CLI).
 import type { IncomingMessage } from "node:http";
+import { UnderstudyError } from "../errors/catalogue.js";
 
 export interface HttpAnswer {
   readonly status: number;
@@ -30,13 +31,13 @@ export async function request(method: string, url: URL, opts: { body?: string; h
       let size = 0;
       res.on("data", (c: Buffer) => {
         size += c.length;
-        if (size > MAX_BODY) req.destroy(new Error(`answer larger than ${MAX_BODY} bytes`));
+        if (size > MAX_BODY) req.destroy(new UnderstudyError("US_E_HTTP_TOO_LARGE", { url: url.origin, limit: MAX_BODY }));
         else chunks.push(c);
       });
       res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
       res.on("error", reject);
     });
-    req.on("error", (e: Error) => reject(e.name === "AbortError" ? new Error(`no answer within ${opts.timeoutMs} ms`) : e));
+    req.on("error", (e: Error) => reject(e.name === "AbortError" ? new UnderstudyError("US_E_HTTP_TIMEOUT", { url: url.origin, timeout_ms: opts.timeoutMs }) : e));
     req.end(opts.body);
   });
 }

@@ -1,6 +1,6 @@
 // The one definition of the command line: every command, its options and
 // positionals, the help text, and the exit codes. Parsing (./run.ts), `--help`
-// and docs/cli.md (test/unit/cli-docs.test.ts) are all made from this table,
+// and docs/cli.md (test/unit/cli/cli-docs.test.ts) are all made from this table,
 // so they cannot drift. Each command's code is loaded lazily (`import()`), so
 // `--help` and `--version` load nothing but this file.
 import type { Io } from "./io.js";

@@ -53,10 +53,17 @@ function etcdSource(endpoints: readonly string[], prefix: string, cluster: strin
 
 /** US_E_CLUSTER_UNKNOWN, naming the clusters that do exist under the prefix. */
 async function unknownCluster(gw: SnapshotReader, endpoints: readonly string[], prefix: string, cluster: string): Promise<UnderstudyError> {
-  const names = await gw.clusterNames(prefix).catch(() => undefined);
+  // Not listing the clusters leaves the answer (unknown cluster) standing; the message says why the list is missing.
+  let names: string[] | undefined;
+  let unlisted = "";
+  try {
+    names = await gw.clusterNames(prefix);
+  } catch (e) {
+    unlisted = describeError(e);
+  }
   const guess = names && closest(cluster, names);
   const known = names === undefined
-    ? "could not list the clusters there"
+    ? `could not list the clusters there (${unlisted})`
     : names.length === 0
       ? `nothing at all under ${prefix.replace(/\/+$/, "")}/ (wrong --prefix, or another etcd?)`
       : `clusters under ${prefix.replace(/\/+$/, "")}/: ${names.join(", ")}${names.length >= 20 ? ", ..." : ""}${guess ? `; did you mean ${guess}?` : ""}`;

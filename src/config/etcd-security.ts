@@ -39,7 +39,7 @@ export async function readEtcdSecurity(file: string, s: EtcdSecuritySettings): P
     if (!b.toString("latin1").includes("-----BEGIN CERTIFICATE-----")) throw refuse(path, f, "holds no PEM certificate");
     return b;
   };
-  const out: { tls?: EtcdSecurity["tls"]; auth?: EtcdSecurity["auth"] } = {};
+  const out: { tls?: NonNullable<EtcdSecurity["tls"]>; auth?: NonNullable<EtcdSecurity["auth"]> } = {};
   if (s.tls) {
     const ca = await pem("etcd.tls.ca", s.tls.ca);
     const cert = s.tls.cert ? await pem("etcd.tls.cert", s.tls.cert) : undefined;

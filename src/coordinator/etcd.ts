@@ -94,7 +94,8 @@ export class EtcdCoordinator implements Coordinator {
   }
 
   private failure(what: string, e: unknown): UnderstudyError {
-    if (isUnderstudyError(e)) return e;
+    // A timeout or a broken keepalive stream is a transport failure like the library's own: classified, not passed on.
+    if (isUnderstudyError(e) && e.code !== "US_E_ETCD_TIMEOUT" && e.code !== "US_E_ETCD_KEEPALIVE") return e;
     const f = classifyEtcdFailure(e);
     return new UnderstudyError(f.code, { endpoints: this.opts.endpoints.join(","), cause: `${what}: ${f.cause}` }, { cause: e });
   }
@@ -322,7 +323,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number, clock: Clock): Promise<
   // A plain timer, not an AbortSignal: this runs for every etcd call, several per second.
   let timer: TimerHandle | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = clock.setTimer(ms, () => reject(new Error(`timed out after ${ms}ms`)));
+    timer = clock.setTimer(ms, () => reject(new UnderstudyError("US_E_ETCD_TIMEOUT", { request: "a request", timeout_ms: ms })));
   });
   try {
     return await Promise.race([p, timeout]);

@@ -1,4 +1,5 @@
 import type { Etcd3 } from "etcd3";
+import { UnderstudyError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 
 interface StreamLike {
@@ -42,7 +43,7 @@ export class KeepAliveChannel {
     let timer: TimerHandle | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = this.clock.setTimer(this.timeoutMs, () => {
-        const err = new Error(`keepalive timed out after ${this.timeoutMs}ms`);
+        const err = new UnderstudyError("US_E_ETCD_TIMEOUT", { request: `the keepalive for lease ${leaseId}`, timeout_ms: this.timeoutMs });
         this.reset(err);
         reject(err);
       });
@@ -73,10 +74,10 @@ export class KeepAliveChannel {
             const w = this.waiter;
             this.waiter = undefined;
             if (w && String(res.ID) === w.id) w.resolve({ ttlMs: Number(res.TTL) * 1000 });
-            else if (w) w.reject(new Error(`keepalive answer for lease ${res.ID}, expected ${w.id}`));
+            else if (w) w.reject(new UnderstudyError("US_E_ETCD_KEEPALIVE", { problem: `answered for lease ${res.ID}, expected ${w.id}` }));
           });
           s.on("error", (err) => this.reset(err, s));
-          s.on("end", () => this.reset(new Error("keepalive stream ended"), s));
+          s.on("end", () => this.reset(new UnderstudyError("US_E_ETCD_KEEPALIVE", { problem: "ended" }), s));
           return s;
         },
         (e: unknown) => {
@@ -103,6 +104,6 @@ export class KeepAliveChannel {
   }
 
   close(): void {
-    this.reset(new Error("closed"));
+    this.reset(new UnderstudyError("US_E_ETCD_KEEPALIVE", { problem: "was closed: the agent is stopping" }));
   }
 }

@@ -113,7 +113,7 @@ export function decodeLeaderChecked(value: string, createRevision: number): Deco
 
 export const decodeMemberChecked = (value: string): Decoded<MemberRecord> => decode(memberSchema, value) as Decoded<MemberRecord>;
 export const decodeSwitchoverChecked = (value: string): Decoded<SwitchoverRequest> => decode(switchoverSchema, value);
-export const decodeReleasedChecked = (value: string): Decoded<ReleaseRecord> => decode(releasedSchema, value);
+export const decodeReleasedChecked = (value: string): Decoded<ReleaseRecord> => decode(releasedSchema, value) as Decoded<ReleaseRecord>;
 export const decodeBanChecked = (value: string): Decoded<BanRecord> => decode(banSchema, value);
 export const decodeSyncGenerationChecked = (value: string): Decoded<SyncGeneration> => decode(syncSchema, value) as Decoded<SyncGeneration>;
 export const decodeHistoryChecked = (value: string): Decoded<HistoryEvent> => decode(historySchema, value) as Decoded<HistoryEvent>;

@@ -50,7 +50,7 @@ export class CommandDaemon implements DaemonController {
       await this.runChecked(this.options.stop);
       const deadline = clock.monotonicMs() + this.options.stopTimeoutMs;
       while (await this.isRunning()) {
-        if (clock.monotonicMs() >= deadline) throw new Error(`status still reports running ${this.options.stopTimeoutMs}ms after the stop command`);
+        if (clock.monotonicMs() >= deadline) throw new UnderstudyError("US_E_DAEMON_STILL_RUNNING", { timeout_ms: this.options.stopTimeoutMs });
         await clock.sleep(STOP_POLL_MS);
       }
     } catch (e) {

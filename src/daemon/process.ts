@@ -16,14 +16,14 @@ export interface ProcessDaemonOptions {
   /** Holds daemon.pid, so a restarted agent adopts the running daemon instead of starting a second one. */
   readonly stateDir: string;
   /** Default "ignore": the agent's stdout carries its JSON log. */
-  readonly stdout?: ChildOutput;
+  readonly stdout?: ChildOutput | undefined;
   /** Default "inherit": the daemon's complaints end up beside the agent's (journald). */
-  readonly stderr?: ChildOutput;
+  readonly stderr?: ChildOutput | undefined;
 }
 
 export interface ProcessDaemonDeps {
   readonly clock: Clock;
-  readonly logger?: Logger;
+  readonly logger?: Logger | undefined;
 }
 
 // An adopted daemon is not our child, so no exit event: poll it.

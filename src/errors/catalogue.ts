@@ -1,5 +1,5 @@
 // One catalogue of stable error codes. docs/errors.md lists the same codes;
-// test/unit/errors.test.ts keeps the two in step.
+// test/unit/errors/errors.test.ts keeps the two in step.
 
 export interface ErrorSpec {
   /** Message template; `{name}` placeholders are filled from the error's details. */
@@ -65,6 +65,18 @@ export const ERROR_CATALOGUE = {
   US_E_TOOL_MISSING: { message: "{program} (needed by {setting}) {problem}; install the Debian package {package}", transient: true },
   US_E_TOOL_FLAVOUR: { message: "{program} is not an arping understudy knows (it says {said}); install one of: {known}", transient: false },
   US_E_API_ANSWER: { message: "the understudy API at {url} answered {path} with something this CLI cannot use: {problem}", transient: false },
+  US_E_ETCD_TIMEOUT: { message: "etcd did not answer {request} within {timeout_ms} ms", transient: true },
+  US_E_ETCD_KEEPALIVE: { message: "the lease keepalive stream to etcd {problem}", transient: true },
+  US_E_ETCD_GATEWAY: { message: "etcd's JSON gateway at {endpoint} refused {path}: {answer}", transient: true },
+  US_E_CLUSTER_LIST: { message: "cannot list the clusters under {prefix}: {problem}", transient: false },
+  US_E_HTTP_TIMEOUT: { message: "{url} did not answer within {timeout_ms} ms", transient: true },
+  US_E_HTTP_TOO_LARGE: { message: "{url} answered with more than {limit} bytes", transient: false },
+  US_E_DAEMON_STILL_RUNNING: { message: "the status command still reports running {timeout_ms} ms after the stop command", transient: true },
+  US_E_PROBE_ABORTED: { message: "probe {name} check abandoned: {why}", transient: true },
+  US_E_CERT_PEM: { message: "not a usable PEM certificate file: {problem}", transient: false },
+  US_E_KEY_MODE: { message: "mode {mode} lets others read the private key; use 0600", transient: false },
+  US_E_FILE_NOT_LOADED: { message: "{what} was read before it was loaded (a bug)", transient: false },
+  US_E_UNEXPECTED: { message: "an error with no code of its own: {cause}", transient: true },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

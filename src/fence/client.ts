@@ -144,6 +144,10 @@ export class FenceGuardLink implements FenceGuard {
           if (this.sock === s) this.sock = undefined;
         });
         return s;
+      } catch (e) {
+        // Callers fire and forget (start, send): a failure ends here, logged, never as an unhandled rejection.
+        this.deps.log.error({ err: describeError(e), socket: this.socketPath }, "cannot start or reach the fence guard: a frozen agent would not be fenced");
+        return undefined;
       } finally {
         this.connecting = undefined;
       }

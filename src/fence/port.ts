@@ -1,7 +1,8 @@
-// The fence guard port (DESIGN.md §4): what the HA core may rely on from the
-// separate process that fences this node if the agent stops renewing its
-// lease. The adapter is FenceGuardLink (client.ts) talking to the native guard
-// (native/); tests use strict fakes of this interface.
+// The fence guard port (docs/architecture.md, "The fence guard"): what the
+// HA core may rely on from the separate process that fences this node if the
+// agent stops renewing its lease. The adapter is FenceGuardLink (client.ts)
+// talking to the native guard (native/); tests use strict fakes of this
+// interface.
 //
 // The watchdog device has no port of its own in TypeScript: the agent never
 // opens it. The native guard drives it (native/watchdog.c: checks nowayout and

@@ -32,6 +32,7 @@ export function armExitBackstop(graceMs: number, onLinger: (r: LingeringReport) 
     init(asyncId, type, _trigger, resource) {
       if (type !== "Timeout") return;
       const fn = (resource as { _onTimeout?: { name?: string } })._onTimeout;
+      // Never thrown: an Error is only the cheapest way to capture where the timer was armed.
       const stack = (new Error().stack ?? "").split("\n").slice(2, 9).map((l) => l.trim()).join(" < ");
       armed.set(asyncId, { callback: fn?.name || "(anonymous)", armedAt: stack });
     },

@@ -1,6 +1,6 @@
 import { statSync } from "node:fs";
 import { stat } from "node:fs/promises";
-import { describeError } from "../errors/catalogue.js";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
 
 // Trust material (CA files, tokens, keys) is renewed while the agent runs. A
 // ReloadingFile holds the last good content of one or more files and reads
@@ -108,7 +108,7 @@ export class ReloadingFile<T> {
 
   /** The last good content, without checking the files. Throws before init()/prime(). */
   peek(): T {
-    if (this.stamp === undefined) throw new Error(`${this.what}: read before it was loaded`);
+    if (this.stamp === undefined) throw new UnderstudyError("US_E_FILE_NOT_LOADED", { what: this.what });
     return this.value as T;
   }
 

@@ -63,9 +63,9 @@ function checkedCa(pem: Buffer): Buffer {
   try {
     certs = pemCertificates(pem.toString("utf8"));
   } catch (e) {
-    throw new Error(`not a readable PEM certificate: ${describeError(e)}`);
+    throw new UnderstudyError("US_E_CERT_PEM", { problem: `cannot be parsed: ${describeError(e)}` });
   }
-  if (certs.length === 0) throw new Error("holds no PEM certificate");
+  if (certs.length === 0) throw new UnderstudyError("US_E_CERT_PEM", { problem: "holds no certificate" });
   return pem;
 }
 

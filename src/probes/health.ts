@@ -156,7 +156,7 @@ export class ProbeHealth {
       slot.timer = undefined;
       slot.poll?.cancel();
       slot.poll = undefined;
-      slot.inFlight?.abort(new Error("probe health stopped"));
+      slot.inFlight?.abort(new UnderstudyError("US_E_PROBE_ABORTED", { name: slot.spec.probe.name, why: "probe health checking stopped" }));
     }
     await Promise.all(this.slots.map((s) => s.chain));
   }
@@ -210,7 +210,7 @@ export class ProbeHealth {
       };
       const timer = this.deps.clock.setTimer(timeoutMs, () => {
         done({ ok: false, detail: `timeout after ${timeoutMs}ms`, latencyMs: timeoutMs });
-        controller.abort(new Error("probe timed out"));
+        controller.abort(new UnderstudyError("US_E_PROBE_ABORTED", { name: probe.name, why: `no result within ${timeoutMs}ms` }));
       });
       controller.signal.addEventListener("abort", () => done({ ok: false, detail: "aborted", latencyMs: 0 }), { once: true });
       Promise.resolve()

@@ -80,7 +80,10 @@ export class SftpProbe implements Probe {
       // After a login, say goodbye (the daemon logs a clean logout), and drop the
       // connection if the server does not close it within a second; before a login, just drop it.
       run.defer(() => {
-        if (!loggedIn) return client.destroy();
+        if (!loggedIn) {
+          client.destroy();
+          return;
+        }
         const fallback = this.clock.setTimer(1000, () => client.destroy());
         client.once("close", () => fallback.cancel());
         client.end();
@@ -121,8 +124,8 @@ export class SftpProbe implements Probe {
         ...credentials,
         // Our own deadline (runCheck) ends the check; ssh2's is only a backstop.
         readyTimeout: timeoutMs + 1000,
+        // No `agent` key: ssh2 asks an ssh-agent only when given one.
         tryKeyboard: false,
-        agent: undefined,
         hostVerifier: (key: Buffer) => {
           presented = sshFingerprint(key);
           return presented === this.pinned;

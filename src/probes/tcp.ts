@@ -95,6 +95,7 @@ function firstLine(text: string): string {
 
 /** Detail strings are one printable line, short enough for a log field or a status table. */
 export function oneLine(text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what this flattens
   const flat = text.replace(/[\x00-\x1f\x7f]+/g, " ").trim();
   return flat.length > 200 ? `${flat.slice(0, 197)}...` : flat;
 }

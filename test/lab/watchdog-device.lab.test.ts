@@ -3,7 +3,7 @@
  * booted under qemu with the softdog driver (test/vm/), running the native
  * fence guard (dist/fence/understudy-fence-guard) inside the VM, driven over
  * its socket by a Node script. Covers what the fake device in
- * test/unit/fence-watchdog.test.ts cannot: sysfs as the kernel writes it,
+ * test/unit/fence/fence-watchdog.test.ts cannot: sysfs as the kernel writes it,
  * `wdctl --settimeout`, magic close, nowayout, and when the kernel really
  * resets the machine.
  *

@@ -7,7 +7,7 @@
  * /dev/watchdog9 so that a CI host that does have a watchdog is never armed by
  * a test (a killed guard would reset it). The device logic itself (timeout,
  * feeding bound, magic close) is covered with a strict fake in
- * test/unit/fence-watchdog.test.ts.
+ * test/unit/fence/fence-watchdog.test.ts.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';

@@ -1,12 +1,13 @@
 /*
- * Hardware-grade fencing (DESIGN.md §4): the Linux watchdog device, held open
- * while this node is primary. Checked when an agent sends its settings
- * (sysfs nowayout and state; the timeout set with util-linux `wdctl
- * --settimeout` and read back from sysfs), opened on a primary's heartbeat,
- * fed on a timer but never past lease_end - safety_margin - timeout, so that
- * if feeding stops (the guard frozen, the host stalled) the reset lands
- * before etcd can expire the lease. Magic close on disarm and after a clean
- * fence; left running after a fence that failed, so the reset is the fence.
+ * Hardware-grade fencing (docs/architecture.md, "The fence guard"): the
+ * Linux watchdog device, held open while this node is primary. Checked when
+ * an agent sends its settings (sysfs nowayout and state; the timeout set with
+ * util-linux `wdctl --settimeout` and read back from sysfs), opened on a
+ * primary's heartbeat, fed on a timer but never past lease_end -
+ * safety_margin - timeout, so that if feeding stops (the guard frozen, the
+ * host stalled) the reset lands before etcd can expire the lease. Magic close
+ * on disarm and after a clean fence; left running after a fence that failed,
+ * so the reset is the fence.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,235 @@
+import assert from "node:assert/strict";
+import { lstat, readFile, readlink, rm, stat, unlink, writeFile, chmod } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { isUnderstudyError } from "../../../src/errors/catalogue.js";
+import type { CommandRunner } from "../../../src/platform/command.js";
+import { applyStaged, prepareStagingDir, stagingDirFor } from "../../../src/sync/apply.js";
+import { HashCache, buildManifest, type Manifest, type SyncRoot } from "../../../src/sync/manifest.js";
+import { StrictCommandRunner } from "../../fakes/command.js";
+import { copyTree, makeTree, snapshot, tempDir, type TreeSpec } from "../../fakes/tree.js";
+
+let base = "";
+let cleanup = async () => {};
+let n = 0;
+before(async () => ({ dir: base, cleanup } = await tempDir("apply")));
+after(() => cleanup());
+
+interface Setup {
+  readonly root: SyncRoot;
+  /** The primary's tree (what the transport copies from). */
+  readonly primary: string;
+  readonly stage: string;
+  /** Copy the primary's tree into a fresh staging dir (stands in for the rsync transport); returns the primary's manifest. */
+  restage(): Promise<Manifest>;
+}
+
+async function setup(primarySpec: TreeSpec, liveSpec: TreeSpec | undefined, over: Partial<SyncRoot> = {}): Promise<Setup> {
+  const caseDir = path.join(base, `case${n++}`);
+  const root: SyncRoot = { name: "ssh", path: path.join(caseDir, "etc-ssh"), include: [], exclude: [], maxFileBytes: 1 << 20, ...over };
+  const primary = path.join(caseDir, "primary");
+  await makeTree(primary, primarySpec);
+  if (liveSpec) await makeTree(root.path, liveSpec);
+  const stage = stagingDirFor(root);
+  const restage = async () => {
+    await rm(stage, { recursive: true, force: true });
+    await prepareStagingDir(root);
+    copyTree(primary, stage);
+    return buildManifest(root, primary);
+  };
+  return { root, primary, stage, restage };
+}
+
+const modeOf = async (p: string) => (await lstat(p)).mode & 0o7777;
+const code = (c: string, re?: RegExp) => (e: unknown) => isUnderstudyError(e) && e.code === c && (re === undefined || re.test(e.message));
+
+const PRIMARY: TreeSpec = {
+  "ssh_host_ed25519_key": { content: "PRIVATE", mode: 0o600 },
+  "ssh_host_ed25519_key.pub": "PUBLIC",
+  "sshd_config": "Port 22\n",
+  "hooks": { dir: true, mode: 0o750 },
+  "hooks/post.sh": { content: "#!/bin/sh\n", mode: 0o755 },
+  "current": { link: "hooks/post.sh" },
+};
+
+describe("applyStaged", () => {
+  it("applies a tree into an existing root: files, modes, dirs, links, deletions, and reports it", async () => {
+    const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n", "stale.conf": "old", "olddir/x": "x", "ssh_host_ed25519_key": { content: "OLD", mode: 0o600 } });
+    const expected = await s.restage();
+    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected });
+    assert.deepEqual(r.added, ["current", "hooks", "hooks/post.sh", "ssh_host_ed25519_key.pub"]);
+    assert.deepEqual(r.changed, ["ssh_host_ed25519_key", "sshd_config"]);
+    assert.deepEqual(r.removed, ["olddir", "olddir/x", "stale.conf"]);
+    assert.equal(r.bytes, "PRIVATE".length + "PUBLIC".length + "Port 22\n".length + "#!/bin/sh\n".length);
+    const live = await buildManifest(s.root);
+    assert.equal(live.digest, expected.digest, "the live tree is now exactly the primary's");
+    assert.equal(r.manifest.digest, expected.digest);
+    assert.equal(await modeOf(path.join(s.root.path, "ssh_host_ed25519_key")), 0o600);
+    assert.equal(await modeOf(path.join(s.root.path, "hooks")), 0o750);
+    assert.equal(await readlink(path.join(s.root.path, "current")), "hooks/post.sh");
+    assert.equal(await readFile(path.join(s.root.path, "sshd_config"), "utf8"), "Port 22\n");
+  });
+
+  it("creates a missing root with the staged root's mode", async () => {
+    const s = await setup(PRIMARY, undefined);
+    const expected = await s.restage();
+    await chmod(s.stage, 0o711);
+    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected });
+    assert.equal(r.added.length, expected.entries.length);
+    assert.equal(await modeOf(s.root.path), 0o711);
+    assert.equal((await buildManifest(s.root)).digest, expected.digest);
+  });
+
+  it("on a digest mismatch throws US_E_SYNC_DIGEST_MISMATCH naming the first difference and changes nothing live", async () => {
+    const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n", "keep": "k" });
+    const expected = await s.restage();
+    await writeFile(path.join(s.stage, "hooks/post.sh"), "tampered"); // a torn or racing pull
+    const before = await snapshot(s.root.path);
+    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected }), (e) => {
+      assert.ok(isUnderstudyError(e, "US_E_SYNC_DIGEST_MISMATCH"));
+      assert.equal(e.details.expected, expected.digest);
+      assert.equal(e.details.path, "hooks/post.sh");
+      assert.equal(e.transient, true);
+      return true;
+    });
+    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected: { digest: expected.digest } }), code("US_E_SYNC_DIGEST_MISMATCH", /first difference at unknown/));
+    assert.deepEqual(await snapshot(s.root.path), before);
+  });
+
+  it("runs the validator on the staged dir; when it fails nothing live changes", async () => {
+    const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n" });
+    const expected = await s.restage();
+    const before = await snapshot(s.root.path);
+    const argv = ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"];
+    const failing = new StrictCommandRunner().expect(["/usr/sbin/sshd", "-t", "-f", `${s.stage}/sshd_config`], { code: 255, stderr: "Bad configuration option\n" });
+    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected, validate: argv, runner: failing }), code("US_E_SYNC_VALIDATOR_FAILED", /Bad configuration option/));
+    failing.done();
+    assert.deepEqual(await snapshot(s.root.path), before);
+    const passing = new StrictCommandRunner().expect(["/usr/sbin/sshd", "-t", "-f", `${s.stage}/sshd_config`]);
+    await applyStaged({ root: s.root, stagedDir: s.stage, expected, validate: argv, runner: passing, validateTimeoutMs: 1234 });
+    passing.done();
+    assert.equal(passing.calls[0]!.options?.timeoutMs, 1234);
+    assert.equal(await readFile(path.join(s.root.path, "sshd_config"), "utf8"), "Port 22\n");
+  });
+
+  it("refuses the whole tree with US_E_SYNC_MODE when a file is wider than requiredMode, changing nothing", async () => {
+    const s = await setup({ "ssh_host_rsa_key": { content: "K", mode: 0o644 }, "ssh_host_ed_key": { content: "K", mode: 0o600 } }, { "old": "x" }, { include: ["ssh_host_*"] });
+    const expected = await s.restage();
+    const before = await snapshot(s.root.path);
+    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected, requiredMode: 0o600 }), code("US_E_SYNC_MODE", /ssh_host_rsa_key has mode 0644, wider than the required 0600/));
+    assert.deepEqual(await snapshot(s.root.path), before);
+  });
+
+  it("applies 0600 host keys with a forced owner, and keeps setuid bits that chown would clear", async () => {
+    const s = await setup({ "ssh_host_ed25519_key": { content: "PRIVATE", mode: 0o600 }, "helper": { content: "x", mode: 0o4750 }, "d": { dir: true, mode: 0o2750 } }, {});
+    const expected = await s.restage();
+    const owner = { uid: 1234, gid: 2345 };
+    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected, requiredMode: 0o7777, owner });
+    for (const [rel, mode] of [["ssh_host_ed25519_key", 0o600], ["helper", 0o4750], ["d", 0o2750]] as const) {
+      const st = await lstat(path.join(s.root.path, rel));
+      assert.deepEqual({ rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }, { rel, mode, ...owner });
+    }
+    assert.notEqual(r.manifest.digest, expected.digest, "the live tree differs from the primary's by owner");
+    assert.equal(r.manifest.digest, (await buildManifest(s.root)).digest, "the summary's manifest is what is live");
+  });
+
+  it("replaces links and changes of type: link target, file -> link, dir -> file, link -> dir", async () => {
+    const s = await setup(
+      { "a": "A", "b": "B", "cur": { link: "b" }, "was-file": { link: "a" }, "was-dir": "now a file", "was-link": { dir: true }, "was-link/x": "x" },
+      { "a": "A", "b": "B", "cur": { link: "a" }, "was-file": "plain", "was-dir/inner/deep": "d", "was-link": { link: "a" } },
+    );
+    const expected = await s.restage();
+    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected });
+    assert.deepEqual(r.changed, ["cur", "was-dir", "was-file", "was-link"]);
+    assert.deepEqual(r.removed, ["was-dir/inner", "was-dir/inner/deep"]);
+    assert.equal(await readlink(path.join(s.root.path, "cur")), "b");
+    assert.equal(await readlink(path.join(s.root.path, "was-file")), "a");
+    assert.equal(await readFile(path.join(s.root.path, "was-dir"), "utf8"), "now a file");
+    assert.ok((await lstat(path.join(s.root.path, "was-link"))).isDirectory());
+    assert.equal((await buildManifest(s.root)).digest, expected.digest);
+  });
+
+  it("leaves excluded files alone, and keeps a removed directory that still holds them", async () => {
+    const s = await setup({ "sftpgo.json": "{}" }, { "sftpgo.json": "{}", "sftpgo.db": "live data", "backups/x.db": "db", "backups/old.json": "o" }, { exclude: ["*.db"] });
+    const expected = await s.restage();
+    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected });
+    assert.deepEqual(r.removed, ["backups/old.json"]);
+    assert.equal(await readFile(path.join(s.root.path, "sftpgo.db"), "utf8"), "live data");
+    assert.equal(await readFile(path.join(s.root.path, "backups/x.db"), "utf8"), "db");
+    assert.match(r.notes.join("\n"), /kept directory backups/);
+    assert.equal(r.manifest.digest, (await buildManifest(s.root)).digest);
+  });
+
+  it("is idempotent: applying the same tree again changes nothing, not even inodes", async () => {
+    const s = await setup(PRIMARY, { "x": "y" });
+    await applyStaged({ root: s.root, stagedDir: s.stage, expected: await s.restage() });
+    const before = await snapshot(s.root.path);
+    const again = await applyStaged({ root: s.root, stagedDir: s.stage, expected: await s.restage() });
+    assert.deepEqual({ added: again.added, changed: again.changed, removed: again.removed, bytes: again.bytes }, { added: [], changed: [], removed: [], bytes: 0 });
+    assert.deepEqual(await snapshot(s.root.path), before);
+  });
+
+  it("with a hash cache, the files just placed are remembered under their live paths: the next verify reads nothing", async () => {
+    const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n" });
+    const expected = await s.restage();
+    const hashed: string[] = [];
+    const cache = new (class extends HashCache {
+      override set(abs: string, key: string, sha256: string): void {
+        hashed.push(abs);
+        super.set(abs, key, sha256);
+      }
+    })();
+    await applyStaged({ root: s.root, stagedDir: s.stage, expected, cache });
+    hashed.length = 0;
+    const live = await buildManifest(s.root, s.root.path, cache);
+    assert.equal(live.digest, expected.digest);
+    assert.deepEqual(hashed.filter((p) => p.startsWith(s.root.path)), [], "no live file re-hashed");
+  });
+
+  it("a staged file that vanishes after the checks fails the apply before anything goes live", async () => {
+    const s = await setup({ "a.conf": "new a", "z.conf": "new z" }, { "a.conf": "old a", "z.conf": "old z" });
+    const expected = await s.restage();
+    // The validator runs after every pre-check; this one also pulls a staged file away, as a racing transport would.
+    const racing: CommandRunner = {
+      run: async () => {
+        await unlink(path.join(s.stage, "z.conf"));
+        return { code: 0, signal: null, stdout: "", stderr: "" };
+      },
+    };
+    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected, validate: ["check"], runner: racing }), (e) => {
+      assert.ok(isUnderstudyError(e, "US_E_SYNC_APPLY_FAILED"));
+      assert.deepEqual([e.details.path, e.details.applied_count, e.details.applied], ["z.conf", 0, ""]);
+      assert.match(e.message, /ENOENT/);
+      return true;
+    });
+    assert.equal(await readFile(path.join(s.root.path, "a.conf"), "utf8"), "old a", "owners and modes are set on every staged file before the first rename");
+    assert.equal(await readFile(path.join(s.root.path, "z.conf"), "utf8"), "old z");
+  });
+
+  it("refuses a staging dir inside the root, missing, or on another file system", async () => {
+    const s = await setup(PRIMARY, { "x": "y" });
+    const expected = await s.restage();
+    const before = await snapshot(s.root.path);
+    await assert.rejects(applyStaged({ root: s.root, stagedDir: path.join(s.root.path, "stage"), expected }), code("US_E_SYNC_STAGING_FS", /inside the root/));
+    await assert.rejects(applyStaged({ root: s.root, stagedDir: path.join(base, "missing"), expected }), code("US_E_SYNC_STAGING_FS", /ENOENT/));
+    const shm = await stat("/dev/shm").catch(() => undefined);
+    if (shm && shm.dev !== (await stat(base)).dev) {
+      const other = await tempDir("apply-xfs", "/dev/shm");
+      try {
+        copyTree(s.primary, other.dir);
+        await assert.rejects(applyStaged({ root: s.root, stagedDir: other.dir, expected }), code("US_E_SYNC_STAGING_FS", /different file system/));
+      } finally {
+        await other.cleanup();
+      }
+    }
+    assert.deepEqual(await snapshot(s.root.path), before);
+  });
+
+  it("stages beside the root, in a private holder", async () => {
+    const s = await setup({}, {});
+    await prepareStagingDir(s.root);
+    assert.equal(await modeOf(path.dirname(s.stage)), 0o700);
+    assert.equal(path.basename(path.dirname(s.stage)), ".understudy-stage-ssh");
+    assert.equal(path.dirname(path.dirname(s.stage)), path.dirname(s.root.path));
+  });
+});
