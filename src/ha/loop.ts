@@ -18,8 +18,8 @@ import type { DaemonHealth, SyncPort, VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
 import { MemberPublisher } from "./member.js";
 import { FlapWatch } from "./flap-watch.js";
-import { isDamped } from "./flap.js";
-import { VipWitness, memberVipFields, vipNotFree } from "./vip-truth.js";
+import { VipWitness, vipNotFree } from "./vip-truth.js";
+import { memberBody, nodeView, type SelfParts } from "./self-report.js";
 import type { FenceGuard } from "../fence/port.js";
 import type { HookPort } from "../hooks/port.js";
 
@@ -77,6 +77,7 @@ export class HaLoop {
   private readonly configured: ConfiguredPart;
   private readonly listeners: HaEventListener[] = [];
   private readonly flap: FlapWatch;
+  private readonly self: SelfParts;
   readonly lease: SessionLease;
 
   constructor(private readonly deps: HaLoopDeps) {
@@ -103,6 +104,7 @@ export class HaLoop {
     this.configured = configuredPart(deps.config);
     this.flap = new FlapWatch(deps.coordinator, deps.clock, this.configured.flapSettings, deps.log);
     this.vipWitness = new VipWitness(deps.vip, deps.clock);
+    this.self = { ...deps, readiness: this.readiness, role: this.role, vipWitness: this.vipWitness, flap: this.flap };
     this.cycles = new SerialRunner(
       (why) => this.cycle(why),
       (e) => deps.log.error({ err: describeError(e) }, "HA cycle failed"),
@@ -270,37 +272,9 @@ export class HaLoop {
     this.trigger("lease deadline");
   }
 
-  private isHealthy(now: number): boolean {
-    const { config, health } = this.deps;
-    return now >= this.role.coolDownUntilMs && this.readiness.problem() === null && (config.daemon.mode === "cold" || health.criticalUp());
-  }
-
   private async publishMember(): Promise<void> {
-    const { config, clock, version, vip } = this.deps;
     const lease = this.lease.state();
-    if (!lease) return;
-    const notReady = this.readiness.problem();
-    await this.member.publish(
-      {
-        node: config.node.name,
-        role: this.role.acting,
-        healthy: this.isHealthy(clock.monotonicMs()),
-        ...(notReady !== null ? { notReady } : {}),
-        priority: config.node.priority,
-        nofailover: config.node.nofailover,
-        generation: this.deps.sync?.generation() ?? 0,
-        ...(this.deps.sync ? { sync: this.deps.sync.memberSummary() } : {}),
-        address: config.node.address,
-        version,
-        decision: this.lastDecision?.reason ?? "",
-        probes: Object.fromEntries(this.deps.health.states().map((s) => [s.name, s.up])),
-        vipHeld: vip.state().held === true,
-        ...memberVipFields(this.vipWitness.truth(this.role.acting)),
-        daemonRunning: this.role.daemonRunning,
-        ...(this.deps.apiUrl ? { api: this.deps.apiUrl } : {}),
-      },
-      lease.id,
-    );
+    if (lease) await this.member.publish(memberBody(this.self, this.lastDecision?.reason ?? ""), lease.id);
   }
 
   onEvent(listener: HaEventListener): void {
@@ -318,24 +292,8 @@ export class HaLoop {
   }
 
   view(): NodeView {
-    const now = this.deps.clock.monotonicMs();
     const lease = this.lease.state();
-    return {
-      node: this.deps.config.node.name,
-      acting: this.role.acting,
-      term: this.role.term,
-      leaseRemainingMs: lease ? Math.max(0, lease.deadlineMs - now) : null,
-      etcdReachable: this.etcdReachable,
-      decision: this.lastDecision?.reason ?? "",
-      sinceLastCycleMs: this.lastCycleAtMs === null ? null : now - this.lastCycleAtMs,
-      vipHeld: this.deps.vip.state().held === true,
-      ...this.vipWitness.view(this.role.acting),
-      daemonRunning: this.role.daemonRunning,
-      probes: this.deps.health.states().map((p) => ({ name: p.name, critical: p.critical, up: p.up, detail: p.lastDetail })),
-      healthy: this.isHealthy(now),
-      notReady: this.readiness.problem(),
-      flap: { damped: isDamped(this.flap.current()), moves: this.flap.current()?.moves ?? 0 },
-    };
+    return nodeView(this.self, { lease, etcdReachable: this.etcdReachable, decision: this.lastDecision?.reason ?? "", lastCycleAtMs: this.lastCycleAtMs });
   }
 
   status(): { acting: string; term: number | null; decision: string; lease: LeaseState | null; snapshot: ClusterSnapshot | null } {
