@@ -170,8 +170,7 @@ export class DecisionExecutor {
       const decision = decide(this.loop.observe(snapshot, gates));
       const ask = decision.actions.find((a) => a.kind === "ask_gate");
       if (!ask) {
-        const plain = decision.actions.some((a) => a.kind === "take_over") && !/not running/.test(decision.reason);
-        log[plain ? "info" : "warn"]({ term, via }, decision.reason);
+        log[gateLogLevel(decision, gates)]({ term, via }, decision.reason);
         for (const action of decision.actions) {
           if (this.loop.stopped()) return;
           await this.act(action, snapshot);
@@ -247,4 +246,13 @@ export class DecisionExecutor {
     this.loop.chronicle.vetoed(term, action.problem);
     this.loop.trigger(action.gate === "watchdog" ? "watchdog" : "pre_promote veto");
   }
+}
+
+/** A refused watchdog is an error (as a fence problem), a veto or a delay a warning, a clean take-over news. */
+function gateLogLevel(decision: Decision, gates: PromotionGates): "info" | "warn" | "error" {
+  const declined = decision.actions.find((a) => a.kind === "decline");
+  if (declined) return declined.gate === "watchdog" ? "error" : "warn";
+  if (!decision.actions.some((a) => a.kind === "take_over")) return "warn";
+  const watchdogDown = gates.watchdog !== undefined && gates.watchdog !== "off" && gates.watchdog.state !== "active";
+  return watchdogDown ? "warn" : "info";
 }
