@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { HistoryEvent, SwitchoverRequest } from "../coordinator/port.js";
 import { parseDuration } from "../config/duration.js";
-import { planMove, type MoveBody } from "./move-plan.js";
+import { failbackTarget, planMove, type MoveBody } from "./move-plan.js";
 import { refuse, type ApiDeps } from "./server.js";
 
 export { checkMove } from "./move-plan.js";
@@ -61,9 +61,9 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     move(req, reply, "switchover", req.body ?? {}),
   );
   app.post<{ Body: MoveBody }>("/failback", { schema: bodySchema({ to: NAME }) }, (req, reply) => {
-    const to = req.body?.to ?? deps.failbackPreferred ?? undefined;
-    if (!to) return refuse(reply, 412, "US_E_API_PRECONDITION", "no preferred node: set failback.preferred or name one with `to`");
-    return move(req, reply, "failback", { ...req.body, to });
+    const target = failbackTarget(req.body?.to, deps.failbackPreferred ?? null);
+    if (!target.ok) return refuse(reply, target.status, "US_E_API_PRECONDITION", target.message);
+    return move(req, reply, "failback", { ...req.body, to: target.to });
   });
   app.post<{ Body: MoveBody }>("/failover", { schema: bodySchema({ to: NAME, force: { type: "boolean" } }, ["to"]) }, (req, reply) =>
     move(req, reply, "failover", req.body),

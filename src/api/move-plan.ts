@@ -18,6 +18,13 @@ export type MovePlan =
   | { readonly ok: true; readonly to: string | null; readonly reason: string }
   | { readonly ok: false; readonly status: number; readonly message: string };
 
+/** A failback's target before the cluster is read: the node the request names, else failback.preferred. */
+export function failbackTarget(to: string | undefined, preferred: string | null): { ok: true; to: string } | { ok: false; status: number; message: string } {
+  const target = to ?? preferred ?? undefined;
+  if (!target) return { ok: false, status: 412, message: "no preferred node: set failback.preferred or name one with `to`" };
+  return { ok: true, to: target };
+}
+
 /** The target of a move request and why, or why it is refused. */
 export function planMove(snap: ClusterSnapshot, kind: SwitchoverRequest["kind"], body: MoveBody, wallNowMs: number): MovePlan {
   const problem = checkMove(snap, kind, body, wallNowMs);

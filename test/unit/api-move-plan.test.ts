@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { planMove, type MoveBody, type MovePlan } from "../../src/api/move-plan.js";
+import { failbackTarget, planMove, type MoveBody, type MovePlan } from "../../src/api/move-plan.js";
 import type { ClusterSnapshot, MemberRecord, SwitchoverRequest } from "../../src/coordinator/port.js";
 
 // The API's choice of switchover target (issue 15): a pure planner, one row per outcome.
@@ -59,3 +59,9 @@ for (const r of rows) {
     assert.deepEqual(planMove(r.snap, r.kind, r.body, WALL), r.want);
   });
 }
+
+test("failbackTarget: the named node, else failback.preferred, else a refusal", () => {
+  assert.deepEqual(failbackTarget("n3", "n1"), { ok: true, to: "n3" });
+  assert.deepEqual(failbackTarget(undefined, "n1"), { ok: true, to: "n1" });
+  assert.deepEqual(failbackTarget(undefined, null), { ok: false, status: 412, message: "no preferred node: set failback.preferred or name one with `to`" });
+});
