@@ -67,6 +67,8 @@ export interface MemberSyncSummary {
   readonly waiting: string | null;
   /** Sync roots whose last attempt failed (the others went on); absent from older agents. */
   readonly failedRoots?: readonly string[];
+  /** The reason sentence of the latest sync step (src/sync/plan.ts); absent from older agents. */
+  readonly step?: string;
 }
 
 /** An operator's request to move the primary (control/switchover). */

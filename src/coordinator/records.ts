@@ -36,6 +36,7 @@ const memberSchema = z.object({
       rescues: count,
       waiting: text(8000).nullable(),
       failedRoots: z.array(text(64)).max(256).optional(),
+      step: text(8000).optional(),
     })
     .optional(),
   address: text(100),

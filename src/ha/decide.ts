@@ -5,6 +5,7 @@ import { isDamped } from "./flap.js";
 import { dampedNote, stayInsteadOfHandover } from "./stay.js";
 import { vipLost } from "./vip-truth.js";
 import { promotionGate, withRestartBackoff } from "./promotion.js";
+import { isBehind } from "../sync/generation.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (DESIGN.md §1.4): when in doubt, be a standby.
@@ -150,9 +151,9 @@ function decideStandby(o: Observation): Decision {
  */
 export function syncGate(o: Observation): { blocked: boolean; reason: string } | null {
   const pub = o.cluster?.sync;
-  if (!o.sync.enabled || !pub || o.self.generation >= pub.generation) return null;
+  if (!o.sync.enabled || !pub || !isBehind(o.self.generation, pub)) return null;
   const mine = `my files are at generation ${o.self.generation}, the primary published ${pub.generation}`;
-  const holder = bestCandidate(o.cluster!.members.filter((m) => m.node !== o.self.name && m.generation >= pub.generation), o.cluster!.bans);
+  const holder = bestCandidate(o.cluster!.members.filter((m) => m.node !== o.self.name && !isBehind(m.generation, pub)), o.cluster!.bans);
   if (holder) return { blocked: true, reason: `no action: no primary, but ${mine} and ${holder.node} holds it` };
   const lagMs = o.sync.behindSinceMs === null ? 0 : o.nowMs - o.sync.behindSinceMs;
   if (lagMs > o.sync.maximumLagMs) {

@@ -6,6 +6,7 @@ import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import type { ApplySummary, Owner } from "./apply.js";
+import type { FileHashService } from "./hasher.js";
 import type { RootOutcome } from "./root-status.js";
 import type { SyncRoot } from "./paths.js";
 import type { RescueResult } from "./rescue.js";
@@ -74,6 +75,8 @@ export interface SyncStatus {
   readonly lastError: { readonly code: string; readonly message: string; readonly at: string } | null;
   readonly failures: number;
   readonly waiting: string | null;
+  /** The reason sentence of the latest sync step (plan.ts); absent before the first pass. */
+  readonly step?: string;
   /** Per root: inSync (its live files are the published ones; a generation is in sync only when every root is), and its own outcome. */
   readonly roots: readonly ({ readonly name: string; readonly path: string; readonly digest: string | null; readonly files: number | null; readonly bytes: number | null; readonly inSync: boolean } & RootOutcome)[];
   readonly rescues: readonly { readonly root: string; readonly dir: string; readonly files: number; readonly at: string }[];
@@ -88,6 +91,8 @@ export interface SyncEngineDeps {
   readonly runner: CommandRunner;
   readonly clock: Clock;
   readonly log: Logger;
+  /** Hashes files for manifests off the event loop (createSyncEngine: a HashWorker); absent: in the calling thread. Closed by close(). */
+  readonly hasher?: FileHashService;
   /** Watch source for the primary's roots (chokidar unless a test injects one). */
   readonly watch?: WatchSourceFactory;
   /** The held generation or the status changed: the HA loop republishes the member key. */

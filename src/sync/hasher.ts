@@ -4,6 +4,7 @@
 // One worker thread, started on first use and stopped when idle, keeps the
 // event loop free for the lease.
 import { Worker } from "node:worker_threads";
+import { SystemClock, type Clock, type TimerHandle } from "../platform/clock.js";
 
 export interface FileHash {
   readonly size: number;
@@ -54,20 +55,32 @@ interface Reply {
   readonly code?: string;
 }
 
-export class HashWorker {
+/** What the sync engine hashes with: a HashWorker in the agent, a fake (or none: in-thread) in tests. */
+export interface FileHashService {
+  readonly hash: FileHasher;
+  close(): Promise<void>;
+}
+
+export class HashWorker implements FileHashService {
   private worker: Worker | undefined;
   private seq = 0;
-  private readonly waiting = new Map<number, { resolve: (h: FileHash) => void; reject: (e: Error) => void; max: number }>();
-  private idle: NodeJS.Timeout | undefined;
+  /** Requests in flight, each with the worker it went to (a worker that exits fails only its own). */
+  private readonly waiting = new Map<number, { resolve: (h: FileHash) => void; reject: (e: Error) => void; max: number; worker: Worker }>();
+  private idle: TimerHandle | undefined;
 
-  constructor(private readonly idleMs = 10_000) {}
+  /** The idle timer runs on `clock` (the agent's; a FakeClock in tests). */
+  constructor(
+    private readonly idleMs = 10_000,
+    private readonly clock: Clock = new SystemClock(),
+  ) {}
 
   readonly hash: FileHasher = (abs, maxBytes) =>
     new Promise<FileHash>((resolve, reject) => {
       const id = ++this.seq;
-      this.waiting.set(id, { resolve, reject, max: maxBytes });
-      this.ensure().postMessage({ id, abs, max: maxBytes });
-      if (this.idle) clearTimeout(this.idle);
+      const worker = this.ensure();
+      this.waiting.set(id, { resolve, reject, max: maxBytes, worker });
+      worker.postMessage({ id, abs, max: maxBytes });
+      this.idle?.cancel();
       this.idle = undefined;
     });
 
@@ -76,10 +89,11 @@ export class HashWorker {
     const w = new Worker(WORKER_SOURCE, { eval: true });
     w.unref();
     w.on("message", (m: Reply) => this.settle(m));
-    w.on("error", (e) => this.failAll(e));
+    w.on("error", (e) => this.failAll(w, e));
     w.on("exit", () => {
       if (this.worker === w) this.worker = undefined;
-      this.failAll(new Error("hash worker exited"));
+      // An idle worker stopped by its timer may exit after the next hash started a new one.
+      this.failAll(w, new Error("hash worker exited"));
     });
     this.worker = w;
     return w;
@@ -93,18 +107,22 @@ export class HashWorker {
     else if (m.error !== undefined) p.reject(Object.assign(new Error(m.error), { code: m.code }));
     else p.resolve({ size: m.size!, sha256: m.sha256! });
     if (this.waiting.size === 0) {
-      this.idle = setTimeout(() => void this.close(), this.idleMs);
-      this.idle.unref();
+      this.idle?.cancel();
+      this.idle = this.clock.setTimer(this.idleMs, () => void this.close());
     }
   }
 
-  private failAll(e: Error): void {
-    for (const p of this.waiting.values()) p.reject(e);
-    this.waiting.clear();
+  private failAll(w: Worker, e: Error): void {
+    for (const [id, p] of this.waiting) {
+      if (p.worker !== w) continue;
+      this.waiting.delete(id);
+      p.reject(e);
+    }
   }
 
   async close(): Promise<void> {
-    if (this.idle) clearTimeout(this.idle);
+    this.idle?.cancel();
+    this.idle = undefined;
     const w = this.worker;
     this.worker = undefined;
     await w?.terminate();

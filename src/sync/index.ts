@@ -14,6 +14,7 @@ import type { Logger } from "../platform/logger.js";
 import { SyncEngine, type EngineRoot, type SyncSettings } from "./engine.js";
 import { resolveOwner } from "./owner.js";
 import { writeFileAtomic } from "./durable.js";
+import { HashWorker } from "./hasher.js";
 import { checkSyncRoot } from "./paths.js";
 import { renderRsyncdConf } from "./rsyncd.js";
 import { SyncStateStore } from "./state.js";
@@ -102,6 +103,8 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
     runner: deps.runner,
     clock: deps.clock,
     log: deps.log,
+    // Hashing in a worker thread: the lease renewals on this event loop must not wait for a 1 GiB manifest.
+    hasher: new HashWorker(10_000, deps.clock),
     onProgress: deps.onProgress,
     ...(onClose ? { onClose } : {}),
   });
