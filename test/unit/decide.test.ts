@@ -4,6 +4,7 @@ import { decide } from "../../src/ha/decide.js";
 import type { MemberRecord, Observation } from "../../src/ha/observation.js";
 import type { SwitchoverRequest } from "../../src/coordinator/port.js";
 import type { PromotionGates } from "../../src/ha/promotion.js";
+import { EMPTY_MEMORY, track } from "../../src/ha/track.js";
 
 const NOW = 100_000;
 const WALL = Date.UTC(2026, 10, 22, 12, 0, 0);
@@ -311,4 +312,28 @@ for (const c of backoffCases) {
 
 test("decide (restart backoff): the recheck lands when the backoff ends", () => {
   assert.deepEqual(decide(primary(backoff(2, 150))).actions, [{ kind: "recheck_at", atMs: NOW + 50 }]);
+});
+
+// track(): the vacancy and failback bookkeeping, advanced once per cycle so observe() only reads.
+test("track: vacancy starts at the first leaderless read, survives unread cycles, ends with a leader", () => {
+  const base = obs().cluster!;
+  const leader = { node: "n2", term: 5, lease: "b", acquiredAt: "" };
+  let m = track(EMPTY_MEMORY, base, 1000, null);
+  assert.deepEqual(m, { vacantSinceMs: 1000, preferredReadySinceMs: null });
+  m = track(m, base, 1500, null);
+  assert.equal(m.vacantSinceMs, 1000, "still the first time it saw the vacancy");
+  assert.equal(track(m, null, 2000, null), m, "etcd unreachable: nothing learned, nothing forgotten");
+  assert.equal(track(m, { ...base, leader }, 2500, null).vacantSinceMs, null);
+});
+
+test("track: the preferred node's readiness clock runs while it is an eligible standby", () => {
+  const with2 = (over: Partial<MemberRecord> = {}, bans: NonNullable<Observation["cluster"]>["bans"] = []) => ({ ...obs().cluster!, members: [member("n1", { role: "primary" }), member("n2", over)], bans });
+  let m = track(EMPTY_MEMORY, with2(), 1000, "n2");
+  assert.equal(m.preferredReadySinceMs, 1000);
+  m = track(m, with2(), 4000, "n2");
+  assert.equal(m.preferredReadySinceMs, 1000);
+  assert.equal(track(m, with2({ healthy: false }), 5000, "n2").preferredReadySinceMs, null, "unhealthy: the clock restarts");
+  assert.equal(track(m, with2({}, [{ node: "n2", until: "", requestedBy: "", reason: "" }]), 5000, "n2").preferredReadySinceMs, null, "banned");
+  assert.equal(track(m, with2({ role: "primary" }), 5000, "n2").preferredReadySinceMs, null, "not a standby");
+  assert.equal(track(EMPTY_MEMORY, with2(), 1000, null).preferredReadySinceMs, null, "no preferred node");
 });
