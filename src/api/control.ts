@@ -1,8 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { ClusterSnapshot, HistoryEvent, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
+import type { HistoryEvent, SwitchoverRequest } from "../coordinator/port.js";
 import { parseDuration } from "../config/duration.js";
-import { bestCandidate, eligible } from "../ha/candidates.js";
+import { failbackTarget, planMove, type MoveBody } from "./move-plan.js";
 import { refuse, type ApiDeps } from "./server.js";
+
+export { checkMove } from "./move-plan.js";
 
 // Mutations: each checks what it can against the cluster as etcd has it,
 // answers 412 with a reason when the action is not possible, records who
@@ -11,14 +13,6 @@ import { refuse, type ApiDeps } from "./server.js";
 const NAME = { type: "string", pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" } as const;
 const REASON = { type: "string", maxLength: 500 } as const;
 const WHO = { type: "string", maxLength: 100 } as const;
-
-interface MoveBody {
-  to?: string;
-  at?: string;
-  reason?: string;
-  force?: boolean;
-  requested_by?: string;
-}
 
 const bodySchema = (properties: Record<string, unknown>, required: string[] = []) => ({
   // Bodies with only optional fields may be left out (`curl -X POST .../resume`).
@@ -43,14 +37,12 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
   /** Validate and write a switchover / failback / failover request. */
   const move = async (req: FastifyRequest, reply: FastifyReply, kind: SwitchoverRequest["kind"], body: MoveBody) => {
     const snap = await deps.coordinator.snapshot();
-    const problem = checkMove(snap, kind, body, deps.clock.wallMs());
-    if (problem) return refuse(reply, problem.status, problem.status === 400 ? "US_E_API_BAD_REQUEST" : "US_E_API_PRECONDITION", problem.message);
+    const plan = planMove(snap, kind, body, deps.clock.wallMs());
+    if (!plan.ok) return refuse(reply, plan.status, plan.status === 400 ? "US_E_API_BAD_REQUEST" : "US_E_API_PRECONDITION", plan.message);
     const request: SwitchoverRequest = {
       kind,
       from: snap.leader?.node ?? null,
-      // Name the target now: a request without one left the releasing primary free to win the
-      // election again and hand over again, for ever (found by the chaos operator loop).
-      to: body.to ?? bestCandidate(snap.members.filter((m) => m.node !== snap.leader?.node && m.role === "standby"), snap.bans)?.node ?? null,
+      to: plan.to,
       at: body.at ? new Date(Date.parse(body.at)).toISOString() : null,
       force: body.force === true,
       requestedBy: who(req, body),
@@ -61,17 +53,17 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
       return refuse(reply, 412, "US_E_API_PRECONDITION", "another switchover request is already pending");
     }
     await record({ kind: "request", from: request.from, to: request.to, reason: `${kind} requested${request.at ? ` for ${request.at}` : ""}: ${request.reason}`, requestedBy: request.requestedBy });
-    deps.log.info({ request }, `${kind} requested`);
-    return reply.code(202).send({ accepted: true, request });
+    deps.log.info({ request, target: plan.reason }, `${kind} requested`);
+    return reply.code(202).send({ accepted: true, request, target: plan.reason });
   };
 
   app.post<{ Body: MoveBody }>("/switchover", { schema: bodySchema({ to: NAME, at: { type: "string", format: "date-time" } }) }, (req, reply) =>
     move(req, reply, "switchover", req.body ?? {}),
   );
   app.post<{ Body: MoveBody }>("/failback", { schema: bodySchema({ to: NAME }) }, (req, reply) => {
-    const to = req.body?.to ?? deps.failbackPreferred ?? undefined;
-    if (!to) return refuse(reply, 412, "US_E_API_PRECONDITION", "no preferred node: set failback.preferred or name one with `to`");
-    return move(req, reply, "failback", { ...req.body, to });
+    const target = failbackTarget(req.body?.to, deps.failbackPreferred ?? null);
+    if (!target.ok) return refuse(reply, target.status, "US_E_API_PRECONDITION", target.message);
+    return move(req, reply, "failback", { ...req.body, to: target.to });
   });
   app.post<{ Body: MoveBody }>("/failover", { schema: bodySchema({ to: NAME, force: { type: "boolean" } }, ["to"]) }, (req, reply) =>
     move(req, reply, "failover", req.body),
@@ -131,35 +123,4 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     await record({ kind: "unban", from: null, to: req.body.node, reason: req.body.reason ?? "", requestedBy: who(req, req.body) });
     return reply.code(202).send({ unbanned: req.body.node });
   });
-}
-
-/** Why a move cannot be done now, or null. Pure, for tests. */
-export function checkMove(snap: ClusterSnapshot, kind: SwitchoverRequest["kind"], body: MoveBody, wallNowMs: number): { status: number; message: string } | null {
-  const leader = snap.leader;
-  if (snap.switchover) return { status: 412, message: `a ${snap.switchover.kind} to ${snap.switchover.to ?? "the best candidate"} is already pending` };
-  if (body.at !== undefined) {
-    const at = Date.parse(body.at);
-    if (Number.isNaN(at) || at < wallNowMs - 1000) return { status: 400, message: `at ${JSON.stringify(body.at)} must be a time in the future` };
-  }
-  if (kind !== "failover" && leader === null) return { status: 412, message: `there is no primary to ${kind} from; use failover --to NODE` };
-  if (body.to !== undefined && leader?.node === body.to) return { status: 412, message: `${body.to} is already the primary` };
-  const standbys = snap.members.filter((m) => m.node !== leader?.node);
-  if (body.to === undefined) {
-    return standbys.some((m) => eligible(m, snap.bans)) ? null : { status: 412, message: "no healthy, ready standby to switch over to" };
-  }
-  const target = standbys.find((m) => m.node === body.to);
-  if (!target) return { status: 412, message: `${body.to} is not a live member of the cluster` };
-  if (kind === "failover" && body.force) return null;
-  const why = notEligible(target, snap);
-  if (why) return { status: 412, message: `${body.to} ${why}${kind === "failover" ? "; repeat with force to fail over anyway" : ""}` };
-  return null;
-}
-
-function notEligible(m: MemberRecord, snap: ClusterSnapshot): string | null {
-  if (snap.bans.some((b) => b.node === m.node)) return "is banned";
-  if (m.nofailover) return "is tagged nofailover";
-  if (!m.healthy) return "is not healthy or not ready";
-  const newest = Math.max(0, ...snap.members.map((x) => x.generation));
-  if (m.generation < newest) return `is behind in sync (generation ${m.generation} < ${newest})`;
-  return eligible(m, snap.bans) ? null : "is not eligible";
 }

@@ -4,13 +4,16 @@ import { failback, primarySwitchover, standbySwitchover } from "./switchover.js"
 import { isDamped } from "./flap.js";
 import { dampedNote, stayInsteadOfHandover } from "./stay.js";
 import { vipLost } from "./vip-truth.js";
+import { promotionGate, withRestartBackoff } from "./promotion.js";
 import { isBehind } from "../coordinator/port.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (DESIGN.md §1.4): when in doubt, be a standby.
 
 export function decide(o: Observation): Decision {
-  return o.acting === "primary" ? decidePrimary(o) : decideStandby(o);
+  // A promotion under way (gates asked this cycle, promotion.ts) is decided on its own.
+  if (o.acting === "standby" && o.promotion) return promotionGate(o);
+  return o.acting === "primary" ? withRestartBackoff(o, decidePrimary(o)) : decideStandby(o);
 }
 
 function decidePrimary(o: Observation): Decision {

@@ -1,23 +1,26 @@
 import { describeError } from "../errors/catalogue.js";
 import type { Config } from "../config/load.js";
-import type { ClusterSnapshot, Coordinator, LeaderRecord, SwitchoverRequest, Subscription } from "../coordinator/port.js";
+import type { ClusterSnapshot, Coordinator, LeaderRecord, Subscription } from "../coordinator/port.js";
 import type { DaemonController } from "../daemon/port.js";
 import { ALWAYS_READY, type Readiness } from "../daemon/port.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { WakeSource } from "../platform/wake-ups.js";
-import { eligible } from "./candidates.js";
 import { Chronicle } from "./chronicle.js";
 import { decide } from "./decide.js";
 import type { HaEvent, HaEventListener, NodeView } from "./events.js";
+import { DecisionExecutor } from "./executor.js";
 import { SessionLease, type LeaseState } from "./lease.js";
-import { configuredPart, type Action, type ConfiguredPart, type Decision, type Observation } from "./observation.js";
+import { configuredPart, type ConfiguredPart, type Decision, type Observation } from "./observation.js";
+import type { PromotionGates } from "./promotion.js";
+import { EMPTY_MEMORY, track, type HaMemory } from "./track.js";
+import { SerialRunner } from "../platform/serial.js";
 import type { DaemonHealth, SyncPort, VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
 import { MemberPublisher } from "./member.js";
 import { FlapWatch } from "./flap-watch.js";
-import { isDamped } from "./flap.js";
-import { VipWitness, memberVipFields, vipNotFree } from "./vip-truth.js";
+import { VipWitness, vipNotFree } from "./vip-truth.js";
+import { memberBody, nodeView, type SelfParts } from "./self-report.js";
 import type { FenceGuard } from "../fence/port.js";
 import type { HookPort } from "../hooks/port.js";
 
@@ -47,30 +50,29 @@ export interface HaLoopDeps {
 }
 
 /**
- * The imperative shell around decide(): observe (etcd snapshot, lease, daemon,
- * probes), decide, act. Cycles never overlap; triggers that arrive during a
- * cycle coalesce into one more. The lease deadline fences directly, without
- * waiting for a cycle or for etcd.
+ * The imperative shell around decide(): track, observe (etcd snapshot, lease,
+ * daemon, probes), decide, act (executor.ts). Cycles never overlap; triggers
+ * that arrive during a cycle coalesce into one more (SerialRunner). The lease
+ * deadline fences directly, without waiting for a cycle or for etcd.
  */
 export class HaLoop {
-  private vacantSinceMs: number | null = null;
+  /** Vacancy and failback bookkeeping, advanced once per cycle by track() before observing. */
+  private memory: HaMemory = EMPTY_MEMORY;
   private lastDecision: Decision | undefined;
   private lastSnapshot: ClusterSnapshot | null = null;
   /** The last leader this node saw, to say whom a failover replaced. */
   private lastLeader: LeaderRecord | null = null;
-  private preferredReadySinceMs: number | null = null;
   private lastCycleAtMs: number | null = null;
   private etcdReachable = false;
   /** The VIP as it was when the last decision was taken (a handover's release record says whether the address is free). */
   private vipAtDecision: ReturnType<VipControl["state"]> | undefined;
   private readonly vipWitness: VipWitness;
-  private running = false;
-  private pending = false;
   private stopped = false;
   private tick: TimerHandle | undefined;
   private recheck: TimerHandle | undefined;
   private watch: Subscription | undefined;
-  private cycleDone: Promise<void> = Promise.resolve();
+  private readonly cycles: SerialRunner;
+  private readonly executor: DecisionExecutor;
   private readonly readiness: Readiness;
   private readonly chronicle: Chronicle;
   private readonly role: NodeRole;
@@ -78,6 +80,7 @@ export class HaLoop {
   private readonly configured: ConfiguredPart;
   private readonly listeners: HaEventListener[] = [];
   private readonly flap: FlapWatch;
+  private readonly self: SelfParts;
   readonly lease: SessionLease;
 
   constructor(private readonly deps: HaLoopDeps) {
@@ -91,7 +94,6 @@ export class HaLoop {
     this.role = new NodeRole({
       config: deps.config, daemon: deps.daemon, vip: deps.vip, health: deps.health, clock: deps.clock, log: deps.log,
       emit: (e) => this.emit(e),
-      retryIn: (ms, why) => this.recheckIn(ms, why),
       ...(deps.fenceGuard ? { guard: deps.fenceGuard } : {}),
     });
     deps.daemon.onUnexpectedExit((exit) => {
@@ -106,6 +108,23 @@ export class HaLoop {
     this.configured = configuredPart(deps.config);
     this.flap = new FlapWatch(deps.coordinator, deps.clock, this.configured.flapSettings, deps.log);
     this.vipWitness = new VipWitness(deps.vip, deps.clock);
+    this.self = { ...deps, readiness: this.readiness, role: this.role, vipWitness: this.vipWitness, flap: this.flap };
+    this.cycles = new SerialRunner(
+      (why) => this.cycle(why),
+      (e) => deps.log.error({ err: describeError(e) }, "HA cycle failed"),
+    );
+    this.executor = new DecisionExecutor(deps, {
+      lease: this.lease, role: this.role, chronicle: this.chronicle, flap: this.flap,
+      stopped: () => this.stopped,
+      trigger: (why) => this.trigger(why),
+      recheckIn: (ms, why) => this.recheckIn(ms, why),
+      emit: (e) => this.emit(e),
+      lastDecision: () => this.lastDecision,
+      vipAtDecision: () => this.vipAtDecision,
+      lastLeader: () => this.lastLeader,
+      vacantSinceMs: () => this.memory.vacantSinceMs,
+      observe: (snapshot, promotion) => this.observe(snapshot, null, promotion),
+    });
   }
 
   /** Start: adopt our own lease if the leader key still names us, then run cycles. */
@@ -145,28 +164,7 @@ export class HaLoop {
   /** Run a cycle now, or once more after the one in progress. */
   trigger(why: string): void {
     if (this.stopped) return;
-    if (this.running) {
-      this.pending = true;
-      return;
-    }
-    this.running = true;
-    this.cycleDone = this.runCycles(why);
-  }
-
-  private async runCycles(why: string): Promise<void> {
-    try {
-      do {
-        this.pending = false;
-        try {
-          await this.cycle(why);
-        } catch (e) {
-          this.deps.log.error({ err: describeError(e) }, "HA cycle failed");
-        }
-        why = "coalesced";
-      } while (this.pending && !this.stopped);
-    } finally {
-      this.running = false;
-    }
+    this.cycles.trigger(why);
   }
 
   private scheduleTick(): void {
@@ -185,15 +183,13 @@ export class HaLoop {
     this.recheck = this.deps.clock.setTimer(ms, () => this.trigger(why));
   }
 
-  observe(snapshot: ClusterSnapshot | null, etcdError: string | null): Observation {
+  /** What this cycle knows, for decide(). Reads only: track() advanced the memory before. */
+  observe(snapshot: ClusterSnapshot | null, etcdError: string | null, promotion?: PromotionGates): Observation {
     const { clock, health, probeGraceMs } = this.deps;
     const now = clock.monotonicMs();
-    if (snapshot && snapshot.leader === null) this.vacantSinceMs ??= now;
-    else if (snapshot) this.vacantSinceMs = null;
     const fixed = this.configured;
-    const preferred = snapshot?.members.find((m) => m.node === fixed.failback.preferred && m.role === "standby");
-    if (snapshot) this.preferredReadySinceMs = preferred && eligible(preferred, snapshot.bans) ? (this.preferredReadySinceMs ?? now) : null;
     const lease = this.lease.state();
+    const restarts = this.role.restartHistory(now);
     return {
       ...fixed,
       self: { ...fixed.self, generation: this.deps.sync?.generation() ?? 0 },
@@ -204,24 +200,26 @@ export class HaLoop {
       lease: lease ? { id: lease.id, deadlineMs: lease.deadlineMs } : null,
       cluster: snapshot,
       etcdError,
-      vacantSinceMs: this.vacantSinceMs,
+      vacantSinceMs: this.memory.vacantSinceMs,
       daemon: {
         running: this.role.daemonRunning,
         probesUp: health.criticalUp() || this.role.inStartGrace(now, probeGraceMs),
-        recentRestarts: this.role.recentRestarts(now),
+        recentRestarts: restarts.count,
+        lastRestartAtMs: restarts.lastAtMs,
         sharedFailure: health.sharedFailure?.() ?? null,
       },
       ...(this.flap.current() ? { flap: this.flap.current()! } : {}),
       coolDownUntilMs: this.role.coolDownUntilMs,
       notReady: this.readiness.problem(),
-      preferredReadySinceMs: this.preferredReadySinceMs,
+      preferredReadySinceMs: this.memory.preferredReadySinceMs,
       sync: { enabled: fixed.syncEnabled && this.deps.sync !== undefined, behindSinceMs: this.deps.sync?.behindSince() ?? null, maximumLagMs: fixed.maximumLagMs },
       ...(fixed.vipHoldTimeoutMs !== null && this.role.acting === "primary" ? { vip: this.vipWitness.observation(fixed.vipHoldTimeoutMs) } : {}),
+      ...(promotion ? { promotion } : {}),
     };
   }
 
   private async cycle(why: string): Promise<void> {
-    const { coordinator, daemon, log } = this.deps;
+    const { coordinator, clock, log } = this.deps;
     let snapshot: ClusterSnapshot | null = null;
     let etcdError: string | null = null;
     try {
@@ -234,16 +232,17 @@ export class HaLoop {
       if (!this.watch) await this.ensureWatch();
       await this.chronicle.flush();
     }
-    this.role.daemonRunning = await daemon.isRunning().catch(() => false);
+    await this.role.observeDaemon();
     // A primary failing its health may hand over: count the cluster's recent moves afresh.
     if (snapshot) await this.flap.refresh(this.role.acting === "primary" && !(this.role.daemonRunning && this.deps.health.criticalUp()));
     this.vipAtDecision = this.deps.vip.state();
+    this.memory = track(this.memory, snapshot, clock.monotonicMs(), this.configured.failback.preferred);
     const decision = decide(this.observe(snapshot, etcdError ?? this.lease.error()));
     if (decision.reason !== this.lastDecision?.reason) log.info({ trigger: why, actions: decision.actions.map((a) => a.kind) }, decision.reason);
     this.lastDecision = decision;
     for (const action of decision.actions) {
       if (this.stopped) return;
-      await this.act(action, snapshot);
+      await this.executor.act(action, snapshot);
     }
     if (snapshot?.leader) this.lastLeader = snapshot.leader;
     this.followSync(snapshot);
@@ -266,168 +265,6 @@ export class HaLoop {
     });
   }
 
-  private async act(action: Action, snapshot: ClusterSnapshot | null): Promise<void> {
-    const { coordinator, config, clock, log } = this.deps;
-    const warn = (what: string) => (e: unknown) => log.warn({ err: describeError(e) }, what);
-    switch (action.kind) {
-      case "grant_lease":
-        // With a lease the next decision may be to campaign: make it now, not at the next tick.
-        if (await this.lease.grant().then(() => true, warn("cannot grant a session lease"))) this.trigger("lease granted");
-        return;
-      case "campaign":
-        await this.campaign(snapshot);
-        return;
-      case "promote": {
-        const lease = this.lease.state();
-        if (lease && (await this.watchdogGate(action.term, lease))) await this.role.promote(action.term, lease);
-        if (this.role.acting === "primary") this.emit({ type: "promoted", kind: "adopted", term: action.term, vacancyMs: null, promoteMs: 0 });
-        return;
-      }
-      case "demote":
-        await this.role.demote("decision");
-        return;
-      case "resign":
-        await coordinator.resign(action.term).catch(warn("resign failed"));
-        return;
-      case "release": {
-        const record = {
-          node: config.node.name, term: action.term, at: new Date(clock.wallMs()).toISOString(), why: action.why,
-          ...(this.lastDecision ? { reason: this.lastDecision.reason.slice(0, 2000) } : {}),
-          ...vipNotFree(this.vipAtDecision),
-        };
-        if (await coordinator.release(action.term, record).catch(() => false)) log.info({ term: action.term, why: action.why }, "released the leader key");
-        else log.warn({ term: action.term }, "release not applied; the lease expires on its own");
-        return;
-      }
-      case "complete_switchover":
-        if (this.role.term !== null) await this.chronicle.switchoverDone(action.request, snapshot, this.role.term);
-        return;
-      case "abort_switchover":
-        await this.chronicle.switchoverAborted(snapshot?.switchover, action.why);
-        return;
-      case "request_failback": {
-        const request: SwitchoverRequest = {
-          kind: "failback", from: config.node.name, to: action.to, at: null, force: false,
-          requestedBy: `policy on ${config.node.name}`, reason: "failback policy auto", requestedAt: new Date(clock.wallMs()).toISOString(),
-        };
-        await coordinator.requestSwitchover(request).catch(warn("cannot request the failback"));
-        this.trigger("failback requested");
-        return;
-      }
-      case "restart_daemon":
-        await this.role.restartDaemon();
-        return;
-      case "start_daemon":
-        await this.role.startDaemon();
-        return;
-      case "stop_daemon":
-        await this.role.stopDaemon();
-        this.trigger("stray daemon stopped");
-        return;
-      case "cool_down":
-        this.role.coolDown();
-        return;
-      case "recheck_at":
-        this.recheckIn(action.atMs - clock.monotonicMs(), "recheck");
-        return;
-      case "record_flap_damped":
-        this.flap.damped(this.chronicle.flapDamped(this.role.term, action.reason), action.reason);
-        return;
-    }
-  }
-
-  private async campaign(snapshot: ClusterSnapshot | null): Promise<void> {
-    const { coordinator, config, clock, log } = this.deps;
-    const lease = this.lease.state();
-    if (!lease) return;
-    const result = await coordinator.campaign(config.node.name, lease.id, new Date(clock.wallMs()).toISOString());
-    if (!result.won) {
-      log.info({ leader: result.leader?.node, term: result.leader?.term }, "lost the election race");
-      return;
-    }
-    const term = result.leader!.term;
-    log.info({ term }, "won the election");
-    if (!(await this.prePromote(term, snapshot))) return;
-    if (!(await this.watchdogGate(term, lease))) return;
-    const started = clock.monotonicMs();
-    // The predecessor committed its release after dropping the VIP: no need to probe for it.
-    const released = snapshot?.released;
-    // Not when it never held the address (another host answered for it): then nobody knows it is free.
-    const skipDuplicateCheck = released !== null && released !== undefined && released.term === this.lastLeader?.term && released.vipNotFree === undefined;
-    await this.role.promote(term, lease, skipDuplicateCheck);
-    if (this.role.acting !== "primary") return;
-    const now = clock.monotonicMs();
-    const promoteMs = Math.round(now - started);
-    const vacancyMs = this.vacantSinceMs !== null ? Math.round(now - this.vacantSinceMs) : null;
-    this.emit({ type: "promoted", kind: this.chronicle.promotionKind(snapshot, this.lastLeader), term, vacancyMs, promoteMs });
-    if (!snapshot?.switchover) {
-      this.chronicle.takeover(term, snapshot, this.lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
-    }
-    this.noteStalePromotion(term, snapshot);
-  }
-
-  /** Promoted while lagging the published generation (the gate allowed it, within maximum_lag_on_failover): say so loudly. */
-  private noteStalePromotion(term: number, snapshot: ClusterSnapshot | null): void {
-    const sync = this.deps.sync;
-    const pub = snapshot?.sync;
-    if (!sync || !pub) return;
-    const generation = sync.generation();
-    if (generation >= pub.generation) return;
-    const since = sync.behindSince();
-    const lagMs = since === null ? 0 : this.deps.clock.monotonicMs() - since;
-    this.deps.log.error({ term, generation, published: pub.generation, source: pub.source, lag_ms: Math.round(lagMs) }, "stale promotion: I became primary without the newest published files");
-    this.chronicle.stalePromotion(term, generation, pub, lagMs);
-    this.emit({ type: "stale_promotion", term, generation, published: pub.generation, lagMs });
-  }
-
-  /**
-   * The watchdog starts before anything else does. With watchdog.mode
-   * required (Patroni's `watchdog: required`) a node whose watchdog does not
-   * run gives the key back and cools down, like a vetoed promotion; with
-   * automatic it promotes anyway and says so.
-   */
-  private async watchdogGate(term: number, lease: LeaseState): Promise<boolean> {
-    const { config, fenceGuard, log } = this.deps;
-    if (config.watchdog.mode === "off" || !fenceGuard?.armWatchdog) return true;
-    const { deadline, leaseEnd } = this.role.guardTimes(lease);
-    const status = await fenceGuard.armWatchdog(deadline, leaseEnd, 1000);
-    if (status.state === "active") return true;
-    const problem = `watchdog ${config.watchdog.device} is not running (${status.state}${status.problem ? `: ${status.problem}` : ""})`;
-    if (config.watchdog.mode === "automatic") {
-      log.warn({ term }, `${problem}; promoting without it (watchdog.mode automatic)`);
-      return true;
-    }
-    log.error({ term }, `${problem}; giving the leader key back (watchdog.mode required)`);
-    fenceGuard.disarm();
-    await this.decline(term, problem, "watchdog");
-    return false;
-  }
-
-  /**
-   * The pre_promote hook may veto a promotion we won (exit non-zero or time
-   * out): the node declines it.
-   */
-  private async prePromote(term: number, snapshot: ClusterSnapshot | null): Promise<boolean> {
-    const { hooks, config, log } = this.deps;
-    if (!hooks?.configured("pre_promote")) return true;
-    const reason = this.chronicle.promotionKind(snapshot, this.lastLeader);
-    const verdict = await hooks.run("pre_promote", { role: "primary", previousRole: "standby", term, node: config.node.name, cluster: config.cluster, reason });
-    if (verdict.ok) return true;
-    const problem = verdict.problem ?? "pre_promote hook vetoed the promotion";
-    log.warn({ term, code: verdict.code, timed_out: verdict.timedOut }, problem);
-    await this.decline(term, problem, "pre_promote veto");
-    return false;
-  }
-
-  /** A won election this node will not serve: nothing was started, so give the key to the next candidate and cool down, or the same node would win again at once. */
-  private async decline(term: number, problem: string, trigger: string): Promise<void> {
-    const { config, coordinator, clock } = this.deps;
-    await coordinator.release(term, { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" }).catch(() => false);
-    this.role.coolDown();
-    this.chronicle.vetoed(term, problem);
-    this.trigger(trigger);
-  }
-
   /** Lease deadline passed: fence now, whatever the cycle is doing. */
   private fence(lease: LeaseState): void {
     if (this.role.acting === "primary") {
@@ -439,37 +276,9 @@ export class HaLoop {
     this.trigger("lease deadline");
   }
 
-  private isHealthy(now: number): boolean {
-    const { config, health } = this.deps;
-    return now >= this.role.coolDownUntilMs && this.readiness.problem() === null && (config.daemon.mode === "cold" || health.criticalUp());
-  }
-
   private async publishMember(): Promise<void> {
-    const { config, clock, version, vip } = this.deps;
     const lease = this.lease.state();
-    if (!lease) return;
-    const notReady = this.readiness.problem();
-    await this.member.publish(
-      {
-        node: config.node.name,
-        role: this.role.acting,
-        healthy: this.isHealthy(clock.monotonicMs()),
-        ...(notReady !== null ? { notReady } : {}),
-        priority: config.node.priority,
-        nofailover: config.node.nofailover,
-        generation: this.deps.sync?.generation() ?? 0,
-        ...(this.deps.sync ? { sync: this.deps.sync.memberSummary() } : {}),
-        address: config.node.address,
-        version,
-        decision: this.lastDecision?.reason ?? "",
-        probes: Object.fromEntries(this.deps.health.states().map((s) => [s.name, s.up])),
-        vipHeld: vip.state().held === true,
-        ...memberVipFields(this.vipWitness.truth(this.role.acting)),
-        daemonRunning: this.role.daemonRunning,
-        ...(this.deps.apiUrl ? { api: this.deps.apiUrl } : {}),
-      },
-      lease.id,
-    );
+    if (lease) await this.member.publish(memberBody(this.self, this.lastDecision?.reason ?? ""), lease.id);
   }
 
   onEvent(listener: HaEventListener): void {
@@ -487,24 +296,8 @@ export class HaLoop {
   }
 
   view(): NodeView {
-    const now = this.deps.clock.monotonicMs();
     const lease = this.lease.state();
-    return {
-      node: this.deps.config.node.name,
-      acting: this.role.acting,
-      term: this.role.term,
-      leaseRemainingMs: lease ? Math.max(0, lease.deadlineMs - now) : null,
-      etcdReachable: this.etcdReachable,
-      decision: this.lastDecision?.reason ?? "",
-      sinceLastCycleMs: this.lastCycleAtMs === null ? null : now - this.lastCycleAtMs,
-      vipHeld: this.deps.vip.state().held === true,
-      ...this.vipWitness.view(this.role.acting),
-      daemonRunning: this.role.daemonRunning,
-      probes: this.deps.health.states().map((p) => ({ name: p.name, critical: p.critical, up: p.up, detail: p.lastDetail })),
-      healthy: this.isHealthy(now),
-      notReady: this.readiness.problem(),
-      flap: { damped: isDamped(this.flap.current()), moves: this.flap.current()?.moves ?? 0 },
-    };
+    return nodeView(this.self, { lease, etcdReachable: this.etcdReachable, decision: this.lastDecision?.reason ?? "", lastCycleAtMs: this.lastCycleAtMs });
   }
 
   status(): { acting: string; term: number | null; decision: string; lease: LeaseState | null; snapshot: ClusterSnapshot | null } {
@@ -521,7 +314,7 @@ export class HaLoop {
     this.stopped = true;
     this.tick?.cancel();
     this.recheck?.cancel();
-    await this.cycleDone.catch(() => undefined);
+    await this.cycles.stop();
     this.lease.stopRenewing();
     const wasPrimary = this.role.acting === "primary";
     const term = this.role.term;

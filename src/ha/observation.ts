@@ -2,6 +2,7 @@ import type { ClusterSnapshot, LeaderRecord, MemberRecord, SwitchoverRequest } f
 import type { Config } from "../config/load.js";
 import { DEFAULT_FLAP, type FlapSettings, type FlapView } from "./flap.js";
 import type { VipObservation } from "./vip-truth.js";
+import type { PromotionGates } from "./promotion.js";
 
 /** What one HA cycle knows. Built by the loop, consumed by the pure decide(). */
 export interface Observation {
@@ -29,6 +30,8 @@ export interface Observation {
     readonly recentRestarts: number;
     /** Every failing critical probe fails for a reason the standbys share (synced certificate): the sentence, else null. */
     readonly sharedFailure?: string | null;
+    /** When (monotonic ms) the last of those restarts was; null/absent: none in the window. */
+    readonly lastRestartAtMs?: number | null;
   };
   readonly restartsBeforeHandover: number;
   readonly rankingDelayMs: number;
@@ -53,6 +56,12 @@ export interface Observation {
   readonly flap?: FlapView;
   /** What the floating IP adapter saw (acting primary with a VIP); absent: no VIP, or not observed. */
   readonly vip?: VipObservation;
+  /** daemon.restart_backoff, doubled per recent restart up to restart_backoff_max; absent: no backoff. */
+  readonly restartBackoff?: { readonly baseMs: number; readonly maxMs: number };
+  /** Lease time a promotion needs left (adding the VIP must land before the fence could run); absent: 0. */
+  readonly promotionBudgetMs?: number;
+  /** A promotion under way this cycle (a won election or an adopted key): what its gates said so far (promotion.ts). */
+  readonly promotion?: PromotionGates;
 }
 
 export type Action =
@@ -74,7 +83,13 @@ export type Action =
   /** Re-run the cycle at this time (ranking delay running out). */
   | { readonly kind: "recheck_at"; readonly atMs: number }
   /** Write a flap_damped history event (once per damping, until an operator clears it). */
-  | { readonly kind: "record_flap_damped"; readonly reason: string };
+  | { readonly kind: "record_flap_damped"; readonly reason: string }
+  /** Ask a promotion gate (run the pre_promote hook, arm the watchdog), then decide again in the same cycle. */
+  | { readonly kind: "ask_gate"; readonly gate: "pre_promote" | "watchdog"; readonly term: number }
+  /** Every gate passed: act as primary (arm the guard, start the daemon in cold mode, add the VIP). */
+  | { readonly kind: "take_over"; readonly term: number; readonly via: "won" | "adopted"; readonly skipDuplicateCheck: boolean }
+  /** A gate refused: give the won key back (a veto release, recorded in history); the watchdog gate disarms the guard first. */
+  | { readonly kind: "decline"; readonly term: number; readonly gate: "pre_promote" | "watchdog"; readonly problem: string };
 
 export interface Decision {
   readonly actions: readonly Action[];
@@ -84,7 +99,7 @@ export interface Decision {
 
 export type { ClusterSnapshot, LeaderRecord, MemberRecord };
 
-export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs"> & {
+export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs" | "restartBackoff" | "promotionBudgetMs"> & {
   readonly syncEnabled: boolean;
   readonly maximumLagMs: number;
   readonly self: Omit<Observation["self"], "generation">;
@@ -108,5 +123,8 @@ export function configuredPart(config: Config): ConfiguredPart {
     maximumLagMs: config.sync?.maximum_lag_on_failover ?? 0,
     flapSettings: config.election.flap ?? DEFAULT_FLAP,
     vipHoldTimeoutMs: config.vip && config.vip.backend !== "none" ? config.vip.hold_timeout : null,
+    restartBackoff: { baseMs: config.daemon.restart_backoff, maxMs: config.daemon.restart_backoff_max },
+    // Adding the VIP takes a duplicate check plus `ip addr add`: never start it so close to the deadline that it could land after the fence.
+    promotionBudgetMs: Math.min(1000, (config.election.ttlMs - config.election.fenceMarginMs) / 2),
   };
 }

@@ -18,32 +18,42 @@ export interface RoleDeps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly emit: (event: HaEvent) => void;
-  /** Ask for another HA cycle after `ms` (restart backoff). */
-  readonly retryIn: (ms: number, why: string) => void;
   /** Separate process that fences if this one stops renewing (frozen, killed). */
   readonly guard?: FenceGuard;
 }
 
 /**
  * What this node does about its role: start/stop the daemon, add/drop the VIP,
- * restart a failing daemon with backoff. Holds the role state the HA loop
- * observes. Promotion and demotion are ordered for safety: the VIP is added
- * only with lease time to spare, and dropped first on the way down.
+ * restart a failing daemon. Holds the role state the HA loop observes; the
+ * decisions (restart backoff, promotion gates and budget) are decide()'s.
+ * Promotion and demotion are ordered for safety: the guard is armed before
+ * anything starts, and the VIP is dropped first on the way down.
  */
 export class NodeRole {
   acting: "primary" | "standby" = "standby";
   term: number | null = null;
-  daemonRunning = false;
   coolDownUntilMs = 0;
+  private running = false;
   private epoch = 0;
   private restarts: number[] = [];
   private daemonStartedAt = -Infinity;
 
   constructor(private readonly deps: RoleDeps) {}
 
-  recentRestarts(now: number): number {
-    this.restarts = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
-    return this.restarts.length;
+  /** Whether the daemon ran when last observed (observeDaemon) or since started/stopped here. */
+  get daemonRunning(): boolean {
+    return this.running;
+  }
+
+  /** Ask the daemon backend whether it runs (once per HA cycle, before the observation is built). */
+  async observeDaemon(): Promise<void> {
+    this.running = await this.deps.daemon.isRunning().catch(() => false);
+  }
+
+  /** Restarts within the recent window, and when the last of them was (monotonic ms; null: none). Reads only. */
+  restartHistory(now: number): { count: number; lastAtMs: number | null } {
+    const recent = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
+    return { count: recent.length, lastAtMs: recent[recent.length - 1] ?? null };
   }
 
   /** Whether failing probes are still forgiven because the daemon just (re)started. */
@@ -56,16 +66,9 @@ export class NodeRole {
     this.coolDownUntilMs = clock.monotonicMs() + Math.max(10_000, 3 * config.election.ttlMs);
   }
 
+  /** Act as primary. decide() checked the gates and the lease time left (promotion.ts). */
   async promote(term: number, lease: LeaseState, skipDuplicateCheck = false): Promise<void> {
     const { clock, log, config, vip } = this.deps;
-    // Adding the VIP takes a duplicate check plus `ip addr add`: never start it so close
-    // to the deadline that it could land after the fence has run. The next renewal retries.
-    const left = lease.deadlineMs - clock.monotonicMs();
-    const budget = Math.min(1000, (config.election.ttlMs - config.election.fenceMarginMs) / 2);
-    if (left < budget) {
-      log.warn({ term, lease_left_ms: Math.round(left), budget_ms: budget }, "not promoting yet: too little lease time left");
-      return;
-    }
     const epoch = ++this.epoch;
     // Armed before anything is started, so nothing this node starts can outlive the lease.
     this.armGuard(lease);
@@ -104,7 +107,7 @@ export class NodeRole {
   async startDaemon(): Promise<void> {
     this.daemonStartedAt = this.deps.clock.monotonicMs();
     await this.deps.daemon.start();
-    this.daemonRunning = true;
+    this.running = true;
   }
 
   /** Stop a daemon this standby must not run (cold mode). */
@@ -113,24 +116,18 @@ export class NodeRole {
     if (this.acting === "primary") return;
     try {
       await daemon.stop();
-      this.daemonRunning = false;
+      this.running = false;
       log.warn("stopped a transfer daemon running on a cold standby");
     } catch (e) {
       log.error({ err: describeError(e) }, "cannot stop the daemon on a cold standby");
     }
   }
 
+  /** Restart now; decide() waited out the backoff (promotion.ts restartBackoffUntil). */
   async restartDaemon(): Promise<void> {
-    const { daemon, log, clock, config } = this.deps;
-    const n = this.restarts.length;
-    const backoff = n === 0 ? 0 : Math.min(config.daemon.restart_backoff * 2 ** (n - 1), config.daemon.restart_backoff_max);
-    const last = this.restarts[this.restarts.length - 1] ?? -Infinity;
-    const wait = last + backoff - clock.monotonicMs();
-    if (wait > 0) {
-      this.deps.retryIn(wait, "restart backoff");
-      return;
-    }
-    this.restarts.push(clock.monotonicMs());
+    const { daemon, log, clock } = this.deps;
+    const now = clock.monotonicMs();
+    this.restarts = [...this.restarts.filter((t) => now - t < RESTART_WINDOW_MS), now];
     this.deps.emit({ type: "daemon_restarted" });
     try {
       await daemon.stop();

@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { decide } from "../../../src/ha/decide.js";
 import type { MemberRecord, Observation } from "../../../src/ha/observation.js";
 import type { SwitchoverRequest } from "../../../src/coordinator/port.js";
+import type { PromotionGates } from "../../../src/ha/promotion.js";
+import { EMPTY_MEMORY, track } from "../../../src/ha/track.js";
 
 const NOW = 100_000;
 const WALL = Date.UTC(2026, 10, 22, 12, 0, 0);
@@ -235,3 +237,103 @@ for (const c of vipCases) {
     assert.match(decision.reason, c.reason);
   });
 }
+
+// Issue 15: the promotion gates after a won election (or an adopted key), the
+// lease time a promotion needs, and the restart backoff are decisions with reasons.
+const gates = (over: Partial<PromotionGates> = {}): Partial<Observation> => ({
+  promotionBudgetMs: 1000,
+  promotion: { term: 9, via: "won", leaseId: "a1", prePromote: "none", watchdogMode: "off", watchdogDevice: "/dev/watchdog", watchdog: "off", lastLeaderTerm: null, ...over },
+});
+const VETO = "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: exit 3: maintenance window";
+const TIMEOUT = "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: killed after the 5000 ms timeout";
+const released = { node: "n2", term: 8, at: "", why: "switchover" as const };
+const gateCases: Case[] = [
+  { name: "won, pre_promote configured and not asked -> ask it", o: obs(gates({ prePromote: undefined })), actions: ["ask_gate"], reason: /^promotion \(term 9\): asking the pre_promote hook$/ },
+  { name: "won, pre_promote ok, no watchdog -> take over", o: obs(gates({ prePromote: { ok: true, timedOut: false, code: 0, problem: null } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); the pre_promote hook agreed$/ },
+  { name: "won, pre_promote veto -> decline and cool down", o: obs(gates({ prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): pre_promote hook \/etc\/understudy\/pre\.sh vetoed the promotion: exit 3: maintenance window; giving the leader key back and cooling down$/ },
+  { name: "won, pre_promote timed out -> decline (a timeout is a veto)", o: obs(gates({ prePromote: { ok: false, timedOut: true, code: null, problem: TIMEOUT } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): .*killed after the 5000 ms timeout; giving the leader key back and cooling down$/ },
+  { name: "won, pre_promote failed without a message -> decline with the default wording", o: obs(gates({ prePromote: { ok: false, timedOut: false, code: 1, problem: null } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): pre_promote hook vetoed the promotion; giving/ },
+  { name: "won, watchdog required, not armed yet -> arm it before anything else", o: obs(gates({ watchdogMode: "required", watchdog: undefined })), actions: ["ask_gate"], reason: /^promotion \(term 9\): starting the watchdog \/dev\/watchdog before anything else \(watchdog\.mode required\)$/ },
+  { name: "won, pre_promote still to ask comes before the watchdog", o: obs(gates({ prePromote: undefined, watchdogMode: "required", watchdog: undefined })), actions: ["ask_gate"], reason: /pre_promote/ },
+  { name: "won, watchdog required and running -> take over", o: obs(gates({ watchdogMode: "required", watchdog: { state: "active", device: "/dev/watchdog", timeoutS: 3 } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog running$/ },
+  { name: "won, watchdog required but unavailable -> decline and cool down", o: obs(gates({ watchdogMode: "required", watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "cannot open: EBUSY" } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): watchdog \/dev\/watchdog is not running \(unavailable: cannot open: EBUSY\); giving the leader key back \(watchdog\.mode required\) and cooling down$/ },
+  { name: "won, watchdog required, ready but not started (too little lease) -> decline", o: obs(gates({ watchdogMode: "required", watchdog: { state: "ready", device: "/dev/watchdog", timeoutS: 3 } })), actions: ["decline", "cool_down"], reason: /is not running \(ready\); giving the leader key back/ },
+  { name: "won, watchdog automatic but unavailable -> take over without it, saying so", o: obs(gates({ watchdogMode: "automatic", watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "no such device" } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog is not running \(unavailable: no such device\); promoting without it \(watchdog\.mode automatic\)$/ },
+  { name: "won, too little lease time left after the gates -> not yet (the next renewal retries)", o: obs({ ...gates(), lease: { id: "a1", deadlineMs: NOW + 400 } }), actions: [], reason: /^not promoting yet: too little lease time left \(400ms, adding the floating IP needs 1000ms\); the next renewal retries$/ },
+  { name: "won, lease just enough -> take over", o: obs({ ...gates(), lease: { id: "a1", deadlineMs: NOW + 1000 } }), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
+  { name: "won, lease lost while the gates ran -> no promotion", o: obs({ ...gates(), lease: null }), actions: [], reason: /^not promoting \(term 9\): the lease the leader key was taken with is gone$/ },
+  { name: "won, lease replaced while the gates ran -> no promotion", o: obs({ ...gates(), lease: { id: "zz", deadlineMs: NOW + 4000 } }), actions: [], reason: /lease the leader key was taken with is gone/ },
+  { name: "adopted key: no pre_promote, the watchdog still gates", o: obs(gates({ via: "adopted", watchdogMode: "required", watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "EBUSY" } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): watchdog/ },
+  { name: "adopted key, gates passed -> take over", o: obs(gates({ via: "adopted" })), actions: ["take_over"], reason: /^taking over: the leader key names me with my lease \(term 9\)$/ },
+  { name: "won after the last leader released the key -> take over, no duplicate-address check", o: obs(gates({ lastLeaderTerm: 8 }), { released }), actions: ["take_over"], reason: /; n2 released the floating IP, so no duplicate-address check$/ },
+  { name: "won after a release by a leader I did not see -> duplicate-address check", o: obs(gates({ lastLeaderTerm: 7 }), { released }), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
+  { name: "won after a release by a primary that never held the address -> duplicate-address check", o: obs(gates({ lastLeaderTerm: 8 }), { released: { ...released, vipNotFree: "02:00:00:00:00:13" } }), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
+];
+for (const c of gateCases) {
+  test(`decide (promotion gates): ${c.name}`, () => {
+    const decision = decide(c.o);
+    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.match(decision.reason, c.reason);
+  });
+}
+
+test("decide (promotion gates): the actions carry the term, the gate, the problem and the duplicate-check choice", () => {
+  assert.deepEqual(decide(obs(gates({ watchdogMode: "required", watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "EBUSY" } }))).actions, [
+    { kind: "decline", term: 9, gate: "watchdog", problem: "watchdog /dev/watchdog is not running (unavailable: EBUSY)" },
+    { kind: "cool_down" },
+  ]);
+  assert.deepEqual(decide(obs(gates({ prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } }))).actions[0], { kind: "decline", term: 9, gate: "pre_promote", problem: VETO });
+  assert.deepEqual(decide(obs(gates({ lastLeaderTerm: 8 }), { released })).actions, [{ kind: "take_over", term: 9, via: "won", skipDuplicateCheck: true }]);
+  assert.deepEqual(decide(obs(gates({ via: "adopted", lastLeaderTerm: 8 }), { released })).actions, [{ kind: "take_over", term: 9, via: "adopted", skipDuplicateCheck: false }]);
+});
+
+// Restart backoff: restart n within the window waits restart_backoff * 2^(n-1), at most restart_backoff_max, after the last one.
+const backoff = (recentRestarts: number, lastAgoMs: number | null, running = false): Partial<Observation> => ({
+  restartsBeforeHandover: 3,
+  restartBackoff: { baseMs: 100, maxMs: 5000 },
+  daemon: { running, probesUp: !running, recentRestarts, lastRestartAtMs: lastAgoMs === null ? null : NOW - lastAgoMs },
+});
+const backoffCases: Case[] = [
+  { name: "first restart: no backoff", o: primary(backoff(0, null)), actions: ["restart_daemon"], reason: /^restarting the daemon: the daemon is not running \(restart 1 of 3\)$/ },
+  { name: "second restart 50ms after the first (backoff 100ms) -> wait", o: primary(backoff(1, 50)), actions: ["recheck_at"], reason: /^waiting: restart backoff for 50ms more, then restarting the daemon: the daemon is not running \(restart 2 of 3\)$/ },
+  { name: "second restart 150ms after the first -> backoff over, restart", o: primary(backoff(1, 150)), actions: ["restart_daemon"], reason: /^restarting the daemon: the daemon is not running \(restart 2 of 3\)$/ },
+  { name: "third restart doubles the backoff (200ms)", o: primary(backoff(2, 150)), actions: ["recheck_at"], reason: /^waiting: restart backoff for 50ms more, then restarting the daemon/ },
+  { name: "no healthy standby, backoff capped at restart_backoff_max", o: primary(backoff(10, 4000), { members: [member("n1", { role: "primary" })] }), actions: ["recheck_at"], reason: /^waiting: restart backoff for 1000ms more, then restarting the daemon again: the daemon is not running and no healthy standby/ },
+  { name: "no healthy standby, backoff over -> restart again", o: primary(backoff(10, 5000), { members: [member("n1", { role: "primary" })] }), actions: ["restart_daemon"], reason: /^restarting the daemon again/ },
+  { name: "restarts used up, healthy standby -> hand over (no backoff wait)", o: primary(backoff(3, 10, true)), actions: ["demote", "release", "cool_down"], reason: /^handing over: critical probes are failing after 3 restart\(s\)/ },
+];
+for (const c of backoffCases) {
+  test(`decide (restart backoff): ${c.name}`, () => {
+    const decision = decide(c.o);
+    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.match(decision.reason, c.reason);
+  });
+}
+
+test("decide (restart backoff): the recheck lands when the backoff ends", () => {
+  assert.deepEqual(decide(primary(backoff(2, 150))).actions, [{ kind: "recheck_at", atMs: NOW + 50 }]);
+});
+
+// track(): the vacancy and failback bookkeeping, advanced once per cycle so observe() only reads.
+test("track: vacancy starts at the first leaderless read, survives unread cycles, ends with a leader", () => {
+  const base = obs().cluster!;
+  const leader = { node: "n2", term: 5, lease: "b", acquiredAt: "" };
+  let m = track(EMPTY_MEMORY, base, 1000, null);
+  assert.deepEqual(m, { vacantSinceMs: 1000, preferredReadySinceMs: null });
+  m = track(m, base, 1500, null);
+  assert.equal(m.vacantSinceMs, 1000, "still the first time it saw the vacancy");
+  assert.equal(track(m, null, 2000, null), m, "etcd unreachable: nothing learned, nothing forgotten");
+  assert.equal(track(m, { ...base, leader }, 2500, null).vacantSinceMs, null);
+});
+
+test("track: the preferred node's readiness clock runs while it is an eligible standby", () => {
+  const with2 = (over: Partial<MemberRecord> = {}, bans: NonNullable<Observation["cluster"]>["bans"] = []) => ({ ...obs().cluster!, members: [member("n1", { role: "primary" }), member("n2", over)], bans });
+  let m = track(EMPTY_MEMORY, with2(), 1000, "n2");
+  assert.equal(m.preferredReadySinceMs, 1000);
+  m = track(m, with2(), 4000, "n2");
+  assert.equal(m.preferredReadySinceMs, 1000);
+  assert.equal(track(m, with2({ healthy: false }), 5000, "n2").preferredReadySinceMs, null, "unhealthy: the clock restarts");
+  assert.equal(track(m, with2({}, [{ node: "n2", until: "", requestedBy: "", reason: "" }]), 5000, "n2").preferredReadySinceMs, null, "banned");
+  assert.equal(track(m, with2({ role: "primary" }), 5000, "n2").preferredReadySinceMs, null, "not a standby");
+  assert.equal(track(EMPTY_MEMORY, with2(), 1000, null).preferredReadySinceMs, null, "no preferred node");
+});

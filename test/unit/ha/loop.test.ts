@@ -536,3 +536,52 @@ test("VIP not addable here (arping missing): the primary hands over after vip.ho
   assert.equal(c.timeline.maxHolders, 1);
   assert.ok(c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && /primary without the floating IP/.test(e.reason)));
 });
+
+test("the promotion gates are asked in the cycle that won the election: hook, then watchdog, then the daemon, with no etcd read in between", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const timeline = new VipTimeline(clock);
+  const order: string[] = [];
+  const daemon = new FakeDaemon();
+  const start = daemon.start.bind(daemon);
+  daemon.start = async () => {
+    order.push(`daemon start (etcd calls so far: ${etcd.calls.filter((c) => c === "snapshot").length} snapshots)`);
+    await start();
+  };
+  const hooks = {
+    configured: (e: string) => e === "pre_promote",
+    run: async () => {
+      order.push(`pre_promote (etcd calls so far: ${etcd.calls.filter((c) => c === "snapshot").length} snapshots)`);
+      return { ran: true, ok: true, code: 0, timedOut: false, ms: 5, stderrTail: "", problem: null };
+    },
+    fire: () => undefined,
+  };
+  const fenceGuard = {
+    arm: () => void order.push("arm"),
+    disarm: () => void order.push("disarm"),
+    close: async () => undefined,
+    watchdogStatus: () => ({ state: "active" as const, device: "/dev/watchdog", timeoutS: 3 }),
+    armWatchdog: async () => {
+      order.push("armWatchdog");
+      return { state: "active" as const, device: "/dev/watchdog", timeoutS: 3 };
+    },
+  };
+  const loop = new HaLoop({
+    config: configFor("n1", 100, "watchdog: { mode: required }"), coordinator: etcd, daemon, vip: new FakeVip("n1", timeline), health: new FakeHealth(), clock,
+    log: silentLogger(), version: "test", probeGraceMs: 0, hooks, fenceGuard,
+  });
+  await loop.start();
+  await clock.advance(500);
+  assert.equal(loop.status().acting, "primary");
+  const campaignAt = etcd.calls.indexOf("campaign");
+  assert.ok(campaignAt >= 0);
+  const snapshotsBefore = etcd.calls.slice(0, campaignAt).filter((c) => c === "snapshot").length;
+  assert.deepEqual(order.slice(0, 4), [
+    `pre_promote (etcd calls so far: ${snapshotsBefore} snapshots)`,
+    "armWatchdog",
+    "arm",
+    `daemon start (etcd calls so far: ${snapshotsBefore} snapshots)`,
+  ]);
+  assert.equal(etcd.released, null);
+  await loop.stop();
+});

@@ -1,0 +1,71 @@
+import type { ClusterSnapshot, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
+import { bestCandidate, eligible } from "../ha/candidates.js";
+
+// The API's planner for switchover / failback / failover requests (pure): is
+// the move possible against the cluster as etcd has it, and if so which node
+// the request names, with a reason; if not, the refusal and its reason.
+
+export interface MoveBody {
+  to?: string;
+  at?: string;
+  reason?: string;
+  force?: boolean;
+  requested_by?: string;
+}
+
+export type MovePlan =
+  /** `to` null: no standby to name now; the releasing primary picks the best candidate. */
+  | { readonly ok: true; readonly to: string | null; readonly reason: string }
+  | { readonly ok: false; readonly status: number; readonly message: string };
+
+/** A failback's target before the cluster is read: the node the request names, else failback.preferred. */
+export function failbackTarget(to: string | undefined, preferred: string | null): { ok: true; to: string } | { ok: false; status: number; message: string } {
+  const target = to ?? preferred ?? undefined;
+  if (!target) return { ok: false, status: 412, message: "no preferred node: set failback.preferred or name one with `to`" };
+  return { ok: true, to: target };
+}
+
+/** The target of a move request and why, or why it is refused. */
+export function planMove(snap: ClusterSnapshot, kind: SwitchoverRequest["kind"], body: MoveBody, wallNowMs: number): MovePlan {
+  const problem = checkMove(snap, kind, body, wallNowMs);
+  if (problem) return { ok: false, ...problem };
+  if (body.to !== undefined) {
+    return { ok: true, to: body.to, reason: `${kind} to ${body.to}: named by the request${kind === "failover" && body.force ? " (forced)" : ""}` };
+  }
+  // Name the target now: a request without one left the releasing primary free to win the
+  // election again and hand over again, for ever (found by the chaos operator loop).
+  const best = bestCandidate(snap.members.filter((m) => m.node !== snap.leader?.node && m.role === "standby"), snap.bans);
+  if (!best) return { ok: true, to: null, reason: `${kind} to the best candidate when the primary hands over: no live standby to name now` };
+  return { ok: true, to: best.node, reason: `${kind} to ${best.node}: the best candidate (healthy, ready, sync generation ${best.generation}, priority ${best.priority})` };
+}
+
+/** Why a move cannot be done now, or null. Pure, for tests. */
+export function checkMove(snap: ClusterSnapshot, kind: SwitchoverRequest["kind"], body: MoveBody, wallNowMs: number): { status: number; message: string } | null {
+  const leader = snap.leader;
+  if (snap.switchover) return { status: 412, message: `a ${snap.switchover.kind} to ${snap.switchover.to ?? "the best candidate"} is already pending` };
+  if (body.at !== undefined) {
+    const at = Date.parse(body.at);
+    if (Number.isNaN(at) || at < wallNowMs - 1000) return { status: 400, message: `at ${JSON.stringify(body.at)} must be a time in the future` };
+  }
+  if (kind !== "failover" && leader === null) return { status: 412, message: `there is no primary to ${kind} from; use failover --to NODE` };
+  if (body.to !== undefined && leader?.node === body.to) return { status: 412, message: `${body.to} is already the primary` };
+  const standbys = snap.members.filter((m) => m.node !== leader?.node);
+  if (body.to === undefined) {
+    return standbys.some((m) => eligible(m, snap.bans)) ? null : { status: 412, message: "no healthy, ready standby to switch over to" };
+  }
+  const target = standbys.find((m) => m.node === body.to);
+  if (!target) return { status: 412, message: `${body.to} is not a live member of the cluster` };
+  if (kind === "failover" && body.force) return null;
+  const why = notEligible(target, snap);
+  if (why) return { status: 412, message: `${body.to} ${why}${kind === "failover" ? "; repeat with force to fail over anyway" : ""}` };
+  return null;
+}
+
+function notEligible(m: MemberRecord, snap: ClusterSnapshot): string | null {
+  if (snap.bans.some((b) => b.node === m.node)) return "is banned";
+  if (m.nofailover) return "is tagged nofailover";
+  if (!m.healthy) return "is not healthy or not ready";
+  const newest = Math.max(0, ...snap.members.map((x) => x.generation));
+  if (m.generation < newest) return `is behind in sync (generation ${m.generation} < ${newest})`;
+  return eligible(m, snap.bans) ? null : "is not eligible";
+}

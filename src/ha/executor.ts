@@ -1,0 +1,258 @@
+import { describeError } from "../errors/catalogue.js";
+import type { Config } from "../config/load.js";
+import { isBehind, type ClusterSnapshot, type Coordinator, type LeaderRecord, type SwitchoverRequest } from "../coordinator/port.js";
+import type { FenceGuard, WatchdogStatus } from "../fence/port.js";
+import type { HookPort } from "../hooks/port.js";
+import type { Clock } from "../platform/clock.js";
+import type { Logger } from "../platform/logger.js";
+import type { Chronicle } from "./chronicle.js";
+import { decide } from "./decide.js";
+import type { HaEvent } from "./events.js";
+import type { FlapWatch } from "./flap-watch.js";
+import type { LeaseState, SessionLease } from "./lease.js";
+import type { Action, Decision, Observation } from "./observation.js";
+import type { SyncPort, VipControl } from "./ports.js";
+import type { HookVerdict, PromotionGates } from "./promotion.js";
+import type { NodeRole } from "./role.js";
+import { vipNotFree } from "./vip-truth.js";
+
+// The executor of decide()'s actions: each action does what it says, and
+// decides nothing. A promotion asks its gates here and decides again with
+// their answers in the same cycle (promotion.ts), without reading etcd again.
+
+export interface ExecutorDeps {
+  readonly config: Config;
+  readonly coordinator: Coordinator;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly fenceGuard?: FenceGuard;
+  readonly hooks?: HookPort;
+  readonly sync?: SyncPort;
+}
+
+/** What the executor reads from and asks of the loop that owns it. */
+export interface LoopHandle {
+  readonly lease: SessionLease;
+  readonly role: NodeRole;
+  readonly chronicle: Chronicle;
+  readonly flap: FlapWatch;
+  stopped(): boolean;
+  trigger(why: string): void;
+  recheckIn(ms: number, why: string): void;
+  emit(event: HaEvent): void;
+  /** This cycle's decision (a release record quotes it). */
+  lastDecision(): Decision | undefined;
+  /** The VIP as it was when this cycle's decision was taken. */
+  vipAtDecision(): ReturnType<VipControl["state"]> | undefined;
+  /** The last leader this node saw, to say whom a failover replaced. */
+  lastLeader(): LeaderRecord | null;
+  vacantSinceMs(): number | null;
+  /** Observe again (reads only), with a promotion's gates as answered so far. */
+  observe(snapshot: ClusterSnapshot | null, promotion: PromotionGates): Observation;
+}
+
+export class DecisionExecutor {
+  constructor(
+    private readonly deps: ExecutorDeps,
+    private readonly loop: LoopHandle,
+  ) {}
+
+  async act(action: Action, snapshot: ClusterSnapshot | null): Promise<void> {
+    const { coordinator, config, clock, log } = this.deps;
+    const { role, lease, chronicle } = this.loop;
+    const warn = (what: string) => (e: unknown) => log.warn({ err: describeError(e) }, what);
+    switch (action.kind) {
+      case "grant_lease":
+        // With a lease the next decision may be to campaign: make it now, not at the next tick.
+        if (await lease.grant().then(() => true, warn("cannot grant a session lease"))) this.loop.trigger("lease granted");
+        return;
+      case "campaign":
+        await this.campaign(snapshot);
+        return;
+      case "promote":
+        await this.promotion("adopted", action.term, snapshot);
+        return;
+      case "ask_gate":
+        // Only asked from within promotion(), which answers it and decides again.
+        log.error({ gate: action.gate }, "a promotion gate was asked outside a promotion; ignored");
+        return;
+      case "take_over":
+        await this.takeOver(action, snapshot);
+        return;
+      case "decline":
+        await this.decline(action);
+        return;
+      case "demote":
+        await role.demote("decision");
+        return;
+      case "resign":
+        await coordinator.resign(action.term).catch(warn("resign failed"));
+        return;
+      case "release": {
+        const last = this.loop.lastDecision();
+        const record = {
+          node: config.node.name, term: action.term, at: new Date(clock.wallMs()).toISOString(), why: action.why,
+          ...(last ? { reason: last.reason.slice(0, 2000) } : {}),
+          ...vipNotFree(this.loop.vipAtDecision()),
+        };
+        if (await coordinator.release(action.term, record).catch(() => false)) log.info({ term: action.term, why: action.why }, "released the leader key");
+        else log.warn({ term: action.term }, "release not applied; the lease expires on its own");
+        return;
+      }
+      case "complete_switchover":
+        if (role.term !== null) await chronicle.switchoverDone(action.request, snapshot, role.term);
+        return;
+      case "abort_switchover":
+        await chronicle.switchoverAborted(snapshot?.switchover, action.why);
+        return;
+      case "request_failback": {
+        const request: SwitchoverRequest = {
+          kind: "failback", from: config.node.name, to: action.to, at: null, force: false,
+          requestedBy: `policy on ${config.node.name}`, reason: "failback policy auto", requestedAt: new Date(clock.wallMs()).toISOString(),
+        };
+        await coordinator.requestSwitchover(request).catch(warn("cannot request the failback"));
+        this.loop.trigger("failback requested");
+        return;
+      }
+      case "restart_daemon":
+        await role.restartDaemon();
+        return;
+      case "start_daemon":
+        await role.startDaemon();
+        return;
+      case "stop_daemon":
+        await role.stopDaemon();
+        this.loop.trigger("stray daemon stopped");
+        return;
+      case "cool_down":
+        role.coolDown();
+        return;
+      case "recheck_at":
+        this.loop.recheckIn(action.atMs - clock.monotonicMs(), "recheck");
+        return;
+      case "record_flap_damped":
+        this.loop.flap.damped(chronicle.flapDamped(role.term, action.reason), action.reason);
+        return;
+    }
+  }
+
+  private async campaign(snapshot: ClusterSnapshot | null): Promise<void> {
+    const { coordinator, config, clock, log } = this.deps;
+    const lease = this.loop.lease.state();
+    if (!lease) return;
+    const result = await coordinator.campaign(config.node.name, lease.id, new Date(clock.wallMs()).toISOString());
+    if (!result.won) {
+      log.info({ leader: result.leader?.node, term: result.leader?.term }, "lost the election race");
+      return;
+    }
+    const term = result.leader!.term;
+    log.info({ term }, "won the election");
+    await this.promotion("won", term, snapshot);
+  }
+
+  /**
+   * Ask the promotion gates one at a time, deciding again after each answer
+   * (promotion.ts): the pre_promote hook (won elections), then the watchdog,
+   * which starts before anything else does. Bounded: each gate is asked once.
+   */
+  private async promotion(via: "won" | "adopted", term: number, snapshot: ClusterSnapshot | null): Promise<void> {
+    const { config, hooks, fenceGuard, log } = this.deps;
+    const lease = this.loop.lease.state();
+    if (!lease) return;
+    let gates: PromotionGates = {
+      term, via, leaseId: lease.id,
+      prePromote: via === "won" && hooks?.configured("pre_promote") ? undefined : "none",
+      watchdogMode: config.watchdog.mode, watchdogDevice: config.watchdog.device,
+      watchdog: config.watchdog.mode === "off" || !fenceGuard ? "off" : undefined,
+      lastLeaderTerm: this.loop.lastLeader()?.term ?? null,
+    };
+    for (let step = 0; step < 3; step++) {
+      const decision = decide(this.loop.observe(snapshot, gates));
+      const ask = decision.actions.find((a) => a.kind === "ask_gate");
+      if (!ask) {
+        log[gateLogLevel(decision, gates)]({ term, via }, decision.reason);
+        for (const action of decision.actions) {
+          if (this.loop.stopped()) return;
+          await this.act(action, snapshot);
+        }
+        return;
+      }
+      log.info({ term, via }, decision.reason);
+      if (ask.gate === "pre_promote") gates = { ...gates, prePromote: await this.prePromote(term, snapshot) };
+      else gates = { ...gates, watchdog: await this.armWatchdog(lease) };
+    }
+  }
+
+  /** Run the pre_promote hook (it may veto by exiting non-zero or timing out). */
+  private async prePromote(term: number, snapshot: ClusterSnapshot | null): Promise<HookVerdict> {
+    const { hooks, config, log } = this.deps;
+    const reason = this.loop.chronicle.promotionKind(snapshot, this.loop.lastLeader());
+    const v = await hooks!.run("pre_promote", { role: "primary", previousRole: "standby", term, node: config.node.name, cluster: config.cluster, reason });
+    if (!v.ok) log.warn({ term, code: v.code, timed_out: v.timedOut }, v.problem ?? "pre_promote hook vetoed the promotion");
+    return { ok: v.ok, timedOut: v.timedOut, code: v.code, problem: v.problem };
+  }
+
+  /** Start the watchdog (guard armed with the lease) and wait at most 1s for it to say whether it runs. */
+  private armWatchdog(lease: LeaseState): Promise<WatchdogStatus> {
+    const { deadline, leaseEnd } = this.loop.role.guardTimes(lease);
+    return this.deps.fenceGuard!.armWatchdog(deadline, leaseEnd, 1000);
+  }
+
+  private async takeOver(action: Extract<Action, { kind: "take_over" }>, snapshot: ClusterSnapshot | null): Promise<void> {
+    const { clock } = this.deps;
+    const { role, chronicle } = this.loop;
+    const lease = this.loop.lease.state();
+    if (!lease) return;
+    const { term } = action;
+    const started = clock.monotonicMs();
+    await role.promote(term, lease, action.skipDuplicateCheck);
+    if (role.acting !== "primary") return;
+    if (action.via === "adopted") {
+      this.loop.emit({ type: "promoted", kind: "adopted", term, vacancyMs: null, promoteMs: 0 });
+      return;
+    }
+    const now = clock.monotonicMs();
+    const promoteMs = Math.round(now - started);
+    const vacantSince = this.loop.vacantSinceMs();
+    const vacancyMs = vacantSince !== null ? Math.round(now - vacantSince) : null;
+    const lastLeader = this.loop.lastLeader();
+    this.loop.emit({ type: "promoted", kind: chronicle.promotionKind(snapshot, lastLeader), term, vacancyMs, promoteMs });
+    if (!snapshot?.switchover) {
+      chronicle.takeover(term, snapshot, lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
+    }
+    this.noteStalePromotion(term, snapshot);
+  }
+
+  /** Promoted while lagging the published generation (the gate allowed it, within maximum_lag_on_failover): say so loudly. */
+  private noteStalePromotion(term: number, snapshot: ClusterSnapshot | null): void {
+    const { sync, clock, log } = this.deps;
+    const pub = snapshot?.sync;
+    if (!sync || !pub) return;
+    const generation = sync.generation();
+    if (!isBehind(generation, pub)) return;
+    const since = sync.behindSince();
+    const lagMs = since === null ? 0 : clock.monotonicMs() - since;
+    log.error({ term, generation, published: pub.generation, source: pub.source, lag_ms: Math.round(lagMs) }, "stale promotion: I became primary without the newest published files");
+    this.loop.chronicle.stalePromotion(term, generation, pub, lagMs);
+    this.loop.emit({ type: "stale_promotion", term, generation, published: pub.generation, lagMs });
+  }
+
+  /** A won key this node will not serve: nothing was started, so give it to the next candidate (the cool-down is its own action). */
+  private async decline(action: Extract<Action, { kind: "decline" }>): Promise<void> {
+    const { config, coordinator, clock, fenceGuard } = this.deps;
+    if (action.gate === "watchdog") fenceGuard?.disarm();
+    const { term } = action;
+    await coordinator.release(term, { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" }).catch(() => false);
+    this.loop.chronicle.vetoed(term, action.problem);
+    this.loop.trigger(action.gate === "watchdog" ? "watchdog" : "pre_promote veto");
+  }
+}
+
+/** A refused watchdog is an error (as a fence problem), a veto or a delay a warning, a clean take-over news. */
+function gateLogLevel(decision: Decision, gates: PromotionGates): "info" | "warn" | "error" {
+  const declined = decision.actions.find((a) => a.kind === "decline");
+  if (declined) return declined.gate === "watchdog" ? "error" : "warn";
+  if (!decision.actions.some((a) => a.kind === "take_over")) return "warn";
+  const watchdogDown = gates.watchdog !== undefined && gates.watchdog !== "off" && gates.watchdog.state !== "active";
+  return watchdogDown ? "warn" : "info";
+}

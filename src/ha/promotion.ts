@@ -1,0 +1,106 @@
+import type { WatchdogStatus } from "../fence/port.js";
+import type { Action, Decision, Observation } from "./observation.js";
+
+// The promotion gates (pure): after a won election, or with the leader key
+// naming me with my lease, the pre_promote hook may veto (won elections only),
+// the watchdog must run with watchdog.mode required, and the lease must leave
+// time to add the VIP before the fence could run. The loop asks each gate
+// within the same cycle (no etcd read in between) and decides again with the
+// answer; this file turns the answers into take_over or decline, with a reason.
+
+/** What a pre_promote hook run said (HookOutcome's decision-relevant part). */
+export interface HookVerdict {
+  readonly ok: boolean;
+  readonly timedOut: boolean;
+  readonly code: number | null;
+  /** US_E_HOOK_VETO / US_E_HOOK_FAILED message when !ok. */
+  readonly problem: string | null;
+}
+
+export interface PromotionGates {
+  readonly term: number;
+  /** won: this cycle's campaign won the key; adopted: the key already named me with my lease. */
+  readonly via: "won" | "adopted";
+  /** The lease the key was won or found with; gone or replaced by the time of the gates: no promotion. */
+  readonly leaseId: string;
+  /** "none": not configured (or an adopted key, where it is not run); undefined: not asked yet. */
+  readonly prePromote: "none" | HookVerdict | undefined;
+  readonly watchdogMode: "off" | "automatic" | "required";
+  readonly watchdogDevice: string;
+  /** "off": not configured or no guard; undefined: not armed yet. */
+  readonly watchdog: "off" | WatchdogStatus | undefined;
+  /** The term of the last leader this node saw (to tell whether a release came from it). */
+  readonly lastLeaderTerm: number | null;
+}
+
+/** The decision for a promotion under way (o.promotion set, acting standby). */
+export function promotionGate(o: Observation): Decision {
+  const g = o.promotion!;
+  const t = `term ${g.term}`;
+  if (g.prePromote === undefined) return d([{ kind: "ask_gate", gate: "pre_promote", term: g.term }], `promotion (${t}): asking the pre_promote hook`);
+  if (g.prePromote !== "none" && !g.prePromote.ok) {
+    const problem = g.prePromote.problem ?? "pre_promote hook vetoed the promotion";
+    return d(decline(g.term, "pre_promote", problem), `declining the promotion (${t}): ${problem}; giving the leader key back and cooling down`);
+  }
+  if (g.watchdog === undefined) {
+    return d([{ kind: "ask_gate", gate: "watchdog", term: g.term }], `promotion (${t}): starting the watchdog ${g.watchdogDevice} before anything else (watchdog.mode ${g.watchdogMode})`);
+  }
+  const notes: string[] = [];
+  if (g.prePromote !== "none") notes.push("the pre_promote hook agreed");
+  if (g.watchdog !== "off") {
+    if (g.watchdog.state === "active") notes.push(`watchdog ${g.watchdogDevice} running`);
+    else {
+      const problem = `watchdog ${g.watchdogDevice} is not running (${g.watchdog.state}${g.watchdog.problem ? `: ${g.watchdog.problem}` : ""})`;
+      if (g.watchdogMode === "required") {
+        return d(decline(g.term, "watchdog", problem), `declining the promotion (${t}): ${problem}; giving the leader key back (watchdog.mode required) and cooling down`);
+      }
+      notes.push(`${problem}; promoting without it (watchdog.mode automatic)`);
+    }
+  }
+  if (o.lease === null || o.lease.id !== g.leaseId || o.nowMs >= o.lease.deadlineMs) {
+    return d([], `not promoting (${t}): the lease the leader key was taken with is gone`);
+  }
+  const left = o.lease.deadlineMs - o.nowMs;
+  const budget = o.promotionBudgetMs ?? 0;
+  if (left < budget) {
+    return d([], `not promoting yet: too little lease time left (${Math.round(left)}ms, adding the floating IP needs ${Math.round(budget)}ms); the next renewal retries`);
+  }
+  // The predecessor committed its release after dropping the VIP: no need to probe for it. Not when it
+  // never held the address (another host answered for it): then nobody knows it is free.
+  const released = o.cluster?.released;
+  const skip = g.via === "won" && released !== null && released !== undefined && released.term === g.lastLeaderTerm && released.vipNotFree === undefined;
+  if (skip) notes.push(`${released!.node} released the floating IP, so no duplicate-address check`);
+  const how = g.via === "won" ? `I won the election (${t})` : `the leader key names me with my lease (${t})`;
+  return d([{ kind: "take_over", term: g.term, via: g.via, skipDuplicateCheck: skip }], `taking over: ${how}${notes.length ? `; ${notes.join("; ")}` : ""}`);
+}
+
+/** Nothing was started: give the key to the next candidate and cool down, or the same node would win again at once. */
+function decline(term: number, gate: "pre_promote" | "watchdog", problem: string): Action[] {
+  return [{ kind: "decline", term, gate, problem }, { kind: "cool_down" }];
+}
+
+/**
+ * Restart backoff: the n-th restart within the window waits restart_backoff *
+ * 2^(n-1) (at most restart_backoff_max) after the previous one. A decision
+ * that would restart the daemon before then re-checks at that time instead.
+ */
+export function withRestartBackoff(o: Observation, decision: Decision): Decision {
+  const until = restartBackoffUntil(o);
+  if (until === null || !decision.actions.some((a) => a.kind === "restart_daemon")) return decision;
+  const actions = decision.actions.map((a): Action => (a.kind === "restart_daemon" ? { kind: "recheck_at", atMs: until } : a));
+  return d(actions, `waiting: restart backoff for ${Math.ceil(until - o.nowMs)}ms more, then ${decision.reason}`);
+}
+
+/** When the restart backoff ends (monotonic ms), or null when a restart may run now. */
+export function restartBackoffUntil(o: Observation): number | null {
+  const b = o.restartBackoff;
+  const last = o.daemon.lastRestartAtMs ?? null;
+  const n = o.daemon.recentRestarts;
+  if (!b || last === null || n === 0) return null;
+  const until = last + Math.min(b.baseMs * 2 ** (n - 1), b.maxMs);
+  return until > o.nowMs ? until : null;
+}
+
+function d(actions: readonly Action[], reason: string): Decision {
+  return { actions, reason };
+}
