@@ -76,6 +76,8 @@ export const ERROR_CATALOGUE = {
   US_E_CERT_PEM: { message: "not a usable PEM certificate file: {problem}", transient: false },
   US_E_KEY_MODE: { message: "mode {mode} lets others read the private key; use 0600", transient: false },
   US_E_FILE_NOT_LOADED: { message: "{what} was read before it was loaded (a bug)", transient: false },
+  US_E_SYNC_PLACEHOLDER: { message: "no path for {staged:{name}}: the validator names no sync root with a staged copy", transient: false },
+  US_E_SYNC_HASH_WORKER: { message: "the sync hash worker failed: {problem}", transient: true },
   US_E_UNEXPECTED: { message: "an error with no code of its own: {cause}", transient: true },
 } as const satisfies Record<string, ErrorSpec>;
 

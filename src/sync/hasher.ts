@@ -4,6 +4,7 @@
 // One worker thread, started on first use and stopped when idle, keeps the
 // event loop free for the lease.
 import { Worker } from "node:worker_threads";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import { SystemClock, type Clock, type TimerHandle } from "../platform/clock.js";
 
 export interface FileHash {
@@ -89,11 +90,11 @@ export class HashWorker implements FileHashService {
     const w = new Worker(WORKER_SOURCE, { eval: true });
     w.unref();
     w.on("message", (m: Reply) => this.settle(m));
-    w.on("error", (e) => this.failAll(w, e));
+    w.on("error", (e) => this.failAll(w, new UnderstudyError("US_E_SYNC_HASH_WORKER", { problem: describeError(e) })));
     w.on("exit", () => {
       if (this.worker === w) this.worker = undefined;
       // An idle worker stopped by its timer may exit after the next hash started a new one.
-      this.failAll(w, new Error("hash worker exited"));
+      this.failAll(w, new UnderstudyError("US_E_SYNC_HASH_WORKER", { problem: "the worker thread exited" }));
     });
     this.worker = w;
     return w;

@@ -225,7 +225,7 @@ async function hashFile(root: SyncRoot, abs: string, rel: string): Promise<{ siz
   const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw new Error("no longer a regular file");
+    if (!st.isFile()) throw new UnderstudyError("US_E_SYNC_UNREADABLE", { root: root.name, path: rel, cause: "no longer a regular file (replaced while it was read)" });
     const tooLarge = (size: number) => new UnderstudyError("US_E_SYNC_FILE_TOO_LARGE", { root: root.name, path: rel, size, limit: root.maxFileBytes });
     if (st.size > root.maxFileBytes) throw tooLarge(st.size);
     const h = createHash("sha256");

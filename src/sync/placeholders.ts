@@ -7,6 +7,7 @@
 // which changed but could not be staged or checked is not run: the root that
 // names it waits (US_E_SYNC_STAGED_REF) rather than validate against files
 // that will not go live. Pure functions, no I/O.
+import { UnderstudyError } from "../errors/catalogue.js";
 
 export const STAGED_TOKEN = "{staged}";
 const NAMED = /\{staged:([A-Za-z0-9][A-Za-z0-9._-]{0,62})\}/g;
@@ -27,7 +28,7 @@ export function substitutePlaceholders(argv: readonly string[], own: string, nam
   return argv.map((a) =>
     a.replace(NAMED, (_m, name: string) => {
       const p = named(name);
-      if (p === undefined) throw new Error(`no path for {staged:${name}}`);
+      if (p === undefined) throw new UnderstudyError("US_E_SYNC_PLACEHOLDER", { name });
       return p;
     }).split(STAGED_TOKEN).join(own),
   );

@@ -45,14 +45,16 @@ export class SyncStateStore {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return EMPTY_STATE;
       throw new UnderstudyError("US_E_SYNC_STATE", { file, cause: describeError(e) });
     }
+    let problem: string;
     try {
       const v = JSON.parse(text) as Partial<HeldState>;
       const rootsOk = typeof v.roots === "object" && v.roots !== null && !Array.isArray(v.roots) && Object.values(v.roots).every((d) => typeof d === "string");
-      if (!Number.isSafeInteger(v.generation) || (v.generation as number) < 0 || !rootsOk) throw new Error("needs a generation and per-root digests");
-      return { generation: v.generation as number, roots: { ...(v.roots as Record<string, string>) } };
+      if (Number.isSafeInteger(v.generation) && (v.generation as number) >= 0 && rootsOk) return { generation: v.generation as number, roots: { ...(v.roots as Record<string, string>) } };
+      problem = "needs a generation and per-root digests";
     } catch (e) {
-      throw new UnderstudyError("US_E_SYNC_STATE", { file, cause: describeError(e) });
+      problem = describeError(e);
     }
+    throw new UnderstudyError("US_E_SYNC_STATE", { file, cause: problem });
   }
 
   async saveHeld(state: HeldState): Promise<void> {
