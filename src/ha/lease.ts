@@ -93,7 +93,7 @@ export class SessionLease {
     this.renewTimer?.cancel();
     if (this.stopped) return;
     const due = lastSentAt + this.timing.renewIntervalMs - this.clock.monotonicMs();
-    this.renewTimer = this.clock.setTimer(due, () => void this.renew());
+    this.renewTimer = this.clock.setTimer(due, () => void this.renew().catch((e: unknown) => this.log.error({ err: describeError(e) }, "lease renewal threw"))); // renew() catches etcd errors itself: only a bug lands here
   }
 
   private async renew(): Promise<void> {

@@ -271,7 +271,7 @@ export class HaLoop {
       this.deps.log.error({ lease: lease.id, term: this.role.term }, "fencing: lease deadline passed; dropping the floating IP and stopping the daemon");
       this.chronicle.fenced(this.role.term, this.lease.error() ?? "no renewal acknowledged");
       this.emit({ type: "fenced" });
-      void this.role.demote("lease deadline");
+      this.role.demote("lease deadline").catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "fencing: stepping down failed"));
     }
     this.trigger("lease deadline");
   }

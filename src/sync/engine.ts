@@ -108,7 +108,7 @@ export class SyncEngine {
       this.runner.trigger(plan.reason);
     } else if (plan.turn?.to === "standby") {
       this.side = "standby";
-      void this.primary.leave();
+      this.primary.leave().catch((e: unknown) => log.warn({ err: describeError(e) }, "sync: stopping the primary side's watcher failed"));
       // What this node edited but did not publish must be rescued before it pulls.
       this.standby.verifyAll("stepped down from primary");
       log.info({ reason: plan.reason }, "sync: standby side: following the primary's generations");

@@ -109,7 +109,7 @@ export class HashWorker implements FileHashService {
     else p.resolve({ size: m.size!, sha256: m.sha256! });
     if (this.waiting.size === 0) {
       this.idle?.cancel();
-      this.idle = this.clock.setTimer(this.idleMs, () => void this.close());
+      this.idle = this.clock.setTimer(this.idleMs, () => void this.close().catch(() => undefined));
     }
   }
 
