@@ -35,9 +35,9 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
   });
 
   /** Validate and write a switchover / failback / failover request. */
-  const move = async (req: FastifyRequest, reply: FastifyReply, kind: SwitchoverRequest["kind"], body: MoveBody) => {
+  const move = async (req: FastifyRequest, reply: FastifyReply, kind: SwitchoverRequest["kind"], body: MoveBody, namedBy?: string) => {
     const snap = await deps.coordinator.snapshot();
-    const plan = planMove(snap, kind, body, deps.clock.wallMs());
+    const plan = planMove(snap, kind, body, deps.clock.wallMs(), namedBy);
     if (!plan.ok) return refuse(reply, plan.status, plan.status === 400 ? "US_E_API_BAD_REQUEST" : "US_E_API_PRECONDITION", plan.message);
     const request: SwitchoverRequest = {
       kind,
@@ -63,7 +63,7 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
   app.post<{ Body: MoveBody }>("/failback", { schema: bodySchema({ to: NAME }) }, (req, reply) => {
     const target = failbackTarget(req.body?.to, deps.failbackPreferred ?? null);
     if (!target.ok) return refuse(reply, target.status, "US_E_API_PRECONDITION", target.message);
-    return move(req, reply, "failback", { ...req.body, to: target.to });
+    return move(req, reply, "failback", { ...req.body, to: target.to }, target.namedBy);
   });
   app.post<{ Body: MoveBody }>("/failover", { schema: bodySchema({ to: NAME, force: { type: "boolean" } }, ["to"]) }, (req, reply) =>
     move(req, reply, "failover", req.body),

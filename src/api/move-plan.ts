@@ -19,18 +19,18 @@ export type MovePlan =
   | { readonly ok: false; readonly status: number; readonly message: string };
 
 /** A failback's target before the cluster is read: the node the request names, else failback.preferred. */
-export function failbackTarget(to: string | undefined, preferred: string | null): { ok: true; to: string } | { ok: false; status: number; message: string } {
-  const target = to ?? preferred ?? undefined;
-  if (!target) return { ok: false, status: 412, message: "no preferred node: set failback.preferred or name one with `to`" };
-  return { ok: true, to: target };
+export function failbackTarget(to: string | undefined, preferred: string | null): { ok: true; to: string; namedBy: string } | { ok: false; status: number; message: string } {
+  if (to !== undefined) return { ok: true, to, namedBy: "named by the request" };
+  if (preferred) return { ok: true, to: preferred, namedBy: "failback.preferred" };
+  return { ok: false, status: 412, message: "no preferred node: set failback.preferred or name one with `to`" };
 }
 
 /** The target of a move request and why, or why it is refused. */
-export function planMove(snap: ClusterSnapshot, kind: SwitchoverRequest["kind"], body: MoveBody, wallNowMs: number): MovePlan {
+export function planMove(snap: ClusterSnapshot, kind: SwitchoverRequest["kind"], body: MoveBody, wallNowMs: number, namedBy = "named by the request"): MovePlan {
   const problem = checkMove(snap, kind, body, wallNowMs);
   if (problem) return { ok: false, ...problem };
   if (body.to !== undefined) {
-    return { ok: true, to: body.to, reason: `${kind} to ${body.to}: named by the request${kind === "failover" && body.force ? " (forced)" : ""}` };
+    return { ok: true, to: body.to, reason: `${kind} to ${body.to}: ${namedBy}${kind === "failover" && body.force ? " (forced)" : ""}` };
   }
   // Name the target now: a request without one left the releasing primary free to win the
   // election again and hand over again, for ever (found by the chaos operator loop).

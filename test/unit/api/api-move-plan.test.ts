@@ -60,8 +60,9 @@ for (const r of rows) {
   });
 }
 
-test("failbackTarget: the named node, else failback.preferred, else a refusal", () => {
-  assert.deepEqual(failbackTarget("n3", "n1"), { ok: true, to: "n3" });
-  assert.deepEqual(failbackTarget(undefined, "n1"), { ok: true, to: "n1" });
+test("failbackTarget: the named node, else failback.preferred (and the reason says which), else a refusal", () => {
+  assert.deepEqual(failbackTarget("n3", "n1"), { ok: true, to: "n3", namedBy: "named by the request" });
+  assert.deepEqual(failbackTarget(undefined, "n1"), { ok: true, to: "n1", namedBy: "failback.preferred" });
+  assert.deepEqual(planMove(snap(), "failback", { to: "n3" }, WALL, "failback.preferred"), { ok: true, to: "n3", reason: "failback to n3: failback.preferred" });
   assert.deepEqual(failbackTarget(undefined, null), { ok: false, status: 412, message: "no preferred node: set failback.preferred or name one with `to`" });
 });
