@@ -10,5 +10,7 @@ bash scripts/install-deps.sh test
 case ":$PATH:" in *:/usr/local/bin:*) ;; *) export PATH="/usr/local/bin:$PATH" ;; esac
 node --import tsx test/lab/harness/sweep-cli.ts --stale >/dev/null 2>&1 || true
 npm run --silent typecheck
+npm run --silent lint            # typescript-eslint: no floating or misused promises
+npm run --silent format:check    # prettier
 npm run --silent test:unit
 npm run --silent test:lab
