@@ -1,5 +1,5 @@
 // Lint for what the type checker cannot see: promises nobody awaits or
-// catches (STYLE.md: no unhandled rejection from a background loop). Layout
+// catches (no unhandled rejection from a background loop). Layout
 // is Prettier's job (npm run format:check), so no style rules here.
 import tseslint from "typescript-eslint";
 

@@ -4,7 +4,6 @@ import { parseDuration } from "../config/duration.js";
 import { failbackTarget, planMove, type MoveBody } from "./move-plan.js";
 import { refuse, type ApiDeps } from "./server.js";
 
-export { checkMove } from "./move-plan.js";
 
 // Mutations: each checks what it can against the cluster as etcd has it,
 // answers 412 with a reason when the action is not possible, records who

@@ -34,7 +34,7 @@ export class AgentMetrics {
     gauge("understudy_lease_remaining_seconds", "Time to the local lease deadline", (v, g) => g.set((v.leaseRemainingMs ?? 0) / 1000));
     gauge("understudy_etcd_reachable", "1 when the last HA cycle could read etcd", (v, g) => g.set(v.etcdReachable ? 1 : 0));
     gauge("understudy_vip_held", "1 when this node has the floating IP", (v, g) => g.set(v.vipHeld ? 1 : 0));
-    // VIP truth (DESIGN.md §12): a primary without its address, and the MAC of whoever answers for it instead.
+    // VIP truth (docs/operations.md): a primary without its address, and the MAC of whoever answers for it instead.
     gauge("understudy_vip_missing_seconds", "While primary: how long this node has been without its floating IP (0 when held or standby)", (v, g) => g.set((v.vipMissingMs ?? 0) / 1000));
     gauge("understudy_vip_foreign_holder", "1 (with the MAC) while another host answers ARP for this primary's floating IP", (v, g) => {
       g.reset();

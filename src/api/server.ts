@@ -76,7 +76,7 @@ export function refuse(reply: FastifyReply, status: number, code: string, messag
 }
 
 /**
- * The REST API (DESIGN.md §8). Health endpoints answer from this node's own
+ * The REST API (docs/configuration.md). Health endpoints answer from this node's own
  * state without touching etcd, so a load balancer's checks stay fast and keep
  * working while etcd is slow; /cluster and /history read etcd.
  */

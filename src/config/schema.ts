@@ -204,9 +204,9 @@ export const configSchema = z
           seen.add(p.name);
         });
       }),
-    /** Files kept identical on every node, primary to standbys (src/sync/, DESIGN.md §7). */
+    /** Files kept identical on every node, primary to standbys (src/sync/, docs/architecture.md, "File sync"). */
     sync: syncSection.optional(),
-    // Hardware-grade fencing (DESIGN.md §4): the fence guard holds this device while primary.
+    // Hardware-grade fencing (docs/architecture.md, "The fence guard"): the fence guard holds this device while primary.
     watchdog: z
       .object({
         mode: z.enum(["off", "automatic", "required"]).default("off"),

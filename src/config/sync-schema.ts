@@ -1,4 +1,4 @@
-// The `sync` section (DESIGN.md §7, docs/configuration.md): the roots kept
+// The `sync` section (docs/architecture.md, "File sync", docs/configuration.md): the roots kept
 // identical on every node and how they travel.
 import { z } from "zod";
 import { absolutePath, duration, positiveDuration, programArgv, size } from "./fields.js";
@@ -8,7 +8,7 @@ export const DEFAULT_MAX_MODE = "0775";
 // its space-separated filter parameter: write `?` where a name holds a space.
 const syncPattern = z.string().min(1).regex(/^[^\s]+$/, "must not contain spaces or line breaks (write ? for a space in a name)");
 
-// One synchronized directory (DESIGN.md §7). A mode is a quoted octal string:
+// One synchronized directory (docs/architecture.md, "File sync"). A mode is a quoted octal string:
 // YAML 1.2 reads an unquoted 0600 as the decimal number 600.
 const syncRoot = z
   .object({

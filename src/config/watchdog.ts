@@ -1,4 +1,4 @@
-// Hardware-grade fencing (DESIGN.md §4): the Linux watchdog device, held open
+// Hardware-grade fencing (docs/architecture.md, "The fence guard"): the Linux watchdog device, held open
 // by the fence guard while this node is primary. The guard keeps it fed only
 // while the lease is safely ahead; if the guard itself freezes, or its fence
 // fails, the kernel resets the node before etcd can expire the lease. The

@@ -1,4 +1,4 @@
-// Key layout under <prefix>/<cluster>/ (DESIGN.md §3). One place, so the etcd
+// Key layout under <prefix>/<cluster>/ (docs/architecture.md). One place, so the etcd
 // adapter, the in-memory fake and `understudy status` agree.
 
 export interface ClusterKeys {

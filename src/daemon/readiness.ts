@@ -5,7 +5,6 @@ import type { Logger } from "../platform/logger.js";
 import type { Readiness } from "./port.js";
 
 // The Readiness port, ALWAYS_READY and allReady live in port.ts (the HA core imports ports only).
-export { ALWAYS_READY, allReady, type Readiness } from "./port.js";
 
 /**
  * A standby's answer to "could you serve if promoted?", from a user command

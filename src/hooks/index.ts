@@ -1,5 +1,5 @@
 // Hooks (user commands on role changes and syncs) and the optional event webhook,
-// built from the `hooks` section of the config. DESIGN.md §8.
+// built from the `hooks` section of the config. docs/configuration.md.
 import type { Config } from "../config/load.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";

@@ -1,4 +1,4 @@
-// The hooks port (DESIGN.md §8): user commands run on role changes and syncs,
+// The hooks port (docs/configuration.md): user commands run on role changes and syncs,
 // as the HA loop and the sync engine rely on them. The adapter is Hooks
 // (runner.ts), which spawns the configured argv with a timeout.
 

@@ -4,7 +4,7 @@
 // everywhere else, and `weight 0` turns a non-zero value into FAULT. So at
 // most one keepalived is ever out of FAULT and can become MASTER: no
 // preemption fights, and a keepalived that outlives its agent is pushed into
-// FAULT by the fence guard, which rewrites the file (DESIGN.md §4).
+// FAULT by the fence guard, which rewrites the file (docs/architecture.md, "The fence guard").
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";

@@ -109,7 +109,7 @@ export class VipReconciler {
     };
   }
 
-  /** Keep missingSinceMs and foreignMac in step with desired and held (VIP truth, DESIGN.md §12). */
+  /** Keep missingSinceMs and foreignMac in step with desired and held (VIP truth, docs/operations.md). */
   private noteTruth(): void {
     if (!this.desired || this.held === true) this.missingSinceMs = null;
     else this.missingSinceMs ??= this.clock.monotonicMs();

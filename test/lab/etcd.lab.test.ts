@@ -1,6 +1,6 @@
 /**
  * The etcd adapter against a real etcd 3.4 (Debian etcd-server) on loopback:
- * the Coordinator contract (DESIGN.md §3) as the HA loop relies on it, on the
+ * the Coordinator contract (docs/architecture.md) as the HA loop relies on it, on the
  * secure setup the lab uses by default (client TLS with client certificates,
  * etcd auth with a least-privilege role on /understudy-test/ only; see
  * bench/cli/etcd.ts and test/lab/harness/etcd-auth.ts).

@@ -1,5 +1,5 @@
 /**
- * The lab's etcd is the secure setup by default (DESIGN.md §12): client TLS
+ * The lab's etcd is the secure setup by default (docs/operations.md): client TLS
  * with client-certificate verification, and etcd authentication with a
  * least-privilege role for the lab cluster (readwrite on /understudy/lab/
  * only), made the way docs/security.md and `understudy etcd setup` describe.

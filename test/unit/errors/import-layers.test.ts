@@ -30,7 +30,7 @@ const SIDEWAYS: Readonly<Record<string, string>> = {
   "tools->vip": "tool checks find arping the way the vip adapter does",
 };
 
-/** Units whose imports from the adapter layer must be port files (DESIGN.md §2: ha/ imports ports only). */
+/** Units whose imports from the adapter layer must be port files (ha/ imports ports only). */
 const PORTS_ONLY = new Set(["ha"]);
 const PORT_FILE = /\/ports?\.ts$/;
 

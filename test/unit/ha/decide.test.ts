@@ -136,7 +136,7 @@ test("a handover release always carries the term from the leader key", () => {
   assert.deepEqual(d.actions.find((a) => a.kind === "release"), { kind: "release", term: 7, why: "handover" });
 });
 
-// The promotion gate (DESIGN.md §1.3, issue 3): sync generation before priority.
+// The promotion gate (docs/architecture.md, "Ranking", issue 3): sync generation before priority.
 const gen = (generation: number) => ({ generation, digest: "d", roots: {}, files: 1, source: "n9", term: 3, publishedAt: "" });
 const lagging = (behindMs: number, over: Partial<Observation> = {}) =>
   ({ self: { name: "n1", priority: 500, nofailover: false, generation: 4 }, sync: { enabled: true, behindSinceMs: NOW - behindMs, maximumLagMs: 60_000 }, ...over }) satisfies Partial<Observation>;
