@@ -32,11 +32,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI, Lab, NODE_FLAGS, REPO, pollUntil, run, runOk, type LabNode } from './harness/index.js';
 import { LabPki } from './harness/pki.js';
-import { installedVersion, saveDebState } from './deb-state.js';
+import { installedVersion, rememberDeb, saveDebState } from './deb-state.js';
 
 const ANSIBLE_DIR = join(REPO, 'ansible');
 const ANSIBLE_SSH_PORT = 2200;
 const PRIORITIES = [300, 200, 100];
+const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 
 interface Recap {
   ok: number;
@@ -150,6 +151,8 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     const deb = built.stdout.trim().split('\n').pop()!;
     assert.match(deb, /\/understudy_[^/]+_amd64\.deb$/);
     assert.ok(existsSync(deb), `build-package.sh made ${deb}`);
+    // package.lab, later in the same run, upgrades to this very .deb: it need not build it again.
+    rememberDeb(deb, VERSION);
     mark('.deb built');
 
     // ----------------------------------------------------------- node hosts
@@ -162,12 +165,12 @@ test('ansible-playbook brings up a working 3-node cluster, idempotently, fails o
       adminHostKeys: join(n.dir, 'admin-hostkey'),
     });
     const hosts: Record<string, Record<string, unknown>> = {};
+    // The nodes' admin sshds, for Ansible and for the sync key (its forced command): all three at once.
+    await Promise.all(lab.nodes.map((n) => startAdminSshd(lab, n, join(paths(n).rootSsh, 'authorized_keys'))));
     for (const [i, n] of lab.nodes.entries()) {
       const p = paths(n);
       // The transfer daemon (what clients reach through the VIP): <node dir>/sshd_config on :22.
       const daemon = lab.sshdConfig(n);
-      // The node's admin sshd, for Ansible and for the sync key (its forced command).
-      await startAdminSshd(lab, n, join(p.rootSsh, 'authorized_keys'));
       mkdirSync(p.app, { recursive: true });
       hosts[n.name] = {
         ansible_host: n.address,
@@ -347,8 +350,8 @@ test('managed etcd: the etcd play builds a 3-member cluster with client and peer
     const client = await pki.issue('understudy-agents', { usage: 'client' });
     const secrets = join(lab.dir, 'secrets');
     const hosts: Record<string, Record<string, unknown>> = {};
+    await Promise.all(lab.nodes.map((n) => startAdminSshd(lab, n)));
     for (const n of lab.nodes) {
-      await startAdminSshd(lab, n);
       const member = await pki.issue(`etcd-${n.name}`, { sans: [`IP:${n.address}`, 'IP:127.0.0.1'], usage: 'both' });
       hosts[n.name] = {
         ansible_host: n.address,

@@ -7,16 +7,16 @@
  * skip: it could not put the package back.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { REPO } from './harness/index.js';
 
 const SAVED = ['/etc/understudy', '/var/lib/understudy'];
 
-export function sh(argv: string[], opts: { ok?: boolean; timeoutMs?: number } = {}) {
+export function sh(argv: string[], opts: { ok?: boolean; timeoutMs?: number; cwd?: string } = {}) {
   const r = spawnSync(argv[0]!, argv.slice(1), {
-    encoding: 'utf8', timeout: opts.timeoutMs ?? 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    cwd: opts.cwd, encoding: 'utf8', timeout: opts.timeoutMs ?? 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
   });
   const out = { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   if (opts.ok !== false && out.code !== 0) throw new Error(`${argv.join(' ')} exited ${out.code}: ${out.stderr}${out.stdout}`);
@@ -72,4 +72,48 @@ export function saveDebState(): SavedDebState {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * .debs built by the lab tests, kept for the next lab file of the same run: ansible.lab builds
+ * this tree's .deb (ansible/build-package.sh, i.e. scripts/build-deb.sh), and package.lab needs
+ * the same file as its current version. Keyed by a hash of everything build-deb.sh packs (the
+ * install-deb.sh stamp's inputs plus deploy/examples, README.md and the build scripts), so a
+ * changed tree never gets an old .deb. Other keys' directories go once a few hours old.
+ */
+const DEB_CACHE = join(process.env.UNDERSTUDY_BUILD_CACHE ?? '/var/cache/understudy-build', 'lab-debs');
+
+function treeKey(): string {
+  const r = sh(['bash', '-c',
+    '{ find dist packaging systemd deploy/examples -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum package.json package-lock.json README.md scripts/build-deb.sh ansible/build-package.sh; } | sha256sum | cut -c1-32'],
+  { timeoutMs: 60_000, cwd: REPO });
+  return r.stdout.trim();
+}
+
+function debCacheFile(version: string): string {
+  return join(DEB_CACHE, treeKey(), `understudy_${version}_amd64.deb`);
+}
+
+/** A .deb of this very tree at `version` that an earlier lab file of this run built, or undefined. */
+export function cachedDeb(version: string): string | undefined {
+  const f = debCacheFile(version);
+  return existsSync(f) && sh(['dpkg-deb', '-f', f, 'Version'], { ok: false }).stdout.trim() === version ? f : undefined;
+}
+
+/** Keep a freshly built .deb of this tree (best effort: a full disk only costs the next file a build). */
+export function rememberDeb(deb: string, version: string): void {
+  try {
+    const f = debCacheFile(version);
+    const dir = dirname(f);
+    // Other trees' .debs (other checkouts may share the cache): gone once a few hours old.
+    const old = Date.now() - 4 * 3600_000;
+    if (existsSync(DEB_CACHE)) {
+      for (const d of readdirSync(DEB_CACHE)) if (join(DEB_CACHE, d) !== dir && statSync(join(DEB_CACHE, d)).mtimeMs < old) rmSync(join(DEB_CACHE, d), { recursive: true, force: true });
+    }
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(deb, `${f}.tmp`);
+    renameSync(`${f}.tmp`, f);
+  } catch {
+    /* best effort */
+  }
 }

@@ -16,7 +16,9 @@
  * test is purged first (its /etc/understudy and /var/lib/understudy saved),
  * and afterwards the same .deb is installed again and those restored. When
  * that .deb cannot be found, the test is skipped rather than lose it.
- * UNDERSTUDY_TEST_DEB_PREV / UNDERSTUDY_TEST_DEB: prebuilt .debs to use.
+ * UNDERSTUDY_TEST_DEB_PREV / UNDERSTUDY_TEST_DEB: prebuilt .debs to use. A .deb of this
+ * same tree that ansible.lab built earlier in the run (test/lab/deb-state.ts cachedDeb) is
+ * used rather than built again.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,7 +26,7 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabCluster, pollUntil, REPO } from './harness/index.js';
-import { installedVersion, saveDebState, sh as run } from './deb-state.js';
+import { cachedDeb, installedVersion, saveDebState, sh as run } from './deb-state.js';
 
 const T = { timeout: 1_200_000 };
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
@@ -33,6 +35,9 @@ const CONF = '/etc/understudy/understudy.yaml';
 
 function build(version: string, out: string, env: string | undefined): string {
   if (env) return env;
+  // This tree's .deb at `version`, built by scripts/build-deb.sh earlier in this run (ansible.lab).
+  const cached = cachedDeb(version);
+  if (cached) return cached;
   const r = run(['bash', join(REPO, 'scripts', 'build-deb.sh'), '--version', version, '--out', out], { timeoutMs: 900_000 });
   const deb = r.stdout.trim().split('\n').at(-1)!;
   assert.equal(deb, join(out, `understudy_${version}_amd64.deb`), 'build-deb prints the .deb path last');

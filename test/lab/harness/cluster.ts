@@ -124,16 +124,17 @@ export class LabCluster {
     mkdirSync(join(this.lab.dir, 'sync'), { recursive: true, mode: 0o700 });
     await runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `understudy-sync-${this.lab.prefix}`, '-f', this.syncKey]);
     const publicKey = readFileSync(`${this.syncKey}.pub`, 'utf8');
-    for (const n of this.lab.nodes) {
+    // The nodes' sync sshds start at once (each waits until it listens).
+    await Promise.all(this.lab.nodes.map((n) => {
       for (const p of sync.rootPaths(n)) mkdirSync(p, { recursive: true });
       const authorized = join(n.dir, 'sync_authorized_keys');
       writeFileSync(authorized, `${sync.authorizedKeys(publicKey, this.serveConfig(n))}\n`, { mode: 0o600 });
       // SHLVL=1: root's login shell skips ~/.bashrc (pyenv on a dev box costs ~200 ms per pull).
-      await this.lab.startSshd(n, {
+      return this.lab.startSshd(n, {
         port: SYNC_SSH_PORT, configFile: join(n.dir, 'sync_sshd_config'), authorizedKeysFile: authorized,
         hostKeyDir: join(n.dir, 'sync-hostkey'), extraConfig: ['SetEnv SHLVL=1'],
       });
-    }
+    }));
   }
 
   /** sync.serve_config of a node: the rsync daemon config its agent writes. */

@@ -308,12 +308,18 @@ export class Lab {
         JSON.stringify({ prefix: lab.prefix, pid: process.pid, createdAt: new Date().toISOString(), subnet: lab.subnet }, null, 2),
       );
       if (existsSync(`/run/netns/${lab.switchNs}`)) throw new Error(`Lab: namespace ${lab.switchNs} already exists`);
+      const startEtcd = opts.startEtcd ?? true;
+      // The etcd PKI and the ssh keys need no network: made while it is built.
+      const credentials = startEtcd && lab.etcdSecure ? makeEtcdCredentials(join(lab.dir, 'etcd-pki'), lab.etcdHosts.map((h) => h.address)) : undefined;
+      credentials?.catch(() => undefined); // awaited below; a network failure must not leave it unhandled
+      const keys = lab.makeKeys();
+      keys.catch(() => undefined);
       await lab.buildNetwork();
       lab.timings.networkMs = performance.now() - t0;
-      await lab.makeKeys();
-      if (opts.startEtcd ?? true) {
+      await keys;
+      if (startEtcd) {
         const te = performance.now();
-        if (lab.etcdSecure) lab.etcdCredentials = await makeEtcdCredentials(join(lab.dir, 'etcd-pki'), lab.etcdHosts.map((h) => h.address));
+        if (credentials) lab.etcdCredentials = await credentials;
         await lab.startEtcd();
         if (lab.etcdSecure) await lab.enableEtcdAuth();
         lab.timings.etcdReadyMs = performance.now() - te;
@@ -370,25 +376,30 @@ export class Lab {
     await runOk(['ip', ...args], { timeoutMs: IP_TIMEOUT });
   }
 
-  private async addNs(ns: string): Promise<void> {
-    await this.ip(['netns', 'add', ns]);
-    this.createdNs.push(ns);
-    await this.ip(['-n', ns, 'link', 'set', 'lo', 'up']);
+  /** `ip [-n ns] -batch -` with these command lines: one process instead of one per command. */
+  private async ipBatch(lines: readonly string[], ns?: string): Promise<void> {
+    await runOk(['ip', ...(ns ? ['-n', ns] : []), '-batch', '-'], { input: `${lines.join('\n')}\n`, timeoutMs: IP_TIMEOUT });
   }
 
+  /**
+   * The switch namespace with its bridge, and one namespace per host with a veth to it: three
+   * rounds of batched `ip` (namespaces; bridge and veths; each host's addresses, in parallel).
+   * Every namespace is recorded before it is made, so teardown deletes a half-built network too.
+   */
   private async buildNetwork(): Promise<void> {
-    await this.addNs(this.switchNs);
-    await this.ip(['-n', this.switchNs, 'link', 'add', 'br0', 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
-    await this.ip(['-n', this.switchNs, 'link', 'set', 'br0', 'up']);
+    const all = [this.switchNs, ...this.hosts.map((h) => h.ns)];
+    this.createdNs.push(...all);
+    await this.ipBatch(all.map((ns) => `netns add ${ns}`));
+    await this.ipBatch([
+      'link set lo up',
+      'link add br0 type bridge stp_state 0 forward_delay 0',
+      'link set br0 up',
+      ...this.hosts.flatMap((h) => [`link add ${h.port} type veth peer name eth0 netns ${h.ns}`, `link set ${h.port} master br0 up`]),
+    ], this.switchNs);
     await Promise.all(
-      this.hosts.map(async (h) => {
-        await this.addNs(h.ns);
-        await this.ip(['-n', this.switchNs, 'link', 'add', h.port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.ns]);
-        await this.ip(['-n', this.switchNs, 'link', 'set', h.port, 'master', 'br0', 'up']);
-        await this.ip(['-n', h.ns, 'link', 'set', 'eth0', 'address', h.mac]);
-        await this.ip(['-n', h.ns, 'addr', 'add', `${h.address}/24`, 'dev', 'eth0']);
-        await this.ip(['-n', h.ns, 'link', 'set', 'eth0', 'up']);
-      }),
+      this.hosts.map((h) =>
+        this.ipBatch(['link set lo up', `link set eth0 address ${h.mac}`, `addr add ${h.address}/24 dev eth0`, 'link set eth0 up'], h.ns),
+      ),
     );
   }
 
@@ -619,9 +630,17 @@ export class Lab {
   private async enableEtcdAuth(): Promise<void> {
     const c = this.etcdCredentials!;
     const agentPassword = readFileSync(c.passwordFile, 'utf8').trim();
-    for (const step of authSetupSteps(c, agentPassword)) {
-      const r = await this.etcdctl(step.args, { ns: this.client, timeoutMs: 15_000, ...(step.input !== undefined ? { input: step.input } : {}) });
-      if (r.code !== 0) throw new Error(`Lab: etcdctl ${step.args.slice(0, 2).join(' ')} failed: ${r.stderr.trim()}`);
+    // The same steps in three rounds, each round's steps at once: users and roles made, then
+    // granted, then auth turned on (the last step, alone).
+    const steps = authSetupSteps(c, agentPassword);
+    const round = (args: readonly string[]) => (args[0] === 'auth' ? 2 : args[1] === 'add' ? 0 : 1);
+    for (const r of [0, 1, 2]) {
+      await Promise.all(
+        steps.filter((step) => round(step.args) === r).map(async (step) => {
+          const res = await this.etcdctl(step.args, { ns: this.client, timeoutMs: 15_000, ...(step.input !== undefined ? { input: step.input } : {}) });
+          if (res.code !== 0) throw new Error(`Lab: etcdctl ${step.args.slice(0, 2).join(' ')} failed: ${res.stderr.trim()}`);
+        }),
+      );
     }
     this.etcdAuthOn = true;
   }
@@ -781,14 +800,16 @@ export class Lab {
 
   /** Names of nodes whose eth0 currently has the VIP configured. */
   async vipConfiguredOn(): Promise<string[]> {
-    const out: string[] = [];
-    for (const n of this.nodes) {
-      const r = await run(['ip', '-n', n.ns, '-j', 'addr', 'show', 'dev', 'eth0'], { timeoutMs: IP_TIMEOUT });
-      if (r.code !== 0) continue;
-      const links = JSON.parse(r.stdout) as Array<{ addr_info?: Array<{ local?: string }> }>;
-      if (links.some((l) => l.addr_info?.some((a) => a.local === this.vipAddress))) out.push(n.name);
-    }
-    return out;
+    // Every node's addresses at once, in node order.
+    const held = await Promise.all(
+      this.nodes.map(async (n) => {
+        const r = await run(['ip', '-n', n.ns, '-j', 'addr', 'show', 'dev', 'eth0'], { timeoutMs: IP_TIMEOUT });
+        if (r.code !== 0) return false;
+        const links = JSON.parse(r.stdout) as Array<{ addr_info?: Array<{ local?: string }> }>;
+        return links.some((l) => l.addr_info?.some((a) => a.local === this.vipAddress));
+      }),
+    );
+    return this.nodes.filter((_, i) => held[i]).map((n) => n.name);
   }
 
   // ---------------------------------------------------------------- OpenSSH
@@ -994,7 +1015,11 @@ export class Lab {
         /* best effort */
       }
     }
-    for (const ns of all.reverse()) {
+    // One `ip -force -batch` for all (it goes on past an error), then one by one what is left.
+    const present = all.reverse().filter((ns) => existsSync(`/run/netns/${ns}`));
+    if (present.length > 1) runSync(['ip', '-force', '-batch', '-'], { input: `${present.map((ns) => `netns del ${ns}`).join('\n')}\n`, timeoutMs: IP_TIMEOUT });
+    for (const ns of present) {
+      if (!existsSync(`/run/netns/${ns}`)) continue;
       let r = runSync(['ip', 'netns', 'del', ns], { timeoutMs: IP_TIMEOUT });
       for (let i = 0; i < 3 && r.code !== 0 && existsSync(`/run/netns/${ns}`); i++) {
         sleepSync(50);
