@@ -63,21 +63,30 @@ export async function agent(p: Parsed, io: Io): Promise<number> {
   // Validate everything before touching anything: a bad config starts nothing.
   const config = await load(str(p, "config")!, true);
   const { startAgent } = await import("../agent.js");
+  // The handlers go in before the agent starts: start-up already publishes a member key and may
+  // adopt a lease, so a SIGTERM that arrives during it must still end in a graceful stop (found by
+  // the stop lab once it reacted within milliseconds), not in Node's default exit.
+  let signals = 0;
+  let stopNow: (() => void) | undefined;
+  let stopRequested = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) {
+      io.err(`second ${sig}: exiting without a graceful handover`);
+      process.exit(1);
+    }
+    stopRequested = true;
+    stopNow?.();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
   const running = await startAgent(config, { configFile: str(p, "config")! });
   await new Promise<void>((resolve) => {
-    let signals = 0;
-    const onSignal = (sig: NodeJS.Signals) => {
-      if (++signals > 1) {
-        io.err(`second ${sig}: exiting without a graceful handover`);
-        process.exit(1);
-      }
-      running.stop().then(resolve, (e: unknown) => {
+    stopNow = () =>
+      void running.stop().then(resolve, (e: unknown) => {
         io.err(`graceful stop failed: ${describeError(e)}`);
         resolve();
       });
-    };
-    process.on("SIGTERM", onSignal);
-    process.on("SIGINT", onSignal);
+    if (stopRequested) stopNow();
   });
   // Everything is stopped. The process should now end by itself; if a handle keeps the event loop
   // alive (a library timer re-armed after close was seen), name it and exit anyway, so systemd
