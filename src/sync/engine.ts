@@ -163,9 +163,10 @@ export class SyncEngine {
       role: this.side,
       generation: held.generation,
       published: p ? { generation: p.generation, digest: p.digest, source: p.source, term: p.term, publishedAt: p.publishedAt, ...(p.displaced ? { displaced: p.displaced } : {}) } : null,
-      inSync: p === null ? held.generation === 0 : held.generation === p.generation,
+      // In sync unless behind (isBehind): a node holding a newer generation than the record is not lagging.
+      inSync: p === null ? held.generation === 0 : !isBehind(held.generation, p),
       behindSince: this.behindSinceWallMs === null ? null : new Date(this.behindSinceWallMs).toISOString(),
-      lagMs: this.behindSinceMs === null ? (p === null || held.generation === p.generation ? 0 : null) : Math.round(now - this.behindSinceMs),
+      lagMs: this.behindSinceMs === null ? (p === null || !isBehind(held.generation, p) ? 0 : null) : Math.round(now - this.behindSinceMs),
       lastSuccessAt: this.lastSuccessAtMs === null ? null : new Date(this.lastSuccessAtMs).toISOString(),
       lastError: this.ledger.lastError,
       failures: this.failures,
