@@ -13,7 +13,7 @@ import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import { SpawnCommandRunner, type CommandRunner } from "../platform/command.js";
 import { isWithin } from "./within.js";
-import { fsyncDir } from "../platform/node-durable-fs.js";
+import type { DurableFs } from "../platform/durable-fs.js";
 import type { FileHasher } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";
@@ -40,6 +40,8 @@ export interface ApplyOptions {
   /** Resolves `{staged:NAME}` in the validator (placeholders.ts). */
   readonly named?: (root: string) => string | undefined;
   readonly runner?: CommandRunner;
+  /** The directory fsyncs after the renames. */
+  readonly fs: DurableFs;
   /** Reuse hashes of unchanged files across applies (staged and live trees). */
   readonly cache?: HashCache;
   /** Hash files off the calling thread (hasher.ts). */
@@ -116,7 +118,7 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   let live = await readLive();
   if (opts.beforeApply && (await opts.beforeApply(target, live))) live = await readLive();
   const diff = diffManifests(live, target);
-  const run = new ApplyRun(root, path.resolve(stagedDir));
+  const run = new ApplyRun(root, path.resolve(stagedDir), opts.fs);
 
   try {
     if (!liveExists) await run.step(".", () => run.createRoot(owner));
@@ -205,6 +207,7 @@ class ApplyRun {
   constructor(
     private readonly root: SyncRoot,
     private readonly staged: string,
+    private readonly fs: DurableFs,
   ) {
     this.live = path.resolve(root.path);
   }
@@ -330,7 +333,7 @@ class ApplyRun {
   async syncTouched(): Promise<void> {
     for (const dir of [...this.touched].sort(compare).reverse()) {
       try {
-        await fsyncDir(dir);
+        await this.fs.fsyncDir(dir);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === "ENOENT" || code === "ENOTDIR") continue; // removed or replaced later in this apply

@@ -99,9 +99,9 @@ export class StandbySide {
 
   /** Returns true when files were moved out of the live root. `live`: its manifest, when just built. */
   private async rescue(r: EngineRoot, reference: Manifest | undefined, live?: Manifest): Promise<boolean> {
-    const { store, clock, log } = this.deps;
+    const { store, clock, log, fs } = this.deps;
     const result = await rescueDivergent({
-      root: r, lastKnown: reference, rescueBase: store.rescueBase, clock, cache: this.ledger.cache, ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}), ...(live ? { live } : {}),
+      root: r, lastKnown: reference, rescueBase: store.rescueBase, clock, fs, cache: this.ledger.cache, ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}), ...(live ? { live } : {}),
     });
     if (!result) return false;
     if (result.files.length === 0) {
@@ -164,9 +164,9 @@ export class StandbySide {
   }
 
   private applyOptions(r: EngineRoot, stagedDir: string, want: string) {
-    const { runner, settings } = this.deps;
+    const { runner, settings, fs } = this.deps;
     return {
-      root: r, stagedDir, expected: { digest: want }, runner, cache: this.ledger.cache, validateTimeoutMs: settings.validateTimeoutMs,
+      root: r, stagedDir, expected: { digest: want }, runner, fs, cache: this.ledger.cache, validateTimeoutMs: settings.validateTimeoutMs,
       ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}),
       ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
       ...(r.owner ? { owner: r.owner } : {}),
