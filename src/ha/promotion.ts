@@ -67,6 +67,8 @@ export function promotionGate(o: Observation): Decision {
   }
   const notes: string[] = [];
   if (hook) notes.push("the pre_promote hook agreed");
+  else if (g.prePromoteConfigured) notes.push("the pre_promote hook is not run for an adopted key");
+  if (g.watchdogMode !== "off" && !g.guardPresent) notes.push(`no fence guard to start watchdog ${g.watchdogDevice} with`);
   if (dog && g.watchdog !== undefined) {
     if (g.watchdog.state === "active") notes.push(`watchdog ${g.watchdogDevice} running`);
     else {

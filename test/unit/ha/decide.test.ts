@@ -291,8 +291,8 @@ test("decide (promotion gates): the actions carry the term, the gate, the proble
 // Issue 15 follow-up: which gates apply is promotionGate's choice from the raw facts; the
 // executor only records a take-over marked stale and cools down for the duration decided.
 const factCases: Case[] = [
-  { name: "adopted key, pre_promote configured -> not run, take over", o: obs(gates({ via: "adopted", prePromoteConfigured: true })), actions: ["take_over"], reason: /^taking over: the leader key names me with my lease \(term 9\)$/ },
-  { name: "won, watchdog required but no fence guard -> not armed, take over", o: obs(gates({ watchdogMode: "required", guardPresent: false })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
+  { name: "adopted key, pre_promote configured -> not run, take over", o: obs(gates({ via: "adopted", prePromoteConfigured: true })), actions: ["take_over"], reason: /^taking over: the leader key names me with my lease \(term 9\); the pre_promote hook is not run for an adopted key$/ },
+  { name: "won, watchdog required but no fence guard -> not armed, take over", o: obs(gates({ watchdogMode: "required", guardPresent: false })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); no fence guard to start watchdog \/dev\/watchdog with$/ },
   { name: "won, guard present but watchdog.mode off -> not armed, take over", o: obs(gates({ watchdogMode: "off", guardPresent: true })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
 ];
 for (const c of factCases) {
