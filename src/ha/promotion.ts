@@ -94,10 +94,7 @@ export function promotionGate(o: Observation): Decision {
   if (skip) notes.push(`${released!.node} released the floating IP, so no duplicate-address check`);
   const how = g.via === "won" ? `I won the election (${t})` : `the leader key names me with my lease (${t})`;
   const stale = staleMark(o, g);
-  return d(
-    [{ kind: "take_over", term: g.term, via: g.via, skipDuplicateCheck: skip, ...(stale ? { stale } : {}) }],
-    `taking over: ${how}${notes.length ? `; ${notes.join("; ")}` : ""}`,
-  );
+  return d([{ kind: "take_over", term: g.term, via: g.via, skipDuplicateCheck: skip, ...(stale ? { stale } : {}) }], `taking over: ${how}${notes.length ? `; ${notes.join("; ")}` : ""}`);
 }
 
 /**
@@ -119,7 +116,10 @@ function staleMark(o: Observation, g: PromotionGates): StalePromotion | undefine
 
 /** Nothing was started: give the key to the next candidate and cool down, or the same node would win again at once. */
 function decline(o: Observation, term: number, gate: "pre_promote" | "watchdog", problem: string): Action[] {
-  return [{ kind: "decline", term, gate, problem }, { kind: "cool_down", durationMs: o.coolDownMs }];
+  return [
+    { kind: "decline", term, gate, problem },
+    { kind: "cool_down", durationMs: o.coolDownMs },
+  ];
 }
 
 /**
