@@ -65,6 +65,9 @@ function notEligible(m: MemberRecord, snap: ClusterSnapshot): string | null {
   if (snap.bans.some((b) => b.node === m.node)) return "is banned";
   if (m.nofailover) return "is tagged nofailover";
   if (!m.healthy) return "is not healthy or not ready";
+  // Not isBehind(snap.sync): a different question. A target is refused when a live member holds a
+  // newer generation than it does (the ranking in ha/candidates.ts), record or not; with no
+  // published record (sync: null) a lagging member is still refused (test/unit/api/api-move-plan.test.ts).
   const newest = Math.max(0, ...snap.members.map((x) => x.generation));
   if (m.generation < newest) return `is behind in sync (generation ${m.generation} < ${newest})`;
   return eligible(m, snap.bans) ? null : "is not eligible";

@@ -54,6 +54,7 @@ export async function keepalivedRender(p: Parsed, io: Io): Promise<number> {
     io.out(text.replace(/\n$/, ""));
     return 0;
   }
+  // The CLI is a composition root (like agent.ts and sync/index.ts): it may bind the DurableFs adapter directly.
   const { writeFileAtomic } = await import("../platform/node-durable-fs.js");
   await writeFileAtomic(out, text, 0o644);
   return 0;

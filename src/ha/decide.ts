@@ -54,7 +54,7 @@ function decidePrimary(o: Observation): Decision {
   if (stay) return stay;
   if (heir) {
     return d(
-      [{ kind: "demote" }, { kind: "release", term: leader.term, why: "handover" }, { kind: "cool_down" }],
+      [{ kind: "demote" }, { kind: "release", term: leader.term, why: "handover" }, { kind: "cool_down", durationMs: o.coolDownMs }],
       `handing over: ${what} after ${o.daemon.recentRestarts} restart(s); ${heir.node} is a healthy standby`,
     );
   }
@@ -77,7 +77,7 @@ function vipRule(o: Observation, term: number, held: string, serving: boolean): 
   }
   const heir = heirOf(o);
   if (heir && !isDamped(o.flap)) {
-    return d([{ kind: "demote" }, { kind: "release", term, why: "handover" }, { kind: "cool_down" }], `handing over: ${vipGone}; ${heir.node} is a healthy standby`);
+    return d([{ kind: "demote" }, { kind: "release", term, why: "handover" }, { kind: "cool_down", durationMs: o.coolDownMs }], `handing over: ${vipGone}; ${heir.node} is a healthy standby`);
   }
   if (!serving) return null;
   if (heir) return d([], `holding, not handing over: ${vipGone}; ${dampedNote(o)}; ${held}`);
@@ -146,8 +146,8 @@ function decideStandby(o: Observation): Decision {
 /**
  * The promotion gate (DESIGN.md §1.3): a standby that lags the published sync
  * generation never takes over while an eligible standby holds it, and takes
- * over by itself only within maximum_lag_on_failover (a stale promotion the
- * loop records). Null when this node holds the published generation.
+ * over by itself only within maximum_lag_on_failover (a stale promotion:
+ * promotionGate marks take_over stale, the executor records it). Null when this node holds the published generation.
  */
 export function syncGate(o: Observation): { blocked: boolean; reason: string } | null {
   const pub = o.cluster?.sync;

@@ -1,6 +1,6 @@
 import { describeError } from "../errors/catalogue.js";
 import type { Config } from "../config/load.js";
-import { isBehind, type ClusterSnapshot, type Coordinator, type LeaderRecord, type SwitchoverRequest } from "../coordinator/port.js";
+import { type ClusterSnapshot, type Coordinator, type LeaderRecord, type SwitchoverRequest } from "../coordinator/port.js";
 import type { FenceGuard, WatchdogStatus } from "../fence/port.js";
 import type { HookPort } from "../hooks/port.js";
 import type { Clock } from "../platform/clock.js";
@@ -10,15 +10,17 @@ import { decide } from "./decide.js";
 import type { HaEvent } from "./events.js";
 import type { FlapWatch } from "./flap-watch.js";
 import type { LeaseState, SessionLease } from "./lease.js";
-import type { Action, Decision, Observation } from "./observation.js";
+import type { Action, Decision, Observation, StalePromotion } from "./observation.js";
 import type { SyncPort, VipControl } from "./ports.js";
 import type { HookVerdict, PromotionGates } from "./promotion.js";
 import type { NodeRole } from "./role.js";
 import { vipNotFree } from "./vip-truth.js";
 
-// The executor of decide()'s actions: each action does what it says, and
-// decides nothing. A promotion asks its gates here and decides again with
-// their answers in the same cycle (promotion.ts), without reading etcd again.
+// The executor of decide()'s actions: each action does what it says. It
+// chooses nothing itself: which promotion gates apply, whether a take-over is
+// stale and how long a cool-down lasts come from decide()/promotionGate()
+// with their reasons. A promotion asks the gates decide() names and decides
+// again with their answers in the same cycle, without reading etcd again.
 
 export interface ExecutorDeps {
   readonly config: Config;
@@ -125,7 +127,7 @@ export class DecisionExecutor {
         this.loop.trigger("stray daemon stopped");
         return;
       case "cool_down":
-        role.coolDown();
+        role.coolDown(action.durationMs);
         return;
       case "recheck_at":
         this.loop.recheckIn(action.atMs - clock.monotonicMs(), "recheck");
@@ -151,9 +153,9 @@ export class DecisionExecutor {
   }
 
   /**
-   * Ask the promotion gates one at a time, deciding again after each answer
-   * (promotion.ts): the pre_promote hook (won elections), then the watchdog,
-   * which starts before anything else does. Bounded: each gate is asked once.
+   * Ask the promotion gates decide() names one at a time, deciding again after
+   * each answer (promotion.ts): the raw facts go in, promotionGate says which
+   * gates apply. Bounded: each gate is asked once.
    */
   private async promotion(via: "won" | "adopted", term: number, snapshot: ClusterSnapshot | null): Promise<void> {
     const { config, hooks, fenceGuard, log } = this.deps;
@@ -161,9 +163,9 @@ export class DecisionExecutor {
     if (!lease) return;
     let gates: PromotionGates = {
       term, via, leaseId: lease.id,
-      prePromote: via === "won" && hooks?.configured("pre_promote") ? undefined : "none",
+      prePromoteConfigured: hooks?.configured("pre_promote") ?? false, prePromote: undefined,
       watchdogMode: config.watchdog.mode, watchdogDevice: config.watchdog.device,
-      watchdog: config.watchdog.mode === "off" || !fenceGuard ? "off" : undefined,
+      guardPresent: fenceGuard !== undefined, watchdog: undefined,
       lastLeaderTerm: this.loop.lastLeader()?.term ?? null,
     };
     for (let step = 0; step < 3; step++) {
@@ -220,21 +222,15 @@ export class DecisionExecutor {
     if (!snapshot?.switchover) {
       chronicle.takeover(term, snapshot, lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
     }
-    this.noteStalePromotion(term, snapshot);
+    if (action.stale) this.recordStalePromotion(term, action.stale);
   }
 
-  /** Promoted while lagging the published generation (the gate allowed it, within maximum_lag_on_failover): say so loudly. */
-  private noteStalePromotion(term: number, snapshot: ClusterSnapshot | null): void {
-    const { sync, clock, log } = this.deps;
-    const pub = snapshot?.sync;
-    if (!sync || !pub) return;
-    const generation = sync.generation();
-    if (!isBehind(generation, pub)) return;
-    const since = sync.behindSince();
-    const lagMs = since === null ? 0 : clock.monotonicMs() - since;
-    log.error({ term, generation, published: pub.generation, source: pub.source, lag_ms: Math.round(lagMs) }, "stale promotion: I became primary without the newest published files");
-    this.loop.chronicle.stalePromotion(term, generation, pub, lagMs);
-    this.loop.emit({ type: "stale_promotion", term, generation, published: pub.generation, lagMs });
+  /** promotionGate marked the take-over stale (lagging the published generation): record it, loudly. */
+  private recordStalePromotion(term: number, stale: StalePromotion): void {
+    const { generation, published, lagMs } = stale;
+    this.deps.log.error({ term, generation, published: published.generation, source: published.source, lag_ms: Math.round(lagMs) }, stale.reason);
+    this.loop.chronicle.stalePromotion(term, generation, published, lagMs);
+    this.loop.emit({ type: "stale_promotion", term, generation, published: published.generation, lagMs });
   }
 
   /** A won key this node will not serve: nothing was started, so give it to the next candidate (the cool-down is its own action). */
@@ -253,6 +249,6 @@ function gateLogLevel(decision: Decision, gates: PromotionGates): "info" | "warn
   const declined = decision.actions.find((a) => a.kind === "decline");
   if (declined) return declined.gate === "watchdog" ? "error" : "warn";
   if (!decision.actions.some((a) => a.kind === "take_over")) return "warn";
-  const watchdogDown = gates.watchdog !== undefined && gates.watchdog !== "off" && gates.watchdog.state !== "active";
+  const watchdogDown = gates.watchdog !== undefined && gates.watchdog.state !== "active";
   return watchdogDown ? "warn" : "info";
 }

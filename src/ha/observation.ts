@@ -44,6 +44,8 @@ export interface Observation {
   readonly preferredReadySinceMs: number | null;
   /** How long other standbys leave a vacancy to the named target of a switchover. */
   readonly switchoverWaitMs: number;
+  /** How long a node that handed over or declined a promotion stays out of elections: max(10 s, 3 × election.ttl). */
+  readonly coolDownMs: number;
   /** File sync (DESIGN.md §7): the promotion gate. */
   readonly sync: {
     readonly enabled: boolean;
@@ -79,7 +81,8 @@ export type Action =
   | { readonly kind: "start_daemon" }
   /** Cold mode: a standby must not run the daemon (one left by an earlier run of the agent). */
   | { readonly kind: "stop_daemon" }
-  | { readonly kind: "cool_down" }
+  /** Hold back from campaigning for this long (handed over or declined; Observation.coolDownMs). */
+  | { readonly kind: "cool_down"; readonly durationMs: number }
   /** Re-run the cycle at this time (ranking delay running out). */
   | { readonly kind: "recheck_at"; readonly atMs: number }
   /** Write a flap_damped history event (once per damping, until an operator clears it). */
@@ -87,9 +90,19 @@ export type Action =
   /** Ask a promotion gate (run the pre_promote hook, arm the watchdog), then decide again in the same cycle. */
   | { readonly kind: "ask_gate"; readonly gate: "pre_promote" | "watchdog"; readonly term: number }
   /** Every gate passed: act as primary (arm the guard, start the daemon in cold mode, add the VIP). */
-  | { readonly kind: "take_over"; readonly term: number; readonly via: "won" | "adopted"; readonly skipDuplicateCheck: boolean }
+  /** stale: promoted while lagging the published generation (promotion.ts staleMark): the executor records it. */
+  | { readonly kind: "take_over"; readonly term: number; readonly via: "won" | "adopted"; readonly skipDuplicateCheck: boolean; readonly stale?: StalePromotion }
   /** A gate refused: give the won key back (a veto release, recorded in history); the watchdog gate disarms the guard first. */
   | { readonly kind: "decline"; readonly term: number; readonly gate: "pre_promote" | "watchdog"; readonly problem: string };
+
+/** A take-over while lagging the published sync generation (within maximum_lag_on_failover, or forced). */
+export interface StalePromotion {
+  readonly generation: number;
+  readonly published: { readonly generation: number; readonly source: string };
+  readonly lagMs: number;
+  /** The sentence the executor logs. */
+  readonly reason: string;
+}
 
 export interface Decision {
   readonly actions: readonly Action[];
@@ -99,7 +112,7 @@ export interface Decision {
 
 export type { ClusterSnapshot, LeaderRecord, MemberRecord };
 
-export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs" | "restartBackoff" | "promotionBudgetMs"> & {
+export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs" | "coolDownMs" | "restartBackoff" | "promotionBudgetMs"> & {
   readonly syncEnabled: boolean;
   readonly maximumLagMs: number;
   readonly self: Omit<Observation["self"], "generation">;
@@ -119,6 +132,8 @@ export function configuredPart(config: Config): ConfiguredPart {
     failback: { policy: fb.policy, preferred: fb.preferred ?? null, delayMs: fb.delay },
     // The named target of a switchover campaigns at once; the others give it this long.
     switchoverWaitMs: Math.max(1000, 3 * config.election.rankingDelayMs),
+    // Long enough for another candidate's lease cycle to win the key first.
+    coolDownMs: Math.max(10_000, 3 * config.election.ttlMs),
     syncEnabled: config.sync !== undefined,
     maximumLagMs: config.sync?.maximum_lag_on_failover ?? 0,
     flapSettings: config.election.flap ?? DEFAULT_FLAP,

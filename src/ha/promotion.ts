@@ -1,12 +1,16 @@
+import { isBehind } from "../coordinator/port.js";
 import type { WatchdogStatus } from "../fence/port.js";
-import type { Action, Decision, Observation } from "./observation.js";
+import type { Action, Decision, Observation, StalePromotion } from "./observation.js";
 
 // The promotion gates (pure): after a won election, or with the leader key
 // naming me with my lease, the pre_promote hook may veto (won elections only),
 // the watchdog must run with watchdog.mode required, and the lease must leave
-// time to add the VIP before the fence could run. The loop asks each gate
-// within the same cycle (no etcd read in between) and decides again with the
-// answer; this file turns the answers into take_over or decline, with a reason.
+// time to add the VIP before the fence could run. Which gates apply is decided
+// here from the raw facts (hook configured, won or adopted, guard present,
+// watchdog.mode). The executor asks each gate this asks for, within the same
+// cycle (no etcd read in between), and decides again with the answer; this file
+// turns the answers into take_over (marked stale when lagging the published
+// sync generation) or decline, with a reason.
 
 /** What a pre_promote hook run said (HookOutcome's decision-relevant part). */
 export interface HookVerdict {
@@ -23,36 +27,54 @@ export interface PromotionGates {
   readonly via: "won" | "adopted";
   /** The lease the key was won or found with; gone or replaced by the time of the gates: no promotion. */
   readonly leaseId: string;
-  /** "none": not configured (or an adopted key, where it is not run); undefined: not asked yet. */
-  readonly prePromote: "none" | HookVerdict | undefined;
+  /** Whether a pre_promote hook is configured (fact; prePromoteApplies decides whether it runs). */
+  readonly prePromoteConfigured: boolean;
+  /** The hook's answer; undefined: not asked (yet, or it does not apply). */
+  readonly prePromote: HookVerdict | undefined;
   readonly watchdogMode: "off" | "automatic" | "required";
   readonly watchdogDevice: string;
-  /** "off": not configured or no guard; undefined: not armed yet. */
-  readonly watchdog: "off" | WatchdogStatus | undefined;
+  /** Whether this agent has a fence guard to arm the watchdog with (fact). */
+  readonly guardPresent: boolean;
+  /** The watchdog's state once armed; undefined: not armed (yet, or it does not apply). */
+  readonly watchdog: WatchdogStatus | undefined;
   /** The term of the last leader this node saw (to tell whether a release came from it). */
   readonly lastLeaderTerm: number | null;
+}
+
+/** The pre_promote hook runs for won elections only: an adopted key was already mine, the hook not re-run. */
+export function prePromoteApplies(g: PromotionGates): boolean {
+  return g.via === "won" && g.prePromoteConfigured;
+}
+
+/** The watchdog gates a promotion when watchdog.mode is not off and a guard can arm it. */
+export function watchdogApplies(g: PromotionGates): boolean {
+  return g.watchdogMode !== "off" && g.guardPresent;
 }
 
 /** The decision for a promotion under way (o.promotion set, acting standby). */
 export function promotionGate(o: Observation): Decision {
   const g = o.promotion!;
   const t = `term ${g.term}`;
-  if (g.prePromote === undefined) return d([{ kind: "ask_gate", gate: "pre_promote", term: g.term }], `promotion (${t}): asking the pre_promote hook`);
-  if (g.prePromote !== "none" && !g.prePromote.ok) {
+  const hook = prePromoteApplies(g);
+  const dog = watchdogApplies(g);
+  if (hook && g.prePromote === undefined) return d([{ kind: "ask_gate", gate: "pre_promote", term: g.term }], `promotion (${t}): asking the pre_promote hook`);
+  if (hook && g.prePromote !== undefined && !g.prePromote.ok) {
     const problem = g.prePromote.problem ?? "pre_promote hook vetoed the promotion";
-    return d(decline(g.term, "pre_promote", problem), `declining the promotion (${t}): ${problem}; giving the leader key back and cooling down`);
+    return d(decline(o, g.term, "pre_promote", problem), `declining the promotion (${t}): ${problem}; giving the leader key back and cooling down`);
   }
-  if (g.watchdog === undefined) {
+  if (dog && g.watchdog === undefined) {
     return d([{ kind: "ask_gate", gate: "watchdog", term: g.term }], `promotion (${t}): starting the watchdog ${g.watchdogDevice} before anything else (watchdog.mode ${g.watchdogMode})`);
   }
   const notes: string[] = [];
-  if (g.prePromote !== "none") notes.push("the pre_promote hook agreed");
-  if (g.watchdog !== "off") {
+  if (hook) notes.push("the pre_promote hook agreed");
+  else if (g.prePromoteConfigured) notes.push("the pre_promote hook is not run for an adopted key");
+  if (g.watchdogMode !== "off" && !g.guardPresent) notes.push(`no fence guard to start watchdog ${g.watchdogDevice} with`);
+  if (dog && g.watchdog !== undefined) {
     if (g.watchdog.state === "active") notes.push(`watchdog ${g.watchdogDevice} running`);
     else {
       const problem = `watchdog ${g.watchdogDevice} is not running (${g.watchdog.state}${g.watchdog.problem ? `: ${g.watchdog.problem}` : ""})`;
       if (g.watchdogMode === "required") {
-        return d(decline(g.term, "watchdog", problem), `declining the promotion (${t}): ${problem}; giving the leader key back (watchdog.mode required) and cooling down`);
+        return d(decline(o, g.term, "watchdog", problem), `declining the promotion (${t}): ${problem}; giving the leader key back (watchdog.mode required) and cooling down`);
       }
       notes.push(`${problem}; promoting without it (watchdog.mode automatic)`);
     }
@@ -71,12 +93,33 @@ export function promotionGate(o: Observation): Decision {
   const skip = g.via === "won" && released !== null && released !== undefined && released.term === g.lastLeaderTerm && released.vipNotFree === undefined;
   if (skip) notes.push(`${released!.node} released the floating IP, so no duplicate-address check`);
   const how = g.via === "won" ? `I won the election (${t})` : `the leader key names me with my lease (${t})`;
-  return d([{ kind: "take_over", term: g.term, via: g.via, skipDuplicateCheck: skip }], `taking over: ${how}${notes.length ? `; ${notes.join("; ")}` : ""}`);
+  const stale = staleMark(o, g);
+  return d([{ kind: "take_over", term: g.term, via: g.via, skipDuplicateCheck: skip, ...(stale ? { stale } : {}) }], `taking over: ${how}${notes.length ? `; ${notes.join("; ")}` : ""}`);
+}
+
+/**
+ * A won take-over while this node lags the published generation (syncGate let it
+ * through within maximum_lag_on_failover, or a forced failover): the executor
+ * records a stale promotion. An adopted key was not recorded as one before either.
+ */
+function staleMark(o: Observation, g: PromotionGates): StalePromotion | undefined {
+  const pub = o.cluster?.sync;
+  if (g.via !== "won" || !o.sync.enabled || !pub || !isBehind(o.self.generation, pub)) return undefined;
+  const lagMs = o.sync.behindSinceMs === null ? 0 : o.nowMs - o.sync.behindSinceMs;
+  return {
+    generation: o.self.generation,
+    published: { generation: pub.generation, source: pub.source },
+    lagMs,
+    reason: "stale promotion: I became primary without the newest published files",
+  };
 }
 
 /** Nothing was started: give the key to the next candidate and cool down, or the same node would win again at once. */
-function decline(term: number, gate: "pre_promote" | "watchdog", problem: string): Action[] {
-  return [{ kind: "decline", term, gate, problem }, { kind: "cool_down" }];
+function decline(o: Observation, term: number, gate: "pre_promote" | "watchdog", problem: string): Action[] {
+  return [
+    { kind: "decline", term, gate, problem },
+    { kind: "cool_down", durationMs: o.coolDownMs },
+  ];
 }
 
 /**

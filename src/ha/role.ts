@@ -61,9 +61,9 @@ export class NodeRole {
     return now - this.daemonStartedAt < graceMs;
   }
 
-  coolDown(): void {
-    const { clock, config } = this.deps;
-    this.coolDownUntilMs = clock.monotonicMs() + Math.max(10_000, 3 * config.election.ttlMs);
+  /** Stay out of elections for durationMs (decide() chose it: Observation.coolDownMs). */
+  coolDown(durationMs: number): void {
+    this.coolDownUntilMs = this.deps.clock.monotonicMs() + durationMs;
   }
 
   /** Act as primary. decide() checked the gates and the lease time left (promotion.ts). */

@@ -1,4 +1,4 @@
-import type { SwitchoverRequest } from "../coordinator/port.js";
+import { isBehind, type SwitchoverRequest } from "../coordinator/port.js";
 import { bestCandidate, eligible } from "./candidates.js";
 import type { Decision, Observation } from "./observation.js";
 
@@ -41,7 +41,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
   }
   const pub = o.cluster!.sync;
-  if (!forced && pub && target.generation < pub.generation) {
+  if (!forced && pub && isBehind(target.generation, pub)) {
     // The target pulls within a second normally; a validator failing on it would keep it behind for good.
     const age = o.wallNowMs - Date.parse(sw.requestedAt);
     if (!(age > SYNC_CATCH_UP_MS)) {
@@ -84,6 +84,8 @@ export function failback(o: Observation, term: number): Decision | undefined {
   const fb = o.failback;
   if (fb.policy !== "auto" || fb.preferred === null || fb.preferred === o.self.name || !o.cluster) return undefined;
   const preferred = o.cluster.members.find((m) => m.node === fb.preferred && m.role === "standby");
+  // Not "behind the published record" (isBehind): a different question, whether the preferred node
+  // holds at least the files this primary holds, so the handover loses nothing this node has.
   if (!preferred || !eligible(preferred, o.cluster.bans) || preferred.generation < o.self.generation || o.preferredReadySinceMs === null) {
     return undefined;
   }

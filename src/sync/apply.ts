@@ -11,9 +11,9 @@ import { constants } from "node:fs";
 import { chmod, chown, lchown, lstat, mkdir, open, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
-import { SpawnCommandRunner, type CommandRunner } from "../platform/command.js";
+import type { CommandRunner } from "../platform/command.js";
 import { isWithin } from "./within.js";
-import { fsyncDir } from "../platform/node-durable-fs.js";
+import type { DurableFs } from "../platform/durable-fs.js";
 import type { FileHasher } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";
@@ -39,7 +39,10 @@ export interface ApplyOptions {
   readonly validateTimeoutMs?: number;
   /** Resolves `{staged:NAME}` in the validator (placeholders.ts). */
   readonly named?: (root: string) => string | undefined;
-  readonly runner?: CommandRunner;
+  /** Runs the validator and `sync -f` (the engine's runner). */
+  readonly runner: CommandRunner;
+  /** The directory fsyncs after the renames. */
+  readonly fs: DurableFs;
   /** Reuse hashes of unchanged files across applies (staged and live trees). */
   readonly cache?: HashCache;
   /** Hash files off the calling thread (hasher.ts). */
@@ -101,7 +104,7 @@ export async function checkStaged(opts: Omit<ApplyOptions, "beforeApply">): Prom
     throw new UnderstudyError("US_E_SYNC_DIGEST_MISMATCH", { root: root.name, expected: opts.expected.digest, actual: staged.digest, path: first ?? "unknown" });
   }
   if (opts.requiredMode !== undefined) checkModes(root, staged, opts.requiredMode);
-  if (opts.validate) await runValidator(opts.validate, stagedDir, opts.runner ?? new SpawnCommandRunner(), opts.validateTimeoutMs ?? DEFAULT_VALIDATE_TIMEOUT_MS, opts.named);
+  if (opts.validate) await runValidator(opts.validate, stagedDir, opts.runner, opts.validateTimeoutMs ?? DEFAULT_VALIDATE_TIMEOUT_MS, opts.named);
   return { staged, liveExists };
 }
 
@@ -116,7 +119,7 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   let live = await readLive();
   if (opts.beforeApply && (await opts.beforeApply(target, live))) live = await readLive();
   const diff = diffManifests(live, target);
-  const run = new ApplyRun(root, path.resolve(stagedDir));
+  const run = new ApplyRun(root, path.resolve(stagedDir), opts.fs, opts.runner);
 
   try {
     if (!liveExists) await run.step(".", () => run.createRoot(owner));
@@ -205,6 +208,8 @@ class ApplyRun {
   constructor(
     private readonly root: SyncRoot,
     private readonly staged: string,
+    private readonly fs: DurableFs,
+    private readonly runner: CommandRunner,
   ) {
     this.live = path.resolve(root.path);
   }
@@ -260,7 +265,7 @@ class ApplyRun {
     if (files.length === 0) return;
     if (files.length > FSYNC_EACH_UP_TO) {
       // coreutils `sync -f DIR` is syncfs(2) on DIR's file system (Node has no binding for it).
-      const r = await new SpawnCommandRunner().run(["sync", "-f", this.staged], { timeoutMs: 120_000 }).catch(() => null);
+      const r = await this.runner.run(["sync", "-f", this.staged], { timeoutMs: 120_000 }).catch(() => null);
       if (r?.code === 0) return;
     }
     for (const e of files) {
@@ -330,7 +335,7 @@ class ApplyRun {
   async syncTouched(): Promise<void> {
     for (const dir of [...this.touched].sort(compare).reverse()) {
       try {
-        await fsyncDir(dir);
+        await this.fs.fsyncDir(dir);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === "ENOENT" || code === "ENOTDIR") continue; // removed or replaced later in this apply

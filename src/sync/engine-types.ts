@@ -4,6 +4,7 @@
 import type { GenerationPublisher, SyncGeneration } from "../coordinator/port.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
+import type { DurableFs } from "../platform/durable-fs.js";
 import type { Logger } from "../platform/logger.js";
 import type { ApplySummary, Owner } from "./apply.js";
 import type { FileHashService } from "./hasher.js";
@@ -91,6 +92,8 @@ export interface SyncEngineDeps {
   readonly runner: CommandRunner;
   readonly clock: Clock;
   readonly log: Logger;
+  /** Durable writes for applies and rescues (createSyncEngine: NODE_DURABLE_FS). */
+  readonly fs: DurableFs;
   /** Hashes files for manifests off the event loop (createSyncEngine: a HashWorker); absent: in the calling thread. Closed by close(). */
   readonly hasher?: FileHashService;
   /** Watch source for the primary's roots (chokidar unless a test injects one). */

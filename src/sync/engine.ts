@@ -8,7 +8,7 @@
 // Passes run one at a time on a SerialRunner; triggers that arrive meanwhile
 // fold into one more pass. Failures retry with exponential backoff (planRetry),
 // and a newly published generation retries at once.
-import { describeError } from "../errors/catalogue.js";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { MemberSyncSummary } from "../coordinator/port.js";
 import type { TimerHandle } from "../platform/clock.js";
 import { SerialRunner } from "../platform/serial.js";
@@ -163,9 +163,10 @@ export class SyncEngine {
       role: this.side,
       generation: held.generation,
       published: p ? { generation: p.generation, digest: p.digest, source: p.source, term: p.term, publishedAt: p.publishedAt, ...(p.displaced ? { displaced: p.displaced } : {}) } : null,
-      inSync: p === null ? held.generation === 0 : held.generation === p.generation,
+      // In sync unless behind (isBehind): a node holding a newer generation than the record is not lagging.
+      inSync: p === null ? held.generation === 0 : !isBehind(held.generation, p),
       behindSince: this.behindSinceWallMs === null ? null : new Date(this.behindSinceWallMs).toISOString(),
-      lagMs: this.behindSinceMs === null ? (p === null || held.generation === p.generation ? 0 : null) : Math.round(now - this.behindSinceMs),
+      lagMs: this.behindSinceMs === null ? (p === null || !isBehind(held.generation, p) ? 0 : null) : Math.round(now - this.behindSinceMs),
       lastSuccessAt: this.lastSuccessAtMs === null ? null : new Date(this.lastSuccessAtMs).toISOString(),
       lastError: this.ledger.lastError,
       failures: this.failures,
@@ -251,7 +252,8 @@ export class SyncEngine {
       await this.standby.verify(step, failed);
       step = this.planned(failed);
     }
-    if (step.kind === "verify" || step.kind === "publish") return { done: false }; // not reached: verify is planned at most once per pass
+    // verify is planned at most once per pass, publish only on the primary side: neither reaches here.
+    if (step.kind === "verify" || step.kind === "publish") return unreachable(step);
     this.waiting = step.kind === "wait" ? step.waiting : null;
     return this.standby.run(step, failed);
   }
@@ -330,4 +332,9 @@ export class SyncEngine {
       this.armVerify();
     });
   }
+}
+
+/** A step the standby pass cannot get (see standbyPass): a coded error, not a silent no-op. */
+function unreachable(step: SyncStep): never {
+  throw new UnderstudyError("US_E_UNEXPECTED", { cause: `sync: a ${step.kind} step planned again within one standby pass` });
 }

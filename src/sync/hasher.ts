@@ -5,7 +5,7 @@
 // event loop free for the lease.
 import { Worker } from "node:worker_threads";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
-import { SystemClock, type Clock, type TimerHandle } from "../platform/clock.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
 
 export interface FileHash {
   readonly size: number;
@@ -69,10 +69,10 @@ export class HashWorker implements FileHashService {
   private readonly waiting = new Map<number, { resolve: (h: FileHash) => void; reject: (e: Error) => void; max: number; worker: Worker }>();
   private idle: TimerHandle | undefined;
 
-  /** The idle timer runs on `clock` (the agent's; a FakeClock in tests). */
+  /** The idle timer runs on `clock` (required: createSyncEngine passes the agent's; a FakeClock in tests). */
   constructor(
     private readonly idleMs = 10_000,
-    private readonly clock: Clock = new SystemClock(),
+    private readonly clock: Clock,
   ) {}
 
   readonly hash: FileHasher = (abs, maxBytes) =>

@@ -13,7 +13,7 @@ import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { SyncEngine, type EngineRoot, type SyncSettings } from "./engine.js";
 import { resolveOwner } from "./owner.js";
-import { writeFileAtomic } from "../platform/node-durable-fs.js";
+import { NODE_DURABLE_FS } from "../platform/node-durable-fs.js";
 import { HashWorker } from "./hasher.js";
 import { checkSyncRoot } from "./paths.js";
 import { renderRsyncdConf } from "./rsyncd.js";
@@ -81,7 +81,7 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
   const current = await readFile(s.serve_config, "utf8").catch(() => null);
   if (current !== conf) {
     await mkdir(path.dirname(s.serve_config), { recursive: true, mode: 0o755 });
-    await writeFileAtomic(s.serve_config, conf, 0o644);
+    await NODE_DURABLE_FS.writeFileAtomic(s.serve_config, conf, 0o644);
     deps.log.info({ file: s.serve_config, roots: roots.map((r) => r.name) }, "wrote the rsync daemon config for the sync key");
   }
   const settings: SyncSettings = {
@@ -97,7 +97,9 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
   return new SyncEngine({
     node: config.node.name,
     settings,
-    store: new SyncStateStore(config.state_dir),
+    // The one place the sync engine's durable writes are bound to the node adapter.
+    store: new SyncStateStore(config.state_dir, NODE_DURABLE_FS),
+    fs: NODE_DURABLE_FS,
     coordinator: deps.coordinator,
     puller,
     runner: deps.runner,

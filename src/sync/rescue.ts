@@ -6,7 +6,7 @@ import { lstat, mkdir, open, readFile, readlink, rename, stat, symlink, lchown, 
 import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
-import { fsyncDir, writeFileAtomic } from "../platform/node-durable-fs.js";
+import type { DurableFs } from "../platform/durable-fs.js";
 import type { FileHasher } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";
@@ -18,6 +18,8 @@ export interface RescueOptions {
   /** Folder holding the dated rescue folders, e.g. <state_dir>/rescue. */
   readonly rescueBase: string;
   readonly clock: Clock;
+  /** The record's write and the directory fsyncs. */
+  readonly fs: DurableFs;
   /** Reuse file hashes (manifest.ts HashCache) and hash off-thread (hasher.ts). */
   readonly cache?: HashCache;
   readonly hasher?: FileHasher;
@@ -72,8 +74,8 @@ export async function rescueDivergent(opts: RescueOptions): Promise<RescueResult
     }
     current = `${root.name}.json`;
     const record = { root: root.name, path: root.path, at, lastKnownDigest: opts.lastKnown?.digest ?? null, files, removedSinceKnown };
-    await writeFileAtomic(`${dir}.json`, `${JSON.stringify(record, null, 2)}\n`, 0o600);
-    for (const d of [...touched].sort(compare).reverse()) await fsyncDir(d);
+    await opts.fs.writeFileAtomic(`${dir}.json`, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+    for (const d of [...touched].sort(compare).reverse()) await opts.fs.fsyncDir(d);
   } catch (e) {
     if (isUnderstudyError(e) && e.code !== "US_E_SYNC_RESCUE_FAILED") throw e;
     throw new UnderstudyError("US_E_SYNC_RESCUE_FAILED", { root: root.name, path: current, dir: dir || opts.rescueBase, cause: describeError(e) }, { cause: e });
@@ -130,8 +132,8 @@ async function move(src: string, dst: string, e: ManifestEntry): Promise<void> {
 }
 
 /** Record a root's last known manifest: JSON, mode 0600, replaced atomically. */
-export async function saveManifest(file: string, manifest: Manifest): Promise<void> {
-  await writeFileAtomic(file, `${JSON.stringify(manifest)}\n`, 0o600);
+export async function saveManifest(file: string, manifest: Manifest, fs: DurableFs): Promise<void> {
+  await fs.writeFileAtomic(file, `${JSON.stringify(manifest)}\n`, 0o600);
 }
 
 /** Read a record written by saveManifest; undefined when there is none. Throws US_E_SYNC_STATE when it cannot be trusted. */

@@ -63,11 +63,20 @@ export class StandbySide {
         return this.end(false, failed);
       case "idle":
         if (step.inSyncWith === null) return this.end(true, failed);
-        return this.pull(step.inSyncWith, "", [], failed);
+        return this.holding(step.inSyncWith, failed);
       case "pull":
       case "rescue":
         return this.pull(step.record, step.address, step.againstIncoming, failed);
     }
+  }
+
+  /** The planner found every root holding `pub` (idle): nothing to pull; record the pass (what pull() does after an empty root pass). */
+  private holding(pub: SyncGeneration, failed: Map<string, unknown>): StepOutcome {
+    for (const r of this.ledger.roots) if (!failed.has(r.name)) this.ledger.outcomes.clear(r.name);
+    if (failed.size > 0) return this.end(false, failed);
+    this.trackLag();
+    this.deps.onProgress?.();
+    return { ...this.end(true, failed), reason: inSyncReason(pub) };
   }
 
   private end(done: boolean, failed: ReadonlyMap<string, unknown>): StepOutcome {
@@ -93,15 +102,16 @@ export class StandbySide {
       throw e;
     });
     if (live.digest === known.digest) return;
+    this.deps.log.info({ root: r.name, known: known.digest, live: live.digest }, "sync: verify found live files that differ from the last synced state; rescuing them and pulling the root again");
     await this.rescue(r, known, live);
     ledger.forget(r.name);
   }
 
   /** Returns true when files were moved out of the live root. `live`: its manifest, when just built. */
   private async rescue(r: EngineRoot, reference: Manifest | undefined, live?: Manifest): Promise<boolean> {
-    const { store, clock, log } = this.deps;
+    const { store, clock, log, fs } = this.deps;
     const result = await rescueDivergent({
-      root: r, lastKnown: reference, rescueBase: store.rescueBase, clock, cache: this.ledger.cache, ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}), ...(live ? { live } : {}),
+      root: r, lastKnown: reference, rescueBase: store.rescueBase, clock, fs, cache: this.ledger.cache, ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}), ...(live ? { live } : {}),
     });
     if (!result) return false;
     if (result.files.length === 0) {
@@ -151,9 +161,13 @@ export class StandbySide {
     const { ledger } = this;
     const code = isUnderstudyError(e) ? e.code : "US_E_UNEXPECTED";
     const message = describeError(e);
-    if (code === "US_E_SYNC_DIGEST_MISMATCH") this.checksumNext.add(r.name);
+    if (code === "US_E_SYNC_DIGEST_MISMATCH") {
+      this.checksumNext.add(r.name);
+      this.deps.log.info({ root: r.name }, "sync: the staged files did not match the published digest; the next pull of this root compares checksums, not size and time");
+    }
     if (code === "US_E_SYNC_APPLY_FAILED") {
       // Some files went live: what is live is no longer what we knew.
+      this.deps.log.info({ root: r.name }, "sync: an apply failed half-way; forgetting what this root held and verifying it before the next pull");
       ledger.forget(r.name);
       if (!this.verifyPending.has(r.name)) this.verifyPending.set(r.name, "an apply failed half-way");
       ledger.known.set(r.name, undefined);
@@ -164,9 +178,9 @@ export class StandbySide {
   }
 
   private applyOptions(r: EngineRoot, stagedDir: string, want: string) {
-    const { runner, settings } = this.deps;
+    const { runner, settings, fs } = this.deps;
     return {
-      root: r, stagedDir, expected: { digest: want }, runner, cache: this.ledger.cache, validateTimeoutMs: settings.validateTimeoutMs,
+      root: r, stagedDir, expected: { digest: want }, runner, fs, cache: this.ledger.cache, validateTimeoutMs: settings.validateTimeoutMs,
       ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}),
       ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
       ...(r.owner ? { owner: r.owner } : {}),

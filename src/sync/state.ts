@@ -5,7 +5,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
-import { writeFileAtomic } from "../platform/node-durable-fs.js";
+import type { DurableFs } from "../platform/durable-fs.js";
 import type { Manifest } from "./manifest.js";
 import { loadManifest, saveManifest } from "./rescue.js";
 
@@ -22,7 +22,11 @@ export class SyncStateStore {
   readonly dir: string;
   readonly rescueBase: string;
 
-  constructor(stateDir: string) {
+  /** fs: the durable writes (createSyncEngine passes NODE_DURABLE_FS). */
+  constructor(
+    stateDir: string,
+    private readonly fs: DurableFs,
+  ) {
     this.dir = path.join(stateDir, "sync");
     this.rescueBase = path.join(stateDir, "rescue");
   }
@@ -58,7 +62,7 @@ export class SyncStateStore {
   }
 
   async saveHeld(state: HeldState): Promise<void> {
-    await writeFileAtomic(path.join(this.dir, "state.json"), `${JSON.stringify(state)}\n`, 0o600);
+    await this.fs.writeFileAtomic(path.join(this.dir, "state.json"), `${JSON.stringify(state)}\n`, 0o600);
   }
 
   loadKnown(root: string): Promise<Manifest | undefined> {
@@ -66,6 +70,6 @@ export class SyncStateStore {
   }
 
   saveKnown(root: string, manifest: Manifest): Promise<void> {
-    return saveManifest(this.knownFile(root), manifest);
+    return saveManifest(this.knownFile(root), manifest, this.fs);
   }
 }

@@ -16,6 +16,7 @@ import { StrictCommandRunner } from "../../fakes/command.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
 import { FakePublisher, FakePuller } from "../../fakes/sync.js";
 import { tempDir } from "../../fakes/tree.js";
+import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 
 const TOKEN = "s3cret-token-0123456789";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -129,8 +130,8 @@ test("a real SyncEngine behind the routes: status as JSON, no manifest before a 
   const { dir, cleanup } = await tempDir("api-sync");
   const clock = new FakeClock();
   const root = { name: "ssh", path: path.join(dir, "etc-ssh"), include: [], exclude: [], maxFileBytes: 1 << 20 };
-  const engine = new SyncEngine({
-    node: "n2", store: new SyncStateStore(path.join(dir, "state")), coordinator: new FakePublisher(), puller: new FakePuller(() => dir),
+  const engine = new SyncEngine({ fs: NODE_DURABLE_FS,
+    node: "n2", store: new SyncStateStore(path.join(dir, "state"), NODE_DURABLE_FS), coordinator: new FakePublisher(), puller: new FakePuller(() => dir),
     runner: new StrictCommandRunner(), clock, log: silentLogger(),
     settings: { roots: [root], debounceMs: 20, maxDelayMs: 250, reconcileMs: 60_000, validateTimeoutMs: 1000, postSyncTimeoutMs: 1000, retryMaxMs: 30_000, maximumLagMs: 60_000 },
   });

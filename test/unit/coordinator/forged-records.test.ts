@@ -71,7 +71,7 @@ function observe(self: string, cluster: ClusterSnapshot, acting: "primary" | "st
     mode: "cold", acting, term: acting === "primary" ? cluster.leader?.term ?? null : null,
     lease: { id: "a1", deadlineMs: NOW + 4000 }, cluster, etcdError: null, vacantSinceMs: cluster.leader ? null : NOW - 10_000,
     daemon: { running: acting === "primary", probesUp: true, recentRestarts: 0 }, restartsBeforeHandover: 1, rankingDelayMs: 500,
-    coolDownUntilMs: 0, notReady: null, failback: { policy: "manual", preferred: null, delayMs: 300_000 }, preferredReadySinceMs: null,
+    coolDownUntilMs: 0, coolDownMs: 10_000, notReady: null, failback: { policy: "manual", preferred: null, delayMs: 300_000 }, preferredReadySinceMs: null,
     switchoverWaitMs: 1500, sync: { enabled: true, behindSinceMs: null, maximumLagMs: 60_000 },
   };
 }

@@ -32,6 +32,7 @@ function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Obser
     restartsBeforeHandover: 1,
     rankingDelayMs: 500,
     coolDownUntilMs: 0,
+    coolDownMs: 10_000,
     notReady: null,
     failback: { policy: "manual", preferred: null, delayMs: 300_000 },
     preferredReadySinceMs: null,
@@ -242,28 +243,28 @@ for (const c of vipCases) {
 // lease time a promotion needs, and the restart backoff are decisions with reasons.
 const gates = (over: Partial<PromotionGates> = {}): Partial<Observation> => ({
   promotionBudgetMs: 1000,
-  promotion: { term: 9, via: "won", leaseId: "a1", prePromote: "none", watchdogMode: "off", watchdogDevice: "/dev/watchdog", watchdog: "off", lastLeaderTerm: null, ...over },
+  promotion: { term: 9, via: "won", leaseId: "a1", prePromoteConfigured: false, prePromote: undefined, watchdogMode: "off", watchdogDevice: "/dev/watchdog", guardPresent: false, watchdog: undefined, lastLeaderTerm: null, ...over },
 });
 const VETO = "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: exit 3: maintenance window";
 const TIMEOUT = "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: killed after the 5000 ms timeout";
 const released = { node: "n2", term: 8, at: "", why: "switchover" as const };
 const gateCases: Case[] = [
-  { name: "won, pre_promote configured and not asked -> ask it", o: obs(gates({ prePromote: undefined })), actions: ["ask_gate"], reason: /^promotion \(term 9\): asking the pre_promote hook$/ },
-  { name: "won, pre_promote ok, no watchdog -> take over", o: obs(gates({ prePromote: { ok: true, timedOut: false, code: 0, problem: null } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); the pre_promote hook agreed$/ },
-  { name: "won, pre_promote veto -> decline and cool down", o: obs(gates({ prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): pre_promote hook \/etc\/understudy\/pre\.sh vetoed the promotion: exit 3: maintenance window; giving the leader key back and cooling down$/ },
-  { name: "won, pre_promote timed out -> decline (a timeout is a veto)", o: obs(gates({ prePromote: { ok: false, timedOut: true, code: null, problem: TIMEOUT } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): .*killed after the 5000 ms timeout; giving the leader key back and cooling down$/ },
-  { name: "won, pre_promote failed without a message -> decline with the default wording", o: obs(gates({ prePromote: { ok: false, timedOut: false, code: 1, problem: null } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): pre_promote hook vetoed the promotion; giving/ },
-  { name: "won, watchdog required, not armed yet -> arm it before anything else", o: obs(gates({ watchdogMode: "required", watchdog: undefined })), actions: ["ask_gate"], reason: /^promotion \(term 9\): starting the watchdog \/dev\/watchdog before anything else \(watchdog\.mode required\)$/ },
-  { name: "won, pre_promote still to ask comes before the watchdog", o: obs(gates({ prePromote: undefined, watchdogMode: "required", watchdog: undefined })), actions: ["ask_gate"], reason: /pre_promote/ },
-  { name: "won, watchdog required and running -> take over", o: obs(gates({ watchdogMode: "required", watchdog: { state: "active", device: "/dev/watchdog", timeoutS: 3 } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog running$/ },
-  { name: "won, watchdog required but unavailable -> decline and cool down", o: obs(gates({ watchdogMode: "required", watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "cannot open: EBUSY" } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): watchdog \/dev\/watchdog is not running \(unavailable: cannot open: EBUSY\); giving the leader key back \(watchdog\.mode required\) and cooling down$/ },
-  { name: "won, watchdog required, ready but not started (too little lease) -> decline", o: obs(gates({ watchdogMode: "required", watchdog: { state: "ready", device: "/dev/watchdog", timeoutS: 3 } })), actions: ["decline", "cool_down"], reason: /is not running \(ready\); giving the leader key back/ },
-  { name: "won, watchdog automatic but unavailable -> take over without it, saying so", o: obs(gates({ watchdogMode: "automatic", watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "no such device" } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog is not running \(unavailable: no such device\); promoting without it \(watchdog\.mode automatic\)$/ },
+  { name: "won, pre_promote configured and not asked -> ask it", o: obs(gates({ prePromoteConfigured: true })), actions: ["ask_gate"], reason: /^promotion \(term 9\): asking the pre_promote hook$/ },
+  { name: "won, pre_promote ok, no watchdog -> take over", o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: true, timedOut: false, code: 0, problem: null } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); the pre_promote hook agreed$/ },
+  { name: "won, pre_promote veto -> decline and cool down", o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): pre_promote hook \/etc\/understudy\/pre\.sh vetoed the promotion: exit 3: maintenance window; giving the leader key back and cooling down$/ },
+  { name: "won, pre_promote timed out -> decline (a timeout is a veto)", o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: true, code: null, problem: TIMEOUT } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): .*killed after the 5000 ms timeout; giving the leader key back and cooling down$/ },
+  { name: "won, pre_promote failed without a message -> decline with the default wording", o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 1, problem: null } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): pre_promote hook vetoed the promotion; giving/ },
+  { name: "won, watchdog required, not armed yet -> arm it before anything else", o: obs(gates({ watchdogMode: "required", guardPresent: true })), actions: ["ask_gate"], reason: /^promotion \(term 9\): starting the watchdog \/dev\/watchdog before anything else \(watchdog\.mode required\)$/ },
+  { name: "won, pre_promote still to ask comes before the watchdog", o: obs(gates({ prePromoteConfigured: true, watchdogMode: "required", guardPresent: true })), actions: ["ask_gate"], reason: /pre_promote/ },
+  { name: "won, watchdog required and running -> take over", o: obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "active", device: "/dev/watchdog", timeoutS: 3 } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog running$/ },
+  { name: "won, watchdog required but unavailable -> decline and cool down", o: obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "cannot open: EBUSY" } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): watchdog \/dev\/watchdog is not running \(unavailable: cannot open: EBUSY\); giving the leader key back \(watchdog\.mode required\) and cooling down$/ },
+  { name: "won, watchdog required, ready but not started (too little lease) -> decline", o: obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "ready", device: "/dev/watchdog", timeoutS: 3 } })), actions: ["decline", "cool_down"], reason: /is not running \(ready\); giving the leader key back/ },
+  { name: "won, watchdog automatic but unavailable -> take over without it, saying so", o: obs(gates({ watchdogMode: "automatic", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "no such device" } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog is not running \(unavailable: no such device\); promoting without it \(watchdog\.mode automatic\)$/ },
   { name: "won, too little lease time left after the gates -> not yet (the next renewal retries)", o: obs({ ...gates(), lease: { id: "a1", deadlineMs: NOW + 400 } }), actions: [], reason: /^not promoting yet: too little lease time left \(400ms, adding the floating IP needs 1000ms\); the next renewal retries$/ },
   { name: "won, lease just enough -> take over", o: obs({ ...gates(), lease: { id: "a1", deadlineMs: NOW + 1000 } }), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
   { name: "won, lease lost while the gates ran -> no promotion", o: obs({ ...gates(), lease: null }), actions: [], reason: /^not promoting \(term 9\): the lease the leader key was taken with is gone$/ },
   { name: "won, lease replaced while the gates ran -> no promotion", o: obs({ ...gates(), lease: { id: "zz", deadlineMs: NOW + 4000 } }), actions: [], reason: /lease the leader key was taken with is gone/ },
-  { name: "adopted key: no pre_promote, the watchdog still gates", o: obs(gates({ via: "adopted", watchdogMode: "required", watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "EBUSY" } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): watchdog/ },
+  { name: "adopted key: no pre_promote, the watchdog still gates", o: obs(gates({ via: "adopted", watchdogMode: "required", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "EBUSY" } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): watchdog/ },
   { name: "adopted key, gates passed -> take over", o: obs(gates({ via: "adopted" })), actions: ["take_over"], reason: /^taking over: the leader key names me with my lease \(term 9\)$/ },
   { name: "won after the last leader released the key -> take over, no duplicate-address check", o: obs(gates({ lastLeaderTerm: 8 }), { released }), actions: ["take_over"], reason: /; n2 released the floating IP, so no duplicate-address check$/ },
   { name: "won after a release by a leader I did not see -> duplicate-address check", o: obs(gates({ lastLeaderTerm: 7 }), { released }), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
@@ -278,13 +279,49 @@ for (const c of gateCases) {
 }
 
 test("decide (promotion gates): the actions carry the term, the gate, the problem and the duplicate-check choice", () => {
-  assert.deepEqual(decide(obs(gates({ watchdogMode: "required", watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "EBUSY" } }))).actions, [
+  assert.deepEqual(decide(obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "EBUSY" } }))).actions, [
     { kind: "decline", term: 9, gate: "watchdog", problem: "watchdog /dev/watchdog is not running (unavailable: EBUSY)" },
-    { kind: "cool_down" },
+    { kind: "cool_down", durationMs: 10_000 },
   ]);
-  assert.deepEqual(decide(obs(gates({ prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } }))).actions[0], { kind: "decline", term: 9, gate: "pre_promote", problem: VETO });
+  assert.deepEqual(decide(obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } }))).actions[0], { kind: "decline", term: 9, gate: "pre_promote", problem: VETO });
   assert.deepEqual(decide(obs(gates({ lastLeaderTerm: 8 }), { released })).actions, [{ kind: "take_over", term: 9, via: "won", skipDuplicateCheck: true }]);
   assert.deepEqual(decide(obs(gates({ via: "adopted", lastLeaderTerm: 8 }), { released })).actions, [{ kind: "take_over", term: 9, via: "adopted", skipDuplicateCheck: false }]);
+});
+
+// Issue 15 follow-up: which gates apply is promotionGate's choice from the raw facts; the
+// executor only records a take-over marked stale and cools down for the duration decided.
+const factCases: Case[] = [
+  { name: "adopted key, pre_promote configured -> not run, take over", o: obs(gates({ via: "adopted", prePromoteConfigured: true })), actions: ["take_over"], reason: /^taking over: the leader key names me with my lease \(term 9\); the pre_promote hook is not run for an adopted key$/ },
+  { name: "won, watchdog required but no fence guard -> not armed, take over", o: obs(gates({ watchdogMode: "required", guardPresent: false })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); no fence guard to start watchdog \/dev\/watchdog with$/ },
+  { name: "won, guard present but watchdog.mode off -> not armed, take over", o: obs(gates({ watchdogMode: "off", guardPresent: true })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
+];
+for (const c of factCases) {
+  test(`decide (promotion gates, facts): ${c.name}`, () => {
+    const decision = decide(c.o);
+    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.match(decision.reason, c.reason);
+  });
+}
+
+test("decide (promotion gates): a won take-over while lagging the published generation is marked stale, with the lag and the sentence", () => {
+  const o = obs({ ...gates(), self: { name: "n1", priority: 100, nofailover: false, generation: 4 }, sync: { enabled: true, behindSinceMs: NOW - 1500, maximumLagMs: 60_000 } }, { sync: gen(5) });
+  assert.deepEqual(decide(o).actions, [{
+    kind: "take_over", term: 9, via: "won", skipDuplicateCheck: false,
+    stale: { generation: 4, published: { generation: 5, source: "n9" }, lagMs: 1500, reason: "stale promotion: I became primary without the newest published files" },
+  }]);
+  const held = obs({ ...gates(), self: { name: "n1", priority: 100, nofailover: false, generation: 6 } }, { sync: gen(5) });
+  assert.deepEqual(decide(held).actions, [{ kind: "take_over", term: 9, via: "won", skipDuplicateCheck: false }], "a newer generation is not behind");
+  const adopted = obs({ ...gates({ via: "adopted" }), self: { name: "n1", priority: 100, nofailover: false, generation: 4 } }, { sync: gen(5) });
+  assert.equal((decide(adopted).actions[0] as { stale?: unknown }).stale, undefined, "an adopted key is not recorded as a stale promotion (as before)");
+  const off = obs({ ...gates(), self: { name: "n1", priority: 100, nofailover: false, generation: 4 }, sync: { enabled: false, behindSinceMs: null, maximumLagMs: 0 } }, { sync: gen(5) });
+  assert.equal((decide(off).actions[0] as { stale?: unknown }).stale, undefined, "sync not enabled here: nothing to lag");
+});
+
+test("decide: every cool_down carries the configured duration", () => {
+  const handover = decide(primary({ coolDownMs: 15_000, daemon: { running: true, probesUp: false, recentRestarts: 1 } }));
+  assert.deepEqual(handover.actions.find((a) => a.kind === "cool_down"), { kind: "cool_down", durationMs: 15_000 });
+  const declined = decide(obs({ ...gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } }), coolDownMs: 30_000 }));
+  assert.deepEqual(declined.actions[1], { kind: "cool_down", durationMs: 30_000 });
 });
 
 // Restart backoff: restart n within the window waits restart_backoff * 2^(n-1), at most restart_backoff_max, after the last one.

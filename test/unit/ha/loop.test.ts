@@ -8,6 +8,8 @@ import { FakeCoordinator } from "../../fakes/coordinator.js";
 import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../../fakes/node-parts.js";
 import { ProcessLife } from "../../fakes/crashable.js";
 import type { SwitchoverRequest } from "../../../src/coordinator/port.js";
+import { StrictFenceGuard } from "../../fakes/fence-guard.js";
+import { StrictHooks, hookOutcome } from "../../fakes/hooks.js";
 
 function configFor(name: string, priority = 100, extra = "", mode: "cold" | "warm" = "cold") {
   return parseConfigText(
@@ -330,12 +332,12 @@ function leaderOf(etcd: FakeCoordinator): string | undefined {
 test("the fence guard is armed with the lease deadline while primary, re-armed on renewals, disarmed on demotion", async () => {
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
-  const arms: number[] = [];
   let disarms = 0;
-  const guard = {
-    arm: (d: number) => void arms.push(d), disarm: () => void disarms++, close: async () => undefined,
-    watchdogStatus: () => ({ state: "off" as const }), armWatchdog: async () => assert.fail("watchdog is off: never armed"),
-  };
+  // No watchdog (mode off): armWatchdog fails the test.
+  const guard = new StrictFenceGuard(null, (call) => {
+    if (call === "disarm") disarms++;
+  });
+  const arms = guard.arms;
   const loop = new HaLoop({
     config: configFor("n1"), coordinator: etcd, daemon: new FakeDaemon(), vip: new FakeVip("n1", new VipTimeline(clock)), health: new FakeHealth(),
     clock, log: silentLogger(), version: "test", probeGraceMs: 0, fenceGuard: guard,
@@ -359,19 +361,18 @@ test("a pre_promote veto releases the won election to the next candidate and coo
   const etcd = new FakeCoordinator(clock);
   const timeline = new VipTimeline(clock);
   const ran: string[] = [];
-  const veto = {
-    configured: (e: string) => e === "pre_promote",
-    run: async (e: string) => {
-      ran.push(e);
-      return { ran: true, ok: false, code: 3, timedOut: false, ms: 5, stderrTail: "maintenance window", problem: "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: exit 3" };
+  const veto = new StrictHooks({
+    pre_promote: () => {
+      ran.push("pre_promote");
+      return hookOutcome({ ok: false, code: 3, stderrTail: "maintenance window", problem: "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: exit 3" });
     },
-  };
-  const make = (name: string, prio: number, hooks?: typeof veto) => {
+  });
+  const make = (name: string, prio: number, hooks?: StrictHooks) => {
     const daemon = new FakeDaemon();
     const vip = new FakeVip(name, timeline);
     const loop = new HaLoop({
       config: configFor(name, prio), coordinator: etcd, daemon, vip, health: new FakeHealth(), clock, log: silentLogger(), version: "test", probeGraceMs: 0,
-      ...(hooks ? { hooks: hooks as never } : {}),
+      ...(hooks ? { hooks } : {}),
     });
     return { loop, daemon, vip };
   };
@@ -548,24 +549,15 @@ test("the promotion gates are asked in the cycle that won the election: hook, th
     order.push(`daemon start (etcd calls so far: ${etcd.calls.filter((c) => c === "snapshot").length} snapshots)`);
     await start();
   };
-  const hooks = {
-    configured: (e: string) => e === "pre_promote",
-    run: async () => {
+  const hooks = new StrictHooks({
+    pre_promote: () => {
       order.push(`pre_promote (etcd calls so far: ${etcd.calls.filter((c) => c === "snapshot").length} snapshots)`);
-      return { ran: true, ok: true, code: 0, timedOut: false, ms: 5, stderrTail: "", problem: null };
+      return hookOutcome();
     },
-    fire: () => undefined,
-  };
-  const fenceGuard = {
-    arm: () => void order.push("arm"),
-    disarm: () => void order.push("disarm"),
-    close: async () => undefined,
-    watchdogStatus: () => ({ state: "active" as const, device: "/dev/watchdog", timeoutS: 3 }),
-    armWatchdog: async () => {
-      order.push("armWatchdog");
-      return { state: "active" as const, device: "/dev/watchdog", timeoutS: 3 };
-    },
-  };
+  });
+  const fenceGuard = new StrictFenceGuard({ state: "active", device: "/dev/watchdog", timeoutS: 3 }, (call) => {
+    if (call !== "close") order.push(call);
+  });
   const loop = new HaLoop({
     config: configFor("n1", 100, "watchdog: { mode: required }"), coordinator: etcd, daemon, vip: new FakeVip("n1", timeline), health: new FakeHealth(), clock,
     log: silentLogger(), version: "test", probeGraceMs: 0, hooks, fenceGuard,

@@ -3,11 +3,12 @@ import { lstat, readFile, readlink, rm, stat, unlink, writeFile, chmod } from "n
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
-import type { CommandRunner } from "../../../src/platform/command.js";
+import { SpawnCommandRunner, type CommandRunner } from "../../../src/platform/command.js";
 import { applyStaged, prepareStagingDir, stagingDirFor } from "../../../src/sync/apply.js";
 import { HashCache, buildManifest, type Manifest, type SyncRoot } from "../../../src/sync/manifest.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
 import { copyTree, makeTree, snapshot, tempDir, type TreeSpec } from "../../fakes/tree.js";
+import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 
 let base = "";
 let cleanup = async () => {};
@@ -56,7 +57,7 @@ describe("applyStaged", () => {
   it("applies a tree into an existing root: files, modes, dirs, links, deletions, and reports it", async () => {
     const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n", "stale.conf": "old", "olddir/x": "x", "ssh_host_ed25519_key": { content: "OLD", mode: 0o600 } });
     const expected = await s.restage();
-    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected });
+    const r = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
     assert.deepEqual(r.added, ["current", "hooks", "hooks/post.sh", "ssh_host_ed25519_key.pub"]);
     assert.deepEqual(r.changed, ["ssh_host_ed25519_key", "sshd_config"]);
     assert.deepEqual(r.removed, ["olddir", "olddir/x", "stale.conf"]);
@@ -74,7 +75,7 @@ describe("applyStaged", () => {
     const s = await setup(PRIMARY, undefined);
     const expected = await s.restage();
     await chmod(s.stage, 0o711);
-    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected });
+    const r = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
     assert.equal(r.added.length, expected.entries.length);
     assert.equal(await modeOf(s.root.path), 0o711);
     assert.equal((await buildManifest(s.root)).digest, expected.digest);
@@ -85,14 +86,14 @@ describe("applyStaged", () => {
     const expected = await s.restage();
     await writeFile(path.join(s.stage, "hooks/post.sh"), "tampered"); // a torn or racing pull
     const before = await snapshot(s.root.path);
-    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected }), (e) => {
+    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected }), (e) => {
       assert.ok(isUnderstudyError(e, "US_E_SYNC_DIGEST_MISMATCH"));
       assert.equal(e.details.expected, expected.digest);
       assert.equal(e.details.path, "hooks/post.sh");
       assert.equal(e.transient, true);
       return true;
     });
-    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected: { digest: expected.digest } }), code("US_E_SYNC_DIGEST_MISMATCH", /first difference at unknown/));
+    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected: { digest: expected.digest } }), code("US_E_SYNC_DIGEST_MISMATCH", /first difference at unknown/));
     assert.deepEqual(await snapshot(s.root.path), before);
   });
 
@@ -102,11 +103,11 @@ describe("applyStaged", () => {
     const before = await snapshot(s.root.path);
     const argv = ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"];
     const failing = new StrictCommandRunner().expect(["/usr/sbin/sshd", "-t", "-f", `${s.stage}/sshd_config`], { code: 255, stderr: "Bad configuration option\n" });
-    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected, validate: argv, runner: failing }), code("US_E_SYNC_VALIDATOR_FAILED", /Bad configuration option/));
+    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, root: s.root, stagedDir: s.stage, expected, validate: argv, runner: failing }), code("US_E_SYNC_VALIDATOR_FAILED", /Bad configuration option/));
     failing.done();
     assert.deepEqual(await snapshot(s.root.path), before);
     const passing = new StrictCommandRunner().expect(["/usr/sbin/sshd", "-t", "-f", `${s.stage}/sshd_config`]);
-    await applyStaged({ root: s.root, stagedDir: s.stage, expected, validate: argv, runner: passing, validateTimeoutMs: 1234 });
+    await applyStaged({ fs: NODE_DURABLE_FS, root: s.root, stagedDir: s.stage, expected, validate: argv, runner: passing, validateTimeoutMs: 1234 });
     passing.done();
     assert.equal(passing.calls[0]!.options?.timeoutMs, 1234);
     assert.equal(await readFile(path.join(s.root.path, "sshd_config"), "utf8"), "Port 22\n");
@@ -116,7 +117,7 @@ describe("applyStaged", () => {
     const s = await setup({ "ssh_host_rsa_key": { content: "K", mode: 0o644 }, "ssh_host_ed_key": { content: "K", mode: 0o600 } }, { "old": "x" }, { include: ["ssh_host_*"] });
     const expected = await s.restage();
     const before = await snapshot(s.root.path);
-    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected, requiredMode: 0o600 }), code("US_E_SYNC_MODE", /ssh_host_rsa_key has mode 0644, wider than the required 0600/));
+    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, requiredMode: 0o600 }), code("US_E_SYNC_MODE", /ssh_host_rsa_key has mode 0644, wider than the required 0600/));
     assert.deepEqual(await snapshot(s.root.path), before);
   });
 
@@ -124,7 +125,7 @@ describe("applyStaged", () => {
     const s = await setup({ "ssh_host_ed25519_key": { content: "PRIVATE", mode: 0o600 }, "helper": { content: "x", mode: 0o4750 }, "d": { dir: true, mode: 0o2750 } }, {});
     const expected = await s.restage();
     const owner = { uid: 1234, gid: 2345 };
-    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected, requiredMode: 0o7777, owner });
+    const r = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, requiredMode: 0o7777, owner });
     for (const [rel, mode] of [["ssh_host_ed25519_key", 0o600], ["helper", 0o4750], ["d", 0o2750]] as const) {
       const st = await lstat(path.join(s.root.path, rel));
       assert.deepEqual({ rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }, { rel, mode, ...owner });
@@ -139,7 +140,7 @@ describe("applyStaged", () => {
       { "a": "A", "b": "B", "cur": { link: "a" }, "was-file": "plain", "was-dir/inner/deep": "d", "was-link": { link: "a" } },
     );
     const expected = await s.restage();
-    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected });
+    const r = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
     assert.deepEqual(r.changed, ["cur", "was-dir", "was-file", "was-link"]);
     assert.deepEqual(r.removed, ["was-dir/inner", "was-dir/inner/deep"]);
     assert.equal(await readlink(path.join(s.root.path, "cur")), "b");
@@ -152,7 +153,7 @@ describe("applyStaged", () => {
   it("leaves excluded files alone, and keeps a removed directory that still holds them", async () => {
     const s = await setup({ "sftpgo.json": "{}" }, { "sftpgo.json": "{}", "sftpgo.db": "live data", "backups/x.db": "db", "backups/old.json": "o" }, { exclude: ["*.db"] });
     const expected = await s.restage();
-    const r = await applyStaged({ root: s.root, stagedDir: s.stage, expected });
+    const r = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
     assert.deepEqual(r.removed, ["backups/old.json"]);
     assert.equal(await readFile(path.join(s.root.path, "sftpgo.db"), "utf8"), "live data");
     assert.equal(await readFile(path.join(s.root.path, "backups/x.db"), "utf8"), "db");
@@ -162,9 +163,9 @@ describe("applyStaged", () => {
 
   it("is idempotent: applying the same tree again changes nothing, not even inodes", async () => {
     const s = await setup(PRIMARY, { "x": "y" });
-    await applyStaged({ root: s.root, stagedDir: s.stage, expected: await s.restage() });
+    await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected: await s.restage() });
     const before = await snapshot(s.root.path);
-    const again = await applyStaged({ root: s.root, stagedDir: s.stage, expected: await s.restage() });
+    const again = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected: await s.restage() });
     assert.deepEqual({ added: again.added, changed: again.changed, removed: again.removed, bytes: again.bytes }, { added: [], changed: [], removed: [], bytes: 0 });
     assert.deepEqual(await snapshot(s.root.path), before);
   });
@@ -179,7 +180,7 @@ describe("applyStaged", () => {
         super.set(abs, key, sha256);
       }
     })();
-    await applyStaged({ root: s.root, stagedDir: s.stage, expected, cache });
+    await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, cache });
     hashed.length = 0;
     const live = await buildManifest(s.root, s.root.path, cache);
     assert.equal(live.digest, expected.digest);
@@ -196,7 +197,7 @@ describe("applyStaged", () => {
         return { code: 0, signal: null, stdout: "", stderr: "" };
       },
     };
-    await assert.rejects(applyStaged({ root: s.root, stagedDir: s.stage, expected, validate: ["check"], runner: racing }), (e) => {
+    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, root: s.root, stagedDir: s.stage, expected, validate: ["check"], runner: racing }), (e) => {
       assert.ok(isUnderstudyError(e, "US_E_SYNC_APPLY_FAILED"));
       assert.deepEqual([e.details.path, e.details.applied_count, e.details.applied], ["z.conf", 0, ""]);
       assert.match(e.message, /ENOENT/);
@@ -210,14 +211,14 @@ describe("applyStaged", () => {
     const s = await setup(PRIMARY, { "x": "y" });
     const expected = await s.restage();
     const before = await snapshot(s.root.path);
-    await assert.rejects(applyStaged({ root: s.root, stagedDir: path.join(s.root.path, "stage"), expected }), code("US_E_SYNC_STAGING_FS", /inside the root/));
-    await assert.rejects(applyStaged({ root: s.root, stagedDir: path.join(base, "missing"), expected }), code("US_E_SYNC_STAGING_FS", /ENOENT/));
+    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: path.join(s.root.path, "stage"), expected }), code("US_E_SYNC_STAGING_FS", /inside the root/));
+    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: path.join(base, "missing"), expected }), code("US_E_SYNC_STAGING_FS", /ENOENT/));
     const shm = await stat("/dev/shm").catch(() => undefined);
     if (shm && shm.dev !== (await stat(base)).dev) {
       const other = await tempDir("apply-xfs", "/dev/shm");
       try {
         copyTree(s.primary, other.dir);
-        await assert.rejects(applyStaged({ root: s.root, stagedDir: other.dir, expected }), code("US_E_SYNC_STAGING_FS", /different file system/));
+        await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: other.dir, expected }), code("US_E_SYNC_STAGING_FS", /different file system/));
       } finally {
         await other.cleanup();
       }

@@ -14,6 +14,8 @@ import { isUnderstudyError } from "../../../src/errors/catalogue.js";
 import { applyStaged, prepareStagingDir, stagingDirFor } from "../../../src/sync/apply.js";
 import { buildManifest, type SyncRoot } from "../../../src/sync/manifest.js";
 import { copyTree, makeTree, snapshot, tempDir, type TreeSpec } from "../../fakes/tree.js";
+import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
+import { SpawnCommandRunner } from "../../../src/platform/command.js";
 
 let base = "";
 let cleanup = async () => {};
@@ -72,7 +74,7 @@ async function attempt(what: string, primarySpec: TreeSpec, maxMode: number, cod
   const rootMode = async () => (await lstat(root.path)).mode;
   const beforeTree = await snapshot(root.path);
   const beforeMode = await rootMode();
-  await assert.rejects(applyStaged({ root, stagedDir: stage, expected, requiredMode: maxMode }), (e) => {
+  await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root, stagedDir: stage, expected, requiredMode: maxMode }), (e) => {
     assert.ok(isUnderstudyError(e), `${what}: ${String(e)}`);
     assert.equal(e.code, code, `${what}: ${e.message}`);
     return true;
@@ -89,7 +91,7 @@ test("the good tree applies under the default max_mode (the refusals below are a
   await prepareStagingDir(root);
   copyTree(path.join(caseDir, "primary"), stagingDirFor(root));
   const expected = await buildManifest(root, path.join(caseDir, "primary"));
-  await applyStaged({ root, stagedDir: stagingDirFor(root), expected, requiredMode: DEFAULT });
+  await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root, stagedDir: stagingDirFor(root), expected, requiredMode: DEFAULT });
   assert.equal((await buildManifest(root)).digest, expected.digest);
 });
 

@@ -18,6 +18,7 @@ import { FakeClock } from "../../fakes/clock.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
 import { FakePublisher, FakePuller, FakeWatchSource } from "../../fakes/sync.js";
 import { makeTree, snapshot, tempDir, type TreeSpec } from "../../fakes/tree.js";
+import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 
 let base = "";
 let cleanup = async () => {};
@@ -65,10 +66,10 @@ async function makeNode(caseDir: string, o: NodeOptions = {}) {
   const watch = new FakeWatchSource();
   const clock = new FakeClock();
   const stateDir = path.join(home, "state");
-  const store = new SyncStateStore(stateDir);
+  const store = new SyncStateStore(stateDir, NODE_DURABLE_FS);
   const events: SyncEvent[] = [];
   const counter = { progress: 0 };
-  const engine = new SyncEngine({
+  const engine = new SyncEngine({ fs: NODE_DURABLE_FS,
     node, settings: { ...SETTINGS, roots }, store, coordinator: coord, puller, runner: o.runner ?? new StrictCommandRunner(),
     clock, log: silentLogger(), watch: watch.factory, onProgress: () => void counter.progress++,
   });

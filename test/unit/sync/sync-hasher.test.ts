@@ -6,12 +6,13 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
+import { SystemClock } from "../../../src/platform/clock.js";
 import { HashWorker } from "../../../src/sync/hasher.js";
 import { buildManifest, type SyncRoot } from "../../../src/sync/manifest.js";
 
 test("HashWorker: same digest as in-thread hashing; too-large and swapped-for-a-link files give coded errors; idle worker stops", async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "us-hash-"));
-  const worker = new HashWorker(50);
+  const worker = new HashWorker(50, new SystemClock());
   try {
     writeFileSync(path.join(dir, "a"), "hello");
     writeFileSync(path.join(dir, "big"), Buffer.alloc(3 * 1024 * 1024, 1));

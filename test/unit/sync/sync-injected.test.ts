@@ -13,6 +13,7 @@ import { FakeClock } from "../../fakes/clock.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
 import { FakePublisher, FakePuller, FakeWatchSource } from "../../fakes/sync.js";
 import { makeTree, tempDir } from "../../fakes/tree.js";
+import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 
 let base = "";
 let cleanup = async () => {};
@@ -49,9 +50,9 @@ test("the engine builds its manifests with the injected hasher and closes it; it
   await makeTree(root, { "a.conf": "A\n", "b.conf": "B\n" });
   const hasher = new CountingHasher();
   const coord = new FakePublisher();
-  const engine = new SyncEngine({
+  const engine = new SyncEngine({ fs: NODE_DURABLE_FS,
     node: "n1", settings: { ...SETTINGS, roots: [{ name: "conf", path: root, include: [], exclude: [], maxFileBytes: 1 << 20 }] },
-    store: new SyncStateStore(path.join(base, "n1", "state")), coordinator: coord, puller: new FakePuller(() => root),
+    store: new SyncStateStore(path.join(base, "n1", "state"), NODE_DURABLE_FS), coordinator: coord, puller: new FakePuller(() => root),
     runner: new StrictCommandRunner(), clock: new FakeClock(), log: silentLogger(), watch: new FakeWatchSource().factory, hasher,
   });
   try {

@@ -9,6 +9,7 @@ import { buildManifest, type SyncRoot } from "../../../src/sync/manifest.js";
 import { loadManifest, rescueDivergent, saveManifest } from "../../../src/sync/rescue.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { makeTree, tempDir, type TreeSpec } from "../../fakes/tree.js";
+import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 
 let base = "";
 let cleanup = async () => {};
@@ -34,7 +35,7 @@ describe("rescueDivergent", () => {
   it("returns null and creates nothing when the live tree matches the last known manifest", async () => {
     const s = await setup({ "k": { content: "key", mode: 0o600 }, "d/f": "f" });
     const lastKnown = await buildManifest(s.root);
-    assert.equal(await rescueDivergent({ ...s, lastKnown }), null);
+    assert.equal(await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown }), null);
     await assert.rejects(stat(s.rescueBase), { code: "ENOENT" });
   });
 
@@ -48,7 +49,7 @@ describe("rescueDivergent", () => {
     await symlink("d/new.conf", path.join(s.root.path, "link"));
     await chmod(path.join(s.root.path, "d"), 0o700); // a directory's own change: nothing to move
 
-    const r = await rescueDivergent({ ...s, lastKnown });
+    const r = await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown });
     assert.ok(r);
     assert.equal(r.dir, path.join(s.rescueBase, STAMP, "ssh"));
     assert.deepEqual(r.files, ["d/new.conf", "link", "ssh_host_key"]);
@@ -68,25 +69,25 @@ describe("rescueDivergent", () => {
 
   it("with no last known manifest, rescues every live file; a missing root has nothing to rescue", async () => {
     const s = await setup({ "a": "a", "sub/b": "b", "skip.db": "x" }, { exclude: ["*.db"] });
-    const r = await rescueDivergent({ ...s, lastKnown: undefined });
+    const r = await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown: undefined });
     assert.deepEqual(r?.files, ["a", "sub/b"]);
     assert.equal(await readFile(path.join(s.root.path, "skip.db"), "utf8"), "x", "excluded files are not the sync's business");
     const missing = { ...s, root: { ...s.root, path: path.join(base, "no-such-root") } };
-    assert.equal(await rescueDivergent({ ...missing, lastKnown: undefined }), null);
+    assert.equal(await rescueDivergent({ fs: NODE_DURABLE_FS, ...missing, lastKnown: undefined }), null);
   });
 
   it("a removal alone is reported without a folder, and two rescues in the same millisecond get separate folders", async () => {
     const s = await setup({ "a": "a", "b": "b" });
     const lastKnown = await buildManifest(s.root);
     await unlink(path.join(s.root.path, "b"));
-    const removedOnly = await rescueDivergent({ ...s, lastKnown });
+    const removedOnly = await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown });
     assert.deepEqual({ dir: removedOnly?.dir, files: removedOnly?.files, removed: removedOnly?.removedSinceKnown }, { dir: "", files: [], removed: ["b"] });
     assert.equal(existsSync(s.rescueBase) ? readdirSync(s.rescueBase).length : 0, 0, "no rescue folder for nothing to keep");
     await writeFile(path.join(s.root.path, "a"), "changed");
-    const first = await rescueDivergent({ ...s, lastKnown });
+    const first = await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown });
     assert.equal(first?.dir, path.join(s.rescueBase, STAMP, "ssh"));
     await writeFile(path.join(s.root.path, "a"), "changed again");
-    const second = await rescueDivergent({ ...s, lastKnown });
+    const second = await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown });
     assert.equal(second?.dir, path.join(s.rescueBase, `${STAMP}-1`, "ssh"));
     assert.equal(await readFile(path.join(first!.dir, "a"), "utf8"), "changed");
     assert.equal(await readFile(path.join(second!.dir, "a"), "utf8"), "changed again");
@@ -101,7 +102,7 @@ describe("rescueDivergent", () => {
     const mtime = (await stat(path.join(s.root.path, "k"))).mtimeMs;
     const other = await tempDir("rescue-xfs", "/dev/shm");
     try {
-      const r = await rescueDivergent({ ...s, rescueBase: other.dir, lastKnown });
+      const r = await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, rescueBase: other.dir, lastKnown });
       assert.deepEqual(r?.files, ["k", "l"]);
       assert.equal(await readFile(path.join(r!.dir, "k"), "utf8"), "edited");
       assert.equal(await modeOf(path.join(r!.dir, "k")), 0o600);
@@ -120,10 +121,10 @@ describe("saveManifest / loadManifest", () => {
     const m = await buildManifest(s.root);
     const file = path.join(base, `state${n++}.json`);
     assert.equal(await loadManifest(file), undefined);
-    await saveManifest(file, m);
+    await saveManifest(file, m, NODE_DURABLE_FS);
     assert.equal(await modeOf(file), 0o600);
     assert.deepEqual(await loadManifest(file), m);
-    await saveManifest(file, await buildManifest({ ...s.root, exclude: ["*"] }));
+    await saveManifest(file, await buildManifest({ ...s.root, exclude: ["*"] }), NODE_DURABLE_FS);
     assert.deepEqual((await loadManifest(file))?.entries, []);
     assert.deepEqual((await readdir(base)).filter((f) => f.includes(".tmp-")), [], "no temp file left behind");
   });

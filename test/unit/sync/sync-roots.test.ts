@@ -22,6 +22,7 @@ import { FakeClock } from "../../fakes/clock.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
 import { FakePublisher, FakePuller, FakeWatchSource } from "../../fakes/sync.js";
 import { makeTree, tempDir, type TreeSpec } from "../../fakes/tree.js";
+import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 
 let base = "";
 let cleanup = async () => {};
@@ -91,9 +92,9 @@ async function makeNode(caseDir: string, o: Opts) {
   const coord = new FakePublisher();
   const watch = new FakeWatchSource();
   const clock = new FakeClock();
-  const store = new SyncStateStore(path.join(home, "state"));
+  const store = new SyncStateStore(path.join(home, "state"), NODE_DURABLE_FS);
   const events: SyncEvent[] = [];
-  const engine = new SyncEngine({ node, settings: { ...SETTINGS, roots }, store, coordinator: coord, puller, runner: o.runner ?? new StrictCommandRunner(), clock, log: silentLogger(), watch: watch.factory });
+  const engine = new SyncEngine({ fs: NODE_DURABLE_FS, node, settings: { ...SETTINGS, roots }, store, coordinator: coord, puller, runner: o.runner ?? new StrictCommandRunner(), clock, log: silentLogger(), watch: watch.factory });
   engine.onEvent((e) => void events.push(e));
   open.push(engine);
   const live = (name: string) => roots.find((r) => r.name === name)!.path;

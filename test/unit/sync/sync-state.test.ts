@@ -10,6 +10,7 @@ import { buildManifest } from "../../../src/sync/manifest.js";
 import { resolveOwner } from "../../../src/sync/owner.js";
 import { EMPTY_STATE, SyncStateStore } from "../../../src/sync/state.js";
 import { makeTree, tempDir } from "../../fakes/tree.js";
+import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 
 let base = "";
 let cleanup = async () => {};
@@ -24,7 +25,7 @@ const coded = (code: string, re?: RegExp) => (e: unknown) => isUnderstudyError(e
 describe("SyncStateStore", () => {
   it("lays out <state_dir>/sync (0700) and <state_dir>/rescue; holds nothing before the first save", async () => {
     const dir = fresh();
-    const store = new SyncStateStore(dir);
+    const store = new SyncStateStore(dir, NODE_DURABLE_FS);
     assert.equal(store.dir, path.join(dir, "sync"));
     assert.equal(store.rescueBase, path.join(dir, "rescue"));
     await store.init();
@@ -36,7 +37,7 @@ describe("SyncStateStore", () => {
   });
 
   it("saves and loads the held generation (state.json, 0600, replaced whole)", async () => {
-    const store = new SyncStateStore(fresh());
+    const store = new SyncStateStore(fresh(), NODE_DURABLE_FS);
     await store.init();
     await store.saveHeld({ generation: 3, roots: { ssh: "a".repeat(64), web: "b".repeat(64) } });
     await store.saveHeld({ generation: 4, roots: { ssh: "c".repeat(64) } });
@@ -59,7 +60,7 @@ describe("SyncStateStore", () => {
   ];
   for (const [name, text] of CORRUPT) {
     it(`refuses a corrupt state.json (${name}) with US_E_SYNC_STATE naming the file`, async () => {
-      const store = new SyncStateStore(fresh());
+      const store = new SyncStateStore(fresh(), NODE_DURABLE_FS);
       await store.init();
       const file = path.join(store.dir, "state.json");
       await writeFile(file, text);
@@ -68,7 +69,7 @@ describe("SyncStateStore", () => {
   }
 
   it("refuses a state.json it cannot read (a directory) with US_E_SYNC_STATE", async () => {
-    const store = new SyncStateStore(fresh());
+    const store = new SyncStateStore(fresh(), NODE_DURABLE_FS);
     await store.init();
     await mkdir(path.join(store.dir, "state.json"));
     await assert.rejects(store.loadHeld(), coded("US_E_SYNC_STATE", /EISDIR/));
@@ -79,7 +80,7 @@ describe("SyncStateStore", () => {
     const root = { name: "ssh", path: path.join(dir, "etc-ssh"), include: [], exclude: [], maxFileBytes: 1 << 20 };
     await makeTree(root.path, { "k": { content: "key", mode: 0o600 }, "d/f": "f" });
     const m = await buildManifest(root);
-    const store = new SyncStateStore(path.join(dir, "state"));
+    const store = new SyncStateStore(path.join(dir, "state"), NODE_DURABLE_FS);
     await store.init();
     await store.saveKnown("ssh", m);
     assert.deepEqual(await store.loadKnown("ssh"), m);
