@@ -1,6 +1,6 @@
 import type { BanRecord, MemberRecord } from "../coordinator/port.js";
 
-// Who may become primary, and in what order (DESIGN.md §3): healthy, ready,
+// Who may become primary, and in what order (docs/architecture.md, "Ranking"): healthy, ready,
 // not tagged nofailover, not banned; newest synced generation first, then priority.
 
 export function isBanned(node: string, bans: readonly BanRecord[]): boolean {

@@ -8,7 +8,7 @@ import { promotionGate, withRestartBackoff } from "./promotion.js";
 import { isBehind } from "../coordinator/port.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
-// reason sentence. Rule of thumb (DESIGN.md §1.4): when in doubt, be a standby.
+// reason sentence. Rule of thumb (docs/reliability.md): when in doubt, be a standby.
 
 export function decide(o: Observation): Decision {
   // A promotion under way (gates asked this cycle, promotion.ts) is decided on its own.
@@ -144,7 +144,7 @@ function decideStandby(o: Observation): Decision {
 }
 
 /**
- * The promotion gate (DESIGN.md §1.3): a standby that lags the published sync
+ * The promotion gate (docs/architecture.md, "Ranking"): a standby that lags the published sync
  * generation never takes over while an eligible standby holds it, and takes
  * over by itself only within maximum_lag_on_failover (a stale promotion:
  * promotionGate marks take_over stale, the executor records it). Null when this node holds the published generation.

@@ -1,6 +1,6 @@
 import type { HistoryEvent } from "../coordinator/port.js";
 
-// Flap damping (DESIGN.md §12), like Pacemaker's migration-threshold and
+// Flap damping (docs/operations.md), like Pacemaker's migration-threshold and
 // failure-timeout, counted cluster-wide from the history in etcd (which every
 // node reads), not per node: health-driven handovers within `window` since the
 // last operator clear. At `max_moves` the primary stays put instead of handing

@@ -39,7 +39,7 @@ export interface HaLoopDeps {
   readonly readiness?: Readiness;
   /** Advertised in the member key so the CLI can reach any node. */
   readonly apiUrl?: string;
-  /** The fence guard process (DESIGN.md §4); tests may leave it out. */
+  /** The fence guard process (docs/architecture.md, "The fence guard"); tests may leave it out. */
   readonly fenceGuard?: FenceGuard;
   /** User hooks; only pre_promote is awaited (it may veto), the agent fires the others. */
   readonly hooks?: HookPort;

@@ -46,7 +46,7 @@ export interface Observation {
   readonly switchoverWaitMs: number;
   /** How long a node that handed over or declined a promotion stays out of elections: max(10 s, 3 × election.ttl). */
   readonly coolDownMs: number;
-  /** File sync (DESIGN.md §7): the promotion gate. */
+  /** File sync (docs/architecture.md, "File sync"): the promotion gate. */
   readonly sync: {
     readonly enabled: boolean;
     /** Since when (monotonic ms) this node has lagged the published generation; null when it does not. */

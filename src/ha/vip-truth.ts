@@ -4,7 +4,7 @@ import type { Observation } from "./observation.js";
 import type { VipControl } from "./ports.js";
 
 // "Primary without its VIP" and "VIP held by a host that is not the primary"
-// (DESIGN.md §12): states with reasons, not log lines. Pure: decide() uses
+// (docs/operations.md): states with reasons, not log lines. Pure: decide() uses
 // vipLost(), the status table and the API use vipFindings().
 
 /** What the VIP adapter saw this cycle (acting primary). */

@@ -1,4 +1,4 @@
-// The sync engine (DESIGN.md §7), a thin shell like the HA loop: observe,
+// The sync engine (docs/architecture.md, "File sync"), a thin shell like the HA loop: observe,
 // plan (plan.ts, pure, with a reason sentence), execute (primary-side.ts:
 // watch, rebuild, publish under the term; standby-side.ts: verify, rescue,
 // pull, apply). The reason of the latest step is logged when it changes and

@@ -1,4 +1,4 @@
-// The pure sync planner (the sync engine's decide(): DESIGN.md §2, §7). No
+// The pure sync planner (the sync engine's decide(): docs/architecture.md, "File sync"). No
 // I/O, no clock reads: the engine observes, a function here returns what to do
 // and a reason sentence, the side executors act (primary-side.ts,
 // standby-side.ts), the engine logs the sentence when it changes and puts it
