@@ -12,11 +12,19 @@ const walk = (dir) => {
   for (const name of readdirSync(dir).sort()) {
     if (name.startsWith(".")) continue;
     const path = join(dir, name);
-    if (name.startsWith("@")) { walk(path); continue; }
+    if (name.startsWith("@")) {
+      walk(path);
+      continue;
+    }
     const manifest = join(path, "package.json");
     if (existsSync(manifest)) {
       const p = JSON.parse(readFileSync(manifest, "utf8"));
-      packages.push({ rel: path.slice(modulesDir.length + 1), name: p.name ?? name, version: p.version ?? "?", license: typeof p.license === "string" ? p.license : p.license?.type ?? "see-package" });
+      packages.push({
+        rel: path.slice(modulesDir.length + 1),
+        name: p.name ?? name,
+        version: p.version ?? "?",
+        license: typeof p.license === "string" ? p.license : (p.license?.type ?? "see-package"),
+      });
     }
     if (existsSync(join(path, "node_modules"))) walk(join(path, "node_modules"));
   }

@@ -104,7 +104,10 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
   const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: wakeUps.notifier("sync"), reloads });
   const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
-    runner, clock, log: log.child({ component: "readiness" }), onChange: wakeUps.notifier("readiness"),
+    runner,
+    clock,
+    log: log.child({ component: "readiness" }),
+    onChange: wakeUps.notifier("readiness"),
   });
   // A missing program (arping, ip, rsync, the daemon's binary) starts the agent anyway, not ready:
   // `status` shows why, and the node never campaigns until the package is installed.
@@ -114,11 +117,27 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const tools = new ToolReadiness(config, { runner, clock, log: log.child({ component: "tools" }), onChange: wakeUps.notifier("tools") }, toolReport);
   const readiness = config.watchdog.mode === "required" ? allReady(tools, check, watchdogReadiness(fenceGuard)) : allReady(tools, check);
   const ha = new HaLoop({
-    config, coordinator, daemon, vip, health, clock, log, version: VERSION, probeGraceMs, readiness, fenceGuard, hooks: hookSet.hooks, wakeUps,
+    config,
+    coordinator,
+    daemon,
+    vip,
+    health,
+    clock,
+    log,
+    version: VERSION,
+    probeGraceMs,
+    readiness,
+    fenceGuard,
+    hooks: hookSet.hooks,
+    wakeUps,
     ...(apiUrl ? { apiUrl } : {}),
     ...(sync ? { sync } : {}),
   });
-  const metrics = new AgentMetrics(() => ha.view(), { cluster: config.cluster, node: config.node.name }, () => health.states());
+  const metrics = new AgentMetrics(
+    () => ha.view(),
+    { cluster: config.cluster, node: config.node.name },
+    () => health.states(),
+  );
   reloads.add({ reloaded: (what) => metrics.observeReload(what, "ok"), rejected: (what) => metrics.observeReload(what, "rejected") });
   metrics.withWatchdog(() => fenceGuard.watchdogStatus());
   metrics.withInvalidRecords(() => invalidRecords.totals());
@@ -127,10 +146,19 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     metrics.withSync(() => sync.status());
     sync.onEvent((e) => {
       metrics.observeSync(e);
-      if (e.type === "synced") hookSet.hooks.fire("post_sync", { node: config.node.name, cluster: config.cluster, role: "standby", term: null, reason: "generation applied", generation: e.generation });
+      if (e.type === "synced")
+        hookSet.hooks.fire("post_sync", { node: config.node.name, cluster: config.cluster, role: "standby", term: null, reason: "generation applied", generation: e.generation });
       // The primary's own edits, published: hooks.post_publish once (per-root post_publish runs in the engine).
       if (e.type === "published" && e.local.length > 0) {
-        hookSet.hooks.fire("post_publish", { node: config.node.name, cluster: config.cluster, role: "primary", term: ha.view().term ?? null, reason: "own changes published", generation: e.generation, roots: e.local.map((c) => c.root) });
+        hookSet.hooks.fire("post_publish", {
+          node: config.node.name,
+          cluster: config.cluster,
+          role: "primary",
+          term: ha.view().term ?? null,
+          reason: "own changes published",
+          generation: e.generation,
+          roots: e.local.map((c) => c.root),
+        });
       }
       if (e.type === "rescued") hookSet.webhook?.notify({ type: "sync_rescue", root: e.root, dir: e.result.dir, files: e.result.files.length });
     });
@@ -151,8 +179,15 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   });
   const api = config.api
     ? buildApi({
-        view: () => ha.view(), coordinator, metrics, clock, log: log.child({ component: "api" }), token, authReads: config.api.auth_reads,
-        livenessMaxMs: 3 * config.election.renewIntervalMs + config.etcd.request_timeout, failbackPreferred: config.failback.preferred ?? null,
+        view: () => ha.view(),
+        coordinator,
+        metrics,
+        clock,
+        log: log.child({ component: "api" }),
+        token,
+        authReads: config.api.auth_reads,
+        livenessMaxMs: 3 * config.election.renewIntervalMs + config.etcd.request_timeout,
+        failbackPreferred: config.failback.preferred ?? null,
         ...(tls && tlsSource ? { tls, tlsSource } : {}),
         ...(tokenSource ? { tokenSource } : {}),
         ...(sync ? { sync } : {}),

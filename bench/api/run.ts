@@ -19,19 +19,19 @@
  * inside the lab namespaces (198.18.0.0/15); every phase is bounded in time;
  * the lab is torn down in `finally` (and on signals, by the harness).
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type ChildProcess, spawnSync } from 'node:child_process';
-import { API_PORT, LabCluster, pollUntil, sleep } from '../../test/lab/harness/index.js';
-import { killGroup } from '../../test/lab/harness/exec.js';
-import { CLK_TCK, agentLog, allReady, now, procSample, quantile, readJsonLines, forEachArg, table } from '../failover/lib.js';
-import { FineProber as Prober, gapAround } from '../switchover/probe.js';
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type ChildProcess, spawnSync } from "node:child_process";
+import { API_PORT, LabCluster, pollUntil, sleep } from "../../test/lab/harness/index.js";
+import { killGroup } from "../../test/lab/harness/exec.js";
+import { CLK_TCK, agentLog, allReady, now, procSample, quantile, readJsonLines, forEachArg, table } from "../failover/lib.js";
+import { FineProber as Prober, gapAround } from "../switchover/probe.js";
 
-const WRK = '/usr/bin/wrk';
-const WRK_SCRIPT = fileURLToPath(new URL('./wrk-report.lua', import.meta.url));
-const SAMPLER = fileURLToPath(new URL('./sampler.mjs', import.meta.url));
+const WRK = "/usr/bin/wrk";
+const WRK_SCRIPT = fileURLToPath(new URL("./wrk-report.lua", import.meta.url));
+const SAMPLER = fileURLToPath(new URL("./sampler.mjs", import.meta.url));
 /** Sanity target: p99 latency of GET /primary under load. */
 const P99_TARGET_MS = 50;
 
@@ -60,28 +60,28 @@ function parseArgs(argv: string[]): Options {
   let quick = false;
   let waitLoad: number | undefined;
   forEachArg(argv, (a, val) => {
-    if (a === '--runs') runs = Number(val());
-    else if (a === '--quick') quick = true;
-    else if (a === '--duration') durationS = Number(val());
-    else if (a === '--connections') connections = Number(val());
-    else if (a === '--threads') threads = Number(val());
-    else if (a === '--seq') seq = Number(val());
-    else if (a === '--no-switchover') switchover = false;
-    else if (a === '--json') json = val();
-    else if (a === '--wait-load') waitLoad = Number(val());
-    else if (a === '--help' || a === '-h') {
-      console.log('usage: bench/api/run.ts [--runs N] [--quick] [--duration S] [--connections C] [--threads T] [--seq N] [--no-switchover] [--json FILE] [--wait-load 1.0]');
+    if (a === "--runs") runs = Number(val());
+    else if (a === "--quick") quick = true;
+    else if (a === "--duration") durationS = Number(val());
+    else if (a === "--connections") connections = Number(val());
+    else if (a === "--threads") threads = Number(val());
+    else if (a === "--seq") seq = Number(val());
+    else if (a === "--no-switchover") switchover = false;
+    else if (a === "--json") json = val();
+    else if (a === "--wait-load") waitLoad = Number(val());
+    else if (a === "--help" || a === "-h") {
+      console.log("usage: bench/api/run.ts [--runs N] [--quick] [--duration S] [--connections C] [--threads T] [--seq N] [--no-switchover] [--json FILE] [--wait-load 1.0]");
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   });
   runs ??= quick ? 1 : 3;
   durationS ??= quick ? 5 : 10;
-  if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new Error('--runs must be 1..20');
-  if (!Number.isInteger(durationS) || durationS < 1 || durationS > 60) throw new Error('--duration must be 1..60 seconds');
-  if (!Number.isInteger(connections) || connections < 1 || connections > 100) throw new Error('--connections must be 1..100');
-  if (!Number.isInteger(threads) || threads < 1 || threads > connections) throw new Error('--threads must be 1..connections');
-  if (!Number.isInteger(seq) || seq < 10 || seq > 5000) throw new Error('--seq must be 10..5000');
-  if (waitLoad !== undefined && !(waitLoad > 0 && waitLoad < 100)) throw new Error('--wait-load takes a load average like 1.0');
+  if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new Error("--runs must be 1..20");
+  if (!Number.isInteger(durationS) || durationS < 1 || durationS > 60) throw new Error("--duration must be 1..60 seconds");
+  if (!Number.isInteger(connections) || connections < 1 || connections > 100) throw new Error("--connections must be 1..100");
+  if (!Number.isInteger(threads) || threads < 1 || threads > connections) throw new Error("--threads must be 1..connections");
+  if (!Number.isInteger(seq) || seq < 10 || seq > 5000) throw new Error("--seq must be 10..5000");
+  if (waitLoad !== undefined && !(waitLoad > 0 && waitLoad < 100)) throw new Error("--wait-load takes a load average like 1.0");
   return { runs, durationS, connections, threads, seq, switchover, json, waitLoad };
 }
 
@@ -112,17 +112,14 @@ interface WrkJson {
  * thread stops after that many responses; the duration is then only a cap.
  */
 async function wrk(c: LabCluster, url: string, o: { threads: number; connections: number; durationS: number; maxRequests?: number }): Promise<WrkResult> {
-  const argv = [
-    WRK, '-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, '--timeout', '2s', '--latency',
-    '-s', WRK_SCRIPT, url,
-  ];
+  const argv = [WRK, "-t", String(o.threads), "-c", String(o.connections), "-d", `${o.durationS}s`, "--timeout", "2s", "--latency", "-s", WRK_SCRIPT, url];
   const r = await c.lab.exec(c.lab.client, argv, {
     timeoutMs: (o.durationS + 20) * 1000,
     env: { WRK_MAX_REQUESTS: String(o.maxRequests ?? 0) },
   });
-  const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
-  if (r.code !== 0 || !line) throw new Error(`wrk failed (code ${r.code}${r.timedOut ? ', timed out' : ''}): ${(r.stderr || r.stdout).slice(-500)}`);
-  const j = JSON.parse(line.slice('WRK_JSON '.length)) as WrkJson;
+  const line = r.stdout.split("\n").find((l) => l.startsWith("WRK_JSON "));
+  if (r.code !== 0 || !line) throw new Error(`wrk failed (code ${r.code}${r.timedOut ? ", timed out" : ""}): ${(r.stderr || r.stdout).slice(-500)}`);
+  const j = JSON.parse(line.slice("WRK_JSON ".length)) as WrkJson;
   const us = (x: number) => x / 1000;
   const durationS = j.duration_us / 1e6;
   return {
@@ -133,8 +130,13 @@ async function wrk(c: LabCluster, url: string, o: { threads: number; connections
     non2xx: j.errors.status,
     socketErrors: j.errors.connect + j.errors.read + j.errors.write + j.errors.timeout,
     latMs: {
-      min: us(j.lat_us.min), mean: us(j.lat_us.mean), p50: us(j.lat_us.p50), p90: us(j.lat_us.p90),
-      p99: us(j.lat_us.p99), p999: us(j.lat_us.p999), max: us(j.lat_us.max),
+      min: us(j.lat_us.min),
+      mean: us(j.lat_us.mean),
+      p50: us(j.lat_us.p50),
+      p90: us(j.lat_us.p90),
+      p99: us(j.lat_us.p99),
+      p999: us(j.lat_us.p999),
+      max: us(j.lat_us.max),
     },
   };
 }
@@ -149,9 +151,9 @@ interface Sample {
   m?: Record<string, number>;
 }
 
-const LEASE = 'understudy_lease_remaining_seconds';
-const TERM = 'understudy_leader_term';
-const ROLE = 'understudy_role';
+const LEASE = "understudy_lease_remaining_seconds";
+const TERM = "understudy_leader_term";
+const ROLE = "understudy_role";
 
 /** The metrics sampler (bench/api/sampler.mjs) in the client namespace, polling one agent's /metrics. */
 class Sampler {
@@ -163,16 +165,28 @@ class Sampler {
   static async start(c: LabCluster, node: string, tag: string, maxSeconds: number, intervalMs = 100): Promise<Sampler> {
     const file = join(c.lab.logDir, `sampler-${tag}.jsonl`);
     const argv = [
-      process.execPath, SAMPLER, '--url', `${c.apiUrl(node)}/metrics`, '--metrics', [LEASE, TERM, ROLE].join(','),
-      '--interval-ms', String(intervalMs), '--timeout-ms', '2000', '--max-seconds', String(maxSeconds), '--out', file,
+      process.execPath,
+      SAMPLER,
+      "--url",
+      `${c.apiUrl(node)}/metrics`,
+      "--metrics",
+      [LEASE, TERM, ROLE].join(","),
+      "--interval-ms",
+      String(intervalMs),
+      "--timeout-ms",
+      "2000",
+      "--max-seconds",
+      String(maxSeconds),
+      "--out",
+      file,
     ];
-    const child = c.lab.spawn(c.lab.client, argv, { stdin: 'pipe', logFile: join(c.lab.logDir, `sampler-${tag}.stderr.log`) });
-    child.stdin?.on('error', () => undefined);
+    const child = c.lab.spawn(c.lab.client, argv, { stdin: "pipe", logFile: join(c.lab.logDir, `sampler-${tag}.stderr.log`) });
+    child.stdin?.on("error", () => undefined);
     const s = new Sampler(file, child);
     const up = await pollUntil(() => (s.samples().length > 0 ? true : undefined), { timeoutMs: 5000, intervalMs: 20 });
     if (!up) {
       await s.stop();
-      throw new Error('metrics sampler did not start');
+      throw new Error("metrics sampler did not start");
     }
     return s;
   }
@@ -184,7 +198,7 @@ class Sampler {
   async stop(): Promise<Sample[]> {
     const child = this.child;
     if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      const exited = new Promise<void>((r) => child.once("exit", () => r()));
       child.stdin?.end();
       if (!(await Promise.race([exited.then(() => true), sleep(1500).then(() => false)]))) {
         killGroup(child.pid);
@@ -231,8 +245,8 @@ function leaseWindow(samples: readonly Sample[]): LeaseWindow {
 interface Endpoint {
   id: string;
   node: string;
-  role: 'primary' | 'standby';
-  path: '/primary' | '/metrics';
+  role: "primary" | "standby";
+  path: "/primary" | "/metrics";
   expect: number;
 }
 
@@ -278,8 +292,10 @@ const log = (msg: string): void => {
 function round1(x: number): number {
   return Math.round(x * 10) / 10;
 }
-const la = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
-
+const la = (): string =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
 
 function haLogCounts(c: LabCluster, since: number, until = Infinity): HaLogCounts {
   const out: HaLogCounts = { renewalFailed: 0, deadlinePassed: 0, fencing: 0, steppingDown: 0, cycleFailed: 0 };
@@ -298,27 +314,27 @@ function haLogCounts(c: LabCluster, since: number, until = Infinity): HaLogCount
 
 /** Planned switchover through the CLI, with the banner prober measuring the client-visible gap. */
 async function switchover(c: LabCluster, label: string, to: string, before?: () => Promise<void>): Promise<SwitchoverResult> {
-  const from = (await c.leader())?.node ?? '?';
-  const rec: SwitchoverResult = { label, from, to, ok: false, cliExit: null, cliLine: '', handoverMs: null, gapMs: null };
-  const prober = await Prober.start(c.lab, `api-switchover-${label.replace(/\W+/g, '-')}`, { maxSeconds: 90 });
+  const from = (await c.leader())?.node ?? "?";
+  const rec: SwitchoverResult = { label, from, to, ok: false, cliExit: null, cliLine: "", handoverMs: null, gapMs: null };
+  const prober = await Prober.start(c.lab, `api-switchover-${label.replace(/\W+/g, "-")}`, { maxSeconds: 90 });
   try {
-    if (!(await prober.waitSteady(now(), 5000))) throw new Error('prober saw no steady banner before the switchover');
+    if (!(await prober.waitSteady(now(), 5000))) throw new Error("prober saw no steady banner before the switchover");
     if (before) await before();
     const t0 = now();
-    const r = await c.cli(['switchover', '--to', to, '--reason', `bench/api ${label}`], { timeoutMs: 45_000 });
+    const r = await c.cli(["switchover", "--to", to, "--reason", `bench/api ${label}`], { timeoutMs: 45_000 });
     rec.cliExit = r.code;
-    rec.cliLine = (r.stdout + r.stderr).trim().split('\n').pop() ?? '';
+    rec.cliLine = (r.stdout + r.stderr).trim().split("\n").pop() ?? "";
     const m = /handover took (\d+) ms/.exec(r.stdout);
     rec.handoverMs = m ? Number(m[1]) : null;
     if (r.code !== 0) throw new Error(`CLI exit ${r.code}: ${rec.cliLine}`);
     const tDone = now();
     const first = await prober.waitSuccess(t0, 10_000);
-    if (!first || !(await prober.waitSteady(now(), 5000))) throw new Error('no steady banner after the switchover');
+    if (!first || !(await prober.waitSteady(now(), 5000))) throw new Error("no steady banner after the switchover");
     // The longest gap between the command and the CLI's "done" (it follows the switchover to its end).
     const gap = gapAround(prober.attempts(), t0, tDone);
     rec.gapMs = gap ? Math.round(gap.gapMs) : null;
     rec.ok = (await c.leader())?.node === to;
-    if (!rec.ok) rec.error = `leader is ${(await c.leader())?.node ?? 'none'}, expected ${to}`;
+    if (!rec.ok) rec.error = `leader is ${(await c.leader())?.node ?? "none"}, expected ${to}`;
   } catch (e) {
     rec.error = (e as Error).message;
   } finally {
@@ -331,7 +347,7 @@ async function switchover(c: LabCluster, label: string, to: string, before?: () 
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
-  if (process.getuid?.() !== 0) throw new Error('the API benchmark needs root (network namespaces)');
+  if (process.getuid?.() !== 0) throw new Error("the API benchmark needs root (network namespaces)");
   if (!existsSync(WRK)) throw new Error(`${WRK} is missing: apt-get install wrk (scripts/install-deps.sh)`);
   if (opts.waitLoad !== undefined) {
     const w0 = Date.now();
@@ -344,7 +360,7 @@ async function main(): Promise<void> {
     `API benchmark: ${opts.runs} round(s) per endpoint, wrk -t${opts.threads} -c${opts.connections} -d${opts.durationS}s; ` +
       `baseline ${opts.seq} sequential requests (wrk -t1 -c1); load average ${loadStart}`,
   );
-  const wrkVersion = spawnSync(WRK, ['-v'], { encoding: 'utf8', timeout: 5000 }).stdout.split('\n')[0]?.trim() ?? 'wrk';
+  const wrkVersion = spawnSync(WRK, ["-v"], { encoding: "utf8", timeout: 5000 }).stdout.split("\n")[0]?.trim() ?? "wrk";
 
   const rounds: RoundResult[] = [];
   const switchovers: SwitchoverResult[] = [];
@@ -359,15 +375,18 @@ async function main(): Promise<void> {
     c = await LabCluster.create();
     const lab = c.lab;
     const ready = await allReady(c, 30_000);
-    if (!ready) throw new Error('cluster not ready (3 healthy members, VIP on the leader) within 30 s');
+    if (!ready) throw new Error("cluster not ready (3 healthy members, VIP on the leader) within 30 s");
     const primary = ready.leader;
-    const standby = lab.nodes.map((n) => n.name).filter((n) => n !== primary).sort()[0]!;
+    const standby = lab.nodes
+      .map((n) => n.name)
+      .filter((n) => n !== primary)
+      .sort()[0]!;
     log(`cluster up: ${lab.prefix}, primary ${primary}, standby under test ${standby}; API port ${API_PORT}`);
     endpoints = [
-      { id: 'primary GET /primary', node: primary, role: 'primary', path: '/primary', expect: 200 },
-      { id: 'primary GET /metrics', node: primary, role: 'primary', path: '/metrics', expect: 200 },
-      { id: 'standby GET /primary', node: standby, role: 'standby', path: '/primary', expect: 503 },
-      { id: 'standby GET /metrics', node: standby, role: 'standby', path: '/metrics', expect: 200 },
+      { id: "primary GET /primary", node: primary, role: "primary", path: "/primary", expect: 200 },
+      { id: "primary GET /metrics", node: primary, role: "primary", path: "/metrics", expect: 200 },
+      { id: "standby GET /primary", node: standby, role: "standby", path: "/primary", expect: 503 },
+      { id: "standby GET /metrics", node: standby, role: "standby", path: "/metrics", expect: 200 },
     ];
     await sleep(3000); // JIT, first reconciles, probes settled
 
@@ -376,7 +395,7 @@ async function main(): Promise<void> {
     termStable.before = termBefore;
     const loadT0 = Date.now();
     {
-      const s = await Sampler.start(c, primary, 'idle', 30);
+      const s = await Sampler.start(c, primary, "idle", 30);
       await sleep(Math.min(10, opts.durationS) * 1000);
       idleLease = leaseWindow(await s.stop());
       log(`idle lease window: min remaining ${idleLease.minRemainingMs} ms, median ${idleLease.medianRemainingMs} ms over ${idleLease.samples} samples`);
@@ -417,10 +436,10 @@ async function main(): Promise<void> {
         const b = rr.baseline;
         const l = rr.load;
         log(
-          `  run ${run} ${e.id}: idle p50 ${b?.latMs.p50.toFixed(2) ?? '?'} / p99 ${b?.latMs.p99.toFixed(2) ?? '?'} ms;` +
-            ` load ${l ? l.rps.toFixed(0) : '?'} req/s, p50 ${l?.latMs.p50.toFixed(2) ?? '?'} / p99 ${l?.latMs.p99.toFixed(2) ?? '?'} / max ${l?.latMs.max.toFixed(1) ?? '?'} ms,` +
-            ` non-2xx ${l?.non2xx ?? '?'}, socket errors ${l?.socketErrors ?? '?'}; agent CPU ${rr.agentCpuPct ?? '?'} %;` +
-            ` primary lease min ${rr.lease?.minRemainingMs ?? '?'} ms${rr.error ? ` ERROR ${rr.error}` : ''}`,
+          `  run ${run} ${e.id}: idle p50 ${b?.latMs.p50.toFixed(2) ?? "?"} / p99 ${b?.latMs.p99.toFixed(2) ?? "?"} ms;` +
+            ` load ${l ? l.rps.toFixed(0) : "?"} req/s, p50 ${l?.latMs.p50.toFixed(2) ?? "?"} / p99 ${l?.latMs.p99.toFixed(2) ?? "?"} / max ${l?.latMs.max.toFixed(1) ?? "?"} ms,` +
+            ` non-2xx ${l?.non2xx ?? "?"}, socket errors ${l?.socketErrors ?? "?"}; agent CPU ${rr.agentCpuPct ?? "?"} %;` +
+            ` primary lease min ${rr.lease?.minRemainingMs ?? "?"} ms${rr.error ? ` ERROR ${rr.error}` : ""}`,
         );
         await sleep(1000);
       }
@@ -432,19 +451,19 @@ async function main(): Promise<void> {
 
     if (opts.switchover) {
       // One planned switchover idle, then one while the new primary's /metrics is hammered.
-      if (!(await allReady(c, 20_000))) throw new Error('cluster not ready before the switchovers');
-      const s1 = await switchover(c, 'idle', standby);
+      if (!(await allReady(c, 20_000))) throw new Error("cluster not ready before the switchovers");
+      const s1 = await switchover(c, "idle", standby);
       switchovers.push(s1);
-      log(`switchover idle ${s1.from} -> ${s1.to}: gap ${s1.gapMs ?? '?'} ms, handover ${s1.handoverMs ?? '?'} ms, CLI: ${s1.cliLine}${s1.error ? ` ERROR ${s1.error}` : ''}`);
+      log(`switchover idle ${s1.from} -> ${s1.to}: gap ${s1.gapMs ?? "?"} ms, handover ${s1.handoverMs ?? "?"} ms, CLI: ${s1.cliLine}${s1.error ? ` ERROR ${s1.error}` : ""}`);
       const third = lab.nodes.map((n) => n.name).find((n) => n !== primary && n !== standby)!;
       await sleep(2000);
-      if (!(await allReady(c, 20_000))) throw new Error('cluster not ready after the idle switchover');
+      if (!(await allReady(c, 20_000))) throw new Error("cluster not ready after the idle switchover");
       const loaded = (await c.leader())!.node;
       let load: Promise<WrkResult | null> | undefined;
       let sampler: Sampler | undefined;
       let leaseBefore: LeaseWindow | null = null;
-      const s2 = await switchover(c, 'under /metrics load', third, async () => {
-        sampler = await Sampler.start(c!, loaded, 'switchover-load', opts.durationS + 30);
+      const s2 = await switchover(c, "under /metrics load", third, async () => {
+        sampler = await Sampler.start(c!, loaded, "switchover-load", opts.durationS + 30);
         load = wrk(c!, `${c!.apiUrl(loaded)}/metrics`, { threads: opts.threads, connections: opts.connections, durationS: opts.durationS }).catch(() => null);
         await sleep(Math.min(3000, (opts.durationS * 1000) / 3)); // load established before the request
         leaseBefore = leaseWindow(sampler.samples());
@@ -454,8 +473,8 @@ async function main(): Promise<void> {
       s2.leaseBefore = leaseBefore;
       switchovers.push(s2);
       log(
-        `switchover under load ${s2.from} -> ${s2.to}: gap ${s2.gapMs ?? '?'} ms, handover ${s2.handoverMs ?? '?'} ms, CLI: ${s2.cliLine};` +
-          ` load ${s2.load ? s2.load.rps.toFixed(0) : '?'} req/s p99 ${s2.load?.latMs.p99.toFixed(2) ?? '?'} ms${s2.error ? ` ERROR ${s2.error}` : ''}`,
+        `switchover under load ${s2.from} -> ${s2.to}: gap ${s2.gapMs ?? "?"} ms, handover ${s2.handoverMs ?? "?"} ms, CLI: ${s2.cliLine};` +
+          ` load ${s2.load ? s2.load.rps.toFixed(0) : "?"} req/s p99 ${s2.load?.latMs.p99.toFixed(2) ?? "?"} ms${s2.error ? ` ERROR ${s2.error}` : ""}`,
       );
       loadDuring.push(`after the switchovers: ${la()}`);
     }
@@ -475,9 +494,21 @@ async function main(): Promise<void> {
       file,
       `${JSON.stringify(
         {
-          date: new Date().toISOString(), options: opts, node: process.version, cores: cpus().length, wrk: wrkVersion, wallSeconds: wall,
-          loadavg: { start: loadStart, during: loadDuring }, endpoints, rounds, idleLease, haCounts, termStable, switchovers, error: error ?? null,
-          report: text.split('\n'),
+          date: new Date().toISOString(),
+          options: opts,
+          node: process.version,
+          cores: cpus().length,
+          wrk: wrkVersion,
+          wallSeconds: wall,
+          loadavg: { start: loadStart, during: loadDuring },
+          endpoints,
+          rounds,
+          idleLease,
+          haCounts,
+          termStable,
+          switchovers,
+          error: error ?? null,
+          report: text.split("\n"),
         },
         null,
         2,
@@ -491,7 +522,7 @@ async function main(): Promise<void> {
 // ------------------------------------------------------------------ report
 
 const med = (xs: number[]): number => quantile(xs, 0.5);
-const f2 = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(2));
+const f2 = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(2));
 
 function report(r: {
   opts: Options;
@@ -510,10 +541,24 @@ function report(r: {
   const { opts } = r;
   const out: string[] = [];
   const multi = opts.runs > 1;
-  const rows: string[][] = [[
-    'endpoint', 'status', 'idle p50 ms', 'idle p99 ms', 'load req/s', 'load p50 ms', 'load p99 ms', multi ? 'worst p99' : 'load max ms',
-    'x idle p99', 'non-2xx', 'sock err', 'agent CPU %', 'target', 'ok',
-  ]];
+  const rows: string[][] = [
+    [
+      "endpoint",
+      "status",
+      "idle p50 ms",
+      "idle p99 ms",
+      "load req/s",
+      "load p50 ms",
+      "load p99 ms",
+      multi ? "worst p99" : "load max ms",
+      "x idle p99",
+      "non-2xx",
+      "sock err",
+      "agent CPU %",
+      "target",
+      "ok",
+    ],
+  ];
   for (const e of r.endpoints) {
     const rs = r.rounds.filter((x) => x.endpoint === e.id);
     const b = rs.map((x) => x.baseline).filter((x): x is WrkResult => x !== null);
@@ -522,70 +567,103 @@ function report(r: {
     const bp99 = b.length ? med(b.map((x) => x.latMs.p99)) : NaN;
     const lp99 = l.length ? med(l.map((x) => x.latMs.p99)) : NaN;
     const worst = l.length ? Math.max(...l.map((x) => (multi ? x.latMs.p99 : x.latMs.max))) : NaN;
-    const isPrimaryCheck = e.path === '/primary';
+    const isPrimaryCheck = e.path === "/primary";
     const expectedStatus = e.expect === 200 ? l.every((x) => x.non2xx === 0) : l.every((x) => x.non2xx === x.requests);
     const pass = l.length === rs.length && l.length > 0 && expectedStatus && l.every((x) => x.socketErrors === 0) && (!isPrimaryCheck || l.every((x) => x.latMs.p99 < P99_TARGET_MS));
     rows.push([
-      e.id, String(e.expect), f2(b.length ? med(b.map((x) => x.latMs.p50)) : NaN), f2(bp99),
-      l.length ? med(l.map((x) => x.rps)).toFixed(0) : '-', f2(l.length ? med(l.map((x) => x.latMs.p50)) : NaN), f2(lp99), f2(worst),
-      Number.isFinite(lp99 / bp99) ? `${(lp99 / bp99).toFixed(1)}x` : '-',
-      l.length ? String(l.reduce((a, x) => a + x.non2xx, 0)) : '-', l.length ? String(l.reduce((a, x) => a + x.socketErrors, 0)) : '-',
-      cpu.length ? med(cpu).toFixed(0) : '-',
-      isPrimaryCheck ? `p99 < ${P99_TARGET_MS}, ${e.expect}` : `all ${e.expect}`, pass ? 'yes' : 'NO',
+      e.id,
+      String(e.expect),
+      f2(b.length ? med(b.map((x) => x.latMs.p50)) : NaN),
+      f2(bp99),
+      l.length ? med(l.map((x) => x.rps)).toFixed(0) : "-",
+      f2(l.length ? med(l.map((x) => x.latMs.p50)) : NaN),
+      f2(lp99),
+      f2(worst),
+      Number.isFinite(lp99 / bp99) ? `${(lp99 / bp99).toFixed(1)}x` : "-",
+      l.length ? String(l.reduce((a, x) => a + x.non2xx, 0)) : "-",
+      l.length ? String(l.reduce((a, x) => a + x.socketErrors, 0)) : "-",
+      cpu.length ? med(cpu).toFixed(0) : "-",
+      isPrimaryCheck ? `p99 < ${P99_TARGET_MS}, ${e.expect}` : `all ${e.expect}`,
+      pass ? "yes" : "NO",
     ]);
   }
   out.push(table(rows));
   out.push(
-    `(${opts.runs} round(s) per endpoint${multi ? '; figures are medians over the rounds, "worst p99" the largest round p99' : ''};` +
+    `(${opts.runs} round(s) per endpoint${multi ? '; figures are medians over the rounds, "worst p99" the largest round p99' : ""};` +
       ` idle = ${opts.seq} requests one at a time on one keep-alive connection, wrk -t1 -c1; load = wrk -t${opts.threads} -c${opts.connections} -d${opts.durationS}s, keep-alive;` +
       ` latency = request written -> response read, by wrk; a standby's /primary answers 503 by design: "non-2xx" counts those)`,
   );
 
-  const ha: string[][] = [['HA loop (primary lease)', 'samples', 'failed', 'lease min ms', 'lease median ms', 'scrape med ms', 'scrape max ms', 'terms']];
+  const ha: string[][] = [["HA loop (primary lease)", "samples", "failed", "lease min ms", "lease median ms", "scrape med ms", "scrape max ms", "terms"]];
   const fmtLease = (name: string, w: LeaseWindow | null | undefined) => {
     if (!w) return;
-    ha.push([name, String(w.samples), String(w.failed), String(w.minRemainingMs ?? '-'), String(w.medianRemainingMs ?? '-'), String(w.scrapeMedianMs ?? '-'), String(w.scrapeMaxMs ?? '-'), w.terms.join(',') || '-']);
+    ha.push([
+      name,
+      String(w.samples),
+      String(w.failed),
+      String(w.minRemainingMs ?? "-"),
+      String(w.medianRemainingMs ?? "-"),
+      String(w.scrapeMedianMs ?? "-"),
+      String(w.scrapeMaxMs ?? "-"),
+      w.terms.join(",") || "-",
+    ]);
   };
-  fmtLease('idle (no load)', r.idleLease);
+  fmtLease("idle (no load)", r.idleLease);
   for (const e of r.endpoints) {
-    const ws = r.rounds.filter((x) => x.endpoint === e.id).map((x) => x.lease).filter((x): x is LeaseWindow => x !== null);
+    const ws = r.rounds
+      .filter((x) => x.endpoint === e.id)
+      .map((x) => x.lease)
+      .filter((x): x is LeaseWindow => x !== null);
     if (!ws.length) continue;
     const mins = ws.map((w) => w.minRemainingMs).filter((x): x is number => x !== null);
     const medians = ws.map((w) => w.medianRemainingMs).filter((x): x is number => x !== null);
     const lat = ws.map((w) => w.scrapeMedianMs).filter((x): x is number => x !== null);
     const latMax = ws.map((w) => w.scrapeMaxMs).filter((x): x is number => x !== null);
     ha.push([
-      `under load: ${e.id}`, String(ws.reduce((a, w) => a + w.samples, 0)), String(ws.reduce((a, w) => a + w.failed, 0)),
-      mins.length ? String(Math.min(...mins)) : '-', medians.length ? String(Math.round(med(medians))) : '-',
-      lat.length ? String(round1(med(lat))) : '-', latMax.length ? String(Math.max(...latMax)) : '-',
-      [...new Set(ws.flatMap((w) => w.terms))].join(',') || '-',
+      `under load: ${e.id}`,
+      String(ws.reduce((a, w) => a + w.samples, 0)),
+      String(ws.reduce((a, w) => a + w.failed, 0)),
+      mins.length ? String(Math.min(...mins)) : "-",
+      medians.length ? String(Math.round(med(medians))) : "-",
+      lat.length ? String(round1(med(lat))) : "-",
+      latMax.length ? String(Math.max(...latMax)) : "-",
+      [...new Set(ws.flatMap((w) => w.terms))].join(",") || "-",
     ]);
   }
   const sw = r.switchovers.find((s) => s.leaseBefore);
-  if (sw) fmtLease('under load: primary GET /metrics, before switchover', sw.leaseBefore);
-  out.push('', table(ha));
+  if (sw) fmtLease("under load: primary GET /metrics, before switchover", sw.leaseBefore);
+  out.push("", table(ha));
   const h = r.haCounts;
   out.push(
-    `agent logs, all 3 agents, over the load phases: lease renewal failed ${h?.renewalFailed ?? '?'}, lease deadline passed ${h?.deadlinePassed ?? '?'}, fencing ${h?.fencing ?? '?'},` +
-      ` stepping down ${h?.steppingDown ?? '?'}, HA cycle failed ${h?.cycleFailed ?? '?'}; leader term ${r.termStable.before ?? '?'} -> ${r.termStable.after ?? '?'}` +
-      ` (${r.termStable.before !== null && r.termStable.before === r.termStable.after ? 'unchanged' : 'CHANGED'}).` +
+    `agent logs, all 3 agents, over the load phases: lease renewal failed ${h?.renewalFailed ?? "?"}, lease deadline passed ${h?.deadlinePassed ?? "?"}, fencing ${h?.fencing ?? "?"},` +
+      ` stepping down ${h?.steppingDown ?? "?"}, HA cycle failed ${h?.cycleFailed ?? "?"}; leader term ${r.termStable.before ?? "?"} -> ${r.termStable.after ?? "?"}` +
+      ` (${r.termStable.before !== null && r.termStable.before === r.termStable.after ? "unchanged" : "CHANGED"}).` +
       ` Lease: ttl 2s, fence_margin 500ms, renew every 500 ms: remaining time is ~1.5 s right after a renewal and ~1.0 s just before the next; 0 = fence.`,
   );
 
   if (r.switchovers.length) {
-    const s: string[][] = [['planned switchover (CLI)', 'from', 'to', 'client gap ms', 'handover_ms', 'load req/s', 'load p99 ms', 'ok']];
+    const s: string[][] = [["planned switchover (CLI)", "from", "to", "client gap ms", "handover_ms", "load req/s", "load p99 ms", "ok"]];
     for (const x of r.switchovers) {
-      s.push([x.label, x.from, x.to, String(x.gapMs ?? '-'), String(x.handoverMs ?? '-'), x.load ? x.load.rps.toFixed(0) : '-', x.load ? f2(x.load.latMs.p99) : '-', x.ok ? 'yes' : `NO${x.error ? ` (${x.error})` : ''}`]);
+      s.push([
+        x.label,
+        x.from,
+        x.to,
+        String(x.gapMs ?? "-"),
+        String(x.handoverMs ?? "-"),
+        x.load ? x.load.rps.toFixed(0) : "-",
+        x.load ? f2(x.load.latMs.p99) : "-",
+        x.ok ? "yes" : `NO${x.error ? ` (${x.error})` : ""}`,
+      ]);
     }
-    out.push('', table(s));
+    out.push("", table(s));
   }
   out.push(
-    '',
+    "",
     `${r.wrkVersion}; host ${cpus().length} cores (wrk's ${opts.threads} threads, the agent, etcd and sshd share them); load average at start ${r.loadStart}` +
-      `${r.loadDuring.length ? `; then ${r.loadDuring.join(' | ')}` : ''}; wall time ${r.wall.toFixed(0)} s` +
-      `${r.error ? `; ERROR ${r.error}` : ''}`,
+      `${r.loadDuring.length ? `; then ${r.loadDuring.join(" | ")}` : ""}; wall time ${r.wall.toFixed(0)} s` +
+      `${r.error ? `; ERROR ${r.error}` : ""}`,
   );
-  return out.join('\n');
+  return out.join("\n");
 }
 
 main().catch((e: unknown) => {

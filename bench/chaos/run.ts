@@ -14,46 +14,48 @@
  * Writes bench/chaos/results-latest.json (or --json FILE). Needs root, the lab
  * packages and `npm run build`.
  */
-import { forEachArg } from '../failover/lib.js';
-import { cpus } from 'node:os';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { runChaos, type ChaosResult } from '../../test/chaos/run.js';
-import { FAULT_KINDS, type FaultKind } from '../../test/chaos/faults.js';
+import { forEachArg } from "../failover/lib.js";
+import { cpus } from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { runChaos, type ChaosResult } from "../../test/chaos/run.js";
+import { FAULT_KINDS, type FaultKind } from "../../test/chaos/faults.js";
 
 interface Options {
   faults: number;
   seed: number;
-  only: 'both' | 'understudy' | 'keepalived';
+  only: "both" | "understudy" | "keepalived";
   kinds?: FaultKind[];
   json: string;
   recording?: string;
   holdScale: number;
-  editTarget: 'api' | 'leader-key';
+  editTarget: "api" | "leader-key";
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { faults: 200, seed: 1, only: 'both', json: join(import.meta.dirname, 'results-latest.json'), holdScale: 1, editTarget: 'api' };
+  const o: Options = { faults: 200, seed: 1, only: "both", json: join(import.meta.dirname, "results-latest.json"), holdScale: 1, editTarget: "api" };
   forEachArg(argv, (a, next) => {
-    if (a === '--faults') o.faults = Number(next());
-    else if (a === '--seed') o.seed = Number(next());
-    else if (a === '--keepalived') o.only = 'keepalived';
-    else if (a === '--only') o.only = next() as Options['only'];
-    else if (a === '--kinds') o.kinds = next().split(',') as FaultKind[];
-    else if (a === '--json') o.json = next();
-    else if (a === '--recording') o.recording = next();
-    else if (a === '--hold-scale') o.holdScale = Number(next());
-    else if (a === '--edit-target') o.editTarget = next() as Options['editTarget'];
-    else if (a === '--help' || a === '-h') {
-      console.log('usage: bench/chaos/run.ts [--faults N] [--seed S] [--keepalived | --only understudy|keepalived|both] [--kinds k1,k2] [--hold-scale X] [--edit-target api|leader-key] [--json FILE] [--recording PREFIX]');
+    if (a === "--faults") o.faults = Number(next());
+    else if (a === "--seed") o.seed = Number(next());
+    else if (a === "--keepalived") o.only = "keepalived";
+    else if (a === "--only") o.only = next() as Options["only"];
+    else if (a === "--kinds") o.kinds = next().split(",") as FaultKind[];
+    else if (a === "--json") o.json = next();
+    else if (a === "--recording") o.recording = next();
+    else if (a === "--hold-scale") o.holdScale = Number(next());
+    else if (a === "--edit-target") o.editTarget = next() as Options["editTarget"];
+    else if (a === "--help" || a === "-h") {
+      console.log(
+        "usage: bench/chaos/run.ts [--faults N] [--seed S] [--keepalived | --only understudy|keepalived|both] [--kinds k1,k2] [--hold-scale X] [--edit-target api|leader-key] [--json FILE] [--recording PREFIX]",
+      );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   });
-  if (!Number.isInteger(o.faults) || o.faults < 1 || o.faults > 5000) throw new Error('--faults takes 1..5000');
-  if (!Number.isInteger(o.seed)) throw new Error('--seed takes an integer');
-  for (const k of o.kinds ?? []) if (!FAULT_KINDS.includes(k)) throw new Error(`unknown fault kind ${k}; known: ${FAULT_KINDS.join(', ')}`);
-  if (!['api', 'leader-key'].includes(o.editTarget)) throw new Error('--edit-target takes api or leader-key');
-  if (!['both', 'understudy', 'keepalived'].includes(o.only)) throw new Error('--only takes understudy, keepalived or both');
+  if (!Number.isInteger(o.faults) || o.faults < 1 || o.faults > 5000) throw new Error("--faults takes 1..5000");
+  if (!Number.isInteger(o.seed)) throw new Error("--seed takes an integer");
+  for (const k of o.kinds ?? []) if (!FAULT_KINDS.includes(k)) throw new Error(`unknown fault kind ${k}; known: ${FAULT_KINDS.join(", ")}`);
+  if (!["api", "leader-key"].includes(o.editTarget)) throw new Error("--edit-target takes api or leader-key");
+  if (!["both", "understudy", "keepalived"].includes(o.only)) throw new Error("--only takes understudy, keepalived or both");
   return o;
 }
 
@@ -75,7 +77,7 @@ function summary(r: ChaosResult) {
     violations: r.report.violations.slice(0, 200),
     faults: r.report.faults,
     notInjected: r.notInjected,
-    report: r.text.split('\n'),
+    report: r.text.split("\n"),
   };
 }
 
@@ -85,9 +87,9 @@ async function main(): Promise<void> {
   const log = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(5)} s] ${s}`);
   // With --only, the other controller's figures are kept from the previous file.
   const results: Record<string, unknown> = {};
-  if (o.only !== 'both' && existsSync(o.json)) {
+  if (o.only !== "both" && existsSync(o.json)) {
     try {
-      const prev = JSON.parse(readFileSync(o.json, 'utf8')) as { results?: Record<string, unknown>; seed?: number; faults?: number };
+      const prev = JSON.parse(readFileSync(o.json, "utf8")) as { results?: Record<string, unknown>; seed?: number; faults?: number };
       for (const [k, v] of Object.entries(prev.results ?? {})) if (k !== o.only) results[k] = { ...(v as object), keptFromRun: { seed: prev.seed, faults: prev.faults } };
     } catch {
       /* unreadable: start afresh */
@@ -96,10 +98,10 @@ async function main(): Promise<void> {
   const write = () =>
     writeFileSync(
       o.json,
-      `${JSON.stringify({ date: new Date().toISOString(), seed: o.seed, faults: o.faults, kinds: o.kinds ?? 'all', editTarget: o.editTarget, node: process.version, cores: cpus().length, results }, null, 2)}\n`,
+      `${JSON.stringify({ date: new Date().toISOString(), seed: o.seed, faults: o.faults, kinds: o.kinds ?? "all", editTarget: o.editTarget, node: process.version, cores: cpus().length, results }, null, 2)}\n`,
     );
-  for (const controller of ['understudy', 'keepalived'] as const) {
-    if (o.only !== 'both' && o.only !== controller) continue;
+  for (const controller of ["understudy", "keepalived"] as const) {
+    if (o.only !== "both" && o.only !== controller) continue;
     log(`=== ${controller}: ${o.faults} faults, seed ${o.seed}`);
     const r = await runChaos({
       seed: o.seed,
@@ -114,9 +116,9 @@ async function main(): Promise<void> {
     results[controller] = summary(r);
     write();
     console.log(`\n${r.text}\n`);
-    console.log('Not injected:');
+    console.log("Not injected:");
     for (const [k, why] of Object.entries(r.notInjected)) console.log(`  ${k}: ${why}`);
-    console.log('');
+    console.log("");
   }
   log(`wrote ${o.json}`);
 }

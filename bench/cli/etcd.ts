@@ -67,20 +67,38 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<LoopbackEt
   }
   const [client, peer] = [await freePort(), await freePort()];
   const endpoint = `${creds ? "https" : "http"}://127.0.0.1:${client}`;
-  let child: ChildProcess | undefined = spawn(bin, [
-    "--name", "bench", "--data-dir", join(dir, "data"),
-    "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-    "--listen-peer-urls", `http://127.0.0.1:${peer}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
-    "--initial-cluster", `bench=http://127.0.0.1:${peer}`, "--log-level", "error",
-    ...(creds ? etcdServerTlsArgs(creds) : []),
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  let child: ChildProcess | undefined = spawn(
+    bin,
+    [
+      "--name",
+      "bench",
+      "--data-dir",
+      join(dir, "data"),
+      "--listen-client-urls",
+      endpoint,
+      "--advertise-client-urls",
+      endpoint,
+      "--listen-peer-urls",
+      `http://127.0.0.1:${peer}`,
+      "--initial-advertise-peer-urls",
+      `http://127.0.0.1:${peer}`,
+      "--initial-cluster",
+      `bench=http://127.0.0.1:${peer}`,
+      "--log-level",
+      "error",
+      ...(creds ? etcdServerTlsArgs(creds) : []),
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise<void>((r) => child!.once("exit", () => r()));
   let authOn = false;
   const etcdctl = (args: readonly string[], o: { input?: string; timeoutMs?: number } = {}) =>
     run(["etcdctl", `--endpoints=${endpoint}`, ...(creds ? etcdctlTlsArgs(creds) : []), ...(creds && authOn ? [`--user=root:${creds.rootPassword}`] : []), ...args], {
-      timeoutMs: o.timeoutMs ?? 15_000, env: { ETCDCTL_API: "3" }, ...(o.input !== undefined ? { input: o.input } : {}),
+      timeoutMs: o.timeoutMs ?? 15_000,
+      env: { ETCDCTL_API: "3" },
+      ...(o.input !== undefined ? { input: o.input } : {}),
     });
   const stop = async () => {
     if (child) {
@@ -93,9 +111,13 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<LoopbackEt
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  const healthy = async () => creds
-    ? (await etcdctl(["endpoint", "health", "--dial-timeout=1s", "--command-timeout=1s"], { timeoutMs: 3000 })).code === 0
-    : fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
+  const healthy = async () =>
+    creds
+      ? (await etcdctl(["endpoint", "health", "--dial-timeout=1s", "--command-timeout=1s"], { timeoutMs: 3000 })).code === 0
+      : fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) }).then(
+          (r) => r.ok,
+          () => false,
+        );
   const deadline = performance.now() + startTimeoutMs;
   let up = false;
   while (performance.now() < deadline) {
@@ -128,14 +150,15 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<LoopbackEt
     await stop();
     throw e;
   }
-  const securitySettings = creds
-    ? { tls: { ca: creds.ca, cert: creds.cert, key: creds.key }, auth: { user: creds.user, password_file: creds.passwordFile } }
-    : undefined;
-  const securityYaml = creds
-    ? `, tls: { ca: ${creds.ca}, cert: ${creds.cert}, key: ${creds.key} }, auth: { user: ${creds.user}, password_file: ${creds.passwordFile} }`
-    : "";
+  const securitySettings = creds ? { tls: { ca: creds.ca, cert: creds.cert, key: creds.key }, auth: { user: creds.user, password_file: creds.passwordFile } } : undefined;
+  const securityYaml = creds ? `, tls: { ca: ${creds.ca}, cert: ${creds.cert}, key: ${creds.key} }, auth: { user: ${creds.user}, password_file: ${creds.passwordFile} }` : "";
   return {
-    endpoint, credentials: creds, securitySettings, securityYaml, etcdctl, stop,
+    endpoint,
+    credentials: creds,
+    securitySettings,
+    securityYaml,
+    etcdctl,
+    stop,
     signal: (sig) => void child?.kill(sig),
   };
 }

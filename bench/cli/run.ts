@@ -57,9 +57,19 @@ function timed(cmd: string, argv: readonly string[]): Promise<{ ms: number; cpuM
 
 function member(name: string, role: "primary" | "standby"): MemberRecord {
   return {
-    node: name, role, healthy: true, priority: 100, nofailover: false, generation: 3, address: "127.0.0.1", version: "bench",
-    decision: role === "primary" ? `no action: I am ${name}` : "no action: n1 holds the lease", probes: {}, vipHeld: role === "primary",
-    daemonRunning: role === "primary", updatedAt: new Date().toISOString(),
+    node: name,
+    role,
+    healthy: true,
+    priority: 100,
+    nofailover: false,
+    generation: 3,
+    address: "127.0.0.1",
+    version: "bench",
+    decision: role === "primary" ? `no action: I am ${name}` : "no action: n1 holds the lease",
+    probes: {},
+    vipHeld: role === "primary",
+    daemonRunning: role === "primary",
+    updatedAt: new Date().toISOString(),
   };
 }
 
@@ -72,17 +82,37 @@ try {
   await coordinator.campaign("n1", lease.id, new Date().toISOString());
   for (const m of [member("n1", "primary"), member("n2", "standby"), member("n3", "standby")]) await coordinator.putMember(m, lease.id);
   const view: NodeView = {
-    node: "n1", acting: "primary", term: 1, leaseRemainingMs: 5000, etcdReachable: true, decision: "", sinceLastCycleMs: 0,
-    vipHeld: true, daemonRunning: true, probes: [], healthy: true, notReady: null,
+    node: "n1",
+    acting: "primary",
+    term: 1,
+    leaseRemainingMs: 5000,
+    etcdReachable: true,
+    decision: "",
+    sinceLastCycleMs: 0,
+    vipHeld: true,
+    daemonRunning: true,
+    probes: [],
+    healthy: true,
+    notReady: null,
   };
   app = buildApi({
-    view: () => view, coordinator, metrics: new AgentMetrics(() => view, { cluster: "bench", node: "n1" }), clock, log: silentLogger(),
-    token: null, authReads: false, livenessMaxMs: 5000, failbackPreferred: null,
+    view: () => view,
+    coordinator,
+    metrics: new AgentMetrics(() => view, { cluster: "bench", node: "n1" }),
+    clock,
+    log: silentLogger(),
+    token: null,
+    authReads: false,
+    livenessMaxMs: 5000,
+    failbackPreferred: null,
   });
   const apiUrl = await app.listen({ host: "127.0.0.1", port: 0 });
   // A node's config as operators pass it: status then also loads the config (yaml + zod).
   const configFile = join(scratch, "understudy.yaml");
-  writeFileSync(configFile, `cluster: bench\nnode: { name: n1, address: 127.0.0.1 }\netcd: { endpoints: ["${etcd.endpoint}"] }\ndaemon: { backend: systemd, unit: ssh.service }\napi: { listen: "${new URL(apiUrl).host}" }\n`);
+  writeFileSync(
+    configFile,
+    `cluster: bench\nnode: { name: n1, address: 127.0.0.1 }\netcd: { endpoints: ["${etcd.endpoint}"] }\ndaemon: { backend: systemd, unit: ssh.service }\napi: { listen: "${new URL(apiUrl).host}" }\n`,
+  );
 
   const cases: { name: string; argv: string[]; code: number }[] = [
     { name: "node -e 0", argv: ["-e", "0"], code: 0 },
@@ -111,7 +141,11 @@ try {
   const cpuFloor = GNU_TIME ? median(cpu.get("node -e 0")!) : 0;
   const s3 = (ms: number) => (ms / 1000).toFixed(3);
   const version = spawnSync(node, ["--version"], { encoding: "utf8" }).stdout.trim();
-  console.log(`CLI start-up, node ${version}, ${runs} runs each, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  console.log(
+    `CLI start-up, node ${version}, ${runs} runs each, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
   console.log(`| command | wall median s | min s | max s | over \`node -e 0\` |${GNU_TIME ? " CPU median s | CPU over `node -e 0` |" : ""}`);
   console.log(`|---|---|---|---|---|${GNU_TIME ? "---|---|" : ""}`);
   for (const c of cases) {

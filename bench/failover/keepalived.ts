@@ -5,12 +5,12 @@
  * sshd listens on :22 in that namespace, and sshd running on every node
  * (keepalived-style warm standby).
  */
-import type { ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Lab, LabNode } from '../../test/lab/harness/index.js';
+import type { ChildProcess } from "node:child_process";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Lab, LabNode } from "../../test/lab/harness/index.js";
 
-export const KEEPALIVED = '/usr/sbin/keepalived';
+export const KEEPALIVED = "/usr/sbin/keepalived";
 export const KEEPALIVED_PRIORITIES = [150, 100, 50];
 
 export interface KeepalivedOptions {
@@ -20,10 +20,10 @@ export interface KeepalivedOptions {
 }
 
 function checkScript(lab: Lab): string {
-  const file = join(lab.dir, 'keepalived', 'check_sshd.sh');
-  mkdirSync(join(lab.dir, 'keepalived'), { recursive: true });
+  const file = join(lab.dir, "keepalived", "check_sshd.sh");
+  mkdirSync(join(lab.dir, "keepalived"), { recursive: true });
   // `pgrep -x sshd` would see every namespace's sshd: ask the namespace's own socket table instead.
-  writeFileSync(file, '#!/bin/sh\n# passes while something listens on TCP :22 in this network namespace\n[ -n "$(/usr/bin/ss -Hltn \'sport = :22\')" ]\n');
+  writeFileSync(file, "#!/bin/sh\n# passes while something listens on TCP :22 in this network namespace\n[ -n \"$(/usr/bin/ss -Hltn 'sport = :22')\" ]\n");
   chmodSync(file, 0o755);
   return file;
 }
@@ -56,7 +56,7 @@ vrrp_instance VI_BENCH {
   advert_int ${opts.advertInt ?? 1}
   unicast_src_ip ${n.address}
   unicast_peer {
-${peers.join('\n')}
+${peers.join("\n")}
   }
   virtual_ipaddress {
     ${lab.vip} dev ${n.iface}
@@ -70,17 +70,25 @@ ${peers.join('\n')}
 
 /** Write the node's keepalived.conf and start keepalived in the foreground in its namespace (tracked by lab.spawn). */
 export function startKeepalived(lab: Lab, n: LabNode, opts: KeepalivedOptions = {}): ChildProcess {
-  const dir = join(n.dir, 'keepalived');
+  const dir = join(n.dir, "keepalived");
   mkdirSync(dir, { recursive: true });
-  const conf = join(dir, 'keepalived.conf');
+  const conf = join(dir, "keepalived.conf");
   writeFileSync(conf, renderKeepalivedConf(lab, n, opts));
   const argv = [
     KEEPALIVED,
-    '--dont-fork', '--log-console', '--log-detail', '--no-syslog', '--vrrp',
-    '--use-file', conf,
-    '--pid', join(dir, 'keepalived.pid'),
-    '--vrrp_pid', join(dir, 'vrrp.pid'),
-    '--checkers_pid', join(dir, 'checkers.pid'),
+    "--dont-fork",
+    "--log-console",
+    "--log-detail",
+    "--no-syslog",
+    "--vrrp",
+    "--use-file",
+    conf,
+    "--pid",
+    join(dir, "keepalived.pid"),
+    "--vrrp_pid",
+    join(dir, "vrrp.pid"),
+    "--checkers_pid",
+    join(dir, "checkers.pid"),
   ];
   return lab.spawn(n, argv, { logFile: join(lab.logDir, `${n.name}-keepalived.log`) });
 }

@@ -3,14 +3,14 @@
  * watch on the leader key (timestamps of lease expiry / new leader), /proc
  * sampling, agent-log parsing and statistics. Everything is bounded in time.
  */
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type Lab, type LabCluster, pollUntil, sleep } from '../../test/lab/harness/index.js';
-import { killGroup } from '../../test/lab/harness/exec.js';
+import type { ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Lab, type LabCluster, pollUntil, sleep } from "../../test/lab/harness/index.js";
+import { killGroup } from "../../test/lab/harness/exec.js";
 
-export const PROBER_SCRIPT = fileURLToPath(new URL('./prober.mjs', import.meta.url));
+export const PROBER_SCRIPT = fileURLToPath(new URL("./prober.mjs", import.meta.url));
 
 /** Epoch ms with sub-ms resolution, same scale as the prober's and Date.now(). */
 export const now = (): number => performance.timeOrigin + performance.now();
@@ -26,13 +26,13 @@ export interface Attempt {
 
 export function parseAttempts(text: string): Attempt[] {
   const out: Attempt[] = [];
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const [kind, s, e, reason] = line.split(' ');
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const [kind, s, e, reason] = line.split(" ");
     const start = Number(s);
     const end = Number(e);
-    if ((kind !== 'S' && kind !== 'F') || !Number.isFinite(start) || !Number.isFinite(end)) continue;
-    out.push(kind === 'S' ? { ok: true, start, end } : { ok: false, start, end, reason: reason ?? '?' });
+    if ((kind !== "S" && kind !== "F") || !Number.isFinite(start) || !Number.isFinite(end)) continue;
+    out.push(kind === "S" ? { ok: true, start, end } : { ok: false, start, end, reason: reason ?? "?" });
   }
   return out.sort((a, b) => a.end - b.end);
 }
@@ -51,29 +51,37 @@ export class Prober {
   static async start(lab: Lab, tag: string, opts: { host?: string; intervalMs?: number; timeoutMs?: number; maxSeconds?: number; slowMs?: number } = {}): Promise<Prober> {
     const file = join(lab.logDir, `prober-${tag}.log`);
     const argv = [
-      process.execPath, PROBER_SCRIPT,
-      '--host', opts.host ?? lab.vipAddress,
-      '--port', '22',
-      '--interval-ms', String(opts.intervalMs ?? 20),
-      '--timeout-ms', String(opts.timeoutMs ?? 200),
-      '--max-inflight', '10',
-      '--max-seconds', String(opts.maxSeconds ?? 120),
-      ...(opts.slowMs !== undefined ? ['--slow-ms', String(opts.slowMs)] : []),
-      '--out', file,
+      process.execPath,
+      PROBER_SCRIPT,
+      "--host",
+      opts.host ?? lab.vipAddress,
+      "--port",
+      "22",
+      "--interval-ms",
+      String(opts.intervalMs ?? 20),
+      "--timeout-ms",
+      String(opts.timeoutMs ?? 200),
+      "--max-inflight",
+      "10",
+      "--max-seconds",
+      String(opts.maxSeconds ?? 120),
+      ...(opts.slowMs !== undefined ? ["--slow-ms", String(opts.slowMs)] : []),
+      "--out",
+      file,
     ];
-    const child = lab.spawn(lab.client, argv, { stdin: 'pipe', logFile: join(lab.logDir, `prober-${tag}.stderr.log`) });
-    child.stdin?.on('error', () => undefined);
+    const child = lab.spawn(lab.client, argv, { stdin: "pipe", logFile: join(lab.logDir, `prober-${tag}.stderr.log`) });
+    child.stdin?.on("error", () => undefined);
     const p = new Prober(file, child);
     const up = await pollUntil(() => (existsSync(file) ? true : undefined), { timeoutMs: 5000, intervalMs: 10 });
     if (!up) {
       await p.stop();
-      throw new Error('prober did not start');
+      throw new Error("prober did not start");
     }
     return p;
   }
 
   attempts(): Attempt[] {
-    return existsSync(this.file) ? parseAttempts(readFileSync(this.file, 'utf8')) : [];
+    return existsSync(this.file) ? parseAttempts(readFileSync(this.file, "utf8")) : [];
   }
 
   /** First successful attempt that STARTED at/after `since` (epoch ms); bounded wait. */
@@ -99,7 +107,7 @@ export class Prober {
 
   async stop(): Promise<Attempt[]> {
     if (this.running) {
-      const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+      const exited = new Promise<void>((r) => this.child.once("exit", () => r()));
       this.child.stdin?.end();
       const done = await Promise.race([exited.then(() => true), sleep(1500).then(() => false)]);
       if (!done) {
@@ -128,7 +136,7 @@ export function longestGap(attempts: readonly Attempt[], after: number): { from:
   }
   if (!best) return undefined;
   const reasons: Record<string, number> = {};
-  for (const a of attempts) if (!a.ok && a.end > best.from && a.end <= best.to) reasons[a.reason ?? '?'] = (reasons[a.reason ?? '?'] ?? 0) + 1;
+  for (const a of attempts) if (!a.ok && a.end > best.from && a.end <= best.to) reasons[a.reason ?? "?"] = (reasons[a.reason ?? "?"] ?? 0) + 1;
   return { ...best, reasons };
 }
 
@@ -142,7 +150,7 @@ export function steadyResolution(attempts: readonly Attempt[], before: number): 
 
 export function failureReasons(attempts: readonly Attempt[], from: number, to: number): Record<string, number> {
   const r: Record<string, number> = {};
-  for (const a of attempts) if (!a.ok && a.end >= from && a.end <= to) r[a.reason ?? '?'] = (r[a.reason ?? '?'] ?? 0) + 1;
+  for (const a of attempts) if (!a.ok && a.end >= from && a.end <= to) r[a.reason ?? "?"] = (r[a.reason ?? "?"] ?? 0) + 1;
   return r;
 }
 
@@ -150,7 +158,7 @@ export function failureReasons(attempts: readonly Attempt[], from: number, to: n
 
 export interface WatchEvent {
   t: number;
-  type: 'PUT' | 'DELETE';
+  type: "PUT" | "DELETE";
   key: string;
   value?: string;
 }
@@ -158,19 +166,19 @@ export interface WatchEvent {
 /** `etcdctl watch --prefix` on the cluster's leader key, run in the etcd namespace; every event timestamped on arrival. */
 export class LeaderWatch {
   readonly events: WatchEvent[] = [];
-  private buf = '';
+  private buf = "";
   private pending: Partial<WatchEvent> | undefined;
 
   private constructor(readonly child: ChildProcess) {}
 
   static start(lab: Lab, key: string): LeaderWatch {
-    const child = lab.spawn(lab.etcd, [...lab.etcdctlArgv(), 'watch', key], {
-      env: { ETCDCTL_API: '3' },
-      stdio: ['ignore', 'pipe', 'ignore'],
+    const child = lab.spawn(lab.etcd, [...lab.etcdctlArgv(), "watch", key], {
+      env: { ETCDCTL_API: "3" },
+      stdio: ["ignore", "pipe", "ignore"],
     });
     const w = new LeaderWatch(child);
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (d: string) => w.feed(d));
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (d: string) => w.feed(d));
     return w;
   }
 
@@ -178,19 +186,19 @@ export class LeaderWatch {
     const t = now();
     this.buf += d;
     let nl: number;
-    while ((nl = this.buf.indexOf('\n')) >= 0) {
+    while ((nl = this.buf.indexOf("\n")) >= 0) {
       const line = this.buf.slice(0, nl);
       this.buf = this.buf.slice(nl + 1);
-      if (line === 'PUT' || line === 'DELETE') {
-        if (this.pending?.type === 'DELETE' && this.pending.key) this.events.push(this.pending as WatchEvent);
+      if (line === "PUT" || line === "DELETE") {
+        if (this.pending?.type === "DELETE" && this.pending.key) this.events.push(this.pending as WatchEvent);
         this.pending = { t, type: line };
       } else if (this.pending && this.pending.key === undefined) {
         this.pending.key = line;
-        if (this.pending.type === 'DELETE') {
+        if (this.pending.type === "DELETE") {
           this.events.push(this.pending as WatchEvent);
           this.pending = undefined;
         }
-      } else if (this.pending && this.pending.type === 'PUT') {
+      } else if (this.pending && this.pending.type === "PUT") {
         this.pending.value = line;
         this.events.push(this.pending as WatchEvent);
         this.pending = undefined;
@@ -198,7 +206,7 @@ export class LeaderWatch {
     }
   }
 
-  first(type: 'PUT' | 'DELETE', after: number): WatchEvent | undefined {
+  first(type: "PUT" | "DELETE", after: number): WatchEvent | undefined {
     return this.events.find((e) => e.type === type && e.t >= after);
   }
 
@@ -218,11 +226,11 @@ export interface Member {
 }
 
 export async function members(c: LabCluster): Promise<Member[]> {
-  const r = await c.lab.etcdctl(['get', '--prefix', '/understudy/lab/members/', '--print-value-only'], { timeoutMs: 3000 });
+  const r = await c.lab.etcdctl(["get", "--prefix", "/understudy/lab/members/", "--print-value-only"], { timeoutMs: 3000 });
   if (r.code !== 0) return [];
   const out: Member[] = [];
-  for (const line of r.stdout.split('\n')) {
-    if (!line.trim().startsWith('{')) continue;
+  for (const line of r.stdout.split("\n")) {
+    if (!line.trim().startsWith("{")) continue;
     try {
       out.push(JSON.parse(line) as Member);
     } catch {
@@ -245,7 +253,7 @@ export async function allReady(c: LabCluster, timeoutMs: number, opts: { warm?: 
     if (
       l &&
       ms.length === c.lab.nodes.length &&
-      ms.every((m) => m.healthy && (m.node === l.node ? m.role === 'primary' : m.role === 'standby') && (!opts.warm || m.daemonRunning !== false)) &&
+      ms.every((m) => m.healthy && (m.node === l.node ? m.role === "primary" : m.role === "standby") && (!opts.warm || m.daemonRunning !== false)) &&
       (await c.lab.vipConfiguredOn()).join() === l.node
     ) {
       return { leader: l.node };
@@ -260,7 +268,7 @@ export async function waitStandby(c: LabCluster, node: string, timeoutMs: number
   const r = await pollUntil(
     async () => {
       const m = (await members(c)).find((x) => x.node === node);
-      return m && m.role === 'standby' && m.healthy ? true : undefined;
+      return m && m.role === "standby" && m.healthy ? true : undefined;
     },
     { timeoutMs, intervalMs: 100 },
   );
@@ -269,14 +277,14 @@ export async function waitStandby(c: LabCluster, node: string, timeoutMs: number
 
 /** The TTL etcd actually granted to the current leader's lease (seconds), via `etcdctl lease timetolive`. */
 export async function grantedTtl(c: LabCluster): Promise<number | undefined> {
-  const r = await c.lab.etcdctl(['get', '/understudy/lab/leader', '-w', 'json'], { timeoutMs: 3000 });
+  const r = await c.lab.etcdctl(["get", "/understudy/lab/leader", "-w", "json"], { timeoutMs: 3000 });
   if (r.code !== 0) return undefined;
   try {
     // Lease ids are int64: JSON.parse would round them, so take the digits as text.
     const lease = /"lease":(\d+)/.exec(r.stdout)?.[1];
     if (lease === undefined) return undefined;
     const hex = BigInt(lease).toString(16);
-    const t = await c.lab.etcdctl(['lease', 'timetolive', hex], { timeoutMs: 3000 });
+    const t = await c.lab.etcdctl(["lease", "timetolive", hex], { timeoutMs: 3000 });
     const m = /granted with TTL\((\d+)s\)/.exec(t.stdout);
     return m ? Number(m[1]) : undefined;
   } catch {
@@ -296,13 +304,13 @@ export function agentLog(lab: Lab, node: string): LogLine[] {
   const f = join(lab.logDir, `${node}-agent.log`);
   if (!existsSync(f)) return [];
   const out: LogLine[] = [];
-  for (const line of readFileSync(f, 'utf8').split('\n')) {
-    if (!line.startsWith('{')) continue;
+  for (const line of readFileSync(f, "utf8").split("\n")) {
+    if (!line.startsWith("{")) continue;
     try {
-      const j = JSON.parse(line) as Omit<LogLine, 'time'> & { time: unknown };
+      const j = JSON.parse(line) as Omit<LogLine, "time"> & { time: unknown };
       // pino: isoTime ("2026-…Z", ms resolution) in the agent; epoch ms by default.
-      const time = typeof j.time === 'number' ? j.time : typeof j.time === 'string' ? Date.parse(j.time) : NaN;
-      if (Number.isFinite(time) && typeof j.msg === 'string') out.push({ ...j, time } as LogLine);
+      const time = typeof j.time === "number" ? j.time : typeof j.time === "string" ? Date.parse(j.time) : NaN;
+      if (Number.isFinite(time) && typeof j.msg === "string") out.push({ ...j, time } as LogLine);
     } catch {
       /* partial line */
     }
@@ -329,10 +337,10 @@ export interface ProcSample {
 
 export function procSample(pid: number): ProcSample | undefined {
   try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
     const rss = /VmRSS:\s+(\d+)\s+kB/.exec(status);
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     // fields after the comm: [0]=state(3) … utime(14)=f[11], stime=f[12], cutime=f[13], cstime=f[14]
     return {
       t: now(),
@@ -347,7 +355,7 @@ export function procSample(pid: number): ProcSample | undefined {
 
 export function procComm(pid: number): string | undefined {
   try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
   } catch {
     return undefined;
   }
@@ -355,8 +363,8 @@ export function procComm(pid: number): string | undefined {
 
 export function procPpid(pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
   } catch {
     return undefined;
   }
@@ -399,7 +407,7 @@ export function stats(values: readonly number[]): Stats | undefined {
 export function readJsonLines<T>(file: string): T[] {
   if (!existsSync(file)) return [];
   const out: T[] = [];
-  for (const l of readFileSync(file, 'utf8').split('\n')) {
+  for (const l of readFileSync(file, "utf8").split("\n")) {
     if (!l.trim()) continue;
     try {
       out.push(JSON.parse(l) as T);
@@ -426,7 +434,11 @@ export function forEachArg(argv: readonly string[], handle: (flag: string, value
 export function table(rows: string[][]): string {
   const widths: number[] = [];
   for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  const sep = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join("  ")
+      .trimEnd();
+  const sep = widths.map((w) => "-".repeat(w)).join("  ");
+  return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join("\n");
 }

@@ -28,29 +28,29 @@
  * Bounded: exits on stdin EOF, on SIGTERM/SIGINT, or after --max-seconds.
  * Traffic: only to HOST, which the caller must pass as a lab address.
  */
-import { openSync, writeSync, closeSync } from 'node:fs';
-import { connect } from 'node:net';
+import { openSync, writeSync, closeSync } from "node:fs";
+import { connect } from "node:net";
 
 function arg(name, def) {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
 }
 
-const host = arg('host');
-const port = Number(arg('port', '22'));
-const intervalMs = Number(arg('interval-ms', '20'));
-const timeoutMs = Number(arg('timeout-ms', '200'));
-const maxInflight = Number(arg('max-inflight', '10'));
-const maxSeconds = Number(arg('max-seconds', '900'));
-const slowArg = arg('slow-ms');
-const out = arg('out');
+const host = arg("host");
+const port = Number(arg("port", "22"));
+const intervalMs = Number(arg("interval-ms", "20"));
+const timeoutMs = Number(arg("timeout-ms", "200"));
+const maxInflight = Number(arg("max-inflight", "10"));
+const maxSeconds = Number(arg("max-seconds", "900"));
+const slowArg = arg("slow-ms");
+const out = arg("out");
 if (!host || !out || !/^198\.(18|19)\.\d+\.\d+$/.test(host) || (slowArg !== undefined && !(Number(slowArg) >= 0))) {
-  process.stderr.write('usage: prober.mjs --host 198.18.X.Y --out FILE [--port 22 --interval-ms 20 --timeout-ms 200 --max-inflight 10 --max-seconds 900 --slow-ms 50]\n');
+  process.stderr.write("usage: prober.mjs --host 198.18.X.Y --out FILE [--port 22 --interval-ms 20 --timeout-ms 200 --max-inflight 10 --max-seconds 900 --slow-ms 50]\n");
   process.exit(2);
 }
 
 const now = () => Math.round((performance.timeOrigin + performance.now()) * 10) / 10;
-const fd = openSync(out, 'a');
+const fd = openSync(out, "a");
 let inflight = 0;
 let lastOk = true;
 let stopping = false;
@@ -71,7 +71,7 @@ function attempt() {
   const start = now();
   newestStart = start;
   let done = false;
-  let buf = '';
+  let buf = "";
   const sock = connect({ host, port, noDelay: true });
   const finish = (ok, reason) => {
     if (done) return;
@@ -83,16 +83,16 @@ function attempt() {
     const end = now();
     record(ok ? `S ${start} ${end}` : `F ${start} ${end} ${reason}`);
   };
-  const timer = setTimeout(() => finish(false, buf ? 'banner-timeout' : 'timeout'), timeoutMs);
-  sock.setEncoding('latin1');
-  sock.on('data', (d) => {
+  const timer = setTimeout(() => finish(false, buf ? "banner-timeout" : "timeout"), timeoutMs);
+  sock.setEncoding("latin1");
+  sock.on("data", (d) => {
     buf += d;
-    const nl = buf.indexOf('\n');
-    if (nl >= 0) finish(buf.startsWith('SSH-'), 'bad-banner');
-    else if (buf.length > 512) finish(false, 'bad-banner');
+    const nl = buf.indexOf("\n");
+    if (nl >= 0) finish(buf.startsWith("SSH-"), "bad-banner");
+    else if (buf.length > 512) finish(false, "bad-banner");
   });
-  sock.on('error', (e) => finish(false, e.code ?? 'error'));
-  sock.on('close', () => finish(false, buf ? 'closed-early' : 'closed'));
+  sock.on("error", (e) => finish(false, e.code ?? "error"));
+  sock.on("close", () => finish(false, buf ? "closed-early" : "closed"));
 }
 
 // Start times of the attempts in flight: one that hangs longer than a healthy
@@ -121,10 +121,10 @@ function stop() {
   }, timeoutMs + 20);
 }
 
-process.stdin.on('end', stop);
-process.stdin.on('error', stop);
+process.stdin.on("end", stop);
+process.stdin.on("error", stop);
 process.stdin.resume();
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
 setTimeout(stop, maxSeconds * 1000).unref();
 record(`# prober host=${host} port=${port} interval=${intervalMs} timeout=${timeoutMs} max_inflight=${maxInflight} slow=${slowMs} started=${now()}`);

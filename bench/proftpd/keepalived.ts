@@ -6,20 +6,23 @@
  * ProFTPD runs warm on every node with the same files (what keepalived sites do: keepalived
  * moves the address, nothing starts the daemon).
  */
-import type { ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Lab, LabNode } from '../../test/lab/harness/index.js';
+import type { ChildProcess } from "node:child_process";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Lab, LabNode } from "../../test/lab/harness/index.js";
 
-export const KEEPALIVED = '/usr/sbin/keepalived';
+export const KEEPALIVED = "/usr/sbin/keepalived";
 export const PRIORITIES = [150, 100, 50];
 
 function checkScript(lab: Lab): string {
-  const dir = join(lab.dir, 'keepalived');
+  const dir = join(lab.dir, "keepalived");
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'check_proftpd.sh');
+  const file = join(dir, "check_proftpd.sh");
   // The namespace's own socket table (pgrep would see every namespace's proftpd).
-  writeFileSync(file, "#!/bin/sh\n# passes while ProFTPD listens on :21 and :2022 in this network namespace\n[ -n \"$(/usr/bin/ss -Hltn 'sport = :21')\" ] && [ -n \"$(/usr/bin/ss -Hltn 'sport = :2022')\" ]\n");
+  writeFileSync(
+    file,
+    "#!/bin/sh\n# passes while ProFTPD listens on :21 and :2022 in this network namespace\n[ -n \"$(/usr/bin/ss -Hltn 'sport = :21')\" ] && [ -n \"$(/usr/bin/ss -Hltn 'sport = :2022')\" ]\n",
+  );
   chmodSync(file, 0o755);
   return file;
 }
@@ -52,7 +55,7 @@ vrrp_instance VI_FTP {
   advert_int 1
   unicast_src_ip ${n.address}
   unicast_peer {
-${peers.join('\n')}
+${peers.join("\n")}
   }
   virtual_ipaddress {
     ${lab.vip} dev ${n.iface}
@@ -66,12 +69,28 @@ ${peers.join('\n')}
 
 /** Write the node's keepalived.conf and run keepalived in the foreground in its namespace (tracked by lab.spawn). */
 export function startKeepalived(lab: Lab, n: LabNode): ChildProcess {
-  const dir = join(n.dir, 'keepalived');
+  const dir = join(n.dir, "keepalived");
   mkdirSync(dir, { recursive: true });
-  const conf = join(dir, 'keepalived.conf');
+  const conf = join(dir, "keepalived.conf");
   writeFileSync(conf, renderConf(lab, n));
-  return lab.spawn(n, [
-    KEEPALIVED, '--dont-fork', '--log-console', '--log-detail', '--no-syslog', '--vrrp', '--use-file', conf,
-    '--pid', join(dir, 'keepalived.pid'), '--vrrp_pid', join(dir, 'vrrp.pid'), '--checkers_pid', join(dir, 'checkers.pid'),
-  ], { logFile: join(lab.logDir, `${n.name}-keepalived.log`) });
+  return lab.spawn(
+    n,
+    [
+      KEEPALIVED,
+      "--dont-fork",
+      "--log-console",
+      "--log-detail",
+      "--no-syslog",
+      "--vrrp",
+      "--use-file",
+      conf,
+      "--pid",
+      join(dir, "keepalived.pid"),
+      "--vrrp_pid",
+      join(dir, "vrrp.pid"),
+      "--checkers_pid",
+      join(dir, "checkers.pid"),
+    ],
+    { logFile: join(lab.logDir, `${n.name}-keepalived.log`) },
+  );
 }

@@ -2,8 +2,8 @@
  * The switchover benchmark's use of bench/failover's Prober: finer resolution
  * at both ends of a short gap (--slow-ms), and picking the gap of a known move.
  */
-import type { Lab } from '../../test/lab/harness/index.js';
-import { type Attempt, Prober } from '../failover/lib.js';
+import type { Lab } from "../../test/lab/harness/index.js";
+import { type Attempt, Prober } from "../failover/lib.js";
 
 export interface ProbeOptions {
   host?: string;
@@ -37,6 +37,6 @@ export function gapAround(attempts: readonly Attempt[], from: number, to: number
   }
   if (!best) return undefined;
   const reasons: Record<string, number> = {};
-  for (const x of attempts) if (!x.ok && x.end > best.from && x.end <= best.to) reasons[x.reason ?? '?'] = (reasons[x.reason ?? '?'] ?? 0) + 1;
+  for (const x of attempts) if (!x.ok && x.end > best.from && x.end <= best.to) reasons[x.reason ?? "?"] = (reasons[x.reason ?? "?"] ?? 0) + 1;
   return { ...best, reasons };
 }

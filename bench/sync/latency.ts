@@ -4,12 +4,12 @@
  * until content and mode are identical on every standby. Every `chmodEvery`
  * iteration also chmods another existing file to 0600, which must arrive too.
  */
-import { randomBytes } from 'node:crypto';
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { sleep } from '../../test/lab/harness/index.js';
-import { quantile } from '../failover/lib.js';
-import { chmodFile, contentFile } from './tree.js';
+import { randomBytes } from "node:crypto";
+import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { sleep } from "../../test/lab/harness/index.js";
+import { quantile } from "../failover/lib.js";
+import { chmodFile, contentFile } from "./tree.js";
 
 export interface LatencyOptions {
   /** Label for progress lines. */
@@ -116,7 +116,7 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyResult> 
   for (let i = 1; i <= o.iterations; i++) {
     const file = contentFile(i);
     const chmod = i % chmodEvery === 0 ? chmodFile(chmodSeq++) : null;
-    const body = Buffer.from(`# ${file}: iteration ${i} (${o.label}) ${new Date().toISOString()}\n${randomBytes(480).toString('hex')}\n`);
+    const body = Buffer.from(`# ${file}: iteration ${i} (${o.label}) ${new Date().toISOString()}\n${randomBytes(480).toString("hex")}\n`);
     const src = join(o.primaryRoot, file);
     const t0 = now();
     writeFileSync(src, body);
@@ -148,8 +148,8 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyResult> 
     const identicalMs = contentMs !== null && (!chmod || modeMs !== null) ? Math.max(contentMs, modeMs ?? 0) : null;
     out.push({ i, file, chmod, contentMs, modeMs, identicalMs, perStandbyMs });
     if (i % every === 0 || i === o.iterations || identicalMs === null) {
-      const f = (x: number | null) => (x === null ? 'MISS' : `${x.toFixed(0)} ms`);
-      o.log(`  ${o.label} ${i}/${o.iterations}: ${file} ${f(contentMs)}${chmod ? `, chmod 0600 ${chmod} ${chmod && modeMs === null ? 'NOT PROPAGATED' : f(modeMs)}` : ''}`);
+      const f = (x: number | null) => (x === null ? "MISS" : `${x.toFixed(0)} ms`);
+      o.log(`  ${o.label} ${i}/${o.iterations}: ${file} ${f(contentMs)}${chmod ? `, chmod 0600 ${chmod} ${chmod && modeMs === null ? "NOT PROPAGATED" : f(modeMs)}` : ""}`);
     }
     await sleep(spacing);
   }

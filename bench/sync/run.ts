@@ -35,16 +35,16 @@
  * the lab namespaces (198.18.0.0/15); every wait is bounded; the lab (and
  * lsyncd) is torn down in `finally`.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, totalmem } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
-import { type Lab, LabCluster, type LabNode, REPO, pollUntil, run, sleep } from '../../test/lab/harness/index.js';
-import { authorizedKeysLine } from '../../src/sync/rsyncd.js';
-import { agentLog, firstLog, now, quantile, forEachArg, table } from '../failover/lib.js';
-import { type LatencyResult, type Summary, measureLatency } from './latency.js';
-import { LSYNCD, Lsyncd, lsyncdVersion } from './lsyncd.js';
-import { GiB, MiB, type TreeDiff, type TreeFacts, compareTrees, describeDiff, makeBigTree, prepareSmallRoot } from './tree.js';
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, release, totalmem } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import { type Lab, LabCluster, type LabNode, REPO, pollUntil, run, sleep } from "../../test/lab/harness/index.js";
+import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
+import { agentLog, firstLog, now, quantile, forEachArg, table } from "../failover/lib.js";
+import { type LatencyResult, type Summary, measureLatency } from "./latency.js";
+import { LSYNCD, Lsyncd, lsyncdVersion } from "./lsyncd.js";
+import { GiB, MiB, type TreeDiff, type TreeFacts, compareTrees, describeDiff, makeBigTree, prepareSmallRoot } from "./tree.js";
 
 // ------------------------------------------------------------------ options
 
@@ -64,7 +64,7 @@ interface Options {
   fsyncReference: boolean;
 }
 
-const DEFAULT_JSON = 'bench/sync/results-latest.json';
+const DEFAULT_JSON = "bench/sync/results-latest.json";
 
 function parseArgs(argv: string[]): Options {
   let iterations = 60;
@@ -80,21 +80,26 @@ function parseArgs(argv: string[]): Options {
   let fsyncReference = true;
   const set = { iterations: false, files: false, mib: false, large: false, lsd: false, rsync: false };
   forEachArg(argv, (a, val) => {
-    if (a === '--iterations') (iterations = Number(val())), (set.iterations = true);
-    else if (a === '--lsyncd-default-changes') (lsyncdDefaultChanges = Number(val())), (set.lsd = true);
-    else if (a === '--files') (files = Number(val())), (set.files = true);
-    else if (a === '--mib') (mib = Number(val())), (set.mib = true);
-    else if (a === '--large-files') (largeFiles = Number(val())), (set.large = true);
-    else if (a === '--rsync-runs') (rsyncRuns = Number(val())), (set.rsync = true);
-    else if (a === '--only') only = new Set(val().split(',').map((s) => s.trim()));
-    else if (a === '--json') json = val();
-    else if (a === '--no-json') json = undefined;
-    else if (a === '--quick') quick = true;
-    else if (a === '--wait-load') waitLoad = Number(val());
-    else if (a === '--no-fsync-reference') fsyncReference = false;
-    else if (a === '--help' || a === '-h') {
+    if (a === "--iterations") ((iterations = Number(val())), (set.iterations = true));
+    else if (a === "--lsyncd-default-changes") ((lsyncdDefaultChanges = Number(val())), (set.lsd = true));
+    else if (a === "--files") ((files = Number(val())), (set.files = true));
+    else if (a === "--mib") ((mib = Number(val())), (set.mib = true));
+    else if (a === "--large-files") ((largeFiles = Number(val())), (set.large = true));
+    else if (a === "--rsync-runs") ((rsyncRuns = Number(val())), (set.rsync = true));
+    else if (a === "--only")
+      only = new Set(
+        val()
+          .split(",")
+          .map((s) => s.trim()),
+      );
+    else if (a === "--json") json = val();
+    else if (a === "--no-json") json = undefined;
+    else if (a === "--quick") quick = true;
+    else if (a === "--wait-load") waitLoad = Number(val());
+    else if (a === "--no-fsync-reference") fsyncReference = false;
+    else if (a === "--help" || a === "-h") {
       console.log(
-        'usage: bench/sync/run.ts [--quick] [--iterations 60] [--lsyncd-default-changes 5] [--files 10000] [--mib 1024] [--large-files 10] [--rsync-runs 2] [--only understudy,lsyncd,rsync] [--wait-load 1.0] [--no-fsync-reference] [--json FILE | --no-json]',
+        "usage: bench/sync/run.ts [--quick] [--iterations 60] [--lsyncd-default-changes 5] [--files 10000] [--mib 1024] [--large-files 10] [--rsync-runs 2] [--only understudy,lsyncd,rsync] [--wait-load 1.0] [--no-fsync-reference] [--json FILE | --no-json]",
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
@@ -108,14 +113,14 @@ function parseArgs(argv: string[]): Options {
     if (!set.rsync) rsyncRuns = 1;
     if (json === DEFAULT_JSON) json = undefined;
   }
-  if (!Number.isInteger(iterations) || iterations < 1 || iterations > 1000) throw new Error('--iterations must be 1..1000');
-  if (!Number.isInteger(lsyncdDefaultChanges) || lsyncdDefaultChanges < 0 || lsyncdDefaultChanges > 20) throw new Error('--lsyncd-default-changes must be 0..20');
-  if (!Number.isInteger(files) || files < 10 || files > 200_000) throw new Error('--files must be 10..200000');
-  if (!(mib >= 1 && mib <= 8192)) throw new Error('--mib must be 1..8192');
-  if (!Number.isInteger(largeFiles) || largeFiles < 0 || largeFiles >= files) throw new Error('--large-files must be 0..files-1');
-  if (!Number.isInteger(rsyncRuns) || rsyncRuns < 1 || rsyncRuns > 10) throw new Error('--rsync-runs must be 1..10');
-  if (only) for (const o of only) if (!['understudy', 'lsyncd', 'rsync'].includes(o)) throw new Error(`--only: unknown ${o}`);
-  if (waitLoad !== undefined && !(waitLoad > 0 && waitLoad < 100)) throw new Error('--wait-load takes a load average like 1.0');
+  if (!Number.isInteger(iterations) || iterations < 1 || iterations > 1000) throw new Error("--iterations must be 1..1000");
+  if (!Number.isInteger(lsyncdDefaultChanges) || lsyncdDefaultChanges < 0 || lsyncdDefaultChanges > 20) throw new Error("--lsyncd-default-changes must be 0..20");
+  if (!Number.isInteger(files) || files < 10 || files > 200_000) throw new Error("--files must be 10..200000");
+  if (!(mib >= 1 && mib <= 8192)) throw new Error("--mib must be 1..8192");
+  if (!Number.isInteger(largeFiles) || largeFiles < 0 || largeFiles >= files) throw new Error("--large-files must be 0..files-1");
+  if (!Number.isInteger(rsyncRuns) || rsyncRuns < 1 || rsyncRuns > 10) throw new Error("--rsync-runs must be 1..10");
+  if (only) for (const o of only) if (!["understudy", "lsyncd", "rsync"].includes(o)) throw new Error(`--only: unknown ${o}`);
+  if (waitLoad !== undefined && !(waitLoad > 0 && waitLoad < 100)) throw new Error("--wait-load takes a load average like 1.0");
   return { iterations, lsyncdDefaultChanges, files, bytes: Math.round(mib * MiB), largeFiles, rsyncRuns, only, json, quick, waitLoad, fsyncReference };
 }
 
@@ -126,21 +131,21 @@ const log = (msg: string): void => {
   process.stdout.write(`[${new Date().toISOString().slice(11, 23)} +${((Date.now() - t00) / 1000).toFixed(0).padStart(3)}s] ${msg}\n`);
 };
 const PLAIN_SSH_PORT = 2223;
-const small = (n: LabNode): string => join(n.dir, 'bench-small');
-const big = (n: LabNode): string => join(n.dir, 'bench-big');
-const sec = (ms: number | null | undefined): string => (ms === null || ms === undefined || !Number.isFinite(ms) ? '-' : `${(ms / 1000).toFixed(2)} s`);
-const msf = (ms: number | null | undefined): string => (ms === null || ms === undefined || !Number.isFinite(ms) ? '-' : `${ms.toFixed(0)} ms`);
+const small = (n: LabNode): string => join(n.dir, "bench-small");
+const big = (n: LabNode): string => join(n.dir, "bench-big");
+const sec = (ms: number | null | undefined): string => (ms === null || ms === undefined || !Number.isFinite(ms) ? "-" : `${(ms / 1000).toFixed(2)} s`);
+const msf = (ms: number | null | undefined): string => (ms === null || ms === undefined || !Number.isFinite(ms) ? "-" : `${ms.toFixed(0)} ms`);
 const ratio = (a: number | null | undefined, b: number | null | undefined): number | null => (a && b && Number.isFinite(a) && Number.isFinite(b) ? a / b : null);
-const xf = (r: number | null): string => (r === null ? '-' : `${r.toFixed(2)}×`);
+const xf = (r: number | null): string => (r === null ? "-" : `${r.toFixed(2)}×`);
 const median = (v: number[]): number | null => (v.length ? quantile(v, 0.5) : null);
 
 /** Flush dirty pages so a timed transfer does not pay for the previous step's write-back. */
 async function flush(): Promise<void> {
-  await run(['sync'], { timeoutMs: 120_000 });
+  await run(["sync"], { timeoutMs: 120_000 });
 }
 
-function distFreshness(): Results['dist'] {
-  const main = join(REPO, 'dist', 'cli', 'main.js');
+function distFreshness(): Results["dist"] {
+  const main = join(REPO, "dist", "cli", "main.js");
   if (!existsSync(main)) return { builtAt: null, srcNewer: [] };
   const built = statSync(main).mtimeMs;
   const newer: string[] = [];
@@ -148,27 +153,47 @@ function distFreshness(): Results['dist'] {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts') && statSync(p).mtimeMs > built) newer.push(relative(REPO, p));
+      else if (e.name.endsWith(".ts") && statSync(p).mtimeMs > built) newer.push(relative(REPO, p));
     }
   };
-  walk(join(REPO, 'src'));
+  walk(join(REPO, "src"));
   return { builtAt: new Date(built).toISOString(), srcNewer: newer };
 }
 
 function tool(argv: string[]): string {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 5000 });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() ?? '?';
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: 5000 });
+  return `${r.stdout ?? ""}${r.stderr ?? ""}`.split("\n")[0]?.trim() ?? "?";
 }
 
 /** The ssh command line for rsync -e / lsyncd's rsh: the understudy transport's options minus ControlMaster, lab client key, plain sshd. */
 function plainSsh(lab: Lab): string {
   return [
-    '/usr/bin/ssh', '-F', '/dev/null', '-i', lab.clientKey,
-    '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=yes',
-    '-o', `UserKnownHostsFile=${lab.knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', 'UpdateHostKeys=no', '-o', 'CheckHostIP=no', '-o', 'ConnectTimeout=2', '-o', 'LogLevel=ERROR',
-    '-p', String(PLAIN_SSH_PORT),
-  ].join(' ');
+    "/usr/bin/ssh",
+    "-F",
+    "/dev/null",
+    "-i",
+    lab.clientKey,
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${lab.knownHosts}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "UpdateHostKeys=no",
+    "-o",
+    "CheckHostIP=no",
+    "-o",
+    "ConnectTimeout=2",
+    "-o",
+    "LogLevel=ERROR",
+    "-p",
+    String(PLAIN_SSH_PORT),
+  ].join(" ");
 }
 
 // ------------------------------------------------------------------ records
@@ -230,7 +255,7 @@ interface AgentIssues {
 
 interface Results {
   date: string;
-  options: Omit<Options, 'only'> & { only: string[] | null };
+  options: Omit<Options, "only"> & { only: string[] | null };
   machine: { cores: number; memGiB: number; kernel: string; node: string; rsync: string; openssh: string; lsyncd: string | null; loadavgStart: string; loadavgEnd?: string };
   /** dist/ build time and src/ files newer than it (a stale build benchmarks old code). */
   dist: { builtAt: string | null; srcNewer: string[] };
@@ -258,11 +283,16 @@ async function plainRsyncBaseline(c: LabCluster, res: Results, first: number, la
   const lab = c.lab;
   const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
   const ssh = plainSsh(lab);
-  const dst = (n: LabNode) => join(n.dir, 'rsync-big');
-  const pull = (n: LabNode) => lab.exec(n, ['rsync', '-a', '-e', ssh, `root@${n1.address}:${big(n1)}/`, `${dst(n)}/`], { timeoutMs: 600_000 });
-  res.rsync ??= { command: `rsync -a -e "ssh … -p ${PLAIN_SSH_PORT}" root@n1:<n1 dir>/bench-big/ <standby dir>/rsync-big/ (run in the standby's namespace)`, runs: [], singleMs: null, parallelMs: null };
+  const dst = (n: LabNode) => join(n.dir, "rsync-big");
+  const pull = (n: LabNode) => lab.exec(n, ["rsync", "-a", "-e", ssh, `root@${n1.address}:${big(n1)}/`, `${dst(n)}/`], { timeoutMs: 600_000 });
+  res.rsync ??= {
+    command: `rsync -a -e "ssh … -p ${PLAIN_SSH_PORT}" root@n1:<n1 dir>/bench-big/ <standby dir>/rsync-big/ (run in the standby's namespace)`,
+    runs: [],
+    singleMs: null,
+    parallelMs: null,
+  };
   const out = res.rsync;
-  log(`=== plain rsync -a baseline (${when}): run${last > first ? 's' : ''} ${first}${last > first ? `-${last}` : ''}, one standby then two in parallel`);
+  log(`=== plain rsync -a baseline (${when}): run${last > first ? "s" : ""} ${first}${last > first ? `-${last}` : ""}, one standby then two in parallel`);
   for (let i = first; i <= last; i++) {
     const r: RsyncRun = { run: i, when, singleMs: null, parallelMs: null, parallelEachMs: [] };
     out.runs.push(r);
@@ -276,10 +306,12 @@ async function plainRsyncBaseline(c: LabCluster, res: Results, first: number, la
       rmSync(dst(n2), { recursive: true, force: true });
       await flush();
       const t0 = performance.now();
-      const both = await Promise.all([n2, n3].map(async (n) => {
-        const x = await pull(n);
-        return { x, end: performance.now() };
-      }));
+      const both = await Promise.all(
+        [n2, n3].map(async (n) => {
+          const x = await pull(n);
+          return { x, end: performance.now() };
+        }),
+      );
       r.parallelMs = Math.max(...both.map((b) => b.end)) - t0;
       r.parallelEachMs = both.map((b) => (b.x.code === 0 ? b.x.ms : null));
       const bad = both.find((b) => b.x.code !== 0);
@@ -287,7 +319,7 @@ async function plainRsyncBaseline(c: LabCluster, res: Results, first: number, la
     } catch (e) {
       r.error = (e as Error).message;
     }
-    log(`  rsync run ${i}: one standby ${sec(r.singleMs)}, two in parallel ${sec(r.parallelMs)} (${r.parallelEachMs.map(sec).join(' / ')})${r.error ? ` ERROR ${r.error}` : ''}`);
+    log(`  rsync run ${i}: one standby ${sec(r.singleMs)}, two in parallel ${sec(r.parallelMs)} (${r.parallelEachMs.map(sec).join(" / ")})${r.error ? ` ERROR ${r.error}` : ""}`);
   }
   for (const n of [n2, n3]) rmSync(dst(n), { recursive: true, force: true });
   out.singleMs = median(out.runs.map((r) => r.singleMs).filter((x): x is number => x !== null));
@@ -304,18 +336,18 @@ async function rsyncFsyncReference(c: LabCluster, res: Results): Promise<void> {
   const lab = c.lab;
   const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
   const ssh = plainSsh(lab);
-  const dst = (n: LabNode) => join(n.dir, 'rsync-fsync-big');
+  const dst = (n: LabNode) => join(n.dir, "rsync-fsync-big");
   if (!res.rsync) return;
-  log('=== reference: rsync -a --fsync, two standbys in parallel (understudy fsyncs every applied file)');
+  log("=== reference: rsync -a --fsync, two standbys in parallel (understudy fsyncs every applied file)");
   try {
     for (const n of [n2, n3]) rmSync(dst(n), { recursive: true, force: true });
     await flush();
     const t0 = performance.now();
-    const both = await Promise.all([n2, n3].map((n) => lab.exec(n, ['rsync', '-a', '--fsync', '-e', ssh, `root@${n1.address}:${big(n1)}/`, `${dst(n)}/`], { timeoutMs: 600_000 })));
+    const both = await Promise.all([n2, n3].map((n) => lab.exec(n, ["rsync", "-a", "--fsync", "-e", ssh, `root@${n1.address}:${big(n1)}/`, `${dst(n)}/`], { timeoutMs: 600_000 })));
     const bad = both.find((b) => b.code !== 0);
     if (bad) throw new Error(`rsync --fsync failed (${bad.code}): ${bad.stderr.trim().slice(-300)}`);
     res.rsync.fsyncParallelMs = performance.now() - t0;
-    log(`  rsync -a --fsync, two in parallel: ${sec(res.rsync.fsyncParallelMs)} (${both.map((b) => sec(b.ms)).join(' / ')})`);
+    log(`  rsync -a --fsync, two in parallel: ${sec(res.rsync.fsyncParallelMs)} (${both.map((b) => sec(b.ms)).join(" / ")})`);
   } catch (e) {
     res.rsync.fsyncError = (e as Error).message;
     log(`  ERROR ${res.rsync.fsyncError}`);
@@ -326,7 +358,7 @@ async function rsyncFsyncReference(c: LabCluster, res: Results): Promise<void> {
 
 function agentIssues(lab: Lab): AgentIssues[] {
   return lab.nodes.map((n) => {
-    const lines = agentLog(lab, n.name).filter((l) => typeof l.level === 'number' && (l.level as number) >= 40);
+    const lines = agentLog(lab, n.name).filter((l) => typeof l.level === "number" && (l.level as number) >= 40);
     const messages: Record<string, number> = {};
     for (const l of lines) messages[l.msg] = (messages[l.msg] ?? 0) + 1;
     return {
@@ -343,23 +375,23 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
   const lab = c.lab;
   const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
   const standbys = [n2, n3];
-  const u: NonNullable<Results['understudy']> = { agentIssues: [], syncSettings: 'defaults (debounce 20ms, max_delay 250ms, reconcile_interval 1m); roots small + big (max_file_size 256MiB)' };
+  const u: NonNullable<Results["understudy"]> = { agentIssues: [], syncSettings: "defaults (debounce 20ms, max_delay 250ms, reconcile_interval 1m); roots small + big (max_file_size 256MiB)" };
   res.understudy = u;
   try {
     // ---- first full sync
-    log('=== understudy: first full sync (n1 publishes the tree, then n2 and n3 join with empty roots)');
+    log("=== understudy: first full sync (n1 publishes the tree, then n2 and n3 join with empty roots)");
     const full: UnderstudyFull = { publishMs: null, publishedFiles: null, joinMs: null, bootMs: {}, perStandbyJoinMs: {}, applied: {}, coldMs: null, verify: {} };
     u.full = full;
     await flush();
     const tA = now();
     c.startAgent(n1.name);
     const leader = await c.waitForLeader({ timeoutMs: 20_000 });
-    if (leader?.node !== n1.name) throw new Error(`n1 did not become the primary within 20 s (leader: ${leader?.node ?? 'none'})`);
+    if (leader?.node !== n1.name) throw new Error(`n1 did not become the primary within 20 s (leader: ${leader?.node ?? "none"})`);
     const pub = await pollUntil(() => firstLog(agentLog(lab, n1.name), tA - 5, /^sync: published a new generation/), { timeoutMs: 180_000, intervalMs: 50 });
-    if (!pub) throw new Error('n1 did not publish a generation within 180 s');
+    if (!pub) throw new Error("n1 did not publish a generation within 180 s");
     full.publishMs = pub.time - tA;
-    full.publishedFiles = typeof pub.files === 'number' ? pub.files : null;
-    log(`  n1 primary, generation published ${sec(full.publishMs)} after its agent started (${full.publishedFiles ?? '?'} files)`);
+    full.publishedFiles = typeof pub.files === "number" ? pub.files : null;
+    log(`  n1 primary, generation published ${sec(full.publishMs)} after its agent started (${full.publishedFiles ?? "?"} files)`);
     await flush();
     const tB = now();
     for (const n of standbys) c.startAgent(n.name);
@@ -374,30 +406,32 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
       full.perStandbyJoinMs[n.name] = synced ? synced[i]! - tB : null;
       const first = agentLog(lab, n.name).find((x) => x.time >= tB - 5);
       full.bootMs[n.name] = first ? first.time - tB : null;
-      const ap = agentLog(lab, n.name).find((l) => l.time >= tB - 5 && l.msg === 'sync: applied' && l.root === 'big');
+      const ap = agentLog(lab, n.name).find((l) => l.time >= tB - 5 && l.msg === "sync: applied" && l.root === "big");
       full.applied[n.name] = {
-        pullMs: typeof ap?.pull_ms === 'number' ? ap.pull_ms : null,
-        applyMs: typeof ap?.apply_ms === 'number' ? ap.apply_ms : null,
-        bytes: typeof ap?.bytes === 'number' ? ap.bytes : null,
+        pullMs: typeof ap?.pull_ms === "number" ? ap.pull_ms : null,
+        applyMs: typeof ap?.apply_ms === "number" ? ap.apply_ms : null,
+        bytes: typeof ap?.bytes === "number" ? ap.bytes : null,
       };
     }
     if (!synced) throw new Error(`the standbys were not both in sync within 300 s of joining (${JSON.stringify(full.perStandbyJoinMs)})`);
     full.joinMs = Math.max(...synced) - tB;
     full.coldMs = full.publishMs + full.joinMs;
     log(
-      `  both standbys in sync ${sec(full.joinMs)} after they started (${standbys.map((n) => `${n.name} ${sec(full.perStandbyJoinMs[n.name])}: first log line +${sec(full.bootMs[n.name])}, rsync pull ${msf(full.applied[n.name]?.pullMs)}, apply ${msf(full.applied[n.name]?.applyMs)}`).join('; ')})`,
+      `  both standbys in sync ${sec(full.joinMs)} after they started (${standbys.map((n) => `${n.name} ${sec(full.perStandbyJoinMs[n.name])}: first log line +${sec(full.bootMs[n.name])}, rsync pull ${msf(full.applied[n.name]?.pullMs)}, apply ${msf(full.applied[n.name]?.applyMs)}`).join("; ")})`,
     );
     for (const n of standbys) {
       full.verify[n.name] = compareTrees(big(n1), big(n));
       full.verify[`${n.name}/small`] = compareTrees(small(n1), small(n));
       log(`  ${n.name} big root vs n1: ${describeDiff(full.verify[n.name]!)}`);
     }
-    const st = await c.cli(['sync', 'status', '--json'], { timeoutMs: 15_000 });
+    const st = await c.cli(["sync", "status", "--json"], { timeoutMs: 15_000 });
     full.syncStatus = st.stdout.slice(0, 4000);
     try {
       const s = JSON.parse(st.stdout) as { published: { generation: number } | null; members: { node: string; generation: number }[] };
       const behind = s.members.filter((m) => m.generation !== s.published?.generation);
-      log(`  understudy sync status: published generation ${s.published?.generation ?? '?'}, members ${s.members.map((m) => `${m.node}=${m.generation}`).join(' ')}${behind.length ? ' (SOME BEHIND)' : ''}`);
+      log(
+        `  understudy sync status: published generation ${s.published?.generation ?? "?"}, members ${s.members.map((m) => `${m.node}=${m.generation}`).join(" ")}${behind.length ? " (SOME BEHIND)" : ""}`,
+      );
     } catch {
       log(`  understudy sync status: unparsable (${st.stderr.trim().slice(0, 200)})`);
     }
@@ -406,11 +440,18 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
     log(`=== understudy: small-file latency, ${opts.iterations} changes (every 5th with a chmod 0600), write on n1 -> identical on n2 and n3`);
     await sleep(1000);
     u.latency = await measureLatency({
-      label: 'understudy', primaryRoot: small(n1), standbyRoots: standbys.map(small), iterations: opts.iterations,
-      timeoutMs: 10_000, spacingMs: 300, log,
+      label: "understudy",
+      primaryRoot: small(n1),
+      standbyRoots: standbys.map(small),
+      iterations: opts.iterations,
+      timeoutMs: 10_000,
+      spacingMs: 300,
+      log,
     });
     const L = u.latency;
-    log(`  understudy: p50 ${msf(L.identical?.p50)}, p95 ${msf(L.identical?.p95)}, p99 ${msf(L.identical?.p99)}, max ${msf(L.identical?.max)}; misses ${L.misses}; chmods ${L.chmodsPropagated}/${L.chmods}`);
+    log(
+      `  understudy: p50 ${msf(L.identical?.p50)}, p95 ${msf(L.identical?.p95)}, p99 ${msf(L.identical?.p99)}, max ${msf(L.identical?.max)}; misses ${L.misses}; chmods ${L.chmodsPropagated}/${L.chmods}`,
+    );
   } catch (e) {
     u.error = (e as Error).message;
     log(`  ERROR ${u.error}`);
@@ -418,8 +459,8 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
     u.agentIssues = agentIssues(lab);
     for (const a of u.agentIssues) if (a.warn + a.error > 0) log(`  ${a.node} agent log: ${a.warn} warnings, ${a.error} errors: ${JSON.stringify(a.messages)}`);
     // Standbys first, so stopping does not hand the primary role around.
-    log('  stopping the understudy agents (SIGTERM: n2, n3, then n1)');
-    for (const n of [n2, n3, n1]) await c.signalAgent(n.name, 'SIGTERM', 10_000);
+    log("  stopping the understudy agents (SIGTERM: n2, n3, then n1)");
+    for (const n of [n2, n3, n1]) await c.signalAgent(n.name, "SIGTERM", 10_000);
     u.agentIssuesAtShutdown = agentIssues(lab).map((a, i) => {
       const runtime = u.agentIssues[i]!;
       const messages: Record<string, number> = {};
@@ -434,18 +475,18 @@ async function lsyncdScenario(c: LabCluster, opts: Options, res: Results): Promi
   const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
   const standbys = [n2, n3];
   const rsh = plainSsh(lab);
-  const l: NonNullable<Results['lsyncd']> = { settings: `default.rsync, one sync{} per standby, rsync = { rsh = "ssh … -p ${PLAIN_SSH_PORT}" }; default (delay 15 s) and delay = 0` };
+  const l: NonNullable<Results["lsyncd"]> = { settings: `default.rsync, one sync{} per standby, rsync = { rsh = "ssh … -p ${PLAIN_SSH_PORT}" }; default (delay 15 s) and delay = 0` };
   res.lsyncd = l;
   let current: Lsyncd | undefined;
   try {
     // ---- full sync, delay = 0 (its startup sync)
-    log('=== lsyncd delay = 0: startup full sync of the big tree to n2 and n3');
-    const dst = (n: LabNode) => join(n.dir, 'lsyncd-big');
+    log("=== lsyncd delay = 0: startup full sync of the big tree to n2 and n3");
+    const dst = (n: LabNode) => join(n.dir, "lsyncd-big");
     for (const n of standbys) rmSync(dst(n), { recursive: true, force: true });
     await flush();
     const full: LsyncdFull = { ms: null, perTargetMs: [], verify: {} };
     l.full = full;
-    current = Lsyncd.start(lab, n1, { tag: 'big-delay0', source: big(n1), targets: standbys.map((n) => ({ node: n, dir: dst(n) })), delay: 0, rsh });
+    current = Lsyncd.start(lab, n1, { tag: "big-delay0", source: big(n1), targets: standbys.map((n) => ({ node: n, dir: dst(n) })), delay: 0, rsh });
     const done = await current.waitStartups(2, 600_000);
     if (!done) full.error = `lsyncd startup did not finish within 600 s:\n${current.tail()}`;
     else {
@@ -454,7 +495,7 @@ async function lsyncdScenario(c: LabCluster, opts: Options, res: Results): Promi
     }
     await current.stop();
     current = undefined;
-    log(`  lsyncd delay=0 startup sync: ${sec(full.ms)} (${full.perTargetMs.map(sec).join(' / ')})${full.error ? ` ERROR ${full.error}` : ''}`);
+    log(`  lsyncd delay=0 startup sync: ${sec(full.ms)} (${full.perTargetMs.map(sec).join(" / ")})${full.error ? ` ERROR ${full.error}` : ""}`);
     for (const n of standbys) {
       if (!existsSync(dst(n))) continue;
       full.verify[n.name] = compareTrees(big(n1), dst(n));
@@ -473,7 +514,15 @@ async function lsyncdScenario(c: LabCluster, opts: Options, res: Results): Promi
       await sleep(1000);
       try {
         return await measureLatency({
-          label: `lsyncd ${tag}`, primaryRoot: small(n1), standbyRoots: standbys.map(tdir), iterations, timeoutMs, modeGraceMs, spacingMs: 300, progressEvery, log,
+          label: `lsyncd ${tag}`,
+          primaryRoot: small(n1),
+          standbyRoots: standbys.map(tdir),
+          iterations,
+          timeoutMs,
+          modeGraceMs,
+          spacingMs: 300,
+          progressEvery,
+          log,
         });
       } finally {
         await current.stop();
@@ -481,12 +530,14 @@ async function lsyncdScenario(c: LabCluster, opts: Options, res: Results): Promi
       }
     };
     log(`=== lsyncd delay = 0: small-file latency, ${opts.iterations} changes (every 5th with a chmod 0600)`);
-    l.delay0 = await runLatency('delay0', 0, opts.iterations, 10_000, 2000, 10);
+    l.delay0 = await runLatency("delay0", 0, opts.iterations, 10_000, 2000, 10);
     const D = l.delay0;
-    log(`  lsyncd delay=0: content p50 ${msf(D.content?.p50)}, p95 ${msf(D.content?.p95)}, p99 ${msf(D.content?.p99)}; identical (content + mode) in ${D.iterations.length - D.misses}/${D.iterations.length}; chmods ${D.chmodsPropagated}/${D.chmods}`);
+    log(
+      `  lsyncd delay=0: content p50 ${msf(D.content?.p50)}, p95 ${msf(D.content?.p95)}, p99 ${msf(D.content?.p99)}; identical (content + mode) in ${D.iterations.length - D.misses}/${D.iterations.length}; chmods ${D.chmodsPropagated}/${D.chmods}`,
+    );
     if (opts.lsyncdDefaultChanges > 0) {
       log(`=== lsyncd default settings (delay 15 s): ${opts.lsyncdDefaultChanges} small changes (every 5th with a chmod 0600), one at a time`);
-      l.default = await runLatency('default', undefined, opts.lsyncdDefaultChanges, 40_000, 5000, 1);
+      l.default = await runLatency("default", undefined, opts.lsyncdDefaultChanges, 40_000, 5000, 1);
       const F = l.default;
       log(`  lsyncd default: content p50 ${sec(F.content?.p50)}, max ${sec(F.content?.max)}; chmods ${F.chmodsPropagated}/${F.chmods}`);
     }
@@ -510,54 +561,63 @@ function report(res: Results, opts: Options): string {
   const lat = (r: LatencyResult | undefined, k: keyof Summary, asSec = false) => {
     const s = r ? (r.misses === 0 ? r.identical : r.content) : null;
     const v = s?.[k];
-    return v === undefined ? '-' : asSec ? sec(v) : msf(v);
+    return v === undefined ? "-" : asSec ? sec(v) : msf(v);
   };
-  const counted = (r: LatencyResult | undefined) => (r ? `${r.iterations.length - r.misses}/${r.iterations.length}` : '-');
-  const head = ['small file → 2 standbys', 'understudy', 'lsyncd default', 'lsyncd delay=0', 'plain rsync -a'];
+  const counted = (r: LatencyResult | undefined) => (r ? `${r.iterations.length - r.misses}/${r.iterations.length}` : "-");
+  const head = ["small file → 2 standbys", "understudy", "lsyncd default", "lsyncd delay=0", "plain rsync -a"];
   const rows: string[][] = [head];
-  rows.push(['changes identical (content + mode)', counted(L), counted(F), counted(D), '-']);
-  for (const k of ['p50', 'p95', 'p99', 'max'] as const) rows.push([`latency ${k}`, lat(L, k), lat(F, k, true), lat(D, k), '-']);
-  rows.push(['chmod 0600 propagated', L ? `${L.chmodsPropagated}/${L.chmods}` : '-', F ? `${F.chmodsPropagated}/${F.chmods}` : '-', D ? `${D.chmodsPropagated}/${D.chmods}` : '-', '-']);
+  rows.push(["changes identical (content + mode)", counted(L), counted(F), counted(D), "-"]);
+  for (const k of ["p50", "p95", "p99", "max"] as const) rows.push([`latency ${k}`, lat(L, k), lat(F, k, true), lat(D, k), "-"]);
+  rows.push(["chmod 0600 propagated", L ? `${L.chmodsPropagated}/${L.chmods}` : "-", F ? `${F.chmodsPropagated}/${F.chmods}` : "-", D ? `${D.chmodsPropagated}/${D.chmods}` : "-", "-"]);
   out.push(table(rows));
-  out.push(
-    '(understudy: write -> content and mode identical on both standbys, chmods included; lsyncd: where a chmod never arrived, the row shows content-only latency over all changes)',
-  );
+  out.push("(understudy: write -> content and mode identical on both standbys, chmods included; lsyncd: where a chmod never arrived, the row shows content-only latency over all changes)");
 
   const t = res.tree;
   const full = u?.full;
   const lf = res.lsyncd?.full;
-  const rows2: string[][] = [[`first full sync${t ? ` (${t.files} files, ${(t.bytes / GiB).toFixed(2)} GiB)` : ''}`, 'time', 'vs rsync -a ×2 parallel', 'vs rsync -a, one standby', 'identical']];
+  const rows2: string[][] = [[`first full sync${t ? ` (${t.files} files, ${(t.bytes / GiB).toFixed(2)} GiB)` : ""}`, "time", "vs rsync -a ×2 parallel", "vs rsync -a, one standby", "identical"]];
   const ident = (v: Record<string, TreeDiff> | undefined) => {
-    const d = Object.entries(v ?? {}).filter(([k]) => !k.includes('/'));
-    return d.length ? (d.every(([, x]) => x.identical) ? 'yes' : d.map(([k, x]) => `${k}: ${describeDiff(x).slice(0, 60)}`).join('; ')) : '-';
+    const d = Object.entries(v ?? {}).filter(([k]) => !k.includes("/"));
+    return d.length ? (d.every(([, x]) => x.identical) ? "yes" : d.map(([k, x]) => `${k}: ${describeDiff(x).slice(0, 60)}`).join("; ")) : "-";
   };
-  rows2.push(['plain rsync -a, one standby', sec(rs?.singleMs), xf(ratio(rs?.singleMs, rs?.parallelMs)), '1.00×', rs?.verify ? (rs.verify.identical ? 'yes' : describeDiff(rs.verify)) : '-']);
-  rows2.push(['plain rsync -a, two standbys in parallel', sec(rs?.parallelMs), '1.00×', xf(ratio(rs?.parallelMs, rs?.singleMs)), '']);
-  if (rs?.fsyncParallelMs !== undefined) rows2.push(['(reference) rsync -a --fsync, two in parallel', sec(rs.fsyncParallelMs), xf(ratio(rs.fsyncParallelMs, rs.parallelMs)), xf(ratio(rs.fsyncParallelMs, rs.singleMs)), '']);
-  rows2.push(['understudy: standbys join -> both in sync', sec(full?.joinMs), xf(ratio(full?.joinMs, rs?.parallelMs)), xf(ratio(full?.joinMs, rs?.singleMs)), ident(full?.verify)]);
-  rows2.push(['understudy: + primary publish (cold start)', sec(full?.coldMs), xf(ratio(full?.coldMs, rs?.parallelMs)), xf(ratio(full?.coldMs, rs?.singleMs)), '']);
-  rows2.push(['lsyncd delay=0 startup sync, 2 standbys', sec(lf?.ms), xf(ratio(lf?.ms, rs?.parallelMs)), xf(ratio(lf?.ms, rs?.singleMs)), ident(lf?.verify)]);
-  out.push('', table(rows2));
-  if (rs) out.push(`plain rsync runs (median used): ${rs.runs.map((r) => `#${r.run} ${r.when}: ${sec(r.singleMs)} / ${sec(r.parallelMs)}`).join('; ')}`);
+  rows2.push(["plain rsync -a, one standby", sec(rs?.singleMs), xf(ratio(rs?.singleMs, rs?.parallelMs)), "1.00×", rs?.verify ? (rs.verify.identical ? "yes" : describeDiff(rs.verify)) : "-"]);
+  rows2.push(["plain rsync -a, two standbys in parallel", sec(rs?.parallelMs), "1.00×", xf(ratio(rs?.parallelMs, rs?.singleMs)), ""]);
+  if (rs?.fsyncParallelMs !== undefined)
+    rows2.push(["(reference) rsync -a --fsync, two in parallel", sec(rs.fsyncParallelMs), xf(ratio(rs.fsyncParallelMs, rs.parallelMs)), xf(ratio(rs.fsyncParallelMs, rs.singleMs)), ""]);
+  rows2.push(["understudy: standbys join -> both in sync", sec(full?.joinMs), xf(ratio(full?.joinMs, rs?.parallelMs)), xf(ratio(full?.joinMs, rs?.singleMs)), ident(full?.verify)]);
+  rows2.push(["understudy: + primary publish (cold start)", sec(full?.coldMs), xf(ratio(full?.coldMs, rs?.parallelMs)), xf(ratio(full?.coldMs, rs?.singleMs)), ""]);
+  rows2.push(["lsyncd delay=0 startup sync, 2 standbys", sec(lf?.ms), xf(ratio(lf?.ms, rs?.parallelMs)), xf(ratio(lf?.ms, rs?.singleMs)), ident(lf?.verify)]);
+  out.push("", table(rows2));
+  if (rs) out.push(`plain rsync runs (median used): ${rs.runs.map((r) => `#${r.run} ${r.when}: ${sec(r.singleMs)} / ${sec(r.parallelMs)}`).join("; ")}`);
   if (full) {
     out.push(
-      `understudy breakdown: primary publish (agent start, election, manifest of the tree) ${sec(full.publishMs)}; per standby join -> in sync ${Object.entries(full.perStandbyJoinMs).map(([k, v]) => `${k} ${sec(v)}`).join(', ')}` +
-        ` (agent start-up to its first log line ${Object.entries(full.bootMs).map(([k, v]) => `${k} ${sec(v)}`).join(', ')}); ` +
-        `rsync pull ${Object.entries(full.applied).map(([k, v]) => `${k} ${msf(v.pullMs)}`).join(', ')}; apply (verify + rename) ${Object.entries(full.applied).map(([k, v]) => `${k} ${msf(v.applyMs)}`).join(', ')}`,
+      `understudy breakdown: primary publish (agent start, election, manifest of the tree) ${sec(full.publishMs)}; per standby join -> in sync ${Object.entries(full.perStandbyJoinMs)
+        .map(([k, v]) => `${k} ${sec(v)}`)
+        .join(", ")}` +
+        ` (agent start-up to its first log line ${Object.entries(full.bootMs)
+          .map(([k, v]) => `${k} ${sec(v)}`)
+          .join(", ")}); ` +
+        `rsync pull ${Object.entries(full.applied)
+          .map(([k, v]) => `${k} ${msf(v.pullMs)}`)
+          .join(", ")}; apply (verify + rename) ${Object.entries(full.applied)
+          .map(([k, v]) => `${k} ${msf(v.applyMs)}`)
+          .join(", ")}`,
     );
   }
 
-  const verdict = (ok: boolean | undefined) => (ok === undefined ? 'not measured' : ok ? 'met' : 'NOT MET');
+  const verdict = (ok: boolean | undefined) => (ok === undefined ? "not measured" : ok ? "met" : "NOT MET");
   const idOk = L && L.misses === 0 ? L.identical : null;
-  out.push('');
-  out.push('targets:');
+  out.push("");
+  out.push("targets:");
   out.push(`  small file p50 ≤ 150 ms on 2 standbys: ${verdict(L ? (idOk ? idOk.p50 <= 150 : false) : undefined)} (${msf(idOk?.p50)})`);
   out.push(`  small file p99 ≤ 500 ms on 2 standbys: ${verdict(L ? (idOk ? idOk.p99 <= 500 : false) : undefined)} (${msf(idOk?.p99)})`);
-  out.push(`  mode changes propagated: ${verdict(L ? L.chmodsPropagated === L.chmods && L.chmods > 0 : undefined)} (${L ? `${L.chmodsPropagated}/${L.chmods}` : '-'})`);
+  out.push(`  mode changes propagated: ${verdict(L ? L.chmodsPropagated === L.chmods && L.chmods > 0 : undefined)} (${L ? `${L.chmodsPropagated}/${L.chmods}` : "-"})`);
   const fr = ratio(full?.joinMs, rs?.parallelMs);
-  out.push(`  full sync ≤ 1.5× plain rsync (2 standbys, join -> in sync vs rsync ×2 parallel): ${verdict(fr === null ? undefined : fr <= 1.5)} (${xf(fr)}; cold start incl. publish ${xf(ratio(full?.coldMs, rs?.parallelMs))})`);
-  out.push('');
-  out.push('ratios:');
+  out.push(
+    `  full sync ≤ 1.5× plain rsync (2 standbys, join -> in sync vs rsync ×2 parallel): ${verdict(fr === null ? undefined : fr <= 1.5)} (${xf(fr)}; cold start incl. publish ${xf(ratio(full?.coldMs, rs?.parallelMs))})`,
+  );
+  out.push("");
+  out.push("ratios:");
   const dl = D?.content?.p50;
   const fl = F?.content?.p50;
   const ul = L?.identical?.p50;
@@ -566,10 +626,12 @@ function report(res: Results, opts: Options): string {
   out.push(`  full sync: understudy / plain rsync ×2 ${xf(fr)}; lsyncd delay=0 / plain rsync ×2 ${xf(ratio(lf?.ms, rs?.parallelMs))}; understudy / lsyncd delay=0 ${xf(ratio(full?.joinMs, lf?.ms))}`);
   if (u) {
     const issues = u.agentIssues.filter((a) => a.warn + a.error > 0);
-    out.push('');
-    out.push(`understudy agent logs (level ≥ warn) while measuring: ${issues.length ? issues.map((a) => `${a.node}: ${a.warn} warn / ${a.error} error ${JSON.stringify(a.messages)}`).join('; ') : 'none'}`);
+    out.push("");
+    out.push(
+      `understudy agent logs (level ≥ warn) while measuring: ${issues.length ? issues.map((a) => `${a.node}: ${a.warn} warn / ${a.error} error ${JSON.stringify(a.messages)}`).join("; ") : "none"}`,
+    );
     const down = (u.agentIssuesAtShutdown ?? []).filter((a) => a.warn + a.error > 0);
-    if (down.length) out.push(`  at shutdown: ${down.map((a) => `${a.node}: ${JSON.stringify(a.messages)}`).join('; ')}`);
+    if (down.length) out.push(`  at shutdown: ${down.map((a) => `${a.node}: ${JSON.stringify(a.messages)}`).join("; ")}`);
   }
   if (t) {
     out.push(
@@ -577,11 +639,17 @@ function report(res: Results, opts: Options): string {
     );
   }
   out.push(
-    `host: ${res.machine.cores} cores, ${res.machine.memGiB} GiB, Linux ${res.machine.kernel}, Node ${res.machine.node}, ${res.machine.rsync}, ${res.machine.openssh}, lsyncd ${res.machine.lsyncd ?? '-'}; load ${res.machine.loadavgStart} -> ${res.machine.loadavgEnd ?? '?'}; wall ${res.wallSeconds?.toFixed(0) ?? '?'} s${res.waitedForLoadSeconds ? ` (${res.waitedForLoadSeconds} s of it waiting for the load to drop)` : ''}` +
-      (opts.quick ? ' (QUICK RUN: not the issue sizes)' : ''),
+    `host: ${res.machine.cores} cores, ${res.machine.memGiB} GiB, Linux ${res.machine.kernel}, Node ${res.machine.node}, ${res.machine.rsync}, ${res.machine.openssh}, lsyncd ${res.machine.lsyncd ?? "-"}; load ${res.machine.loadavgStart} -> ${res.machine.loadavgEnd ?? "?"}; wall ${res.wallSeconds?.toFixed(0) ?? "?"} s${res.waitedForLoadSeconds ? ` (${res.waitedForLoadSeconds} s of it waiting for the load to drop)` : ""}` +
+      (opts.quick ? " (QUICK RUN: not the issue sizes)" : ""),
   );
-  out.push(`1-min load when each phase started: ${Object.entries(res.phaseLoad).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ') || '-'}${res.dist.srcNewer.length ? `; WARNING dist/ older than ${res.dist.srcNewer.length} src file(s)` : ''}`);
-  return out.join('\n');
+  out.push(
+    `1-min load when each phase started: ${
+      Object.entries(res.phaseLoad)
+        .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+        .join(", ") || "-"
+    }${res.dist.srcNewer.length ? `; WARNING dist/ older than ${res.dist.srcNewer.length} src file(s)` : ""}`,
+  );
+  return out.join("\n");
 }
 
 // ------------------------------------------------------------------- main
@@ -589,17 +657,27 @@ function report(res: Results, opts: Options): string {
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const want = (name: string) => !opts.only || opts.only.has(name);
-  if (process.getuid?.() !== 0) throw new Error('the sync benchmark needs root (network namespaces)');
-  if (want('lsyncd') && !existsSync(LSYNCD)) throw new Error(`${LSYNCD} is missing: apt-get install -y lsyncd (or --only understudy,rsync)`);
+  if (process.getuid?.() !== 0) throw new Error("the sync benchmark needs root (network namespaces)");
+  if (want("lsyncd") && !existsSync(LSYNCD)) throw new Error(`${LSYNCD} is missing: apt-get install -y lsyncd (or --only understudy,rsync)`);
   const started = Date.now();
-  const la = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+  const la = () =>
+    loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ");
   const res: Results = {
     date: new Date().toISOString(),
     options: { ...opts, only: opts.only ? [...opts.only] : null },
     machine: {
-      cores: cpus().length, memGiB: Math.round(totalmem() / GiB), kernel: release(), node: process.version,
-      rsync: tool(['rsync', '--version']).replace(/\s+protocol.*$/, '').replace(/\s+/g, ' '), openssh: tool(['ssh', '-V']).split(',')[0] ?? '?',
-      lsyncd: existsSync(LSYNCD) ? (lsyncdVersion() ?? null) : null, loadavgStart: la(),
+      cores: cpus().length,
+      memGiB: Math.round(totalmem() / GiB),
+      kernel: release(),
+      node: process.version,
+      rsync: tool(["rsync", "--version"])
+        .replace(/\s+protocol.*$/, "")
+        .replace(/\s+/g, " "),
+      openssh: tool(["ssh", "-V"]).split(",")[0] ?? "?",
+      lsyncd: existsSync(LSYNCD) ? (lsyncdVersion() ?? null) : null,
+      loadavgStart: la(),
     },
     dist: distFreshness(),
     phaseLoad: {},
@@ -614,8 +692,11 @@ async function main(): Promise<void> {
     res.waitedForLoadSeconds = Math.round((Date.now() - t) / 1000);
     res.dist = distFreshness();
   }
-  if (res.dist.srcNewer.length) log(`WARNING: dist/ (built ${res.dist.builtAt}) is older than ${res.dist.srcNewer.length} src file(s) (${res.dist.srcNewer.slice(0, 5).join(', ')}): run \`npm run build\``);
-  log(`sync benchmark: ${opts.files} files / ${(opts.bytes / MiB).toFixed(0)} MiB, ${opts.iterations} small changes, lsyncd default ${opts.lsyncdDefaultChanges} changes, rsync runs ${opts.rsyncRuns}${opts.quick ? ' (quick)' : ''}; load ${res.machine.loadavgStart}`);
+  if (res.dist.srcNewer.length)
+    log(`WARNING: dist/ (built ${res.dist.builtAt}) is older than ${res.dist.srcNewer.length} src file(s) (${res.dist.srcNewer.slice(0, 5).join(", ")}): run \`npm run build\``);
+  log(
+    `sync benchmark: ${opts.files} files / ${(opts.bytes / MiB).toFixed(0)} MiB, ${opts.iterations} small changes, lsyncd default ${opts.lsyncdDefaultChanges} changes, rsync runs ${opts.rsyncRuns}${opts.quick ? " (quick)" : ""}; load ${res.machine.loadavgStart}`,
+  );
   let c: LabCluster | undefined;
   try {
     c = await LabCluster.create({
@@ -624,7 +705,7 @@ async function main(): Promise<void> {
       sync: {
         rootPaths: (n) => [small(n), big(n)],
         authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
-        rootsYaml: (n) => [`    - { name: small, path: ${small(n)} }`, `    - { name: big, path: ${big(n)}, max_file_size: 256MiB }`].join('\n'),
+        rootsYaml: (n) => [`    - { name: small, path: ${small(n)} }`, `    - { name: big, path: ${big(n)}, max_file_size: 256MiB }`].join("\n"),
       },
     });
     const lab = c.lab;
@@ -632,30 +713,35 @@ async function main(): Promise<void> {
     log(`lab ${lab.prefix}, subnet ${lab.subnet}; sync sshd on :2222 (forced command), plain sshd on :${PLAIN_SSH_PORT} for rsync/lsyncd`);
     for (const n of lab.nodes) {
       await lab.startSshd(n, {
-        port: PLAIN_SSH_PORT, configFile: join(n.dir, 'plain_sshd_config'), hostKeyDir: join(n.dir, 'plain-hostkey'), extraConfig: ['SetEnv SHLVL=1'],
+        port: PLAIN_SSH_PORT,
+        configFile: join(n.dir, "plain_sshd_config"),
+        hostKeyDir: join(n.dir, "plain-hostkey"),
+        extraConfig: ["SetEnv SHLVL=1"],
       });
     }
-    prepareSmallRoot(small(n1), 'understudy');
+    prepareSmallRoot(small(n1), "understudy");
     res.tree = makeBigTree(big(n1), { files: opts.files, bytes: opts.bytes, largeFiles: opts.largeFiles, smallMin: 1024, smallMax: 64 * 1024, dirs: Math.max(1, Math.round(opts.files / 100)) });
-    log(`tree on n1: ${res.tree.files} files, ${(res.tree.bytes / MiB).toFixed(0)} MiB (${res.tree.files - res.tree.largeFiles} small = ${(res.tree.smallBytes / MiB).toFixed(0)} MiB, ${res.tree.largeFiles} large = ${(res.tree.largeBytes / MiB).toFixed(0)} MiB) written in ${sec(res.tree.generateMs)}`);
+    log(
+      `tree on n1: ${res.tree.files} files, ${(res.tree.bytes / MiB).toFixed(0)} MiB (${res.tree.files - res.tree.largeFiles} small = ${(res.tree.smallBytes / MiB).toFixed(0)} MiB, ${res.tree.largeFiles} large = ${(res.tree.largeBytes / MiB).toFixed(0)} MiB) written in ${sec(res.tree.generateMs)}`,
+    );
     const phase = (name: string) => (res.phaseLoad[name] = Number(loadavg()[0]!.toFixed(2)));
     // Half the rsync runs before understudy, the rest after its agents stopped (before lsyncd).
-    const before = want('understudy') || want('lsyncd') ? Math.ceil(opts.rsyncRuns / 2) : opts.rsyncRuns;
-    if (want('rsync')) {
-      phase('rsync');
-      await plainRsyncBaseline(c, res, 1, before, 'before understudy');
+    const before = want("understudy") || want("lsyncd") ? Math.ceil(opts.rsyncRuns / 2) : opts.rsyncRuns;
+    if (want("rsync")) {
+      phase("rsync");
+      await plainRsyncBaseline(c, res, 1, before, "before understudy");
     }
-    if (want('understudy')) {
-      phase('understudy');
+    if (want("understudy")) {
+      phase("understudy");
       await understudyScenario(c, opts, res);
     }
-    if (want('rsync') && before < opts.rsyncRuns) {
-      phase('rsync2');
-      await plainRsyncBaseline(c, res, before + 1, opts.rsyncRuns, 'after understudy');
+    if (want("rsync") && before < opts.rsyncRuns) {
+      phase("rsync2");
+      await plainRsyncBaseline(c, res, before + 1, opts.rsyncRuns, "after understudy");
     }
-    if (want('rsync') && opts.fsyncReference) await rsyncFsyncReference(c, res);
-    if (want('lsyncd')) {
-      phase('lsyncd');
+    if (want("rsync") && opts.fsyncReference) await rsyncFsyncReference(c, res);
+    if (want("lsyncd")) {
+      phase("lsyncd");
       await lsyncdScenario(c, opts, res);
     }
   } catch (e) {
@@ -667,7 +753,7 @@ async function main(): Promise<void> {
   res.machine.loadavgEnd = la();
   res.wallSeconds = (Date.now() - started) / 1000;
   const text = report(res, opts);
-  res.report = text.split('\n');
+  res.report = text.split("\n");
   console.log(`\n${text}`);
   if (opts.json) {
     const file = resolve(opts.json);

@@ -3,9 +3,9 @@
  * (N files, B bytes, random content), the small latency root, and a
  * byte-for-byte tree comparison (type, content, mode, owner).
  */
-import { randomFillSync } from 'node:crypto';
-import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomFillSync } from "node:crypto";
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -63,7 +63,7 @@ export function makeBigTree(root: string, spec: TreeSpec, seed = 20261123): Tree
   const largeEach = spec.largeFiles > 0 ? Math.floor(largeTotal / spec.largeFiles) : 0;
   const buf = Buffer.allocUnsafe(4 * MiB);
   const writeRandom = (path: string, size: number, mode: number): void => {
-    const fd = openSync(path, 'w', mode);
+    const fd = openSync(path, "w", mode);
     try {
       let left = size;
       while (left > 0) {
@@ -80,21 +80,21 @@ export function makeBigTree(root: string, spec: TreeSpec, seed = 20261123): Tree
   mkdirSync(root, { recursive: true });
   let m600 = 0;
   let m755 = 0;
-  for (let d = 0; d < spec.dirs; d++) mkdirSync(join(root, `d${String(d).padStart(3, '0')}`), { recursive: true });
+  for (let d = 0; d < spec.dirs; d++) mkdirSync(join(root, `d${String(d).padStart(3, "0")}`), { recursive: true });
   for (let i = 0; i < small; i++) {
     const mode = i % 50 === 7 ? 0o600 : i % 97 === 11 ? 0o755 : 0o644;
     if (mode === 0o600) m600++;
     if (mode === 0o755) m755++;
-    const dir = `d${String(i % spec.dirs).padStart(3, '0')}`;
-    writeRandom(join(root, dir, `file-${String(i).padStart(5, '0')}.dat`), sizes[i]!, mode);
+    const dir = `d${String(i % spec.dirs).padStart(3, "0")}`;
+    writeRandom(join(root, dir, `file-${String(i).padStart(5, "0")}.dat`), sizes[i]!, mode);
   }
   let largeBytes = 0;
   let largest = 0;
   if (spec.largeFiles > 0) {
-    mkdirSync(join(root, 'large'), { recursive: true });
+    mkdirSync(join(root, "large"), { recursive: true });
     for (let i = 0; i < spec.largeFiles; i++) {
       const size = i === spec.largeFiles - 1 ? largeTotal - largeEach * (spec.largeFiles - 1) : largeEach;
-      writeRandom(join(root, 'large', `blob-${String(i).padStart(2, '0')}.bin`), size, 0o644);
+      writeRandom(join(root, "large", `blob-${String(i).padStart(2, "0")}.bin`), size, 0o644);
       largeBytes += size;
       largest = Math.max(largest, size);
     }
@@ -106,21 +106,21 @@ export function makeBigTree(root: string, spec: TreeSpec, seed = 20261123): Tree
 export const CONTENT_FILES = 20;
 export const CHMOD_FILES = 200;
 
-export const contentFile = (i: number): string => `conf-${String(i % CONTENT_FILES).padStart(2, '0')}.txt`;
-export const chmodFile = (k: number): string => `key-${String(k % CHMOD_FILES).padStart(3, '0')}.pem`;
+export const contentFile = (i: number): string => `conf-${String(i % CONTENT_FILES).padStart(2, "0")}.txt`;
+export const chmodFile = (k: number): string => `key-${String(k % CHMOD_FILES).padStart(3, "0")}.pem`;
 
 /** (Re)create the small root's files, every one 0644 (a fresh start for each contender). */
 export function prepareSmallRoot(root: string, tag: string): void {
   rmSync(root, { recursive: true, force: true });
   mkdirSync(root, { recursive: true, mode: 0o755 });
   chmodSync(root, 0o755);
-  const body = (name: string) => `# ${name} (${tag})\n${'x'.repeat(1000)}\n`;
+  const body = (name: string) => `# ${name} (${tag})\n${"x".repeat(1000)}\n`;
   for (let i = 0; i < CONTENT_FILES; i++) writeSmall(join(root, contentFile(i)), body(contentFile(i)), 0o644);
   for (let k = 0; k < CHMOD_FILES; k++) writeSmall(join(root, chmodFile(k)), body(chmodFile(k)), 0o644);
 }
 
 function writeSmall(path: string, text: string, mode: number): void {
-  const fd = openSync(path, 'w', mode);
+  const fd = openSync(path, "w", mode);
   try {
     writeSync(fd, text);
   } finally {
@@ -163,7 +163,7 @@ export function compareTrees(a: string, b: string): TreeDiff {
   const walk = (rel: string): void => {
     const pa = rel ? join(a, rel) : a;
     const pb = rel ? join(b, rel) : b;
-    const name = rel || '.';
+    const name = rel || ".";
     d.entries++;
     const sa = lstatSync(pa);
     let sb;
@@ -174,7 +174,7 @@ export function compareTrees(a: string, b: string): TreeDiff {
       note(`missing ${name}`);
       return;
     }
-    const kind = (s: typeof sa) => (s.isFile() ? 'file' : s.isDirectory() ? 'dir' : s.isSymbolicLink() ? 'link' : 'other');
+    const kind = (s: typeof sa) => (s.isFile() ? "file" : s.isDirectory() ? "dir" : s.isSymbolicLink() ? "link" : "other");
     if (kind(sa) !== kind(sb)) {
       d.type++;
       note(`type ${name}: ${kind(sa)} vs ${kind(sb)}`);
@@ -214,7 +214,7 @@ export function compareTrees(a: string, b: string): TreeDiff {
     }
   };
   try {
-    walk('');
+    walk("");
   } catch (e) {
     d.missing++;
     note(`error ${(e as Error).message}`);
@@ -225,7 +225,7 @@ export function compareTrees(a: string, b: string): TreeDiff {
 }
 
 export function describeDiff(d: TreeDiff): string {
-  if (d.identical) return `identical (${d.files} files, ${(d.bytes / MiB).toFixed(0)} MiB${d.mtime ? `; ${d.mtime} mtimes differ` : ''})`;
-  const parts = (['missing', 'extra', 'type', 'content', 'mode', 'owner'] as const).filter((k) => d[k] > 0).map((k) => `${k} ${d[k]}`);
-  return `DIFFERENT: ${parts.join(', ')} of ${d.entries} entries (e.g. ${d.examples.slice(0, 3).join('; ')})`;
+  if (d.identical) return `identical (${d.files} files, ${(d.bytes / MiB).toFixed(0)} MiB${d.mtime ? `; ${d.mtime} mtimes differ` : ""})`;
+  const parts = (["missing", "extra", "type", "content", "mode", "owner"] as const).filter((k) => d[k] > 0).map((k) => `${k} ${d[k]}`);
+  return `DIFFERENT: ${parts.join(", ")} of ${d.entries} entries (e.g. ${d.examples.slice(0, 3).join("; ")})`;
 }

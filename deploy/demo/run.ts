@@ -11,9 +11,9 @@
  * by SIGTERM; teardown (or, with --keep, leave the lab running until Ctrl-C).
  * Every wait is bounded; any failure exits non-zero after tearing down.
  */
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { CLI, LabCluster, REPO, listNetns, pollUntil, run, sleep, type Observer } from '../../test/lab/harness/index.js';
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { CLI, LabCluster, REPO, listNetns, pollUntil, run, sleep, type Observer } from "../../test/lab/harness/index.js";
 
 const STEPS = 7;
 const OBSERVER_INTERVAL_MS = 20;
@@ -54,7 +54,7 @@ function fmt(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
-function out(line = ''): void {
+function out(line = ""): void {
   process.stdout.write(`${line}\n`);
 }
 
@@ -73,7 +73,7 @@ function ok(line: string): void {
 }
 
 function block(text: string): void {
-  for (const l of text.trimEnd().split('\n')) out(`        ${l}`);
+  for (const l of text.trimEnd().split("\n")) out(`        ${l}`);
 }
 
 function fail(msg: string): never {
@@ -81,7 +81,7 @@ function fail(msg: string): never {
 }
 
 function firstLines(s: string, n = 6): string {
-  return s.trim().split('\n').slice(0, n).join(' | ');
+  return s.trim().split("\n").slice(0, n).join(" | ");
 }
 
 // ----------------------------------------------------------------- helpers
@@ -92,27 +92,27 @@ async function statusTable(c: LabCluster): Promise<void> {
 
 /** Which node's SFTP start directory holds the uploaded file: proof of who served the session. */
 function servedBy(c: LabCluster, remoteName: string): string | undefined {
-  return c.lab.nodes.find((n) => existsSync(join(n.dir, 'data', remoteName)))?.name;
+  return c.lab.nodes.find((n) => existsSync(join(n.dir, "data", remoteName)))?.name;
 }
 
 async function pinnedFingerprint(c: LabCluster): Promise<string> {
-  const r = await run(['ssh-keygen', '-lf', c.lab.hostKeyPub], { timeoutMs: 5000 });
+  const r = await run(["ssh-keygen", "-lf", c.lab.hostKeyPub], { timeoutMs: 5000 });
   if (r.code !== 0) fail(`ssh-keygen -lf ${c.lab.hostKeyPub} failed: ${r.stderr.trim()}`);
   return r.stdout.trim();
 }
 
 /** Fingerprint of the ed25519 key the VIP presents right now, fetched from the client namespace. */
 async function presentedFingerprint(c: LabCluster): Promise<string> {
-  const scan = await c.lab.exec(c.lab.client, ['ssh-keyscan', '-T', '3', '-t', 'ed25519', c.lab.vipAddress], { timeoutMs: 6000 });
-  const line = scan.stdout.split('\n').find((l) => l.startsWith(c.lab.vipAddress));
-  if (!line) return '(ssh-keyscan got no key)';
-  const r = await run(['ssh-keygen', '-lf', '-'], { input: `${line}\n`, timeoutMs: 5000 });
-  return r.code === 0 ? r.stdout.trim().split(/\s+/)[1] ?? '?' : '(unreadable)';
+  const scan = await c.lab.exec(c.lab.client, ["ssh-keyscan", "-T", "3", "-t", "ed25519", c.lab.vipAddress], { timeoutMs: 6000 });
+  const line = scan.stdout.split("\n").find((l) => l.startsWith(c.lab.vipAddress));
+  if (!line) return "(ssh-keyscan got no key)";
+  const r = await run(["ssh-keygen", "-lf", "-"], { input: `${line}\n`, timeoutMs: 5000 });
+  return r.code === 0 ? (r.stdout.trim().split(/\s+/)[1] ?? "?") : "(unreadable)";
 }
 
 function comm(pid: number): string {
   try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
   } catch {
     return String(pid);
   }
@@ -123,12 +123,12 @@ function keyOnly(fingerprintLine: string): string {
 }
 
 async function sftpThroughVip(c: LabCluster, what: string): Promise<string> {
-  const r = await c.lab.sftpLogin('vip', { timeoutMs: 10_000 });
+  const r = await c.lab.sftpLogin("vip", { timeoutMs: 10_000 });
   if (!r.ok) {
-    const why = r.timedOut ? 'timed out' : `exit ${r.code}`;
+    const why = r.timedOut ? "timed out" : `exit ${r.code}`;
     fail(`${what}: sftp through the VIP failed (${why}): ${firstLines(r.stderr || r.stdout)}`);
   }
-  const node = servedBy(c, r.remoteName) ?? '?';
+  const node = servedBy(c, r.remoteName) ?? "?";
   ok(`${what}: sftp root@${c.lab.vipAddress}: put ${r.remoteName} + ls in ${fmt(r.latencyMs)}, StrictHostKeyChecking=yes`);
   return node;
 }
@@ -138,7 +138,7 @@ async function waitHandshake(c: LabCluster, node: string, timeoutMs: number): Pr
   return pollUntil(
     async () => {
       if (!(await c.lab.vipConfiguredOn()).includes(node)) return undefined;
-      const r = await c.lab.sshHandshake('vip', { timeoutMs: 3000 });
+      const r = await c.lab.sshHandshake("vip", { timeoutMs: 3000 });
       return r.ok ? Date.now() : undefined;
     },
     { timeoutMs, intervalMs: 50 },
@@ -152,7 +152,7 @@ async function waitStandby(c: LabCluster, node: string, sinceMs: number, timeout
       const raw = await c.status(true);
       try {
         const s = JSON.parse(raw) as { members?: Array<{ node: string; role: string; updatedAt: string }> };
-        return s.members?.some((m) => m.node === node && m.role === 'standby' && Date.parse(m.updatedAt) >= sinceMs) ? true : undefined;
+        return s.members?.some((m) => m.node === node && m.role === "standby" && Date.parse(m.updatedAt) >= sinceMs) ? true : undefined;
       } catch {
         return undefined;
       }
@@ -172,8 +172,8 @@ function checkObserver(obs: Observer, label: string): void {
     const doubles = obs
       .holders(samples)
       .filter((h) => h.holders.length > 1)
-      .map((h) => `+${fmt(h.t_ms - t0Demo)} [${h.holders.join(', ')}]`);
-    fail(`${msg} (must be 1); ${doubles.length} such probes (time since demo start): ${doubles.slice(0, 8).join(' ')}`);
+      .map((h) => `+${fmt(h.t_ms - t0Demo)} [${h.holders.join(", ")}]`);
+    fail(`${msg} (must be 1); ${doubles.length} such probes (time since demo start): ${doubles.slice(0, 8).join(" ")}`);
   }
   ok(msg);
 }
@@ -186,28 +186,28 @@ interface Ctx {
 }
 
 async function demo(keep: boolean, ctx: Ctx): Promise<string> {
-  out(`understudy demo: 3 agents + etcd + a client in network namespaces, OpenSSH behind a floating IP${keep ? ' (--keep)' : ''}`);
+  out(`understudy demo: 3 agents + etcd + a client in network namespaces, OpenSSH behind a floating IP${keep ? " (--keep)" : ""}`);
 
   // 1 ------------------------------------------------------------------
-  step(1, 'Build the lab (n1..n3, etcd, client), start the agents (ttl 2s, fence margin 500ms)');
+  step(1, "Build the lab (n1..n3, etcd, client), start the agents (ttl 2s, fence margin 500ms)");
   const tCreate = Date.now();
-  const c = await LabCluster.create({ nodes: 3, ttl: '2s', fenceMargin: '500ms', etcdTuned: true });
+  const c = await LabCluster.create({ nodes: 3, ttl: "2s", fenceMargin: "500ms", etcdTuned: true });
   ctx.c = c;
   const lab = c.lab;
   info(`lab prefix ${lab.prefix}   subnet ${lab.subnet}   VIP ${lab.vipAddress}   etcd ${lab.etcdEndpoint}`);
   if (lab.etcdCredentials) info(`etcd: TLS with client certificates and etcd auth; the agents log in as ${lab.etcdCredentials.user}, whose role reaches only ${lab.etcdCredentials.rolePrefix}`);
-  info(`namespaces ${lab.switchNs} (bridge), ${lab.etcd.ns}, ${lab.nodes.map((n) => n.ns).join(', ')}, ${lab.client.ns}, ${lab.observerHost.ns}`);
+  info(`namespaces ${lab.switchNs} (bridge), ${lab.etcd.ns}, ${lab.nodes.map((n) => n.ns).join(", ")}, ${lab.client.ns}, ${lab.observerHost.ns}`);
   const first = await c.leader();
-  if (!first) fail('no primary in etcd after startup');
+  if (!first) fail("no primary in etcd after startup");
   ok(`network + etcd in ${fmt(lab.timings.createMs)}; primary ${first.node} (term ${first.term}) serving after ${fmt(Date.now() - tCreate)} in total`);
-  info('understudy status (from the client namespace):');
+  info("understudy status (from the client namespace):");
   await statusTable(c);
 
   // 2 ------------------------------------------------------------------
   step(2, `SFTP from the client through the VIP ${lab.vipAddress}, host key pinned in known_hosts`);
   const fp = await pinnedFingerprint(c);
   info(`pinned host key (ssh-keygen -lf): ${fp}`);
-  const served1 = await sftpThroughVip(c, 'session 1');
+  const served1 = await sftpThroughVip(c, "session 1");
   if (served1 !== first.node) fail(`session 1 was served by ${served1}, expected the primary ${first.node}`);
   info(`served by ${served1} (the upload landed in ${served1}'s SFTP directory); key presented by the VIP: ${await presentedFingerprint(c)}`);
 
@@ -220,7 +220,7 @@ async function demo(keep: boolean, ctx: Ctx): Promise<string> {
   await lab.linkDown(first.node);
   const victims = lab.pidsIn(lab.node(first.node).ns).map((pid) => comm(pid));
   const killed = await lab.killAllIn(lab.node(first.node).ns);
-  info(`t=0: ${first.node} cut off, ${killed} processes SIGKILLed (${victims.join(', ')})`);
+  info(`t=0: ${first.node} cut off, ${killed} processes SIGKILLed (${victims.join(", ")})`);
   const next = await c.waitForLeader({ not: first.node, timeoutMs: 15_000 });
   if (!next) fail(`no new primary within 15 s of killing ${first.node}`);
   const tElected = Date.now();
@@ -234,13 +234,13 @@ async function demo(keep: boolean, ctx: Ctx): Promise<string> {
   await statusTable(c);
 
   // 4 ------------------------------------------------------------------
-  step(4, 'SFTP again through the VIP with the SAME known_hosts');
-  const served2 = await sftpThroughVip(c, 'session 2');
+  step(4, "SFTP again through the VIP with the SAME known_hosts");
+  const served2 = await sftpThroughVip(c, "session 2");
   if (served2 !== next.node) fail(`session 2 was served by ${served2}, expected the new primary ${next.node}`);
   const presented = await presentedFingerprint(c);
   if (presented !== keyOnly(fp)) fail(`the VIP now presents ${presented}, pinned is ${keyOnly(fp)}`);
   ok(`served by ${served2}: same host key ${presented}, no "REMOTE HOST IDENTIFICATION HAS CHANGED"`);
-  checkObserver(obs, 'since the kill');
+  checkObserver(obs, "since the kill");
 
   // 5 ------------------------------------------------------------------
   step(5, `Bring ${first.node} back: agent restarted first (link still down), then the bridge port up`);
@@ -259,16 +259,16 @@ async function demo(keep: boolean, ctx: Ctx): Promise<string> {
   const rejoined = await waitStandby(c, first.node, tBack, 20_000);
   if (!rejoined) fail(`${first.node} did not register as a standby within 20 s:\n${await c.status()}`);
   const still = await c.leader();
-  if (still?.node !== next.node) fail(`primary changed to ${still?.node ?? 'nobody'} when ${first.node} came back`);
+  if (still?.node !== next.node) fail(`primary changed to ${still?.node ?? "nobody"} when ${first.node} came back`);
   const vipOn = await lab.vipConfiguredOn();
-  if (vipOn.join(',') !== next.node) fail(`VIP configured on [${vipOn.join(', ')}], expected only ${next.node}`);
+  if (vipOn.join(",") !== next.node) fail(`VIP configured on [${vipOn.join(", ")}], expected only ${next.node}`);
   ok(`link up: ${first.node} rejoined as a standby after ${fmt(Date.now() - tUp)}; ${next.node} stays primary (no flap back), VIP only on ${next.node}`);
   await statusTable(c);
 
   // 6 ------------------------------------------------------------------
   step(6, `Graceful switchover: SIGTERM the agent on the primary ${next.node}`);
   const tTerm = Date.now();
-  const stopped = c.signalAgent(next.node, 'SIGTERM', 10_000);
+  const stopped = c.signalAgent(next.node, "SIGTERM", 10_000);
   const third = await c.waitForLeader({ not: next.node, timeoutMs: 10_000 });
   if (!third) fail(`no new primary within 10 s of SIGTERM to ${next.node}'s agent`);
   const tThirdElected = Date.now();
@@ -277,14 +277,16 @@ async function demo(keep: boolean, ctx: Ctx): Promise<string> {
   await stopped;
   const agent = c.agents.get(next.node);
   if (agent && agent.exitCode === null && agent.signalCode === null) fail(`${next.node}'s agent did not exit within 10 s of SIGTERM`);
-  ok(`${third.node} (term ${third.term}) elected after ${fmt(tThirdElected - tTerm)}, SSH through the VIP after ${fmt(tThirdServing - tTerm)}${tThirdElected - tTerm < 2000 ? ' (lease revoked: no wait for the 2 s TTL)' : ''}`);
-  const sshdLeft = lab.pidsIn(next.node, 'sshd').length;
+  ok(
+    `${third.node} (term ${third.term}) elected after ${fmt(tThirdElected - tTerm)}, SSH through the VIP after ${fmt(tThirdServing - tTerm)}${tThirdElected - tTerm < 2000 ? " (lease revoked: no wait for the 2 s TTL)" : ""}`,
+  );
+  const sshdLeft = lab.pidsIn(next.node, "sshd").length;
   const vipLeft = (await lab.vipConfiguredOn()).includes(next.node);
-  if (sshdLeft > 0 || vipLeft) fail(`${next.node}'s agent exited but left ${sshdLeft} sshd process(es)${vipLeft ? ' and the VIP' : ''} behind`);
-  ok(`${next.node}'s agent exited (code ${agent?.exitCode ?? agent?.signalCode ?? '?'}); it had dropped the VIP and stopped sshd`);
-  const served3 = await sftpThroughVip(c, 'session 3');
+  if (sshdLeft > 0 || vipLeft) fail(`${next.node}'s agent exited but left ${sshdLeft} sshd process(es)${vipLeft ? " and the VIP" : ""} behind`);
+  ok(`${next.node}'s agent exited (code ${agent?.exitCode ?? agent?.signalCode ?? "?"}); it had dropped the VIP and stopped sshd`);
+  const served3 = await sftpThroughVip(c, "session 3");
   if (served3 !== third.node) fail(`session 3 was served by ${served3}, expected ${third.node}`);
-  checkObserver(obs, 'since step 3');
+  checkObserver(obs, "since step 3");
   await obs.stop();
   const tRestart = Date.now();
   c.startAgent(next.node);
@@ -297,12 +299,12 @@ async function demo(keep: boolean, ctx: Ctx): Promise<string> {
 
 /** `understudy` as the operator types it: the one on PATH (the .deb's), else this checkout's build run by this node. */
 function understudyCommand(): string {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
     if (!dir) continue;
-    const p = join(dir, 'understudy');
+    const p = join(dir, "understudy");
     try {
       accessSync(p, constants.X_OK);
-      return 'understudy';
+      return "understudy";
     } catch {
       /* next */
     }
@@ -327,7 +329,7 @@ function explore(c: LabCluster, primary: string): void {
   info(`  ${on(primary)} ${us} switchover --to ${standby} --reason "demo" --config ${cfg(primary)}`);
   info(`  ${on(primary)} ${us} history --config ${cfg(primary)}`);
   info(`  ${on(primary)} ${us} config check ${cfg(primary)}`);
-  info('SFTP through the VIP, host key pinned:');
+  info("SFTP through the VIP, host key pinned:");
   info(
     `  ip netns exec ${lab.client.ns} sftp -F /dev/null -i ${lab.clientKey} -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${lab.knownHosts} -o GlobalKnownHostsFile=/dev/null root@${lab.vipAddress}`,
   );
@@ -337,14 +339,14 @@ function explore(c: LabCluster, primary: string): void {
   info(`fail the primary ${primary} (its bridge port in the switch namespace, as the demo did), then bring it back:`);
   info(`  ip -n ${lab.switchNs} link set ${primary} down     # = ip netns exec ${lab.switchNs} ip link set ${primary} down`);
   info(`  ip -n ${lab.switchNs} link set ${primary} up`);
-  info('graceful handover: SIGTERM an agent (pids: ' + lab.nodes.map((n) => `${n.name}=${c.agents.get(n.name)?.pid ?? '-'}`).join(' ') + ')');
-  info('who holds the VIP:');
-  info(`  for n in ${lab.nodes.map((n) => n.name).join(' ')}; do echo "$n: $(ip -n ${lab.prefix}-$n -br addr show dev eth0)"; done`);
-  info('tear down: Ctrl-C here (or kill -TERM ' + process.pid + '). If this process was killed hard, sweep the leftovers:');
-  info(`  cd ${REPO} && node --import tsx ${relative(REPO, join(REPO, 'test/lab/harness/sweep-cli.ts'))} ${lab.prefix}`);
-  info('(logs are deleted at teardown; set UNDERSTUDY_LAB_LOGS=/some/dir before starting the demo to keep a copy)');
+  info("graceful handover: SIGTERM an agent (pids: " + lab.nodes.map((n) => `${n.name}=${c.agents.get(n.name)?.pid ?? "-"}`).join(" ") + ")");
+  info("who holds the VIP:");
+  info(`  for n in ${lab.nodes.map((n) => n.name).join(" ")}; do echo "$n: $(ip -n ${lab.prefix}-$n -br addr show dev eth0)"; done`);
+  info("tear down: Ctrl-C here (or kill -TERM " + process.pid + "). If this process was killed hard, sweep the leftovers:");
+  info(`  cd ${REPO} && node --import tsx ${relative(REPO, join(REPO, "test/lab/harness/sweep-cli.ts"))} ${lab.prefix}`);
+  info("(logs are deleted at teardown; set UNDERSTUDY_LAB_LOGS=/some/dir before starting the demo to keep a copy)");
   out();
-  out('press Ctrl-C to tear down');
+  out("press Ctrl-C to tear down");
 }
 
 const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
@@ -367,11 +369,11 @@ function installSignalHandlers(ctx: Ctx): void {
     ctx.c?.lab.teardownSync();
     if (ctx.c) {
       const left = leftovers(ctx.c.lab.prefix);
-      out(left.length ? `   !! left namespaces: ${left.join(' ')}` : `   ok lab ${ctx.c.lab.prefix} torn down`);
+      out(left.length ? `   !! left namespaces: ${left.join(" ")}` : `   ok lab ${ctx.c.lab.prefix} torn down`);
     }
     process.exit(SIGNAL_EXIT[sig] ?? 1);
   };
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, on);
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, on);
 }
 
 function waitForSignal(): Promise<NodeJS.Signals> {
@@ -391,7 +393,7 @@ async function teardown(ctx: Ctx): Promise<boolean> {
   await c.teardown();
   const left = leftovers(c.lab.prefix);
   if (left.length > 0) {
-    out(`   !! teardown left namespaces: ${left.join(' ')}; run: node --import tsx test/lab/harness/sweep-cli.ts ${c.lab.prefix}`);
+    out(`   !! teardown left namespaces: ${left.join(" ")}; run: node --import tsx test/lab/harness/sweep-cli.ts ${c.lab.prefix}`);
     return false;
   }
   ok(`lab ${c.lab.prefix} torn down in ${fmt(c.lab.timings.teardownMs ?? 0)}: processes killed, namespaces and temp dir removed`);
@@ -400,18 +402,18 @@ async function teardown(ctx: Ctx): Promise<boolean> {
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
-  if (args.includes('--help') || args.includes('-h')) {
+  if (args.includes("--help") || args.includes("-h")) {
     out(USAGE);
     return 0;
   }
-  const unknown = args.filter((a) => a !== '--keep');
+  const unknown = args.filter((a) => a !== "--keep");
   if (unknown.length > 0) {
-    process.stderr.write(`understudy demo: unknown argument ${unknown.join(' ')}\n${USAGE}\n`);
+    process.stderr.write(`understudy demo: unknown argument ${unknown.join(" ")}\n${USAGE}\n`);
     return 2;
   }
-  const keep = args.includes('--keep');
+  const keep = args.includes("--keep");
   if (process.getuid?.() !== 0) {
-    process.stderr.write('understudy demo: run as root (the lab uses network namespaces)\n');
+    process.stderr.write("understudy demo: run as root (the lab uses network namespaces)\n");
     return 1;
   }
   if (!existsSync(CLI)) {
@@ -421,7 +423,7 @@ async function main(): Promise<number> {
 
   const ctx: Ctx = {};
   installSignalHandlers(ctx);
-  let primary = '';
+  let primary = "";
   try {
     primary = await demo(keep, ctx);
   } catch (e) {
@@ -429,7 +431,7 @@ async function main(): Promise<number> {
     out();
     out(`FAILED at step ${currentStep}/${STEPS}: ${msg}`);
     if (ctx.c && !ctx.c.lab.isTornDown) {
-      const dest = join('/tmp', `understudy-demo-logs-${ctx.c.lab.prefix}`);
+      const dest = join("/tmp", `understudy-demo-logs-${ctx.c.lab.prefix}`);
       try {
         ctx.c.lab.copyLogsTo(dest);
         out(`      lab logs copied to ${dest}`);
@@ -454,7 +456,7 @@ async function main(): Promise<number> {
   out(`[7/${STEPS}] Tear down`);
   const clean = await teardown(ctx);
   out();
-  out(`demo ${clean ? 'complete' : 'finished with leftovers'} in ${fmt(Date.now() - t0Demo)}`);
+  out(`demo ${clean ? "complete" : "finished with leftovers"} in ${fmt(Date.now() - t0Demo)}`);
   return clean ? 0 : 1;
 }
 

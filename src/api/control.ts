@@ -4,7 +4,6 @@ import { parseDuration } from "../config/duration.js";
 import { failbackTarget, planMove, type MoveBody } from "./move-plan.js";
 import { refuse, type ApiDeps } from "./server.js";
 
-
 // Mutations: each checks what it can against the cluster as etcd has it,
 // answers 412 with a reason when the action is not possible, records who
 // asked and why in history, and returns 202 once the request is in etcd.
@@ -56,17 +55,13 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     return reply.code(202).send({ accepted: true, request, target: plan.reason });
   };
 
-  app.post<{ Body: MoveBody }>("/switchover", { schema: bodySchema({ to: NAME, at: { type: "string", format: "date-time" } }) }, (req, reply) =>
-    move(req, reply, "switchover", req.body ?? {}),
-  );
+  app.post<{ Body: MoveBody }>("/switchover", { schema: bodySchema({ to: NAME, at: { type: "string", format: "date-time" } }) }, (req, reply) => move(req, reply, "switchover", req.body ?? {}));
   app.post<{ Body: MoveBody }>("/failback", { schema: bodySchema({ to: NAME }) }, (req, reply) => {
     const target = failbackTarget(req.body?.to, deps.failbackPreferred ?? null);
     if (!target.ok) return refuse(reply, target.status, "US_E_API_PRECONDITION", target.message);
     return move(req, reply, "failback", { ...req.body, to: target.to }, target.namedBy);
   });
-  app.post<{ Body: MoveBody }>("/failover", { schema: bodySchema({ to: NAME, force: { type: "boolean" } }, ["to"]) }, (req, reply) =>
-    move(req, reply, "failover", req.body),
-  );
+  app.post<{ Body: MoveBody }>("/failover", { schema: bodySchema({ to: NAME, force: { type: "boolean" } }, ["to"]) }, (req, reply) => move(req, reply, "failover", req.body));
   app.delete("/switchover", async (req, reply) => {
     const snap = await deps.coordinator.snapshot();
     if (!snap.switchover) return refuse(reply, 412, "US_E_API_PRECONDITION", "no switchover is pending");
@@ -75,7 +70,10 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     return reply.code(202).send({ cancelled: snap.switchover });
   });
 
-  for (const [path, paused] of [["/pause", true], ["/resume", false]] as const) {
+  for (const [path, paused] of [
+    ["/pause", true],
+    ["/resume", false],
+  ] as const) {
     app.post<{ Body: { reason?: string; requested_by?: string } }>(path, { schema: bodySchema({}) }, async (req, reply) => {
       const snap = await deps.coordinator.snapshot();
       if (snap.paused === paused) return refuse(reply, 412, "US_E_API_PRECONDITION", paused ? "the cluster is already paused" : "the cluster is not paused");
@@ -111,7 +109,16 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     const damped = events.filter((e) => e.kind === "flap_damped" && (!lastClear || Date.parse(e.at) > Date.parse(lastClear.at))).pop();
     const requestedBy = who(req, req.body ?? undefined);
     await deps.coordinator.appendHistory(
-      { kind: "flap_clear", at: now(), node: deps.view().node, from: null, to: null, term: null, reason: req.body?.reason || (damped ? `cleared: ${damped.reason}` : "cleared (was not damped)"), requestedBy },
+      {
+        kind: "flap_clear",
+        at: now(),
+        node: deps.view().node,
+        from: null,
+        to: null,
+        term: null,
+        reason: req.body?.reason || (damped ? `cleared: ${damped.reason}` : "cleared (was not damped)"),
+        requestedBy,
+      },
       null,
     );
     deps.log.info({ requested_by: requestedBy, was_damped: damped !== undefined }, "flap damping cleared");

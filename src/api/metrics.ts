@@ -26,27 +26,46 @@ export class AgentMetrics {
     registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: registry, prefix: "understudy_" });
     const gauge = scrapeGauge(registry, view);
-    gauge("understudy_role", "1 for the role this node acts in now", (v, g) => {
-      g.set({ role: "primary" }, v.acting === "primary" ? 1 : 0);
-      g.set({ role: "standby" }, v.acting === "standby" ? 1 : 0);
-    }, ["role"]);
+    gauge(
+      "understudy_role",
+      "1 for the role this node acts in now",
+      (v, g) => {
+        g.set({ role: "primary" }, v.acting === "primary" ? 1 : 0);
+        g.set({ role: "standby" }, v.acting === "standby" ? 1 : 0);
+      },
+      ["role"],
+    );
     gauge("understudy_leader_term", "Term (leader key create_revision) while primary, else 0", (v, g) => g.set(v.term ?? 0));
     gauge("understudy_lease_remaining_seconds", "Time to the local lease deadline", (v, g) => g.set((v.leaseRemainingMs ?? 0) / 1000));
     gauge("understudy_etcd_reachable", "1 when the last HA cycle could read etcd", (v, g) => g.set(v.etcdReachable ? 1 : 0));
     gauge("understudy_vip_held", "1 when this node has the floating IP", (v, g) => g.set(v.vipHeld ? 1 : 0));
     // VIP truth (docs/operations.md): a primary without its address, and the MAC of whoever answers for it instead.
     gauge("understudy_vip_missing_seconds", "While primary: how long this node has been without its floating IP (0 when held or standby)", (v, g) => g.set((v.vipMissingMs ?? 0) / 1000));
-    gauge("understudy_vip_foreign_holder", "1 (with the MAC) while another host answers ARP for this primary's floating IP", (v, g) => {
-      g.reset();
-      if (v.vipHolder) g.set({ mac: v.vipHolder }, 1);
-    }, ["mac"]);
+    gauge(
+      "understudy_vip_foreign_holder",
+      "1 (with the MAC) while another host answers ARP for this primary's floating IP",
+      (v, g) => {
+        g.reset();
+        if (v.vipHolder) g.set({ mac: v.vipHolder }, 1);
+      },
+      ["mac"],
+    );
     gauge("understudy_daemon_running", "1 when the transfer daemon runs on this node", (v, g) => g.set(v.daemonRunning ? 1 : 0));
     gauge("understudy_healthy", "1 when this node may become primary", (v, g) => g.set(v.healthy ? 1 : 0));
-    gauge("understudy_ha_cycle_age_seconds", "Since the HA loop last completed a cycle (a stuck loop grows this while HTTP still answers)", (v, g) => g.set(v.sinceLastCycleMs === null ? -1 : v.sinceLastCycleMs / 1000));
-    gauge("understudy_probe_up", "1 when the probe's listener answers (after rise/fall)", (v, g) => {
-      for (const p of v.probes) g.set({ probe: p.name, critical: String(p.critical) }, p.up ? 1 : 0);
-    }, ["probe", "critical"]);
-    gauge("understudy_flap_damped", "1 when flap damping holds the cluster (health-driven handovers reached election.flap.max_moves; `understudy flap clear`)", (v, g) => g.set(v.flap?.damped ? 1 : 0));
+    gauge("understudy_ha_cycle_age_seconds", "Since the HA loop last completed a cycle (a stuck loop grows this while HTTP still answers)", (v, g) =>
+      g.set(v.sinceLastCycleMs === null ? -1 : v.sinceLastCycleMs / 1000),
+    );
+    gauge(
+      "understudy_probe_up",
+      "1 when the probe's listener answers (after rise/fall)",
+      (v, g) => {
+        for (const p of v.probes) g.set({ probe: p.name, critical: String(p.critical) }, p.up ? 1 : 0);
+      },
+      ["probe", "critical"],
+    );
+    gauge("understudy_flap_damped", "1 when flap damping holds the cluster (health-driven handovers reached election.flap.max_moves; `understudy flap clear`)", (v, g) =>
+      g.set(v.flap?.damped ? 1 : 0),
+    );
     gauge("understudy_flap_moves", "Health-driven handovers within election.flap.window since the last clear, cluster-wide, as this node last read history", (v, g) => g.set(v.flap?.moves ?? 0));
     this.reloads = new Counter({
       name: "understudy_trust_file_reloads_total",
@@ -95,12 +114,22 @@ export class AgentMetrics {
     gauge("understudy_sync_last_success_timestamp_seconds", "When a sync pass last completed, epoch seconds (0: never)", (s, g) => g.set(s.lastSuccessAt ? Date.parse(s.lastSuccessAt) / 1000 : 0));
     gauge("understudy_sync_consecutive_failures", "Failed sync passes since the last success", (s, g) => g.set(s.failures));
     // Roots are independent: one failing root leaves the others syncing, and shows here by name.
-    gauge("understudy_sync_root_in_sync", "1 when this root's live files are the published ones (a generation is in sync only when every root is)", (s, g) => {
-      for (const r of s.roots) g.set({ root: r.name }, r.inSync ? 1 : 0);
-    }, ["root"]);
-    gauge("understudy_sync_root_consecutive_failures", "Failed attempts to sync this root since its last success", (s, g) => {
-      for (const r of s.roots) g.set({ root: r.name }, r.failures);
-    }, ["root"]);
+    gauge(
+      "understudy_sync_root_in_sync",
+      "1 when this root's live files are the published ones (a generation is in sync only when every root is)",
+      (s, g) => {
+        for (const r of s.roots) g.set({ root: r.name }, r.inSync ? 1 : 0);
+      },
+      ["root"],
+    );
+    gauge(
+      "understudy_sync_root_consecutive_failures",
+      "Failed attempts to sync this root since its last success",
+      (s, g) => {
+        for (const r of s.roots) g.set({ root: r.name }, r.failures);
+      },
+      ["root"],
+    );
     const c = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers: [registry] });
     this.syncCounters = {
       pulls: c("understudy_sync_pulls_total", "Sync passes that pulled and applied a root (ok) or failed, by result", ["result"]) as Counter<"result">,
@@ -113,7 +142,10 @@ export class AgentMetrics {
       applied: c("understudy_sync_files_applied_total", "Files and links applied on this standby, by kind of change", ["kind"]) as Counter<"kind">,
       rescues: c("understudy_sync_rescues_total", "Rescue folders created for local files that differed from the last synced state"),
       published: c("understudy_sync_generations_published_total", "Sync generations this node published as primary"),
-      hooks: c("understudy_sync_hook_runs_total", "Per-root change hooks run: post_sync (standby, after apply) and post_publish (primary, after publishing its own changes), by result", ["hook", "result"]) as Counter<"hook" | "result">,
+      hooks: c("understudy_sync_hook_runs_total", "Per-root change hooks run: post_sync (standby, after apply) and post_publish (primary, after publishing its own changes), by result", [
+        "hook",
+        "result",
+      ]) as Counter<"hook" | "result">,
     };
     this.zeroSyncCounters();
     return this;
@@ -158,7 +190,10 @@ export class AgentMetrics {
   private probeDataGauges(states: () => readonly ProbeState[]): void {
     const gauge = (name: string, help: string, labelNames: string[], read: (p: ProbeState, g: Gauge<string>) => void) =>
       new Gauge({
-        name, help, labelNames, registers: [this.registry],
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
         collect() {
           const g = this as Gauge<string>;
           g.reset();
@@ -197,9 +232,14 @@ export class AgentMetrics {
   /** understudy_watchdog_state{state}: 1 for the state the fence guard last reported. */
   withWatchdog(status: () => WatchdogStatus): void {
     const states: readonly WatchdogState[] = ["off", "unavailable", "ready", "active"];
-    scrapeGauge(this.registry, status)("understudy_watchdog_state", "The watchdog device the fence guard holds while primary: 1 for its current state (off, unavailable, ready, active)", (s, g) => {
-      for (const state of states) g.set({ state }, s.state === state ? 1 : 0);
-    }, ["state"]);
+    scrapeGauge(this.registry, status)(
+      "understudy_watchdog_state",
+      "The watchdog device the fence guard holds while primary: 1 for its current state (off, unavailable, ready, active)",
+      (s, g) => {
+        for (const state of states) g.set({ state }, s.state === state ? 1 : 0);
+      },
+      ["state"],
+    );
   }
 
   observe(event: HaEvent): void {
@@ -231,7 +271,10 @@ export class AgentMetrics {
 function scrapeGauge<S>(registry: Registry, source: () => S) {
   return (name: string, help: string, read: (s: S, g: Gauge<string>) => void, labelNames: string[] = []) =>
     new Gauge({
-      name, help, labelNames, registers: [registry],
+      name,
+      help,
+      labelNames,
+      registers: [registry],
       collect() {
         read(source(), this as Gauge<string>);
       },

@@ -15,8 +15,7 @@ export interface MoveBody {
 
 export type MovePlan =
   /** `to` null: no standby to name now; the releasing primary picks the best candidate. */
-  | { readonly ok: true; readonly to: string | null; readonly reason: string }
-  | { readonly ok: false; readonly status: number; readonly message: string };
+  { readonly ok: true; readonly to: string | null; readonly reason: string } | { readonly ok: false; readonly status: number; readonly message: string };
 
 /** A failback's target before the cluster is read: the node the request names, else failback.preferred. */
 export function failbackTarget(to: string | undefined, preferred: string | null): { ok: true; to: string; namedBy: string } | { ok: false; status: number; message: string } {
@@ -34,7 +33,10 @@ export function planMove(snap: ClusterSnapshot, kind: SwitchoverRequest["kind"],
   }
   // Name the target now: a request without one left the releasing primary free to win the
   // election again and hand over again, for ever (found by the chaos operator loop).
-  const best = bestCandidate(snap.members.filter((m) => m.node !== snap.leader?.node && m.role === "standby"), snap.bans);
+  const best = bestCandidate(
+    snap.members.filter((m) => m.node !== snap.leader?.node && m.role === "standby"),
+    snap.bans,
+  );
   if (!best) return { ok: true, to: null, reason: `${kind} to the best candidate when the primary hands over: no live standby to name now` };
   return { ok: true, to: best.node, reason: `${kind} to ${best.node}: the best candidate (healthy, ready, sync generation ${best.generation}, priority ${best.priority})` };
 }

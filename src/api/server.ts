@@ -84,9 +84,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   const limits = deps.limits ?? API_LIMITS;
   // Node checks headers/request timeouts on this interval (30 s by default): check often enough to enforce them.
   const serverOptions = { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) };
-  const https = deps.tls
-    ? { ...serverOptions, key: deps.tls.key, cert: deps.tls.cert, ...(deps.tls.clientCa ? { ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}) }
-    : null;
+  const https = deps.tls ? { ...serverOptions, key: deps.tls.key, cert: deps.tls.cert, ...(deps.tls.clientCa ? { ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}) } : null;
   const app = Fastify({
     logger: false,
     bodyLimit: limits.bodyLimitBytes,
@@ -132,10 +130,22 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   const holdsLease = (v: NodeView) => v.acting === "primary" && (v.leaseRemainingMs ?? 0) > 0;
   // 200 only on the lease holder: what HAProxy's http-check and other load balancers want.
   app.get("/primary", health(holdsLease));
-  app.get("/standby", health((v) => v.acting === "standby" && v.healthy));
-  app.get("/health", health((v) => (holdsLease(v) ? v.daemonRunning : v.acting === "standby")));
-  app.get("/liveness", health((v) => v.sinceLastCycleMs !== null && v.sinceLastCycleMs < deps.livenessMaxMs));
-  app.get("/readiness", health((v) => v.etcdReachable && (holdsLease(v) ? v.daemonRunning : v.healthy)));
+  app.get(
+    "/standby",
+    health((v) => v.acting === "standby" && v.healthy),
+  );
+  app.get(
+    "/health",
+    health((v) => (holdsLease(v) ? v.daemonRunning : v.acting === "standby")),
+  );
+  app.get(
+    "/liveness",
+    health((v) => v.sinceLastCycleMs !== null && v.sinceLastCycleMs < deps.livenessMaxMs),
+  );
+  app.get(
+    "/readiness",
+    health((v) => v.etcdReachable && (holdsLease(v) ? v.daemonRunning : v.healthy)),
+  );
 
   app.get("/cluster", async () => {
     const snap = await deps.coordinator.snapshot();

@@ -3,14 +3,7 @@
 // the same record schemas (coordinator/records.ts) before anything is printed,
 // so a malformed answer is one coded error, not a TypeError half-way through a table.
 import { UnderstudyError } from "../errors/catalogue.js";
-import {
-  decodeBanChecked,
-  decodeHistoryChecked,
-  decodeMemberChecked,
-  decodeSwitchoverChecked,
-  decodeSyncGenerationChecked,
-  type Decoded,
-} from "../coordinator/records.js";
+import { decodeBanChecked, decodeHistoryChecked, decodeMemberChecked, decodeSwitchoverChecked, decodeSyncGenerationChecked, type Decoded } from "../coordinator/records.js";
 
 type Check = (value: string) => Decoded<unknown>;
 
@@ -39,10 +32,7 @@ export function clusterAnswerProblem(body: unknown): string | null {
   if (leader !== null && !(isObject(leader) && typeof leader.node === "string" && Number.isSafeInteger(leader.term))) return "leader: not null or a record with a node name and an integer term";
   if (typeof body.paused !== "boolean") return "paused: not true or false";
   return (
-    list(body, "members", decodeMemberChecked) ??
-    list(body, "bans", decodeBanChecked) ??
-    optional(body, "sync", decodeSyncGenerationChecked) ??
-    optional(body, "switchover", decodeSwitchoverChecked)
+    list(body, "members", decodeMemberChecked) ?? list(body, "bans", decodeBanChecked) ?? optional(body, "sync", decodeSyncGenerationChecked) ?? optional(body, "switchover", decodeSwitchoverChecked)
   );
 }
 

@@ -92,8 +92,11 @@ async function move(kind: SwitchoverRequest["kind"], p: Parsed, io: Io): Promise
   const api = await client(values, io.env);
   const to = str(values, "to");
   const body = {
-    ...(to ? { to } : {}), ...(at ? { at } : {}), ...(values.force ? { force: true } : {}),
-    reason: str(values, "reason") ?? "", requested_by: requester(values),
+    ...(to ? { to } : {}),
+    ...(at ? { at } : {}),
+    ...(values.force ? { force: true } : {}),
+    reason: str(values, "reason") ?? "",
+    requested_by: requester(values),
   };
   const answer = await api.send<{ request: SwitchoverRequest }>("POST", `/${kind}`, body);
   const refused = exitFor(answer, out, values.json);
@@ -190,7 +193,13 @@ export async function flapClear({ values }: Parsed, io: Io): Promise<number> {
   const refused = exitFor(answer, out, values.json);
   if (refused !== undefined) return refused;
   const b = answer.body;
-  out(values.json ? JSON.stringify(b) : printable(b.wasDamped ? `flap damping cleared (damped since ${b.damped!.at}: ${b.damped!.reason}); automatic handovers resume` : "flap damping was not in force; the move count starts again from now"));
+  out(
+    values.json
+      ? JSON.stringify(b)
+      : printable(
+          b.wasDamped ? `flap damping cleared (damped since ${b.damped!.at}: ${b.damped!.reason}); automatic handovers resume` : "flap damping was not in force; the move count starts again from now",
+        ),
+  );
   return 0;
 }
 
@@ -210,7 +219,11 @@ export async function history({ values }: Parsed, io: Io): Promise<number> {
   }
   for (const e of answer.body.events) {
     const move = e.from || e.to ? ` ${e.from ?? "-"} -> ${e.to ?? "-"}` : "";
-    const took = e.durations ? ` (${Object.entries(e.durations).map(([k, v]) => `${k} ${v}`).join(", ")})` : "";
+    const took = e.durations
+      ? ` (${Object.entries(e.durations)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ")})`
+      : "";
     out(printable(`${e.at}  ${e.kind.padEnd(10)}${move}${e.term !== null ? ` term ${e.term}` : ""}  ${e.reason}${e.requestedBy ? ` [by ${e.requestedBy}]` : ""}${took}`));
   }
   if (answer.body.events.length === 0) out("no history yet");

@@ -15,11 +15,7 @@ export interface SnapshotReader {
 }
 
 export async function grpcReader(endpoints: readonly string[], timeoutMs: number, security: EtcdSecurity): Promise<SnapshotReader> {
-  const [{ EtcdCoordinator }, { SystemClock }, { silentLogger }] = await Promise.all([
-    import("../coordinator/etcd.js"),
-    import("../platform/clock.js"),
-    import("../platform/logger.js"),
-  ]);
+  const [{ EtcdCoordinator }, { SystemClock }, { silentLogger }] = await Promise.all([import("../coordinator/etcd.js"), import("../platform/clock.js"), import("../platform/logger.js")]);
   const opened: { close(): Promise<void> }[] = [];
   return {
     async snapshot(prefix, cluster) {

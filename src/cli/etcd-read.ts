@@ -26,7 +26,6 @@ interface RangeAnswer {
 const b64 = (s: string | Buffer) => Buffer.from(s).toString("base64");
 const unb64 = (s: string | undefined) => Buffer.from(s ?? "", "base64").toString("utf8");
 
-
 export interface GatewayOptions {
   readonly endpoints: readonly string[];
   /** Per endpoint; the next endpoint is tried after a failure. */
@@ -47,7 +46,10 @@ export class EtcdGateway {
 
   private async send<T>(endpoint: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<T> {
     const res = await request("POST", new URL(path, endpoint), {
-      body: JSON.stringify(body), headers: { "content-type": "application/json", ...headers }, timeoutMs: this.opts.timeoutMs, ...(this.tls ? { tls: this.tls } : {}),
+      body: JSON.stringify(body),
+      headers: { "content-type": "application/json", ...headers },
+      timeoutMs: this.opts.timeoutMs,
+      ...(this.tls ? { tls: this.tls } : {}),
     });
     if (res.status < 200 || res.status > 299) {
       // The gateway answers gRPC errors as JSON: {"error": "etcdserver: permission denied", "code": 7}.
@@ -105,12 +107,15 @@ export class EtcdGateway {
       success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.base, false, true)],
     });
     const responses = res.responses ?? [];
-    const kvs = responses.slice(0, 4).flatMap((op) => op.response_range?.kvs ?? []).map((kv) => ({
-      key: unb64(kv.key),
-      value: unb64(kv.value),
-      createRevision: Number(kv.create_revision ?? 0),
-      modRevision: Number(kv.mod_revision ?? 0),
-    }));
+    const kvs = responses
+      .slice(0, 4)
+      .flatMap((op) => op.response_range?.kvs ?? [])
+      .map((kv) => ({
+        key: unb64(kv.key),
+        value: unb64(kv.value),
+        createRevision: Number(kv.create_revision ?? 0),
+        modRevision: Number(kv.mod_revision ?? 0),
+      }));
     const keys = Number(responses[4]?.response_range?.count ?? 0);
     return { snap: decodeSnapshot(k, kvs, Number(res.header.revision)), keys };
   }

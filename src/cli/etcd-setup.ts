@@ -40,10 +40,7 @@ export async function etcdSetup(p: Parsed, io: Io): Promise<number> {
   const user = (p.values.user as string | undefined) ?? config.etcd.auth?.user ?? `understudy-${config.cluster}`;
   const plan = etcdSetupPlan(config.etcd.prefix, config.cluster, user, (p.values.role as string | undefined) ?? user);
   const tls = config.etcd.tls;
-  const conn = [
-    `--endpoints=${config.etcd.endpoints.join(",")}`,
-    ...(tls ? [`--cacert=${tls.ca}`, ...(tls.cert ? [`--cert=${tls.cert}`, `--key=${tls.key}`] : [])] : []),
-  ];
+  const conn = [`--endpoints=${config.etcd.endpoints.join(",")}`, ...(tls ? [`--cacert=${tls.ca}`, ...(tls.cert ? [`--cert=${tls.cert}`, `--key=${tls.key}`] : [])] : [])];
   const passwordFile = config.etcd.auth?.password_file;
   if (!p.values.apply) {
     io.out(`# Least-privilege etcd access for cluster ${config.cluster}: role ${plan.role} may read and write ${plan.prefix} and nothing else.`);

@@ -4,7 +4,9 @@ import { COMMANDS, EXIT, commandsUnder, type CommandSpec } from "./spec.js";
 const TAGLINE = "high availability for file-transfer servers";
 
 function usageLine(c: CommandSpec): string {
-  const required = Object.entries(c.options).filter(([, o]) => o.required).map(([n, o]) => `--${n} ${o.arg ?? ""}`.trimEnd());
+  const required = Object.entries(c.options)
+    .filter(([, o]) => o.required)
+    .map(([n, o]) => `--${n} ${o.arg ?? ""}`.trimEnd());
   const optional = Object.values(c.options).some((o) => !o.required) ? ["[options]"] : [];
   return ["understudy", c.name, ...(c.args ? [c.args] : []), ...required, ...optional].join(" ");
 }

@@ -24,7 +24,10 @@ export async function configCheck(p: Parsed, io: Io): Promise<number> {
     arping = report.arping;
   }
   if (p.values.json) io.out(JSON.stringify({ valid: true, file, config, ...(arping ? { arping } : {}) }, null, 2));
-  else io.out(`${file}: valid (cluster ${config.cluster}, node ${config.node.name}, ttl ${config.election.ttlMs}ms, fence margin ${config.election.fenceMarginMs}ms)${arping ? `; arping: ${arping.flavour} at ${arping.path}` : ""}`);
+  else
+    io.out(
+      `${file}: valid (cluster ${config.cluster}, node ${config.node.name}, ttl ${config.election.ttlMs}ms, fence margin ${config.election.fenceMarginMs}ms)${arping ? `; arping: ${arping.flavour} at ${arping.path}` : ""}`,
+    );
   return 0;
 }
 
@@ -37,7 +40,10 @@ export async function vipRelease(p: Parsed, io: Io): Promise<number> {
   const config = await load(str(p, "config")!, false);
   if (!config.vip || config.vip.backend === "none") return 0;
   const [{ createFloatingIp }, { SpawnCommandRunner }, { SystemClock }, { silentLogger }] = await Promise.all([
-    import("../vip/index.js"), import("../platform/command.js"), import("../platform/clock.js"), import("../platform/logger.js"),
+    import("../vip/index.js"),
+    import("../platform/command.js"),
+    import("../platform/clock.js"),
+    import("../platform/logger.js"),
   ]);
   const fip = createFloatingIp(config.vip, { runner: new SpawnCommandRunner(), clock: new SystemClock(), logger: silentLogger() });
   await fip.remove();

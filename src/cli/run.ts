@@ -36,7 +36,10 @@ function resolve(argv: readonly string[]): { spec: CommandSpec; rest: readonly s
   const group = commandsUnder(first!);
   if (group.length > 0) {
     if (second === undefined || second === "--help" || second === "-h") return { text: groupHelp(first!), code: second === undefined ? EXIT.USAGE.code : EXIT.OK.code };
-    const guess = closest(`${first} ${second}`, group.map((c) => c.name));
+    const guess = closest(
+      `${first} ${second}`,
+      group.map((c) => c.name),
+    );
     throw usage(`unknown ${first} subcommand ${JSON.stringify(second)}${guess ? ` (did you mean \`${guess}\`?)` : ""}`);
   }
   const guess = closest(first!, [...COMMANDS.map((c) => c.name), ...topWords()]);
@@ -60,7 +63,9 @@ function parse(spec: CommandSpec, args: readonly string[]): Parsed {
   }
   const p = spec.positionals;
   if (p && (parsed.positionals.length < p.min || parsed.positionals.length > p.max)) {
-    throw usage(`\`understudy ${spec.name}\` takes ${p.min === p.max ? `exactly ${p.min}` : `${p.min} to ${p.max}`} ${spec.args ?? "argument"}${p.max > 1 ? "s" : ""}, got ${parsed.positionals.length}`);
+    throw usage(
+      `\`understudy ${spec.name}\` takes ${p.min === p.max ? `exactly ${p.min}` : `${p.min} to ${p.max}`} ${spec.args ?? "argument"}${p.max > 1 ? "s" : ""}, got ${parsed.positionals.length}`,
+    );
   }
   for (const [n, o] of Object.entries(spec.options)) {
     if (o.required && parsed.values[n] === undefined) throw usage(`\`understudy ${spec.name}\` needs --${n}${o.arg ? ` ${o.arg}` : ""}`);

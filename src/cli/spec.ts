@@ -42,7 +42,10 @@ export const EXIT = {
   UNAUTHORIZED: { code: 4, meaning: "unauthorized: the API rejected the token (missing or wrong)" },
   UNKNOWN_CLUSTER: { code: 5, meaning: "unknown cluster: etcd holds no key under `<prefix>/<cluster>/` (`US_E_CLUSTER_UNKNOWN`: a typo, or no agent ever started)" },
   NO_PRIMARY: { code: 6, meaning: "`status` only: the cluster exists but nobody holds the leader key now (the table is still printed)" },
-  NODE_VIEW: { code: 7, meaning: "`status` only: etcd is out of reach from here and from the node asked; only that node's own view was printed (its role, lease, VIP, daemon, decision), not the cluster's" },
+  NODE_VIEW: {
+    code: 7,
+    meaning: "`status` only: etcd is out of reach from here and from the node asked; only that node's own view was printed (its role, lease, VIP, daemon, decision), not the cluster's",
+  },
 } as const;
 
 const api = {
@@ -83,7 +86,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     notes: [
       "Reads etcd directly over its HTTP/JSON gateway (needs etcd's client port; over gRPC when the config names an etcd client certificate), or a node's API with --api (needs the API port; the token only when the node sets api.auth_reads).",
       "Exit 0 with a primary, 6 when the cluster has none now, 5 when etcd has nothing for the cluster (US_E_CLUSTER_UNKNOWN).",
-      "When etcd is unreachable from here, --config asks the node's API, which reads etcd itself (the table then ends with `Source: etcd as read by NODE`); when the node cannot read etcd either, it prints that node's own view (GET /health, no etcd needed), labelled as such, and exits 7 (--json: `\"source\": \"node\"`).",
+      'When etcd is unreachable from here, --config asks the node\'s API, which reads etcd itself (the table then ends with `Source: etcd as read by NODE`); when the node cannot read etcd either, it prints that node\'s own view (GET /health, no etcd needed), labelled as such, and exits 7 (--json: `"source": "node"`).',
       "With --config only the settings it uses (cluster, etcd, api) are checked; `understudy config check` checks the whole file.",
     ],
     load: async () => (await import("./status-cmd.js")).status,

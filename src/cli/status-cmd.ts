@@ -37,9 +37,7 @@ function etcdSource(endpoints: readonly string[], prefix: string, cluster: strin
     cluster,
     async read() {
       // A client certificate: etcd's gateway would refuse it (./etcd-grpc-read.ts); gRPC then, like the agent.
-      const reader: SnapshotReader = security?.tls?.cert
-        ? await grpcReader(endpoints, TIMEOUT_MS, security)
-        : new EtcdGateway({ endpoints, timeoutMs: TIMEOUT_MS, ...(security ? { security } : {}) });
+      const reader: SnapshotReader = security?.tls?.cert ? await grpcReader(endpoints, TIMEOUT_MS, security) : new EtcdGateway({ endpoints, timeoutMs: TIMEOUT_MS, ...(security ? { security } : {}) });
       try {
         const { snap, keys } = await reader.snapshot(prefix, cluster);
         if (keys === 0) throw await unknownCluster(reader, endpoints, prefix, cluster);
@@ -62,11 +60,12 @@ async function unknownCluster(gw: SnapshotReader, endpoints: readonly string[], 
     unlisted = describeError(e);
   }
   const guess = names && closest(cluster, names);
-  const known = names === undefined
-    ? `could not list the clusters there (${unlisted})`
-    : names.length === 0
-      ? `nothing at all under ${prefix.replace(/\/+$/, "")}/ (wrong --prefix, or another etcd?)`
-      : `clusters under ${prefix.replace(/\/+$/, "")}/: ${names.join(", ")}${names.length >= 20 ? ", ..." : ""}${guess ? `; did you mean ${guess}?` : ""}`;
+  const known =
+    names === undefined
+      ? `could not list the clusters there (${unlisted})`
+      : names.length === 0
+        ? `nothing at all under ${prefix.replace(/\/+$/, "")}/ (wrong --prefix, or another etcd?)`
+        : `clusters under ${prefix.replace(/\/+$/, "")}/: ${names.join(", ")}${names.length >= 20 ? ", ..." : ""}${guess ? `; did you mean ${guess}?` : ""}`;
   return new UnderstudyError("US_E_CLUSTER_UNKNOWN", { cluster, endpoints: endpoints.join(","), base: clusterKeys(prefix, cluster).base, known });
 }
 
@@ -81,7 +80,9 @@ function apiSource(values: Parsed["values"], cluster: string | undefined, loaded
         const own = await api.get<NodeView>("/health");
         const view = own.body as Partial<NodeView> | undefined;
         if ((own.status === 200 || own.status === 503) && typeof view?.node === "string" && typeof view.acting === "string") {
-          io.err(`understudy: the node's API (${api.baseUrl}) cannot read etcd either (${printable((answer.body as { message?: string }).message ?? "")}); showing only ${printable(view.node)}'s own view`);
+          io.err(
+            `understudy: the node's API (${api.baseUrl}) cannot read etcd either (${printable((answer.body as { message?: string }).message ?? "")}); showing only ${printable(view.node)}'s own view`,
+          );
           return { view: view as NodeView, via: `${view.node} (${api.baseUrl})` };
         }
       }

@@ -39,17 +39,38 @@ export async function syncStatus({ values }: Parsed, io: Io): Promise<number> {
 
 export function renderSyncStatus(snap: ClusterSnapshot, members: readonly MemberRecord[], nowMs: number): string {
   const pub = snap.sync;
-  const lines = [printable(pub ? `Published: generation ${pub.generation} by ${pub.source} (term ${pub.term}) at ${pub.publishedAt}, ${pub.files} files, digest ${pub.digest.slice(0, 12)}` : "Published: nothing yet (no primary has published its sync roots)")];
+  const lines = [
+    printable(
+      pub
+        ? `Published: generation ${pub.generation} by ${pub.source} (term ${pub.term}) at ${pub.publishedAt}, ${pub.files} files, digest ${pub.digest.slice(0, 12)}`
+        : "Published: nothing yet (no primary has published its sync roots)",
+    ),
+  ];
   const rows = [["Member", "Role", "Generation", "In sync", "Lag", "Last success", "Rescues", "Last error / waiting / step"]];
   for (const m of members) {
     const s = m.sync;
     const inSync = pub ? m.generation === pub.generation : m.generation === 0;
     const lag = s?.behindSince ? `${((nowMs - Date.parse(s.behindSince)) / 1000).toFixed(1)}s` : inSync ? "0" : "?";
-    const row = [m.node, m.role, String(m.generation), s ? (inSync ? "yes" : "NO") : "no sync", lag, s?.lastSuccessAt ?? "-", String(s?.rescues ?? 0), ((s?.failedRoots?.length ? `roots failing: ${s.failedRoots.join(", ")}; ` : "") + (s?.lastError ?? s?.waiting ?? s?.step ?? "")).slice(0, 100)];
+    const row = [
+      m.node,
+      m.role,
+      String(m.generation),
+      s ? (inSync ? "yes" : "NO") : "no sync",
+      lag,
+      s?.lastSuccessAt ?? "-",
+      String(s?.rescues ?? 0),
+      ((s?.failedRoots?.length ? `roots failing: ${s.failedRoots.join(", ")}; ` : "") + (s?.lastError ?? s?.waiting ?? s?.step ?? "")).slice(0, 100),
+    ];
     rows.push(row.map(printable));
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) lines.push(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
+  for (const r of rows)
+    lines.push(
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    );
   return lines.join("\n");
 }
 

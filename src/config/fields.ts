@@ -5,16 +5,14 @@ import { z } from "zod";
 import { parseDuration } from "./duration.js";
 
 // Durations are written as "5s" / "250ms" in YAML and held as milliseconds.
-export const duration = z
-  .string({ error: "must be a duration like 5s or 250ms" })
-  .transform((text, ctx) => {
-    const ms = parseDuration(text);
-    if (ms === undefined) {
-      ctx.addIssue({ code: "custom", message: "must be a duration like 5s or 250ms" });
-      return z.NEVER;
-    }
-    return ms;
-  });
+export const duration = z.string({ error: "must be a duration like 5s or 250ms" }).transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: "custom", message: "must be a duration like 5s or 250ms" });
+    return z.NEVER;
+  }
+  return ms;
+});
 // The daemon, probe and VIP adapters refuse a zero interval or timeout when the agent
 // builds them; these bounds make `config check` refuse the same files up front.
 export const positiveDuration = duration.refine((ms) => ms > 0, "must be greater than 0");
@@ -31,16 +29,14 @@ export const cidr = z.string().refine((text) => {
 }, "must be an address with a prefix length, like 198.18.0.100/24");
 
 // Sizes are written as "500MiB" / "1GiB" and held as bytes.
-export const size = z
-  .string({ error: "must be a size like 500MiB or 1GiB" })
-  .transform((text, ctx) => {
-    const m = /^(\d+(?:\.\d+)?)(B|KiB|MiB|GiB|TiB|PiB)$/.exec(text.trim());
-    if (!m) {
-      ctx.addIssue({ code: "custom", message: "must be a size like 500MiB or 1GiB (units B, KiB, MiB, GiB, TiB, PiB)" });
-      return z.NEVER;
-    }
-    return Math.round(Number(m[1]) * 1024 ** ["B", "KiB", "MiB", "GiB", "TiB", "PiB"].indexOf(m[2]!));
-  });
+export const size = z.string({ error: "must be a size like 500MiB or 1GiB" }).transform((text, ctx) => {
+  const m = /^(\d+(?:\.\d+)?)(B|KiB|MiB|GiB|TiB|PiB)$/.exec(text.trim());
+  if (!m) {
+    ctx.addIssue({ code: "custom", message: "must be a size like 500MiB or 1GiB (units B, KiB, MiB, GiB, TiB, PiB)" });
+    return z.NEVER;
+  }
+  return Math.round(Number(m[1]) * 1024 ** ["B", "KiB", "MiB", "GiB", "TiB", "PiB"].indexOf(m[2]!));
+});
 
 export const argv = z.array(z.string().min(1)).min(1, "must name a program and its arguments");
 // Hooks, validators and post_sync run as the agent's user: a bare name would be looked up

@@ -144,7 +144,10 @@ function validateWatchdog(file: string, t: ElectionTiming, w: ParsedConfig["watc
   if (w.safety_margin >= t.fenceMarginMs) fail(`must be less than election.fence_margin (${t.fenceMarginMs}ms), so the fence guard fences before the watchdog resets`, w.safety_margin);
   const timeoutS = watchdogTimeoutS(t, w.safety_margin);
   if (timeoutS < 1) {
-    fail(`leaves a watchdog timeout under 1s (ttl − renew_interval − safety_margin − 250ms = ${t.ttlMs - t.renewIntervalMs - w.safety_margin - 250}ms); raise election.ttl (3s or more) or lower the margin`, w.safety_margin);
+    fail(
+      `leaves a watchdog timeout under 1s (ttl − renew_interval − safety_margin − 250ms = ${t.ttlMs - t.renewIntervalMs - w.safety_margin - 250}ms); raise election.ttl (3s or more) or lower the margin`,
+      w.safety_margin,
+    );
   }
 }
 

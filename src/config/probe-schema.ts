@@ -16,7 +16,10 @@ export const probe = z
     user: z.string().min(1).optional(),
     private_key: absolutePath.optional(),
     password_file: absolutePath.optional(),
-    host_key_fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, "must be a fingerprint as `ssh-keygen -lf` prints it, like SHA256:<43 base64 characters>").optional(),
+    host_key_fingerprint: z
+      .string()
+      .regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, "must be a fingerprint as `ssh-keygen -lf` prints it, like SHA256:<43 base64 characters>")
+      .optional(),
     // ftps (and https URLs): TLS checks. Defaults (in src/probes/index.ts): tls_verify true, cert_warning 14d.
     // servername: the certificate's name when probing 127.0.0.1 (ftps, and https URLs since SFTPGo's WebDAV/API recipe).
     servername: z.string().min(1).optional(),
@@ -67,9 +70,17 @@ export const probe = z
     if (p.type === "tls_file" && p.files === undefined) issue("files", "is required for a tls_file probe");
     // A key of another probe type is a mistake (a wrong type, or a key on the wrong entry): say so.
     const only: Record<string, readonly string[]> = {
-      user: ["sftp"], private_key: ["sftp"], password_file: ["sftp"], host_key_fingerprint: ["sftp"], servername: ["ftps", "http"],
-      tls_verify: ["ftps", "http"], ca_file: ["ftps", "http"], cert_warning: ["ftps", "http", "tls_file"],
-      path: ["disk"], min_free: ["disk"], files: ["tls_file"],
+      user: ["sftp"],
+      private_key: ["sftp"],
+      password_file: ["sftp"],
+      host_key_fingerprint: ["sftp"],
+      servername: ["ftps", "http"],
+      tls_verify: ["ftps", "http"],
+      ca_file: ["ftps", "http"],
+      cert_warning: ["ftps", "http", "tls_file"],
+      path: ["disk"],
+      min_free: ["disk"],
+      files: ["tls_file"],
     };
     for (const [key, types] of Object.entries(only)) {
       if ((p as Record<string, unknown>)[key] !== undefined && !types.includes(p.type)) issue(key, `applies only to ${types.join(", ")} probes`);
@@ -82,8 +93,14 @@ export const probe = z
     // after a daemon start, so disk and tls_file only report unless made critical. tls_file: see
     // TLS_FILE_INTERVAL_MS in src/probes/tlsfile.ts (1h: expiry moves in days).
     const defaults = {
-      tcp: [1000, 1000, true], ssh: [1000, 1000, true], ftp: [1000, 1000, true], http: [1000, 1000, true],
-      sftp: [5000, 5000, true], ftps: [5000, 2000, true], disk: [30_000, 2000, false], tls_file: [3_600_000, 1000, false],
+      tcp: [1000, 1000, true],
+      ssh: [1000, 1000, true],
+      ftp: [1000, 1000, true],
+      http: [1000, 1000, true],
+      sftp: [5000, 5000, true],
+      ftps: [5000, 2000, true],
+      disk: [30_000, 2000, false],
+      tls_file: [3_600_000, 1000, false],
     } as const satisfies Record<typeof p.type, readonly [number, number, boolean]>;
     const [interval, timeout, critical] = defaults[p.type];
     return { ...p, interval: p.interval ?? interval, timeout: p.timeout ?? timeout, critical: p.critical ?? critical };

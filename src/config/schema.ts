@@ -32,11 +32,15 @@ export const configSchema = z
             cert: absolutePath.optional(),
             key: absolutePath.optional(),
             /** The name etcd's certificate carries, when the endpoints are addresses it does not list. */
-            server_name: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, "must be a DNS name").optional(),
+            server_name: z
+              .string()
+              .regex(/^[A-Za-z0-9.-]{1,253}$/, "must be a DNS name")
+              .optional(),
           })
           .strict()
           .superRefine((t, ctx) => {
-            if ((t.cert === undefined) !== (t.key === undefined)) ctx.addIssue({ code: "custom", path: [t.cert ? "key" : "cert"], message: "cert and key go together (a client certificate needs its key)" });
+            if ((t.cert === undefined) !== (t.key === undefined))
+              ctx.addIssue({ code: "custom", path: [t.cert ? "key" : "cert"], message: "cert and key go together (a client certificate needs its key)" });
           })
           .optional(),
         /** etcd's own authentication: a user whose role reaches only <prefix>/<cluster>/. */
@@ -100,7 +104,8 @@ export const configSchema = z
       })
       .strict()
       .superRefine((v, ctx) => {
-        if (v.backend === "keepalived" && v.keepalived === undefined) ctx.addIssue({ code: "custom", path: ["keepalived"], message: "is required for backend keepalived (virtual_router_id at least)" });
+        if (v.backend === "keepalived" && v.keepalived === undefined)
+          ctx.addIssue({ code: "custom", path: ["keepalived"], message: "is required for backend keepalived (virtual_router_id at least)" });
         if (v.backend !== "keepalived" && v.keepalived !== undefined) ctx.addIssue({ code: "custom", path: ["keepalived"], message: "applies only to backend keepalived" });
       })
       .optional(),
@@ -112,7 +117,10 @@ export const configSchema = z
         start: argv.optional(),
         stop: argv.optional(),
         status: argv.optional(),
-        unit: z.string().regex(/^[A-Za-z0-9@_.:][A-Za-z0-9@_.:-]*\.service$/, "must be a systemd service name ending in .service").optional(),
+        unit: z
+          .string()
+          .regex(/^[A-Za-z0-9@_.:][A-Za-z0-9@_.:-]*\.service$/, "must be a systemd service name ending in .service")
+          .optional(),
         stop_timeout: positiveDuration.prefault("5s"),
         restart_backoff: duration.prefault("100ms"),
         restart_backoff_max: duration.prefault("5s"),
@@ -125,8 +133,7 @@ export const configSchema = z
       .superRefine((d, ctx) => {
         if (d.backend === "process" && !d.command) ctx.addIssue({ code: "custom", path: ["command"], message: "is required for the process backend" });
         if (d.backend === "command") {
-          for (const k of ["start", "stop", "status"] as const)
-            if (!d[k]) ctx.addIssue({ code: "custom", path: [k], message: "is required for the command backend" });
+          for (const k of ["start", "stop", "status"] as const) if (!d[k]) ctx.addIssue({ code: "custom", path: [k], message: "is required for the command backend" });
         }
         if (d.backend === "systemd" && !d.unit) ctx.addIssue({ code: "custom", path: ["unit"], message: "is required for the systemd backend" });
       }),
@@ -170,12 +177,7 @@ export const configSchema = z
             timeout: positiveDuration.prefault("2s"),
             retries: z.number().int().min(0).max(10).default(3),
             // Values may hold credentials: never logged.
-            headers: z
-              .record(
-                z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "must be an HTTP header name"),
-                z.string().regex(/^[^\r\n\0]*$/, "must not contain line breaks"),
-              )
-              .optional(),
+            headers: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "must be an HTTP header name"), z.string().regex(/^[^\r\n\0]*$/, "must not contain line breaks")).optional(),
           })
           .strict()
           .optional(),
@@ -216,7 +218,10 @@ export const configSchema = z
       .strict()
       .prefault({}),
     state_dir: absolutePath.default("/var/lib/understudy"),
-    log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info") }).strict().prefault({}),
+    log: z
+      .object({ level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info") })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -232,7 +237,6 @@ export const configSchema = z
   // The API listens on the node's own address unless told otherwise: the address its member
   // key advertises to peers and operators, never every interface (0.0.0.0) by default.
   .transform((c) => (c.api ? { ...c, api: { ...c.api, listen: c.api.listen ?? defaultApiListen(c.node.address) } } : { ...c, api: undefined }));
-
 
 export type RawConfig = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;

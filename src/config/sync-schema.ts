@@ -6,7 +6,10 @@ import { absolutePath, duration, positiveDuration, programArgv, size } from "./f
 export const DEFAULT_MAX_MODE = "0775";
 // Include/exclude globs (sync/glob.ts). The serving rsync daemon enforces them as well, in
 // its space-separated filter parameter: write `?` where a name holds a space.
-const syncPattern = z.string().min(1).regex(/^[^\s]+$/, "must not contain spaces or line breaks (write ? for a space in a name)");
+const syncPattern = z
+  .string()
+  .min(1)
+  .regex(/^[^\s]+$/, "must not contain spaces or line breaks (write ? for a space in a name)");
 
 // One synchronized directory (docs/architecture.md, "File sync"). A mode is a quoted octal string:
 // YAML 1.2 reads an unquoted 0600 as the decimal number 600.
@@ -58,7 +61,10 @@ export const syncSection = z
       }),
     ssh: z
       .object({
-        user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a user name").default("understudy-sync"),
+        user: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a user name")
+          .default("understudy-sync"),
         key: absolutePath,
         known_hosts: absolutePath,
         port: z.number().int().min(1).max(65535).default(22),

@@ -5,10 +5,19 @@ export interface EtcdFailure {
 }
 
 const TLS_CAUSES: readonly [RegExp, string][] = [
-  [/self[- ]signed certificate|unable to get local issuer|certificate verify failed|unable to verify the first certificate|CERTIFICATE_VERIFY_FAILED/i, "etcd's server certificate is not signed by the CA in etcd.tls.ca"],
-  [/Hostname\/IP does not match|altnames|ERR_TLS_CERT_ALTNAME_INVALID|does not match certificate/i, "etcd's server certificate does not name this endpoint (set etcd.tls.server_name to a name it carries)"],
+  [
+    /self[- ]signed certificate|unable to get local issuer|certificate verify failed|unable to verify the first certificate|CERTIFICATE_VERIFY_FAILED/i,
+    "etcd's server certificate is not signed by the CA in etcd.tls.ca",
+  ],
+  [
+    /Hostname\/IP does not match|altnames|ERR_TLS_CERT_ALTNAME_INVALID|does not match certificate/i,
+    "etcd's server certificate does not name this endpoint (set etcd.tls.server_name to a name it carries)",
+  ],
   [/certificate has expired|CERT_HAS_EXPIRED|not yet valid/i, "a certificate has expired or is not yet valid (check both ends' dates)"],
-  [/certificate required|alert.*bad certificate|tlsv1 alert|sslv3 alert|unknown ca|alert number 4[0-9]/i, "etcd refused this node's client certificate (missing, or not signed by the CA etcd trusts: etcd.tls.cert / key)"],
+  [
+    /certificate required|alert.*bad certificate|tlsv1 alert|sslv3 alert|unknown ca|alert number 4[0-9]/i,
+    "etcd refused this node's client certificate (missing, or not signed by the CA etcd trusts: etcd.tls.cert / key)",
+  ],
   [/wrong version number|packet length too long|http_request|EPROTO/i, "the endpoint does not speak TLS (an http:// etcd behind an https:// URL?)"],
   [/handshake|SSL routines|ssl_|TLS|secure/i, "the TLS handshake with etcd failed"],
 ];

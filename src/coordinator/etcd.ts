@@ -126,17 +126,16 @@ export class EtcdCoordinator implements Coordinator {
       request_range: { key: Buffer.from(prefix), ...(exact ? {} : { range_end: prefixEnd(prefix) }) },
     });
     const res = await this.call("snapshot", () =>
-      this.client.kv.txn(
-        { compare: [], success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true)] },
-        this.deadline(),
-      ),
+      this.client.kv.txn({ compare: [], success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true)] }, this.deadline()),
     );
-    const kvs = res.responses.flatMap((op) => op.response_range?.kvs ?? []).map((kv) => ({
-      key: kv.key.toString(),
-      value: kv.value.toString(),
-      createRevision: Number(kv.create_revision),
-      modRevision: Number(kv.mod_revision),
-    }));
+    const kvs = res.responses
+      .flatMap((op) => op.response_range?.kvs ?? [])
+      .map((kv) => ({
+        key: kv.key.toString(),
+        value: kv.value.toString(),
+        createRevision: Number(kv.create_revision),
+        modRevision: Number(kv.mod_revision),
+      }));
     return decodeSnapshot(k, kvs, Number(res.header.revision), this.opts.onInvalidRecord);
   }
 
@@ -145,7 +144,12 @@ export class EtcdCoordinator implements Coordinator {
     const res = await this.call("campaign txn", () =>
       this.client
         .if(key, "Create", "==", 0)
-        .then(this.client.put(key).value(encodeLeader(node, leaseId, acquiredAt)).lease(leaseId))
+        .then(
+          this.client
+            .put(key)
+            .value(encodeLeader(node, leaseId, acquiredAt))
+            .lease(leaseId),
+        )
         .else(this.client.get(key))
         .options(this.deadline())
         .commit(),
@@ -156,22 +160,18 @@ export class EtcdCoordinator implements Coordinator {
       return { won: true, leader: { node, lease: leaseId, term, acquiredAt } };
     }
     const kv = res.responses[0]?.response_range?.kvs[0];
-    const leader = kv ? decodeLeader(kv.value.toString(), Number(kv.create_revision)) ?? null : null;
+    const leader = kv ? (decodeLeader(kv.value.toString(), Number(kv.create_revision)) ?? null) : null;
     return { won: false, leader };
   }
 
   async resign(term: number): Promise<boolean> {
     const key = this.keys.leader;
-    const res = await this.call("resign txn", () =>
-      this.client.if(key, "Create", "==", term).then(this.client.delete().key(key)).options(this.deadline()).commit(),
-    );
+    const res = await this.call("resign txn", () => this.client.if(key, "Create", "==", term).then(this.client.delete().key(key)).options(this.deadline()).commit());
     return res.succeeded;
   }
 
   async putMember(member: MemberRecord, leaseId: string): Promise<void> {
-    await this.call("member put", () =>
-      this.client.put(this.keys.member(member.node)).value(JSON.stringify(member)).lease(leaseId).options(this.deadline()).exec(),
-    );
+    await this.call("member put", () => this.client.put(this.keys.member(member.node)).value(JSON.stringify(member)).lease(leaseId).options(this.deadline()).exec());
   }
 
   async setPaused(paused: boolean): Promise<void> {
@@ -182,7 +182,11 @@ export class EtcdCoordinator implements Coordinator {
   async requestSwitchover(request: SwitchoverRequest): Promise<boolean> {
     const key = this.keys.switchover;
     const res = await this.call("switchover txn", () =>
-      this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(JSON.stringify(request))).options(this.deadline()).commit(),
+      this.client
+        .if(key, "Create", "==", 0)
+        .then(this.client.put(key).value(JSON.stringify(request)))
+        .options(this.deadline())
+        .commit(),
     );
     return res.succeeded;
   }
@@ -243,10 +247,7 @@ export class EtcdCoordinator implements Coordinator {
     const count = await this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true }, this.deadline());
     const excess = Number(count.count) - HISTORY_KEEP;
     if (excess <= 0) return;
-    const oldest = await this.client.kv.range(
-      { key: Buffer.from(prefix), range_end: prefixEnd(prefix), keys_only: true, limit: excess, sort_order: "Ascend", sort_target: "Key" },
-      this.deadline(),
-    );
+    const oldest = await this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), keys_only: true, limit: excess, sort_order: "Ascend", sort_target: "Key" }, this.deadline());
     const last = oldest.kvs[oldest.kvs.length - 1];
     if (last) await this.client.kv.deleteRange({ key: Buffer.from(prefix), range_end: Buffer.concat([last.key, Buffer.from([0])]) }, this.deadline());
   }
@@ -279,10 +280,14 @@ export class EtcdCoordinator implements Coordinator {
       await withTimeout(watcher.cancel(), this.opts.requestTimeoutMs, this.opts.clock).catch(() => undefined);
     };
     try {
-      await this.call("watch", () => new Promise<void>((resolve, reject) => {
-        watcher.once("connected", () => resolve());
-        watcher.once("error", (e: Error) => reject(e));
-      }));
+      await this.call(
+        "watch",
+        () =>
+          new Promise<void>((resolve, reject) => {
+            watcher.once("connected", () => resolve());
+            watcher.once("error", (e: Error) => reject(e));
+          }),
+      );
     } catch (e) {
       await cancel();
       throw e;
@@ -307,17 +312,18 @@ export class EtcdCoordinator implements Coordinator {
   async close(): Promise<void> {
     this.closed = true;
     // Every watcher first: one left attached would be re-established by the library for ever.
-    await Promise.all([...this.watchers].map(async (w) => {
-      this.watchers.delete(w);
-      await withTimeout(w.cancel(), this.opts.requestTimeoutMs, this.opts.clock).catch(() => undefined);
-    }));
+    await Promise.all(
+      [...this.watchers].map(async (w) => {
+        this.watchers.delete(w);
+        await withTimeout(w.cancel(), this.opts.requestTimeoutMs, this.opts.clock).catch(() => undefined);
+      }),
+    );
     this.keepalive.close();
     this.client.close();
   }
 }
 
 const HISTORY_KEEP = 1000;
-
 
 async function withTimeout<T>(p: Promise<T>, ms: number, clock: Clock): Promise<T> {
   // A plain timer, not an AbortSignal: this runs for every etcd call, several per second.

@@ -121,9 +121,23 @@ export interface BanRecord {
   readonly reason: string;
 }
 
-export type HistoryKind = "failover" | "switchover" | "failback" | "handover" | "fence" | "veto" | "pause" | "resume" | "ban" | "unban" | "request" | "stale_promotion" | "rescue"
+export type HistoryKind =
+  | "failover"
+  | "switchover"
+  | "failback"
+  | "handover"
+  | "fence"
+  | "veto"
+  | "pause"
+  | "resume"
+  | "ban"
+  | "unban"
+  | "request"
+  | "stale_promotion"
+  | "rescue"
   /** Flap damping (src/ha/flap.ts): the cluster stopped moving for health; cleared by an operator. */
-  | "flap_damped" | "flap_clear";
+  | "flap_damped"
+  | "flap_clear";
 
 /** history/<key>: one event in the cluster's life, newest last. */
 export interface HistoryEvent {

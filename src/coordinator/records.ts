@@ -45,7 +45,10 @@ const memberSchema = z.object({
   probes: z.record(text(64), z.boolean()),
   vipHeld: z.boolean(),
   vipMissingSince: isoTime.optional(),
-  vipHolder: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/).optional(),
+  vipHolder: z
+    .string()
+    .regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/)
+    .optional(),
   vipProblem: text(500).optional(),
   daemonRunning: z.boolean(),
   api: text(300).optional(),
@@ -63,7 +66,14 @@ const switchoverSchema = z.object({
   requestedAt: isoTime,
 });
 
-const releasedSchema = z.object({ node: nodeName, term: count, at: isoTime, why: z.enum(["switchover", "shutdown", "handover", "veto"]), reason: text(8000).optional(), vipNotFree: text(500).optional() });
+const releasedSchema = z.object({
+  node: nodeName,
+  term: count,
+  at: isoTime,
+  why: z.enum(["switchover", "shutdown", "handover", "veto"]),
+  reason: text(8000).optional(),
+  vipNotFree: text(500).optional(),
+});
 const banSchema = z.object({ node: nodeName, until: isoTime, requestedBy: text(500), reason: text(8000) });
 const syncSchema = z.object({
   generation: count,

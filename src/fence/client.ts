@@ -157,7 +157,11 @@ export class FenceGuardLink implements FenceGuard {
 
   /** Replies from the guard; the watchdog settings go first on every connection (the guard may be a predecessor's). */
   private listen(s: Socket): void {
-    readJsonLines<GuardReply>(s, (msg) => this.onReply(msg), () => this.deps.log.warn("ignoring a malformed message from the fence guard"));
+    readJsonLines<GuardReply>(
+      s,
+      (msg) => this.onReply(msg),
+      () => this.deps.log.warn("ignoring a malformed message from the fence guard"),
+    );
     s.write(`${JSON.stringify({ watchdog: this.deps.watchdog ?? null } satisfies GuardMessage)}\n`);
   }
 

@@ -16,7 +16,5 @@ export function outranks(m: Pick<MemberRecord, "generation" | "priority">, other
 }
 
 export function bestCandidate(members: readonly MemberRecord[], bans: readonly BanRecord[]): MemberRecord | undefined {
-  return members
-    .filter((m) => eligible(m, bans))
-    .sort((a, b) => b.generation - a.generation || b.priority - a.priority || a.node.localeCompare(b.node))[0];
+  return members.filter((m) => eligible(m, bans)).sort((a, b) => b.generation - a.generation || b.priority - a.priority || a.node.localeCompare(b.node))[0];
 }

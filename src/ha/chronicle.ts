@@ -44,7 +44,10 @@ export class Chronicle {
     const kind = this.promotionKind(snapshot, lastLeader);
     const released = snapshot?.released;
     if (kind === "handover" && released) {
-      this.recorder.record(this.event("handover", { from: released.node, to: this.node, term, reason: `${released.node} released the role (${released.why}${released.reason ? `: ${released.reason}` : ""})`, durations }), term);
+      this.recorder.record(
+        this.event("handover", { from: released.node, to: this.node, term, reason: `${released.node} released the role (${released.why}${released.reason ? `: ${released.reason}` : ""})`, durations }),
+        term,
+      );
     } else if (kind === "failover") {
       this.recorder.record(this.event("failover", { from: lastLeader!.node, to: this.node, term, reason: `${lastLeader!.node}'s lease expired`, durations }), term);
     }
@@ -56,7 +59,11 @@ export class Chronicle {
     const gap = released && released.node === sw.from ? this.clock.wallMs() - Date.parse(released.at) : undefined;
     this.recorder.record(
       this.event(sw.kind, {
-        from: sw.from, to: this.node, term, reason: sw.reason, requestedBy: sw.requestedBy,
+        from: sw.from,
+        to: this.node,
+        term,
+        reason: sw.reason,
+        requestedBy: sw.requestedBy,
         ...(gap !== undefined ? { durations: { handover_ms: Math.max(0, Math.round(gap)) } } : {}),
       }),
       term,
@@ -76,7 +83,9 @@ export class Chronicle {
   stalePromotion(term: number, generation: number, published: { generation: number; source: string }, lagMs: number): void {
     this.recorder.record(
       this.event("stale_promotion", {
-        from: published.source, to: this.node, term,
+        from: published.source,
+        to: this.node,
+        term,
         reason: `promoted with sync generation ${generation} while ${published.source} had published ${published.generation}: files changed on the old primary since then are not here`,
         durations: { lag_ms: Math.round(lagMs) },
       }),

@@ -63,7 +63,10 @@ function decidePrimary(o: Observation): Decision {
 
 /** The standby a primary would hand over to (best ranked, not banned), or undefined. */
 function heirOf(o: Observation) {
-  return bestCandidate(o.cluster!.members.filter((m) => m.node !== o.self.name && m.role === "standby"), o.cluster!.bans);
+  return bestCandidate(
+    o.cluster!.members.filter((m) => m.node !== o.self.name && m.role === "standby"),
+    o.cluster!.bans,
+  );
 }
 
 /** A primary that has not held its floating IP for vip.hold_timeout (issue 12). */
@@ -153,7 +156,10 @@ export function syncGate(o: Observation): { blocked: boolean; reason: string } |
   const pub = o.cluster?.sync;
   if (!o.sync.enabled || !pub || !isBehind(o.self.generation, pub)) return null;
   const mine = `my files are at generation ${o.self.generation}, the primary published ${pub.generation}`;
-  const holder = bestCandidate(o.cluster!.members.filter((m) => m.node !== o.self.name && !isBehind(m.generation, pub)), o.cluster!.bans);
+  const holder = bestCandidate(
+    o.cluster!.members.filter((m) => m.node !== o.self.name && !isBehind(m.generation, pub)),
+    o.cluster!.bans,
+  );
   if (holder) return { blocked: true, reason: `no action: no primary, but ${mine} and ${holder.node} holds it` };
   const lagMs = o.sync.behindSinceMs === null ? 0 : o.nowMs - o.sync.behindSinceMs;
   if (lagMs > o.sync.maximumLagMs) {

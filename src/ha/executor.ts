@@ -93,7 +93,10 @@ export class DecisionExecutor {
       case "release": {
         const last = this.loop.lastDecision();
         const record = {
-          node: config.node.name, term: action.term, at: new Date(clock.wallMs()).toISOString(), why: action.why,
+          node: config.node.name,
+          term: action.term,
+          at: new Date(clock.wallMs()).toISOString(),
+          why: action.why,
           ...(last ? { reason: last.reason.slice(0, 2000) } : {}),
           ...vipNotFree(this.loop.vipAtDecision()),
         };
@@ -109,8 +112,14 @@ export class DecisionExecutor {
         return;
       case "request_failback": {
         const request: SwitchoverRequest = {
-          kind: "failback", from: config.node.name, to: action.to, at: null, force: false,
-          requestedBy: `policy on ${config.node.name}`, reason: "failback policy auto", requestedAt: new Date(clock.wallMs()).toISOString(),
+          kind: "failback",
+          from: config.node.name,
+          to: action.to,
+          at: null,
+          force: false,
+          requestedBy: `policy on ${config.node.name}`,
+          reason: "failback policy auto",
+          requestedAt: new Date(clock.wallMs()).toISOString(),
         };
         await coordinator.requestSwitchover(request).catch(warn("cannot request the failback"));
         this.loop.trigger("failback requested");
@@ -162,10 +171,15 @@ export class DecisionExecutor {
     const lease = this.loop.lease.state();
     if (!lease) return;
     let gates: PromotionGates = {
-      term, via, leaseId: lease.id,
-      prePromoteConfigured: hooks?.configured("pre_promote") ?? false, prePromote: undefined,
-      watchdogMode: config.watchdog.mode, watchdogDevice: config.watchdog.device,
-      guardPresent: fenceGuard !== undefined, watchdog: undefined,
+      term,
+      via,
+      leaseId: lease.id,
+      prePromoteConfigured: hooks?.configured("pre_promote") ?? false,
+      prePromote: undefined,
+      watchdogMode: config.watchdog.mode,
+      watchdogDevice: config.watchdog.device,
+      guardPresent: fenceGuard !== undefined,
+      watchdog: undefined,
       lastLeaderTerm: this.loop.lastLeader()?.term ?? null,
     };
     for (let step = 0; step < 3; step++) {

@@ -92,7 +92,12 @@ export class HaLoop {
       },
     });
     this.role = new NodeRole({
-      config: deps.config, daemon: deps.daemon, vip: deps.vip, health: deps.health, clock: deps.clock, log: deps.log,
+      config: deps.config,
+      daemon: deps.daemon,
+      vip: deps.vip,
+      health: deps.health,
+      clock: deps.clock,
+      log: deps.log,
       emit: (e) => this.emit(e),
       ...(deps.fenceGuard ? { guard: deps.fenceGuard } : {}),
     });
@@ -114,7 +119,10 @@ export class HaLoop {
       (e) => deps.log.error({ err: describeError(e) }, "HA cycle failed"),
     );
     this.executor = new DecisionExecutor(deps, {
-      lease: this.lease, role: this.role, chronicle: this.chronicle, flap: this.flap,
+      lease: this.lease,
+      role: this.role,
+      chronicle: this.chronicle,
+      flap: this.flap,
       stopped: () => this.stopped,
       trigger: (why) => this.trigger(why),
       recheckIn: (ms, why) => this.recheckIn(ms, why),

@@ -86,7 +86,8 @@ export class NodeRole {
     if (d.status === "rejected") log.error({ err: describeError(d.reason) }, "daemon failed to start on promotion");
     if (v.status === "rejected") log.error({ err: describeError(v.reason) }, "floating IP not added on promotion; the reconciler retries");
     log.info({ term, took_ms: Math.round(clock.monotonicMs() - started), duplicate_check: !skipDuplicateCheck }, "acting as primary");
-    if (cold) this.deps.health.start(); // checks at once, then on each probe's interval
+    if (cold)
+      this.deps.health.start(); // checks at once, then on each probe's interval
     else void this.deps.health.checkNow().catch(() => undefined);
   }
 

@@ -52,7 +52,11 @@ export function createHooks(config: Pick<Config, "hooks" | "cluster" | "node">, 
       clock: deps.clock,
       log: deps.log.child({ component: "hooks" }),
       ...(webhook
-        ? { onOutcome: (hook, o) => { if (!o.ok) webhook.notify({ type: "hook_failed", hook, code: o.code, timed_out: o.timedOut }); } }
+        ? {
+            onOutcome: (hook, o) => {
+              if (!o.ok) webhook.notify({ type: "hook_failed", hook, code: o.code, timed_out: o.timedOut });
+            },
+          }
         : {}),
     },
   );

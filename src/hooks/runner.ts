@@ -152,10 +152,7 @@ export class Hooks implements HookPort {
   }
 
   private failed(event: HookEvent, program: string, o: Omit<HookOutcome, "ran" | "ok" | "problem"> & { problem: string }): HookOutcome {
-    const error =
-      event === "pre_promote"
-        ? new UnderstudyError("US_E_HOOK_VETO", { program, problem: o.problem })
-        : new UnderstudyError("US_E_HOOK_FAILED", { event, program, problem: o.problem });
+    const error = event === "pre_promote" ? new UnderstudyError("US_E_HOOK_VETO", { program, problem: o.problem }) : new UnderstudyError("US_E_HOOK_FAILED", { event, program, problem: o.problem });
     const fields = { hook: event, program, code: o.code, timed_out: o.timedOut, ms: o.ms };
     if (event === "pre_promote") this.deps.log.warn(fields, `${error.message}; not becoming primary`);
     else this.deps.log.warn(fields, error.message);

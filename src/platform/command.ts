@@ -90,8 +90,7 @@ export class SpawnCommandRunner implements CommandRunner {
         if (grace) clearTimeout(grace);
         outcome();
       };
-      const spawnFailed = (e: unknown): void =>
-        finish(() => reject(new UnderstudyError("US_E_COMMAND_SPAWN", { argv0: file, cause: errnoOf(e) }, { cause: e })));
+      const spawnFailed = (e: unknown): void => finish(() => reject(new UnderstudyError("US_E_COMMAND_SPAWN", { argv0: file, cause: errnoOf(e) }, { cause: e })));
 
       let child: ChildProcess;
       try {

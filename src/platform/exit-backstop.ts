@@ -33,7 +33,11 @@ export function armExitBackstop(graceMs: number, onLinger: (r: LingeringReport) 
       if (type !== "Timeout") return;
       const fn = (resource as { _onTimeout?: { name?: string } })._onTimeout;
       // Never thrown: an Error is only the cheapest way to capture where the timer was armed.
-      const stack = (new Error().stack ?? "").split("\n").slice(2, 9).map((l) => l.trim()).join(" < ");
+      const stack = (new Error().stack ?? "")
+        .split("\n")
+        .slice(2, 9)
+        .map((l) => l.trim())
+        .join(" < ");
       armed.set(asyncId, { callback: fn?.name || "(anonymous)", armedAt: stack });
     },
     destroy(asyncId) {
@@ -73,7 +77,8 @@ function describeHandles(): string[] {
     const name = o.constructor?.name ?? "handle";
     if (o.remoteAddress !== undefined) out.push(`${name} ${o.localAddress}:${o.localPort} -> ${o.remoteAddress}:${o.remotePort}`);
     else if (o.pid !== undefined) out.push(`${name} pid ${o.pid}`);
-    else if (o.fd !== undefined && o.fd <= 2) continue; // stdio
+    else if (o.fd !== undefined && o.fd <= 2)
+      continue; // stdio
     else out.push(name);
   }
   return out.slice(0, 20);

@@ -18,11 +18,7 @@ export function fileStamp(s: { dev: bigint; ino: bigint; size: bigint; mtimeNs: 
 
 /** The stamps of `files`, joined; a file that cannot be stat'ed counts as "missing:<code>". */
 export async function stampOf(files: readonly string[]): Promise<string> {
-  const parts = await Promise.all(
-    files.map((f) =>
-      stat(f, { bigint: true }).then(fileStamp, (e: unknown) => `missing:${(e as NodeJS.ErrnoException).code ?? "?"}`),
-    ),
-  );
+  const parts = await Promise.all(files.map((f) => stat(f, { bigint: true }).then(fileStamp, (e: unknown) => `missing:${(e as NodeJS.ErrnoException).code ?? "?"}`)));
   return parts.join("|");
 }
 

@@ -89,15 +89,7 @@ export function parseFtpReply(received: string): { readonly code: string; readon
  * Judge a TLS peer's certificate: expired fails, untrusted (when verifying)
  * fails, expiring within the warning period is up with a warning.
  */
-export function judgePeerCertificate(
-  run: CheckRun,
-  socket: TLSSocket,
-  what: string,
-  label: string,
-  options: TlsOptions,
-  nowMs: number,
-  checkedName: string,
-): void {
+export function judgePeerCertificate(run: CheckRun, socket: TLSSocket, what: string, label: string, options: TlsOptions, nowMs: number, checkedName: string): void {
   const cert: PeerCertificate | undefined = socket.getPeerCertificate();
   const notAfter = cert && cert.valid_to ? parseValidTo(cert.valid_to) : undefined;
   if (notAfter === undefined) return run.finish(false, `${what}, but the server sent no readable certificate`);

@@ -132,8 +132,7 @@ export class ProbeHealth {
     slot.poll = this.deps.clock.setTimer(every, () => {
       slot.poll = undefined;
       if (!live()) return;
-      void slot.spec.probe
-        .changed!()
+      void slot.spec.probe.changed!()
         .then((changed) => {
           if (changed && live()) {
             this.deps.logger?.info({ probe: slot.spec.probe.name }, "probe files changed: checking now");
@@ -174,9 +173,7 @@ export class ProbeHealth {
     slot.timer?.cancel();
     slot.timer = undefined;
     // The catch keeps the chain alive: one broken check must not end a probe's checks for good.
-    slot.chain = slot.chain
-      .then(() => this.checkOnce(slot))
-      .catch((e: unknown) => this.deps.logger?.error({ probe: slot.spec.probe.name, err: describeError(e) }, "probe check failed"));
+    slot.chain = slot.chain.then(() => this.checkOnce(slot)).catch((e: unknown) => this.deps.logger?.error({ probe: slot.spec.probe.name, err: describeError(e) }, "probe check failed"));
     return slot.chain;
   }
 

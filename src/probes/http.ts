@@ -49,7 +49,10 @@ export class HttpProbe implements Probe {
     const { url, expectStatus, timeoutMs } = this.target;
     const started = this.clock.monotonicMs();
     const result = (ok: boolean, detail: string, data?: ProbeData): ProbeResult => ({
-      ok, detail: oneLine(detail), latencyMs: this.clock.monotonicMs() - started, ...(data ? { data } : {}),
+      ok,
+      detail: oneLine(detail),
+      latencyMs: this.clock.monotonicMs() - started,
+      ...(data ? { data } : {}),
     });
     if (signal.aborted) return Promise.resolve(result(false, "aborted"));
 
@@ -113,8 +116,17 @@ export class HttpProbe implements Probe {
 
 /** Node.js/OpenSSL codes of a server certificate the client refused (not a network or protocol error). */
 const CERT_ERRORS = new Set([
-  "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID", "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "CERT_SIGNATURE_FAILURE", "CERT_UNTRUSTED", "CERT_REJECTED", "ERR_TLS_CERT_ALTNAME_INVALID",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
 ]);
 
 export function isCertificateError(e: unknown): boolean {

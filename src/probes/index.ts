@@ -45,7 +45,10 @@ export function createProbe(config: ProbeConfig, clock: Clock, reporter?: Reload
       return new DiskProbe({ name, path: config.path, minFreeBytes: config.min_free, timeoutMs: config.timeout }, clock);
     case "tls_file":
       if (config.files === undefined || config.files.length === 0) return fail("files is required for a tls_file probe");
-      return new TlsFileProbe({ name, files: config.files, warningMs: config.cert_warning ?? DEFAULT_CERT_WARNING_MS, timeoutMs: config.timeout, sharedFailures: config.shared_failures !== false }, clock);
+      return new TlsFileProbe(
+        { name, files: config.files, warningMs: config.cert_warning ?? DEFAULT_CERT_WARNING_MS, timeoutMs: config.timeout, sharedFailures: config.shared_failures !== false },
+        clock,
+      );
   }
   if (config.port === undefined) return fail(`port is required for a ${config.type} probe`);
   const target = { name, host: config.host, port: config.port, timeoutMs: config.timeout };

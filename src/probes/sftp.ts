@@ -45,7 +45,9 @@ export function loadSftpCredentials(name: string, files: { privateKey?: string; 
     return { privateKey };
   }
   if (files.passwordFile !== undefined) {
-    const password = read("password_file", files.passwordFile).toString("utf8").replace(/\r?\n$/, "");
+    const password = read("password_file", files.passwordFile)
+      .toString("utf8")
+      .replace(/\r?\n$/, "");
     if (password === "") throw new UnderstudyError("US_E_PROBE_FILE", { name, key: "password_file", file: files.passwordFile, cause: "the file is empty" });
     return { password };
   }

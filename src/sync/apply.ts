@@ -114,7 +114,13 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   const { staged, liveExists } = await checkStaged(opts);
 
   const owner = opts.owner;
-  const target = owner ? manifestOf(root.name, staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid })), staged.skipped) : staged;
+  const target = owner
+    ? manifestOf(
+        root.name,
+        staged.entries.map((e) => ({ ...e, uid: owner.uid, gid: owner.gid })),
+        staged.skipped,
+      )
+    : staged;
   const readLive = () => (liveExists ? buildManifest(root, root.path, opts.cache, opts.hasher) : Promise.resolve(manifestOf(root.name, [])));
   let live = await readLive();
   if (opts.beforeApply && (await opts.beforeApply(target, live))) live = await readLive();
@@ -164,9 +170,11 @@ async function checkStaging(root: SyncRoot, stagedDir: string): Promise<boolean>
   });
   if (liveSt && !liveSt.isDirectory()) throw refuse(`the root ${root.path} is not a directory`);
   const parent = path.dirname(path.resolve(root.path));
-  const ref = liveSt ?? (await stat(parent).catch((e) => {
-    throw refuse(`the root does not exist and neither does its parent: ${describeError(e)}`);
-  }));
+  const ref =
+    liveSt ??
+    (await stat(parent).catch((e) => {
+      throw refuse(`the root does not exist and neither does its parent: ${describeError(e)}`);
+    }));
   // rename() only works, and is only atomic, within one file system.
   if (ref.dev !== st.dev) throw refuse(`it is on a different file system from ${liveSt ? root.path : parent} (device ${st.dev} vs ${ref.dev})`);
   return liveSt !== undefined;
@@ -269,14 +277,18 @@ class ApplyRun {
       if (r?.code === 0) return;
     }
     for (const e of files) {
-      await this.step(e.path, async () => {
-        const fh = await open(path.join(this.staged, e.path), constants.O_RDONLY | constants.O_NOFOLLOW);
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-      }, false);
+      await this.step(
+        e.path,
+        async () => {
+          const fh = await open(path.join(this.staged, e.path), constants.O_RDONLY | constants.O_NOFOLLOW);
+          try {
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+        },
+        false,
+      );
     }
   }
 

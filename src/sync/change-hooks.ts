@@ -141,7 +141,11 @@ export class HookQueue {
  * synced or published here has nothing to compare with: the daemon started
  * with these files, so it is not listed.
  */
-export function localChanges(roots: readonly { readonly name: string }[], known: ReadonlyMap<string, Manifest | undefined>, current: ReadonlyMap<string, Manifest>): { root: string; paths: string[] }[] {
+export function localChanges(
+  roots: readonly { readonly name: string }[],
+  known: ReadonlyMap<string, Manifest | undefined>,
+  current: ReadonlyMap<string, Manifest>,
+): { root: string; paths: string[] }[] {
   const out: { root: string; paths: string[] }[] = [];
   for (const r of roots) {
     const before = known.get(r.name);

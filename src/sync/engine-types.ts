@@ -56,7 +56,13 @@ export interface SyncView {
 
 export type SyncEvent =
   /** roots: those whose digest differs from the previous publication; local: this node's own edits (post_publish runs for these). */
-  | { readonly type: "published"; readonly generation: number; readonly files: number; readonly roots: readonly string[]; readonly local: readonly { readonly root: string; readonly paths: readonly string[] }[] }
+  | {
+      readonly type: "published";
+      readonly generation: number;
+      readonly files: number;
+      readonly roots: readonly string[];
+      readonly local: readonly { readonly root: string; readonly paths: readonly string[] }[];
+    }
   | { readonly type: "applied"; readonly root: string; readonly generation: number; readonly pullMs: number; readonly applyMs: number; readonly summary: ApplySummary }
   | { readonly type: "synced"; readonly generation: number }
   /** root: the one root that failed (other roots went on); absent for a failure of the whole pass. */
@@ -79,7 +85,14 @@ export interface SyncStatus {
   /** The reason sentence of the latest sync step (plan.ts); absent before the first pass. */
   readonly step?: string;
   /** Per root: inSync (its live files are the published ones; a generation is in sync only when every root is), and its own outcome. */
-  readonly roots: readonly ({ readonly name: string; readonly path: string; readonly digest: string | null; readonly files: number | null; readonly bytes: number | null; readonly inSync: boolean } & RootOutcome)[];
+  readonly roots: readonly ({
+    readonly name: string;
+    readonly path: string;
+    readonly digest: string | null;
+    readonly files: number | null;
+    readonly bytes: number | null;
+    readonly inSync: boolean;
+  } & RootOutcome)[];
   readonly rescues: readonly { readonly root: string; readonly dir: string; readonly files: number; readonly at: string }[];
 }
 

@@ -49,8 +49,18 @@ export class SyncEngine {
   constructor(private readonly deps: SyncEngineDeps) {
     this.hasher = deps.hasher;
     this.ledger = new SyncLedger(deps, deps.hasher?.hash);
-    this.primary = new PrimarySide(deps, this.ledger, (why) => this.runner.trigger(why), () => this.closed);
-    this.standby = new StandbySide(deps, this.ledger, () => this.closed || this.side !== "standby", () => this.trackLag());
+    this.primary = new PrimarySide(
+      deps,
+      this.ledger,
+      (why) => this.runner.trigger(why),
+      () => this.closed,
+    );
+    this.standby = new StandbySide(
+      deps,
+      this.ledger,
+      () => this.closed || this.side !== "standby",
+      () => this.trackLag(),
+    );
     this.runner = new SerialRunner(
       () => this.pass(),
       (e) => deps.log.error({ err: describeError(e) }, "sync pass threw past its own error handling"),
@@ -98,7 +108,15 @@ export class SyncEngine {
   follow(view: SyncView): void {
     if (this.closed) return;
     const { log } = this.deps;
-    const plan = planFollow({ node: this.deps.node, side: this.side, term: this.primary.term, held: this.ledger.held.generation, published: this.ledger.published, view, retryArmed: this.retryTimer !== undefined });
+    const plan = planFollow({
+      node: this.deps.node,
+      side: this.side,
+      term: this.primary.term,
+      held: this.ledger.held.generation,
+      published: this.ledger.published,
+      view,
+      retryArmed: this.retryTimer !== undefined,
+    });
     this.ledger.published = plan.published;
     this.view = view;
     if (plan.turn?.to === "primary") {
@@ -179,8 +197,16 @@ export class SyncEngine {
         // A standby's root is in sync when its live files are the published ones; a primary's always are.
         const inSync = this.side === "primary" || (p === null ? true : held.roots[r.name] === p.roots[r.name]);
         return {
-          name: r.name, path: r.path, digest: m?.digest ?? null, files: files?.length ?? null, bytes: files ? files.reduce((n, e) => n + e.size, 0) : null,
-          inSync, failures: o.failures, lastError: o.lastError, lastSuccessAt: o.lastSuccessAt, lastHook: o.lastHook,
+          name: r.name,
+          path: r.path,
+          digest: m?.digest ?? null,
+          files: files?.length ?? null,
+          bytes: files ? files.reduce((n, e) => n + e.size, 0) : null,
+          inSync,
+          failures: o.failures,
+          lastError: o.lastError,
+          lastSuccessAt: o.lastSuccessAt,
+          lastHook: o.lastHook,
         };
       }),
       rescues: [...this.standby.rescues],
@@ -291,7 +317,10 @@ export class SyncEngine {
     this.ledger.lastError = { code, message, at: this.ledger.nowIso() };
     const retry = planRetry(this.failures, allMismatch, this.deps.settings.retryMaxMs);
     if (e instanceof RootFailures) {
-      this.deps.log.warn({ roots: [...e.failures.keys()], failures: this.failures, retry_in_ms: retry.delayMs }, "sync pass incomplete: the roots named failed and are retried; the other roots are in sync");
+      this.deps.log.warn(
+        { roots: [...e.failures.keys()], failures: this.failures, retry_in_ms: retry.delayMs },
+        "sync pass incomplete: the roots named failed and are retried; the other roots are in sync",
+      );
     } else {
       this.deps.log.warn({ err: message, code, failures: this.failures, retry_in_ms: retry.delayMs }, "sync failed; live files unchanged where the check failed");
       this.ledger.emit({ type: "failed", code, message });

@@ -26,11 +26,14 @@ export function stagedRefs(argv: readonly string[] | undefined): string[] {
  */
 export function substitutePlaceholders(argv: readonly string[], own: string, named: (root: string) => string | undefined = () => undefined): string[] {
   return argv.map((a) =>
-    a.replace(NAMED, (_m, name: string) => {
-      const p = named(name);
-      if (p === undefined) throw new UnderstudyError("US_E_SYNC_PLACEHOLDER", { name });
-      return p;
-    }).split(STAGED_TOKEN).join(own),
+    a
+      .replace(NAMED, (_m, name: string) => {
+        const p = named(name);
+        if (p === undefined) throw new UnderstudyError("US_E_SYNC_PLACEHOLDER", { name });
+        return p;
+      })
+      .split(STAGED_TOKEN)
+      .join(own),
   );
 }
 

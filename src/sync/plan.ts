@@ -111,7 +111,14 @@ export type SyncStep =
   | { readonly kind: "publish"; readonly term: number; readonly rebuild: readonly string[]; readonly reason: string }
   | { readonly kind: "verify"; readonly roots: readonly string[]; readonly reason: string }
   /** pull: stage, check and apply the roots that differ (none: only record the generation). rescue: the same, keeping first what differs from the incoming files in `againstIncoming`. */
-  | { readonly kind: "pull" | "rescue"; readonly record: SyncGeneration; readonly address: string; readonly roots: readonly string[]; readonly againstIncoming: readonly string[]; readonly reason: string }
+  | {
+      readonly kind: "pull" | "rescue";
+      readonly record: SyncGeneration;
+      readonly address: string;
+      readonly roots: readonly string[];
+      readonly againstIncoming: readonly string[];
+      readonly reason: string;
+    }
   | { readonly kind: "refuse"; readonly primary: string; readonly published: readonly string[]; readonly local: readonly string[]; readonly reason: string }
   /** Not done: the pass ends without success and without a retry (the next cycle or generation kicks again). */
   | { readonly kind: "wait"; readonly waiting: string; readonly reason: string }
@@ -148,7 +155,13 @@ function planStandby(o: SyncObservation): SyncStep {
   const local = [...o.roots].sort();
   const published = Object.keys(pub.roots).sort();
   if (local.join(",") !== published.join(",")) {
-    return { kind: "refuse", primary: leader.node, published, local, reason: `refusing to pull: ${leader.node} publishes the roots ${published.join(", ") || "(none)"}, this node has ${local.join(", ") || "(none)"}` };
+    return {
+      kind: "refuse",
+      primary: leader.node,
+      published,
+      local,
+      reason: `refusing to pull: ${leader.node} publishes the roots ${published.join(", ") || "(none)"}, this node has ${local.join(", ") || "(none)"}`,
+    };
   }
   const differ = o.roots.filter((r) => o.held.roots[r] !== pub.roots[r]);
   const from = `generation ${pub.generation} from ${leader.node} (term ${pub.term})`;
@@ -161,7 +174,9 @@ function planStandby(o: SyncObservation): SyncStep {
   const displaced = pub.displaced?.source === o.node ? differ.filter((r) => !o.displacementHandled.has(`${pub.term}/${r}`)) : [];
   if (displaced.length > 0) {
     return {
-      kind: "rescue", ...base, againstIncoming: displaced,
+      kind: "rescue",
+      ...base,
+      againstIncoming: displaced,
       reason: `rescuing: ${pub.source} was promoted in term ${pub.term} without my generation ${pub.displaced!.generation}; keeping what in ${displaced.join(", ")} differs from the incoming files, then pulling ${from}`,
     };
   }
@@ -179,12 +194,17 @@ function wait(waiting: string, why: string): SyncStep {
 
 // ------------------------------------------------------------------ record
 
-export type RecordPlan =
-  | { readonly kind: "unchanged"; readonly reason: string }
-  | { readonly kind: "confirm" | "new"; readonly generation: number; readonly reason: string };
+export type RecordPlan = { readonly kind: "unchanged"; readonly reason: string } | { readonly kind: "confirm" | "new"; readonly generation: number; readonly reason: string };
 
 /** After a rebuild: the live tree's digest against the published record. */
-export function planRecord(i: { readonly node: string; readonly term: number; readonly held: number; readonly published: SyncGeneration | null; readonly digest: string; readonly changed: readonly string[] }): RecordPlan {
+export function planRecord(i: {
+  readonly node: string;
+  readonly term: number;
+  readonly held: number;
+  readonly published: SyncGeneration | null;
+  readonly digest: string;
+  readonly changed: readonly string[];
+}): RecordPlan {
   const pub = i.published;
   if (pub && pub.digest === i.digest && pub.term === i.term && pub.source === i.node) {
     return { kind: "unchanged", reason: `published: generation ${pub.generation} under my term ${i.term}, no root changed since` };
@@ -201,7 +221,8 @@ export function planRecord(i: { readonly node: string; readonly term: number; re
 
 /** After `failures` consecutive failed passes: exponential backoff from 200 ms up to retryMaxMs, or at once-ish when every root only mismatched. */
 export function planRetry(failures: number, allMismatch: boolean, retryMaxMs: number): { readonly delayMs: number; readonly reason: string } {
-  if (allMismatch) return { delayMs: MISMATCH_RETRY_MS, reason: `retrying in ${MISMATCH_RETRY_MS}ms: the pulled files did not match the published digest (the primary is likely publishing a newer generation)` };
+  if (allMismatch)
+    return { delayMs: MISMATCH_RETRY_MS, reason: `retrying in ${MISMATCH_RETRY_MS}ms: the pulled files did not match the published digest (the primary is likely publishing a newer generation)` };
   const delayMs = Math.min(retryMaxMs, FIRST_RETRY_MS * 2 ** Math.min(failures - 1, 20));
   return { delayMs, reason: `retrying in ${delayMs}ms after ${failures} failed pass(es) (backoff doubling from ${FIRST_RETRY_MS}ms up to ${retryMaxMs}ms)` };
 }

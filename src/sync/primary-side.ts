@@ -41,7 +41,10 @@ export class PrimarySide {
   ) {
     this.byPath = new Map(ledger.roots.map((r) => [r.path.replace(/\/+$/, ""), r]));
     this.hookQueue = new HookQueue({
-      runner: deps.runner, clock: deps.clock, log: deps.log, timeoutMs: deps.settings.postSyncTimeoutMs,
+      runner: deps.runner,
+      clock: deps.clock,
+      log: deps.log,
+      timeoutMs: deps.settings.postSyncTimeoutMs,
       onDone: (job, result) => ledger.hookDone(job, result),
     });
   }
@@ -137,7 +140,14 @@ export class PrimarySide {
     const generation = plan.generation;
     const files = roots.reduce((n, r) => n + this.current.get(r.name)!.entries.filter((e) => e.type === "file").length, 0);
     const record: SyncGeneration = {
-      generation, digest, roots: digests, files, source: node, term, publishedAt: new Date(clock.wallMs()).toISOString(), ...(this.displaced ? { displaced: this.displaced } : {}),
+      generation,
+      digest,
+      roots: digests,
+      files,
+      source: node,
+      term,
+      publishedAt: new Date(clock.wallMs()).toISOString(),
+      ...(this.displaced ? { displaced: this.displaced } : {}),
     };
     if (!(await coordinator.publishGeneration(term, record))) {
       log.warn({ term, generation }, "sync: generation not published: my term is no longer the leader's");

@@ -84,7 +84,10 @@ export async function rescueDivergent(opts: RescueOptions): Promise<RescueResult
 }
 
 async function liveManifest(root: SyncRoot, opts: RescueOptions): Promise<Manifest> {
-  const liveExists = await stat(root.path).then(() => true, (e: NodeJS.ErrnoException) => e.code !== "ENOENT");
+  const liveExists = await stat(root.path).then(
+    () => true,
+    (e: NodeJS.ErrnoException) => e.code !== "ENOENT",
+  );
   return liveExists ? buildManifest(root, root.path, opts.cache, opts.hasher) : manifestOf(root.name, []);
 }
 

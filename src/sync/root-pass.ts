@@ -85,7 +85,13 @@ export async function runRootPass<R extends PassRoot>(steps: RootPassSteps<R>, f
 }
 
 /** Where `{staged:NAME}` points in this pass (see the header), or undefined. */
-export function stagedPath(name: string, roots: readonly PassRoot[], want: Readonly<Record<string, string>>, held: Readonly<Record<string, string>>, staged: ReadonlyMap<string, Staged>): string | undefined {
+export function stagedPath(
+  name: string,
+  roots: readonly PassRoot[],
+  want: Readonly<Record<string, string>>,
+  held: Readonly<Record<string, string>>,
+  staged: ReadonlyMap<string, Staged>,
+): string | undefined {
   const s = staged.get(name);
   if (s) return s.dir;
   const r = roots.find((x) => x.name === name);

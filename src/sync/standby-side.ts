@@ -111,7 +111,14 @@ export class StandbySide {
   private async rescue(r: EngineRoot, reference: Manifest | undefined, live?: Manifest): Promise<boolean> {
     const { store, clock, log, fs } = this.deps;
     const result = await rescueDivergent({
-      root: r, lastKnown: reference, rescueBase: store.rescueBase, clock, fs, cache: this.ledger.cache, ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}), ...(live ? { live } : {}),
+      root: r,
+      lastKnown: reference,
+      rescueBase: store.rescueBase,
+      clock,
+      fs,
+      cache: this.ledger.cache,
+      ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}),
+      ...(live ? { live } : {}),
     });
     if (!result) return false;
     if (result.files.length === 0) {
@@ -131,13 +138,19 @@ export class StandbySide {
     const { store, log } = this.deps;
     const ledger = this.ledger;
     // Roots are independent (root-pass.ts): stage every changed root, check each, apply the checked ones.
-    const { staged, aborted } = await runRootPass<EngineRoot>({
-      roots: ledger.roots, ordered: ledger.ordered, want: pub.roots, held: () => ledger.held.roots,
-      stage: (r) => this.stageRoot(r, address),
-      check: async (r, stage, named) => void (await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), ...(r.validate ? { validate: r.validate } : {}), named })),
-      apply: (r, stage) => this.applyRoot(r, stage, pub, againstIncoming.includes(r.name)),
-      aborted: this.aborted,
-    }, failed);
+    const { staged, aborted } = await runRootPass<EngineRoot>(
+      {
+        roots: ledger.roots,
+        ordered: ledger.ordered,
+        want: pub.roots,
+        held: () => ledger.held.roots,
+        stage: (r) => this.stageRoot(r, address),
+        check: async (r, stage, named) => void (await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), ...(r.validate ? { validate: r.validate } : {}), named })),
+        apply: (r, stage) => this.applyRoot(r, stage, pub, againstIncoming.includes(r.name)),
+        aborted: this.aborted,
+      },
+      failed,
+    );
     if (aborted) return { done: false, reason: "aborted: closed or promoted during the pull" };
     for (const r of ledger.roots) if (!failed.has(r.name) && !staged.has(r.name)) ledger.outcomes.clear(r.name);
     if (failed.size > 0) return this.end(false, failed);
@@ -173,14 +186,23 @@ export class StandbySide {
       ledger.known.set(r.name, undefined);
     }
     ledger.outcomes.fail(r.name, { code, message, at });
-    this.deps.log.warn({ root: r.name, code, err: message, failures: ledger.outcomes.get(r.name).failures }, "sync: root failed; its live files are unchanged where the check failed, the other roots go on");
+    this.deps.log.warn(
+      { root: r.name, code, err: message, failures: ledger.outcomes.get(r.name).failures },
+      "sync: root failed; its live files are unchanged where the check failed, the other roots go on",
+    );
     ledger.emit({ type: "failed", code, message, root: r.name });
   }
 
   private applyOptions(r: EngineRoot, stagedDir: string, want: string) {
     const { runner, settings, fs } = this.deps;
     return {
-      root: r, stagedDir, expected: { digest: want }, runner, fs, cache: this.ledger.cache, validateTimeoutMs: settings.validateTimeoutMs,
+      root: r,
+      stagedDir,
+      expected: { digest: want },
+      runner,
+      fs,
+      cache: this.ledger.cache,
+      validateTimeoutMs: settings.validateTimeoutMs,
       ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}),
       ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
       ...(r.owner ? { owner: r.owner } : {}),
@@ -223,7 +245,20 @@ export class StandbySide {
     ledger.outcomes.ok(r.name, ledger.nowIso());
     const applyMs = clock.monotonicMs() - t1;
     const changed = [...summary.added, ...summary.changed, ...summary.removed].sort(compare);
-    log.info({ root: r.name, generation, added: summary.added.length, changed: summary.changed.length, removed: summary.removed.length, bytes: summary.bytes, pull_ms: Math.round(stage.pullMs), apply_ms: Math.round(applyMs), notes: summary.notes }, "sync: applied");
+    log.info(
+      {
+        root: r.name,
+        generation,
+        added: summary.added.length,
+        changed: summary.changed.length,
+        removed: summary.removed.length,
+        bytes: summary.bytes,
+        pull_ms: Math.round(stage.pullMs),
+        apply_ms: Math.round(applyMs),
+        notes: summary.notes,
+      },
+      "sync: applied",
+    );
     ledger.emit({ type: "applied", root: r.name, generation, pullMs: stage.pullMs, applyMs, summary });
     if (changed.length > 0 && r.postSync) {
       const job = { hook: "post_sync", root: r.name, path: r.path, argv: r.postSync, generation, changed } as const;

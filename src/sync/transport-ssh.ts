@@ -84,21 +84,34 @@ export function validateSshTransport(s: SshTransportSettings): SshTransport {
 export function sshArgv(t: SshTransport): string[] {
   const argv = [
     t.sshPath,
-    "-F", "/dev/null",
-    "-i", t.key,
-    "-o", "BatchMode=yes",
-    "-o", "IdentitiesOnly=yes",
-    "-o", "StrictHostKeyChecking=yes",
-    "-o", `UserKnownHostsFile=${t.knownHosts}`,
-    "-o", "GlobalKnownHostsFile=/dev/null",
-    "-o", "UpdateHostKeys=no",
-    "-o", "CheckHostIP=no",
-    "-o", `ConnectTimeout=${t.connectTimeoutS}`,
+    "-F",
+    "/dev/null",
+    "-i",
+    t.key,
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${t.knownHosts}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "UpdateHostKeys=no",
+    "-o",
+    "CheckHostIP=no",
+    "-o",
+    `ConnectTimeout=${t.connectTimeoutS}`,
     // A master connection to a primary that vanished exits after ~3 intervals
     // instead of holding every later pull until its timeout.
-    "-o", `ServerAliveInterval=${t.connectTimeoutS}`,
-    "-o", "ServerAliveCountMax=3",
-    "-o", "LogLevel=ERROR",
+    "-o",
+    `ServerAliveInterval=${t.connectTimeoutS}`,
+    "-o",
+    "ServerAliveCountMax=3",
+    "-o",
+    "LogLevel=ERROR",
   ];
   if (t.controlMaster) {
     argv.push("-o", "ControlMaster=auto", "-o", `ControlPath=${t.controlPath}`, "-o", `ControlPersist=${t.controlPersistS}s`);
@@ -111,16 +124,7 @@ export function sshArgv(t: SshTransport): string[] {
 
 /** `ssh -O exit` for the master connection to `host` (same user, port and ControlPath, so the same %C). */
 export function sshExitMasterArgv(t: SshTransport, host: string): string[] {
-  return [
-    t.sshPath,
-    "-F", "/dev/null",
-    "-o", `ControlPath=${t.controlPath}`,
-    "-o", "LogLevel=ERROR",
-    "-p", String(t.port),
-    "-l", t.user,
-    "-O", "exit",
-    host,
-  ];
+  return [t.sshPath, "-F", "/dev/null", "-o", `ControlPath=${t.controlPath}`, "-o", "LogLevel=ERROR", "-p", String(t.port), "-l", t.user, "-O", "exit", host];
 }
 
 /**

@@ -114,7 +114,10 @@ export function rsyncExitMeaning(code: number): string {
  * with a row of `@`, so lines without a letter are skipped.
  */
 export function firstStderrLine(stderr: string): string {
-  const line = stderr.split("\n").map((l) => l.trim()).find((l) => /[A-Za-z]/.test(l));
+  const line = stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .find((l) => /[A-Za-z]/.test(l));
   return (line ?? "").slice(0, 300);
 }
 
@@ -198,7 +201,8 @@ export class RsyncPuller {
       "--numeric-ids",
       // I/O stall bound inside rsync; the whole run is also bounded by timeoutMs.
       `--timeout=${Math.max(1, Math.ceil(this.timeoutMs / 1000))}`,
-      "-e", sshArgv(this.ssh).join(" "),
+      "-e",
+      sshArgv(this.ssh).join(" "),
       "--",
       // host::module over ssh: the primary's forced command is rsync's daemon (rsyncd.ts).
       // Trailing slashes: the root's contents land directly in staging.

@@ -35,7 +35,10 @@ export async function runValidator(argv: readonly string[], stagedDir: string, r
 }
 
 function firstLines(text: string): string {
-  const lines = text.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "");
+  const lines = text
+    .split("\n")
+    .map((l) => l.trimEnd())
+    .filter((l) => l !== "");
   const head = lines.slice(0, STDERR_LINES).join(" | ");
   return head.length > STDERR_CHARS ? `${head.slice(0, STDERR_CHARS)}…` : head;
 }

@@ -77,7 +77,10 @@ export class ToolReadiness implements Readiness {
 
   private async run(): Promise<void> {
     this.timer = undefined;
-    const report = await checkTools(this.config, this.deps.runner).catch((e: unknown) => ({ problems: [new UnderstudyError("US_E_TOOL_MISSING", { program: "(tool check)", setting: "(all)", problem: describeError(e), package: "-" })], arping: null }));
+    const report = await checkTools(this.config, this.deps.runner).catch((e: unknown) => ({
+      problems: [new UnderstudyError("US_E_TOOL_MISSING", { program: "(tool check)", setting: "(all)", problem: describeError(e), package: "-" })],
+      arping: null,
+    }));
     if (this.stopped) return;
     const problem = report.problems[0]?.message ?? null;
     if (problem !== this.last) {

@@ -107,8 +107,7 @@ export class ProbingArpingLocator implements ArpingLocator {
     if (this.found && notExecutable(this.found.path) === null) return this.found;
     this.found = undefined;
     const setting = this.configured !== undefined ? "vip.arping" : "vip (duplicate check, gratuitous ARP)";
-    const missing = (problem: string, program: string) =>
-      new UnderstudyError("US_E_TOOL_MISSING", { program, setting, problem, package: EITHER_PACKAGE });
+    const missing = (problem: string, program: string) => new UnderstudyError("US_E_TOOL_MISSING", { program, setting, problem, package: EITHER_PACKAGE });
     const file = this.configured ?? findProgram("arping", this.pathEnv);
     if (file === null) throw missing("is not on PATH, /usr/sbin or /usr/bin", "arping");
     const bad = notExecutable(file);

@@ -191,8 +191,7 @@ export class IpFloatingIp implements FloatingIp {
   private async observe(): Promise<number[]> {
     const argv = ["ip", "-j", "addr", "show", "dev", this.config.interface];
     const r = await this.run(argv, IP_TIMEOUT_MS, "US_E_COMMAND_FAILED");
-    const fail = (why: string) =>
-      new UnderstudyError("US_E_COMMAND_FAILED", { argv0: argv.join(" "), code: r.code ?? `signal ${r.signal}`, stderr: why });
+    const fail = (why: string) => new UnderstudyError("US_E_COMMAND_FAILED", { argv0: argv.join(" "), code: r.code ?? `signal ${r.signal}`, stderr: why });
     if (r.code !== 0) throw fail(r.stderr.trim().slice(0, 500));
     try {
       return heldPrefixes(r.stdout, this.vip);

@@ -16,7 +16,12 @@ function word(setting: string, value: string): string {
 export function renderKeepalivedConf(config: Config): string {
   const vip = config.vip;
   if (!vip || vip.backend !== "keepalived" || !vip.keepalived) {
-    throw new UnderstudyError("US_E_CONFIG_INVALID", { file: "(render)", path: "vip.backend", problem: "must be keepalived to render a keepalived.conf", value: JSON.stringify(vip?.backend ?? "nothing") });
+    throw new UnderstudyError("US_E_CONFIG_INVALID", {
+      file: "(render)",
+      path: "vip.backend",
+      problem: "must be keepalived to render a keepalived.conf",
+      value: JSON.stringify(vip?.backend ?? "nothing"),
+    });
   }
   const k = vip.keepalived;
   const self = config.node.address;

@@ -103,7 +103,9 @@ export class VipReconciler {
 
   state(): VipState {
     return {
-      desired: this.desired, held: this.held, lastError: this.lastError,
+      desired: this.desired,
+      held: this.held,
+      lastError: this.lastError,
       ...(this.missingSinceMs !== null ? { missingSinceMs: this.missingSinceMs } : {}),
       ...(this.foreignMac !== null ? { foreignMac: this.foreignMac } : {}),
     };

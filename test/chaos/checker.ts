@@ -27,7 +27,7 @@ import {
   type UploadRecord,
   type Violation,
   type ViolationKind,
-} from './types.js';
+} from "./types.js";
 
 // ------------------------------------------------------------------ helpers
 
@@ -76,28 +76,28 @@ export function checkVipHolders(arp: readonly ArpRecord[], intervalMs: number, f
     const last = arp[b]!;
     const who = [...new Set(arp.slice(a, b + 1).flatMap((s) => s.holders))].sort();
     return {
-      kind: 'vip_two_holders' as const,
+      kind: "vip_two_holders" as const,
       at: first.t,
       ms: Math.round(last.t - first.t + intervalMs),
-      fault: faultAt(faults, first.t)?.kind ?? 'none',
-      detail: `${who.join(' and ')} answered ARP for the VIP in ${b - a + 1} consecutive sample(s)`,
+      fault: faultAt(faults, first.t)?.kind ?? "none",
+      detail: `${who.join(" and ")} answered ARP for the VIP in ${b - a + 1} consecutive sample(s)`,
     };
   });
 }
 
 /** Every run of sampling rounds in which two or more nodes' daemons listened (cold mode only). */
-export function checkColdDaemons(daemons: readonly DaemonRecord[], mode: 'cold' | 'warm', faults: readonly FaultRecord[] = []): Violation[] {
-  if (mode !== 'cold') return [];
+export function checkColdDaemons(daemons: readonly DaemonRecord[], mode: "cold" | "warm", faults: readonly FaultRecord[] = []): Violation[] {
+  if (mode !== "cold") return [];
   return runs(daemons, (s) => s.open.length >= 2).map(([a, b]) => {
     const first = daemons[a]!;
     const last = daemons[b]!;
     const who = [...new Set(daemons.slice(a, b + 1).flatMap((s) => s.open))].sort();
     return {
-      kind: 'two_daemons_cold' as const,
+      kind: "two_daemons_cold" as const,
       at: first.t,
       ms: Math.round(last.t - first.t),
-      fault: faultAt(faults, first.t)?.kind ?? 'none',
-      detail: `${who.join(' and ')} accepted connections on the transfer port in ${b - a + 1} consecutive round(s)`,
+      fault: faultAt(faults, first.t)?.kind ?? "none",
+      detail: `${who.join(" and ")} accepted connections on the transfer port in ${b - a + 1} consecutive round(s)`,
     };
   });
 }
@@ -139,8 +139,8 @@ export function leaderTimeline(events: readonly EtcdEvent[]): LeaderSpan[] {
   const out: LeaderSpan[] = [];
   let cur: LeaderSpan | undefined;
   for (const e of orderedEvents(events)) {
-    if (e.key !== 'leader') continue;
-    if (e.type === 'delete') {
+    if (e.key !== "leader") continue;
+    if (e.type === "delete") {
       if (cur) cur.to = e.t;
       cur = undefined;
       continue;
@@ -187,17 +187,17 @@ export function promotions(events: readonly EtcdEvent[]): Promotion[] {
   const memberGen = new Map<string, number>();
   for (let i = 0; i < ev.length; i++) {
     const e = ev[i]!;
-    if (e.key === 'sync/generation' && e.type === 'put') {
+    if (e.key === "sync/generation" && e.type === "put") {
       const g = parseJson<{ generation?: number }>(e.value)?.generation;
-      if (typeof g === 'number') published = g;
-    } else if (e.key.startsWith('members/')) {
-      const node = e.key.slice('members/'.length);
-      if (e.type === 'delete') memberGen.delete(node);
+      if (typeof g === "number") published = g;
+    } else if (e.key.startsWith("members/")) {
+      const node = e.key.slice("members/".length);
+      if (e.type === "delete") memberGen.delete(node);
       else {
         const g = parseJson<{ generation?: number }>(e.value)?.generation;
-        if (typeof g === 'number') memberGen.set(node, g);
+        if (typeof g === "number") memberGen.set(node, g);
       }
-    } else if (e.key === 'leader' && e.type === 'put' && e.createRevision === e.modRevision) {
+    } else if (e.key === "leader" && e.type === "put" && e.createRevision === e.modRevision) {
       const node = parseJson<{ node?: string }>(e.value)?.node;
       if (!node) continue;
       const p: Promotion = { node, term: e.createRevision, t: e.t };
@@ -206,13 +206,13 @@ export function promotions(events: readonly EtcdEvent[]): Promotion[] {
       if (before !== undefined) p.before = before;
       for (let j = i + 1; j < ev.length; j++) {
         const f = ev[j]!;
-        if (f.key === 'sync/generation' && f.type === 'put') {
+        if (f.key === "sync/generation" && f.type === "put") {
           const src = parseJson<{ source?: string }>(f.value)?.source;
           if (src === node) break;
         }
-        if (f.key === `members/${node}` && f.type === 'put') {
+        if (f.key === `members/${node}` && f.type === "put") {
           const g = parseJson<{ generation?: number }>(f.value)?.generation;
-          if (typeof g === 'number') p.after = g;
+          if (typeof g === "number") p.after = g;
           break;
         }
       }
@@ -227,14 +227,14 @@ export function promotions(events: readonly EtcdEvent[]): Promotion[] {
 
 /** Stale promotions with no `stale_promotion` history event for their term. */
 export function checkStalePromotions(proms: readonly Promotion[], history: readonly HistoryRecord[], faults: readonly FaultRecord[] = []): Violation[] {
-  const recorded = new Set(history.filter((h) => h.kind === 'stale_promotion' && h.term !== null).map((h) => h.term));
+  const recorded = new Set(history.filter((h) => h.kind === "stale_promotion" && h.term !== null).map((h) => h.term));
   return proms
     .filter((p) => p.stale === true && !recorded.has(p.term))
     .map((p) => ({
-      kind: 'stale_promotion_unrecorded' as const,
+      kind: "stale_promotion_unrecorded" as const,
       at: p.t,
-      fault: faultAt(faults, p.t)?.kind ?? 'none',
-      detail: `${p.node} became primary (term ${p.term}) holding generation ${p.before}${p.after !== undefined ? `/${p.after}` : ''} while ${p.published} was published, and no stale_promotion event was recorded`,
+      fault: faultAt(faults, p.t)?.kind ?? "none",
+      detail: `${p.node} became primary (term ${p.term}) holding generation ${p.before}${p.after !== undefined ? `/${p.after}` : ""} while ${p.published} was published, and no stale_promotion event was recorded`,
     }));
 }
 
@@ -245,7 +245,7 @@ export function checkStalePromotions(proms: readonly Promotion[], history: reado
  * lost_reported: the first promotion after the edit was a stale promotion recorded in the history;
  * missing: none of these (a violation when the edit was acknowledged); not_written: the write failed.
  */
-export type EditOutcome = 'replicated' | 'rescued' | 'lost_reported' | 'missing' | 'not_written';
+export type EditOutcome = "replicated" | "rescued" | "lost_reported" | "missing" | "not_written";
 
 export interface EditVerdict {
   edit: EditRecord;
@@ -256,33 +256,33 @@ export interface EditVerdict {
   lacking: string[];
 }
 
-export function editVerdicts(rec: Pick<Recording, 'edits' | 'etcd' | 'finalRoots' | 'rescued' | 'history' | 'nodes'>, ackMs = 1000): EditVerdict[] {
+export function editVerdicts(rec: Pick<Recording, "edits" | "etcd" | "finalRoots" | "rescued" | "history" | "nodes">, ackMs = 1000): EditVerdict[] {
   const spans = leaderTimeline(rec.etcd);
   const proms = promotions(rec.etcd);
-  const recordedStale = new Set(rec.history.filter((h) => h.kind === 'stale_promotion').map((h) => h.term));
+  const recordedStale = new Set(rec.history.filter((h) => h.kind === "stale_promotion").map((h) => h.term));
   return rec.edits.map((edit) => {
     const a = leaderAt(spans, edit.t);
     const b = leaderAt(spans, edit.t + ackMs);
     const acked = edit.written && a?.node === edit.node && b?.node === edit.node && a.term === b.term;
-    if (!edit.written) return { edit, acked, outcome: 'not_written' as const, lacking: [] };
+    if (!edit.written) return { edit, acked, outcome: "not_written" as const, lacking: [] };
     const lacking = rec.nodes.filter((n) => rec.finalRoots[n]?.[edit.file] !== edit.sha256);
     let outcome: EditOutcome;
-    if (lacking.length === 0) outcome = 'replicated';
-    else if (rec.rescued.some((r) => r.file === edit.file && r.sha256 === edit.sha256)) outcome = 'rescued';
-    else if (recordedStale.has(proms.find((p) => p.t > edit.t)?.term ?? Number.NaN)) outcome = 'lost_reported';
-    else outcome = 'missing';
+    if (lacking.length === 0) outcome = "replicated";
+    else if (rec.rescued.some((r) => r.file === edit.file && r.sha256 === edit.sha256)) outcome = "rescued";
+    else if (recordedStale.has(proms.find((p) => p.t > edit.t)?.term ?? Number.NaN)) outcome = "lost_reported";
+    else outcome = "missing";
     return { edit, acked, outcome, lacking };
   });
 }
 
 export function checkEdits(verdicts: readonly EditVerdict[], faults: readonly FaultRecord[] = []): Violation[] {
   return verdicts
-    .filter((v) => v.acked && v.outcome === 'missing')
+    .filter((v) => v.acked && v.outcome === "missing")
     .map((v) => ({
-      kind: 'config_edit_lost' as const,
+      kind: "config_edit_lost" as const,
       at: v.edit.t,
-      fault: faultAt(faults, v.edit.t)?.kind ?? 'none',
-      detail: `edit ${v.edit.file} made on ${v.edit.node} (named by the leader key then and 1 s later) is missing on ${v.lacking.join(', ')} and in no rescue folder`,
+      fault: faultAt(faults, v.edit.t)?.kind ?? "none",
+      detail: `edit ${v.edit.file} made on ${v.edit.node} (named by the leader key then and 1 s later) is missing on ${v.lacking.join(", ")} and in no rescue folder`,
     }));
 }
 
@@ -292,10 +292,10 @@ export function checkUploads(uploads: readonly UploadRecord[], stored: Readonly<
   return uploads
     .filter((u) => u.ok && stored[u.name] !== u.sha256)
     .map((u) => ({
-      kind: 'upload_lost' as const,
+      kind: "upload_lost" as const,
       at: u.end,
-      fault: faultAt(faults, u.end)?.kind ?? 'none',
-      detail: `${u.name} (${u.bytes} B) was acknowledged but is ${stored[u.name] === undefined ? 'missing' : 'different'} in the shared storage`,
+      fault: faultAt(faults, u.end)?.kind ?? "none",
+      detail: `${u.name} (${u.bytes} B) was acknowledged but is ${stored[u.name] === undefined ? "missing" : "different"} in the shared storage`,
     }));
 }
 
@@ -341,7 +341,7 @@ export interface FaultMeasure {
   violations: number;
 }
 
-export function measureFaults(rec: Pick<Recording, 'faults' | 'arp' | 'arpIntervalMs' | 'uploads'>, violations: readonly Violation[] = []): FaultMeasure[] {
+export function measureFaults(rec: Pick<Recording, "faults" | "arp" | "arpIntervalMs" | "uploads">, violations: readonly Violation[] = []): FaultMeasure[] {
   const outages = uploadOutages(rec.uploads);
   return rec.faults
     .filter((f) => !f.skipped)
@@ -383,9 +383,15 @@ export function kindTable(faults: readonly FaultRecord[], measures: readonly Fau
       unsettled: ms.filter((m) => !m.settled).length,
       violations: ms.reduce((s, m) => s + m.violations, 0),
       noHolderMedianMs: median(ms.map((m) => m.noHolderMs)),
-      noHolderP95Ms: percentile(ms.map((m) => m.noHolderMs), 95),
+      noHolderP95Ms: percentile(
+        ms.map((m) => m.noHolderMs),
+        95,
+      ),
       outageMedianMs: median(ms.map((m) => m.outageMs)),
-      outageP95Ms: percentile(ms.map((m) => m.outageMs), 95),
+      outageP95Ms: percentile(
+        ms.map((m) => m.outageMs),
+        95,
+      ),
     };
   });
 }
@@ -393,8 +399,8 @@ export function kindTable(faults: readonly FaultRecord[], measures: readonly Fau
 // ------------------------------------------------------------------- report
 
 export interface ChaosReport {
-  controller: Recording['controller'];
-  mode: Recording['mode'];
+  controller: Recording["controller"];
+  mode: Recording["mode"];
   durationMs: number;
   samples: { arp: number; daemons: number; etcdEvents: number };
   violations: Violation[];
@@ -410,10 +416,7 @@ export interface ChaosReport {
 }
 
 export function check(rec: Recording): ChaosReport {
-  const violations: Violation[] = [
-    ...checkVipHolders(rec.arp, rec.arpIntervalMs, rec.faults),
-    ...checkColdDaemons(rec.daemons, rec.mode, rec.faults),
-  ];
+  const violations: Violation[] = [...checkVipHolders(rec.arp, rec.arpIntervalMs, rec.faults), ...checkColdDaemons(rec.daemons, rec.mode, rec.faults)];
   const proms = promotions(rec.etcd);
   violations.push(...checkStalePromotions(proms, rec.history, rec.faults));
   const verdicts = editVerdicts(rec);
@@ -425,13 +428,13 @@ export function check(rec: Recording): ChaosReport {
   const byFault: Record<string, Partial<Record<ViolationKind, number>>> = {};
   for (const v of violations) {
     counts[v.kind]++;
-    const f = (byFault[v.fault ?? 'none'] ??= {});
+    const f = (byFault[v.fault ?? "none"] ??= {});
     f[v.kind] = (f[v.kind] ?? 0) + 1;
   }
   const faults = measureFaults(rec, violations);
   const edits = { total: verdicts.length, acked: verdicts.filter((v) => v.acked).length, replicated: 0, rescued: 0, lost_reported: 0, missing: 0, not_written: 0 };
   for (const v of verdicts) edits[v.outcome]++;
-  const recordedStale = new Set(rec.history.filter((h) => h.kind === 'stale_promotion').map((h) => h.term));
+  const recordedStale = new Set(rec.history.filter((h) => h.kind === "stale_promotion").map((h) => h.term));
   return {
     controller: rec.controller,
     mode: rec.mode,
@@ -461,48 +464,66 @@ export function check(rec: Recording): ChaosReport {
 
 // --------------------------------------------------------------- formatting
 
-const fmtMs = (ms: number) => (Number.isNaN(ms) ? '-' : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
+const fmtMs = (ms: number) => (Number.isNaN(ms) ? "-" : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
 
 function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
+  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n");
 }
 
 /** The report as Markdown-ish text tables. */
 export function formatReport(r: ChaosReport): string {
   const out: string[] = [];
-  out.push(`controller: ${r.controller} (${r.mode} daemon), ${(r.durationMs / 1000).toFixed(0)} s, ${r.samples.arp} ARP samples, ${r.samples.daemons} daemon samples, ${r.samples.etcdEvents} etcd events`);
-  out.push('');
-  out.push('Faults injected by kind, with unavailability (no VIP holder on the wire; SFTP uploads failing) per fault window:');
+  out.push(
+    `controller: ${r.controller} (${r.mode} daemon), ${(r.durationMs / 1000).toFixed(0)} s, ${r.samples.arp} ARP samples, ${r.samples.daemons} daemon samples, ${r.samples.etcdEvents} etcd events`,
+  );
+  out.push("");
+  out.push("Faults injected by kind, with unavailability (no VIP holder on the wire; SFTP uploads failing) per fault window:");
   out.push(
     table(
-      ['fault', 'injected', 'skipped', 'unsettled', 'violations', 'no holder median', 'no holder p95', 'upload outage median', 'upload outage p95'],
+      ["fault", "injected", "skipped", "unsettled", "violations", "no holder median", "no holder p95", "upload outage median", "upload outage p95"],
       r.table.map((k) => [
-        k.kind, String(k.injected), String(k.skipped), String(k.unsettled), String(k.violations),
-        fmtMs(k.noHolderMedianMs), fmtMs(k.noHolderP95Ms), fmtMs(k.outageMedianMs), fmtMs(k.outageP95Ms),
+        k.kind,
+        String(k.injected),
+        String(k.skipped),
+        String(k.unsettled),
+        String(k.violations),
+        fmtMs(k.noHolderMedianMs),
+        fmtMs(k.noHolderP95Ms),
+        fmtMs(k.outageMedianMs),
+        fmtMs(k.outageP95Ms),
       ]),
     ),
   );
-  out.push('');
-  out.push('Violations by kind (target: 0):');
+  out.push("");
+  out.push("Violations by kind (target: 0):");
   out.push(
     table(
-      ['violation', 'count', 'in fault windows'],
+      ["violation", "count", "in fault windows"],
       Object.entries(r.counts).map(([k, n]) => [
-        k, String(n),
-        Object.entries(r.byFault).filter(([, c]) => (c as Record<string, number>)[k]).map(([f, c]) => `${f}: ${(c as Record<string, number>)[k]}`).join(', ') || '-',
+        k,
+        String(n),
+        Object.entries(r.byFault)
+          .filter(([, c]) => (c as Record<string, number>)[k])
+          .map(([f, c]) => `${f}: ${(c as Record<string, number>)[k]}`)
+          .join(", ") || "-",
       ]),
     ),
   );
-  out.push('');
+  out.push("");
   out.push(`uploads: ${r.uploads.attempted} attempted, ${r.uploads.acknowledged} acknowledged, ${r.uploads.failed} failed, ${r.uploads.lost} acknowledged but lost`);
-  out.push(`config edits: ${r.edits.total} made (${r.edits.acked} acknowledged): ${r.edits.replicated} on every node, ${r.edits.rescued} rescued, ${r.edits.lost_reported} lost with a recorded stale promotion, ${r.edits.missing} missing, ${r.edits.not_written} not written`);
-  out.push(`promotions: ${r.promotions.total}, stale ${r.promotions.stale} (recorded ${r.promotions.staleRecorded}), generation unknown ${r.promotions.unknown}; operator switchovers: ${r.operator.issued} issued, ${r.operator.succeeded} done`);
+  out.push(
+    `config edits: ${r.edits.total} made (${r.edits.acked} acknowledged): ${r.edits.replicated} on every node, ${r.edits.rescued} rescued, ${r.edits.lost_reported} lost with a recorded stale promotion, ${r.edits.missing} missing, ${r.edits.not_written} not written`,
+  );
+  out.push(
+    `promotions: ${r.promotions.total}, stale ${r.promotions.stale} (recorded ${r.promotions.staleRecorded}), generation unknown ${r.promotions.unknown}; operator switchovers: ${r.operator.issued} issued, ${r.operator.succeeded} done`,
+  );
   if (r.violations.length > 0) {
-    out.push('');
-    out.push('First violations:');
-    for (const v of r.violations.slice(0, 20)) out.push(`  ${v.kind} at ${v.at !== undefined ? new Date(v.at).toISOString() : '?'}${v.ms !== undefined ? ` for ${v.ms} ms` : ''} [${v.fault}]: ${v.detail}`);
+    out.push("");
+    out.push("First violations:");
+    for (const v of r.violations.slice(0, 20))
+      out.push(`  ${v.kind} at ${v.at !== undefined ? new Date(v.at).toISOString() : "?"}${v.ms !== undefined ? ` for ${v.ms} ms` : ""} [${v.fault}]: ${v.detail}`);
   }
-  return out.join('\n');
+  return out.join("\n");
 }

@@ -5,37 +5,37 @@
  *  - EtcdWatcher:    `etcdctl watch --prefix` on the cluster keys (observer namespace), restarted from the
  *                    last revision seen whenever it exits or is kicked
  */
-import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { killGroup, sleep } from '../lab/harness/exec.js';
-import type { Lab } from '../lab/harness/lab.js';
-import type { Observer } from '../lab/harness/observer.js';
-import type { ArpRecord, DaemonRecord, EtcdEvent } from './types.js';
+import type { ChildProcess } from "node:child_process";
+import { closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { killGroup, sleep } from "../lab/harness/exec.js";
+import type { Lab } from "../lab/harness/lab.js";
+import type { Observer } from "../lab/harness/observer.js";
+import type { ArpRecord, DaemonRecord, EtcdEvent } from "./types.js";
 
-const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-const SYN_SAMPLER = fileURLToPath(new URL('./syn_sampler.py', import.meta.url));
+const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+const SYN_SAMPLER = fileURLToPath(new URL("./syn_sampler.py", import.meta.url));
 
 /** Reads the complete JSON lines appended to a file since the last call. */
 export class JsonlTail {
   private offset = 0;
-  private rest = '';
+  private rest = "";
 
   constructor(readonly file: string) {}
 
   read(): unknown[] {
     if (!existsSync(this.file)) return [];
-    const fd = openSync(this.file, 'r');
+    const fd = openSync(this.file, "r");
     try {
       const size = fstatSync(fd).size;
       if (size <= this.offset) return [];
       const buf = Buffer.alloc(Math.min(size - this.offset, 64 * 1024 * 1024));
       const n = readSync(fd, buf, 0, buf.length, this.offset);
       this.offset += n;
-      const text = this.rest + buf.subarray(0, n).toString('utf8');
-      const lines = text.split('\n');
-      this.rest = lines.pop() ?? '';
+      const text = this.rest + buf.subarray(0, n).toString("utf8");
+      const lines = text.split("\n");
+      this.rest = lines.pop() ?? "";
       const out: unknown[] = [];
       for (const line of lines) {
         if (!line.trim()) continue;
@@ -92,7 +92,7 @@ export class ArpRecorder {
   private ingest(obs: Observer, tail: JsonlTail): void {
     for (const raw of tail.read()) {
       const s = raw as { t_ms?: number; macs?: string[] };
-      if (typeof s.t_ms !== 'number' || !Array.isArray(s.macs)) continue;
+      if (typeof s.t_ms !== "number" || !Array.isArray(s.macs)) continue;
       this.records.push({ t: s.t_ms, holders: s.macs.map((m) => obs.macToName.get(m.toLowerCase()) ?? m).sort() });
     }
   }
@@ -140,16 +140,24 @@ export class DaemonSampler {
   static async start(lab: Lab, opts: { port?: number; intervalMs?: number; maxSeconds?: number } = {}): Promise<DaemonSampler> {
     const file = join(lab.dir, `syn-sampler-${Date.now()}.jsonl`);
     const argv = [
-      PYTHON, '-u', SYN_SAMPLER,
-      '--src-ip', lab.observerHost.address,
-      '--targets', lab.nodes.map((n) => n.address).join(','),
-      '--port', String(opts.port ?? 22),
-      '--interval-ms', String(opts.intervalMs ?? 50),
-      '--max-seconds', String(opts.maxSeconds ?? 600),
-      '--out', file,
+      PYTHON,
+      "-u",
+      SYN_SAMPLER,
+      "--src-ip",
+      lab.observerHost.address,
+      "--targets",
+      lab.nodes.map((n) => n.address).join(","),
+      "--port",
+      String(opts.port ?? 22),
+      "--interval-ms",
+      String(opts.intervalMs ?? 50),
+      "--max-seconds",
+      String(opts.maxSeconds ?? 600),
+      "--out",
+      file,
     ];
-    const child = lab.spawn(lab.observerHost, argv, { stdin: 'pipe', logFile: join(lab.logDir, 'syn-sampler.log') });
-    child.stdin?.on('error', () => undefined);
+    const child = lab.spawn(lab.observerHost, argv, { stdin: "pipe", logFile: join(lab.logDir, "syn-sampler.log") });
+    child.stdin?.on("error", () => undefined);
     const s = new DaemonSampler(child, file, new Map(lab.nodes.map((n) => [n.address, n.name])));
     for (let i = 0; i < 100 && s.records.length === 0; i++) {
       if (child.exitCode !== null || child.signalCode !== null) break;
@@ -158,7 +166,7 @@ export class DaemonSampler {
     }
     if (s.records.length === 0) {
       killGroup(child.pid);
-      throw new Error('daemon sampler did not start (see syn-sampler.log)');
+      throw new Error("daemon sampler did not start (see syn-sampler.log)");
     }
     return s;
   }
@@ -166,7 +174,7 @@ export class DaemonSampler {
   poll(): void {
     for (const raw of this.tail.read()) {
       const r = raw as { t_ms?: number; open?: string[]; closed?: string[] };
-      if (typeof r.t_ms !== 'number') continue;
+      if (typeof r.t_ms !== "number") continue;
       const names = (xs: string[] | undefined) => (xs ?? []).map((a) => this.nameOf.get(a) ?? a).sort();
       this.records.push({ t: r.t_ms, open: names(r.open), closed: names(r.closed) });
     }
@@ -178,7 +186,7 @@ export class DaemonSampler {
 
   async stop(): Promise<DaemonRecord[]> {
     if (this.running) {
-      const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+      const exited = new Promise<void>((r) => this.child.once("exit", () => r()));
       this.child.stdin?.end();
       await Promise.race([exited, sleep(2000)]);
       if (this.running) killGroup(this.child.pid);
@@ -210,7 +218,7 @@ export class EtcdWatcher {
   private lastRev = 0;
   private stopped = false;
   private restarts = 0;
-  private buf = '';
+  private buf = "";
 
   constructor(
     private readonly lab: Lab,
@@ -220,15 +228,14 @@ export class EtcdWatcher {
   start(): void {
     if (this.stopped) return;
     const rev = this.lastRev + 1;
-    const child = this.lab.spawn(
-      this.lab.observerHost,
-      [...this.lab.etcdctlArgv(), '--dial-timeout=1s', 'watch', '--prefix', this.prefix, '-w', 'json', '--rev', String(rev)],
-      { stdio: ['ignore', 'pipe', 'ignore'], env: { ETCDCTL_API: '3' } },
-    );
+    const child = this.lab.spawn(this.lab.observerHost, [...this.lab.etcdctlArgv(), "--dial-timeout=1s", "watch", "--prefix", this.prefix, "-w", "json", "--rev", String(rev)], {
+      stdio: ["ignore", "pipe", "ignore"],
+      env: { ETCDCTL_API: "3" },
+    });
     this.child = child;
-    this.buf = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => this.onData(d));
-    child.once('exit', () => {
+    this.buf = "";
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => this.onData(d));
+    child.once("exit", () => {
       if (this.child !== child || this.stopped) return;
       this.child = undefined;
       if (++this.restarts > 2000) return;
@@ -239,10 +246,10 @@ export class EtcdWatcher {
   private onData(d: string): void {
     const t = Date.now();
     this.buf += d;
-    const lines = this.buf.split('\n');
-    this.buf = lines.pop() ?? '';
+    const lines = this.buf.split("\n");
+    this.buf = lines.pop() ?? "";
     for (const line of lines) {
-      if (!line.startsWith('{')) continue;
+      if (!line.startsWith("{")) continue;
       let resp: { Events?: { type?: number; kv?: WatchKv }[] };
       try {
         resp = JSON.parse(line) as typeof resp;
@@ -251,23 +258,23 @@ export class EtcdWatcher {
       }
       for (const e of resp.Events ?? []) {
         const kv = e.kv;
-        if (!kv?.key || typeof kv.mod_revision !== 'number') continue;
+        if (!kv?.key || typeof kv.mod_revision !== "number") continue;
         if (kv.mod_revision <= this.lastRev) continue;
-        const key = Buffer.from(kv.key, 'base64').toString('utf8').slice(this.prefix.length);
+        const key = Buffer.from(kv.key, "base64").toString("utf8").slice(this.prefix.length);
         const ev: EtcdEvent = {
           t,
-          type: e.type === 1 ? 'delete' : 'put',
+          type: e.type === 1 ? "delete" : "put",
           key,
           createRevision: kv.create_revision ?? 0,
           modRevision: kv.mod_revision,
         };
-        if (ev.type === 'put' && kv.value !== undefined) ev.value = Buffer.from(kv.value, 'base64').toString('utf8');
+        if (ev.type === "put" && kv.value !== undefined) ev.value = Buffer.from(kv.value, "base64").toString("utf8");
         this.events.push(ev);
-        if (key === 'leader') {
-          if (ev.type === 'delete') this.leader = null;
+        if (key === "leader") {
+          if (ev.type === "delete") this.leader = null;
           else {
             try {
-              const v = JSON.parse(ev.value ?? '') as { node?: string };
+              const v = JSON.parse(ev.value ?? "") as { node?: string };
               if (v.node) this.leader = { node: v.node, term: ev.createRevision };
             } catch {
               /* not ours */
@@ -277,7 +284,7 @@ export class EtcdWatcher {
       }
       // Revisions only grow within one watch stream; the last event's revision is the resume point.
       const last = resp.Events?.[resp.Events.length - 1]?.kv?.mod_revision;
-      if (typeof last === 'number' && last > this.lastRev) this.lastRev = last;
+      if (typeof last === "number" && last > this.lastRev) this.lastRev = last;
     }
   }
 

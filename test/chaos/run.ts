@@ -8,26 +8,26 @@
  *
  * Used by test/lab/chaos.lab.test.ts (short run) and bench/chaos/run.ts (long run).
  */
-import type { ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { authorizedKeysLine } from '../../src/sync/rsyncd.js';
-import { killGroup, run, sleep } from '../lab/harness/exec.js';
-import { Lab, type LabNode } from '../lab/harness/lab.js';
-import { LabCluster } from '../lab/harness/cluster.js';
-import { startKeepalived } from '../../bench/failover/keepalived.js';
-import { check, formatReport, type ChaosReport } from './checker.js';
-import { FAULT_KINDS, NOT_INJECTED, healEverything, inject, makeSchedule, type FaultEnv, type FaultKind, type FaultSpec } from './faults.js';
-import { Prng } from './prng.js';
-import { ArpRecorder, DaemonSampler, EtcdWatcher } from './recorders.js';
-import type { FaultRecord, HistoryRecord, Recording } from './types.js';
-import { EditLoop, OperatorLoop, RescueScanner, UploadLoop, hashTree } from './workload.js';
+import type { ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
+import { killGroup, run, sleep } from "../lab/harness/exec.js";
+import { Lab, type LabNode } from "../lab/harness/lab.js";
+import { LabCluster } from "../lab/harness/cluster.js";
+import { startKeepalived } from "../../bench/failover/keepalived.js";
+import { check, formatReport, type ChaosReport } from "./checker.js";
+import { FAULT_KINDS, NOT_INJECTED, healEverything, inject, makeSchedule, type FaultEnv, type FaultKind, type FaultSpec } from "./faults.js";
+import { Prng } from "./prng.js";
+import { ArpRecorder, DaemonSampler, EtcdWatcher } from "./recorders.js";
+import type { FaultRecord, HistoryRecord, Recording } from "./types.js";
+import { EditLoop, OperatorLoop, RescueScanner, UploadLoop, hashTree } from "./workload.js";
 
 export interface ChaosOptions {
   seed: number;
   faults: number;
-  controller?: 'understudy' | 'keepalived';
+  controller?: "understudy" | "keepalived";
   kinds?: readonly FaultKind[];
   holdScale?: number;
   gapMs?: [number, number];
@@ -45,7 +45,7 @@ export interface ChaosOptions {
    * node the leader key names without asking (during an etcd quorum loss that key is frozen and
    * may name a node that already fenced itself).
    */
-  editTarget?: 'api' | 'leader-key';
+  editTarget?: "api" | "leader-key";
   ttl?: string;
   fenceMargin?: string;
   log?: (line: string) => void;
@@ -64,53 +64,53 @@ export interface ChaosResult {
   dropped: number;
 }
 
-const CLUSTER_PREFIX = '/understudy/lab/';
-const ROOT_NAME = 'conf';
+const CLUSTER_PREFIX = "/understudy/lab/";
+const ROOT_NAME = "conf";
 
 /** Sync volume of a node (a small tmpfs), and the sync root inside it. */
-const volume = (n: LabNode) => join(n.dir, 'vol');
+const volume = (n: LabNode) => join(n.dir, "vol");
 const rootOf = (n: LabNode) => join(volume(n), ROOT_NAME);
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const log = opts.log ?? (() => undefined);
-  const controller = opts.controller ?? 'understudy';
+  const controller = opts.controller ?? "understudy";
   const prng = new Prng(opts.seed);
-  const schedule = makeSchedule(prng.fork('schedule'), opts.faults, {
+  const schedule = makeSchedule(prng.fork("schedule"), opts.faults, {
     kinds: opts.kinds ?? FAULT_KINDS,
     holdScale: opts.holdScale ?? 1,
     gapMs: opts.gapMs ?? [500, 2000],
   });
   const t0 = Date.now();
-  const lab = await Lab.create({ nodes: 3, etcdTuned: true, etcdMembers: 3, startEtcd: controller === 'understudy' });
+  const lab = await Lab.create({ nodes: 3, etcdTuned: true, etcdMembers: 3, startEtcd: controller === "understudy" });
   const mounted: string[] = [];
   const cleanups: Array<() => Promise<void> | void> = [];
   try {
-    const shared = join(lab.dir, 'shared-data');
+    const shared = join(lab.dir, "shared-data");
     mkdirSync(shared, { recursive: true });
     let cluster: LabCluster | undefined;
     let watcher: EtcdWatcher | undefined;
     const keepalivedProcs = new Map<string, ChildProcess>();
     const daemonProcs = new Map<string, ChildProcess>();
 
-    if (controller === 'understudy') {
+    if (controller === "understudy") {
       for (const n of lab.nodes) {
         mkdirSync(volume(n), { recursive: true });
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=32m,mode=0755', 'tmpfs', volume(n)], { timeout: 10_000 });
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=32m,mode=0755", "tmpfs", volume(n)], { timeout: 10_000 });
         mounted.push(volume(n));
-        mkdirSync(join(rootOf(n), 'edits'), { recursive: true });
-        writeFileSync(join(rootOf(n), 'base.conf'), '# chaos base config\n');
+        mkdirSync(join(rootOf(n), "edits"), { recursive: true });
+        writeFileSync(join(rootOf(n), "base.conf"), "# chaos base config\n");
       }
       cluster = await LabCluster.create({
         lab,
-        ttl: opts.ttl ?? '3s',
-        fenceMargin: opts.fenceMargin ?? '1s',
+        ttl: opts.ttl ?? "3s",
+        fenceMargin: opts.fenceMargin ?? "1s",
         priorities: [300, 200, 100],
         sshd: () => ({ dataDir: shared }),
         sync: {
           rootPaths: (n) => [rootOf(n)],
           authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
           rootsYaml: (n) => `    - { name: ${ROOT_NAME}, path: ${rootOf(n)} }`,
-          extraYaml: '  reconcile_interval: 5s\n  retry_max: 1s',
+          extraYaml: "  reconcile_interval: 5s\n  retry_max: 1s",
         },
       });
       watcher = new EtcdWatcher(lab, CLUSTER_PREFIX);
@@ -140,30 +140,36 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       const r = arp.recent(3);
       return r.length === 3 && r.every((s) => s.holders.length === 1) ? true : undefined;
     }, 30_000);
-    if (!firstHolder) throw new Error('chaos: no VIP holder within 30 s of start');
+    if (!firstHolder) throw new Error("chaos: no VIP holder within 30 s of start");
 
-    const uploads = new UploadLoop(lab, prng.fork('uploads'));
+    const uploads = new UploadLoop(lab, prng.fork("uploads"));
     uploads.start();
     cleanups.push(() => uploads.stop());
     const confirmPrimary = async (node: string) => {
-      const r = await lab.exec(lab.client, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', `${cluster!.apiUrl(node)}/primary`], { timeoutMs: 3000 });
-      return r.stdout.trim() === '200';
+      const r = await lab.exec(lab.client, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1", `${cluster!.apiUrl(node)}/primary`], { timeoutMs: 3000 });
+      return r.stdout.trim() === "200";
     };
     const edits = cluster
-      ? new EditLoop((node) => rootOf(lab.node(node)), () => watcher?.leader?.node, prng.fork('edits'), {
-          everyMs: opts.editEveryMs ?? [1000, 3000],
-          ...((opts.editTarget ?? 'api') === 'api' ? { confirm: confirmPrimary } : {}),
-        })
+      ? new EditLoop(
+          (node) => rootOf(lab.node(node)),
+          () => watcher?.leader?.node,
+          prng.fork("edits"),
+          {
+            everyMs: opts.editEveryMs ?? [1000, 3000],
+            ...((opts.editTarget ?? "api") === "api" ? { confirm: confirmPrimary } : {}),
+          },
+        )
       : undefined;
     edits?.start();
     cleanups.push(async () => edits?.stop());
-    const operator = cluster && opts.operatorEveryMs !== null ? new OperatorLoop(cluster, () => watcher?.leader?.node, prng.fork('operator'), { everyMs: opts.operatorEveryMs ?? [10_000, 20_000] }) : undefined;
+    const operator =
+      cluster && opts.operatorEveryMs !== null ? new OperatorLoop(cluster, () => watcher?.leader?.node, prng.fork("operator"), { everyMs: opts.operatorEveryMs ?? [10_000, 20_000] }) : undefined;
     operator?.start();
     cleanups.push(async () => operator?.stop());
-    const rescues = new RescueScanner((node) => join(lab.node(node).dir, 'state', 'rescue'), ROOT_NAME);
+    const rescues = new RescueScanner((node) => join(lab.node(node).dir, "state", "rescue"), ROOT_NAME);
 
     const warm = await waitFor(() => (uploads.okSince(t0) ? true : undefined), 30_000);
-    if (!warm) throw new Error(`chaos: no upload succeeded within 30 s: ${uploads.records.slice(-1)[0]?.detail ?? 'no attempt'}`);
+    if (!warm) throw new Error(`chaos: no upload succeeded within 30 s: ${uploads.records.slice(-1)[0]?.detail ?? "no attempt"}`);
     const startedAt = Date.now();
     log(`chaos: ${controller}, seed ${opts.seed}, ${schedule.length} faults scheduled; lab ${lab.prefix} up in ${Math.round((startedAt - t0) / 1000)} s`);
 
@@ -174,7 +180,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       volumeOf: (node) => volume(lab.node(node)),
       log,
       ...(cluster ? { cluster } : {}),
-      ...(controller === 'keepalived'
+      ...(controller === "keepalived"
         ? {
             keepalived: {
               pid: (node: string) => keepalivedProcs.get(node)?.pid,
@@ -204,19 +210,23 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     /** Healthy again: etcd answers, a primary serves the VIP alone, an upload made after the heal succeeded. */
     const settle = async (healAt: number, kind: FaultKind): Promise<boolean> => {
       const bound = opts.settleMaxMs ?? 30_000;
-      const ok = await waitFor(async () => {
-        await poll();
-        if (!uploads.okSince(healAt)) return undefined;
-        const recent = arp.recent(3);
-        if (recent.length < 3 || !recent.every((s) => s.holders.length === 1 && s.holders[0] === recent[0]!.holders[0])) return undefined;
-        if (cluster) {
-          if (kind.startsWith('etcd_') && !(await lab.etcdHealthy(lab.client, 1000))) return undefined;
-          const leader = await cluster.leader();
-          if (!leader || leader.node !== recent[0]!.holders[0]) return undefined;
-          if ([...cluster.agents.values()].some((a) => a.exitCode !== null || a.signalCode !== null)) return undefined;
-        }
-        return true;
-      }, bound, 250);
+      const ok = await waitFor(
+        async () => {
+          await poll();
+          if (!uploads.okSince(healAt)) return undefined;
+          const recent = arp.recent(3);
+          if (recent.length < 3 || !recent.every((s) => s.holders.length === 1 && s.holders[0] === recent[0]!.holders[0])) return undefined;
+          if (cluster) {
+            if (kind.startsWith("etcd_") && !(await lab.etcdHealthy(lab.client, 1000))) return undefined;
+            const leader = await cluster.leader();
+            if (!leader || leader.node !== recent[0]!.holders[0]) return undefined;
+            if ([...cluster.agents.values()].some((a) => a.exitCode !== null || a.signalCode !== null)) return undefined;
+          }
+          return true;
+        },
+        bound,
+        250,
+      );
       return ok === true;
     };
 
@@ -234,13 +244,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       try {
         active = await inject(env, spec);
       } catch (e) {
-        rec.skipped = `inject failed: ${(e as Error).message.split('\n')[0]}`;
+        rec.skipped = `inject failed: ${(e as Error).message.split("\n")[0]}`;
         await healEverything(lab);
         faults.push(rec);
         log(`  #${spec.id} ${spec.kind}: ${rec.skipped}`);
         continue;
       }
-      if ('skipped' in active) {
+      if ("skipped" in active) {
         rec.skipped = active.skipped;
         faults.push(rec);
         log(`  #${spec.id} ${spec.kind}: skipped (${rec.skipped})`);
@@ -254,18 +264,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         try {
           await active.heal();
         } catch (e) {
-          rec.detail = `${rec.detail ?? ''} heal failed: ${(e as Error).message.split('\n')[0]}`.trim();
+          rec.detail = `${rec.detail ?? ""} heal failed: ${(e as Error).message.split("\n")[0]}`.trim();
           await healEverything(lab);
         }
       }
       rec.healAt = Date.now();
-      if (spec.kind.startsWith('etcd_')) watcher?.kick();
+      if (spec.kind.startsWith("etcd_")) watcher?.kick();
       rec.settled = await settle(rec.healAt, spec.kind);
       rec.settledAt = Date.now();
       faults.push(rec);
       log(
-        `  #${spec.id} ${spec.kind}${rec.target ? ` on ${rec.target}` : ''}: held ${Math.round((rec.healAt - injectAt) / 100) / 10} s, ` +
-          `${rec.settled ? 'settled' : 'NOT settled'} ${Math.round((rec.settledAt - rec.healAt) / 100) / 10} s after the heal${rec.detail ? ` (${rec.detail})` : ''}`,
+        `  #${spec.id} ${spec.kind}${rec.target ? ` on ${rec.target}` : ""}: held ${Math.round((rec.healAt - injectAt) / 100) / 10} s, ` +
+          `${rec.settled ? "settled" : "NOT settled"} ${Math.round((rec.settledAt - rec.healAt) / 100) / 10} s after the heal${rec.detail ? ` (${rec.detail})` : ""}`,
       );
       if (!rec.settled) {
         // Make sure nothing of this fault lingers before the next one.
@@ -279,16 +289,20 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     await operator?.stop();
     await edits?.stop();
     const lastHeal = Date.now();
-    await settle(lastHeal, 'etcd_member_kill');
+    await settle(lastHeal, "etcd_member_kill");
     let converged = true;
     if (cluster) {
       // Give the last edits time to reach every node (bounded).
       converged =
-        (await waitFor(() => {
-          const trees = lab.nodes.map((n) => JSON.stringify(hashTree(rootOf(n))));
-          return trees.every((t) => t === trees[0]) ? true : undefined;
-        }, 60_000, 500)) === true;
-      if (!converged) log('chaos: sync roots did not converge within 60 s of the end');
+        (await waitFor(
+          () => {
+            const trees = lab.nodes.map((n) => JSON.stringify(hashTree(rootOf(n))));
+            return trees.every((t) => t === trees[0]) ? true : undefined;
+          },
+          60_000,
+          500,
+        )) === true;
+      if (!converged) log("chaos: sync roots did not converge within 60 s of the end");
     }
     await sleep(1000);
     await uploads.stop();
@@ -304,7 +318,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     }
     const storedUploads = hashTree(shared);
     const recording: Recording = {
-      mode: controller === 'understudy' ? 'cold' : 'warm',
+      mode: controller === "understudy" ? "cold" : "warm",
       controller,
       nodes: lab.nodes.map((n) => n.name),
       startedAt,
@@ -324,12 +338,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     };
     if (opts.recordingFile) writeFileSync(opts.recordingFile, JSON.stringify(recording));
     const report = check(recording);
-    const text = formatReport(report) + (converged ? '' : '\nWARNING: the sync roots did not converge within 60 s after the last fault.');
+    const text = formatReport(report) + (converged ? "" : "\nWARNING: the sync roots did not converge within 60 s after the last fault.");
     return { recording, report, text, schedule, notInjected: NOT_INJECTED, wallMs: Date.now() - t0, dropped };
   } finally {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
     await lab.teardown();
-    for (const m of mounted) await run(['umount', '-l', m], { timeoutMs: 10_000 }).catch(() => undefined);
+    for (const m of mounted) await run(["umount", "-l", m], { timeoutMs: 10_000 }).catch(() => undefined);
   }
 }
 
@@ -350,14 +364,14 @@ async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, t
 
 /** Every history event the agents wrote (etcdctl get --prefix, from the client namespace). */
 async function readHistory(lab: Lab): Promise<HistoryRecord[]> {
-  const r = await lab.etcdctl(['get', '--prefix', `${CLUSTER_PREFIX}history/`, '-w', 'json'], { ns: lab.client, timeoutMs: 15_000 });
+  const r = await lab.etcdctl(["get", "--prefix", `${CLUSTER_PREFIX}history/`, "-w", "json"], { ns: lab.client, timeoutMs: 15_000 });
   if (r.code !== 0) throw new Error(`chaos: cannot read the history: ${r.stderr}`);
   const j = JSON.parse(r.stdout) as { kvs?: { value: string }[] };
   const out: HistoryRecord[] = [];
   for (const kv of j.kvs ?? []) {
     try {
-      const v = JSON.parse(Buffer.from(kv.value, 'base64').toString('utf8')) as HistoryRecord;
-      out.push({ kind: v.kind, node: v.node, from: v.from ?? null, to: v.to ?? null, term: v.term ?? null, at: v.at, reason: v.reason ?? '' });
+      const v = JSON.parse(Buffer.from(kv.value, "base64").toString("utf8")) as HistoryRecord;
+      out.push({ kind: v.kind, node: v.node, from: v.from ?? null, to: v.to ?? null, term: v.term ?? null, at: v.at, reason: v.reason ?? "" });
     } catch {
       /* skip */
     }

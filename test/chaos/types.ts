@@ -28,7 +28,7 @@ export interface DaemonRecord {
 export interface EtcdEvent {
   /** Receive time in this process. */
   t: number;
-  type: 'put' | 'delete';
+  type: "put" | "delete";
   /** Key relative to the cluster prefix, e.g. "leader", "members/n1", "sync/generation". */
   key: string;
   /** Decoded value (UTF-8) for puts. */
@@ -107,8 +107,8 @@ export interface OperatorRecord {
 
 export interface Recording {
   /** Daemon mode: "cold" (understudy) makes two listening daemons a violation; "warm" (keepalived peer) does not. */
-  mode: 'cold' | 'warm';
-  controller: 'understudy' | 'keepalived';
+  mode: "cold" | "warm";
+  controller: "understudy" | "keepalived";
   nodes: string[];
   startedAt: number;
   endedAt: number;
@@ -128,13 +128,7 @@ export interface Recording {
   operator: OperatorRecord[];
 }
 
-export const VIOLATION_KINDS = [
-  'vip_two_holders',
-  'two_daemons_cold',
-  'stale_promotion_unrecorded',
-  'config_edit_lost',
-  'upload_lost',
-] as const;
+export const VIOLATION_KINDS = ["vip_two_holders", "two_daemons_cold", "stale_promotion_unrecorded", "config_edit_lost", "upload_lost"] as const;
 export type ViolationKind = (typeof VIOLATION_KINDS)[number];
 
 export interface Violation {

@@ -7,16 +7,16 @@
  *  - OperatorLoop: `understudy switchover` through a random node's API, every so often
  * and the file-system scans the checker needs (rescue folders, final roots, shared upload storage).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { sleep } from '../lab/harness/exec.js';
-import type { Lab } from '../lab/harness/lab.js';
-import type { LabCluster } from '../lab/harness/cluster.js';
-import type { Prng } from './prng.js';
-import type { EditRecord, OperatorRecord, RescuedFile, UploadRecord } from './types.js';
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { sleep } from "../lab/harness/exec.js";
+import type { Lab } from "../lab/harness/lab.js";
+import type { LabCluster } from "../lab/harness/cluster.js";
+import type { Prng } from "./prng.js";
+import type { EditRecord, OperatorRecord, RescuedFile, UploadRecord } from "./types.js";
 
-const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
 
 /** Bounded background loop: runs `step` until stopped, `maxIterations` reached or `maxMs` elapsed. */
 abstract class Loop {
@@ -56,20 +56,34 @@ abstract class Loop {
 /** The lab client's SSH options (lab.ts keeps its own private; same values). */
 export function sshClientOptions(lab: Lab, connectTimeoutS = 1): string[] {
   return [
-    '-F', '/dev/null',
-    '-i', lab.clientKey,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'BatchMode=yes',
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', `UserKnownHostsFile=${lab.knownHosts}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', 'UpdateHostKeys=no',
-    '-o', 'CheckHostIP=no',
-    '-o', `ConnectTimeout=${connectTimeoutS}`,
-    '-o', 'ServerAliveInterval=1',
-    '-o', 'ServerAliveCountMax=2',
-    '-o', 'LogLevel=ERROR',
-    '-o', 'KexAlgorithms=curve25519-sha256',
+    "-F",
+    "/dev/null",
+    "-i",
+    lab.clientKey,
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${lab.knownHosts}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "UpdateHostKeys=no",
+    "-o",
+    "CheckHostIP=no",
+    "-o",
+    `ConnectTimeout=${connectTimeoutS}`,
+    "-o",
+    "ServerAliveInterval=1",
+    "-o",
+    "ServerAliveCountMax=2",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "KexAlgorithms=curve25519-sha256",
   ];
 }
 
@@ -83,7 +97,7 @@ export class UploadLoop extends Loop {
     private readonly opts: { pauseMs?: number; timeoutMs?: number; maxUploads?: number; maxMs?: number } = {},
   ) {
     super(opts.maxUploads ?? 100_000, opts.maxMs ?? 4 * 3600_000);
-    this.dir = join(lab.dir, 'client', 'uploads');
+    this.dir = join(lab.dir, "client", "uploads");
     mkdirSync(this.dir, { recursive: true });
   }
 
@@ -102,16 +116,16 @@ export class UploadLoop extends Loop {
   }
 
   protected async step(i: number): Promise<void> {
-    const name = `up-${String(i).padStart(6, '0')}-${randomBytes(4).toString('hex')}.bin`;
+    const name = `up-${String(i).padStart(6, "0")}-${randomBytes(4).toString("hex")}.bin`;
     const body = Buffer.concat([Buffer.from(`${name}\n`), randomBytes(this.prng.int(512, 8192))]);
     const local = join(this.dir, name);
     writeFileSync(local, body);
     const start = Date.now();
-    const argv = ['sftp', ...sshClientOptions(this.lab), '-b', '-', `root@${this.lab.vipAddress}`];
+    const argv = ["sftp", ...sshClientOptions(this.lab), "-b", "-", `root@${this.lab.vipAddress}`];
     const r = await this.lab.exec(this.lab.client, argv, { timeoutMs: this.opts.timeoutMs ?? 6000, input: `put ${local} ${name}\nls -l ${name}\n` });
     const ok = r.code === 0 && r.stdout.includes(name);
     const rec: UploadRecord = { name, sha256: sha256(body), bytes: body.length, start, end: Date.now(), ok };
-    if (!ok) rec.detail = r.timedOut ? 'timed out' : `exit ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''}`.slice(0, 200);
+    if (!ok) rec.detail = r.timedOut ? "timed out" : `exit ${r.code}: ${r.stderr.trim().split("\n").pop() ?? ""}`.slice(0, 200);
     this.records.push(rec);
     rmSync(local, { force: true });
   }
@@ -146,11 +160,11 @@ export class EditLoop extends Loop {
     if (!node) return;
     if (this.opts.confirm && !(await this.opts.confirm(node).catch(() => false))) return;
     const seq = ++this.seq;
-    const file = `edits/e-${String(seq).padStart(5, '0')}-${node}.conf`;
-    const content = `# chaos edit ${seq} on ${node} at ${new Date().toISOString()}\nsetting_${seq} = ${randomBytes(8).toString('hex')}\n`;
+    const file = `edits/e-${String(seq).padStart(5, "0")}-${node}.conf`;
+    const content = `# chaos edit ${seq} on ${node} at ${new Date().toISOString()}\nsetting_${seq} = ${randomBytes(8).toString("hex")}\n`;
     const rec: EditRecord = { seq, node, file, sha256: sha256(content), t: Date.now(), written: false };
     try {
-      mkdirSync(join(this.rootOf(node), 'edits'), { recursive: true });
+      mkdirSync(join(this.rootOf(node), "edits"), { recursive: true });
       writeFileSync(join(this.rootOf(node), file), content);
       rec.written = true;
     } catch (e) {
@@ -192,7 +206,7 @@ export class OperatorLoop extends Loop {
     const primary = this.primary();
     const to = this.prng.pick(nodes.filter((n) => n !== primary));
     const t = Date.now();
-    const r = await this.cluster.cli(['switchover', '--to', to, '--json', '--wait', '15', '--reason', 'chaos operator', '--requested-by', 'chaos'], { via, timeoutMs: 25_000 });
+    const r = await this.cluster.cli(["switchover", "--to", to, "--json", "--wait", "15", "--reason", "chaos operator", "--requested-by", "chaos"], { via, timeoutMs: 25_000 });
     const rec: OperatorRecord = { t, end: Date.now(), action: `switchover to ${to}`, via, code: r.code };
     if (r.code !== 0) rec.detail = `${r.stdout} ${r.stderr}`.trim().slice(0, 200);
     this.records.push(rec);

@@ -38,10 +38,14 @@ export class FakeClock implements Clock {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       const h = this.setTimer(ms, () => resolve());
-      signal?.addEventListener("abort", () => {
-        h.cancel();
-        reject(signal.reason);
-      }, { once: true });
+      signal?.addEventListener(
+        "abort",
+        () => {
+          h.cancel();
+          reject(signal.reason);
+        },
+        { once: true },
+      );
     });
   }
   /** Number of armed, uncancelled timers. */
@@ -53,9 +57,7 @@ export class FakeClock implements Clock {
     const target = this.now + ms;
     for (;;) {
       await flushMicrotasks();
-      const due = this.timers
-        .filter((t) => !t.cancelled && t.at <= target)
-        .sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      const due = this.timers.filter((t) => !t.cancelled && t.at <= target).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
       if (!due) break;
       this.now = Math.max(this.now, due.at);
       due.cancelled = true;

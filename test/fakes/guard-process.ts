@@ -75,7 +75,10 @@ export class GuardProcess {
   readonly deviceBytes: { byte: string; atMs: number }[] = [];
   private readonly others: ChildProcess[] = [];
 
-  private constructor(readonly dir: string, opts: GuardOptions) {
+  private constructor(
+    readonly dir: string,
+    opts: GuardOptions,
+  ) {
     this.socket = join(dir, "guard.sock");
     this.pidfile = join(dir, "guard.pid");
     this.sysfsRoot = join(dir, "sysfs");

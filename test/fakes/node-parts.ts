@@ -34,7 +34,10 @@ export class FakeVip implements VipControl {
   private missingSinceMs: number | null = null;
   private seenMac: string | null = null;
   private lastError: string | undefined;
-  constructor(private readonly node: string, private readonly timeline: VipTimeline) {}
+  constructor(
+    private readonly node: string,
+    private readonly timeline: VipTimeline,
+  ) {}
   async setDesired(held: boolean, options: { skipDuplicateCheck?: boolean } = {}): Promise<void> {
     if (held) this.skipped.push(options.skipDuplicateCheck === true);
     this.desired = held;

@@ -9,14 +9,14 @@
  * every kind; availability is reported, with only a very loose bound.
  * Needs root and `npm run build`. About 3-4 minutes.
  */
-import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { runChaos } from '../chaos/run.js';
-import { FAULT_KINDS } from '../chaos/faults.js';
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { runChaos } from "../chaos/run.js";
+import { FAULT_KINDS } from "../chaos/faults.js";
 
 const SEED = 20261123;
 
-test('chaos (short, seeded): no safety violation under every injectable fault', { timeout: 330_000 }, async (t) => {
+test("chaos (short, seeded): no safety violation under every injectable fault", { timeout: 330_000 }, async (t) => {
   const lines: string[] = [];
   const r = await runChaos({
     seed: SEED,
@@ -30,14 +30,14 @@ test('chaos (short, seeded): no safety violation under every injectable fault', 
     ...(process.env.UNDERSTUDY_CHAOS_RECORDING ? { recordingFile: process.env.UNDERSTUDY_CHAOS_RECORDING } : {}),
   });
   for (const l of lines) t.diagnostic(l);
-  for (const l of r.text.split('\n')) t.diagnostic(l);
+  for (const l of r.text.split("\n")) t.diagnostic(l);
   for (const [kind, why] of Object.entries(r.notInjected)) t.diagnostic(`not injected: ${kind}: ${why}`);
   t.diagnostic(`wall time ${Math.round(r.wallMs / 1000)} s (seed ${SEED})`);
 
   const zero = Object.fromEntries(Object.keys(r.report.counts).map((k) => [k, 0]));
   assert.deepEqual(r.report.counts, zero, `violations found:\n${r.text}`);
   assert.ok(r.report.faults.length >= FAULT_KINDS.length - 2, `faults injected: ${r.report.faults.length}`);
-  assert.ok(r.report.samples.arp > 1000 && r.report.samples.daemons > 500, 'the observers sampled the whole run');
+  assert.ok(r.report.samples.arp > 1000 && r.report.samples.daemons > 500, "the observers sampled the whole run");
   assert.ok(r.report.uploads.acknowledged >= 20, `uploads acknowledged: ${r.report.uploads.acknowledged}`);
   // Availability is reported, not asserted, except this loose bound: the cluster served most of the time.
   assert.ok(r.report.uploads.acknowledged >= r.report.uploads.attempted * 0.3, `only ${r.report.uploads.acknowledged} of ${r.report.uploads.attempted} uploads succeeded`);

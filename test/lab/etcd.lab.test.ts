@@ -5,25 +5,31 @@
  * etcd auth with a least-privilege role on /understudy-test/ only; see
  * bench/cli/etcd.ts and test/lab/harness/etcd-auth.ts).
  */
-import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { startEtcd, type LoopbackEtcd } from '../../bench/cli/etcd.js';
-import { readEtcdSecurity, type EtcdSecurity } from '../../src/config/etcd-security.js';
-import { EtcdCoordinator } from '../../src/coordinator/etcd.js';
-import type { MemberRecord } from '../../src/coordinator/port.js';
-import { SystemClock } from '../../src/platform/clock.js';
-import { silentLogger } from '../../src/platform/logger.js';
-import { pollUntil } from './harness/index.js';
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { startEtcd, type LoopbackEtcd } from "../../bench/cli/etcd.js";
+import { readEtcdSecurity, type EtcdSecurity } from "../../src/config/etcd-security.js";
+import { EtcdCoordinator } from "../../src/coordinator/etcd.js";
+import type { MemberRecord } from "../../src/coordinator/port.js";
+import { SystemClock } from "../../src/platform/clock.js";
+import { silentLogger } from "../../src/platform/logger.js";
+import { pollUntil } from "./harness/index.js";
 
 let etcd: LoopbackEtcd;
 let endpoint: string;
 let security: EtcdSecurity;
 const coordinators: EtcdCoordinator[] = [];
 
-
-function coordinator(cluster = 'c1', requestTimeoutMs = 1000): EtcdCoordinator {
+function coordinator(cluster = "c1", requestTimeoutMs = 1000): EtcdCoordinator {
   const c = new EtcdCoordinator({
-    endpoints: [endpoint], prefix: '/understudy-test', cluster, requestTimeoutMs, dialTimeoutMs: 2000, clock: new SystemClock(), log: silentLogger(), security,
+    endpoints: [endpoint],
+    prefix: "/understudy-test",
+    cluster,
+    requestTimeoutMs,
+    dialTimeoutMs: 2000,
+    clock: new SystemClock(),
+    log: silentLogger(),
+    security,
   });
   coordinators.push(c);
   return c;
@@ -31,19 +37,37 @@ function coordinator(cluster = 'c1', requestTimeoutMs = 1000): EtcdCoordinator {
 
 function member(node: string): MemberRecord {
   return {
-    node, role: 'standby', healthy: true, priority: 100, nofailover: false, generation: 0, address: '198.18.0.11',
-    version: 't', decision: 'x', probes: {}, vipHeld: false, daemonRunning: false, updatedAt: '',
+    node,
+    role: "standby",
+    healthy: true,
+    priority: 100,
+    nofailover: false,
+    generation: 0,
+    address: "198.18.0.11",
+    version: "t",
+    decision: "x",
+    probes: {},
+    vipHeld: false,
+    daemonRunning: false,
+    updatedAt: "",
   };
 }
 
 before(async () => {
   // Default heartbeat/election settings: etcd's minimum lease TTL is 2 s here.
-  etcd = await startEtcd({ bin: '/usr/bin/etcd', secure: true, rolePrefixes: ['/understudy-test/'], startTimeoutMs: 30_000 });
+  etcd = await startEtcd({ bin: "/usr/bin/etcd", secure: true, rolePrefixes: ["/understudy-test/"], startTimeoutMs: 30_000 });
   endpoint = etcd.endpoint;
-  security = await readEtcdSecurity('/etc/understudy/understudy.yaml', etcd.securitySettings!);
-  const c = coordinator('probe');
-  const ok = await pollUntil(async () => (await c.snapshot().then(() => true, () => undefined)), { timeoutMs: 15_000, intervalMs: 200 });
-  assert.ok(ok, 'etcd came up');
+  security = await readEtcdSecurity("/etc/understudy/understudy.yaml", etcd.securitySettings!);
+  const c = coordinator("probe");
+  const ok = await pollUntil(
+    async () =>
+      await c.snapshot().then(
+        () => true,
+        () => undefined,
+      ),
+    { timeoutMs: 15_000, intervalMs: 200 },
+  );
+  assert.ok(ok, "etcd came up");
 });
 
 after(async () => {
@@ -51,32 +75,39 @@ after(async () => {
   await etcd?.stop();
 });
 
-test('the lab etcd is TLS + client certificates + auth: the agents\' user reaches only its own prefix', async () => {
+test("the lab etcd is TLS + client certificates + auth: the agents' user reaches only its own prefix", async () => {
   assert.match(endpoint, /^https:/);
   const outside = new EtcdCoordinator({
-    endpoints: [endpoint], prefix: '/understudy', cluster: 'lab-elsewhere', requestTimeoutMs: 2000, dialTimeoutMs: 2000, clock: new SystemClock(), log: silentLogger(), security,
+    endpoints: [endpoint],
+    prefix: "/understudy",
+    cluster: "lab-elsewhere",
+    requestTimeoutMs: 2000,
+    dialTimeoutMs: 2000,
+    clock: new SystemClock(),
+    log: silentLogger(),
+    security,
   });
   coordinators.push(outside);
   await assert.rejects(outside.snapshot(), /US_E_ETCD_AUTH/);
 });
 
-test('etcd raises a 1 s TTL to its minimum and the adapter reports the granted TTL', async () => {
+test("etcd raises a 1 s TTL to its minimum and the adapter reports the granted TTL", async () => {
   const c = coordinator();
   const g = await c.grantLease(1000);
   assert.equal(g.ttlMs, 2000);
   const ack = await c.keepAlive(g.id);
   assert.equal(ack.ttlMs, 2000);
   await c.revokeLease(g.id);
-  assert.equal((await c.keepAlive(g.id)).ttlMs, 0, 'a revoked lease reports TTL 0');
+  assert.equal((await c.keepAlive(g.id)).ttlMs, 0, "a revoked lease reports TTL 0");
 });
 
-test('campaign is create-if-absent; term is the create_revision; the loser sees the incumbent', async () => {
-  const a = coordinator('elect');
-  const b = coordinator('elect');
+test("campaign is create-if-absent; term is the create_revision; the loser sees the incumbent", async () => {
+  const a = coordinator("elect");
+  const b = coordinator("elect");
   const la = await a.grantLease(5000);
   const lb = await b.grantLease(5000);
-  const [ra, rb] = await Promise.all([a.campaign('n1', la.id, 't'), b.campaign('n2', lb.id, 't')]);
-  assert.equal([ra, rb].filter((r) => r.won).length, 1, 'exactly one winner');
+  const [ra, rb] = await Promise.all([a.campaign("n1", la.id, "t"), b.campaign("n2", lb.id, "t")]);
+  assert.equal([ra, rb].filter((r) => r.won).length, 1, "exactly one winner");
   const winner = ra.won ? ra : rb;
   const loser = ra.won ? rb : ra;
   assert.deepEqual(loser.leader, winner.leader);
@@ -92,14 +123,17 @@ test('campaign is create-if-absent; term is the create_revision; the loser sees 
   await b.revokeLease(lb.id);
 });
 
-test('keys attached to a lease vanish when it is revoked; the watch reports changes', async () => {
-  const c = coordinator('watch');
+test("keys attached to a lease vanish when it is revoked; the watch reports changes", async () => {
+  const c = coordinator("watch");
   const events: string[] = [];
   const sub = await c.watchLeader((e) => events.push(e.type));
   const l = await c.grantLease(5000);
-  await c.putMember(member('n1'), l.id);
-  assert.deepEqual((await c.snapshot()).members.map((m) => m.node), ['n1']);
-  await c.campaign('n1', l.id, 't');
+  await c.putMember(member("n1"), l.id);
+  assert.deepEqual(
+    (await c.snapshot()).members.map((m) => m.node),
+    ["n1"],
+  );
+  await c.campaign("n1", l.id, "t");
   await c.setPaused(true);
   assert.equal((await c.snapshot()).paused, true);
   await c.setPaused(false);
@@ -107,15 +141,15 @@ test('keys attached to a lease vanish when it is revoked; the watch reports chan
   const snap = await c.snapshot();
   assert.deepEqual(snap.members, []);
   assert.equal(snap.leader, null);
-  const seen = await pollUntil(() => (events.filter((e) => e === 'changed').length >= 4 ? true : undefined), { timeoutMs: 3000, intervalMs: 20 });
-  assert.ok(seen, `watch events: ${events.join(',')}`);
+  const seen = await pollUntil(() => (events.filter((e) => e === "changed").length >= 4 ? true : undefined), { timeoutMs: 3000, intervalMs: 20 });
+  assert.ok(seen, `watch events: ${events.join(",")}`);
   await sub.close();
 });
 
-test('an unreachable etcd fails calls within the request timeout, and the adapter recovers', async () => {
-  const c = coordinator('freeze', 500);
+test("an unreachable etcd fails calls within the request timeout, and the adapter recovers", async () => {
+  const c = coordinator("freeze", 500);
   const l = await c.grantLease(5000);
-  etcd.signal('SIGSTOP');
+  etcd.signal("SIGSTOP");
   try {
     const t0 = performance.now();
     await assert.rejects(c.keepAlive(l.id), /US_E_ETCD_UNREACHABLE/);
@@ -123,36 +157,43 @@ test('an unreachable etcd fails calls within the request timeout, and the adapte
     const took = performance.now() - t0;
     assert.ok(took < 1500, `two calls failed in ${Math.round(took)}ms`);
   } finally {
-    etcd.signal('SIGCONT');
+    etcd.signal("SIGCONT");
   }
-  const ack = await pollUntil(async () => (await c.keepAlive(l.id).catch(() => undefined)), { timeoutMs: 5000, intervalMs: 100 });
-  assert.equal(ack?.ttlMs, 5000, 'keepalives work again on a fresh stream');
+  const ack = await pollUntil(async () => await c.keepAlive(l.id).catch(() => undefined), { timeoutMs: 5000, intervalMs: 100 });
+  assert.equal(ack?.ttlMs, 5000, "keepalives work again on a fresh stream");
 });
 
-test('a sync generation is published only under the current term, and the snapshot carries it', async () => {
-  const c = coordinator('gen');
+test("a sync generation is published only under the current term, and the snapshot carries it", async () => {
+  const c = coordinator("gen");
   const l = await c.grantLease(5000);
-  const won = await c.campaign('n1', l.id, 't');
+  const won = await c.campaign("n1", l.id, "t");
   const term = won.leader!.term;
-  const gen = { generation: 4, digest: 'abc', roots: { ssh: 'def' }, files: 3, source: 'n1', term, publishedAt: 't' };
-  assert.equal(await c.publishGeneration(term - 1, gen), false, 'a stale term cannot publish');
+  const gen = { generation: 4, digest: "abc", roots: { ssh: "def" }, files: 3, source: "n1", term, publishedAt: "t" };
+  assert.equal(await c.publishGeneration(term - 1, gen), false, "a stale term cannot publish");
   assert.equal((await c.snapshot()).sync, null);
   assert.equal(await c.publishGeneration(term, gen), true);
   assert.deepEqual((await c.snapshot()).sync, gen);
   await c.revokeLease(l.id);
-  assert.deepEqual((await c.snapshot()).sync, gen, 'the generation outlives the leader (no lease)');
+  assert.deepEqual((await c.snapshot()).sync, gen, "the generation outlives the leader (no lease)");
 });
 
-test('history: appended in order, guarded by term when given, trimmed to the newest', async () => {
-  const c = coordinator('hist');
+test("history: appended in order, guarded by term when given, trimmed to the newest", async () => {
+  const c = coordinator("hist");
   const l = await c.grantLease(5000);
-  const term = (await c.campaign('n1', l.id, 't')).leader!.term;
-  const ev = (reason: string) => ({ kind: 'failover' as const, at: 't', node: 'n1', from: 'n2', to: 'n1', term, reason });
-  await c.appendHistory(ev('one'), term);
-  await c.appendHistory(ev('two'), null);
-  await c.appendHistory(ev('stale'), term + 100);
+  const term = (await c.campaign("n1", l.id, "t")).leader!.term;
+  const ev = (reason: string) => ({ kind: "failover" as const, at: "t", node: "n1", from: "n2", to: "n1", term, reason });
+  await c.appendHistory(ev("one"), term);
+  await c.appendHistory(ev("two"), null);
+  await c.appendHistory(ev("stale"), term + 100);
   const events = await c.history(10);
-  assert.deepEqual(events.map((e) => e.reason), ['one', 'two']);
-  assert.deepEqual((await c.history(1)).map((e) => e.reason), ['two'], 'limit keeps the newest');
+  assert.deepEqual(
+    events.map((e) => e.reason),
+    ["one", "two"],
+  );
+  assert.deepEqual(
+    (await c.history(1)).map((e) => e.reason),
+    ["two"],
+    "limit keeps the newest",
+  );
   await c.revokeLease(l.id);
 });

@@ -12,11 +12,11 @@
  * the etcd client, which re-established it for ever after close().
  * Needs root and `npm run build`.
  */
-import assert from 'node:assert/strict';
-import { openSync, readSync, closeSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { test } from 'node:test';
-import { ClusterKeyWatch, LabCluster, agentLoadMs, pollUntil } from './harness/index.js';
+import assert from "node:assert/strict";
+import { openSync, readSync, closeSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ClusterKeyWatch, LabCluster, agentLoadMs, pollUntil } from "./harness/index.js";
 
 const CYCLES = Number(process.env.UNDERSTUDY_STOP_CYCLES ?? 50);
 /** The issue's bound, from SIGTERM to the process gone, on a quiet machine. */
@@ -35,12 +35,12 @@ const CUT_EVERY = 4;
 const CUT_MS = 3500;
 
 function readFrom(file: string, offset: number): string {
-  const fd = openSync(file, 'r');
+  const fd = openSync(file, "r");
   try {
     const size = statSync(file).size;
     const buf = Buffer.alloc(Math.max(0, size - offset));
     readSync(fd, buf, 0, buf.length, offset);
-    return buf.toString('utf8');
+    return buf.toString("utf8");
   } finally {
     closeSync(fd);
   }
@@ -69,9 +69,19 @@ test(`${CYCLES} start/stop cycles, primary and standby alternately: every agent 
   try {
     const nodes = c.lab.nodes.map((n) => n.name);
     const first = await c.leader();
-    assert.ok(await c.waitForStandbys(nodes.filter((n) => n !== first?.node), 30_000), 'the other node is a standby');
+    assert.ok(
+      await c.waitForStandbys(
+        nodes.filter((n) => n !== first?.node),
+        30_000,
+      ),
+      "the other node is a standby",
+    );
     const view = (keys = await ClusterKeyWatch.start(c));
-    const leaderWithin = (ms: number, not?: string) => view.until(() => { const l = view.leader(); return l && l.node !== not ? l : undefined; }, ms);
+    const leaderWithin = (ms: number, not?: string) =>
+      view.until(() => {
+        const l = view.leader();
+        return l && l.node !== not ? l : undefined;
+      }, ms);
     // A standby: its member key says so, and the agent started last has made its first
     // decision (it follows the primary), i.e. it is not still starting. The watch sees the key
     // within milliseconds, sooner than the 200 ms polls did: without the log check the SIGTERM
@@ -87,32 +97,37 @@ test(`${CYCLES} start/stop cycles, primary and standby alternately: every agent 
     const polledStandby = async (node: string, ms: number) =>
       (await c.waitForStandbys([node], ms)) && (await pollUntil(() => following(node) || undefined, { timeoutMs: ms, intervalMs: 50 })) === true;
     for (let i = 0; i < CYCLES; i++) {
-      const role = i % 2 === 0 ? 'primary' : 'standby';
-      const leader = role === 'primary' ? await leaderWithin(20_000) : await c.waitForLeader({ timeoutMs: 20_000 });
+      const role = i % 2 === 0 ? "primary" : "standby";
+      const leader = role === "primary" ? await leaderWithin(20_000) : await c.waitForLeader({ timeoutMs: 20_000 });
       assert.ok(leader, `cycle ${i}: a primary`);
-      const node = role === 'primary' ? leader.node : nodes.find((n) => n !== leader.node)!;
+      const node = role === "primary" ? leader.node : nodes.find((n) => n !== leader.node)!;
       // A standby must be a standby already (its member key published), not still starting.
-      if (role === 'standby') assert.ok(await polledStandby(node, 30_000), `cycle ${i}: ${node} is a standby`);
+      if (role === "standby") assert.ok(await polledStandby(node, 30_000), `cycle ${i}: ${node} is a standby`);
       const child = c.agents.get(node)!;
       const logFile = join(c.lab.logDir, `${node}-agent.log`);
       const from = sizeOf(logFile);
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((r) =>
-        child.once('exit', (code, signal) => r({ code, signal, at: performance.now() })),
-      );
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((r) => child.once("exit", (code, signal) => r({ code, signal, at: performance.now() })));
       const sent = performance.now();
-      process.kill(child.pid!, 'SIGTERM');
-      const hung = setTimeout(() => child.kill('SIGKILL'), HUNG_MS);
+      process.kill(child.pid!, "SIGTERM");
+      const hung = setTimeout(() => child.kill("SIGKILL"), HUNG_MS);
       const exit = await exited;
       clearTimeout(hung);
       const ms = Math.round(exit.at - sent);
       exits.push({ node, role, ms });
       const log = readFrom(logFile, from);
       assert.ok(/"msg":"stopped"/.test(log), `cycle ${i}: ${node} (${role}) logged its graceful stop`);
-      assert.doesNotMatch(log, /US_E_STOP_LINGERING/, `cycle ${i}: ${node} (${role}) needed the force-exit backstop:\n${log.split('\n').filter((l) => /backstop|LINGERING/.test(l)).join('\n')}`);
+      assert.doesNotMatch(
+        log,
+        /US_E_STOP_LINGERING/,
+        `cycle ${i}: ${node} (${role}) needed the force-exit backstop:\n${log
+          .split("\n")
+          .filter((l) => /backstop|LINGERING/.test(l))
+          .join("\n")}`,
+      );
       assert.equal(exit.signal, null, `cycle ${i}: ${node} (${role}) hung (killed after ${HUNG_MS} ms)`);
       assert.equal(exit.code, 0, `cycle ${i}: ${node} (${role}) exit code`);
       assert.ok(ms <= withinMs, `cycle ${i}: ${node} (${role}) took ${ms} ms to exit after SIGTERM (bound ${withinMs} ms at agent load ${loadMs} ms)`);
-      if (role === 'primary') assert.ok(await leaderWithin(20_000, node), `cycle ${i}: the standby took over`);
+      if (role === "primary") assert.ok(await leaderWithin(20_000, node), `cycle ${i}: the standby took over`);
       const cut = i % CUT_EVERY === CUT_EVERY - 1;
       if (cut) await c.lab.partitionFromEtcd(node);
       startedAt.set(node, sizeOf(logFile));
@@ -123,23 +138,27 @@ test(`${CYCLES} start/stop cycles, primary and standby alternately: every agent 
         cuts++;
       }
       // The next cycle SIGTERMs this node if it is a standby cycle: then polled, as before.
-      const backWithin = role === 'primary' ? polledStandby : standbyWithin;
+      const backWithin = role === "primary" ? polledStandby : standbyWithin;
       assert.ok(await backWithin(node, 30_000 + 3 * loadMs), `cycle ${i}: ${node} came back as a standby`);
     }
     const samples = await obs.stop();
     assert.ok(samples.length > 20, `observer took samples (${samples.length})`);
-    assert.equal(obs.maxSimultaneousHolders(samples), 1, 'never two VIP holders on the wire');
+    assert.equal(obs.maxSimultaneousHolders(samples), 1, "never two VIP holders on the wire");
   } finally {
     keys?.stop();
     await obs.stop().catch(() => undefined);
     await c.teardown();
     const sorted = exits.map((e) => e.ms).sort((a, b) => a - b);
     if (sorted.length > 0) {
-      const by = (role: string) => exits.filter((e) => e.role === role).map((e) => e.ms).sort((a, b) => a - b);
-      const line = (xs: number[]) => (xs.length ? `median ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${xs[xs.length - 1]} ms` : '-');
+      const by = (role: string) =>
+        exits
+          .filter((e) => e.role === role)
+          .map((e) => e.ms)
+          .sort((a, b) => a - b);
+      const line = (xs: number[]) => (xs.length ? `median ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${xs[xs.length - 1]} ms` : "-");
       console.log(
         `stop loop: ${exits.length} stops (${cuts} after a start cut off from etcd) in ${Math.round((Date.now() - t0) / 1000)} s (agent load ${Math.round(loadMs)} ms, bound ${withinMs} ms): all ${line(sorted)}; ` +
-          `primary ${line(by('primary'))}; standby ${line(by('standby'))}`,
+          `primary ${line(by("primary"))}; standby ${line(by("standby"))}`,
       );
     }
   }

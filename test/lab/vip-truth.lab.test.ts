@@ -71,8 +71,17 @@ describe("IpFloatingIp with Habets' arping (dpkg -x, not installed) in network n
   let arping = "";
   const floatingIp = (address: string, overrides: Partial<VipConfig> = {}) => {
     const config: VipConfig = {
-      address, interface: IF, backend: "ip", duplicate_check: true, duplicate_check_timeout: 300, arp_count: 2,
-      announce_interval: 10_000, reconcile_interval: 2_000, hold_timeout: 30_000, arping, ...overrides,
+      address,
+      interface: IF,
+      backend: "ip",
+      duplicate_check: true,
+      duplicate_check_timeout: 300,
+      arp_count: 2,
+      announce_interval: 10_000,
+      reconcile_interval: 2_000,
+      hold_timeout: 30_000,
+      arping,
+      ...overrides,
     };
     const runner = new NetnsRunner(NS);
     return new IpFloatingIp(config, runner, clock, silentLogger(), new ProbingArpingLocator(runner, arping));
@@ -83,7 +92,10 @@ describe("IpFloatingIp with Habets' arping (dpkg -x, not installed) in network n
     await sh(["ip", "netns", "add", NS]);
     await sh(["ip", "netns", "add", PEER]);
     await sh(["ip", "link", "add", IF, "netns", NS, "type", "veth", "peer", "name", PEER_IF, "netns", PEER]);
-    for (const [ns, dev, addr] of [[NS, IF, "198.18.201.1/24"], [PEER, PEER_IF, "198.18.201.2/24"]] as const) {
+    for (const [ns, dev, addr] of [
+      [NS, IF, "198.18.201.1/24"],
+      [PEER, PEER_IF, "198.18.201.2/24"],
+    ] as const) {
       await sh(["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
       await sh(["ip", "-n", ns, "link", "set", dev, "up"]);
       await sh(["ip", "-n", ns, "link", "set", "lo", "up"]);
@@ -171,18 +183,24 @@ describe("a node whose arping is missing", { skip: isRoot ? false : "needs root"
     leaders.add(first.node);
     assert.notEqual(first.node, "n1", "n1 ranks first but cannot hold the VIP: it must not be primary");
 
-    const s = await pollUntil(async () => {
-      const j = await statusJson(c!);
-      const n1 = j?.members.find((m) => m.node === "n1");
-      return n1?.notReady ? { j: j!, n1 } : undefined;
-    }, { timeoutMs: 20_000, intervalMs: 200 });
+    const s = await pollUntil(
+      async () => {
+        const j = await statusJson(c!);
+        const n1 = j?.members.find((m) => m.node === "n1");
+        return n1?.notReady ? { j: j!, n1 } : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 200 },
+    );
     assert.ok(s, "n1 published why it is not ready");
     assert.equal(s.n1.healthy, false);
     assert.match(s.n1.notReady!, /US_E_TOOL_MISSING: \/nonexistent\/sbin\/arping \(needed by vip\.arping\) does not exist; install the Debian package iputils-arping \(or arping\)/);
     assert.match(await c.status(), /\| n1 .*\| no: US_E_TOOL_MISSING/);
 
     // The only other candidates go away one by one: n1 still never campaigns.
-    await c.waitForStandbys(["n1", "n2", "n3"].filter((n) => n !== first.node && n !== "n1"), 30_000);
+    await c.waitForStandbys(
+      ["n1", "n2", "n3"].filter((n) => n !== first.node && n !== "n1"),
+      30_000,
+    );
     await c.signalAgent(first.node, "SIGTERM", 15_000);
     const watchUntil = performance.now() + 8_000;
     while (performance.now() < watchUntil) {
@@ -194,7 +212,10 @@ describe("a node whose arping is missing", { skip: isRoot ? false : "needs root"
     assert.ok(second && second.node !== "n1", `after ${first.node} stopped, the other healthy node took over (got ${second?.node ?? "none"})`);
     // While there was no primary, n1 said why it did not campaign (its log keeps every new decision).
     const log = join(c.lab.logDir, "n1-agent.log");
-    const said = await pollUntil(() => (readFileSync(log, "utf8").includes("no action: no primary, but I am not ready to serve (US_E_TOOL_MISSING") ? true : undefined), { timeoutMs: 10_000, intervalMs: 200 });
+    const said = await pollUntil(() => (readFileSync(log, "utf8").includes("no action: no primary, but I am not ready to serve (US_E_TOOL_MISSING") ? true : undefined), {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
     assert.equal(said, true, "n1's decision during the vacancy names the missing tool");
     assert.ok(!leaders.has("n1"), `n1 was primary at some point: ${[...leaders].join(", ")}`);
     assert.deepEqual(await c.lab.vipConfiguredOn(), [second.node]);
@@ -229,37 +250,49 @@ describe("the VIP held by a host that is not the primary", { skip: isRoot ? fals
     const first = await c.waitForLeader({ timeoutMs: 90_000 });
     assert.ok(first, "a primary was elected");
     let lastStatus = "";
-    const seen = await pollUntil(async () => {
-      configuredOnNodes.push(await onAgentNodes());
-      lastStatus = await c!.status(true);
-      const j = await statusJson(c!);
-      const p = j?.members.find((m) => m.role === "primary" && m.vipHolder !== undefined);
-      return p?.vipHolder ? { j: j!, p } : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 200 });
+    const seen = await pollUntil(
+      async () => {
+        configuredOnNodes.push(await onAgentNodes());
+        lastStatus = await c!.status(true);
+        const j = await statusJson(c!);
+        const p = j?.members.find((m) => m.role === "primary" && m.vipHolder !== undefined);
+        return p?.vipHolder ? { j: j!, p } : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
     assert.ok(seen, `the primary published the MAC that answers for its VIP; status: ${lastStatus.slice(0, 3000)}`);
     assert.equal(seen.p.vipHolder, foreign.mac);
     assert.ok(seen.p.vipMissingSince, "and since when it has been without it");
-    assert.ok(seen.j.vipProblems.some((f) => f.includes(`VIP held by ${foreign.mac}`)), JSON.stringify(seen.j.vipProblems));
+    assert.ok(
+      seen.j.vipProblems.some((f) => f.includes(`VIP held by ${foreign.mac}`)),
+      JSON.stringify(seen.j.vipProblems),
+    );
     const text = await c.status();
     // Whichever agent node is primary right now (a slow status read can straddle a handover).
     assert.match(text, new RegExp(`\\| n[12] .*\\| primary .*\\| no: primary without VIP \\| MISSING: held by ${foreign.mac} \\|`));
     assert.match(text, new RegExp(`^UNHEALTHY: primary n[12] without its floating IP .*VIP held by ${foreign.mac}`, "m"));
-    const metrics = await pollUntil(async () => {
-      const l = await c!.leader();
-      if (!l) return undefined;
-      const r = await lab.exec(lab.client, ["curl", "-s", "--max-time", "3", `${c!.apiUrl(l.node)}/metrics`]);
-      return new RegExp(`understudy_vip_foreign_holder\\{mac="${foreign.mac}"[^}]*\\} 1`).test(r.stdout) ? r.stdout : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 500 });
+    const metrics = await pollUntil(
+      async () => {
+        const l = await c!.leader();
+        if (!l) return undefined;
+        const r = await lab.exec(lab.client, ["curl", "-s", "--max-time", "3", `${c!.apiUrl(l.node)}/metrics`]);
+        return new RegExp(`understudy_vip_foreign_holder\\{mac="${foreign.mac}"[^}]*\\} 1`).test(r.stdout) ? r.stdout : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
     assert.ok(metrics, "the primary's metrics carry understudy_vip_foreign_holder with the MAC");
 
     // Past vip.hold_timeout (15s) the primary holds: the foreign host would answer for the address whoever
     // added it (a failure the standby shares), so it says so instead of handing the role around.
     const primaryLog = join(lab.logDir, `${seen.p.node}-agent.log`);
-    const holding = await pollUntil(() => {
-      const text = readFileSync(primaryLog, "utf8");
-      const m = /holding, not handing over: primary without the floating IP for (\d+)s, over vip\.hold_timeout 15s \(held by ([0-9a-f:]+)[^"]*a standby would meet the same host/.exec(text);
-      return m ? { seconds: Number(m[1]), mac: m[2] } : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 500 });
+    const holding = await pollUntil(
+      () => {
+        const text = readFileSync(primaryLog, "utf8");
+        const m = /holding, not handing over: primary without the floating IP for (\d+)s, over vip\.hold_timeout 15s \(held by ([0-9a-f:]+)[^"]*a standby would meet the same host/.exec(text);
+        return m ? { seconds: Number(m[1]), mac: m[2] } : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
     assert.ok(holding, `${seen.p.node} logged the hold decision`);
     assert.equal(holding.mac, foreign.mac);
     assert.ok(holding.seconds >= 15, `held after ${holding.seconds}s: not before vip.hold_timeout`);
@@ -273,20 +306,28 @@ describe("the VIP held by a host that is not the primary", { skip: isRoot ? fals
     const handoverMs = holding.seconds * 1000;
 
     configuredOnNodes.push(await onAgentNodes());
-    assert.ok(configuredOnNodes.every((on) => on.length === 0), `a node added the VIP while ${foreign.name} held it: ${JSON.stringify(configuredOnNodes.filter((o) => o.length > 0))}`);
+    assert.ok(
+      configuredOnNodes.every((on) => on.length === 0),
+      `a node added the VIP while ${foreign.name} held it: ${JSON.stringify(configuredOnNodes.filter((o) => o.length > 0))}`,
+    );
 
     // The foreign copy goes: the primary of the moment takes the address within a few reconcile intervals.
     await lab.delVip(foreign);
     const removedAt = performance.now();
-    const serving = await pollUntil(async () => {
-      const l = await c!.leader();
-      return l && (await lab.vipConfiguredOn()).join() === l.node ? l : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 100 });
+    const serving = await pollUntil(
+      async () => {
+        const l = await c!.leader();
+        return l && (await lab.vipConfiguredOn()).join() === l.node ? l : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
     assert.ok(serving, "after the foreign copy was removed, the primary holds the VIP");
     const recoverMs = performance.now() - removedAt;
     const samples = await obs.stop();
     assert.ok(obs.maxSimultaneousHolders(samples) <= 1, "never two hosts answering ARP for the VIP");
-    console.log(`vip truth: held by another host -> hold decision after ${handoverMs} ms without the VIP (hold_timeout 15000 ms); foreign copy removed -> ${serving.node} holds the VIP in ${Math.round(recoverMs)} ms`);
+    console.log(
+      `vip truth: held by another host -> hold decision after ${handoverMs} ms without the VIP (hold_timeout 15000 ms); foreign copy removed -> ${serving.node} holds the VIP in ${Math.round(recoverMs)} ms`,
+    );
   });
 });
 
@@ -323,11 +364,14 @@ describe("a primary that cannot add its VIP itself", { skip: isRoot ? false : "n
     await lab.delVip(lab.node(first.node));
     const lostAt = performance.now();
     type Event = { kind: string; at: string; from: string | null; to: string | null; reason: string };
-    const event = await pollUntil(async () => {
-      const r = await c!.cli(["history", "--json"], { via: other });
-      const events = r.code === 0 ? (JSON.parse(r.stdout) as Event[]) : [];
-      return events.find((e) => e.kind === "handover" && e.from === first.node && /primary without the floating IP/.test(e.reason));
-    }, { timeoutMs: 90_000, intervalMs: 1000 });
+    const event = await pollUntil(
+      async () => {
+        const r = await c!.cli(["history", "--json"], { via: other });
+        const events = r.code === 0 ? (JSON.parse(r.stdout) as Event[]) : [];
+        return events.find((e) => e.kind === "handover" && e.from === first.node && /primary without the floating IP/.test(e.reason));
+      },
+      { timeoutMs: 90_000, intervalMs: 1000 },
+    );
     assert.ok(event, `a handover from ${first.node} for the missing VIP in history`);
     assert.match(event.reason, /handing over: primary without the floating IP for \d+s, over vip\.hold_timeout 10s \((?!held by)/);
     const handoverMs = performance.now() - lostAt;

@@ -73,7 +73,10 @@ describe("IpFloatingIp in network namespaces", { skip: isRoot ? false : "needs r
     await sh("ip", "netns", "add", NS);
     await sh("ip", "netns", "add", PEER);
     await sh("ip", "link", "add", IF, "netns", NS, "type", "veth", "peer", "name", PEER_IF, "netns", PEER);
-    for (const [ns, dev, addr6] of [[NS, IF, "2001:db8:200::1/64"], [PEER, PEER_IF, "2001:db8:200::2/64"]] as const) {
+    for (const [ns, dev, addr6] of [
+      [NS, IF, "2001:db8:200::1/64"],
+      [PEER, PEER_IF, "2001:db8:200::2/64"],
+    ] as const) {
       await sh("ip", "-n", ns, "addr", "add", ns === NS ? "198.18.200.1/24" : "198.18.200.2/24", "dev", dev);
       await sh("ip", "-n", ns, "-6", "addr", "add", addr6, "dev", dev, "nodad");
       await sh("ip", "-n", ns, "link", "set", dev, "up");

@@ -16,18 +16,18 @@
  *
  * Uses dist/ (npm run build), or UNDERSTUDY_VM_DIST.
  */
-import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { after, before, describe, it, type TestContext } from 'node:test';
-import { obtainKernel, QEMU, REPO_ROOT, VmImage, vmPrelude, type Kernel, type Marker, type VmRun } from '../vm/vm.js';
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it, type TestContext } from "node:test";
+import { obtainKernel, QEMU, REPO_ROOT, VmImage, vmPrelude, type Kernel, type Marker, type VmRun } from "../vm/vm.js";
 
-const DIST = process.env.UNDERSTUDY_VM_DIST ?? join(REPO_ROOT, 'dist');
+const DIST = process.env.UNDERSTUDY_VM_DIST ?? join(REPO_ROOT, "dist");
 
 async function whyNot(): Promise<{ skip: string } | { kernel: Kernel }> {
   if (!existsSync(QEMU)) return { skip: `${QEMU} not installed (apt-get install qemu-system-x86; scripts/install-deps.sh)` };
-  if (!existsSync('/bin/busybox')) return { skip: '/bin/busybox not installed (busybox-static)' };
-  if (!existsSync('/usr/bin/wdctl')) return { skip: '/usr/bin/wdctl not installed (util-linux)' };
+  if (!existsSync("/bin/busybox")) return { skip: "/bin/busybox not installed (busybox-static)" };
+  if (!existsSync("/usr/bin/wdctl")) return { skip: "/usr/bin/wdctl not installed (util-linux)" };
   try {
     return { kernel: await obtainKernel() };
   } catch (e) {
@@ -36,7 +36,7 @@ async function whyNot(): Promise<{ skip: string } | { kernel: Kernel }> {
 }
 
 const setup = await whyNot();
-const skip = 'skip' in setup ? setup.skip : false;
+const skip = "skip" in setup ? setup.skip : false;
 
 const GUARD_SETUP = `
 import { spawn } from "node:child_process";
@@ -99,7 +99,7 @@ process.exit(0);
 }
 
 /** A time relative to E, signed: "E-1500", "E+40". */
-const relE = (ms: number, E: number) => `E${ms - E >= 0 ? '+' : ''}${(ms - E).toFixed(0)}`;
+const relE = (ms: number, E: number) => `E${ms - E >= 0 ? "+" : ""}${(ms - E).toFixed(0)}`;
 
 function lastBefore(run: VmRun, name: string, atOrBefore = Infinity): Marker | undefined {
   return run.markers.filter((m) => m.name === name && m.atMs <= atOrBefore).at(-1);
@@ -111,32 +111,34 @@ function need(run: VmRun, name: string): Marker {
   return m;
 }
 
-describe('watchdog against a real kernel (softdog under qemu)', { skip, timeout: 600_000 }, () => {
+describe("watchdog against a real kernel (softdog under qemu)", { skip, timeout: 600_000 }, () => {
   let image: VmImage | undefined;
   let tcg = false;
 
   before(async () => {
-    if ('skip' in setup) return;
-    const guard = join(DIST, 'fence', 'understudy-fence-guard');
+    if ("skip" in setup) return;
+    const guard = join(DIST, "fence", "understudy-fence-guard");
     assert.ok(existsSync(guard), `${DIST} is not built: npm run build`);
-    image = await VmImage.build({ kernel: setup.kernel, distDir: DIST, distEntries: [], binaries: [{ src: guard, dest: '/app/dist/fence/understudy-fence-guard' }] });
+    image = await VmImage.build({ kernel: setup.kernel, distDir: DIST, distEntries: [], binaries: [{ src: guard, dest: "/app/dist/fence/understudy-fence-guard" }] });
   });
   after(() => image?.cleanup());
 
   async function boot(t: TestContext, script: string, softdogParams: string, timeoutMs: number): Promise<VmRun> {
     assert.ok(image);
     const r = await image.boot({ script, softdogParams, timeoutMs });
-    tcg = r.accel === 'tcg';
-    t.diagnostic(`qemu ${r.accel}: exited ${Math.round(r.exitedAtMs)} ms after start (code ${r.code}); ${r.poweredOff ? 'powered off by script' : r.reset ? 'RESET' : r.timedOut ? 'TIMED OUT' : 'exited'}`);
+    tcg = r.accel === "tcg";
+    t.diagnostic(
+      `qemu ${r.accel}: exited ${Math.round(r.exitedAtMs)} ms after start (code ${r.code}); ${r.poweredOff ? "powered off by script" : r.reset ? "RESET" : r.timedOut ? "TIMED OUT" : "exited"}`,
+    );
     assert.ok(!r.timedOut, `qemu timed out:\n${r.transcript()}`);
-    assert.ok(r.marker('vm'), `the VM never ran /init:\n${r.transcript()}\n${r.stderr}`);
-    assert.ok(!r.markers.some((m) => m.name === 'vm' && m.rest.startsWith('insmod-failed')), `insmod failed:\n${r.transcript()}`);
-    const err = r.marker('error');
+    assert.ok(r.marker("vm"), `the VM never ran /init:\n${r.transcript()}\n${r.stderr}`);
+    assert.ok(!r.markers.some((m) => m.name === "vm" && m.rest.startsWith("insmod-failed")), `insmod failed:\n${r.transcript()}`);
+    const err = r.marker("error");
     assert.ok(!err, `the script failed: ${JSON.stringify(err?.data)}\n${r.transcript()}`);
     return r;
   }
 
-  it('the guard\'s device code: prepare sets the timeout and leaves it stopped; feeding holds it; magic close stops it; an unfed device resets the VM on time', async (t) => {
+  it("the guard's device code: prepare sets the timeout and leaves it stopped; feeding holds it; magic close stops it; an unfed device resets the VM on time", async (t) => {
     const script = `${vmPrelude}${GUARD_SETUP}
 const NONE = { dropVip: null, daemonPidfile: null, stopArgv: null };
 mark("before", { timeout: sysfs("timeout"), state: sysfs("state"), nowayout: sysfs("nowayout") });
@@ -172,18 +174,18 @@ await sleep(10000);
 mark("no-reset");
 process.exit(0);
 `;
-    const r = await boot(t, script, 'soft_margin=60 nowayout=0', 90_000);
-    assert.deepEqual(need(r, 'before').data, { timeout: '60', state: 'inactive', nowayout: '0' });
-    assert.deepEqual(need(r, 'prepared').data, { got: 3, timeout: '3', state: 'inactive' }, 'wdctl set 3 s and did not leave it running');
-    assert.deepEqual(need(r, 'opened').data, { state: 'active' });
-    assert.deepEqual(need(r, 'fed-6s').data, { state: 'active' }, 'fed every 500 ms for twice the timeout: no reset');
-    assert.deepEqual(need(r, 'stopped').data, { state: 'inactive' }, 'magic close stopped it');
-    assert.deepEqual(need(r, 'still-up').data, { state: 'inactive' }, 'no reset within 5 s of the magic close');
-    const fed = need(r, 'last-feed');
-    assert.ok(!r.marker('no-reset'), `no reset within 10 s of the last feed:\n${r.transcript()}`);
-    assert.ok(r.reset && !r.poweredOff, 'the VM was reset, not powered off');
-    assert.ok(r.softdogFired, 'the kernel said softdog fired');
-    const tick = lastBefore(r, 'tick');
+    const r = await boot(t, script, "soft_margin=60 nowayout=0", 90_000);
+    assert.deepEqual(need(r, "before").data, { timeout: "60", state: "inactive", nowayout: "0" });
+    assert.deepEqual(need(r, "prepared").data, { got: 3, timeout: "3", state: "inactive" }, "wdctl set 3 s and did not leave it running");
+    assert.deepEqual(need(r, "opened").data, { state: "active" });
+    assert.deepEqual(need(r, "fed-6s").data, { state: "active" }, "fed every 500 ms for twice the timeout: no reset");
+    assert.deepEqual(need(r, "stopped").data, { state: "inactive" }, "magic close stopped it");
+    assert.deepEqual(need(r, "still-up").data, { state: "inactive" }, "no reset within 5 s of the magic close");
+    const fed = need(r, "last-feed");
+    assert.ok(!r.marker("no-reset"), `no reset within 10 s of the last feed:\n${r.transcript()}`);
+    assert.ok(r.reset && !r.poweredOff, "the VM was reset, not powered off");
+    assert.ok(r.softdogFired, "the kernel said softdog fired");
+    const tick = lastBefore(r, "tick");
     assert.ok(tick?.vmMs !== undefined && fed.vmMs !== undefined);
     const vmAlive = tick.vmMs - fed.vmMs;
     const host = r.exitedAtMs - fed.atMs;
@@ -194,7 +196,7 @@ process.exit(0);
     assert.ok(host >= lo && host <= hi, `host: qemu exited ${host} ms after the last-feed line (expected ${lo}..${hi})`);
   });
 
-  it('the guard\'s device code: nowayout=1 is refused before the device is opened', async (t) => {
+  it("the guard's device code: nowayout=1 is refused before the device is opened", async (t) => {
     const script = `${vmPrelude}${GUARD_SETUP}
 mark("before", { nowayout: sysfs("nowayout"), state: sysfs("state") });
 const answer = reply((s) => s.state !== "off");
@@ -207,48 +209,48 @@ mark("still-up", { state: sysfs("state") });
 process.exit(0);
 `;
     // A 3 s margin: had anything opened the device, the VM would reset within the 5 s wait.
-    const r = await boot(t, script, 'soft_margin=3 nowayout=1', 60_000);
-    assert.deepEqual(need(r, 'before').data, { nowayout: '1', state: 'inactive' });
-    const p = need(r, 'prepare').data;
-    assert.equal(p?.ok, false, 'prepare() rejected');
+    const r = await boot(t, script, "soft_margin=3 nowayout=1", 60_000);
+    assert.deepEqual(need(r, "before").data, { nowayout: "1", state: "inactive" });
+    const p = need(r, "prepare").data;
+    assert.equal(p?.ok, false, "prepare() rejected");
     assert.match(String(p?.message), /nowayout is set/);
-    assert.deepEqual(need(r, 'after').data, { state: 'inactive' });
-    assert.deepEqual(need(r, 'still-up').data, { state: 'inactive' });
+    assert.deepEqual(need(r, "after").data, { state: "inactive" });
+    assert.deepEqual(need(r, "still-up").data, { state: "inactive" });
     assert.ok(r.poweredOff && !r.reset, `powered off by the script, not reset:\n${r.transcript()}`);
   });
 
-  it('fence guard: a clean fence at the deadline stops the watchdog (no reset)', async (t) => {
-    const r = await boot(t, guardScript('{ dropVip: null, daemonPidfile: null, stopArgv: null }'), 'soft_margin=60 nowayout=0', 60_000);
-    assert.equal((need(r, 'configured').data?.reply as { state?: string }).state, 'ready', r.transcript());
-    assert.equal(need(r, 'configured').data?.timeout, '1');
-    const armed = need(r, 'armed').data;
-    assert.equal((armed?.reply as { state?: string }).state, 'active', r.transcript());
-    assert.equal(armed?.state, 'active');
-    const last = need(r, 'last-arm');
+  it("fence guard: a clean fence at the deadline stops the watchdog (no reset)", async (t) => {
+    const r = await boot(t, guardScript("{ dropVip: null, daemonPidfile: null, stopArgv: null }"), "soft_margin=60 nowayout=0", 60_000);
+    assert.equal((need(r, "configured").data?.reply as { state?: string }).state, "ready", r.transcript());
+    assert.equal(need(r, "configured").data?.timeout, "1");
+    const armed = need(r, "armed").data;
+    assert.equal((armed?.reply as { state?: string }).state, "active", r.transcript());
+    assert.equal(armed?.state, "active");
+    const last = need(r, "last-arm");
     const D = Number(last.data?.D);
-    const exit = need(r, 'guard-exit');
+    const exit = need(r, "guard-exit");
     assert.ok(exit.vmMs! >= D, `the guard fenced at the deadline (exit ${exit.vmMs}, D ${D})`);
     t.diagnostic(`guard exited ${(exit.vmMs! - D).toFixed(0)} ms after D`);
-    assert.deepEqual(need(r, 'after-deadline').data, { state: 'inactive' }, 'the guard stopped the watchdog after the clean fence');
-    assert.deepEqual(need(r, 'no-reset').data, { state: 'inactive' });
+    assert.deepEqual(need(r, "after-deadline").data, { state: "inactive" }, "the guard stopped the watchdog after the clean fence");
+    assert.deepEqual(need(r, "no-reset").data, { state: "inactive" });
     assert.ok(r.poweredOff && !r.reset, `no reset:\n${r.transcript()}`);
   });
 
-  it('fence guard: a failed fence leaves the watchdog running and the VM is reset after D and by E - safety margin', async (t) => {
-    const r = await boot(t, guardScript('{ dropVip: null, daemonPidfile: null, stopArgv: ["/bin/false"] }'), 'soft_margin=60 nowayout=0', 60_000);
-    assert.equal((need(r, 'armed').data?.reply as { state?: string }).state, 'active', r.transcript());
-    const last = need(r, 'last-arm');
+  it("fence guard: a failed fence leaves the watchdog running and the VM is reset after D and by E - safety margin", async (t) => {
+    const r = await boot(t, guardScript('{ dropVip: null, daemonPidfile: null, stopArgv: ["/bin/false"] }'), "soft_margin=60 nowayout=0", 60_000);
+    assert.equal((need(r, "armed").data?.reply as { state?: string }).state, "active", r.transcript());
+    const last = need(r, "last-arm");
     const D = Number(last.data?.D);
     const E = Number(last.data?.E);
     const safety = 500;
-    assert.ok(!r.marker('no-reset'), `the VM was not reset:\n${r.transcript()}`);
+    assert.ok(!r.marker("no-reset"), `the VM was not reset:\n${r.transcript()}`);
     assert.ok(r.reset && r.softdogFired, `reset by softdog:\n${r.transcript()}`);
-    const tick = lastBefore(r, 'tick');
+    const tick = lastBefore(r, "tick");
     assert.ok(tick?.vmMs !== undefined);
-    const exit = r.marker('guard-exit');
+    const exit = r.marker("guard-exit");
     t.diagnostic(
       `in VM: D=${relE(D, E)}, last feed allowed at ${relE(E - safety - 1000, E)}, reset bound ${relE(E - safety, E)}, ` +
-        `guard exit ${exit?.vmMs !== undefined ? relE(exit.vmMs, E) : 'none'}, last tick ${relE(tick.vmMs, E)} (the reset within ~100 ms after it)`,
+        `guard exit ${exit?.vmMs !== undefined ? relE(exit.vmMs, E) : "none"}, last tick ${relE(tick.vmMs, E)} (the reset within ~100 ms after it)`,
     );
     assert.ok(tick.vmMs >= D, `the VM was alive until the deadline (last tick ${tick.vmMs}, D ${D})`);
     // The reset comes before the next tick would have: at most lastTick + 100 ms (+ scheduling slack).
@@ -256,8 +258,12 @@ process.exit(0);
     assert.ok(
       tick.vmMs + 100 <= E - safety + slack,
       `the reset must land by E - safety margin: last tick at ${relE(tick.vmMs, E)} ms, bound ${relE(E - safety, E)} ms` +
-        (exit?.vmMs !== undefined ? ` (the guard exited at ${relE(exit.vmMs, E)} ms: closing the device without the magic character makes the kernel ping it)` : '') +
-        `\n${r.transcript().split('\n').filter((l) => !/@@tick/.test(l)).join('\n')}`,
+        (exit?.vmMs !== undefined ? ` (the guard exited at ${relE(exit.vmMs, E)} ms: closing the device without the magic character makes the kernel ping it)` : "") +
+        `\n${r
+          .transcript()
+          .split("\n")
+          .filter((l) => !/@@tick/.test(l))
+          .join("\n")}`,
     );
   });
 });

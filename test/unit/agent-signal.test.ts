@@ -36,15 +36,18 @@ test("SIGTERM during start-up: the agent finishes starting, stops gracefully and
     writeFileSync(tokenFile, "sigstart-token-0123456789abcdef");
     chmodSync(tokenFile, 0o600);
     const config = join(dir, "agent.yaml");
-    writeFileSync(config, [
-      "cluster: sigstart",
-      "node: { name: n1, address: 127.0.0.1 }",
-      `etcd: { endpoints: [http://127.0.0.1:${etcdPort}], prefix: /us-sigstart, request_timeout: 3s, dial_timeout: 3s }`,
-      `state_dir: ${join(dir, "state")}`,
-      "daemon: { backend: command, start: [/bin/true], stop: [/bin/true], status: [/bin/true] }",
-      `api: { listen: 127.0.0.1:${api}, token_file: ${tokenFile} }`,
-      "",
-    ].join("\n"));
+    writeFileSync(
+      config,
+      [
+        "cluster: sigstart",
+        "node: { name: n1, address: 127.0.0.1 }",
+        `etcd: { endpoints: [http://127.0.0.1:${etcdPort}], prefix: /us-sigstart, request_timeout: 3s, dial_timeout: 3s }`,
+        `state_dir: ${join(dir, "state")}`,
+        "daemon: { backend: command, start: [/bin/true], stop: [/bin/true], status: [/bin/true] }",
+        `api: { listen: 127.0.0.1:${api}, token_file: ${tokenFile} }`,
+        "",
+      ].join("\n"),
+    );
     const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "agent", "--config", config], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
     agent = child;
     child.stdout!.on("data", (d: Buffer) => (log += d.toString()));

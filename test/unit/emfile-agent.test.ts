@@ -82,35 +82,55 @@ test("EMFILE: 1,000 idle API connections at a 1,024-descriptor limit; spawns fai
   let log = "";
   try {
     const [client, peer, api] = [await freePort(), await freePort(), await freePort()];
-    etcd = spawn("etcd", [
-      "--name", "emfile", "--data-dir", join(dir, "etcd"), "--log-level", "error",
-      "--listen-client-urls", `http://127.0.0.1:${client}`, "--advertise-client-urls", `http://127.0.0.1:${client}`,
-      "--listen-peer-urls", `http://127.0.0.1:${peer}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
-      "--initial-cluster", `emfile=http://127.0.0.1:${peer}`,
-    ], { stdio: "ignore" });
+    etcd = spawn(
+      "etcd",
+      [
+        "--name",
+        "emfile",
+        "--data-dir",
+        join(dir, "etcd"),
+        "--log-level",
+        "error",
+        "--listen-client-urls",
+        `http://127.0.0.1:${client}`,
+        "--advertise-client-urls",
+        `http://127.0.0.1:${client}`,
+        "--listen-peer-urls",
+        `http://127.0.0.1:${peer}`,
+        "--initial-advertise-peer-urls",
+        `http://127.0.0.1:${peer}`,
+        "--initial-cluster",
+        `emfile=http://127.0.0.1:${peer}`,
+      ],
+      { stdio: "ignore" },
+    );
     await until("etcd /health", 20_000, async () => ((await get(`http://127.0.0.1:${client}/health`)) === 200 ? true : undefined));
 
     const tokenFile = join(dir, "token");
     writeFileSync(tokenFile, TOKEN);
     chmodSync(tokenFile, 0o600);
     const config = join(dir, "agent.yaml");
-    writeFileSync(config, [
-      "cluster: emfile",
-      "node: { name: n1, address: 127.0.0.1 }",
-      `etcd: { endpoints: [http://127.0.0.1:${client}], prefix: /us-emfile }`,
-      `state_dir: ${join(dir, "state")}`,
-      "daemon:",
-      "  backend: command",
-      "  start: [/bin/true]",
-      "  stop: [/bin/true]",
-      "  status: [/bin/true]",
-      "  check: [/bin/true]",
-      "  check_interval: 200ms",
-      `api: { listen: 127.0.0.1:${api}, token_file: ${tokenFile} }`,
-      "",
-    ].join("\n"));
+    writeFileSync(
+      config,
+      [
+        "cluster: emfile",
+        "node: { name: n1, address: 127.0.0.1 }",
+        `etcd: { endpoints: [http://127.0.0.1:${client}], prefix: /us-emfile }`,
+        `state_dir: ${join(dir, "state")}`,
+        "daemon:",
+        "  backend: command",
+        "  start: [/bin/true]",
+        "  stop: [/bin/true]",
+        "  status: [/bin/true]",
+        "  check: [/bin/true]",
+        "  check_interval: 200ms",
+        `api: { listen: 127.0.0.1:${api}, token_file: ${tokenFile} }`,
+        "",
+      ].join("\n"),
+    );
     agent = spawn("prlimit", ["--nofile=1024:1024", process.execPath, "--import", "tsx", "src/cli/main.ts", "agent", "--config", config], {
-      cwd: ROOT, stdio: ["ignore", "pipe", "pipe"],
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
     });
     agent.stdout!.on("data", (d: Buffer) => (log += d.toString()));
     agent.stderr!.on("data", (d: Buffer) => (log += d.toString()));
@@ -153,7 +173,11 @@ test("EMFILE: 1,000 idle API connections at a 1,024-descriptor limit; spawns fai
     const low = idle + 100;
     assert.equal(spawnSync("prlimit", ["--pid", String(pid), `--nofile=${low}:${low}`]).status, 0);
     const logBefore = log.length;
-    const spawnFailure = () => log.slice(logBefore).split("\n").find((l) => l.includes("readiness check failing"));
+    const spawnFailure = () =>
+      log
+        .slice(logBefore)
+        .split("\n")
+        .find((l) => l.includes("readiness check failing"));
     // Connections in batches of 50 until a spawn fails (bounded: 600 at most, about 20 s).
     for (let batch = 0; batch < 12 && !spawnFailure(); batch++) {
       for (let i = 0; i < 50; i++) {

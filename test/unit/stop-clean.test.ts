@@ -60,27 +60,32 @@ async function runChild(body: string, hangMs: number): Promise<{ exited: boolean
 }
 
 test("etcd: a watch that never connected does not keep the process alive after close()", { timeout: 60_000 }, async () => {
-  const r = await runChild(`
+  const r = await runChild(
+    `
     await c.watchLeader(() => undefined).then(() => { throw new Error("watch connected to a closed port?"); }, () => undefined);
     await c.close();
-  `, 20_000);
+  `,
+    20_000,
+  );
   assert.match(r.out, /closed/, r.out);
   assert.ok(r.exited, `the process still ran 20 s after close(): a re-armed timer holds it (${r.out})`);
 });
 
 test("etcd: close() cancels every watch still open, and a watch after close() is refused", { timeout: 60_000 }, async () => {
-  const r = await runChild(`
+  const r = await runChild(
+    `
     await Promise.allSettled([c.watchLeader(() => undefined), c.watchLeader(() => undefined)]);
     if (c.openWatchers() !== 0) throw new Error("a failed watch stayed open");
     await c.close();
     await c.watchLeader(() => undefined).then(() => { throw new Error("watch after close"); }, (e) => { if (!/closed/.test(String(e))) throw e; });
-  `, 20_000);
+  `,
+    20_000,
+  );
   assert.match(r.out, /closed/, r.out);
   assert.ok(r.exited, `the process still ran 20 s after close() (${r.out})`);
 });
 
 // ----------------------------------------------------------------- fake clock: no timer outlives stop()
-
 
 function loopNode(name: string, priority: number, clock: FakeClock, etcd: FakeCoordinator, timeline: VipTimeline) {
   const config = parseConfigText(
@@ -94,7 +99,15 @@ daemon: { backend: process, mode: cold, command: [/bin/true] }
   );
   const life = new ProcessLife();
   const loop = new HaLoop({
-    config, coordinator: life.coordinator(etcd), daemon: new FakeDaemon(), vip: new FakeVip(name, timeline), health: new FakeHealth(), clock: life.clock(clock), log: silentLogger(), version: "test", probeGraceMs: 0,
+    config,
+    coordinator: life.coordinator(etcd),
+    daemon: new FakeDaemon(),
+    vip: new FakeVip(name, timeline),
+    health: new FakeHealth(),
+    clock: life.clock(clock),
+    log: silentLogger(),
+    version: "test",
+    probeGraceMs: 0,
     readiness: { problem: () => null, start: () => undefined, stop: () => undefined },
   });
   return { loop, life };
@@ -198,7 +211,10 @@ test("exit backstop: a process held by a re-armed timer exits anyway and names t
   assert.equal(code, 0);
   const report = JSON.parse(out.trim().split("\n").pop()!) as { resources: string[]; timers: { callback: string; armedAt: string }[] };
   assert.ok(report.resources.includes("Timeout"), out);
-  assert.ok(report.timers.some((t) => t.callback === "reArmedForEver" && /reArmedForEver/.test(t.armedAt)), out);
+  assert.ok(
+    report.timers.some((t) => t.callback === "reArmedForEver" && /reArmedForEver/.test(t.armedAt)),
+    out,
+  );
 });
 
 test("exit backstop: a process that drains exits by itself; the backstop never fires", { timeout: 60_000 }, async () => {

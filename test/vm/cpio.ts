@@ -5,13 +5,13 @@
  * Several archives concatenated are unpacked in order, later entries
  * replacing earlier ones: a big base image plus a small per-boot archive.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from "node:fs";
 
 export type CpioEntry =
-  | { readonly type: 'dir'; readonly path: string; readonly mode?: number }
-  | { readonly type: 'file'; readonly path: string; readonly data: Buffer; readonly mode?: number }
-  | { readonly type: 'symlink'; readonly path: string; readonly target: string }
-  | { readonly type: 'chardev'; readonly path: string; readonly major: number; readonly minor: number; readonly mode?: number };
+  | { readonly type: "dir"; readonly path: string; readonly mode?: number }
+  | { readonly type: "file"; readonly path: string; readonly data: Buffer; readonly mode?: number }
+  | { readonly type: "symlink"; readonly path: string; readonly target: string }
+  | { readonly type: "chardev"; readonly path: string; readonly major: number; readonly minor: number; readonly mode?: number };
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -20,7 +20,7 @@ const S_IFCHR = 0o020000;
 
 function hex8(n: number): string {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new Error(`cpio: field out of range: ${n}`);
-  return n.toString(16).padStart(8, '0');
+  return n.toString(16).padStart(8, "0");
 }
 
 function pad4(n: number): Buffer {
@@ -28,9 +28,9 @@ function pad4(n: number): Buffer {
 }
 
 function header(name: string, f: { ino: number; mode: number; size: number; rdevMajor?: number; rdevMinor?: number }): Buffer {
-  const nameBuf = Buffer.from(`${name}\0`, 'utf8');
+  const nameBuf = Buffer.from(`${name}\0`, "utf8");
   const fields = [
-    '070701',
+    "070701",
     hex8(f.ino),
     hex8(f.mode),
     hex8(0), // uid
@@ -44,14 +44,14 @@ function header(name: string, f: { ino: number; mode: number; size: number; rdev
     hex8(f.rdevMinor ?? 0),
     hex8(nameBuf.length),
     hex8(0), // check
-  ].join('');
-  const head = Buffer.concat([Buffer.from(fields, 'ascii'), nameBuf]);
+  ].join("");
+  const head = Buffer.concat([Buffer.from(fields, "ascii"), nameBuf]);
   return Buffer.concat([head, pad4(head.length)]);
 }
 
 /** Write the entries (parents before children) as one newc archive, streaming to `file`. */
 export function writeCpio(file: string, entries: Iterable<CpioEntry>): number {
-  const fd = openSync(file, 'w', 0o600);
+  const fd = openSync(file, "w", 0o600);
   let written = 0;
   const put = (b: Buffer): void => {
     let off = 0;
@@ -61,30 +61,30 @@ export function writeCpio(file: string, entries: Iterable<CpioEntry>): number {
   try {
     let ino = 1;
     for (const e of entries) {
-      const name = e.path.replace(/^\/+/, '');
+      const name = e.path.replace(/^\/+/, "");
       if (!name) throw new Error(`cpio: empty path`);
       switch (e.type) {
-        case 'dir':
+        case "dir":
           put(header(name, { ino: ino++, mode: S_IFDIR | (e.mode ?? 0o755), size: 0 }));
           break;
-        case 'file':
+        case "file":
           put(header(name, { ino: ino++, mode: S_IFREG | (e.mode ?? 0o644), size: e.data.length }));
           put(e.data);
           put(pad4(e.data.length));
           break;
-        case 'symlink': {
-          const t = Buffer.from(e.target, 'utf8');
+        case "symlink": {
+          const t = Buffer.from(e.target, "utf8");
           put(header(name, { ino: ino++, mode: S_IFLNK | 0o777, size: t.length }));
           put(t);
           put(pad4(t.length));
           break;
         }
-        case 'chardev':
+        case "chardev":
           put(header(name, { ino: ino++, mode: S_IFCHR | (e.mode ?? 0o600), size: 0, rdevMajor: e.major, rdevMinor: e.minor }));
           break;
       }
     }
-    put(header('TRAILER!!!', { ino: 0, mode: 0, size: 0 }));
+    put(header("TRAILER!!!", { ino: 0, mode: 0, size: 0 }));
     return written;
   } finally {
     closeSync(fd);
@@ -95,12 +95,12 @@ export function writeCpio(file: string, entries: Iterable<CpioEntry>): number {
 export function parentDirs(paths: Iterable<string>, have: Set<string> = new Set()): CpioEntry[] {
   const out: CpioEntry[] = [];
   for (const p of paths) {
-    const parts = p.replace(/^\/+/, '').split('/').slice(0, -1);
+    const parts = p.replace(/^\/+/, "").split("/").slice(0, -1);
     for (let i = 1; i <= parts.length; i++) {
-      const d = parts.slice(0, i).join('/');
+      const d = parts.slice(0, i).join("/");
       if (!have.has(d)) {
         have.add(d);
-        out.push({ type: 'dir', path: d });
+        out.push({ type: "dir", path: d });
       }
     }
   }

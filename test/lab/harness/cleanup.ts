@@ -5,20 +5,20 @@
  *  - killAllInSync(ns): SIGKILL every process whose network namespace is ns;
  *  - sweep(prefix) / sweepStale(): remove leftovers of earlier runs.
  */
-import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { runSync } from './exec.js';
+import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runSync } from "./exec.js";
 
 export interface Teardownable {
   teardownSync(): void;
 }
 
-export const LAB_DIR_PREFIX = 'understudy-lab-';
+export const LAB_DIR_PREFIX = "understudy-lab-";
 const PREFIX_RE = /^[a-z0-9]{3,32}$/;
 
 const live = new Set<Teardownable>();
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+const SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 let installed = false;
 
 function teardownAll(): void {
@@ -44,14 +44,14 @@ const onSignal = (sig: NodeJS.Signals): void => {
 function install(): void {
   if (installed) return;
   installed = true;
-  process.on('exit', onExit);
+  process.on("exit", onExit);
   for (const s of SIGNALS) process.on(s, onSignal);
 }
 
 function uninstall(): void {
   if (!installed) return;
   installed = false;
-  process.off('exit', onExit);
+  process.off("exit", onExit);
   for (const s of SIGNALS) process.off(s, onSignal);
 }
 
@@ -72,7 +72,7 @@ export function sleepSync(ms: number): void {
 
 function nsLink(ns: string): string | undefined {
   try {
-    return `net:[${statSync(join('/run/netns', ns)).ino}]`;
+    return `net:[${statSync(join("/run/netns", ns)).ino}]`;
   } catch {
     return undefined;
   }
@@ -87,11 +87,11 @@ export function pidsInNetns(ns: string, comm?: string): number[] {
   const target = nsLink(ns);
   if (!target) return [];
   const out: number[] = [];
-  for (const e of readdirSync('/proc')) {
+  for (const e of readdirSync("/proc")) {
     if (!/^\d+$/.test(e)) continue;
     try {
       if (readlinkSync(`/proc/${e}/ns/net`) !== target) continue;
-      if (comm !== undefined && readFileSync(`/proc/${e}/comm`, 'utf8').trim() !== comm) continue;
+      if (comm !== undefined && readFileSync(`/proc/${e}/comm`, "utf8").trim() !== comm) continue;
       out.push(Number(e));
     } catch {
       continue; // gone, zombie, or kernel thread
@@ -111,7 +111,7 @@ export function killAllInSync(ns: string, rounds = 5): number[] {
   if (!target) return [];
   let own: string | undefined;
   try {
-    own = readlinkSync('/proc/self/ns/net');
+    own = readlinkSync("/proc/self/ns/net");
   } catch {
     own = undefined;
   }
@@ -121,7 +121,7 @@ export function killAllInSync(ns: string, rounds = 5): number[] {
     let found = 0;
     let entries: string[];
     try {
-      entries = readdirSync('/proc');
+      entries = readdirSync("/proc");
     } catch {
       break;
     }
@@ -137,7 +137,7 @@ export function killAllInSync(ns: string, rounds = 5): number[] {
       }
       if (link !== target) continue;
       try {
-        process.kill(pid, 'SIGKILL');
+        process.kill(pid, "SIGKILL");
         killed.add(pid);
         found++;
       } catch {
@@ -151,11 +151,11 @@ export function killAllInSync(ns: string, rounds = 5): number[] {
 }
 
 export function listNetns(): string[] {
-  const r = runSync(['ip', 'netns', 'list'], { timeoutMs: 5000 });
+  const r = runSync(["ip", "netns", "list"], { timeoutMs: 5000 });
   if (r.code !== 0) return [];
   return r.stdout
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/)[0] ?? '')
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/)[0] ?? "")
     .filter((n) => n.length > 0);
 }
 
@@ -183,7 +183,7 @@ export function sweep(prefix: string): SweepResult {
     }
   }
   for (const ns of mine) {
-    const r = runSync(['ip', 'netns', 'del', ns], { timeoutMs: 5000 });
+    const r = runSync(["ip", "netns", "del", ns], { timeoutMs: 5000 });
     if (r.code === 0) res.namespaces.push(ns);
   }
   let entries: string[] = [];
@@ -209,7 +209,7 @@ function pidAlive(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
@@ -225,8 +225,8 @@ export function sweepStale(): SweepResult[] {
   for (const e of entries) {
     if (!e.startsWith(LAB_DIR_PREFIX)) continue;
     try {
-      const meta = JSON.parse(readFileSync(join(tmpdir(), e, 'lab.json'), 'utf8')) as { prefix?: unknown; pid?: unknown };
-      if (typeof meta.prefix !== 'string' || typeof meta.pid !== 'number') continue;
+      const meta = JSON.parse(readFileSync(join(tmpdir(), e, "lab.json"), "utf8")) as { prefix?: unknown; pid?: unknown };
+      if (typeof meta.prefix !== "string" || typeof meta.pid !== "number") continue;
       if (meta.pid === process.pid || pidAlive(meta.pid)) continue;
       out.push(sweep(meta.prefix));
     } catch {

@@ -3,19 +3,19 @@
  * the transfer daemon (process backend), the lab VIP, the lab etcd. Used by
  * the end-to-end tests, the demo and the benchmarks.
  */
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { Lab, type LabNode, type SshdOptions } from './lab.js';
-import { runOk } from './exec.js';
-import { pollUntil } from './exec.js';
-import { API_PORT } from './observability.js';
+import type { ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Lab, type LabNode, type SshdOptions } from "./lab.js";
+import { runOk } from "./exec.js";
+import { pollUntil } from "./exec.js";
+import { API_PORT } from "./observability.js";
 
-export const REPO = resolve(new URL('../../../', import.meta.url).pathname);
-export const CLI = join(REPO, 'dist', 'cli', 'main.js');
+export const REPO = resolve(new URL("../../../", import.meta.url).pathname);
+export const CLI = join(REPO, "dist", "cli", "main.js");
 /** The flags the CLI's shebang gives node (see src/cli/main.ts), for when it is started as `node CLI`. */
-export const NODE_FLAGS = ['--max-semi-space-size=2'];
+export const NODE_FLAGS = ["--max-semi-space-size=2"];
 
 /**
  * What (re)starting an agent costs on this machine right now: a fresh node loading the
@@ -23,8 +23,8 @@ export const NODE_FLAGS = ['--max-semi-space-size=2'];
  * tests whose claim depends on an agent coming back within its lease.
  */
 export async function agentLoadMs(): Promise<number> {
-  const agent = join(REPO, 'dist', 'agent.js');
-  const r = await runOk([process.execPath, ...NODE_FLAGS, '--input-type=module', '-e', `await import(${JSON.stringify(agent)})`], { timeoutMs: 60_000 });
+  const agent = join(REPO, "dist", "agent.js");
+  const r = await runOk([process.execPath, ...NODE_FLAGS, "--input-type=module", "-e", `await import(${JSON.stringify(agent)})`], { timeoutMs: 60_000 });
   return r.ms;
 }
 
@@ -97,14 +97,14 @@ export class LabCluster {
     const lab = opts.lab ?? (await Lab.create({ nodes: opts.nodes ?? 3, etcdTuned: opts.etcdTuned ?? true }));
     const c = new LabCluster(lab, opts);
     try {
-      writeFileSync(c.tokenFile, `${randomBytes(24).toString('hex')}\n`, { mode: 0o600 });
+      writeFileSync(c.tokenFile, `${randomBytes(24).toString("hex")}\n`, { mode: 0o600 });
       if (opts.sync) await c.setUpSync(opts.sync);
       for (const n of lab.nodes) c.writeConfig(n);
       if (opts.start !== false) {
         for (const n of lab.nodes) c.startAgent(n.name);
         if (opts.waitForPrimary !== false) {
           const leader = await c.waitForLeader({ timeoutMs: 20_000 });
-          if (!leader) throw new Error('no primary elected within 20 s');
+          if (!leader) throw new Error("no primary elected within 20 s");
           await c.waitServing(leader.node, 10_000);
         }
       }
@@ -117,34 +117,39 @@ export class LabCluster {
 
   /** Private half of the lab's sync key. */
   get syncKey(): string {
-    return join(this.lab.dir, 'sync', 'sync_ed25519');
+    return join(this.lab.dir, "sync", "sync_ed25519");
   }
 
   private async setUpSync(sync: ClusterSyncOptions): Promise<void> {
-    mkdirSync(join(this.lab.dir, 'sync'), { recursive: true, mode: 0o700 });
-    await runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `understudy-sync-${this.lab.prefix}`, '-f', this.syncKey]);
-    const publicKey = readFileSync(`${this.syncKey}.pub`, 'utf8');
+    mkdirSync(join(this.lab.dir, "sync"), { recursive: true, mode: 0o700 });
+    await runOk(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `understudy-sync-${this.lab.prefix}`, "-f", this.syncKey]);
+    const publicKey = readFileSync(`${this.syncKey}.pub`, "utf8");
     // The nodes' sync sshds start at once (each waits until it listens).
-    await Promise.all(this.lab.nodes.map((n) => {
-      for (const p of sync.rootPaths(n)) mkdirSync(p, { recursive: true });
-      const authorized = join(n.dir, 'sync_authorized_keys');
-      writeFileSync(authorized, `${sync.authorizedKeys(publicKey, this.serveConfig(n))}\n`, { mode: 0o600 });
-      // SHLVL=1: root's login shell skips ~/.bashrc (pyenv on a dev box costs ~200 ms per pull).
-      return this.lab.startSshd(n, {
-        port: SYNC_SSH_PORT, configFile: join(n.dir, 'sync_sshd_config'), authorizedKeysFile: authorized,
-        hostKeyDir: join(n.dir, 'sync-hostkey'), extraConfig: ['SetEnv SHLVL=1'],
-      });
-    }));
+    await Promise.all(
+      this.lab.nodes.map((n) => {
+        for (const p of sync.rootPaths(n)) mkdirSync(p, { recursive: true });
+        const authorized = join(n.dir, "sync_authorized_keys");
+        writeFileSync(authorized, `${sync.authorizedKeys(publicKey, this.serveConfig(n))}\n`, { mode: 0o600 });
+        // SHLVL=1: root's login shell skips ~/.bashrc (pyenv on a dev box costs ~200 ms per pull).
+        return this.lab.startSshd(n, {
+          port: SYNC_SSH_PORT,
+          configFile: join(n.dir, "sync_sshd_config"),
+          authorizedKeysFile: authorized,
+          hostKeyDir: join(n.dir, "sync-hostkey"),
+          extraConfig: ["SetEnv SHLVL=1"],
+        });
+      }),
+    );
   }
 
   /** sync.serve_config of a node: the rsync daemon config its agent writes. */
   serveConfig(n: LabNode): string {
-    return join(n.dir, 'sync-rsyncd.conf');
+    return join(n.dir, "sync-rsyncd.conf");
   }
 
   /** The API bearer token every agent accepts (mode 0600). */
   get tokenFile(): string {
-    return join(this.lab.dir, 'api-token');
+    return join(this.lab.dir, "api-token");
   }
 
   /** Base URL of a node's REST API. */
@@ -155,8 +160,8 @@ export class LabCluster {
   /** Run the understudy CLI in the client namespace against `via`'s API, with the token. */
   async cli(args: readonly string[], opts: { via?: string; timeoutMs?: number; token?: boolean } = {}) {
     const via = opts.via ?? this.lab.nodes[0]!.name;
-    const auth = opts.token === false ? [] : ['--token-file', this.tokenFile];
-    return this.lab.exec(this.lab.client, [process.execPath, CLI, ...args, '--api', this.apiUrl(via), ...auth], { timeoutMs: opts.timeoutMs ?? 30_000 });
+    const auth = opts.token === false ? [] : ["--token-file", this.tokenFile];
+    return this.lab.exec(this.lab.client, [process.execPath, CLI, ...args, "--api", this.apiUrl(via), ...auth], { timeoutMs: opts.timeoutMs ?? 30_000 });
   }
 
   get prefix(): string {
@@ -166,12 +171,12 @@ export class LabCluster {
   /** The agents' etcd.tls and etcd.auth on the lab's secure etcd (empty on a plain one). */
   private etcdSecurityYaml(): string {
     const c = this.lab.etcdCredentials;
-    if (!c) return '';
+    if (!c) return "";
     return `, tls: { ca: ${c.ca}, cert: ${c.cert}, key: ${c.key} }, auth: { user: ${c.user}, password_file: ${c.passwordFile} }`;
   }
 
   configPath(node: string): string {
-    return join(this.lab.node(node).dir, 'understudy.yaml');
+    return join(this.lab.node(node).dir, "understudy.yaml");
   }
 
   private writeConfig(n: LabNode): void {
@@ -184,39 +189,39 @@ export class LabCluster {
 ${this.opts.sync.rootsYaml(n)}
   ssh: { user: root, key: ${this.syncKey}, known_hosts: ${this.lab.knownHosts}, port: ${SYNC_SSH_PORT}, connect_timeout: 2s }
   serve_config: ${this.serveConfig(n)}
-${this.opts.sync.extraYaml ?? ''}`
-      : '';
-    const stateDir = join(n.dir, 'state');
+${this.opts.sync.extraYaml ?? ""}`
+      : "";
+    const stateDir = join(n.dir, "state");
     mkdirSync(stateDir, { recursive: true });
     const yaml = `# generated by test/lab/harness/cluster.ts
 cluster: lab
 node: { name: ${n.name}, address: ${n.address}, priority: ${priority} }
 etcd: { endpoints: [${this.lab.etcdEndpoint}], request_timeout: 1s${this.etcdSecurityYaml()} }
-election: { ttl: ${this.opts.ttl ?? '2s'}, fence_margin: ${this.opts.fenceMargin ?? '500ms'}, ranking_delay: 300ms }
+election: { ttl: ${this.opts.ttl ?? "2s"}, fence_margin: ${this.opts.fenceMargin ?? "500ms"}, ranking_delay: 300ms }
 ${this.opts.vipYaml?.(n, this.lab) ?? `vip: { address: ${this.lab.vip}, interface: ${n.iface} }`}
 daemon:
   backend: process
   mode: cold
   command: ${JSON.stringify(sshd)}
   stop_timeout: 3s
-${this.opts.daemonYaml?.(n) ?? ''}
+${this.opts.daemonYaml?.(n) ?? ""}
 probes:
-${this.opts.probesYaml?.(n) ?? '  - { name: sftp, type: ssh, host: 127.0.0.1, port: 22, interval: 1s, timeout: 500ms, fall: 2 }'}
-${this.opts.extraProbesYaml?.(n) ?? ''}
+${this.opts.probesYaml?.(n) ?? "  - { name: sftp, type: ssh, host: 127.0.0.1, port: 22, interval: 1s, timeout: 500ms, fall: 2 }"}
+${this.opts.extraProbesYaml?.(n) ?? ""}
 state_dir: ${stateDir}
 api: { listen: "0.0.0.0:${API_PORT}", token_file: ${this.tokenFile} }
 log: { level: debug }
 ${sync}
-${this.opts.extraYaml?.(n) ?? ''}`;
+${this.opts.extraYaml?.(n) ?? ""}`;
     writeFileSync(this.configPath(n.name), yaml);
   }
 
   startAgent(node: string): ChildProcess {
     const n = this.lab.node(node);
     const program = this.opts.agentCommand ?? [process.execPath, ...NODE_FLAGS, CLI];
-    const child = this.lab.spawn(n, [...program, 'agent', '--config', this.configPath(n.name)], {
+    const child = this.lab.spawn(n, [...program, "agent", "--config", this.configPath(n.name)], {
       logFile: join(this.lab.logDir, `${n.name}-agent.log`),
-      env: { UNDERSTUDY_LOG_LEVEL: 'debug' },
+      env: { UNDERSTUDY_LOG_LEVEL: "debug" },
     });
     this.agents.set(n.name, child);
     return child;
@@ -226,10 +231,10 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
   async signalAgent(node: string, signal: NodeJS.Signals, waitMs = 10_000): Promise<void> {
     const child = this.agents.get(node);
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
     const pid = await this.agentPid(node);
     if (pid) process.kill(pid, signal);
-    if (signal === 'SIGSTOP' || signal === 'SIGCONT') return;
+    if (signal === "SIGSTOP" || signal === "SIGCONT") return;
     await Promise.race([exited, new Promise((r) => setTimeout(r, waitMs))]);
   }
 
@@ -240,13 +245,13 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
 
   /** The current leader from etcd's leader key, read from the client namespace. */
   async leader(): Promise<LeaderView | null> {
-    const r = await this.lab.etcdctl(['get', `${this.prefix}/lab/leader`, '-w', 'json'], { timeoutMs: 3000 });
+    const r = await this.lab.etcdctl(["get", `${this.prefix}/lab/leader`, "-w", "json"], { timeoutMs: 3000 });
     if (r.code !== 0) return null;
     try {
       const j = JSON.parse(r.stdout) as { kvs?: { value: string; create_revision: number }[] };
       const kv = j.kvs?.[0];
       if (!kv) return null;
-      const v = JSON.parse(Buffer.from(kv.value, 'base64').toString()) as { node: string };
+      const v = JSON.parse(Buffer.from(kv.value, "base64").toString()) as { node: string };
       return { node: v.node, term: Number(kv.create_revision) };
     } catch {
       return null;
@@ -259,23 +264,26 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
    * picks among the members that exist.
    */
   async waitForStandbys(nodes: readonly string[], timeoutMs: number): Promise<boolean> {
-    const ok = await pollUntil(async () => {
-      const r = await this.lab.etcdctl(['get', '--prefix', `${this.prefix}/lab/members/`, '--print-value-only'], { timeoutMs: 3000 });
-      const members = r.stdout.split('\n').flatMap((line) => {
-        try {
-          return [JSON.parse(line) as { node: string; role: string; healthy: boolean }];
-        } catch {
-          return [];
-        }
-      });
-      return nodes.every((n) => members.some((m) => m.node === n && m.role === 'standby' && m.healthy)) ? true : undefined;
-    }, { timeoutMs, intervalMs: 200 });
+    const ok = await pollUntil(
+      async () => {
+        const r = await this.lab.etcdctl(["get", "--prefix", `${this.prefix}/lab/members/`, "--print-value-only"], { timeoutMs: 3000 });
+        const members = r.stdout.split("\n").flatMap((line) => {
+          try {
+            return [JSON.parse(line) as { node: string; role: string; healthy: boolean }];
+          } catch {
+            return [];
+          }
+        });
+        return nodes.every((n) => members.some((m) => m.node === n && m.role === "standby" && m.healthy)) ? true : undefined;
+      },
+      { timeoutMs, intervalMs: 200 },
+    );
     return ok === true;
   }
 
   /** The leader key's lease id in hex (as `etcdctl lease …` takes it), or null without a leader. */
   async leaderLease(): Promise<string | null> {
-    const r = await this.lab.etcdctl(['get', `${this.prefix}/lab/leader`, '-w', 'json'], { timeoutMs: 3000 });
+    const r = await this.lab.etcdctl(["get", `${this.prefix}/lab/leader`, "-w", "json"], { timeoutMs: 3000 });
     // Lease ids are 64-bit: read the digits, JSON.parse would round them to a double.
     const lease = /"lease":(\d+)/.exec(r.stdout)?.[1];
     return lease === undefined ? null : BigInt(lease).toString(16);
@@ -288,7 +296,7 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
    */
   async leaseEarliestExpiry(leaseHex: string): Promise<number | null> {
     const before = performance.now();
-    const r = await this.lab.etcdctl(['lease', 'timetolive', leaseHex, '-w', 'json'], { timeoutMs: 5000 });
+    const r = await this.lab.etcdctl(["lease", "timetolive", leaseHex, "-w", "json"], { timeoutMs: 5000 });
     if (r.code !== 0) throw new Error(`etcdctl lease timetolive ${leaseHex}: exit ${r.code} ${r.stderr}`);
     const j = JSON.parse(r.stdout) as { ttl?: number; TTL?: number };
     const ttl = Number(j.ttl ?? j.TTL ?? -1);
@@ -321,7 +329,7 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
       async () => {
         const on = await this.lab.vipConfiguredOn();
         if (!on.includes(node)) return undefined;
-        return (await this.lab.sshHandshake('vip', { timeoutMs: 3000 })).ok || undefined;
+        return (await this.lab.sshHandshake("vip", { timeoutMs: 3000 })).ok || undefined;
       },
       { timeoutMs, intervalMs: 100 },
     ).then((r) => Boolean(r));
@@ -329,7 +337,17 @@ ${this.opts.extraYaml?.(n) ?? ''}`;
 
   /** `understudy status` run from the client namespace. */
   async status(json = false): Promise<string> {
-    const r = await this.lab.exec(this.lab.client, [process.execPath, CLI, 'status', ...(this.lab.etcdCredentials ? ['--config', this.configPath(this.lab.nodes[0]!.name)] : ['--etcd', this.lab.etcdEndpoint, '--cluster', 'lab']), ...(json ? ['--json'] : [])], { timeoutMs: 10_000 });
+    const r = await this.lab.exec(
+      this.lab.client,
+      [
+        process.execPath,
+        CLI,
+        "status",
+        ...(this.lab.etcdCredentials ? ["--config", this.configPath(this.lab.nodes[0]!.name)] : ["--etcd", this.lab.etcdEndpoint, "--cluster", "lab"]),
+        ...(json ? ["--json"] : []),
+      ],
+      { timeoutMs: 10_000 },
+    );
     // --json: stdout alone is the document (stderr may carry a fallback notice).
     return json ? r.stdout : r.stdout + r.stderr;
   }

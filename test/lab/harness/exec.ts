@@ -5,7 +5,7 @@
  * process group, with a hard timeout after which the whole group is SIGKILLed.
  * Captured output is capped so a chatty command cannot exhaust memory.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from "node:child_process";
 
 export interface ExecResult {
   /** Exit code, or null when the process was killed by a signal. */
@@ -37,7 +37,7 @@ function mergedEnv(env: Record<string, string> | undefined): NodeJS.ProcessEnv {
 }
 
 /** Kill a process group (and the leader itself) without throwing. */
-export function killGroup(pid: number | undefined, signal: NodeJS.Signals = 'SIGKILL'): void {
+export function killGroup(pid: number | undefined, signal: NodeJS.Signals = "SIGKILL"): void {
   if (pid === undefined || pid <= 1) return;
   try {
     process.kill(-pid, signal);
@@ -54,21 +54,21 @@ export function killGroup(pid: number | undefined, signal: NodeJS.Signals = 'SIG
 /** Run argv to completion (bounded), never throwing on a non-zero exit. */
 export function run(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const [file, ...args] = argv;
-  if (!file) return Promise.reject(new Error('run: empty argv'));
+  if (!file) return Promise.reject(new Error("run: empty argv"));
   const timeoutMs = opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
   const started = performance.now();
   return new Promise((resolve) => {
-    let stdout = '';
-    let stderr = '';
+    let stdout = "";
+    let stderr = "";
     let timedOut = false;
     let settled = false;
     const child = spawn(file, args, {
       detached: true,
-      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       env: mergedEnv(opts.env),
       cwd: opts.cwd,
     });
-    const finish = (code: number | null, signal: NodeJS.Signals | null, extraErr = ''): void => {
+    const finish = (code: number | null, signal: NodeJS.Signals | null, extraErr = ""): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -78,16 +78,16 @@ export function run(argv: readonly string[], opts: ExecOptions = {}): Promise<Ex
       timedOut = true;
       killGroup(child.pid);
     }, timeoutMs);
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
       if (stdout.length < MAX_CAPTURE) stdout += d;
     });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => {
       if (stderr.length < MAX_CAPTURE) stderr += d;
     });
-    child.on('error', (err) => finish(null, null, `spawn error: ${err.message}`));
-    child.on('close', (code, signal) => finish(code, signal));
+    child.on("error", (err) => finish(null, null, `spawn error: ${err.message}`));
+    child.on("close", (code, signal) => finish(code, signal));
     if (opts.input !== undefined && child.stdin) {
-      child.stdin.on('error', () => undefined);
+      child.stdin.on("error", () => undefined);
       child.stdin.end(opts.input);
     }
   });
@@ -103,22 +103,22 @@ export async function runOk(argv: readonly string[], opts: ExecOptions = {}): Pr
 /** Synchronous, bounded variant used by teardown (must work inside process 'exit' hooks). */
 export function runSync(argv: readonly string[], opts: { timeoutMs?: number; input?: string } = {}): ExecResult {
   const [file, ...args] = argv;
-  if (!file) throw new Error('runSync: empty argv');
+  if (!file) throw new Error("runSync: empty argv");
   const started = performance.now();
   const r = spawnSync(file, args, {
-    encoding: 'utf8',
+    encoding: "utf8",
     timeout: opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
+    killSignal: "SIGKILL",
     input: opts.input,
-    stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     maxBuffer: MAX_CAPTURE,
   });
-  const timedOut = r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
+  const timedOut = r.error !== undefined && (r.error as NodeJS.ErrnoException).code === "ETIMEDOUT";
   return {
     code: r.status,
     signal: r.signal,
-    stdout: r.stdout ?? '',
-    stderr: (r.stderr ?? '') + (r.error && !timedOut ? `spawn error: ${r.error.message}` : ''),
+    stdout: r.stdout ?? "",
+    stderr: (r.stderr ?? "") + (r.error && !timedOut ? `spawn error: ${r.error.message}` : ""),
     timedOut,
     ms: performance.now() - started,
   };
@@ -133,7 +133,7 @@ export function runSyncOk(argv: readonly string[], opts: { timeoutMs?: number; i
 export function describeFailure(argv: readonly string[], r: ExecResult): string {
   const why = r.timedOut ? `timed out after ${Math.round(r.ms)} ms` : r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
   const err = r.stderr.trim().slice(-2000);
-  return `command failed (${why}): ${argv.join(' ')}${err ? `\n${err}` : ''}`;
+  return `command failed (${why}): ${argv.join(" ")}${err ? `\n${err}` : ""}`;
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -144,10 +144,7 @@ export function sleep(ms: number): Promise<void> {
  * Poll `probe` until it returns a non-undefined value, at most `attempts` times
  * and at most `timeoutMs` in total. Returns undefined when it never succeeded.
  */
-export async function pollUntil<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  opts: { timeoutMs: number; intervalMs?: number; attempts?: number },
-): Promise<T | undefined> {
+export async function pollUntil<T>(probe: () => Promise<T | undefined> | T | undefined, opts: { timeoutMs: number; intervalMs?: number; attempts?: number }): Promise<T | undefined> {
   const deadline = performance.now() + opts.timeoutMs;
   const intervalMs = opts.intervalMs ?? 50;
   const attempts = opts.attempts ?? Math.max(1, Math.ceil(opts.timeoutMs / Math.max(1, intervalMs)) + 1);
@@ -163,12 +160,12 @@ export async function pollUntil<T>(
 
 /** A TCP port free on 127.0.0.1 right now (for a loopback etcd or API a test starts itself). */
 export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
+  const { createServer } = await import("node:net");
   return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
       const port = (srv.address() as { port: number }).port;
       srv.close(() => resolve(port));
     });
-    srv.on('error', reject);
+    srv.on("error", reject);
   });
 }

@@ -8,8 +8,8 @@
  * `refreshMs` while a wait is pending, in case the watch stream broke) only applies
  * what is newer. Waits are bounded; the watch process is a tracked lab process.
  */
-import type { ChildProcess } from 'node:child_process';
-import type { LabCluster, LeaderView } from './cluster.js';
+import type { ChildProcess } from "node:child_process";
+import type { LabCluster, LeaderView } from "./cluster.js";
 
 interface Member {
   node: string;
@@ -32,13 +32,13 @@ interface RawKv {
   mod_revision?: number;
 }
 
-const b64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+const b64 = (s: string | undefined) => Buffer.from(s ?? "", "base64").toString("utf8");
 
 export class ClusterKeyWatch {
   private readonly keys = new Map<string, KeyState>();
   private readonly listeners = new Set<() => void>();
   private child: ChildProcess | undefined;
-  private buf = '';
+  private buf = "";
   private stopped = false;
 
   private constructor(
@@ -51,23 +51,23 @@ export class ClusterKeyWatch {
   static async start(c: LabCluster, opts: { refreshMs?: number } = {}): Promise<ClusterKeyWatch> {
     const w = new ClusterKeyWatch(c, `${c.prefix}/lab/`, opts.refreshMs ?? 2000);
     const rev = await w.refresh();
-    if (rev === undefined) throw new Error('ClusterKeyWatch: cannot read the cluster keys from etcd');
+    if (rev === undefined) throw new Error("ClusterKeyWatch: cannot read the cluster keys from etcd");
     w.follow(rev + 1);
     return w;
   }
 
   private follow(fromRev: number): void {
     const lab = this.c.lab;
-    const child = lab.spawn(lab.client, [...lab.etcdctlArgv(), 'watch', '--prefix', this.base, `--rev=${fromRev}`, '-w', 'json'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-      env: { ETCDCTL_API: '3' },
+    const child = lab.spawn(lab.client, [...lab.etcdctlArgv(), "watch", "--prefix", this.base, `--rev=${fromRev}`, "-w", "json"], {
+      stdio: ["ignore", "pipe", "ignore"],
+      env: { ETCDCTL_API: "3" },
     });
     this.child = child;
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (d: string) => {
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (d: string) => {
       this.buf += d;
       let nl: number;
-      while ((nl = this.buf.indexOf('\n')) >= 0) {
+      while ((nl = this.buf.indexOf("\n")) >= 0) {
         const line = this.buf.slice(0, nl).trim();
         this.buf = this.buf.slice(nl + 1);
         if (line) this.onWatchLine(line);
@@ -98,7 +98,7 @@ export class ClusterKeyWatch {
 
   /** A full `get` of the prefix, applied where newer than what the watch brought; its revision, or undefined. */
   async refresh(): Promise<number | undefined> {
-    const r = await this.c.lab.etcdctl(['get', '--prefix', this.base, '-w', 'json'], { ns: this.c.lab.client, timeoutMs: 3000 });
+    const r = await this.c.lab.etcdctl(["get", "--prefix", this.base, "-w", "json"], { ns: this.c.lab.client, timeoutMs: 3000 });
     if (r.code !== 0) return undefined;
     let j: { header: { revision: number }; kvs?: RawKv[] };
     try {
@@ -136,7 +136,7 @@ export class ClusterKeyWatch {
       if (!key.startsWith(`${this.base}members/`) || s.value === null) continue;
       try {
         const m = JSON.parse(s.value) as Member;
-        if (m.node === node && m.role === 'standby' && m.healthy) return true;
+        if (m.node === node && m.role === "standby" && m.healthy) return true;
       } catch {
         /* not a member record */
       }
@@ -183,7 +183,7 @@ export class ClusterKeyWatch {
     const pid = this.child?.pid;
     if (pid) {
       try {
-        process.kill(-pid, 'SIGKILL');
+        process.kill(-pid, "SIGKILL");
       } catch {
         /* gone */
       }

@@ -2,9 +2,9 @@
  * ARP observer: reads the JSON lines written by arp_observer.py (running in the
  * observer namespace) and answers "who answered for the VIP, and when".
  */
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { killGroup, pollUntil, sleep } from './exec.js';
+import type { ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { killGroup, pollUntil, sleep } from "./exec.js";
 
 export interface ArpSample {
   /** Epoch milliseconds (Date.now() scale) at which the ARP request was sent. */
@@ -25,17 +25,17 @@ export interface HolderSample {
 
 export function parseSamples(text: string): ArpSample[] {
   const out: ArpSample[] = [];
-  for (const line of text.split('\n')) {
+  for (const line of text.split("\n")) {
     if (!line.trim()) continue;
     try {
       const v = JSON.parse(line) as Partial<ArpSample>;
-      if (typeof v.t_ms !== 'number' || !Array.isArray(v.macs)) continue;
+      if (typeof v.t_ms !== "number" || !Array.isArray(v.macs)) continue;
       out.push({
         t_ms: v.t_ms,
-        seq: typeof v.seq === 'number' ? v.seq : out.length,
+        seq: typeof v.seq === "number" ? v.seq : out.length,
         macs: v.macs,
         garp: Array.isArray(v.garp) ? v.garp : [],
-        ...(typeof v.err === 'string' ? { err: v.err } : {}),
+        ...(typeof v.err === "string" ? { err: v.err } : {}),
       });
     } catch {
       /* a partially written last line: ignore */
@@ -58,7 +58,7 @@ export class Observer {
   /** Samples written so far (the observer keeps running). */
   samples(): ArpSample[] {
     if (!existsSync(this.file)) return [];
-    return parseSamples(readFileSync(this.file, 'utf8'));
+    return parseSamples(readFileSync(this.file, "utf8"));
   }
 
   get running(): boolean {
@@ -70,7 +70,7 @@ export class Observer {
     if (!this.stopped) {
       this.stopped = (async () => {
         if (this.running) {
-          const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+          const exited = new Promise<void>((resolve) => this.child.once("exit", () => resolve()));
           this.child.stdin?.end();
           const done = await Promise.race([exited.then(() => true), sleep(2000).then(() => false)]);
           if (!done) {
@@ -141,18 +141,20 @@ export class Observer {
    * as holders (empty array = nobody answers). Returns the epoch ms of the
    * first matching sample of the streak, or undefined on timeout.
    */
-  async waitForHolders(
-    names: ReadonlyArray<string | { name: string }>,
-    opts: { timeoutMs: number; consecutive?: number; sinceMs?: number },
-  ): Promise<number | undefined> {
-    const want = names.map((n) => this.macOf(n)).sort().join(',');
+  async waitForHolders(names: ReadonlyArray<string | { name: string }>, opts: { timeoutMs: number; consecutive?: number; sinceMs?: number }): Promise<number | undefined> {
+    const want = names
+      .map((n) => this.macOf(n))
+      .sort()
+      .join(",");
     const consecutive = Math.max(1, opts.consecutive ?? 3);
     const sinceMs = opts.sinceMs ?? 0;
     return pollUntil(
       () => {
-        const recent = this.samples().filter((s) => s.t_ms >= sinceMs).slice(-consecutive);
+        const recent = this.samples()
+          .filter((s) => s.t_ms >= sinceMs)
+          .slice(-consecutive);
         if (recent.length < consecutive) return undefined;
-        if (!recent.every((s) => s.macs.join(',') === want)) return undefined;
+        if (!recent.every((s) => s.macs.join(",") === want)) return undefined;
         return recent[0]?.t_ms;
       },
       { timeoutMs: opts.timeoutMs, intervalMs: 25 },
@@ -160,8 +162,8 @@ export class Observer {
   }
 
   private macOf(node: string | { name: string }): string {
-    const name = typeof node === 'string' ? node : node.name;
-    if (name.includes(':')) return name.toLowerCase();
+    const name = typeof node === "string" ? node : node.name;
+    if (name.includes(":")) return name.toLowerCase();
     const mac = this.nameToMac.get(name);
     if (!mac) throw new Error(`observer: unknown host ${name}`);
     return mac;

@@ -11,28 +11,26 @@
  * changed (sync.roots[].<hook>, being built) — pass its marker file to measure the hook's
  * run time too (the hook command in the root's YAML must touch it).
  */
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import type { LabCluster } from './cluster.js';
-import { pollUntil, sleep } from './exec.js';
-import type { LabNode } from './lab.js';
-import { ftpsLogin, issueFtpsPair, rootPath, sftpLogin, type ProftpdSite } from './proftpd.js';
-import { snapshotTree } from './sync.js';
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { LabCluster } from "./cluster.js";
+import { pollUntil, sleep } from "./exec.js";
+import type { LabNode } from "./lab.js";
+import { ftpsLogin, issueFtpsPair, rootPath, sftpLogin, type ProftpdSite } from "./proftpd.js";
+import { snapshotTree } from "./sync.js";
 
 /** The serial of the certificate the FTPS listener behind the VIP serves now (AUTH TLS, verified against the site CA), or null. */
 export async function servedSerial(site: ProftpdSite): Promise<string | null> {
   const lab = site.lab;
-  const r = await lab.exec(lab.client, [
-    'openssl', 's_client', '-starttls', 'ftp', '-connect', `${lab.vipAddress}:21`, '-CAfile', site.ca, '-verify_return_error',
-  ], { input: '', timeoutMs: 8000 });
+  const r = await lab.exec(lab.client, ["openssl", "s_client", "-starttls", "ftp", "-connect", `${lab.vipAddress}:21`, "-CAfile", site.ca, "-verify_return_error"], { input: "", timeoutMs: 8000 });
   const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(r.stdout)?.[0];
   if (!pem) return null;
-  const x = await lab.exec(lab.client, ['openssl', 'x509', '-noout', '-serial'], { input: pem, timeoutMs: 5000 });
+  const x = await lab.exec(lab.client, ["openssl", "x509", "-noout", "-serial"], { input: pem, timeoutMs: 5000 });
   return x.code === 0 ? x.stdout.trim() : null;
 }
 
 async function fileSerial(site: ProftpdSite, file: string): Promise<string> {
-  const x = await site.lab.exec(site.lab.client, ['openssl', 'x509', '-noout', '-serial', '-in', file], { timeoutMs: 5000 });
+  const x = await site.lab.exec(site.lab.client, ["openssl", "x509", "-noout", "-serial", "-in", file], { timeoutMs: 5000 });
   return x.stdout.trim();
 }
 
@@ -65,7 +63,7 @@ export async function renewalDuringTraffic(
 ): Promise<RenewalResult> {
   const lab = c.lab;
   const before = await c.leader();
-  if (!before) throw new Error('renewal: no primary');
+  if (!before) throw new Error("renewal: no primary");
   const primary = lab.node(before.node);
   const standbys = lab.nodes.filter((n) => n.name !== primary.name && c.agents.has(n.name));
   const timeoutMs = opts.timeoutMs ?? 30_000;
@@ -87,20 +85,18 @@ export async function renewalDuringTraffic(
   })();
   try {
     await sleep(500);
-    const tls = rootPath(primary, 'tls');
+    const tls = rootPath(primary, "tls");
     await issueFtpsPair(site, tls, `renewed-${Date.now()}`);
     const t0 = performance.now();
-    const newSerial = await fileSerial(site, join(tls, 'proftpd.crt'));
+    const newSerial = await fileSerial(site, join(tls, "proftpd.crt"));
     // Watched at the same time: the VIP's certificate, each standby's TLS root, the hook's marker.
     const primaryTree = JSON.stringify(snapshotTree(tls));
     const standbysSyncedMs: Record<string, number | null> = {};
     const [served, hookRanMs] = await Promise.all([
       pollUntil(async () => ((await servedSerial(site)) === newSerial ? performance.now() - t0 : undefined), { timeoutMs, intervalMs: 100 }),
-      marker
-        ? pollUntil(() => (existsSync(marker) && statSync(marker).mtimeMs > markerBefore ? performance.now() - t0 : undefined), { timeoutMs, intervalMs: 50 })
-        : Promise.resolve(undefined),
+      marker ? pollUntil(() => (existsSync(marker) && statSync(marker).mtimeMs > markerBefore ? performance.now() - t0 : undefined), { timeoutMs, intervalMs: 50 }) : Promise.resolve(undefined),
       ...standbys.map(async (n) => {
-        const ms = await pollUntil(() => (JSON.stringify(snapshotTree(rootPath(n, 'tls'))) === primaryTree ? performance.now() - t0 : undefined), { timeoutMs, intervalMs: 50 });
+        const ms = await pollUntil(() => (JSON.stringify(snapshotTree(rootPath(n, "tls"))) === primaryTree ? performance.now() - t0 : undefined), { timeoutMs, intervalMs: 50 });
         standbysSyncedMs[n.name] = ms ?? null;
       }),
     ]);
@@ -109,8 +105,17 @@ export async function renewalDuringTraffic(
     await traffic;
     const after = await c.leader();
     return {
-      primary: primary.name, termBefore: before.term, termAfter: after?.term ?? null, leaderAfter: after?.node ?? null,
-      oldSerial, newSerial, servedAfterMs: served ?? null, standbysSyncedMs, hookRanMs: hookRanMs ?? null, logins, failedLogins,
+      primary: primary.name,
+      termBefore: before.term,
+      termAfter: after?.term ?? null,
+      leaderAfter: after?.node ?? null,
+      oldSerial,
+      newSerial,
+      servedAfterMs: served ?? null,
+      standbysSyncedMs,
+      hookRanMs: hookRanMs ?? null,
+      logins,
+      failedLogins,
     };
   } finally {
     stop = true;

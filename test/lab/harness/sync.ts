@@ -7,11 +7,11 @@
  * Every namespace shares the host's filesystem, so "n1's root" and "n2's
  * staging" are simply different directories.
  */
-import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { runOk } from './exec.js';
-import type { Lab, LabNode } from './lab.js';
+import { createHash } from "node:crypto";
+import { appendFileSync, chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { runOk } from "./exec.js";
+import type { Lab, LabNode } from "./lab.js";
 
 /** Structurally src/platform/command.ts's CommandRunner (the harness does not import src/). */
 export interface ArgvRunner<O, R> {
@@ -25,7 +25,7 @@ export class NetnsCommandRunner<O, R> implements ArgvRunner<O, R> {
     private readonly inner: ArgvRunner<O, R>,
   ) {}
   run(argv: readonly string[], options?: O): Promise<R> {
-    return this.inner.run(['ip', 'netns', 'exec', this.ns, ...argv], options);
+    return this.inner.run(["ip", "netns", "exec", this.ns, ...argv], options);
   }
 }
 
@@ -61,27 +61,27 @@ export interface SyncLab {
  * on `standby`.
  */
 export async function setupSyncLab(lab: Lab, primary: LabNode, standby: LabNode, render: SyncRenderers, rootCount = 2): Promise<SyncLab> {
-  const dir = join(lab.dir, 'sync');
+  const dir = join(lab.dir, "sync");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const key = join(dir, 'sync_ed25519');
-  await runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `understudy-sync-${lab.prefix}`, '-f', key]);
+  const key = join(dir, "sync_ed25519");
+  await runOk(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `understudy-sync-${lab.prefix}`, "-f", key]);
   const roots: string[] = [];
   const names: string[] = [];
   const staging: string[] = [];
   for (let i = 1; i <= rootCount; i++) {
-    const r = join(primary.dir, 'roots', `root${i}`);
+    const r = join(primary.dir, "roots", `root${i}`);
     mkdirSync(r, { recursive: true, mode: 0o755 });
     roots.push(r);
     names.push(`root${i}`);
-    const s = join(standby.dir, 'staging', `root${i}`);
-    mkdirSync(join(standby.dir, 'staging'), { recursive: true, mode: 0o700 });
+    const s = join(standby.dir, "staging", `root${i}`);
+    mkdirSync(join(standby.dir, "staging"), { recursive: true, mode: 0o700 });
     staging.push(s);
   }
-  const serveConfig = join(dir, 'rsyncd.conf');
+  const serveConfig = join(dir, "rsyncd.conf");
   writeFileSync(serveConfig, render.rsyncdConf(names.map((name, i) => ({ name, path: roots[i]! }))), { mode: 0o644 });
-  const line = render.authorizedKeys(readFileSync(`${key}.pub`, 'utf8'), serveConfig);
-  appendFileSync(join(lab.dir, 'client', 'authorized_keys'), `${line}\n`);
-  const stateDir = mkdtempSync('/tmp/us-cm-');
+  const line = render.authorizedKeys(readFileSync(`${key}.pub`, "utf8"), serveConfig);
+  appendFileSync(join(lab.dir, "client", "authorized_keys"), `${line}\n`);
+  const stateDir = mkdtempSync("/tmp/us-cm-");
   chmodSync(stateDir, 0o700);
   return { key, roots, names, staging, stateDir, authorizedKeysLine: line, serveConfig, cleanup: () => rmSync(stateDir, { recursive: true, force: true }) };
 }
@@ -97,24 +97,24 @@ export function writeFixtureTree(root: string): void {
     writeFileSync(p, content);
     chmodSync(p, mode);
   };
-  mkdirSync(join(root, 'tls'), { recursive: true });
-  chmodSync(join(root, 'tls'), 0o750);
-  mkdirSync(join(root, 'hooks'), { recursive: true });
-  mkdirSync(join(root, 'nested', 'deeper'), { recursive: true });
-  f('sshd_config', 'Port 22\nHostKey /etc/ssh/ssh_host_ed25519_key\nSubsystem sftp internal-sftp\n', 0o644);
-  f('ssh_host_ed25519_key', '-----BEGIN OPENSSH PRIVATE KEY-----\nfixture\n-----END OPENSSH PRIVATE KEY-----\n', 0o600);
-  f('ssh_host_ed25519_key.pub', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFixture fixture\n', 0o644);
-  f('tls/server.crt', '-----BEGIN CERTIFICATE-----\nMIIBfixture\n-----END CERTIFICATE-----\n', 0o644);
-  f('tls/server.key', Buffer.from([0, 1, 2, 3, 255, 254, 10, 13]), 0o600);
-  f('hooks/post-sync.sh', '#!/bin/sh\nexit 0\n', 0o755);
-  f('nested/deeper/data.json', '{"a":1}\n', 0o640);
-  f('nested/owned-by-1234', 'numeric ids\n', 0o644);
-  chownSync(join(root, 'nested', 'owned-by-1234'), 1234, 4321);
-  symlinkSync('tls/server.crt', join(root, 'current.crt'));
+  mkdirSync(join(root, "tls"), { recursive: true });
+  chmodSync(join(root, "tls"), 0o750);
+  mkdirSync(join(root, "hooks"), { recursive: true });
+  mkdirSync(join(root, "nested", "deeper"), { recursive: true });
+  f("sshd_config", "Port 22\nHostKey /etc/ssh/ssh_host_ed25519_key\nSubsystem sftp internal-sftp\n", 0o644);
+  f("ssh_host_ed25519_key", "-----BEGIN OPENSSH PRIVATE KEY-----\nfixture\n-----END OPENSSH PRIVATE KEY-----\n", 0o600);
+  f("ssh_host_ed25519_key.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFixture fixture\n", 0o644);
+  f("tls/server.crt", "-----BEGIN CERTIFICATE-----\nMIIBfixture\n-----END CERTIFICATE-----\n", 0o644);
+  f("tls/server.key", Buffer.from([0, 1, 2, 3, 255, 254, 10, 13]), 0o600);
+  f("hooks/post-sync.sh", "#!/bin/sh\nexit 0\n", 0o755);
+  f("nested/deeper/data.json", '{"a":1}\n', 0o640);
+  f("nested/owned-by-1234", "numeric ids\n", 0o644);
+  chownSync(join(root, "nested", "owned-by-1234"), 1234, 4321);
+  symlinkSync("tls/server.crt", join(root, "current.crt"));
 }
 
 export interface TreeEntry {
-  type: 'file' | 'dir' | 'symlink' | 'other';
+  type: "file" | "dir" | "symlink" | "other";
   mode: string;
   uid: number;
   gid: number;
@@ -127,14 +127,14 @@ export function snapshotTree(root: string): Record<string, TreeEntry> {
   const out: Record<string, TreeEntry> = {};
   const walk = (p: string) => {
     const st = lstatSync(p);
-    const rel = relative(root, p) || '.';
-    const base = { mode: (st.mode & 0o7777).toString(8).padStart(4, '0'), uid: st.uid, gid: st.gid };
-    if (st.isSymbolicLink()) out[rel] = { type: 'symlink', ...base, target: readlinkSync(p) };
-    else if (st.isFile()) out[rel] = { type: 'file', ...base, sha256: createHash('sha256').update(readFileSync(p)).digest('hex') };
+    const rel = relative(root, p) || ".";
+    const base = { mode: (st.mode & 0o7777).toString(8).padStart(4, "0"), uid: st.uid, gid: st.gid };
+    if (st.isSymbolicLink()) out[rel] = { type: "symlink", ...base, target: readlinkSync(p) };
+    else if (st.isFile()) out[rel] = { type: "file", ...base, sha256: createHash("sha256").update(readFileSync(p)).digest("hex") };
     else if (st.isDirectory()) {
-      out[rel] = { type: 'dir', ...base };
+      out[rel] = { type: "dir", ...base };
       for (const name of readdirSync(p).sort()) walk(join(p, name));
-    } else out[rel] = { type: 'other', ...base };
+    } else out[rel] = { type: "other", ...base };
   };
   walk(root);
   return out;

@@ -17,8 +17,18 @@ import { member } from "../cli/cli-helpers.js";
 const TOKEN = "s3cret-token-0123456789";
 const AUTH = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
 const view: NodeView = {
-  node: "n1", acting: "primary", term: 1, leaseRemainingMs: 3000, etcdReachable: true, decision: "", sinceLastCycleMs: 0,
-  vipHeld: true, daemonRunning: true, probes: [], healthy: true, notReady: null,
+  node: "n1",
+  acting: "primary",
+  term: 1,
+  leaseRemainingMs: 3000,
+  etcdReachable: true,
+  decision: "",
+  sinceLastCycleMs: 0,
+  vipHeld: true,
+  daemonRunning: true,
+  probes: [],
+  healthy: true,
+  notReady: null,
 };
 
 async function setup() {
@@ -30,8 +40,15 @@ async function setup() {
   await etcd.putMember(member("n2"), lease.id);
   await etcd.putMember(member("n3", { healthy: false }), lease.id);
   const app = buildApi({
-    view: () => view, coordinator: etcd, metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }), clock, log: silentLogger(),
-    token: TOKEN, authReads: false, livenessMaxMs: 5000, failbackPreferred: null,
+    view: () => view,
+    coordinator: etcd,
+    metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }),
+    clock,
+    log: silentLogger(),
+    token: TOKEN,
+    authReads: false,
+    livenessMaxMs: 5000,
+    failbackPreferred: null,
   });
   const state = async () => JSON.stringify({ snap: await etcd.snapshot(), history: await etcd.history(1000) });
   return { app, state };
@@ -84,8 +101,8 @@ const CASES: Case[] = [
       [route, { ...base, requested_by: "y".repeat(101) }, 400, "US_E_API_BAD_REQUEST"],
       [route, { ...base, requested_by: ["ops"] }, 400, "US_E_API_BAD_REQUEST"],
       [route, "[]", 400, "US_E_API_BAD_REQUEST"],
-      [route, "\"n2\"", 400, "US_E_API_BAD_REQUEST"],
-      [route, "{\"to\": ", 400, "US_E_API_BAD_REQUEST"],
+      [route, '"n2"', 400, "US_E_API_BAD_REQUEST"],
+      [route, '{"to": ', 400, "US_E_API_BAD_REQUEST"],
       [route, { ...base, reason: "z".repeat(5000) }, 413, "US_E_API_BAD_REQUEST"],
     ];
   }),
@@ -114,7 +131,19 @@ test("every mutation route refuses a missing, wrong or malformed token (401), an
   const { app, state } = await setup();
   const before = await state();
   // ("Bearer  TOKEN" with two spaces is accepted: RFC 7235 allows 1*SP after the scheme.)
-  const tokens: (string | undefined)[] = [undefined, "", "Bearer", "Bearer ", "Bearer wrong", `Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(0, -1)}`, `bearer${TOKEN}`, `Basic ${TOKEN}`, TOKEN, `Bearer ${TOKEN} extra`];
+  const tokens: (string | undefined)[] = [
+    undefined,
+    "",
+    "Bearer",
+    "Bearer ",
+    "Bearer wrong",
+    `Bearer ${TOKEN}x`,
+    `Bearer ${TOKEN.slice(0, -1)}`,
+    `bearer${TOKEN}`,
+    `Basic ${TOKEN}`,
+    TOKEN,
+    `Bearer ${TOKEN} extra`,
+  ];
   let tried = 0;
   for (const route of ROUTES) {
     for (const authorization of tokens) {

@@ -14,8 +14,18 @@ import { FakeCoordinator } from "../../fakes/coordinator.js";
 const TOKEN = "s3cret-token-0123456789";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 const view: NodeView = {
-  node: "n1", acting: "primary", term: 7, leaseRemainingMs: 3000, etcdReachable: true, decision: "no action", sinceLastCycleMs: 100,
-  vipHeld: true, daemonRunning: true, probes: [], healthy: true, notReady: null,
+  node: "n1",
+  acting: "primary",
+  term: 7,
+  leaseRemainingMs: 3000,
+  etcdReachable: true,
+  decision: "no action",
+  sinceLastCycleMs: 100,
+  vipHeld: true,
+  daemonRunning: true,
+  probes: [],
+  healthy: true,
+  notReady: null,
 };
 
 function setup(limits?: Partial<ApiLimits>) {
@@ -23,8 +33,16 @@ function setup(limits?: Partial<ApiLimits>) {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
   const app = buildApi({
-    view: () => view, coordinator: new FakeCoordinator(clock), metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }), clock, log,
-    token: TOKEN, authReads: false, livenessMaxMs: 5000, failbackPreferred: null, limits: { ...API_LIMITS, ...limits },
+    view: () => view,
+    coordinator: new FakeCoordinator(clock),
+    metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }),
+    clock,
+    log,
+    token: TOKEN,
+    authReads: false,
+    livenessMaxMs: 5000,
+    failbackPreferred: null,
+    limits: { ...API_LIMITS, ...limits },
   });
   return { app, clock, lines };
 }

@@ -9,16 +9,34 @@ const WALL = Date.UTC(2026, 11, 4, 20, 0, 0);
 
 function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
   return {
-    node, role: "standby", healthy: true, priority: 100, nofailover: false, generation: 5, address: "198.18.0.1",
-    version: "t", decision: "", probes: {}, vipHeld: false, daemonRunning: false, updatedAt: "", ...over,
+    node,
+    role: "standby",
+    healthy: true,
+    priority: 100,
+    nofailover: false,
+    generation: 5,
+    address: "198.18.0.1",
+    version: "t",
+    decision: "",
+    probes: {},
+    vipHeld: false,
+    daemonRunning: false,
+    updatedAt: "",
+    ...over,
   };
 }
 
 function snap(over: Partial<ClusterSnapshot> = {}): ClusterSnapshot {
   return {
-    revision: 1, leader: { node: "n1", term: 4, lease: "a", acquiredAt: "" },
+    revision: 1,
+    leader: { node: "n1", term: 4, lease: "a", acquiredAt: "" },
     members: [member("n1", { role: "primary" }), member("n2"), member("n3", { priority: 50 })],
-    paused: false, switchover: null, released: null, bans: [], sync: null, ...over,
+    paused: false,
+    switchover: null,
+    released: null,
+    bans: [],
+    sync: null,
+    ...over,
   };
 }
 
@@ -35,23 +53,98 @@ interface Row {
 
 const rows: Row[] = [
   { name: "named healthy standby", snap: snap(), kind: "switchover", body: { to: "n2" }, want: { ok: true, to: "n2", reason: "switchover to n2: named by the request" } },
-  { name: "no target: the best standby by priority", snap: snap(), kind: "switchover", body: {}, want: { ok: true, to: "n2", reason: "switchover to n2: the best candidate (healthy, ready, sync generation 5, priority 100)" } },
-  { name: "no target: a newer sync generation outranks priority", snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { priority: 900, generation: 4 }), member("n3", { priority: 1 })] }), kind: "switchover", body: {}, want: { ok: true, to: "n3", reason: "switchover to n3: the best candidate (healthy, ready, sync generation 5, priority 1)" } },
-  { name: "no target: banned, unhealthy and nofailover standbys are skipped", snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { priority: 900 }), member("n3", { healthy: false, priority: 800 }), member("n4", { nofailover: true, priority: 700 }), member("n5", { priority: 2 })], bans: [ban("n2")] }), kind: "switchover", body: {}, want: { ok: true, to: "n5", reason: "switchover to n5: the best candidate (healthy, ready, sync generation 5, priority 2)" } },
-  { name: "no target: only a stale primary-keyed member is eligible -> the primary picks later", snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { role: "primary" })] }), kind: "switchover", body: {}, want: { ok: true, to: null, reason: "switchover to the best candidate when the primary hands over: no live standby to name now" } },
+  {
+    name: "no target: the best standby by priority",
+    snap: snap(),
+    kind: "switchover",
+    body: {},
+    want: { ok: true, to: "n2", reason: "switchover to n2: the best candidate (healthy, ready, sync generation 5, priority 100)" },
+  },
+  {
+    name: "no target: a newer sync generation outranks priority",
+    snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { priority: 900, generation: 4 }), member("n3", { priority: 1 })] }),
+    kind: "switchover",
+    body: {},
+    want: { ok: true, to: "n3", reason: "switchover to n3: the best candidate (healthy, ready, sync generation 5, priority 1)" },
+  },
+  {
+    name: "no target: banned, unhealthy and nofailover standbys are skipped",
+    snap: snap({
+      members: [
+        member("n1", { role: "primary" }),
+        member("n2", { priority: 900 }),
+        member("n3", { healthy: false, priority: 800 }),
+        member("n4", { nofailover: true, priority: 700 }),
+        member("n5", { priority: 2 }),
+      ],
+      bans: [ban("n2")],
+    }),
+    kind: "switchover",
+    body: {},
+    want: { ok: true, to: "n5", reason: "switchover to n5: the best candidate (healthy, ready, sync generation 5, priority 2)" },
+  },
+  {
+    name: "no target: only a stale primary-keyed member is eligible -> the primary picks later",
+    snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { role: "primary" })] }),
+    kind: "switchover",
+    body: {},
+    want: { ok: true, to: null, reason: "switchover to the best candidate when the primary hands over: no live standby to name now" },
+  },
   { name: "failback to the preferred node", snap: snap(), kind: "failback", body: { to: "n3" }, want: { ok: true, to: "n3", reason: "failback to n3: named by the request" } },
-  { name: "forced failover to an unhealthy node", snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), kind: "failover", body: { to: "n2", force: true }, want: { ok: true, to: "n2", reason: "failover to n2: named by the request (forced)" } },
+  {
+    name: "forced failover to an unhealthy node",
+    snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }),
+    kind: "failover",
+    body: { to: "n2", force: true },
+    want: { ok: true, to: "n2", reason: "failover to n2: named by the request (forced)" },
+  },
   { name: "failover without a primary", snap: snap({ leader: null }), kind: "failover", body: { to: "n2" }, want: { ok: true, to: "n2", reason: "failover to n2: named by the request" } },
   { name: "refused: another request pending", snap: snap({ switchover: pending }), kind: "switchover", body: {}, want: { ok: false, status: 412, message: "a switchover to n2 is already pending" } },
-  { name: "refused: a time in the past", snap: snap(), kind: "switchover", body: { to: "n2", at: new Date(WALL - 60_000).toISOString() }, want: { ok: false, status: 400, message: `at "${new Date(WALL - 60_000).toISOString()}" must be a time in the future` } },
-  { name: "refused: no primary to switch over from", snap: snap({ leader: null }), kind: "switchover", body: {}, want: { ok: false, status: 412, message: "there is no primary to switchover from; use failover --to NODE" } },
+  {
+    name: "refused: a time in the past",
+    snap: snap(),
+    kind: "switchover",
+    body: { to: "n2", at: new Date(WALL - 60_000).toISOString() },
+    want: { ok: false, status: 400, message: `at "${new Date(WALL - 60_000).toISOString()}" must be a time in the future` },
+  },
+  {
+    name: "refused: no primary to switch over from",
+    snap: snap({ leader: null }),
+    kind: "switchover",
+    body: {},
+    want: { ok: false, status: 412, message: "there is no primary to switchover from; use failover --to NODE" },
+  },
   { name: "refused: the target is the primary", snap: snap(), kind: "switchover", body: { to: "n1" }, want: { ok: false, status: 412, message: "n1 is already the primary" } },
-  { name: "refused: no eligible standby", snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), kind: "switchover", body: {}, want: { ok: false, status: 412, message: "no healthy, ready standby to switch over to" } },
+  {
+    name: "refused: no eligible standby",
+    snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }),
+    kind: "switchover",
+    body: {},
+    want: { ok: false, status: 412, message: "no healthy, ready standby to switch over to" },
+  },
   { name: "refused: unknown target", snap: snap(), kind: "switchover", body: { to: "n9" }, want: { ok: false, status: 412, message: "n9 is not a live member of the cluster" } },
   { name: "refused: banned target", snap: snap({ bans: [ban("n2")] }), kind: "switchover", body: { to: "n2" }, want: { ok: false, status: 412, message: "n2 is banned" } },
-  { name: "refused: nofailover target", snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { nofailover: true })] }), kind: "switchover", body: { to: "n2" }, want: { ok: false, status: 412, message: "n2 is tagged nofailover" } },
-  { name: "refused: target behind in sync", snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { generation: 3 })] }), kind: "switchover", body: { to: "n2" }, want: { ok: false, status: 412, message: "n2 is behind in sync (generation 3 < 5)" } },
-  { name: "refused: unforced failover to an unhealthy node says how to force it", snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), kind: "failover", body: { to: "n2" }, want: { ok: false, status: 412, message: "n2 is not healthy or not ready; repeat with force to fail over anyway" } },
+  {
+    name: "refused: nofailover target",
+    snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { nofailover: true })] }),
+    kind: "switchover",
+    body: { to: "n2" },
+    want: { ok: false, status: 412, message: "n2 is tagged nofailover" },
+  },
+  {
+    name: "refused: target behind in sync",
+    snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { generation: 3 })] }),
+    kind: "switchover",
+    body: { to: "n2" },
+    want: { ok: false, status: 412, message: "n2 is behind in sync (generation 3 < 5)" },
+  },
+  {
+    name: "refused: unforced failover to an unhealthy node says how to force it",
+    snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }),
+    kind: "failover",
+    body: { to: "n2" },
+    want: { ok: false, status: 412, message: "n2 is not healthy or not ready; repeat with force to fail over anyway" },
+  },
 ];
 
 for (const r of rows) {

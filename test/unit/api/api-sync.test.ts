@@ -22,20 +22,34 @@ const TOKEN = "s3cret-token-0123456789";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 const VIEW: NodeView = {
-  node: "n2", acting: "standby", term: null, leaseRemainingMs: null, etcdReachable: true, decision: "", sinceLastCycleMs: 100,
-  vipHeld: false, daemonRunning: false, probes: [], healthy: true, notReady: null,
+  node: "n2",
+  acting: "standby",
+  term: null,
+  leaseRemainingMs: null,
+  etcdReachable: true,
+  decision: "",
+  sinceLastCycleMs: 100,
+  vipHeld: false,
+  daemonRunning: false,
+  probes: [],
+  healthy: true,
+  notReady: null,
 };
 
-const MANIFEST: Manifest = manifestOf("ssh", [
-  { path: "sshd_config", type: "file", size: 8, mode: 0o644, uid: 0, gid: 0, mtimeMs: 1_700_000_000_000, sha256: "a".repeat(64) },
-]);
+const MANIFEST: Manifest = manifestOf("ssh", [{ path: "sshd_config", type: "file", size: 8, mode: 0o644, uid: 0, gid: 0, mtimeMs: 1_700_000_000_000, sha256: "a".repeat(64) }]);
 
 const STATUS: SyncStatus = {
-  node: "n2", role: "standby", generation: 4,
+  node: "n2",
+  role: "standby",
+  generation: 4,
   published: { generation: 5, digest: "d".repeat(64), source: "n1", term: 7, publishedAt: "2026-01-01T00:00:00.000Z" },
-  inSync: false, behindSince: "2026-01-01T00:00:01.000Z", lagMs: 1500, lastSuccessAt: "2026-01-01T00:00:00.500Z",
+  inSync: false,
+  behindSince: "2026-01-01T00:00:01.000Z",
+  lagMs: 1500,
+  lastSuccessAt: "2026-01-01T00:00:00.500Z",
   lastError: { code: "US_E_SYNC_VALIDATOR_FAILED", message: "validator sshd rejected the staged files", at: "2026-01-01T00:00:01.200Z" },
-  failures: 2, waiting: null,
+  failures: 2,
+  waiting: null,
   roots: [{ name: "ssh", path: "/etc/ssh", digest: MANIFEST.digest, files: 1, bytes: 8, inSync: false, failures: 2, lastError: null, lastSuccessAt: null, lastHook: null }],
   rescues: [{ root: "ssh", dir: "/var/lib/understudy/rescue/2026-01-01T00-00-00.000Z/ssh", files: 1, at: "2026-01-01T00:00:00.000Z" }],
 };
@@ -59,8 +73,16 @@ function setup(sync: ApiDeps["sync"] | undefined, opts: { authReads?: boolean } 
   const clock = new FakeClock();
   const metrics = new AgentMetrics(() => VIEW, { cluster: "c", node: "n2" });
   return buildApi({
-    view: () => VIEW, coordinator: new FakeCoordinator(clock), metrics, clock, log: silentLogger(), token: TOKEN,
-    authReads: opts.authReads ?? false, livenessMaxMs: 5000, failbackPreferred: null, ...(sync ? { sync } : {}),
+    view: () => VIEW,
+    coordinator: new FakeCoordinator(clock),
+    metrics,
+    clock,
+    log: silentLogger(),
+    token: TOKEN,
+    authReads: opts.authReads ?? false,
+    livenessMaxMs: 5000,
+    failbackPreferred: null,
+    ...(sync ? { sync } : {}),
   });
 }
 
@@ -130,9 +152,15 @@ test("a real SyncEngine behind the routes: status as JSON, no manifest before a 
   const { dir, cleanup } = await tempDir("api-sync");
   const clock = new FakeClock();
   const root = { name: "ssh", path: path.join(dir, "etc-ssh"), include: [], exclude: [], maxFileBytes: 1 << 20 };
-  const engine = new SyncEngine({ fs: NODE_DURABLE_FS,
-    node: "n2", store: new SyncStateStore(path.join(dir, "state"), NODE_DURABLE_FS), coordinator: new FakePublisher(), puller: new FakePuller(() => dir),
-    runner: new StrictCommandRunner(), clock, log: silentLogger(),
+  const engine = new SyncEngine({
+    fs: NODE_DURABLE_FS,
+    node: "n2",
+    store: new SyncStateStore(path.join(dir, "state"), NODE_DURABLE_FS),
+    coordinator: new FakePublisher(),
+    puller: new FakePuller(() => dir),
+    runner: new StrictCommandRunner(),
+    clock,
+    log: silentLogger(),
     settings: { roots: [root], debounceMs: 20, maxDelayMs: 250, reconcileMs: 60_000, validateTimeoutMs: 1000, postSyncTimeoutMs: 1000, retryMaxMs: 30_000, maximumLagMs: 60_000 },
   });
   try {

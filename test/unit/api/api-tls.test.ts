@@ -24,7 +24,11 @@ function openssl(args: string[]) {
 before(() => {
   dir = mkdtempSync(join(tmpdir(), "understudy-tls-"));
   openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"]);
-  for (const [name, cn] of [["server", "127.0.0.1"], ["client", "operator"], ["rogue", "rogue"]]) {
+  for (const [name, cn] of [
+    ["server", "127.0.0.1"],
+    ["client", "operator"],
+    ["rogue", "rogue"],
+  ]) {
     openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`]);
   }
   openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2"]);
@@ -34,15 +38,33 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const view: NodeView = {
-  node: "n1", acting: "primary", term: 7, leaseRemainingMs: 3000, etcdReachable: true, decision: "", sinceLastCycleMs: 1,
-  vipHeld: true, daemonRunning: true, probes: [], healthy: true, notReady: null,
+  node: "n1",
+  acting: "primary",
+  term: 7,
+  leaseRemainingMs: 3000,
+  etcdReachable: true,
+  decision: "",
+  sinceLastCycleMs: 1,
+  vipHeld: true,
+  daemonRunning: true,
+  probes: [],
+  healthy: true,
+  notReady: null,
 };
 
 function call(port: number, path: string, method: string, opts: { cert?: string; key?: string } = {}): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: "127.0.0.1", port, path, method, ca: pem("ca.pem"), checkServerIdentity: () => undefined,
-        ...(opts.cert ? { cert: pem(opts.cert), key: pem(opts.key!) } : {}), headers: { "content-type": "application/json" } },
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method,
+        ca: pem("ca.pem"),
+        checkServerIdentity: () => undefined,
+        ...(opts.cert ? { cert: pem(opts.cert), key: pem(opts.key!) } : {}),
+        headers: { "content-type": "application/json" },
+      },
       (res) => {
         res.resume();
         res.on("end", () => resolve(res.statusCode ?? 0));
@@ -57,8 +79,15 @@ test("HTTPS API: reads open, mutations need a client certificate from the config
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
   const app = buildApi({
-    view: () => view, coordinator: etcd, metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }), clock, log: silentLogger(),
-    token: null, authReads: false, livenessMaxMs: 5000, failbackPreferred: null,
+    view: () => view,
+    coordinator: etcd,
+    metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }),
+    clock,
+    log: silentLogger(),
+    token: null,
+    authReads: false,
+    livenessMaxMs: 5000,
+    failbackPreferred: null,
     tls: { key: pem("server.key"), cert: pem("server.pem"), clientCa: pem("ca.pem") },
   });
   await app.listen({ host: "127.0.0.1", port: 0 });

@@ -14,14 +14,36 @@ const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
   return {
-    node, role: "standby", healthy: true, priority: 100, nofailover: false, generation: 0, address: "198.18.0.1",
-    version: "t", decision: "", probes: {}, vipHeld: false, daemonRunning: false, updatedAt: "", ...over,
+    node,
+    role: "standby",
+    healthy: true,
+    priority: 100,
+    nofailover: false,
+    generation: 0,
+    address: "198.18.0.1",
+    version: "t",
+    decision: "",
+    probes: {},
+    vipHeld: false,
+    daemonRunning: false,
+    updatedAt: "",
+    ...over,
   };
 }
 
 const primaryView: NodeView = {
-  node: "n1", acting: "primary", term: 7, leaseRemainingMs: 3000, etcdReachable: true, decision: "no action: I am n1", sinceLastCycleMs: 100,
-  vipHeld: true, daemonRunning: true, probes: [{ name: "sftp", critical: true, up: true, detail: "SSH-2.0-OpenSSH" }], healthy: true, notReady: null,
+  node: "n1",
+  acting: "primary",
+  term: 7,
+  leaseRemainingMs: 3000,
+  etcdReachable: true,
+  decision: "no action: I am n1",
+  sinceLastCycleMs: 100,
+  vipHeld: true,
+  daemonRunning: true,
+  probes: [{ name: "sftp", critical: true, up: true, detail: "SSH-2.0-OpenSSH" }],
+  healthy: true,
+  notReady: null,
 };
 
 async function setup(view: Partial<NodeView> = {}, opts: { token?: string | null; authReads?: boolean } = {}) {
@@ -33,8 +55,15 @@ async function setup(view: Partial<NodeView> = {}, opts: { token?: string | null
   let v: NodeView = { ...primaryView, ...view };
   const metrics = new AgentMetrics(() => v, { cluster: "c", node: "n1" });
   const app = buildApi({
-    view: () => v, coordinator: etcd, metrics, clock, log: silentLogger(), token: opts.token === undefined ? TOKEN : opts.token,
-    authReads: opts.authReads ?? false, livenessMaxMs: 5000, failbackPreferred: "n2",
+    view: () => v,
+    coordinator: etcd,
+    metrics,
+    clock,
+    log: silentLogger(),
+    token: opts.token === undefined ? TOKEN : opts.token,
+    authReads: opts.authReads ?? false,
+    livenessMaxMs: 5000,
+    failbackPreferred: "n2",
   });
   return { app, etcd, clock, metrics, setView: (nv: Partial<NodeView>) => (v = { ...v, ...nv }) };
 }
@@ -107,7 +136,8 @@ test("GET /metrics exposes understudy_ metrics in Prometheus text", async () => 
     /understudy_fence_events_total\{cluster="c",node="n1"\} 1/,
     /understudy_last_failover_duration_seconds\{cluster="c",node="n1"\} 1.5/,
     /understudy_process_resident_memory_bytes/,
-  ]) assert.match(body, line);
+  ])
+    assert.match(body, line);
 });
 
 test("mutations need the bearer token: 401 without, with a wrong one, or when none is configured", async () => {
@@ -227,7 +257,10 @@ test("POST /pause and /resume toggle maintenance, 412 when already so", async ()
   assert.equal((await app.inject({ method: "POST", url: "/pause", headers: AUTH, payload: {} })).statusCode, 412);
   assert.equal((await app.inject({ method: "POST", url: "/resume", headers: AUTH })).statusCode, 202);
   assert.equal(etcd.paused, false);
-  assert.deepEqual(etcd.historyEvents.map((e) => e.kind), ["pause", "resume"]);
+  assert.deepEqual(
+    etcd.historyEvents.map((e) => e.kind),
+    ["pause", "resume"],
+  );
 });
 
 test("POST /ban and /unban", async () => {

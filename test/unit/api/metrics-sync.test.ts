@@ -8,15 +8,35 @@ import type { SyncStatus } from "../../../src/sync/engine.js";
 import { manifestOf } from "../../../src/sync/manifest.js";
 
 const view: NodeView = {
-  node: "n2", acting: "standby", term: null, leaseRemainingMs: 3000, etcdReachable: true, decision: "", sinceLastCycleMs: 100,
-  vipHeld: false, daemonRunning: false, probes: [], healthy: true, notReady: null,
+  node: "n2",
+  acting: "standby",
+  term: null,
+  leaseRemainingMs: 3000,
+  etcdReachable: true,
+  decision: "",
+  sinceLastCycleMs: 100,
+  vipHeld: false,
+  daemonRunning: false,
+  probes: [],
+  healthy: true,
+  notReady: null,
 };
 
 test("sync gauges and counters, and the stale promotion counter", async () => {
   let status: SyncStatus = {
-    node: "n2", role: "standby", generation: 4, inSync: false, behindSince: "2026-11-23T00:00:00.000Z", lagMs: 2500,
+    node: "n2",
+    role: "standby",
+    generation: 4,
+    inSync: false,
+    behindSince: "2026-11-23T00:00:00.000Z",
+    lagMs: 2500,
     published: { generation: 5, digest: "d", source: "n1", term: 9, publishedAt: "" },
-    lastSuccessAt: "2026-11-23T00:00:10.000Z", lastError: null, failures: 2, waiting: null, roots: [], rescues: [],
+    lastSuccessAt: "2026-11-23T00:00:10.000Z",
+    lastError: null,
+    failures: 2,
+    waiting: null,
+    roots: [],
+    rescues: [],
   };
   const metrics = new AgentMetrics(() => view, { cluster: "c", node: "n2" }).withSync(() => status);
   const summary = { added: ["a"], changed: ["b", "c"], removed: [], bytes: 10, manifest: manifestOf("ssh", []), notes: [] };
@@ -52,12 +72,31 @@ test("without sync configured there are no sync gauges", async () => {
 
 test("per-root gauges name the failing root; hook runs are counted by hook and result", async () => {
   const root = (name: string, inSync: boolean, failures: number) => ({
-    name, path: `/etc/${name}`, digest: null, files: null, bytes: null, inSync, failures, lastError: null, lastSuccessAt: null, lastHook: null,
+    name,
+    path: `/etc/${name}`,
+    digest: null,
+    files: null,
+    bytes: null,
+    inSync,
+    failures,
+    lastError: null,
+    lastSuccessAt: null,
+    lastHook: null,
   });
   const status: SyncStatus = {
-    node: "n2", role: "standby", generation: 4, inSync: false, behindSince: null, lagMs: 0,
+    node: "n2",
+    role: "standby",
+    generation: 4,
+    inSync: false,
+    behindSince: null,
+    lagMs: 0,
     published: { generation: 5, digest: "d", source: "n1", term: 9, publishedAt: "" },
-    lastSuccessAt: null, lastError: null, failures: 1, waiting: null, roots: [root("conf", false, 3), root("users", true, 0)], rescues: [],
+    lastSuccessAt: null,
+    lastError: null,
+    failures: 1,
+    waiting: null,
+    roots: [root("conf", false, 3), root("users", true, 0)],
+    rescues: [],
   };
   const metrics = new AgentMetrics(() => view, { cluster: "c", node: "n2" }).withSync(() => status);
   metrics.observeSync({ type: "hook", hook: "post_publish", root: "tls", ok: true, ms: 5 });

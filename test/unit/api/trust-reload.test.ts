@@ -33,7 +33,25 @@ function openssl(args: string[]): void {
 }
 /** A self-signed certificate for 127.0.0.1: `<name>.pem`, `<name>.key`. */
 function selfSigned(name: string): { cert: string; key: string } {
-  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "30", "-subj", `/CN=${name}`, "-addext", "subjectAltName=IP:127.0.0.1"]);
+  openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.pem`,
+    "-days",
+    "30",
+    "-subj",
+    `/CN=${name}`,
+    "-addext",
+    "subjectAltName=IP:127.0.0.1",
+  ]);
   return { cert: readFileSync(join(dir, `${name}.pem`), "utf8"), key: readFileSync(join(dir, `${name}.key`), "utf8") };
 }
 /** Replace `file` the way a renewal tool does: write beside it, rename over it. */
@@ -71,11 +89,16 @@ describe("ReloadingFile", () => {
     const file = join(dir, "value.txt");
     writeFileSync(file, "one");
     const rep = recorder();
-    const f = new ReloadingFile("test value", [file], async () => {
-      const text = readFileSync(file, "utf8");
-      if (!/^[a-z]+$/.test(text)) throw new Error(`bad content ${JSON.stringify(text)}`);
-      return text;
-    }, rep);
+    const f = new ReloadingFile(
+      "test value",
+      [file],
+      async () => {
+        const text = readFileSync(file, "utf8");
+        if (!/^[a-z]+$/.test(text)) throw new Error(`bad content ${JSON.stringify(text)}`);
+        return text;
+      },
+      rep,
+    );
     assert.equal(await f.init(), "one");
     assert.equal(await f.get(), "one", "unchanged: not re-read");
     assert.deepEqual(rep.ok, []);
@@ -194,8 +217,18 @@ describe("tls_file probe: targets", () => {
 });
 
 const view: NodeView = {
-  node: "n1", acting: "primary", term: 7, leaseRemainingMs: 3000, etcdReachable: true, decision: "", sinceLastCycleMs: 1,
-  vipHeld: true, daemonRunning: true, probes: [], healthy: true, notReady: null,
+  node: "n1",
+  acting: "primary",
+  term: 7,
+  leaseRemainingMs: 3000,
+  etcdReachable: true,
+  decision: "",
+  sinceLastCycleMs: 1,
+  vipHeld: true,
+  daemonRunning: true,
+  probes: [],
+  healthy: true,
+  notReady: null,
 };
 
 describe("API: token file and TLS pair", () => {
@@ -208,8 +241,16 @@ describe("API: token file and TLS pair", () => {
     const tokenSource = await reloadingToken(file, rep);
     const fc = new FakeClock();
     const app = buildApi({
-      view: () => view, coordinator: new FakeCoordinator(fc), metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }), clock: fc, log: silentLogger(),
-      token: tokenSource.peek(), tokenSource, authReads: false, livenessMaxMs: 5000, failbackPreferred: null,
+      view: () => view,
+      coordinator: new FakeCoordinator(fc),
+      metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }),
+      clock: fc,
+      log: silentLogger(),
+      token: tokenSource.peek(),
+      tokenSource,
+      authReads: false,
+      livenessMaxMs: 5000,
+      failbackPreferred: null,
     });
     const pause = async (token: string) => (await app.inject({ method: "POST", url: "/flap/clear", headers: { authorization: `Bearer ${token}` }, payload: {} })).statusCode;
     try {
@@ -233,8 +274,18 @@ describe("API: token file and TLS pair", () => {
     const rep = recorder();
     const tlsSource = await reloadingApiTls({ key, cert }, rep);
     const app = buildApi({
-      view: () => view, coordinator: new FakeCoordinator(new FakeClock()), metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }), clock, log: silentLogger(),
-      token: null, authReads: false, livenessMaxMs: 5000, failbackPreferred: null, tls: tlsSource.peek(), tlsSource, tlsCheckMs: 50,
+      view: () => view,
+      coordinator: new FakeCoordinator(new FakeClock()),
+      metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }),
+      clock,
+      log: silentLogger(),
+      token: null,
+      authReads: false,
+      livenessMaxMs: 5000,
+      failbackPreferred: null,
+      tls: tlsSource.peek(),
+      tlsSource,
+      tlsCheckMs: 50,
     });
     await app.listen({ host: "127.0.0.1", port: 0 });
     const port = (app.server.address() as AddressInfo).port;
@@ -252,7 +303,10 @@ describe("API: token file and TLS pair", () => {
       renameInto(key, B.key, 0o600);
       await sleep(200);
       assert.equal(await servedCn(), "a", "a key that does not match the certificate is not used");
-      assert.ok(rep.refused.some((r) => /^api tls: /.test(r)), rep.refused.join("; "));
+      assert.ok(
+        rep.refused.some((r) => /^api tls: /.test(r)),
+        rep.refused.join("; "),
+      );
       renameInto(cert, B.cert);
       assert.equal(await until(async () => ((await servedCn()) === "b" ? "b" : undefined), 3000), "b");
       const status = await new Promise<number>((resolve, reject) => {

@@ -66,6 +66,9 @@ test("pickClientConfig declines anything it does not fully understand", () => {
   assert.equal(pickClientConfig({ cluster: "c", etcd: { endpoints: "http://x:1" } }), undefined);
   assert.equal(pickClientConfig({ cluster: "c", etcd: { endpoints: ["http://x:1"] }, api: { token_file: "relative" } }), undefined);
   assert.deepEqual(pickClientConfig({ cluster: "c", etcd: { endpoints: ["http://x:1"] } }), { cluster: "c", etcd: { endpoints: ["http://x:1"], prefix: "/understudy" } });
-  assert.ok(readFileSync(fileURLToPath(new URL("../../../src/config/schema.ts", import.meta.url)), "utf8").includes("listen: c.api.listen ?? defaultApiListen(c.node.address)"), "the api.listen default this reader assumes");
+  assert.ok(
+    readFileSync(fileURLToPath(new URL("../../../src/config/schema.ts", import.meta.url)), "utf8").includes("listen: c.api.listen ?? defaultApiListen(c.node.address)"),
+    "the api.listen default this reader assumes",
+  );
   assert.deepEqual(pickClientConfig({ cluster: "c", node: { address: "198.18.0.11" }, etcd: { endpoints: ["http://x:1"] }, api: {} })?.api?.listen, "198.18.0.11:8470");
 });

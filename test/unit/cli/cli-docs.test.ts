@@ -21,7 +21,12 @@ test("docs/cli.md is rendered from the definition (run `npm run docs:cli` after 
 test("`understudy CMD --help`, `understudy help CMD` and `-h` print the command's help, exit 0", async () => {
   for (const c of COMMANDS) {
     const words = c.name.split(" ");
-    for (const argv of [[...words, "--help"], ["help", ...words], [...words, "-h"], [...words, "--json", "--help"]]) {
+    for (const argv of [
+      [...words, "--help"],
+      ["help", ...words],
+      [...words, "-h"],
+      [...words, "--json", "--help"],
+    ]) {
       if (argv.includes("--json") && !("json" in c.options)) continue;
       const r = await cli(argv);
       assert.equal(r.code, 0, `${argv.join(" ")}: ${r.err}`);
@@ -43,7 +48,13 @@ test("`understudy --help` lists every command and every exit code; a group lists
 
 /** Shell-like words of a command line (double quotes only), comment and synopsis brackets dropped. */
 function words(line: string): string[] {
-  return [...line.replace(/\s#.*$/, "").replace(/[[\]]/g, "").replace(/<[^>]*>/g, "PLACEHOLDER").matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!);
+  return [
+    ...line
+      .replace(/\s#.*$/, "")
+      .replace(/[[\]]/g, "")
+      .replace(/<[^>]*>/g, "PLACEHOLDER")
+      .matchAll(/"([^"]*)"|(\S+)/g),
+  ].map((m) => m[1] ?? m[2]!);
 }
 
 function quotedCommands(text: string): string[] {
@@ -59,7 +70,12 @@ function quotedCommands(text: string): string[] {
 }
 
 test("every `understudy ...` command line in README.md and docs/*.md parses with the real parser", () => {
-  const files = ["README.md", ...readdirSync(`${ROOT}docs`).filter((f) => f.endsWith(".md") && f !== "cli.md").map((f) => `docs/${f}`)];
+  const files = [
+    "README.md",
+    ...readdirSync(`${ROOT}docs`)
+      .filter((f) => f.endsWith(".md") && f !== "cli.md")
+      .map((f) => `docs/${f}`),
+  ];
   let checked = 0;
   for (const f of files) {
     for (const line of quotedCommands(read(f))) {
@@ -91,5 +107,11 @@ test("did-you-mean: swaps count as one edit; nothing is suggested when nothing i
   assert.equal(distance("kitten", "sitting"), 3);
   assert.equal(closest("swtichover", ["switchover", "failover"]), "switchover");
   assert.equal(closest("b", ["a"]), undefined, "one letter is no evidence");
-  assert.equal(closest("frobnicate", COMMANDS.map((c) => c.name)), undefined);
+  assert.equal(
+    closest(
+      "frobnicate",
+      COMMANDS.map((c) => c.name),
+    ),
+    undefined,
+  );
 });

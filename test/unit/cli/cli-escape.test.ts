@@ -35,7 +35,10 @@ async function hostileAnswers(): Promise<{ cluster: unknown; history: unknown }>
   try {
     const term = (await api.etcd.snapshot()).leader!.term;
     assert.ok(await api.etcd.publishGeneration(term, { generation: 3, digest: "0123456789abcdef", source: "n1", term: 1, publishedAt: "2026-12-04T18:00:00Z", files: 7 } as never));
-    await api.etcd.appendHistory({ kind: "switchover", at: "2026-12-04T18:00:00Z", node: "n1", from: "n1", to: "n2", term: 1, reason: "operator", requestedBy: "ops@host", durations: { handover_ms: 812 } }, null);
+    await api.etcd.appendHistory(
+      { kind: "switchover", at: "2026-12-04T18:00:00Z", node: "n1", from: "n1", to: "n2", term: 1, reason: "operator", requestedBy: "ops@host", durations: { handover_ms: 812 } },
+      null,
+    );
     const cluster = (await (await fetch(`${api.url}/cluster`)).json()) as Record<string, unknown>;
     const history = await (await fetch(`${api.url}/history?limit=20`)).json();
     assert.ok(cluster.sync, "the snapshot carries a published generation");
@@ -171,8 +174,13 @@ test("honest answers from the real API pass the answer checks: status, history a
   const api = await realApi();
   t.after(() => api.close());
   const term = (await api.etcd.snapshot()).leader!.term;
-  assert.ok(await api.etcd.publishGeneration(term, { generation: 1, digest: "sha256:0123456789abcdef", roots: { home: "sha256:ab" }, files: 2, source: "n1", term, publishedAt: "2026-12-04T18:00:00.000Z" }));
-  await api.etcd.appendHistory({ kind: "switchover", at: "2026-12-04T18:00:00.000Z", node: "n1", from: "n2", to: "n1", term, reason: "operator", requestedBy: "ops@host", durations: { handover_ms: 812 } }, null);
+  assert.ok(
+    await api.etcd.publishGeneration(term, { generation: 1, digest: "sha256:0123456789abcdef", roots: { home: "sha256:ab" }, files: 2, source: "n1", term, publishedAt: "2026-12-04T18:00:00.000Z" }),
+  );
+  await api.etcd.appendHistory(
+    { kind: "switchover", at: "2026-12-04T18:00:00.000Z", node: "n1", from: "n2", to: "n1", term, reason: "operator", requestedBy: "ops@host", durations: { handover_ms: 812 } },
+    null,
+  );
   const status = await cli(["status", "--api", api.url]);
   assert.equal(status.code, 0, status.err);
   const history = await cli(["history", "--api", api.url]);
@@ -188,17 +196,28 @@ test("malformed /cluster and /history answers are one coded error (US_E_API_ANSW
   const c = cluster as Record<string, unknown>;
   const m0 = (c.members as Record<string, unknown>[])[0]!;
   const clusters: [string, unknown][] = [
-    ["a list", []], ["a string", "cluster"], ["null", null],
-    ["members null", { ...c, members: null }], ["members an object", { ...c, members: {} }],
-    ["a member without fields", { ...c, members: [{ node: "n1" }] }], ["a member name as a number", { ...c, members: [{ ...m0, node: 5 }] }],
+    ["a list", []],
+    ["a string", "cluster"],
+    ["null", null],
+    ["members null", { ...c, members: null }],
+    ["members an object", { ...c, members: {} }],
+    ["a member without fields", { ...c, members: [{ node: "n1" }] }],
+    ["a member name as a number", { ...c, members: [{ ...m0, node: 5 }] }],
     ["a member generation as a string", { ...c, members: [{ ...m0, generation: "3" }] }],
-    ["leader missing", { ...c, leader: undefined }], ["leader term as a string", { ...c, leader: { node: "n1", term: "1" } }],
-    ["paused as a string", { ...c, paused: "no" }], ["bans null", { ...c, bans: null }], ["a ban node as a number", { ...c, bans: [{ node: 7, until: "", requestedBy: "", reason: "" }] }],
-    ["sync generation as a string", { ...c, sync: { generation: "3" } }], ["switchover kind coup", { ...c, switchover: { kind: "coup" } }],
+    ["leader missing", { ...c, leader: undefined }],
+    ["leader term as a string", { ...c, leader: { node: "n1", term: "1" } }],
+    ["paused as a string", { ...c, paused: "no" }],
+    ["bans null", { ...c, bans: null }],
+    ["a ban node as a number", { ...c, bans: [{ node: 7, until: "", requestedBy: "", reason: "" }] }],
+    ["sync generation as a string", { ...c, sync: { generation: "3" } }],
+    ["switchover kind coup", { ...c, switchover: { kind: "coup" } }],
   ];
   const histories: [string, unknown][] = [
-    ["events null", { events: null }], ["events an object", { events: {} }], ["an event kind 7", { events: [{ kind: 7, at: null, from: 3, reason: {} }] }],
-    ["an event without fields", { events: [{}] }], ["a list", [history]],
+    ["events null", { events: null }],
+    ["events an object", { events: {} }],
+    ["an event kind 7", { events: [{ kind: 7, at: null, from: 3, reason: {} }] }],
+    ["an event without fields", { events: [{}] }],
+    ["a list", [history]],
   ];
   let tried = 0;
   for (const [what, body] of clusters) {

@@ -37,7 +37,10 @@ async function gateway(t: { after: (fn: () => Promise<void>) => void }, leader =
 }
 
 test("the exit code table has distinct codes 0..7", () => {
-  assert.deepEqual(Object.values(EXIT).map((e) => e.code), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(
+    Object.values(EXIT).map((e) => e.code),
+    [0, 1, 2, 3, 4, 5, 6, 7],
+  );
 });
 
 test("exit 0: --version, and status of a cluster with a primary (etcd gateway)", async (t) => {
@@ -141,7 +144,10 @@ test("exit 5: an unknown cluster is US_E_CLUSTER_UNKNOWN naming the clusters tha
   const r = await cli(["status", "--etcd", url, "--cluster", "othr"]);
   assert.equal(r.code, EXIT.UNKNOWN_CLUSTER.code);
   assert.equal(r.out, "", "no table for a cluster that does not exist");
-  assert.match(r.err, /US_E_CLUSTER_UNKNOWN: no cluster othr in etcd at http:\/\/127\.0\.0\.1:\d+: no key under \/understudy\/othr\/ \(no member, no leader, no history\); clusters under \/understudy\/: c, other; did you mean other\?/);
+  assert.match(
+    r.err,
+    /US_E_CLUSTER_UNKNOWN: no cluster othr in etcd at http:\/\/127\.0\.0\.1:\d+: no key under \/understudy\/othr\/ \(no member, no leader, no history\); clusters under \/understudy\/: c, other; did you mean other\?/,
+  );
   const p = await cli(["status", "--etcd", url, "--cluster", "c", "--prefix", "/elsewhere"]);
   assert.equal(p.code, EXIT.UNKNOWN_CLUSTER.code);
   assert.match(p.err, /nothing at all under \/elsewhere\/ \(wrong --prefix, or another etcd\?\)/);

@@ -29,8 +29,20 @@ export async function cli(argv: readonly string[], env: Record<string, string> =
 
 export function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
   return {
-    node, role: "standby", healthy: true, priority: 100, nofailover: false, generation: 0, address: "198.18.0.1",
-    version: "t", decision: "", probes: {}, vipHeld: false, daemonRunning: false, updatedAt: "", ...over,
+    node,
+    role: "standby",
+    healthy: true,
+    priority: 100,
+    nofailover: false,
+    generation: 0,
+    address: "198.18.0.1",
+    version: "t",
+    decision: "",
+    probes: {},
+    vipHeld: false,
+    daemonRunning: false,
+    updatedAt: "",
+    ...over,
   };
 }
 
@@ -70,7 +82,13 @@ export class FakeEtcdGateway {
     if (!req.count_only && limited.length > 0) {
       out.kvs = limited.map((k) => {
         const e = this.kv.get(k.toString())!;
-        return { key: k.toString("base64"), create_revision: String(e.createRevision), mod_revision: String(this.revision), version: "1", ...(req.keys_only ? {} : { value: Buffer.from(e.value).toString("base64") }) };
+        return {
+          key: k.toString("base64"),
+          create_revision: String(e.createRevision),
+          mod_revision: String(this.revision),
+          version: "1",
+          ...(req.keys_only ? {} : { value: Buffer.from(e.value).toString("base64") }),
+        };
       });
     }
     return out;
@@ -91,7 +109,8 @@ export class FakeEtcdGateway {
             if (Array.isArray(parsed.compare) && parsed.compare.length > 0) throw new Error("compare in a read txn");
             const ops = parsed.success as { request_range?: Record<string, unknown> }[];
             answer = {
-              header: { revision: String(this.revision) }, succeeded: true,
+              header: { revision: String(this.revision) },
+              succeeded: true,
               responses: ops.map((op) => {
                 if (!op.request_range || Object.keys(op).length !== 1) throw new Error("only request_range in a txn");
                 return { response_range: this.range(op.request_range) };
@@ -126,12 +145,30 @@ export async function realApi(opts: { authReads?: boolean; members?: MemberRecor
   await etcd.campaign("n1", lease.id, "");
   for (const m of opts.members ?? [member("n1", { role: "primary" }), member("n2")]) await etcd.putMember(m, lease.id);
   const view: NodeView = {
-    node: "n1", acting: "primary", term: 1, leaseRemainingMs: 3000, etcdReachable: true, decision: "", sinceLastCycleMs: 0,
-    vipHeld: true, daemonRunning: true, probes: [], healthy: true, notReady: null, ...opts.view,
+    node: "n1",
+    acting: "primary",
+    term: 1,
+    leaseRemainingMs: 3000,
+    etcdReachable: true,
+    decision: "",
+    sinceLastCycleMs: 0,
+    vipHeld: true,
+    daemonRunning: true,
+    probes: [],
+    healthy: true,
+    notReady: null,
+    ...opts.view,
   };
   const app = buildApi({
-    view: () => view, coordinator: etcd, metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }), clock, log: silentLogger(),
-    token: TOKEN, authReads: opts.authReads ?? false, livenessMaxMs: 5000, failbackPreferred: null,
+    view: () => view,
+    coordinator: etcd,
+    metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }),
+    clock,
+    log: silentLogger(),
+    token: TOKEN,
+    authReads: opts.authReads ?? false,
+    livenessMaxMs: 5000,
+    failbackPreferred: null,
   });
   const url = await app.listen({ host: "127.0.0.1", port: 0 });
   return { url, etcd, close: () => app.close() };

@@ -38,7 +38,10 @@ test("status --config: etcd unreachable falls back to the node's API, and says s
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const dead = await deadUrl();
   const file = join(dir, "n1.yaml");
-  writeFileSync(file, `cluster: c\nnode: { name: n1, address: 198.18.0.11 }\netcd: { endpoints: ["${dead}"] }\ndaemon: { backend: systemd, unit: ssh.service }\napi: { listen: "${new URL(api.url).host}" }\n`);
+  writeFileSync(
+    file,
+    `cluster: c\nnode: { name: n1, address: 198.18.0.11 }\netcd: { endpoints: ["${dead}"] }\ndaemon: { backend: systemd, unit: ssh.service }\napi: { listen: "${new URL(api.url).host}" }\n`,
+  );
   const r = await cli(["status", "--config", file]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.err, new RegExp(`US_E_ETCD_UNREACHABLE: etcd is unreachable at ${dead}.*; asking this node's API at ${api.url} instead`));
@@ -92,14 +95,24 @@ test("printable() escapes C0, DEL and C1, and leaves other text alone", () => {
 });
 
 test("status --config: etcd out of reach from here and from the node: the node's own view, labelled, exit 7", async (t) => {
-  const api = await realApi({ view: { etcdReachable: false, leaseRemainingMs: 1200, decision: "no action: etcd unreachable (…); keeping the role until the lease deadline", probes: [{ name: "sftp", critical: true, up: true, detail: "SSH-2.0-OpenSSH" }] } });
+  const api = await realApi({
+    view: {
+      etcdReachable: false,
+      leaseRemainingMs: 1200,
+      decision: "no action: etcd unreachable (…); keeping the role until the lease deadline",
+      probes: [{ name: "sftp", critical: true, up: true, detail: "SSH-2.0-OpenSSH" }],
+    },
+  });
   t.after(() => api.close());
   api.etcd.unreachable = true;
   const dir = mkdtempSync(join(tmpdir(), "cli-status-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const dead = await deadUrl();
   const file = join(dir, "n1.yaml");
-  writeFileSync(file, `cluster: c\nnode: { name: n1, address: 198.18.0.11 }\netcd: { endpoints: ["${dead}"] }\ndaemon: { backend: systemd, unit: ssh.service }\napi: { listen: "${new URL(api.url).host}" }\n`);
+  writeFileSync(
+    file,
+    `cluster: c\nnode: { name: n1, address: 198.18.0.11 }\netcd: { endpoints: ["${dead}"] }\ndaemon: { backend: systemd, unit: ssh.service }\napi: { listen: "${new URL(api.url).host}" }\n`,
+  );
   const r = await cli(["status", "--config", file]);
   assert.equal(r.code, 7, r.err);
   assert.match(r.err, /asking this node's API at .* instead/);

@@ -45,7 +45,12 @@ const api = (over: Doc): Doc => at({ api: { ...BASE.api, ...over } });
 
 const bomb = (() => {
   const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
-  for (let i = 1; i < 9; i++) lines.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9).fill(`*${String.fromCharCode(96 + i)}`).join(",")}]`);
+  for (let i = 1; i < 9; i++)
+    lines.push(
+      `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9)
+        .fill(`*${String.fromCharCode(96 + i)}`)
+        .join(",")}]`,
+    );
   return `${lines.join("\n")}\ncluster: x\n`;
 })();
 
@@ -90,7 +95,16 @@ const CASES: [string, string | Doc, RegExp][] = [
   ["a probe port 65536", at({ probes: [{ name: "sftp", type: "tcp", port: 65536 }] }), /probes.*port/],
   ["a probe port as a string", at({ probes: [{ name: "sftp", type: "tcp", port: "22" }] }), /probes.*port/],
   ["an unknown probe type", at({ probes: [{ name: "sftp", type: "telnet", port: 22 }] }), /probes.*type/],
-  ["two probes with one name", at({ probes: [{ name: "a", type: "tcp", port: 22 }, { name: "a", type: "tcp", port: 23 }] }), /probes/],
+  [
+    "two probes with one name",
+    at({
+      probes: [
+        { name: "a", type: "tcp", port: 22 },
+        { name: "a", type: "tcp", port: 23 },
+      ],
+    }),
+    /probes/,
+  ],
   ["a priority as a string", at({ node: { name: "n1", address: "127.0.0.1", priority: "100" } }), /node\.priority/],
   ["a token file that does not exist", api({ token_file: join(dir, "absent") }), /api\.token_file: does not exist/],
   ["a token file 0644", api({ token_file: WIDE }), /api\.token_file: has mode 0644/],

@@ -109,16 +109,39 @@ test("a vip section gets its defaults", () => {
 });
 
 test("a probe gets its defaults", () => {
-  const c = parse(yamlOf({ probes: [{ name: "sftp", type: "ssh", port: 22 }, { name: "admin", type: "http", url: "http://127.0.0.1:8080/healthz" }] }));
+  const c = parse(
+    yamlOf({
+      probes: [
+        { name: "sftp", type: "ssh", port: 22 },
+        { name: "admin", type: "http", url: "http://127.0.0.1:8080/healthz" },
+      ],
+    }),
+  );
   assert.deepEqual(c.probes[0], {
-    name: "sftp", type: "ssh", host: "127.0.0.1", port: 22, expect_status: 200, interval: 1000, timeout: 1000, rise: 1, fall: 3, critical: true,
+    name: "sftp",
+    type: "ssh",
+    host: "127.0.0.1",
+    port: 22,
+    expect_status: 200,
+    interval: 1000,
+    timeout: 1000,
+    rise: 1,
+    fall: 3,
+    critical: true,
   });
   assert.equal(c.probes[1]!.url, "http://127.0.0.1:8080/healthz");
   assert.equal(c.probes[1]!.port, undefined);
 });
 
 test("durations: ms, s, m, h and decimals", () => {
-  const cases: [string, number][] = [["250ms", 250], ["5s", 5000], ["1.5s", 1500], ["2m", 120_000], ["1h", 3_600_000], ["0.25s", 250]];
+  const cases: [string, number][] = [
+    ["250ms", 250],
+    ["5s", 5000],
+    ["1.5s", 1500],
+    ["2m", 120_000],
+    ["1h", 3_600_000],
+    ["0.25s", 250],
+  ];
   for (const [text, ms] of cases) {
     const c = parse(yamlOf({ etcd: { endpoints: ["http://198.18.0.2:2379"], dial_timeout: text } }));
     assert.equal(c.etcd.dial_timeout, ms, text);
@@ -159,7 +182,14 @@ test("vip.backend none and IPv6 addresses are accepted", () => {
 });
 
 test("a sync section gets its defaults; a quoted max_mode is octal", () => {
-  const c = parse(yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh/", max_mode: "0600", owner: "root:root", validate: ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"] }, { name: "web", path: "/etc/nginx" }]) }));
+  const c = parse(
+    yamlOf({
+      sync: syncOf([
+        { name: "ssh", path: "/etc/ssh/", max_mode: "0600", owner: "root:root", validate: ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"] },
+        { name: "web", path: "/etc/nginx" },
+      ]),
+    }),
+  );
   assert.ok(c.sync);
   const d = c.sync;
   assert.deepEqual(d.ssh, { ...SYNC_SSH, user: "understudy-sync", port: 22, connect_timeout: 5000 });
@@ -168,7 +198,14 @@ test("a sync section gets its defaults; a quoted max_mode is octal", () => {
     [20, 250, 60_000, 60_000, 300_000, 30_000, 30_000, 30_000, "/usr/bin/rsync"],
   );
   assert.deepEqual(c.sync.roots[0], {
-    name: "ssh", path: "/etc/ssh/", include: [], exclude: [], max_mode: 0o600, owner: "root:root", validate: ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"], max_file_size: 64 * 1024 * 1024,
+    name: "ssh",
+    path: "/etc/ssh/",
+    include: [],
+    exclude: [],
+    max_mode: 0o600,
+    owner: "root:root",
+    validate: ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"],
+    max_file_size: 64 * 1024 * 1024,
   });
   assert.equal(c.sync.roots[1]!.max_mode, 0o775, "the default refuses world-writable modes");
   assert.equal(parse(yamlOf()).sync, undefined, "sync is optional");
@@ -196,8 +233,22 @@ const DAEMON = MINIMAL.daemon as Doc;
 const BAD: readonly Bad[] = [
   { name: "unknown top-level key", text: yamlOf({ clustre: "x" }), code: "US_E_CONFIG_INVALID", path: "clustre", value: '"x"', problem: "unknown key" },
   { name: "unknown nested key", text: yamlOf({ election: { ttl: "5s", fence_margn: "1s" } }), code: "US_E_CONFIG_INVALID", path: "election.fence_margn", value: '"1s"', problem: "unknown key" },
-  { name: "unknown key in a probe", text: yamlOf({ probes: [{ name: "sftp", type: "ssh", port: 22, critcal: true }] }), code: "US_E_CONFIG_INVALID", path: "probes.0.critcal", value: "true", problem: "unknown key" },
-  { name: "wrong type (string for a number)", text: yamlOf({ node: { name: "n1", address: "198.18.0.11", priority: "high" } }), code: "US_E_CONFIG_INVALID", path: "node.priority", value: '"high"', problem: "expected number" },
+  {
+    name: "unknown key in a probe",
+    text: yamlOf({ probes: [{ name: "sftp", type: "ssh", port: 22, critcal: true }] }),
+    code: "US_E_CONFIG_INVALID",
+    path: "probes.0.critcal",
+    value: "true",
+    problem: "unknown key",
+  },
+  {
+    name: "wrong type (string for a number)",
+    text: yamlOf({ node: { name: "n1", address: "198.18.0.11", priority: "high" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "node.priority",
+    value: '"high"',
+    problem: "expected number",
+  },
   { name: "wrong type (number for a duration)", text: yamlOf({ election: { ttl: 5 } }), code: "US_E_CONFIG_INVALID", path: "election.ttl", value: "5", problem: "must be a duration" },
   { name: "wrong type (string for a list)", text: yamlOf({ etcd: { endpoints: "http://198.18.0.2:2379" } }), code: "US_E_CONFIG_INVALID", path: "etcd.endpoints", value: '"http://198.18.0.2:2379"' },
   { name: "missing required section", text: yamlOf({ daemon: undefined }), code: "US_E_CONFIG_INVALID", path: "daemon", value: "nothing" },
@@ -206,61 +257,285 @@ const BAD: readonly Bad[] = [
   { name: "bad node address", text: yamlOf({ node: { name: "n1", address: "node1.example" } }), code: "US_E_CONFIG_INVALID", path: "node.address", value: '"node1.example"', problem: "IP address" },
   { name: "bad daemon mode", text: yamlOf({ daemon: { ...DAEMON, mode: "hot" } }), code: "US_E_CONFIG_INVALID", path: "daemon.mode", value: '"hot"' },
   { name: "ttl 500ms (< 1s)", text: yamlOf({ election: { ttl: "500ms", fence_margin: "100ms" } }), code: "US_E_CONFIG_TIMING", path: "election.ttl", value: "500ms", problem: "at least 1s" },
-  { name: "ttl not whole seconds", text: yamlOf({ election: { ttl: "1500ms", fence_margin: "500ms" } }), code: "US_E_CONFIG_TIMING", path: "election.ttl", value: "1500ms", problem: "whole number of seconds" },
-  { name: "check_interval 0", text: yamlOf({ daemon: { ...DAEMON, check: ["/bin/true"], check_interval: "0s" } }), code: "US_E_CONFIG_INVALID", path: "daemon.check_interval", value: '"0s"', problem: "greater than 0" },
-  { name: "request_timeout 0", text: yamlOf({ etcd: { endpoints: ["http://198.18.0.2:2379"], request_timeout: "0s" } }), code: "US_E_CONFIG_INVALID", path: "etcd.request_timeout", value: '"0s"', problem: "greater than 0" },
-  { name: "fence_margin equal to ttl", text: yamlOf({ election: { ttl: "2s", fence_margin: "2s" } }), code: "US_E_CONFIG_TIMING", path: "election.fence_margin", value: "2000ms", problem: "less than election.ttl" },
+  {
+    name: "ttl not whole seconds",
+    text: yamlOf({ election: { ttl: "1500ms", fence_margin: "500ms" } }),
+    code: "US_E_CONFIG_TIMING",
+    path: "election.ttl",
+    value: "1500ms",
+    problem: "whole number of seconds",
+  },
+  {
+    name: "check_interval 0",
+    text: yamlOf({ daemon: { ...DAEMON, check: ["/bin/true"], check_interval: "0s" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "daemon.check_interval",
+    value: '"0s"',
+    problem: "greater than 0",
+  },
+  {
+    name: "request_timeout 0",
+    text: yamlOf({ etcd: { endpoints: ["http://198.18.0.2:2379"], request_timeout: "0s" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "etcd.request_timeout",
+    value: '"0s"',
+    problem: "greater than 0",
+  },
+  {
+    name: "fence_margin equal to ttl",
+    text: yamlOf({ election: { ttl: "2s", fence_margin: "2s" } }),
+    code: "US_E_CONFIG_TIMING",
+    path: "election.fence_margin",
+    value: "2000ms",
+    problem: "less than election.ttl",
+  },
   { name: "fence_margin above ttl", text: yamlOf({ election: { ttl: "1s" } }), code: "US_E_CONFIG_TIMING", path: "election.fence_margin", value: "1000ms", problem: "less than election.ttl (1000ms)" },
   { name: "fence_margin 0", text: yamlOf({ election: { fence_margin: "0s" } }), code: "US_E_CONFIG_TIMING", path: "election.fence_margin", value: "0ms", problem: "greater than 0" },
-  { name: "renew_interval too long", text: yamlOf({ election: { ttl: "5s", fence_margin: "1s", renew_interval: "4s" } }), code: "US_E_CONFIG_TIMING", path: "election.renew_interval", value: "4000ms", problem: "ttl - fence_margin (4000ms)" },
-  { name: "default renew_interval too long for a big fence_margin", text: yamlOf({ election: { ttl: "5s", fence_margin: "4s" } }), code: "US_E_CONFIG_TIMING", path: "election.renew_interval", value: "1250ms" },
+  {
+    name: "renew_interval too long",
+    text: yamlOf({ election: { ttl: "5s", fence_margin: "1s", renew_interval: "4s" } }),
+    code: "US_E_CONFIG_TIMING",
+    path: "election.renew_interval",
+    value: "4000ms",
+    problem: "ttl - fence_margin (4000ms)",
+  },
+  {
+    name: "default renew_interval too long for a big fence_margin",
+    text: yamlOf({ election: { ttl: "5s", fence_margin: "4s" } }),
+    code: "US_E_CONFIG_TIMING",
+    path: "election.renew_interval",
+    value: "1250ms",
+  },
   { name: "renew_interval 0", text: yamlOf({ election: { renew_interval: "0ms" } }), code: "US_E_CONFIG_TIMING", path: "election.renew_interval", value: "0ms" },
   { name: 'bad duration "5 sec"', text: yamlOf({ election: { ttl: "5 sec" } }), code: "US_E_CONFIG_INVALID", path: "election.ttl", value: '"5 sec"', problem: "must be a duration like 5s or 250ms" },
-  { name: 'combined duration "1m30s"', text: yamlOf({ etcd: { endpoints: ["http://198.18.0.2:2379"], dial_timeout: "1m30s" } }), code: "US_E_CONFIG_INVALID", path: "etcd.dial_timeout", value: '"1m30s"' },
+  {
+    name: 'combined duration "1m30s"',
+    text: yamlOf({ etcd: { endpoints: ["http://198.18.0.2:2379"], dial_timeout: "1m30s" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "etcd.dial_timeout",
+    value: '"1m30s"',
+  },
   { name: "CIDR prefix /33", text: yamlOf({ vip: { ...VIP, address: "198.18.0.100/33" } }), code: "US_E_CONFIG_INVALID", path: "vip.address", value: '"198.18.0.100/33"', problem: "prefix length" },
   { name: "CIDR address 300.1.1.1/24", text: yamlOf({ vip: { ...VIP, address: "300.1.1.1/24" } }), code: "US_E_CONFIG_INVALID", path: "vip.address", value: '"300.1.1.1/24"' },
   { name: "CIDR missing prefix", text: yamlOf({ vip: { ...VIP, address: "198.18.0.100" } }), code: "US_E_CONFIG_INVALID", path: "vip.address", value: '"198.18.0.100"' },
   { name: "CIDR IPv6 prefix /129", text: yamlOf({ vip: { ...VIP, address: "2001:db8::1/129" } }), code: "US_E_CONFIG_INVALID", path: "vip.address", value: '"2001:db8::1/129"' },
   { name: "vip without interface", text: yamlOf({ vip: { address: "198.18.0.100/24" } }), code: "US_E_CONFIG_INVALID", path: "vip.interface", value: "nothing" },
-  { name: "process backend without command", text: yamlOf({ daemon: { backend: "process" } }), code: "US_E_CONFIG_INVALID", path: "daemon.command", value: "nothing", problem: "required for the process backend" },
-  { name: "command backend without stop", text: yamlOf({ daemon: { backend: "command", start: ["/bin/start"], status: ["/bin/status"] } }), code: "US_E_CONFIG_INVALID", path: "daemon.stop", value: "nothing", problem: "required for the command backend" },
-  { name: "systemd backend without unit", text: yamlOf({ daemon: { backend: "systemd" } }), code: "US_E_CONFIG_INVALID", path: "daemon.unit", value: "nothing", problem: "required for the systemd backend" },
+  {
+    name: "process backend without command",
+    text: yamlOf({ daemon: { backend: "process" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "daemon.command",
+    value: "nothing",
+    problem: "required for the process backend",
+  },
+  {
+    name: "command backend without stop",
+    text: yamlOf({ daemon: { backend: "command", start: ["/bin/start"], status: ["/bin/status"] } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "daemon.stop",
+    value: "nothing",
+    problem: "required for the command backend",
+  },
+  {
+    name: "systemd backend without unit",
+    text: yamlOf({ daemon: { backend: "systemd" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "daemon.unit",
+    value: "nothing",
+    problem: "required for the systemd backend",
+  },
   { name: "systemd unit without .service", text: yamlOf({ daemon: { backend: "systemd", unit: "sftpgo" } }), code: "US_E_CONFIG_INVALID", path: "daemon.unit", value: '"sftpgo"' },
   { name: "systemd unit starting with a dash", text: yamlOf({ daemon: { backend: "systemd", unit: "-x.service" } }), code: "US_E_CONFIG_INVALID", path: "daemon.unit", value: '"-x.service"' },
   { name: "empty process command", text: yamlOf({ daemon: { backend: "process", command: [] } }), code: "US_E_CONFIG_INVALID", path: "daemon.command", value: "[]" },
   { name: "daemon stop_timeout 0", text: yamlOf({ daemon: { ...DAEMON, stop_timeout: "0s" } }), code: "US_E_CONFIG_INVALID", path: "daemon.stop_timeout", value: '"0s"', problem: "greater than 0" },
-  { name: "http probe without url", text: yamlOf({ probes: [{ name: "admin", type: "http" }] }), code: "US_E_CONFIG_INVALID", path: "probes.0.url", value: "nothing", problem: "required for an http probe" },
-  { name: "ssh probe without port", text: yamlOf({ probes: [{ name: "sftp", type: "ssh" }] }), code: "US_E_CONFIG_INVALID", path: "probes.0.port", value: "nothing", problem: "required for a ssh probe" },
+  {
+    name: "http probe without url",
+    text: yamlOf({ probes: [{ name: "admin", type: "http" }] }),
+    code: "US_E_CONFIG_INVALID",
+    path: "probes.0.url",
+    value: "nothing",
+    problem: "required for an http probe",
+  },
+  {
+    name: "ssh probe without port",
+    text: yamlOf({ probes: [{ name: "sftp", type: "ssh" }] }),
+    code: "US_E_CONFIG_INVALID",
+    path: "probes.0.port",
+    value: "nothing",
+    problem: "required for a ssh probe",
+  },
   { name: "unknown probe type", text: yamlOf({ probes: [{ name: "x", type: "smtp", port: 25 }] }), code: "US_E_CONFIG_INVALID", path: "probes.0.type", value: '"smtp"' },
   { name: "probe port out of range", text: yamlOf({ probes: [{ name: "x", type: "tcp", port: 70000 }] }), code: "US_E_CONFIG_INVALID", path: "probes.0.port", value: "70000" },
   { name: "probe fall 0", text: yamlOf({ probes: [{ name: "x", type: "tcp", port: 22, fall: 0 }] }), code: "US_E_CONFIG_INVALID", path: "probes.0.fall", value: "0" },
-  { name: "probe interval 0", text: yamlOf({ probes: [{ name: "x", type: "tcp", port: 22, interval: "0s" }] }), code: "US_E_CONFIG_INVALID", path: "probes.0.interval", value: '"0s"', problem: "greater than 0" },
+  {
+    name: "probe interval 0",
+    text: yamlOf({ probes: [{ name: "x", type: "tcp", port: 22, interval: "0s" }] }),
+    code: "US_E_CONFIG_INVALID",
+    path: "probes.0.interval",
+    value: '"0s"',
+    problem: "greater than 0",
+  },
   { name: "probe timeout 0", text: yamlOf({ probes: [{ name: "x", type: "tcp", port: 22, timeout: "0ms" }] }), code: "US_E_CONFIG_INVALID", path: "probes.0.timeout", value: '"0ms"' },
-  { name: "two probes with one name", text: yamlOf({ probes: [{ name: "sftp", type: "ssh", port: 22 }, { name: "sftp", type: "tcp", port: 2222 }] }), code: "US_E_CONFIG_INVALID", path: "probes.1.name", value: '"sftp"', problem: "used by another probe" },
-  { name: "vip reconcile_interval below 100ms", text: yamlOf({ vip: { ...VIP, reconcile_interval: "50ms" } }), code: "US_E_CONFIG_INVALID", path: "vip.reconcile_interval", value: '"50ms"', problem: "at least 100ms" },
+  {
+    name: "two probes with one name",
+    text: yamlOf({
+      probes: [
+        { name: "sftp", type: "ssh", port: 22 },
+        { name: "sftp", type: "tcp", port: 2222 },
+      ],
+    }),
+    code: "US_E_CONFIG_INVALID",
+    path: "probes.1.name",
+    value: '"sftp"',
+    problem: "used by another probe",
+  },
+  {
+    name: "vip reconcile_interval below 100ms",
+    text: yamlOf({ vip: { ...VIP, reconcile_interval: "50ms" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "vip.reconcile_interval",
+    value: '"50ms"',
+    problem: "at least 100ms",
+  },
   { name: "unknown watchdog mode", text: yamlOf({ watchdog: { mode: "on" } }), code: "US_E_CONFIG_INVALID", path: "watchdog.mode", value: '"on"' },
-  { name: "watchdog device not absolute", text: yamlOf({ watchdog: { mode: "required", device: "watchdog0" } }), code: "US_E_CONFIG_INVALID", path: "watchdog.device", value: '"watchdog0"', problem: "absolute path" },
-  { name: "watchdog safety_margin not below fence_margin", text: yamlOf({ watchdog: { mode: "required", safety_margin: "1s" } }), code: "US_E_CONFIG_TIMING", path: "watchdog.safety_margin", value: "1000ms", problem: "less than election.fence_margin (1000ms)" },
-  { name: "watchdog safety_margin 0", text: yamlOf({ watchdog: { mode: "automatic", safety_margin: "0s" } }), code: "US_E_CONFIG_TIMING", path: "watchdog.safety_margin", value: "0ms", problem: "greater than 0" },
-  { name: "watchdog with a ttl too short for a 1s timeout", text: yamlOf({ election: { ttl: "2s", fence_margin: "1s" }, watchdog: { mode: "required" } }), code: "US_E_CONFIG_TIMING", path: "watchdog.safety_margin", value: "500ms", problem: "timeout under 1s" },
+  {
+    name: "watchdog device not absolute",
+    text: yamlOf({ watchdog: { mode: "required", device: "watchdog0" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "watchdog.device",
+    value: '"watchdog0"',
+    problem: "absolute path",
+  },
+  {
+    name: "watchdog safety_margin not below fence_margin",
+    text: yamlOf({ watchdog: { mode: "required", safety_margin: "1s" } }),
+    code: "US_E_CONFIG_TIMING",
+    path: "watchdog.safety_margin",
+    value: "1000ms",
+    problem: "less than election.fence_margin (1000ms)",
+  },
+  {
+    name: "watchdog safety_margin 0",
+    text: yamlOf({ watchdog: { mode: "automatic", safety_margin: "0s" } }),
+    code: "US_E_CONFIG_TIMING",
+    path: "watchdog.safety_margin",
+    value: "0ms",
+    problem: "greater than 0",
+  },
+  {
+    name: "watchdog with a ttl too short for a 1s timeout",
+    text: yamlOf({ election: { ttl: "2s", fence_margin: "1s" }, watchdog: { mode: "required" } }),
+    code: "US_E_CONFIG_TIMING",
+    path: "watchdog.safety_margin",
+    value: "500ms",
+    problem: "timeout under 1s",
+  },
   { name: "bad log level", text: yamlOf({ log: { level: "verbose" } }), code: "US_E_CONFIG_INVALID", path: "log.level", value: '"verbose"' },
   { name: "relative state_dir", text: yamlOf({ state_dir: "var/lib/understudy" }), code: "US_E_CONFIG_INVALID", path: "state_dir", value: '"var/lib/understudy"' },
-  { name: "sync roots nested", text: yamlOf({ sync: syncOf([{ name: "cfg", path: "/srv/cfg" }, { name: "keys", path: "/srv/cfg/keys" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.1.path", value: '"/srv/cfg/keys"', problem: "overlaps root cfg (/srv/cfg): roots must not nest" },
-  { name: "sync roots at one path", text: yamlOf({ sync: syncOf([{ name: "a", path: "/srv/cfg/" }, { name: "b", path: "/srv/cfg" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", problem: "roots must not nest" },
-  { name: "two sync roots with one name", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh" }, { name: "ssh", path: "/etc/sftpgo" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.1.name", value: '"ssh"', problem: "used by another root" },
-  { name: "unquoted max_mode (YAML reads 0600 as the number 600)", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh", max_mode: "0600" }]) }).replace('max_mode: "0600"', "max_mode: 0600"), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.max_mode", value: "600", problem: 'quoted octal mode like "0644"' },
+  {
+    name: "sync roots nested",
+    text: yamlOf({
+      sync: syncOf([
+        { name: "cfg", path: "/srv/cfg" },
+        { name: "keys", path: "/srv/cfg/keys" },
+      ]),
+    }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.roots.1.path",
+    value: '"/srv/cfg/keys"',
+    problem: "overlaps root cfg (/srv/cfg): roots must not nest",
+  },
+  {
+    name: "sync roots at one path",
+    text: yamlOf({
+      sync: syncOf([
+        { name: "a", path: "/srv/cfg/" },
+        { name: "b", path: "/srv/cfg" },
+      ]),
+    }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.roots.0.path",
+    problem: "roots must not nest",
+  },
+  {
+    name: "two sync roots with one name",
+    text: yamlOf({
+      sync: syncOf([
+        { name: "ssh", path: "/etc/ssh" },
+        { name: "ssh", path: "/etc/sftpgo" },
+      ]),
+    }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.roots.1.name",
+    value: '"ssh"',
+    problem: "used by another root",
+  },
+  {
+    name: "unquoted max_mode (YAML reads 0600 as the number 600)",
+    text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh", max_mode: "0600" }]) }).replace('max_mode: "0600"', "max_mode: 0600"),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.roots.0.max_mode",
+    value: "600",
+    problem: 'quoted octal mode like "0644"',
+  },
   { name: "max_mode not octal", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh", max_mode: "0680" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.max_mode", value: '"0680"' },
   { name: "sync root path /", text: yamlOf({ sync: syncOf([{ name: "all", path: "/" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", value: '"/"', problem: "other than /" },
   { name: "sync root path //", text: yamlOf({ sync: syncOf([{ name: "all", path: "//" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", value: '"//"', problem: "other than /" },
   { name: "sync root path with ..", text: yamlOf({ sync: syncOf([{ name: "up", path: "/etc/ssh/../shadow" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", problem: "without '..'" },
-  { name: "relative sync root path", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "etc/ssh" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", value: '"etc/ssh"', problem: "absolute path" },
-  { name: "sync root inside state_dir", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh" }, { name: "st", path: "/var/lib/understudy/files" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.1.path", value: '"/var/lib/understudy/files"', problem: "overlaps state_dir (/var/lib/understudy)" },
-  { name: "sync root containing state_dir", text: yamlOf({ state_dir: "/srv/cfg/understudy", sync: syncOf([{ name: "cfg", path: "/srv/cfg" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.path", value: '"/srv/cfg"', problem: "overlaps state_dir" },
-  { name: "sync max_delay below debounce", text: yamlOf({ sync: syncOf(undefined, { debounce: "100ms", max_delay: "50ms" }) }), code: "US_E_CONFIG_INVALID", path: "sync.max_delay", value: '"50ms"', problem: "at least sync.debounce" },
+  {
+    name: "relative sync root path",
+    text: yamlOf({ sync: syncOf([{ name: "ssh", path: "etc/ssh" }]) }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.roots.0.path",
+    value: '"etc/ssh"',
+    problem: "absolute path",
+  },
+  {
+    name: "sync root inside state_dir",
+    text: yamlOf({
+      sync: syncOf([
+        { name: "ssh", path: "/etc/ssh" },
+        { name: "st", path: "/var/lib/understudy/files" },
+      ]),
+    }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.roots.1.path",
+    value: '"/var/lib/understudy/files"',
+    problem: "overlaps state_dir (/var/lib/understudy)",
+  },
+  {
+    name: "sync root containing state_dir",
+    text: yamlOf({ state_dir: "/srv/cfg/understudy", sync: syncOf([{ name: "cfg", path: "/srv/cfg" }]) }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.roots.0.path",
+    value: '"/srv/cfg"',
+    problem: "overlaps state_dir",
+  },
+  {
+    name: "sync max_delay below debounce",
+    text: yamlOf({ sync: syncOf(undefined, { debounce: "100ms", max_delay: "50ms" }) }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.max_delay",
+    value: '"50ms"',
+    problem: "at least sync.debounce",
+  },
   { name: "sync without roots", text: yamlOf({ sync: syncOf([]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots", value: "[]", problem: "at least one root" },
-  { name: "sync without ssh.key", text: yamlOf({ sync: { roots: [{ name: "ssh", path: "/etc/ssh" }], ssh: { known_hosts: "/etc/understudy/kh" } } }), code: "US_E_CONFIG_INVALID", path: "sync.ssh.key", value: "nothing" },
+  {
+    name: "sync without ssh.key",
+    text: yamlOf({ sync: { roots: [{ name: "ssh", path: "/etc/ssh" }], ssh: { known_hosts: "/etc/understudy/kh" } } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.ssh.key",
+    value: "nothing",
+  },
   { name: "bad sync root name", text: yamlOf({ sync: syncOf([{ name: "../x", path: "/etc/ssh" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.name", value: '"../x"' },
-  { name: "bad sync owner", text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh", owner: "root" }]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots.0.owner", value: '"root"', problem: "user:group" },
+  {
+    name: "bad sync owner",
+    text: yamlOf({ sync: syncOf([{ name: "ssh", path: "/etc/ssh", owner: "root" }]) }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.roots.0.owner",
+    value: '"root"',
+    problem: "user:group",
+  },
   { name: "not a mapping", text: "just a string\n", code: "US_E_CONFIG_INVALID", path: "(root)", value: '"just a string"' },
 ];
 
@@ -394,7 +669,9 @@ test("validateTiming applies the same rules to a timing built in code", () => {
 // ------------------------------------------------------------ shipped examples
 
 test("every deploy/examples/*.yaml file is valid (host checks off)", async () => {
-  const files = readdirSync(EXAMPLES).filter((f) => f.endsWith(".yaml")).sort();
+  const files = readdirSync(EXAMPLES)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort();
   for (const expected of ["openssh-sftp.yaml", "proftpd.yaml", "sftpgo.yaml"]) assert.ok(files.includes(expected), `${expected} exists`);
   for (const f of files) {
     const c = await loadConfigFile(join(EXAMPLES, f), { hostChecks: false });
@@ -411,25 +688,45 @@ test("every example reaches etcd over TLS with a client certificate and etcd aut
   // Stand-ins for /etc/understudy/etcd-*: a certificate and key made here, the password file 0600 (config check's host checks read them).
   const key = join(dir, "etcd-client.key");
   const cert = join(dir, "etcd-client.pem");
-  const made = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=examples", "-keyout", key, "-out", cert], { encoding: "utf8", timeout: 20_000 });
+  const made = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=examples", "-keyout", key, "-out", cert], {
+    encoding: "utf8",
+    timeout: 20_000,
+  });
   assert.equal(made.status, 0, made.stderr);
-  const files: Record<string, string> = { "/etc/understudy/etcd-ca.pem": cert, "/etc/understudy/etcd-client.pem": cert, "/etc/understudy/etcd-client.key": key, "/etc/understudy/etcd-password": join(dir, "etcd-password") };
+  const files: Record<string, string> = {
+    "/etc/understudy/etcd-ca.pem": cert,
+    "/etc/understudy/etcd-client.pem": cert,
+    "/etc/understudy/etcd-client.key": key,
+    "/etc/understudy/etcd-password": join(dir, "etcd-password"),
+  };
   writeFileSync(files["/etc/understudy/etcd-password"]!, "example-password\n", { mode: 0o600 });
   chmodSync(key, 0o600);
-  for (const f of readdirSync(EXAMPLES).filter((x) => x.endsWith(".yaml")).sort()) {
+  for (const f of readdirSync(EXAMPLES)
+    .filter((x) => x.endsWith(".yaml"))
+    .sort()) {
     const c = await loadConfigFile(join(EXAMPLES, f), { hostChecks: false });
     for (const url of c.etcd.endpoints) assert.match(url, /^https:\/\//, `${f}: etcd over https`);
-    assert.deepEqual(c.etcd.tls, { ca: "/etc/understudy/etcd-ca.pem", cert: "/etc/understudy/etcd-client.pem", key: "/etc/understudy/etcd-client.key" }, `${f}: etcd.tls as docs/security.md and the Ansible role have it`);
+    assert.deepEqual(
+      c.etcd.tls,
+      { ca: "/etc/understudy/etcd-ca.pem", cert: "/etc/understudy/etcd-client.pem", key: "/etc/understudy/etcd-client.key" },
+      `${f}: etcd.tls as docs/security.md and the Ansible role have it`,
+    );
     assert.deepEqual(c.etcd.auth, { user: `understudy-${c.cluster}`, password_file: "/etc/understudy/etcd-password" }, `${f}: etcd.auth`);
     assert.match(readFileSync(join(EXAMPLES, f), "utf8"), /docs\/security\.md[\s\S]*understudy etcd setup/, `${f}: the comment points to docs/security.md and etcd setup`);
-    const rewritten = { tls: { ca: files[c.etcd.tls!.ca]!, cert: files[c.etcd.tls!.cert!]!, key: files[c.etcd.tls!.key!]! }, auth: { user: c.etcd.auth!.user, password_file: files[c.etcd.auth!.password_file]! } };
+    const rewritten = {
+      tls: { ca: files[c.etcd.tls!.ca]!, cert: files[c.etcd.tls!.cert!]!, key: files[c.etcd.tls!.key!]! },
+      auth: { user: c.etcd.auth!.user, password_file: files[c.etcd.auth!.password_file]! },
+    };
     const sec = await readEtcdSecurity(f, rewritten);
     assert.equal(sec.auth?.password, "example-password", f);
     assert.ok(sec.tls?.key && sec.tls.cert, f);
   }
   // The check is not weakened for the examples: a key others may read is refused, naming the key.
   chmodSync(key, 0o644);
-  await assert.rejects(readEtcdSecurity("x.yaml", { tls: { ca: cert, cert, key } }), (e: unknown) => e instanceof UnderstudyError && e.code === "US_E_CONFIG_INVALID" && /etcd\.tls\.key/.test(e.message));
+  await assert.rejects(
+    readEtcdSecurity("x.yaml", { tls: { ca: cert, cert, key } }),
+    (e: unknown) => e instanceof UnderstudyError && e.code === "US_E_CONFIG_INVALID" && /etcd\.tls\.key/.test(e.message),
+  );
 });
 
 test("the examples show what they say they show", async () => {

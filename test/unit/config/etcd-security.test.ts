@@ -15,11 +15,17 @@ import { UnderstudyError } from "../../../src/errors/catalogue.js";
 const dir = mkdtempSync(join(tmpdir(), "us-etcdsec-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const FILE = "/etc/understudy/understudy.yaml";
-const base = (etcd: Record<string, unknown>) =>
-  stringify({ cluster: "c", node: { name: "n1", address: "198.18.0.11" }, etcd, daemon: { backend: "systemd", unit: "ssh.service" } });
+const base = (etcd: Record<string, unknown>) => stringify({ cluster: "c", node: { name: "n1", address: "198.18.0.11" }, etcd, daemon: { backend: "systemd", unit: "ssh.service" } });
 
 test("config: tls needs https endpoints, auth needs https, cert and key together, no mixed schemes", () => {
-  const ok = parseConfigText(base({ endpoints: ["https://198.18.0.2:2379"], tls: { ca: "/etc/understudy/ca.pem", cert: "/etc/understudy/c.pem", key: "/etc/understudy/c.key" }, auth: { user: "understudy-c", password_file: "/etc/understudy/etcd-pw" } }), FILE);
+  const ok = parseConfigText(
+    base({
+      endpoints: ["https://198.18.0.2:2379"],
+      tls: { ca: "/etc/understudy/ca.pem", cert: "/etc/understudy/c.pem", key: "/etc/understudy/c.key" },
+      auth: { user: "understudy-c", password_file: "/etc/understudy/etcd-pw" },
+    }),
+    FILE,
+  );
   assert.equal(ok.etcd.auth?.user, "understudy-c");
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ endpoints: ["http://198.18.0.2:2379"], tls: { ca: "/ca.pem" } }, /etcd\.endpoints: must be https:\/\/ URLs when etcd\.tls is set/],
@@ -29,7 +35,12 @@ test("config: tls needs https endpoints, auth needs https, cert and key together
     [{ endpoints: ["https://a:2379"], tls: { ca: "/ca.pem", insecure: true } }, /etcd\.tls\.insecure: unknown key/],
     [{ endpoints: ["ftp://a:2379"] }, /etcd\.endpoints\.0: must be an http/],
   ];
-  for (const [etcd, why] of cases) assert.throws(() => parseConfigText(base(etcd), FILE), (e) => e instanceof UnderstudyError && why.test(e.message), JSON.stringify(etcd));
+  for (const [etcd, why] of cases)
+    assert.throws(
+      () => parseConfigText(base(etcd), FILE),
+      (e) => e instanceof UnderstudyError && why.test(e.message),
+      JSON.stringify(etcd),
+    );
 });
 
 function file(name: string, content: string, mode = 0o600): string {
@@ -41,11 +52,17 @@ const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
 
 test("readEtcdSecurity: reads the material; refuses a readable key or password, a missing CA, a key that is not one", async () => {
-  const s = await readEtcdSecurity(FILE, { tls: { ca: file("ca.pem", PEM, 0o644), cert: file("c.pem", PEM, 0o644), key: file("c.key", KEY) }, auth: { user: "u", password_file: file("pw", "s3cret\n") } });
+  const s = await readEtcdSecurity(FILE, {
+    tls: { ca: file("ca.pem", PEM, 0o644), cert: file("c.pem", PEM, 0o644), key: file("c.key", KEY) },
+    auth: { user: "u", password_file: file("pw", "s3cret\n") },
+  });
   assert.equal(s.auth?.password, "s3cret");
   assert.ok(s.tls?.key?.toString().includes("PRIVATE KEY"));
   const refused = async (settings: Parameters<typeof readEtcdSecurity>[1], path: string, why: RegExp) =>
-    assert.rejects(readEtcdSecurity(FILE, settings), (e) => e instanceof UnderstudyError && e.code === "US_E_CONFIG_INVALID" && e.details.path === path && why.test(e.message) && !e.message.includes("s3cret"));
+    assert.rejects(
+      readEtcdSecurity(FILE, settings),
+      (e) => e instanceof UnderstudyError && e.code === "US_E_CONFIG_INVALID" && e.details.path === path && why.test(e.message) && !e.message.includes("s3cret"),
+    );
   await refused({ tls: { ca: join(dir, "absent.pem") } }, "etcd.tls.ca", /cannot be read/);
   await refused({ tls: { ca: file("notpem", "hello") } }, "etcd.tls.ca", /no PEM certificate/);
   await refused({ tls: { ca: file("ca2.pem", PEM), cert: file("c2.pem", PEM), key: file("wide.key", KEY, 0o644) } }, "etcd.tls.key", /mode 0644/);

@@ -17,9 +17,20 @@ import {
 } from "../../../src/coordinator/records.js";
 
 const MEMBER: MemberRecord = {
-  node: "n2", role: "standby", healthy: true, priority: 100, nofailover: false, generation: 4, address: "198.18.0.12",
-  version: "0.1.0", decision: "no action: following n1 (term 7)", probes: { sftp: true }, vipHeld: false, daemonRunning: false,
-  api: "http://198.18.0.12:8470", updatedAt: "2026-12-04T14:00:00.000Z",
+  node: "n2",
+  role: "standby",
+  healthy: true,
+  priority: 100,
+  nofailover: false,
+  generation: 4,
+  address: "198.18.0.12",
+  version: "0.1.0",
+  decision: "no action: following n1 (term 7)",
+  probes: { sftp: true },
+  vipHeld: false,
+  daemonRunning: false,
+  api: "http://198.18.0.12:8470",
+  updatedAt: "2026-12-04T14:00:00.000Z",
   sync: { behindSince: null, lastSuccessAt: "2026-12-04T13:59:00.000Z", lastError: null, failures: 0, rescues: 0, waiting: null },
 };
 const SYNC: SyncGeneration = { generation: 4, digest: "sha256:ab", roots: { ssh: "sha256:cd" }, files: 3, source: "n1", term: 7, publishedAt: "2026-12-04T13:58:00.000Z" };
@@ -57,7 +68,10 @@ test("malformed records are refused with the field and the reason, never thrown"
     ["leader", JSON.stringify({ node: "n1", lease: "not-hex" }), /^lease:/],
   ];
   const decoders: Record<string, (v: string) => unknown> = {
-    member: decodeMemberChecked, sync: decodeSyncGenerationChecked, ban: decodeBanChecked, history: decodeHistoryChecked,
+    member: decodeMemberChecked,
+    sync: decodeSyncGenerationChecked,
+    ban: decodeBanChecked,
+    history: decodeHistoryChecked,
     leader: (v) => decodeLeaderChecked(v, 1),
   };
   for (const [kind, value, why] of cases) {
@@ -72,11 +86,20 @@ const entry = (record: MemberRecord, keyNode = record.node) => ({ key: `/underst
 test("checkMembers: a claim beyond the published generation is lowered to it and reported; honest members are untouched", () => {
   const forged = { ...MEMBER, node: "n3", generation: 9_000_000_000 };
   const r = checkMembers([entry(MEMBER), entry(forged)], SYNC);
-  assert.deepEqual(r.members.map((m) => [m.node, m.generation]), [["n2", 4], ["n3", 4]]);
+  assert.deepEqual(
+    r.members.map((m) => [m.node, m.generation]),
+    [
+      ["n2", 4],
+      ["n3", 4],
+    ],
+  );
   assert.equal(r.invalid.length, 1);
   assert.match(r.invalid[0]!.problem, /claims sync generation 9000000000, beyond the published 4/);
   // Nothing published: no member can claim any generation (all count as 0, none blocks another).
-  assert.deepEqual(checkMembers([entry(MEMBER)], null).members.map((m) => m.generation), [0]);
+  assert.deepEqual(
+    checkMembers([entry(MEMBER)], null).members.map((m) => m.generation),
+    [0],
+  );
 });
 
 test("checkMembers: a member key holding another node's record is dropped", () => {

@@ -18,8 +18,20 @@ const NOW = 100_000;
 
 function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
   return {
-    node, role: "standby", healthy: true, priority: 100, nofailover: false, generation: 4, address: "198.18.0.1",
-    version: "t", decision: "", probes: {}, vipHeld: false, daemonRunning: false, updatedAt: "2026-12-04T14:00:00.000Z", ...over,
+    node,
+    role: "standby",
+    healthy: true,
+    priority: 100,
+    nofailover: false,
+    generation: 4,
+    address: "198.18.0.1",
+    version: "t",
+    decision: "",
+    probes: {},
+    vipHeld: false,
+    daemonRunning: false,
+    updatedAt: "2026-12-04T14:00:00.000Z",
+    ...over,
   };
 }
 const SYNC: SyncGeneration = { generation: 4, digest: "sha256:ab", roots: { ssh: "sha256:cd" }, files: 3, source: "n1", term: 7, publishedAt: "2026-12-04T13:58:00.000Z" };
@@ -51,7 +63,7 @@ const FORGED: readonly [string, string, string][] = [
   ["member: generation -1", K.member("n9"), JSON.stringify({ ...GOOD, generation: -1 })],
   ["member: generation 2.5", K.member("n9"), JSON.stringify({ ...GOOD, generation: 2.5 })],
   ["member: generation as a string", K.member("n9"), JSON.stringify({ ...GOOD, generation: "4" })],
-  ["member: healthy \"yes\"", K.member("n9"), JSON.stringify({ ...GOOD, healthy: "yes" })],
+  ['member: healthy "yes"', K.member("n9"), JSON.stringify({ ...GOOD, healthy: "yes" })],
   ["member: priority as a string", K.member("n9"), JSON.stringify({ ...GOOD, priority: "1000" })],
   ["member: decision of 9,000 chars", K.member("n9"), JSON.stringify({ ...GOOD, decision: "x".repeat(9000) })],
   ["member: a 70 KB value", K.member("n9"), "x".repeat(70_000)],
@@ -66,13 +78,26 @@ const FORGED: readonly [string, string, string][] = [
 function observe(self: string, cluster: ClusterSnapshot, acting: "primary" | "standby"): Observation {
   const mine = cluster.members.find((m) => m.node === self)!;
   return {
-    nowMs: NOW, wallNowMs: Date.UTC(2026, 11, 4, 14, 0, 0),
+    nowMs: NOW,
+    wallNowMs: Date.UTC(2026, 11, 4, 14, 0, 0),
     self: { name: self, priority: mine.priority, nofailover: false, generation: mine.generation },
-    mode: "cold", acting, term: acting === "primary" ? cluster.leader?.term ?? null : null,
-    lease: { id: "a1", deadlineMs: NOW + 4000 }, cluster, etcdError: null, vacantSinceMs: cluster.leader ? null : NOW - 10_000,
-    daemon: { running: acting === "primary", probesUp: true, recentRestarts: 0 }, restartsBeforeHandover: 1, rankingDelayMs: 500,
-    coolDownUntilMs: 0, coolDownMs: 10_000, notReady: null, failback: { policy: "manual", preferred: null, delayMs: 300_000 }, preferredReadySinceMs: null,
-    switchoverWaitMs: 1500, sync: { enabled: true, behindSinceMs: null, maximumLagMs: 60_000 },
+    mode: "cold",
+    acting,
+    term: acting === "primary" ? (cluster.leader?.term ?? null) : null,
+    lease: { id: "a1", deadlineMs: NOW + 4000 },
+    cluster,
+    etcdError: null,
+    vacantSinceMs: cluster.leader ? null : NOW - 10_000,
+    daemon: { running: acting === "primary", probesUp: true, recentRestarts: 0 },
+    restartsBeforeHandover: 1,
+    rankingDelayMs: 500,
+    coolDownUntilMs: 0,
+    coolDownMs: 10_000,
+    notReady: null,
+    failback: { policy: "manual", preferred: null, delayMs: 300_000 },
+    preferredReadySinceMs: null,
+    switchoverWaitMs: 1500,
+    sync: { enabled: true, behindSinceMs: null, maximumLagMs: 60_000 },
   };
 }
 

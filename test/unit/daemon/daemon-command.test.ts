@@ -27,7 +27,10 @@ describe("CommandDaemon", () => {
     runner.expect(STATUS, { code: 0 });
     await daemon.start();
     runner.done();
-    assert.ok(runner.calls.every((c) => c.options?.timeoutMs === 2000), "every command runs with stop_timeout");
+    assert.ok(
+      runner.calls.every((c) => c.options?.timeoutMs === 2000),
+      "every command runs with stop_timeout",
+    );
   });
 
   it("start fails with US_E_DAEMON_START when the start command fails", async () => {
@@ -91,8 +94,14 @@ describe("CommandDaemon", () => {
 
   it("rejects empty argv and a zero stop timeout", () => {
     const deps = { runner: new StrictCommandRunner(), clock: new FakeClock() };
-    assert.throws(() => new CommandDaemon({ start: [], stop: STOP, status: STATUS, stopTimeoutMs: 1 }, deps), (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"));
-    assert.throws(() => new CommandDaemon({ start: START, stop: STOP, status: STATUS, stopTimeoutMs: 0 }, deps), (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"));
+    assert.throws(
+      () => new CommandDaemon({ start: [], stop: STOP, status: STATUS, stopTimeoutMs: 1 }, deps),
+      (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"),
+    );
+    assert.throws(
+      () => new CommandDaemon({ start: START, stop: STOP, status: STATUS, stopTimeoutMs: 0 }, deps),
+      (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"),
+    );
   });
 });
 
@@ -108,7 +117,10 @@ describe("createDaemon", () => {
 
   it("throws US_E_DAEMON_CONFIG when the backend's settings are missing", () => {
     for (const backend of ["process", "command", "systemd"] as const) {
-      assert.throws(() => createDaemon({ ...base, backend }, deps), (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"));
+      assert.throws(
+        () => createDaemon({ ...base, backend }, deps),
+        (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"),
+      );
     }
   });
 });

@@ -79,8 +79,14 @@ afterEach(async () => {
 
 describe("ProcessDaemon", () => {
   it("rejects an empty command and a zero stop timeout", () => {
-    assert.throws(() => daemon({ command: [] }), (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"));
-    assert.throws(() => daemon({ stopTimeoutMs: 0 }), (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"));
+    assert.throws(
+      () => daemon({ command: [] }),
+      (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"),
+    );
+    assert.throws(
+      () => daemon({ stopTimeoutMs: 0 }),
+      (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"),
+    );
   });
 
   it("starts one child however often start() is called, and records its pid", async () => {

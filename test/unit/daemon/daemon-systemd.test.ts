@@ -18,7 +18,10 @@ describe("SystemdDaemon", () => {
     await daemon.start();
     await daemon.stop();
     runner.done();
-    assert.deepEqual(runner.calls.map((c) => c.options?.timeoutMs), [5000, 5000]);
+    assert.deepEqual(
+      runner.calls.map((c) => c.options?.timeoutMs),
+      [5000, 5000],
+    );
   });
 
   it("isRunning is `systemctl is-active --quiet` exiting 0", async () => {
@@ -40,9 +43,7 @@ describe("SystemdDaemon", () => {
 
   it("wraps a failing or timed-out systemctl stop in US_E_DAEMON_STOP", async () => {
     const { runner, daemon } = setup();
-    runner
-      .expect(["systemctl", "stop", UNIT], { code: 5 })
-      .expectError(["systemctl", "stop", UNIT], new UnderstudyError("US_E_COMMAND_TIMEOUT", { argv0: "systemctl", timeout_ms: 5000 }));
+    runner.expect(["systemctl", "stop", UNIT], { code: 5 }).expectError(["systemctl", "stop", UNIT], new UnderstudyError("US_E_COMMAND_TIMEOUT", { argv0: "systemctl", timeout_ms: 5000 }));
     await assert.rejects(daemon.stop(), (e) => isUnderstudyError(e, "US_E_DAEMON_STOP"));
     await assert.rejects(daemon.stop(), (e) => isUnderstudyError(e, "US_E_DAEMON_STOP") && /did not finish/.test(e.message));
     runner.done();
@@ -51,7 +52,11 @@ describe("SystemdDaemon", () => {
   it("rejects a unit name that is not a .service or could be read as an option", () => {
     const runner = new StrictCommandRunner();
     for (const unit of ["proftpd", "--all.service", "a b.service"]) {
-      assert.throws(() => new SystemdDaemon({ unit, stopTimeoutMs: 1000 }, { runner }), (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"), unit);
+      assert.throws(
+        () => new SystemdDaemon({ unit, stopTimeoutMs: 1000 }, { runner }),
+        (e) => isUnderstudyError(e, "US_E_DAEMON_CONFIG"),
+        unit,
+      );
     }
   });
 });

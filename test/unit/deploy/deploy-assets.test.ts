@@ -46,9 +46,7 @@ function knownMetrics(): Set<string> {
 
 /** understudy_* names in a PromQL expression that the agent does not export (prom-client's default process metrics are allowed). */
 function unknownMetrics(expr: string, known: Set<string>): string[] {
-  return [...expr.matchAll(/\bunderstudy_[A-Za-z0-9_]+/g)]
-    .map((m) => m[0])
-    .filter((name) => !known.has(name) && !/^understudy_(process|nodejs)_/.test(name));
+  return [...expr.matchAll(/\bunderstudy_[A-Za-z0-9_]+/g)].map((m) => m[0]).filter((name) => !known.has(name) && !/^understudy_(process|nodejs)_/.test(name));
 }
 
 // ------------------------------------------------------------ metric list
@@ -56,17 +54,27 @@ function unknownMetrics(expr: string, known: Set<string>): string[] {
 test("the metric list read from src/api/metrics.ts is complete", () => {
   const known = knownMetrics();
   for (const name of [
-    "understudy_role", "understudy_leader_term", "understudy_probe_up", "understudy_tls_certificate_expiry_timestamp_seconds",
-    "understudy_promotions_total", "understudy_promotion_duration_seconds_bucket", "understudy_sync_generation",
-    "understudy_sync_pull_duration_seconds_count", "understudy_sync_generations_published_total",
-  ]) assert.ok(known.has(name), name);
+    "understudy_role",
+    "understudy_leader_term",
+    "understudy_probe_up",
+    "understudy_tls_certificate_expiry_timestamp_seconds",
+    "understudy_promotions_total",
+    "understudy_promotion_duration_seconds_bucket",
+    "understudy_sync_generation",
+    "understudy_sync_pull_duration_seconds_count",
+    "understudy_sync_generations_published_total",
+  ])
+    assert.ok(known.has(name), name);
   assert.deepEqual(unknownMetrics('sum(understudy_role{role="primary"}) + understudy_nodejs_heap_size_used_bytes', known), []);
   assert.deepEqual(unknownMetrics("understudy_rol + understudy_sync_lag", known), ["understudy_rol", "understudy_sync_lag"]);
 });
 
 // ------------------------------------------------------------ example configs
 
-const exampleFiles = () => readdirSync(EXAMPLES).filter((f) => f.endsWith(".yaml")).sort();
+const exampleFiles = () =>
+  readdirSync(EXAMPLES)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort();
 const example = (f: string): Config => parseConfigText(readFileSync(join(EXAMPLES, f), "utf8"), f);
 
 test("every deploy/examples/*.yaml parses and validates (without host checks)", () => {
@@ -78,8 +86,16 @@ test("every deploy/examples/*.yaml parses and validates (without host checks)", 
     const c = example(f);
     // Every program the agent runs is an absolute path: the agent runs argv lists without a shell or PATH lookup surprises.
     const argvs = [
-      c.daemon.command, c.daemon.start, c.daemon.stop, c.daemon.status, c.daemon.check,
-      c.hooks?.on_role_change, c.hooks?.pre_promote, c.hooks?.post_promote, c.hooks?.on_demote, c.hooks?.post_sync,
+      c.daemon.command,
+      c.daemon.start,
+      c.daemon.stop,
+      c.daemon.status,
+      c.daemon.check,
+      c.hooks?.on_role_change,
+      c.hooks?.pre_promote,
+      c.hooks?.post_promote,
+      c.hooks?.on_demote,
+      c.hooks?.post_sync,
       ...(c.sync?.roots ?? []).flatMap((r) => [r.validate, r.post_sync]),
     ];
     for (const argv of argvs) if (argv) assert.match(argv[0]!, /^\//, `${f}: ${argv.join(" ")} names its program by absolute path`);
@@ -104,7 +120,10 @@ test("the complete examples have sync, api, vip, failback and hooks, as their co
   assert.ok(sftpgo.probes.some((p) => p.type === "sftp" && p.critical && p.port === 2022));
   assert.ok(sftpgo.probes.some((p) => p.type === "http" && p.url !== undefined && new URL(p.url).pathname === "/healthz"));
   const sftpgoConfig = sftpgo.sync!.roots.find((r) => r.path === "/etc/sftpgo");
-  assert.ok(sftpgoConfig?.validate?.some((a) => a.includes("{staged}/sftpgo.json")), "sftpgo.json is checked before it goes live");
+  assert.ok(
+    sftpgoConfig?.validate?.some((a) => a.includes("{staged}/sftpgo.json")),
+    "sftpgo.json is checked before it goes live",
+  );
   const hostKeys = sftpgo.sync!.roots.find((r) => r.path === "/var/lib/sftpgo");
   assert.deepEqual(hostKeys?.include, ["id_*"], "only the host keys of /var/lib/sftpgo, never sftpgo.db");
 
@@ -128,8 +147,16 @@ test("the complete examples have sync, api, vip, failback and hooks, as their co
   assert.ok(proftpd.probes.some((p) => p.type === "tls_file" && p.cert_warning === days14 && !p.critical));
   const conf = proftpd.sync!.roots.find((r) => r.path === "/etc/proftpd");
   assert.deepEqual(conf?.validate, [
-    "/usr/lib/understudy/bin/understudy-staged-check", "{staged}/proftpd.conf", "/etc/proftpd={staged}", "/etc/proftpd-users={staged:proftpd-users}",
-    "/etc/ssl/proftpd={staged:proftpd-tls}", "--", "/usr/sbin/proftpd", "-t", "-c", "{config}",
+    "/usr/lib/understudy/bin/understudy-staged-check",
+    "{staged}/proftpd.conf",
+    "/etc/proftpd={staged}",
+    "/etc/proftpd-users={staged:proftpd-users}",
+    "/etc/ssl/proftpd={staged:proftpd-tls}",
+    "--",
+    "/usr/sbin/proftpd",
+    "-t",
+    "-c",
+    "{config}",
   ]);
   const tls = proftpd.sync!.roots.find((r) => r.name === "proftpd-tls");
   assert.equal(tls?.max_mode, 0o644);
@@ -137,13 +164,28 @@ test("the complete examples have sync, api, vip, failback and hooks, as their co
 
 // ------------------------------------------------------------ Prometheus
 
-interface Rule { alert?: string; record?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
+interface Rule {
+  alert?: string;
+  record?: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
 const rules = (): Rule[] => (parse(readFileSync(RULES, "utf8")) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
 
 const REQUIRED_ALERTS = [
-  "UnderstudyNoPrimary", "UnderstudyTwoPrimaries", "UnderstudySyncLagging", "UnderstudySyncFailing", "UnderstudyStalePromotion",
-  "UnderstudyCertificateExpiringSoon", "UnderstudyDiskNearlyFull", "UnderstudyFenced", "UnderstudyEtcdUnreachable",
-  "UnderstudyAgentDown", "UnderstudyVipMismatch",
+  "UnderstudyNoPrimary",
+  "UnderstudyTwoPrimaries",
+  "UnderstudySyncLagging",
+  "UnderstudySyncFailing",
+  "UnderstudyStalePromotion",
+  "UnderstudyCertificateExpiringSoon",
+  "UnderstudyDiskNearlyFull",
+  "UnderstudyFenced",
+  "UnderstudyEtcdUnreachable",
+  "UnderstudyAgentDown",
+  "UnderstudyVipMismatch",
 ];
 
 test("promtool check rules accepts the alert rules", () => {
@@ -177,8 +219,14 @@ test("promtool test rules passes, with a firing and a quiet case for every alert
   const cases = doc.tests.flatMap((t) => t.alert_rule_test ?? []);
   for (const r of rules()) {
     const mine = cases.filter((c) => c.alertname === r.alert);
-    assert.ok(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${r.alert}: a test where it fires`);
-    assert.ok(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${r.alert}: a test where it does not fire`);
+    assert.ok(
+      mine.some((c) => (c.exp_alerts ?? []).length > 0),
+      `${r.alert}: a test where it fires`,
+    );
+    assert.ok(
+      mine.some((c) => (c.exp_alerts ?? []).length === 0),
+      `${r.alert}: a test where it does not fire`,
+    );
   }
 });
 
@@ -191,7 +239,7 @@ test("promtool check config accepts prometheus.yml and finds the rules next to i
   const cfg = parse(readFileSync(PROMETHEUS_YML, "utf8")) as { rule_files: string[]; scrape_configs: Scrape[] };
   for (const f of cfg.rule_files) assert.ok(existsSync(join(dirname(PROMETHEUS_YML), f)), `rule file ${f} is next to prometheus.yml`);
   const job = cfg.scrape_configs.find((s) => s.job_name === "understudy");
-  assert.ok(job, "a job named understudy (the rules match job=\"understudy\")");
+  assert.ok(job, 'a job named understudy (the rules match job="understudy")');
   assert.equal(job.scrape_interval, "5s");
   const targets = job.static_configs.flatMap((s) => s.targets);
   assert.equal(targets.length, 3);
@@ -206,7 +254,10 @@ test("haproxy -c accepts haproxy.cfg; every server is checked with GET /primary 
   assert.equal(r.code, 0, r.out);
 
   const text = readFileSync(HAPROXY_CFG, "utf8");
-  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
   const backends = text.split(/^backend /m).slice(1);
   assert.ok(backends.length >= 1);
   for (const b of backends) {
@@ -218,8 +269,14 @@ test("haproxy -c accepts haproxy.cfg; every server is checked with GET /primary 
     assert.equal(servers.length, 3, `${name}: three nodes`);
     for (const s of servers) assert.match(s, /\bcheck port 8470\b/, s);
   }
-  assert.ok(lines.some((l) => l.startsWith("default-server") && l.includes("on-marked-down shutdown-sessions")), "sessions to a demoted node are closed");
-  assert.ok(lines.some((l) => /^bind .*:22$/.test(l) || /^bind .*:2022$/.test(l)), "an SFTP frontend");
+  assert.ok(
+    lines.some((l) => l.startsWith("default-server") && l.includes("on-marked-down shutdown-sessions")),
+    "sessions to a demoted node are closed",
+  );
+  assert.ok(
+    lines.some((l) => /^bind .*:22$/.test(l) || /^bind .*:2022$/.test(l)),
+    "an SFTP frontend",
+  );
 });
 
 // ------------------------------------------------------------ Grafana
@@ -242,9 +299,19 @@ function stringsUnder(doc: Json, keys: readonly string[]): string[] {
   return out;
 }
 
-interface Panel { id: number; type: string; title: string; datasource?: { uid: string }; gridPos: { x: number; y: number; w: number; h: number }; targets?: { expr: string }[] }
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  datasource?: { uid: string };
+  gridPos: { x: number; y: number; w: number; h: number };
+  targets?: { expr: string }[];
+}
 interface Dashboard {
-  schemaVersion: number; uid: string; title: string; panels: Panel[];
+  schemaVersion: number;
+  uid: string;
+  title: string;
+  panels: Panel[];
   __inputs: { name: string; type: string; pluginId: string }[];
   templating: { list: { name: string; type: string; query: Json }[] };
 }
@@ -282,20 +349,36 @@ test("the Grafana dashboard is valid JSON, uses ${DS_PROMETHEUS} and $cluster, a
   const queries = [...exprs, ...stringsUnder(doc, ["definition"])];
   for (const e of queries) assert.deepEqual(unknownMetrics(e, known), [], e);
   for (const m of [
-    "understudy_role", "understudy_leader_term", "understudy_lease_remaining_seconds", "understudy_promotions_total",
-    "understudy_last_failover_duration_seconds", "understudy_promotion_duration_seconds_bucket", "understudy_vip_held",
-    "understudy_etcd_reachable", "understudy_probe_up", "understudy_sync_generation", "understudy_sync_published_generation",
-    "understudy_sync_lag_seconds", "understudy_sync_pulls_total", "understudy_sync_pull_duration_seconds_bucket",
-    "understudy_sync_rescues_total", "understudy_stale_promotions_total", "understudy_fence_events_total",
-    "understudy_tls_certificate_expiry_timestamp_seconds", "understudy_disk_free_bytes",
-  ]) assert.ok(exprs.some((e) => new RegExp(`\\b${m}\\b`).test(e)), `a panel shows ${m}`);
+    "understudy_role",
+    "understudy_leader_term",
+    "understudy_lease_remaining_seconds",
+    "understudy_promotions_total",
+    "understudy_last_failover_duration_seconds",
+    "understudy_promotion_duration_seconds_bucket",
+    "understudy_vip_held",
+    "understudy_etcd_reachable",
+    "understudy_probe_up",
+    "understudy_sync_generation",
+    "understudy_sync_published_generation",
+    "understudy_sync_lag_seconds",
+    "understudy_sync_pulls_total",
+    "understudy_sync_pull_duration_seconds_bucket",
+    "understudy_sync_rescues_total",
+    "understudy_stale_promotions_total",
+    "understudy_fence_events_total",
+    "understudy_tls_certificate_expiry_timestamp_seconds",
+    "understudy_disk_free_bytes",
+  ])
+    assert.ok(
+      exprs.some((e) => new RegExp(`\\b${m}\\b`).test(e)),
+      `a panel shows ${m}`,
+    );
 });
 
 test("every dashboard query is valid PromQL (promtool parses it as a recording rule)", () => {
   const doc = JSON.parse(readFileSync(DASHBOARD, "utf8")) as Json;
   // Grafana's variables, replaced by values Prometheus would see.
-  const concrete = (e: string) =>
-    e.replaceAll("$__rate_interval", "1m").replaceAll("$__range", "6h").replaceAll("$cluster", "sftp-prod").replaceAll("$node", ".*");
+  const concrete = (e: string) => e.replaceAll("$__rate_interval", "1m").replaceAll("$__range", "6h").replaceAll("$cluster", "sftp-prod").replaceAll("$node", ".*");
   const exprs = stringsUnder(doc, ["expr"]).map(concrete);
   const dir = mkdtempSync(join(tmpdir(), "us-dashboard-"));
   try {

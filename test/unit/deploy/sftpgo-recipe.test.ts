@@ -29,8 +29,18 @@ import { buildManifest } from "../../../src/sync/manifest.js";
 import { runValidator } from "../../../src/sync/validate.js";
 import { cli } from "../cli/cli-helpers.js";
 import {
-  HOST, ftpsStandIn, httpStandIn, httpsStandIn, makeCa, makeServerCert, reloadableHttpsStandIn, sftpStandIn, wrongBannerStandIn,
-  type Listening, type Pem, type SftpStandIn,
+  HOST,
+  ftpsStandIn,
+  httpStandIn,
+  httpsStandIn,
+  makeCa,
+  makeServerCert,
+  reloadableHttpsStandIn,
+  sftpStandIn,
+  wrongBannerStandIn,
+  type Listening,
+  type Pem,
+  type SftpStandIn,
 } from "./sftpgo-standins.js";
 
 const EXAMPLES = fileURLToPath(new URL("../../../deploy/examples/", import.meta.url));
@@ -97,7 +107,11 @@ describe("SFTPGo examples: config check and what they show", () => {
     assert.match(readFileSync(join(SYSTEMD_DROPINS, `${unit}.d`, "understudy.conf"), "utf8"), /^StopPropagatedFrom=understudy\.service$/m);
     assert.ok(c.probes.some((p) => p.type === "disk" && p.path === mountPoint));
     const cluster = await load("sftpgo-cluster.yaml");
-    assert.deepEqual(c.probes.map((p) => [p.name, p.type]), cluster.probes.map((p) => [p.name, p.type]), "the same listeners, probed the same way");
+    assert.deepEqual(
+      c.probes.map((p) => [p.name, p.type]),
+      cluster.probes.map((p) => [p.name, p.type]),
+      "the same listeners, probed the same way",
+    );
   });
 });
 
@@ -125,14 +139,22 @@ describe("SFTPGo examples: the sync roots through the real manifest, mode check 
       chmodSync(pem.keyFile, 0o600);
       writeFileSync(join(tls, "sftpgo.csr.bak"), "not synced\n", { mode: 0o644 });
       const { r, m } = await manifestOf(c, "sftpgo-tls", tls);
-      assert.deepEqual(m.entries.filter((e) => e.type === "file").map((e) => [e.path, e.mode]), [["sftpgo.crt", 0o644], ["sftpgo.key", 0o600]]);
+      assert.deepEqual(
+        m.entries.filter((e) => e.type === "file").map((e) => [e.path, e.mode]),
+        [
+          ["sftpgo.crt", 0o644],
+          ["sftpgo.key", 0o600],
+        ],
+      );
       checkModes({ name: r.name, path: tls, include: r.include, exclude: r.exclude, maxFileBytes: r.max_file_size }, m, r.max_mode);
       await runValidator(r.validate!, tls, runner, 10_000);
 
       chmodSync(pem.keyFile, 0o666);
       const wide = await manifestOf(c, "sftpgo-tls", tls);
-      assert.throws(() => checkModes({ name: r.name, path: tls, include: r.include, exclude: r.exclude, maxFileBytes: r.max_file_size }, wide.m, r.max_mode),
-        (e: unknown) => isUnderstudyError(e, "US_E_SYNC_MODE") && /sftpgo\.key/.test(e.message));
+      assert.throws(
+        () => checkModes({ name: r.name, path: tls, include: r.include, exclude: r.exclude, maxFileBytes: r.max_file_size }, wide.m, r.max_mode),
+        (e: unknown) => isUnderstudyError(e, "US_E_SYNC_MODE") && /sftpgo\.key/.test(e.message),
+      );
       chmodSync(pem.keyFile, 0o600);
 
       // A renewal half done: the new certificate beside the old key.
@@ -150,7 +172,10 @@ describe("SFTPGo examples: the sync roots through the real manifest, mode check 
       mkdirSync(join(etc, "backups"));
       writeFileSync(join(etc, "backups", "sftpgo.db"), "x\n");
       const { r, m } = await manifestOf(c, "sftpgo-config", etc);
-      assert.deepEqual(m.entries.filter((e) => e.type === "file").map((e) => e.path), ["sftpgo.env", "sftpgo.json"]);
+      assert.deepEqual(
+        m.entries.filter((e) => e.type === "file").map((e) => e.path),
+        ["sftpgo.env", "sftpgo.json"],
+      );
       await runValidator(r.validate!, etc, runner, 10_000);
       writeFileSync(join(etc, "sftpgo.json"), '{"data_provider": {"driver": "sqlite",}\n');
       await assert.rejects(runValidator(r.validate!, etc, runner, 10_000), (e: unknown) => isUnderstudyError(e, "US_E_SYNC_VALIDATOR_FAILED"));
@@ -247,7 +272,13 @@ describe("SFTPGo examples: every probe against stand-ins of SFTPGo's listeners",
     const c = await load("sftpgo-cluster.yaml");
     const server = await reloadableHttpsStandIn(good);
     open.push(server);
-    const api = createProbe(retarget(c.probes.find((p) => p.name === "api")!, { https: server }), clock);
+    const api = createProbe(
+      retarget(
+        c.probes.find((p) => p.name === "api")!,
+        { https: server },
+      ),
+      clock,
+    );
     const before = await api.check(new AbortController().signal);
     assert.match(before.detail, /^HTTP 200, certificate expires in 36[45] days/);
     const renewed = makeServerCert(mkdtempSync(join(dir, "renewed-")), "sftpgo", NAME, ca, 730);
@@ -268,8 +299,10 @@ describe("SFTPGo examples: every probe against stand-ins of SFTPGo's listeners",
     // The key is for TLS probes only: on the sftp probe it is a mistake, said with its path.
     const raw = parse(readFileSync(join(EXAMPLES, "sftpgo-cluster.yaml"), "utf8")) as { probes: Record<string, unknown>[] };
     raw.probes[0] = { ...raw.probes[0], servername: NAME };
-    assert.throws(() => parseConfigText(stringify(raw), "edited.yaml"),
-      (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID") && e.details.path === "probes.0.servername" && /applies only to ftps, http probes/.test(e.message));
+    assert.throws(
+      () => parseConfigText(stringify(raw), "edited.yaml"),
+      (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID") && e.details.path === "probes.0.servername" && /applies only to ftps, http probes/.test(e.message),
+    );
   });
 
   it("each listener fails with a reason naming the problem when it is broken", async () => {
@@ -310,10 +343,28 @@ describe("SFTPGo examples: every probe against stand-ins of SFTPGo's listeners",
     await expectFail(retarget(probe("certs")), /sftpgo-probes-.*\/good\.crt expired \d+ days ago/, new ShiftedClock(400 * DAY));
     await expectFail(retarget(probe("certs"), { certFile: join(dir, "missing.crt") }), /^cannot read .*missing\.crt: ENOENT/);
 
-    await expectFail(retarget(minimal.probes.find((p) => p.type === "ssh")!, { ssh: standIns.notSsh }), /220 ProFTPD Server ready/);
-    await expectFail(retarget(minimal.probes.find((p) => p.type === "http")!, { http: standIns.plain503 }), /^HTTP 503$/);
+    await expectFail(
+      retarget(
+        minimal.probes.find((p) => p.type === "ssh")!,
+        { ssh: standIns.notSsh },
+      ),
+      /220 ProFTPD Server ready/,
+    );
+    await expectFail(
+      retarget(
+        minimal.probes.find((p) => p.type === "http")!,
+        { http: standIns.plain503 },
+      ),
+      /^HTTP 503$/,
+    );
     const gone = await httpStandIn();
     await gone.close();
-    await expectFail(retarget(minimal.probes.find((p) => p.type === "http")!, { http: gone }), new RegExp(`^connect ECONNREFUSED ${HOST}:${gone.port}$`));
+    await expectFail(
+      retarget(
+        minimal.probes.find((p) => p.type === "http")!,
+        { http: gone },
+      ),
+      new RegExp(`^connect ECONNREFUSED ${HOST}:${gone.port}$`),
+    );
   });
 });

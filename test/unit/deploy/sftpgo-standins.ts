@@ -36,8 +36,27 @@ function openssl(args: readonly string[]): void {
 export function makeCa(dir: string): Pem {
   const keyFile = join(dir, "ca.key");
   const certFile = join(dir, "ca.pem");
-  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", certFile,
-    "-days", "365", "-subj", "/CN=understudy test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+  openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+    "-days",
+    "365",
+    "-subj",
+    "/CN=understudy test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  ]);
   return { key: readFileSync(keyFile, "utf8"), cert: readFileSync(certFile, "utf8"), certFile, keyFile };
 }
 
@@ -46,8 +65,25 @@ export function makeServerCert(dir: string, name: string, dnsName: string, ca: P
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
   if (!ca) {
-    openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", certFile,
-      "-days", String(days), "-subj", `/CN=${dnsName}`, "-addext", `subjectAltName=DNS:${dnsName}`]);
+    openssl([
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+      "-days",
+      String(days),
+      "-subj",
+      `/CN=${dnsName}`,
+      "-addext",
+      `subjectAltName=DNS:${dnsName}`,
+    ]);
   } else {
     const csr = join(dir, `${name}.csr`);
     const ext = join(dir, `${name}.ext`);
@@ -139,10 +175,13 @@ export function ftpsStandIn(pem: Pem, greeting = "220 SFTPGo_2.6.4 ready\r\n"): 
 
 /** A TCP listener that answers something other than SSH (a wrong port, another daemon). */
 export function wrongBannerStandIn(text: string): Promise<Listening> {
-  return listen(createServer((s) => {
-    s.on("error", () => undefined);
-    s.end(text);
-  }), new Set());
+  return listen(
+    createServer((s) => {
+      s.on("error", () => undefined);
+      s.end(text);
+    }),
+    new Set(),
+  );
 }
 
 export interface SftpStandIn extends Listening {

@@ -31,26 +31,28 @@ describe("understudy-staged-check", () => {
     await writeFile(path.join(st("users"), "ftpd.passwd"), "u\n");
     await writeFile(path.join(st("conf"), "extra.conf"), "#\n");
     const conf = path.join(st("conf"), "proftpd.conf");
-    await writeFile(conf, [
-      `AuthUserFile ${live}/proftpd-users/ftpd.passwd`,
-      `Include "${live}/proftpd/extra.conf"`,
-      `Include ${live}/proftpd/missing.conf`,
-      `ModulePath ${live}/proftpd-other/x`,
-      `Root=${live}/proftpd`,
-      "",
-    ].join("\n"));
+    await writeFile(
+      conf,
+      [
+        `AuthUserFile ${live}/proftpd-users/ftpd.passwd`,
+        `Include "${live}/proftpd/extra.conf"`,
+        `Include ${live}/proftpd/missing.conf`,
+        `ModulePath ${live}/proftpd-other/x`,
+        `Root=${live}/proftpd`,
+        "",
+      ].join("\n"),
+    );
     const tmp = path.join(dir, "tmp");
     await mkdir(tmp);
     const r = await run([conf, `${live}/proftpd=${st("conf")}`, `${live}/proftpd-users/=${st("users")}`, "--", "/bin/cat", "{config}"], { TMPDIR: tmp });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, [
-      `AuthUserFile ${st("users")}/ftpd.passwd`,
-      `Include "${st("conf")}/extra.conf"`,
-      `Include ${live}/proftpd/missing.conf`,
-      `ModulePath ${live}/proftpd-other/x`,
-      `Root=${st("conf")}`,
-      "",
-    ].join("\n"), "staged where the staged copy has the file; live otherwise; /etc/proftpd-other is not /etc/proftpd");
+    assert.equal(
+      r.stdout,
+      [`AuthUserFile ${st("users")}/ftpd.passwd`, `Include "${st("conf")}/extra.conf"`, `Include ${live}/proftpd/missing.conf`, `ModulePath ${live}/proftpd-other/x`, `Root=${st("conf")}`, ""].join(
+        "\n",
+      ),
+      "staged where the staged copy has the file; live otherwise; /etc/proftpd-other is not /etc/proftpd",
+    );
     assert.deepEqual(await readdir(tmp), [], "the temporary copy is removed");
   });
 
@@ -71,16 +73,47 @@ describe("understudy-staged-check", () => {
     for (const n of ["conf", "users", "tls"]) await mkdir(st(n), { recursive: true });
     await writeFile(path.join(st("users"), "ftpd.passwd"), "alice:$1$abc$0123456789abcdefghijkl:1000:1000::/srv/ftp:/bin/false\n");
     await chmod(path.join(st("users"), "ftpd.passwd"), 0o600);
-    await promisify(execFile)("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path.join(st("tls"), "p.key"), "-out", path.join(st("tls"), "p.crt"), "-days", "1", "-subj", "/CN=ftp.example.com"]);
+    await promisify(execFile)("/usr/bin/openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      path.join(st("tls"), "p.key"),
+      "-out",
+      path.join(st("tls"), "p.crt"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=ftp.example.com",
+    ]);
     const conf = path.join(st("conf"), "proftpd.conf");
-    await writeFile(conf, [
-      "ServerType standalone", "DefaultServer on", "Port 2121", "User nobody", "Group nogroup",
-      `PidFile ${dir}/p.pid`, `ScoreboardFile ${dir}/p.score`,
-      "AuthOrder mod_auth_file.c", `AuthUserFile ${live}/users/ftpd.passwd`,
-      "<IfModule !mod_tls.c>", "LoadModule mod_tls.c", "</IfModule>",
-      "TLSEngine on", `TLSRSACertificateFile ${live}/tls/p.crt`, `TLSRSACertificateKeyFile ${live}/tls/p.key`, "",
-    ].join("\n"));
-    const bare = await promisify(execFile)("/usr/sbin/proftpd", ["-t", "-c", conf]).then(() => 0, (e: { code: number }) => e.code);
+    await writeFile(
+      conf,
+      [
+        "ServerType standalone",
+        "DefaultServer on",
+        "Port 2121",
+        "User nobody",
+        "Group nogroup",
+        `PidFile ${dir}/p.pid`,
+        `ScoreboardFile ${dir}/p.score`,
+        "AuthOrder mod_auth_file.c",
+        `AuthUserFile ${live}/users/ftpd.passwd`,
+        "<IfModule !mod_tls.c>",
+        "LoadModule mod_tls.c",
+        "</IfModule>",
+        "TLSEngine on",
+        `TLSRSACertificateFile ${live}/tls/p.crt`,
+        `TLSRSACertificateKeyFile ${live}/tls/p.key`,
+        "",
+      ].join("\n"),
+    );
+    const bare = await promisify(execFile)("/usr/sbin/proftpd", ["-t", "-c", conf]).then(
+      () => 0,
+      (e: { code: number }) => e.code,
+    );
     assert.notEqual(bare, 0, "the documented validator alone fails on a fresh standby");
     const r = await run([conf, `${live}/conf=${st("conf")}`, `${live}/users=${st("users")}`, `${live}/tls=${st("tls")}`, "--", "/usr/sbin/proftpd", "-t", "-c", "{config}"]);
     assert.equal(r.code, 0, r.stderr);
@@ -94,7 +127,10 @@ describe("understudy-staged-check", () => {
     await promisify(execFile)("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(st, "sftp_host_ed25519_key")]);
     const conf = path.join(st, "sshd_config_sftp");
     await writeFile(conf, `Port 2222\nHostKey ${live}/sftp_host_ed25519_key\nPidFile ${dir}/s.pid\nSubsystem sftp internal-sftp\n`);
-    const bare = await promisify(execFile)("/usr/sbin/sshd", ["-t", "-f", conf]).then(() => 0, (e: { code: number }) => e.code);
+    const bare = await promisify(execFile)("/usr/sbin/sshd", ["-t", "-f", conf]).then(
+      () => 0,
+      (e: { code: number }) => e.code,
+    );
     assert.notEqual(bare, 0, "no host key at the live path");
     const r = await run([conf, `${live}=${st}`, "--", "/usr/sbin/sshd", "-t", "-f", "{config}"]);
     assert.equal(r.code, 0, r.stderr);

@@ -42,9 +42,7 @@ function run(cmd: string, args: readonly string[]): Run {
   if (r.error) {
     const missing = (r.error as NodeJS.ErrnoException).code === "ENOENT";
     assert.fail(
-      missing
-        ? `${cmd} is not installed: these tests need systemd's tools (Debian: apt-get install systemd; scripts/install-deps.sh should list it)`
-        : `${cmd} ${args.join(" ")}: ${r.error.message}`,
+      missing ? `${cmd} is not installed: these tests need systemd's tools (Debian: apt-get install systemd; scripts/install-deps.sh should list it)` : `${cmd} ${args.join(" ")}: ${r.error.message}`,
     );
   }
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -339,7 +337,10 @@ describe("systemd units", () => {
         assert.ok(!values(u, "Unit", key).some((v) => v.split(/\s+/).includes("understudy.service")), `${name}: no ${key}=understudy.service`);
       }
       const cond = values(u, "Service", "ExecCondition");
-      assert.ok(cond.some((c) => /^\+\/\S*systemctl is-active --quiet understudy\.service$/.test(c)), `${name}: ExecCondition refuses a start while understudy is not active (${cond.join(" | ")})`);
+      assert.ok(
+        cond.some((c) => /^\+\/\S*systemctl is-active --quiet understudy\.service$/.test(c)),
+        `${name}: ExecCondition refuses a start while understudy is not active (${cond.join(" | ")})`,
+      );
       assert.equal(only(u, "Service", "Restart"), "no", `${name}: only the agent restarts the daemon`);
       const stop = /^(\d+)s$/.exec(only(u, "Service", "TimeoutStopSec") ?? "");
       assert.ok(stop && Number(stop[1]) < 5, `${name}: TimeoutStopSec= below daemon.stop_timeout's default (5s)`);
@@ -387,8 +388,7 @@ describe("systemd units", () => {
     const rules: ((action: unknown, subject: unknown) => unknown)[] = [];
     vm.runInNewContext(src, { polkit: { Result, addRule: (f: (a: unknown, s: unknown) => unknown) => rules.push(f) } });
     assert.equal(rules.length, 1);
-    const decide = (id: string, user: string, unit: string, verb: string) =>
-      rules[0]!({ id, lookup: (k: string) => ({ unit, verb } as Record<string, string>)[k] }, { user });
+    const decide = (id: string, user: string, unit: string, verb: string) => rules[0]!({ id, lookup: (k: string) => (({ unit, verb }) as Record<string, string>)[k] }, { user });
     const MANAGE = "org.freedesktop.systemd1.manage-units";
     assert.equal(decide(MANAGE, "understudy", "sftpgo.service", "start"), "yes");
     assert.equal(decide(MANAGE, "understudy", "sftpgo.service", "stop"), "yes");

@@ -35,7 +35,9 @@ describe("volume-check.sh (pre_promote mount check)", { skip }, () => {
     log = join(dir, "systemctl.log");
     fakeSystemctl = join(dir, "systemctl");
     // start: mount a tmpfs with the database on it unless FAKE_MOUNT says otherwise; stop: unmount.
-    writeFileSync(fakeSystemctl, `#!/bin/sh
+    writeFileSync(
+      fakeSystemctl,
+      `#!/bin/sh
 echo "$*" >> ${log}
 unit=$2
 path=$(systemd-escape -u -p "\${unit%.mount}")
@@ -45,7 +47,9 @@ case "$1:$FAKE_MOUNT" in
   start:*) mount -t tmpfs -o size=1m tmpfs "$path" && mkdir "$path/state" && touch "$path/state/sftpgo.db" ;;
   stop:*) umount "$path" ;;
 esac
-`, { mode: 0o755 });
+`,
+      { mode: 0o755 },
+    );
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -54,7 +58,9 @@ esac
     writeFileSync(log, "");
     const inner = `{ ${setup}; } || { echo "test setup failed" >&2; exit 99; }\nsh "$0" "$@"; rc=$?\nif mountpoint -q "${mp}"; then echo MOUNTED-AFTER >&2; fi\nexit $rc`;
     const r = spawnSync("unshare", ["-m", "--propagation", "private", "sh", "-c", inner, SCRIPT, ...args], {
-      encoding: "utf8", timeout: 20_000, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
+      encoding: "utf8",
+      timeout: 20_000,
+      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
     });
     return { code: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
   };

@@ -13,8 +13,7 @@ import type { FenceOrders } from "../../../src/fence/protocol.js";
 import { gone, GuardProcess, mono, sleep, until } from "../../fakes/guard-process.js";
 
 /** An argv that appends a word to a file, after what the track file holds (so the order shows). */
-const record = (file: string, word: string, track?: string): string[] =>
-  track ? ["sh", "-c", '{ cat "$0"; echo "$1"; } >> "$2"', track, word, file] : ["sh", "-c", 'echo "$0" >> "$1"', word, file];
+const record = (file: string, word: string, track?: string): string[] => (track ? ["sh", "-c", '{ cat "$0"; echo "$1"; } >> "$2"', track, word, file] : ["sh", "-c", 'echo "$0" >> "$1"', word, file]);
 
 function daemon(g: GuardProcess, argv = ["sleep", "60"]) {
   const d = g.spawnOther(argv);
@@ -206,15 +205,29 @@ test("malformed input is logged and ignored, never a crash; an over-long line cl
   const keep = await g.connect();
   const bad = await g.connect();
   const garbage = [
-    "not json", "{", "[]", "42", '"arm"', "{}", '{"arm":1}', '{"arm":{"deadlineMs":"soon","orders":{}}}',
-    '{"arm":{"deadlineMs":1,"orders":{"dropVip":[]}}}', '{"arm":{"deadlineMs":1,"orders":{"dropVip":[1,2]}}}',
-    '{"arm":{"deadlineMs":1,"orders":{"daemonPidfile":7}}}', '{"watchdog":{"mode":"sometimes"}}', '{"watchdog":{"mode":"required","device":"/dev/watchdog","timeoutS":1.5,"safetyMarginMs":1}}',
-    '{"a":"\\ud800"}', '{"a":"\\u0000"}', "[".repeat(100), '{"x":1e99999}', "\u0000\u0001\u00ff",
+    "not json",
+    "{",
+    "[]",
+    "42",
+    '"arm"',
+    "{}",
+    '{"arm":1}',
+    '{"arm":{"deadlineMs":"soon","orders":{}}}',
+    '{"arm":{"deadlineMs":1,"orders":{"dropVip":[]}}}',
+    '{"arm":{"deadlineMs":1,"orders":{"dropVip":[1,2]}}}',
+    '{"arm":{"deadlineMs":1,"orders":{"daemonPidfile":7}}}',
+    '{"watchdog":{"mode":"sometimes"}}',
+    '{"watchdog":{"mode":"required","device":"/dev/watchdog","timeoutS":1.5,"safetyMarginMs":1}}',
+    '{"a":"\\ud800"}',
+    '{"a":"\\u0000"}',
+    "[".repeat(100),
+    '{"x":1e99999}',
+    "\u0000\u0001\u00ff",
   ];
   // A deterministic fuzz: valid messages cut and with bytes flipped.
   const valid = JSON.stringify({ arm: { deadlineMs: 1e12, leaseEndMs: 2e12, orders: { dropVip: ["true"], daemonPidfile: null, stopArgv: ["true"] } } });
   let seed = 7;
-  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
   for (let i = 0; i < 300; i++) {
     const chars = [...valid.slice(0, rnd(valid.length + 1))];
     for (let k = rnd(4); k > 0; k--) chars[rnd(chars.length || 1)] = String.fromCharCode(rnd(128));
@@ -249,7 +262,7 @@ test("an agent that does not read its replies is never waited for: it gets the n
     await sleep(10);
   }
   // A device path near PATH_MAX, with characters that need escaping, comes back whole in the reply.
-  const device = `/dev/${"\\\"é\u0001".repeat(780)}/watchdog`; // 3915 bytes
+  const device = `/dev/${'\\"é\u0001'.repeat(780)}/watchdog`; // 3915 bytes
   keep.send({ watchdog: { mode: "required", device, timeoutS: 3, safetyMarginMs: 500 } });
   const r = (await keep.reply((x) => x.watchdog.state === "unavailable")).watchdog;
   assert.equal(r.device, device);

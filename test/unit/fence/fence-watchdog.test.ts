@@ -36,8 +36,7 @@ test("the timeout leaves room for a renewal: 3s at the defaults, 1s at ttl 3s, n
 
 const SETTINGS: WatchdogSettings = { mode: "required", device: "/dev/watchdog", timeoutS: 3, safetyMarginMs: 500 };
 const INACTIVE = { nowayout: "0", state: "inactive", timeout: "60" };
-const is = (state: WatchdogStatus["state"], timeoutS?: number) => (r: { watchdog: WatchdogStatus }) =>
-  r.watchdog.state === state && (timeoutS === undefined || r.watchdog.timeoutS === timeoutS);
+const is = (state: WatchdogStatus["state"], timeoutS?: number) => (r: { watchdog: WatchdogStatus }) => r.watchdog.state === state && (timeoutS === undefined || r.watchdog.timeoutS === timeoutS);
 const NOTHING: FenceOrders = { dropVip: null, daemonPidfile: null, stopArgv: null };
 
 /** A guard with a fake watchdog; `settings` names its FIFO device. */
@@ -273,7 +272,10 @@ test("required: a watchdog that does not start gives the won key back and starts
   assert.equal(c.daemon.starts, 0);
   assert.equal(c.vip.held, false);
   assert.equal(c.etcd.released?.why, "veto");
-  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "veto" && /watchdog \/dev\/watchdog is not running \(unavailable: cannot open: EBUSY\)/.test(JSON.stringify(e))), JSON.stringify(c.etcd.historyEvents));
+  assert.ok(
+    c.etcd.historyEvents.some((e) => e.kind === "veto" && /watchdog \/dev\/watchdog is not running \(unavailable: cannot open: EBUSY\)/.test(JSON.stringify(e))),
+    JSON.stringify(c.etcd.historyEvents),
+  );
   assert.deepEqual(c.order.slice(0, 2), ["armWatchdog", "disarm"]);
   await c.loop.stop();
 });

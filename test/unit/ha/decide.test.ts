@@ -11,8 +11,20 @@ const WALL = Date.UTC(2026, 10, 22, 12, 0, 0);
 
 function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
   return {
-    node, role: "standby", healthy: true, priority: 100, nofailover: false, generation: 0, address: "198.18.0.1",
-    version: "t", decision: "", probes: {}, vipHeld: false, daemonRunning: false, updatedAt: "", ...over,
+    node,
+    role: "standby",
+    healthy: true,
+    priority: 100,
+    nofailover: false,
+    generation: 0,
+    address: "198.18.0.1",
+    version: "t",
+    decision: "",
+    probes: {},
+    vipHeld: false,
+    daemonRunning: false,
+    updatedAt: "",
+    ...over,
   };
 }
 
@@ -61,68 +73,256 @@ const cases: Case[] = [
   { name: "standby, leader is another node -> follow", o: obs({}, { leader: { node: "n2", term: 5, lease: "b", acquiredAt: "" } }), actions: [], reason: /^no action: following n2 \(term 5\)$/ },
   { name: "standby, etcd unreachable -> stay standby", o: obs({}, null), actions: [], reason: /^no action: etcd unreachable \(partitioned\); staying a standby$/ },
   { name: "standby, no lease -> grant", o: obs({ lease: null }), actions: ["grant_lease"], reason: /^acquiring a session lease$/ },
-  { name: "standby, leader key names me with my lease (restart) -> promote", o: obs({}, { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" } }), actions: ["promote"], reason: /^promoting: the leader key names me with my lease \(term 9\)$/ },
+  {
+    name: "standby, leader key names me with my lease (restart) -> promote",
+    o: obs({}, { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" } }),
+    actions: ["promote"],
+    reason: /^promoting: the leader key names me with my lease \(term 9\)$/,
+  },
   { name: "standby, stale leader key of mine -> resign it", o: obs({}, { leader: { node: "n1", term: 9, lease: "zz", acquiredAt: "" } }), actions: ["resign"], reason: /stale leader key of mine/ },
   { name: "standby, paused -> no campaign", o: obs({}, { paused: true }), actions: [], reason: /^no action: no primary, but the cluster is paused$/ },
   { name: "standby, nofailover -> no campaign", o: obs({ self: { name: "n1", priority: 100, nofailover: true, generation: 0 } }), actions: [], reason: /tagged nofailover/ },
-  { name: "standby failing its readiness check -> no campaign", o: obs({ notReady: "sshd exited 255: bad config" }), actions: [], reason: /^no action: no primary, but I am not ready to serve \(sshd exited 255: bad config\)$/ },
+  {
+    name: "standby failing its readiness check -> no campaign",
+    o: obs({ notReady: "sshd exited 255: bad config" }),
+    actions: [],
+    reason: /^no action: no primary, but I am not ready to serve \(sshd exited 255: bad config\)$/,
+  },
   { name: "standby, cooling down -> no campaign", o: obs({ coolDownUntilMs: NOW + 5000 }), actions: [], reason: /cool-down/ },
-  { name: "standby, higher-priority peer -> wait the ranking delay", o: obs({}, { members: [member("n1"), member("n3", { priority: 200 })] }), actions: ["recheck_at"], reason: /^waiting: no primary; n3 ranks higher \(priority 200\), campaigning in 500ms/ },
-  { name: "standby, higher-priority peer did not take over -> campaign", o: obs({ vacantSinceMs: NOW - 600 }, { members: [member("n1"), member("n3", { priority: 200 })] }), actions: ["campaign"], reason: /n3 \(ranked higher\) has not taken over/ },
-  { name: "standby, higher-priority peer still keyed primary after releasing (stopping) -> not waited for", o: obs({}, { members: [member("n1"), member("n3", { priority: 300, role: "primary" }), member("n2", { priority: 50 })] }), actions: ["campaign"], reason: /^campaigning: no primary and I rank first/ },
-  { name: "standby, departing primary keyed above two standbys -> the better standby is waited for", o: obs({}, { members: [member("n1"), member("n3", { priority: 300, role: "primary" }), member("n2", { priority: 200 })] }), actions: ["recheck_at"], reason: /^waiting: no primary; n2 ranks higher \(priority 200\)/ },
-  { name: "standby, higher-priority peer unhealthy -> campaign at once", o: obs({}, { members: [member("n1"), member("n3", { priority: 200, healthy: false })] }), actions: ["campaign"], reason: /I rank first/ },
-  { name: "standby, newer generation peer outranks priority", o: obs({}, { members: [member("n1", { priority: 500 }), member("n2", { generation: 3 })] }), actions: ["recheck_at"], reason: /n2 ranks higher/ },
-  { name: "warm standby, daemon down -> start it", o: obs({ mode: "warm", daemon: { running: false, probesUp: false, recentRestarts: 0 } }, { leader: { node: "n2", term: 5, lease: "b", acquiredAt: "" } }), actions: ["start_daemon"], reason: /following n2/ },
-  { name: "warm standby with unhealthy daemon does not campaign", o: obs({ mode: "warm", daemon: { running: true, probesUp: false, recentRestarts: 0 } }), actions: [], reason: /my daemon is not healthy/ },
+  {
+    name: "standby, higher-priority peer -> wait the ranking delay",
+    o: obs({}, { members: [member("n1"), member("n3", { priority: 200 })] }),
+    actions: ["recheck_at"],
+    reason: /^waiting: no primary; n3 ranks higher \(priority 200\), campaigning in 500ms/,
+  },
+  {
+    name: "standby, higher-priority peer did not take over -> campaign",
+    o: obs({ vacantSinceMs: NOW - 600 }, { members: [member("n1"), member("n3", { priority: 200 })] }),
+    actions: ["campaign"],
+    reason: /n3 \(ranked higher\) has not taken over/,
+  },
+  {
+    name: "standby, higher-priority peer still keyed primary after releasing (stopping) -> not waited for",
+    o: obs({}, { members: [member("n1"), member("n3", { priority: 300, role: "primary" }), member("n2", { priority: 50 })] }),
+    actions: ["campaign"],
+    reason: /^campaigning: no primary and I rank first/,
+  },
+  {
+    name: "standby, departing primary keyed above two standbys -> the better standby is waited for",
+    o: obs({}, { members: [member("n1"), member("n3", { priority: 300, role: "primary" }), member("n2", { priority: 200 })] }),
+    actions: ["recheck_at"],
+    reason: /^waiting: no primary; n2 ranks higher \(priority 200\)/,
+  },
+  {
+    name: "standby, higher-priority peer unhealthy -> campaign at once",
+    o: obs({}, { members: [member("n1"), member("n3", { priority: 200, healthy: false })] }),
+    actions: ["campaign"],
+    reason: /I rank first/,
+  },
+  {
+    name: "standby, newer generation peer outranks priority",
+    o: obs({}, { members: [member("n1", { priority: 500 }), member("n2", { generation: 3 })] }),
+    actions: ["recheck_at"],
+    reason: /n2 ranks higher/,
+  },
+  {
+    name: "warm standby, daemon down -> start it",
+    o: obs({ mode: "warm", daemon: { running: false, probesUp: false, recentRestarts: 0 } }, { leader: { node: "n2", term: 5, lease: "b", acquiredAt: "" } }),
+    actions: ["start_daemon"],
+    reason: /following n2/,
+  },
+  {
+    name: "warm standby with unhealthy daemon does not campaign",
+    o: obs({ mode: "warm", daemon: { running: true, probesUp: false, recentRestarts: 0 } }),
+    actions: [],
+    reason: /my daemon is not healthy/,
+  },
   // primary transitions
   { name: "primary healthy with the lease -> nothing", o: primary(), actions: [], reason: /^no action: I am n1, the primary with the lease \(term 7\)$/ },
   { name: "primary past its deadline -> demote", o: primary({ lease: { id: "a1", deadlineMs: NOW } }), actions: ["demote"], reason: /^demoting: lease deadline passed$/ },
   { name: "primary, lease lost, etcd unreachable -> demote", o: primary({ lease: null }, null), actions: ["demote"], reason: /^demoting: lease deadline passed and etcd unreachable \(partitioned\)$/ },
   { name: "primary, etcd unreachable, lease valid -> hold", o: primary({}, null), actions: [], reason: /^holding: etcd unreachable \(partitioned\); lease valid for 4000ms more/ },
   { name: "primary, leader key gone -> demote", o: primary({}, { leader: null }), actions: ["demote"], reason: /^demoting: the leader key is gone$/ },
-  { name: "primary, leader key names another node -> demote", o: primary({}, { leader: { node: "n2", term: 8, lease: "b", acquiredAt: "" } }), actions: ["demote"], reason: /names n2 \(term 8\), not me \(term 7\)/ },
+  {
+    name: "primary, leader key names another node -> demote",
+    o: primary({}, { leader: { node: "n2", term: 8, lease: "b", acquiredAt: "" } }),
+    actions: ["demote"],
+    reason: /names n2 \(term 8\), not me \(term 7\)/,
+  },
   { name: "primary, same node but older term -> demote", o: primary({ term: 6 }), actions: ["demote"], reason: /not me \(term 6\)/ },
-  { name: "primary, daemon crashed -> restart", o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 0 } }), actions: ["restart_daemon"], reason: /^restarting the daemon: the daemon is not running \(restart 1 of 1\)$/ },
-  { name: "primary, probes failing after restart -> hand over", o: primary({ daemon: { running: true, probesUp: false, recentRestarts: 1 } }), actions: ["demote", "release", "cool_down"], reason: /^handing over: critical probes are failing after 1 restart\(s\); n2 is a healthy standby$/ },
-  { name: "primary, failing, no healthy standby -> keep restarting", o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 3 } }, { members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), actions: ["restart_daemon"], reason: /no healthy standby/ },
-  { name: "primary, paused with failing daemon -> no automatic action", o: primary({ daemon: { running: false, probesUp: false, recentRestarts: 5 } }, { paused: true }), actions: [], reason: /^no action: paused; I am n1/ },
+  {
+    name: "primary, daemon crashed -> restart",
+    o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 0 } }),
+    actions: ["restart_daemon"],
+    reason: /^restarting the daemon: the daemon is not running \(restart 1 of 1\)$/,
+  },
+  {
+    name: "primary, probes failing after restart -> hand over",
+    o: primary({ daemon: { running: true, probesUp: false, recentRestarts: 1 } }),
+    actions: ["demote", "release", "cool_down"],
+    reason: /^handing over: critical probes are failing after 1 restart\(s\); n2 is a healthy standby$/,
+  },
+  {
+    name: "primary, failing, no healthy standby -> keep restarting",
+    o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 3 } }, { members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }),
+    actions: ["restart_daemon"],
+    reason: /no healthy standby/,
+  },
+  {
+    name: "primary, paused with failing daemon -> no automatic action",
+    o: primary({ daemon: { running: false, probesUp: false, recentRestarts: 5 } }, { paused: true }),
+    actions: [],
+    reason: /^no action: paused; I am n1/,
+  },
 ];
 
 const sw = (over: Partial<SwitchoverRequest> = {}): SwitchoverRequest => ({
-  kind: "switchover", from: "n1", to: "n2", at: null, force: false, requestedBy: "ops", reason: "patching n1", requestedAt: "", ...over,
+  kind: "switchover",
+  from: "n1",
+  to: "n2",
+  at: null,
+  force: false,
+  requestedBy: "ops",
+  reason: "patching n1",
+  requestedAt: "",
+  ...over,
 });
 
 cases.push(
   // planned moves
-  { name: "primary, switchover to a healthy standby -> demote and release", o: primary({}, { switchover: sw() }), actions: ["demote", "release"], reason: /^switchover: handing over to n2 \(patching n1\)$/ },
-  { name: "primary, switchover without a target -> best candidate", o: primary({}, { switchover: sw({ to: null }), members: [member("n1", { role: "primary" }), member("n2"), member("n3", { priority: 300 })] }), actions: ["demote", "release"], reason: /handing over to n3/ },
-  { name: "primary, switchover to an unhealthy standby -> cancelled", o: primary({}, { switchover: sw({ to: "n2" }), members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), actions: ["abort_switchover"], reason: /^switchover not possible: n2 is not a healthy, ready standby; cancelling$/ },
-  { name: "primary, forced failover to an unhealthy standby -> done", o: primary({}, { switchover: sw({ kind: "failover", force: true }), members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }), actions: ["demote", "release"], reason: /^failover: handing over to n2/ },
+  {
+    name: "primary, switchover to a healthy standby -> demote and release",
+    o: primary({}, { switchover: sw() }),
+    actions: ["demote", "release"],
+    reason: /^switchover: handing over to n2 \(patching n1\)$/,
+  },
+  {
+    name: "primary, switchover without a target -> best candidate",
+    o: primary({}, { switchover: sw({ to: null }), members: [member("n1", { role: "primary" }), member("n2"), member("n3", { priority: 300 })] }),
+    actions: ["demote", "release"],
+    reason: /handing over to n3/,
+  },
+  {
+    name: "primary, switchover to an unhealthy standby -> cancelled",
+    o: primary({}, { switchover: sw({ to: "n2" }), members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }),
+    actions: ["abort_switchover"],
+    reason: /^switchover not possible: n2 is not a healthy, ready standby; cancelling$/,
+  },
+  {
+    name: "primary, forced failover to an unhealthy standby -> done",
+    o: primary({}, { switchover: sw({ kind: "failover", force: true }), members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }),
+    actions: ["demote", "release"],
+    reason: /^failover: handing over to n2/,
+  },
   { name: "primary, switchover to an unknown node -> cancelled", o: primary({}, { switchover: sw({ to: "n9" }) }), actions: ["abort_switchover"], reason: /n9 is not a live standby/ },
-  { name: "primary, switchover to a banned standby -> cancelled", o: primary({}, { switchover: sw(), bans: [{ node: "n2", until: "", requestedBy: "", reason: "" }] }), actions: ["abort_switchover"], reason: /n2 is not a healthy, ready standby/ },
-  { name: "primary, scheduled switchover not yet due -> recheck then", o: primary({}, { switchover: sw({ at: new Date(WALL + 60_000).toISOString() }) }), actions: ["recheck_at"], reason: /switchover to n2 scheduled at/ },
-  { name: "primary, scheduled switchover due -> hand over", o: primary({}, { switchover: sw({ at: new Date(WALL - 1).toISOString() }) }), actions: ["demote", "release"], reason: /handing over to n2/ },
+  {
+    name: "primary, switchover to a banned standby -> cancelled",
+    o: primary({}, { switchover: sw(), bans: [{ node: "n2", until: "", requestedBy: "", reason: "" }] }),
+    actions: ["abort_switchover"],
+    reason: /n2 is not a healthy, ready standby/,
+  },
+  {
+    name: "primary, scheduled switchover not yet due -> recheck then",
+    o: primary({}, { switchover: sw({ at: new Date(WALL + 60_000).toISOString() }) }),
+    actions: ["recheck_at"],
+    reason: /switchover to n2 scheduled at/,
+  },
+  {
+    name: "primary, scheduled switchover due -> hand over",
+    o: primary({}, { switchover: sw({ at: new Date(WALL - 1).toISOString() }) }),
+    actions: ["demote", "release"],
+    reason: /handing over to n2/,
+  },
   { name: "primary, switchover runs even when paused", o: primary({}, { switchover: sw(), paused: true }), actions: ["demote", "release"], reason: /handing over to n2/ },
-  { name: "new primary after a switchover -> record and clear it", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 0 } }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, switchover: sw() }), actions: ["complete_switchover"], reason: /^switchover done: I am n2, the new primary \(term 7\)$/ },
-  { name: "standby named by a switchover campaigns at once, ranking aside", o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 } }, { switchover: sw(), members: [member("n2", { priority: 1 }), member("n3", { priority: 500 })] }), actions: ["campaign"], reason: /^campaigning: switchover to me$/ },
-  { name: "standby not named waits for the switchover target", o: obs({ self: { name: "n3", priority: 500, nofailover: false, generation: 0 } }, { switchover: sw() }), actions: ["recheck_at"], reason: /^waiting: switchover to n2 in progress$/ },
-  { name: "standby not named campaigns when the target never took over", o: obs({ self: { name: "n3", priority: 500, nofailover: false, generation: 0 }, vacantSinceMs: NOW - 2000 }, { switchover: sw() }), actions: ["campaign"], reason: /I rank first/ },
-  { name: "forced failover target campaigns even when not ready", o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 }, notReady: "disk full" }, { switchover: sw({ kind: "failover", force: true, from: null }) }), actions: ["campaign"], reason: /^campaigning: forced failover to me$/ },
-  { name: "unforced switchover target that is not ready does not campaign", o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 }, notReady: "disk full" }, { switchover: sw({ from: null }) }), actions: [], reason: /not ready to serve/ },
+  {
+    name: "new primary after a switchover -> record and clear it",
+    o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 0 } }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, switchover: sw() }),
+    actions: ["complete_switchover"],
+    reason: /^switchover done: I am n2, the new primary \(term 7\)$/,
+  },
+  {
+    name: "standby named by a switchover campaigns at once, ranking aside",
+    o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 } }, { switchover: sw(), members: [member("n2", { priority: 1 }), member("n3", { priority: 500 })] }),
+    actions: ["campaign"],
+    reason: /^campaigning: switchover to me$/,
+  },
+  {
+    name: "standby not named waits for the switchover target",
+    o: obs({ self: { name: "n3", priority: 500, nofailover: false, generation: 0 } }, { switchover: sw() }),
+    actions: ["recheck_at"],
+    reason: /^waiting: switchover to n2 in progress$/,
+  },
+  {
+    name: "standby not named campaigns when the target never took over",
+    o: obs({ self: { name: "n3", priority: 500, nofailover: false, generation: 0 }, vacantSinceMs: NOW - 2000 }, { switchover: sw() }),
+    actions: ["campaign"],
+    reason: /I rank first/,
+  },
+  {
+    name: "forced failover target campaigns even when not ready",
+    o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 }, notReady: "disk full" }, { switchover: sw({ kind: "failover", force: true, from: null }) }),
+    actions: ["campaign"],
+    reason: /^campaigning: forced failover to me$/,
+  },
+  {
+    name: "unforced switchover target that is not ready does not campaign",
+    o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 }, notReady: "disk full" }, { switchover: sw({ from: null }) }),
+    actions: [],
+    reason: /not ready to serve/,
+  },
   { name: "banned standby does not campaign", o: obs({}, { bans: [{ node: "n1", until: "", requestedBy: "", reason: "" }] }), actions: [], reason: /^no action: no primary, but I am banned/ },
-  { name: "banned higher-priority peer does not make me wait", o: obs({}, { members: [member("n1"), member("n3", { priority: 900 })], bans: [{ node: "n3", until: "", requestedBy: "", reason: "" }] }), actions: ["campaign"], reason: /I rank first/ },
+  {
+    name: "banned higher-priority peer does not make me wait",
+    o: obs({}, { members: [member("n1"), member("n3", { priority: 900 })], bans: [{ node: "n3", until: "", requestedBy: "", reason: "" }] }),
+    actions: ["campaign"],
+    reason: /I rank first/,
+  },
   // automatic failback
-  { name: "failback auto: preferred ready long enough -> request failback", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, failback: { policy: "auto", preferred: "n1", delayMs: 5000 }, preferredReadySinceMs: NOW - 6000 }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1"), member("n2", { role: "primary" })] }), actions: ["request_failback"], reason: /^failback: n1 \(preferred\) has been a healthy standby for 6s$/ },
-  { name: "failback auto: preferred not ready long enough -> wait", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, failback: { policy: "auto", preferred: "n1", delayMs: 5000 }, preferredReadySinceMs: NOW - 1000 }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1"), member("n2", { role: "primary" })] }), actions: ["recheck_at"], reason: /failing back to n1 in 4s$/ },
-  { name: "failback manual: never moves by itself", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, failback: { policy: "manual", preferred: "n1", delayMs: 0 }, preferredReadySinceMs: NOW - 60_000 }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1"), member("n2", { role: "primary" })] }), actions: [], reason: /^no action: I am n2/ },
-  { name: "failback auto: preferred behind on sync generation -> no failback", o: primary({ self: { name: "n2", priority: 100, nofailover: false, generation: 4 }, failback: { policy: "auto", preferred: "n1", delayMs: 0 }, preferredReadySinceMs: NOW - 60_000 }, { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1", { generation: 3 }), member("n2", { role: "primary" })] }), actions: [], reason: /^no action: I am n2/ },
+  {
+    name: "failback auto: preferred ready long enough -> request failback",
+    o: primary(
+      { self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, failback: { policy: "auto", preferred: "n1", delayMs: 5000 }, preferredReadySinceMs: NOW - 6000 },
+      { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1"), member("n2", { role: "primary" })] },
+    ),
+    actions: ["request_failback"],
+    reason: /^failback: n1 \(preferred\) has been a healthy standby for 6s$/,
+  },
+  {
+    name: "failback auto: preferred not ready long enough -> wait",
+    o: primary(
+      { self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, failback: { policy: "auto", preferred: "n1", delayMs: 5000 }, preferredReadySinceMs: NOW - 1000 },
+      { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1"), member("n2", { role: "primary" })] },
+    ),
+    actions: ["recheck_at"],
+    reason: /failing back to n1 in 4s$/,
+  },
+  {
+    name: "failback manual: never moves by itself",
+    o: primary(
+      { self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, failback: { policy: "manual", preferred: "n1", delayMs: 0 }, preferredReadySinceMs: NOW - 60_000 },
+      { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1"), member("n2", { role: "primary" })] },
+    ),
+    actions: [],
+    reason: /^no action: I am n2/,
+  },
+  {
+    name: "failback auto: preferred behind on sync generation -> no failback",
+    o: primary(
+      { self: { name: "n2", priority: 100, nofailover: false, generation: 4 }, failback: { policy: "auto", preferred: "n1", delayMs: 0 }, preferredReadySinceMs: NOW - 60_000 },
+      { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1", { generation: 3 }), member("n2", { role: "primary" })] },
+    ),
+    actions: [],
+    reason: /^no action: I am n2/,
+  },
 );
 
 for (const c of cases) {
   test(c.name, () => {
     const decision = decide(c.o);
-    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions);
+    assert.deepEqual(
+      decision.actions.map((a) => a.kind),
+      c.actions,
+    );
     assert.match(decision.reason, c.reason);
   });
 }
@@ -134,7 +334,10 @@ test("decide is pure: same observation, same decision", () => {
 
 test("a handover release always carries the term from the leader key", () => {
   const d = decide(primary({ daemon: { running: false, probesUp: false, recentRestarts: 1 } }));
-  assert.deepEqual(d.actions.find((a) => a.kind === "release"), { kind: "release", term: 7, why: "handover" });
+  assert.deepEqual(
+    d.actions.find((a) => a.kind === "release"),
+    { kind: "release", term: 7, why: "handover" },
+  );
 });
 
 // The promotion gate (docs/architecture.md, "Ranking", issue 3): sync generation before priority.
@@ -142,30 +345,92 @@ const gen = (generation: number) => ({ generation, digest: "d", roots: {}, files
 const lagging = (behindMs: number, over: Partial<Observation> = {}) =>
   ({ self: { name: "n1", priority: 500, nofailover: false, generation: 4 }, sync: { enabled: true, behindSinceMs: NOW - behindMs, maximumLagMs: 60_000 }, ...over }) satisfies Partial<Observation>;
 const syncCases: Case[] = [
-  { name: "stale standby never races an eligible standby that holds the published generation", o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4, priority: 500 }), member("n2", { generation: 5, priority: 1 })] }), actions: [], reason: /^no action: no primary, but my files are at generation 4, the primary published 5 and n2 holds it$/ },
-  { name: "an unhealthy holder does not block the stale standby", o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5, healthy: false })] }), actions: ["campaign"], reason: /^campaigning: no primary and I rank first \(priority 500\); stale: my files are at generation 4, the primary published 5 \(behind for 50ms, within maximum_lag_on_failover\)/ },
-  { name: "a banned holder does not block the stale standby", o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5 })], bans: [{ node: "n2", until: "", requestedBy: "ops", reason: "" }] }), actions: ["campaign"], reason: /stale: / },
-  { name: "stale beyond maximum_lag_on_failover -> no automatic takeover", o: obs(lagging(61_000), { sync: gen(5), members: [member("n1", { generation: 4 })] }), actions: [], reason: /behind for 61s, over maximum_lag_on_failover \(60s\); `understudy failover --to n1 --force` overrides$/ },
-  { name: "forced failover to a stale node ignores the gate", o: obs(lagging(600_000), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5 })], switchover: sw({ kind: "failover", force: true, from: null, to: "n1" }) }), actions: ["campaign"], reason: /^campaigning: forced failover to me$/ },
-  { name: "in sync: the gate is silent", o: obs({ self: { name: "n1", priority: 100, nofailover: false, generation: 5 } }, { sync: gen(5), members: [member("n1", { generation: 5 })] }), actions: ["campaign"], reason: /^campaigning: no primary and I rank first \(priority 100\)$/ },
-  { name: "sync not configured: generations are ignored", o: obs({ ...lagging(600_000), sync: { enabled: false, behindSinceMs: null, maximumLagMs: 0 } }, { sync: gen(5), members: [member("n1", { generation: 0 })] }), actions: ["campaign"], reason: /^campaigning: no primary and I rank first \(priority 500\)$/ },
-  { name: "switchover to a lagging target waits for it to catch up", o: primary({ wallNowMs: WALL }, { sync: gen(5), switchover: sw({ requestedAt: new Date(WALL - 1000).toISOString() }), members: [member("n1", { role: "primary", generation: 5 }), member("n2", { generation: 4 })] }), actions: ["recheck_at"], reason: /^switchover: waiting for n2 to catch up to sync generation 5 \(it has 4\)$/ },
-  { name: "switchover to a target that never catches up is cancelled", o: primary({ wallNowMs: WALL }, { sync: gen(5), switchover: sw({ requestedAt: new Date(WALL - 31_000).toISOString() }), members: [member("n1", { role: "primary", generation: 5 }), member("n2", { generation: 4 })] }), actions: ["abort_switchover"], reason: /did not catch up to sync generation 5 within 30s/ },
+  {
+    name: "stale standby never races an eligible standby that holds the published generation",
+    o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4, priority: 500 }), member("n2", { generation: 5, priority: 1 })] }),
+    actions: [],
+    reason: /^no action: no primary, but my files are at generation 4, the primary published 5 and n2 holds it$/,
+  },
+  {
+    name: "an unhealthy holder does not block the stale standby",
+    o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5, healthy: false })] }),
+    actions: ["campaign"],
+    reason: /^campaigning: no primary and I rank first \(priority 500\); stale: my files are at generation 4, the primary published 5 \(behind for 50ms, within maximum_lag_on_failover\)/,
+  },
+  {
+    name: "a banned holder does not block the stale standby",
+    o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5 })], bans: [{ node: "n2", until: "", requestedBy: "ops", reason: "" }] }),
+    actions: ["campaign"],
+    reason: /stale: /,
+  },
+  {
+    name: "stale beyond maximum_lag_on_failover -> no automatic takeover",
+    o: obs(lagging(61_000), { sync: gen(5), members: [member("n1", { generation: 4 })] }),
+    actions: [],
+    reason: /behind for 61s, over maximum_lag_on_failover \(60s\); `understudy failover --to n1 --force` overrides$/,
+  },
+  {
+    name: "forced failover to a stale node ignores the gate",
+    o: obs(lagging(600_000), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5 })], switchover: sw({ kind: "failover", force: true, from: null, to: "n1" }) }),
+    actions: ["campaign"],
+    reason: /^campaigning: forced failover to me$/,
+  },
+  {
+    name: "in sync: the gate is silent",
+    o: obs({ self: { name: "n1", priority: 100, nofailover: false, generation: 5 } }, { sync: gen(5), members: [member("n1", { generation: 5 })] }),
+    actions: ["campaign"],
+    reason: /^campaigning: no primary and I rank first \(priority 100\)$/,
+  },
+  {
+    name: "sync not configured: generations are ignored",
+    o: obs({ ...lagging(600_000), sync: { enabled: false, behindSinceMs: null, maximumLagMs: 0 } }, { sync: gen(5), members: [member("n1", { generation: 0 })] }),
+    actions: ["campaign"],
+    reason: /^campaigning: no primary and I rank first \(priority 500\)$/,
+  },
+  {
+    name: "switchover to a lagging target waits for it to catch up",
+    o: primary(
+      { wallNowMs: WALL },
+      { sync: gen(5), switchover: sw({ requestedAt: new Date(WALL - 1000).toISOString() }), members: [member("n1", { role: "primary", generation: 5 }), member("n2", { generation: 4 })] },
+    ),
+    actions: ["recheck_at"],
+    reason: /^switchover: waiting for n2 to catch up to sync generation 5 \(it has 4\)$/,
+  },
+  {
+    name: "switchover to a target that never catches up is cancelled",
+    o: primary(
+      { wallNowMs: WALL },
+      { sync: gen(5), switchover: sw({ requestedAt: new Date(WALL - 31_000).toISOString() }), members: [member("n1", { role: "primary", generation: 5 }), member("n2", { generation: 4 })] },
+    ),
+    actions: ["abort_switchover"],
+    reason: /did not catch up to sync generation 5 within 30s/,
+  },
 ];
 for (const c of syncCases) {
   test(`decide (sync gate): ${c.name}`, () => {
     const decision = decide(c.o);
-    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.deepEqual(
+      decision.actions.map((a) => a.kind),
+      c.actions,
+      decision.reason,
+    );
     assert.match(decision.reason, c.reason);
   });
 }
 
 test("decide: a cold standby whose daemon runs (left by a killed agent) stops it before anything else", () => {
   const decision = decide(obs({ daemon: { running: true, probesUp: true, recentRestarts: 0 } }));
-  assert.deepEqual(decision.actions.map((a) => a.kind), ["stop_daemon"]);
+  assert.deepEqual(
+    decision.actions.map((a) => a.kind),
+    ["stop_daemon"],
+  );
   assert.match(decision.reason, /^stopping the daemon: in cold mode only the primary runs it/);
   const adopting = decide(obs({ daemon: { running: true, probesUp: true, recentRestarts: 0 } }, { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" } }));
-  assert.deepEqual(adopting.actions.map((a) => a.kind), ["promote"], "an agent restarted with its lease still live keeps the daemon it adopts");
+  assert.deepEqual(
+    adopting.actions.map((a) => a.kind),
+    ["promote"],
+    "an agent restarted with its lease still live keeps the daemon it adopts",
+  );
   const warm = decide(obs({ mode: "warm", daemon: { running: true, probesUp: true, recentRestarts: 0 } }));
   assert.ok(!warm.actions.some((a) => a.kind === "stop_daemon"), "warm standbys keep theirs");
 });
@@ -174,21 +439,80 @@ test("decide: a cold standby whose daemon runs (left by a killed agent) stops it
 const flap = (over: Partial<NonNullable<Observation["flap"]>> = {}): NonNullable<Observation["flap"]> => ({ maxMoves: 3, windowMs: 600_000, moves: 0, damped: null, ...over });
 const failing = { running: true, probesUp: false, recentRestarts: 1 };
 const stayCases: Case[] = [
-  { name: "primary, shared failure (certificate untrusted) after restarts -> holds, no handover", o: primary({ daemon: { ...failing, sharedFailure: "ftps: certificate not trusted (SELF_SIGNED_CERT_IN_CHAIN)" } }), actions: [], reason: /^holding, not handing over: critical probes are failing for a reason n2 would share \(ftps: certificate not trusted .*\); the certificate files are synced, so a handover cannot help; keeping the daemon running/ },
-  { name: "primary, shared failure, daemon down -> restarts it, no handover", o: primary({ daemon: { running: false, probesUp: false, recentRestarts: 1, sharedFailure: "certs: /etc/tls/a.pem expired" } }), actions: ["restart_daemon"], reason: /^holding, not handing over: the daemon is not running .*restarting the daemon/ },
-  { name: "primary, shared failure, restarts left -> restarts first (a restart may load a renewed pair)", o: primary({ daemon: { running: true, probesUp: false, recentRestarts: 0, sharedFailure: "x" } }), actions: ["restart_daemon"], reason: /^restarting the daemon: critical probes are failing \(restart 1 of 1\)$/ },
-  { name: "primary, local failure, moves below the threshold -> hands over", o: primary({ daemon: failing, flap: flap({ moves: 2 }) }), actions: ["demote", "release", "cool_down"], reason: /^handing over: critical probes are failing/ },
-  { name: "primary, moves reached max_moves -> holds and records the damping", o: primary({ daemon: failing, flap: flap({ moves: 3 }) }), actions: ["record_flap_damped"], reason: /^holding, not handing over: flap damping \(3 health-driven handovers within 10m \(election\.flap\.max_moves 3\)\); critical probes are failing; keeping the daemon running until `understudy flap clear`$/ },
-  { name: "primary, already damped (recorded) -> holds without recording again", o: primary({ daemon: failing, flap: flap({ moves: 0, damped: { at: "2026-11-22T11:59:00Z", reason: "3 moves" } }) }), actions: [], reason: /^holding, not handing over: flap damping \(3 moves\)/ },
-  { name: "primary, damped, daemon down -> restarts it in place", o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 1 }, flap: flap({ moves: 4 }) }), actions: ["restart_daemon", "record_flap_damped"], reason: /restarting the daemon until `understudy flap clear`/ },
-  { name: "primary, damping off (max_moves 0) -> hands over", o: primary({ daemon: failing, flap: flap({ maxMoves: 0, moves: 9 }) }), actions: ["demote", "release", "cool_down"], reason: /^handing over/ },
-  { name: "primary healthy while damped -> no action, says damped (no failback)", o: primary({ flap: flap({ damped: { at: "x", reason: "3 moves" } }), failback: { policy: "auto", preferred: "n2", delayMs: 0 }, preferredReadySinceMs: 0 }), actions: [], reason: /^no action: I am n1, the primary with the lease \(term 7\); flap damping holds the cluster \(3 moves\)/ },
-  { name: "primary, damped, operator switchover still runs", o: primary({ flap: flap({ damped: { at: "x", reason: "3 moves" } }) }, { switchover: { kind: "switchover", from: "n1", to: "n2", at: null, force: false, requestedBy: "op", reason: "r", requestedAt: "" } }), actions: ["demote", "release"], reason: /^switchover: handing over to n2/ },
+  {
+    name: "primary, shared failure (certificate untrusted) after restarts -> holds, no handover",
+    o: primary({ daemon: { ...failing, sharedFailure: "ftps: certificate not trusted (SELF_SIGNED_CERT_IN_CHAIN)" } }),
+    actions: [],
+    reason:
+      /^holding, not handing over: critical probes are failing for a reason n2 would share \(ftps: certificate not trusted .*\); the certificate files are synced, so a handover cannot help; keeping the daemon running/,
+  },
+  {
+    name: "primary, shared failure, daemon down -> restarts it, no handover",
+    o: primary({ daemon: { running: false, probesUp: false, recentRestarts: 1, sharedFailure: "certs: /etc/tls/a.pem expired" } }),
+    actions: ["restart_daemon"],
+    reason: /^holding, not handing over: the daemon is not running .*restarting the daemon/,
+  },
+  {
+    name: "primary, shared failure, restarts left -> restarts first (a restart may load a renewed pair)",
+    o: primary({ daemon: { running: true, probesUp: false, recentRestarts: 0, sharedFailure: "x" } }),
+    actions: ["restart_daemon"],
+    reason: /^restarting the daemon: critical probes are failing \(restart 1 of 1\)$/,
+  },
+  {
+    name: "primary, local failure, moves below the threshold -> hands over",
+    o: primary({ daemon: failing, flap: flap({ moves: 2 }) }),
+    actions: ["demote", "release", "cool_down"],
+    reason: /^handing over: critical probes are failing/,
+  },
+  {
+    name: "primary, moves reached max_moves -> holds and records the damping",
+    o: primary({ daemon: failing, flap: flap({ moves: 3 }) }),
+    actions: ["record_flap_damped"],
+    reason:
+      /^holding, not handing over: flap damping \(3 health-driven handovers within 10m \(election\.flap\.max_moves 3\)\); critical probes are failing; keeping the daemon running until `understudy flap clear`$/,
+  },
+  {
+    name: "primary, already damped (recorded) -> holds without recording again",
+    o: primary({ daemon: failing, flap: flap({ moves: 0, damped: { at: "2026-11-22T11:59:00Z", reason: "3 moves" } }) }),
+    actions: [],
+    reason: /^holding, not handing over: flap damping \(3 moves\)/,
+  },
+  {
+    name: "primary, damped, daemon down -> restarts it in place",
+    o: primary({ daemon: { running: false, probesUp: true, recentRestarts: 1 }, flap: flap({ moves: 4 }) }),
+    actions: ["restart_daemon", "record_flap_damped"],
+    reason: /restarting the daemon until `understudy flap clear`/,
+  },
+  {
+    name: "primary, damping off (max_moves 0) -> hands over",
+    o: primary({ daemon: failing, flap: flap({ maxMoves: 0, moves: 9 }) }),
+    actions: ["demote", "release", "cool_down"],
+    reason: /^handing over/,
+  },
+  {
+    name: "primary healthy while damped -> no action, says damped (no failback)",
+    o: primary({ flap: flap({ damped: { at: "x", reason: "3 moves" } }), failback: { policy: "auto", preferred: "n2", delayMs: 0 }, preferredReadySinceMs: 0 }),
+    actions: [],
+    reason: /^no action: I am n1, the primary with the lease \(term 7\); flap damping holds the cluster \(3 moves\)/,
+  },
+  {
+    name: "primary, damped, operator switchover still runs",
+    o: primary(
+      { flap: flap({ damped: { at: "x", reason: "3 moves" } }) },
+      { switchover: { kind: "switchover", from: "n1", to: "n2", at: null, force: false, requestedBy: "op", reason: "r", requestedAt: "" } },
+    ),
+    actions: ["demote", "release"],
+    reason: /^switchover: handing over to n2/,
+  },
 ];
 for (const c of stayCases) {
   test(`decide (stay): ${c.name}`, () => {
     const d = decide(c.o);
-    assert.deepEqual(d.actions.map((a) => a.kind), c.actions, d.reason);
+    assert.deepEqual(
+      d.actions.map((a) => a.kind),
+      c.actions,
+      d.reason,
+    );
     assert.match(d.reason, c.reason);
   });
 }
@@ -206,7 +530,8 @@ const vipCases: Case[] = [
     name: "VIP held by another host past vip.hold_timeout -> holds, naming the MAC (a standby would meet the same host)",
     o: primary(vipSeen(31_000, { foreignMac: "02:75:07:00:00:13", problem: "US_E_VIP_DUPLICATE: refusing to add ..." })),
     actions: [],
-    reason: /^holding, not handing over: primary without the floating IP for 31s, over vip\.hold_timeout 30s \(held by 02:75:07:00:00:13, another host answers ARP for it\); a standby would meet the same host/,
+    reason:
+      /^holding, not handing over: primary without the floating IP for 31s, over vip\.hold_timeout 30s \(held by 02:75:07:00:00:13, another host answers ARP for it\); a standby would meet the same host/,
   },
   {
     name: "arping missing past vip.hold_timeout while flap damping holds -> holds, saying both",
@@ -226,15 +551,29 @@ const vipCases: Case[] = [
     actions: [],
     reason: /^holding: primary without the floating IP for 60s, over vip\.hold_timeout 30s \(US_E_VIP_ADD: .*\), and no healthy standby to hand over to; I am n1/,
   },
-  { name: "VIP lost, banned standby only -> hold", o: primary(vipSeen(60_000), { bans: [{ node: "n2", until: "", requestedBy: "ops", reason: "" }] }), actions: [], reason: /^holding: .*not added yet\), and no healthy standby/ },
+  {
+    name: "VIP lost, banned standby only -> hold",
+    o: primary(vipSeen(60_000), { bans: [{ node: "n2", until: "", requestedBy: "ops", reason: "" }] }),
+    actions: [],
+    reason: /^holding: .*not added yet\), and no healthy standby/,
+  },
   { name: "VIP lost while paused -> no automatic action", o: primary(vipSeen(60_000), { paused: true }), actions: [], reason: /^no action: paused; I am n1/ },
-  { name: "VIP lost and the daemon down, no standby -> the daemon rule still restarts it", o: primary({ ...vipSeen(60_000), daemon: { running: false, probesUp: true, recentRestarts: 0 } }, { members: [member("n1", { role: "primary" })] }), actions: ["restart_daemon"], reason: /^restarting the daemon/ },
+  {
+    name: "VIP lost and the daemon down, no standby -> the daemon rule still restarts it",
+    o: primary({ ...vipSeen(60_000), daemon: { running: false, probesUp: true, recentRestarts: 0 } }, { members: [member("n1", { role: "primary" })] }),
+    actions: ["restart_daemon"],
+    reason: /^restarting the daemon/,
+  },
   { name: "no vip observation (no floating IP) -> the rule is silent", o: primary({}), actions: [], reason: /^no action: I am n1/ },
 ];
 for (const c of vipCases) {
   test(`decide (VIP truth): ${c.name}`, () => {
     const decision = decide(c.o);
-    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.deepEqual(
+      decision.actions.map((a) => a.kind),
+      c.actions,
+      decision.reason,
+    );
     assert.match(decision.reason, c.reason);
   });
 }
@@ -243,37 +582,139 @@ for (const c of vipCases) {
 // lease time a promotion needs, and the restart backoff are decisions with reasons.
 const gates = (over: Partial<PromotionGates> = {}): Partial<Observation> => ({
   promotionBudgetMs: 1000,
-  promotion: { term: 9, via: "won", leaseId: "a1", prePromoteConfigured: false, prePromote: undefined, watchdogMode: "off", watchdogDevice: "/dev/watchdog", guardPresent: false, watchdog: undefined, lastLeaderTerm: null, ...over },
+  promotion: {
+    term: 9,
+    via: "won",
+    leaseId: "a1",
+    prePromoteConfigured: false,
+    prePromote: undefined,
+    watchdogMode: "off",
+    watchdogDevice: "/dev/watchdog",
+    guardPresent: false,
+    watchdog: undefined,
+    lastLeaderTerm: null,
+    ...over,
+  },
 });
 const VETO = "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: exit 3: maintenance window";
 const TIMEOUT = "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: killed after the 5000 ms timeout";
 const released = { node: "n2", term: 8, at: "", why: "switchover" as const };
 const gateCases: Case[] = [
   { name: "won, pre_promote configured and not asked -> ask it", o: obs(gates({ prePromoteConfigured: true })), actions: ["ask_gate"], reason: /^promotion \(term 9\): asking the pre_promote hook$/ },
-  { name: "won, pre_promote ok, no watchdog -> take over", o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: true, timedOut: false, code: 0, problem: null } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); the pre_promote hook agreed$/ },
-  { name: "won, pre_promote veto -> decline and cool down", o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): pre_promote hook \/etc\/understudy\/pre\.sh vetoed the promotion: exit 3: maintenance window; giving the leader key back and cooling down$/ },
-  { name: "won, pre_promote timed out -> decline (a timeout is a veto)", o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: true, code: null, problem: TIMEOUT } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): .*killed after the 5000 ms timeout; giving the leader key back and cooling down$/ },
-  { name: "won, pre_promote failed without a message -> decline with the default wording", o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 1, problem: null } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): pre_promote hook vetoed the promotion; giving/ },
-  { name: "won, watchdog required, not armed yet -> arm it before anything else", o: obs(gates({ watchdogMode: "required", guardPresent: true })), actions: ["ask_gate"], reason: /^promotion \(term 9\): starting the watchdog \/dev\/watchdog before anything else \(watchdog\.mode required\)$/ },
-  { name: "won, pre_promote still to ask comes before the watchdog", o: obs(gates({ prePromoteConfigured: true, watchdogMode: "required", guardPresent: true })), actions: ["ask_gate"], reason: /pre_promote/ },
-  { name: "won, watchdog required and running -> take over", o: obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "active", device: "/dev/watchdog", timeoutS: 3 } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog running$/ },
-  { name: "won, watchdog required but unavailable -> decline and cool down", o: obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "cannot open: EBUSY" } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): watchdog \/dev\/watchdog is not running \(unavailable: cannot open: EBUSY\); giving the leader key back \(watchdog\.mode required\) and cooling down$/ },
-  { name: "won, watchdog required, ready but not started (too little lease) -> decline", o: obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "ready", device: "/dev/watchdog", timeoutS: 3 } })), actions: ["decline", "cool_down"], reason: /is not running \(ready\); giving the leader key back/ },
-  { name: "won, watchdog automatic but unavailable -> take over without it, saying so", o: obs(gates({ watchdogMode: "automatic", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "no such device" } })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog is not running \(unavailable: no such device\); promoting without it \(watchdog\.mode automatic\)$/ },
-  { name: "won, too little lease time left after the gates -> not yet (the next renewal retries)", o: obs({ ...gates(), lease: { id: "a1", deadlineMs: NOW + 400 } }), actions: [], reason: /^not promoting yet: too little lease time left \(400ms, adding the floating IP needs 1000ms\); the next renewal retries$/ },
+  {
+    name: "won, pre_promote ok, no watchdog -> take over",
+    o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: true, timedOut: false, code: 0, problem: null } })),
+    actions: ["take_over"],
+    reason: /^taking over: I won the election \(term 9\); the pre_promote hook agreed$/,
+  },
+  {
+    name: "won, pre_promote veto -> decline and cool down",
+    o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } })),
+    actions: ["decline", "cool_down"],
+    reason: /^declining the promotion \(term 9\): pre_promote hook \/etc\/understudy\/pre\.sh vetoed the promotion: exit 3: maintenance window; giving the leader key back and cooling down$/,
+  },
+  {
+    name: "won, pre_promote timed out -> decline (a timeout is a veto)",
+    o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: true, code: null, problem: TIMEOUT } })),
+    actions: ["decline", "cool_down"],
+    reason: /^declining the promotion \(term 9\): .*killed after the 5000 ms timeout; giving the leader key back and cooling down$/,
+  },
+  {
+    name: "won, pre_promote failed without a message -> decline with the default wording",
+    o: obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 1, problem: null } })),
+    actions: ["decline", "cool_down"],
+    reason: /^declining the promotion \(term 9\): pre_promote hook vetoed the promotion; giving/,
+  },
+  {
+    name: "won, watchdog required, not armed yet -> arm it before anything else",
+    o: obs(gates({ watchdogMode: "required", guardPresent: true })),
+    actions: ["ask_gate"],
+    reason: /^promotion \(term 9\): starting the watchdog \/dev\/watchdog before anything else \(watchdog\.mode required\)$/,
+  },
+  {
+    name: "won, pre_promote still to ask comes before the watchdog",
+    o: obs(gates({ prePromoteConfigured: true, watchdogMode: "required", guardPresent: true })),
+    actions: ["ask_gate"],
+    reason: /pre_promote/,
+  },
+  {
+    name: "won, watchdog required and running -> take over",
+    o: obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "active", device: "/dev/watchdog", timeoutS: 3 } })),
+    actions: ["take_over"],
+    reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog running$/,
+  },
+  {
+    name: "won, watchdog required but unavailable -> decline and cool down",
+    o: obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "cannot open: EBUSY" } })),
+    actions: ["decline", "cool_down"],
+    reason:
+      /^declining the promotion \(term 9\): watchdog \/dev\/watchdog is not running \(unavailable: cannot open: EBUSY\); giving the leader key back \(watchdog\.mode required\) and cooling down$/,
+  },
+  {
+    name: "won, watchdog required, ready but not started (too little lease) -> decline",
+    o: obs(gates({ watchdogMode: "required", guardPresent: true, watchdog: { state: "ready", device: "/dev/watchdog", timeoutS: 3 } })),
+    actions: ["decline", "cool_down"],
+    reason: /is not running \(ready\); giving the leader key back/,
+  },
+  {
+    name: "won, watchdog automatic but unavailable -> take over without it, saying so",
+    o: obs(gates({ watchdogMode: "automatic", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "no such device" } })),
+    actions: ["take_over"],
+    reason: /^taking over: I won the election \(term 9\); watchdog \/dev\/watchdog is not running \(unavailable: no such device\); promoting without it \(watchdog\.mode automatic\)$/,
+  },
+  {
+    name: "won, too little lease time left after the gates -> not yet (the next renewal retries)",
+    o: obs({ ...gates(), lease: { id: "a1", deadlineMs: NOW + 400 } }),
+    actions: [],
+    reason: /^not promoting yet: too little lease time left \(400ms, adding the floating IP needs 1000ms\); the next renewal retries$/,
+  },
   { name: "won, lease just enough -> take over", o: obs({ ...gates(), lease: { id: "a1", deadlineMs: NOW + 1000 } }), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
-  { name: "won, lease lost while the gates ran -> no promotion", o: obs({ ...gates(), lease: null }), actions: [], reason: /^not promoting \(term 9\): the lease the leader key was taken with is gone$/ },
-  { name: "won, lease replaced while the gates ran -> no promotion", o: obs({ ...gates(), lease: { id: "zz", deadlineMs: NOW + 4000 } }), actions: [], reason: /lease the leader key was taken with is gone/ },
-  { name: "adopted key: no pre_promote, the watchdog still gates", o: obs(gates({ via: "adopted", watchdogMode: "required", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "EBUSY" } })), actions: ["decline", "cool_down"], reason: /^declining the promotion \(term 9\): watchdog/ },
+  {
+    name: "won, lease lost while the gates ran -> no promotion",
+    o: obs({ ...gates(), lease: null }),
+    actions: [],
+    reason: /^not promoting \(term 9\): the lease the leader key was taken with is gone$/,
+  },
+  {
+    name: "won, lease replaced while the gates ran -> no promotion",
+    o: obs({ ...gates(), lease: { id: "zz", deadlineMs: NOW + 4000 } }),
+    actions: [],
+    reason: /lease the leader key was taken with is gone/,
+  },
+  {
+    name: "adopted key: no pre_promote, the watchdog still gates",
+    o: obs(gates({ via: "adopted", watchdogMode: "required", guardPresent: true, watchdog: { state: "unavailable", device: "/dev/watchdog", problem: "EBUSY" } })),
+    actions: ["decline", "cool_down"],
+    reason: /^declining the promotion \(term 9\): watchdog/,
+  },
   { name: "adopted key, gates passed -> take over", o: obs(gates({ via: "adopted" })), actions: ["take_over"], reason: /^taking over: the leader key names me with my lease \(term 9\)$/ },
-  { name: "won after the last leader released the key -> take over, no duplicate-address check", o: obs(gates({ lastLeaderTerm: 8 }), { released }), actions: ["take_over"], reason: /; n2 released the floating IP, so no duplicate-address check$/ },
-  { name: "won after a release by a leader I did not see -> duplicate-address check", o: obs(gates({ lastLeaderTerm: 7 }), { released }), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
-  { name: "won after a release by a primary that never held the address -> duplicate-address check", o: obs(gates({ lastLeaderTerm: 8 }), { released: { ...released, vipNotFree: "02:00:00:00:00:13" } }), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
+  {
+    name: "won after the last leader released the key -> take over, no duplicate-address check",
+    o: obs(gates({ lastLeaderTerm: 8 }), { released }),
+    actions: ["take_over"],
+    reason: /; n2 released the floating IP, so no duplicate-address check$/,
+  },
+  {
+    name: "won after a release by a leader I did not see -> duplicate-address check",
+    o: obs(gates({ lastLeaderTerm: 7 }), { released }),
+    actions: ["take_over"],
+    reason: /^taking over: I won the election \(term 9\)$/,
+  },
+  {
+    name: "won after a release by a primary that never held the address -> duplicate-address check",
+    o: obs(gates({ lastLeaderTerm: 8 }), { released: { ...released, vipNotFree: "02:00:00:00:00:13" } }),
+    actions: ["take_over"],
+    reason: /^taking over: I won the election \(term 9\)$/,
+  },
 ];
 for (const c of gateCases) {
   test(`decide (promotion gates): ${c.name}`, () => {
     const decision = decide(c.o);
-    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.deepEqual(
+      decision.actions.map((a) => a.kind),
+      c.actions,
+      decision.reason,
+    );
     assert.match(decision.reason, c.reason);
   });
 }
@@ -283,7 +724,12 @@ test("decide (promotion gates): the actions carry the term, the gate, the proble
     { kind: "decline", term: 9, gate: "watchdog", problem: "watchdog /dev/watchdog is not running (unavailable: EBUSY)" },
     { kind: "cool_down", durationMs: 10_000 },
   ]);
-  assert.deepEqual(decide(obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } }))).actions[0], { kind: "decline", term: 9, gate: "pre_promote", problem: VETO });
+  assert.deepEqual(decide(obs(gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } }))).actions[0], {
+    kind: "decline",
+    term: 9,
+    gate: "pre_promote",
+    problem: VETO,
+  });
   assert.deepEqual(decide(obs(gates({ lastLeaderTerm: 8 }), { released })).actions, [{ kind: "take_over", term: 9, via: "won", skipDuplicateCheck: true }]);
   assert.deepEqual(decide(obs(gates({ via: "adopted", lastLeaderTerm: 8 }), { released })).actions, [{ kind: "take_over", term: 9, via: "adopted", skipDuplicateCheck: false }]);
 });
@@ -291,24 +737,48 @@ test("decide (promotion gates): the actions carry the term, the gate, the proble
 // Issue 15 follow-up: which gates apply is promotionGate's choice from the raw facts; the
 // executor only records a take-over marked stale and cools down for the duration decided.
 const factCases: Case[] = [
-  { name: "adopted key, pre_promote configured -> not run, take over", o: obs(gates({ via: "adopted", prePromoteConfigured: true })), actions: ["take_over"], reason: /^taking over: the leader key names me with my lease \(term 9\); the pre_promote hook is not run for an adopted key$/ },
-  { name: "won, watchdog required but no fence guard -> not armed, take over", o: obs(gates({ watchdogMode: "required", guardPresent: false })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\); no fence guard to start watchdog \/dev\/watchdog with$/ },
-  { name: "won, guard present but watchdog.mode off -> not armed, take over", o: obs(gates({ watchdogMode: "off", guardPresent: true })), actions: ["take_over"], reason: /^taking over: I won the election \(term 9\)$/ },
+  {
+    name: "adopted key, pre_promote configured -> not run, take over",
+    o: obs(gates({ via: "adopted", prePromoteConfigured: true })),
+    actions: ["take_over"],
+    reason: /^taking over: the leader key names me with my lease \(term 9\); the pre_promote hook is not run for an adopted key$/,
+  },
+  {
+    name: "won, watchdog required but no fence guard -> not armed, take over",
+    o: obs(gates({ watchdogMode: "required", guardPresent: false })),
+    actions: ["take_over"],
+    reason: /^taking over: I won the election \(term 9\); no fence guard to start watchdog \/dev\/watchdog with$/,
+  },
+  {
+    name: "won, guard present but watchdog.mode off -> not armed, take over",
+    o: obs(gates({ watchdogMode: "off", guardPresent: true })),
+    actions: ["take_over"],
+    reason: /^taking over: I won the election \(term 9\)$/,
+  },
 ];
 for (const c of factCases) {
   test(`decide (promotion gates, facts): ${c.name}`, () => {
     const decision = decide(c.o);
-    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.deepEqual(
+      decision.actions.map((a) => a.kind),
+      c.actions,
+      decision.reason,
+    );
     assert.match(decision.reason, c.reason);
   });
 }
 
 test("decide (promotion gates): a won take-over while lagging the published generation is marked stale, with the lag and the sentence", () => {
   const o = obs({ ...gates(), self: { name: "n1", priority: 100, nofailover: false, generation: 4 }, sync: { enabled: true, behindSinceMs: NOW - 1500, maximumLagMs: 60_000 } }, { sync: gen(5) });
-  assert.deepEqual(decide(o).actions, [{
-    kind: "take_over", term: 9, via: "won", skipDuplicateCheck: false,
-    stale: { generation: 4, published: { generation: 5, source: "n9" }, lagMs: 1500, reason: "stale promotion: I became primary without the newest published files" },
-  }]);
+  assert.deepEqual(decide(o).actions, [
+    {
+      kind: "take_over",
+      term: 9,
+      via: "won",
+      skipDuplicateCheck: false,
+      stale: { generation: 4, published: { generation: 5, source: "n9" }, lagMs: 1500, reason: "stale promotion: I became primary without the newest published files" },
+    },
+  ]);
   const held = obs({ ...gates(), self: { name: "n1", priority: 100, nofailover: false, generation: 6 } }, { sync: gen(5) });
   assert.deepEqual(decide(held).actions, [{ kind: "take_over", term: 9, via: "won", skipDuplicateCheck: false }], "a newer generation is not behind");
   const adopted = obs({ ...gates({ via: "adopted" }), self: { name: "n1", priority: 100, nofailover: false, generation: 4 } }, { sync: gen(5) });
@@ -319,7 +789,10 @@ test("decide (promotion gates): a won take-over while lagging the published gene
 
 test("decide: every cool_down carries the configured duration", () => {
   const handover = decide(primary({ coolDownMs: 15_000, daemon: { running: true, probesUp: false, recentRestarts: 1 } }));
-  assert.deepEqual(handover.actions.find((a) => a.kind === "cool_down"), { kind: "cool_down", durationMs: 15_000 });
+  assert.deepEqual(
+    handover.actions.find((a) => a.kind === "cool_down"),
+    { kind: "cool_down", durationMs: 15_000 },
+  );
   const declined = decide(obs({ ...gates({ prePromoteConfigured: true, prePromote: { ok: false, timedOut: false, code: 3, problem: VETO } }), coolDownMs: 30_000 }));
   assert.deepEqual(declined.actions[1], { kind: "cool_down", durationMs: 30_000 });
 });
@@ -332,17 +805,46 @@ const backoff = (recentRestarts: number, lastAgoMs: number | null, running = fal
 });
 const backoffCases: Case[] = [
   { name: "first restart: no backoff", o: primary(backoff(0, null)), actions: ["restart_daemon"], reason: /^restarting the daemon: the daemon is not running \(restart 1 of 3\)$/ },
-  { name: "second restart 50ms after the first (backoff 100ms) -> wait", o: primary(backoff(1, 50)), actions: ["recheck_at"], reason: /^waiting: restart backoff for 50ms more, then restarting the daemon: the daemon is not running \(restart 2 of 3\)$/ },
-  { name: "second restart 150ms after the first -> backoff over, restart", o: primary(backoff(1, 150)), actions: ["restart_daemon"], reason: /^restarting the daemon: the daemon is not running \(restart 2 of 3\)$/ },
+  {
+    name: "second restart 50ms after the first (backoff 100ms) -> wait",
+    o: primary(backoff(1, 50)),
+    actions: ["recheck_at"],
+    reason: /^waiting: restart backoff for 50ms more, then restarting the daemon: the daemon is not running \(restart 2 of 3\)$/,
+  },
+  {
+    name: "second restart 150ms after the first -> backoff over, restart",
+    o: primary(backoff(1, 150)),
+    actions: ["restart_daemon"],
+    reason: /^restarting the daemon: the daemon is not running \(restart 2 of 3\)$/,
+  },
   { name: "third restart doubles the backoff (200ms)", o: primary(backoff(2, 150)), actions: ["recheck_at"], reason: /^waiting: restart backoff for 50ms more, then restarting the daemon/ },
-  { name: "no healthy standby, backoff capped at restart_backoff_max", o: primary(backoff(10, 4000), { members: [member("n1", { role: "primary" })] }), actions: ["recheck_at"], reason: /^waiting: restart backoff for 1000ms more, then restarting the daemon again: the daemon is not running and no healthy standby/ },
-  { name: "no healthy standby, backoff over -> restart again", o: primary(backoff(10, 5000), { members: [member("n1", { role: "primary" })] }), actions: ["restart_daemon"], reason: /^restarting the daemon again/ },
-  { name: "restarts used up, healthy standby -> hand over (no backoff wait)", o: primary(backoff(3, 10, true)), actions: ["demote", "release", "cool_down"], reason: /^handing over: critical probes are failing after 3 restart\(s\)/ },
+  {
+    name: "no healthy standby, backoff capped at restart_backoff_max",
+    o: primary(backoff(10, 4000), { members: [member("n1", { role: "primary" })] }),
+    actions: ["recheck_at"],
+    reason: /^waiting: restart backoff for 1000ms more, then restarting the daemon again: the daemon is not running and no healthy standby/,
+  },
+  {
+    name: "no healthy standby, backoff over -> restart again",
+    o: primary(backoff(10, 5000), { members: [member("n1", { role: "primary" })] }),
+    actions: ["restart_daemon"],
+    reason: /^restarting the daemon again/,
+  },
+  {
+    name: "restarts used up, healthy standby -> hand over (no backoff wait)",
+    o: primary(backoff(3, 10, true)),
+    actions: ["demote", "release", "cool_down"],
+    reason: /^handing over: critical probes are failing after 3 restart\(s\)/,
+  },
 ];
 for (const c of backoffCases) {
   test(`decide (restart backoff): ${c.name}`, () => {
     const decision = decide(c.o);
-    assert.deepEqual(decision.actions.map((a) => a.kind), c.actions, decision.reason);
+    assert.deepEqual(
+      decision.actions.map((a) => a.kind),
+      c.actions,
+      decision.reason,
+    );
     assert.match(decision.reason, c.reason);
   });
 }
@@ -364,7 +866,11 @@ test("track: vacancy starts at the first leaderless read, survives unread cycles
 });
 
 test("track: the preferred node's readiness clock runs while it is an eligible standby", () => {
-  const with2 = (over: Partial<MemberRecord> = {}, bans: NonNullable<Observation["cluster"]>["bans"] = []) => ({ ...obs().cluster!, members: [member("n1", { role: "primary" }), member("n2", over)], bans });
+  const with2 = (over: Partial<MemberRecord> = {}, bans: NonNullable<Observation["cluster"]>["bans"] = []) => ({
+    ...obs().cluster!,
+    members: [member("n1", { role: "primary" }), member("n2", over)],
+    bans,
+  });
   let m = track(EMPTY_MEMORY, with2(), 1000, "n2");
   assert.equal(m.preferredReadySinceMs, 1000);
   m = track(m, with2(), 4000, "n2");

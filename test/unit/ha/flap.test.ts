@@ -43,9 +43,32 @@ test("POST /flap/clear: authenticated, writes flap_clear to history, says whethe
   const { FakeCoordinator } = await import("../../fakes/coordinator.js");
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
-  const view = { node: "n2", acting: "standby", term: null, leaseRemainingMs: 3000, etcdReachable: true, decision: "", sinceLastCycleMs: 1, vipHeld: false, daemonRunning: false, probes: [], healthy: true, notReady: null } as const;
+  const view = {
+    node: "n2",
+    acting: "standby",
+    term: null,
+    leaseRemainingMs: 3000,
+    etcdReachable: true,
+    decision: "",
+    sinceLastCycleMs: 1,
+    vipHeld: false,
+    daemonRunning: false,
+    probes: [],
+    healthy: true,
+    notReady: null,
+  } as const;
   const token = "t".repeat(24);
-  const app = buildApi({ view: () => view, coordinator: etcd, metrics: new AgentMetrics(() => view, { cluster: "c", node: "n2" }), clock, log: silentLogger(), token, authReads: false, livenessMaxMs: 5000, failbackPreferred: null });
+  const app = buildApi({
+    view: () => view,
+    coordinator: etcd,
+    metrics: new AgentMetrics(() => view, { cluster: "c", node: "n2" }),
+    clock,
+    log: silentLogger(),
+    token,
+    authReads: false,
+    livenessMaxMs: 5000,
+    failbackPreferred: null,
+  });
   const clear = (auth?: string) => app.inject({ method: "POST", url: "/flap/clear", payload: { requested_by: "ops" }, ...(auth ? { headers: { authorization: `Bearer ${auth}` } } : {}) });
   try {
     assert.equal((await clear()).statusCode, 401, "needs the token");

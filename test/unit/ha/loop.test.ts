@@ -33,7 +33,15 @@ function cluster(names: [string, number][], readiness: Record<string, string | n
     const health = new FakeHealth();
     const life = new ProcessLife();
     const loop = new HaLoop({
-      config: configFor(name, prio, extra, mode), coordinator: life.coordinator(etcd), daemon, vip, health, clock: life.clock(clock), log: silentLogger(), version: "test", probeGraceMs: 0,
+      config: configFor(name, prio, extra, mode),
+      coordinator: life.coordinator(etcd),
+      daemon,
+      vip,
+      health,
+      clock: life.clock(clock),
+      log: silentLogger(),
+      version: "test",
+      probeGraceMs: 0,
       readiness: { problem: () => readiness[name] ?? null, start: () => undefined, stop: () => undefined },
     });
     return { name, daemon, vip, health, loop, life };
@@ -42,7 +50,10 @@ function cluster(names: [string, number][], readiness: Record<string, string | n
 }
 
 test("one node wins the first election, starts the daemon and takes the VIP; the other follows", async () => {
-  const c = cluster([["n1", 100], ["n2", 200]]);
+  const c = cluster([
+    ["n1", 100],
+    ["n2", 200],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(3000);
   // At bootstrap the first agent up finds no ranked peers and wins; ranking applies to failovers.
@@ -55,7 +66,10 @@ test("one node wins the first election, starts the daemon and takes the VIP; the
 });
 
 test("primary partitioned from etcd fences at its deadline, before etcd expires the lease; the standby takes over after", async () => {
-  const c = cluster([["n1", 200], ["n2", 100]]);
+  const c = cluster([
+    ["n1", 200],
+    ["n2", 100],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
@@ -82,7 +96,11 @@ test("primary partitioned from etcd fences at its deadline, before etcd expires 
 });
 
 test("a primary whose lease etcd expired while it was partitioned never holds the VIP at the same time as the new primary", async () => {
-  const c = cluster([["n1", 200], ["n2", 100], ["n3", 100]]);
+  const c = cluster([
+    ["n1", 200],
+    ["n2", 100],
+    ["n3", 100],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
@@ -96,7 +114,10 @@ test("a primary whose lease etcd expired while it was partitioned never holds th
 });
 
 test("daemon crash on the primary: restart once, then hand over to a healthy standby when it keeps failing", async () => {
-  const c = cluster([["n1", 200], ["n2", 100]]);
+  const c = cluster([
+    ["n1", 200],
+    ["n2", 100],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   const n1 = c.nodes[0]!;
@@ -117,7 +138,10 @@ test("daemon crash on the primary: restart once, then hand over to a healthy sta
 });
 
 test("graceful stop of the primary revokes the lease: the standby takes over without waiting for the TTL", async () => {
-  const c = cluster([["n1", 200], ["n2", 100]]);
+  const c = cluster([
+    ["n1", 200],
+    ["n2", 100],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   const n1 = c.nodes[0]!;
@@ -135,7 +159,10 @@ test("graceful stop of the primary revokes the lease: the standby takes over wit
 });
 
 test("an agent restarted while its lease lives adopts it: no failover", async () => {
-  const c = cluster([["n1", 200], ["n2", 100]]);
+  const c = cluster([
+    ["n1", 200],
+    ["n2", 100],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   const term = c.etcd.leader!.term;
@@ -143,7 +170,15 @@ test("an agent restarted while its lease lives adopts it: no failover", async ()
   const old = c.nodes[0]!;
   old.life.crash();
   const again = new HaLoop({
-    config: configFor("n1", 200), coordinator: c.etcd, daemon: old.daemon, vip: old.vip, health: old.health, clock: c.clock, log: silentLogger(), version: "test", probeGraceMs: 0,
+    config: configFor("n1", 200),
+    coordinator: c.etcd,
+    daemon: old.daemon,
+    vip: old.vip,
+    health: old.health,
+    clock: c.clock,
+    log: silentLogger(),
+    version: "test",
+    probeGraceMs: 0,
   });
   await c.clock.advance(1000);
   await again.start();
@@ -155,7 +190,10 @@ test("an agent restarted while its lease lives adopts it: no failover", async ()
 });
 
 test("paused cluster: no campaign when the primary goes away", async () => {
-  const c = cluster([["n1", 200], ["n2", 100]]);
+  const c = cluster([
+    ["n1", 200],
+    ["n2", 100],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   await c.etcd.setPaused(true);
@@ -166,7 +204,11 @@ test("paused cluster: no campaign when the primary goes away", async () => {
 });
 
 test("lower-ranked standby campaigns after the ranking delay when the better one stays silent", async () => {
-  const c = cluster([["n1", 300], ["n2", 200], ["n3", 100]]);
+  const c = cluster([
+    ["n1", 300],
+    ["n2", 200],
+    ["n3", 100],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
@@ -180,7 +222,14 @@ test("lower-ranked standby campaigns after the ranking delay when the better one
 });
 
 test("a standby that is not ready to serve does not campaign; a ready one takes over", async () => {
-  const c = cluster([["n1", 300], ["n2", 200], ["n3", 100]], { n2: "sshd exited 255: bad config" });
+  const c = cluster(
+    [
+      ["n1", 300],
+      ["n2", 200],
+      ["n3", 100],
+    ],
+    { n2: "sshd exited 255: bad config" },
+  );
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
@@ -192,7 +241,10 @@ test("a standby that is not ready to serve does not campaign; a ready one takes 
 });
 
 test("etcd down when the agents start: they wait as standbys, then elect one primary and watch once it is back", async () => {
-  const c = cluster([["n1", 100], ["n2", 100]]);
+  const c = cluster([
+    ["n1", 100],
+    ["n2", 100],
+  ]);
   c.etcd.unreachable = true;
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(5000);
@@ -211,11 +263,22 @@ test("etcd down when the agents start: they wait as standbys, then elect one pri
 });
 
 test("warm mode: the daemon runs on every node and only the VIP moves", async () => {
-  const c = cluster([["n1", 200], ["n2", 100]], {}, "warm");
+  const c = cluster(
+    [
+      ["n1", 200],
+      ["n2", 100],
+    ],
+    {},
+    "warm",
+  );
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(3000);
   assert.equal(c.etcd.leader?.node, "n1");
-  assert.deepEqual(c.nodes.map((n) => n.daemon.running), [true, true], "standby runs the daemon too");
+  assert.deepEqual(
+    c.nodes.map((n) => n.daemon.running),
+    [true, true],
+    "standby runs the daemon too",
+  );
   await c.nodes[0]!.loop.stop();
   await c.clock.advance(10);
   assert.deepEqual(c.timeline.holder(), ["n2"]);
@@ -224,7 +287,15 @@ test("warm mode: the daemon runs on every node and only the VIP moves", async ()
 });
 
 test("warm mode: a standby whose probes fail does not campaign", async () => {
-  const c = cluster([["n1", 300], ["n2", 200], ["n3", 100]], {}, "warm");
+  const c = cluster(
+    [
+      ["n1", 300],
+      ["n2", 200],
+      ["n3", 100],
+    ],
+    {},
+    "warm",
+  );
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   c.nodes[1]!.health.set(false);
@@ -239,7 +310,11 @@ function request(c: ReturnType<typeof cluster>, over: Partial<SwitchoverRequest>
 }
 
 test("switchover to a named standby: the old primary releases, the target takes over, the request is recorded and cleared", async () => {
-  const c = cluster([["n1", 300], ["n2", 200], ["n3", 100]]);
+  const c = cluster([
+    ["n1", 300],
+    ["n2", 200],
+    ["n3", 100],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
@@ -259,7 +334,10 @@ test("switchover to a named standby: the old primary releases, the target takes 
 });
 
 test("scheduled switchover waits for its time", async () => {
-  const c = cluster([["n1", 300], ["n2", 200]]);
+  const c = cluster([
+    ["n1", 300],
+    ["n2", 200],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   const at = new Date(c.clock.wallMs() + 10_000).toISOString();
@@ -272,7 +350,13 @@ test("scheduled switchover waits for its time", async () => {
 });
 
 test("switchover to an unhealthy standby is cancelled and recorded, the primary stays", async () => {
-  const c = cluster([["n1", 300], ["n2", 200]], { n2: "disk full" });
+  const c = cluster(
+    [
+      ["n1", 300],
+      ["n2", 200],
+    ],
+    { n2: "disk full" },
+  );
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   await c.etcd.requestSwitchover(request(c, { to: "n2" }));
@@ -284,7 +368,15 @@ test("switchover to an unhealthy standby is cancelled and recorded, the primary 
 
 test("failback policy auto: the preferred node gets the role back once healthy for the delay", async () => {
   const extra = "failback: { policy: auto, preferred: n1, delay: 5s }";
-  const c = cluster([["n1", 300], ["n2", 200]], {}, "cold", extra);
+  const c = cluster(
+    [
+      ["n1", 300],
+      ["n2", 200],
+    ],
+    {},
+    "cold",
+    extra,
+  );
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
@@ -297,7 +389,15 @@ test("failback policy auto: the preferred node gets the role back once healthy f
   // n1 comes back (a new agent) as a standby; n2 fails back to it after 5 s.
   const n1 = c.nodes[0]!;
   const again = new HaLoop({
-    config: configFor("n1", 300, extra), coordinator: c.etcd, daemon: n1.daemon, vip: n1.vip, health: n1.health, clock: c.clock, log: silentLogger(), version: "test", probeGraceMs: 0,
+    config: configFor("n1", 300, extra),
+    coordinator: c.etcd,
+    daemon: n1.daemon,
+    vip: n1.vip,
+    health: n1.health,
+    clock: c.clock,
+    log: silentLogger(),
+    version: "test",
+    probeGraceMs: 0,
   });
   await again.start();
   await c.clock.advance(3000);
@@ -310,7 +410,10 @@ test("failback policy auto: the preferred node gets the role back once healthy f
 });
 
 test("a fenced primary records the fence in history once etcd answers again", async () => {
-  const c = cluster([["n1", 300], ["n2", 200]]);
+  const c = cluster([
+    ["n1", 300],
+    ["n2", 200],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   c.nodes[0]!.life.partitioned = true;
@@ -339,8 +442,16 @@ test("the fence guard is armed with the lease deadline while primary, re-armed o
   });
   const arms = guard.arms;
   const loop = new HaLoop({
-    config: configFor("n1"), coordinator: etcd, daemon: new FakeDaemon(), vip: new FakeVip("n1", new VipTimeline(clock)), health: new FakeHealth(),
-    clock, log: silentLogger(), version: "test", probeGraceMs: 0, fenceGuard: guard,
+    config: configFor("n1"),
+    coordinator: etcd,
+    daemon: new FakeDaemon(),
+    vip: new FakeVip("n1", new VipTimeline(clock)),
+    health: new FakeHealth(),
+    clock,
+    log: silentLogger(),
+    version: "test",
+    probeGraceMs: 0,
+    fenceGuard: guard,
   });
   await loop.start();
   await clock.advance(100);
@@ -371,7 +482,15 @@ test("a pre_promote veto releases the won election to the next candidate and coo
     const daemon = new FakeDaemon();
     const vip = new FakeVip(name, timeline);
     const loop = new HaLoop({
-      config: configFor(name, prio), coordinator: etcd, daemon, vip, health: new FakeHealth(), clock, log: silentLogger(), version: "test", probeGraceMs: 0,
+      config: configFor(name, prio),
+      coordinator: etcd,
+      daemon,
+      vip,
+      health: new FakeHealth(),
+      clock,
+      log: silentLogger(),
+      version: "test",
+      probeGraceMs: 0,
       ...(hooks ? { hooks } : {}),
     });
     return { loop, daemon, vip };
@@ -386,7 +505,10 @@ test("a pre_promote veto releases the won election to the next candidate and coo
   assert.equal(n1.daemon.starts, 0, "n1 started nothing");
   assert.equal(n1.vip.held, false);
   assert.equal(etcd.released?.why, "veto");
-  assert.ok(etcd.historyEvents.some((e) => e.kind === "veto" && e.to === "n1"), JSON.stringify(etcd.historyEvents));
+  assert.ok(
+    etcd.historyEvents.some((e) => e.kind === "veto" && e.to === "n1"),
+    JSON.stringify(etcd.historyEvents),
+  );
   assert.equal(timeline.maxHolders, 1);
 });
 
@@ -427,7 +549,16 @@ function syncCluster(nodes: [string, number, FakeSync][]) {
     const vip = new FakeVip(name, timeline);
     const events: string[] = [];
     const loop = new HaLoop({
-      config: configFor(name, prio, SYNC_YAML), coordinator: etcd, daemon, vip, health: new FakeHealth(), clock, log: silentLogger(), version: "test", probeGraceMs: 0, sync,
+      config: configFor(name, prio, SYNC_YAML),
+      coordinator: etcd,
+      daemon,
+      vip,
+      health: new FakeHealth(),
+      clock,
+      log: silentLogger(),
+      version: "test",
+      probeGraceMs: 0,
+      sync,
     });
     loop.onEvent((e) => events.push(e.type));
     return { name, loop, sync, events };
@@ -436,14 +567,21 @@ function syncCluster(nodes: [string, number, FakeSync][]) {
 }
 
 test("sync gate: a stale standby with the higher priority waits; the in-sync one takes over, no stale promotion", async () => {
-  const c = syncCluster([["n1", 300, new FakeSync(5)], ["n2", 200, new FakeSync(4, 0)], ["n3", 100, new FakeSync(5)]]);
+  const c = syncCluster([
+    ["n1", 300, new FakeSync(5)],
+    ["n2", 200, new FakeSync(4, 0)],
+    ["n3", 100, new FakeSync(5)],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
   assert.equal(c.etcd.members.get("n2")?.member.generation, 4, "member keys carry the held generation");
   assert.deepEqual(c.etcd.members.get("n3")?.member.sync?.failures, 0, "and the sync summary");
   const seen = c.nodes[1]!.sync.views.at(-1)!;
-  assert.deepEqual({ acting: seen.acting, leader: seen.leader, published: seen.published?.generation }, { acting: "standby", leader: { node: "n1", term: c.etcd.leader!.term, address: "198.18.0.1" }, published: 5 });
+  assert.deepEqual(
+    { acting: seen.acting, leader: seen.leader, published: seen.published?.generation },
+    { acting: "standby", leader: { node: "n1", term: c.etcd.leader!.term, address: "198.18.0.1" }, published: 5 },
+  );
   await c.nodes[0]!.loop.stop();
   await c.clock.advance(3000);
   assert.equal(c.etcd.leader?.node, "n3", "n3 holds generation 5: it wins although n2 has the higher priority");
@@ -452,7 +590,10 @@ test("sync gate: a stale standby with the higher priority waits; the in-sync one
 });
 
 test("sync gate: alone and within maximum_lag_on_failover, a stale standby takes over and records a stale promotion", async () => {
-  const c = syncCluster([["n1", 300, new FakeSync(5)], ["n2", 200, new FakeSync(4)]]);
+  const c = syncCluster([
+    ["n1", 300, new FakeSync(5)],
+    ["n2", 200, new FakeSync(4)],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   c.nodes[1]!.sync.behindSinceMs = c.clock.monotonicMs() - 1500;
@@ -468,7 +609,10 @@ test("sync gate: alone and within maximum_lag_on_failover, a stale standby takes
 });
 
 test("sync gate: a standby behind for longer than maximum_lag_on_failover does not take over by itself", async () => {
-  const c = syncCluster([["n1", 300, new FakeSync(5)], ["n2", 200, new FakeSync(4)]]);
+  const c = syncCluster([
+    ["n1", 300, new FakeSync(5)],
+    ["n2", 200, new FakeSync(4)],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   c.nodes[1]!.sync.behindSinceMs = c.clock.monotonicMs() - 31_000;
@@ -479,13 +623,21 @@ test("sync gate: a standby behind for longer than maximum_lag_on_failover does n
 });
 
 test("flap damping: a primary failing its health after max_moves handovers (cluster history) holds, records it once, and hands over after a clear", async () => {
-  const c = cluster([["n1", 200], ["n2", 100], ["n3", 100]]);
+  const c = cluster([
+    ["n1", 200],
+    ["n2", 100],
+    ["n3", 100],
+  ]);
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
   // Three handovers for health in the last minutes, recorded by whichever nodes took over.
   const at = (agoMs: number) => new Date(c.clock.wallMs() - agoMs).toISOString();
-  for (const [ago, from, to] of [[240_000, "n2", "n3"], [180_000, "n3", "n2"], [120_000, "n2", "n1"]] as const) {
+  for (const [ago, from, to] of [
+    [240_000, "n2", "n3"],
+    [180_000, "n3", "n2"],
+    [120_000, "n2", "n1"],
+  ] as const) {
     c.etcd.historyEvents.push({ kind: "handover", at: at(ago), node: to, from, to, term: 1, reason: `${from} released the role (handover)` });
   }
   const n1 = c.nodes[0]!;
@@ -503,7 +655,15 @@ test("flap damping: a primary failing its health after max_moves handovers (clus
 });
 
 test("VIP held by another host: the primary holds past vip.hold_timeout (a standby would meet the same host), and says why", async () => {
-  const c = cluster([["n1", 200], ["n2", 100]], {}, "cold", "vip: { address: 198.18.0.100/24, interface: eth0, hold_timeout: 5s }");
+  const c = cluster(
+    [
+      ["n1", 200],
+      ["n2", 100],
+    ],
+    {},
+    "cold",
+    "vip: { address: 198.18.0.100/24, interface: eth0, hold_timeout: 5s }",
+  );
   c.timeline.foreignMac = "02:75:07:00:00:13";
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
@@ -515,14 +675,25 @@ test("VIP held by another host: the primary holds past vip.hold_timeout (a stand
   assert.equal(c.nodes[0]!.loop.view().vipHolder, "02:75:07:00:00:13");
   await c.clock.advance(6000);
   assert.equal(c.etcd.leader?.node, "n1", "no handover: the foreign host answers whoever adds the address");
-  assert.match(c.nodes[0]!.loop.status().decision, /^holding, not handing over: primary without the floating IP for \d+s, over vip\.hold_timeout 5s \(held by 02:75:07:00:00:13.*a standby would meet the same host/);
+  assert.match(
+    c.nodes[0]!.loop.status().decision,
+    /^holding, not handing over: primary without the floating IP for \d+s, over vip\.hold_timeout 5s \(held by 02:75:07:00:00:13.*a standby would meet the same host/,
+  );
   assert.equal(c.timeline.maxHolders, 0, "no node ever held the address beside the foreign host");
   // (The reconciler's retry that adds the address once the foreign copy goes is src/vip/reconcile.ts's,
   // tested in vip-reconcile.test.ts and the vip-truth lab; this fake adds only when asked.)
 });
 
 test("VIP not addable here (arping missing): the primary hands over after vip.hold_timeout, and the successor checks the address instead of trusting the release", async () => {
-  const c = cluster([["n1", 200], ["n2", 100]], {}, "cold", "vip: { address: 198.18.0.100/24, interface: eth0, hold_timeout: 5s }");
+  const c = cluster(
+    [
+      ["n1", 200],
+      ["n2", 100],
+    ],
+    {},
+    "cold",
+    "vip: { address: 198.18.0.100/24, interface: eth0, hold_timeout: 5s }",
+  );
   c.nodes[0]!.vip.addFails = "US_E_TOOL_MISSING: arping (needed by vip.arping) does not exist";
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
@@ -559,8 +730,17 @@ test("the promotion gates are asked in the cycle that won the election: hook, th
     if (call !== "close") order.push(call);
   });
   const loop = new HaLoop({
-    config: configFor("n1", 100, "watchdog: { mode: required }"), coordinator: etcd, daemon, vip: new FakeVip("n1", timeline), health: new FakeHealth(), clock,
-    log: silentLogger(), version: "test", probeGraceMs: 0, hooks, fenceGuard,
+    config: configFor("n1", 100, "watchdog: { mode: required }"),
+    coordinator: etcd,
+    daemon,
+    vip: new FakeVip("n1", timeline),
+    health: new FakeHealth(),
+    clock,
+    log: silentLogger(),
+    version: "test",
+    probeGraceMs: 0,
+    hooks,
+    fenceGuard,
   });
   await loop.start();
   await clock.advance(500);
@@ -568,12 +748,7 @@ test("the promotion gates are asked in the cycle that won the election: hook, th
   const campaignAt = etcd.calls.indexOf("campaign");
   assert.ok(campaignAt >= 0);
   const snapshotsBefore = etcd.calls.slice(0, campaignAt).filter((c) => c === "snapshot").length;
-  assert.deepEqual(order.slice(0, 4), [
-    `pre_promote (etcd calls so far: ${snapshotsBefore} snapshots)`,
-    "armWatchdog",
-    "arm",
-    `daemon start (etcd calls so far: ${snapshotsBefore} snapshots)`,
-  ]);
+  assert.deepEqual(order.slice(0, 4), [`pre_promote (etcd calls so far: ${snapshotsBefore} snapshots)`, "armWatchdog", "arm", `daemon start (etcd calls so far: ${snapshotsBefore} snapshots)`]);
   assert.equal(etcd.released, null);
   await loop.stop();
 });

@@ -9,12 +9,31 @@ import { FakeClock } from "../../fakes/clock.js";
 
 function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
   return {
-    node, role: "standby", healthy: true, priority: 100, nofailover: false, generation: 0, address: "198.18.0.1",
-    version: "t", decision: "", probes: {}, vipHeld: false, daemonRunning: false, updatedAt: "2026-12-04T17:00:00.000Z", ...over,
+    node,
+    role: "standby",
+    healthy: true,
+    priority: 100,
+    nofailover: false,
+    generation: 0,
+    address: "198.18.0.1",
+    version: "t",
+    decision: "",
+    probes: {},
+    vipHeld: false,
+    daemonRunning: false,
+    updatedAt: "2026-12-04T17:00:00.000Z",
+    ...over,
   };
 }
 const snap = (members: MemberRecord[], leader = "n1"): ClusterSnapshot => ({
-  revision: 9, leader: { node: leader, term: 7, lease: "a1", acquiredAt: "" }, members, paused: false, switchover: null, released: null, bans: [], sync: null,
+  revision: 9,
+  leader: { node: leader, term: 7, lease: "a1", acquiredAt: "" },
+  members,
+  paused: false,
+  switchover: null,
+  released: null,
+  bans: [],
+  sync: null,
 });
 
 test("a healthy cluster has no VIP findings", () => {
@@ -31,10 +50,7 @@ test("primary without its VIP, held by another host: status says unhealthy with 
 
 test("primary without its VIP because a tool is missing; a standby holding it", () => {
   const s = snap([member("n1", { role: "primary", vipMissingSince: "2026-12-04T17:00:01.000Z", vipProblem: "US_E_TOOL_MISSING: arping ..." }), member("n2", { vipHeld: true })]);
-  assert.deepEqual(vipFindings(s), [
-    "primary n1 without its floating IP since 2026-12-04T17:00:01.000Z: US_E_TOOL_MISSING: arping ...",
-    "VIP held by n2, which is not the primary (n1 is)",
-  ]);
+  assert.deepEqual(vipFindings(s), ["primary n1 without its floating IP since 2026-12-04T17:00:01.000Z: US_E_TOOL_MISSING: arping ...", "VIP held by n2, which is not the primary (n1 is)"]);
   assert.match(renderStatus("lab", s), /\| n2 .*\| held \(NOT primary\) \|/);
 });
 
@@ -58,7 +74,11 @@ test("vipNotFree: the successor skips its duplicate check only when the releaser
 test("VipWitness: missing time in wall-clock ISO, stable across cycles; nothing for a standby", async () => {
   const clock = new FakeClock();
   let state: { desired: boolean; held: boolean | undefined; lastError: string | undefined; missingSinceMs?: number | null; foreignMac?: string | null } = {
-    desired: true, held: false, lastError: "US_E_VIP_DUPLICATE: x", missingSinceMs: clock.monotonicMs(), foreignMac: "02:75:07:00:00:13",
+    desired: true,
+    held: false,
+    lastError: "US_E_VIP_DUPLICATE: x",
+    missingSinceMs: clock.monotonicMs(),
+    foreignMac: "02:75:07:00:00:13",
   };
   const w = new VipWitness({ state: () => state }, clock);
   const first = w.truth("primary");

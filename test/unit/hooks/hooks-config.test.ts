@@ -82,7 +82,13 @@ test("createHooks without a hooks section: every hook a no-op, no webhook", asyn
   for (const event of HOOK_EVENTS) {
     assert.equal(bundle.hooks.configured(event), false);
     assert.deepEqual(await bundle.hooks.run(event, { role: "primary", term: 1, node: "n1", cluster: "sftp-prod", reason: "election" }), {
-      ran: false, ok: true, code: null, timedOut: false, ms: 0, stderrTail: "", problem: null,
+      ran: false,
+      ok: true,
+      code: null,
+      timedOut: false,
+      ms: 0,
+      stderrTail: "",
+      problem: null,
     });
   }
   await bundle.close();
@@ -115,9 +121,7 @@ test("createHooks builds the configured commands and the webhook, which hears of
   d.runner.done();
   assert.equal(d.runner.calls[0]!.options?.timeoutMs, 1000);
   await bundle.close();
-  assert.deepEqual(bodies, [
-    { type: "hook_failed", hook: "pre_promote", code: 1, timed_out: false, cluster: "sftp-prod", node: "n1", at: new Date(d.clock.wallMs()).toISOString() },
-  ]);
+  assert.deepEqual(bodies, [{ type: "hook_failed", hook: "pre_promote", code: 1, timed_out: false, cluster: "sftp-prod", node: "n1", at: new Date(d.clock.wallMs()).toISOString() }]);
 });
 
 test("a bad webhook setting is reported without echoing its value (it may hold a token)", async () => {

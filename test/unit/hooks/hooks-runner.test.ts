@@ -53,8 +53,14 @@ test("post_sync adds UNDERSTUDY_GENERATION; unknown values are empty strings, ne
   await hooks.run("on_demote", { role: "standby", term: null, node: "n2", cluster: "c", reason: "lease deadline", generation: 42 });
   runner.done();
   assert.deepEqual(runner.calls[0]!.options?.env, {
-    UNDERSTUDY_EVENT: "post_sync", UNDERSTUDY_ROLE: "standby", UNDERSTUDY_PREVIOUS_ROLE: "", UNDERSTUDY_TERM: "3",
-    UNDERSTUDY_NODE: "n2", UNDERSTUDY_CLUSTER: "c", UNDERSTUDY_REASON: "generation applied", UNDERSTUDY_GENERATION: "42",
+    UNDERSTUDY_EVENT: "post_sync",
+    UNDERSTUDY_ROLE: "standby",
+    UNDERSTUDY_PREVIOUS_ROLE: "",
+    UNDERSTUDY_TERM: "3",
+    UNDERSTUDY_NODE: "n2",
+    UNDERSTUDY_CLUSTER: "c",
+    UNDERSTUDY_REASON: "generation applied",
+    UNDERSTUDY_GENERATION: "42",
   });
   const demoteEnv = runner.calls[1]!.options?.env ?? {};
   assert.equal(demoteEnv.UNDERSTUDY_TERM, "");
@@ -82,12 +88,16 @@ const FAILURES: { name: string; arrange: (r: StrictCommandRunner, argv: string[]
   {
     name: "a timeout",
     arrange: (r, a) => r.expectError(a, new UnderstudyError("US_E_COMMAND_TIMEOUT", { argv0: a[0], timeout_ms: 10_000 })),
-    timedOut: true, code: null, problem: /killed after the 10000 ms timeout/,
+    timedOut: true,
+    code: null,
+    problem: /killed after the 10000 ms timeout/,
   },
   {
     name: "a program that cannot be started",
     arrange: (r, a) => r.expectError(a, Object.assign(new Error(`spawn ${a[0]} ENOENT`), { code: "ENOENT" })),
-    timedOut: false, code: null, problem: /could not be started: spawn \/opt\/check ENOENT/,
+    timedOut: false,
+    code: null,
+    problem: /could not be started: spawn \/opt\/check ENOENT/,
   },
 ];
 
@@ -125,7 +135,10 @@ test("other hooks: every kind of failure resolves ok false with US_E_HOOK_FAILED
       assert.equal(o.ok, false, `${event}: ${f.name}`);
       assert.equal(o.timedOut, f.timedOut, `${event}: ${f.name}`);
       assert.match(o.problem ?? "", new RegExp(`^US_E_HOOK_FAILED: hook ${event} \\(/opt/check\\) failed: `));
-      assert.ok(logs.entries().some((e) => e.level === 40 && String(e.msg).startsWith("US_E_HOOK_FAILED")), `${event}: ${f.name} logged`);
+      assert.ok(
+        logs.entries().some((e) => e.level === 40 && String(e.msg).startsWith("US_E_HOOK_FAILED")),
+        `${event}: ${f.name} logged`,
+      );
     }
   }
 });
@@ -180,12 +193,23 @@ test("onOutcome hears every hook that ran; a throwing listener does not make run
   const runner = new StrictCommandRunner().expect(["/opt/a"]).expect(["/opt/b"], { code: 2 });
   const hooks = new Hooks(
     { commands: { post_promote: ["/opt/a"], on_demote: ["/opt/b"] }, timeoutMs: 1000 },
-    { runner, clock: new FakeClock(), log: capture().log, onOutcome: (e, o) => { seen.push([e, o.ok]); throw new Error("listener bug"); } },
+    {
+      runner,
+      clock: new FakeClock(),
+      log: capture().log,
+      onOutcome: (e, o) => {
+        seen.push([e, o.ok]);
+        throw new Error("listener bug");
+      },
+    },
   );
   assert.equal((await hooks.run("post_promote", CTX)).ok, true);
   assert.equal((await hooks.run("on_demote", CTX)).ok, false);
   assert.equal((await hooks.run("post_sync", CTX)).ran, false);
-  assert.deepEqual(seen, [["post_promote", true], ["on_demote", false]]);
+  assert.deepEqual(seen, [
+    ["post_promote", true],
+    ["on_demote", false],
+  ]);
 });
 
 test("bad settings are refused at construction with US_E_HOOK_CONFIG", () => {
@@ -197,7 +221,10 @@ test("bad settings are refused at construction with US_E_HOOK_CONFIG", () => {
     { commands: { post_sync: ["/opt/x", ""] }, timeoutMs: 1000, setting: "hooks.post_sync" },
   ];
   for (const c of cases) {
-    assert.throws(() => new Hooks(c, deps), (e: unknown) => e instanceof UnderstudyError && e.code === "US_E_HOOK_CONFIG" && e.details.setting === c.setting);
+    assert.throws(
+      () => new Hooks(c, deps),
+      (e: unknown) => e instanceof UnderstudyError && e.code === "US_E_HOOK_CONFIG" && e.details.setting === c.setting,
+    );
   }
 });
 

@@ -94,7 +94,11 @@ test("503 is retried after 200 ms, then 400 ms (on the Clock), until it succeeds
   await until(() => logs.entries().some((e) => e.msg === "webhook event delivered"), "the delivery");
   assert.equal(srv.got.length, 3);
   assert.equal(logs.entries().find((e) => e.msg === "webhook event delivered")!.attempts, 3);
-  assert.equal(logs.entries().some((e) => e.level === 40), false, "a delivery that succeeds in the end is not a warning");
+  assert.equal(
+    logs.entries().some((e) => e.level === 40),
+    false,
+    "a delivery that succeeds in the end is not a warning",
+  );
   await hook.close();
 });
 
@@ -176,7 +180,10 @@ test("the queue holds at most queueLimit events and drops the oldest, in order",
   assert.equal(logs.entries().filter((e) => String(e.msg).startsWith("US_E_WEBHOOK_DROPPED")).length, 5);
   release();
   await until(() => srv.got.length === 101, "the rest");
-  assert.deepEqual(srv.got.map((r) => r.body.seq), [0, ...Array.from({ length: 100 }, (_, i) => i + 6)]);
+  assert.deepEqual(
+    srv.got.map((r) => r.body.seq),
+    [0, ...Array.from({ length: 100 }, (_, i) => i + 6)],
+  );
   await hook.close();
 });
 

@@ -11,10 +11,13 @@ function gate() {
 test("triggers during a run fold into exactly one more run", async () => {
   const calls: string[] = [];
   let g = gate();
-  const r = new SerialRunner(async (why) => {
-    calls.push(why);
-    await g.p;
-  }, () => assert.fail("no error expected"));
+  const r = new SerialRunner(
+    async (why) => {
+      calls.push(why);
+      await g.p;
+    },
+    () => assert.fail("no error expected"),
+  );
   r.trigger("first");
   assert.equal(r.busy(), true);
   r.trigger("a");
@@ -33,10 +36,13 @@ test("triggers during a run fold into exactly one more run", async () => {
 test("a run that throws is reported and the runner goes on", async () => {
   const errors: unknown[] = [];
   let n = 0;
-  const r = new SerialRunner(async () => {
-    n++;
-    if (n === 1) throw new Error("boom");
-  }, (e) => errors.push(e));
+  const r = new SerialRunner(
+    async () => {
+      n++;
+      if (n === 1) throw new Error("boom");
+    },
+    (e) => errors.push(e),
+  );
   r.trigger("x");
   await r.idle();
   r.trigger("y");
@@ -49,11 +55,14 @@ test("after stop, no run starts and stop waits for the one in progress", async (
   const g = gate();
   let n = 0;
   let finished = false;
-  const r = new SerialRunner(async () => {
-    n++;
-    await g.p;
-    finished = true;
-  }, () => undefined);
+  const r = new SerialRunner(
+    async () => {
+      n++;
+      await g.p;
+      finished = true;
+    },
+    () => undefined,
+  );
   r.trigger("x");
   r.trigger("pending");
   const stopped = r.stop();

@@ -115,14 +115,17 @@ describe("ProbeHealth", () => {
   it("criticalUp: true with no probes, false while a critical probe is down, blind to non-critical ones", async () => {
     const clock = new FakeClock();
     assert.equal(new ProbeHealth([], { clock }).criticalUp(), true);
-    const health = new ProbeHealth(
-      [watched(new ScriptedProbe("ssh", [true, true])), watched(new ScriptedProbe("http", [false, false]), { critical: false })],
-      { clock },
-    );
+    const health = new ProbeHealth([watched(new ScriptedProbe("ssh", [true, true])), watched(new ScriptedProbe("http", [false, false]), { critical: false })], { clock });
     assert.equal(health.criticalUp(), false, "probes start down");
     await health.checkNow();
     assert.equal(health.criticalUp(), true);
-    assert.deepEqual(health.states().map((s) => [s.name, s.up]), [["ssh", true], ["http", false]]);
+    assert.deepEqual(
+      health.states().map((s) => [s.name, s.up]),
+      [
+        ["ssh", true],
+        ["http", false],
+      ],
+    );
   });
 
   it("never runs two checks of one probe at once, however long one takes", async () => {
@@ -214,14 +217,24 @@ describe("ProbeHealth", () => {
     const b = new ScriptedProbe("b", [false]);
     const health = new ProbeHealth([watched(a), watched(b)], { clock });
     const states = await health.checkNow();
-    assert.deepEqual(states.map((s) => [s.name, s.up]), [["a", true], ["b", false]]);
+    assert.deepEqual(
+      states.map((s) => [s.name, s.up]),
+      [
+        ["a", true],
+        ["b", false],
+      ],
+    );
     assert.equal(clock.pendingTimers(), 0);
   });
 
   it("rejects duplicate names and impossible counts at construction", () => {
     const clock = new FakeClock();
     const p = () => new ScriptedProbe("same", []);
-    const rejects = (probes: WatchedProbe[]) => assert.throws(() => new ProbeHealth(probes, { clock }), (e) => isUnderstudyError(e, "US_E_PROBE_CONFIG"));
+    const rejects = (probes: WatchedProbe[]) =>
+      assert.throws(
+        () => new ProbeHealth(probes, { clock }),
+        (e) => isUnderstudyError(e, "US_E_PROBE_CONFIG"),
+      );
     rejects([watched(p()), watched(p())]);
     rejects([watched(p(), { rise: 0 })]);
     rejects([watched(p(), { fall: 1.5 })]);

@@ -12,20 +12,26 @@ const SFTP = { name: "login", type: "sftp", port: 2022, user: "probe", private_k
 
 function probes(...list: Record<string, unknown>[]) {
   const text = stringify({
-    cluster: "c", node: { name: "n1", address: "198.18.0.11" }, etcd: { endpoints: ["http://198.18.0.2:2379"] },
-    daemon: { backend: "systemd", unit: "sftpgo.service" }, probes: list,
+    cluster: "c",
+    node: { name: "n1", address: "198.18.0.11" },
+    etcd: { endpoints: ["http://198.18.0.2:2379"] },
+    daemon: { backend: "systemd", unit: "sftpgo.service" },
+    probes: list,
   });
   return parseConfigText(text, "/etc/understudy/understudy.yaml").probes;
 }
 
 function refused(probe: Record<string, unknown>, path: string, problem: string | RegExp): void {
-  assert.throws(() => probes(probe), (e: unknown) => {
-    assert.ok(isUnderstudyError(e, "US_E_CONFIG_INVALID"), String(e));
-    assert.equal(e.details.path, `probes.0.${path}`, e.message);
-    if (typeof problem === "string") assert.ok(String(e.details.problem).includes(problem), e.message);
-    else assert.match(String(e.details.problem), problem);
-    return true;
-  });
+  assert.throws(
+    () => probes(probe),
+    (e: unknown) => {
+      assert.ok(isUnderstudyError(e, "US_E_CONFIG_INVALID"), String(e));
+      assert.equal(e.details.path, `probes.0.${path}`, e.message);
+      if (typeof problem === "string") assert.ok(String(e.details.problem).includes(problem), e.message);
+      else assert.match(String(e.details.problem), problem);
+      return true;
+    },
+  );
 }
 
 describe("probe config: sftp, ftps, disk, tls_file", () => {

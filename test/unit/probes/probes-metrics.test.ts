@@ -9,8 +9,18 @@ import type { Probe, ProbeResult, ProbeState } from "../../../src/probes/port.js
 import { FakeClock } from "../../fakes/clock.js";
 
 const view: NodeView = {
-  node: "n1", acting: "primary", term: 7, leaseRemainingMs: 3000, etcdReachable: true, decision: "", sinceLastCycleMs: 100,
-  vipHeld: true, daemonRunning: true, probes: [], healthy: true, notReady: null,
+  node: "n1",
+  acting: "primary",
+  term: 7,
+  leaseRemainingMs: 3000,
+  etcdReachable: true,
+  decision: "",
+  sinceLastCycleMs: 100,
+  vipHeld: true,
+  daemonRunning: true,
+  probes: [],
+  healthy: true,
+  notReady: null,
 };
 
 describe("probe data in states and metrics", () => {
@@ -21,7 +31,11 @@ describe("probe data in states and metrics", () => {
       { name: "data", critical: false, up: false, lastDetail: "", consecutive: 2, data: { freeBytes: 1024, totalBytes: 4096 } },
       { name: "sftp", critical: true, up: true, lastDetail: "", consecutive: 1 },
     ];
-    const metrics = new AgentMetrics(() => view, { cluster: "c", node: "n1" }, () => states);
+    const metrics = new AgentMetrics(
+      () => view,
+      { cluster: "c", node: "n1" },
+      () => states,
+    );
     const text = await metrics.registry.metrics();
     const has = (line: string) => assert.ok(text.includes(line), `missing: ${line}\n${text}`);
     has('understudy_tls_certificate_expiry_timestamp_seconds{probe="ftps",cert="127.0.0.1:21",cluster="c",node="n1"} 1900000000');

@@ -96,8 +96,20 @@ describe("sftp probe against an ssh2 server on 127.0.0.1", () => {
 
   const probe = (port: number, extra: Partial<ProbeConfig> = {}) => {
     const config: ProbeConfig = {
-      name: "sftp-login", type: "sftp", host: HOST, port, expect_status: 200, interval: 5000, timeout: TIMEOUT, rise: 1, fall: 1, critical: true,
-      user: "probe", private_key: join(dir, "id_probe"), host_key_fingerprint: pinned, ...extra,
+      name: "sftp-login",
+      type: "sftp",
+      host: HOST,
+      port,
+      expect_status: 200,
+      interval: 5000,
+      timeout: TIMEOUT,
+      rise: 1,
+      fall: 1,
+      critical: true,
+      user: "probe",
+      private_key: join(dir, "id_probe"),
+      host_key_fingerprint: pinned,
+      ...extra,
     };
     return createProbe(config, clock);
   };
@@ -207,12 +219,15 @@ describe("sftp probe against an ssh2 server on 127.0.0.1", () => {
       [{ private_key: undefined, password_file: file("empty", "") }, /cannot use password_file .*: the file is empty/],
     ];
     for (const [extra, message] of cases) {
-      assert.throws(() => probe(good.port, extra), (e: unknown) => {
-        assert.ok(isUnderstudyError(e, "US_E_PROBE_FILE"), String(e));
-        assert.match(e.message, message);
-        assert.ok(!e.message.includes("OPENSSH PRIVATE KEY"));
-        return true;
-      });
+      assert.throws(
+        () => probe(good.port, extra),
+        (e: unknown) => {
+          assert.ok(isUnderstudyError(e, "US_E_PROBE_FILE"), String(e));
+          assert.match(e.message, message);
+          assert.ok(!e.message.includes("OPENSSH PRIVATE KEY"));
+          return true;
+        },
+      );
     }
   });
 });

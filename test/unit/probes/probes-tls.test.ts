@@ -41,11 +41,29 @@ interface Cert {
 function makeCert(dir: string, name: string, days: number): Cert {
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.pem`);
-  const out = spawnSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", keyFile, "-out", certFile, "-days", String(days), "-subj", `/CN=${name}`,
-    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-  ], { encoding: "utf8" });
+  const out = spawnSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+      "-days",
+      String(days),
+      "-subj",
+      `/CN=${name}`,
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ],
+    { encoding: "utf8" },
+  );
   assert.equal(out.status, 0, out.stderr);
   const cert = readFileSync(certFile, "utf8");
   return { key: readFileSync(keyFile, "utf8"), cert, certFile, notAfterS: Math.floor(Date.parse(new X509Certificate(cert).validTo) / 1000) };
@@ -101,8 +119,7 @@ describe("certificate expiry: ftps, https and tls_file probes", () => {
   let httpsPort: number;
   let https: ReturnType<typeof createHttpsServer>;
 
-  const ftps = (port: number, extra: Partial<ProbeConfig> = {}, c = clock) =>
-    createProbe({ ...base, name: "ftps", type: "ftps", port, ca_file: year.certFile, ...extra }, c);
+  const ftps = (port: number, extra: Partial<ProbeConfig> = {}, c = clock) => createProbe({ ...base, name: "ftps", type: "ftps", port, ca_file: year.certFile, ...extra }, c);
   const check = (p: ReturnType<typeof ftps>, signal = new AbortController().signal) => p.check(signal);
 
   before(async () => {
@@ -204,8 +221,7 @@ describe("certificate expiry: ftps, https and tls_file probes", () => {
   });
 
   it("tls_file: reports each file's notAfter; warns within cert_warning; fails when one is expired or unreadable", async () => {
-    const tlsFile = (files: string[], extra: Partial<ProbeConfig> = {}, c = clock) =>
-      createProbe({ ...base, name: "certs", type: "tls_file", files, ...extra }, c).check(new AbortController().signal);
+    const tlsFile = (files: string[], extra: Partial<ProbeConfig> = {}, c = clock) => createProbe({ ...base, name: "certs", type: "tls_file", files, ...extra }, c).check(new AbortController().signal);
     const ok = await tlsFile([year.certFile, other.certFile]);
     assert.equal(ok.ok, true, ok.detail);
     assert.match(ok.detail, /^2 certificate files ok, earliest expires in (29|30) days \(.*\): .*other\.pem$/);

@@ -170,8 +170,17 @@ describe("greeting parsers", () => {
 describe("createProbe", () => {
   it("rejects a socket probe without a port and an http probe without a url", () => {
     const base = { name: "p", host: HOST, expect_status: 200, interval: 1000, timeout: 1000, rise: 1, fall: 1, critical: true };
-    assert.throws(() => createProbe({ ...base, type: "ssh" }, clock), (e) => isUnderstudyError(e, "US_E_PROBE_CONFIG"));
-    assert.throws(() => createProbe({ ...base, type: "http", port: 80 }, clock), (e) => isUnderstudyError(e, "US_E_PROBE_CONFIG"));
-    assert.throws(() => createProbe({ ...base, type: "tcp", port: 22, timeout: 0 }, clock), (e) => isUnderstudyError(e, "US_E_PROBE_CONFIG"));
+    assert.throws(
+      () => createProbe({ ...base, type: "ssh" }, clock),
+      (e) => isUnderstudyError(e, "US_E_PROBE_CONFIG"),
+    );
+    assert.throws(
+      () => createProbe({ ...base, type: "http", port: 80 }, clock),
+      (e) => isUnderstudyError(e, "US_E_PROBE_CONFIG"),
+    );
+    assert.throws(
+      () => createProbe({ ...base, type: "tcp", port: 22, timeout: 0 }, clock),
+      (e) => isUnderstudyError(e, "US_E_PROBE_CONFIG"),
+    );
   });
 });

@@ -45,17 +45,17 @@ const modeOf = async (p: string) => (await lstat(p)).mode & 0o7777;
 const code = (c: string, re?: RegExp) => (e: unknown) => isUnderstudyError(e) && e.code === c && (re === undefined || re.test(e.message));
 
 const PRIMARY: TreeSpec = {
-  "ssh_host_ed25519_key": { content: "PRIVATE", mode: 0o600 },
+  ssh_host_ed25519_key: { content: "PRIVATE", mode: 0o600 },
   "ssh_host_ed25519_key.pub": "PUBLIC",
-  "sshd_config": "Port 22\n",
-  "hooks": { dir: true, mode: 0o750 },
+  sshd_config: "Port 22\n",
+  hooks: { dir: true, mode: 0o750 },
   "hooks/post.sh": { content: "#!/bin/sh\n", mode: 0o755 },
-  "current": { link: "hooks/post.sh" },
+  current: { link: "hooks/post.sh" },
 };
 
 describe("applyStaged", () => {
   it("applies a tree into an existing root: files, modes, dirs, links, deletions, and reports it", async () => {
-    const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n", "stale.conf": "old", "olddir/x": "x", "ssh_host_ed25519_key": { content: "OLD", mode: 0o600 } });
+    const s = await setup(PRIMARY, { sshd_config: "Port 2222\n", "stale.conf": "old", "olddir/x": "x", ssh_host_ed25519_key: { content: "OLD", mode: 0o600 } });
     const expected = await s.restage();
     const r = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
     assert.deepEqual(r.added, ["current", "hooks", "hooks/post.sh", "ssh_host_ed25519_key.pub"]);
@@ -82,7 +82,7 @@ describe("applyStaged", () => {
   });
 
   it("on a digest mismatch throws US_E_SYNC_DIGEST_MISMATCH naming the first difference and changes nothing live", async () => {
-    const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n", "keep": "k" });
+    const s = await setup(PRIMARY, { sshd_config: "Port 2222\n", keep: "k" });
     const expected = await s.restage();
     await writeFile(path.join(s.stage, "hooks/post.sh"), "tampered"); // a torn or racing pull
     const before = await snapshot(s.root.path);
@@ -93,17 +93,23 @@ describe("applyStaged", () => {
       assert.equal(e.transient, true);
       return true;
     });
-    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected: { digest: expected.digest } }), code("US_E_SYNC_DIGEST_MISMATCH", /first difference at unknown/));
+    await assert.rejects(
+      applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected: { digest: expected.digest } }),
+      code("US_E_SYNC_DIGEST_MISMATCH", /first difference at unknown/),
+    );
     assert.deepEqual(await snapshot(s.root.path), before);
   });
 
   it("runs the validator on the staged dir; when it fails nothing live changes", async () => {
-    const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n" });
+    const s = await setup(PRIMARY, { sshd_config: "Port 2222\n" });
     const expected = await s.restage();
     const before = await snapshot(s.root.path);
     const argv = ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"];
     const failing = new StrictCommandRunner().expect(["/usr/sbin/sshd", "-t", "-f", `${s.stage}/sshd_config`], { code: 255, stderr: "Bad configuration option\n" });
-    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, root: s.root, stagedDir: s.stage, expected, validate: argv, runner: failing }), code("US_E_SYNC_VALIDATOR_FAILED", /Bad configuration option/));
+    await assert.rejects(
+      applyStaged({ fs: NODE_DURABLE_FS, root: s.root, stagedDir: s.stage, expected, validate: argv, runner: failing }),
+      code("US_E_SYNC_VALIDATOR_FAILED", /Bad configuration option/),
+    );
     failing.done();
     assert.deepEqual(await snapshot(s.root.path), before);
     const passing = new StrictCommandRunner().expect(["/usr/sbin/sshd", "-t", "-f", `${s.stage}/sshd_config`]);
@@ -114,19 +120,26 @@ describe("applyStaged", () => {
   });
 
   it("refuses the whole tree with US_E_SYNC_MODE when a file is wider than requiredMode, changing nothing", async () => {
-    const s = await setup({ "ssh_host_rsa_key": { content: "K", mode: 0o644 }, "ssh_host_ed_key": { content: "K", mode: 0o600 } }, { "old": "x" }, { include: ["ssh_host_*"] });
+    const s = await setup({ ssh_host_rsa_key: { content: "K", mode: 0o644 }, ssh_host_ed_key: { content: "K", mode: 0o600 } }, { old: "x" }, { include: ["ssh_host_*"] });
     const expected = await s.restage();
     const before = await snapshot(s.root.path);
-    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, requiredMode: 0o600 }), code("US_E_SYNC_MODE", /ssh_host_rsa_key has mode 0644, wider than the required 0600/));
+    await assert.rejects(
+      applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, requiredMode: 0o600 }),
+      code("US_E_SYNC_MODE", /ssh_host_rsa_key has mode 0644, wider than the required 0600/),
+    );
     assert.deepEqual(await snapshot(s.root.path), before);
   });
 
   it("applies 0600 host keys with a forced owner, and keeps setuid bits that chown would clear", async () => {
-    const s = await setup({ "ssh_host_ed25519_key": { content: "PRIVATE", mode: 0o600 }, "helper": { content: "x", mode: 0o4750 }, "d": { dir: true, mode: 0o2750 } }, {});
+    const s = await setup({ ssh_host_ed25519_key: { content: "PRIVATE", mode: 0o600 }, helper: { content: "x", mode: 0o4750 }, d: { dir: true, mode: 0o2750 } }, {});
     const expected = await s.restage();
     const owner = { uid: 1234, gid: 2345 };
     const r = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, requiredMode: 0o7777, owner });
-    for (const [rel, mode] of [["ssh_host_ed25519_key", 0o600], ["helper", 0o4750], ["d", 0o2750]] as const) {
+    for (const [rel, mode] of [
+      ["ssh_host_ed25519_key", 0o600],
+      ["helper", 0o4750],
+      ["d", 0o2750],
+    ] as const) {
       const st = await lstat(path.join(s.root.path, rel));
       assert.deepEqual({ rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }, { rel, mode, ...owner });
     }
@@ -136,8 +149,8 @@ describe("applyStaged", () => {
 
   it("replaces links and changes of type: link target, file -> link, dir -> file, link -> dir", async () => {
     const s = await setup(
-      { "a": "A", "b": "B", "cur": { link: "b" }, "was-file": { link: "a" }, "was-dir": "now a file", "was-link": { dir: true }, "was-link/x": "x" },
-      { "a": "A", "b": "B", "cur": { link: "a" }, "was-file": "plain", "was-dir/inner/deep": "d", "was-link": { link: "a" } },
+      { a: "A", b: "B", cur: { link: "b" }, "was-file": { link: "a" }, "was-dir": "now a file", "was-link": { dir: true }, "was-link/x": "x" },
+      { a: "A", b: "B", cur: { link: "a" }, "was-file": "plain", "was-dir/inner/deep": "d", "was-link": { link: "a" } },
     );
     const expected = await s.restage();
     const r = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
@@ -162,7 +175,7 @@ describe("applyStaged", () => {
   });
 
   it("is idempotent: applying the same tree again changes nothing, not even inodes", async () => {
-    const s = await setup(PRIMARY, { "x": "y" });
+    const s = await setup(PRIMARY, { x: "y" });
     await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected: await s.restage() });
     const before = await snapshot(s.root.path);
     const again = await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected: await s.restage() });
@@ -171,7 +184,7 @@ describe("applyStaged", () => {
   });
 
   it("with a hash cache, the files just placed are remembered under their live paths: the next verify reads nothing", async () => {
-    const s = await setup(PRIMARY, { "sshd_config": "Port 2222\n" });
+    const s = await setup(PRIMARY, { sshd_config: "Port 2222\n" });
     const expected = await s.restage();
     const hashed: string[] = [];
     const cache = new (class extends HashCache {
@@ -184,7 +197,11 @@ describe("applyStaged", () => {
     hashed.length = 0;
     const live = await buildManifest(s.root, s.root.path, cache);
     assert.equal(live.digest, expected.digest);
-    assert.deepEqual(hashed.filter((p) => p.startsWith(s.root.path)), [], "no live file re-hashed");
+    assert.deepEqual(
+      hashed.filter((p) => p.startsWith(s.root.path)),
+      [],
+      "no live file re-hashed",
+    );
   });
 
   it("a staged file that vanishes after the checks fails the apply before anything goes live", async () => {
@@ -208,17 +225,23 @@ describe("applyStaged", () => {
   });
 
   it("refuses a staging dir inside the root, missing, or on another file system", async () => {
-    const s = await setup(PRIMARY, { "x": "y" });
+    const s = await setup(PRIMARY, { x: "y" });
     const expected = await s.restage();
     const before = await snapshot(s.root.path);
-    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: path.join(s.root.path, "stage"), expected }), code("US_E_SYNC_STAGING_FS", /inside the root/));
+    await assert.rejects(
+      applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: path.join(s.root.path, "stage"), expected }),
+      code("US_E_SYNC_STAGING_FS", /inside the root/),
+    );
     await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: path.join(base, "missing"), expected }), code("US_E_SYNC_STAGING_FS", /ENOENT/));
     const shm = await stat("/dev/shm").catch(() => undefined);
     if (shm && shm.dev !== (await stat(base)).dev) {
       const other = await tempDir("apply-xfs", "/dev/shm");
       try {
         copyTree(s.primary, other.dir);
-        await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: other.dir, expected }), code("US_E_SYNC_STAGING_FS", /different file system/));
+        await assert.rejects(
+          applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: other.dir, expected }),
+          code("US_E_SYNC_STAGING_FS", /different file system/),
+        );
       } finally {
         await other.cleanup();
       }

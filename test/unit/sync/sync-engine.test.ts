@@ -32,7 +32,7 @@ after(() => cleanup());
 
 const SETTINGS = { debounceMs: 20, maxDelayMs: 250, reconcileMs: 60_000, validateTimeoutMs: 4000, postSyncTimeoutMs: 3000, retryMaxMs: 30_000, maximumLagMs: 60_000 };
 const ADDRESS = "198.18.0.11";
-const SSH: TreeSpec = { "ssh_host_ed25519_key": { content: "PRIVATE", mode: 0o600 }, "sshd_config": "Port 22\n", "conf.d": { dir: true }, "conf.d/extra.conf": "X\n" };
+const SSH: TreeSpec = { ssh_host_ed25519_key: { content: "PRIVATE", mode: 0o600 }, sshd_config: "Port 22\n", "conf.d": { dir: true }, "conf.d/extra.conf": "X\n" };
 const WEB: TreeSpec = { "site.conf": "listen 80\n" };
 
 async function newCase(): Promise<string> {
@@ -56,7 +56,12 @@ async function makeNode(caseDir: string, o: NodeOptions = {}) {
   const node = o.node ?? "n2";
   const home = path.join(caseDir, node);
   const roots: EngineRoot[] = Object.entries(o.roots ?? { ssh: {} }).map(([name, over]) => ({
-    name, path: path.join(home, "roots", name), include: [], exclude: [], maxFileBytes: 1 << 20, ...over,
+    name,
+    path: path.join(home, "roots", name),
+    include: [],
+    exclude: [],
+    maxFileBytes: 1 << 20,
+    ...over,
   }));
   const source = o.source ?? ((name: string) => path.join(caseDir, "primary", name));
   const nameOf = new Map(roots.map((r) => [r.path, r.name]));
@@ -69,9 +74,18 @@ async function makeNode(caseDir: string, o: NodeOptions = {}) {
   const store = new SyncStateStore(stateDir, NODE_DURABLE_FS);
   const events: SyncEvent[] = [];
   const counter = { progress: 0 };
-  const engine = new SyncEngine({ fs: NODE_DURABLE_FS,
-    node, settings: { ...SETTINGS, roots }, store, coordinator: coord, puller, runner: o.runner ?? new StrictCommandRunner(),
-    clock, log: silentLogger(), watch: watch.factory, onProgress: () => void counter.progress++,
+  const engine = new SyncEngine({
+    fs: NODE_DURABLE_FS,
+    node,
+    settings: { ...SETTINGS, roots },
+    store,
+    coordinator: coord,
+    puller,
+    runner: o.runner ?? new StrictCommandRunner(),
+    clock,
+    log: silentLogger(),
+    watch: watch.factory,
+    onProgress: () => void counter.progress++,
   });
   engine.onEvent((e) => void events.push(e));
   open.push(engine);
@@ -147,7 +161,10 @@ describe("SyncEngine: primary side", () => {
     const ssh = await buildManifest(h.roots[0]!);
     const web = await buildManifest(h.roots[1]!);
     assert.equal(term, 7);
-    assert.deepEqual({ ...g, publishedAt: "" }, { generation: 1, digest: combinedDigest({ ssh: ssh.digest, web: web.digest }), roots: { ssh: ssh.digest, web: web.digest }, files: 4, source: "n1", term: 7, publishedAt: "" });
+    assert.deepEqual(
+      { ...g, publishedAt: "" },
+      { generation: 1, digest: combinedDigest({ ssh: ssh.digest, web: web.digest }), roots: { ssh: ssh.digest, web: web.digest }, files: 4, source: "n1", term: 7, publishedAt: "" },
+    );
     assert.equal(combinedDigest({ web: web.digest, ssh: ssh.digest }), g.digest, "independent of key order");
     assert.notEqual(combinedDigest({ ssh: ssh.digest }), g.digest);
     assert.deepEqual(h.of("published"), [{ type: "published", generation: 1, files: 4, roots: ["ssh", "web"], local: [] }], "nothing known before: no local change");
@@ -160,7 +177,13 @@ describe("SyncEngine: primary side", () => {
     assert.equal(h.engine.generation(), 1);
     assert.equal(s.inSync, true);
     assert.equal(s.published?.generation, 1);
-    assert.deepEqual(s.roots.map((r) => [r.name, r.digest, r.files, r.bytes]), [["ssh", ssh.digest, 3, 7 + 8 + 2], ["web", web.digest, 1, 10]]);
+    assert.deepEqual(
+      s.roots.map((r) => [r.name, r.digest, r.files, r.bytes]),
+      [
+        ["ssh", ssh.digest, 3, 7 + 8 + 2],
+        ["web", web.digest, 1, 10],
+      ],
+    );
     assert.equal(h.engine.manifest("ssh")?.digest, ssh.digest);
     assert.deepEqual([...h.watch.roots].sort(), h.roots.map((r) => r.path).sort(), "watches every root");
     assert.equal(h.engine.behindSince(), null);
@@ -222,7 +245,10 @@ describe("SyncEngine: primary side", () => {
     const prev: SyncGeneration = { generation: 5, digest: combinedDigest({ ssh: mine }), roots: { ssh: mine }, files: 3, source: "n0", term: 6, publishedAt: "x" };
     h.engine.follow(primary("n1", 7, prev));
     await waitFor("republished", () => h.of("published").length === 1);
-    assert.deepEqual(h.coord.calls.map((c) => [c.term, c.generation.generation, c.generation.term, c.generation.source, c.generation.digest]), [[7, 5, 7, "n1", prev.digest]]);
+    assert.deepEqual(
+      h.coord.calls.map((c) => [c.term, c.generation.generation, c.generation.term, c.generation.source, c.generation.digest]),
+      [[7, 5, 7, "n1", prev.digest]],
+    );
     assert.deepEqual(h.of("published")[0]!.roots, [], "no root changed");
     assert.equal(h.engine.generation(), 5);
   });
@@ -234,7 +260,10 @@ describe("SyncEngine: primary side", () => {
     await waitFor("published", () => h.of("published").length === 1);
     assert.equal(h.coord.last()!.generation, 6);
     assert.equal(h.coord.last()!.term, 7);
-    assert.deepEqual(h.of("published").map((e) => e.roots), [["ssh"]]);
+    assert.deepEqual(
+      h.of("published").map((e) => e.roots),
+      [["ssh"]],
+    );
   });
 });
 
@@ -255,7 +284,10 @@ describe("SyncEngine: standby side", () => {
     assert.equal(h.engine.status().inSync, false);
     await synced(h, 1);
 
-    assert.deepEqual(h.puller.requests.map((r) => ({ ...r })), h.roots.map((r) => ({ primary: ADDRESS, root: r.name, staging: stagingDirFor(r), exclude: [], checksum: false, copyDest: r.path })));
+    assert.deepEqual(
+      h.puller.requests.map((r) => ({ ...r })),
+      h.roots.map((r) => ({ primary: ADDRESS, root: r.name, staging: stagingDirFor(r), exclude: [], checksum: false, copyDest: r.path })),
+    );
     for (const r of h.roots) assert.equal((await buildManifest(r)).digest, rec.roots[r.name], `${r.name} is the primary's tree`);
     const key = path.join(h.live("ssh"), "ssh_host_ed25519_key");
     assert.equal(await readFile(key, "utf8"), "PRIVATE");
@@ -266,7 +298,13 @@ describe("SyncEngine: standby side", () => {
     assert.deepEqual([s.role, s.inSync, s.lagMs, s.failures, s.lastError, s.waiting], ["standby", true, 0, 0, null, null]);
     assert.notEqual(s.lastSuccessAt, null);
     assert.equal(h.engine.behindSince(), null);
-    assert.deepEqual(h.of("applied").map((e) => [e.root, e.generation, e.summary.added.length]), [["ssh", 1, 4], ["web", 1, 1]]);
+    assert.deepEqual(
+      h.of("applied").map((e) => [e.root, e.generation, e.summary.added.length]),
+      [
+        ["ssh", 1, 4],
+        ["web", 1, 1],
+      ],
+    );
     assert.ok(h.counter.progress > 0);
     assert.deepEqual(await h.store.loadHeld(), { generation: 1, roots: rec.roots });
     assert.equal((await h.store.loadKnown("ssh"))?.digest, rec.roots.ssh);
@@ -429,7 +467,10 @@ describe("SyncEngine: standby side", () => {
     await h.clock.advance(1000);
     assert.equal(await readFile(live, "utf8"), mine, "the old primary's newer file was not applied over the promoted node's own");
     assert.equal(h.of("applied").length, 1, "only generation 1 was ever applied");
-    assert.equal(h.of("synced").some((e) => e.generation === 2), false);
+    assert.equal(
+      h.of("synced").some((e) => e.generation === 2),
+      false,
+    );
   });
 
   it("post_sync runs only for a root whose files changed, with its env; a failing one is reported but the generation is held", async () => {
@@ -440,21 +481,32 @@ describe("SyncEngine: standby side", () => {
     assert.equal(runner.calls.length, 2);
     assert.equal(runner.calls[0]!.options?.timeoutMs, SETTINGS.postSyncTimeoutMs);
     assert.deepEqual(runner.calls[0]!.options?.env, {
-      UNDERSTUDY_EVENT: "post_sync", UNDERSTUDY_SYNC_ROOT: "ssh", UNDERSTUDY_SYNC_PATH: h.live("ssh"), UNDERSTUDY_GENERATION: "1",
-      UNDERSTUDY_CHANGED_COUNT: "4", UNDERSTUDY_CHANGED_PATHS: "conf.d\nconf.d/extra.conf\nssh_host_ed25519_key\nsshd_config",
+      UNDERSTUDY_EVENT: "post_sync",
+      UNDERSTUDY_SYNC_ROOT: "ssh",
+      UNDERSTUDY_SYNC_PATH: h.live("ssh"),
+      UNDERSTUDY_GENERATION: "1",
+      UNDERSTUDY_CHANGED_COUNT: "4",
+      UNDERSTUDY_CHANGED_PATHS: "conf.d\nconf.d/extra.conf\nssh_host_ed25519_key\nsshd_config",
     });
     assert.equal(runner.calls[1]!.options?.env?.UNDERSTUDY_SYNC_ROOT, "web");
 
     await writeFile(path.join(caseDir, "primary", "web", "site.conf"), "listen 8080\n");
     h.engine.follow(standby(await recordFor(h, { generation: 2 })));
     await synced(h, 2);
-    assert.deepEqual(runner.calls.slice(2).map((c) => c.argv), [reload("web")], "ssh did not change: neither pulled nor reloaded");
+    assert.deepEqual(
+      runner.calls.slice(2).map((c) => c.argv),
+      [reload("web")],
+      "ssh did not change: neither pulled nor reloaded",
+    );
     assert.equal(h.puller.requests.length, 3);
 
     h.engine.resync(); // re-pulls every root with checksums; nothing changed, nothing reloaded
     assert.equal(h.engine.generation(), 0);
     await waitFor("resynced", () => h.of("synced").length === 3);
-    assert.deepEqual(h.puller.requests.slice(3).map((r) => r.checksum), [true, true]);
+    assert.deepEqual(
+      h.puller.requests.slice(3).map((r) => r.checksum),
+      [true, true],
+    );
     assert.equal(runner.calls.length, 3);
     assert.equal(h.engine.generation(), 2);
 
@@ -537,7 +589,7 @@ describe("SyncEngine: rescue", () => {
     h.engine.follow(primary("n1", 7));
     await waitFor("published", () => h.of("published").length === 1);
     await writeFile(path.join(h.live("ssh"), "sshd_config"), "unpublished edit\n"); // no watch event: never published
-    await makeTree(path.join(caseDir, "primary", "ssh"), { ...SSH, "sshd_config": "Port 22 # n2\n" });
+    await makeTree(path.join(caseDir, "primary", "ssh"), { ...SSH, sshd_config: "Port 22 # n2\n" });
     const rec = await recordFor(h, { generation: 2, source: "n2", term: 8 });
     h.engine.follow(standby(rec, leader("n2", 8)));
     await synced(h, 2);
@@ -619,7 +671,7 @@ describe("SyncEngine: rescue", () => {
     const caseDir = await newCase();
     await makeTree(path.join(caseDir, "primary", "ssh"), SSH);
     const h = await makeNode(caseDir);
-    await makeTree(h.live("ssh"), { ...SSH, "sshd_config": "Port 2222\n" });
+    await makeTree(h.live("ssh"), { ...SSH, sshd_config: "Port 2222\n" });
     await h.engine.start();
     h.engine.follow(standby(await recordFor(h)));
     await synced(h, 1);
@@ -634,7 +686,6 @@ describe("SyncEngine: rescue", () => {
 
 // Found by these tests and fixed: empty rescues, repeated rescues, a first-sync rescue before the checks.
 describe("SyncEngine: rescue only what must be kept, and only after the checks", () => {
-
   it("first sync into a missing root rescues nothing (there is nothing local to keep)", async () => {
     const caseDir = await newCase();
     await makeTree(path.join(caseDir, "primary", "ssh"), SSH);
@@ -682,7 +733,7 @@ describe("SyncEngine: rescue only what must be kept, and only after the checks",
     const runner = new StrictCommandRunner().expect(["/usr/sbin/sshd", "-t", "-f", `${stageOf(caseDir, "ssh")}/sshd_config`], { code: 255, stderr: "bad\n" });
     await makeTree(path.join(caseDir, "primary", "ssh"), SSH);
     const h = await makeNode(caseDir, { runner, roots: { ssh: { validate: ["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config"] } } });
-    await makeTree(h.live("ssh"), { ...SSH, "sshd_config": "Port 2222\n" });
+    await makeTree(h.live("ssh"), { ...SSH, sshd_config: "Port 2222\n" });
     const before = await snapshot(h.live("ssh"));
     await h.engine.start();
     h.engine.follow(standby(await recordFor(h)));

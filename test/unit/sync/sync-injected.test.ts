@@ -50,10 +50,18 @@ test("the engine builds its manifests with the injected hasher and closes it; it
   await makeTree(root, { "a.conf": "A\n", "b.conf": "B\n" });
   const hasher = new CountingHasher();
   const coord = new FakePublisher();
-  const engine = new SyncEngine({ fs: NODE_DURABLE_FS,
-    node: "n1", settings: { ...SETTINGS, roots: [{ name: "conf", path: root, include: [], exclude: [], maxFileBytes: 1 << 20 }] },
-    store: new SyncStateStore(path.join(base, "n1", "state"), NODE_DURABLE_FS), coordinator: coord, puller: new FakePuller(() => root),
-    runner: new StrictCommandRunner(), clock: new FakeClock(), log: silentLogger(), watch: new FakeWatchSource().factory, hasher,
+  const engine = new SyncEngine({
+    fs: NODE_DURABLE_FS,
+    node: "n1",
+    settings: { ...SETTINGS, roots: [{ name: "conf", path: root, include: [], exclude: [], maxFileBytes: 1 << 20 }] },
+    store: new SyncStateStore(path.join(base, "n1", "state"), NODE_DURABLE_FS),
+    coordinator: coord,
+    puller: new FakePuller(() => root),
+    runner: new StrictCommandRunner(),
+    clock: new FakeClock(),
+    log: silentLogger(),
+    watch: new FakeWatchSource().factory,
+    hasher,
   });
   try {
     await engine.start();

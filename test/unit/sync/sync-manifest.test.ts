@@ -28,14 +28,17 @@ const rejectsWith = (code: string, re?: RegExp) => (e: unknown) => isUnderstudyE
 describe("buildManifest", () => {
   it("records files, directories and links with type, mode, owner, size, hash and target, sorted", async () => {
     const root = await rootWith({
-      "ssh_host_ed25519_key": { content: "hello", mode: 0o600 },
-      "hooks": { dir: true, mode: 0o750 },
+      ssh_host_ed25519_key: { content: "hello", mode: 0o600 },
+      hooks: { dir: true, mode: 0o750 },
       "hooks/post.sh": { content: "#!/bin/sh\n", mode: 0o4755 },
-      "current": { link: "hooks/post.sh" },
+      current: { link: "hooks/post.sh" },
       "a-b": "x",
     });
     const m = await buildManifest(root);
-    assert.deepEqual(m.entries.map((e) => e.path), ["a-b", "current", "hooks", "hooks/post.sh", "ssh_host_ed25519_key"]);
+    assert.deepEqual(
+      m.entries.map((e) => e.path),
+      ["a-b", "current", "hooks", "hooks/post.sh", "ssh_host_ed25519_key"],
+    );
     const by = new Map(m.entries.map((e) => [e.path, e]));
     const key = by.get("ssh_host_ed25519_key")!;
     assert.equal(key.type, "file");
@@ -55,7 +58,7 @@ describe("buildManifest", () => {
   });
 
   it("accepts links that stay inside the root: relative, absolute into the root, dangling, through other links", async () => {
-    const root = await rootWith({ "d/deep": { dir: true }, "d/deep/f": "x", "up": { link: "d/deep/../deep/f" }, "gone": { link: "nothing-here" }, "via": { link: "d/deep" }, "through": { link: "via/f" } });
+    const root = await rootWith({ "d/deep": { dir: true }, "d/deep/f": "x", up: { link: "d/deep/../deep/f" }, gone: { link: "nothing-here" }, via: { link: "d/deep" }, through: { link: "via/f" } });
     await makeTree(root.path, { abs: { link: path.join(root.path, "d/deep/f") }, self: { link: root.path } });
     const m = await buildManifest(root);
     assert.equal(m.entries.filter((e) => e.type === "symlink").length, 6);
@@ -66,7 +69,7 @@ describe("buildManifest", () => {
     { name: "absolute outside", spec: { out: { link: "/etc/passwd" } }, re: /outside/ },
     { name: "deep relative", spec: { "a/b": "x", "a/out": { link: "../../x" } }, re: /a\/out/ },
     // Lexically "sub/deep/x" — but up goes to the root, so ".." really leaves it.
-    { name: "through another link", spec: { "sub/deep": { dir: true }, "sub/deep/up": { link: "../.." }, "esc": { link: "sub/deep/up/../x" } }, re: /esc.*outside/ },
+    { name: "through another link", spec: { "sub/deep": { dir: true }, "sub/deep/up": { link: "../.." }, esc: { link: "sub/deep/up/../x" } }, re: /esc.*outside/ },
     { name: "link loop", spec: { l1: { link: "l2" }, l2: { link: "l1" } }, re: /too many levels/ },
   ];
   for (const c of ESCAPES) {
@@ -77,7 +80,7 @@ describe("buildManifest", () => {
   }
 
   it("refuses a file over maxFileBytes, naming it and its size", async () => {
-    const root = await rootWith({ "sub/big.bin": "x".repeat(101), "small": "y".repeat(100) }, { maxFileBytes: 100 });
+    const root = await rootWith({ "sub/big.bin": "x".repeat(101), small: "y".repeat(100) }, { maxFileBytes: 100 });
     await assert.rejects(buildManifest(root), rejectsWith("US_E_SYNC_FILE_TOO_LARGE", /sub\/big\.bin is 101 bytes, over the 100-byte limit/));
   });
 
@@ -87,37 +90,46 @@ describe("buildManifest", () => {
   });
 
   it("reports an unreadable file as US_E_SYNC_UNREADABLE", { skip: isRoot && "root reads every file" }, async () => {
-    const root = await rootWith({ "secret": { content: "x", mode: 0o000 } });
+    const root = await rootWith({ secret: { content: "x", mode: 0o000 } });
     await assert.rejects(buildManifest(root), rejectsWith("US_E_SYNC_UNREADABLE", /secret/));
   });
 
   it("skips FIFOs with a note and keeps them out of the digest", async () => {
-    const root = await rootWith({ "a": "x" });
+    const root = await rootWith({ a: "x" });
     const before = await buildManifest(root);
     execFileSync("mkfifo", [path.join(root.path, "pipe")]);
     const m = await buildManifest(root);
     assert.deepEqual(m.skipped, [{ path: "pipe", kind: "fifo" }]);
-    assert.deepEqual(m.entries.map((e) => e.path), ["a"]);
+    assert.deepEqual(
+      m.entries.map((e) => e.path),
+      ["a"],
+    );
     assert.equal(m.digest, before.digest);
   });
 
   it("exclude prunes a directory's subtree; a pattern without / matches at any depth", async () => {
     const root = await rootWith({ "keep.conf": "", "cache/x.conf": "", "cache/deep/y": "", "sub/users.db": "", "sub/ok": "" }, { exclude: ["cache", "*.db"] });
     const m = await buildManifest(root);
-    assert.deepEqual(m.entries.map((e) => e.path), ["keep.conf", "sub", "sub/ok"]);
+    assert.deepEqual(
+      m.entries.map((e) => e.path),
+      ["keep.conf", "sub", "sub/ok"],
+    );
   });
 
   it("include keeps matches, their subtrees, and the directories leading to them; exclude wins", async () => {
     const root = await rootWith(
-      { "ssh_host_rsa_key": "", "ssh_host_rsa_key.pub": "", "sshd_config": "", "moduli": "", "conf.d/a.conf": "", "conf.d/old/b": "", "x/y/ssh_host_z": "", "empty": { dir: true } },
+      { ssh_host_rsa_key: "", "ssh_host_rsa_key.pub": "", sshd_config: "", moduli: "", "conf.d/a.conf": "", "conf.d/old/b": "", "x/y/ssh_host_z": "", empty: { dir: true } },
       { include: ["ssh_host_*", "conf.d"], exclude: ["*.pub", "old"] },
     );
     const m = await buildManifest(root);
-    assert.deepEqual(m.entries.map((e) => e.path), ["conf.d", "conf.d/a.conf", "ssh_host_rsa_key", "x", "x/y", "x/y/ssh_host_z"]);
+    assert.deepEqual(
+      m.entries.map((e) => e.path),
+      ["conf.d", "conf.d/a.conf", "ssh_host_rsa_key", "x", "x/y", "x/y/ssh_host_z"],
+    );
   });
 
   it("the digest is stable across builds and across a cp -a copy, and ignores mtime", async () => {
-    const root = await rootWith({ "k": { content: "key", mode: 0o600 }, "d/f": "f", "l": { link: "d/f" } });
+    const root = await rootWith({ k: { content: "key", mode: 0o600 }, "d/f": "f", l: { link: "d/f" } });
     const first = await buildManifest(root);
     assert.equal((await buildManifest(root)).digest, first.digest);
     const copy = path.join(base, `copy${n++}`);
@@ -130,7 +142,7 @@ describe("buildManifest", () => {
   });
 
   it("the digest changes with content and with mode", async () => {
-    const root = await rootWith({ "k": { content: "key", mode: 0o600 } });
+    const root = await rootWith({ k: { content: "key", mode: 0o600 } });
     const first = await buildManifest(root);
     await chmod(path.join(root.path, "k"), 0o644);
     const widened = await buildManifest(root);
@@ -152,7 +164,7 @@ class CountingCache extends HashCache {
 
 describe("HashCache", () => {
   it("a rebuild after a one-file edit re-hashes only that file, even with its size and mtime restored (ctime moved)", async () => {
-    const root = await rootWith({ "a": "hello", "b": "bbbbb", "d/c": "ccccc" });
+    const root = await rootWith({ a: "hello", b: "bbbbb", "d/c": "ccccc" });
     const a = path.join(root.path, "a");
     await utimes(a, 1000, 1000); // whole seconds: restorable exactly
     const cache = new CountingCache();
@@ -181,7 +193,7 @@ describe("HashCache", () => {
   });
 
   it("forgets deleted files, keeps other trees' entries (even a sibling sharing the name prefix)", async () => {
-    const root = await rootWith({ "a": "a", "b": "b" });
+    const root = await rootWith({ a: "a", b: "b" });
     const sibling = `${root.path}-copy`;
     copyTree(root.path, sibling);
     const cache = new CountingCache();
@@ -202,12 +214,24 @@ describe("diffManifests", () => {
   it("lists added, changed (content, mode, owner, type, target) and removed paths, ignoring mtime", () => {
     const f = { type: "file" as const, size: 1, mode: 0o644, uid: 0, gid: 0, mtimeMs: 1, sha256: "aa" };
     const a = manifestOf("r", [
-      { ...f, path: "same" }, { ...f, path: "touched" }, { ...f, path: "content" }, { ...f, path: "mode" }, { ...f, path: "owner" },
-      { ...f, path: "kind" }, { path: "link", type: "symlink", size: 1, mode: 0o777, uid: 0, gid: 0, mtimeMs: 1, target: "x" }, { ...f, path: "gone" },
+      { ...f, path: "same" },
+      { ...f, path: "touched" },
+      { ...f, path: "content" },
+      { ...f, path: "mode" },
+      { ...f, path: "owner" },
+      { ...f, path: "kind" },
+      { path: "link", type: "symlink", size: 1, mode: 0o777, uid: 0, gid: 0, mtimeMs: 1, target: "x" },
+      { ...f, path: "gone" },
     ]);
     const b = manifestOf("r", [
-      { ...f, path: "same" }, { ...f, path: "touched", mtimeMs: 99 }, { ...f, path: "content", sha256: "bb" }, { ...f, path: "mode", mode: 0o600 }, { ...f, path: "owner", gid: 5 },
-      { path: "kind", type: "dir", size: 0, mode: 0o644, uid: 0, gid: 0, mtimeMs: 1 }, { path: "link", type: "symlink", size: 1, mode: 0o777, uid: 0, gid: 0, mtimeMs: 1, target: "y" }, { ...f, path: "new" },
+      { ...f, path: "same" },
+      { ...f, path: "touched", mtimeMs: 99 },
+      { ...f, path: "content", sha256: "bb" },
+      { ...f, path: "mode", mode: 0o600 },
+      { ...f, path: "owner", gid: 5 },
+      { path: "kind", type: "dir", size: 0, mode: 0o644, uid: 0, gid: 0, mtimeMs: 1 },
+      { path: "link", type: "symlink", size: 1, mode: 0o777, uid: 0, gid: 0, mtimeMs: 1, target: "y" },
+      { ...f, path: "new" },
     ]);
     assert.deepEqual(diffManifests(a, b), { added: ["new"], changed: ["content", "kind", "link", "mode", "owner"], removed: ["gone"] });
     assert.deepEqual(diffManifests(a, a), { added: [], changed: [], removed: [] });
@@ -215,7 +239,16 @@ describe("diffManifests", () => {
 });
 
 describe("path rules", () => {
-  const BAD: [string, RegExp][] = [["", /empty path/], ["/etc/passwd", /absolute/], ["a/../b", /'\.\.' segment/], ["..", /'\.\.'/], ["./a", /'\.' segment/], ["a//b", /empty segment/], ["a/", /empty segment/], ["a\0b", /NUL/]];
+  const BAD: [string, RegExp][] = [
+    ["", /empty path/],
+    ["/etc/passwd", /absolute/],
+    ["a/../b", /'\.\.' segment/],
+    ["..", /'\.\.'/],
+    ["./a", /'\.' segment/],
+    ["a//b", /empty segment/],
+    ["a/", /empty segment/],
+    ["a\0b", /NUL/],
+  ];
   for (const [p, re] of BAD) {
     it(`checkRelativePath refuses ${JSON.stringify(p)}`, () => {
       assert.throws(() => checkRelativePath("r", p), rejectsWith("US_E_SYNC_UNSAFE_PATH", re));

@@ -33,14 +33,14 @@ const modeOf = async (p: string) => (await lstat(p)).mode & 0o7777;
 
 describe("rescueDivergent", () => {
   it("returns null and creates nothing when the live tree matches the last known manifest", async () => {
-    const s = await setup({ "k": { content: "key", mode: 0o600 }, "d/f": "f" });
+    const s = await setup({ k: { content: "key", mode: 0o600 }, "d/f": "f" });
     const lastKnown = await buildManifest(s.root);
     assert.equal(await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown }), null);
     await assert.rejects(stat(s.rescueBase), { code: "ENOENT" });
   });
 
   it("moves changed and added files (keeping mode) into <base>/<timestamp>/<root>, 0700, and records removals", async () => {
-    const s = await setup({ "ssh_host_key": { content: "published", mode: 0o600 }, "same": "s", "gone": "g", "link": { link: "same" }, "d": { dir: true } });
+    const s = await setup({ ssh_host_key: { content: "published", mode: 0o600 }, same: "s", gone: "g", link: { link: "same" }, d: { dir: true } });
     const lastKnown = await buildManifest(s.root);
     await writeFile(path.join(s.root.path, "ssh_host_key"), "edited locally");
     await unlink(path.join(s.root.path, "gone"));
@@ -68,7 +68,7 @@ describe("rescueDivergent", () => {
   });
 
   it("with no last known manifest, rescues every live file; a missing root has nothing to rescue", async () => {
-    const s = await setup({ "a": "a", "sub/b": "b", "skip.db": "x" }, { exclude: ["*.db"] });
+    const s = await setup({ a: "a", "sub/b": "b", "skip.db": "x" }, { exclude: ["*.db"] });
     const r = await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown: undefined });
     assert.deepEqual(r?.files, ["a", "sub/b"]);
     assert.equal(await readFile(path.join(s.root.path, "skip.db"), "utf8"), "x", "excluded files are not the sync's business");
@@ -77,7 +77,7 @@ describe("rescueDivergent", () => {
   });
 
   it("a removal alone is reported without a folder, and two rescues in the same millisecond get separate folders", async () => {
-    const s = await setup({ "a": "a", "b": "b" });
+    const s = await setup({ a: "a", b: "b" });
     const lastKnown = await buildManifest(s.root);
     await unlink(path.join(s.root.path, "b"));
     const removedOnly = await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown });
@@ -94,7 +94,7 @@ describe("rescueDivergent", () => {
   });
 
   it("moves across file systems by copying with mode and mtime, then removing", { skip: !OTHER_FS && "no second file system at /dev/shm" }, async () => {
-    const s = await setup({ "k": { content: "key", mode: 0o600 }, "l": { link: "k" }, "t": "t" });
+    const s = await setup({ k: { content: "key", mode: 0o600 }, l: { link: "k" }, t: "t" });
     const lastKnown = await buildManifest(s.root);
     await writeFile(path.join(s.root.path, "k"), "edited");
     await unlink(path.join(s.root.path, "l"));
@@ -117,7 +117,7 @@ describe("rescueDivergent", () => {
 
 describe("saveManifest / loadManifest", () => {
   it("round-trips a manifest through a 0600 file, and returns undefined when there is none", async () => {
-    const s = await setup({ "k": { content: "key", mode: 0o600 }, "l": { link: "k" } });
+    const s = await setup({ k: { content: "key", mode: 0o600 }, l: { link: "k" } });
     const m = await buildManifest(s.root);
     const file = path.join(base, `state${n++}.json`);
     assert.equal(await loadManifest(file), undefined);
@@ -126,11 +126,15 @@ describe("saveManifest / loadManifest", () => {
     assert.deepEqual(await loadManifest(file), m);
     await saveManifest(file, await buildManifest({ ...s.root, exclude: ["*"] }), NODE_DURABLE_FS);
     assert.deepEqual((await loadManifest(file))?.entries, []);
-    assert.deepEqual((await readdir(base)).filter((f) => f.includes(".tmp-")), [], "no temp file left behind");
+    assert.deepEqual(
+      (await readdir(base)).filter((f) => f.includes(".tmp-")),
+      [],
+      "no temp file left behind",
+    );
   });
 
   it("refuses a record that is not JSON, not a manifest, has unsafe paths or does not match its digest", async () => {
-    const s = await setup({ "k": "key" });
+    const s = await setup({ k: "key" });
     const m = await buildManifest(s.root);
     const cases: [string, RegExp][] = [
       ["{not json", /not valid JSON/],

@@ -94,7 +94,18 @@ async function makeNode(caseDir: string, o: Opts) {
   const clock = new FakeClock();
   const store = new SyncStateStore(path.join(home, "state"), NODE_DURABLE_FS);
   const events: SyncEvent[] = [];
-  const engine = new SyncEngine({ fs: NODE_DURABLE_FS, node, settings: { ...SETTINGS, roots }, store, coordinator: coord, puller, runner: o.runner ?? new StrictCommandRunner(), clock, log: silentLogger(), watch: watch.factory });
+  const engine = new SyncEngine({
+    fs: NODE_DURABLE_FS,
+    node,
+    settings: { ...SETTINGS, roots },
+    store,
+    coordinator: coord,
+    puller,
+    runner: o.runner ?? new StrictCommandRunner(),
+    clock,
+    log: silentLogger(),
+    watch: watch.factory,
+  });
   engine.onEvent((e) => void events.push(e));
   open.push(engine);
   const live = (name: string) => roots.find((r) => r.name === name)!.path;
@@ -127,9 +138,21 @@ describe("placeholders", () => {
     assert.deepEqual(substitutePlaceholders(argv, "/s/conf", named), ["/x", "/s/conf/proftpd.conf", "/etc/u=/s/users", "--y=/etc/tls/c:/s/users", "{staged:}", "{staged:users"]);
     assert.throws(() => substitutePlaceholders(["{staged:nope}"], "/s", named), /no path for \{staged:nope\}/);
     const r = (name: string, validate?: string[]) => ({ name, ...(validate ? { validate } : {}) });
-    assert.deepEqual(applyOrder([r("conf", ["{staged:users}", "{staged:tls}"]), r("tls"), r("users"), r("web")]).map((x) => x.name), ["users", "tls", "conf", "web"], "referenced roots first, in the order the validator names them");
-    assert.deepEqual(applyOrder([r("a", ["{staged:b}"]), r("b", ["{staged:a}"]), r("c")]).map((x) => x.name), ["b", "a", "c"], "a cycle keeps a stable order");
-    assert.deepEqual(applyOrder([r("a", ["{staged:a}", "{staged:zz}"])]).map((x) => x.name), ["a"], "self and unknown references are ignored");
+    assert.deepEqual(
+      applyOrder([r("conf", ["{staged:users}", "{staged:tls}"]), r("tls"), r("users"), r("web")]).map((x) => x.name),
+      ["users", "tls", "conf", "web"],
+      "referenced roots first, in the order the validator names them",
+    );
+    assert.deepEqual(
+      applyOrder([r("a", ["{staged:b}"]), r("b", ["{staged:a}"]), r("c")]).map((x) => x.name),
+      ["b", "a", "c"],
+      "a cycle keeps a stable order",
+    );
+    assert.deepEqual(
+      applyOrder([r("a", ["{staged:a}", "{staged:zz}"])]).map((x) => x.name),
+      ["a"],
+      "self and unknown references are ignored",
+    );
   });
 
   it("a root hook's environment: event, root, path, generation, changed paths (bounded)", () => {
@@ -155,7 +178,14 @@ describe("standby: roots are independent", () => {
     h.engine.follow(standby(await h.record(1)));
     await waitFor("failed conf", () => h.of("failed").some((e) => e.root === "conf"));
     await waitFor("pass failed", () => h.engine.status().failures === 1);
-    assert.deepEqual(h.of("applied").map((e) => e.root).sort(), ["tls", "users"], "the other roots went live in the same pass");
+    assert.deepEqual(
+      h
+        .of("applied")
+        .map((e) => e.root)
+        .sort(),
+      ["tls", "users"],
+      "the other roots went live in the same pass",
+    );
     assert.equal(await readFile(path.join(h.live("users"), "ftpd.passwd"), "utf8"), "alice:x:1000:1000::/srv:/bin/false\n");
     await assert.rejects(readFile(path.join(h.live("conf"), "proftpd.conf")), /ENOENT/, "nothing of conf went live");
     const s = h.engine.status();
@@ -179,10 +209,16 @@ describe("standby: roots are independent", () => {
     await h.clock.advance(200);
     await waitFor("synced", () => h.of("synced").length === 1);
     runner.done();
-    assert.deepEqual(h.puller.requests.slice(pulls).map((r) => r.root), ["conf"]);
+    assert.deepEqual(
+      h.puller.requests.slice(pulls).map((r) => r.root),
+      ["conf"],
+    );
     assert.equal(h.engine.generation(), 1);
     assert.deepEqual(h.engine.memberSummary().failedRoots, []);
-    assert.equal(h.engine.status().roots.every((r) => r.inSync && r.failures === 0 && r.lastError === null), true);
+    assert.equal(
+      h.engine.status().roots.every((r) => r.inSync && r.failures === 0 && r.lastError === null),
+      true,
+    );
   });
 
   it("a fresh standby validates a config against the staged copy of the root it names, and applies that root first", async () => {
@@ -194,7 +230,11 @@ describe("standby: roots are independent", () => {
     h.engine.follow(standby(await h.record(1)));
     await waitFor("synced", () => h.of("synced").length === 1);
     runner.done();
-    assert.deepEqual(h.of("applied").map((e) => e.root), ["users", "conf"], "the referenced root goes live first");
+    assert.deepEqual(
+      h.of("applied").map((e) => e.root),
+      ["users", "conf"],
+      "the referenced root goes live first",
+    );
 
     // users unchanged, conf changed: {staged:users} is users' live path (it holds the published files).
     await writeFile(path.join(h.source("conf"), "proftpd.conf"), "AuthUserFile /etc/proftpd-users/ftpd.passwd\nPort 2121\n");
@@ -213,7 +253,10 @@ describe("standby: roots are independent", () => {
     h.engine.follow(standby(await h.record(1)));
     await waitFor("pass failed", () => h.engine.status().failures === 1);
     assert.equal(runner.calls.length, 0, "the validator did not run");
-    assert.deepEqual(h.of("applied").map((e) => e.root), ["tls"]);
+    assert.deepEqual(
+      h.of("applied").map((e) => e.root),
+      ["tls"],
+    );
     const roots = Object.fromEntries(h.engine.status().roots.map((r) => [r.name, r]));
     assert.equal(roots.conf!.lastError?.code, "US_E_SYNC_STAGED_REF");
     assert.match(roots.conf!.lastError!.message, /names \{staged:users\}, but root users failed/);
@@ -255,8 +298,12 @@ describe("primary: post_publish after its own changes", () => {
     assert.deepEqual(runner.calls[0]!.argv, ["/usr/bin/systemctl", "reload", "proftpd.service"]);
     assert.equal(runner.calls[0]!.options?.timeoutMs, SETTINGS.postSyncTimeoutMs);
     assert.deepEqual(runner.calls[0]!.options?.env, {
-      UNDERSTUDY_EVENT: "post_publish", UNDERSTUDY_SYNC_ROOT: "tls", UNDERSTUDY_SYNC_PATH: h.live("tls"), UNDERSTUDY_GENERATION: "2",
-      UNDERSTUDY_CHANGED_COUNT: "2", UNDERSTUDY_CHANGED_PATHS: "proftpd.crt\nproftpd.key",
+      UNDERSTUDY_EVENT: "post_publish",
+      UNDERSTUDY_SYNC_ROOT: "tls",
+      UNDERSTUDY_SYNC_PATH: h.live("tls"),
+      UNDERSTUDY_GENERATION: "2",
+      UNDERSTUDY_CHANGED_COUNT: "2",
+      UNDERSTUDY_CHANGED_PATHS: "proftpd.crt\nproftpd.key",
     });
     assert.deepEqual(h.of("hook")[0], { type: "hook", hook: "post_publish", root: "tls", ok: true, ms: 0 });
     assert.equal(h.engine.status().roots.find((r) => r.name === "tls")!.lastHook?.hook, "post_publish");
@@ -285,7 +332,10 @@ describe("primary: post_publish after its own changes", () => {
     assert.equal(h.coord.last()?.generation, 3);
     runner.release();
     await waitFor("both hooks", () => h.of("hook").length === 2);
-    assert.deepEqual(runner.calls.map((c) => c.options?.env?.UNDERSTUDY_SYNC_ROOT), ["conf", "tls"]);
+    assert.deepEqual(
+      runner.calls.map((c) => c.options?.env?.UNDERSTUDY_SYNC_ROOT),
+      ["conf", "tls"],
+    );
 
     const failing = new StrictCommandRunner().expect(["/usr/bin/false"], { code: 1, stderr: "Job for proftpd.service failed\n" });
     const g = await primaryWith(failing, ["/usr/bin/false"]);
@@ -323,11 +373,14 @@ sync:
     const ok = parseConfigText(yaml(["/x", "{staged}/a", "{staged:users}"]), "/etc/understudy/u.yaml");
     assert.deepEqual(ok.sync?.roots[0]?.post_publish, ["/usr/bin/systemctl", "reload", "proftpd.service"]);
     assert.deepEqual(ok.hooks?.post_publish, ["/usr/local/libexec/reload"]);
-    assert.throws(() => parseConfigText(yaml(["/x", "{staged:nope}/a"]), "/etc/understudy/u.yaml"), (e: Error) => {
-      assert.match(e.message, /sync\.roots\.0\.validate/);
-      assert.match(e.message, /names \{staged:nope\}, but there is no sync root nope/);
-      return true;
-    });
+    assert.throws(
+      () => parseConfigText(yaml(["/x", "{staged:nope}/a"]), "/etc/understudy/u.yaml"),
+      (e: Error) => {
+        assert.match(e.message, /sync\.roots\.0\.validate/);
+        assert.match(e.message, /names \{staged:nope\}, but there is no sync root nope/);
+        return true;
+      },
+    );
   });
 
   it("hooks.post_publish gets the generation and the roots this primary changed", async () => {

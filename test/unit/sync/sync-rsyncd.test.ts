@@ -9,7 +9,10 @@ const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq7q4d1Yj3W2v1o0Qe4a9Qz3mS8c6t
 
 test("rsyncd.conf: global read-only, no listing, chroot (as root), uid 0, link-following refused; one module per root", () => {
   assert.equal(
-    renderRsyncdConf([{ name: "ssh", path: "/etc/ssh/" }, { name: "sftpgo", path: "/etc/sftpgo" }]),
+    renderRsyncdConf([
+      { name: "ssh", path: "/etc/ssh/" },
+      { name: "sftpgo", path: "/etc/sftpgo" },
+    ]),
     [
       "# Written by the understudy agent from its sync.roots; do not edit (it is rewritten at start).",
       "# Read by `rsync --server --daemon --config=<this file> .`, the forced command of the sync key.",
@@ -47,10 +50,19 @@ for (const [name, roots] of [
   ["a path with a newline (config injection)", [{ name: "ssh", path: "/etc/ssh\n[all]\npath = /" }]],
   ["the filesystem root", [{ name: "all", path: "/" }]],
   ["a path with ..", [{ name: "x", path: "/etc/../root" }]],
-  ["two roots with one name", [{ name: "ssh", path: "/etc/ssh" }, { name: "ssh", path: "/etc/ssh2" }]],
+  [
+    "two roots with one name",
+    [
+      { name: "ssh", path: "/etc/ssh" },
+      { name: "ssh", path: "/etc/ssh2" },
+    ],
+  ],
 ] as const) {
   test(`rsyncd.conf refuses ${name} (US_E_SYNC_CONFIG)`, () => {
-    assert.throws(() => renderRsyncdConf(roots), (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG"));
+    assert.throws(
+      () => renderRsyncdConf(roots),
+      (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG"),
+    );
   });
 }
 

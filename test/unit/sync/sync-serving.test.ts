@@ -22,7 +22,10 @@ test("daemonFilter: excludes first, includes cover their subtree, then every dir
     daemonFilter({ name: "r", path: "/x", include: ["ssh_host_*", "conf.d/*.conf"], exclude: ["*.bak"] }),
     "- *.bak + ssh_host_* + ssh_host_*/*** + /conf.d/*.conf + /conf.d/*.conf/*** + */ - *",
   );
-  assert.throws(() => daemonFilter({ name: "r", path: "/x", exclude: ["my file"] }), (e) => e instanceof UnderstudyError && e.code === "US_E_SYNC_CONFIG");
+  assert.throws(
+    () => daemonFilter({ name: "r", path: "/x", exclude: ["my file"] }),
+    (e) => e instanceof UnderstudyError && e.code === "US_E_SYNC_CONFIG",
+  );
 });
 
 function tree(root: string): string[] {
@@ -122,9 +125,24 @@ const root = { name: "r", path: "/x", include: [], exclude: [], maxFileBytes: 1 
 test("max_mode: directories are checked too (x allowed where r is), and special bits never pass", () => {
   const ok = (entries: Parameters<typeof manifest>[0], max: number) => checkModes(root, manifest(entries), max);
   const refused = (entries: Parameters<typeof manifest>[0], max: number, path: string) =>
-    assert.throws(() => ok(entries, max), (e) => e instanceof UnderstudyError && e.code === "US_E_SYNC_MODE" && e.details.path === path);
-  ok([{ path: "d", type: "dir", mode: 0o755 }, { path: "d/k", type: "file", mode: 0o644 }], 0o644);
-  ok([{ path: "d", type: "dir", mode: 0o700 }, { path: "d/k", type: "file", mode: 0o600 }], 0o600);
+    assert.throws(
+      () => ok(entries, max),
+      (e) => e instanceof UnderstudyError && e.code === "US_E_SYNC_MODE" && e.details.path === path,
+    );
+  ok(
+    [
+      { path: "d", type: "dir", mode: 0o755 },
+      { path: "d/k", type: "file", mode: 0o644 },
+    ],
+    0o644,
+  );
+  ok(
+    [
+      { path: "d", type: "dir", mode: 0o700 },
+      { path: "d/k", type: "file", mode: 0o600 },
+    ],
+    0o600,
+  );
   ok([{ path: "l", type: "symlink", mode: 0o777 }], 0o644);
   refused([{ path: "d", type: "dir", mode: 0o777 }], 0o775, "d");
   refused([{ path: "d", type: "dir", mode: 0o2775 }], 0o775, "d");

@@ -78,7 +78,7 @@ describe("SyncStateStore", () => {
   it("saves and loads a root's last known manifest; an edited record is not trusted", async () => {
     const dir = fresh();
     const root = { name: "ssh", path: path.join(dir, "etc-ssh"), include: [], exclude: [], maxFileBytes: 1 << 20 };
-    await makeTree(root.path, { "k": { content: "key", mode: 0o600 }, "d/f": "f" });
+    await makeTree(root.path, { k: { content: "key", mode: 0o600 }, "d/f": "f" });
     const m = await buildManifest(root);
     const store = new SyncStateStore(path.join(dir, "state"), NODE_DURABLE_FS);
     await store.init();

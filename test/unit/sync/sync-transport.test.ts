@@ -24,14 +24,20 @@ const SSH_E =
   "-o UpdateHostKeys=no -o CheckHostIP=no -o ConnectTimeout=5 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR";
 const CM = "-o ControlMaster=auto -o ControlPath=/var/lib/understudy/ssh-%C -o ControlPersist=60s";
 const PULL_ARGV = [
-  "/usr/bin/rsync", "-a", "--checksum", "--modify-window=-1", "--delete", "--numeric-ids", "--timeout=30",
-  "-e", `${SSH_E} ${CM} -p 22`,
-  "--", "understudy-sync@198.18.0.11::ssh/", "/var/lib/understudy/staging/etc/ssh/",
+  "/usr/bin/rsync",
+  "-a",
+  "--checksum",
+  "--modify-window=-1",
+  "--delete",
+  "--numeric-ids",
+  "--timeout=30",
+  "-e",
+  `${SSH_E} ${CM} -p 22`,
+  "--",
+  "understudy-sync@198.18.0.11::ssh/",
+  "/var/lib/understudy/staging/etc/ssh/",
 ];
-const exitArgv = (host: string) => [
-  "/usr/bin/ssh", "-F", "/dev/null", "-o", "ControlPath=/var/lib/understudy/ssh-%C", "-o", "LogLevel=ERROR",
-  "-p", "22", "-l", "understudy-sync", "-O", "exit", host,
-];
+const exitArgv = (host: string) => ["/usr/bin/ssh", "-F", "/dev/null", "-o", "ControlPath=/var/lib/understudy/ssh-%C", "-o", "LogLevel=ERROR", "-p", "22", "-l", "understudy-sync", "-O", "exit", host];
 
 function puller(over: Partial<RsyncPullerOptions> = {}, runner = new StrictCommandRunner()) {
   const clock = new FakeClock();
@@ -54,7 +60,11 @@ test("argv: excludes become rsync --exclude rules (anchored when they hold a /) 
   assert.deepEqual(argv.slice(4, 11), ["--delete", "--delete-excluded", "--exclude=*.db", "--exclude=cache", "--exclude=/logs/*.log", "--exclude=/top.tmp", "--exclude=/**/x"]);
   assert.equal(argv[11], "--numeric-ids");
   for (const bad of ["", "/", "a\nb"]) {
-    assert.throws(() => puller().puller.argv({ ...REQ, exclude: [bad] }), (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG"), JSON.stringify(bad));
+    assert.throws(
+      () => puller().puller.argv({ ...REQ, exclude: [bad] }),
+      (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG"),
+      JSON.stringify(bad),
+    );
   }
 });
 
@@ -83,7 +93,10 @@ const UNSAFE: [string, Partial<RsyncPullerOptions>, string][] = [
 ];
 for (const [name, over, setting] of UNSAFE) {
   test(`constructor refuses ${name} with US_E_SYNC_CONFIG`, () => {
-    assert.throws(() => puller(over), (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG") && e.details.setting === setting);
+    assert.throws(
+      () => puller(over),
+      (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG") && e.details.setting === setting,
+    );
   });
 }
 
@@ -99,7 +112,10 @@ const UNSAFE_REQ: [string, Partial<typeof REQ>][] = [
 for (const [name, over] of UNSAFE_REQ) {
   test(`argv() and pull() refuse ${name} without running anything`, async () => {
     const { puller: p, runner } = puller();
-    assert.throws(() => p.argv({ ...REQ, ...over }), (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG"));
+    assert.throws(
+      () => p.argv({ ...REQ, ...over }),
+      (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG"),
+    );
     await assert.rejects(p.pull({ ...REQ, ...over }), (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG"));
     runner.done();
   });
@@ -125,8 +141,12 @@ const FAILURES: [string, { code: number | null; signal?: NodeJS.Signals; stderr:
     { code: 5, stderr: "@ERROR: Unknown module 'ssh'\nrsync error: error starting client-server protocol (code 5) at main.c(1863) [Receiver=3.5.0]\n" },
     { code: 5, meaning: /client-server protocol/, stderr: "@ERROR: Unknown module 'ssh'" },
   ],
-  ["partial transfer (23)", { code: 23, stderr: "rsync: [sender] send_files failed to open \"/etc/ssh/x\": Permission denied (13)\n" }, { code: 23, meaning: /partial transfer/, stderr: "rsync: [sender] send_files failed to open \"/etc/ssh/x\": Permission denied (13)" }],
-  ["vanished files (24)", { code: 24, stderr: "file has vanished: \"/etc/ssh/tmp\"\n" }, { code: 24, meaning: /vanished/, stderr: "file has vanished: \"/etc/ssh/tmp\"" }],
+  [
+    "partial transfer (23)",
+    { code: 23, stderr: 'rsync: [sender] send_files failed to open "/etc/ssh/x": Permission denied (13)\n' },
+    { code: 23, meaning: /partial transfer/, stderr: 'rsync: [sender] send_files failed to open "/etc/ssh/x": Permission denied (13)' },
+  ],
+  ["vanished files (24)", { code: 24, stderr: 'file has vanished: "/etc/ssh/tmp"\n' }, { code: 24, meaning: /vanished/, stderr: 'file has vanished: "/etc/ssh/tmp"' }],
   ["killed by a signal", { code: null, signal: "SIGKILL", stderr: "" }, { code: "signal SIGKILL", meaning: /killed/, stderr: "" }],
 ];
 for (const [name, result, want] of FAILURES) {
@@ -166,8 +186,10 @@ test("pulls from one primary run one at a time (one ControlMaster connection), i
   release();
   await Promise.all([a, b]);
   assert.deepEqual(order, [
-    "start understudy-sync@198.18.0.11::ssh/", "end understudy-sync@198.18.0.11::ssh/",
-    "start understudy-sync@198.18.0.11::sftpgo/", "end understudy-sync@198.18.0.11::sftpgo/",
+    "start understudy-sync@198.18.0.11::ssh/",
+    "end understudy-sync@198.18.0.11::ssh/",
+    "start understudy-sync@198.18.0.11::sftpgo/",
+    "end understudy-sync@198.18.0.11::sftpgo/",
   ]);
 });
 
@@ -251,7 +273,12 @@ test("checkControlDir: only a 0700 directory of our own passes", async () => {
     writeFileSync(file, "");
     symlinkSync(ok, link);
     await checkControlDir(ok);
-    for (const [d, why] of [[open, /group or others/], [file, /directory/], [link, /directory/], [join(base, "missing"), /ENOENT/]] as const) {
+    for (const [d, why] of [
+      [open, /group or others/],
+      [file, /directory/],
+      [link, /directory/],
+      [join(base, "missing"), /ENOENT/],
+    ] as const) {
       await assert.rejects(checkControlDir(d), (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG") && why.test(e.message), d);
     }
   } finally {

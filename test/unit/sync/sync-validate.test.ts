@@ -11,7 +11,13 @@ const STAGED = "/etc/.understudy-stage-ssh/tree";
 describe("runValidator", () => {
   it("replaces every {staged} inside each argv element, and nothing else", () => {
     assert.deepEqual(substituteStaged(["/usr/sbin/sshd", "-t", "-f", "{staged}/sshd_config", "--x={staged}:{staged}", "$(rm -rf /)", "{stage}"], STAGED), [
-      "/usr/sbin/sshd", "-t", "-f", `${STAGED}/sshd_config`, `--x=${STAGED}:${STAGED}`, "$(rm -rf /)", "{stage}",
+      "/usr/sbin/sshd",
+      "-t",
+      "-f",
+      `${STAGED}/sshd_config`,
+      `--x=${STAGED}:${STAGED}`,
+      "$(rm -rf /)",
+      "{stage}",
     ]);
   });
 

@@ -74,7 +74,10 @@ test("events map to the longest matching root; the root itself counts; an outsid
   await clock.advance(20);
   source.emit("/srv2x/file");
   await clock.advance(20);
-  assert.deepEqual(calls.map((c) => c.roots), [["/srv/keys"], ["/srv2"], ["/srv", "/srv/keys", "/srv2"]]);
+  assert.deepEqual(
+    calls.map((c) => c.roots),
+    [["/srv/keys"], ["/srv2"], ["/srv", "/srv/keys", "/srv2"]],
+  );
 });
 
 test("a tree that never goes quiet is still delivered every maxDelayMs", async () => {
@@ -83,7 +86,10 @@ test("a tree that never goes quiet is still delivered every maxDelayMs", async (
     source.emit(`${A}/busy`);
     await clock.advance(10);
   }
-  assert.deepEqual(calls.map((c) => c.at), [100, 200, 300]);
+  assert.deepEqual(
+    calls.map((c) => c.at),
+    [100, 200, 300],
+  );
 });
 
 test("onChange is never concurrent: hints during a slow call are delivered right after it", async () => {
@@ -173,7 +179,11 @@ test("close() stops the source and every timer; later hints do nothing", async (
 test("timing and roots are validated at construction (US_E_SYNC_CONFIG)", () => {
   const base = { roots: [A], clock: new FakeClock(), onChange: () => undefined, onError: () => undefined };
   for (const over of [{ roots: [] }, { reconcileMs: 500 }, { debounceMs: -1 }, { debounceMs: 50, maxDelayMs: 20 }, { debounceMs: Number.NaN }]) {
-    assert.throws(() => new TreeWatcher({ ...base, ...over }), (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG"), JSON.stringify(over));
+    assert.throws(
+      () => new TreeWatcher({ ...base, ...over }),
+      (e: unknown) => isUnderstudyError(e, "US_E_SYNC_CONFIG"),
+      JSON.stringify(over),
+    );
   }
 });
 

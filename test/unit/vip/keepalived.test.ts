@@ -35,20 +35,35 @@ test("render: golden keepalived.conf (BACKUP + nopreempt, unicast without self, 
 
 test("render refuses a config whose backend is not keepalived", () => {
   const config = parseConfigText(yaml("  address: 198.18.0.100/24\n  interface: eth0"), "t.yaml");
-  assert.throws(() => renderKeepalivedConf(config), (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID"));
+  assert.throws(
+    () => renderKeepalivedConf(config),
+    (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID"),
+  );
 });
 
 test("config: backend keepalived needs vip.keepalived; vip.keepalived needs backend keepalived", () => {
-  assert.throws(() => parseConfigText(yaml("  address: 198.18.0.100/24\n  interface: eth0\n  backend: keepalived"), "t.yaml"), (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID") && e.details.path === "vip.keepalived");
-  assert.throws(() => parseConfigText(yaml("  address: 198.18.0.100/24\n  interface: eth0\n  keepalived: { virtual_router_id: 5 }"), "t.yaml"), (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID") && e.details.path === "vip.keepalived");
-  assert.throws(() => parseConfigText(yaml(KEEPALIVED.replace("[198.18.0.11,", "[not-an-ip,")), "t.yaml"), (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID") && String(e.details.path).startsWith("vip.keepalived.unicast_peers"));
+  assert.throws(
+    () => parseConfigText(yaml("  address: 198.18.0.100/24\n  interface: eth0\n  backend: keepalived"), "t.yaml"),
+    (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID") && e.details.path === "vip.keepalived",
+  );
+  assert.throws(
+    () => parseConfigText(yaml("  address: 198.18.0.100/24\n  interface: eth0\n  keepalived: { virtual_router_id: 5 }"), "t.yaml"),
+    (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID") && e.details.path === "vip.keepalived",
+  );
+  assert.throws(
+    () => parseConfigText(yaml(KEEPALIVED.replace("[198.18.0.11,", "[not-an-ip,")), "t.yaml"),
+    (e: unknown) => isUnderstudyError(e, "US_E_CONFIG_INVALID") && String(e.details.path).startsWith("vip.keepalived.unicast_peers"),
+  );
 });
 
 test("KeepalivedFloatingIp: add writes 0 (leave FAULT), remove writes 1 then deletes the address, isHeld asks ip", async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "us-ka-"));
   try {
     const track = path.join(dir, "run", "track");
-    const config = parseConfigText(yaml(`${KEEPALIVED}\n  keepalived: { virtual_router_id: 51, track_file: ${track} }`.replace(/\n  keepalived: \{ virtual_router_id: 51, unicast_peers[^\n]*/, "")), "t.yaml");
+    const config = parseConfigText(
+      yaml(`${KEEPALIVED}\n  keepalived: { virtual_router_id: 51, track_file: ${track} }`.replace(/\n  keepalived: \{ virtual_router_id: 51, unicast_peers[^\n]*/, "")),
+      "t.yaml",
+    );
     const runner = new StrictCommandRunner()
       .expect(["ip", "addr", "del", "198.18.0.100/24", "dev", "eth0"], { code: 0 })
       .expect(["ip", "-j", "addr", "show", "dev", "eth0"], { code: 0, stdout: '[{"addr_info":[{"family":"inet","local":"198.18.0.100","prefixlen":24}]}]' });
@@ -68,7 +83,10 @@ test("KeepalivedFloatingIp: the track file goes through DurableFs (0644, atomic)
   const dir = mkdtempSync(path.join(os.tmpdir(), "us-ka-"));
   try {
     const track = path.join(dir, "run", "track");
-    const config = parseConfigText(yaml(`${KEEPALIVED}\n  keepalived: { virtual_router_id: 51, track_file: ${track} }`.replace(/\n  keepalived: \{ virtual_router_id: 51, unicast_peers[^\n]*/, "")), "t.yaml");
+    const config = parseConfigText(
+      yaml(`${KEEPALIVED}\n  keepalived: { virtual_router_id: 51, track_file: ${track} }`.replace(/\n  keepalived: \{ virtual_router_id: 51, unicast_peers[^\n]*/, "")),
+      "t.yaml",
+    );
     const writes: [string, string, number][] = [];
     let fail = false;
     const files = {

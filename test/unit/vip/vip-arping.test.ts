@@ -13,9 +13,7 @@ import type { CommandResult } from "../../../src/platform/command.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { checkTools } from "../../../src/tools/check.js";
 import { packageFor, toolNeeds } from "../../../src/tools/needs.js";
-import {
-  ProbingArpingLocator, announceArgv, announced, duplicateArgv, fixedArping, flavourOf, readDuplicate, type ArpingTool,
-} from "../../../src/vip/arping.js";
+import { ProbingArpingLocator, announceArgv, announced, duplicateArgv, fixedArping, flavourOf, readDuplicate, type ArpingTool } from "../../../src/vip/arping.js";
 import { IpFloatingIp, type VipConfig } from "../../../src/vip/ip.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
@@ -26,9 +24,16 @@ const res = (code: number, stdout = "", stderr = ""): CommandResult => ({ code, 
 
 // `arping -V`
 const IPUTILS_V = res(0, "arping from iputils 20221126\nlibcap: yes, IDN: yes, NLS: no, error.h: yes, getrandom(): yes, __fpending(): yes\n");
-const HABETS_V = res(1, "ARPing 2.23, by Thomas Habets <thomas@habets.se>\nusage: arping [ -0aAbdDeFpPqrRuUvzZ ] [ -w <sec> ] [ -W <sec> ] [ -S <host/ip> ]\n", "arping: option requires an argument -- 'V'\n");
+const HABETS_V = res(
+  1,
+  "ARPing 2.23, by Thomas Habets <thomas@habets.se>\nusage: arping [ -0aAbdDeFpPqrRuUvzZ ] [ -w <sec> ] [ -W <sec> ] [ -S <host/ip> ]\n",
+  "arping: option requires an argument -- 'V'\n",
+);
 // Habets' duplicate check (-0) and announcement (-U)
-const HABETS_REPLY = res(0, "ARPING 198.18.0.100\n42 bytes from 5e:83:5d:3a:40:c2 (198.18.0.100): index=0 time=18.845 usec\n\n--- 198.18.0.100 statistics ---\n1 packets transmitted, 1 packets received,   0% unanswered (0 extra)\nrtt min/avg/max/std-dev = 0.019/0.019/0.019/0.000 ms\n");
+const HABETS_REPLY = res(
+  0,
+  "ARPING 198.18.0.100\n42 bytes from 5e:83:5d:3a:40:c2 (198.18.0.100): index=0 time=18.845 usec\n\n--- 198.18.0.100 statistics ---\n1 packets transmitted, 1 packets received,   0% unanswered (0 extra)\nrtt min/avg/max/std-dev = 0.019/0.019/0.019/0.000 ms\n",
+);
 const HABETS_NO_REPLY = res(1, "ARPING 198.18.0.100\nTimeout\n\n--- 198.18.0.100 statistics ---\n1 packets transmitted, 0 packets received, 100% unanswered (0 extra)\n\n");
 const HABETS_BAD_IFACE = res(1, "", "arping: libnet_init(LIBNET_LINK, nosuch): libnet_check_iface() ioctl: No such device\n");
 // iputils' duplicate check (-D)
@@ -79,8 +84,16 @@ describe("arping flavours", () => {
 
 function vipConfig(overrides: Partial<VipConfig> = {}): VipConfig {
   return {
-    address: "198.18.0.100/24", interface: "eth0", backend: "ip", duplicate_check: true, duplicate_check_timeout: 100,
-    arp_count: 1, announce_interval: 10_000, reconcile_interval: 2_000, hold_timeout: 30_000, ...overrides,
+    address: "198.18.0.100/24",
+    interface: "eth0",
+    backend: "ip",
+    duplicate_check: true,
+    duplicate_check_timeout: 100,
+    arp_count: 1,
+    announce_interval: 10_000,
+    reconcile_interval: 2_000,
+    hold_timeout: 30_000,
+    ...overrides,
   };
 }
 
@@ -161,7 +174,9 @@ describe("ProbingArpingLocator", () => {
 
 describe("tool needs", () => {
   const base = {
-    cluster: "c1", node: { name: "n1", address: "198.18.0.11" }, etcd: { endpoints: ["http://198.18.0.2:2379"] },
+    cluster: "c1",
+    node: { name: "n1", address: "198.18.0.11" },
+    etcd: { endpoints: ["http://198.18.0.2:2379"] },
   };
   const parse = (doc: Record<string, unknown>) => parseConfigText(stringify({ ...base, ...doc }), "/etc/understudy/understudy.yaml");
 
@@ -172,16 +187,19 @@ describe("tool needs", () => {
       sync: { roots: [{ name: "etc", path: "/etc/proftpd", validate: ["/usr/sbin/proftpd", "-t"] }], ssh: { key: "/k", known_hosts: "/kh" } },
       hooks: { post_promote: ["/usr/local/bin/notify"] },
     });
-    assert.deepEqual(toolNeeds(config).map((n) => [n.program, n.setting, n.kind]), [
-      ["ip", "vip (ip addr), the fence guard", "program"],
-      ["/opt/arping", "vip.arping", "arping"],
-      ["/usr/sbin/proftpd", "daemon.start", "program"],
-      ["/bin/kill", "daemon.stop", "program"],
-      ["pgrep", "daemon.status", "program"],
-      ["/usr/bin/rsync", "sync.rsync_path", "program"],
-      ["/usr/bin/ssh", "sync.ssh (pulls from the primary)", "program"],
-      ["/usr/local/bin/notify", "hooks.post_promote", "program"],
-    ]);
+    assert.deepEqual(
+      toolNeeds(config).map((n) => [n.program, n.setting, n.kind]),
+      [
+        ["ip", "vip (ip addr), the fence guard", "program"],
+        ["/opt/arping", "vip.arping", "arping"],
+        ["/usr/sbin/proftpd", "daemon.start", "program"],
+        ["/bin/kill", "daemon.stop", "program"],
+        ["pgrep", "daemon.status", "program"],
+        ["/usr/bin/rsync", "sync.rsync_path", "program"],
+        ["/usr/bin/ssh", "sync.ssh (pulls from the primary)", "program"],
+        ["/usr/local/bin/notify", "hooks.post_promote", "program"],
+      ],
+    );
   });
 
   it("no arping when it would never run (no duplicate check, no announcements, IPv6, keepalived)", () => {
@@ -209,7 +227,10 @@ describe("tool needs", () => {
       daemon: { backend: "process", command: ["/nonexistent/sshd", "-D"] },
     });
     const report = await checkTools(config, new StrictCommandRunner(), "/usr/bin:/bin");
-    assert.deepEqual(report.problems.map((p) => p.code), ["US_E_TOOL_MISSING", "US_E_TOOL_MISSING"]);
+    assert.deepEqual(
+      report.problems.map((p) => p.code),
+      ["US_E_TOOL_MISSING", "US_E_TOOL_MISSING"],
+    );
     assert.match(report.problems[0]!.message, /\/nonexistent\/arping \(needed by vip\.arping\) does not exist; install the Debian package iputils-arping \(or arping\)/);
     assert.match(report.problems[1]!.message, /\/nonexistent\/sshd \(needed by daemon\.command\) does not exist; install the Debian package openssh-server/);
     assert.equal(report.arping, null);

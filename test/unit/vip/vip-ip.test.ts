@@ -85,9 +85,7 @@ describe("IpFloatingIp.isHeld", () => {
   }
 
   it("rejects when the interface is missing or the output is not iproute2 JSON", async () => {
-    const runner = new StrictCommandRunner()
-      .expect(SHOW, { code: 1, stderr: 'Device "eth0" does not exist.\n' })
-      .expect(SHOW, { stdout: "inet 198.18.0.100/24" });
+    const runner = new StrictCommandRunner().expect(SHOW, { code: 1, stderr: 'Device "eth0" does not exist.\n' }).expect(SHOW, { stdout: "inet 198.18.0.100/24" });
     const { vip } = setup({}, runner);
     await assert.rejects(vip.isHeld(), (e) => isUnderstudyError(e, "US_E_COMMAND_FAILED") && /does not exist/.test(e.message));
     await assert.rejects(vip.isHeld(), (e) => isUnderstudyError(e, "US_E_COMMAND_FAILED") && /not iproute2 JSON/.test(e.message));
@@ -198,9 +196,7 @@ describe("IpFloatingIp.add", () => {
   });
 
   it("IPv6: `ip -6 addr add ... nodad`, no ARP", async () => {
-    const runner = new StrictCommandRunner()
-      .expect(SHOW, { stdout: NOT_HELD })
-      .expect(["ip", "-6", "addr", "add", "2001:db8::100/64", "dev", "eth0", "nodad"]);
+    const runner = new StrictCommandRunner().expect(SHOW, { stdout: NOT_HELD }).expect(["ip", "-6", "addr", "add", "2001:db8::100/64", "dev", "eth0", "nodad"]);
     const { vip } = setup({ address: "2001:db8::100/64" }, runner);
     await vip.add();
     await flushMicrotasks();

@@ -35,7 +35,10 @@ describe("VipReconciler", () => {
     ip.expect("isHeld", { held: false }).expect("add");
     await clock.advance(RECONCILE);
     ip.done();
-    assert.deepEqual(ip.addOptions, [{ skipDuplicateCheck: true, notHeld: true }, { skipDuplicateCheck: false, notHeld: true }]);
+    assert.deepEqual(ip.addOptions, [
+      { skipDuplicateCheck: true, notHeld: true },
+      { skipDuplicateCheck: false, notHeld: true },
+    ]);
     reconciler.stop();
   });
 
@@ -214,8 +217,14 @@ describe("VipReconciler", () => {
 
   it("rejects an interval that would spin the timer", () => {
     const clock = new FakeClock();
-    for (const bad of [{ reconcileIntervalMs: 0, announceIntervalMs: ANNOUNCE }, { reconcileIntervalMs: RECONCILE, announceIntervalMs: Number.NaN }]) {
-      assert.throws(() => new VipReconciler(new StrictFloatingIp(), clock, silentLogger(), bad), (e) => isUnderstudyError(e, "US_E_CONFIG_TIMING"));
+    for (const bad of [
+      { reconcileIntervalMs: 0, announceIntervalMs: ANNOUNCE },
+      { reconcileIntervalMs: RECONCILE, announceIntervalMs: Number.NaN },
+    ]) {
+      assert.throws(
+        () => new VipReconciler(new StrictFloatingIp(), clock, silentLogger(), bad),
+        (e) => isUnderstudyError(e, "US_E_CONFIG_TIMING"),
+      );
     }
   });
 });
