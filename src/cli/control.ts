@@ -23,7 +23,7 @@ function usage(problem: string): UnderstudyError {
 /** The API URL a node's api.listen is reached at from the node itself. */
 export function apiUrlOf(listen: string, tls: boolean): string {
   const { host, port } = parseListenAddress(listen);
-  return `${tls ? "https" : "http"}://${isWildcardHost(host) ? "127.0.0.1" : formatListenAddress(host, port)}`;
+  return `${tls ? "https" : "http"}://${formatListenAddress(isWildcardHost(host) ? "127.0.0.1" : host, port)}`;
 }
 
 /**

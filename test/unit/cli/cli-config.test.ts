@@ -72,3 +72,12 @@ test("pickClientConfig declines anything it does not fully understand", () => {
   );
   assert.deepEqual(pickClientConfig({ cluster: "c", node: { address: "198.18.0.11" }, etcd: { endpoints: ["http://x:1"] }, api: {} })?.api?.listen, "198.18.0.11:8470");
 });
+
+test("apiUrlOf: the port is kept for every listen form; a wildcard listen is reached on the loopback", async () => {
+  const { apiUrlOf } = await import("../../../src/cli/control.js");
+  assert.equal(apiUrlOf("0.0.0.0:8008", false), "http://127.0.0.1:8008");
+  assert.equal(apiUrlOf("[::]:8008", true), "https://127.0.0.1:8008");
+  assert.equal(apiUrlOf("198.18.0.1:8009", false), "http://198.18.0.1:8009");
+  assert.equal(apiUrlOf("[fd00::1]:8008", true), "https://[fd00::1]:8008");
+  assert.equal(apiUrlOf("node1.example:8443", true), "https://node1.example:8443");
+});
