@@ -28,7 +28,7 @@ export interface SelfParts {
 }
 
 /** Could campaign now: not cooling down, ready, (warm) probes up. */
-export function isHealthy(p: SelfParts, now: number): boolean {
+function isHealthy(p: SelfParts, now: number): boolean {
   return now >= p.role.coolDownUntilMs && p.readiness.problem() === null && (p.config.daemon.mode === "cold" || p.health.criticalUp());
 }
 

@@ -7,7 +7,7 @@ import type { Decision, Observation } from "./observation.js";
 // Pure functions: they return a Decision, or undefined to let decide() go on.
 
 /** How long a switchover waits for its target to hold the published sync generation. */
-export const SYNC_CATCH_UP_MS = 30_000;
+const SYNC_CATCH_UP_MS = 30_000;
 
 /** The primary's side: carry out a request addressed to it, or finish one that moved the role here. */
 export function primarySwitchover(o: Observation, term: number): Decision | undefined {

@@ -13,7 +13,7 @@ import type { MemberSyncSummary } from "../coordinator/port.js";
 import type { TimerHandle } from "../platform/clock.js";
 import { SerialRunner } from "../platform/serial.js";
 import type { SyncEngineDeps, SyncEvent, SyncStatus, SyncView } from "./engine-types.js";
-import { isBehind } from "./generation.js";
+import { isBehind } from "../coordinator/port.js";
 import type { FileHashService } from "./hasher.js";
 import { SyncLedger } from "./ledger.js";
 import type { Manifest } from "./manifest.js";
@@ -24,7 +24,7 @@ import { StandbySide } from "./standby-side.js";
 import { EMPTY_STATE } from "./state.js";
 
 export type { EngineRoot, Puller, SyncEngineDeps, SyncEvent, SyncSettings, SyncStatus, SyncView } from "./engine-types.js";
-export { combinedDigest, isBehind } from "./generation.js";
+export { combinedDigest } from "./generation.js";
 
 export class SyncEngine {
   private side: SyncSide = "standby";

@@ -11,7 +11,7 @@
 //   planRetry    after a failed pass: when to try again
 import type { SyncGeneration } from "../coordinator/port.js";
 import type { SyncView } from "./engine-types.js";
-import { isBehind } from "./generation.js";
+import { isBehind } from "../coordinator/port.js";
 import type { HeldState } from "./state.js";
 
 export type SyncSide = "primary" | "standby";

@@ -78,11 +78,6 @@ export function safeHost(setting: string, value: string): string {
   throw new UnderstudyError("US_E_SYNC_CONFIG", { setting, problem: "must be an IP address or a DNS name", value: JSON.stringify(value) });
 }
 
-/** `host` as rsync expects it before `:path` (IPv6 literals in brackets). */
-export function rsyncHost(host: string): string {
-  return hostForUrl(host);
-}
-
 /** rsync(1) EXIT VALUES, plus 255 for ssh's own failures. */
 const RSYNC_EXIT: Readonly<Record<number, string>> = {
   1: "syntax or usage error",
@@ -206,7 +201,7 @@ export class RsyncPuller {
       "--",
       // host::module over ssh: the primary's forced command is rsync's daemon (rsyncd.ts).
       // Trailing slashes: the root's contents land directly in staging.
-      `${this.ssh.user}@${rsyncHost(host)}::${module}/`,
+      `${this.ssh.user}@${hostForUrl(host)}::${module}/`,
       `${staging}/`,
     ];
   }

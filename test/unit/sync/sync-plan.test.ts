@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { SyncGeneration } from "../../../src/coordinator/port.js";
 import type { SyncView } from "../../../src/sync/engine-types.js";
-import { isBehind } from "../../../src/sync/generation.js";
+import { isBehind } from "../../../src/coordinator/port.js";
 import { planFollow, planRecord, planRetry, planStep, type FollowInput, type SyncObservation } from "../../../src/sync/plan.js";
 import { FakeClock } from "../../fakes/clock.js";
 
