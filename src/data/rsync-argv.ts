@@ -23,7 +23,16 @@ import { checkDataPath, type ReadyEntry } from "./journal.js";
 
 /** Where a batch goes: a standby's term-scoped write module over ssh, or a local directory (tests, benchmarks). */
 export type DataDestination =
-  | { readonly kind: "module"; readonly user: string; readonly host: string; readonly term: number; readonly root: string; readonly ssh: SshTransport }
+  | {
+      readonly kind: "module";
+      readonly user: string;
+      readonly host: string;
+      readonly term: number;
+      readonly root: string;
+      /** The data root's directory name inside the module (the module is the root's parent: receive.ts). */
+      readonly dir: string;
+      readonly ssh: SshTransport;
+    }
   | { readonly kind: "local"; readonly path: string };
 
 export interface DataRsyncOptions {
@@ -79,7 +88,7 @@ function common(o: DataRsyncOptions): string[] {
 
 function target(d: DataDestination): string {
   if (d.kind === "local") return `${safeAbsolutePath("data destination", d.path)}/`;
-  return `${safeUser("data.ssh.user", d.user)}@${rsyncHost(safeHost("standby address", d.host))}::${moduleName(d.term, d.root)}/`;
+  return `${safeUser("data.ssh.user", d.user)}@${rsyncHost(safeHost("standby address", d.host))}::${moduleName(d.term, d.root)}/${checkModule("data root directory name", d.dir)}/`;
 }
 
 /**
