@@ -131,17 +131,20 @@ export function lagOf(journal: Pick<ChangeJournal, "floor" | "behind">, s: Pick<
 
 // ---------------------------------------------------------------- failures
 
-export type ShipFailureKind = "disk-full" | "fenced" | "transient";
+export type ShipFailureKind = "disk-full" | "fenced" | "delete-limit" | "transient";
 
 /**
  * rsync's exit and stderr after a failed run. disk-full: ENOSPC on the
  * receiver. fenced: the standby serves no module for this term (it follows
- * another leader, §1), nothing was written. Anything else is retried with
+ * another leader, §1), nothing was written. delete-limit: a full pass hit
+ * --max-delete (exit 25): the primary's root may not be mounted; retried
+ * slowly, never with a higher limit. Anything else is retried with
  * backoff from the same cursor: a batch is idempotent.
  */
 export function classifyShipFailure(code: number, stderr: string): ShipFailureKind {
   if (/No space left on device|Disk quota exceeded/i.test(stderr)) return "disk-full";
   if (code === 5 && /unknown module/i.test(stderr)) return "fenced";
+  if (code === 25) return "delete-limit";
   return "transient";
 }
 
@@ -158,6 +161,14 @@ export function afterFailure(
   const failures = s.failures + 1;
   if (kind === "disk-full") {
     return { failures, retryAtMs: nowMs + DISK_FULL_RETRY_MS, diskFull: true, reason: `paused: ${s.node}'s data volume is full; retrying in ${DISK_FULL_RETRY_MS}ms or when it reports free space` };
+  }
+  if (kind === "delete-limit") {
+    return {
+      failures,
+      retryAtMs: nowMs + DISK_FULL_RETRY_MS,
+      diskFull: false,
+      reason: `stopped deleting on ${s.node}: a full pass would delete more than max_delete files (is this primary's data root mounted?); retrying in ${DISK_FULL_RETRY_MS}ms`,
+    };
   }
   const delay = Math.min(retryMaxMs, FIRST_RETRY_MS * 2 ** Math.min(failures - 1, 20));
   const why = kind === "fenced" ? `${s.node} refused this term's module (it follows another leader)` : `the run to ${s.node} failed`;

@@ -182,6 +182,8 @@ test("lag: files, bytes and seconds since the oldest unacknowledged upload began
 test("failures: disk full pauses, a refused module is the term fence, the rest back off from 200 ms", () => {
   assert.equal(classifyShipFailure(11, 'rsync: [receiver] write failed on "/srv/sftp/a": No space left on device (28)'), "disk-full");
   assert.equal(classifyShipFailure(5, "@ERROR: Unknown module 'd7-uploads'"), "fenced");
+  assert.equal(classifyShipFailure(25, "Deletions stopped due to --max-delete limit (1 skipped)"), "delete-limit");
+  assert.match(afterFailure({ node: "n2", failures: 0 }, "delete-limit", NOW, 5000).reason, /^stopped deleting on n2: a full pass would delete more than max_delete files/);
   assert.equal(classifyShipFailure(255, "ssh: connect to host 198.18.0.12 port 22: Connection refused"), "transient");
   assert.deepEqual(afterFailure({ node: "n2", failures: 0 }, "disk-full", NOW, 5000), {
     failures: 1,
