@@ -16,7 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["errors", "version"],
   ["platform"],
   ["config"],
-  ["coordinator", "vip", "daemon", "probes", "hooks", "fence", "sync", "tools"],
+  ["coordinator", "vip", "daemon", "probes", "hooks", "fence", "sync", "data", "tools"],
   ["ha"],
   ["api"],
   ["agent"],
@@ -28,6 +28,7 @@ const SIDEWAYS: Readonly<Record<string, string>> = {
   "sync->coordinator": "the primary publishes generations through the Coordinator port",
   "tools->daemon": "tool readiness is a Readiness (daemon/port.ts)",
   "tools->vip": "tool checks find arping the way the vip adapter does",
+  "data->sync": "data batches use the sync transport's ssh argv and value checks (transport-ssh.ts, transport-values.ts)",
 };
 
 /** Units whose imports from the adapter layer must be port files (ha/ imports ports only). */

@@ -1,0 +1,129 @@
+// The rsync command lines of data shipping (docs/data-replication-design.md §6):
+// one batch (`--files-from` on stdin, NUL-separated) and one full pass, from
+// the primary's data root to a standby. Pure: builds argv arrays and the
+// stdin list, runs nothing. Paths travel on stdin, never on the command line,
+// so a partner's file name (spaces, quotes, a leading "-") is only ever data.
+//
+// Checked against real rsync by test/unit/data/data-rsync.test.ts:
+// * --temp-dir outside the served tree: a file being received is never under
+//   its final name, nor under a dot name inside the tree (rsync's default
+//   temporary `.name.XXXXXX` would sit in the destination directory).
+// * --delete-missing-args with --force: a listed path missing on the primary
+//   is deleted on the standby, a directory with everything in it. Without
+//   --force rsync 3.5 says "cannot delete non-empty directory" and exits 0.
+// * -a --numeric-ids: modes, owners, groups and times exact; parents of a
+//   listed path (a new home directory) are created with their own modes.
+import type { SshTransport } from "../sync/transport-ssh.js";
+import { sshArgv } from "../sync/transport-ssh.js";
+import { checkModule } from "../sync/rsyncd.js";
+import { rsyncHost, safeHost } from "../sync/transport.js";
+import { safeAbsolutePath, safeUser } from "../sync/transport-values.js";
+import { UnderstudyError } from "../errors/catalogue.js";
+import { checkDataPath, type ReadyEntry } from "./journal.js";
+
+/** Where a batch goes: a standby's term-scoped write module over ssh, or a local directory (tests, benchmarks). */
+export type DataDestination =
+  | {
+      readonly kind: "module";
+      readonly user: string;
+      readonly host: string;
+      readonly term: number;
+      readonly root: string;
+      /** The data root's directory name inside the module (the module is the root's parent: receive.ts). */
+      readonly dir: string;
+      readonly ssh: SshTransport;
+    }
+  | { readonly kind: "local"; readonly path: string };
+
+export interface DataRsyncOptions {
+  /** The primary's data root (absolute). */
+  readonly source: string;
+  readonly destination: DataDestination;
+  /**
+   * On the receiver: where rsync writes files before renaming them into
+   * place. Must be on the root's filesystem (else the last step is a copy)
+   * and outside the served tree. For a module, the receiver's rsyncd config
+   * names it instead (`temp dir` is a daemon parameter); this is the local form.
+   */
+  readonly tempDir?: string;
+  /** fsync every received file before it is acknowledged (rsync >= 3.2.4). Default true. */
+  readonly fsync?: boolean;
+  /** rsync's I/O stall bound, seconds. Default 30. */
+  readonly timeoutS?: number;
+  /** Bandwidth limit in KiB/s (slow links; the partial-file test slows a copy with it). */
+  readonly bwlimitKiB?: number;
+  /** Default /usr/bin/rsync. */
+  readonly rsyncPath?: string;
+}
+
+/** The write module a standby serves for a term: a deposed primary's term finds none (the receiver's fence, §1). */
+export function moduleName(term: number, root: string): string {
+  if (!Number.isInteger(term) || term < 1) throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data module term", problem: "must be a positive integer", value: String(term) });
+  return checkModule("data.roots[].name", `d${term}-${root}`);
+}
+
+function common(o: DataRsyncOptions): string[] {
+  const timeoutS = o.timeoutS ?? 30;
+  if (!Number.isInteger(timeoutS) || timeoutS < 1)
+    throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.timeout", problem: "must be a whole number of seconds >= 1", value: String(timeoutS) });
+  const args = [
+    safeAbsolutePath("data.rsync_path", o.rsyncPath ?? "/usr/bin/rsync"),
+    // -a = -rlptgoD, but with --files-from rsync does not recurse unless -r is given again (batchCommand).
+    "-a",
+    "--numeric-ids",
+    // Times to the nanosecond: a same-size re-upload within the second is not skipped.
+    "--modify-window=-1",
+    ...((o.fsync ?? true) ? ["--fsync"] : []),
+    `--timeout=${timeoutS}`,
+  ];
+  if (o.tempDir !== undefined) args.push(`--temp-dir=${safeAbsolutePath("data temp dir", o.tempDir)}`);
+  if (o.bwlimitKiB !== undefined) {
+    if (!Number.isInteger(o.bwlimitKiB) || o.bwlimitKiB < 1)
+      throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.bwlimit", problem: "must be a whole number of KiB/s >= 1", value: String(o.bwlimitKiB) });
+    args.push(`--bwlimit=${o.bwlimitKiB}`);
+  }
+  if (o.destination.kind === "module") args.push("-e", sshArgv(o.destination.ssh).join(" "));
+  return args;
+}
+
+function target(d: DataDestination): string {
+  if (d.kind === "local") return `${safeAbsolutePath("data destination", d.path)}/`;
+  return `${safeUser("data.ssh.user", d.user)}@${rsyncHost(safeHost("standby address", d.host))}::${moduleName(d.term, d.root)}/${checkModule("data root directory name", d.dir)}/`;
+}
+
+/**
+ * One batch: the entries' paths NUL-separated on stdin. Recursion (-r, which
+ * -a does not imply with --files-from) only when an entry is a tree moved in;
+ * otherwise a listed directory is created without its contents. Deletions are listed
+ * like the rest and done by --delete-missing-args: rsync deletes only listed
+ * paths, never anything else.
+ */
+export function batchCommand(entries: readonly Pick<ReadyEntry, "path" | "recursive">[], o: DataRsyncOptions): { readonly argv: string[]; readonly stdin: Buffer } {
+  if (entries.length === 0) throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data batch", problem: "must list at least one path", value: "[]" });
+  const recursive = entries.some((e) => e.recursive);
+  const argv = [
+    ...common(o),
+    ...(recursive ? ["-r"] : ["--no-recursive"]),
+    "--files-from=-",
+    "--from0",
+    "--delete-missing-args",
+    "--force",
+    "--",
+    `${safeAbsolutePath("data root", o.source)}/`,
+    target(o.destination),
+  ];
+  const stdin = Buffer.from(entries.map((e) => `${checkDataPath(e.path)}\0`).join(""), "utf8");
+  return { argv, stdin };
+}
+
+/**
+ * One full pass: the whole root, deleting on the standby what the primary
+ * does not hold. `maxDelete` bounds the deletions of one pass: a primary
+ * whose data volume is not mounted shows an empty root, and must not empty
+ * every standby (rsync stops deleting at the limit and exits 25).
+ */
+export function fullPassCommand(o: DataRsyncOptions & { readonly maxDelete: number }): string[] {
+  if (!Number.isInteger(o.maxDelete) || o.maxDelete < 0)
+    throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.max_delete", problem: "must be a whole number >= 0", value: String(o.maxDelete) });
+  return [...common(o), "--delete", `--max-delete=${o.maxDelete}`, "--", `${safeAbsolutePath("data root", o.source)}/`, target(o.destination)];
+}

@@ -1,0 +1,109 @@
+// The standby's receiving config (src/data/receive.ts): rendered, then served by
+// the real rsync daemon over a local pipe, with a "remote shell" script that
+// sets SSH_CONNECTION the way sshd does for the data key's forced command. No
+// ssh, no network: the batches are src/data/rsync-argv.ts's with `-e` swapped.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { isUnderstudyError } from "../../../src/errors/catalogue.js";
+import { moduleLayout, renderReceiveConf, TEMP_DIR_NAME, type ReceiveFrom } from "../../../src/data/receive.js";
+import { batchCommand } from "../../../src/data/rsync-argv.js";
+import { classifyShipFailure } from "../../../src/data/ship-plan.js";
+import { validateSshTransport } from "../../../src/sync/transport-ssh.js";
+
+const BASE = mkdtempSync(join(tmpdir(), "us-data-recv-"));
+after(() => rmSync(BASE, { recursive: true, force: true }));
+const LEADER = "198.18.0.11";
+
+test("render: one write-only module per root for the followed term, only the leader may write; none when receiving nothing", () => {
+  const roots = [{ name: "uploads", path: "/srv/sftp/home" }];
+  const conf = renderReceiveConf(roots, { term: 7, leaderAddress: LEADER });
+  assert.match(conf, /\n\[d7-uploads\]\n {4}path = \/srv\/sftp\n {4}read only = no\n {4}write only = yes\n {4}temp dir = \/\.understudy-tmp\n {4}hosts allow = 198\.18\.0\.11\n/);
+  assert.match(conf, /^use chroot = yes$/m);
+  assert.doesNotMatch(renderReceiveConf(roots, null), /\[/, "no module while primary or following no one");
+  assert.deepEqual(moduleLayout(roots[0]!), { parent: "/srv/sftp", dir: "home", tempDir: "/srv/sftp/.understudy-tmp" });
+  const refused = (f: () => unknown, code: string) => assert.throws(f, (e: unknown) => isUnderstudyError(e) && e.code === code);
+  refused(() => renderReceiveConf([{ name: "uploads", path: "/srv" }], { term: 7, leaderAddress: LEADER }), "US_E_DATA_CONFIG");
+  refused(() => renderReceiveConf([{ name: "uploads", path: "/srv/a b" }], { term: 7, leaderAddress: LEADER }), "US_E_SYNC_CONFIG");
+  refused(() => renderReceiveConf(roots, { term: 7, leaderAddress: "-oProxyCommand=x" }), "US_E_SYNC_CONFIG");
+  refused(() => renderReceiveConf([roots[0]!, roots[0]!], { term: 7, leaderAddress: LEADER }), "US_E_DATA_CONFIG");
+});
+
+test("the real daemon: the leader's batch lands, another host or another term is fenced, temp files stay outside the root", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("the receiving daemon chroots, which needs root (the data key's account)");
+  const src = join(BASE, "primary");
+  const parent = join(BASE, "standby");
+  const root = join(parent, "sftp");
+  for (const d of [src, root, join(parent, TEMP_DIR_NAME)]) mkdirSync(d, { recursive: true });
+  mkdirSync(join(src, "alice"));
+  chmodSync(join(src, "alice"), 0o700);
+  writeFileSync(join(src, "alice", "a.csv"), "a");
+  chmodSync(join(src, "alice", "a.csv"), 0o640);
+  const conf = join(BASE, "rsyncd.conf");
+  const serve = (from: ReceiveFrom) => writeFileSync(conf, renderReceiveConf([{ name: "uploads", path: root }], from));
+  const rsh = join(BASE, "rsh");
+  writeFileSync(rsh, `#!/bin/sh\nexport SSH_CONNECTION="$FAKE_FROM 40000 198.18.0.12 22"\nexec /usr/bin/rsync --server --daemon --config=${conf} .\n`);
+  chmodSync(rsh, 0o755);
+  const ssh = validateSshTransport({ user: "root", key: "/etc/understudy/data_ed25519", knownHosts: "/etc/understudy/known_hosts", stateDir: "/run/understudy" });
+  const command = (term: number, path: string, bwlimitKiB?: number) => {
+    const c = batchCommand([{ path, recursive: false }], {
+      source: src,
+      destination: { kind: "module", user: "root", host: "198.18.0.12", term, root: "uploads", dir: "sftp", ssh },
+      ...(bwlimitKiB !== undefined ? { bwlimitKiB } : {}),
+    });
+    const argv = [...c.argv];
+    argv[argv.indexOf("-e") + 1] = rsh;
+    return { argv, stdin: c.stdin };
+  };
+  const ship = (term: number, path: string, fromAddress: string) => {
+    const c = command(term, path);
+    const r = spawnSync(c.argv[0]!, c.argv.slice(1), { input: c.stdin, encoding: "utf8", timeout: 30_000, env: { ...process.env, FAKE_FROM: fromAddress } });
+    return { code: r.status ?? -1, stderr: r.stderr };
+  };
+
+  serve({ term: 7, leaderAddress: LEADER });
+  const ok = ship(7, "alice/a.csv", LEADER);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(readFileSync(join(root, "alice", "a.csv"), "utf8"), "a");
+  assert.equal(statSync(join(root, "alice")).mode & 0o7777, 0o700);
+  assert.deepEqual(readdirSync(parent).sort(), [TEMP_DIR_NAME, "sftp"]);
+
+  const other = ship(7, "alice/a.csv", "198.18.0.13");
+  assert.deepEqual([other.code, classifyShipFailure(other.code, other.stderr)], [5, "fenced"], other.stderr);
+
+  serve({ term: 8, leaderAddress: "198.18.0.12" });
+  const deposed = ship(7, "alice/a.csv", LEADER);
+  assert.deepEqual([deposed.code, classifyShipFailure(deposed.code, deposed.stderr)], [5, "fenced"], deposed.stderr);
+  serve(null);
+  assert.equal(ship(7, "alice/a.csv", LEADER).code, 5);
+
+  // A copy in flight (8 MiB at 1 MiB/s): its temporary file is in <parent>/.understudy-tmp, never in the root.
+  serve({ term: 7, leaderAddress: LEADER });
+  writeFileSync(join(src, "alice", "big.bin"), randomBytes(8 << 20));
+  const c = command(7, "alice/big.bin", 1024);
+  const child = spawn(c.argv[0]!, c.argv.slice(1), { detached: true, stdio: ["pipe", "ignore", "ignore"], env: { ...process.env, FAKE_FROM: LEADER } });
+  child.stdin.end(c.stdin);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  try {
+    let seen = 0;
+    for (let i = 0; i < 600 && seen < 10; i++) {
+      if (readdirSync(join(parent, TEMP_DIR_NAME)).length > 0) seen += 1;
+      assert.deepEqual(readdirSync(join(root, "alice")), ["a.csv"], "nothing of big.bin inside the root while it is copied");
+      await sleep(25);
+    }
+    assert.ok(seen > 0, "the temporary file appeared in the temp dir beside the root");
+  } finally {
+    try {
+      process.kill(-child.pid!, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+    await exited;
+  }
+  assert.deepEqual(readdirSync(join(root, "alice")), ["a.csv"], "killed mid-file: no partial big.bin in the root");
+});
