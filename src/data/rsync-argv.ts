@@ -16,7 +16,8 @@
 import type { SshTransport } from "../sync/transport-ssh.js";
 import { sshArgv } from "../sync/transport-ssh.js";
 import { checkModule } from "../sync/rsyncd.js";
-import { rsyncHost, safeHost } from "../sync/transport.js";
+import { hostForUrl } from "../platform/listen-address.js";
+import { safeHost } from "../sync/transport.js";
 import { safeAbsolutePath, safeUser } from "../sync/transport-values.js";
 import { UnderstudyError } from "../errors/catalogue.js";
 import { checkDataPath, type ReadyEntry } from "./journal.js";
@@ -88,7 +89,7 @@ function common(o: DataRsyncOptions): string[] {
 
 function target(d: DataDestination): string {
   if (d.kind === "local") return `${safeAbsolutePath("data destination", d.path)}/`;
-  return `${safeUser("data.ssh.user", d.user)}@${rsyncHost(safeHost("standby address", d.host))}::${moduleName(d.term, d.root)}/${checkModule("data root directory name", d.dir)}/`;
+  return `${safeUser("data.ssh.user", d.user)}@${hostForUrl(safeHost("standby address", d.host))}::${moduleName(d.term, d.root)}/${checkModule("data root directory name", d.dir)}/`;
 }
 
 /**
