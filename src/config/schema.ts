@@ -5,6 +5,7 @@ import { LISTEN_ADDRESS, isListenPort, parseListenAddress } from "../platform/li
 import { absolutePath, argv, cidr, duration, name, positiveDuration, programArgv, vipInterval } from "./fields.js";
 import { probe } from "./probe-schema.js";
 import { syncSection } from "./sync-schema.js";
+import { dataSection } from "./data-schema.js";
 
 export { DEFAULT_MAX_MODE } from "./sync-schema.js";
 
@@ -208,6 +209,8 @@ export const configSchema = z
       }),
     /** Files kept identical on every node, primary to standbys (src/sync/, docs/architecture.md, "File sync"). */
     sync: syncSection.optional(),
+    /** Upload and home directories replicated continuously, primary to standbys (src/data/, docs/data.md). */
+    data: dataSection.optional(),
     // Hardware-grade fencing (docs/architecture.md, "The fence guard"): the fence guard holds this device while primary.
     watchdog: z
       .object({
@@ -232,6 +235,15 @@ export const configSchema = z
       if (state === root || state.startsWith(`${root}/`) || root.startsWith(`${state}/`)) {
         ctx.addIssue({ code: "custom", path: ["sync", "roots", i, "path"], message: `overlaps state_dir (${c.state_dir})` });
       }
+    });
+    // Data roots travel over the sync transport (sync.ssh), and never inside a config root or the state dir.
+    if (c.data && !c.sync) ctx.addIssue({ code: "custom", path: ["data"], message: "needs a sync section: data roots are shipped over sync.ssh" });
+    c.data?.roots.forEach((r, i) => {
+      const root = r.path.replace(/\/+$/, "");
+      const inside = (a: string, b: string) => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+      if (inside(state, root)) ctx.addIssue({ code: "custom", path: ["data", "roots", i, "path"], message: `overlaps state_dir (${c.state_dir})` });
+      const cfg = c.sync?.roots.find((s) => inside(s.path.replace(/\/+$/, ""), root));
+      if (cfg) ctx.addIssue({ code: "custom", path: ["data", "roots", i, "path"], message: `overlaps sync root ${cfg.name} (${cfg.path})` });
     });
   })
   // The API listens on the node's own address unless told otherwise: the address its member

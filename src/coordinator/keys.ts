@@ -11,6 +11,10 @@ export interface ClusterKeys {
   readonly bansPrefix: string;
   readonly historyPrefix: string;
   readonly syncGeneration: string;
+  /** data/progress: the primary's per-standby replication lag (DataProgress). */
+  readonly dataProgress: string;
+  /** data/rejoin/<node>: the new primary's record that a former primary's files were merged. */
+  dataRejoin(node: string): string;
   member(node: string): string;
   ban(node: string): string;
 }
@@ -27,6 +31,8 @@ export function clusterKeys(prefix: string, cluster: string): ClusterKeys {
     bansPrefix: `${base}control/ban/`,
     historyPrefix: `${base}history/`,
     syncGeneration: `${base}sync/generation`,
+    dataProgress: `${base}data/progress`,
+    dataRejoin: (node) => `${base}data/rejoin/${node}`,
     member: (node) => `${base}members/${node}`,
     ban: (node) => `${base}control/ban/${node}`,
   };

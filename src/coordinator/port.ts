@@ -42,6 +42,8 @@ export interface MemberRecord {
   readonly generation: number;
   /** File sync health, when sync is configured. */
   readonly sync?: MemberSyncSummary;
+  /** Data replication (src/data/, docs/data.md); absent when the node has no data roots, and from older agents. */
+  readonly data?: MemberDataSummary;
   readonly address: string;
   readonly version: string;
   readonly decision: string;
@@ -73,6 +75,48 @@ export interface MemberSyncSummary {
   /** Sync roots whose last attempt failed (the others went on); absent from older agents. */
   readonly failedRoots?: readonly string[];
   /** The reason sentence of the latest sync step (src/sync/plan.ts); absent from older agents. */
+  readonly step?: string;
+}
+
+/** One standby's replication lag as the primary's shipper saw it (data/progress). */
+export interface DataLagRecord {
+  /** Highest journal sequence the standby acknowledged in the primary's journal of `term`; 0: none yet. */
+  readonly acked: number;
+  /** Changes (files, deletions, directories) the standby has not acknowledged. */
+  readonly files: number;
+  readonly bytes: number;
+  /** Age of the oldest unacknowledged change, in seconds; 0 when in sync. */
+  readonly seconds: number;
+  /** It needs a full pass: its true lag is unknown until the pass lists the tree. */
+  readonly full: boolean;
+  /** Shipping to it is paused (its data volume is full); the reason sentence. */
+  readonly paused: string | null;
+}
+
+/**
+ * data/progress: written by the primary under its term, at most every data.progress_interval.
+ * Not leased: ranking and the data-lag gate read it after the primary died.
+ */
+export interface DataProgress {
+  readonly node: string;
+  readonly term: number;
+  /** The journal's last sequence number. */
+  readonly head: number;
+  readonly at: string;
+  readonly standbys: Readonly<Record<string, DataLagRecord>>;
+}
+
+/** What a node says about its data replication in its member key. */
+export interface MemberDataSummary {
+  /** The term whose write modules this node serves (it accepts that leader's files); null: none (primary, or following no one, or rejoin pending). */
+  readonly receiving: number | null;
+  /** A former primary whose files the new primary must merge before it becomes a replica. */
+  readonly rejoin: "pending" | null;
+  /** Free bytes on its data volume (the smallest over its data roots); null when unknown. */
+  readonly freeBytes: number | null;
+  /** Its own lag, copied from data/progress (standby), or null. */
+  readonly lag: DataLagRecord | null;
+  /** The reason sentence of the latest data step (src/data/ship-plan.ts, or the standby's). */
   readonly step?: string;
 }
 
@@ -137,7 +181,11 @@ export type HistoryKind =
   | "rescue"
   /** Flap damping (src/ha/flap.ts): the cluster stopped moving for health; cleared by an operator. */
   | "flap_damped"
-  | "flap_clear";
+  | "flap_clear"
+  /** A former primary's data files merged into the new primary's tree (src/data/, docs/data.md). */
+  | "data_rejoin"
+  /** Promoted although every candidate's data lag exceeded data.maximum_data_lag_on_failover. */
+  | "data_lag_promotion";
 
 /** history/<key>: one event in the cluster's life, newest last. */
 export interface HistoryEvent {

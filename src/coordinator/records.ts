@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { BanRecord, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
+import type { BanRecord, DataProgress, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
 
 // Values are JSON, and whatever is in etcd is untrusted input: anyone who could
 // write there (a bug, an old agent, an attacker with etcd access) must not be
@@ -19,6 +19,15 @@ const isoTime = z.string().max(40);
 
 const leaderValue = z.object({ node: nodeName, lease: z.string().regex(/^[0-9a-fA-F]{1,20}$/), acquired_at: isoTime.optional() });
 
+const dataLagSchema = z.object({
+  acked: count,
+  files: count,
+  bytes: count,
+  seconds: z.number().min(0).max(1e9),
+  full: z.boolean(),
+  paused: text(2000).nullable(),
+});
+
 const memberSchema = z.object({
   node: nodeName,
   role: z.enum(["primary", "standby", "fenced", "starting", "stopping"]),
@@ -36,6 +45,15 @@ const memberSchema = z.object({
       rescues: count,
       waiting: text(8000).nullable(),
       failedRoots: z.array(text(64)).max(256).optional(),
+      step: text(8000).optional(),
+    })
+    .optional(),
+  data: z
+    .object({
+      receiving: count.nullable(),
+      rejoin: z.literal("pending").nullable(),
+      freeBytes: count.nullable(),
+      lag: dataLagSchema.nullable(),
       step: text(8000).optional(),
     })
     .optional(),
@@ -86,7 +104,25 @@ const syncSchema = z.object({
   displaced: z.object({ source: nodeName, generation: count }).optional(),
 });
 const historySchema = z.object({
-  kind: z.enum(["failover", "switchover", "failback", "handover", "fence", "veto", "pause", "resume", "ban", "unban", "request", "stale_promotion", "rescue", "flap_damped", "flap_clear"]),
+  kind: z.enum([
+    "failover",
+    "switchover",
+    "failback",
+    "handover",
+    "fence",
+    "veto",
+    "pause",
+    "resume",
+    "ban",
+    "unban",
+    "request",
+    "stale_promotion",
+    "rescue",
+    "flap_damped",
+    "flap_clear",
+    "data_rejoin",
+    "data_lag_promotion",
+  ]),
   at: isoTime,
   node: nodeName,
   from: nodeName.nullable(),
@@ -95,6 +131,14 @@ const historySchema = z.object({
   reason: text(8000),
   requestedBy: text(500).optional(),
   durations: z.record(text(64), z.number()).optional(),
+});
+
+const dataProgressSchema = z.object({
+  node: nodeName,
+  term: count,
+  head: count,
+  at: isoTime,
+  standbys: z.record(nodeName, dataLagSchema),
 });
 
 function decode<S extends z.ZodType>(schema: S, value: string): Decoded<z.output<S>> {
@@ -172,3 +216,5 @@ export function checkMembers(
 export function historyKey(prefix: string, event: HistoryEvent, wallMs: number): string {
   return `${prefix}${String(wallMs).padStart(15, "0")}-${event.node}-${event.kind}`;
 }
+
+export const decodeDataProgress = (value: string): Decoded<DataProgress> => decode(dataProgressSchema, value) as Decoded<DataProgress>;

@@ -1,4 +1,4 @@
-import type { MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
+import type { MemberDataSummary, MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
 import type { ProbeState } from "../probes/port.js";
 
 // What the HA loop needs from the VIP reconciler and the probe runner: the
@@ -88,4 +88,30 @@ export interface SyncPort {
     readonly published: SyncGeneration | null | undefined;
   }): void;
   memberSummary(): MemberSyncSummary;
+}
+
+/**
+ * What the HA loop needs from data replication (src/data/, docs/data.md).
+ *
+ * Guarantees an implementation must give:
+ * - Only a node acting as primary with a term ships. `follow` with any other
+ *   view stops every shipping rsync before it returns control to the loop's
+ *   next action (the stop itself may finish in the background, but no new
+ *   rsync starts after `follow` returned).
+ * - `stopShipping` resolves only once no shipping rsync of this node is alive
+ *   (SIGTERM, then SIGKILL after 1 s): the demote path awaits it before the
+ *   floating IP is dropped.
+ * - `follow` and `memberSummary` answer at once from memory; runs report
+ *   through the engine's log and metrics, never by throwing into the loop.
+ */
+export interface DataPort {
+  /** After each cycle: the role, the leader, and each member's address and data summary as read from etcd. */
+  follow(view: {
+    readonly acting: "primary" | "standby";
+    readonly term: number | null;
+    readonly leader: { readonly node: string; readonly term: number; readonly address: string | null } | null;
+    readonly members: readonly { readonly node: string; readonly address: string | null; readonly data?: MemberDataSummary }[];
+  }): void;
+  stopShipping(): Promise<void>;
+  memberSummary(): MemberDataSummary;
 }
