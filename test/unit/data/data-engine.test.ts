@@ -165,3 +165,13 @@ test("rejoin pending (datarejoin's hook): a former primary opens no write module
   assert.equal(engine.memberSummary().receiving, null);
   await engine.close();
 });
+
+test("agent stop closes the write modules: no one writes here while no agent follows the terms", async () => {
+  const { engine, files } = setup();
+  engine.follow(standbyOf("n1", 3));
+  await flushMicrotasks();
+  assert.match(files.content, /d3-uploads/);
+  await engine.close();
+  assert.doesNotMatch(files.content, /\[d\d+-/);
+  assert.match(files.content, /\[app\]/);
+});
