@@ -14,7 +14,9 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { DurableFs } from "../platform/durable-fs.js";
-import type { DataRejoinRecord } from "../coordinator/port.js";
+import type { DataRejoinRecord, DataRejoinRecords } from "../coordinator/port.js";
+import { describeError } from "../errors/catalogue.js";
+import type { Logger } from "../platform/logger.js";
 
 /** What the marker file holds: the last term this node took uploads as primary in; null: cleared. */
 export interface RejoinMarker {
@@ -123,5 +125,53 @@ export class RejoinMarkerStore {
   async apply(plan: MarkerPlan): Promise<void> {
     if (plan.action.kind === "write") await this.fs.writeFileAtomic(this.file, `${JSON.stringify({ term: plan.action.term })}\n`, 0o600);
     else if (plan.action.kind === "clear") await this.fs.writeFileAtomic(this.file, `${JSON.stringify({ term: null })}\n`, 0o600);
+  }
+}
+
+/**
+ * The marker's executor, called by the data engine at every HA cycle (and at
+ * once when the node becomes primary, before it serves uploads). It reads
+ * data/rejoin/<node> only while the marker is set and another node leads a
+ * later term, and writes the marker only when the plan says so. A failed
+ * write or read is logged and retried at the next call; the last plan stands
+ * meanwhile, so a node that cannot read etcd stays pending (it keeps its
+ * files) rather than receiving.
+ */
+export class FormerPrimarySide {
+  private marker: RejoinMarker | null | undefined;
+  private last: MarkerPlan = { action: { kind: "keep" }, pending: false, serve: null, reason: "former primary marker not read yet" };
+
+  constructor(
+    private readonly store: RejoinMarkerStore,
+    private readonly records: DataRejoinRecords,
+    private readonly log: Logger,
+  ) {}
+
+  /** The latest plan (for the member summary and the daemon config renderer). */
+  get plan(): MarkerPlan {
+    return this.last;
+  }
+
+  async update(o: Omit<MarkerObservation, "marker" | "record">): Promise<MarkerPlan> {
+    try {
+      if (this.marker === undefined) this.marker = await this.store.read();
+      const m = this.marker;
+      const mayClear = m !== null && o.primaryTerm === null && o.leader !== null && o.leader.node !== o.node && o.leader.term > m.term;
+      const record = mayClear ? await this.records.dataRejoin(o.node) : null;
+      const plan = planRejoinMarker({ ...o, marker: m, record });
+      if (plan.action.kind !== "keep") {
+        await this.store.apply(plan);
+        this.marker = plan.action.kind === "write" ? { term: plan.action.term } : null;
+        this.log.info({ marker: this.marker }, plan.reason);
+      } else if (plan.pending !== this.last.pending || plan.reason !== this.last.reason) {
+        this.log.info({ marker: m }, plan.reason);
+      }
+      this.last = plan;
+    } catch (e) {
+      this.log.warn({ err: describeError(e) }, "former primary marker: read or write failed; keeping the last plan and retrying next cycle");
+      // Never fail open: a node whose marker could not be read is treated as a former primary of term 0.
+      if (this.marker === undefined) this.last = planRejoinMarker({ ...o, marker: { term: 0 }, record: null });
+    }
+    return this.last;
   }
 }

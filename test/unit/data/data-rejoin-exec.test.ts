@@ -9,6 +9,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { after, test } from "node:test";
+import { AgentMetrics } from "../../../src/api/metrics.js";
+import type { NodeView } from "../../../src/ha/events.js";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
 import { renderReceiveConf, TEMP_DIR_NAME } from "../../../src/data/receive.js";
 import { runRejoin, type RejoinDeps, type RejoinEvent, type RejoinRun } from "../../../src/data/rejoin-exec.js";
@@ -197,4 +199,31 @@ test("the former primary's read-only module: the new primary pulls, another host
   assert.equal(existsSync(join(ok.inbox, TEMP_DIR_NAME)), false, "the former primary's temp dir is not pulled");
   assert.equal(pull(12, "198.18.0.13").code, 5, "only the new primary's address may read");
   assert.equal(pull(11, "198.18.0.12").code, 5, "an older term's primary finds no module");
+});
+
+test("metric: understudy_data_rejoin_files_total{kind} starts at 0 for both kinds and counts each file event", async () => {
+  const view: NodeView = {
+    node: "n2",
+    acting: "primary",
+    term: 12,
+    leaseRemainingMs: 3000,
+    etcdReachable: true,
+    decision: "",
+    sinceLastCycleMs: 1,
+    vipHeld: true,
+    daemonRunning: true,
+    probes: [],
+    healthy: true,
+    notReady: null,
+  };
+  const m = new AgentMetrics(() => view, { cluster: "c", node: "n2" }).withDataRejoin();
+  const line = async (kind: string) => (await m.registry.metrics()).split("\n").find((l) => l.startsWith("understudy_data_rejoin_files_total{") && l.includes(`kind="${kind}"`));
+  assert.match((await line("moved"))!, / 0$/);
+  const file = { type: "data_rejoin_file", from: "n1", root: "uploads", path: "a.csv", target: "a.csv", restored: false } as const;
+  m.observeDataRejoin({ ...file, kind: "moved" });
+  m.observeDataRejoin({ ...file, kind: "moved" });
+  m.observeDataRejoin({ ...file, kind: "conflict" });
+  m.observeDataRejoin({ type: "data_rejoin", from: "n1", term: 12, moved: 2, restored: 0, conflicts: 1, bytes: 3, done: true });
+  assert.match((await line("moved"))!, / 2$/);
+  assert.match((await line("conflict"))!, / 1$/);
 });

@@ -7,7 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { DataRejoinRecord } from "../../../src/coordinator/port.js";
-import { MARKER_FILE, planRejoinMarker, RejoinMarkerStore, type MarkerObservation } from "../../../src/data/rejoin-marker.js";
+import { FormerPrimarySide, MARKER_FILE, planRejoinMarker, RejoinMarkerStore, type MarkerObservation } from "../../../src/data/rejoin-marker.js";
+import { silentLogger } from "../../../src/platform/logger.js";
+import { FakeClock } from "../../fakes/clock.js";
+import { FakeCoordinator } from "../../fakes/coordinator.js";
 import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 import { planShip, type ShipObservation, type StandbyShipState } from "../../../src/data/ship-plan.js";
 import { ChangeJournal } from "../../../src/data/journal.js";
@@ -168,3 +171,29 @@ for (const c of steps) {
     if (step?.kind === "rejoin") assert.deepEqual([step.address, step.term], ["198.18.0.11", 12]);
   });
 }
+
+test("the marker's executor: primary writes it, a later leader makes it pending, the done record clears it; etcd unreachable keeps it pending", async () => {
+  const dir = mkdtempSync(join(DIR, "side-"));
+  const clock = new FakeClock(0);
+  const coordinator = new FakeCoordinator(clock);
+  const side = new FormerPrimarySide(new RejoinMarkerStore(dir, NODE_DURABLE_FS), coordinator, silentLogger());
+  const n1 = { node: "n1", term: 9, address: "198.18.0.11" };
+  assert.equal((await side.update({ node: "n1", primaryTerm: 9, leader: n1 })).action.kind, "write");
+  assert.equal(coordinator.calls.includes("dataRejoin"), false, "a primary reads no rejoin record");
+  // n1 dies and restarts (a new executor on the same state_dir); n2 leads term 12.
+  const again = new FormerPrimarySide(new RejoinMarkerStore(dir, NODE_DURABLE_FS), coordinator, silentLogger());
+  const p = await again.update({ node: "n1", primaryTerm: null, leader: N2 });
+  assert.deepEqual([p.pending, p.serve], [true, { term: 12, address: "198.18.0.12" }]);
+  coordinator.unreachable = true;
+  assert.equal((await again.update({ node: "n1", primaryTerm: null, leader: N2 })).pending, true, "etcd unreachable: still pending");
+  coordinator.unreachable = false;
+  coordinator.dataRejoins.set("n1", rec({ done: false }));
+  assert.equal((await again.update({ node: "n1", primaryTerm: null, leader: N2 })).pending, true);
+  coordinator.dataRejoins.set("n1", rec());
+  const cleared = await again.update({ node: "n1", primaryTerm: null, leader: N2 });
+  assert.deepEqual([cleared.action.kind, cleared.pending], ["clear", false]);
+  assert.equal(await new RejoinMarkerStore(dir, NODE_DURABLE_FS).read(), null, "cleared on disk");
+  const calls = coordinator.calls.filter((c) => c === "dataRejoin").length;
+  assert.equal((await again.update({ node: "n1", primaryTerm: null, leader: N2 })).pending, false);
+  assert.equal(coordinator.calls.filter((c) => c === "dataRejoin").length, calls, "no marker: no record read");
+});
