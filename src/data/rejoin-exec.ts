@@ -46,7 +46,7 @@ export interface RejoinDeps {
   readonly coordinator: DataRejoinRecords & HistoryLog;
   readonly fsyncDir: (dir: string) => Promise<void>;
   /** A path placed in the live tree (a file, or a directory created): journal it `closed` so it reaches every standby. */
-  readonly journal: (root: string, path: string) => void;
+  readonly journal: (root: string, path: string, kind: "file" | "dir") => void;
   /** The path was deleted here during this term (a tombstone): a restored file is said so. Absent: never. */
   readonly deletedHere?: (root: string, path: string) => boolean;
   readonly onEvent?: (e: RejoinEvent) => void;
@@ -65,6 +65,8 @@ export interface RejoinRun {
   /** The whole pull of one root is killed after this long (default 1 h); the next run starts over. */
   readonly runTimeoutMs?: number;
   readonly rsyncPath?: string;
+  /** Aborted when this node stops shipping (demoted): the pull is killed, the merge stops between files, nothing is recorded. */
+  readonly signal?: AbortSignal;
 }
 
 export interface MergeTotals {
@@ -97,11 +99,12 @@ export async function runRejoin(run: RejoinRun, deps: RejoinDeps): Promise<Rejoi
       ...(run.timeoutS !== undefined ? { timeoutS: run.timeoutS } : {}),
       ...(run.rsyncPath !== undefined ? { rsyncPath: run.rsyncPath } : {}),
     });
-    const r = await deps.runner.run(argv, { timeoutMs: run.runTimeoutMs ?? 3_600_000 });
+    const r = await deps.runner.run(argv, { timeoutMs: run.runTimeoutMs ?? 3_600_000, ...(run.signal ? { signal: run.signal } : {}) });
+    stopIfAborted(run.signal, run.from, root.name);
     if (r.code !== 0) {
       throw new UnderstudyError("US_E_DATA_REJOIN", { from: run.from, root: root.name, problem: `pull exited ${r.code ?? `on ${r.signal}`}: ${r.stderr.trim().slice(0, 500)}` });
     }
-    const t = await mergeInbox({ root: root.name, liveRoot: root.path, inbox, from: run.from, term: run.term }, deps);
+    const t = await mergeInbox({ root: root.name, liveRoot: root.path, inbox, from: run.from, term: run.term, ...(run.signal ? { signal: run.signal } : {}) }, deps);
     for (const k of Object.keys(totals) as (keyof MergeTotals)[]) totals[k] += t[k];
     // What is left are copies this tree already holds: the inbox goes.
     await rm(inbox, { recursive: true, force: true });
@@ -146,6 +149,11 @@ interface MergeCtx {
   readonly inbox: string;
   readonly from: string;
   readonly term: number;
+  readonly signal?: AbortSignal;
+}
+
+function stopIfAborted(signal: AbortSignal | undefined, from: string, root: string): void {
+  if (signal?.aborted) throw new UnderstudyError("US_E_DATA_REJOIN", { from, root, problem: "this node stopped shipping (no longer primary); the next primary redoes it" });
 }
 
 /** Merge one pulled inbox into the live tree (exported for the tests: the pull is one rsync). */
@@ -160,6 +168,7 @@ export async function mergeInbox(c: MergeCtx, deps: RejoinDeps): Promise<MergeTo
 async function walk(c: MergeCtx, deps: RejoinDeps, rel: string, totals: MergeTotals, touched: Set<string>): Promise<void> {
   const names = (await readdir(posix.join(c.inbox, rel))).sort();
   for (const name of names) {
+    stopIfAborted(c.signal, c.from, c.root);
     const path = rel === "" ? name : `${rel}/${name}`;
     const src = posix.join(c.inbox, path);
     const st = await lstat(src);
@@ -172,7 +181,7 @@ async function walk(c: MergeCtx, deps: RejoinDeps, rel: string, totals: MergeTot
         await chmod(posix.join(c.liveRoot, path), st.mode & 0o7777);
         touched.add(posix.join(c.liveRoot, rel));
         totals.dirs += 1;
-        deps.journal(c.root, path);
+        deps.journal(c.root, path, "dir");
         deps.log.info({ from: c.from, root: c.root, path }, `rejoin: created directory ${path} from ${c.from}: this primary did not have it`);
       } else if (!live.isDirectory()) {
         await placeConflictDir(c, deps, path, src, totals, touched);
@@ -222,7 +231,7 @@ async function mergeFile(c: MergeCtx, deps: RejoinDeps, path: string, src: strin
     }
     await unlink(src);
     touched.add(liveDir);
-    deps.journal(c.root, step.target);
+    deps.journal(c.root, step.target, "file");
     totals.bytes += st.size;
     if (step.kind === "move") {
       totals.moved += 1;
@@ -253,7 +262,7 @@ async function placeConflictDir(c: MergeCtx, deps: RejoinDeps, path: string, src
   await rename(src, posix.join(c.liveRoot, target));
   touched.add(liveDir);
   totals.conflicts += 1;
-  deps.journal(c.root, target);
+  deps.journal(c.root, target, "dir");
   deps.log.info({ from: c.from, root: c.root, path, target, kind: "conflict" }, `rejoin: keeping both: ${path} is not a directory here, ${c.from}'s directory goes to ${posix.basename(target)}`);
   deps.onEvent?.({ type: "data_rejoin_file", kind: "conflict", from: c.from, root: c.root, path, target, restored: false });
 }
