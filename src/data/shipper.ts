@@ -275,7 +275,12 @@ export class Shipper {
       const after = afterFailure({ node, failures: first.failures }, "transient", now, deps.settings.retryMaxMs);
       const lastError = describeError(e);
       for (const root of deps.roots)
-        Object.assign(this.stateOf(t, root.name), { failures: after.failures, retryAtMs: after.retryAtMs, lastError, step: `rejoin of ${node} failed: ${lastError}; retrying` });
+        Object.assign(this.stateOf(t, root.name), {
+          failures: after.failures,
+          retryAtMs: after.retryAtMs,
+          lastError,
+          step: `rejoin of ${node} failed: ${lastError}; retrying in ${after.retryAtMs - now}ms`,
+        });
       deps.log.warn({ standby: node, err: lastError }, `data rejoin of ${node} failed; ${after.reason}`);
       return false;
     }
