@@ -105,7 +105,19 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
   const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: wakeUps.notifier("sync"), reloads });
   // Data replication (issue 14): built after sync, whose daemon config file it extends with its write modules.
-  const data = await createDataEngine(config, { runner, clock, log: log.child({ component: "data" }), onProgress: wakeUps.notifier("data") });
+  const data = await createDataEngine(config, {
+    runner,
+    clock,
+    log: log.child({ component: "data" }),
+    onProgress: wakeUps.notifier("data"),
+    coordinator,
+    // Loss-free rejoin: each file counted, one webhook event per merge (metrics exist by the time a merge runs).
+    onRejoinEvent: (e) => {
+      rejoinMetrics?.observeDataRejoin(e);
+      if (e.type === "data_rejoin") hookSet.webhook?.notify(e);
+    },
+  });
+  let rejoinMetrics: AgentMetrics | undefined;
   const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner,
     clock,
@@ -145,6 +157,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   reloads.add({ reloaded: (what) => metrics.observeReload(what, "ok"), rejected: (what) => metrics.observeReload(what, "rejected") });
   metrics.withWatchdog(() => fenceGuard.watchdogStatus());
   metrics.withInvalidRecords(() => invalidRecords.totals());
+  if (data) rejoinMetrics = metrics.withDataRejoin();
   ha.onEvent((e) => metrics.observe(e));
   if (sync) {
     metrics.withSync(() => sync.status());

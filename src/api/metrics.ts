@@ -3,6 +3,7 @@ import type { WatchdogState, WatchdogStatus } from "../fence/port.js";
 import { PROMOTION_KINDS, type HaEvent, type NodeView } from "../ha/events.js";
 import type { ProbeState } from "../probes/port.js";
 import type { SyncEvent, SyncStatus } from "../sync/engine.js";
+import type { RejoinEvent } from "../data/rejoin-exec.js";
 
 /**
  * Prometheus metrics for one agent: gauges read the node's view at scrape
@@ -240,6 +241,24 @@ export class AgentMetrics {
       },
       ["state"],
     );
+  }
+
+  private rejoinFiles?: Counter<"kind">;
+
+  /** understudy_data_rejoin_files_total{kind}: a former primary's files this primary took at rejoin (src/data/rejoin-exec.ts). */
+  withDataRejoin(): this {
+    this.rejoinFiles = new Counter({
+      name: "understudy_data_rejoin_files_total",
+      help: "Files a returning former primary held that this primary lacked, taken at rejoin: moved into place (restored ones included), or kept beside a different file under a conflict name",
+      labelNames: ["kind"],
+      registers: [this.registry],
+    });
+    for (const kind of ["moved", "conflict"]) this.rejoinFiles.inc({ kind }, 0);
+    return this;
+  }
+
+  observeDataRejoin(e: RejoinEvent): void {
+    if (e.type === "data_rejoin_file") this.rejoinFiles?.inc({ kind: e.kind });
   }
 
   observe(event: HaEvent): void {

@@ -4,9 +4,10 @@ import { UnderstudyError, describeError, isUnderstudyError } from "../errors/cat
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import { clusterKeys, prefixEnd, type ClusterKeys } from "./keys.js";
-import { decodeHistoryChecked, decodeLeader, encodeLeader, historyKey, type InvalidRecord } from "./records.js";
+import { decodeDataRejoin, decodeHistoryChecked, decodeLeader, encodeLeader, historyKey, type InvalidRecord } from "./records.js";
 import type {
   BanRecord,
+  DataRejoinRecord,
   HistoryEvent,
   ReleaseRecord,
   SwitchoverRequest,
@@ -231,6 +232,29 @@ export class EtcdCoordinator implements Coordinator {
         .commit(),
     );
     return res.succeeded;
+  }
+
+  async putDataRejoin(term: number, record: DataRejoinRecord): Promise<boolean> {
+    const res = await this.call("data rejoin txn", () =>
+      this.client
+        .if(this.keys.leader, "Create", "==", term)
+        .then(this.client.put(this.keys.dataRejoin(record.node)).value(JSON.stringify(record)))
+        .options(this.deadline())
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  async dataRejoin(node: string): Promise<DataRejoinRecord | null> {
+    const key = this.keys.dataRejoin(node);
+    const res = await this.call("data rejoin range", () => this.client.kv.range({ key: Buffer.from(key) }, this.deadline()));
+    const kv = res.kvs[0];
+    if (!kv) return null;
+    const d = decodeDataRejoin(kv.value.toString());
+    if ("ok" in d && d.ok.node === node) return d.ok;
+    const problem = "ok" in d ? `the key names ${node} but the record names ${d.ok.node}` : d.problem;
+    this.opts.onInvalidRecord?.({ kind: "data_rejoin", key, modRevision: Number(kv.mod_revision), problem });
+    return null;
   }
 
   async appendHistory(event: HistoryEvent, term: number | null): Promise<void> {

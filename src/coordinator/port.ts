@@ -120,6 +120,25 @@ export interface MemberDataSummary {
   readonly step?: string;
 }
 
+/**
+ * data/rejoin/<node>: written by a primary, under its term, about a former primary
+ * whose files it pulled and merged into its own tree (src/data/rejoin-exec.ts).
+ * The former primary clears its local marker (and may receive again) only on a
+ * record with a term later than the one it took uploads in, and done: true.
+ */
+export interface DataRejoinRecord {
+  /** The former primary. */
+  readonly node: string;
+  /** The primary that merged its files, and its term. */
+  readonly by: string;
+  readonly term: number;
+  readonly done: boolean;
+  /** Files moved into place (restored ones included) and kept beside a different file. */
+  readonly moved: number;
+  readonly conflicts: number;
+  readonly at: string;
+}
+
 /** An operator's request to move the primary (control/switchover). */
 export interface SwitchoverRequest {
   /** switchover: planned, to a healthy standby; failback: to the preferred node; failover: forced. */
@@ -199,6 +218,8 @@ export interface HistoryEvent {
   readonly requestedBy?: string;
   /** Measured durations in milliseconds (e.g. gap_ms, promote_ms). */
   readonly durations?: Readonly<Record<string, number>>;
+  /** Counts the event is about (data_rejoin: moved, restored, conflicts, bytes). */
+  readonly counts?: Readonly<Record<string, number>>;
 }
 
 /** sync/generation: what the primary last published of its sync roots. */
@@ -341,8 +362,16 @@ export interface GenerationPublisher {
   publishGeneration(term: number, generation: SyncGeneration): Promise<boolean>;
 }
 
+/** data/rejoin/<node>: the loss-free rejoin's hand-over record (src/data/rejoin-exec.ts, rejoin-marker.ts). */
+export interface DataRejoinRecords {
+  /** Put data/rejoin/<record.node> only while `term` is the leader's; false, and nothing written, when it is not. */
+  putDataRejoin(term: number, record: DataRejoinRecord): Promise<boolean>;
+  /** data/rejoin/<node>; null when absent (or refused by validation: reported, treated as absent). */
+  dataRejoin(node: string): Promise<DataRejoinRecord | null>;
+}
+
 /** The whole DCS contract, as the etcd adapter gives it. */
-export interface Coordinator extends LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher {
+export interface Coordinator extends LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher, DataRejoinRecords {
   /** Cancel every watch (each cancel bounded by the request timeout), then close the client; a watch asked for afterwards rejects. */
   close(): Promise<void>;
 }

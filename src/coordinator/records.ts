@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { BanRecord, DataProgress, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
+import type { BanRecord, DataProgress, DataRejoinRecord, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
 
 // Values are JSON, and whatever is in etcd is untrusted input: anyone who could
 // write there (a bug, an old agent, an attacker with etcd access) must not be
@@ -131,6 +131,7 @@ const historySchema = z.object({
   reason: text(8000),
   requestedBy: text(500).optional(),
   durations: z.record(text(64), z.number()).optional(),
+  counts: z.record(text(64), count).optional(),
 });
 
 const dataProgressSchema = z.object({
@@ -177,7 +178,7 @@ export const decodeLeader = (value: string, createRevision: number) => okOrUndef
 
 /** A record refused while reading a snapshot: its key, its mod revision (to report it once) and why. */
 export interface InvalidRecord {
-  readonly kind: "leader" | "member" | "switchover" | "released" | "ban" | "sync" | "history";
+  readonly kind: "leader" | "member" | "switchover" | "released" | "ban" | "sync" | "history" | "data_rejoin";
   readonly key: string;
   readonly modRevision: number;
   readonly problem: string;
@@ -218,3 +219,6 @@ export function historyKey(prefix: string, event: HistoryEvent, wallMs: number):
 }
 
 export const decodeDataProgress = (value: string): Decoded<DataProgress> => decode(dataProgressSchema, value) as Decoded<DataProgress>;
+
+const dataRejoinSchema = z.object({ node: nodeName, by: nodeName, term: count, done: z.boolean(), moved: count, conflicts: count, at: isoTime });
+export const decodeDataRejoin = (value: string): Decoded<DataRejoinRecord> => decode(dataRejoinSchema, value);

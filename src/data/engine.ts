@@ -24,6 +24,7 @@ import type { DataControl, DataStatus, ShipTargetStatus } from "./port.js";
 import { moduleLayout, receiveModules, type ReceiveFrom } from "./receive.js";
 import { Shipper, type ShipMember, type ShipSettings } from "./shipper.js";
 import { RootWatcher } from "./watch.js";
+import type { RejoinAgent } from "./rejoin-agent.js";
 
 /** The HA loop's view (the DataPort.follow argument). */
 export interface DataFollowView {
@@ -65,6 +66,8 @@ export interface DataEngineDeps {
    * primary whose files the new primary has not merged yet: it opens no write module.
    */
   readonly rejoinPending?: () => boolean;
+  /** Loss-free rejoin (rejoin-agent.ts): the marker, the read-only modules while pending, the member key's `rejoin`. */
+  readonly rejoin?: RejoinAgent;
 }
 
 interface PrimarySide {
@@ -107,6 +110,10 @@ export class DataEngine implements DataControl {
     if (this.closed) return;
     const { node } = this.deps;
     if (view.acting === "primary" && view.term !== null) {
+      // The former-primary marker (rejoin): on disk before this term ships.
+      if (this.deps.rejoin && this.primary?.term !== view.term) {
+        void this.deps.rejoin.becomePrimary(view.term).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "data rejoin: marker write failed"));
+      }
       // A node that is primary serves no write module: rendered away first.
       this.setReceive(null);
       if (this.primary && this.primary.term !== view.term) this.stopPrimary();
@@ -116,7 +123,9 @@ export class DataEngine implements DataControl {
     }
     if (this.primary) this.stopPrimary();
     const l = view.leader;
-    const follows = view.acting === "standby" && l !== null && l.node !== node && l.address !== null && !(this.deps.rejoinPending?.() ?? false);
+    this.deps.rejoin?.follow({ primaryTerm: null, leader: l });
+    const blocked = (this.deps.rejoinPending?.() ?? false) || (this.deps.rejoin?.blocksReceiving() ?? false);
+    const follows = view.acting === "standby" && l !== null && l.node !== node && l.address !== null && !blocked;
     this.setReceive(follows ? { term: l.term, leaderAddress: l.address!, ...(this.deps.vipAddress ? { vipAddress: this.deps.vipAddress } : {}) } : null);
   }
 
@@ -126,7 +135,7 @@ export class DataEngine implements DataControl {
   }
 
   memberSummary(): MemberDataSummary {
-    return { receiving: this.receiving, rejoin: null, freeBytes: null, lag: null, step: this.stepSentence() };
+    return { receiving: this.receiving, rejoin: this.deps.rejoin?.summary() ?? null, freeBytes: null, lag: null, step: this.stepSentence() };
   }
 
   /** Agent stop: ships nothing more, and closes the write modules (no one may write here while no agent follows the terms). */
@@ -167,6 +176,7 @@ export class DataEngine implements DataControl {
         runner: deps.runner,
         clock: deps.clock,
         log: deps.log,
+        ...(deps.rejoin ? { rejoin: deps.rejoin } : {}),
       }),
     };
     for (const r of deps.roots) {
@@ -240,7 +250,8 @@ export class DataEngine implements DataControl {
   // ------------------------------------------------------------ standby side
 
   private setReceive(from: ReceiveFrom): void {
-    const key = JSON.stringify(from);
+    // The rejoin modules (read-only, while this former primary is pending) are part of what is written.
+    const key = JSON.stringify([from, this.deps.rejoin?.modules() ?? ""]);
     if (key === this.desiredKey && key === this.writtenKey) return;
     this.desired = from;
     this.desiredKey = key;
@@ -255,7 +266,7 @@ export class DataEngine implements DataControl {
     const key = this.desiredKey;
     try {
       if (from !== null) for (const r of deps.roots) await deps.files.prepareRoot(r.path, moduleLayout(r).tempDir);
-      const conf = renderRsyncdConf(deps.serve.syncRoots, { daemonUser: deps.serve.daemonUser, writeModules: receiveModules(deps.roots, from) });
+      const conf = renderRsyncdConf(deps.serve.syncRoots, { daemonUser: deps.serve.daemonUser, writeModules: receiveModules(deps.roots, from) }) + (deps.rejoin?.modules() ?? "");
       const wrote = await deps.files.writeIfChanged(deps.serve.configPath, conf);
       this.writtenKey = key;
       if (wrote) {
@@ -351,6 +362,7 @@ export class DataEngine implements DataControl {
 
   private stepSentence(): string {
     if (this.primary) return `shipping term ${this.primary.term} to ${this.primary.shipper.status().length} standby(s)`;
+    if (this.deps.rejoin?.summary() === "pending") return this.deps.rejoin.step();
     if (this.receiving !== null && this.desired) return `receiving term ${this.receiving} from ${this.desired.leaderAddress}`;
     if (this.desired) return `opening the write modules for term ${this.desired.term}`;
     return "not receiving (no leader to follow)";

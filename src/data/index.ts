@@ -16,6 +16,9 @@ import { NodeStreamSpawner, type StreamSpawner } from "../platform/stream-proces
 import { checkControlDir } from "../sync/transport.js";
 import { MAX_CONTROL_DIR_CHARS, validateSshTransport } from "../sync/transport-ssh.js";
 import { DataEngine, type ReceiverFiles } from "./engine.js";
+import type { DataRejoinRecords, HistoryLog } from "../coordinator/port.js";
+import type { RejoinEvent } from "./rejoin-exec.js";
+import { RejoinAgent } from "./rejoin-agent.js";
 
 export { DataEngine } from "./engine.js";
 
@@ -26,6 +29,10 @@ export interface DataDeps {
   /** The member key changed (receiving): wake the HA loop so it publishes. */
   readonly onProgress: () => void;
   readonly spawner?: StreamSpawner;
+  /** Loss-free rejoin: data/rejoin records and the data_rejoin history event. Absent: no rejoin (a former primary just waits). */
+  readonly coordinator?: DataRejoinRecords & HistoryLog;
+  /** Rejoin events: the metric (understudy_data_rejoin_files_total) and the webhook. */
+  readonly onRejoinEvent?: (e: RejoinEvent) => void;
 }
 
 /** The receiver's directories and the daemon config file, on this node's filesystem. */
@@ -61,9 +68,30 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
   await checkControlDir(controlDir);
   const ssh = validateSshTransport({ user: s.ssh.user, key: s.ssh.key, knownHosts: s.ssh.known_hosts, port: s.ssh.port, stateDir: controlDir, connectTimeoutS: s.ssh.connect_timeout / 1000 });
   const vip = config.vip && config.vip.backend !== "none" ? config.vip.address.split("/")[0] : undefined;
+  const roots = d.roots.map((r) => ({ name: r.name, path: path.resolve(r.path) }));
+  const rejoin = deps.coordinator
+    ? new RejoinAgent({
+        node: config.node.name,
+        roots,
+        stateDir: config.state_dir,
+        fs: NODE_DURABLE_FS,
+        coordinator: deps.coordinator,
+        runner: deps.runner,
+        clock: deps.clock,
+        log: deps.log,
+        ssh,
+        sshUser: s.ssh.user,
+        rsyncPath: s.rsync_path,
+        fsync: d.fsync,
+        runTimeoutMs: Math.max(d.ship_timeout, 3_600_000),
+        ...(deps.onRejoinEvent ? { onEvent: deps.onRejoinEvent } : {}),
+        // Pending or served modules changed: the next cycle re-renders the daemon config and publishes the member key.
+        onChange: deps.onProgress,
+      })
+    : undefined;
   const engine = new DataEngine({
     node: config.node.name,
-    roots: d.roots.map((r) => ({ name: r.name, path: path.resolve(r.path) })),
+    roots,
     ship: {
       fsync: d.fsync,
       shipTimeoutMs: d.ship_timeout,
@@ -87,6 +115,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
     clock: deps.clock,
     log: deps.log,
     onProgress: deps.onProgress,
+    ...(rejoin ? { rejoin } : {}),
   });
   return engine;
 }

@@ -15,6 +15,11 @@ export interface StandbyShipState {
   readonly followingTerm: number | null;
   /** A former primary whose own files have not reached this primary yet (§7): nothing is shipped to it. */
   readonly rejoinPending: boolean;
+  /**
+   * This primary already merged its files in this term (it wrote data/rejoin/<node> done) and waits
+   * for it to read the record and open this term's write module. Absent: false.
+   */
+  readonly rejoinDone?: boolean;
   /** Highest seq it acknowledged in this journal; null: no full pass yet in this journal. */
   readonly cursor: number | null;
   /** A full pass is asked for whatever the cursor (POST /resync, periodic reconcile), with why. */
@@ -48,6 +53,12 @@ export type StandbyStep =
   | { readonly node: string; readonly kind: "wait" | "pause" | "backoff" | "idle"; readonly reason: string }
   /** One rsync of the whole root (--delete on the standby); on success the cursor becomes `head`. */
   | { readonly node: string; readonly kind: "full"; readonly address: string; readonly term: number; readonly head: number; readonly reason: string }
+  /**
+   * Loss-free rejoin (§7, rejoin-exec.ts): pull the former primary's files from its read-only
+   * module `r<term>-<root>` into an inbox, merge them here, write data/rejoin/<node> done. On
+   * success its cursor is reset: the step after it is a full pass.
+   */
+  | { readonly node: string; readonly kind: "rejoin"; readonly address: string; readonly term: number; readonly reason: string }
   /** One rsync of `entries`; on success the cursor becomes `toSeq`. */
   | { readonly node: string; readonly kind: "batch"; readonly address: string; readonly term: number; readonly entries: readonly ReadyEntry[]; readonly toSeq: number; readonly reason: string };
 
@@ -63,7 +74,7 @@ export function planShip(o: ShipObservation): ShipPlan {
 function planStandby(o: ShipObservation, term: number, s: StandbyShipState): StandbyStep {
   const n = s.node;
   if (s.address === null) return { node: n, kind: "wait", reason: `waiting: ${n} publishes no address to ship to` };
-  if (s.rejoinPending) return { node: n, kind: "wait", reason: `waiting: ${n} is a former primary whose files are being merged here first (rejoin), nothing is shipped to it until then` };
+  if (s.rejoinPending) return planRejoin(o, term, s, s.address);
   if (s.followingTerm !== term) {
     const what = s.followingTerm === null ? "it follows no term yet" : `it still follows term ${s.followingTerm}`;
     return { node: n, kind: "wait", reason: `waiting: ${n} does not accept term ${term}'s files yet (${what})` };
@@ -103,6 +114,25 @@ function planStandby(o: ShipObservation, term: number, s: StandbyShipState): Sta
     entries,
     toSeq,
     reason: `shipping ${what} to ${n}: seq ${entries[0]!.seq}..${toSeq}${more > 0 ? `, ${more} more queued` : ""}${retry}`,
+  };
+}
+
+/** A former primary in rejoin: pull and merge its files once per term, nothing shipped to it until it reads the done record. */
+function planRejoin(o: ShipObservation, term: number, s: StandbyShipState, address: string): StandbyStep {
+  const n = s.node;
+  if (s.rejoinDone === true) {
+    return { node: n, kind: "wait", reason: `waiting: ${n}'s files were merged here (rejoin done in term ${term}); nothing is shipped to it until it opens term ${term}'s write module` };
+  }
+  if (s.failures > 0 && s.retryAtMs !== null && o.nowMs < s.retryAtMs) {
+    return { node: n, kind: "backoff", reason: `waiting ${s.retryAtMs - o.nowMs}ms before retrying the rejoin of ${n} after ${s.failures} failure(s): ${s.lastError ?? "unknown error"}` };
+  }
+  const retry = s.failures > 0 ? ` (retry ${s.failures})` : "";
+  return {
+    node: n,
+    kind: "rejoin",
+    address,
+    term,
+    reason: `rejoin: pulling ${n}'s files (a former primary) into this primary's tree before it becomes a replica; nothing is shipped to it until then${retry}`,
   };
 }
 

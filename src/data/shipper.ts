@@ -13,6 +13,7 @@ import { SerialRunner } from "../platform/serial.js";
 import type { SshTransport } from "../sync/transport-ssh.js";
 import type { ChangeJournal } from "./journal.js";
 import { batchCommand, fullPassCommand, type DataRsyncOptions } from "./rsync-argv.js";
+import type { RejoinAgent } from "./rejoin-agent.js";
 import { afterFailure, classifyShipFailure, lagOf, planShip, type DataLag, type StandbyShipState, type StandbyStep } from "./ship-plan.js";
 
 export interface ShipRoot {
@@ -46,6 +47,8 @@ export interface ShipperDeps {
   readonly log: Logger;
   /** A standby's cursor or state changed (progress, status). */
   readonly onChange?: () => void;
+  /** Loss-free rejoin: pulls and merges a former primary's files (rejoin-agent.ts). Absent: a pending member just waits. */
+  readonly rejoin?: Pick<RejoinAgent, "run">;
 }
 
 /** What the HA loop's snapshot says of one other member. */
@@ -67,6 +70,8 @@ interface Target {
   readonly roots: Map<string, RootState>;
   retry: TimerHandle | undefined;
   running: Promise<CommandResult> | null;
+  /** Its files were merged here in this term (data/rejoin/<node> done): wait until it opens this term's module. */
+  rejoinDone: boolean;
 }
 
 export interface TargetStatus {
@@ -172,6 +177,7 @@ export class Shipper {
       roots: new Map(),
       retry: undefined,
       running: null,
+      rejoinDone: false,
       runner: new SerialRunner(
         () => this.run(target),
         (e) => this.deps.log.error({ standby: m.node, err: describeError(e) }, "data shipping run failed"),
@@ -202,6 +208,7 @@ export class Shipper {
     const { deps } = this;
     let again = false;
     let retryAt: number | null = null;
+    let rejoinTried = false;
     for (const root of deps.roots) {
       if (t.abort.signal.aborted) return;
       if (!root.ready()) continue;
@@ -213,7 +220,9 @@ export class Shipper {
         primary: true,
         term: deps.term,
         journal: root.journal,
-        standbys: [{ ...s, node: m.node, address: m.address, followingTerm: m.receiving, rejoinPending: m.rejoinPending, freeBytes: m.freeBytes }],
+        standbys: [
+          { ...s, node: m.node, address: m.address, followingTerm: m.receiving, rejoinPending: m.rejoinPending && deps.rejoin !== undefined, rejoinDone: t.rejoinDone, freeBytes: m.freeBytes },
+        ],
         maxBatchFiles: deps.settings.maxBatchFiles,
         maxBatchBytes: deps.settings.maxBatchBytes,
         reserveBytes: deps.settings.reserveBytes,
@@ -225,6 +234,10 @@ export class Shipper {
       if (step.kind === "full" || step.kind === "batch") {
         if (await this.ship(t, root, s, step)) again = true;
       }
+      if (step.kind === "rejoin" && !rejoinTried) {
+        rejoinTried = true;
+        if (await this.rejoin(t, step)) again = true;
+      }
       if (s.failures > 0 && s.retryAtMs !== null) retryAt = retryAt === null ? s.retryAtMs : Math.min(retryAt, s.retryAtMs);
     }
     deps.onChange?.();
@@ -233,6 +246,43 @@ export class Shipper {
     else if (retryAt !== null) {
       t.retry?.cancel();
       t.retry = deps.clock.setTimer(Math.max(0, retryAt - deps.clock.monotonicMs()), () => t.runner.trigger("retry due"));
+    }
+  }
+
+  /** Pulls and merges a former primary's files (every root at once); true when data/rejoin/<node> done was written. */
+  private async rejoin(t: Target, step: Extract<StandbyStep, { kind: "rejoin" }>): Promise<boolean> {
+    const { deps } = this;
+    const node = t.member.node;
+    const journal = (rootName: string, path: string, kind: "file" | "dir"): void => {
+      const root = deps.roots.find((r) => r.name === rootName);
+      if (!root) return;
+      const now = deps.clock.monotonicMs();
+      root.journal.record(kind === "dir" ? { kind: "dir", path } : { kind: "closed", path }, now);
+      root.journal.stabilise(now);
+    };
+    try {
+      const r = await deps.rejoin!.run(node, step.address, step.term, journal, t.abort.signal);
+      if (!r.done || t.abort.signal.aborted) return false;
+      t.rejoinDone = true;
+      // Its tree differs from this one until a full pass: no cursor in this journal.
+      for (const root of deps.roots) Object.assign(this.stateOf(t, root.name), { cursor: null, failures: 0, retryAtMs: null, lastError: null, step: r.reason });
+      this.kick("rejoin merged");
+      return true;
+    } catch (e) {
+      if (t.abort.signal.aborted) return false;
+      const now = deps.clock.monotonicMs();
+      const first = this.stateOf(t, deps.roots[0]!.name);
+      const after = afterFailure({ node, failures: first.failures }, "transient", now, deps.settings.retryMaxMs);
+      const lastError = describeError(e);
+      for (const root of deps.roots)
+        Object.assign(this.stateOf(t, root.name), {
+          failures: after.failures,
+          retryAtMs: after.retryAtMs,
+          lastError,
+          step: `rejoin of ${node} failed: ${lastError}; retrying in ${after.retryAtMs - now}ms`,
+        });
+      deps.log.warn({ standby: node, err: lastError }, `data rejoin of ${node} failed; ${after.reason}`);
+      return false;
     }
   }
 

@@ -1,6 +1,7 @@
 import { UnderstudyError } from "../../src/errors/catalogue.js";
 import type {
   BanRecord,
+  DataRejoinRecord,
   HistoryEvent,
   ReleaseRecord,
   SwitchoverRequest,
@@ -40,6 +41,8 @@ export class FakeCoordinator implements Coordinator {
   sync: SyncGeneration | null = null;
   readonly bans = new Map<string, { record: BanRecord; lease: string }>();
   readonly historyEvents: HistoryEvent[] = [];
+  /** data/rejoin/<node> records. */
+  readonly dataRejoins = new Map<string, DataRejoinRecord>();
   readonly leases = new Map<string, FakeLease>();
   readonly calls: string[] = [];
   private nextLease = 0x100;
@@ -197,6 +200,20 @@ export class FakeCoordinator implements Coordinator {
     this.revision++;
     this.notify();
     return true;
+  }
+
+  async putDataRejoin(term: number, record: DataRejoinRecord): Promise<boolean> {
+    this.gate("putDataRejoin");
+    if (this.leader?.term !== term) return false;
+    this.dataRejoins.set(record.node, record);
+    this.revision++;
+    this.notify();
+    return true;
+  }
+
+  async dataRejoin(node: string): Promise<DataRejoinRecord | null> {
+    this.gate("dataRejoin");
+    return this.dataRejoins.get(node) ?? null;
   }
 
   async appendHistory(event: HistoryEvent, term: number | null): Promise<void> {

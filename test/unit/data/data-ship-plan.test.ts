@@ -94,10 +94,10 @@ const cases: Case[] = [
   },
   { name: "a standby following no term -> wait", o: obs({ followingTerm: null }), kind: "wait", reason: /\(it follows no term yet\)$/ },
   {
-    name: "a former primary in rejoin -> wait, nothing shipped to it",
+    name: "a former primary in rejoin -> rejoin (its files pulled and merged here), nothing shipped to it",
     o: obs({ rejoinPending: true }),
-    kind: "wait",
-    reason: /^waiting: n2 is a former primary whose files are being merged here first \(rejoin\)/,
+    kind: "rejoin",
+    reason: /^rejoin: pulling n2's files \(a former primary\) into this primary's tree before it becomes a replica; nothing is shipped to it until then$/,
   },
   {
     name: "a failed batch in backoff -> wait for the retry time",
