@@ -244,6 +244,7 @@ export class DecisionExecutor {
   private recordDataLagPromotion(term: number, mark: DataLagPromotion): void {
     this.deps.log.error({ term, lag_bytes: mark.lag?.bytes ?? null, lag_files: mark.lag?.files ?? null, maximum_bytes: mark.maximumBytes, progress_term: mark.progressTerm }, mark.reason);
     this.loop.chronicle.dataLagPromotion(term, mark);
+    this.loop.emit({ type: "data_lag_promotion", term, lagBytes: mark.lag?.bytes ?? null });
   }
 
   /** promotionGate marked the take-over stale (lagging the published generation): record it, loudly. */

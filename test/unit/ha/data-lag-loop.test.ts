@@ -46,7 +46,9 @@ function cluster(names: [string, number][]) {
       version: "test",
       probeGraceMs: 0,
     });
-    return { name, loop };
+    const events: string[] = [];
+    loop.onEvent((e) => events.push(e.type));
+    return { name, loop, events };
   });
   return { clock, etcd, nodes };
 }
@@ -80,7 +82,7 @@ test("data lag ranks before priority, and the gate passes over a standby over th
 });
 
 test("every standby over the limit: the best one takes over and a data_lag_promotion is recorded", async () => {
-  const { term, winner, history } = await primaryStopsWith({ n2: lag(40, 100 * MiB), n3: lag(80, 200 * MiB) });
+  const { c, term, winner, history } = await primaryStopsWith({ n2: lag(40, 100 * MiB), n3: lag(80, 200 * MiB) });
   assert.equal(winner, "n2");
   const rec = history.find((e) => e.kind === "data_lag_promotion");
   assert.ok(rec, JSON.stringify(history));
@@ -91,4 +93,5 @@ test("every standby over the limit: the best one takes over and a data_lag_promo
     `data lag promotion: I became primary with data lag 40 files / 100.0 MiB in n1's data/progress of term ${term}, over maximum_data_lag_on_failover (64.0 MiB); files n1 shipped after that are not here until it rejoins`,
   );
   assert.deepEqual(rec.durations, { lag_ms: 3000 });
+  assert.ok(c.nodes[1]!.events.includes("data_lag_promotion"), "the metric's event fired");
 });
