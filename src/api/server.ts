@@ -10,6 +10,8 @@ import type { AgentMetrics } from "./metrics.js";
 import { registerControlRoutes } from "./control.js";
 import type { SyncStatus } from "../sync/engine.js";
 import type { Manifest } from "../sync/manifest.js";
+import type { DataControl } from "../data/port.js";
+import { registerDataRoutes } from "./data.js";
 
 export interface ApiDeps {
   readonly view: () => NodeView;
@@ -31,6 +33,8 @@ export interface ApiDeps {
     manifest(root: string): Manifest | undefined;
     resync(): void;
   };
+  /** Data replication, when data roots are configured: GET /data, POST /data/notify (src/api/data.ts). */
+  readonly data?: DataControl;
   /** Serve HTTPS; with clientCa, a verified client certificate also authorizes mutations (mTLS). */
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer };
   /** The same files re-read when they change (a renewed certificate): new connections get the new ones, without a restart. */
@@ -172,6 +176,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   });
 
   registerControlRoutes(app, deps);
+  registerDataRoutes(app, deps);
   if (deps.tls && deps.tlsSource) watchApiTls(app, deps.tlsSource, deps.clock, deps.tlsCheckMs ?? 5000);
   return app;
 }
