@@ -66,6 +66,12 @@ function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Obser
   };
 }
 
+/** The same observation on a node without data roots. */
+function withoutData(o: Observation): Observation {
+  const { data: _none, ...rest } = o;
+  return rest;
+}
+
 const gen = (generation: number): SyncGeneration => ({ generation, digest: "d", roots: {}, files: 1, source: "n9", term: 7, publishedAt: "" });
 const OVER = `over maximum_data_lag_on_failover (64.0 MiB)`;
 const SRC = "n9's data/progress of term 7";
@@ -81,7 +87,7 @@ interface Case {
 const cases: Case[] = [
   {
     name: "no data roots here: ranking as before, data/progress ignored",
-    o: obs({ data: undefined }, { dataProgress: progress({ n1: lag(3, 200 * MiB), n2: lag(0, 0) }) }),
+    o: withoutData(obs({}, { dataProgress: progress({ n1: lag(3, 200 * MiB), n2: lag(0, 0) }) })),
     actions: ["campaign"],
     reason: "campaigning: no primary and I rank first (priority 100)",
   },
@@ -264,7 +270,7 @@ test("promotion: a won take-over over the data-lag limit carries the mark the ex
   assert.deepEqual(never.actions, [{ kind: "take_over", term: 9, via: "won", skipDuplicateCheck: false }], "no data/progress: no mark");
   const adopted = decide(obs(gates({ via: "adopted" }), { dataProgress: progress({ n1: lag(10, 100 * MiB) }) }));
   assert.equal((adopted.actions[0] as { dataLag?: unknown }).dataLag, undefined, "an adopted key was promoted before");
-  const off = decide(obs({ ...gates(), data: undefined }, { dataProgress: progress({ n1: lag(10, 100 * MiB) }) }));
+  const off = decide(withoutData(obs(gates(), { dataProgress: progress({ n1: lag(10, 100 * MiB) }) })));
   assert.equal((off.actions[0] as { dataLag?: unknown }).dataLag, undefined, "no data roots here");
 });
 
