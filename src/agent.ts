@@ -105,7 +105,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
   const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: wakeUps.notifier("sync"), reloads });
   // Data replication (issue 14): built after sync, whose daemon config file it extends with its write modules.
-  const data = await createDataEngine(config, { runner, clock, log: log.child({ component: "data" }), onProgress: wakeUps.notifier("data") });
+  const data = await createDataEngine(config, { runner, clock, log: log.child({ component: "data" }), onProgress: wakeUps.notifier("data"), coordinator });
   const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner,
     clock,
@@ -146,6 +146,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   metrics.withWatchdog(() => fenceGuard.watchdogStatus());
   metrics.withInvalidRecords(() => invalidRecords.totals());
   ha.onEvent((e) => metrics.observe(e));
+  if (data) metrics.withData(() => data.status());
   if (sync) {
     metrics.withSync(() => sync.status());
     sync.onEvent((e) => {

@@ -10,7 +10,8 @@
 //   only L (and the VIP) may write; then this node reports `receiving: T`.
 //   Anything else renders no write module at all (the term fence).
 import path from "node:path";
-import type { DataLagRecord, DataProgress, MemberDataSummary } from "../coordinator/port.js";
+import type { DataLagRecord, DataProgress, DataProgressPublisher, MemberDataSummary } from "../coordinator/port.js";
+import { DataProgressWriter, ownLag } from "./progress.js";
 import { describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
@@ -31,6 +32,8 @@ export interface DataFollowView {
   readonly term: number | null;
   readonly leader: { readonly node: string; readonly term: number; readonly address: string | null } | null;
   readonly members: readonly { readonly node: string; readonly address: string | null; readonly data?: MemberDataSummary }[];
+  /** data/progress as last read (a standby copies its own entry into its member key: ownLag). */
+  readonly progress?: DataProgress | null;
 }
 
 /** The receiver's file work (index.ts binds it to the node's filesystem; tests to a fake). */
@@ -65,6 +68,8 @@ export interface DataEngineDeps {
    * primary whose files the new primary has not merged yet: it opens no write module.
    */
   readonly rejoinPending?: () => boolean;
+  /** Where the primary writes data/progress (term-guarded), at most every intervalMs (progress.ts); absent: not written. */
+  readonly progressSink?: { readonly coordinator: DataProgressPublisher; readonly intervalMs: number };
 }
 
 interface PrimarySide {
@@ -90,12 +95,15 @@ export class DataEngine implements DataControl {
   private retry: TimerHandle | undefined;
   private closed = false;
   private readonly receiver: SerialRunner;
+  private readonly progressWriter: DataProgressWriter | null;
+  private lastProgress: DataProgress | null = null;
 
   constructor(private readonly deps: DataEngineDeps) {
     this.receiver = new SerialRunner(
       () => this.applyReceive(),
       (e) => deps.log.error({ err: describeError(e) }, "data receiver update failed"),
     );
+    this.progressWriter = deps.progressSink ? new DataProgressWriter({ coordinator: deps.progressSink.coordinator, clock: deps.clock, log: deps.log, intervalMs: deps.progressSink.intervalMs }) : null;
   }
 
   /** Writes the daemon config once at start (no write module until a leader is followed). */
@@ -105,6 +113,7 @@ export class DataEngine implements DataControl {
 
   follow(view: DataFollowView): void {
     if (this.closed) return;
+    if (view.progress !== undefined) this.lastProgress = view.progress;
     const { node } = this.deps;
     if (view.acting === "primary" && view.term !== null) {
       // A node that is primary serves no write module: rendered away first.
@@ -112,6 +121,7 @@ export class DataEngine implements DataControl {
       if (this.primary && this.primary.term !== view.term) this.stopPrimary();
       this.primary ??= this.startPrimary(view.term);
       this.primary.shipper.update(view.members.filter((m) => m.node !== node).map(shipMember));
+      this.offerProgress();
       return;
     }
     if (this.primary) this.stopPrimary();
@@ -126,13 +136,14 @@ export class DataEngine implements DataControl {
   }
 
   memberSummary(): MemberDataSummary {
-    return { receiving: this.receiving, rejoin: null, freeBytes: null, lag: null, step: this.stepSentence() };
+    return { receiving: this.receiving, rejoin: null, freeBytes: null, lag: ownLag(this.lastProgress, this.deps.node, this.desired?.term ?? null), step: this.stepSentence() };
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.retry?.cancel();
     await this.stopShipping();
+    await this.progressWriter?.close();
     await this.receiver.stop();
   }
 
@@ -159,6 +170,7 @@ export class DataEngine implements DataControl {
         runner: deps.runner,
         clock: deps.clock,
         log: deps.log,
+        onChange: () => this.offerProgress(),
       }),
     };
     for (const r of deps.roots) {
@@ -204,6 +216,7 @@ export class DataEngine implements DataControl {
       if (r.nextDueMs !== null) next = next === null ? r.nextDueMs : Math.min(next, r.nextDueMs);
     }
     side.shipper.kick(why);
+    this.offerProgress();
     if (next !== null && (side.stabiliseAtMs === null || next < side.stabiliseAtMs || side.stabiliseAtMs <= now)) {
       side.stabilise?.cancel();
       side.stabiliseAtMs = next;
@@ -334,6 +347,11 @@ export class DataEngine implements DataControl {
       full: t.lag.full,
       paused: t.paused,
     }));
+  }
+
+  /** The per-standby lag to data/progress (throttled by the writer; nothing when not primary). */
+  private offerProgress(): void {
+    if (this.primary && !this.primary.stopping) this.progressWriter?.offer(this.progress());
   }
 
   private role(): DataStatus["role"] {

@@ -7,6 +7,7 @@ import { chmod, lstat, mkdir, mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Config } from "../config/load.js";
+import type { DataProgressPublisher } from "../coordinator/port.js";
 import { UnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
@@ -26,6 +27,8 @@ export interface DataDeps {
   /** The member key changed (receiving): wake the HA loop so it publishes. */
   readonly onProgress: () => void;
   readonly spawner?: StreamSpawner;
+  /** Where the primary writes data/progress (the per-standby lag), term-guarded. */
+  readonly coordinator?: DataProgressPublisher;
 }
 
 /** The receiver's directories and the daemon config file, on this node's filesystem. */
@@ -87,6 +90,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
     clock: deps.clock,
     log: deps.log,
     onProgress: deps.onProgress,
+    ...(deps.coordinator ? { progressSink: { coordinator: deps.coordinator, intervalMs: d.progress_interval } } : {}),
   });
   return engine;
 }
