@@ -159,6 +159,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   metrics.withInvalidRecords(() => invalidRecords.totals());
   if (data) rejoinMetrics = metrics.withDataRejoin();
   ha.onEvent((e) => metrics.observe(e));
+  if (data) metrics.withData(() => data.status());
   if (sync) {
     metrics.withSync(() => sync.status());
     sync.onEvent((e) => {

@@ -4,6 +4,7 @@ import { PROMOTION_KINDS, type HaEvent, type NodeView } from "../ha/events.js";
 import type { ProbeState } from "../probes/port.js";
 import type { SyncEvent, SyncStatus } from "../sync/engine.js";
 import type { RejoinEvent } from "../data/rejoin-exec.js";
+import type { DataStatus, ShipTargetStatus } from "../data/port.js";
 
 /**
  * Prometheus metrics for one agent: gauges read the node's view at scrape
@@ -18,7 +19,9 @@ export class AgentMetrics {
   private readonly failoverSeconds: Gauge;
   private readonly promoteSeconds: Histogram;
   private readonly stalePromotions: Counter;
+  private readonly dataLagPromotions: Counter;
   private readonly reloads: Counter<"what" | "result">;
+  private dataShipRuns?: Counter<"standby" | "kind" | "result">;
   private syncCounters?: { pulls: Counter<"result">; pullSeconds: Histogram; applied: Counter<"kind">; rescues: Counter; published: Counter; hooks: Counter<"hook" | "result"> };
 
   /** `probeStates` (ProbeHealth.states) feeds the gauges of what probes measured: certificate expiry, free disk space. */
@@ -95,6 +98,11 @@ export class AgentMetrics {
     this.stalePromotions = new Counter({
       name: "understudy_stale_promotions_total",
       help: "Times this node became primary while lagging the published sync generation (within maximum_lag_on_failover)",
+      registers: [registry],
+    });
+    this.dataLagPromotions = new Counter({
+      name: "understudy_data_lag_promotions_total",
+      help: "Times this node became primary with a data lag over data.maximum_data_lag_on_failover (history data_lag_promotion)",
       registers: [registry],
     });
   }
@@ -185,6 +193,64 @@ export class AgentMetrics {
       case "synced":
         return;
     }
+  }
+
+  /**
+   * Data replication metrics (only with data roots): per-standby gauges from the primary's shipper
+   * (a standby exports none: its lag is the primary's figure), read from DataControl.status() at
+   * scrape time; label sets follow the standbys shipped to now.
+   */
+  withData(status: () => DataStatus): this {
+    const registry = this.registry;
+    const perStandby = (name: string, help: string, read: (t: ShipTargetStatus) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["standby"],
+        registers: [registry],
+        collect() {
+          const g = this as Gauge<string>;
+          g.reset();
+          for (const t of status().standbys) g.set({ standby: t.node }, read(t));
+        },
+      });
+    perStandby("understudy_data_lag_files", "Changes (files, deletions, directories) the standby has not acknowledged, as this primary's shipper counts them", (t) => t.files);
+    perStandby("understudy_data_lag_bytes", "Bytes of the changes the standby has not acknowledged", (t) => t.bytes);
+    perStandby("understudy_data_lag_seconds", "Age of the oldest change the standby has not acknowledged (0 when in sync)", (t) => t.seconds);
+    perStandby("understudy_data_standby_paused", "1 while shipping to the standby is paused (its data volume is full)", (t) => (t.paused !== null ? 1 : 0));
+    perStandby("understudy_data_full_pass_needed", "1 while the standby needs a full pass (its true lag is unknown until the pass lists the tree)", (t) => (t.full ? 1 : 0));
+    perStandby("understudy_data_delete_limit_hit", "1 while a full pass to the standby is stopped at data.max_delete (is the primary's data root mounted?)", (t) => (deleteLimited(t) ? 1 : 0));
+    const journal = scrapeGauge(registry, status);
+    // 0 on a node that is not the primary (no journal).
+    const read = (pick: (j: NonNullable<DataStatus["journal"]>) => number) => (s: DataStatus, g: Gauge<string>) => g.set(s.journal ? pick(s.journal) : 0);
+    journal(
+      "understudy_data_journal_head",
+      "The primary's change journal: its last sequence number",
+      read((j) => j.head),
+    );
+    journal(
+      "understudy_data_journal_pending",
+      "Changes waiting for their stability window (not shippable yet)",
+      read((j) => j.pending),
+    );
+    journal(
+      "understudy_data_journal_ready",
+      "Changes ready to ship, kept until every standby acknowledged them",
+      read((j) => j.ready),
+    );
+    journal("understudy_data_primary", "1 while this node ships data as the primary (with a term)", (s, g) => g.set(s.role === "primary" ? 1 : 0));
+    this.dataShipRuns = new Counter({
+      name: "understudy_data_ship_runs_total",
+      help: "rsync runs to a standby (batch or full pass), by result",
+      labelNames: ["standby", "kind", "result"],
+      registers: [registry],
+    });
+    return this;
+  }
+
+  /** One rsync run to a standby finished (the data engine calls this). */
+  observeDataShip(standby: string, kind: "batch" | "full", result: "ok" | "error"): void {
+    this.dataShipRuns?.inc({ standby, kind, result });
   }
 
   /** Label sets come and go with the probes' data, so each scrape starts from an empty gauge. */
@@ -280,10 +346,18 @@ export class AgentMetrics {
       case "stale_promotion":
         this.stalePromotions.inc();
         return;
+      case "data_lag_promotion":
+        this.dataLagPromotions.inc();
+        return;
       case "cycle":
         return;
     }
   }
+}
+
+/** The engine's flag, or (older engines) its step sentence from ship-plan.ts afterFailure. */
+function deleteLimited(t: ShipTargetStatus): boolean {
+  return t.deleteLimited ?? t.step.startsWith("stopped deleting on ");
 }
 
 /** A factory of gauges whose value is read from `source()` at scrape time. */

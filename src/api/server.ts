@@ -11,6 +11,8 @@ import { registerControlRoutes } from "./control.js";
 import type { SyncStatus } from "../sync/engine.js";
 import type { Manifest } from "../sync/manifest.js";
 import type { DataControl } from "../data/port.js";
+import { registerDataRoutes } from "./data.js";
+import { syncDataBlock } from "./sync-data.js";
 
 export interface ApiDeps {
   readonly view: () => NodeView;
@@ -32,7 +34,7 @@ export interface ApiDeps {
     manifest(root: string): Manifest | undefined;
     resync(): void;
   };
-  /** Data replication, when data roots are configured (routes: datasurface's POST /data/notify, GET /data). */
+  /** Data replication, when data roots are configured: GET /data, POST /data/notify (src/api/data.ts). */
   readonly data?: DataControl;
   /** Serve HTTPS; with clientCa, a verified client certificate also authorizes mutations (mTLS). */
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer };
@@ -162,7 +164,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     async (req) => ({ events: await deps.coordinator.history(req.query.limit === undefined ? 100 : Number(req.query.limit)) }),
   );
   const noSync = (reply: FastifyReply) => refuse(reply, 404, "US_E_API_PRECONDITION", "file sync is not configured on this node (no sync section)");
-  app.get("/sync", async (_req, reply) => (deps.sync ? deps.sync.status() : noSync(reply)));
+  app.get("/sync", async (_req, reply) => (deps.sync ? { ...deps.sync.status(), ...(deps.data ? { data: syncDataBlock(deps.data.status()) } : {}) } : noSync(reply)));
   app.get<{ Params: { root: string } }>("/sync/manifest/:root", async (req, reply) => {
     if (!deps.sync) return noSync(reply);
     const m = deps.sync.manifest(req.params.root);
@@ -175,6 +177,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   });
 
   registerControlRoutes(app, deps);
+  registerDataRoutes(app, deps);
   if (deps.tls && deps.tlsSource) watchApiTls(app, deps.tlsSource, deps.clock, deps.tlsCheckMs ?? 5000);
   return app;
 }

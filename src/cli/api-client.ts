@@ -19,6 +19,11 @@ export class ApiClient {
     return new ApiClient(baseUrl, this.token, this.timeoutMs);
   }
 
+  /** The same API and credentials with another timeout (a deadline shared by several requests). */
+  withTimeout(timeoutMs: number): ApiClient {
+    return new ApiClient(this.baseUrl, this.token, timeoutMs);
+  }
+
   async get<T>(path: string): Promise<ApiAnswer<T>> {
     return this.call<T>("GET", path);
   }

@@ -32,7 +32,7 @@ export function apiUrlOf(listen: string, tls: boolean): string {
  * api.token_file. A token file that cannot be read or is malformed is
  * US_E_API_TOKEN (exit 2); a token the API rejects is a 401 (exit 4).
  */
-export async function client(values: Values, env: Io["env"], loaded?: ClientConfig): Promise<ApiClient> {
+export async function client(values: Values, env: Io["env"], loaded?: ClientConfig, timeoutMs?: number): Promise<ApiClient> {
   let url = str(values, "api");
   let tokenFile = str(values, "token-file");
   const configFile = str(values, "config");
@@ -46,7 +46,7 @@ export async function client(values: Values, env: Io["env"], loaded?: ClientConf
   if (str(values, "token-file")) token = await readToken(str(values, "token-file")!);
   else if (env.UNDERSTUDY_API_TOKEN) token = env.UNDERSTUDY_API_TOKEN;
   else if (tokenFile) token = await readToken(tokenFile);
-  return new ApiClient(url, token);
+  return new ApiClient(url, token, timeoutMs);
 }
 
 async function readToken(file: string): Promise<string> {

@@ -104,11 +104,11 @@ export class EtcdGateway {
     });
     const res = await this.post<{ header: { revision: string }; responses?: { response_range?: RangeAnswer }[] }>("/v3/kv/txn", {
       compare: [],
-      success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.base, false, true)],
+      success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.dataProgress, true), range(k.base, false, true)],
     });
     const responses = res.responses ?? [];
     const kvs = responses
-      .slice(0, 4)
+      .slice(0, 5)
       .flatMap((op) => op.response_range?.kvs ?? [])
       .map((kv) => ({
         key: unb64(kv.key),
@@ -116,7 +116,7 @@ export class EtcdGateway {
         createRevision: Number(kv.create_revision ?? 0),
         modRevision: Number(kv.mod_revision ?? 0),
       }));
-    const keys = Number(responses[4]?.response_range?.count ?? 0);
+    const keys = Number(responses[5]?.response_range?.count ?? 0);
     return { snap: decodeSnapshot(k, kvs, Number(res.header.revision)), keys };
   }
 

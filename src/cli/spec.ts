@@ -210,6 +210,32 @@ export const COMMANDS: readonly CommandSpec[] = [
     load: async () => (await import("./sync.js")).rsyncdConf,
   },
   {
+    name: "data notify",
+    summary: "ship uploaded files now: an upload hook tells the local agent they are complete",
+    args: "PATH",
+    positionals: { min: 1, max: 100_000 },
+    options: {
+      config: { type: "string", arg: "FILE", help: "this node's config: its api.listen and api.token_file (default /etc/understudy/understudy.yaml)" },
+      api: api.api,
+      "token-file": api["token-file"],
+      timeout: { type: "string", arg: "SECONDS", help: "give up after this long, 0.1 to 60 (default 2)" },
+      strict: { type: "boolean", help: "exit non-zero when the files were not journaled (standby, outside every data root, agent unreachable)" },
+      json: { type: "boolean", help: "print the agent's answers as JSON" },
+    },
+    notes: [
+      "For ProFTPD ExecOnCommand, SFTPGo event actions and other upload hooks (examples: docs/data.md). Relative paths are taken from the working directory.",
+      "Never fails an upload: without --strict it exits 0 unless its own command line is wrong (exit 2), and says on stderr when the node is a standby, a path is outside every data root, or the agent is unreachable or slow. The file is on disk already; the watcher or the next full pass ships it.",
+    ],
+    load: async () => (await import("./data.js")).dataNotify,
+  },
+  {
+    name: "data status",
+    summary: "data replication: per standby lag (files, bytes, seconds), step, paused",
+    options: api,
+    notes: [API_NOTE, "Asked of a standby, it also asks the primary (through GET /cluster) for the per-standby table. Exit 3 when the node has no data section."],
+    load: async () => (await import("./data.js")).dataStatus,
+  },
+  {
     name: "vip release",
     summary: "drop this node's floating IP now (systemd ExecStopPost)",
     options: configFile("the node's config"),

@@ -1,4 +1,5 @@
-import type { ClusterSnapshot, MemberRecord } from "../coordinator/port.js";
+import type { ClusterSnapshot, DataLagRecord, MemberRecord } from "../coordinator/port.js";
+import { size } from "../ha/data-gate.js";
 import type { NodeView } from "../ha/events.js";
 import { printable } from "./io.js";
 import { vipFindings } from "../ha/vip-truth.js";
@@ -12,6 +13,11 @@ export function renderStatus(cluster: string, snap: ClusterSnapshot): string {
   for (const m of members) rows.push(row(m, leader?.node === m.node ? leader.term : undefined, snap.sync?.generation).map(printable));
   if (leader && !members.some((m) => m.node === leader.node)) {
     rows.push([printable(leader.node), "?", "primary (no member key)", String(leader.term), "?", "?", "?", "?", ""]);
+  }
+  // Data replication (issue 14): a "Data lag" column before the decision, only in clusters that replicate data.
+  if (snap.dataProgress || members.some((m) => m.data !== undefined)) {
+    const cells = [...members.map((m) => printable(dataCell(m, snap))), ...(rows.length > members.length + 1 ? ["?"] : [])];
+    rows.forEach((r, i) => r.splice(r.length - 1, 0, i === 0 ? "Data lag" : cells[i - 1]!));
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = "+" + widths.map((w) => "-".repeat(w + 2)).join("+") + "+";
@@ -28,6 +34,25 @@ function syncCell(m: MemberRecord, published: number | undefined): string {
   if (!m.sync) return "-";
   if (published === undefined) return String(m.generation);
   return m.generation === published ? `${m.generation}` : `${m.generation} (behind ${published})`;
+}
+
+/**
+ * A member's data lag: its own copy in its member key, else its entry in data/progress when the
+ * current leader wrote it; "source" for the primary, "-" when unknown.
+ */
+export function dataCell(m: MemberRecord, snap: Pick<ClusterSnapshot, "leader" | "dataProgress">): string {
+  if (m.data?.rejoin === "pending") return "rejoin pending";
+  if (snap.leader?.node === m.node) return m.data !== undefined || snap.dataProgress ? "source" : "-";
+  const p = snap.dataProgress;
+  const lag = m.data?.lag ?? (p && snap.leader && p.term === snap.leader.term ? (p.standbys[m.node] ?? null) : null);
+  return lag ? describeDataLag(lag) : "-";
+}
+
+function describeDataLag(l: DataLagRecord): string {
+  if (l.paused !== null) return `paused (${l.files} files / ${size(l.bytes)})`;
+  if (l.full) return "full pass needed";
+  if (l.files === 0 && l.bytes === 0) return "in sync";
+  return `${l.files} files / ${size(l.bytes)}, ${Math.round(l.seconds)}s`;
 }
 
 /** The primary's health includes holding its VIP; a standby's is whether it may campaign. */

@@ -12,6 +12,7 @@ import type {
   ReleaseRecord,
   SwitchoverRequest,
   SyncGeneration,
+  DataProgress,
   CampaignResult,
   ClusterSnapshot,
   Coordinator,
@@ -127,7 +128,10 @@ export class EtcdCoordinator implements Coordinator {
       request_range: { key: Buffer.from(prefix), ...(exact ? {} : { range_end: prefixEnd(prefix) }) },
     });
     const res = await this.call("snapshot", () =>
-      this.client.kv.txn({ compare: [], success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true)] }, this.deadline()),
+      this.client.kv.txn(
+        { compare: [], success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.dataProgress, true)] },
+        this.deadline(),
+      ),
     );
     const kvs = res.responses
       .flatMap((op) => op.response_range?.kvs ?? [])
@@ -239,6 +243,17 @@ export class EtcdCoordinator implements Coordinator {
       this.client
         .if(this.keys.leader, "Create", "==", term)
         .then(this.client.put(this.keys.dataRejoin(record.node)).value(JSON.stringify(record)))
+        .options(this.deadline())
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  async publishDataProgress(term: number, progress: DataProgress): Promise<boolean> {
+    const res = await this.call("publish data progress txn", () =>
+      this.client
+        .if(this.keys.leader, "Create", "==", term)
+        .then(this.client.put(this.keys.dataProgress).value(JSON.stringify(progress)))
         .options(this.deadline())
         .commit(),
     );

@@ -252,6 +252,8 @@ export interface ClusterSnapshot {
   readonly bans: readonly BanRecord[];
   /** The newest published sync generation; null before the first publication. */
   readonly sync: SyncGeneration | null;
+  /** data/progress: the last primary's per-standby data lag; null/absent when never written (or invalid). */
+  readonly dataProgress?: DataProgress | null;
 }
 
 export interface LeaseGrant {
@@ -370,8 +372,18 @@ export interface DataRejoinRecords {
   dataRejoin(node: string): Promise<DataRejoinRecord | null>;
 }
 
+/** data/progress: the primary's per-standby data lag (used by src/data/progress.ts). */
+export interface DataProgressPublisher {
+  /**
+   * Put data/progress only while `term` is the leader's (one txn, like publishGeneration); false,
+   * and nothing written, when it is not. Not on a lease: ranking and the data-lag gate read the
+   * record after the primary that wrote it died.
+   */
+  publishDataProgress(term: number, progress: DataProgress): Promise<boolean>;
+}
+
 /** The whole DCS contract, as the etcd adapter gives it. */
-export interface Coordinator extends LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher, DataRejoinRecords {
+export interface Coordinator extends LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher, DataRejoinRecords, DataProgressPublisher {
   /** Cancel every watch (each cancel bounded by the request timeout), then close the client; a watch asked for afterwards rejects. */
   close(): Promise<void>;
 }

@@ -178,7 +178,7 @@ export const decodeLeader = (value: string, createRevision: number) => okOrUndef
 
 /** A record refused while reading a snapshot: its key, its mod revision (to report it once) and why. */
 export interface InvalidRecord {
-  readonly kind: "leader" | "member" | "switchover" | "released" | "ban" | "sync" | "history" | "data_rejoin";
+  readonly kind: "leader" | "member" | "switchover" | "released" | "ban" | "sync" | "history" | "data_rejoin" | "data_progress";
   readonly key: string;
   readonly modRevision: number;
   readonly problem: string;

@@ -1,8 +1,9 @@
 import type { ClusterKeys } from "./keys.js";
-import type { BanRecord, ClusterSnapshot, LeaderRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
+import type { BanRecord, ClusterSnapshot, DataProgress, LeaderRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
 import {
   checkMembers,
   decodeBanChecked,
+  decodeDataProgress,
   decodeLeaderChecked,
   decodeMemberChecked,
   decodeReleasedChecked,
@@ -34,6 +35,7 @@ export function decodeSnapshot(k: ClusterKeys, kvs: Iterable<RawKv>, revision: n
   let switchover: SwitchoverRequest | null = null;
   let released: ReleaseRecord | null = null;
   let sync: SyncGeneration | null = null;
+  let dataProgress: DataProgress | null = null;
   for (const { key, value, createRevision, modRevision } of kvs) {
     const take = <T>(kind: InvalidRecord["kind"], d: Decoded<T>): T | null => {
       if ("ok" in d) return d.ok;
@@ -45,6 +47,7 @@ export function decodeSnapshot(k: ClusterKeys, kvs: Iterable<RawKv>, revision: n
     else if (key === k.switchover) switchover = take("switchover", decodeSwitchoverChecked(value));
     else if (key === k.released) released = take("released", decodeReleasedChecked(value));
     else if (key === k.syncGeneration) sync = take("sync", decodeSyncGenerationChecked(value));
+    else if (key === k.dataProgress) dataProgress = take("data_progress", decodeDataProgress(value));
     else if (key.startsWith(k.bansPrefix)) {
       const b = take("ban", decodeBanChecked(value));
       if (b) bans.push(b);
@@ -55,5 +58,5 @@ export function decodeSnapshot(k: ClusterKeys, kvs: Iterable<RawKv>, revision: n
   }
   const checked = checkMembers(members, sync);
   for (const bad of checked.invalid) onInvalid?.(bad);
-  return { revision, leader, members: checked.members, paused, switchover, released, bans, sync };
+  return { revision, leader, members: checked.members, paused, switchover, released, bans, sync, ...(dataProgress ? { dataProgress } : {}) };
 }

@@ -10,7 +10,8 @@
 //   only L (and the VIP) may write; then this node reports `receiving: T`.
 //   Anything else renders no write module at all (the term fence).
 import path from "node:path";
-import type { DataLagRecord, DataProgress, MemberDataSummary } from "../coordinator/port.js";
+import type { DataLagRecord, DataProgress, DataProgressPublisher, MemberDataSummary } from "../coordinator/port.js";
+import { DataProgressWriter, ownLag } from "./progress.js";
 import { describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
@@ -32,6 +33,8 @@ export interface DataFollowView {
   readonly term: number | null;
   readonly leader: { readonly node: string; readonly term: number; readonly address: string | null } | null;
   readonly members: readonly { readonly node: string; readonly address: string | null; readonly data?: MemberDataSummary }[];
+  /** data/progress as last read (a standby copies its own entry into its member key: ownLag). */
+  readonly progress?: DataProgress | null;
 }
 
 /** The receiver's file work (index.ts binds it to the node's filesystem; tests to a fake). */
@@ -68,6 +71,8 @@ export interface DataEngineDeps {
   readonly rejoinPending?: () => boolean;
   /** Loss-free rejoin (rejoin-agent.ts): the marker, the read-only modules while pending, the member key's `rejoin`. */
   readonly rejoin?: RejoinAgent;
+  /** Where the primary writes data/progress (term-guarded), at most every intervalMs (progress.ts); absent: not written. */
+  readonly progressSink?: { readonly coordinator: DataProgressPublisher; readonly intervalMs: number };
 }
 
 interface PrimarySide {
@@ -93,12 +98,15 @@ export class DataEngine implements DataControl {
   private retry: TimerHandle | undefined;
   private closed = false;
   private readonly receiver: SerialRunner;
+  private readonly progressWriter: DataProgressWriter | null;
+  private lastProgress: DataProgress | null = null;
 
   constructor(private readonly deps: DataEngineDeps) {
     this.receiver = new SerialRunner(
       () => this.applyReceive(),
       (e) => deps.log.error({ err: describeError(e) }, "data receiver update failed"),
     );
+    this.progressWriter = deps.progressSink ? new DataProgressWriter({ coordinator: deps.progressSink.coordinator, clock: deps.clock, log: deps.log, intervalMs: deps.progressSink.intervalMs }) : null;
   }
 
   /** Writes the daemon config once at start (no write module until a leader is followed). */
@@ -108,6 +116,7 @@ export class DataEngine implements DataControl {
 
   follow(view: DataFollowView): void {
     if (this.closed) return;
+    if (view.progress !== undefined) this.lastProgress = view.progress;
     const { node } = this.deps;
     if (view.acting === "primary" && view.term !== null) {
       // The former-primary marker (rejoin): on disk before this term ships.
@@ -119,6 +128,7 @@ export class DataEngine implements DataControl {
       if (this.primary && this.primary.term !== view.term) this.stopPrimary();
       this.primary ??= this.startPrimary(view.term);
       this.primary.shipper.update(view.members.filter((m) => m.node !== node).map(shipMember));
+      this.offerProgress();
       return;
     }
     if (this.primary) this.stopPrimary();
@@ -135,7 +145,13 @@ export class DataEngine implements DataControl {
   }
 
   memberSummary(): MemberDataSummary {
-    return { receiving: this.receiving, rejoin: this.deps.rejoin?.summary() ?? null, freeBytes: null, lag: null, step: this.stepSentence() };
+    return {
+      receiving: this.receiving,
+      rejoin: this.deps.rejoin?.summary() ?? null,
+      freeBytes: null,
+      lag: ownLag(this.lastProgress, this.deps.node, this.desired?.term ?? null),
+      step: this.stepSentence(),
+    };
   }
 
   /** Agent stop: ships nothing more, and closes the write modules (no one may write here while no agent follows the terms). */
@@ -143,6 +159,7 @@ export class DataEngine implements DataControl {
     this.closed = true;
     this.retry?.cancel();
     await this.stopShipping();
+    await this.progressWriter?.close();
     await this.receiver.stop();
     this.retry?.cancel();
     if (this.writtenKey !== "null") {
@@ -177,6 +194,7 @@ export class DataEngine implements DataControl {
         clock: deps.clock,
         log: deps.log,
         ...(deps.rejoin ? { rejoin: deps.rejoin } : {}),
+        onChange: () => this.offerProgress(),
       }),
     };
     for (const r of deps.roots) {
@@ -222,6 +240,7 @@ export class DataEngine implements DataControl {
       if (r.nextDueMs !== null) next = next === null ? r.nextDueMs : Math.min(next, r.nextDueMs);
     }
     side.shipper.kick(why);
+    this.offerProgress();
     if (next !== null && (side.stabiliseAtMs === null || next < side.stabiliseAtMs || side.stabiliseAtMs <= now)) {
       side.stabilise?.cancel();
       side.stabiliseAtMs = next;
@@ -353,6 +372,11 @@ export class DataEngine implements DataControl {
       full: t.lag.full,
       paused: t.paused,
     }));
+  }
+
+  /** The per-standby lag to data/progress (throttled by the writer; nothing when not primary). */
+  private offerProgress(): void {
+    if (this.primary && !this.primary.stopping) this.progressWriter?.offer(this.progress());
   }
 
   private role(): DataStatus["role"] {

@@ -16,7 +16,7 @@ import { NodeStreamSpawner, type StreamSpawner } from "../platform/stream-proces
 import { checkControlDir } from "../sync/transport.js";
 import { MAX_CONTROL_DIR_CHARS, validateSshTransport } from "../sync/transport-ssh.js";
 import { DataEngine, type ReceiverFiles } from "./engine.js";
-import type { DataRejoinRecords, HistoryLog } from "../coordinator/port.js";
+import type { DataProgressPublisher, DataRejoinRecords, HistoryLog } from "../coordinator/port.js";
 import type { RejoinEvent } from "./rejoin-exec.js";
 import { RejoinAgent } from "./rejoin-agent.js";
 
@@ -30,7 +30,7 @@ export interface DataDeps {
   readonly onProgress: () => void;
   readonly spawner?: StreamSpawner;
   /** Loss-free rejoin: data/rejoin records and the data_rejoin history event. Absent: no rejoin (a former primary just waits). */
-  readonly coordinator?: DataRejoinRecords & HistoryLog;
+  readonly coordinator?: DataRejoinRecords & HistoryLog & DataProgressPublisher;
   /** Rejoin events: the metric (understudy_data_rejoin_files_total) and the webhook. */
   readonly onRejoinEvent?: (e: RejoinEvent) => void;
 }
@@ -116,6 +116,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
     log: deps.log,
     onProgress: deps.onProgress,
     ...(rejoin ? { rejoin } : {}),
+    ...(deps.coordinator ? { progressSink: { coordinator: deps.coordinator, intervalMs: d.progress_interval } } : {}),
   });
   return engine;
 }

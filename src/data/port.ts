@@ -18,6 +18,8 @@ export interface ShipTargetStatus extends DataLagRecord {
   /** "CODE: message" of the last failed run; null after a success. */
   readonly lastError: string | null;
   readonly lastSuccessAt: string | null;
+  /** A full pass to it stopped at data.max_delete (the primary's root may be unmounted); absent: read from `step`. */
+  readonly deleteLimited?: boolean;
 }
 
 export interface DataStatus {

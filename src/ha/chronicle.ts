@@ -3,6 +3,7 @@ import type { ClusterSnapshot, Coordinator, HistoryEvent, LeaderRecord, Switchov
 import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { PromotionKind } from "./events.js";
+import type { DataLagPromotion } from "./observation.js";
 import { HistoryRecorder } from "./history.js";
 
 /**
@@ -88,6 +89,20 @@ export class Chronicle {
         term,
         reason: `promoted with sync generation ${generation} while ${published.source} had published ${published.generation}: files changed on the old primary since then are not here`,
         durations: { lag_ms: Math.round(lagMs) },
+      }),
+      term,
+    );
+  }
+
+  /** Promoted while my data lag exceeded data.maximum_data_lag_on_failover (data-gate.ts). */
+  dataLagPromotion(term: number, mark: DataLagPromotion): void {
+    this.recorder.record(
+      this.event("data_lag_promotion", {
+        from: mark.progressNode,
+        to: this.node,
+        term,
+        reason: mark.reason,
+        ...(mark.lag ? { durations: { lag_ms: Math.round(mark.lag.seconds * 1000) } } : {}),
       }),
       term,
     );

@@ -1,4 +1,6 @@
-import { bestCandidate, eligible, isBanned, outranks } from "./candidates.js";
+import { bestCandidate, compareDataLag, dataLagOf, eligible, isBanned, outranks, ranksAbove } from "./candidates.js";
+import { dataGate, describeLag } from "./data-gate.js";
+import type { DataProgress, MemberRecord } from "../coordinator/port.js";
 import type { Action, Decision, Observation } from "./observation.js";
 import { failback, primarySwitchover, standbySwitchover } from "./switchover.js";
 import { isDamped } from "./flap.js";
@@ -66,6 +68,7 @@ function heirOf(o: Observation) {
   return bestCandidate(
     o.cluster!.members.filter((m) => m.node !== o.self.name && m.role === "standby"),
     o.cluster!.bans,
+    dataRanking(o),
   );
 }
 
@@ -126,23 +129,29 @@ function decideStandby(o: Observation): Decision {
   if (planned) return d([...warm, ...planned.actions], planned.reason);
   const stale = syncGate(o);
   if (stale?.blocked) return d(warm, stale.reason);
+  const data = dataGate(o);
+  if (data?.blocked) return d(warm, data.reason);
 
   // Not waited for: a member whose key still says primary while no leader key exists is the node
   // that just released the role (SIGTERM, switchover, handover). Its key lives until it revokes its
   // lease at the end of its stop, which takes a second or more on a busy machine: counted as a
   // candidate, every standby would wait the ranking delay for it and then race, best one or not.
-  const better = o.cluster.members.filter((m) => m.node !== me && m.role !== "primary" && eligible(m, o.cluster!.bans) && outranks(m, o.self));
-  const note = stale ? `; ${stale.reason}` : "";
+  const progress = dataRanking(o);
+  const self = { node: me, generation: o.self.generation, priority: o.self.priority };
+  const better = o.cluster.members.filter(
+    (m) => m.node !== me && m.role !== "primary" && eligible(m, o.cluster!.bans) && (progress === undefined ? outranks(m, o.self) : ranksAbove(m, self, progress)),
+  );
+  const note = (stale ? `; ${stale.reason}` : "") + (data ? `; ${data.reason}` : "");
   if (better.length === 0) return d([...warm, { kind: "campaign" }], `campaigning: no primary and I rank first (priority ${o.self.priority})${note}`);
   const since = o.vacantSinceMs ?? o.nowMs;
   const waited = o.nowMs - since;
-  const top = bestCandidate(better, o.cluster.bans)!;
+  const top = bestCandidate(better, o.cluster.bans, progress)!;
   if (waited >= o.rankingDelayMs) {
     return d([...warm, { kind: "campaign" }], `campaigning: no primary for ${Math.round(waited)}ms and ${top.node} (ranked higher) has not taken over${note}`);
   }
   return d(
     [...warm, { kind: "recheck_at", atMs: since + o.rankingDelayMs }],
-    `waiting: no primary; ${top.node} ranks higher (priority ${top.priority}), campaigning in ${Math.round(o.rankingDelayMs - waited)}ms if it does not`,
+    `waiting: no primary; ${top.node} ranks higher (${rankedBy(top, self, progress)}), campaigning in ${Math.round(o.rankingDelayMs - waited)}ms if it does not`,
   );
 }
 
@@ -169,6 +178,20 @@ export function syncGate(o: Observation): { blocked: boolean; reason: string } |
     };
   }
   return { blocked: false, reason: `stale: ${mine} (behind for ${Math.round(lagMs)}ms, within maximum_lag_on_failover) and no live standby holds it` };
+}
+
+/** Why `top` ranks above me, for the waiting sentence: data lag when that decided it, else its priority. */
+function rankedBy(top: MemberRecord, self: { node: string; generation: number }, progress: DataProgress | null | undefined): string {
+  if (progress === undefined || top.generation !== self.generation) return `priority ${top.priority}`;
+  const mine = dataLagOf(self.node, progress);
+  const theirs = dataLagOf(top.node, progress);
+  if (compareDataLag(theirs, mine) === 0) return `priority ${top.priority}`;
+  return `data lag ${describeLag(theirs)}, mine ${describeLag(mine)}`;
+}
+
+/** The data/progress ranking reads: undefined when this node has no data roots (ranking as before). */
+function dataRanking(o: Observation) {
+  return o.data ? (o.cluster?.dataProgress ?? null) : undefined;
 }
 
 function d(actions: readonly Action[], reason: string): Decision {

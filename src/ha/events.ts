@@ -10,6 +10,8 @@ export type HaEvent =
   | { readonly type: "fenced" }
   /** Promoted while lagging the published sync generation (within maximum_lag_on_failover). */
   | { readonly type: "stale_promotion"; readonly term: number; readonly generation: number; readonly published: number; readonly lagMs: number }
+  /** Promoted while this node's data lag exceeded data.maximum_data_lag_on_failover (every candidate's did, or forced). */
+  | { readonly type: "data_lag_promotion"; readonly term: number; readonly lagBytes: number | null }
   | { readonly type: "daemon_restarted" }
   | { readonly type: "cycle"; readonly etcdReachable: boolean };
 

@@ -10,7 +10,7 @@ import { decide } from "./decide.js";
 import type { HaEvent } from "./events.js";
 import type { FlapWatch } from "./flap-watch.js";
 import type { LeaseState, SessionLease } from "./lease.js";
-import type { Action, Decision, Observation, StalePromotion } from "./observation.js";
+import type { Action, DataLagPromotion, Decision, Observation, StalePromotion } from "./observation.js";
 import type { DataPort, SyncPort, VipControl } from "./ports.js";
 import type { HookVerdict, PromotionGates } from "./promotion.js";
 import type { NodeRole } from "./role.js";
@@ -240,6 +240,14 @@ export class DecisionExecutor {
       chronicle.takeover(term, snapshot, lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
     }
     if (action.stale) this.recordStalePromotion(term, action.stale);
+    if (action.dataLag) this.recordDataLagPromotion(term, action.dataLag);
+  }
+
+  /** promotionGate marked the take-over over the data-lag limit (data-gate.ts): record it, loudly. */
+  private recordDataLagPromotion(term: number, mark: DataLagPromotion): void {
+    this.deps.log.error({ term, lag_bytes: mark.lag?.bytes ?? null, lag_files: mark.lag?.files ?? null, maximum_bytes: mark.maximumBytes, progress_term: mark.progressTerm }, mark.reason);
+    this.loop.chronicle.dataLagPromotion(term, mark);
+    this.loop.emit({ type: "data_lag_promotion", term, lagBytes: mark.lag?.bytes ?? null });
   }
 
   /** promotionGate marked the take-over stale (lagging the published generation): record it, loudly. */

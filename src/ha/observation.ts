@@ -1,4 +1,4 @@
-import type { ClusterSnapshot, LeaderRecord, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
+import type { ClusterSnapshot, DataLagRecord, LeaderRecord, MemberRecord, SwitchoverRequest } from "../coordinator/port.js";
 import type { Config } from "../config/load.js";
 import { DEFAULT_FLAP, type FlapSettings, type FlapView } from "./flap.js";
 import type { VipObservation } from "./vip-truth.js";
@@ -64,6 +64,8 @@ export interface Observation {
   readonly promotionBudgetMs?: number;
   /** A promotion under way this cycle (a won election or an adopted key): what its gates said so far (promotion.ts). */
   readonly promotion?: PromotionGates;
+  /** Data replication (data roots configured): ranking by data lag and its gate (data-gate.ts); absent: none. */
+  readonly data?: { readonly maximumLagBytes: number };
 }
 
 export type Action =
@@ -91,7 +93,15 @@ export type Action =
   | { readonly kind: "ask_gate"; readonly gate: "pre_promote" | "watchdog"; readonly term: number }
   /** Every gate passed: act as primary (arm the guard, start the daemon in cold mode, add the VIP). */
   /** stale: promoted while lagging the published generation (promotion.ts staleMark): the executor records it. */
-  | { readonly kind: "take_over"; readonly term: number; readonly via: "won" | "adopted"; readonly skipDuplicateCheck: boolean; readonly stale?: StalePromotion }
+  /** dataLag: promoted while my data lag exceeded data.maximum_data_lag_on_failover (data-gate.ts dataLagMark): recorded too. */
+  | {
+      readonly kind: "take_over";
+      readonly term: number;
+      readonly via: "won" | "adopted";
+      readonly skipDuplicateCheck: boolean;
+      readonly stale?: StalePromotion;
+      readonly dataLag?: DataLagPromotion;
+    }
   /** A gate refused: give the won key back (a veto release, recorded in history); the watchdog gate disarms the guard first. */
   | { readonly kind: "decline"; readonly term: number; readonly gate: "pre_promote" | "watchdog"; readonly problem: string };
 
@@ -104,6 +114,18 @@ export interface StalePromotion {
   readonly reason: string;
 }
 
+/** A take-over while this node's data lag exceeded data.maximum_data_lag_on_failover (every candidate's did, or forced). */
+export interface DataLagPromotion {
+  /** My lag in the record; null: not listed (unknown). */
+  readonly lag: DataLagRecord | null;
+  readonly maximumBytes: number;
+  /** Who wrote the data/progress read, and in which term. */
+  readonly progressNode: string;
+  readonly progressTerm: number;
+  /** The sentence logged and written to history. */
+  readonly reason: string;
+}
+
 export interface Decision {
   readonly actions: readonly Action[];
   /** One sentence saying why; logged, published in the member key, asserted by tests. */
@@ -112,7 +134,10 @@ export interface Decision {
 
 export type { ClusterSnapshot, LeaderRecord, MemberRecord };
 
-export type ConfiguredPart = Pick<Observation, "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs" | "coolDownMs" | "restartBackoff" | "promotionBudgetMs"> & {
+export type ConfiguredPart = Pick<
+  Observation,
+  "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs" | "coolDownMs" | "restartBackoff" | "promotionBudgetMs" | "data"
+> & {
   readonly syncEnabled: boolean;
   readonly maximumLagMs: number;
   readonly self: Omit<Observation["self"], "generation">;
@@ -141,5 +166,6 @@ export function configuredPart(config: Config): ConfiguredPart {
     restartBackoff: { baseMs: config.daemon.restart_backoff, maxMs: config.daemon.restart_backoff_max },
     // Adding the VIP takes a duplicate check plus `ip addr add`: never start it so close to the deadline that it could land after the fence.
     promotionBudgetMs: Math.min(1000, (config.election.ttlMs - config.election.fenceMarginMs) / 2),
+    ...(config.data ? { data: { maximumLagBytes: config.data.maximum_data_lag_on_failover } } : {}),
   };
 }

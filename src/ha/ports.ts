@@ -1,4 +1,4 @@
-import type { MemberDataSummary, MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
+import type { DataProgress, MemberDataSummary, MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
 import type { ProbeState } from "../probes/port.js";
 
 // What the HA loop needs from the VIP reconciler and the probe runner: the
@@ -111,6 +111,8 @@ export interface DataPort {
     readonly term: number | null;
     readonly leader: { readonly node: string; readonly term: number; readonly address: string | null } | null;
     readonly members: readonly { readonly node: string; readonly address: string | null; readonly data?: MemberDataSummary }[];
+    /** data/progress as read this cycle (null: none); absent when etcd was not read. A standby copies its own entry (ownLag). */
+    readonly progress?: DataProgress | null;
   }): void;
   stopShipping(): Promise<void>;
   memberSummary(): MemberDataSummary;

@@ -1,6 +1,7 @@
 import { isBehind } from "../coordinator/port.js";
 import type { WatchdogStatus } from "../fence/port.js";
 import type { Action, Decision, Observation, StalePromotion } from "./observation.js";
+import { dataLagMark } from "./data-gate.js";
 
 // The promotion gates (pure): after a won election, or with the leader key
 // naming me with my lease, the pre_promote hook may veto (won elections only),
@@ -94,7 +95,12 @@ export function promotionGate(o: Observation): Decision {
   if (skip) notes.push(`${released!.node} released the floating IP, so no duplicate-address check`);
   const how = g.via === "won" ? `I won the election (${t})` : `the leader key names me with my lease (${t})`;
   const stale = staleMark(o, g);
-  return d([{ kind: "take_over", term: g.term, via: g.via, skipDuplicateCheck: skip, ...(stale ? { stale } : {}) }], `taking over: ${how}${notes.length ? `; ${notes.join("; ")}` : ""}`);
+  const dataLag = dataLagMark(o, g.via);
+  if (dataLag) notes.push(dataLag.reason);
+  return d(
+    [{ kind: "take_over", term: g.term, via: g.via, skipDuplicateCheck: skip, ...(stale ? { stale } : {}), ...(dataLag ? { dataLag } : {}) }],
+    `taking over: ${how}${notes.length ? `; ${notes.join("; ")}` : ""}`,
+  );
 }
 
 /**

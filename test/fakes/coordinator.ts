@@ -6,6 +6,7 @@ import type {
   ReleaseRecord,
   SwitchoverRequest,
   SyncGeneration,
+  DataProgress,
   CampaignResult,
   ClusterSnapshot,
   Coordinator,
@@ -39,6 +40,8 @@ export class FakeCoordinator implements Coordinator {
   switchover: SwitchoverRequest | null = null;
   released: ReleaseRecord | null = null;
   sync: SyncGeneration | null = null;
+  /** data/progress (not on a lease: it outlives the primary that wrote it). */
+  dataProgress: DataProgress | null = null;
   readonly bans = new Map<string, { record: BanRecord; lease: string }>();
   readonly historyEvents: HistoryEvent[] = [];
   /** data/rejoin/<node> records. */
@@ -111,6 +114,7 @@ export class FakeCoordinator implements Coordinator {
       released: this.released,
       bans: [...this.bans.values()].map((b) => b.record),
       sync: this.sync,
+      ...(this.dataProgress ? { dataProgress: this.dataProgress } : {}),
     };
   }
 
@@ -206,6 +210,15 @@ export class FakeCoordinator implements Coordinator {
     this.gate("putDataRejoin");
     if (this.leader?.term !== term) return false;
     this.dataRejoins.set(record.node, record);
+    this.revision++;
+    this.notify();
+    return true;
+  }
+
+  async publishDataProgress(term: number, progress: DataProgress): Promise<boolean> {
+    this.gate("publishDataProgress");
+    if (this.leader?.term !== term) return false;
+    this.dataProgress = progress;
     this.revision++;
     this.notify();
     return true;

@@ -50,6 +50,8 @@ function honest(withLeader: boolean): RawKv[] {
 }
 
 const GOOD = member("n9");
+const LAG = { acked: 3, files: 0, bytes: 0, seconds: 0, full: false, paused: null };
+const PROGRESS = { node: "n1", term: 9, head: 3, at: "2026-12-04T13:00:00Z", standbys: { n2: LAG } };
 const ESC = "\x1b]0;pwned\x07\x1b[2J";
 // Forged records at keys the honest cluster does not use (a new member, a ban), each invalid.
 const FORGED: readonly [string, string, string][] = [
@@ -73,6 +75,10 @@ const FORGED: readonly [string, string, string][] = [
   ["ban: node as a number", K.ban("n2"), JSON.stringify({ node: 7, until: "2099-01-01T00:00:00Z", requestedBy: "x", reason: "x" })],
   ["ban: not JSON", K.ban("n2"), "ban!"],
   ["ban: an array", K.ban("n3"), JSON.stringify(["n3"])],
+  ["data/progress: not JSON", K.dataProgress, "{progress"],
+  ["data/progress: negative lag bytes", K.dataProgress, JSON.stringify({ ...PROGRESS, standbys: { n2: { ...LAG, bytes: -1 } } })],
+  ["data/progress: standby name with escape codes", K.dataProgress, JSON.stringify({ ...PROGRESS, standbys: { [`n2${ESC}`]: LAG } })],
+  ["data/progress: term as a string", K.dataProgress, JSON.stringify({ ...PROGRESS, term: "9" })],
 ];
 
 function observe(self: string, cluster: ClusterSnapshot, acting: "primary" | "standby"): Observation {
@@ -139,4 +145,11 @@ test("an absurd generation claim by a well-formed member is bounded: honest memb
       assert.deepEqual(decisions(snap), decisions(withN9), `generation ${claim}: a decision changed`);
     }
   }
+});
+
+test("a valid data/progress is read into the snapshot", () => {
+  const invalid: InvalidRecord[] = [];
+  const snap = decodeSnapshot(K, [...honest(true), kv(K.dataProgress, JSON.stringify(PROGRESS))], 500, (r) => invalid.push(r));
+  assert.deepEqual(invalid, []);
+  assert.deepEqual(snap.dataProgress, PROGRESS);
 });
