@@ -24,6 +24,7 @@ import type { DataControl, DataStatus, ShipTargetStatus } from "./port.js";
 import { moduleLayout, receiveModules, type ReceiveFrom } from "./receive.js";
 import { Shipper, type ShipMember, type ShipSettings } from "./shipper.js";
 import { RootWatcher } from "./watch.js";
+import type { FreeSpaceReader } from "./free-space.js";
 
 /** The HA loop's view (the DataPort.follow argument). */
 export interface DataFollowView {
@@ -65,6 +66,8 @@ export interface DataEngineDeps {
    * primary whose files the new primary has not merged yet: it opens no write module.
    */
   readonly rejoinPending?: () => boolean;
+  /** The data roots' free space (free-space.ts, datasurface): memberSummary.freeBytes and GET /data's roots. */
+  readonly freeSpace?: FreeSpaceReader;
 }
 
 interface PrimarySide {
@@ -101,6 +104,7 @@ export class DataEngine implements DataControl {
   /** Writes the daemon config once at start (no write module until a leader is followed). */
   start(): void {
     this.receiver.trigger("start");
+    this.deps.freeSpace?.start();
   }
 
   follow(view: DataFollowView): void {
@@ -126,12 +130,13 @@ export class DataEngine implements DataControl {
   }
 
   memberSummary(): MemberDataSummary {
-    return { receiving: this.receiving, rejoin: null, freeBytes: null, lag: null, step: this.stepSentence() };
+    return { receiving: this.receiving, rejoin: null, freeBytes: this.deps.freeSpace?.min() ?? null, lag: null, step: this.stepSentence() };
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.retry?.cancel();
+    this.deps.freeSpace?.stop();
     await this.stopShipping();
     await this.receiver.stop();
   }
@@ -302,7 +307,7 @@ export class DataEngine implements DataControl {
     return {
       role: this.role(),
       term: side?.term ?? this.receiving,
-      roots: this.deps.roots.map((r) => ({ name: r.name, path: r.path, freeBytes: null })),
+      roots: this.deps.roots.map((r) => ({ name: r.name, path: r.path, freeBytes: this.deps.freeSpace?.of(r.path) ?? null })),
       journal,
       standbys: side ? this.targets(side) : [],
       self: this.memberSummary(),
