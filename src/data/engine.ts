@@ -26,6 +26,7 @@ import { moduleLayout, receiveModules, type ReceiveFrom } from "./receive.js";
 import { Shipper, type ShipMember, type ShipSettings } from "./shipper.js";
 import { RootWatcher } from "./watch.js";
 import type { RejoinAgent } from "./rejoin-agent.js";
+import type { FreeSpaceReader } from "./free-space.js";
 
 /** The HA loop's view (the DataPort.follow argument). */
 export interface DataFollowView {
@@ -73,6 +74,8 @@ export interface DataEngineDeps {
   readonly rejoin?: RejoinAgent;
   /** Where the primary writes data/progress (term-guarded), at most every intervalMs (progress.ts); absent: not written. */
   readonly progressSink?: { readonly coordinator: DataProgressPublisher; readonly intervalMs: number };
+  /** The data roots' free space (free-space.ts, datasurface): memberSummary.freeBytes and GET /data's roots. */
+  readonly freeSpace?: FreeSpaceReader;
 }
 
 interface PrimarySide {
@@ -112,6 +115,7 @@ export class DataEngine implements DataControl {
   /** Writes the daemon config once at start (no write module until a leader is followed). */
   start(): void {
     this.receiver.trigger("start");
+    this.deps.freeSpace?.start();
   }
 
   follow(view: DataFollowView): void {
@@ -148,7 +152,7 @@ export class DataEngine implements DataControl {
     return {
       receiving: this.receiving,
       rejoin: this.deps.rejoin?.summary() ?? null,
-      freeBytes: null,
+      freeBytes: this.deps.freeSpace?.min() ?? null,
       lag: ownLag(this.lastProgress, this.deps.node, this.desired?.term ?? null),
       step: this.stepSentence(),
     };
@@ -158,6 +162,7 @@ export class DataEngine implements DataControl {
   async close(): Promise<void> {
     this.closed = true;
     this.retry?.cancel();
+    this.deps.freeSpace?.stop();
     await this.stopShipping();
     await this.progressWriter?.close();
     await this.receiver.stop();
@@ -340,7 +345,7 @@ export class DataEngine implements DataControl {
     return {
       role: this.role(),
       term: side?.term ?? this.receiving,
-      roots: this.deps.roots.map((r) => ({ name: r.name, path: r.path, freeBytes: null })),
+      roots: this.deps.roots.map((r) => ({ name: r.name, path: r.path, freeBytes: this.deps.freeSpace?.of(r.path) ?? null })),
       journal,
       standbys: side ? this.targets(side) : [],
       self: this.memberSummary(),

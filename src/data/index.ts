@@ -15,6 +15,7 @@ import { NODE_DURABLE_FS } from "../platform/node-durable-fs.js";
 import { NodeStreamSpawner, type StreamSpawner } from "../platform/stream-process.js";
 import { checkControlDir } from "../sync/transport.js";
 import { MAX_CONTROL_DIR_CHARS, validateSshTransport } from "../sync/transport-ssh.js";
+import { FreeSpaceSampler } from "./free-space.js";
 import { DataEngine, type ReceiverFiles } from "./engine.js";
 import type { DataProgressPublisher, DataRejoinRecords, HistoryLog } from "../coordinator/port.js";
 import type { RejoinEvent } from "./rejoin-exec.js";
@@ -117,6 +118,12 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
     onProgress: deps.onProgress,
     ...(rejoin ? { rejoin } : {}),
     ...(deps.coordinator ? { progressSink: { coordinator: deps.coordinator, intervalMs: d.progress_interval } } : {}),
+    // Free space of the roots every 2 s; a changed (quantized) figure republishes the member key.
+    freeSpace: new FreeSpaceSampler(
+      d.roots.map((r) => path.resolve(r.path)),
+      deps.clock,
+      deps.onProgress ? { onChange: deps.onProgress } : {},
+    ),
   });
   return engine;
 }

@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freeBytes, freeBytesOf } from "../../../src/data/free-space.js";
+import { FreeSpaceSampler, freeBytes, freeBytesOf, quantizeFree } from "../../../src/data/free-space.js";
+import { FakeClock } from "../../fakes/clock.js";
 
 function withDirs(n: number, fn: (dirs: string[]) => Promise<void>) {
   return async () => {
@@ -64,3 +65,80 @@ test(
     assert.equal(await freeBytes([]), null);
   }),
 );
+
+test("quantizeFree rounds down to ~1/64 of the figure, at least 1 MiB; exact MiB near a reserve", () => {
+  const MiB = 1024 * 1024;
+  const GiB = 1024 * MiB;
+  assert.equal(quantizeFree(null), null);
+  assert.equal(quantizeFree(-1), null);
+  assert.equal(quantizeFree(0), 0);
+  assert.equal(quantizeFree(MiB - 1), 0, "below 1 MiB rounds to 0: errs towards full");
+  assert.equal(quantizeFree(64 * MiB + 5), 64 * MiB);
+  assert.equal(quantizeFree(100 * MiB + 123), 100 * MiB, "1 MiB steps around 100 MiB");
+  assert.equal(quantizeFree(100 * GiB + 700 * MiB), 100 * GiB, "1 GiB steps around 100 GiB");
+  for (const b of [1, 5 * MiB + 1, 3 * GiB + 12345, 2 ** 45 + 99]) {
+    const q = quantizeFree(b)!;
+    assert.ok(q <= b && (b < MiB || b - q <= Math.max(MiB, b / 64)), `${b} -> ${q}`);
+  }
+});
+
+test("FreeSpaceSampler: publishes the quantized minimum, calls onChange only when it changes, unknown when a root fails", async () => {
+  const clock = new FakeClock();
+  const MiB = 1024 * 1024;
+  const free = new Map<string, number | null>([
+    ["/a", 500 * MiB],
+    ["/b", 80 * MiB],
+  ]);
+  let changes = 0;
+  const s = new FreeSpaceSampler(["/a", "/b"], clock, {
+    everyMs: 2000,
+    onChange: () => void changes++,
+    measure: async (p) => {
+      const v = free.get(p);
+      if (v === undefined) assert.fail(`unexpected path ${p}`);
+      return v;
+    },
+  });
+  assert.equal(s.min(), null, "unknown before the first sample");
+  s.start();
+  await settle();
+  assert.equal(s.min(), 80 * MiB);
+  assert.equal(s.of("/a"), 500 * MiB);
+  assert.equal(changes, 1);
+  free.set("/b", 80 * MiB + 1000);
+  await clock.advance(2000);
+  await settle();
+  assert.equal(changes, 1, "a change below the step publishes nothing new");
+  free.set("/b", 10 * MiB);
+  await clock.advance(2000);
+  await settle();
+  assert.equal(s.min(), 10 * MiB);
+  assert.equal(changes, 2);
+  free.set("/a", null);
+  await clock.advance(2000);
+  await settle();
+  assert.equal(s.min(), null, "a root whose statfs failed makes the minimum unknown");
+  assert.equal(changes, 3);
+  s.stop();
+  free.set("/a", 1);
+  await clock.advance(10_000);
+  await settle();
+  assert.equal(s.min(), null, "stopped: no more samples");
+});
+
+test("FreeSpaceSampler over the real statfs: a temp dir's figure is a number", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "us-free-"));
+  try {
+    const s = new FreeSpaceSampler([dir], new FakeClock());
+    await s.sample();
+    assert.equal(typeof s.min(), "number");
+    assert.equal(typeof s.of(dir), "number");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Let the sampler's promise chain run (its measure is async). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+}
