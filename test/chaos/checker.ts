@@ -11,7 +11,9 @@
  *                                and no `stale_promotion` history event says so
  *  - config_edit_lost:           an acknowledged config edit that is neither on every node at the end,
  *                                nor in a rescue folder, nor covered by a recorded stale promotion
- *  - upload_lost:                an acknowledged upload missing (or different) in the shared storage at the end
+ *  - upload_lost:                an acknowledged upload missing (or different) where uploads live at the end: the
+ *                                shared storage, or with data roots the final primary's data root (after rejoin)
+ *  - upload_unreplicated:        with data roots, an acknowledged upload missing on some node at the end (data-checks.ts)
  *
  * plus, per fault, how long nobody answered for the VIP and how long uploads failed.
  */
@@ -28,6 +30,7 @@ import {
   type Violation,
   type ViolationKind,
 } from "./types.js";
+import { checkReplicatedUploads, dataRpoTable, formatDataRpo, type DataRpoRow } from "./data-checks.js";
 
 // ------------------------------------------------------------------ helpers
 
@@ -288,14 +291,14 @@ export function checkEdits(verdicts: readonly EditVerdict[], faults: readonly Fa
 
 // ------------------------------------------------------------------ uploads
 
-export function checkUploads(uploads: readonly UploadRecord[], stored: Readonly<Record<string, string>>, faults: readonly FaultRecord[] = []): Violation[] {
+export function checkUploads(uploads: readonly UploadRecord[], stored: Readonly<Record<string, string>>, faults: readonly FaultRecord[] = [], where = "in the shared storage"): Violation[] {
   return uploads
     .filter((u) => u.ok && stored[u.name] !== u.sha256)
     .map((u) => ({
       kind: "upload_lost" as const,
       at: u.end,
       fault: faultAt(faults, u.end)?.kind ?? "none",
-      detail: `${u.name} (${u.bytes} B) was acknowledged but is ${stored[u.name] === undefined ? "missing" : "different"} in the shared storage`,
+      detail: `${u.name} (${u.bytes} B) was acknowledged but is ${stored[u.name] === undefined ? "missing" : "different"} ${where}`,
     }));
 }
 
@@ -413,6 +416,8 @@ export interface ChaosReport {
   edits: Record<EditOutcome, number> & { total: number; acked: number };
   promotions: { total: number; stale: number; staleRecorded: number; unknown: number };
   operator: { issued: number; succeeded: number };
+  /** With data roots: what each failover lost before rejoin, per fault kind. */
+  dataRpo?: DataRpoRow[];
 }
 
 export function check(rec: Recording): ChaosReport {
@@ -421,7 +426,9 @@ export function check(rec: Recording): ChaosReport {
   violations.push(...checkStalePromotions(proms, rec.history, rec.faults));
   const verdicts = editVerdicts(rec);
   violations.push(...checkEdits(verdicts, rec.faults));
-  violations.push(...checkUploads(rec.uploads, rec.storedUploads, rec.faults));
+  const replicated = rec.uploadStorage === "replicated";
+  violations.push(...checkUploads(rec.uploads, rec.storedUploads, rec.faults, replicated ? "on the final primary's data root" : "in the shared storage"));
+  if (replicated) violations.push(...checkReplicatedUploads(rec.uploads, rec.finalData ?? {}, (t) => faultAt(rec.faults, t)));
   violations.sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
 
   const counts = Object.fromEntries(VIOLATION_KINDS.map((k) => [k, 0])) as Record<ViolationKind, number>;
@@ -459,6 +466,7 @@ export function check(rec: Recording): ChaosReport {
       unknown: proms.filter((p) => p.stale === undefined).length,
     },
     operator: { issued: rec.operator.length, succeeded: rec.operator.filter((o) => o.code === 0).length },
+    ...(replicated ? { dataRpo: dataRpoTable(rec.dataPromotions ?? [], (t) => faultAt(rec.faults, t)) } : {}),
   };
 }
 
@@ -519,6 +527,7 @@ export function formatReport(r: ChaosReport): string {
   out.push(
     `promotions: ${r.promotions.total}, stale ${r.promotions.stale} (recorded ${r.promotions.staleRecorded}), generation unknown ${r.promotions.unknown}; operator switchovers: ${r.operator.issued} issued, ${r.operator.succeeded} done`,
   );
+  if (r.dataRpo) out.push("", ...formatDataRpo(r.dataRpo));
   if (r.violations.length > 0) {
     out.push("");
     out.push("First violations:");

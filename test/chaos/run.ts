@@ -1,10 +1,18 @@
 /**
  * One chaos run on the namespace lab: 3 nodes, a 3-member etcd cluster, real
- * agents (or the keepalived peer), real sshd on shared storage, real SFTP
- * uploads through the VIP, config edits on the primary's sync root, operator
- * switchovers, and a seeded schedule of faults, each injected, held, healed
- * and settled before the next. The recorders watch from outside; at the end
- * the checker (checker.ts) reads the recording.
+ * agents (or the keepalived peer), real sshd, real SFTP uploads through the
+ * VIP, config edits on the primary's sync root, operator switchovers, and a
+ * seeded schedule of faults, each injected, held, healed and settled before
+ * the next. The recorders watch from outside; at the end the checker
+ * (checker.ts) reads the recording.
+ *
+ * Where uploads live: with understudy, each node's sshd serves its own data
+ * root (`data:`, src/data/), replicated from the primary to the standbys, so
+ * the run measures what a failover loses (the new primary's data root is
+ * listed when the run sees the leader change) and what rejoin brings back
+ * (every acknowledged upload must be on the final primary). The keepalived
+ * peer, which replicates nothing, keeps one shared directory (a stand-in for
+ * shared storage), as does `uploadStorage: "shared"`.
  *
  * Used by test/lab/chaos.lab.test.ts (short run) and bench/chaos/run.ts (long run).
  */
@@ -21,7 +29,7 @@ import { check, formatReport, type ChaosReport } from "./checker.js";
 import { FAULT_KINDS, NOT_INJECTED, healEverything, inject, makeSchedule, type FaultEnv, type FaultKind, type FaultSpec } from "./faults.js";
 import { Prng } from "./prng.js";
 import { ArpRecorder, DaemonSampler, EtcdWatcher } from "./recorders.js";
-import type { FaultRecord, HistoryRecord, Recording } from "./types.js";
+import type { DataPromotionRecord, FaultRecord, HistoryRecord, Recording } from "./types.js";
 import { EditLoop, OperatorLoop, RescueScanner, UploadLoop, hashTree } from "./workload.js";
 
 export interface ChaosOptions {
@@ -51,6 +59,8 @@ export interface ChaosOptions {
   log?: (line: string) => void;
   /** Write the raw recording (JSON) here. */
   recordingFile?: string;
+  /** Where uploads live (see above). Default "replicated" with understudy; the keepalived peer is always "shared". */
+  uploadStorage?: "shared" | "replicated";
 }
 
 export interface ChaosResult {
@@ -70,6 +80,9 @@ const ROOT_NAME = "conf";
 /** Sync volume of a node (a small tmpfs), and the sync root inside it. */
 const volume = (n: LabNode) => join(n.dir, "vol");
 const rootOf = (n: LabNode) => join(volume(n), ROOT_NAME);
+/** The node's data root (replicated uploads), on the same small volume: disk_full_standby fills both. */
+const dataOf = (n: LabNode) => join(volume(n), "data");
+const DATA_TMP = ".understudy-tmp";
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const log = opts.log ?? (() => undefined);
@@ -87,6 +100,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   try {
     const shared = join(lab.dir, "shared-data");
     mkdirSync(shared, { recursive: true });
+    const replicated = controller === "understudy" && (opts.uploadStorage ?? "replicated") === "replicated";
+    const uploadDir = (n: LabNode) => (replicated ? dataOf(n) : shared);
     let cluster: LabCluster | undefined;
     let watcher: EtcdWatcher | undefined;
     const keepalivedProcs = new Map<string, ChildProcess>();
@@ -95,9 +110,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     if (controller === "understudy") {
       for (const n of lab.nodes) {
         mkdirSync(volume(n), { recursive: true });
-        execFileSync("mount", ["-t", "tmpfs", "-o", "size=32m,mode=0755", "tmpfs", volume(n)], { timeout: 10_000 });
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=48m,mode=0755", "tmpfs", volume(n)], { timeout: 10_000 });
         mounted.push(volume(n));
         mkdirSync(join(rootOf(n), "edits"), { recursive: true });
+        if (replicated) mkdirSync(dataOf(n), { recursive: true, mode: 0o755 });
         writeFileSync(join(rootOf(n), "base.conf"), "# chaos base config\n");
       }
       cluster = await LabCluster.create({
@@ -105,13 +121,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         ttl: opts.ttl ?? "3s",
         fenceMargin: opts.fenceMargin ?? "1s",
         priorities: [300, 200, 100],
-        sshd: () => ({ dataDir: shared }),
+        sshd: (n) => ({ dataDir: uploadDir(n) }),
         sync: {
           rootPaths: (n) => [rootOf(n)],
           authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
           rootsYaml: (n) => `    - { name: ${ROOT_NAME}, path: ${rootOf(n)} }`,
           extraYaml: "  reconcile_interval: 5s\n  retry_max: 1s",
         },
+        ...(replicated ? { extraYaml: (n: LabNode) => `data:\n  roots:\n    - { name: uploads, path: ${dataOf(n)} }\n  stability_window: 100ms\n  reserve: 1MiB\n  disk_full_retry: 2s\n` } : {}),
       });
       watcher = new EtcdWatcher(lab, CLUSTER_PREFIX);
       watcher.start();
@@ -167,7 +184,21 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     operator?.start();
     cleanups.push(async () => operator?.stop());
     const rescues = new RescueScanner((node) => join(lab.node(node).dir, "state", "rescue"), ROOT_NAME);
-
+    // Replicated uploads: at each leader change the run sees, list the new primary's data root and
+    // note which acknowledged uploads it lacks (the RPO of that failover, before any rejoin).
+    const dataPromotions: DataPromotionRecord[] = [];
+    let seenLeader: string | undefined;
+    const notePromotion = () => {
+      const node = watcher?.leader?.node;
+      if (!replicated || node === undefined || node === seenLeader) return;
+      const first = seenLeader === undefined;
+      seenLeader = node;
+      if (first) return;
+      const t = Date.now();
+      const held = new Set(Object.keys(hashTree(dataOf(lab.node(node)))));
+      const acked = uploads.records.filter((u) => u.ok && u.end < t);
+      dataPromotions.push({ t, node, listedAt: Date.now(), acknowledged: acked.length, missing: acked.filter((u) => !held.has(u.name)).map((u) => u.name) });
+    };
     const warm = await waitFor(() => (uploads.okSince(t0) ? true : undefined), 30_000);
     if (!warm) throw new Error(`chaos: no upload succeeded within 30 s: ${uploads.records.slice(-1)[0]?.detail ?? "no attempt"}`);
     const startedAt = Date.now();
@@ -195,6 +226,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     };
 
     const poll = async () => {
+      notePromotion();
       await arp.poll();
       daemons.poll();
       rescues.scan(lab.nodes.map((n) => n.name));
@@ -304,6 +336,22 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         )) === true;
       if (!converged) log("chaos: sync roots did not converge within 60 s of the end");
     }
+    // Replicated uploads: give rejoin and the last batches time to reach every node (bounded).
+    const dataTree = (n: LabNode) => Object.fromEntries(Object.entries(hashTree(dataOf(n))).filter(([k]) => !k.startsWith(`${DATA_TMP}/`)));
+    let dataConverged = true;
+    if (replicated) {
+      await uploads.stop();
+      dataConverged =
+        (await waitFor(
+          () => {
+            const trees = lab.nodes.map((n) => JSON.stringify(dataTree(n)));
+            return trees.every((t) => t === trees[0]) ? true : undefined;
+          },
+          60_000,
+          500,
+        )) === true;
+      if (!dataConverged) log("chaos: data roots did not converge within 60 s of the end");
+    }
     await sleep(1000);
     await uploads.stop();
     await sleep(500);
@@ -316,7 +364,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       watcher?.stop();
       history = await readHistory(lab);
     }
-    const storedUploads = hashTree(shared);
+    const finalPrimary = replicated ? await currentPrimary() : undefined;
+    const finalData = replicated ? Object.fromEntries(lab.nodes.map((n) => [n.name, dataTree(n)])) : undefined;
+    const storedUploads = replicated ? (finalPrimary ? finalData![finalPrimary]! : {}) : hashTree(shared);
     const recording: Recording = {
       mode: controller === "understudy" ? "cold" : "warm",
       controller,
@@ -330,6 +380,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       history,
       uploads: uploads.records,
       storedUploads,
+      uploadStorage: replicated ? "replicated" : "shared",
+      ...(finalData ? { finalData, dataPromotions } : {}),
       edits: edits?.records ?? [],
       finalRoots: Object.fromEntries(lab.nodes.map((n) => [n.name, cluster ? hashTree(rootOf(n)) : {}])),
       rescued: rescues.found,
@@ -338,7 +390,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     };
     if (opts.recordingFile) writeFileSync(opts.recordingFile, JSON.stringify(recording));
     const report = check(recording);
-    const text = formatReport(report) + (converged ? "" : "\nWARNING: the sync roots did not converge within 60 s after the last fault.");
+    const text =
+      formatReport(report) +
+      (converged ? "" : "\nWARNING: the sync roots did not converge within 60 s after the last fault.") +
+      (dataConverged ? "" : "\nWARNING: the data roots did not converge within 60 s after the last fault.");
     return { recording, report, text, schedule, notInjected: NOT_INJECTED, wallMs: Date.now() - t0, dropped };
   } finally {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);

@@ -81,6 +81,19 @@ export interface RescuedFile {
   sha256: string;
 }
 
+/** A leader change seen during the run, and which acknowledged uploads the new primary lacked then. */
+export interface DataPromotionRecord {
+  /** When the run first saw the new leader (the watcher's leader). */
+  t: number;
+  node: string;
+  /** When its data root was listed (after t). */
+  listedAt: number;
+  /** Uploads acknowledged before t that its data root did not hold at listedAt (names). */
+  missing: string[];
+  /** Acknowledged uploads before t. */
+  acknowledged: number;
+}
+
 export interface FaultRecord {
   id: number;
   kind: string;
@@ -118,8 +131,17 @@ export interface Recording {
   etcd: EtcdEvent[];
   history: HistoryRecord[];
   uploads: UploadRecord[];
-  /** name → sha256 of every file in the shared SFTP directory at the end. */
+  /**
+   * name → sha256 of every file where partners' uploads live at the end: the shared SFTP directory
+   * (keepalived peer), or with data roots the final primary's data root.
+   */
   storedUploads: Record<string, string>;
+  /** "shared": one directory for every node (stand-in for shared storage); "replicated": a data root per node (src/data/). */
+  uploadStorage?: "shared" | "replicated";
+  /** Replicated: node → (name → sha256) of every node's data root at the end. */
+  finalData?: Record<string, Record<string, string>>;
+  /** Replicated: the new primary's data root, listed as soon as the run saw the leader change. */
+  dataPromotions?: DataPromotionRecord[];
   edits: EditRecord[];
   /** node → (file → sha256) of the live sync root at the end. */
   finalRoots: Record<string, Record<string, string>>;
@@ -128,7 +150,7 @@ export interface Recording {
   operator: OperatorRecord[];
 }
 
-export const VIOLATION_KINDS = ["vip_two_holders", "two_daemons_cold", "stale_promotion_unrecorded", "config_edit_lost", "upload_lost"] as const;
+export const VIOLATION_KINDS = ["vip_two_holders", "two_daemons_cold", "stale_promotion_unrecorded", "config_edit_lost", "upload_lost", "upload_unreplicated"] as const;
 export type ViolationKind = (typeof VIOLATION_KINDS)[number];
 
 export interface Violation {
