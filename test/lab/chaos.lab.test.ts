@@ -11,7 +11,8 @@
  * every node once healed, whatever the failovers lost before rejoin); the
  * uploads each failover lacked at promotion (the RPO) and availability are
  * reported, with only a very loose bound on availability.
- * Needs root and `npm run build`. About 3-4 minutes.
+ * Needs root and `npm run build`. About 3-4 minutes idle; the bound (10 min) is for a loaded machine:
+ * the fault phase is bounded to 200 s, settling to 25 s per fault, the data roots' convergence to 60 s.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -20,7 +21,7 @@ import { FAULT_KINDS } from "../chaos/faults.js";
 
 const SEED = 20261123;
 
-test("chaos (short, seeded): no safety violation under every injectable fault", { timeout: 330_000 }, async (t) => {
+test("chaos (short, seeded): no safety violation under every injectable fault", { timeout: 600_000 }, async (t) => {
   const lines: string[] = [];
   const r = await runChaos({
     seed: SEED,
