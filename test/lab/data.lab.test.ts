@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
-import { LabCluster, pollUntil, type LabNode } from "./harness/index.js";
+import { agentLoadMs, LabCluster, pollUntil, type LabNode } from "./harness/index.js";
 import { SYNC_SSH_PORT } from "./harness/cluster.js";
 import { percentile, snapshotTree, type TreeEntry } from "./harness/sync.js";
 
@@ -43,9 +43,15 @@ function visible(root: string): Record<string, TreeEntry> | null {
   }
 }
 
-test("data replication: sftp uploads reach both standbys exactly; deletes, renames, homes; the old term is fenced", { timeout: 180_000 }, async (t) => {
+test("data replication: sftp uploads reach both standbys exactly; deletes, renames, homes; the old term is fenced", { timeout: 600_000 }, async (t) => {
+  // Every bound scales with what starting an agent costs here now (0.7 s on a quiet machine): a slow box is not a failure.
+  const loadMs = await agentLoadMs();
+  const slow = Math.max(1, loadMs / 700);
+  const ttlS = Math.max(2, Math.ceil((4 * loadMs + 1000) / 1000));
+  t.diagnostic(`agent load ${Math.round(loadMs)} ms: bounds x${slow.toFixed(1)}, ttl ${ttlS}s`);
   const c = await LabCluster.create({
     start: false,
+    ttl: `${ttlS}s`,
     priorities: [300, 100, 200],
     sync: {
       rootPaths: (n) => [app(n)],
@@ -68,14 +74,14 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
         ...["-o", `UserKnownHostsFile=${c.lab.knownHosts}`, "-o", "KexAlgorithms=curve25519-sha256", "-o", "ConnectTimeout=2", "-b", "-"],
         `root@${c.lab.vipAddress}`,
       ],
-      { timeoutMs: 15_000, input: batch },
+      { timeoutMs: 15_000 * slow, input: batch },
     );
     assert.equal(r.code, 0, `sftp failed: ${r.stderr}`);
   };
   /** ms until `check` holds on every node in `on` (polled every 5 ms); fails the test past `timeoutMs`. */
   const arrives = async (on: LabNode[], check: (n: LabNode) => boolean, what: string, timeoutMs = 10_000) => {
     const t0 = performance.now();
-    const ok = await pollUntil(() => (on.every(check) ? true : undefined), { timeoutMs, intervalMs: 5 });
+    const ok = await pollUntil(() => (on.every(check) ? true : undefined), { timeoutMs: timeoutMs * slow, intervalMs: 5 });
     assert.ok(ok, `${what} on ${on.map((n) => n.name).join(", ")}`);
     return performance.now() - t0;
   };
@@ -94,11 +100,11 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
     for (const n of [n2, n3]) writeFileSync(join(data(n), `stray-${n.name}.txt`), "not on the primary\n");
     writeFileSync(join(data(n1), "before-start.txt"), "already there\n");
     c.startAgent(n1.name);
-    const first = await c.waitForLeader({ timeoutMs: 20_000 });
+    const first = await c.waitForLeader({ timeoutMs: 20_000 * slow });
     assert.equal(first?.node, n1.name);
     c.startAgent(n2.name);
     c.startAgent(n3.name);
-    assert.ok(await c.waitForStandbys([n2.name, n3.name], 30_000), "both standbys up");
+    assert.ok(await c.waitForStandbys([n2.name, n3.name], 30_000 * slow), "both standbys up");
 
     await t.test("first full pass: both standbys hold exactly the primary's tree", async () => {
       const ms = await arrives([n2, n3], same(n1), "the primary's tree", 30_000);
@@ -148,21 +154,25 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
     await t.test("failover: the old term's module is gone, the new primary ships", async () => {
       const old = await c.leader();
       assert.equal(old?.node, n1.name);
-      await c.signalAgent(n1.name, "SIGTERM");
-      const next = await c.waitForLeader({ not: n1.name, timeoutMs: 20_000 });
+      await c.signalAgent(n1.name, "SIGTERM", 10_000 * slow);
+      const next = await c.waitForLeader({ not: n1.name, timeoutMs: 20_000 * slow });
       assert.ok(next && next.term > old!.term, "a new primary in a later term");
       const newPrimary = c.lab.node(next.node);
       const standby = newPrimary === n2 ? n3 : n2;
       // The remaining standby serves d<new term> once it follows the new leader; d<old term> never again.
       const rsyncTo = (target: LabNode, term: number) =>
-        c.lab.exec(n1, [
-          "rsync",
-          "-a",
-          "-e",
-          `ssh -F /dev/null -i ${c.syncKey} -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${c.lab.knownHosts} -o ConnectTimeout=2 -p ${SYNC_SSH_PORT}`,
-          `${join(data(n1), "before-start.txt")}`,
-          `root@${target.address}::d${term}-uploads/`,
-        ]);
+        c.lab.exec(
+          n1,
+          [
+            "rsync",
+            "-a",
+            "-e",
+            `ssh -F /dev/null -i ${c.syncKey} -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${c.lab.knownHosts} -o ConnectTimeout=2 -p ${SYNC_SSH_PORT}`,
+            `${join(data(n1), "before-start.txt")}`,
+            `root@${target.address}::d${term}-uploads/`,
+          ],
+          { timeoutMs: 15_000 * slow },
+        );
       writeFileSync(join(local, "after-failover.txt"), "new term\n");
       await sftp(`put ${join(local, "after-failover.txt")} after-failover.txt\n`);
       const ms = await arrives([standby], (n) => existsSync(join(data(n), "after-failover.txt")), "an upload to the new primary", 20_000);
