@@ -139,12 +139,20 @@ export class DataEngine implements DataControl {
     return { receiving: this.receiving, rejoin: null, freeBytes: null, lag: ownLag(this.lastProgress, this.deps.node, this.desired?.term ?? null), step: this.stepSentence() };
   }
 
+  /** Agent stop: ships nothing more, and closes the write modules (no one may write here while no agent follows the terms). */
   async close(): Promise<void> {
     this.closed = true;
     this.retry?.cancel();
     await this.stopShipping();
     await this.progressWriter?.close();
     await this.receiver.stop();
+    this.retry?.cancel();
+    if (this.writtenKey !== "null") {
+      this.desired = null;
+      this.desiredKey = "null";
+      await this.applyReceive();
+      this.retry?.cancel();
+    }
   }
 
   // ------------------------------------------------------------ primary side

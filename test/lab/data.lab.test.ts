@@ -25,11 +25,22 @@ const data = (n: LabNode) => join(n.dir, "data");
 const app = (n: LabNode) => join(n.dir, "app");
 const TMP = ".understudy-tmp";
 
-/** The tree as a partner sees it: everything but rsync's (empty) temp dir. */
-function visible(root: string): Record<string, TreeEntry> {
-  const t = snapshotTree(root);
-  for (const k of Object.keys(t)) if (k === TMP || k.startsWith(`${TMP}/`)) delete t[k];
-  return t;
+/**
+ * The tree as a partner sees it: everything but rsync's temp dir (not walked:
+ * its files come and go mid-transfer). null while a file vanished under the walk.
+ */
+function visible(root: string): Record<string, TreeEntry> | null {
+  try {
+    const out: Record<string, TreeEntry> = { ".": snapshotTree(root)["."]! };
+    for (const name of readdirSync(root)) {
+      if (name === TMP) continue;
+      for (const [k, v] of Object.entries(snapshotTree(join(root, name)))) out[k === "." ? name : join(name, k)] = v;
+    }
+    return out;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw e;
+  }
 }
 
 test("data replication: sftp uploads reach both standbys exactly; deletes, renames, homes; the old term is fenced", { timeout: 180_000 }, async (t) => {
@@ -70,7 +81,9 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
   };
   const same = (from: LabNode) => (n: LabNode) => {
     try {
-      assert.deepEqual(visible(data(n)), visible(data(from)));
+      const a = visible(data(n));
+      assert.ok(a !== null);
+      assert.deepEqual(a, visible(data(from)));
       return true;
     } catch {
       return false;
@@ -104,8 +117,9 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
         const t0 = performance.now();
         await sftp(`put ${join(local, name)} ${name}\nchmod 640 ${name}\n`);
         const acked = performance.now() - t0;
-        const want = () => JSON.stringify(visible(data(n1))[name]);
-        await arrives([n2, n3], (n) => JSON.stringify(visible(data(n))[name]) === want() && (visible(data(n))[name]?.mode ?? "") === "0640", name);
+        const want = JSON.stringify(visible(data(n1))?.[name]);
+        assert.match(want, /"mode":"0640"/);
+        await arrives([n2, n3], (n) => JSON.stringify(visible(data(n))?.[name]) === want, name);
         lat.push(performance.now() - t0 - acked);
       }
       t.diagnostic(`upload acknowledged -> on both standbys: p50 ${Math.round(percentile(lat, 50))} ms, max ${Math.round(Math.max(...lat))} ms (n=${lat.length})`);
@@ -117,9 +131,9 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
       await sftp(`mkdir home-alice\nchmod 700 home-alice\nchown 1234 home-alice\nchgrp 1234 home-alice\nput ${join(local, "report.csv")} home-alice/report.csv\nchown 1234 home-alice/report.csv\n`);
       const ms = await arrives([n2, n3], same(n1), "the new home");
       for (const n of [n2, n3]) {
-        const home = visible(data(n))["home-alice"];
+        const home = visible(data(n))?.["home-alice"];
         assert.deepEqual([home?.type, home?.mode, home?.uid, home?.gid], ["dir", "0700", 1234, 1234], `${n.name}: the home's mode and owner`);
-        assert.equal(visible(data(n))["home-alice/report.csv"]?.uid, 1234);
+        assert.equal(visible(data(n))?.["home-alice/report.csv"]?.uid, 1234);
       }
       t.diagnostic(`new home + file on both standbys ${Math.round(ms)} ms after sftp exited`);
       await sftp("rename home-alice/report.csv home-alice/report-final.csv\nrm upload-0.bin\n");
