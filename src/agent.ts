@@ -105,7 +105,15 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
   const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: wakeUps.notifier("sync"), reloads });
   // Data replication (issue 14): built after sync, whose daemon config file it extends with its write modules.
-  const data = await createDataEngine(config, { runner, clock, log: log.child({ component: "data" }), onProgress: wakeUps.notifier("data"), coordinator });
+  const data = await createDataEngine(config, {
+    runner,
+    clock,
+    log: log.child({ component: "data" }),
+    onProgress: wakeUps.notifier("data"),
+    coordinator,
+    // metrics is built below; runs only start once the agent has started.
+    onShipRun: (r) => metrics.observeDataShip(r.standby, r.kind, r.result),
+  });
   const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner,
     clock,

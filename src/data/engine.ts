@@ -23,7 +23,7 @@ import type { SshTransport } from "../sync/transport-ssh.js";
 import { ChangeJournal, type DataEvent, type JournalLimits } from "./journal.js";
 import type { DataControl, DataStatus, ShipTargetStatus } from "./port.js";
 import { moduleLayout, receiveModules, type ReceiveFrom } from "./receive.js";
-import { Shipper, type ShipMember, type ShipSettings } from "./shipper.js";
+import { Shipper, type ShipMember, type ShipSettings, type ShipperDeps } from "./shipper.js";
 import { RootWatcher } from "./watch.js";
 
 /** The HA loop's view (the DataPort.follow argument). */
@@ -70,6 +70,8 @@ export interface DataEngineDeps {
   readonly rejoinPending?: () => boolean;
   /** Where the primary writes data/progress (term-guarded), at most every intervalMs (progress.ts); absent: not written. */
   readonly progressSink?: { readonly coordinator: DataProgressPublisher; readonly intervalMs: number };
+  /** Each finished rsync run, for metrics (Shipper.onRun). */
+  readonly onShipRun?: ShipperDeps["onRun"];
 }
 
 interface PrimarySide {
@@ -179,6 +181,7 @@ export class DataEngine implements DataControl {
         clock: deps.clock,
         log: deps.log,
         onChange: () => this.offerProgress(),
+        ...(deps.onShipRun ? { onRun: deps.onShipRun } : {}),
       }),
     };
     for (const r of deps.roots) {

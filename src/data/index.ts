@@ -29,6 +29,8 @@ export interface DataDeps {
   readonly spawner?: StreamSpawner;
   /** Where the primary writes data/progress (the per-standby lag), term-guarded. */
   readonly coordinator?: DataProgressPublisher;
+  /** Each finished rsync run to a standby (metrics: understudy_data_ship_runs_total). */
+  readonly onShipRun?: (run: { readonly standby: string; readonly kind: "batch" | "full"; readonly result: "ok" | "error" }) => void;
 }
 
 /** The receiver's directories and the daemon config file, on this node's filesystem. */
@@ -91,6 +93,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
     log: deps.log,
     onProgress: deps.onProgress,
     ...(deps.coordinator ? { progressSink: { coordinator: deps.coordinator, intervalMs: d.progress_interval } } : {}),
+    ...(deps.onShipRun ? { onShipRun: deps.onShipRun } : {}),
   });
   return engine;
 }

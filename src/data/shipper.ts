@@ -46,6 +46,8 @@ export interface ShipperDeps {
   readonly log: Logger;
   /** A standby's cursor or state changed (progress, status). */
   readonly onChange?: () => void;
+  /** One rsync run finished (understudy_data_ship_runs_total); not called for runs aborted by stop. */
+  readonly onRun?: (run: { readonly standby: string; readonly kind: "batch" | "full"; readonly result: "ok" | "error" }) => void;
 }
 
 /** What the HA loop's snapshot says of one other member. */
@@ -269,6 +271,7 @@ export class Shipper {
     if (t.abort.signal.aborted) return false;
     const now = deps.clock.monotonicMs();
     // 24: files vanished during the transfer: their own remove events follow.
+    deps.onRun?.({ standby: t.member.node, kind: step.kind, result: code === 0 || code === 24 ? "ok" : "error" });
     if (code === 0 || code === 24) {
       s.cursor = step.kind === "full" ? step.head : step.toSeq;
       if (step.kind === "full") s.fullPassAsked = null;
