@@ -116,6 +116,8 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
       rejoinMetrics?.observeDataRejoin(e);
       if (e.type === "data_rejoin") hookSet.webhook?.notify(e);
     },
+    // metrics is built below; runs only start once the agent has started.
+    onShipRun: (r) => metrics.observeDataShip(r.standby, r.kind, r.result),
   });
   let rejoinMetrics: AgentMetrics | undefined;
   const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {

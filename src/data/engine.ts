@@ -23,7 +23,7 @@ import type { SshTransport } from "../sync/transport-ssh.js";
 import { ChangeJournal, type DataEvent, type JournalLimits } from "./journal.js";
 import type { DataControl, DataStatus, ShipTargetStatus } from "./port.js";
 import { moduleLayout, receiveModules, type ReceiveFrom } from "./receive.js";
-import { Shipper, type ShipMember, type ShipSettings } from "./shipper.js";
+import { Shipper, type ShipMember, type ShipSettings, type ShipperDeps } from "./shipper.js";
 import { RootWatcher } from "./watch.js";
 import type { RejoinAgent } from "./rejoin-agent.js";
 import type { FreeSpaceReader } from "./free-space.js";
@@ -76,6 +76,8 @@ export interface DataEngineDeps {
   readonly progressSink?: { readonly coordinator: DataProgressPublisher; readonly intervalMs: number };
   /** The data roots' free space (free-space.ts, datasurface): memberSummary.freeBytes and GET /data's roots. */
   readonly freeSpace?: FreeSpaceReader;
+  /** Each finished rsync run, for metrics (Shipper.onRun). */
+  readonly onShipRun?: ShipperDeps["onRun"];
 }
 
 interface PrimarySide {
@@ -200,6 +202,7 @@ export class DataEngine implements DataControl {
         log: deps.log,
         ...(deps.rejoin ? { rejoin: deps.rejoin } : {}),
         onChange: () => this.offerProgress(),
+        ...(deps.onShipRun ? { onRun: deps.onShipRun } : {}),
       }),
     };
     for (const r of deps.roots) {

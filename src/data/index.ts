@@ -34,6 +34,8 @@ export interface DataDeps {
   readonly coordinator?: DataRejoinRecords & HistoryLog & DataProgressPublisher;
   /** Rejoin events: the metric (understudy_data_rejoin_files_total) and the webhook. */
   readonly onRejoinEvent?: (e: RejoinEvent) => void;
+  /** Each finished rsync run to a standby (metrics: understudy_data_ship_runs_total). */
+  readonly onShipRun?: (run: { readonly standby: string; readonly kind: "batch" | "full"; readonly result: "ok" | "error" }) => void;
 }
 
 /** The receiver's directories and the daemon config file, on this node's filesystem. */
@@ -124,6 +126,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
       deps.clock,
       deps.onProgress ? { onChange: deps.onProgress } : {},
     ),
+    ...(deps.onShipRun ? { onShipRun: deps.onShipRun } : {}),
   });
   return engine;
 }

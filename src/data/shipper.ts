@@ -49,6 +49,8 @@ export interface ShipperDeps {
   readonly onChange?: () => void;
   /** Loss-free rejoin: pulls and merges a former primary's files (rejoin-agent.ts). Absent: a pending member just waits. */
   readonly rejoin?: Pick<RejoinAgent, "run">;
+  /** One rsync run finished (understudy_data_ship_runs_total); not called for runs aborted by stop. */
+  readonly onRun?: (run: { readonly standby: string; readonly kind: "batch" | "full"; readonly result: "ok" | "error" }) => void;
 }
 
 /** What the HA loop's snapshot says of one other member. */
@@ -319,6 +321,7 @@ export class Shipper {
     if (t.abort.signal.aborted) return false;
     const now = deps.clock.monotonicMs();
     // 24: files vanished during the transfer: their own remove events follow.
+    deps.onRun?.({ standby: t.member.node, kind: step.kind, result: code === 0 || code === 24 ? "ok" : "error" });
     if (code === 0 || code === 24) {
       s.cursor = step.kind === "full" ? step.head : step.toSeq;
       if (step.kind === "full") s.fullPassAsked = null;
