@@ -163,8 +163,6 @@ test("ansible-playbook brings up a working 3-node cluster, idempotently, fails o
       app: join(n.dir, "app"),
       rootSsh: join(n.dir, "root-ssh"),
       adminHostKeys: join(n.dir, "admin-hostkey"),
-      // A data root the role must create (docs/data.md): missing before the first run.
-      uploads: join(n.dir, "srv-sftp"),
     });
     const hosts: Record<string, Record<string, unknown>> = {};
     // The nodes' admin sshds, for Ansible and for the sync key (its forced command): all three at once.
@@ -184,7 +182,6 @@ test("ansible-playbook brings up a working 3-node cluster, idempotently, fails o
         understudy_log_file: join(lab.logDir, `${n.name}-agent.log`),
         understudy_daemon: { backend: "process", mode: "cold", command: daemon, stop_timeout: "3s" },
         understudy_sync_roots: [{ name: "app", path: p.app }],
-        understudy_data_roots: [{ name: "uploads", path: p.uploads }],
         understudy_sync_authorized_keys_file: join(p.rootSsh, "authorized_keys"),
         understudy_sync_host_key_file: join(p.adminHostKeys, "ssh_host_ed25519_key.pub"),
       };
@@ -282,19 +279,6 @@ test("ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     for (const f of ["etcd-client.key", "etcd-password"]) {
       const mode = statSync(join(paths(n1).etc, f)).mode & 0o777;
       assert.equal(mode, 0o640, `${f} is 0640 root:<agent group>`);
-    }
-    // Data roots: created by the role (they did not exist), root-owned, with rsync's temp dir 0700, in the config.
-    assert.ok(existsSync("/usr/bin/inotifywait"), "inotify-tools is installed");
-    for (const n of lab.nodes) {
-      const root = statSync(paths(n).uploads);
-      assert.ok(root.isDirectory() && root.uid === 0 && (root.mode & 0o777) === 0o755, `${n.name}: data root created root:root 0755`);
-      const tmp = statSync(join(paths(n).uploads, ".understudy-tmp"));
-      assert.equal(tmp.mode & 0o777, 0o700, `${n.name}: .understudy-tmp is 0700`);
-      assert.match(
-        readFileSync(join(paths(n).etc, "understudy.yaml"), "utf8"),
-        new RegExp(`^data:\n {2}roots:\n {2}- name: uploads\n {4}path: ${paths(n).uploads.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"),
-        `${n.name}: data section`,
-      );
     }
     const status = await lab.exec(lab.client, [process.execPath, CLI, "status", "--config", join(paths(n1).etc, "understudy.yaml"), "--json"], { timeoutMs: 15_000 });
     assert.equal(status.code, 0, `status over TLS + auth with n1's config: ${status.stdout}${status.stderr}`);
