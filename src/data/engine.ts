@@ -137,11 +137,19 @@ export class DataEngine implements DataControl {
     return { receiving: this.receiving, rejoin: this.deps.rejoin?.summary() ?? null, freeBytes: null, lag: null, step: this.stepSentence() };
   }
 
+  /** Agent stop: ships nothing more, and closes the write modules (no one may write here while no agent follows the terms). */
   async close(): Promise<void> {
     this.closed = true;
     this.retry?.cancel();
     await this.stopShipping();
     await this.receiver.stop();
+    this.retry?.cancel();
+    if (this.writtenKey !== "null") {
+      this.desired = null;
+      this.desiredKey = "null";
+      await this.applyReceive();
+      this.retry?.cancel();
+    }
   }
 
   // ------------------------------------------------------------ primary side

@@ -280,8 +280,15 @@ export class HaLoop {
   private followData(snapshot: ClusterSnapshot | null): void {
     const data = this.deps.data;
     if (!data) return;
-    const leader = snapshot?.leader ?? null;
-    const members = snapshot?.members ?? [];
+    // etcd not read this cycle: the members are unknown, not gone. A primary keeps its standbys and
+    // cursors (its lease fences it if it stays cut off); a standby closes its write modules until it
+    // knows the term again (a shipper refused for a moment retries from the same cursor).
+    if (!snapshot) {
+      if (this.role.acting !== "primary") data.follow({ acting: this.role.acting, term: this.role.term, leader: null, members: [] });
+      return;
+    }
+    const leader = snapshot.leader;
+    const members = snapshot.members;
     data.follow({
       acting: this.role.acting,
       term: this.role.term,

@@ -88,3 +88,23 @@ test("out of file descriptors (EMFILE): run() rejects with a coded error and the
   assert.ok(held > 10, `the child held ${held} descriptors`);
   assert.equal(outcome, "US_E_COMMAND_SPAWN");
 });
+
+test("abort: SIGTERM to the group, SIGKILL 1 s later for a program that ignores it; the promise settles with the signal", async () => {
+  const ac = new AbortController();
+  const t0 = performance.now();
+  const polite = runner.run(["/bin/sleep", "30"], { signal: ac.signal, timeoutMs: 20_000 });
+  const stubborn = new AbortController();
+  const deaf = runner.run(["/bin/sh", "-c", "trap '' TERM; /bin/sleep 30 & wait; wait"], { signal: stubborn.signal, timeoutMs: 20_000 });
+  await new Promise((r) => setTimeout(r, 200));
+  ac.abort();
+  stubborn.abort();
+  const a = await polite;
+  assert.equal(a.signal, "SIGTERM");
+  const b = await deaf;
+  assert.equal(b.code, null);
+  const ms = performance.now() - t0;
+  assert.ok(ms >= 1000 && ms < 5000, `the stubborn one was killed after about 1 s (${Math.round(ms)} ms)`);
+  const already = new AbortController();
+  already.abort();
+  assert.equal((await runner.run(["/bin/sleep", "30"], { signal: already.signal, timeoutMs: 20_000 })).signal, "SIGTERM", "an aborted signal stops it at once");
+});

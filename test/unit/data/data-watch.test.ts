@@ -1,0 +1,132 @@
+// The data watcher (src/data/watch.ts): inotifywait's NUL-separated records
+// read back exactly (names with spaces, newlines, UTF-8 split across chunks),
+// mapped to journal events; the process restarted with backoff as an overflow.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { eventOf, inotifyArgv, InotifyParser, RootWatcher } from "../../../src/data/watch.js";
+import type { DataEvent } from "../../../src/data/journal.js";
+import { silentLogger } from "../../../src/platform/logger.js";
+import type { StreamExit, StreamHandlers, StreamSpawner } from "../../../src/platform/stream-process.js";
+import { FakeClock, flushMicrotasks } from "../../fakes/clock.js";
+
+const ROOT = "/srv/sftp";
+
+test("argv: monitor, recursive, NUL-separated records, the temp dir excluded by an anchored regex", () => {
+  assert.deepEqual(inotifyArgv("/usr/bin/inotifywait", "/srv/a.b"), [
+    "/usr/bin/inotifywait",
+    "-m",
+    "-r",
+    "--format",
+    "%e%0%w%f%0",
+    "--no-newline",
+    "-e",
+    "close_write,moved_to,moved_from,delete,create,attrib,modify",
+    "--exclude",
+    "^/srv/a\\.b/\\.understudy-tmp(/|$)",
+    "/srv/a.b",
+  ]);
+});
+
+test("events: each inotify record becomes the journal event its table says", () => {
+  const table: [string, string, DataEvent | null][] = [
+    ["CLOSE_WRITE,CLOSE", `${ROOT}/a.csv`, { kind: "closed", path: "a.csv" }],
+    ["CREATE", `${ROOT}/alice/b.csv`, { kind: "change", path: "alice/b.csv" }],
+    ["MODIFY", `${ROOT}/alice/b.csv`, { kind: "change", path: "alice/b.csv" }],
+    ["ATTRIB", `${ROOT}/a.csv`, { kind: "change", path: "a.csv" }],
+    ["DELETE", `${ROOT}/a.csv`, { kind: "remove", path: "a.csv" }],
+    ["MOVED_FROM", `${ROOT}/a.csv`, { kind: "remove", path: "a.csv" }],
+    ["MOVED_TO", `${ROOT}/c.csv`, { kind: "closed", path: "c.csv" }],
+    ["CREATE,ISDIR", `${ROOT}/bob`, { kind: "dir", path: "bob", recursive: true }],
+    ["MOVED_TO,ISDIR", `${ROOT}/tree`, { kind: "dir", path: "tree", recursive: true }],
+    ["ATTRIB,ISDIR", `${ROOT}/bob`, { kind: "dir", path: "bob" }],
+    ["DELETE,ISDIR", `${ROOT}/bob`, { kind: "remove", path: "bob" }],
+    ["MODIFY,ISDIR", `${ROOT}/bob`, null],
+    ["Q_OVERFLOW", "", { kind: "overflow", why: "the kernel's inotify queue overflowed" }],
+    ["ATTRIB,ISDIR", `${ROOT}/`, null],
+    ["DELETE_SELF", `${ROOT}/`, { kind: "overflow", why: `the data root ${ROOT} itself was moved or deleted` }],
+    ["CLOSE_WRITE,CLOSE", `${ROOT}/.understudy-tmp/x.1`, null],
+    ["CREATE,ISDIR", `${ROOT}/.understudy-tmp`, null],
+    ["CLOSE_WRITE,CLOSE", `${ROOT}/.understudy-tmpfoo`, { kind: "closed", path: ".understudy-tmpfoo" }],
+    ["CLOSE_WRITE,CLOSE", "/srv/sftp2/x", null],
+  ];
+  for (const [events, path, want] of table) assert.deepEqual(eventOf(events, path, ROOT), want, `${events} ${path}`);
+});
+
+test("parser: records split anywhere, names with spaces, newlines and multi-byte UTF-8 come back exactly", () => {
+  const p = new InotifyParser(ROOT);
+  const stream = Buffer.from(`CLOSE_WRITE,CLOSE\0${ROOT}/a b\nc.csv\0CREATE,ISDIR\0${ROOT}/zoë\0DELETE\0${ROOT}/-rf\0`, "utf8");
+  const out: DataEvent[] = [];
+  // One byte at a time: every split point, including inside "ë".
+  for (let i = 0; i < stream.length; i++) out.push(...p.push(stream.subarray(i, i + 1)));
+  assert.deepEqual(out, [
+    { kind: "closed", path: "a b\nc.csv" },
+    { kind: "dir", path: "zoë", recursive: true },
+    { kind: "remove", path: "-rf" },
+  ]);
+});
+
+/** A strict fake of the stream spawner: each spawn is recorded, the test drives output and exit. */
+class FakeSpawner implements StreamSpawner {
+  readonly procs: { argv: readonly string[]; handlers: StreamHandlers; kills: string[]; exit: (e: StreamExit) => void }[] = [];
+  spawn(argv: readonly string[], handlers: StreamHandlers) {
+    let exit: (e: StreamExit) => void = () => undefined;
+    const exited = new Promise<StreamExit>((r) => (exit = r));
+    const rec = { argv, handlers, kills: [] as string[], exit };
+    this.procs.push(rec);
+    return {
+      exited,
+      kill: (signal: NodeJS.Signals) => {
+        rec.kills.push(signal);
+        if (signal === "SIGTERM") exit({ code: null, signal });
+      },
+    };
+  }
+}
+
+test("watcher: ready on 'Watches established', events forwarded, an exit is an overflow and a restart with backoff, stop kills", async () => {
+  const clock = new FakeClock();
+  const spawner = new FakeSpawner();
+  const events: DataEvent[] = [];
+  let ready = 0;
+  const w = new RootWatcher({
+    spawner,
+    clock,
+    log: silentLogger(),
+    inotifywaitPath: "/usr/bin/inotifywait",
+    name: "uploads",
+    root: ROOT,
+    onEvents: (e) => events.push(...e),
+    onReady: () => (ready += 1),
+  });
+  w.start();
+  assert.equal(spawner.procs.length, 1);
+  assert.equal(w.isReady(), false);
+  spawner.procs[0]!.handlers.stderr(Buffer.from("Setting up watches.  Beware: since -r was given, this may take a while!\nWatches established.\n"));
+  assert.equal(w.isReady(), true);
+  assert.equal(ready, 1);
+  spawner.procs[0]!.handlers.stdout(Buffer.from(`CLOSE_WRITE,CLOSE\0${ROOT}/a\0`));
+  assert.deepEqual(events, [{ kind: "closed", path: "a" }]);
+
+  spawner.procs[0]!.handlers.stderr(Buffer.from("Failed to watch; upper limit on inotify watches reached!\n"));
+  spawner.procs[0]!.exit({ code: 1, signal: null });
+  await flushMicrotasks();
+  assert.equal(w.isReady(), false);
+  assert.equal(events[1]?.kind, "overflow");
+  assert.match((events[1] as { why: string }).why, /exited \(code 1\): Failed to watch; upper limit/);
+  await clock.advance(199);
+  assert.equal(spawner.procs.length, 1, "not restarted before the backoff");
+  await clock.advance(1);
+  assert.equal(spawner.procs.length, 2, "restarted after 200 ms");
+  spawner.procs[1]!.exit({ code: 1, signal: null });
+  await flushMicrotasks();
+  await clock.advance(399);
+  assert.equal(spawner.procs.length, 2);
+  await clock.advance(1);
+  assert.equal(spawner.procs.length, 3, "the backoff doubled");
+
+  await w.stop();
+  assert.deepEqual(spawner.procs[2]!.kills, ["SIGTERM"]);
+  await clock.advance(60_000);
+  assert.equal(spawner.procs.length, 3, "never restarted after stop");
+  assert.equal(events.filter((e) => e.kind === "overflow").length, 2, "a stop is not an overflow");
+});
