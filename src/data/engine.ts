@@ -126,9 +126,8 @@ export class DataEngine implements DataControl {
     const { node } = this.deps;
     if (view.acting === "primary" && view.term !== null) {
       // The former-primary marker (rejoin): on disk before this term ships.
-      if (this.deps.rejoin && this.primary?.term !== view.term) {
-        void this.deps.rejoin.becomePrimary(view.term).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "data rejoin: marker write failed"));
-      }
+      // Every cycle, serially: a failed write is retried; a marker already of this term is not rewritten.
+      this.deps.rejoin?.follow({ primaryTerm: view.term, leader: view.leader });
       // A node that is primary serves no write module: rendered away first.
       this.setReceive(null);
       if (this.primary && this.primary.term !== view.term) this.stopPrimary();
@@ -214,7 +213,11 @@ export class DataEngine implements DataControl {
         inotifywaitPath: deps.inotifywaitPath,
         name: r.name,
         root: r.path,
-        onEvents: (events) => this.record(side, journal, events),
+        onEvents: (events) => {
+          // Deletions of this term, so a rejoin that brings one back reports it as restored.
+          for (const e of events) if (e.kind === "remove" || e.kind === "rename") this.deps.rejoin?.noteDeleted(r.name, e.path);
+          this.record(side, journal, events);
+        },
         onReady: () => this.stabilise(side, "watcher ready"),
       });
       watchers.push(w);

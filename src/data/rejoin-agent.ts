@@ -7,9 +7,11 @@
 //   rejoin is pending; `modules` is the read-only `r<T>-<root>` text the
 //   engine appends to the daemon config while pending; `summary` is the
 //   member key's `rejoin`.
-// * Primary side: `becomePrimary` writes the marker (awaited by the engine
-//   before it ships); `run` pulls and merges a pending member's files
-//   (rejoin-exec.ts) for every root at once.
+// * Primary side: `follow` with the primary's term writes the marker (each
+//   cycle until it is on disk; `becomePrimary` awaits it, for callers that
+//   can wait); `run` pulls and merges a pending member's files
+//   (rejoin-exec.ts) for every root at once; `noteDeleted` keeps this term's
+//   deletions (bounded) so a restore is reported as one.
 import { describeError } from "../errors/catalogue.js";
 import type { DataRejoinRecords, HistoryLog } from "../coordinator/port.js";
 import type { Clock } from "../platform/clock.js";
@@ -43,6 +45,8 @@ export interface RejoinAgentDeps {
   readonly onChange?: () => void;
 }
 
+const MAX_TOMBSTONES = 100_000;
+
 export type RejoinView = Omit<MarkerObservation, "marker" | "record" | "node">;
 
 export class RejoinAgent {
@@ -50,6 +54,9 @@ export class RejoinAgent {
   private readonly serial: SerialRunner;
   private view: RejoinView | null = null;
   private known = false;
+  /** Paths deleted during this primary's term (bounded: MAX_TOMBSTONES; beyond it a restore is reported as a move). */
+  private readonly deleted = new Set<string>();
+  private deletedTerm: number | null = null;
 
   constructor(private readonly deps: RejoinAgentDeps) {
     this.side = new FormerPrimarySide(new RejoinMarkerStore(deps.stateDir, deps.fs), deps.coordinator, deps.log);
@@ -59,10 +66,20 @@ export class RejoinAgent {
     );
   }
 
-  /** After each HA cycle (not a primary: becomePrimary). Returns at once; the marker planner runs serially. */
+  /** After each HA cycle. Returns at once; the marker planner runs serially. */
   follow(view: RejoinView): void {
+    if (view.primaryTerm !== null && view.primaryTerm !== this.deletedTerm) {
+      this.deletedTerm = view.primaryTerm;
+      this.deleted.clear();
+    }
     this.view = view;
     this.serial.trigger("cycle");
+  }
+
+  /** A path deleted in this primary's term (its watcher's remove events): a rejoin that brings it back says "restored". */
+  noteDeleted(root: string, path: string): void {
+    if (this.deleted.size >= MAX_TOMBSTONES) return;
+    this.deleted.add(`${root}\0${path}`);
   }
 
   /** Before this node ships or takes uploads as primary of `term`: the marker says so on disk. */
@@ -115,6 +132,7 @@ export class RejoinAgent {
         coordinator: d.coordinator,
         fsyncDir: (dir) => d.fs.fsyncDir(dir),
         journal,
+        deletedHere: (root, path) => this.deleted.has(`${root}\0${path}`),
         ...(d.onEvent ? { onEvent: d.onEvent } : {}),
       },
     );

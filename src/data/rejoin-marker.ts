@@ -168,9 +168,10 @@ export class FormerPrimarySide {
       }
       this.last = plan;
     } catch (e) {
-      this.log.warn({ err: describeError(e) }, "former primary marker: read or write failed; keeping the last plan and retrying next cycle");
-      // Never fail open: a node whose marker could not be read is treated as a former primary of term 0.
-      if (this.marker === undefined) this.last = planRejoinMarker({ ...o, marker: { term: 0 }, record: null });
+      this.log.warn({ err: describeError(e) }, "former primary marker: read or write failed; retrying next cycle");
+      // Never fail open: without the record (etcd unreachable) a former primary stays pending; a marker
+      // that could not be read counts as a former primary of term 0.
+      this.last = planRejoinMarker({ ...o, marker: this.marker ?? { term: 0 }, record: null });
     }
     return this.last;
   }
