@@ -238,6 +238,15 @@ export const configSchema = z
     });
     // Data roots travel over the sync transport (sync.ssh), and never inside a config root or the state dir.
     if (c.data && !c.sync) ctx.addIssue({ code: "custom", path: ["data"], message: "needs a sync section: data roots are shipped over sync.ssh" });
+    // The receiving rsync runs as the sync key's account and sets every owner and mode exactly (-a --numeric-ids):
+    // only root can. Any other account would fail each batch on the first partner-owned file.
+    if (c.data && c.sync && c.sync.ssh.user !== "root") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["sync", "ssh", "user"],
+        message: `must be root when data roots are configured (the standby's receiving rsync sets partners' owners), not ${c.sync.ssh.user}`,
+      });
+    }
     c.data?.roots.forEach((r, i) => {
       const root = r.path.replace(/\/+$/, "");
       const inside = (a: string, b: string) => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);

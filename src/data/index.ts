@@ -103,6 +103,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
       reserveBytes: d.reserve,
       maxDelete: d.max_delete,
       retryMaxMs: Math.max(1000, s.retry_max),
+      diskFullRetryMs: d.disk_full_retry,
       rsyncPath: s.rsync_path,
       sshUser: s.ssh.user,
     },

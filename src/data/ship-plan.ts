@@ -86,7 +86,9 @@ function planStandby(o: ShipObservation, term: number, s: StandbyShipState): Sta
     if (!(s.diskFull && (retryDue || spaceBack))) {
       const free = s.freeBytes === null ? "free space not reported" : `${bytes(s.freeBytes)} free`;
       const when =
-        s.diskFull && s.retryAtMs !== null ? `retrying in ${Math.max(0, s.retryAtMs - o.nowMs)}ms or when it reports ${bytes(o.reserveBytes)} free` : `until it reports ${bytes(o.reserveBytes)} free`;
+        s.diskFull && s.retryAtMs !== null
+          ? `retrying in ${Math.max(0, Math.round(s.retryAtMs - o.nowMs))}ms or when it reports ${bytes(o.reserveBytes)} free`
+          : `until it reports ${bytes(o.reserveBytes)} free`;
       return { node: n, kind: "pause", reason: `paused: ${n}'s data volume is full (${free}, reserve ${bytes(o.reserveBytes)}); ${when}; the primary is not affected` };
     }
   } else if (s.failures > 0 && s.retryAtMs !== null && o.nowMs < s.retryAtMs) {
@@ -187,17 +189,19 @@ export function afterFailure(
   kind: ShipFailureKind,
   nowMs: number,
   retryMaxMs: number,
+  /** data.disk_full_retry: how long a full standby (or a stopped delete) waits before the next try. */
+  pauseMs: number = DISK_FULL_RETRY_MS,
 ): { readonly failures: number; readonly retryAtMs: number; readonly diskFull: boolean; readonly reason: string } {
   const failures = s.failures + 1;
   if (kind === "disk-full") {
-    return { failures, retryAtMs: nowMs + DISK_FULL_RETRY_MS, diskFull: true, reason: `paused: ${s.node}'s data volume is full; retrying in ${DISK_FULL_RETRY_MS}ms or when it reports free space` };
+    return { failures, retryAtMs: nowMs + pauseMs, diskFull: true, reason: `paused: ${s.node}'s data volume is full; retrying in ${pauseMs}ms or when it reports free space` };
   }
   if (kind === "delete-limit") {
     return {
       failures,
-      retryAtMs: nowMs + DISK_FULL_RETRY_MS,
+      retryAtMs: nowMs + pauseMs,
       diskFull: false,
-      reason: `stopped deleting on ${s.node}: a full pass would delete more than max_delete files (is this primary's data root mounted?); retrying in ${DISK_FULL_RETRY_MS}ms`,
+      reason: `stopped deleting on ${s.node}: a full pass would delete more than max_delete files (is this primary's data root mounted?); retrying in ${pauseMs}ms`,
     };
   }
   const delay = Math.min(retryMaxMs, FIRST_RETRY_MS * 2 ** Math.min(failures - 1, 20));

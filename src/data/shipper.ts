@@ -32,6 +32,8 @@ export interface ShipSettings {
   readonly reserveBytes: number;
   readonly maxDelete: number;
   readonly retryMaxMs: number;
+  /** data.disk_full_retry. */
+  readonly diskFullRetryMs?: number;
   readonly rsyncPath: string;
   readonly sshUser: string;
 }
@@ -274,7 +276,7 @@ export class Shipper {
       if (t.abort.signal.aborted) return false;
       const now = deps.clock.monotonicMs();
       const first = this.stateOf(t, deps.roots[0]!.name);
-      const after = afterFailure({ node, failures: first.failures }, "transient", now, deps.settings.retryMaxMs);
+      const after = afterFailure({ node, failures: first.failures }, "transient", now, deps.settings.retryMaxMs, deps.settings.diskFullRetryMs);
       const lastError = describeError(e);
       for (const root of deps.roots)
         Object.assign(this.stateOf(t, root.name), {
@@ -337,7 +339,7 @@ export class Shipper {
       return true;
     }
     const kind = classifyShipFailure(code, stderr);
-    const after = afterFailure({ node: t.member.node, failures: s.failures }, kind, now, settings.retryMaxMs);
+    const after = afterFailure({ node: t.member.node, failures: s.failures }, kind, now, settings.retryMaxMs, settings.diskFullRetryMs);
     s.failures = after.failures;
     s.retryAtMs = after.retryAtMs;
     s.diskFull = after.diskFull;

@@ -14,6 +14,7 @@
 // `<root>/.understudy-tmp` (rsync's temp dir while this node was a standby) is
 // never reported. The watcher is restarted with backoff when it exits; each
 // restart is an overflow, since events between the two processes are lost.
+import { lstatSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
@@ -72,13 +73,31 @@ export function eventOf(events: string, fullPath: string, root: string): DataEve
   return null;
 }
 
+/**
+ * A closed file's size, for the journal's lag in bytes (data/progress, maximum_data_lag_on_failover)
+ * and max_batch_bytes: one lstat per closed upload, not per write. undefined when it is gone already
+ * (its remove event follows) or is not a regular file.
+ */
+export function sizeOfClosed(fullPath: string): number | undefined {
+  try {
+    const st = lstatSync(fullPath);
+    return st.isFile() ? st.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reads "<EVENTS>\0<path>\0" records from a byte stream split anywhere (UTF-8 safe). */
 export class InotifyParser {
   private readonly decoder = new StringDecoder("utf8");
   private buffer = "";
   private events: string | null = null;
 
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    /** The size of a closed file (sizeOfClosed); tests give a table. */
+    private readonly sizeOf: (fullPath: string) => number | undefined = sizeOfClosed,
+  ) {}
 
   push(chunk: Buffer | string): DataEvent[] {
     this.buffer += typeof chunk === "string" ? chunk : this.decoder.write(chunk);
@@ -93,7 +112,10 @@ export class InotifyParser {
       }
       const e = eventOf(this.events, token, this.root);
       this.events = null;
-      if (e) out.push(e);
+      if (e?.kind === "closed") {
+        const size = this.sizeOf(token);
+        out.push(size === undefined ? e : { ...e, size });
+      } else if (e) out.push(e);
     }
     return out;
   }

@@ -53,7 +53,7 @@ test("events: each inotify record becomes the journal event its table says", () 
 });
 
 test("parser: records split anywhere, names with spaces, newlines and multi-byte UTF-8 come back exactly", () => {
-  const p = new InotifyParser(ROOT);
+  const p = new InotifyParser(ROOT, () => undefined);
   const stream = Buffer.from(`CLOSE_WRITE,CLOSE\0${ROOT}/a b\nc.csv\0CREATE,ISDIR\0${ROOT}/zoë\0DELETE\0${ROOT}/-rf\0`, "utf8");
   const out: DataEvent[] = [];
   // One byte at a time: every split point, including inside "ë".
@@ -63,6 +63,20 @@ test("parser: records split anywhere, names with spaces, newlines and multi-byte
     { kind: "dir", path: "zoë", recursive: true },
     { kind: "remove", path: "-rf" },
   ]);
+});
+
+test("parser: a closed file carries its size (lag in bytes, max_batch_bytes); gone or not a file: no size", () => {
+  const sizes: Record<string, number> = { [`${ROOT}/big.bin`]: 1_048_576 };
+  const asked: string[] = [];
+  const p = new InotifyParser(ROOT, (full) => (asked.push(full), sizes[full]));
+  const out = p.push(`CLOSE_WRITE,CLOSE\0${ROOT}/big.bin\0CLOSE_WRITE,CLOSE\0${ROOT}/gone\0MODIFY\0${ROOT}/big.bin\0MOVED_TO\0${ROOT}/big.bin\0`);
+  assert.deepEqual(out, [
+    { kind: "closed", path: "big.bin", size: 1_048_576 },
+    { kind: "closed", path: "gone" },
+    { kind: "change", path: "big.bin" },
+    { kind: "closed", path: "big.bin", size: 1_048_576 },
+  ]);
+  assert.deepEqual(asked, [`${ROOT}/big.bin`, `${ROOT}/gone`, `${ROOT}/big.bin`], "one lstat per closed file, none per write");
 });
 
 /** A strict fake of the stream spawner: each spawn is recorded, the test drives output and exit. */
