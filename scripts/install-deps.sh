@@ -28,6 +28,7 @@ DEMO=(
   openssh-server openssh-client    # sshd = the transfer daemon; ssh-keygen, ssh-keyscan, sftp
   iproute2 iputils-arping          # namespaces, veths, the VIP (ip addr), gratuitous ARP
   util-linux                       # setpriv --pdeathsig for every lab process
+  inotify-tools                    # inotifywait: the data watcher on the primary (data.inotifywait_path), data lab tests
   python3                          # the lab's raw-socket ARP observer (stdlib only)
   gcc libc6-dev make binutils      # npm run build compiles the native fence guard (make, objcopy)
   dpkg-dev                         # scripts/build-deb.sh (dpkg-deb, dpkg-shlibdeps)

@@ -29,6 +29,7 @@ import type { FenceOrders } from "./fence/protocol.js";
 import { watchdogTimeoutS } from "./config/watchdog.js";
 import type { FenceGuard, WatchdogSettings } from "./fence/port.js";
 import { createSyncEngine } from "./sync/index.js";
+import { createDataEngine } from "./data/index.js";
 import { ToolReadiness, checkTools } from "./tools/check.js";
 
 export interface RunningAgent {
@@ -103,6 +104,8 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
 
   // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
   const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: wakeUps.notifier("sync"), reloads });
+  // Data replication (issue 14): built after sync, whose daemon config file it extends with its write modules.
+  const data = await createDataEngine(config, { runner, clock, log: log.child({ component: "data" }), onProgress: wakeUps.notifier("data") });
   const check = new ReadinessCheck(config.daemon.check, config.daemon.check_interval, {
     runner,
     clock,
@@ -132,6 +135,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     wakeUps,
     ...(apiUrl ? { apiUrl } : {}),
     ...(sync ? { sync } : {}),
+    ...(data ? { data } : {}),
   });
   const metrics = new AgentMetrics(
     () => ha.view(),
@@ -191,6 +195,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
         ...(tls && tlsSource ? { tls, tlsSource } : {}),
         ...(tokenSource ? { tokenSource } : {}),
         ...(sync ? { sync } : {}),
+        ...(data ? { data } : {}),
       })
     : undefined;
   if (api && apiListen) {
@@ -202,6 +207,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   // decided whether it adopts its own lease (keep the VIP) or not (drop a leftover).
   // Load the held generation first: the loop's first member key and ranking use it.
   await sync?.start();
+  data?.start();
   await ha.start();
 
   let stopping: Promise<void> | undefined;
@@ -211,6 +217,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     stop: () =>
       (stopping ??= (async () => {
         await ha.stop();
+        await data?.close();
         await sync?.close();
         await hookSet.close();
         await fenceGuard.close();

@@ -10,6 +10,7 @@ import type { AgentMetrics } from "./metrics.js";
 import { registerControlRoutes } from "./control.js";
 import type { SyncStatus } from "../sync/engine.js";
 import type { Manifest } from "../sync/manifest.js";
+import type { DataControl } from "../data/port.js";
 
 export interface ApiDeps {
   readonly view: () => NodeView;
@@ -31,6 +32,8 @@ export interface ApiDeps {
     manifest(root: string): Manifest | undefined;
     resync(): void;
   };
+  /** Data replication, when data roots are configured (routes: datasurface's POST /data/notify, GET /data). */
+  readonly data?: DataControl;
   /** Serve HTTPS; with clientCa, a verified client certificate also authorizes mutations (mTLS). */
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer };
   /** The same files re-read when they change (a renewed certificate): new connections get the new ones, without a restart. */

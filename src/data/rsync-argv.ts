@@ -30,8 +30,6 @@ export type DataDestination =
       readonly host: string;
       readonly term: number;
       readonly root: string;
-      /** The data root's directory name inside the module (the module is the root's parent: receive.ts). */
-      readonly dir: string;
       readonly ssh: SshTransport;
     }
   | { readonly kind: "local"; readonly path: string };
@@ -57,6 +55,12 @@ export interface DataRsyncOptions {
   readonly rsyncPath?: string;
 }
 
+/**
+ * Inside each data root: rsync's temp dir on a standby (receive.ts). Always
+ * excluded by the sender, so --delete never removes it and it is never shipped.
+ */
+export const TEMP_DIR_NAME = ".understudy-tmp";
+
 /** The write module a standby serves for a term: a deposed primary's term finds none (the receiver's fence, §1). */
 export function moduleName(term: number, root: string): string {
   if (!Number.isInteger(term) || term < 1) throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data module term", problem: "must be a positive integer", value: String(term) });
@@ -76,6 +80,7 @@ function common(o: DataRsyncOptions): string[] {
     "--modify-window=-1",
     ...((o.fsync ?? true) ? ["--fsync"] : []),
     `--timeout=${timeoutS}`,
+    `--exclude=/${TEMP_DIR_NAME}`,
   ];
   if (o.tempDir !== undefined) args.push(`--temp-dir=${safeAbsolutePath("data temp dir", o.tempDir)}`);
   if (o.bwlimitKiB !== undefined) {
@@ -89,7 +94,7 @@ function common(o: DataRsyncOptions): string[] {
 
 function target(d: DataDestination): string {
   if (d.kind === "local") return `${safeAbsolutePath("data destination", d.path)}/`;
-  return `${safeUser("data.ssh.user", d.user)}@${hostForUrl(safeHost("standby address", d.host))}::${moduleName(d.term, d.root)}/${checkModule("data root directory name", d.dir)}/`;
+  return `${safeUser("data.ssh.user", d.user)}@${hostForUrl(safeHost("standby address", d.host))}::${moduleName(d.term, d.root)}/`;
 }
 
 /**

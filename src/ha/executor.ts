@@ -11,7 +11,7 @@ import type { HaEvent } from "./events.js";
 import type { FlapWatch } from "./flap-watch.js";
 import type { LeaseState, SessionLease } from "./lease.js";
 import type { Action, Decision, Observation, StalePromotion } from "./observation.js";
-import type { SyncPort, VipControl } from "./ports.js";
+import type { DataPort, SyncPort, VipControl } from "./ports.js";
 import type { HookVerdict, PromotionGates } from "./promotion.js";
 import type { NodeRole } from "./role.js";
 import { vipNotFree } from "./vip-truth.js";
@@ -30,6 +30,7 @@ export interface ExecutorDeps {
   readonly fenceGuard?: FenceGuard;
   readonly hooks?: HookPort;
   readonly sync?: SyncPort;
+  readonly data?: DataPort;
 }
 
 /** What the executor reads from and asks of the loop that owns it. */
@@ -85,6 +86,8 @@ export class DecisionExecutor {
         await this.decline(action);
         return;
       case "demote":
+        // Every data rsync of this term is dead before the floating IP goes (docs/data-replication-design.md §2).
+        await this.deps.data?.stopShipping().catch(warn("stopping data shipping failed"));
         await role.demote("decision");
         return;
       case "resign":

@@ -15,7 +15,7 @@ import { configuredPart, type ConfiguredPart, type Decision, type Observation } 
 import type { PromotionGates } from "./promotion.js";
 import { EMPTY_MEMORY, track, type HaMemory } from "./track.js";
 import { SerialRunner } from "../platform/serial.js";
-import type { DaemonHealth, SyncPort, VipControl } from "./ports.js";
+import type { DaemonHealth, DataPort, SyncPort, VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
 import { MemberPublisher } from "./member.js";
 import { FlapWatch } from "./flap-watch.js";
@@ -45,6 +45,8 @@ export interface HaLoopDeps {
   readonly hooks?: HookPort;
   /** The file sync engine; absent when no sync roots are configured. */
   readonly sync?: SyncPort;
+  /** Data replication (src/data/); absent when no data roots are configured. */
+  readonly data?: DataPort;
   /** "Look again" notices from parts built before the loop (sync progress, readiness, tools, watchdog): each runs a cycle. */
   readonly wakeUps?: WakeSource;
 }
@@ -254,6 +256,7 @@ export class HaLoop {
     }
     if (snapshot?.leader) this.lastLeader = snapshot.leader;
     this.followSync(snapshot);
+    this.followData(snapshot);
     await this.publishMember();
     this.etcdReachable = snapshot !== null;
     this.lastCycleAtMs = this.deps.clock.monotonicMs();
@@ -273,12 +276,28 @@ export class HaLoop {
     });
   }
 
+  /** Tell data replication who leads and what each member says (receiving term, rejoin, free space); it ships or receives on its own. */
+  private followData(snapshot: ClusterSnapshot | null): void {
+    const data = this.deps.data;
+    if (!data) return;
+    const leader = snapshot?.leader ?? null;
+    const members = snapshot?.members ?? [];
+    data.follow({
+      acting: this.role.acting,
+      term: this.role.term,
+      leader: leader ? { node: leader.node, term: leader.term, address: members.find((m) => m.node === leader.node)?.address ?? null } : null,
+      members: members.map((m) => ({ node: m.node, address: m.address, ...(m.data ? { data: m.data } : {}) })),
+    });
+  }
+
   /** Lease deadline passed: fence now, whatever the cycle is doing. */
   private fence(lease: LeaseState): void {
     if (this.role.acting === "primary") {
       this.deps.log.error({ lease: lease.id, term: this.role.term }, "fencing: lease deadline passed; dropping the floating IP and stopping the daemon");
       this.chronicle.fenced(this.role.term, this.lease.error() ?? "no renewal acknowledged");
       this.emit({ type: "fenced" });
+      // Kill the data shippers at once, without holding the VIP drop for them (the term-scoped module fences the rest).
+      this.deps.data?.stopShipping().catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "fencing: stopping data shipping failed"));
       this.role.demote("lease deadline").catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "fencing: stepping down failed"));
     }
     this.trigger("lease deadline");
@@ -327,6 +346,8 @@ export class HaLoop {
     const wasPrimary = this.role.acting === "primary";
     const term = this.role.term;
     const vipBefore = this.deps.vip.state();
+    // No data rsync of this term may outlive the floating IP.
+    await this.deps.data?.stopShipping().catch((e: unknown) => log.error({ err: describeError(e) }, "stopping data shipping failed"));
     await this.role.demote("shutdown");
     if (wasPrimary && term !== null) {
       // Release first (the successor may skip its duplicate-address check), then revoke the lease.

@@ -6,7 +6,7 @@ import type { FlapWatch } from "./flap-watch.js";
 import { isDamped } from "./flap.js";
 import type { LeaseState } from "./lease.js";
 import type { MemberBody } from "./member.js";
-import type { DaemonHealth, SyncPort, VipControl } from "./ports.js";
+import type { DaemonHealth, DataPort, SyncPort, VipControl } from "./ports.js";
 import type { NodeRole } from "./role.js";
 import { memberVipFields, type VipWitness } from "./vip-truth.js";
 
@@ -19,6 +19,7 @@ export interface SelfParts {
   readonly health: DaemonHealth;
   readonly vip: VipControl;
   readonly sync?: SyncPort;
+  readonly data?: DataPort;
   readonly version: string;
   readonly apiUrl?: string;
   readonly readiness: Readiness;
@@ -45,6 +46,7 @@ export function memberBody(p: SelfParts, decision: string): MemberBody {
     nofailover: config.node.nofailover,
     generation: sync?.generation() ?? 0,
     ...(sync ? { sync: sync.memberSummary() } : {}),
+    ...(p.data ? { data: p.data.memberSummary() } : {}),
     address: config.node.address,
     version: p.version,
     decision,

@@ -13,7 +13,13 @@ export interface CommandResult {
 export interface CommandOptions {
   readonly timeoutMs?: number;
   readonly env?: Record<string, string>;
-  readonly input?: string;
+  readonly input?: string | Buffer;
+  /**
+   * Aborting stops the program: SIGTERM to its process group, SIGKILL 1 s
+   * later if it is still there; the promise then settles with the exit as
+   * usual (code null, the signal).
+   */
+  readonly signal?: AbortSignal;
   /** Bytes kept of stdout and of stderr each (default 1 MiB); the rest is read and dropped. */
   readonly maxOutputBytes?: number;
 }
@@ -32,6 +38,8 @@ export interface CommandRunner {
 }
 
 export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+/** After an abort's SIGTERM, how long before SIGKILL. */
+const ABORT_KILL_MS = 1000;
 /** After a timeout kill, how long to wait for the pipes before settling anyway. */
 const KILL_GRACE_MS = 250;
 
@@ -130,7 +138,26 @@ export class SpawnCommandRunner implements CommandRunner {
           }, KILL_GRACE_MS);
         }, options.timeoutMs);
       }
+      let term: NodeJS.Timeout | undefined;
+      const onAbort = (): void => {
+        termGroup(pgid);
+        term = setTimeout(() => {
+          killGroup(pgid);
+          // As after a timeout: a process that left the group may hold a pipe; settle anyway.
+          grace = setTimeout(() => {
+            stdout.destroy();
+            stderr.destroy();
+            finish(() => resolve({ code: null, signal: "SIGKILL", stdout: out.text(), stderr: err.text() }));
+          }, KILL_GRACE_MS);
+        }, ABORT_KILL_MS);
+      };
+      if (options.signal) {
+        if (options.signal.aborted) onAbort();
+        else options.signal.addEventListener("abort", onAbort, { once: true });
+      }
       child.on("close", (code, signal) => {
+        if (term) clearTimeout(term);
+        options.signal?.removeEventListener("abort", onAbort);
         finish(() =>
           timedOut
             ? reject(timeoutError(file, options.timeoutMs))
@@ -157,6 +184,14 @@ function killGroup(pgid: number): void {
     process.kill(-pgid, "SIGKILL");
   } catch {
     // Already gone (ESRCH): nothing left to kill.
+  }
+}
+
+function termGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, "SIGTERM");
+  } catch {
+    // Already gone.
   }
 }
 

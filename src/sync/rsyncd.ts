@@ -68,6 +68,48 @@ export interface RsyncdOptions {
    * "Symlinks and the chroot"). Default root.
    */
   readonly daemonUser?: string;
+  /**
+   * Data replication's write-only modules (src/data/receive.ts): rendered
+   * after the read-only sync modules while this node is a standby receiving
+   * a term's data. Each overrides the read-only defaults for itself only.
+   */
+  readonly writeModules?: readonly WriteModule[];
+}
+
+/** One write-only module: a data root on a standby, writable only from `hostsAllow`. */
+export interface WriteModule {
+  readonly name: string;
+  readonly path: string;
+  /** rsync's temporary files, resolved inside the module (chroot): e.g. `/.understudy-tmp`. */
+  readonly tempDir: string;
+  readonly hostsAllow: readonly string[];
+}
+
+/** Options a writer could use to put a half-written file under its final name. */
+const REFUSED_WRITES = ["inplace", "append", "append-verify", "partial", "partial-dir"];
+
+/** A write module's lines (the global section's read only/chroot/refuse are overridden here). */
+export function renderWriteModule(m: WriteModule): string[] {
+  const name = checkModule("data module", m.name);
+  const path = safeAbsolutePath(`data module ${name} path`, m.path);
+  if (path === "/") throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: `data module ${name} path`, problem: "must not be the filesystem root", value: JSON.stringify(m.path) });
+  const temp = safeAbsolutePath(`data module ${name} temp dir`, m.tempDir);
+  if (m.hostsAllow.length === 0 || m.hostsAllow.some((h) => !/^[0-9A-Fa-f.:/]+$/.test(h))) {
+    throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: `data module ${name} hosts allow`, problem: "must list addresses only", value: JSON.stringify(m.hostsAllow) });
+  }
+  return [
+    `[${name}]`,
+    `    path = ${path}`,
+    // Root and chrooted: owners and modes arrive exactly, and nothing outside the root is reachable.
+    "    use chroot = yes",
+    "    read only = no",
+    // The primary cannot read a standby's files through it.
+    "    write only = yes",
+    `    temp dir = ${temp}`,
+    `    hosts allow = ${m.hostsAllow.join(" ")}`,
+    `    refuse options = ${[...REFUSED, ...REFUSED_WRITES].join(" ")}`,
+    "",
+  ];
 }
 
 /** The daemon config for `rsync --server --daemon --config=FILE .`: one read-only module per root. */
@@ -102,6 +144,11 @@ export function renderRsyncdConf(roots: readonly ServedRoot[], opts: RsyncdOptio
     if (path === "/") throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: `sync.roots.${name}.path`, problem: "must not be the filesystem root", value: JSON.stringify(r.path) });
     const filter = daemonFilter(r);
     lines.push(`[${name}]`, `    path = ${path}`, ...(filter ? [`    filter = ${filter}`] : []), "");
+  }
+  for (const m of opts.writeModules ?? []) {
+    if (seen.has(m.name)) throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: "data module", problem: "is used by a sync root or another data module", value: JSON.stringify(m.name) });
+    seen.add(m.name);
+    lines.push(...renderWriteModule(m));
   }
   return lines.join("\n");
 }

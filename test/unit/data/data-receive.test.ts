@@ -23,12 +23,16 @@ const LEADER = "198.18.0.11";
 test("render: one write-only module per root for the followed term, only the leader may write; none when receiving nothing", () => {
   const roots = [{ name: "uploads", path: "/srv/sftp/home" }];
   const conf = renderReceiveConf(roots, { term: 7, leaderAddress: LEADER });
-  assert.match(conf, /\n\[d7-uploads\]\n {4}path = \/srv\/sftp\n {4}read only = no\n {4}write only = yes\n {4}temp dir = \/\.understudy-tmp\n {4}hosts allow = 198\.18\.0\.11\n/);
+  assert.match(
+    conf,
+    /\n\[d7-uploads\]\n {4}path = \/srv\/sftp\/home\n {4}use chroot = yes\n {4}read only = no\n {4}write only = yes\n {4}temp dir = \/\.understudy-tmp\n {4}hosts allow = 198\.18\.0\.11\n/,
+  );
+  assert.match(renderReceiveConf(roots, { term: 7, leaderAddress: LEADER, vipAddress: "198.18.0.100" }), /hosts allow = 198\.18\.0\.11 198\.18\.0\.100\n/);
   assert.match(conf, /^use chroot = yes$/m);
   assert.doesNotMatch(renderReceiveConf(roots, null), /\[/, "no module while primary or following no one");
-  assert.deepEqual(moduleLayout(roots[0]!), { parent: "/srv/sftp", dir: "home", tempDir: "/srv/sftp/.understudy-tmp" });
+  assert.deepEqual(moduleLayout(roots[0]!), { path: "/srv/sftp/home", tempDir: "/srv/sftp/home/.understudy-tmp" });
   const refused = (f: () => unknown, code: string) => assert.throws(f, (e: unknown) => isUnderstudyError(e) && e.code === code);
-  refused(() => renderReceiveConf([{ name: "uploads", path: "/srv" }], { term: 7, leaderAddress: LEADER }), "US_E_DATA_CONFIG");
+  refused(() => renderReceiveConf([{ name: "uploads", path: "/" }], { term: 7, leaderAddress: LEADER }), "US_E_DATA_CONFIG");
   refused(() => renderReceiveConf([{ name: "uploads", path: "/srv/a b" }], { term: 7, leaderAddress: LEADER }), "US_E_SYNC_CONFIG");
   refused(() => renderReceiveConf(roots, { term: 7, leaderAddress: "-oProxyCommand=x" }), "US_E_SYNC_CONFIG");
   refused(() => renderReceiveConf([roots[0]!, roots[0]!], { term: 7, leaderAddress: LEADER }), "US_E_DATA_CONFIG");
@@ -37,9 +41,9 @@ test("render: one write-only module per root for the followed term, only the lea
 test("the real daemon: the leader's batch lands, another host or another term is fenced, temp files stay outside the root", async (t) => {
   if (process.getuid?.() !== 0) return t.skip("the receiving daemon chroots, which needs root (the data key's account)");
   const src = join(BASE, "primary");
-  const parent = join(BASE, "standby");
-  const root = join(parent, "sftp");
-  for (const d of [src, root, join(parent, TEMP_DIR_NAME)]) mkdirSync(d, { recursive: true });
+  const root = join(BASE, "standby", "sftp");
+  const temp = join(root, TEMP_DIR_NAME);
+  for (const d of [src, root, temp]) mkdirSync(d, { recursive: true });
   mkdirSync(join(src, "alice"));
   chmodSync(join(src, "alice"), 0o700);
   writeFileSync(join(src, "alice", "a.csv"), "a");
@@ -53,7 +57,7 @@ test("the real daemon: the leader's batch lands, another host or another term is
   const command = (term: number, path: string, bwlimitKiB?: number) => {
     const c = batchCommand([{ path, recursive: false }], {
       source: src,
-      destination: { kind: "module", user: "root", host: "198.18.0.12", term, root: "uploads", dir: "sftp", ssh },
+      destination: { kind: "module", user: "root", host: "198.18.0.12", term, root: "uploads", ssh },
       ...(bwlimitKiB !== undefined ? { bwlimitKiB } : {}),
     });
     const argv = [...c.argv];
@@ -71,7 +75,7 @@ test("the real daemon: the leader's batch lands, another host or another term is
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(readFileSync(join(root, "alice", "a.csv"), "utf8"), "a");
   assert.equal(statSync(join(root, "alice")).mode & 0o7777, 0o700);
-  assert.deepEqual(readdirSync(parent).sort(), [TEMP_DIR_NAME, "sftp"]);
+  assert.deepEqual(readdirSync(root).sort(), [TEMP_DIR_NAME, "alice"].sort());
 
   const other = ship(7, "alice/a.csv", "198.18.0.13");
   assert.deepEqual([other.code, classifyShipFailure(other.code, other.stderr)], [5, "fenced"], other.stderr);
@@ -82,7 +86,7 @@ test("the real daemon: the leader's batch lands, another host or another term is
   serve(null);
   assert.equal(ship(7, "alice/a.csv", LEADER).code, 5);
 
-  // A copy in flight (8 MiB at 1 MiB/s): its temporary file is in <parent>/.understudy-tmp, never in the root.
+  // A copy in flight (8 MiB at 1 MiB/s): its temporary file is in <root>/.understudy-tmp, never under a final name.
   serve({ term: 7, leaderAddress: LEADER });
   writeFileSync(join(src, "alice", "big.bin"), randomBytes(8 << 20));
   const c = command(7, "alice/big.bin", 1024);
@@ -92,7 +96,7 @@ test("the real daemon: the leader's batch lands, another host or another term is
   try {
     let seen = 0;
     for (let i = 0; i < 600 && seen < 10; i++) {
-      if (readdirSync(join(parent, TEMP_DIR_NAME)).length > 0) seen += 1;
+      if (readdirSync(temp).length > 0) seen += 1;
       assert.deepEqual(readdirSync(join(root, "alice")), ["a.csv"], "nothing of big.bin inside the root while it is copied");
       await sleep(25);
     }

@@ -174,7 +174,7 @@ test("full pass: mirrors the root with --delete, and max_delete stops an empty (
 
 test("argv: a standby's term-scoped module over the sync transport's ssh; unsafe values refused", () => {
   const ssh = validateSshTransport({ user: "root", key: "/etc/understudy/data_ed25519", knownHosts: "/etc/understudy/known_hosts", stateDir: "/run/understudy" });
-  const o: DataRsyncOptions = { source: "/srv/sftp", destination: { kind: "module", user: "root", host: "198.18.0.12", term: 7, root: "uploads", dir: "sftp", ssh } };
+  const o: DataRsyncOptions = { source: "/srv/sftp", destination: { kind: "module", user: "root", host: "198.18.0.12", term: 7, root: "uploads", ssh } };
   const { argv, stdin } = batchCommand(
     [
       { path: "a", recursive: false },
@@ -182,10 +182,10 @@ test("argv: a standby's term-scoped module over the sync transport's ssh; unsafe
     ],
     o,
   );
-  assert.deepEqual(argv.slice(0, 6), ["/usr/bin/rsync", "-a", "--numeric-ids", "--modify-window=-1", "--fsync", "--timeout=30"]);
-  assert.equal(argv[6], "-e");
-  assert.match(argv[7]!, /^\/usr\/bin\/ssh -F \/dev\/null -i \/etc\/understudy\/data_ed25519 /);
-  assert.deepEqual(argv.slice(8), ["--no-recursive", "--files-from=-", "--from0", "--delete-missing-args", "--force", "--", "/srv/sftp/", "root@198.18.0.12::d7-uploads/sftp/"]);
+  assert.deepEqual(argv.slice(0, 7), ["/usr/bin/rsync", "-a", "--numeric-ids", "--modify-window=-1", "--fsync", "--timeout=30", "--exclude=/.understudy-tmp"]);
+  assert.equal(argv[7], "-e");
+  assert.match(argv[8]!, /^\/usr\/bin\/ssh -F \/dev\/null -i \/etc\/understudy\/data_ed25519 /);
+  assert.deepEqual(argv.slice(9), ["--no-recursive", "--files-from=-", "--from0", "--delete-missing-args", "--force", "--", "/srv/sftp/", "root@198.18.0.12::d7-uploads/"]);
   assert.equal(stdin.toString("utf8"), "a\0b c\0");
   assert.equal(moduleName(12, "home"), "d12-home");
   const refused = (f: () => unknown, code: string) => assert.throws(f, (e: unknown) => isUnderstudyError(e) && e.code === code);

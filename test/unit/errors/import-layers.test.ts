@@ -29,6 +29,7 @@ const SIDEWAYS: Readonly<Record<string, string>> = {
   "tools->daemon": "tool readiness is a Readiness (daemon/port.ts)",
   "tools->vip": "tool checks find arping the way the vip adapter does",
   "data->sync": "data batches use the sync transport's ssh argv and value checks (transport-ssh.ts, transport-values.ts)",
+  "data->coordinator": "data reports through the Coordinator port's records (member data summary, data/progress)",
 };
 
 /** Units whose imports from the adapter layer must be port files (ha/ imports ports only). */

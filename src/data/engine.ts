@@ -1,0 +1,354 @@
+// Data replication's engine (docs/data-replication-design.md): what the HA loop
+// drives (DataPort: follow, stopShipping, memberSummary) and what the API and
+// metrics read (DataControl). Two sides, never both at once:
+//
+// * Primary with a term: one watcher and one journal per root (a new journal per
+//   term: every standby gets a full pass first) and a Shipper (shipper.ts) that
+//   ships to each standby once its member key says it receives this term.
+// * Standby following leader L in term T (L's address known): the write modules
+//   `d<T>-<root>` are rendered into the sync daemon config (sync.serve_config),
+//   only L (and the VIP) may write; then this node reports `receiving: T`.
+//   Anything else renders no write module at all (the term fence).
+import path from "node:path";
+import type { DataLagRecord, DataProgress, MemberDataSummary } from "../coordinator/port.js";
+import { describeError } from "../errors/catalogue.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
+import type { CommandRunner } from "../platform/command.js";
+import type { Logger } from "../platform/logger.js";
+import { SerialRunner } from "../platform/serial.js";
+import type { StreamSpawner } from "../platform/stream-process.js";
+import { renderRsyncdConf, type ServedRoot } from "../sync/rsyncd.js";
+import type { SshTransport } from "../sync/transport-ssh.js";
+import { ChangeJournal, type DataEvent, type JournalLimits } from "./journal.js";
+import type { DataControl, DataStatus, ShipTargetStatus } from "./port.js";
+import { moduleLayout, receiveModules, type ReceiveFrom } from "./receive.js";
+import { Shipper, type ShipMember, type ShipSettings } from "./shipper.js";
+import { RootWatcher } from "./watch.js";
+
+/** The HA loop's view (the DataPort.follow argument). */
+export interface DataFollowView {
+  readonly acting: "primary" | "standby";
+  readonly term: number | null;
+  readonly leader: { readonly node: string; readonly term: number; readonly address: string | null } | null;
+  readonly members: readonly { readonly node: string; readonly address: string | null; readonly data?: MemberDataSummary }[];
+}
+
+/** The receiver's file work (index.ts binds it to the node's filesystem; tests to a fake). */
+export interface ReceiverFiles {
+  /** Creates the root (if missing) and its temp dir (0700, root-owned). */
+  prepareRoot(root: string, tempDir: string): Promise<void>;
+  /** Writes `text` to `file` atomically unless it already holds it; true when it wrote. */
+  writeIfChanged(file: string, text: string): Promise<boolean>;
+}
+
+export interface DataEngineDeps {
+  readonly node: string;
+  readonly roots: readonly { readonly name: string; readonly path: string }[];
+  readonly ship: ShipSettings;
+  readonly journal: JournalLimits;
+  readonly reconcileMs: number;
+  readonly inotifywaitPath: string;
+  readonly ssh: SshTransport;
+  /** The one daemon config file (sync.serve_config) and the read-only sync modules it holds. */
+  readonly serve: { readonly configPath: string; readonly syncRoots: readonly ServedRoot[]; readonly daemonUser: string };
+  /** The floating IP's address (no prefix), allowed to write beside the leader's address. */
+  readonly vipAddress?: string;
+  readonly runner: CommandRunner;
+  readonly spawner: StreamSpawner;
+  readonly files: ReceiverFiles;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Something the member key shows changed (receiving): the loop publishes again. */
+  readonly onProgress?: () => void;
+  /**
+   * Rejoin hook (datarejoin): while this returns true this node is a former
+   * primary whose files the new primary has not merged yet: it opens no write module.
+   */
+  readonly rejoinPending?: () => boolean;
+}
+
+interface PrimarySide {
+  readonly term: number;
+  readonly journals: ReadonlyMap<string, ChangeJournal>;
+  readonly watchers: readonly RootWatcher[];
+  readonly shipper: Shipper;
+  stabilise: TimerHandle | undefined;
+  stabiliseAtMs: number | null;
+  reconcile: TimerHandle | undefined;
+  stopping: Promise<void> | null;
+}
+
+const RECEIVER_RETRY_MS = 5000;
+
+export class DataEngine implements DataControl {
+  private primary: PrimarySide | null = null;
+  private readonly stopping = new Set<Promise<void>>();
+  private desired: ReceiveFrom = null;
+  private desiredKey = "null";
+  private receiving: number | null = null;
+  private writtenKey: string | null = null;
+  private retry: TimerHandle | undefined;
+  private closed = false;
+  private readonly receiver: SerialRunner;
+
+  constructor(private readonly deps: DataEngineDeps) {
+    this.receiver = new SerialRunner(
+      () => this.applyReceive(),
+      (e) => deps.log.error({ err: describeError(e) }, "data receiver update failed"),
+    );
+  }
+
+  /** Writes the daemon config once at start (no write module until a leader is followed). */
+  start(): void {
+    this.receiver.trigger("start");
+  }
+
+  follow(view: DataFollowView): void {
+    if (this.closed) return;
+    const { node } = this.deps;
+    if (view.acting === "primary" && view.term !== null) {
+      // A node that is primary serves no write module: rendered away first.
+      this.setReceive(null);
+      if (this.primary && this.primary.term !== view.term) this.stopPrimary();
+      this.primary ??= this.startPrimary(view.term);
+      this.primary.shipper.update(view.members.filter((m) => m.node !== node).map(shipMember));
+      return;
+    }
+    if (this.primary) this.stopPrimary();
+    const l = view.leader;
+    const follows = view.acting === "standby" && l !== null && l.node !== node && l.address !== null && !(this.deps.rejoinPending?.() ?? false);
+    this.setReceive(follows ? { term: l.term, leaderAddress: l.address!, ...(this.deps.vipAddress ? { vipAddress: this.deps.vipAddress } : {}) } : null);
+  }
+
+  async stopShipping(): Promise<void> {
+    if (this.primary) this.stopPrimary();
+    await Promise.all([...this.stopping]);
+  }
+
+  memberSummary(): MemberDataSummary {
+    return { receiving: this.receiving, rejoin: null, freeBytes: null, lag: null, step: this.stepSentence() };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.retry?.cancel();
+    await this.stopShipping();
+    await this.receiver.stop();
+  }
+
+  // ------------------------------------------------------------ primary side
+
+  private startPrimary(term: number): PrimarySide {
+    const { deps } = this;
+    const journals = new Map(deps.roots.map((r) => [r.name, new ChangeJournal(deps.journal)]));
+    const watchers: RootWatcher[] = [];
+    const side: PrimarySide = {
+      term,
+      journals,
+      watchers,
+      stabilise: undefined,
+      stabiliseAtMs: null,
+      reconcile: undefined,
+      stopping: null,
+      shipper: new Shipper({
+        node: deps.node,
+        term,
+        roots: deps.roots.map((r, i) => ({ name: r.name, path: r.path, journal: journals.get(r.name)!, ready: () => watchers[i]?.isReady() ?? false })),
+        settings: deps.ship,
+        ssh: deps.ssh,
+        runner: deps.runner,
+        clock: deps.clock,
+        log: deps.log,
+      }),
+    };
+    for (const r of deps.roots) {
+      const journal = journals.get(r.name)!;
+      const w = new RootWatcher({
+        spawner: deps.spawner,
+        clock: deps.clock,
+        log: deps.log,
+        inotifywaitPath: deps.inotifywaitPath,
+        name: r.name,
+        root: r.path,
+        onEvents: (events) => this.record(side, journal, events),
+        onReady: () => this.stabilise(side, "watcher ready"),
+      });
+      watchers.push(w);
+      w.start();
+    }
+    const reconcile = (): void => {
+      side.reconcile = deps.clock.setTimer(deps.reconcileMs, () => {
+        side.shipper.askFullPass(`periodic reconcile (every ${Math.round(deps.reconcileMs / 1000)}s)`);
+        reconcile();
+      });
+    };
+    reconcile();
+    deps.log.info({ term, roots: deps.roots.map((r) => r.name) }, "data: shipping from this node (new journal: every standby gets a full pass first)");
+    return side;
+  }
+
+  private record(side: PrimarySide, journal: ChangeJournal, events: readonly DataEvent[]): void {
+    if (side.stopping) return;
+    const now = this.deps.clock.monotonicMs();
+    for (const e of events) journal.record(e, now);
+    this.stabilise(side, "events");
+  }
+
+  /** Moves stable entries to the ready logs, kicks the shipper, and arms a timer for the next pending entry. */
+  private stabilise(side: PrimarySide, why: string): void {
+    if (side.stopping) return;
+    const now = this.deps.clock.monotonicMs();
+    let next: number | null = null;
+    for (const j of side.journals.values()) {
+      const r = j.stabilise(now);
+      if (r.nextDueMs !== null) next = next === null ? r.nextDueMs : Math.min(next, r.nextDueMs);
+    }
+    side.shipper.kick(why);
+    if (next !== null && (side.stabiliseAtMs === null || next < side.stabiliseAtMs || side.stabiliseAtMs <= now)) {
+      side.stabilise?.cancel();
+      side.stabiliseAtMs = next;
+      side.stabilise = this.deps.clock.setTimer(Math.max(0, next - now), () => {
+        side.stabiliseAtMs = null;
+        this.stabilise(side, "stability window");
+      });
+    }
+  }
+
+  /** Stops shipping now: no new rsync starts once this returns; the children die in the background (awaited by stopShipping). */
+  private stopPrimary(): void {
+    const side = this.primary;
+    if (!side) return;
+    this.primary = null;
+    side.stabilise?.cancel();
+    side.reconcile?.cancel();
+    const done = Promise.all([side.shipper.stop(), ...side.watchers.map((w) => w.stop())]).then(() => {
+      this.deps.log.info({ term: side.term }, "data: shipping stopped");
+    });
+    side.stopping = done;
+    this.stopping.add(done);
+    void done.finally(() => this.stopping.delete(done));
+  }
+
+  // ------------------------------------------------------------ standby side
+
+  private setReceive(from: ReceiveFrom): void {
+    const key = JSON.stringify(from);
+    if (key === this.desiredKey && key === this.writtenKey) return;
+    this.desired = from;
+    this.desiredKey = key;
+    // Not receiving the old term any more, whatever the file says until rewritten.
+    if (from === null || from.term !== this.receiving) this.receiving = null;
+    this.receiver.trigger("leader changed");
+  }
+
+  private async applyReceive(): Promise<void> {
+    const { deps } = this;
+    const from = this.desired;
+    const key = this.desiredKey;
+    try {
+      if (from !== null) for (const r of deps.roots) await deps.files.prepareRoot(r.path, moduleLayout(r).tempDir);
+      const conf = renderRsyncdConf(deps.serve.syncRoots, { daemonUser: deps.serve.daemonUser, writeModules: receiveModules(deps.roots, from) });
+      const wrote = await deps.files.writeIfChanged(deps.serve.configPath, conf);
+      this.writtenKey = key;
+      if (wrote) {
+        deps.log.info(
+          { file: deps.serve.configPath, term: from?.term ?? null, leader: from?.leaderAddress ?? null },
+          from ? `data: receiving term ${from.term} from ${from.leaderAddress} (write modules open)` : "data: write modules closed",
+        );
+      }
+      if (key === this.desiredKey) {
+        const before = this.receiving;
+        this.receiving = from?.term ?? null;
+        if (before !== this.receiving) deps.onProgress?.();
+      }
+    } catch (e) {
+      this.writtenKey = null;
+      deps.log.error({ err: describeError(e), file: deps.serve.configPath }, `data: cannot update the receiving config; retrying in ${RECEIVER_RETRY_MS}ms`);
+      this.retry?.cancel();
+      this.retry = deps.clock.setTimer(RECEIVER_RETRY_MS, () => this.receiver.trigger("retry"));
+    }
+  }
+
+  // ------------------------------------------------------------ DataControl
+
+  notify(paths: readonly string[]): { readonly role: DataStatus["role"]; readonly accepted: number; readonly ignored: readonly string[] } {
+    const side = this.primary;
+    if (!side || side.stopping) return { role: this.role(), accepted: 0, ignored: [...paths] };
+    const ignored: string[] = [];
+    let accepted = 0;
+    const now = this.deps.clock.monotonicMs();
+    for (const p of paths) {
+      const abs = path.posix.normalize(p).replace(/\/+$/, "");
+      const root = this.deps.roots.find((r) => abs.startsWith(`${r.path}/`));
+      const rel = root ? abs.slice(root.path.length + 1) : "";
+      if (!root || !p.startsWith("/") || rel === "" || rel.split("/")[0] === ".understudy-tmp") {
+        ignored.push(p);
+        continue;
+      }
+      side.journals.get(root.name)!.record({ kind: "closed", path: rel }, now);
+      accepted += 1;
+    }
+    if (accepted > 0) this.stabilise(side, "notify");
+    return { role: "primary", accepted, ignored };
+  }
+
+  status(): DataStatus {
+    const side = this.primary;
+    let journal: DataStatus["journal"] = null;
+    if (side) {
+      journal = { head: 0, pending: 0, ready: 0 };
+      for (const j of side.journals.values()) journal = { head: journal.head + j.head, pending: journal.pending + j.pendingCount, ready: journal.ready + j.readyCount };
+    }
+    return {
+      role: this.role(),
+      term: side?.term ?? this.receiving,
+      roots: this.deps.roots.map((r) => ({ name: r.name, path: r.path, freeBytes: null })),
+      journal,
+      standbys: side ? this.targets(side) : [],
+      self: this.memberSummary(),
+    };
+  }
+
+  progress(): DataProgress | null {
+    const side = this.primary;
+    if (!side) return null;
+    let head = 0;
+    for (const j of side.journals.values()) head += j.head;
+    const standbys: Record<string, DataLagRecord> = {};
+    for (const t of this.targets(side)) standbys[t.node] = { acked: t.acked, files: t.files, bytes: t.bytes, seconds: t.seconds, full: t.full, paused: t.paused };
+    return { node: this.deps.node, term: side.term, head, at: new Date(this.deps.clock.wallMs()).toISOString(), standbys };
+  }
+
+  private targets(side: PrimarySide): ShipTargetStatus[] {
+    const { clock } = this.deps;
+    const wallOf = (ms: number) => new Date(clock.wallMs() - (clock.monotonicMs() - ms)).toISOString();
+    return side.shipper.status().map((t) => ({
+      node: t.node,
+      step: t.step,
+      lastError: t.lastError,
+      lastSuccessAt: t.lastSuccessAtMs === null ? null : wallOf(t.lastSuccessAtMs),
+      acked: t.acked,
+      files: t.lag.files,
+      bytes: t.lag.bytes,
+      seconds: t.lag.seconds,
+      full: t.lag.full,
+      paused: t.paused,
+    }));
+  }
+
+  private role(): DataStatus["role"] {
+    if (this.primary) return "primary";
+    return this.desired !== null ? "standby" : "none";
+  }
+
+  private stepSentence(): string {
+    if (this.primary) return `shipping term ${this.primary.term} to ${this.primary.shipper.status().length} standby(s)`;
+    if (this.receiving !== null && this.desired) return `receiving term ${this.receiving} from ${this.desired.leaderAddress}`;
+    if (this.desired) return `opening the write modules for term ${this.desired.term}`;
+    return "not receiving (no leader to follow)";
+  }
+}
+
+function shipMember(m: DataFollowView["members"][number]): ShipMember {
+  return { node: m.node, address: m.address, receiving: m.data?.receiving ?? null, rejoinPending: m.data?.rejoin === "pending", freeBytes: m.data?.freeBytes ?? null };
+}

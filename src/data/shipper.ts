@@ -1,0 +1,297 @@
+// The primary's data shipper for one term (docs/data-replication-design.md §4):
+// the executor of ship-plan.ts. One SerialRunner per standby, so a slow or
+// full standby never delays another; each run asks planShip for every root
+// and runs the rsync its step names (batch or full pass) with the sync
+// transport's ssh argv, then advances that standby's cursor (success) or
+// records the failure (classifyShipFailure, afterFailure). stop() aborts every
+// child (SIGTERM, SIGKILL 1 s later: command.ts) and waits for them.
+import { describeError } from "../errors/catalogue.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
+import type { CommandResult, CommandRunner } from "../platform/command.js";
+import type { Logger } from "../platform/logger.js";
+import { SerialRunner } from "../platform/serial.js";
+import type { SshTransport } from "../sync/transport-ssh.js";
+import type { ChangeJournal } from "./journal.js";
+import { batchCommand, fullPassCommand, type DataRsyncOptions } from "./rsync-argv.js";
+import { afterFailure, classifyShipFailure, lagOf, planShip, type DataLag, type StandbyShipState, type StandbyStep } from "./ship-plan.js";
+
+export interface ShipRoot {
+  readonly name: string;
+  readonly path: string;
+  readonly journal: ChangeJournal;
+  /** The watcher is in place: nothing ships before (a full pass must see every later event). */
+  ready(): boolean;
+}
+
+export interface ShipSettings {
+  readonly fsync: boolean;
+  readonly shipTimeoutMs: number;
+  readonly maxBatchFiles: number;
+  readonly maxBatchBytes: number;
+  readonly reserveBytes: number;
+  readonly maxDelete: number;
+  readonly retryMaxMs: number;
+  readonly rsyncPath: string;
+  readonly sshUser: string;
+}
+
+export interface ShipperDeps {
+  readonly node: string;
+  readonly term: number;
+  readonly roots: readonly ShipRoot[];
+  readonly settings: ShipSettings;
+  readonly ssh: SshTransport;
+  readonly runner: CommandRunner;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** A standby's cursor or state changed (progress, status). */
+  readonly onChange?: () => void;
+}
+
+/** What the HA loop's snapshot says of one other member. */
+export interface ShipMember {
+  readonly node: string;
+  readonly address: string | null;
+  readonly receiving: number | null;
+  readonly rejoinPending: boolean;
+  readonly freeBytes: number | null;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+type RootState = Mutable<Omit<StandbyShipState, "node" | "address" | "followingTerm" | "rejoinPending" | "freeBytes">> & { step: string; lastSuccessAtMs: number | null };
+
+interface Target {
+  member: ShipMember;
+  readonly runner: SerialRunner;
+  readonly abort: AbortController;
+  readonly roots: Map<string, RootState>;
+  retry: TimerHandle | undefined;
+  running: Promise<CommandResult> | null;
+}
+
+export interface TargetStatus {
+  readonly node: string;
+  readonly step: string;
+  readonly lastError: string | null;
+  readonly lastSuccessAtMs: number | null;
+  readonly acked: number;
+  readonly lag: DataLag;
+  readonly paused: string | null;
+}
+
+export class Shipper {
+  private readonly targets = new Map<string, Target>();
+  private stopped = false;
+
+  constructor(private readonly deps: ShipperDeps) {}
+
+  /** The other members as the last snapshot showed them: new ones get a runner (and a full pass), gone ones are stopped. */
+  update(members: readonly ShipMember[]): void {
+    if (this.stopped) return;
+    const seen = new Set<string>();
+    for (const m of members) {
+      if (m.node === this.deps.node) continue;
+      seen.add(m.node);
+      const t = this.targets.get(m.node);
+      if (t) {
+        const changed = JSON.stringify(t.member) !== JSON.stringify(m);
+        t.member = m;
+        if (changed) t.runner.trigger("member changed");
+      } else {
+        this.add(m);
+      }
+    }
+    for (const [node, t] of this.targets) if (!seen.has(node)) void this.drop(node, t);
+  }
+
+  /** New ready entries (or a retry came due): every standby looks again. */
+  kick(why: string): void {
+    if (this.stopped) return;
+    for (const t of this.targets.values()) t.runner.trigger(why);
+  }
+
+  /** A full pass to every standby at its next run (periodic reconcile, POST /resync). */
+  askFullPass(why: string): void {
+    for (const t of this.targets.values()) for (const s of t.roots.values()) s.fullPassAsked = why;
+    this.kick("full pass asked");
+  }
+
+  /** Kills every running rsync (SIGTERM, SIGKILL after 1 s) and resolves when none is left. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.targets.entries()].map(([node, t]) => this.drop(node, t)));
+  }
+
+  status(): TargetStatus[] {
+    const now = this.deps.clock.monotonicMs();
+    const out: TargetStatus[] = [];
+    for (const t of this.targets.values()) {
+      let files = 0;
+      let bytes = 0;
+      let seconds = 0;
+      let full = false;
+      let acked = 0;
+      let step = "";
+      let lastError: string | null = null;
+      let lastSuccessAtMs: number | null = null;
+      let paused: string | null = null;
+      for (const root of this.deps.roots) {
+        const s = this.stateOf(t, root.name);
+        const lag = lagOf(root.journal, s, now);
+        files += lag.files;
+        bytes += lag.bytes;
+        seconds = Math.max(seconds, lag.seconds);
+        full ||= lag.full;
+        acked += s.cursor ?? 0;
+        step = step === "" ? s.step : `${step}; ${s.step}`;
+        lastError ??= s.lastError;
+        if (s.lastSuccessAtMs !== null) lastSuccessAtMs = Math.max(lastSuccessAtMs ?? 0, s.lastSuccessAtMs);
+        if (s.step.startsWith("paused")) paused ??= s.step;
+      }
+      out.push({ node: t.member.node, step, lastError, lastSuccessAtMs, acked, lag: { files, bytes, seconds, full }, paused });
+    }
+    return out;
+  }
+
+  /** Entries every standby acknowledged leave the journal. */
+  private trim(root: ShipRoot): void {
+    let min: number | null = null;
+    for (const t of this.targets.values()) {
+      const c = t.roots.get(root.name)?.cursor ?? null;
+      if (c === null) continue;
+      min = min === null ? c : Math.min(min, c);
+    }
+    if (min !== null) root.journal.trim(min);
+  }
+
+  private add(m: ShipMember): void {
+    const abort = new AbortController();
+    const target: Target = {
+      member: m,
+      abort,
+      roots: new Map(),
+      retry: undefined,
+      running: null,
+      runner: new SerialRunner(
+        () => this.run(target),
+        (e) => this.deps.log.error({ standby: m.node, err: describeError(e) }, "data shipping run failed"),
+      ),
+    };
+    this.targets.set(m.node, target);
+    target.runner.trigger("standby appeared");
+  }
+
+  private async drop(node: string, t: Target): Promise<void> {
+    if (this.targets.get(node) === t) this.targets.delete(node);
+    t.retry?.cancel();
+    t.abort.abort();
+    await t.runner.stop();
+  }
+
+  private stateOf(t: Target, root: string): RootState {
+    let s = t.roots.get(root);
+    if (!s) {
+      s = { cursor: null, fullPassAsked: null, failures: 0, retryAtMs: null, lastError: null, diskFull: false, step: "not planned yet", lastSuccessAtMs: null };
+      t.roots.set(root, s);
+    }
+    return s;
+  }
+
+  /** One run for one standby: each root's step, then once more while work remains. */
+  private async run(t: Target): Promise<void> {
+    const { deps } = this;
+    let again = false;
+    let retryAt: number | null = null;
+    for (const root of deps.roots) {
+      if (t.abort.signal.aborted) return;
+      if (!root.ready()) continue;
+      const s = this.stateOf(t, root.name);
+      const m = t.member;
+      const plan = planShip({
+        nowMs: deps.clock.monotonicMs(),
+        node: deps.node,
+        primary: true,
+        term: deps.term,
+        journal: root.journal,
+        standbys: [{ ...s, node: m.node, address: m.address, followingTerm: m.receiving, rejoinPending: m.rejoinPending, freeBytes: m.freeBytes }],
+        maxBatchFiles: deps.settings.maxBatchFiles,
+        maxBatchBytes: deps.settings.maxBatchBytes,
+        reserveBytes: deps.settings.reserveBytes,
+      });
+      const step = plan.kind === "ship" ? plan.steps[0] : undefined;
+      if (!step) continue;
+      if (step.reason !== s.step && step.kind !== "batch") deps.log.info({ standby: m.node, root: root.name }, step.reason);
+      s.step = step.reason;
+      if (step.kind === "full" || step.kind === "batch") {
+        if (await this.ship(t, root, s, step)) again = true;
+      }
+      if (s.failures > 0 && s.retryAtMs !== null) retryAt = retryAt === null ? s.retryAtMs : Math.min(retryAt, s.retryAtMs);
+    }
+    deps.onChange?.();
+    if (t.abort.signal.aborted) return;
+    if (again) t.runner.trigger("more");
+    else if (retryAt !== null) {
+      t.retry?.cancel();
+      t.retry = deps.clock.setTimer(Math.max(0, retryAt - deps.clock.monotonicMs()), () => t.runner.trigger("retry due"));
+    }
+  }
+
+  /** Runs one step's rsync; true when it succeeded (the cursor moved). */
+  private async ship(t: Target, root: ShipRoot, s: RootState, step: Extract<StandbyStep, { kind: "full" | "batch" }>): Promise<boolean> {
+    const { deps } = this;
+    const { settings } = deps;
+    const o: DataRsyncOptions = {
+      source: root.path,
+      destination: { kind: "module", user: settings.sshUser, host: step.address, term: step.term, root: root.name, ssh: deps.ssh },
+      fsync: settings.fsync,
+      rsyncPath: settings.rsyncPath,
+    };
+    let argv: string[];
+    let input: Buffer | undefined;
+    if (step.kind === "full") {
+      argv = fullPassCommand({ ...o, maxDelete: settings.maxDelete });
+    } else {
+      const c = batchCommand(step.entries, o);
+      argv = c.argv;
+      input = c.stdin;
+    }
+    const started = deps.clock.monotonicMs();
+    let code: number;
+    let stderr: string;
+    try {
+      const r = await deps.runner.run(argv, { timeoutMs: settings.shipTimeoutMs, signal: t.abort.signal, ...(input ? { input } : {}) });
+      code = r.code ?? -1;
+      stderr = r.stderr;
+    } catch (e) {
+      code = -1;
+      stderr = describeError(e);
+    }
+    if (t.abort.signal.aborted) return false;
+    const now = deps.clock.monotonicMs();
+    // 24: files vanished during the transfer: their own remove events follow.
+    if (code === 0 || code === 24) {
+      s.cursor = step.kind === "full" ? step.head : step.toSeq;
+      if (step.kind === "full") s.fullPassAsked = null;
+      s.failures = 0;
+      s.retryAtMs = null;
+      s.lastError = null;
+      s.diskFull = false;
+      s.lastSuccessAtMs = now;
+      const what = step.kind === "full" ? "full pass" : `${step.entries.length} change(s)`;
+      deps.log.debug({ standby: t.member.node, root: root.name, ms: Math.round(now - started), seq: s.cursor }, `shipped ${what}`);
+      if (step.kind === "full") deps.log.info({ standby: t.member.node, root: root.name, ms: Math.round(now - started), seq: s.cursor }, `full pass to ${t.member.node} done`);
+      this.trim(root);
+      return true;
+    }
+    const kind = classifyShipFailure(code, stderr);
+    const after = afterFailure({ node: t.member.node, failures: s.failures }, kind, now, settings.retryMaxMs);
+    s.failures = after.failures;
+    s.retryAtMs = after.retryAtMs;
+    s.diskFull = after.diskFull;
+    s.lastError = `rsync exit ${code}: ${stderr.trim().split("\n").slice(-2).join(" | ").slice(0, 300)}`;
+    s.step = after.reason;
+    const level = kind === "delete-limit" ? "error" : "warn";
+    deps.log[level]({ standby: t.member.node, root: root.name, kind, code, err: s.lastError }, after.reason);
+    return false;
+  }
+}
