@@ -61,11 +61,16 @@ export async function faultRun(env: FaultEnv, kind: FaultKind, runNo: number): P
   const out: FaultRun = { kind, run: runNo, newPrimary: null, promotionMs: null, ackedBeforeFault: 0, missingBeforeFault: 0, ackedBeforePromotion: 0, missingBeforePromotion: 0, examples: [] };
   let c: LabCluster | undefined;
   try {
-    c = await LabCluster.create(env.clusterOptions(env.upRoot));
+    c = await LabCluster.create({ ...env.clusterOptions(env.upRoot), start: false });
     const lab = c.lab;
     const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
+    // n1 first, so it is the primary whatever the load does to start-up times.
+    c.startAgent("n1");
     const leader = await c.waitForLeader({ timeoutMs: 30_000 });
     if (leader?.node !== "n1") throw new Error(`n1 is not the primary (${leader?.node ?? "none"})`);
+    if (!(await c.waitServing("n1", 15_000))) throw new Error("n1 does not serve sftp through the VIP within 15 s");
+    c.startAgent("n2");
+    c.startAgent("n3");
     if (!(await c.waitForStandbys(["n2", "n3"], 60_000))) throw new Error("n2 and n3 were not both standbys within 60 s");
     if (!(await env.warm(c))) throw new Error("a probe file did not reach both standbys within 60 s (is the engine shipping?)");
     const pool = env.makePool(c);

@@ -94,7 +94,7 @@ export async function waitTreeComplete(want: Map<string, number>, dests: string[
 export interface RssSeries {
   /** Max RSS of the agent's own (node) process, KiB. */
   agentMaxKb: number;
-  /** Max of the sum over the agent and all its descendants (rsync, ssh, inotifywait), KiB. */
+  /** Max of the sum over the agent and its descendants (rsync, ssh, inotifywait; not the transfer daemon's sshd tree), KiB. */
   treeMaxKb: number;
   /** Max RSS per descendant command name, KiB. */
   byComm: Record<string, number>;
@@ -141,10 +141,16 @@ export class RssSampler {
           const own = rssKb(pid);
           let sum = own;
           for (const p of all) {
-            let q = parent.get(p);
+            if (p === pid) continue;
+            // Descendants of the agent, but not the transfer daemon (sshd) and its sessions: not the data engine's.
+            let q: number | undefined = p;
+            let daemon = false;
             let depth = 0;
-            while (q !== undefined && q > 1 && q !== pid && depth++ < 20) q = parent.get(q);
-            if (q !== pid || p === pid) continue;
+            while (q !== undefined && q > 1 && q !== pid && depth++ < 20) {
+              if (comm(q).startsWith("sshd")) daemon = true;
+              q = parent.get(q);
+            }
+            if (q !== pid || daemon) continue;
             const k = rssKb(p);
             sum += k;
             const c = comm(p);

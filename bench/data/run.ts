@@ -23,10 +23,10 @@ import { cpus, loadavg, release, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { LabCluster, type LabNode, REPO, sleep } from "../../test/lab/harness/index.js";
 import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
-import { forEachArg } from "../failover/lib.js";
+import { agentLog, forEachArg } from "../failover/lib.js";
 import { LSYNCD, lsyncdVersion } from "../sync/lsyncd.js";
 import { startPlainSshds } from "../sync/plain-ssh.js";
-import { GiB, compareTrees } from "../sync/tree.js";
+import { GiB, type TreeDiff, compareTrees } from "../sync/tree.js";
 import { type FaultKind, FAULT_KINDS, faultRun } from "./faults.js";
 import { RssSampler, flush, listTree, makeUploadTree, rsyncPush, waitTreeComplete } from "./initial.js";
 import { type Peer, startLsyncd, startRsyncLoop } from "./peers.js";
@@ -42,6 +42,8 @@ interface Options {
   files: number;
   bytes: number;
   rate: number;
+  /** A second stream per contender at this rate (0 = none): what the host sustains when --rate saturates it. */
+  extraRate: number;
   seconds: number;
   fileMib: number;
   sessions: number;
@@ -63,6 +65,7 @@ function parseArgs(argv: string[]): Options {
     files: 100_000,
     bytes: 10 * GiB,
     rate: 50,
+    extraRate: 10,
     seconds: 30,
     fileMib: 1,
     sessions: 4,
@@ -85,6 +88,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--files") files = Number(val());
     else if (a === "--gib") gib = Number(val());
     else if (a === "--rate") o.rate = Number(val());
+    else if (a === "--extra-rate") o.extraRate = Number(val());
     else if (a === "--seconds") o.seconds = Number(val());
     else if (a === "--file-mib") o.fileMib = Number(val());
     else if (a === "--sessions") o.sessions = Number(val());
@@ -116,6 +120,7 @@ function parseArgs(argv: string[]): Options {
   if (!Number.isInteger(o.files) || o.files < 100 || o.files > 200_000) throw new Error("--files must be 100..200000");
   if (!(o.bytes >= 16 * MiB && o.bytes <= 16 * GiB)) throw new Error("--gib must be 0.016..16");
   if (!(o.rate > 0 && o.rate <= 500)) throw new Error("--rate must be in (0, 500]");
+  if (!(o.extraRate >= 0 && o.extraRate <= 500)) throw new Error("--extra-rate must be in [0, 500]");
   if (!(o.seconds >= 1 && o.seconds <= 600)) throw new Error("--seconds must be 1..600");
   if (!(o.fileMib > 0 && o.fileMib <= 64)) throw new Error("--file-mib must be in (0, 64]");
   if (!Number.isInteger(o.sessions) || o.sessions < 1 || o.sessions > 32) throw new Error("--sessions must be 1..32");
@@ -168,6 +173,15 @@ function clusterOptions(withBulk: boolean): Parameters<typeof LabCluster.create>
   };
 }
 
+/** The standby's `.understudy-tmp` (rsync's temp dir inside the data root, by design) is not a difference. */
+function withoutTmp(d: TreeDiff): TreeDiff {
+  const tmp = d.examples.filter((e) => e === "extra .understudy-tmp").length;
+  if (!tmp) return d;
+  const extra = d.extra - tmp;
+  const identical = d.missing + extra + d.type + d.content + d.mode + d.owner === 0;
+  return { ...d, extra, identical, examples: d.examples.filter((e) => e !== "extra .understudy-tmp") };
+}
+
 /** A probe file written on n1's root must reach both standbys' roots (bounded). */
 async function warm(n1Root: string, standbyRoots: string[], timeoutMs: number): Promise<boolean> {
   const name = `warm-${Date.now().toString(36)}.txt`;
@@ -180,9 +194,24 @@ async function warm(n1Root: string, standbyRoots: string[], timeoutMs: number): 
   return false;
 }
 
-async function stream(c: LabCluster, o: Options, res: Results, label: string, settings: string, source: string, dests: string[], pool: string[], peer?: Peer): Promise<StreamRecord> {
+/** The stream at --rate, then (unless --extra-rate 0) at --extra-rate; the peer is stopped after both. */
+async function streams(c: LabCluster, o: Options, res: Results, label: string, settings: string, source: string, dests: string[], pool: string[], peer?: Peer): Promise<void> {
+  try {
+    await stream(c, o, o.rate, res, label, settings, source, dests, pool);
+    if (o.extraRate > 0) await stream(c, o, o.extraRate, res, label, settings, source, dests, pool);
+  } finally {
+    if (peer) {
+      await peer.stop();
+      const summary = peer.summary();
+      for (const r of res.streams) if (r.label === label) r.peer = summary;
+    }
+  }
+}
+
+async function stream(c: LabCluster, o: Options, rate: number, res: Results, label: string, settings: string, source: string, dests: string[], pool: string[]): Promise<StreamRecord> {
   const rec: StreamRecord = {
     label,
+    rate,
     settings,
     mode: o.upload,
     handed: 0,
@@ -198,7 +227,8 @@ async function stream(c: LabCluster, o: Options, res: Results, label: string, se
     errors: [],
   };
   res.streams.push(rec);
-  log(`=== ${label}: ${o.rate} uploads/s of ${o.fileMib} MiB for ${o.seconds} s (${o.upload === "sftp" ? `sftp through the VIP, ${o.sessions} sessions` : "written into n1's root"}); load ${la()}`);
+  log(`=== ${label}: ${rate} uploads/s of ${o.fileMib} MiB for ${o.seconds} s (${o.upload === "sftp" ? `sftp through the VIP, ${o.sessions} sessions` : "written into n1's root"}); load ${la()}`);
+  let dirs: string[] = [];
   try {
     const r = await runStream(
       {
@@ -206,16 +236,17 @@ async function stream(c: LabCluster, o: Options, res: Results, label: string, se
         mode: o.upload,
         primaryRoot: source,
         standbyRoots: dests,
-        rate: o.rate,
+        rate,
         seconds: o.seconds,
         fileBytes: Math.round(o.fileMib * MiB),
         sessions: o.sessions,
-        drainMs: label.includes("default") ? 60_000 : 20_000,
-        label,
+        drainMs: 60_000,
+        label: `${label} @${rate}/s`,
         log,
       },
       pool,
     );
+    dirs = [...new Set(r.uploads.map((u) => u.name.split("/")[0]!))];
     Object.assign(rec, {
       handed: r.uploads.length,
       acked: r.acked,
@@ -230,17 +261,14 @@ async function stream(c: LabCluster, o: Options, res: Results, label: string, se
     rec.latenciesMs = r.uploads.filter((u) => u.acked !== null).map((u) => (u.present.every((p) => p !== null) ? Math.round(Math.max(0, Math.max(...(u.present as number[])) - u.acked!)) : null));
     rec.verify = verifyUploads(r, dests, pool);
     log(
-      `  ${label}: acked ${r.acked}/${r.uploads.length} (${r.achievedRate?.toFixed(1) ?? "-"}/s), p50 ${r.latency?.p50.toFixed(0) ?? "-"} ms, p99 ${r.latency?.p99.toFixed(0) ?? "-"} ms, max ${r.latency?.max.toFixed(0) ?? "-"} ms, missing ${r.missing}; verify ${JSON.stringify(rec.verify).slice(0, 200)}`,
+      `  ${label} @${rate}/s: acked ${r.acked}/${r.uploads.length} (${r.achievedRate?.toFixed(1) ?? "-"}/s), p50 ${r.latency?.p50.toFixed(0) ?? "-"} ms, p99 ${r.latency?.p99.toFixed(0) ?? "-"} ms, max ${r.latency?.max.toFixed(0) ?? "-"} ms, missing ${r.missing}; verify ${JSON.stringify(rec.verify).slice(0, 200)}`,
     );
   } catch (e) {
     rec.error = (e as Error).message;
     log(`  ERROR ${rec.error}`);
-  } finally {
-    if (peer) {
-      await peer.stop();
-      rec.peer = peer.summary();
-    }
   }
+  // The next stream starts from an empty tree (disk, and the watchers' work).
+  for (const d of [source, ...dests]) for (const u of dirs) rmSync(join(d, u), { recursive: true, force: true });
   return rec;
 }
 
@@ -291,7 +319,7 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
       for (const n of standbys) c.startAgent(n.name);
       if (want_ && res.initial) {
         const per: Record<string, number | null> = {};
-        const u: NonNullable<NonNullable<Results["initial"]>["understudy"]> = { joinMs: null, perStandbyMs: per, verify: {} };
+        const u: NonNullable<NonNullable<Results["initial"]>["understudy"]> = { joinMs: null, perStandbyMs: per, fullPassMs: {}, verify: {} };
         res.initial.understudy = u;
         const done = await Promise.all(standbys.map(async (n) => ((per[n.name] = ((await waitTreeComplete(want_!, [bulkRoot(n)], 3600_000)) ?? NaN) - tB), per[n.name])));
         u.joinMs = done.every((x) => Number.isFinite(x)) ? Math.max(...(done as number[])) : null;
@@ -301,12 +329,15 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
             .map(([k, v]) => `${k} ${((v ?? NaN) / 1000).toFixed(1)} s`)
             .join(", ")})`,
         );
-        for (const n of standbys) u.verify[n.name] = o.bytes <= 2 * GiB ? compareTrees(bulkRoot(n1), bulkRoot(n)) : "names and sizes checked (no byte compare at this size)";
+        for (const n of standbys) u.verify[n.name] = o.bytes <= 2 * GiB ? withoutTmp(compareTrees(bulkRoot(n1), bulkRoot(n))) : "names and sizes checked (no byte compare at this size)";
+        // The shipper's own figure: its full-pass rsync run per standby (n1's log).
+        for (const l of agentLog(lab, "n1")) if (l.root === "bulk" && typeof l.ms === "number" && /^full pass to (n\d) done/.test(l.msg)) u.fullPassMs[/^full pass to (n\d)/.exec(l.msg)![1]!] ??= l.ms;
+        log(`  shipper's full pass (rsync run) per standby: ${JSON.stringify(u.fullPassMs)}`);
       } else await rss.stop();
       if (o.phases.has("stream")) {
         if (!(await warm(upRoot(n1), standbys.map(upRoot), 60_000))) log("  WARNING: a probe file did not reach both standbys within 60 s");
         const rss2 = new RssSampler(async () => ({ n1: await c.agentPid("n1"), n2: await c.agentPid("n2"), n3: await c.agentPid("n3") }));
-        await stream(c, o, res, "understudy", "data roots, defaults (stability_window 250ms, fsync on, max_batch_files 1000)", upRoot(n1), standbys.map(upRoot), pool);
+        await streams(c, o, res, "understudy", "data roots, defaults (stability_window 250ms, fsync on, max_batch_files 1000)", upRoot(n1), standbys.map(upRoot), pool);
         res.rssDuringStream = await rss2.stop();
       }
       log("  stopping the agents (n2, n3, then n1)");
@@ -361,7 +392,7 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
             p.delay,
             60_000,
           );
-          await stream(
+          await streams(
             c,
             o,
             res,
@@ -389,7 +420,7 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
           peerDir(n1, tag),
           standbys.map((n) => ({ node: n, dir: peerDir(n, tag) })),
         );
-        await stream(
+        await streams(
           c,
           o,
           res,
@@ -458,7 +489,7 @@ async function main(): Promise<void> {
             const fileBytes = Math.round(o.fileMib * MiB);
             const r = await faultRun(
               {
-                clusterOptions: () => ({ ...clusterOptions(false), start: true }),
+                clusterOptions: () => clusterOptions(false),
                 upRoot,
                 makePool: (c) => makePool(c.lab, 16, fileBytes),
                 rate: o.rate,
