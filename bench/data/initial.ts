@@ -34,12 +34,12 @@ export interface RsyncPush {
 }
 
 /** `rsync -a` from `primary` (its namespace) to each target in parallel, into empty directories. */
-export async function rsyncPush(lab: Lab, primary: LabNode, source: string, targets: { node: LabNode; dir: string }[], timeoutMs: number): Promise<RsyncPush> {
+export async function rsyncPush(lab: Lab, primary: LabNode, source: string, targets: { node: LabNode; dir: string }[], timeoutMs: number, extra: string[] = []): Promise<RsyncPush> {
   for (const t of targets) rmSync(t.dir, { recursive: true, force: true });
   await flush();
   const ssh = plainSsh(lab);
   const t0 = performance.now();
-  const rs = await Promise.all(targets.map((t) => lab.exec(primary, ["rsync", "-a", "-e", ssh, `${source}/`, `root@${t.node.address}:${t.dir}/`], { timeoutMs })));
+  const rs = await Promise.all(targets.map((t) => lab.exec(primary, ["rsync", "-a", ...extra, "-e", ssh, `${source}/`, `root@${t.node.address}:${t.dir}/`], { timeoutMs })));
   const ms = performance.now() - t0;
   const bad = rs.find((r) => r.code !== 0);
   return {

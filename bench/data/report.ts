@@ -24,6 +24,9 @@ export interface StreamRecord {
   /** Acknowledged -> on both standbys, every upload (ms, rounded; null = never within the drain). */
   latenciesMs: (number | null)[];
   load1: number;
+  /** understudy: the leader key before and after the stream. */
+  leaderBefore?: string;
+  leaderAfter?: string;
   errors: string[];
   error?: string;
 }
@@ -39,6 +42,8 @@ export interface Results {
   streams: StreamRecord[];
   initial?: {
     rsyncRuns: (RsyncPush & { when: string })[];
+    /** Reference: `rsync -a --fsync` to both standbys at once. */
+    fsyncReference?: RsyncPush;
     rsyncMs: number | null;
     understudy?: { joinMs: number | null; perStandbyMs: Record<string, number | null>; fullPassMs: Record<string, number>; verify: Record<string, TreeDiff | string>; error?: string };
     rss?: Record<string, RssSeries>;
@@ -95,6 +100,7 @@ export function report(res: Results): string {
     out.push(`initial sync of ${t ? `${t.files} files / ${(t.bytes / GiB).toFixed(2)} GiB` : "?"} (${res.size}) to two standbys:`);
     const rows: string[][] = [["", "time", "vs plain rsync -a ×2"]];
     rows.push([`plain rsync -a, both standbys in parallel (median of ${I.rsyncRuns.length})`, sec(I.rsyncMs), "1.00×"]);
+    if (I.fsyncReference) rows.push(["(reference) plain rsync -a --fsync, both in parallel", sec(I.fsyncReference.ms), xf(I.fsyncReference.ms, I.rsyncMs)]);
     if (I.understudy) rows.push(["understudy: standby agents start -> both complete", sec(I.understudy.joinMs), xf(I.understudy.joinMs, I.rsyncMs)]);
     out.push(table(rows));
     out.push(`  rsync runs: ${I.rsyncRuns.map((r) => `${r.when} ${sec(r.ms)} (${r.eachMs.map(sec).join(" / ")})${r.error ? ` ERROR ${r.error}` : ""}`).join("; ")}`);

@@ -54,6 +54,8 @@ interface Options {
   faultRuns: number;
   faultAfterS: number;
   rsyncRuns: number;
+  /** Also time `rsync -a --fsync` ×2 once (understudy's data.fsync is on by default). */
+  fsyncReference: boolean;
   understudy: "auto" | "on" | "off";
   waitLoad: number | undefined;
   json: string | undefined;
@@ -76,6 +78,7 @@ function parseArgs(argv: string[]): Options {
     faultRuns: 3,
     faultAfterS: 4,
     rsyncRuns: 0,
+    fsyncReference: true,
     understudy: "auto",
     waitLoad: undefined,
     json: DEFAULT_JSON,
@@ -99,6 +102,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--fault-runs") o.faultRuns = Number(val());
     else if (a === "--fault-after") o.faultAfterS = Number(val());
     else if (a === "--rsync-runs") o.rsyncRuns = Number(val());
+    else if (a === "--no-fsync-reference") o.fsyncReference = false;
     else if (a === "--understudy") o.understudy = val() as Options["understudy"];
     else if (a === "--wait-load") o.waitLoad = Number(val());
     else if (a === "--json") o.json = val();
@@ -148,7 +152,8 @@ const la = (): string =>
     .join(" ");
 
 /** Node directories: understudy's data roots (`up`, `bulk`), one config root, the peers' directories. */
-const upRoot = (n: LabNode): string => join(n.dir, "data-up");
+/** The node sshd's sftp start directory (test/lab/harness sshdConfig's dataDir): uploads through the VIP land in the primary's root. */
+const upRoot = (n: LabNode): string => join(n.dir, "data");
 const bulkRoot = (n: LabNode): string => join(n.dir, "data-bulk");
 const peerDir = (n: LabNode, tag: string): string => join(n.dir, `peer-${tag}`);
 
@@ -164,6 +169,8 @@ function clusterOptions(withBulk: boolean): Parameters<typeof LabCluster.create>
   return {
     start: false,
     priorities: [300, 100, 200],
+    // The product's default lease (the harness' 2 s flaps on this shared 2-core host under load).
+    ttl: "5s",
     sync: {
       rootPaths: (n) => [join(n.dir, "conf"), upRoot(n), bulkRoot(n)],
       authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
@@ -229,6 +236,10 @@ async function stream(c: LabCluster, o: Options, rate: number, res: Results, lab
   res.streams.push(rec);
   log(`=== ${label}: ${rate} uploads/s of ${o.fileMib} MiB for ${o.seconds} s (${o.upload === "sftp" ? `sftp through the VIP, ${o.sessions} sessions` : "written into n1's root"}); load ${la()}`);
   let dirs: string[] = [];
+  if (label === "understudy") {
+    const before = await c.leader();
+    rec.leaderBefore = before ? `${before.node} term ${before.term}` : "none";
+  }
   try {
     const r = await runStream(
       {
@@ -243,10 +254,16 @@ async function stream(c: LabCluster, o: Options, rate: number, res: Results, lab
         drainMs: 60_000,
         label: `${label} @${rate}/s`,
         log,
+        ...(label === "understudy" ? {} : { remoteRoot: source }),
       },
       pool,
     );
     dirs = [...new Set(r.uploads.map((u) => u.name.split("/")[0]!))];
+    if (label === "understudy") {
+      const after = await c.leader();
+      rec.leaderAfter = after ? `${after.node} term ${after.term}` : "none";
+      if (rec.leaderBefore !== rec.leaderAfter) rec.errors.push(`the primary changed during the stream (${rec.leaderBefore} -> ${rec.leaderAfter}): figures not comparable`);
+    }
     Object.assign(rec, {
       handed: r.uploads.length,
       acked: r.acked,
@@ -256,7 +273,7 @@ async function stream(c: LabCluster, o: Options, rate: number, res: Results, lab
       missing: r.missing,
       beforeAck: r.beforeAck,
       pollMsMax: r.pollMsMax,
-      errors: r.errors,
+      errors: [...rec.errors, ...r.errors],
     });
     rec.latenciesMs = r.uploads.filter((u) => u.acked !== null).map((u) => (u.present.every((p) => p !== null) ? Math.round(Math.max(0, Math.max(...(u.present as number[])) - u.acked!)) : null));
     rec.verify = verifyUploads(r, dests, pool);
@@ -356,6 +373,21 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
           3600_000,
         );
         res.initial.rsyncRuns.push({ ...r, when: "after understudy" });
+        log(`  ${r.ms === null ? `ERROR ${r.error}` : `${(r.ms / 1000).toFixed(1)} s`}`);
+        for (const n of standbys) rmSync(peerDir(n, "rsync-bulk"), { recursive: true, force: true });
+      }
+      if (o.fsyncReference) {
+        phase("rsync-fsync");
+        log("=== reference: rsync -a --fsync, n1 -> n2 and n3 in parallel (understudy ships with --fsync by default)");
+        const r = await rsyncPush(
+          lab,
+          n1,
+          bulkRoot(n1),
+          standbys.map((n) => ({ node: n, dir: peerDir(n, "rsync-bulk") })),
+          3600_000,
+          ["--fsync"],
+        );
+        res.initial.fsyncReference = r;
         log(`  ${r.ms === null ? `ERROR ${r.error}` : `${(r.ms / 1000).toFixed(1)} s`}`);
         for (const n of standbys) rmSync(peerDir(n, "rsync-bulk"), { recursive: true, force: true });
       }

@@ -52,6 +52,12 @@ export interface StreamOptions {
   mode: "sftp" | "write";
   /** The root on the node behind the VIP (absolute; sftp puts use this path too). */
   primaryRoot: string;
+  /**
+   * sftp: put to this absolute directory (the peers' own directories on n1);
+   * unset: put to relative names, i.e. into the sftp start directory of
+   * whichever node holds the VIP (understudy's data root is that directory).
+   */
+  remoteRoot?: string;
   standbyRoots: string[];
   /** Uploads per second. */
   rate: number;
@@ -265,7 +271,7 @@ export async function runStream(o: StreamOptions, pool: string[]): Promise<Strea
           continue;
         }
         u.written = performance.now();
-        sess.put(u, pool[src]!, join(o.primaryRoot, u.name));
+        sess.put(u, pool[src]!, o.remoteRoot ? join(o.remoteRoot, u.name) : u.name);
       } else {
         u.written = performance.now();
         const fd = openSync(join(o.primaryRoot, u.name), "w", 0o644);
