@@ -285,7 +285,15 @@ async function stream(c: LabCluster, o: Options, rate: number, res: Results, lab
     log(`  ERROR ${rec.error}`);
   }
   // The next stream starts from an empty tree (disk, and the watchers' work).
-  for (const d of [source, ...dests]) for (const u of dirs) rmSync(join(d, u), { recursive: true, force: true });
+  // (A peer may still be writing into a standby's copy: retry, never fail the run over it.)
+  for (const d of [source, ...dests])
+    for (const u of dirs) {
+      try {
+        rmSync(join(d, u), { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+      } catch (e) {
+        log(`  WARNING could not remove ${join(d, u)}: ${(e as Error).message}`);
+      }
+    }
   return rec;
 }
 
@@ -411,7 +419,7 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
         if (!want(p.key)) continue;
         phase(p.key);
         const tag = p.key;
-        for (const n of lab.nodes) rmSync(peerDir(n, tag), { recursive: true, force: true });
+        for (const n of lab.nodes) rmSync(peerDir(n, tag), { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
         mkdirSync(peerDir(n1, tag), { recursive: true });
         let peer: Peer | undefined;
         try {
@@ -439,12 +447,12 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
           log(`  ERROR ${p.label}: ${(e as Error).message}`);
           await peer?.stop();
         }
-        for (const n of lab.nodes) rmSync(peerDir(n, tag), { recursive: true, force: true });
+        for (const n of lab.nodes) rmSync(peerDir(n, tag), { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
       }
       if (want("rsync")) {
         phase("rsync-loop");
         const tag = "rsyncloop";
-        for (const n of lab.nodes) rmSync(peerDir(n, tag), { recursive: true, force: true });
+        for (const n of lab.nodes) rmSync(peerDir(n, tag), { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
         mkdirSync(peerDir(n1, tag), { recursive: true });
         const peer = startRsyncLoop(
           lab,
@@ -463,7 +471,7 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
           pool,
           peer,
         );
-        for (const n of lab.nodes) rmSync(peerDir(n, tag), { recursive: true, force: true });
+        for (const n of lab.nodes) rmSync(peerDir(n, tag), { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
       }
     }
   } finally {
