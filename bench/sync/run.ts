@@ -44,6 +44,7 @@ import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
 import { agentLog, firstLog, now, quantile, forEachArg, table } from "../failover/lib.js";
 import { type LatencyResult, type Summary, measureLatency } from "./latency.js";
 import { LSYNCD, Lsyncd, lsyncdVersion } from "./lsyncd.js";
+import { PLAIN_SSH_PORT, plainSsh, startPlainSshds } from "./plain-ssh.js";
 import { GiB, MiB, type TreeDiff, type TreeFacts, compareTrees, describeDiff, makeBigTree, prepareSmallRoot } from "./tree.js";
 
 // ------------------------------------------------------------------ options
@@ -130,7 +131,6 @@ const t00 = Date.now();
 const log = (msg: string): void => {
   process.stdout.write(`[${new Date().toISOString().slice(11, 23)} +${((Date.now() - t00) / 1000).toFixed(0).padStart(3)}s] ${msg}\n`);
 };
-const PLAIN_SSH_PORT = 2223;
 const small = (n: LabNode): string => join(n.dir, "bench-small");
 const big = (n: LabNode): string => join(n.dir, "bench-big");
 const sec = (ms: number | null | undefined): string => (ms === null || ms === undefined || !Number.isFinite(ms) ? "-" : `${(ms / 1000).toFixed(2)} s`);
@@ -163,37 +163,6 @@ function distFreshness(): Results["dist"] {
 function tool(argv: string[]): string {
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: 5000 });
   return `${r.stdout ?? ""}${r.stderr ?? ""}`.split("\n")[0]?.trim() ?? "?";
-}
-
-/** The ssh command line for rsync -e / lsyncd's rsh: the understudy transport's options minus ControlMaster, lab client key, plain sshd. */
-function plainSsh(lab: Lab): string {
-  return [
-    "/usr/bin/ssh",
-    "-F",
-    "/dev/null",
-    "-i",
-    lab.clientKey,
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "IdentitiesOnly=yes",
-    "-o",
-    "StrictHostKeyChecking=yes",
-    "-o",
-    `UserKnownHostsFile=${lab.knownHosts}`,
-    "-o",
-    "GlobalKnownHostsFile=/dev/null",
-    "-o",
-    "UpdateHostKeys=no",
-    "-o",
-    "CheckHostIP=no",
-    "-o",
-    "ConnectTimeout=2",
-    "-o",
-    "LogLevel=ERROR",
-    "-p",
-    String(PLAIN_SSH_PORT),
-  ].join(" ");
 }
 
 // ------------------------------------------------------------------ records
@@ -711,14 +680,7 @@ async function main(): Promise<void> {
     const lab = c.lab;
     const [n1] = lab.nodes as [LabNode, LabNode, LabNode];
     log(`lab ${lab.prefix}, subnet ${lab.subnet}; sync sshd on :2222 (forced command), plain sshd on :${PLAIN_SSH_PORT} for rsync/lsyncd`);
-    for (const n of lab.nodes) {
-      await lab.startSshd(n, {
-        port: PLAIN_SSH_PORT,
-        configFile: join(n.dir, "plain_sshd_config"),
-        hostKeyDir: join(n.dir, "plain-hostkey"),
-        extraConfig: ["SetEnv SHLVL=1"],
-      });
-    }
+    await startPlainSshds(lab);
     prepareSmallRoot(small(n1), "understudy");
     res.tree = makeBigTree(big(n1), { files: opts.files, bytes: opts.bytes, largeFiles: opts.largeFiles, smallMin: 1024, smallMax: 64 * 1024, dirs: Math.max(1, Math.round(opts.files / 100)) });
     log(
