@@ -21,7 +21,7 @@ election: { ttl: 5s, fence_margin: 1s, ranking_delay: 500ms }
 daemon: { backend: process, mode: cold, command: [/bin/true] }
 sync:
   roots: [{ name: ssh, path: /etc/ssh }]
-  ssh: { key: /etc/understudy/sync_ed25519, known_hosts: /etc/understudy/known_hosts }
+  ssh: { user: root, key: /etc/understudy/sync_ed25519, known_hosts: /etc/understudy/known_hosts }
 data:
   roots: [{ name: uploads, path: /srv/uploads }]
   maximum_data_lag_on_failover: 64MiB
