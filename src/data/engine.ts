@@ -12,7 +12,7 @@
 import path from "node:path";
 import type { DataLagRecord, DataProgress, DataProgressPublisher, MemberDataSummary } from "../coordinator/port.js";
 import { DataProgressWriter, ownLag } from "./progress.js";
-import { describeError } from "../errors/catalogue.js";
+import { describeError, UnderstudyError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
@@ -142,6 +142,21 @@ export class DataEngine implements DataControl {
     const blocked = (this.deps.rejoinPending?.() ?? false) || (this.deps.rejoin?.blocksReceiving() ?? false);
     const follows = view.acting === "standby" && l !== null && l.node !== node && l.address !== null && !blocked;
     this.setReceive(follows ? { term: l.term, leaderAddress: l.address!, ...(this.deps.vipAddress ? { vipAddress: this.deps.vipAddress } : {}) } : null);
+  }
+
+  /**
+   * Awaited by the promotion before the daemon starts and the floating IP comes up: every write
+   * module (of any term) is closed in the daemon config, and the former-primary marker of `term` is
+   * on disk, so an upload this node acknowledges is one a later primary will ask back at rejoin.
+   * A failure is thrown: the caller logs it and goes on (the cycle's follow retries both).
+   */
+  async beforeServe(term: number): Promise<void> {
+    if (this.closed) return;
+    this.setReceive(null);
+    await this.receiver.idle();
+    if (this.writtenKey !== this.desiredKey)
+      throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "sync.serve_config", problem: "could not close the data write modules before serving", value: this.deps.serve.configPath });
+    await this.deps.rejoin?.becomePrimary(term);
   }
 
   async stopShipping(): Promise<void> {

@@ -90,9 +90,18 @@ export class RejoinAgent {
     return plan;
   }
 
-  /** Open no write module: the marker is not read yet, or this node is a former primary whose files are not merged yet. */
+  /**
+   * Open no write module: the marker is not read yet, or this node is a former primary whose files
+   * are not merged yet. Decided from the marker in memory, not only from the last plan: right after
+   * a demotion the plan is still the primary's (pending: false) until the marker update, which first
+   * reads data/rejoin from etcd, has run. A marker that is set while another node leads blocks until
+   * that update read the done record and cleared it.
+   */
   blocksReceiving(): boolean {
-    return !this.known || this.side.plan.pending;
+    if (!this.known || this.side.plan.pending) return true;
+    const marker = this.side.cachedMarker;
+    const leader = this.view?.leader ?? null;
+    return marker !== undefined && marker !== null && (this.view?.primaryTerm ?? null) === null && leader !== null && leader.node !== this.deps.node;
   }
 
   /** The member key's `rejoin`. */

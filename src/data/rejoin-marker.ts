@@ -152,6 +152,11 @@ export class FormerPrimarySide {
     return this.last;
   }
 
+  /** The marker as this side last read or wrote it (undefined: not read yet; null: none). */
+  get cachedMarker(): RejoinMarker | null | undefined {
+    return this.marker;
+  }
+
   async update(o: Omit<MarkerObservation, "marker" | "record">): Promise<MarkerPlan> {
     try {
       if (this.marker === undefined) this.marker = await this.store.read();

@@ -201,7 +201,7 @@ export function afterFailure(
       failures,
       retryAtMs: nowMs + pauseMs,
       diskFull: false,
-      reason: `stopped deleting on ${s.node}: a full pass would delete more than max_delete files (is this primary's data root mounted?); retrying in ${pauseMs}ms`,
+      reason: `stopped deleting on ${s.node}: a full pass would delete more than max_delete files (is this primary's data root mounted?); retrying in ${pauseMs}ms with no deletion at all (--max-delete=0) until this primary's agent restarts or another node becomes primary`,
     };
   }
   const delay = Math.min(retryMaxMs, FIRST_RETRY_MS * 2 ** Math.min(failures - 1, 20));

@@ -65,7 +65,17 @@ export interface ShipMember {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-type RootState = Mutable<Omit<StandbyShipState, "node" | "address" | "followingTerm" | "rejoinPending" | "freeBytes">> & { step: string; lastSuccessAtMs: number | null };
+type RootState = Mutable<Omit<StandbyShipState, "node" | "address" | "followingTerm" | "rejoinPending" | "freeBytes">> & {
+  step: string;
+  lastSuccessAtMs: number | null;
+  /**
+   * A full pass to it stopped at data.max_delete (rsync exit 25) in this term. rsync deletes the
+   * first max_delete files before it stops, so retrying the same pass would delete that many more
+   * every time: later full passes to it run with --max-delete=0 (copy, delete nothing) until this
+   * primary side ends (agent restart, another primary). Deletions listed in batches still apply.
+   */
+  deleteLimited: boolean;
+};
 
 interface Target {
   member: ShipMember;
@@ -162,12 +172,17 @@ export class Shipper {
     return out;
   }
 
-  /** Entries every standby acknowledged leave the journal. */
+  /**
+   * Entries every standby acknowledged leave the journal. Nothing is trimmed while a standby has no
+   * cursor (its full pass is planned or running, or it is paused or rejoining): its pass ends at the
+   * head it was planned at, and the changes after that head must still be there for its batches.
+   * Memory stays bounded by data.max_ready (overflow raises the floor: a full pass for the laggards).
+   */
   private trim(root: ShipRoot): void {
     let min: number | null = null;
     for (const t of this.targets.values()) {
       const c = t.roots.get(root.name)?.cursor ?? null;
-      if (c === null) continue;
+      if (c === null) return;
       min = min === null ? c : Math.min(min, c);
     }
     if (min !== null) root.journal.trim(min);
@@ -201,7 +216,7 @@ export class Shipper {
   private stateOf(t: Target, root: string): RootState {
     let s = t.roots.get(root);
     if (!s) {
-      s = { cursor: null, fullPassAsked: null, failures: 0, retryAtMs: null, lastError: null, diskFull: false, step: "not planned yet", lastSuccessAtMs: null };
+      s = { cursor: null, fullPassAsked: null, failures: 0, retryAtMs: null, lastError: null, diskFull: false, step: "not planned yet", lastSuccessAtMs: null, deleteLimited: false };
       t.roots.set(root, s);
     }
     return s;
@@ -303,7 +318,7 @@ export class Shipper {
     let argv: string[];
     let input: Buffer | undefined;
     if (step.kind === "full") {
-      argv = fullPassCommand({ ...o, maxDelete: settings.maxDelete });
+      argv = fullPassCommand({ ...o, maxDelete: s.deleteLimited ? 0 : settings.maxDelete });
     } else {
       const c = batchCommand(step.entries, o);
       argv = c.argv;
@@ -340,6 +355,7 @@ export class Shipper {
     }
     const kind = classifyShipFailure(code, stderr);
     const after = afterFailure({ node: t.member.node, failures: s.failures }, kind, now, settings.retryMaxMs, settings.diskFullRetryMs);
+    if (kind === "delete-limit") s.deleteLimited = true;
     s.failures = after.failures;
     s.retryAtMs = after.retryAtMs;
     s.diskFull = after.diskFull;

@@ -224,6 +224,9 @@ export class DecisionExecutor {
     if (!lease) return;
     const { term } = action;
     const started = clock.monotonicMs();
+    // Before the first upload is acknowledged: no old term's write module open here, and the
+    // former-primary marker on disk (docs/data.md, "Rejoin").
+    await this.deps.data?.beforeServe(term).catch((e: unknown) => this.deps.log.error({ err: describeError(e), term }, "data: preparing the data roots before serving failed (retried every cycle)"));
     await role.promote(term, lease, action.skipDuplicateCheck);
     if (role.acting !== "primary") return;
     if (action.via === "adopted") {

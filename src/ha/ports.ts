@@ -115,5 +115,11 @@ export interface DataPort {
     readonly progress?: DataProgress | null;
   }): void;
   stopShipping(): Promise<void>;
+  /**
+   * Awaited by a take-over before the daemon starts and the floating IP comes up: no write module
+   * of any term stays open in the daemon config, and the former-primary marker of `term` is on
+   * disk (rejoin). May throw; the take-over logs it and goes on (the next cycles retry both).
+   */
+  beforeServe(term: number): Promise<void>;
   memberSummary(): MemberDataSummary;
 }

@@ -175,3 +175,15 @@ test("agent stop closes the write modules: no one writes here while no agent fol
   assert.doesNotMatch(files.content, /\[d\d+-/);
   assert.match(files.content, /\[app\]/);
 });
+
+test("beforeServe: a standby taking over closes the old term's write module before it resolves", async () => {
+  const { engine, files } = setup();
+  engine.follow(standbyOf("n1", 3));
+  await flushMicrotasks();
+  assert.match(files.content, /d3-uploads/);
+  // The take-over awaits this before the daemon starts and the VIP comes up.
+  await engine.beforeServe(4);
+  assert.doesNotMatch(files.content, /\[d\d+-/, "no write module of any term once it serves");
+  assert.equal(engine.memberSummary().receiving, null);
+  await engine.close();
+});

@@ -27,6 +27,12 @@ class RecordingData implements DataPort {
   follow(view: Parameters<DataPort["follow"]>[0]): void {
     this.views.push(view);
   }
+  /** [term, vip held when beforeServe was called] */
+  readonly beforeServes: [number, boolean][] = [];
+  async beforeServe(term: number): Promise<void> {
+    this.beforeServes.push([term, this.vip.held]);
+    await this.clock.sleep(50);
+  }
   async stopShipping(): Promise<void> {
     const before = this.vip.held;
     // Killing the children takes time (SIGTERM, maybe SIGKILL after 1 s).
@@ -104,6 +110,11 @@ test("switchover and graceful stop: stopShipping resolves while the VIP is still
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n2");
   assert.deepEqual(n1.data.stops[0], [true, true], "n1 stopped shipping before it dropped the VIP");
+  assert.deepEqual(
+    n2.data.beforeServes.map(([term, held]) => [term === c.etcd.leader?.term, held]),
+    [[true, false]],
+    "n2 closed its write modules and wrote its marker for its term before it added the VIP",
+  );
   assert.equal(n1.vip.held, false);
   assert.equal(c.timeline.maxHolders, 1);
 

@@ -197,3 +197,43 @@ test("the marker's executor: primary writes it, a later leader makes it pending,
   assert.equal((await again.update({ node: "n1", primaryTerm: null, leader: N2 })).pending, false);
   assert.equal(coordinator.calls.filter((c) => c === "dataRejoin").length, calls, "no marker: no record read");
 });
+
+test("a demoted primary opens no write module while its marker update still waits on etcd (no window for a full pass with --delete)", async () => {
+  const { RejoinAgent } = await import("../../../src/data/rejoin-agent.js");
+  const { validateSshTransport } = await import("../../../src/sync/transport-ssh.js");
+  const dir = mkdtempSync(join(DIR, "agent-"));
+  const clock = new FakeClock(0);
+  let release: (r: DataRejoinRecord | null) => void = () => undefined;
+  const reads: string[] = [];
+  const records = {
+    putDataRejoin: async () => false,
+    // etcd after a failover: the read of data/rejoin/n1 answers only when the test says so.
+    dataRejoin: (node: string) => (reads.push(node), new Promise<DataRejoinRecord | null>((r) => (release = r))),
+    appendHistory: async () => undefined,
+  };
+  const agent = new RejoinAgent({
+    node: "n1",
+    roots: [{ name: "uploads", path: join(dir, "root") }],
+    stateDir: dir,
+    fs: NODE_DURABLE_FS,
+    coordinator: records as never,
+    runner: { run: async () => assert.fail("no command runs here") } as never,
+    clock,
+    log: silentLogger(),
+    ssh: validateSshTransport({ user: "root", key: "/k", knownHosts: "/kh", stateDir: "/run/us" }),
+    sshUser: "root",
+    rsyncPath: "/usr/bin/rsync",
+    fsync: true,
+    runTimeoutMs: 60_000,
+  });
+  await agent.becomePrimary(9);
+  assert.equal(agent.blocksReceiving(), false, "the primary itself: nothing to block");
+  // Demoted: n2 leads term 12. The marker update is triggered but its etcd read has not answered.
+  agent.follow({ primaryTerm: null, leader: N2 });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(reads, ["n1"], "the update is waiting on data/rejoin/n1");
+  assert.equal(agent.blocksReceiving(), true, "marker set, another node leads: no write module before the update ran");
+  release(rec());
+  for (let i = 0; i < 20 && agent.blocksReceiving(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(agent.blocksReceiving(), false, "the done record was read and the marker cleared: it may receive");
+});

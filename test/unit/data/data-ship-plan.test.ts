@@ -192,7 +192,7 @@ test("failures: disk full pauses, a refused module is the term fence, the rest b
     reason: "paused: n2's data volume is full; retrying in 30000ms or when it reports free space",
   });
   assert.equal(afterFailure({ node: "n2", failures: 0 }, "disk-full", NOW, 5000, 2000).retryAtMs, NOW + 2000, "data.disk_full_retry sets the pause");
-  assert.match(afterFailure({ node: "n2", failures: 0 }, "delete-limit", NOW, 5000, 2000).reason, /retrying in 2000ms$/);
+  assert.match(afterFailure({ node: "n2", failures: 0 }, "delete-limit", NOW, 5000, 2000).reason, /retrying in 2000ms with no deletion at all \(--max-delete=0\)/);
   assert.deepEqual(afterFailure({ node: "n2", failures: 2 }, "transient", NOW, 5000), {
     failures: 3,
     retryAtMs: NOW + 800,

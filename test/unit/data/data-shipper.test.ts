@@ -174,3 +174,48 @@ test("a journal that overflowed sends every standby back to a full pass", async 
   assert.equal(shipper.status()[0]!.lag.full, false);
   await shipper.stop();
 });
+
+test("a full pass stopped at max_delete (exit 25) is retried with --max-delete=0: the limit is never spent twice", async () => {
+  const runner = new ScriptRunner().expect((argv) => (assert.ok(isFull(argv), argv.join(" ")), { code: 25, stderr: "Deletions stopped due to --max-delete limit (30 skipped)" }));
+  const { shipper, clock } = setup(runner);
+  shipper.update([member()]);
+  await flushMicrotasks();
+  assert.match(shipper.status()[0]!.step, /^stopped deleting on n2: .*retrying in 30000ms with no deletion at all \(--max-delete=0\)/);
+  runner.expect((argv) => {
+    assert.ok(argv.includes("--delete") && argv.includes("--max-delete=0") && !argv.includes("--max-delete=1000"), argv.join(" "));
+    return { code: 25, stderr: "Deletions stopped due to --max-delete limit (30 skipped)" };
+  });
+  await clock.advance(30_000);
+  runner.expect(() => ({}));
+  await clock.advance(30_000);
+  runner.done();
+  // Checked on the record too: an assertion thrown inside a runner step only fails that run.
+  assert.deepEqual(
+    runner.calls.map((c) => c.argv.find((a) => a.startsWith("--max-delete="))),
+    ["--max-delete=1000", "--max-delete=0", "--max-delete=0"],
+  );
+  assert.equal(shipper.status()[0]!.lastError, null, "the last pass (copy only) succeeded");
+  await shipper.stop();
+});
+
+test("the journal is not trimmed past a standby whose first full pass is still running", async () => {
+  let finishN3: (r: Partial<CommandResult>) => void = () => undefined;
+  const runner = new ScriptRunner()
+    .expect((argv) => (assert.ok(isFull(argv)), {}))
+    .expect((argv) => (assert.ok(argv.at(-1) === "root@198.18.0.13::d3-uploads/" && argv.includes("--delete"), argv.join(" ")), new Promise<Partial<CommandResult>>((r) => (finishN3 = r))));
+  const { shipper, closed, journal } = setup(runner);
+  shipper.update([member(), member({ node: "n3", address: "198.18.0.13" })]);
+  await flushMicrotasks();
+  // n2's full pass is done; n3's is still scanning when a.csv closes: n2 gets it in a batch.
+  runner.expect((argv, o) => (assert.ok(isBatch(argv)), assert.equal(String(o?.input), "a.csv\0"), {}));
+  closed("a.csv");
+  await flushMicrotasks();
+  assert.equal(journal.readyCount, 1, "n3 has no cursor yet: a.csv stays in the journal for it");
+  // n3's pass ends at the head it was planned at (0): a.csv still reaches it, in a batch.
+  runner.expect((argv, o) => (assert.ok(argv.at(-1) === "root@198.18.0.13::d3-uploads/" && argv.includes("--files-from=-")), assert.equal(String(o?.input), "a.csv\0"), {}));
+  finishN3({});
+  await flushMicrotasks();
+  runner.done();
+  assert.equal(journal.readyCount, 0, "acknowledged by both: trimmed");
+  await shipper.stop();
+});
