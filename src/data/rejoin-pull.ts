@@ -22,6 +22,7 @@ import type { SshTransport } from "../sync/transport-ssh.js";
 import { sshArgv } from "../sync/transport-ssh.js";
 import { safeAbsolutePath, safeUser } from "../sync/transport-values.js";
 import { TEMP_DIR_NAME } from "./receive.js";
+import { rsyncBase } from "./rsync-argv.js";
 
 /** The read-only module a former primary serves to the primary of `term`: a primary of another term finds none. */
 export function rejoinModuleName(term: number, root: string): string {
@@ -69,20 +70,9 @@ export function inboxPath(liveRoot: string, term: number, from: string): string 
 }
 
 export function pullCommand(o: PullOptions): string[] {
-  const timeoutS = o.timeoutS ?? 30;
-  if (!Number.isInteger(timeoutS) || timeoutS < 1)
-    throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.timeout", problem: "must be a whole number of seconds >= 1", value: String(timeoutS) });
-  const argv = [
-    safeAbsolutePath("data.rsync_path", o.rsyncPath ?? "/usr/bin/rsync"),
-    "-a",
-    "--numeric-ids",
-    "--modify-window=-1",
-    // The merge moves these files into N's live tree and then tells F it may receive (and be deleted on): on disk first.
-    ...((o.fsync ?? true) ? ["--fsync"] : []),
-    `--timeout=${timeoutS}`,
-    `--exclude=/${TEMP_DIR_NAME}/`,
-    `--compare-dest=${safeAbsolutePath("data root", o.liveRoot)}`,
-  ];
+  // --fsync (the default): the merge moves these files into N's live tree and then tells F it may
+  // receive (and be deleted on): on disk first.
+  const argv = [...rsyncBase(o), `--exclude=/${TEMP_DIR_NAME}/`, `--compare-dest=${safeAbsolutePath("data root", o.liveRoot)}`];
   const s = o.source;
   if (s.kind === "module") argv.push("-e", sshArgv(s.ssh).join(" "));
   const from =

@@ -67,11 +67,15 @@ export function moduleName(term: number, root: string): string {
   return checkModule("data.roots[].name", `d${term}-${root}`);
 }
 
-function common(o: DataRsyncOptions): string[] {
+/**
+ * The start of every data rsync (shipping here, the rejoin pull in rejoin-pull.ts): the binary,
+ * exact owners, modes and times, --fsync unless turned off, and rsync's own I/O timeout.
+ */
+export function rsyncBase(o: { readonly rsyncPath?: string | undefined; readonly fsync?: boolean | undefined; readonly timeoutS?: number | undefined }): string[] {
   const timeoutS = o.timeoutS ?? 30;
   if (!Number.isInteger(timeoutS) || timeoutS < 1)
     throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.timeout", problem: "must be a whole number of seconds >= 1", value: String(timeoutS) });
-  const args = [
+  return [
     safeAbsolutePath("data.rsync_path", o.rsyncPath ?? "/usr/bin/rsync"),
     // -a = -rlptgoD, but with --files-from rsync does not recurse unless -r is given again (batchCommand).
     "-a",
@@ -80,8 +84,11 @@ function common(o: DataRsyncOptions): string[] {
     "--modify-window=-1",
     ...((o.fsync ?? true) ? ["--fsync"] : []),
     `--timeout=${timeoutS}`,
-    `--exclude=/${TEMP_DIR_NAME}`,
   ];
+}
+
+function common(o: DataRsyncOptions): string[] {
+  const args = [...rsyncBase(o), `--exclude=/${TEMP_DIR_NAME}`];
   if (o.tempDir !== undefined) args.push(`--temp-dir=${safeAbsolutePath("data temp dir", o.tempDir)}`);
   if (o.bwlimitKiB !== undefined) {
     if (!Number.isInteger(o.bwlimitKiB) || o.bwlimitKiB < 1)

@@ -294,8 +294,7 @@ export class HaLoop {
       term: this.role.term,
       leader: leader ? { node: leader.node, term: leader.term, address: members.find((m) => m.node === leader.node)?.address ?? null } : null,
       members: members.map((m) => ({ node: m.node, address: m.address, ...(m.data ? { data: m.data } : {}) })),
-      // Unknown when etcd was not read: leave the last one (a standby's own lag in its member key).
-      ...(snapshot ? { progress: snapshot.dataProgress ?? null } : {}),
+      progress: snapshot.dataProgress ?? null,
     });
   }
 
