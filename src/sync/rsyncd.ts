@@ -132,6 +132,11 @@ export function renderRsyncdConf(roots: readonly ServedRoot[], opts: RsyncdOptio
     "uid = 0",
     "gid = 0",
     "max verbosity = 1",
+    // Every allow list here holds addresses only, so the client's name is never needed. With the
+    // default (yes) each session first asks DNS for the peer's name: behind a resolver that drops
+    // queries every config pull and data batch waited 10.2 s instead of 0.19 s (rsyncd-dns.lab).
+    "reverse lookup = no",
+    "forward lookup = no",
     `refuse options = ${REFUSED.join(" ")}`,
     "",
   ];

@@ -25,6 +25,8 @@ test("rsyncd.conf: global read-only, no listing, chroot (as root), uid 0, link-f
       "uid = 0",
       "gid = 0",
       "max verbosity = 1",
+      "reverse lookup = no",
+      "forward lookup = no",
       "refuse options = copy-links copy-unsafe-links copy-dirlinks keep-dirlinks safe-links munge-links",
       "",
       "[ssh]",
