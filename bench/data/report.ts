@@ -19,6 +19,8 @@ export interface StreamRecord {
   missing: number;
   beforeAck: number;
   pollMsMax: number;
+  /** Copies first seen by the 250 ms safety-net scan, not by an inotify event (their time is late by up to 250 ms). */
+  seenByScan?: number;
   verify?: { checked: number; wrong: number; absent: number; examples: string[] };
   peer?: string;
   /** Acknowledged -> on both standbys, every upload (ms, rounded; null = never within the drain). */
@@ -74,6 +76,7 @@ export function report(res: Results): string {
       rows.push(["achieved upload rate", ...s.map((x) => (x.achievedRate === null ? "-" : `${x.achievedRate.toFixed(1)}/s`))]);
       for (const k of ["p50", "p95", "p99", "max"] as const) rows.push([`latency ${k}`, ...s.map((x) => msf(x.latency?.[k]))]);
       rows.push(["not on both standbys within 60 s after the stream", ...s.map((x) => String(x.missing))]);
+      rows.push(["copies seen by the 250 ms scan, not inotify", ...s.map((x) => (x.seenByScan === undefined ? "-" : String(x.seenByScan)))]);
       rows.push(["sftp put (handed -> acked) p50 / p99", ...s.map((x) => `${msf(x.putMs?.p50)} / ${msf(x.putMs?.p99)}`)]);
       rows.push(["byte-for-byte on both standbys", ...s.map((x) => (x.verify ? (x.verify.absent + x.verify.wrong > 0 ? `${x.verify.absent} absent, ${x.verify.wrong} differ` : "yes") : "-"))]);
       rows.push(["1-min load at start", ...s.map((x) => x.load1.toFixed(2))]);

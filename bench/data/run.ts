@@ -273,6 +273,7 @@ async function stream(c: LabCluster, o: Options, rate: number, res: Results, lab
       missing: r.missing,
       beforeAck: r.beforeAck,
       pollMsMax: r.pollMsMax,
+      seenByScan: r.seenByScan,
       errors: [...rec.errors, ...r.errors],
     });
     rec.latenciesMs = r.uploads.filter((u) => u.acked !== null).map((u) => (u.present.every((p) => p !== null) ? Math.round(Math.max(0, Math.max(...(u.present as number[])) - u.acked!)) : null));
