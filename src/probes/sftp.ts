@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import ssh2 from "ssh2";
+import { createRequire } from "node:module";
+import type * as Ssh2 from "ssh2";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { Probe, ProbeResult } from "./port.js";
@@ -20,6 +21,18 @@ export interface SftpTarget {
 }
 
 /** The fingerprint `ssh-keygen -lf` prints for a public key blob (the SSH wire encoding): "SHA256:" + unpadded base64. */
+const requireCjs = createRequire(import.meta.url);
+let ssh2Module: typeof Ssh2 | undefined;
+
+/**
+ * ssh2 and its crypto dependencies are loaded when the first sftp probe is
+ * built, not by every agent: importing them cost an idle agent ~9 MB of RSS
+ * (docs/benchmarks.md, "Agent resources"). Synchronous, like the import was.
+ */
+function ssh2(): typeof Ssh2 {
+  return (ssh2Module ??= requireCjs("ssh2") as typeof Ssh2);
+}
+
 export function sshFingerprint(keyBlob: Buffer): string {
   return `SHA256:${createHash("sha256").update(keyBlob).digest("base64").replace(/=+$/, "")}`;
 }
@@ -39,7 +52,7 @@ export function loadSftpCredentials(name: string, files: { privateKey?: string; 
   };
   if (files.privateKey !== undefined) {
     const privateKey = read("private_key", files.privateKey);
-    const parsed = ssh2.utils.parseKey(privateKey);
+    const parsed = ssh2().utils.parseKey(privateKey);
     // parseKey's messages name the problem ("Encrypted private OpenSSH key detected, but no passphrase given"), never the key.
     if (parsed instanceof Error) throw new UnderstudyError("US_E_PROBE_FILE", { name, key: "private_key", file: files.privateKey, cause: parsed.message });
     return { privateKey };
@@ -76,7 +89,7 @@ export class SftpProbe implements Probe {
   check(signal: AbortSignal): Promise<ProbeResult> {
     const { host, port, user, timeoutMs, credentials } = this.target;
     return runCheck(this.clock, timeoutMs, signal, (run) => {
-      const client = new ssh2.Client();
+      const client = new (ssh2().Client)();
       let presented: string | undefined;
       let loggedIn = false;
       // After a login, say goodbye (the daemon logs a clean logout), and drop the
