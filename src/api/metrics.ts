@@ -220,6 +220,17 @@ export class AgentMetrics {
     perStandby("understudy_data_standby_paused", "1 while shipping to the standby is paused (its data volume is full)", (t) => (t.paused !== null ? 1 : 0));
     perStandby("understudy_data_full_pass_needed", "1 while the standby needs a full pass (its true lag is unknown until the pass lists the tree)", (t) => (t.full ? 1 : 0));
     perStandby("understudy_data_delete_limit_hit", "1 while a full pass to the standby is stopped at data.max_delete (is the primary's data root mounted?)", (t) => (deleteLimited(t) ? 1 : 0));
+    new Gauge({
+      name: "understudy_data_watch_degraded",
+      help: "1 while the primary cannot watch the data root (the kernel's inotify limit, US_E_DATA_WATCH_LIMIT): it ships by full passes, its standbys' lag is unknown",
+      labelNames: ["root"],
+      registers: [registry],
+      collect() {
+        const g = this as Gauge<string>;
+        g.reset();
+        for (const r of status().roots) g.set({ root: r.name }, r.unwatched ? 1 : 0);
+      },
+    });
     const journal = scrapeGauge(registry, status);
     // 0 on a node that is not the primary (no journal).
     const read = (pick: (j: NonNullable<DataStatus["journal"]>) => number) => (s: DataStatus, g: Gauge<string>) => g.set(s.journal ? pick(s.journal) : 0);

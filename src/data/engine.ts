@@ -208,7 +208,13 @@ export class DataEngine implements DataControl {
       shipper: new Shipper({
         node: deps.node,
         term,
-        roots: deps.roots.map((r, i) => ({ name: r.name, path: r.path, journal: journals.get(r.name)!, ready: () => watchers[i]?.isReady() ?? false })),
+        roots: deps.roots.map((r, i) => ({
+          name: r.name,
+          path: r.path,
+          journal: journals.get(r.name)!,
+          ready: () => (watchers[i]?.isReady() ?? false) || this.unwatched(i) !== null,
+          degraded: () => this.unwatched(i),
+        })),
         settings: deps.ship,
         ssh: deps.ssh,
         runner: deps.runner,
@@ -366,7 +372,7 @@ export class DataEngine implements DataControl {
     return {
       role: this.role(),
       term: side?.term ?? this.receiving,
-      roots: this.deps.roots.map((r) => ({ name: r.name, path: r.path, freeBytes: this.deps.freeSpace?.of(r.path) ?? null })),
+      roots: this.deps.roots.map((r, i) => ({ name: r.name, path: r.path, freeBytes: this.deps.freeSpace?.of(r.path) ?? null, unwatched: this.unwatched(i) })),
       journal,
       standbys: side ? this.targets(side) : [],
       self: this.memberSummary(),
@@ -403,6 +409,11 @@ export class DataEngine implements DataControl {
   /** The per-standby lag to data/progress (throttled by the writer; nothing when not primary). */
   private offerProgress(): void {
     if (this.primary && !this.primary.stopping) this.progressWriter?.offer(this.progress());
+  }
+
+  /** Primary: why root i cannot be watched (US_E_DATA_WATCH_LIMIT), or null. */
+  private unwatched(i: number): string | null {
+    return this.primary?.watchers[i]?.degraded() ?? null;
   }
 
   private role(): DataStatus["role"] {

@@ -8,6 +8,8 @@ export interface DataRootStatus {
   readonly path: string;
   /** Free bytes on the root's filesystem; null when statfs failed. */
   readonly freeBytes: number | null;
+  /** Primary: why the root cannot be watched (US_E_DATA_WATCH_LIMIT; it ships by full passes meanwhile), or null. */
+  readonly unwatched?: string | null;
 }
 
 /** One standby as this primary's shipper sees it. */

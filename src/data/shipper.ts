@@ -22,6 +22,11 @@ export interface ShipRoot {
   readonly journal: ChangeJournal;
   /** The watcher is in place: nothing ships before (a full pass must see every later event). */
   ready(): boolean;
+  /**
+   * Why the root cannot be watched (the kernel's inotify limit), or null. It ships anyway, by a
+   * full pass after each watcher retry, and its standbys' lag is unknown (`full`) meanwhile.
+   */
+  degraded?(): string | null;
 }
 
 export interface ShipSettings {
@@ -160,7 +165,8 @@ export class Shipper {
         files += lag.files;
         bytes += lag.bytes;
         seconds = Math.max(seconds, lag.seconds);
-        full ||= lag.full;
+        // Unwatched, a change since the last pass is seen by nobody: the true lag is unknown.
+        full ||= lag.full || (root.degraded?.() ?? null) !== null;
         acked += s.cursor ?? 0;
         step = step === "" ? s.step : `${step}; ${s.step}`;
         lastError ??= s.lastError;

@@ -19,6 +19,7 @@ import { StringDecoder } from "node:string_decoder";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { StreamProcess, StreamSpawner } from "../platform/stream-process.js";
+import { UnderstudyError } from "../errors/catalogue.js";
 import { checkDataPath, type DataEvent } from "./journal.js";
 import { TEMP_DIR_NAME } from "./receive.js";
 
@@ -138,6 +139,25 @@ export interface WatcherDeps {
 
 const FIRST_RESTART_MS = 200;
 
+/**
+ * inotifywait's own words when the kernel refuses a watch or an instance (inotify-tools 3.22:
+ * "Failed to watch P; upper limit on inotify watches reached!", "Couldn't initialize inotify:
+ * Too many open files"). Retrying soon cannot help: the limit is the host's setting.
+ */
+const LIMIT = /upper limit on inotify (watches|instances) reached|Couldn't initialize inotify: Too many open files/;
+
+/** The coded sentence for a root that cannot be watched (logged once, shown by GET /data, counted by the metric). */
+export function watchLimitSentence(name: string, root: string, stderr: string, retryMs: number): string {
+  const instances = /instances|Too many open files/.test(stderr);
+  return new UnderstudyError("US_E_DATA_WATCH_LIMIT", {
+    root: name,
+    path: root,
+    what: instances ? "instances" : "watches",
+    knob: instances ? "fs.inotify.max_user_instances" : "fs.inotify.max_user_watches (one watch per directory below the root)",
+    retry_s: Math.round(retryMs / 1000),
+  }).message;
+}
+
 /** One inotifywait for one root, restarted with backoff until stop(). */
 export class RootWatcher {
   private proc: StreamProcess | null = null;
@@ -146,11 +166,20 @@ export class RootWatcher {
   private restarts = 0;
   private timer: TimerHandle | undefined;
   private stderrTail = "";
+  private limited: string | null = null;
 
   constructor(private readonly deps: WatcherDeps) {}
 
   isReady(): boolean {
     return this.ready;
+  }
+
+  /**
+   * Why this root cannot be watched (the kernel's inotify limit), or null. While set, the root
+   * still ships: each watcher retry is an overflow, so every standby gets a full pass.
+   */
+  degraded(): string | null {
+    return this.limited;
   }
 
   start(): void {
@@ -168,6 +197,8 @@ export class RootWatcher {
         if (!this.ready && this.stderrTail.includes("Watches established")) {
           this.ready = true;
           this.restarts = 0;
+          if (this.limited !== null) d.log.info({ root: d.name, path: d.root }, `data root ${d.name} is watched again: shipping by events, not by full passes`);
+          this.limited = null;
           d.log.info({ root: d.name, path: d.root }, "data watcher ready");
           if (!this.stopped) d.onReady();
         }
@@ -179,9 +210,18 @@ export class RootWatcher {
       this.ready = false;
       if (this.stopped) return;
       const why = `the watcher of ${d.name} exited (${exit.error ?? (exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`)}): ${this.stderrTail.trim().split("\n").pop() ?? ""}`;
-      const delay = Math.min(d.restartMaxMs ?? 10_000, FIRST_RESTART_MS * 2 ** Math.min(this.restarts, 20));
+      const maxMs = d.restartMaxMs ?? 10_000;
+      const limit = LIMIT.test(this.stderrTail);
+      // At the host's limit a quick retry cannot help: wait the longest, and say it once, as an error.
+      const delay = limit ? maxMs : Math.min(maxMs, FIRST_RESTART_MS * 2 ** Math.min(this.restarts, 20));
       this.restarts += 1;
-      d.log.warn({ root: d.name, retry_ms: delay }, `${why}; restarting, and every standby gets a full pass`);
+      if (limit && this.limited === null) {
+        this.limited = watchLimitSentence(d.name, d.root, this.stderrTail, delay);
+        d.log.error({ root: d.name, path: d.root, code: "US_E_DATA_WATCH_LIMIT", retry_ms: delay }, this.limited);
+      } else if (!limit) {
+        this.limited = null;
+        d.log.warn({ root: d.name, retry_ms: delay }, `${why}; restarting, and every standby gets a full pass`);
+      }
       d.onEvents([{ kind: "overflow", why }]);
       this.timer = d.clock.setTimer(delay, () => this.start());
     });

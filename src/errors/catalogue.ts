@@ -80,6 +80,11 @@ export const ERROR_CATALOGUE = {
   US_E_SYNC_HASH_WORKER: { message: "the sync hash worker failed: {problem}", transient: true },
   US_E_UNEXPECTED: { message: "an error with no code of its own: {cause}", transient: true },
   US_E_DATA_CONFIG: { message: "data replication setting {setting}: {problem} (got {value})", transient: false },
+  US_E_DATA_WATCH_LIMIT: {
+    message:
+      "data root {root} ({path}) cannot be watched: the kernel's limit on inotify {what} is reached; raise {knob}, e.g. in /etc/sysctl.d/; until then every standby gets a full pass after each watcher retry (every {retry_s} s) and its lag shows as unknown",
+    transient: true,
+  },
   US_E_DATA_REJOIN: { message: "rejoin of {from}'s data root {root} stopped: {problem}", transient: true },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -3,6 +3,7 @@
 // mapped to journal events; the process restarted with backoff as an overflow.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { pino } from "pino";
 import { eventOf, inotifyArgv, InotifyParser, RootWatcher } from "../../../src/data/watch.js";
 import type { DataEvent } from "../../../src/data/journal.js";
 import { silentLogger } from "../../../src/platform/logger.js";
@@ -121,12 +122,13 @@ test("watcher: ready on 'Watches established', events forwarded, an exit is an o
   spawner.procs[0]!.handlers.stdout(Buffer.from(`CLOSE_WRITE,CLOSE\0${ROOT}/a\0`));
   assert.deepEqual(events, [{ kind: "closed", path: "a" }]);
 
-  spawner.procs[0]!.handlers.stderr(Buffer.from("Failed to watch; upper limit on inotify watches reached!\n"));
+  spawner.procs[0]!.handlers.stderr(Buffer.from("Couldn't watch /srv/up/x: No such file or directory\n"));
   spawner.procs[0]!.exit({ code: 1, signal: null });
   await flushMicrotasks();
   assert.equal(w.isReady(), false);
+  assert.equal(w.degraded(), null, "an ordinary exit is not the inotify limit");
   assert.equal(events[1]?.kind, "overflow");
-  assert.match((events[1] as { why: string }).why, /exited \(code 1\): Failed to watch; upper limit/);
+  assert.match((events[1] as { why: string }).why, /exited \(code 1\): Couldn't watch \/srv\/up\/x/);
   await clock.advance(199);
   assert.equal(spawner.procs.length, 1, "not restarted before the backoff");
   await clock.advance(1);
@@ -143,4 +145,43 @@ test("watcher: ready on 'Watches established', events forwarded, an exit is an o
   await clock.advance(60_000);
   assert.equal(spawner.procs.length, 3, "never restarted after stop");
   assert.equal(events.filter((e) => e.kind === "overflow").length, 2, "a stop is not an overflow");
+});
+
+test("watcher at the kernel's inotify limit: one coded error, slow retries (each an overflow), degraded until a start succeeds", async () => {
+  const clock = new FakeClock();
+  const spawner = new FakeSpawner();
+  const events: DataEvent[] = [];
+  const lines: { level: number; msg: string; code?: string }[] = [];
+  const log = pino({ level: "debug" }, { write: (l: string) => void lines.push(JSON.parse(l) as { level: number; msg: string; code?: string }) });
+  const w = new RootWatcher({ spawner, clock, log, inotifywaitPath: "/usr/bin/inotifywait", name: "uploads", root: ROOT, onEvents: (e) => events.push(...e), onReady: () => undefined });
+  const limit = (i: number) => {
+    spawner.procs[i]!.handlers.stderr(
+      Buffer.from(
+        `Setting up watches.  Beware: since -r was given, this may take a while!\nFailed to watch ${ROOT}/a/b; upper limit on inotify watches reached!\nPlease increase the amount of inotify watches allowed per user via \`/proc/sys/fs/inotify/max_user_watches'.\n`,
+      ),
+    );
+    spawner.procs[i]!.exit({ code: 1, signal: null });
+  };
+  w.start();
+  limit(0);
+  await flushMicrotasks();
+  assert.equal(w.isReady(), false);
+  assert.match(w.degraded() ?? "", /^US_E_DATA_WATCH_LIMIT: data root uploads \(\/srv\/sftp\) cannot be watched: .*inotify watches.*fs\.inotify\.max_user_watches.*every 10 s/);
+  assert.equal(events.filter((e) => e.kind === "overflow").length, 1, "the exit is an overflow: every standby gets a full pass");
+  await clock.advance(9_999);
+  assert.equal(spawner.procs.length, 1, "no quick retry at the host's limit");
+  await clock.advance(1);
+  assert.equal(spawner.procs.length, 2, "retried after the longest backoff");
+  limit(1);
+  await flushMicrotasks();
+  assert.equal(events.filter((e) => e.kind === "overflow").length, 2, "each retry is a full pass: the root still replicates");
+  const errors = lines.filter((l) => l.level >= 50);
+  assert.equal(errors.length, 1, "said once, as an error, not at every retry");
+  assert.equal(errors[0]!.code, "US_E_DATA_WATCH_LIMIT");
+  await clock.advance(10_000);
+  spawner.procs[2]!.handlers.stderr(Buffer.from("Setting up watches.  Beware: since -r was given, this may take a while!\nWatches established.\n"));
+  assert.equal(w.isReady(), true);
+  assert.equal(w.degraded(), null, "watched again: by events, not full passes");
+  assert.ok(lines.some((l) => /is watched again/.test(l.msg)));
+  await w.stop();
 });
