@@ -6,23 +6,22 @@
 //   term: every standby gets a full pass first) and a Shipper (shipper.ts) that
 //   ships to each standby once its member key says it receives this term.
 // * Standby following leader L in term T (L's address known): the write modules
-//   `d<T>-<root>` are rendered into the sync daemon config (sync.serve_config),
-//   only L (and the VIP) may write; then this node reports `receiving: T`.
-//   Anything else renders no write module at all (the term fence).
+//   `d<T>-<root>` are rendered into the sync daemon config (sync.serve_config,
+//   receiver.ts), only L (and the VIP) may write; then this node reports
+//   `receiving: T`. Anything else renders no write module at all (the term fence).
 import path from "node:path";
 import type { DataLagRecord, DataProgress, DataProgressPublisher, MemberDataSummary } from "../coordinator/port.js";
 import { DataProgressWriter, ownLag } from "./progress.js";
-import { describeError, UnderstudyError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
-import { SerialRunner } from "../platform/serial.js";
 import type { StreamSpawner } from "../platform/stream-process.js";
-import { renderRsyncdConf, type ServedRoot } from "../sync/rsyncd.js";
+import type { ServedRoot } from "../sync/rsyncd.js";
 import type { SshTransport } from "../sync/transport-ssh.js";
 import { ChangeJournal, type DataEvent, type JournalLimits } from "./journal.js";
 import type { DataControl, DataStatus, ShipTargetStatus } from "./port.js";
-import { moduleLayout, receiveModules, type ReceiveFrom } from "./receive.js";
+import { WriteModules, type ReceiverFiles } from "./receiver.js";
+export type { ReceiverFiles } from "./receiver.js";
 import { Shipper, type ShipMember, type ShipSettings, type ShipperDeps } from "./shipper.js";
 import { RootWatcher } from "./watch.js";
 import type { RejoinAgent } from "./rejoin-agent.js";
@@ -36,14 +35,6 @@ export interface DataFollowView {
   readonly members: readonly { readonly node: string; readonly address: string | null; readonly data?: MemberDataSummary }[];
   /** data/progress as last read (a standby copies its own entry into its member key: ownLag). */
   readonly progress?: DataProgress | null;
-}
-
-/** The receiver's file work (index.ts binds it to the node's filesystem; tests to a fake). */
-export interface ReceiverFiles {
-  /** Creates the root (if missing) and its temp dir (0700, root-owned). */
-  prepareRoot(root: string, tempDir: string): Promise<void>;
-  /** Writes `text` to `file` atomically unless it already holds it; true when it wrote. */
-  writeIfChanged(file: string, text: string): Promise<boolean>;
 }
 
 export interface DataEngineDeps {
@@ -91,32 +82,30 @@ interface PrimarySide {
   stopping: Promise<void> | null;
 }
 
-const RECEIVER_RETRY_MS = 5000;
-
 export class DataEngine implements DataControl {
   private primary: PrimarySide | null = null;
   private readonly stopping = new Set<Promise<void>>();
-  private desired: ReceiveFrom = null;
-  private desiredKey = "null";
-  private receiving: number | null = null;
-  private writtenKey: string | null = null;
-  private retry: TimerHandle | undefined;
   private closed = false;
-  private readonly receiver: SerialRunner;
+  private readonly modules: WriteModules;
   private readonly progressWriter: DataProgressWriter | null;
   private lastProgress: DataProgress | null = null;
 
   constructor(private readonly deps: DataEngineDeps) {
-    this.receiver = new SerialRunner(
-      () => this.applyReceive(),
-      (e) => deps.log.error({ err: describeError(e) }, "data receiver update failed"),
-    );
+    this.modules = new WriteModules({
+      roots: deps.roots,
+      serve: deps.serve,
+      files: deps.files,
+      clock: deps.clock,
+      log: deps.log,
+      ...(deps.rejoin ? { rejoinModules: () => deps.rejoin!.modules() } : {}),
+      ...(deps.onProgress ? { onReceivingChanged: deps.onProgress } : {}),
+    });
     this.progressWriter = deps.progressSink ? new DataProgressWriter({ coordinator: deps.progressSink.coordinator, clock: deps.clock, log: deps.log, intervalMs: deps.progressSink.intervalMs }) : null;
   }
 
   /** Writes the daemon config once at start (no write module until a leader is followed). */
   start(): void {
-    this.receiver.trigger("start");
+    this.modules.start();
     this.deps.freeSpace?.start();
   }
 
@@ -129,7 +118,7 @@ export class DataEngine implements DataControl {
       // Every cycle, serially: a failed write is retried; a marker already of this term is not rewritten.
       this.deps.rejoin?.follow({ primaryTerm: view.term, leader: view.leader });
       // A node that is primary serves no write module: rendered away first.
-      this.setReceive(null);
+      this.modules.set(null);
       if (this.primary && this.primary.term !== view.term) this.stopPrimary();
       this.primary ??= this.startPrimary(view.term);
       this.primary.shipper.update(view.members.filter((m) => m.node !== node).map(shipMember));
@@ -141,7 +130,7 @@ export class DataEngine implements DataControl {
     this.deps.rejoin?.follow({ primaryTerm: null, leader: l });
     const blocked = (this.deps.rejoinPending?.() ?? false) || (this.deps.rejoin?.blocksReceiving() ?? false);
     const follows = view.acting === "standby" && l !== null && l.node !== node && l.address !== null && !blocked;
-    this.setReceive(follows ? { term: l.term, leaderAddress: l.address!, ...(this.deps.vipAddress ? { vipAddress: this.deps.vipAddress } : {}) } : null);
+    this.modules.set(follows ? { term: l.term, leaderAddress: l.address!, ...(this.deps.vipAddress ? { vipAddress: this.deps.vipAddress } : {}) } : null);
   }
 
   /**
@@ -152,10 +141,7 @@ export class DataEngine implements DataControl {
    */
   async beforeServe(term: number): Promise<void> {
     if (this.closed) return;
-    this.setReceive(null);
-    await this.receiver.idle();
-    if (this.writtenKey !== this.desiredKey)
-      throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "sync.serve_config", problem: "could not close the data write modules before serving", value: this.deps.serve.configPath });
+    await this.modules.closeAll();
     await this.deps.rejoin?.becomePrimary(term);
   }
 
@@ -166,10 +152,10 @@ export class DataEngine implements DataControl {
 
   memberSummary(): MemberDataSummary {
     return {
-      receiving: this.receiving,
+      receiving: this.modules.receiving,
       rejoin: this.deps.rejoin?.summary() ?? null,
       freeBytes: this.deps.freeSpace?.min() ?? null,
-      lag: ownLag(this.lastProgress, this.deps.node, this.desired?.term ?? null),
+      lag: ownLag(this.lastProgress, this.deps.node, this.modules.wanted?.term ?? null),
       step: this.stepSentence(),
     };
   }
@@ -177,18 +163,11 @@ export class DataEngine implements DataControl {
   /** Agent stop: ships nothing more, and closes the write modules (no one may write here while no agent follows the terms). */
   async close(): Promise<void> {
     this.closed = true;
-    this.retry?.cancel();
+    this.modules.cancelRetry();
     this.deps.freeSpace?.stop();
     await this.stopShipping();
     await this.progressWriter?.close();
-    await this.receiver.stop();
-    this.retry?.cancel();
-    if (this.writtenKey !== "null") {
-      this.desired = null;
-      this.desiredKey = "null";
-      await this.applyReceive();
-      this.retry?.cancel();
-    }
+    await this.modules.stop();
   }
 
   // ------------------------------------------------------------ primary side
@@ -298,47 +277,6 @@ export class DataEngine implements DataControl {
     void done.finally(() => this.stopping.delete(done));
   }
 
-  // ------------------------------------------------------------ standby side
-
-  private setReceive(from: ReceiveFrom): void {
-    // The rejoin modules (read-only, while this former primary is pending) are part of what is written.
-    const key = JSON.stringify([from, this.deps.rejoin?.modules() ?? ""]);
-    if (key === this.desiredKey && key === this.writtenKey) return;
-    this.desired = from;
-    this.desiredKey = key;
-    // Not receiving the old term any more, whatever the file says until rewritten.
-    if (from === null || from.term !== this.receiving) this.receiving = null;
-    this.receiver.trigger("leader changed");
-  }
-
-  private async applyReceive(): Promise<void> {
-    const { deps } = this;
-    const from = this.desired;
-    const key = this.desiredKey;
-    try {
-      if (from !== null) for (const r of deps.roots) await deps.files.prepareRoot(r.path, moduleLayout(r).tempDir);
-      const conf = renderRsyncdConf(deps.serve.syncRoots, { daemonUser: deps.serve.daemonUser, writeModules: receiveModules(deps.roots, from) }) + (deps.rejoin?.modules() ?? "");
-      const wrote = await deps.files.writeIfChanged(deps.serve.configPath, conf);
-      this.writtenKey = key;
-      if (wrote) {
-        deps.log.info(
-          { file: deps.serve.configPath, term: from?.term ?? null, leader: from?.leaderAddress ?? null },
-          from ? `data: receiving term ${from.term} from ${from.leaderAddress} (write modules open)` : "data: write modules closed",
-        );
-      }
-      if (key === this.desiredKey) {
-        const before = this.receiving;
-        this.receiving = from?.term ?? null;
-        if (before !== this.receiving) deps.onProgress?.();
-      }
-    } catch (e) {
-      this.writtenKey = null;
-      deps.log.error({ err: describeError(e), file: deps.serve.configPath }, `data: cannot update the receiving config; retrying in ${RECEIVER_RETRY_MS}ms`);
-      this.retry?.cancel();
-      this.retry = deps.clock.setTimer(RECEIVER_RETRY_MS, () => this.receiver.trigger("retry"));
-    }
-  }
-
   // ------------------------------------------------------------ DataControl
 
   notify(paths: readonly string[]): { readonly role: DataStatus["role"]; readonly accepted: number; readonly ignored: readonly string[] } {
@@ -371,7 +309,7 @@ export class DataEngine implements DataControl {
     }
     return {
       role: this.role(),
-      term: side?.term ?? this.receiving,
+      term: side?.term ?? this.modules.receiving,
       roots: this.deps.roots.map((r, i) => ({ name: r.name, path: r.path, freeBytes: this.deps.freeSpace?.of(r.path) ?? null, unwatched: this.unwatched(i) })),
       journal,
       standbys: side ? this.targets(side) : [],
@@ -418,14 +356,15 @@ export class DataEngine implements DataControl {
 
   private role(): DataStatus["role"] {
     if (this.primary) return "primary";
-    return this.desired !== null ? "standby" : "none";
+    return this.modules.wanted !== null ? "standby" : "none";
   }
 
   private stepSentence(): string {
     if (this.primary) return `shipping term ${this.primary.term} to ${this.primary.shipper.status().length} standby(s)`;
     if (this.deps.rejoin?.summary() === "pending") return this.deps.rejoin.step();
-    if (this.receiving !== null && this.desired) return `receiving term ${this.receiving} from ${this.desired.leaderAddress}`;
-    if (this.desired) return `opening the write modules for term ${this.desired.term}`;
+    const { receiving, wanted } = this.modules;
+    if (receiving !== null && wanted) return `receiving term ${receiving} from ${wanted.leaderAddress}`;
+    if (wanted) return `opening the write modules for term ${wanted.term}`;
     return "not receiving (no leader to follow)";
   }
 }

@@ -1,0 +1,129 @@
+// The standby side of data replication (docs/data-replication-design.md §6): the
+// write modules `d<T>-<root>` in the one rsync daemon config (sync.serve_config).
+// While this node follows leader L in term T, only L (and the VIP) may write into
+// its data roots through them; anything else renders none (the term fence). The
+// file is rewritten serially, retried after a failure, and `receiving` says T only
+// once the file does.
+import { describeError, UnderstudyError } from "../errors/catalogue.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
+import type { Logger } from "../platform/logger.js";
+import { SerialRunner } from "../platform/serial.js";
+import { renderRsyncdConf, type ServedRoot } from "../sync/rsyncd.js";
+import { moduleLayout, receiveModules, type ReceiveFrom } from "./receive.js";
+
+/** The receiver's file work (index.ts binds it to the node's filesystem; tests to a fake). */
+export interface ReceiverFiles {
+  /** Creates the root (if missing) and its temp dir (0700, root-owned). */
+  prepareRoot(root: string, tempDir: string): Promise<void>;
+  /** Writes `text` to `file` atomically unless it already holds it; true when it wrote. */
+  writeIfChanged(file: string, text: string): Promise<boolean>;
+}
+
+export interface WriteModulesDeps {
+  readonly roots: readonly { readonly name: string; readonly path: string }[];
+  /** The one daemon config file (sync.serve_config) and the read-only sync modules it holds. */
+  readonly serve: { readonly configPath: string; readonly syncRoots: readonly ServedRoot[]; readonly daemonUser: string };
+  readonly files: ReceiverFiles;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** The rejoin modules (read-only, while this former primary is pending): part of what is written. */
+  readonly rejoinModules?: () => string;
+  /** `receiving` changed: the loop publishes the member key again. */
+  readonly onReceivingChanged?: () => void;
+}
+
+const RECEIVER_RETRY_MS = 5000;
+
+export class WriteModules {
+  private desired: ReceiveFrom = null;
+  private desiredKey = "null";
+  private receivingTerm: number | null = null;
+  private writtenKey: string | null = null;
+  private retry: TimerHandle | undefined;
+  private readonly runner: SerialRunner;
+
+  constructor(private readonly deps: WriteModulesDeps) {
+    this.runner = new SerialRunner(
+      () => this.apply(),
+      (e) => deps.log.error({ err: describeError(e) }, "data receiver update failed"),
+    );
+  }
+
+  /** Writes the daemon config once at start (no write module until a leader is followed). */
+  start(): void {
+    this.runner.trigger("start");
+  }
+
+  /** The term whose write modules the file holds now (null: none). */
+  get receiving(): number | null {
+    return this.receivingTerm;
+  }
+
+  /** Whom this node wants to receive from (null: nobody). */
+  get wanted(): ReceiveFrom {
+    return this.desired;
+  }
+
+  set(from: ReceiveFrom): void {
+    const key = JSON.stringify([from, this.deps.rejoinModules?.() ?? ""]);
+    if (key === this.desiredKey && key === this.writtenKey) return;
+    this.desired = from;
+    this.desiredKey = key;
+    // Not receiving the old term any more, whatever the file says until rewritten.
+    if (from === null || from.term !== this.receivingTerm) this.receivingTerm = null;
+    this.runner.trigger("leader changed");
+  }
+
+  /** Closes every write module and resolves once the file says so; throws when it could not be written. */
+  async closeAll(): Promise<void> {
+    this.set(null);
+    await this.runner.idle();
+    if (this.writtenKey !== this.desiredKey)
+      throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "sync.serve_config", problem: "could not close the data write modules before serving", value: this.deps.serve.configPath });
+  }
+
+  cancelRetry(): void {
+    this.retry?.cancel();
+  }
+
+  /** Agent stop: no more rewrites, and the write modules closed (no one may write here while no agent follows the terms). */
+  async stop(): Promise<void> {
+    this.retry?.cancel();
+    await this.runner.stop();
+    this.retry?.cancel();
+    if (this.writtenKey !== "null") {
+      this.desired = null;
+      this.desiredKey = "null";
+      await this.apply();
+      this.retry?.cancel();
+    }
+  }
+
+  private async apply(): Promise<void> {
+    const { deps } = this;
+    const from = this.desired;
+    const key = this.desiredKey;
+    try {
+      if (from !== null) for (const r of deps.roots) await deps.files.prepareRoot(r.path, moduleLayout(r).tempDir);
+      const conf = renderRsyncdConf(deps.serve.syncRoots, { daemonUser: deps.serve.daemonUser, writeModules: receiveModules(deps.roots, from) }) + (deps.rejoinModules?.() ?? "");
+      const wrote = await deps.files.writeIfChanged(deps.serve.configPath, conf);
+      this.writtenKey = key;
+      if (wrote) {
+        deps.log.info(
+          { file: deps.serve.configPath, term: from?.term ?? null, leader: from?.leaderAddress ?? null },
+          from ? `data: receiving term ${from.term} from ${from.leaderAddress} (write modules open)` : "data: write modules closed",
+        );
+      }
+      if (key === this.desiredKey) {
+        const before = this.receivingTerm;
+        this.receivingTerm = from?.term ?? null;
+        if (before !== this.receivingTerm) deps.onReceivingChanged?.();
+      }
+    } catch (e) {
+      this.writtenKey = null;
+      deps.log.error({ err: describeError(e), file: deps.serve.configPath }, `data: cannot update the receiving config; retrying in ${RECEIVER_RETRY_MS}ms`);
+      this.retry?.cancel();
+      this.retry = deps.clock.setTimer(RECEIVER_RETRY_MS, () => this.runner.trigger("retry"));
+    }
+  }
+}
