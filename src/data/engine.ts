@@ -22,6 +22,7 @@ import { ChangeJournal, type DataEvent, type JournalLimits } from "./journal.js"
 import type { DataControl, DataStatus, ShipTargetStatus } from "./port.js";
 import { WriteModules, type ReceiverFiles } from "./receiver.js";
 export type { ReceiverFiles } from "./receiver.js";
+import type { WriterSessions } from "./writer-sessions.js";
 import { Shipper, type ShipMember, type ShipSettings, type ShipperDeps } from "./shipper.js";
 import { RootWatcher } from "./watch.js";
 import type { RejoinAgent } from "./rejoin-agent.js";
@@ -69,6 +70,8 @@ export interface DataEngineDeps {
   readonly freeSpace?: FreeSpaceReader;
   /** Each finished rsync run, for metrics (Shipper.onRun). */
   readonly onShipRun?: ShipperDeps["onRun"];
+  /** Cuts sessions still writing after their term's modules closed (writer-sessions.ts). */
+  readonly writerSessions?: WriterSessions;
 }
 
 interface PrimarySide {
@@ -99,6 +102,7 @@ export class DataEngine implements DataControl {
       log: deps.log,
       ...(deps.rejoin ? { rejoinModules: () => deps.rejoin!.modules() } : {}),
       ...(deps.onProgress ? { onReceivingChanged: deps.onProgress } : {}),
+      ...(deps.writerSessions ? { sessions: deps.writerSessions } : {}),
     });
     this.progressWriter = deps.progressSink ? new DataProgressWriter({ coordinator: deps.progressSink.coordinator, clock: deps.clock, log: deps.log, intervalMs: deps.progressSink.intervalMs }) : null;
   }

@@ -16,6 +16,7 @@ import { NodeStreamSpawner, type StreamSpawner } from "../platform/stream-proces
 import { checkControlDir } from "../sync/transport.js";
 import { MAX_CONTROL_DIR_CHARS, validateSshTransport } from "../sync/transport-ssh.js";
 import { FreeSpaceSampler } from "./free-space.js";
+import { ProcWriterSessions } from "./writer-sessions.js";
 import { DataEngine, type ReceiverFiles } from "./engine.js";
 import type { DataProgressPublisher, DataRejoinRecords, HistoryLog } from "../coordinator/port.js";
 import type { RejoinEvent } from "./rejoin-exec.js";
@@ -116,6 +117,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
     runner: deps.runner,
     spawner: deps.spawner ?? new NodeStreamSpawner(),
     files: NODE_RECEIVER_FILES,
+    writerSessions: new ProcWriterSessions({ configPath: s.serve_config }),
     clock: deps.clock,
     log: deps.log,
     onProgress: deps.onProgress,

@@ -10,6 +10,7 @@ import type { Logger } from "../platform/logger.js";
 import { SerialRunner } from "../platform/serial.js";
 import { renderRsyncdConf, type ServedRoot } from "../sync/rsyncd.js";
 import { moduleLayout, receiveModules, type ReceiveFrom } from "./receive.js";
+import type { WriterSessions } from "./writer-sessions.js";
 
 /** The receiver's file work (index.ts binds it to the node's filesystem; tests to a fake). */
 export interface ReceiverFiles {
@@ -30,6 +31,8 @@ export interface WriteModulesDeps {
   readonly rejoinModules?: () => string;
   /** `receiving` changed: the loop publishes the member key again. */
   readonly onReceivingChanged?: () => void;
+  /** Kills the sessions still writing once a term's modules are closed (writer-sessions.ts); absent: none killed. */
+  readonly sessions?: WriterSessions;
 }
 
 const RECEIVER_RETRY_MS = 5000;
@@ -39,6 +42,11 @@ export class WriteModules {
   private desiredKey = "null";
   private receivingTerm: number | null = null;
   private writtenKey: string | null = null;
+  /**
+   * The write modules the file last held: a session of theirs may still be writing. Unknown at
+   * start (a crashed agent may have left modules and sessions behind): checked on the first write.
+   */
+  private written: ReceiveFrom | "unknown" = "unknown";
   private retry: TimerHandle | undefined;
   private readonly runner: SerialRunner;
 
@@ -108,6 +116,17 @@ export class WriteModules {
       const conf = renderRsyncdConf(deps.serve.syncRoots, { daemonUser: deps.serve.daemonUser, writeModules: receiveModules(deps.roots, from) }) + (deps.rejoinModules?.() ?? "");
       const wrote = await deps.files.writeIfChanged(deps.serve.configPath, conf);
       this.writtenKey = key;
+      const before = this.written;
+      this.written = from;
+      // Sessions of the modules just closed are cut before `receiving` names a new term: the new
+      // leader ships only after that, so none of its sessions exists yet to be cut by mistake.
+      if (before !== null && (before === "unknown" || from === null || from.term !== before.term || from.leaderAddress !== before.leaderAddress)) {
+        const killed = (await deps.sessions?.kill(deps.roots.map((r) => r.path))) ?? [];
+        if (killed.length > 0) {
+          const term = before === "unknown" ? "an earlier run's" : `term ${before.term}'s`;
+          deps.log.warn({ pids: killed }, `data: killed ${killed.length} rsync session(s) still writing ${term} files after its write modules closed`);
+        }
+      }
       if (wrote) {
         deps.log.info(
           { file: deps.serve.configPath, term: from?.term ?? null, leader: from?.leaderAddress ?? null },

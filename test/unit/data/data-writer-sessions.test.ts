@@ -1,0 +1,105 @@
+// Sessions still writing after their term's write modules closed (src/data/receiver.ts,
+// src/data/writer-sessions.ts): the /proc scan kills exactly the rsync daemon sessions of our
+// config chrooted into a data root (or still in their handshake at "/"), never a partner's
+// chrooted session or a sync pull; the receiver calls it when a term's modules close, on the
+// first write after start, on promotion (closeAll) and at stop, and before `receiving`
+// names the new term.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { WriteModules, type ReceiverFiles } from "../../../src/data/receiver.js";
+import { ProcWriterSessions, type WriterSessions } from "../../../src/data/writer-sessions.js";
+import { silentLogger } from "../../../src/platform/logger.js";
+import { FakeClock, flushMicrotasks } from "../../fakes/clock.js";
+
+const CONF = "/etc/understudy/rsyncd.conf";
+
+test("/proc scan: kills our daemon's sessions in a data root or in their handshake, nothing else", async () => {
+  const proc = mkdtempSync(join(tmpdir(), "us-proc-"));
+  try {
+    const fake = (pid: number | string, comm: string, argv: string[], root: string) => {
+      mkdirSync(join(proc, String(pid)));
+      writeFileSync(join(proc, String(pid), "comm"), `${comm}\n`);
+      writeFileSync(join(proc, String(pid), "cmdline"), `${argv.join("\0")}\0`);
+      symlinkSync(root, join(proc, String(pid), "root"));
+    };
+    const daemon = ["/usr/bin/rsync", "--server", "--daemon", `--config=${CONF}`, "."];
+    fake(101, "rsync", daemon, "/srv/up"); // writing into a data root: killed
+    fake(102, "rsync", daemon, "/etc/app"); // a sync pull from a config root: kept
+    fake(103, "sshd", ["sshd: acme@notty"], "/srv/up"); // a partner chrooted in the root: kept
+    fake(104, "rsync", ["/usr/bin/rsync", "--server", "--daemon", "--config=/etc/other.conf", "."], "/srv/up"); // not our daemon
+    fake(105, "rsync", daemon, "/"); // our daemon in its handshake (read the old config): killed
+    fake(106, "rsync", daemon, "/srv/up"); // this process: kept
+    fake(107, "rsync", ["/usr/bin/rsync", "-a", "/srv/up/", "x::m/"], "/"); // a client, not a daemon
+    fake(108, "rsync", daemon, "/srv/homes/"); // the second root, trailing slash
+    mkdirSync(join(proc, "self"));
+    const killed: [number, string][] = [];
+    const s = new ProcWriterSessions({ configPath: CONF, procRoot: proc, selfPid: 106, kill: (pid, sig) => void killed.push([pid, sig]) });
+    const pids = await s.kill(["/srv/up", "/srv/homes"]);
+    assert.deepEqual([...pids].sort(), [101, 105, 108]);
+    assert.deepEqual(
+      killed.sort((a, b) => a[0] - b[0]),
+      [
+        [101, "SIGKILL"],
+        [105, "SIGKILL"],
+        [108, "SIGKILL"],
+      ],
+    );
+    assert.deepEqual(await new ProcWriterSessions({ configPath: CONF, procRoot: join(proc, "missing") }).kill(["/srv/up"]), [], "no /proc: nothing, no throw");
+  } finally {
+    rmSync(proc, { recursive: true, force: true });
+  }
+});
+
+test("receiver: sessions are cut when a term's modules close, at start, on promotion and at stop, before `receiving` moves", async () => {
+  const clock = new FakeClock();
+  const events: string[] = [];
+  const files: ReceiverFiles = {
+    prepareRoot: async () => undefined,
+    writeIfChanged: async (_f, text) => {
+      events.push(`write ${/\[d(\d+)-up\]/.exec(text)?.[1] ?? "none"}`);
+      return true;
+    },
+  };
+  const sessions: WriterSessions = {
+    kill: async (roots) => {
+      events.push(`kill ${roots.join(",")}`);
+      return [];
+    },
+  };
+  let modules: WriteModules | undefined;
+  const m = new WriteModules({
+    roots: [{ name: "up", path: "/srv/up" }],
+    serve: { configPath: CONF, syncRoots: [{ name: "app", path: "/etc/app" }], daemonUser: "root" },
+    files,
+    clock,
+    log: silentLogger(),
+    sessions,
+    onReceivingChanged: () => events.push(`receiving ${modules?.receiving ?? "none"}`),
+  });
+  modules = m;
+  const settle = async () => {
+    for (let i = 0; i < 5; i++) await flushMicrotasks();
+  };
+  m.start();
+  await settle();
+  assert.deepEqual(events.splice(0), ["write none", "kill /srv/up"], "at start: an earlier run may have left sessions");
+  m.set({ term: 4, leaderAddress: "198.18.0.11" });
+  await settle();
+  assert.deepEqual(events.splice(0), ["write 4", "receiving 4"], "opening modules cuts nothing");
+  m.set({ term: 5, leaderAddress: "198.18.0.12" });
+  await settle();
+  assert.deepEqual(events.splice(0), ["write 5", "kill /srv/up", "receiving 5"], "term 4's sessions are cut before term 5 is announced");
+  await m.closeAll();
+  assert.deepEqual(events.splice(0), ["write none", "kill /srv/up"], "promotion: cut before closeAll resolves, i.e. before this node serves");
+  assert.equal(m.receiving, null);
+  await m.closeAll();
+  assert.deepEqual(events.splice(0), [], "nothing open: nothing to cut");
+  m.set({ term: 6, leaderAddress: "198.18.0.12" });
+  await settle();
+  events.splice(0);
+  await m.stop();
+  assert.deepEqual(events.splice(0), ["write none", "kill /srv/up", "receiving none"], "agent stop: no one may go on writing");
+});
