@@ -8,8 +8,10 @@
  * from inventory variables (validated by `understudy config check`), generates
  * and distributes the API token and the sync key (forced read-only rsync,
  * pinned known_hosts), and starts the agents with start-stop-daemon (there is
- * no systemd here), n1 first. Then: n1 is primary and serves SFTP through the
- * VIP, its files reach the standbys, a second run changes nothing, n1's agent
+ * no systemd here), n1 first. Every node has a data root (docs/data.md), which
+ * the role creates. Then: n1 is primary and serves SFTP through the VIP, its
+ * sync root and a partner's file in its data root reach the standbys, a
+ * second run changes nothing on any node, n1's agent
  * is SIGKILLed and n2 takes over, and a third run with a changed config starts
  * n1's agent and restarts the others one at a time. The agents reach the
  * lab's etcd over TLS with a client certificate and as the least-privilege
@@ -27,10 +29,10 @@
  * (test/lab/deb-state.ts).
  */
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { CLI, Lab, NODE_FLAGS, REPO, pollUntil, run, runOk, type LabNode } from "./harness/index.js";
+import { CLI, Lab, NODE_FLAGS, REPO, agentLoadMs, pollUntil, run, runOk, type LabNode } from "./harness/index.js";
 import { LabPki } from "./harness/pki.js";
 import { installedVersion, rememberDeb, saveDebState } from "./deb-state.js";
 
@@ -44,6 +46,8 @@ interface Recap {
   changed: number;
   unreachable: number;
   failed: number;
+  /** The tasks that reported "changed" on this host, in order (the default callback's TASK headers). */
+  changedTasks: string[];
 }
 
 /** The PLAY RECAP lines of an ansible-playbook run, by host. */
@@ -51,7 +55,15 @@ function parseRecap(out: string): Map<string, Recap> {
   const recap = new Map<string, Recap>();
   const at = out.lastIndexOf("PLAY RECAP");
   for (const m of out.slice(Math.max(0, at)).matchAll(/^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)/gm)) {
-    recap.set(m[1]!, { ok: Number(m[2]), changed: Number(m[3]), unreachable: Number(m[4]), failed: Number(m[5]) });
+    recap.set(m[1]!, { ok: Number(m[2]), changed: Number(m[3]), unreachable: Number(m[4]), failed: Number(m[5]), changedTasks: [] });
+  }
+  let task = "";
+  for (const line of out.slice(0, Math.max(0, at)).split("\n")) {
+    const header = /^TASK \[(.+)\] \**$/.exec(line);
+    if (header) task = header[1]!;
+    const changed = /^changed: \[([^\]\s]+)/.exec(line);
+    const tasks = changed ? recap.get(changed[1]!)?.changedTasks : undefined;
+    if (tasks && tasks.at(-1) !== task) tasks.push(task);
   }
   return recap;
 }
@@ -163,6 +175,8 @@ test("ansible-playbook brings up a working 3-node cluster, idempotently, fails o
       app: join(n.dir, "app"),
       rootSsh: join(n.dir, "root-ssh"),
       adminHostKeys: join(n.dir, "admin-hostkey"),
+      // A data root the role must create (docs/data.md): missing before the first run.
+      uploads: join(n.dir, "srv-sftp"),
     });
     const hosts: Record<string, Record<string, unknown>> = {};
     // The nodes' admin sshds, for Ansible and for the sync key (its forced command): all three at once.
@@ -182,6 +196,7 @@ test("ansible-playbook brings up a working 3-node cluster, idempotently, fails o
         understudy_log_file: join(lab.logDir, `${n.name}-agent.log`),
         understudy_daemon: { backend: "process", mode: "cold", command: daemon, stop_timeout: "3s" },
         understudy_sync_roots: [{ name: "app", path: p.app }],
+        understudy_data_roots: [{ name: "uploads", path: p.uploads }],
         understudy_sync_authorized_keys_file: join(p.rootSsh, "authorized_keys"),
         understudy_sync_host_key_file: join(p.adminHostKeys, "ssh_host_ed25519_key.pub"),
       };
@@ -272,6 +287,30 @@ test("ansible-playbook brings up a working 3-node cluster, idempotently, fails o
       intervalMs: 200,
     });
     assert.ok(synced, "n1's sync root reached n2 and n3 over the sync key (pinned host keys, forced rsync)");
+    // A partner's upload into the primary's data root reaches both standbys with its bytes, mode and
+    // owner (the standbys' rsync daemon modules, added by their agents to the role's sync.serve_config).
+    const loadMs = await agentLoadMs();
+    const upload = join("alice", "in", "report.csv");
+    const bytes = Buffer.from(`id,amount\n1,42\n${lab.prefix}\n`);
+    mkdirSync(join(paths(n1).uploads, "alice", "in"), { recursive: true, mode: 0o750 });
+    writeFileSync(join(paths(n1).uploads, upload), bytes, { mode: 0o640 });
+    chmodSync(join(paths(n1).uploads, upload), 0o640);
+    chownSync(join(paths(n1).uploads, upload), 4242, 4243);
+    const tu = performance.now();
+    const shipped = await pollUntil(
+      () =>
+        [n2, n3].every((n) => {
+          const f = join(paths(n).uploads, upload);
+          if (!existsSync(f)) return false;
+          const st = statSync(f);
+          return (st.mode & 0o7777) === 0o640 && st.uid === 4242 && st.gid === 4243 && readFileSync(f).equals(bytes);
+        })
+          ? true
+          : undefined,
+      { timeoutMs: Math.max(10_000, 15 * loadMs), intervalMs: 100 },
+    );
+    assert.ok(shipped, `n1's upload reached n2 and n3 with the same bytes, mode 0640 and owner 4242:4243 (agent load ${Math.round(loadMs)} ms)`);
+    t.diagnostic(`data: an upload on n1 on both standbys after ${Math.round(performance.now() - tu)} ms (agent load ${Math.round(loadMs)} ms)`);
     const config = readFileSync(join(paths(n1).etc, "understudy.yaml"), "utf8");
     assert.match(config, /^ {2}tls:\n {4}ca: \S+etcd-ca\.pem\n {4}cert: \S+etcd-client\.pem\n {4}key: \S+etcd-client\.key$/m, "the role wrote etcd.tls");
     assert.match(config, new RegExp(`^ {2}auth:\\n {4}user: ${etcd.user}\\n {4}password_file: \\S+etcd-password$`, "m"), "the role wrote etcd.auth");
@@ -280,6 +319,19 @@ test("ansible-playbook brings up a working 3-node cluster, idempotently, fails o
       const mode = statSync(join(paths(n1).etc, f)).mode & 0o777;
       assert.equal(mode, 0o640, `${f} is 0640 root:<agent group>`);
     }
+    // Data roots: created by the role (they did not exist), root-owned, with rsync's temp dir 0700, in the config.
+    assert.ok(existsSync("/usr/bin/inotifywait"), "inotify-tools is installed");
+    for (const n of lab.nodes) {
+      const root = statSync(paths(n).uploads);
+      assert.ok(root.isDirectory() && root.uid === 0 && (root.mode & 0o777) === 0o755, `${n.name}: data root created root:root 0755`);
+      const tmp = statSync(join(paths(n).uploads, ".understudy-tmp"));
+      assert.equal(tmp.mode & 0o777, 0o700, `${n.name}: .understudy-tmp is 0700`);
+      assert.match(
+        readFileSync(join(paths(n).etc, "understudy.yaml"), "utf8"),
+        new RegExp(`^data:\n {2}roots:\n {2}- name: uploads\n {4}path: ${paths(n).uploads.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"),
+        `${n.name}: data section`,
+      );
+    }
     const status = await lab.exec(lab.client, [process.execPath, CLI, "status", "--config", join(paths(n1).etc, "understudy.yaml"), "--json"], { timeoutMs: 15_000 });
     assert.equal(status.code, 0, `status over TLS + auth with n1's config: ${status.stdout}${status.stderr}`);
     mark("cluster checked");
@@ -287,7 +339,12 @@ test("ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     // ------------------------------------------------------------ second run
     const second = await playbook(900_000, names);
     mark("second run done");
-    for (const n of lab.nodes) assert.equal(second.get(n.name)!.changed, 0, `second run: changed=0 on ${n.name}`);
+    // Every node at once, naming what changed (a node following a primary must not lose its data write modules).
+    assert.deepEqual(
+      names.map((n) => second.get(n)!.changed),
+      [0, 0, 0],
+      `second run: changed=0 on every node; changed: ${names.map((n) => `${n}: ${second.get(n)!.changedTasks.join("; ") || "-"}`).join(" | ")}`,
+    );
     assert.equal(await leader(), n1.name, "the second run left the primary alone");
 
     // -------------------------------------------------------------- failover
@@ -326,7 +383,7 @@ test("ansible-playbook brings up a working 3-node cluster, idempotently, fails o
     assert.deepEqual(
       names.map((n) => third.get(n)!.changed),
       [3, 4, 4],
-      "third run: only what the config change and the dead agent need",
+      `third run: only what the config change and the dead agent need; changed: ${names.map((n) => `${n}: ${third.get(n)!.changedTasks.join("; ")}`).join(" | ")}`,
     );
     const last = await leader();
     assert.ok(last, "the cluster has a primary after the rolling restart");
