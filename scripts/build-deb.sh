@@ -138,6 +138,11 @@ install -m 0644 "$sd/README.md" "$ex/README.md"
 install -D -m 0755 "$repo/deploy/examples/understudy-staged-check" "$root/usr/lib/understudy/bin/understudy-staged-check"
 for f in "$repo"/deploy/examples/*.yaml "$repo/deploy/examples/README.md"; do install -D -m 0644 "$f" "$root/usr/share/understudy/examples/$(basename "$f")"; done
 install -D -m 0755 "$repo/deploy/examples/volume-check.sh" "$root/usr/share/understudy/examples/volume-check.sh"
+# Data roots: the upload-closed hooks (docs/data.md), the log reader executable.
+for f in "$repo"/deploy/examples/data/*; do
+  mode=0644; [ -x "$f" ] && mode=0755
+  install -D -m "$mode" "$f" "$root/usr/share/understudy/examples/data/$(basename "$f")"
+done
 grep -q '^ExecStart=/usr/bin/understudy ' "$root/lib/systemd/system/understudy.service" \
   || die "systemd/understudy.service: ExecStart= must run /usr/bin/understudy"
 
