@@ -1,6 +1,7 @@
 import { isBehind, type SwitchoverRequest } from "../coordinator/port.js";
 import { bestCandidate, eligible } from "./candidates.js";
 import type { Decision, Observation } from "./observation.js";
+import { drainStep } from "./drain-plan.js";
 
 // Planned moves of the primary: operator switchover (now or scheduled),
 // forced failover to a named node, and automatic failback to a preferred node.
@@ -53,9 +54,18 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     const why = `${target.node} did not catch up to sync generation ${pub.generation} within ${SYNC_CATCH_UP_MS / 1000}s (it has ${target.generation})`;
     return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
   }
+  const drain = drainStep(o, sw, target.node);
+  if ("decision" in drain) return drain.decision;
+  if (drain.move === null) {
+    return {
+      actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover" }],
+      reason: `${sw.kind}: handing over to ${target.node}${sw.reason ? ` (${sw.reason})` : ""}`,
+    };
+  }
+  // New sessions stay refused until the VIP is gone and the key released: then accept again (end_drain).
   return {
-    actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover" }],
-    reason: `${sw.kind}: handing over to ${target.node}${sw.reason ? ` (${sw.reason})` : ""}`,
+    actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", drain: drain.move }, { kind: "end_drain", outcome: "moved", why: "handed over" }],
+    reason: `${sw.kind}: handing over to ${target.node} ${drain.note}${sw.reason ? ` (${sw.reason})` : ""}`,
   };
 }
 
