@@ -57,12 +57,20 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     if (!(await deps.coordinator.requestSwitchover(request))) {
       return refuse(reply, 412, "US_E_API_PRECONDITION", "another switchover request is already pending");
     }
-    await record({ kind: "request", from: request.from, to: request.to, reason: `${kind} requested${request.at ? ` for ${request.at}` : ""}${drainMs !== undefined ? ` with a drain of up to ${body.drain}` : ""}: ${request.reason}`, requestedBy: request.requestedBy });
+    await record({
+      kind: "request",
+      from: request.from,
+      to: request.to,
+      reason: `${kind} requested${request.at ? ` for ${request.at}` : ""}${drainMs !== undefined ? ` with a drain of up to ${body.drain}` : ""}: ${request.reason}`,
+      requestedBy: request.requestedBy,
+    });
     deps.log.info({ request, target: plan.reason }, `${kind} requested`);
     return reply.code(202).send({ accepted: true, request, target: plan.reason });
   };
 
-  app.post<{ Body: MoveBody }>("/switchover", { schema: bodySchema({ to: NAME, at: { type: "string", format: "date-time" }, drain: { type: "string", maxLength: 20 } }) }, (req, reply) => move(req, reply, "switchover", req.body ?? {}));
+  app.post<{ Body: MoveBody }>("/switchover", { schema: bodySchema({ to: NAME, at: { type: "string", format: "date-time" }, drain: { type: "string", maxLength: 20 } }) }, (req, reply) =>
+    move(req, reply, "switchover", req.body ?? {}),
+  );
   app.post<{ Body: MoveBody }>("/failback", { schema: bodySchema({ to: NAME }) }, (req, reply) => {
     const target = failbackTarget(req.body?.to, deps.failbackPreferred ?? null);
     if (!target.ok) return refuse(reply, target.status, "US_E_API_PRECONDITION", target.message);

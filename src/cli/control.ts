@@ -83,7 +83,8 @@ async function move(kind: SwitchoverRequest["kind"], p: Parsed, io: Io): Promise
   const waitArg = str(values, "wait");
   const drainArg = str(values, "drain");
   const drainMs = drainArg === undefined ? undefined : parseDuration(drainArg);
-  if (drainArg !== undefined && (drainMs === undefined || drainMs < 1000 || drainMs > 24 * 3_600_000)) throw usage(`--drain takes a duration from 1s to 24h, like 30s, got ${JSON.stringify(drainArg)}`);
+  if (drainArg !== undefined && (drainMs === undefined || drainMs < 1000 || drainMs > 24 * 3_600_000))
+    throw usage(`--drain takes a duration from 1s to 24h, like 30s, got ${JSON.stringify(drainArg)}`);
   // A drained switchover is followed for its drain plus the usual 30 s.
   const waitS = waitArg === undefined ? 30 + Math.ceil((drainMs ?? 0) / 1000) : Number(waitArg);
   if (!Number.isFinite(waitS) || waitS < 0 || waitS > 3600) throw usage(`--wait takes seconds from 0 to 3600, got ${JSON.stringify(waitArg)}`);

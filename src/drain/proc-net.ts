@@ -38,7 +38,14 @@ function endpoint(text: string): { address: string; port: number } | null {
   if (!m) return null;
   const hex = m[1]!;
   const words = hex.match(/.{8}/g)!.map((w) => w.match(/../g)!.reverse().join(""));
-  if (words.length === 1) return { address: words[0]!.match(/../g)!.map((b) => parseInt(b, 16)).join("."), port: parseInt(m[2]!, 16) };
+  if (words.length === 1)
+    return {
+      address: words[0]!
+        .match(/../g)!
+        .map((b) => parseInt(b, 16))
+        .join("."),
+      port: parseInt(m[2]!, 16),
+    };
   const groups = words.flatMap((w) => [w.slice(0, 4), w.slice(4)]).map((g) => parseInt(g, 16).toString(16));
   return { address: groups.join(":"), port: parseInt(m[2]!, 16) };
 }

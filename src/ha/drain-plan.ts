@@ -68,13 +68,13 @@ export function drainStep(o: Observation, sw: SwitchoverRequest, target: string)
   const waitedMs = Math.max(0, o.nowMs - active.startedAtMs);
   const left = active.sessions;
   if (left === 0) {
-    return { move: { drained: active.initial ?? 0, cut: 0, waitedMs: Math.round(waitedMs) }, note: `after draining for ${seconds(waitedMs)}s: no session left (${plural(active.initial ?? 0)} drained)` };
+    return {
+      move: { drained: active.initial ?? 0, cut: 0, waitedMs: Math.round(waitedMs) },
+      note: `after draining for ${seconds(waitedMs)}s: no session left (${plural(active.initial ?? 0)} drained)`,
+    };
   }
   if (waitedMs >= limitMs) {
-    const move: DrainSummary =
-      left === null
-        ? { drained: 0, waitedMs: Math.round(waitedMs) }
-        : { drained: Math.max(0, (active.initial ?? left) - left), cut: left, waitedMs: Math.round(waitedMs) };
+    const move: DrainSummary = left === null ? { drained: 0, waitedMs: Math.round(waitedMs) } : { drained: Math.max(0, (active.initial ?? left) - left), cut: left, waitedMs: Math.round(waitedMs) };
     const cut = left === null ? `sessions not counted (${active.countError ?? "count failed"})` : `cutting ${plural(left)}`;
     return { move, note: `after the drain timed out at ${seconds(limitMs)}s: ${cut}` };
   }

@@ -35,7 +35,21 @@ function slowUpload(c: LabCluster, name: string, bytes: number, kbit: number): {
   const batch = join(lab.dir, "client", `${name}.batch`);
   writeFileSync(batch, `put ${local} ${name}\n`);
   const ssh = ["-F", "/dev/null", "-i", lab.clientKey, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"];
-  const argv = ["sftp", ...ssh, "-o", `UserKnownHostsFile=${lab.knownHosts}`, "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-l", String(kbit), "-b", batch, `root@${lab.vipAddress}`];
+  const argv = [
+    "sftp",
+    ...ssh,
+    "-o",
+    `UserKnownHostsFile=${lab.knownHosts}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "ConnectTimeout=3",
+    "-l",
+    String(kbit),
+    "-b",
+    batch,
+    `root@${lab.vipAddress}`,
+  ];
   const done = lab.exec(lab.client, argv, { timeoutMs: 60_000 }).then((r) => ({ ...r, endedAt: Date.now() }));
   return { done, sha: createHash("sha256").update(data).digest("hex") };
 }
@@ -97,10 +111,14 @@ test("a slow SFTP upload completes across a drained switchover; a drain too shor
     // The move came after the upload ended, not before (the new primary wrote the event once it served).
     assert.ok(Date.parse(done.at) >= r.endedAt - 1000, `switchover at ${done.at}, upload ended ${new Date(r.endedAt).toISOString()}`);
     assert.equal(await drainTable(c, first.node), false, "the nftables table is gone after the move");
-    console.log(sw.stdout.trim().split("\n").map((l) => `cli> ${l}`).join("\n"));
     console.log(
-      `drain lab: upload ${((r.endedAt - swStart) / 1000).toFixed(1)}s after the request; drain_ms ${drainMs}; handover_ms ${done.durations?.handover_ms}; cli ${sw.ms} ms`,
+      sw.stdout
+        .trim()
+        .split("\n")
+        .map((l) => `cli> ${l}`)
+        .join("\n"),
     );
+    console.log(`drain lab: upload ${((r.endedAt - swStart) / 1000).toFixed(1)}s after the request; drain_ms ${drainMs}; handover_ms ${done.durations?.handover_ms}; cli ${sw.ms} ms`);
 
     // 2. A drain too short: ~1.5 MB at 512 kbit/s (about 24 s) against a 2 s drain: the move cuts it.
     assert.ok(await c.waitForStandbys([first.node], 20_000), `${first.node} is a standby again`);
