@@ -89,6 +89,11 @@ function primary(over: Partial<Observation> = {}, cluster: Partial<NonNullable<O
   };
 }
 
+function withoutDrain(o: Observation): Observation {
+  const { drain: _, ...rest } = o;
+  return rest;
+}
+
 interface Case {
   name: string;
   o: Observation;
@@ -103,14 +108,14 @@ const endOf = (actions: readonly Action[]) => actions.find((a): a is Extract<Act
 const cases: Case[] = [
   {
     name: "no drain asked -> move at once, as before",
-    o: primary({}, { switchover: sw({ drainMs: undefined as never }) }),
+    o: primary({}, { switchover: (({ drainMs: _, ...rest }) => rest)(sw()) }),
     actions: ["demote", "release"],
     reason: /^switchover: handing over to n2$/,
     check: (a) => assert.equal(release(a)!.drain, undefined),
   },
   {
     name: "drain asked, this agent cannot drain (no view) -> cancelled",
-    o: primary({ drain: undefined }),
+    o: withoutDrain(primary()),
     actions: ["abort_switchover"],
     reason: /^switchover not possible: cannot drain: this agent has no drain support; cancelling$/,
   },
