@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { Config } from "../config/load.js";
 import type { CommandRunner } from "../platform/command.js";
 import { findProgram } from "../platform/programs.js";
@@ -21,10 +22,13 @@ export function createDrain(config: Config, runner: CommandRunner): { gate: Sess
   const d = config.drain;
   const gateKind = d?.gate ?? (d?.stop_accepting ? "command" : "firewall");
   const counter = new ProcNetSessions(ports);
-  if (gateKind === "command") return { gate: new CommandDrainGate(runner, d!.stop_accepting!, d!.resume_accepting ?? []), counter };
+  if (gateKind === "command") return { gate: new CommandDrainGate(runner, d!.stop_accepting!, d!.resume_accepting ?? [], join(config.state_dir, "drain-refusing")), counter };
   if (gateKind === "none") return { gate: NO_GATE, counter };
   const vip = config.vip && config.vip.backend !== "none" ? config.vip.address.split("/")[0]! : null;
-  return { gate: new NftDrainGate(runner, findProgram("nft"), vip, ports), counter };
+  const nft = findProgram("nft");
+  // Said up front (the planner cancels a drained switchover with this reason) rather than on the first drain.
+  if (nft === null) return { unavailable: "the firewall gate needs nft, which was not found: install the Debian package nftables, or set drain.gate" };
+  return { gate: new NftDrainGate(runner, nft, vip, ports), counter };
 }
 
 /** drain.gate none: nothing refuses new sessions; the drain only waits for the count to reach 0. */

@@ -3,6 +3,9 @@ import assert from "node:assert/strict";
 import { NftDrainGate, REMOVE_SCRIPT, refuseScript } from "../../../src/drain/nft.js";
 import { CommandDrainGate } from "../../../src/drain/command-gate.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const NFT = ["/usr/sbin/nft", "-f", "-"];
 
@@ -47,4 +50,37 @@ test("command gate: runs drain.stop_accepting / resume_accepting as argv; no res
   await assert.rejects(g2.stopAccepting(), /no such unit/);
   await g2.resumeAccepting();
   r2.done();
+});
+
+test("command gate: a marker file lives while the stop command may be in force; at start a leftover marker runs resume", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "drain-gate-"));
+  try {
+    const marker = join(dir, "drain-refusing");
+    const stop = ["/usr/sbin/ftpshut", "-l", "1440", "-d", "0", "+1440"];
+    const resume = ["/usr/sbin/ftpshut", "-R"];
+    const idle = new StrictCommandRunner();
+    await new CommandDrainGate(idle, stop, resume, marker).clearLeftover();
+    idle.done();
+    // A run that stopped accepting and then died: the marker stays.
+    const crashed = new StrictCommandRunner().expect(stop);
+    await new CommandDrainGate(crashed, stop, resume, marker).stopAccepting();
+    crashed.done();
+    assert.equal(existsSync(marker), true);
+    // The next start undoes it, once.
+    const next = new StrictCommandRunner().expect(resume);
+    const gate = new CommandDrainGate(next, stop, resume, marker);
+    await gate.clearLeftover();
+    await gate.clearLeftover();
+    next.done();
+    assert.equal(existsSync(marker), false);
+    // A resume that fails keeps the marker (retried by the drain run, and at the next start).
+    const failing = new StrictCommandRunner().expect(stop).expect(resume, { code: 1, stderr: "busy" });
+    const g = new CommandDrainGate(failing, stop, resume, marker);
+    await g.stopAccepting();
+    await assert.rejects(g.resumeAccepting(), /busy/);
+    failing.done();
+    assert.equal(existsSync(marker), true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
