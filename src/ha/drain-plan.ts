@@ -98,7 +98,11 @@ export function settleDrain(o: Observation, decision: Decision): Decision {
   if (!active || decision.actions.some((a) => a.kind === "start_drain" || a.kind === "end_drain")) return decision;
   const why = drainEnded(o, decision, active);
   if (why === null) return decision;
-  return { actions: [...decision.actions, { kind: "end_drain", outcome: "aborted", why }], reason: `${decision.reason}; ending the drain: ${why}` };
+  // A cancelled switchover's history event says how far its drain got.
+  const left = active.sessions === null ? "sessions not counted" : `${plural(active.sessions)} left`;
+  const progress = `drain ended after ${seconds(Math.max(0, o.nowMs - active.startedAtMs))}s with ${left}`;
+  const actions = decision.actions.map((a) => (a.kind === "abort_switchover" ? { ...a, why: `${a.why}; ${progress}` } : a));
+  return { actions: [...actions, { kind: "end_drain", outcome: "aborted", why }], reason: `${decision.reason}; ending the drain: ${why}` };
 }
 
 function drainEnded(o: Observation, decision: Decision, active: ActiveDrain): string | null {

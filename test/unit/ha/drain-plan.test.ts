@@ -232,6 +232,7 @@ const cases: Case[] = [
     o: primary({ drain: view({ active: active() }) }, { members: [member("n1", { role: "primary" }), member("n2", { healthy: false })] }),
     actions: ["abort_switchover", "end_drain"],
     reason: /^switchover not possible: n2 is not a healthy, ready standby; cancelling; ending the drain: the switchover will not go ahead$/,
+    check: (a) => assert.equal((a[0] as Extract<Action, { kind: "abort_switchover" }>).why, "n2 is not a healthy, ready standby; drain ended after 4s with 2 sessions left"),
   },
   {
     name: "lease deadline passed mid-drain -> demote, accept again",
