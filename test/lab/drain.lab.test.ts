@@ -4,8 +4,9 @@
  * while `understudy switchover --drain` moves the primary. With room to drain,
  * the upload completes on the old primary before the move (history: drained 1,
  * cut 0) and new sessions are refused meanwhile by the nftables gate; with a
- * drain too short, the move cuts the session (history: cut 1). Needs root and
- * `npm run build`.
+ * drain too short, the move cuts the session (history: cut 1); a drain cancelled
+ * with DELETE /switchover removes the gate at once and moves nothing. Needs
+ * root and `npm run build`.
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
@@ -71,7 +72,7 @@ async function drainTable(c: LabCluster, node: string): Promise<boolean> {
   return r.stdout.includes("understudy_drain");
 }
 
-test("a slow SFTP upload completes across a drained switchover; a drain too short cuts it", T, async () => {
+test("a slow SFTP upload completes across a drained switchover; a drain too short cuts it; a cancelled drain reopens", T, async () => {
   const c = await LabCluster.create({ nodes: 2 });
   try {
     const first = (await c.leader())!;
@@ -136,6 +137,22 @@ test("a slow SFTP upload completes across a drained switchover; a drain too shor
     assert.ok((cut.durations?.drain_ms ?? 0) >= 2000, JSON.stringify(cut));
     assert.equal(await drainTable(c, second), false, "the nftables table is gone after the cutting move too");
     console.log(`drain lab (cut): drain_ms ${cut.durations?.drain_ms}; handover_ms ${cut.durations?.handover_ms}`);
+
+    // 3. Cancelled mid-drain (DELETE /switchover): the gate goes, new sessions are accepted again, nobody moves.
+    assert.ok(await c.waitForStandbys([second], 20_000), `${second} is a standby again`);
+    const third = slowUpload(c, "kept.bin", 320 * 1024, 1024);
+    assert.ok(await pollUntil(async () => (sizeOn(c, first.node, "kept.bin") > 0 ? true : undefined), { timeoutMs: 10_000, intervalMs: 50 }));
+    const req = await c.cli(["switchover", "--to", second, "--drain", "60s", "--wait", "0"]);
+    assert.equal(req.code, 0, req.stdout + req.stderr);
+    assert.ok(await pollUntil(async () => ((await drainTable(c, first.node)) ? true : undefined), { timeoutMs: 10_000, intervalMs: 100 }), "drain under way");
+    const token = readFileSync(c.tokenFile, "utf8").trim();
+    const del = await c.lab.exec(c.lab.client, ["curl", "-sS", "-X", "DELETE", "-H", `Authorization: Bearer ${token}`, `${c.apiUrl(first.node)}/switchover`], { timeoutMs: 10_000 });
+    assert.match(del.stdout, /"cancelled"/, del.stdout + del.stderr);
+    const reopened = await pollUntil(async () => ((await drainTable(c, first.node)) ? undefined : true), { timeoutMs: 10_000, intervalMs: 100 });
+    assert.ok(reopened, "the nftables table is removed when the request is cancelled");
+    assert.equal((await c.lab.sshHandshake("vip", { timeoutMs: 5000 })).ok, true, "new sessions are accepted again");
+    assert.equal((await third.done).code, 0, "the running upload was never touched");
+    assert.equal((await c.leader())?.node, first.node, "nobody moved");
   } finally {
     await c.teardown();
   }
