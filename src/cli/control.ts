@@ -87,7 +87,9 @@ async function move(kind: SwitchoverRequest["kind"], p: Parsed, io: Io): Promise
     throw usage(`--drain takes a duration from 1s to 24h, like 30s, got ${JSON.stringify(drainArg)}`);
   // A drained switchover is followed for its drain plus the usual 30 s.
   const waitS = waitArg === undefined ? 30 + Math.ceil((drainMs ?? 0) / 1000) : Number(waitArg);
-  if (!Number.isFinite(waitS) || waitS < 0 || waitS > 3600) throw usage(`--wait takes seconds from 0 to 3600, got ${JSON.stringify(waitArg)}`);
+  // A long drain may be followed to its end: the bound grows with it.
+  const maxWaitS = 3600 + Math.ceil((drainMs ?? 0) / 1000);
+  if (!Number.isFinite(waitS) || waitS < 0 || waitS > maxWaitS) throw usage(`--wait takes seconds from 0 to ${maxWaitS}, got ${JSON.stringify(waitArg)}`);
   let at: string | undefined;
   const atArg = str(values, "at");
   if (atArg) {

@@ -53,3 +53,15 @@ test("history: a drained switchover's counts are printed beside its durations", 
   assert.equal(h.code, 0, h.err);
   assert.match(h.out, /switchover +n1 -> n2 term 2 .*\(handover_ms 357, drain_ms 5049\) \[drained 1, cut 0\]/);
 });
+
+test("switchover --drain 24h: followed for the whole drain by default; --wait may grow with the drain", async (t) => {
+  const api = await realApi();
+  t.after(() => api.close());
+  const tooLong = await cli(["switchover", "--to", "n2", "--drain", "1h", "--wait", "7300", "--api", api.url], { UNDERSTUDY_API_TOKEN: TOKEN });
+  assert.equal(tooLong.code, 2, tooLong.out + tooLong.err);
+  assert.match(tooLong.out + tooLong.err, /--wait takes seconds from 0 to 7200/);
+  const scheduled = await cli(["switchover", "--to", "n2", "--drain", "24h", "--at", "2099-01-01T00:00:00Z", "--api", api.url], { UNDERSTUDY_API_TOKEN: TOKEN });
+  assert.equal(scheduled.code, 0, scheduled.out + scheduled.err);
+  assert.equal(api.etcd.switchover?.drainMs, 86_400_000);
+  assert.equal(api.etcd.switchover?.at, "2099-01-01T00:00:00.000Z");
+});
