@@ -15,7 +15,8 @@ const TIMEOUT_MS = 5000;
 /** The nft script that refuses new connections (pure, for tests). `address` null: every non-loopback address. */
 export function refuseScript(address: string | null, ports: readonly number[]): string {
   const family = address === null ? null : isIP(address) === 6 ? "ip6" : "ip";
-  const where = address === null ? 'iif != "lo"' : `${family} daddr ${address}`;
+  // Never loopback: the agent's own probes (and local checks) of the VIP keep working while it drains.
+  const where = address === null ? 'iif != "lo"' : `iif != "lo" ${family} daddr ${address}`;
   return [
     `table inet ${DRAIN_TABLE}`,
     `delete table inet ${DRAIN_TABLE}`,
