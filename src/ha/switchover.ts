@@ -44,7 +44,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   const pub = o.cluster!.sync;
   if (!forced && pub && isBehind(target.generation, pub)) {
     // The target pulls within a second normally; a validator failing on it would keep it behind for good.
-    const age = o.wallNowMs - Date.parse(sw.requestedAt);
+    const age = catchUpAgeMs(o, sw);
     if (!(age > SYNC_CATCH_UP_MS)) {
       return {
         actions: [{ kind: "recheck_at", atMs: o.nowMs + 250 }],
@@ -67,6 +67,18 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", drain: drain.move }, { kind: "end_drain", outcome: "moved", why: "handed over" }],
     reason: `${sw.kind}: handing over to ${target.node} ${drain.note}${sw.reason ? ` (${sw.reason})` : ""}`,
   };
+}
+
+/**
+ * How long the target has had to catch up: since the request was due (its `at`, else when it was
+ * made), less the time a drain for it has run (at most its duration): a sync generation published
+ * during a long drain is not held against the target. Bounded: drainMs + SYNC_CATCH_UP_MS at most.
+ */
+function catchUpAgeMs(o: Observation, sw: SwitchoverRequest): number {
+  const due = Math.max(Date.parse(sw.requestedAt), sw.at !== null ? Date.parse(sw.at) : 0);
+  const active = o.drain?.active;
+  const drained = active && active.requestedAt === sw.requestedAt ? Math.min(Math.max(0, o.nowMs - active.startedAtMs), sw.drainMs ?? 0) : 0;
+  return o.wallNowMs - due - drained;
 }
 
 /**

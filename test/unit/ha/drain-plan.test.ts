@@ -296,3 +296,44 @@ test("drain plan: without a drain running, no decision gains an end_drain", () =
     );
   }
 });
+
+test("drain plan: a target behind during a long drain is waited for; it is cancelled only 30 s after the drain's duration", () => {
+  const behind = {
+    members: [member("n1", { role: "primary", generation: 5 }), member("n2", { generation: 4 })],
+    sync: { generation: 5, digest: "d", roots: {}, files: 1, source: "n1", term: 7, publishedAt: "" },
+  };
+  // Requested 10 min ago with a 15 min drain, draining for 9m50s: still waiting for the target.
+  const req = new Date(WALL - 600_000).toISOString();
+  const long = (startedAgoMs: number) =>
+    decide(primary({ drain: view({ active: active({ requestedAt: req, startedAtMs: NOW - startedAgoMs }) }) }, { ...behind, switchover: sw({ requestedAt: req, drainMs: 900_000 }) }));
+  assert.deepEqual(
+    long(590_000).actions.map((a) => a.kind),
+    ["recheck_at"],
+  );
+  // Requested 16 min ago, drain ran its 15 min, 50 s more behind: cancelled (and the drain ended).
+  const old = new Date(WALL - 960_000).toISOString();
+  const d = decide(primary({ drain: view({ active: active({ requestedAt: old, startedAtMs: NOW - 950_000 }) }) }, { ...behind, switchover: sw({ requestedAt: old, drainMs: 900_000 }) }));
+  assert.deepEqual(
+    d.actions.map((a) => a.kind),
+    ["abort_switchover", "end_drain"],
+  );
+  assert.match(d.reason, /did not catch up to sync generation 5 within 30s/);
+});
+
+test("switchover scheduled long ago: the catch-up wait counts from its time, not from when it was requested", () => {
+  const d = decide(
+    primary(
+      {},
+      {
+        members: [member("n1", { role: "primary", generation: 5 }), member("n2", { generation: 4 })],
+        sync: { generation: 5, digest: "d", roots: {}, files: 1, source: "n1", term: 7, publishedAt: "" },
+        switchover: (({ drainMs: _, ...rest }) => rest)(sw({ requestedAt: new Date(WALL - 7_200_000).toISOString(), at: new Date(WALL - 1000).toISOString() })),
+      },
+    ),
+  );
+  assert.deepEqual(
+    d.actions.map((a) => a.kind),
+    ["recheck_at"],
+  );
+  assert.match(d.reason, /waiting for n2 to catch up/);
+});
