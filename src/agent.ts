@@ -31,6 +31,7 @@ import type { FenceGuard, WatchdogSettings } from "./fence/port.js";
 import { createSyncEngine } from "./sync/index.js";
 import { createDataEngine } from "./data/index.js";
 import { ToolReadiness, checkTools } from "./tools/check.js";
+import { createDrain } from "./drain/index.js";
 
 export interface RunningAgent {
   readonly loop: HaLoop;
@@ -147,6 +148,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     fenceGuard,
     hooks: hookSet.hooks,
     wakeUps,
+    drain: createDrain(config, runner),
     ...(apiUrl ? { apiUrl } : {}),
     ...(sync ? { sync } : {}),
     ...(data ? { data } : {}),

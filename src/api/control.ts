@@ -11,6 +11,8 @@ import { refuse, type ApiDeps } from "./server.js";
 const NAME = { type: "string", pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" } as const;
 const REASON = { type: "string", maxLength: 500 } as const;
 const WHO = { type: "string", maxLength: 100 } as const;
+/** The longest drain a switchover may ask for (docs/operations.md, "Drained switchover"). */
+const MAX_DRAIN_MS = 24 * 3_600_000;
 
 const bodySchema = (properties: Record<string, unknown>, required: string[] = []) => ({
   // Bodies with only optional fields may be left out (`curl -X POST .../resume`).
@@ -35,6 +37,10 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
   /** Validate and write a switchover / failback / failover request. */
   const move = async (req: FastifyRequest, reply: FastifyReply, kind: SwitchoverRequest["kind"], body: MoveBody, namedBy?: string) => {
     const snap = await deps.coordinator.snapshot();
+    const drainMs = body.drain === undefined ? undefined : parseDuration(body.drain);
+    if (body.drain !== undefined && (drainMs === undefined || drainMs < 1000 || drainMs > MAX_DRAIN_MS)) {
+      return refuse(reply, 400, "US_E_API_BAD_REQUEST", `drain ${JSON.stringify(body.drain)} must be a duration between 1s and 24h, like 30s`);
+    }
     const plan = planMove(snap, kind, body, deps.clock.wallMs(), namedBy);
     if (!plan.ok) return refuse(reply, plan.status, plan.status === 400 ? "US_E_API_BAD_REQUEST" : "US_E_API_PRECONDITION", plan.message);
     const request: SwitchoverRequest = {
@@ -46,16 +52,25 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
       requestedBy: who(req, body),
       reason: body.reason ?? "",
       requestedAt: now(),
+      ...(drainMs !== undefined ? { drainMs } : {}),
     };
     if (!(await deps.coordinator.requestSwitchover(request))) {
       return refuse(reply, 412, "US_E_API_PRECONDITION", "another switchover request is already pending");
     }
-    await record({ kind: "request", from: request.from, to: request.to, reason: `${kind} requested${request.at ? ` for ${request.at}` : ""}: ${request.reason}`, requestedBy: request.requestedBy });
+    await record({
+      kind: "request",
+      from: request.from,
+      to: request.to,
+      reason: `${kind} requested${request.at ? ` for ${request.at}` : ""}${drainMs !== undefined ? ` with a drain of up to ${body.drain}` : ""}: ${request.reason}`,
+      requestedBy: request.requestedBy,
+    });
     deps.log.info({ request, target: plan.reason }, `${kind} requested`);
     return reply.code(202).send({ accepted: true, request, target: plan.reason });
   };
 
-  app.post<{ Body: MoveBody }>("/switchover", { schema: bodySchema({ to: NAME, at: { type: "string", format: "date-time" } }) }, (req, reply) => move(req, reply, "switchover", req.body ?? {}));
+  app.post<{ Body: MoveBody }>("/switchover", { schema: bodySchema({ to: NAME, at: { type: "string", format: "date-time" }, drain: { type: "string", maxLength: 20 } }) }, (req, reply) =>
+    move(req, reply, "switchover", req.body ?? {}),
+  );
   app.post<{ Body: MoveBody }>("/failback", { schema: bodySchema({ to: NAME }) }, (req, reply) => {
     const target = failbackTarget(req.body?.to, deps.failbackPreferred ?? null);
     if (!target.ok) return refuse(reply, target.status, "US_E_API_PRECONDITION", target.message);

@@ -11,6 +11,8 @@ export interface MoveBody {
   reason?: string;
   force?: boolean;
   requested_by?: string;
+  /** switchover only: drain for up to this long first (a duration like 30s). */
+  drain?: string;
 }
 
 export type MovePlan =

@@ -8,6 +8,7 @@ import { readClientConfig, type ClientConfig } from "./client-config.js";
 import { printable, type Io } from "./io.js";
 import { clusterAnswerProblem, historyAnswerProblem, requireUsable } from "./answer-check.js";
 import type { Parsed } from "./spec.js";
+import { parseDuration } from "../config/duration.js";
 
 // Operator commands that go through a node's REST API. Exit codes (./spec.ts EXIT):
 // 0 done, 1 failure (unreachable, timed out), 2 usage, 3 refused by the cluster, 4 unauthorized.
@@ -80,8 +81,15 @@ async function move(kind: SwitchoverRequest["kind"], p: Parsed, io: Io): Promise
   const values = p.values;
   const out = io.out;
   const waitArg = str(values, "wait");
-  const waitS = waitArg === undefined ? 30 : Number(waitArg);
-  if (!Number.isFinite(waitS) || waitS < 0 || waitS > 3600) throw usage(`--wait takes seconds from 0 to 3600, got ${JSON.stringify(waitArg)}`);
+  const drainArg = str(values, "drain");
+  const drainMs = drainArg === undefined ? undefined : parseDuration(drainArg);
+  if (drainArg !== undefined && (drainMs === undefined || drainMs < 1000 || drainMs > 24 * 3_600_000))
+    throw usage(`--drain takes a duration from 1s to 24h, like 30s, got ${JSON.stringify(drainArg)}`);
+  // A drained switchover is followed for its drain plus the usual 30 s.
+  const waitS = waitArg === undefined ? 30 + Math.ceil((drainMs ?? 0) / 1000) : Number(waitArg);
+  // A long drain may be followed to its end: the bound grows with it.
+  const maxWaitS = 3600 + Math.ceil((drainMs ?? 0) / 1000);
+  if (!Number.isFinite(waitS) || waitS < 0 || waitS > maxWaitS) throw usage(`--wait takes seconds from 0 to ${maxWaitS}, got ${JSON.stringify(waitArg)}`);
   let at: string | undefined;
   const atArg = str(values, "at");
   if (atArg) {
@@ -95,6 +103,7 @@ async function move(kind: SwitchoverRequest["kind"], p: Parsed, io: Io): Promise
     ...(to ? { to } : {}),
     ...(at ? { at } : {}),
     ...(values.force ? { force: true } : {}),
+    ...(drainArg !== undefined ? { drain: drainArg } : {}),
     reason: str(values, "reason") ?? "",
     requested_by: requester(values),
   };
@@ -107,7 +116,7 @@ async function move(kind: SwitchoverRequest["kind"], p: Parsed, io: Io): Promise
     if (values.json) out(JSON.stringify({ requested: req }));
     return 0;
   }
-  const done = await follow(api, req, waitS * 1000);
+  const done = await follow(api, req, waitS * 1000, values.json ? () => undefined : out);
   if (values.json) out(JSON.stringify({ requested: req, ...done }));
   else if (done.outcome === "done") out(printable(`${kind} done: ${done.primary} is the primary (term ${done.term})${done.handoverMs !== undefined ? `; handover took ${done.handoverMs} ms` : ""}`));
   else out(printable(`${kind} ${done.outcome}: ${done.detail}`));
@@ -126,8 +135,9 @@ interface FollowResult {
 const HISTORY_GRACE_MS = 5000;
 
 /** Poll /cluster (bounded) until the request is gone from etcd, then read how it ended from /history. */
-async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number, clock: Clock = new SystemClock()): Promise<FollowResult> {
+async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number, progress: Out, clock: Clock = new SystemClock()): Promise<FollowResult> {
   const deadline = clock.monotonicMs() + timeoutMs;
+  let said = "";
   let movedAt: number | undefined;
   let moved: FollowResult | undefined;
   while (clock.monotonicMs() < deadline) {
@@ -136,7 +146,10 @@ async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number,
     if (!c || c.status !== 200) continue;
     const snap = c.body;
     requireUsable(api.baseUrl, "/cluster", clusterAnswerProblem(snap));
-    if (snap.switchover && snap.switchover.requestedAt === req.requestedAt) continue;
+    if (snap.switchover && snap.switchover.requestedAt === req.requestedAt) {
+      said = drainProgress(snap, req, said, progress);
+      continue;
+    }
     const h = await api.get<{ events: HistoryEvent[] }>("/history?limit=50");
     if (h.status === 200) requireUsable(api.baseUrl, "/history", historyAnswerProblem(h.body));
     const events = h.status === 200 ? h.body.events : [];
@@ -155,6 +168,17 @@ async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number,
     }
   }
   return moved ?? { outcome: "timed out", detail: `no new primary within ${Math.round(timeoutMs / 1000)}s; see \`understudy history\`` };
+}
+
+/** A drained switchover's progress as the primary's decision says it (sessions left, seconds waited), once per change. */
+function drainProgress(snap: ClusterSnapshot, req: SwitchoverRequest, said: string, out: Out): string {
+  if (req.drainMs === undefined) return said;
+  const primary = snap.members.find((m) => m.node === snap.leader?.node);
+  const m = primary ? /draining, (.*?), ([\d.]+)s of ([\d.]+)s waited/.exec(primary.decision) : null;
+  if (!m) return said;
+  const line = `draining on ${primary!.node}: ${m[1]}, ${Math.floor(Number(m[2]))}s of ${m[3]}s waited`;
+  if (line !== said) out(printable(line));
+  return line;
 }
 
 export const pause = (p: Parsed, io: Io) => simple("pause", p, io);
@@ -224,7 +248,12 @@ export async function history({ values }: Parsed, io: Io): Promise<number> {
           .map(([k, v]) => `${k} ${v}`)
           .join(", ")})`
       : "";
-    out(printable(`${e.at}  ${e.kind.padEnd(10)}${move}${e.term !== null ? ` term ${e.term}` : ""}  ${e.reason}${e.requestedBy ? ` [by ${e.requestedBy}]` : ""}${took}`));
+    const counted = e.counts
+      ? ` [${Object.entries(e.counts)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ")}]`
+      : "";
+    out(printable(`${e.at}  ${e.kind.padEnd(10)}${move}${e.term !== null ? ` term ${e.term}` : ""}  ${e.reason}${e.requestedBy ? ` [by ${e.requestedBy}]` : ""}${took}${counted}`));
   }
   if (answer.body.events.length === 0) out("no history yet");
   return 0;

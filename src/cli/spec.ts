@@ -109,6 +109,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       ...change,
       to: { type: "string", arg: "NODE", help: "the new primary (default: the best candidate)" },
       at: { type: "string", arg: "TIME", help: "schedule it, like 2026-12-01T03:00:00Z" },
+      drain: { type: "string", arg: "DURATION", help: "first refuse new sessions and wait up to DURATION (like 30s) for running ones" },
       wait,
     },
     notes: [API_NOTE],

@@ -6,6 +6,7 @@ import { absolutePath, argv, cidr, duration, name, positiveDuration, programArgv
 import { probe } from "./probe-schema.js";
 import { syncSection } from "./sync-schema.js";
 import { dataSection } from "./data-schema.js";
+import { drainSection } from "./drain-schema.js";
 
 export { DEFAULT_MAX_MODE } from "./sync-schema.js";
 
@@ -211,6 +212,8 @@ export const configSchema = z
     sync: syncSection.optional(),
     /** Upload and home directories replicated continuously, primary to standbys (src/data/, docs/data.md). */
     data: dataSection.optional(),
+    /** Drained switchover: refusing new sessions and counting the running ones (docs/operations.md, "Drained switchover"). */
+    drain: drainSection.optional(),
     // Hardware-grade fencing (docs/architecture.md, "The fence guard"): the fence guard holds this device while primary.
     watchdog: z
       .object({

@@ -154,6 +154,8 @@ export interface SwitchoverRequest {
   readonly requestedBy: string;
   readonly reason: string;
   readonly requestedAt: string;
+  /** Drained switchover: refuse new sessions and wait up to this long for running ones before moving; absent: move at once. */
+  readonly drainMs?: number;
 }
 
 /**
@@ -174,6 +176,17 @@ export interface ReleaseRecord {
    * add kept failing): the address is not known to be free, so the successor checks it.
    */
   readonly vipNotFree?: string;
+  /** A drained switchover: sessions that ended during the drain, those cut by the move, and how long it waited. */
+  readonly drain?: DrainSummary;
+}
+
+/** How a drain before a switchover ended (src/ha/drain-plan.ts). */
+export interface DrainSummary {
+  /** Sessions established when new ones were refused that ended before the move. */
+  readonly drained: number;
+  /** Sessions still established at the move (cut by it); absent when they could not be counted. */
+  readonly cut?: number;
+  readonly waitedMs: number;
 }
 
 /** control/ban/<node>: the node may not become primary until the key's lease expires. */

@@ -82,6 +82,7 @@ const switchoverSchema = z.object({
   requestedBy: text(500),
   reason: text(8000),
   requestedAt: isoTime,
+  drainMs: count.max(86_400_000).optional(),
 });
 
 const releasedSchema = z.object({
@@ -91,6 +92,7 @@ const releasedSchema = z.object({
   why: z.enum(["switchover", "shutdown", "handover", "veto"]),
   reason: text(8000).optional(),
   vipNotFree: text(500).optional(),
+  drain: z.object({ drained: count, cut: count.optional(), waitedMs: count }).optional(),
 });
 const banSchema = z.object({ node: nodeName, until: isoTime, requestedBy: text(500), reason: text(8000) });
 const syncSchema = z.object({
@@ -167,7 +169,7 @@ export function decodeLeaderChecked(value: string, createRevision: number): Deco
 }
 
 export const decodeMemberChecked = (value: string): Decoded<MemberRecord> => decode(memberSchema, value) as Decoded<MemberRecord>;
-export const decodeSwitchoverChecked = (value: string): Decoded<SwitchoverRequest> => decode(switchoverSchema, value);
+export const decodeSwitchoverChecked = (value: string): Decoded<SwitchoverRequest> => decode(switchoverSchema, value) as Decoded<SwitchoverRequest>;
 export const decodeReleasedChecked = (value: string): Decoded<ReleaseRecord> => decode(releasedSchema, value) as Decoded<ReleaseRecord>;
 export const decodeBanChecked = (value: string): Decoded<BanRecord> => decode(banSchema, value);
 export const decodeSyncGenerationChecked = (value: string): Decoded<SyncGeneration> => decode(syncSchema, value) as Decoded<SyncGeneration>;

@@ -58,6 +58,7 @@ export class Chronicle {
   async switchoverDone(sw: SwitchoverRequest, snapshot: ClusterSnapshot | null, term: number): Promise<void> {
     const released = snapshot?.released;
     const gap = released && released.node === sw.from ? this.clock.wallMs() - Date.parse(released.at) : undefined;
+    const drain = released && released.node === sw.from ? released.drain : undefined;
     this.recorder.record(
       this.event(sw.kind, {
         from: sw.from,
@@ -65,7 +66,8 @@ export class Chronicle {
         term,
         reason: sw.reason,
         requestedBy: sw.requestedBy,
-        ...(gap !== undefined ? { durations: { handover_ms: Math.max(0, Math.round(gap)) } } : {}),
+        ...(gap !== undefined || drain ? { durations: { ...(gap !== undefined ? { handover_ms: Math.max(0, Math.round(gap)) } : {}), ...(drain ? { drain_ms: drain.waitedMs } : {}) } } : {}),
+        ...(drain ? { counts: { drained: drain.drained, ...(drain.cut !== undefined ? { cut: drain.cut } : {}) } } : {}),
       }),
       term,
     );

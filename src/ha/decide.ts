@@ -8,6 +8,7 @@ import { dampedNote, stayInsteadOfHandover } from "./stay.js";
 import { vipLost } from "./vip-truth.js";
 import { promotionGate, withRestartBackoff } from "./promotion.js";
 import { isBehind } from "../coordinator/port.js";
+import { settleDrain } from "./drain-plan.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (docs/reliability.md): when in doubt, be a standby.
@@ -15,7 +16,8 @@ import { isBehind } from "../coordinator/port.js";
 export function decide(o: Observation): Decision {
   // A promotion under way (gates asked this cycle, promotion.ts) is decided on its own.
   if (o.acting === "standby" && o.promotion) return promotionGate(o);
-  return o.acting === "primary" ? withRestartBackoff(o, decidePrimary(o)) : decideStandby(o);
+  // A drain (drain-plan.ts) ends with any decision that does not carry its switchover on.
+  return settleDrain(o, o.acting === "primary" ? withRestartBackoff(o, decidePrimary(o)) : decideStandby(o));
 }
 
 function decidePrimary(o: Observation): Decision {

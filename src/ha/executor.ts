@@ -14,6 +14,7 @@ import type { Action, DataLagPromotion, Decision, Observation, StalePromotion } 
 import type { DataPort, SyncPort, VipControl } from "./ports.js";
 import type { HookVerdict, PromotionGates } from "./promotion.js";
 import type { NodeRole } from "./role.js";
+import type { DrainRun } from "./drain-run.js";
 import { vipNotFree } from "./vip-truth.js";
 
 // The executor of decide()'s actions: each action does what it says. It
@@ -37,6 +38,7 @@ export interface ExecutorDeps {
 export interface LoopHandle {
   readonly lease: SessionLease;
   readonly role: NodeRole;
+  readonly drain: DrainRun;
   readonly chronicle: Chronicle;
   readonly flap: FlapWatch;
   stopped(): boolean;
@@ -102,6 +104,7 @@ export class DecisionExecutor {
           why: action.why,
           ...(last ? { reason: last.reason.slice(0, 2000) } : {}),
           ...vipNotFree(this.loop.vipAtDecision()),
+          ...(action.drain ? { drain: action.drain } : {}),
         };
         if (await coordinator.release(action.term, record).catch(() => false)) log.info({ term: action.term, why: action.why }, "released the leader key");
         else log.warn({ term: action.term }, "release not applied; the lease expires on its own");
@@ -143,6 +146,16 @@ export class DecisionExecutor {
         return;
       case "recheck_at":
         this.loop.recheckIn(action.atMs - clock.monotonicMs(), "recheck");
+        return;
+      case "start_drain":
+        await this.loop.drain.begin(action.requestedAt);
+        this.loop.trigger("drain started");
+        return;
+      case "drain_wait":
+        this.loop.recheckIn(action.atMs - clock.monotonicMs(), "drain");
+        return;
+      case "end_drain":
+        await this.loop.drain.end(action.outcome, action.why);
         return;
       case "record_flap_damped":
         this.loop.flap.damped(chronicle.flapDamped(role.term, action.reason), action.reason);

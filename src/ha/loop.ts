@@ -23,6 +23,7 @@ import { VipWitness, vipNotFree } from "./vip-truth.js";
 import { memberBody, nodeView, type SelfParts } from "./self-report.js";
 import type { FenceGuard } from "../fence/port.js";
 import type { HookPort } from "../hooks/port.js";
+import { DrainRun, type DrainParts } from "./drain-run.js";
 
 export interface HaLoopDeps {
   readonly config: Config;
@@ -49,6 +50,8 @@ export interface HaLoopDeps {
   readonly data?: DataPort;
   /** "Look again" notices from parts built before the loop (sync progress, readiness, tools, watchdog): each runs a cycle. */
   readonly wakeUps?: WakeSource;
+  /** Drained switchover: the gate and session counter, or why this node cannot drain; absent: cannot drain. */
+  readonly drain?: DrainParts | { readonly unavailable: string };
 }
 
 /**
@@ -83,6 +86,7 @@ export class HaLoop {
   private readonly listeners: HaEventListener[] = [];
   private readonly flap: FlapWatch;
   private readonly self: SelfParts;
+  private readonly drain: DrainRun;
   readonly lease: SessionLease;
 
   constructor(private readonly deps: HaLoopDeps) {
@@ -115,6 +119,8 @@ export class HaLoop {
     this.configured = configuredPart(deps.config);
     this.flap = new FlapWatch(deps.coordinator, deps.clock, this.configured.flapSettings, deps.log);
     this.vipWitness = new VipWitness(deps.vip, deps.clock);
+    const d = deps.drain;
+    this.drain = new DrainRun(d && "gate" in d ? d : null, d && "unavailable" in d ? d.unavailable : null, deps.clock, deps.log);
     this.self = { ...deps, readiness: this.readiness, role: this.role, vipWitness: this.vipWitness, flap: this.flap };
     this.cycles = new SerialRunner(
       (why) => this.cycle(why),
@@ -123,6 +129,7 @@ export class HaLoop {
     this.executor = new DecisionExecutor(deps, {
       lease: this.lease,
       role: this.role,
+      drain: this.drain,
       chronicle: this.chronicle,
       flap: this.flap,
       stopped: () => this.stopped,
@@ -153,6 +160,7 @@ export class HaLoop {
     }
     // Unless we are still the leader, a VIP left behind by a crashed previous run must go.
     if (!adopted) await this.deps.vip.setDesired(false).catch((e: unknown) => log.error({ err: describeError(e) }, "cannot remove a leftover floating IP"));
+    await this.drain.clearLeftover();
     await this.ensureWatch();
     // Cold standbys have no daemon to probe: NodeRole starts the probes on promotion.
     if (config.daemon.mode === "warm") this.deps.health.start();
@@ -225,6 +233,7 @@ export class HaLoop {
       sync: { enabled: fixed.syncEnabled && this.deps.sync !== undefined, behindSinceMs: this.deps.sync?.behindSince() ?? null, maximumLagMs: fixed.maximumLagMs },
       ...(fixed.vipHoldTimeoutMs !== null && this.role.acting === "primary" ? { vip: this.vipWitness.observation(fixed.vipHoldTimeoutMs) } : {}),
       ...(promotion ? { promotion } : {}),
+      drain: this.drain.view(),
     };
   }
 
@@ -247,6 +256,7 @@ export class HaLoop {
     if (snapshot) await this.flap.refresh(this.role.acting === "primary" && !(this.role.daemonRunning && this.deps.health.criticalUp()));
     this.vipAtDecision = this.deps.vip.state();
     this.memory = track(this.memory, snapshot, clock.monotonicMs(), this.configured.failback.preferred);
+    await this.drain.refresh();
     const decision = decide(this.observe(snapshot, etcdError ?? this.lease.error()));
     if (decision.reason !== this.lastDecision?.reason) log.info({ trigger: why, actions: decision.actions.map((a) => a.kind) }, decision.reason);
     this.lastDecision = decision;
@@ -307,6 +317,7 @@ export class HaLoop {
       // Kill the data shippers at once, without holding the VIP drop for them (the term-scoped module fences the rest).
       this.deps.data?.stopShipping().catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "fencing: stopping data shipping failed"));
       this.role.demote("lease deadline").catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "fencing: stepping down failed"));
+      void this.drain.end("aborted", "fenced: the lease deadline passed");
     }
     this.trigger("lease deadline");
   }
@@ -357,6 +368,7 @@ export class HaLoop {
     // No data rsync of this term may outlive the floating IP.
     await this.deps.data?.stopShipping().catch((e: unknown) => log.error({ err: describeError(e) }, "stopping data shipping failed"));
     await this.role.demote("shutdown");
+    await this.drain.end("aborted", "the agent is stopping");
     if (wasPrimary && term !== null) {
       // Release first (the successor may skip its duplicate-address check), then revoke the lease.
       const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "shutdown" as const, ...vipNotFree(vipBefore) };

@@ -3,6 +3,8 @@ import type { Config } from "../config/load.js";
 import { DEFAULT_FLAP, type FlapSettings, type FlapView } from "./flap.js";
 import type { VipObservation } from "./vip-truth.js";
 import type { PromotionGates } from "./promotion.js";
+import type { DrainView } from "./drain-plan.js";
+import type { DrainSummary } from "../coordinator/port.js";
 
 /** What one HA cycle knows. Built by the loop, consumed by the pure decide(). */
 export interface Observation {
@@ -66,6 +68,8 @@ export interface Observation {
   readonly promotion?: PromotionGates;
   /** Data replication (data roots configured): ranking by data lag and its gate (data-gate.ts); absent: none. */
   readonly data?: { readonly maximumLagBytes: number };
+  /** Drained switchover on this node (drain-plan.ts): what can refuse sessions, the drain running, the last one aborted; absent: none. */
+  readonly drain?: DrainView;
 }
 
 export type Action =
@@ -75,7 +79,7 @@ export type Action =
   | { readonly kind: "demote" }
   | { readonly kind: "resign"; readonly term: number }
   /** Delete the leader key and write control/released in one txn (after demote). */
-  | { readonly kind: "release"; readonly term: number; readonly why: "switchover" | "handover" }
+  | { readonly kind: "release"; readonly term: number; readonly why: "switchover" | "handover"; readonly drain?: DrainSummary }
   | { readonly kind: "complete_switchover"; readonly request: SwitchoverRequest }
   | { readonly kind: "abort_switchover"; readonly why: string }
   | { readonly kind: "request_failback"; readonly to: string }
@@ -87,6 +91,12 @@ export type Action =
   | { readonly kind: "cool_down"; readonly durationMs: number }
   /** Re-run the cycle at this time (ranking delay running out). */
   | { readonly kind: "recheck_at"; readonly atMs: number }
+  /** Drained switchover (drain-plan.ts): refuse new sessions and count the running ones. */
+  | { readonly kind: "start_drain"; readonly requestedAt: string }
+  /** Drain under way: count again and decide again at this time (at most a second away). */
+  | { readonly kind: "drain_wait"; readonly atMs: number }
+  /** Accept sessions again: after the move (moved), or when the switchover will not happen (aborted, remembered for its request). */
+  | { readonly kind: "end_drain"; readonly outcome: "moved" | "aborted"; readonly why: string }
   /** Write a flap_damped history event (once per damping, until an operator clears it). */
   | { readonly kind: "record_flap_damped"; readonly reason: string }
   /** Ask a promotion gate (run the pre_promote hook, arm the watchdog), then decide again in the same cycle. */

@@ -1,6 +1,7 @@
 import { isBehind, type SwitchoverRequest } from "../coordinator/port.js";
 import { bestCandidate, eligible } from "./candidates.js";
 import type { Decision, Observation } from "./observation.js";
+import { drainStep } from "./drain-plan.js";
 
 // Planned moves of the primary: operator switchover (now or scheduled),
 // forced failover to a named node, and automatic failback to a preferred node.
@@ -43,7 +44,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   const pub = o.cluster!.sync;
   if (!forced && pub && isBehind(target.generation, pub)) {
     // The target pulls within a second normally; a validator failing on it would keep it behind for good.
-    const age = o.wallNowMs - Date.parse(sw.requestedAt);
+    const age = catchUpAgeMs(o, sw);
     if (!(age > SYNC_CATCH_UP_MS)) {
       return {
         actions: [{ kind: "recheck_at", atMs: o.nowMs + 250 }],
@@ -53,10 +54,31 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     const why = `${target.node} did not catch up to sync generation ${pub.generation} within ${SYNC_CATCH_UP_MS / 1000}s (it has ${target.generation})`;
     return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
   }
+  const drain = drainStep(o, sw, target.node);
+  if ("decision" in drain) return drain.decision;
+  if (drain.move === null) {
+    return {
+      actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover" }],
+      reason: `${sw.kind}: handing over to ${target.node}${sw.reason ? ` (${sw.reason})` : ""}`,
+    };
+  }
+  // New sessions stay refused until the VIP is gone and the key released: then accept again (end_drain).
   return {
-    actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover" }],
-    reason: `${sw.kind}: handing over to ${target.node}${sw.reason ? ` (${sw.reason})` : ""}`,
+    actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", drain: drain.move }, { kind: "end_drain", outcome: "moved", why: "handed over" }],
+    reason: `${sw.kind}: handing over to ${target.node} ${drain.note}${sw.reason ? ` (${sw.reason})` : ""}`,
   };
+}
+
+/**
+ * How long the target has had to catch up: since the request was due (its `at`, else when it was
+ * made), less the time a drain for it has run (at most its duration): a sync generation published
+ * during a long drain is not held against the target. Bounded: drainMs + SYNC_CATCH_UP_MS at most.
+ */
+function catchUpAgeMs(o: Observation, sw: SwitchoverRequest): number {
+  const due = Math.max(Date.parse(sw.requestedAt), sw.at !== null ? Date.parse(sw.at) : 0);
+  const active = o.drain?.active;
+  const drained = active && active.requestedAt === sw.requestedAt ? Math.min(Math.max(0, o.nowMs - active.startedAtMs), sw.drainMs ?? 0) : 0;
+  return o.wallNowMs - due - drained;
 }
 
 /**

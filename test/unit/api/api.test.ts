@@ -273,3 +273,21 @@ test("POST /ban and /unban", async () => {
   assert.equal((await app.inject({ method: "POST", url: "/unban", headers: AUTH, payload: { node: "n2" } })).statusCode, 202);
   assert.equal(etcd.bans.size, 0);
 });
+
+test("POST /switchover with a drain: the request carries drainMs; a bad drain is 400 and nothing is written", async () => {
+  const { app, etcd } = await setup();
+  const r = await app.inject({ method: "POST", url: "/switchover", headers: AUTH, payload: { to: "n2", drain: "90s" } });
+  assert.equal(r.statusCode, 202, r.body);
+  assert.equal(etcd.switchover?.drainMs, 90_000);
+  assert.match((await etcd.history(10)).at(-1)!.reason, /switchover requested with a drain of up to 90s/);
+  for (const drain of ["soon", "500ms", "25h", ""]) {
+    const s = await setup();
+    const bad = await s.app.inject({ method: "POST", url: "/switchover", headers: AUTH, payload: { to: "n2", drain } });
+    assert.equal(bad.statusCode, 400, `${drain}: ${bad.body}`);
+    assert.equal(bad.json().error, "US_E_API_BAD_REQUEST");
+    assert.equal(s.etcd.switchover, null);
+  }
+  const plain = await setup();
+  await plain.app.inject({ method: "POST", url: "/switchover", headers: AUTH, payload: { to: "n2" } });
+  assert.equal("drainMs" in plain.etcd.switchover!, false, "no drain asked: no drainMs");
+});

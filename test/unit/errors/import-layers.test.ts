@@ -16,7 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["errors", "version"],
   ["platform"],
   ["config"],
-  ["coordinator", "vip", "daemon", "probes", "hooks", "fence", "sync", "data", "tools"],
+  ["coordinator", "vip", "daemon", "probes", "hooks", "fence", "sync", "data", "tools", "drain"],
   ["ha"],
   ["api"],
   ["agent"],
