@@ -107,6 +107,16 @@ export class WriteModules {
     }
   }
 
+  /** Kills the sessions of the modules `before` held when `from` no longer holds them. */
+  private async cutSessions(before: ReceiveFrom | "unknown", from: ReceiveFrom): Promise<void> {
+    if (before === null || (before !== "unknown" && from !== null && from.term === before.term && from.leaderAddress === before.leaderAddress)) return;
+    const killed = (await this.deps.sessions?.kill(this.deps.roots.map((r) => r.path)).catch(() => [])) ?? [];
+    if (killed.length > 0) {
+      const term = before === "unknown" ? "an earlier run's" : `term ${before.term}'s`;
+      this.deps.log.warn({ pids: killed }, `data: killed ${killed.length} rsync session(s) still writing ${term} files after its write modules closed`);
+    }
+  }
+
   private async apply(): Promise<void> {
     const { deps } = this;
     const from = this.desired;
@@ -120,13 +130,7 @@ export class WriteModules {
       this.written = from;
       // Sessions of the modules just closed are cut before `receiving` names a new term: the new
       // leader ships only after that, so none of its sessions exists yet to be cut by mistake.
-      if (before !== null && (before === "unknown" || from === null || from.term !== before.term || from.leaderAddress !== before.leaderAddress)) {
-        const killed = (await deps.sessions?.kill(deps.roots.map((r) => r.path))) ?? [];
-        if (killed.length > 0) {
-          const term = before === "unknown" ? "an earlier run's" : `term ${before.term}'s`;
-          deps.log.warn({ pids: killed }, `data: killed ${killed.length} rsync session(s) still writing ${term} files after its write modules closed`);
-        }
-      }
+      await this.cutSessions(before, from);
       if (wrote) {
         deps.log.info(
           { file: deps.serve.configPath, term: from?.term ?? null, leader: from?.leaderAddress ?? null },
@@ -141,6 +145,8 @@ export class WriteModules {
     } catch (e) {
       this.writtenKey = null;
       deps.log.error({ err: describeError(e), file: deps.serve.configPath }, `data: cannot update the receiving config; retrying in ${RECEIVER_RETRY_MS}ms`);
+      // The old modules may still be in the file, but no session of theirs goes on writing.
+      await this.cutSessions(this.written, from);
       this.retry?.cancel();
       this.retry = deps.clock.setTimer(RECEIVER_RETRY_MS, () => this.runner.trigger("retry"));
     }

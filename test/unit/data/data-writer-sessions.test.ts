@@ -103,3 +103,39 @@ test("receiver: sessions are cut when a term's modules close, at start, on promo
   await m.stop();
   assert.deepEqual(events.splice(0), ["write none", "kill /srv/up", "receiving none"], "agent stop: no one may go on writing");
 });
+
+test("receiver: a config that cannot be rewritten still cuts the closed term's sessions (and retries the write)", async () => {
+  const clock = new FakeClock();
+  let failing = false;
+  const kills: string[] = [];
+  const m = new WriteModules({
+    roots: [{ name: "up", path: "/srv/up" }],
+    serve: { configPath: CONF, syncRoots: [{ name: "app", path: "/etc/app" }], daemonUser: "root" },
+    files: {
+      prepareRoot: async () => undefined,
+      writeIfChanged: async () => {
+        if (failing) throw new Error("EROFS: read-only file system");
+        return true;
+      },
+    },
+    clock,
+    log: silentLogger(),
+    sessions: { kill: async (roots) => (kills.push(roots.join(",")), [4242]) },
+  });
+  const settle = async () => {
+    for (let i = 0; i < 5; i++) await flushMicrotasks();
+  };
+  m.start();
+  await settle();
+  m.set({ term: 4, leaderAddress: "198.18.0.11" });
+  await settle();
+  kills.splice(0);
+  failing = true;
+  await assert.rejects(m.closeAll(), /could not close the data write modules/);
+  assert.deepEqual(kills, ["/srv/up"], "term 4's sessions are cut although the file still lists its module");
+  failing = false;
+  await clock.advance(5000);
+  await settle();
+  assert.equal(m.receiving, null);
+  await m.stop();
+});
