@@ -27,6 +27,7 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   curl: "curl",
   setpriv: "util-linux",
   sftpgo: "none in Debian 12 (use the sftpgo project's .deb)",
+  inotifywait: "inotify-tools",
 };
 
 export function packageFor(program: string): string {
@@ -63,6 +64,11 @@ export function toolNeeds(config: Config): ToolNeed[] {
       add(r.validate?.[0], `sync.roots.${i}.validate`);
       add(r.post_sync?.[0], `sync.roots.${i}.post_sync`);
     });
+  }
+  const dataRoots = config.data;
+  if (dataRoots) {
+    // Without it the primary never sees an upload close: nothing would ship but full passes.
+    add(dataRoots.inotifywait_path, "data (the upload watcher)");
   }
   const h = config.hooks;
   if (h) {

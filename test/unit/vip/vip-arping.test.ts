@@ -202,6 +202,21 @@ describe("tool needs", () => {
     );
   });
 
+  it("data roots need inotifywait (inotify-tools): a node without it never sees an upload close", () => {
+    const config = parse({
+      vip: { address: "198.18.0.100/24", interface: "eth0" },
+      daemon: { backend: "systemd", unit: "ssh.service" },
+      sync: { roots: [{ name: "etc", path: "/etc/ssh" }], ssh: { user: "root", key: "/k", known_hosts: "/kh" } },
+      data: { roots: [{ name: "up", path: "/srv/sftp" }] },
+    });
+    assert.deepEqual(
+      toolNeeds(config)
+        .filter((n) => n.setting.startsWith("data"))
+        .map((n) => [n.program, n.setting]),
+      [["/usr/bin/inotifywait", "data (the upload watcher)"]],
+    );
+  });
+
   it("no arping when it would never run (no duplicate check, no announcements, IPv6, keepalived)", () => {
     const daemon = { backend: "systemd", unit: "ssh.service" };
     for (const vip of [
@@ -218,6 +233,7 @@ describe("tool needs", () => {
     assert.equal(packageFor("/usr/bin/rsync"), "rsync");
     assert.equal(packageFor("/usr/sbin/sshd"), "openssh-server");
     assert.equal(packageFor("/usr/sbin/proftpd"), "proftpd-core");
+    assert.equal(packageFor("/usr/bin/inotifywait"), "inotify-tools");
     assert.match(packageFor("/opt/x/frobd"), /apt-file search frobd/);
   });
 
