@@ -117,7 +117,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
     runner: deps.runner,
     spawner: deps.spawner ?? new NodeStreamSpawner(),
     files: NODE_RECEIVER_FILES,
-    writerSessions: new ProcWriterSessions({ configPath: s.serve_config }),
+    writerSessions: new ProcWriterSessions({ configPath: s.serve_config, rsyncPath: s.rsync_path }),
     clock: deps.clock,
     log: deps.log,
     onProgress: deps.onProgress,

@@ -18,46 +18,102 @@ export interface WriterSessions {
 }
 
 export interface ProcWriterSessionsOptions {
-  /** The daemon config the forced command names (sync.serve_config). */
+  /** The daemon config the forced command names (sync.serve_config, normalised as the forced command spells it). */
   readonly configPath: string;
+  /** The rsync binary (data/sync rsync_path): its name is what /proc/PID/comm shows. Default /usr/bin/rsync. */
+  readonly rsyncPath?: string;
   /** Default /proc; tests give a directory shaped like it. */
   readonly procRoot?: string;
-  /** Default process.kill; tests record. */
+  /** Default process.kill (a negative pid: the process group); tests record. */
   readonly kill?: (pid: number, signal: NodeJS.Signals) => void;
-  /** This process: never killed. */
+  /** This process: never killed, nor its process group. */
   readonly selfPid?: number;
 }
 
+/** Scans until one finds nothing left (a session that forked during a scan is caught by the next). */
+const MAX_PASSES = 3;
+
 export class ProcWriterSessions implements WriterSessions {
-  constructor(private readonly o: ProcWriterSessionsOptions) {}
+  private readonly config: string;
+  private readonly comm: string;
+
+  constructor(private readonly o: ProcWriterSessionsOptions) {
+    this.config = path.resolve(o.configPath);
+    // The kernel keeps the first 15 bytes of the executable's name.
+    this.comm = path.basename(o.rsyncPath ?? "/usr/bin/rsync").slice(0, 15);
+  }
 
   async kill(roots: readonly string[]): Promise<readonly number[]> {
-    const proc = this.o.procRoot ?? "/proc";
     const wanted = new Set(roots.map((r) => path.resolve(r)));
     wanted.add("/");
     const killed: number[] = [];
+    for (let pass = 0; pass < MAX_PASSES; pass++) {
+      // A process killed in an earlier pass may still be listed (dying, or a zombie): not new.
+      const found = (await this.scan(wanted)).filter((f) => !killed.includes(f.pid));
+      if (found.length === 0) break;
+      for (const { pid, pgid } of found) {
+        try {
+          // sshd starts the forced command in a session of its own: its group is the daemon and the
+          // children it forked (generator, receiver), even one forked while this scan ran.
+          if (pgid !== null) (this.o.kill ?? process.kill)(-pgid, "SIGKILL");
+          (this.o.kill ?? process.kill)(pid, "SIGKILL");
+        } catch {
+          // Gone already.
+        }
+        killed.push(pid);
+      }
+    }
+    return killed;
+  }
+
+  /** Our daemon's sessions in `roots`, each with its process group when that group is led by one of our daemons. */
+  private async scan(roots: ReadonlySet<string>): Promise<{ pid: number; pgid: number | null }[]> {
+    const proc = this.o.procRoot ?? "/proc";
+    const self = this.o.selfPid ?? process.pid;
+    const selfGroup = await this.groupOf(proc, self);
     let entries: string[];
     try {
       entries = await readdir(proc);
     } catch {
-      return killed;
+      return [];
     }
+    const out: { pid: number; pgid: number | null }[] = [];
     for (const name of entries) {
       if (!/^\d+$/.test(name)) continue;
       const pid = Number(name);
-      if (pid === (this.o.selfPid ?? process.pid)) continue;
+      if (pid === self || !(await this.isOurDaemon(proc, pid))) continue;
       try {
-        if ((await readFile(path.join(proc, name, "comm"), "utf8")).trim() !== "rsync") continue;
-        const argv = (await readFile(path.join(proc, name, "cmdline"), "utf8")).split("\0");
-        if (!argv.includes("--daemon") || !argv.includes(`--config=${this.o.configPath}`)) continue;
         const root = path.resolve(await readlink(path.join(proc, name, "root")));
-        if (!wanted.has(root)) continue;
-        (this.o.kill ?? process.kill)(pid, "SIGKILL");
-        killed.push(pid);
+        if (!roots.has(root)) continue;
       } catch {
-        // Gone in the meantime, or not ours to read: nothing to kill.
+        continue;
       }
+      const pgid = await this.groupOf(proc, pid);
+      const leadsOurs = pgid !== null && pgid > 1 && pgid !== selfGroup && (pgid === pid || (await this.isOurDaemon(proc, pgid)));
+      out.push({ pid, pgid: leadsOurs ? pgid : null });
     }
-    return killed;
+    return out;
+  }
+
+  private async isOurDaemon(proc: string, pid: number): Promise<boolean> {
+    try {
+      if ((await readFile(path.join(proc, String(pid), "comm"), "utf8")).trim() !== this.comm) return false;
+      const argv = (await readFile(path.join(proc, String(pid), "cmdline"), "utf8")).split("\0");
+      return argv.includes("--daemon") && argv.some((a) => a.startsWith("--config=") && path.resolve(a.slice("--config=".length)) === this.config);
+    } catch {
+      return false;
+    }
+  }
+
+  /** The process group (field 5 of /proc/PID/stat, after the parenthesised comm), or null. */
+  private async groupOf(proc: string, pid: number): Promise<number | null> {
+    try {
+      const stat = await readFile(path.join(proc, String(pid), "stat"), "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const pgid = Number(fields[2]);
+      return Number.isInteger(pgid) && pgid > 0 ? pgid : null;
+    } catch {
+      return null;
+    }
   }
 }

@@ -16,37 +16,52 @@ import { FakeClock, flushMicrotasks } from "../../fakes/clock.js";
 
 const CONF = "/etc/understudy/rsyncd.conf";
 
-test("/proc scan: kills our daemon's sessions in a data root or in their handshake, nothing else", async () => {
+test("/proc scan: kills our daemon's sessions (and their process groups) in a data root or in their handshake, nothing else", async () => {
   const proc = mkdtempSync(join(tmpdir(), "us-proc-"));
   try {
-    const fake = (pid: number | string, comm: string, argv: string[], root: string) => {
+    const fake = (pid: number | string, comm: string, argv: string[], root: string, pgid: number = Number(pid)) => {
       mkdirSync(join(proc, String(pid)));
       writeFileSync(join(proc, String(pid), "comm"), `${comm}\n`);
       writeFileSync(join(proc, String(pid), "cmdline"), `${argv.join("\0")}\0`);
+      writeFileSync(join(proc, String(pid), "stat"), `${pid} (${comm}) S 1 ${pgid} ${pgid} 0 -1 4194560 0 0 0 0\n`);
       symlinkSync(root, join(proc, String(pid), "root"));
     };
     const daemon = ["/usr/bin/rsync", "--server", "--daemon", `--config=${CONF}`, "."];
-    fake(101, "rsync", daemon, "/srv/up"); // writing into a data root: killed
+    fake(101, "rsync", daemon, "/srv/up"); // writing into a data root, leads its group: killed with the group
     fake(102, "rsync", daemon, "/etc/app"); // a sync pull from a config root: kept
     fake(103, "sshd", ["sshd: acme@notty"], "/srv/up"); // a partner chrooted in the root: kept
     fake(104, "rsync", ["/usr/bin/rsync", "--server", "--daemon", "--config=/etc/other.conf", "."], "/srv/up"); // not our daemon
     fake(105, "rsync", daemon, "/"); // our daemon in its handshake (read the old config): killed
     fake(106, "rsync", daemon, "/srv/up"); // this process: kept
     fake(107, "rsync", ["/usr/bin/rsync", "-a", "/srv/up/", "x::m/"], "/"); // a client, not a daemon
-    fake(108, "rsync", daemon, "/srv/homes/"); // the second root, trailing slash
+    fake(108, "rsync", ["/usr/bin/rsync", "--server", "--daemon", "--config=/etc/understudy//rsyncd.conf", "."], "/srv/homes/"); // second root, path spelt otherwise
+    fake(50, "bash", ["bash"], "/");
+    fake(110, "rsync", daemon, "/srv/up", 50); // our daemon in a group led by something else: only itself
     mkdirSync(join(proc, "self"));
     const killed: [number, string][] = [];
-    const s = new ProcWriterSessions({ configPath: CONF, procRoot: proc, selfPid: 106, kill: (pid, sig) => void killed.push([pid, sig]) });
+    let forked = false;
+    const s = new ProcWriterSessions({
+      configPath: CONF,
+      procRoot: proc,
+      selfPid: 106,
+      kill: (pid, sig) => {
+        killed.push([pid, sig]);
+        // 101 forks its receiver while the first pass runs: the next pass finds and kills it.
+        if (pid === 101 && !forked) {
+          forked = true;
+          fake(120, "rsync", daemon, "/srv/up", 101);
+        }
+      },
+    });
     const pids = await s.kill(["/srv/up", "/srv/homes"]);
-    assert.deepEqual([...pids].sort(), [101, 105, 108]);
     assert.deepEqual(
-      killed.sort((a, b) => a[0] - b[0]),
-      [
-        [101, "SIGKILL"],
-        [105, "SIGKILL"],
-        [108, "SIGKILL"],
-      ],
+      [...pids].sort((a, b) => a - b),
+      [101, 105, 108, 110, 120],
     );
+    const got = killed.map(([p]) => p);
+    for (const want of [-101, 101, -105, 105, -108, 108, 110, -101, 120]) assert.ok(got.includes(want), `kill(${want}) in ${JSON.stringify(got)}`);
+    assert.ok(!got.includes(-50), "a group led by something else is not killed");
+    assert.ok(killed.every(([, sig]) => sig === "SIGKILL"));
     assert.deepEqual(await new ProcWriterSessions({ configPath: CONF, procRoot: join(proc, "missing") }).kill(["/srv/up"]), [], "no /proc: nothing, no throw");
   } finally {
     rmSync(proc, { recursive: true, force: true });
