@@ -21,10 +21,11 @@ export function createDrain(config: Config, runner: CommandRunner): { gate: Sess
   if (ports.length === 0) return { unavailable: "no service port to count sessions on (set drain.ports, or add an ssh, ftp or tcp probe with a port)" };
   const d = config.drain;
   const gateKind = d?.gate ?? (d?.stop_accepting ? "command" : "firewall");
-  const counter = new ProcNetSessions(ports);
+  const vip = config.vip && config.vip.backend !== "none" ? config.vip.address.split("/")[0]! : null;
+  // With a floating IP, only the sessions through it: those are the ones the move cuts.
+  const counter = new ProcNetSessions(ports, undefined, undefined, vip);
   if (gateKind === "command") return { gate: new CommandDrainGate(runner, d!.stop_accepting!, d!.resume_accepting ?? [], join(config.state_dir, "drain-refusing")), counter };
   if (gateKind === "none") return { gate: NO_GATE, counter };
-  const vip = config.vip && config.vip.backend !== "none" ? config.vip.address.split("/")[0]! : null;
   const nft = findProgram("nft");
   // Said up front (the planner cancels a drained switchover with this reason) rather than on the first drain.
   if (nft === null) return { unavailable: "the firewall gate needs nft, which was not found: install the Debian package nftables, or set drain.gate" };

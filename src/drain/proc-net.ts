@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
 import type { SessionCounter } from "./port.js";
 
 // The kernel's socket table, as /proc/net/tcp and /proc/net/tcp6 show it for
@@ -58,10 +59,32 @@ export function isLoopback(address: string): boolean {
   return /^0:0:0:0:0:ffff:7f[0-9a-f]{2}:/.test(address);
 }
 
-/** Transfer sessions in a parsed table: ESTABLISHED, local port a service port, peer not loopback. */
-export function countSessions(sockets: readonly TcpSocket[], ports: readonly number[]): number {
+/**
+ * An address as parseProcNetTcp spells it: IPv4 dotted, IPv6 as 8 lower-case hex groups without
+ * leading zeros. An IPv4 address also matches its IPv4-mapped form in /proc/net/tcp6.
+ */
+export function procForms(address: string): string[] {
+  if (isIP(address) === 4) {
+    const b = address.split(".").map(Number);
+    return [address, `0:0:0:0:0:ffff:${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`];
+  }
+  if (isIP(address) !== 6) return [address];
+  const [head, tail] = address.toLowerCase().split("::") as [string, string | undefined];
+  const h = head === "" ? [] : head.split(":");
+  const t = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
+  return [groups.map((g) => parseInt(g, 16).toString(16)).join(":")];
+}
+
+/**
+ * Transfer sessions in a parsed table: ESTABLISHED, local port a service port, peer not loopback,
+ * and, when `localAddress` is set (the floating IP), to that address only: the sessions a move
+ * cuts. An operator's ssh to the node's own address, or a standby's sync pull, is not one.
+ */
+export function countSessions(sockets: readonly TcpSocket[], ports: readonly number[], localAddress: string | null = null): number {
   const wanted = new Set(ports);
-  return sockets.filter((s) => s.state === TCP_ESTABLISHED && wanted.has(s.localPort) && !isLoopback(s.remoteAddress)).length;
+  const local = localAddress === null ? null : new Set(procForms(localAddress));
+  return sockets.filter((s) => s.state === TCP_ESTABLISHED && wanted.has(s.localPort) && !isLoopback(s.remoteAddress) && (local === null || local.has(s.localAddress))).length;
 }
 
 /** The real counter: reads /proc/net/tcp and /proc/net/tcp6 (a missing tcp6, IPv6 disabled, counts as empty). */
@@ -70,6 +93,8 @@ export class ProcNetSessions implements SessionCounter {
     readonly ports: readonly number[],
     private readonly files: readonly string[] = ["/proc/net/tcp", "/proc/net/tcp6"],
     private readonly read: (file: string) => Promise<string> = (f) => readFile(f, "utf8"),
+    /** The floating IP (no prefix): only sessions to it count; null: every local address. */
+    private readonly localAddress: string | null = null,
   ) {}
 
   async established(): Promise<number> {
@@ -82,7 +107,7 @@ export class ProcNetSessions implements SessionCounter {
         if ((e as NodeJS.ErrnoException).code === "ENOENT" && file.endsWith("6")) continue;
         throw e;
       }
-      n += countSessions(parseProcNetTcp(text), this.ports);
+      n += countSessions(parseProcNetTcp(text), this.ports, this.localAddress);
     }
     return n;
   }

@@ -107,7 +107,9 @@ export function settleDrain(o: Observation, decision: Decision): Decision {
 
 function drainEnded(o: Observation, decision: Decision, active: ActiveDrain): string | null {
   if (o.acting !== "primary") return "this node is no longer the primary";
-  if (o.cluster === null) return `etcd unreachable (${o.etcdError ?? "unknown error"})`;
+  // One failed read (an etcd leader change) must not cancel a long drain: while the lease holds
+  // the node stays primary and keeps draining; past the deadline the fence ends it (loop.ts).
+  if (o.cluster === null) return null;
   const sw = o.cluster.switchover;
   if (!sw || sw.requestedAt !== active.requestedAt) return "the switchover request is gone (cancelled)";
   if (decision.actions.some((a) => a.kind === "demote" || a.kind === "abort_switchover")) return "the switchover will not go ahead";

@@ -368,12 +368,13 @@ export class HaLoop {
     // No data rsync of this term may outlive the floating IP.
     await this.deps.data?.stopShipping().catch((e: unknown) => log.error({ err: describeError(e) }, "stopping data shipping failed"));
     await this.role.demote("shutdown");
-    await this.drain.end("aborted", "the agent is stopping");
     if (wasPrimary && term !== null) {
       // Release first (the successor may skip its duplicate-address check), then revoke the lease.
       const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "shutdown" as const, ...vipNotFree(vipBefore) };
       await coordinator.release(term, record).catch(() => false);
     }
+    // After the release (the successor need not wait for a slow resume command), bounded by the gate's timeout.
+    await this.drain.end("aborted", "the agent is stopping", { wait: true });
     await this.deps.health.stop();
     this.readiness.stop();
     await this.deps.vip.release().catch((e: unknown) => log.error({ err: describeError(e) }, "VIP release failed"));

@@ -59,7 +59,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   if (drain.move === null) {
     return {
       actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover" }],
-      reason: `${sw.kind}: handing over to ${target.node}${sw.reason ? ` (${sw.reason})` : ""}`,
+      reason: `${sw.kind}: handing over to ${target.node}${drain.note ? ` ${drain.note}` : ""}${sw.reason ? ` (${sw.reason})` : ""}`,
     };
   }
   // New sessions stay refused until the VIP is gone and the key released: then accept again (end_drain).

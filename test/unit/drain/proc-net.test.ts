@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ProcNetSessions, TCP_ESTABLISHED, countSessions, isLoopback, parseProcNetTcp } from "../../../src/drain/proc-net.js";
+import { ProcNetSessions, TCP_ESTABLISHED, countSessions, isLoopback, parseProcNetTcp, procForms } from "../../../src/drain/proc-net.js";
 import { REMOVE_SCRIPT, refuseScript } from "../../../src/drain/nft.js";
 
 // Lines as the kernel writes them (captured on Debian 12, addresses rewritten to the lab's).
@@ -77,4 +77,15 @@ test("nft: the refusal resets new connections only (SYN without ACK), to the VIP
   assert.match(refuseScript("2001:db8::100", [22]), /iif != "lo" ip6 daddr 2001:db8::100 tcp dport \{ 22 \}/);
   assert.match(refuseScript(null, [22]), /iif != "lo" tcp dport \{ 22 \}/);
   assert.equal(REMOVE_SCRIPT, "table inet understudy_drain\ndelete table inet understudy_drain\n");
+});
+
+test("proc-net: with a floating IP only sessions to it count (the ones a move cuts), in every spelling", () => {
+  assert.deepEqual(procForms("198.18.11.100"), ["198.18.11.100", "0:0:0:0:0:ffff:c612:b64"]);
+  assert.deepEqual(procForms("2001:db8::1"), ["2001:db8:0:0:0:0:0:1"]);
+  const lines = `${TCP}   7: 0B0B12C6:0016 330B12C6:D300 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0 20 4 31 10 -1\n`;
+  // Line 7: an operator's ssh to the node's own address (198.18.11.11): not through the VIP.
+  assert.equal(countSessions(parseProcNetTcp(lines), [22]), 2, "every address");
+  assert.equal(countSessions(parseProcNetTcp(lines), [22], "198.18.11.100"), 1, "the VIP only");
+  assert.equal(countSessions(parseProcNetTcp(TCP6), [22], "198.18.11.100"), 1, "the VIP's IPv4-mapped form in tcp6");
+  assert.equal(countSessions(parseProcNetTcp(TCP6), [22], "2001:db8::1"), 1, "an IPv6 VIP");
 });
