@@ -14,9 +14,10 @@
  * `mode: "write"` (fallback, no sshd involved) writes each file straight into
  * the primary's root (open, write, close = acknowledged).
  *
- * Presence: the standbys' copies are stat'ed directly on the shared
- * filesystem (the lab namespaces share it) until the file is there under its
- * final name with its full size on every standby. rsync (every contender
+ * Presence: an inotify watch on each standby's upload directory (the lab
+ * namespaces share the filesystem) names each copy as it lands, and that file
+ * is stat'ed until it is there under its final name with its full size on
+ * every standby (a 250 ms scan catches what a watch missed). rsync (every contender
  * uses it) writes a temporary name and renames, so the final name appears
  * complete. Content is compared byte for byte after the stream (`verify`).
  */
@@ -158,7 +159,6 @@ export interface StreamResult {
   missing: number;
   /** Seen on every standby before its acknowledgement arrived (counted as 0 ms). */
   beforeAck: number;
-  /** Poll interval actually used (it grows with the number of files in flight). */
   /** The presence scan's period: an upload seen by the scan, not by its watch event, is late by at most this. */
   pollMsMax: number;
   /** Standby copies first seen by the safety-net scan rather than by an inotify event. */
