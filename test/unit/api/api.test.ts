@@ -4,32 +4,13 @@ import { buildApi } from "../../../src/api/server.js";
 import { AgentMetrics } from "../../../src/api/metrics.js";
 import { bearerMatches } from "../../../src/api/auth.js";
 import type { NodeView } from "../../../src/ha/events.js";
-import type { MemberRecord } from "../../../src/coordinator/port.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
+import { member } from "../../fakes/member.js";
 
 const TOKEN = "s3cret-token-0123456789";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
-
-function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
-  return {
-    node,
-    role: "standby",
-    healthy: true,
-    priority: 100,
-    nofailover: false,
-    generation: 0,
-    address: "198.18.0.1",
-    version: "t",
-    decision: "",
-    probes: {},
-    vipHeld: false,
-    daemonRunning: false,
-    updatedAt: "",
-    ...over,
-  };
-}
 
 const primaryView: NodeView = {
   node: "n1",

@@ -11,6 +11,8 @@ import type { NodeView } from "../../../src/ha/events.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
+export { member } from "../../fakes/member.js";
+import { member } from "../../fakes/member.js";
 
 export interface Ran {
   readonly code: number;
@@ -25,25 +27,6 @@ export async function cli(argv: readonly string[], env: Record<string, string> =
   const io: Io = { out: (t) => void out.push(t), err: (t) => void err.push(t), env };
   const code = await main(argv, io);
   return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
-export function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
-  return {
-    node,
-    role: "standby",
-    healthy: true,
-    priority: 100,
-    nofailover: false,
-    generation: 0,
-    address: "198.18.0.1",
-    version: "t",
-    decision: "",
-    probes: {},
-    vipHeld: false,
-    daemonRunning: false,
-    updatedAt: "",
-    ...over,
-  };
 }
 
 interface Entry {

@@ -4,34 +4,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { decide } from "../../../src/ha/decide.js";
-import type { MemberRecord, Observation } from "../../../src/ha/observation.js";
+import type { Observation } from "../../../src/ha/observation.js";
 import type { DataLagRecord, DataProgress, SyncGeneration } from "../../../src/coordinator/port.js";
 import type { PromotionGates } from "../../../src/ha/promotion.js";
 import { compareDataLag, dataLagOf } from "../../../src/ha/candidates.js";
 import { size } from "../../../src/ha/data-gate.js";
+import { member } from "../../fakes/member.js";
 
 const NOW = 100_000;
 const MiB = 1024 * 1024;
 const MAX = 64 * MiB;
-
-function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
-  return {
-    node,
-    role: "standby",
-    healthy: true,
-    priority: 100,
-    nofailover: false,
-    generation: 0,
-    address: "198.18.0.1",
-    version: "t",
-    decision: "",
-    probes: {},
-    vipHeld: false,
-    daemonRunning: false,
-    updatedAt: "",
-    ...over,
-  };
-}
 
 const lag = (files: number, bytes: number, over: Partial<DataLagRecord> = {}): DataLagRecord => ({ acked: 1, files, bytes, seconds: files ? 2 : 0, full: false, paused: null, ...over });
 

@@ -5,28 +5,10 @@ import type { MemberRecord, Observation } from "../../../src/ha/observation.js";
 import type { SwitchoverRequest } from "../../../src/coordinator/port.js";
 import type { PromotionGates } from "../../../src/ha/promotion.js";
 import { EMPTY_MEMORY, track } from "../../../src/ha/track.js";
+import { member } from "../../fakes/member.js";
 
 const NOW = 100_000;
 const WALL = Date.UTC(2026, 10, 22, 12, 0, 0);
-
-function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
-  return {
-    node,
-    role: "standby",
-    healthy: true,
-    priority: 100,
-    nofailover: false,
-    generation: 0,
-    address: "198.18.0.1",
-    version: "t",
-    decision: "",
-    probes: {},
-    vipHeld: false,
-    daemonRunning: false,
-    updatedAt: "",
-    ...over,
-  };
-}
 
 function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Observation["cluster"]>> | null = {}): Observation {
   return {

@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { decide } from "../../../src/ha/decide.js";
-import type { Action, MemberRecord, Observation } from "../../../src/ha/observation.js";
+import type { Action, Observation } from "../../../src/ha/observation.js";
 import type { SwitchoverRequest } from "../../../src/coordinator/port.js";
 import type { ActiveDrain, DrainView } from "../../../src/ha/drain-plan.js";
+import { member } from "../../fakes/member.js";
 
 // Every phase of a drained switchover (src/ha/drain-plan.ts) through decide():
 // start, waiting, done, timed out, aborted, and settleDrain's rule that any
@@ -12,25 +13,6 @@ import type { ActiveDrain, DrainView } from "../../../src/ha/drain-plan.js";
 const NOW = 100_000;
 const WALL = Date.UTC(2026, 11, 5, 3, 0, 0);
 const REQ = "2026-12-05T02:59:00.000Z";
-
-function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
-  return {
-    node,
-    role: "standby",
-    healthy: true,
-    priority: 100,
-    nofailover: false,
-    generation: 0,
-    address: "198.18.0.1",
-    version: "t",
-    decision: "",
-    probes: {},
-    vipHeld: false,
-    daemonRunning: false,
-    updatedAt: "",
-    ...over,
-  };
-}
 
 const sw = (over: Partial<SwitchoverRequest> = {}): SwitchoverRequest => ({
   kind: "switchover",
