@@ -3,7 +3,7 @@
 // ControlMaster directory and forced command (sync.serve_config), so it needs
 // a `sync` section (the config schema checks that). Everything here runs
 // before the agent starts anything: a bad setting stops it with a coded error.
-import { chmod, lstat, mkdir, mkdtemp, readFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Config } from "../config/load.js";
@@ -47,6 +47,16 @@ export const NODE_RECEIVER_FILES: ReceiverFiles = {
     const st = await lstat(tempDir);
     if (!st.isDirectory()) throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data temp dir", problem: "must be a directory", value: JSON.stringify(tempDir) });
     if ((st.mode & 0o777) !== 0o700) await chmod(tempDir, 0o700);
+  },
+  async clearTemp(tempDir) {
+    const names = await readdir(tempDir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") return [] as string[];
+      throw e;
+    });
+    // rsync's partial files (`.name.XXXXXX`); a rejoin's inbox-<term>-<node>/ is the rejoin's to clear.
+    const partial = names.filter((n) => !n.startsWith("inbox-"));
+    for (const n of partial) await rm(path.join(tempDir, n), { recursive: true, force: true });
+    return partial.length;
   },
   async writeIfChanged(file, text) {
     const current = await readFile(file, "utf8").catch(() => null);

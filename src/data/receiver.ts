@@ -18,6 +18,8 @@ export interface ReceiverFiles {
   prepareRoot(root: string, tempDir: string): Promise<void>;
   /** Writes `text` to `file` atomically unless it already holds it; true when it wrote. */
   writeIfChanged(file: string, text: string): Promise<boolean>;
+  /** Removes what killed receivers left in a temp dir (rsync's partial files), sparing rejoin inboxes; how many entries went. */
+  clearTemp?(tempDir: string): Promise<number>;
 }
 
 export interface WriteModulesDeps {
@@ -111,9 +113,19 @@ export class WriteModules {
   private async cutSessions(before: ReceiveFrom | "unknown", from: ReceiveFrom): Promise<void> {
     if (before === null || (before !== "unknown" && from !== null && from.term === before.term && from.leaderAddress === before.leaderAddress)) return;
     const killed = (await this.deps.sessions?.kill(this.deps.roots.map((r) => r.path)).catch(() => [])) ?? [];
+    const term = before === "unknown" ? "an earlier run's" : `term ${before.term}'s`;
     if (killed.length > 0) {
-      const term = before === "unknown" ? "an earlier run's" : `term ${before.term}'s`;
       this.deps.log.warn({ pids: killed }, `data: killed ${killed.length} rsync session(s) still writing ${term} files after its write modules closed`);
+    }
+    // Their half-received files stay in the temp dir forever otherwise (a disk leak): no session of a
+    // closed module is left, and the next leader's start only after `receiving` names its term.
+    for (const r of this.deps.roots) {
+      const tempDir = moduleLayout(r).tempDir;
+      const removed = await this.deps.files.clearTemp?.(tempDir).catch((e: unknown) => {
+        this.deps.log.warn({ err: describeError(e), dir: tempDir }, "data: cannot clear the temp dir of partial files");
+        return 0;
+      });
+      if (removed) this.deps.log.info({ dir: tempDir, removed }, `data: removed ${removed} partial file(s) left by ${term} sessions`);
     }
   }
 

@@ -74,6 +74,13 @@ test("a frozen primary's in-flight batch is cut when the standby is promoted: it
     const cut = /killed (\d+) rsync session\(s\) still writing term \d+'s files/.exec(log);
     assert.ok(cut, "n2 says it cut the stale session");
     t.diagnostic(cut[0]);
+    // What the killed session was receiving does not stay behind as a partial file (a disk leak).
+    assert.deepEqual(
+      readdirSync(tmp).filter((n) => !n.startsWith("inbox-")),
+      [],
+      "no partial file left in n2's .understudy-tmp",
+    );
+    assert.match(log, /removed \d+ partial file\(s\) left by term \d+'s sessions/);
   } finally {
     await c.signalAgent(n1.name, "SIGCONT").catch(() => undefined);
     await c.teardown();

@@ -5,7 +5,7 @@
 // first write after start, on promotion (closeAll) and at stop, and before `receiving`
 // names the new term.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -77,6 +77,10 @@ test("receiver: sessions are cut when a term's modules close, at start, on promo
       events.push(`write ${/\[d(\d+)-up\]/.exec(text)?.[1] ?? "none"}`);
       return true;
     },
+    clearTemp: async (dir) => {
+      events.push(`clear ${dir}`);
+      return 0;
+    },
   };
   const sessions: WriterSessions = {
     kill: async (roots) => {
@@ -100,15 +104,15 @@ test("receiver: sessions are cut when a term's modules close, at start, on promo
   };
   m.start();
   await settle();
-  assert.deepEqual(events.splice(0), ["write none", "kill /srv/up"], "at start: an earlier run may have left sessions");
+  assert.deepEqual(events.splice(0), ["write none", "kill /srv/up", "clear /srv/up/.understudy-tmp"], "at start: an earlier run may have left sessions");
   m.set({ term: 4, leaderAddress: "198.18.0.11" });
   await settle();
   assert.deepEqual(events.splice(0), ["write 4", "receiving 4"], "opening modules cuts nothing");
   m.set({ term: 5, leaderAddress: "198.18.0.12" });
   await settle();
-  assert.deepEqual(events.splice(0), ["write 5", "kill /srv/up", "receiving 5"], "term 4's sessions are cut before term 5 is announced");
+  assert.deepEqual(events.splice(0), ["write 5", "kill /srv/up", "clear /srv/up/.understudy-tmp", "receiving 5"], "term 4's sessions are cut before term 5 is announced");
   await m.closeAll();
-  assert.deepEqual(events.splice(0), ["write none", "kill /srv/up"], "promotion: cut before closeAll resolves, i.e. before this node serves");
+  assert.deepEqual(events.splice(0), ["write none", "kill /srv/up", "clear /srv/up/.understudy-tmp"], "promotion: cut before closeAll resolves, i.e. before this node serves");
   assert.equal(m.receiving, null);
   await m.closeAll();
   assert.deepEqual(events.splice(0), [], "nothing open: nothing to cut");
@@ -116,7 +120,7 @@ test("receiver: sessions are cut when a term's modules close, at start, on promo
   await settle();
   events.splice(0);
   await m.stop();
-  assert.deepEqual(events.splice(0), ["write none", "kill /srv/up", "receiving none"], "agent stop: no one may go on writing");
+  assert.deepEqual(events.splice(0), ["write none", "kill /srv/up", "clear /srv/up/.understudy-tmp", "receiving none"], "agent stop: no one may go on writing");
 });
 
 test("receiver: a config that cannot be rewritten still cuts the closed term's sessions (and retries the write)", async () => {
@@ -153,4 +157,21 @@ test("receiver: a config that cannot be rewritten still cuts the closed term's s
   await settle();
   assert.equal(m.receiving, null);
   await m.stop();
+});
+
+test("receiver files: clearTemp removes the partial files killed sessions left, never a rejoin inbox", async () => {
+  const { NODE_RECEIVER_FILES } = await import("../../../src/data/index.js");
+  const dir = mkdtempSync(join(tmpdir(), "us-tmpclear-"));
+  try {
+    writeFileSync(join(dir, ".report.csv.Ab12Cd"), "half a file");
+    writeFileSync(join(dir, ".big.bin.XyZ987"), "more");
+    mkdirSync(join(dir, "inbox-7-n1"));
+    writeFileSync(join(dir, "inbox-7-n1", "merged.txt"), "kept");
+    assert.equal(await NODE_RECEIVER_FILES.clearTemp!(dir), 2);
+    assert.deepEqual(readdirSync(dir), ["inbox-7-n1"]);
+    assert.deepEqual(readdirSync(join(dir, "inbox-7-n1")), ["merged.txt"]);
+    assert.equal(await NODE_RECEIVER_FILES.clearTemp!(join(dir, "missing")), 0, "no temp dir yet: nothing to do");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
