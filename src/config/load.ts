@@ -22,6 +22,8 @@ export interface ElectionTiming {
   readonly rankingDelayMs: number;
   /** Flap damping (election.flap); absent in hand-built configs: the defaults apply. */
   readonly flap?: { readonly maxMoves: number; readonly windowMs: number };
+  /** election.failsafe (docs/failsafe-design.md); absent in hand-built configs: off. */
+  readonly failsafe?: "off" | "on";
 }
 
 export type Config = Omit<ParsedConfig, "election"> & { readonly election: ElectionTiming };
@@ -105,6 +107,7 @@ function withTiming(file: string, parsed: ParsedConfig): Config {
     renewIntervalMs: e.renew_interval ?? Math.max(100, Math.floor(e.ttl / 4)),
     rankingDelayMs: e.ranking_delay,
     flap: { maxMoves: e.flap.max_moves, windowMs: e.flap.window },
+    failsafe: e.failsafe,
   };
   validateTiming(file, timing);
   validateWatchdog(file, timing, parsed.watchdog);

@@ -79,7 +79,7 @@ test("a minimal config is valid and gets every default", () => {
   assert.equal(c.cluster, "sftp-prod");
   assert.deepEqual(c.node, { name: "n1", address: "198.18.0.11", priority: 100, nofailover: false });
   assert.deepEqual(c.etcd, { endpoints: ["http://198.18.0.2:2379"], prefix: "/understudy", dial_timeout: 2000, request_timeout: 1000 });
-  assert.deepEqual(c.election, { ttlMs: 5000, fenceMarginMs: 1000, renewIntervalMs: 1250, rankingDelayMs: 500, flap: { maxMoves: 3, windowMs: 600_000 } });
+  assert.deepEqual(c.election, { ttlMs: 5000, fenceMarginMs: 1000, renewIntervalMs: 1250, rankingDelayMs: 500, flap: { maxMoves: 3, windowMs: 600_000 }, failsafe: "off" });
   assert.equal(c.vip, undefined, "vip is optional: no floating IP");
   assert.equal(c.daemon.backend, "systemd");
   assert.equal(c.daemon.mode, "cold");
@@ -162,7 +162,7 @@ test("derived timing: renew_interval defaults to ttl/4 (at least 100ms); an expl
 
 test("the fast profile (ttl 1s, fence_margin 300ms) is valid", () => {
   const c = parse(yamlOf({ election: { ttl: "1s", fence_margin: "300ms" } }));
-  assert.deepEqual(c.election, { ttlMs: 1000, fenceMarginMs: 300, renewIntervalMs: 250, rankingDelayMs: 500, flap: { maxMoves: 3, windowMs: 600_000 } });
+  assert.deepEqual(c.election, { ttlMs: 1000, fenceMarginMs: 300, renewIntervalMs: 250, rankingDelayMs: 500, flap: { maxMoves: 3, windowMs: 600_000 }, failsafe: "off" });
 });
 
 test("each daemon backend is valid with its own keys, in cold and warm mode", () => {
