@@ -13,6 +13,8 @@ import type { Manifest } from "../sync/manifest.js";
 import type { DataControl } from "../data/port.js";
 import { registerDataRoutes } from "./data.js";
 import { syncDataBlock } from "./sync-data.js";
+import type { GrantAnswer, GrantRequest } from "../ha/failsafe.js";
+import { registerFailsafeRoutes } from "./failsafe.js";
 
 export interface ApiDeps {
   readonly view: () => NodeView;
@@ -42,6 +44,8 @@ export interface ApiDeps {
   readonly tlsSource?: { check(): Promise<boolean>; peek(): { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer } };
   /** How often tlsSource is checked (a stat of each file). Default 5 s. */
   readonly tlsCheckMs?: number;
+  /** Failsafe mode (docs/failsafe-design.md): answers POST /failsafe/grant; absent: every request is refused. */
+  readonly failsafe?: { answer(request: GrantRequest): GrantAnswer };
   /** Connection and timing limits; API_LIMITS unless a test shortens them. */
   readonly limits?: ApiLimits;
 }
@@ -178,6 +182,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
 
   registerControlRoutes(app, deps);
   registerDataRoutes(app, deps);
+  registerFailsafeRoutes(app, deps);
   if (deps.tls && deps.tlsSource) watchApiTls(app, deps.tlsSource, deps.clock, deps.tlsCheckMs ?? 5000);
   return app;
 }
