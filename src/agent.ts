@@ -17,6 +17,7 @@ import { VERSION } from "./version.js";
 import { AgentMetrics } from "./api/metrics.js";
 import { InvalidRecordLog } from "./coordinator/invalid-records.js";
 import { readEtcdSecurity } from "./config/etcd-security.js";
+import { FailsafePeerClient } from "./api/failsafe-peers.js";
 import { buildApi } from "./api/server.js";
 import { reloadingApiTls, reloadingToken } from "./api/token.js";
 import { ReloadReporters, type ReloadReporter } from "./platform/reloading-file.js";
@@ -149,6 +150,15 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     hooks: hookSet.hooks,
     wakeUps,
     drain: createDrain(config, runner),
+    // Failsafe mode (docs/failsafe-design.md): ask the other agents' APIs with the cluster token.
+    ...(config.election.failsafe === "on"
+      ? {
+          failsafePeers: new FailsafePeerClient({
+            token: async () => (tokenSource ? await tokenSource.get() : null),
+            ...(tls ? { tls: { ...(tls.clientCa ? { ca: tls.clientCa } : {}), cert: tls.cert, key: tls.key } } : {}),
+          }),
+        }
+      : {}),
     ...(apiUrl ? { apiUrl } : {}),
     ...(sync ? { sync } : {}),
     ...(data ? { data } : {}),
@@ -210,6 +220,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
         authReads: config.api.auth_reads,
         livenessMaxMs: 3 * config.election.renewIntervalMs + config.etcd.request_timeout,
         failbackPreferred: config.failback.preferred ?? null,
+        failsafe: { answer: (r) => ha.answerFailsafe(r) },
         ...(tls && tlsSource ? { tls, tlsSource } : {}),
         ...(tokenSource ? { tokenSource } : {}),
         ...(sync ? { sync } : {}),

@@ -28,7 +28,8 @@ function decidePrimary(o: Observation): Decision {
   }
   if (o.cluster === null) {
     const left = Math.max(0, Math.round(o.lease.deadlineMs - o.nowMs));
-    return d([], `holding: etcd unreachable (${o.etcdError ?? "unknown error"}); lease valid for ${left}ms more, fencing at the deadline`);
+    const failsafe = o.failsafeNote ? `; ${o.failsafeNote}` : "";
+    return d([], `holding: etcd unreachable (${o.etcdError ?? "unknown error"}); lease valid for ${left}ms more, fencing at the deadline${failsafe}`);
   }
   const leader = o.cluster.leader;
   if (leader === null) return d([{ kind: "demote" }], "demoting: the leader key is gone");
@@ -117,6 +118,8 @@ function decideStandby(o: Observation): Decision {
     return d(warm, `no action: following ${leader.node} (term ${leader.term})`);
   }
 
+  // A failsafe promise binds even a forced move: another node may still serve on its grant (S4).
+  if (o.failsafeHold) return d([...warm, { kind: "recheck_at", atMs: o.failsafeHold.untilMs }], o.failsafeHold.reason);
   const sw = o.cluster.switchover;
   if (isBanned(me, o.cluster.bans)) return d(warm, "no action: no primary, but I am banned from becoming primary");
   if (sw && sw.to === me && sw.force) return d([...warm, { kind: "campaign" }], `campaigning: forced ${sw.kind} to me`);

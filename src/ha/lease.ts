@@ -136,6 +136,21 @@ export class SessionLease {
     if (same()) this.scheduleRenew(sentAt);
   }
 
+  /**
+   * Failsafe (docs/failsafe-design.md, P4/P5): move the local deadline to a later one that a
+   * complete round of grants gave, re-arm the deadline timer and feed the guard like a renewal.
+   * Never moves it back; false when there is no lease or the deadline already passed.
+   */
+  extend(deadlineMs: number): boolean {
+    const lease = this.current;
+    if (!lease || this.clock.monotonicMs() >= lease.deadlineMs) return false;
+    if (deadlineMs <= lease.deadlineMs) return true;
+    this.current = { ...lease, deadlineMs };
+    this.armDeadline();
+    this.callbacks.onRenewed?.(this.current);
+    return true;
+  }
+
   /** Stop renewing; the deadline timer stays armed so a held role is still fenced on time. */
   stopRenewing(): void {
     this.stopped = true;

@@ -24,6 +24,10 @@ import { memberBody, nodeView, type SelfParts } from "./self-report.js";
 import type { FenceGuard } from "../fence/port.js";
 import type { HookPort } from "../hooks/port.js";
 import { DrainRun, type DrainParts } from "./drain-run.js";
+import { FailsafePromise } from "./failsafe-promise.js";
+import { FailsafeRounds } from "./failsafe-rounds.js";
+import type { GrantAnswer, GrantRequest } from "./failsafe.js";
+import type { FailsafePeers } from "./ports.js";
 
 export interface HaLoopDeps {
   readonly config: Config;
@@ -52,6 +56,8 @@ export interface HaLoopDeps {
   readonly wakeUps?: WakeSource;
   /** Drained switchover: the gate and session counter, or why this node cannot drain; absent: cannot drain. */
   readonly drain?: DrainParts | { readonly unavailable: string };
+  /** Failsafe mode (docs/failsafe-design.md): the other agents' grant endpoint; absent: no rounds, fence as without failsafe. */
+  readonly failsafePeers?: FailsafePeers;
 }
 
 /**
@@ -87,12 +93,18 @@ export class HaLoop {
   private readonly flap: FlapWatch;
   private readonly self: SelfParts;
   private readonly drain: DrainRun;
+  private readonly failsafeRounds: FailsafeRounds;
   readonly lease: SessionLease;
+  /** This node's failsafe promises (S4–S6); the API answers grant requests through answerFailsafe(). */
+  readonly failsafe: FailsafePromise;
 
   constructor(private readonly deps: HaLoopDeps) {
     this.lease = new SessionLease(deps.coordinator, deps.config.election, deps.clock, deps.log, {
       onDeadline: (l) => this.fence(l),
-      onChange: () => this.trigger("lease"),
+      onChange: () => {
+        this.failsafeRounds.kick();
+        this.trigger("lease");
+      },
       onRenewed: (l) => {
         if (this.role?.acting === "primary") this.role.armGuard(l);
       },
@@ -122,6 +134,10 @@ export class HaLoop {
     const d = deps.drain;
     this.drain = new DrainRun(d && "gate" in d ? d : null, d && "unavailable" in d ? d.unavailable : null, deps.clock, deps.log);
     this.self = { ...deps, readiness: this.readiness, role: this.role, vipWitness: this.vipWitness, flap: this.flap };
+    const e = deps.config.election;
+    const fs = { enabled: e.failsafe === "on", self: deps.config.node.name, leaseMs: e.ttlMs, fenceMarginMs: e.fenceMarginMs };
+    this.failsafe = new FailsafePromise(deps.clock, fs);
+    this.failsafeRounds = new FailsafeRounds({ ...fs, renewIntervalMs: e.renewIntervalMs, clock: deps.clock, log: deps.log, lease: this.lease, peers: deps.failsafePeers, role: () => this.role });
     this.cycles = new SerialRunner(
       (why) => this.cycle(why),
       (e) => deps.log.error({ err: describeError(e) }, "HA cycle failed"),
@@ -132,6 +148,7 @@ export class HaLoop {
       drain: this.drain,
       chronicle: this.chronicle,
       flap: this.flap,
+      failsafe: this.failsafe,
       stopped: () => this.stopped,
       trigger: (why) => this.trigger(why),
       recheckIn: (ms, why) => this.recheckIn(ms, why),
@@ -208,6 +225,8 @@ export class HaLoop {
     const fixed = this.configured;
     const lease = this.lease.state();
     const restarts = this.role.restartHistory(now);
+    const hold = this.failsafe.hold(now);
+    const failsafeNote = this.role.acting === "primary" ? this.failsafeRounds.note() : "";
     return {
       ...fixed,
       self: { ...fixed.self, generation: this.deps.sync?.generation() ?? 0 },
@@ -234,6 +253,8 @@ export class HaLoop {
       ...(fixed.vipHoldTimeoutMs !== null && this.role.acting === "primary" ? { vip: this.vipWitness.observation(fixed.vipHoldTimeoutMs) } : {}),
       ...(promotion ? { promotion } : {}),
       drain: this.drain.view(),
+      ...(hold ? { failsafeHold: { untilMs: this.failsafe.promisedUntilMs(), reason: hold } } : {}),
+      ...(failsafeNote ? { failsafeNote } : {}),
     };
   }
 
@@ -247,6 +268,7 @@ export class HaLoop {
       etcdError = describeError(e);
     }
     this.lastSnapshot = snapshot;
+    this.failsafeRounds.noteSnapshot(snapshot);
     if (snapshot) {
       if (!this.watch) await this.ensureWatch();
       await this.chronicle.flush();
@@ -265,6 +287,7 @@ export class HaLoop {
       await this.executor.act(action, snapshot);
     }
     if (snapshot?.leader) this.lastLeader = snapshot.leader;
+    this.failsafeRounds.kick();
     this.followSync(snapshot);
     this.followData(snapshot);
     await this.publishMember();
@@ -327,6 +350,12 @@ export class HaLoop {
     if (lease) await this.member.publish(memberBody(this.self, this.lastDecision?.reason ?? ""), lease.id);
   }
 
+  /** POST /failsafe/grant: the planner's answer, with the role and the last leader seen in etcd (S1). */
+  answerFailsafe(request: GrantRequest): GrantAnswer {
+    const l = this.lastLeader;
+    return this.failsafe.answer(request, { acting: this.role.acting, lastLeader: l ? { node: l.node, term: l.term } : null });
+  }
+
   onEvent(listener: HaEventListener): void {
     this.listeners.push(listener);
   }
@@ -360,6 +389,7 @@ export class HaLoop {
     this.stopped = true;
     this.tick?.cancel();
     this.recheck?.cancel();
+    this.failsafeRounds.stop();
     await this.cycles.stop();
     this.lease.stopRenewing();
     const wasPrimary = this.role.acting === "primary";

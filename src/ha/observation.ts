@@ -70,6 +70,10 @@ export interface Observation {
   readonly data?: { readonly maximumLagBytes: number };
   /** Drained switchover on this node (drain-plan.ts): what can refuse sessions, the drain running, the last one aborted; absent: none. */
   readonly drain?: DrainView;
+  /** Failsafe (docs/failsafe-design.md, S4/S6): a promise or the start-up hold keeps this node from campaigning until untilMs; absent: none. */
+  readonly failsafeHold?: { readonly untilMs: number; readonly reason: string };
+  /** Failsafe, acting primary: the last round's outcome while etcd is unreachable; absent: no round ran. */
+  readonly failsafeNote?: string;
 }
 
 export type Action =

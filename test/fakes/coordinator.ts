@@ -53,8 +53,21 @@ export class FakeCoordinator implements Coordinator {
 
   constructor(private readonly clock: Clock) {}
 
+  /**
+   * A quorum loss: every call fails like `unreachable`, and no lease expires (no raft leader to
+   * expire it). Ending it with quorumBack() extends every lease by its TTL, as etcd's new leader does.
+   */
+  quorumLost = false;
+
+  quorumBack(): void {
+    const now = this.clock.monotonicMs();
+    for (const l of this.leases.values()) l.expiresAt = now + l.ttlMs;
+    this.quorumLost = false;
+  }
+
   private gate(what: string): void {
     this.calls.push(what);
+    if (this.quorumLost) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: `${what}: etcd has no quorum` });
     this.expire();
     if (this.unreachable) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: `${what}: partitioned` });
   }

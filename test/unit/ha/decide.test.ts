@@ -862,3 +862,31 @@ test("track: the preferred node's readiness clock runs while it is an eligible s
   assert.equal(track(m, with2({ role: "primary" }), 5000, "n2").preferredReadySinceMs, null, "not a standby");
   assert.equal(track(EMPTY_MEMORY, with2(), 1000, null).preferredReadySinceMs, null, "no preferred node");
 });
+
+// Failsafe (docs/failsafe-design.md, S4/S6): a promise keeps a standby from campaigning, even for a forced move.
+test("failsafe: a standby bound by a promise does not campaign for a vacancy, and rechecks when it ends", () => {
+  const hold = { untilMs: NOW + 2500, reason: "not campaigning: I promised n9 (failsafe) not to campaign for 2500ms more" };
+  const d = decide(obs({ failsafeHold: hold }));
+  assert.equal(d.reason, hold.reason);
+  assert.deepEqual(d.actions, [{ kind: "recheck_at", atMs: NOW + 2500 }]);
+  const free = decide(obs());
+  assert.ok(
+    free.actions.some((a) => a.kind === "campaign"),
+    "without the hold it campaigns",
+  );
+});
+
+test("failsafe: a promise outranks a forced failover to me; a leader present is simply followed", () => {
+  const hold = { untilMs: NOW + 100, reason: "not campaigning: failsafe start-up hold for 100ms more (a promise given before this agent started may still run)" };
+  const forced = decide(obs({ failsafeHold: hold }, { switchover: sw({ kind: "failover", force: true, from: null, to: "n1" }) }));
+  assert.equal(forced.reason, hold.reason);
+  assert.ok(!forced.actions.some((a) => a.kind === "campaign"));
+  const led = decide(obs({ failsafeHold: hold }, { leader: { node: "n2", term: 9, lease: "b2", acquiredAt: "" } }));
+  assert.match(led.reason, /^no action: following n2 \(term 9\)$/);
+});
+
+test("failsafe: a primary holding without etcd says what the last round gave", () => {
+  const d = decide(primary({ failsafeNote: "failsafe: 2 of 2 member(s) granted; deadline moved to round start + 5000ms - 1000ms" }, null));
+  assert.deepEqual(d.actions, []);
+  assert.match(d.reason, /^holding: etcd unreachable \(partitioned\); lease valid for \d+ms more, fencing at the deadline; failsafe: 2 of 2 member\(s\) granted/);
+});

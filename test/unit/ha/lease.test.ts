@@ -69,3 +69,27 @@ test("revoke gives the lease back and stops renewing", async () => {
   assert.equal(s.etcd.calls.length, before, "no calls after revoke");
   assert.deepEqual(s.deadlines, []);
 });
+
+test("extend (failsafe): moves the deadline forward only, feeds onRenewed, fences at the new deadline; refused once passed", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const deadlines: number[] = [];
+  const renewed: number[] = [];
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), {
+    onDeadline: () => deadlines.push(clock.monotonicMs()),
+    onChange: () => undefined,
+    onRenewed: (l) => renewed.push(l.deadlineMs),
+  });
+  const g = await lease.grant();
+  etcd.unreachable = true;
+  assert.equal(lease.extend(g.deadlineMs - 100), true, "an earlier deadline is not an error");
+  assert.equal(lease.state()!.deadlineMs, g.deadlineMs, "but never moves the deadline back");
+  assert.equal(lease.extend(g.deadlineMs + 700), true);
+  assert.equal(lease.state()!.deadlineMs, g.deadlineMs + 700);
+  assert.equal(renewed.at(-1), g.deadlineMs + 700, "fed like a renewal (the guard's arm)");
+  await clock.advance(g.deadlineMs + 699 - clock.monotonicMs());
+  assert.deepEqual(deadlines, [], "not fenced at the old deadline");
+  await clock.advance(1);
+  assert.deepEqual(deadlines, [g.deadlineMs + 700], "fenced exactly at the extended deadline");
+  assert.equal(lease.extend(clock.monotonicMs() + 5000), false, "no lease any more: nothing to extend");
+});

@@ -1,0 +1,82 @@
+// The failsafe primary's client for the other agents' POST /failsafe/grant
+// (docs/failsafe-design.md, "Messages"): the FailsafePeers port of ha/ports.ts.
+// node:http/https, not fetch(): no undici load in the agent for a few requests.
+import { randomBytes } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { FailsafePeers, FailsafeVerdict } from "../ha/ports.js";
+import { grantMacMatches, type GrantAnswerBody } from "./failsafe.js";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
+
+/** An answer is a few hundred bytes; more is not an answer. */
+const MAX_ANSWER = 4096;
+
+export interface FailsafePeerOptions {
+  /** The cluster-wide API token (re-read when it changes): the request's bearer and the answer's MAC key. */
+  readonly token: () => Promise<string | null>;
+  /** https peers: the CA that signed their API certificates, and this node's client certificate (mTLS). */
+  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+}
+
+export class FailsafePeerClient implements FailsafePeers {
+  constructor(private readonly options: FailsafePeerOptions) {}
+
+  async ask(
+    targets: readonly { readonly node: string; readonly api: string }[],
+    request: { readonly node: string; readonly term: number; readonly leaseMs: number },
+    timeoutMs: number,
+  ): Promise<ReadonlyMap<string, FailsafeVerdict>> {
+    const token = await this.options.token().catch(() => null);
+    const verdicts = await Promise.all(
+      targets.map(async (t): Promise<[string, FailsafeVerdict]> => {
+        if (!token) return [t.node, { granted: false, why: "no API token on this node to ask or to check an answer with" }];
+        try {
+          return [t.node, await this.askOne(t, request, token, timeoutMs)];
+        } catch (e) {
+          return [t.node, { granted: false, why: describeError(e) }];
+        }
+      }),
+    );
+    return new Map(verdicts);
+  }
+
+  private async askOne(t: { node: string; api: string }, r: { node: string; term: number; leaseMs: number }, token: string, timeoutMs: number): Promise<FailsafeVerdict> {
+    const nonce = randomBytes(16).toString("hex");
+    const body = JSON.stringify({ node: r.node, term: r.term, lease_ms: r.leaseMs, nonce });
+    const url = new URL("/failsafe/grant", t.api);
+    const answer = await post(url, body, token, timeoutMs, this.options.tls);
+    let a: GrantAnswerBody;
+    try {
+      a = JSON.parse(answer.text) as GrantAnswerBody;
+    } catch {
+      return { granted: false, why: `HTTP ${answer.status}, not a JSON answer` };
+    }
+    if (answer.status !== 200) return { granted: false, why: `HTTP ${answer.status}: ${typeof a.reason === "string" ? a.reason.slice(0, 300) : "no reason"}` };
+    // Only the member asked, for this lease and this nonce, signed with the cluster token, counts (P4).
+    if (a.node !== t.node || a.granted !== true || a.lease_ms !== r.leaseMs || a.nonce !== nonce)
+      return { granted: false, why: "the answer does not match the request (node, verdict, lease or nonce)" };
+    if (!grantMacMatches(token, { node: a.node, granted: a.granted, leaseMs: a.lease_ms, nonce: a.nonce }, a.mac)) return { granted: false, why: "the answer's MAC does not verify" };
+    return { granted: true };
+  }
+}
+
+function post(url: URL, body: string, token: string, timeoutMs: number, tls: FailsafePeerOptions["tls"]): Promise<{ status: number; text: string }> {
+  return (url.protocol === "https:" ? import("node:https") : import("node:http")).then(
+    ({ request }) =>
+      new Promise((resolve, reject) => {
+        const headers = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), authorization: `Bearer ${token}` };
+        const req = request(url, { method: "POST", headers, signal: AbortSignal.timeout(Math.max(1, timeoutMs)), ...(tls ?? {}) }, (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (c: Buffer) => {
+            size += c.length;
+            if (size > MAX_ANSWER) req.destroy(new UnderstudyError("US_E_HTTP_TOO_LARGE", { url: url.origin, limit: MAX_ANSWER }));
+            else chunks.push(c);
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+          res.on("error", reject);
+        });
+        req.on("error", (e: Error) => reject(e.name === "AbortError" || e.name === "TimeoutError" ? new UnderstudyError("US_E_HTTP_TIMEOUT", { url: url.origin, timeout_ms: timeoutMs }) : e));
+        req.end(body);
+      }),
+  );
+}

@@ -1,0 +1,248 @@
+// Failsafe mode wired into the HA loop (docs/failsafe-design.md), with strict fakes: an
+// in-memory etcd, a fake clock, a strict fence guard per node, and peers that route each
+// grant request to the other loop's own answerFailsafe() (so the standbys' promises are
+// the real ones). Off: today's behaviour, peers never asked. On + every grant: the deadline
+// moves to round start + ttl - margin and the guard is fed it. On + one missing: fence at
+// the deadline.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { HaLoop } from "../../../src/ha/loop.js";
+import { parseConfigText } from "../../../src/config/load.js";
+import { silentLogger } from "../../../src/platform/logger.js";
+import type { FailsafePeers, FailsafeVerdict } from "../../../src/ha/ports.js";
+import { FakeClock } from "../../fakes/clock.js";
+import { FakeCoordinator } from "../../fakes/coordinator.js";
+import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../../fakes/node-parts.js";
+import { ProcessLife } from "../../fakes/crashable.js";
+import { StrictFenceGuard } from "../../fakes/fence-guard.js";
+
+const TTL = 5000;
+const MARGIN = 1000;
+
+interface Ask {
+  readonly at: number;
+  readonly from: string;
+  readonly targets: readonly string[];
+}
+
+/** Routes each request to the target loop's answerFailsafe(); a cut or dead target answers nothing until the timeout. */
+class LoopPeers implements FailsafePeers {
+  readonly asks: Ask[] = [];
+  readonly cut = new Set<string>();
+  constructor(
+    private readonly from: string,
+    private readonly clock: FakeClock,
+    private readonly nodes: () => Map<string, { loop: HaLoop; life: ProcessLife }>,
+    private readonly allowed: boolean,
+  ) {}
+  async ask(targets: readonly { node: string; api: string }[], request: { node: string; term: number; leaseMs: number }, timeoutMs: number): Promise<ReadonlyMap<string, FailsafeVerdict>> {
+    if (!this.allowed) throw new Error(`unexpected failsafe ask from ${this.from}: failsafe is off`);
+    this.asks.push({ at: this.clock.monotonicMs(), from: this.from, targets: targets.map((t) => t.node) });
+    const out = new Map<string, FailsafeVerdict>();
+    let silent = false;
+    for (const t of targets) {
+      assert.equal(t.api, `http://${t.node}.test:8470`, "asked at the URL its member key advertises");
+      const n = this.nodes().get(t.node);
+      if (!n || n.life.dead || this.cut.has(t.node)) {
+        silent = true;
+        out.set(t.node, { granted: false, why: `no answer within ${timeoutMs}ms` });
+        continue;
+      }
+      const a = n.loop.answerFailsafe({ ...request, nonce: "0".repeat(32) });
+      out.set(t.node, a.granted ? { granted: true } : { granted: false, why: a.reason });
+    }
+    if (silent) await this.clock.sleep(timeoutMs);
+    return out;
+  }
+}
+
+function cluster(failsafe: "on" | "off") {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const timeline = new VipTimeline(clock);
+  const byName = new Map<string, { loop: HaLoop; life: ProcessLife }>();
+  const nodes = (
+    [
+      ["n1", 300],
+      ["n2", 200],
+      ["n3", 100],
+    ] as const
+  ).map(([name, priority]) => {
+    const life = new ProcessLife();
+    const guard = new StrictFenceGuard();
+    const peers = new LoopPeers(name, clock, () => byName, failsafe === "on");
+    const daemon = new FakeDaemon();
+    const vip = new FakeVip(name, timeline);
+    const config = parseConfigText(
+      `cluster: t
+node: { name: ${name}, address: 198.18.0.1, priority: ${priority} }
+etcd: { endpoints: ["http://198.18.0.2:2379"] }
+election: { ttl: ${TTL}ms, fence_margin: ${MARGIN}ms, ranking_delay: 500ms, failsafe: ${failsafe} }
+daemon: { backend: process, mode: cold, command: [/bin/true] }
+`,
+      "test.yaml",
+    );
+    const loop = new HaLoop({
+      config,
+      coordinator: life.coordinator(etcd),
+      daemon,
+      vip,
+      health: new FakeHealth(),
+      clock: life.clock(clock),
+      log: silentLogger(),
+      version: "test",
+      probeGraceMs: 0,
+      apiUrl: `http://${name}.test:8470`,
+      fenceGuard: guard,
+      failsafePeers: peers,
+    });
+    byName.set(name, { loop, life });
+    return { name, loop, life, guard, peers, daemon, vip };
+  });
+  return { clock, etcd, timeline, nodes };
+}
+
+/** Start all three; n1 (highest priority, first up) leads once the start-up holds have passed. */
+async function started(failsafe: "on" | "off") {
+  const c = cluster(failsafe);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(failsafe === "on" ? TTL + MARGIN + 2000 : 2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.deepEqual(c.timeline.holder(), ["n1"]);
+  return c;
+}
+
+/** etcd's new raft leader extends every lease by its TTL when quorum returns (etcd's lessor Promote). */
+function quorumBack(c: ReturnType<typeof cluster>) {
+  c.etcd.quorumBack();
+}
+
+test("failsafe off: a quorum loss fences the primary at its deadline, as before; peers are never asked", async () => {
+  const c = await started("off");
+  const n1 = c.nodes[0]!;
+  const deadline = n1.loop.lease.state()!.deadlineMs;
+  c.etcd.quorumLost = true;
+  await c.clock.advance(8000);
+  const dropped = c.timeline.events.find((e) => e.node === "n1" && !e.held)!;
+  assert.ok(dropped, "n1 dropped the VIP");
+  assert.ok(dropped.t <= deadline, `dropped at ${dropped.t}, deadline ${deadline}`);
+  assert.equal(n1.daemon.running, false);
+  assert.ok(
+    n1.guard.arms.every((a) => a <= deadline),
+    "the guard was never fed past the lease deadline",
+  );
+  for (const n of c.nodes) assert.equal(n.peers.asks.length, 0, `${n.name} asked nobody`);
+  quorumBack(c);
+  await c.clock.advance(15_000);
+  assert.equal(c.timeline.maxHolders, 1);
+  assert.equal(c.timeline.holder().length, 1, "a primary again once etcd is back");
+});
+
+test("failsafe on, quorum loss, every member grants: the primary serves throughout, each deadline = round start + ttl - margin, fed to the guard", async () => {
+  const c = await started("on");
+  const [n1, n2, n3] = c.nodes;
+  const term = c.etcd.leader!.term;
+  const deadline = n1!.loop.lease.state()!.deadlineMs;
+  c.etcd.quorumLost = true;
+  const lost = c.clock.monotonicMs();
+  await c.clock.advance(4 * TTL);
+  assert.deepEqual(c.timeline.holder(), ["n1"], "n1 kept the VIP through 4 lease periods without etcd");
+  assert.equal(c.timeline.events.filter((e) => e.t > lost).length, 0, "the VIP never moved");
+  assert.equal(n1!.daemon.running, true);
+  assert.equal(n1!.loop.status().acting, "primary");
+  assert.match(n1!.loop.status().decision, /^holding: etcd unreachable .*failsafe: 2 of 2 member\(s\) granted/);
+  const asks = n1!.peers.asks;
+  assert.ok(asks.length >= 12, `a round every renew interval (${asks.length} rounds)`);
+  for (const a of asks) assert.deepEqual([...a.targets].sort(), ["n2", "n3"], "every member of the last membership, not itself");
+  // P4/P5: every deadline the guard got after the loss is at most the latest round start + ttl - margin before it.
+  const fed = n1!.guard.arms.filter((a) => a > deadline);
+  assert.ok(fed.length >= 12, "the guard was fed the extended deadlines");
+  for (const a of fed)
+    assert.ok(
+      asks.some((r) => r.at + TTL - MARGIN === a),
+      `deadline ${a} is a round start + ttl - margin`,
+    );
+  assert.equal(n1!.loop.lease.state()!.deadlineMs, asks.at(-1)!.at + TTL - MARGIN);
+  // The standbys promised: they hold their campaigns even though etcd is down anyway.
+  for (const n of [n2!, n3!]) assert.match(n.loop.status().decision, /etcd unreachable/);
+  assert.ok(n2!.loop.failsafe.promisedUntilMs() >= asks.at(-1)!.at + TTL + MARGIN);
+  // E3a: quorum back, the lease survived: the same term goes on, nobody else campaigned.
+  quorumBack(c);
+  await c.clock.advance(3 * TTL);
+  assert.equal(c.etcd.leader?.node, "n1");
+  assert.equal(c.etcd.leader?.term, term, "same term: the key was never deleted");
+  assert.equal(c.timeline.maxHolders, 1);
+  const asksAfter = n1!.peers.asks.length;
+  await c.clock.advance(2 * TTL);
+  assert.equal(n1!.peers.asks.length, asksAfter, "no rounds while renewals reach etcd");
+});
+
+test("failsafe on, quorum loss, one standby partitioned from the primary: no extension, fence at the deadline; nobody else serves", async () => {
+  const c = await started("on");
+  const [n1, , n3] = c.nodes;
+  n1!.peers.cut.add("n3");
+  const deadline = n1!.loop.lease.state()!.deadlineMs;
+  c.etcd.quorumLost = true;
+  await c.clock.advance(3 * TTL);
+  const dropped = c.timeline.events.find((e) => e.node === "n1" && !e.held)!;
+  assert.ok(dropped && dropped.t <= deadline, `n1 fenced at ${dropped?.t}, deadline ${deadline}`);
+  assert.ok(
+    n1!.guard.arms.every((a) => a <= deadline),
+    "the guard never got a later deadline",
+  );
+  assert.equal(n1!.daemon.running, false);
+  assert.deepEqual(c.timeline.holder(), [], "no primary while etcd is down: standbys never promote without etcd");
+  assert.equal(n3!.loop.failsafe.hold(c.clock.monotonicMs()), null, "n3 was never asked, so it promised nothing");
+  quorumBack(c);
+  await c.clock.advance(4 * TTL);
+  assert.equal(c.timeline.holder().length, 1);
+  assert.equal(c.timeline.maxHolders, 1);
+});
+
+test("failsafe on, primary cut off from a working etcd: standbys see no leader but keep their promise; never two holders", async () => {
+  const c = await started("on");
+  const [n1, n2, n3] = c.nodes;
+  n1!.life.partitioned = true;
+  await c.clock.advance(4 * TTL);
+  assert.equal(c.etcd.leader as unknown, null, "the primary's lease expired in etcd");
+  assert.deepEqual(c.timeline.holder(), ["n1"], "n1 keeps serving on its grants");
+  for (const n of [n2!, n3!]) assert.match(n.loop.status().decision, /^not campaigning: I promised n1 \(failsafe\)/);
+  // n1 reaches etcd again: its lease is gone (E3b, the new-term campaign, is not wired yet: it fences), then a standby takes over.
+  n1!.life.partitioned = false;
+  await c.clock.advance(4 * TTL);
+  assert.equal(c.timeline.maxHolders, 1, JSON.stringify(c.timeline.events));
+  assert.equal(c.timeline.holder().length, 1);
+  const moved = c.timeline.events.filter((e) => e.held && e.node !== "n1");
+  const dropped = c.timeline.events.find((e) => e.node === "n1" && !e.held)!;
+  for (const e of moved) assert.ok(e.t > dropped.t, "the successor took the VIP only after n1 dropped it");
+});
+
+test("failsafe on, quorum loss, then the primary's host dies: nobody promotes until etcd is back, then one does", async () => {
+  const c = await started("on");
+  const [n1] = c.nodes;
+  c.etcd.quorumLost = true;
+  await c.clock.advance(TTL);
+  n1!.life.crash();
+  c.timeline.set("n1", false); // the host goes, its address with it
+  const died = c.clock.monotonicMs();
+  await c.clock.advance(4 * TTL);
+  assert.deepEqual(c.timeline.holder(), [], "no promotion without etcd");
+  quorumBack(c);
+  await c.clock.advance(4 * TTL);
+  assert.equal(c.timeline.holder().length, 1);
+  assert.ok(c.etcd.leader && c.etcd.leader.node !== "n1");
+  assert.ok(
+    c.timeline.events.filter((e) => e.held && e.node !== "n1").every((e) => e.t > died + TTL + MARGIN),
+    "after every promise ran out",
+  );
+});
+
+test("failsafe on: an agent does not campaign within ttl + margin of its start (start-up hold, S6), and says why", async () => {
+  const c = cluster("on");
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.leader as unknown, null);
+  assert.match(c.nodes[0]!.loop.status().decision, /^not campaigning: failsafe start-up hold for \d+ms more/);
+  await c.clock.advance(TTL + MARGIN);
+  assert.equal(c.etcd.leader?.node, "n1");
+});
