@@ -49,7 +49,7 @@ export class FailsafePromise {
 
   /** Why this node may not campaign now (a promise, or the start-up hold), or null. */
   hold(nowMs: number): string | null {
-    return campaignHold(this.untilMs, nowMs, this.promisedTo);
+    return campaignHold(this.untilMs, nowMs, this.promisedTo, this.settings.leaseMs + this.settings.fenceMarginMs);
   }
 
   /** Monotonic ms before which this node does not campaign (-Infinity: never promised, failsafe off). */

@@ -66,12 +66,15 @@ export function answerGrant(req: GrantRequest, v: GrantView): GrantDecision {
   };
 }
 
-/** S4/S6: why this node may not campaign now (a promise or the start-up hold), or null. */
-export function campaignHold(promisedUntilMs: number, nowMs: number, promisedTo: string | null): string | null {
+/**
+ * S4/S6: why this node may not campaign now (a promise or the start-up hold), or null. The
+ * sentence does not count down: it is published in the member key, and a reason that changed
+ * every cycle would rewrite the key every cycle (and wake every watcher) for the whole hold.
+ */
+export function campaignHold(promisedUntilMs: number, nowMs: number, promisedTo: string | null, forMs: number): string | null {
   if (nowMs >= promisedUntilMs) return null;
-  const left = Math.ceil(promisedUntilMs - nowMs);
-  if (promisedTo === null) return `not campaigning: failsafe start-up hold for ${left}ms more (a promise given before this agent started may still run)`;
-  return `not campaigning: I promised ${promisedTo} (failsafe) not to campaign for ${left}ms more`;
+  if (promisedTo === null) return `not campaigning: failsafe start-up hold, ${forMs}ms from the agent's start (a promise given before it may still run)`;
+  return `not campaigning: I promised ${promisedTo} (failsafe) not to campaign within ${forMs}ms of its last grant request`;
 }
 
 /** A member the primary can ask: its API URL from its member key. */

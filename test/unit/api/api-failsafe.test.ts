@@ -75,7 +75,7 @@ test("a standby following the requester grants: 200, signed over the nonce, and 
   assert.equal(b.promised_for_ms, 6000);
   assert.match(b.reason, /^granted: I am a standby following n1 \(term 42\)/);
   assert.ok(macOk(b), "the MAC verifies with the cluster token");
-  assert.equal(s.promise.hold(s.clock.monotonicMs()), "not campaigning: I promised n1 (failsafe) not to campaign for 6000ms more");
+  assert.equal(s.promise.hold(s.clock.monotonicMs()), "not campaigning: I promised n1 (failsafe) not to campaign within 6000ms of its last grant request");
   assert.equal(s.promise.beginCampaign(), false, "S5: no campaign while promised");
   await s.clock.advance(5999);
   assert.equal(s.promise.beginCampaign(), false);
@@ -145,7 +145,7 @@ test("S5: after a lost campaign (endCampaign) the node grants again", async () =
 
 test("S6: with failsafe on an agent holds its first campaign for L + m after its start; off: never", async () => {
   const on = setup();
-  assert.match(on.promise.hold(on.clock.monotonicMs())!, /start-up hold for 6000ms more/);
+  assert.match(on.promise.hold(on.clock.monotonicMs())!, /start-up hold, 6000ms from the agent's start/);
   assert.equal(on.promise.beginCampaign(), false);
   const off = setup({ enabled: false });
   assert.equal(off.promise.hold(off.clock.monotonicMs()), null);

@@ -865,7 +865,7 @@ test("track: the preferred node's readiness clock runs while it is an eligible s
 
 // Failsafe (docs/failsafe-design.md, S4/S6): a promise keeps a standby from campaigning, even for a forced move.
 test("failsafe: a standby bound by a promise does not campaign for a vacancy, and rechecks when it ends", () => {
-  const hold = { untilMs: NOW + 2500, reason: "not campaigning: I promised n9 (failsafe) not to campaign for 2500ms more" };
+  const hold = { untilMs: NOW + 2500, reason: "not campaigning: I promised n9 (failsafe) not to campaign within 6000ms of its last grant request" };
   const d = decide(obs({ failsafeHold: hold }));
   assert.equal(d.reason, hold.reason);
   assert.deepEqual(d.actions, [{ kind: "recheck_at", atMs: NOW + 2500 }]);
@@ -877,7 +877,7 @@ test("failsafe: a standby bound by a promise does not campaign for a vacancy, an
 });
 
 test("failsafe: a promise outranks a forced failover to me; a leader present is simply followed", () => {
-  const hold = { untilMs: NOW + 100, reason: "not campaigning: failsafe start-up hold for 100ms more (a promise given before this agent started may still run)" };
+  const hold = { untilMs: NOW + 100, reason: "not campaigning: failsafe start-up hold, 6000ms from the agent's start (a promise given before it may still run)" };
   const forced = decide(obs({ failsafeHold: hold }, { switchover: sw({ kind: "failover", force: true, from: null, to: "n1" }) }));
   assert.equal(forced.reason, hold.reason);
   assert.ok(!forced.actions.some((a) => a.kind === "campaign"));

@@ -53,11 +53,12 @@ for (const c of grantCases) {
   });
 }
 
-test("campaignHold — S4: held until the promise ends, then free; S6: the start-up hold says so", () => {
-  assert.equal(campaignHold(16_000, 16_000, "n1"), null);
-  assert.equal(campaignHold(16_000, 20_000, "n1"), null);
-  assert.equal(campaignHold(16_000, 15_000, "n1"), "not campaigning: I promised n1 (failsafe) not to campaign for 1000ms more");
-  assert.match(campaignHold(6000, 100, null)!, /^not campaigning: failsafe start-up hold for 5900ms more/);
+test("campaignHold — S4: held until the promise ends, then free; S6: the start-up hold says so; the sentence never counts down", () => {
+  assert.equal(campaignHold(16_000, 16_000, "n1", 6000), null);
+  assert.equal(campaignHold(16_000, 20_000, "n1", 6000), null);
+  assert.equal(campaignHold(16_000, 15_000, "n1", 6000), "not campaigning: I promised n1 (failsafe) not to campaign within 6000ms of its last grant request");
+  assert.equal(campaignHold(16_000, 10_001, "n1", 6000), campaignHold(16_000, 15_999, "n1", 6000), "the same sentence all along (the member key is not rewritten every cycle)");
+  assert.match(campaignHold(6000, 100, null, 6000)!, /^not campaigning: failsafe start-up hold, 6000ms from the agent's start/);
 });
 
 const PRIMARY: RoundView = {
