@@ -13,6 +13,7 @@ import type {
   SwitchoverRequest,
   SyncGeneration,
   DataProgress,
+  FailsafeMembers,
   CampaignResult,
   ClusterSnapshot,
   Coordinator,
@@ -129,7 +130,10 @@ export class EtcdCoordinator implements Coordinator {
     });
     const res = await this.call("snapshot", () =>
       this.client.kv.txn(
-        { compare: [], success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.dataProgress, true)] },
+        {
+          compare: [],
+          success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.dataProgress, true), range(k.failsafeMembers, true)],
+        },
         this.deadline(),
       ),
     );
@@ -254,6 +258,18 @@ export class EtcdCoordinator implements Coordinator {
       this.client
         .if(this.keys.leader, "Create", "==", term)
         .then(this.client.put(this.keys.dataProgress).value(JSON.stringify(progress)))
+        .options(this.deadline())
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  async publishFailsafeMembers(term: number, record: FailsafeMembers | null): Promise<boolean> {
+    const key = this.keys.failsafeMembers;
+    const res = await this.call("publish failsafe members txn", () =>
+      this.client
+        .if(this.keys.leader, "Create", "==", term)
+        .then(record ? this.client.put(key).value(JSON.stringify(record)) : this.client.delete().key(key))
         .options(this.deadline())
         .commit(),
     );

@@ -267,6 +267,14 @@ export interface ClusterSnapshot {
   readonly sync: SyncGeneration | null;
   /** data/progress: the last primary's per-standby data lag; null/absent when never written (or invalid). */
   readonly dataProgress?: DataProgress | null;
+  /** failsafe/members (docs/failsafe-design.md, E1): absent when never written (or invalid). */
+  readonly failsafeMembers?: FailsafeMembers | null;
+}
+
+/** failsafe/members: every node a failsafe primary of `term` asks; only listed nodes may campaign (E2). */
+export interface FailsafeMembers {
+  readonly term: number;
+  readonly nodes: readonly string[];
 }
 
 export interface LeaseGrant {
@@ -396,7 +404,14 @@ export interface DataProgressPublisher {
 }
 
 /** The whole DCS contract, as the etcd adapter gives it. */
-export interface Coordinator extends LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher, DataRejoinRecords, DataProgressPublisher {
+/** failsafe/members (docs/failsafe-design.md, E1). */
+export interface FailsafeMembership {
+  /** Put failsafe/members (null: delete it) only while `term` is the leader's (one txn, like publishGeneration); false when it is not. */
+  publishFailsafeMembers(term: number, record: FailsafeMembers | null): Promise<boolean>;
+}
+
+export interface Coordinator
+  extends FailsafeMembership, LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher, DataRejoinRecords, DataProgressPublisher {
   /** Cancel every watch (each cancel bounded by the request timeout), then close the client; a watch asked for afterwards rejects. */
   close(): Promise<void>;
 }

@@ -9,6 +9,7 @@ import { vipLost } from "./vip-truth.js";
 import { promotionGate, withRestartBackoff } from "./promotion.js";
 import { isBehind } from "../coordinator/port.js";
 import { settleDrain } from "./drain-plan.js";
+import { listedForCampaign } from "./failsafe.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (docs/reliability.md): when in doubt, be a standby.
@@ -120,6 +121,9 @@ function decideStandby(o: Observation): Decision {
 
   // A failsafe promise binds even a forced move: another node may still serve on its grant (S4).
   if (o.failsafeHold) return d([...warm, { kind: "recheck_at", atMs: o.failsafeHold.untilMs }], o.failsafeHold.reason);
+  // E2, whatever this node's own setting: a failsafe primary may serve on grants it never asked of a node it does not list.
+  const unlisted = listedForCampaign(o.cluster.failsafeMembers?.nodes ?? null, me);
+  if (unlisted) return d(warm, unlisted);
   const sw = o.cluster.switchover;
   if (isBanned(me, o.cluster.bans)) return d(warm, "no action: no primary, but I am banned from becoming primary");
   if (sw && sw.to === me && sw.force) return d([...warm, { kind: "campaign" }], `campaigning: forced ${sw.kind} to me`);

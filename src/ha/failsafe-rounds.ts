@@ -2,9 +2,34 @@ import { describeError } from "../errors/catalogue.js";
 import type { ClusterSnapshot } from "../coordinator/port.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
-import { extensionAfterRound, planRound, type FailsafeMember } from "./failsafe.js";
+import { extensionAfterRound, membershipToPublish, planRound, type FailsafeMember } from "./failsafe.js";
 import type { SessionLease } from "./lease.js";
 import type { FailsafePeers } from "./ports.js";
+import type { Config } from "../config/load.js";
+import type { Coordinator } from "../coordinator/port.js";
+import { FailsafePromise } from "./failsafe-promise.js";
+import type { Observation } from "./observation.js";
+
+/** The loop's failsafe parts from config: its promises (standby side) and its rounds (primary side). */
+export function buildFailsafe(
+  deps: { readonly config: Config; readonly clock: Clock; readonly log: Logger; readonly coordinator: Pick<Coordinator, "publishFailsafeMembers">; readonly failsafePeers?: FailsafePeers },
+  lease: SessionLease,
+  role: FailsafeRoundsDeps["role"],
+): [FailsafePromise, FailsafeRounds] {
+  const e = deps.config.election;
+  const fs = { enabled: e.failsafe === "on", self: deps.config.node.name, leaseMs: e.ttlMs, fenceMarginMs: e.fenceMarginMs };
+  const rounds = new FailsafeRounds({
+    ...fs,
+    renewIntervalMs: e.renewIntervalMs,
+    clock: deps.clock,
+    log: deps.log,
+    lease,
+    peers: deps.failsafePeers,
+    role,
+    publish: (term, record) => deps.coordinator.publishFailsafeMembers(term, record),
+  });
+  return [new FailsafePromise(deps.clock, fs), rounds];
+}
 
 export interface FailsafeRoundsDeps {
   readonly self: string;
@@ -19,6 +44,8 @@ export interface FailsafeRoundsDeps {
   readonly peers: FailsafePeers | undefined;
   /** The role as the loop holds it now. */
   readonly role: () => { readonly acting: "primary" | "standby"; readonly term: number | null };
+  /** Write failsafe/members (null: delete it) under the term (Coordinator.publishFailsafeMembers). */
+  readonly publish: (term: number, record: { readonly term: number; readonly nodes: readonly string[] } | null) => Promise<boolean>;
 }
 
 /**
@@ -32,6 +59,7 @@ export interface FailsafeRoundsDeps {
  */
 export class FailsafeRounds {
   private members: readonly FailsafeMember[] = [];
+  private listed: { readonly term: number; readonly nodes: readonly string[] } | null = null;
   private inFlight = false;
   private lastStartMs = -Infinity;
   private timer: TimerHandle | undefined;
@@ -42,12 +70,33 @@ export class FailsafeRounds {
 
   /** P2: the membership comes from the last snapshot etcd answered. */
   noteSnapshot(snapshot: ClusterSnapshot | null): void {
-    if (snapshot) this.members = snapshot.members.map((m) => ({ node: m.node, api: m.api ?? null }));
+    if (!snapshot) return;
+    this.members = snapshot.members.map((m) => ({ node: m.node, api: m.api ?? null }));
+    this.listed = snapshot.failsafeMembers ?? null;
   }
 
-  /** The last round's outcome, for the decision sentence; "" when none ran. */
-  note(): string {
-    return this.lastReason;
+  /** E1, after a cycle that read etcd: a primary keeps failsafe/members equal to the members it sees (and itself). */
+  async publishMembership(snapshot: ClusterSnapshot | null): Promise<void> {
+    const { deps } = this;
+    const role = deps.role();
+    if (!snapshot || role.acting !== "primary" || role.term === null) return;
+    const record = membershipToPublish({ enabled: deps.enabled, self: deps.self, term: role.term, observed: snapshot.members.map((m) => m.node), listed: this.listed });
+    if (record === null) return;
+    const written = await deps.publish(role.term, record === "delete" ? null : record).catch((e: unknown) => {
+      deps.log.warn({ err: describeError(e) }, "cannot write failsafe/members; failsafe cannot hold until it is written");
+      return false;
+    });
+    if (written) {
+      this.listed = record === "delete" ? null : record;
+      deps.log.info({ nodes: record === "delete" ? [] : record.nodes, term: role.term }, record === "delete" ? "removed failsafe/members (failsafe is off here)" : "wrote failsafe/members");
+    }
+  }
+
+  /** The observation's failsafe part: a standby's hold (S4/S6), a primary's last round outcome. */
+  observed(promise: FailsafePromise, nowMs: number, acting: "primary" | "standby"): Pick<Observation, "failsafeHold" | "failsafeNote"> {
+    const hold = promise.hold(nowMs);
+    const note = acting === "primary" ? this.lastReason : "";
+    return { ...(hold ? { failsafeHold: { untilMs: promise.promisedUntilMs(), reason: hold } } : {}), ...(note ? { failsafeNote: note } : {}) };
   }
 
   /** Called on every lease change and cycle: start a round if one is due (P1). */
@@ -62,6 +111,7 @@ export class FailsafeRounds {
       term: role.term,
       etcdFailing: deps.lease.error() !== null,
       members: this.members,
+      listed: this.listed,
       roundInFlight: this.inFlight,
     });
     if (!plan.ask) {

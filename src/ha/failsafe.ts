@@ -91,8 +91,10 @@ export interface RoundView {
   readonly term: number | null;
   /** The last renewal did not reach etcd, or the cycle could not read etcd. */
   readonly etcdFailing: boolean;
-  /** M: members of the last snapshot (and the written list), this node included or not. */
+  /** Members of the last snapshot, this node included or not. */
   readonly members: readonly FailsafeMember[];
+  /** failsafe/members as last read (E1); null: never written. */
+  readonly listed: { readonly term: number; readonly nodes: readonly string[] } | null;
   readonly roundInFlight: boolean;
 }
 
@@ -105,7 +107,12 @@ export function planRound(v: RoundView): RoundPlan {
   if (v.acting !== "primary" || v.term === null) return { ask: false, reason: "not acting as primary" };
   if (!v.etcdFailing) return { ask: false, reason: "etcd answers: the lease is renewed" };
   if (v.roundInFlight) return { ask: false, reason: "a round is still running" };
-  const others = v.members.filter((m) => m.node !== v.self);
+  // E1: only with a membership written in this term, so no node outside it can campaign (E2).
+  if (v.listed === null || v.listed.term !== v.term) return { ask: false, reason: `failsafe cannot hold: failsafe/members was not written in my term (${v.term})` };
+  // P2: M = observed members plus every listed one (asking more is always safe; a listed node never seen has no URL).
+  const seen = new Set(v.members.map((m) => m.node));
+  const everyone = [...v.members, ...v.listed.nodes.filter((n) => !seen.has(n)).map((node) => ({ node, api: null }))];
+  const others = everyone.filter((m) => m.node !== v.self);
   const unreachable = others.filter((m) => m.api === null).map((m) => m.node);
   if (unreachable.length > 0) {
     return { ask: false, reason: `failsafe cannot hold: ${unreachable.join(", ")} publish${unreachable.length === 1 ? "es" : ""} no API URL to ask` };
@@ -159,6 +166,23 @@ export function onEtcdReturn(v: {
   if (l) return { kind: "fence", reason: `etcd is back and the leader key names ${l.node} (term ${l.term}), not me (term ${v.term}): fencing` };
   if (!v.failsafeDeadlineHolds) return { kind: "fence", reason: "etcd is back, my leader key is gone and my failsafe deadline passed: fencing" };
   return { kind: "campaign_new_term", reason: `etcd is back and my leader key (term ${v.term}) expired while I held on failsafe: campaigning for a new term before anything else` };
+}
+
+/**
+ * E1: the failsafe/members record a primary should write now, "delete" to remove a stale one
+ * (failsafe off here: its newcomers must not be held by an old list), or null when it is right.
+ */
+export function membershipToPublish(v: {
+  readonly enabled: boolean;
+  readonly self: string;
+  readonly term: number;
+  readonly observed: readonly string[];
+  readonly listed: { readonly term: number; readonly nodes: readonly string[] } | null;
+}): { readonly term: number; readonly nodes: readonly string[] } | "delete" | null {
+  if (!v.enabled) return v.listed === null ? null : "delete";
+  const nodes = [...new Set([v.self, ...v.observed])].sort();
+  const same = v.listed !== null && v.listed.term === v.term && v.listed.nodes.length === nodes.length && [...v.listed.nodes].sort().every((n, i) => n === nodes[i]);
+  return same ? null : { term: v.term, nodes };
 }
 
 /** E2: whether the written failsafe membership lets this node campaign. */

@@ -24,8 +24,8 @@ import { memberBody, nodeView, type SelfParts } from "./self-report.js";
 import type { FenceGuard } from "../fence/port.js";
 import type { HookPort } from "../hooks/port.js";
 import { DrainRun, type DrainParts } from "./drain-run.js";
-import { FailsafePromise } from "./failsafe-promise.js";
-import { FailsafeRounds } from "./failsafe-rounds.js";
+import type { FailsafePromise } from "./failsafe-promise.js";
+import { buildFailsafe, type FailsafeRounds } from "./failsafe-rounds.js";
 import type { GrantAnswer, GrantRequest } from "./failsafe.js";
 import type { FailsafePeers } from "./ports.js";
 
@@ -134,10 +134,7 @@ export class HaLoop {
     const d = deps.drain;
     this.drain = new DrainRun(d && "gate" in d ? d : null, d && "unavailable" in d ? d.unavailable : null, deps.clock, deps.log);
     this.self = { ...deps, readiness: this.readiness, role: this.role, vipWitness: this.vipWitness, flap: this.flap };
-    const e = deps.config.election;
-    const fs = { enabled: e.failsafe === "on", self: deps.config.node.name, leaseMs: e.ttlMs, fenceMarginMs: e.fenceMarginMs };
-    this.failsafe = new FailsafePromise(deps.clock, fs);
-    this.failsafeRounds = new FailsafeRounds({ ...fs, renewIntervalMs: e.renewIntervalMs, clock: deps.clock, log: deps.log, lease: this.lease, peers: deps.failsafePeers, role: () => this.role });
+    [this.failsafe, this.failsafeRounds] = buildFailsafe(deps, this.lease, () => this.role);
     this.cycles = new SerialRunner(
       (why) => this.cycle(why),
       (e) => deps.log.error({ err: describeError(e) }, "HA cycle failed"),
@@ -225,8 +222,6 @@ export class HaLoop {
     const fixed = this.configured;
     const lease = this.lease.state();
     const restarts = this.role.restartHistory(now);
-    const hold = this.failsafe.hold(now);
-    const failsafeNote = this.role.acting === "primary" ? this.failsafeRounds.note() : "";
     return {
       ...fixed,
       self: { ...fixed.self, generation: this.deps.sync?.generation() ?? 0 },
@@ -253,8 +248,7 @@ export class HaLoop {
       ...(fixed.vipHoldTimeoutMs !== null && this.role.acting === "primary" ? { vip: this.vipWitness.observation(fixed.vipHoldTimeoutMs) } : {}),
       ...(promotion ? { promotion } : {}),
       drain: this.drain.view(),
-      ...(hold ? { failsafeHold: { untilMs: this.failsafe.promisedUntilMs(), reason: hold } } : {}),
-      ...(failsafeNote ? { failsafeNote } : {}),
+      ...this.failsafeRounds.observed(this.failsafe, now, this.role.acting),
     };
   }
 
@@ -287,6 +281,7 @@ export class HaLoop {
       await this.executor.act(action, snapshot);
     }
     if (snapshot?.leader) this.lastLeader = snapshot.leader;
+    await this.failsafeRounds.publishMembership(snapshot);
     this.failsafeRounds.kick();
     this.followSync(snapshot);
     this.followData(snapshot);

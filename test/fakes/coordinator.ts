@@ -1,5 +1,6 @@
 import { UnderstudyError } from "../../src/errors/catalogue.js";
 import type {
+  FailsafeMembers,
   BanRecord,
   DataRejoinRecord,
   HistoryEvent,
@@ -42,6 +43,8 @@ export class FakeCoordinator implements Coordinator {
   sync: SyncGeneration | null = null;
   /** data/progress (not on a lease: it outlives the primary that wrote it). */
   dataProgress: DataProgress | null = null;
+  /** failsafe/members (not on a lease, like data/progress). */
+  failsafeMembers: FailsafeMembers | null = null;
   readonly bans = new Map<string, { record: BanRecord; lease: string }>();
   readonly historyEvents: HistoryEvent[] = [];
   /** data/rejoin/<node> records. */
@@ -128,6 +131,7 @@ export class FakeCoordinator implements Coordinator {
       bans: [...this.bans.values()].map((b) => b.record),
       sync: this.sync,
       ...(this.dataProgress ? { dataProgress: this.dataProgress } : {}),
+      ...(this.failsafeMembers ? { failsafeMembers: this.failsafeMembers } : {}),
     };
   }
 
@@ -223,6 +227,15 @@ export class FakeCoordinator implements Coordinator {
     this.gate("putDataRejoin");
     if (this.leader?.term !== term) return false;
     this.dataRejoins.set(record.node, record);
+    this.revision++;
+    this.notify();
+    return true;
+  }
+
+  async publishFailsafeMembers(term: number, record: FailsafeMembers | null): Promise<boolean> {
+    this.gate("publishFailsafeMembers");
+    if (this.leader?.term !== term) return false;
+    this.failsafeMembers = record;
     this.revision++;
     this.notify();
     return true;

@@ -79,6 +79,10 @@ const FORGED: readonly [string, string, string][] = [
   ["data/progress: negative lag bytes", K.dataProgress, JSON.stringify({ ...PROGRESS, standbys: { n2: { ...LAG, bytes: -1 } } })],
   ["data/progress: standby name with escape codes", K.dataProgress, JSON.stringify({ ...PROGRESS, standbys: { [`n2${ESC}`]: LAG } })],
   ["data/progress: term as a string", K.dataProgress, JSON.stringify({ ...PROGRESS, term: "9" })],
+  ["failsafe/members: not JSON", K.failsafeMembers, "[n1"],
+  ["failsafe/members: no node", K.failsafeMembers, JSON.stringify({ term: 7, nodes: [] })],
+  ["failsafe/members: a name with escape codes", K.failsafeMembers, JSON.stringify({ term: 7, nodes: [`n1${ESC}`] })],
+  ["failsafe/members: term as a string", K.failsafeMembers, JSON.stringify({ term: "7", nodes: ["n1"] })],
 ];
 
 function observe(self: string, cluster: ClusterSnapshot, acting: "primary" | "standby"): Observation {
@@ -152,4 +156,11 @@ test("a valid data/progress is read into the snapshot", () => {
   const snap = decodeSnapshot(K, [...honest(true), kv(K.dataProgress, JSON.stringify(PROGRESS))], 500, (r) => invalid.push(r));
   assert.deepEqual(invalid, []);
   assert.deepEqual(snap.dataProgress, PROGRESS);
+});
+
+test("a valid failsafe/members is read into the snapshot", () => {
+  const invalid: InvalidRecord[] = [];
+  const snap = decodeSnapshot(K, [...honest(true), kv(K.failsafeMembers, JSON.stringify({ term: 7, nodes: ["n1", "n2", "n3"] }))], 500, (r) => invalid.push(r));
+  assert.deepEqual(invalid, []);
+  assert.deepEqual(snap.failsafeMembers, { term: 7, nodes: ["n1", "n2", "n3"] });
 });

@@ -890,3 +890,17 @@ test("failsafe: a primary holding without etcd says what the last round gave", (
   assert.deepEqual(d.actions, []);
   assert.match(d.reason, /^holding: etcd unreachable \(partitioned\); lease valid for \d+ms more, fencing at the deadline; failsafe: 2 of 2 member\(s\) granted/);
 });
+
+test("failsafe E2: with failsafe/members written, only a listed node campaigns for a vacancy (whatever its own setting)", () => {
+  const unlisted = decide(obs({}, { failsafeMembers: { term: 6, nodes: ["n2", "n3"] } }));
+  assert.equal(unlisted.reason, "not campaigning: failsafe/members (n2, n3) does not list me, so a failsafe primary never asked me");
+  assert.deepEqual(unlisted.actions, []);
+  assert.ok(
+    decide(obs({}, { failsafeMembers: { term: 6, nodes: ["n1", "n2"] } })).actions.some((a) => a.kind === "campaign"),
+    "listed: campaigns",
+  );
+  assert.ok(
+    decide(obs({}, {})).actions.some((a) => a.kind === "campaign"),
+    "no list: campaigns as before",
+  );
+});

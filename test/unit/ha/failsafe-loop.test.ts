@@ -56,18 +56,18 @@ class LoopPeers implements FailsafePeers {
   }
 }
 
-function cluster(failsafe: "on" | "off") {
+const THREE: readonly (readonly [string, number])[] = [
+  ["n1", 300],
+  ["n2", 200],
+  ["n3", 100],
+];
+
+function cluster(failsafe: "on" | "off", names: readonly (readonly [string, number])[] = THREE) {
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
   const timeline = new VipTimeline(clock);
   const byName = new Map<string, { loop: HaLoop; life: ProcessLife }>();
-  const nodes = (
-    [
-      ["n1", 300],
-      ["n2", 200],
-      ["n3", 100],
-    ] as const
-  ).map(([name, priority]) => {
+  const nodes = names.map(([name, priority]) => {
     const life = new ProcessLife();
     const guard = new StrictFenceGuard();
     const peers = new LoopPeers(name, clock, () => byName, failsafe === "on");
@@ -103,9 +103,9 @@ daemon: { backend: process, mode: cold, command: [/bin/true] }
 }
 
 /** Start all three; n1 (highest priority, first up) leads once the start-up holds have passed. */
-async function started(failsafe: "on" | "off") {
-  const c = cluster(failsafe);
-  for (const n of c.nodes) await n.loop.start();
+async function started(failsafe: "on" | "off", names: readonly (readonly [string, number])[] = THREE) {
+  const c = cluster(failsafe, names);
+  for (const n of c.nodes.slice(0, 3)) await n.loop.start();
   await c.clock.advance(failsafe === "on" ? TTL + MARGIN + 2000 : 2000);
   assert.equal(c.etcd.leader?.node, "n1");
   assert.deepEqual(c.timeline.holder(), ["n1"]);
@@ -245,4 +245,38 @@ test("failsafe on: an agent does not campaign within ttl + margin of its start (
   assert.match(c.nodes[0]!.loop.status().decision, /^not campaigning: failsafe start-up hold, 6000ms from the agent's start/);
   await c.clock.advance(TTL + MARGIN);
   assert.equal(c.etcd.leader?.node, "n1");
+});
+
+test("E1/E2: the primary lists the membership under its term; a node that joins while it holds on failsafe is not listed and does not campaign", async () => {
+  const c = await started("on", [...THREE, ["n4", 1000]]);
+  const [n1, , , n4] = c.nodes;
+  const term = c.etcd.leader!.term;
+  assert.deepEqual(c.etcd.failsafeMembers, { term, nodes: ["n1", "n2", "n3"] });
+  n1!.life.partitioned = true;
+  await c.clock.advance(TTL);
+  await n4!.loop.start(); // a newcomer, highest priority, never asked by n1
+  await c.clock.advance(3 * TTL);
+  assert.equal(c.etcd.leader as unknown, null, "n1's lease expired in etcd; nobody took the key");
+  assert.deepEqual(c.timeline.holder(), ["n1"]);
+  assert.match(n4!.loop.status().decision, /^not campaigning: failsafe\/members \(n1, n2, n3\) does not list me/);
+  assert.ok(
+    n1!.peers.asks.every((a) => !a.targets.includes("n4")),
+    "n1 never asked n4",
+  );
+  n1!.life.partitioned = false;
+  await c.clock.advance(4 * TTL);
+  assert.equal(c.timeline.maxHolders, 1, JSON.stringify(c.timeline.events));
+  const leader = c.etcd.leader!;
+  assert.ok(leader && leader.node !== "n4" && leader.term > term, `a listed node leads in a new term (${leader?.node})`);
+  await c.clock.advance(2 * TTL);
+  assert.deepEqual([...c.etcd.failsafeMembers!.nodes].sort(), ["n1", "n2", "n3", "n4"], "the new primary lists every member it sees, the newcomer too");
+});
+
+test("E1: a primary with failsafe off writes no failsafe/members, and removes a stale one", async () => {
+  const c = await started("off");
+  assert.equal(c.etcd.failsafeMembers, null);
+  assert.equal(c.etcd.calls.filter((k) => k === "publishFailsafeMembers").length, 0, "today's behaviour: no extra etcd write");
+  c.etcd.failsafeMembers = { term: 1, nodes: ["n9"] };
+  await c.clock.advance(3000);
+  assert.equal(c.etcd.failsafeMembers, null);
 });

@@ -72,6 +72,7 @@ const PRIMARY: RoundView = {
     { node: "n2", api: "http://198.18.0.12:8470" },
     { node: "n3", api: "http://198.18.0.13:8470" },
   ],
+  listed: { term: 42, nodes: ["n1", "n2", "n3"] },
   roundInFlight: false,
 };
 
@@ -87,7 +88,17 @@ const planCases: { name: string; view: Partial<RoundView>; ask: boolean; reason:
     ask: false,
     reason: /n3 publishes no API URL/,
   },
-  { name: "P2: single-node cluster asks nobody", view: { members: [{ node: "n1", api: "http://198.18.0.11:8470" }] }, ask: true, reason: /only member/, targets: [] },
+  { name: "E1: no failsafe/members written: no round, fence as today", view: { listed: null }, ask: false, reason: /failsafe\/members was not written in my term \(42\)/ },
+  { name: "E1: a list of an older term: no round", view: { listed: { term: 41, nodes: ["n1", "n2", "n3"] } }, ask: false, reason: /not written in my term/ },
+  { name: "P2: a listed node that left the snapshot is still asked: no URL, so no round", view: { members: PRIMARY.members.slice(0, 2) }, ask: false, reason: /n3 publishes no API URL/ },
+  { name: "P2: a member seen but not yet listed is asked too", view: { listed: { term: 42, nodes: ["n1", "n2"] } }, ask: true, reason: /asking n2, n3/, targets: ["n2", "n3"] },
+  {
+    name: "P2: single-node cluster asks nobody",
+    view: { members: [{ node: "n1", api: "http://198.18.0.11:8470" }], listed: { term: 42, nodes: ["n1"] } },
+    ask: true,
+    reason: /only member/,
+    targets: [],
+  },
 ];
 
 for (const c of planCases) {
@@ -226,6 +237,18 @@ for (const c of returnCases) {
     assert.match(r.reason, c.reason);
   });
 }
+
+test("membershipToPublish — E1: written when missing, of another term or another set; deleted when failsafe is off here", async () => {
+  const { membershipToPublish } = await import("../../../src/ha/failsafe.js");
+  const base = { enabled: true, self: "n1", term: 42, observed: ["n2", "n1", "n3"] };
+  assert.deepEqual(membershipToPublish({ ...base, listed: null }), { term: 42, nodes: ["n1", "n2", "n3"] });
+  assert.deepEqual(membershipToPublish({ ...base, listed: { term: 41, nodes: ["n1", "n2", "n3"] } }), { term: 42, nodes: ["n1", "n2", "n3"] });
+  assert.deepEqual(membershipToPublish({ ...base, listed: { term: 42, nodes: ["n1", "n2"] } }), { term: 42, nodes: ["n1", "n2", "n3"] }, "a newcomer is listed");
+  assert.deepEqual(membershipToPublish({ ...base, observed: ["n1", "n2"], listed: { term: 42, nodes: ["n1", "n2", "n3"] } }), { term: 42, nodes: ["n1", "n2"] }, "a member that left is dropped");
+  assert.equal(membershipToPublish({ ...base, listed: { term: 42, nodes: ["n3", "n2", "n1"] } }), null, "same set: no write");
+  assert.equal(membershipToPublish({ ...base, enabled: false, listed: { term: 40, nodes: ["n1"] } }), "delete");
+  assert.equal(membershipToPublish({ ...base, enabled: false, listed: null }), null, "off and no list: nothing written (today's behaviour)");
+});
 
 test("listedForCampaign — E2: absent list or listed: free; unlisted newcomer: held", () => {
   assert.equal(listedForCampaign(null, "n4"), null);
