@@ -320,8 +320,11 @@ export interface LeaderElection {
    * compare-and-set, never an overwrite. won: the key's create_revision is the
    * new term. Lost: `leader` is the incumbent as read in the same transaction.
    * Never retried blindly: after a timeout the caller reads the leader key again.
+   * `readRevision`: the snapshot the decision read; the txn also requires that
+   * failsafe/members was not written after it (E2: a list rewritten meanwhile may
+   * no longer name `node`), and counts as lost when it was.
    */
-  campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult>;
+  campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult>;
   /** Delete the leader key only while `term` leads; false when it no longer does (never deletes a successor's key). */
   resign(term: number): Promise<boolean>;
   /**

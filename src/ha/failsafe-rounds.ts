@@ -65,6 +65,8 @@ export class FailsafeRounds {
   private timer: TimerHandle | undefined;
   private lastReason = "";
   private stopped = false;
+  /** A round extended the deadline since etcd last answered this primary (E3 decides on its return). */
+  private heldOn = false;
 
   constructor(private readonly deps: FailsafeRoundsDeps) {}
 
@@ -147,7 +149,7 @@ export class FailsafeRounds {
         current.deadlineMs,
         deps.fenceMarginMs,
       );
-      if (ext.extendToMs !== null) deps.lease.extend(ext.extendToMs);
+      if (ext.extendToMs !== null && deps.lease.extend(ext.extendToMs)) this.heldOn = true;
       this.say(ext.reason, ext.extendToMs === null ? "warn" : "info");
     } finally {
       this.inFlight = false;
@@ -160,6 +162,16 @@ export class FailsafeRounds {
     if (reason === this.lastReason) return;
     this.lastReason = reason;
     this.deps.log[level]({ node: this.deps.self }, reason);
+  }
+
+  /** Whether this primary served past its lease on grants since etcd last answered it (E3). */
+  held(): boolean {
+    return this.heldOn;
+  }
+
+  /** E3 ran (or the node is no longer primary): the next outage starts afresh. */
+  clearHold(): void {
+    this.heldOn = false;
   }
 
   stop(): void {
