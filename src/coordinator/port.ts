@@ -269,6 +269,8 @@ export interface ClusterSnapshot {
   readonly dataProgress?: DataProgress | null;
   /** failsafe/members (docs/failsafe-design.md, E1): absent when never written (or invalid). */
   readonly failsafeMembers?: FailsafeMembers | null;
+  /** failsafe/members is present but does not decode: E2 cannot be checked, so nobody campaigns (decide.ts). */
+  readonly failsafeMembersInvalid?: boolean;
 }
 
 /** failsafe/members: every node a failsafe primary of `term` asks; only listed nodes may campaign (E2). */
