@@ -1,5 +1,6 @@
 // The composition root: the one place that builds real adapters from config
 // and hands them to the HA loop. Everything below it depends on ports only.
+import { FilePromiseLedger } from "./platform/promise-ledger.js";
 import { mkdir } from "node:fs/promises";
 import type { Config } from "./config/load.js";
 import { EtcdCoordinator } from "./coordinator/etcd.js";
@@ -150,6 +151,8 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     hooks: hookSet.hooks,
     wakeUps,
     drain: createDrain(config, runner),
+    // A failsafe promise of an earlier run binds this one, whatever its settings (S6).
+    promiseLedger: new FilePromiseLedger(`${config.state_dir}/failsafe-promise.json`),
     // Failsafe mode (docs/failsafe-design.md): ask the other agents' APIs with the cluster token.
     ...(config.election.failsafe === "on"
       ? {

@@ -1,5 +1,6 @@
 import type { Clock } from "../platform/clock.js";
 import { answerGrant, campaignHold, type GrantAnswer, type GrantRequest, type GrantView } from "./failsafe.js";
+import type { PromiseLedger } from "./ports.js";
 
 /** What the answering side reads from the HA loop at the moment a request arrives (S1). */
 export interface GrantContext {
@@ -20,11 +21,25 @@ export class FailsafePromise {
   private promisedTo_: string | null = null;
   private campaigning = false;
 
+  /** Why the last run's promise could not be read (then only this run's own start-up hold applies). */
+  readonly ledgerProblem: string | null;
+
   constructor(
     private readonly clock: Clock,
     private readonly settings: { readonly enabled: boolean; readonly self: string; readonly leaseMs: number; readonly fenceMarginMs: number },
+    private readonly ledger?: PromiseLedger,
   ) {
-    this.untilMs = settings.enabled ? clock.monotonicMs() + settings.leaseMs + settings.fenceMarginMs : -Infinity;
+    const now = clock.monotonicMs();
+    this.untilMs = settings.enabled ? now + settings.leaseMs + settings.fenceMarginMs : -Infinity;
+    // S6 across restarts whatever this run's settings: a promise of the last run (failsafe may be
+    // off now, or ttl/fence_margin smaller) holds to its end; after a reboot, for its length.
+    const last = ledger?.load();
+    this.ledgerProblem = last?.problem ?? null;
+    const r = last?.record;
+    if (r) {
+      const left = r.untilSystemMs === null ? r.forMs : Math.min(r.forMs, r.untilSystemMs - clock.systemMonotonicMs());
+      if (left > 0) this.untilMs = Math.max(this.untilMs, now + left);
+    }
   }
 
   /** Answer a grant request and record the promise it makes (S1–S4). */
@@ -43,6 +58,14 @@ export class FailsafePromise {
     if (d.promisedUntilMs !== null && d.promisedUntilMs > this.untilMs) {
       this.untilMs = d.promisedUntilMs;
       this.promisedTo_ = req.node;
+    }
+    if (d.promisedUntilMs !== null && this.ledger) {
+      // Durable before the answer leaves: a restart must not forget it (S6). Cannot: refuse (kept in memory all the same).
+      try {
+        this.ledger.save(this.clock.systemMonotonicMs() + (this.untilMs - this.clock.monotonicMs()), d.answer.promisedForMs);
+      } catch (e) {
+        return { ...d.answer, granted: false, promisedForMs: 0, reason: `refused: cannot record the promise durably (${e instanceof Error ? e.message : String(e)})` };
+      }
     }
     return d.answer;
   }

@@ -4,15 +4,23 @@ import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import { extensionAfterRound, membershipToPublish, planRound, type FailsafeMember } from "./failsafe.js";
 import type { SessionLease } from "./lease.js";
-import type { FailsafePeers } from "./ports.js";
+import type { FailsafePeers, PromiseLedger } from "./ports.js";
 import type { Config } from "../config/load.js";
 import type { Coordinator } from "../coordinator/port.js";
 import { FailsafePromise } from "./failsafe-promise.js";
 import type { Observation } from "./observation.js";
+import type { FailsafeView } from "./events.js";
 
 /** The loop's failsafe parts from config: its promises (standby side) and its rounds (primary side). */
 export function buildFailsafe(
-  deps: { readonly config: Config; readonly clock: Clock; readonly log: Logger; readonly coordinator: Pick<Coordinator, "publishFailsafeMembers">; readonly failsafePeers?: FailsafePeers },
+  deps: {
+    readonly config: Config;
+    readonly clock: Clock;
+    readonly log: Logger;
+    readonly coordinator: Pick<Coordinator, "publishFailsafeMembers">;
+    readonly failsafePeers?: FailsafePeers;
+    readonly promiseLedger?: PromiseLedger;
+  },
   lease: SessionLease,
   role: FailsafeRoundsDeps["role"],
 ): [FailsafePromise, FailsafeRounds] {
@@ -28,7 +36,9 @@ export function buildFailsafe(
     role,
     publish: (term, record) => deps.coordinator.publishFailsafeMembers(term, record),
   });
-  return [new FailsafePromise(deps.clock, fs), rounds];
+  const promise = new FailsafePromise(deps.clock, fs, deps.promiseLedger);
+  if (promise.ledgerProblem) deps.log.warn({ problem: promise.ledgerProblem }, "failsafe: the last run's promise record is unreadable; only this run's start-up hold applies");
+  return [promise, rounds];
 }
 
 export interface FailsafeRoundsDeps {
@@ -169,6 +179,22 @@ export class FailsafeRounds {
     if (reason === this.lastReason) return;
     this.lastReason = reason;
     this.deps.log[level]({ node: this.deps.self }, reason);
+  }
+
+  /** For /status and the metrics: holding, armed (could a hold start now?), the promise left. */
+  view(promise: FailsafePromise, nowMs: number): FailsafeView | undefined {
+    const { deps } = this;
+    const promiseLeftMs = Math.max(0, Math.round(promise.promisedUntilMs() - nowMs));
+    if (!deps.enabled && promiseLeftMs === 0) return undefined;
+    const role = deps.role();
+    const primary = role.acting === "primary";
+    const plan =
+      primary && deps.enabled
+        ? planRound({ enabled: true, self: deps.self, acting: "primary", term: role.term, etcdFailing: true, members: this.members, listed: this.listed, roundInFlight: false })
+        : null;
+    const armed = plan === null ? null : plan.ask && deps.peers !== undefined;
+    const armedReason = plan === null ? null : !deps.peers ? "no peer client (failsafe off at start)" : plan.reason;
+    return { enabled: deps.enabled, holding: primary && this.heldOn, armed, armedReason, promiseLeftMs };
   }
 
   /** Whether this primary served past its lease on grants since etcd last answered it (E3). */

@@ -29,7 +29,7 @@ import { buildFailsafe, type FailsafeRounds } from "./failsafe-rounds.js";
 import { afterFailsafeHold } from "./failsafe-return.js";
 import { followData, followSync } from "./follow.js";
 import type { GrantAnswer, GrantRequest } from "./failsafe.js";
-import type { FailsafePeers } from "./ports.js";
+import type { FailsafePeers, PromiseLedger } from "./ports.js";
 
 export interface HaLoopDeps {
   readonly config: Config;
@@ -60,6 +60,8 @@ export interface HaLoopDeps {
   readonly drain?: DrainParts | { readonly unavailable: string };
   /** Failsafe mode (docs/failsafe-design.md): the other agents' grant endpoint; absent: no rounds, fence as without failsafe. */
   readonly failsafePeers?: FailsafePeers;
+  /** Failsafe promises kept across restarts (S6); absent: in memory only. */
+  readonly promiseLedger?: PromiseLedger;
 }
 
 /**
@@ -354,7 +356,8 @@ export class HaLoop {
 
   view(): NodeView {
     const lease = this.lease.state();
-    return nodeView(this.self, { lease, etcdReachable: this.etcdReachable, decision: this.lastDecision?.reason ?? "", lastCycleAtMs: this.lastCycleAtMs });
+    const failsafe = this.failsafeRounds.view(this.failsafe, this.deps.clock.monotonicMs());
+    return { ...nodeView(this.self, { lease, etcdReachable: this.etcdReachable, decision: this.lastDecision?.reason ?? "", lastCycleAtMs: this.lastCycleAtMs }), ...(failsafe ? { failsafe } : {}) };
   }
 
   status(): { acting: string; term: number | null; decision: string; lease: LeaseState | null; snapshot: ClusterSnapshot | null } {

@@ -147,3 +147,11 @@ export interface FailsafePeers {
     timeoutMs: number,
   ): Promise<ReadonlyMap<string, FailsafeVerdict>>;
 }
+
+/** Where a failsafe promise outlives the agent (S6; src/platform/promise-ledger.ts): written before a grant is answered. */
+export interface PromiseLedger {
+  /** The last run's promise: its end on the host's monotonic clock (null: another boot) and its length; null: none. */
+  load(): { readonly record: { readonly untilSystemMs: number | null; readonly forMs: number } | null; readonly problem?: string };
+  /** Durable before it returns; throws when it cannot write. */
+  save(untilSystemMs: number, forMs: number): void;
+}

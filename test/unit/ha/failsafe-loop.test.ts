@@ -166,11 +166,15 @@ test("failsafe on, quorum loss, every member grants: the primary serves througho
   // The standbys promised: they hold their campaigns even though etcd is down anyway.
   for (const n of [n2!, n3!]) assert.match(n.loop.status().decision, /etcd unreachable/);
   assert.ok(n2!.loop.failsafe.promisedUntilMs() >= asks.at(-1)!.at + TTL + MARGIN);
+  // What /status and the metrics show: the primary holds (armed), the standbys' promises run.
+  assert.deepEqual({ ...n1!.loop.view().failsafe, armedReason: undefined }, { enabled: true, holding: true, armed: true, armedReason: undefined, promiseLeftMs: 0 });
+  assert.ok(n2!.loop.view().failsafe!.promiseLeftMs > 0 && n2!.loop.view().failsafe!.armed === null);
   // E3a: quorum back, the lease survived: the same term goes on, nobody else campaigned.
   quorumBack(c);
   await c.clock.advance(3 * TTL);
   assert.equal(c.etcd.leader?.node, "n1");
   assert.equal(c.etcd.leader?.term, term, "same term: the key was never deleted");
+  assert.equal(n1!.loop.view().failsafe!.holding, false, "the hold is over once etcd answers");
   assert.equal(c.timeline.maxHolders, 1);
   const asksAfter = n1!.peers.asks.length;
   await c.clock.advance(2 * TTL);
