@@ -128,7 +128,7 @@ export class FailsafeRounds {
       self: deps.self,
       acting: role.acting,
       term: role.term,
-      etcdFailing: deps.lease.error() !== null,
+      etcdFailing: deps.lease.error() !== null || deps.lease.overdue(),
       members: this.members,
       listed: this.listed,
       roundInFlight: this.inFlight,

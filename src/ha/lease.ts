@@ -23,6 +23,8 @@ export interface LeaseCallbacks {
    * and the local deadline stays armed meanwhile; false or absent: fence now, as always.
    */
   onGone?(lease: LeaseState): boolean;
+  /** A keepalive has gone unanswered for half a renew interval (failsafe starts its rounds then, P1). */
+  onOverdue?(): void;
 }
 
 /**
@@ -37,6 +39,7 @@ export class SessionLease {
   private renewTimer: TimerHandle | undefined;
   private stopped = false;
   private lastError: string | null = null;
+  private overdueSince: number | null = null;
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -51,6 +54,10 @@ export class SessionLease {
   }
   error(): string | null {
     return this.lastError;
+  }
+  /** A keepalive is unanswered for more than half a renew interval (etcd slow or gone, not yet failed). */
+  overdue(): boolean {
+    return this.overdueSince !== null;
   }
 
   async grant(): Promise<LeaseState> {
@@ -106,8 +113,18 @@ export class SessionLease {
     if (!lease || this.stopped) return;
     const sentAt = this.clock.monotonicMs();
     const same = () => this.current?.id === lease.id;
+    let answered = false;
+    const overdue = this.clock.setTimer(this.timing.renewIntervalMs / 2, () => {
+      if (answered || !same()) return;
+      this.overdueSince = sentAt;
+      this.callbacks.onOverdue?.();
+    });
     try {
-      const ack = await this.coordinator.keepAlive(lease.id);
+      const ack = await this.coordinator.keepAlive(lease.id).finally(() => {
+        answered = true;
+        overdue.cancel();
+        if (this.overdueSince === sentAt) this.overdueSince = null;
+      });
       if (!same()) return;
       if (ack.ttlMs <= 0) {
         this.lastError = `lease ${lease.id} expired in etcd`;

@@ -113,6 +113,7 @@ export class HaLoop {
         if (this.role?.acting === "primary") this.role.armGuard(l);
       },
       // E3b: a primary holding on failsafe whose lease expired in etcd wins the key back before fencing.
+      onOverdue: () => this.failsafeRounds.kick(),
       onGone: (l) => this.role.acting === "primary" && this.failsafeRounds.held() && deps.clock.monotonicMs() < l.deadlineMs,
     });
     this.role = new NodeRole({
@@ -302,8 +303,9 @@ export class HaLoop {
   /** E3: the first snapshot after a failsafe hold; true when it changed the term or fenced (the cycle ends there). */
   private async failsafeReturn(snapshot: ClusterSnapshot): Promise<boolean> {
     const { config, coordinator, clock, log } = this.deps;
-    this.failsafeRounds.clearHold();
+    // The hold stays set until this is done: a keepalive finding the lease gone meanwhile must not fence (onGone).
     const r = await afterFailsafeHold({ snapshot, self: config.node.name, term: this.role.term!, lease: this.lease, coordinator, clock, log });
+    this.failsafeRounds.clearHold();
     if (r === "continue") return false;
     if ("newTerm" in r) this.role.term = r.newTerm;
     else {

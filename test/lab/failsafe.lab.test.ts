@@ -77,3 +77,60 @@ test("failsafe on, etcd quorum lost for 4 lease periods: the primary keeps servi
     else await lab.teardown();
   }
 });
+
+test("failsafe on, the primary cut off from a working etcd: it serves on its standbys' grants, then wins its key back under a new term; the VIP never moves", { timeout: 300_000 }, async () => {
+  const lab = await Lab.create({ nodes: 3, etcdTuned: true, etcdMembers: 3 });
+  let c: LabCluster | undefined;
+  const obs = await lab.startObserver({ intervalMs: 20, maxSeconds: 280 });
+  try {
+    c = await LabCluster.create({ lab, ttl: `${TTL_MS}ms`, fenceMargin: `${MARGIN_MS}ms`, priorities: [300, 200, 100], electionYaml: "failsafe: on" });
+    const before = (await c.leader())!;
+    const standbys = ["n1", "n2", "n3"].filter((n) => n !== before.node);
+    assert.ok(await c.waitForStandbys(standbys, 30_000), "both standbys published their member keys (with their API URLs)");
+    assert.ok(await c.waitServing(before.node, 10_000));
+
+    // Only the primary loses etcd; the standbys still read it and see its key expire.
+    const cutAt = Date.now();
+    await lab.partitionFromEtcd(before.node);
+    const vacant = await pollUntil(async () => ((await c!.leader()) === null ? true : undefined), { timeoutMs: 4 * TTL_MS, intervalMs: 100 });
+    assert.ok(vacant, "the primary's lease expired in etcd: the leader key is vacant");
+    const vacantAtMs = Date.now() - cutAt;
+    // Two more lease periods with the key vacant: without failsafe a standby would have promoted by now.
+    const checks: { atMs: number; vipOn: string[]; sftp: boolean }[] = [];
+    while (Date.now() - cutAt < vacantAtMs + 2 * TTL_MS) {
+      checks.push({ atMs: Date.now() - cutAt, vipOn: await lab.vipConfiguredOn(), sftp: (await lab.sshHandshake("vip", { timeoutMs: 3000 })).ok });
+      await sleep(250);
+    }
+    for (const k of checks) assert.deepEqual(k.vipOn, [before.node], `+${k.atMs}ms: the VIP stays on ${before.node} only`);
+    assert.ok(checks.filter((k) => k.sftp).length >= checks.length - 1, `SFTP through the VIP while the key was vacant: ${checks.filter((k) => k.sftp).length} of ${checks.length}`);
+    assert.equal(await c.leader(), null, "nobody took the vacant key: every standby promised");
+    for (const s of standbys) assert.match(readFileSync(join(lab.logDir, `${s}-agent.log`), "utf8"), /not campaigning: I promised/, `${s} held its campaign on its promise`);
+
+    // etcd reachable again: E3b, the key won back under a new term before anything else.
+    await lab.healPartition(before.node);
+    const back = await pollUntil(
+      async () => {
+        const l = await c!.leader();
+        return l && l.node === before.node && l.term > before.term ? l : undefined;
+      },
+      { timeoutMs: 4 * TTL_MS, intervalMs: 100 },
+    );
+    assert.ok(back, `${before.node} leads again under a new term (was ${before.term})`);
+    assert.match(readFileSync(join(lab.logDir, `${before.node}-agent.log`), "utf8"), /failsafe: re-acquired the leader key under a new term/);
+    assert.deepEqual(await lab.vipConfiguredOn(), [before.node]);
+    assert.ok(await c.waitServing(before.node, 10_000));
+
+    const samples = await obs.stop();
+    assert.ok(samples.length > 100, `observer took samples (${samples.length})`);
+    assert.equal(obs.maxSimultaneousHolders(samples), 1, "never two VIP holders on the wire");
+    assert.deepEqual(
+      obs.silentPeriods(samples, cutAt).filter((g) => g.to - g.from > 1000),
+      [],
+      "the VIP never went silent for more than a second",
+    );
+  } finally {
+    await obs.stop().catch(() => undefined);
+    if (c) await c.teardown();
+    else await lab.teardown();
+  }
+});

@@ -160,8 +160,9 @@ test("derived timing: renew_interval defaults to ttl/4 (at least 100ms); an expl
   }
 });
 
-test("failsafe on is valid with the default timing (renew 1250ms + request timeout 1s < ttl 5s - margin 1s)", () => {
+test("failsafe on is valid with the default timing and with the fast profile (1.5 renew intervals before ttl - margin)", () => {
   assert.equal(parse(yamlOf({ election: { failsafe: "on" } })).election.failsafe, "on");
+  assert.equal(parse(yamlOf({ election: { ttl: "1s", fence_margin: "300ms", failsafe: "on" } })).election.failsafe, "on");
 });
 
 test("the fast profile (ttl 1s, fence_margin 300ms) is valid", () => {
@@ -262,12 +263,12 @@ const BAD: readonly Bad[] = [
   { name: "bad daemon mode", text: yamlOf({ daemon: { ...DAEMON, mode: "hot" } }), code: "US_E_CONFIG_INVALID", path: "daemon.mode", value: '"hot"' },
   { name: "ttl 500ms (< 1s)", text: yamlOf({ election: { ttl: "500ms", fence_margin: "100ms" } }), code: "US_E_CONFIG_TIMING", path: "election.ttl", value: "500ms", problem: "at least 1s" },
   {
-    name: "failsafe on with the fast profile (a failed renewal is known only after the deadline)",
-    text: yamlOf({ election: { ttl: "1s", fence_margin: "300ms", failsafe: "on" } }),
+    name: "failsafe on with a renew interval that leaves no time for a round before the deadline",
+    text: yamlOf({ election: { ttl: "2s", fence_margin: "500ms", renew_interval: "1s", failsafe: "on" } }),
     code: "US_E_CONFIG_TIMING",
     path: "election.failsafe",
     value: "on",
-    problem: "renew_interval + etcd.request_timeout (1250ms) below ttl - fence_margin (700ms)",
+    problem: "1.5 × election.renew_interval (1500ms) below ttl - fence_margin (1500ms)",
   },
   {
     name: "ttl not whole seconds",

@@ -161,3 +161,34 @@ test("onGone true but takeNew too slow: the old deadline fences, and the late wi
   await clock.advance(0);
   assert.equal(etcd.leases.has(id), false, "the late winner's lease was revoked");
 });
+
+test("a keepalive unanswered for half a renew interval is overdue (failsafe starts its rounds then), and no longer once answered", async () => {
+  const clock = new FakeClock();
+  class SlowEtcd extends FakeCoordinator {
+    hangMs = 0;
+    readonly sends: number[] = [];
+    override async keepAlive(leaseId: string): Promise<{ ttlMs: number }> {
+      this.sends.push(clock.monotonicMs());
+      if (this.hangMs > 0) await clock.sleep(this.hangMs);
+      return super.keepAlive(leaseId);
+    }
+  }
+  const etcd = new SlowEtcd(clock);
+  const overdueAt: number[] = [];
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), { onDeadline: () => undefined, onChange: () => undefined, onOverdue: () => overdueAt.push(clock.monotonicMs()) });
+  await lease.grant();
+  await clock.advance(timing.renewIntervalMs * 3 + 10);
+  assert.deepEqual(overdueAt, [], "answered keepalives are never overdue");
+  etcd.hangMs = 400; // slower than half a renew interval (250 ms), faster than the deadline
+  const before = etcd.sends.length;
+  await clock.advance(timing.renewIntervalMs);
+  const slow = etcd.sends[before]!;
+  await clock.advance(slow + timing.renewIntervalMs / 2 + 50 - clock.monotonicMs());
+  assert.equal(overdueAt[0], slow + timing.renewIntervalMs / 2, "flagged half a renew interval after the send");
+  assert.equal(lease.overdue(), true);
+  assert.equal(lease.error(), null, "not an error yet: the keepalive has not failed");
+  etcd.hangMs = 0;
+  await clock.advance(400);
+  assert.equal(lease.overdue(), false, "answered: no longer overdue");
+  assert.ok(lease.state(), "and the lease renewed");
+});
