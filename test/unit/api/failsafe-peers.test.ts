@@ -1,14 +1,18 @@
 // FailsafePeerClient (src/api/failsafe-peers.ts) against real HTTP servers on loopback: the real
-// API for honest answers, a hand-written server for forged, replayed and silent ones. A verdict is
-// granted only for a signed 200 answer from the member asked, for this lease and this nonce.
+// API for honest answers, a hand-written server for forged, replayed and silent ones, a raw TCP
+// server to read the request's bytes. A verdict is granted only for a 200 answer signed with
+// k = failsafeKey(token) from the member asked, for this lease and this nonce; the request
+// carries no bearer token and no byte of the token or of k.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { buildApi } from "../../../src/api/server.js";
 import { AgentMetrics } from "../../../src/api/metrics.js";
 import { FailsafePeerClient } from "../../../src/api/failsafe-peers.js";
-import { grantMac } from "../../../src/api/failsafe.js";
+import { failsafeKey, grantMac, requestMacMatches } from "../../../src/api/failsafe.js";
+import { grantMacInput } from "../../../src/ha/failsafe.js";
 import { FailsafePromise } from "../../../src/ha/failsafe-promise.js";
 import type { NodeView } from "../../../src/ha/events.js";
 import { silentLogger } from "../../../src/platform/logger.js";
@@ -16,11 +20,12 @@ import { FakeClock } from "../../fakes/clock.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
 
 const TOKEN = "s3cret-token-0123456789";
+const K = failsafeKey(TOKEN);
 const REQUEST = { node: "n1", term: 42, leaseMs: 5000 };
 
 const view = { node: "n2", acting: "standby" } as NodeView;
 
-async function realMember(token: string) {
+async function realMember(token: string | (() => string)) {
   const clock = new FakeClock();
   const promise = new FailsafePromise(clock, { enabled: true, self: "n2", leaseMs: 5000, fenceMarginMs: 1000 });
   await clock.advance(6000); // past the start-up hold
@@ -30,7 +35,8 @@ async function realMember(token: string) {
     metrics: new AgentMetrics(() => view, { cluster: "c", node: "n2" }),
     clock,
     log: silentLogger(),
-    token,
+    token: typeof token === "string" ? token : null,
+    ...(typeof token === "string" ? {} : { tokenSource: { get: async () => token() } }),
     authReads: false,
     livenessMaxMs: 5000,
     failbackPreferred: null,
@@ -82,7 +88,8 @@ test("a member with another token refuses (401): not granted, and it promised no
 });
 
 test("forged, replayed or mismatched answers are not grants", async () => {
-  const signed = (a: { node: string; granted: boolean; leaseMs: number; nonce: string }, key = TOKEN) => ({
+  type A = { node: string; granted: boolean; leaseMs: number; nonce: string };
+  const signed = (a: A, key: Buffer = K) => ({
     node: a.node,
     granted: a.granted,
     lease_ms: a.leaseMs,
@@ -91,10 +98,26 @@ test("forged, replayed or mismatched answers are not grants", async () => {
     reason: "granted",
     mac: grantMac(key, a),
   });
+  const oldScheme = (a: A) => ({ ...signed(a), mac: createHmac("sha256", TOKEN).update(grantMacInput(a)).digest("hex") });
   const cases: { name: string; respond: (b: { nonce: string }) => { status: number; body: unknown }; why: RegExp }[] = [
     {
       name: "signed with another key",
-      respond: (b) => ({ status: 200, body: signed({ node: "n2", granted: true, leaseMs: 5000, nonce: b.nonce }, "forger-key-0123456789") }),
+      respond: (b) => ({ status: 200, body: signed({ node: "n2", granted: true, leaseMs: 5000, nonce: b.nonce }, failsafeKey("forger-key-0123456789")) }),
+      why: /MAC does not verify/,
+    },
+    {
+      name: "signed with the raw token (the old scheme)",
+      respond: (b) => ({ status: 200, body: oldScheme({ node: "n2", granted: true, leaseMs: 5000, nonce: b.nonce }) }),
+      why: /MAC does not verify/,
+    },
+    {
+      name: "signed with the token's bytes as the key",
+      respond: (b) => ({ status: 200, body: signed({ node: "n2", granted: true, leaseMs: 5000, nonce: b.nonce }, Buffer.from(TOKEN)) }),
+      why: /MAC does not verify/,
+    },
+    {
+      name: "the request's own req_mac echoed as the answer's MAC",
+      respond: (b) => ({ status: 200, body: { ...signed({ node: "n2", granted: true, leaseMs: 5000, nonce: b.nonce }), mac: (b as { req_mac?: string }).req_mac } }),
       why: /MAC does not verify/,
     },
     { name: "no MAC", respond: (b) => ({ status: 200, body: { ...signed({ node: "n2", granted: true, leaseMs: 5000, nonce: b.nonce }), mac: null } }), why: /MAC does not verify/ },
@@ -154,4 +177,64 @@ test("a silent member and an unreachable one: not granted within the timeout; th
 test("no token on the asking node: nothing is sent, nothing granted", async () => {
   const v = await client(null).ask([{ node: "n2", api: "http://127.0.0.1:1" }], REQUEST, 300);
   assert.match((v.get("n2") as { why: string }).why, /no API token/);
+});
+
+/** One HTTP exchange on a raw TCP socket: records the request's exact bytes, answers with `answer(body)`. */
+async function rawMember(answer: (body: { node: string; term: number; lease_ms: number; nonce: string; req_mac: string }) => object) {
+  const seen: Buffer[] = [];
+  const server = createTcpServer((sock) => {
+    const chunks: Buffer[] = [];
+    sock.on("data", (c: Buffer) => {
+      chunks.push(c);
+      const raw = Buffer.concat(chunks);
+      const end = raw.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(raw.subarray(0, end).toString("latin1"))?.[1] ?? 0);
+      if (raw.length < end + 4 + length) return;
+      seen.push(raw);
+      const text = JSON.stringify(answer(JSON.parse(raw.subarray(end + 4, end + 4 + length).toString("utf8"))));
+      sock.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+    });
+    sock.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+test("the request carries no Authorization header and no byte of the token or of k; its req_mac verifies with k", async () => {
+  const m = await rawMember((b) => {
+    const a = { node: "n2", granted: true, leaseMs: b.lease_ms, nonce: b.nonce };
+    return { node: "n2", granted: true, lease_ms: b.lease_ms, nonce: b.nonce, promised_for_ms: 6000, reason: "granted", mac: grantMac(K, a) };
+  });
+  try {
+    const v = await client().ask([{ node: "n2", api: m.url }], REQUEST, 2000);
+    assert.deepEqual(v.get("n2"), { granted: true }, "round trip: the k-signed answer is a grant");
+    assert.equal(m.seen.length, 1);
+    const raw = m.seen[0]!;
+    const text = raw.toString("latin1");
+    assert.doesNotMatch(text, /^authorization:/im, "no Authorization header");
+    assert.doesNotMatch(text, /bearer/i);
+    for (const secret of [Buffer.from(TOKEN), Buffer.from(TOKEN.slice(0, 8)), Buffer.from(TOKEN).toString("base64"), K, K.toString("hex"), K.toString("base64")])
+      assert.equal(raw.includes(secret), false, `the request holds ${typeof secret === "string" ? "an encoding of" : "bytes of"} a secret`);
+    const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) as { node: string; term: number; lease_ms: number; nonce: string; req_mac: string };
+    assert.deepEqual(Object.keys(body).sort(), ["lease_ms", "node", "nonce", "req_mac", "term"]);
+    assert.ok(requestMacMatches(K, { node: body.node, term: body.term, leaseMs: body.lease_ms, nonce: body.nonce }, body.req_mac), "req_mac is keyed with k");
+  } finally {
+    await m.close();
+  }
+});
+
+test("the client derives k from the current token each round: after a rotation on both sides it is granted again", async () => {
+  let current = TOKEN;
+  const m = await realMember(() => current);
+  const rotating = new FailsafePeerClient({ token: async () => current });
+  try {
+    assert.deepEqual((await rotating.ask([{ node: "n2", api: m.url }], REQUEST, 2000)).get("n2"), { granted: true });
+    current = "rotated-token-0123456789";
+    assert.deepEqual((await rotating.ask([{ node: "n2", api: m.url }], REQUEST, 2000)).get("n2"), { granted: true });
+    const stale = await client(TOKEN).ask([{ node: "n2", api: m.url }], REQUEST, 2000);
+    assert.match((stale.get("n2") as { why: string }).why, /^HTTP 401: .*wrong req_mac/, "a client still on the old token is refused");
+  } finally {
+    await m.close();
+  }
 });
