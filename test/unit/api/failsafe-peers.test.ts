@@ -5,13 +5,18 @@
 // carries no bearer token and no byte of the token or of k.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer, type Server } from "node:http";
 import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { buildApi } from "../../../src/api/server.js";
 import { AgentMetrics } from "../../../src/api/metrics.js";
 import { FailsafePeerClient } from "../../../src/api/failsafe-peers.js";
-import { failsafeKey, grantMac, requestMacMatches } from "../../../src/api/failsafe.js";
+import { failsafeKey, grantMac, grantMacMatches, requestMacMatches, type GrantAnswerBody } from "../../../src/api/failsafe.js";
 import { grantMacInput } from "../../../src/ha/failsafe.js";
 import { FailsafePromise } from "../../../src/ha/failsafe-promise.js";
 import type { NodeView } from "../../../src/ha/events.js";
@@ -236,5 +241,92 @@ test("the client derives k from the current token each round: after a rotation o
     assert.match((stale.get("n2") as { why: string }).why, /^HTTP 401: .*wrong req_mac/, "a client still on the old token is refused");
   } finally {
     await m.close();
+  }
+});
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate it signed, plus a self-signed rogue one. */
+function makePki(dir: string) {
+  const openssl = (args: string[]) => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  openssl(["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"]);
+  for (const name of ["server", "client", "rogue"]) openssl(["req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`]);
+  writeFileSync(join(dir, "san.ext"), "subjectAltName=IP:127.0.0.1\n");
+  openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"]);
+  openssl(["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2"]);
+  openssl(["x509", "-req", "-in", "rogue.csr", "-signkey", "rogue.key", "-out", "rogue.pem", "-days", "2"]);
+  return (name: string) => readFileSync(join(dir, name));
+}
+
+test("https with api.tls.client_ca: the client's round trip works; a CA-signed client certificate authenticates without req_mac, a bearer token does not", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "understudy-fssig-"));
+  const clock = new FakeClock();
+  let app: ReturnType<typeof buildApi> | undefined;
+  try {
+    const pem = makePki(dir);
+    const promise = new FailsafePromise(clock, { enabled: true, self: "n2", leaseMs: 5000, fenceMarginMs: 1000 });
+    await clock.advance(6000);
+    app = buildApi({
+      view: () => view,
+      coordinator: new FakeCoordinator(clock),
+      metrics: new AgentMetrics(() => view, { cluster: "c", node: "n2" }),
+      clock,
+      log: silentLogger(),
+      token: TOKEN,
+      authReads: false,
+      livenessMaxMs: 5000,
+      failbackPreferred: null,
+      tls: { key: pem("server.key"), cert: pem("server.pem"), clientCa: pem("ca.pem") },
+      failsafe: { answer: (r) => promise.answer(r, { acting: "standby", lastLeader: { node: "n1", term: 42 } }) },
+    });
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    const port = (app.server.address() as AddressInfo).port;
+    const url = `https://127.0.0.1:${port}`;
+    // As agent.ts builds it: the API's CA verifies the peer, the node's own certificate is the client certificate.
+    const tlsClient = new FailsafePeerClient({ token: async () => TOKEN, tls: { ca: pem("ca.pem"), cert: pem("client.pem"), key: pem("client.key") } });
+    assert.deepEqual((await tlsClient.ask([{ node: "n2", api: url }], REQUEST, 5000)).get("n2"), { granted: true });
+
+    const nonce = "0123456789abcdef0123456789abcdef";
+    const bare = { node: "n1", term: 42, lease_ms: 5000, nonce };
+    const send = (body: object, opts: { cert?: string; key?: string; headers?: Record<string, string> } = {}) =>
+      new Promise<{ status: number; json: Partial<GrantAnswerBody> & { message?: string } }>((resolve, reject) => {
+        const text = JSON.stringify(body);
+        const req = httpsRequest(
+          url + "/failsafe/grant",
+          {
+            method: "POST",
+            ca: pem("ca.pem"),
+            ...(opts.cert ? { cert: pem(opts.cert), key: pem(opts.key!) } : {}),
+            headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...(opts.headers ?? {}) },
+          },
+          (res) => {
+            let out = "";
+            res.on("data", (c: Buffer) => (out += c.toString()));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(out) as Partial<GrantAnswerBody> & { message?: string } }));
+          },
+        );
+        req.on("error", reject);
+        req.end(text);
+      });
+    const viaCert = await send(bare, { cert: "client.pem", key: "client.key" });
+    assert.equal(viaCert.status, 200, "a CA-signed client certificate authenticates the request");
+    const a = viaCert.json;
+    assert.ok(grantMacMatches(K, { node: a.node!, granted: a.granted!, leaseMs: a.lease_ms!, nonce: a.nonce! }, a.mac), "the answer is signed with k");
+    const wrongMac = await send({ ...bare, req_mac: "0".repeat(64) }, { cert: "client.pem", key: "client.key" });
+    assert.equal(wrongMac.status, 401, "a req_mac that is sent must verify, certificate or not");
+    for (const [name, opts] of [
+      ["no certificate", {}],
+      ["a self-signed certificate", { cert: "rogue.pem", key: "rogue.key" }],
+      ["the bearer token", { headers: { authorization: `Bearer ${TOKEN}` } }],
+    ] as const) {
+      const r = await send(bare, opts);
+      assert.equal(r.status, 401, name);
+      assert.match(r.json.message ?? "", /missing req_mac/, name);
+    }
+  } finally {
+    await app?.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
