@@ -153,7 +153,8 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     drain: createDrain(config, runner),
     // A failsafe promise of an earlier run binds this one, whatever its settings (S6).
     promiseLedger: new FilePromiseLedger(`${config.state_dir}/failsafe-promise.json`),
-    // Failsafe mode (docs/failsafe-design.md): ask the other agents' APIs with the cluster token.
+    // Failsafe mode (docs/failsafe-design.md): ask the other agents' APIs; requests and answers are
+    // MAC'd with a key derived from the cluster token (re-read each round), which is never sent.
     ...(config.election.failsafe === "on"
       ? {
           failsafePeers: new FailsafePeerClient({
