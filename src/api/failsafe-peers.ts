@@ -64,7 +64,7 @@ function post(url: URL, body: string, token: string, timeoutMs: number, tls: Fai
     ({ request }) =>
       new Promise((resolve, reject) => {
         const headers = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), authorization: `Bearer ${token}` };
-        const req = request(url, { method: "POST", headers, signal: AbortSignal.timeout(Math.max(1, timeoutMs)), ...(tls ?? {}) }, (res: IncomingMessage) => {
+        const req = request(url, { method: "POST", headers, signal: AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs))), ...(tls ?? {}) }, (res: IncomingMessage) => {
           const chunks: Buffer[] = [];
           let size = 0;
           res.on("data", (c: Buffer) => {

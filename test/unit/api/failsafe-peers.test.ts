@@ -151,6 +151,17 @@ test("a silent member and an unreachable one: not granted within the timeout; th
   }
 });
 
+test("a fractional timeout (deadline - now in monotonic ms, as a late round computes it) still asks: granted", async () => {
+  // AbortSignal.timeout takes whole ms only: 239.649 made every member "did not grant" in the lab.
+  const m = await realMember(TOKEN);
+  try {
+    const v = await client().ask([{ node: "n2", api: m.url }], REQUEST, 1999.649401);
+    assert.deepEqual(v.get("n2"), { granted: true });
+  } finally {
+    await m.close();
+  }
+});
+
 test("no token on the asking node: nothing is sent, nothing granted", async () => {
   const v = await client(null).ask([{ node: "n2", api: "http://127.0.0.1:1" }], REQUEST, 300);
   assert.match((v.get("n2") as { why: string }).why, /no API token/);
