@@ -141,12 +141,16 @@ export class FailsafeRounds {
       const timeoutMs = Math.max(0, Math.min(deps.renewIntervalMs, lease.deadlineMs - startedAtMs));
       const answers = targets.length === 0 ? new Map() : await deps.peers!.ask(targets, { node: deps.self, term, leaseMs: deps.leaseMs }, timeoutMs);
       const current = deps.lease.state();
-      if (!current || deps.role().acting !== "primary") return;
       const ext = extensionAfterRound(
         { startedAtMs, finishedAtMs: deps.clock.monotonicMs(), leaseMs: deps.leaseMs, asked: targets.map((t) => t.node), answers },
-        current.deadlineMs,
+        (current ?? lease).deadlineMs,
         deps.fenceMarginMs,
       );
+      // Fenced while the round ran (its last request times out at the deadline): extend nothing, but say why it did not hold.
+      if (!current || deps.role().acting !== "primary") {
+        if (ext.extendToMs === null) this.say(ext.reason, "warn");
+        return;
+      }
       if (ext.extendToMs !== null) deps.lease.extend(ext.extendToMs);
       this.say(ext.reason, ext.extendToMs === null ? "warn" : "info");
     } finally {

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { HaLoop } from "../../../src/ha/loop.js";
 import { parseConfigText } from "../../../src/config/load.js";
 import { silentLogger } from "../../../src/platform/logger.js";
+import { pino } from "pino";
 import type { FailsafePeers, FailsafeVerdict } from "../../../src/ha/ports.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
@@ -62,7 +63,12 @@ const THREE: readonly (readonly [string, number])[] = [
   ["n3", 100],
 ];
 
-function cluster(failsafe: "on" | "off", names: readonly (readonly [string, number])[] = THREE) {
+/** A logger whose messages land in `into` (for the tests that read what a node said). */
+function capturingLogger(into: string[]) {
+  return pino({ level: "info" }, { write: (line: string) => void into.push((JSON.parse(line) as { msg: string }).msg) });
+}
+
+function cluster(failsafe: "on" | "off", names: readonly (readonly [string, number])[] = THREE, logs?: Map<string, string[]>) {
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
   const timeline = new VipTimeline(clock);
@@ -89,7 +95,7 @@ daemon: { backend: process, mode: cold, command: [/bin/true] }
       vip,
       health: new FakeHealth(),
       clock: life.clock(clock),
-      log: silentLogger(),
+      log: logs ? capturingLogger(logs.get(name) ?? logs.set(name, []).get(name)!) : silentLogger(),
       version: "test",
       probeGraceMs: 0,
       apiUrl: `http://${name}.test:8470`,
@@ -279,4 +285,32 @@ test("E1: a primary with failsafe off writes no failsafe/members, and removes a 
   c.etcd.failsafeMembers = { term: 1, nodes: ["n9"] };
   await c.clock.advance(3000);
   assert.equal(c.etcd.failsafeMembers, null);
+});
+
+test("failsafe on, quorum loss, one standby partitioned: the primary says which member did not grant, even when the fence beats the round's last timeout", async () => {
+  const logs = new Map<string, string[]>();
+  const c = cluster("on", THREE, logs);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(TTL + MARGIN + 2000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  const n1 = c.nodes[0]!;
+  n1.peers.cut.add("n3");
+  // Renewals hang, then fail (a surviving member waiting for a raft leader): the failure is known
+  // 250 ms before the deadline, so the only round's timeout for the silent n3 ends at the deadline.
+  const keepAlive = c.etcd.keepAlive.bind(c.etcd);
+  c.etcd.keepAlive = async (id: string) => {
+    if (c.etcd.quorumLost) await c.clock.sleep(TTL - MARGIN - 250 - TTL / 4);
+    return keepAlive(id);
+  };
+  c.etcd.quorumLost = true;
+  await c.clock.advance(3 * TTL);
+  assert.equal(n1.daemon.running, false, "n1 fenced");
+  const said = logs.get("n1")!;
+  const fenced = said.findIndex((m) => m.startsWith("fencing: lease deadline passed"));
+  assert.ok(fenced >= 0, "n1 fenced on its deadline");
+  assert.ok(
+    said.some((m) => /^no failsafe extension: 1 of 2 member\(s\) did not grant \(n3: no answer/.test(m)),
+    `n1 named the member that did not grant:\n${said.filter((m) => /failsafe|fencing/.test(m)).join("\n")}`,
+  );
+  assert.ok(!said.some((m) => m.startsWith("failsafe: ")), "and never extended");
 });
