@@ -3,7 +3,8 @@
  * (docs/failsafe-design.md, "Every case"): 3 real agents with
  * `election.failsafe: on`, a real 3-member etcd (TLS + auth, LAN-tuned), real
  * sshd behind the VIP, and an observer sampling ARP answers for the VIP every
- * 20 ms.
+ * 20 ms. ttl 3 s and fence margin 1 s as test/lab/failsafe.lab.test.ts (host
+ * death: ttl 4 s, see HOST_DEATH_TTL_MS).
  *
  * 1. Quorum loss while one standby is cut off from the primary (node <-> node
  *    only): no round of grants is complete, so the primary fences at the
@@ -25,6 +26,14 @@ import { Lab, LabCluster, agentLoadMs, pollUntil, sleep, type LeaderView } from 
 
 const TTL_MS = 3000;
 const MARGIN_MS = 1000;
+/**
+ * The host-death test needs the primary to engage failsafe first. Its first round starts when a
+ * renewal is known to have failed: up to renew interval (ttl/4) + etcd.request_timeout (1 s) after
+ * the last good one, which leaves ttl - margin - ttl/4 - 1 s for the round: 250 ms at ttl 3 s (a
+ * loaded runner took longer: both grants arrived 221-232 ms after the round started and the
+ * primary fenced; docs/failsafe-design.md open question 8), 1 s at ttl 4 s.
+ */
+const HOST_DEATH_TTL_MS = 4000;
 /** The harness's `election.ranking_delay`. */
 const RANKING_DELAY_MS = 300;
 /** etcd 3.4 looks for expired leases every 500 ms; a new raft leader extends each lease by the election timeout (100 ms tuned). */
@@ -61,10 +70,11 @@ const within = (lines: readonly LogLine[], from: number, to: number) => lines.fi
  * (the client does not retry a keepalive on another endpoint), so log windows start there.
  */
 async function killQuorum(lab: Lab): Promise<{ faultAt: number; lostAt: number; victims: number[] }> {
-  const faultAt = Date.now();
-  const first = await lab.etcdLeaderIndex();
+  // `etcdctl endpoint status` gives up after 1 s: on a loaded runner, ask again (bounded).
+  const first = await pollUntil(() => lab.etcdLeaderIndex(), { timeoutMs: 20_000, intervalMs: 200 });
   assert.ok(first !== undefined, "etcd has a raft leader before the fault");
   const follower = [0, 1, 2].find((i) => i !== first)!;
+  const faultAt = Date.now();
   await lab.stopEtcdMember(follower);
   const leader = (await lab.etcdLeaderIndex()) ?? first;
   await lab.stopEtcdMember(leader);
@@ -79,8 +89,8 @@ async function restoreQuorum(lab: Lab, victims: readonly number[]): Promise<numb
 }
 
 /** A cluster with failsafe on, its primary serving, both standbys published, and failsafe/members written in the primary's term (E1, on real etcd). */
-async function failsafeCluster(lab: Lab): Promise<{ c: LabCluster; primary: LeaderView; standbys: string[] }> {
-  const c = await LabCluster.create({ lab, ttl: `${TTL_MS}ms`, fenceMargin: `${MARGIN_MS}ms`, priorities: [300, 200, 100], electionYaml: "failsafe: on" });
+async function failsafeCluster(lab: Lab, ttlMs: number): Promise<{ c: LabCluster; primary: LeaderView; standbys: string[] }> {
+  const c = await LabCluster.create({ lab, ttl: `${ttlMs}ms`, fenceMargin: `${MARGIN_MS}ms`, priorities: [300, 200, 100], electionYaml: "failsafe: on" });
   const primary = (await c.leader())!;
   const standbys = NODES.filter((n) => n !== primary.node);
   assert.ok(await c.waitForStandbys(standbys, 30_000), "both standbys published their member keys (with their API URLs)");
@@ -114,7 +124,7 @@ test("failsafe on, quorum lost and a standby cut off from the primary: the prima
   let c: LabCluster | undefined;
   const obs = await lab.startObserver({ intervalMs: 20, maxSeconds: 280 });
   try {
-    const up = await failsafeCluster(lab);
+    const up = await failsafeCluster(lab, TTL_MS);
     c = up.c;
     const p = up.primary.node;
     // The standby ranked first: the one that would take over once etcd is back.
@@ -161,10 +171,12 @@ test("failsafe on, quorum lost and a standby cut off from the primary: the prima
     );
 
     const plog = within(agentLog(lab, p), faultAt, restoreAt);
-    const fenced = plog.find((l) => l.msg.startsWith("fencing: lease deadline passed"));
+    // The deadline timer fences; a starved agent's cycle may see the passed deadline first and demote.
+    const fenced = plog.find((l) => /^(fencing|demoting): lease deadline passed/.test(l.msg));
     assert.ok(fenced, `${p} fenced on its lease deadline`);
     assert.ok(fenced.t <= fenceBy, `${p} fenced at +${fenced.t - lostAt}ms`);
-    const missing = new RegExp(`^no failsafe extension: 1 of 2 member\\(s\\) did not grant \\(${cut}: `);
+    // The cut standby never answers; on a loaded runner the other's answer may miss the short first round too.
+    const missing = new RegExp(`^no failsafe extension: [12] of 2 member\\(s\\) did not grant \\((.*; )?${cut}: US_E_HTTP_TIMEOUT`);
     assert.ok(
       plog.some((l) => missing.test(l.msg)),
       `${p} logged that ${cut} did not grant:\n${plog
@@ -219,14 +231,14 @@ test("failsafe on, quorum lost, then the primary's host dies: nobody promotes un
   let c: LabCluster | undefined;
   const obs = await lab.startObserver({ intervalMs: 20, maxSeconds: 280 });
   try {
-    const up = await failsafeCluster(lab);
+    const up = await failsafeCluster(lab, HOST_DEATH_TTL_MS);
     c = up.c;
     const p = up.primary.node;
     const slackMs = await slack(t);
 
     const { faultAt, lostAt, victims } = await killQuorum(lab);
     // The primary holds on its standbys' grants past the deadline etcd alone gave it (lostAt + ttl - margin).
-    await sleep(Math.max(0, lostAt + TTL_MS - Date.now()));
+    await sleep(Math.max(0, lostAt + HOST_DEATH_TTL_MS - Date.now()));
     assert.deepEqual(await lab.vipConfiguredOn(), [p], `${p} still has the VIP one lease period into the outage`);
     assert.ok((await lab.sshHandshake("vip", { timeoutMs: 3000 })).ok, "and serves SFTP through it");
     const held = within(agentLog(lab, p), faultAt, Date.now());
@@ -234,7 +246,7 @@ test("failsafe on, quorum lost, then the primary's host dies: nobody promotes un
       held.some((l) => l.msg.startsWith("failsafe: 2 of 2 member(s) granted")),
       `${p} held on both standbys' grants:\n${held.map((l) => `+${l.t - lostAt}ms ${l.msg}`).join("\n")}`,
     );
-    assert.ok(!held.some((l) => l.msg.startsWith("fencing: lease deadline passed")), `${p} did not fence`);
+    assert.ok(!held.some((l) => /^(fencing|demoting): lease deadline passed/.test(l.msg)), `${p} did not fence`);
 
     // Host death, like a power-off: off the wire first, then every process gone, the VIP with it.
     await lab.linkDown(p);
@@ -245,7 +257,7 @@ test("failsafe on, quorum lost, then the primary's host dies: nobody promotes un
     assert.equal((await lab.sshHandshake(p, { timeoutMs: 3000 })).ok, false, `${p}'s sshd does not answer`);
 
     // Two lease periods (and past every promise, L + m after the last grant): no standby may move while etcd is down.
-    const holdUntil = deathAt + 2 * TTL_MS + MARGIN_MS;
+    const holdUntil = deathAt + 2 * HOST_DEATH_TTL_MS + MARGIN_MS;
     const checks: { at: number; vipOn: string[] }[] = [];
     while (Date.now() < holdUntil) {
       checks.push({ at: Date.now(), vipOn: await lab.vipConfiguredOn() });
@@ -270,8 +282,8 @@ test("failsafe on, quorum lost, then the primary's host dies: nobody promotes un
     // etcd back: the dead primary's lease runs out (etcd's new leader gave it a full ttl), any promise has ended,
     // and the standby ranked first campaigns after the ranking delay.
     const healthyAt = await restoreQuorum(lab, victims);
-    const promiseEnd = deathAt + TTL_MS + MARGIN_MS;
-    const promoteBy = Math.max(healthyAt + TTL_MS + ETCD_EXPIRY_SWEEP_MS, promiseEnd) + RANKING_DELAY_MS + slackMs;
+    const promiseEnd = deathAt + HOST_DEATH_TTL_MS + MARGIN_MS;
+    const promoteBy = Math.max(healthyAt + HOST_DEATH_TTL_MS + ETCD_EXPIRY_SWEEP_MS, promiseEnd) + RANKING_DELAY_MS + slackMs;
     const next = await c.waitForLeader({ not: p, timeoutMs: Math.max(0, promoteBy - Date.now()) + 5_000 });
     assert.ok(next, "a standby was elected once etcd was back");
     assert.ok(next.term > up.primary.term, `in a new term (${next.term} > ${up.primary.term})`);
