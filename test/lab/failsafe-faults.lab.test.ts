@@ -193,7 +193,10 @@ test("failsafe on, quorum lost and a standby cut off from the primary: the prima
       const campaigns = within(agentLog(lab, s), faultAt, restoreAt).filter((l) => CAMPAIGN.test(l.msg));
       assert.deepEqual(campaigns, [], `${s} never campaigned without etcd`);
     }
-    t.diagnostic(`fenced at +${fenced.t - lostAt}ms, VIP last answered by ${p} at +${Math.round(lastP - lostAt)}ms (bound +${fenceBy - lostAt}ms); ${other} granted, ${cut} cut off`);
+    const round = plog.find((l) => missing.test(l.msg))!;
+    t.diagnostic(
+      `fenced at +${fenced.t - lostAt}ms, VIP last answered by ${p} at +${Math.round(lastP - lostAt)}ms (bound +${fenceBy - lostAt}ms); ${cut} cut off from ${p}, ${other} not; +${round.t - lostAt}ms ${round.msg}`,
+    );
 
     // etcd back, then the partition heals: exactly one primary serves again.
     const healthyAt = await restoreQuorum(lab, victims);
