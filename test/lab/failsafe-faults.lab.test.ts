@@ -145,6 +145,7 @@ test("failsafe on, quorum lost and a standby cut off from the primary: the prima
     }
     assert.equal(await lab.etcdHealthy(lab.client, 1500), false, "etcd still has no quorum at the end of the window");
     const restoreAt = Date.now();
+    assert.deepEqual(lab.sshdListeners(p), [], `${p} stopped its daemon when it fenced (cold mode)`);
 
     for (const k of checks)
       assert.ok(
