@@ -111,6 +111,17 @@ function withTiming(file: string, parsed: ParsedConfig): Config {
   };
   validateTiming(file, timing);
   validateWatchdog(file, timing, parsed.watchdog);
+  // Rounds start when a renewal has failed, which is known request_timeout after it was sent: with
+  // less than that left before the deadline, failsafe could never hold (docs/failsafe-design.md, P1).
+  const firstRoundByMs = timing.renewIntervalMs + parsed.etcd.request_timeout;
+  if (e.failsafe === "on" && firstRoundByMs >= e.ttl - e.fence_margin) {
+    throw new UnderstudyError("US_E_CONFIG_TIMING", {
+      file,
+      path: "election.failsafe",
+      problem: `needs election.renew_interval + etcd.request_timeout (${firstRoundByMs}ms) below ttl - fence_margin (${e.ttl - e.fence_margin}ms): the first failsafe round starts only when a renewal has failed`,
+      value: "on",
+    });
+  }
   return { ...parsed, election: timing };
 }
 

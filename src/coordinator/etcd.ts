@@ -148,11 +148,13 @@ export class EtcdCoordinator implements Coordinator {
     return decodeSnapshot(k, kvs, Number(res.header.revision), this.opts.onInvalidRecord);
   }
 
-  async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {
+  async campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult> {
     const key = this.keys.leader;
-    const res = await this.call("campaign txn", () =>
-      this.client
-        .if(key, "Create", "==", 0)
+    const res = await this.call("campaign txn", () => {
+      const ifs = this.client.if(key, "Create", "==", 0);
+      // E2: failsafe/members unchanged since the snapshot (an absent key's mod revision is 0).
+      if (readRevision !== undefined) ifs.and(this.keys.failsafeMembers, "Mod", "<", readRevision + 1);
+      return ifs
         .then(
           this.client
             .put(key)
@@ -161,8 +163,8 @@ export class EtcdCoordinator implements Coordinator {
         )
         .else(this.client.get(key))
         .options(this.deadline())
-        .commit(),
-    );
+        .commit();
+    });
     if (res.succeeded) {
       // The put is the txn's only write, so the key's create_revision is the txn's revision.
       const term = Number(res.header.revision);

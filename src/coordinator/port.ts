@@ -269,6 +269,8 @@ export interface ClusterSnapshot {
   readonly dataProgress?: DataProgress | null;
   /** failsafe/members (docs/failsafe-design.md, E1): absent when never written (or invalid). */
   readonly failsafeMembers?: FailsafeMembers | null;
+  /** failsafe/members is present but does not decode: E2 cannot be checked, so nobody campaigns (decide.ts). */
+  readonly failsafeMembersInvalid?: boolean;
 }
 
 /** failsafe/members: every node a failsafe primary of `term` asks; only listed nodes may campaign (E2). */
@@ -320,8 +322,11 @@ export interface LeaderElection {
    * compare-and-set, never an overwrite. won: the key's create_revision is the
    * new term. Lost: `leader` is the incumbent as read in the same transaction.
    * Never retried blindly: after a timeout the caller reads the leader key again.
+   * `readRevision`: the snapshot the decision read; the txn also requires that
+   * failsafe/members was not written after it (E2: a list rewritten meanwhile may
+   * no longer name `node`), and counts as lost when it was.
    */
-  campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult>;
+  campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult>;
   /** Delete the leader key only while `term` leads; false when it no longer does (never deletes a successor's key). */
   resign(term: number): Promise<boolean>;
   /**

@@ -30,6 +30,15 @@ function decidePrimary(o: Observation): Decision {
   if (o.cluster === null) {
     const left = Math.max(0, Math.round(o.lease.deadlineMs - o.nowMs));
     const failsafe = o.failsafeNote ? `; ${o.failsafeNote}` : "";
+    // P7: a failsafe hold can outlast any lease, so a failing daemon is restarted in place, and past
+    // the restart budget the primary steps down (its standbys campaign once their promises end).
+    if (o.failsafeHolding && !(o.daemon.running && o.daemon.probesUp)) {
+      const what = o.daemon.running ? "critical probes are failing" : "the daemon is not running";
+      if (o.daemon.recentRestarts < o.restartsBeforeHandover) {
+        return d([{ kind: "restart_daemon" }], `restarting the daemon during a failsafe hold: ${what} (restart ${o.daemon.recentRestarts + 1} of ${o.restartsBeforeHandover})`);
+      }
+      return d([{ kind: "demote" }], `demoting: ${what} after ${o.restartsBeforeHandover} restart(s) and etcd is unreachable; a failsafe hold must not keep a dead service`);
+    }
     return d([], `holding: etcd unreachable (${o.etcdError ?? "unknown error"}); lease valid for ${left}ms more, fencing at the deadline${failsafe}`);
   }
   const leader = o.cluster.leader;
@@ -111,6 +120,8 @@ function decideStandby(o: Observation): Decision {
   const leader = o.cluster.leader;
   if (leader !== null) {
     if (leader.node === me && leader.lease === o.lease.id) {
+      // A grant given after an ambiguous campaign: the primary I promised may still serve on it (S4).
+      if (o.failsafeHold?.fromGrant) return d([...warm, { kind: "resign", term: leader.term }], `resigning the leader key that names me (term ${leader.term}): ${o.failsafeHold.reason}`);
       return d([...warm, { kind: "promote", term: leader.term }], `promoting: the leader key names me with my lease (term ${leader.term})`);
     }
     if (leader.node === me) {
@@ -122,6 +133,11 @@ function decideStandby(o: Observation): Decision {
   // A failsafe promise binds even a forced move: another node may still serve on its grant (S4).
   if (o.failsafeHold) return d([...warm, { kind: "recheck_at", atMs: o.failsafeHold.untilMs }], o.failsafeHold.reason);
   // E2, whatever this node's own setting: a failsafe primary may serve on grants it never asked of a node it does not list.
+  if (o.cluster.failsafeMembersInvalid)
+    return d(
+      warm,
+      "not campaigning: failsafe/members is present but unreadable, so a failsafe primary may serve on grants of nodes I cannot see (a primary with failsafe on rewrites it; see docs/operations.md)",
+    );
   const unlisted = listedForCampaign(o.cluster.failsafeMembers?.nodes ?? null, me);
   if (unlisted) return d(warm, unlisted);
   const sw = o.cluster.switchover;

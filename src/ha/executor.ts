@@ -176,7 +176,7 @@ export class DecisionExecutor {
       return;
     }
     try {
-      const result = await coordinator.campaign(config.node.name, lease.id, new Date(clock.wallMs()).toISOString());
+      const result = await coordinator.campaign(config.node.name, lease.id, new Date(clock.wallMs()).toISOString(), snapshot?.revision);
       if (!result.won) {
         log.info({ leader: result.leader?.node, term: result.leader?.term }, "lost the election race");
         return;

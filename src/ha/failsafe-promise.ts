@@ -17,7 +17,7 @@ export interface GrantContext {
  */
 export class FailsafePromise {
   private untilMs: number;
-  private promisedTo: string | null = null;
+  private promisedTo_: string | null = null;
   private campaigning = false;
 
   constructor(
@@ -42,14 +42,19 @@ export class FailsafePromise {
     });
     if (d.promisedUntilMs !== null && d.promisedUntilMs > this.untilMs) {
       this.untilMs = d.promisedUntilMs;
-      this.promisedTo = req.node;
+      this.promisedTo_ = req.node;
     }
     return d.answer;
   }
 
   /** Why this node may not campaign now (a promise, or the start-up hold), or null. */
   hold(nowMs: number): string | null {
-    return campaignHold(this.untilMs, nowMs, this.promisedTo, this.settings.leaseMs + this.settings.fenceMarginMs);
+    return campaignHold(this.untilMs, nowMs, this.promisedTo_, this.settings.leaseMs + this.settings.fenceMarginMs);
+  }
+
+  /** The primary the running promise was given to; null: none, or only the start-up hold. */
+  promisedTo(): string | null {
+    return this.promisedTo_;
   }
 
   /** Monotonic ms before which this node does not campaign (-Infinity: never promised, failsafe off). */

@@ -65,6 +65,9 @@ export class FailsafeRounds {
   private timer: TimerHandle | undefined;
   private lastReason = "";
   private stopped = false;
+  /** A round extended the deadline since etcd last answered this primary (E3 decides on its return). */
+  private heldOn = false;
+  private listedInvalid = false;
 
   constructor(private readonly deps: FailsafeRoundsDeps) {}
 
@@ -73,6 +76,7 @@ export class FailsafeRounds {
     if (!snapshot) return;
     this.members = snapshot.members.map((m) => ({ node: m.node, api: m.api ?? null }));
     this.listed = snapshot.failsafeMembers ?? null;
+    this.listedInvalid = snapshot.failsafeMembersInvalid === true;
   }
 
   /** E1, after a cycle that read etcd: a primary keeps failsafe/members equal to the members it sees (and itself). */
@@ -80,7 +84,7 @@ export class FailsafeRounds {
     const { deps } = this;
     const role = deps.role();
     if (!snapshot || role.acting !== "primary" || role.term === null) return;
-    const record = membershipToPublish({ enabled: deps.enabled, self: deps.self, term: role.term, observed: snapshot.members.map((m) => m.node), listed: this.listed });
+    const record = membershipToPublish({ enabled: deps.enabled, self: deps.self, term: role.term, observed: snapshot.members.map((m) => m.node), listed: this.listed, invalid: this.listedInvalid });
     if (record === null) return;
     const written = await deps.publish(role.term, record === "delete" ? null : record).catch((e: unknown) => {
       deps.log.warn({ err: describeError(e) }, "cannot write failsafe/members; failsafe cannot hold until it is written");
@@ -88,15 +92,20 @@ export class FailsafeRounds {
     });
     if (written) {
       this.listed = record === "delete" ? null : record;
+      this.listedInvalid = false;
       deps.log.info({ nodes: record === "delete" ? [] : record.nodes, term: role.term }, record === "delete" ? "removed failsafe/members (failsafe is off here)" : "wrote failsafe/members");
     }
   }
 
   /** The observation's failsafe part: a standby's hold (S4/S6), a primary's last round outcome. */
-  observed(promise: FailsafePromise, nowMs: number, acting: "primary" | "standby"): Pick<Observation, "failsafeHold" | "failsafeNote"> {
+  observed(promise: FailsafePromise, nowMs: number, acting: "primary" | "standby"): Pick<Observation, "failsafeHold" | "failsafeNote" | "failsafeHolding"> {
     const hold = promise.hold(nowMs);
     const note = acting === "primary" ? this.lastReason : "";
-    return { ...(hold ? { failsafeHold: { untilMs: promise.promisedUntilMs(), reason: hold } } : {}), ...(note ? { failsafeNote: note } : {}) };
+    return {
+      ...(hold ? { failsafeHold: { untilMs: promise.promisedUntilMs(), reason: hold, fromGrant: promise.promisedTo() !== null } } : {}),
+      ...(note ? { failsafeNote: note } : {}),
+      ...(acting === "primary" && this.heldOn ? { failsafeHolding: true } : {}),
+    };
   }
 
   /** Called on every lease change and cycle: start a round if one is due (P1). */
@@ -151,7 +160,7 @@ export class FailsafeRounds {
         if (ext.extendToMs === null) this.say(ext.reason, "warn");
         return;
       }
-      if (ext.extendToMs !== null) deps.lease.extend(ext.extendToMs);
+      if (ext.extendToMs !== null && deps.lease.extend(ext.extendToMs)) this.heldOn = true;
       this.say(ext.reason, ext.extendToMs === null ? "warn" : "info");
     } finally {
       this.inFlight = false;
@@ -164,6 +173,16 @@ export class FailsafeRounds {
     if (reason === this.lastReason) return;
     this.lastReason = reason;
     this.deps.log[level]({ node: this.deps.self }, reason);
+  }
+
+  /** Whether this primary served past its lease on grants since etcd last answered it (E3). */
+  held(): boolean {
+    return this.heldOn;
+  }
+
+  /** E3 ran (or the node is no longer primary): the next outage starts afresh. */
+  clearHold(): void {
+    this.heldOn = false;
   }
 
   stop(): void {

@@ -178,8 +178,10 @@ export function membershipToPublish(v: {
   readonly term: number;
   readonly observed: readonly string[];
   readonly listed: { readonly term: number; readonly nodes: readonly string[] } | null;
+  /** The key is present but does not decode (it stops every campaign until rewritten or removed). */
+  readonly invalid?: boolean;
 }): { readonly term: number; readonly nodes: readonly string[] } | "delete" | null {
-  if (!v.enabled) return v.listed === null ? null : "delete";
+  if (!v.enabled) return v.listed === null && !v.invalid ? null : "delete";
   const nodes = [...new Set([v.self, ...v.observed])].sort();
   const same = v.listed !== null && v.listed.term === v.term && v.listed.nodes.length === nodes.length && [...v.listed.nodes].sort().every((n, i) => n === nodes[i]);
   return same ? null : { term: v.term, nodes };

@@ -18,6 +18,11 @@ export interface LeaseCallbacks {
   onChange(): void;
   /** A grant, adoption or renewal moved the deadline (to feed the fence guard). */
   onRenewed?(lease: LeaseState): void;
+  /**
+   * etcd says the lease is gone. True: the caller re-acquires under a new lease (failsafe, E3b)
+   * and the local deadline stays armed meanwhile; false or absent: fence now, as always.
+   */
+  onGone?(lease: LeaseState): boolean;
 }
 
 /**
@@ -105,10 +110,15 @@ export class SessionLease {
       const ack = await this.coordinator.keepAlive(lease.id);
       if (!same()) return;
       if (ack.ttlMs <= 0) {
-        this.current = null;
-        this.deadlineTimer?.cancel();
         this.lastError = `lease ${lease.id} expired in etcd`;
         this.log.warn({ lease: lease.id }, "etcd reports the lease gone");
+        if (this.callbacks.onGone?.(lease)) {
+          // Kept with its deadline timer armed until takeNew() replaces it or the deadline fences.
+          this.callbacks.onChange();
+          return;
+        }
+        this.current = null;
+        this.deadlineTimer?.cancel();
         this.callbacks.onDeadline(lease);
         this.callbacks.onChange();
         return;
@@ -149,6 +159,36 @@ export class SessionLease {
     this.armDeadline();
     this.callbacks.onRenewed?.(this.current);
     return true;
+  }
+
+  /**
+   * Failsafe, etcd back (E3): grant a new lease and run `campaign` with it while the current
+   * deadline stays armed (a slow or lost campaign still fences on time). Won: the new lease
+   * becomes the session's (deadline from its grant's send time, guard fed, renewals), the old
+   * one is revoked. Lost, or the deadline passed meanwhile: the new lease is revoked; false.
+   */
+  async takeNew(campaign: (leaseId: string) => Promise<boolean>): Promise<boolean> {
+    const old = this.current;
+    if (!old || this.stopped) return false;
+    const sentAt = this.clock.monotonicMs();
+    const g = await this.coordinator.grantLease(this.timing.ttlMs);
+    let won = false;
+    try {
+      won = await campaign(g.id);
+    } finally {
+      if (!won || this.current !== old) this.coordinator.revokeLease(g.id).catch(() => undefined);
+    }
+    if (!won || this.current !== old) return false;
+    this.accept(g.id, sentAt, g.ttlMs, g.ttlMs);
+    this.coordinator.revokeLease(old.id).catch(() => undefined);
+    return true;
+  }
+
+  /** Drop a lease etcd no longer has (after a failed re-acquire): timers cancelled, no revoke. */
+  abandon(): void {
+    this.deadlineTimer?.cancel();
+    this.renewTimer?.cancel();
+    this.current = null;
   }
 
   /** Stop renewing; the deadline timer stays armed so a held role is still fenced on time. */

@@ -26,6 +26,8 @@ import type { HookPort } from "../hooks/port.js";
 import { DrainRun, type DrainParts } from "./drain-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
 import { buildFailsafe, type FailsafeRounds } from "./failsafe-rounds.js";
+import { afterFailsafeHold } from "./failsafe-return.js";
+import { followData, followSync } from "./follow.js";
 import type { GrantAnswer, GrantRequest } from "./failsafe.js";
 import type { FailsafePeers } from "./ports.js";
 
@@ -108,6 +110,8 @@ export class HaLoop {
       onRenewed: (l) => {
         if (this.role?.acting === "primary") this.role.armGuard(l);
       },
+      // E3b: a primary holding on failsafe whose lease expired in etcd wins the key back before fencing.
+      onGone: (l) => this.role.acting === "primary" && this.failsafeRounds.held() && deps.clock.monotonicMs() < l.deadlineMs,
     });
     this.role = new NodeRole({
       config: deps.config,
@@ -263,6 +267,8 @@ export class HaLoop {
     }
     this.lastSnapshot = snapshot;
     this.failsafeRounds.noteSnapshot(snapshot);
+    if (this.role.acting !== "primary") this.failsafeRounds.clearHold();
+    else if (snapshot && this.failsafeRounds.held() && (await this.failsafeReturn(snapshot))) return;
     if (snapshot) {
       if (!this.watch) await this.ensureWatch();
       await this.chronicle.flush();
@@ -283,54 +289,35 @@ export class HaLoop {
     if (snapshot?.leader) this.lastLeader = snapshot.leader;
     await this.failsafeRounds.publishMembership(snapshot);
     this.failsafeRounds.kick();
-    this.followSync(snapshot);
-    this.followData(snapshot);
+    followSync(this.deps.sync, this.role, snapshot);
+    followData(this.deps.data, this.role, snapshot);
     await this.publishMember();
     this.etcdReachable = snapshot !== null;
     this.lastCycleAtMs = this.deps.clock.monotonicMs();
     this.emit({ type: "cycle", etcdReachable: this.etcdReachable });
   }
 
-  /** Tell the sync engine who leads and what was published; it pulls or publishes on its own. */
-  private followSync(snapshot: ClusterSnapshot | null): void {
-    const sync = this.deps.sync;
-    if (!sync) return;
-    const leader = snapshot?.leader ?? null;
-    sync.follow({
-      acting: this.role.acting,
-      term: this.role.term,
-      leader: leader ? { node: leader.node, term: leader.term, address: snapshot!.members.find((m) => m.node === leader.node)?.address ?? null } : null,
-      published: snapshot ? snapshot.sync : undefined,
-    });
-  }
-
-  /** Tell data replication who leads and what each member says (receiving term, rejoin, free space); it ships or receives on its own. */
-  private followData(snapshot: ClusterSnapshot | null): void {
-    const data = this.deps.data;
-    if (!data) return;
-    // etcd not read this cycle: the members are unknown, not gone. A primary keeps its standbys and
-    // cursors (its lease fences it if it stays cut off); a standby closes its write modules until it
-    // knows the term again (a shipper refused for a moment retries from the same cursor).
-    if (!snapshot) {
-      if (this.role.acting !== "primary") data.follow({ acting: this.role.acting, term: this.role.term, leader: null, members: [] });
-      return;
+  /** E3: the first snapshot after a failsafe hold; true when it changed the term or fenced (the cycle ends there). */
+  private async failsafeReturn(snapshot: ClusterSnapshot): Promise<boolean> {
+    const { config, coordinator, clock, log } = this.deps;
+    this.failsafeRounds.clearHold();
+    const r = await afterFailsafeHold({ snapshot, self: config.node.name, term: this.role.term!, lease: this.lease, coordinator, clock, log });
+    if (r === "continue") return false;
+    if ("newTerm" in r) this.role.term = r.newTerm;
+    else {
+      const held = this.lease.state();
+      this.lease.abandon();
+      this.fence(held, r.fence);
     }
-    const leader = snapshot.leader;
-    const members = snapshot.members;
-    data.follow({
-      acting: this.role.acting,
-      term: this.role.term,
-      leader: leader ? { node: leader.node, term: leader.term, address: members.find((m) => m.node === leader.node)?.address ?? null } : null,
-      members: members.map((m) => ({ node: m.node, address: m.address, ...(m.data ? { data: m.data } : {}) })),
-      progress: snapshot.dataProgress ?? null,
-    });
+    this.trigger("failsafe: etcd is back");
+    return true;
   }
 
-  /** Lease deadline passed: fence now, whatever the cycle is doing. */
-  private fence(lease: LeaseState): void {
+  /** Lease deadline passed (or E3 found the key lost): fence now, whatever the cycle is doing. */
+  private fence(lease: LeaseState | null, why = "lease deadline passed"): void {
     if (this.role.acting === "primary") {
-      this.deps.log.error({ lease: lease.id, term: this.role.term }, "fencing: lease deadline passed; dropping the floating IP and stopping the daemon");
-      this.chronicle.fenced(this.role.term, this.lease.error() ?? "no renewal acknowledged");
+      this.deps.log.error({ lease: lease?.id ?? null, term: this.role.term }, `fencing: ${why}; dropping the floating IP and stopping the daemon`);
+      this.chronicle.fenced(this.role.term, why === "lease deadline passed" ? (this.lease.error() ?? "no renewal acknowledged") : why);
       this.emit({ type: "fenced" });
       // Kill the data shippers at once, without holding the VIP drop for them (the term-scoped module fences the rest).
       this.deps.data?.stopShipping().catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "fencing: stopping data shipping failed"));

@@ -71,9 +71,11 @@ export interface Observation {
   /** Drained switchover on this node (drain-plan.ts): what can refuse sessions, the drain running, the last one aborted; absent: none. */
   readonly drain?: DrainView;
   /** Failsafe (docs/failsafe-design.md, S4/S6): a promise or the start-up hold keeps this node from campaigning until untilMs; absent: none. */
-  readonly failsafeHold?: { readonly untilMs: number; readonly reason: string };
+  readonly failsafeHold?: { readonly untilMs: number; readonly reason: string; readonly fromGrant: boolean };
   /** Failsafe, acting primary: the last round's outcome while etcd is unreachable; absent: no round ran. */
   readonly failsafeNote?: string;
+  /** Failsafe, acting primary: a round extended the deadline since etcd last answered (it serves on grants). */
+  readonly failsafeHolding?: boolean;
 }
 
 export type Action =

@@ -45,6 +45,8 @@ export class FakeCoordinator implements Coordinator {
   dataProgress: DataProgress | null = null;
   /** failsafe/members (not on a lease, like data/progress). */
   failsafeMembers: FailsafeMembers | null = null;
+  /** The mod revision of failsafe/members (0: absent), as etcd's compare sees it. */
+  failsafeMembersRevision = 0;
   readonly bans = new Map<string, { record: BanRecord; lease: string }>();
   readonly historyEvents: HistoryEvent[] = [];
   /** data/rejoin/<node> records. */
@@ -135,10 +137,12 @@ export class FakeCoordinator implements Coordinator {
     };
   }
 
-  async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {
+  async campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult> {
     this.gate("campaign");
     if (!this.leases.has(leaseId)) throw new Error(`campaign with unknown lease ${leaseId}`);
     if (this.leader) return { won: false, leader: this.leader };
+    // E2: failsafe/members written after the snapshot the campaign decided on.
+    if (readRevision !== undefined && this.failsafeMembersRevision > readRevision) return { won: false, leader: null };
     this.revision++;
     this.leader = { node, lease: leaseId, term: this.revision, acquiredAt };
     this.notify();
@@ -237,6 +241,7 @@ export class FakeCoordinator implements Coordinator {
     if (this.leader?.term !== term) return false;
     this.failsafeMembers = record;
     this.revision++;
+    this.failsafeMembersRevision = record ? this.revision : 0;
     this.notify();
     return true;
   }

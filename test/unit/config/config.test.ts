@@ -160,6 +160,10 @@ test("derived timing: renew_interval defaults to ttl/4 (at least 100ms); an expl
   }
 });
 
+test("failsafe on is valid with the default timing (renew 1250ms + request timeout 1s < ttl 5s - margin 1s)", () => {
+  assert.equal(parse(yamlOf({ election: { failsafe: "on" } })).election.failsafe, "on");
+});
+
 test("the fast profile (ttl 1s, fence_margin 300ms) is valid", () => {
   const c = parse(yamlOf({ election: { ttl: "1s", fence_margin: "300ms" } }));
   assert.deepEqual(c.election, { ttlMs: 1000, fenceMarginMs: 300, renewIntervalMs: 250, rankingDelayMs: 500, flap: { maxMoves: 3, windowMs: 600_000 }, failsafe: "off" });
@@ -257,6 +261,14 @@ const BAD: readonly Bad[] = [
   { name: "bad node address", text: yamlOf({ node: { name: "n1", address: "node1.example" } }), code: "US_E_CONFIG_INVALID", path: "node.address", value: '"node1.example"', problem: "IP address" },
   { name: "bad daemon mode", text: yamlOf({ daemon: { ...DAEMON, mode: "hot" } }), code: "US_E_CONFIG_INVALID", path: "daemon.mode", value: '"hot"' },
   { name: "ttl 500ms (< 1s)", text: yamlOf({ election: { ttl: "500ms", fence_margin: "100ms" } }), code: "US_E_CONFIG_TIMING", path: "election.ttl", value: "500ms", problem: "at least 1s" },
+  {
+    name: "failsafe on with the fast profile (a failed renewal is known only after the deadline)",
+    text: yamlOf({ election: { ttl: "1s", fence_margin: "300ms", failsafe: "on" } }),
+    code: "US_E_CONFIG_TIMING",
+    path: "election.failsafe",
+    value: "on",
+    problem: "renew_interval + etcd.request_timeout (1250ms) below ttl - fence_margin (700ms)",
+  },
   {
     name: "ttl not whole seconds",
     text: yamlOf({ election: { ttl: "1500ms", fence_margin: "500ms" } }),

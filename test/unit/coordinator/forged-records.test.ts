@@ -79,10 +79,6 @@ const FORGED: readonly [string, string, string][] = [
   ["data/progress: negative lag bytes", K.dataProgress, JSON.stringify({ ...PROGRESS, standbys: { n2: { ...LAG, bytes: -1 } } })],
   ["data/progress: standby name with escape codes", K.dataProgress, JSON.stringify({ ...PROGRESS, standbys: { [`n2${ESC}`]: LAG } })],
   ["data/progress: term as a string", K.dataProgress, JSON.stringify({ ...PROGRESS, term: "9" })],
-  ["failsafe/members: not JSON", K.failsafeMembers, "[n1"],
-  ["failsafe/members: no node", K.failsafeMembers, JSON.stringify({ term: 7, nodes: [] })],
-  ["failsafe/members: a name with escape codes", K.failsafeMembers, JSON.stringify({ term: 7, nodes: [`n1${ESC}`] })],
-  ["failsafe/members: term as a string", K.failsafeMembers, JSON.stringify({ term: "7", nodes: ["n1"] })],
 ];
 
 function observe(self: string, cluster: ClusterSnapshot, acting: "primary" | "standby"): Observation {
@@ -147,6 +143,39 @@ test("an absurd generation claim by a well-formed member is bounded: honest memb
       // Counted at the published generation: the same snapshot as an honest n9 at generation 4.
       assert.deepEqual(snap, withN9, `generation ${claim}`);
       assert.deepEqual(decisions(snap), decisions(withN9), `generation ${claim}: a decision changed`);
+    }
+  }
+});
+
+// A forged failsafe/members fails closed (E2): reported once, flagged, and no node campaigns on it.
+const FORGED_LISTS: readonly (readonly [string, string])[] = [
+  ["not JSON", "[n1"],
+  ["no node", JSON.stringify({ term: 7, nodes: [] })],
+  ["a name with escape codes", JSON.stringify({ term: 7, nodes: [`n1${ESC}`] })],
+  ["term as a string", JSON.stringify({ term: "7", nodes: ["n1"] })],
+];
+
+test("a forged failsafe/members is refused, flagged, and stops campaigns (fail closed) without touching a led cluster", () => {
+  for (const [what, value] of FORGED_LISTS) {
+    for (const withLeader of [true, false]) {
+      const base = honest(withLeader);
+      const clean = decodeSnapshot(K, base, 500);
+      const invalid: InvalidRecord[] = [];
+      const snap = decodeSnapshot(K, [...base, kv(K.failsafeMembers, value)], 500, (r) => invalid.push(r));
+      assert.equal(invalid.length, 1, `${what}: reported once`);
+      assert.deepEqual(snap, { ...clean, failsafeMembersInvalid: true }, `${what}: only the flag differs`);
+      const ds = decisions(snap) as { actions: { kind: string }[]; reason: string }[];
+      if (withLeader) assert.deepEqual(ds, decisions(clean), `${what}: a led cluster decides as before`);
+      else {
+        const before = decisions(clean) as { actions: { kind: string }[] }[];
+        assert.ok(
+          before.some((d) => d.actions.some((a) => a.kind === "campaign")),
+          "without the forged list someone campaigns",
+        );
+        for (const d of ds) {
+          assert.ok(!d.actions.some((a) => a.kind === "campaign"), `${what}: nobody campaigns (${d.reason})`);
+        }
+      }
     }
   }
 });

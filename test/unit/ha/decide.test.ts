@@ -865,7 +865,7 @@ test("track: the preferred node's readiness clock runs while it is an eligible s
 
 // Failsafe (docs/failsafe-design.md, S4/S6): a promise keeps a standby from campaigning, even for a forced move.
 test("failsafe: a standby bound by a promise does not campaign for a vacancy, and rechecks when it ends", () => {
-  const hold = { untilMs: NOW + 2500, reason: "not campaigning: I promised n9 (failsafe) not to campaign within 6000ms of its last grant request" };
+  const hold = { untilMs: NOW + 2500, reason: "not campaigning: I promised n9 (failsafe) not to campaign within 6000ms of its last grant request", fromGrant: true };
   const d = decide(obs({ failsafeHold: hold }));
   assert.equal(d.reason, hold.reason);
   assert.deepEqual(d.actions, [{ kind: "recheck_at", atMs: NOW + 2500 }]);
@@ -877,7 +877,7 @@ test("failsafe: a standby bound by a promise does not campaign for a vacancy, an
 });
 
 test("failsafe: a promise outranks a forced failover to me; a leader present is simply followed", () => {
-  const hold = { untilMs: NOW + 100, reason: "not campaigning: failsafe start-up hold, 6000ms from the agent's start (a promise given before it may still run)" };
+  const hold = { untilMs: NOW + 100, reason: "not campaigning: failsafe start-up hold, 6000ms from the agent's start (a promise given before it may still run)", fromGrant: false };
   const forced = decide(obs({ failsafeHold: hold }, { switchover: sw({ kind: "failover", force: true, from: null, to: "n1" }) }));
   assert.equal(forced.reason, hold.reason);
   assert.ok(!forced.actions.some((a) => a.kind === "campaign"));
@@ -889,6 +889,47 @@ test("failsafe: a primary holding without etcd says what the last round gave", (
   const d = decide(primary({ failsafeNote: "failsafe: 2 of 2 member(s) granted; deadline moved to round start + 5000ms - 1000ms" }, null));
   assert.deepEqual(d.actions, []);
   assert.match(d.reason, /^holding: etcd unreachable \(partitioned\); lease valid for \d+ms more, fencing at the deadline; failsafe: 2 of 2 member\(s\) granted/);
+});
+
+test("failsafe S4: a leader key naming me while I am bound by a grant is resigned, not promoted; the start-up hold alone does not stop a restarted primary", () => {
+  const mine = { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" } };
+  const grant = { untilMs: NOW + 2500, reason: "not campaigning: I promised n9 (failsafe) not to campaign within 6000ms of its last grant request", fromGrant: true };
+  const bound = decide(obs({ failsafeHold: grant }, mine));
+  assert.deepEqual(
+    bound.actions.map((a) => a.kind),
+    ["resign"],
+  );
+  assert.match(bound.reason, /^resigning the leader key that names me \(term 9\): not campaigning: I promised n9/);
+  const restarted = decide(obs({ failsafeHold: { ...grant, fromGrant: false, reason: "not campaigning: failsafe start-up hold" } }, mine));
+  assert.deepEqual(
+    restarted.actions.map((a) => a.kind),
+    ["promote"],
+    "a primary's agent restarting takes its role back (it answered no grant: a primary refuses them)",
+  );
+});
+
+test("failsafe E2: a failsafe/members key that does not decode stops every campaign (fail closed)", () => {
+  const d = decide(obs({}, { failsafeMembersInvalid: true }));
+  assert.deepEqual(d.actions, []);
+  assert.match(d.reason, /^not campaigning: failsafe\/members is present but unreadable/);
+});
+
+test("failsafe P7: a primary holding on grants restarts a dead daemon, and steps down past the restart budget", () => {
+  const dead = { running: false, probesUp: false, recentRestarts: 0, lastRestartAtMs: null, sharedFailure: null };
+  const first = decide(primary({ failsafeHolding: true, daemon: dead }, null));
+  assert.deepEqual(
+    first.actions.map((a) => a.kind),
+    ["restart_daemon"],
+  );
+  assert.match(first.reason, /^restarting the daemon during a failsafe hold: the daemon is not running \(restart 1 of/);
+  const spent = decide(primary({ failsafeHolding: true, daemon: { ...dead, recentRestarts: 99, lastRestartAtMs: NOW - 60_000 } }, null));
+  assert.deepEqual(
+    spent.actions.map((a) => a.kind),
+    ["demote"],
+  );
+  assert.match(spent.reason, /a failsafe hold must not keep a dead service/);
+  const plain = decide(primary({ daemon: dead }, null));
+  assert.deepEqual(plain.actions, [], "without a failsafe hold: unchanged, the lease deadline bounds the outage");
 });
 
 test("failsafe E2: with failsafe/members written, only a listed node campaigns for a vacancy (whatever its own setting)", () => {

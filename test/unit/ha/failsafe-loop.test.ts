@@ -205,22 +205,43 @@ test("failsafe on, quorum loss, one standby partitioned from the primary: no ext
   assert.equal(c.timeline.maxHolders, 1);
 });
 
-test("failsafe on, primary cut off from a working etcd: standbys see no leader but keep their promise; never two holders", async () => {
+test("failsafe on, primary cut off from a working etcd: standbys keep their promise; back in etcd it wins the key under a new term (E3b), the VIP never moves", async () => {
   const c = await started("on");
   const [n1, n2, n3] = c.nodes;
+  const term = c.etcd.leader!.term;
   n1!.life.partitioned = true;
   await c.clock.advance(4 * TTL);
   assert.equal(c.etcd.leader as unknown, null, "the primary's lease expired in etcd");
   assert.deepEqual(c.timeline.holder(), ["n1"], "n1 keeps serving on its grants");
   for (const n of [n2!, n3!]) assert.match(n.loop.status().decision, /^not campaigning: I promised n1 \(failsafe\)/);
-  // n1 reaches etcd again: its lease is gone (E3b, the new-term campaign, is not wired yet: it fences), then a standby takes over.
+  const cut = c.clock.monotonicMs();
   n1!.life.partitioned = false;
   await c.clock.advance(4 * TTL);
-  assert.equal(c.timeline.maxHolders, 1, JSON.stringify(c.timeline.events));
-  assert.equal(c.timeline.holder().length, 1);
-  const moved = c.timeline.events.filter((e) => e.held && e.node !== "n1");
-  const dropped = c.timeline.events.find((e) => e.node === "n1" && !e.held)!;
-  for (const e of moved) assert.ok(e.t > dropped.t, "the successor took the VIP only after n1 dropped it");
+  assert.equal(c.etcd.leader?.node, "n1", "n1 won its key back");
+  assert.ok(c.etcd.leader!.term > term, `under a new term (${c.etcd.leader!.term} > ${term})`);
+  assert.equal(n1!.loop.status().term, c.etcd.leader!.term, "and acts in it");
+  assert.equal(c.timeline.events.filter((e) => e.t > cut).length, 0, "the VIP never moved");
+  assert.equal(c.timeline.maxHolders, 1);
+  assert.equal(n1!.daemon.running, true);
+  // The new lease feeds the guard from its grant, like any lease: never past the new deadline.
+  assert.ok(n1!.guard.arms.at(-1)! <= n1!.loop.lease.state()!.deadlineMs);
+  for (const n of [n2!, n3!]) assert.match(n.loop.status().decision, new RegExp(`following n1 \\(term ${c.etcd.leader!.term}\\)`));
+});
+
+test("failsafe on, primary cut off, and another node holds the key when it comes back: it fences at once (E3c)", async () => {
+  const c = await started("on");
+  const [n1] = c.nodes;
+  n1!.life.partitioned = true;
+  await c.clock.advance(2 * TTL);
+  assert.equal(c.etcd.leader as unknown, null);
+  // Forged or foreign: the key names another node when n1 reads etcd again.
+  const other = await c.etcd.grantLease(60_000);
+  await c.etcd.campaign("n9", other.id, "t");
+  n1!.life.partitioned = false;
+  await c.clock.advance(TTL);
+  assert.equal(n1!.loop.status().acting, "standby");
+  assert.equal(n1!.daemon.running, false);
+  assert.ok(!c.timeline.holder().includes("n1"), "n1 dropped the VIP");
 });
 
 test("failsafe on, quorum loss, then the primary's host dies: nobody promotes until etcd is back, then one does", async () => {

@@ -185,16 +185,21 @@ for (const c of extendCases) {
 
 test("the clock rule: every grant's promise ends at least m_p + m_s after the deadline it gave, for any delivery delay", () => {
   // Deterministic sweep: round start S on the primary, receipt R_i = S + delay on each member
-  // (real time; both clocks exact here, the margins absorb rate error), any round duration.
-  for (const delay of [0, 1, 37, 999, 4_999]) {
-    for (const finishAfter of [delay, delay + 1, delay + 500]) {
+  // (real time; both clocks exact here, the margins absorb rate error), any round duration. The
+  // deadline held before the round is S + 1000 (a late round), so every complete round extends.
+  let checked = 0;
+  for (const delay of [0, 1, 37, 998]) {
+    for (const finishAfter of [delay, delay + 1, delay + 500 > 999 ? 999 : delay + 500]) {
       const S = 50_000;
       const d = answerGrant(REQ, { ...STANDBY, nowMs: S + delay });
-      const e = extensionAfterRound(round({ startedAtMs: S, finishedAtMs: S + finishAfter }), S + 5_000, 1000);
-      if (e.extendToMs === null) continue;
-      assert.ok(d.promisedUntilMs! - e.extendToMs >= 1000 + 1000, `delay ${delay}: promise ${d.promisedUntilMs} vs deadline ${e.extendToMs}`);
+      const e = extensionAfterRound(round({ startedAtMs: S, finishedAtMs: S + finishAfter }), S + 1_000, 1000);
+      assert.notEqual(e.extendToMs, null, `delay ${delay}, finished +${finishAfter}: ${e.reason}`);
+      assert.equal(e.extendToMs, S + 5_000 - 1000, "round start + L - m, never more");
+      assert.ok(d.promisedUntilMs! - e.extendToMs! >= 1000 + 1000, `delay ${delay}: promise ${d.promisedUntilMs} vs deadline ${e.extendToMs}`);
+      checked++;
     }
   }
+  assert.equal(checked, 12);
 });
 
 const returnCases: { name: string; v: Parameters<typeof onEtcdReturn>[0]; kind: string; reason: RegExp }[] = [
@@ -248,6 +253,8 @@ test("membershipToPublish — E1: written when missing, of another term or anoth
   assert.equal(membershipToPublish({ ...base, listed: { term: 42, nodes: ["n3", "n2", "n1"] } }), null, "same set: no write");
   assert.equal(membershipToPublish({ ...base, enabled: false, listed: { term: 40, nodes: ["n1"] } }), "delete");
   assert.equal(membershipToPublish({ ...base, enabled: false, listed: null }), null, "off and no list: nothing written (today's behaviour)");
+  assert.equal(membershipToPublish({ ...base, enabled: false, listed: null, invalid: true }), "delete", "off: an unreadable list (it stops every campaign) is removed");
+  assert.deepEqual(membershipToPublish({ ...base, listed: null, invalid: true }), { term: 42, nodes: ["n1", "n2", "n3"] }, "on: rewritten");
 });
 
 test("listedForCampaign — E2: absent list or listed: free; unlisted newcomer: held", () => {

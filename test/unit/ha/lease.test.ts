@@ -93,3 +93,71 @@ test("extend (failsafe): moves the deadline forward only, feeds onRenewed, fence
   assert.deepEqual(deadlines, [g.deadlineMs + 700], "fenced exactly at the extended deadline");
   assert.equal(lease.extend(clock.monotonicMs() + 5000), false, "no lease any more: nothing to extend");
 });
+
+test("onGone true (failsafe, E3b): a lease etcd lost is kept with its deadline armed; takeNew wins a new one or fences on time", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const deadlines: number[] = [];
+  const renewed: number[] = [];
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), {
+    onDeadline: () => deadlines.push(clock.monotonicMs()),
+    onChange: () => undefined,
+    onRenewed: (l) => renewed.push(l.deadlineMs),
+    onGone: () => true,
+  });
+  const g = await lease.grant();
+  etcd.unreachable = true;
+  await clock.advance(1000);
+  assert.equal(lease.extend(clock.monotonicMs() + 2400), true, "a failsafe round extends past etcd's expiry");
+  await clock.advance(1200); // etcd's copy expired (ttl 2000 from the last keepalive)
+  etcd.unreachable = false;
+  await clock.advance(timing.renewIntervalMs);
+  assert.equal(etcd.leases.has(g.id), false, "gone in etcd");
+  assert.equal(lease.state()?.id, g.id, "kept: the caller re-acquires");
+  assert.match(lease.error() ?? "", /expired in etcd/);
+  assert.deepEqual(deadlines, [], "no fence yet: the failsafe deadline holds");
+  // A lost campaign: the new lease is revoked, the old deadline still fences on time.
+  const before = new Set(etcd.leases.keys());
+  assert.equal(await lease.takeNew(async () => false), false);
+  await clock.advance(0);
+  assert.deepEqual(new Set(etcd.leases.keys()), before, "the loser's new lease was revoked");
+  assert.equal(lease.state()?.id, g.id);
+  // A won campaign: the new lease becomes the session's, deadline from its grant, fed like a renewal.
+  const sent = clock.monotonicMs();
+  let id = "";
+  assert.equal(
+    await lease.takeNew(async (leaseId) => {
+      id = leaseId;
+      return true;
+    }),
+    true,
+  );
+  assert.equal(lease.state()?.id, id);
+  assert.equal(lease.state()!.deadlineMs, sent + timing.ttlMs - timing.fenceMarginMs);
+  assert.equal(renewed.at(-1), lease.state()!.deadlineMs);
+  assert.equal(lease.error(), null);
+  await clock.advance(10_000);
+  assert.deepEqual(deadlines, [], "renewed from then on");
+});
+
+test("onGone true but takeNew too slow: the old deadline fences, and the late win is given back", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const deadlines: number[] = [];
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), { onDeadline: () => deadlines.push(clock.monotonicMs()), onChange: () => undefined, onGone: () => true });
+  const g = await lease.grant();
+  etcd.leases.delete(g.id);
+  await clock.advance(timing.renewIntervalMs);
+  assert.equal(lease.state()?.id, g.id);
+  let id = "";
+  const won = lease.takeNew(async (leaseId) => {
+    id = leaseId;
+    await clock.sleep(5000);
+    return true;
+  });
+  await clock.advance(5000);
+  assert.equal(await won, false, "the deadline passed during the campaign");
+  assert.deepEqual(deadlines, [g.deadlineMs], "fenced at the old deadline, not later");
+  await clock.advance(0);
+  assert.equal(etcd.leases.has(id), false, "the late winner's lease was revoked");
+});
