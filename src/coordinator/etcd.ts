@@ -278,6 +278,19 @@ export class EtcdCoordinator implements Coordinator {
     return res.succeeded;
   }
 
+  async widenFailsafeMembers(record: FailsafeMembers, readRevision: number): Promise<boolean> {
+    const key = this.keys.failsafeMembers;
+    const res = await this.call("widen failsafe members txn", () =>
+      this.client
+        .if(this.keys.leader, "Create", "==", 0)
+        .and(key, "Mod", "<", readRevision + 1)
+        .then(this.client.put(key).value(JSON.stringify(record)))
+        .options(this.deadline())
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
   async dataRejoin(node: string): Promise<DataRejoinRecord | null> {
     const key = this.keys.dataRejoin(node);
     const res = await this.call("data rejoin range", () => this.client.kv.range({ key: Buffer.from(key) }, this.deadline()));

@@ -413,6 +413,8 @@ export interface DataProgressPublisher {
 export interface FailsafeMembership {
   /** Put failsafe/members (null: delete it) only while `term` is the leader's (one txn, like publishGeneration); false when it is not. */
   publishFailsafeMembers(term: number, record: FailsafeMembers | null): Promise<boolean>;
+  /** E2': put failsafe/members only while the leader key is absent and the list unchanged since `readRevision`; false otherwise. */
+  widenFailsafeMembers(record: FailsafeMembers, readRevision: number): Promise<boolean>;
 }
 
 export interface Coordinator

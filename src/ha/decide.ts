@@ -9,7 +9,7 @@ import { vipLost } from "./vip-truth.js";
 import { promotionGate, withRestartBackoff } from "./promotion.js";
 import { isBehind } from "../coordinator/port.js";
 import { settleDrain } from "./drain-plan.js";
-import { listedForCampaign } from "./failsafe.js";
+import { listedForCampaign, listToWiden } from "./failsafe.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (docs/reliability.md): when in doubt, be a standby.
@@ -138,7 +138,22 @@ function decideStandby(o: Observation): Decision {
       warm,
       "not campaigning: failsafe/members is present but unreadable, so a failsafe primary may serve on grants of nodes I cannot see (a primary with failsafe on rewrites it; see docs/operations.md)",
     );
-  const unlisted = listedForCampaign(o.cluster.failsafeMembers?.nodes ?? null, me);
+  const list = o.cluster.failsafeMembers ?? null;
+  const widen = list
+    ? listToWiden(
+        list.nodes,
+        me,
+        o.cluster.members.map((m) => m.node),
+      )
+    : null;
+  if (list && widen) {
+    const added = widen.filter((n) => !list.nodes.includes(n));
+    return d(
+      [...warm, { kind: "widen_failsafe_members", record: { term: list.term, nodes: widen }, revision: o.cluster.revision }],
+      `adding ${added.join(", ")} to failsafe/members: no primary, and I gave no failsafe grant within ttl + fence margin, so no failsafe primary can be serving`,
+    );
+  }
+  const unlisted = listedForCampaign(list?.nodes ?? null, me);
   if (unlisted) return d(warm, unlisted);
   const sw = o.cluster.switchover;
   if (isBanned(me, o.cluster.bans)) return d(warm, "no action: no primary, but I am banned from becoming primary");

@@ -98,6 +98,10 @@ export class DecisionExecutor {
       case "resign":
         await coordinator.resign(action.term).catch(warn("resign failed"));
         return;
+      case "widen_failsafe_members":
+        await coordinator.widenFailsafeMembers(action.record, action.revision).catch(warn("widening failsafe/members failed"));
+        this.loop.trigger("failsafe/members widened");
+        return;
       case "release": {
         const last = this.loop.lastDecision();
         const record = {

@@ -187,6 +187,20 @@ export function membershipToPublish(v: {
   return same ? null : { term: v.term, nodes };
 }
 
+/**
+ * E2' (the way out of a stale list): with the leader key vacant, a listed node that is bound by
+ * no promise or start-up hold may add the members it sees to failsafe/members. Safe because a
+ * failsafe primary holds only on a grant of every listed node within ttl + margin, and this one
+ * gave none: no such primary exists. Without it, a list written by a primary that then fenced
+ * (or from a snapshot missing members) kept a better-placed unlisted node out for good.
+ * The nodes to write, or null (nothing to add, or not for this node to do).
+ */
+export function listToWiden(listed: readonly string[] | null, self: string, observed: readonly string[]): readonly string[] | null {
+  if (listed === null || !listed.includes(self)) return null;
+  const missing = observed.filter((n) => !listed.includes(n));
+  return missing.length === 0 ? null : [...new Set([...listed, ...missing])].sort();
+}
+
 /** E2: whether the written failsafe membership lets this node campaign. */
 export function listedForCampaign(listed: readonly string[] | null, self: string): string | null {
   if (listed === null || listed.includes(self)) return null;

@@ -84,6 +84,8 @@ export type Action =
   | { readonly kind: "promote"; readonly term: number }
   | { readonly kind: "demote" }
   | { readonly kind: "resign"; readonly term: number }
+  /** E2': add members to failsafe/members while the leader key is vacant (only if it is unchanged since `revision`). */
+  | { readonly kind: "widen_failsafe_members"; readonly record: { readonly term: number; readonly nodes: readonly string[] }; readonly revision: number }
   /** Delete the leader key and write control/released in one txn (after demote). */
   | { readonly kind: "release"; readonly term: number; readonly why: "switchover" | "handover"; readonly drain?: DrainSummary }
   | { readonly kind: "complete_switchover"; readonly request: SwitchoverRequest }

@@ -246,6 +246,16 @@ export class FakeCoordinator implements Coordinator {
     return true;
   }
 
+  async widenFailsafeMembers(record: FailsafeMembers, readRevision: number): Promise<boolean> {
+    this.gate("widenFailsafeMembers");
+    if (this.leader || this.failsafeMembersRevision > readRevision) return false;
+    this.failsafeMembers = record;
+    this.revision++;
+    this.failsafeMembersRevision = this.revision;
+    this.notify();
+    return true;
+  }
+
   async publishDataProgress(term: number, progress: DataProgress): Promise<boolean> {
     this.gate("publishDataProgress");
     if (this.leader?.term !== term) return false;

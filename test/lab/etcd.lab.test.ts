@@ -202,7 +202,14 @@ test("failsafe/members: written only under the term, kept without a lease, and a
   assert.equal(stale.leader, null, "and the leader key is still vacant: lost on the list, not to an incumbent");
   const fresh = await c.campaign("n1", l3.id, "t", (await c.snapshot()).revision);
   assert.equal(fresh.won, true, "a campaign on a current read wins");
+  // E2': widening is refused while a leader key exists, or on a stale read; done on a vacancy.
+  const now = await c.snapshot();
+  assert.equal(await c.widenFailsafeMembers({ term: t2, nodes: ["n1", "n2", "n3"] }, now.revision), false, "a leader key exists");
   await c.revokeLease(l3.id);
+  const vacantRead = await c.snapshot();
+  assert.equal(await c.widenFailsafeMembers({ term: t2, nodes: ["n1", "n2", "n3"] }, read.revision), false, "the list changed after that read");
+  assert.equal(await c.widenFailsafeMembers({ term: t2, nodes: ["n1", "n2", "n3"] }, vacantRead.revision), true);
+  assert.deepEqual((await c.snapshot()).failsafeMembers, { term: t2, nodes: ["n1", "n2", "n3"] });
 });
 
 test("history: appended in order, guarded by term when given, trimmed to the newest", async () => {

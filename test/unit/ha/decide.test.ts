@@ -908,6 +908,24 @@ test("failsafe S4: a leader key naming me while I am bound by a grant is resigne
   );
 });
 
+test("failsafe E2': a listed, unbound standby widens a stale list on a vacancy; an unlisted one waits; a bound one holds", () => {
+  const members = [member("n1"), member("n2"), member("n3")];
+  const stale = { failsafeMembers: { term: 999, nodes: ["n1", "n2"] }, members, revision: 40 };
+  const widen = decide(obs({}, stale));
+  assert.deepEqual(widen.actions, [{ kind: "widen_failsafe_members", record: { term: 999, nodes: ["n1", "n2", "n3"] }, revision: 40 }]);
+  assert.match(widen.reason, /^adding n3 to failsafe\/members: no primary, and I gave no failsafe grant/);
+  const unlisted = decide(obs({}, { ...stale, failsafeMembers: { term: 999, nodes: ["n2", "n3"] } }));
+  assert.match(unlisted.reason, /^not campaigning: failsafe\/members \(n2, n3\) does not list me/, "only a listed node may widen");
+  const bound = decide(obs({ failsafeHold: { untilMs: NOW + 1000, reason: "not campaigning: I promised n2 (failsafe)", fromGrant: true } }, stale));
+  assert.equal(bound.reason, "not campaigning: I promised n2 (failsafe)", "a promise may be what keeps a failsafe primary serving: no widening");
+  const led = decide(obs({}, { ...stale, leader: { node: "n2", term: 9, lease: "b2", acquiredAt: "" } }));
+  assert.match(led.reason, /^no action: following n2/, "never while a leader key exists");
+  assert.ok(
+    decide(obs({}, { ...stale, failsafeMembers: { term: 999, nodes: ["n1", "n2", "n3"] } })).actions.some((a) => a.kind === "campaign"),
+    "nothing to add: campaigns",
+  );
+});
+
 test("failsafe E2: a failsafe/members key that does not decode stops every campaign (fail closed)", () => {
   const d = decide(obs({}, { failsafeMembersInvalid: true }));
   assert.deepEqual(d.actions, []);

@@ -339,3 +339,14 @@ test("failsafe on, quorum loss, one standby partitioned: the primary says which 
   );
   assert.ok(!said.some((m) => m.startsWith("failsafe: ")), "and never extended");
 });
+
+test("E2': a list that leaves out the best node (written by a primary that then fenced) is widened by a free listed node; the best node then leads", async () => {
+  const c = cluster("on");
+  c.etcd.failsafeMembers = { term: 999, nodes: ["n2", "n3"] };
+  c.etcd.failsafeMembersRevision = c.etcd.revision;
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(TTL + MARGIN + 4000);
+  assert.deepEqual([...c.etcd.failsafeMembers!.nodes].sort(), ["n1", "n2", "n3"], "widened");
+  assert.equal(c.etcd.leader?.node, "n1", "the highest-priority node, unlisted before, leads");
+  assert.equal(c.timeline.maxHolders, 1);
+});
