@@ -764,7 +764,11 @@ test("decide (promotion gates): a won take-over while lagging the published gene
   const held = obs({ ...gates(), self: { name: "n1", priority: 100, nofailover: false, generation: 6 } }, { sync: gen(5) });
   assert.deepEqual(decide(held).actions, [{ kind: "take_over", term: 9, via: "won", skipDuplicateCheck: false }], "a newer generation is not behind");
   const adopted = obs({ ...gates({ via: "adopted" }), self: { name: "n1", priority: 100, nofailover: false, generation: 4 } }, { sync: gen(5) });
-  assert.equal((decide(adopted).actions[0] as { stale?: unknown }).stale, undefined, "an adopted key is not recorded as a stale promotion (as before)");
+  assert.equal(
+    (decide(adopted).actions[0] as { stale?: { generation: number } }).stale?.generation,
+    4,
+    "an adopted key (a won election deferred a cycle) lagging the generation is recorded as stale too",
+  );
   const off = obs({ ...gates(), self: { name: "n1", priority: 100, nofailover: false, generation: 4 }, sync: { enabled: false, behindSinceMs: null, maximumLagMs: 0 } }, { sync: gen(5) });
   assert.equal((decide(off).actions[0] as { stale?: unknown }).stale, undefined, "sync not enabled here: nothing to lag");
 });
