@@ -123,6 +123,15 @@ function withTiming(file: string, parsed: ParsedConfig): Config {
       value: "on",
     });
   }
+  if (e.failsafe === "on" && !parsed.api?.token_file) {
+    // Grants are signed with a key derived from the cluster token: without it a node can neither ask nor answer.
+    throw new UnderstudyError("US_E_CONFIG_INVALID", {
+      file,
+      path: "election.failsafe",
+      problem: "needs api.token_file (the failsafe grants are signed with a key derived from the cluster-wide API token)",
+      value: '"on"',
+    });
+  }
   return { ...parsed, election: timing };
 }
 

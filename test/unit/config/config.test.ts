@@ -161,8 +161,9 @@ test("derived timing: renew_interval defaults to ttl/4 (at least 100ms); an expl
 });
 
 test("failsafe on is valid with the default timing and with the fast profile (1.5 renew intervals before ttl - margin)", () => {
-  assert.equal(parse(yamlOf({ election: { failsafe: "on" } })).election.failsafe, "on");
-  assert.equal(parse(yamlOf({ election: { ttl: "1s", fence_margin: "300ms", failsafe: "on" } })).election.failsafe, "on");
+  const api = { listen: "0.0.0.0:8470", token_file: "/etc/understudy/api-token" };
+  assert.equal(parse(yamlOf({ election: { failsafe: "on" }, api })).election.failsafe, "on");
+  assert.equal(parse(yamlOf({ election: { ttl: "1s", fence_margin: "300ms", failsafe: "on" }, api })).election.failsafe, "on");
 });
 
 test("the fast profile (ttl 1s, fence_margin 300ms) is valid", () => {
@@ -263,8 +264,16 @@ const BAD: readonly Bad[] = [
   { name: "bad daemon mode", text: yamlOf({ daemon: { ...DAEMON, mode: "hot" } }), code: "US_E_CONFIG_INVALID", path: "daemon.mode", value: '"hot"' },
   { name: "ttl 500ms (< 1s)", text: yamlOf({ election: { ttl: "500ms", fence_margin: "100ms" } }), code: "US_E_CONFIG_TIMING", path: "election.ttl", value: "500ms", problem: "at least 1s" },
   {
+    name: "failsafe on without api.token_file (the grants are signed with a key derived from it)",
+    text: yamlOf({ election: { failsafe: "on" }, api: { listen: "0.0.0.0:8470" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "election.failsafe",
+    value: '"on"',
+    problem: "needs api.token_file",
+  },
+  {
     name: "failsafe on with a renew interval that leaves no time for a round before the deadline",
-    text: yamlOf({ election: { ttl: "2s", fence_margin: "500ms", renew_interval: "1s", failsafe: "on" } }),
+    text: yamlOf({ election: { ttl: "2s", fence_margin: "500ms", renew_interval: "1s", failsafe: "on" }, api: { listen: "0.0.0.0:8470", token_file: "/etc/understudy/api-token" } }),
     code: "US_E_CONFIG_TIMING",
     path: "election.failsafe",
     value: "on",

@@ -85,6 +85,7 @@ node: { name: ${name}, address: 198.18.0.1, priority: ${priority} }
 etcd: { endpoints: ["http://198.18.0.2:2379"] }
 election: { ttl: ${TTL}ms, fence_margin: ${MARGIN}ms, ranking_delay: 500ms, failsafe: ${failsafe} }
 daemon: { backend: process, mode: cold, command: [/bin/true] }
+api: { listen: "127.0.0.1:8470", token_file: /etc/understudy/api-token }
 `,
       "test.yaml",
     );
