@@ -36,9 +36,18 @@ export class FailsafePromise {
     const last = ledger?.load();
     this.ledgerProblem = last?.problem ?? null;
     const r = last?.record;
+    const own = settings.leaseMs + settings.fenceMarginMs;
     if (r) {
       const left = r.untilSystemMs === null ? r.forMs : Math.min(r.forMs, r.untilSystemMs - clock.systemMonotonicMs());
-      if (left > 0) this.untilMs = Math.max(this.untilMs, now + left);
+      if (left > 0) {
+        this.untilMs = Math.max(this.untilMs, now + left);
+        // Only grants are written down: the hold is a promise of the last run (S4 applies, not just S6).
+        this.promisedTo_ = "a primary (a grant of the previous run)";
+      }
+    } else if (this.ledgerProblem !== null) {
+      // Unreadable: the last run may have granted. Fail closed for this run's ttl + margin, whatever its settings.
+      this.untilMs = Math.max(this.untilMs, now + own);
+      this.promisedTo_ = "a primary (the promise record is unreadable)";
     }
   }
 

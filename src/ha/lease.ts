@@ -40,6 +40,8 @@ export class SessionLease {
   private stopped = false;
   private lastError: string | null = null;
   private overdueSince: number | null = null;
+  /** The current lease is one etcd reported gone, kept for a failsafe re-acquire (onGone). */
+  private goneInEtcd = false;
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -77,7 +79,13 @@ export class SessionLease {
     return this.accept(id, sentAt, ack.ttlMs, ack.ttlMs);
   }
 
+  /** The session lease is one etcd reported gone, kept only for a failsafe re-acquire. */
+  gone(): boolean {
+    return this.goneInEtcd && this.current !== null;
+  }
+
   private accept(id: string, sentAt: number, ttlMs: number, grantedTtlMs: number): LeaseState {
+    this.goneInEtcd = false;
     this.current = { id, deadlineMs: sentAt + ttlMs - this.timing.fenceMarginMs, grantedTtlMs };
     this.lastError = null;
     this.armDeadline();
@@ -129,8 +137,10 @@ export class SessionLease {
       if (ack.ttlMs <= 0) {
         this.lastError = `lease ${lease.id} expired in etcd`;
         this.log.warn({ lease: lease.id }, "etcd reports the lease gone");
-        if (this.callbacks.onGone?.(lease)) {
+        // The current state: a failsafe round may have extended the deadline while this keepalive was out.
+        if (this.callbacks.onGone?.(this.current ?? lease)) {
           // Kept with its deadline timer armed until takeNew() replaces it or the deadline fences.
+          this.goneInEtcd = true;
           this.callbacks.onChange();
           return;
         }
@@ -190,12 +200,18 @@ export class SessionLease {
     const sentAt = this.clock.monotonicMs();
     const g = await this.coordinator.grantLease(this.timing.ttlMs);
     let won = false;
+    // Same session, deadline not passed: a failsafe round may have extended it meanwhile (a new
+    // state object, same id), which must not throw the won key away.
+    const held = () => {
+      const cur = this.current;
+      return cur !== null && cur.id === old.id && this.clock.monotonicMs() < cur.deadlineMs;
+    };
     try {
       won = await campaign(g.id);
     } finally {
-      if (!won || this.current !== old) this.coordinator.revokeLease(g.id).catch(() => undefined);
+      if (!won || !held()) this.coordinator.revokeLease(g.id).catch(() => undefined);
     }
-    if (!won || this.current !== old) return false;
+    if (!won || !held()) return false;
     this.accept(g.id, sentAt, g.ttlMs, g.ttlMs);
     this.coordinator.revokeLease(old.id).catch(() => undefined);
     return true;
@@ -203,6 +219,7 @@ export class SessionLease {
 
   /** Drop a lease etcd no longer has (after a failed re-acquire): timers cancelled, no revoke. */
   abandon(): void {
+    this.goneInEtcd = false;
     this.deadlineTimer?.cancel();
     this.renewTimer?.cancel();
     this.current = null;

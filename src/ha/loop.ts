@@ -270,8 +270,11 @@ export class HaLoop {
     }
     this.lastSnapshot = snapshot;
     this.failsafeRounds.noteSnapshot(snapshot);
-    if (this.role.acting !== "primary") this.failsafeRounds.clearHold();
-    else if (snapshot && this.failsafeRounds.held() && (await this.failsafeReturn(snapshot))) return;
+    if (this.role.acting !== "primary") {
+      this.failsafeRounds.clearHold();
+      // Stepped down (P7) while keeping a lease etcd had dropped: a standby needs a live one.
+      if (this.lease.gone()) this.lease.abandon();
+    } else if (snapshot && this.failsafeRounds.held() && (await this.failsafeReturn(snapshot))) return;
     if (snapshot) {
       if (!this.watch) await this.ensureWatch();
       await this.chronicle.flush();

@@ -35,7 +35,7 @@ test("a grant is on disk (0600) before the answer returns; a restart with failsa
     await clock.advance(1000);
     const second = new FailsafePromise(clock, OFF, new FilePromiseLedger(d.file, () => "boot-a"));
     assert.equal(second.promisedUntilMs(), t0 + 12_000, "the last run's promise, to the millisecond");
-    assert.match(second.hold(clock.monotonicMs()) ?? "", /^not campaigning: failsafe start-up hold/);
+    assert.match(second.hold(clock.monotonicMs()) ?? "", /^not campaigning: I promised a primary \(a grant of the previous run\)/);
     assert.equal(second.beginCampaign(), false);
     await clock.advance(5000);
     assert.equal(second.hold(clock.monotonicMs()), null, "free once it ended");
@@ -92,4 +92,21 @@ test("a promise that cannot be written is refused (the in-memory hold stays)", a
   assert.equal(a.granted, false);
   assert.match(a.reason, /^refused: cannot record the promise durably \(EROFS/);
   assert.ok(p.hold(clock.monotonicMs()) !== null, "held all the same: refusing costs the primary, never safety");
+});
+
+test("an unreadable record fails closed: ttl + margin of hold even with failsafe off, as a promise (S4), not a start-up hold", () => {
+  const d = dir();
+  try {
+    const clock = new FakeClock();
+    writeFileSync(d.file, "{not json");
+    const p = new FailsafePromise(clock, OFF, new FilePromiseLedger(d.file));
+    assert.equal(p.promisedUntilMs(), clock.monotonicMs() + 6000);
+    assert.notEqual(p.promisedTo(), null, "counted as a promise: a leader key naming this node is resigned, not promoted");
+    writeFileSync(d.file, JSON.stringify({ boot_id: "b", until_system_ms: clock.systemMonotonicMs() + 3000, for_ms: 6000 }));
+    const q = new FailsafePromise(clock, ON, new FilePromiseLedger(d.file, () => "b"));
+    assert.equal(q.promisedUntilMs(), clock.monotonicMs() + 6000, "the own start-up hold is longer here");
+    assert.match(q.promisedTo() ?? "", /a grant of the previous run/, "but a promise of the last run still runs inside it");
+  } finally {
+    d.done();
+  }
 });

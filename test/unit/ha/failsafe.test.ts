@@ -274,7 +274,7 @@ test("election.failsafe: off by default, on accepted, anything else refused nami
   const { parseConfigText } = await import("../../../src/config/load.js");
   const base = "cluster: c1\nnode: { name: n1, address: 198.18.0.11 }\netcd: { endpoints: [http://198.18.0.2:2379] }\ndaemon: { backend: systemd, unit: ssh.service }\n";
   assert.equal(parseConfigText(base, "/x.yaml").election.failsafe, "off");
-  assert.equal(parseConfigText(`${base}election: { failsafe: on }\n`, "/x.yaml").election.failsafe, "on");
+  assert.equal(parseConfigText(`${base}election: { failsafe: on }\napi: { listen: "0.0.0.0:8470", token_file: /etc/understudy/api-token }\n`, "/x.yaml").election.failsafe, "on");
   assert.throws(() => parseConfigText(`${base}election: { failsafe: yes }\n`, "/x.yaml"), /US_E_CONFIG_INVALID.*election\.failsafe/s);
   assert.throws(() => parseConfigText(`${base}election: { failsafe: true }\n`, "/x.yaml"), /election\.failsafe/);
 });

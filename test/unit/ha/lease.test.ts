@@ -192,3 +192,23 @@ test("a keepalive unanswered for half a renew interval is overdue (failsafe star
   assert.equal(lease.overdue(), false, "answered: no longer overdue");
   assert.ok(lease.state(), "and the lease renewed");
 });
+
+test("takeNew: a failsafe round extending the deadline during the campaign does not throw the won key away", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), { onDeadline: () => undefined, onChange: () => undefined, onGone: () => true });
+  const g = await lease.grant();
+  etcd.leases.delete(g.id);
+  await clock.advance(timing.renewIntervalMs);
+  assert.equal(lease.state()?.id, g.id, "kept after etcd said gone");
+  let id = "";
+  const won = await lease.takeNew(async (leaseId) => {
+    id = leaseId;
+    assert.equal(lease.extend(clock.monotonicMs() + 900), true, "a round completes while the campaign runs");
+    return true;
+  });
+  assert.equal(won, true);
+  assert.equal(lease.state()?.id, id, "the new lease is the session's");
+  assert.ok(etcd.leases.has(id), "and still alive in etcd");
+  assert.equal(lease.gone(), false);
+});
