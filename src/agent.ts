@@ -1,5 +1,6 @@
 // The composition root: the one place that builds real adapters from config
 // and hands them to the HA loop. Everything below it depends on ports only.
+import { FilePromiseLedger } from "./platform/promise-ledger.js";
 import { mkdir } from "node:fs/promises";
 import type { Config } from "./config/load.js";
 import { EtcdCoordinator } from "./coordinator/etcd.js";
@@ -17,6 +18,7 @@ import { VERSION } from "./version.js";
 import { AgentMetrics } from "./api/metrics.js";
 import { InvalidRecordLog } from "./coordinator/invalid-records.js";
 import { readEtcdSecurity } from "./config/etcd-security.js";
+import { FailsafePeerClient } from "./api/failsafe-peers.js";
 import { buildApi } from "./api/server.js";
 import { reloadingApiTls, reloadingToken } from "./api/token.js";
 import { ReloadReporters, type ReloadReporter } from "./platform/reloading-file.js";
@@ -149,6 +151,18 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     hooks: hookSet.hooks,
     wakeUps,
     drain: createDrain(config, runner),
+    // A failsafe promise of an earlier run binds this one, whatever its settings (S6).
+    promiseLedger: new FilePromiseLedger(`${config.state_dir}/failsafe-promise.json`),
+    // Failsafe mode (docs/failsafe-design.md): ask the other agents' APIs; requests and answers are
+    // MAC'd with a key derived from the cluster token (re-read each round), which is never sent.
+    ...(config.election.failsafe === "on"
+      ? {
+          failsafePeers: new FailsafePeerClient({
+            token: async () => (tokenSource ? await tokenSource.get() : null),
+            ...(tls ? { tls: { ...(tls.clientCa ? { ca: tls.clientCa } : {}), cert: tls.cert, key: tls.key } } : {}),
+          }),
+        }
+      : {}),
     ...(apiUrl ? { apiUrl } : {}),
     ...(sync ? { sync } : {}),
     ...(data ? { data } : {}),
@@ -210,6 +224,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
         authReads: config.api.auth_reads,
         livenessMaxMs: 3 * config.election.renewIntervalMs + config.etcd.request_timeout,
         failbackPreferred: config.failback.preferred ?? null,
+        failsafe: { answer: (r) => ha.answerFailsafe(r) },
         ...(tls && tlsSource ? { tls, tlsSource } : {}),
         ...(tokenSource ? { tokenSource } : {}),
         ...(sync ? { sync } : {}),

@@ -10,6 +10,7 @@
  *   npm run bench:chaos -- --faults 30 --seed 7      # shorter
  *   npm run bench:chaos -- --only understudy         # or --only keepalived / --keepalived
  *   npm run bench:chaos -- --kinds agent_kill9,packet_loss --faults 10
+ *   npm run bench:chaos -- --only understudy --failsafe on   # agents with election.failsafe: on
  *
  * Writes bench/chaos/results-latest.json (or --json FILE). Needs root, the lab
  * packages and `npm run build`.
@@ -20,6 +21,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runChaos, type ChaosResult } from "../../test/chaos/run.js";
 import { FAULT_KINDS, type FaultKind } from "../../test/chaos/faults.js";
+import { failsafeFaults, failsafeTable } from "./failsafe-figures.js";
 
 interface Options {
   faults: number;
@@ -30,10 +32,12 @@ interface Options {
   recording?: string;
   holdScale: number;
   editTarget: "api" | "leader-key";
+  /** understudy's `election.failsafe` (the keepalived peer has no such thing). */
+  failsafe: "on" | "off";
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { faults: 200, seed: 1, only: "both", json: join(import.meta.dirname, "results-latest.json"), holdScale: 1, editTarget: "api" };
+  const o: Options = { faults: 200, seed: 1, only: "both", json: join(import.meta.dirname, "results-latest.json"), holdScale: 1, editTarget: "api", failsafe: "off" };
   forEachArg(argv, (a, next) => {
     if (a === "--faults") o.faults = Number(next());
     else if (a === "--seed") o.seed = Number(next());
@@ -44,9 +48,10 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--recording") o.recording = next();
     else if (a === "--hold-scale") o.holdScale = Number(next());
     else if (a === "--edit-target") o.editTarget = next() as Options["editTarget"];
+    else if (a === "--failsafe") o.failsafe = next() as Options["failsafe"];
     else if (a === "--help" || a === "-h") {
       console.log(
-        "usage: bench/chaos/run.ts [--faults N] [--seed S] [--keepalived | --only understudy|keepalived|both] [--kinds k1,k2] [--hold-scale X] [--edit-target api|leader-key] [--json FILE] [--recording PREFIX]",
+        "usage: bench/chaos/run.ts [--faults N] [--seed S] [--keepalived | --only understudy|keepalived|both] [--kinds k1,k2] [--hold-scale X] [--edit-target api|leader-key] [--failsafe on|off] [--json FILE] [--recording PREFIX]",
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
@@ -55,6 +60,7 @@ function parseArgs(argv: string[]): Options {
   if (!Number.isInteger(o.seed)) throw new Error("--seed takes an integer");
   for (const k of o.kinds ?? []) if (!FAULT_KINDS.includes(k)) throw new Error(`unknown fault kind ${k}; known: ${FAULT_KINDS.join(", ")}`);
   if (!["api", "leader-key"].includes(o.editTarget)) throw new Error("--edit-target takes api or leader-key");
+  if (!["on", "off"].includes(o.failsafe)) throw new Error("--failsafe takes on or off");
   if (!["both", "understudy", "keepalived"].includes(o.only)) throw new Error("--only takes understudy, keepalived or both");
   return o;
 }
@@ -62,6 +68,7 @@ function parseArgs(argv: string[]): Options {
 function summary(r: ChaosResult) {
   return {
     controller: r.report.controller,
+    ...(r.recording.failsafe !== undefined ? { failsafe: r.recording.failsafe ? "on" : "off" } : {}),
     wallSeconds: Math.round(r.wallMs / 1000),
     faultsScheduled: r.schedule.length,
     faultsInjected: r.report.faults.length,
@@ -69,6 +76,8 @@ function summary(r: ChaosResult) {
     counts: r.report.counts,
     byFault: r.report.byFault,
     table: r.report.table,
+    // The same measures grouped by whether the fault hit the primary, with fences and failovers (bench/chaos/failsafe-figures.ts).
+    ...(r.recording.controller === "understudy" ? { failsafeFigures: failsafeTable(failsafeFaults(r.recording)) } : {}),
     uploads: r.report.uploads,
     edits: r.report.edits,
     promotions: r.report.promotions,
@@ -89,8 +98,9 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {};
   if (o.only !== "both" && existsSync(o.json)) {
     try {
-      const prev = JSON.parse(readFileSync(o.json, "utf8")) as { results?: Record<string, unknown>; seed?: number; faults?: number };
-      for (const [k, v] of Object.entries(prev.results ?? {})) if (k !== o.only) results[k] = { ...(v as object), keptFromRun: { seed: prev.seed, faults: prev.faults } };
+      const prev = JSON.parse(readFileSync(o.json, "utf8")) as { results?: Record<string, unknown>; seed?: number; faults?: number; failsafe?: string };
+      for (const [k, v] of Object.entries(prev.results ?? {}))
+        if (k !== o.only) results[k] = { ...(v as object), keptFromRun: { seed: prev.seed, faults: prev.faults, failsafe: prev.failsafe ?? "off" } };
     } catch {
       /* unreadable: start afresh */
     }
@@ -98,17 +108,18 @@ async function main(): Promise<void> {
   const write = () =>
     writeFileSync(
       o.json,
-      `${JSON.stringify({ date: new Date().toISOString(), seed: o.seed, faults: o.faults, kinds: o.kinds ?? "all", editTarget: o.editTarget, node: process.version, cores: cpus().length, results }, null, 2)}\n`,
+      `${JSON.stringify({ date: new Date().toISOString(), seed: o.seed, faults: o.faults, kinds: o.kinds ?? "all", editTarget: o.editTarget, failsafe: o.failsafe, node: process.version, cores: cpus().length, results }, null, 2)}\n`,
     );
   for (const controller of ["understudy", "keepalived"] as const) {
     if (o.only !== "both" && o.only !== controller) continue;
-    log(`=== ${controller}: ${o.faults} faults, seed ${o.seed}`);
+    log(`=== ${controller}${controller === "understudy" ? `, failsafe ${o.failsafe}` : ""}: ${o.faults} faults, seed ${o.seed}`);
     const r = await runChaos({
       seed: o.seed,
       faults: o.faults,
       controller,
       holdScale: o.holdScale,
       editTarget: o.editTarget,
+      failsafe: o.failsafe === "on",
       log,
       ...(o.kinds ? { kinds: o.kinds } : {}),
       ...(o.recording ? { recordingFile: `${o.recording}-${controller}.json` } : {}),

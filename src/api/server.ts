@@ -13,6 +13,8 @@ import type { Manifest } from "../sync/manifest.js";
 import type { DataControl } from "../data/port.js";
 import { registerDataRoutes } from "./data.js";
 import { syncDataBlock } from "./sync-data.js";
+import type { GrantAnswer, GrantRequest } from "../ha/failsafe.js";
+import { FAILSAFE_OWN_AUTH, registerFailsafeRoutes } from "./failsafe.js";
 
 export interface ApiDeps {
   readonly view: () => NodeView;
@@ -42,6 +44,8 @@ export interface ApiDeps {
   readonly tlsSource?: { check(): Promise<boolean>; peek(): { readonly key: Buffer; readonly cert: Buffer; readonly clientCa?: Buffer } };
   /** How often tlsSource is checked (a stat of each file). Default 5 s. */
   readonly tlsCheckMs?: number;
+  /** Failsafe mode (docs/failsafe-design.md): answers POST /failsafe/grant; absent: every request is refused. */
+  readonly failsafe?: { answer(request: GrantRequest): GrantAnswer };
   /** Connection and timing limits; API_LIMITS unless a test shortens them. */
   readonly limits?: ApiLimits;
 }
@@ -108,17 +112,23 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   });
   const refusals = new RefusalLogLimiter(limits.refusalLogIntervalMs, () => deps.clock.monotonicMs());
 
+  const unauthorized = (req: FastifyRequest, reply: FastifyReply, why: string) => {
+    const admitted = refusals.admit();
+    if (admitted) deps.log.warn({ method: req.method, url: req.url, ip: req.ip, refused_since_last_line: admitted.suppressed }, "API request refused: unauthorized");
+    return refuse(reply, 401, "US_E_API_UNAUTHORIZED", why);
+  };
+
   app.addHook("onRequest", async (req, reply) => {
     const mutation = req.method !== "GET" && req.method !== "HEAD";
     if (!mutation && !deps.authReads) return;
+    // POST /failsafe/grant authenticates itself (req_mac or mTLS, src/api/failsafe.ts): its client never sends the bearer token.
+    if ((req.routeOptions.config as unknown as Record<string, unknown> | undefined)?.[FAILSAFE_OWN_AUTH] === true) return;
     // A client certificate signed by api.tls.client_ca counts as well as the token.
     const mtls = deps.tls?.clientCa !== undefined && (req.raw.socket as { authorized?: boolean }).authorized === true;
     const token = deps.tokenSource ? await deps.tokenSource.get() : deps.token;
     if (!mtls && !bearerMatches(req.headers.authorization, token)) {
       const why = deps.token === null ? "no API token is configured on this node (api.token_file)" : "missing or wrong bearer token";
-      const admitted = refusals.admit();
-      if (admitted) deps.log.warn({ method: req.method, url: req.url, ip: req.ip, refused_since_last_line: admitted.suppressed }, "API request refused: unauthorized");
-      return refuse(reply, 401, "US_E_API_UNAUTHORIZED", why);
+      return unauthorized(req, reply, why);
     }
   });
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
@@ -178,6 +188,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
 
   registerControlRoutes(app, deps);
   registerDataRoutes(app, deps);
+  registerFailsafeRoutes(app, deps, unauthorized);
   if (deps.tls && deps.tlsSource) watchApiTls(app, deps.tlsSource, deps.clock, deps.tlsCheckMs ?? 5000);
   return app;
 }

@@ -22,6 +22,8 @@ export interface ElectionTiming {
   readonly rankingDelayMs: number;
   /** Flap damping (election.flap); absent in hand-built configs: the defaults apply. */
   readonly flap?: { readonly maxMoves: number; readonly windowMs: number };
+  /** election.failsafe (docs/failsafe-design.md); absent in hand-built configs: off. */
+  readonly failsafe?: "off" | "on";
 }
 
 export type Config = Omit<ParsedConfig, "election"> & { readonly election: ElectionTiming };
@@ -105,9 +107,31 @@ function withTiming(file: string, parsed: ParsedConfig): Config {
     renewIntervalMs: e.renew_interval ?? Math.max(100, Math.floor(e.ttl / 4)),
     rankingDelayMs: e.ranking_delay,
     flap: { maxMoves: e.flap.max_moves, windowMs: e.flap.window },
+    failsafe: e.failsafe,
   };
   validateTiming(file, timing);
   validateWatchdog(file, timing, parsed.watchdog);
+  // The first round starts when a keepalive has been unanswered for half a renew interval, at the
+  // latest 1.5 renew intervals after the last answered one: with no time left before the deadline
+  // then, failsafe could never hold (docs/failsafe-design.md, P1).
+  const firstRoundByMs = Math.round(timing.renewIntervalMs * 1.5);
+  if (e.failsafe === "on" && firstRoundByMs >= e.ttl - e.fence_margin) {
+    throw new UnderstudyError("US_E_CONFIG_TIMING", {
+      file,
+      path: "election.failsafe",
+      problem: `needs 1.5 × election.renew_interval (${firstRoundByMs}ms) below ttl - fence_margin (${e.ttl - e.fence_margin}ms): the first failsafe round starts when a keepalive is half a renew interval late`,
+      value: "on",
+    });
+  }
+  if (e.failsafe === "on" && !parsed.api?.token_file) {
+    // Grants are signed with a key derived from the cluster token: without it a node can neither ask nor answer.
+    throw new UnderstudyError("US_E_CONFIG_INVALID", {
+      file,
+      path: "election.failsafe",
+      problem: "needs api.token_file (the failsafe grants are signed with a key derived from the cluster-wide API token)",
+      value: '"on"',
+    });
+  }
   return { ...parsed, election: timing };
 }
 

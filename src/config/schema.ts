@@ -67,6 +67,8 @@ export const configSchema = z
         fence_margin: duration.prefault("1s"),
         renew_interval: duration.optional(),
         ranking_delay: duration.prefault("500ms"),
+        // Failsafe mode (docs/failsafe-design.md): keep serving through an etcd outage while every member grants it.
+        failsafe: z.enum(["off", "on"]).default("off"),
         // Flap damping (Pacemaker's migration-threshold): after max_moves health-driven handovers within window, cluster-wide, the cluster stays put until `understudy flap clear`. 0 turns it off.
         flap: z
           .object({

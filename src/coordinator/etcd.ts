@@ -13,6 +13,7 @@ import type {
   SwitchoverRequest,
   SyncGeneration,
   DataProgress,
+  FailsafeMembers,
   CampaignResult,
   ClusterSnapshot,
   Coordinator,
@@ -129,7 +130,10 @@ export class EtcdCoordinator implements Coordinator {
     });
     const res = await this.call("snapshot", () =>
       this.client.kv.txn(
-        { compare: [], success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.dataProgress, true)] },
+        {
+          compare: [],
+          success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.dataProgress, true), range(k.failsafeMembers, true)],
+        },
         this.deadline(),
       ),
     );
@@ -144,11 +148,13 @@ export class EtcdCoordinator implements Coordinator {
     return decodeSnapshot(k, kvs, Number(res.header.revision), this.opts.onInvalidRecord);
   }
 
-  async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {
+  async campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult> {
     const key = this.keys.leader;
-    const res = await this.call("campaign txn", () =>
-      this.client
-        .if(key, "Create", "==", 0)
+    const res = await this.call("campaign txn", () => {
+      const ifs = this.client.if(key, "Create", "==", 0);
+      // E2: failsafe/members unchanged since the snapshot (an absent key's mod revision is 0).
+      if (readRevision !== undefined) ifs.and(this.keys.failsafeMembers, "Mod", "<", readRevision + 1);
+      return ifs
         .then(
           this.client
             .put(key)
@@ -157,8 +163,8 @@ export class EtcdCoordinator implements Coordinator {
         )
         .else(this.client.get(key))
         .options(this.deadline())
-        .commit(),
-    );
+        .commit();
+    });
     if (res.succeeded) {
       // The put is the txn's only write, so the key's create_revision is the txn's revision.
       const term = Number(res.header.revision);
@@ -254,6 +260,31 @@ export class EtcdCoordinator implements Coordinator {
       this.client
         .if(this.keys.leader, "Create", "==", term)
         .then(this.client.put(this.keys.dataProgress).value(JSON.stringify(progress)))
+        .options(this.deadline())
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  async publishFailsafeMembers(term: number, record: FailsafeMembers | null): Promise<boolean> {
+    const key = this.keys.failsafeMembers;
+    const res = await this.call("publish failsafe members txn", () =>
+      this.client
+        .if(this.keys.leader, "Create", "==", term)
+        .then(record ? this.client.put(key).value(JSON.stringify(record)) : this.client.delete().key(key))
+        .options(this.deadline())
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  async widenFailsafeMembers(record: FailsafeMembers, readRevision: number): Promise<boolean> {
+    const key = this.keys.failsafeMembers;
+    const res = await this.call("widen failsafe members txn", () =>
+      this.client
+        .if(this.keys.leader, "Create", "==", 0)
+        .and(key, "Mod", "<", readRevision + 1)
+        .then(this.client.put(key).value(JSON.stringify(record)))
         .options(this.deadline())
         .commit(),
     );

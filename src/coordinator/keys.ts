@@ -13,6 +13,8 @@ export interface ClusterKeys {
   readonly syncGeneration: string;
   /** data/progress: the primary's per-standby replication lag (DataProgress). */
   readonly dataProgress: string;
+  /** failsafe/members: the membership a failsafe primary asks, written under its term (docs/failsafe-design.md, E1). */
+  readonly failsafeMembers: string;
   /** data/rejoin/<node>: the new primary's record that a former primary's files were merged. */
   dataRejoin(node: string): string;
   member(node: string): string;
@@ -32,6 +34,7 @@ export function clusterKeys(prefix: string, cluster: string): ClusterKeys {
     historyPrefix: `${base}history/`,
     syncGeneration: `${base}sync/generation`,
     dataProgress: `${base}data/progress`,
+    failsafeMembers: `${base}failsafe/members`,
     dataRejoin: (node) => `${base}data/rejoin/${node}`,
     member: (node) => `${base}members/${node}`,
     ban: (node) => `${base}control/ban/${node}`,

@@ -267,6 +267,16 @@ export interface ClusterSnapshot {
   readonly sync: SyncGeneration | null;
   /** data/progress: the last primary's per-standby data lag; null/absent when never written (or invalid). */
   readonly dataProgress?: DataProgress | null;
+  /** failsafe/members (docs/failsafe-design.md, E1): absent when never written (or invalid). */
+  readonly failsafeMembers?: FailsafeMembers | null;
+  /** failsafe/members is present but does not decode: E2 cannot be checked, so nobody campaigns (decide.ts). */
+  readonly failsafeMembersInvalid?: boolean;
+}
+
+/** failsafe/members: every node a failsafe primary of `term` asks; only listed nodes may campaign (E2). */
+export interface FailsafeMembers {
+  readonly term: number;
+  readonly nodes: readonly string[];
 }
 
 export interface LeaseGrant {
@@ -312,8 +322,11 @@ export interface LeaderElection {
    * compare-and-set, never an overwrite. won: the key's create_revision is the
    * new term. Lost: `leader` is the incumbent as read in the same transaction.
    * Never retried blindly: after a timeout the caller reads the leader key again.
+   * `readRevision`: the snapshot the decision read; the txn also requires that
+   * failsafe/members was not written after it (E2: a list rewritten meanwhile may
+   * no longer name `node`), and counts as lost when it was.
    */
-  campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult>;
+  campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult>;
   /** Delete the leader key only while `term` leads; false when it no longer does (never deletes a successor's key). */
   resign(term: number): Promise<boolean>;
   /**
@@ -396,7 +409,16 @@ export interface DataProgressPublisher {
 }
 
 /** The whole DCS contract, as the etcd adapter gives it. */
-export interface Coordinator extends LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher, DataRejoinRecords, DataProgressPublisher {
+/** failsafe/members (docs/failsafe-design.md, E1). */
+export interface FailsafeMembership {
+  /** Put failsafe/members (null: delete it) only while `term` is the leader's (one txn, like publishGeneration); false when it is not. */
+  publishFailsafeMembers(term: number, record: FailsafeMembers | null): Promise<boolean>;
+  /** E2': put failsafe/members only while the leader key is absent and the list unchanged since `readRevision`; false otherwise. */
+  widenFailsafeMembers(record: FailsafeMembers, readRevision: number): Promise<boolean>;
+}
+
+export interface Coordinator
+  extends FailsafeMembership, LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher, DataRejoinRecords, DataProgressPublisher {
   /** Cancel every watch (each cancel bounded by the request timeout), then close the client; a watch asked for afterwards rejects. */
   close(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { BanRecord, DataProgress, DataRejoinRecord, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
+import type { BanRecord, DataProgress, DataRejoinRecord, FailsafeMembers, HistoryEvent, LeaderRecord, MemberRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
 
 // Values are JSON, and whatever is in etcd is untrusted input: anyone who could
 // write there (a bug, an old agent, an attacker with etcd access) must not be
@@ -180,7 +180,7 @@ export const decodeLeader = (value: string, createRevision: number) => okOrUndef
 
 /** A record refused while reading a snapshot: its key, its mod revision (to report it once) and why. */
 export interface InvalidRecord {
-  readonly kind: "leader" | "member" | "switchover" | "released" | "ban" | "sync" | "history" | "data_rejoin" | "data_progress";
+  readonly kind: "leader" | "member" | "switchover" | "released" | "ban" | "sync" | "history" | "data_rejoin" | "data_progress" | "failsafe_members";
   readonly key: string;
   readonly modRevision: number;
   readonly problem: string;
@@ -221,6 +221,9 @@ export function historyKey(prefix: string, event: HistoryEvent, wallMs: number):
 }
 
 export const decodeDataProgress = (value: string): Decoded<DataProgress> => decode(dataProgressSchema, value) as Decoded<DataProgress>;
+
+const failsafeMembersSchema = z.object({ term: count, nodes: z.array(nodeName).min(1).max(64) });
+export const decodeFailsafeMembers = (value: string): Decoded<FailsafeMembers> => decode(failsafeMembersSchema, value);
 
 const dataRejoinSchema = z.object({ node: nodeName, by: nodeName, term: count, done: z.boolean(), moved: count, conflicts: count, at: isoTime });
 export const decodeDataRejoin = (value: string): Decoded<DataRejoinRecord> => decode(dataRejoinSchema, value);

@@ -1,9 +1,10 @@
 import type { ClusterKeys } from "./keys.js";
-import type { BanRecord, ClusterSnapshot, DataProgress, LeaderRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
+import type { BanRecord, ClusterSnapshot, DataProgress, FailsafeMembers, LeaderRecord, ReleaseRecord, SwitchoverRequest, SyncGeneration } from "./port.js";
 import {
   checkMembers,
   decodeBanChecked,
   decodeDataProgress,
+  decodeFailsafeMembers,
   decodeLeaderChecked,
   decodeMemberChecked,
   decodeReleasedChecked,
@@ -36,6 +37,8 @@ export function decodeSnapshot(k: ClusterKeys, kvs: Iterable<RawKv>, revision: n
   let released: ReleaseRecord | null = null;
   let sync: SyncGeneration | null = null;
   let dataProgress: DataProgress | null = null;
+  let failsafeMembers: FailsafeMembers | null = null;
+  let failsafeMembersInvalid = false;
   for (const { key, value, createRevision, modRevision } of kvs) {
     const take = <T>(kind: InvalidRecord["kind"], d: Decoded<T>): T | null => {
       if ("ok" in d) return d.ok;
@@ -48,7 +51,10 @@ export function decodeSnapshot(k: ClusterKeys, kvs: Iterable<RawKv>, revision: n
     else if (key === k.released) released = take("released", decodeReleasedChecked(value));
     else if (key === k.syncGeneration) sync = take("sync", decodeSyncGenerationChecked(value));
     else if (key === k.dataProgress) dataProgress = take("data_progress", decodeDataProgress(value));
-    else if (key.startsWith(k.bansPrefix)) {
+    else if (key === k.failsafeMembers) {
+      failsafeMembers = take("failsafe_members", decodeFailsafeMembers(value));
+      failsafeMembersInvalid = failsafeMembers === null;
+    } else if (key.startsWith(k.bansPrefix)) {
       const b = take("ban", decodeBanChecked(value));
       if (b) bans.push(b);
     } else if (key.startsWith(k.membersPrefix)) {
@@ -58,5 +64,17 @@ export function decodeSnapshot(k: ClusterKeys, kvs: Iterable<RawKv>, revision: n
   }
   const checked = checkMembers(members, sync);
   for (const bad of checked.invalid) onInvalid?.(bad);
-  return { revision, leader, members: checked.members, paused, switchover, released, bans, sync, ...(dataProgress ? { dataProgress } : {}) };
+  return {
+    revision,
+    leader,
+    members: checked.members,
+    paused,
+    switchover,
+    released,
+    bans,
+    sync,
+    ...(dataProgress ? { dataProgress } : {}),
+    ...(failsafeMembers ? { failsafeMembers } : {}),
+    ...(failsafeMembersInvalid ? { failsafeMembersInvalid: true } : {}),
+  };
 }

@@ -9,6 +9,7 @@ import { vipLost } from "./vip-truth.js";
 import { promotionGate, withRestartBackoff } from "./promotion.js";
 import { isBehind } from "../coordinator/port.js";
 import { settleDrain } from "./drain-plan.js";
+import { listedForCampaign, listToWiden } from "./failsafe.js";
 
 // The pure HA decision core: no I/O, no clock reads. Every branch returns a
 // reason sentence. Rule of thumb (docs/reliability.md): when in doubt, be a standby.
@@ -28,7 +29,17 @@ function decidePrimary(o: Observation): Decision {
   }
   if (o.cluster === null) {
     const left = Math.max(0, Math.round(o.lease.deadlineMs - o.nowMs));
-    return d([], `holding: etcd unreachable (${o.etcdError ?? "unknown error"}); lease valid for ${left}ms more, fencing at the deadline`);
+    const failsafe = o.failsafeNote ? `; ${o.failsafeNote}` : "";
+    // P7: a failsafe hold can outlast any lease, so a failing daemon is restarted in place, and past
+    // the restart budget the primary steps down (its standbys campaign once their promises end).
+    if (o.failsafeHolding && !(o.daemon.running && o.daemon.probesUp)) {
+      const what = o.daemon.running ? "critical probes are failing" : "the daemon is not running";
+      if (o.daemon.recentRestarts < o.restartsBeforeHandover) {
+        return d([{ kind: "restart_daemon" }], `restarting the daemon during a failsafe hold: ${what} (restart ${o.daemon.recentRestarts + 1} of ${o.restartsBeforeHandover})`);
+      }
+      return d([{ kind: "demote" }], `demoting: ${what} after ${o.restartsBeforeHandover} restart(s) and etcd is unreachable; a failsafe hold must not keep a dead service`);
+    }
+    return d([], `holding: etcd unreachable (${o.etcdError ?? "unknown error"}); lease valid for ${left}ms more, fencing at the deadline${failsafe}`);
   }
   const leader = o.cluster.leader;
   if (leader === null) return d([{ kind: "demote" }], "demoting: the leader key is gone");
@@ -109,6 +120,8 @@ function decideStandby(o: Observation): Decision {
   const leader = o.cluster.leader;
   if (leader !== null) {
     if (leader.node === me && leader.lease === o.lease.id) {
+      // A grant given after an ambiguous campaign: the primary I promised may still serve on it (S4).
+      if (o.failsafeHold?.fromGrant) return d([...warm, { kind: "resign", term: leader.term }], `resigning the leader key that names me (term ${leader.term}): ${o.failsafeHold.reason}`);
       return d([...warm, { kind: "promote", term: leader.term }], `promoting: the leader key names me with my lease (term ${leader.term})`);
     }
     if (leader.node === me) {
@@ -117,6 +130,31 @@ function decideStandby(o: Observation): Decision {
     return d(warm, `no action: following ${leader.node} (term ${leader.term})`);
   }
 
+  // A failsafe promise binds even a forced move: another node may still serve on its grant (S4).
+  if (o.failsafeHold) return d([...warm, { kind: "recheck_at", atMs: o.failsafeHold.untilMs }], o.failsafeHold.reason);
+  // E2, whatever this node's own setting: a failsafe primary may serve on grants it never asked of a node it does not list.
+  if (o.cluster.failsafeMembersInvalid)
+    return d(
+      warm,
+      "not campaigning: failsafe/members is present but unreadable, so a failsafe primary may serve on grants of nodes I cannot see (a primary with failsafe on rewrites it; see docs/operations.md)",
+    );
+  const list = o.cluster.failsafeMembers ?? null;
+  const widen = list
+    ? listToWiden(
+        list.nodes,
+        me,
+        o.cluster.members.map((m) => m.node),
+      )
+    : null;
+  if (list && widen) {
+    const added = widen.filter((n) => !list.nodes.includes(n));
+    return d(
+      [...warm, { kind: "widen_failsafe_members", record: { term: list.term, nodes: widen }, revision: o.cluster.revision }],
+      `adding ${added.join(", ")} to failsafe/members: no primary, and I gave no failsafe grant within ttl + fence margin, so no failsafe primary can be serving`,
+    );
+  }
+  const unlisted = listedForCampaign(list?.nodes ?? null, me);
+  if (unlisted) return d(warm, unlisted);
   const sw = o.cluster.switchover;
   if (isBanned(me, o.cluster.bans)) return d(warm, "no action: no primary, but I am banned from becoming primary");
   if (sw && sw.to === me && sw.force) return d([...warm, { kind: "campaign" }], `campaigning: forced ${sw.kind} to me`);

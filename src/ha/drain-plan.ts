@@ -109,7 +109,7 @@ function drainEnded(o: Observation, decision: Decision, active: ActiveDrain): st
   if (o.acting !== "primary") return "this node is no longer the primary";
   // One failed read (an etcd leader change) must not cancel a long drain: while the lease holds
   // the node stays primary and keeps draining; past the deadline the fence ends it (loop.ts).
-  if (o.cluster === null) return null;
+  if (o.cluster === null) return o.failsafeHolding ? "etcd is unreachable and the primary holds on failsafe: no switchover can complete" : null;
   const sw = o.cluster.switchover;
   if (!sw || sw.requestedAt !== active.requestedAt) return "the switchover request is gone (cancelled)";
   if (decision.actions.some((a) => a.kind === "demote" || a.kind === "abort_switchover")) return "the switchover will not go ahead";

@@ -42,4 +42,17 @@ export interface NodeView {
   readonly notReady: string | null;
   /** Flap damping as this node last read it from history (absent in older views). */
   readonly flap?: { readonly damped: boolean; readonly moves: number };
+  /** Failsafe mode (docs/failsafe-design.md); absent: off here and no promise running. */
+  readonly failsafe?: FailsafeView;
+}
+
+export interface FailsafeView {
+  readonly enabled: boolean;
+  /** Acting primary, serving past its lease on grants since etcd last answered. */
+  readonly holding: boolean;
+  /** Acting primary with failsafe on: whether a hold could start now, and why not; null on a standby. */
+  readonly armed: boolean | null;
+  readonly armedReason: string | null;
+  /** Until this node's promise (or start-up hold) ends; 0: none. */
+  readonly promiseLeftMs: number;
 }

@@ -15,6 +15,7 @@ import type { DataPort, SyncPort, VipControl } from "./ports.js";
 import type { HookVerdict, PromotionGates } from "./promotion.js";
 import type { NodeRole } from "./role.js";
 import type { DrainRun } from "./drain-run.js";
+import type { FailsafePromise } from "./failsafe-promise.js";
 import { vipNotFree } from "./vip-truth.js";
 
 // The executor of decide()'s actions: each action does what it says. It
@@ -41,6 +42,8 @@ export interface LoopHandle {
   readonly drain: DrainRun;
   readonly chronicle: Chronicle;
   readonly flap: FlapWatch;
+  /** Failsafe promises: a campaign is marked in flight through it, never while a promise holds (S5). */
+  readonly failsafe: FailsafePromise;
   stopped(): boolean;
   trigger(why: string): void;
   recheckIn(ms: number, why: string): void;
@@ -94,6 +97,10 @@ export class DecisionExecutor {
         return;
       case "resign":
         await coordinator.resign(action.term).catch(warn("resign failed"));
+        return;
+      case "widen_failsafe_members":
+        await coordinator.widenFailsafeMembers(action.record, action.revision).catch(warn("widening failsafe/members failed"));
+        this.loop.trigger("failsafe/members widened");
         return;
       case "release": {
         const last = this.loop.lastDecision();
@@ -167,14 +174,23 @@ export class DecisionExecutor {
     const { coordinator, config, clock, log } = this.deps;
     const lease = this.loop.lease.state();
     if (!lease) return;
-    const result = await coordinator.campaign(config.node.name, lease.id, new Date(clock.wallMs()).toISOString());
-    if (!result.won) {
-      log.info({ leader: result.leader?.node, term: result.leader?.term }, "lost the election race");
+    // S5: checked and marked in one synchronous step; a grant request refuses while the mark is set.
+    if (!this.loop.failsafe.beginCampaign()) {
+      log.info("not campaigning: a failsafe promise holds");
       return;
     }
-    const term = result.leader!.term;
-    log.info({ term }, "won the election");
-    await this.promotion("won", term, snapshot);
+    try {
+      const result = await coordinator.campaign(config.node.name, lease.id, new Date(clock.wallMs()).toISOString(), snapshot?.revision);
+      if (!result.won) {
+        log.info({ leader: result.leader?.node, term: result.leader?.term }, "lost the election race");
+        return;
+      }
+      const term = result.leader!.term;
+      log.info({ term }, "won the election");
+      await this.promotion("won", term, snapshot);
+    } finally {
+      this.loop.failsafe.endCampaign();
+    }
   }
 
   /**

@@ -18,6 +18,13 @@ export interface LeaseCallbacks {
   onChange(): void;
   /** A grant, adoption or renewal moved the deadline (to feed the fence guard). */
   onRenewed?(lease: LeaseState): void;
+  /**
+   * etcd says the lease is gone. True: the caller re-acquires under a new lease (failsafe, E3b)
+   * and the local deadline stays armed meanwhile; false or absent: fence now, as always.
+   */
+  onGone?(lease: LeaseState): boolean;
+  /** A keepalive has gone unanswered for half a renew interval (failsafe starts its rounds then, P1). */
+  onOverdue?(): void;
 }
 
 /**
@@ -32,6 +39,9 @@ export class SessionLease {
   private renewTimer: TimerHandle | undefined;
   private stopped = false;
   private lastError: string | null = null;
+  private overdueSince: number | null = null;
+  /** The current lease is one etcd reported gone, kept for a failsafe re-acquire (onGone). */
+  private goneInEtcd = false;
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -46,6 +56,10 @@ export class SessionLease {
   }
   error(): string | null {
     return this.lastError;
+  }
+  /** A keepalive is unanswered for more than half a renew interval (etcd slow or gone, not yet failed). */
+  overdue(): boolean {
+    return this.overdueSince !== null;
   }
 
   async grant(): Promise<LeaseState> {
@@ -65,7 +79,13 @@ export class SessionLease {
     return this.accept(id, sentAt, ack.ttlMs, ack.ttlMs);
   }
 
+  /** The session lease is one etcd reported gone, kept only for a failsafe re-acquire. */
+  gone(): boolean {
+    return this.goneInEtcd && this.current !== null;
+  }
+
   private accept(id: string, sentAt: number, ttlMs: number, grantedTtlMs: number): LeaseState {
+    this.goneInEtcd = false;
     this.current = { id, deadlineMs: sentAt + ttlMs - this.timing.fenceMarginMs, grantedTtlMs };
     this.lastError = null;
     this.armDeadline();
@@ -101,14 +121,31 @@ export class SessionLease {
     if (!lease || this.stopped) return;
     const sentAt = this.clock.monotonicMs();
     const same = () => this.current?.id === lease.id;
+    let answered = false;
+    const overdue = this.clock.setTimer(this.timing.renewIntervalMs / 2, () => {
+      if (answered || !same()) return;
+      this.overdueSince = sentAt;
+      this.callbacks.onOverdue?.();
+    });
     try {
-      const ack = await this.coordinator.keepAlive(lease.id);
+      const ack = await this.coordinator.keepAlive(lease.id).finally(() => {
+        answered = true;
+        overdue.cancel();
+        if (this.overdueSince === sentAt) this.overdueSince = null;
+      });
       if (!same()) return;
       if (ack.ttlMs <= 0) {
-        this.current = null;
-        this.deadlineTimer?.cancel();
         this.lastError = `lease ${lease.id} expired in etcd`;
         this.log.warn({ lease: lease.id }, "etcd reports the lease gone");
+        // The current state: a failsafe round may have extended the deadline while this keepalive was out.
+        if (this.callbacks.onGone?.(this.current ?? lease)) {
+          // Kept with its deadline timer armed until takeNew() replaces it or the deadline fences.
+          this.goneInEtcd = true;
+          this.callbacks.onChange();
+          return;
+        }
+        this.current = null;
+        this.deadlineTimer?.cancel();
         this.callbacks.onDeadline(lease);
         this.callbacks.onChange();
         return;
@@ -134,6 +171,58 @@ export class SessionLease {
     }
     // After a failure retry at once-ish (the next interval from this send), never faster.
     if (same()) this.scheduleRenew(sentAt);
+  }
+
+  /**
+   * Failsafe (docs/failsafe-design.md, P4/P5): move the local deadline to a later one that a
+   * complete round of grants gave, re-arm the deadline timer and feed the guard like a renewal.
+   * Never moves it back; false when there is no lease or the deadline already passed.
+   */
+  extend(deadlineMs: number): boolean {
+    const lease = this.current;
+    if (!lease || this.clock.monotonicMs() >= lease.deadlineMs) return false;
+    if (deadlineMs <= lease.deadlineMs) return true;
+    this.current = { ...lease, deadlineMs };
+    this.armDeadline();
+    this.callbacks.onRenewed?.(this.current);
+    return true;
+  }
+
+  /**
+   * Failsafe, etcd back (E3): grant a new lease and run `campaign` with it while the current
+   * deadline stays armed (a slow or lost campaign still fences on time). Won: the new lease
+   * becomes the session's (deadline from its grant's send time, guard fed, renewals), the old
+   * one is revoked. Lost, or the deadline passed meanwhile: the new lease is revoked; false.
+   */
+  async takeNew(campaign: (leaseId: string) => Promise<boolean>): Promise<boolean> {
+    const old = this.current;
+    if (!old || this.stopped) return false;
+    const sentAt = this.clock.monotonicMs();
+    const g = await this.coordinator.grantLease(this.timing.ttlMs);
+    let won = false;
+    // Same session, deadline not passed: a failsafe round may have extended it meanwhile (a new
+    // state object, same id), which must not throw the won key away.
+    const held = () => {
+      const cur = this.current;
+      return cur !== null && cur.id === old.id && this.clock.monotonicMs() < cur.deadlineMs;
+    };
+    try {
+      won = await campaign(g.id);
+    } finally {
+      if (!won || !held()) this.coordinator.revokeLease(g.id).catch(() => undefined);
+    }
+    if (!won || !held()) return false;
+    this.accept(g.id, sentAt, g.ttlMs, g.ttlMs);
+    this.coordinator.revokeLease(old.id).catch(() => undefined);
+    return true;
+  }
+
+  /** Drop a lease etcd no longer has (after a failed re-acquire): timers cancelled, no revoke. */
+  abandon(): void {
+    this.goneInEtcd = false;
+    this.deadlineTimer?.cancel();
+    this.renewTimer?.cancel();
+    this.current = null;
   }
 
   /** Stop renewing; the deadline timer stays armed so a held role is still fenced on time. */

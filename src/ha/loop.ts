@@ -24,6 +24,12 @@ import { memberBody, nodeView, type SelfParts } from "./self-report.js";
 import type { FenceGuard } from "../fence/port.js";
 import type { HookPort } from "../hooks/port.js";
 import { DrainRun, type DrainParts } from "./drain-run.js";
+import type { FailsafePromise } from "./failsafe-promise.js";
+import { buildFailsafe, type FailsafeRounds } from "./failsafe-rounds.js";
+import { afterFailsafeHold } from "./failsafe-return.js";
+import { followData, followSync } from "./follow.js";
+import type { GrantAnswer, GrantRequest } from "./failsafe.js";
+import type { FailsafePeers, PromiseLedger } from "./ports.js";
 
 export interface HaLoopDeps {
   readonly config: Config;
@@ -52,6 +58,10 @@ export interface HaLoopDeps {
   readonly wakeUps?: WakeSource;
   /** Drained switchover: the gate and session counter, or why this node cannot drain; absent: cannot drain. */
   readonly drain?: DrainParts | { readonly unavailable: string };
+  /** Failsafe mode (docs/failsafe-design.md): the other agents' grant endpoint; absent: no rounds, fence as without failsafe. */
+  readonly failsafePeers?: FailsafePeers;
+  /** Failsafe promises kept across restarts (S6); absent: in memory only. */
+  readonly promiseLedger?: PromiseLedger;
 }
 
 /**
@@ -87,15 +97,24 @@ export class HaLoop {
   private readonly flap: FlapWatch;
   private readonly self: SelfParts;
   private readonly drain: DrainRun;
+  private readonly failsafeRounds: FailsafeRounds;
   readonly lease: SessionLease;
+  /** This node's failsafe promises (S4–S6); the API answers grant requests through answerFailsafe(). */
+  readonly failsafe: FailsafePromise;
 
   constructor(private readonly deps: HaLoopDeps) {
     this.lease = new SessionLease(deps.coordinator, deps.config.election, deps.clock, deps.log, {
       onDeadline: (l) => this.fence(l),
-      onChange: () => this.trigger("lease"),
+      onChange: () => {
+        this.failsafeRounds.kick();
+        this.trigger("lease");
+      },
       onRenewed: (l) => {
         if (this.role?.acting === "primary") this.role.armGuard(l);
       },
+      // E3b: a primary holding on failsafe whose lease expired in etcd wins the key back before fencing.
+      onOverdue: () => this.failsafeRounds.kick(),
+      onGone: (l) => this.role.acting === "primary" && this.failsafeRounds.held() && deps.clock.monotonicMs() < l.deadlineMs,
     });
     this.role = new NodeRole({
       config: deps.config,
@@ -122,6 +141,7 @@ export class HaLoop {
     const d = deps.drain;
     this.drain = new DrainRun(d && "gate" in d ? d : null, d && "unavailable" in d ? d.unavailable : null, deps.clock, deps.log);
     this.self = { ...deps, readiness: this.readiness, role: this.role, vipWitness: this.vipWitness, flap: this.flap };
+    [this.failsafe, this.failsafeRounds] = buildFailsafe(deps, this.lease, () => this.role);
     this.cycles = new SerialRunner(
       (why) => this.cycle(why),
       (e) => deps.log.error({ err: describeError(e) }, "HA cycle failed"),
@@ -132,6 +152,7 @@ export class HaLoop {
       drain: this.drain,
       chronicle: this.chronicle,
       flap: this.flap,
+      failsafe: this.failsafe,
       stopped: () => this.stopped,
       trigger: (why) => this.trigger(why),
       recheckIn: (ms, why) => this.recheckIn(ms, why),
@@ -234,6 +255,7 @@ export class HaLoop {
       ...(fixed.vipHoldTimeoutMs !== null && this.role.acting === "primary" ? { vip: this.vipWitness.observation(fixed.vipHoldTimeoutMs) } : {}),
       ...(promotion ? { promotion } : {}),
       drain: this.drain.view(),
+      ...this.failsafeRounds.observed(this.failsafe, now, this.role.acting),
     };
   }
 
@@ -247,6 +269,12 @@ export class HaLoop {
       etcdError = describeError(e);
     }
     this.lastSnapshot = snapshot;
+    this.failsafeRounds.noteSnapshot(snapshot);
+    if (this.role.acting !== "primary") {
+      this.failsafeRounds.clearHold();
+      // Stepped down (P7) while keeping a lease etcd had dropped: a standby needs a live one.
+      if (this.lease.gone()) this.lease.abandon();
+    } else if (snapshot && this.failsafeRounds.held() && (await this.failsafeReturn(snapshot))) return;
     if (snapshot) {
       if (!this.watch) await this.ensureWatch();
       await this.chronicle.flush();
@@ -265,54 +293,38 @@ export class HaLoop {
       await this.executor.act(action, snapshot);
     }
     if (snapshot?.leader) this.lastLeader = snapshot.leader;
-    this.followSync(snapshot);
-    this.followData(snapshot);
+    await this.failsafeRounds.publishMembership(snapshot);
+    this.failsafeRounds.kick();
+    followSync(this.deps.sync, this.role, snapshot);
+    followData(this.deps.data, this.role, snapshot);
     await this.publishMember();
     this.etcdReachable = snapshot !== null;
     this.lastCycleAtMs = this.deps.clock.monotonicMs();
     this.emit({ type: "cycle", etcdReachable: this.etcdReachable });
   }
 
-  /** Tell the sync engine who leads and what was published; it pulls or publishes on its own. */
-  private followSync(snapshot: ClusterSnapshot | null): void {
-    const sync = this.deps.sync;
-    if (!sync) return;
-    const leader = snapshot?.leader ?? null;
-    sync.follow({
-      acting: this.role.acting,
-      term: this.role.term,
-      leader: leader ? { node: leader.node, term: leader.term, address: snapshot!.members.find((m) => m.node === leader.node)?.address ?? null } : null,
-      published: snapshot ? snapshot.sync : undefined,
-    });
-  }
-
-  /** Tell data replication who leads and what each member says (receiving term, rejoin, free space); it ships or receives on its own. */
-  private followData(snapshot: ClusterSnapshot | null): void {
-    const data = this.deps.data;
-    if (!data) return;
-    // etcd not read this cycle: the members are unknown, not gone. A primary keeps its standbys and
-    // cursors (its lease fences it if it stays cut off); a standby closes its write modules until it
-    // knows the term again (a shipper refused for a moment retries from the same cursor).
-    if (!snapshot) {
-      if (this.role.acting !== "primary") data.follow({ acting: this.role.acting, term: this.role.term, leader: null, members: [] });
-      return;
+  /** E3: the first snapshot after a failsafe hold; true when it changed the term or fenced (the cycle ends there). */
+  private async failsafeReturn(snapshot: ClusterSnapshot): Promise<boolean> {
+    const { config, coordinator, clock, log } = this.deps;
+    // The hold stays set until this is done: a keepalive finding the lease gone meanwhile must not fence (onGone).
+    const r = await afterFailsafeHold({ snapshot, self: config.node.name, term: this.role.term!, lease: this.lease, coordinator, clock, log });
+    this.failsafeRounds.clearHold();
+    if (r === "continue") return false;
+    if ("newTerm" in r) this.role.term = r.newTerm;
+    else {
+      const held = this.lease.state();
+      this.lease.abandon();
+      this.fence(held, r.fence);
     }
-    const leader = snapshot.leader;
-    const members = snapshot.members;
-    data.follow({
-      acting: this.role.acting,
-      term: this.role.term,
-      leader: leader ? { node: leader.node, term: leader.term, address: members.find((m) => m.node === leader.node)?.address ?? null } : null,
-      members: members.map((m) => ({ node: m.node, address: m.address, ...(m.data ? { data: m.data } : {}) })),
-      progress: snapshot.dataProgress ?? null,
-    });
+    this.trigger("failsafe: etcd is back");
+    return true;
   }
 
-  /** Lease deadline passed: fence now, whatever the cycle is doing. */
-  private fence(lease: LeaseState): void {
+  /** Lease deadline passed (or E3 found the key lost): fence now, whatever the cycle is doing. */
+  private fence(lease: LeaseState | null, why = "lease deadline passed"): void {
     if (this.role.acting === "primary") {
-      this.deps.log.error({ lease: lease.id, term: this.role.term }, "fencing: lease deadline passed; dropping the floating IP and stopping the daemon");
-      this.chronicle.fenced(this.role.term, this.lease.error() ?? "no renewal acknowledged");
+      this.deps.log.error({ lease: lease?.id ?? null, term: this.role.term }, `fencing: ${why}; dropping the floating IP and stopping the daemon`);
+      this.chronicle.fenced(this.role.term, why === "lease deadline passed" ? (this.lease.error() ?? "no renewal acknowledged") : why);
       this.emit({ type: "fenced" });
       // Kill the data shippers at once, without holding the VIP drop for them (the term-scoped module fences the rest).
       this.deps.data?.stopShipping().catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, "fencing: stopping data shipping failed"));
@@ -325,6 +337,12 @@ export class HaLoop {
   private async publishMember(): Promise<void> {
     const lease = this.lease.state();
     if (lease) await this.member.publish(memberBody(this.self, this.lastDecision?.reason ?? ""), lease.id);
+  }
+
+  /** POST /failsafe/grant: the planner's answer, with the role and the last leader seen in etcd (S1). */
+  answerFailsafe(request: GrantRequest): GrantAnswer {
+    const l = this.lastLeader;
+    return this.failsafe.answer(request, { acting: this.role.acting, lastLeader: l ? { node: l.node, term: l.term } : null });
   }
 
   onEvent(listener: HaEventListener): void {
@@ -343,7 +361,8 @@ export class HaLoop {
 
   view(): NodeView {
     const lease = this.lease.state();
-    return nodeView(this.self, { lease, etcdReachable: this.etcdReachable, decision: this.lastDecision?.reason ?? "", lastCycleAtMs: this.lastCycleAtMs });
+    const failsafe = this.failsafeRounds.view(this.failsafe, this.deps.clock.monotonicMs());
+    return { ...nodeView(this.self, { lease, etcdReachable: this.etcdReachable, decision: this.lastDecision?.reason ?? "", lastCycleAtMs: this.lastCycleAtMs }), ...(failsafe ? { failsafe } : {}) };
   }
 
   status(): { acting: string; term: number | null; decision: string; lease: LeaseState | null; snapshot: ClusterSnapshot | null } {
@@ -360,6 +379,7 @@ export class HaLoop {
     this.stopped = true;
     this.tick?.cancel();
     this.recheck?.cancel();
+    this.failsafeRounds.stop();
     await this.cycles.stop();
     this.lease.stopRenewing();
     const wasPrimary = this.role.acting === "primary";

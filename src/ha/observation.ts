@@ -70,6 +70,12 @@ export interface Observation {
   readonly data?: { readonly maximumLagBytes: number };
   /** Drained switchover on this node (drain-plan.ts): what can refuse sessions, the drain running, the last one aborted; absent: none. */
   readonly drain?: DrainView;
+  /** Failsafe (docs/failsafe-design.md, S4/S6): a promise or the start-up hold keeps this node from campaigning until untilMs; absent: none. */
+  readonly failsafeHold?: { readonly untilMs: number; readonly reason: string; readonly fromGrant: boolean };
+  /** Failsafe, acting primary: the last round's outcome while etcd is unreachable; absent: no round ran. */
+  readonly failsafeNote?: string;
+  /** Failsafe, acting primary: a round extended the deadline since etcd last answered (it serves on grants). */
+  readonly failsafeHolding?: boolean;
 }
 
 export type Action =
@@ -78,6 +84,8 @@ export type Action =
   | { readonly kind: "promote"; readonly term: number }
   | { readonly kind: "demote" }
   | { readonly kind: "resign"; readonly term: number }
+  /** E2': add members to failsafe/members while the leader key is vacant (only if it is unchanged since `revision`). */
+  | { readonly kind: "widen_failsafe_members"; readonly record: { readonly term: number; readonly nodes: readonly string[] }; readonly revision: number }
   /** Delete the leader key and write control/released in one txn (after demote). */
   | { readonly kind: "release"; readonly term: number; readonly why: "switchover" | "handover"; readonly drain?: DrainSummary }
   | { readonly kind: "complete_switchover"; readonly request: SwitchoverRequest }

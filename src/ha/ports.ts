@@ -123,3 +123,35 @@ export interface DataPort {
   beforeServe(term: number): Promise<void>;
   memberSummary(): MemberDataSummary;
 }
+
+/** One member's failsafe answer as the primary counts it (docs/failsafe-design.md, P4). */
+export type FailsafeVerdict = { readonly granted: true } | { readonly granted: false; readonly why: string };
+
+/**
+ * The other agents' POST /failsafe/grant, as the failsafe primary asks them
+ * (adapter: api/failsafe-peers.ts; docs/failsafe-design.md, "Messages").
+ *
+ * Guarantees an implementation must give:
+ * - `ask` sends one request to each target, concurrently, each with a fresh
+ *   nonce, and resolves within `timeoutMs` (plus scheduling) with a verdict
+ *   for every target; it never rejects.
+ * - A verdict is `granted: true` only for a 200 answer whose MAC verifies
+ *   with the cluster token and whose node, lease and nonce are the ones asked;
+ *   anything else (timeout, refusal, bad MAC, HTTP error) is `granted: false`
+ *   with a sentence saying why.
+ */
+export interface FailsafePeers {
+  ask(
+    targets: readonly { readonly node: string; readonly api: string }[],
+    request: { readonly node: string; readonly term: number; readonly leaseMs: number },
+    timeoutMs: number,
+  ): Promise<ReadonlyMap<string, FailsafeVerdict>>;
+}
+
+/** Where a failsafe promise outlives the agent (S6; src/platform/promise-ledger.ts): written before a grant is answered. */
+export interface PromiseLedger {
+  /** The last run's promise: its end on the host's monotonic clock (null: another boot) and its length; null: none. */
+  load(): { readonly record: { readonly untilSystemMs: number | null; readonly forMs: number } | null; readonly problem?: string };
+  /** Durable before it returns; throws when it cannot write. */
+  save(untilSystemMs: number, forMs: number): void;
+}

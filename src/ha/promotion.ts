@@ -94,7 +94,7 @@ export function promotionGate(o: Observation): Decision {
   const skip = g.via === "won" && released !== null && released !== undefined && released.term === g.lastLeaderTerm && released.vipNotFree === undefined;
   if (skip) notes.push(`${released!.node} released the floating IP, so no duplicate-address check`);
   const how = g.via === "won" ? `I won the election (${t})` : `the leader key names me with my lease (${t})`;
-  const stale = staleMark(o, g);
+  const stale = staleMark(o);
   const dataLag = dataLagMark(o, g.via);
   if (dataLag) notes.push(dataLag.reason);
   return d(
@@ -104,13 +104,15 @@ export function promotionGate(o: Observation): Decision {
 }
 
 /**
- * A won take-over while this node lags the published generation (syncGate let it
+ * A take-over while this node lags the published generation (syncGate let it
  * through within maximum_lag_on_failover, or a forced failover): the executor
- * records a stale promotion. An adopted key was not recorded as one before either.
+ * records a stale promotion. An adopted key counts too: a won election whose
+ * promotion was deferred (too little lease time left) is taken over as adopted
+ * on the next cycle, and was recorded as nothing (found by the chaos checker).
  */
-function staleMark(o: Observation, g: PromotionGates): StalePromotion | undefined {
+function staleMark(o: Observation): StalePromotion | undefined {
   const pub = o.cluster?.sync;
-  if (g.via !== "won" || !o.sync.enabled || !pub || !isBehind(o.self.generation, pub)) return undefined;
+  if (!o.sync.enabled || !pub || !isBehind(o.self.generation, pub)) return undefined;
   const lagMs = o.sync.behindSinceMs === null ? 0 : o.nowMs - o.sync.behindSinceMs;
   return {
     generation: o.self.generation,

@@ -61,6 +61,11 @@ export interface ChaosOptions {
   recordingFile?: string;
   /** Where uploads live (see above). Default "replicated" with understudy; the keepalived peer is always "shared". */
   uploadStorage?: "shared" | "replicated";
+  /**
+   * understudy only: every agent runs with `election.failsafe: on` (docs/failsafe-design.md): a primary
+   * that loses etcd keeps serving while both standbys grant. Default off. The checker is the same.
+   */
+  failsafe?: boolean;
 }
 
 export interface ChaosResult {
@@ -121,6 +126,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         ttl: opts.ttl ?? "3s",
         fenceMargin: opts.fenceMargin ?? "1s",
         priorities: [300, 200, 100],
+        ...(opts.failsafe ? { electionYaml: "failsafe: on" } : {}),
         sshd: (n) => ({ dataDir: uploadDir(n) }),
         sync: {
           rootPaths: (n) => [rootOf(n)],
@@ -202,7 +208,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const warm = await waitFor(() => (uploads.okSince(t0) ? true : undefined), 30_000);
     if (!warm) throw new Error(`chaos: no upload succeeded within 30 s: ${uploads.records.slice(-1)[0]?.detail ?? "no attempt"}`);
     const startedAt = Date.now();
-    log(`chaos: ${controller}, seed ${opts.seed}, ${schedule.length} faults scheduled; lab ${lab.prefix} up in ${Math.round((startedAt - t0) / 1000)} s`);
+    log(
+      `chaos: ${controller}${cluster ? `, failsafe ${opts.failsafe ? "on" : "off"}` : ""}, seed ${opts.seed}, ${schedule.length} faults scheduled; lab ${lab.prefix} up in ${Math.round((startedAt - t0) / 1000)} s`,
+    );
 
     const env: FaultEnv = {
       lab,
@@ -370,6 +378,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const recording: Recording = {
       mode: controller === "understudy" ? "cold" : "warm",
       controller,
+      ...(cluster ? { failsafe: opts.failsafe === true } : {}),
       nodes: lab.nodes.map((n) => n.name),
       startedAt,
       endedAt: Date.now(),

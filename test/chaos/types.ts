@@ -122,6 +122,8 @@ export interface Recording {
   /** Daemon mode: "cold" (understudy) makes two listening daemons a violation; "warm" (keepalived peer) does not. */
   mode: "cold" | "warm";
   controller: "understudy" | "keepalived";
+  /** understudy: whether the agents ran with `election.failsafe: on` (recorded, not read by the checker). */
+  failsafe?: boolean;
   nodes: string[];
   startedAt: number;
   endedAt: number;

@@ -1,5 +1,6 @@
 import { UnderstudyError } from "../../src/errors/catalogue.js";
 import type {
+  FailsafeMembers,
   BanRecord,
   DataRejoinRecord,
   HistoryEvent,
@@ -42,6 +43,10 @@ export class FakeCoordinator implements Coordinator {
   sync: SyncGeneration | null = null;
   /** data/progress (not on a lease: it outlives the primary that wrote it). */
   dataProgress: DataProgress | null = null;
+  /** failsafe/members (not on a lease, like data/progress). */
+  failsafeMembers: FailsafeMembers | null = null;
+  /** The mod revision of failsafe/members (0: absent), as etcd's compare sees it. */
+  failsafeMembersRevision = 0;
   readonly bans = new Map<string, { record: BanRecord; lease: string }>();
   readonly historyEvents: HistoryEvent[] = [];
   /** data/rejoin/<node> records. */
@@ -53,8 +58,21 @@ export class FakeCoordinator implements Coordinator {
 
   constructor(private readonly clock: Clock) {}
 
+  /**
+   * A quorum loss: every call fails like `unreachable`, and no lease expires (no raft leader to
+   * expire it). Ending it with quorumBack() extends every lease by its TTL, as etcd's new leader does.
+   */
+  quorumLost = false;
+
+  quorumBack(): void {
+    const now = this.clock.monotonicMs();
+    for (const l of this.leases.values()) l.expiresAt = now + l.ttlMs;
+    this.quorumLost = false;
+  }
+
   private gate(what: string): void {
     this.calls.push(what);
+    if (this.quorumLost) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: `${what}: etcd has no quorum` });
     this.expire();
     if (this.unreachable) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: `${what}: partitioned` });
   }
@@ -115,13 +133,16 @@ export class FakeCoordinator implements Coordinator {
       bans: [...this.bans.values()].map((b) => b.record),
       sync: this.sync,
       ...(this.dataProgress ? { dataProgress: this.dataProgress } : {}),
+      ...(this.failsafeMembers ? { failsafeMembers: this.failsafeMembers } : {}),
     };
   }
 
-  async campaign(node: string, leaseId: string, acquiredAt: string): Promise<CampaignResult> {
+  async campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult> {
     this.gate("campaign");
     if (!this.leases.has(leaseId)) throw new Error(`campaign with unknown lease ${leaseId}`);
     if (this.leader) return { won: false, leader: this.leader };
+    // E2: failsafe/members written after the snapshot the campaign decided on.
+    if (readRevision !== undefined && this.failsafeMembersRevision > readRevision) return { won: false, leader: null };
     this.revision++;
     this.leader = { node, lease: leaseId, term: this.revision, acquiredAt };
     this.notify();
@@ -211,6 +232,26 @@ export class FakeCoordinator implements Coordinator {
     if (this.leader?.term !== term) return false;
     this.dataRejoins.set(record.node, record);
     this.revision++;
+    this.notify();
+    return true;
+  }
+
+  async publishFailsafeMembers(term: number, record: FailsafeMembers | null): Promise<boolean> {
+    this.gate("publishFailsafeMembers");
+    if (this.leader?.term !== term) return false;
+    this.failsafeMembers = record;
+    this.revision++;
+    this.failsafeMembersRevision = record ? this.revision : 0;
+    this.notify();
+    return true;
+  }
+
+  async widenFailsafeMembers(record: FailsafeMembers, readRevision: number): Promise<boolean> {
+    this.gate("widenFailsafeMembers");
+    if (this.leader || this.failsafeMembersRevision > readRevision) return false;
+    this.failsafeMembers = record;
+    this.revision++;
+    this.failsafeMembersRevision = this.revision;
     this.notify();
     return true;
   }

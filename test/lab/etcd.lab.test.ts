@@ -177,6 +177,41 @@ test("a sync generation is published only under the current term, and the snapsh
   assert.deepEqual((await c.snapshot()).sync, gen, "the generation outlives the leader (no lease)");
 });
 
+test("failsafe/members: written only under the term, kept without a lease, and a campaign on an older read of it loses (E2)", async () => {
+  const c = coordinator("fsm");
+  const l = await c.grantLease(5000);
+  const term = (await c.campaign("n1", l.id, "t")).leader!.term;
+  assert.equal(await c.publishFailsafeMembers(term - 1, { term, nodes: ["n1", "n2"] }), false, "a stale term cannot write the list");
+  assert.equal((await c.snapshot()).failsafeMembers, undefined);
+  assert.equal(await c.publishFailsafeMembers(term, { term, nodes: ["n1", "n2"] }), true);
+  assert.deepEqual((await c.snapshot()).failsafeMembers, { term, nodes: ["n1", "n2"] });
+  await c.revokeLease(l.id);
+  const read = await c.snapshot();
+  assert.equal(read.leader, null, "the leader key went with its lease");
+  assert.deepEqual(read.failsafeMembers, { term, nodes: ["n1", "n2"] }, "the list outlives the leader (no lease): a cut-off failsafe primary's standbys stay bound");
+
+  // A campaign decided on `read`: the list rewritten after that read makes it lose, even with the leader key vacant.
+  const other = coordinator("fsm");
+  const l2 = await other.grantLease(5000);
+  const t2 = (await other.campaign("n2", l2.id, "t", read.revision)).leader!.term;
+  assert.equal(await other.publishFailsafeMembers(t2, { term: t2, nodes: ["n2"] }), true);
+  await other.revokeLease(l2.id);
+  const l3 = await c.grantLease(5000);
+  const stale = await c.campaign("n1", l3.id, "t", read.revision);
+  assert.equal(stale.won, false, "the list changed after the read the campaign decided on");
+  assert.equal(stale.leader, null, "and the leader key is still vacant: lost on the list, not to an incumbent");
+  const fresh = await c.campaign("n1", l3.id, "t", (await c.snapshot()).revision);
+  assert.equal(fresh.won, true, "a campaign on a current read wins");
+  // E2': widening is refused while a leader key exists, or on a stale read; done on a vacancy.
+  const now = await c.snapshot();
+  assert.equal(await c.widenFailsafeMembers({ term: t2, nodes: ["n1", "n2", "n3"] }, now.revision), false, "a leader key exists");
+  await c.revokeLease(l3.id);
+  const vacantRead = await c.snapshot();
+  assert.equal(await c.widenFailsafeMembers({ term: t2, nodes: ["n1", "n2", "n3"] }, read.revision), false, "the list changed after that read");
+  assert.equal(await c.widenFailsafeMembers({ term: t2, nodes: ["n1", "n2", "n3"] }, vacantRead.revision), true);
+  assert.deepEqual((await c.snapshot()).failsafeMembers, { term: t2, nodes: ["n1", "n2", "n3"] });
+});
+
 test("history: appended in order, guarded by term when given, trimmed to the newest", async () => {
   const c = coordinator("hist");
   const l = await c.grantLease(5000);

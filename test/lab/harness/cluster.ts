@@ -34,6 +34,8 @@ export interface ClusterOptions {
   fenceMargin?: string;
   etcdTuned?: boolean;
   priorities?: number[];
+  /** More keys inside the `election:` flow mapping, e.g. "failsafe: on". */
+  electionYaml?: string;
   /** Extra YAML lines appended to every node's config. */
   extraYaml?: (node: LabNode) => string;
   /** Extra probe list items under `probes:` after the default/probesYaml ones (indented by two spaces, `  - { ... }`), per node. */
@@ -197,7 +199,7 @@ ${this.opts.sync.extraYaml ?? ""}`
 cluster: lab
 node: { name: ${n.name}, address: ${n.address}, priority: ${priority} }
 etcd: { endpoints: [${this.lab.etcdEndpoint}], request_timeout: 1s${this.etcdSecurityYaml()} }
-election: { ttl: ${this.opts.ttl ?? "2s"}, fence_margin: ${this.opts.fenceMargin ?? "500ms"}, ranking_delay: 300ms }
+election: { ttl: ${this.opts.ttl ?? "2s"}, fence_margin: ${this.opts.fenceMargin ?? "500ms"}, ranking_delay: 300ms${this.opts.electionYaml ? `, ${this.opts.electionYaml}` : ""} }
 ${this.opts.vipYaml?.(n, this.lab) ?? `vip: { address: ${this.lab.vip}, interface: ${n.iface} }`}
 daemon:
   backend: process

@@ -79,7 +79,7 @@ test("a minimal config is valid and gets every default", () => {
   assert.equal(c.cluster, "sftp-prod");
   assert.deepEqual(c.node, { name: "n1", address: "198.18.0.11", priority: 100, nofailover: false });
   assert.deepEqual(c.etcd, { endpoints: ["http://198.18.0.2:2379"], prefix: "/understudy", dial_timeout: 2000, request_timeout: 1000 });
-  assert.deepEqual(c.election, { ttlMs: 5000, fenceMarginMs: 1000, renewIntervalMs: 1250, rankingDelayMs: 500, flap: { maxMoves: 3, windowMs: 600_000 } });
+  assert.deepEqual(c.election, { ttlMs: 5000, fenceMarginMs: 1000, renewIntervalMs: 1250, rankingDelayMs: 500, flap: { maxMoves: 3, windowMs: 600_000 }, failsafe: "off" });
   assert.equal(c.vip, undefined, "vip is optional: no floating IP");
   assert.equal(c.daemon.backend, "systemd");
   assert.equal(c.daemon.mode, "cold");
@@ -160,9 +160,15 @@ test("derived timing: renew_interval defaults to ttl/4 (at least 100ms); an expl
   }
 });
 
+test("failsafe on is valid with the default timing and with the fast profile (1.5 renew intervals before ttl - margin)", () => {
+  const api = { listen: "0.0.0.0:8470", token_file: "/etc/understudy/api-token" };
+  assert.equal(parse(yamlOf({ election: { failsafe: "on" }, api })).election.failsafe, "on");
+  assert.equal(parse(yamlOf({ election: { ttl: "1s", fence_margin: "300ms", failsafe: "on" }, api })).election.failsafe, "on");
+});
+
 test("the fast profile (ttl 1s, fence_margin 300ms) is valid", () => {
   const c = parse(yamlOf({ election: { ttl: "1s", fence_margin: "300ms" } }));
-  assert.deepEqual(c.election, { ttlMs: 1000, fenceMarginMs: 300, renewIntervalMs: 250, rankingDelayMs: 500, flap: { maxMoves: 3, windowMs: 600_000 } });
+  assert.deepEqual(c.election, { ttlMs: 1000, fenceMarginMs: 300, renewIntervalMs: 250, rankingDelayMs: 500, flap: { maxMoves: 3, windowMs: 600_000 }, failsafe: "off" });
 });
 
 test("each daemon backend is valid with its own keys, in cold and warm mode", () => {
@@ -257,6 +263,22 @@ const BAD: readonly Bad[] = [
   { name: "bad node address", text: yamlOf({ node: { name: "n1", address: "node1.example" } }), code: "US_E_CONFIG_INVALID", path: "node.address", value: '"node1.example"', problem: "IP address" },
   { name: "bad daemon mode", text: yamlOf({ daemon: { ...DAEMON, mode: "hot" } }), code: "US_E_CONFIG_INVALID", path: "daemon.mode", value: '"hot"' },
   { name: "ttl 500ms (< 1s)", text: yamlOf({ election: { ttl: "500ms", fence_margin: "100ms" } }), code: "US_E_CONFIG_TIMING", path: "election.ttl", value: "500ms", problem: "at least 1s" },
+  {
+    name: "failsafe on without api.token_file (the grants are signed with a key derived from it)",
+    text: yamlOf({ election: { failsafe: "on" }, api: { listen: "0.0.0.0:8470" } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "election.failsafe",
+    value: '"on"',
+    problem: "needs api.token_file",
+  },
+  {
+    name: "failsafe on with a renew interval that leaves no time for a round before the deadline",
+    text: yamlOf({ election: { ttl: "2s", fence_margin: "500ms", renew_interval: "1s", failsafe: "on" }, api: { listen: "0.0.0.0:8470", token_file: "/etc/understudy/api-token" } }),
+    code: "US_E_CONFIG_TIMING",
+    path: "election.failsafe",
+    value: "on",
+    problem: "1.5 × election.renew_interval (1500ms) below ttl - fence_margin (1500ms)",
+  },
   {
     name: "ttl not whole seconds",
     text: yamlOf({ election: { ttl: "1500ms", fence_margin: "500ms" } }),

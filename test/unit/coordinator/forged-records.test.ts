@@ -147,9 +147,49 @@ test("an absurd generation claim by a well-formed member is bounded: honest memb
   }
 });
 
+// A forged failsafe/members fails closed (E2): reported once, flagged, and no node campaigns on it.
+const FORGED_LISTS: readonly (readonly [string, string])[] = [
+  ["not JSON", "[n1"],
+  ["no node", JSON.stringify({ term: 7, nodes: [] })],
+  ["a name with escape codes", JSON.stringify({ term: 7, nodes: [`n1${ESC}`] })],
+  ["term as a string", JSON.stringify({ term: "7", nodes: ["n1"] })],
+];
+
+test("a forged failsafe/members is refused, flagged, and stops campaigns (fail closed) without touching a led cluster", () => {
+  for (const [what, value] of FORGED_LISTS) {
+    for (const withLeader of [true, false]) {
+      const base = honest(withLeader);
+      const clean = decodeSnapshot(K, base, 500);
+      const invalid: InvalidRecord[] = [];
+      const snap = decodeSnapshot(K, [...base, kv(K.failsafeMembers, value)], 500, (r) => invalid.push(r));
+      assert.equal(invalid.length, 1, `${what}: reported once`);
+      assert.deepEqual(snap, { ...clean, failsafeMembersInvalid: true }, `${what}: only the flag differs`);
+      const ds = decisions(snap) as { actions: { kind: string }[]; reason: string }[];
+      if (withLeader) assert.deepEqual(ds, decisions(clean), `${what}: a led cluster decides as before`);
+      else {
+        const before = decisions(clean) as { actions: { kind: string }[] }[];
+        assert.ok(
+          before.some((d) => d.actions.some((a) => a.kind === "campaign")),
+          "without the forged list someone campaigns",
+        );
+        for (const d of ds) {
+          assert.ok(!d.actions.some((a) => a.kind === "campaign"), `${what}: nobody campaigns (${d.reason})`);
+        }
+      }
+    }
+  }
+});
+
 test("a valid data/progress is read into the snapshot", () => {
   const invalid: InvalidRecord[] = [];
   const snap = decodeSnapshot(K, [...honest(true), kv(K.dataProgress, JSON.stringify(PROGRESS))], 500, (r) => invalid.push(r));
   assert.deepEqual(invalid, []);
   assert.deepEqual(snap.dataProgress, PROGRESS);
+});
+
+test("a valid failsafe/members is read into the snapshot", () => {
+  const invalid: InvalidRecord[] = [];
+  const snap = decodeSnapshot(K, [...honest(true), kv(K.failsafeMembers, JSON.stringify({ term: 7, nodes: ["n1", "n2", "n3"] }))], 500, (r) => invalid.push(r));
+  assert.deepEqual(invalid, []);
+  assert.deepEqual(snap.failsafeMembers, { term: 7, nodes: ["n1", "n2", "n3"] });
 });

@@ -764,7 +764,11 @@ test("decide (promotion gates): a won take-over while lagging the published gene
   const held = obs({ ...gates(), self: { name: "n1", priority: 100, nofailover: false, generation: 6 } }, { sync: gen(5) });
   assert.deepEqual(decide(held).actions, [{ kind: "take_over", term: 9, via: "won", skipDuplicateCheck: false }], "a newer generation is not behind");
   const adopted = obs({ ...gates({ via: "adopted" }), self: { name: "n1", priority: 100, nofailover: false, generation: 4 } }, { sync: gen(5) });
-  assert.equal((decide(adopted).actions[0] as { stale?: unknown }).stale, undefined, "an adopted key is not recorded as a stale promotion (as before)");
+  assert.equal(
+    (decide(adopted).actions[0] as { stale?: { generation: number } }).stale?.generation,
+    4,
+    "an adopted key (a won election deferred a cycle) lagging the generation is recorded as stale too",
+  );
   const off = obs({ ...gates(), self: { name: "n1", priority: 100, nofailover: false, generation: 4 }, sync: { enabled: false, behindSinceMs: null, maximumLagMs: 0 } }, { sync: gen(5) });
   assert.equal((decide(off).actions[0] as { stale?: unknown }).stale, undefined, "sync not enabled here: nothing to lag");
 });
@@ -861,4 +865,105 @@ test("track: the preferred node's readiness clock runs while it is an eligible s
   assert.equal(track(m, with2({}, [{ node: "n2", until: "", requestedBy: "", reason: "" }]), 5000, "n2").preferredReadySinceMs, null, "banned");
   assert.equal(track(m, with2({ role: "primary" }), 5000, "n2").preferredReadySinceMs, null, "not a standby");
   assert.equal(track(EMPTY_MEMORY, with2(), 1000, null).preferredReadySinceMs, null, "no preferred node");
+});
+
+// Failsafe (docs/failsafe-design.md, S4/S6): a promise keeps a standby from campaigning, even for a forced move.
+test("failsafe: a standby bound by a promise does not campaign for a vacancy, and rechecks when it ends", () => {
+  const hold = { untilMs: NOW + 2500, reason: "not campaigning: I promised n9 (failsafe) not to campaign within 6000ms of its last grant request", fromGrant: true };
+  const d = decide(obs({ failsafeHold: hold }));
+  assert.equal(d.reason, hold.reason);
+  assert.deepEqual(d.actions, [{ kind: "recheck_at", atMs: NOW + 2500 }]);
+  const free = decide(obs());
+  assert.ok(
+    free.actions.some((a) => a.kind === "campaign"),
+    "without the hold it campaigns",
+  );
+});
+
+test("failsafe: a promise outranks a forced failover to me; a leader present is simply followed", () => {
+  const hold = { untilMs: NOW + 100, reason: "not campaigning: failsafe start-up hold, 6000ms from the agent's start (a promise given before it may still run)", fromGrant: false };
+  const forced = decide(obs({ failsafeHold: hold }, { switchover: sw({ kind: "failover", force: true, from: null, to: "n1" }) }));
+  assert.equal(forced.reason, hold.reason);
+  assert.ok(!forced.actions.some((a) => a.kind === "campaign"));
+  const led = decide(obs({ failsafeHold: hold }, { leader: { node: "n2", term: 9, lease: "b2", acquiredAt: "" } }));
+  assert.match(led.reason, /^no action: following n2 \(term 9\)$/);
+});
+
+test("failsafe: a primary holding without etcd says what the last round gave", () => {
+  const d = decide(primary({ failsafeNote: "failsafe: 2 of 2 member(s) granted; deadline moved to round start + 5000ms - 1000ms" }, null));
+  assert.deepEqual(d.actions, []);
+  assert.match(d.reason, /^holding: etcd unreachable \(partitioned\); lease valid for \d+ms more, fencing at the deadline; failsafe: 2 of 2 member\(s\) granted/);
+});
+
+test("failsafe S4: a leader key naming me while I am bound by a grant is resigned, not promoted; the start-up hold alone does not stop a restarted primary", () => {
+  const mine = { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" } };
+  const grant = { untilMs: NOW + 2500, reason: "not campaigning: I promised n9 (failsafe) not to campaign within 6000ms of its last grant request", fromGrant: true };
+  const bound = decide(obs({ failsafeHold: grant }, mine));
+  assert.deepEqual(
+    bound.actions.map((a) => a.kind),
+    ["resign"],
+  );
+  assert.match(bound.reason, /^resigning the leader key that names me \(term 9\): not campaigning: I promised n9/);
+  const restarted = decide(obs({ failsafeHold: { ...grant, fromGrant: false, reason: "not campaigning: failsafe start-up hold" } }, mine));
+  assert.deepEqual(
+    restarted.actions.map((a) => a.kind),
+    ["promote"],
+    "a primary's agent restarting takes its role back (it answered no grant: a primary refuses them)",
+  );
+});
+
+test("failsafe E2': a listed, unbound standby widens a stale list on a vacancy; an unlisted one waits; a bound one holds", () => {
+  const members = [member("n1"), member("n2"), member("n3")];
+  const stale = { failsafeMembers: { term: 999, nodes: ["n1", "n2"] }, members, revision: 40 };
+  const widen = decide(obs({}, stale));
+  assert.deepEqual(widen.actions, [{ kind: "widen_failsafe_members", record: { term: 999, nodes: ["n1", "n2", "n3"] }, revision: 40 }]);
+  assert.match(widen.reason, /^adding n3 to failsafe\/members: no primary, and I gave no failsafe grant/);
+  const unlisted = decide(obs({}, { ...stale, failsafeMembers: { term: 999, nodes: ["n2", "n3"] } }));
+  assert.match(unlisted.reason, /^not campaigning: failsafe\/members \(n2, n3\) does not list me/, "only a listed node may widen");
+  const bound = decide(obs({ failsafeHold: { untilMs: NOW + 1000, reason: "not campaigning: I promised n2 (failsafe)", fromGrant: true } }, stale));
+  assert.equal(bound.reason, "not campaigning: I promised n2 (failsafe)", "a promise may be what keeps a failsafe primary serving: no widening");
+  const led = decide(obs({}, { ...stale, leader: { node: "n2", term: 9, lease: "b2", acquiredAt: "" } }));
+  assert.match(led.reason, /^no action: following n2/, "never while a leader key exists");
+  assert.ok(
+    decide(obs({}, { ...stale, failsafeMembers: { term: 999, nodes: ["n1", "n2", "n3"] } })).actions.some((a) => a.kind === "campaign"),
+    "nothing to add: campaigns",
+  );
+});
+
+test("failsafe E2: a failsafe/members key that does not decode stops every campaign (fail closed)", () => {
+  const d = decide(obs({}, { failsafeMembersInvalid: true }));
+  assert.deepEqual(d.actions, []);
+  assert.match(d.reason, /^not campaigning: failsafe\/members is present but unreadable/);
+});
+
+test("failsafe P7: a primary holding on grants restarts a dead daemon, and steps down past the restart budget", () => {
+  const dead = { running: false, probesUp: false, recentRestarts: 0, lastRestartAtMs: null, sharedFailure: null };
+  const first = decide(primary({ failsafeHolding: true, daemon: dead }, null));
+  assert.deepEqual(
+    first.actions.map((a) => a.kind),
+    ["restart_daemon"],
+  );
+  assert.match(first.reason, /^restarting the daemon during a failsafe hold: the daemon is not running \(restart 1 of/);
+  const spent = decide(primary({ failsafeHolding: true, daemon: { ...dead, recentRestarts: 99, lastRestartAtMs: NOW - 60_000 } }, null));
+  assert.deepEqual(
+    spent.actions.map((a) => a.kind),
+    ["demote"],
+  );
+  assert.match(spent.reason, /a failsafe hold must not keep a dead service/);
+  const plain = decide(primary({ daemon: dead }, null));
+  assert.deepEqual(plain.actions, [], "without a failsafe hold: unchanged, the lease deadline bounds the outage");
+});
+
+test("failsafe E2: with failsafe/members written, only a listed node campaigns for a vacancy (whatever its own setting)", () => {
+  const unlisted = decide(obs({}, { failsafeMembers: { term: 6, nodes: ["n2", "n3"] } }));
+  assert.equal(unlisted.reason, "not campaigning: failsafe/members (n2, n3) does not list me, so a failsafe primary never asked me");
+  assert.deepEqual(unlisted.actions, []);
+  assert.ok(
+    decide(obs({}, { failsafeMembers: { term: 6, nodes: ["n1", "n2"] } })).actions.some((a) => a.kind === "campaign"),
+    "listed: campaigns",
+  );
+  assert.ok(
+    decide(obs({}, {})).actions.some((a) => a.kind === "campaign"),
+    "no list: campaigns as before",
+  );
 });

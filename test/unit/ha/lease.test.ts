@@ -69,3 +69,146 @@ test("revoke gives the lease back and stops renewing", async () => {
   assert.equal(s.etcd.calls.length, before, "no calls after revoke");
   assert.deepEqual(s.deadlines, []);
 });
+
+test("extend (failsafe): moves the deadline forward only, feeds onRenewed, fences at the new deadline; refused once passed", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const deadlines: number[] = [];
+  const renewed: number[] = [];
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), {
+    onDeadline: () => deadlines.push(clock.monotonicMs()),
+    onChange: () => undefined,
+    onRenewed: (l) => renewed.push(l.deadlineMs),
+  });
+  const g = await lease.grant();
+  etcd.unreachable = true;
+  assert.equal(lease.extend(g.deadlineMs - 100), true, "an earlier deadline is not an error");
+  assert.equal(lease.state()!.deadlineMs, g.deadlineMs, "but never moves the deadline back");
+  assert.equal(lease.extend(g.deadlineMs + 700), true);
+  assert.equal(lease.state()!.deadlineMs, g.deadlineMs + 700);
+  assert.equal(renewed.at(-1), g.deadlineMs + 700, "fed like a renewal (the guard's arm)");
+  await clock.advance(g.deadlineMs + 699 - clock.monotonicMs());
+  assert.deepEqual(deadlines, [], "not fenced at the old deadline");
+  await clock.advance(1);
+  assert.deepEqual(deadlines, [g.deadlineMs + 700], "fenced exactly at the extended deadline");
+  assert.equal(lease.extend(clock.monotonicMs() + 5000), false, "no lease any more: nothing to extend");
+});
+
+test("onGone true (failsafe, E3b): a lease etcd lost is kept with its deadline armed; takeNew wins a new one or fences on time", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const deadlines: number[] = [];
+  const renewed: number[] = [];
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), {
+    onDeadline: () => deadlines.push(clock.monotonicMs()),
+    onChange: () => undefined,
+    onRenewed: (l) => renewed.push(l.deadlineMs),
+    onGone: () => true,
+  });
+  const g = await lease.grant();
+  etcd.unreachable = true;
+  await clock.advance(1000);
+  assert.equal(lease.extend(clock.monotonicMs() + 2400), true, "a failsafe round extends past etcd's expiry");
+  await clock.advance(1200); // etcd's copy expired (ttl 2000 from the last keepalive)
+  etcd.unreachable = false;
+  await clock.advance(timing.renewIntervalMs);
+  assert.equal(etcd.leases.has(g.id), false, "gone in etcd");
+  assert.equal(lease.state()?.id, g.id, "kept: the caller re-acquires");
+  assert.match(lease.error() ?? "", /expired in etcd/);
+  assert.deepEqual(deadlines, [], "no fence yet: the failsafe deadline holds");
+  // A lost campaign: the new lease is revoked, the old deadline still fences on time.
+  const before = new Set(etcd.leases.keys());
+  assert.equal(await lease.takeNew(async () => false), false);
+  await clock.advance(0);
+  assert.deepEqual(new Set(etcd.leases.keys()), before, "the loser's new lease was revoked");
+  assert.equal(lease.state()?.id, g.id);
+  // A won campaign: the new lease becomes the session's, deadline from its grant, fed like a renewal.
+  const sent = clock.monotonicMs();
+  let id = "";
+  assert.equal(
+    await lease.takeNew(async (leaseId) => {
+      id = leaseId;
+      return true;
+    }),
+    true,
+  );
+  assert.equal(lease.state()?.id, id);
+  assert.equal(lease.state()!.deadlineMs, sent + timing.ttlMs - timing.fenceMarginMs);
+  assert.equal(renewed.at(-1), lease.state()!.deadlineMs);
+  assert.equal(lease.error(), null);
+  await clock.advance(10_000);
+  assert.deepEqual(deadlines, [], "renewed from then on");
+});
+
+test("onGone true but takeNew too slow: the old deadline fences, and the late win is given back", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const deadlines: number[] = [];
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), { onDeadline: () => deadlines.push(clock.monotonicMs()), onChange: () => undefined, onGone: () => true });
+  const g = await lease.grant();
+  etcd.leases.delete(g.id);
+  await clock.advance(timing.renewIntervalMs);
+  assert.equal(lease.state()?.id, g.id);
+  let id = "";
+  const won = lease.takeNew(async (leaseId) => {
+    id = leaseId;
+    await clock.sleep(5000);
+    return true;
+  });
+  await clock.advance(5000);
+  assert.equal(await won, false, "the deadline passed during the campaign");
+  assert.deepEqual(deadlines, [g.deadlineMs], "fenced at the old deadline, not later");
+  await clock.advance(0);
+  assert.equal(etcd.leases.has(id), false, "the late winner's lease was revoked");
+});
+
+test("a keepalive unanswered for half a renew interval is overdue (failsafe starts its rounds then), and no longer once answered", async () => {
+  const clock = new FakeClock();
+  class SlowEtcd extends FakeCoordinator {
+    hangMs = 0;
+    readonly sends: number[] = [];
+    override async keepAlive(leaseId: string): Promise<{ ttlMs: number }> {
+      this.sends.push(clock.monotonicMs());
+      if (this.hangMs > 0) await clock.sleep(this.hangMs);
+      return super.keepAlive(leaseId);
+    }
+  }
+  const etcd = new SlowEtcd(clock);
+  const overdueAt: number[] = [];
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), { onDeadline: () => undefined, onChange: () => undefined, onOverdue: () => overdueAt.push(clock.monotonicMs()) });
+  await lease.grant();
+  await clock.advance(timing.renewIntervalMs * 3 + 10);
+  assert.deepEqual(overdueAt, [], "answered keepalives are never overdue");
+  etcd.hangMs = 400; // slower than half a renew interval (250 ms), faster than the deadline
+  const before = etcd.sends.length;
+  await clock.advance(timing.renewIntervalMs);
+  const slow = etcd.sends[before]!;
+  await clock.advance(slow + timing.renewIntervalMs / 2 + 50 - clock.monotonicMs());
+  assert.equal(overdueAt[0], slow + timing.renewIntervalMs / 2, "flagged half a renew interval after the send");
+  assert.equal(lease.overdue(), true);
+  assert.equal(lease.error(), null, "not an error yet: the keepalive has not failed");
+  etcd.hangMs = 0;
+  await clock.advance(400);
+  assert.equal(lease.overdue(), false, "answered: no longer overdue");
+  assert.ok(lease.state(), "and the lease renewed");
+});
+
+test("takeNew: a failsafe round extending the deadline during the campaign does not throw the won key away", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const lease = new SessionLease(etcd, timing, clock, silentLogger(), { onDeadline: () => undefined, onChange: () => undefined, onGone: () => true });
+  const g = await lease.grant();
+  etcd.leases.delete(g.id);
+  await clock.advance(timing.renewIntervalMs);
+  assert.equal(lease.state()?.id, g.id, "kept after etcd said gone");
+  let id = "";
+  const won = await lease.takeNew(async (leaseId) => {
+    id = leaseId;
+    assert.equal(lease.extend(clock.monotonicMs() + 900), true, "a round completes while the campaign runs");
+    return true;
+  });
+  assert.equal(won, true);
+  assert.equal(lease.state()?.id, id, "the new lease is the session's");
+  assert.ok(etcd.leases.has(id), "and still alive in etcd");
+  assert.equal(lease.gone(), false);
+});

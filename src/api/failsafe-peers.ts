@@ -1,0 +1,92 @@
+// The failsafe primary's client for the other agents' POST /failsafe/grant
+// (docs/failsafe-design.md, "Messages"): the FailsafePeers port of ha/ports.ts.
+// node:http/https, not fetch(): no undici load in the agent for a few requests.
+// The request carries no secret (no bearer token): it is authenticated by
+// req_mac, keyed with k = failsafeKey(token), and the answer must carry a MAC
+// keyed with k too. A member's `api` URL comes from etcd (untrusted), so
+// whoever it points to learns a nonce and a MAC, never the token or k.
+import { randomBytes } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { FailsafePeers, FailsafeVerdict } from "../ha/ports.js";
+import { failsafeKey, grantMacMatches, requestMac, type GrantAnswerBody, type GrantRequestBody } from "./failsafe.js";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
+
+/** An answer is a few hundred bytes; more is not an answer. */
+const MAX_ANSWER = 4096;
+
+export interface FailsafePeerOptions {
+  /** The cluster-wide API token (re-read at each round): k = failsafeKey(token) signs the request and checks the answer; never sent. */
+  readonly token: () => Promise<string | null>;
+  /** https peers: the CA that signed their API certificates, and this node's client certificate (mTLS). */
+  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+}
+
+export class FailsafePeerClient implements FailsafePeers {
+  constructor(private readonly options: FailsafePeerOptions) {}
+
+  async ask(
+    targets: readonly { readonly node: string; readonly api: string }[],
+    request: { readonly node: string; readonly term: number; readonly leaseMs: number },
+    timeoutMs: number,
+  ): Promise<ReadonlyMap<string, FailsafeVerdict>> {
+    const token = await this.options.token().catch(() => null);
+    const key = token ? failsafeKey(token) : null;
+    const verdicts = await Promise.all(
+      targets.map(async (t): Promise<[string, FailsafeVerdict]> => {
+        if (!key) return [t.node, { granted: false, why: "no API token on this node to ask or to check an answer with" }];
+        try {
+          return [t.node, await this.askOne(t, request, key, timeoutMs)];
+        } catch (e) {
+          return [t.node, { granted: false, why: describeError(e) }];
+        }
+      }),
+    );
+    return new Map(verdicts);
+  }
+
+  private async askOne(t: { node: string; api: string }, r: { node: string; term: number; leaseMs: number }, key: Buffer, timeoutMs: number): Promise<FailsafeVerdict> {
+    const nonce = randomBytes(16).toString("hex");
+    const fields = { node: r.node, term: r.term, leaseMs: r.leaseMs, nonce };
+    const wire: GrantRequestBody = { node: r.node, term: r.term, lease_ms: r.leaseMs, nonce, req_mac: requestMac(key, fields) };
+    const url = new URL("/failsafe/grant", t.api);
+    const answer = await post(url, JSON.stringify(wire), timeoutMs, this.options.tls);
+    let a: GrantAnswerBody;
+    try {
+      a = JSON.parse(answer.text) as GrantAnswerBody;
+    } catch {
+      return { granted: false, why: `HTTP ${answer.status}, not a JSON answer` };
+    }
+    if (typeof a !== "object" || a === null) return { granted: false, why: `HTTP ${answer.status}, not a JSON object` };
+    // A refusal has a reason (409) or, from the server's checks (400, 401), a message.
+    const said = (a as { reason?: unknown; message?: unknown }).reason ?? (a as { message?: unknown }).message;
+    if (answer.status !== 200) return { granted: false, why: `HTTP ${answer.status}: ${typeof said === "string" ? said.slice(0, 300) : "no reason"}` };
+    // Only the member asked, for this lease and this nonce, signed with k (the cluster token's failsafe key), counts (P4).
+    if (a.node !== t.node || a.granted !== true || a.lease_ms !== r.leaseMs || a.nonce !== nonce)
+      return { granted: false, why: "the answer does not match the request (node, verdict, lease or nonce)" };
+    if (!grantMacMatches(key, { node: a.node, granted: a.granted, leaseMs: a.lease_ms, nonce: a.nonce }, a.mac)) return { granted: false, why: "the answer's MAC does not verify" };
+    return { granted: true };
+  }
+}
+
+function post(url: URL, body: string, timeoutMs: number, tls: FailsafePeerOptions["tls"]): Promise<{ status: number; text: string }> {
+  return (url.protocol === "https:" ? import("node:https") : import("node:http")).then(
+    ({ request }) =>
+      new Promise((resolve, reject) => {
+        // No authorization header: the bearer token never leaves the node on this path (req_mac in the body instead).
+        const headers = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) };
+        const req = request(url, { method: "POST", headers, signal: AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs))), ...(tls ?? {}) }, (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (c: Buffer) => {
+            size += c.length;
+            if (size > MAX_ANSWER) req.destroy(new UnderstudyError("US_E_HTTP_TOO_LARGE", { url: url.origin, limit: MAX_ANSWER }));
+            else chunks.push(c);
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+          res.on("error", reject);
+        });
+        req.on("error", (e: Error) => reject(e.name === "AbortError" || e.name === "TimeoutError" ? new UnderstudyError("US_E_HTTP_TIMEOUT", { url: url.origin, timeout_ms: timeoutMs }) : e));
+        req.end(body);
+      }),
+  );
+}

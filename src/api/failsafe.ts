@@ -1,0 +1,126 @@
+// Failsafe grants over the agents' API (docs/failsafe-design.md, "Messages").
+// POST /failsafe/grant carries no secret: the request is authenticated by
+// req_mac, an HMAC keyed with the failsafe key k = HMAC-SHA256(token,
+// "understudy-failsafe-key-v1") over the request's fields (or by an mTLS
+// client certificate), never by the bearer token, so an eavesdropper on plain
+// http or a forged `api` URL in etcd never learns the token or k. The answer
+// is the failsafe planner's decision (answerGrant), signed with k over the
+// primary's nonce, so a grant cannot be forged or replayed on the way back.
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { grantMacInput, type GrantAnswer, type GrantRequest } from "../ha/failsafe.js";
+import type { ApiDeps } from "./server.js";
+
+/** The wire form of an answer (snake_case, as every API body). */
+export interface GrantAnswerBody {
+  readonly node: string;
+  readonly granted: boolean;
+  readonly lease_ms: number;
+  readonly nonce: string;
+  readonly promised_for_ms: number;
+  readonly reason: string;
+  /** Hex HMAC-SHA256(k, grantMacInput(answer)), k = failsafeKey(token); null when this node has no token (mTLS only: cannot sign). */
+  readonly mac: string | null;
+}
+
+/** The wire form of a request: the GrantRequest fields and their MAC. */
+export interface GrantRequestBody {
+  readonly node: string;
+  readonly term: number;
+  readonly lease_ms: number;
+  readonly nonce: string;
+  /** Hex HMAC-SHA256(k, requestMacInput(request)). */
+  readonly req_mac?: string;
+}
+
+/** Route config flag: the server's bearer hook leaves this route's authentication to the route. */
+export const FAILSAFE_OWN_AUTH = "failsafeOwnAuth";
+
+type AnswerFields = Pick<GrantAnswer, "node" | "granted" | "leaseMs" | "nonce">;
+
+/** k: the failsafe key, derived from the cluster-wide API token; neither leaves the node. */
+export function failsafeKey(token: string): Buffer {
+  return createHmac("sha256", token).update("understudy-failsafe-key-v1").digest();
+}
+
+/** The canonical request string; its prefix differs from grantMacInput's, so a request MAC is never an answer MAC. */
+export function requestMacInput(r: GrantRequest): string {
+  return `understudy-failsafe-req-v1|${r.node}|${r.term}|${r.leaseMs}|${r.nonce}`;
+}
+
+export function requestMac(key: Buffer, r: GrantRequest): string {
+  return createHmac("sha256", key).update(requestMacInput(r)).digest("hex");
+}
+
+export function grantMac(key: Buffer, a: AnswerFields): string {
+  return createHmac("sha256", key).update(grantMacInput(a)).digest("hex");
+}
+
+function hexMacMatches(expected: string, mac: string | null | undefined): boolean {
+  if (typeof mac !== "string" || !/^[0-9a-f]{64}$/.test(mac)) return false;
+  return timingSafeEqual(Buffer.from(expected, "hex"), Buffer.from(mac, "hex"));
+}
+
+/** Constant-time check of a request's MAC against k. */
+export function requestMacMatches(key: Buffer, r: GrantRequest, mac: string | null | undefined): boolean {
+  return hexMacMatches(requestMac(key, r), mac);
+}
+
+/** Constant-time check of an answer's MAC against k. */
+export function grantMacMatches(key: Buffer, a: AnswerFields, mac: string | null | undefined): boolean {
+  return hexMacMatches(grantMac(key, a), mac);
+}
+
+const NAME = { type: "string", pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" } as const;
+const grantSchema = {
+  body: {
+    type: "object",
+    properties: {
+      node: NAME,
+      term: { type: "integer", minimum: 1 },
+      // etcd's lease TTLs are whole seconds; an hour is far beyond any election.ttl.
+      lease_ms: { type: "integer", minimum: 1000, maximum: 3_600_000 },
+      nonce: { type: "string", pattern: "^[0-9a-f]{32}$" },
+      // Checked by the handler (401 when missing or wrong), not by the schema (400).
+      req_mac: { type: "string", maxLength: 128 },
+    },
+    required: ["node", "term", "lease_ms", "nonce"],
+    additionalProperties: false,
+  },
+} as const;
+
+/** Refuse as the server's bearer hook does (401, rate-limited log line). */
+export type Unauthorized = (req: FastifyRequest, reply: FastifyReply, why: string) => FastifyReply;
+
+export function registerFailsafeRoutes(app: FastifyInstance, deps: ApiDeps, unauthorized: Unauthorized): void {
+  app.post<{ Body: GrantRequestBody }>("/failsafe/grant", { schema: grantSchema, config: { [FAILSAFE_OWN_AUTH]: true } }, async (req, reply) => {
+    const request: GrantRequest = { node: req.body.node, term: req.body.term, leaseMs: req.body.lease_ms, nonce: req.body.nonce };
+    // The token is re-read when it changes (api.token_file): k is derived from the current one.
+    const token = deps.tokenSource ? await deps.tokenSource.get() : deps.token;
+    const key = token ? failsafeKey(token) : null;
+    // A client certificate signed by api.tls.client_ca counts as well as req_mac; a bearer token does not.
+    const mtls = deps.tls?.clientCa !== undefined && (req.raw.socket as { authorized?: boolean }).authorized === true;
+    const sent = req.body.req_mac;
+    // A req_mac that is sent must verify, even with mTLS: a wrong one means another token, so the answer could not verify either.
+    if (sent !== undefined ? !(key && requestMacMatches(key, request, sent)) : !mtls) {
+      const why = key === null ? "no API token is configured on this node (api.token_file)" : sent === undefined ? "missing req_mac" : "wrong req_mac (another API token?)";
+      return unauthorized(req, reply, why);
+    }
+    const node = deps.view().node;
+    const answer: GrantAnswer = deps.failsafe
+      ? deps.failsafe.answer(request)
+      : { node, granted: false, leaseMs: request.leaseMs, nonce: request.nonce, promisedForMs: 0, reason: "refused: failsafe is not wired on this node" };
+    const body: GrantAnswerBody = {
+      node: answer.node,
+      granted: answer.granted,
+      lease_ms: answer.leaseMs,
+      nonce: answer.nonce,
+      promised_for_ms: answer.promisedForMs,
+      reason: answer.reason,
+      mac: key ? grantMac(key, answer) : null,
+    };
+    // Every answer is logged: a grant binds this node not to campaign, a refusal makes the primary fence.
+    deps.log[answer.granted ? "info" : "warn"]({ from: request.node, term: request.term, lease_ms: request.leaseMs }, `failsafe grant request: ${answer.reason}`);
+    return reply.code(answer.granted ? 200 : 409).send(body);
+  });
+}
