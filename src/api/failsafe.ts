@@ -108,7 +108,7 @@ export function registerFailsafeRoutes(app: FastifyInstance, deps: ApiDeps, unau
     }
     const node = deps.view().node;
     const answer: GrantAnswer = deps.failsafe
-      ? deps.failsafe.answer(request)
+      ? await deps.failsafe.answer(request)
       : { node, granted: false, leaseMs: request.leaseMs, nonce: request.nonce, promisedForMs: 0, reason: "refused: failsafe is not wired on this node" };
     const body: GrantAnswerBody = {
       node: answer.node,

@@ -45,7 +45,7 @@ export interface ApiDeps {
   /** How often tlsSource is checked (a stat of each file). Default 5 s. */
   readonly tlsCheckMs?: number;
   /** Failsafe mode (docs/failsafe-design.md): answers POST /failsafe/grant; absent: every request is refused. */
-  readonly failsafe?: { answer(request: GrantRequest): GrantAnswer };
+  readonly failsafe?: { answer(request: GrantRequest): Promise<GrantAnswer> };
   /** Connection and timing limits; API_LIMITS unless a test shortens them. */
   readonly limits?: ApiLimits;
 }

@@ -51,8 +51,11 @@ export class FailsafePromise {
     }
   }
 
-  /** Answer a grant request and record the promise it makes (S1–S4). */
-  answer(req: GrantRequest, ctx: GrantContext): GrantAnswer {
+  /**
+   * Answer a grant request and record the promise it makes (S1–S4). The decision and the
+   * in-memory promise are taken synchronously (S5); the answer waits for the ledger.
+   */
+  async answer(req: GrantRequest, ctx: GrantContext): Promise<GrantAnswer> {
     const s = this.settings;
     const d = answerGrant(req, {
       enabled: s.enabled,
@@ -71,7 +74,7 @@ export class FailsafePromise {
     if (d.promisedUntilMs !== null && this.ledger) {
       // Durable before the answer leaves: a restart must not forget it (S6). Cannot: refuse (kept in memory all the same).
       try {
-        this.ledger.save(this.clock.systemMonotonicMs() + (this.untilMs - this.clock.monotonicMs()), d.answer.promisedForMs);
+        await this.ledger.save(this.clock.systemMonotonicMs() + (this.untilMs - this.clock.monotonicMs()), d.answer.promisedForMs);
       } catch (e) {
         return { ...d.answer, granted: false, promisedForMs: 0, reason: `refused: cannot record the promise durably (${e instanceof Error ? e.message : String(e)})` };
       }

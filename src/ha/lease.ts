@@ -122,15 +122,19 @@ export class SessionLease {
     const sentAt = this.clock.monotonicMs();
     const same = () => this.current?.id === lease.id;
     let answered = false;
-    const overdue = this.clock.setTimer(this.timing.renewIntervalMs / 2, () => {
-      if (answered || !same()) return;
-      this.overdueSince = sentAt;
-      this.callbacks.onOverdue?.();
-    });
+    // Only for a caller that acts on it (failsafe on): no extra timer per keepalive otherwise.
+    const onOverdue = this.callbacks.onOverdue;
+    const overdue = onOverdue
+      ? this.clock.setTimer(this.timing.renewIntervalMs / 2, () => {
+          if (answered || !same()) return;
+          this.overdueSince = sentAt;
+          onOverdue();
+        })
+      : undefined;
     try {
       const ack = await this.coordinator.keepAlive(lease.id).finally(() => {
         answered = true;
-        overdue.cancel();
+        overdue?.cancel();
         if (this.overdueSince === sentAt) this.overdueSince = null;
       });
       if (!same()) return;

@@ -112,8 +112,9 @@ export class HaLoop {
       onRenewed: (l) => {
         if (this.role?.acting === "primary") this.role.armGuard(l);
       },
+      // P1: a late keepalive starts a failsafe round (failsafe on only: no timer per keepalive otherwise).
+      ...(deps.config.election.failsafe === "on" ? { onOverdue: () => this.failsafeRounds.kick() } : {}),
       // E3b: a primary holding on failsafe whose lease expired in etcd wins the key back before fencing.
-      onOverdue: () => this.failsafeRounds.kick(),
       onGone: (l) => this.role.acting === "primary" && this.failsafeRounds.held() && deps.clock.monotonicMs() < l.deadlineMs,
     });
     this.role = new NodeRole({
@@ -340,7 +341,7 @@ export class HaLoop {
   }
 
   /** POST /failsafe/grant: the planner's answer, with the role and the last leader seen in etcd (S1). */
-  answerFailsafe(request: GrantRequest): GrantAnswer {
+  answerFailsafe(request: GrantRequest): Promise<GrantAnswer> {
     const l = this.lastLeader;
     return this.failsafe.answer(request, { acting: this.role.acting, lastLeader: l ? { node: l.node, term: l.term } : null });
   }

@@ -152,6 +152,6 @@ export interface FailsafePeers {
 export interface PromiseLedger {
   /** The last run's promise: its end on the host's monotonic clock (null: another boot) and its length; null: none. */
   load(): { readonly record: { readonly untilSystemMs: number | null; readonly forMs: number } | null; readonly problem?: string };
-  /** Durable before it returns; throws when it cannot write. */
-  save(untilSystemMs: number, forMs: number): void;
+  /** Durable once it resolves; rejects when it cannot write. */
+  save(untilSystemMs: number, forMs: number): Promise<void>;
 }

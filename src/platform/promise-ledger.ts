@@ -1,9 +1,11 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import type { DurableFs } from "./durable-fs.js";
+import { NODE_DURABLE_FS } from "./node-durable-fs.js";
 
 /**
  * Where a failsafe promise outlives the agent (docs/failsafe-design.md, S6):
- * `{boot_id, until_system_ms, for_ms}` in the state directory, written and
- * fsynced before a grant is answered. `until_system_ms` is on the host's
+ * `{boot_id, until_system_ms, for_ms}` in the state directory, written through
+ * the DurableFs port (fsync, rename, directory fsync) before a grant is answered. `until_system_ms` is on the host's
  * CLOCK_MONOTONIC (Clock.systemMonotonicMs), so it holds across agent restarts
  * of the same boot; after a reboot only the promise's length is known.
  */
@@ -17,10 +19,18 @@ export interface PromiseLedgerRecord {
 const MAX_FOR_MS = 3_600_000;
 
 export class FilePromiseLedger {
+  /** This boot's id, read once. */
+  private readonly bootId: string;
+  /** Saves run one after another (DurableFs: no concurrent writes to one file). */
+  private queue: Promise<void> = Promise.resolve();
+
   constructor(
     private readonly file: string,
-    private readonly bootId: () => string = readBootId,
-  ) {}
+    bootId: () => string = readBootId,
+    private readonly fs: DurableFs = NODE_DURABLE_FS,
+  ) {
+    this.bootId = bootId();
+  }
 
   /** The last run's promise, or null (none, or unreadable: then `problem` says why). */
   load(): { record: PromiseLedgerRecord | null; problem?: string } {
@@ -41,20 +51,15 @@ export class FilePromiseLedger {
     if (typeof r.boot_id !== "string" || typeof r.until_system_ms !== "number" || !Number.isFinite(r.until_system_ms) || typeof r.for_ms !== "number" || !(r.for_ms > 0 && r.for_ms <= MAX_FOR_MS)) {
       return { record: null, problem: `${this.file} does not hold {boot_id, until_system_ms, for_ms}` };
     }
-    return { record: { untilSystemMs: r.boot_id === this.bootId() ? r.until_system_ms : null, forMs: r.for_ms } };
+    return { record: { untilSystemMs: r.boot_id === this.bootId ? r.until_system_ms : null, forMs: r.for_ms } };
   }
 
-  /** Record a promise durably (write, fsync, rename); throws when it cannot. */
-  save(untilSystemMs: number, forMs: number): void {
-    const tmp = `${this.file}.tmp`;
-    const fd = openSync(tmp, "w", 0o600);
-    try {
-      writeSync(fd, JSON.stringify({ boot_id: this.bootId(), until_system_ms: untilSystemMs, for_ms: forMs }));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.file);
+  /** Record a promise durably; rejects when it cannot. */
+  save(untilSystemMs: number, forMs: number): Promise<void> {
+    const text = JSON.stringify({ boot_id: this.bootId, until_system_ms: untilSystemMs, for_ms: forMs });
+    const write = this.queue.then(() => this.fs.writeFileAtomic(this.file, text, 0o600));
+    this.queue = write.catch(() => undefined);
+    return write;
   }
 }
 

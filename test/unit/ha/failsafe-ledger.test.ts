@@ -26,7 +26,7 @@ test("a grant is on disk (0600) before the answer returns; a restart with failsa
     const t0 = clock.monotonicMs();
     const first = new FailsafePromise(clock, ON, new FilePromiseLedger(d.file, () => "boot-a"));
     await clock.advance(6000); // past the first run's own start-up hold
-    const a = first.answer(REQ, CTX);
+    const a = await first.answer(REQ, CTX);
     assert.equal(a.granted, true);
     const onDisk = JSON.parse(readFileSync(d.file, "utf8"));
     assert.deepEqual(onDisk, { boot_id: "boot-a", until_system_ms: t0 + 6000 + 6000, for_ms: 6000 });
@@ -88,7 +88,7 @@ test("a promise that cannot be written is refused (the in-memory hold stays)", a
   };
   const p = new FailsafePromise(clock, ON, broken);
   await clock.advance(7000);
-  const a = p.answer(REQ, CTX);
+  const a = await p.answer(REQ, CTX);
   assert.equal(a.granted, false);
   assert.match(a.reason, /^refused: cannot record the promise durably \(EROFS/);
   assert.ok(p.hold(clock.monotonicMs()) !== null, "held all the same: refusing costs the primary, never safety");

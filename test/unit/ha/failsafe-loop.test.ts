@@ -49,7 +49,7 @@ class LoopPeers implements FailsafePeers {
         out.set(t.node, { granted: false, why: `no answer within ${timeoutMs}ms` });
         continue;
       }
-      const a = n.loop.answerFailsafe({ ...request, nonce: "0".repeat(32) });
+      const a = await n.loop.answerFailsafe({ ...request, nonce: "0".repeat(32) });
       out.set(t.node, a.granted ? { granted: true } : { granted: false, why: a.reason });
     }
     if (silent) await this.clock.sleep(timeoutMs);
