@@ -1,15 +1,15 @@
 // The failsafe primary's client for the other agents' POST /failsafe/grant
 // (docs/failsafe-design.md, "Messages"): the FailsafePeers port of ha/ports.ts.
-// node:http/https, not fetch(): no undici load in the agent for a few requests.
+// One request per member with the platform's node:http helper (no undici load in the agent).
 // The request carries no secret (no bearer token): it is authenticated by
 // req_mac, keyed with k = failsafeKey(token), and the answer must carry a MAC
 // keyed with k too. A member's `api` URL comes from etcd (untrusted), so
 // whoever it points to learns a nonce and a MAC, never the token or k.
 import { randomBytes } from "node:crypto";
-import type { IncomingMessage } from "node:http";
 import type { FailsafePeers, FailsafeVerdict } from "../ha/ports.js";
 import { failsafeKey, grantMacMatches, requestMac, type GrantAnswerBody, type GrantRequestBody } from "./failsafe.js";
-import { UnderstudyError, describeError } from "../errors/catalogue.js";
+import { describeError } from "../errors/catalogue.js";
+import { request } from "../platform/http-request.js";
 
 /** An answer is a few hundred bytes; more is not an answer. */
 const MAX_ANSWER = 4096;
@@ -49,7 +49,14 @@ export class FailsafePeerClient implements FailsafePeers {
     const fields = { node: r.node, term: r.term, leaseMs: r.leaseMs, nonce };
     const wire: GrantRequestBody = { node: r.node, term: r.term, lease_ms: r.leaseMs, nonce, req_mac: requestMac(key, fields) };
     const url = new URL("/failsafe/grant", t.api);
-    const answer = await post(url, JSON.stringify(wire), timeoutMs, this.options.tls);
+    // No authorization header: the bearer token never leaves the node on this path (req_mac in the body instead).
+    const answer = await request("POST", url, {
+      body: JSON.stringify(wire),
+      headers: { "content-type": "application/json" },
+      timeoutMs,
+      maxBytes: MAX_ANSWER,
+      ...(this.options.tls ? { tls: this.options.tls } : {}),
+    });
     let a: GrantAnswerBody;
     try {
       a = JSON.parse(answer.text) as GrantAnswerBody;
@@ -66,27 +73,4 @@ export class FailsafePeerClient implements FailsafePeers {
     if (!grantMacMatches(key, { node: a.node, granted: a.granted, leaseMs: a.lease_ms, nonce: a.nonce }, a.mac)) return { granted: false, why: "the answer's MAC does not verify" };
     return { granted: true };
   }
-}
-
-function post(url: URL, body: string, timeoutMs: number, tls: FailsafePeerOptions["tls"]): Promise<{ status: number; text: string }> {
-  return (url.protocol === "https:" ? import("node:https") : import("node:http")).then(
-    ({ request }) =>
-      new Promise((resolve, reject) => {
-        // No authorization header: the bearer token never leaves the node on this path (req_mac in the body instead).
-        const headers = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) };
-        const req = request(url, { method: "POST", headers, signal: AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs))), ...(tls ?? {}) }, (res: IncomingMessage) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on("data", (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_ANSWER) req.destroy(new UnderstudyError("US_E_HTTP_TOO_LARGE", { url: url.origin, limit: MAX_ANSWER }));
-            else chunks.push(c);
-          });
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
-          res.on("error", reject);
-        });
-        req.on("error", (e: Error) => reject(e.name === "AbortError" || e.name === "TimeoutError" ? new UnderstudyError("US_E_HTTP_TIMEOUT", { url: url.origin, timeout_ms: timeoutMs }) : e));
-        req.end(body);
-      }),
-  );
 }
