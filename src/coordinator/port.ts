@@ -408,7 +408,6 @@ export interface DataProgressPublisher {
   publishDataProgress(term: number, progress: DataProgress): Promise<boolean>;
 }
 
-/** The whole DCS contract, as the etcd adapter gives it. */
 /** failsafe/members (docs/failsafe-design.md, E1). */
 export interface FailsafeMembership {
   /** Put failsafe/members (null: delete it) only while `term` is the leader's (one txn, like publishGeneration); false when it is not. */
@@ -417,6 +416,7 @@ export interface FailsafeMembership {
   widenFailsafeMembers(record: FailsafeMembers, readRevision: number): Promise<boolean>;
 }
 
+/** The whole DCS contract, as the etcd adapter gives it. */
 export interface Coordinator
   extends FailsafeMembership, LeaseStore, LeaderElection, ClusterReader, MemberRegistry, ControlRequests, HistoryLog, GenerationPublisher, DataRejoinRecords, DataProgressPublisher {
   /** Cancel every watch (each cancel bounded by the request timeout), then close the client; a watch asked for afterwards rejects. */
