@@ -220,7 +220,9 @@ ${this.opts.extraYaml?.(n) ?? ""}`;
 
   startAgent(node: string): ChildProcess {
     const n = this.lab.node(node);
-    const program = this.opts.agentCommand ?? [process.execPath, ...NODE_FLAGS, CLI];
+    // UNDERSTUDY_LAB_AGENT_FLAGS: node flags for the agents only (profiling; see README.md).
+    const extra = (process.env.UNDERSTUDY_LAB_AGENT_FLAGS ?? "").split(" ").filter(Boolean);
+    const program = this.opts.agentCommand ?? [process.execPath, ...NODE_FLAGS, ...extra, CLI];
     const child = this.lab.spawn(n, [...program, "agent", "--config", this.configPath(n.name)], {
       logFile: join(this.lab.logDir, `${n.name}-agent.log`),
       env: { UNDERSTUDY_LOG_LEVEL: "debug" },
