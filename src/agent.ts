@@ -11,9 +11,10 @@ import { ReadinessCheck } from "./daemon/readiness.js";
 import { allReady, type Readiness } from "./daemon/port.js";
 import { SystemClock, type Clock } from "./platform/clock.js";
 import { SpawnCommandRunner } from "./platform/command.js";
+import { IpBatchRunner } from "./platform/ip-batch.js";
 import { createLogger, type Logger } from "./platform/logger.js";
 import { createProbeHealth } from "./probes/index.js";
-import { VipReconciler, createFloatingIp } from "./vip/index.js";
+import { ResidentGarpSender, VipReconciler, createFloatingIp } from "./vip/index.js";
 import { VERSION } from "./version.js";
 import { AgentMetrics } from "./api/metrics.js";
 import { InvalidRecordLog } from "./coordinator/invalid-records.js";
@@ -65,7 +66,16 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     onInvalidRecord: (r) => invalidRecords.report(r),
   });
   const daemon = createDaemon(config.daemon, { clock, runner, stateDir: config.state_dir, logger: log.child({ component: "daemon" }) });
-  const floatingIp = createFloatingIp(config.vip, { runner, clock, logger: log });
+  // `ip addr add/del/show` through one resident `ip -batch`: no spawn on the promotion path.
+  // Gratuitous ARP from one resident sender: no arping spawn between `ip addr add` and the first packet.
+  const ipRunner = new IpBatchRunner(runner);
+  const garp = new ResidentGarpSender(clock);
+  const ownVip = config.vip?.backend === "ip";
+  if (ownVip) {
+    ipRunner.prepare();
+    garp.prepare();
+  }
+  const floatingIp = createFloatingIp(config.vip, { runner: ipRunner, clock, logger: log, ...(garp.available() ? { garp } : {}) });
   const vip = new VipReconciler(floatingIp, clock, log.child({ component: "vip" }), {
     reconcileIntervalMs: config.vip?.reconcile_interval ?? 2000,
     announceIntervalMs: config.vip?.announce_interval ?? 10_000,
@@ -250,6 +260,8 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     stop: () =>
       (stopping ??= (async () => {
         await ha.stop();
+        ipRunner.close();
+        garp.close();
         await data?.close();
         await sync?.close();
         await hookSet.close();

@@ -7,6 +7,7 @@ import type { Clock } from "../platform/clock.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { announceArgv, announced, duplicateArgv, duplicateKillMs, readDuplicate, type ArpingLocator } from "./arping.js";
+import type { GarpSender } from "./garp.js";
 import type { FloatingIp } from "./port.js";
 
 export type VipConfig = NonNullable<ParsedConfig["vip"]>;
@@ -14,6 +15,10 @@ export type VipConfig = NonNullable<ParsedConfig["vip"]>;
 const IP_TIMEOUT_MS = 5_000;
 // One `arping -c 1` sends its packet at once, then waits a 1 s interval before exiting.
 const ARPING_PACKET_TIMEOUT_MS = 3_000;
+/** Between the packets of one announcement series (arping's own interval). */
+const ANNOUNCE_SPACING_MS = 1_000;
+/** understudy-garp answers in well under a millisecond; past this it is killed and arping used. */
+const GARP_TIMEOUT_MS = 1_000;
 
 export interface VipAddress {
   readonly ip: string; // canonical text, as `ip -j` prints it
@@ -71,6 +76,8 @@ export class IpFloatingIp implements FloatingIp {
   /** Bumped by remove(): an announcement loop started earlier sends nothing more. */
   private generation = 0;
   private announcing: { generation: number; promise: Promise<void> } | undefined;
+  /** When the last packet left through understudy-garp (the next one waits out the spacing); null after arping. */
+  private lastViaGarpMs: number | null = null;
 
   constructor(
     private readonly config: VipConfig,
@@ -78,6 +85,8 @@ export class IpFloatingIp implements FloatingIp {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly arping: ArpingLocator,
+    /** The resident gratuitous-ARP sender; without one, every packet is an `arping` run. */
+    private readonly garp?: GarpSender,
   ) {
     this.vip = parseVipAddress(config.address);
     this.address = `${this.vip.ip}/${this.vip.prefix}`;
@@ -122,10 +131,11 @@ export class IpFloatingIp implements FloatingIp {
   }
 
   /**
-   * Gratuitous ARP: `arping -U` (ARP request with sender = target = VIP, the RFC 5227
-   * announcement). Linux neighbours update an existing entry from -U and -A alike
-   * (neither creates one while arp_accept=0), routers and Windows honour -U; we send
-   * one packet per arping run so remove() can stop the series between packets.
+   * Gratuitous ARP: an ARP request with sender = target = VIP (the RFC 5227
+   * announcement, what `arping -U` sends), from the resident understudy-garp
+   * when the agent has one (garp.ts), else one `arping -U` run per packet. Linux neighbours update an existing entry from -U and -A alike
+   * (neither creates one while arp_accept=0), routers and Windows honour -U; packets go
+   * one at a time, a second apart, so remove() can stop the series between them.
    * IPv6: Debian ships no tool that sends an unsolicited neighbour advertisement
    * (ndisc6 only solicits), so this is a no-op and neighbours relearn through NUD.
    * Concurrent calls share one series.
@@ -142,12 +152,34 @@ export class IpFloatingIp implements FloatingIp {
   }
 
   private async sendAnnouncements(generation: number): Promise<void> {
+    for (let i = 0; i < this.config.arp_count && generation === this.generation; i++) {
+      if (i > 0 && this.lastViaGarpMs !== null) {
+        // understudy-garp returns at once; arping spaced its packets by its own 1 s wait.
+        const wait = ANNOUNCE_SPACING_MS - (this.clock.monotonicMs() - this.lastViaGarpMs);
+        if (wait > 0) await this.clock.sleep(wait);
+        if (generation !== this.generation) return;
+      }
+      await this.announceOnce();
+    }
+  }
+
+  /** One packet: through the resident sender when there is one, else (or when it fails) one `arping` run. */
+  private async announceOnce(): Promise<void> {
+    this.lastViaGarpMs = null;
+    if (this.garp) {
+      const started = this.clock.monotonicMs();
+      try {
+        await this.garp.announce(this.config.interface, this.vip.ip, GARP_TIMEOUT_MS);
+        this.lastViaGarpMs = started;
+        return;
+      } catch (e) {
+        this.logger.warn({ vip: this.address, err: describeError(e) }, "understudy-garp could not announce; using arping");
+      }
+    }
     const tool = await this.arping.locate();
     const argv = announceArgv(tool, this.config.interface, this.vip.ip);
-    for (let i = 0; i < this.config.arp_count && generation === this.generation; i++) {
-      const r = await this.run(argv, ARPING_PACKET_TIMEOUT_MS, "US_E_VIP_ANNOUNCE");
-      if (!announced(tool, r)) throw new UnderstudyError("US_E_VIP_ANNOUNCE", { ...this.where(), cause: oneLine(r) });
-    }
+    const r = await this.run(argv, ARPING_PACKET_TIMEOUT_MS, "US_E_VIP_ANNOUNCE");
+    if (!announced(tool, r)) throw new UnderstudyError("US_E_VIP_ANNOUNCE", { ...this.where(), cause: oneLine(r) });
   }
 
   /** Start announcing without waiting for the series: the first packet leaves at once. */

@@ -2,6 +2,9 @@
 // veth pair, 198.18.200.0/24 (RFC 2544 test range) and 2001:db8:200::/64 only.
 // Needs root (ip netns). Everything is torn down in after(), even on failure.
 import assert from "node:assert/strict";
+import { spawn as nodeSpawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { isUnderstudyError } from "../../src/errors/catalogue.js";
 import { SystemClock } from "../../src/platform/clock.js";
@@ -10,6 +13,8 @@ import { silentLogger } from "../../src/platform/logger.js";
 import { IpFloatingIp, type VipConfig } from "../../src/vip/ip.js";
 import { VipReconciler } from "../../src/vip/reconcile.js";
 import { fixedArping } from "../../src/vip/arping.js";
+import { ResidentGarpSender } from "../../src/vip/garp.js";
+import { IpBatchRunner } from "../../src/platform/ip-batch.js";
 
 const P = `usv${process.pid}`; // unique per run: two runs never collide
 const NS = `${P}a`; // "our" node
@@ -19,6 +24,8 @@ const PEER_IF = `${P}b0`;
 const clock = new SystemClock();
 const spawn = new SpawnCommandRunner();
 const isRoot = process.getuid?.() === 0;
+/** Built by `npm run build` (the source tree has only garp.c). */
+const GARP_BINARY = fileURLToPath(new URL("../../dist/vip/understudy-garp", import.meta.url));
 
 /** Runs every command inside a namespace, as the agent would run on its own host. */
 class NetnsRunner implements CommandRunner {
@@ -172,6 +179,46 @@ describe("IpFloatingIp in network namespaces", { skip: isRoot ? false : "needs r
       assert.deepEqual(errors, []);
     } finally {
       reconciler.stop();
+    }
+  });
+
+  it("the agent's resident ip and understudy-garp: add, announce and remove without a spawn each", { timeout: 15_000 }, async () => {
+    assert.ok(existsSync(GARP_BINARY), "npm run build makes dist/vip/understudy-garp");
+    const ip = new IpBatchRunner(new NetnsRunner(NS), (file, args) => nodeSpawn("ip", ["netns", "exec", NS, file, ...args], { stdio: ["pipe", "pipe", "pipe"] }));
+    const garp = new ResidentGarpSender(clock, GARP_BINARY, (file) => nodeSpawn("ip", ["netns", "exec", NS, file], { stdio: ["pipe", "pipe", "ignore"] }));
+    /** Fails the test if anything but `ip` is spawned: the announcement must not fall back to arping. */
+    const noArping: CommandRunner = { run: (argv) => Promise.reject(new Error(`spawned ${argv.join(" ")}`)) };
+    const spawned: string[] = [];
+    const runner: CommandRunner = {
+      run: (argv, options) => {
+        if (argv[0] !== "ip") return noArping.run(argv, options);
+        return ip.run(argv, options).finally(() => spawned.push(argv.join(" ")));
+      },
+    };
+    const config: VipConfig = {
+      address: "198.18.200.106/24",
+      interface: IF,
+      backend: "ip",
+      duplicate_check: false,
+      duplicate_check_timeout: 300,
+      arp_count: 1,
+      announce_interval: 10_000,
+      reconcile_interval: 2_000,
+      hold_timeout: 30_000,
+    };
+    const vip = new IpFloatingIp(config, runner, clock, silentLogger(), fixedArping({ path: "/usr/bin/arping", flavour: "iputils" }), garp);
+    try {
+      const ourMac = await macOf(NS, IF);
+      await sh("ip", "-n", PEER, "neigh", "replace", "198.18.200.106", "lladdr", "02:00:00:00:00:01", "dev", PEER_IF, "nud", "stale");
+      await vip.add();
+      assert.equal(await vip.isHeld(), true);
+      assert.ok(await eventually(3_000, async () => (await peerNeighbour("198.18.200.106")) === ourMac), "peer never learned our MAC from understudy-garp");
+      await vip.remove();
+      assert.equal(await vip.isHeld(), false);
+      assert.ok(spawned.length >= 4, spawned.join("; "));
+    } finally {
+      ip.close();
+      garp.close();
     }
   });
 });

@@ -7,6 +7,7 @@ import { createFloatingIp } from "../../../src/vip/index.js";
 import { IpFloatingIp, parseVipAddress, type VipConfig } from "../../../src/vip/ip.js";
 import { NoFloatingIp } from "../../../src/vip/none.js";
 import { fixedArping } from "../../../src/vip/arping.js";
+import type { GarpSender } from "../../../src/vip/garp.js";
 import { FakeClock, flushMicrotasks } from "../../fakes/clock.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
 import { deferred } from "../../fakes/floating-ip.js";
@@ -300,6 +301,63 @@ describe("createFloatingIp", () => {
       assert.equal(await ip.isHeld(), false);
     }
     assert.ok(createFloatingIp(config(), deps) instanceof IpFloatingIp);
+    runner.done();
+  });
+});
+
+/** A GarpSender that records what it was asked, and fails when told to. */
+class RecordingGarp implements GarpSender {
+  readonly sent: string[] = [];
+  failWith: Error | null = null;
+  announce(iface: string, ip: string): Promise<void> {
+    this.sent.push(`${iface} ${ip}`);
+    return this.failWith ? Promise.reject(this.failWith) : Promise.resolve();
+  }
+}
+
+describe("IpFloatingIp with the resident gratuitous-ARP sender", () => {
+  const withGarp = (garp: GarpSender, runner: CommandRunner, clock = new FakeClock(), overrides: Partial<VipConfig> = {}) =>
+    new IpFloatingIp(config({ duplicate_check: false, ...overrides }), runner, clock, silentLogger(), fixedArping({ path: "/usr/bin/arping", flavour: "iputils" }), garp);
+
+  it("sends the first packet at once and the others a second apart, with no arping run", async () => {
+    const garp = new RecordingGarp();
+    const clock = new FakeClock();
+    const runner = new StrictCommandRunner().expect(ADD);
+    const vip = withGarp(garp, runner, clock);
+    await vip.add({ notHeld: true });
+    await flushMicrotasks();
+    assert.deepEqual(garp.sent, ["eth0 198.18.0.100"], "the first packet leaves with the add");
+    await clock.advance(999);
+    assert.equal(garp.sent.length, 1);
+    await clock.advance(1);
+    assert.equal(garp.sent.length, 2);
+    await clock.advance(1000);
+    assert.equal(garp.sent.length, 3);
+    await clock.advance(5000);
+    assert.equal(garp.sent.length, 3, "arp_count packets, no more");
+    runner.done();
+  });
+
+  it("remove() between packets stops the series", async () => {
+    const garp = new RecordingGarp();
+    const clock = new FakeClock();
+    const runner = new StrictCommandRunner().expect(ADD).expect(DEL);
+    const vip = withGarp(garp, runner, clock);
+    await vip.add({ notHeld: true });
+    await flushMicrotasks();
+    await vip.remove();
+    await clock.advance(5000);
+    assert.deepEqual(garp.sent, ["eth0 198.18.0.100"]);
+    runner.done();
+  });
+
+  it("a sender that fails falls back to one arping run for that packet", async () => {
+    const garp = new RecordingGarp();
+    garp.failWith = new Error("understudy-garp: eth0: Operation not permitted");
+    const runner = new StrictCommandRunner().expect(GARP);
+    const vip = withGarp(garp, runner, new FakeClock(), { arp_count: 1 });
+    await vip.announce();
+    assert.deepEqual(garp.sent, ["eth0 198.18.0.100"]);
     runner.done();
   });
 });
