@@ -1,5 +1,5 @@
-import { Etcd3, type IOptions, type Watcher } from "etcd3";
-import { ConstantBackoff, noop } from "cockatiel";
+import { Etcd3, type IWatchResponse, type Watcher } from "etcd3";
+import { clientOptions } from "./etcd-options.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
@@ -24,6 +24,7 @@ import type {
 } from "./port.js";
 import { KeepAliveChannel } from "./keepalive.js";
 import { decodeSnapshot } from "./snapshot-decode.js";
+import { SnapshotCache, inSnapshot, rawKv, snapshotRanges } from "./snapshot-cache.js";
 import { classifyEtcdFailure } from "./etcd-failure.js";
 import type { EtcdSecurity } from "../config/etcd-security.js";
 
@@ -51,36 +52,15 @@ export class EtcdCoordinator implements Coordinator {
   private readonly keys: ClusterKeys;
   private readonly keepalive: KeepAliveChannel;
   private readonly watchers = new Set<Watcher>();
+  /** The snapshot's keys kept current by the watch (snapshot-cache.ts). */
+  private readonly cache: SnapshotCache;
   private closed = false;
 
   constructor(private readonly opts: EtcdCoordinatorOptions) {
-    const options: IOptions = {
-      hosts: [...opts.endpoints],
-      dialTimeout: opts.dialTimeoutMs,
-      faultHandling: { host: () => noop, global: noop, watchBackoff: new ConstantBackoff(200).next() },
-      grpcOptions: {
-        // Lease keepalives already exercise the connection every renew interval; these
-        // pings only catch a dead connection while nothing else is in flight.
-        "grpc.keepalive_time_ms": 10_000,
-        "grpc.keepalive_timeout_ms": 2000,
-        "grpc.initial_reconnect_backoff_ms": 100,
-        "grpc.max_reconnect_backoff_ms": 500,
-        ...(opts.security?.tls?.serverName ? { "grpc.ssl_target_name_override": opts.security.tls.serverName, "grpc.default_authority": opts.security.tls.serverName } : {}),
-      },
-      ...(opts.security?.tls
-        ? {
-            credentials: {
-              rootCertificate: opts.security.tls.ca,
-              ...(opts.security.tls.key ? { privateKey: opts.security.tls.key } : {}),
-              ...(opts.security.tls.cert ? { certChain: opts.security.tls.cert } : {}),
-            },
-          }
-        : {}),
-      ...(opts.security?.auth ? { auth: { username: opts.security.auth.user, password: opts.security.auth.password } } : {}),
-    };
-    this.client = new Etcd3(options);
+    this.client = new Etcd3(clientOptions(opts));
     this.keys = clusterKeys(opts.prefix, opts.cluster);
     this.keepalive = new KeepAliveChannel(this.client, opts.clock, opts.requestTimeoutMs);
+    this.cache = new SnapshotCache(inSnapshot(this.keys));
   }
 
   private deadline() {
@@ -90,7 +70,11 @@ export class EtcdCoordinator implements Coordinator {
   /** Map any failure to US_E_ETCD_TLS, US_E_ETCD_AUTH or US_E_ETCD_UNREACHABLE unless it is already one of ours. */
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
-      return await withTimeout(fn(), this.opts.requestTimeoutMs, this.opts.clock);
+      const res = await withTimeout(fn(), this.opts.requestTimeoutMs, this.opts.clock);
+      // Read-your-writes for the watched view: it answers only once it has seen this revision.
+      const revision = (res as { header?: { revision?: string } } | undefined)?.header?.revision;
+      if (revision !== undefined) this.cache.wrote(Number(revision));
+      return res;
     } catch (e) {
       throw this.failure(what, e);
     }
@@ -122,30 +106,24 @@ export class EtcdCoordinator implements Coordinator {
     await this.call("lease revoke", () => this.client.leaseClient.leaseRevoke({ ID: leaseId }, this.deadline()));
   }
 
-  async snapshot(): Promise<ClusterSnapshot> {
+  async snapshot(options: { cached?: boolean } = {}): Promise<ClusterSnapshot> {
+    const view = options.cached ? this.cache.view() : null;
+    if (view) return decodeSnapshot(this.keys, view.kvs, view.revision, this.opts.onInvalidRecord);
     // One read-only txn, so the cycle sees one revision; history/ is left out (it can be long).
-    const k = this.keys;
-    const range = (prefix: string, exact = false) => ({
-      request_range: { key: Buffer.from(prefix), ...(exact ? {} : { range_end: prefixEnd(prefix) }) },
-    });
+    const token = this.cache.readStarting();
     const res = await this.call("snapshot", () =>
       this.client.kv.txn(
         {
           compare: [],
-          success: [range(`${k.base}control/`), range(k.leader, true), range(k.membersPrefix), range(k.syncGeneration, true), range(k.dataProgress, true), range(k.failsafeMembers, true)],
+          success: snapshotRanges(this.keys).map(([from, end]) => ({ request_range: { key: Buffer.from(from), ...(end ? { range_end: end } : {}) } })),
         },
         this.deadline(),
       ),
     );
-    const kvs = res.responses
-      .flatMap((op) => op.response_range?.kvs ?? [])
-      .map((kv) => ({
-        key: kv.key.toString(),
-        value: kv.value.toString(),
-        createRevision: Number(kv.create_revision),
-        modRevision: Number(kv.mod_revision),
-      }));
-    return decodeSnapshot(k, kvs, Number(res.header.revision), this.opts.onInvalidRecord);
+    const kvs = res.responses.flatMap((op) => op.response_range?.kvs ?? []).map(rawKv);
+    const revision = Number(res.header.revision);
+    this.cache.readDone(token, kvs, revision);
+    return decodeSnapshot(this.keys, kvs, revision, this.opts.onInvalidRecord);
   }
 
   async campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult> {
@@ -346,6 +324,7 @@ export class EtcdCoordinator implements Coordinator {
     this.watchers.add(watcher);
     const cancel = async () => {
       if (!this.watchers.delete(watcher)) return;
+      this.cache.watchDisconnected();
       // Bounded: a cancel waits for etcd's answer, which never comes over a dead connection.
       await withTimeout(watcher.cancel(), this.opts.requestTimeoutMs, this.opts.clock).catch(() => undefined);
     };
@@ -362,12 +341,25 @@ export class EtcdCoordinator implements Coordinator {
       await cancel();
       throw e;
     }
-    watcher.on("put", () => onEvent({ type: "changed" }));
-    watcher.on("delete", () => onEvent({ type: "changed" }));
+    this.cache.watchConnected();
+    // A whole response at once (a txn's events share one): the cycle an event wakes reads the view
+    // synchronously, and must not see a release's delete without its control/released put.
+    watcher.on("data", (res: IWatchResponse) => {
+      if (res.events.length === 0) return; // a progress notice
+      for (const ev of res.events) this.cache.event({ type: ev.type === "Delete" ? "delete" : "put", ...rawKv(ev.kv), ...(ev.type === "Delete" ? { value: "" } : {}) });
+      onEvent({ type: "changed" });
+    });
     // After a reconnect events may have been compacted away: the loop re-lists.
-    watcher.on("connected", () => onEvent({ type: "resync" }));
-    watcher.on("disconnected", () => onEvent({ type: "resync" }));
+    watcher.on("connected", () => {
+      this.cache.watchConnected();
+      onEvent({ type: "resync" });
+    });
+    watcher.on("disconnected", () => {
+      this.cache.watchDisconnected();
+      onEvent({ type: "resync" });
+    });
     watcher.on("error", (e: Error) => {
+      this.cache.watchDisconnected();
       this.opts.log.warn({ err: describeError(e) }, "etcd watch error; re-listing");
       onEvent({ type: "resync" });
     });

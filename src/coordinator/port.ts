@@ -347,8 +347,11 @@ export interface LeaderElection {
 
 /** What one HA cycle, the API and the CLI read. */
 export interface ClusterReader {
-  /** Everything under the cluster prefix but history, read at one revision (one read-only transaction). */
-  snapshot(): Promise<ClusterSnapshot>;
+  /**
+   * Everything under the cluster prefix but history, read at one revision (one read-only transaction).
+   * `cached`: the watch-maintained view of the same keys when it is exact (snapshot-cache.ts), else a read.
+   */
+  snapshot(options?: { cached?: boolean }): Promise<ClusterSnapshot>;
   /** The newest `limit` history events, oldest first. */
   history(limit: number): Promise<HistoryEvent[]>;
 }

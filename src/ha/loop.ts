@@ -265,7 +265,10 @@ export class HaLoop {
     let snapshot: ClusterSnapshot | null = null;
     let etcdError: string | null = null;
     try {
-      snapshot = await coordinator.snapshot();
+      // Woken by a watch event: etcd is committing, and the watched view already holds the change
+      // (one read less between "released" and "campaign"). Ticks and every other wake-up read etcd:
+      // they catch a stalled watch and an unreachable etcd. A failsafe hold always reads (E3b).
+      snapshot = await coordinator.snapshot({ cached: why === "watch" && !this.failsafeRounds.held() });
     } catch (e) {
       etcdError = describeError(e);
     }

@@ -146,6 +146,66 @@ test("keys attached to a lease vanish when it is revoked; the watch reports chan
   await sub.close();
 });
 
+test("a watch-woken snapshot (cached) is exactly a read: another agent's writes, own writes, lease expiry, no watch", async () => {
+  const c = coordinator("cached");
+  const other = coordinator("cached");
+  const strip = (s: Awaited<ReturnType<EtcdCoordinator["snapshot"]>>) => ({ ...s, revision: 0 });
+  /** After each change: once the watch has delivered it, the cached view and a fresh read agree (revision aside). */
+  const agree = async (what: string) => {
+    const ok = await pollUntil(async () => (JSON.stringify(strip(await c.snapshot({ cached: true }))) === JSON.stringify(strip(await c.snapshot())) ? true : undefined), {
+      timeoutMs: 3000,
+      intervalMs: 20,
+    });
+    assert.ok(ok, `cached view differs from a read after: ${what}`);
+  };
+  await c.snapshot(); // before the watch: the view is not trusted yet
+  const events: string[] = [];
+  const sub = await c.watchLeader((e) => events.push(e.type));
+  await c.snapshot(); // the read that makes the view exact
+  const lo = await other.grantLease(3000);
+  await other.putMember(member("n2"), lo.id);
+  await agree("another agent's member put");
+  // Read-your-writes: right after our own campaign, the cached snapshot already names us.
+  const l = await c.grantLease(5000);
+  const won = await c.campaign("n1", l.id, "t");
+  assert.ok(won.won);
+  assert.equal((await c.snapshot({ cached: true })).leader?.term, won.leader!.term, "own campaign seen at once");
+  assert.equal(await c.release(won.leader!.term, { node: "n1", term: won.leader!.term, at: "t", why: "handover" }), true);
+  assert.equal((await c.snapshot({ cached: true })).leader, null, "own release seen at once");
+  assert.equal((await c.snapshot({ cached: true })).released?.node, "n1");
+  // A lease that etcd expires (no write by either agent): seen through the watch.
+  await agree("release");
+  // Another agent's release: the leader's delete and control/released come in one txn, so one
+  // watch response; a cycle woken by it, reading the view at once, sees both or neither.
+  await sub.close(); // one watcher: a second one would have applied the whole response already
+  const seen: { leader: number | null; released: number | null }[] = [];
+  const sub2 = await c.watchLeader((e) => {
+    if (e.type !== "changed") return;
+    void c.snapshot({ cached: true }).then((s) => seen.push({ leader: s.leader?.term ?? null, released: s.released?.term ?? null }));
+  });
+  await c.snapshot();
+  const lo2 = await other.grantLease(5000);
+  const theirs = await other.campaign("n2", lo2.id, "t");
+  assert.ok(theirs.won);
+  assert.equal(await other.release(theirs.leader!.term, { node: "n2", term: theirs.leader!.term, at: "t", why: "switchover" }), true);
+  const after = await pollUntil(() => (seen.some((x) => x.leader === null && x.released === theirs.leader!.term) ? true : undefined), { timeoutMs: 3000, intervalMs: 20 });
+  assert.ok(after, `the release reached the view: ${JSON.stringify(seen)}`);
+  const torn = seen.findIndex((x, i) => i > 0 && x.leader === null && seen[i - 1]!.leader === theirs.leader!.term && x.released !== theirs.leader!.term);
+  assert.equal(torn, -1, `a view with the key gone but not the release record: ${JSON.stringify(seen)}`);
+  await other.revokeLease(lo2.id);
+  const gone = await pollUntil(async () => ((await c.snapshot({ cached: true })).members.length === 0 ? true : undefined), { timeoutMs: 10_000, intervalMs: 100 });
+  assert.ok(gone, "the expired member's key is gone from the cached view");
+  await agree("lease expiry");
+  await sub2.close();
+  // No watch: cached asks etcd.
+  await other.putMember(member("n3"), (await other.grantLease(5000)).id);
+  assert.deepEqual(
+    (await c.snapshot({ cached: true })).members.map((m) => m.node),
+    ["n3"],
+  );
+  await c.revokeLease(l.id);
+});
+
 test("an unreachable etcd fails calls within the request timeout, and the adapter recovers", async () => {
   const c = coordinator("freeze", 500);
   const l = await c.grantLease(5000);
