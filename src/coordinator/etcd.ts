@@ -347,7 +347,9 @@ export class EtcdCoordinator implements Coordinator {
     watcher.on("data", (res: IWatchResponse) => {
       if (res.events.length === 0) return; // a progress notice
       for (const ev of res.events) this.cache.event({ type: ev.type === "Delete" ? "delete" : "put", ...rawKv(ev.kv), ...(ev.type === "Delete" ? { value: "" } : {}) });
-      onEvent({ type: "changed" });
+      // history/ is not in the snapshot, and every cycle reads what it needs of it: appending and
+      // trimming it (several writes per move) wakes no cycle on any node.
+      if (res.events.some((ev) => !ev.kv.key.toString().startsWith(this.keys.historyPrefix))) onEvent({ type: "changed" });
     });
     // After a reconnect events may have been compacted away: the loop re-lists.
     watcher.on("connected", () => {

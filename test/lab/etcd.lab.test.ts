@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import { startEtcd, type LoopbackEtcd } from "../../bench/cli/etcd.js";
 import { readEtcdSecurity, type EtcdSecurity } from "../../src/config/etcd-security.js";
 import { EtcdCoordinator } from "../../src/coordinator/etcd.js";
-import type { MemberRecord } from "../../src/coordinator/port.js";
+import type { HistoryEvent, MemberRecord } from "../../src/coordinator/port.js";
 import { SystemClock } from "../../src/platform/clock.js";
 import { silentLogger } from "../../src/platform/logger.js";
 import { pollUntil } from "./harness/index.js";
@@ -204,6 +204,22 @@ test("a watch-woken snapshot (cached) is exactly a read: another agent's writes,
     ["n3"],
   );
   await c.revokeLease(l.id);
+});
+
+test("history appends wake no cycle; any other key does", async () => {
+  const c = coordinator("quiet-history");
+  const events: string[] = [];
+  const sub = await c.watchLeader((e) => events.push(e.type));
+  const event: HistoryEvent = { kind: "failover", at: "2026-12-05T00:00:00.000Z", node: "n1", from: null, to: "n1", term: 1, reason: "test" };
+  await c.appendHistory(event, null);
+  await c.setPaused(true);
+  const woke = await pollUntil(() => (events.includes("changed") ? true : undefined), { timeoutMs: 3000, intervalMs: 20 });
+  assert.ok(woke);
+  await new Promise((r) => setTimeout(r, 300)); // an event of the history put, were there one, is in by now
+  assert.deepEqual(events, ["changed"], "only the pause woke the loop");
+  assert.equal((await c.history(10)).length, 1, "the history put happened");
+  await c.setPaused(false);
+  await sub.close();
 });
 
 test("an unreachable etcd fails calls within the request timeout, and the adapter recovers", async () => {
