@@ -54,6 +54,7 @@ export class EtcdCoordinator implements Coordinator {
   private readonly watchers = new Set<Watcher>();
   /** The snapshot's keys kept current by the watch (snapshot-cache.ts). */
   private readonly cache: SnapshotCache;
+  private fromView = 0;
   private closed = false;
 
   constructor(private readonly opts: EtcdCoordinatorOptions) {
@@ -108,7 +109,10 @@ export class EtcdCoordinator implements Coordinator {
 
   async snapshot(options: { cached?: boolean } = {}): Promise<ClusterSnapshot> {
     const view = options.cached ? this.cache.view() : null;
-    if (view) return decodeSnapshot(this.keys, view.kvs, view.revision, this.opts.onInvalidRecord);
+    if (view) {
+      this.fromView++;
+      return decodeSnapshot(this.keys, view.kvs, view.revision, this.opts.onInvalidRecord);
+    }
     // One read-only txn, so the cycle sees one revision; history/ is left out (it can be long).
     const token = this.cache.readStarting();
     const res = await this.call("snapshot", () =>
@@ -366,6 +370,11 @@ export class EtcdCoordinator implements Coordinator {
       onEvent({ type: "resync" });
     });
     return { close: cancel };
+  }
+
+  /** How many snapshots the watched view answered (the rest were reads). */
+  snapshotsFromView(): number {
+    return this.fromView;
   }
 
   /** Watchers not cancelled yet (cancelled here at close, before the client goes). */

@@ -85,18 +85,23 @@ export class SnapshotCache {
     this.readRevision = revision;
     this.kvs = new Map(kvs.map((kv) => [kv.key, kv]));
     this.revision = revision;
-    // Events the read may have raced, in order; those it includes change nothing (apply is idempotent).
-    for (const e of this.pending) this.apply(e);
+    // Events newer than the read, in order. Those it includes are not applied again: the watch may lag
+    // behind the read, and a put the read saw deleted would come back (its delete not in yet).
     this.pending = this.pending.filter((e) => e.modRevision > revision);
+    for (const e of this.pending) this.apply(e);
     this.valid = token !== -1 && token === this.epoch && this.connected;
   }
 
   /** One watched event, in revision order as etcd sends them. */
   event(e: WatchedEvent): void {
     if (this.pending.length >= MAX_PENDING_EVENTS) {
+      // A read in flight must not make the view valid either: it would miss what is dropped here.
+      this.epoch++;
       this.valid = false;
       this.pending = [];
     }
+    // A lagging watch delivering what the last read already holds: nothing to apply or keep.
+    if (e.modRevision <= this.readRevision) return;
     this.pending.push(e);
     this.apply(e);
   }
@@ -116,7 +121,7 @@ export class SnapshotCache {
     if (e.modRevision > this.revision) this.revision = e.modRevision;
     if (!this.inSnapshot(e.key)) return;
     const held = this.kvs.get(e.key);
-    // Idempotent: an event the read already included (same or older revision) changes nothing.
+    // Only events newer than the read reach here, in order; a key at a newer revision is kept (defensive).
     if (held && held.modRevision >= e.modRevision) return;
     if (e.type === "delete") this.kvs.delete(e.key);
     else this.kvs.set(e.key, { key: e.key, value: e.value, createRevision: e.createRevision, modRevision: e.modRevision });

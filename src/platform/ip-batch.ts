@@ -31,8 +31,8 @@ export function batchLine(argv: readonly string[]): { line: string; json: boolea
   const json = argv[1] === "-j";
   const rest = argv.slice(json ? 2 : 1);
   if (!rest.every((a) => PLAIN_WORD.test(a) && !a.startsWith("-"))) return null;
-  // The session prints JSON: text output (a `show` without -j) is spawned. Adds and deletes print nothing.
-  if (!json && !(/^(addr|address)$/.test(rest[0]!) && /^(add|del|delete)$/.test(rest[1] ?? ""))) return null;
+  // JSON only from a show (a request waits for its line), and adds and deletes (no output) only without -j.
+  if (json ? !/^(show|list)$/.test(rest[1] ?? "") : !(/^(addr|address)$/.test(rest[0]!) && /^(add|del|delete)$/.test(rest[1] ?? ""))) return null;
   return { line: rest.join(" "), json };
 }
 
@@ -85,10 +85,16 @@ export class IpBatchRunner implements CommandRunner {
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const result = this.tail.then(() => this.request(batch.line, batch.json, timeoutMs));
     this.tail = result.catch(() => undefined);
-    return result.catch((e: unknown) => {
-      if (e instanceof UnderstudyError && e.code === "US_E_COMMAND_TIMEOUT") throw e;
-      return this.fallback.run(argv, options);
-    });
+    return result.then(
+      // Anything but a clean success is asked again of a spawned `ip` (its answer is authoritative):
+      // the session caches interface indexes, and an interface deleted and re-created since (a bond
+      // or VLAN brought down and up) fails there only ("Device not found"). The session is gone already.
+      (r) => (r.code === 0 && r.stderr === "" ? r : this.fallback.run(argv, options)),
+      (e: unknown) => {
+        if (e instanceof UnderstudyError && e.code === "US_E_COMMAND_TIMEOUT") throw e;
+        return this.fallback.run(argv, options);
+      },
+    );
   }
 
   /** Start the session now (at agent start), so the first promotion does not pay for the spawn. */
@@ -105,6 +111,8 @@ export class IpBatchRunner implements CommandRunner {
   }
 
   private request(line: string, json: boolean, timeoutMs: number): Promise<CommandResult> {
+    // Queued before close(): spawned instead, so no session outlives close().
+    if (this.closed) return Promise.reject(sessionError("is closed"));
     const s = this.session && !this.session.dead ? this.session : this.start();
     return new Promise<CommandResult>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -174,9 +182,10 @@ export class IpBatchRunner implements CommandRunner {
     const p = s.pending;
     if (!p?.marked) return;
     const errText = p.errText.trim();
-    if (p.failed) return p.settle({ code: 1, signal: null, stdout: "", stderr: errText });
-    if (p.json && !s.out.includes("\n")) return; // printed and flushed before the sentinel was read: on its way
-    p.settle({ code: 0, signal: null, stdout: s.out, stderr: errText });
+    if (!p.failed && p.json && !s.out.includes("\n")) return; // printed and flushed before the sentinel was read: on its way
+    p.settle({ code: p.failed ? 1 : 0, signal: null, stdout: p.failed ? "" : s.out, stderr: errText });
+    // Not clean: this session may hold a stale interface index; the next request starts a fresh one.
+    if (p.failed || errText !== "") this.kill(s);
   }
 
   private kill(s: Session): void {

@@ -36,6 +36,8 @@ export class ResidentGarpSender implements GarpSender {
   private waiters: Waiter[] = [];
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Set when the sender could not be started at all: every later call is refused at once. */
+  private cannotRun: string | null = null;
 
   constructor(
     private readonly clock: Clock,
@@ -57,6 +59,8 @@ export class ResidentGarpSender implements GarpSender {
     this.closed = true;
     this.child?.stdin?.end();
     this.child = undefined;
+    // An announcement in flight falls back to arping now instead of waiting out its timeout.
+    for (const w of [...this.waiters]) w.settle("understudy-garp is closed");
   }
 
   announce(iface: string, ip: string, timeoutMs: number): Promise<void> {
@@ -71,6 +75,7 @@ export class ResidentGarpSender implements GarpSender {
 
   private request(iface: string, ip: string, timeoutMs: number): Promise<void> {
     if (this.closed) return Promise.reject(failure(iface, ip, "understudy-garp is closed"));
+    if (this.cannotRun !== null) return Promise.reject(failure(iface, ip, this.cannotRun));
     const child = this.child ?? this.start();
     return new Promise<void>((resolve, reject) => {
       let timer: TimerHandle | undefined;
@@ -103,7 +108,11 @@ export class ResidentGarpSender implements GarpSender {
       this.child = undefined;
       for (const w of [...this.waiters]) w.settle(`understudy-garp ${why}`);
     };
-    child.on("error", (e) => fail(`could not run: ${e.message}`));
+    child.on("error", (e) => {
+      // Not startable (EACCES, ENOENT): arping from now on, without a spawn attempt per packet.
+      this.cannotRun = `understudy-garp could not run: ${e.message}`;
+      fail(`could not run: ${e.message}`);
+    });
     child.on("close", (code, signal) => fail(`exited (${code ?? signal})`));
     child.stdin?.on("error", () => undefined);
     child.stdout?.on("data", (d: Buffer) => {

@@ -150,13 +150,20 @@ test("a watch-woken snapshot (cached) is exactly a read: another agent's writes,
   const c = coordinator("cached");
   const other = coordinator("cached");
   const strip = (s: Awaited<ReturnType<EtcdCoordinator["snapshot"]>>) => ({ ...s, revision: 0 });
-  /** After each change: once the watch has delivered it, the cached view and a fresh read agree (revision aside). */
+  /**
+   * After each change: once the watch has delivered it, the view answers (not a read) and equals a
+   * fresh read, revision aside. The read is the other agent's, so this one's view is left alone.
+   */
   const agree = async (what: string) => {
-    const ok = await pollUntil(async () => (JSON.stringify(strip(await c.snapshot({ cached: true }))) === JSON.stringify(strip(await c.snapshot())) ? true : undefined), {
-      timeoutMs: 3000,
-      intervalMs: 20,
-    });
-    assert.ok(ok, `cached view differs from a read after: ${what}`);
+    const ok = await pollUntil(
+      async () => {
+        const before = c.snapshotsFromView();
+        const cached = await c.snapshot({ cached: true });
+        return c.snapshotsFromView() > before && JSON.stringify(strip(cached)) === JSON.stringify(strip(await other.snapshot())) ? true : undefined;
+      },
+      { timeoutMs: 3000, intervalMs: 20 },
+    );
+    assert.ok(ok, `the view did not answer, or differs from a read, after: ${what}`);
   };
   await c.snapshot(); // before the watch: the view is not trusted yet
   const events: string[] = [];
@@ -169,6 +176,7 @@ test("a watch-woken snapshot (cached) is exactly a read: another agent's writes,
   const l = await c.grantLease(5000);
   const won = await c.campaign("n1", l.id, "t");
   assert.ok(won.won);
+  // Read-your-writes: whether the view answers (the watch delivered the campaign already) or a read does.
   assert.equal((await c.snapshot({ cached: true })).leader?.term, won.leader!.term, "own campaign seen at once");
   assert.equal(await c.release(won.leader!.term, { node: "n1", term: won.leader!.term, at: "t", why: "handover" }), true);
   assert.equal((await c.snapshot({ cached: true })).leader, null, "own release seen at once");
@@ -184,11 +192,13 @@ test("a watch-woken snapshot (cached) is exactly a read: another agent's writes,
     void c.snapshot({ cached: true }).then((s) => seen.push({ leader: s.leader?.term ?? null, released: s.released?.term ?? null }));
   });
   await c.snapshot();
+  const fromView = c.snapshotsFromView();
   const lo2 = await other.grantLease(5000);
   const theirs = await other.campaign("n2", lo2.id, "t");
   assert.ok(theirs.won);
   assert.equal(await other.release(theirs.leader!.term, { node: "n2", term: theirs.leader!.term, at: "t", why: "switchover" }), true);
   const after = await pollUntil(() => (seen.some((x) => x.leader === null && x.released === theirs.leader!.term) ? true : undefined), { timeoutMs: 3000, intervalMs: 20 });
+  assert.ok(c.snapshotsFromView() > fromView, `the watch-woken snapshots came from the view (${fromView} -> ${c.snapshotsFromView()}, ${JSON.stringify(seen)})`);
   assert.ok(after, `the release reached the view: ${JSON.stringify(seen)}`);
   const torn = seen.findIndex((x, i) => i > 0 && x.leader === null && seen[i - 1]!.leader === theirs.leader!.term && x.released !== theirs.leader!.term);
   assert.equal(torn, -1, `a view with the key gone but not the release record: ${JSON.stringify(seen)}`);

@@ -19,6 +19,7 @@
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -72,14 +73,16 @@ static int announce(const char *ifname, const char *addr, const char **why) {
       return -1;
     }
   }
-  unsigned char pkt[28];
-  struct arphdr *ah = (struct arphdr *)pkt;
-  ah->ar_hrd = htons(ARPHRD_ETHER);
-  ah->ar_pro = htons(ETH_P_IP);
-  ah->ar_hln = 6;
-  ah->ar_pln = 4;
-  ah->ar_op = htons(ARPOP_REQUEST);
-  unsigned char *p = pkt + sizeof *ah;
+  struct arphdr ah = {
+      .ar_hrd = htons(ARPHRD_ETHER),
+      .ar_pro = htons(ETH_P_IP),
+      .ar_hln = 6,
+      .ar_pln = 4,
+      .ar_op = htons(ARPOP_REQUEST),
+  };
+  unsigned char pkt[sizeof ah + 20];
+  memcpy(pkt, &ah, sizeof ah);
+  unsigned char *p = pkt + sizeof ah;
   memcpy(p, ifr.ifr_hwaddr.sa_data, 6); /* sender hardware: ours */
   memcpy(p + 6, &ip, 4);                /* sender protocol: the address */
   memset(p + 10, 0, 6);                 /* target hardware: zero (RFC 5227) */
@@ -99,18 +102,16 @@ static int announce(const char *ifname, const char *addr, const char **why) {
 }
 
 int main(void) {
-  char line[LINE_MAX_BYTES];
-  while (fgets(line, sizeof line, stdin)) {
-    size_t n = strlen(line);
-    if (n == 0 || line[n - 1] != '\n') {
-      /* Too long: drop the rest of it, then refuse. */
-      int c;
-      while (n == sizeof line - 1 && (c = getchar()) != EOF && c != '\n') {
-      }
-      reply("line too long", NULL);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  /* One reply per line read, whatever it holds (a NUL inside, no final newline). */
+  while ((n = getline(&line, &cap, stdin)) > 0) {
+    if (line[n - 1] == '\n') line[--n] = '\0';
+    if ((size_t)n >= LINE_MAX_BYTES || memchr(line, '\0', (size_t)n)) {
+      reply("line too long or not text", NULL);
       continue;
     }
-    line[n - 1] = '\0';
     char *space = strchr(line, ' ');
     if (!space || strchr(space + 1, ' ')) {
       reply("expected: IFACE ADDRESS", NULL);
@@ -121,5 +122,6 @@ int main(void) {
     if (announce(line, space + 1, &why) == 0) reply(NULL, NULL);
     else reply(line, why);
   }
+  free(line);
   return 0;
 }

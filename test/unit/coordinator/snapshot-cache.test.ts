@@ -70,6 +70,20 @@ describe("SnapshotCache", () => {
     assert.deepEqual(shown(c), { revision: 6, kvs: { [LEADER]: "n2@6" } });
   });
 
+  it("a watch that lags behind the read: a put the read saw deleted does not come back", () => {
+    const c = connected();
+    c.readDone(c.readStarting(), [], 1);
+    const token = c.readStarting();
+    c.event(put(LEADER, "a", 2)); // the key existed at 2...
+    c.readDone(token, [], 4); // ...and was deleted at 3: the read at 4 does not have it; the delete's event is not in yet
+    assert.deepEqual(shown(c), { revision: 4, kvs: {} });
+    c.event(del(LEADER, 3)); // the delete arrives late: nothing to do
+    c.event(put(M1, "late", 4)); // a late event the read already holds
+    assert.deepEqual(shown(c), { revision: 4, kvs: {} });
+    c.event(put(M1, "new", 5));
+    assert.deepEqual(shown(c), { revision: 5, kvs: { [M1]: "new@5" } });
+  });
+
   it("a disconnect drops the view until a read made after the next connect", () => {
     const c = connected();
     c.readDone(c.readStarting(), [kv(LEADER, "n1", 5)], 5);
@@ -104,6 +118,16 @@ describe("SnapshotCache", () => {
     c.readDone(newer, [kv(M1, "x", 6)], 6);
     c.readDone(older, [], 5);
     assert.deepEqual(shown(c), { revision: 6, kvs: { [M1]: "x@6" } });
+  });
+
+  it("an overflow while a read is in flight: that read does not make the view valid", () => {
+    const c = connected();
+    c.readDone(c.readStarting(), [], 1);
+    const token = c.readStarting();
+    for (let r = 2; r < 10_003; r++) c.event(put(M1, String(r), r));
+    c.event(put(M1, "after", 10_003));
+    c.readDone(token, [kv(M1, "2", 2)], 2);
+    assert.equal(c.view(), null);
   });
 
   it("too many events between two reads: no view until the next read", () => {
