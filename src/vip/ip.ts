@@ -78,6 +78,8 @@ export class IpFloatingIp implements FloatingIp {
   private announcing: { generation: number; promise: Promise<void> } | undefined;
   /** When the last packet left through understudy-garp (the next one waits out the spacing); null after arping. */
   private lastViaGarpMs: number | null = null;
+  /** The last announcement through understudy-garp failed (logged once until one succeeds). */
+  private garpFailing = false;
 
   constructor(
     private readonly config: VipConfig,
@@ -171,9 +173,13 @@ export class IpFloatingIp implements FloatingIp {
       try {
         await this.garp.announce(this.config.interface, this.vip.ip, GARP_TIMEOUT_MS);
         this.lastViaGarpMs = started;
+        if (this.garpFailing) this.logger.info({ vip: this.address }, "understudy-garp announces again");
+        this.garpFailing = false;
         return;
       } catch (e) {
-        this.logger.warn({ vip: this.address, err: describeError(e) }, "understudy-garp could not announce; using arping");
+        // Once per change, not per packet: a sender that cannot run would log every announce_interval.
+        if (!this.garpFailing) this.logger.warn({ vip: this.address, err: describeError(e) }, "understudy-garp could not announce; using arping");
+        this.garpFailing = true;
       }
     }
     const tool = await this.arping.locate();
