@@ -8,7 +8,7 @@
 // Passes run one at a time on a SerialRunner; triggers that arrive meanwhile
 // fold into one more pass. Failures retry with exponential backoff (planRetry),
 // and a newly published generation retries at once.
-import { UnderstudyError, describeError } from "../errors/catalogue.js";
+import { describeError } from "../errors/catalogue.js";
 import type { MemberSyncSummary } from "../coordinator/port.js";
 import type { TimerHandle } from "../platform/clock.js";
 import { SerialRunner } from "../platform/serial.js";
@@ -278,8 +278,12 @@ export class SyncEngine {
       await this.standby.verify(step, failed);
       step = this.planned(failed);
     }
-    // verify is planned at most once per pass, publish only on the primary side: neither reaches here.
-    if (step.kind === "verify" || step.kind === "publish") return unreachable(step);
+    // Asked to verify again while verifying (the periodic verify, a resync) or promoted meanwhile: not a
+    // failure (it was reported as US_E_UNEXPECTED and retried with backoff); one more pass at once.
+    if (step.kind === "verify" || step.kind === "publish") {
+      this.runner.trigger(step.kind === "verify" ? "verify asked again during a verify" : "promoted during a verify");
+      return { done: false, reason: step.reason };
+    }
     this.waiting = step.kind === "wait" ? step.waiting : null;
     return this.standby.run(step, failed);
   }
@@ -361,9 +365,4 @@ export class SyncEngine {
       this.armVerify();
     });
   }
-}
-
-/** A step the standby pass cannot get (see standbyPass): a coded error, not a silent no-op. */
-function unreachable(step: SyncStep): never {
-  throw new UnderstudyError("US_E_UNEXPECTED", { cause: `sync: a ${step.kind} step planned again within one standby pass` });
 }

@@ -473,6 +473,27 @@ describe("SyncEngine: standby side", () => {
     );
   });
 
+  it("promoted while a verify runs: one more pass (a publish), not a failure", async () => {
+    const { h } = await syncedStandby();
+    const rec = await recordFor(h);
+    const failedBefore = h.of("failed").length;
+    // resync() starts a pass at once: when it returns, the pass is inside the verify (reading the root)...
+    h.engine.resync();
+    // ...and the node is promoted before the pass plans its next step, which is now a publish. The
+    // same path takes a verify asked again meanwhile (the periodic verify landing on a long one).
+    h.engine.follow(primary("n2", 9, rec));
+    await waitFor("published as primary", () => h.coord.calls.length > 0);
+    assert.deepEqual(
+      h
+        .of("failed")
+        .slice(failedBefore)
+        .map((e) => e.code),
+      [],
+      "not reported as a failed sync (it was US_E_UNEXPECTED, retried with backoff)",
+    );
+    assert.equal(h.engine.status().failures, 0);
+  });
+
   it("post_sync runs only for a root whose files changed, with its env; a failing one is reported but the generation is held", async () => {
     const runner = new StrictCommandRunner();
     const reload = (unit: string) => ["/usr/bin/systemctl", "reload", unit];
