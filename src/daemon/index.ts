@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import type { Config } from "../config/load.js";
 import { UnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
@@ -5,7 +6,7 @@ import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { CommandDaemon } from "./command.js";
 import type { DaemonController } from "./port.js";
-import { ProcessDaemon, type ChildOutput } from "./process.js";
+import { PIDEXEC_BINARY, ProcessDaemon, type ChildOutput } from "./process.js";
 import { SystemdDaemon } from "./systemd.js";
 
 export type DaemonConfig = Config["daemon"];
@@ -33,6 +34,7 @@ export function createDaemon(config: DaemonConfig, deps: DaemonDeps): DaemonCont
           stateDir: deps.stateDir,
           stdout: deps.childStdout,
           stderr: deps.childStderr,
+          ...(existsSync(PIDEXEC_BINARY) ? { pidExec: PIDEXEC_BINARY } : {}),
         },
         { clock: deps.clock, logger: deps.logger },
       );

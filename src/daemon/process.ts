@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
+import { findProgram, notExecutable } from "../platform/programs.js";
 import type { DaemonController, DaemonExit } from "./port.js";
 
 export type ChildOutput = "inherit" | "ignore";
@@ -19,7 +21,16 @@ export interface ProcessDaemonOptions {
   readonly stdout?: ChildOutput | undefined;
   /** Default "inherit": the daemon's complaints end up beside the agent's (journald). */
   readonly stderr?: ChildOutput | undefined;
+  /**
+   * understudy-pidexec (PIDEXEC_BINARY): the daemon is started through it, so daemon.pid names it
+   * before the daemon runs (an agent killed right after the spawn leaves no unrecorded daemon).
+   * Undefined: spawned directly, daemon.pid written just after (a source checkout without a build).
+   */
+  readonly pidExec?: string | undefined;
 }
+
+/** Built by `npm run build` next to this file (dist/daemon/understudy-pidexec). */
+export const PIDEXEC_BINARY = fileURLToPath(new URL("./understudy-pidexec", import.meta.url));
 
 export interface ProcessDaemonDeps {
   readonly clock: Clock;
@@ -122,8 +133,12 @@ export class ProcessDaemon implements DaemonController {
     } catch (e) {
       throw startError(`cannot create state dir: ${describeError(e)}`);
     }
+    const helper = this.options.pidExec;
+    // Through the helper a missing program would be its exit 127 after the start: say it as a spawn would.
+    if (helper !== undefined && findProgram(file!) === null) throw startError(`spawn ${file} ENOENT (${notExecutable(file!) ?? "not found on PATH"})`);
+    const [program, ...argv] = helper !== undefined ? [helper, this.pidfile, file!, ...args] : [file!, ...args];
     // Own process group: a Ctrl-C meant for the agent must not reach the daemon; the agent decides.
-    const child = spawn(file!, args, {
+    const child = spawn(program!, argv, {
       stdio: ["ignore", this.options.stdout ?? "ignore", this.options.stderr ?? "inherit"],
       detached: true,
     });
@@ -137,7 +152,8 @@ export class ProcessDaemon implements DaemonController {
     try {
       writePidfile(this.pidfile, run.pid);
     } catch (e) {
-      // Without a pidfile a restarted agent would start a duplicate: refuse to run unrecorded.
+      // Without a pidfile a restarted agent would start a duplicate: refuse to run unrecorded. (Through
+      // understudy-pidexec the record is the helper's already, the same line; this write changes nothing.)
       run.stopping = true;
       child.kill("SIGKILL");
       await run.exited;

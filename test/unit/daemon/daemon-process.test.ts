@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { setTimeout as delay } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
@@ -180,6 +181,33 @@ describe("ProcessDaemon", () => {
     await assert.rejects(d.start(), (e) => isUnderstudyError(e, "US_E_DAEMON_START"));
     assert.equal(await d.isRunning(), false);
     assert.equal(pidfile(), undefined);
+  });
+
+  describe("through understudy-pidexec (dist/daemon, built by npm run build)", () => {
+    const PIDEXEC = fileURLToPath(new URL("../../../dist/daemon/understudy-pidexec", import.meta.url));
+
+    it("daemon.pid names the daemon before its first instruction, with the kernel's start time", async () => {
+      assert.ok(existsSync(PIDEXEC), "npm run build makes dist/daemon/understudy-pidexec");
+      const seen = join(stateDir, "seen-at-start");
+      // The daemon's first action: copy daemon.pid as it finds it, then its own pid ($$ is sh's pid, which exec keeps).
+      const d = daemon({ pidExec: PIDEXEC, command: ["sh", "-c", `cat "$0/daemon.pid" > "$0/seen-at-start"; echo "$$" >> "$0/seen-at-start"; exec sleep 30`, stateDir] });
+      await d.start();
+      await until(() => existsSync(seen) && readFileSync(seen, "utf8").split("\n").length >= 3, "the daemon's own record");
+      const [record = "", own = ""] = readFileSync(seen, "utf8").split("\n");
+      const [recordedPid, recordedStart] = record.split(" ");
+      assert.equal(recordedPid, own.trim(), "the record it found names itself");
+      assert.equal(recordedPid, String(d.pid()));
+      const stat = readFileSync(`/proc/${d.pid()}/stat`, "utf8");
+      assert.equal(recordedStart, stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19], "with its start time, as the agent writes it");
+      await d.stop();
+      assert.equal(pidfile(), undefined);
+    });
+
+    it("a missing program fails start() as before, and nothing is recorded", async () => {
+      const d = daemon({ pidExec: PIDEXEC, command: [join(stateDir, "no-such-program")] });
+      await assert.rejects(d.start(), (e) => isUnderstudyError(e, "US_E_DAEMON_START") && /ENOENT/.test(e.message));
+      assert.equal(pidfile(), undefined);
+    });
   });
 
   describe("pidfile adoption", () => {
