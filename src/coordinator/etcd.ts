@@ -285,12 +285,13 @@ export class EtcdCoordinator implements Coordinator {
     return null;
   }
 
-  async appendHistory(event: HistoryEvent, term: number | null): Promise<void> {
+  async appendHistory(event: HistoryEvent, term: number | null): Promise<boolean> {
     const key = historyKey(this.keys.historyPrefix, event, this.opts.clock.wallMs());
     const put = this.client.put(key).value(JSON.stringify(event));
     if (term === null) await this.call("history put", () => put.options(this.deadline()).exec());
-    else await this.call("history txn", () => this.client.if(this.keys.leader, "Create", "==", term).then(put).options(this.deadline()).commit());
+    else if (!(await this.call("history txn", () => this.client.if(this.keys.leader, "Create", "==", term).then(put).options(this.deadline()).commit())).succeeded) return false;
     await this.trimHistory().catch(() => undefined);
+    return true;
   }
 
   /** Keep the newest HISTORY_KEEP events. */

@@ -380,11 +380,11 @@ export interface ControlRequests {
 export interface HistoryLog {
   /**
    * Append an event; when `term` is given, only while it is still the
-   * leader's (a deposed primary's events are dropped, silently: history is a
-   * record, not a decision). Old events beyond the kept count are trimmed,
-   * best effort: a failed trim never fails the append.
+   * leader's (resolves false when it is not: nothing was written). Old events
+   * beyond the kept count are trimmed, best effort: a failed trim never fails
+   * the append.
    */
-  appendHistory(event: HistoryEvent, term: number | null): Promise<void>;
+  appendHistory(event: HistoryEvent, term: number | null): Promise<boolean>;
 }
 
 /** sync/generation: the primary's published file generation (used by sync/engine.ts). */

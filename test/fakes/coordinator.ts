@@ -270,10 +270,11 @@ export class FakeCoordinator implements Coordinator {
     return this.dataRejoins.get(node) ?? null;
   }
 
-  async appendHistory(event: HistoryEvent, term: number | null): Promise<void> {
+  async appendHistory(event: HistoryEvent, term: number | null): Promise<boolean> {
     this.gate("appendHistory");
-    if (term !== null && this.leader?.term !== term) return;
+    if (term !== null && this.leader?.term !== term) return false;
     this.historyEvents.push(event);
+    return true;
   }
 
   async history(limit: number): Promise<HistoryEvent[]> {

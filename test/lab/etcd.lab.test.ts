@@ -303,9 +303,9 @@ test("history: appended in order, guarded by term when given, trimmed to the new
   const l = await c.grantLease(5000);
   const term = (await c.campaign("n1", l.id, "t")).leader!.term;
   const ev = (reason: string) => ({ kind: "failover" as const, at: "t", node: "n1", from: "n2", to: "n1", term, reason });
-  await c.appendHistory(ev("one"), term);
-  await c.appendHistory(ev("two"), null);
-  await c.appendHistory(ev("stale"), term + 100);
+  assert.equal(await c.appendHistory(ev("one"), term), true);
+  assert.equal(await c.appendHistory(ev("two"), null), true);
+  assert.equal(await c.appendHistory(ev("stale"), term + 100), false, "not the leader's term: not written, and said so");
   const events = await c.history(10);
   assert.deepEqual(
     events.map((e) => e.reason),

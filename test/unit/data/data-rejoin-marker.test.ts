@@ -209,7 +209,7 @@ test("a demoted primary opens no write module while its marker update still wait
     putDataRejoin: async () => false,
     // etcd after a failover: the read of data/rejoin/n1 answers only when the test says so.
     dataRejoin: (node: string) => (reads.push(node), new Promise<DataRejoinRecord | null>((r) => (release = r))),
-    appendHistory: async () => undefined,
+    appendHistory: async () => true,
   };
   const agent = new RejoinAgent({
     node: "n1",
