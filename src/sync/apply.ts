@@ -108,6 +108,9 @@ export async function checkStaged(opts: Omit<ApplyOptions, "beforeApply">): Prom
   return { staged, liveExists };
 }
 
+/** Rescue rounds before an apply gives up on a root whose files keep changing (US_E_SYNC_LIVE_BUSY). */
+const MAX_RESCUE_ROUNDS = 5;
+
 export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   const { root, stagedDir } = opts;
   // Pre-checks: none of these touch the live tree.
@@ -123,7 +126,12 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
     : staged;
   const readLive = () => (liveExists ? buildManifest(root, root.path, opts.cache, opts.hasher) : Promise.resolve(manifestOf(root.name, [])));
   let live = await readLive();
-  if (opts.beforeApply && (await opts.beforeApply(target, live))) live = await readLive();
+  // Rescue until nothing more is to keep: an edit made while a rescue ran is in the next read, and
+  // is kept by the next round instead of being deleted or overwritten as "not in the primary's tree".
+  for (let round = 1; opts.beforeApply && (await opts.beforeApply(target, live)); round++) {
+    if (round >= MAX_RESCUE_ROUNDS) throw new UnderstudyError("US_E_SYNC_LIVE_BUSY", { root: root.name, rounds: round });
+    live = await readLive();
+  }
   const diff = diffManifests(live, target);
   const run = new ApplyRun(root, path.resolve(stagedDir), opts.fs, opts.runner);
 

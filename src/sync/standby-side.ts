@@ -108,7 +108,7 @@ export class StandbySide {
   }
 
   /** Returns true when files were moved out of the live root. `live`: its manifest, when just built. */
-  private async rescue(r: EngineRoot, reference: Manifest | undefined, live?: Manifest): Promise<boolean> {
+  private async rescue(r: EngineRoot, reference: Manifest | undefined, live?: Manifest, quietRemovals = false): Promise<boolean> {
     const { store, clock, log, fs } = this.deps;
     const result = await rescueDivergent({
       root: r,
@@ -122,7 +122,7 @@ export class StandbySide {
     });
     if (!result) return false;
     if (result.files.length === 0) {
-      log.info({ root: r.name, removed_since_known: result.removedSinceKnown }, "sync: files removed locally since the last sync; nothing to rescue");
+      if (!quietRemovals) log.info({ root: r.name, removed_since_known: result.removedSinceKnown }, "sync: files removed locally since the last sync; nothing to rescue");
       return false;
     }
     log.warn({ root: r.name, dir: result.dir, files: result.files, removed_since_known: result.removedSinceKnown }, "sync: rescued local files that differ from the last synced state");
@@ -232,9 +232,12 @@ export class StandbySide {
     // overwritten or deleted by this apply), or, on a first sync, from the incoming files; or,
     // when this node's own last publication was displaced (planner: rescue), from the incoming files.
     const known = ledger.known.get(r.name);
+    let round = 0;
     const summary: ApplySummary = await applyStaged({
       ...this.applyOptions(r, stage.dir, want),
-      beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, againstIncoming ? target : (known ?? target), live),
+      // Called again while it rescues (an edit made during a rescue); the files it moved out then read
+      // as removed locally, which is no news after the first round.
+      beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, againstIncoming ? target : (known ?? target), live, ++round > 1),
     });
     this.checksumNext.delete(r.name);
     if (pub.displaced?.source === node) this.displacementHandled.add(`${pub.term}/${r.name}`);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { lstat, readFile, readlink, rm, stat, unlink, writeFile, chmod } from "node:fs/promises";
+import { lstat, readFile, readlink, rename, rm, stat, unlink, writeFile, chmod } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
@@ -69,6 +69,44 @@ describe("applyStaged", () => {
     assert.equal(await modeOf(path.join(s.root.path, "hooks")), 0o750);
     assert.equal(await readlink(path.join(s.root.path, "current")), "hooks/post.sh");
     assert.equal(await readFile(path.join(s.root.path, "sshd_config"), "utf8"), "Port 22\n");
+  });
+
+  it("a file written while a rescue runs is offered to the next rescue round, not deleted (chaos finding D)", async () => {
+    const s = await setup(PRIMARY, { sshd_config: "Port 2222\n", "local.conf": "mine" });
+    const expected = await s.restage();
+    const kept = path.join(s.root.path, "..", "kept");
+    const seen: string[][] = [];
+    const beforeApply = async (_target: Manifest, live: Manifest): Promise<boolean> => {
+      seen.push(live.entries.map((e) => e.path));
+      if (seen.length === 1) {
+        // The rescue moves local.conf out; meanwhile an operator writes late.conf into the root.
+        await rename(path.join(s.root.path, "local.conf"), `${kept}-local.conf`);
+        await writeFile(path.join(s.root.path, "late.conf"), "written during the rescue");
+        return true;
+      }
+      if (live.entries.some((e) => e.path === "late.conf")) {
+        await rename(path.join(s.root.path, "late.conf"), `${kept}-late.conf`);
+        return true;
+      }
+      return false;
+    };
+    await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, beforeApply });
+    assert.equal(seen.length, 3, "a second round saw late.conf, a third found nothing more");
+    assert.ok(seen[1]!.includes("late.conf"));
+    assert.equal(await readFile(`${kept}-late.conf`, "utf8"), "written during the rescue", "the late edit was rescued, not deleted");
+    assert.equal((await buildManifest(s.root)).digest, expected.digest);
+  });
+
+  it("a root that keeps changing through every rescue round: US_E_SYNC_LIVE_BUSY, nothing applied", async () => {
+    const s = await setup(PRIMARY, { sshd_config: "Port 2222\n" });
+    const expected = await s.restage();
+    let rounds = 0;
+    await assert.rejects(
+      applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, beforeApply: async () => (++rounds, true) }),
+      code("US_E_SYNC_LIVE_BUSY", /5 rounds/),
+    );
+    assert.equal(rounds, 5);
+    assert.equal(await readFile(path.join(s.root.path, "sshd_config"), "utf8"), "Port 2222\n", "nothing went live");
   });
 
   it("creates a missing root with the staged root's mode", async () => {
