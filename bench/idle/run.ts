@@ -12,6 +12,7 @@
  *
  *   node --import tsx bench/idle/run.ts                 # 60 s windows
  *   node --import tsx bench/idle/run.ts --seconds 20 --only ttl5,baseline
+ *   node --import tsx bench/idle/run.ts --only ttl5,whatif --agent-flags "--no-opt"   # a node flag's effect
  *
  * CPU is the process's own utime+stime over the window (/proc/PID/stat), as %
  * of one core; RSS is VmRSS, sampled every second (median and max). A 10 s
@@ -28,20 +29,25 @@ import { CLK_TCK, procComm, procSample, type ProcSample } from "../failover/lib.
 interface Options {
   seconds: number;
   only: Set<string>;
+  /** Node flags for a what-if ttl 5 s profile ("whatif" in --only), e.g. "--no-opt". */
+  agentFlags: string;
 }
 
 function parseArgs(argv: string[]): Options {
   let seconds = 60;
   let only = new Set(["ttl5", "ttl1", "keepalived", "baseline"]);
+  let agentFlags = "";
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => argv[++i] ?? "";
     if (a === "--seconds") seconds = Number(val());
     else if (a === "--only") only = new Set(val().split(","));
-    else throw new Error(`unknown option ${a}; usage: bench/idle/run.ts [--seconds S] [--only ttl5,ttl1,keepalived,baseline]`);
+    else if (a === "--agent-flags") agentFlags = val();
+    else throw new Error(`unknown option ${a}; usage: bench/idle/run.ts [--seconds S] [--only ttl5,ttl1,keepalived,baseline,whatif] [--agent-flags "--no-opt"]`);
   }
   if (!(seconds >= 5 && seconds <= 600)) throw new Error("--seconds must be 5..600");
-  return { seconds, only };
+  if (only.has("whatif") && !agentFlags) throw new Error("--only whatif needs --agent-flags");
+  return { seconds, only, agentFlags };
 }
 
 interface Measured {
@@ -90,8 +96,12 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-async function understudy(ttl: string, seconds: number): Promise<Measured[]> {
+async function understudy(ttl: string, seconds: number, flags = ""): Promise<Measured[]> {
+  // The harness passes UNDERSTUDY_LAB_AGENT_FLAGS to the agents it starts (test/lab/harness/README.md).
+  if (flags) process.env.UNDERSTUDY_LAB_AGENT_FLAGS = flags;
+  else delete process.env.UNDERSTUDY_LAB_AGENT_FLAGS;
   const c = await LabCluster.create({ ttl });
+  ttl = flags ? `${ttl} ${flags}` : ttl;
   try {
     const leader = (await c.leader())?.node;
     log(`understudy ttl ${ttl}: cluster up (${c.lab.prefix}), leader ${leader}; settling 10 s`);
@@ -158,6 +168,7 @@ async function main(): Promise<void> {
   const rows: Measured[] = [];
   if (opts.only.has("ttl5")) rows.push(...(await understudy("5s", opts.seconds)));
   if (opts.only.has("ttl1")) rows.push(...(await understudy("1s", opts.seconds)));
+  if (opts.only.has("whatif")) rows.push(...(await understudy("5s", opts.seconds, opts.agentFlags)));
   if (opts.only.has("keepalived")) rows.push(...(await keepalived(opts.seconds)));
   if (opts.only.has("baseline")) rows.push(...(await baseline(opts.seconds)));
   const w = Math.max(...rows.map((r) => r.what.length));

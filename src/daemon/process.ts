@@ -5,7 +5,6 @@ import { fileURLToPath } from "node:url";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
-import { findProgram, notExecutable } from "../platform/programs.js";
 import type { DaemonController, DaemonExit } from "./port.js";
 
 export type ChildOutput = "inherit" | "ignore";
@@ -134,12 +133,11 @@ export class ProcessDaemon implements DaemonController {
       throw startError(`cannot create state dir: ${describeError(e)}`);
     }
     const helper = this.options.pidExec;
-    // Through the helper a missing program would be its exit 127 after the start: say it as a spawn would.
-    if (helper !== undefined && findProgram(file!) === null) throw startError(`spawn ${file} ENOENT (${notExecutable(file!) ?? "not found on PATH"})`);
     const [program, ...argv] = helper !== undefined ? [helper, this.pidfile, file!, ...args] : [file!, ...args];
     // Own process group: a Ctrl-C meant for the agent must not reach the daemon; the agent decides.
+    // fd 3: understudy-pidexec's status pipe (close-on-exec: EOF once the daemon runs, a message if not).
     const child = spawn(program!, argv, {
-      stdio: ["ignore", this.options.stdout ?? "ignore", this.options.stderr ?? "inherit"],
+      stdio: ["ignore", this.options.stdout ?? "ignore", this.options.stderr ?? "inherit", ...(helper !== undefined ? (["pipe"] as const) : [])],
       detached: true,
     });
     if (child.pid === undefined) {
@@ -149,11 +147,24 @@ export class ProcessDaemon implements DaemonController {
     const run = this.track(child.pid, child);
     child.once("exit", (code, signal) => this.exited(run, { code, signal }));
     child.on("error", (e) => this.deps.logger?.warn({ err: describeError(e), pid: run.pid }, "daemon child error"));
+    if (helper !== undefined) {
+      // The helper recorded the pid before exec; a failure (no record, no such program) is a failed start.
+      const failure = await execStatus(child, this.deps.clock, this.options.stopTimeoutMs + EXEC_STATUS_MS);
+      if (failure !== null) {
+        run.stopping = true;
+        await run.exited;
+        throw startError(failure);
+      }
+      if (readPidfile(this.pidfile) !== run.pid) this.deps.logger?.warn({ pid: run.pid, pidfile: this.pidfile }, "understudy-pidexec did not leave the expected record; writing it");
+      else {
+        this.deps.logger?.info({ pid: run.pid, command: this.command }, "daemon started");
+        return;
+      }
+    }
     try {
       writePidfile(this.pidfile, run.pid);
     } catch (e) {
-      // Without a pidfile a restarted agent would start a duplicate: refuse to run unrecorded. (Through
-      // understudy-pidexec the record is the helper's already, the same line; this write changes nothing.)
+      // Without a pidfile a restarted agent would start a duplicate: refuse to run unrecorded.
       run.stopping = true;
       child.kill("SIGKILL");
       await run.exited;
@@ -258,6 +269,33 @@ function startError(cause: string): UnderstudyError {
 
 // Pidfile I/O is synchronous so that reading, adopting and rewriting it cannot interleave.
 // Format: "<pid> <start time in clock ticks since boot>\n" (a bare pid is still read).
+/** How long past stop_timeout to wait for understudy-pidexec's verdict (its exec takes milliseconds). */
+const EXEC_STATUS_MS = 5_000;
+
+/**
+ * understudy-pidexec's verdict on fd 3: null once the pipe closes empty (the daemon runs: exec closed
+ * it), else its message. A helper that says nothing within `boundMs` is taken as started.
+ */
+function execStatus(child: ChildProcess, clock: Clock, boundMs: number): Promise<string | null> {
+  const pipe = child.stdio[3] as NodeJS.ReadableStream | null | undefined;
+  if (!pipe) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    let text = "";
+    let settled = false;
+    const timer = clock.setTimer(boundMs, () => done());
+    const done = (): void => {
+      if (settled) return;
+      settled = true;
+      timer.cancel();
+      resolve(text.trim() === "" ? null : text.trim().slice(0, 500));
+    };
+    pipe.on("data", (d: Buffer) => (text += d.toString("utf8")));
+    pipe.on("error", () => undefined);
+    pipe.once("close", done);
+    pipe.once("end", done);
+  });
+}
+
 function readPidRecord(file: string): { pid: number; start: string | undefined } | undefined {
   let text: string;
   try {

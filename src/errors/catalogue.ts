@@ -45,7 +45,7 @@ export const ERROR_CATALOGUE = {
   US_E_SYNC_VALIDATOR_FAILED: { message: "validator {argv0} rejected the staged files in {staged}: exit {code}: {stderr}", transient: false },
   US_E_SYNC_STAGING_FS: { message: "sync root {root}: staging directory {staged} cannot be used: {problem}", transient: false },
   US_E_SYNC_MODE: { message: "sync root {root}: {path} has mode {mode}, wider than the required {required}", transient: false },
-  US_E_SYNC_LIVE_BUSY: { message: "sync root {root}: local files kept changing while they were being rescued ({rounds} rounds); nothing was applied", transient: true },
+  US_E_SYNC_LIVE_BUSY: { message: "sync root {root}: local files kept changing while they were being rescued ({rounds} rounds, last: {paths}); nothing was applied", transient: true },
   US_E_SYNC_APPLY_FAILED: { message: "sync root {root}: applying {path} failed after {applied_count} change(s) went live: {cause}", transient: true },
   US_E_SYNC_STATE: { message: "sync state file {file} cannot be used: {cause}", transient: false },
   US_E_SYNC_RESCUE_FAILED: { message: "sync root {root}: cannot rescue {path} into {dir}: {cause}", transient: true },

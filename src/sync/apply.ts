@@ -129,8 +129,14 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   // Rescue until nothing more is to keep: an edit made while a rescue ran is in the next read, and
   // is kept by the next round instead of being deleted or overwritten as "not in the primary's tree".
   for (let round = 1; opts.beforeApply && (await opts.beforeApply(target, live)); round++) {
-    if (round >= MAX_RESCUE_ROUNDS) throw new UnderstudyError("US_E_SYNC_LIVE_BUSY", { root: root.name, rounds: round });
+    const before = live;
     live = await readLive();
+    if (round >= MAX_RESCUE_ROUNDS) {
+      // Name what keeps coming back, so the operator can stop it or exclude it from the root.
+      const d = diffManifests(before, live);
+      const paths = [...d.added, ...d.changed].slice(0, 5).join(", ") || "(files moved out again)";
+      throw new UnderstudyError("US_E_SYNC_LIVE_BUSY", { root: root.name, rounds: round, paths });
+    }
   }
   const diff = diffManifests(live, target);
   const run = new ApplyRun(root, path.resolve(stagedDir), opts.fs, opts.runner);

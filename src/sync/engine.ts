@@ -282,6 +282,8 @@ export class SyncEngine {
     // failure (it was reported as US_E_UNEXPECTED and retried with backoff); one more pass at once.
     if (step.kind === "verify" || step.kind === "publish") {
       this.runner.trigger(step.kind === "verify" ? "verify asked again during a verify" : "promoted during a verify");
+      // A root whose verify failed is still reported (log, event, backoff) before the next pass.
+      if (failed.size > 0) return this.standby.run({ kind: "wait", waiting: "another pass", reason: step.reason }, failed);
       return { done: false, reason: step.reason };
     }
     this.waiting = step.kind === "wait" ? step.waiting : null;

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -203,10 +203,25 @@ describe("ProcessDaemon", () => {
       assert.equal(pidfile(), undefined);
     });
 
-    it("a missing program fails start() as before, and nothing is recorded", async () => {
+    it("a program that cannot be run fails start() as a failed spawn did (its status pipe), and nothing is recorded", async () => {
       const d = daemon({ pidExec: PIDEXEC, command: [join(stateDir, "no-such-program")] });
-      await assert.rejects(d.start(), (e) => isUnderstudyError(e, "US_E_DAEMON_START") && /ENOENT/.test(e.message));
+      await assert.rejects(d.start(), (e) => isUnderstudyError(e, "US_E_DAEMON_START") && /no-such-program ENOENT/.test(e.message));
       assert.equal(pidfile(), undefined);
+      assert.equal(await d.isRunning(), false);
+      // Same with a name PATH does not have (execvp searches PATH only).
+      const byName = daemon({ pidExec: PIDEXEC, command: ["understudy-no-such-daemon"] });
+      await assert.rejects(byName.start(), (e) => isUnderstudyError(e, "US_E_DAEMON_START"));
+    });
+
+    it("the helper alone: the record is there before the program's first instruction", () => {
+      const file = join(stateDir, "alone.pid");
+      const r = spawnSync(PIDEXEC, [file, "sh", "-c", 'cat "$0"; echo "$$"', file], { encoding: "utf8", timeout: 10_000 });
+      assert.equal(r.status, 0, r.stderr);
+      const [record = "", own = ""] = r.stdout.split("\n");
+      assert.match(record, /^\d+ \d+$/, "pid and start time");
+      assert.equal(record.split(" ")[0], own, "the record names the program itself");
+      const refused = spawnSync(PIDEXEC, [join(stateDir, "no-such-dir", "x.pid"), "true"], { encoding: "utf8", timeout: 10_000 });
+      assert.equal(refused.status, 126, "no record, no daemon");
     });
   });
 

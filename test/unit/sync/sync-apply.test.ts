@@ -101,9 +101,15 @@ describe("applyStaged", () => {
     const s = await setup(PRIMARY, { sshd_config: "Port 2222\n" });
     const expected = await s.restage();
     let rounds = 0;
+    // A local process re-creates app.pid whenever a rescue moves it away.
+    const beforeApply = async () => {
+      rounds++;
+      await writeFile(path.join(s.root.path, "app.pid"), String(rounds));
+      return true;
+    };
     await assert.rejects(
-      applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, beforeApply: async () => (++rounds, true) }),
-      code("US_E_SYNC_LIVE_BUSY", /5 rounds/),
+      applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, beforeApply }),
+      code("US_E_SYNC_LIVE_BUSY", /5 rounds, last: app\.pid/),
     );
     assert.equal(rounds, 5);
     assert.equal(await readFile(path.join(s.root.path, "sshd_config"), "utf8"), "Port 2222\n", "nothing went live");
