@@ -55,6 +55,8 @@ interface Measured {
   rssMedianMb: number;
   rssMaxMb: number;
   cpuPct: number;
+  /** Also the children it waited for in the window (`ip`, `arping`, probes spawned and reaped). */
+  cpuWithChildrenPct: number;
 }
 
 const log = (s: string) => console.log(`[${new Date().toISOString().slice(11, 23)}] ${s}`);
@@ -69,16 +71,19 @@ async function measure(groups: { what: string; pids: number[] }[], seconds: numb
   }
   return groups.map((g) => {
     let ticks = 0;
+    let childTicks = 0;
     let wall = 0;
     for (const p of g.pids) {
       const a = first.get(p);
       const b = procSample(p);
       if (!a || !b) continue;
       ticks += b.selfTicks - a.selfTicks;
+      childTicks += b.childTicks - a.childTicks;
       wall = Math.max(wall, (b.t - a.t) / 1000);
     }
     const r = [...rss.get(g.what)!].sort((x, y) => x - y);
-    return { what: g.what, rssMedianMb: r[Math.floor(r.length / 2)] ?? 0, rssMaxMb: r[r.length - 1] ?? 0, cpuPct: wall > 0 ? (ticks / CLK_TCK / wall) * 100 : 0 };
+    const pct = (t: number) => (wall > 0 ? (t / CLK_TCK / wall) * 100 : 0);
+    return { what: g.what, rssMedianMb: r[Math.floor(r.length / 2)] ?? 0, rssMaxMb: r[r.length - 1] ?? 0, cpuPct: pct(ticks), cpuWithChildrenPct: pct(ticks + childTicks) };
   });
 }
 
@@ -172,8 +177,11 @@ async function main(): Promise<void> {
   if (opts.only.has("keepalived")) rows.push(...(await keepalived(opts.seconds)));
   if (opts.only.has("baseline")) rows.push(...(await baseline(opts.seconds)));
   const w = Math.max(...rows.map((r) => r.what.length));
-  console.log(`\n${"process".padEnd(w)}  RSS median  RSS max  CPU % of a core`);
-  for (const r of rows) console.log(`${r.what.padEnd(w)}  ${r.rssMedianMb.toFixed(1).padStart(7)} MB  ${r.rssMaxMb.toFixed(1).padStart(5)} MB  ${r.cpuPct.toFixed(2).padStart(6)}`);
+  console.log(`\n${"process".padEnd(w)}  RSS median  RSS max  CPU % of a core  +reaped children`);
+  for (const r of rows)
+    console.log(
+      `${r.what.padEnd(w)}  ${r.rssMedianMb.toFixed(1).padStart(7)} MB  ${r.rssMaxMb.toFixed(1).padStart(5)} MB  ${r.cpuPct.toFixed(2).padStart(15)}  ${r.cpuWithChildrenPct.toFixed(2).padStart(16)}`,
+    );
   console.log(
     `\nload average at end ${loadavg()
       .map((x) => x.toFixed(2))

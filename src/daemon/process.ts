@@ -267,8 +267,6 @@ function startError(cause: string): UnderstudyError {
   return new UnderstudyError("US_E_DAEMON_START", { backend: "process", cause });
 }
 
-// Pidfile I/O is synchronous so that reading, adopting and rewriting it cannot interleave.
-// Format: "<pid> <start time in clock ticks since boot>\n" (a bare pid is still read).
 /** How long past stop_timeout to wait for understudy-pidexec's verdict (its exec takes milliseconds). */
 const EXEC_STATUS_MS = 5_000;
 
@@ -296,6 +294,8 @@ function execStatus(child: ChildProcess, clock: Clock, boundMs: number): Promise
   });
 }
 
+// Pidfile I/O is synchronous so that reading, adopting and rewriting it cannot interleave.
+// Format: "<pid> <start time in clock ticks since boot>\n" (a bare pid is still read).
 function readPidRecord(file: string): { pid: number; start: string | undefined } | undefined {
   let text: string;
   try {
