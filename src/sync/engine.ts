@@ -22,6 +22,7 @@ import { PrimarySide, type StepOutcome } from "./primary-side.js";
 import { RootFailures, summarizeFailure } from "./root-pass.js";
 import { StandbySide } from "./standby-side.js";
 import { EMPTY_STATE } from "./state.js";
+import { RootSweep } from "./sweep.js";
 
 export type { EngineRoot, Puller, SyncEngineDeps, SyncEvent, SyncSettings, SyncStatus, SyncView } from "./engine-types.js";
 export { combinedDigest } from "./generation.js";
@@ -33,6 +34,8 @@ export class SyncEngine {
   private readonly standby: StandbySide;
   private readonly hasher: FileHashService | undefined;
   private readonly runner: SerialRunner;
+  /** The periodic reconcile (primary) and verify (standby), off the pass. */
+  private readonly sweep: RootSweep;
   private view: SyncView | null = null;
   private verifyTimer: TimerHandle | undefined;
   private retryTimer: TimerHandle | undefined;
@@ -60,7 +63,9 @@ export class SyncEngine {
       this.ledger,
       () => this.closed || this.side !== "standby",
       () => this.trackLag(),
+      (why) => this.runner.trigger(why),
     );
+    this.sweep = new RootSweep(this.ledger.roots, deps.log);
     this.runner = new SerialRunner(
       () => this.pass(),
       (e) => deps.log.error({ err: describeError(e) }, "sync pass threw past its own error handling"),
@@ -119,6 +124,7 @@ export class SyncEngine {
     });
     this.ledger.published = plan.published;
     this.view = view;
+    if (plan.turn !== null) this.sweep.abort(); // its reference belongs to the other side
     if (plan.turn?.to === "primary") {
       this.side = "primary";
       this.primary.enter(plan.turn.term, plan.turn.displaced);
@@ -218,8 +224,10 @@ export class SyncEngine {
     this.verifyTimer?.cancel();
     this.retryTimer?.cancel();
     const idle = this.runner.stop();
+    this.sweep.abort();
     await this.primary.close();
     await idle;
+    await this.sweep.idle();
     await this.primary.closeHooks();
     await this.deps.puller.close();
     await this.hasher?.close();
@@ -357,14 +365,18 @@ export class SyncEngine {
     }
   }
 
+  /** Every reconcile_interval: a sweep of every root on this side, beside the passes (sweep.ts), never in one. */
   private armVerify(): void {
     if (this.closed) return;
     this.verifyTimer = this.deps.clock.setTimer(this.deps.settings.reconcileMs, () => {
-      if (this.side === "standby") {
-        this.standby.verifyAll("periodic verify");
-        this.runner.trigger("periodic verify");
-      }
+      if (this.side === "standby") this.sweep.start(this.standby.sweepTarget);
+      else if (this.primary.term !== null) this.sweep.start(this.primary.sweepTarget);
       this.armVerify();
     });
+  }
+
+  /** Sweeps finished and roots they handed to a pass (tests, status). */
+  sweepCounts(): { readonly sweeps: number; readonly drifts: number } {
+    return { ...this.sweep.counts };
   }
 }

@@ -100,11 +100,6 @@ export function diffManifests(a: Manifest, b: Manifest): ManifestDiff {
 }
 
 /**
- * Walk `dir` (the live root, or a staged copy of it) and describe it. Links
- * are recorded, never followed, and must resolve inside the root. Throws
- * US_E_SYNC_UNSAFE_PATH, US_E_SYNC_FILE_TOO_LARGE or US_E_SYNC_UNREADABLE.
- */
-/**
  * Remembers file hashes by absolute path and stat identity (inode, size,
  * mtime and ctime to the nanosecond), so a manifest rebuilt after a one-file
  * change reads one file instead of the whole tree. ctime cannot be set back by
@@ -143,7 +138,14 @@ function statKey(st: BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
-export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache, hasher?: FileHasher): Promise<Manifest> {
+/**
+ * Walk `dir` (the live root, or a staged copy of it) and describe it. Links
+ * are recorded, never followed, and must resolve inside the root. Throws
+ * US_E_SYNC_UNSAFE_PATH, US_E_SYNC_FILE_TOO_LARGE or US_E_SYNC_UNREADABLE.
+ * `signal` stops the walk between entries (a sweep at close, or on a side
+ * change) by throwing its reason.
+ */
+export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache, hasher?: FileHasher, signal?: AbortSignal): Promise<Manifest> {
   checkSyncRoot(root);
   const excluded = compileGlobs(root.exclude);
   const included = compileGlobs(root.include);
@@ -163,6 +165,7 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
     names.sort(compare);
     let recorded = 0;
     for (const name of names) {
+      signal?.throwIfAborted();
       const rel = relDir === "" ? name : `${relDir}/${name}`;
       checkRelativePath(root.name, rel);
       if (excluded(rel)) continue;

@@ -9,6 +9,7 @@
 //   planStep     one pass step: publish, verify, pull, rescue, refuse, wait, idle
 //   planRecord   after the primary rebuilt its manifests: what to publish
 //   planRetry    after a failed pass: when to try again
+//   planSweep    after the periodic check of a root (off the pass): act or not
 import type { SyncGeneration } from "../coordinator/port.js";
 import type { SyncView } from "./engine-types.js";
 import { isBehind } from "../coordinator/port.js";
@@ -225,4 +226,43 @@ export function planRetry(failures: number, allMismatch: boolean, retryMaxMs: nu
     return { delayMs: MISMATCH_RETRY_MS, reason: `retrying in ${MISMATCH_RETRY_MS}ms: the pulled files did not match the published digest (the primary is likely publishing a newer generation)` };
   const delayMs = Math.min(retryMaxMs, FIRST_RETRY_MS * 2 ** Math.min(failures - 1, 20));
   return { delayMs, reason: `retrying in ${delayMs}ms after ${failures} failed pass(es) (backoff doubling from ${FIRST_RETRY_MS}ms up to ${retryMaxMs}ms)` };
+}
+
+// ------------------------------------------------------------------- sweep
+
+/**
+ * The periodic check of one root, made off the pass (sweep.ts) so that it
+ * never holds up a pull or a publish: what to do with the live manifest it
+ * read. `reference` is what the side compares against (primary: the manifest
+ * it last built and published from; standby: the one it last applied), null
+ * when it has none; `changedMeanwhile`: the pass replaced that reference
+ * while the sweep read the root; `due`: the pass will rebuild or verify the
+ * root anyway.
+ */
+export type SweepVerdict = { readonly kind: "in-step" | "skip" | "drift"; readonly reason: string };
+
+export function planSweep(i: {
+  readonly side: SyncSide;
+  readonly root: string;
+  readonly reference: string | null;
+  readonly live: string;
+  readonly changedMeanwhile: boolean;
+  readonly due: boolean;
+}): SweepVerdict {
+  const what = i.side === "primary" ? "periodic reconcile" : "periodic verify";
+  if (i.changedMeanwhile) return { kind: "skip", reason: `${what} of ${i.root}: skipped, the pass changed the root while it was read (its own check is newer)` };
+  if (i.due) return { kind: "skip", reason: `${what} of ${i.root}: skipped, the next pass ${i.side === "primary" ? "rebuilds" : "verifies"} it anyway` };
+  if (i.reference === null)
+    return { kind: "skip", reason: `${what} of ${i.root}: nothing to compare with yet (${i.side === "primary" ? "no manifest built" : "never synced: the next pull stages it whole"})` };
+  if (i.live === i.reference) return { kind: "in-step", reason: `${what} of ${i.root}: the live files are the ${i.side === "primary" ? "published" : "last synced"} ones` };
+  return i.side === "primary"
+    ? { kind: "drift", reason: `${what} of ${i.root}: the live files changed without a watch event (${short(i.reference)} -> ${short(i.live)}); rebuilding and publishing it` }
+    : {
+        kind: "drift",
+        reason: `${what} of ${i.root}: the live files differ from the last synced state (${short(i.reference)} -> ${short(i.live)}); verifying it in the next pass (local edits are rescued)`,
+      };
+}
+
+function short(digest: string): string {
+  return digest.slice(0, 12);
 }

@@ -9,6 +9,7 @@ import { combinedDigest } from "./generation.js";
 import type { SyncLedger } from "./ledger.js";
 import { buildManifest, type Manifest } from "./manifest.js";
 import { planRecord, type SyncStep } from "./plan.js";
+import type { SweepTarget } from "./sweep.js";
 import { TreeWatcher, type ChangeCause } from "./watch.js";
 
 export interface StepOutcome {
@@ -31,6 +32,18 @@ export class PrimarySide {
   private fullCause: string | null = null;
   private readonly byPath: Map<string, EngineRoot>;
   private readonly hookQueue: HookQueue;
+  /** The periodic reconcile's view of this side (sweep.ts): a root changed without a watch event is rebuilt and published. */
+  readonly sweepTarget: SweepTarget = {
+    side: "primary",
+    reference: (root) => this.current.get(root) ?? null,
+    due: (root) => this.term === null || this.fullCause !== null || this.dirty.has(root),
+    read: (r, signal) => buildManifest(r, r.path, this.ledger.cache, this.ledger.hash, signal),
+    drifted: (root, why) => {
+      if (this.term === null) return;
+      this.dirty.add(root);
+      this.kick(why);
+    },
+  };
 
   constructor(
     private readonly deps: SyncEngineDeps,
@@ -90,7 +103,8 @@ export class PrimarySide {
       clock,
       debounceMs: settings.debounceMs,
       maxDelayMs: settings.maxDelayMs,
-      reconcileMs: settings.reconcileMs,
+      // The periodic reconcile runs off the pass (sweep.ts), not as a watcher delivery.
+      reconcileMs: null,
       ...(this.deps.watch ? { source: this.deps.watch } : {}),
       onChange: (changed: ReadonlySet<string>, cause: ChangeCause) => {
         if (this.term === null) return;
@@ -98,7 +112,6 @@ export class PrimarySide {
           const r = this.byPath.get(p.replace(/\/+$/, ""));
           if (r) this.dirty.add(r.name);
         }
-        if (cause === "reconcile") this.fullCause = "periodic reconcile";
         this.kick(`watch: ${cause}`);
       },
       onError: (e) => log.warn({ err: describeError(e) }, "sync watcher error; the periodic reconcile catches what it missed"),

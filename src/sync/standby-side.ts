@@ -13,6 +13,7 @@ import { inSyncReason, type SyncStep } from "./plan.js";
 import type { StepOutcome } from "./primary-side.js";
 import { RootFailures, runRootPass } from "./root-pass.js";
 import { rescueDivergent } from "./rescue.js";
+import type { SweepTarget } from "./sweep.js";
 
 const RESCUES_KEPT = 10;
 
@@ -27,6 +28,18 @@ export class StandbySide {
   readonly displacementHandled = new Set<string>();
   readonly rescues: { root: string; dir: string; files: number; at: string }[] = [];
   rescueCount = 0;
+  /** The periodic verify's view of this side (sweep.ts): a root that differs from the last synced state is verified by the next pass. */
+  readonly sweepTarget: SweepTarget = {
+    side: "standby",
+    reference: (root) => this.ledger.known.get(root) ?? null,
+    due: (root) => this.verifyPending.has(root),
+    read: (r, signal) => this.readLive(r, signal),
+    drifted: (root) => {
+      if (this.aborted()) return;
+      if (!this.verifyPending.has(root)) this.verifyPending.set(root, "periodic verify found a difference");
+      this.kick("periodic verify found a difference");
+    },
+  };
 
   constructor(
     private readonly deps: SyncEngineDeps,
@@ -35,6 +48,8 @@ export class StandbySide {
     private readonly aborted: () => boolean,
     /** The held generation changed: the engine re-computes since when it is behind. */
     private readonly trackLag: () => void,
+    /** Start a pass (folded into the running one, if any). */
+    private readonly kick: (why: string) => void,
   ) {}
 
   verifyAll(why: string): void {
@@ -97,14 +112,19 @@ export class StandbySide {
       ledger.forget(r.name);
       return;
     }
-    const live = await buildManifest(r, r.path, ledger.cache, ledger.hash).catch((e: unknown) => {
-      if (isUnderstudyError(e, "US_E_SYNC_UNREADABLE") && /ENOENT/.test(describeError(e))) return manifestOf(r.name, []);
-      throw e;
-    });
+    const live = await this.readLive(r);
     if (live.digest === known.digest) return;
     this.deps.log.info({ root: r.name, known: known.digest, live: live.digest }, "sync: verify found live files that differ from the last synced state; rescuing them and pulling the root again");
     await this.rescue(r, known, live);
     ledger.forget(r.name);
+  }
+
+  /** The live root's manifest; a root that does not exist holds nothing. */
+  private readLive(r: EngineRoot, signal?: AbortSignal): Promise<Manifest> {
+    return buildManifest(r, r.path, this.ledger.cache, this.ledger.hash, signal).catch((e: unknown) => {
+      if (isUnderstudyError(e, "US_E_SYNC_UNREADABLE") && /ENOENT/.test(describeError(e))) return manifestOf(r.name, []);
+      throw e;
+    });
   }
 
   /** Returns true when files were moved out of the live root. `live`: its manifest, when just built. */

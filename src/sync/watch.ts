@@ -1,7 +1,9 @@
 // Watches the sync roots on the primary. Events are HINTS, never the truth:
 // they only say "recompute this root's manifest soon". Bursts are coalesced
 // into one onChange per debounce window, and a periodic full reconcile (all
-// roots) catches whatever the watcher missed or dropped.
+// roots) catches whatever the watcher missed or dropped. (The sync engine
+// turns that one off and sweeps its roots itself, beside its passes:
+// sweep.ts.)
 //
 // The reconcile runs on a Clock timer, not node-cron: it is an interval, not a
 // calendar schedule; a Clock timer is driven by FakeClock in tests, follows
@@ -87,8 +89,11 @@ export interface TreeWatcherOptions {
   readonly debounceMs?: number;
   /** Longest a burst may postpone delivery, so a tree that never goes quiet still syncs. Default 250 ms. */
   readonly maxDelayMs?: number;
-  /** Full reconcile period. Default 60 000 ms. */
-  readonly reconcileMs?: number;
+  /**
+   * Full reconcile period. Default 60 000 ms. null: none (the sync engine
+   * checks its roots itself, off the pass: sweep.ts).
+   */
+  readonly reconcileMs?: number | null;
   /** Default chokidarSource(). Tests inject a fake. */
   readonly source?: WatchSourceFactory;
 }
@@ -105,7 +110,7 @@ export class TreeWatcher {
   private readonly opts: TreeWatcherOptions;
   private readonly debounceMs: number;
   private readonly maxDelayMs: number;
-  private readonly reconcileMs: number;
+  private readonly reconcileMs: number | null;
   private source: WatchSource | undefined;
   private pending = new Set<string>();
   private pendingReconcile = false;
@@ -124,7 +129,7 @@ export class TreeWatcher {
     }
     this.debounceMs = checkMs("sync.debounce", opts.debounceMs ?? 20, 0);
     this.maxDelayMs = checkMs("sync.max_delay", opts.maxDelayMs ?? 250, this.debounceMs);
-    this.reconcileMs = checkMs("sync.reconcile_interval", opts.reconcileMs ?? 60_000, 1000);
+    this.reconcileMs = opts.reconcileMs === null ? null : checkMs("sync.reconcile_interval", opts.reconcileMs ?? 60_000, 1000);
   }
 
   /** Start watching and arm the reconcile timer; resolves when the source is ready. */
@@ -195,6 +200,7 @@ export class TreeWatcher {
   }
 
   private armReconcile(): void {
+    if (this.reconcileMs === null) return;
     this.reconcileTimer = this.opts.clock.setTimer(this.reconcileMs, () => {
       if (this.closed) return;
       this.reconcileNow();

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import type { SyncGeneration } from "../../../src/coordinator/port.js";
 import type { SyncView } from "../../../src/sync/engine-types.js";
 import { isBehind } from "../../../src/coordinator/port.js";
-import { planFollow, planRecord, planRetry, planStep, type FollowInput, type SyncObservation } from "../../../src/sync/plan.js";
+import { planFollow, planRecord, planRetry, planStep, planSweep, type FollowInput, type SyncObservation } from "../../../src/sync/plan.js";
 import { FakeClock } from "../../fakes/clock.js";
 
 const NOW = 100_000;
@@ -336,4 +336,39 @@ test("isBehind: one definition for the engine and the promotion gate", () => {
   assert.equal(isBehind(9, { generation: 5 }), false, "a number above the record's (restored etcd) is newer files, not lag");
   assert.equal(isBehind(0, null), false);
   assert.equal(isBehind(3, undefined), false);
+});
+
+test("planSweep: the periodic check, off the pass, hands a root to the pass only on a difference it can trust", () => {
+  const base = { root: "big", reference: D("a"), live: D("a"), changedMeanwhile: false, due: false } as const;
+  const cases: { name: string; i: Parameters<typeof planSweep>[0]; kind: string; reason: RegExp }[] = [
+    { name: "primary, same", i: { ...base, side: "primary" }, kind: "in-step", reason: /^periodic reconcile of big: the live files are the published ones$/ },
+    { name: "standby, same", i: { ...base, side: "standby" }, kind: "in-step", reason: /^periodic verify of big: the live files are the last synced ones$/ },
+    {
+      name: "primary, differs",
+      i: { ...base, side: "primary", live: D("b") },
+      kind: "drift",
+      reason: /^periodic reconcile of big: the live files changed without a watch event \(aaaaaaaaaaaa -> bbbbbbbbbbbb\); rebuilding and publishing it$/,
+    },
+    {
+      name: "standby, differs",
+      i: { ...base, side: "standby", live: D("b") },
+      kind: "drift",
+      reason: /^periodic verify of big: the live files differ from the last synced state \(aaaaaaaaaaaa -> bbbbbbbbbbbb\); verifying it in the next pass \(local edits are rescued\)$/,
+    },
+    {
+      name: "differs, but the pass replaced the reference meanwhile",
+      i: { ...base, side: "standby", live: D("b"), changedMeanwhile: true },
+      kind: "skip",
+      reason: /skipped, the pass changed the root while it was read \(its own check is newer\)$/,
+    },
+    { name: "differs, primary rebuild due anyway", i: { ...base, side: "primary", live: D("b"), due: true }, kind: "skip", reason: /skipped, the next pass rebuilds it anyway$/ },
+    { name: "differs, standby verify due anyway", i: { ...base, side: "standby", live: D("b"), due: true }, kind: "skip", reason: /skipped, the next pass verifies it anyway$/ },
+    { name: "standby never synced", i: { ...base, side: "standby", reference: null }, kind: "skip", reason: /never synced: the next pull stages it whole\)$/ },
+    { name: "primary, nothing built", i: { ...base, side: "primary", reference: null }, kind: "skip", reason: /\(no manifest built\)$/ },
+  ];
+  for (const c of cases) {
+    const v = planSweep(c.i);
+    assert.equal(v.kind, c.kind, c.name);
+    assert.match(v.reason, c.reason, c.name);
+  }
 });
