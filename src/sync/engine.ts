@@ -65,11 +65,11 @@ export class SyncEngine {
       () => this.trackLag(),
       (why) => this.runner.trigger(why),
     );
-    this.sweep = new RootSweep(this.ledger.roots, deps.log);
     this.runner = new SerialRunner(
       () => this.pass(),
       (e) => deps.log.error({ err: describeError(e) }, "sync pass threw past its own error handling"),
     );
+    this.sweep = new RootSweep(this.ledger.roots, deps.log, deps.clock, this.runner);
   }
 
   /** Load the held state; an untrusted state file counts as holding nothing (every root is verified and pulled). */

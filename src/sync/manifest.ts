@@ -5,6 +5,7 @@ import { constants, type BigIntStats } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 import path from "node:path";
 import { UnderstudyError, isUnderstudyError, describeError } from "../errors/catalogue.js";
+import { InFlight } from "../platform/in-flight.js";
 import { compileGlobs } from "./glob.js";
 import { isTooLarge, type FileHasher } from "./hasher.js";
 import { checkRelativePath, checkSymlinkInside, checkSyncRoot, type SyncRoot } from "./paths.js";
@@ -138,14 +139,22 @@ function statKey(st: BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
+export interface WalkOptions {
+  /** Stops the walk between entries by throwing its reason. */
+  readonly signal?: AbortSignal;
+  /** With a cache: the live root a staged copy was pulled against (readBasis). */
+  readonly basis?: string;
+  /** Awaited before each directory: a background walk (sweep.ts) lets more urgent work run first. */
+  readonly pace?: () => Promise<void>;
+}
+
 /**
  * Walk `dir` (the live root, or a staged copy of it) and describe it. Links
  * are recorded, never followed, and must resolve inside the root. Throws
  * US_E_SYNC_UNSAFE_PATH, US_E_SYNC_FILE_TOO_LARGE or US_E_SYNC_UNREADABLE.
- * `signal` stops the walk between entries (a sweep at close, or on a side
- * change) by throwing its reason.
  */
-export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache, hasher?: FileHasher, signal?: AbortSignal): Promise<Manifest> {
+export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache, hasher?: FileHasher, opts: WalkOptions = {}): Promise<Manifest> {
+  const { signal, basis, pace } = opts;
   checkSyncRoot(root);
   const excluded = compileGlobs(root.exclude);
   const included = compileGlobs(root.include);
@@ -161,16 +170,19 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   // Returns how many entries were recorded below relDir, so include-filtered
   // trees keep only the directories that lead to something included.
   async function walk(relDir: string, inheritedInclude: boolean): Promise<number> {
+    if (pace) await pace();
     const names = await readdir(path.join(dir, relDir)).catch((e) => fail(relDir, e));
     names.sort(compare);
+    const rels = names.map((name) => (relDir === "" ? name : `${relDir}/${name}`)).filter((rel) => (checkRelativePath(root.name, rel), !excluded(rel)));
+    // One directory's entries are stat'ed several at once (the walk's cost on a warm cache is these calls).
+    const stats = await InFlight.map(rels, STATS_IN_FLIGHT, (rel) =>
+      lstat(path.join(dir, rel), { bigint: true }).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : fail(rel, e))),
+    );
     let recorded = 0;
-    for (const name of names) {
+    for (const [i, rel] of rels.entries()) {
       signal?.throwIfAborted();
-      const rel = relDir === "" ? name : `${relDir}/${name}`;
-      checkRelativePath(root.name, rel);
-      if (excluded(rel)) continue;
       const abs = path.join(dir, rel);
-      const st = await lstat(abs, { bigint: true }).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : fail(rel, e)));
+      const st = stats[i];
       if (!st) continue; // deleted while we walked: it is simply not in this tree
       const inc = includeAll || inheritedInclude || included(rel);
       const base = { path: rel, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeMs: Number(st.mtimeMs) };
@@ -189,16 +201,26 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
         recorded++;
       } else if (st.isFile()) {
         const key = cache ? statKey(st) : "";
-        const hit = cache?.get(abs, key);
+        const cached = cache?.get(abs, key);
+        const hit = cached ?? (cache && basis !== undefined ? await readBasis(cache, path.join(basis, rel), st) : undefined);
         const statSize = Number(st.size);
         if (statSize > root.maxFileBytes) fail(rel, new UnderstudyError("US_E_SYNC_FILE_TOO_LARGE", { root: root.name, path: rel, size: statSize, limit: root.maxFileBytes }));
-        const { size, sha256 } = hit !== undefined ? { size: statSize, sha256: hit } : await (hasher ? hashElsewhere(hasher, root, abs, rel) : hashFile(root, abs, rel)).catch((e) => fail(rel, e));
-        if (cache) {
-          seen.add(abs);
-          if (hit === undefined) cache.set(abs, key, sha256);
-        }
-        entries.push({ ...base, type: "file", size, sha256 });
+        if (cache) seen.add(abs);
         recorded++;
+        if (hit !== undefined) {
+          if (cached === undefined) cache!.set(abs, key, hit);
+          entries.push({ ...base, type: "file", size: statSize, sha256: hit });
+          continue;
+        }
+        // Hashed while the walk goes on (up to HASHES_IN_FLIGHT at once): the hash worker
+        // always has the next file queued instead of waiting for our next lstat.
+        await hashes.add(
+          () => (hasher ? hashElsewhere(hasher, root, abs, rel) : hashFile(root, abs, rel)).catch((e) => fail(rel, e)),
+          ({ size, sha256 }: { size: number; sha256: string }) => {
+            cache?.set(abs, key, sha256);
+            entries.push({ ...base, type: "file", size, sha256 });
+          },
+        );
       } else {
         skipped.push({ path: rel, kind: kindOf(st) });
       }
@@ -207,9 +229,38 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   }
 
   const seen = new Set<string>();
-  await walk("", false);
+  const hashes = new InFlight(HASHES_IN_FLIGHT);
+  try {
+    await walk("", false);
+  } finally {
+    await hashes.drain(); // no hash outlives the walk, even when it failed
+  }
+  hashes.throwFirst();
   cache?.prune(path.resolve(dir), seen);
   return manifestOf(root.name, entries, skipped);
+}
+
+const HASHES_IN_FLIGHT = 32;
+const STATS_IN_FLIGHT = 32;
+
+/**
+ * The hash of a staged file that rsync copied from the live root it pulled
+ * against (`--copy-dest`, without `--checksum`), taken from the live file's
+ * cache entry instead of reading the copy. Sound because rsync copies from
+ * the basis exactly when the basis passes its quick check (same size and
+ * mtime to the nanosecond as the primary's file) and otherwise transfers the
+ * primary's file with the primary's mtime: so a staged file whose size and
+ * mtime equal the live file's, while the live file still has the stat
+ * identity (inode, size, mtime, ctime) it had when it was hashed, is a copy of
+ * those very bytes. ctime moves on any write and cannot be set back, so a
+ * live file edited since it was hashed misses, and its copy is read. With
+ * `--checksum` rsync transfers same-size, same-mtime files whose content
+ * differs: no basis then (the engine passes none).
+ */
+async function readBasis(cache: HashCache, live: string, staged: BigIntStats): Promise<string | undefined> {
+  const st = await lstat(live, { bigint: true }).catch(() => undefined);
+  if (!st?.isFile() || st.size !== staged.size || st.mtimeNs !== staged.mtimeNs) return undefined;
+  return cache.get(live, statKey(st));
 }
 
 async function hashElsewhere(hasher: FileHasher, root: SyncRoot, abs: string, rel: string): Promise<{ size: number; sha256: string }> {

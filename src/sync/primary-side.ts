@@ -37,7 +37,7 @@ export class PrimarySide {
     side: "primary",
     reference: (root) => this.current.get(root) ?? null,
     due: (root) => this.term === null || this.fullCause !== null || this.dirty.has(root),
-    read: (r, signal) => buildManifest(r, r.path, this.ledger.cache, this.ledger.hash, signal),
+    read: (r, opts) => buildManifest(r, r.path, this.ledger.cache, this.ledger.hash, opts),
     drifted: (root, why) => {
       if (this.term === null) return;
       this.dirty.add(root);

@@ -8,16 +8,15 @@ import { applyStaged, checkStaged, prepareStagingDir, type ApplySummary } from "
 import { runRootHook } from "./change-hooks.js";
 import type { EngineRoot, SyncEngineDeps } from "./engine-types.js";
 import type { SyncLedger } from "./ledger.js";
-import { buildManifest, compare, manifestOf, type Manifest } from "./manifest.js";
+import { buildManifest, compare, manifestOf, type Manifest, type WalkOptions } from "./manifest.js";
 import { inSyncReason, type SyncStep } from "./plan.js";
 import type { StepOutcome } from "./primary-side.js";
-import { RootFailures, runRootPass } from "./root-pass.js";
+import { RootFailures, runRootPass, type Staged } from "./root-pass.js";
 import { rescueDivergent } from "./rescue.js";
 import type { SweepTarget } from "./sweep.js";
+import { WriteBehind } from "./write-behind.js";
 
 const RESCUES_KEPT = 10;
-
-type Staged = { dir: string; pullMs: number };
 
 export class StandbySide {
   /** Roots to compare with the files last synced before the next pull, each with why. */
@@ -33,7 +32,7 @@ export class StandbySide {
     side: "standby",
     reference: (root) => this.ledger.known.get(root) ?? null,
     due: (root) => this.verifyPending.has(root),
-    read: (r, signal) => this.readLive(r, signal),
+    read: (r, opts) => this.readLive(r, opts),
     drifted: (root) => {
       if (this.aborted()) return;
       if (!this.verifyPending.has(root)) this.verifyPending.set(root, "periodic verify found a difference");
@@ -120,8 +119,8 @@ export class StandbySide {
   }
 
   /** The live root's manifest; a root that does not exist holds nothing. */
-  private readLive(r: EngineRoot, signal?: AbortSignal): Promise<Manifest> {
-    return buildManifest(r, r.path, this.ledger.cache, this.ledger.hash, signal).catch((e: unknown) => {
+  private readLive(r: EngineRoot, opts: WalkOptions = {}): Promise<Manifest> {
+    return buildManifest(r, r.path, this.ledger.cache, this.ledger.hash, opts).catch((e: unknown) => {
       if (isUnderstudyError(e, "US_E_SYNC_UNREADABLE") && /ENOENT/.test(describeError(e))) return manifestOf(r.name, []);
       throw e;
     });
@@ -165,7 +164,8 @@ export class StandbySide {
         want: pub.roots,
         held: () => ledger.held.roots,
         stage: (r) => this.stageRoot(r, address),
-        check: async (r, stage, named) => void (await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), ...(r.validate ? { validate: r.validate } : {}), named })),
+        check: async (r, stage, named) =>
+          void (await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), basisIsLive: stage.basisIsLive === true, ...(r.validate ? { validate: r.validate } : {}), named })),
         apply: (r, stage) => this.applyRoot(r, stage, pub, againstIncoming.includes(r.name)),
         aborted: this.aborted,
       },
@@ -235,9 +235,14 @@ export class StandbySide {
     const staging = await prepareStagingDir(r);
     const checksum = this.checksumNext.has(r.name);
     const t0 = clock.monotonicMs();
-    // The root by name: each node's rsync daemon maps it to that node's own path.
-    await puller.pull({ primary: address, root: r.name, staging, exclude: r.exclude, checksum, copyDest: r.path });
-    return { dir: staging, pullMs: clock.monotonicMs() - t0 };
+    const writeBehind = new WriteBehind(this.deps.runner, clock, staging);
+    try {
+      // The root by name: each node's rsync daemon maps it to that node's own path.
+      await puller.pull({ primary: address, root: r.name, staging, exclude: r.exclude, checksum, copyDest: r.path });
+    } finally {
+      await writeBehind.stop();
+    }
+    return { dir: staging, pullMs: clock.monotonicMs() - t0, basisIsLive: !checksum };
   }
 
   /** Move a checked staged root into place (its checks run again, cheaply, on the cached hashes), then its post_sync. */

@@ -138,6 +138,22 @@ test("file sync: converge, validate, fail over with the same host key, rescue, s
       await converge(n1, [n2, n3]);
     });
 
+    await t.test("a hand edit on a standby is found by the periodic verify (beside the passes), rescued, and the primary's file restored", async () => {
+      const target = join(app(n3), "sftpgo.json");
+      const primaryCopy = readFileSync(join(app(n1), "sftpgo.json"), "utf8");
+      const rescueBase = join(n3.dir, "state", "rescue");
+      writeFileSync(target, '{ "edited": "by hand on n3" }'); // no new generation: only the sweep can notice
+      // reconcile_interval is 5 s: within two periods, the sweep hands the root to a pass, which rescues and pulls.
+      // (Between the rescue moving the edit out and the apply renaming the primary's copy in, the path is briefly absent.)
+      const back = await pollUntil(() => (existsSync(target) && readFileSync(target, "utf8") === primaryCopy ? true : undefined), { timeoutMs: 15_000, intervalMs: 50 });
+      assert.ok(back, "n3 serves the primary's file again");
+      const kept = readdirSync(rescueBase)
+        .map((stamp) => join(rescueBase, stamp, "app", "sftpgo.json"))
+        .filter((p) => existsSync(p) && readFileSync(p, "utf8").includes("by hand on n3"));
+      assert.equal(kept.length, 1, "the hand edit is in a rescue folder on n3");
+      assert.match(readFileSync(join(c.lab.logDir, `${n3.name}-agent.log`), "utf8"), /periodic verify of app: the live files differ from the last synced state/);
+    });
+
     await t.test("a failing validator keeps the old files live and reports the error", async () => {
       const good = readFileSync(join(app(n2), "sftpgo.json"), "utf8");
       writeFileSync(join(app(n1), "sftpgo.json"), '{ "common": broken');

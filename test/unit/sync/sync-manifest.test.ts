@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmod, lstat, unlink, utimes, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { chmod, lstat, readFile, unlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
@@ -207,6 +208,69 @@ describe("HashCache", () => {
     assert.equal(cache.get(path.join(sibling, "b"), "any"), undefined, "get() needs the stat key too");
     await buildManifest(root, sibling, cache);
     assert.equal(cache.hashed.length, 4, "the sibling's entries survived the prune: no re-hash");
+  });
+});
+
+describe("buildManifest with a live basis (a staged copy pulled with --copy-dest)", () => {
+  /** A hasher that records what it read. */
+  function countingHasher() {
+    const read: string[] = [];
+    const hash = async (abs: string) => {
+      read.push(abs);
+      const data = await readFile(abs);
+      return { size: data.length, sha256: createHash("sha256").update(data).digest("hex") };
+    };
+    return { read, hash };
+  }
+
+  it("a staged file with the live file's size and mtime takes the live file's cached hash; anything else is read", async () => {
+    const live = await rootWith({ same: "hello", other: "xxxxx", "d/deep": "deep!" });
+    const staged = `${live.path}-staged`;
+    copyTree(live.path, staged); // rsync --copy-dest: copies keep size and mtime
+    await writeFile(path.join(staged, "other"), "yyyyy"); // "transferred": the primary's file, another mtime
+    await utimes(path.join(staged, "other"), 2000, 2000);
+    await writeFile(path.join(staged, "new"), "brand new");
+    const cache = new HashCache();
+    const h = countingHasher();
+    await buildManifest(live, live.path, cache, h.hash);
+    assert.equal(h.read.length, 3, "the live root hashed once");
+
+    const withBasis = await buildManifest(live, staged, cache, h.hash, { basis: live.path });
+    const rel = (abs: string) => path.relative(staged, abs);
+    assert.deepEqual(h.read.slice(3).map(rel).sort(), ["new", "other"], "the two copies were not read");
+    assert.equal(withBasis.digest, (await buildManifest(live, staged)).digest, "same manifest as reading every file");
+    await buildManifest(live, staged, cache, h.hash);
+    assert.equal(h.read.length, 5, "the copies' hashes are cached under their staged paths too");
+  });
+
+  it("a live file edited since it was hashed (same size and mtime restored: ctime moved) gives nothing: its copy is read", async () => {
+    const live = await rootWith({ a: "hello" });
+    const a = path.join(live.path, "a");
+    await utimes(a, 1000, 1000);
+    const cache = new HashCache();
+    const h = countingHasher();
+    await buildManifest(live, live.path, cache, h.hash);
+    await writeFile(a, "HELLO");
+    await utimes(a, 1000, 1000);
+    const staged = `${live.path}-staged`;
+    copyTree(live.path, staged);
+    const m = await buildManifest(live, staged, cache, h.hash, { basis: live.path });
+    assert.deepEqual(h.read.slice(1), [path.join(staged, "a")]);
+    assert.notEqual(m.entries.find((e) => e.path === "a")!.sha256, SHA_HELLO, "the copy's own bytes, not the stale hash");
+  });
+
+  it("without a basis, or without a cache, every staged file is read", async () => {
+    const live = await rootWith({ a: "hello" });
+    const staged = `${live.path}-staged`;
+    copyTree(live.path, staged);
+    const cache = new HashCache();
+    const h = countingHasher();
+    await buildManifest(live, live.path, cache, h.hash);
+    await buildManifest(live, staged, cache, h.hash);
+    assert.equal(h.read.length, 2);
+    const h2 = countingHasher();
+    await buildManifest(live, `${staged}`, undefined, h2.hash, { basis: live.path });
+    assert.equal(h2.read.length, 1);
   });
 });
 

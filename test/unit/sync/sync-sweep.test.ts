@@ -124,4 +124,35 @@ describe("SyncEngine: the periodic sweep never holds up a pass", () => {
     assert.equal(h.engine.sweepCounts().drifts, 0);
     assert.equal(h.coord.calls[0]!.generation.generation, 2, "the promoted node publishes its own edit");
   });
+
+  it("a sweep waits between directories while a pass runs (at most 1 s each time), so it does not slow the pull", async () => {
+    const { caseDir, h } = await syncedStandby();
+    let release: () => void = () => {};
+    h.puller.gate = new Promise<void>((r) => (release = r));
+    await writeFile(path.join(caseDir, "primary", "ssh", "sshd_config"), "Port 23\n");
+    h.engine.follow(standby(await recordFor(h, { generation: 2 })));
+    await waitFor("pull started", () => h.puller.requests.length === 2);
+    await h.clock.advance(SETTINGS.reconcileMs);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(h.engine.sweepCounts().sweeps, 0, "the sweep waits while the pull runs");
+    release();
+    h.puller.gate = undefined;
+    await synced(h, 2);
+    await waitFor("the sweep after the pass", () => h.engine.sweepCounts().sweeps === 1);
+
+    // A pass that does not end (until the test releases it): the sweep goes on after 1 s per directory.
+    h.puller.gate = new Promise<void>((r) => (release = r));
+    await writeFile(path.join(caseDir, "primary", "ssh", "sshd_config"), "Port 24\n");
+    h.engine.follow(standby(await recordFor(h, { generation: 3 })));
+    await waitFor("pull started", () => h.puller.requests.length === 3);
+    await h.clock.advance(SETTINGS.reconcileMs);
+    for (let i = 0; i < 10 && h.engine.sweepCounts().sweeps < 2; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      await h.clock.advance(1000);
+    }
+    assert.equal(h.engine.sweepCounts().sweeps, 2, "not starved by a pass that never ends");
+    h.puller.gate = undefined;
+    release();
+    await synced(h, 3);
+  });
 });

@@ -1,0 +1,75 @@
+// InFlight (src/platform/in-flight.ts): bounded concurrency for file-system
+// jobs, the first failure kept and thrown, nothing started after it, nothing
+// left running when each()/map() return or throw.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { InFlight } from "../../../src/platform/in-flight.js";
+
+/** Jobs that finish only when the test says so. */
+function manualJobs() {
+  const started: number[] = [];
+  const finish = new Map<number, { ok: () => void; fail: (e: Error) => void }>();
+  const job = (i: number) =>
+    new Promise<void>((ok, fail) => {
+      started.push(i);
+      finish.set(i, { ok, fail });
+    });
+  return { started, finish, job };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+test("each() runs at most `max` jobs at once and returns when all have finished", async () => {
+  const m = manualJobs();
+  let done = false;
+  const all = InFlight.each([0, 1, 2, 3, 4], 2, m.job).then(() => (done = true));
+  await tick();
+  assert.deepEqual(m.started, [0, 1], "two at once");
+  m.finish.get(1)!.ok();
+  await tick();
+  assert.deepEqual(m.started, [0, 1, 2], "a slot freed: the next starts");
+  for (const i of [0, 2]) m.finish.get(i)!.ok();
+  await tick();
+  assert.deepEqual(m.started, [0, 1, 2, 3, 4]);
+  assert.equal(done, false);
+  m.finish.get(3)!.ok();
+  m.finish.get(4)!.ok();
+  await all;
+  assert.equal(done, true);
+});
+
+test("each(): the first failure is thrown after the running jobs ended, and no job starts after it", async () => {
+  const m = manualJobs();
+  let settled = false;
+  const all = InFlight.each([0, 1, 2, 3], 2, m.job).finally(() => (settled = true));
+  await tick();
+  m.finish.get(0)!.fail(new Error("first"));
+  await tick();
+  assert.deepEqual(m.started, [0, 1], "nothing new after the failure");
+  assert.equal(settled, false, "job 1 still runs: each() waits for it");
+  m.finish.get(1)!.fail(new Error("second"));
+  await assert.rejects(all, /^Error: first$/);
+});
+
+test("map() keeps the items' order whatever the completion order", async () => {
+  const out = await InFlight.map([30, 10, 20, 0], 3, (ms) => new Promise<number>((r) => setTimeout(() => r(ms * 2), ms)));
+  assert.deepEqual(out, [60, 20, 40, 0]);
+});
+
+test("add()/drain()/throwFirst(): a failure is reported by the next add, drain never rejects", async () => {
+  const f = new InFlight(4);
+  const seen: number[] = [];
+  await f.add(
+    () => Promise.resolve(1),
+    (v) => void seen.push(v),
+  );
+  await f.add(() => Promise.reject(new Error("boom")));
+  await tick();
+  await assert.rejects(
+    f.add(() => Promise.resolve(2)),
+    /boom/,
+  );
+  await f.drain();
+  assert.deepEqual(seen, [1], "the job after the failure never ran");
+  assert.throws(() => f.throwFirst(), /boom/);
+});
