@@ -47,6 +47,8 @@ export interface Iteration {
   identicalMs: number | null;
   /** Per standby: when it first held everything (ms), null = never. */
   perStandbyMs: (number | null)[];
+  /** Wall clock (epoch ms) just before the write, to line iterations up with agent logs. */
+  writtenAtMs: number;
 }
 
 export interface Summary {
@@ -118,6 +120,7 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyResult> 
     const chmod = i % chmodEvery === 0 ? chmodFile(chmodSeq++) : null;
     const body = Buffer.from(`# ${file}: iteration ${i} (${o.label}) ${new Date().toISOString()}\n${randomBytes(480).toString("hex")}\n`);
     const src = join(o.primaryRoot, file);
+    const writtenAtMs = Date.now();
     const t0 = now();
     writeFileSync(src, body);
     if (chmod) chmodSync(join(o.primaryRoot, chmod), 0o600);
@@ -146,7 +149,7 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencyResult> 
     const modeMs = chmod ? maxOf(modeAt) : null;
     const perStandbyMs = contentAt.map((c, s) => (c !== null && modeAt[s] !== null ? Math.max(c, modeAt[s]!) : null));
     const identicalMs = contentMs !== null && (!chmod || modeMs !== null) ? Math.max(contentMs, modeMs ?? 0) : null;
-    out.push({ i, file, chmod, contentMs, modeMs, identicalMs, perStandbyMs });
+    out.push({ i, file, chmod, contentMs, modeMs, identicalMs, perStandbyMs, writtenAtMs });
     if (i % every === 0 || i === o.iterations || identicalMs === null) {
       const f = (x: number | null) => (x === null ? "MISS" : `${x.toFixed(0)} ms`);
       o.log(`  ${o.label} ${i}/${o.iterations}: ${file} ${f(contentMs)}${chmod ? `, chmod 0600 ${chmod} ${chmod && modeMs === null ? "NOT PROPAGATED" : f(modeMs)}` : ""}`);

@@ -45,6 +45,7 @@ import { agentLog, firstLog, now, quantile, forEachArg, table } from "../failove
 import { type LatencyResult, type Summary, measureLatency } from "./latency.js";
 import { LSYNCD, Lsyncd, lsyncdVersion } from "./lsyncd.js";
 import { PLAIN_SSH_PORT, plainSsh, startPlainSshds } from "./plain-ssh.js";
+import { bigRootSweeps, duringSweeps, type DuringSweeps } from "./sweeps.js";
 import { GiB, MiB, type TreeDiff, type TreeFacts, compareTrees, describeDiff, makeBigTree, prepareSmallRoot } from "./tree.js";
 
 // ------------------------------------------------------------------ options
@@ -63,6 +64,8 @@ interface Options {
   waitLoad: number | undefined;
   /** Also time `rsync -a --fsync` to both standbys (a reference for understudy's per-file fsync). */
   fsyncReference: boolean;
+  /** sync.reconcile_interval for the agents, in seconds (default: the product's, 1m). */
+  reconcileSeconds: number | undefined;
 }
 
 const DEFAULT_JSON = "bench/sync/results-latest.json";
@@ -79,6 +82,7 @@ function parseArgs(argv: string[]): Options {
   let quick = false;
   let waitLoad: number | undefined;
   let fsyncReference = true;
+  let reconcileSeconds: number | undefined;
   const set = { iterations: false, files: false, mib: false, large: false, lsd: false, rsync: false };
   forEachArg(argv, (a, val) => {
     if (a === "--iterations") ((iterations = Number(val())), (set.iterations = true));
@@ -98,9 +102,10 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--quick") quick = true;
     else if (a === "--wait-load") waitLoad = Number(val());
     else if (a === "--no-fsync-reference") fsyncReference = false;
+    else if (a === "--reconcile-interval") reconcileSeconds = Number(val());
     else if (a === "--help" || a === "-h") {
       console.log(
-        "usage: bench/sync/run.ts [--quick] [--iterations 60] [--lsyncd-default-changes 5] [--files 10000] [--mib 1024] [--large-files 10] [--rsync-runs 2] [--only understudy,lsyncd,rsync] [--wait-load 1.0] [--no-fsync-reference] [--json FILE | --no-json]",
+        "usage: bench/sync/run.ts [--quick] [--iterations 60] [--lsyncd-default-changes 5] [--files 10000] [--mib 1024] [--large-files 10] [--rsync-runs 2] [--only understudy,lsyncd,rsync] [--wait-load 1.0] [--no-fsync-reference] [--reconcile-interval SECONDS] [--json FILE | --no-json]",
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
@@ -122,7 +127,8 @@ function parseArgs(argv: string[]): Options {
   if (!Number.isInteger(rsyncRuns) || rsyncRuns < 1 || rsyncRuns > 10) throw new Error("--rsync-runs must be 1..10");
   if (only) for (const o of only) if (!["understudy", "lsyncd", "rsync"].includes(o)) throw new Error(`--only: unknown ${o}`);
   if (waitLoad !== undefined && !(waitLoad > 0 && waitLoad < 100)) throw new Error("--wait-load takes a load average like 1.0");
-  return { iterations, lsyncdDefaultChanges, files, bytes: Math.round(mib * MiB), largeFiles, rsyncRuns, only, json, quick, waitLoad, fsyncReference };
+  if (reconcileSeconds !== undefined && !(Number.isInteger(reconcileSeconds) && reconcileSeconds >= 1 && reconcileSeconds <= 3600)) throw new Error("--reconcile-interval must be 1..3600 seconds");
+  return { iterations, lsyncdDefaultChanges, files, bytes: Math.round(mib * MiB), largeFiles, rsyncRuns, only, json, quick, waitLoad, fsyncReference, reconcileSeconds };
 }
 
 // ------------------------------------------------------------------ helpers
@@ -232,7 +238,7 @@ interface Results {
   phaseLoad: Record<string, number>;
   tree?: TreeFacts;
   rsync?: RsyncResult;
-  understudy?: { full?: UnderstudyFull; latency?: LatencyResult; agentIssues: AgentIssues[]; agentIssuesAtShutdown?: AgentIssues[]; syncSettings: string; error?: string };
+  understudy?: { full?: UnderstudyFull; latency?: LatencyResult; duringSweeps?: DuringSweeps; agentIssues: AgentIssues[]; agentIssuesAtShutdown?: AgentIssues[]; syncSettings: string; error?: string };
   lsyncd?: { full?: LsyncdFull; delay0?: LatencyResult; default?: LatencyResult; settings: string; error?: string };
   /** Wall time including the --wait-load wait. */
   wallSeconds?: number;
@@ -344,7 +350,8 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
   const lab = c.lab;
   const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
   const standbys = [n2, n3];
-  const u: NonNullable<Results["understudy"]> = { agentIssues: [], syncSettings: "defaults (debounce 20ms, max_delay 250ms, reconcile_interval 1m); roots small + big (max_file_size 256MiB)" };
+  const reconcile = opts.reconcileSeconds === undefined ? "reconcile_interval 1m" : `reconcile_interval ${opts.reconcileSeconds}s (--reconcile-interval)`;
+  const u: NonNullable<Results["understudy"]> = { agentIssues: [], syncSettings: `defaults (debounce 20ms, max_delay 250ms, ${reconcile}); roots small + big (max_file_size 256MiB)` };
   res.understudy = u;
   try {
     // ---- first full sync
@@ -407,6 +414,7 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
 
     // ---- small-file latency
     log(`=== understudy: small-file latency, ${opts.iterations} changes (every 5th with a chmod 0600), write on n1 -> identical on n2 and n3`);
+    await flush(); // the full sync's 3 GiB written back first, as before every other phase
     await sleep(1000);
     u.latency = await measureLatency({
       label: "understudy",
@@ -420,6 +428,11 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
     const L = u.latency;
     log(
       `  understudy: p50 ${msf(L.identical?.p50)}, p95 ${msf(L.identical?.p95)}, p99 ${msf(L.identical?.p99)}, max ${msf(L.identical?.max)}; misses ${L.misses}; chmods ${L.chmodsPropagated}/${L.chmods}`,
+    );
+    u.duringSweeps = duringSweeps(L.iterations, bigRootSweeps(Object.fromEntries(lab.nodes.map((n) => [n.name, agentLog(lab, n.name)]))));
+    const D = u.duringSweeps;
+    log(
+      `  while an agent swept the big root (${D.sweeps} sweeps, walk p50 ${msf(D.sweepMsP50)}): ${D.changes} changes, p50 ${msf(D.identical?.p50)}, p99 ${msf(D.identical?.p99)}, max ${msf(D.identical?.max)}`,
     );
   } catch (e) {
     u.error = (e as Error).message;
@@ -675,6 +688,7 @@ async function main(): Promise<void> {
         rootPaths: (n) => [small(n), big(n)],
         authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
         rootsYaml: (n) => [`    - { name: small, path: ${small(n)} }`, `    - { name: big, path: ${big(n)}, max_file_size: 256MiB }`].join("\n"),
+        ...(opts.reconcileSeconds !== undefined ? { extraYaml: `  reconcile_interval: ${opts.reconcileSeconds}s` } : {}),
       },
     });
     const lab = c.lab;
