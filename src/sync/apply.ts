@@ -49,12 +49,6 @@ export interface ApplyOptions {
   /** Hash files off the calling thread (hasher.ts). */
   readonly hasher?: FileHasher;
   /**
-   * The staged copy was pulled with the live root as `--copy-dest` and
-   * without `--checksum`: staged files rsync copied from it take the live
-   * files' cached hashes (manifest.ts readBasis) instead of being read again.
-   */
-  readonly basisIsLive?: boolean;
-  /**
    * Called after every check passed and before the first live change, with
    * the tree about to go live (owner applied): e.g. rescue local files that
    * differ from it. Gets the live tree's manifest as found; returns true if it
@@ -105,7 +99,7 @@ export async function checkStaged(opts: Omit<ApplyOptions, "beforeApply">): Prom
   const { root, stagedDir } = opts;
   checkSyncRoot(root);
   const liveExists = await checkStaging(root, stagedDir);
-  const staged = await buildManifest(root, stagedDir, opts.cache, opts.hasher, opts.basisIsLive ? { basis: root.path } : {});
+  const staged = await buildManifest(root, stagedDir, opts.cache, opts.hasher);
   if (staged.digest !== opts.expected.digest) {
     const first = opts.expected.entries ? firstDifference(manifestOf(root.name, opts.expected.entries), staged) : undefined;
     throw new UnderstudyError("US_E_SYNC_DIGEST_MISMATCH", { root: root.name, expected: opts.expected.digest, actual: staged.digest, path: first ?? "unknown" });
@@ -115,8 +109,8 @@ export async function checkStaged(opts: Omit<ApplyOptions, "beforeApply">): Prom
   return { staged, liveExists };
 }
 
-/** Staged files prepared, renamed into place or remembered at once (libuv's pool has 4 threads). */
-const PLACE_IN_FLIGHT = 16;
+/** Staged files prepared, renamed into place or remembered at once (in chunks: InFlight.map). */
+const PLACE_IN_FLIGHT = 64;
 
 function sameOwnerAndMode(a: ManifestEntry | undefined, b: ManifestEntry): boolean {
   return a !== undefined && a.type === b.type && a.uid === b.uid && a.gid === b.gid && (b.type === "symlink" || a.mode === b.mode);
@@ -165,19 +159,18 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
     // durable and never visible with a wider mode), ~10x faster for thousands of small files.
     const stagedByPath = owner ? new Map(staged.entries.map((e) => [e.path, e])) : null;
     const differs = (e: ManifestEntry) => stagedByPath !== null && !sameOwnerAndMode(stagedByPath.get(e.path), e);
-    await InFlight.each(
+    await run.steps(
       placed.filter((e) => e.type !== "dir" && differs(e)),
-      PLACE_IN_FLIGHT,
-      (e) => run.step(e.path, () => run.prepare(e), false),
+      (e) => run.prepare(e),
+      false,
     );
     await run.flushStaged(placed);
     // Directories in order (a parent before what it holds), then files and links, several at once:
     // each is one lstat and one rename into a directory that exists by then.
     for (const e of placed) if (e.type === "dir") await run.step(e.path, () => run.place(e));
-    await InFlight.each(
+    await run.steps(
       placed.filter((e) => e.type !== "dir"),
-      PLACE_IN_FLIGHT,
-      (e) => run.step(e.path, () => run.place(e)),
+      (e) => run.place(e),
     );
     if (opts.cache) await run.remember(opts.cache, placed);
     const liveByPath = new Map(live.entries.map((e) => [e.path, e]));
@@ -271,13 +264,39 @@ class ApplyRun {
       await fn();
       if (live) this.applied.push(rel);
     } catch (e) {
-      if (isUnderstudyError(e)) throw e;
-      throw new UnderstudyError(
-        "US_E_SYNC_APPLY_FAILED",
-        { root: this.root.name, path: rel, applied_count: this.applied.length, applied: this.applied.join(", ").slice(0, 2000), cause: describeError(e) },
-        { cause: e },
-      );
+      throw this.failure(rel, e);
     }
+  }
+
+  /**
+   * step() for many entries, several at once (InFlight chunks; no chunk
+   * starts after a failure). The error, built once every started entry has
+   * settled, names the first failed entry in `entries` order and everything
+   * that went live, including what finished beside it.
+   */
+  async steps(entries: readonly ManifestEntry[], fn: (e: ManifestEntry) => Promise<void>, live = true): Promise<void> {
+    const failed = new Map<string, unknown>();
+    await InFlight.each(entries, PLACE_IN_FLIGHT, async (e) => {
+      if (failed.size > 0) return;
+      try {
+        checkRelativePath(this.root.name, e.path);
+        await fn(e);
+        if (live) this.applied.push(e.path);
+      } catch (err) {
+        failed.set(e.path, err);
+      }
+    });
+    const first = entries.find((e) => failed.has(e.path));
+    if (first) throw this.failure(first.path, failed.get(first.path));
+  }
+
+  private failure(rel: string, e: unknown): Error {
+    if (isUnderstudyError(e)) return e;
+    return new UnderstudyError(
+      "US_E_SYNC_APPLY_FAILED",
+      { root: this.root.name, path: rel, applied_count: this.applied.length, applied: this.applied.join(", ").slice(0, 2000), cause: describeError(e) },
+      { cause: e },
+    );
   }
 
   async createRoot(owner: Owner | undefined): Promise<void> {

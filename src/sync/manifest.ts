@@ -142,11 +142,20 @@ function statKey(st: BigIntStats): string {
 export interface WalkOptions {
   /** Stops the walk between entries by throwing its reason. */
   readonly signal?: AbortSignal;
-  /** With a cache: the live root a staged copy was pulled against (readBasis). */
-  readonly basis?: string;
   /** Awaited before each directory: a background walk (sweep.ts) lets more urgent work run first. */
   readonly pace?: () => Promise<void>;
+  /** Files hashed at once (default 32). A background walk keeps it low: the hash worker serves requests in order. */
+  readonly hashesInFlight?: number;
+  /** Drop cache entries of files not seen (default true). A background walk does not: an apply may be adding entries meanwhile. */
+  readonly prune?: boolean;
 }
+
+/** A file or directory deleted between its lstat and its use: not in this tree. */
+const VANISHED = Symbol("vanished");
+const vanished = (e: unknown): boolean => {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === "ENOENT" || code === "ENOTDIR";
+};
 
 /**
  * Walk `dir` (the live root, or a staged copy of it) and describe it. Links
@@ -154,7 +163,7 @@ export interface WalkOptions {
  * US_E_SYNC_UNSAFE_PATH, US_E_SYNC_FILE_TOO_LARGE or US_E_SYNC_UNREADABLE.
  */
 export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache, hasher?: FileHasher, opts: WalkOptions = {}): Promise<Manifest> {
-  const { signal, basis, pace } = opts;
+  const { signal, pace } = opts;
   checkSyncRoot(root);
   const excluded = compileGlobs(root.exclude);
   const included = compileGlobs(root.include);
@@ -168,10 +177,13 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   };
 
   // Returns how many entries were recorded below relDir, so include-filtered
-  // trees keep only the directories that lead to something included.
-  async function walk(relDir: string, inheritedInclude: boolean): Promise<number> {
+  // trees keep only the directories that lead to something included; null
+  // when relDir was deleted after its lstat (not in this tree).
+  async function walk(relDir: string, inheritedInclude: boolean): Promise<number | null> {
     if (pace) await pace();
-    const names = await readdir(path.join(dir, relDir)).catch((e) => fail(relDir, e));
+    const listed = await readdir(path.join(dir, relDir)).catch((e: unknown) => (relDir !== "" && vanished(e) ? null : fail(relDir, e)));
+    if (listed === null) return null;
+    const names = listed;
     names.sort(compare);
     const rels = names.map((name) => (relDir === "" ? name : `${relDir}/${name}`)).filter((rel) => (checkRelativePath(root.name, rel), !excluded(rel)));
     // One directory's entries are stat'ed several at once (the walk's cost on a warm cache is these calls).
@@ -188,6 +200,7 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
       const base = { path: rel, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeMs: Number(st.mtimeMs) };
       if (st.isDirectory()) {
         const below = await walk(rel, inc);
+        if (below === null) continue;
         if (inc || below > 0) {
           entries.push({ ...base, type: "dir", size: 0 });
           recorded += below + 1;
@@ -201,24 +214,23 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
         recorded++;
       } else if (st.isFile()) {
         const key = cache ? statKey(st) : "";
-        const cached = cache?.get(abs, key);
-        const hit = cached ?? (cache && basis !== undefined ? await readBasis(cache, path.join(basis, rel), st) : undefined);
+        const hit = cache?.get(abs, key);
         const statSize = Number(st.size);
         if (statSize > root.maxFileBytes) fail(rel, new UnderstudyError("US_E_SYNC_FILE_TOO_LARGE", { root: root.name, path: rel, size: statSize, limit: root.maxFileBytes }));
         if (cache) seen.add(abs);
         recorded++;
         if (hit !== undefined) {
-          if (cached === undefined) cache!.set(abs, key, hit);
           entries.push({ ...base, type: "file", size: statSize, sha256: hit });
           continue;
         }
         // Hashed while the walk goes on (up to HASHES_IN_FLIGHT at once): the hash worker
         // always has the next file queued instead of waiting for our next lstat.
         await hashes.add(
-          () => (hasher ? hashElsewhere(hasher, root, abs, rel) : hashFile(root, abs, rel)).catch((e) => fail(rel, e)),
-          ({ size, sha256 }: { size: number; sha256: string }) => {
-            cache?.set(abs, key, sha256);
-            entries.push({ ...base, type: "file", size, sha256 });
+          () => (hasher ? hashElsewhere(hasher, root, abs, rel) : hashFile(root, abs, rel)).catch((e: unknown): typeof VANISHED => (vanished(e) ? VANISHED : fail(rel, e))),
+          (h: { size: number; sha256: string } | typeof VANISHED) => {
+            if (h === VANISHED) return; // deleted while we walked
+            cache?.set(abs, key, h.sha256);
+            entries.push({ ...base, type: "file", size: h.size, sha256: h.sha256 });
           },
         );
       } else {
@@ -229,39 +241,19 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   }
 
   const seen = new Set<string>();
-  const hashes = new InFlight(HASHES_IN_FLIGHT);
+  const hashes = new InFlight(opts.hashesInFlight ?? HASHES_IN_FLIGHT);
   try {
     await walk("", false);
   } finally {
     await hashes.drain(); // no hash outlives the walk, even when it failed
   }
   hashes.throwFirst();
-  cache?.prune(path.resolve(dir), seen);
+  if (opts.prune !== false) cache?.prune(path.resolve(dir), seen);
   return manifestOf(root.name, entries, skipped);
 }
 
 const HASHES_IN_FLIGHT = 32;
-const STATS_IN_FLIGHT = 32;
-
-/**
- * The hash of a staged file that rsync copied from the live root it pulled
- * against (`--copy-dest`, without `--checksum`), taken from the live file's
- * cache entry instead of reading the copy. Sound because rsync copies from
- * the basis exactly when the basis passes its quick check (same size and
- * mtime to the nanosecond as the primary's file) and otherwise transfers the
- * primary's file with the primary's mtime: so a staged file whose size and
- * mtime equal the live file's, while the live file still has the stat
- * identity (inode, size, mtime, ctime) it had when it was hashed, is a copy of
- * those very bytes. ctime moves on any write and cannot be set back, so a
- * live file edited since it was hashed misses, and its copy is read. With
- * `--checksum` rsync transfers same-size, same-mtime files whose content
- * differs: no basis then (the engine passes none).
- */
-async function readBasis(cache: HashCache, live: string, staged: BigIntStats): Promise<string | undefined> {
-  const st = await lstat(live, { bigint: true }).catch(() => undefined);
-  if (!st?.isFile() || st.size !== staged.size || st.mtimeNs !== staged.mtimeNs) return undefined;
-  return cache.get(live, statKey(st));
-}
+const STATS_IN_FLIGHT = 256;
 
 async function hashElsewhere(hasher: FileHasher, root: SyncRoot, abs: string, rel: string): Promise<{ size: number; sha256: string }> {
   try {

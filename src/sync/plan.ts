@@ -239,13 +239,14 @@ export function planRetry(failures: number, allMismatch: boolean, retryMaxMs: nu
  * while the sweep read the root; `due`: the pass will rebuild or verify the
  * root anyway.
  */
-export type SweepVerdict = { readonly kind: "in-step" | "skip" | "drift"; readonly reason: string };
+export type SweepVerdict = { readonly kind: "in-step" | "skip" | "drift" | "read"; readonly reason: string };
 
+/** `live` undefined: asked before reading the root; "read" means reading it can tell something. */
 export function planSweep(i: {
   readonly side: SyncSide;
   readonly root: string;
   readonly reference: string | null;
-  readonly live: string;
+  readonly live?: string;
   readonly changedMeanwhile: boolean;
   readonly due: boolean;
 }): SweepVerdict {
@@ -254,6 +255,7 @@ export function planSweep(i: {
   if (i.due) return { kind: "skip", reason: `${what} of ${i.root}: skipped, the next pass ${i.side === "primary" ? "rebuilds" : "verifies"} it anyway` };
   if (i.reference === null)
     return { kind: "skip", reason: `${what} of ${i.root}: nothing to compare with yet (${i.side === "primary" ? "no manifest built" : "never synced: the next pull stages it whole"})` };
+  if (i.live === undefined) return { kind: "read", reason: `${what} of ${i.root}: reading the live files` };
   if (i.live === i.reference) return { kind: "in-step", reason: `${what} of ${i.root}: the live files are the ${i.side === "primary" ? "published" : "last synced"} ones` };
   return i.side === "primary"
     ? { kind: "drift", reason: `${what} of ${i.root}: the live files changed without a watch event (${short(i.reference)} -> ${short(i.live)}); rebuilding and publishing it` }

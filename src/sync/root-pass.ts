@@ -25,8 +25,6 @@ export interface PassRoot {
 export interface Staged {
   readonly dir: string;
   readonly pullMs: number;
-  /** Pulled with the live root as --copy-dest and without --checksum (apply.ts ApplyOptions.basisIsLive). */
-  readonly basisIsLive?: boolean;
 }
 
 export interface RootPassSteps<R extends PassRoot> {

@@ -121,7 +121,9 @@ export class StandbySide {
   /** The live root's manifest; a root that does not exist holds nothing. */
   private readLive(r: EngineRoot, opts: WalkOptions = {}): Promise<Manifest> {
     return buildManifest(r, r.path, this.ledger.cache, this.ledger.hash, opts).catch((e: unknown) => {
-      if (isUnderstudyError(e, "US_E_SYNC_UNREADABLE") && /ENOENT/.test(describeError(e))) return manifestOf(r.name, []);
+      // The root itself is missing (never synced, or removed): it holds nothing. Below it, a path
+      // deleted during the walk is simply not in the tree (buildManifest).
+      if (isUnderstudyError(e, "US_E_SYNC_UNREADABLE") && e.details.path === "." && /ENOENT/.test(describeError(e))) return manifestOf(r.name, []);
       throw e;
     });
   }
@@ -164,8 +166,7 @@ export class StandbySide {
         want: pub.roots,
         held: () => ledger.held.roots,
         stage: (r) => this.stageRoot(r, address),
-        check: async (r, stage, named) =>
-          void (await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), basisIsLive: stage.basisIsLive === true, ...(r.validate ? { validate: r.validate } : {}), named })),
+        check: async (r, stage, named) => void (await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), ...(r.validate ? { validate: r.validate } : {}), named })),
         apply: (r, stage) => this.applyRoot(r, stage, pub, againstIncoming.includes(r.name)),
         aborted: this.aborted,
       },
@@ -242,7 +243,7 @@ export class StandbySide {
     } finally {
       await writeBehind.stop();
     }
-    return { dir: staging, pullMs: clock.monotonicMs() - t0, basisIsLive: !checksum };
+    return { dir: staging, pullMs: clock.monotonicMs() - t0 };
   }
 
   /** Move a checked staged root into place (its checks run again, cheaply, on the cached hashes), then its post_sync. */

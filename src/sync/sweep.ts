@@ -11,13 +11,17 @@
 // pass replaced the reference it is compared with is dropped (the pass's own
 // check is newer), as is one for a root the pass will check anyway.
 //
-// One sweep at a time: a slow one is not stacked by the next period. A side
-// change or close aborts it between files.
+// One sweep at a time: a slow one is not stacked by the next period (that
+// period's sweep is skipped, at debug). A side change or close aborts it
+// between files, once its hashes in flight (at most 2) are done. It hashes
+// at most 2 files at once, since the hash worker serves requests in order
+// and a pass's hashes queue behind them, and it does not prune the shared
+// hash cache (an apply may be adding entries meanwhile).
 import { describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { EngineRoot } from "./engine-types.js";
-import type { Manifest } from "./manifest.js";
+import type { Manifest, WalkOptions } from "./manifest.js";
 import { planSweep, type SweepVerdict, type SyncSide } from "./plan.js";
 
 /** What a side lends the sweep (PrimarySide, StandbySide). */
@@ -28,15 +32,21 @@ export interface SweepTarget {
   /** The next pass rebuilds or verifies the root anyway. */
   due(root: string): boolean;
   /** Read the live root (buildManifest with these options). */
-  read(root: EngineRoot, opts: { readonly signal: AbortSignal; readonly pace: () => Promise<void> }): Promise<Manifest>;
+  read(root: EngineRoot, opts: WalkOptions): Promise<Manifest>;
   /** Hand the root to the pass (a drift, or a read that failed: the pass reports it). */
   drifted(root: string, why: string): void;
 }
 
 const MAX_YIELD_MS = 1000;
+/** A sweep stops waiting for passes after this much waiting in total: a stream of passes cannot stretch it for ever. */
+const MAX_WAIT_PER_SWEEP_MS = 10_000;
+/** Files a sweep hashes at once: the hash worker serves requests in order, so a pass's hashes queue behind these. */
+const SWEEP_HASHES_IN_FLIGHT = 2;
 
 export class RootSweep {
   private running: Promise<void> | null = null;
+  /** How long the running sweep has waited for passes. */
+  private waitedMs = 0;
   private controller: AbortController | null = null;
   /** Sweeps finished, and roots handed to the pass: for status and tests. */
   readonly counts = { sweeps: 0, drifts: 0 };
@@ -51,13 +61,19 @@ export class RootSweep {
 
   /** Start a sweep of every root unless one is running. Returns whether one started. */
   start(target: SweepTarget): boolean {
-    if (this.running) return false;
+    if (this.running) {
+      this.log.debug({ side: target.side }, "sync: the previous sweep is still running; this period's is skipped");
+      return false;
+    }
     const controller = new AbortController();
     this.controller = controller;
-    this.running = this.sweep(target, controller.signal).finally(() => {
-      this.running = null;
-      this.controller = null;
-    });
+    this.waitedMs = 0;
+    this.running = this.sweep(target, controller.signal)
+      .catch((e: unknown) => this.log.error({ err: describeError(e), side: target.side }, "sync: a sweep failed past its own error handling"))
+      .finally(() => {
+        this.running = null;
+        this.controller = null;
+      });
     return true;
   }
 
@@ -80,9 +96,15 @@ export class RootSweep {
     for (const r of this.roots) {
       if (signal.aborted) return;
       const before = target.reference(r.name);
+      // Nothing to learn from reading it: say why without reading.
+      const first = planSweep({ side: target.side, root: r.name, reference: before?.digest ?? null, changedMeanwhile: false, due: target.due(r.name) });
+      if (first.kind !== "read") {
+        this.log.debug({ root: r.name, side: target.side }, `sync: ${first.reason}`);
+        continue;
+      }
       let live: Manifest;
       try {
-        live = await target.read(r, { signal, pace: () => this.yieldToPass() });
+        live = await target.read(r, { signal, pace: () => this.yieldToPass(), hashesInFlight: SWEEP_HASHES_IN_FLIGHT, prune: false });
       } catch (e) {
         if (signal.aborted) return;
         // Not judged here: the pass reads the root again and reports the failure its own way.
@@ -113,10 +135,12 @@ export class RootSweep {
    * a stream of passes cannot starve it.
    */
   private async yieldToPass(): Promise<void> {
-    if (!this.pass.busy()) return;
+    if (!this.pass.busy() || this.waitedMs >= MAX_WAIT_PER_SWEEP_MS) return;
+    const t0 = this.clock.monotonicMs();
     let timer: TimerHandle | undefined;
     await Promise.race([this.pass.idle(), new Promise<void>((r) => (timer = this.clock.setTimer(MAX_YIELD_MS, r)))]);
     timer?.cancel();
+    this.waitedMs += this.clock.monotonicMs() - t0;
   }
 
   private handOver(target: SweepTarget, root: string, why: string): void {

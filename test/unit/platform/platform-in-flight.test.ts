@@ -19,7 +19,7 @@ function manualJobs() {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-test("each() runs at most `max` jobs at once and returns when all have finished", async () => {
+test("each() runs the items in chunks of `max`, the next chunk once the whole chunk has finished", async () => {
   const m = manualJobs();
   let done = false;
   const all = InFlight.each([0, 1, 2, 3, 4], 2, m.job).then(() => (done = true));
@@ -27,28 +27,30 @@ test("each() runs at most `max` jobs at once and returns when all have finished"
   assert.deepEqual(m.started, [0, 1], "two at once");
   m.finish.get(1)!.ok();
   await tick();
-  assert.deepEqual(m.started, [0, 1, 2], "a slot freed: the next starts");
-  for (const i of [0, 2]) m.finish.get(i)!.ok();
+  assert.deepEqual(m.started, [0, 1], "the chunk is not done yet");
+  m.finish.get(0)!.ok();
+  await tick();
+  assert.deepEqual(m.started, [0, 1, 2, 3]);
+  for (const i of [2, 3]) m.finish.get(i)!.ok();
   await tick();
   assert.deepEqual(m.started, [0, 1, 2, 3, 4]);
   assert.equal(done, false);
-  m.finish.get(3)!.ok();
   m.finish.get(4)!.ok();
   await all;
   assert.equal(done, true);
 });
 
-test("each(): the first failure is thrown after the running jobs ended, and no job starts after it", async () => {
+test("each(): the first failure is thrown once its chunk has settled, and no later chunk starts", async () => {
   const m = manualJobs();
   let settled = false;
   const all = InFlight.each([0, 1, 2, 3], 2, m.job).finally(() => (settled = true));
   await tick();
   m.finish.get(0)!.fail(new Error("first"));
   await tick();
-  assert.deepEqual(m.started, [0, 1], "nothing new after the failure");
   assert.equal(settled, false, "job 1 still runs: each() waits for it");
   m.finish.get(1)!.fail(new Error("second"));
   await assert.rejects(all, /^Error: first$/);
+  assert.deepEqual(m.started, [0, 1], "nothing after the failed chunk");
 });
 
 test("map() keeps the items' order whatever the completion order", async () => {

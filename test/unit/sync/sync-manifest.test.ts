@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { chmod, lstat, readFile, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, lstat, unlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
@@ -211,66 +210,31 @@ describe("HashCache", () => {
   });
 });
 
-describe("buildManifest with a live basis (a staged copy pulled with --copy-dest)", () => {
-  /** A hasher that records what it read. */
-  function countingHasher() {
-    const read: string[] = [];
-    const hash = async (abs: string) => {
-      read.push(abs);
+describe("buildManifest: paths deleted while the tree is walked", () => {
+  it("a file deleted before its hash, or a directory before it is listed, is simply not in the tree", async () => {
+    const root = await rootWith({ keep: "k", gone: "g", "sub/inner": "i", "stay/x": "x" });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const hasher = async (abs: string) => {
+      if (abs.endsWith("/gone")) await gate; // held: the file is deleted meanwhile
+      const { readFile } = await import("node:fs/promises");
       const data = await readFile(abs);
-      return { size: data.length, sha256: createHash("sha256").update(data).digest("hex") };
+      return { size: data.length, sha256: "0".repeat(64) };
     };
-    return { read, hash };
-  }
-
-  it("a staged file with the live file's size and mtime takes the live file's cached hash; anything else is read", async () => {
-    const live = await rootWith({ same: "hello", other: "xxxxx", "d/deep": "deep!" });
-    const staged = `${live.path}-staged`;
-    copyTree(live.path, staged); // rsync --copy-dest: copies keep size and mtime
-    await writeFile(path.join(staged, "other"), "yyyyy"); // "transferred": the primary's file, another mtime
-    await utimes(path.join(staged, "other"), 2000, 2000);
-    await writeFile(path.join(staged, "new"), "brand new");
-    const cache = new HashCache();
-    const h = countingHasher();
-    await buildManifest(live, live.path, cache, h.hash);
-    assert.equal(h.read.length, 3, "the live root hashed once");
-
-    const withBasis = await buildManifest(live, staged, cache, h.hash, { basis: live.path });
-    const rel = (abs: string) => path.relative(staged, abs);
-    assert.deepEqual(h.read.slice(3).map(rel).sort(), ["new", "other"], "the two copies were not read");
-    assert.equal(withBasis.digest, (await buildManifest(live, staged)).digest, "same manifest as reading every file");
-    await buildManifest(live, staged, cache, h.hash);
-    assert.equal(h.read.length, 5, "the copies' hashes are cached under their staged paths too");
-  });
-
-  it("a live file edited since it was hashed (same size and mtime restored: ctime moved) gives nothing: its copy is read", async () => {
-    const live = await rootWith({ a: "hello" });
-    const a = path.join(live.path, "a");
-    await utimes(a, 1000, 1000);
-    const cache = new HashCache();
-    const h = countingHasher();
-    await buildManifest(live, live.path, cache, h.hash);
-    await writeFile(a, "HELLO");
-    await utimes(a, 1000, 1000);
-    const staged = `${live.path}-staged`;
-    copyTree(live.path, staged);
-    const m = await buildManifest(live, staged, cache, h.hash, { basis: live.path });
-    assert.deepEqual(h.read.slice(1), [path.join(staged, "a")]);
-    assert.notEqual(m.entries.find((e) => e.path === "a")!.sha256, SHA_HELLO, "the copy's own bytes, not the stale hash");
-  });
-
-  it("without a basis, or without a cache, every staged file is read", async () => {
-    const live = await rootWith({ a: "hello" });
-    const staged = `${live.path}-staged`;
-    copyTree(live.path, staged);
-    const cache = new HashCache();
-    const h = countingHasher();
-    await buildManifest(live, live.path, cache, h.hash);
-    await buildManifest(live, staged, cache, h.hash);
-    assert.equal(h.read.length, 2);
-    const h2 = countingHasher();
-    await buildManifest(live, `${staged}`, undefined, h2.hash, { basis: live.path });
-    assert.equal(h2.read.length, 1);
+    let paced = 0;
+    const pace = async () => {
+      if (++paced === 2) {
+        // The root's entries are stat'ed; before "stay" is walked: delete "gone" and the whole of "sub".
+        await unlink(path.join(root.path, "gone"));
+        execFileSync("rm", ["-rf", path.join(root.path, "sub")]);
+        release();
+      }
+    };
+    const m = await buildManifest(root, root.path, new HashCache(), hasher, { pace });
+    assert.deepEqual(
+      m.entries.map((e) => e.path),
+      ["keep", "stay", "stay/x"],
+    );
   });
 });
 

@@ -365,6 +365,14 @@ test("planSweep: the periodic check, off the pass, hands a root to the pass only
     { name: "differs, standby verify due anyway", i: { ...base, side: "standby", live: D("b"), due: true }, kind: "skip", reason: /skipped, the next pass verifies it anyway$/ },
     { name: "standby never synced", i: { ...base, side: "standby", reference: null }, kind: "skip", reason: /never synced: the next pull stages it whole\)$/ },
     { name: "primary, nothing built", i: { ...base, side: "primary", reference: null }, kind: "skip", reason: /\(no manifest built\)$/ },
+    {
+      name: "before reading: worth reading",
+      i: { root: "big", reference: D("a"), changedMeanwhile: false, due: false, side: "standby" },
+      kind: "read",
+      reason: /^periodic verify of big: reading the live files$/,
+    },
+    { name: "before reading: due anyway", i: { root: "big", reference: D("a"), changedMeanwhile: false, due: true, side: "primary" }, kind: "skip", reason: /rebuilds it anyway$/ },
+    { name: "before reading: no reference", i: { root: "big", reference: null, changedMeanwhile: false, due: false, side: "standby" }, kind: "skip", reason: /never synced/ },
   ];
   for (const c of cases) {
     const v = planSweep(c.i);

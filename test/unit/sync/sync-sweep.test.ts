@@ -155,4 +155,19 @@ describe("SyncEngine: the periodic sweep never holds up a pass", () => {
     release();
     await synced(h, 3);
   });
+
+  it("primary: each period also runs a pass, so a record left unpublished (a refused put) is put again", async () => {
+    const caseDir = await newCase();
+    const h = await makeNode(caseDir, { node: "n1", roots: { ssh: {} } });
+    await makeTree(h.live("ssh"), SSH);
+    await h.engine.start();
+    h.coord.accept = false;
+    h.engine.follow(primary("n1", 7));
+    await waitFor("the put refused", () => h.coord.calls.length === 1);
+    assert.equal(h.of("published").length, 0);
+    h.coord.accept = true;
+    await h.clock.advance(SETTINGS.reconcileMs);
+    await waitFor("put again by the periodic pass", () => h.of("published").length === 1);
+    assert.equal(h.coord.calls.length, 2);
+  });
 });
