@@ -8,7 +8,11 @@ export class InFlight {
   private failed = false;
   private failure: unknown;
 
-  constructor(private readonly max: number) {}
+  private readonly max: number;
+
+  constructor(max: number) {
+    this.max = width(max);
+  }
 
   /**
    * Start `job` (then `done` with its result); waits while `max` jobs run.
@@ -49,8 +53,10 @@ export class InFlight {
    */
   static async map<E, R>(items: readonly E[], max: number, fn: (item: E) => Promise<R>): Promise<R[]> {
     const out: R[] = [];
-    for (let i = 0; i < items.length; i += max) {
-      const settled = await Promise.allSettled(items.slice(i, i + max).map(fn));
+    const n = width(max);
+    for (let i = 0; i < items.length; i += n) {
+      // async: a job that throws before returning its promise still settles with the others.
+      const settled = await Promise.allSettled(items.slice(i, i + n).map(async (x) => fn(x)));
       for (const s of settled) {
         if (s.status === "rejected") throw s.reason;
         out.push(s.value);
@@ -63,4 +69,9 @@ export class InFlight {
   static async each<E>(items: readonly E[], max: number, job: (item: E) => Promise<void>): Promise<void> {
     await InFlight.map(items, max, job);
   }
+}
+
+/** A usable concurrency: a whole number of at least 1 (anything else means 1). */
+function width(max: number): number {
+  return Number.isFinite(max) && max >= 1 ? Math.floor(max) : 1;
 }

@@ -371,11 +371,11 @@ export class SyncEngine {
     this.verifyTimer = this.deps.clock.setTimer(this.deps.settings.reconcileMs, () => {
       if (this.side === "standby") this.sweep.start(this.standby.sweepTarget);
       else if (this.primary.term !== null) {
+        // And a pass, as the reconcile always ended with: a record left unpublished (a refused put)
+        // is compared with the live manifests and put again. Nothing to rebuild: one comparison.
+        // Not while a retry is armed (its backoff decides), and first, so the sweep yields to it.
+        if (this.retryTimer === undefined) this.runner.trigger("periodic reconcile");
         this.sweep.start(this.primary.sweepTarget);
-        // And a pass, as the reconcile always ended with: a record left unpublished (a refused or
-        // failed put with no retry armed) is compared with the live manifests and put again.
-        // Nothing to rebuild: it costs one comparison.
-        this.runner.trigger("periodic reconcile");
       }
       this.armVerify();
     });

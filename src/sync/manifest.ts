@@ -150,12 +150,13 @@ export interface WalkOptions {
   readonly prune?: boolean;
 }
 
-/** A file or directory deleted between its lstat and its use: not in this tree. */
+/**
+ * A path deleted between its readdir or lstat and its use (ENOENT): not in
+ * this tree. Anything else, a path replaced by another kind (ENOTDIR,
+ * EINVAL), fails the build, which is retried: what is there now is read then.
+ */
 const VANISHED = Symbol("vanished");
-const vanished = (e: unknown): boolean => {
-  const code = (e as { code?: unknown } | null)?.code;
-  return code === "ENOENT" || code === "ENOTDIR";
-};
+const vanished = (e: unknown): boolean => (e as { code?: unknown } | null)?.code === "ENOENT";
 
 /**
  * Walk `dir` (the live root, or a staged copy of it) and describe it. Links
@@ -208,7 +209,8 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
       } else if (!inc) {
         continue;
       } else if (st.isSymbolicLink()) {
-        const target = await readlink(abs).catch((e) => fail(rel, e));
+        const target = await readlink(abs).catch((e: unknown) => (vanished(e) ? null : fail(rel, e)));
+        if (target === null) continue; // deleted while we walked
         await checkSymlinkInside(root.name, root.path, dir, rel, target).catch((e) => fail(rel, e));
         entries.push({ ...base, type: "symlink", size: Buffer.byteLength(target), target });
         recorded++;

@@ -207,8 +207,12 @@ export function planRecord(i: {
   readonly changed: readonly string[];
 }): RecordPlan {
   const pub = i.published;
-  if (pub && pub.digest === i.digest && pub.term === i.term && pub.source === i.node) {
+  const mine = pub !== null && pub.digest === i.digest && pub.term === i.term && pub.source === i.node;
+  if (mine && i.held === pub.generation) {
     return { kind: "unchanged", reason: `published: generation ${pub.generation} under my term ${i.term}, no root changed since` };
+  }
+  if (mine) {
+    return { kind: "confirm", generation: pub.generation, reason: `published: generation ${pub.generation} put again under my term ${i.term} (my own record of it was not saved)` };
   }
   if (pub && pub.digest === i.digest) {
     return { kind: "confirm", generation: pub.generation, reason: `published: generation ${pub.generation} confirmed under my term ${i.term} (same files as ${pub.source}'s of term ${pub.term})` };

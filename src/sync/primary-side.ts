@@ -176,8 +176,11 @@ export class PrimarySide {
         ledger.known.set(r.name, m);
       }
     }
-    ledger.held = { generation, roots: digests };
-    await store.saveHeld(ledger.held);
+    // Saved before it is held: if the save fails, the next pass finds held behind the record and
+    // puts and saves it again (planRecord), instead of taking the record for done.
+    const held = { generation, roots: digests };
+    await store.saveHeld(held);
+    ledger.held = held;
     log.info({ generation, term, files, roots: changed }, plan.kind === "confirm" ? "sync: generation confirmed under my term" : "sync: published a new generation");
     ledger.emit({ type: "published", generation, files, roots: changed, local });
     for (const c of local) {

@@ -1,5 +1,5 @@
-// The periodic check of every root (`sync.reconcile_interval`), made off the
-// pass so that it never holds up a pull or a publish (issue 16 part 5). Before,
+// The periodic check of every root (`sync.reconcile_interval`), made beside
+// the pass so that a pull or a publish does not wait for it (issue 16 part 5). Before,
 // the check was a step of the pass: a 1 GiB root took 0.5–1 s to walk, and a
 // small change that arrived meanwhile waited for it (the sync benchmark's p99).
 //

@@ -112,6 +112,29 @@ describe("SyncEngine: primary side", () => {
     assert.equal(h.watch.closed, 1, "close() stops the watcher");
   });
 
+  it("a save that fails after the put is not taken for done: the retry puts and saves the record again", async () => {
+    const h = await primaryNode({ ssh: SSH });
+    const save = h.store.saveHeld.bind(h.store);
+    let failNext = true;
+    h.store.saveHeld = async (held) => {
+      if (failNext) {
+        failNext = false;
+        throw Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" });
+      }
+      return save(held);
+    };
+    h.engine.follow(primary("n1", 7));
+    await waitFor("the put", () => h.coord.calls.length === 1);
+    await waitFor("the failed pass", () => h.engine.status().failures === 1);
+    assert.equal(h.engine.generation(), 0, "not held: the save failed");
+    await h.clock.advance(200); // the first retry
+    await waitFor("put again", () => h.coord.calls.length === 2);
+    await waitFor("saved", async () => (await h.store.loadHeld()).generation === 1);
+    assert.equal(h.engine.generation(), 1);
+    assert.equal(h.coord.calls[1]!.generation.generation, 1, "the same generation, put again");
+    assert.equal(h.engine.status().failures, 0);
+  });
+
   it("taking over: the same tree is republished under my term with the same generation", async () => {
     const h = await primaryNode({ ssh: SSH });
     const mine = (await buildManifest(h.roots[0]!)).digest;

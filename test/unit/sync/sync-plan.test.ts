@@ -305,6 +305,11 @@ for (const c of follows) {
 test("planRecord: unchanged, confirmed under a new term, new generation, first generation", () => {
   const base = { node: "n1", term: 7, held: 5, digest: D("f"), changed: [] as string[] };
   assert.deepEqual(planRecord({ ...base, published: gen(5) }), { kind: "unchanged", reason: "published: generation 5 under my term 7, no root changed since" });
+  assert.deepEqual(
+    planRecord({ ...base, held: 4, published: gen(5) }),
+    { kind: "confirm", generation: 5, reason: "published: generation 5 put again under my term 7 (my own record of it was not saved)" },
+    "my record, but held behind it (the save after the put failed): put and saved again, not taken for done",
+  );
   assert.deepEqual(planRecord({ ...base, term: 8, published: gen(5) }), { kind: "confirm", generation: 5, reason: "published: generation 5 confirmed under my term 8 (same files as n1's of term 7)" });
   assert.deepEqual(planRecord({ ...base, digest: D("e"), changed: ["keys"], published: gen(5) }), {
     kind: "new",
