@@ -7,18 +7,17 @@
 // leaves only rare failures mid-apply (EPERM on chown, a read-only mount); then
 // the error lists which paths already went live, and the next sync re-applies
 // whatever still differs.
-import { constants } from "node:fs";
-import { chmod, chown, lchown, lstat, mkdir, open, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import { chmod, mkdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
+import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { CommandRunner } from "../platform/command.js";
 import { isWithin } from "./within.js";
 import type { DurableFs } from "../platform/durable-fs.js";
 import type { FileHasher } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
-import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";
+import { checkSyncRoot, type SyncRoot } from "./paths.js";
 import { runValidator } from "./validate.js";
-import { InFlight } from "../platform/in-flight.js";
+import { ApplyRun } from "./apply-run.js";
 
 export interface Owner {
   readonly uid: number;
@@ -72,8 +71,6 @@ export interface ApplySummary {
 }
 
 const DEFAULT_VALIDATE_TIMEOUT_MS = 30_000;
-/** Up to this many changed files an apply fsyncs each one; beyond, one syncfs. */
-const FSYNC_EACH_UP_TO = 64;
 
 /** Where the transport should stage `root`: beside it (same file system), in a holder folder kept at 0700. */
 export function stagingDirFor(root: SyncRoot): string {
@@ -108,9 +105,6 @@ export async function checkStaged(opts: Omit<ApplyOptions, "beforeApply">): Prom
   if (opts.validate) await runValidator(opts.validate, stagedDir, opts.runner, opts.validateTimeoutMs ?? DEFAULT_VALIDATE_TIMEOUT_MS, opts.named);
   return { staged, liveExists };
 }
-
-/** Staged files prepared, renamed into place or remembered at once (in chunks: InFlight.map). */
-const PLACE_IN_FLIGHT = 64;
 
 function sameOwnerAndMode(a: ManifestEntry | undefined, b: ManifestEntry): boolean {
   return a !== undefined && a.type === b.type && a.uid === b.uid && a.gid === b.gid && (b.type === "symlink" || a.mode === b.mode);
@@ -238,186 +232,4 @@ function firstDifference(a: Manifest, b: Manifest): string | undefined {
 
 function octal(mode: number): string {
   return `0${mode.toString(8).padStart(3, "0")}`;
-}
-
-/** The live-changing half of one apply: keeps what went live, for error reports and fsync. */
-class ApplyRun {
-  readonly applied: string[] = [];
-  readonly notes: string[] = [];
-  readonly kept = new Set<string>();
-  private readonly touched = new Set<string>();
-  private readonly live: string;
-
-  constructor(
-    private readonly root: SyncRoot,
-    private readonly staged: string,
-    private readonly fs: DurableFs,
-    private readonly runner: CommandRunner,
-  ) {
-    this.live = path.resolve(root.path);
-  }
-
-  /** Run one change; `live` steps are listed in `applied` (what went live) once they succeed. */
-  async step(rel: string, fn: () => Promise<void>, live = true): Promise<void> {
-    try {
-      if (rel !== ".") checkRelativePath(this.root.name, rel);
-      await fn();
-      if (live) this.applied.push(rel);
-    } catch (e) {
-      throw this.failure(rel, e);
-    }
-  }
-
-  /**
-   * step() for many entries, several at once (InFlight chunks; no chunk
-   * starts after a failure). The error, built once every started entry has
-   * settled, names the first failed entry in `entries` order and everything
-   * that went live, including what finished beside it.
-   */
-  async steps(entries: readonly ManifestEntry[], fn: (e: ManifestEntry) => Promise<void>, live = true): Promise<void> {
-    const failed = new Map<string, unknown>();
-    await InFlight.each(entries, PLACE_IN_FLIGHT, async (e) => {
-      if (failed.size > 0) return;
-      try {
-        checkRelativePath(this.root.name, e.path);
-        await fn(e);
-        if (live) this.applied.push(e.path);
-      } catch (err) {
-        failed.set(e.path, err);
-      }
-    });
-    const first = entries.find((e) => failed.has(e.path));
-    if (first) throw this.failure(first.path, failed.get(first.path));
-  }
-
-  private failure(rel: string, e: unknown): Error {
-    if (isUnderstudyError(e)) return e;
-    return new UnderstudyError(
-      "US_E_SYNC_APPLY_FAILED",
-      { root: this.root.name, path: rel, applied_count: this.applied.length, applied: this.applied.join(", ").slice(0, 2000), cause: describeError(e) },
-      { cause: e },
-    );
-  }
-
-  async createRoot(owner: Owner | undefined): Promise<void> {
-    const st = await stat(this.staged);
-    await mkdir(this.live, { mode: 0o700 });
-    await chown(this.live, owner?.uid ?? st.uid, owner?.gid ?? st.gid);
-    await chmod(this.live, st.mode & 0o7777);
-    this.touched.add(path.dirname(this.live)).add(this.live);
-  }
-
-  /** Give a staged file or link its final owner and mode (before it is flushed and renamed). */
-  async prepare(e: ManifestEntry): Promise<void> {
-    const src = path.join(this.staged, e.path);
-    if (e.type === "file") {
-      const fh = await open(src, constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        await fh.chown(e.uid, e.gid); // chown first: it clears setuid/setgid, which chmod then sets
-        await fh.chmod(e.mode);
-      } finally {
-        await fh.close();
-      }
-    } else {
-      await lchown(src, e.uid, e.gid); // a link's own mode is always 0777 on Linux
-    }
-  }
-
-  /**
-   * Make the prepared files durable before any rename: an fsync per file for
-   * a few files; for many, one syncfs of the staging file system (`sync -f`),
-   * falling back to per-file fsync if that cannot run. (syncfs also waits for
-   * everything else dirty on that file system: cheap per file only in bulk.)
-   */
-  async flushStaged(placed: readonly ManifestEntry[]): Promise<void> {
-    const files = placed.filter((e) => e.type === "file");
-    if (files.length === 0) return;
-    if (files.length > FSYNC_EACH_UP_TO) {
-      // coreutils `sync -f DIR` is syncfs(2) on DIR's file system (Node has no binding for it).
-      const r = await this.runner.run(["sync", "-f", this.staged], { timeoutMs: 120_000 }).catch(() => null);
-      if (r?.code === 0) return;
-    }
-    for (const e of files) {
-      await this.step(
-        e.path,
-        async () => {
-          const fh = await open(path.join(this.staged, e.path), constants.O_RDONLY | constants.O_NOFOLLOW);
-          try {
-            await fh.sync();
-          } finally {
-            await fh.close();
-          }
-        },
-        false,
-      );
-    }
-  }
-
-  /** Seed the hash cache with the live paths just placed, so the next verify of the root reads nothing again. */
-  async remember(cache: HashCache, placed: readonly ManifestEntry[]): Promise<void> {
-    await InFlight.each(
-      placed.filter((e) => e.type === "file" && e.sha256 !== undefined),
-      PLACE_IN_FLIGHT,
-      async (e) => {
-        const abs = path.join(this.live, e.path);
-        const st = await lstat(abs, { bigint: true }).catch(() => undefined);
-        if (st?.isFile()) cache.remember(abs, st, e.sha256!);
-      },
-    );
-  }
-
-  async place(e: ManifestEntry): Promise<void> {
-    const dst = path.join(this.live, e.path);
-    const src = path.join(this.staged, e.path);
-    const cur = await lstat(dst).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return undefined;
-      throw err;
-    });
-    this.touched.add(path.dirname(dst));
-    if (e.type === "dir") {
-      if (cur && !cur.isDirectory()) await unlink(dst);
-      // Created owner-only, then given its owner, then its mode: never wider than intended.
-      if (!cur?.isDirectory()) await mkdir(dst, { mode: 0o700 });
-      await chown(dst, e.uid, e.gid); // chown first: it clears setgid, which chmod then sets
-      await chmod(dst, e.mode);
-      return;
-    }
-    if (cur?.isDirectory()) await rm(dst, { recursive: true }); // the primary replaced this directory by a file or link
-    // ORDER MATTERS: owner and mode were fixed on the staged file (prepare) and
-    // flushed (flushStaged) BEFORE this rename, so a 0600 host key is never
-    // visible at its live path with a wider mode or the wrong owner.
-    await rename(src, dst);
-  }
-
-  async remove(e: ManifestEntry): Promise<void> {
-    const dst = path.join(this.live, e.path);
-    this.touched.add(path.dirname(dst));
-    try {
-      if (e.type === "dir") await rmdir(dst);
-      else await unlink(dst);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ENOTDIR") return; // already gone with a directory the primary replaced by a file or link
-      if (e.type === "dir" && (code === "ENOTEMPTY" || code === "EEXIST")) {
-        this.kept.add(e.path);
-        this.notes.push(`kept directory ${e.path}: it still holds files outside the sync filters`);
-        return;
-      }
-      throw err;
-    }
-  }
-
-  /** fsync every directory whose entries changed, deepest first. */
-  async syncTouched(): Promise<void> {
-    for (const dir of [...this.touched].sort(compare).reverse()) {
-      try {
-        await this.fs.fsyncDir(dir);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === "ENOENT" || code === "ENOTDIR") continue; // removed or replaced later in this apply
-        const rel = path.relative(this.live, dir) || ".";
-        throw new UnderstudyError("US_E_SYNC_APPLY_FAILED", { root: this.root.name, path: rel, applied_count: this.applied.length, cause: `fsync: ${describeError(e)}` }, { cause: e });
-      }
-    }
-  }
 }
