@@ -16,6 +16,7 @@ import { SyncEngine, combinedDigest, type EngineRoot, type SyncEvent, type SyncV
 import type { FileHashService } from "../../../src/sync/hasher.js";
 import { buildManifest } from "../../../src/sync/manifest.js";
 import { SyncStateStore } from "../../../src/sync/state.js";
+import type { PullRequest } from "../../../src/sync/transport.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
 import { FakePublisher, FakePuller, FakeWatchSource } from "../../fakes/sync.js";
@@ -50,6 +51,8 @@ export interface NodeOptions {
   readonly source?: (root: string) => string;
   /** The hash service (default: none, files hashed in the calling thread). */
   readonly hasher?: FileHashService;
+  /** Another FakePuller (one that fails some roots), given where each request copies from. */
+  readonly puller?: (copyFrom: (req: PullRequest) => string) => FakePuller;
 }
 
 export type TestNode = Awaited<ReturnType<typeof makeNode>>;
@@ -69,7 +72,8 @@ export async function makeNode(caseDir: string, o: NodeOptions = {}) {
   const source = o.source ?? ((name: string) => path.join(caseDir, "primary", name));
   const nameOf = new Map(roots.map((r) => [r.path, r.name]));
   // req.root names the root (the module the primary's rsync daemon serves it as).
-  const puller = new FakePuller((req) => source(nameOf.get(req.root) ?? req.root));
+  const copyFrom = (req: PullRequest) => source(nameOf.get(req.root) ?? req.root);
+  const puller = o.puller ? o.puller(copyFrom) : new FakePuller(copyFrom);
   const coord = new FakePublisher();
   const watch = new FakeWatchSource();
   const clock = new FakeClock();

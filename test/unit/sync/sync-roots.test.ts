@@ -3,38 +3,24 @@
 // root that goes live with it; post_publish runs on the primary after its own
 // edits were published (src/sync/change-hooks.ts). Real temp directories, a
 // fake puller copying a local "primary" tree, a FakeClock for the retries and
-// a StrictCommandRunner for validators and hooks.
+// a StrictCommandRunner for validators and hooks (the engine harness,
+// engine-harness.ts, with a puller that fails the roots named).
 import assert from "node:assert/strict";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { SyncGeneration } from "../../../src/coordinator/port.js";
 import type { CommandOptions, CommandResult, CommandRunner } from "../../../src/platform/command.js";
-import { silentLogger } from "../../../src/platform/logger.js";
 import { stagingDirFor } from "../../../src/sync/apply.js";
 import { rootHookEnv } from "../../../src/sync/change-hooks.js";
-import { SyncEngine, combinedDigest, type EngineRoot, type SyncEvent, type SyncView } from "../../../src/sync/engine.js";
-import { buildManifest } from "../../../src/sync/manifest.js";
+import type { EngineRoot, SyncView } from "../../../src/sync/engine.js";
 import { applyOrder, stagedRefs, substitutePlaceholders } from "../../../src/sync/placeholders.js";
-import { SyncStateStore } from "../../../src/sync/state.js";
 import type { PullRequest, PullResult } from "../../../src/sync/transport.js";
-import { FakeClock } from "../../fakes/clock.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
-import { FakePublisher, FakePuller, FakeWatchSource } from "../../fakes/sync.js";
-import { makeTree, tempDir, type TreeSpec } from "../../fakes/tree.js";
-import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
+import { FakePuller } from "../../fakes/sync.js";
+import { makeTree, type TreeSpec } from "../../fakes/tree.js";
+import { SETTINGS, newCase as newHarnessCase, recordFor, started } from "./engine-harness.js";
 
-let base = "";
-let cleanup = async () => {};
-let n = 0;
-const open: SyncEngine[] = [];
-before(async () => ({ dir: base, cleanup } = await tempDir("roots")));
-afterEach(async () => {
-  for (const e of open.splice(0)) await e.close();
-});
-after(() => cleanup());
-
-const SETTINGS = { debounceMs: 20, maxDelayMs: 250, reconcileMs: 60_000, validateTimeoutMs: 4000, postSyncTimeoutMs: 3000, retryMaxMs: 30_000, maximumLagMs: 60_000 };
 const CONF: TreeSpec = { "proftpd.conf": "AuthUserFile /etc/proftpd-users/ftpd.passwd\n" };
 const USERS: TreeSpec = { "ftpd.passwd": { content: "alice:x:1000:1000::/srv:/bin/false\n", mode: 0o600 } };
 const TLS: TreeSpec = { "proftpd.crt": "CERT\n" };
@@ -83,49 +69,20 @@ interface Opts {
   readonly runner?: CommandRunner;
 }
 
+/** A started node of the engine harness with a PerRootPuller, the staging dir of a root, and the record of the "primary" trees. */
 async function makeNode(caseDir: string, o: Opts) {
-  const node = o.node ?? "n2";
-  const home = path.join(caseDir, node);
-  const roots: EngineRoot[] = Object.entries(o.roots).map(([name, over]) => ({ name, path: path.join(home, "roots", name), include: [], exclude: [], maxFileBytes: 1 << 20, ...over }));
-  const source = (name: string) => path.join(caseDir, "primary", name);
-  const puller = new PerRootPuller((req) => source(req.root));
-  const coord = new FakePublisher();
-  const watch = new FakeWatchSource();
-  const clock = new FakeClock();
-  const store = new SyncStateStore(path.join(home, "state"), NODE_DURABLE_FS);
-  const events: SyncEvent[] = [];
-  const engine = new SyncEngine({
-    fs: NODE_DURABLE_FS,
-    node,
-    settings: { ...SETTINGS, roots },
-    store,
-    coordinator: coord,
-    puller,
-    runner: o.runner ?? new StrictCommandRunner(),
-    clock,
-    log: silentLogger(),
-    watch: watch.factory,
-  });
-  engine.onEvent((e) => void events.push(e));
-  open.push(engine);
-  const live = (name: string) => roots.find((r) => r.name === name)!.path;
-  const stage = (name: string) => stagingDirFor(roots.find((r) => r.name === name)!);
-  const of = <T extends SyncEvent["type"]>(type: T) => events.filter((e): e is Extract<SyncEvent, { type: T }> => e.type === type);
-  const record = async (generation: number): Promise<SyncGeneration> => {
-    const digests: Record<string, string> = {};
-    for (const r of roots) digests[r.name] = (await buildManifest({ ...r, path: source(r.name) })).digest;
-    return { generation, digest: combinedDigest(digests), roots: digests, files: 0, source: "n1", term: 7, publishedAt: "2026-01-01T00:00:00.000Z" };
-  };
-  await engine.start();
-  return { engine, roots, puller, coord, watch, clock, store, events, live, stage, of, record, source };
+  let puller!: PerRootPuller;
+  const h = await started(caseDir, { ...o, puller: (copyFrom) => (puller = new PerRootPuller(copyFrom)) });
+  const stage = (name: string) => stagingDirFor(h.roots.find((r) => r.name === name)!);
+  const record = (generation: number) => recordFor(h, { generation, files: 0 });
+  return { ...h, puller, stage, record };
 }
 
 const standby = (published: SyncGeneration): SyncView => ({ acting: "standby", term: null, leader: { node: "n1", term: 7, address: "198.18.0.11" }, published });
 
 async function newCase(trees: Record<string, TreeSpec>): Promise<string> {
-  const dir = path.join(base, `case${n++}`);
+  const dir = await newHarnessCase();
   for (const [name, spec] of Object.entries(trees)) await makeTree(path.join(dir, "primary", name), spec);
-  await mkdir(dir, { recursive: true });
   return dir;
 }
 
