@@ -25,6 +25,7 @@ import { killGroup, run, sleep } from "../lab/harness/exec.js";
 import { Lab, type LabNode } from "../lab/harness/lab.js";
 import { LabCluster } from "../lab/harness/cluster.js";
 import { startKeepalived } from "../../bench/failover/keepalived.js";
+import { describeLaggards } from "./diagnose.js";
 import { check, formatReport, type ChaosReport } from "./checker.js";
 import { FAULT_KINDS, NOT_INJECTED, healEverything, inject, makeSchedule, type FaultEnv, type FaultKind, type FaultSpec } from "./faults.js";
 import { Prng } from "./prng.js";
@@ -342,7 +343,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           60_000,
           500,
         )) === true;
-      if (!converged) log("chaos: sync roots did not converge within 60 s of the end");
+      if (!converged) {
+        log("chaos: sync roots did not converge within 60 s of the end");
+        for (const l of describeLaggards(
+          lab.logDir,
+          lab.nodes.map((n) => ({ node: n.name, tree: hashTree(rootOf(n)), alive: isAlive(cluster.agents.get(n.name)) })),
+          "sync",
+        ))
+          log(l);
+      }
     }
     // Replicated uploads: give rejoin and the last batches time to reach every node (bounded).
     const dataTree = (n: LabNode) => Object.fromEntries(Object.entries(hashTree(dataOf(n))).filter(([k]) => !k.startsWith(`${DATA_TMP}/`)));
@@ -358,7 +367,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           60_000,
           500,
         )) === true;
-      if (!dataConverged) log("chaos: data roots did not converge within 60 s of the end");
+      if (!dataConverged) {
+        log("chaos: data roots did not converge within 60 s of the end");
+        const alive = (n: LabNode) => (cluster ? isAlive(cluster.agents.get(n.name)) : false);
+        for (const l of describeLaggards(
+          lab.logDir,
+          lab.nodes.map((n) => ({ node: n.name, tree: dataTree(n), alive: alive(n) })),
+          "data",
+        ))
+          log(l);
+      }
     }
     await sleep(1000);
     await uploads.stop();
