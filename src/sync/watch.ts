@@ -68,8 +68,20 @@ export function chokidarSource(opts: ChokidarSourceOptions = {}): WatchSourceFac
       if (!ignored(path)) sink.event(path);
     });
     w.on("error", (e) => sink.error(e));
-    const ready = new Promise<void>((res) => w.once("ready", () => res()));
-    return { ready, close: () => w.close() };
+    // chokidar's close() removes every listener: closed during its first scan, "ready" never
+    // comes. Closing settles `ready` itself, so nothing waits on a watcher that is gone.
+    let settle = (): void => {};
+    const ready = new Promise<void>((res) => {
+      settle = res;
+      w.once("ready", () => res());
+    });
+    return {
+      ready,
+      close: () => {
+        settle();
+        return w.close();
+      },
+    };
   };
 }
 
@@ -119,6 +131,9 @@ export class TreeWatcher {
   private reconcileTimer: TimerHandle | undefined;
   private running = false;
   private closed = false;
+  private release: () => void = () => {};
+  /** Settles on close(): start() stops waiting for a source that will never be ready. */
+  private readonly closing = new Promise<void>((res) => (this.release = res));
 
   /** Validates timing at construction (US_E_SYNC_CONFIG). */
   constructor(opts: TreeWatcherOptions) {
@@ -132,7 +147,13 @@ export class TreeWatcher {
     this.reconcileMs = opts.reconcileMs === null ? null : checkMs("sync.reconcile_interval", opts.reconcileMs ?? 60_000, 1000);
   }
 
-  /** Start watching and arm the reconcile timer; resolves when the source is ready. */
+  /**
+   * Start watching and arm the reconcile timer; resolves when the source is
+   * ready, or when close() is called first. The sync engine's pass awaits
+   * this: a node demoted during the watcher's first scan closed it, and a
+   * `ready` that never came held that pass, and every pass after it, for
+   * ever (the standby stopped following; seen in the failsafe chaos run).
+   */
   async start(): Promise<void> {
     if (this.source || this.closed) return;
     const factory = this.opts.source ?? chokidarSource();
@@ -141,7 +162,7 @@ export class TreeWatcher {
       error: (e) => this.report(new UnderstudyError("US_E_SYNC_WATCH", { cause: describeError(e) }, { cause: e })),
     });
     this.armReconcile();
-    await this.source.ready;
+    await Promise.race([this.source.ready, this.closing]);
   }
 
   /** Queue every root for delivery now, as the periodic reconcile does (e.g. for POST /resync). */
@@ -153,9 +174,10 @@ export class TreeWatcher {
     this.arm(0);
   }
 
-  /** Stop watching and cancel timers. No onChange starts after this resolves. */
+  /** Stop watching and cancel timers; a start() still waiting for the source returns. No onChange starts after this resolves. */
   async close(): Promise<void> {
     this.closed = true;
+    this.release();
     this.flushTimer?.cancel();
     this.reconcileTimer?.cancel();
     this.flushTimer = this.reconcileTimer = undefined;

@@ -54,11 +54,13 @@ export class FakeWatchSource {
   roots: readonly string[] = [];
   starts = 0;
   closed = 0;
+  /** Like chokidar closed during its first scan: `ready` never settles, not even on close. */
+  neverReady = false;
   readonly factory: WatchSourceFactory = (roots, sink) => {
     this.starts++;
     this.roots = roots;
     this.sink = sink;
-    return { ready: Promise.resolve(), close: async () => void this.closed++ };
+    return { ready: this.neverReady ? new Promise<void>(() => {}) : Promise.resolve(), close: async () => void this.closed++ };
   };
 
   emit(path: string): void {

@@ -228,3 +228,37 @@ test("real chokidar on a temp dir: a write, a chmod and a nested add each reach 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a source that never becomes ready: close() releases start() (a demoted primary's pass does not hang)", async () => {
+  let closed = 0;
+  const w = new TreeWatcher({
+    roots: [A],
+    clock: new FakeClock(),
+    source: () => ({ ready: new Promise<void>(() => {}), close: async () => void closed++ }),
+    onChange: () => assert.fail("no change expected"),
+    onError: (e) => assert.fail(String(e)),
+  });
+  let started = false;
+  const starting = w.start().then(() => (started = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(started, false, "start() waits for the source");
+  await w.close();
+  await starting;
+  assert.equal(closed, 1);
+});
+
+test("real chokidar closed during its first scan: its ready settles", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "us-watch-"));
+  try {
+    for (let i = 0; i < 50; i++) {
+      mkdirSync(join(dir, `d${i}`));
+      for (let j = 0; j < 20; j++) writeFileSync(join(dir, `d${i}`, `f${j}`), "x");
+    }
+    const source = chokidarSource()([dir], { event: () => undefined, error: () => undefined });
+    await source.close();
+    const timeout = new SystemClock().sleep(2000).then(() => "timed out");
+    assert.equal(await Promise.race([source.ready.then(() => "ready"), timeout]), "ready");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
