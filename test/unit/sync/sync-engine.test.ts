@@ -129,8 +129,9 @@ describe("SyncEngine: primary side", () => {
     assert.equal(h.engine.generation(), 0, "not held: the save failed");
     await h.clock.advance(200); // the first retry
     await waitFor("put again", () => h.coord.calls.length === 2);
-    await waitFor("saved", async () => (await h.store.loadHeld()).generation === 1);
-    assert.equal(h.engine.generation(), 1);
+    // Held once its save returned (the file may be on disk a moment before that): wait for the engine.
+    await waitFor("held", () => h.engine.generation() === 1);
+    assert.equal((await h.store.loadHeld()).generation, 1, "saved");
     assert.equal(h.coord.calls[1]!.generation.generation, 1, "the same generation, put again");
     assert.equal(h.engine.status().failures, 0);
   });
