@@ -70,7 +70,10 @@ export function planFollow(i: FollowInput): FollowPlan {
     side = "standby";
     notes.push("standby side: verifying every root (edits I did not publish are rescued), then following the primary's generations");
   }
-  const newGeneration = published?.generation !== mine?.generation;
+  // A new record: a new number, or the same number put again by another primary or term (a new
+  // primary confirming the files it took over). A standby that waited for that primary's own
+  // record (planStandby) is in sync once it comes, so it runs a pass for it too.
+  const newGeneration = published?.generation !== mine?.generation || published?.source !== mine?.source || published?.term !== mine?.term;
   const behind = side === "standby" && isBehind(i.held, published);
   let kick = false;
   if (side === "standby" && newGeneration) {

@@ -211,6 +211,15 @@ const follows: FollowCase[] = [
   },
   { name: "standby, same generation, in sync -> no change", i: follow({ held: 5, published: gen(5) }), turn: null, kick: false, published: 5, reason: /^no change$/ },
   {
+    // It waited for n3's own record (planStandby): without a kick it said "waiting" until the next number.
+    name: "standby, same number confirmed by a new primary -> kick (in sync with it now)",
+    i: follow({ held: 5, published: gen(5), view: view({ leader: { node: "n3", term: 9, address: "198.18.0.13" }, published: gen(5, { source: "n3", term: 9 }) }) }),
+    turn: null,
+    kick: true,
+    published: 5,
+    reason: /^generation 5 published by n3 \(term 9\)$/,
+  },
+  {
     name: "standby behind with no retry armed -> try again",
     i: follow({ published: gen(5) }),
     turn: null,
