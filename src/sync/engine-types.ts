@@ -4,6 +4,7 @@
 import type { GenerationPublisher, SyncGeneration } from "../coordinator/port.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
+import type { RunningPass } from "./pass-watch.js";
 import type { DurableFs } from "../platform/durable-fs.js";
 import type { Logger } from "../platform/logger.js";
 import type { ApplySummary, Owner } from "./apply.js";
@@ -84,6 +85,8 @@ export interface SyncStatus {
   readonly waiting: string | null;
   /** The reason sentence of the latest sync step (plan.ts); absent before the first pass. */
   readonly step?: string;
+  /** The pass running now, if any: since when (wall clock) and its current step. A long one is also logged every 10 min. */
+  readonly running: RunningPass | null;
   /** Per root: inSync (its live files are the published ones; a generation is in sync only when every root is), and its own outcome. */
   readonly roots: readonly ({
     readonly name: string;

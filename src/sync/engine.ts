@@ -22,6 +22,7 @@ import { PrimarySide, type StepOutcome } from "./primary-side.js";
 import { RootFailures, summarizeFailure } from "./root-pass.js";
 import { StandbySide } from "./standby-side.js";
 import { EMPTY_STATE } from "./state.js";
+import { PassWatch } from "./pass-watch.js";
 import { RootSweep } from "./sweep.js";
 
 export type { EngineRoot, Puller, SyncEngineDeps, SyncEvent, SyncSettings, SyncStatus, SyncView } from "./engine-types.js";
@@ -47,7 +48,10 @@ export class SyncEngine {
   /** The reason of the latest step (planner, record or retry), as logged and published. */
   private reason: string | null = null;
   private stepReason = "";
+  /** The running pass in status, a warning when it runs long, a bounded wait at close. */
+  private readonly passWatch: PassWatch;
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly deps: SyncEngineDeps) {
     this.hasher = deps.hasher;
@@ -70,6 +74,12 @@ export class SyncEngine {
       (e) => deps.log.error({ err: describeError(e) }, "sync pass threw past its own error handling"),
     );
     this.sweep = new RootSweep(this.ledger.roots, deps.log, deps.clock, this.runner);
+    this.passWatch = new PassWatch(
+      deps.clock,
+      deps.log,
+      () => this.stepReason,
+      () => this.side,
+    );
   }
 
   /** Load the held state; an untrusted state file counts as holding nothing (every root is verified and pulled). */
@@ -196,6 +206,7 @@ export class SyncEngine {
       failures: this.failures,
       waiting: this.waiting,
       ...(this.reason !== null ? { step: this.reason } : {}),
+      running: this.passWatch.running(),
       roots: roots.map((r) => {
         const m = this.manifest(r.name);
         const files = m ? m.entries.filter((e) => e.type === "file") : null;
@@ -219,14 +230,19 @@ export class SyncEngine {
     };
   }
 
-  async close(): Promise<void> {
+  /** Stop: no new pass, the running one awaited (at most 10 s: PassWatch), then the hooks, puller and hasher. Once, however often called. */
+  close(): Promise<void> {
+    return (this.closing ??= this.shut());
+  }
+
+  private async shut(): Promise<void> {
     this.closed = true;
     this.verifyTimer?.cancel();
     this.retryTimer?.cancel();
     const idle = this.runner.stop();
     this.sweep.abort();
     await this.primary.close();
-    await idle;
+    await this.passWatch.endOrLeave(idle);
     await this.sweep.idle();
     await this.primary.closeHooks();
     await this.deps.puller.close();
@@ -262,12 +278,15 @@ export class SyncEngine {
 
   private async pass(): Promise<void> {
     this.ledger.passNote = null;
+    this.passWatch.began();
     try {
       const outcome = this.side === "primary" ? await this.primaryPass() : await this.standbyPass();
       this.noteReason(outcome.reason ?? this.stepReason);
       if (outcome.done) this.succeeded();
     } catch (e) {
       this.failed(e);
+    } finally {
+      this.passWatch.ended();
     }
   }
 

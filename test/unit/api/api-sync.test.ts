@@ -51,6 +51,7 @@ const STATUS: SyncStatus = {
   failures: 2,
   waiting: null,
   roots: [{ name: "ssh", path: "/etc/ssh", digest: MANIFEST.digest, files: 1, bytes: 8, inSync: false, failures: 2, lastError: null, lastSuccessAt: null, lastHook: null }],
+  running: null,
   rescues: [{ root: "ssh", dir: "/var/lib/understudy/rescue/2026-01-01T00-00-00.000Z/ssh", files: 1, at: "2026-01-01T00:00:00.000Z" }],
 };
 

@@ -36,6 +36,7 @@ test("sync gauges and counters, and the stale promotion counter", async () => {
     failures: 2,
     waiting: null,
     roots: [],
+    running: null,
     rescues: [],
   };
   const metrics = new AgentMetrics(() => view, { cluster: "c", node: "n2" }).withSync(() => status);
@@ -96,6 +97,7 @@ test("per-root gauges name the failing root; hook runs are counted by hook and r
     failures: 1,
     waiting: null,
     roots: [root("conf", false, 3), root("users", true, 0)],
+    running: null,
     rescues: [],
   };
   const metrics = new AgentMetrics(() => view, { cluster: "c", node: "n2" }).withSync(() => status);

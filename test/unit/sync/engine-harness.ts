@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, afterEach, before } from "node:test";
 import type { SyncGeneration } from "../../../src/coordinator/port.js";
 import type { CommandRunner } from "../../../src/platform/command.js";
-import { silentLogger } from "../../../src/platform/logger.js";
+import { silentLogger, type Logger } from "../../../src/platform/logger.js";
 import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 import { stagingDirFor } from "../../../src/sync/apply.js";
 import { SyncEngine, combinedDigest, type EngineRoot, type SyncEvent, type SyncView } from "../../../src/sync/engine.js";
@@ -53,6 +53,8 @@ export interface NodeOptions {
   readonly hasher?: FileHashService;
   /** Another FakePuller (one that fails some roots), given where each request copies from. */
   readonly puller?: (copyFrom: (req: PullRequest) => string) => FakePuller;
+  /** The engine's logger (default: silent). */
+  readonly log?: Logger;
 }
 
 export type TestNode = Awaited<ReturnType<typeof makeNode>>;
@@ -90,7 +92,7 @@ export async function makeNode(caseDir: string, o: NodeOptions = {}) {
     puller,
     runner: o.runner ?? new StrictCommandRunner(),
     clock,
-    log: silentLogger(),
+    log: o.log ?? silentLogger(),
     watch: watch.factory,
     ...(o.hasher ? { hasher: o.hasher } : {}),
     onProgress: () => void counter.progress++,

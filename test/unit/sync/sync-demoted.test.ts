@@ -1,3 +1,5 @@
+// A pass that does not end: how it happened once, and how it shows.
+//
 // A primary demoted while its watcher's first scan still runs (promoted and
 // fenced again within moments: failsafe chaos, etcd member kill). The pass
 // that started the watcher waited for a `ready` that chokidar never sends
@@ -6,6 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { pino } from "pino";
 import { makeTree } from "../../fakes/tree.js";
 import { SSH, makeNode, newCase, primary, recordFor, standby, synced, waitFor, leader } from "./engine-harness.js";
 
@@ -24,4 +27,51 @@ test("demoted during the watcher's first scan: the pass ends and the standby pul
   await synced(h, 5);
   assert.equal(h.engine.generation(), 5);
   assert.equal(h.engine.status().role, "standby");
+});
+
+test("a pass that runs for 10 min says so (status `running`, a warning each 10 min) and clears when it ends", async () => {
+  const caseDir = await newCase();
+  await makeTree(path.join(caseDir, "primary", "ssh"), SSH);
+  const lines: { msg: string; level: number }[] = [];
+  const log = pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; level: number }) });
+  const h = await makeNode(caseDir, { log });
+  await h.engine.start();
+  let release: () => void = () => {};
+  h.puller.gate = new Promise<void>((r) => (release = r));
+  h.engine.follow(standby(await recordFor(h)));
+  await waitFor("the pull started", () => h.puller.requests.length === 1);
+  assert.equal(h.engine.status().running?.forMs, 0);
+  assert.match(h.engine.status().running!.step, /^pulling generation 1 from n1/);
+  await h.clock.advance(20 * 60_000);
+  const warned = lines.filter((l) => l.level === 40 && l.msg.startsWith("sync: a pass has run for"));
+  assert.deepEqual(
+    warned.map((l) => l.msg.replace(/ \(step.*$/, "")),
+    ["sync: a pass has run for 10 min; no other pass runs until it ends", "sync: a pass has run for 20 min; no other pass runs until it ends"],
+  );
+  assert.equal(h.engine.status().running?.forMs, 20 * 60_000);
+  release();
+  await synced(h, 1);
+  assert.equal(h.engine.status().running, null);
+});
+
+test("close() waits 10 s for a pass that does not end, then leaves it with a warning", async () => {
+  const caseDir = await newCase();
+  await makeTree(path.join(caseDir, "primary", "ssh"), SSH);
+  const lines: { msg: string; level: number }[] = [];
+  const log = pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; level: number }) });
+  const h = await makeNode(caseDir, { log });
+  await h.engine.start();
+  h.puller.gate = new Promise<void>(() => {}); // never
+  h.engine.follow(standby(await recordFor(h)));
+  await waitFor("the pull started", () => h.puller.requests.length === 1);
+  let closed = false;
+  const closing = h.engine.close().then(() => (closed = true));
+  // close() arms its 10 s wait once the primary side has closed (a few ticks after the call).
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+  await h.clock.advance(9_000);
+  assert.equal(closed, false, "still waiting for the pass");
+  for (let i = 0; i < 30 && !closed; i++) await h.clock.advance(100);
+  await closing;
+  assert.ok(lines.some((l) => l.level === 40 && /^sync: the running pass did not end within 10 s of the stop; left as it is \(step: pulling generation 1/.test(l.msg)));
+  assert.equal(h.puller.closed, 1, "the rest of close() ran");
 });
