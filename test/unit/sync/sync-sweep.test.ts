@@ -64,6 +64,8 @@ describe("SyncEngine: the periodic sweep never holds up a pass", () => {
     await waitFor("ssh pulled again", () => h.of("synced").filter((e) => e.generation === 2).length === 2);
     assert.equal(h.of("rescued")[0]!.root, "ssh");
     assert.equal(await readFile(edited, "utf8"), "Port 22\n", "the primary's file is live again; the edit is in the rescue folder");
+    // The sweep hands ssh over, then reads web: it may end after the pull.
+    await waitFor("the sweep ended", () => h.engine.sweepCounts().sweeps === 1);
     assert.deepEqual(h.engine.sweepCounts(), { sweeps: 1, drifts: 1 });
     assert.equal(h.engine.status().failures, 0);
   });
@@ -107,6 +109,8 @@ describe("SyncEngine: the periodic sweep never holds up a pass", () => {
     hasher.release();
     await waitFor("generation 3 (ssh, found by the sweep)", () => h.of("published").length === 3);
     assert.deepEqual(h.of("published")[2]!.roots, ["ssh"]);
+    // The sweep hands ssh over, then reads web: it may end after generation 3 is out.
+    await waitFor("the second sweep ended", () => h.engine.sweepCounts().sweeps === 2);
     assert.deepEqual(h.engine.sweepCounts(), { sweeps: 2, drifts: 1 });
   });
 
@@ -146,7 +150,9 @@ describe("SyncEngine: the periodic sweep never holds up a pass", () => {
     h.engine.follow(standby(await recordFor(h, { generation: 3 })));
     await waitFor("pull started", () => h.puller.requests.length === 3);
     await h.clock.advance(SETTINGS.reconcileMs);
-    for (let i = 0; i < 10 && h.engine.sweepCounts().sweeps < 2; i++) {
+    // Each step lets the sweep reach its next wait (real time), then ends that wait (fake time); a
+    // step that finds no wait armed yet is wasted, so there are more steps than directories.
+    for (let i = 0; i < 100 && h.engine.sweepCounts().sweeps < 2; i++) {
       await new Promise((r) => setTimeout(r, 20));
       await h.clock.advance(1000);
     }
