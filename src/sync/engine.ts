@@ -242,8 +242,11 @@ export class SyncEngine {
     const idle = this.runner.stop();
     this.sweep.abort();
     await this.primary.close();
-    await this.passWatch.endOrLeave(idle);
-    await this.sweep.idle();
+    // The sweep was aborted; it ends at its next file, unless that file cannot be read either.
+    await this.passWatch.endOrLeave(
+      Promise.all([idle, this.sweep.idle()]).then(() => undefined),
+      () => this.standby.applying > 0,
+    );
     await this.primary.closeHooks();
     await this.deps.puller.close();
     await this.hasher?.close();
@@ -291,7 +294,10 @@ export class SyncEngine {
   }
 
   private async primaryPass(): Promise<StepOutcome> {
-    if (this.primary.term !== null) await this.primary.ensureWatcher();
+    if (this.primary.term !== null) {
+      this.stepReason = "primary side: starting the watcher on the roots";
+      await this.primary.ensureWatcher();
+    }
     const step = this.planned(new Map());
     if (step.kind === "publish") return this.primary.publish(step);
     return { done: step.kind === "idle" };

@@ -48,17 +48,25 @@ export class PassWatch {
   }
 
   /**
-   * Wait for the running pass (`idle`), but not for ever: a pass that cannot end would hold
-   * the agent's stop until systemd kills it. After CLOSE_WAIT_MS it is left as a crash would
-   * leave it (staged copies are made again and live roots verified at the next start).
+   * Wait for the running pass and sweep (`idle`), but not for ever: a pass that cannot end
+   * would hold the agent's stop until systemd kills it. After CLOSE_WAIT_MS it is left as a
+   * crash would leave it (a pull only writes its staging copy, made again at the next start)
+   * unless `applying()`: an apply between its first live change and its saved state is waited
+   * for, since cut there the next start would rescue the primary's files it already placed.
    */
-  async endOrLeave(idle: Promise<void>): Promise<void> {
+  async endOrLeave(idle: Promise<void>, applying: () => boolean): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
     let timer: TimerHandle | undefined;
     const left = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => (timer = this.clock.setTimer(CLOSE_WAIT_MS, () => r(true))))]);
     timer?.cancel();
-    if (left) this.log.warn({ waited_ms: CLOSE_WAIT_MS }, `sync: the running pass did not end within ${CLOSE_WAIT_MS / 1000} s of the stop; left as it is (step: ${this.step()})`);
+    if (!left) return;
+    if (applying()) {
+      this.log.warn({ waited_ms: CLOSE_WAIT_MS }, `sync: waiting for the apply in progress before stopping (step: ${this.step()})`);
+      await idle;
+      return;
+    }
+    this.log.warn({ waited_ms: CLOSE_WAIT_MS }, `sync: the running pass did not end within ${CLOSE_WAIT_MS / 1000} s of the stop; left as it is (step: ${this.step()})`);
   }
 
   private arm(): void {

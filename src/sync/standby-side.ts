@@ -27,6 +27,8 @@ export class StandbySide {
   readonly displacementHandled = new Set<string>();
   readonly rescues: { root: string; dir: string; files: number; at: string }[] = [];
   rescueCount = 0;
+  /** Applies between their first live change and their saved state (a stop waits for these). */
+  applying = 0;
   /** The periodic verify's view of this side (sweep.ts): a root that differs from the last synced state is verified by the next pass. */
   readonly sweepTarget: SweepTarget = {
     side: "standby",
@@ -259,18 +261,26 @@ export class StandbySide {
     // when this node's own last publication was displaced (planner: rescue), from the incoming files.
     const known = ledger.known.get(r.name);
     let round = 0;
-    const summary: ApplySummary = await applyStaged({
-      ...this.applyOptions(r, stage.dir, want),
-      // Called again while it rescues (an edit made during a rescue); the files it moved out then read
-      // as removed locally, which is no news after the first round.
-      beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, againstIncoming ? target : (known ?? target), live, ++round > 1),
-    });
-    this.checksumNext.delete(r.name);
-    if (pub.displaced?.source === node) this.displacementHandled.add(`${pub.term}/${r.name}`);
-    await store.saveKnown(r.name, summary.manifest);
-    ledger.known.set(r.name, summary.manifest);
-    ledger.held = { generation: ledger.held.generation, roots: { ...ledger.held.roots, [r.name]: want } };
-    await store.saveHeld(ledger.held);
+    let summary: ApplySummary;
+    // From the first live change until the new known manifest is saved, a stop waits (PassWatch):
+    // cut here, the next start would take the primary's files already in place for local edits.
+    this.applying++;
+    try {
+      summary = await applyStaged({
+        ...this.applyOptions(r, stage.dir, want),
+        // Called again while it rescues (an edit made during a rescue); the files it moved out then read
+        // as removed locally, which is no news after the first round.
+        beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, againstIncoming ? target : (known ?? target), live, ++round > 1),
+      });
+      this.checksumNext.delete(r.name);
+      if (pub.displaced?.source === node) this.displacementHandled.add(`${pub.term}/${r.name}`);
+      await store.saveKnown(r.name, summary.manifest);
+      ledger.known.set(r.name, summary.manifest);
+      ledger.held = { generation: ledger.held.generation, roots: { ...ledger.held.roots, [r.name]: want } };
+      await store.saveHeld(ledger.held);
+    } finally {
+      this.applying--;
+    }
     ledger.outcomes.ok(r.name, ledger.nowIso());
     const applyMs = clock.monotonicMs() - t1;
     const changed = [...summary.added, ...summary.changed, ...summary.removed].sort(compare);

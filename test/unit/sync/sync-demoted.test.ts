@@ -9,6 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { pino } from "pino";
+import type { CommandRunner } from "../../../src/platform/command.js";
 import { makeTree } from "../../fakes/tree.js";
 import { SSH, makeNode, newCase, primary, recordFor, standby, synced, waitFor, leader } from "./engine-harness.js";
 
@@ -52,6 +53,8 @@ test("a pass that runs for 10 min says so (status `running`, a warning each 10 m
   release();
   await synced(h, 1);
   assert.equal(h.engine.status().running, null);
+  await h.clock.advance(20 * 60_000);
+  assert.equal(lines.filter((l) => l.msg.startsWith("sync: a pass has run for")).length, 2, "no warning once the pass ended");
 });
 
 test("close() waits 10 s for a pass that does not end, then leaves it with a warning", async () => {
@@ -74,4 +77,38 @@ test("close() waits 10 s for a pass that does not end, then leaves it with a war
   await closing;
   assert.ok(lines.some((l) => l.level === 40 && /^sync: the running pass did not end within 10 s of the stop; left as it is \(step: pulling generation 1/.test(l.msg)));
   assert.equal(h.puller.closed, 1, "the rest of close() ran");
+});
+
+test("close() waits past 10 s for an apply between its first live change and its saved state", async () => {
+  const caseDir = await newCase();
+  // Enough files for the apply to flush them with one `sync -f` (apply-run.ts) rather than an fsync each.
+  await makeTree(path.join(caseDir, "primary", "ssh"), Object.fromEntries(Array.from({ length: 80 }, (_, i) => [`f${i}.conf`, `${i}\n`])));
+  const lines: { msg: string; level: number }[] = [];
+  const log = pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; level: number }) });
+  // The apply's flush of the staged copy (`sync -f`) is held: the apply is inside its live half.
+  let flushing = false;
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => (release = r));
+  const runner: CommandRunner = {
+    run: async (argv) => {
+      assert.equal(argv[0], "sync", `unexpected command ${argv.join(" ")}`);
+      flushing = true;
+      await gate;
+      return { code: 0, signal: null, stdout: "", stderr: "" };
+    },
+  };
+  const h = await makeNode(caseDir, { log, runner });
+  await h.engine.start();
+  h.engine.follow(standby(await recordFor(h)));
+  await waitFor("the apply flushing", () => flushing);
+  let closed = false;
+  const closing = h.engine.close().then(() => (closed = true));
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+  await h.clock.advance(60_000);
+  assert.equal(closed, false, "the apply is waited for");
+  assert.ok(lines.some((l) => l.level === 40 && l.msg.startsWith("sync: waiting for the apply in progress before stopping")));
+  release();
+  await closing;
+  assert.equal((await h.store.loadHeld()).roots.ssh, (await recordFor(h)).roots.ssh, "the applied root's state was saved");
+  assert.ok(!lines.some((l) => l.msg.startsWith("sync: the running pass did not end")));
 });

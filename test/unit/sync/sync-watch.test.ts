@@ -256,8 +256,10 @@ test("real chokidar closed during its first scan: its ready settles", async () =
     }
     const source = chokidarSource()([dir], { event: () => undefined, error: () => undefined });
     await source.close();
-    const timeout = new SystemClock().sleep(2000).then(() => "timed out");
+    let timer: { cancel(): void } | undefined;
+    const timeout = new Promise<string>((r) => (timer = new SystemClock().setTimer(2000, () => r("timed out"))));
     assert.equal(await Promise.race([source.ready.then(() => "ready"), timeout]), "ready");
+    timer?.cancel();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
