@@ -36,6 +36,12 @@ export interface MemberRecord {
   readonly healthy: boolean;
   /** Why this node could not serve if promoted (failing readiness check, watchdog required but not usable); absent when ready. */
   readonly notReady?: string;
+  /**
+   * Failsafe (docs/failsafe-design.md S4, S6): why this standby may not campaign yet (a promise to
+   * the primary, or the start-up hold), for at most ttl + fence_margin; absent when free. A
+   * switchover to it waits for this to go rather than hand over to a node that cannot take it.
+   */
+  readonly campaignHold?: string;
   readonly priority: number;
   readonly nofailover: boolean;
   /** Sync generation this node holds in full (0: none, or no file sync configured). */

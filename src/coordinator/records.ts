@@ -33,6 +33,7 @@ const memberSchema = z.object({
   role: z.enum(["primary", "standby", "fenced", "starting", "stopping"]),
   healthy: z.boolean(),
   notReady: text(8000).optional(),
+  campaignHold: text(8000).optional(),
   priority: z.number().int().min(-1_000_000).max(1_000_000),
   nofailover: z.boolean(),
   generation: count,

@@ -127,7 +127,10 @@ function decideStandby(o: Observation): Decision {
     if (leader.node === me) {
       return d([...warm, { kind: "resign", term: leader.term }], `removing a stale leader key of mine (lease ${leader.lease} is not my current lease)`);
     }
-    return d(warm, `no action: following ${leader.node} (term ${leader.term})`);
+    // A promise running (S4): a cycle when it ends, so the member key drops its campaignHold at once
+    // (a switchover to this node waits for that, switchover.ts).
+    const wake: Action[] = o.failsafeHold ? [{ kind: "recheck_at", atMs: o.failsafeHold.untilMs }] : [];
+    return d([...warm, ...wake], `no action: following ${leader.node} (term ${leader.term})`);
   }
 
   // A failsafe promise binds even a forced move: another node may still serve on its grant (S4).

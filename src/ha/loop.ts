@@ -141,7 +141,14 @@ export class HaLoop {
     this.vipWitness = new VipWitness(deps.vip, deps.clock);
     const d = deps.drain;
     this.drain = new DrainRun(d && "gate" in d ? d : null, d && "unavailable" in d ? d.unavailable : null, deps.clock, deps.log);
-    this.self = { ...deps, readiness: this.readiness, role: this.role, vipWitness: this.vipWitness, flap: this.flap };
+    this.self = {
+      ...deps,
+      readiness: this.readiness,
+      role: this.role,
+      vipWitness: this.vipWitness,
+      flap: this.flap,
+      campaignHold: () => this.failsafe.hold(deps.clock.monotonicMs()),
+    };
     [this.failsafe, this.failsafeRounds] = buildFailsafe(deps, this.lease, () => this.role);
     this.cycles = new SerialRunner(
       (why) => this.cycle(why),

@@ -26,6 +26,8 @@ export interface SelfParts {
   readonly role: NodeRole;
   readonly vipWitness: VipWitness;
   readonly flap: FlapWatch;
+  /** Failsafe: why this node may not campaign now (FailsafePromise.hold), or null. */
+  readonly campaignHold: () => string | null;
 }
 
 /** Could campaign now: not cooling down, ready, (warm) probes up. */
@@ -37,11 +39,13 @@ function isHealthy(p: SelfParts, now: number): boolean {
 export function memberBody(p: SelfParts, decision: string): MemberBody {
   const { config, role, sync } = p;
   const notReady = p.readiness.problem();
+  const hold = role.acting === "standby" ? p.campaignHold() : null;
   return {
     node: config.node.name,
     role: role.acting,
     healthy: isHealthy(p, p.clock.monotonicMs()),
     ...(notReady !== null ? { notReady } : {}),
+    ...(hold !== null ? { campaignHold: hold } : {}),
     priority: config.node.priority,
     nofailover: config.node.nofailover,
     generation: sync?.generation() ?? 0,

@@ -9,6 +9,8 @@ import { drainStep } from "./drain-plan.js";
 
 /** How long a switchover waits for its target to hold the published sync generation. */
 const SYNC_CATCH_UP_MS = 30_000;
+/** How long a switchover waits for its target's failsafe hold to end (one lasts ttl + fence_margin). */
+const HOLD_WAIT_MAX_MS = 60_000;
 
 /** The primary's side: carry out a request addressed to it, or finish one that moved the role here. */
 export function primarySwitchover(o: Observation, term: number): Decision | undefined {
@@ -52,6 +54,19 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
       };
     }
     const why = `${target.node} did not catch up to sync generation ${pub.generation} within ${SYNC_CATCH_UP_MS / 1000}s (it has ${target.generation})`;
+    return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
+  }
+  if (target.campaignHold !== undefined) {
+    // Failsafe (S4, S6): it would not campaign, even forced; released to it now, the role would
+    // come back here a cycle later (seen in the chaos runs: two extra moves in 2.5 s). Its promise
+    // ends within ttl + fence_margin, and its member key says so when it does.
+    if (!(catchUpAgeMs(o, sw) > HOLD_WAIT_MAX_MS)) {
+      return {
+        actions: [{ kind: "recheck_at", atMs: o.nowMs + 250 }],
+        reason: `${sw.kind}: waiting for ${target.node} to be free to campaign (${target.campaignHold})`,
+      };
+    }
+    const why = `${target.node} was still held from campaigning after ${HOLD_WAIT_MAX_MS / 1000}s (${target.campaignHold})`;
     return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
   }
   const drain = drainStep(o, sw, target.node);

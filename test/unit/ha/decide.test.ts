@@ -198,6 +198,37 @@ cases.push(
   },
   { name: "primary, switchover to an unknown node -> cancelled", o: primary({}, { switchover: sw({ to: "n9" }) }), actions: ["abort_switchover"], reason: /n9 is not a live standby/ },
   {
+    // Failsafe S4: the target would not campaign, and the role would come back here a cycle later.
+    name: "primary, switchover to a standby under a failsafe hold -> wait for it to end",
+    o: primary(
+      {},
+      {
+        switchover: sw(),
+        members: [member("n1", { role: "primary" }), member("n2", { campaignHold: "not campaigning: I promised n1 (failsafe) not to campaign within 6000ms of its last grant request" })],
+      },
+    ),
+    actions: ["recheck_at"],
+    reason: /^switchover: waiting for n2 to be free to campaign \(not campaigning: I promised n1 \(failsafe\)/,
+  },
+  {
+    name: "primary, forced failover to a standby under a failsafe hold -> waits too (S4 beats force)",
+    o: primary({}, { switchover: sw({ kind: "failover", force: true }), members: [member("n1", { role: "primary" }), member("n2", { campaignHold: "not campaigning: failsafe start-up hold" })] }),
+    actions: ["recheck_at"],
+    reason: /^failover: waiting for n2 to be free to campaign/,
+  },
+  {
+    name: "primary, switchover target held for over 60 s -> cancelled",
+    o: primary({}, { switchover: sw({ requestedAt: new Date(WALL - 61_000).toISOString() }), members: [member("n1", { role: "primary" }), member("n2", { campaignHold: "not campaigning: x" })] }),
+    actions: ["abort_switchover"],
+    reason: /^switchover not possible: n2 was still held from campaigning after 60s \(not campaigning: x\); cancelling$/,
+  },
+  {
+    name: "primary, switchover without a target: the best candidate is held -> wait for it",
+    o: primary({}, { switchover: sw({ to: null }), members: [member("n1", { role: "primary" }), member("n2"), member("n3", { priority: 300, campaignHold: "not campaigning: x" })] }),
+    actions: ["recheck_at"],
+    reason: /waiting for n3 to be free to campaign/,
+  },
+  {
     name: "primary, switchover to a banned standby -> cancelled",
     o: primary({}, { switchover: sw(), bans: [{ node: "n2", until: "", requestedBy: "", reason: "" }] }),
     actions: ["abort_switchover"],

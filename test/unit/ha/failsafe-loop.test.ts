@@ -355,3 +355,36 @@ test("E2': a list that leaves out the best node (written by a primary that then 
   assert.equal(c.etcd.leader?.node, "n1", "the highest-priority node, unlisted before, leads");
   assert.equal(c.timeline.maxHolders, 1);
 });
+
+test("failsafe on: a switchover to a standby that promised the primary waits for the promise to end, then moves once (no ping-pong)", async () => {
+  // Seen in the failsafe chaos runs: released to a target that would not campaign (S4), the
+  // role came back to the old primary a cycle later, twice, before the promise ended.
+  const c = await started("on");
+  const n1 = c.nodes[0]!;
+  c.etcd.quorumLost = true;
+  await c.clock.advance(2 * TTL); // rounds: n2 and n3 grant, and promise
+  quorumBack(c);
+  // The standbys' member keys carry their holds once they cycle against etcd again.
+  for (let i = 0; i < 20 && c.etcd.members.get("n3")?.member.campaignHold === undefined; i++) await c.clock.advance(100);
+  assert.match(c.etcd.members.get("n3")?.member.campaignHold ?? "", /^not campaigning: I promised n1 \(failsafe\)/);
+  const asked = c.clock.monotonicMs();
+  await c.etcd.requestSwitchover({ kind: "switchover", from: "n1", to: "n3", at: null, force: false, requestedBy: "ops", reason: "test", requestedAt: new Date(c.clock.wallMs()).toISOString() });
+  const decisions = new Set<string>();
+  for (let i = 0; i < 60 && c.etcd.leader?.node !== "n3"; i++) {
+    await c.clock.advance(250);
+    decisions.add(n1.loop.status().decision);
+  }
+  assert.equal(c.etcd.leader?.node, "n3", "the switchover completed");
+  assert.ok(
+    [...decisions].some((d) => /^switchover: waiting for n3 to be free to campaign/.test(d)),
+    [...decisions].join(" | "),
+  );
+  const moves = c.timeline.events.filter((e) => e.t >= asked);
+  assert.deepEqual(
+    moves.map((e) => `${e.node} ${e.held ? "+" : "-"}`),
+    ["n1 -", "n3 +"],
+    "one move: n1 never took the VIP back",
+  );
+  assert.ok(c.clock.monotonicMs() - asked <= TTL + MARGIN + 1000, "the move followed the end of the promise");
+  assert.equal(c.timeline.maxHolders, 1);
+});
