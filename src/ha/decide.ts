@@ -49,9 +49,11 @@ function decidePrimary(o: Observation): Decision {
   const held = `I am ${me}, the primary with the lease (term ${o.term})`;
   // Operator requests run even when paused (as in Patroni's maintenance mode).
   const planned = primarySwitchover(o, leader.term);
-  if (planned) return planned;
-  if (o.cluster.paused) return d([], `no action: paused; ${held}`);
   const serving = o.daemon.running && o.daemon.probesUp;
+  // A move that only waits (its target's sync catch-up or failsafe hold, a schedule) does not keep a
+  // primary whose service is down from restarting it or handing over meanwhile.
+  if (planned && (serving || !planned.actions.every((a) => a.kind === "recheck_at"))) return planned;
+  if (o.cluster.paused) return d([], `no action: paused; ${held}`);
   const vip = vipRule(o, leader.term, held, serving);
   if (vip) return vip;
   // Flap damping: the cluster stays put, so no automatic failback either.

@@ -78,6 +78,8 @@ export class FailsafeRounds {
   /** A round extended the deadline since etcd last answered this primary (E3 decides on its return). */
   private heldOn = false;
   private listedInvalid = false;
+  /** Until when members that granted may still hold their promises (S4), on this clock; -Infinity: none. */
+  private grantsUntilMs = -Infinity;
 
   constructor(private readonly deps: FailsafeRoundsDeps) {}
 
@@ -108,13 +110,14 @@ export class FailsafeRounds {
   }
 
   /** The observation's failsafe part: a standby's hold (S4/S6), a primary's last round outcome. */
-  observed(promise: FailsafePromise, nowMs: number, acting: "primary" | "standby"): Pick<Observation, "failsafeHold" | "failsafeNote" | "failsafeHolding"> {
+  observed(promise: FailsafePromise, nowMs: number, acting: "primary" | "standby"): Pick<Observation, "failsafeHold" | "failsafeNote" | "failsafeHolding" | "failsafeGrantsUntilMs"> {
     const hold = promise.hold(nowMs);
     const note = acting === "primary" ? this.lastReason : "";
     return {
       ...(hold ? { failsafeHold: { untilMs: promise.promisedUntilMs(), reason: hold, fromGrant: promise.promisedTo() !== null } } : {}),
       ...(note ? { failsafeNote: note } : {}),
       ...(acting === "primary" && this.heldOn ? { failsafeHolding: true } : {}),
+      ...(acting === "primary" && this.grantsUntilMs > nowMs ? { failsafeGrantsUntilMs: this.grantsUntilMs } : {}),
     };
   }
 
@@ -159,6 +162,10 @@ export class FailsafeRounds {
       // P3: never wait past the deadline the round means to extend.
       const timeoutMs = Math.max(0, Math.min(deps.renewIntervalMs, lease.deadlineMs - startedAtMs));
       const answers = targets.length === 0 ? new Map() : await deps.peers!.ask(targets, { node: deps.self, term, leaseMs: deps.leaseMs }, timeoutMs);
+      // A member that granted received the request before this instant: its promise runs at most
+      // L + its margin from then (ours stands in for its margin; its member key tells the rest).
+      const finishedAtMs = deps.clock.monotonicMs();
+      if ([...answers.values()].some((a) => a.granted)) this.grantsUntilMs = Math.max(this.grantsUntilMs, finishedAtMs + deps.leaseMs + deps.fenceMarginMs);
       const current = deps.lease.state();
       const ext = extensionAfterRound(
         { startedAtMs, finishedAtMs: deps.clock.monotonicMs(), leaseMs: deps.leaseMs, asked: targets.map((t) => t.node), answers },

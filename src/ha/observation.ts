@@ -76,6 +76,14 @@ export interface Observation {
   readonly failsafeNote?: string;
   /** Failsafe, acting primary: a round extended the deadline since etcd last answered (it serves on grants). */
   readonly failsafeHolding?: boolean;
+  /**
+   * Failsafe, acting primary: members granted its requests, so their promises (S4) may run until
+   * this instant (monotonic ms; the last granted round's end + ttl + fence margin), whether or not
+   * their member keys say so yet. A move waits for it (switchover.ts). Absent: no grant.
+   */
+  readonly failsafeGrantsUntilMs?: number;
+  /** How long a move waits for its target's failsafe hold: max(60 s, 2 × (ttl + fence margin)). Default 60 s. */
+  readonly campaignHoldWaitMs?: number;
 }
 
 export type Action =
@@ -154,7 +162,7 @@ export type { ClusterSnapshot, LeaderRecord, MemberRecord };
 
 export type ConfiguredPart = Pick<
   Observation,
-  "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs" | "coolDownMs" | "restartBackoff" | "promotionBudgetMs" | "data"
+  "mode" | "restartsBeforeHandover" | "rankingDelayMs" | "failback" | "switchoverWaitMs" | "coolDownMs" | "restartBackoff" | "promotionBudgetMs" | "data" | "campaignHoldWaitMs"
 > & {
   readonly syncEnabled: boolean;
   readonly maximumLagMs: number;
@@ -175,6 +183,8 @@ export function configuredPart(config: Config): ConfiguredPart {
     failback: { policy: fb.policy, preferred: fb.preferred ?? null, delayMs: fb.delay },
     // The named target of a switchover campaigns at once; the others give it this long.
     switchoverWaitMs: Math.max(1000, 3 * config.election.rankingDelayMs),
+    // A failsafe hold lasts ttl + fence margin: a move to a held node waits twice that, at least 60 s.
+    campaignHoldWaitMs: Math.max(60_000, 2 * (config.election.ttlMs + config.election.fenceMarginMs)),
     // Long enough for another candidate's lease cycle to win the key first.
     coolDownMs: Math.max(10_000, 3 * config.election.ttlMs),
     syncEnabled: config.sync !== undefined,

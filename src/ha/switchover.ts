@@ -9,7 +9,7 @@ import { drainStep } from "./drain-plan.js";
 
 /** How long a switchover waits for its target to hold the published sync generation. */
 const SYNC_CATCH_UP_MS = 30_000;
-/** How long a switchover waits for its target's failsafe hold to end (one lasts ttl + fence_margin). */
+/** How long a switchover waits for its target's failsafe hold to end, unless the observation says (campaignHoldWaitMs). */
 const HOLD_WAIT_MAX_MS = 60_000;
 
 /** The primary's side: carry out a request addressed to it, or finish one that moved the role here. */
@@ -33,7 +33,13 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   }
   const bans = o.cluster!.bans;
   const standbys = o.cluster!.members.filter((m) => m.node !== me && m.role === "standby");
-  const target = sw.to ? standbys.find((m) => m.node === sw.to) : bestCandidate(standbys, bans);
+  // No target named: a candidate free to campaign first (failsafe holds, below), then any.
+  const target = sw.to
+    ? standbys.find((m) => m.node === sw.to)
+    : (bestCandidate(
+        standbys.filter((m) => m.campaignHold === undefined),
+        bans,
+      ) ?? bestCandidate(standbys, bans));
   const forced = sw.kind === "failover" && sw.force;
   if (!target) {
     const why = sw.to ? `${sw.to} is not a live standby` : "no healthy standby";
@@ -56,17 +62,24 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     const why = `${target.node} did not catch up to sync generation ${pub.generation} within ${SYNC_CATCH_UP_MS / 1000}s (it has ${target.generation})`;
     return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
   }
-  if (target.campaignHold !== undefined) {
-    // Failsafe (S4, S6): it would not campaign, even forced; released to it now, the role would
-    // come back here a cycle later (seen in the chaos runs: two extra moves in 2.5 s). Its promise
-    // ends within ttl + fence_margin, and its member key says so when it does.
-    if (!(catchUpAgeMs(o, sw) > HOLD_WAIT_MAX_MS)) {
+  // Failsafe (S4, S6): a held target would not campaign, even forced; released to it now, the role
+  // would come back here a cycle later (seen in the chaos runs: two extra moves in 2.5 s). Held: its
+  // member key says so, or it granted my requests lately (its key may not say so yet: etcd just
+  // came back). The hold ends within ttl + fence_margin. The sentence does not count down: it is the
+  // decision, published in the member key, which would otherwise be rewritten every recheck.
+  const hold =
+    target.campaignHold ??
+    (o.failsafeGrantsUntilMs !== undefined && o.failsafeGrantsUntilMs > o.nowMs ? "it granted my failsafe requests lately; its promise runs up to ttl + fence_margin from the last" : undefined);
+  if (hold !== undefined) {
+    const maxMs = o.campaignHoldWaitMs ?? HOLD_WAIT_MAX_MS;
+    if (!(catchUpAgeMs(o, sw) > maxMs)) {
       return {
-        actions: [{ kind: "recheck_at", atMs: o.nowMs + 250 }],
-        reason: `${sw.kind}: waiting for ${target.node} to be free to campaign (${target.campaignHold})`,
+        // The target's key changing wakes this node (watch); the grants' end is known; once a second anyway.
+        actions: [{ kind: "recheck_at", atMs: target.campaignHold === undefined ? o.failsafeGrantsUntilMs! : o.nowMs + 1000 }],
+        reason: `${sw.kind}: waiting for ${target.node} to be free to campaign (${hold})`,
       };
     }
-    const why = `${target.node} was still held from campaigning after ${HOLD_WAIT_MAX_MS / 1000}s (${target.campaignHold})`;
+    const why = `${target.node} was still held from campaigning after ${maxMs / 1000}s (${hold})`;
     return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
   }
   const drain = drainStep(o, sw, target.node);

@@ -223,10 +223,54 @@ cases.push(
     reason: /^switchover not possible: n2 was still held from campaigning after 60s \(not campaigning: x\); cancelling$/,
   },
   {
-    name: "primary, switchover without a target: the best candidate is held -> wait for it",
+    name: "primary, switchover without a target: a free candidate before a better-ranked held one",
     o: primary({}, { switchover: sw({ to: null }), members: [member("n1", { role: "primary" }), member("n2"), member("n3", { priority: 300, campaignHold: "not campaigning: x" })] }),
+    actions: ["demote", "release"],
+    reason: /handing over to n2/,
+  },
+  {
+    name: "primary, switchover without a target, every candidate held -> wait for the best",
+    o: primary(
+      {},
+      {
+        switchover: sw({ to: null }),
+        members: [member("n1", { role: "primary" }), member("n2", { campaignHold: "not campaigning: y" }), member("n3", { priority: 300, campaignHold: "not campaigning: x" })],
+      },
+    ),
     actions: ["recheck_at"],
-    reason: /waiting for n3 to be free to campaign/,
+    reason: /waiting for n3 to be free to campaign \(not campaigning: x\)/,
+  },
+  {
+    // etcd just came back: the standbys' keys do not carry their holds yet, but they granted me.
+    name: "primary, switchover right after failsafe grants (no hold in the key yet) -> wait for the grants to run out",
+    o: primary({ failsafeGrantsUntilMs: NOW + 4200 }, { switchover: sw() }),
+    actions: ["recheck_at"],
+    reason: /^switchover: waiting for n2 to be free to campaign \(it granted my failsafe requests lately; its promise runs up to ttl \+ fence_margin from the last\)$/,
+  },
+  { name: "primary, failsafe grants run out -> hand over", o: primary({ failsafeGrantsUntilMs: NOW }, { switchover: sw() }), actions: ["demote", "release"], reason: /handing over to n2/ },
+  {
+    name: "primary whose daemon is down does not sit out a move's wait: it restarts the daemon",
+    o: primary(
+      { daemon: { running: false, probesUp: false, recentRestarts: 0 } },
+      { switchover: sw(), members: [member("n1", { role: "primary" }), member("n2", { campaignHold: "not campaigning: x" })] },
+    ),
+    actions: ["restart_daemon"],
+    reason: /^restarting the daemon: the daemon is not running/,
+  },
+  {
+    name: "the hold wait scales with ttl (campaignHoldWaitMs)",
+    o: primary(
+      { campaignHoldWaitMs: 130_000 },
+      { switchover: sw({ requestedAt: new Date(WALL - 61_000).toISOString() }), members: [member("n1", { role: "primary" }), member("n2", { campaignHold: "not campaigning: x" })] },
+    ),
+    actions: ["recheck_at"],
+    reason: /waiting for n2/,
+  },
+  {
+    name: "standby following a leader under a failsafe promise -> a cycle when it ends (its key drops the hold)",
+    o: obs({ failsafeHold: { untilMs: NOW + 3000, reason: "not campaigning: I promised n2", fromGrant: true } }, { leader: { node: "n2", term: 5, lease: "b", acquiredAt: "" } }),
+    actions: ["recheck_at"],
+    reason: /^no action: following n2 \(term 5\)$/,
   },
   {
     name: "primary, switchover to a banned standby -> cancelled",

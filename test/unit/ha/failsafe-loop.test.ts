@@ -364,9 +364,9 @@ test("failsafe on: a switchover to a standby that promised the primary waits for
   c.etcd.quorumLost = true;
   await c.clock.advance(2 * TTL); // rounds: n2 and n3 grant, and promise
   quorumBack(c);
-  // The standbys' member keys carry their holds once they cycle against etcd again.
-  for (let i = 0; i < 20 && c.etcd.members.get("n3")?.member.campaignHold === undefined; i++) await c.clock.advance(100);
-  assert.match(c.etcd.members.get("n3")?.member.campaignHold ?? "", /^not campaigning: I promised n1 \(failsafe\)/);
+  // At once, as the chaos operator did: the standbys' member keys do not carry their holds yet
+  // (they cycle against etcd again later), but n1 knows they granted it.
+  assert.equal(c.etcd.members.get("n3")?.member.campaignHold, undefined);
   const asked = c.clock.monotonicMs();
   await c.etcd.requestSwitchover({ kind: "switchover", from: "n1", to: "n3", at: null, force: false, requestedBy: "ops", reason: "test", requestedAt: new Date(c.clock.wallMs()).toISOString() });
   const decisions = new Set<string>();
