@@ -328,6 +328,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
 
     // ---------------------------------------------------------------- wind down
     await operator?.stop();
+    // Why a move did not complete (refused up front, timed out): the report only counts them.
+    for (const r of operator?.records ?? []) if (r.code !== 0) log(`chaos: operator ${r.action} via ${r.via}: exit ${r.code}${r.detail ? ` ${r.detail}` : ""}`);
     await edits?.stop();
     const lastHeal = Date.now();
     await settle(lastHeal, "etcd_member_kill");
