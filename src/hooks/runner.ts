@@ -1,5 +1,5 @@
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
-import type { Clock, TimerHandle } from "../platform/clock.js";
+import { settlesWithin, type Clock, type TimerHandle } from "../platform/clock.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { HOOK_EVENTS, type HookContext, type HookEvent, type HookOutcome, type HookPort } from "./port.js";
@@ -97,13 +97,7 @@ export class Hooks implements HookPort {
   /** Wait for queued hooks, at most one timeout (plus the kill grace) in all. */
   async close(): Promise<void> {
     if (!this.draining) return;
-    let timer: TimerHandle | undefined;
-    const bound = new Promise<"late">((resolve) => {
-      timer = this.deps.clock.setTimer(this.options.timeoutMs + KILL_GRACE_MS, () => resolve("late"));
-    });
-    const result = await Promise.race([this.draining.then(() => "done" as const), bound]);
-    timer?.cancel();
-    if (result === "late") {
+    if (!(await settlesWithin(this.deps.clock, this.options.timeoutMs + KILL_GRACE_MS, this.draining))) {
       this.deps.log.warn({ queued: this.queue.length }, "hooks still running at shutdown; not waiting for them");
       this.queue.length = 0;
     }

@@ -1,5 +1,5 @@
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
-import type { Clock } from "../platform/clock.js";
+import { settlesWithin, type Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 
 export interface WebhookOptions {
@@ -91,14 +91,8 @@ export class Webhook {
   async close(): Promise<void> {
     this.closed = true;
     if (this.pumping) {
-      const bound = new AbortController();
-      const late = this.deps.clock.sleep(this.deps.closeTimeoutMs ?? 2000, bound.signal).then(
-        () => true,
-        () => false,
-      );
-      const wasLate = await Promise.race([this.pumping.then(() => false), late]);
-      bound.abort();
-      if (wasLate) this.deps.log.warn({ webhook: this.origin, undelivered: this.queue.length + 1 }, "webhook: shutting down with events undelivered");
+      if (!(await settlesWithin(this.deps.clock, this.deps.closeTimeoutMs ?? 2000, this.pumping)))
+        this.deps.log.warn({ webhook: this.origin, undelivered: this.queue.length + 1 }, "webhook: shutting down with events undelivered");
     }
     this.queue.length = 0;
     this.stop.abort();

@@ -54,3 +54,17 @@ export class SystemClock implements Clock {
     });
   }
 }
+
+/**
+ * Whether `p` resolves within `ms` on `clock` (false: the time ran out first;
+ * `p` goes on). The timer is cancelled either way; a rejection of `p` passes
+ * through. For the bounded waits of a stop or a yield.
+ */
+export async function settlesWithin(clock: Clock, ms: number, p: Promise<unknown>): Promise<boolean> {
+  let timer: TimerHandle | undefined;
+  try {
+    return await Promise.race([p.then(() => true), new Promise<boolean>((resolve) => (timer = clock.setTimer(ms, () => resolve(false))))]);
+  } finally {
+    timer?.cancel();
+  }
+}

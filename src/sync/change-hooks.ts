@@ -8,7 +8,7 @@
 // publishing the next generation never waits for a reload. A root whose hook
 // is still queued (not yet started) has its changes merged into that run.
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
-import type { Clock, TimerHandle } from "../platform/clock.js";
+import { settlesWithin, type Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { compare, diffManifests, type Manifest } from "./manifest.js";
@@ -109,13 +109,8 @@ export class HookQueue {
   async close(): Promise<void> {
     this.closed = true;
     if (!this.draining) return;
-    let timer: TimerHandle | undefined;
-    const bound = new Promise<"late">((resolve) => {
-      timer = this.deps.clock.setTimer(this.deps.timeoutMs + CLOSE_GRACE_MS, () => resolve("late"));
-    });
-    const r = await Promise.race([this.draining.then(() => "done" as const), bound]);
-    timer?.cancel();
-    if (r === "late") this.deps.log.warn({ queued: this.queue.length }, "sync hooks still running at shutdown; not waiting for them");
+    if (!(await settlesWithin(this.deps.clock, this.deps.timeoutMs + CLOSE_GRACE_MS, this.draining)))
+      this.deps.log.warn({ queued: this.queue.length }, "sync hooks still running at shutdown; not waiting for them");
     this.queue.length = 0;
   }
 

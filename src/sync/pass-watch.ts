@@ -4,7 +4,7 @@
 // following for good, silently (the failsafe chaos run). This shows the
 // running pass in status, warns every LONG_PASS_MS it goes on, and bounds how
 // long a stop waits for it.
-import type { Clock, TimerHandle } from "../platform/clock.js";
+import { settlesWithin, type Clock, type TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 
 /** How long a pass runs before it is reported (and again each time as long). */
@@ -57,10 +57,7 @@ export class PassWatch {
   async endOrLeave(idle: Promise<void>, applying: () => boolean): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
-    let timer: TimerHandle | undefined;
-    const left = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => (timer = this.clock.setTimer(CLOSE_WAIT_MS, () => r(true))))]);
-    timer?.cancel();
-    if (!left) return;
+    if (await settlesWithin(this.clock, CLOSE_WAIT_MS, idle)) return;
     if (applying()) {
       this.log.warn({ waited_ms: CLOSE_WAIT_MS }, `sync: waiting for the apply in progress before stopping (step: ${this.step()})`);
       await idle;

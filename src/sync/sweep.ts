@@ -18,7 +18,7 @@
 // and a pass's hashes queue behind them, and it does not prune the shared
 // hash cache (an apply may be adding entries meanwhile).
 import { describeError } from "../errors/catalogue.js";
-import type { Clock, TimerHandle } from "../platform/clock.js";
+import { settlesWithin, type Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { EngineRoot } from "./engine-types.js";
 import type { Manifest, WalkOptions } from "./manifest.js";
@@ -137,9 +137,7 @@ export class RootSweep {
   private async yieldToPass(): Promise<void> {
     if (!this.pass.busy() || this.waitedMs >= MAX_WAIT_PER_SWEEP_MS) return;
     const t0 = this.clock.monotonicMs();
-    let timer: TimerHandle | undefined;
-    await Promise.race([this.pass.idle(), new Promise<void>((r) => (timer = this.clock.setTimer(MAX_YIELD_MS, r)))]);
-    timer?.cancel();
+    await settlesWithin(this.clock, MAX_YIELD_MS, this.pass.idle());
     this.waitedMs += this.clock.monotonicMs() - t0;
   }
 
