@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { pino } from "pino";
 import type { CommandRunner } from "../../../src/platform/command.js";
-import { makeTree } from "../../fakes/tree.js";
+import { makeTree, type TreeSpec } from "../../fakes/tree.js";
 import { SSH, makeNode, newCase, primary, recordFor, standby, synced, waitFor, leader } from "./engine-harness.js";
 
 test("demoted during the watcher's first scan: the pass ends and the standby pulls the next generation", async () => {
@@ -31,12 +31,7 @@ test("demoted during the watcher's first scan: the pass ends and the standby pul
 });
 
 test("a pass that runs for 10 min says so (status `running`, a warning each 10 min) and clears when it ends", async () => {
-  const caseDir = await newCase();
-  await makeTree(path.join(caseDir, "primary", "ssh"), SSH);
-  const lines: { msg: string; level: number }[] = [];
-  const log = pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; level: number }) });
-  const h = await makeNode(caseDir, { log });
-  await h.engine.start();
+  const { h, lines } = await loggedNode(SSH);
   let release: () => void = () => {};
   h.puller.gate = new Promise<void>((r) => (release = r));
   h.engine.follow(standby(await recordFor(h)));
@@ -58,12 +53,7 @@ test("a pass that runs for 10 min says so (status `running`, a warning each 10 m
 });
 
 test("close() waits 10 s for a pass that does not end, then leaves it with a warning", async () => {
-  const caseDir = await newCase();
-  await makeTree(path.join(caseDir, "primary", "ssh"), SSH);
-  const lines: { msg: string; level: number }[] = [];
-  const log = pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; level: number }) });
-  const h = await makeNode(caseDir, { log });
-  await h.engine.start();
+  const { h, lines } = await loggedNode(SSH);
   h.puller.gate = new Promise<void>(() => {}); // never
   h.engine.follow(standby(await recordFor(h)));
   await waitFor("the pull started", () => h.puller.requests.length === 1);
@@ -80,11 +70,6 @@ test("close() waits 10 s for a pass that does not end, then leaves it with a war
 });
 
 test("close() waits past 10 s for an apply between its first live change and its saved state", async () => {
-  const caseDir = await newCase();
-  // Enough files for the apply to flush them with one `sync -f` (apply-run.ts) rather than an fsync each.
-  await makeTree(path.join(caseDir, "primary", "ssh"), Object.fromEntries(Array.from({ length: 80 }, (_, i) => [`f${i}.conf`, `${i}\n`])));
-  const lines: { msg: string; level: number }[] = [];
-  const log = pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; level: number }) });
   // The apply's flush of the staged copy (`sync -f`) is held: the apply is inside its live half.
   let flushing = false;
   let release: () => void = () => {};
@@ -97,8 +82,8 @@ test("close() waits past 10 s for an apply between its first live change and its
       return { code: 0, signal: null, stdout: "", stderr: "" };
     },
   };
-  const h = await makeNode(caseDir, { log, runner });
-  await h.engine.start();
+  // Enough files for the apply to flush them with one `sync -f` (apply-run.ts) rather than an fsync each.
+  const { h, lines } = await loggedNode(Object.fromEntries(Array.from({ length: 80 }, (_, i) => [`f${i}.conf`, `${i}\n`])), runner);
   h.engine.follow(standby(await recordFor(h)));
   await waitFor("the apply flushing", () => flushing);
   let closed = false;
@@ -112,3 +97,14 @@ test("close() waits past 10 s for an apply between its first live change and its
   assert.equal((await h.store.loadHeld()).roots.ssh, (await recordFor(h)).roots.ssh, "the applied root's state was saved");
   assert.ok(!lines.some((l) => l.msg.startsWith("sync: the running pass did not end")));
 });
+
+/** A started standby node (n2) whose log lines land in `lines`, with `tree` as the primary's ssh root. */
+async function loggedNode(tree: TreeSpec, runner?: CommandRunner) {
+  const caseDir = await newCase();
+  await makeTree(path.join(caseDir, "primary", "ssh"), tree);
+  const lines: { msg: string; level: number }[] = [];
+  const log = pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; level: number }) });
+  const h = await makeNode(caseDir, { log, ...(runner ? { runner } : {}) });
+  await h.engine.start();
+  return { h, lines };
+}
