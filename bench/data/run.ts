@@ -59,6 +59,8 @@ interface Options {
   understudy: "auto" | "on" | "off";
   waitLoad: number | undefined;
   json: string | undefined;
+  /** data.warm_batch for understudy's agents (undefined: the product default). */
+  warmBatch: string | undefined;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -82,6 +84,7 @@ function parseArgs(argv: string[]): Options {
     understudy: "auto",
     waitLoad: undefined,
     json: DEFAULT_JSON,
+    warmBatch: undefined,
   };
   let files: number | undefined;
   let gib: number | undefined;
@@ -107,10 +110,11 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--wait-load") o.waitLoad = Number(val());
     else if (a === "--json") o.json = val();
     else if (a === "--no-json") o.json = undefined;
+    else if (a === "--warm-batch") o.warmBatch = val();
     else if (a === "--help" || a === "-h") {
       console.log("usage: bench/data/run.ts [--small] [--files N --gib X] [--rate 50] [--seconds 30] [--file-mib 1] [--sessions 4] [--upload sftp|write]");
       console.log("  [--contenders understudy,lsyncd0,lsyncd,rsync] [--phases initial,stream,faults] [--fault-kinds kill9,linkdown,nodekill] [--fault-runs 3]");
-      console.log("  [--fault-after 4] [--rsync-runs N] [--understudy auto|on|off] [--wait-load 1.5] [--json FILE | --no-json]");
+      console.log("  [--fault-after 4] [--rsync-runs N] [--understudy auto|on|off] [--wait-load 1.5] [--warm-batch 0|20s] [--json FILE | --no-json]");
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   });
@@ -165,7 +169,7 @@ function engineState(o: Options): { used: boolean; why: string } {
   return { used: false, why: "the data engine (src/data/engine.ts, helper datacore) is not in this build: no agent ships data roots yet" };
 }
 
-function clusterOptions(withBulk: boolean): Parameters<typeof LabCluster.create>[0] {
+function clusterOptions(withBulk: boolean, warmBatch: string | undefined): Parameters<typeof LabCluster.create>[0] {
   return {
     start: false,
     priorities: [300, 100, 200],
@@ -176,7 +180,14 @@ function clusterOptions(withBulk: boolean): Parameters<typeof LabCluster.create>
       authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
       rootsYaml: (n) => `    - { name: conf, path: ${join(n.dir, "conf")} }`,
     },
-    extraYaml: (n) => ["data:", "  roots:", `    - { name: up, path: ${upRoot(n)} }`, ...(withBulk ? [`    - { name: bulk, path: ${bulkRoot(n)} }`] : [])].join("\n"),
+    extraYaml: (n) =>
+      [
+        "data:",
+        ...(warmBatch !== undefined ? [`  warm_batch: ${JSON.stringify(warmBatch)}`] : []),
+        "  roots:",
+        `    - { name: up, path: ${upRoot(n)} }`,
+        ...(withBulk ? [`    - { name: bulk, path: ${bulkRoot(n)} }`] : []),
+      ].join("\n"),
   };
 }
 
@@ -300,7 +311,7 @@ async function stream(c: LabCluster, o: Options, rate: number, res: Results, lab
 
 async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promise<void> {
   const want = (x: string) => o.contenders.has(x);
-  const c = await LabCluster.create(clusterOptions(o.phases.has("initial")));
+  const c = await LabCluster.create(clusterOptions(o.phases.has("initial"), o.warmBatch));
   try {
     const lab = c.lab;
     const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
@@ -363,7 +374,16 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
       if (o.phases.has("stream")) {
         if (!(await warm(upRoot(n1), standbys.map(upRoot), 60_000))) log("  WARNING: a probe file did not reach both standbys within 60 s");
         const rss2 = new RssSampler(async () => ({ n1: await c.agentPid("n1"), n2: await c.agentPid("n2"), n3: await c.agentPid("n3") }));
-        await streams(c, o, res, "understudy", "data roots, defaults (stability_window 250ms, fsync on, max_batch_files 1000)", upRoot(n1), standbys.map(upRoot), pool);
+        await streams(
+          c,
+          o,
+          res,
+          "understudy",
+          `data roots, defaults (stability_window 250ms, fsync on, max_batch_files 1000, warm_batch ${o.warmBatch ?? "20s"})`,
+          upRoot(n1),
+          standbys.map(upRoot),
+          pool,
+        );
         res.rssDuringStream = await rss2.stop();
       }
       log("  stopping the agents (n2, n3, then n1)");
@@ -530,7 +550,7 @@ async function main(): Promise<void> {
             const fileBytes = Math.round(o.fileMib * MiB);
             const r = await faultRun(
               {
-                clusterOptions: () => clusterOptions(false),
+                clusterOptions: () => clusterOptions(false, o.warmBatch),
                 upRoot,
                 makePool: (c) => makePool(c.lab, 16, fileBytes),
                 rate: o.rate,

@@ -47,6 +47,11 @@ export const dataSection = z
     disk_full_retry: duration.refine((ms) => ms >= 1000, "must be at least 1s").prefault("30s"),
     /** Free space a standby keeps on its data volume; below it, shipping to it pauses. */
     reserve: size.prefault("64MiB"),
+    /**
+     * The next batch's rsync is started ahead, connected to the standby, and waits this long for its
+     * list before it is retired; a batch that finds it skips the connection start-up (~0.4 s). 0: off.
+     */
+    warm_batch: duration.refine((ms) => ms === 0 || (ms >= 1000 && ms <= 600_000), "must be 0 (off) or between 1s and 10m").prefault("20s"),
     /** One rsync run (batch or full pass) is killed after this long. */
     ship_timeout: duration.refine((ms) => ms >= 1000, "must be at least 1s").prefault("10m"),
     /** A full pass runs this often to catch what the watcher missed. */

@@ -117,6 +117,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
       diskFullRetryMs: d.disk_full_retry,
       rsyncPath: s.rsync_path,
       sshUser: s.ssh.user,
+      warmMs: d.warm_batch,
     },
     journal: { stabilityWindowMs: d.stability_window, maxPending: d.max_pending, maxReady: d.max_ready },
     reconcileMs: d.reconcile_interval,

@@ -113,8 +113,19 @@ function target(d: DataDestination): string {
  */
 export function batchCommand(entries: readonly Pick<ReadyEntry, "path" | "recursive">[], o: DataRsyncOptions): { readonly argv: string[]; readonly stdin: Buffer } {
   if (entries.length === 0) throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data batch", problem: "must list at least one path", value: "[]" });
-  const recursive = entries.some((e) => e.recursive);
-  const argv = [
+  const stdin = Buffer.from(entries.map((e) => `${checkDataPath(e.path)}\0`).join(""), "utf8");
+  return {
+    argv: batchArgv(
+      entries.some((e) => e.recursive),
+      o,
+    ),
+    stdin,
+  };
+}
+
+/** A batch's argv before its list is known (warm-rsync.ts starts it ahead): the list comes on stdin. */
+export function batchArgv(recursive: boolean, o: DataRsyncOptions): string[] {
+  return [
     ...common(o),
     ...(recursive ? ["-r"] : ["--no-recursive"]),
     "--files-from=-",
@@ -125,8 +136,6 @@ export function batchCommand(entries: readonly Pick<ReadyEntry, "path" | "recurs
     `${safeAbsolutePath("data root", o.source)}/`,
     target(o.destination),
   ];
-  const stdin = Buffer.from(entries.map((e) => `${checkDataPath(e.path)}\0`).join(""), "utf8");
-  return { argv, stdin };
 }
 
 /**

@@ -12,7 +12,8 @@ import type { Logger } from "../platform/logger.js";
 import { SerialRunner } from "../platform/serial.js";
 import type { SshTransport } from "../sync/transport-ssh.js";
 import type { ChangeJournal } from "./journal.js";
-import { batchCommand, fullPassCommand, type DataRsyncOptions } from "./rsync-argv.js";
+import { batchArgv, batchCommand, fullPassCommand, type DataRsyncOptions } from "./rsync-argv.js";
+import { WarmRsyncs, type WarmRun } from "./warm-rsync.js";
 import type { RejoinAgent } from "./rejoin-agent.js";
 import { afterFailure, classifyShipFailure, lagOf, planShip, type DataLag, type StandbyShipState, type StandbyStep } from "./ship-plan.js";
 
@@ -41,6 +42,8 @@ export interface ShipSettings {
   readonly diskFullRetryMs?: number;
   readonly rsyncPath: string;
   readonly sshUser: string;
+  /** data.warm_batch: the next batch's rsync starts ahead and waits this long for its list (warm-rsync.ts); absent or 0: off. */
+  readonly warmMs?: number;
 }
 
 export interface ShipperDeps {
@@ -91,6 +94,8 @@ interface Target {
   running: Promise<CommandResult> | null;
   /** Its files were merged here in this term (data/rejoin/<node> done): wait until it opens this term's module. */
   rejoinDone: boolean;
+  /** Batch rsyncs started ahead, one per root (null: data.warm_batch is off). */
+  readonly warm: WarmRsyncs | null;
 }
 
 export interface TargetStatus {
@@ -203,6 +208,10 @@ export class Shipper {
       retry: undefined,
       running: null,
       rejoinDone: false,
+      warm:
+        (this.deps.settings.warmMs ?? 0) > 0
+          ? new WarmRsyncs({ runner: this.deps.runner, clock: this.deps.clock, idleMs: this.deps.settings.warmMs!, shipTimeoutMs: this.deps.settings.shipTimeoutMs })
+          : null,
       runner: new SerialRunner(
         () => this.run(target),
         (e) => this.deps.log.error({ standby: m.node, err: describeError(e) }, "data shipping run failed"),
@@ -311,6 +320,22 @@ export class Shipper {
     }
   }
 
+  /** One rsync: `warm`'s when given (the list sent now), else a new one. Never throws. */
+  private async runOnce(t: Target, argv: string[], input: Buffer | undefined, warm: WarmRun | null): Promise<{ code: number; stderr: string }> {
+    try {
+      let r: CommandResult;
+      if (warm) {
+        warm.send(input ?? Buffer.alloc(0));
+        r = await warm.result;
+      } else {
+        r = await this.deps.runner.run(argv, { timeoutMs: this.deps.settings.shipTimeoutMs, signal: t.abort.signal, ...(input ? { input } : {}) });
+      }
+      return { code: r.code ?? -1, stderr: r.stderr };
+    } catch (e) {
+      return { code: -1, stderr: describeError(e) };
+    }
+  }
+
   /** Runs one step's rsync; true when it succeeded (the cursor moved). */
   private async ship(t: Target, root: ShipRoot, s: RootState, step: Extract<StandbyStep, { kind: "full" | "batch" }>): Promise<boolean> {
     const { deps } = this;
@@ -331,16 +356,12 @@ export class Shipper {
       input = c.stdin;
     }
     const started = deps.clock.monotonicMs();
-    let code: number;
-    let stderr: string;
-    try {
-      const r = await deps.runner.run(argv, { timeoutMs: settings.shipTimeoutMs, signal: t.abort.signal, ...(input ? { input } : {}) });
-      code = r.code ?? -1;
-      stderr = r.stderr;
-    } catch (e) {
-      code = -1;
-      stderr = describeError(e);
-    }
+    const warm = step.kind === "batch" ? t.warm?.take(root.name, argv) : null;
+    // The next batch's rsync connects while this one transfers (warm-rsync.ts).
+    if (step.kind === "batch") t.warm?.start(root.name, batchArgv(false, o), t.abort.signal);
+    let { code, stderr } = await this.runOnce(t, argv, input, warm ?? null);
+    // A run that waited may have lost its connection meanwhile: the batch is tried once more, cold.
+    if (warm && code !== 0 && code !== 24 && !t.abort.signal.aborted) ({ code, stderr } = await this.runOnce(t, argv, input, null));
     if (t.abort.signal.aborted) return false;
     const now = deps.clock.monotonicMs();
     // 24: files vanished during the transfer: their own remove events follow.
@@ -357,6 +378,8 @@ export class Shipper {
       deps.log.debug({ standby: t.member.node, root: root.name, ms: Math.round(now - started), seq: s.cursor }, `shipped ${what}`);
       if (step.kind === "full") deps.log.info({ standby: t.member.node, root: root.name, ms: Math.round(now - started), seq: s.cursor }, `full pass to ${t.member.node} done`);
       this.trim(root);
+      // A stream usually follows a full pass: its first batch need not start cold.
+      if (step.kind === "full") t.warm?.start(root.name, batchArgv(false, o), t.abort.signal);
       return true;
     }
     const kind = classifyShipFailure(code, stderr);

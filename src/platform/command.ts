@@ -13,7 +13,12 @@ export interface CommandResult {
 export interface CommandOptions {
   readonly timeoutMs?: number;
   readonly env?: Record<string, string>;
-  readonly input?: string | Buffer;
+  /**
+   * Written to stdin, which is then closed. A promise: stdin stays open until it settles (a
+   * rejection closes it empty), so a program can be started before its input is known
+   * (src/data/warm-rsync.ts). timeoutMs still counts from the start.
+   */
+  readonly input?: string | Buffer | PromiseLike<string | Buffer>;
   /**
    * Aborting stops the program: SIGTERM to its process group, SIGKILL 1 s
    * later if it is still there; the promise then settles with the exit as
@@ -170,9 +175,19 @@ export class SpawnCommandRunner implements CommandRunner {
               }),
         );
       });
-      stdin.end(options.input ?? "");
+      const input = options.input;
+      if (isPromiseLike(input)) {
+        Promise.resolve(input).then(
+          (data) => stdin.end(data),
+          () => stdin.end(""),
+        );
+      } else stdin.end(input ?? "");
     });
   }
+}
+
+function isPromiseLike(v: unknown): v is PromiseLike<string | Buffer> {
+  return typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
 }
 
 function timeoutError(file: string, timeoutMs: number | undefined): UnderstudyError {

@@ -1,0 +1,96 @@
+// Batches without the start-up cost (docs/data-replication-design.md §6, "Warm
+// batches"). Every batch rsync pays a process chain before its first byte: the
+// ssh session over the ControlMaster, the standby's sshd fork, its shell, the
+// forced rsync daemon, the module's chroot: ~0.4 s on the lab host, more than
+// the transfer of a 1 MiB upload. rsync connects and opens the module before it
+// reads --files-from, so the shipper starts the next batch's rsync while the
+// current one runs; it waits, connected, for its list on stdin, and a batch that
+// finds one waiting only pays for the list and its files.
+//
+// Bounds: at most one waiting run per key (standby and root). One not taken
+// within `idleMs` is retired with an empty list (rsync exits 0 having sent
+// nothing); one that exited while it waited (the standby closed its module for
+// this term, the link broke) is dropped, and the batch starts its own. Each run's
+// timeout is idleMs + shipTimeoutMs from its start, and the caller's abort signal
+// (shipper stop, a standby dropped) kills it, waiting or not.
+import type { Clock, TimerHandle } from "../platform/clock.js";
+import type { CommandResult, CommandRunner } from "../platform/command.js";
+
+export interface WarmRsyncDeps {
+  readonly runner: CommandRunner;
+  readonly clock: Clock;
+  /** How long a started run waits for its list before it is retired (> 0). */
+  readonly idleMs: number;
+  /** data.ship_timeout: the transfer's own bound once the list is sent. */
+  readonly shipTimeoutMs: number;
+}
+
+/** A started rsync that was waiting for its list: send it, then await `result`. */
+export interface WarmRun {
+  send(list: Buffer): void;
+  readonly result: Promise<CommandResult>;
+}
+
+interface Waiting {
+  readonly argv: readonly string[];
+  readonly result: Promise<CommandResult>;
+  readonly list: (data: Buffer) => void;
+  readonly idle: TimerHandle;
+  exited: boolean;
+}
+
+export class WarmRsyncs {
+  private readonly waiting = new Map<string, Waiting>();
+  private started = 0;
+
+  constructor(private readonly deps: WarmRsyncDeps) {}
+
+  /** Runs started so far (metrics, tests). */
+  get startedCount(): number {
+    return this.started;
+  }
+
+  /** Starts a run of `argv` for `key` unless one is waiting there already. */
+  start(key: string, argv: readonly string[], signal: AbortSignal): void {
+    if (signal.aborted) return;
+    const current = this.waiting.get(key);
+    if (current !== undefined && !current.exited) return;
+    let list!: (data: Buffer) => void;
+    const input = new Promise<Buffer>((resolve) => (list = resolve));
+    const result = this.deps.runner.run(argv, { input, timeoutMs: this.deps.idleMs + this.deps.shipTimeoutMs, signal });
+    const w: Waiting = {
+      argv: [...argv],
+      result,
+      list,
+      exited: false,
+      idle: this.deps.clock.setTimer(this.deps.idleMs, () => this.retire(key, w)),
+    };
+    this.started += 1;
+    this.waiting.set(key, w);
+    const gone = (): void => {
+      w.exited = true;
+      w.idle.cancel();
+      if (this.waiting.get(key) === w) this.waiting.delete(key);
+    };
+    result.then(gone, gone);
+  }
+
+  /** The run waiting for `key` when it was started with exactly `argv` and is still there; null otherwise. */
+  take(key: string, argv: readonly string[]): WarmRun | null {
+    const w = this.waiting.get(key);
+    if (w === undefined || w.exited || !sameArgv(w.argv, argv)) return null;
+    this.waiting.delete(key);
+    w.idle.cancel();
+    return { send: (data) => w.list(data), result: w.result };
+  }
+
+  private retire(key: string, w: Waiting): void {
+    if (this.waiting.get(key) === w) this.waiting.delete(key);
+    w.idle.cancel();
+    w.list(Buffer.alloc(0));
+  }
+}
+
+function sameArgv(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}

@@ -1,0 +1,231 @@
+// Warm batches (src/data/warm-rsync.ts and its use in src/data/shipper.ts) against a
+// strict fake rsync: each run waits for its list on stdin (the deferred input), then
+// "transfers" it; an abort kills it. The real daemon's side (connected before the list
+// is read) is in data-warm-receive.test.ts.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ChangeJournal } from "../../../src/data/journal.js";
+import { Shipper, type ShipMember } from "../../../src/data/shipper.js";
+import { WarmRsyncs } from "../../../src/data/warm-rsync.js";
+import type { CommandOptions, CommandResult, CommandRunner } from "../../../src/platform/command.js";
+import { silentLogger } from "../../../src/platform/logger.js";
+import { validateSshTransport } from "../../../src/sync/transport-ssh.js";
+import { FakeClock, flushMicrotasks } from "../../fakes/clock.js";
+
+interface FakeRun {
+  readonly argv: readonly string[];
+  readonly options: CommandOptions;
+  /** What it read on stdin, once its input settled; undefined while it waits. */
+  list: string | undefined;
+  /** How it ended: "SIGTERM" when aborted; undefined while it runs. */
+  ended: string | undefined;
+  /** Ends the run (the transfer's result). */
+  finish(r: Partial<CommandResult>): void;
+}
+
+/** A fake rsync: runs stay open until the test finishes them; a run whose list came is `listed`. */
+class FakeRsync implements CommandRunner {
+  readonly runs: FakeRun[] = [];
+  /** Results given to runs the moment their list arrives (in order); a run without one stays open. */
+  readonly onList: Partial<CommandResult>[] = [];
+  run(argv: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
+    return new Promise((resolve) => {
+      let done = false;
+      const run: FakeRun = {
+        argv,
+        options,
+        list: undefined,
+        ended: undefined,
+        finish: (r) => {
+          if (done) return;
+          done = true;
+          run.ended = r.signal ?? `exit ${r.code ?? 0}`;
+          resolve({ code: 0, signal: null, stdout: "", stderr: "", ...r });
+        },
+      };
+      this.runs.push(run);
+      options.signal?.addEventListener("abort", () => run.finish({ code: null, signal: "SIGTERM" }));
+      void Promise.resolve(options.input ?? "").then((data) => {
+        run.list = String(data);
+        const r = this.onList.shift();
+        if (r) run.finish(r);
+      });
+    });
+  }
+}
+
+const ARGV = ["/usr/bin/rsync", "--files-from=-", "x"];
+
+test("a warm run waits for its list; take() hands it out once, only for the same argv; one per key", async () => {
+  const clock = new FakeClock();
+  const rsync = new FakeRsync();
+  const warm = new WarmRsyncs({ runner: rsync, clock, idleMs: 20_000, shipTimeoutMs: 600_000 });
+  const abort = new AbortController();
+  warm.start("uploads", ARGV, abort.signal);
+  warm.start("uploads", ARGV, abort.signal);
+  assert.equal(rsync.runs.length, 1, "one waiting run per key");
+  assert.equal(rsync.runs[0]!.options.timeoutMs, 620_000, "its bound: the wait plus one transfer");
+  assert.equal(rsync.runs[0]!.options.signal, abort.signal);
+  await flushMicrotasks();
+  assert.equal(rsync.runs[0]!.list, undefined, "connected, waiting for its list");
+  assert.equal(warm.take("uploads", [...ARGV.slice(0, 2), "y"]), null, "another destination or flag set: not this run");
+  assert.equal(warm.take("other", ARGV), null);
+  const run = warm.take("uploads", ARGV);
+  assert.ok(run);
+  assert.equal(warm.take("uploads", ARGV), null, "handed out once");
+  run.send(Buffer.from("a.csv\0"));
+  await flushMicrotasks();
+  assert.equal(rsync.runs[0]!.list, "a.csv\0");
+  rsync.runs[0]!.finish({});
+  assert.equal((await run.result).code, 0);
+  await clock.advance(60_000);
+  assert.equal(rsync.runs.length, 1, "nothing started by itself");
+});
+
+test("a run not taken within idleMs is retired with an empty list; one that exited while waiting is dropped", async () => {
+  const clock = new FakeClock();
+  const rsync = new FakeRsync();
+  const warm = new WarmRsyncs({ runner: rsync, clock, idleMs: 20_000, shipTimeoutMs: 600_000 });
+  const abort = new AbortController();
+  rsync.onList.push({});
+  warm.start("uploads", ARGV, abort.signal);
+  await clock.advance(19_999);
+  assert.equal(rsync.runs[0]!.list, undefined);
+  await clock.advance(1);
+  assert.equal(rsync.runs[0]!.list, "", "retired: an empty list, rsync sends nothing and exits 0");
+  assert.equal(warm.take("uploads", ARGV), null);
+
+  warm.start("uploads", ARGV, abort.signal);
+  assert.equal(rsync.runs.length, 2, "a retired key can warm again");
+  rsync.runs[1]!.finish({ code: 255, stderr: "Connection closed" });
+  await flushMicrotasks();
+  assert.equal(warm.take("uploads", ARGV), null, "exited while waiting: the batch starts its own");
+  warm.start("uploads", ARGV, abort.signal);
+  assert.equal(rsync.runs.length, 3, "and the key warms again");
+  abort.abort();
+  await flushMicrotasks();
+  assert.equal(warm.take("uploads", ARGV), null, "killed by the abort");
+  warm.start("uploads", ARGV, abort.signal);
+  assert.equal(rsync.runs.length, 3, "nothing starts once aborted");
+});
+
+const ssh = validateSshTransport({ user: "root", key: "/k", knownHosts: "/kh", stateDir: "/run/cm" });
+const member = (over: Partial<ShipMember> = {}): ShipMember => ({ node: "n2", address: "198.18.0.12", receiving: 3, rejoinPending: false, freeBytes: null, ...over });
+
+function setup(runner: CommandRunner, warmMs: number) {
+  const clock = new FakeClock();
+  const journal = new ChangeJournal({ stabilityWindowMs: 100, maxPending: 100, maxReady: 100 });
+  const shipper = new Shipper({
+    node: "n1",
+    term: 3,
+    roots: [{ name: "uploads", path: "/srv/sftp", journal, ready: () => true }],
+    settings: {
+      fsync: true,
+      shipTimeoutMs: 60_000,
+      maxBatchFiles: 1000,
+      maxBatchBytes: 1 << 30,
+      reserveBytes: 0,
+      maxDelete: 1000,
+      retryMaxMs: 5000,
+      rsyncPath: "/usr/bin/rsync",
+      sshUser: "root",
+      warmMs,
+    },
+    ssh,
+    runner,
+    clock,
+    log: silentLogger(),
+  });
+  const closed = async (path: string) => {
+    journal.record({ kind: "closed", path }, clock.monotonicMs());
+    journal.stabilise(clock.monotonicMs());
+    shipper.kick("events");
+    await flushMicrotasks();
+  };
+  const tree = async (path: string) => {
+    journal.record({ kind: "dir", path, recursive: true }, clock.monotonicMs());
+    journal.stabilise(clock.monotonicMs());
+    shipper.kick("events");
+    await flushMicrotasks();
+  };
+  return { clock, shipper, closed, tree };
+}
+
+const isFull = (argv: readonly string[]) => argv.includes("--delete");
+const isBatch = (argv: readonly string[]) => argv.includes("--files-from=-") && argv.at(-1) === "root@198.18.0.12::d3-uploads/";
+
+test("shipper: after the full pass a batch rsync waits connected; each batch takes it and starts the next", async () => {
+  const rsync = new FakeRsync();
+  const { shipper, closed, tree } = setup(rsync, 20_000);
+  rsync.onList.push({});
+  shipper.update([member()]);
+  await flushMicrotasks();
+  assert.ok(isFull(rsync.runs[0]!.argv));
+  assert.equal(rsync.runs.length, 2, "the full pass, then a batch run warming");
+  const w1 = rsync.runs[1]!;
+  assert.ok(isBatch(w1.argv) && w1.argv.includes("--no-recursive"), w1.argv.join(" "));
+  assert.equal(w1.options.timeoutMs, 80_000);
+  assert.equal(w1.list, undefined);
+
+  await closed("a.csv");
+  assert.equal(w1.list, "a.csv\0", "the batch went to the run that was waiting");
+  assert.equal(rsync.runs.length, 3, "and the next one is warming while it transfers");
+  w1.finish({});
+  await flushMicrotasks();
+  assert.equal(shipper.status()[0]!.acked, 1);
+
+  // Its connection broke while it waited: the batch is tried once more with a run of its own.
+  rsync.runs[2]!.finish({ code: 255, stderr: "ssh: connection closed" });
+  await flushMicrotasks();
+  rsync.onList.push({});
+  await closed("b.csv");
+  const cold = rsync.runs.find((r) => r.list === "b.csv\0");
+  assert.ok(cold && cold.options.timeoutMs === 60_000, "a cold run, bounded by ship_timeout alone");
+  assert.equal(shipper.status()[0]!.acked, 2);
+  assert.equal(shipper.status()[0]!.lastError, null, "not counted as a failure");
+
+  // A tree moved in needs -r: not the warm run's flags, so a cold run; the warm one keeps waiting.
+  const waiting = rsync.runs.filter((r) => r.ended === undefined);
+  assert.equal(waiting.length, 1);
+  rsync.onList.push({});
+  await tree("carol");
+  const moved = rsync.runs.find((r) => r.list === "carol\0");
+  assert.ok(moved && moved.argv.includes("-r"), "a cold run with -r");
+  assert.equal(waiting[0]!.list, undefined, "the warm run still waits");
+  assert.equal(shipper.status()[0]!.acked, 3);
+  await shipper.stop();
+  assert.equal(waiting[0]!.ended, "SIGTERM", "stop kills the run that waited");
+});
+
+test("shipper: a warm run that fails after its list is retried cold once; a second failure counts", async () => {
+  const rsync = new FakeRsync();
+  const { shipper, closed } = setup(rsync, 20_000);
+  rsync.onList.push({});
+  shipper.update([member()]);
+  await flushMicrotasks();
+  rsync.onList.push({ code: 23, stderr: "rsync: write failed" }, { code: 23, stderr: "rsync: write failed" });
+  await closed("a.csv");
+  const listed = rsync.runs.filter((r) => r.list === "a.csv\0");
+  assert.equal(listed.length, 2, "the warm run, then one cold run");
+  const s = shipper.status()[0]!;
+  assert.equal(s.acked, 0);
+  assert.match(s.lastError ?? "", /rsync exit 23/);
+  await shipper.stop();
+});
+
+test("shipper: data.warm_batch 0 starts nothing ahead", async () => {
+  const rsync = new FakeRsync();
+  const { shipper, closed } = setup(rsync, 0);
+  rsync.onList.push({}, {});
+  shipper.update([member()]);
+  await flushMicrotasks();
+  await closed("a.csv");
+  assert.deepEqual(
+    rsync.runs.map((r) => [isFull(r.argv), r.list]),
+    [
+      [true, ""],
+      [false, "a.csv\0"],
+    ],
+  );
+  await shipper.stop();
+});
