@@ -15,9 +15,17 @@ export type Decoded<T> = { readonly ok: T } | { readonly problem: string };
 const nodeName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/);
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const text = (max: number) => z.string().max(max);
-const isoTime = z.string().max(40);
+// A time understudy wrote (toISOString). Anything Date.parse cannot read is refused here: a NaN
+// compares false both ways, and would make a wait that is bounded by it (a switchover's catch-up
+// and hold waits, a ban's end) never end.
+const isoTime = z
+  .string()
+  .max(40)
+  .refine((s) => Number.isFinite(Date.parse(s)), "must be a time like 2026-12-05T17:50:00.000Z");
 
-const leaderValue = z.object({ node: nodeName, lease: z.string().regex(/^[0-9a-fA-F]{1,20}$/), acquired_at: isoTime.optional() });
+// acquired_at is shown, never computed with (it may be ""). The leader key is read leniently there:
+// refusing it would make a led cluster look vacant to `status` (campaigns stay safe: they need the key absent).
+const leaderValue = z.object({ node: nodeName, lease: z.string().regex(/^[0-9a-fA-F]{1,20}$/), acquired_at: z.string().max(40).optional() });
 
 const dataLagSchema = z.object({
   acked: count,

@@ -75,6 +75,16 @@ const FORGED: readonly [string, string, string][] = [
   ["ban: node as a number", K.ban("n2"), JSON.stringify({ node: 7, until: "2099-01-01T00:00:00Z", requestedBy: "x", reason: "x" })],
   ["ban: not JSON", K.ban("n2"), "ban!"],
   ["ban: an array", K.ban("n3"), JSON.stringify(["n3"])],
+  // A time nothing can read: every wait bounded by it (a switchover's catch-up and failsafe hold
+  // waits, a ban's end) would never end, since NaN compares false both ways.
+  ["ban: until unreadable", K.ban("n2"), JSON.stringify({ node: "n2", until: "next tuesday", requestedBy: "x", reason: "x" })],
+  ["member: updatedAt unreadable", K.member("n9"), JSON.stringify({ ...GOOD, updatedAt: "2026-13-45T99:00:00Z" })],
+  ["switchover: requestedAt unreadable", K.switchover, JSON.stringify({ kind: "switchover", from: "n1", to: "n2", at: null, force: false, requestedBy: "x", reason: "x", requestedAt: "yesterday" })],
+  [
+    "switchover: at unreadable",
+    K.switchover,
+    JSON.stringify({ kind: "switchover", from: "n1", to: "n2", at: "soon", force: false, requestedBy: "x", reason: "x", requestedAt: "2026-12-04T13:59:00.000Z" }),
+  ],
   ["data/progress: not JSON", K.dataProgress, "{progress"],
   ["data/progress: negative lag bytes", K.dataProgress, JSON.stringify({ ...PROGRESS, standbys: { n2: { ...LAG, bytes: -1 } } })],
   ["data/progress: standby name with escape codes", K.dataProgress, JSON.stringify({ ...PROGRESS, standbys: { [`n2${ESC}`]: LAG } })],
