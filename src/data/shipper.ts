@@ -226,6 +226,8 @@ export class Shipper {
     t.retry?.cancel();
     t.abort.abort();
     await t.runner.stop();
+    // The runs waiting for a list were killed by the abort too: none outlives the stop.
+    await t.warm?.settled();
   }
 
   private stateOf(t: Target, root: string): RootState {

@@ -41,13 +41,14 @@ interface Waiting {
 
 export class WarmRsyncs {
   private readonly waiting = new Map<string, Waiting>();
-  private started = 0;
+  /** Every run started and not yet exited (waiting, taken or retired). */
+  private readonly running = new Set<Promise<CommandResult>>();
 
   constructor(private readonly deps: WarmRsyncDeps) {}
 
-  /** Runs started so far (metrics, tests). */
-  get startedCount(): number {
-    return this.started;
+  /** Resolves once every run started here has exited (after the abort, at a stop). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.running]);
   }
 
   /** Starts a run of `argv` for `key` unless one is waiting there already. */
@@ -65,9 +66,10 @@ export class WarmRsyncs {
       exited: false,
       idle: this.deps.clock.setTimer(this.deps.idleMs, () => this.retire(key, w)),
     };
-    this.started += 1;
     this.waiting.set(key, w);
+    this.running.add(result);
     const gone = (): void => {
+      this.running.delete(result);
       w.exited = true;
       w.idle.cancel();
       if (this.waiting.get(key) === w) this.waiting.delete(key);

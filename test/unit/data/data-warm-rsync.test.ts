@@ -44,7 +44,8 @@ class FakeRsync implements CommandRunner {
         },
       };
       this.runs.push(run);
-      options.signal?.addEventListener("abort", () => run.finish({ code: null, signal: "SIGTERM" }));
+      // As the real runner: SIGTERM, and the exit a moment later.
+      options.signal?.addEventListener("abort", () => setImmediate(() => run.finish({ code: null, signal: "SIGTERM" })));
       void Promise.resolve(options.input ?? "").then((data) => {
         run.list = String(data);
         const r = this.onList.shift();
@@ -103,7 +104,8 @@ test("a run not taken within idleMs is retired with an empty list; one that exit
   warm.start("uploads", ARGV, abort.signal);
   assert.equal(rsync.runs.length, 3, "and the key warms again");
   abort.abort();
-  await flushMicrotasks();
+  await warm.settled();
+  assert.equal(rsync.runs[2]!.ended, "SIGTERM");
   assert.equal(warm.take("uploads", ARGV), null, "killed by the abort");
   warm.start("uploads", ARGV, abort.signal);
   assert.equal(rsync.runs.length, 3, "nothing starts once aborted");
@@ -194,7 +196,7 @@ test("shipper: after the full pass a batch rsync waits connected; each batch tak
   assert.equal(waiting[0]!.list, undefined, "the warm run still waits");
   assert.equal(shipper.status()[0]!.acked, 3);
   await shipper.stop();
-  assert.equal(waiting[0]!.ended, "SIGTERM", "stop kills the run that waited");
+  assert.equal(waiting[0]!.ended, "SIGTERM", "stop kills the run that waited, and waits for its exit");
 });
 
 test("shipper: a warm run that fails after its list is retried cold once; a second failure counts", async () => {
