@@ -26,6 +26,8 @@ export function renderStatus(cluster: string, snap: ClusterSnapshot): string {
   if (!leader) out.push("No primary: the leader key is absent (exit 6).");
   // Primary without its VIP, VIP on a node that is not the primary: unhealthy, said in words.
   for (const finding of vipFindings(snap)) out.push(`UNHEALTHY: ${printable(finding)}`);
+  // Failsafe (S4, S6): a standby that may not campaign now, and why; a switchover to it waits for the end.
+  for (const m of members) if (m.campaignHold !== undefined && m.node !== leader?.node) out.push(`Held: ${printable(m.node)}: ${printable(m.campaignHold)}`);
   return out.join("\n");
 }
 
