@@ -8,7 +8,7 @@ import { drainStep } from "./drain-plan.js";
 // Pure functions: they return a Decision, or undefined to let decide() go on.
 
 /** How long a switchover waits for its target to hold the published sync generation. */
-const SYNC_CATCH_UP_MS = 30_000;
+export const SYNC_CATCH_UP_MS = 30_000;
 /** How long a switchover waits for its target's failsafe hold to end, unless the observation says (campaignHoldWaitMs). */
 const HOLD_WAIT_MAX_MS = 60_000;
 

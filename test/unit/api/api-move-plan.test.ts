@@ -26,6 +26,17 @@ function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
   };
 }
 
+const PUB: NonNullable<ClusterSnapshot["sync"]> = { generation: 5, digest: "sha256:ab", roots: {}, files: 1, source: "n1", term: 4, publishedAt: "2026-12-04T19:59:00.000Z" };
+const syncState = (over: Partial<NonNullable<MemberRecord["sync"]>>): NonNullable<MemberRecord["sync"]> => ({
+  behindSince: null,
+  lastSuccessAt: null,
+  lastError: null,
+  failures: 0,
+  rescues: 0,
+  waiting: null,
+  ...over,
+});
+
 function snap(over: Partial<ClusterSnapshot> = {}): ClusterSnapshot {
   return {
     revision: 1,
@@ -137,6 +148,49 @@ const rows: Row[] = [
     kind: "switchover",
     body: { to: "n2" },
     want: { ok: false, status: 412, message: "n2 is behind in sync (generation 3 < 5)" },
+  },
+  // One config edit behind: the primary waits up to 30 s for it (primarySwitchover), so the request is taken.
+  {
+    name: "accepted: a switchover target catching up (its sync not failing, behind for less than 30 s)",
+    snap: snap({ sync: PUB, members: [member("n1", { role: "primary" }), member("n2", { generation: 4, sync: syncState({ behindSince: new Date(WALL - 2000).toISOString() }) })] }),
+    kind: "switchover",
+    body: { to: "n2" },
+    want: { ok: true, to: "n2", reason: "switchover to n2: named by the request; n2 is catching up (generation 4 < 5): the primary waits up to 30s for it" },
+  },
+  {
+    name: "accepted: a failback target whose key does not say it is behind yet",
+    snap: snap({ sync: PUB, members: [member("n1", { role: "primary" }), member("n2", { generation: 4, sync: syncState({}) })] }),
+    kind: "failback",
+    body: { to: "n2" },
+    want: { ok: true, to: "n2", reason: "failback to n2: named by the request; n2 is catching up (generation 4 < 5): the primary waits up to 30s for it" },
+  },
+  {
+    name: "refused: behind, its sync failing (the error is named)",
+    snap: snap({ sync: PUB, members: [member("n1", { role: "primary" }), member("n2", { generation: 4, sync: syncState({ failures: 2, lastError: "US_E_SYNC_VALIDATE: sshd -t failed" }) })] }),
+    kind: "switchover",
+    body: { to: "n2" },
+    want: { ok: false, status: 412, message: "n2 is behind in sync (generation 4 < 5): US_E_SYNC_VALIDATE: sshd -t failed" },
+  },
+  {
+    name: "refused: behind for 30 s already",
+    snap: snap({ sync: PUB, members: [member("n1", { role: "primary" }), member("n2", { generation: 4, sync: syncState({ behindSince: new Date(WALL - 30_000).toISOString() }) })] }),
+    kind: "switchover",
+    body: { to: "n2" },
+    want: { ok: false, status: 412, message: `n2 is behind in sync (generation 4 < 5) since ${new Date(WALL - 30_000).toISOString()}` },
+  },
+  {
+    name: "refused: an unforced failover to a target catching up (no primary needs to be there to wait)",
+    snap: snap({ sync: PUB, members: [member("n1", { role: "primary" }), member("n2", { generation: 4, sync: syncState({}) })] }),
+    kind: "failover",
+    body: { to: "n2" },
+    want: { ok: false, status: 412, message: "n2 is behind in sync (generation 4 < 5); repeat with force to fail over anyway" },
+  },
+  {
+    name: "refused: catching up, but no published record to wait for",
+    snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { generation: 4, sync: syncState({}) })] }),
+    kind: "switchover",
+    body: { to: "n2" },
+    want: { ok: false, status: 412, message: "n2 is behind in sync (generation 4 < 5)" },
   },
   {
     name: "refused: unforced failover to an unhealthy node says how to force it",
