@@ -221,6 +221,8 @@ export class DataEngine implements DataControl {
           // Deletions of this term, so a rejoin that brings one back reports it as restored.
           for (const e of events) if (e.kind === "remove" || e.kind === "rename") this.deps.rejoin?.noteDeleted(r.name, e.path);
           this.record(side, journal, events);
+          // An upload began (created, or written to): its batch rsync connects while it is written.
+          if (events.some((e) => e.kind === "change")) side.shipper.prewarm(r.name);
         },
         onReady: () => this.stabilise(side, "watcher ready"),
       });

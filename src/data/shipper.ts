@@ -7,13 +7,13 @@
 // child (SIGTERM, SIGKILL 1 s later: command.ts) and waits for them.
 import { describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
-import type { CommandResult, CommandRunner } from "../platform/command.js";
+import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { SerialRunner } from "../platform/serial.js";
 import type { SshTransport } from "../sync/transport-ssh.js";
 import type { ChangeJournal } from "./journal.js";
 import { batchArgv, batchCommand, fullPassCommand, type DataRsyncOptions } from "./rsync-argv.js";
-import { WarmRsyncs, type WarmRun } from "./warm-rsync.js";
+import { runShipRsync, WarmRsyncs } from "./warm-rsync.js";
 import type { RejoinAgent } from "./rejoin-agent.js";
 import { afterFailure, classifyShipFailure, lagOf, planShip, type DataLag, type StandbyShipState, type StandbyStep } from "./ship-plan.js";
 
@@ -91,7 +91,6 @@ interface Target {
   readonly abort: AbortController;
   readonly roots: Map<string, RootState>;
   retry: TimerHandle | undefined;
-  running: Promise<CommandResult> | null;
   /** Its files were merged here in this term (data/rejoin/<node> done): wait until it opens this term's module. */
   rejoinDone: boolean;
   /** Batch rsyncs started ahead, one per root (null: data.warm_batch is off). */
@@ -137,6 +136,25 @@ export class Shipper {
   kick(why: string): void {
     if (this.stopped) return;
     for (const t of this.targets.values()) t.runner.trigger(why);
+  }
+
+  /**
+   * A file under `root` is being written (its close ships it): every standby whose next step would
+   * be a batch of this term gets a warm rsync now (warm-rsync.ts), unless one waits already, so an
+   * upload after a quiet spell does not wait for the connection either. No-op with warm_batch 0s.
+   */
+  prewarm(rootName: string): void {
+    if (this.stopped) return;
+    const root = this.deps.roots.find((r) => r.name === rootName);
+    if (!root) return;
+    for (const t of this.targets.values()) {
+      const m = t.member;
+      const s = t.roots.get(rootName);
+      if (!t.warm || m.address === null || m.receiving !== this.deps.term || m.rejoinPending || !s || s.cursor === null || s.failures > 0) continue;
+      if (t.warm.start(rootName, batchArgv(false, this.options(root, m.address, this.deps.term)), t.abort.signal)) {
+        this.deps.log.debug({ standby: m.node, root: rootName }, "data: an upload began; the batch rsync connects meanwhile");
+      }
+    }
   }
 
   /** A full pass to every standby at its next run (periodic reconcile, POST /resync). */
@@ -206,7 +224,6 @@ export class Shipper {
       abort,
       roots: new Map(),
       retry: undefined,
-      running: null,
       rejoinDone: false,
       warm:
         (this.deps.settings.warmMs ?? 0) > 0
@@ -322,32 +339,22 @@ export class Shipper {
     }
   }
 
-  /** One rsync: `warm`'s when given (the list sent now), else a new one. Never throws. */
-  private async runOnce(t: Target, argv: string[], input: Buffer | undefined, warm: WarmRun | null): Promise<{ code: number; stderr: string }> {
-    try {
-      let r: CommandResult;
-      if (warm) {
-        warm.send(input ?? Buffer.alloc(0));
-        r = await warm.result;
-      } else {
-        r = await this.deps.runner.run(argv, { timeoutMs: this.deps.settings.shipTimeoutMs, signal: t.abort.signal, ...(input ? { input } : {}) });
-      }
-      return { code: r.code ?? -1, stderr: r.stderr };
-    } catch (e) {
-      return { code: -1, stderr: describeError(e) };
-    }
+  /** The rsync options of every run from `root` to the standby at `address` in `term`. */
+  private options(root: ShipRoot, address: string, term: number): DataRsyncOptions {
+    const { settings } = this.deps;
+    return {
+      source: root.path,
+      destination: { kind: "module", user: settings.sshUser, host: address, term, root: root.name, ssh: this.deps.ssh },
+      fsync: settings.fsync,
+      rsyncPath: settings.rsyncPath,
+    };
   }
 
   /** Runs one step's rsync; true when it succeeded (the cursor moved). */
   private async ship(t: Target, root: ShipRoot, s: RootState, step: Extract<StandbyStep, { kind: "full" | "batch" }>): Promise<boolean> {
     const { deps } = this;
     const { settings } = deps;
-    const o: DataRsyncOptions = {
-      source: root.path,
-      destination: { kind: "module", user: settings.sshUser, host: step.address, term: step.term, root: root.name, ssh: deps.ssh },
-      fsync: settings.fsync,
-      rsyncPath: settings.rsyncPath,
-    };
+    const o = this.options(root, step.address, step.term);
     let argv: string[];
     let input: Buffer | undefined;
     if (step.kind === "full") {
@@ -358,12 +365,16 @@ export class Shipper {
       input = c.stdin;
     }
     const started = deps.clock.monotonicMs();
-    const warm = step.kind === "batch" ? t.warm?.take(root.name, argv) : null;
-    // The next batch's rsync connects while this one transfers (warm-rsync.ts).
-    if (step.kind === "batch") t.warm?.start(root.name, batchArgv(false, o), t.abort.signal);
-    let { code, stderr } = await this.runOnce(t, argv, input, warm ?? null);
-    // A run that waited may have lost its connection meanwhile: the batch is tried once more, cold.
-    if (warm && code !== 0 && code !== 24 && !t.abort.signal.aborted) ({ code, stderr } = await this.runOnce(t, argv, input, null));
+    const { code, stderr } = await runShipRsync({
+      runner: deps.runner,
+      warm: step.kind === "batch" ? t.warm : null,
+      key: root.name,
+      argv,
+      input,
+      next: batchArgv(false, o),
+      timeoutMs: settings.shipTimeoutMs,
+      signal: t.abort.signal,
+    });
     if (t.abort.signal.aborted) return false;
     const now = deps.clock.monotonicMs();
     // 24: files vanished during the transfer: their own remove events follow.

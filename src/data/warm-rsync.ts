@@ -14,6 +14,7 @@
 // timeout is idleMs + shipTimeoutMs from its start, and the caller's abort signal
 // (shipper stop, a standby dropped) kills it, waiting or not.
 import type { Clock, TimerHandle } from "../platform/clock.js";
+import { describeError } from "../errors/catalogue.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 
 export interface WarmRsyncDeps {
@@ -51,11 +52,11 @@ export class WarmRsyncs {
     await Promise.allSettled([...this.running]);
   }
 
-  /** Starts a run of `argv` for `key` unless one is waiting there already. */
-  start(key: string, argv: readonly string[], signal: AbortSignal): void {
-    if (signal.aborted) return;
+  /** Starts a run of `argv` for `key` unless one is waiting there already; true when it started one. */
+  start(key: string, argv: readonly string[], signal: AbortSignal): boolean {
+    if (signal.aborted) return false;
     const current = this.waiting.get(key);
-    if (current !== undefined && !current.exited) return;
+    if (current !== undefined && !current.exited) return false;
     let list!: (data: Buffer) => void;
     const input = new Promise<Buffer>((resolve) => (list = resolve));
     const result = this.deps.runner.run(argv, { input, timeoutMs: this.deps.idleMs + this.deps.shipTimeoutMs, signal });
@@ -75,6 +76,7 @@ export class WarmRsyncs {
       if (this.waiting.get(key) === w) this.waiting.delete(key);
     };
     result.then(gone, gone);
+    return true;
   }
 
   /** The run waiting for `key` when it was started with exactly `argv` and is still there; null otherwise. */
@@ -95,4 +97,41 @@ export class WarmRsyncs {
 
 function sameArgv(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/**
+ * One rsync of the shipper: a batch takes the run waiting for `key` when it has the same argv
+ * (else starts its own) and starts the `next` batch's run right away, so it connects while this
+ * one transfers; a full pass (warm null) runs alone. A warm run that fails is tried once more,
+ * cold: its connection may have broken while it waited. Never throws (code -1 and the error).
+ */
+export async function runShipRsync(o: {
+  readonly runner: CommandRunner;
+  readonly warm: WarmRsyncs | null;
+  readonly key: string;
+  readonly argv: readonly string[];
+  readonly input: Buffer | undefined;
+  readonly next: readonly string[];
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+}): Promise<{ readonly code: number; readonly stderr: string }> {
+  const warm = o.warm?.take(o.key, o.argv) ?? null;
+  o.warm?.start(o.key, o.next, o.signal);
+  const once = async (w: WarmRun | null): Promise<{ code: number; stderr: string }> => {
+    try {
+      let r: CommandResult;
+      if (w) {
+        w.send(o.input ?? Buffer.alloc(0));
+        r = await w.result;
+      } else {
+        r = await o.runner.run(o.argv, { timeoutMs: o.timeoutMs, signal: o.signal, ...(o.input ? { input: o.input } : {}) });
+      }
+      return { code: r.code ?? -1, stderr: r.stderr };
+    } catch (e) {
+      return { code: -1, stderr: describeError(e) };
+    }
+  };
+  const first = await once(warm);
+  if (warm && first.code !== 0 && first.code !== 24 && !o.signal.aborted) return once(null);
+  return first;
 }

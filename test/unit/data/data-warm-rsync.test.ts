@@ -231,3 +231,54 @@ test("shipper: data.warm_batch 0 starts nothing ahead", async () => {
   );
   await shipper.stop();
 });
+
+test("shipper: prewarm (an upload began) starts a warm run only where the next step would be a batch of this term", async () => {
+  const rsync = new FakeRsync();
+  const { shipper, clock, closed } = setup(rsync, 20_000);
+  rsync.onList.push({}, {});
+  shipper.prewarm("uploads");
+  shipper.update([member()]);
+  shipper.prewarm("uploads");
+  assert.deepEqual(
+    rsync.runs.map((r) => isFull(r.argv)),
+    [true],
+    "no cursor yet (the full pass runs): nothing warmed",
+  );
+  await flushMicrotasks();
+  assert.equal(rsync.runs.length, 2, "the full pass, then its warm run");
+  await clock.advance(20_000);
+  assert.equal(rsync.runs[1]!.ended, "exit 0", "retired after a quiet spell");
+
+  shipper.prewarm("uploads");
+  shipper.prewarm("uploads");
+  shipper.prewarm("elsewhere");
+  assert.equal(rsync.runs.length, 3, "one warm run for the upload that began, none for an unknown root");
+  const w = rsync.runs[2]!;
+  assert.ok(isBatch(w.argv) && w.list === undefined);
+  await closed("a.csv");
+  assert.equal(w.list, "a.csv\0", "its batch took it");
+  w.finish({});
+  await flushMicrotasks();
+
+  shipper.update([member({ receiving: 4 })]);
+  await flushMicrotasks();
+  const before = rsync.runs.length;
+  for (const r of rsync.runs) if (r.ended === undefined) r.finish({ code: 5, stderr: "@ERROR: Unknown module" });
+  await flushMicrotasks();
+  shipper.prewarm("uploads");
+  assert.equal(rsync.runs.length, before, "a standby on another term: nothing warmed");
+  await shipper.stop();
+  shipper.prewarm("uploads");
+  assert.equal(rsync.runs.length, before, "nothing after stop");
+});
+
+test("shipper: prewarm does nothing with warm_batch 0s", async () => {
+  const rsync = new FakeRsync();
+  const { shipper } = setup(rsync, 0);
+  rsync.onList.push({});
+  shipper.update([member()]);
+  await flushMicrotasks();
+  shipper.prewarm("uploads");
+  assert.equal(rsync.runs.length, 1, "the full pass only");
+  await shipper.stop();
+});
