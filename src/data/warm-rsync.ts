@@ -7,7 +7,8 @@
 // current one runs; it waits, connected, for its list on stdin, and a batch that
 // finds one waiting only pays for the list and its files.
 //
-// Bounds: at most one waiting run per key (standby and root). One not taken
+// Bounds: at most one waiting run per key (standby and root), MAX_WAITING per
+// standby (sessions on one ssh connection: sshd's MaxSessions). One not taken
 // within `idleMs` is retired with an empty list (rsync exits 0 having sent
 // nothing); one that exited while it waited (the standby closed its module for
 // this term, the link broke) is dropped, and the batch starts its own. Each run's
@@ -24,7 +25,16 @@ export interface WarmRsyncDeps {
   readonly idleMs: number;
   /** data.ship_timeout: the transfer's own bound once the list is sent. */
   readonly shipTimeoutMs: number;
+  /** At most this many runs wait at once (default MAX_WAITING). */
+  readonly maxWaiting?: number;
 }
+
+/**
+ * Runs waiting per standby, whatever the number of data roots. Every run is a session on the one
+ * ControlMaster connection to the standby, whose sshd allows MaxSessions (default 10) per
+ * connection: with the batch in flight and a rejoin pull this stays well below.
+ */
+export const MAX_WAITING = 2;
 
 /** A started rsync that was waiting for its list: send it, then await `result`. */
 export interface WarmRun {
@@ -57,6 +67,7 @@ export class WarmRsyncs {
     if (signal.aborted) return false;
     const current = this.waiting.get(key);
     if (current !== undefined && !current.exited) return false;
+    if (this.waiting.size >= (this.deps.maxWaiting ?? MAX_WAITING)) return false;
     let list!: (data: Buffer) => void;
     const input = new Promise<Buffer>((resolve) => (list = resolve));
     const result = this.deps.runner.run(argv, { input, timeoutMs: this.deps.idleMs + this.deps.shipTimeoutMs, signal });

@@ -81,6 +81,15 @@ test("a warm run waits for its list; take() hands it out once, only for the same
   assert.equal((await run.result).code, 0);
   await clock.advance(60_000);
   assert.equal(rsync.runs.length, 1, "nothing started by itself");
+
+  // Sessions on one ssh connection (sshd's MaxSessions): at most MAX_WAITING (2) wait per standby.
+  assert.equal(warm.start("a", ARGV, abort.signal), true);
+  assert.equal(warm.start("b", ARGV, abort.signal), true);
+  assert.equal(warm.start("c", ARGV, abort.signal), false, "a third root waits for none");
+  assert.ok(warm.take("a", ARGV));
+  assert.equal(warm.start("c", ARGV, abort.signal), true, "room again once one is taken");
+  abort.abort();
+  await warm.settled();
 });
 
 test("a run not taken within idleMs is retired with an empty list; one that exited while waiting is dropped", async () => {
