@@ -170,10 +170,14 @@ function decideStandby(o: Observation): Decision {
   }
   if (o.notReady !== null) return d(warm, `no action: no primary, but I am not ready to serve (${o.notReady})`);
   if (o.mode === "warm" && !(o.daemon.running && o.daemon.probesUp)) return d(warm, "no action: no primary, but my daemon is not healthy");
-  const planned = sw ? standbySwitchover(o, sw) : undefined;
-  if (planned) return d([...warm, ...planned.actions], planned.reason);
+  // The sync gate before a planned move: the releasing primary waits for its target to hold the
+  // published generation, but a primary that released for another reason (shutdown, a health
+  // handover) waited for nothing, and a lagging target must not take over from a standby that
+  // holds it. (A forced request campaigned above.)
   const stale = syncGate(o);
   if (stale?.blocked) return d(warm, stale.reason);
+  const planned = sw ? standbySwitchover(o, sw) : undefined;
+  if (planned) return d([...warm, ...planned.actions], planned.reason);
   const data = dataGate(o);
   if (data?.blocked) return d(warm, data.reason);
 

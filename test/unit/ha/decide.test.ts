@@ -408,6 +408,20 @@ const syncCases: Case[] = [
     actions: [],
     reason: /^no action: no primary, but my files are at generation 4, the primary published 5 and n2 holds it$/,
   },
+  // A switchover named me, but the primary released without waiting for me (shutdown, a health
+  // handover): the gate holds as without the request; a forced request overrides it.
+  {
+    name: "stale switchover target does not campaign while a standby holds the published generation",
+    o: obs(lagging(50), { sync: gen(5), switchover: sw({ to: "n1" }), members: [member("n1", { generation: 4, priority: 500 }), member("n2", { generation: 5, priority: 1 })] }),
+    actions: [],
+    reason: /^no action: no primary, but my files are at generation 4, the primary published 5 and n2 holds it$/,
+  },
+  {
+    name: "stale forced failover target campaigns anyway",
+    o: obs(lagging(50), { sync: gen(5), switchover: sw({ to: "n1", kind: "failover", force: true, from: null }), members: [member("n1", { generation: 4 }), member("n2", { generation: 5 })] }),
+    actions: ["campaign"],
+    reason: /^campaigning: forced failover to me$/,
+  },
   {
     name: "an unhealthy holder does not block the stale standby",
     o: obs(lagging(50), { sync: gen(5), members: [member("n1", { generation: 4 }), member("n2", { generation: 5, healthy: false })] }),
