@@ -97,7 +97,7 @@ function notEligible(m: MemberRecord, snap: ClusterSnapshot, kind: SwitchoverReq
  */
 function catchingUp(m: MemberRecord, snap: ClusterSnapshot, kind: SwitchoverRequest["kind"], wallNowMs: number): boolean {
   const pub = snap.sync;
-  if (kind === "failover" || snap.leader === null || pub === null) return false;
+  if (kind === "failover" || snap.leader === null || pub === null || m.generation >= pub.generation) return false;
   if (snap.members.some((x) => x.generation > pub.generation)) return false;
   if (m.sync === undefined || m.sync.failures > 0 || m.sync.lastError !== null) return false;
   return m.sync.behindSince === null || wallNowMs - Date.parse(m.sync.behindSince) < SYNC_CATCH_UP_MS;

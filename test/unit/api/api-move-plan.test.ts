@@ -158,6 +158,13 @@ const rows: Row[] = [
     want: { ok: true, to: "n2", reason: "switchover to n2: named by the request; n2 is catching up (generation 4 < 5): the primary waits up to 30s for it" },
   },
   {
+    name: "accepted: a target in sync is not said to be catching up",
+    snap: snap({ sync: PUB, members: [member("n1", { role: "primary" }), member("n2", { sync: syncState({}) })] }),
+    kind: "switchover",
+    body: { to: "n2" },
+    want: { ok: true, to: "n2", reason: "switchover to n2: named by the request" },
+  },
+  {
     name: "accepted: a failback target whose key does not say it is behind yet",
     snap: snap({ sync: PUB, members: [member("n1", { role: "primary" }), member("n2", { generation: 4, sync: syncState({}) })] }),
     kind: "failback",
