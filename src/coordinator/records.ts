@@ -16,8 +16,8 @@ const nodeName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/);
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const text = (max: number) => z.string().max(max);
 // A time understudy wrote (toISOString). Anything Date.parse cannot read is refused here: a NaN
-// compares false both ways, and would make a wait that is bounded by it (a switchover's catch-up
-// and hold waits, a ban's end) never end.
+// compares false both ways, and made a wait bounded by it (a switchover's catch-up and failsafe
+// hold waits, from its requestedAt) never end. Every time field is checked alike.
 const isoTime = z
   .string()
   .max(40)
