@@ -51,7 +51,9 @@ export const dataSection = z
      * The next batch's rsync is started ahead, connected to the standby, and waits this long for its
      * list before it is retired; a batch that finds it skips the connection start-up (~0.4 s). 0: off.
      */
-    warm_batch: duration.refine((ms) => ms === 0 || (ms >= 1000 && ms <= 600_000), "must be 0 (off) or between 1s and 10m").prefault("20s"),
+    // At most 1m: a waiting session opened its module when it started, so a standby's
+    // module closing fences it only by the session kill (writer-sessions.ts), as a batch in flight.
+    warm_batch: duration.refine((ms) => ms === 0 || (ms >= 1000 && ms <= 60_000), "must be 0s (off) or between 1s and 1m").prefault("20s"),
     /** One rsync run (batch or full pass) is killed after this long. */
     ship_timeout: duration.refine((ms) => ms >= 1000, "must be at least 1s").prefault("10m"),
     /** A full pass runs this often to catch what the watcher missed. */

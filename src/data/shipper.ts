@@ -374,6 +374,8 @@ export class Shipper {
       next: batchArgv(false, o),
       timeoutMs: settings.shipTimeoutMs,
       signal: t.abort.signal,
+      onRetry: (f) =>
+        deps.log.info({ standby: t.member.node, root: root.name, code: f.code, err: f.stderr.trim().slice(-300) }, "data: a warm rsync failed; the batch is tried once more on a new connection"),
     });
     if (t.abort.signal.aborted) return false;
     const now = deps.clock.monotonicMs();

@@ -16,6 +16,7 @@
 // (shipper stop, a standby dropped) kills it, waiting or not.
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import { describeError } from "../errors/catalogue.js";
+import { classifyShipFailure } from "./ship-plan.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
 
 export interface WarmRsyncDeps {
@@ -36,6 +37,13 @@ export interface WarmRsyncDeps {
  */
 export const MAX_WAITING = 2;
 
+/**
+ * After a run exited while it waited (a refused session, a broken link), no new one for its key
+ * this long: batches start cold meanwhile, and a stream of upload events does not spawn ssh at
+ * the rate the kernel reports them.
+ */
+export const EARLY_EXIT_PAUSE_MS = 5000;
+
 /** A started rsync that was waiting for its list: send it, then await `result`. */
 export interface WarmRun {
   send(list: Buffer): void;
@@ -54,6 +62,8 @@ export class WarmRsyncs {
   private readonly waiting = new Map<string, Waiting>();
   /** Every run started and not yet exited (waiting, taken or retired). */
   private readonly running = new Set<Promise<CommandResult>>();
+  /** Per key: no start before this monotonic time (EARLY_EXIT_PAUSE_MS). */
+  private readonly pausedUntil = new Map<string, number>();
 
   constructor(private readonly deps: WarmRsyncDeps) {}
 
@@ -68,6 +78,7 @@ export class WarmRsyncs {
     const current = this.waiting.get(key);
     if (current !== undefined && !current.exited) return false;
     if (this.waiting.size >= (this.deps.maxWaiting ?? MAX_WAITING)) return false;
+    if ((this.pausedUntil.get(key) ?? 0) > this.deps.clock.monotonicMs()) return false;
     let list!: (data: Buffer) => void;
     const input = new Promise<Buffer>((resolve) => (list = resolve));
     const result = this.deps.runner.run(argv, { input, timeoutMs: this.deps.idleMs + this.deps.shipTimeoutMs, signal });
@@ -84,7 +95,11 @@ export class WarmRsyncs {
       this.running.delete(result);
       w.exited = true;
       w.idle.cancel();
-      if (this.waiting.get(key) === w) this.waiting.delete(key);
+      if (this.waiting.get(key) === w) {
+        // Neither taken nor retired: it ended by itself while it waited.
+        this.waiting.delete(key);
+        this.pausedUntil.set(key, this.deps.clock.monotonicMs() + EARLY_EXIT_PAUSE_MS);
+      }
     };
     result.then(gone, gone);
     return true;
@@ -93,7 +108,13 @@ export class WarmRsyncs {
   /** The run waiting for `key` when it was started with exactly `argv` and is still there; null otherwise. */
   take(key: string, argv: readonly string[]): WarmRun | null {
     const w = this.waiting.get(key);
-    if (w === undefined || w.exited || !sameArgv(w.argv, argv)) return null;
+    if (w === undefined || w.exited) return null;
+    if (!sameArgv(w.argv, argv)) {
+      // Another destination (the standby's address or term changed): it will never be taken.
+      // Only the recursion flag differing (a tree moved in): it stays for the next plain batch.
+      if (!sameArgv(w.argv.map(plain), argv.map(plain))) this.retire(key, w);
+      return null;
+    }
     this.waiting.delete(key);
     w.idle.cancel();
     return { send: (data) => w.list(data), result: w.result };
@@ -106,6 +127,8 @@ export class WarmRsyncs {
   }
 }
 
+const plain = (arg: string): string => (arg === "-r" ? "--no-recursive" : arg);
+
 function sameArgv(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -114,7 +137,9 @@ function sameArgv(a: readonly string[], b: readonly string[]): boolean {
  * One rsync of the shipper: a batch takes the run waiting for `key` when it has the same argv
  * (else starts its own) and starts the `next` batch's run right away, so it connects while this
  * one transfers; a full pass (warm null) runs alone. A warm run that fails is tried once more,
- * cold: its connection may have broken while it waited. Never throws (code -1 and the error).
+ * cold (`onRetry` says so): its connection may have broken while it waited. Not after a timeout
+ * (the standby hangs: a second full ship_timeout would only delay the failure) nor a full disk
+ * (that waits for its own pause). Never throws (code -1 and the error).
  */
 export async function runShipRsync(o: {
   readonly runner: CommandRunner;
@@ -125,6 +150,7 @@ export async function runShipRsync(o: {
   readonly next: readonly string[];
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
+  readonly onRetry?: (failed: { readonly code: number; readonly stderr: string }) => void;
 }): Promise<{ readonly code: number; readonly stderr: string }> {
   const warm = o.warm?.take(o.key, o.argv) ?? null;
   o.warm?.start(o.key, o.next, o.signal);
@@ -143,6 +169,8 @@ export async function runShipRsync(o: {
     }
   };
   const first = await once(warm);
-  if (warm && first.code !== 0 && first.code !== 24 && !o.signal.aborted) return once(null);
-  return first;
+  if (!warm || first.code === 0 || first.code === 24 || o.signal.aborted) return first;
+  if (first.stderr.includes("US_E_COMMAND_TIMEOUT") || classifyShipFailure(first.code, first.stderr) === "disk-full") return first;
+  o.onRetry?.(first);
+  return once(null);
 }

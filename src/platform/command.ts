@@ -15,7 +15,7 @@ export interface CommandOptions {
   readonly env?: Record<string, string>;
   /**
    * Written to stdin, which is then closed. A promise: stdin stays open until it settles (a
-   * rejection closes it empty), so a program can be started before its input is known
+   * rejection kills the program), so a program can be started before its input is known
    * (src/data/warm-rsync.ts). timeoutMs still counts from the start.
    */
   readonly input?: string | Buffer | PromiseLike<string | Buffer>;
@@ -177,9 +177,10 @@ export class SpawnCommandRunner implements CommandRunner {
       });
       const input = options.input;
       if (isPromiseLike(input)) {
+        // No input after all: the program is stopped, never run on an empty stdin it would take as real.
         Promise.resolve(input).then(
           (data) => stdin.end(data),
-          () => stdin.end(""),
+          () => killGroup(pgid),
         );
       } else stdin.end(input ?? "");
     });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ChangeJournal } from "../../../src/data/journal.js";
 import { Shipper, type ShipMember } from "../../../src/data/shipper.js";
-import { WarmRsyncs } from "../../../src/data/warm-rsync.js";
+import { runShipRsync, WarmRsyncs } from "../../../src/data/warm-rsync.js";
 import type { CommandOptions, CommandResult, CommandRunner } from "../../../src/platform/command.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { validateSshTransport } from "../../../src/sync/transport-ssh.js";
@@ -55,7 +55,11 @@ class FakeRsync implements CommandRunner {
   }
 }
 
-const ARGV = ["/usr/bin/rsync", "--files-from=-", "x"];
+const ARGV = ["/usr/bin/rsync", "--no-recursive", "--files-from=-", "x"];
+/** The same batch needing -r (a tree moved in). */
+const RECURSIVE = ["/usr/bin/rsync", "-r", "--files-from=-", "x"];
+/** Another destination (the standby's address or term changed). */
+const ELSEWHERE = ["/usr/bin/rsync", "--no-recursive", "--files-from=-", "y"];
 
 test("a warm run waits for its list; take() hands it out once, only for the same argv; one per key", async () => {
   const clock = new FakeClock();
@@ -69,7 +73,9 @@ test("a warm run waits for its list; take() hands it out once, only for the same
   assert.equal(rsync.runs[0]!.options.signal, abort.signal);
   await flushMicrotasks();
   assert.equal(rsync.runs[0]!.list, undefined, "connected, waiting for its list");
-  assert.equal(warm.take("uploads", [...ARGV.slice(0, 2), "y"]), null, "another destination or flag set: not this run");
+  assert.equal(warm.take("uploads", RECURSIVE), null, "a batch needing -r: not this run");
+  await flushMicrotasks();
+  assert.equal(rsync.runs[0]!.list, undefined, "which stays for the next plain batch");
   assert.equal(warm.take("other", ARGV), null);
   const run = warm.take("uploads", ARGV);
   assert.ok(run);
@@ -81,6 +87,16 @@ test("a warm run waits for its list; take() hands it out once, only for the same
   assert.equal((await run.result).code, 0);
   await clock.advance(60_000);
   assert.equal(rsync.runs.length, 1, "nothing started by itself");
+
+  // A run for another destination will never be taken: retired at once, and the key warms again.
+  rsync.onList.push({});
+  warm.start("uploads", ARGV, abort.signal);
+  assert.equal(warm.take("uploads", ELSEWHERE), null);
+  await flushMicrotasks();
+  assert.equal(rsync.runs[1]!.list, "", "retired with an empty list");
+  await flushMicrotasks();
+  assert.equal(warm.start("uploads", ELSEWHERE, abort.signal), true);
+  assert.ok(warm.take("uploads", ELSEWHERE));
 
   // Sessions on one ssh connection (sshd's MaxSessions): at most MAX_WAITING (2) wait per standby.
   assert.equal(warm.start("a", ARGV, abort.signal), true);
@@ -110,8 +126,12 @@ test("a run not taken within idleMs is retired with an empty list; one that exit
   rsync.runs[1]!.finish({ code: 255, stderr: "Connection closed" });
   await flushMicrotasks();
   assert.equal(warm.take("uploads", ARGV), null, "exited while waiting: the batch starts its own");
-  warm.start("uploads", ARGV, abort.signal);
-  assert.equal(rsync.runs.length, 3, "and the key warms again");
+  assert.equal(warm.start("uploads", ARGV, abort.signal), false, "no new run for 5 s after one ended by itself");
+  await clock.advance(4_999);
+  assert.equal(warm.start("uploads", ARGV, abort.signal), false);
+  await clock.advance(1);
+  assert.equal(warm.start("uploads", ARGV, abort.signal), true, "then the key warms again");
+  assert.equal(rsync.runs.length, 3);
   abort.abort();
   await warm.settled();
   assert.equal(rsync.runs[2]!.ended, "SIGTERM");
@@ -167,7 +187,7 @@ const isBatch = (argv: readonly string[]) => argv.includes("--files-from=-") && 
 
 test("shipper: after the full pass a batch rsync waits connected; each batch takes it and starts the next", async () => {
   const rsync = new FakeRsync();
-  const { shipper, closed, tree } = setup(rsync, 20_000);
+  const { shipper, closed, tree, clock } = setup(rsync, 20_000);
   rsync.onList.push({});
   shipper.update([member()]);
   await flushMicrotasks();
@@ -185,7 +205,8 @@ test("shipper: after the full pass a batch rsync waits connected; each batch tak
   await flushMicrotasks();
   assert.equal(shipper.status()[0]!.acked, 1);
 
-  // Its connection broke while it waited: the batch is tried once more with a run of its own.
+  // Its connection broke while it waited: the batch starts a run of its own, and no warm run is
+  // started for 5 s.
   rsync.runs[2]!.finish({ code: 255, stderr: "ssh: connection closed" });
   await flushMicrotasks();
   rsync.onList.push({});
@@ -194,6 +215,12 @@ test("shipper: after the full pass a batch rsync waits connected; each batch tak
   assert.ok(cold && cold.options.timeoutMs === 60_000, "a cold run, bounded by ship_timeout alone");
   assert.equal(shipper.status()[0]!.acked, 2);
   assert.equal(shipper.status()[0]!.lastError, null, "not counted as a failure");
+  assert.equal(rsync.runs.length, 4, "nothing warming during the pause");
+  await clock.advance(5_000);
+  rsync.onList.push({});
+  await closed("c.csv");
+  assert.equal(shipper.status()[0]!.acked, 3);
+  assert.equal(rsync.runs.length, 6, "after it, the next batch (cold) starts a warm run again");
 
   // A tree moved in needs -r: not the warm run's flags, so a cold run; the warm one keeps waiting.
   const waiting = rsync.runs.filter((r) => r.ended === undefined);
@@ -203,7 +230,7 @@ test("shipper: after the full pass a batch rsync waits connected; each batch tak
   const moved = rsync.runs.find((r) => r.list === "carol\0");
   assert.ok(moved && moved.argv.includes("-r"), "a cold run with -r");
   assert.equal(waiting[0]!.list, undefined, "the warm run still waits");
-  assert.equal(shipper.status()[0]!.acked, 3);
+  assert.equal(shipper.status()[0]!.acked, 4);
   await shipper.stop();
   assert.equal(waiting[0]!.ended, "SIGTERM", "stop kills the run that waited, and waits for its exit");
 });
@@ -290,4 +317,29 @@ test("shipper: prewarm does nothing with warm_batch 0s", async () => {
   shipper.prewarm("uploads");
   assert.equal(rsync.runs.length, 1, "the full pass only");
   await shipper.stop();
+});
+
+test("runShipRsync: no cold retry after a full disk or a timeout; the retry is reported", async () => {
+  const rsync = new FakeRsync();
+  const clock = new FakeClock();
+  const abort = new AbortController();
+  const warm = new WarmRsyncs({ runner: rsync, clock, idleMs: 20_000, shipTimeoutMs: 600_000 });
+  const retried: number[] = [];
+  const ship = (list: string) =>
+    runShipRsync({ runner: rsync, warm, key: "k", argv: ARGV, input: Buffer.from(list), next: ARGV, timeoutMs: 600_000, signal: abort.signal, onRetry: (f) => retried.push(f.code) });
+  warm.start("k", ARGV, abort.signal);
+  rsync.onList.push({ code: 11, stderr: 'rsync: write failed on "/a": No space left on device (28)' });
+  const full = await ship("a\0");
+  assert.equal(full.code, 11);
+  assert.equal(rsync.runs.filter((r) => r.list === "a\0").length, 1, "a full disk waits for its own pause");
+  rsync.onList.push({ code: -1, stderr: "US_E_COMMAND_TIMEOUT: command /usr/bin/rsync did not finish within 620000 ms" });
+  const slow = await ship("b\0");
+  assert.equal(slow.code, -1);
+  assert.equal(rsync.runs.filter((r) => r.list === "b\0").length, 1, "a hung standby is not given a second ship_timeout");
+  rsync.onList.push({ code: 12, stderr: "rsync: connection unexpectedly closed" }, {});
+  const broken = await ship("c\0");
+  assert.equal(broken.code, 0, "a broken connection: retried cold, and it went through");
+  assert.deepEqual(retried, [12]);
+  abort.abort();
+  await warm.settled();
 });

@@ -24,6 +24,20 @@ test("runs an argv, feeds stdin, returns code and output", async () => {
   assert.deepEqual({ code: r.code, stdout: r.stdout, stderr: r.stderr, truncated: r.truncated }, { code: 3, stdout: "out:hello\n", stderr: "err\n", truncated: undefined });
 });
 
+test("input as a promise: stdin stays open until it settles; a rejection kills the program instead of an empty stdin", async () => {
+  let give!: (b: Buffer) => void;
+  const later = runner.run(["sh", "-c", 'read x; echo "got:$x"'], { input: new Promise<Buffer>((r) => (give = r)), timeoutMs: 10_000 });
+  setTimeout(() => give(Buffer.from("late\n")), 100);
+  const r = await later;
+  assert.deepEqual([r.code, r.stdout], [0, "got:late\n"]);
+
+  let fail!: (e: Error) => void;
+  const refused = runner.run(["sh", "-c", 'read x; echo "ran with: $x"'], { input: new Promise<Buffer>((_r, reject) => (fail = reject)), timeoutMs: 10_000 });
+  setTimeout(() => fail(new Error("no list")), 100);
+  const k = await refused;
+  assert.deepEqual([k.code, k.signal, k.stdout], [null, "SIGKILL", ""], "killed, never run on an empty stdin");
+});
+
 test("a program that does not exist rejects with US_E_COMMAND_SPAWN naming it", async () => {
   await assert.rejects(runner.run(["/nonexistent/understudy-test-program"]), (e) => {
     assert.ok(isUnderstudyError(e, "US_E_COMMAND_SPAWN"), String(e));
