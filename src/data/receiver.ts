@@ -112,7 +112,8 @@ export class WriteModules {
   /** Kills the sessions of the modules `before` held when `from` no longer holds them. */
   private async cutSessions(before: ReceiveFrom | "unknown", from: ReceiveFrom): Promise<void> {
     if (before === null || (before !== "unknown" && from !== null && from.term === before.term && from.leaderAddress === before.leaderAddress)) return;
-    const killed = (await this.deps.sessions?.kill(this.deps.roots.map((r) => r.path)).catch(() => [])) ?? [];
+    // A failure to look (US_E_DATA_FENCE) throws: apply() retries, and `receiving` does not move on.
+    const killed = (await this.deps.sessions?.kill(this.deps.roots.map((r) => r.path))) ?? [];
     const term = before === "unknown" ? "an earlier run's" : `term ${before.term}'s`;
     if (killed.length > 0) {
       this.deps.log.warn({ pids: killed }, `data: killed ${killed.length} rsync session(s) still writing ${term} files after its write modules closed`);
@@ -138,11 +139,11 @@ export class WriteModules {
       const conf = renderRsyncdConf(deps.serve.syncRoots, { daemonUser: deps.serve.daemonUser, writeModules: receiveModules(deps.roots, from) }) + (deps.rejoinModules?.() ?? "");
       const wrote = await deps.files.writeIfChanged(deps.serve.configPath, conf);
       this.writtenKey = key;
-      const before = this.written;
-      this.written = from;
       // Sessions of the modules just closed are cut before `receiving` names a new term: the new
       // leader ships only after that, so none of its sessions exists yet to be cut by mistake.
-      await this.cutSessions(before, from);
+      // `written` moves only once they are: a cut that failed is tried again at the retry.
+      await this.cutSessions(this.written, from);
+      this.written = from;
       if (wrote) {
         deps.log.info(
           { file: deps.serve.configPath, term: from?.term ?? null, leader: from?.leaderAddress ?? null },
@@ -156,9 +157,12 @@ export class WriteModules {
       }
     } catch (e) {
       this.writtenKey = null;
-      deps.log.error({ err: describeError(e), file: deps.serve.configPath }, `data: cannot update the receiving config; retrying in ${RECEIVER_RETRY_MS}ms`);
+      deps.log.error(
+        { err: describeError(e), file: deps.serve.configPath },
+        `data: cannot update the receiving side (its config, or the cut of a closed term's sessions); retrying in ${RECEIVER_RETRY_MS}ms`,
+      );
       // The old modules may still be in the file, but no session of theirs goes on writing.
-      await this.cutSessions(this.written, from);
+      await this.cutSessions(this.written, from).catch((err: unknown) => deps.log.error({ err: describeError(err) }, "data: cannot cut the closed term's sessions"));
       this.retry?.cancel();
       this.retry = deps.clock.setTimer(RECEIVER_RETRY_MS, () => this.runner.trigger("retry"));
     }

@@ -9,11 +9,12 @@
 // partners' sessions (sshd, sftp-server) are never matched: comm must be rsync
 // and the command line must name our config.
 import { readdir, readFile, readlink } from "node:fs/promises";
+import { describeError, UnderstudyError } from "../errors/catalogue.js";
 import path from "node:path";
 
 /** What receiver.ts calls when a term's write modules close. */
 export interface WriterSessions {
-  /** Kills (SIGKILL) the sessions writing into `roots`; the pids killed. */
+  /** Kills (SIGKILL) the sessions writing into `roots`; the pids killed. Throws (US_E_DATA_FENCE) when it cannot look. */
   kill(roots: readonly string[]): Promise<readonly number[]>;
 }
 
@@ -74,8 +75,9 @@ export class ProcWriterSessions implements WriterSessions {
     let entries: string[];
     try {
       entries = await readdir(proc);
-    } catch {
-      return [];
+    } catch (e) {
+      // Not "nothing found": a session still writing would go on (receiver.ts does not move on).
+      throw new UnderstudyError("US_E_DATA_FENCE", { proc, cause: describeError(e) }, { cause: e });
     }
     const out: { pid: number; pgid: number | null }[] = [];
     for (const name of entries) {

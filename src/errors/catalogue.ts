@@ -87,6 +87,7 @@ export const ERROR_CATALOGUE = {
     transient: true,
   },
   US_E_DATA_REJOIN: { message: "rejoin of {from}'s data root {root} stopped: {problem}", transient: true },
+  US_E_DATA_FENCE: { message: "cannot look for rsync sessions still writing into the data roots ({proc}): {cause}", transient: true },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

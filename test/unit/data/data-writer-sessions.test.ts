@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { isUnderstudyError, UnderstudyError } from "../../../src/errors/catalogue.js";
 import { WriteModules, type ReceiverFiles } from "../../../src/data/receiver.js";
 import { ProcWriterSessions, type WriterSessions } from "../../../src/data/writer-sessions.js";
 import { silentLogger } from "../../../src/platform/logger.js";
@@ -62,7 +63,11 @@ test("/proc scan: kills our daemon's sessions (and their process groups) in a da
     for (const want of [-101, 101, -105, 105, -108, 108, 110, -101, 120]) assert.ok(got.includes(want), `kill(${want}) in ${JSON.stringify(got)}`);
     assert.ok(!got.includes(-50), "a group led by something else is not killed");
     assert.ok(killed.every(([, sig]) => sig === "SIGKILL"));
-    assert.deepEqual(await new ProcWriterSessions({ configPath: CONF, procRoot: join(proc, "missing") }).kill(["/srv/up"]), [], "no /proc: nothing, no throw");
+    await assert.rejects(
+      new ProcWriterSessions({ configPath: CONF, procRoot: join(proc, "missing") }).kill(["/srv/up"]),
+      (e: unknown) => isUnderstudyError(e) && e.code === "US_E_DATA_FENCE" && e.message.includes("missing"),
+      "no /proc: a coded error, never 'nothing found'",
+    );
   } finally {
     rmSync(proc, { recursive: true, force: true });
   }
@@ -156,6 +161,48 @@ test("receiver: a config that cannot be rewritten still cuts the closed term's s
   await clock.advance(5000);
   await settle();
   assert.equal(m.receiving, null);
+  await m.stop();
+});
+
+test("receiver: a cut that cannot look (US_E_DATA_FENCE) does not announce the new term; the retry cuts, then announces", async () => {
+  const clock = new FakeClock();
+  let blind = false;
+  const kills: string[] = [];
+  const m = new WriteModules({
+    roots: [{ name: "up", path: "/srv/up" }],
+    serve: { configPath: CONF, syncRoots: [{ name: "app", path: "/etc/app" }], daemonUser: "root" },
+    files: { prepareRoot: async () => undefined, writeIfChanged: async () => true },
+    clock,
+    log: silentLogger(),
+    sessions: {
+      kill: async (roots) => {
+        if (blind) throw new UnderstudyError("US_E_DATA_FENCE", { proc: "/proc", cause: "EACCES" });
+        kills.push(roots.join(","));
+        return [];
+      },
+    },
+  });
+  const settle = async () => {
+    for (let i = 0; i < 5; i++) await flushMicrotasks();
+  };
+  m.start();
+  await settle();
+  m.set({ term: 4, leaderAddress: "198.18.0.11" });
+  await settle();
+  assert.equal(m.receiving, 4);
+  kills.splice(0);
+  blind = true;
+  m.set({ term: 5, leaderAddress: "198.18.0.12" });
+  await settle();
+  assert.equal(m.receiving, null, "term 4's sessions may still write: term 5 is not announced");
+  await clock.advance(5000);
+  await settle();
+  assert.equal(m.receiving, null, "still blind at the retry");
+  blind = false;
+  await clock.advance(5000);
+  await settle();
+  assert.deepEqual(kills, ["/srv/up"], "the retry cut term 4's sessions");
+  assert.equal(m.receiving, 5, "then announced term 5");
   await m.stop();
 });
 
