@@ -15,7 +15,7 @@ export function member(node: string, over: Partial<MemberRecord> = {}): MemberRe
     probes: {},
     vipHeld: false,
     daemonRunning: false,
-    updatedAt: "",
+    updatedAt: "2026-12-04T14:00:00.000Z",
     ...over,
   };
 }

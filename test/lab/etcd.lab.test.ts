@@ -49,7 +49,7 @@ function member(node: string): MemberRecord {
     probes: {},
     vipHeld: false,
     daemonRunning: false,
-    updatedAt: "",
+    updatedAt: "2026-12-04T14:00:00.000Z",
   };
 }
 
@@ -178,7 +178,7 @@ test("a watch-woken snapshot (cached) is exactly a read: another agent's writes,
   assert.ok(won.won);
   // Read-your-writes: whether the view answers (the watch delivered the campaign already) or a read does.
   assert.equal((await c.snapshot({ cached: true })).leader?.term, won.leader!.term, "own campaign seen at once");
-  assert.equal(await c.release(won.leader!.term, { node: "n1", term: won.leader!.term, at: "t", why: "handover" }), true);
+  assert.equal(await c.release(won.leader!.term, { node: "n1", term: won.leader!.term, at: "2026-12-04T14:00:00.000Z", why: "handover" }), true);
   assert.equal((await c.snapshot({ cached: true })).leader, null, "own release seen at once");
   assert.equal((await c.snapshot({ cached: true })).released?.node, "n1");
   // A lease that etcd expires (no write by either agent): seen through the watch.
@@ -196,7 +196,7 @@ test("a watch-woken snapshot (cached) is exactly a read: another agent's writes,
   const lo2 = await other.grantLease(5000);
   const theirs = await other.campaign("n2", lo2.id, "t");
   assert.ok(theirs.won);
-  assert.equal(await other.release(theirs.leader!.term, { node: "n2", term: theirs.leader!.term, at: "t", why: "switchover" }), true);
+  assert.equal(await other.release(theirs.leader!.term, { node: "n2", term: theirs.leader!.term, at: "2026-12-04T14:00:00.000Z", why: "switchover" }), true);
   const after = await pollUntil(() => (seen.some((x) => x.leader === null && x.released === theirs.leader!.term) ? true : undefined), { timeoutMs: 3000, intervalMs: 20 });
   assert.ok(c.snapshotsFromView() > fromView, `the watch-woken snapshots came from the view (${fromView} -> ${c.snapshotsFromView()}, ${JSON.stringify(seen)})`);
   assert.ok(after, `the release reached the view: ${JSON.stringify(seen)}`);
@@ -254,7 +254,7 @@ test("a sync generation is published only under the current term, and the snapsh
   const l = await c.grantLease(5000);
   const won = await c.campaign("n1", l.id, "t");
   const term = won.leader!.term;
-  const gen = { generation: 4, digest: "abc", roots: { ssh: "def" }, files: 3, source: "n1", term, publishedAt: "t" };
+  const gen = { generation: 4, digest: "abc", roots: { ssh: "def" }, files: 3, source: "n1", term, publishedAt: "2026-12-04T14:00:00.000Z" };
   assert.equal(await c.publishGeneration(term - 1, gen), false, "a stale term cannot publish");
   assert.equal((await c.snapshot()).sync, null);
   assert.equal(await c.publishGeneration(term, gen), true);
@@ -302,7 +302,7 @@ test("history: appended in order, guarded by term when given, trimmed to the new
   const c = coordinator("hist");
   const l = await c.grantLease(5000);
   const term = (await c.campaign("n1", l.id, "t")).leader!.term;
-  const ev = (reason: string) => ({ kind: "failover" as const, at: "t", node: "n1", from: "n2", to: "n1", term, reason });
+  const ev = (reason: string) => ({ kind: "failover" as const, at: "2026-12-04T14:00:00.000Z", node: "n1", from: "n2", to: "n1", term, reason });
   assert.equal(await c.appendHistory(ev("one"), term), true);
   assert.equal(await c.appendHistory(ev("two"), null), true);
   assert.equal(await c.appendHistory(ev("stale"), term + 100), false, "not the leader's term: not written, and said so");

@@ -21,7 +21,7 @@ function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
     probes: {},
     vipHeld: false,
     daemonRunning: false,
-    updatedAt: "",
+    updatedAt: "2026-12-04T14:00:00.000Z",
     ...over,
   };
 }
