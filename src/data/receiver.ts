@@ -50,6 +50,7 @@ export class WriteModules {
    */
   private written: ReceiveFrom | "unknown" = "unknown";
   private retry: TimerHandle | undefined;
+  private retryArmed = false;
   private readonly runner: SerialRunner;
 
   constructor(private readonly deps: WriteModulesDeps) {
@@ -77,6 +78,8 @@ export class WriteModules {
   set(from: ReceiveFrom): void {
     const key = JSON.stringify([from, this.deps.rejoinModules?.() ?? ""]);
     if (key === this.desiredKey && key === this.writtenKey) return;
+    // The same wish after a failure: the armed retry applies it (every HA cycle would, each scan logged).
+    if (key === this.desiredKey && this.retryArmed) return;
     this.desired = from;
     this.desiredKey = key;
     // Not receiving the old term any more, whatever the file says until rewritten.
@@ -86,6 +89,8 @@ export class WriteModules {
 
   /** Closes every write module and resolves once the file says so; throws when it could not be written. */
   async closeAll(): Promise<void> {
+    // Now, not at an armed retry: a promotion waits for this.
+    this.cancelRetry();
     this.set(null);
     await this.runner.idle();
     if (this.writtenKey !== this.desiredKey)
@@ -94,18 +99,22 @@ export class WriteModules {
 
   cancelRetry(): void {
     this.retry?.cancel();
+    this.retryArmed = false;
   }
 
   /** Agent stop: no more rewrites, and the write modules closed (no one may write here while no agent follows the terms). */
   async stop(): Promise<void> {
     this.retry?.cancel();
+    this.retryArmed = false;
     await this.runner.stop();
     this.retry?.cancel();
+    this.retryArmed = false;
     if (this.writtenKey !== "null") {
       this.desired = null;
       this.desiredKey = "null";
       await this.apply();
       this.retry?.cancel();
+      this.retryArmed = false;
     }
   }
 
@@ -161,10 +170,17 @@ export class WriteModules {
         { err: describeError(e), file: deps.serve.configPath },
         `data: cannot update the receiving side (its config, or the cut of a closed term's sessions); retrying in ${RECEIVER_RETRY_MS}ms`,
       );
-      // The old modules may still be in the file, but no session of theirs goes on writing.
-      await this.cutSessions(this.written, from).catch((err: unknown) => deps.log.error({ err: describeError(err) }, "data: cannot cut the closed term's sessions"));
+      // The old modules may still be in the file, but no session of theirs goes on writing (unless
+      // the cut itself failed: the retry tries it again).
+      if (!(e instanceof UnderstudyError && e.code === "US_E_DATA_FENCE")) {
+        await this.cutSessions(this.written, from).catch((err: unknown) => deps.log.error({ err: describeError(err) }, "data: cannot cut the closed term's sessions"));
+      }
       this.retry?.cancel();
-      this.retry = deps.clock.setTimer(RECEIVER_RETRY_MS, () => this.runner.trigger("retry"));
+      this.retryArmed = true;
+      this.retry = deps.clock.setTimer(RECEIVER_RETRY_MS, () => {
+        this.retryArmed = false;
+        this.runner.trigger("retry");
+      });
     }
   }
 }

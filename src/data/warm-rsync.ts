@@ -137,9 +137,9 @@ function sameArgv(a: readonly string[], b: readonly string[]): boolean {
  * One rsync of the shipper: a batch takes the run waiting for `key` when it has the same argv
  * (else starts its own) and starts the `next` batch's run right away, so it connects while this
  * one transfers; a full pass (warm null) runs alone. A warm run that fails is tried once more,
- * cold (`onRetry` says so): its connection may have broken while it waited. Not after a timeout
- * (the standby hangs: a second full ship_timeout would only delay the failure) nor a full disk
- * (that waits for its own pause). Never throws (code -1 and the error).
+ * cold (`onRetry` says so): its connection may have broken while it waited. Only after a transient
+ * failure: not after a timeout (the standby hangs: a second full ship_timeout would only delay
+ * the failure), a full disk (it waits for its own pause) or a refused module. Never throws.
  */
 export async function runShipRsync(o: {
   readonly runner: CommandRunner;
@@ -170,7 +170,8 @@ export async function runShipRsync(o: {
   };
   const first = await once(warm);
   if (!warm || first.code === 0 || first.code === 24 || o.signal.aborted) return first;
-  if (first.stderr.includes("US_E_COMMAND_TIMEOUT") || classifyShipFailure(first.code, first.stderr) === "disk-full") return first;
+  // Only a transient failure: a refused module (exit 5) or a full disk fails the same way again.
+  if (first.stderr.includes("US_E_COMMAND_TIMEOUT") || classifyShipFailure(first.code, first.stderr) !== "transient") return first;
   o.onRetry?.(first);
   return once(null);
 }

@@ -45,6 +45,7 @@ export class ProcWriterSessions implements WriterSessions {
   }
 
   async kill(roots: readonly string[]): Promise<readonly number[]> {
+    const proc = this.o.procRoot ?? "/proc";
     const wanted = new Set(roots.map((r) => path.resolve(r)));
     wanted.add("/");
     const killed: number[] = [];
@@ -53,18 +54,24 @@ export class ProcWriterSessions implements WriterSessions {
       const found = (await this.scan(wanted)).filter((f) => !killed.includes(f.pid));
       if (found.length === 0) break;
       for (const { pid, pgid } of found) {
-        try {
-          // sshd starts the forced command in a session of its own: its group is the daemon and the
-          // children it forked (generator, receiver), even one forked while this scan ran.
-          if (pgid !== null) (this.o.kill ?? process.kill)(-pgid, "SIGKILL");
-          (this.o.kill ?? process.kill)(pid, "SIGKILL");
-        } catch {
-          // Gone already.
-        }
+        // sshd starts the forced command in a session of its own: its group is the daemon and the
+        // children it forked (generator, receiver), even one forked while this scan ran.
+        if (pgid !== null) this.signal(-pgid, proc);
+        this.signal(pid, proc);
         killed.push(pid);
       }
     }
     return killed;
+  }
+
+  /** SIGKILL; gone already (ESRCH) is fine, refused (EPERM: no CAP_KILL for root's daemon) is not. */
+  private signal(pid: number, proc: string): void {
+    try {
+      (this.o.kill ?? process.kill)(pid, "SIGKILL");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ESRCH") return;
+      throw new UnderstudyError("US_E_DATA_FENCE", { proc, cause: `kill ${pid}: ${describeError(e)} (the agent needs CAP_KILL for the daemon's root-owned sessions)` }, { cause: e });
+    }
   }
 
   /** Our daemon's sessions in `roots`, each with its process group when that group is led by one of our daemons. */
@@ -79,6 +86,14 @@ export class ProcWriterSessions implements WriterSessions {
       // Not "nothing found": a session still writing would go on (receiver.ts does not move on).
       throw new UnderstudyError("US_E_DATA_FENCE", { proc, cause: describeError(e) }, { cause: e });
     }
+    // Root's processes hidden from this user (systemd's ProtectProc=invisible, mount option hidepid):
+    // the daemon's sessions would be "not found". pid 1 is always there and never ours to see then.
+    if (!entries.includes("1")) {
+      throw new UnderstudyError("US_E_DATA_FENCE", {
+        proc,
+        cause: "other users' processes are hidden (pid 1 is not listed): ProtectProc=default is needed in the agent's unit, see systemd/understudy.service.d/20-data.conf.example",
+      });
+    }
     const out: { pid: number; pgid: number | null }[] = [];
     for (const name of entries) {
       if (!/^\d+$/.test(name)) continue;
@@ -87,7 +102,16 @@ export class ProcWriterSessions implements WriterSessions {
       try {
         const root = path.resolve(await readlink(path.join(proc, name, "root")));
         if (!roots.has(root)) continue;
-      } catch {
+      } catch (e) {
+        // Our daemon, and where it writes cannot be read: not "elsewhere".
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "EACCES" || code === "EPERM") {
+          throw new UnderstudyError(
+            "US_E_DATA_FENCE",
+            { proc, cause: `readlink ${path.join(proc, name, "root")}: ${code} (the agent needs CAP_SYS_PTRACE to see where the daemon's root-owned sessions write)` },
+            { cause: e },
+          );
+        }
         continue;
       }
       const pgid = await this.groupOf(proc, pid);

@@ -180,7 +180,10 @@ export class SpawnCommandRunner implements CommandRunner {
         // No input after all: the program is stopped, never run on an empty stdin it would take as real.
         Promise.resolve(input).then(
           (data) => stdin.end(data),
-          () => killGroup(pgid),
+          () => {
+            // Only while it runs: once reaped, its group id may belong to another process.
+            if (child.exitCode === null && child.signalCode === null) killGroup(pgid);
+          },
         );
       } else stdin.end(input ?? "");
     });

@@ -36,6 +36,7 @@ test("/proc scan: kills our daemon's sessions (and their process groups) in a da
     fake(106, "rsync", daemon, "/srv/up"); // this process: kept
     fake(107, "rsync", ["/usr/bin/rsync", "-a", "/srv/up/", "x::m/"], "/"); // a client, not a daemon
     fake(108, "rsync", ["/usr/bin/rsync", "--server", "--daemon", "--config=/etc/understudy//rsyncd.conf", "."], "/srv/homes/"); // second root, path spelt otherwise
+    fake(1, "systemd", ["/sbin/init"], "/");
     fake(50, "bash", ["bash"], "/");
     fake(110, "rsync", daemon, "/srv/up", 50); // our daemon in a group led by something else: only itself
     mkdirSync(join(proc, "self"));
@@ -68,6 +69,25 @@ test("/proc scan: kills our daemon's sessions (and their process groups) in a da
       (e: unknown) => isUnderstudyError(e) && e.code === "US_E_DATA_FENCE" && e.message.includes("missing"),
       "no /proc: a coded error, never 'nothing found'",
     );
+    // Root's processes hidden (the unit's ProtectProc=invisible): pid 1 missing is said, never "nothing found".
+    const hidden = mkdtempSync(join(tmpdir(), "us-proc-hidden-"));
+    try {
+      await assert.rejects(
+        new ProcWriterSessions({ configPath: CONF, procRoot: hidden }).kill(["/srv/up"]),
+        (e: unknown) => isUnderstudyError(e) && e.code === "US_E_DATA_FENCE" && /pid 1 is not listed.*ProtectProc=default/.test(e.message),
+      );
+    } finally {
+      rmSync(hidden, { recursive: true, force: true });
+    }
+    // A session it may not kill (no CAP_KILL for root's daemon): an error, not "killed"; gone (ESRCH) is fine.
+    const refuse = (code: string) => () => {
+      throw Object.assign(new Error(`kill: ${code}`), { code });
+    };
+    await assert.rejects(
+      new ProcWriterSessions({ configPath: CONF, procRoot: proc, selfPid: 106, kill: refuse("EPERM") }).kill(["/srv/up"]),
+      (e: unknown) => isUnderstudyError(e) && e.code === "US_E_DATA_FENCE" && /CAP_KILL/.test(e.message),
+    );
+    assert.deepEqual(await new ProcWriterSessions({ configPath: CONF, procRoot: proc, selfPid: 106, kill: refuse("ESRCH") }).kill(["/srv/up"]), [101, 105, 110, 120]);
   } finally {
     rmSync(proc, { recursive: true, force: true });
   }
@@ -167,6 +187,7 @@ test("receiver: a config that cannot be rewritten still cuts the closed term's s
 test("receiver: a cut that cannot look (US_E_DATA_FENCE) does not announce the new term; the retry cuts, then announces", async () => {
   const clock = new FakeClock();
   let blind = false;
+  let attempts = 0;
   const kills: string[] = [];
   const m = new WriteModules({
     roots: [{ name: "up", path: "/srv/up" }],
@@ -176,6 +197,7 @@ test("receiver: a cut that cannot look (US_E_DATA_FENCE) does not announce the n
     log: silentLogger(),
     sessions: {
       kill: async (roots) => {
+        attempts += 1;
         if (blind) throw new UnderstudyError("US_E_DATA_FENCE", { proc: "/proc", cause: "EACCES" });
         kills.push(roots.join(","));
         return [];
@@ -195,6 +217,12 @@ test("receiver: a cut that cannot look (US_E_DATA_FENCE) does not announce the n
   m.set({ term: 5, leaderAddress: "198.18.0.12" });
   await settle();
   assert.equal(m.receiving, null, "term 4's sessions may still write: term 5 is not announced");
+  const tried = attempts;
+  for (let i = 0; i < 3; i++) {
+    m.set({ term: 5, leaderAddress: "198.18.0.12" }); // HA cycles repeating the same wish
+    await settle();
+  }
+  assert.equal(attempts, tried, "the same wish waits for the armed retry (no scan per HA cycle)");
   await clock.advance(5000);
   await settle();
   assert.equal(m.receiving, null, "still blind at the retry");

@@ -283,6 +283,15 @@ describe("systemd units", () => {
     for (const c of [NET_ADMIN, NET_RAW, DAC, CHOWN, SYS_ADMIN, SETUID]) assert.equal(root.get(c), false, `root variant with sync: ${c} must be present`);
   });
 
+  it("20-data.conf: the standby's term fence can see, locate and kill root's rsync sessions", () => {
+    const d = readUnit(path.join(DROPINS, "20-data.conf.example"));
+    assert.equal(only(d, "Service", "ProtectProc"), "default", "the unit's ProtectProc=invisible hides root's sessions");
+    for (const cap of ["CAP_KILL", "CAP_SYS_PTRACE"]) {
+      assert.ok(words(d, "Service", "CapabilityBoundingSet").has(cap), `${cap} in the bounding set`);
+      assert.ok(words(d, "Service", "AmbientCapabilities").has(cap), `${cap} ambient`);
+    }
+  });
+
   it("understudy.service: the directives the HA design relies on", () => {
     const u = readUnit(BASE);
     const S = "Service";
