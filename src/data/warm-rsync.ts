@@ -1,8 +1,8 @@
 // Batches without the start-up cost (docs/data-replication-design.md §6, "Warm
 // batches"). Every batch rsync pays a process chain before its first byte: the
 // ssh session over the ControlMaster, the standby's sshd fork, its shell, the
-// forced rsync daemon, the module's chroot: ~0.4 s on the lab host, more than
-// the transfer of a 1 MiB upload. rsync connects and opens the module before it
+// forced rsync daemon, the module's chroot: tens of ms on a quiet host, ~0.1-0.4 s
+// on a loaded one (docs/benchmarks.md). rsync connects and opens the module before it
 // reads --files-from, so the shipper starts the next batch's rsync while the
 // current one runs; it waits, connected, for its list on stdin, and a batch that
 // finds one waiting only pays for the list and its files.
@@ -10,8 +10,8 @@
 // Bounds: at most one waiting run per key (standby and root), MAX_WAITING per
 // standby (sessions on one ssh connection: sshd's MaxSessions). One not taken
 // within `idleMs` is retired with an empty list (rsync exits 0 having sent
-// nothing); one that exited while it waited (the standby closed its module for
-// this term, the link broke) is dropped, and the batch starts its own. Each run's
+// nothing); one that exited while it waited (the standby refused the session,
+// the link broke) is dropped, and the batch starts its own. Each run's
 // timeout is idleMs + shipTimeoutMs from its start, and the caller's abort signal
 // (shipper stop, a standby dropped) kills it, waiting or not.
 import type { Clock, TimerHandle } from "../platform/clock.js";
