@@ -1,8 +1,8 @@
 // Batches without the start-up cost (docs/data-replication-design.md §6, "Warm
 // batches"). Every batch rsync pays a process chain before its first byte: the
 // ssh session over the ControlMaster, the standby's sshd fork, its shell, the
-// forced rsync daemon, the module's chroot: tens of ms on a quiet host, ~0.1-0.4 s
-// on a loaded one (docs/benchmarks.md). rsync connects and opens the module before it
+// forced rsync daemon, the module's chroot: 45-120 ms of a one-file batch in the
+// lab (docs/benchmarks.md). rsync connects and opens the module before it
 // reads --files-from, so the shipper starts the next batch's rsync while the
 // current one runs; it waits, connected, for its list on stdin, and a batch that
 // finds one waiting only pays for the list and its files.
