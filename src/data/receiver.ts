@@ -104,17 +104,14 @@ export class WriteModules {
 
   /** Agent stop: no more rewrites, and the write modules closed (no one may write here while no agent follows the terms). */
   async stop(): Promise<void> {
-    this.retry?.cancel();
-    this.retryArmed = false;
+    this.cancelRetry();
     await this.runner.stop();
-    this.retry?.cancel();
-    this.retryArmed = false;
+    this.cancelRetry();
     if (this.writtenKey !== "null") {
       this.desired = null;
       this.desiredKey = "null";
       await this.apply();
-      this.retry?.cancel();
-      this.retryArmed = false;
+      this.cancelRetry();
     }
   }
 

@@ -17,6 +17,24 @@ import { FakeClock, flushMicrotasks } from "../../fakes/clock.js";
 
 const CONF = "/etc/understudy/rsyncd.conf";
 
+/** Lets the receiver's serial runs (write, cut, clear) finish. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await flushMicrotasks();
+}
+
+/** A receiver of one data root (/srv/up) beside one sync root, with the test's files and sessions. */
+function writeModules(clock: FakeClock, files: ReceiverFiles, sessions: WriterSessions, onReceivingChanged?: () => void): WriteModules {
+  return new WriteModules({
+    roots: [{ name: "up", path: "/srv/up" }],
+    serve: { configPath: CONF, syncRoots: [{ name: "app", path: "/etc/app" }], daemonUser: "root" },
+    files,
+    clock,
+    log: silentLogger(),
+    sessions,
+    ...(onReceivingChanged ? { onReceivingChanged } : {}),
+  });
+}
+
 test("/proc scan: kills our daemon's sessions (and their process groups) in a data root or in their handshake, nothing else", async () => {
   const proc = mkdtempSync(join(tmpdir(), "us-proc-"));
   try {
@@ -114,19 +132,8 @@ test("receiver: sessions are cut when a term's modules close, at start, on promo
     },
   };
   let modules: WriteModules | undefined;
-  const m = new WriteModules({
-    roots: [{ name: "up", path: "/srv/up" }],
-    serve: { configPath: CONF, syncRoots: [{ name: "app", path: "/etc/app" }], daemonUser: "root" },
-    files,
-    clock,
-    log: silentLogger(),
-    sessions,
-    onReceivingChanged: () => events.push(`receiving ${modules?.receiving ?? "none"}`),
-  });
+  const m = writeModules(clock, files, sessions, () => events.push(`receiving ${modules?.receiving ?? "none"}`));
   modules = m;
-  const settle = async () => {
-    for (let i = 0; i < 5; i++) await flushMicrotasks();
-  };
   m.start();
   await settle();
   assert.deepEqual(events.splice(0), ["write none", "kill /srv/up", "clear /srv/up/.understudy-tmp"], "at start: an earlier run may have left sessions");
@@ -152,23 +159,17 @@ test("receiver: a config that cannot be rewritten still cuts the closed term's s
   const clock = new FakeClock();
   let failing = false;
   const kills: string[] = [];
-  const m = new WriteModules({
-    roots: [{ name: "up", path: "/srv/up" }],
-    serve: { configPath: CONF, syncRoots: [{ name: "app", path: "/etc/app" }], daemonUser: "root" },
-    files: {
+  const m = writeModules(
+    clock,
+    {
       prepareRoot: async () => undefined,
       writeIfChanged: async () => {
         if (failing) throw new Error("EROFS: read-only file system");
         return true;
       },
     },
-    clock,
-    log: silentLogger(),
-    sessions: { kill: async (roots) => (kills.push(roots.join(",")), [4242]) },
-  });
-  const settle = async () => {
-    for (let i = 0; i < 5; i++) await flushMicrotasks();
-  };
+    { kill: async (roots) => (kills.push(roots.join(",")), [4242]) },
+  );
   m.start();
   await settle();
   m.set({ term: 4, leaderAddress: "198.18.0.11" });
@@ -189,13 +190,10 @@ test("receiver: a cut that cannot look (US_E_DATA_FENCE) does not announce the n
   let blind = false;
   let attempts = 0;
   const kills: string[] = [];
-  const m = new WriteModules({
-    roots: [{ name: "up", path: "/srv/up" }],
-    serve: { configPath: CONF, syncRoots: [{ name: "app", path: "/etc/app" }], daemonUser: "root" },
-    files: { prepareRoot: async () => undefined, writeIfChanged: async () => true },
+  const m = writeModules(
     clock,
-    log: silentLogger(),
-    sessions: {
+    { prepareRoot: async () => undefined, writeIfChanged: async () => true },
+    {
       kill: async (roots) => {
         attempts += 1;
         if (blind) throw new UnderstudyError("US_E_DATA_FENCE", { proc: "/proc", cause: "EACCES" });
@@ -203,10 +201,7 @@ test("receiver: a cut that cannot look (US_E_DATA_FENCE) does not announce the n
         return [];
       },
     },
-  });
-  const settle = async () => {
-    for (let i = 0; i < 5; i++) await flushMicrotasks();
-  };
+  );
   m.start();
   await settle();
   m.set({ term: 4, leaderAddress: "198.18.0.11" });
