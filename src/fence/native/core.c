@@ -135,8 +135,11 @@ static void sleep_ms(double ms) {
   }
 }
 
-static pid_t read_pid(const char *file) {
+/* The daemon's record, "PID [START]\n" (START: field 22 of /proc/PID/stat, written by
+   understudy-pidexec and the agent; a bare pid is still read). start is "" when absent. */
+static pid_t read_pid(const char *file, char *start, size_t size) {
   char buf[64];
+  start[0] = '\0';
   int fd = open(file, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
   ssize_t n = read(fd, buf, sizeof buf - 1);
@@ -147,7 +150,47 @@ static pid_t read_pid(const char *file) {
   size_t len = strspn(s, "0123456789");
   if (len == 0 || len > 9 || (s[len] && !strchr(" \t\n", s[len]))) return -1;
   long pid = strtol(s, NULL, 10);
+  char *t = s + len + strspn(s + len, " \t");
+  size_t tl = strspn(t, "0123456789");
+  if (tl > 0 && tl < size && (!t[tl] || strchr(" \t\n", t[tl]))) {
+    memcpy(start, t, tl);
+    start[tl] = '\0';
+  }
   return pid > 1 ? (pid_t)pid : -1;
+}
+
+/* Field 22 of /proc/PID/stat (when the process started, in clock ticks since boot) into out;
+   false when the process is gone or the field cannot be read. */
+static bool proc_start(pid_t pid, char *out, size_t size) {
+  char path[64], stat[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, stat, sizeof stat - 1);
+  close(fd);
+  if (n <= 0) return false;
+  stat[n] = '\0';
+  char *p = strrchr(stat, ')'); /* the command name may hold spaces and parentheses */
+  if (!p || p[1] != ' ') return false;
+  p += 2; /* field 3, the state */
+  for (int field = 3; field < 22; field++) {
+    p = strchr(p, ' ');
+    if (!p) return false;
+    p++;
+  }
+  size_t len = strspn(p, "0123456789");
+  if (len == 0 || len >= size) return false;
+  memcpy(out, p, len);
+  out[len] = '\0';
+  return true;
+}
+
+/* Whether pid is still the recorded daemon: with a recorded start time, the process now holding
+   the pid must have started then (a pid the kernel reused for another process is not signalled). */
+static bool same_process(pid_t pid, const char *start) {
+  if (!start[0]) return true;
+  char now[32];
+  return proc_start(pid, now, sizeof now) && strcmp(now, start) == 0;
 }
 
 /* Whether pid still runs. A zombie has exited: its parent (perhaps the frozen agent) just has not reaped it. */
@@ -219,15 +262,24 @@ static void fence(bool signalled) {
     }
   }
   if (o->has_pidfile) {
-    pid_t pid = read_pid(o->pidfile);
-    if (pid > 0) {
+    char start[32];
+    pid_t pid = read_pid(o->pidfile, start, sizeof start);
+    if (pid > 0 && !same_process(pid, start)) {
+      /* The daemon exited and the kernel gave its pid to another process (a busy host, a pidfile
+         the frozen agent never cleared): signalling it, or its group, would kill a bystander. */
+      char now[32];
+      if (proc_start(pid, now, sizeof now))
+        glog("daemon pid %d not signalled: the process now holding it started at tick %s, the daemon at %s (the pid was reused; the daemon has exited)", (int)pid, now, start);
+      else
+        glog("daemon pid %d has exited: nothing to stop", (int)pid);
+    } else if (pid > 0) {
       /* The process backend starts the daemon as a process-group leader: signal the whole group,
          so its children (sshd's per-connection processes, an upload in progress) do not outlive
          the fence and keep serving a client after the VIP moved. */
       pid_t target = getpgid(pid) == pid ? -pid : pid;
       kill(target, SIGTERM);
-      for (int waited = 0; waited < SIGKILL_AFTER_MS && alive(pid); waited += 50) sleep_ms(50);
-      bool forced = alive(pid);
+      for (int waited = 0; waited < SIGKILL_AFTER_MS && alive(pid) && same_process(pid, start); waited += 50) sleep_ms(50);
+      bool forced = alive(pid) && same_process(pid, start);
       if (forced) kill(target, SIGKILL);
       /* Members that ignored SIGTERM after the leader exited: none may stay. */
       if (target < 0 && kill(target, 0) == 0) kill(target, SIGKILL);

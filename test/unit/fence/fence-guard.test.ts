@@ -292,3 +292,34 @@ test("a daemon that leads its process group is stopped with the whole group: its
   await until(() => (gone(child) ? true : undefined), `the daemon's child ${child} was stopped with its group`);
   await until(() => (/daemon pid \d+ stopped with its process group/.test(g.stderr) ? true : undefined), "the guard logged the group stop");
 });
+
+/** Field 22 of /proc/PID/stat, as understudy-pidexec records it beside the pid. */
+const startTick = (pid: number): string => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]!;
+};
+
+test("a pid recorded with its start time is signalled only while that process holds it: a reused pid's bystander survives", async (t) => {
+  // The recorded daemon exited and the kernel gave its pid to another process: the record's
+  // start time no longer matches, so neither the bystander nor its group may be signalled.
+  const g = await GuardProcess.start(t);
+  const bystander = daemon(g, ["setsid", "sleep", "60"]);
+  const tick = startTick(bystander.proc.pid!);
+  writeFileSync(bystander.pidfile, `${bystander.proc.pid} ${Number(tick) - 1}\n`);
+  const c = await g.connect();
+  c.send({ arm: { deadlineMs: mono(), orders: { dropVip: null, daemonPidfile: bystander.pidfile, stopArgv: null } } });
+  assert.equal((await g.waitExit()).code, 0, g.stderr);
+  assert.match(g.stderr, new RegExp(`daemon pid ${bystander.proc.pid} not signalled: the process now holding it started at tick ${tick}, the daemon at ${Number(tick) - 1}`));
+  assert.equal(gone(bystander.proc.pid!), false, "the bystander still runs");
+  bystander.proc.kill("SIGKILL");
+
+  // The same record with the right start time: the daemon is stopped as before.
+  const h = await GuardProcess.start(t);
+  const d = daemon(h);
+  writeFileSync(d.pidfile, `${d.proc.pid} ${startTick(d.proc.pid!)}\n`);
+  const c2 = await h.connect();
+  c2.send({ arm: { deadlineMs: mono(), orders: { dropVip: null, daemonPidfile: d.pidfile, stopArgv: null } } });
+  assert.equal((await d.exited).signal, "SIGTERM");
+  await h.waitExit();
+  assert.match(h.stderr, new RegExp(`daemon pid ${d.proc.pid} stopped`));
+});
