@@ -51,6 +51,8 @@ export class WriteModules {
   private written: ReceiveFrom | "unknown" = "unknown";
   private retry: TimerHandle | undefined;
   private retryArmed = false;
+  /** Why the last apply failed (undefined after a success): closeAll names it. */
+  private lastFailure: unknown;
   private readonly runner: SerialRunner;
 
   constructor(private readonly deps: WriteModulesDeps) {
@@ -93,8 +95,15 @@ export class WriteModules {
     this.cancelRetry();
     this.set(null);
     await this.runner.idle();
-    if (this.writtenKey !== this.desiredKey)
-      throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "sync.serve_config", problem: "could not close the data write modules before serving", value: this.deps.serve.configPath });
+    if (this.writtenKey === this.desiredKey) return;
+    const cause = this.lastFailure;
+    // A blind cut is not a config problem: the operator must fix what hides the sessions (docs/errors.md).
+    if (cause instanceof UnderstudyError && cause.code === "US_E_DATA_FENCE") throw cause;
+    throw new UnderstudyError("US_E_DATA_CONFIG", {
+      setting: "sync.serve_config",
+      problem: `could not close the data write modules before serving${cause === undefined ? "" : ` (${describeError(cause)})`}`,
+      value: this.deps.serve.configPath,
+    });
   }
 
   cancelRetry(): void {
@@ -156,6 +165,7 @@ export class WriteModules {
           from ? `data: receiving term ${from.term} from ${from.leaderAddress} (write modules open)` : "data: write modules closed",
         );
       }
+      this.lastFailure = undefined;
       if (key === this.desiredKey) {
         const before = this.receivingTerm;
         this.receivingTerm = from?.term ?? null;
@@ -163,6 +173,7 @@ export class WriteModules {
       }
     } catch (e) {
       this.writtenKey = null;
+      this.lastFailure = e;
       deps.log.error(
         { err: describeError(e), file: deps.serve.configPath },
         `data: cannot update the receiving side (its config, or the cut of a closed term's sessions); retrying in ${RECEIVER_RETRY_MS}ms`,

@@ -176,7 +176,7 @@ test("receiver: a config that cannot be rewritten still cuts the closed term's s
   await settle();
   kills.splice(0);
   failing = true;
-  await assert.rejects(m.closeAll(), /could not close the data write modules/);
+  await assert.rejects(m.closeAll(), /US_E_DATA_CONFIG.*could not close the data write modules before serving \(EROFS: read-only file system\)/);
   assert.deepEqual(kills, ["/srv/up"], "term 4's sessions are cut although the file still lists its module");
   failing = false;
   await clock.advance(5000);
@@ -226,6 +226,10 @@ test("receiver: a cut that cannot look (US_E_DATA_FENCE) does not announce the n
   await settle();
   assert.deepEqual(kills, ["/srv/up"], "the retry cut term 4's sessions");
   assert.equal(m.receiving, 5, "then announced term 5");
+  // Promotion while blind: closeAll names the fence, not the config file.
+  blind = true;
+  await assert.rejects(m.closeAll(), (e: unknown) => e instanceof UnderstudyError && e.code === "US_E_DATA_FENCE" && /EACCES/.test(e.message));
+  blind = false;
   await m.stop();
 });
 
