@@ -8,7 +8,7 @@ import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import type { Logger } from "../platform/logger.js";
 import { findProgram, notExecutable } from "../platform/programs.js";
-import { ProbingArpingLocator, type ArpingTool } from "../vip/arping.js";
+import { ProbingArpingLocator, type ArpingLocator, type ArpingTool } from "../vip/arping.js";
 import { packageFor, toolNeeds, type ToolNeed } from "./needs.js";
 
 export interface ToolReport {
@@ -17,13 +17,14 @@ export interface ToolReport {
   readonly arping: ArpingTool | null;
 }
 
-export async function checkTools(config: Config, runner: CommandRunner, pathEnv: string | undefined = process.env.PATH): Promise<ToolReport> {
+/** `arping`: a locator kept across checks (ToolReadiness), so an unchanged binary is not run again every recheck. */
+export async function checkTools(config: Config, runner: CommandRunner, pathEnv: string | undefined = process.env.PATH, arping?: ArpingLocator): Promise<ToolReport> {
   const problems: UnderstudyError[] = [];
-  let arping: ArpingTool | null = null;
+  let found: ArpingTool | null = null;
   for (const need of toolNeeds(config)) {
     if (need.kind === "arping") {
       try {
-        arping = await new ProbingArpingLocator(runner, config.vip?.arping, pathEnv).locate();
+        found = await (arping ?? new ProbingArpingLocator(runner, config.vip?.arping, pathEnv)).locate();
       } catch (e) {
         problems.push(isUnderstudyError(e) ? e : missing(need, `cannot be checked: ${describeError(e)}`));
       }
@@ -32,7 +33,7 @@ export async function checkTools(config: Config, runner: CommandRunner, pathEnv:
     const problem = programProblem(need.program, pathEnv);
     if (problem) problems.push(missing(need, problem));
   }
-  return { problems, arping };
+  return { problems, arping: found };
 }
 
 function programProblem(program: string, pathEnv: string | undefined): string | null {
@@ -52,6 +53,7 @@ export class ToolReadiness implements Readiness {
   private last: string | null = null;
   private timer: TimerHandle | undefined;
   private stopped = false;
+  private readonly arping: ArpingLocator;
 
   constructor(
     private readonly config: Config,
@@ -59,6 +61,7 @@ export class ToolReadiness implements Readiness {
     initial: ToolReport,
   ) {
     this.last = initial.problems[0]?.message ?? null;
+    this.arping = new ProbingArpingLocator(deps.runner, config.vip?.arping);
   }
 
   problem(): string | null {
@@ -77,7 +80,7 @@ export class ToolReadiness implements Readiness {
 
   private async run(): Promise<void> {
     this.timer = undefined;
-    const report = await checkTools(this.config, this.deps.runner).catch((e: unknown) => ({
+    const report = await checkTools(this.config, this.deps.runner, process.env.PATH, this.arping).catch((e: unknown) => ({
       problems: [new UnderstudyError("US_E_TOOL_MISSING", { program: "(tool check)", setting: "(all)", problem: describeError(e), package: "-" })],
       arping: null,
     }));

@@ -9,7 +9,7 @@
 // The flavour is found by asking the binary (`arping -V`), never from its path.
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
-import { findProgram, notExecutable } from "../platform/programs.js";
+import { fileIdentity, findProgram, notExecutable } from "../platform/programs.js";
 
 export type ArpingFlavour = "iputils" | "habets";
 
@@ -95,6 +95,8 @@ export interface ArpingLocator {
 /** `vip.arping` when set (checked, not trusted), else `arping` on PATH, /usr/sbin or /usr/bin. */
 export class ProbingArpingLocator implements ArpingLocator {
   private found: ArpingTool | undefined;
+  /** The found file's identity (device, inode, size, mtime): another binary at the same path is probed again. */
+  private foundIdentity: string | undefined;
 
   constructor(
     private readonly runner: CommandRunner,
@@ -103,8 +105,8 @@ export class ProbingArpingLocator implements ArpingLocator {
   ) {}
 
   async locate(): Promise<ArpingTool> {
-    // Cheap re-check: swapping one arping package for the other moves the binary.
-    if (this.found && notExecutable(this.found.path) === null) return this.found;
+    // Cheap re-check: swapping one arping package for the other moves the binary; replacing it in place changes its identity.
+    if (this.found && notExecutable(this.found.path) === null && fileIdentity(this.found.path) === this.foundIdentity) return this.found;
     this.found = undefined;
     const setting = this.configured !== undefined ? "vip.arping" : "vip (duplicate check, gratuitous ARP)";
     const missing = (problem: string, program: string) => new UnderstudyError("US_E_TOOL_MISSING", { program, setting, problem, package: EITHER_PACKAGE });
@@ -124,6 +126,7 @@ export class ProbingArpingLocator implements ArpingLocator {
       throw new UnderstudyError("US_E_TOOL_FLAVOUR", { program: file, said: JSON.stringify(said), known: "iputils-arping, arping (Habets)" });
     }
     this.found = { path: file, flavour };
+    this.foundIdentity = fileIdentity(file);
     return this.found;
   }
 }

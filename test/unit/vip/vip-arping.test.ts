@@ -11,7 +11,7 @@ import { parseConfigText } from "../../../src/config/load.js";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
 import type { CommandResult } from "../../../src/platform/command.js";
 import { silentLogger } from "../../../src/platform/logger.js";
-import { checkTools } from "../../../src/tools/check.js";
+import { TOOL_RECHECK_MS, ToolReadiness, checkTools } from "../../../src/tools/check.js";
 import { packageFor, toolNeeds } from "../../../src/tools/needs.js";
 import { ProbingArpingLocator, announceArgv, announced, duplicateArgv, fixedArping, flavourOf, readDuplicate, type ArpingTool } from "../../../src/vip/arping.js";
 import { IpFloatingIp, type VipConfig } from "../../../src/vip/ip.js";
@@ -153,6 +153,16 @@ describe("ProbingArpingLocator", () => {
     runner.done();
   });
 
+  it("a binary replaced at the same path is probed again", async () => {
+    const runner = new StrictCommandRunner().expect([fake, "-V"], HABETS_V).expect([fake, "-V"], IPUTILS_V);
+    const locator = new ProbingArpingLocator(runner, fake);
+    assert.deepEqual(await locator.locate(), { path: fake, flavour: "habets" });
+    writeFileSync(fake, "#!/bin/sh\n# the other package's arping\nexit 0\n");
+    assert.deepEqual(await locator.locate(), { path: fake, flavour: "iputils" });
+    assert.deepEqual(await locator.locate(), { path: fake, flavour: "iputils" });
+    runner.done();
+  });
+
   it("finds `arping` on PATH and tells iputils by its banner", async () => {
     const runner = new StrictCommandRunner().expect([fake, "-V"], IPUTILS_V);
     assert.deepEqual(await new ProbingArpingLocator(runner, undefined, dir).locate(), { path: fake, flavour: "iputils" });
@@ -235,6 +245,26 @@ describe("tool needs", () => {
     assert.equal(packageFor("/usr/sbin/proftpd"), "proftpd-core");
     assert.equal(packageFor("/usr/bin/inotifywait"), "inotify-tools");
     assert.match(packageFor("/opt/x/frobd"), /apt-file search frobd/);
+  });
+
+  it("the periodic tool recheck does not run an unchanged arping again (one probe per binary, not one per 30 s)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "us-tools-"));
+    try {
+      const bin = join(dir, "arping");
+      writeFileSync(bin, "#!/bin/sh\nexit 0\n");
+      chmodSync(bin, 0o755);
+      const config = parse({ vip: { address: "198.18.0.100/24", interface: "eth0", arping: bin }, daemon: { backend: "process", command: [bin, "-D"] } });
+      const runner = new StrictCommandRunner().expect([bin, "-V"], IPUTILS_V);
+      const clock = new FakeClock();
+      const ready = new ToolReadiness(config, { runner, clock, log: silentLogger(), onChange: () => undefined }, { problems: [], arping: null });
+      ready.start();
+      for (let i = 0; i < 3; i++) await clock.advance(TOOL_RECHECK_MS);
+      ready.stop();
+      runner.done();
+      assert.equal(ready.problem(), null);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("checkTools reports every missing program with its setting and package", async () => {
