@@ -27,8 +27,10 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { CLI, Lab, LabCluster, type LabNode, type Observer, sleep } from "../../test/lab/harness/index.js";
+import { CLI, Lab, LabCluster, type LabNode, type Observer, pollUntil, sleep } from "../../test/lab/harness/index.js";
+import { ApiTrigger } from "./api-trigger.js";
 import { KEEPALIVED, KEEPALIVED_PRIORITIES, startKeepalived } from "../failover/keepalived.js";
+import { cpuBetween, cpuSnapshot } from "./cpu.js";
 import { FineProber as Prober, gapAround } from "./probe.js";
 import { LeaderWatch, type Stats, allReady, agentLog, failureReasons, firstLog, longestGap, now, quantile, stats, steadyResolution, forEachArg, table } from "../failover/lib.js";
 
@@ -44,6 +46,8 @@ interface Options {
   slowMs: number;
   /** Before each mode, wait (at most 10 min) until the 1-minute load average is below this. */
   waitLoad: number | undefined;
+  /** How the switchover is requested: the CLI (a Node process started per run, as an operator types it) or one POST from a resident client. */
+  trigger: "cli" | "api";
 }
 
 function parseArgs(argv: string[]): Options {
@@ -53,6 +57,7 @@ function parseArgs(argv: string[]): Options {
   let quick = false;
   let slowMs = 15;
   let waitLoad: number | undefined;
+  let trigger: "cli" | "api" = "cli";
   forEachArg(argv, (a, val) => {
     if (a === "--runs") runs = Number(val());
     else if (a === "--quick") quick = true;
@@ -65,8 +70,12 @@ function parseArgs(argv: string[]): Options {
       );
     else if (a === "--prober-slow-ms") slowMs = Number(val());
     else if (a === "--wait-load") waitLoad = Number(val());
-    else if (a === "--help" || a === "-h") {
-      console.log("usage: bench/switchover/run.ts [--runs N] [--quick] [--json FILE] [--only cold,warm,keepalived] [--prober-slow-ms 15] [--wait-load 1.0]");
+    else if (a === "--trigger") {
+      const t = val();
+      if (t !== "cli" && t !== "api") throw new Error(`--trigger takes cli or api, got ${t}`);
+      trigger = t;
+    } else if (a === "--help" || a === "-h") {
+      console.log("usage: bench/switchover/run.ts [--runs N] [--quick] [--json FILE] [--only cold,warm,keepalived] [--prober-slow-ms 15] [--wait-load 1.0] [--trigger cli|api]");
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   });
@@ -75,11 +84,11 @@ function parseArgs(argv: string[]): Options {
   if (only) for (const o of only) if (!["cold", "warm", "keepalived"].includes(o)) throw new Error(`--only: unknown ${o}`);
   if (!(slowMs >= 0 && slowMs <= 1000)) throw new Error("--prober-slow-ms must be 0..1000");
   if (waitLoad !== undefined && !(waitLoad > 0 && waitLoad < 100)) throw new Error("--wait-load takes a load average like 1.0");
-  return { runs, json, only, slowMs, waitLoad };
+  return { runs, json, only, slowMs, waitLoad, trigger };
 }
 
-/** Target medians of the client-visible gap. */
-const TARGET_MS: Record<ModeName, number> = { cold: 500, warm: 100 };
+/** Target medians of the client-visible gap (issue 16 part 3). */
+const TARGET_MS: Record<ModeName, number> = { cold: 100, warm: 50 };
 const LEADER_KEY = "/understudy/lab/leader";
 
 // ------------------------------------------------------------------ records
@@ -137,6 +146,9 @@ interface SwitchRun {
   failures: Record<string, number>;
   proberResolutionMs: number | null;
   breakdown?: Breakdown;
+  /** CPU ms per process group (bench/switchover/cpu.ts) in the second before the request and the second from it. */
+  cpuBefore?: Record<string, number>;
+  cpuAfter?: Record<string, number>;
   error?: string;
 }
 
@@ -148,6 +160,8 @@ interface ObserverCount {
 
 interface ModeResult {
   mode: ModeName;
+  /** How each switchover was requested (--trigger). */
+  trigger: "cli" | "api";
   runs: SwitchRun[];
   gap?: Stats | undefined;
   cliHandover?: Stats | undefined;
@@ -223,10 +237,11 @@ function nextNode(nodes: readonly { name: string }[], from: string): string {
 async function understudyMode(mode: ModeName, opts: Options): Promise<ModeResult> {
   await waitForLoad(opts.waitLoad);
   const t0w = Date.now();
-  const res: ModeResult = { mode, runs: [], loadavg: { start: la(), end: "" }, wallSeconds: 0, build: distTime() };
-  log(`=== understudy ${mode}: ${opts.runs} planned switchovers through the CLI (load average ${res.loadavg.start})`);
+  const res: ModeResult = { mode, trigger: opts.trigger, runs: [], loadavg: { start: la(), end: "" }, wallSeconds: 0, build: distTime() };
+  log(`=== understudy ${mode}: ${opts.runs} planned switchovers ${opts.trigger === "api" ? "requested by one POST from a resident client" : "through the CLI"} (load average ${res.loadavg.start})`);
   let c: LabCluster | undefined;
   let watch: LeaderWatch | undefined;
+  let api: ApiTrigger | undefined;
   try {
     // Harness defaults (ttl 2s, fence_margin 500ms, LAN-tuned etcd); agents started
     // after the config is patched, so the harness itself needs no mode option.
@@ -251,7 +266,8 @@ async function understudyMode(mode: ModeName, opts: Options): Promise<ModeResult
     const obs = await lab.startObserver({ intervalMs: 20, maxSeconds: 900 });
     try {
       for (let i = 1; i <= opts.runs; i++) {
-        const r = await switchRun(c, mode, watch, obs, i, opts.slowMs);
+        api ??= opts.trigger === "api" ? ApiTrigger.start(c) : undefined;
+        const r = await switchRun(c, mode, watch, obs, i, opts.slowMs, api);
         res.runs.push(r);
         const b = r.breakdown;
         log(
@@ -263,6 +279,12 @@ async function understudyMode(mode: ModeName, opts: Options): Promise<ModeResult
               : "") +
             ` ${JSON.stringify(r.failures)}${r.error ? ` ERROR ${r.error}` : ""}`,
         );
+        const top = (c: Record<string, number> | undefined) =>
+          Object.entries(c ?? {})
+            .slice(0, 8)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(", ");
+        log(`    CPU ms, second before the request: ${top(r.cpuBefore)}; second from it: ${top(r.cpuAfter)}`);
       }
     } finally {
       res.observer = countObserver(obs, await obs.stop());
@@ -272,6 +294,7 @@ async function understudyMode(mode: ModeName, opts: Options): Promise<ModeResult
     log(`  ERROR ${res.error}`);
   } finally {
     watch?.stop();
+    api?.stop();
     await c?.teardown();
     res.wallSeconds = (Date.now() - t0w) / 1000;
     res.loadavg.end = la();
@@ -292,7 +315,7 @@ interface HistoryEventJson {
   reason: string;
 }
 
-async function switchRun(c: LabCluster, mode: ModeName, watch: LeaderWatch, obs: Observer, run: number, slowMsOpt: number): Promise<SwitchRun> {
+async function switchRun(c: LabCluster, mode: ModeName, watch: LeaderWatch, obs: Observer, run: number, slowMsOpt: number, api?: ApiTrigger): Promise<SwitchRun> {
   const lab = c.lab;
   const ready = await allReady(c, 30_000, { warm: mode === "warm" });
   if (!ready) throw new Error("cluster not ready (3 healthy members, VIP on the leader) within 30 s");
@@ -316,13 +339,31 @@ async function switchRun(c: LabCluster, mode: ModeName, watch: LeaderWatch, obs:
   try {
     if (!(await prober.waitSteady(now(), 5000))) throw new Error("prober saw no steady banner before the switchover");
     await jitter(300); // random phase against the keepalive / cycle schedule
+    // CPU of the lab's processes in the second before the request and the second after it.
+    const cpu0 = cpuSnapshot(lab);
+    await sleep(1000);
+    const cpu1 = cpuSnapshot(lab);
     const t0 = now();
-    const r = await c.cli(["switchover", "--to", to, "--reason", `bench/switchover ${mode} ${run}`], { timeoutMs: 45_000 });
-    rec.cliWallMs = r0(now() - t0);
-    rec.cliLine = (r.stdout + r.stderr).trim().split("\n").pop() ?? "";
-    const m = /handover took (\d+) ms/.exec(r.stdout);
-    rec.cliHandoverMs = m ? Number(m[1]) : null;
-    if (r.code !== 0) throw new Error(`CLI exit ${r.code}: ${rec.cliLine}`);
+    const reason = `bench/switchover ${mode} ${run}`;
+    if (api) {
+      // The CLI's own POST goes to the first node's API; so does this one.
+      const r = await api.post(lab.nodes[0]!.name, "/switchover", { to, reason, requested_by: "bench/switchover" });
+      rec.cliWallMs = r.ms ?? null;
+      rec.cliLine = r.error ?? `HTTP ${r.status}: ${(r.body ?? "").slice(0, 200)}`;
+      if (r.status === undefined || r.status < 200 || r.status > 299) throw new Error(`POST /switchover: ${rec.cliLine}`);
+      // Done once the leader key is written again (the watch already runs: no process started in the window); who holds it is checked below.
+      if (!(await pollUntil(() => watch.first("PUT", t0), { timeoutMs: 30_000, intervalMs: 20 }))) throw new Error("the leader key was not written again within 30 s");
+    } else {
+      const r = await c.cli(["switchover", "--to", to, "--reason", reason], { timeoutMs: 45_000 });
+      rec.cliWallMs = r0(now() - t0);
+      rec.cliLine = (r.stdout + r.stderr).trim().split("\n").pop() ?? "";
+      const m = /handover took (\d+) ms/.exec(r.stdout);
+      rec.cliHandoverMs = m ? Number(m[1]) : null;
+      if (r.code !== 0) throw new Error(`CLI exit ${r.code}: ${rec.cliLine}`);
+    }
+    await sleep(Math.max(0, t0 + 1000 - now()));
+    rec.cpuBefore = cpuBetween(cpu0, cpu1);
+    rec.cpuAfter = cpuBetween(cpu1, cpuSnapshot(lab));
     const firstOk = await prober.waitSuccess(t0, 10_000);
     if (!firstOk || !(await prober.waitSteady(now(), 5000))) throw new Error("no steady banner after the switchover");
     const attempts = prober.attempts();
@@ -517,6 +558,9 @@ function distTime(): string {
   }
 }
 
+/** The mode's name in the report, with the trigger when it is not the CLI. */
+const label = (m: ModeResult): string => (m.trigger === "api" ? `${m.mode} (API POST)` : m.mode);
+
 const fs3 = (ms: number | undefined): string => (ms === undefined || !Number.isFinite(ms) ? "-" : (ms / 1000).toFixed(3));
 const fms = (ms: number | undefined): string => (ms === undefined || !Number.isFinite(ms) ? "-" : String(Math.round(ms)));
 
@@ -527,13 +571,13 @@ function report(modes: ModeResult[], ka: KaResult | undefined, opts: Options, wa
   for (const m of modes) {
     const s = m.gap;
     rows.push([
-      `planned switchover gap, ${m.mode} (s)`,
+      `planned switchover gap, ${label(m)} (s)`,
       `${s?.n ?? 0}/${m.runs.length}`,
       fs3(s?.median),
       fs3(s?.p95),
       fs3(s?.min),
       fs3(s?.max),
-      `med <= ${(TARGET_MS[m.mode] / 1000).toFixed(1)}`,
+      `med <= ${(TARGET_MS[m.mode] / 1000).toFixed(2)}`,
       verdict(s ? s.median <= TARGET_MS[m.mode] && s.n === m.runs.length && m.runs.length > 0 : false),
     ]);
   }
@@ -542,14 +586,14 @@ function report(modes: ModeResult[], ka: KaResult | undefined, opts: Options, wa
     rows.push(["planned switchover gap, keepalived (s)", `${s?.n ?? 0}/${ka.runs.length}`, fs3(s?.median), fs3(s?.p95), fs3(s?.min), fs3(s?.max), "(reference)", "-"]);
   }
   const ref = (name: string, n: number, s: Stats | undefined) => rows.push([name, `${s?.n ?? 0}/${n}`, fs3(s?.median), fs3(s?.p95), fs3(s?.min), fs3(s?.max), "(reported)", "-"]);
-  for (const m of modes) ref(`request -> first banner, ${m.mode} (s)`, m.runs.length, m.requestToBanner);
+  for (const m of modes) ref(`request -> first banner, ${label(m)} (s)`, m.runs.length, m.requestToBanner);
   if (ka) ref("SIGHUP -> first banner, keepalived (s)", ka.runs.length, ka.hupToBanner);
   for (const m of modes) {
     for (const [name, s] of [
       ['CLI "handover took"', m.cliHandover],
       ["history handover_ms", m.historyHandover],
     ] as const) {
-      rows.push([`${name}, ${m.mode} (s)`, `${s?.n ?? 0}/${m.runs.length}`, fs3(s?.median), fs3(s?.p95), fs3(s?.min), fs3(s?.max), "(reported)", "-"]);
+      rows.push([`${name}, ${label(m)} (s)`, `${s?.n ?? 0}/${m.runs.length}`, fs3(s?.median), fs3(s?.p95), fs3(s?.min), fs3(s?.max), "(reported)", "-"]);
     }
   }
   out.push(table(rows));
@@ -558,7 +602,7 @@ function report(modes: ModeResult[], ka: KaResult | undefined, opts: Options, wa
     for (const m of modes) {
       if (!m.gap) continue;
       out.push(
-        `${m.mode} vs keepalived: median ${(m.gap.median / 1000).toFixed(3)} s vs ${(ka.gap.median / 1000).toFixed(3)} s = ${(m.gap.median / ka.gap.median).toFixed(2)}x;` +
+        `${label(m)} vs keepalived: median ${(m.gap.median / 1000).toFixed(3)} s vs ${(ka.gap.median / 1000).toFixed(3)} s = ${(m.gap.median / ka.gap.median).toFixed(2)}x;` +
           ` p95 ${(m.gap.p95 / 1000).toFixed(3)} s vs ${(ka.gap.p95 / 1000).toFixed(3)} s = ${(m.gap.p95 / ka.gap.p95).toFixed(2)}x`,
       );
     }
@@ -605,7 +649,7 @@ function report(modes: ModeResult[], ka: KaResult | undefined, opts: Options, wa
 
   const obsRows: string[][] = [["ARP observer (20 ms)", "samples", ">=2 holders", "max holders", "target", "ok"]];
   for (const m of modes)
-    if (m.observer) obsRows.push([`understudy ${m.mode}`, String(m.observer.samples), String(m.observer.twoHolder), String(m.observer.maxHolders), "0", verdict(m.observer.twoHolder === 0)]);
+    if (m.observer) obsRows.push([`understudy ${label(m)}`, String(m.observer.samples), String(m.observer.twoHolder), String(m.observer.maxHolders), "0", verdict(m.observer.twoHolder === 0)]);
   if (ka?.observer) obsRows.push(["keepalived", String(ka.observer.samples), String(ka.observer.twoHolder), String(ka.observer.maxHolders), "(reference)", "-"]);
   if (obsRows.length > 1) out.push("", table(obsRows));
 
@@ -617,7 +661,9 @@ function report(modes: ModeResult[], ka: KaResult | undefined, opts: Options, wa
     `measurement: bench/failover/prober.mjs with --slow-ms ${opts.slowMs} in the client namespace (TCP connect VIP:22 + "SSH-2.0-" line; 20 ms ticks, 200 ms per attempt,` +
       ` a new attempt on every tick once the newest in flight is older than ${opts.slowMs} ms, up to 10 in flight;` +
       ` steady-state resolution median ${resol.length ? Math.round(quantile(resol, 0.5)) : "?"} ms); gap = last banner before -> first banner after;` +
-      ` understudy: \`understudy switchover --to NODE\` run in the client namespace (CLI wall time median ${cliWall.length ? Math.round(quantile(cliWall, 0.5)) : "?"} ms incl. node start-up and following), targets rotate n1 -> n2 -> n3;` +
+      (opts.trigger === "api"
+        ? ` understudy: POST /switchover {to: NODE} from a resident client in the client namespace (bench/switchover/api-client.mjs; request round trip median ${cliWall.length ? Math.round(quantile(cliWall, 0.5)) : "?"} ms), targets rotate n1 -> n2 -> n3;`
+        : ` understudy: \`understudy switchover --to NODE\` run in the client namespace (CLI wall time median ${cliWall.length ? Math.round(quantile(cliWall, 0.5)) : "?"} ms incl. node start-up and following), targets rotate n1 -> n2 -> n3;`) +
       ` harness defaults: ttl 2s, fence_margin 500ms, LAN-tuned etcd; warm = daemon.mode warm (sshd on every node)`,
   );
   if (ka) out.push(`keepalived: ${ka.version}; ${ka.method}; unicast VRRP, advert_int 1, track script on sshd, sshd on every node${ka.error ? `; ERROR ${ka.error}` : ""}`);
@@ -650,7 +696,7 @@ async function main(): Promise<void> {
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(
       file,
-      `${JSON.stringify({ date: new Date().toISOString(), options: { runs: opts.runs, only: opts.only ? [...opts.only] : null }, node: process.version, cores: cpus().length, wallSeconds: wall, understudy: modes, keepalived: ka ?? null, report: text.split("\n") }, null, 2)}\n`,
+      `${JSON.stringify({ date: new Date().toISOString(), options: { runs: opts.runs, only: opts.only ? [...opts.only] : null, trigger: opts.trigger }, node: process.version, cores: cpus().length, wallSeconds: wall, understudy: modes, keepalived: ka ?? null, report: text.split("\n") }, null, 2)}\n`,
     );
     log(`results written to ${file}`);
   }
