@@ -98,6 +98,8 @@ export class HaLoop {
   private readonly self: SelfParts;
   private readonly drain: DrainRun;
   private readonly failsafeRounds: FailsafeRounds;
+  /** Whether every trigger folded into the next coalesced cycle was a watch event (it may then decide on the watched view). */
+  private foldedOnlyWatch = true;
   readonly lease: SessionLease;
   /** This node's failsafe promises (S4–S6); the API answers grant requests through answerFailsafe(). */
   readonly failsafe: FailsafePromise;
@@ -211,6 +213,7 @@ export class HaLoop {
   /** Run a cycle now, or once more after the one in progress. */
   trigger(why: string): void {
     if (this.stopped) return;
+    if (this.cycles.busy()) this.foldedOnlyWatch &&= why === "watch";
     this.cycles.trigger(why);
   }
 
@@ -272,10 +275,11 @@ export class HaLoop {
     let snapshot: ClusterSnapshot | null = null;
     let etcdError: string | null = null;
     try {
-      // Woken by a watch event: etcd is committing, and the watched view already holds the change
-      // (one read less between "released" and "campaign"). Ticks and every other wake-up read etcd:
-      // they catch a stalled watch and an unreachable etcd. A failsafe hold always reads (E3b).
-      snapshot = await coordinator.snapshot({ cached: why === "watch" && !this.failsafeRounds.held() });
+      // Woken by watch events only (one, or several folded): the watched view already holds the change. Ticks
+      // and every other wake-up read etcd: they catch a stalled watch and an unreachable etcd. A failsafe hold always reads (E3b).
+      const watchOnly = why === "watch" || (why === "coalesced" && this.foldedOnlyWatch);
+      this.foldedOnlyWatch = true;
+      snapshot = await coordinator.snapshot({ cached: watchOnly && !this.failsafeRounds.held() });
     } catch (e) {
       etcdError = describeError(e);
     }

@@ -121,8 +121,12 @@ export class FakeCoordinator implements Coordinator {
     this.dropLease(leaseId);
   }
 
-  async snapshot(): Promise<ClusterSnapshot> {
+  /** Per snapshot() call: whether the caller accepted the watched view (`cached`). */
+  readonly snapshotCached: boolean[] = [];
+
+  async snapshot(options: { cached?: boolean } = {}): Promise<ClusterSnapshot> {
     this.gate("snapshot");
+    this.snapshotCached.push(options.cached === true);
     return {
       revision: this.revision,
       leader: this.leader,

@@ -752,3 +752,36 @@ test("the promotion gates are asked in the cycle that won the election: hook, th
   assert.equal(etcd.released, null);
   await loop.stop();
 });
+
+test("a coalesced cycle decides on the watched view only when every trigger folded into it was a watch event", async () => {
+  const c = cluster([["n1", 100]]);
+  const n = c.nodes[0]!;
+  await n.loop.start();
+  await c.clock.advance(3000);
+  assert.equal(c.etcd.leader?.node, "n1");
+  const idle = async () => {
+    for (let i = 0; i < 50; i++) await c.clock.advance(0);
+  };
+  await idle();
+  // A watch event starts a cycle (view); two more arrive while it runs: one coalesced cycle, still the view.
+  c.etcd.snapshotCached.splice(0);
+  n.loop.trigger("watch");
+  n.loop.trigger("watch");
+  n.loop.trigger("watch");
+  await idle();
+  assert.deepEqual(c.etcd.snapshotCached, [true, true]);
+  // A tick folded among them: the coalesced cycle reads etcd (it catches a stalled watch).
+  c.etcd.snapshotCached.splice(0);
+  n.loop.trigger("watch");
+  n.loop.trigger("watch");
+  n.loop.trigger("tick");
+  await idle();
+  assert.deepEqual(c.etcd.snapshotCached, [true, false]);
+  // And what was folded before does not leak into the next coalesced cycle.
+  c.etcd.snapshotCached.splice(0);
+  n.loop.trigger("probe change");
+  n.loop.trigger("watch");
+  await idle();
+  assert.deepEqual(c.etcd.snapshotCached, [false, true]);
+  await n.loop.stop();
+});
