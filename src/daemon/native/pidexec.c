@@ -31,7 +31,7 @@ static int start_time(char *out, size_t size) {
   if (n <= 0) return -1;
   stat[n] = '\0';
   char *p = strrchr(stat, ')'); /* the command name may hold spaces and parentheses */
-  if (!p) return -1;
+  if (!p || p[1] != ' ') return -1;
   p += 2; /* field 3, the state */
   for (int field = 3; field < 22; field++) {
     p = strchr(p, ' ');

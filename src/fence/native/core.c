@@ -159,38 +159,47 @@ static pid_t read_pid(const char *file, char *start, size_t size) {
   return pid > 1 ? (pid_t)pid : -1;
 }
 
-/* Field 22 of /proc/PID/stat (when the process started, in clock ticks since boot) into out;
-   false when the process is gone or the field cannot be read. */
-static bool proc_start(pid_t pid, char *out, size_t size) {
+/* Field 22 of /proc/PID/stat (when the process started, in clock ticks since boot) into out.
+   1: read; 0: no such process; -1: cannot tell (EACCES under hidepid, EMFILE, ...). */
+static int proc_start(pid_t pid, char *out, size_t size) {
   char path[64], stat[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? 0 : -1;
   ssize_t n = read(fd, stat, sizeof stat - 1);
+  int e = errno;
   close(fd);
-  if (n <= 0) return false;
+  if (n < 0 && e == ESRCH) return 0;
+  if (n <= 0) return -1;
   stat[n] = '\0';
   char *p = strrchr(stat, ')'); /* the command name may hold spaces and parentheses */
-  if (!p || p[1] != ' ') return false;
+  if (!p || p[1] != ' ') return -1;
   p += 2; /* field 3, the state */
   for (int field = 3; field < 22; field++) {
     p = strchr(p, ' ');
-    if (!p) return false;
+    if (!p) return -1;
     p++;
   }
   size_t len = strspn(p, "0123456789");
-  if (len == 0 || len >= size) return false;
+  if (len == 0 || len >= size) return -1;
   memcpy(out, p, len);
   out[len] = '\0';
-  return true;
+  return 1;
 }
 
-/* Whether pid is still the recorded daemon: with a recorded start time, the process now holding
-   the pid must have started then (a pid the kernel reused for another process is not signalled). */
-static bool same_process(pid_t pid, const char *start) {
+/* Whether the recorded daemon may still hold pid: no start time recorded, the process there started
+   then, or /proc cannot tell (signalled as before: a running daemon must never be left alone). */
+static bool maybe_same_process(pid_t pid, const char *start) {
   if (!start[0]) return true;
   char now[32];
-  return proc_start(pid, now, sizeof now) && strcmp(now, start) == 0;
+  int r = proc_start(pid, now, sizeof now);
+  return r < 0 || (r == 1 && strcmp(now, start) == 0);
+}
+
+/* Whether another process now holds pid (it started at another time than the recorded daemon). */
+static bool reused(pid_t pid, const char *start) {
+  char now[32];
+  return start[0] && proc_start(pid, now, sizeof now) == 1 && strcmp(now, start) != 0;
 }
 
 /* Whether pid still runs. A zombie has exited: its parent (perhaps the frozen agent) just has not reaped it. */
@@ -264,11 +273,11 @@ static void fence(bool signalled) {
   if (o->has_pidfile) {
     char start[32];
     pid_t pid = read_pid(o->pidfile, start, sizeof start);
-    if (pid > 0 && !same_process(pid, start)) {
+    if (pid > 0 && !maybe_same_process(pid, start)) {
       /* The daemon exited and the kernel gave its pid to another process (a busy host, a pidfile
          the frozen agent never cleared): signalling it, or its group, would kill a bystander. */
       char now[32];
-      if (proc_start(pid, now, sizeof now))
+      if (proc_start(pid, now, sizeof now) == 1)
         glog("daemon pid %d not signalled: the process now holding it started at tick %s, the daemon at %s (the pid was reused; the daemon has exited)", (int)pid, now, start);
       else
         glog("daemon pid %d has exited: nothing to stop", (int)pid);
@@ -278,11 +287,13 @@ static void fence(bool signalled) {
          the fence and keep serving a client after the VIP moved. */
       pid_t target = getpgid(pid) == pid ? -pid : pid;
       kill(target, SIGTERM);
-      for (int waited = 0; waited < SIGKILL_AFTER_MS && alive(pid) && same_process(pid, start); waited += 50) sleep_ms(50);
-      bool forced = alive(pid) && same_process(pid, start);
+      for (int waited = 0; waited < SIGKILL_AFTER_MS && alive(pid) && maybe_same_process(pid, start); waited += 50) sleep_ms(50);
+      bool forced = alive(pid) && maybe_same_process(pid, start);
       if (forced) kill(target, SIGKILL);
-      /* Members that ignored SIGTERM after the leader exited: none may stay. */
-      if (target < 0 && kill(target, 0) == 0) kill(target, SIGKILL);
+      /* Members that ignored SIGTERM after the leader exited: none may stay. Not when another
+         process took the leader's pid meanwhile (a pid still naming a live group is never reused,
+         so the group there is that process's own). */
+      if (target < 0 && !reused(pid, start) && kill(target, 0) == 0) kill(target, SIGKILL);
       if (forced)
         glog("daemon pid %d stopped%s (SIGKILL: still running %d ms after SIGTERM)", (int)pid, target < 0 ? " with its process group" : "", SIGKILL_AFTER_MS);
       else
