@@ -77,6 +77,8 @@ export class EtcdCoordinator implements Coordinator {
       if (revision !== undefined) this.cache.wrote(Number(revision));
       return res;
     } catch (e) {
+      // A write that timed out may still commit: the watched view waits for a read made after it.
+      this.cache.outcomeUnknown();
       throw this.failure(what, e);
     }
   }

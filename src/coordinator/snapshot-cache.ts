@@ -111,6 +111,15 @@ export class SnapshotCache {
     if (revision > this.wroteRevision) this.wroteRevision = revision;
   }
 
+  /**
+   * A request of ours failed or timed out: a write may have been committed all the same, at a
+   * revision we never learnt. No view until a read started after this one (reads in flight do not count).
+   */
+  outcomeUnknown(): void {
+    this.epoch++;
+    this.valid = false;
+  }
+
   /** The keys and their revision, or null when only a read can tell. */
   view(): { kvs: RawKv[]; revision: number } | null {
     if (!this.valid || !this.connected || this.revision < this.wroteRevision) return null;

@@ -110,6 +110,18 @@ describe("SnapshotCache", () => {
     assert.equal(c.view()?.revision, 9);
   });
 
+  it("a request whose outcome is unknown (failed, timed out): no view until a read started after it", () => {
+    const c = connected();
+    c.readDone(c.readStarting(), [kv(LEADER, "n1", 5)], 6);
+    const inFlight = c.readStarting();
+    c.outcomeUnknown(); // a campaign txn timed out: it may have committed at a revision never learnt
+    assert.equal(c.view(), null);
+    c.readDone(inFlight, [kv(LEADER, "n1", 5)], 6);
+    assert.equal(c.view(), null, "a read started before the unknown write cannot tell");
+    c.readDone(c.readStarting(), [kv(LEADER, "n2", 7)], 7);
+    assert.deepEqual(shown(c), { revision: 7, kvs: { [LEADER]: "n2@7" } });
+  });
+
   it("an older read that finishes after a newer one is ignored", () => {
     const c = connected();
     const older = c.readStarting();
