@@ -47,13 +47,16 @@ function missing(need: ToolNeed, problem: string): UnderstudyError {
 
 /** How often a node re-checks its tools: installing the missing package makes it ready within this. */
 export const TOOL_RECHECK_MS = 30_000;
+/** Every this many rechecks (10 min) arping is run again although its file did not change. */
+export const ARPING_REPROBE_EVERY = 20;
 
 /** Readiness from the tool check: the first problem, re-checked every TOOL_RECHECK_MS. */
 export class ToolReadiness implements Readiness {
   private last: string | null = null;
   private timer: TimerHandle | undefined;
   private stopped = false;
-  private readonly arping: ArpingLocator;
+  private arping: ArpingLocator;
+  private runs = 0;
 
   constructor(
     private readonly config: Config,
@@ -80,6 +83,9 @@ export class ToolReadiness implements Readiness {
 
   private async run(): Promise<void> {
     this.timer = undefined;
+    // An unchanged arping is not run again at every recheck, but every ARPING_REPROBE_EVERY-th one
+    // runs it: a binary broken by a removed library keeps its file identity.
+    if (++this.runs % ARPING_REPROBE_EVERY === 0) this.arping = new ProbingArpingLocator(this.deps.runner, this.config.vip?.arping);
     const report = await checkTools(this.config, this.deps.runner, process.env.PATH, this.arping).catch((e: unknown) => ({
       problems: [new UnderstudyError("US_E_TOOL_MISSING", { program: "(tool check)", setting: "(all)", problem: describeError(e), package: "-" })],
       arping: null,

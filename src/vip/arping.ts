@@ -114,6 +114,8 @@ export class ProbingArpingLocator implements ArpingLocator {
     if (file === null) throw missing("is not on PATH, /usr/sbin or /usr/bin", "arping");
     const bad = notExecutable(file);
     if (bad) throw missing(bad, file);
+    // Taken before the probe: a binary replaced while it runs is probed again next time.
+    const identity = fileIdentity(file);
     let r: CommandResult;
     try {
       r = await this.runner.run([file, ...FLAVOUR_PROBE], { timeoutMs: PROBE_TIMEOUT_MS });
@@ -126,7 +128,7 @@ export class ProbingArpingLocator implements ArpingLocator {
       throw new UnderstudyError("US_E_TOOL_FLAVOUR", { program: file, said: JSON.stringify(said), known: "iputils-arping, arping (Habets)" });
     }
     this.found = { path: file, flavour };
-    this.foundIdentity = fileIdentity(file);
+    this.foundIdentity = identity;
     return this.found;
   }
 }
