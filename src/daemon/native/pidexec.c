@@ -22,28 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int start_time(char *out, size_t size) {
-  char stat[1024];
-  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, stat, sizeof stat - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  stat[n] = '\0';
-  char *p = strrchr(stat, ')'); /* the command name may hold spaces and parentheses */
-  if (!p || p[1] != ' ') return -1;
-  p += 2; /* field 3, the state */
-  for (int field = 3; field < 22; field++) {
-    p = strchr(p, ' ');
-    if (!p) return -1;
-    p++;
-  }
-  size_t len = strspn(p, "0123456789");
-  if (len == 0 || len >= size) return -1;
-  memcpy(out, p, len);
-  out[len] = '\0';
-  return 0;
-}
+#include "../../native-proc-start.h"
 
 /* The reason (already formatted), on stderr and on the agent's status pipe (fd 3) when there is one. */
 static void fail(const char *msg) {
@@ -70,7 +49,7 @@ int main(int argc, char **argv) {
   }
   char start[32];
   char line[64];
-  int len = start_time(start, sizeof start) == 0 ? snprintf(line, sizeof line, "%d %s\n", (int)getpid(), start) : snprintf(line, sizeof line, "%d\n", (int)getpid());
+  int len = proc_start_time("/proc/self/stat", start, sizeof start) == 1 ? snprintf(line, sizeof line, "%d %s\n", (int)getpid(), start) : snprintf(line, sizeof line, "%d\n", (int)getpid());
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   errno = 0;
   if (fd < 0 || write(fd, line, (size_t)len) != len || close(fd) != 0 || rename(tmp, pidfile) != 0) {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "guard.h"
+#include "../../native-proc-start.h"
 
 #define DROP_VIP_TIMEOUT_MS 2000
 #define STOP_TIMEOUT_MS 10000
@@ -159,32 +160,11 @@ static pid_t read_pid(const char *file, char *start, size_t size) {
   return pid > 1 ? (pid_t)pid : -1;
 }
 
-/* Field 22 of /proc/PID/stat (when the process started, in clock ticks since boot) into out.
-   1: read; 0: no such process; -1: cannot tell (EACCES under hidepid, EMFILE, ...). */
+/* The start time of pid (native-proc-start.h): 1 read, 0 no such process, -1 cannot tell. */
 static int proc_start(pid_t pid, char *out, size_t size) {
-  char path[64], stat[1024];
+  char path[64];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT || errno == ESRCH ? 0 : -1;
-  ssize_t n = read(fd, stat, sizeof stat - 1);
-  int e = errno;
-  close(fd);
-  if (n < 0 && e == ESRCH) return 0;
-  if (n <= 0) return -1;
-  stat[n] = '\0';
-  char *p = strrchr(stat, ')'); /* the command name may hold spaces and parentheses */
-  if (!p || p[1] != ' ') return -1;
-  p += 2; /* field 3, the state */
-  for (int field = 3; field < 22; field++) {
-    p = strchr(p, ' ');
-    if (!p) return -1;
-    p++;
-  }
-  size_t len = strspn(p, "0123456789");
-  if (len == 0 || len >= size) return -1;
-  memcpy(out, p, len);
-  out[len] = '\0';
-  return 1;
+  return proc_start_time(path, out, size);
 }
 
 /* Whether the recorded daemon may still hold pid: no start time recorded, the process there started
