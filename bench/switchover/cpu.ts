@@ -7,29 +7,10 @@
  * in cold mode an agent reaps the stopped daemon, whose whole life would
  * land in that second.
  */
-import { readFileSync } from "node:fs";
 import type { Lab } from "../../test/lab/harness/index.js";
+import { procComm, procSample } from "../failover/lib.js";
 
 const TICK_MS = 10;
-
-function cpuMs(pid: number, withReaped: boolean): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // fields 14-17 (utime, stime, cutime, cstime) are 11-14 after the state (field 3)
-    return (Number(f[11]) + Number(f[12]) + (withReaped ? Number(f[13]) + Number(f[14]) : 0)) * TICK_MS;
-  } catch {
-    return undefined;
-  }
-}
-
-function comm(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-  } catch {
-    return "?";
-  }
-}
 
 /** pid -> [label, cpu ms] for every process in the lab's node, etcd and client namespaces. */
 export type CpuSnapshot = Map<number, [string, number]>;
@@ -38,9 +19,9 @@ export function cpuSnapshot(lab: Lab): CpuSnapshot {
   const out: CpuSnapshot = new Map();
   const add = (ns: string, label: (c: string) => string) => {
     for (const pid of lab.pidsIn(ns)) {
-      const c = comm(pid);
-      const ms = cpuMs(pid, c === "sshd");
-      if (ms !== undefined) out.set(pid, [label(c), ms]);
+      const c = procComm(pid) ?? "?";
+      const p = procSample(pid);
+      if (p) out.set(pid, [label(c), (p.selfTicks + (c === "sshd" ? p.childTicks : 0)) * TICK_MS]);
     }
   };
   for (const n of lab.nodes) add(n.name, (c) => `${n.name} ${c === "node" ? "agent" : c === "sshd" ? "sshd" : "other"}`);

@@ -19,16 +19,6 @@ export function notExecutable(file: string): string | null {
   }
 }
 
-/** A file's identity (device, inode, size, mtime in ns), undefined when it cannot be stat'ed: another file at the same path differs. */
-export function fileIdentity(file: string): string | undefined {
-  try {
-    const st = statSync(file, { bigint: true });
-    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The absolute path a bare program name resolves to (PATH first, then the
  * system directories), or null. An absolute name is returned as it is when executable.

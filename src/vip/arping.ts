@@ -9,7 +9,8 @@
 // The flavour is found by asking the binary (`arping -V`), never from its path.
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { CommandResult, CommandRunner } from "../platform/command.js";
-import { fileIdentity, findProgram, notExecutable } from "../platform/programs.js";
+import { findProgram, notExecutable } from "../platform/programs.js";
+import { stampOfSync } from "../platform/reloading-file.js";
 
 export type ArpingFlavour = "iputils" | "habets";
 
@@ -95,7 +96,7 @@ export interface ArpingLocator {
 /** `vip.arping` when set (checked, not trusted), else `arping` on PATH, /usr/sbin or /usr/bin. */
 export class ProbingArpingLocator implements ArpingLocator {
   private found: ArpingTool | undefined;
-  /** The found file's identity (device, inode, size, mtime): another binary at the same path is probed again. */
+  /** The found file's stamp (reloading-file.ts: device, inode, size, mtime, ctime): another binary at the same path is probed again. */
   private foundIdentity: string | undefined;
 
   constructor(
@@ -106,7 +107,7 @@ export class ProbingArpingLocator implements ArpingLocator {
 
   async locate(): Promise<ArpingTool> {
     // Cheap re-check: swapping one arping package for the other moves the binary; replacing it in place changes its identity.
-    if (this.found && notExecutable(this.found.path) === null && fileIdentity(this.found.path) === this.foundIdentity) return this.found;
+    if (this.found && notExecutable(this.found.path) === null && stampOfSync([this.found.path]) === this.foundIdentity) return this.found;
     this.found = undefined;
     const setting = this.configured !== undefined ? "vip.arping" : "vip (duplicate check, gratuitous ARP)";
     const missing = (problem: string, program: string) => new UnderstudyError("US_E_TOOL_MISSING", { program, setting, problem, package: EITHER_PACKAGE });
@@ -115,7 +116,7 @@ export class ProbingArpingLocator implements ArpingLocator {
     const bad = notExecutable(file);
     if (bad) throw missing(bad, file);
     // Taken before the probe: a binary replaced while it runs is probed again next time.
-    const identity = fileIdentity(file);
+    const identity = stampOfSync([file]);
     let r: CommandResult;
     try {
       r = await this.runner.run([file, ...FLAVOUR_PROBE], { timeoutMs: PROBE_TIMEOUT_MS });
