@@ -116,7 +116,18 @@ test("failsafe on, the primary cut off from a working etcd: it serves on its sta
       { timeoutMs: 4 * TTL_MS, intervalMs: 100 },
     );
     assert.ok(back, `${before.node} leads again under a new term (was ${before.term})`);
-    assert.match(readFileSync(join(lab.logDir, `${before.node}-agent.log`), "utf8"), /failsafe: re-acquired the leader key under a new term/);
+    // The agent logs the re-acquisition after etcd answers its campaign, so the key can be seen first.
+    const logOf = () => readFileSync(join(lab.logDir, `${before.node}-agent.log`), "utf8");
+    const reacquired = await pollUntil(async () => (/failsafe: re-acquired the leader key under a new term/.test(logOf()) ? true : undefined), {
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
+    const story = logOf()
+      .split("\n")
+      .filter((l) => /failsafe|fenc|campaign|election/.test(l))
+      .slice(-8)
+      .join("\n");
+    assert.ok(reacquired, `${before.node} won its key back through the failsafe return (E3b), not a fence and a new election:\n${story}`);
     assert.deepEqual(await lab.vipConfiguredOn(), [before.node]);
     assert.ok(await c.waitServing(before.node, 10_000));
 
