@@ -169,6 +169,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
       ? {
           failsafePeers: new FailsafePeerClient({
             token: async () => (tokenSource ? await tokenSource.get() : null),
+            wallMs: () => clock.wallMs(),
             ...(tls ? { tls: { ...(tls.clientCa ? { ca: tls.clientCa } : {}), cert: tls.cert, key: tls.key } } : {}),
           }),
         }

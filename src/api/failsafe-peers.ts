@@ -19,10 +19,20 @@ export interface FailsafePeerOptions {
   readonly token: () => Promise<string | null>;
   /** https peers: the CA that signed their API certificates, and this node's client certificate (mTLS). */
   readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  /** Wall-clock ms (Clock.wallMs): the first request's seq, so a restarted agent's requests go on above its last run's (S7). */
+  readonly wallMs: () => number;
 }
 
 export class FailsafePeerClient implements FailsafePeers {
+  /** The last request's seq: strictly increasing, at least the wall clock (S7). */
+  private seq = 0;
+
   constructor(private readonly options: FailsafePeerOptions) {}
+
+  private nextSeq(): number {
+    this.seq = Math.max(this.seq + 1, Math.floor(this.options.wallMs()));
+    return this.seq;
+  }
 
   async ask(
     targets: readonly { readonly node: string; readonly api: string }[],
@@ -46,8 +56,8 @@ export class FailsafePeerClient implements FailsafePeers {
 
   private async askOne(t: { node: string; api: string }, r: { node: string; term: number; leaseMs: number }, key: Buffer, timeoutMs: number): Promise<FailsafeVerdict> {
     const nonce = randomBytes(16).toString("hex");
-    const fields = { node: r.node, term: r.term, leaseMs: r.leaseMs, nonce };
-    const wire: GrantRequestBody = { node: r.node, term: r.term, lease_ms: r.leaseMs, nonce, req_mac: requestMac(key, fields) };
+    const fields = { node: r.node, to: t.node, term: r.term, leaseMs: r.leaseMs, nonce, seq: this.nextSeq() };
+    const wire: GrantRequestBody = { node: r.node, to: t.node, term: r.term, lease_ms: r.leaseMs, nonce, seq: fields.seq, req_mac: requestMac(key, fields) };
     const url = new URL("/failsafe/grant", t.api);
     // No authorization header: the bearer token never leaves the node on this path (req_mac in the body instead).
     const answer = await request("POST", url, {

@@ -5,7 +5,9 @@
 // client certificate), never by the bearer token, so an eavesdropper on plain
 // http or a forged `api` URL in etcd never learns the token or k. The answer
 // is the failsafe planner's decision (answerGrant), signed with k over the
-// primary's nonce, so a grant cannot be forged or replayed on the way back.
+// primary's nonce, so a grant cannot be forged or replayed on the way back;
+// the request's seq (under req_mac) keeps a captured request from being
+// replayed on the way in (S7).
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { grantMacInput, type GrantAnswer, type GrantRequest } from "../ha/failsafe.js";
@@ -26,9 +28,13 @@ export interface GrantAnswerBody {
 /** The wire form of a request: the GrantRequest fields and their MAC. */
 export interface GrantRequestBody {
   readonly node: string;
+  /** The member asked (GrantRequest.to): any other member refuses the request. */
+  readonly to: string;
   readonly term: number;
   readonly lease_ms: number;
   readonly nonce: string;
+  /** GrantRequest.seq: above the last one this member answered from the sender in this term, or refused (S7). */
+  readonly seq: number;
   /** Hex HMAC-SHA256(k, requestMacInput(request)). */
   readonly req_mac?: string;
 }
@@ -43,9 +49,13 @@ export function failsafeKey(token: string): Buffer {
   return createHmac("sha256", token).update("understudy-failsafe-key-v1").digest();
 }
 
-/** The canonical request string; its prefix differs from grantMacInput's, so a request MAC is never an answer MAC. */
+/**
+ * The canonical request string; its prefix differs from grantMacInput's, so a request MAC is never an
+ * answer MAC. v2 covers the member asked and seq (S7); a v1 request has neither and is refused
+ * (400), as a v2 request is by a v1 agent (unknown fields): a mixed-version pair fences as without failsafe.
+ */
 export function requestMacInput(r: GrantRequest): string {
-  return `understudy-failsafe-req-v1|${r.node}|${r.term}|${r.leaseMs}|${r.nonce}`;
+  return `understudy-failsafe-req-v2|${r.node}|${r.to}|${r.term}|${r.leaseMs}|${r.seq}|${r.nonce}`;
 }
 
 export function requestMac(key: Buffer, r: GrantRequest): string {
@@ -77,14 +87,16 @@ const grantSchema = {
     type: "object",
     properties: {
       node: NAME,
+      to: NAME,
       term: { type: "integer", minimum: 1 },
       // etcd's lease TTLs are whole seconds; an hour is far beyond any election.ttl.
       lease_ms: { type: "integer", minimum: 1000, maximum: 3_600_000 },
       nonce: { type: "string", pattern: "^[0-9a-f]{32}$" },
+      seq: { type: "integer", minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
       // Checked by the handler (401 when missing or wrong), not by the schema (400).
       req_mac: { type: "string", maxLength: 128 },
     },
-    required: ["node", "term", "lease_ms", "nonce"],
+    required: ["node", "to", "term", "lease_ms", "nonce", "seq"],
     additionalProperties: false,
   },
 } as const;
@@ -94,7 +106,8 @@ export type Unauthorized = (req: FastifyRequest, reply: FastifyReply, why: strin
 
 export function registerFailsafeRoutes(app: FastifyInstance, deps: ApiDeps, unauthorized: Unauthorized): void {
   app.post<{ Body: GrantRequestBody }>("/failsafe/grant", { schema: grantSchema, config: { [FAILSAFE_OWN_AUTH]: true } }, async (req, reply) => {
-    const request: GrantRequest = { node: req.body.node, term: req.body.term, leaseMs: req.body.lease_ms, nonce: req.body.nonce };
+    const b = req.body;
+    const request: GrantRequest = { node: b.node, to: b.to, term: b.term, leaseMs: b.lease_ms, nonce: b.nonce, seq: b.seq };
     // The token is re-read when it changes (api.token_file): k is derived from the current one.
     const token = deps.tokenSource ? await deps.tokenSource.get() : deps.token;
     const key = token ? failsafeKey(token) : null;
@@ -120,7 +133,7 @@ export function registerFailsafeRoutes(app: FastifyInstance, deps: ApiDeps, unau
       mac: key ? grantMac(key, answer) : null,
     };
     // Every answer is logged: a grant binds this node not to campaign, a refusal makes the primary fence.
-    deps.log[answer.granted ? "info" : "warn"]({ from: request.node, term: request.term, lease_ms: request.leaseMs }, `failsafe grant request: ${answer.reason}`);
+    deps.log[answer.granted ? "info" : "warn"]({ from: request.node, term: request.term, lease_ms: request.leaseMs, seq: request.seq }, `failsafe grant request: ${answer.reason}`);
     return reply.code(answer.granted ? 200 : 409).send(body);
   });
 }

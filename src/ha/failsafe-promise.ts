@@ -1,5 +1,5 @@
 import type { Clock } from "../platform/clock.js";
-import { answerGrant, campaignHold, type GrantAnswer, type GrantRequest, type GrantView } from "./failsafe.js";
+import { answerGrant, campaignHold, staleRequest, type AnsweredRequest, type GrantAnswer, type GrantRequest, type GrantView } from "./failsafe.js";
 import type { PromiseLedger } from "./ports.js";
 
 /** What the answering side reads from the HA loop at the moment a request arrives (S1). */
@@ -14,12 +14,15 @@ export interface GrantContext {
  * Grants and campaigns both go through this one object on the agent's one
  * event loop, synchronously, so a grant can never slip in between "may I
  * campaign?" and the campaign (S5). Starts with the start-up hold (S6) when
- * failsafe is on. The decision itself is answerGrant's (failsafe.ts).
+ * failsafe is on. Remembers the newest request answered per requester (S7).
+ * The decision itself is answerGrant's (failsafe.ts).
  */
 export class FailsafePromise {
   private untilMs: number;
   private promisedTo_: string | null = null;
   private campaigning = false;
+  /** S7: per requester, the newest request answered (seeded from the ledger's last grant). */
+  private readonly answered = new Map<string, AnsweredRequest>();
 
   /** Why the last run's promise could not be read (then only this run's own start-up hold applies). */
   readonly ledgerProblem: string | null;
@@ -37,11 +40,13 @@ export class FailsafePromise {
     this.ledgerProblem = last?.problem ?? null;
     const r = last?.record;
     const own = settings.leaseMs + settings.fenceMarginMs;
+    // S7 across restarts (and reboots: seq is the requester's wall clock): a request captured before is still stale.
+    for (const a of r?.answered ?? []) this.answered.set(a.node, a);
     if (r) {
       const left = r.untilSystemMs === null ? r.forMs : Math.min(r.forMs, r.untilSystemMs - clock.systemMonotonicMs());
       if (left > 0) {
         this.untilMs = Math.max(this.untilMs, now + left);
-        // Only grants are written down: the hold is a promise of the last run (S4 applies, not just S6).
+        // A running promise is written down only by grants: the hold is a promise of the last run (S4 applies, not just S6).
         this.promisedTo_ = "a primary (a grant of the previous run)";
       }
     } else if (this.ledgerProblem !== null) {
@@ -57,6 +62,7 @@ export class FailsafePromise {
    */
   async answer(req: GrantRequest, ctx: GrantContext): Promise<GrantAnswer> {
     const s = this.settings;
+    const answered = this.answered.get(req.node) ?? null;
     const d = answerGrant(req, {
       enabled: s.enabled,
       self: s.self,
@@ -65,21 +71,44 @@ export class FailsafePromise {
       ownLeaseMs: s.leaseMs,
       fenceMarginMs: s.fenceMarginMs,
       lastLeader: ctx.lastLeader,
+      answered,
       nowMs: this.clock.monotonicMs(),
     });
+    // S7: every request for this node that is not itself stale moves its sender's mark, granted or
+    // refused, so a refused one replayed later (when it might be granted) is stale too.
+    const moved = req.to === s.self && staleRequest(req, answered) === null;
+    if (moved) this.answered.set(req.node, { node: req.node, term: req.term, seq: req.seq });
     if (d.promisedUntilMs !== null && d.promisedUntilMs > this.untilMs) {
       this.untilMs = d.promisedUntilMs;
       this.promisedTo_ = req.node;
     }
-    if (d.promisedUntilMs !== null && this.ledger) {
-      // Durable before the answer leaves: a restart must not forget it (S6). Cannot: refuse (kept in memory all the same).
+    if ((moved || d.promisedUntilMs !== null) && this.ledger) {
+      // Durable before the answer leaves: a restart must not forget the promise (S6) or the marks (S7).
       try {
-        await this.ledger.save(this.clock.systemMonotonicMs() + (this.untilMs - this.clock.monotonicMs()), d.answer.promisedForMs);
+        await this.ledger.save(this.record(d.promisedUntilMs !== null ? d.answer.promisedForMs : 0));
       } catch (e) {
-        return { ...d.answer, granted: false, promisedForMs: 0, reason: `refused: cannot record the promise durably (${e instanceof Error ? e.message : String(e)})` };
+        // A grant that cannot be recorded is refused (the hold stays in memory all the same); a refusal stands as it is.
+        if (d.answer.granted) return { ...d.answer, granted: false, promisedForMs: 0, reason: `refused: cannot record the promise durably (${e instanceof Error ? e.message : String(e)})` };
       }
     }
     return d.answer;
+  }
+
+  /** What the ledger keeps: the running promise (none: forMs 0) and every requester's mark. */
+  private record(grantForMs: number): { untilSystemMs: number; forMs: number; answered: AnsweredRequest[] } {
+    const left = this.promisedTo_ !== null ? Math.max(0, Math.ceil(this.untilMs - this.clock.monotonicMs())) : 0;
+    return { untilSystemMs: this.clock.systemMonotonicMs() + left, forMs: Math.max(grantForMs, left), answered: [...this.answered.values()] };
+  }
+
+  /**
+   * S7 and etcd's history: a leader key read from etcd names `node` in `term`. A mark of that node
+   * in a later term cannot come from this etcd history (terms never go back in one): etcd was
+   * rebuilt, or the mark was forged by a holder of the key. Dropped, or it would refuse that
+   * node's every request from now on.
+   */
+  observeLeader(node: string, term: number): void {
+    const m = this.answered.get(node);
+    if (m !== undefined && m.term > term) this.answered.delete(node);
   }
 
   /** Why this node may not campaign now (a promise, or the start-up hold), or null. */

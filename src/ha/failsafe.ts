@@ -5,11 +5,19 @@
 /** What a primary asks each member (POST /failsafe/grant). */
 export interface GrantRequest {
   readonly node: string;
+  /** The member asked: a request is only ever answered by it (a capture replayed to another member is refused). */
+  readonly to: string;
   readonly term: number;
   /** The lease period the grant is for: the requester's election.ttl. */
   readonly leaseMs: number;
   /** Fresh per request; echoed and covered by the answer's MAC. */
   readonly nonce: string;
+  /**
+   * Strictly increasing over the requester's requests, started at its wall clock in ms (so a
+   * restarted agent goes on above its last run): a member refuses one that is not above the
+   * last it answered from that node in that term (S7), so a captured request cannot be replayed.
+   */
+  readonly seq: number;
 }
 
 /** A member's answer, before the MAC is added (the API signs it). */
@@ -35,7 +43,24 @@ export interface GrantView {
   readonly fenceMarginMs: number;
   /** The last leader this node read from etcd; null: none seen (vacant, or etcd not read since start). */
   readonly lastLeader: { readonly node: string; readonly term: number } | null;
+  /** The newest request this member answered from req.node (S7); null: none. */
+  readonly answered: AnsweredRequest | null;
   readonly nowMs: number;
+}
+
+/** The newest request a member answered from one requester (S7). */
+export interface AnsweredRequest {
+  readonly node: string;
+  readonly term: number;
+  readonly seq: number;
+}
+
+/** S7: why this request is not newer than the last one answered from its sender, or null. */
+export function staleRequest(req: Pick<GrantRequest, "node" | "term" | "seq">, answered: AnsweredRequest | null): string | null {
+  if (answered === null || answered.node !== req.node) return null;
+  if (req.term < answered.term) return `a request of ${req.node} for term ${req.term}, older than the term ${answered.term} already answered (a replay?)`;
+  if (req.term === answered.term && req.seq <= answered.seq) return `request ${req.seq} of ${req.node} is not newer than request ${answered.seq} already answered in term ${req.term} (a replay?)`;
+  return null;
 }
 
 /** The answer and, when granted, the promise to record (S4): no campaign before promisedUntilMs. */
@@ -44,14 +69,17 @@ export interface GrantDecision {
   readonly promisedUntilMs: number | null;
 }
 
-/** S1–S4: grant or refuse a primary's request. */
+/** S1–S4 and S7: grant or refuse a primary's request. */
 export function answerGrant(req: GrantRequest, v: GrantView): GrantDecision {
   const refuse = (why: string): GrantDecision => ({
     answer: { node: v.self, granted: false, leaseMs: req.leaseMs, nonce: req.nonce, promisedForMs: 0, reason: `refused: ${why}` },
     promisedUntilMs: null,
   });
   if (!v.enabled) return refuse("failsafe is off on this node (election.failsafe)");
+  if (req.to !== v.self) return refuse(`the request is for ${req.to}, not for this node (${v.self})`);
   if (req.node === v.self) return refuse(`the request names this node (${v.self}) as its sender`);
+  const stale = staleRequest(req, v.answered);
+  if (stale !== null) return refuse(stale);
   if (v.acting === "primary") return refuse(`${v.self} acts as primary`);
   if (v.campaignInFlight) return refuse(`${v.self} is campaigning for the leader key`);
   if (req.leaseMs !== v.ownLeaseMs) return refuse(`the requested lease of ${req.leaseMs}ms differs from this node's election.ttl (${v.ownLeaseMs}ms)`);

@@ -307,7 +307,8 @@ export class HaLoop {
       if (this.stopped) return;
       await this.executor.act(action, snapshot);
     }
-    if (snapshot?.leader) this.lastLeader = snapshot.leader;
+    this.lastLeader = snapshot?.leader ?? this.lastLeader;
+    if (snapshot?.leader) this.failsafe.observeLeader(snapshot.leader.node, snapshot.leader.term);
     await this.failsafeRounds.publishMembership(snapshot);
     this.failsafeRounds.kick();
     followSync(this.deps.sync, this.role, snapshot);

@@ -148,10 +148,13 @@ export interface FailsafePeers {
   ): Promise<ReadonlyMap<string, FailsafeVerdict>>;
 }
 
-/** Where a failsafe promise outlives the agent (S6; src/platform/promise-ledger.ts): written before a grant is answered. */
+/** Where a failsafe promise (S6) and the replay marks (S7) outlive the agent (src/platform/promise-ledger.ts): written before an answer leaves. */
 export interface PromiseLedger {
   /** The last run's promise: its end on the host's monotonic clock (null: another boot) and its length; null: none. */
-  load(): { readonly record: { readonly untilSystemMs: number | null; readonly forMs: number } | null; readonly problem?: string };
-  /** Durable once it resolves; rejects when it cannot write. */
-  save(untilSystemMs: number, forMs: number): Promise<void>;
+  load(): {
+    readonly record: { readonly untilSystemMs: number | null; readonly forMs: number; readonly answered: readonly { readonly node: string; readonly term: number; readonly seq: number }[] } | null;
+    readonly problem?: string;
+  };
+  /** Durable once it resolves; rejects when it cannot write. forMs 0: no promise runs, only the marks (S7). */
+  save(record: { readonly untilSystemMs: number; readonly forMs: number; readonly answered: readonly { readonly node: string; readonly term: number; readonly seq: number }[] }): Promise<void>;
 }

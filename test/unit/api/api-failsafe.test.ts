@@ -19,12 +19,12 @@ const TOKEN = "s3cret-token-0123456789";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 const K = failsafeKey(TOKEN);
 const NONCE = "0123456789abcdef0123456789abcdef";
-const BODY = { node: "n1", term: 42, lease_ms: 5000, nonce: NONCE };
+const BODY = { node: "n1", to: "n2", term: 42, lease_ms: 5000, nonce: NONCE, seq: 1 };
 type Fields = typeof BODY;
 
 /** The body as the failsafe client sends it: the fields and req_mac keyed with `key`. */
 function signed(b: Fields, key: Buffer = K) {
-  return { ...b, req_mac: requestMac(key, { node: b.node, term: b.term, leaseMs: b.lease_ms, nonce: b.nonce }) };
+  return { ...b, req_mac: requestMac(key, { node: b.node, to: b.to, term: b.term, leaseMs: b.lease_ms, nonce: b.nonce, seq: b.seq }) };
 }
 
 const standbyView: NodeView = {
@@ -72,8 +72,9 @@ function setup(opts: { enabled?: boolean; token?: string | null; wired?: boolean
   });
   /** As is: no req_mac unless the body has one. */
   const grantRaw = (body: unknown, headers: Record<string, string> = {}) => app.inject({ method: "POST", url: "/failsafe/grant", headers, payload: body as object });
-  /** As the failsafe client sends it: signed with k, no authorization header. */
-  const grant = (fields: Fields = BODY) => grantRaw(signed(fields));
+  /** As the failsafe client sends it: signed with k, no authorization header, each with a seq above the last (S7). */
+  let seq = 0;
+  const grant = (fields: Fields = BODY) => grantRaw(signed({ ...fields, seq: ++seq }));
   return { app, clock, promise, calls, grant, grantRaw, setCtx: (c: Partial<GrantContext>) => (ctx = { ...ctx, ...c }) };
 }
 
@@ -124,6 +125,8 @@ test("requests without req_mac, or with a wrong one, are 401: the planner is not
     { name: "a MAC over another term", body: { ...signed({ ...BODY, term: 41 }), term: 42 }, why: /wrong req_mac/ },
     { name: "a MAC over another lease", body: { ...signed({ ...BODY, lease_ms: 6000 }), lease_ms: 5000 }, why: /wrong req_mac/ },
     { name: "a MAC over another requester", body: { ...signed({ ...BODY, node: "n3" }), node: "n1" }, why: /wrong req_mac/ },
+    { name: "a MAC over another member asked", body: { ...signed({ ...BODY, to: "n3" }), to: "n2" }, why: /wrong req_mac/ },
+    { name: "a MAC over another seq", body: { ...signed({ ...BODY, seq: 7 }), seq: 8 }, why: /wrong req_mac/ },
     { name: "a MAC over another nonce", body: { ...signed({ ...BODY, nonce: "f".repeat(32) }), nonce: NONCE }, why: /wrong req_mac/ },
     { name: "upper-case hex", body: { ...BODY, req_mac: signed(BODY).req_mac.toUpperCase() }, why: /wrong req_mac/ },
     { name: "empty", body: { ...BODY, req_mac: "" }, why: /wrong req_mac/ },
@@ -165,7 +168,7 @@ test("the endpoint derives k from the current token (api.token_file re-read): af
   const stale = await s.grant();
   assert.equal(stale.statusCode, 401, "req_mac keyed with the old token's k");
   const kNew = failsafeKey(current);
-  const fresh = await s.grantRaw(signed(BODY, kNew));
+  const fresh = await s.grantRaw(signed({ ...BODY, seq: 100 }, kNew));
   assert.equal(fresh.statusCode, 200);
   const b = fresh.json<GrantAnswerBody>();
   assert.ok(grantMacMatches(kNew, { node: b.node, granted: b.granted, leaseMs: b.lease_ms, nonce: b.nonce }, b.mac), "the answer is signed with the new k");
@@ -190,6 +193,12 @@ test("bad bodies are 400 and promise nothing", async () => {
     { ...BODY, term: 0 },
     { ...BODY, node: "N1" },
     { ...BODY, extra: true },
+    { ...BODY, seq: 0 },
+    { ...BODY, seq: 1.5 },
+    { ...BODY, seq: "2" },
+    { ...BODY, to: "N2" },
+    { node: "n1", term: 42, lease_ms: 5000, nonce: NONCE, seq: 1 },
+    { node: "n1", term: 42, lease_ms: 5000, nonce: NONCE },
     { node: "n1", term: 42, lease_ms: 5000 },
   ];
   for (const body of bad) assert.equal((await s.grantRaw(body)).statusCode, 400, JSON.stringify(body));
@@ -247,6 +256,28 @@ test("a later grant extends the promise, an earlier one never shortens it", asyn
   assert.equal(s.promise.promisedUntilMs(), first + 1000);
 });
 
+test("S7: the same signed request twice, or an older one, is refused 409 (signed, nothing promised); a newer one is granted", async () => {
+  const s = setup();
+  await pastStartHold(s);
+  const captured = signed({ ...BODY, seq: 1_700_000_000_000 });
+  assert.equal((await s.grantRaw(captured)).statusCode, 200);
+  await s.clock.advance(7000); // the promise has ended: only S7 can refuse now
+  for (const body of [captured, signed({ ...BODY, seq: 1_699_999_999_000 })]) {
+    const r = await s.grantRaw(body);
+    assert.equal(r.statusCode, 409, `seq ${body.seq}`);
+    const b = r.json<GrantAnswerBody>();
+    assert.match(b.reason, /already answered in term 42 \(a replay\?\)$/);
+    assert.ok(macOk(b), "signed");
+    assert.equal(s.promise.hold(s.clock.monotonicMs()), null, "nothing promised");
+  }
+  assert.equal((await s.grantRaw(signed({ ...BODY, seq: 1_700_000_001_000 }))).statusCode, 200);
+  // A request the primary sent to n3 in the same round (seq one above), captured and replayed here.
+  const forN3 = await s.grantRaw(signed({ ...BODY, to: "n3", seq: 1_700_000_001_001 }));
+  assert.equal(forN3.statusCode, 409);
+  assert.match(forN3.json<GrantAnswerBody>().reason, /the request is for n3, not for this node \(n2\)/);
+  assert.equal((await s.grantRaw(signed({ ...BODY, seq: 1_700_000_001_001 }))).statusCode, 200, "it did not move the mark: the request for me with that seq is granted");
+});
+
 test("no failsafe wired on the node: refused with the reason", async () => {
   const s = setup({ wired: false });
   const r = await s.grant();
@@ -267,10 +298,13 @@ test("grantMacMatches refuses a changed verdict, node, lease, nonce, a wrong key
 
 test('k is HMAC-SHA256(token, "understudy-failsafe-key-v1"); a request MAC is never an answer MAC', () => {
   assert.equal(K.toString("hex"), createHmac("sha256", TOKEN).update("understudy-failsafe-key-v1").digest("hex"));
-  const r = { node: "n1", term: 42, leaseMs: 5000, nonce: NONCE };
+  const r = { node: "n1", to: "n2", term: 42, leaseMs: 5000, nonce: NONCE, seq: 1_700_000_000_000 };
   const mac = requestMac(K, r);
-  assert.equal(mac, createHmac("sha256", K).update(`understudy-failsafe-req-v1|n1|42|5000|${NONCE}`).digest("hex"));
+  assert.equal(mac, createHmac("sha256", K).update(`understudy-failsafe-req-v2|n1|n2|42|5000|1700000000000|${NONCE}`).digest("hex"));
   assert.equal(requestMacMatches(K, r, mac), true);
-  for (const changed of [{ node: "n3" }, { term: 43 }, { leaseMs: 6000 }, { nonce: NONCE.replace("0", "1") }]) assert.equal(requestMacMatches(K, { ...r, ...changed }, mac), false);
+  for (const changed of [{ node: "n3" }, { to: "n3" }, { term: 43 }, { leaseMs: 6000 }, { nonce: NONCE.replace("0", "1") }, { seq: r.seq + 1 }])
+    assert.equal(requestMacMatches(K, { ...r, ...changed }, mac), false);
+  const v1 = createHmac("sha256", K).update(`understudy-failsafe-req-v1|n1|42|5000|${NONCE}`).digest("hex");
+  assert.equal(requestMacMatches(K, r, v1), false, "a v1 request (no seq) does not verify: an older primary is refused, it fences");
   assert.equal(grantMacMatches(K, { node: "n1", granted: true, leaseMs: 5000, nonce: NONCE }, mac), false);
 });

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer, type Server } from "node:http";
+import { createServer, request as httpRequest, type Server } from "node:http";
 import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { buildApi } from "../../../src/api/server.js";
 import { AgentMetrics } from "../../../src/api/metrics.js";
@@ -27,6 +27,9 @@ import { FakeCoordinator } from "../../fakes/coordinator.js";
 const TOKEN = "s3cret-token-0123456789";
 const K = failsafeKey(TOKEN);
 const REQUEST = { node: "n1", term: 42, leaseMs: 5000 };
+/** A wall clock that moves on at each read, as real time does between rounds and restarts. */
+let wallNow = 1_700_000_000_000;
+const wallMs = () => (wallNow += 10);
 
 const view = { node: "n2", acting: "standby" } as NodeView;
 
@@ -67,7 +70,7 @@ async function scriptedMember(respond: (body: { nonce: string }) => { status: nu
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
-const client = (token: string | null = TOKEN) => new FailsafePeerClient({ token: async () => token });
+const client = (token: string | null = TOKEN) => new FailsafePeerClient({ token: async () => token, wallMs });
 
 test("an honest standby's grant verifies: granted, and the standby is bound by it", async () => {
   const m = await realMember(TOKEN);
@@ -232,9 +235,10 @@ test("the request carries no Authorization header and no byte of the token or of
     assert.doesNotMatch(text, /bearer/i);
     for (const secret of [Buffer.from(TOKEN), Buffer.from(TOKEN.slice(0, 8)), Buffer.from(TOKEN).toString("base64"), K, K.toString("hex"), K.toString("base64")])
       assert.equal(raw.includes(secret), false, `the request holds ${typeof secret === "string" ? "an encoding of" : "bytes of"} a secret`);
-    const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) as { node: string; term: number; lease_ms: number; nonce: string; req_mac: string };
-    assert.deepEqual(Object.keys(body).sort(), ["lease_ms", "node", "nonce", "req_mac", "term"]);
-    assert.ok(requestMacMatches(K, { node: body.node, term: body.term, leaseMs: body.lease_ms, nonce: body.nonce }, body.req_mac), "req_mac is keyed with k");
+    const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) as { node: string; to: string; term: number; lease_ms: number; nonce: string; seq: number; req_mac: string };
+    assert.deepEqual(Object.keys(body).sort(), ["lease_ms", "node", "nonce", "req_mac", "seq", "term", "to"]);
+    assert.equal(body.to, "n2", "names the member asked");
+    assert.ok(requestMacMatches(K, { node: body.node, to: body.to, term: body.term, leaseMs: body.lease_ms, nonce: body.nonce, seq: body.seq }, body.req_mac), "req_mac is keyed with k");
   } finally {
     await m.close();
   }
@@ -243,7 +247,7 @@ test("the request carries no Authorization header and no byte of the token or of
 test("the client derives k from the current token each round: after a rotation on both sides it is granted again", async () => {
   let current = TOKEN;
   const m = await realMember(() => current);
-  const rotating = new FailsafePeerClient({ token: async () => current });
+  const rotating = new FailsafePeerClient({ token: async () => current, wallMs });
   try {
     assert.deepEqual((await rotating.ask([{ node: "n2", api: m.url }], REQUEST, 2000)).get("n2"), { granted: true });
     current = "rotated-token-0123456789";
@@ -251,6 +255,50 @@ test("the client derives k from the current token each round: after a rotation o
     const stale = await client(TOKEN).ask([{ node: "n2", api: m.url }], REQUEST, 2000);
     assert.match((stale.get("n2") as { why: string }).why, /^HTTP 401: .*wrong req_mac/, "a client still on the old token is refused");
   } finally {
+    await m.close();
+  }
+});
+
+test("S7: each request's seq is above the last, from the wall clock on; a captured request replayed to the member is refused", async () => {
+  const m = await realMember(TOKEN);
+  const sent: { seq: number; body: string }[] = [];
+  // A relay in front of the member that keeps what it forwards, as an eavesdropper on plain http would.
+  const relay = createServer((req, res) => {
+    let text = "";
+    req.on("data", (c: Buffer) => (text += c.toString()));
+    req.on("end", () => {
+      sent.push({ seq: (JSON.parse(text) as { seq: number }).seq, body: text });
+      const fwd = httpRequest(m.url + "/failsafe/grant", { method: "POST", headers: { "content-type": "application/json" } }, (r) => {
+        res.writeHead(r.statusCode ?? 502, { "content-type": "application/json" });
+        r.pipe(res);
+      });
+      fwd.end(text);
+    });
+  });
+  await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+  const relayUrl = `http://127.0.0.1:${(relay.address() as AddressInfo).port}`;
+  try {
+    const c = client();
+    for (let i = 0; i < 3; i++) assert.deepEqual((await c.ask([{ node: "n2", api: relayUrl }], REQUEST, 2000)).get("n2"), { granted: true });
+    const restarted = client(); // a new process: its seq starts at its wall clock, above the last run's
+    assert.deepEqual((await restarted.ask([{ node: "n2", api: relayUrl }], REQUEST, 2000)).get("n2"), { granted: true });
+    assert.equal(sent.length, 4);
+    for (let i = 1; i < sent.length; i++) assert.ok(sent[i]!.seq > sent[i - 1]!.seq, `seq ${sent[i]!.seq} after ${sent[i - 1]!.seq}`);
+    for (const captured of [sent[0]!, sent[3]!]) {
+      const replay = await new Promise<{ status: number; reason: string }>((resolve, reject) => {
+        const r = httpRequest(m.url + "/failsafe/grant", { method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+          let out = "";
+          res.on("data", (c: Buffer) => (out += c.toString()));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, reason: (JSON.parse(out) as { reason: string }).reason }));
+        });
+        r.on("error", reject);
+        r.end(captured.body);
+      });
+      assert.equal(replay.status, 409, `seq ${captured.seq} replayed`);
+      assert.match(replay.reason, /is not newer than request \d+ already answered in term 42 \(a replay\?\)$/);
+    }
+  } finally {
+    await new Promise<void>((r) => relay.close(() => r()));
     await m.close();
   }
 });
@@ -296,11 +344,11 @@ test("https with api.tls.client_ca: the client's round trip works; a CA-signed c
     const port = (app.server.address() as AddressInfo).port;
     const url = `https://127.0.0.1:${port}`;
     // As agent.ts builds it: the API's CA verifies the peer, the node's own certificate is the client certificate.
-    const tlsClient = new FailsafePeerClient({ token: async () => TOKEN, tls: { ca: pem("ca.pem"), cert: pem("client.pem"), key: pem("client.key") } });
+    const tlsClient = new FailsafePeerClient({ token: async () => TOKEN, wallMs, tls: { ca: pem("ca.pem"), cert: pem("client.pem"), key: pem("client.key") } });
     assert.deepEqual((await tlsClient.ask([{ node: "n2", api: url }], REQUEST, 5000)).get("n2"), { granted: true });
 
     const nonce = "0123456789abcdef0123456789abcdef";
-    const bare = { node: "n1", term: 42, lease_ms: 5000, nonce };
+    const bare = { node: "n1", to: "n2", term: 42, lease_ms: 5000, nonce, seq: wallMs() };
     const send = (body: object, opts: { cert?: string; key?: string; headers?: Record<string, string> } = {}) =>
       new Promise<{ status: number; json: Partial<GrantAnswerBody> & { message?: string } }>((resolve, reject) => {
         const text = JSON.stringify(body);

@@ -11,7 +11,7 @@ import { FakeClock } from "../../fakes/clock.js";
 
 const ON = { enabled: true, self: "n2", leaseMs: 5000, fenceMarginMs: 1000 };
 const OFF = { ...ON, enabled: false };
-const REQ = { node: "n1", term: 7, leaseMs: 5000, nonce: "0".repeat(32) };
+const REQ = { node: "n1", to: "n2", term: 7, leaseMs: 5000, nonce: "0".repeat(32), seq: 1_700_000_000_000 };
 const CTX = { acting: "standby" as const, lastLeader: { node: "n1", term: 7 } };
 
 function dir() {
@@ -29,7 +29,7 @@ test("a grant is on disk (0600) before the answer returns; a restart with failsa
     const a = await first.answer(REQ, CTX);
     assert.equal(a.granted, true);
     const onDisk = JSON.parse(readFileSync(d.file, "utf8"));
-    assert.deepEqual(onDisk, { boot_id: "boot-a", until_system_ms: t0 + 6000 + 6000, for_ms: 6000 });
+    assert.deepEqual(onDisk, { boot_id: "boot-a", until_system_ms: t0 + 6000 + 6000, for_ms: 6000, answered: [{ node: "n1", term: 7, seq: REQ.seq }] });
     assert.equal(statSync(d.file).mode & 0o777, 0o600);
     // The agent restarts 1 s later with failsafe off: its own start-up hold would be none.
     await clock.advance(1000);
@@ -106,6 +106,95 @@ test("an unreadable record fails closed: ttl + margin of hold even with failsafe
     const q = new FailsafePromise(clock, ON, new FilePromiseLedger(d.file, () => "b"));
     assert.equal(q.promisedUntilMs(), clock.monotonicMs() + 6000, "the own start-up hold is longer here");
     assert.match(q.promisedTo() ?? "", /a grant of the previous run/, "but a promise of the last run still runs inside it");
+  } finally {
+    d.done();
+  }
+});
+
+test("S7: requests answered before a restart (or a reboot), granted or refused, are still stale after it", async () => {
+  const d = dir();
+  try {
+    const clock = new FakeClock();
+    const first = new FailsafePromise(clock, ON, new FilePromiseLedger(d.file, () => "boot-a"));
+    await clock.advance(6000);
+    assert.equal((await first.answer(REQ, CTX)).granted, true);
+    const older = { ...REQ, seq: REQ.seq - 1500 };
+    assert.match((await first.answer(older, CTX)).reason, /^refused: request 1699999998500 of n1 is not newer than request 1700000000000/, "an older capture, same run");
+    assert.match((await first.answer(REQ, CTX)).reason, /not newer/, "the same request again, same run");
+    // Refused for another cause (here: this node campaigns), the next request still moves the mark, on disk too.
+    await clock.advance(7000);
+    assert.equal(first.beginCampaign(), true);
+    const refused = { ...REQ, seq: REQ.seq + 1000 };
+    assert.match((await first.answer(refused, CTX)).reason, /is campaigning/);
+    first.endCampaign();
+    // And a request of another primary (n3, a later term) gets its own mark beside n1's.
+    const fromN3 = { ...REQ, node: "n3", term: 9, seq: 5_000 };
+    assert.match((await first.answer(fromN3, CTX)).reason, /last named n1 \(term 7\), not n3/);
+    const onDisk = JSON.parse(readFileSync(d.file, "utf8")) as { for_ms: number; answered: unknown };
+    assert.deepEqual(onDisk.answered, [
+      { node: "n1", term: 7, seq: refused.seq },
+      { node: "n3", term: 9, seq: 5_000 },
+    ]);
+    assert.equal(onDisk.for_ms, 0, "the grant's promise has ended: the record holds marks only");
+    // A restart and then a reboot: the marks come back from the record, so every capture stays stale.
+    for (const boot of ["boot-a", "boot-b"]) {
+      const next = new FailsafePromise(clock, ON, new FilePromiseLedger(d.file, () => boot));
+      await clock.advance(7000); // past every hold: only S7 can refuse
+      assert.equal(next.hold(clock.monotonicMs()), null);
+      for (const replay of [older, REQ, refused]) assert.match((await next.answer(replay, { ...CTX, lastLeader: null })).reason, /\(a replay\?\)$/, `${boot}: n1 seq ${replay.seq}`);
+      assert.match((await next.answer(fromN3, { ...CTX, lastLeader: null })).reason, /\(a replay\?\)$/, `${boot}: n3`);
+    }
+    const after = new FailsafePromise(clock, ON, new FilePromiseLedger(d.file, () => "boot-b"));
+    await clock.advance(7000);
+    const fresh = { ...REQ, seq: refused.seq + 1000 };
+    assert.equal((await after.answer(fresh, CTX)).granted, true, "the requester's next request");
+  } finally {
+    d.done();
+  }
+});
+
+test("S7 and etcd's history: a mark of a later term than etcd's leader key shows (etcd rebuilt) is dropped", async () => {
+  const clock = new FakeClock();
+  const p = new FailsafePromise(clock, ON);
+  await clock.advance(7000);
+  assert.equal((await p.answer({ ...REQ, term: 123_456 }, { ...CTX, lastLeader: null })).granted, true);
+  await clock.advance(7000);
+  const rebuilt = { ...CTX, lastLeader: { node: "n1", term: 7 } };
+  assert.match((await p.answer(REQ, rebuilt)).reason, /for term 7, older than the term 123456 already answered/);
+  p.observeLeader("n3", 7);
+  assert.match((await p.answer({ ...REQ, seq: REQ.seq + 1 }, rebuilt)).reason, /older than the term 123456/, "another node's key changes nothing");
+  p.observeLeader("n1", 123_456);
+  assert.match((await p.answer({ ...REQ, seq: REQ.seq + 2 }, rebuilt)).reason, /older than the term 123456/, "the same term: kept");
+  p.observeLeader("n1", 7);
+  assert.equal((await p.answer({ ...REQ, seq: REQ.seq + 3 }, rebuilt)).granted, true, "etcd names n1 in term 7: the mark of term 123456 is gone");
+});
+
+test("S7 record: older records without `answered` load; a damaged `answered` is a damaged record", () => {
+  const d = dir();
+  try {
+    const clock = new FakeClock();
+    const base = { boot_id: "b", until_system_ms: clock.systemMonotonicMs() + 3000, for_ms: 6000 };
+    writeFileSync(d.file, JSON.stringify(base));
+    assert.deepEqual(new FilePromiseLedger(d.file, () => "b").load(), { record: { untilSystemMs: base.until_system_ms, forMs: 6000, answered: [] } });
+    writeFileSync(d.file, JSON.stringify({ ...base, for_ms: 0, answered: [{ node: "n1", term: 7, seq: 5 }] }));
+    assert.deepEqual(new FilePromiseLedger(d.file, () => "b").load(), { record: { untilSystemMs: base.until_system_ms, forMs: 0, answered: [{ node: "n1", term: 7, seq: 5 }] } }, "marks only");
+    const many = Array.from({ length: 65 }, (_, i) => ({ node: `n${i}`, term: 7, seq: 5 }));
+    for (const answered of [
+      null,
+      "n1",
+      { node: "n1", term: 7, seq: 5 },
+      [{ node: "n1", term: 7 }],
+      [{ node: "n1", term: 0, seq: 5 }],
+      [{ node: 3, term: 7, seq: 5 }],
+      [{ node: "n1", term: 7, seq: 1.5 }],
+      [{ node: "N1", term: 7, seq: 5 }],
+      many,
+    ]) {
+      writeFileSync(d.file, JSON.stringify({ ...base, answered }));
+      const l = new FilePromiseLedger(d.file, () => "b").load();
+      assert.equal(l.record, null, JSON.stringify(answered).slice(0, 80));
+      assert.match(l.problem ?? "", /"answered" is not a list of \{node, term, seq\}/);
+    }
   } finally {
     d.done();
   }

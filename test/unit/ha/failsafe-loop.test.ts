@@ -30,6 +30,7 @@ interface Ask {
 class LoopPeers implements FailsafePeers {
   readonly asks: Ask[] = [];
   readonly cut = new Set<string>();
+  private seq = 0;
   constructor(
     private readonly from: string,
     private readonly clock: FakeClock,
@@ -49,7 +50,9 @@ class LoopPeers implements FailsafePeers {
         out.set(t.node, { granted: false, why: `no answer within ${timeoutMs}ms` });
         continue;
       }
-      const a = await n.loop.answerFailsafe({ ...request, nonce: "0".repeat(32) });
+      // As FailsafePeerClient: strictly increasing, at least the wall clock (S7).
+      this.seq = Math.max(this.seq + 1, Math.floor(this.clock.wallMs()));
+      const a = await n.loop.answerFailsafe({ ...request, to: t.node, nonce: "0".repeat(32), seq: this.seq });
       out.set(t.node, a.granted ? { granted: true } : { granted: false, why: a.reason });
     }
     if (silent) await this.clock.sleep(timeoutMs);

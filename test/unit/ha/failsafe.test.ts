@@ -16,7 +16,7 @@ import {
   type RoundView,
 } from "../../../src/ha/failsafe.js";
 
-const REQ: GrantRequest = { node: "n1", term: 42, leaseMs: 5000, nonce: "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4" };
+const REQ: GrantRequest = { node: "n1", to: "n2", term: 42, leaseMs: 5000, nonce: "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4", seq: 1_700_000_000_500 };
 const STANDBY: GrantView = {
   enabled: true,
   self: "n2",
@@ -25,6 +25,7 @@ const STANDBY: GrantView = {
   ownLeaseMs: 5000,
   fenceMarginMs: 1000,
   lastLeader: { node: "n1", term: 42 },
+  answered: { node: "n1", term: 42, seq: 1_700_000_000_000 },
   nowMs: 10_000,
 };
 
@@ -39,6 +40,25 @@ const grantCases: { name: string; req?: Partial<GrantRequest>; view?: Partial<Gr
   { name: "S2: a lease period that differs from my ttl refuses", req: { leaseMs: 10_000 }, granted: false, reason: /10000ms differs from this node's election.ttl \(5000ms\)/ },
   { name: "S2: a leader other than the requester refuses (it is stale)", view: { lastLeader: { node: "n3", term: 50 } }, granted: false, reason: /last named n3 \(term 50\), not n1/ },
   { name: "S2: a newer term of the same node refuses", view: { lastLeader: { node: "n1", term: 44 } }, granted: false, reason: /term 44 is newer/ },
+  { name: "S7: a request for another member (a capture replayed to me) refuses", req: { to: "n3" }, granted: false, reason: /the request is for n3, not for this node \(n2\)/, until: null },
+  { name: "S7: nothing answered before from anyone: grant", view: { answered: null }, granted: true, reason: /^granted/ },
+  { name: "S7: the last request answered came from another node: grant", view: { answered: { node: "n3", term: 50, seq: 1_800_000_000_000 } }, granted: true, reason: /^granted/ },
+  {
+    name: "S7: the very request answered last (a replay) refuses",
+    req: { seq: 1_700_000_000_000 },
+    granted: false,
+    reason: /request 1700000000000 of n1 is not newer than request 1700000000000 already answered in term 42 \(a replay\?\)/,
+    until: null,
+  },
+  { name: "S7: an older request of the same term refuses", req: { seq: 1_699_999_999_999 }, granted: false, reason: /not newer than request 1700000000000/ },
+  {
+    name: "S7: a request of an older term than one answered refuses, whatever its seq",
+    req: { term: 41, seq: 1_900_000_000_000 },
+    view: { lastLeader: null },
+    granted: false,
+    reason: /for term 41, older than the term 42 already answered/,
+  },
+  { name: "S7: a newer term with a lower seq (another requester clock) grants", req: { term: 43, seq: 5 }, granted: true, reason: /^granted/ },
 ];
 
 for (const c of grantCases) {
