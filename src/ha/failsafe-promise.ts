@@ -21,7 +21,7 @@ export class FailsafePromise {
   private untilMs: number;
   private promisedTo_: string | null = null;
   private campaigning = false;
-  /** S7: per requester, the newest request answered (seeded from the ledger's last grant). */
+  /** S7: per requester, the newest request answered (seeded from the ledger). */
   private readonly answered = new Map<string, AnsweredRequest>();
 
   /** Why the last run's promise could not be read (then only this run's own start-up hold applies). */

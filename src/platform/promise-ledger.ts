@@ -2,6 +2,13 @@ import { readFileSync } from "node:fs";
 import type { DurableFs } from "./durable-fs.js";
 import { NODE_DURABLE_FS } from "./node-durable-fs.js";
 
+/** S7: the newest request answered from one requester (the shape of ha/failsafe.ts's AnsweredRequest). */
+export interface AnsweredMark {
+  readonly node: string;
+  readonly term: number;
+  readonly seq: number;
+}
+
 /**
  * Where a failsafe promise (docs/failsafe-design.md, S6) and the replay marks
  * (S7) outlive the agent: `{boot_id, until_system_ms, for_ms, answered:
@@ -10,13 +17,6 @@ import { NODE_DURABLE_FS } from "./node-durable-fs.js";
  * CLOCK_MONOTONIC (Clock.systemMonotonicMs), so it holds across agent restarts
  * of the same boot; after a reboot only the promise's length is known.
  */
-/** S7: the newest request answered from one requester (the shape of ha/failsafe.ts's AnsweredMark). */
-export interface AnsweredMark {
-  readonly node: string;
-  readonly term: number;
-  readonly seq: number;
-}
-
 export interface PromiseLedgerRecord {
   /** The promise's end on the host's monotonic clock; null: written in another boot. */
   readonly untilSystemMs: number | null;
