@@ -6,8 +6,8 @@
 // http or a forged `api` URL in etcd never learns the token or k. The answer
 // is the failsafe planner's decision (answerGrant), signed with k over the
 // primary's nonce, so a grant cannot be forged or replayed on the way back;
-// the request's seq (under req_mac) keeps a captured request from being
-// replayed on the way in (S7).
+// the request's `to` and `seq` (under req_mac) keep a captured request from
+// being replayed on the way in, to its member or another (S7).
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { grantMacInput, type GrantAnswer, type GrantRequest } from "../ha/failsafe.js";
