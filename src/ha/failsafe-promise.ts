@@ -1,5 +1,5 @@
 import type { Clock } from "../platform/clock.js";
-import { answerGrant, campaignHold, staleRequest, type AnsweredRequest, type GrantAnswer, type GrantRequest, type GrantView } from "./failsafe.js";
+import { answerGrant, campaignHold, type AnsweredRequest, type GrantAnswer, type GrantRequest, type GrantView } from "./failsafe.js";
 import type { PromiseLedger } from "./ports.js";
 
 /** What the answering side reads from the HA loop at the moment a request arrives (S1). */
@@ -62,7 +62,6 @@ export class FailsafePromise {
    */
   async answer(req: GrantRequest, ctx: GrantContext): Promise<GrantAnswer> {
     const s = this.settings;
-    const answered = this.answered.get(req.node) ?? null;
     const d = answerGrant(req, {
       enabled: s.enabled,
       self: s.self,
@@ -71,18 +70,16 @@ export class FailsafePromise {
       ownLeaseMs: s.leaseMs,
       fenceMarginMs: s.fenceMarginMs,
       lastLeader: ctx.lastLeader,
-      answered,
+      answered: this.answered.get(req.node) ?? null,
       nowMs: this.clock.monotonicMs(),
     });
-    // S7: every request for this node that is not itself stale moves its sender's mark, granted or
-    // refused, so a refused one replayed later (when it might be granted) is stale too.
-    const moved = req.to === s.self && staleRequest(req, answered) === null;
-    if (moved) this.answered.set(req.node, { node: req.node, term: req.term, seq: req.seq });
+    // S7: the planner says whether this request moves its sender's mark (a grant always does).
+    if (d.mark !== null) this.answered.set(d.mark.node, d.mark);
     if (d.promisedUntilMs !== null && d.promisedUntilMs > this.untilMs) {
       this.untilMs = d.promisedUntilMs;
       this.promisedTo_ = req.node;
     }
-    if ((moved || d.promisedUntilMs !== null) && this.ledger) {
+    if (d.mark !== null && this.ledger) {
       // Durable before the answer leaves: a restart must not forget the promise (S6) or the marks (S7).
       try {
         await this.ledger.save(this.record(d.promisedUntilMs !== null ? d.answer.promisedForMs : 0));

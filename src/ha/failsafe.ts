@@ -67,13 +67,18 @@ export function staleRequest(req: Pick<GrantRequest, "node" | "term" | "seq">, a
 export interface GrantDecision {
   readonly answer: GrantAnswer;
   readonly promisedUntilMs: number | null;
+  /** S7: the sender's new mark when this request moves it (a request for this node, not stale), granted or refused; else null. */
+  readonly mark: AnsweredRequest | null;
 }
 
 /** S1–S4 and S7: grant or refuse a primary's request. */
 export function answerGrant(req: GrantRequest, v: GrantView): GrantDecision {
+  // Decided first: a refused request moves the mark too, so it is stale if replayed when it might be granted.
+  const mark = req.to === v.self && staleRequest(req, v.answered) === null ? { node: req.node, term: req.term, seq: req.seq } : null;
   const refuse = (why: string): GrantDecision => ({
     answer: { node: v.self, granted: false, leaseMs: req.leaseMs, nonce: req.nonce, promisedForMs: 0, reason: `refused: ${why}` },
     promisedUntilMs: null,
+    mark,
   });
   if (!v.enabled) return refuse("failsafe is off on this node (election.failsafe)");
   if (req.to !== v.self) return refuse(`the request is for ${req.to}, not for this node (${v.self})`);
@@ -91,6 +96,7 @@ export function answerGrant(req: GrantRequest, v: GrantView): GrantDecision {
   return {
     answer: { node: v.self, granted: true, leaseMs: req.leaseMs, nonce: req.nonce, promisedForMs: forMs, reason: `granted: I am a standby ${following}; no campaign for ${forMs}ms` },
     promisedUntilMs: v.nowMs + forMs,
+    mark,
   };
 }
 

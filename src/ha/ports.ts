@@ -1,5 +1,6 @@
 import type { DataProgress, MemberDataSummary, MemberSyncSummary, SyncGeneration } from "../coordinator/port.js";
 import type { ProbeState } from "../probes/port.js";
+import type { AnsweredRequest } from "./failsafe.js";
 
 // What the HA loop needs from the VIP reconciler and the probe runner: the
 // loop imports these shapes only, never an adapter (composition is in agent.ts).
@@ -152,9 +153,9 @@ export interface FailsafePeers {
 export interface PromiseLedger {
   /** The last run's promise: its end on the host's monotonic clock (null: another boot) and its length; null: none. */
   load(): {
-    readonly record: { readonly untilSystemMs: number | null; readonly forMs: number; readonly answered: readonly { readonly node: string; readonly term: number; readonly seq: number }[] } | null;
+    readonly record: { readonly untilSystemMs: number | null; readonly forMs: number; readonly answered: readonly AnsweredRequest[] } | null;
     readonly problem?: string;
   };
   /** Durable once it resolves; rejects when it cannot write. forMs 0: no promise runs, only the marks (S7). */
-  save(record: { readonly untilSystemMs: number; readonly forMs: number; readonly answered: readonly { readonly node: string; readonly term: number; readonly seq: number }[] }): Promise<void>;
+  save(record: { readonly untilSystemMs: number; readonly forMs: number; readonly answered: readonly AnsweredRequest[] }): Promise<void>;
 }

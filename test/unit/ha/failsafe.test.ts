@@ -70,6 +70,10 @@ for (const c of grantCases) {
     assert.equal(d.answer.nonce, REQ.nonce, "the nonce is echoed");
     if (c.until !== undefined) assert.equal(d.promisedUntilMs, c.until);
     if (!c.granted) assert.equal(d.answer.promisedForMs, 0);
+    // S7: a request for this node that is not stale moves its sender's mark, granted or refused.
+    const req = { ...REQ, ...c.req };
+    const moves = /the request is for|a replay\?/.test(d.answer.reason) ? null : { node: req.node, term: req.term, seq: req.seq };
+    assert.deepEqual(d.mark, moves);
   });
 }
 
