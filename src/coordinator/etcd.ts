@@ -136,8 +136,12 @@ export class EtcdCoordinator implements Coordinator {
     const key = this.keys.leader;
     const res = await this.call("campaign txn", () => {
       const ifs = this.client.if(key, "Create", "==", 0);
-      // E2: failsafe/members unchanged since the snapshot (an absent key's mod revision is 0).
-      if (readRevision !== undefined) ifs.and(this.keys.failsafeMembers, "Mod", "<", readRevision + 1);
+      // Unchanged since the snapshot the decision read (an absent key's mod revision is 0): failsafe/members
+      // (E2), and the published sync generation (the stale-promotion mark is decided on it).
+      if (readRevision !== undefined) {
+        ifs.and(this.keys.failsafeMembers, "Mod", "<", readRevision + 1);
+        ifs.and(this.keys.syncGeneration, "Mod", "<", readRevision + 1);
+      }
       return ifs
         .then(
           this.client

@@ -329,8 +329,9 @@ export interface LeaderElection {
    * new term. Lost: `leader` is the incumbent as read in the same transaction.
    * Never retried blindly: after a timeout the caller reads the leader key again.
    * `readRevision`: the snapshot the decision read; the txn also requires that
-   * failsafe/members was not written after it (E2: a list rewritten meanwhile may
-   * no longer name `node`), and counts as lost when it was.
+   * neither failsafe/members (E2: a list rewritten meanwhile may no longer name
+   * `node`) nor sync/generation (the promotion gate and its stale-promotion mark
+   * read it) was written after it, and counts as lost (leader null) when one was.
    */
   campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult>;
   /** Delete the leader key only while `term` leads; false when it no longer does (never deletes a successor's key). */

@@ -47,6 +47,10 @@ export class FakeCoordinator implements Coordinator {
   failsafeMembers: FailsafeMembers | null = null;
   /** The mod revision of failsafe/members (0: absent), as etcd's compare sees it. */
   failsafeMembersRevision = 0;
+  /** The mod revision of sync/generation when publishGeneration wrote it (0: absent, or set directly). */
+  syncRevision = 0;
+  /** Runs once inside the next campaign, before its compares: a write the campaigner's view has not seen. */
+  beforeCampaign: (() => void) | null = null;
   readonly bans = new Map<string, { record: BanRecord; lease: string }>();
   readonly historyEvents: HistoryEvent[] = [];
   /** data/rejoin/<node> records. */
@@ -144,9 +148,14 @@ export class FakeCoordinator implements Coordinator {
   async campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult> {
     this.gate("campaign");
     if (!this.leases.has(leaseId)) throw new Error(`campaign with unknown lease ${leaseId}`);
+    const racing = this.beforeCampaign;
+    this.beforeCampaign = null;
+    racing?.();
     if (this.leader) return { won: false, leader: this.leader };
     // E2: failsafe/members written after the snapshot the campaign decided on.
     if (readRevision !== undefined && this.failsafeMembersRevision > readRevision) return { won: false, leader: null };
+    // The published generation written after that snapshot (the stale-promotion mark reads it).
+    if (readRevision !== undefined && this.syncRevision > readRevision) return { won: false, leader: null };
     this.revision++;
     this.leader = { node, lease: leaseId, term: this.revision, acquiredAt };
     this.notify();
@@ -227,6 +236,7 @@ export class FakeCoordinator implements Coordinator {
     if (this.leader?.term !== term) return false;
     this.sync = generation;
     this.revision++;
+    this.syncRevision = this.revision;
     this.notify();
     return true;
   }

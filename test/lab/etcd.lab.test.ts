@@ -259,8 +259,18 @@ test("a sync generation is published only under the current term, and the snapsh
   assert.equal((await c.snapshot()).sync, null);
   assert.equal(await c.publishGeneration(term, gen), true);
   assert.deepEqual((await c.snapshot()).sync, gen);
+  const before = await c.snapshot();
+  assert.equal(await c.publishGeneration(term, { ...gen, generation: 5 }), true);
   await c.revokeLease(l.id);
-  assert.deepEqual((await c.snapshot()).sync, gen, "the generation outlives the leader (no lease)");
+  assert.deepEqual((await c.snapshot()).sync, { ...gen, generation: 5 }, "the generation outlives the leader (no lease)");
+
+  // A campaign decided on a view older than the newest generation loses, the key vacant: the
+  // promotion gate would have marked it from generation 4, not 5 (a stale view, e.g. a lagging watch).
+  const l2 = await c.grantLease(5000);
+  const stale = await c.campaign("n2", l2.id, "t", before.revision);
+  assert.equal(stale.won, false, "generation 5 was published after the view the campaign decided on");
+  assert.equal(stale.leader, null, "lost on the generation, not to an incumbent");
+  assert.equal((await c.campaign("n2", l2.id, "t", (await c.snapshot()).revision)).won, true, "a campaign on a current view wins");
 });
 
 test("failsafe/members: written only under the term, kept without a lease, and a campaign on an older read of it loses (E2)", async () => {

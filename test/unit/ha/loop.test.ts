@@ -608,6 +608,29 @@ test("sync gate: alone and within maximum_lag_on_failover, a stale standby takes
   assert.ok(c.nodes[1]!.events.includes("stale_promotion"), "the metric's event fired");
 });
 
+test("sync gate: a campaign decided on a view older than the published generation loses, and the retry records the stale promotion", async () => {
+  const c = syncCluster([
+    ["n1", 300, new FakeSync(5)],
+    ["n2", 200, new FakeSync(5)],
+  ]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  // n1 published 6 just before it went: n2's view (the snapshot its campaign was decided on) lacks it.
+  c.etcd.beforeCampaign = () => {
+    c.etcd.sync = { ...c.etcd.sync!, generation: 6, digest: "d6" };
+    c.etcd.revision++;
+    c.etcd.syncRevision = c.etcd.revision;
+  };
+  c.nodes[1]!.sync.behindSinceMs = c.clock.monotonicMs();
+  await c.nodes[0]!.loop.stop();
+  await c.clock.advance(1000);
+  assert.equal(c.etcd.beforeCampaign, null, `n2 campaigned on the old view: ${c.etcd.leader?.node} ${c.nodes[1]!.loop.status().decision}`);
+  assert.equal(c.etcd.leader?.node, "n2", "and won on the retry");
+  const stale = c.etcd.historyEvents.find((e) => e.kind === "stale_promotion");
+  assert.ok(stale, `the promotion holding 5 while 6 was published is recorded: ${JSON.stringify(c.etcd.historyEvents)}`);
+  assert.match(stale.reason, /sync generation 5 while n1 had published 6/);
+});
+
 test("sync gate: a standby behind for longer than maximum_lag_on_failover does not take over by itself", async () => {
   const c = syncCluster([
     ["n1", 300, new FakeSync(5)],
