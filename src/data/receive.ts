@@ -18,7 +18,7 @@ import { UnderstudyError } from "../errors/catalogue.js";
 import { renderWriteModule, type WriteModule } from "../sync/rsyncd.js";
 import { safeHost } from "../sync/transport.js";
 import { safeAbsolutePath } from "../sync/transport-values.js";
-import { moduleName, TEMP_DIR_NAME } from "./rsync-argv.js";
+import { barrierModuleName, moduleName, TEMP_DIR_NAME } from "./rsync-argv.js";
 
 export interface ReceiveRoot {
   /** The data root's name (the module is `d<term>-<name>`). */
@@ -53,7 +53,7 @@ export function receiveModules(roots: readonly ReceiveRoot[], from: ReceiveFrom)
     const name = moduleName(from.term, root.name);
     if (seen.has(name)) throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.roots[].name", problem: "is used by another data root", value: JSON.stringify(root.name) });
     seen.add(name);
-    return { name, path: moduleLayout(root).path, tempDir: `/${TEMP_DIR_NAME}`, hostsAllow: hosts };
+    return { name, path: moduleLayout(root).path, tempDir: `/${TEMP_DIR_NAME}`, hostsAllow: hosts, barrier: barrierModuleName(from.term, root.name) };
   });
 }
 

@@ -15,7 +15,7 @@
 //   listed path (a new home directory) are created with their own modes.
 import type { SshTransport } from "../sync/transport-ssh.js";
 import { sshArgv } from "../sync/transport-ssh.js";
-import { checkModule } from "../sync/rsyncd.js";
+import { checkModule, SYNC_BINARY } from "../sync/rsyncd.js";
 import { hostForUrl } from "../platform/listen-address.js";
 import { safeHost } from "../sync/transport.js";
 import { safeAbsolutePath, safeUser } from "../sync/transport-values.js";
@@ -67,14 +67,36 @@ export function moduleName(term: number, root: string): string {
   return checkModule("data.roots[].name", `d${term}-${root}`);
 }
 
+/** The standby's durability barrier for that module (receive.ts renders it, full-pass.ts lists it). */
+export function barrierModuleName(term: number, root: string): string {
+  return checkModule("data.roots[].name", `s${moduleName(term, root).slice(1)}`);
+}
+
+/**
+ * The barrier: returns once every file the standby wrote under the root is on its disk (one
+ * syncfs there instead of one fsync per file), non-zero with the standby's error when that fails.
+ * To a module: list its barrier module (its pre-xfer exec runs `sync --file-system`, and the
+ * daemon shows nothing); to a local directory (tests, benchmarks): `sync --file-system` on it.
+ */
+export function barrierCommand(o: Pick<DataRsyncOptions, "destination" | "rsyncPath" | "timeoutS">): string[] {
+  const d = o.destination;
+  if (d.kind === "local") return [SYNC_BINARY, "--file-system", safeAbsolutePath("data destination", d.path)];
+  return [
+    safeAbsolutePath("data.rsync_path", o.rsyncPath ?? "/usr/bin/rsync"),
+    timeoutArg(o.timeoutS),
+    "--list-only",
+    "-e",
+    sshArgv(d.ssh).join(" "),
+    "--",
+    `${safeUser("data.ssh.user", d.user)}@${hostForUrl(safeHost("standby address", d.host))}::${barrierModuleName(d.term, d.root)}/`,
+  ];
+}
+
 /**
  * The start of every data rsync (shipping here, the rejoin pull in rejoin-pull.ts): the binary,
  * exact owners, modes and times, --fsync unless turned off, and rsync's own I/O timeout.
  */
 export function rsyncBase(o: { readonly rsyncPath?: string | undefined; readonly fsync?: boolean | undefined; readonly timeoutS?: number | undefined }): string[] {
-  const timeoutS = o.timeoutS ?? 30;
-  if (!Number.isInteger(timeoutS) || timeoutS < 1)
-    throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.timeout", problem: "must be a whole number of seconds >= 1", value: String(timeoutS) });
   return [
     safeAbsolutePath("data.rsync_path", o.rsyncPath ?? "/usr/bin/rsync"),
     // -a = -rlptgoD, but with --files-from rsync does not recurse unless -r is given again (batchCommand).
@@ -83,8 +105,15 @@ export function rsyncBase(o: { readonly rsyncPath?: string | undefined; readonly
     // Times to the nanosecond: a same-size re-upload within the second is not skipped.
     "--modify-window=-1",
     ...((o.fsync ?? true) ? ["--fsync"] : []),
-    `--timeout=${timeoutS}`,
+    timeoutArg(o.timeoutS),
   ];
+}
+
+/** rsync's own I/O stall bound (default 30 s). */
+function timeoutArg(timeoutS = 30): string {
+  if (!Number.isInteger(timeoutS) || timeoutS < 1)
+    throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.timeout", problem: "must be a whole number of seconds >= 1", value: String(timeoutS) });
+  return `--timeout=${timeoutS}`;
 }
 
 function common(o: DataRsyncOptions): string[] {
@@ -144,8 +173,10 @@ export function batchArgv(recursive: boolean, o: DataRsyncOptions): string[] {
  * whose data volume is not mounted shows an empty root, and must not empty
  * every standby (rsync stops deleting at the limit and exits 25).
  */
-export function fullPassCommand(o: DataRsyncOptions & { readonly maxDelete: number }): string[] {
+export function fullPassCommand(o: DataRsyncOptions & { readonly maxDelete: number; readonly rewrite?: boolean }): string[] {
   if (!Number.isInteger(o.maxDelete) || o.maxDelete < 0)
     throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.max_delete", problem: "must be a whole number >= 0", value: String(o.maxDelete) });
-  return [...common(o), "--delete", `--max-delete=${o.maxDelete}`, "--", `${safeAbsolutePath("data root", o.source)}/`, target(o.destination)];
+  // rewrite: every file sent again (--ignore-times), after a barrier failed: what that pass wrote
+  // may be cached but not on the standby's disk, and size and time would say it is there.
+  return [...common(o), ...(o.rewrite ? ["--ignore-times"] : []), "--delete", `--max-delete=${o.maxDelete}`, "--", `${safeAbsolutePath("data root", o.source)}/`, target(o.destination)];
 }

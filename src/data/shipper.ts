@@ -12,10 +12,14 @@ import type { Logger } from "../platform/logger.js";
 import { SerialRunner } from "../platform/serial.js";
 import type { SshTransport } from "../sync/transport-ssh.js";
 import type { ChangeJournal } from "./journal.js";
-import { batchArgv, batchCommand, fullPassCommand, type DataRsyncOptions } from "./rsync-argv.js";
+import { batchArgv, batchCommand, type DataRsyncOptions } from "./rsync-argv.js";
+import { runFullPass, type FullPassResult } from "./full-pass.js";
+import { targetStatus, type TargetStatus } from "./ship-status.js";
 import { runShipRsync, WarmRsyncs } from "./warm-rsync.js";
 import type { RejoinAgent } from "./rejoin-agent.js";
-import { afterFailure, classifyShipFailure, lagOf, planShip, type DataLag, type StandbyShipState, type StandbyStep } from "./ship-plan.js";
+import { afterFailure, classifyShipFailure, planShip, type StandbyShipState, type StandbyStep } from "./ship-plan.js";
+
+export type { TargetStatus };
 
 export interface ShipRoot {
   readonly name: string;
@@ -83,6 +87,8 @@ type RootState = Mutable<Omit<StandbyShipState, "node" | "address" | "followingT
    * primary side ends (agent restart, another primary). Deletions listed in batches still apply.
    */
   deleteLimited: boolean;
+  /** A full pass's closing barrier failed (full-pass.ts): the next one sends every file again, fsynced. */
+  rewrite: boolean;
 };
 
 interface Target {
@@ -95,16 +101,6 @@ interface Target {
   rejoinDone: boolean;
   /** Batch rsyncs started ahead, one per root (null: data.warm_batch is off). */
   readonly warm: WarmRsyncs | null;
-}
-
-export interface TargetStatus {
-  readonly node: string;
-  readonly step: string;
-  readonly lastError: string | null;
-  readonly lastSuccessAtMs: number | null;
-  readonly acked: number;
-  readonly lag: DataLag;
-  readonly paused: string | null;
 }
 
 export class Shipper {
@@ -171,34 +167,7 @@ export class Shipper {
 
   status(): TargetStatus[] {
     const now = this.deps.clock.monotonicMs();
-    const out: TargetStatus[] = [];
-    for (const t of this.targets.values()) {
-      let files = 0;
-      let bytes = 0;
-      let seconds = 0;
-      let full = false;
-      let acked = 0;
-      let step = "";
-      let lastError: string | null = null;
-      let lastSuccessAtMs: number | null = null;
-      let paused: string | null = null;
-      for (const root of this.deps.roots) {
-        const s = this.stateOf(t, root.name);
-        const lag = lagOf(root.journal, s, now);
-        files += lag.files;
-        bytes += lag.bytes;
-        seconds = Math.max(seconds, lag.seconds);
-        // Unwatched, a change since the last pass is seen by nobody: the true lag is unknown.
-        full ||= lag.full || (root.degraded?.() ?? null) !== null;
-        acked += s.cursor ?? 0;
-        step = step === "" ? s.step : `${step}; ${s.step}`;
-        lastError ??= s.lastError;
-        if (s.lastSuccessAtMs !== null) lastSuccessAtMs = Math.max(lastSuccessAtMs ?? 0, s.lastSuccessAtMs);
-        if (s.step.startsWith("paused")) paused ??= s.step;
-      }
-      out.push({ node: t.member.node, step, lastError, lastSuccessAtMs, acked, lag: { files, bytes, seconds, full }, paused });
-    }
-    return out;
+    return [...this.targets.values()].map((t) => targetStatus(t.member.node, this.deps.roots, (root) => this.stateOf(t, root), now));
   }
 
   /**
@@ -250,7 +219,7 @@ export class Shipper {
   private stateOf(t: Target, root: string): RootState {
     let s = t.roots.get(root);
     if (!s) {
-      s = { cursor: null, fullPassAsked: null, failures: 0, retryAtMs: null, lastError: null, diskFull: false, step: "not planned yet", lastSuccessAtMs: null, deleteLimited: false };
+      s = { cursor: null, fullPassAsked: null, failures: 0, retryAtMs: null, lastError: null, diskFull: false, step: "not planned yet", lastSuccessAtMs: null, deleteLimited: false, rewrite: false };
       t.roots.set(root, s);
     }
     return s;
@@ -355,35 +324,40 @@ export class Shipper {
     const { deps } = this;
     const { settings } = deps;
     const o = this.options(root, step.address, step.term);
-    let argv: string[];
-    let input: Buffer | undefined;
+    const started = deps.clock.monotonicMs();
+    let pass: FullPassResult | null = null;
+    let code: number;
+    let stderr: string;
     if (step.kind === "full") {
-      argv = fullPassCommand({ ...o, maxDelete: s.deleteLimited ? 0 : settings.maxDelete });
+      const maxDelete = s.deleteLimited ? 0 : settings.maxDelete;
+      pass = await runFullPass({ runner: deps.runner, clock: deps.clock, rsync: o, maxDelete, rewrite: s.rewrite, timeoutMs: settings.shipTimeoutMs, signal: t.abort.signal });
+      ({ code, stderr } = pass);
+      if (pass.barrierFailed) s.rewrite = true;
     } else {
       const c = batchCommand(step.entries, o);
-      argv = c.argv;
-      input = c.stdin;
+      ({ code, stderr } = await runShipRsync({
+        runner: deps.runner,
+        warm: t.warm,
+        key: root.name,
+        argv: c.argv,
+        input: c.stdin,
+        next: batchArgv(false, o),
+        timeoutMs: settings.shipTimeoutMs,
+        signal: t.abort.signal,
+        onRetry: (f) =>
+          deps.log.info({ standby: t.member.node, root: root.name, code: f.code, err: f.stderr.trim().slice(-300) }, "data: a warm rsync failed; the batch is tried once more on a new connection"),
+      }));
     }
-    const started = deps.clock.monotonicMs();
-    const { code, stderr } = await runShipRsync({
-      runner: deps.runner,
-      warm: step.kind === "batch" ? t.warm : null,
-      key: root.name,
-      argv,
-      input,
-      next: batchArgv(false, o),
-      timeoutMs: settings.shipTimeoutMs,
-      signal: t.abort.signal,
-      onRetry: (f) =>
-        deps.log.info({ standby: t.member.node, root: root.name, code: f.code, err: f.stderr.trim().slice(-300) }, "data: a warm rsync failed; the batch is tried once more on a new connection"),
-    });
     if (t.abort.signal.aborted) return false;
     const now = deps.clock.monotonicMs();
     // 24: files vanished during the transfer: their own remove events follow.
     deps.onRun?.({ standby: t.member.node, kind: step.kind, result: code === 0 || code === 24 ? "ok" : "error" });
     if (code === 0 || code === 24) {
       s.cursor = step.kind === "full" ? step.head : step.toSeq;
-      if (step.kind === "full") s.fullPassAsked = null;
+      if (step.kind === "full") {
+        s.fullPassAsked = null;
+        s.rewrite = false;
+      }
       s.failures = 0;
       s.retryAtMs = null;
       s.lastError = null;
@@ -391,7 +365,11 @@ export class Shipper {
       s.lastSuccessAtMs = now;
       const what = step.kind === "full" ? "full pass" : `${step.entries.length} change(s)`;
       deps.log.debug({ standby: t.member.node, root: root.name, ms: Math.round(now - started), seq: s.cursor }, `shipped ${what}`);
-      if (step.kind === "full") deps.log.info({ standby: t.member.node, root: root.name, ms: Math.round(now - started), seq: s.cursor }, `full pass to ${t.member.node} done`);
+      if (pass)
+        deps.log.info(
+          { standby: t.member.node, root: root.name, ms: Math.round(now - started), seq: s.cursor, durability: pass.durability, barrier_ms: pass.barrierMs },
+          `full pass to ${t.member.node} done`,
+        );
       this.trim(root);
       // A stream usually follows a full pass: its first batch need not start cold.
       if (step.kind === "full") t.warm?.start(root.name, batchArgv(false, o), t.abort.signal);

@@ -83,7 +83,16 @@ export interface WriteModule {
   /** rsync's temporary files, resolved inside the module (chroot): e.g. `/.understudy-tmp`. */
   readonly tempDir: string;
   readonly hostsAllow: readonly string[];
+  /**
+   * The durability barrier beside it (data full passes, src/data/full-pass.ts): a module on the same
+   * path that shows nothing and whose pre-xfer exec syncs the root's filesystem, so listing it
+   * returns once every file written before is on disk, and fails with the error when that fails.
+   */
+  readonly barrier?: string;
 }
+
+/** The standby's syncfs: coreutils `sync --file-system` (Debian, RHEL: /usr/bin/sync). */
+export const SYNC_BINARY = "/usr/bin/sync";
 
 /** Options a writer could use to put a half-written file under its final name. */
 const REFUSED_WRITES = ["inplace", "append", "append-verify", "partial", "partial-dir"];
@@ -108,6 +117,28 @@ export function renderWriteModule(m: WriteModule): string[] {
     `    temp dir = ${temp}`,
     `    hosts allow = ${m.hostsAllow.join(" ")}`,
     `    refuse options = ${[...REFUSED, ...REFUSED_WRITES].join(" ")}`,
+    "",
+    ...(m.barrier !== undefined ? renderBarrier(checkModule("data barrier module", m.barrier), path, m.hostsAllow) : []),
+  ];
+}
+
+/**
+ * The barrier module's lines: read-only, every name excluded by the daemon (a listing shows "."
+ * only), and a pre-xfer exec that rsync runs through sh before the listing. The path reaches the
+ * command through the environment, never spliced into it; its stdout (stderr folded in) is what
+ * the client sees when it fails.
+ */
+function renderBarrier(name: string, path: string, hostsAllow: readonly string[]): string[] {
+  return [
+    `[${name}]`,
+    `    path = ${path}`,
+    "    use chroot = yes",
+    "    read only = yes",
+    "    write only = no",
+    "    exclude = *",
+    `    pre-xfer exec = ${SYNC_BINARY} --file-system "$RSYNC_MODULE_PATH" 2>&1`,
+    `    hosts allow = ${hostsAllow.join(" ")}`,
+    `    refuse options = ${REFUSED.join(" ")}`,
     "",
   ];
 }
@@ -151,8 +182,10 @@ export function renderRsyncdConf(roots: readonly ServedRoot[], opts: RsyncdOptio
     lines.push(`[${name}]`, `    path = ${path}`, ...(filter ? [`    filter = ${filter}`] : []), "");
   }
   for (const m of opts.writeModules ?? []) {
-    if (seen.has(m.name)) throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: "data module", problem: "is used by a sync root or another data module", value: JSON.stringify(m.name) });
-    seen.add(m.name);
+    for (const name of m.barrier !== undefined ? [m.name, m.barrier] : [m.name]) {
+      if (seen.has(name)) throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: "data module", problem: "is used by a sync root or another data module", value: JSON.stringify(name) });
+      seen.add(name);
+    }
     lines.push(...renderWriteModule(m));
   }
   return lines.join("\n");

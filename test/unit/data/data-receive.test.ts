@@ -12,7 +12,8 @@ import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
 import { moduleLayout, renderReceiveConf, TEMP_DIR_NAME, type ReceiveFrom } from "../../../src/data/receive.js";
-import { batchCommand } from "../../../src/data/rsync-argv.js";
+import { barrierCommand, batchCommand } from "../../../src/data/rsync-argv.js";
+import { unknownModule } from "../../../src/data/full-pass.js";
 import { classifyShipFailure } from "../../../src/data/ship-plan.js";
 import { validateSshTransport } from "../../../src/sync/transport-ssh.js";
 
@@ -110,4 +111,48 @@ test("the real daemon: the leader's batch lands, another host or another term is
     await exited;
   }
   assert.deepEqual(readdirSync(join(root, "alice")), ["a.csv"], "killed mid-file: no partial big.bin in the root");
+});
+
+test("the real daemon's barrier module: the leader's listing runs sync --file-system and shows nothing; a failing sync fails the listing with its message", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("the receiving daemon chroots, which needs root (the data key's account)");
+  const root = join(BASE, "barrier", "sftp");
+  mkdirSync(join(root, "alice"), { recursive: true });
+  writeFileSync(join(root, "alice", "a.csv"), "a");
+  const conf = join(BASE, "barrier.conf");
+  const rendered = renderReceiveConf([{ name: "uploads", path: root }], { term: 7, leaderAddress: LEADER });
+  assert.match(
+    rendered,
+    /\n\[s7-uploads\]\n {4}path = .*\n {4}use chroot = yes\n {4}read only = yes\n {4}write only = no\n {4}exclude = \*\n {4}pre-xfer exec = \/usr\/bin\/sync --file-system "\$RSYNC_MODULE_PATH" 2>&1\n {4}hosts allow = 198\.18\.0\.11\n/,
+  );
+  const rsh = join(BASE, "barrier-rsh");
+  writeFileSync(rsh, `#!/bin/sh\nexport SSH_CONNECTION="$FAKE_FROM 40000 198.18.0.12 22"\nexec /usr/bin/rsync --server --daemon --config=${conf} .\n`);
+  chmodSync(rsh, 0o755);
+  const ssh = validateSshTransport({ user: "root", key: "/etc/understudy/data_ed25519", knownHosts: "/etc/understudy/known_hosts", stateDir: "/run/understudy" });
+  const argv = barrierCommand({ destination: { kind: "module", user: "root", host: "198.18.0.12", term: 7, root: "uploads", ssh } });
+  argv[argv.indexOf("-e") + 1] = rsh;
+  const list = (from: string) => {
+    const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: 30_000, env: { ...process.env, FAKE_FROM: from } });
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  };
+  writeFileSync(conf, rendered);
+  const ok = list(LEADER);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.doesNotMatch(ok.stdout, /alice|a\.csv/, "the barrier shows no name of the standby's tree");
+  // Another host is refused as the write module refuses it (rsync names it "Unknown module" to it); the
+  // probe then plans a per-file pass, which that host's write module refuses the same way.
+  const other = list("198.18.0.13");
+  assert.equal(unknownModule(other), true, other.stderr);
+  // A sync that fails (here: a stand-in that exits 1 with sync's message): the client sees both.
+  const failing = join(BASE, "failing-sync");
+  writeFileSync(failing, "#!/bin/sh\necho \"sync: error syncing '$RSYNC_MODULE_PATH': Input/output error\"\nexit 1\n");
+  chmodSync(failing, 0o755);
+  writeFileSync(conf, rendered.replace("/usr/bin/sync --file-system", failing));
+  const bad = list(LEADER);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /sync: error syncing '.*sftp': Input\/output error/);
+  assert.match(bad.stderr, /pre-xfer exec returned failure/);
+  // An agent from before the barrier renders no such module: the probe's answer that means "per-file".
+  writeFileSync(conf, rendered.replace(/\[s7-uploads\][^[]*/, ""));
+  const old = list(LEADER);
+  assert.equal(unknownModule(old), true, old.stderr);
 });

@@ -33,7 +33,8 @@ function setup() {
     node: "n2",
     term: 12,
     roots: Object.entries(journals).map(([name, journal]) => ({ name, path: `/srv/${name}`, journal, ready: () => true })),
-    settings: { fsync: true, shipTimeoutMs: 60_000, maxBatchFiles: 1000, maxBatchBytes: 1 << 28, reserveBytes: 0, maxDelete: 1000, retryMaxMs: 5000, rsyncPath: "/usr/bin/rsync", sshUser: "root" },
+    // fsync off: a full pass is one rsync here (its barrier: data-full-pass.test.ts, data-shipper.test.ts).
+    settings: { fsync: false, shipTimeoutMs: 60_000, maxBatchFiles: 1000, maxBatchBytes: 1 << 28, reserveBytes: 0, maxDelete: 1000, retryMaxMs: 5000, rsyncPath: "/usr/bin/rsync", sshUser: "root" },
     ssh: validateSshTransport({ user: "root", key: "/etc/understudy/sync_ed25519", knownHosts: "/etc/understudy/known_hosts", stateDir: "/run/understudy" }),
     runner,
     clock,

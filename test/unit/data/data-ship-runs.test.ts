@@ -25,7 +25,8 @@ test("onRun: a full pass that succeeded, then a batch that failed", async () => 
     node: "n1",
     term: 3,
     roots: [{ name: "uploads", path: "/srv/sftp", journal, ready: () => true }],
-    settings: { fsync: true, shipTimeoutMs: 60_000, maxBatchFiles: 1000, maxBatchBytes: 1 << 30, reserveBytes: 0, maxDelete: 1000, retryMaxMs: 5000, rsyncPath: "/usr/bin/rsync", sshUser: "root" },
+    // fsync off: a full pass is one rsync here (its barrier: data-full-pass.test.ts, data-shipper.test.ts).
+    settings: { fsync: false, shipTimeoutMs: 60_000, maxBatchFiles: 1000, maxBatchBytes: 1 << 30, reserveBytes: 0, maxDelete: 1000, retryMaxMs: 5000, rsyncPath: "/usr/bin/rsync", sshUser: "root" },
     ssh: validateSshTransport({ user: "root", key: "/k", knownHosts: "/kh", stateDir: "/run/cm" }),
     runner,
     clock,

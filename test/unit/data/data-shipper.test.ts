@@ -36,14 +36,15 @@ class ScriptRunner implements CommandRunner {
 const ssh = validateSshTransport({ user: "root", key: "/k", knownHosts: "/kh", stateDir: "/run/cm" });
 const member = (over: Partial<ShipMember> = {}): ShipMember => ({ node: "n2", address: "198.18.0.12", receiving: 3, rejoinPending: false, freeBytes: null, ...over });
 
-function setup(runner: CommandRunner) {
+/** fsync off by default here: a full pass is then one rsync; its barrier (fsync on) has its own tests below. */
+function setup(runner: CommandRunner, fsync = false) {
   const clock = new FakeClock();
   const journal = new ChangeJournal({ stabilityWindowMs: 100, maxPending: 100, maxReady: 100 });
   const shipper = new Shipper({
     node: "n1",
     term: 3,
     roots: [{ name: "uploads", path: "/srv/sftp", journal, ready: () => true }],
-    settings: { fsync: true, shipTimeoutMs: 60_000, maxBatchFiles: 1000, maxBatchBytes: 1 << 30, reserveBytes: 0, maxDelete: 1000, retryMaxMs: 5000, rsyncPath: "/usr/bin/rsync", sshUser: "root" },
+    settings: { fsync, shipTimeoutMs: 60_000, maxBatchFiles: 1000, maxBatchBytes: 1 << 30, reserveBytes: 0, maxDelete: 1000, retryMaxMs: 5000, rsyncPath: "/usr/bin/rsync", sshUser: "root" },
     ssh,
     runner,
     clock,
@@ -217,5 +218,35 @@ test("the journal is not trimmed past a standby whose first full pass is still r
   await flushMicrotasks();
   runner.done();
   assert.equal(journal.readyCount, 0, "acknowledged by both: trimmed");
+  await shipper.stop();
+});
+
+test("data.fsync on: a full pass is probe, copy without --fsync, barrier; the cursor moves only after the barrier", async () => {
+  const isBarrier = (argv: readonly string[]) => argv.includes("--list-only") && argv.at(-1) === "root@198.18.0.12::s3-uploads/";
+  const runner = new ScriptRunner()
+    .expect((argv) => (assert.ok(isBarrier(argv), argv.join(" ")), {}))
+    .expect((argv) => (assert.ok(isFull(argv) && !argv.includes("--fsync"), argv.join(" ")), {}))
+    .expect((argv) => (assert.ok(isBarrier(argv), argv.join(" ")), { code: 5, stderr: "sync: error syncing '/srv/sftp': Input/output error\n@ERROR: pre-xfer exec returned failure (256)" }));
+  const { shipper, clock } = setup(runner, true);
+  shipper.update([member()]);
+  await flushMicrotasks();
+  let s = shipper.status()[0]!;
+  assert.equal(s.acked, 0, "the barrier failed: the pass does not count");
+  assert.match(s.lastError ?? "", /the copy is made but the standby could not sync its data volume \(the next pass sends every file again\): sync: error syncing/);
+  // The next pass rewrites every file, each fsynced; no barrier (nothing is left to it).
+  runner.expect((argv) => (assert.ok(isFull(argv) && argv.includes("--fsync") && argv.includes("--ignore-times"), argv.join(" ")), {}));
+  await clock.advance(200);
+  s = shipper.status()[0]!;
+  assert.deepEqual([s.acked, s.lastError], [0, null], "the rewrite counted (cursor at the head, 0)");
+  assert.equal(s.lag.full, false);
+  // And the one after is a barrier pass again.
+  runner
+    .expect((argv) => (assert.ok(isBarrier(argv)), {}))
+    .expect((argv) => (assert.ok(isFull(argv) && !argv.includes("--fsync") && !argv.includes("--ignore-times"), argv.join(" ")), {}))
+    .expect((argv) => (assert.ok(isBarrier(argv)), {}));
+  shipper.askFullPass("test");
+  await flushMicrotasks();
+  runner.done();
+  assert.equal(shipper.status()[0]!.lastError, null);
   await shipper.stop();
 });

@@ -1,0 +1,96 @@
+// A full pass's durability (src/data/full-pass.ts): the planner's table, the
+// runner's order against a strict fake, and one real pass (rsync and
+// `sync --file-system` on this host) to a local directory.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { planFullPass, runFullPass } from "../../../src/data/full-pass.js";
+import { barrierCommand, fullPassCommand, type DataRsyncOptions } from "../../../src/data/rsync-argv.js";
+import { SpawnCommandRunner } from "../../../src/platform/command.js";
+import { FakeClock } from "../../fakes/clock.js";
+import { StrictCommandRunner } from "../../fakes/command.js";
+
+const BASE = mkdtempSync(join(tmpdir(), "us-full-pass-"));
+after(() => rmSync(BASE, { recursive: true, force: true }));
+
+const UNKNOWN = { code: 5, stderr: "@ERROR: Unknown module 's3-uploads'\nrsync error: error starting client-server protocol (code 5)" };
+
+test("planFullPass: fsync off copies only; a failed barrier rewrites; otherwise probe, then barrier, per-file for an old standby, or fail", () => {
+  const on = { fsync: true, rewrite: false };
+  assert.deepEqual(
+    [
+      planFullPass({ fsync: false, rewrite: true }),
+      planFullPass({ fsync: true, rewrite: true }),
+      planFullPass(on),
+      planFullPass(on, { code: 0, stderr: "" }),
+      planFullPass(on, UNKNOWN),
+      planFullPass(on, { code: 12, stderr: "sync: error syncing '/srv/sftp': Input/output error\n@ERROR: pre-xfer exec returned failure (256)" }),
+    ].map((s) => (s.kind === "copy" ? `copy ${s.durability}` : s.kind)),
+    ["copy none", "copy rewrite", "probe", "copy barrier", "copy per-file", "fail"],
+  );
+  assert.match(planFullPass(on, { code: 255, stderr: "ssh: connect to host 198.18.0.12 port 22: Connection refused" }).reason, /could not sync its data volume before the pass: ssh: connect/);
+});
+
+function options(dst: string, fsync = true): DataRsyncOptions {
+  return { source: join(BASE, "src"), destination: { kind: "local", path: dst }, tempDir: join(BASE, "tmp"), fsync };
+}
+
+test("runFullPass: probe, copy without --fsync, barrier; nothing after a failed probe; a failed barrier says the next pass rewrites", async () => {
+  const o = options("/srv/standby");
+  const base = { clock: new FakeClock(), rsync: o, maxDelete: 10, rewrite: false, timeoutMs: 5000, signal: new AbortController().signal };
+  const copy = fullPassCommand({ ...o, fsync: false, maxDelete: 10 });
+  const ok = new StrictCommandRunner().expect(barrierCommand(o)).expect(copy).expect(barrierCommand(o));
+  assert.deepEqual(await runFullPass({ ...base, runner: ok }), { code: 0, stderr: "", durability: "barrier", barrierMs: 0, barrierFailed: false });
+  ok.done();
+  assert.ok(!copy.includes("--fsync"));
+
+  const probeFails = new StrictCommandRunner().expect(barrierCommand(o), { code: 1, stderr: "sync: error syncing '/srv/standby': Input/output error" });
+  const r1 = await runFullPass({ ...base, runner: probeFails });
+  assert.deepEqual([r1.code, r1.barrierFailed], [-1, false]);
+  assert.match(r1.stderr, /before the pass: sync: error syncing/);
+  probeFails.done();
+
+  const old = new StrictCommandRunner().expect(barrierCommand(o), UNKNOWN).expect(fullPassCommand({ ...o, fsync: true, maxDelete: 10 }));
+  assert.equal((await runFullPass({ ...base, runner: old })).durability, "per-file");
+  old.done();
+
+  const copyFails = new StrictCommandRunner().expect(barrierCommand(o)).expect(copy, { code: 23, stderr: "rsync error: some files/attrs were not transferred" });
+  assert.deepEqual(await runFullPass({ ...base, runner: copyFails }), {
+    code: 23,
+    stderr: "rsync error: some files/attrs were not transferred",
+    durability: "barrier",
+    barrierMs: null,
+    barrierFailed: false,
+  });
+  copyFails.done();
+
+  const barrierFails = new StrictCommandRunner().expect(barrierCommand(o)).expect(copy).expect(barrierCommand(o), { code: 1, stderr: "sync: error syncing '/srv/standby': Input/output error" });
+  const r2 = await runFullPass({ ...base, runner: barrierFails });
+  assert.deepEqual([r2.code, r2.barrierFailed], [1, true]);
+  assert.match(r2.stderr, /^the copy is made but the standby could not sync its data volume \(the next pass sends every file again\): sync: error syncing/);
+
+  const rewrite = new StrictCommandRunner().expect(fullPassCommand({ ...o, fsync: true, maxDelete: 10, rewrite: true }));
+  assert.equal((await runFullPass({ ...base, rewrite: true, runner: rewrite })).durability, "rewrite");
+  rewrite.done();
+  assert.ok(fullPassCommand({ ...o, maxDelete: 10, rewrite: true }).includes("--ignore-times"));
+});
+
+test("a real full pass to a local directory: copied, then one sync of its filesystem", async () => {
+  const src = join(BASE, "src");
+  const dst = join(BASE, "dst");
+  for (const d of [join(src, "alice"), dst, join(BASE, "tmp")]) mkdirSync(d, { recursive: true });
+  writeFileSync(join(src, "alice", "a.csv"), "a");
+  const r = await runFullPass({
+    runner: new SpawnCommandRunner(),
+    clock: new FakeClock(),
+    rsync: options(dst),
+    maxDelete: 10,
+    rewrite: false,
+    timeoutMs: 30_000,
+    signal: new AbortController().signal,
+  });
+  assert.deepEqual([r.code, r.durability, r.barrierFailed], [0, "barrier", false], r.stderr);
+  assert.equal(readFileSync(join(dst, "alice", "a.csv"), "utf8"), "a");
+});
