@@ -47,7 +47,16 @@ export interface Results {
     /** Reference: `rsync -a --fsync` to both standbys at once. */
     fsyncReference?: RsyncPush;
     rsyncMs: number | null;
-    understudy?: { joinMs: number | null; perStandbyMs: Record<string, number | null>; fullPassMs: Record<string, number>; verify: Record<string, TreeDiff | string>; error?: string };
+    understudy?: {
+      /** Both standbys acknowledged (the primary's "full pass done", barrier included), from the standby agents' start. */
+      joinMs: number | null;
+      perStandbyMs: Record<string, number | null>;
+      fullPassMs: Record<string, number>;
+      ackMs?: Record<string, number>;
+      durability?: Record<string, string>;
+      verify: Record<string, TreeDiff | string>;
+      error?: string;
+    };
     rss?: Record<string, RssSeries>;
   };
   rssDuringStream?: Record<string, RssSeries>;
@@ -104,14 +113,14 @@ export function report(res: Results): string {
     const rows: string[][] = [["", "time", "vs plain rsync -a ×2"]];
     rows.push([`plain rsync -a, both standbys in parallel (median of ${I.rsyncRuns.length})`, sec(I.rsyncMs), "1.00×"]);
     if (I.fsyncReference) rows.push(["(reference) plain rsync -a --fsync, both in parallel", sec(I.fsyncReference.ms), xf(I.fsyncReference.ms, I.rsyncMs)]);
-    if (I.understudy) rows.push(["understudy: standby agents start -> both complete", sec(I.understudy.joinMs), xf(I.understudy.joinMs, I.rsyncMs)]);
+    if (I.understudy) rows.push(["understudy: standby agents start -> both acknowledged", sec(I.understudy.joinMs), xf(I.understudy.joinMs, I.rsyncMs)]);
     out.push(table(rows));
     out.push(`  rsync runs: ${I.rsyncRuns.map((r) => `${r.when} ${sec(r.ms)} (${r.eachMs.map(sec).join(" / ")})${r.error ? ` ERROR ${r.error}` : ""}`).join("; ")}`);
     if (I.understudy) {
       out.push(
-        `  understudy shipper's full-pass rsync run (n1's log): ${
+        `  understudy shipper's full pass, probe + rsync + barrier (n1's log): ${
           Object.entries(I.understudy.fullPassMs)
-            .map(([k, v]) => `${k} ${sec(v)}`)
+            .map(([k, v]) => `${k} ${sec(v)} (${I.understudy!.durability?.[k] ?? "?"})`)
             .join(", ") || "-"
         }`,
       );

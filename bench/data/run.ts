@@ -352,6 +352,7 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
       if (leader?.node !== "n1") throw new Error(`n1 did not become the primary (${leader?.node ?? "none"})`);
       await flush();
       const tB = performance.now();
+      const tBWall = Date.now();
       const rss = new RssSampler(async () => ({ n1: await c.agentPid("n1"), n2: await c.agentPid("n2"), n3: await c.agentPid("n3") }));
       for (const n of standbys) c.startAgent(n.name);
       if (want_ && res.initial) {
@@ -359,7 +360,19 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
         const u: NonNullable<NonNullable<Results["initial"]>["understudy"]> = { joinMs: null, perStandbyMs: per, fullPassMs: {}, verify: {} };
         res.initial.understudy = u;
         const done = await Promise.all(standbys.map(async (n) => ((per[n.name] = ((await waitTreeComplete(want_!, [bulkRoot(n)], 3600_000)) ?? NaN) - tB), per[n.name])));
-        u.joinMs = done.every((x) => Number.isFinite(x)) ? Math.max(...(done as number[])) : null;
+        // Complete means acknowledged: the tree is on the standby before its barrier (the sync of its
+        // data volume) returns and the pass counts. n1's "full pass to nX done" line, up to 120 s later.
+        const acked = await waitFullPassAcks(
+          lab,
+          standbys.map((n) => n.name),
+          tBWall,
+          120_000,
+        );
+        Object.assign(u.fullPassMs, acked.passMs);
+        u.ackMs = acked.ackMs;
+        u.durability = acked.durability;
+        for (const n of standbys) if (acked.ackMs[n.name] !== undefined) per[n.name] = Math.max(per[n.name] ?? 0, acked.ackMs[n.name]!);
+        u.joinMs = done.every((x) => Number.isFinite(x)) ? Math.max(...standbys.map((n) => per[n.name]!)) : null;
         res.initial.rss = await rss.stop();
         log(
           `  understudy initial sync: ${u.joinMs === null ? "NOT complete" : `${(u.joinMs / 1000).toFixed(1)} s`} (${Object.entries(per)
@@ -367,9 +380,9 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
             .join(", ")})`,
         );
         for (const n of standbys) u.verify[n.name] = o.bytes <= 2 * GiB ? withoutTmp(compareTrees(bulkRoot(n1), bulkRoot(n))) : "names and sizes checked (no byte compare at this size)";
-        // The shipper's own figure: its full-pass rsync run per standby (n1's log).
-        for (const l of agentLog(lab, "n1")) if (l.root === "bulk" && typeof l.ms === "number" && /^full pass to (n\d) done/.test(l.msg)) u.fullPassMs[/^full pass to (n\d)/.exec(l.msg)![1]!] ??= l.ms;
-        log(`  shipper's full pass (rsync run) per standby: ${JSON.stringify(u.fullPassMs)}`);
+        log(
+          `  shipper's full pass (probe, rsync, barrier) per standby: ${JSON.stringify(u.fullPassMs)}; acknowledged ${JSON.stringify(u.ackMs)} ms after the agents' start; ${JSON.stringify(u.durability)}`,
+        );
       } else await rss.stop();
       if (o.phases.has("stream")) {
         if (!(await warm(upRoot(n1), standbys.map(upRoot), 60_000))) log("  WARNING: a probe file did not reach both standbys within 60 s");
@@ -590,3 +603,23 @@ main().catch((e: unknown) => {
   console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   process.exitCode = 1;
 });
+
+/** n1's "full pass to nX done" lines for the bulk root: the pass's own time, its end after `t0Wall`, and its durability. */
+async function waitFullPassAcks(lab: Parameters<typeof agentLog>[0], nodes: readonly string[], t0Wall: number, timeoutMs: number) {
+  const passMs: Record<string, number> = {};
+  const ackMs: Record<string, number> = {};
+  const durability: Record<string, string> = {};
+  const until = performance.now() + timeoutMs;
+  while (performance.now() < until) {
+    for (const l of agentLog(lab, "n1")) {
+      const m = /^full pass to (n\d) done/.exec(l.msg);
+      if (l.root !== "bulk" || !m || typeof l.ms !== "number" || passMs[m[1]!] !== undefined) continue;
+      passMs[m[1]!] = l.ms;
+      ackMs[m[1]!] = l.time - t0Wall;
+      durability[m[1]!] = `${String(l.durability ?? "?")}, barrier ${String(l.barrier_ms ?? "-")} ms`;
+    }
+    if (nodes.every((n) => passMs[n] !== undefined)) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { passMs, ackMs, durability };
+}
