@@ -160,7 +160,7 @@ export class EtcdCoordinator implements Coordinator {
     }
     const kv = res.responses[0]?.response_range?.kvs[0];
     const leader = kv ? (decodeLeader(kv.value.toString(), Number(kv.create_revision)) ?? null) : null;
-    return { won: false, leader };
+    return { won: false, leader, vacant: kv === undefined };
   }
 
   async resign(term: number): Promise<boolean> {

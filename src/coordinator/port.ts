@@ -295,6 +295,11 @@ export interface CampaignResult {
   readonly won: boolean;
   /** The leader after the attempt: ourselves when won, the incumbent otherwise. */
   readonly leader: LeaderRecord | null;
+  /**
+   * Lost with the leader key absent: a compare on the view's revision failed (failsafe/members or
+   * sync/generation written after it). False or absent when a key was there (even one that does not decode).
+   */
+  readonly vacant?: boolean;
 }
 
 export type LeaderWatchEvent =

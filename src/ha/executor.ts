@@ -181,7 +181,7 @@ export class DecisionExecutor {
     }
     try {
       const result = await coordinator.campaign(config.node.name, lease.id, new Date(clock.wallMs()).toISOString(), snapshot?.revision);
-      if (!result.won && result.leader === null) {
+      if (!result.won && result.vacant === true) {
         // The key is vacant: the view this campaign was decided on is older than failsafe/members or
         // the published generation. The next cycle decides on a view that has them (the txn's revision).
         log.info({ view_revision: snapshot?.revision }, "not elected: the cluster changed after the view I decided on (failsafe membership or published generation); deciding again");

@@ -153,9 +153,9 @@ export class FakeCoordinator implements Coordinator {
     racing?.();
     if (this.leader) return { won: false, leader: this.leader };
     // E2: failsafe/members written after the snapshot the campaign decided on.
-    if (readRevision !== undefined && this.failsafeMembersRevision > readRevision) return { won: false, leader: null };
+    if (readRevision !== undefined && this.failsafeMembersRevision > readRevision) return { won: false, leader: null, vacant: true };
     // The published generation written after that snapshot (the stale-promotion mark reads it).
-    if (readRevision !== undefined && this.syncRevision > readRevision) return { won: false, leader: null };
+    if (readRevision !== undefined && this.syncRevision > readRevision) return { won: false, leader: null, vacant: true };
     this.revision++;
     this.leader = { node, lease: leaseId, term: this.revision, acquiredAt };
     this.notify();

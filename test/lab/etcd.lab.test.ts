@@ -270,6 +270,7 @@ test("a sync generation is published only under the current term, and the snapsh
   const stale = await c.campaign("n2", l2.id, "t", before.revision);
   assert.equal(stale.won, false, "generation 5 was published after the view the campaign decided on");
   assert.equal(stale.leader, null, "lost on the generation, not to an incumbent");
+  assert.equal(stale.vacant, true);
   assert.equal((await c.campaign("n2", l2.id, "t", (await c.snapshot()).revision)).won, true, "a campaign on a current view wins");
 });
 
