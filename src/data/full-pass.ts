@@ -1,22 +1,26 @@
-// A full pass made durable by one barrier instead of one fsync per file
+// A full pass made durable by one barrier instead of one fsync per new file
 // (docs/data-replication-design.md §6, "Durability of a full pass"). With
 // data.fsync on, a batch of the stream keeps rsync's --fsync (a few files
 // each); a full pass of a whole root (100,000 files at the issue size) spent
 // most of its time in them: 1.63-1.99× plain rsync, 1.20× `rsync --fsync`.
 // Now a full pass runs
 //   1. the barrier once, as a probe: a standby whose agent predates the
-//      barrier module answers "Unknown module" and gets the per-file pass;
-//   2. rsync without --fsync;
-//   3. the barrier (the standby's `sync --file-system` on the root): the pass
-//      counts, and the cursor moves, only once that returned 0.
-// A barrier that fails after the copy leaves files that may be in the
-// standby's cache but not on its disk, with the primary's size and time: the
-// next full pass to it sends every file again, with --fsync (rewrite).
-// planFullPass decides (pure); runFullPass runs what it says.
+//      barrier module (or whose root has another filesystem mounted below
+//      it) answers "Unknown module" and gets the per-file pass;
+//   2. rsync --ignore-existing without --fsync: only the names the standby
+//      lacks, so nothing it holds is replaced by an unsynced file;
+//   3. the barrier (the standby's `sync --file-system` on the root);
+//   4. the full pass as before, --fsync: what changed, deletions, modes.
+//      On a first sync it finds nothing left to copy.
+// The pass counts, and the cursor moves, only once all of it returned 0. A
+// sync that failed (probe or barrier), or a barrier whose outcome is unknown,
+// may leave files in the standby's cache only, with the primary's size and
+// time: the next full pass of every root to it sends every file again, with
+// --fsync (rewrite). planFullPass decides (pure); runFullPass runs it.
 import { describeError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
-import { barrierCommand, fullPassCommand, type DataRsyncOptions } from "./rsync-argv.js";
+import { barrierCommand, fullPassCommand, newFilesCommand, type DataRsyncOptions } from "./rsync-argv.js";
 
 /** How a full pass makes its files durable on the standby. */
 export type FullPassDurability = "barrier" | "per-file" | "rewrite" | "none";
@@ -51,10 +55,18 @@ export function planFullPass(s: { readonly fsync: boolean; readonly rewrite: boo
 
 export interface FullPassResult extends CommandOutcome {
   readonly durability: FullPassDurability;
-  /** The closing barrier's time; null when none ran. */
+  /** The barrier's time; null when none ran. */
   readonly barrierMs: number | null;
-  /** The copy was made but the barrier after it failed: the next pass must rewrite. */
-  readonly barrierFailed: boolean;
+  /**
+   * A sync of the standby's data volume failed (the probe's or the barrier's exec), or the barrier's
+   * outcome is unknown after unsynced writes: the next pass of every root to it must rewrite.
+   */
+  readonly syncFailed: boolean;
+}
+
+/** The daemon ran the barrier's `sync --file-system` and it exited non-zero. */
+function execFailed(r: CommandOutcome): boolean {
+  return /pre-xfer exec returned failure/.test(r.stderr);
 }
 
 /** Runs one full pass as planFullPass says; never throws (a spawn failure is code -1). */
@@ -75,19 +87,29 @@ export async function runFullPass(o: {
       return { code: -1, stderr: describeError(e) };
     }
   };
+  const ok = (r: CommandOutcome) => r.code === 0 || r.code === 24;
   const settings = { fsync: o.rsync.fsync ?? true, rewrite: o.rewrite };
   let step = planFullPass(settings);
-  if (step.kind === "probe") step = planFullPass(settings, await run(barrierCommand(o.rsync)));
-  if (step.kind !== "copy") return { code: -1, stderr: step.reason, durability: "barrier", barrierMs: null, barrierFailed: false };
+  let probe: CommandOutcome | undefined;
+  if (step.kind === "probe") step = planFullPass(settings, (probe = await run(barrierCommand(o.rsync))));
+  if (step.kind !== "copy") return { code: -1, stderr: step.reason, durability: "barrier", barrierMs: null, syncFailed: probe !== undefined && execFailed(probe) };
   const { durability } = step;
-  const copy = await run(fullPassCommand({ ...o.rsync, fsync: durability === "per-file" || durability === "rewrite", maxDelete: o.maxDelete, rewrite: durability === "rewrite" }));
-  if (durability !== "barrier" || (copy.code !== 0 && copy.code !== 24) || o.signal.aborted) return { ...copy, durability, barrierMs: null, barrierFailed: false };
+  const whole = (fsync: boolean) => run(fullPassCommand({ ...o.rsync, fsync, maxDelete: o.maxDelete, rewrite: durability === "rewrite" }));
+  if (durability !== "barrier") return { ...(await whole(durability !== "none")), durability, barrierMs: null, syncFailed: false };
+  // 1. The names the standby lacks, unsynced: nothing is renamed over a file it holds (and may
+  //    have acknowledged), so a crash before the barrier loses only what was never acknowledged.
+  const fresh = await run(newFilesCommand({ ...o.rsync, fsync: false }));
+  if (!ok(fresh) || o.signal.aborted) return { ...fresh, durability, barrierMs: null, syncFailed: false };
+  // 2. The barrier: all of it on the standby's disk.
   const started = o.clock.monotonicMs();
   const barrier = await run(barrierCommand(o.rsync));
   const barrierMs = Math.round(o.clock.monotonicMs() - started);
-  if (barrier.code === 0) return { ...copy, durability, barrierMs, barrierFailed: false };
-  const stderr = `the copy is made but the standby could not sync its data volume (the next pass sends every file again): ${lastLines(barrier.stderr)}`;
-  return { code: barrier.code, stderr, durability, barrierMs, barrierFailed: !o.signal.aborted };
+  if (barrier.code !== 0) {
+    const stderr = `the new files are copied but the standby could not sync its data volume (the next pass sends every file again): ${lastLines(barrier.stderr)}`;
+    return { code: barrier.code, stderr, durability, barrierMs, syncFailed: !o.signal.aborted };
+  }
+  // 3. The full pass as before, each file fsynced: what changed, modes and times, deletions.
+  return { ...(await whole(true)), durability, barrierMs, syncFailed: false };
 }
 
 function lastLines(stderr: string): string {

@@ -3,7 +3,8 @@
 // ControlMaster directory and forced command (sync.serve_config), so it needs
 // a `sync` section (the config schema checks that). Everything here runs
 // before the agent starts anything: a bad setting stops it with a coded error.
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Config } from "../config/load.js";
@@ -16,6 +17,8 @@ import { NodeStreamSpawner, type StreamSpawner } from "../platform/stream-proces
 import { checkControlDir } from "../sync/transport.js";
 import { MAX_CONTROL_DIR_CHARS, validateSshTransport } from "../sync/transport-ssh.js";
 import { FreeSpaceSampler } from "./free-space.js";
+import { barrierProblem, mountsBelow } from "./receive.js";
+import { SYNC_BINARY } from "../sync/rsyncd.js";
 import { ProcWriterSessions } from "./writer-sessions.js";
 import { DataEngine, type ReceiverFiles } from "./engine.js";
 import type { DataProgressPublisher, DataRejoinRecords, HistoryLog } from "../coordinator/port.js";
@@ -57,6 +60,13 @@ export const NODE_RECEIVER_FILES: ReceiverFiles = {
     const partial = names.filter((n) => !n.startsWith("inbox-"));
     for (const n of partial) await rm(path.join(tempDir, n), { recursive: true, force: true });
     return partial.length;
+  },
+  async barrierProblem(root) {
+    const usable = await access(SYNC_BINARY, constants.X_OK).then(
+      () => true,
+      () => false,
+    );
+    return barrierProblem(usable, mountsBelow(await readFile("/proc/self/mountinfo", "utf8"), root));
   },
   async writeIfChanged(file, text) {
     const current = await readFile(file, "utf8").catch(() => null);

@@ -15,7 +15,7 @@
 // primary, or follows no one, renders no module at all. A deposed primary's
 // rsync then gets "Unknown module" (exit 5) and writes nothing.
 import { UnderstudyError } from "../errors/catalogue.js";
-import { renderWriteModule, type WriteModule } from "../sync/rsyncd.js";
+import { renderWriteModule, SYNC_BINARY, type WriteModule } from "../sync/rsyncd.js";
 import { safeHost } from "../sync/transport.js";
 import { safeAbsolutePath } from "../sync/transport-values.js";
 import { barrierModuleName, moduleName, TEMP_DIR_NAME } from "./rsync-argv.js";
@@ -43,8 +43,12 @@ export function moduleLayout(root: ReceiveRoot): { readonly path: string; readon
   return { path, tempDir: `${path}/${TEMP_DIR_NAME}` };
 }
 
-/** The write modules for `from` (none when null). */
-export function receiveModules(roots: readonly ReceiveRoot[], from: ReceiveFrom): WriteModule[] {
+/**
+ * The write modules for `from` (none when null). Each has its durability barrier, except the roots
+ * in `noBarrier`: another filesystem is mounted below them, which one `sync --file-system` of the
+ * root would not reach; the primary's probe then finds no barrier and fsyncs each file instead.
+ */
+export function receiveModules(roots: readonly ReceiveRoot[], from: ReceiveFrom, noBarrier: ReadonlySet<string> = new Set()): WriteModule[] {
   if (from === null) return [];
   const hosts = [safeHost("leader address", from.leaderAddress)];
   if (from.vipAddress !== undefined && from.vipAddress !== from.leaderAddress) hosts.push(safeHost("vip address", from.vipAddress));
@@ -53,7 +57,8 @@ export function receiveModules(roots: readonly ReceiveRoot[], from: ReceiveFrom)
     const name = moduleName(from.term, root.name);
     if (seen.has(name)) throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.roots[].name", problem: "is used by another data root", value: JSON.stringify(root.name) });
     seen.add(name);
-    return { name, path: moduleLayout(root).path, tempDir: `/${TEMP_DIR_NAME}`, hostsAllow: hosts, barrier: barrierModuleName(from.term, root.name) };
+    const barrier = noBarrier.has(root.name) ? {} : { barrier: barrierModuleName(from.term, root.name) };
+    return { name, path: moduleLayout(root).path, tempDir: `/${TEMP_DIR_NAME}`, hostsAllow: hosts, ...barrier };
   });
 }
 
@@ -73,4 +78,30 @@ export function renderReceiveConf(roots: readonly ReceiveRoot[], from: ReceiveFr
   ];
   for (const m of receiveModules(roots, from)) lines.push(...renderWriteModule(m));
   return lines.join("\n");
+}
+
+/**
+ * The mount points strictly below `root` in a /proc/self/mountinfo text (field 5, with the
+ * kernel's octal escapes undone). Pure.
+ */
+export function mountsBelow(mountinfo: string, root: string): string[] {
+  const base = root.replace(/\/+$/, "");
+  const out: string[] = [];
+  for (const line of mountinfo.split("\n")) {
+    const field = line.split(" ")[4];
+    if (field === undefined) continue;
+    const mp = field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (mp.startsWith(`${base}/`)) out.push(mp);
+  }
+  return out;
+}
+
+/**
+ * Why one `sync --file-system` of `root` would not cover what rsync writes below it, or null:
+ * `syncUsable` (the sync binary runs here) and the mount points below it.
+ */
+export function barrierProblem(syncUsable: boolean, mounts: readonly string[]): string | null {
+  if (!syncUsable) return `${SYNC_BINARY} is not an executable file here`;
+  if (mounts.length > 0) return `${mounts.length} filesystem(s) mounted below it (${mounts.slice(0, 3).join(", ")}${mounts.length > 3 ? ", …" : ""})`;
+  return null;
 }

@@ -20,6 +20,11 @@ export interface ReceiverFiles {
   writeIfChanged(file: string, text: string): Promise<boolean>;
   /** Removes what killed receivers left in a temp dir (rsync's partial files), sparing rejoin inboxes; how many entries went. */
   clearTemp?(tempDir: string): Promise<number>;
+  /**
+   * Why one `sync --file-system` of `root` would not make what rsync writes there durable (another
+   * filesystem mounted below it, no sync binary), or null; absent: no check. receive.ts barrierProblem.
+   */
+  barrierProblem?(root: string): Promise<string | null>;
 }
 
 export interface WriteModulesDeps {
@@ -54,6 +59,8 @@ export class WriteModules {
   /** Why the last apply failed (undefined after a success): closeAll names it. */
   private lastFailure: unknown;
   private readonly runner: SerialRunner;
+  /** Why each root last had no barrier (warned once per change). */
+  private readonly barrierSaid = new Map<string, string>();
 
   constructor(private readonly deps: WriteModulesDeps) {
     this.runner = new SerialRunner(
@@ -145,13 +152,30 @@ export class WriteModules {
     }
   }
 
+  /** Roots one sync of the root's filesystem would not cover: no barrier (each file is fsynced), said once per change. */
+  private async rootsWithoutBarrier(): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const r of this.deps.roots) {
+      // Unknown counts as a problem: no barrier, each file fsynced (slower, never less durable).
+      const problem = this.deps.files.barrierProblem ? await this.deps.files.barrierProblem(moduleLayout(r).path).catch((e: unknown) => `cannot tell (${describeError(e)})`) : null;
+      if (problem === null) continue;
+      out.add(r.name);
+      if (this.barrierSaid.get(r.name) !== problem) {
+        this.barrierSaid.set(r.name, problem);
+        this.deps.log.warn({ root: r.name }, `data: no barrier module for root ${r.name}: ${problem}; full passes to this node fsync each file (slower, as durable)`);
+      }
+    }
+    return out;
+  }
+
   private async apply(): Promise<void> {
     const { deps } = this;
     const from = this.desired;
     const key = this.desiredKey;
     try {
       if (from !== null) for (const r of deps.roots) await deps.files.prepareRoot(r.path, moduleLayout(r).tempDir);
-      const conf = renderRsyncdConf(deps.serve.syncRoots, { daemonUser: deps.serve.daemonUser, writeModules: receiveModules(deps.roots, from) }) + (deps.rejoinModules?.() ?? "");
+      const noBarrier = from !== null ? await this.rootsWithoutBarrier() : new Set<string>();
+      const conf = renderRsyncdConf(deps.serve.syncRoots, { daemonUser: deps.serve.daemonUser, writeModules: receiveModules(deps.roots, from, noBarrier) }) + (deps.rejoinModules?.() ?? "");
       const wrote = await deps.files.writeIfChanged(deps.serve.configPath, conf);
       this.writtenKey = key;
       // Sessions of the modules just closed are cut before `receiving` names a new term: the new

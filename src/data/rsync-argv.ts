@@ -78,12 +78,13 @@ export function barrierModuleName(term: number, root: string): string {
  * To a module: list its barrier module (its pre-xfer exec runs `sync --file-system`, and the
  * daemon shows nothing); to a local directory (tests, benchmarks): `sync --file-system` on it.
  */
-export function barrierCommand(o: Pick<DataRsyncOptions, "destination" | "rsyncPath" | "timeoutS">): string[] {
+export function barrierCommand(o: Pick<DataRsyncOptions, "destination" | "rsyncPath">): string[] {
   const d = o.destination;
   if (d.kind === "local") return [SYNC_BINARY, "--file-system", safeAbsolutePath("data destination", d.path)];
   return [
+    // No --timeout: the daemon says nothing while its sync runs, which may take minutes after a
+    // large copy on a slow disk; ship_timeout (the runner's) bounds it.
     safeAbsolutePath("data.rsync_path", o.rsyncPath ?? "/usr/bin/rsync"),
-    timeoutArg(o.timeoutS),
     "--list-only",
     "-e",
     sshArgv(d.ssh).join(" "),
@@ -165,6 +166,14 @@ export function batchArgv(recursive: boolean, o: DataRsyncOptions): string[] {
     `${safeAbsolutePath("data root", o.source)}/`,
     target(o.destination),
   ];
+}
+
+/**
+ * The first half of a barrier full pass (full-pass.ts): the whole root, but only the names the
+ * standby lacks (--ignore-existing: no existing file is replaced), and no deletion.
+ */
+export function newFilesCommand(o: DataRsyncOptions): string[] {
+  return [...common(o), "--ignore-existing", "--", `${safeAbsolutePath("data root", o.source)}/`, target(o.destination)];
 }
 
 /**

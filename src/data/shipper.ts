@@ -332,7 +332,8 @@ export class Shipper {
       const maxDelete = s.deleteLimited ? 0 : settings.maxDelete;
       pass = await runFullPass({ runner: deps.runner, clock: deps.clock, rsync: o, maxDelete, rewrite: s.rewrite, timeoutMs: settings.shipTimeoutMs, signal: t.abort.signal });
       ({ code, stderr } = pass);
-      if (pass.barrierFailed) s.rewrite = true;
+      // One sync covers the whole volume: what it lost may be any root's.
+      if (pass.syncFailed) for (const r of deps.roots) this.stateOf(t, r.name).rewrite = true;
     } else {
       const c = batchCommand(step.entries, o);
       ({ code, stderr } = await runShipRsync({

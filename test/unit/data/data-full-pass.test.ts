@@ -2,12 +2,12 @@
 // runner's order against a strict fake, and one real pass (rsync and
 // `sync --file-system` on this host) to a local directory.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { planFullPass, runFullPass } from "../../../src/data/full-pass.js";
-import { barrierCommand, fullPassCommand, type DataRsyncOptions } from "../../../src/data/rsync-argv.js";
+import { barrierCommand, fullPassCommand, newFilesCommand, type DataRsyncOptions } from "../../../src/data/rsync-argv.js";
 import { SpawnCommandRunner } from "../../../src/platform/command.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
@@ -37,44 +37,54 @@ function options(dst: string, fsync = true): DataRsyncOptions {
   return { source: join(BASE, "src"), destination: { kind: "local", path: dst }, tempDir: join(BASE, "tmp"), fsync };
 }
 
-test("runFullPass: probe, copy without --fsync, barrier; nothing after a failed probe; a failed barrier says the next pass rewrites", async () => {
+test("runFullPass: probe, new files without --fsync, barrier, the whole pass fsynced; nothing after a failed step; a failed sync says rewrite", async () => {
   const o = options("/srv/standby");
   const base = { clock: new FakeClock(), rsync: o, maxDelete: 10, rewrite: false, timeoutMs: 5000, signal: new AbortController().signal };
-  const copy = fullPassCommand({ ...o, fsync: false, maxDelete: 10 });
-  const ok = new StrictCommandRunner().expect(barrierCommand(o)).expect(copy).expect(barrierCommand(o));
-  assert.deepEqual(await runFullPass({ ...base, runner: ok }), { code: 0, stderr: "", durability: "barrier", barrierMs: 0, barrierFailed: false });
+  const fresh = newFilesCommand({ ...o, fsync: false });
+  const whole = fullPassCommand({ ...o, fsync: true, maxDelete: 10 });
+  assert.ok(fresh.includes("--ignore-existing") && !fresh.includes("--fsync") && !fresh.includes("--delete"), fresh.join(" "));
+  assert.ok(!barrierCommand(o).some((a) => a.startsWith("--timeout")), "the sync may take minutes: ship_timeout bounds it, not rsync's I/O timeout");
+  const ok = new StrictCommandRunner().expect(barrierCommand(o)).expect(fresh).expect(barrierCommand(o)).expect(whole);
+  assert.deepEqual(await runFullPass({ ...base, runner: ok }), { code: 0, stderr: "", durability: "barrier", barrierMs: 0, syncFailed: false });
   ok.done();
-  assert.ok(!copy.includes("--fsync"));
 
-  const probeFails = new StrictCommandRunner().expect(barrierCommand(o), { code: 1, stderr: "sync: error syncing '/srv/standby': Input/output error" });
+  const EIO = { code: 5, stderr: "sync: error syncing '/srv/standby': Input/output error\n@ERROR: pre-xfer exec returned failure (256)" };
+  const probeFails = new StrictCommandRunner().expect(barrierCommand(o), EIO);
   const r1 = await runFullPass({ ...base, runner: probeFails });
-  assert.deepEqual([r1.code, r1.barrierFailed], [-1, false]);
+  assert.deepEqual([r1.code, r1.syncFailed], [-1, true], "a failed sync: earlier unsynced writes may be lost");
   assert.match(r1.stderr, /before the pass: sync: error syncing/);
   probeFails.done();
+  const unreachable = new StrictCommandRunner().expect(barrierCommand(o), { code: 255, stderr: "ssh: connect to host 198.18.0.12 port 22: Connection refused" });
+  assert.equal((await runFullPass({ ...base, runner: unreachable })).syncFailed, false, "no answer: nothing known to be lost");
+  unreachable.done();
 
-  const old = new StrictCommandRunner().expect(barrierCommand(o), UNKNOWN).expect(fullPassCommand({ ...o, fsync: true, maxDelete: 10 }));
+  const old = new StrictCommandRunner().expect(barrierCommand(o), UNKNOWN).expect(whole);
   assert.equal((await runFullPass({ ...base, runner: old })).durability, "per-file");
   old.done();
 
-  const copyFails = new StrictCommandRunner().expect(barrierCommand(o)).expect(copy, { code: 23, stderr: "rsync error: some files/attrs were not transferred" });
+  const copyFails = new StrictCommandRunner().expect(barrierCommand(o)).expect(fresh, { code: 23, stderr: "rsync error: some files/attrs were not transferred" });
   assert.deepEqual(await runFullPass({ ...base, runner: copyFails }), {
     code: 23,
     stderr: "rsync error: some files/attrs were not transferred",
     durability: "barrier",
     barrierMs: null,
-    barrierFailed: false,
+    syncFailed: false,
   });
   copyFails.done();
 
-  const barrierFails = new StrictCommandRunner().expect(barrierCommand(o)).expect(copy).expect(barrierCommand(o), { code: 1, stderr: "sync: error syncing '/srv/standby': Input/output error" });
+  const barrierFails = new StrictCommandRunner().expect(barrierCommand(o)).expect(fresh).expect(barrierCommand(o), EIO);
   const r2 = await runFullPass({ ...base, runner: barrierFails });
-  assert.deepEqual([r2.code, r2.barrierFailed], [1, true]);
-  assert.match(r2.stderr, /^the copy is made but the standby could not sync its data volume \(the next pass sends every file again\): sync: error syncing/);
+  assert.deepEqual([r2.code, r2.syncFailed], [5, true]);
+  assert.match(r2.stderr, /^the new files are copied but the standby could not sync its data volume \(the next pass sends every file again\): sync: error syncing/);
+  barrierFails.done();
 
   const rewrite = new StrictCommandRunner().expect(fullPassCommand({ ...o, fsync: true, maxDelete: 10, rewrite: true }));
   assert.equal((await runFullPass({ ...base, rewrite: true, runner: rewrite })).durability, "rewrite");
   rewrite.done();
   assert.ok(fullPassCommand({ ...o, maxDelete: 10, rewrite: true }).includes("--ignore-times"));
+  const off = new StrictCommandRunner().expect(fullPassCommand({ ...o, fsync: false, maxDelete: 10 }));
+  assert.equal((await runFullPass({ ...base, rsync: { ...o, fsync: false }, runner: off })).durability, "none");
+  off.done();
 });
 
 test("a real full pass to a local directory: copied, then one sync of its filesystem", async () => {
@@ -82,6 +92,11 @@ test("a real full pass to a local directory: copied, then one sync of its filesy
   const dst = join(BASE, "dst");
   for (const d of [join(src, "alice"), dst, join(BASE, "tmp")]) mkdirSync(d, { recursive: true });
   writeFileSync(join(src, "alice", "a.csv"), "a");
+  writeFileSync(join(src, "alice", "b.csv"), "bb");
+  // The standby holds an older a.csv and a file the primary no longer has.
+  mkdirSync(join(dst, "alice"), { recursive: true });
+  writeFileSync(join(dst, "alice", "a.csv"), "old");
+  writeFileSync(join(dst, "alice", "gone.csv"), "x");
   const r = await runFullPass({
     runner: new SpawnCommandRunner(),
     clock: new FakeClock(),
@@ -91,6 +106,8 @@ test("a real full pass to a local directory: copied, then one sync of its filesy
     timeoutMs: 30_000,
     signal: new AbortController().signal,
   });
-  assert.deepEqual([r.code, r.durability, r.barrierFailed], [0, "barrier", false], r.stderr);
-  assert.equal(readFileSync(join(dst, "alice", "a.csv"), "utf8"), "a");
+  assert.deepEqual([r.code, r.durability, r.syncFailed], [0, "barrier", false], r.stderr);
+  assert.equal(readFileSync(join(dst, "alice", "a.csv"), "utf8"), "a", "updated by the fsynced pass");
+  assert.equal(readFileSync(join(dst, "alice", "b.csv"), "utf8"), "bb", "new inside an existing directory: the first copy");
+  assert.deepEqual(readdirSync(join(dst, "alice")).sort(), ["a.csv", "b.csv"], "deleted by the fsynced pass");
 });

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
-import { moduleLayout, renderReceiveConf, TEMP_DIR_NAME, type ReceiveFrom } from "../../../src/data/receive.js";
+import { mountsBelow, moduleLayout, receiveModules, renderReceiveConf, TEMP_DIR_NAME, type ReceiveFrom } from "../../../src/data/receive.js";
 import { barrierCommand, batchCommand } from "../../../src/data/rsync-argv.js";
 import { unknownModule } from "../../../src/data/full-pass.js";
 import { classifyShipFailure } from "../../../src/data/ship-plan.js";
@@ -155,4 +155,29 @@ test("the real daemon's barrier module: the leader's listing runs sync --file-sy
   writeFileSync(conf, rendered.replace(/\[s7-uploads\][^[]*/, ""));
   const old = list(LEADER);
   assert.equal(unknownModule(old), true, old.stderr);
+});
+
+test("mountsBelow: mount points strictly below the root, octal escapes undone; receiveModules leaves those roots without a barrier", () => {
+  const info = [
+    "22 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda rw",
+    "40 22 253:2 / /srv/sftp rw,relatime shared:2 - ext4 /dev/vdb rw",
+    "41 40 253:3 / /srv/sftp/big\\040volume rw,relatime shared:3 - xfs /dev/vdc rw",
+    "42 22 0:5 / /srv/sftpother rw - tmpfs tmpfs rw",
+    "",
+  ].join("\n");
+  assert.deepEqual(mountsBelow(info, "/srv/sftp"), ["/srv/sftp/big volume"]);
+  assert.deepEqual(mountsBelow(info, "/srv/sftp/"), ["/srv/sftp/big volume"]);
+  assert.deepEqual(mountsBelow(info, "/srv/sftp/big volume"), [], "its own mount point is not below it");
+  const roots = [
+    { name: "up", path: "/srv/sftp" },
+    { name: "out", path: "/srv/out" },
+  ];
+  const mods = receiveModules(roots, { term: 3, leaderAddress: LEADER }, new Set(["up"]));
+  assert.deepEqual(
+    mods.map((m) => [m.name, m.barrier ?? null]),
+    [
+      ["d3-up", null],
+      ["d3-out", "s3-out"],
+    ],
+  );
 });

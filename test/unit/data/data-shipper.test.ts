@@ -221,18 +221,19 @@ test("the journal is not trimmed past a standby whose first full pass is still r
   await shipper.stop();
 });
 
-test("data.fsync on: a full pass is probe, copy without --fsync, barrier; the cursor moves only after the barrier", async () => {
+test("data.fsync on: a full pass is probe, new files, barrier, fsynced pass; a failed barrier makes every root's next pass a rewrite", async () => {
   const isBarrier = (argv: readonly string[]) => argv.includes("--list-only") && argv.at(-1) === "root@198.18.0.12::s3-uploads/";
+  const isNew = (argv: readonly string[]) => argv.includes("--ignore-existing") && !argv.includes("--fsync") && argv.at(-1) === "root@198.18.0.12::d3-uploads/";
   const runner = new ScriptRunner()
     .expect((argv) => (assert.ok(isBarrier(argv), argv.join(" ")), {}))
-    .expect((argv) => (assert.ok(isFull(argv) && !argv.includes("--fsync"), argv.join(" ")), {}))
+    .expect((argv) => (assert.ok(isNew(argv), argv.join(" ")), {}))
     .expect((argv) => (assert.ok(isBarrier(argv), argv.join(" ")), { code: 5, stderr: "sync: error syncing '/srv/sftp': Input/output error\n@ERROR: pre-xfer exec returned failure (256)" }));
   const { shipper, clock } = setup(runner, true);
   shipper.update([member()]);
   await flushMicrotasks();
   let s = shipper.status()[0]!;
   assert.equal(s.acked, 0, "the barrier failed: the pass does not count");
-  assert.match(s.lastError ?? "", /the copy is made but the standby could not sync its data volume \(the next pass sends every file again\): sync: error syncing/);
+  assert.match(s.lastError ?? "", /the new files are copied but the standby could not sync its data volume \(the next pass sends every file again\): sync: error syncing/);
   // The next pass rewrites every file, each fsynced; no barrier (nothing is left to it).
   runner.expect((argv) => (assert.ok(isFull(argv) && argv.includes("--fsync") && argv.includes("--ignore-times"), argv.join(" ")), {}));
   await clock.advance(200);
@@ -242,11 +243,13 @@ test("data.fsync on: a full pass is probe, copy without --fsync, barrier; the cu
   // And the one after is a barrier pass again.
   runner
     .expect((argv) => (assert.ok(isBarrier(argv)), {}))
-    .expect((argv) => (assert.ok(isFull(argv) && !argv.includes("--fsync") && !argv.includes("--ignore-times"), argv.join(" ")), {}))
-    .expect((argv) => (assert.ok(isBarrier(argv)), {}));
+    .expect((argv) => (assert.ok(isNew(argv)), {}))
+    .expect((argv) => (assert.ok(isBarrier(argv)), {}))
+    .expect((argv) => (assert.ok(isFull(argv) && argv.includes("--fsync") && !argv.includes("--ignore-times"), argv.join(" ")), {}));
   shipper.askFullPass("test");
   await flushMicrotasks();
   runner.done();
   assert.equal(shipper.status()[0]!.lastError, null);
+  assert.equal(runner.calls.length, 8);
   await shipper.stop();
 });

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { isUnderstudyError, UnderstudyError } from "../../../src/errors/catalogue.js";
 import { WriteModules, type ReceiverFiles } from "../../../src/data/receiver.js";
+import { barrierProblem } from "../../../src/data/receive.js";
 import { ProcWriterSessions, type WriterSessions } from "../../../src/data/writer-sessions.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock, flushMicrotasks } from "../../fakes/clock.js";
@@ -248,4 +249,36 @@ test("receiver files: clearTemp removes the partial files killed sessions left, 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("receiver: a root one sync would not cover (mounts below, no sync binary, or cannot tell) gets no barrier module", async () => {
+  const clock = new FakeClock();
+  let conf = "";
+  let problem: () => Promise<string | null> = async () => null;
+  const files: ReceiverFiles = {
+    prepareRoot: async () => undefined,
+    writeIfChanged: async (_f, text) => ((conf = text), true),
+    barrierProblem: (root) => (assert.equal(root, "/srv/up"), problem()),
+  };
+  const m = writeModules(clock, files, { kill: async () => [] });
+  m.start();
+  m.set({ term: 4, leaderAddress: "198.18.0.11" });
+  await settle();
+  assert.match(conf, /\[d4-up\][\s\S]*\[s4-up\]/, "no problem: write module and barrier");
+  problem = async () => barrierProblem(true, ["/srv/up/alice"]);
+  m.set({ term: 5, leaderAddress: "198.18.0.11" });
+  await settle();
+  assert.match(conf, /\[d5-up\]/);
+  assert.doesNotMatch(conf, /\[s5-up\]/, "sync --file-system /srv/up would not reach /srv/up/alice's filesystem");
+  problem = async () => {
+    throw new Error("EACCES: /proc/self/mountinfo");
+  };
+  m.set({ term: 6, leaderAddress: "198.18.0.11" });
+  await settle();
+  assert.match(conf, /\[d6-up\]/, "still receiving");
+  assert.doesNotMatch(conf, /\[s6-up\]/, "unknown counts as a problem");
+  await m.stop();
+  assert.equal(barrierProblem(false, []), "/usr/bin/sync is not an executable file here");
+  assert.equal(barrierProblem(true, []), null);
+  assert.match(barrierProblem(true, ["/a/1", "/a/2", "/a/3", "/a/4"]) ?? "", /^4 filesystem\(s\) mounted below it \(\/a\/1, \/a\/2, \/a\/3, …\)$/);
 });
