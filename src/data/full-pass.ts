@@ -35,21 +35,25 @@ export interface CommandOutcome {
   readonly stderr: string;
 }
 
-/** The standby renders no barrier module: an agent from before it (or a term it does not receive). */
+/** The standby renders no barrier module: an agent from before it, a root one sync would not cover, or a term it does not receive. */
 export function unknownModule(r: CommandOutcome): boolean {
   return r.code === 5 && /unknown module/i.test(r.stderr);
 }
 
 /**
- * The next step of a full pass. `fsync`: data.fsync; `rewrite`: a barrier to this standby
- * failed since its last complete pass; `probe`: the probe's outcome, once run.
+ * The next step of a full pass. `fsync`: data.fsync; `rewrite`: a sync of this standby's
+ * data volume failed since this root's last complete pass; `bulk`: the standby has no cursor in
+ * this journal (first pass of a term, reappeared, overflow), so it may lack much: a reconcile of a
+ * standby in sync changes few files, and one pass with --fsync is cheaper than two walks; `probe`: the probe's outcome, once run.
  */
-export function planFullPass(s: { readonly fsync: boolean; readonly rewrite: boolean }, probe?: CommandOutcome): FullPassStep {
+export function planFullPass(s: { readonly fsync: boolean; readonly rewrite: boolean; readonly bulk: boolean }, probe?: CommandOutcome): FullPassStep {
   if (!s.fsync) return { kind: "copy", durability: "none", reason: "data.fsync is off: the pass counts once rsync returns" };
-  if (s.rewrite) return { kind: "copy", durability: "rewrite", reason: "a barrier failed after the last pass: every file is sent again, each fsynced" };
+  if (s.rewrite) return { kind: "copy", durability: "rewrite", reason: "a sync of the standby's data volume failed: every file is sent again, each fsynced" };
+  if (!s.bulk) return { kind: "copy", durability: "per-file", reason: "a reconcile of a standby in sync: one pass, the few files it copies each fsynced" };
   if (probe === undefined) return { kind: "probe", reason: "asking the standby's barrier whether it has one" };
-  if (probe.code === 0) return { kind: "copy", durability: "barrier", reason: "copy, then one sync of the standby's data volume" };
-  if (unknownModule(probe)) return { kind: "copy", durability: "per-file", reason: "the standby has no barrier module (an older agent): each file fsynced" };
+  if (probe.code === 0) return { kind: "copy", durability: "barrier", reason: "new files, one sync of the standby's data volume, then the pass with --fsync" };
+  if (unknownModule(probe))
+    return { kind: "copy", durability: "per-file", reason: "the standby has no barrier module for this root (an older agent, or one sync would not cover it): each file fsynced" };
   return { kind: "fail", reason: `the standby could not sync its data volume before the pass: ${lastLines(probe.stderr)}` };
 }
 
@@ -76,6 +80,8 @@ export async function runFullPass(o: {
   readonly rsync: DataRsyncOptions;
   readonly maxDelete: number;
   readonly rewrite: boolean;
+  /** planFullPass's `bulk`: the standby has no cursor in this journal. */
+  readonly bulk: boolean;
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
 }): Promise<FullPassResult> {
@@ -88,7 +94,7 @@ export async function runFullPass(o: {
     }
   };
   const ok = (r: CommandOutcome) => r.code === 0 || r.code === 24;
-  const settings = { fsync: o.rsync.fsync ?? true, rewrite: o.rewrite };
+  const settings = { fsync: o.rsync.fsync ?? true, rewrite: o.rewrite, bulk: o.bulk };
   let step = planFullPass(settings);
   let probe: CommandOutcome | undefined;
   if (step.kind === "probe") step = planFullPass(settings, (probe = await run(barrierCommand(o.rsync))));

@@ -330,7 +330,7 @@ export class Shipper {
     let stderr: string;
     if (step.kind === "full") {
       const maxDelete = s.deleteLimited ? 0 : settings.maxDelete;
-      pass = await runFullPass({ runner: deps.runner, clock: deps.clock, rsync: o, maxDelete, rewrite: s.rewrite, timeoutMs: settings.shipTimeoutMs, signal: t.abort.signal });
+      pass = await runFullPass({ runner: deps.runner, clock: deps.clock, rsync: o, maxDelete, rewrite: s.rewrite, bulk: s.cursor === null, timeoutMs: settings.shipTimeoutMs, signal: t.abort.signal });
       ({ code, stderr } = pass);
       // One sync covers the whole volume: what it lost may be any root's.
       if (pass.syncFailed) for (const r of deps.roots) this.stateOf(t, r.name).rewrite = true;

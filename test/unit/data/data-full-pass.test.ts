@@ -17,18 +17,19 @@ after(() => rmSync(BASE, { recursive: true, force: true }));
 
 const UNKNOWN = { code: 5, stderr: "@ERROR: Unknown module 's3-uploads'\nrsync error: error starting client-server protocol (code 5)" };
 
-test("planFullPass: fsync off copies only; a failed barrier rewrites; otherwise probe, then barrier, per-file for an old standby, or fail", () => {
-  const on = { fsync: true, rewrite: false };
+test("planFullPass: fsync off copies only; a failed sync rewrites; a reconcile is per-file; a bulk pass probes, then barrier, per-file for an old standby, or fail", () => {
+  const on = { fsync: true, rewrite: false, bulk: true };
   assert.deepEqual(
     [
-      planFullPass({ fsync: false, rewrite: true }),
-      planFullPass({ fsync: true, rewrite: true }),
+      planFullPass({ fsync: false, rewrite: true, bulk: true }),
+      planFullPass({ fsync: true, rewrite: true, bulk: true }),
+      planFullPass({ fsync: true, rewrite: false, bulk: false }),
       planFullPass(on),
       planFullPass(on, { code: 0, stderr: "" }),
       planFullPass(on, UNKNOWN),
       planFullPass(on, { code: 12, stderr: "sync: error syncing '/srv/sftp': Input/output error\n@ERROR: pre-xfer exec returned failure (256)" }),
     ].map((s) => (s.kind === "copy" ? `copy ${s.durability}` : s.kind)),
-    ["copy none", "copy rewrite", "probe", "copy barrier", "copy per-file", "fail"],
+    ["copy none", "copy rewrite", "copy per-file", "probe", "copy barrier", "copy per-file", "fail"],
   );
   assert.match(planFullPass(on, { code: 255, stderr: "ssh: connect to host 198.18.0.12 port 22: Connection refused" }).reason, /could not sync its data volume before the pass: ssh: connect/);
 });
@@ -39,7 +40,7 @@ function options(dst: string, fsync = true): DataRsyncOptions {
 
 test("runFullPass: probe, new files without --fsync, barrier, the whole pass fsynced; nothing after a failed step; a failed sync says rewrite", async () => {
   const o = options("/srv/standby");
-  const base = { clock: new FakeClock(), rsync: o, maxDelete: 10, rewrite: false, timeoutMs: 5000, signal: new AbortController().signal };
+  const base = { clock: new FakeClock(), rsync: o, maxDelete: 10, rewrite: false, bulk: true, timeoutMs: 5000, signal: new AbortController().signal };
   const fresh = newFilesCommand({ ...o, fsync: false });
   const whole = fullPassCommand({ ...o, fsync: true, maxDelete: 10 });
   assert.ok(fresh.includes("--ignore-existing") && !fresh.includes("--fsync") && !fresh.includes("--delete"), fresh.join(" "));
@@ -85,6 +86,9 @@ test("runFullPass: probe, new files without --fsync, barrier, the whole pass fsy
   const off = new StrictCommandRunner().expect(fullPassCommand({ ...o, fsync: false, maxDelete: 10 }));
   assert.equal((await runFullPass({ ...base, rsync: { ...o, fsync: false }, runner: off })).durability, "none");
   off.done();
+  const reconcile = new StrictCommandRunner().expect(whole);
+  assert.equal((await runFullPass({ ...base, bulk: false, runner: reconcile })).durability, "per-file", "a standby in sync: one fsynced pass, no probe");
+  reconcile.done();
 });
 
 test("a real full pass to a local directory: copied, then one sync of its filesystem", async () => {
@@ -103,6 +107,7 @@ test("a real full pass to a local directory: copied, then one sync of its filesy
     rsync: options(dst),
     maxDelete: 10,
     rewrite: false,
+    bulk: true,
     timeoutMs: 30_000,
     signal: new AbortController().signal,
   });
