@@ -87,7 +87,7 @@ type RootState = Mutable<Omit<StandbyShipState, "node" | "address" | "followingT
    * primary side ends (agent restart, another primary). Deletions listed in batches still apply.
    */
   deleteLimited: boolean;
-  /** A full pass's closing barrier failed (full-pass.ts): the next one sends every file again, fsynced. */
+  /** A sync of this standby's data volume failed, or a barrier's outcome is unknown (full-pass.ts): the next full pass sends every file again, fsynced. */
   rewrite: boolean;
 };
 
