@@ -47,6 +47,10 @@ export interface FaultEnv {
   log: (msg: string) => void;
   /** Warm-up: wait until a probe file reaches both standbys (engine shipping). */
   warm: (c: LabCluster) => Promise<boolean>;
+  /** Before any agent starts: put a tree in every node's data roots (--fault-tree). */
+  seed?: (c: LabCluster) => Promise<void>;
+  /** After the standbys joined and the warm-up: wait until the seeded tree's full passes are acknowledged. */
+  seeded?: (c: LabCluster) => Promise<void>;
 }
 
 const completeIn = (root: string, name: string, size: number): boolean => {
@@ -64,6 +68,7 @@ export async function faultRun(env: FaultEnv, kind: FaultKind, runNo: number): P
     c = await LabCluster.create({ ...env.clusterOptions(env.upRoot), start: false });
     const lab = c.lab;
     const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
+    await env.seed?.(c);
     // n1 first, so it is the primary whatever the load does to start-up times.
     c.startAgent("n1");
     const leader = await c.waitForLeader({ timeoutMs: 30_000 });
@@ -73,6 +78,7 @@ export async function faultRun(env: FaultEnv, kind: FaultKind, runNo: number): P
     c.startAgent("n3");
     if (!(await c.waitForStandbys(["n2", "n3"], 60_000))) throw new Error("n2 and n3 were not both standbys within 60 s");
     if (!(await env.warm(c))) throw new Error("a probe file did not reach both standbys within 60 s (is the engine shipping?)");
+    await env.seeded?.(c);
     const pool = env.makePool(c);
     let stop = false;
     const live: Upload[] = [];

@@ -61,6 +61,8 @@ interface Options {
   json: string | undefined;
   /** data.warm_batch for understudy's agents (undefined: the product default). */
   warmBatch: string | undefined;
+  /** Fault runs with the --files/--gib tree in a second data root on every node (hard links), in sync before the stream. */
+  faultTree: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -85,6 +87,7 @@ function parseArgs(argv: string[]): Options {
     waitLoad: undefined,
     json: DEFAULT_JSON,
     warmBatch: undefined,
+    faultTree: false,
   };
   let files: number | undefined;
   let gib: number | undefined;
@@ -111,10 +114,11 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--json") o.json = val();
     else if (a === "--no-json") o.json = undefined;
     else if (a === "--warm-batch") o.warmBatch = val();
+    else if (a === "--fault-tree") o.faultTree = true;
     else if (a === "--help" || a === "-h") {
       console.log("usage: bench/data/run.ts [--small] [--files N --gib X] [--rate 50] [--seconds 30] [--file-mib 1] [--sessions 4] [--upload sftp|write]");
       console.log("  [--contenders understudy,lsyncd0,lsyncd,rsync] [--phases initial,stream,faults] [--fault-kinds kill9,linkdown,nodekill] [--fault-runs 3]");
-      console.log("  [--fault-after 4] [--rsync-runs N] [--understudy auto|on|off] [--wait-load 1.5] [--warm-batch 0|20s] [--json FILE | --no-json]");
+      console.log("  [--fault-after 4] [--rsync-runs N] [--understudy auto|on|off] [--wait-load 1.5] [--warm-batch 0|20s] [--fault-tree] [--json FILE | --no-json]");
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   });
@@ -563,7 +567,8 @@ async function main(): Promise<void> {
             const fileBytes = Math.round(o.fileMib * MiB);
             const r = await faultRun(
               {
-                clusterOptions: () => clusterOptions(false, o.warmBatch),
+                clusterOptions: () => clusterOptions(o.faultTree, o.warmBatch),
+                ...(o.faultTree ? faultTree(o) : {}),
                 upRoot,
                 makePool: (c) => makePool(c.lab, 16, fileBytes),
                 rate: o.rate,
@@ -622,4 +627,30 @@ async function waitFullPassAcks(lab: Parameters<typeof agentLog>[0], nodes: read
     await new Promise((r) => setTimeout(r, 250));
   }
   return { passMs, ackMs, durability };
+}
+
+/**
+ * --fault-tree: the tree is written on n1's bulk root and hard-linked into n2's and n3's (rsync
+ * never writes in place, so the copies stay apart), so the standbys hold it before any agent
+ * starts; the fault comes only once n1 acknowledged its first full pass of it to both.
+ */
+function faultTree(o: Options) {
+  return {
+    seed: async (c: LabCluster) => {
+      const [n1, ...others] = c.lab.nodes as [LabNode, LabNode, LabNode];
+      const t = makeUploadTree(bulkRoot(n1), o.files, o.bytes);
+      for (const n of others) {
+        rmSync(bulkRoot(n), { recursive: true, force: true });
+        const r = spawnSync("/bin/cp", ["-al", "--", bulkRoot(n1), bulkRoot(n)], { encoding: "utf8", timeout: 600_000 });
+        if (r.status !== 0) throw new Error(`cp -al to ${n.name}: ${r.stderr || r.error?.message}`);
+      }
+      log(`  tree in every node's bulk root: ${t.files} files, ${(t.bytes / GiB).toFixed(2)} GiB (written in ${(t.generateMs / 1000).toFixed(1)} s, hard-linked to the standbys)`);
+    },
+    seeded: async (c: LabCluster) => {
+      const t0 = Date.now();
+      const acked = await waitFullPassAcks(c.lab, ["n2", "n3"], t0, 600_000);
+      if (Object.keys(acked.passMs).length < 2) throw new Error(`the tree's full passes were not both acknowledged within 600 s (${JSON.stringify(acked.passMs)})`);
+      log(`  the tree's full passes acknowledged: ${JSON.stringify(acked.passMs)} ms (${JSON.stringify(acked.durability)})`);
+    },
+  };
 }
