@@ -5,8 +5,12 @@ import type { Logger } from "../platform/logger.js";
 import { onEtcdReturn } from "./failsafe.js";
 import type { SessionLease } from "./lease.js";
 
-/** What the first cycle that reads etcd after a failsafe hold did (E3). */
-export type ReturnOutcome = "continue" | { readonly newTerm: number } | { readonly fence: string };
+/**
+ * What the first cycle that reads etcd after a failsafe hold did (E3). "retry": the new-term
+ * campaign met an etcd error (not a loss) while the failsafe deadline holds; the hold stays and
+ * the next cycle that reads etcd tries again (the deadline still fences if none succeeds).
+ */
+export type ReturnOutcome = "continue" | "retry" | { readonly newTerm: number } | { readonly fence: string };
 
 /**
  * E3 (docs/failsafe-design.md): a primary that held on failsafe decides on the
@@ -43,6 +47,7 @@ export async function afterFailsafeHold(p: {
   if (plan.kind === "fence") return { fence: plan.reason };
   log.warn({ term }, plan.reason);
   let newTerm = 0;
+  let error: string | null = null;
   const won = await lease
     .takeNew(async (leaseId) => {
       const r = await p.coordinator.campaign(self, leaseId, new Date(clock.wallMs()).toISOString(), snapshot.revision);
@@ -51,9 +56,16 @@ export async function afterFailsafeHold(p: {
       return r.won;
     })
     .catch((e: unknown) => {
-      log.error({ err: describeError(e) }, "failsafe: the new-term campaign failed");
+      error = describeError(e);
       return false;
     });
+  // An etcd error is not a lost campaign: the first requests after a partition heals can time out
+  // while the channel reconnects. The failsafe deadline still fences if no retry succeeds in time.
+  if (error !== null) {
+    const holds = clock.monotonicMs() < (lease.state()?.deadlineMs ?? 0);
+    log.warn({ err: error, term }, holds ? "failsafe: the new-term campaign failed; the failsafe deadline holds, retrying at the next cycle" : "failsafe: the new-term campaign failed");
+    if (holds) return "retry";
+  }
   if (!won || newTerm === 0) return { fence: `etcd is back, my leader key (term ${term}) had expired and I could not win it back: fencing` };
   log.info({ term: newTerm, previous_term: term }, `failsafe: re-acquired the leader key under a new term (${newTerm}, was ${term}) before anything else`);
   return { newTerm };

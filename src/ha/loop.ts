@@ -70,6 +70,9 @@ export interface HaLoopDeps {
  * that arrive during a cycle coalesce into one more (SerialRunner). The lease
  * deadline fences directly, without waiting for a cycle or for etcd.
  */
+/** E3b after an etcd error: the next try, while the failsafe deadline holds (etcd's request timeout bounds each). */
+const FAILSAFE_RETURN_RETRY_MS = 100;
+
 export class HaLoop {
   /** Vacancy and failback bookkeeping, advanced once per cycle by track() before observing. */
   private memory: HaMemory = EMPTY_MEMORY;
@@ -324,6 +327,11 @@ export class HaLoop {
     const { config, coordinator, clock, log } = this.deps;
     // The hold stays set until this is done: a keepalive finding the lease gone meanwhile must not fence (onGone).
     const r = await afterFailsafeHold({ snapshot, self: config.node.name, term: this.role.term!, lease: this.lease, coordinator, clock, log });
+    if (r === "retry") {
+      // Still holding on failsafe: the next cycle that reads etcd runs E3 again.
+      this.recheckIn(FAILSAFE_RETURN_RETRY_MS, "failsafe: new-term campaign retry");
+      return true;
+    }
     this.failsafeRounds.clearHold();
     if (r === "continue") return false;
     if ("newTerm" in r) this.role.term = r.newTerm;

@@ -11,6 +11,8 @@ export class ProcessLife {
   dead = false;
   /** Cut off from etcd only: every call fails as unreachable, the process itself keeps running. */
   partitioned = false;
+  /** Calls of these names fail once each as unreachable (a request lost while the channel reconnects). */
+  readonly failOnce = new Set<string>();
   crash(): void {
     this.dead = true;
   }
@@ -31,6 +33,9 @@ export class ProcessLife {
         if (typeof v !== "function") return v;
         return (...args: unknown[]) => {
           if (this.dead) return hang();
+          if (typeof prop === "string" && this.failOnce.delete(prop)) {
+            return Promise.reject(new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: `${prop}: lost once` }));
+          }
           if (this.partitioned && prop !== "close") {
             return Promise.reject(new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: `${String(prop)}: partitioned` }));
           }

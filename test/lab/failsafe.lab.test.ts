@@ -124,8 +124,8 @@ test("failsafe on, the primary cut off from a working etcd: it serves on its sta
     });
     const story = logOf()
       .split("\n")
-      .filter((l) => /failsafe|fenc|campaign|election/.test(l))
-      .slice(-8)
+      .filter((l) => /failsafe|fenc|campaign|election|grant|deadline/.test(l))
+      .slice(-20)
       .join("\n");
     assert.ok(reacquired, `${before.node} won its key back through the failsafe return (E3b), not a fence and a new election:\n${story}`);
     assert.deepEqual(await lab.vipConfiguredOn(), [before.node]);

@@ -236,6 +236,25 @@ test("failsafe on, primary cut off from a working etcd: standbys keep their prom
   for (const n of [n2!, n3!]) assert.match(n.loop.status().decision, new RegExp(`following n1 \\(term ${c.etcd.leader!.term}\\)`));
 });
 
+test("failsafe on, primary cut off: an etcd error on its new-term campaign is retried while the deadline holds, not fenced (E3b)", async () => {
+  const c = await started("on");
+  const [n1] = c.nodes;
+  const term = c.etcd.leader!.term;
+  n1!.life.partitioned = true;
+  await c.clock.advance(4 * TTL);
+  assert.equal(c.etcd.leader as unknown, null);
+  const back = c.clock.monotonicMs();
+  // The first grant after the heal is lost (the channel still reconnecting), as on a busy host.
+  n1!.life.failOnce.add("grantLease");
+  n1!.life.partitioned = false;
+  await c.clock.advance(4 * TTL);
+  assert.equal(n1!.life.failOnce.size, 0, "the lost grant was tried");
+  assert.equal(c.etcd.leader?.node, "n1", "n1 won its key back on the retry");
+  assert.ok(c.etcd.leader!.term > term);
+  assert.equal(c.timeline.events.filter((e) => e.t > back).length, 0, "the VIP never moved");
+  assert.equal(n1!.daemon.running, true);
+});
+
 test("failsafe on, primary cut off, and another node holds the key when it comes back: it fences at once (E3c), before its deadline", async () => {
   const c = await started("on");
   const [n1] = c.nodes;
