@@ -64,15 +64,15 @@ export interface HaLoopDeps {
   readonly promiseLedger?: PromiseLedger;
 }
 
+/** E3b after an etcd error: the next try, while the failsafe deadline holds (etcd's request timeout bounds each). */
+const FAILSAFE_RETURN_RETRY_MS = 100;
+
 /**
  * The imperative shell around decide(): track, observe (etcd snapshot, lease,
  * daemon, probes), decide, act (executor.ts). Cycles never overlap; triggers
  * that arrive during a cycle coalesce into one more (SerialRunner). The lease
  * deadline fences directly, without waiting for a cycle or for etcd.
  */
-/** E3b after an etcd error: the next try, while the failsafe deadline holds (etcd's request timeout bounds each). */
-const FAILSAFE_RETURN_RETRY_MS = 100;
-
 export class HaLoop {
   /** Vacancy and failback bookkeeping, advanced once per cycle by track() before observing. */
   private memory: HaMemory = EMPTY_MEMORY;
