@@ -45,8 +45,8 @@ export function moduleLayout(root: ReceiveRoot): { readonly path: string; readon
 
 /**
  * The write modules for `from` (none when null). Each has its durability barrier, except the roots
- * in `noBarrier`: another filesystem is mounted below them, which one `sync --file-system` of the
- * root would not reach; the primary's probe then finds no barrier and fsyncs each file instead.
+ * in `noBarrier`: one `sync --file-system` of the root would not cover them (barrierProblem); the
+ * primary's probe then finds no barrier and fsyncs each file instead.
  */
 export function receiveModules(roots: readonly ReceiveRoot[], from: ReceiveFrom, noBarrier: ReadonlySet<string> = new Set()): WriteModule[] {
   if (from === null) return [];

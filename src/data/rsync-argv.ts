@@ -185,7 +185,7 @@ export function newFilesCommand(o: DataRsyncOptions): string[] {
 export function fullPassCommand(o: DataRsyncOptions & { readonly maxDelete: number; readonly rewrite?: boolean }): string[] {
   if (!Number.isInteger(o.maxDelete) || o.maxDelete < 0)
     throw new UnderstudyError("US_E_DATA_CONFIG", { setting: "data.max_delete", problem: "must be a whole number >= 0", value: String(o.maxDelete) });
-  // rewrite: every file sent again (--ignore-times), after a barrier failed: what that pass wrote
-  // may be cached but not on the standby's disk, and size and time would say it is there.
+  // rewrite: every file sent again (--ignore-times), after a sync of the standby's volume failed:
+  // what was written may be cached but not on its disk, and size and time would say it is there.
   return [...common(o), ...(o.rewrite ? ["--ignore-times"] : []), "--delete", `--max-delete=${o.maxDelete}`, "--", `${safeAbsolutePath("data root", o.source)}/`, target(o.destination)];
 }
