@@ -17,10 +17,11 @@
 // may leave files in the standby's cache only, with the primary's size and
 // time: the next full pass of every root to it sends every file again, with
 // --fsync (rewrite). planFullPass decides (pure); runFullPass runs it.
-import { describeError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import { barrierCommand, fullPassCommand, newFilesCommand, type DataRsyncOptions } from "./rsync-argv.js";
+import { unknownModule } from "./ship-plan.js";
+import { rsyncOutcome, type CommandOutcome } from "./warm-rsync.js";
 
 /** How a full pass makes its files durable on the standby. */
 export type FullPassDurability = "barrier" | "per-file" | "rewrite" | "none";
@@ -29,16 +30,6 @@ export type FullPassStep =
   | { readonly kind: "probe"; readonly reason: string }
   | { readonly kind: "copy"; readonly durability: FullPassDurability; readonly reason: string }
   | { readonly kind: "fail"; readonly reason: string };
-
-export interface CommandOutcome {
-  readonly code: number;
-  readonly stderr: string;
-}
-
-/** The standby renders no barrier module: an agent from before it, a root one sync would not cover, or a term it does not receive. */
-export function unknownModule(r: CommandOutcome): boolean {
-  return r.code === 5 && /unknown module/i.test(r.stderr);
-}
 
 /**
  * The next step of a full pass. `fsync`: data.fsync; `rewrite`: a sync of this standby's
@@ -52,7 +43,8 @@ export function planFullPass(s: { readonly fsync: boolean; readonly rewrite: boo
   if (!s.bulk) return { kind: "copy", durability: "per-file", reason: "a reconcile of a standby in sync: one pass, the few files it copies each fsynced" };
   if (probe === undefined) return { kind: "probe", reason: "asking the standby's barrier whether it has one" };
   if (probe.code === 0) return { kind: "copy", durability: "barrier", reason: "new files, one sync of the standby's data volume, then the pass with --fsync" };
-  if (unknownModule(probe))
+  // No barrier module: an agent from before it, a root one sync would not cover, or a term it does not receive.
+  if (unknownModule(probe.code, probe.stderr))
     return { kind: "copy", durability: "per-file", reason: "the standby has no barrier module for this root (an older agent, or one sync would not cover it): each file fsynced" };
   return { kind: "fail", reason: `the standby could not sync its data volume before the pass: ${lastLines(probe.stderr)}` };
 }
@@ -85,14 +77,7 @@ export async function runFullPass(o: {
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
 }): Promise<FullPassResult> {
-  const run = async (argv: string[]): Promise<CommandOutcome> => {
-    try {
-      const r = await o.runner.run(argv, { timeoutMs: o.timeoutMs, signal: o.signal });
-      return { code: r.code ?? -1, stderr: r.stderr };
-    } catch (e) {
-      return { code: -1, stderr: describeError(e) };
-    }
-  };
+  const run = (argv: string[]): Promise<CommandOutcome> => rsyncOutcome(() => o.runner.run(argv, { timeoutMs: o.timeoutMs, signal: o.signal }));
   const ok = (r: CommandOutcome) => r.code === 0 || r.code === 24;
   const settings = { fsync: o.rsync.fsync ?? true, rewrite: o.rewrite, bulk: o.bulk };
   let step = planFullPass(settings);

@@ -166,6 +166,14 @@ export function lagOf(journal: Pick<ChangeJournal, "floor" | "behind">, s: Pick<
 export type ShipFailureKind = "disk-full" | "fenced" | "delete-limit" | "transient";
 
 /**
+ * rsync's daemon named no such module: this term's write module is not open there (another term,
+ * another host), or the module asked for is one the standby does not render (full-pass.ts: no barrier).
+ */
+export function unknownModule(code: number, stderr: string): boolean {
+  return code === 5 && /unknown module/i.test(stderr);
+}
+
+/**
  * rsync's exit and stderr after a failed run. disk-full: ENOSPC on the
  * receiver. fenced: the standby serves no module for this term (it follows
  * another leader, §1), nothing was written. delete-limit: a full pass hit
@@ -175,7 +183,7 @@ export type ShipFailureKind = "disk-full" | "fenced" | "delete-limit" | "transie
  */
 export function classifyShipFailure(code: number, stderr: string): ShipFailureKind {
   if (/No space left on device|Disk quota exceeded/i.test(stderr)) return "disk-full";
-  if (code === 5 && /unknown module/i.test(stderr)) return "fenced";
+  if (unknownModule(code, stderr)) return "fenced";
   if (code === 25) return "delete-limit";
   return "transient";
 }

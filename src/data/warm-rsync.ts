@@ -151,27 +151,35 @@ export async function runShipRsync(o: {
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
   readonly onRetry?: (failed: { readonly code: number; readonly stderr: string }) => void;
-}): Promise<{ readonly code: number; readonly stderr: string }> {
+}): Promise<CommandOutcome> {
   const warm = o.warm?.take(o.key, o.argv) ?? null;
   o.warm?.start(o.key, o.next, o.signal);
-  const once = async (w: WarmRun | null): Promise<{ code: number; stderr: string }> => {
-    try {
-      let r: CommandResult;
-      if (w) {
-        w.send(o.input ?? Buffer.alloc(0));
-        r = await w.result;
-      } else {
-        r = await o.runner.run(o.argv, { timeoutMs: o.timeoutMs, signal: o.signal, ...(o.input ? { input: o.input } : {}) });
-      }
-      return { code: r.code ?? -1, stderr: r.stderr };
-    } catch (e) {
-      return { code: -1, stderr: describeError(e) };
-    }
-  };
+  const once = (w: WarmRun | null): Promise<CommandOutcome> =>
+    rsyncOutcome(async () => {
+      if (!w) return o.runner.run(o.argv, { timeoutMs: o.timeoutMs, signal: o.signal, ...(o.input ? { input: o.input } : {}) });
+      w.send(o.input ?? Buffer.alloc(0));
+      return w.result;
+    });
   const first = await once(warm);
   if (!warm || first.code === 0 || first.code === 24 || o.signal.aborted) return first;
   // Only a transient failure: a refused module (exit 5) or a full disk fails the same way again.
   if (first.stderr.includes("US_E_COMMAND_TIMEOUT") || classifyShipFailure(first.code, first.stderr) !== "transient") return first;
   o.onRetry?.(first);
   return once(null);
+}
+
+/** What a data rsync run ended with: its exit code and stderr (-1 and the error when it could not run). */
+export interface CommandOutcome {
+  readonly code: number;
+  readonly stderr: string;
+}
+
+/** Runs one rsync and never throws: a spawn failure, timeout or abort becomes code -1 with its description. */
+export async function rsyncOutcome(run: () => Promise<CommandResult>): Promise<CommandOutcome> {
+  try {
+    const r = await run();
+    return { code: r.code ?? -1, stderr: r.stderr };
+  } catch (e) {
+    return { code: -1, stderr: describeError(e) };
+  }
 }

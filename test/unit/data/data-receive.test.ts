@@ -13,7 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
 import { mountsBelow, moduleLayout, receiveModules, renderReceiveConf, TEMP_DIR_NAME, type ReceiveFrom } from "../../../src/data/receive.js";
 import { barrierCommand, batchCommand } from "../../../src/data/rsync-argv.js";
-import { unknownModule } from "../../../src/data/full-pass.js";
+import { unknownModule } from "../../../src/data/ship-plan.js";
 import { classifyShipFailure } from "../../../src/data/ship-plan.js";
 import { validateSshTransport } from "../../../src/sync/transport-ssh.js";
 
@@ -141,7 +141,7 @@ test("the real daemon's barrier module: the leader's listing runs sync --file-sy
   // Another host is refused as the write module refuses it (rsync names it "Unknown module" to it); the
   // probe then plans a per-file pass, which that host's write module refuses the same way.
   const other = list("198.18.0.13");
-  assert.equal(unknownModule(other), true, other.stderr);
+  assert.equal(unknownModule(other.code, other.stderr), true, other.stderr);
   // A sync that fails (here: a stand-in that exits 1 with sync's message): the client sees both.
   const failing = join(BASE, "failing-sync");
   writeFileSync(failing, "#!/bin/sh\necho \"sync: error syncing '$RSYNC_MODULE_PATH': Input/output error\"\nexit 1\n");
@@ -154,7 +154,7 @@ test("the real daemon's barrier module: the leader's listing runs sync --file-sy
   // An agent from before the barrier renders no such module: the probe's answer that means "per-file".
   writeFileSync(conf, rendered.replace(/\[s7-uploads\][^[]*/, ""));
   const old = list(LEADER);
-  assert.equal(unknownModule(old), true, old.stderr);
+  assert.equal(unknownModule(old.code, old.stderr), true, old.stderr);
 });
 
 test("mountsBelow: mount points strictly below the root, octal escapes undone; receiveModules leaves those roots without a barrier", () => {
