@@ -16,6 +16,7 @@ export {
 export { Observer, parseSamples, type ArpSample, type HolderSample } from "./observer.js";
 export { LabCluster, agentLoadMs, CLI, NODE_FLAGS, REPO, type ClusterOptions, type LeaderView } from "./cluster.js";
 export { ClusterKeyWatch } from "./keywatch.js";
+export { etcdElections, type EtcdElection } from "./etcd-log.js";
 export { startPrometheus, startHaproxy, API_PORT, type PrometheusHandle } from "./observability.js";
 export { sweep, sweepStale, killAllInSync, listNetns, type SweepResult } from "./cleanup.js";
 export { freePort, run, runOk, pollUntil, sleep, type ExecOptions, type ExecResult } from "./exec.js";
