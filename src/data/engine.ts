@@ -36,6 +36,8 @@ export interface DataFollowView {
   readonly members: readonly { readonly node: string; readonly address: string | null; readonly data?: MemberDataSummary }[];
   /** data/progress as last read (a standby copies its own entry into its member key: ownLag). */
   readonly progress?: DataProgress | null;
+  /** true: etcd was not read this cycle, so `leader` and `members` are unknown rather than absent. */
+  readonly unread?: boolean;
 }
 
 export interface DataEngineDeps {
@@ -130,6 +132,12 @@ export class DataEngine implements DataControl {
       return;
     }
     if (this.primary) this.stopPrimary();
+    // A standby that cannot read etcd keeps the write modules of the term it follows: only etcd
+    // naming another leader or term closes them (as a Patroni replica keeps streaming through a
+    // DCS outage). A read that timed out once under load used to kill a 10 GiB full pass. The
+    // writer is that term's primary, which stops shipping at its own lease deadline (or holds
+    // in failsafe on this node's grant); a promotion here needs etcd and closes every module first.
+    if (view.unread) return;
     const l = view.leader;
     this.deps.rejoin?.follow({ primaryTerm: null, leader: l });
     const blocked = (this.deps.rejoinPending?.() ?? false) || (this.deps.rejoin?.blocksReceiving() ?? false);

@@ -21,11 +21,11 @@ export function followSync(sync: SyncPort | undefined, role: Role, snapshot: Clu
 /** Tell data replication who leads and what each member says (receiving term, rejoin, free space); it ships or receives on its own. */
 export function followData(data: DataPort | undefined, role: Role, snapshot: ClusterSnapshot | null): void {
   if (!data) return;
-  // etcd not read this cycle: the members are unknown, not gone. A primary keeps its standbys and
-  // cursors (its lease fences it if it stays cut off); a standby closes its write modules until it
-  // knows the term again (a shipper refused for a moment retries from the same cursor).
+  // etcd not read this cycle: the leader and members are unknown, not gone. A primary keeps its
+  // standbys and cursors (its lease fences it if it stays cut off); a standby keeps receiving the
+  // term it follows (the engine's `unread`).
   if (!snapshot) {
-    if (role.acting !== "primary") data.follow({ acting: role.acting, term: role.term, leader: null, members: [] });
+    if (role.acting !== "primary") data.follow({ acting: role.acting, term: role.term, leader: null, members: [], unread: true });
     return;
   }
   const leader = snapshot.leader;

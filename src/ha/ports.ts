@@ -114,6 +114,8 @@ export interface DataPort {
     readonly members: readonly { readonly node: string; readonly address: string | null; readonly data?: MemberDataSummary }[];
     /** data/progress as read this cycle (null: none); absent when etcd was not read. A standby copies its own entry (ownLag). */
     readonly progress?: DataProgress | null;
+    /** true: etcd was not read this cycle, so `leader` and `members` are unknown rather than absent. */
+    readonly unread?: boolean;
   }): void;
   stopShipping(): Promise<void>;
   /**

@@ -187,3 +187,34 @@ test("beforeServe: a standby taking over closes the old term's write module befo
   assert.equal(engine.memberSummary().receiving, null);
   await engine.close();
 });
+
+test("a standby that cannot read etcd keeps receiving the term it follows; etcd naming no leader or another term closes it", async () => {
+  const { engine, files } = setup();
+  const unread: DataFollowView = { acting: "standby", term: null, leader: null, members: [], unread: true };
+  engine.follow(unread);
+  await flushMicrotasks();
+  assert.doesNotMatch(files.content, /\[d\d+-/, "following no one before: nothing opened while etcd is unread");
+
+  engine.follow(standbyOf("n1", 3));
+  await flushMicrotasks();
+  const writes = files.writes;
+  for (let i = 0; i < 3; i++) engine.follow(unread);
+  await flushMicrotasks();
+  assert.equal(files.writes, writes, "etcd unread: the config is not rewritten");
+  assert.match(files.content, /\[d3-uploads\]/, "the followed term's module stays open (a running full pass goes on)");
+  assert.equal(engine.memberSummary().receiving, 3);
+
+  engine.follow({ acting: "standby", term: null, leader: null, members: [] });
+  await flushMicrotasks();
+  assert.doesNotMatch(files.content, /\[d\d+-/, "etcd read, no leader: closed");
+  assert.equal(engine.memberSummary().receiving, null);
+
+  engine.follow(standbyOf("n1", 3));
+  await flushMicrotasks();
+  engine.follow(unread);
+  engine.follow(standbyOf("n3", 4, "198.18.0.13"));
+  await flushMicrotasks();
+  assert.doesNotMatch(files.content, /d3-uploads/, "etcd back with a new term: the old one closed");
+  assert.match(files.content, /\[d4-uploads\]/);
+  await engine.close();
+});
