@@ -92,6 +92,8 @@ export class DataProgressWriter {
   private timer: TimerHandle | null = null;
   private inFlight: Promise<void> | null = null;
   private refusedTerm: number | null = null;
+  /** Failed writes in a row (the first is warned, the rest debug). */
+  private failing = 0;
   private closed = false;
   /** Puts made, puts refused (term gone), puts failed (etcd). */
   readonly counts = { written: 0, refused: 0, failed: 0 };
@@ -154,6 +156,8 @@ export class DataProgressWriter {
       if (await this.deps.coordinator.publishDataProgress(record.term, record)) {
         this.last = { record, atMs: this.deps.clock.monotonicMs() };
         this.counts.written++;
+        if (this.failing > 0) this.deps.log.info({ failures: this.failing }, `data/progress written again after ${this.failing} failed write(s)`);
+        this.failing = 0;
       } else {
         this.refusedTerm = record.term;
         this.counts.refused++;
@@ -161,7 +165,9 @@ export class DataProgressWriter {
       }
     } catch (e) {
       this.counts.failed++;
-      this.deps.log.warn({ err: describeError(e), term: record.term }, "cannot write data/progress; retrying at the next change or interval");
+      // Once per streak: through an etcd outage (a failsafe hold) this would say so twice a second.
+      this.deps.log[this.failing === 0 ? "warn" : "debug"]({ err: describeError(e), term: record.term }, "cannot write data/progress; retrying at the next change or interval");
+      this.failing++;
       // Retry once the interval has passed, even if nothing new is offered.
       if (!this.closed && !this.timer) {
         this.timer = this.deps.clock.setTimer(this.deps.intervalMs, () => {

@@ -5,6 +5,7 @@ import type { DataLagRecord, DataProgress } from "../../../src/coordinator/port.
 import { FakeClock } from "../../fakes/clock.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
 import { silentLogger } from "../../../src/platform/logger.js";
+import { pino } from "pino";
 
 const inSync: DataLagRecord = { acked: 10, files: 0, bytes: 0, seconds: 0, full: false, paused: null };
 const behind: DataLagRecord = { acked: 8, files: 2, bytes: 2048, seconds: 1, full: false, paused: null };
@@ -148,16 +149,27 @@ test("DataProgressWriter: a deposed primary's write is refused and not retried; 
   await w.close();
 });
 
-test("DataProgressWriter: an etcd failure is retried after the interval", async () => {
-  const { clock, etcd, term, w } = await setup();
+test("DataProgressWriter: an etcd failure is retried after the interval, warned once per streak", async () => {
+  const lines: { level: number; msg: string }[] = [];
+  const log = pino({ level: "debug" }, { write: (l: string) => void lines.push(JSON.parse(l) as { level: number; msg: string }) });
+  const { clock, etcd, term } = await setup();
+  const w = new DataProgressWriter({ coordinator: etcd, clock, log, intervalMs: 500 });
   etcd.unreachable = true;
   w.offer(rec(term, { n2: behind }));
   await w.idle();
   assert.equal(w.counts.failed, 1);
+  for (let i = 0; i < 3; i++) {
+    await clock.advance(500);
+    await w.idle();
+  }
+  assert.equal(w.counts.failed, 4, "retried each interval through the outage");
+  const said = (level: number) => lines.filter((l) => l.level === level && l.msg.startsWith("cannot write data/progress")).length;
+  assert.deepEqual([said(40), said(20)], [1, 3], "one warning, then debug");
   etcd.unreachable = false;
   await clock.advance(500);
   await w.idle();
   assert.equal(w.counts.written, 1);
   assert.equal(etcd.dataProgress?.standbys.n2, behind);
+  assert.ok(lines.some((l) => l.level === 30 && l.msg === "data/progress written again after 4 failed write(s)"));
   await w.close();
 });
