@@ -132,11 +132,11 @@ export class DataEngine implements DataControl {
       return;
     }
     if (this.primary) this.stopPrimary();
-    // A standby that cannot read etcd keeps the write modules of the term it follows: only etcd
-    // naming another leader or term closes them (as a Patroni replica keeps streaming through a
-    // DCS outage). A read that timed out once under load used to kill a 10 GiB full pass. The
-    // writer is that term's primary, which stops shipping at its own lease deadline (or holds
-    // in failsafe on this node's grant); a promotion here needs etcd and closes every module first.
+    // A standby whose etcd read failed keeps the write modules of the term it follows, as long as
+    // the HA loop says so (src/ha/follow.ts unreadHold: a lease period and a read after its last
+    // read, or while its failsafe promise to that leader runs), as a Patroni replica keeps
+    // streaming through a DCS outage. A read that timed out once under load used to kill a 10 GiB
+    // full pass. A promotion here needs etcd and closes every module first (beforeServe).
     if (view.unread) return;
     const l = view.leader;
     this.deps.rejoin?.follow({ primaryTerm: null, leader: l });

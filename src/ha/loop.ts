@@ -27,7 +27,7 @@ import { DrainRun, type DrainParts } from "./drain-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
 import { buildFailsafe, type FailsafeRounds } from "./failsafe-rounds.js";
 import { afterFailsafeHold } from "./failsafe-return.js";
-import { followData, followSync } from "./follow.js";
+import { DataFollow, followSync, unreadHoldMs } from "./follow.js";
 import type { GrantAnswer, GrantRequest } from "./failsafe.js";
 import type { FailsafePeers, PromiseLedger } from "./ports.js";
 
@@ -96,6 +96,7 @@ export class HaLoop {
   private readonly role: NodeRole;
   private readonly member: MemberPublisher;
   private readonly configured: ConfiguredPart;
+  private readonly dataFollow: DataFollow;
   private readonly listeners: HaEventListener[] = [];
   private readonly flap: FlapWatch;
   private readonly self: SelfParts;
@@ -155,6 +156,14 @@ export class HaLoop {
       campaignHold: () => this.failsafe.hold(deps.clock.monotonicMs()),
     };
     [this.failsafe, this.failsafeRounds] = buildFailsafe(deps, this.lease, () => this.role);
+    const { election, etcd } = deps.config;
+    this.dataFollow = new DataFollow({
+      data: deps.data,
+      holdMs: unreadHoldMs({ ttlMs: election.ttlMs, fenceMarginMs: election.fenceMarginMs, requestTimeoutMs: etcd.request_timeout, tickMs: this.tickMs() }),
+      clock: deps.clock,
+      log: deps.log,
+      promise: () => ({ to: this.failsafe.promisedTo(), untilMs: this.failsafe.promisedUntilMs() }),
+    });
     this.cycles = new SerialRunner(
       (why) => this.cycle(why),
       (e) => deps.log.error({ err: describeError(e) }, "HA cycle failed"),
@@ -220,12 +229,17 @@ export class HaLoop {
     this.cycles.trigger(why);
   }
 
+  /**
+   * A safety net: watch events, exits, probes and the lease drive the cycles; this catches anything
+   * missed without re-reading etcd several times a second at ttl 1s.
+   */
+  private tickMs(): number {
+    return Math.max(this.deps.config.election.renewIntervalMs, 2000);
+  }
+
   private scheduleTick(): void {
     if (this.stopped) return;
-    // A safety net: watch events, exits, probes and the lease drive the cycles; this
-    // catches anything missed without re-reading etcd several times a second at ttl 1s.
-    const every = Math.max(this.deps.config.election.renewIntervalMs, 2000);
-    this.tick = this.deps.clock.setTimer(every, () => {
+    this.tick = this.deps.clock.setTimer(this.tickMs(), () => {
       this.trigger("tick");
       this.scheduleTick();
     });
@@ -315,7 +329,7 @@ export class HaLoop {
     await this.failsafeRounds.publishMembership(snapshot);
     this.failsafeRounds.kick();
     followSync(this.deps.sync, this.role, snapshot);
-    followData(this.deps.data, this.role, snapshot);
+    this.dataFollow.after(this.role, snapshot);
     await this.publishMember();
     this.etcdReachable = snapshot !== null;
     this.lastCycleAtMs = this.deps.clock.monotonicMs();

@@ -1,10 +1,11 @@
 /**
  * Data replication goes on through an etcd outage that failsafe rides out (failsafe-design.md,
  * open question 5). The primary holds the VIP on its standby's grants; the standby cannot read
- * etcd, and keeps the write modules of the term it follows (src/data/engine.ts `unread`): an
- * upload made on the primary during the outage reaches it. Before, the standby closed them at its
- * first failed read, so nothing was replicated until etcd returned (and a single etcd timeout
- * under load killed a running full pass).
+ * etcd, and keeps the write modules of the term it follows past its recency hold on its failsafe
+ * promise (src/ha/follow.ts unreadHold, src/data/engine.ts `unread`): an upload made on the
+ * primary 9 s into the outage reaches it. Before, the standby closed them at its first failed
+ * read, so nothing was replicated until etcd returned (and a single etcd timeout under load
+ * killed a running full pass).
  *
  * Real parts: two agents, one etcd member (stopped and restarted), rsync over the sync sshd and its
  * forced daemon. Needs root and `npm run build`.
@@ -17,9 +18,11 @@ import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
 import { LabCluster, pollUntil, sleep, type LabNode } from "./harness/index.js";
 
 const TTL_MS = 4000;
+/** ttl 4 s + fence_margin 1 s + request_timeout 1 s + the 2 s tick (src/ha/follow.ts unreadHoldMs). */
+const UNREAD_HOLD_MS = 8000;
 
-/** The nodes' data log lines from `from` on (the last 30), for a failure message. */
-function logSince(c: LabCluster, nodes: readonly LabNode[], from: number): string {
+/** The nodes' data log lines from `from` on (the first 30), for a failure message. */
+function logSince(c: LabCluster, nodes: readonly LabNode[], from: number, only = /data|ship|rsync|pass|module|receiv|batch/i): string {
   return nodes
     .flatMap((n) =>
       readFileSync(join(c.lab.logDir, `${n.name}-agent.log`), "utf8")
@@ -28,7 +31,7 @@ function logSince(c: LabCluster, nodes: readonly LabNode[], from: number): strin
           try {
             const j = JSON.parse(line) as { time?: string; msg?: string };
             const t = Date.parse(j.time ?? "");
-            return t >= from && /data|ship|rsync|pass|module|receiv|batch/i.test(j.msg ?? "") ? [{ t, text: `${n.name} +${t - from}ms ${j.msg}` }] : [];
+            return t >= from && only.test(j.msg ?? "") ? [{ t, text: `${n.name} +${t - from}ms ${j.msg}` }] : [];
           } catch {
             return [];
           }
@@ -82,9 +85,12 @@ test("failsafe on, etcd down: an upload on the holding primary still reaches the
 
     await c.lab.stopEtcdMember(0);
     const downAt = Date.now();
-    // Past the lease: from here n1 serves only on n2's grants, and n2 has failed reads behind it.
+    // Past the lease: from here n1 serves only on n2's grants. Past n2's hold after its last read
+    // (ttl + fence_margin + request_timeout + tick = 8 s here): n2 keeps receiving on its promise alone.
     await sleep(TTL_MS + 1000);
     assert.deepEqual(await c.lab.vipConfiguredOn(), [n1.name], "n1 holds the VIP one lease period into the outage (failsafe)");
+    await sleep(Math.max(0, downAt + UNREAD_HOLD_MS + 1000 - Date.now()));
+    assert.deepEqual(await c.lab.vipConfiguredOn(), [n1.name], "and past n2's hold");
     const body = Buffer.alloc(256 * 1024, 7);
     const wroteAt = Date.now();
     writeFileSync(join(data(n1), "during-outage.bin"), body);
@@ -95,6 +101,8 @@ test("failsafe on, etcd down: an upload on the holding primary still reaches the
       .split("\n")
       .filter((l) => l.includes("write modules closed") || l.includes("killed"));
     assert.deepEqual(n2log, [], "n2 closed no write module and killed no session");
+    const said = logSince(c, [n2], downAt, /^data: etcd unread/);
+    assert.match(said, /data: etcd unread, the write modules stay as they are: failsafe: promised n1/, "n2 failed its reads and kept receiving on its failsafe promise");
     t.diagnostic(`etcd down +${wroteAt - downAt}ms: the upload was on n2 ${landed - wroteAt}ms after it was written on n1`);
 
     c.lab.startEtcdMember(0);

@@ -124,3 +124,39 @@ test("switchover and graceful stop: stopShipping resolves while the VIP is still
   assert.deepEqual(n2.data.stops.at(-1), [true, true], "a graceful stop too");
   assert.equal(n2.vip.held, false);
 });
+
+test("etcd unreadable: a standby keeps receiving for ttl + fence_margin + request_timeout + tick after its last read, then its write modules close", async () => {
+  const c = cluster([
+    ["n1", 200],
+    ["n2", 100],
+  ]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const n2 = c.nodes[1]!;
+  assert.equal(n2.data.views.at(-1)?.leader?.node, "n1");
+  const lastRead = c.clock.monotonicMs();
+  c.etcd.unreachable = true;
+  const from = n2.data.views.length;
+  // ttl 5 s + fence_margin 1 s + request_timeout 1 s + tick 2 s = 9 s of hold.
+  await c.clock.advance(8000);
+  const held = n2.data.views.slice(from);
+  assert.ok(held.length > 0, "cycles ran while etcd was unreadable");
+  assert.ok(
+    held.every((v) => v.unread === true && v.leader === null && v.acting === "standby"),
+    `within the hold every view says unread (keep receiving): ${JSON.stringify(held)}`,
+  );
+  await c.clock.advance(4000);
+  const after = n2.data.views.slice(from + held.length);
+  assert.ok(after.length > 0, "cycles ran after the hold");
+  assert.ok(c.clock.monotonicMs() - lastRead > 9000);
+  assert.ok(
+    after.every((v) => v.unread === undefined && v.leader === null),
+    `after the hold: a plain "no leader" view, the write modules close: ${JSON.stringify(after)}`,
+  );
+  c.etcd.unreachable = false;
+  for (const n of c.nodes) {
+    const stopping = n.loop.stop();
+    await c.clock.advance(2000);
+    await stopping;
+  }
+});
