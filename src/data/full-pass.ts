@@ -8,7 +8,8 @@
 //      barrier module (or whose root has another filesystem mounted below
 //      it) answers "Unknown module" and gets the per-file pass;
 //   2. rsync --ignore-existing without --fsync: only the names the standby
-//      lacks, so nothing it holds is replaced by an unsynced file;
+//      lacks, so nothing it holds is replaced by an unsynced file; the
+//      barrier runs every 2 s meanwhile (write-behind, not counted);
 //   3. the barrier (the standby's `sync --file-system` on the root);
 //   4. the full pass as before, --fsync: what changed, deletions, modes.
 //      On a first sync it finds nothing left to copy.
@@ -17,7 +18,7 @@
 // may leave files in the standby's cache only, with the primary's size and
 // time: the next full pass of every root to it sends every file again, with
 // --fsync (rewrite). planFullPass decides (pure); runFullPass runs it.
-import type { Clock } from "../platform/clock.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { CommandRunner } from "../platform/command.js";
 import { barrierCommand, fullPassCommand, newFilesCommand, type DataRsyncOptions } from "./rsync-argv.js";
 import { unknownModule } from "./ship-plan.js";
@@ -89,7 +90,8 @@ export async function runFullPass(o: {
   if (durability !== "barrier") return { ...(await whole(durability !== "none")), durability, barrierMs: null, syncFailed: false };
   // 1. The names the standby lacks, unsynced: nothing is renamed over a file it holds (and may
   //    have acknowledged), so a crash before the barrier loses only what was never acknowledged.
-  const fresh = await run(newFilesCommand({ ...o.rsync, fsync: false }));
+  //    Write-behind meanwhile: the disk works while the copy takes the CPU and the link.
+  const fresh = await writeBehind(run(newFilesCommand({ ...o.rsync, fsync: false })), () => run(barrierCommand(o.rsync)), o.clock, o.signal);
   if (!ok(fresh) || o.signal.aborted) return { ...fresh, durability, barrierMs: null, syncFailed: false };
   // 2. The barrier: all of it on the standby's disk.
   const started = o.clock.monotonicMs();
@@ -101,6 +103,40 @@ export async function runFullPass(o: {
   }
   // 3. The full pass as before, each file fsynced: what changed, modes and times, deletions.
   return { ...(await whole(true)), durability, barrierMs, syncFailed: false };
+}
+
+/** How often the standby's data volume is synced while the new files are copied (writeBehind). */
+export const WRITE_BEHIND_MS = 2000;
+
+/**
+ * Runs the barrier every WRITE_BEHIND_MS (one at a time) until `copy` settles, and waits for the
+ * one in flight: the final barrier then finds at most the last interval's files unwritten instead
+ * of the whole copy (the kernel may hold gigabytes dirty for 30 s). Their outcomes do not count:
+ * only the barrier after the copy makes the pass durable, and it runs whatever these did.
+ */
+async function writeBehind<T>(copy: Promise<T>, barrier: () => Promise<unknown>, clock: Clock, signal: AbortSignal): Promise<T> {
+  let done = false;
+  let timer: TimerHandle | undefined;
+  let inFlight: Promise<unknown> | undefined;
+  const arm = () => {
+    timer = clock.setTimer(WRITE_BEHIND_MS, () => {
+      if (done || signal.aborted) return;
+      inFlight = barrier()
+        .catch(() => undefined)
+        .finally(() => {
+          inFlight = undefined;
+          if (!done) arm();
+        });
+    });
+  };
+  arm();
+  try {
+    return await copy;
+  } finally {
+    done = true;
+    timer?.cancel();
+    await inFlight;
+  }
 }
 
 function lastLines(stderr: string): string {

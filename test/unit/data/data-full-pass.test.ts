@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { planFullPass, runFullPass } from "../../../src/data/full-pass.js";
 import { barrierCommand, fullPassCommand, newFilesCommand, type DataRsyncOptions } from "../../../src/data/rsync-argv.js";
-import { SpawnCommandRunner } from "../../../src/platform/command.js";
+import { SpawnCommandRunner, type CommandResult, type CommandRunner } from "../../../src/platform/command.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
 
@@ -89,6 +89,66 @@ test("runFullPass: probe, new files without --fsync, barrier, the whole pass fsy
   const reconcile = new StrictCommandRunner().expect(whole);
   assert.equal((await runFullPass({ ...base, bulk: false, runner: reconcile })).durability, "per-file", "a standby in sync: one fsynced pass, no probe");
   reconcile.done();
+});
+
+test("runFullPass: while the new files are copied the barrier runs every 2 s (write-behind), one at a time, not counted; the final one still decides", async () => {
+  const o = options("/srv/standby");
+  const clock = new FakeClock();
+  const fresh = JSON.stringify(newFilesCommand({ ...o, fsync: false }));
+  const barrier = JSON.stringify(barrierCommand(o));
+  const whole = JSON.stringify(fullPassCommand({ ...o, fsync: true, maxDelete: 10 }));
+  const run = (finalBarrier: Partial<CommandResult>, writeBehind: Partial<CommandResult>) => {
+    const log: string[] = [];
+    let copying = false;
+    let barriers = 0;
+    const runner: CommandRunner = {
+      run: async (argv) => {
+        const a = JSON.stringify(argv);
+        const at = clock.monotonicMs();
+        const done = (r: Partial<CommandResult> = {}) => ({ code: 0, signal: null, stdout: "", stderr: "", ...r });
+        if (a === fresh) {
+          log.push(`copy from ${at}`);
+          copying = true;
+          await clock.sleep(5000);
+          copying = false;
+          log.push(`copy done ${clock.monotonicMs()}`);
+          return done();
+        }
+        if (a === barrier) {
+          barriers++;
+          if (barriers === 1) return done(); // the probe
+          if (copying) {
+            log.push(`write-behind ${at}`);
+            // Slower than the interval: the next one waits for it, and so does the final barrier.
+            await clock.sleep(3500);
+            return done(writeBehind);
+          }
+          log.push(`barrier ${at}`);
+          return done(finalBarrier);
+        }
+        if (a === whole) return (log.push(`whole ${at}`), done());
+        throw new Error(`unexpected ${a}`);
+      },
+    };
+    const p = runFullPass({ runner, clock, rsync: o, maxDelete: 10, rewrite: false, bulk: true, timeoutMs: 60_000, signal: new AbortController().signal });
+    return { p, log };
+  };
+  const t0 = clock.monotonicMs();
+  const a = run({}, { code: 5, stderr: "sync: error syncing: Input/output error" });
+  await clock.advance(10_000);
+  const r = await a.p;
+  assert.deepEqual(
+    a.log.map((l) => l.replace(/\d+$/, (n) => String(Number(n) - t0))),
+    ["copy from 0", "write-behind 2000", "copy done 5000", "barrier 5500", "whole 5500"],
+    "one write-behind at +2 s, none while it runs; the final barrier waits for it (+5.5 s), none after the copy",
+  );
+  assert.deepEqual([r.code, r.durability, r.syncFailed], [0, "barrier", false], "a failed write-behind does not count; the final barrier decides");
+
+  const b = run({ code: 5, stderr: "sync: error syncing: Input/output error\n@ERROR: pre-xfer exec returned failure (256)" }, {});
+  await clock.advance(10_000);
+  const r2 = await b.p;
+  assert.deepEqual([r2.code, r2.syncFailed], [5, true], "write-behinds that passed do not make the pass durable: the failed final barrier says rewrite");
+  assert.ok(!b.log.some((l) => l.startsWith("whole")), "nothing after a failed barrier");
 });
 
 test("a real full pass to a local directory: copied, then one sync of its filesystem", async () => {
