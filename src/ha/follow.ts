@@ -1,5 +1,5 @@
 import type { ClusterSnapshot } from "../coordinator/port.js";
-import type { Clock } from "../platform/clock.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { DataPort, SyncPort } from "./ports.js";
 
@@ -82,12 +82,15 @@ export function followData(data: DataPort | undefined, role: Role, snapshot: Clu
 
 /**
  * followData after each cycle, remembering the last read and deciding (unreadHold) whether a
- * standby whose read failed keeps receiving; says so once per change.
+ * standby whose read failed keeps receiving; says so once per change. While it keeps receiving,
+ * a timer re-decides when the hold would end, so the bound holds even if no cycle completes.
  */
 export class DataFollow {
   private lastRead: { readonly atMs: number; readonly leader: string | null } | null = null;
   /** unreadHold's last answer while etcd is unread (null: read): said once per change. */
   private kept: "recent" | "promise" | false | null = null;
+  private recheck: TimerHandle | undefined;
+  private stopped = false;
 
   constructor(
     private readonly deps: {
@@ -100,18 +103,31 @@ export class DataFollow {
     },
   ) {}
 
-  after(role: Role, snapshot: ClusterSnapshot | null): void {
-    const { data, clock, log } = this.deps;
-    if (!data) return;
-    const nowMs = clock.monotonicMs();
+  /** After a cycle; `readAtMs`: when its read of etcd began (monotonic), the age of what the snapshot says. */
+  after(role: Role, snapshot: ClusterSnapshot | null, readAtMs: number): void {
+    const { data } = this.deps;
+    if (!data || this.stopped) return;
+    this.recheck?.cancel();
+    this.recheck = undefined;
     if (snapshot) {
-      this.lastRead = { atMs: nowMs, leader: snapshot.leader?.node ?? null };
+      this.lastRead = { atMs: readAtMs, leader: snapshot.leader?.node ?? null };
       this.kept = null;
       followData(data, role, snapshot);
       return;
     }
+    this.unread(role);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.recheck?.cancel();
+  }
+
+  private unread(role: Role): void {
+    const { data, clock, log } = this.deps;
     let keep: "recent" | "promise" | false = false;
     if (role.acting !== "primary") {
+      const nowMs = clock.monotonicMs();
       const p = this.deps.promise();
       const r = this.lastRead;
       const hold = unreadHold({ nowMs, lastReadAtMs: r?.atMs ?? null, holdMs: this.deps.holdMs, leader: r?.leader ?? null, promisedTo: p.to, promisedUntilMs: p.untilMs });
@@ -119,6 +135,13 @@ export class DataFollow {
       if (this.kept !== keep)
         log.info({ reason: hold.reason }, keep ? `data: etcd unread, the write modules stay as they are: ${hold.reason}` : `data: etcd unread, no write module stays open: ${hold.reason}`);
       this.kept = keep;
+      if (keep !== false) {
+        const endsAt = keep === "promise" ? p.untilMs : r!.atMs + this.deps.holdMs;
+        this.recheck = clock.setTimer(Math.max(1, endsAt - nowMs), () => {
+          this.recheck = undefined;
+          if (!this.stopped) this.unread(role);
+        });
+      }
     }
     followData(data, role, null, keep !== false);
   }

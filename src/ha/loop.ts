@@ -159,7 +159,13 @@ export class HaLoop {
     const { election, etcd } = deps.config;
     this.dataFollow = new DataFollow({
       data: deps.data,
-      holdMs: unreadHoldMs({ ttlMs: election.ttlMs, fenceMarginMs: election.fenceMarginMs, requestTimeoutMs: etcd.request_timeout, tickMs: this.tickMs() }),
+      // The coordinator's own bound on a request (agent.ts): no longer than the lease's usable part.
+      holdMs: unreadHoldMs({
+        ttlMs: election.ttlMs,
+        fenceMarginMs: election.fenceMarginMs,
+        requestTimeoutMs: Math.min(etcd.request_timeout, election.ttlMs - election.fenceMarginMs),
+        tickMs: this.tickMs(),
+      }),
       clock: deps.clock,
       log: deps.log,
       promise: () => ({ to: this.failsafe.promisedTo(), untilMs: this.failsafe.promisedUntilMs() }),
@@ -291,11 +297,13 @@ export class HaLoop {
     const { coordinator, clock, log } = this.deps;
     let snapshot: ClusterSnapshot | null = null;
     let etcdError: string | null = null;
+    let readAtMs = clock.monotonicMs();
     try {
       // Woken by watch events only (one, or several folded): the watched view already holds the change. Ticks
       // and every other wake-up read etcd: they catch a stalled watch and an unreachable etcd. A failsafe hold always reads (E3b).
       const watchOnly = why === "watch" || (why === "coalesced" && this.foldedOnlyWatch);
       this.foldedOnlyWatch = true;
+      readAtMs = clock.monotonicMs();
       snapshot = await coordinator.snapshot({ cached: watchOnly && !this.failsafeRounds.held() });
     } catch (e) {
       etcdError = describeError(e);
@@ -329,7 +337,7 @@ export class HaLoop {
     await this.failsafeRounds.publishMembership(snapshot);
     this.failsafeRounds.kick();
     followSync(this.deps.sync, this.role, snapshot);
-    this.dataFollow.after(this.role, snapshot);
+    this.dataFollow.after(this.role, snapshot, readAtMs);
     await this.publishMember();
     this.etcdReachable = snapshot !== null;
     this.lastCycleAtMs = this.deps.clock.monotonicMs();
@@ -418,6 +426,7 @@ export class HaLoop {
     this.tick?.cancel();
     this.recheck?.cancel();
     this.failsafeRounds.stop();
+    this.dataFollow.stop();
     await this.cycles.stop();
     this.lease.stopRenewing();
     const wasPrimary = this.role.acting === "primary";
