@@ -78,7 +78,8 @@ export async function runFullPass(o: {
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
 }): Promise<FullPassResult> {
-  const run = (argv: string[]): Promise<CommandOutcome> => rsyncOutcome(() => o.runner.run(argv, { timeoutMs: o.timeoutMs, signal: o.signal }));
+  const runWith = (argv: string[], signal: AbortSignal): Promise<CommandOutcome> => rsyncOutcome(() => o.runner.run(argv, { timeoutMs: o.timeoutMs, signal }));
+  const run = (argv: string[]) => runWith(argv, o.signal);
   const ok = (r: CommandOutcome) => r.code === 0 || r.code === 24;
   const settings = { fsync: o.rsync.fsync ?? true, rewrite: o.rewrite, bulk: o.bulk };
   let step = planFullPass(settings);
@@ -91,7 +92,11 @@ export async function runFullPass(o: {
   // 1. The names the standby lacks, unsynced: nothing is renamed over a file it holds (and may
   //    have acknowledged), so a crash before the barrier loses only what was never acknowledged.
   //    Write-behind meanwhile: the disk works while the copy takes the CPU and the link.
-  const fresh = await writeBehind(run(newFilesCommand({ ...o.rsync, fsync: false })), () => run(barrierCommand(o.rsync)), o.clock, o.signal);
+  const fresh = await writeBehind(run(newFilesCommand({ ...o.rsync, fsync: false })), (signal) => runWith(barrierCommand(o.rsync), signal), {
+    clock: o.clock,
+    signal: o.signal,
+    failed: (r) => !ok(r),
+  });
   if (!ok(fresh) || o.signal.aborted) return { ...fresh, durability, barrierMs: null, syncFailed: false };
   // 2. The barrier: all of it on the standby's disk.
   const started = o.clock.monotonicMs();
@@ -109,19 +114,28 @@ export async function runFullPass(o: {
 export const WRITE_BEHIND_MS = 2000;
 
 /**
- * Runs the barrier every WRITE_BEHIND_MS (one at a time) until `copy` settles, and waits for the
- * one in flight: the final barrier then finds at most the last interval's files unwritten instead
- * of the whole copy (the kernel may hold gigabytes dirty for 30 s). Their outcomes do not count:
- * only the barrier after the copy makes the pass durable, and it runs whatever these did.
+ * Runs the barrier WRITE_BEHIND_MS after the last one returned (one at a time) until `copy`
+ * settles, and waits for the one in flight: the final barrier then finds about the last interval's
+ * files unwritten instead of the whole copy (the kernel may hold gigabytes dirty for 30 s). Their
+ * outcomes do not count: only the barrier after the copy makes the pass durable, and it runs
+ * whatever these did. A copy that `failed` (or threw) aborts the one in flight: its failure is
+ * reported now, not after a sync that may take minutes.
  */
-async function writeBehind<T>(copy: Promise<T>, barrier: () => Promise<unknown>, clock: Clock, signal: AbortSignal): Promise<T> {
+async function writeBehind<T>(
+  copy: Promise<T>,
+  barrier: (signal: AbortSignal) => Promise<unknown>,
+  o: { readonly clock: Clock; readonly signal: AbortSignal; readonly failed: (r: T) => boolean },
+): Promise<T> {
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  o.signal.addEventListener("abort", onAbort, { once: true });
   let done = false;
   let timer: TimerHandle | undefined;
   let inFlight: Promise<unknown> | undefined;
   const arm = () => {
-    timer = clock.setTimer(WRITE_BEHIND_MS, () => {
-      if (done || signal.aborted) return;
-      inFlight = barrier()
+    timer = o.clock.setTimer(WRITE_BEHIND_MS, () => {
+      if (done || stop.signal.aborted) return;
+      inFlight = barrier(stop.signal)
         .catch(() => undefined)
         .finally(() => {
           inFlight = undefined;
@@ -131,11 +145,17 @@ async function writeBehind<T>(copy: Promise<T>, barrier: () => Promise<unknown>,
   };
   arm();
   try {
-    return await copy;
+    const r = await copy;
+    if (o.failed(r)) stop.abort();
+    return r;
+  } catch (e) {
+    stop.abort();
+    throw e;
   } finally {
     done = true;
     timer?.cancel();
     await inFlight;
+    o.signal.removeEventListener("abort", onAbort);
   }
 }
 

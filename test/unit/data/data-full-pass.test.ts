@@ -97,22 +97,22 @@ test("runFullPass: while the new files are copied the barrier runs every 2 s (wr
   const fresh = JSON.stringify(newFilesCommand({ ...o, fsync: false }));
   const barrier = JSON.stringify(barrierCommand(o));
   const whole = JSON.stringify(fullPassCommand({ ...o, fsync: true, maxDelete: 10 }));
-  const run = (finalBarrier: Partial<CommandResult>, writeBehind: Partial<CommandResult>) => {
+  const run = (finalBarrier: Partial<CommandResult>, writeBehind: Partial<CommandResult>, copyResult: Partial<CommandResult> = {}, copyMs = 5000) => {
     const log: string[] = [];
     let copying = false;
     let barriers = 0;
     const runner: CommandRunner = {
-      run: async (argv) => {
+      run: async (argv, options) => {
         const a = JSON.stringify(argv);
         const at = clock.monotonicMs();
         const done = (r: Partial<CommandResult> = {}) => ({ code: 0, signal: null, stdout: "", stderr: "", ...r });
         if (a === fresh) {
           log.push(`copy from ${at}`);
           copying = true;
-          await clock.sleep(5000);
+          await clock.sleep(copyMs);
           copying = false;
           log.push(`copy done ${clock.monotonicMs()}`);
-          return done();
+          return done(copyResult);
         }
         if (a === barrier) {
           barriers++;
@@ -120,8 +120,12 @@ test("runFullPass: while the new files are copied the barrier runs every 2 s (wr
           if (copying) {
             log.push(`write-behind ${at}`);
             // Slower than the interval: the next one waits for it, and so does the final barrier.
-            await clock.sleep(3500);
-            return done(writeBehind);
+            const aborted = await clock.sleep(3500, options?.signal).then(
+              () => false,
+              () => true,
+            );
+            if (aborted) log.push(`write-behind killed ${clock.monotonicMs()}`);
+            return done(aborted ? { code: null, signal: "SIGTERM" } : writeBehind);
           }
           log.push(`barrier ${at}`);
           return done(finalBarrier);
@@ -149,6 +153,19 @@ test("runFullPass: while the new files are copied the barrier runs every 2 s (wr
   const r2 = await b.p;
   assert.deepEqual([r2.code, r2.syncFailed], [5, true], "write-behinds that passed do not make the pass durable: the failed final barrier says rewrite");
   assert.ok(!b.log.some((l) => l.startsWith("whole")), "nothing after a failed barrier");
+  assert.equal(clock.pendingTimers(), 0, "no write-behind timer left");
+
+  // The copy fails at +3 s while a write-behind runs: it is killed, the failure reported at once.
+  const c = run({}, {}, { code: 23, stderr: "rsync error: some files could not be transferred (code 23)" }, 3000);
+  const t1 = clock.monotonicMs();
+  await clock.advance(10_000);
+  const r3 = await c.p;
+  assert.deepEqual(
+    c.log.map((l) => l.replace(/\d+$/, (n) => String(Number(n) - t1))),
+    ["copy from 0", "write-behind 2000", "copy done 3000", "write-behind killed 3000"],
+  );
+  assert.deepEqual([r3.code, r3.barrierMs], [23, null], "the copy's failure, no barrier after it");
+  assert.equal(clock.pendingTimers(), 0);
 });
 
 test("a real full pass to a local directory: copied, then one sync of its filesystem", async () => {
