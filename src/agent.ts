@@ -3,6 +3,7 @@
 import { FilePromiseLedger } from "./platform/promise-ledger.js";
 import { mkdir } from "node:fs/promises";
 import type { Config } from "./config/load.js";
+import { etcdRequestTimeoutMs } from "./config/timing.js";
 import { EtcdCoordinator } from "./coordinator/etcd.js";
 import { createDaemon } from "./daemon/index.js";
 import { describeError } from "./errors/catalogue.js";
@@ -58,7 +59,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     prefix: config.etcd.prefix,
     cluster: config.cluster,
     // A keepalive stuck longer than the renew interval is as good as lost; the next one goes out on time.
-    requestTimeoutMs: Math.min(config.etcd.request_timeout, config.election.ttlMs - config.election.fenceMarginMs),
+    requestTimeoutMs: etcdRequestTimeoutMs(config),
     dialTimeoutMs: config.etcd.dial_timeout,
     clock,
     log: log.child({ component: "etcd" }),

@@ -1,3 +1,5 @@
+import type { Config } from "../config/load.js";
+import { etcdRequestTimeoutMs } from "../config/timing.js";
 import type { ClusterSnapshot } from "../coordinator/port.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
@@ -37,6 +39,12 @@ export interface UnreadFacts {
 /** One lease period after the last read, plus the time the next read takes to fail: ttl + fence_margin + request_timeout + the cycle tick. */
 export function unreadHoldMs(c: { readonly ttlMs: number; readonly fenceMarginMs: number; readonly requestTimeoutMs: number; readonly tickMs: number }): number {
   return c.ttlMs + c.fenceMarginMs + c.requestTimeoutMs + c.tickMs;
+}
+
+/** unreadHoldMs for this node's config (the request timeout as the coordinator bounds it). */
+export function configuredUnreadHoldMs(config: Pick<Config, "etcd" | "election">, tickMs: number): number {
+  const { ttlMs, fenceMarginMs } = config.election;
+  return unreadHoldMs({ ttlMs, fenceMarginMs, requestTimeoutMs: etcdRequestTimeoutMs(config), tickMs });
 }
 
 /**

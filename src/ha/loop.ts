@@ -27,7 +27,7 @@ import { DrainRun, type DrainParts } from "./drain-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
 import { buildFailsafe, type FailsafeRounds } from "./failsafe-rounds.js";
 import { afterFailsafeHold } from "./failsafe-return.js";
-import { DataFollow, followSync, unreadHoldMs } from "./follow.js";
+import { configuredUnreadHoldMs, DataFollow, followSync } from "./follow.js";
 import type { GrantAnswer, GrantRequest } from "./failsafe.js";
 import type { FailsafePeers, PromiseLedger } from "./ports.js";
 
@@ -156,16 +156,9 @@ export class HaLoop {
       campaignHold: () => this.failsafe.hold(deps.clock.monotonicMs()),
     };
     [this.failsafe, this.failsafeRounds] = buildFailsafe(deps, this.lease, () => this.role);
-    const { election, etcd } = deps.config;
     this.dataFollow = new DataFollow({
       data: deps.data,
-      // The coordinator's own bound on a request (agent.ts): no longer than the lease's usable part.
-      holdMs: unreadHoldMs({
-        ttlMs: election.ttlMs,
-        fenceMarginMs: election.fenceMarginMs,
-        requestTimeoutMs: Math.min(etcd.request_timeout, election.ttlMs - election.fenceMarginMs),
-        tickMs: this.tickMs(),
-      }),
+      holdMs: configuredUnreadHoldMs(deps.config, this.tickMs()),
       clock: deps.clock,
       log: deps.log,
       promise: () => ({ to: this.failsafe.promisedTo(), untilMs: this.failsafe.promisedUntilMs() }),
@@ -297,13 +290,12 @@ export class HaLoop {
     const { coordinator, clock, log } = this.deps;
     let snapshot: ClusterSnapshot | null = null;
     let etcdError: string | null = null;
-    let readAtMs = clock.monotonicMs();
+    const readAtMs = clock.monotonicMs();
     try {
       // Woken by watch events only (one, or several folded): the watched view already holds the change. Ticks
       // and every other wake-up read etcd: they catch a stalled watch and an unreachable etcd. A failsafe hold always reads (E3b).
       const watchOnly = why === "watch" || (why === "coalesced" && this.foldedOnlyWatch);
       this.foldedOnlyWatch = true;
-      readAtMs = clock.monotonicMs();
       snapshot = await coordinator.snapshot({ cached: watchOnly && !this.failsafeRounds.held() });
     } catch (e) {
       etcdError = describeError(e);
