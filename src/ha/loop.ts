@@ -1,68 +1,32 @@
 import { describeError } from "../errors/catalogue.js";
-import type { Config } from "../config/load.js";
-import type { ClusterSnapshot, Coordinator, LeaderRecord, Subscription } from "../coordinator/port.js";
-import type { DaemonController } from "../daemon/port.js";
+import type { ClusterSnapshot, LeaderRecord, Subscription } from "../coordinator/port.js";
 import { ALWAYS_READY, type Readiness } from "../daemon/port.js";
-import type { Clock, TimerHandle } from "../platform/clock.js";
-import type { Logger } from "../platform/logger.js";
-import type { WakeSource } from "../platform/wake-ups.js";
+import type { TimerHandle } from "../platform/clock.js";
 import { Chronicle } from "./chronicle.js";
 import { decide } from "./decide.js";
 import type { HaEvent, HaEventListener, NodeView } from "./events.js";
 import { DecisionExecutor } from "./executor.js";
 import { SessionLease, type LeaseState } from "./lease.js";
 import { configuredPart, type ConfiguredPart, type Decision, type Observation } from "./observation.js";
+import { observation, type ObservedParts } from "./observe.js";
 import type { PromotionGates } from "./promotion.js";
 import { EMPTY_MEMORY, track, type HaMemory } from "./track.js";
 import { SerialRunner } from "../platform/serial.js";
-import type { DaemonHealth, DataPort, SyncPort, VipControl } from "./ports.js";
+import type { VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
 import { MemberPublisher } from "./member.js";
 import { FlapWatch } from "./flap-watch.js";
 import { VipWitness, vipNotFree } from "./vip-truth.js";
 import { memberBody, nodeView, type SelfParts } from "./self-report.js";
-import type { FenceGuard } from "../fence/port.js";
-import type { HookPort } from "../hooks/port.js";
-import { DrainRun, type DrainParts } from "./drain-run.js";
+import { DrainRun } from "./drain-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
 import { buildFailsafe, type FailsafeRounds } from "./failsafe-rounds.js";
 import { afterFailsafeHold } from "./failsafe-return.js";
 import { configuredUnreadHoldMs, DataFollow, followSync } from "./follow.js";
 import type { GrantAnswer, GrantRequest } from "./failsafe.js";
-import type { FailsafePeers, PromiseLedger } from "./ports.js";
 
-export interface HaLoopDeps {
-  readonly config: Config;
-  readonly coordinator: Coordinator;
-  readonly daemon: DaemonController;
-  readonly vip: VipControl;
-  readonly health: DaemonHealth;
-  readonly clock: Clock;
-  readonly log: Logger;
-  readonly version: string;
-  /** Grace after a daemon (re)start before failing probes count. */
-  readonly probeGraceMs: number;
-  /** Could this standby serve if promoted? Defaults to always. */
-  readonly readiness?: Readiness;
-  /** Advertised in the member key so the CLI can reach any node. */
-  readonly apiUrl?: string;
-  /** The fence guard process (docs/architecture.md, "The fence guard"); tests may leave it out. */
-  readonly fenceGuard?: FenceGuard;
-  /** User hooks; only pre_promote is awaited (it may veto), the agent fires the others. */
-  readonly hooks?: HookPort;
-  /** The file sync engine; absent when no sync roots are configured. */
-  readonly sync?: SyncPort;
-  /** Data replication (src/data/); absent when no data roots are configured. */
-  readonly data?: DataPort;
-  /** "Look again" notices from parts built before the loop (sync progress, readiness, tools, watchdog): each runs a cycle. */
-  readonly wakeUps?: WakeSource;
-  /** Drained switchover: the gate and session counter, or why this node cannot drain; absent: cannot drain. */
-  readonly drain?: DrainParts | { readonly unavailable: string };
-  /** Failsafe mode (docs/failsafe-design.md): the other agents' grant endpoint; absent: no rounds, fence as without failsafe. */
-  readonly failsafePeers?: FailsafePeers;
-  /** Failsafe promises kept across restarts (S6); absent: in memory only. */
-  readonly promiseLedger?: PromiseLedger;
-}
+export type { HaLoopDeps } from "./loop-deps.js";
+import type { HaLoopDeps } from "./loop-deps.js";
 
 /** E3b after an etcd error: the next try, while the failsafe deadline holds (etcd's request timeout bounds each). */
 const FAILSAFE_RETURN_RETRY_MS = 100;
@@ -102,6 +66,7 @@ export class HaLoop {
   private readonly self: SelfParts;
   private readonly drain: DrainRun;
   private readonly failsafeRounds: FailsafeRounds;
+  private readonly observing: ObservedParts;
   /** Whether every trigger folded into the next coalesced cycle was a watch event (it may then decide on the watched view). */
   private foldedOnlyWatch = true;
   readonly lease: SessionLease;
@@ -156,6 +121,22 @@ export class HaLoop {
       campaignHold: () => this.failsafe.hold(deps.clock.monotonicMs()),
     };
     [this.failsafe, this.failsafeRounds] = buildFailsafe(deps, this.lease, () => this.role);
+    this.observing = {
+      clock: deps.clock,
+      health: deps.health,
+      probeGraceMs: deps.probeGraceMs,
+      sync: deps.sync,
+      configured: this.configured,
+      lease: this.lease,
+      role: this.role,
+      flap: this.flap,
+      readiness: this.readiness,
+      vipWitness: this.vipWitness,
+      drain: this.drain,
+      failsafeRounds: this.failsafeRounds,
+      failsafe: this.failsafe,
+      memory: () => this.memory,
+    };
     this.dataFollow = new DataFollow({
       data: deps.data,
       holdMs: configuredUnreadHoldMs(deps.config, this.tickMs()),
@@ -251,39 +232,7 @@ export class HaLoop {
 
   /** What this cycle knows, for decide(). Reads only: track() advanced the memory before. */
   observe(snapshot: ClusterSnapshot | null, etcdError: string | null, promotion?: PromotionGates): Observation {
-    const { clock, health, probeGraceMs } = this.deps;
-    const now = clock.monotonicMs();
-    const fixed = this.configured;
-    const lease = this.lease.state();
-    const restarts = this.role.restartHistory(now);
-    return {
-      ...fixed,
-      self: { ...fixed.self, generation: this.deps.sync?.generation() ?? 0 },
-      nowMs: now,
-      wallNowMs: clock.wallMs(),
-      acting: this.role.acting,
-      term: this.role.term,
-      lease: lease ? { id: lease.id, deadlineMs: lease.deadlineMs } : null,
-      cluster: snapshot,
-      etcdError,
-      vacantSinceMs: this.memory.vacantSinceMs,
-      daemon: {
-        running: this.role.daemonRunning,
-        probesUp: health.criticalUp() || this.role.inStartGrace(now, probeGraceMs),
-        recentRestarts: restarts.count,
-        lastRestartAtMs: restarts.lastAtMs,
-        sharedFailure: health.sharedFailure?.() ?? null,
-      },
-      ...(this.flap.current() ? { flap: this.flap.current()! } : {}),
-      coolDownUntilMs: this.role.coolDownUntilMs,
-      notReady: this.readiness.problem(),
-      preferredReadySinceMs: this.memory.preferredReadySinceMs,
-      sync: { enabled: fixed.syncEnabled && this.deps.sync !== undefined, behindSinceMs: this.deps.sync?.behindSince() ?? null, maximumLagMs: fixed.maximumLagMs },
-      ...(fixed.vipHoldTimeoutMs !== null && this.role.acting === "primary" ? { vip: this.vipWitness.observation(fixed.vipHoldTimeoutMs) } : {}),
-      ...(promotion ? { promotion } : {}),
-      drain: this.drain.view(),
-      ...this.failsafeRounds.observed(this.failsafe, now, this.role.acting),
-    };
+    return observation(this.observing, snapshot, etcdError, promotion);
   }
 
   private async cycle(why: string): Promise<void> {
