@@ -13,10 +13,11 @@
  *   node --import tsx bench/idle/run.ts                 # 60 s windows
  *   node --import tsx bench/idle/run.ts --seconds 20 --only ttl5,baseline
  *   node --import tsx bench/idle/run.ts --only ttl5,whatif --agent-flags "--no-opt"   # a node flag's effect
+ *   node --import tsx bench/idle/run.ts --settle 10     # include what settles after start-up
  *
  * CPU is the process's own utime+stime over the window (/proc/PID/stat), as %
- * of one core; RSS is VmRSS, sampled every second (median and max). A 10 s
- * settle precedes each window. Needs root and `npm run build`; traffic stays in
+ * of one core; RSS is VmRSS, sampled every second (median and max). A settle
+ * (--settle, 60 s by default) precedes each window. Needs root and `npm run build`; traffic stays in
  * the lab namespaces (198.18.0.0/15); labs are torn down in `finally`.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -31,23 +32,28 @@ interface Options {
   only: Set<string>;
   /** Node flags for a what-if ttl 5 s profile ("whatif" in --only), e.g. "--no-opt". */
   agentFlags: string;
+  /** Seconds between start-up and the window: V8's memory reducer runs its full GCs ~25-50 s after an agent starts. */
+  settle: number;
 }
 
 function parseArgs(argv: string[]): Options {
   let seconds = 60;
   let only = new Set(["ttl5", "ttl1", "keepalived", "baseline"]);
   let agentFlags = "";
+  let settle = 60;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => argv[++i] ?? "";
     if (a === "--seconds") seconds = Number(val());
     else if (a === "--only") only = new Set(val().split(","));
     else if (a === "--agent-flags") agentFlags = val();
-    else throw new Error(`unknown option ${a}; usage: bench/idle/run.ts [--seconds S] [--only ttl5,ttl1,keepalived,baseline,whatif] [--agent-flags "--no-opt"]`);
+    else if (a === "--settle") settle = Number(val());
+    else throw new Error(`unknown option ${a}; usage: bench/idle/run.ts [--seconds S] [--only ttl5,ttl1,keepalived,baseline,whatif] [--agent-flags "--no-opt"] [--settle S]`);
   }
   if (!(seconds >= 5 && seconds <= 600)) throw new Error("--seconds must be 5..600");
+  if (!(settle >= 0 && settle <= 600)) throw new Error("--settle must be 0..600");
   if (only.has("whatif") && !agentFlags) throw new Error("--only whatif needs --agent-flags");
-  return { seconds, only, agentFlags };
+  return { seconds, only, agentFlags, settle };
 }
 
 interface Measured {
@@ -101,7 +107,7 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-async function understudy(ttl: string, seconds: number, flags = ""): Promise<Measured[]> {
+async function understudy(ttl: string, seconds: number, settle: number, flags = ""): Promise<Measured[]> {
   // The harness passes UNDERSTUDY_LAB_AGENT_FLAGS to the agents it starts (test/lab/harness/README.md).
   if (flags) process.env.UNDERSTUDY_LAB_AGENT_FLAGS = flags;
   else delete process.env.UNDERSTUDY_LAB_AGENT_FLAGS;
@@ -109,8 +115,8 @@ async function understudy(ttl: string, seconds: number, flags = ""): Promise<Mea
   ttl = flags ? `${ttl} ${flags}` : ttl;
   try {
     const leader = (await c.leader())?.node;
-    log(`understudy ttl ${ttl}: cluster up (${c.lab.prefix}), leader ${leader}; settling 10 s`);
-    await sleep(10_000);
+    log(`understudy ttl ${ttl}: cluster up (${c.lab.prefix}), leader ${leader}; settling ${settle} s`);
+    await sleep(settle * 1000);
     const groups: { what: string; pids: number[] }[] = [];
     for (const n of c.lab.nodes) {
       const agent = c.lab.pidsIn(n.name, "node")[0];
@@ -129,13 +135,13 @@ async function understudy(ttl: string, seconds: number, flags = ""): Promise<Mea
   }
 }
 
-async function keepalived(seconds: number): Promise<Measured[]> {
+async function keepalived(seconds: number, settle: number): Promise<Measured[]> {
   const lab = await Lab.create({ nodes: 3, startEtcd: false });
   try {
     for (const n of lab.nodes) await lab.startSshd(n);
     for (const n of lab.nodes) startKeepalived(lab, n);
-    log("keepalived: 3 nodes up; settling 10 s");
-    await sleep(10_000);
+    log(`keepalived: 3 nodes up; settling ${settle} s`);
+    await sleep(settle * 1000);
     const groups = lab.nodes.map((n) => ({ what: `keepalived ${n.name} (all its processes)`, pids: lab.pidsIn(n.name, "keepalived") }));
     return await measure(groups, seconds);
   } finally {
@@ -143,14 +149,14 @@ async function keepalived(seconds: number): Promise<Measured[]> {
   }
 }
 
-async function baseline(seconds: number): Promise<Measured[]> {
+async function baseline(seconds: number, settle: number): Promise<Measured[]> {
   const kids: ChildProcess[] = [
     spawn(process.execPath, ["-e", "setInterval(()=>{},1e3)"], { stdio: "ignore" }),
     spawn(process.execPath, [...NODE_FLAGS, "-e", "setInterval(()=>{},1e3)"], { stdio: "ignore" }),
   ];
   try {
-    log("node baseline: settling 10 s");
-    await sleep(10_000);
+    log(`node baseline: settling ${settle} s`);
+    await sleep(settle * 1000);
     return await measure(
       [
         { what: 'node -e "setInterval(()=>{},1e3)"', pids: [kids[0]!.pid!] },
@@ -166,16 +172,16 @@ async function baseline(seconds: number): Promise<Measured[]> {
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   log(
-    `idle benchmark: ${opts.seconds} s windows; load average ${loadavg()
+    `idle benchmark: ${opts.seconds} s windows after ${opts.settle} s; load average ${loadavg()
       .map((x) => x.toFixed(2))
       .join(" ")}; node ${process.version}`,
   );
   const rows: Measured[] = [];
-  if (opts.only.has("ttl5")) rows.push(...(await understudy("5s", opts.seconds)));
-  if (opts.only.has("ttl1")) rows.push(...(await understudy("1s", opts.seconds)));
-  if (opts.only.has("whatif")) rows.push(...(await understudy("5s", opts.seconds, opts.agentFlags)));
-  if (opts.only.has("keepalived")) rows.push(...(await keepalived(opts.seconds)));
-  if (opts.only.has("baseline")) rows.push(...(await baseline(opts.seconds)));
+  if (opts.only.has("ttl5")) rows.push(...(await understudy("5s", opts.seconds, opts.settle)));
+  if (opts.only.has("ttl1")) rows.push(...(await understudy("1s", opts.seconds, opts.settle)));
+  if (opts.only.has("whatif")) rows.push(...(await understudy("5s", opts.seconds, opts.settle, opts.agentFlags)));
+  if (opts.only.has("keepalived")) rows.push(...(await keepalived(opts.seconds, opts.settle)));
+  if (opts.only.has("baseline")) rows.push(...(await baseline(opts.seconds, opts.settle)));
   const w = Math.max(...rows.map((r) => r.what.length));
   console.log(`\n${"process".padEnd(w)}  RSS median  RSS max  CPU % of a core  +reaped children`);
   for (const r of rows)
