@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
+import { dataCluster } from "./data-setup.js";
 import type { DataStatus, ShipTargetStatus } from "../../src/data/port.js";
 import { LabCluster, pollUntil, type LabNode } from "./harness/index.js";
 import { snapshotTree, type TreeEntry } from "./harness/sync.js";
@@ -75,20 +75,16 @@ test("disk full on one standby: it pauses, the primary and the other standby go 
   try {
     // n3's root is on the small volume; the others are the lab sshd's internal-sftp start dir.
     const data = (n: LabNode) => (n.name === "n3" ? join(volume.dir, "data") : join(n.dir, "data"));
-    const app = (n: LabNode) => join(n.dir, "app");
     mkdirSync(join(volume.dir, "data"), { mode: 0o755 });
-    c = await LabCluster.create({
-      start: false,
-      priorities: [300, 100, 200],
-      sync: {
-        rootPaths: (n) => [app(n)],
-        authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
-        rootsYaml: (n) => `    - { name: app, path: ${app(n)} }`,
-        extraYaml: "  retry_max: 1s",
-      },
-      // reserve 1 MiB: the 8 MiB volume is "full" below it (the default 64 MiB would pause it at once).
-      extraYaml: (n) => `data:\n  roots:\n    - { name: uploads, path: ${data(n)} }\n  stability_window: 100ms\n  reserve: 1MiB\n`,
-    });
+    c = await LabCluster.create(
+      dataCluster({
+        start: false,
+        priorities: [300, 100, 200],
+        data,
+        // reserve 1 MiB: the 8 MiB volume is "full" below it (the default 64 MiB would pause it at once).
+        dataYaml: "  stability_window: 100ms\n  reserve: 1MiB\n",
+      }),
+    );
     const cluster = c;
     const [n1, n2, n3] = cluster.lab.nodes as [LabNode, LabNode, LabNode];
     assert.equal(data(n3), join(volume.dir, "data"));

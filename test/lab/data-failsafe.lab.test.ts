@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
+import { dataCluster, dataDir as data } from "./data-setup.js";
 import { LabCluster, pollUntil, sleep, type LabNode } from "./harness/index.js";
 
 const TTL_MS = 4000;
@@ -42,25 +42,18 @@ function logSince(c: LabCluster, nodes: readonly LabNode[], from: number, only =
     .map((l) => l.text)
     .join("\n");
 }
-const data = (n: LabNode) => join(n.dir, "data");
-const app = (n: LabNode) => join(n.dir, "app");
 
 test("failsafe on, etcd down: an upload on the holding primary still reaches the standby, whose write module stays open", { timeout: 180_000 }, async (t) => {
-  const c = await LabCluster.create({
-    nodes: 2,
-    start: false,
-    priorities: [300, 100],
-    ttl: `${TTL_MS}ms`,
-    fenceMargin: "1000ms",
-    electionYaml: "failsafe: on",
-    sync: {
-      rootPaths: (n) => [app(n)],
-      authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
-      rootsYaml: (n) => `    - { name: app, path: ${app(n)} }`,
-      extraYaml: "  retry_max: 1s",
-    },
-    extraYaml: (n) => `data:\n  roots:\n    - { name: uploads, path: ${data(n)} }\n`,
-  });
+  const c = await LabCluster.create(
+    dataCluster({
+      nodes: 2,
+      start: false,
+      priorities: [300, 100],
+      ttl: `${TTL_MS}ms`,
+      fenceMargin: "1000ms",
+      electionYaml: "failsafe: on",
+    }),
+  );
   const [n1, n2] = c.lab.nodes as [LabNode, LabNode];
   const arrives = (name: string, body: Buffer, timeoutMs: number) =>
     pollUntil(async () => (existsSync(join(data(n2), name)) && readFileSync(join(data(n2), name)).equals(body) ? Date.now() : undefined), { timeoutMs, intervalMs: 50 });

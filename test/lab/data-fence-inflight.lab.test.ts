@@ -15,25 +15,17 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
+import { dataCluster, dataDir as data } from "./data-setup.js";
 import { LabCluster, pollUntil, type LabNode } from "./harness/index.js";
 
-const data = (n: LabNode) => join(n.dir, "data");
-const app = (n: LabNode) => join(n.dir, "app");
-
 test("a frozen primary's in-flight batch is cut when the standby is promoted: it never overwrites a newer upload", { timeout: 180_000 }, async (t) => {
-  const c = await LabCluster.create({
-    nodes: 2,
-    start: false,
-    priorities: [300, 100],
-    sync: {
-      rootPaths: (n) => [app(n)],
-      authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
-      rootsYaml: (n) => `    - { name: app, path: ${app(n)} }`,
-      extraYaml: "  retry_max: 1s",
-    },
-    extraYaml: (n) => `data:\n  roots:\n    - { name: uploads, path: ${data(n)} }\n`,
-  });
+  const c = await LabCluster.create(
+    dataCluster({
+      nodes: 2,
+      start: false,
+      priorities: [300, 100],
+    }),
+  );
   const [n1, n2] = c.lab.nodes as [LabNode, LabNode];
   const tc = async (argv: string[]) => {
     const r = await c.lab.exec(n1, ["tc", ...argv], { timeoutMs: 5000 });

@@ -14,25 +14,18 @@ import assert from "node:assert/strict";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
+import { dataCluster, dataDir as data } from "./data-setup.js";
 import type { DataProgress, HistoryEvent, MemberRecord } from "../../src/coordinator/port.js";
 import { LabCluster, pollUntil, type LabNode } from "./harness/index.js";
 
-const data = (n: LabNode) => join(n.dir, "data");
-const app = (n: LabNode) => join(n.dir, "app");
-
 test("data lag: data/progress, member keys, status, /sync, metrics; the in-sync standby wins the failover", { timeout: 240_000 }, async (t) => {
-  const c = await LabCluster.create({
-    start: false,
-    priorities: [300, 200, 100],
-    sync: {
-      rootPaths: (n) => [app(n)],
-      authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
-      rootsYaml: (n) => `    - { name: app, path: ${app(n)} }`,
-      extraYaml: "  retry_max: 1s",
-    },
-    extraYaml: (n) => `data:\n  roots:\n    - { name: uploads, path: ${data(n)} }\n  stability_window: 100ms\n  progress_interval: 200ms\n  maximum_data_lag_on_failover: 1KiB\n`,
-  });
+  const c = await LabCluster.create(
+    dataCluster({
+      start: false,
+      priorities: [300, 200, 100],
+      dataYaml: "  stability_window: 100ms\n  progress_interval: 200ms\n  maximum_data_lag_on_failover: 1KiB\n",
+    }),
+  );
   const [n1, n2, n3] = c.lab.nodes as [LabNode, LabNode, LabNode];
   const get = async <T>(key: string): Promise<T | null> => {
     const r = await c.lab.etcdctl(["get", `${c.prefix}/lab/${key}`, "--print-value-only"], { timeoutMs: 3000 });

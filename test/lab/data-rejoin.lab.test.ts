@@ -19,13 +19,11 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
+import { dataCluster, dataDir as data } from "./data-setup.js";
 import { LabCluster, pollUntil, type LabNode } from "./harness/index.js";
 import { agentLoadMs } from "./harness/cluster.js";
 import { snapshotTree, type TreeEntry } from "./harness/sync.js";
 
-const data = (n: LabNode) => join(n.dir, "data");
-const app = (n: LabNode) => join(n.dir, "app");
 const TMP = ".understudy-tmp";
 const CONFLICT = /^a\.understudy-conflict-n1-\d{8}T\d{6}Z\.csv$/;
 
@@ -41,17 +39,13 @@ test("data rejoin: a conflict keeps both; kill -9 during uploads loses no acknow
   const k = Math.min(6, Math.max(1, load / 700));
   const ms = (quiet: number) => Math.round(quiet * k);
   t.diagnostic(`agent load ${Math.round(load)} ms: waits x${k.toFixed(1)}`);
-  const c = await LabCluster.create({
-    start: false,
-    priorities: [300, 100, 200],
-    sync: {
-      rootPaths: (n) => [app(n)],
-      authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
-      rootsYaml: (n) => `    - { name: app, path: ${app(n)} }`,
-      extraYaml: "  retry_max: 1s",
-    },
-    extraYaml: (n) => `data:\n  roots:\n    - { name: uploads, path: ${data(n)} }\n  stability_window: 100ms\n`,
-  });
+  const c = await LabCluster.create(
+    dataCluster({
+      start: false,
+      priorities: [300, 100, 200],
+      dataYaml: "  stability_window: 100ms\n",
+    }),
+  );
   const nodes = c.lab.nodes as LabNode[];
   const [n1, n2, n3] = nodes as [LabNode, LabNode, LabNode];
   const local = join(c.lab.dir, "client", "uploads");

@@ -16,12 +16,9 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
+import { dataCluster, dataDir as data } from "./data-setup.js";
 import type { MemberRecord } from "../../src/coordinator/port.js";
 import { LabCluster, pollUntil, type LabNode } from "./harness/index.js";
-
-const data = (n: LabNode) => join(n.dir, "data");
-const app = (n: LabNode) => join(n.dir, "app");
 
 const WRAPPER = `#!/bin/sh
 # The real inotifywait, in a user namespace whose inotify watch limit is 3 (test only).
@@ -31,18 +28,14 @@ exec unshare --user --map-root-user -- /bin/sh -c 'echo 3 > /proc/sys/user/max_i
 test("data root over the inotify watch limit: said once with a code, replicated by full passes, lag unknown", { timeout: 180_000 }, async (t) => {
   const probe = spawnSync("unshare", ["--user", "--map-root-user", "--", "/bin/sh", "-c", "echo 3 > /proc/sys/user/max_inotify_watches"]);
   if (probe.status !== 0) return t.skip(`no per-user-namespace inotify limit here: ${String(probe.stderr).trim()}`);
-  const c = await LabCluster.create({
-    nodes: 2,
-    start: false,
-    priorities: [300, 100],
-    sync: {
-      rootPaths: (n) => [app(n)],
-      authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
-      rootsYaml: (n) => `    - { name: app, path: ${app(n)} }`,
-      extraYaml: "  retry_max: 1s",
-    },
-    extraYaml: (n) => `data:\n  roots:\n    - { name: uploads, path: ${data(n)} }\n  inotifywait_path: ${join(n.dir, "inotifywait-limited")}\n`,
-  });
+  const c = await LabCluster.create(
+    dataCluster({
+      nodes: 2,
+      start: false,
+      priorities: [300, 100],
+      dataYaml: (n) => `  inotifywait_path: ${join(n.dir, "inotifywait-limited")}\n`,
+    }),
+  );
   const [n1, n2] = c.lab.nodes as [LabNode, LabNode];
   const curl = async (node: string, path: string) => (await c.lab.exec(c.lab.client, ["curl", "-s", "--max-time", "3", `${c.apiUrl(node)}${path}`], { timeoutMs: 5000 })).stdout;
   const dataOf = async (node: string) => {

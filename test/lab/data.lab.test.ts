@@ -16,13 +16,11 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
+import { dataCluster, dataDir as data } from "./data-setup.js";
 import { agentLoadMs, LabCluster, pollUntil, type LabNode } from "./harness/index.js";
 import { SYNC_SSH_PORT } from "./harness/cluster.js";
 import { percentile, snapshotTree, type TreeEntry } from "./harness/sync.js";
 
-const data = (n: LabNode) => join(n.dir, "data");
-const app = (n: LabNode) => join(n.dir, "app");
 const TMP = ".understudy-tmp";
 
 /**
@@ -49,18 +47,14 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
   const slow = Math.max(1, loadMs / 700);
   const ttlS = Math.max(2, Math.ceil((4 * loadMs + 1000) / 1000));
   t.diagnostic(`agent load ${Math.round(loadMs)} ms: bounds x${slow.toFixed(1)}, ttl ${ttlS}s`);
-  const c = await LabCluster.create({
-    start: false,
-    ttl: `${ttlS}s`,
-    priorities: [300, 100, 200],
-    sync: {
-      rootPaths: (n) => [app(n)],
-      authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
-      rootsYaml: (n) => `    - { name: app, path: ${app(n)} }`,
-      extraYaml: "  retry_max: 1s",
-    },
-    extraYaml: (n) => `data:\n  roots:\n    - { name: uploads, path: ${data(n)} }\n  stability_window: 100ms\n`,
-  });
+  const c = await LabCluster.create(
+    dataCluster({
+      start: false,
+      ttl: `${ttlS}s`,
+      priorities: [300, 100, 200],
+      dataYaml: "  stability_window: 100ms\n",
+    }),
+  );
   const [n1, n2, n3] = c.lab.nodes as [LabNode, LabNode, LabNode];
   const local = join(c.lab.dir, "client", "uploads");
   mkdirSync(local, { recursive: true });
