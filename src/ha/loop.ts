@@ -368,6 +368,7 @@ export class HaLoop {
     this.recheck?.cancel();
     this.failsafeRounds.stop();
     this.dataFollow.stop();
+    this.member.stop();
     await this.cycles.stop();
     this.lease.stopRenewing();
     const wasPrimary = this.role.acting === "primary";

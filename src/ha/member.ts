@@ -1,16 +1,35 @@
 import { describeError } from "../errors/catalogue.js";
 import type { Coordinator, MemberRecord } from "../coordinator/port.js";
-import type { Clock } from "../platform/clock.js";
+import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 
 export type MemberBody = Omit<MemberRecord, "updatedAt">;
 
 /**
+ * How long a change of the decision text alone waits before it is written. A
+ * move changes every node's decision two to four times within ~100 ms ("waiting",
+ * "switchover…", "following n1"), and each write is a watch event that wakes a
+ * cycle on every agent, on the cores the new primary's daemon needs (8 member
+ * writes in one switchover, 2 of them carrying a fact other than the text).
+ * The text is for operators (`status`, a drain's progress): a second is soon enough.
+ */
+export const DECISION_ONLY_DELAY_MS = 1000;
+
+/**
  * Writes this node's member key, only when something in it changed (or the
  * lease did): the lease keeps the key alive, so an idle cluster writes nothing.
+ * A change in any field other than `decision` is written at once (with the
+ * current decision); a change of the decision alone is written
+ * DECISION_ONLY_DELAY_MS later, the latest text then. Writes never overlap.
  */
 export class MemberPublisher {
-  private last = "";
+  /** What the key holds (body and lease), as last written. */
+  private written = "";
+  /** The same without the decision. */
+  private writtenFacts = "";
+  private deferred: { body: MemberBody; leaseId: string } | undefined;
+  private timer: TimerHandle | undefined;
+  private writes: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -18,15 +37,55 @@ export class MemberPublisher {
     private readonly log: Logger,
   ) {}
 
-  async publish(body: MemberBody, leaseId: string): Promise<void> {
+  publish(body: MemberBody, leaseId: string): Promise<void> {
     const key = JSON.stringify(body) + leaseId;
-    if (key === this.last) return;
-    const member: MemberRecord = { ...body, updatedAt: new Date(this.clock.wallMs()).toISOString() };
-    try {
-      await this.coordinator.putMember(member, leaseId);
-      this.last = key;
-    } catch (e) {
-      this.log.debug({ err: describeError(e) }, "member key not written");
+    if (key === this.written) {
+      this.cancelDeferred();
+      return this.writes;
     }
+    if (facts(body, leaseId) === this.writtenFacts) {
+      this.deferred = { body, leaseId };
+      this.timer ??= this.clock.setTimer(DECISION_ONLY_DELAY_MS, () => {
+        this.timer = undefined;
+        const d = this.deferred;
+        this.deferred = undefined;
+        if (d) void this.write(d.body, d.leaseId);
+      });
+      return this.writes;
+    }
+    this.cancelDeferred();
+    return this.write(body, leaseId);
   }
+
+  /** Drop a deferred write (the agent is stopping). */
+  stop(): void {
+    this.cancelDeferred();
+  }
+
+  private cancelDeferred(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.deferred = undefined;
+  }
+
+  private write(body: MemberBody, leaseId: string): Promise<void> {
+    this.writes = this.writes.then(async () => {
+      const key = JSON.stringify(body) + leaseId;
+      if (key === this.written) return;
+      const member: MemberRecord = { ...body, updatedAt: new Date(this.clock.wallMs()).toISOString() };
+      try {
+        await this.coordinator.putMember(member, leaseId);
+        this.written = key;
+        this.writtenFacts = facts(body, leaseId);
+      } catch (e) {
+        this.log.debug({ err: describeError(e) }, "member key not written");
+      }
+    });
+    return this.writes;
+  }
+}
+
+function facts(body: MemberBody, leaseId: string): string {
+  const { decision: _decision, ...rest } = body;
+  return JSON.stringify(rest) + leaseId;
 }

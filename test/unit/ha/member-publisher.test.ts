@@ -1,0 +1,92 @@
+// MemberPublisher (src/ha/member.ts): facts at once, the decision text alone a second later
+// (the latest text then), nothing when nothing changed, writes in order, retried after a failure.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { DECISION_ONLY_DELAY_MS, MemberPublisher, type MemberBody } from "../../../src/ha/member.js";
+import { silentLogger } from "../../../src/platform/logger.js";
+import { FakeClock } from "../../fakes/clock.js";
+import { FakeCoordinator } from "../../fakes/coordinator.js";
+import { member } from "../../fakes/member.js";
+
+async function setup() {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const lease = await etcd.grantLease(60_000);
+  const pub = new MemberPublisher(etcd, clock, silentLogger());
+  const writes = () => etcd.calls.filter((c) => c === "putMember").length;
+  const stored = () => etcd.members.get("n1")?.member;
+  return { clock, etcd, lease: lease.id, pub, writes, stored };
+}
+
+const body = (over: Partial<MemberBody> = {}): MemberBody => {
+  const { updatedAt: _u, ...b } = member("n1", { decision: "no action: following n2 (term 4)", ...over });
+  return b;
+};
+
+test("a changed fact is written at once; the same body again writes nothing", async () => {
+  const { pub, lease, writes, stored } = await setup();
+  await pub.publish(body(), lease);
+  assert.equal(writes(), 1);
+  await pub.publish(body(), lease);
+  assert.equal(writes(), 1, "unchanged: no write");
+  await pub.publish(body({ role: "primary", decision: "promoted" }), lease);
+  assert.equal(writes(), 2, "role changed: written at once");
+  assert.equal(stored()?.role, "primary");
+  assert.equal(stored()?.decision, "promoted", "with the current decision");
+});
+
+test("a decision-only change waits DECISION_ONLY_DELAY_MS and writes the latest text once", async () => {
+  const { clock, pub, lease, writes, stored } = await setup();
+  await pub.publish(body(), lease);
+  await pub.publish(body({ decision: "waiting: the leader key is vacant" }), lease);
+  await pub.publish(body({ decision: "no action: following n3 (term 9)" }), lease);
+  assert.equal(writes(), 1, "nothing yet");
+  await clock.advance(DECISION_ONLY_DELAY_MS - 1);
+  assert.equal(writes(), 1);
+  await clock.advance(1);
+  assert.equal(writes(), 2, "one write for the burst");
+  assert.equal(stored()?.decision, "no action: following n3 (term 9)");
+  await clock.advance(10 * DECISION_ONLY_DELAY_MS);
+  assert.equal(writes(), 2, "nothing more");
+});
+
+test("a fact changing while a decision waits is written at once, and the wait is dropped", async () => {
+  const { clock, pub, lease, writes, stored } = await setup();
+  await pub.publish(body(), lease);
+  await pub.publish(body({ decision: "waiting" }), lease);
+  await pub.publish(body({ healthy: false, decision: "restarting the daemon" }), lease);
+  assert.equal(writes(), 2);
+  assert.equal(stored()?.healthy, false);
+  await clock.advance(2 * DECISION_ONLY_DELAY_MS);
+  assert.equal(writes(), 2, "the deferred text was superseded");
+  assert.equal(stored()?.decision, "restarting the daemon");
+});
+
+test("a decision that returns to the written one before the delay writes nothing", async () => {
+  const { clock, pub, lease, writes } = await setup();
+  await pub.publish(body(), lease);
+  await pub.publish(body({ decision: "waiting" }), lease);
+  await pub.publish(body(), lease);
+  await clock.advance(2 * DECISION_ONLY_DELAY_MS);
+  assert.equal(writes(), 1);
+});
+
+test("a new lease is written at once; a failed write is retried on the next publish; stop() drops a waiting one", async () => {
+  const { clock, etcd, pub, lease, writes, stored } = await setup();
+  await pub.publish(body(), lease);
+  const second = await etcd.grantLease(60_000);
+  await pub.publish(body(), second.id);
+  assert.equal(writes(), 2);
+  assert.equal(etcd.members.get("n1")?.lease, second.id);
+  etcd.unreachable = true;
+  await pub.publish(body({ role: "primary" }), second.id);
+  assert.equal(stored()?.role, "standby", "not written while etcd is unreachable");
+  etcd.unreachable = false;
+  await pub.publish(body({ role: "primary" }), second.id);
+  assert.equal(stored()?.role, "primary", "written on the next publish");
+  const before = writes();
+  await pub.publish(body({ role: "primary", decision: "later" }), second.id);
+  pub.stop();
+  await clock.advance(2 * DECISION_ONLY_DELAY_MS);
+  assert.equal(writes(), before, "stopped: the waiting decision is not written");
+});
