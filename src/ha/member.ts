@@ -30,6 +30,9 @@ export class MemberPublisher {
   private deferred: { body: MemberBody; leaseId: string } | undefined;
   private timer: TimerHandle | undefined;
   private writes: Promise<void> = Promise.resolve();
+  /** Writes queued and not yet settled: `written` does not show them yet. */
+  private queued = 0;
+  private stopped = false;
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -38,10 +41,12 @@ export class MemberPublisher {
   ) {}
 
   publish(body: MemberBody, leaseId: string): Promise<void> {
+    if (this.stopped) return this.writes;
     const key = JSON.stringify(body) + leaseId;
     if (key === this.written) {
       this.cancelDeferred();
-      return this.writes;
+      // A write in flight may be about to replace what the key holds: put this body back after it.
+      return this.queued > 0 ? this.write(body, leaseId) : this.writes;
     }
     if (facts(body, leaseId) === this.writtenFacts) {
       this.deferred = { body, leaseId };
@@ -57,8 +62,9 @@ export class MemberPublisher {
     return this.write(body, leaseId);
   }
 
-  /** Drop a deferred write (the agent is stopping). */
+  /** The agent is stopping: drop a deferred write, write nothing more. */
   stop(): void {
+    this.stopped = true;
     this.cancelDeferred();
   }
 
@@ -69,16 +75,19 @@ export class MemberPublisher {
   }
 
   private write(body: MemberBody, leaseId: string): Promise<void> {
+    this.queued++;
     this.writes = this.writes.then(async () => {
       const key = JSON.stringify(body) + leaseId;
-      if (key === this.written) return;
-      const member: MemberRecord = { ...body, updatedAt: new Date(this.clock.wallMs()).toISOString() };
       try {
+        if (key === this.written || this.stopped) return;
+        const member: MemberRecord = { ...body, updatedAt: new Date(this.clock.wallMs()).toISOString() };
         await this.coordinator.putMember(member, leaseId);
         this.written = key;
         this.writtenFacts = facts(body, leaseId);
       } catch (e) {
         this.log.debug({ err: describeError(e) }, "member key not written");
+      } finally {
+        this.queued--;
       }
     });
     return this.writes;

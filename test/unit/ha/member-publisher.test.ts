@@ -90,3 +90,33 @@ test("a new lease is written at once; a failed write is retried on the next publ
   await clock.advance(2 * DECISION_ONLY_DELAY_MS);
   assert.equal(writes(), before, "stopped: the waiting decision is not written");
 });
+
+test("after stop() a publish writes nothing and arms no timer", async () => {
+  const { clock, pub, lease, writes } = await setup();
+  await pub.publish(body(), lease);
+  pub.stop();
+  await pub.publish(body({ decision: "after stop" }), lease);
+  await pub.publish(body({ role: "primary" }), lease);
+  assert.equal(clock.pendingTimers(), 0);
+  await clock.advance(2 * DECISION_ONLY_DELAY_MS);
+  assert.equal(writes(), 1);
+});
+
+test("a text that returns to the written one while a deferred write is in flight is written back after it", async () => {
+  const { clock, etcd, pub, lease, stored } = await setup();
+  await pub.publish(body({ decision: "A" }), lease);
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const put = etcd.putMember.bind(etcd);
+  etcd.putMember = async (m, l) => {
+    await held;
+    return put(m, l);
+  };
+  await pub.publish(body({ decision: "B" }), lease);
+  await clock.advance(DECISION_ONLY_DELAY_MS); // B's write starts and waits on etcd
+  const back = pub.publish(body({ decision: "A" }), lease); // the key still says A
+  release();
+  await back;
+  await clock.advance(0);
+  assert.equal(stored()?.decision, "A", "A again after B landed");
+});
