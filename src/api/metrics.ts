@@ -1,19 +1,11 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { eventLoopDelayGauges, PROM_CLIENT_SAMPLE_MS } from "./loop-lag.js";
 import type { WatchdogState, WatchdogStatus } from "../fence/port.js";
 import { PROMOTION_KINDS, type HaEvent, type NodeView } from "../ha/events.js";
 import type { ProbeState } from "../probes/port.js";
 import type { SyncEvent, SyncStatus } from "../sync/engine.js";
 import type { RejoinEvent } from "../data/rejoin-exec.js";
 import type { DataStatus, ShipTargetStatus } from "../data/port.js";
-
-/**
- * How often the event-loop delay histogram samples (prom-client's default is
- * 10 ms). Each sample is a timer wake-up of the whole process: at 10 ms that was
- * 0.45 % of a core in an otherwise idle Node (docs/benchmarks.md, idle agent), about
- * half of an idle agent's CPU. At 100 ms any stall of 100 ms or more is still
- * recorded in the lag max/p99 gauges; shorter ones cannot matter to a 2 s HA cycle.
- */
-export const EVENT_LOOP_SAMPLE_MS = 100;
 
 /**
  * Prometheus metrics for one agent: gauges read the node's view at scrape
@@ -37,7 +29,8 @@ export class AgentMetrics {
   constructor(view: () => NodeView, labels: { cluster: string; node: string }, probeStates?: () => readonly ProbeState[]) {
     const registry = this.registry;
     registry.setDefaultLabels(labels);
-    collectDefaultMetrics({ register: registry, prefix: "understudy_", eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    collectDefaultMetrics({ register: registry, prefix: "understudy_", eventLoopMonitoringPrecision: PROM_CLIENT_SAMPLE_MS });
+    eventLoopDelayGauges(registry, "understudy_");
     const gauge = scrapeGauge(registry, view);
     gauge(
       "understudy_role",
