@@ -10,7 +10,7 @@ import { createHmac } from "node:crypto";
 import { failsafeKey, grantMac, grantMacMatches, requestMac, requestMacMatches, type GrantAnswerBody } from "../../../src/api/failsafe.js";
 import { grantMacInput } from "../../../src/ha/failsafe.js";
 import { FailsafePromise, type GrantContext } from "../../../src/ha/failsafe-promise.js";
-import type { NodeView } from "../../../src/ha/events.js";
+import { standbyView } from "../../fakes/node-view.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
@@ -27,29 +27,16 @@ function signed(b: Fields, key: Buffer = K) {
   return { ...b, req_mac: requestMac(key, { node: b.node, to: b.to, term: b.term, leaseMs: b.lease_ms, nonce: b.nonce, seq: b.seq }) };
 }
 
-const standbyView: NodeView = {
-  node: "n2",
-  acting: "standby",
-  term: null,
-  leaseRemainingMs: 3000,
-  etcdReachable: false,
-  decision: "no action: etcd unreachable",
-  sinceLastCycleMs: 100,
-  vipHeld: false,
-  daemonRunning: false,
-  probes: [],
-  healthy: true,
-  notReady: null,
-};
+const etcdLostView = standbyView({ leaseRemainingMs: 3000, etcdReachable: false, decision: "no action: etcd unreachable" });
 
 function setup(opts: { enabled?: boolean; token?: string | null; wired?: boolean; tokenSource?: { get(): Promise<string> } } = {}) {
   const clock = new FakeClock();
   const promise = new FailsafePromise(clock, { enabled: opts.enabled ?? true, self: "n2", leaseMs: 5000, fenceMarginMs: 1000 });
   let ctx: GrantContext = { acting: "standby", lastLeader: { node: "n1", term: 42 } };
-  const metrics = new AgentMetrics(() => standbyView, { cluster: "c", node: "n2" });
+  const metrics = new AgentMetrics(() => etcdLostView, { cluster: "c", node: "n2" });
   const calls = { answer: 0 };
   const app = buildApi({
-    view: () => standbyView,
+    view: () => etcdLostView,
     coordinator: new FakeCoordinator(clock),
     metrics,
     clock,

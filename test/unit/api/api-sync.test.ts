@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { buildApi, type ApiDeps } from "../../../src/api/server.js";
 import { AgentMetrics } from "../../../src/api/metrics.js";
-import type { NodeView } from "../../../src/ha/events.js";
+import { standbyView } from "../../fakes/node-view.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { SyncEngine, type SyncStatus } from "../../../src/sync/engine.js";
 import { manifestOf, type Manifest } from "../../../src/sync/manifest.js";
@@ -21,20 +21,7 @@ import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 const TOKEN = "s3cret-token-0123456789";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 
-const VIEW: NodeView = {
-  node: "n2",
-  acting: "standby",
-  term: null,
-  leaseRemainingMs: null,
-  etcdReachable: true,
-  decision: "",
-  sinceLastCycleMs: 100,
-  vipHeld: false,
-  daemonRunning: false,
-  probes: [],
-  healthy: true,
-  notReady: null,
-};
+const VIEW = standbyView();
 
 const MANIFEST: Manifest = manifestOf("ssh", [{ path: "sshd_config", type: "file", size: 8, mode: 0o644, uid: 0, gid: 0, mtimeMs: 1_700_000_000_000, sha256: "a".repeat(64) }]);
 

@@ -6,22 +6,9 @@ import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { EVENT_LOOP_SAMPLE_MS } from "../../../src/api/loop-lag.js";
 import { AgentMetrics } from "../../../src/api/metrics.js";
-import type { NodeView } from "../../../src/ha/events.js";
+import { standbyView } from "../../fakes/node-view.js";
 
-const view: NodeView = {
-  node: "n1",
-  acting: "standby",
-  term: null,
-  leaseRemainingMs: null,
-  etcdReachable: true,
-  decision: "",
-  sinceLastCycleMs: 100,
-  vipHeld: false,
-  daemonRunning: false,
-  probes: [],
-  healthy: true,
-  notReady: null,
-};
+const view = standbyView({ node: "n1" });
 
 function gauge(text: string, stat: string): number {
   const name = `understudy_nodejs_eventloop_lag_${stat}_seconds`;

@@ -3,24 +3,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { AgentMetrics } from "../../../src/api/metrics.js";
-import type { NodeView } from "../../../src/ha/events.js";
+import { standbyView } from "../../fakes/node-view.js";
 import type { SyncStatus } from "../../../src/sync/engine.js";
 import { manifestOf } from "../../../src/sync/manifest.js";
 
-const view: NodeView = {
-  node: "n2",
-  acting: "standby",
-  term: null,
-  leaseRemainingMs: 3000,
-  etcdReachable: true,
-  decision: "",
-  sinceLastCycleMs: 100,
-  vipHeld: false,
-  daemonRunning: false,
-  probes: [],
-  healthy: true,
-  notReady: null,
-};
+const view = standbyView({ leaseRemainingMs: 3000 });
 
 test("sync gauges and counters, and the stale promotion counter", async () => {
   let status: SyncStatus = {
