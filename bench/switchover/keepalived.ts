@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Lab, type LabNode, sleep } from "../../test/lab/harness/index.js";
 import { KEEPALIVED, KEEPALIVED_PRIORITIES, startKeepalived } from "../failover/keepalived.js";
 import { now, stats } from "../failover/lib.js";
-import { type KaResult, type KaRun, type Options, countObserver, jitter, la, log, nextNode, r0, waitForLoad } from "./model.js";
+import { type KaResult, type KaRun, type Options, assertGapAfterRequest, countObserver, jitter, la, log, nextNode, r0, waitForLoad } from "./model.js";
 import { FineProber as Prober, gapAround } from "./probe.js";
 
 /**
@@ -87,6 +87,7 @@ export async function keepalivedPlanned(opts: Options): Promise<KaResult> {
           if (tMove === undefined) throw new Error("the observer saw no ARP answer from the new master");
           const gap = gapAround(prober.attempts(), tMove - 100, tMove + 100);
           if (!gap) throw new Error("no gap found");
+          assertGapAfterRequest(gap.from, t0);
           rec.ok = true;
           rec.gapMs = r0(gap.gapMs);
           rec.failures = gap.reasons;

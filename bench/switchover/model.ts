@@ -196,6 +196,16 @@ export function countObserver(obs: Observer, samples: ReturnType<Observer["sampl
 }
 
 /** Next node after `from` in n1, n2, n3 order: targets rotate through every node. */
+/**
+ * A gap that began before the request measures the prober, not the move: its new
+ * connection every 20 ms tick can keep sshd busy on this 2-core host until banners
+ * stop altogether (seen 2026-12-06: 1.6-1.8 s of sshd CPU per second, no banner for
+ * 2 s before the request). Such a run is discarded with the reason, not reported.
+ */
+export function assertGapAfterRequest(gapFromMs: number, requestMs: number): void {
+  if (gapFromMs < requestMs) throw new Error(`no banner since ${Math.round(requestMs - gapFromMs)} ms before the request: the prober overloaded sshd by itself; run discarded`);
+}
+
 export function nextNode(nodes: readonly { name: string }[], from: string): string {
   const i = nodes.findIndex((n) => n.name === from);
   return nodes[(i + 1) % nodes.length]!.name;

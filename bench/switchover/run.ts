@@ -30,7 +30,7 @@ import { LabCluster, type Observer, pollUntil, sleep } from "../../test/lab/harn
 import { ApiTrigger } from "./api-trigger.js";
 import { cpuBetween, cpuSnapshot } from "./cpu.js";
 import { keepalivedPlanned } from "./keepalived.js";
-import { LEADER_KEY, type ModeName, type ModeResult, type Options, type SwitchRun, countObserver, jitter, la, log, nextNode, parseArgs, r0, waitForLoad } from "./model.js";
+import { LEADER_KEY, assertGapAfterRequest, type ModeName, type ModeResult, type Options, type SwitchRun, countObserver, jitter, la, log, nextNode, parseArgs, r0, waitForLoad } from "./model.js";
 import { FineProber as Prober, gapAround } from "./probe.js";
 import { distTime, report } from "./report.js";
 import { LeaderWatch, allReady, agentLog, failureReasons, firstLog, longestGap, now, stats, steadyResolution } from "../failover/lib.js";
@@ -176,6 +176,7 @@ async function switchRun(c: LabCluster, mode: ModeName, watch: LeaderWatch, obs:
     const addAt = firstLog(agentLog(lab, to), t0 - 5, /^floating IP added/)?.time;
     const gap = sdAt !== undefined && addAt !== undefined ? gapAround(attempts, sdAt, addAt + 50) : longestGap(attempts, t0);
     if (!gap) throw new Error("no gap found");
+    assertGapAfterRequest(gap.from, t0);
     const anyGap = longestGap(attempts, t0);
     rec.longestGapAfterCommandMs = anyGap ? r0(anyGap.gapMs) : null;
     const leader = await c.leader();
