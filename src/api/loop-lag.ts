@@ -43,17 +43,12 @@ export function eventLoopDelayGauges(registry: Registry, prefix: string): void {
   const name = (stat: Stat) => `${prefix}nodejs_eventloop_lag_${stat}_seconds`;
   const help = (stat: Stat) => `Event loop delay since the last scrape, ${stat}: beyond the ${EVENT_LOOP_SAMPLE_MS} ms sampling interval (0 when idle)`;
   for (const stat of STATS) registry.removeSingleMetric(name(stat));
-  const others = new Map<Stat, Gauge>();
-  // Registered first: a scrape reads metrics in registration order, so its collect sets the others before they are read.
-  new Gauge({
-    name: name("min"),
-    help: help("min"),
-    registers: [registry],
-    collect() {
-      this.set(read.min());
-      for (const [stat, gauge] of others) gauge.set(read[stat]());
-      histogram.reset();
-    },
-  });
-  for (const stat of STATS) if (stat !== "min") others.set(stat, new Gauge({ name: name(stat), help: help(stat), registers: [registry] }));
+  // The first one registered carries the collect: a scrape reads metrics in registration order, so it
+  // sets every gauge from one histogram before the others are read, then starts the next window.
+  const gauges: Gauge[] = [];
+  const collect = () => {
+    STATS.forEach((stat, i) => gauges[i]!.set(read[stat]()));
+    histogram.reset();
+  };
+  for (const stat of STATS) gauges.push(new Gauge({ name: name(stat), help: help(stat), registers: [registry], ...(gauges.length === 0 ? { collect } : {}) }));
 }
