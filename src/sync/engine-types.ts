@@ -112,7 +112,7 @@ export interface SyncEngineDeps {
   readonly fs: DurableFs;
   /** Hashes files for manifests off the event loop (createSyncEngine: a HashWorker); absent: in the calling thread. Closed by close(). */
   readonly hasher?: FileHashService;
-  /** Watch source for the primary's roots (chokidar unless a test injects one). */
+  /** Watch source for the primary's roots (dirTreeSource, watch-source.ts, unless a test injects one). */
   readonly watch?: WatchSourceFactory;
   /** The held generation or the status changed: the HA loop republishes the member key. */
   readonly onProgress?: () => void;

@@ -9,10 +9,10 @@
 // calendar schedule; a Clock timer is driven by FakeClock in tests, follows
 // the monotonic clock (cron follows the wall clock and jumps with NTP steps),
 // and needs no dependency.
-import { basename, join, resolve, sep } from "node:path";
-import { watch as chokidarWatch } from "chokidar";
+import { resolve, sep } from "node:path";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
+import { dirTreeSource } from "./watch-source.js";
 
 export type ChangeCause = "events" | "reconcile";
 
@@ -30,60 +30,6 @@ export interface WatchSource {
 }
 
 export type WatchSourceFactory = (roots: readonly string[], sink: WatchSink) => WatchSource;
-
-export interface ChokidarSourceOptions {
-  /** Paths (absolute) not worth a hint, e.g. a root's excludes or editor swap files. */
-  readonly ignored?: (path: string) => boolean;
-}
-
-/**
- * chokidar 5 as a watch source. ignoreInitial: the agent reconciles at start
- * anyway. followSymlinks false: a link is synced as a link, its target is not
- * ours to watch. atomic off: its editor-save normalisation holds `unlink`
- * events back 100 ms, and hints need no normalisation, a burst collapses in the
- * debounce. awaitWriteFinish off: it polls until a file stops growing (2 s by
- * default), far beyond the latency target; a half-written file is caught by
- * the next event, and standbys verify the published digest anyway.
- * Raw fs.watch events are listened to as well: chokidar drops a second
- * `change` of the same file within 50 ms with no trailing event, which would
- * leave that last edit unsynced until the reconcile.
- */
-export function chokidarSource(opts: ChokidarSourceOptions = {}): WatchSourceFactory {
-  const ignored = opts.ignored ?? (() => false);
-  return (roots, sink) => {
-    const w = chokidarWatch([...roots], {
-      ignoreInitial: true,
-      followSymlinks: false,
-      atomic: false,
-      awaitWriteFinish: false,
-      persistent: true,
-      ignored: (p: string) => ignored(p),
-    });
-    w.on("all", (_event, path) => sink.event(path));
-    w.on("raw", (_event, evPath, details) => {
-      const watched = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
-      if (typeof watched !== "string") return;
-      // A file's own watcher reports its basename; a directory's reports the child.
-      const path = typeof evPath === "string" && evPath !== "" && basename(watched) !== evPath ? join(watched, evPath) : watched;
-      if (!ignored(path)) sink.event(path);
-    });
-    w.on("error", (e) => sink.error(e));
-    // chokidar's close() removes every listener: closed during its first scan, "ready" never
-    // comes. Closing settles `ready` itself, so nothing waits on a watcher that is gone.
-    let settle = (): void => {};
-    const ready = new Promise<void>((res) => {
-      settle = res;
-      w.once("ready", () => res());
-    });
-    return {
-      ready,
-      close: () => {
-        settle();
-        return w.close();
-      },
-    };
-  };
-}
 
 export interface TreeWatcherOptions {
   readonly roots: readonly string[];
@@ -106,7 +52,7 @@ export interface TreeWatcherOptions {
    * checks its roots itself, off the pass: sweep.ts).
    */
   readonly reconcileMs?: number | null;
-  /** Default chokidarSource(). Tests inject a fake. */
+  /** Default dirTreeSource() (watch-source.ts). Tests inject a fake. */
   readonly source?: WatchSourceFactory;
 }
 
@@ -156,7 +102,7 @@ export class TreeWatcher {
    */
   async start(): Promise<void> {
     if (this.source || this.closed) return;
-    const factory = this.opts.source ?? chokidarSource();
+    const factory = this.opts.source ?? dirTreeSource();
     this.source = factory(this.roots, {
       event: (path) => this.hint(path),
       error: (e) => this.report(new UnderstudyError("US_E_SYNC_WATCH", { cause: describeError(e) }, { cause: e })),

@@ -54,7 +54,7 @@ export class FakeWatchSource {
   roots: readonly string[] = [];
   starts = 0;
   closed = 0;
-  /** Like chokidar closed during its first scan: `ready` never settles, not even on close. */
+  /** Like chokidar (the watch source until 2026-12) closed during its first scan: `ready` never settles, not even on close. */
   neverReady = false;
   readonly factory: WatchSourceFactory = (roots, sink) => {
     this.starts++;

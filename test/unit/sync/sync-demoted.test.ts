@@ -2,9 +2,9 @@
 //
 // A primary demoted while its watcher's first scan still runs (promoted and
 // fenced again within moments: failsafe chaos, etcd member kill). The pass
-// that started the watcher waited for a `ready` that chokidar never sends
-// once closed, so that pass and every later one hung: the standby never
-// pulled again. FakeWatchSource.neverReady stands in for that chokidar.
+// that started the watcher waited for a `ready` that chokidar (the watch source
+// then) never sent once closed, so that pass and every later one hung: the
+// standby never pulled again. FakeWatchSource.neverReady stands in for it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";

@@ -1,14 +1,10 @@
 // TreeWatcher: hints coalesced by debounce into one onChange per burst, never
 // concurrent, bounded by maxDelayMs, plus the periodic full reconcile; driven
-// by a fake event source and FakeClock. One real chokidar test on a temp dir.
+// by a fake event source and FakeClock. The real source: sync-watch-source.test.ts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
-import { SystemClock } from "../../../src/platform/clock.js";
-import { TreeWatcher, chokidarSource, type ChangeCause, type TreeWatcherOptions, type WatchSink, type WatchSourceFactory } from "../../../src/sync/watch.js";
+import { TreeWatcher, type ChangeCause, type TreeWatcherOptions, type WatchSink, type WatchSourceFactory } from "../../../src/sync/watch.js";
 import { FakeClock } from "../../fakes/clock.js";
 
 class FakeSource {
@@ -187,48 +183,6 @@ test("timing and roots are validated at construction (US_E_SYNC_CONFIG)", () => 
   }
 });
 
-test("real chokidar on a temp dir: a write, a chmod and a nested add each reach onChange for the right root", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "us-watch-"));
-  const a = join(dir, "a");
-  const b = join(dir, "b");
-  mkdirSync(a);
-  mkdirSync(b);
-  writeFileSync(join(a, "f"), "1");
-  const seen: string[][] = [];
-  let wake: () => void = () => undefined;
-  const w = new TreeWatcher({
-    roots: [a, b],
-    clock: new SystemClock(),
-    source: chokidarSource({ ignored: (p) => p.endsWith(".swp") }),
-    onChange: (roots) => {
-      seen.push([...roots]);
-      wake();
-    },
-    onError: (e) => assert.fail(String(e)),
-  });
-  const next = async (what: string) => {
-    const n = seen.length;
-    const timeout = new SystemClock().sleep(5000).then(() => assert.fail(`no onChange within 5 s after ${what}`));
-    while (seen.length === n) await Promise.race([new Promise<void>((r) => (wake = r)), timeout]);
-    return seen.at(-1);
-  };
-  try {
-    await w.start();
-    writeFileSync(join(a, "f"), "2");
-    assert.deepEqual(await next("write"), [a]);
-    await new SystemClock().sleep(100); // let the burst of the write finish
-    chmodSync(join(a, "f"), 0o600);
-    assert.deepEqual(await next("chmod"), [a]);
-    await new SystemClock().sleep(100);
-    mkdirSync(join(b, "nested"));
-    writeFileSync(join(b, "nested", "g"), "x");
-    assert.deepEqual(await next("nested add"), [b]);
-  } finally {
-    await w.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
 test("a source that never becomes ready: close() releases start() (a demoted primary's pass does not hang)", async () => {
   let closed = 0;
   const w = new TreeWatcher({
@@ -245,22 +199,4 @@ test("a source that never becomes ready: close() releases start() (a demoted pri
   await w.close();
   await starting;
   assert.equal(closed, 1);
-});
-
-test("real chokidar closed during its first scan: its ready settles", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "us-watch-"));
-  try {
-    for (let i = 0; i < 50; i++) {
-      mkdirSync(join(dir, `d${i}`));
-      for (let j = 0; j < 20; j++) writeFileSync(join(dir, `d${i}`, `f${j}`), "x");
-    }
-    const source = chokidarSource()([dir], { event: () => undefined, error: () => undefined });
-    await source.close();
-    let timer: { cancel(): void } | undefined;
-    const timeout = new Promise<string>((r) => (timer = new SystemClock().setTimer(2000, () => r("timed out"))));
-    assert.equal(await Promise.race([source.ready.then(() => "ready"), timeout]), "ready");
-    timer?.cancel();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 });
