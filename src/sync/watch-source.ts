@@ -10,14 +10,16 @@
 // itself (bench/sync, 2026-12-06). This source: 21-27 ms, 31-41 ms of CPU,
 // longest stall 14-16 ms, and 101 inotify watches instead of 10,201.
 //
-// Events are hints, never the truth; what is missed (a directory created and
-// filled before its watch exists is re-hinted once its watch is up; a kernel
-// queue overflow is not reported by node:fs; a root deleted and made again is
-// not watched again until the primary side restarts) is caught by the periodic
-// sweep.
-// Symbolic links are not followed: a link is synced as a link.
-import { watch, type FSWatcher } from "node:fs";
-import { lstat, readdir } from "node:fs/promises";
+// Events are hints, never the truth. A directory created and filled before its
+// watch exists is hinted again once its watch is up; a path that comes to name
+// another directory is watched again. What is still missed is caught by the
+// periodic sweep: a kernel queue overflow (node:fs does not report it), a root
+// deleted and made again (not watched again until the primary side restarts),
+// a write through a hard link outside the root (inotify reports an access by
+// the path it came through). Links below a root are not followed (a link is
+// synced as a link); a root that is a link is followed.
+import { watch, type BigIntStats, type FSWatcher } from "node:fs";
+import { lstat, readdir, stat } from "node:fs/promises";
 import { basename, join, sep } from "node:path";
 import type { WatchSink, WatchSource, WatchSourceFactory } from "./watch.js";
 
@@ -26,9 +28,19 @@ const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException 
 /** Vanished between the event and our look at it, or never there: nothing to watch, nothing to report. */
 const gone = (e: unknown): boolean => errCode(e) === "ENOENT" || errCode(e) === "ENOTDIR";
 
+interface Watched {
+  readonly watcher: FSWatcher;
+  /** The directory's device and inode when it was watched: a path that now names another directory is watched again. */
+  readonly id: string;
+}
+
+/** Device, inode and birth time: ext4 hands a freed inode number to the next mkdir at once. */
+const idOf = (st: BigIntStats): string => `${st.dev}:${st.ino}:${st.birthtimeNs}`;
+
 class DirTree implements WatchSource {
   readonly ready: Promise<void>;
-  private readonly watchers = new Map<string, FSWatcher>();
+  private readonly roots: ReadonlySet<string>;
+  private readonly watched = new Map<string, Watched>();
   /** Error codes already reported: an inotify limit hit on 5,000 directories is one warning, not 5,000. */
   private readonly reported = new Set<string>();
   private closed = false;
@@ -37,31 +49,43 @@ class DirTree implements WatchSource {
     roots: readonly string[],
     private readonly sink: WatchSink,
   ) {
+    this.roots = new Set(roots);
     this.ready = Promise.all(roots.map((r) => this.add(r))).then(() => undefined);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const w of this.watchers.values()) w.close();
-    this.watchers.clear();
+    for (const w of this.watched.values()) w.watcher.close();
+    this.watched.clear();
     await this.ready;
+  }
+
+  /** A root is followed through a link (stat), anything below it is not (lstat). */
+  private look(path: string) {
+    return this.roots.has(path) ? stat(path, { bigint: true }) : lstat(path, { bigint: true });
   }
 
   /** Watch `dir` and, below it, every directory not yet watched. Never rejects: failures go to the sink. */
   private async add(dir: string): Promise<void> {
-    if (this.closed || this.watchers.has(dir)) return;
-    let w: FSWatcher;
+    if (this.closed || this.watched.has(dir)) return;
+    let id: string;
+    let watcher: FSWatcher;
     try {
-      w = watch(dir, { persistent: true }, (_event, name) => this.onEvent(dir, name));
+      // The id is taken before the watch: if the path is replaced in between, the ids differ
+      // at the next event and the path is watched again (the other order could miss that).
+      const st = await this.look(dir);
+      if (!st.isDirectory() || this.closed || this.watched.has(dir)) return;
+      id = idOf(st);
+      watcher = watch(dir, { persistent: true }, (event, name) => this.onEvent(dir, event, name));
     } catch (e) {
       if (!gone(e)) this.report(e);
       return;
     }
-    w.on("error", (e) => {
+    watcher.on("error", (e) => {
       this.drop(dir);
       if (!gone(e)) this.report(e);
     });
-    this.watchers.set(dir, w);
+    this.watched.set(dir, { watcher, id });
     let entries: { name: string; isDirectory(): boolean }[];
     try {
       entries = await readdir(dir, { withFileTypes: true });
@@ -79,32 +103,40 @@ class DirTree implements WatchSource {
     this.sink.error(e);
   }
 
-  private onEvent(dir: string, name: string | Buffer | null): void {
+  private onEvent(dir: string, event: string, name: string | Buffer | null): void {
     if (this.closed) return;
     const child = name === null ? "" : name.toString();
     const path = child === "" ? dir : join(dir, child);
     this.sink.event(path);
-    // The watched directory itself deleted or moved away reports its own name: look at it too.
-    void this.follow(path === dir || child === basename(dir) ? dir : path);
-    if (child !== "" && child === basename(dir)) void this.follow(path);
+    // Only a "rename" (create, delete, move) can make, remove or replace a directory; a
+    // "change" (a write, a chmod) cannot, and costs no lstat.
+    if (event !== "rename") return;
+    // The watched directory itself deleted or moved away reports its own name (so does a child
+    // of that name): its watch may be gone, so it is made again if the path is still a directory.
+    if (child === "" || child === basename(dir)) void this.follow(dir, true);
+    if (child !== "") void this.follow(path);
   }
 
-  /** An entry appeared or went away: watch a new directory (then hint again, for what was written before its watch), drop a vanished one. */
-  private async follow(path: string): Promise<void> {
-    let isDir: boolean;
+  /**
+   * An entry appeared or went away: watch a new directory (then hint again, for what was written
+   * before its watch), drop a vanished one, and watch again a path that now names another
+   * directory (`rm -rf d && mkdir d`, or `mv d.new d`, done before this look).
+   */
+  private async follow(path: string, rewatch = false): Promise<void> {
+    let id: string | null;
     try {
-      isDir = (await lstat(path)).isDirectory();
+      const st = await this.look(path);
+      id = st.isDirectory() ? idOf(st) : null;
     } catch (e) {
       if (gone(e)) this.drop(path);
       else this.report(e);
       return;
     }
     if (this.closed) return;
-    if (!isDir) {
-      this.drop(path); // a directory replaced by a file or a link
-      return;
-    }
-    if (this.watchers.has(path)) return;
+    const known = this.watched.get(path);
+    if (known && known.id === id && !rewatch) return;
+    this.drop(path); // gone, replaced by a file or a link, or by another directory
+    if (id === null) return;
     await this.add(path);
     if (!this.closed) this.sink.event(path);
   }
@@ -112,19 +144,19 @@ class DirTree implements WatchSource {
   /** Stop watching `dir` and everything below it. */
   private drop(dir: string): void {
     // Only a watched directory has watched directories below it.
-    if (!this.watchers.has(dir)) return;
+    if (!this.watched.has(dir)) return;
     const below = dir + sep;
-    for (const [p, w] of this.watchers) {
+    for (const [p, w] of this.watched) {
       if (p === dir || p.startsWith(below)) {
-        w.close();
-        this.watchers.delete(p);
+        w.watcher.close();
+        this.watched.delete(p);
       }
     }
   }
 
   /** For tests: how many directories are watched. */
   get size(): number {
-    return this.watchers.size;
+    return this.watched.size;
   }
 }
 

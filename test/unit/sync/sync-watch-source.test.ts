@@ -192,3 +192,53 @@ test("a root that does not exist is no error (the sweep reports it); the other r
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a path that comes to name another directory is watched again (rm -rf d && mkdir d; mv d.new d)", async () => {
+  const dir = tree();
+  const c = collect([dir]);
+  try {
+    await c.source.ready;
+    // Both in one tick: the events arrive after the path names the new directory.
+    rmSync(join(dir, "d0"), { recursive: true });
+    mkdirSync(join(dir, "d0", "sub"), { recursive: true });
+    mkdirSync(join(dir, "d1.new"));
+    renameSync(join(dir, "d1"), join(dir, "d1.old"));
+    renameSync(join(dir, "d1.new"), join(dir, "d1"));
+    for (let i = 0; i < 100 && c.events.filter((p) => p === join(dir, "d0") || p === join(dir, "d1")).length < 4; i++) await clock.sleep(20);
+    await clock.sleep(100);
+    writeFileSync(join(dir, "d0", "sub", "a"), "1");
+    await c.until("a write in the new d0/sub", (p) => p === join(dir, "d0", "sub", "a"));
+    writeFileSync(join(dir, "d1", "b"), "1");
+    await c.until("a write in the new d1", (p) => p === join(dir, "d1", "b"));
+    writeFileSync(join(dir, "d1.old", "sub", "c"), "1");
+    await c.until("a write in the moved d1.old/sub", (p) => p === join(dir, "d1.old", "sub", "c"));
+    // root, d0, d0/sub, d1, d1.old, d1.old/sub, d2, d2/sub: no stale watch left.
+    assert.equal(c.size(), 8);
+    assert.deepEqual(c.errors, []);
+  } finally {
+    await c.source.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a root that is a link is followed, and an entry named like it does not drop it", async () => {
+  const dir = tree();
+  const base = mkdtempSync(join(tmpdir(), "us-dirwatch-link-"));
+  const root = join(base, "cfg");
+  symlinkSync(dir, root);
+  const c = collect([root]);
+  try {
+    await c.source.ready;
+    assert.equal(c.size(), 7);
+    writeFileSync(join(root, "cfg"), "same name as the root");
+    await c.until("the entry named like the root", (p) => p === join(root, "cfg"));
+    await clock.sleep(100);
+    assert.equal(c.size(), 7, "still watched");
+    writeFileSync(join(root, "d1", "sub", "x"), "1");
+    await c.until("a write below the linked root", (p) => p === join(root, "d1", "sub", "x"));
+  } finally {
+    await c.source.close();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(base, { recursive: true, force: true });
+  }
+});
