@@ -2,7 +2,7 @@
 // on the staged copies, one flush, the renames into place, removals, the
 // directory fsyncs; it keeps what went live, so an error can list it.
 import { constants } from "node:fs";
-import { chmod, chown, lchown, lstat, mkdir, open, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import { chmod, chown, lchown, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { CommandRunner } from "../platform/command.js";
@@ -105,11 +105,13 @@ export class ApplyRun {
    * a few files; for many, one syncfs of the staging file system (`sync -f`),
    * falling back to per-file fsync if that cannot run. (syncfs also waits for
    * everything else dirty on that file system: cheap per file only in bulk.)
+   * `movedDirs` go live whole (moveDir): without a syncfs, each is fsync'ed
+   * too (the entries rsync made in it, the owner and mode prepareDir gave it).
    */
-  async flushStaged(placed: readonly ManifestEntry[]): Promise<void> {
+  async flushStaged(placed: readonly ManifestEntry[], movedDirs: readonly ManifestEntry[] = []): Promise<void> {
     const files = placed.filter((e) => e.type === "file");
-    if (files.length === 0) return;
-    if (files.length > FSYNC_EACH_UP_TO) {
+    if (files.length + movedDirs.length === 0) return;
+    if (files.length + movedDirs.length > FSYNC_EACH_UP_TO) {
       // coreutils `sync -f DIR` is syncfs(2) on DIR's file system (Node has no binding for it).
       const r = await this.runner.run(["sync", "-f", this.staged], { timeoutMs: 120_000 }).catch(() => null);
       if (r?.code === 0) return;
@@ -128,6 +130,30 @@ export class ApplyRun {
         false,
       );
     }
+    for (const d of [...movedDirs].sort((a, b) => compare(b.path, a.path))) {
+      await this.step(d.path, () => this.fs.fsyncDir(path.join(this.staged, d.path)), false);
+    }
+  }
+
+  /**
+   * Whether staging still holds exactly these entries under `top`, no more, no
+   * fewer: what was checked may have changed since (a validator writing into
+   * the staged tree, a file gone). Only then may `top` go live whole.
+   */
+  async holdsExactly(top: ManifestEntry, below: readonly ManifestEntry[]): Promise<boolean> {
+    const children = new Map<string, Set<string>>([[top.path, new Set()]]);
+    for (const e of below) {
+      if (e.type === "dir") children.set(e.path, children.get(e.path) ?? new Set());
+      const i = e.path.lastIndexOf("/");
+      const parent = e.path.slice(0, i);
+      const set = children.get(parent) ?? new Set<string>();
+      children.set(parent, set.add(e.path.slice(i + 1)));
+    }
+    for (const [dir, want] of children) {
+      const names = await readdir(path.join(this.staged, dir)).catch(() => null);
+      if (names === null || names.length !== want.size || !names.every((n) => want.has(n))) return false;
+    }
+    return true;
   }
 
   /** Seed the hash cache with the live paths just placed, so the next verify of the root reads nothing again. */
@@ -164,6 +190,39 @@ export class ApplyRun {
     // flushed (flushStaged) BEFORE this rename, so a 0600 host key is never
     // visible at its live path with a wider mode or the wrong owner.
     await rename(src, dst);
+  }
+
+  /** Give a staged directory its final owner and mode before it goes live whole (moveDir). */
+  async prepareDir(e: ManifestEntry): Promise<void> {
+    const src = path.join(this.staged, e.path);
+    await chown(src, e.uid, e.gid); // chown first: it clears setgid, which chmod then sets
+    await chmod(src, e.mode);
+  }
+
+  /**
+   * A directory new to the live tree goes live with everything below it in one
+   * rename: its contents, owners and modes are final in staging, checked and
+   * flushed. `below` (every entry under it) is listed as gone live. Returns
+   * false, changing nothing, when the live path is a directory after all (made
+   * since the live tree was read): the caller then places entry by entry.
+   */
+  async moveDir(e: ManifestEntry, below: readonly ManifestEntry[]): Promise<boolean> {
+    const dst = path.join(this.live, e.path);
+    const cur = await lstat(dst).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return undefined;
+      throw err;
+    });
+    if (cur?.isDirectory()) return false;
+    this.touched.add(path.dirname(dst));
+    if (cur) await unlink(dst);
+    await rename(path.join(this.staged, e.path), dst);
+    // Their entries were made in staging: each directory is fsync'ed like one that went live here.
+    for (const d of below) {
+      if (d.type === "dir") this.touched.add(path.join(this.live, d.path));
+      this.applied.push(d.path);
+    }
+    this.touched.add(dst);
+    return true;
   }
 
   async remove(e: ManifestEntry): Promise<void> {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { lstat, readFile, readlink, rename, rm, stat, unlink, writeFile, chmod } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -291,6 +292,106 @@ describe("applyStaged", () => {
       }
     }
     assert.deepEqual(await snapshot(s.root.path), before);
+  });
+
+  it("a directory new to the live tree goes live whole: one rename, contents, modes and links exact, fsync'ed", async () => {
+    const tree: TreeSpec = {
+      home: { dir: true, mode: 0o755 },
+      "home/carol/old": "kept",
+      "home/alice": { dir: true, mode: 0o2750 },
+      "home/alice/.ssh": { dir: true, mode: 0o700 },
+      "home/alice/.ssh/authorized_keys": { content: "ssh-ed25519 AAAA", mode: 0o600 },
+      "home/alice/in": { dir: true, mode: 0o770 },
+      "home/alice/in/a.csv": "1,2",
+      "home/alice/latest": { link: "in/a.csv" },
+      "home/bob/x": "x",
+    };
+    const s = await setup(tree, { home: { dir: true, mode: 0o755 }, "home/carol/old": "kept" });
+    const expected = await s.restage();
+    const synced: string[] = [];
+    const fs = { ...NODE_DURABLE_FS, fsyncDir: async (d: string) => void (synced.push(path.relative(s.root.path, d) || "."), await NODE_DURABLE_FS.fsyncDir(d)) };
+    const r = await applyStaged({ fs, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
+    assert.deepEqual(r.added, ["home/alice", "home/alice/.ssh", "home/alice/.ssh/authorized_keys", "home/alice/in", "home/alice/in/a.csv", "home/alice/latest", "home/bob", "home/bob/x"]);
+    assert.equal((await buildManifest(s.root)).digest, expected.digest);
+    assert.equal(await modeOf(path.join(s.root.path, "home/alice")), 0o2750);
+    assert.equal(await modeOf(path.join(s.root.path, "home/alice/.ssh/authorized_keys")), 0o600);
+    assert.equal(await readlink(path.join(s.root.path, "home/alice/latest")), "in/a.csv");
+    // Moved, not copied entry by entry: staging no longer holds the two new directories.
+    for (const d of ["home/alice", "home/bob"]) await assert.rejects(lstat(path.join(s.stage, d)), /ENOENT/, d);
+    assert.ok((await lstat(path.join(s.stage, "home/carol"))).isDirectory(), "an existing directory is placed into, not moved");
+    for (const d of ["home", "home/alice", "home/alice/.ssh", "home/alice/in", "home/bob"]) assert.ok(synced.includes(d), `${d} fsync'ed: ${synced.join(" ")}`);
+  });
+
+  it("with a filter, a new directory is placed entry by entry (what the filter leaves out stays staged)", async () => {
+    const s = await setup({ "new/a.conf": "a", "new/b.db": "b" }, {}, { exclude: ["*.db"] });
+    const expected = await s.restage();
+    await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
+    assert.equal(await readFile(path.join(s.root.path, "new/a.conf"), "utf8"), "a");
+    await assert.rejects(lstat(path.join(s.root.path, "new/b.db")), /ENOENT/, "the excluded file never goes live");
+    assert.equal(await readFile(path.join(s.stage, "new/b.db"), "utf8"), "b");
+  });
+
+  it("a new directory made in the live tree after it was read is merged into, entry by entry, losing nothing", async () => {
+    const s = await setup({ "d/one": "1", "d/sub/two": "2" }, {});
+    const expected = await s.restage();
+    const beforeApply = async (): Promise<boolean> => {
+      await makeTree(path.join(s.root.path, "d"), { "local.txt": "mine" });
+      return false; // not reported as a change: the apply goes on with the live tree it read
+    };
+    await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, beforeApply });
+    assert.equal(await readFile(path.join(s.root.path, "d/one"), "utf8"), "1");
+    assert.equal(await readFile(path.join(s.root.path, "d/sub/two"), "utf8"), "2");
+    assert.equal(await readFile(path.join(s.root.path, "d/local.txt"), "utf8"), "mine");
+  });
+
+  it("a staged new directory that changed since the check is placed entry by entry: an added file stays staged, a gone one fails the apply", async () => {
+    const s = await setup({ "new/a": "a", "new/sub/b": "b" }, {});
+    const expected = await s.restage();
+    const addInStaging = async (): Promise<boolean> => {
+      await writeFile(path.join(s.stage, "new/sub/validator.log"), "written after the check");
+      return false;
+    };
+    await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, beforeApply: addInStaging });
+    assert.equal((await buildManifest(s.root)).digest, expected.digest, "only the checked entries went live");
+    assert.equal(await readFile(path.join(s.stage, "new/sub/validator.log"), "utf8"), "written after the check");
+
+    const t = await setup({ "new/a": "a", "new/sub/b": "b" }, {});
+    const exp2 = await t.restage();
+    const removeInStaging = async (): Promise<boolean> => {
+      await unlink(path.join(t.stage, "new/sub/b"));
+      return false;
+    };
+    await assert.rejects(
+      applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: t.root, stagedDir: t.stage, expected: exp2, beforeApply: removeInStaging }),
+      code("US_E_SYNC_APPLY_FAILED", /new\/sub\/b/),
+    );
+  });
+
+  it("a FIFO in a staged new directory keeps the directory from going live whole; the FIFO never goes live", async () => {
+    const s = await setup({ "new/a": "a" }, {});
+    const expected = await s.restage();
+    execFileSync("mkfifo", [path.join(s.stage, "new", "pipe")]);
+    await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
+    assert.equal(await readFile(path.join(s.root.path, "new/a"), "utf8"), "a");
+    await assert.rejects(lstat(path.join(s.root.path, "new/pipe")), /ENOENT/);
+    assert.ok((await lstat(path.join(s.stage, "new/pipe"))).isFIFO());
+  });
+
+  it("nested directories going live whole get the forced owner, their modes (setgid too) kept", async () => {
+    const s = await setup({ a: { dir: true, mode: 0o755 }, "a/b": { dir: true, mode: 0o2750 }, "a/b/c": { dir: true, mode: 0o700 }, "a/b/c/k": { content: "K", mode: 0o600 } }, {});
+    const expected = await s.restage();
+    const owner = { uid: 1234, gid: 2345 };
+    await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, requiredMode: 0o7777, owner });
+    for (const [rel, mode] of [
+      ["a", 0o755],
+      ["a/b", 0o2750],
+      ["a/b/c", 0o700],
+      ["a/b/c/k", 0o600],
+    ] as const) {
+      const st = await lstat(path.join(s.root.path, rel));
+      assert.deepEqual({ rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }, { rel, mode, ...owner });
+    }
+    await assert.rejects(lstat(path.join(s.stage, "a")), /ENOENT/, "moved whole");
   });
 
   it("stages beside the root, in a private holder", async () => {
