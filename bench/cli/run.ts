@@ -18,9 +18,10 @@ import { silentLogger } from "../../src/platform/logger.js";
 import type { MemberRecord } from "../../src/coordinator/port.js";
 import type { NodeView } from "../../src/ha/events.js";
 import { startEtcd } from "./etcd.js";
+import { NODE_FLAGS } from "../../test/lab/harness/cluster.js";
 
 const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
-const FLAGS = ["--max-semi-space-size=2"]; // the CLI's shebang flags
+const FLAGS = NODE_FLAGS; // the CLI's shebang flags
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "15" }, node: { type: "string", default: process.execPath } } });
 const runs = Number(values.runs);

@@ -8,7 +8,7 @@
  *   - keepalived, 3 nodes, unicast VRRP, advert_int 1, a track script on sshd
  *     (the failover benchmark's setup): its processes (parent + VRRP child);
  *   - the Node baseline: `node -e "setInterval(()=>{},1e3)"`, and the same with
- *     the agent's own node flag (--max-semi-space-size=2).
+ *     the agent's own node flags (--max-semi-space-size=2 --v8-pool-size=1).
  *
  *   node --import tsx bench/idle/run.ts                 # 60 s windows
  *   node --import tsx bench/idle/run.ts --seconds 20 --only ttl5,baseline

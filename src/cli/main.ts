@@ -1,6 +1,8 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S node --max-semi-space-size=2 --v8-pool-size=1
 // The small young generation keeps an idle agent's RSS ~15 MB lower at no CPU
-// cost (docs/benchmarks.md); units and scripts that run `node` directly pass it too.
+// cost, and one V8 worker thread instead of four another ~5 MB (an agent is
+// mostly idle; docs/benchmarks.md); scripts/build-deb.sh and the lab harness
+// read these flags from this line, units that run `node` directly pass them too.
 //
 // This file loads nothing but node:module before enabling Node's compile cache
 // (Node >= 22.1; absent on Node 20, where this is a no-op): every module loaded

@@ -30,7 +30,7 @@ const gone = (e: unknown): boolean => errCode(e) === "ENOENT" || errCode(e) === 
 
 interface Watched {
   readonly watcher: FSWatcher;
-  /** The directory's device and inode when it was watched: a path that now names another directory is watched again. */
+  /** The directory's identity (idOf) when it was watched: a path that now names another directory is watched again. */
   readonly id: string;
 }
 

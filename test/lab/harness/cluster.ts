@@ -14,8 +14,15 @@ import { API_PORT } from "./observability.js";
 
 export const REPO = resolve(new URL("../../../", import.meta.url).pathname);
 export const CLI = join(REPO, "dist", "cli", "main.js");
-/** The flags the CLI's shebang gives node (see src/cli/main.ts), for when it is started as `node CLI`. */
-export const NODE_FLAGS = ["--max-semi-space-size=2"];
+/** The flags the CLI's shebang gives node (src/cli/main.ts), for when it is started as `node CLI`: read from dist's first line, as scripts/build-deb.sh does. */
+export const NODE_FLAGS = shebangFlags(CLI);
+
+function shebangFlags(file: string): string[] {
+  const prefix = "#!/usr/bin/env -S node";
+  const first = existsSync(file) ? (readFileSync(file, "utf8").split("\n", 1)[0] ?? "") : "";
+  if (!first.startsWith(prefix)) return []; // no build yet: every lab test needs one and says so
+  return first.slice(prefix.length).trim().split(/\s+/).filter(Boolean);
+}
 
 /**
  * What (re)starting an agent costs on this machine right now: a fresh node loading the
