@@ -17,6 +17,20 @@ const FSYNC_EACH_UP_TO = 64;
 /** Staged files prepared, renamed into place or remembered at once (in chunks: InFlight.map). */
 const PLACE_IN_FLIGHT = 64;
 
+/** What is at `p` now, or undefined when nothing is (other errors throw). */
+async function lstatIfAny(p: string) {
+  return lstat(p).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+}
+
+/** The parent of a relative path ("a/b" -> "a"); null for one at the top. */
+export function parentOf(rel: string): string | null {
+  const i = rel.lastIndexOf("/");
+  return i < 0 ? null : rel.slice(0, i);
+}
+
 /** One apply's live changes: keeps what went live, for error reports and fsync. */
 export class ApplyRun {
   readonly applied: string[] = [];
@@ -144,10 +158,8 @@ export class ApplyRun {
     const children = new Map<string, Set<string>>([[top.path, new Set()]]);
     for (const e of below) {
       if (e.type === "dir") children.set(e.path, children.get(e.path) ?? new Set());
-      const i = e.path.lastIndexOf("/");
-      const parent = e.path.slice(0, i);
-      const set = children.get(parent) ?? new Set<string>();
-      children.set(parent, set.add(e.path.slice(i + 1)));
+      const parent = parentOf(e.path)!; // below `top`: never at the top
+      children.set(parent, (children.get(parent) ?? new Set<string>()).add(path.posix.basename(e.path)));
     }
     for (const [dir, want] of children) {
       const names = await readdir(path.join(this.staged, dir)).catch(() => null);
@@ -172,10 +184,7 @@ export class ApplyRun {
   async place(e: ManifestEntry): Promise<void> {
     const dst = path.join(this.live, e.path);
     const src = path.join(this.staged, e.path);
-    const cur = await lstat(dst).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return undefined;
-      throw err;
-    });
+    const cur = await lstatIfAny(dst);
     this.touched.add(path.dirname(dst));
     if (e.type === "dir") {
       if (cur && !cur.isDirectory()) await unlink(dst);
@@ -208,10 +217,7 @@ export class ApplyRun {
    */
   async moveDir(e: ManifestEntry, below: readonly ManifestEntry[]): Promise<boolean> {
     const dst = path.join(this.live, e.path);
-    const cur = await lstat(dst).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return undefined;
-      throw err;
-    });
+    const cur = await lstatIfAny(dst);
     if (cur?.isDirectory()) return false;
     this.touched.add(path.dirname(dst));
     if (cur) await unlink(dst);

@@ -17,7 +17,7 @@ import type { FileHasher } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkSyncRoot, type SyncRoot } from "./paths.js";
 import { runValidator } from "./validate.js";
-import { ApplyRun } from "./apply-run.js";
+import { ApplyRun, parentOf } from "./apply-run.js";
 
 export interface Owner {
   readonly uid: number;
@@ -206,11 +206,6 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   const manifest = run.kept.size === 0 ? target : manifestOf(root.name, [...target.entries, ...live.entries.filter((e) => run.kept.has(e.path))], target.skipped);
   return { added: diff.added, changed: diff.changed, removed, bytes, manifest, notes: run.notes };
 }
-
-const parentOf = (p: string): string | null => {
-  const i = p.lastIndexOf("/");
-  return i < 0 ? null : p.slice(0, i);
-};
 
 /**
  * The topmost added directories, each with every placed entry below it, that
