@@ -13,14 +13,16 @@
 // Events are hints, never the truth. A directory created and filled before its
 // watch exists is hinted again once its watch is up; a path that comes to name
 // another directory is watched again. What is still missed is caught by the
-// periodic sweep: a kernel queue overflow (node:fs does not report it), a root
-// deleted and made again (not watched again until the primary side restarts),
-// a write through a hard link outside the root (inotify reports an access by
-// the path it came through). Links below a root are not followed (a link is
-// synced as a link); a root that is a link is followed.
+// periodic sweep: a kernel queue overflow (node:fs does not report it), a write
+// through a hard link outside the root (inotify reports an access by the path
+// it came through). Links below a root are not followed (a link is synced as a
+// link); a root that is a link is followed. Each root's parent is watched for
+// the root's own name: a root deleted and made again, a directory moved into
+// its place, or a link root pointed elsewhere (`ln -sfn v2 current`) is
+// watched again and hinted.
 import { watch, type BigIntStats, type FSWatcher } from "node:fs";
 import { lstat, readdir, stat } from "node:fs/promises";
-import { basename, join, sep } from "node:path";
+import { basename, dirname, join, sep } from "node:path";
 import type { WatchSink, WatchSource, WatchSourceFactory } from "./watch.js";
 
 const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | undefined)?.code;
@@ -41,6 +43,8 @@ class DirTree implements WatchSource {
   readonly ready: Promise<void>;
   private readonly roots: ReadonlySet<string>;
   private readonly watched = new Map<string, Watched>();
+  /** One watch on each root's parent, for the root's own name (watchParent). */
+  private readonly parents: FSWatcher[] = [];
   /** Error codes already reported: an inotify limit hit on 5,000 directories is one warning, not 5,000. */
   private readonly reported = new Set<string>();
   private closed = false;
@@ -50,11 +54,13 @@ class DirTree implements WatchSource {
     private readonly sink: WatchSink,
   ) {
     this.roots = new Set(roots);
+    for (const r of roots) this.watchParent(r);
     this.ready = Promise.all(roots.map((r) => this.add(r))).then(() => undefined);
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const w of this.parents) w.close();
     for (const w of this.watched.values()) w.watcher.close();
     this.watched.clear();
     await this.ready;
@@ -94,6 +100,31 @@ class DirTree implements WatchSource {
       return;
     }
     await Promise.all(entries.filter((d) => d.isDirectory()).map((d) => this.add(join(dir, d.name))));
+  }
+
+  /**
+   * Watch `root`'s parent for entries named like the root: the root made (again), moved into
+   * place, replaced, or (a link) pointed elsewhere is looked at again (follow: watched again when
+   * it is another directory now) and hinted. Without it, only the sweep would see such a root.
+   */
+  private watchParent(root: string): void {
+    const parent = dirname(root);
+    if (parent === root) return;
+    const name = basename(root);
+    try {
+      const w = watch(parent, { persistent: true }, (_event, entry) => {
+        if (this.closed || entry === null || entry.toString() !== name) return;
+        this.sink.event(root);
+        void this.follow(root);
+      });
+      w.on("error", (e) => {
+        w.close();
+        if (!gone(e)) this.report(e);
+      });
+      this.parents.push(w);
+    } catch (e) {
+      if (!gone(e)) this.report(e);
+    }
   }
 
   private report(e: unknown): void {

@@ -245,3 +245,37 @@ test("a root that is a link is followed, and an entry named like it does not dro
     rmSync(base, { recursive: true, force: true });
   }
 });
+
+test("a root deleted and made again, and a link root pointed elsewhere, are watched again (the root's parent is watched for its name)", async () => {
+  const base = mkdtempSync(join(tmpdir(), "us-dirwatch-parent-"));
+  const root = join(base, "cfg");
+  const v1 = join(base, "v1");
+  const v2 = join(base, "v2");
+  mkdirSync(root);
+  mkdirSync(join(v1, "sub"), { recursive: true });
+  mkdirSync(join(v2, "sub"), { recursive: true });
+  const link = join(base, "current");
+  symlinkSync(v1, link);
+  const c = collect([root, link]);
+  try {
+    await c.source.ready;
+    assert.equal(c.size(), 3, "cfg, and v1 with its sub/ through the link");
+    writeFileSync(join(base, "sibling"), "not a root");
+    rmSync(root, { recursive: true });
+    await c.until("the root's deletion", (p) => p === root);
+    for (let i = 0; i < 250 && c.size() > 2; i++) await clock.sleep(20);
+    assert.equal(c.size(), 2, "the deleted root's watch dropped");
+    mkdirSync(join(root, "sub"), { recursive: true });
+    await c.written("a write in the root made again", join(root, "sub", "a"));
+    // ln -sfn v2 current: a new link renamed over the old one.
+    symlinkSync(v2, join(base, "current.tmp"));
+    renameSync(join(base, "current.tmp"), link);
+    await c.written("a write below the link's new target", join(link, "sub", "b"));
+    assert.equal(c.size(), 4, "cfg, cfg/sub, and v2 with its sub/: v1's watches dropped");
+    assert.ok(!c.events.includes(join(base, "sibling")), "the parent's other entries are not reported");
+    assert.deepEqual(c.errors, []);
+  } finally {
+    await c.source.close();
+    rmSync(base, { recursive: true, force: true });
+  }
+});
