@@ -19,7 +19,10 @@
 // link); a root that is a link is followed. Each root's parent is watched for
 // the root's own name: a root deleted and made again, a directory moved into
 // its place, or a link root pointed elsewhere (`ln -sfn v2 current`) is
-// watched again and hinted.
+// watched again and hinted. Left to the sweep: a link further up the root's
+// path pointed elsewhere (root /srv/app/current/config after `ln -sfn r2
+// current`), the target of a link root deleted and made again, and the
+// root's parent itself deleted and made again.
 import { watch, type BigIntStats, type FSWatcher } from "node:fs";
 import { lstat, readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
@@ -112,25 +115,28 @@ class DirTree implements WatchSource {
     if (parent === root) return;
     const name = basename(root);
     try {
-      const w = watch(parent, { persistent: true }, (_event, entry) => {
-        if (this.closed || entry === null || entry.toString() !== name) return;
+      const w = watch(parent, { persistent: true }, (event, entry) => {
+        // A "change" of the root (a chmod, a touch) is reported by the root's own watch too.
+        if (this.closed || event !== "rename" || entry === null || entry.toString() !== name) return;
         this.sink.event(root);
         void this.follow(root);
       });
       w.on("error", (e) => {
         w.close();
-        if (!gone(e)) this.report(e);
+        if (!gone(e)) this.report(e, "parent");
       });
       this.parents.push(w);
     } catch (e) {
-      if (!gone(e)) this.report(e);
+      // A parent this agent may enter but not read (0711) cannot be watched: the root itself can.
+      if (!gone(e) && errCode(e) !== "EACCES") this.report(e, "parent");
     }
   }
 
-  private report(e: unknown): void {
-    const code = errCode(e) ?? "?";
-    if (this.closed || this.reported.has(code)) return;
-    this.reported.add(code);
+  /** Each error code once per source (and once more for the parents': theirs must not hide a root's). */
+  private report(e: unknown, of: "tree" | "parent" = "tree"): void {
+    const key = `${of}:${errCode(e) ?? "?"}`;
+    if (this.closed || this.reported.has(key)) return;
+    this.reported.add(key);
     this.sink.error(e);
   }
 
