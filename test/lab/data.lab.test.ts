@@ -13,7 +13,7 @@
  * new primary ships to the remaining standby. Needs root and `npm run build`.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { dataCluster, dataDir as data } from "./data-setup.js";
@@ -29,16 +29,32 @@ const TMP = ".understudy-tmp";
  */
 function visible(root: string): Record<string, TreeEntry> | null {
   try {
-    const out: Record<string, TreeEntry> = { ".": snapshotTree(root)["."]! };
+    const st = lstatSync(root);
+    const out: Record<string, TreeEntry> = { ".": { type: "dir", mode: (st.mode & 0o7777).toString(8).padStart(4, "0"), uid: st.uid, gid: st.gid } };
     for (const name of readdirSync(root)) {
       if (name === TMP) continue;
       for (const [k, v] of Object.entries(snapshotTree(join(root, name)))) out[k === "." ? name : join(name, k)] = v;
     }
     return out;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+      lastVanished = String(e);
+      return null;
+    }
     throw e;
   }
+}
+
+/** What visible() found gone last (a failure message names it). */
+let lastVanished = "";
+
+/** What differs between two trees (visible()), for a failure message: the paths and their two entries. */
+function differences(primary: string, standby: string): string {
+  const a = visible(primary) ?? {};
+  const b = visible(standby) ?? {};
+  const paths = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+  const out = paths.filter((p) => JSON.stringify(a[p]) !== JSON.stringify(b[p])).map((p) => `${p}: ${JSON.stringify(a[p] ?? null)} vs ${JSON.stringify(b[p] ?? null)}`);
+  return out.length === 0 ? "none now" : out.slice(0, 10).join(", ");
 }
 
 test("data replication: sftp uploads reach both standbys exactly; deletes, renames, homes; the old term is fenced", { timeout: 600_000 }, async (t) => {
@@ -75,17 +91,35 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
   /** ms until `check` holds on every node in `on` (polled every 5 ms); fails the test past `timeoutMs`. */
   const arrives = async (on: LabNode[], check: (n: LabNode) => boolean, what: string, timeoutMs = 10_000) => {
     const t0 = performance.now();
-    const ok = await pollUntil(() => (on.every(check) ? true : undefined), { timeoutMs: timeoutMs * slow, intervalMs: 5 });
-    assert.ok(ok, `${what} on ${on.map((n) => n.name).join(", ")}`);
+    let probes = 0;
+    let slowest = 0;
+    const ok = await pollUntil(
+      () => {
+        const p0 = performance.now();
+        probes += 1;
+        const all = on.every(check);
+        slowest = Math.max(slowest, performance.now() - p0);
+        return all ? true : undefined;
+      },
+      { timeoutMs: timeoutMs * slow, intervalMs: 5 },
+    );
+    const now = on.map((n) => `${n.name}: ${differences(data(n1), data(n))}`).join("; ");
+    assert.ok(
+      ok,
+      `${what} on ${on.map((n) => n.name).join(", ")}: ${probes} probes in ${Math.round(performance.now() - t0)} ms (slowest ${Math.round(slowest)} ms); last mismatch: ${lastMismatch}; differences from n1 now: ${now}`,
+    );
     return performance.now() - t0;
   };
+  /** Why the last `same` check failed (a failure message says it). */
+  let lastMismatch = "";
   const same = (from: LabNode) => (n: LabNode) => {
     try {
       const a = visible(data(n));
-      assert.ok(a !== null);
+      assert.ok(a !== null, `a file vanished under the walk (${lastVanished})`);
       assert.deepEqual(a, visible(data(from)));
       return true;
-    } catch {
+    } catch (e) {
+      lastMismatch = `${n.name}: ${String(e).slice(0, 600)}`;
       return false;
     }
   };

@@ -142,18 +142,28 @@ export function sleep(ms: number): Promise<void> {
 
 /**
  * Poll `probe` until it returns a non-undefined value, at most `attempts` times
- * and at most `timeoutMs` in total. Returns undefined when it never succeeded.
+ * (one more when the last one crossed the deadline) and for `timeoutMs`.
+ * Returns undefined when it never succeeded.
+ *
+ * The deadline bounds when a probe may START: a probe that began before it and
+ * ended after it (a slow one: a tree walk that waited on a busy disk's journal)
+ * saw the world as it was when it began, so one more probe runs, and its answer
+ * is the poll's. Without it, a condition that came true during a 10 s stall of
+ * that walk failed the test (data.lab.test.ts, CI 2026-12-06).
  */
 export async function pollUntil<T>(probe: () => Promise<T | undefined> | T | undefined, opts: { timeoutMs: number; intervalMs?: number; attempts?: number }): Promise<T | undefined> {
   const deadline = performance.now() + opts.timeoutMs;
   const intervalMs = opts.intervalMs ?? 50;
   const attempts = opts.attempts ?? Math.max(1, Math.ceil(opts.timeoutMs / Math.max(1, intervalMs)) + 1);
-  for (let i = 0; i < attempts; i++) {
+  for (let i = 0; i < attempts + 1; i++) {
+    const startedAt = performance.now();
     const v = await probe();
     if (v !== undefined) return v;
+    if (startedAt >= deadline) break;
     const left = deadline - performance.now();
-    if (left <= 0) break;
-    await sleep(Math.min(intervalMs, left));
+    // Out of attempts: only a probe that crossed the deadline earns one more.
+    if (i + 1 >= attempts && left > 0) break;
+    if (left > 0) await sleep(Math.min(intervalMs, left));
   }
   return undefined;
 }
