@@ -103,12 +103,14 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
       },
       { timeoutMs: timeoutMs * slow, intervalMs: 5 },
     );
-    const now = on.map((n) => `${n.name}: ${differences(data(n1), data(n))}`).join("; ");
-    assert.ok(
-      ok,
-      `${what} on ${on.map((n) => n.name).join(", ")}: ${probes} probes in ${Math.round(performance.now() - t0)} ms (slowest ${Math.round(slowest)} ms); last mismatch: ${lastMismatch}; differences from n1 now: ${now}`,
-    );
-    return performance.now() - t0;
+    const ms = performance.now() - t0;
+    if (!ok) {
+      const now = on.map((n) => `${n.name}: ${differences(data(n1), data(n))}`).join("; ");
+      assert.fail(
+        `${what} on ${on.map((n) => n.name).join(", ")}: ${probes} probes in ${Math.round(ms)} ms (slowest ${Math.round(slowest)} ms); last mismatch: ${lastMismatch}; differences from n1 now: ${now}`,
+      );
+    }
+    return ms;
   };
   /** Why the last `same` check failed (a failure message says it). */
   let lastMismatch = "";

@@ -146,10 +146,10 @@ export function sleep(ms: number): Promise<void> {
  * Returns undefined when it never succeeded.
  *
  * The deadline bounds when a probe may START: a probe that began before it and
- * ended after it (a slow one: a tree walk that waited on a busy disk's journal)
- * saw the world as it was when it began, so one more probe runs, and its answer
- * is the poll's. Without it, a condition that came true during a 10 s stall of
- * that walk failed the test (data.lab.test.ts, CI 2026-12-06).
+ * ended after it (a slow one: a synchronous tree walk that stalled) saw the
+ * world as it was when it began, so one more probe runs, and its answer is the
+ * poll's. Without it, a condition that came true during a multi-second stall of
+ * such a walk failed the test (data.lab.test.ts, CI of 2026-12-06).
  */
 export async function pollUntil<T>(probe: () => Promise<T | undefined> | T | undefined, opts: { timeoutMs: number; intervalMs?: number; attempts?: number }): Promise<T | undefined> {
   const deadline = performance.now() + opts.timeoutMs;
