@@ -19,7 +19,7 @@ import { test } from "node:test";
 import { dataCluster, dataDir as data } from "./data-setup.js";
 import { agentLoadMs, LabCluster, pollUntil, type LabNode } from "./harness/index.js";
 import { SYNC_SSH_PORT } from "./harness/cluster.js";
-import { percentile, snapshotTree, type TreeEntry } from "./harness/sync.js";
+import { modeAndOwner, percentile, snapshotTree, type TreeEntry } from "./harness/sync.js";
 
 const TMP = ".understudy-tmp";
 
@@ -30,7 +30,7 @@ const TMP = ".understudy-tmp";
 function visible(root: string): Record<string, TreeEntry> | null {
   try {
     const st = lstatSync(root);
-    const out: Record<string, TreeEntry> = { ".": { type: "dir", mode: (st.mode & 0o7777).toString(8).padStart(4, "0"), uid: st.uid, gid: st.gid } };
+    const out: Record<string, TreeEntry> = { ".": { type: "dir", ...modeAndOwner(st) } };
     for (const name of readdirSync(root)) {
       if (name === TMP) continue;
       for (const [k, v] of Object.entries(snapshotTree(join(root, name)))) out[k === "." ? name : join(name, k)] = v;

@@ -122,13 +122,18 @@ export interface TreeEntry {
   target?: string;
 }
 
+/** An entry's mode (4 octal digits) and numeric owner, as TreeEntry holds them. */
+export function modeAndOwner(st: { mode: number; uid: number; gid: number }): Pick<TreeEntry, "mode" | "uid" | "gid"> {
+  return { mode: (st.mode & 0o7777).toString(8).padStart(4, "0"), uid: st.uid, gid: st.gid };
+}
+
 /** Every entry under `root` (and root itself as "."), by relative path: type, mode, owner, content hash or link target. */
 export function snapshotTree(root: string): Record<string, TreeEntry> {
   const out: Record<string, TreeEntry> = {};
   const walk = (p: string) => {
     const st = lstatSync(p);
     const rel = relative(root, p) || ".";
-    const base = { mode: (st.mode & 0o7777).toString(8).padStart(4, "0"), uid: st.uid, gid: st.gid };
+    const base = modeAndOwner(st);
     if (st.isSymbolicLink()) out[rel] = { type: "symlink", ...base, target: readlinkSync(p) };
     else if (st.isFile()) out[rel] = { type: "file", ...base, sha256: createHash("sha256").update(readFileSync(p)).digest("hex") };
     else if (st.isDirectory()) {
