@@ -168,13 +168,20 @@ export class ApplyRun {
     return true;
   }
 
-  /** Seed the hash cache with the live paths just placed, so the next verify of the root reads nothing again. */
-  async remember(cache: HashCache, placed: readonly ManifestEntry[]): Promise<void> {
+  /**
+   * Seed the hash cache with the live paths just placed, so the next verify of
+   * the root reads nothing again. A file in `carried` (it went live inside a
+   * directory moved whole, untouched since the checks' walk) keeps the key that
+   * walk cached under its staged path: renaming a directory leaves the files
+   * below it as they were, and a first sync of 10,000 files needs no lstat here.
+   */
+  async remember(cache: HashCache, placed: readonly ManifestEntry[], carried: (e: ManifestEntry) => boolean = () => false): Promise<void> {
     await InFlight.each(
       placed.filter((e) => e.type === "file" && e.sha256 !== undefined),
       PLACE_IN_FLIGHT,
       async (e) => {
         const abs = path.join(this.live, e.path);
+        if (carried(e) && cache.carry(path.join(this.staged, e.path), abs)) return;
         const st = await lstat(abs, { bigint: true }).catch(() => undefined);
         if (st?.isFile()) cache.remember(abs, st, e.sha256!);
       },

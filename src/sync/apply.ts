@@ -153,11 +153,8 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
     // durable and never visible with a wider mode), ~10x faster for thousands of small files.
     const stagedByPath = owner ? new Map(staged.entries.map((e) => [e.path, e])) : null;
     const differs = (e: ManifestEntry) => stagedByPath !== null && !sameOwnerAndMode(stagedByPath.get(e.path), e);
-    await run.steps(
-      placed.filter((e) => e.type !== "dir" && differs(e)),
-      (e) => run.prepare(e),
-      false,
-    );
+    const prepared = placed.filter((e) => e.type !== "dir" && differs(e));
+    await run.steps(prepared, (e) => run.prepare(e), false);
     // A directory new to the live tree goes live whole, with one rename, where staging holds
     // nothing the manifest leaves out (no filters, nothing skipped): a first sync of 10,000
     // files in 100 directories is 100 renames, not 10,100.
@@ -189,7 +186,9 @@ export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
       placed.filter((e) => e.type !== "dir" && !inMoved(e.path)),
       (e) => run.place(e),
     );
-    if (opts.cache) await run.remember(opts.cache, placed);
+    // A prepared file's chown changed its ctime after the checks cached its key: it is read again.
+    const touchedAfterCheck = new Set(prepared);
+    if (opts.cache) await run.remember(opts.cache, placed, (e) => inMoved(e.path) && !touchedAfterCheck.has(e));
     const liveByPath = new Map(live.entries.map((e) => [e.path, e]));
     const gone = diff.removed.map((p) => liveByPath.get(p)!);
     for (const e of gone.filter((g) => g.type !== "dir")) await run.step(e.path, () => run.remove(e));

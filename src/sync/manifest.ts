@@ -124,6 +124,20 @@ export class HashCache {
     this.set(abs, statKey(st), sha256);
   }
 
+  /**
+   * Move what is known of `from` to `to`: the same file, renamed with a
+   * directory above it (its inode, size, mtime and ctime are unchanged, so the
+   * key still holds). Returns false when nothing was known of `from`. A file
+   * changed in between only misses the cache at its next lookup.
+   */
+  carry(from: string, to: string): boolean {
+    const hit = this.byPath.get(from);
+    if (!hit) return false;
+    this.byPath.delete(from);
+    this.byPath.set(to, hit);
+    return true;
+  }
+
   /** Drop entries under `dir` that are not in `seen` (files deleted since). */
   prune(dir: string, seen: ReadonlySet<string>): void {
     const prefix = dir.endsWith("/") ? dir : `${dir}/`;

@@ -1,46 +1,18 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { lstat, readFile, readlink, rename, rm, stat, unlink, writeFile, chmod } from "node:fs/promises";
+import { lstat, readFile, readlink, rename, stat, unlink, writeFile, chmod } from "node:fs/promises";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { isUnderstudyError } from "../../../src/errors/catalogue.js";
 import { SpawnCommandRunner, type CommandRunner } from "../../../src/platform/command.js";
-import { applyStaged, prepareStagingDir, stagingDirFor } from "../../../src/sync/apply.js";
-import { HashCache, buildManifest, type Manifest, type SyncRoot } from "../../../src/sync/manifest.js";
+import { applyStaged, prepareStagingDir } from "../../../src/sync/apply.js";
+import { buildManifest, type Manifest } from "../../../src/sync/manifest.js";
 import { StrictCommandRunner } from "../../fakes/command.js";
 import { copyTree, makeTree, snapshot, tempDir, type TreeSpec } from "../../fakes/tree.js";
 import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
+import { applySetups } from "./apply-setup.js";
 
-let base = "";
-let cleanup = async () => {};
-let n = 0;
-before(async () => ({ dir: base, cleanup } = await tempDir("apply")));
-after(() => cleanup());
-
-interface Setup {
-  readonly root: SyncRoot;
-  /** The primary's tree (what the transport copies from). */
-  readonly primary: string;
-  readonly stage: string;
-  /** Copy the primary's tree into a fresh staging dir (stands in for the rsync transport); returns the primary's manifest. */
-  restage(): Promise<Manifest>;
-}
-
-async function setup(primarySpec: TreeSpec, liveSpec: TreeSpec | undefined, over: Partial<SyncRoot> = {}): Promise<Setup> {
-  const caseDir = path.join(base, `case${n++}`);
-  const root: SyncRoot = { name: "ssh", path: path.join(caseDir, "etc-ssh"), include: [], exclude: [], maxFileBytes: 1 << 20, ...over };
-  const primary = path.join(caseDir, "primary");
-  await makeTree(primary, primarySpec);
-  if (liveSpec) await makeTree(root.path, liveSpec);
-  const stage = stagingDirFor(root);
-  const restage = async () => {
-    await rm(stage, { recursive: true, force: true });
-    await prepareStagingDir(root);
-    copyTree(primary, stage);
-    return buildManifest(root, primary);
-  };
-  return { root, primary, stage, restage };
-}
+const setup = applySetups("apply");
 
 const modeOf = async (p: string) => (await lstat(p)).mode & 0o7777;
 const code = (c: string, re?: RegExp) => (e: unknown) => isUnderstudyError(e) && e.code === c && (re === undefined || re.test(e.message));
@@ -228,27 +200,6 @@ describe("applyStaged", () => {
     assert.deepEqual(await snapshot(s.root.path), before);
   });
 
-  it("with a hash cache, the files just placed are remembered under their live paths: the next verify reads nothing", async () => {
-    const s = await setup(PRIMARY, { sshd_config: "Port 2222\n" });
-    const expected = await s.restage();
-    const hashed: string[] = [];
-    const cache = new (class extends HashCache {
-      override set(abs: string, key: string, sha256: string): void {
-        hashed.push(abs);
-        super.set(abs, key, sha256);
-      }
-    })();
-    await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, cache });
-    hashed.length = 0;
-    const live = await buildManifest(s.root, s.root.path, cache);
-    assert.equal(live.digest, expected.digest);
-    assert.deepEqual(
-      hashed.filter((p) => p.startsWith(s.root.path)),
-      [],
-      "no live file re-hashed",
-    );
-  });
-
   it("a staged file that vanishes after the checks fails the apply before anything goes live", async () => {
     const s = await setup({ "a.conf": "new a", "z.conf": "new z" }, { "a.conf": "old a", "z.conf": "old z" });
     const expected = await s.restage();
@@ -277,9 +228,12 @@ describe("applyStaged", () => {
       applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: path.join(s.root.path, "stage"), expected }),
       code("US_E_SYNC_STAGING_FS", /inside the root/),
     );
-    await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: path.join(base, "missing"), expected }), code("US_E_SYNC_STAGING_FS", /ENOENT/));
+    await assert.rejects(
+      applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: path.join(path.dirname(s.primary), "missing"), expected }),
+      code("US_E_SYNC_STAGING_FS", /ENOENT/),
+    );
     const shm = await stat("/dev/shm").catch(() => undefined);
-    if (shm && shm.dev !== (await stat(base)).dev) {
+    if (shm && shm.dev !== (await stat(s.primary)).dev) {
       const other = await tempDir("apply-xfs", "/dev/shm");
       try {
         copyTree(s.primary, other.dir);
