@@ -55,6 +55,13 @@ export interface ApplyOptions {
    * apply with nothing changed by it.
    */
   readonly beforeApply?: (target: Manifest, live: Manifest) => Promise<boolean>;
+  /**
+   * The staged manifest checkStaged just returned, when nothing can have
+   * written into the staged tree since (no validator or hook ran in between):
+   * the apply trusts it instead of walking the tree again. Without it, every
+   * check but the validator runs again first (a validator may write into staging).
+   */
+  readonly checked?: Manifest;
 }
 
 /** Path lists are relative and sorted; `removed` leaves out directories kept (see notes). */
@@ -116,7 +123,8 @@ const MAX_RESCUE_ROUNDS = 5;
 export async function applyStaged(opts: ApplyOptions): Promise<ApplySummary> {
   const { root, stagedDir } = opts;
   // Pre-checks: none of these touch the live tree.
-  const { staged, liveExists } = await checkStaged(opts);
+  const trusted = opts.checked?.digest === opts.expected.digest ? opts.checked : undefined;
+  const { staged, liveExists } = trusted ? { staged: trusted, liveExists: await checkStaging(root, stagedDir) } : await checkStaged(opts);
 
   const owner = opts.owner;
   const target = owner

@@ -161,6 +161,11 @@ export class StandbySide {
     const { store, log } = this.deps;
     const ledger = this.ledger;
     // Roots are independent (root-pass.ts): stage every changed root, check each, apply the checked ones.
+    // Between a root's check and its apply, understudy runs only validators (its own, other roots')
+    // and hooks (post_sync; a post_publish still running from a term as primary): without any
+    // configured, nothing of ours writes into staging, and the apply need not walk it again.
+    const checked = new Map<string, Manifest>();
+    const trustChecks = !ledger.roots.some((r) => r.validate !== undefined || r.postSync !== undefined || r.postPublish !== undefined);
     const { staged, aborted } = await runRootPass<EngineRoot>(
       {
         roots: ledger.roots,
@@ -168,8 +173,11 @@ export class StandbySide {
         want: pub.roots,
         held: () => ledger.held.roots,
         stage: (r) => this.stageRoot(r, address),
-        check: async (r, stage, named) => void (await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), ...(r.validate ? { validate: r.validate } : {}), named })),
-        apply: (r, stage) => this.applyRoot(r, stage, pub, againstIncoming.includes(r.name)),
+        check: async (r, stage, named) => {
+          const c = await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), ...(r.validate ? { validate: r.validate } : {}), named });
+          if (trustChecks) checked.set(r.name, c.staged);
+        },
+        apply: (r, stage) => this.applyRoot(r, stage, pub, againstIncoming.includes(r.name), checked.get(r.name)),
         aborted: this.aborted,
       },
       failed,
@@ -249,7 +257,7 @@ export class StandbySide {
   }
 
   /** Move a checked staged root into place (its checks run again, cheaply, on the cached hashes), then its post_sync. */
-  private async applyRoot(r: EngineRoot, stage: Staged, pub: SyncGeneration, againstIncoming: boolean): Promise<void> {
+  private async applyRoot(r: EngineRoot, stage: Staged, pub: SyncGeneration, againstIncoming: boolean, checked: Manifest | undefined): Promise<void> {
     const { store, runner, clock, settings, log, node } = this.deps;
     const ledger = this.ledger;
     const want = pub.roots[r.name]!;
@@ -268,6 +276,7 @@ export class StandbySide {
     try {
       summary = await applyStaged({
         ...this.applyOptions(r, stage.dir, want),
+        ...(checked ? { checked } : {}),
         // Called again while it rescues (an edit made during a rescue); the files it moved out then read
         // as removed locally, which is no news after the first round.
         beforeApply: (target: Manifest, live: Manifest) => this.rescue(r, againstIncoming ? target : (known ?? target), live, ++round > 1),
