@@ -180,6 +180,8 @@ interface RsyncRun {
   singleMs: number | null;
   parallelMs: number | null;
   parallelEachMs: (number | null)[];
+  /** The `sync` right after the parallel run: writing back what plain rsync left in the page cache. */
+  flushAfterMs?: number;
   error?: string;
 }
 
@@ -188,6 +190,8 @@ interface RsyncResult {
   runs: RsyncRun[];
   singleMs: number | null;
   parallelMs: number | null;
+  /** Median of parallel run + the `sync` after it: plain rsync made as durable as understudy's apply. */
+  durableParallelMs?: number | null;
   verify?: TreeDiff;
   /** Reference: `rsync -a --fsync` to both standbys at once. */
   fsyncParallelMs?: number;
@@ -291,14 +295,20 @@ async function plainRsyncBaseline(c: LabCluster, res: Results, first: number, la
       r.parallelEachMs = both.map((b) => (b.x.code === 0 ? b.x.ms : null));
       const bad = both.find((b) => b.x.code !== 0);
       if (bad) throw new Error(`parallel rsync failed (${bad.x.code}): ${bad.x.stderr.trim().slice(-300)}`);
+      const f0 = performance.now();
+      await flush();
+      r.flushAfterMs = performance.now() - f0;
     } catch (e) {
       r.error = (e as Error).message;
     }
-    log(`  rsync run ${i}: one standby ${sec(r.singleMs)}, two in parallel ${sec(r.parallelMs)} (${r.parallelEachMs.map(sec).join(" / ")})${r.error ? ` ERROR ${r.error}` : ""}`);
+    log(
+      `  rsync run ${i}: one standby ${sec(r.singleMs)}, two in parallel ${sec(r.parallelMs)} (${r.parallelEachMs.map(sec).join(" / ")}), then sync ${sec(r.flushAfterMs ?? null)}${r.error ? ` ERROR ${r.error}` : ""}`,
+    );
   }
   for (const n of [n2, n3]) rmSync(dst(n), { recursive: true, force: true });
   out.singleMs = median(out.runs.map((r) => r.singleMs).filter((x): x is number => x !== null));
   out.parallelMs = median(out.runs.map((r) => r.parallelMs).filter((x): x is number => x !== null));
+  out.durableParallelMs = median(out.runs.flatMap((r) => (r.parallelMs !== null && r.flushAfterMs !== undefined ? [r.parallelMs + r.flushAfterMs] : [])));
   if (out.verify && first === 1) log(`  rsync -a copy vs the source: ${describeDiff(out.verify)}`);
 }
 
@@ -564,6 +574,8 @@ function report(res: Results, opts: Options): string {
   };
   rows2.push(["plain rsync -a, one standby", sec(rs?.singleMs), xf(ratio(rs?.singleMs, rs?.parallelMs)), "1.00×", rs?.verify ? (rs.verify.identical ? "yes" : describeDiff(rs.verify)) : "-"]);
   rows2.push(["plain rsync -a, two standbys in parallel", sec(rs?.parallelMs), "1.00×", xf(ratio(rs?.parallelMs, rs?.singleMs)), ""]);
+  if (rs?.durableParallelMs != null)
+    rows2.push(["(reference) the same + one sync after it (durable)", sec(rs.durableParallelMs), xf(ratio(rs.durableParallelMs, rs.parallelMs)), xf(ratio(rs.durableParallelMs, rs.singleMs)), ""]);
   if (rs?.fsyncParallelMs !== undefined)
     rows2.push(["(reference) rsync -a --fsync, two in parallel", sec(rs.fsyncParallelMs), xf(ratio(rs.fsyncParallelMs, rs.parallelMs)), xf(ratio(rs.fsyncParallelMs, rs.singleMs)), ""]);
   rows2.push(["understudy: standbys join -> both in sync", sec(full?.joinMs), xf(ratio(full?.joinMs, rs?.parallelMs)), xf(ratio(full?.joinMs, rs?.singleMs)), ident(full?.verify)]);
