@@ -161,9 +161,10 @@ export class StandbySide {
     const { store, log } = this.deps;
     const ledger = this.ledger;
     // Roots are independent (root-pass.ts): stage every changed root, check each, apply the checked ones.
-    // Between a root's check and its apply, understudy runs only validators (its own, other roots')
-    // and hooks (post_sync; a post_publish still running from a term as primary): without any
-    // configured, nothing of ours writes into staging, and the apply need not walk it again.
+    // Of what understudy runs between a root's check and its apply, only a validator (its own,
+    // another root's) is handed a staged path; per-root hooks (post_sync, a post_publish still
+    // running from a term as primary) get live paths but count too, out of caution. With none
+    // configured, the apply takes the checks' manifest instead of walking staging again.
     const checked = new Map<string, Manifest>();
     const trustChecks = !ledger.roots.some((r) => r.validate !== undefined || r.postSync !== undefined || r.postPublish !== undefined);
     const { staged, aborted } = await runRootPass<EngineRoot>(
@@ -256,7 +257,7 @@ export class StandbySide {
     return { dir: staging, pullMs: clock.monotonicMs() - t0 };
   }
 
-  /** Move a checked staged root into place (its checks run again, cheaply, on the cached hashes), then its post_sync. */
+  /** Move a checked staged root into place (its checks run again, cheaply, on the cached hashes, unless `checked` is given), then its post_sync. */
   private async applyRoot(r: EngineRoot, stage: Staged, pub: SyncGeneration, againstIncoming: boolean, checked: Manifest | undefined): Promise<void> {
     const { store, runner, clock, settings, log, node } = this.deps;
     const ledger = this.ledger;
