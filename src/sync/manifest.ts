@@ -149,7 +149,8 @@ export class HashCache {
   }
 }
 
-function statKey(st: BigIntStats): string {
+/** The cache key of a file: its stat identity (see HashCache). */
+export function statKey(st: BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 

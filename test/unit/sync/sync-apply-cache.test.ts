@@ -9,7 +9,7 @@ import { describe, it } from "node:test";
 import { SpawnCommandRunner } from "../../../src/platform/command.js";
 import { NODE_DURABLE_FS } from "../../../src/platform/node-durable-fs.js";
 import { applyStaged } from "../../../src/sync/apply.js";
-import { HashCache, buildManifest } from "../../../src/sync/manifest.js";
+import { HashCache, buildManifest, statKey } from "../../../src/sync/manifest.js";
 import { isRoot } from "../../fakes/tree.js";
 import { applySetups } from "./apply-setup.js";
 
@@ -54,9 +54,7 @@ describe("applyStaged with a hash cache", () => {
     for (const rel of LIVE_FILES.slice(1)) assert.equal(cache.carry(path.join(s.stage, rel), "/nowhere"), false, `${rel}: nothing left under the staged path`);
     for (const rel of LIVE_FILES) {
       const abs = path.join(s.root.path, rel);
-      const st = await lstat(abs, { bigint: true });
-      const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-      assert.ok(cache.get(abs, key), `${rel}: the cached key is the live file's stat identity`);
+      assert.ok(cache.get(abs, statKey(await lstat(abs, { bigint: true }))), `${rel}: the cached key is the live file's stat identity`);
     }
     cache.hashed = [];
     assert.equal((await buildManifest(s.root, s.root.path, cache)).digest, expected.digest);
