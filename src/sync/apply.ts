@@ -13,7 +13,7 @@ import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { CommandRunner } from "../platform/command.js";
 import { isWithin } from "./within.js";
 import type { DurableFs } from "../platform/durable-fs.js";
-import type { FileHasher } from "./hasher.js";
+import type { TreeReader } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkSyncRoot, type SyncRoot } from "./paths.js";
 import { runValidator } from "./validate.js";
@@ -46,7 +46,7 @@ export interface ApplyOptions {
   /** Reuse hashes of unchanged files across applies (staged and live trees). */
   readonly cache?: HashCache;
   /** Hash files off the calling thread (hasher.ts). */
-  readonly hasher?: FileHasher;
+  readonly hasher?: TreeReader;
   /**
    * Called after every check passed and before the first live change, with
    * the tree about to go live (owner applied): e.g. rescue local files that

@@ -55,7 +55,7 @@ export class SyncEngine {
 
   constructor(private readonly deps: SyncEngineDeps) {
     this.hasher = deps.hasher;
-    this.ledger = new SyncLedger(deps, deps.hasher?.hash);
+    this.ledger = new SyncLedger(deps, deps.hasher);
     this.primary = new PrimarySide(
       deps,
       this.ledger,

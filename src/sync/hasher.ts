@@ -1,11 +1,15 @@
-// File hashing off the main thread. A primary that builds the manifest of a
-// large root (1 GiB: seconds of SHA-256) on its event loop, on a busy host,
-// delayed its own lease renewals past the fence deadline (seen in bench/sync).
-// One worker thread, started on first use and stopped when idle, keeps the
-// event loop free for the lease.
+// File hashing and directory listing off the main thread. A primary that
+// builds the manifest of a large root (1 GiB: seconds of SHA-256) on its event
+// loop, on a busy host, delayed its own lease renewals past the fence deadline
+// (seen in bench/sync). One worker thread, started on first use and stopped
+// when idle, keeps the event loop free for the lease. It also lists a
+// directory with its entries' lstat in one request: synchronous calls there
+// block no one, and cost ~5 µs each against ~40 µs of CPU for an async lstat
+// and its promise on the event loop.
 import { Worker } from "node:worker_threads";
 import { UnderstudyError, describeError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
+import { listedFromWorker, workerError, type DirLister, type WorkerListing } from "./listing.js";
 
 export interface FileHash {
   readonly size: number;
@@ -15,13 +19,45 @@ export interface FileHash {
 /** What hashes a file for buildManifest: in the calling thread by default, or a HashWorker. */
 export type FileHasher = (abs: string, maxBytes: number) => Promise<FileHash>;
 
+/** What buildManifest reads a tree with: a hasher alone, or one that also lists directories (a HashWorker). */
+export type TreeReader = FileHasher | { readonly hash: FileHasher; readonly list?: DirLister };
+
 // Plain JS, evaluated in the worker: it must not import project modules (works the same under tsx and from dist/).
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
-const { openSync, fstatSync, readSync, closeSync, constants } = require("node:fs");
+const { openSync, fstatSync, readSync, closeSync, readdirSync, lstatSync, constants } = require("node:fs");
 const { createHash } = require("node:crypto");
+const { join } = require("node:path");
 const buf = Buffer.allocUnsafe(1 << 20);
-parentPort.on("message", ({ id, abs, max }) => {
+const failed = (e) => ({ error: String((e && e.message) || e), code: e && e.code });
+const kindOf = (st) =>
+  st.isDirectory() ? "dir" : st.isFile() ? "file" : st.isSymbolicLink() ? "symlink" : st.isSocket() ? "socket"
+  : st.isFIFO() ? "fifo" : st.isBlockDevice() ? "block-device" : st.isCharacterDevice() ? "char-device" : "unknown";
+// A directory's names, each with its lstat (never followed) as [name, kind, mode, uid, gid, size, mtimeMs, key]
+// (key: manifest.ts statKey's text) or [name, null, error, code] when that entry could not be read.
+function list(id, dir) {
+  let names;
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    parentPort.postMessage({ id, ...failed(e) });
+    return;
+  }
+  const entries = [];
+  for (const name of names) {
+    try {
+      const st = lstatSync(join(dir, name), { bigint: true });
+      const key = st.dev + ":" + st.ino + ":" + st.size + ":" + st.mtimeNs + ":" + st.ctimeNs;
+      entries.push([name, kindOf(st), Number(st.mode & 0o7777n), Number(st.uid), Number(st.gid), Number(st.size), Number(st.mtimeMs), key]);
+    } catch (e) {
+      const f = failed(e);
+      entries.push([name, null, f.error, f.code]);
+    }
+  }
+  parentPort.postMessage({ id, entries });
+}
+parentPort.on("message", ({ id, op, abs, max }) => {
+  if (op === "list") return list(id, abs);
   let fd;
   try {
     // O_NOFOLLOW/O_NONBLOCK: a file swapped for a link or a FIFO after lstat fails instead of being followed or hanging.
@@ -40,7 +76,7 @@ parentPort.on("message", ({ id, abs, max }) => {
     }
     parentPort.postMessage({ id, size, sha256: h.digest("hex") });
   } catch (e) {
-    parentPort.postMessage({ id, error: String(e && e.message || e), code: e && e.code });
+    parentPort.postMessage({ id, ...failed(e) });
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
@@ -54,11 +90,14 @@ interface Reply {
   readonly tooLarge?: number;
   readonly error?: string;
   readonly code?: string;
+  readonly entries?: WorkerListing;
 }
 
 /** What the sync engine hashes with: a HashWorker in the agent, a fake (or none: in-thread) in tests. */
 export interface FileHashService {
   readonly hash: FileHasher;
+  /** Lists a directory with its entries' lstat (a HashWorker); absent: the walk lists in the calling thread. */
+  readonly list?: DirLister;
   close(): Promise<void>;
 }
 
@@ -66,7 +105,7 @@ export class HashWorker implements FileHashService {
   private worker: Worker | undefined;
   private seq = 0;
   /** Requests in flight, each with the worker it went to (a worker that exits fails only its own). */
-  private readonly waiting = new Map<number, { resolve: (h: FileHash) => void; reject: (e: Error) => void; max: number; worker: Worker }>();
+  private readonly waiting = new Map<number, { settle: (m: Reply) => void; reject: (e: Error) => void; worker: Worker }>();
   private idle: TimerHandle | undefined;
 
   /** The idle timer runs on `clock` (required: createSyncEngine passes the agent's; a FakeClock in tests). */
@@ -77,13 +116,32 @@ export class HashWorker implements FileHashService {
 
   readonly hash: FileHasher = (abs, maxBytes) =>
     new Promise<FileHash>((resolve, reject) => {
-      const id = ++this.seq;
-      const worker = this.ensure();
-      this.waiting.set(id, { resolve, reject, max: maxBytes, worker });
-      worker.postMessage({ id, abs, max: maxBytes });
-      this.idle?.cancel();
-      this.idle = undefined;
+      const settle = (m: Reply): void => {
+        if (m.tooLarge !== undefined) reject(Object.assign(new Error("too large"), { tooLarge: m.tooLarge }));
+        else if (m.error !== undefined) reject(workerError(m.error, m.code));
+        else resolve({ size: m.size!, sha256: m.sha256! });
+      };
+      this.send({ abs, max: maxBytes }, settle, reject);
     });
+
+  /** One directory, listed and lstat'ed in the worker (served in order with the hashes). */
+  readonly list: DirLister = (dir) =>
+    new Promise((resolve, reject) => {
+      const settle = (m: Reply): void => {
+        if (m.error !== undefined) reject(workerError(m.error, m.code));
+        else resolve(listedFromWorker(m.entries ?? []));
+      };
+      this.send({ op: "list", abs: dir }, settle, reject);
+    });
+
+  private send(msg: { op?: "list"; abs: string; max?: number }, settle: (m: Reply) => void, reject: (e: Error) => void): void {
+    const id = ++this.seq;
+    const worker = this.ensure();
+    this.waiting.set(id, { settle, reject, worker });
+    worker.postMessage({ id, ...msg });
+    this.idle?.cancel();
+    this.idle = undefined;
+  }
 
   private ensure(): Worker {
     if (this.worker) return this.worker;
@@ -104,9 +162,7 @@ export class HashWorker implements FileHashService {
     const p = this.waiting.get(m.id);
     if (!p) return;
     this.waiting.delete(m.id);
-    if (m.tooLarge !== undefined) p.reject(Object.assign(new Error("too large"), { tooLarge: m.tooLarge }));
-    else if (m.error !== undefined) p.reject(Object.assign(new Error(m.error), { code: m.code }));
-    else p.resolve({ size: m.size!, sha256: m.sha256! });
+    p.settle(m);
     if (this.waiting.size === 0) {
       this.idle?.cancel();
       this.idle = this.clock.setTimer(this.idleMs, () => void this.close().catch(() => undefined));

@@ -6,7 +6,7 @@ import { describeError } from "../errors/catalogue.js";
 import type { SyncGeneration } from "../coordinator/port.js";
 import type { HookResult, RootHookJob } from "./change-hooks.js";
 import type { EngineRoot, SyncEngineDeps, SyncEvent, SyncStatus } from "./engine-types.js";
-import type { FileHasher } from "./hasher.js";
+import type { TreeReader } from "./hasher.js";
 import { HashCache, type Manifest } from "./manifest.js";
 import { applyOrder } from "./placeholders.js";
 import { RootTracker } from "./root-status.js";
@@ -29,8 +29,8 @@ export class SyncLedger {
 
   constructor(
     private readonly deps: SyncEngineDeps,
-    /** Hashes files for manifests (a worker thread in the agent; in the calling thread when undefined). */
-    readonly hash: FileHasher | undefined,
+    /** Hashes files and lists directories for manifests (a worker thread in the agent; in the calling thread when undefined). */
+    readonly hash: TreeReader | undefined,
   ) {
     this.roots = deps.settings.roots;
     this.ordered = applyOrder(this.roots);

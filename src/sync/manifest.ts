@@ -7,8 +7,11 @@ import path from "node:path";
 import { UnderstudyError, isUnderstudyError, describeError } from "../errors/catalogue.js";
 import { InFlight } from "../platform/in-flight.js";
 import { compileGlobs } from "./glob.js";
-import { isTooLarge, type FileHasher } from "./hasher.js";
+import { isTooLarge, type FileHasher, type TreeReader } from "./hasher.js";
+import { entryStatOf, statKey, type DirLister, type EntryStat } from "./listing.js";
 import { checkRelativePath, checkSymlinkInside, checkSyncRoot, type SyncRoot } from "./paths.js";
+
+export { statKey } from "./listing.js";
 
 export type { SyncRoot } from "./paths.js";
 
@@ -149,11 +152,6 @@ export class HashCache {
   }
 }
 
-/** The cache key of a file: its stat identity (see HashCache). */
-export function statKey(st: BigIntStats): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
-
 export interface WalkOptions {
   /** Stops the walk between entries by throwing its reason. */
   readonly signal?: AbortSignal;
@@ -178,7 +176,7 @@ const vanished = (e: unknown): boolean => (e as { code?: unknown } | null)?.code
  * are recorded, never followed, and must resolve inside the root. Throws
  * US_E_SYNC_UNSAFE_PATH, US_E_SYNC_FILE_TOO_LARGE or US_E_SYNC_UNREADABLE.
  */
-export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache, hasher?: FileHasher, opts: WalkOptions = {}): Promise<Manifest> {
+export async function buildManifest(root: SyncRoot, dir: string = root.path, cache?: HashCache, reader?: TreeReader, opts: WalkOptions = {}): Promise<Manifest> {
   const { signal, pace } = opts;
   checkSyncRoot(root);
   const excluded = compileGlobs(root.exclude);
@@ -186,35 +184,59 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   const includeAll = root.include.length === 0;
   const entries: ManifestEntry[] = [];
   const skipped: SkippedEntry[] = [];
+  const hasher: FileHasher | undefined = typeof reader === "function" ? reader : reader?.hash;
+  const lister: DirLister | undefined = typeof reader === "function" ? undefined : reader?.list;
 
   const fail = (rel: string, e: unknown): never => {
     if (isUnderstudyError(e)) throw e;
     throw new UnderstudyError("US_E_SYNC_UNREADABLE", { root: root.name, path: rel || ".", cause: describeError(e) }, { cause: e });
   };
+  // Names in code-unit order, each checked and matched against the excludes before it is used.
+  const keep = (relDir: string, names: string[]): string[] =>
+    names
+      .sort(compare)
+      .map((name) => (relDir === "" ? name : `${relDir}/${name}`))
+      .filter((rel) => (checkRelativePath(root.name, rel), !excluded(rel)));
+
+  // The entries of relDir kept by the excludes, each with its lstat (undefined: deleted since
+  // the readdir); null when relDir itself was deleted after its parent listed it.
+  async function list(relDir: string): Promise<{ rel: string; st: EntryStat | undefined }[] | null> {
+    const gone = (e: unknown): null => (relDir !== "" && vanished(e) ? null : fail(relDir, e));
+    if (lister) {
+      // One request to the hash worker: readdir and every lstat there, synchronously, off this thread.
+      const listed = await lister(path.join(dir, relDir)).catch(gone);
+      if (listed === null) return null;
+      const byName = new Map(listed.map((l) => [l.name, l]));
+      return keep(relDir, [...byName.keys()]).map((rel) => {
+        const l = byName.get(rel.slice(rel.lastIndexOf("/") + 1))!;
+        return { rel, st: "stat" in l ? l.stat : vanished(l.error) ? undefined : fail(rel, l.error) };
+      });
+    }
+    const names = await readdir(path.join(dir, relDir)).catch(gone);
+    if (names === null) return null;
+    const rels = keep(relDir, names);
+    // One directory's entries are stat'ed several at once (the walk's cost on a warm cache is these calls).
+    const stats = await InFlight.map(rels, STATS_IN_FLIGHT, (rel) =>
+      lstat(path.join(dir, rel), { bigint: true }).then(entryStatOf, (e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : fail(rel, e))),
+    );
+    return rels.map((rel, i) => ({ rel, st: stats[i] }));
+  }
 
   // Returns how many entries were recorded below relDir, so include-filtered
   // trees keep only the directories that lead to something included; null
   // when relDir was deleted after its lstat (not in this tree).
   async function walk(relDir: string, inheritedInclude: boolean): Promise<number | null> {
     if (pace) await pace();
-    const listed = await readdir(path.join(dir, relDir)).catch((e: unknown) => (relDir !== "" && vanished(e) ? null : fail(relDir, e)));
+    const listed = await list(relDir);
     if (listed === null) return null;
-    const names = listed;
-    names.sort(compare);
-    const rels = names.map((name) => (relDir === "" ? name : `${relDir}/${name}`)).filter((rel) => (checkRelativePath(root.name, rel), !excluded(rel)));
-    // One directory's entries are stat'ed several at once (the walk's cost on a warm cache is these calls).
-    const stats = await InFlight.map(rels, STATS_IN_FLIGHT, (rel) =>
-      lstat(path.join(dir, rel), { bigint: true }).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : fail(rel, e))),
-    );
     let recorded = 0;
-    for (const [i, rel] of rels.entries()) {
+    for (const { rel, st } of listed) {
       signal?.throwIfAborted();
       const abs = path.join(dir, rel);
-      const st = stats[i];
       if (!st) continue; // deleted while we walked: it is simply not in this tree
       const inc = includeAll || inheritedInclude || included(rel);
-      const base = { path: rel, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeMs: Number(st.mtimeMs) };
-      if (st.isDirectory()) {
+      const base = { path: rel, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs };
+      if (st.kind === "dir") {
         const below = await walk(rel, inc);
         if (below === null) continue;
         if (inc || below > 0) {
@@ -223,16 +245,16 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
         }
       } else if (!inc) {
         continue;
-      } else if (st.isSymbolicLink()) {
+      } else if (st.kind === "symlink") {
         const target = await readlink(abs).catch((e: unknown) => (vanished(e) ? null : fail(rel, e)));
         if (target === null) continue; // deleted while we walked
         await checkSymlinkInside(root.name, root.path, dir, rel, target).catch((e) => fail(rel, e));
         entries.push({ ...base, type: "symlink", size: Buffer.byteLength(target), target });
         recorded++;
-      } else if (st.isFile()) {
-        const key = cache ? statKey(st) : "";
+      } else if (st.kind === "file") {
+        const key = st.key;
         const hit = cache?.get(abs, key);
-        const statSize = Number(st.size);
+        const statSize = st.size;
         if (statSize > root.maxFileBytes) fail(rel, new UnderstudyError("US_E_SYNC_FILE_TOO_LARGE", { root: root.name, path: rel, size: statSize, limit: root.maxFileBytes }));
         if (cache) seen.add(abs);
         recorded++;
@@ -251,7 +273,7 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
           },
         );
       } else {
-        skipped.push({ path: rel, kind: kindOf(st) });
+        skipped.push({ path: rel, kind: st.kind });
       }
     }
     return recorded;
@@ -305,14 +327,6 @@ async function hashFile(root: SyncRoot, abs: string, rel: string): Promise<{ siz
   } finally {
     await fh.close();
   }
-}
-
-function kindOf(st: { isSocket(): boolean; isFIFO(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }): SkippedEntry["kind"] {
-  if (st.isSocket()) return "socket";
-  if (st.isFIFO()) return "fifo";
-  if (st.isBlockDevice()) return "block-device";
-  if (st.isCharacterDevice()) return "char-device";
-  return "unknown";
 }
 
 /** Plain code-unit order: stable across locales, and "a" < "a-b" < "a/b" keeps parents first. */

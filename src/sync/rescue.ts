@@ -7,7 +7,7 @@ import path from "node:path";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock } from "../platform/clock.js";
 import type { DurableFs } from "../platform/durable-fs.js";
-import type { FileHasher } from "./hasher.js";
+import type { TreeReader } from "./hasher.js";
 import { buildManifest, compare, diffManifests, manifestOf, type HashCache, type Manifest, type ManifestEntry } from "./manifest.js";
 import { checkRelativePath, checkSyncRoot, type SyncRoot } from "./paths.js";
 
@@ -22,7 +22,7 @@ export interface RescueOptions {
   readonly fs: DurableFs;
   /** Reuse file hashes (manifest.ts HashCache) and hash off-thread (hasher.ts). */
   readonly cache?: HashCache;
-  readonly hasher?: FileHasher;
+  readonly hasher?: TreeReader;
   /** The live tree's manifest when the caller has just built it (saves a second walk of the root). */
   readonly live?: Manifest;
 }
