@@ -2,22 +2,25 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { HistoryEvent, SwitchoverRequest } from "../coordinator/port.js";
 import { parseDuration } from "../config/duration.js";
 import { failbackTarget, planMove, type MoveBody } from "./move-plan.js";
+import { z } from "zod";
 import { refuse, type ApiDeps } from "./server.js";
+import { NODE_NAME, mutationBody } from "./validate.js";
 
 // Mutations: each checks what it can against the cluster as etcd has it,
 // answers 412 with a reason when the action is not possible, records who
 // asked and why in history, and returns 202 once the request is in etcd.
 
-const NAME = { type: "string", pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" } as const;
-const REASON = { type: "string", maxLength: 500 } as const;
-const WHO = { type: "string", maxLength: 100 } as const;
 /** The longest drain a switchover may ask for (docs/operations.md, "Drained switchover"). */
 const MAX_DRAIN_MS = 24 * 3_600_000;
 
-const bodySchema = (properties: Record<string, unknown>, required: string[] = []) => ({
-  // Bodies with only optional fields may be left out (`curl -X POST .../resume`).
-  body: { type: required.length ? "object" : ["object", "null"], properties: { reason: REASON, requested_by: WHO, ...properties }, required, additionalProperties: false },
-});
+// Bodies with only optional fields may be left out (`curl -X POST .../resume`): fastify hands those over as null.
+const OPTIONAL = { body: mutationBody({}).nullable() };
+const AT = z.iso.datetime({ offset: true, message: "must be an RFC 3339 date-time with a zone, like 2026-12-01T03:00:00Z" });
+const SWITCHOVER = { body: mutationBody({ to: NODE_NAME.optional(), at: AT.optional(), drain: z.string().max(20, "must be at most 20 characters").optional() }).nullable() };
+const FAILBACK = { body: mutationBody({ to: NODE_NAME.optional() }).nullable() };
+const FAILOVER = { body: mutationBody({ to: NODE_NAME, force: z.boolean().optional() }) };
+const BAN = { body: mutationBody({ node: NODE_NAME, duration: z.string() }) };
+const UNBAN = { body: mutationBody({ node: NODE_NAME }) };
 
 export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const now = () => new Date(deps.clock.wallMs()).toISOString();
@@ -27,7 +30,7 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
   };
 
   // Re-pull every root (standby) or rebuild and republish every manifest (primary), on this node.
-  app.post<{ Body: { reason?: string; requested_by?: string } | null }>("/resync", { schema: bodySchema({}) }, async (req, reply) => {
+  app.post<{ Body: { reason?: string; requested_by?: string } | null }>("/resync", { schema: OPTIONAL }, async (req, reply) => {
     if (!deps.sync) return refuse(reply, 412, "US_E_API_PRECONDITION", "file sync is not configured on this node (no sync section)");
     deps.sync.resync();
     deps.log.info({ requested_by: who(req, req.body ?? undefined), reason: req.body?.reason ?? "" }, "resync requested");
@@ -68,15 +71,13 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     return reply.code(202).send({ accepted: true, request, target: plan.reason });
   };
 
-  app.post<{ Body: MoveBody }>("/switchover", { schema: bodySchema({ to: NAME, at: { type: "string", format: "date-time" }, drain: { type: "string", maxLength: 20 } }) }, (req, reply) =>
-    move(req, reply, "switchover", req.body ?? {}),
-  );
-  app.post<{ Body: MoveBody }>("/failback", { schema: bodySchema({ to: NAME }) }, (req, reply) => {
+  app.post<{ Body: MoveBody }>("/switchover", { schema: SWITCHOVER }, (req, reply) => move(req, reply, "switchover", req.body ?? {}));
+  app.post<{ Body: MoveBody }>("/failback", { schema: FAILBACK }, (req, reply) => {
     const target = failbackTarget(req.body?.to, deps.failbackPreferred ?? null);
     if (!target.ok) return refuse(reply, target.status, "US_E_API_PRECONDITION", target.message);
     return move(req, reply, "failback", { ...req.body, to: target.to }, target.namedBy);
   });
-  app.post<{ Body: MoveBody }>("/failover", { schema: bodySchema({ to: NAME, force: { type: "boolean" } }, ["to"]) }, (req, reply) => move(req, reply, "failover", req.body));
+  app.post<{ Body: MoveBody }>("/failover", { schema: FAILOVER }, (req, reply) => move(req, reply, "failover", req.body));
   app.delete("/switchover", async (req, reply) => {
     const snap = await deps.coordinator.snapshot();
     if (!snap.switchover) return refuse(reply, 412, "US_E_API_PRECONDITION", "no switchover is pending");
@@ -89,7 +90,7 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     ["/pause", true],
     ["/resume", false],
   ] as const) {
-    app.post<{ Body: { reason?: string; requested_by?: string } }>(path, { schema: bodySchema({}) }, async (req, reply) => {
+    app.post<{ Body: { reason?: string; requested_by?: string } }>(path, { schema: OPTIONAL }, async (req, reply) => {
       const snap = await deps.coordinator.snapshot();
       if (snap.paused === paused) return refuse(reply, 412, "US_E_API_PRECONDITION", paused ? "the cluster is already paused" : "the cluster is not paused");
       await deps.coordinator.setPaused(paused);
@@ -98,27 +99,23 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     });
   }
 
-  app.post<{ Body: { node: string; duration: string; reason?: string; requested_by?: string } }>(
-    "/ban",
-    { schema: bodySchema({ node: NAME, duration: { type: "string" } }, ["node", "duration"]) },
-    async (req, reply) => {
-      const ms = parseDuration(req.body.duration);
-      if (ms === undefined || ms < 1000 || ms > 7 * 24 * 3_600_000) {
-        return refuse(reply, 400, "US_E_API_BAD_REQUEST", `duration ${JSON.stringify(req.body.duration)} must be between 1s and 168h, like 30m`);
-      }
-      const snap = await deps.coordinator.snapshot();
-      if (snap.leader?.node === req.body.node) {
-        return refuse(reply, 412, "US_E_API_PRECONDITION", `${req.body.node} is the primary: switch over first, then ban it`);
-      }
-      const until = new Date(deps.clock.wallMs() + ms).toISOString();
-      const requestedBy = who(req, req.body);
-      await deps.coordinator.ban({ node: req.body.node, until, requestedBy, reason: req.body.reason ?? "" }, ms);
-      await record({ kind: "ban", from: null, to: req.body.node, reason: `until ${until}: ${req.body.reason ?? ""}`, requestedBy });
-      return reply.code(202).send({ banned: req.body.node, until });
-    },
-  );
+  app.post<{ Body: { node: string; duration: string; reason?: string; requested_by?: string } }>("/ban", { schema: BAN }, async (req, reply) => {
+    const ms = parseDuration(req.body.duration);
+    if (ms === undefined || ms < 1000 || ms > 7 * 24 * 3_600_000) {
+      return refuse(reply, 400, "US_E_API_BAD_REQUEST", `duration ${JSON.stringify(req.body.duration)} must be between 1s and 168h, like 30m`);
+    }
+    const snap = await deps.coordinator.snapshot();
+    if (snap.leader?.node === req.body.node) {
+      return refuse(reply, 412, "US_E_API_PRECONDITION", `${req.body.node} is the primary: switch over first, then ban it`);
+    }
+    const until = new Date(deps.clock.wallMs() + ms).toISOString();
+    const requestedBy = who(req, req.body);
+    await deps.coordinator.ban({ node: req.body.node, until, requestedBy, reason: req.body.reason ?? "" }, ms);
+    await record({ kind: "ban", from: null, to: req.body.node, reason: `until ${until}: ${req.body.reason ?? ""}`, requestedBy });
+    return reply.code(202).send({ banned: req.body.node, until });
+  });
   // Flap damping (src/ha/flap.ts): the clear is a history event, so every node's count restarts from it.
-  app.post<{ Body: { reason?: string; requested_by?: string } | null }>("/flap/clear", { schema: bodySchema({}) }, async (req, reply) => {
+  app.post<{ Body: { reason?: string; requested_by?: string } | null }>("/flap/clear", { schema: OPTIONAL }, async (req, reply) => {
     const events = await deps.coordinator.history(200);
     const lastClear = events.filter((e) => e.kind === "flap_clear").pop();
     const damped = events.filter((e) => e.kind === "flap_damped" && (!lastClear || Date.parse(e.at) > Date.parse(lastClear.at))).pop();
@@ -139,7 +136,7 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
     deps.log.info({ requested_by: requestedBy, was_damped: damped !== undefined }, "flap damping cleared");
     return reply.code(202).send({ cleared: true, wasDamped: damped !== undefined, ...(damped ? { damped: { at: damped.at, reason: damped.reason } } : {}) });
   });
-  app.post<{ Body: { node: string; requested_by?: string; reason?: string } }>("/unban", { schema: bodySchema({ node: NAME }, ["node"]) }, async (req, reply) => {
+  app.post<{ Body: { node: string; requested_by?: string; reason?: string } }>("/unban", { schema: UNBAN }, async (req, reply) => {
     await deps.coordinator.unban(req.body.node);
     await record({ kind: "unban", from: null, to: req.body.node, reason: req.body.reason ?? "", requestedBy: who(req, req.body) });
     return reply.code(202).send({ unbanned: req.body.node });

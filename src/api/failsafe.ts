@@ -10,6 +10,8 @@
 // being replayed on the way in, to its member or another (S7).
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { z } from "zod";
+import { NODE_NAME } from "./validate.js";
 import { grantMacInput, type GrantAnswer, type GrantRequest } from "../ha/failsafe.js";
 import type { ApiDeps } from "./server.js";
 
@@ -81,25 +83,21 @@ export function grantMacMatches(key: Buffer, a: AnswerFields, mac: string | null
   return hexMacMatches(grantMac(key, a), mac);
 }
 
-const NAME = { type: "string", pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" } as const;
 const grantSchema = {
-  body: {
-    type: "object",
-    properties: {
-      node: NAME,
-      to: NAME,
-      term: { type: "integer", minimum: 1 },
+  body: z
+    .object({
+      node: NODE_NAME,
+      to: NODE_NAME,
+      term: z.number().int().min(1),
       // etcd's lease TTLs are whole seconds; an hour is far beyond any election.ttl.
-      lease_ms: { type: "integer", minimum: 1000, maximum: 3_600_000 },
-      nonce: { type: "string", pattern: "^[0-9a-f]{32}$" },
-      seq: { type: "integer", minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+      lease_ms: z.number().int().min(1000).max(3_600_000),
+      nonce: z.string().regex(/^[0-9a-f]{32}$/, "must be 32 lower-case hex digits"),
+      seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
       // Checked by the handler (401 when missing or wrong), not by the schema (400).
-      req_mac: { type: "string", maxLength: 128 },
-    },
-    required: ["node", "to", "term", "lease_ms", "nonce", "seq"],
-    additionalProperties: false,
-  },
-} as const;
+      req_mac: z.string().max(128).optional(),
+    })
+    .strict(),
+};
 
 /** Refuse as the server's bearer hook does (401, rate-limited log line). */
 export type Unauthorized = (req: FastifyRequest, reply: FastifyReply, why: string) => FastifyReply;

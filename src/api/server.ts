@@ -1,7 +1,7 @@
 import { vipFindings } from "../ha/vip-truth.js";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Coordinator } from "../coordinator/port.js";
-import { describeError } from "../errors/catalogue.js";
+import { describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { NodeView } from "../ha/events.js";
 import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
@@ -15,6 +15,7 @@ import { registerDataRoutes } from "./data.js";
 import { syncDataBlock } from "./sync-data.js";
 import type { GrantAnswer, GrantRequest } from "../ha/failsafe.js";
 import { FAILSAFE_OWN_AUTH, registerFailsafeRoutes } from "./failsafe.js";
+import { HISTORY_QUERY, ZOD_SCHEMAS } from "./validate.js";
 
 export interface ApiDeps {
   readonly view: () => NodeView;
@@ -101,9 +102,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     connectionTimeout: limits.idleTimeoutMs,
     http: serverOptions,
-    // Unknown fields are errors (400), not silently dropped as fastify's default ajv does; and no
+    // Route schemas are zod's (validate.ts): unknown fields are errors (400), never dropped, and no
     // type coercion: `"to": 7` or `"to": ["n2"]` is refused, not turned into a node name.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    schemaController: ZOD_SCHEMAS,
     ...(https ? { https } : {}),
   });
   app.server.maxConnections = limits.maxConnections;
@@ -132,6 +133,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     }
   });
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
+    if (isUnderstudyError(err, "US_E_API_BAD_REQUEST")) return refuse(reply, 400, "US_E_API_BAD_REQUEST", String(err.details["why"] ?? err.message));
     if (err.validation || err.statusCode === 400) return refuse(reply, 400, "US_E_API_BAD_REQUEST", err.message);
     if (err.statusCode && err.statusCode < 500) return refuse(reply, err.statusCode, "US_E_API_BAD_REQUEST", err.message);
     deps.log.error({ err: describeError(err) }, "API request failed");
@@ -168,11 +170,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     return { ...snap, node: deps.view().node, vipProblems: vipFindings(snap) };
   });
   // Query strings are text (no type coercion): a limit is 1-1000 written in digits.
-  app.get<{ Querystring: { limit?: string } }>(
-    "/history",
-    { schema: { querystring: { type: "object", properties: { limit: { type: "string", pattern: "^([1-9][0-9]{0,2}|1000)$" } }, additionalProperties: false } } },
-    async (req) => ({ events: await deps.coordinator.history(req.query.limit === undefined ? 100 : Number(req.query.limit)) }),
-  );
+  app.get<{ Querystring: { limit?: string } }>("/history", { schema: { querystring: HISTORY_QUERY } }, async (req) => ({
+    events: await deps.coordinator.history(req.query.limit === undefined ? 100 : Number(req.query.limit)),
+  }));
   const noSync = (reply: FastifyReply) => refuse(reply, 404, "US_E_API_PRECONDITION", "file sync is not configured on this node (no sync section)");
   app.get("/sync", async (_req, reply) => (deps.sync ? { ...deps.sync.status(), ...(deps.data ? { data: syncDataBlock(deps.data.status()) } : {}) } : noSync(reply)));
   app.get<{ Params: { root: string } }>("/sync/manifest/:root", async (req, reply) => {
