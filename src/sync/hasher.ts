@@ -20,7 +20,7 @@ export interface FileHash {
 export type FileHasher = (abs: string, maxBytes: number) => Promise<FileHash>;
 
 /** What buildManifest reads a tree with: a hasher alone, or one that also lists directories (a HashWorker). */
-export type TreeReader = FileHasher | { readonly hash: FileHasher; readonly list?: DirLister };
+export type TreeReader = FileHasher | { readonly hash: FileHasher; readonly list?: DirLister; readonly running?: () => boolean };
 
 // Plain JS, evaluated in the worker: it must not import project modules (works the same under tsx and from dist/).
 const WORKER_SOURCE = `
@@ -98,6 +98,8 @@ export interface FileHashService {
   readonly hash: FileHasher;
   /** Lists a directory with its entries' lstat (a HashWorker); absent: the walk lists in the calling thread. */
   readonly list?: DirLister;
+  /** Whether list() would find its thread already up (starting one costs ~60 ms of CPU); absent: always. */
+  readonly running?: () => boolean;
   close(): Promise<void>;
 }
 
@@ -123,6 +125,9 @@ export class HashWorker implements FileHashService {
       };
       this.send({ abs, max: maxBytes }, settle, reject);
     });
+
+  /** The worker thread is up: a hash started it and it has not been idle for idleMs since. */
+  readonly running = (): boolean => this.worker !== undefined;
 
   /** One directory, listed and lstat'ed in the worker (served in order with the hashes). */
   readonly list: DirLister = (dir) =>

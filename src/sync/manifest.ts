@@ -186,6 +186,10 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   const skipped: SkippedEntry[] = [];
   const hasher: FileHasher | undefined = typeof reader === "function" ? reader : reader?.hash;
   const lister: DirLister | undefined = typeof reader === "function" ? undefined : reader?.list;
+  // The worker lists once it is up or the tree proves large: a cached walk of a small root
+  // (a few ms here) must not start a thread (~60 ms of CPU) every sweep period.
+  const workerUp = typeof reader === "function" ? () => false : (reader?.running ?? (() => true));
+  let listedHere = 0;
 
   const fail = (rel: string, e: unknown): never => {
     if (isUnderstudyError(e)) throw e;
@@ -202,7 +206,7 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   // the readdir); null when relDir itself was deleted after its parent listed it.
   async function list(relDir: string): Promise<{ rel: string; st: EntryStat | undefined }[] | null> {
     const gone = (e: unknown): null => (relDir !== "" && vanished(e) ? null : fail(relDir, e));
-    if (lister) {
+    if (lister && (listedHere >= LIST_HERE_MAX || workerUp())) {
       // One request to the hash worker: readdir and every lstat there, synchronously, off this thread.
       const listed = await lister(path.join(dir, relDir)).catch(gone);
       if (listed === null) return null;
@@ -214,6 +218,7 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
     }
     const names = await readdir(path.join(dir, relDir)).catch(gone);
     if (names === null) return null;
+    listedHere += names.length;
     const rels = keep(relDir, names);
     // One directory's entries are stat'ed several at once (the walk's cost on a warm cache is these calls).
     const stats = await InFlight.map(rels, STATS_IN_FLIGHT, (rel) =>
@@ -293,6 +298,8 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
 
 const HASHES_IN_FLIGHT = 32;
 const STATS_IN_FLIGHT = 256;
+/** Entries a walk lists in the calling thread before it hands listing to a hash worker that is not up yet. */
+const LIST_HERE_MAX = 500;
 
 async function hashElsewhere(hasher: FileHasher, root: SyncRoot, abs: string, rel: string): Promise<{ size: number; sha256: string }> {
   try {

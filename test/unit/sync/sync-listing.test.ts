@@ -143,3 +143,37 @@ test("listedFromWorker: a row of any other shape is an error entry, never a gues
   assert.match(err(1).message, /permission denied/);
   for (const i of [2, 3, 4]) assert.match(err(i).message, /malformed/);
 });
+
+test("a walk lists in the calling thread until the worker is up or 500 entries were listed: a cached sweep of a small root starts no thread", async () => {
+  const { dir, root } = tree();
+  const worker = new HashWorker(60_000, new SystemClock());
+  try {
+    const cache = new HashCache();
+    const first = await buildManifest(root, dir, cache); // in the calling thread: every hash cached now
+    assert.equal(worker.running(), false);
+    assert.deepEqual(await buildManifest(root, dir, cache, worker), first);
+    assert.equal(worker.running(), false, "a cached walk of 10 entries started the worker");
+
+    const listedIn: string[] = [];
+    const spy = (up: boolean): TreeReader => ({
+      hash: worker.hash,
+      list: (d) => (listedIn.push(path.relative(dir, d) || "."), worker.list(d)),
+      running: () => up,
+    });
+    assert.deepEqual(await buildManifest(root, dir, cache, spy(true)), first);
+    assert.deepEqual(listedIn, [".", "etc", "etc/ssh"], "worker up: every directory listed there (the excluded one never)");
+
+    // A large tree: the first 500 entries here, the rest in the worker, the same manifest.
+    for (let d = 0; d < 8; d++) {
+      mkdirSync(path.join(dir, `bulk${d}`));
+      for (let f = 0; f < 100; f++) writeFileSync(path.join(dir, `bulk${d}`, `f${f}`), `${d}/${f}`);
+    }
+    const inThread = await buildManifest(root, dir, cache);
+    listedIn.length = 0;
+    assert.deepEqual(await buildManifest(root, dir, cache, spy(false)), inThread);
+    assert.deepEqual(listedIn, ["bulk5", "bulk6", "bulk7", "etc", "etc/ssh"], "the root (12 names) and bulk0-4 listed here, 512 entries; the rest in the worker");
+  } finally {
+    await worker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
