@@ -34,7 +34,7 @@ const kindOf = (st) =>
   st.isDirectory() ? "dir" : st.isFile() ? "file" : st.isSymbolicLink() ? "symlink" : st.isSocket() ? "socket"
   : st.isFIFO() ? "fifo" : st.isBlockDevice() ? "block-device" : st.isCharacterDevice() ? "char-device" : "unknown";
 // A directory's names, each with its lstat (never followed) as [name, kind, mode, uid, gid, size, mtimeMs, key]
-// (key: manifest.ts statKey's text) or [name, null, error, code] when that entry could not be read.
+// (key: listing.ts statKey's text) or [name, null, error, code] when that entry could not be read.
 function list(id, dir) {
   let names;
   try {

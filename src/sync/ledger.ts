@@ -30,7 +30,7 @@ export class SyncLedger {
   constructor(
     private readonly deps: SyncEngineDeps,
     /** Hashes files and lists directories for manifests (a worker thread in the agent; in the calling thread when undefined). */
-    readonly hash: TreeReader | undefined,
+    readonly reader: TreeReader | undefined,
   ) {
     this.roots = deps.settings.roots;
     this.ordered = applyOrder(this.roots);

@@ -14,7 +14,7 @@ export interface EntryStat {
   readonly gid: number;
   readonly size: number;
   readonly mtimeMs: number;
-  /** The hash cache's key for this stat (manifest.ts statKey). */
+  /** The hash cache's key for this stat (statKey below). */
   readonly key: string;
 }
 

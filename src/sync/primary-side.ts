@@ -37,7 +37,7 @@ export class PrimarySide {
     side: "primary",
     reference: (root) => this.current.get(root) ?? null,
     due: (root) => this.term === null || this.fullCause !== null || this.dirty.has(root),
-    read: (r, opts) => buildManifest(r, r.path, this.ledger.cache, this.ledger.hash, opts),
+    read: (r, opts) => buildManifest(r, r.path, this.ledger.cache, this.ledger.reader, opts),
     drifted: (root, why) => {
       if (this.term === null) return;
       this.dirty.add(root);
@@ -138,7 +138,7 @@ export class PrimarySide {
     this.fullCause = null;
     for (const r of rebuild) this.dirty.delete(r.name);
     try {
-      for (const r of rebuild) this.current.set(r.name, await buildManifest(r, r.path, ledger.cache, ledger.hash));
+      for (const r of rebuild) this.current.set(r.name, await buildManifest(r, r.path, ledger.cache, ledger.reader));
     } catch (e) {
       for (const r of rebuild) this.dirty.add(r.name);
       this.fullCause ??= full;

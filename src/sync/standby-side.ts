@@ -122,7 +122,7 @@ export class StandbySide {
 
   /** The live root's manifest; a root that does not exist holds nothing. */
   private readLive(r: EngineRoot, opts: WalkOptions = {}): Promise<Manifest> {
-    return buildManifest(r, r.path, this.ledger.cache, this.ledger.hash, opts).catch((e: unknown) => {
+    return buildManifest(r, r.path, this.ledger.cache, this.ledger.reader, opts).catch((e: unknown) => {
       // The root itself is missing (never synced, or removed): it holds nothing. Below it, a path
       // deleted during the walk is simply not in the tree (buildManifest).
       if (isUnderstudyError(e, "US_E_SYNC_UNREADABLE") && e.details.path === "." && /ENOENT/.test(describeError(e))) return manifestOf(r.name, []);
@@ -140,7 +140,7 @@ export class StandbySide {
       clock,
       fs,
       cache: this.ledger.cache,
-      ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}),
+      ...(this.ledger.reader ? { hasher: this.ledger.reader } : {}),
       ...(live ? { live } : {}),
     });
     if (!result) return false;
@@ -235,7 +235,7 @@ export class StandbySide {
       fs,
       cache: this.ledger.cache,
       validateTimeoutMs: settings.validateTimeoutMs,
-      ...(this.ledger.hash ? { hasher: this.ledger.hash } : {}),
+      ...(this.ledger.reader ? { hasher: this.ledger.reader } : {}),
       ...(r.maxMode !== undefined ? { requiredMode: r.maxMode } : {}),
       ...(r.owner ? { owner: r.owner } : {}),
     };
