@@ -5,56 +5,19 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { test } from "node:test";
 import Fastify from "fastify";
-import { AgentMetrics } from "../../../src/api/metrics.js";
-import { buildApi } from "../../../src/api/server.js";
 import { ZOD_SCHEMAS } from "../../../src/api/validate.js";
-import type { NodeView } from "../../../src/ha/events.js";
-import { silentLogger } from "../../../src/platform/logger.js";
-import { FakeClock } from "../../fakes/clock.js";
-import { FakeCoordinator } from "../../fakes/coordinator.js";
-import { member } from "../cli/cli-helpers.js";
+import { TOKEN, realApi } from "../cli/cli-helpers.js";
 
-const TOKEN = "s3cret-token-0123456789";
 const AUTH = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
-const view: NodeView = {
-  node: "n1",
-  acting: "primary",
-  term: 1,
-  leaseRemainingMs: 3000,
-  etcdReachable: true,
-  decision: "",
-  sinceLastCycleMs: 0,
-  vipHeld: true,
-  daemonRunning: true,
-  probes: [],
-  healthy: true,
-  notReady: null,
-};
 
-async function setup() {
-  const clock = new FakeClock();
-  const etcd = new FakeCoordinator(clock);
-  const lease = await etcd.grantLease(60_000);
-  await etcd.campaign("n1", lease.id, "");
-  await etcd.putMember(member("n1", { role: "primary" }), lease.id);
-  await etcd.putMember(member("n2"), lease.id);
-  const app = buildApi({
-    view: () => view,
-    coordinator: etcd,
-    metrics: new AgentMetrics(() => view, { cluster: "c", node: "n1" }),
-    clock,
-    log: silentLogger(),
-    token: TOKEN,
-    authReads: false,
-    livenessMaxMs: 5000,
-    failbackPreferred: null,
-  });
-  await app.ready();
-  return app;
+async function post(url: string, route: string, body?: string, headers: Record<string, string> = AUTH) {
+  const r = await fetch(`${url}${route}`, { method: "POST", headers, ...(body !== undefined ? { body } : {}) });
+  return { statusCode: r.status, json: (await r.json()) as { error?: string; message?: string } };
 }
 
-test("the API validates with zod: ajv, ajv-formats and fast-json-stringify are never loaded", async () => {
-  const app = await setup();
+test("the API validates with zod: ajv, ajv-formats and fast-json-stringify are never loaded", async (t) => {
+  const api = await realApi();
+  t.after(() => api.close()); // also when an assertion fails: an open server would keep the file running
   const loaded = Object.keys(createRequire(import.meta.url).cache);
   assert.ok(
     loaded.some((f) => f.includes("/node_modules/fastify/")),
@@ -63,11 +26,11 @@ test("the API validates with zod: ajv, ajv-formats and fast-json-stringify are n
   // (fastify's own error serializer is precompiled and needs only fast-json-stringify/lib/serializer.js.)
   const heavy = loaded.filter((f) => /\/node_modules\/(ajv|ajv-formats|@fastify\/ajv-compiler|@fastify\/fast-json-stringify-compiler)\/|\/fast-json-stringify\/index\.js$/.test(f));
   assert.deepEqual(heavy, []);
-  await app.close();
 });
 
-test("a refused body names the field and the rule", async () => {
-  const app = await setup();
+test("a refused body names the field and the rule", async (t) => {
+  const api = await realApi();
+  t.after(() => api.close());
   const cases: readonly [route: string, body: string, message: RegExp][] = [
     ["/switchover", JSON.stringify({ to: "N2!" }), /^to: must be a node name/],
     ["/switchover", JSON.stringify({ to: "n2", colour: "red" }), /^colour: unknown field$/],
@@ -83,19 +46,22 @@ test("a refused body names the field and the rule", async () => {
     ["/unban", "null", /^body: must be a JSON object/],
   ];
   for (const [route, payload, message] of cases) {
-    const r = await app.inject({ method: "POST", url: route, headers: AUTH, payload });
-    assert.equal(r.statusCode, 400, `${route} ${payload.slice(0, 60)}: ${r.body}`);
-    assert.equal(r.json().error, "US_E_API_BAD_REQUEST");
-    assert.match(r.json().message, message, `${route} ${payload.slice(0, 60)}`);
+    const r = await post(api.url, route, payload);
+    assert.equal(r.statusCode, 400, `${route} ${payload.slice(0, 60)}: ${JSON.stringify(r.json)}`);
+    assert.equal(r.json.error, "US_E_API_BAD_REQUEST");
+    assert.match(r.json.message ?? "", message, `${route} ${payload.slice(0, 60)}`);
   }
-  const q = await app.inject({ method: "GET", url: "/history?limit=1001" });
+  const get = async (q: string) => {
+    const r = await fetch(`${api.url}/history${q}`);
+    return { statusCode: r.status, json: (await r.json()) as { message?: string } };
+  };
+  const q = await get("?limit=1001");
   assert.equal(q.statusCode, 400);
-  assert.match(q.json().message, /^limit: must be a whole number from 1 to 1000/);
-  assert.match((await app.inject({ method: "GET", url: "/history?limit=5&x=1" })).json().message, /^x: unknown field/);
-  assert.equal((await app.inject({ method: "GET", url: "/history?limit=5" })).statusCode, 200);
+  assert.match(q.json.message ?? "", /^limit: must be a whole number from 1 to 1000/);
+  assert.match((await get("?limit=5&x=1")).json.message ?? "", /^x: unknown field/);
+  assert.equal((await get("?limit=5")).statusCode, 200);
   // Optional-only bodies may be left out (no payload at all): fastify hands those over as null.
-  assert.equal((await app.inject({ method: "POST", url: "/pause", headers: { authorization: AUTH.authorization } })).statusCode, 202);
-  await app.close();
+  assert.equal((await post(api.url, "/pause", undefined, { authorization: AUTH.authorization })).statusCode, 202);
 });
 
 test("a route left with a JSON schema fails the API's start, naming the route", async () => {
