@@ -24,6 +24,7 @@ function tree(): { dir: string; root: SyncRoot } {
   chmodSync(path.join(dir, "run.sh"), 0o4755);
   symlinkSync("etc/app.conf", path.join(dir, "current.conf"));
   execFileSync("mkfifo", [path.join(dir, "etc/pipe")]);
+  for (const d of ["etc", "etc/ssh", "cache"]) chmodSync(path.join(dir, d), 0o755); // whatever the umask
   // mtime set back: unlike ctime, so a key with the two swapped would differ (a fresh file's are often equal).
   for (const f of ["etc/app.conf", "etc/ssh/host_key", "run.sh"]) utimesSync(path.join(dir, f), 1_000_000, 1_000_000);
   return { dir, root: { name: "r", path: dir, include: [], exclude: ["cache"], maxFileBytes: 1 << 20 } };
