@@ -19,8 +19,8 @@ export interface FileHash {
 /** What hashes a file for buildManifest: in the calling thread by default, or a HashWorker. */
 export type FileHasher = (abs: string, maxBytes: number) => Promise<FileHash>;
 
-/** What buildManifest reads a tree with: a hasher alone, or one that also lists directories (a HashWorker). */
-export type TreeReader = FileHasher | { readonly hash: FileHasher; readonly list?: DirLister; readonly running?: () => boolean };
+/** What buildManifest reads a tree with: a hasher alone, or a service that may also list directories (a HashWorker). */
+export type TreeReader = FileHasher | Pick<FileHashService, "hash" | "list" | "running">;
 
 // Plain JS, evaluated in the worker: it must not import project modules (works the same under tsx and from dist/).
 const WORKER_SOURCE = `

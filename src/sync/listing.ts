@@ -4,7 +4,8 @@
 // whole directory in one request.
 import type { BigIntStats } from "node:fs";
 
-export type EntryKind = "dir" | "file" | "symlink" | "socket" | "fifo" | "block-device" | "char-device" | "unknown";
+const ENTRY_KINDS = ["dir", "file", "symlink", "socket", "fifo", "block-device", "char-device", "unknown"] as const;
+export type EntryKind = (typeof ENTRY_KINDS)[number];
 
 export interface EntryStat {
   readonly kind: EntryKind;
@@ -27,7 +28,7 @@ export type DirLister = (dir: string) => Promise<ListedEntry[]>;
 /** The hash worker's rows: [name, kind, mode, uid, gid, size, mtimeMs, key] or [name, null, error, code]. */
 export type WorkerListing = readonly (readonly unknown[])[];
 
-const KINDS: ReadonlySet<unknown> = new Set<EntryKind>(["dir", "file", "symlink", "socket", "fifo", "block-device", "char-device", "unknown"]);
+const KINDS: ReadonlySet<unknown> = new Set(ENTRY_KINDS);
 
 /** The cache key of a file: its stat identity (see manifest.ts HashCache). The worker builds the same text. */
 export function statKey(st: BigIntStats): string {

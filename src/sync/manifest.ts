@@ -184,11 +184,12 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   const includeAll = root.include.length === 0;
   const entries: ManifestEntry[] = [];
   const skipped: SkippedEntry[] = [];
-  const hasher: FileHasher | undefined = typeof reader === "function" ? reader : reader?.hash;
-  const lister: DirLister | undefined = typeof reader === "function" ? undefined : reader?.list;
+  const service = typeof reader === "function" ? { hash: reader } : reader;
+  const hasher: FileHasher | undefined = service?.hash;
+  const lister: DirLister | undefined = service?.list;
   // The worker lists once it is up or the tree proves large: a cached walk of a small root
   // (a few ms here) must not start a thread (~60 ms of CPU) every sweep period.
-  const workerUp = typeof reader === "function" ? () => false : (reader?.running ?? (() => true));
+  const workerUp = service?.running ?? (() => true);
   let listedHere = 0;
 
   const fail = (rel: string, e: unknown): never => {
