@@ -6,6 +6,7 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { refuse, type ApiDeps } from "./server.js";
+import { issuePath } from "./validate.js";
 
 /** Paths in one request: a hook sends one; `data notify` splits longer lists into requests of at most this many. */
 export const NOTIFY_MAX_PATHS = 1000;
@@ -32,7 +33,7 @@ export const notifyBody = z
 export function bodyProblem(error: z.ZodError): string {
   const issue = error.issues[0]!;
   const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
-  const at = issue.path.reduce<string>((s, k) => (typeof k === "number" ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), "");
+  const at = issuePath(issue.path);
   if (keys.length > 0) return `${at ? `${at}.` : ""}${keys[0]}: unknown field (the body is {"paths": ["/abs/path", ...]})`;
   if (issue.path.length === 0) return `body: must be a JSON object {"paths": ["/abs/path", ...]}`;
   return `${at}: ${issue.message}`;

@@ -132,9 +132,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       return unauthorized(req, reply, why);
     }
   });
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+    // A body or query refused by its zod schema (validate.ts); fastify's own 4xx (bad JSON, too large) below.
     if (isUnderstudyError(err, "US_E_API_BAD_REQUEST")) return refuse(reply, 400, "US_E_API_BAD_REQUEST", String(err.details["why"] ?? err.message));
-    if (err.validation || err.statusCode === 400) return refuse(reply, 400, "US_E_API_BAD_REQUEST", err.message);
     if (err.statusCode && err.statusCode < 500) return refuse(reply, err.statusCode, "US_E_API_BAD_REQUEST", err.message);
     deps.log.error({ err: describeError(err) }, "API request failed");
     return refuse(reply, 503, "US_E_ETCD_UNREACHABLE", describeError(err));

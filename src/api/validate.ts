@@ -32,11 +32,16 @@ export const HISTORY_QUERY = z
   })
   .strict();
 
+/** A zod issue's path as a reader writes it: `paths[2]`, `a.b`; "" for the whole value. */
+export function issuePath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((s, k) => (typeof k === "number" ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), "");
+}
+
 /** "to: must be a node name (…)" or "extra: unknown field" from the first issue; `part` when the whole value is wrong. */
 export function issueText(part: string, error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return `${part}: invalid`;
-  const at = issue.path.reduce<string>((s, k) => (typeof k === "number" ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), "");
+  const at = issuePath(issue.path);
   if (issue.code === "unrecognized_keys") return `${at ? `${at}.` : ""}${issue.keys[0] ?? "?"}: unknown field`;
   if (issue.path.length === 0) return `${part}: ${issue.code === "invalid_type" ? `must be ${issue.expected === "object" ? "a JSON object" : issue.expected}` : issue.message}`;
   return `${at}: ${issue.message}`;
