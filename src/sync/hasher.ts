@@ -20,7 +20,7 @@ export interface FileHash {
 export type FileHasher = (abs: string, maxBytes: number) => Promise<FileHash>;
 
 /** What buildManifest reads a tree with: a hasher alone, or a service that may also list directories (a HashWorker). */
-export type TreeReader = FileHasher | Pick<FileHashService, "hash" | "list" | "running">;
+export type TreeReader = FileHasher | Pick<FileHashService, "hash" | "hashMany" | "list" | "running">;
 
 // Plain JS, evaluated in the worker: it must not import project modules (works the same under tsx and from dist/).
 const WORKER_SOURCE = `
@@ -56,35 +56,47 @@ function list(id, dir) {
   }
   parentPort.postMessage({ id, entries });
 }
-parentPort.on("message", ({ id, op, abs, max }) => {
-  if (op === "list") return list(id, abs);
+// One file: { size, sha256 }, { tooLarge }, or { error, code }.
+function hashOne(abs, max) {
   let fd;
   try {
     // O_NOFOLLOW/O_NONBLOCK: a file swapped for a link or a FIFO after lstat fails instead of being followed or hanging.
     fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     const st = fstatSync(fd);
     if (!st.isFile()) throw Object.assign(new Error("no longer a regular file"), { code: "ENOTFILE" });
-    if (st.size > max) { parentPort.postMessage({ id, tooLarge: st.size }); return; }
+    if (st.size > max) return { tooLarge: st.size };
     const h = createHash("sha256");
     let size = 0;
     for (;;) {
       const n = readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
       size += n;
-      if (size > max) { parentPort.postMessage({ id, tooLarge: size }); return; }
+      if (size > max) return { tooLarge: size };
       h.update(buf.subarray(0, n));
     }
-    parentPort.postMessage({ id, size, sha256: h.digest("hex") });
+    return { size, sha256: h.digest("hex") };
   } catch (e) {
-    parentPort.postMessage({ id, ...failed(e) });
+    return failed(e);
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+parentPort.on("message", ({ id, op, abs, max, files }) => {
+  if (op === "list") return list(id, abs);
+  if (op === "hashMany") return parentPort.postMessage({ id, results: files.map((f) => hashOne(f, max)) });
+  parentPort.postMessage({ id, ...hashOne(abs, max) });
 });
 `;
 
+/** One file's outcome in hashMany(): its hash, or why not (a "too large" error is isTooLarge()). */
+export type FileHashResult = FileHash | (Error & { code?: string; tooLarge?: number });
+
+/** Hashes several files in one request, each with its own outcome (a failure is that file's alone). */
+export type BatchHasher = (files: readonly string[], maxBytes: number) => Promise<FileHashResult[]>;
+
 interface Reply {
   readonly id: number;
+  readonly results?: readonly unknown[];
   readonly size?: number;
   readonly sha256?: string;
   readonly tooLarge?: number;
@@ -96,6 +108,8 @@ interface Reply {
 /** What the sync engine hashes with: a HashWorker in the agent, a fake (or none: in-thread) in tests. */
 export interface FileHashService {
   readonly hash: FileHasher;
+  /** Several files in one request (a HashWorker: one message each way instead of one per file); absent: hash() each. */
+  readonly hashMany?: BatchHasher;
   /** Lists a directory with its entries' lstat (a HashWorker); absent: the walk lists in the calling thread. */
   readonly list?: DirLister;
   /** Whether list() would find its thread already up (starting one costs ~60 ms of CPU); absent: always. */
@@ -119,11 +133,21 @@ export class HashWorker implements FileHashService {
   readonly hash: FileHasher = (abs, maxBytes) =>
     new Promise<FileHash>((resolve, reject) => {
       const settle = (m: Reply): void => {
-        if (m.tooLarge !== undefined) reject(Object.assign(new Error("too large"), { tooLarge: m.tooLarge }));
+        if (m.tooLarge !== undefined) reject(tooLarge(m.tooLarge));
         else if (m.error !== undefined) reject(workerError(m.error, m.code));
         else resolve({ size: m.size!, sha256: m.sha256! });
       };
       this.send({ abs, max: maxBytes }, settle, reject);
+    });
+
+  readonly hashMany: BatchHasher = (files, maxBytes) =>
+    new Promise<FileHashResult[]>((resolve, reject) => {
+      const settle = (m: Reply): void => {
+        if (m.error !== undefined) reject(workerError(m.error, m.code));
+        else if (!Array.isArray(m.results) || m.results.length !== files.length) reject(workerError("the hash worker answered a batch with another number of results"));
+        else resolve(m.results.map(hashResultOf));
+      };
+      this.send({ op: "hashMany", files: [...files], max: maxBytes }, settle, reject);
     });
 
   /** The worker thread is up: a hash started it and it has not been idle for idleMs since. */
@@ -139,7 +163,7 @@ export class HashWorker implements FileHashService {
       this.send({ op: "list", abs: dir }, settle, reject);
     });
 
-  private send(msg: { op?: "list"; abs: string; max?: number }, settle: (m: Reply) => void, reject: (e: Error) => void): void {
+  private send(msg: { op?: "list"; abs: string; max?: number } | { op: "hashMany"; files: string[]; max: number }, settle: (m: Reply) => void, reject: (e: Error) => void): void {
     const id = ++this.seq;
     const worker = this.ensure();
     this.waiting.set(id, { settle, reject, worker });
@@ -190,6 +214,17 @@ export class HashWorker implements FileHashService {
     await w?.terminate();
   }
 }
+
+/** One row of a hashMany reply; a row of any other shape is that file's failure, never a guessed hash. */
+export function hashResultOf(r: unknown): FileHashResult {
+  const o = (typeof r === "object" && r !== null ? r : {}) as Partial<Reply>;
+  if (typeof o.tooLarge === "number") return tooLarge(o.tooLarge);
+  if (typeof o.error === "string") return workerError(o.error, o.code);
+  if (typeof o.size === "number" && typeof o.sha256 === "string" && /^[0-9a-f]{64}$/.test(o.sha256)) return { size: o.size, sha256: o.sha256 };
+  return workerError(`the hash worker answered a file with ${JSON.stringify(r)?.slice(0, 80)}`);
+}
+
+const tooLarge = (size: number): Error & { tooLarge: number } => Object.assign(new Error("too large"), { tooLarge: size });
 
 /** The worker's "too large" rejection, as buildManifest reports it. */
 export function isTooLarge(e: unknown): e is Error & { tooLarge: number } {

@@ -75,3 +75,24 @@ test("add()/drain()/throwFirst(): a failure is reported by the next add, drain n
   assert.deepEqual(seen, [1], "the job after the failure never ran");
   assert.throws(() => f.throwFirst(), /boom/);
 });
+
+test("add(): returns once fewer than `max` jobs run, also with several adders waiting at once", async () => {
+  const m = manualJobs();
+  const f = new InFlight(2);
+  const returned: number[] = [];
+  const adds = [0, 1, 2, 3].map((i) => f.add(() => m.job(i)).then(() => void returned.push(i)));
+  await tick();
+  assert.deepEqual(m.started, [0, 1, 2, 3], "each add() starts its job, then waits for a slot");
+  assert.deepEqual(returned, [0], "the first add() found a free slot; three jobs more, none free");
+  for (const i of [0, 2]) {
+    m.finish.get(i)!.ok();
+    await tick();
+    await tick();
+    assert.deepEqual(returned, [0], `job ${i} finished: still ${i === 0 ? 3 : 2} running, every adder waits again`);
+  }
+  m.finish.get(1)!.ok();
+  await Promise.all(adds.slice(1));
+  assert.deepEqual(returned.sort(), [0, 1, 2, 3], "one running: the waiting adders go on");
+  m.finish.get(3)!.ok();
+  await f.drain();
+});
