@@ -208,7 +208,7 @@ interface UnderstudyFull {
   bootMs: Record<string, number | null>;
   perStandbyJoinMs: Record<string, number | null>;
   /** The standbys' "sync: applied" line for the big root: rsync pull and apply (verify + rename into place). */
-  applied: Record<string, { pullMs: number | null; applyMs: number | null; bytes: number | null }>;
+  applied: Record<string, { pullMs: number | null; checkMs: number | null; applyMs: number | null; bytes: number | null }>;
   /** publishMs + joinMs: a cold cluster start with the tree on the primary only. */
   coldMs: number | null;
   verify: Record<string, TreeDiff>;
@@ -395,6 +395,7 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
       const ap = agentLog(lab, n.name).find((l) => l.time >= tB - 5 && l.msg === "sync: applied" && l.root === "big");
       full.applied[n.name] = {
         pullMs: typeof ap?.pull_ms === "number" ? ap.pull_ms : null,
+        checkMs: typeof ap?.check_ms === "number" ? ap.check_ms : null,
         applyMs: typeof ap?.apply_ms === "number" ? ap.apply_ms : null,
         bytes: typeof ap?.bytes === "number" ? ap.bytes : null,
       };
@@ -403,7 +404,7 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
     full.joinMs = Math.max(...synced) - tB;
     full.coldMs = full.publishMs + full.joinMs;
     log(
-      `  both standbys in sync ${sec(full.joinMs)} after they started (${standbys.map((n) => `${n.name} ${sec(full.perStandbyJoinMs[n.name])}: first log line +${sec(full.bootMs[n.name])}, rsync pull ${msf(full.applied[n.name]?.pullMs)}, apply ${msf(full.applied[n.name]?.applyMs)}`).join("; ")})`,
+      `  both standbys in sync ${sec(full.joinMs)} after they started (${standbys.map((n) => `${n.name} ${sec(full.perStandbyJoinMs[n.name])}: first log line +${sec(full.bootMs[n.name])}, rsync pull ${msf(full.applied[n.name]?.pullMs)}, check ${msf(full.applied[n.name]?.checkMs)}, apply ${msf(full.applied[n.name]?.applyMs)}`).join("; ")})`,
     );
     for (const n of standbys) {
       full.verify[n.name] = compareTrees(big(n1), big(n));

@@ -64,7 +64,16 @@ export type SyncEvent =
       readonly roots: readonly string[];
       readonly local: readonly { readonly root: string; readonly paths: readonly string[] }[];
     }
-  | { readonly type: "applied"; readonly root: string; readonly generation: number; readonly pullMs: number; readonly applyMs: number; readonly summary: ApplySummary }
+  | {
+      readonly type: "applied";
+      readonly root: string;
+      readonly generation: number;
+      readonly pullMs: number;
+      /** The staged copy's checks (digest, modes, validator) before the apply. */
+      readonly checkMs: number;
+      readonly applyMs: number;
+      readonly summary: ApplySummary;
+    }
   | { readonly type: "synced"; readonly generation: number }
   /** root: the one root that failed (other roots went on); absent for a failure of the whole pass. */
   | { readonly type: "failed"; readonly code: string; readonly message: string; readonly root?: string }

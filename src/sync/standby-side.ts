@@ -166,6 +166,7 @@ export class StandbySide {
     // running from a term as primary) get live paths but count too, out of caution. With none
     // configured, the apply takes the checks' manifest instead of walking staging again.
     const checked = new Map<string, Manifest>();
+    const checkMs = new Map<string, number>();
     const trustChecks = !ledger.roots.some((r) => r.validate !== undefined || r.postSync !== undefined || r.postPublish !== undefined);
     const { staged, aborted } = await runRootPass<EngineRoot>(
       {
@@ -175,10 +176,12 @@ export class StandbySide {
         held: () => ledger.held.roots,
         stage: (r) => this.stageRoot(r, address),
         check: async (r, stage, named) => {
+          const t0 = this.deps.clock.monotonicMs();
           const c = await checkStaged({ ...this.applyOptions(r, stage.dir, pub.roots[r.name]!), ...(r.validate ? { validate: r.validate } : {}), named });
+          checkMs.set(r.name, this.deps.clock.monotonicMs() - t0);
           if (trustChecks) checked.set(r.name, c.staged);
         },
-        apply: (r, stage) => this.applyRoot(r, stage, pub, againstIncoming.includes(r.name), checked.get(r.name)),
+        apply: (r, stage) => this.applyRoot(r, stage, pub, againstIncoming.includes(r.name), checked.get(r.name), checkMs.get(r.name) ?? 0),
         aborted: this.aborted,
       },
       failed,
@@ -257,8 +260,8 @@ export class StandbySide {
     return { dir: staging, pullMs: clock.monotonicMs() - t0 };
   }
 
-  /** Move a checked staged root into place (its checks run again, cheaply, on the cached hashes, unless `checked` is given), then its post_sync. */
-  private async applyRoot(r: EngineRoot, stage: Staged, pub: SyncGeneration, againstIncoming: boolean, checked: Manifest | undefined): Promise<void> {
+  /** Move a checked staged root into place (its checks run again, cheaply, on the cached hashes, unless `checked` is given), then its post_sync. `checkMs`: how long its check took (logged). */
+  private async applyRoot(r: EngineRoot, stage: Staged, pub: SyncGeneration, againstIncoming: boolean, checked: Manifest | undefined, checkMs: number): Promise<void> {
     const { store, runner, clock, settings, log, node } = this.deps;
     const ledger = this.ledger;
     const want = pub.roots[r.name]!;
@@ -303,12 +306,13 @@ export class StandbySide {
         removed: summary.removed.length,
         bytes: summary.bytes,
         pull_ms: Math.round(stage.pullMs),
+        check_ms: Math.round(checkMs),
         apply_ms: Math.round(applyMs),
         notes: summary.notes,
       },
       "sync: applied",
     );
-    ledger.emit({ type: "applied", root: r.name, generation, pullMs: stage.pullMs, applyMs, summary });
+    ledger.emit({ type: "applied", root: r.name, generation, pullMs: stage.pullMs, checkMs, applyMs, summary });
     if (changed.length > 0 && r.postSync) {
       const job = { hook: "post_sync", root: r.name, path: r.path, argv: r.postSync, generation, changed } as const;
       ledger.hookDone(job, await runRootHook(job, runner, clock, settings.postSyncTimeoutMs));

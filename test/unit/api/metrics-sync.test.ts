@@ -28,7 +28,7 @@ test("sync gauges and counters, and the stale promotion counter", async () => {
   };
   const metrics = new AgentMetrics(() => view, { cluster: "c", node: "n2" }).withSync(() => status);
   const summary = { added: ["a"], changed: ["b", "c"], removed: [], bytes: 10, manifest: manifestOf("ssh", []), notes: [] };
-  metrics.observeSync({ type: "applied", root: "ssh", generation: 5, pullMs: 120, applyMs: 5, summary });
+  metrics.observeSync({ type: "applied", root: "ssh", generation: 5, pullMs: 120, checkMs: 30, applyMs: 5, summary });
   metrics.observeSync({ type: "failed", code: "US_E_SYNC_VALIDATOR_FAILED", message: "x" });
   metrics.observeSync({ type: "rescued", root: "ssh", result: { dir: "/r", files: ["a"], removedSinceKnown: [] } });
   metrics.observe({ type: "stale_promotion", term: 10, generation: 4, published: 5, lagMs: 2500 });

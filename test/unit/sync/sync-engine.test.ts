@@ -202,6 +202,11 @@ describe("SyncEngine: standby side", () => {
         ["web", 1, 1],
       ],
     );
+    for (const e of h.of("applied"))
+      assert.ok(
+        [e.pullMs, e.checkMs, e.applyMs].every((ms) => Number.isFinite(ms) && ms >= 0),
+        "each step timed",
+      );
     assert.ok(h.counter.progress > 0);
     assert.deepEqual(await h.store.loadHeld(), { generation: 1, roots: rec.roots });
     assert.equal((await h.store.loadKnown("ssh"))?.digest, rec.roots.ssh);
