@@ -333,6 +333,9 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
 }
 
 const HASHES_IN_FLIGHT = 32;
+const STATS_IN_FLIGHT = 256;
+/** Entries a walk lists in the calling thread before it hands listing to a hash worker that is not up yet. */
+const LIST_HERE_MAX = 500;
 
 /** A file waiting in a batch for its hash. */
 interface Queued {
@@ -341,9 +344,6 @@ interface Queued {
   readonly key: string;
   readonly base: { readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number; readonly mtimeMs: number };
 }
-const STATS_IN_FLIGHT = 256;
-/** Entries a walk lists in the calling thread before it hands listing to a hash worker that is not up yet. */
-const LIST_HERE_MAX = 500;
 
 async function hashElsewhere(hasher: FileHasher, root: SyncRoot, abs: string, rel: string): Promise<{ size: number; sha256: string }> {
   try {
