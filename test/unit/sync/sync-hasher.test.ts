@@ -72,7 +72,7 @@ test("buildManifest with a batch hasher: the in-thread manifest at every width, 
     const want = await buildManifest(root);
     for (const hashesInFlight of [1, 2, 5, 32]) {
       const batches: number[] = [];
-      const counting = { ...worker, hash: worker.hash, list: worker.list, running: worker.running, hashMany: (f: readonly string[], max: number) => (batches.push(f.length), worker.hashMany(f, max)) };
+      const counting = { hash: worker.hash, list: worker.list, running: worker.running, hashMany: (f: readonly string[], max: number) => (batches.push(f.length), worker.hashMany(f, max)) };
       const cache = new HashCache();
       const got = await buildManifest(root, dir, cache, counting, { hashesInFlight });
       assert.equal(got.digest, want.digest, `width ${hashesInFlight}`);
