@@ -41,7 +41,7 @@ import { cpus, loadavg, release, totalmem } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { type Lab, LabCluster, type LabNode, REPO, pollUntil, run, sleep } from "../../test/lab/harness/index.js";
 import { authorizedKeysLine } from "../../src/sync/rsyncd.js";
-import { agentLog, firstLog, now, quantile, forEachArg, table } from "../failover/lib.js";
+import { agentLog, firstLog, now, procSample, quantile, forEachArg, table } from "../failover/lib.js";
 import { type LatencyResult, type Summary, measureLatency } from "./latency.js";
 import { LSYNCD, Lsyncd, lsyncdVersion } from "./lsyncd.js";
 import { PLAIN_SSH_PORT, plainSsh, startPlainSshds } from "./plain-ssh.js";
@@ -209,6 +209,8 @@ interface UnderstudyFull {
   perStandbyJoinMs: Record<string, number | null>;
   /** The standbys' "sync: applied" line for the big root: rsync pull and apply (verify + rename into place). */
   applied: Record<string, { pullMs: number | null; checkMs: number | null; applyMs: number | null; bytes: number | null }>;
+  /** CPU of each agent's process (all its threads) from the standbys' start to both in sync; the standbys' includes their start-up. */
+  agentCpuMs: Record<string, number | null>;
   /** publishMs + joinMs: a cold cluster start with the tree on the primary only. */
   coldMs: number | null;
   verify: Record<string, TreeDiff>;
@@ -366,7 +368,7 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
   try {
     // ---- first full sync
     log("=== understudy: first full sync (n1 publishes the tree, then n2 and n3 join with empty roots)");
-    const full: UnderstudyFull = { publishMs: null, publishedFiles: null, joinMs: null, bootMs: {}, perStandbyJoinMs: {}, applied: {}, coldMs: null, verify: {} };
+    const full: UnderstudyFull = { publishMs: null, publishedFiles: null, joinMs: null, bootMs: {}, perStandbyJoinMs: {}, applied: {}, agentCpuMs: {}, coldMs: null, verify: {} };
     u.full = full;
     await flush();
     const tA = now();
@@ -379,6 +381,13 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
     full.publishedFiles = typeof pub.files === "number" ? pub.files : null;
     log(`  n1 primary, generation published ${sec(full.publishMs)} after its agent started (${full.publishedFiles ?? "?"} files)`);
     await flush();
+    // utime + stime of an agent's process, in ms (USER_HZ 100).
+    const agentCpu = async (n: LabNode): Promise<number | null> => {
+      const pid = await c.agentPid(n.name);
+      const p = pid === undefined ? undefined : procSample(pid);
+      return p ? p.selfTicks * 10 : null;
+    };
+    const primaryCpu0 = await agentCpu(n1);
     const tB = now();
     for (const n of standbys) c.startAgent(n.name);
     const synced = await pollUntil(
@@ -388,6 +397,9 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
       },
       { timeoutMs: 300_000, intervalMs: 50 },
     );
+    const primaryCpu1 = await agentCpu(n1);
+    full.agentCpuMs[n1.name] = primaryCpu0 !== null && primaryCpu1 !== null ? primaryCpu1 - primaryCpu0 : null;
+    for (const n of standbys) full.agentCpuMs[n.name] = await agentCpu(n);
     for (const [i, n] of standbys.entries()) {
       full.perStandbyJoinMs[n.name] = synced ? synced[i]! - tB : null;
       const first = agentLog(lab, n.name).find((x) => x.time >= tB - 5);
@@ -406,6 +418,7 @@ async function understudyScenario(c: LabCluster, opts: Options, res: Results): P
     log(
       `  both standbys in sync ${sec(full.joinMs)} after they started (${standbys.map((n) => `${n.name} ${sec(full.perStandbyJoinMs[n.name])}: first log line +${sec(full.bootMs[n.name])}, rsync pull ${msf(full.applied[n.name]?.pullMs)}, check ${msf(full.applied[n.name]?.checkMs)}, apply ${msf(full.applied[n.name]?.applyMs)}`).join("; ")})`,
     );
+    log(`  agents' CPU over the join (all threads): ${[n1, ...standbys].map((n) => `${n.name} ${sec(full.agentCpuMs[n.name] ?? null)}`).join(", ")} (the standbys' from their start)`);
     for (const n of standbys) {
       full.verify[n.name] = compareTrees(big(n1), big(n));
       full.verify[`${n.name}/small`] = compareTrees(small(n1), small(n));
