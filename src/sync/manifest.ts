@@ -8,7 +8,7 @@ import { UnderstudyError, isUnderstudyError, describeError } from "../errors/cat
 import { InFlight } from "../platform/in-flight.js";
 import { compileGlobs } from "./glob.js";
 import { isTooLarge, type BatchHasher, type FileHasher, type FileHashResult, type TreeReader } from "./hasher.js";
-import { entryStatOf, statKey, type DirLister, type EntryStat } from "./listing.js";
+import { entryStatOf, statKey, workerError, type DirLister, type EntryStat } from "./listing.js";
 import { checkRelativePath, checkSymlinkInside, checkSyncRoot, type SyncRoot } from "./paths.js";
 
 export { statKey } from "./listing.js";
@@ -168,7 +168,6 @@ export interface WalkOptions {
  * this tree. Anything else, a path replaced by another kind (ENOTDIR,
  * EINVAL), fails the build, which is retried: what is there now is read then.
  */
-const VANISHED = Symbol("vanished");
 const vanished = (e: unknown): boolean => (e as { code?: unknown } | null)?.code === "ENOENT";
 
 /**
@@ -269,20 +268,17 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
           entries.push({ ...base, type: "file", size: statSize, sha256: hit });
           continue;
         }
+        const q: Queued = { abs, rel, key, base };
         if (hashMany) {
-          batch.push({ abs, rel, key, base });
+          batch.push(q);
           if (batch.length >= batchSize) await flush();
           continue;
         }
         // Hashed while the walk goes on (up to HASHES_IN_FLIGHT at once): the hash worker
         // always has the next file queued instead of waiting for our next lstat.
         await hashes.add(
-          () => (hasher ? hashElsewhere(hasher, root, abs, rel) : hashFile(root, abs, rel)).catch((e: unknown): typeof VANISHED => (vanished(e) ? VANISHED : fail(rel, e))),
-          (h: { size: number; sha256: string } | typeof VANISHED) => {
-            if (h === VANISHED) return; // deleted while we walked
-            cache?.set(abs, key, h.sha256);
-            entries.push({ ...base, type: "file", size: h.size, sha256: h.sha256 });
-          },
+          () => (hasher ? hasher(abs, root.maxFileBytes) : hashFile(root, abs, rel)).catch((e: unknown): FileHashResult => (e instanceof Error ? e : workerError(String(e)))),
+          (h) => record(q, h),
         );
       } else {
         skipped.push({ path: rel, kind: st.kind });
@@ -296,6 +292,7 @@ export async function buildManifest(root: SyncRoot, dir: string = root.path, cac
   const inFlight = opts.hashesInFlight ?? HASHES_IN_FLIGHT;
   const batchSize = Math.max(1, Math.ceil(inFlight / 2));
   let batch: Queued[] = [];
+  // One file's outcome, hashed alone or in a batch, in the worker or here.
   const record = (q: Queued, h: FileHashResult): void => {
     if (h instanceof Error) {
       if (vanished(h)) return; // deleted while we walked
@@ -343,15 +340,6 @@ interface Queued {
   readonly rel: string;
   readonly key: string;
   readonly base: { readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number; readonly mtimeMs: number };
-}
-
-async function hashElsewhere(hasher: FileHasher, root: SyncRoot, abs: string, rel: string): Promise<{ size: number; sha256: string }> {
-  try {
-    return await hasher(abs, root.maxFileBytes);
-  } catch (e) {
-    if (isTooLarge(e)) throw new UnderstudyError("US_E_SYNC_FILE_TOO_LARGE", { root: root.name, path: rel, size: e.tooLarge, limit: root.maxFileBytes });
-    throw e;
-  }
 }
 
 const CHUNK = 64 * 1024;
