@@ -57,6 +57,8 @@ export interface LoopHandle {
   vacantSinceMs(): number | null;
   /** Observe again (reads only), with a promotion's gates as answered so far. */
   observe(snapshot: ClusterSnapshot | null, promotion: PromotionGates): Observation;
+  /** Write the member key now if the sync generation it shows is not the one this node holds. */
+  showGeneration(): Promise<void>;
 }
 
 export class DecisionExecutor {
@@ -172,6 +174,9 @@ export class DecisionExecutor {
 
   private async campaign(snapshot: ClusterSnapshot | null): Promise<void> {
     const { coordinator, config, clock, log } = this.deps;
+    if (!this.loop.lease.state()) return;
+    // The others rank on the member key, and it is the record of what this node held when it took over.
+    await this.loop.showGeneration();
     const lease = this.loop.lease.state();
     if (!lease) return;
     // S5: checked and marked in one synchronous step; a grant request refuses while the mark is set.

@@ -164,6 +164,7 @@ export class HaLoop {
       lastLeader: () => this.lastLeader,
       vacantSinceMs: () => this.memory.vacantSinceMs,
       observe: (snapshot, promotion) => this.observe(snapshot, null, promotion),
+      showGeneration: () => this.showGeneration(),
     });
   }
 
@@ -324,6 +325,18 @@ export class HaLoop {
   private async publishMember(): Promise<void> {
     const lease = this.lease.state();
     if (lease) await this.member.publish(memberBody(this.self, this.lastDecision?.reason ?? ""), lease.id);
+  }
+
+  /**
+   * Before a campaign: the member key shows the generation this node campaigns with. A pull
+   * applied since the last cycle is otherwise written after the campaign (at the cycle's end), so
+   * the key said "behind" at the moment the node took over (chaos: an unrecorded stale promotion
+   * that was not stale). One write, only when the generation changed; a failed write does not stop the campaign.
+   */
+  private async showGeneration(): Promise<void> {
+    const generation = this.deps.sync?.generation();
+    if (generation === undefined || this.member.writtenGeneration() === generation) return;
+    await this.publishMember();
   }
 
   /** POST /failsafe/grant: the planner's answer, with the role and the last leader seen in etcd (S1). */

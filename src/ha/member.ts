@@ -27,6 +27,8 @@ export class MemberPublisher {
   private written = "";
   /** The same without the decision. */
   private writtenFacts = "";
+  /** The generation the key holds, as last written; null before the first write. */
+  private writtenGen: number | null = null;
   private deferred: { body: MemberBody; leaseId: string } | undefined;
   private timer: TimerHandle | undefined;
   private writes: Promise<void> = Promise.resolve();
@@ -62,6 +64,11 @@ export class MemberPublisher {
     return this.write(body, leaseId);
   }
 
+  /** The sync generation the key holds (last write that succeeded), null before one did. */
+  writtenGeneration(): number | null {
+    return this.writtenGen;
+  }
+
   /** The agent is stopping: drop a deferred write, write nothing more. */
   stop(): void {
     this.stopped = true;
@@ -84,6 +91,7 @@ export class MemberPublisher {
         await this.coordinator.putMember(member, leaseId);
         this.written = key;
         this.writtenFacts = facts(body, leaseId);
+        this.writtenGen = body.generation;
       } catch (e) {
         this.log.debug({ err: describeError(e) }, "member key not written");
       } finally {

@@ -120,3 +120,16 @@ test("a text that returns to the written one while a deferred write is in flight
   await clock.advance(0);
   assert.equal(stored()?.decision, "A", "A again after B landed");
 });
+
+test("writtenGeneration: what the key holds after the last write that succeeded", async () => {
+  const { etcd, pub, lease } = await setup();
+  assert.equal(pub.writtenGeneration(), null, "nothing written yet");
+  await pub.publish(body({ generation: 4 }), lease);
+  assert.equal(pub.writtenGeneration(), 4);
+  etcd.quorumLost = true;
+  await pub.publish(body({ generation: 5 }), lease);
+  assert.equal(pub.writtenGeneration(), 4, "a failed write changes nothing");
+  etcd.quorumBack();
+  await pub.publish(body({ generation: 5 }), lease);
+  assert.equal(pub.writtenGeneration(), 5);
+});
