@@ -57,6 +57,8 @@ export interface LoopHandle {
   vacantSinceMs(): number | null;
   /** Observe again (reads only), with a promotion's gates as answered so far. */
   observe(snapshot: ClusterSnapshot | null, promotion: PromotionGates): Observation;
+  /** The term of the leader key this agent adopted at start (a restart while its lease lived), else null. */
+  adoptedAtStart(): number | null;
   /** Write the member key now if the sync generation it shows is not the one this node holds. */
   showGeneration(): Promise<void>;
 }
@@ -80,7 +82,10 @@ export class DecisionExecutor {
         await this.campaign(snapshot);
         return;
       case "promote":
-        await this.promotion("adopted", action.term, snapshot);
+        // The key names me with my lease. Adopted only when it is the one found at start (a restart while
+        // the lease lived); else a campaign of this run won it and its promotion was deferred (too little
+        // lease time) or its reply lost (the txn committed): a won election, every gate and mark applying.
+        await this.promotion(this.loop.adoptedAtStart() === action.term ? "adopted" : "won", action.term, snapshot);
         return;
       case "ask_gate":
         // Only asked from within promotion(), which answers it and decides again.
@@ -272,17 +277,18 @@ export class DecisionExecutor {
     if (role.acting !== "primary") return;
     if (action.via === "adopted") {
       this.loop.emit({ type: "promoted", kind: "adopted", term, vacancyMs: null, promoteMs: 0 });
-      return;
+    } else {
+      const now = clock.monotonicMs();
+      const promoteMs = Math.round(now - started);
+      const vacantSince = this.loop.vacantSinceMs();
+      const vacancyMs = vacantSince !== null ? Math.round(now - vacantSince) : null;
+      const lastLeader = this.loop.lastLeader();
+      this.loop.emit({ type: "promoted", kind: chronicle.promotionKind(snapshot, lastLeader), term, vacancyMs, promoteMs });
+      if (!snapshot?.switchover) {
+        chronicle.takeover(term, snapshot, lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
+      }
     }
-    const now = clock.monotonicMs();
-    const promoteMs = Math.round(now - started);
-    const vacantSince = this.loop.vacantSinceMs();
-    const vacancyMs = vacantSince !== null ? Math.round(now - vacantSince) : null;
-    const lastLeader = this.loop.lastLeader();
-    this.loop.emit({ type: "promoted", kind: chronicle.promotionKind(snapshot, lastLeader), term, vacancyMs, promoteMs });
-    if (!snapshot?.switchover) {
-      chronicle.takeover(term, snapshot, lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
-    }
+    // Facts about the files this promotion may lack, recorded whichever way the key came.
     if (action.stale) this.recordStalePromotion(term, action.stale);
     if (action.dataLag) this.recordDataLagPromotion(term, action.dataLag);
   }

@@ -44,6 +44,8 @@ export class HaLoop {
   private lastSnapshot: ClusterSnapshot | null = null;
   /** The last leader this node saw, to say whom a failover replaced. */
   private lastLeader: LeaderRecord | null = null;
+  /** The leader key's term when start() adopted it with my lease from a previous run; null otherwise. */
+  private adoptedTerm: number | null = null;
   private lastCycleAtMs: number | null = null;
   private etcdReachable = false;
   /** The VIP as it was when the last decision was taken (a handover's release record says whether the address is free). */
@@ -165,6 +167,7 @@ export class HaLoop {
       vacantSinceMs: () => this.memory.vacantSinceMs,
       observe: (snapshot, promotion) => this.observe(snapshot, null, promotion),
       showGeneration: () => this.showGeneration(),
+      adoptedAtStart: () => this.adoptedTerm,
     });
   }
 
@@ -177,6 +180,7 @@ export class HaLoop {
       const leader = snap.leader;
       if (leader && leader.node === config.node.name) {
         adopted = (await this.lease.adopt(leader.lease).catch(() => null)) !== null;
+        if (adopted) this.adoptedTerm = leader.term;
         log.info({ lease: leader.lease, term: leader.term, adopted }, adopted ? "adopted my lease from a previous run: no failover" : "my previous lease is gone");
       }
     } catch (e) {

@@ -24,7 +24,10 @@ export interface HookVerdict {
 
 export interface PromotionGates {
   readonly term: number;
-  /** won: this cycle's campaign won the key; adopted: the key already named me with my lease. */
+  /**
+   * won: a campaign of this agent's run won the key (this cycle, or an earlier one whose promotion was
+   * deferred or whose reply was lost); adopted: the key this agent found naming it at start (a restart).
+   */
   readonly via: "won" | "adopted";
   /** The lease the key was won or found with; gone or replaced by the time of the gates: no promotion. */
   readonly leaseId: string;
@@ -106,9 +109,10 @@ export function promotionGate(o: Observation): Decision {
 /**
  * A take-over while this node lags the published generation (syncGate let it
  * through within maximum_lag_on_failover, or a forced failover): the executor
- * records a stale promotion. An adopted key counts too: a won election whose
- * promotion was deferred (too little lease time left) is taken over as adopted
- * on the next cycle, and was recorded as nothing (found by the chaos checker).
+ * records a stale promotion. An adopted key counts too (an agent restarted
+ * while its lease lived held what it had published: not behind). A won
+ * election promoted on a later cycle (deferred, or its reply lost) comes as
+ * won; it came as adopted and was recorded as nothing (the chaos checker).
  */
 function staleMark(o: Observation): StalePromotion | undefined {
   const pub = o.cluster?.sync;

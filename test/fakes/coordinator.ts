@@ -51,6 +51,8 @@ export class FakeCoordinator implements Coordinator {
   syncRevision = 0;
   /** Runs once inside the next campaign, before its compares: a write the campaigner's view has not seen. */
   beforeCampaign: (() => void) | null = null;
+  /** The next won campaign commits, then its reply is lost (the caller gets an error, as on a cut connection). */
+  loseCampaignReply = false;
   readonly bans = new Map<string, { record: BanRecord; lease: string }>();
   readonly historyEvents: HistoryEvent[] = [];
   /** data/rejoin/<node> records. */
@@ -159,6 +161,10 @@ export class FakeCoordinator implements Coordinator {
     this.revision++;
     this.leader = { node, lease: leaseId, term: this.revision, acquiredAt };
     this.notify();
+    if (this.loseCampaignReply) {
+      this.loseCampaignReply = false;
+      throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: "campaign txn: the reply was lost after the commit" });
+    }
     return { won: true, leader: this.leader };
   }
 

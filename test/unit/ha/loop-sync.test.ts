@@ -160,3 +160,30 @@ test("a standby that applied the published generation since its last cycle shows
   assert.equal(atCampaign, 5, "the key showed the generation n2 campaigned with when the leader key was created");
   assert.ok(!c.etcd.historyEvents.some((e) => e.kind === "stale_promotion"), "it held 5: not a stale promotion");
 });
+
+test("a stale take-over whose won campaign is promoted on a later cycle (its reply lost) records the stale promotion and the take-over", async () => {
+  const c = syncCluster([
+    ["n1", 300, new FakeSync(5)],
+    ["n2", 200, new FakeSync(4)],
+  ]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  c.nodes[1]!.sync.behindSinceMs = c.clock.monotonicMs() - 1500;
+  c.etcd.loseCampaignReply = true;
+  const term1 = c.etcd.leader!.term;
+  await c.nodes[0]!.loop.stop();
+  await c.clock.advance(3000);
+  assert.equal(c.etcd.loseCampaignReply, false, "n2's campaign committed and its reply was lost");
+  assert.equal(c.etcd.leader?.node, "n2");
+  assert.equal(c.nodes[1]!.loop.status().acting, "primary", "promoted on a later cycle, the key naming n2 with its lease");
+  const term = c.etcd.leader!.term;
+  const stale = c.etcd.historyEvents.find((e) => e.kind === "stale_promotion");
+  assert.ok(stale, `recorded: ${JSON.stringify(c.etcd.historyEvents)}`);
+  assert.equal(stale.term, term);
+  assert.match(stale.reason, /sync generation 4 while n1 had published 5/);
+  assert.ok(c.nodes[1]!.events.includes("stale_promotion"), "the metric's event fired");
+  assert.ok(term > term1);
+  const takeover = c.etcd.historyEvents.find((e) => e.kind === "handover" && e.term === term);
+  assert.ok(takeover, `the take-over from n1 (it released the role on stop) is in history: ${JSON.stringify(c.etcd.historyEvents.map((e) => e.kind))}`);
+  assert.equal(takeover.from, "n1");
+});

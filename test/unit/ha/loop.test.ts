@@ -500,6 +500,50 @@ test("a pre_promote veto releases the won election to the next candidate and coo
   assert.equal(timeline.maxHolders, 1);
 });
 
+test("a won election whose campaign reply was lost is promoted on the next cycle through the pre_promote hook; a restart's adopted key is not", async () => {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const ran: string[] = [];
+  const hooks = new StrictHooks({
+    pre_promote: () => {
+      ran.push("pre_promote");
+      return hookOutcome({ ok: true, code: 0 });
+    },
+  });
+  const daemon = new FakeDaemon();
+  const vip = new FakeVip("n1", new VipTimeline(clock));
+  const make = (life: ProcessLife) =>
+    new HaLoop({
+      config: configFor("n1", 100),
+      coordinator: life.coordinator(etcd),
+      daemon,
+      vip,
+      health: new FakeHealth(),
+      clock: life.clock(clock),
+      log: silentLogger(),
+      version: "test",
+      probeGraceMs: 0,
+      hooks,
+    });
+  etcd.loseCampaignReply = true;
+  const firstLife = new ProcessLife();
+  const first = make(firstLife);
+  await first.start();
+  await clock.advance(2000);
+  assert.equal(etcd.loseCampaignReply, false, "the campaign committed and its reply was lost");
+  assert.equal(first.status().acting, "primary");
+  assert.deepEqual(ran, ["pre_promote"], "the hook gated the promotion of the key the lost reply had won");
+  const term = etcd.leader!.term;
+  // A crash and restart within the lease (daemon and VIP survive): the key found at start is adopted, the hook not run again.
+  firstLife.crash();
+  const again = make(new ProcessLife());
+  await again.start();
+  await clock.advance(2000);
+  assert.equal(again.status().acting, "primary");
+  assert.equal(etcd.leader?.term, term, "same term");
+  assert.deepEqual(ran, ["pre_promote"], "an adopted key: no second hook run");
+});
+
 test("flap damping: a primary failing its health after max_moves handovers (cluster history) holds, records it once, and hands over after a clear", async () => {
   const c = cluster([
     ["n1", 200],
