@@ -332,14 +332,15 @@ export class HaLoop {
   }
 
   /**
-   * Before a campaign: the member key shows the generation this node campaigns with. A pull
-   * applied since the last cycle is otherwise written after the campaign (at the cycle's end), so
-   * the key said "behind" at the moment the node took over (chaos: an unrecorded stale promotion
-   * that was not stale). One write, only when the generation changed; a failed write does not stop the campaign.
+   * Before a campaign: the member key shows the generation this node campaigns with. A pull applied
+   * since the last cycle was otherwise written at the cycle's end, after the campaign, so for that
+   * moment the key said "behind" (the other standbys rank on it; the chaos checker judges a promotion
+   * by it). One write, only when the key does not show it; a failed write does not stop the campaign.
    */
   private async showGeneration(): Promise<void> {
     const generation = this.deps.sync?.generation();
-    if (generation === undefined || this.member.writtenGeneration() === generation) return;
+    const lease = this.lease.state();
+    if (generation === undefined || !lease || this.member.shows(generation, lease.id)) return;
     await this.publishMember();
   }
 

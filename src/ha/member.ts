@@ -27,8 +27,8 @@ export class MemberPublisher {
   private written = "";
   /** The same without the decision. */
   private writtenFacts = "";
-  /** The generation the key holds, as last written; null before the first write. */
-  private writtenGen: number | null = null;
+  /** The generation and lease of the last write that succeeded; null before one did. */
+  private writtenGen: { generation: number; leaseId: string } | null = null;
   private deferred: { body: MemberBody; leaseId: string } | undefined;
   private timer: TimerHandle | undefined;
   private writes: Promise<void> = Promise.resolve();
@@ -64,9 +64,9 @@ export class MemberPublisher {
     return this.write(body, leaseId);
   }
 
-  /** The sync generation the key holds (last write that succeeded), null before one did. */
-  writtenGeneration(): number | null {
-    return this.writtenGen;
+  /** Whether the last write that succeeded put this generation on this lease (a key on another lease died with it). */
+  shows(generation: number, leaseId: string): boolean {
+    return this.writtenGen?.generation === generation && this.writtenGen.leaseId === leaseId;
   }
 
   /** The agent is stopping: drop a deferred write, write nothing more. */
@@ -91,7 +91,7 @@ export class MemberPublisher {
         await this.coordinator.putMember(member, leaseId);
         this.written = key;
         this.writtenFacts = facts(body, leaseId);
-        this.writtenGen = body.generation;
+        this.writtenGen = { generation: body.generation, leaseId };
       } catch (e) {
         this.log.debug({ err: describeError(e) }, "member key not written");
       } finally {

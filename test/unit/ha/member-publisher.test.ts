@@ -121,15 +121,17 @@ test("a text that returns to the written one while a deferred write is in flight
   assert.equal(stored()?.decision, "A", "A again after B landed");
 });
 
-test("writtenGeneration: what the key holds after the last write that succeeded", async () => {
+test("shows: the generation and lease of the last write that succeeded", async () => {
   const { etcd, pub, lease } = await setup();
-  assert.equal(pub.writtenGeneration(), null, "nothing written yet");
+  assert.equal(pub.shows(4, lease), false, "nothing written yet");
   await pub.publish(body({ generation: 4 }), lease);
-  assert.equal(pub.writtenGeneration(), 4);
+  assert.equal(pub.shows(4, lease), true);
   etcd.quorumLost = true;
   await pub.publish(body({ generation: 5 }), lease);
-  assert.equal(pub.writtenGeneration(), 4, "a failed write changes nothing");
+  assert.equal(pub.shows(5, lease), false, "a failed write changes nothing");
+  assert.equal(pub.shows(4, lease), true);
   etcd.quorumBack();
   await pub.publish(body({ generation: 5 }), lease);
-  assert.equal(pub.writtenGeneration(), 5);
+  assert.equal(pub.shows(5, lease), true);
+  assert.equal(pub.shows(5, "another-lease"), false, "a key on another lease is not this one");
 });
