@@ -61,6 +61,17 @@ function syncCluster(nodes: [string, number, FakeSync][]) {
   return { clock, etcd, timeline, nodes: built };
 }
 
+/** n1 (priority 300) primary holding the published generation 5, n2 (200) a standby holding `n2Held`, both running 2 s. */
+async function runningPair(n2Held: number) {
+  const c = syncCluster([
+    ["n1", 300, new FakeSync(5)],
+    ["n2", 200, new FakeSync(n2Held)],
+  ]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  return c;
+}
+
 test("sync gate: a stale standby with the higher priority waits; the in-sync one takes over, no stale promotion", async () => {
   const c = syncCluster([
     ["n1", 300, new FakeSync(5)],
@@ -85,12 +96,7 @@ test("sync gate: a stale standby with the higher priority waits; the in-sync one
 });
 
 test("sync gate: alone and within maximum_lag_on_failover, a stale standby takes over and records a stale promotion", async () => {
-  const c = syncCluster([
-    ["n1", 300, new FakeSync(5)],
-    ["n2", 200, new FakeSync(4)],
-  ]);
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
+  const c = await runningPair(4);
   c.nodes[1]!.sync.behindSinceMs = c.clock.monotonicMs() - 1500;
   await c.nodes[0]!.loop.stop();
   await c.clock.advance(1000);
@@ -104,12 +110,7 @@ test("sync gate: alone and within maximum_lag_on_failover, a stale standby takes
 });
 
 test("sync gate: a campaign decided on a view older than the published generation loses, and the retry records the stale promotion", async () => {
-  const c = syncCluster([
-    ["n1", 300, new FakeSync(5)],
-    ["n2", 200, new FakeSync(5)],
-  ]);
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
+  const c = await runningPair(5);
   // n1 published 6 just before it went: n2's view (the snapshot its campaign was decided on) lacks it.
   c.etcd.beforeCampaign = () => {
     c.etcd.sync = { ...c.etcd.sync!, generation: 6, digest: "d6" };
@@ -127,12 +128,7 @@ test("sync gate: a campaign decided on a view older than the published generatio
 });
 
 test("sync gate: a standby behind for longer than maximum_lag_on_failover does not take over by itself", async () => {
-  const c = syncCluster([
-    ["n1", 300, new FakeSync(5)],
-    ["n2", 200, new FakeSync(4)],
-  ]);
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
+  const c = await runningPair(4);
   c.nodes[1]!.sync.behindSinceMs = c.clock.monotonicMs() - 31_000;
   await c.nodes[0]!.loop.stop();
   await c.clock.advance(5000);
@@ -141,12 +137,7 @@ test("sync gate: a standby behind for longer than maximum_lag_on_failover does n
 });
 
 test("a standby that applied the published generation since its last cycle shows it in its member key before it campaigns", async () => {
-  const c = syncCluster([
-    ["n1", 300, new FakeSync(5)],
-    ["n2", 200, new FakeSync(4)],
-  ]);
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
+  const c = await runningPair(4);
   assert.equal(c.etcd.members.get("n2")?.member.generation, 4);
   // The pull of 5 is applied; no cycle has run since, so the key still says 4.
   c.nodes[1]!.sync.held = 5;
@@ -162,12 +153,7 @@ test("a standby that applied the published generation since its last cycle shows
 });
 
 test("a stale take-over whose won campaign is promoted on a later cycle (its reply lost) records the stale promotion and the take-over", async () => {
-  const c = syncCluster([
-    ["n1", 300, new FakeSync(5)],
-    ["n2", 200, new FakeSync(4)],
-  ]);
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
+  const c = await runningPair(4);
   c.nodes[1]!.sync.behindSinceMs = c.clock.monotonicMs() - 1500;
   c.etcd.loseCampaignReply = true;
   const term1 = c.etcd.leader!.term;
