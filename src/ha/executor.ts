@@ -288,9 +288,12 @@ export class DecisionExecutor {
         chronicle.takeover(term, snapshot, lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
       }
     }
-    // Facts about the files this promotion may lack, recorded whichever way the key came.
+    // Facts about the files this promotion may lack, recorded whichever way the key came, and sent at
+    // once rather than at the next cycle's start: an agent killed before that would take them along.
+    // Not awaited: this cycle's remaining steps (the sync engine turning primary) do not wait on etcd.
     if (action.stale) this.recordStalePromotion(term, action.stale);
     if (action.dataLag) this.recordDataLagPromotion(term, action.dataLag);
+    if (action.stale || action.dataLag) void chronicle.flush();
   }
 
   /** promotionGate marked the take-over over the data-lag limit (data-gate.ts): record it, loudly. */

@@ -18,6 +18,7 @@ const KEPT_AFTER_THE_TERM: ReadonlySet<HistoryEvent["kind"]> = new Set(["stale_p
  */
 export class HistoryRecorder {
   private pending: { event: HistoryEvent; term: number | null }[] = [];
+  private flushing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -30,8 +31,13 @@ export class HistoryRecorder {
     if (this.pending.length > MAX_PENDING) this.pending.shift();
   }
 
-  /** Write what is queued; call when etcd is known to answer. */
-  async flush(): Promise<void> {
+  /** Write what is queued; call when etcd is known to answer. Flushes run one after another (never the same event twice). */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.drain());
+    return this.flushing;
+  }
+
+  private async drain(): Promise<void> {
     while (this.pending.length > 0) {
       const next = this.pending[0]!;
       try {

@@ -45,3 +45,16 @@ test("within the term, every event is written guarded, in order", async () => {
     ["failover", "stale_promotion"],
   );
 });
+
+test("flushes called together run one after another: each event is written once", async () => {
+  const coordinator = new FakeCoordinator(new FakeClock());
+  const recorder = new HistoryRecorder(coordinator, silentLogger());
+  coordinator.leader = { node: "n1", lease: "1", term: 7, acquiredAt: "t" };
+  recorder.record(event("failover", 7), 7);
+  recorder.record(event("stale_promotion", 7), 7);
+  await Promise.all([recorder.flush(), recorder.flush(), recorder.flush()]);
+  assert.deepEqual(
+    coordinator.historyEvents.map((e) => e.kind),
+    ["failover", "stale_promotion"],
+  );
+});

@@ -99,7 +99,13 @@ test("sync gate: alone and within maximum_lag_on_failover, a stale standby takes
   const c = await runningPair(4);
   c.nodes[1]!.sync.behindSinceMs = c.clock.monotonicMs() - 1500;
   await c.nodes[0]!.loop.stop();
+  const callsBefore = c.etcd.calls.length;
   await c.clock.advance(1000);
+  const after = c.etcd.calls.slice(callsBefore);
+  const campaign = after.indexOf("campaign");
+  const sent = after.indexOf("appendHistory", campaign);
+  assert.ok(campaign >= 0 && sent > campaign, after.join(" "));
+  assert.ok(!after.slice(campaign, sent).includes("snapshot"), `sent by the take-over, not at the next cycle's start: ${after.slice(campaign).join(" ")}`);
   assert.equal(c.etcd.leader?.node, "n2");
   const stale = c.etcd.historyEvents.find((e) => e.kind === "stale_promotion");
   assert.ok(stale, JSON.stringify(c.etcd.historyEvents));
