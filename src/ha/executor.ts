@@ -179,7 +179,6 @@ export class DecisionExecutor {
 
   private async campaign(snapshot: ClusterSnapshot | null): Promise<void> {
     const { coordinator, config, clock, log } = this.deps;
-    if (!this.loop.lease.state()) return;
     // The others rank on the member key, and it is the record of what this node held when it took over.
     await this.loop.showGeneration();
     const lease = this.loop.lease.state();
