@@ -73,7 +73,7 @@ export interface Breakdown {
   released: number | null;
   /** etcdctl watch in the etcd namespace: the leader key's DELETE and the new PUT. */
   keyDeleted: number | null;
-  /** New primary: decision "campaigning: switchover to me". */
+  /** New primary: decision "campaigning: switchover to me", or "promoting: the leader key names me" (a key handed over). */
   campaigning: number | null;
   won: number | null;
   /** New primary: "fence guard started" (a guard process spawned on promotion), when it happened in this run. */

@@ -41,7 +41,7 @@ export class AgentMetrics {
       },
       ["role"],
     );
-    gauge("understudy_leader_term", "Term (leader key create_revision) while primary, else 0", (v, g) => g.set(v.term ?? 0));
+    gauge("understudy_leader_term", "Term (the leader key's mod_revision) while primary, else 0", (v, g) => g.set(v.term ?? 0));
     gauge("understudy_lease_remaining_seconds", "Time to the local lease deadline", (v, g) => g.set((v.leaseRemainingMs ?? 0) / 1000));
     gauge("understudy_etcd_reachable", "1 when the last HA cycle could read etcd", (v, g) => g.set(v.etcdReachable ? 1 : 0));
     gauge("understudy_vip_held", "1 when this node has the floating IP", (v, g) => g.set(v.vipHeld ? 1 : 0));

@@ -15,7 +15,6 @@ import { request, type TlsOptions } from "./http.js";
 interface Kv {
   readonly key: string;
   readonly value?: string;
-  readonly create_revision?: string;
   readonly mod_revision?: string;
 }
 interface RangeAnswer {
@@ -113,7 +112,6 @@ export class EtcdGateway {
       .map((kv) => ({
         key: unb64(kv.key),
         value: unb64(kv.value),
-        createRevision: Number(kv.create_revision ?? 0),
         modRevision: Number(kv.mod_revision ?? 0),
       }));
     const keys = Number(responses[5]?.response_range?.count ?? 0);

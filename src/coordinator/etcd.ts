@@ -154,18 +154,18 @@ export class EtcdCoordinator implements Coordinator {
         .commit();
     });
     if (res.succeeded) {
-      // The put is the txn's only write, so the key's create_revision is the txn's revision.
+      // The put is the txn's only write, so the key's mod_revision (the term) is the txn's revision.
       const term = Number(res.header.revision);
       return { won: true, leader: { node, lease: leaseId, term, acquiredAt } };
     }
     const kv = res.responses[0]?.response_range?.kvs[0];
-    const leader = kv ? (decodeLeader(kv.value.toString(), Number(kv.create_revision)) ?? null) : null;
+    const leader = kv ? (decodeLeader(kv.value.toString(), Number(kv.mod_revision)) ?? null) : null;
     return { won: false, leader, vacant: kv === undefined };
   }
 
   async resign(term: number): Promise<boolean> {
     const key = this.keys.leader;
-    const res = await this.call("resign txn", () => this.client.if(key, "Create", "==", term).then(this.client.delete().key(key)).options(this.deadline()).commit());
+    const res = await this.call("resign txn", () => this.client.if(key, "Mod", "==", term).then(this.client.delete().key(key)).options(this.deadline()).commit());
     return res.succeeded;
   }
 
@@ -192,7 +192,7 @@ export class EtcdCoordinator implements Coordinator {
 
   async clearSwitchover(term: number): Promise<boolean> {
     const res = await this.call("clear switchover txn", () =>
-      this.client.if(this.keys.leader, "Create", "==", term).then(this.client.delete().key(this.keys.switchover)).options(this.deadline()).commit(),
+      this.client.if(this.keys.leader, "Mod", "==", term).then(this.client.delete().key(this.keys.switchover)).options(this.deadline()).commit(),
     );
     return res.succeeded;
   }
@@ -204,12 +204,34 @@ export class EtcdCoordinator implements Coordinator {
   async release(term: number, record: ReleaseRecord): Promise<boolean> {
     const res = await this.call("release txn", () =>
       this.client
-        .if(this.keys.leader, "Create", "==", term)
+        .if(this.keys.leader, "Mod", "==", term)
         .then(this.client.delete().key(this.keys.leader), this.client.put(this.keys.released).value(JSON.stringify(record)))
         .options(this.deadline())
         .commit(),
     );
     return res.succeeded;
+  }
+
+  async handOver(term: number, to: { readonly node: string; readonly lease: string }, record: ReleaseRecord, readRevision: number): Promise<number | null> {
+    const key = this.keys.leader;
+    const res = await this.call("handover txn", () =>
+      this.client
+        .if(key, "Mod", "==", term)
+        .and(this.keys.member(to.node), "Lease", "==", to.lease)
+        .and(this.keys.failsafeMembers, "Mod", "<", readRevision + 1)
+        .and(this.keys.syncGeneration, "Mod", "<", readRevision + 1)
+        .then(
+          this.client
+            .put(key)
+            .value(encodeLeader(to.node, to.lease, record.at))
+            .lease(to.lease),
+          this.client.put(this.keys.released).value(JSON.stringify(record)),
+        )
+        .options(this.deadline())
+        .commit(),
+    );
+    // Both puts share the txn's revision: the key's new mod_revision, the successor's term.
+    return res.succeeded ? Number(res.header.revision) : null;
   }
 
   async ban(record: BanRecord, ttlMs: number): Promise<void> {
@@ -224,7 +246,7 @@ export class EtcdCoordinator implements Coordinator {
   async publishGeneration(term: number, generation: SyncGeneration): Promise<boolean> {
     const res = await this.call("publish generation txn", () =>
       this.client
-        .if(this.keys.leader, "Create", "==", term)
+        .if(this.keys.leader, "Mod", "==", term)
         .then(this.client.put(this.keys.syncGeneration).value(JSON.stringify(generation)))
         .options(this.deadline())
         .commit(),
@@ -235,7 +257,7 @@ export class EtcdCoordinator implements Coordinator {
   async putDataRejoin(term: number, record: DataRejoinRecord): Promise<boolean> {
     const res = await this.call("data rejoin txn", () =>
       this.client
-        .if(this.keys.leader, "Create", "==", term)
+        .if(this.keys.leader, "Mod", "==", term)
         .then(this.client.put(this.keys.dataRejoin(record.node)).value(JSON.stringify(record)))
         .options(this.deadline())
         .commit(),
@@ -246,7 +268,7 @@ export class EtcdCoordinator implements Coordinator {
   async publishDataProgress(term: number, progress: DataProgress): Promise<boolean> {
     const res = await this.call("publish data progress txn", () =>
       this.client
-        .if(this.keys.leader, "Create", "==", term)
+        .if(this.keys.leader, "Mod", "==", term)
         .then(this.client.put(this.keys.dataProgress).value(JSON.stringify(progress)))
         .options(this.deadline())
         .commit(),
@@ -258,7 +280,7 @@ export class EtcdCoordinator implements Coordinator {
     const key = this.keys.failsafeMembers;
     const res = await this.call("publish failsafe members txn", () =>
       this.client
-        .if(this.keys.leader, "Create", "==", term)
+        .if(this.keys.leader, "Mod", "==", term)
         .then(record ? this.client.put(key).value(JSON.stringify(record)) : this.client.delete().key(key))
         .options(this.deadline())
         .commit(),
@@ -295,7 +317,7 @@ export class EtcdCoordinator implements Coordinator {
     const key = historyKey(this.keys.historyPrefix, event, this.opts.clock.wallMs());
     const put = this.client.put(key).value(JSON.stringify(event));
     if (term === null) await this.call("history put", () => put.options(this.deadline()).exec());
-    else if (!(await this.call("history txn", () => this.client.if(this.keys.leader, "Create", "==", term).then(put).options(this.deadline()).commit())).succeeded) return false;
+    else if (!(await this.call("history txn", () => this.client.if(this.keys.leader, "Mod", "==", term).then(put).options(this.deadline()).commit())).succeeded) return false;
     await this.trimHistory().catch(() => undefined);
     return true;
   }

@@ -12,7 +12,7 @@
 // - A write that timed out may still have been applied: callers re-read
 //   before acting on the assumption that it was not.
 // - A write guarded by `term` is one etcd transaction comparing the leader
-//   key's create_revision with `term`; it resolves false, without writing,
+//   key's mod_revision with `term`; it resolves false, without writing,
 //   when `term` no longer leads. A deposed primary can never overwrite what
 //   its successor wrote.
 // - Everything read back is validated as untrusted input: a record that does
@@ -78,8 +78,8 @@ export interface LeaseStore {
 export interface LeaderElection {
   /**
    * Create the leader key for `node` on `leaseId`, only if it is absent: one
-   * compare-and-set, never an overwrite. won: the key's create_revision is the
-   * new term. Lost: `leader` is the incumbent as read in the same transaction.
+   * compare-and-set, never an overwrite. won: the key's revision is the
+   * new term (the term is the key's mod_revision: a handover's put starts one too). Lost: `leader` is the incumbent as read in the same transaction.
    * Never retried blindly: after a timeout the caller reads the leader key again.
    * `readRevision`: the snapshot the decision read; the txn also requires that
    * neither failsafe/members (E2: a list rewritten meanwhile may no longer name
@@ -95,6 +95,15 @@ export interface LeaderElection {
    * the successor reads the record as "the address is free".
    */
   release(term: number, record: ReleaseRecord): Promise<boolean>;
+  /**
+   * A planned move in one transaction guarded by `term`: put the leader key naming `to.node` on
+   * `to.lease` (its new mod_revision is the successor's term) and write control/released. Call only
+   * after the VIP is dropped and the daemon stopped, as for release. The txn also requires that
+   * `to`'s member key hangs on that lease (the lease lives) and that neither failsafe/members nor
+   * sync/generation was written after `readRevision`. Resolves the new term, or null when any of
+   * that failed (nothing written: the caller releases instead).
+   */
+  handOver(term: number, to: { readonly node: string; readonly lease: string }, record: ReleaseRecord, readRevision: number): Promise<number | null>;
   /**
    * Calls `onEvent` on every change under the cluster prefix ("changed"), and
    * "resync" whenever events may have been missed (reconnect, error): the

@@ -4,7 +4,7 @@
 
 export interface LeaderRecord {
   readonly node: string;
-  /** The leader key's create_revision: the fencing token for this reign. */
+  /** The leader key's mod_revision: the fencing token for this reign (a campaign creates the key, a handover puts it). */
   readonly term: number;
   /** Hex id of the lease the key is attached to. */
   readonly lease: string;
@@ -48,6 +48,12 @@ export interface MemberRecord {
   readonly daemonRunning: boolean;
   /** Base URL of this node's REST API, when it serves one. */
   readonly api?: string;
+  /**
+   * The lease this key hangs on. Stating it is how an agent says it takes a leader key handed to it
+   * on that lease in one transaction (a planned move; the term is the key's mod revision): a
+   * primary hands over that way only when every member states one. Absent from older agents.
+   */
+  readonly lease?: string;
   readonly updatedAt: string;
 }
 

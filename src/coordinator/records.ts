@@ -79,6 +79,10 @@ const memberSchema = z.object({
   vipProblem: text(500).optional(),
   daemonRunning: z.boolean(),
   api: text(300).optional(),
+  lease: z
+    .string()
+    .regex(/^[0-9a-fA-F]{1,20}$/)
+    .optional(),
   updatedAt: isoTime,
 });
 
@@ -171,10 +175,11 @@ export function encodeLeader(node: string, lease: string, acquiredAt: string): s
   return JSON.stringify({ node, lease, acquired_at: acquiredAt });
 }
 
-export function decodeLeaderChecked(value: string, createRevision: number): Decoded<LeaderRecord> {
+/** `modRevision`: the key's mod_revision, its term (a campaign creates the key, a handover puts it; a keepalive changes neither). */
+export function decodeLeaderChecked(value: string, modRevision: number): Decoded<LeaderRecord> {
   const d = decode(leaderValue, value);
   if ("problem" in d) return d;
-  return { ok: { node: d.ok.node, lease: d.ok.lease, term: createRevision, acquiredAt: d.ok.acquired_at ?? "" } };
+  return { ok: { node: d.ok.node, lease: d.ok.lease, term: modRevision, acquiredAt: d.ok.acquired_at ?? "" } };
 }
 
 export const decodeMemberChecked = (value: string): Decoded<MemberRecord> => decode(memberSchema, value) as Decoded<MemberRecord>;
@@ -185,7 +190,7 @@ export const decodeSyncGenerationChecked = (value: string): Decoded<SyncGenerati
 export const decodeHistoryChecked = (value: string): Decoded<HistoryEvent> => decode(historySchema, value) as Decoded<HistoryEvent>;
 
 const okOrUndefined = <T>(d: Decoded<T>): T | undefined => ("ok" in d ? d.ok : undefined);
-export const decodeLeader = (value: string, createRevision: number) => okOrUndefined(decodeLeaderChecked(value, createRevision));
+export const decodeLeader = (value: string, modRevision: number) => okOrUndefined(decodeLeaderChecked(value, modRevision));
 
 /** A record refused while reading a snapshot: its key, its mod revision (to report it once) and why. */
 export interface InvalidRecord {

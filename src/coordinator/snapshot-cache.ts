@@ -26,8 +26,8 @@ export function inSnapshot(k: ClusterKeys): (key: string) => boolean {
 }
 
 /** An etcd key-value (gRPC's, from a range or a watch event) as the decoders take it. */
-export function rawKv(kv: { key: Buffer; value: Buffer; create_revision: string; mod_revision: string }): RawKv {
-  return { key: kv.key.toString(), value: kv.value.toString(), createRevision: Number(kv.create_revision), modRevision: Number(kv.mod_revision) };
+export function rawKv(kv: { key: Buffer; value: Buffer; mod_revision: string }): RawKv {
+  return { key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) };
 }
 
 export interface WatchedEvent {
@@ -35,7 +35,6 @@ export interface WatchedEvent {
   readonly key: string;
   /** Empty for a delete. */
   readonly value: string;
-  readonly createRevision: number;
   readonly modRevision: number;
 }
 
@@ -133,6 +132,6 @@ export class SnapshotCache {
     // Only events newer than the read reach here, in order; a key at a newer revision is kept (defensive).
     if (held && held.modRevision >= e.modRevision) return;
     if (e.type === "delete") this.kvs.delete(e.key);
-    else this.kvs.set(e.key, { key: e.key, value: e.value, createRevision: e.createRevision, modRevision: e.modRevision });
+    else this.kvs.set(e.key, { key: e.key, value: e.value, modRevision: e.modRevision });
   }
 }

@@ -18,7 +18,7 @@ import {
 export interface RawKv {
   readonly key: string;
   readonly value: string;
-  readonly createRevision: number;
+  /** Its mod_revision: the leader key's is the term. */
   readonly modRevision: number;
 }
 
@@ -39,13 +39,13 @@ export function decodeSnapshot(k: ClusterKeys, kvs: Iterable<RawKv>, revision: n
   let dataProgress: DataProgress | null = null;
   let failsafeMembers: FailsafeMembers | null = null;
   let failsafeMembersInvalid = false;
-  for (const { key, value, createRevision, modRevision } of kvs) {
+  for (const { key, value, modRevision } of kvs) {
     const take = <T>(kind: InvalidRecord["kind"], d: Decoded<T>): T | null => {
       if ("ok" in d) return d.ok;
       onInvalid?.({ kind, key, modRevision, problem: d.problem });
       return null;
     };
-    if (key === k.leader) leader = take("leader", decodeLeaderChecked(value, createRevision));
+    if (key === k.leader) leader = take("leader", decodeLeaderChecked(value, modRevision));
     else if (key === k.pause) paused = value !== "" && value !== "false";
     else if (key === k.switchover) switchover = take("switchover", decodeSwitchoverChecked(value));
     else if (key === k.released) released = take("released", decodeReleasedChecked(value));

@@ -120,6 +120,16 @@ export class DecisionExecutor {
           ...vipNotFree(this.loop.vipAtDecision()),
           ...(action.drain ? { drain: action.drain } : {}),
         };
+        const to = action.handTo;
+        if (to) {
+          // Timed out and applied after all: the release below compares the old term and writes nothing.
+          const next = await coordinator.handOver(action.term, to, record, to.revision).catch(() => null);
+          if (next !== null) {
+            log.info({ term: action.term, why: action.why, to: to.node, next_term: next }, "handed the leader key over");
+            return;
+          }
+          log.info({ term: action.term, to: to.node }, "the leader key could not be handed over (its lease or the cluster changed); releasing it");
+        }
         if (await coordinator.release(action.term, record).catch(() => false)) log.info({ term: action.term, why: action.why }, "released the leader key");
         else log.warn({ term: action.term }, "release not applied; the lease expires on its own");
         return;
@@ -293,6 +303,9 @@ export class DecisionExecutor {
     if (action.stale) this.recordStalePromotion(term, action.stale);
     if (action.dataLag) this.recordDataLagPromotion(term, action.dataLag);
     if (action.stale || action.dataLag) void chronicle.flush();
+    // The first cycle as primary at once (a switchover request to clear, generations to publish): a key
+    // handed over comes with no write of this node's own that would wake one.
+    this.loop.trigger("took over");
   }
 
   /** promotionGate marked the take-over over the data-lag limit (data-gate.ts): record it, loudly. */

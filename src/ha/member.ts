@@ -3,7 +3,7 @@ import type { Coordinator, MemberRecord } from "../coordinator/port.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 
-export type MemberBody = Omit<MemberRecord, "updatedAt">;
+export type MemberBody = Omit<MemberRecord, "updatedAt" | "lease">;
 
 /**
  * How long a change of the decision text alone waits before it is written. A
@@ -87,7 +87,7 @@ export class MemberPublisher {
       const key = JSON.stringify(body) + leaseId;
       try {
         if (key === this.written || this.stopped) return;
-        const member: MemberRecord = { ...body, updatedAt: new Date(this.clock.wallMs()).toISOString() };
+        const member: MemberRecord = { ...body, lease: leaseId, updatedAt: new Date(this.clock.wallMs()).toISOString() };
         await this.coordinator.putMember(member, leaseId);
         this.written = key;
         this.writtenFacts = facts(body, leaseId);

@@ -86,6 +86,13 @@ export interface Observation {
   readonly campaignHoldWaitMs?: number;
 }
 
+/** A planned move's target, to be handed the leader key in the release's txn; `revision`: the view it was chosen on. */
+export interface HandTo {
+  readonly node: string;
+  readonly lease: string;
+  readonly revision: number;
+}
+
 export type Action =
   | { readonly kind: "grant_lease" }
   | { readonly kind: "campaign" }
@@ -94,8 +101,18 @@ export type Action =
   | { readonly kind: "resign"; readonly term: number }
   /** E2': add members to failsafe/members while the leader key is vacant (only if it is unchanged since `revision`). */
   | { readonly kind: "widen_failsafe_members"; readonly record: { readonly term: number; readonly nodes: readonly string[] }; readonly revision: number }
-  /** Delete the leader key and write control/released in one txn (after demote). */
-  | { readonly kind: "release"; readonly term: number; readonly why: "switchover" | "handover"; readonly drain?: DrainSummary }
+  /**
+   * Delete the leader key and write control/released in one txn (after demote). With `handTo`: put
+   * the key naming that node on its lease instead (the same txn, a new term), unless the cluster
+   * changed after `revision` (then delete it as without).
+   */
+  | {
+      readonly kind: "release";
+      readonly term: number;
+      readonly why: "switchover" | "handover";
+      readonly drain?: DrainSummary;
+      readonly handTo?: HandTo;
+    }
   | { readonly kind: "complete_switchover"; readonly request: SwitchoverRequest }
   | { readonly kind: "abort_switchover"; readonly why: string }
   | { readonly kind: "request_failback"; readonly to: string }

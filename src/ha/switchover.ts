@@ -1,6 +1,6 @@
-import { isBehind, type SwitchoverRequest } from "../coordinator/port.js";
+import { isBehind, type MemberRecord, type SwitchoverRequest } from "../coordinator/port.js";
 import { bestCandidate, eligible } from "./candidates.js";
-import type { Decision, Observation } from "./observation.js";
+import type { Decision, HandTo, Observation } from "./observation.js";
 import { drainStep } from "./drain-plan.js";
 
 // Planned moves of the primary: operator switchover (now or scheduled),
@@ -84,17 +84,33 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   }
   const drain = drainStep(o, sw, target.node);
   if ("decision" in drain) return drain.decision;
+  const handTo = handOverTo(o, target);
+  const how = handTo ? " (the leader key passed in one transaction)" : "";
   if (drain.move === null) {
     return {
-      actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover" }],
-      reason: `${sw.kind}: handing over to ${target.node}${drain.note ? ` ${drain.note}` : ""}${sw.reason ? ` (${sw.reason})` : ""}`,
+      actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", ...(handTo ? { handTo } : {}) }],
+      reason: `${sw.kind}: handing over to ${target.node}${how}${drain.note ? ` ${drain.note}` : ""}${sw.reason ? ` (${sw.reason})` : ""}`,
     };
   }
   // New sessions stay refused until the VIP is gone and the key released: then accept again (end_drain).
   return {
-    actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", drain: drain.move }, { kind: "end_drain", outcome: "moved", why: "handed over" }],
-    reason: `${sw.kind}: handing over to ${target.node} ${drain.note}${sw.reason ? ` (${sw.reason})` : ""}`,
+    actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", drain: drain.move, ...(handTo ? { handTo } : {}) }, { kind: "end_drain", outcome: "moved", why: "handed over" }],
+    reason: `${sw.kind}: handing over to ${target.node}${how} ${drain.note}${sw.reason ? ` (${sw.reason})` : ""}`,
   };
+}
+
+/**
+ * Whether the key can go to the target in the release's own transaction (one etcd commit and no
+ * campaign: the target promotes on the watch event). Only when every member states its lease
+ * (agents that do take a key handed to them; an older one reads the term from the key's create
+ * revision, which a put keeps) and failsafe/members, when present, lists the target (E2: a node it
+ * does not list must not lead). Otherwise the key is deleted and the target campaigns, as before.
+ */
+function handOverTo(o: Observation, target: MemberRecord): HandTo | undefined {
+  const c = o.cluster!;
+  if (target.lease === undefined || !c.members.every((m) => m.lease !== undefined)) return undefined;
+  if (c.failsafeMembers && !c.failsafeMembers.nodes.includes(target.node)) return undefined;
+  return { node: target.node, lease: target.lease, revision: c.revision };
 }
 
 /**

@@ -150,9 +150,10 @@ export function leaderTimeline(events: readonly EtcdEvent[]): LeaderSpan[] {
     }
     const v = parseJson<{ node?: string }>(e.value);
     if (!v?.node) continue;
-    if (cur && cur.term === e.createRevision && cur.node === v.node) continue;
+    // The term is the key's mod_revision: a campaign creates the key, a handover puts it (a new term).
+    if (cur && cur.term === e.modRevision && cur.node === v.node) continue;
     if (cur) cur.to = e.t;
-    cur = { node: v.node, term: e.createRevision, from: e.t, to: Number.POSITIVE_INFINITY };
+    cur = { node: v.node, term: e.modRevision, from: e.t, to: Number.POSITIVE_INFINITY };
     out.push(cur);
   }
   return out;
@@ -176,7 +177,7 @@ export interface Promotion {
 }
 
 /**
- * Every creation of the leader key, with what the promoted node held. A node
+ * Every new term of the leader key (a campaign's create, a handover's put), with what the promoted node held. A node
  * counts as stale when its member record before the promotion shows an older
  * generation than the published one, and its first member record after the
  * promotion (if written before it published anything itself) agrees: the
@@ -200,10 +201,11 @@ export function promotions(events: readonly EtcdEvent[]): Promotion[] {
         const g = parseJson<{ generation?: number }>(e.value)?.generation;
         if (typeof g === "number") memberGen.set(node, g);
       }
-    } else if (e.key === "leader" && e.type === "put" && e.createRevision === e.modRevision) {
+    } else if (e.key === "leader" && e.type === "put") {
+      // Every put of the leader key starts a term (a campaign's create, a handover's put; keepalives write nothing).
       const node = parseJson<{ node?: string }>(e.value)?.node;
       if (!node) continue;
-      const p: Promotion = { node, term: e.createRevision, t: e.t };
+      const p: Promotion = { node, term: e.modRevision, t: e.t };
       if (published !== undefined) p.published = published;
       const before = memberGen.get(node);
       if (before !== undefined) p.before = before;

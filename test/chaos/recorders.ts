@@ -275,7 +275,7 @@ export class EtcdWatcher {
           else {
             try {
               const v = JSON.parse(ev.value ?? "") as { node?: string };
-              if (v.node) this.leader = { node: v.node, term: ev.createRevision };
+              if (v.node) this.leader = { node: v.node, term: ev.modRevision };
             } catch {
               /* not ours */
             }

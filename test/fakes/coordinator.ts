@@ -224,6 +224,19 @@ export class FakeCoordinator implements Coordinator {
     return true;
   }
 
+  async handOver(term: number, to: { readonly node: string; readonly lease: string }, record: ReleaseRecord, readRevision: number): Promise<number | null> {
+    this.gate("handOver");
+    if (this.leader?.term !== term) return null;
+    // The target's member key on that lease (a live lease), and nothing the campaign would also compare written since.
+    if (this.members.get(to.node)?.lease !== to.lease || !this.leases.has(to.lease)) return null;
+    if (this.failsafeMembersRevision > readRevision || this.syncRevision > readRevision) return null;
+    this.revision++;
+    this.leader = { node: to.node, lease: to.lease, term: this.revision, acquiredAt: record.at };
+    this.released = record;
+    this.notify();
+    return this.revision;
+  }
+
   async ban(record: BanRecord, ttlMs: number): Promise<void> {
     this.gate("ban");
     const g = await this.grantLease(ttlMs);

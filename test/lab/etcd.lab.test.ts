@@ -101,7 +101,7 @@ test("etcd raises a 1 s TTL to its minimum and the adapter reports the granted T
   assert.equal((await c.keepAlive(g.id)).ttlMs, 0, "a revoked lease reports TTL 0");
 });
 
-test("campaign is create-if-absent; term is the create_revision; the loser sees the incumbent", async () => {
+test("campaign is create-if-absent; term is the key's revision; the loser sees the incumbent", async () => {
   const a = coordinator("elect");
   const b = coordinator("elect");
   const la = await a.grantLease(5000);
@@ -120,6 +120,47 @@ test("campaign is create-if-absent; term is the create_revision; the loser sees 
   assert.equal(await b.resign(winner.leader!.term), true);
   assert.equal((await a.snapshot()).leader, null);
   await a.revokeLease(la.id);
+  await b.revokeLease(lb.id);
+});
+
+test("handOver: one txn puts the key on the target's lease (a new term, the old one fenced); refused when that lease is gone or the view is old", async () => {
+  const a = coordinator("handover");
+  const b = coordinator("handover");
+  const la = await a.grantLease(5000);
+  const lb = await b.grantLease(5000);
+  await a.putMember(member("n1"), la.id);
+  await b.putMember(member("n2"), lb.id);
+  const won = await a.campaign("n1", la.id, "t");
+  assert.ok(won.won);
+  const t1 = won.leader!.term;
+  const view = (await a.snapshot()).revision;
+  const rec = { node: "n1", term: t1, at: new Date().toISOString(), why: "switchover" as const };
+  // A view older than the published generation: refused, nothing written.
+  assert.ok(await a.publishGeneration(t1, { generation: 1, digest: "d", roots: {}, files: 0, source: "n1", term: t1, publishedAt: rec.at }));
+  assert.equal(await a.handOver(t1, { node: "n2", lease: lb.id }, rec, view), null);
+  assert.equal((await b.snapshot()).leader?.node, "n1");
+  // The wrong lease for n2 (its member key hangs on lb): refused.
+  const view2 = (await a.snapshot()).revision;
+  assert.equal(await a.handOver(t1, { node: "n2", lease: la.id }, rec, view2), null);
+  const t2 = await a.handOver(t1, { node: "n2", lease: lb.id }, rec, view2);
+  assert.ok(t2 !== null && t2 > t1, `new term ${t2} after ${t1}`);
+  const snap = await b.snapshot();
+  assert.deepEqual([snap.leader?.node, snap.leader?.lease, snap.leader?.term], ["n2", lb.id, t2]);
+  assert.equal(snap.released?.term, t1);
+  // The old term guards nothing any more; the new one does.
+  assert.equal(await a.publishGeneration(t1, { generation: 2, digest: "d", roots: {}, files: 0, source: "n1", term: t1, publishedAt: rec.at }), false);
+  assert.equal(await a.resign(t1), false);
+  assert.equal(await a.handOver(t1, { node: "n1", lease: la.id }, rec, snap.revision), null);
+  // The key lives on n2's lease: revoking n1's leaves it, revoking n2's deletes it.
+  await a.revokeLease(la.id);
+  assert.equal((await b.snapshot()).leader?.term, t2);
+  // A handover to a node whose lease is gone writes nothing.
+  const lc = await b.grantLease(5000);
+  await b.putMember(member("n3"), lc.id);
+  await b.revokeLease(lc.id);
+  assert.equal(await b.handOver(t2, { node: "n3", lease: lc.id }, { ...rec, node: "n2", term: t2 }, (await b.snapshot()).revision), null);
+  assert.equal((await b.snapshot()).leader?.node, "n2");
+  assert.ok(await b.resign(t2));
   await b.revokeLease(lb.id);
 });
 

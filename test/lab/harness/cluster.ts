@@ -259,11 +259,11 @@ ${this.opts.extraYaml?.(n) ?? ""}`;
     const r = await this.lab.etcdctl(["get", `${this.prefix}/lab/leader`, "-w", "json"], { timeoutMs: 3000 });
     if (r.code !== 0) return null;
     try {
-      const j = JSON.parse(r.stdout) as { kvs?: { value: string; create_revision: number }[] };
+      const j = JSON.parse(r.stdout) as { kvs?: { value: string; mod_revision: number }[] };
       const kv = j.kvs?.[0];
       if (!kv) return null;
       const v = JSON.parse(Buffer.from(kv.value, "base64").toString()) as { node: string };
-      return { node: v.node, term: Number(kv.create_revision) };
+      return { node: v.node, term: Number(kv.mod_revision) };
     } catch {
       return null;
     }

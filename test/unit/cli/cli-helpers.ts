@@ -32,6 +32,7 @@ export async function cli(argv: readonly string[], env: Record<string, string> =
 interface Entry {
   value: string;
   createRevision: number;
+  modRevision: number;
 }
 
 /**
@@ -48,7 +49,7 @@ export class FakeEtcdGateway {
   put(key: string, value: string): void {
     const old = this.kv.get(key);
     this.revision++;
-    this.kv.set(key, { value, createRevision: old?.createRevision ?? this.revision });
+    this.kv.set(key, { value, createRevision: old?.createRevision ?? this.revision, modRevision: this.revision });
   }
 
   private range(req: Record<string, unknown>): Record<string, unknown> {
@@ -68,7 +69,7 @@ export class FakeEtcdGateway {
         return {
           key: k.toString("base64"),
           create_revision: String(e.createRevision),
-          mod_revision: String(this.revision),
+          mod_revision: String(e.modRevision),
           version: "1",
           ...(req.keys_only ? {} : { value: Buffer.from(e.value).toString("base64") }),
         };

@@ -37,7 +37,7 @@ function member(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
 const SYNC: SyncGeneration = { generation: 4, digest: "sha256:ab", roots: { ssh: "sha256:cd" }, files: 3, source: "n1", term: 7, publishedAt: "2026-12-04T13:58:00.000Z" };
 
 let rev = 100;
-const kv = (key: string, value: string): RawKv => ({ key, value, createRevision: ++rev, modRevision: rev });
+const kv = (key: string, value: string): RawKv => ({ key, value, modRevision: ++rev });
 
 function honest(withLeader: boolean): RawKv[] {
   return [

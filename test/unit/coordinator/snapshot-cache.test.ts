@@ -8,9 +8,9 @@ import { SnapshotCache, inSnapshot, type WatchedEvent } from "../../../src/coord
 import type { RawKv } from "../../../src/coordinator/snapshot-decode.js";
 
 const K = clusterKeys("/u", "c1");
-const kv = (key: string, value: string, mod: number, create = mod): RawKv => ({ key, value, createRevision: create, modRevision: mod });
-const put = (key: string, value: string, mod: number, create = mod): WatchedEvent => ({ type: "put", ...kv(key, value, mod, create) });
-const del = (key: string, mod: number): WatchedEvent => ({ type: "delete", key, value: "", createRevision: 0, modRevision: mod });
+const kv = (key: string, value: string, mod: number): RawKv => ({ key, value, modRevision: mod });
+const put = (key: string, value: string, mod: number): WatchedEvent => ({ type: "put", ...kv(key, value, mod) });
+const del = (key: string, mod: number): WatchedEvent => ({ type: "delete", key, value: "", modRevision: mod });
 const LEADER = K.leader;
 const M1 = K.member("n1");
 const HIST = `${K.historyPrefix}0001`;
@@ -46,7 +46,7 @@ describe("SnapshotCache", () => {
   it("events after the read are applied; other keys only move the revision", () => {
     const c = connected();
     c.readDone(c.readStarting(), [kv(LEADER, "n1", 5), kv(M1, "a", 4)], 6);
-    c.event(put(M1, "b", 7, 4));
+    c.event(put(M1, "b", 7));
     c.event(put(HIST, "h", 8));
     c.event(del(LEADER, 9));
     assert.deepEqual(shown(c), { revision: 9, kvs: { [M1]: "b@7" } });

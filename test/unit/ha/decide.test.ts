@@ -2,45 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { decide } from "../../../src/ha/decide.js";
 import type { MemberRecord, Observation } from "../../../src/ha/observation.js";
-import type { SwitchoverRequest } from "../../../src/coordinator/port.js";
-import type { PromotionGates } from "../../../src/ha/promotion.js";
 import { EMPTY_MEMORY, track } from "../../../src/ha/track.js";
 import { member } from "../../fakes/member.js";
-
-const NOW = 100_000;
-const WALL = Date.UTC(2026, 10, 22, 12, 0, 0);
-
-function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Observation["cluster"]>> | null = {}): Observation {
-  return {
-    nowMs: NOW,
-    wallNowMs: WALL,
-    self: { name: "n1", priority: 100, nofailover: false, generation: 0 },
-    mode: "cold",
-    acting: "standby",
-    term: null,
-    lease: { id: "a1", deadlineMs: NOW + 4000 },
-    cluster: cluster === null ? null : { revision: 10, leader: null, members: [member("n1")], paused: false, switchover: null, released: null, bans: [], sync: null, ...cluster },
-    etcdError: cluster === null ? "partitioned" : null,
-    vacantSinceMs: NOW,
-    daemon: { running: false, probesUp: true, recentRestarts: 0 },
-    restartsBeforeHandover: 1,
-    rankingDelayMs: 500,
-    coolDownUntilMs: 0,
-    coolDownMs: 10_000,
-    notReady: null,
-    failback: { policy: "manual", preferred: null, delayMs: 300_000 },
-    preferredReadySinceMs: null,
-    switchoverWaitMs: 1500,
-    sync: { enabled: true, behindSinceMs: null, maximumLagMs: 60_000 },
-    ...over,
-  };
-}
-
-const primary = (over: Partial<Observation> = {}, cluster: Partial<NonNullable<Observation["cluster"]>> | null = {}) =>
-  obs(
-    { acting: "primary", term: 7, daemon: { running: true, probesUp: true, recentRestarts: 0 }, ...over },
-    cluster === null ? null : { leader: { node: "n1", term: 7, lease: "a1", acquiredAt: "" }, members: [member("n1", { role: "primary" }), member("n2")], ...cluster },
-  );
+import { NOW, WALL, gates, obs, primary, sw } from "./decide-fixture.js";
 
 interface Case {
   name: string;
@@ -157,18 +121,6 @@ const cases: Case[] = [
     reason: /^no action: paused; I am n1/,
   },
 ];
-
-const sw = (over: Partial<SwitchoverRequest> = {}): SwitchoverRequest => ({
-  kind: "switchover",
-  from: "n1",
-  to: "n2",
-  at: null,
-  force: false,
-  requestedBy: "ops",
-  reason: "patching n1",
-  requestedAt: "",
-  ...over,
-});
 
 cases.push(
   // planned moves
@@ -651,22 +603,6 @@ for (const c of vipCases) {
 
 // Issue 15: the promotion gates after a won election (or an adopted key), the
 // lease time a promotion needs, and the restart backoff are decisions with reasons.
-const gates = (over: Partial<PromotionGates> = {}): Partial<Observation> => ({
-  promotionBudgetMs: 1000,
-  promotion: {
-    term: 9,
-    via: "won",
-    leaseId: "a1",
-    prePromoteConfigured: false,
-    prePromote: undefined,
-    watchdogMode: "off",
-    watchdogDevice: "/dev/watchdog",
-    guardPresent: false,
-    watchdog: undefined,
-    lastLeaderTerm: null,
-    ...over,
-  },
-});
 const VETO = "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: exit 3: maintenance window";
 const TIMEOUT = "pre_promote hook /etc/understudy/pre.sh vetoed the promotion: killed after the 5000 ms timeout";
 const released = { node: "n2", term: 8, at: "", why: "switchover" as const };

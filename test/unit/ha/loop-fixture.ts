@@ -1,5 +1,12 @@
-// The configuration the HA loop tests share: one node, etcd and daemon as fakes see them.
+// What the HA loop tests share: a node's configuration, and a cluster of loops on one fake etcd.
 import { parseConfigText } from "../../../src/config/load.js";
+import { HaLoop } from "../../../src/ha/loop.js";
+import { silentLogger } from "../../../src/platform/logger.js";
+import type { SwitchoverRequest } from "../../../src/coordinator/port.js";
+import { FakeClock } from "../../fakes/clock.js";
+import { FakeCoordinator } from "../../fakes/coordinator.js";
+import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../../fakes/node-parts.js";
+import { ProcessLife } from "../../fakes/crashable.js";
 
 export function configFor(name: string, priority = 100, extra = "", mode: "cold" | "warm" = "cold") {
   return parseConfigText(
@@ -11,4 +18,35 @@ daemon: { backend: process, mode: ${mode}, command: [/bin/true] }
 ${extra}`,
     "test.yaml",
   );
+}
+
+/** Loops named with their priorities, each with its fake daemon, VIP, health and process life. */
+export function cluster(names: [string, number][], readiness: Record<string, string | null> = {}, mode: "cold" | "warm" = "cold", extra = "") {
+  const clock = new FakeClock();
+  const etcd = new FakeCoordinator(clock);
+  const timeline = new VipTimeline(clock);
+  const nodes = names.map(([name, prio]) => {
+    const daemon = new FakeDaemon();
+    const vip = new FakeVip(name, timeline);
+    const health = new FakeHealth();
+    const life = new ProcessLife();
+    const loop = new HaLoop({
+      config: configFor(name, prio, extra, mode),
+      coordinator: life.coordinator(etcd),
+      daemon,
+      vip,
+      health,
+      clock: life.clock(clock),
+      log: silentLogger(),
+      version: "test",
+      probeGraceMs: 0,
+      readiness: { problem: () => readiness[name] ?? null, start: () => undefined, stop: () => undefined },
+    });
+    return { name, daemon, vip, health, loop, life };
+  });
+  return { clock, etcd, timeline, nodes };
+}
+
+export function request(c: ReturnType<typeof cluster>, over: Partial<SwitchoverRequest>): SwitchoverRequest {
+  return { kind: "switchover", from: c.etcd.leader?.node ?? null, to: null, at: null, force: false, requestedBy: "test", reason: "maintenance", requestedAt: "", ...over };
 }

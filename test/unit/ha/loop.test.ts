@@ -1,41 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { HaLoop } from "../../../src/ha/loop.js";
-import { configFor } from "./loop-fixture.js";
+import { cluster, configFor, request } from "./loop-fixture.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
 import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../../fakes/node-parts.js";
 import { ProcessLife } from "../../fakes/crashable.js";
-import type { SwitchoverRequest } from "../../../src/coordinator/port.js";
 import { StrictFenceGuard } from "../../fakes/fence-guard.js";
 import { StrictHooks, hookOutcome } from "../../fakes/hooks.js";
-
-function cluster(names: [string, number][], readiness: Record<string, string | null> = {}, mode: "cold" | "warm" = "cold", extra = "") {
-  const clock = new FakeClock();
-  const etcd = new FakeCoordinator(clock);
-  const timeline = new VipTimeline(clock);
-  const nodes = names.map(([name, prio]) => {
-    const daemon = new FakeDaemon();
-    const vip = new FakeVip(name, timeline);
-    const health = new FakeHealth();
-    const life = new ProcessLife();
-    const loop = new HaLoop({
-      config: configFor(name, prio, extra, mode),
-      coordinator: life.coordinator(etcd),
-      daemon,
-      vip,
-      health,
-      clock: life.clock(clock),
-      log: silentLogger(),
-      version: "test",
-      probeGraceMs: 0,
-      readiness: { problem: () => readiness[name] ?? null, start: () => undefined, stop: () => undefined },
-    });
-    return { name, daemon, vip, health, loop, life };
-  });
-  return { clock, etcd, timeline, nodes };
-}
 
 test("one node wins the first election, starts the daemon and takes the VIP; the other follows", async () => {
   const c = cluster([
@@ -292,10 +265,6 @@ test("warm mode: a standby whose probes fail does not campaign", async () => {
   await c.clock.advance(50);
   assert.equal(c.etcd.leader?.node, "n3");
 });
-
-function request(c: ReturnType<typeof cluster>, over: Partial<SwitchoverRequest>): SwitchoverRequest {
-  return { kind: "switchover", from: c.etcd.leader?.node ?? null, to: null, at: null, force: false, requestedBy: "test", reason: "maintenance", requestedAt: "", ...over };
-}
 
 test("switchover to a named standby: the old primary releases, the target takes over, the request is recorded and cleared", async () => {
   const c = cluster([

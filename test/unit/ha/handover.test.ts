@@ -1,0 +1,129 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { decide } from "../../../src/ha/decide.js";
+import type { Action } from "../../../src/ha/observation.js";
+import { member } from "../../fakes/member.js";
+import { primary, sw } from "./decide-fixture.js";
+import { cluster, request } from "./loop-fixture.js";
+
+// A planned move hands the leader key to its target in the release's own transaction (one etcd
+// commit, no campaign) when every member states its lease; else the key is deleted and the target
+// campaigns, as older agents expect.
+
+const release = (actions: readonly Action[]) => actions.find((a): a is Extract<Action, { kind: "release" }> => a.kind === "release");
+const n1 = member("n1", { role: "primary", lease: "a1" });
+
+test("planner: every member states its lease -> the release hands the key to the target, on the view's revision", () => {
+  const d = decide(primary({}, { switchover: sw(), members: [n1, member("n2", { lease: "b2" })] }));
+  assert.deepEqual(
+    d.actions.map((a) => a.kind),
+    ["demote", "release"],
+  );
+  assert.deepEqual(release(d.actions)?.handTo, { node: "n2", lease: "b2", revision: 10 });
+  assert.match(d.reason, /^switchover: handing over to n2 \(the leader key passed in one transaction\) \(patching n1\)$/);
+});
+
+test("planner: a member without a lease (an older agent) -> release and campaign as before", () => {
+  for (const members of [
+    [n1, member("n2", { lease: "b2" }), member("n3")],
+    [n1, member("n2")],
+    [member("n1", { role: "primary" }), member("n2", { lease: "b2" })],
+  ]) {
+    const d = decide(primary({}, { switchover: sw(), members }));
+    assert.equal(release(d.actions)?.handTo, undefined, JSON.stringify(members.map((m) => [m.node, m.lease])));
+    assert.match(d.reason, /^switchover: handing over to n2 \(patching n1\)$/);
+  }
+});
+
+test("planner: failsafe/members must list the target for the key to be handed to it", () => {
+  const members = [n1, member("n2", { lease: "b2" })];
+  const without = decide(primary({}, { switchover: sw(), members, failsafeMembers: { term: 7, nodes: ["n1", "n3"] } }));
+  assert.equal(release(without.actions)?.handTo, undefined);
+  const listed = decide(primary({}, { switchover: sw(), members, failsafeMembers: { term: 7, nodes: ["n1", "n2"] } }));
+  assert.equal(release(listed.actions)?.handTo?.node, "n2");
+});
+
+test("planner: a health handover does not hand the key (its heir campaigns after the release)", () => {
+  const d = decide(primary({ daemon: { running: false, probesUp: false, recentRestarts: 1 } }, { members: [n1, member("n2", { lease: "b2" })] }));
+  assert.equal(release(d.actions)?.why, "handover");
+  assert.equal(release(d.actions)?.handTo, undefined);
+});
+
+test("switchover: one transaction hands the key over, the target promotes without campaigning, the old term is fenced", async () => {
+  const c = cluster([
+    ["n1", 300],
+    ["n2", 200],
+    ["n3", 100],
+  ]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const old = c.etcd.leader!;
+  assert.equal(old.node, "n1");
+  assert.ok(
+    [...c.etcd.members.values()].every((m) => m.member.lease === m.lease),
+    "every member key states the lease it hangs on",
+  );
+  c.etcd.calls.length = 0;
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  await c.clock.advance(50);
+  const now = c.etcd.leader!;
+  assert.equal(now.node, "n3");
+  assert.ok(now.term > old.term, `a new term (${now.term} after ${old.term})`);
+  assert.equal(now.lease, c.etcd.members.get("n3")!.lease, "on the target's own lease");
+  assert.ok(c.etcd.calls.includes("handOver"));
+  assert.ok(!c.etcd.calls.includes("campaign") && !c.etcd.calls.includes("release"), c.etcd.calls.join(","));
+  assert.equal(c.etcd.released?.term, old.term);
+  assert.equal(c.timeline.maxHolders, 1);
+  assert.deepEqual(c.timeline.holder(), ["n3"]);
+  assert.equal(c.etcd.switchover, null, "the new primary cleared the request");
+  const ev = c.etcd.historyEvents.find((e) => e.kind === "switchover")!;
+  assert.deepEqual([ev.from, ev.to, ev.term], ["n1", "n3", now.term]);
+  // Whatever the old primary still had in flight under its term is refused.
+  assert.equal(await c.etcd.publishGeneration(old.term, { generation: 1, digest: "d", roots: {}, files: 0, source: "n1", term: old.term, publishedAt: "" }), false);
+  assert.equal(await c.etcd.resign(old.term), false);
+  assert.equal(c.etcd.leader?.node, "n3");
+});
+
+test("switchover beside an older agent (no lease in its member key): released, the target campaigns", async () => {
+  const c = cluster([
+    ["n1", 300],
+    ["n2", 200],
+  ]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const lease = await c.etcd.grantLease(60_000);
+  await c.etcd.putMember(member("n9", { priority: 1 }), lease.id);
+  c.etcd.calls.length = 0;
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })));
+  await c.clock.advance(50);
+  assert.equal(c.etcd.leader?.node, "n2");
+  assert.ok(c.etcd.calls.includes("release") && c.etcd.calls.includes("campaign"), c.etcd.calls.join(","));
+  assert.ok(!c.etcd.calls.includes("handOver"));
+  assert.equal(c.timeline.maxHolders, 1);
+});
+
+test("a handover the txn refuses (the target's lease went) falls back to the release; nobody holds two terms", async () => {
+  const c = cluster([
+    ["n1", 300],
+    ["n2", 200],
+    ["n3", 100],
+  ]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const old = c.etcd.leader!;
+  // n3's lease is revoked between the primary's decision and its txn: the member key goes with it.
+  const original = c.etcd.handOver.bind(c.etcd);
+  c.etcd.handOver = async (term, to, record, revision) => {
+    await c.etcd.revokeLease(to.lease);
+    return original(term, to, record, revision);
+  };
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  await c.clock.advance(50);
+  assert.ok(c.etcd.calls.includes("handOver") && c.etcd.calls.includes("release"), c.etcd.calls.join(","));
+  assert.equal(c.etcd.released?.term, old.term);
+  assert.notEqual(c.etcd.leader?.node, "n1", "the old primary let go");
+  assert.equal(c.timeline.maxHolders, 1);
+  await c.clock.advance(5000);
+  assert.ok(c.etcd.leader !== null && c.etcd.leader.term > old.term, "a new primary was elected");
+  assert.equal(c.timeline.maxHolders, 1);
+});
