@@ -330,7 +330,7 @@ export class DecisionExecutor {
     const { term } = action;
     await coordinator.release(term, { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" }).catch(() => false);
     this.loop.chronicle.vetoed(term, action.problem);
-    this.loop.trigger(action.gate === "watchdog" ? "watchdog" : "pre_promote veto");
+    this.loop.trigger(action.gate === "pre_promote" ? "pre_promote veto" : action.gate);
   }
 }
 

@@ -146,7 +146,7 @@ export type Action =
       readonly dataLag?: DataLagPromotion;
     }
   /** A gate refused: give the won key back (a veto release, recorded in history); the watchdog gate disarms the guard first. */
-  | { readonly kind: "decline"; readonly term: number; readonly gate: "pre_promote" | "watchdog"; readonly problem: string };
+  | { readonly kind: "decline"; readonly term: number; readonly gate: "ready" | "pre_promote" | "watchdog"; readonly problem: string };
 
 /** A take-over while lagging the published sync generation (within maximum_lag_on_failover, or forced). */
 export interface StalePromotion {

@@ -4,7 +4,8 @@ import type { Action, Decision, Observation, StalePromotion } from "./observatio
 import { dataLagMark } from "./data-gate.js";
 
 // The promotion gates (pure): after a won election, or with the leader key
-// naming me with my lease, the pre_promote hook may veto (won elections only),
+// naming me with my lease, a node not ready to serve gives a won or handed key
+// back (not a forced failover's), the pre_promote hook may veto (won elections only),
 // the watchdog must run with watchdog.mode required, and the lease must leave
 // time to add the VIP before the fence could run. Which gates apply is decided
 // here from the raw facts (hook configured, won or adopted, guard present,
@@ -61,6 +62,15 @@ export function promotionGate(o: Observation): Decision {
   const t = `term ${g.term}`;
   const hook = prePromoteApplies(g);
   const dog = watchdogApplies(g);
+  // A key handed over by a planned move (or won on an earlier cycle) is taken only by a node ready to
+  // serve now: a campaign checks it first, a handed key's target had only its member key read. A
+  // forced failover to this node overrides readiness, as its campaign does.
+  const sw = o.cluster?.switchover;
+  const forced = sw?.force === true && sw.to === o.self.name;
+  if (g.via === "won" && o.notReady !== null && !forced) {
+    const problem = `not ready to serve: ${o.notReady}`;
+    return d(decline(o, g.term, "ready", problem), `declining the promotion (${t}): ${problem}; giving the leader key back and cooling down`);
+  }
   if (hook && g.prePromote === undefined) return d([{ kind: "ask_gate", gate: "pre_promote", term: g.term }], `promotion (${t}): asking the pre_promote hook`);
   if (hook && g.prePromote !== undefined && !g.prePromote.ok) {
     const problem = g.prePromote.problem ?? "pre_promote hook vetoed the promotion";
@@ -127,7 +137,7 @@ function staleMark(o: Observation): StalePromotion | undefined {
 }
 
 /** Nothing was started: give the key to the next candidate and cool down, or the same node would win again at once. */
-function decline(o: Observation, term: number, gate: "pre_promote" | "watchdog", problem: string): Action[] {
+function decline(o: Observation, term: number, gate: "ready" | "pre_promote" | "watchdog", problem: string): Action[] {
   return [
     { kind: "decline", term, gate, problem },
     { kind: "cool_down", durationMs: o.coolDownMs },

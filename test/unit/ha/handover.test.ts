@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { decide } from "../../../src/ha/decide.js";
 import type { Action } from "../../../src/ha/observation.js";
 import { member } from "../../fakes/member.js";
-import { primary, sw } from "./decide-fixture.js";
+import { gates, obs, primary, sw } from "./decide-fixture.js";
 import { cluster, request } from "./loop-fixture.js";
 
 // A planned move hands the leader key to its target in the release's own transaction (one etcd
@@ -125,5 +125,58 @@ test("a handover the txn refuses (the target's lease went) falls back to the rel
   assert.equal(c.timeline.maxHolders, 1);
   await c.clock.advance(5000);
   assert.ok(c.etcd.leader !== null && c.etcd.leader.term > old.term, "a new primary was elected");
+  assert.equal(c.timeline.maxHolders, 1);
+});
+
+test("promotion gate: a won or handed key is given back by a node not ready to serve; an adopted one, or a forced failover's, is not", () => {
+  const notReady = "readiness check /usr/local/bin/ready exited 1";
+  const won = decide(obs({ ...gates(), notReady }, { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" } }));
+  assert.deepEqual(
+    won.actions.map((a) => a.kind),
+    ["decline", "cool_down"],
+  );
+  assert.equal(won.actions[0]!.kind === "decline" && won.actions[0].gate, "ready");
+  assert.match(won.reason, /^declining the promotion \(term 9\): not ready to serve: readiness check .* exited 1; giving the leader key back and cooling down$/);
+  const adopted = decide(obs({ ...gates({ via: "adopted" }), notReady }, { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" } }));
+  assert.deepEqual(
+    adopted.actions.map((a) => a.kind),
+    ["take_over"],
+  );
+  const forced = decide(obs({ ...gates(), notReady }, { leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" }, switchover: sw({ kind: "failover", to: "n1", force: true }) }));
+  assert.deepEqual(
+    forced.actions.map((a) => a.kind),
+    ["take_over"],
+  );
+});
+
+test("switchover to a target that turned not ready after its member key was read: it gives the key back, the cluster stays led", async () => {
+  const readiness: Record<string, string | null> = {};
+  const c = cluster(
+    [
+      ["n1", 300],
+      ["n2", 200],
+      ["n3", 100],
+    ],
+    readiness,
+  );
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const old = c.etcd.leader!;
+  // The primary decides on n3's member key (healthy); n3's readiness check fails before the key reaches it.
+  const original = c.etcd.handOver.bind(c.etcd);
+  c.etcd.handOver = async (term, to, record, revision) => {
+    readiness.n3 = "readiness check failed";
+    return original(term, to, record, revision);
+  };
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  await c.clock.advance(50);
+  assert.ok(
+    c.etcd.historyEvents.some((e) => e.kind === "veto" && e.to === "n3" && /not ready to serve/.test(e.reason)),
+    JSON.stringify(c.etcd.historyEvents),
+  );
+  assert.equal(c.nodes[2]!.daemon.running, false, "n3 started nothing");
+  assert.equal(c.timeline.maxHolders, 1);
+  await c.clock.advance(5000);
+  assert.ok(c.etcd.leader !== null && c.etcd.leader.node !== "n3" && c.etcd.leader.term > old.term, JSON.stringify(c.etcd.leader));
   assert.equal(c.timeline.maxHolders, 1);
 });
