@@ -62,6 +62,12 @@ test("Prometheus sees exactly one primary before and after a failover; HAProxy f
     const sw = await c.cli(["switchover", "--to", target, "--reason", "lab test", "--requested-by", "alice"]);
     assert.equal(sw.code, 0, sw.stdout + sw.stderr);
     assert.match(sw.stdout, new RegExp(`switchover done: ${target} is the primary \\(term \\d+\\); handover took \\d+ ms`));
+    // Every agent states its lease, so the key went to the target in the release's txn: a new term, no campaign.
+    const moved = (await c.leader())!;
+    assert.ok(moved.node === target && moved.term > first.term, JSON.stringify({ first, moved }));
+    const oldLog = readFileSync(join(c.lab.logDir, `${first.node}-agent.log`), "utf8");
+    assert.match(oldLog, new RegExp(`"to":"${target}","next_term":${moved.term},"msg":"handed the leader key over"`));
+    assert.doesNotMatch(readFileSync(join(c.lab.logDir, `${target}-agent.log`), "utf8"), new RegExp(`"term":${moved.term},"msg":"won the election"`));
     const routed = await pollUntil(async () => ((await uploadVia(c, 2222)) === target ? true : undefined), { timeoutMs: 10_000, intervalMs: 200 });
     assert.ok(routed, `HAProxy routes SFTP to ${target} after the switchover`);
     const hooked = await pollUntil(() => (existsSync(join(c.lab.node(target).dir, "promoted")) ? true : undefined), { timeoutMs: 5000, intervalMs: 100 });
