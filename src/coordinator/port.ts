@@ -78,8 +78,9 @@ export interface LeaseStore {
 export interface LeaderElection {
   /**
    * Create the leader key for `node` on `leaseId`, only if it is absent: one
-   * compare-and-set, never an overwrite. won: the key's revision is the
-   * new term (the term is the key's mod_revision: a handover's put starts one too). Lost: `leader` is the incumbent as read in the same transaction.
+   * compare-and-set, never an overwrite. won: the key's revision is the new
+   * term (the term is the key's mod_revision: a handover's put starts one
+   * too). Lost: `leader` is the incumbent as read in the same transaction.
    * Never retried blindly: after a timeout the caller reads the leader key again.
    * `readRevision`: the snapshot the decision read; the txn also requires that
    * neither failsafe/members (E2: a list rewritten meanwhile may no longer name

@@ -123,12 +123,15 @@ export class DecisionExecutor {
         const to = action.handTo;
         if (to) {
           // Timed out and applied after all: the release below compares the old term and writes nothing.
-          const next = await coordinator.handOver(action.term, to, record, to.revision).catch(() => null);
-          if (next !== null) {
+          const next = await coordinator.handOver(action.term, to, record, to.revision).catch((e: unknown) => {
+            log.warn({ term: action.term, to: to.node, err: describeError(e) }, "handing the leader key over failed; releasing it");
+            return undefined;
+          });
+          if (typeof next === "number") {
             log.info({ term: action.term, why: action.why, to: to.node, next_term: next }, "handed the leader key over");
             return;
           }
-          log.info({ term: action.term, to: to.node }, "the leader key could not be handed over (its lease or the cluster changed); releasing it");
+          if (next === null) log.info({ term: action.term, to: to.node }, "the leader key was not handed over (the target's lease or the cluster changed); releasing it");
         }
         if (await coordinator.release(action.term, record).catch(() => false)) log.info({ term: action.term, why: action.why }, "released the leader key");
         else log.warn({ term: action.term }, "release not applied; the lease expires on its own");

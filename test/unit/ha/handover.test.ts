@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { decide } from "../../../src/ha/decide.js";
 import type { Action } from "../../../src/ha/observation.js";
 import { member } from "../../fakes/member.js";
+import { UnderstudyError } from "../../../src/errors/catalogue.js";
 import { gates, obs, primary, sw } from "./decide-fixture.js";
 import { cluster, request } from "./loop-fixture.js";
 
@@ -125,6 +126,30 @@ test("a handover the txn refuses (the target's lease went) falls back to the rel
   assert.equal(c.timeline.maxHolders, 1);
   await c.clock.advance(5000);
   assert.ok(c.etcd.leader !== null && c.etcd.leader.term > old.term, "a new primary was elected");
+  assert.equal(c.timeline.maxHolders, 1);
+});
+
+test("a handover txn that errors (no answer) falls back to the release; the target campaigns", async () => {
+  const c = cluster([
+    ["n1", 300],
+    ["n2", 200],
+  ]);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const old = c.etcd.leader!;
+  c.etcd.handOver = async () => {
+    c.etcd.calls.push("handOver");
+    throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: "handover txn: no answer" });
+  };
+  c.etcd.calls.length = 0;
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })));
+  await c.clock.advance(50);
+  assert.deepEqual(
+    c.etcd.calls.filter((k) => k === "handOver" || k === "release" || k === "campaign"),
+    ["handOver", "release", "campaign"],
+  );
+  assert.equal(c.etcd.leader?.node, "n2");
+  assert.ok(c.etcd.leader!.term > old.term);
   assert.equal(c.timeline.maxHolders, 1);
 });
 
