@@ -5,7 +5,7 @@ import type { Action } from "../../../src/ha/observation.js";
 import { member } from "../../fakes/member.js";
 import { UnderstudyError } from "../../../src/errors/catalogue.js";
 import { gates, obs, primary, sw } from "./decide-fixture.js";
-import { cluster, request } from "./loop-fixture.js";
+import { cluster, request, running } from "./loop-fixture.js";
 
 // A planned move hands the leader key to its target in the release's own transaction (one etcd
 // commit, no campaign) when every member states its lease; else the key is deleted and the target
@@ -51,13 +51,11 @@ test("planner: a health handover does not hand the key (its heir campaigns after
 });
 
 test("switchover: one transaction hands the key over, the target promotes without campaigning, the old term is fenced", async () => {
-  const c = cluster([
+  const c = await running([
     ["n1", 300],
     ["n2", 200],
     ["n3", 100],
   ]);
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
   const old = c.etcd.leader!;
   assert.equal(old.node, "n1");
   assert.ok(
@@ -86,12 +84,10 @@ test("switchover: one transaction hands the key over, the target promotes withou
 });
 
 test("switchover beside an older agent (no lease in its member key): released, the target campaigns", async () => {
-  const c = cluster([
+  const c = await running([
     ["n1", 300],
     ["n2", 200],
   ]);
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
   const lease = await c.etcd.grantLease(60_000);
   await c.etcd.putMember(member("n9", { priority: 1 }), lease.id);
   c.etcd.calls.length = 0;
@@ -104,13 +100,11 @@ test("switchover beside an older agent (no lease in its member key): released, t
 });
 
 test("a handover the txn refuses (the target's lease went) falls back to the release; nobody holds two terms", async () => {
-  const c = cluster([
+  const c = await running([
     ["n1", 300],
     ["n2", 200],
     ["n3", 100],
   ]);
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
   const old = c.etcd.leader!;
   // n3's lease is revoked between the primary's decision and its txn: the member key goes with it.
   const original = c.etcd.handOver.bind(c.etcd);
@@ -130,12 +124,10 @@ test("a handover the txn refuses (the target's lease went) falls back to the rel
 });
 
 test("a handover txn that errors (no answer) falls back to the release; the target campaigns", async () => {
-  const c = cluster([
+  const c = await running([
     ["n1", 300],
     ["n2", 200],
   ]);
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
   const old = c.etcd.leader!;
   c.etcd.handOver = async () => {
     c.etcd.calls.push("handOver");

@@ -47,6 +47,14 @@ export function cluster(names: [string, number][], readiness: Record<string, str
   return { clock, etcd, timeline, nodes };
 }
 
+/** A cluster started and settled (2 s of fake time: the first election is over). */
+export async function running(names: [string, number][]) {
+  const c = cluster(names);
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  return c;
+}
+
 export function request(c: ReturnType<typeof cluster>, over: Partial<SwitchoverRequest>): SwitchoverRequest {
   return { kind: "switchover", from: c.etcd.leader?.node ?? null, to: null, at: null, force: false, requestedBy: "test", reason: "maintenance", requestedAt: "", ...over };
 }
