@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { decide } from "../../../src/ha/decide.js";
 import type { Observation } from "../../../src/ha/observation.js";
 import type { DataLagRecord, DataProgress, SyncGeneration } from "../../../src/coordinator/port.js";
-import type { PromotionGates } from "../../../src/ha/promotion.js";
 import { compareDataLag, dataLagOf } from "../../../src/ha/candidates.js";
 import { size } from "../../../src/ha/data-gate.js";
 import { member } from "../../fakes/member.js";
+import { gates } from "./decide-fixture.js";
 
 const NOW = 100_000;
 const MiB = 1024 * 1024;
@@ -214,23 +214,6 @@ for (const c of cases) {
     assert.equal(decision.reason, c.reason);
   });
 }
-
-const gates = (over: Partial<PromotionGates> = {}): Partial<Observation> => ({
-  promotionBudgetMs: 1000,
-  promotion: {
-    term: 9,
-    via: "won",
-    leaseId: "a1",
-    prePromoteConfigured: false,
-    prePromote: undefined,
-    watchdogMode: "off",
-    watchdogDevice: "/dev/watchdog",
-    guardPresent: false,
-    watchdog: undefined,
-    lastLeaderTerm: null,
-    ...over,
-  },
-});
 
 test("promotion: a won take-over over the data-lag limit carries the mark the executor records", () => {
   const o = obs(gates(), { dataProgress: progress({ n1: lag(10, 100 * MiB), n2: lag(20, 200 * MiB) }) });
