@@ -1,4 +1,4 @@
-import { Etcd3, type IWatchResponse, type Watcher } from "etcd3";
+import { Etcd3, type IOperation, type IWatchResponse, type Watcher } from "etcd3";
 import { clientOptions } from "./etcd-options.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
@@ -66,6 +66,23 @@ export class EtcdCoordinator implements Coordinator {
 
   private deadline() {
     return { deadline: new Date(this.opts.clock.wallMs() + this.opts.requestTimeoutMs) };
+  }
+
+  /** The one guard on every write a primary makes: the leader key's mod revision is `term`. */
+  private leads(term: number) {
+    return this.client.if(this.keys.leader, "Mod", "==", term);
+  }
+
+  /** One txn applying `ops` only while `term` leads; false (nothing written) when it no longer does. */
+  private async guarded(what: string, term: number, ...ops: IOperation[]): Promise<boolean> {
+    return (
+      await this.call(what, () =>
+        this.leads(term)
+          .then(...ops)
+          .options(this.deadline())
+          .commit(),
+      )
+    ).succeeded;
   }
 
   /** Map any failure to US_E_ETCD_TLS, US_E_ETCD_AUTH or US_E_ETCD_UNREACHABLE unless it is already one of ours. */
@@ -163,10 +180,8 @@ export class EtcdCoordinator implements Coordinator {
     return { won: false, leader, vacant: kv === undefined };
   }
 
-  async resign(term: number): Promise<boolean> {
-    const key = this.keys.leader;
-    const res = await this.call("resign txn", () => this.client.if(key, "Mod", "==", term).then(this.client.delete().key(key)).options(this.deadline()).commit());
-    return res.succeeded;
+  resign(term: number): Promise<boolean> {
+    return this.guarded("resign txn", term, this.client.delete().key(this.keys.leader));
   }
 
   async putMember(member: MemberRecord, leaseId: string): Promise<void> {
@@ -190,33 +205,22 @@ export class EtcdCoordinator implements Coordinator {
     return res.succeeded;
   }
 
-  async clearSwitchover(term: number): Promise<boolean> {
-    const res = await this.call("clear switchover txn", () =>
-      this.client.if(this.keys.leader, "Mod", "==", term).then(this.client.delete().key(this.keys.switchover)).options(this.deadline()).commit(),
-    );
-    return res.succeeded;
+  clearSwitchover(term: number): Promise<boolean> {
+    return this.guarded("clear switchover txn", term, this.client.delete().key(this.keys.switchover));
   }
 
   async cancelSwitchover(): Promise<void> {
     await this.call("cancel switchover", () => this.client.delete().key(this.keys.switchover).options(this.deadline()).exec());
   }
 
-  async release(term: number, record: ReleaseRecord): Promise<boolean> {
-    const res = await this.call("release txn", () =>
-      this.client
-        .if(this.keys.leader, "Mod", "==", term)
-        .then(this.client.delete().key(this.keys.leader), this.client.put(this.keys.released).value(JSON.stringify(record)))
-        .options(this.deadline())
-        .commit(),
-    );
-    return res.succeeded;
+  release(term: number, record: ReleaseRecord): Promise<boolean> {
+    return this.guarded("release txn", term, this.client.delete().key(this.keys.leader), this.client.put(this.keys.released).value(JSON.stringify(record)));
   }
 
   async handOver(term: number, to: { readonly node: string; readonly lease: string }, record: ReleaseRecord, readRevision: number): Promise<number | null> {
     const key = this.keys.leader;
     const res = await this.call("handover txn", () =>
-      this.client
-        .if(key, "Mod", "==", term)
+      this.leads(term)
         .and(this.keys.member(to.node), "Lease", "==", to.lease)
         .and(this.keys.failsafeMembers, "Mod", "<", readRevision + 1)
         .and(this.keys.syncGeneration, "Mod", "<", readRevision + 1)
@@ -243,49 +247,21 @@ export class EtcdCoordinator implements Coordinator {
     await this.call("unban", () => this.client.delete().key(this.keys.ban(node)).options(this.deadline()).exec());
   }
 
-  async publishGeneration(term: number, generation: SyncGeneration): Promise<boolean> {
-    const res = await this.call("publish generation txn", () =>
-      this.client
-        .if(this.keys.leader, "Mod", "==", term)
-        .then(this.client.put(this.keys.syncGeneration).value(JSON.stringify(generation)))
-        .options(this.deadline())
-        .commit(),
-    );
-    return res.succeeded;
+  publishGeneration(term: number, generation: SyncGeneration): Promise<boolean> {
+    return this.guarded("publish generation txn", term, this.client.put(this.keys.syncGeneration).value(JSON.stringify(generation)));
   }
 
-  async putDataRejoin(term: number, record: DataRejoinRecord): Promise<boolean> {
-    const res = await this.call("data rejoin txn", () =>
-      this.client
-        .if(this.keys.leader, "Mod", "==", term)
-        .then(this.client.put(this.keys.dataRejoin(record.node)).value(JSON.stringify(record)))
-        .options(this.deadline())
-        .commit(),
-    );
-    return res.succeeded;
+  putDataRejoin(term: number, record: DataRejoinRecord): Promise<boolean> {
+    return this.guarded("data rejoin txn", term, this.client.put(this.keys.dataRejoin(record.node)).value(JSON.stringify(record)));
   }
 
-  async publishDataProgress(term: number, progress: DataProgress): Promise<boolean> {
-    const res = await this.call("publish data progress txn", () =>
-      this.client
-        .if(this.keys.leader, "Mod", "==", term)
-        .then(this.client.put(this.keys.dataProgress).value(JSON.stringify(progress)))
-        .options(this.deadline())
-        .commit(),
-    );
-    return res.succeeded;
+  publishDataProgress(term: number, progress: DataProgress): Promise<boolean> {
+    return this.guarded("publish data progress txn", term, this.client.put(this.keys.dataProgress).value(JSON.stringify(progress)));
   }
 
-  async publishFailsafeMembers(term: number, record: FailsafeMembers | null): Promise<boolean> {
+  publishFailsafeMembers(term: number, record: FailsafeMembers | null): Promise<boolean> {
     const key = this.keys.failsafeMembers;
-    const res = await this.call("publish failsafe members txn", () =>
-      this.client
-        .if(this.keys.leader, "Mod", "==", term)
-        .then(record ? this.client.put(key).value(JSON.stringify(record)) : this.client.delete().key(key))
-        .options(this.deadline())
-        .commit(),
-    );
-    return res.succeeded;
+    return this.guarded("publish failsafe members txn", term, record ? this.client.put(key).value(JSON.stringify(record)) : this.client.delete().key(key));
   }
 
   async widenFailsafeMembers(record: FailsafeMembers, readRevision: number): Promise<boolean> {
@@ -317,7 +293,7 @@ export class EtcdCoordinator implements Coordinator {
     const key = historyKey(this.keys.historyPrefix, event, this.opts.clock.wallMs());
     const put = this.client.put(key).value(JSON.stringify(event));
     if (term === null) await this.call("history put", () => put.options(this.deadline()).exec());
-    else if (!(await this.call("history txn", () => this.client.if(this.keys.leader, "Mod", "==", term).then(put).options(this.deadline()).commit())).succeeded) return false;
+    else if (!(await this.guarded("history txn", term, put))) return false;
     await this.trimHistory().catch(() => undefined);
     return true;
   }
