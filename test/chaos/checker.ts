@@ -177,12 +177,12 @@ export interface Promotion {
 }
 
 /**
- * Every new term of the leader key (a campaign's create, a handover's put), with what the promoted node held. A node
- * counts as stale when its member record before the promotion shows an older
- * generation than the published one, and its first member record after the
- * promotion (if written before it published anything itself) agrees: the
- * second look rules out a member key that merely lagged a pull finished a
- * moment before the campaign.
+ * Every new term of the leader key (a campaign's create, a handover's put),
+ * with what the promoted node held. A node counts as stale when its member
+ * record before the promotion shows an older generation than the published
+ * one, and its first member record after the promotion (if written before it
+ * published anything itself) agrees: the second look rules out a member key
+ * that merely lagged a pull finished a moment before the campaign.
  */
 export function promotions(events: readonly EtcdEvent[]): Promotion[] {
   const ev = orderedEvents(events);
