@@ -1,4 +1,4 @@
-import { Etcd3, type IOperation, type IWatchResponse, type Watcher } from "etcd3";
+import { type ComparatorBuilder, Etcd3, type IOperation, type IWatchResponse, type Watcher } from "etcd3";
 import { clientOptions } from "./etcd-options.js";
 import { UnderstudyError, describeError, isUnderstudyError } from "../errors/catalogue.js";
 import type { Clock, TimerHandle } from "../platform/clock.js";
@@ -149,23 +149,28 @@ export class EtcdCoordinator implements Coordinator {
     return decodeSnapshot(this.keys, kvs, revision, this.opts.onInvalidRecord);
   }
 
+  /**
+   * Adds to `ifs`: unchanged since the snapshot a decision read (an absent key's mod revision is 0),
+   * failsafe/members (E2) and the published sync generation (the stale-promotion mark is decided on it).
+   */
+  private viewHolds(ifs: ComparatorBuilder, readRevision: number): ComparatorBuilder {
+    return ifs.and(this.keys.failsafeMembers, "Mod", "<", readRevision + 1).and(this.keys.syncGeneration, "Mod", "<", readRevision + 1);
+  }
+
+  /** The put that makes `node` the leader on `leaseId`: its revision is the new term. */
+  private leaderPut(node: string, leaseId: string, acquiredAt: string) {
+    return this.client
+      .put(this.keys.leader)
+      .value(encodeLeader(node, leaseId, acquiredAt))
+      .lease(leaseId);
+  }
+
   async campaign(node: string, leaseId: string, acquiredAt: string, readRevision?: number): Promise<CampaignResult> {
     const key = this.keys.leader;
     const res = await this.call("campaign txn", () => {
-      const ifs = this.client.if(key, "Create", "==", 0);
-      // Unchanged since the snapshot the decision read (an absent key's mod revision is 0): failsafe/members
-      // (E2), and the published sync generation (the stale-promotion mark is decided on it).
-      if (readRevision !== undefined) {
-        ifs.and(this.keys.failsafeMembers, "Mod", "<", readRevision + 1);
-        ifs.and(this.keys.syncGeneration, "Mod", "<", readRevision + 1);
-      }
-      return ifs
-        .then(
-          this.client
-            .put(key)
-            .value(encodeLeader(node, leaseId, acquiredAt))
-            .lease(leaseId),
-        )
+      const absent = this.client.if(key, "Create", "==", 0);
+      return (readRevision === undefined ? absent : this.viewHolds(absent, readRevision))
+        .then(this.leaderPut(node, leaseId, acquiredAt))
         .else(this.client.get(key))
         .options(this.deadline())
         .commit();
@@ -218,19 +223,9 @@ export class EtcdCoordinator implements Coordinator {
   }
 
   async handOver(term: number, to: { readonly node: string; readonly lease: string }, record: ReleaseRecord, readRevision: number): Promise<number | null> {
-    const key = this.keys.leader;
     const res = await this.call("handover txn", () =>
-      this.leads(term)
-        .and(this.keys.member(to.node), "Lease", "==", to.lease)
-        .and(this.keys.failsafeMembers, "Mod", "<", readRevision + 1)
-        .and(this.keys.syncGeneration, "Mod", "<", readRevision + 1)
-        .then(
-          this.client
-            .put(key)
-            .value(encodeLeader(to.node, to.lease, record.at))
-            .lease(to.lease),
-          this.client.put(this.keys.released).value(JSON.stringify(record)),
-        )
+      this.viewHolds(this.leads(term).and(this.keys.member(to.node), "Lease", "==", to.lease), readRevision)
+        .then(this.leaderPut(to.node, to.lease, record.at), this.client.put(this.keys.released).value(JSON.stringify(record)))
         .options(this.deadline())
         .commit(),
     );

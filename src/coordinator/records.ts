@@ -25,7 +25,8 @@ const isoTime = z
 
 // acquired_at is shown, never computed with (it may be ""). The leader key is read leniently there:
 // refusing it would make a led cluster look vacant to `status` (campaigns stay safe: they need the key absent).
-const leaderValue = z.object({ node: nodeName, lease: z.string().regex(/^[0-9a-fA-F]{1,20}$/), acquired_at: z.string().max(40).optional() });
+const leaseId = z.string().regex(/^[0-9a-fA-F]{1,20}$/);
+const leaderValue = z.object({ node: nodeName, lease: leaseId, acquired_at: z.string().max(40).optional() });
 
 const dataLagSchema = z.object({
   acked: count,
@@ -79,10 +80,7 @@ const memberSchema = z.object({
   vipProblem: text(500).optional(),
   daemonRunning: z.boolean(),
   api: text(300).optional(),
-  lease: z
-    .string()
-    .regex(/^[0-9a-fA-F]{1,20}$/)
-    .optional(),
+  lease: leaseId.optional(),
   updatedAt: isoTime,
 });
 
