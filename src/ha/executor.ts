@@ -64,6 +64,9 @@ export interface LoopHandle {
 }
 
 export class DecisionExecutor {
+  /** The last term a campaign of this run won (a key naming me under any other term was handed to me or adopted). */
+  private wonTerm: number | null = null;
+
   constructor(
     private readonly deps: ExecutorDeps,
     private readonly loop: LoopHandle,
@@ -84,7 +87,8 @@ export class DecisionExecutor {
       case "promote":
         // The key names me with my lease. Adopted only when it is the one found at start (a restart while
         // the lease lived); else a campaign of this run won it and its promotion was deferred (too little
-        // lease time) or its reply lost (the txn committed): a won election, every gate and mark applying.
+        // lease time) or its reply lost (the txn committed), or a planned move handed it to me: a won
+        // election, every gate and mark applying.
         await this.promotion(this.loop.adoptedAtStart() === action.term ? "adopted" : "won", action.term, snapshot);
         return;
       case "ask_gate":
@@ -215,6 +219,7 @@ export class DecisionExecutor {
         return;
       }
       const term = result.leader!.term;
+      this.wonTerm = term;
       log.info({ term }, "won the election");
       await this.promotion("won", term, snapshot);
     } finally {
@@ -242,6 +247,8 @@ export class DecisionExecutor {
       guardPresent: fenceGuard !== undefined,
       watchdog: undefined,
       lastLeaderTerm: this.loop.lastLeader()?.term ?? null,
+      // The reply to a campaign that committed can be lost: then a won key reads as handed (wording only).
+      handed: via === "won" && this.wonTerm !== term,
     };
     for (let step = 0; step < 3; step++) {
       const decision = decide(this.loop.observe(snapshot, gates));

@@ -44,6 +44,8 @@ export interface PromotionGates {
   readonly watchdog: WatchdogStatus | undefined;
   /** The term of the last leader this node saw (to tell whether a release came from it). */
   readonly lastLeaderTerm: number | null;
+  /** A won key this run did not campaign for: a planned move handed it over (the decision's wording only). */
+  readonly handed?: boolean;
 }
 
 /** The pre_promote hook runs for won elections only: an adopted key was already mine, the hook not re-run. */
@@ -106,7 +108,7 @@ export function promotionGate(o: Observation): Decision {
   const released = o.cluster?.released;
   const skip = g.via === "won" && released !== null && released !== undefined && released.term === g.lastLeaderTerm && released.vipNotFree === undefined;
   if (skip) notes.push(`${released!.node} released the floating IP, so no duplicate-address check`);
-  const how = g.via === "won" ? `I won the election (${t})` : `the leader key names me with my lease (${t})`;
+  const how = g.via === "adopted" ? `the leader key names me with my lease (${t})` : g.handed ? `the leader key was handed over to me (${t})` : `I won the election (${t})`;
   const stale = staleMark(o);
   const dataLag = dataLagMark(o, g.via);
   if (dataLag) notes.push(dataLag.reason);

@@ -67,7 +67,9 @@ test("Prometheus sees exactly one primary before and after a failover; HAProxy f
     assert.ok(moved.node === target && moved.term > first.term, JSON.stringify({ first, moved }));
     const oldLog = readFileSync(join(c.lab.logDir, `${first.node}-agent.log`), "utf8");
     assert.match(oldLog, new RegExp(`"to":"${target}","next_term":${moved.term},"msg":"handed the leader key over"`));
-    assert.doesNotMatch(readFileSync(join(c.lab.logDir, `${target}-agent.log`), "utf8"), new RegExp(`"term":${moved.term},"msg":"won the election"`));
+    const targetLog = readFileSync(join(c.lab.logDir, `${target}-agent.log`), "utf8");
+    assert.doesNotMatch(targetLog, new RegExp(`"term":${moved.term},"msg":"won the election"`));
+    assert.match(targetLog, new RegExp(`"msg":"taking over: the leader key was handed over to me \\(term ${moved.term}\\)`));
     const routed = await pollUntil(async () => ((await uploadVia(c, 2222)) === target ? true : undefined), { timeoutMs: 10_000, intervalMs: 200 });
     assert.ok(routed, `HAProxy routes SFTP to ${target} after the switchover`);
     const hooked = await pollUntil(() => (existsSync(join(c.lab.node(target).dir, "promoted")) ? true : undefined), { timeoutMs: 5000, intervalMs: 100 });

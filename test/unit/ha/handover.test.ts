@@ -166,6 +166,13 @@ test("promotion gate: a won or handed key is given back by a node not ready to s
   );
 });
 
+test("promotion gate: a handed key's take-over says it was handed over, a won one that it was won", () => {
+  const leader = { node: "n1", term: 9, lease: "a1", acquiredAt: "" };
+  assert.match(decide(obs({ ...gates({ handed: true }) }, { leader })).reason, /^taking over: the leader key was handed over to me \(term 9\)$/);
+  assert.match(decide(obs({ ...gates() }, { leader })).reason, /^taking over: I won the election \(term 9\)$/);
+  assert.match(decide(obs({ ...gates({ via: "adopted", handed: false }) }, { leader })).reason, /^taking over: the leader key names me with my lease \(term 9\)/);
+});
+
 test("switchover to a target that turned not ready after its member key was read: it gives the key back, the cluster stays led", async () => {
   const readiness: Record<string, string | null> = {};
   const c = cluster(
