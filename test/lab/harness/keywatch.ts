@@ -22,13 +22,11 @@ interface KeyState {
   rev: number;
   /** The value, or null once deleted. */
   value: string | null;
-  createRev: number;
 }
 
 interface RawKv {
   key: string;
   value?: string;
-  create_revision?: number;
   mod_revision?: number;
 }
 
@@ -82,14 +80,14 @@ export class ClusterKeyWatch {
     } catch {
       return; // not a response line: the periodic refresh covers it
     }
-    for (const e of r.Events ?? []) this.apply(b64(e.kv.key), Number(e.kv.mod_revision ?? 0), e.type === 1 ? null : b64(e.kv.value), Number(e.kv.create_revision ?? 0));
+    for (const e of r.Events ?? []) this.apply(b64(e.kv.key), Number(e.kv.mod_revision ?? 0), e.type === 1 ? null : b64(e.kv.value));
     this.notify();
   }
 
-  private apply(key: string, rev: number, value: string | null, createRev: number): void {
+  private apply(key: string, rev: number, value: string | null): void {
     const had = this.keys.get(key);
     if (had && had.rev >= rev) return;
-    this.keys.set(key, { rev, value, createRev });
+    this.keys.set(key, { rev, value });
   }
 
   private notify(): void {
@@ -111,20 +109,20 @@ export class ClusterKeyWatch {
     for (const kv of j.kvs ?? []) {
       const key = b64(kv.key);
       present.add(key);
-      this.apply(key, Number(kv.mod_revision ?? 0), b64(kv.value), Number(kv.create_revision ?? 0));
+      this.apply(key, Number(kv.mod_revision ?? 0), b64(kv.value));
     }
     // Gone at `rev`: deleted at or before it (a key changed after `rev` is the watch's to report).
-    for (const [key, s] of this.keys) if (!present.has(key) && s.value !== null && s.rev <= rev) this.keys.set(key, { rev, value: null, createRev: 0 });
+    for (const [key, s] of this.keys) if (!present.has(key) && s.value !== null && s.rev <= rev) this.keys.set(key, { rev, value: null });
     this.notify();
     return rev;
   }
 
-  /** The leader key as last seen (node and term, as LabCluster.leader() reads it), or null. */
+  /** The leader key as last seen (node and term: its mod revision, as LabCluster.leader() reads it), or null. */
   leader(): LeaderView | null {
     const s = this.keys.get(`${this.base}leader`);
     if (!s || s.value === null) return null;
     try {
-      return { node: (JSON.parse(s.value) as { node: string }).node, term: s.createRev };
+      return { node: (JSON.parse(s.value) as { node: string }).node, term: s.rev };
     } catch {
       return null;
     }
