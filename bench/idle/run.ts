@@ -13,6 +13,7 @@
  *   node --import tsx bench/idle/run.ts                 # 60 s windows
  *   node --import tsx bench/idle/run.ts --seconds 20 --only ttl5,baseline
  *   node --import tsx bench/idle/run.ts --only ttl5,whatif --agent-flags "--no-opt"   # a node flag's effect
+ *   node --import tsx bench/idle/run.ts --only ttl5,whatif --agent-env "GLIBC_TUNABLES=glibc.malloc.arena_max=1"   # an environment's
  *   node --import tsx bench/idle/run.ts --settle 10     # include what settles after start-up
  *
  * CPU is the process's own utime+stime over the window (/proc/PID/stat), as %
@@ -32,6 +33,8 @@ interface Options {
   only: Set<string>;
   /** Node flags for a what-if ttl 5 s profile ("whatif" in --only), e.g. "--no-opt". */
   agentFlags: string;
+  /** Environment variables (NAME=VALUE, space-separated) for the what-if profile's lab, e.g. glibc's malloc tunables. */
+  agentEnv: Record<string, string>;
   /** Seconds between start-up and the window: V8's memory reducer runs its full GCs ~25-50 s after an agent starts. */
   settle: number;
 }
@@ -40,6 +43,7 @@ function parseArgs(argv: string[]): Options {
   let seconds = 60;
   let only = new Set(["ttl5", "ttl1", "keepalived", "baseline"]);
   let agentFlags = "";
+  const agentEnv: Record<string, string> = {};
   let settle = 60;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -47,13 +51,22 @@ function parseArgs(argv: string[]): Options {
     if (a === "--seconds") seconds = Number(val());
     else if (a === "--only") only = new Set(val().split(","));
     else if (a === "--agent-flags") agentFlags = val();
-    else if (a === "--settle") settle = Number(val());
-    else throw new Error(`unknown option ${a}; usage: bench/idle/run.ts [--seconds S] [--only ttl5,ttl1,keepalived,baseline,whatif] [--agent-flags "--no-opt"] [--settle S]`);
+    else if (a === "--agent-env") {
+      for (const kv of val().split(" ").filter(Boolean)) {
+        const eq = kv.indexOf("=");
+        if (eq <= 0) throw new Error(`--agent-env: "${kv}" is not NAME=VALUE`);
+        agentEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+    } else if (a === "--settle") settle = Number(val());
+    else
+      throw new Error(
+        `unknown option ${a}; usage: bench/idle/run.ts [--seconds S] [--only ttl5,ttl1,keepalived,baseline,whatif] [--agent-flags "--no-opt"] [--agent-env "NAME=VALUE ..."] [--settle S]`,
+      );
   }
   if (!(seconds >= 5 && seconds <= 600)) throw new Error("--seconds must be 5..600");
   if (!(settle >= 0 && settle <= 600)) throw new Error("--settle must be 0..600");
-  if (only.has("whatif") && !agentFlags) throw new Error("--only whatif needs --agent-flags");
-  return { seconds, only, agentFlags, settle };
+  if (only.has("whatif") && !agentFlags && Object.keys(agentEnv).length === 0) throw new Error("--only whatif needs --agent-flags or --agent-env");
+  return { seconds, only, agentFlags, agentEnv, settle };
 }
 
 interface Measured {
@@ -107,12 +120,24 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-async function understudy(ttl: string, seconds: number, settle: number, flags = ""): Promise<Measured[]> {
-  // The harness passes UNDERSTUDY_LAB_AGENT_FLAGS to the agents it starts (test/lab/harness/README.md).
+async function understudy(ttl: string, seconds: number, settle: number, flags = "", env: Record<string, string> = {}): Promise<Measured[]> {
+  // The harness passes UNDERSTUDY_LAB_AGENT_FLAGS to the agents it starts (test/lab/harness/README.md),
+  // and every process of the lab inherits this process's environment when it starts.
   if (flags) process.env.UNDERSTUDY_LAB_AGENT_FLAGS = flags;
   else delete process.env.UNDERSTUDY_LAB_AGENT_FLAGS;
-  const c = await LabCluster.create({ ttl });
-  ttl = flags ? `${ttl} ${flags}` : ttl;
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  let c: LabCluster;
+  try {
+    c = await LabCluster.create({ ttl });
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+  const what = [flags, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].filter(Boolean).join(" ");
+  ttl = what ? `${ttl} ${what}` : ttl;
   try {
     const leader = (await c.leader())?.node;
     log(`understudy ttl ${ttl}: cluster up (${c.lab.prefix}), leader ${leader}; settling ${settle} s`);
@@ -179,7 +204,7 @@ async function main(): Promise<void> {
   const rows: Measured[] = [];
   if (opts.only.has("ttl5")) rows.push(...(await understudy("5s", opts.seconds, opts.settle)));
   if (opts.only.has("ttl1")) rows.push(...(await understudy("1s", opts.seconds, opts.settle)));
-  if (opts.only.has("whatif")) rows.push(...(await understudy("5s", opts.seconds, opts.settle, opts.agentFlags)));
+  if (opts.only.has("whatif")) rows.push(...(await understudy("5s", opts.seconds, opts.settle, opts.agentFlags, opts.agentEnv)));
   if (opts.only.has("keepalived")) rows.push(...(await keepalived(opts.seconds, opts.settle)));
   if (opts.only.has("baseline")) rows.push(...(await baseline(opts.seconds, opts.settle)));
   const w = Math.max(...rows.map((r) => r.what.length));
