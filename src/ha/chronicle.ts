@@ -55,9 +55,10 @@ export class Chronicle {
   }
 
   /** The new primary confirms a switchover/failback/failover request took effect, records it, and clears it. */
-  async switchoverDone(sw: SwitchoverRequest, snapshot: ClusterSnapshot | null, term: number): Promise<void> {
+  /** `servedAtWallMs`: when this node began serving (the handover's end; the record is written later). */
+  async switchoverDone(sw: SwitchoverRequest, snapshot: ClusterSnapshot | null, term: number, servedAtWallMs?: number): Promise<void> {
     const released = snapshot?.released;
-    const gap = released && released.node === sw.from ? this.clock.wallMs() - Date.parse(released.at) : undefined;
+    const gap = released && released.node === sw.from ? (servedAtWallMs ?? this.clock.wallMs()) - Date.parse(released.at) : undefined;
     const drain = released && released.node === sw.from ? released.drain : undefined;
     this.recorder.record(
       this.event(sw.kind, {

@@ -17,6 +17,7 @@ import type { NodeRole } from "./role.js";
 import type { DrainRun } from "./drain-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
 import { vipNotFree } from "./vip-truth.js";
+import { SWITCHOVER_SETTLE_MS } from "./switchover.js";
 
 // The executor of decide()'s actions: each action does what it says. It
 // chooses nothing itself: which promotion gates apply, whether a take-over is
@@ -142,7 +143,7 @@ export class DecisionExecutor {
         return;
       }
       case "complete_switchover":
-        if (role.term !== null) await chronicle.switchoverDone(action.request, snapshot, role.term);
+        if (role.term !== null) await chronicle.switchoverDone(action.request, snapshot, role.term, role.servingSince?.wallMs);
         return;
       case "abort_switchover":
         await chronicle.switchoverAborted(snapshot?.switchover, action.why);
@@ -313,9 +314,10 @@ export class DecisionExecutor {
     if (action.stale) this.recordStalePromotion(term, action.stale);
     if (action.dataLag) this.recordDataLagPromotion(term, action.dataLag);
     if (action.stale || action.dataLag) void chronicle.flush();
-    // The first cycle as primary at once (a switchover request to clear, generations to publish): a key
-    // handed over comes with no write of this node's own that would wake one.
-    this.loop.trigger("took over");
+    // The first cycle as primary (a switchover request to clear, generations to publish): a key handed
+    // over comes with no write of this node's own that would wake one. Not at once: the daemon's first
+    // connections through the address just added come first (SWITCHOVER_SETTLE_MS).
+    this.loop.recheckIn(SWITCHOVER_SETTLE_MS, "took over");
   }
 
   /** promotionGate marked the take-over over the data-lag limit (data-gate.ts): record it, loudly. */

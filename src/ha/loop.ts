@@ -231,6 +231,7 @@ export class HaLoop {
   }
 
   private recheckIn(ms: number, why: string): void {
+    if (this.stopped) return; // an action finishing after stop() arms nothing
     this.recheck?.cancel();
     this.recheck = this.deps.clock.setTimer(ms, () => this.trigger(why));
   }

@@ -33,6 +33,8 @@ export class NodeRole {
   acting: "primary" | "standby" = "standby";
   term: number | null = null;
   coolDownUntilMs = 0;
+  /** When this node last came to act as primary (monotonic and wall ms, once its VIP was added); null while standby. */
+  servingSince: { readonly monotonicMs: number; readonly wallMs: number } | null = null;
   private running = false;
   private epoch = 0;
   private restarts: number[] = [];
@@ -85,7 +87,8 @@ export class NodeRole {
     }
     if (d.status === "rejected") log.error({ err: describeError(d.reason) }, "daemon failed to start on promotion");
     if (v.status === "rejected") log.error({ err: describeError(v.reason) }, "floating IP not added on promotion; the reconciler retries");
-    log.info({ term, took_ms: Math.round(clock.monotonicMs() - started), duplicate_check: !skipDuplicateCheck }, "acting as primary");
+    this.servingSince = { monotonicMs: clock.monotonicMs(), wallMs: clock.wallMs() };
+    log.info({ term, took_ms: Math.round(this.servingSince.monotonicMs - started), duplicate_check: !skipDuplicateCheck }, "acting as primary");
     if (cold)
       this.deps.health.start(); // checks at once, then on each probe's interval
     else void this.deps.health.checkNow().catch(() => undefined);
@@ -146,6 +149,7 @@ export class NodeRole {
     this.deps.emit({ type: "demoted", why });
     this.acting = "standby";
     this.term = null;
+    this.servingSince = null;
     await this.undoPrimary();
     this.deps.guard?.disarm();
   }

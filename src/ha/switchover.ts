@@ -9,6 +9,12 @@ import { drainStep } from "./drain-plan.js";
 
 /** How long a switchover waits for its target to hold the published sync generation. */
 export const SYNC_CATCH_UP_MS = 30_000;
+/**
+ * How long a new primary leaves its first connections to the daemon before it records a planned
+ * move and clears the request: that write wakes every agent (a watch event each) and etcd, on the
+ * cores the daemon's first sessions need (docs/benchmarks.md, planned switchover).
+ */
+export const SWITCHOVER_SETTLE_MS = 300;
 /** How long a switchover waits for its target's failsafe hold to end, unless the observation says (campaignHoldWaitMs). */
 const HOLD_WAIT_MAX_MS = 60_000;
 
@@ -18,7 +24,15 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   if (!sw) return undefined;
   const me = o.self.name;
   if (sw.from !== me) {
-    // The role came here because of the request (or it named me): record it and clear the key.
+    // The role came here because of the request (or it named me): record it and clear the key, once
+    // the daemon has had its first connections to itself.
+    const settleAtMs = o.servingSinceMs !== null && o.servingSinceMs !== undefined ? o.servingSinceMs + SWITCHOVER_SETTLE_MS : o.nowMs;
+    if (settleAtMs > o.nowMs) {
+      return {
+        actions: [{ kind: "recheck_at", atMs: settleAtMs }],
+        reason: `${sw.kind} done: I am ${me}, the new primary (term ${term}); recording it and clearing the request in ${Math.ceil(settleAtMs - o.nowMs)}ms, after the daemon's first connections`,
+      };
+    }
     return { actions: [{ kind: "complete_switchover", request: sw }], reason: `${sw.kind} done: I am ${me}, the new primary (term ${term})` };
   }
   if (sw.to === me) return { actions: [{ kind: "abort_switchover", why: `${me} is already the primary` }], reason: `${sw.kind} to myself: nothing to do, cancelling` };

@@ -250,6 +250,24 @@ cases.push(
     reason: /^switchover done: I am n2, the new primary \(term 7\)$/,
   },
   {
+    name: "new primary 100 ms after it began serving -> the record and the clear wait for the daemon's first connections",
+    o: primary(
+      { self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, servingSinceMs: NOW - 100 },
+      { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, switchover: sw() },
+    ),
+    actions: ["recheck_at"],
+    reason: /^switchover done: I am n2, the new primary \(term 7\); recording it and clearing the request in 200ms, after the daemon's first connections$/,
+  },
+  {
+    name: "new primary 300 ms after it began serving -> record and clear it",
+    o: primary(
+      { self: { name: "n2", priority: 100, nofailover: false, generation: 0 }, servingSinceMs: NOW - 300 },
+      { leader: { node: "n2", term: 7, lease: "a1", acquiredAt: "" }, switchover: sw() },
+    ),
+    actions: ["complete_switchover"],
+    reason: /^switchover done: I am n2, the new primary \(term 7\)$/,
+  },
+  {
     name: "standby named by a switchover campaigns at once, ranking aside",
     o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 } }, { switchover: sw(), members: [member("n2", { priority: 1 }), member("n3", { priority: 500 })] }),
     actions: ["campaign"],

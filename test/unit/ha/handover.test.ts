@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { decide } from "../../../src/ha/decide.js";
 import type { Action } from "../../../src/ha/observation.js";
+import { SWITCHOVER_SETTLE_MS } from "../../../src/ha/switchover.js";
 import { member } from "../../fakes/member.js";
 import { UnderstudyError } from "../../../src/errors/catalogue.js";
 import { gates, obs, primary, sw } from "./decide-fixture.js";
@@ -74,6 +75,8 @@ test("switchover: one transaction hands the key over, the target promotes withou
   assert.equal(c.etcd.released?.term, old.term);
   assert.equal(c.timeline.maxHolders, 1);
   assert.deepEqual(c.timeline.holder(), ["n3"]);
+  assert.notEqual(c.etcd.switchover, null, "recorded once the daemon has had its first connections");
+  await c.clock.advance(SWITCHOVER_SETTLE_MS);
   assert.equal(c.etcd.switchover, null, "the new primary cleared the request");
   const ev = c.etcd.historyEvents.find((e) => e.kind === "switchover")!;
   assert.deepEqual([ev.from, ev.to, ev.term], ["n1", "n3", now.term]);

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { HaLoop } from "../../../src/ha/loop.js";
+import { SWITCHOVER_SETTLE_MS } from "../../../src/ha/switchover.js";
 import { cluster, configFor, request } from "./loop-fixture.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
@@ -279,12 +280,15 @@ test("switchover to a named standby: the old primary releases, the target takes 
   await c.clock.advance(50);
   assert.equal(c.etcd.leader?.node, "n3", "n3 (lowest priority, but named) took over");
   assert.deepEqual(c.timeline.holder(), ["n3"]);
+  assert.notEqual(c.etcd.switchover, null, "recorded once the daemon has had its first connections");
+  await c.clock.advance(SWITCHOVER_SETTLE_MS);
   assert.equal(c.etcd.switchover, null, "request cleared");
   assert.equal(c.etcd.released?.node, "n1");
   const ev = c.etcd.historyEvents.find((e) => e.kind === "switchover")!;
   assert.equal(ev.from, "n1");
   assert.equal(ev.to, "n3");
   assert.equal(ev.requestedBy, "test");
+  // Released -> serving, not -> recorded (SWITCHOVER_SETTLE_MS later).
   assert.ok(ev.durations && ev.durations.handover_ms! < 50, JSON.stringify(ev));
   assert.equal(c.timeline.maxHolders, 1);
   assert.equal(c.nodes[0]!.daemon.running, false, "old primary stopped its daemon");
@@ -361,6 +365,7 @@ test("failback policy auto: the preferred node gets the role back once healthy f
   assert.equal(c.etcd.leader?.node, "n2", "not before the delay");
   await c.clock.advance(4000);
   assert.equal(c.etcd.leader?.node, "n1", "failed back");
+  await c.clock.advance(SWITCHOVER_SETTLE_MS); // recorded once the daemon has had its first connections
   assert.ok(c.etcd.historyEvents.some((e) => e.kind === "failback" && e.to === "n1" && e.from === "n2"));
   assert.ok(c.etcd.historyEvents.some((e) => e.kind === "failover" && e.to === "n2" && e.from === "n1"));
   assert.equal(c.timeline.maxHolders, 1);
