@@ -54,8 +54,10 @@ export class Chronicle {
     }
   }
 
-  /** The new primary confirms a switchover/failback/failover request took effect, records it, and clears it. */
-  /** `servedAtWallMs`: when this node began serving (the handover's end; the record is written later). */
+  /**
+   * The new primary confirms a switchover/failback/failover request took effect, records it, and clears
+   * it. `servedAtWallMs`: when this node began serving, the handover's end (the record comes later).
+   */
   async switchoverDone(sw: SwitchoverRequest, snapshot: ClusterSnapshot | null, term: number, servedAtWallMs?: number): Promise<void> {
     const released = snapshot?.released;
     const gap = released && released.node === sw.from ? (servedAtWallMs ?? this.clock.wallMs()) - Date.parse(released.at) : undefined;
