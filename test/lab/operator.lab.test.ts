@@ -166,12 +166,24 @@ test("CLI: token required; forced failover refused without --force; scheduled sw
     const back = await pollUntil(async () => ((await c.leader())?.node === "n1" ? true : undefined), { timeoutMs: 20_000, intervalMs: 100 });
     assert.ok(back, "failed back to n1");
     // Timed from the agents' own history records, not from this test's polling (which lags under load).
-    const events = JSON.parse((await c.cli(["history", "--json"])).stdout) as { kind: string; at: string; to: string | null }[];
+    // The new primary writes its record SWITCHOVER_SETTLE_MS after it began serving: wait for it.
+    type Event = { kind: string; at: string; to: string | null };
+    let events: Event[] = [];
     // Events are oldest first; a failback may also have happened at bootstrap (if n2 or n3 won it): take the one after the switchover.
-    const si = events.findIndex((e) => e.kind === "switchover" && e.to === "n2");
-    const switched = events[si];
-    const failedBack = events.slice(si + 1).find((e) => e.kind === "failback" && e.to === "n1");
-    assert.ok(switched && failedBack, JSON.stringify(events));
+    const pair = (): { switched: Event; failedBack: Event } | undefined => {
+      const si = events.findIndex((e) => e.kind === "switchover" && e.to === "n2");
+      const failedBack = si < 0 ? undefined : events.slice(si + 1).find((e) => e.kind === "failback" && e.to === "n1");
+      return failedBack ? { switched: events[si]!, failedBack } : undefined;
+    };
+    const recorded = await pollUntil(
+      async () => {
+        events = JSON.parse((await c.cli(["history", "--json"])).stdout) as Event[];
+        return pair();
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
+    assert.ok(recorded, JSON.stringify(events));
+    const { switched, failedBack } = recorded;
     const waited = Date.parse(failedBack.at) - Date.parse(switched.at);
     assert.ok(waited >= 2800, `failback waited for the 3 s delay (${waited} ms between the two history records)`);
 
