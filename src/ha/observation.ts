@@ -15,8 +15,8 @@ export interface Observation {
   readonly mode: "cold" | "warm";
   /** Whether this node currently acts as primary (VIP desired, daemon started in cold mode). */
   readonly acting: "primary" | "standby";
-  /** When this node last came to act as primary (monotonic ms, its VIP added); null: standby, or not yet. */
-  readonly servingSinceMs?: number | null;
+  /** When this node last came to act as primary (monotonic ms, its VIP added); null: standby, or not yet serving. */
+  readonly servingSinceMs: number | null;
   /** Our term while acting primary. */
   readonly term: number | null;
   /** Our session lease and the local deadline before which etcd cannot expire it. */

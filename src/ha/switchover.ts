@@ -26,7 +26,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   if (sw.from !== me) {
     // The role came here because of the request (or it named me): record it and clear the key, once
     // the daemon has had its first connections to itself.
-    const settleAtMs = o.servingSinceMs !== null && o.servingSinceMs !== undefined ? o.servingSinceMs + SWITCHOVER_SETTLE_MS : o.nowMs;
+    const settleAtMs = o.servingSinceMs === null ? o.nowMs : o.servingSinceMs + SWITCHOVER_SETTLE_MS;
     if (settleAtMs > o.nowMs) {
       return {
         actions: [{ kind: "recheck_at", atMs: settleAtMs }],

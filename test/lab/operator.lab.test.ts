@@ -9,21 +9,9 @@ import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { LabCluster, pollUntil, startHaproxy, startPrometheus } from "./harness/index.js";
+import { agentLog } from "../../bench/failover/lib.js";
 
 const T = { timeout: 240_000 };
-
-/** An agent's log as pino wrote it: one JSON object a line (fields matched by name, not by order). */
-function logEntries(c: LabCluster, node: string): Record<string, unknown>[] {
-  return readFileSync(join(c.lab.logDir, `${node}-agent.log`), "utf8")
-    .split("\n")
-    .flatMap((line) => {
-      try {
-        return [JSON.parse(line) as Record<string, unknown>];
-      } catch {
-        return [];
-      }
-    });
-}
 
 /** Which node's SFTP directory an upload through `port` on 127.0.0.1 (HAProxy) landed in. */
 async function uploadVia(c: LabCluster, port: number): Promise<string | undefined> {
@@ -78,16 +66,16 @@ test("Prometheus sees exactly one primary before and after a failover; HAProxy f
     // Every agent states its lease, so the key went to the target in the release's txn: a new term, no campaign.
     const moved = (await c.leader())!;
     assert.ok(moved.node === target && moved.term > first.term, JSON.stringify({ first, moved }));
-    const handed = logEntries(c, first.node).filter((e) => e.msg === "handed the leader key over");
+    const handed = agentLog(c.lab, first.node).filter((e) => e.msg === "handed the leader key over");
     assert.ok(
       handed.some((e) => e.to === target && e.next_term === moved.term),
       JSON.stringify(handed),
     );
-    const targetLog = logEntries(c, target);
+    const targetLog = agentLog(c.lab, target);
     assert.ok(!targetLog.some((e) => e.msg === "won the election" && e.term === moved.term), "the target did not campaign for the new term");
     assert.ok(
-      targetLog.some((e) => String(e.msg).startsWith(`taking over: the leader key was handed over to me (term ${moved.term})`)),
-      JSON.stringify(targetLog.filter((e) => String(e.msg).startsWith("taking over")).map((e) => e.msg)),
+      targetLog.some((e) => e.msg.startsWith(`taking over: the leader key was handed over to me (term ${moved.term})`)),
+      JSON.stringify(targetLog.filter((e) => e.msg.startsWith("taking over")).map((e) => e.msg)),
     );
     const routed = await pollUntil(async () => ((await uploadVia(c, 2222)) === target ? true : undefined), { timeoutMs: 10_000, intervalMs: 200 });
     assert.ok(routed, `HAProxy routes SFTP to ${target} after the switchover`);

@@ -100,6 +100,7 @@ function observe(self: string, cluster: ClusterSnapshot, acting: "primary" | "st
     mode: "cold",
     acting,
     term: acting === "primary" ? (cluster.leader?.term ?? null) : null,
+    servingSinceMs: null,
     lease: { id: "a1", deadlineMs: NOW + 4000 },
     cluster,
     etcdError: null,

@@ -29,6 +29,7 @@ function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullable<Obser
     mode: "cold",
     acting: "standby",
     term: null,
+    servingSinceMs: null,
     lease: { id: "a1", deadlineMs: NOW + 4000 },
     cluster: { revision: 10, leader: null, members: [member("n1"), member("n2")], paused: false, switchover: null, released: null, bans: [], sync: null, ...cluster },
     etcdError: null,

@@ -16,6 +16,7 @@ export function obs(over: Partial<Observation> = {}, cluster: Partial<NonNullabl
     mode: "cold",
     acting: "standby",
     term: null,
+    servingSinceMs: null,
     lease: { id: "a1", deadlineMs: NOW + 4000 },
     cluster: cluster === null ? null : { revision: 10, leader: null, members: [member("n1")], paused: false, switchover: null, released: null, bans: [], sync: null, ...cluster },
     etcdError: cluster === null ? "partitioned" : null,

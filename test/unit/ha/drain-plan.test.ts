@@ -39,6 +39,7 @@ function primary(over: Partial<Observation> = {}, cluster: Partial<NonNullable<O
     mode: "cold",
     acting: "primary",
     term: 7,
+    servingSinceMs: null,
     lease: { id: "a1", deadlineMs: NOW + 4000 },
     cluster:
       cluster === null
