@@ -27,6 +27,7 @@ import type { GrantAnswer, GrantRequest } from "./failsafe.js";
 
 export type { HaLoopDeps } from "./loop-deps.js";
 import type { HaLoopDeps } from "./loop-deps.js";
+import { EarliestWake } from "../platform/earliest-wake.js";
 
 /** E3b after an etcd error: the next try, while the failsafe deadline holds (etcd's request timeout bounds each). */
 const FAILSAFE_RETURN_RETRY_MS = 100;
@@ -53,7 +54,7 @@ export class HaLoop {
   private readonly vipWitness: VipWitness;
   private stopped = false;
   private tick: TimerHandle | undefined;
-  private recheck: TimerHandle | undefined;
+  private readonly recheck: EarliestWake;
   private watch: Subscription | undefined;
   private readonly cycles: SerialRunner;
   private readonly executor: DecisionExecutor;
@@ -106,6 +107,7 @@ export class HaLoop {
     });
     deps.health.onChange(() => this.trigger("probe change"));
     deps.wakeUps?.onWake((why) => this.trigger(why));
+    this.recheck = new EarliestWake(deps.clock, (why) => this.trigger(why));
     this.readiness = deps.readiness ?? ALWAYS_READY;
     this.chronicle = new Chronicle(deps.config.node.name, deps.coordinator, deps.clock, deps.log);
     this.member = new MemberPublisher(deps.coordinator, deps.clock, deps.log);
@@ -230,10 +232,9 @@ export class HaLoop {
     });
   }
 
+  /** Look again in `ms` (the earliest pending request wins); after stop() nothing is armed. */
   private recheckIn(ms: number, why: string): void {
-    if (this.stopped) return; // an action finishing after stop() arms nothing
-    this.recheck?.cancel();
-    this.recheck = this.deps.clock.setTimer(ms, () => this.trigger(why));
+    this.recheck.in(ms, why);
   }
 
   /** What this cycle knows, for decide(). Reads only: track() advanced the memory before. */
@@ -384,7 +385,7 @@ export class HaLoop {
     const { coordinator, config, clock, log } = this.deps;
     this.stopped = true;
     this.tick?.cancel();
-    this.recheck?.cancel();
+    this.recheck.close();
     this.failsafeRounds.stop();
     this.dataFollow.stop();
     this.member.stop();
