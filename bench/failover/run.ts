@@ -63,7 +63,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  let runs = 10;
+  let runs: number | undefined;
   let json: string | undefined;
   let only: Set<string> | undefined;
   let idle: number | undefined;
@@ -88,7 +88,8 @@ function parseArgs(argv: string[]): Options {
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   });
-  if (quick) runs = 3;
+  // --quick is 3 runs and a 10 s idle window unless --runs / --idle-seconds say otherwise.
+  runs ??= quick ? 3 : 10;
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error("--runs must be 1..50");
   const idleSeconds = idle ?? (quick ? 10 : 30);
   if (!(idleSeconds >= 1 && idleSeconds <= 120)) throw new Error("--idle-seconds must be 1..120");

@@ -58,8 +58,10 @@ export class AgentMetrics {
     );
     // Failsafe mode (docs/failsafe-design.md): serving on grants, a hold that could not start, a promise running.
     gauge("understudy_failsafe_holding", "1 while this primary serves past its lease on its members' failsafe grants (etcd unreachable)", (v, g) => g.set(v.failsafe?.holding ? 1 : 0));
-    gauge("understudy_failsafe_armed", "Primary with election.failsafe on: 1 when a failsafe hold could start now, 0 when it could not (see /status); -1 elsewhere", (v, g) =>
-      g.set(v.failsafe?.armed === true ? 1 : v.failsafe?.armed === false ? 0 : -1),
+    gauge(
+      "understudy_failsafe_armed",
+      "Primary with election.failsafe on: 1 when a failsafe hold could start now, 0 when it could not (the reason: failsafe.armedReason in GET /health); -1 elsewhere",
+      (v, g) => g.set(v.failsafe?.armed === true ? 1 : v.failsafe?.armed === false ? 0 : -1),
     );
     gauge("understudy_failsafe_promise_seconds", "Until this node's failsafe promise (or start-up hold) ends: it does not campaign before; 0 when none", (v, g) =>
       g.set((v.failsafe?.promiseLeftMs ?? 0) / 1000),

@@ -7,10 +7,26 @@
 // the user sees. Settings the command does not use are not checked here;
 // `understudy config check` checks everything. test/unit/cli/cli-config.test.ts
 // holds this equal to the full loader on the example configs.
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import type { EtcdSecuritySettings } from "../config/etcd-security.js";
 import { defaultApiListen } from "../config/defaults.js";
 import { LISTEN_ADDRESS } from "../platform/listen-address.js";
+
+/** Where the package puts a node's config (scripts/build-deb.sh). */
+export const DEFAULT_CONFIG = "/etc/understudy/understudy.yaml";
+
+/**
+ * The config a client command reads when its command line names no target
+ * (no --api, --config, --etcd or --cluster): $UNDERSTUDY_CONFIG, else the
+ * package's file when it exists, so that on a node `understudy switchover
+ * --to n2` works as the docs show it. undefined: none (the command's usage
+ * error says what to name).
+ */
+export function implicitConfig(env: Readonly<Record<string, string | undefined>>, defaultPath = DEFAULT_CONFIG): string | undefined {
+  if (env.UNDERSTUDY_CONFIG) return env.UNDERSTUDY_CONFIG;
+  return existsSync(defaultPath) ? defaultPath : undefined;
+}
 
 export interface ClientConfig {
   readonly cluster: string;

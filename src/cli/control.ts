@@ -4,7 +4,7 @@ import { UnderstudyError } from "../errors/catalogue.js";
 import { formatListenAddress, isWildcardHost, parseListenAddress } from "../platform/listen-address.js";
 import { SystemClock, type Clock } from "../platform/clock.js";
 import { ApiClient, type ApiAnswer } from "./api-client.js";
-import { readClientConfig, type ClientConfig } from "./client-config.js";
+import { DEFAULT_CONFIG, implicitConfig, readClientConfig, type ClientConfig } from "./client-config.js";
 import { printable, type Io } from "./io.js";
 import { clusterAnswerProblem, historyAnswerProblem, requireUsable } from "./answer-check.js";
 import type { Parsed } from "./spec.js";
@@ -28,21 +28,25 @@ export function apiUrlOf(listen: string, tls: boolean): string {
 }
 
 /**
- * The API to talk to and its token: --api, else the config's api.listen;
- * token from --token-file, else UNDERSTUDY_API_TOKEN, else the config's
+ * The API to talk to and its token: --api, else the api.listen of --config,
+ * else of the implicit config ($UNDERSTUDY_CONFIG or the package's file);
+ * token from --token-file, else UNDERSTUDY_API_TOKEN, else that config's
  * api.token_file. A token file that cannot be read or is malformed is
  * US_E_API_TOKEN (exit 2); a token the API rejects is a 401 (exit 4).
  */
 export async function client(values: Values, env: Io["env"], loaded?: ClientConfig, timeoutMs?: number): Promise<ApiClient> {
   let url = str(values, "api");
   let tokenFile = str(values, "token-file");
-  const configFile = str(values, "config");
+  const configFile = str(values, "config") ?? (url || loaded ? undefined : implicitConfig(env));
   const config = loaded ?? (configFile ? await readClientConfig(configFile) : undefined);
   if (config?.api) {
     url ??= apiUrlOf(config.api.listen, config.api.tls);
     tokenFile ??= config.api.token_file;
   }
-  if (!url) throw usage("name the API with --api URL, or --config FILE of a node that serves one");
+  if (!url)
+    throw usage(
+      `name the API with --api URL, or --config FILE of a node that serves one (${configFile ? `${configFile} has no api section` : `no ${DEFAULT_CONFIG} here and UNDERSTUDY_CONFIG not set`})`,
+    );
   let token: string | null = null;
   if (str(values, "token-file")) token = await readToken(str(values, "token-file")!);
   else if (env.UNDERSTUDY_API_TOKEN) token = env.UNDERSTUDY_API_TOKEN;

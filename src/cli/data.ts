@@ -17,12 +17,11 @@ import { SystemClock } from "../platform/clock.js";
 import type { ApiAnswer, ApiClient } from "./api-client.js";
 import { clusterAnswerProblem, requireUsable } from "./answer-check.js";
 import { client, exitFor } from "./control.js";
+import { DEFAULT_CONFIG, implicitConfig } from "./client-config.js";
 import { exitCodeFor } from "./run.js";
 import { printable, type Io } from "./io.js";
 import type { Parsed } from "./spec.js";
 
-/** Where `data notify` finds the local agent's api.listen and api.token_file when neither --api nor --config is given. */
-export const DEFAULT_CONFIG = "/etc/understudy/understudy.yaml";
 /** The whole `data notify` run (every request) within this, by default: an upload hook must not hang the daemon's session. */
 export const NOTIFY_TIMEOUT_S = 2;
 /** Paths per request and JSON bytes per request: under the API's 1000 paths and 64 KiB (src/api/data.ts). */
@@ -94,7 +93,8 @@ export async function dataNotify(p: Parsed, io: Io): Promise<number> {
 async function notifyAll(p: Parsed, io: Io, paths: readonly string[], timeoutMs: number, results: NotifyBody[]): Promise<Soft | undefined> {
   const clock = new SystemClock();
   const deadline = clock.monotonicMs() + timeoutMs;
-  const values = p.values.api || p.values.config ? p.values : { ...p.values, config: DEFAULT_CONFIG };
+  // An upload hook names nothing: the node's own config (a missing file is an error naming it).
+  const values = p.values.api || p.values.config ? p.values : { ...p.values, config: implicitConfig(io.env) ?? DEFAULT_CONFIG };
   const base = await client(values, io.env, undefined, timeoutMs);
   for (const chunk of chunkPaths(paths)) {
     const left = Math.round(deadline - clock.monotonicMs());

@@ -50,7 +50,7 @@ export const EXIT = {
 
 const api = {
   api: { type: "string", arg: "URL", help: "a node's REST API, like http://198.18.0.11:8470" },
-  config: { type: "string", arg: "FILE", help: "a node's config: its api.listen and api.token_file" },
+  config: { type: "string", arg: "FILE", help: "a node's config: its api.listen and api.token_file (default $UNDERSTUDY_CONFIG, else /etc/understudy/understudy.yaml if present)" },
   "token-file": { type: "string", arg: "FILE", help: "API bearer token (else UNDERSTUDY_API_TOKEN, else the config's api.token_file)" },
   json: { type: "boolean", help: "print JSON" },
 } as const satisfies Record<string, OptionSpec>;
@@ -61,7 +61,7 @@ const change = {
 } as const satisfies Record<string, OptionSpec>;
 const wait = { type: "string", arg: "SECONDS", help: "follow the move this long, 0 to return at once (default 30)" } as const satisfies OptionSpec;
 const configFile = (help: string) => ({ config: { type: "string", arg: "FILE", help, required: true } }) as const satisfies Record<string, OptionSpec>;
-const API_NOTE = "Through any node's REST API: --api URL, or --config FILE of a node.";
+const API_NOTE = "Through any node's REST API: --api URL, or --config FILE of a node (on a node, its /etc/understudy/understudy.yaml when neither is given).";
 
 export const COMMANDS: readonly CommandSpec[] = [
   {
@@ -74,7 +74,11 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "status",
     summary: "show the cluster: primary, terms, health, sync generation",
     options: {
-      config: { type: "string", arg: "FILE", help: "read etcd endpoints, prefix and cluster from a node's config; if etcd is unreachable, ask that node's API" },
+      config: {
+        type: "string",
+        arg: "FILE",
+        help: "read etcd endpoints, prefix and cluster from a node's config; if etcd is unreachable, ask that node's API (default $UNDERSTUDY_CONFIG, else /etc/understudy/understudy.yaml if present, unless --etcd, --cluster or --api is given)",
+      },
       etcd: { type: "string", arg: "URL[,URL]", help: "etcd client URLs (with --cluster)" },
       cluster: { type: "string", arg: "NAME", help: "the cluster's name (with --etcd)" },
       prefix: { type: "string", arg: "PREFIX", help: "etcd key prefix (default /understudy, or the config's etcd.prefix)" },
@@ -216,7 +220,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     args: "PATH",
     positionals: { min: 1, max: 100_000 },
     options: {
-      config: { type: "string", arg: "FILE", help: "this node's config: its api.listen and api.token_file (default /etc/understudy/understudy.yaml)" },
+      config: { type: "string", arg: "FILE", help: "this node's config: its api.listen and api.token_file (default $UNDERSTUDY_CONFIG, else /etc/understudy/understudy.yaml)" },
       api: api.api,
       "token-file": api["token-file"],
       timeout: { type: "string", arg: "SECONDS", help: "give up after this long, 0.1 to 60 (default 2)" },

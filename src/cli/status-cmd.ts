@@ -12,7 +12,7 @@ import { clusterKeys } from "../coordinator/keys.js";
 import { EtcdGateway } from "./etcd-read.js";
 import { grpcReader, type SnapshotReader } from "./etcd-grpc-read.js";
 import { readEtcdSecurity, type EtcdSecurity } from "../config/etcd-security.js";
-import { readClientConfig, type ClientConfig } from "./client-config.js";
+import { DEFAULT_CONFIG, implicitConfig, readClientConfig, type ClientConfig } from "./client-config.js";
 import { apiUrlOf, client, exitFor } from "./control.js";
 import { printable, type Io } from "./io.js";
 import { clusterAnswerProblem, requireUsable } from "./answer-check.js";
@@ -110,26 +110,28 @@ function withFallback(primary: Source, fallback: Source, apiUrl: string): Source
   };
 }
 
-async function sourceFor(p: Parsed): Promise<Source> {
+async function sourceFor(p: Parsed, env: Io["env"]): Promise<Source> {
   const v = p.values as Record<string, string | undefined>;
   if (v.api) {
     if (v.etcd || v.cluster) throw usage("status takes --api URL, or --etcd URL with --cluster NAME, not both");
     return apiSource(p.values, undefined);
   }
-  if (v.config) {
-    const config = await readClientConfig(v.config);
+  const configFile = v.config ?? (v.etcd || v.cluster ? undefined : implicitConfig(env));
+  if (configFile) {
+    const config = await readClientConfig(configFile);
     // The same TLS material and etcd user as the node's agent (an operator running status as root, or as the agent's user).
-    const security = config.etcd.tls || config.etcd.auth ? await readEtcdSecurity(v.config, config.etcd) : undefined;
+    const security = config.etcd.tls || config.etcd.auth ? await readEtcdSecurity(configFile, config.etcd) : undefined;
     const etcd = etcdSource(v.etcd ? v.etcd.split(",") : config.etcd.endpoints, v.prefix ?? config.etcd.prefix, v.cluster ?? config.cluster, security);
     if (!config.api) return etcd;
     return withFallback(etcd, apiSource(p.values, config.cluster, config), apiUrlOf(config.api.listen, config.api.tls));
   }
   if (v.etcd && v.cluster) return etcdSource(v.etcd.split(","), v.prefix ?? "/understudy", v.cluster);
-  throw usage("status needs --config FILE, or --etcd URL and --cluster NAME, or --api URL");
+  const none = v.etcd || v.cluster ? "" : ` (no ${DEFAULT_CONFIG} here and UNDERSTUDY_CONFIG not set)`;
+  throw usage(`status needs --config FILE, or --etcd URL and --cluster NAME, or --api URL${none}`);
 }
 
 export async function status(p: Parsed, io: Io): Promise<number> {
-  const source = await sourceFor(p);
+  const source = await sourceFor(p, io.env);
   const json = Boolean(p.values.json);
   const show = async (): Promise<number> => {
     const got = await source.read(io);

@@ -192,7 +192,7 @@ export class FailsafeRounds {
     this.deps.log[level]({ node: this.deps.self }, reason);
   }
 
-  /** For /status and the metrics: holding, armed (could a hold start now?), the promise left. */
+  /** For the node view (GET /health, /primary, /standby) and the metrics: holding, armed (could a hold start now?), the promise left. */
   view(promise: FailsafePromise, nowMs: number): FailsafeView | undefined {
     const { deps } = this;
     const promiseLeftMs = Math.max(0, Math.round(promise.promisedUntilMs() - nowMs));
