@@ -16,7 +16,7 @@ import type { HookVerdict, PromotionGates } from "./promotion.js";
 import type { NodeRole } from "./role.js";
 import type { DrainRun } from "./drain-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
-import { vipNotFree } from "./vip-truth.js";
+import { vipLeftBehind, vipNotFree } from "./vip-truth.js";
 import { SWITCHOVER_SETTLE_MS } from "./switchover.js";
 
 // The executor of decide()'s actions: each action does what it says. It
@@ -53,6 +53,8 @@ export interface LoopHandle {
   lastDecision(): Decision | undefined;
   /** The VIP as it was when this cycle's decision was taken. */
   vipAtDecision(): ReturnType<VipControl["state"]> | undefined;
+  /** The VIP now (after a demotion this decision ran). */
+  vipNow(): ReturnType<VipControl["state"]>;
   /** The last leader this node saw, to say whom a failover replaced. */
   lastLeader(): LeaderRecord | null;
   vacantSinceMs(): number | null;
@@ -122,7 +124,9 @@ export class DecisionExecutor {
           at: new Date(clock.wallMs()).toISOString(),
           why: action.why,
           ...(last ? { reason: last.reason.slice(0, 2000) } : {}),
+          // Free only if it was ours (or nobody's) when decided and is gone from here now.
           ...vipNotFree(this.loop.vipAtDecision()),
+          ...vipLeftBehind(this.loop.vipNow()),
           ...(action.drain ? { drain: action.drain } : {}),
         };
         const to = action.handTo;

@@ -165,6 +165,7 @@ export class HaLoop {
       emit: (e) => this.emit(e),
       lastDecision: () => this.lastDecision,
       vipAtDecision: () => this.vipAtDecision,
+      vipNow: () => this.deps.vip.state(),
       lastLeader: () => this.lastLeader,
       vacantSinceMs: () => this.memory.vacantSinceMs,
       observe: (snapshot, promotion) => this.observe(snapshot, null, promotion),

@@ -69,6 +69,17 @@ export function vipNotFree(v: VipState | undefined): { vipNotFree?: string } {
   return {};
 }
 
+/**
+ * Read after stepping down, for the release record: set when the address may
+ * still be on this node (its removal failed, or another demotion is still
+ * removing it). The successor then runs the duplicate-address check, which
+ * this node's ARP answer fails, instead of adding the address beside it.
+ */
+export function vipLeftBehind(now: VipState | undefined): { vipNotFree?: string } {
+  if (!now || now.desired || now.held === false) return {};
+  return { vipNotFree: `still on the old primary after it stepped down${now.lastError ? `: ${now.lastError}` : ""}`.slice(0, 500) };
+}
+
 /** Reads the VIP reconciler for the HA loop: the observation, the member key's fields, the API view. */
 export class VipWitness {
   /** Wall-clock ISO time of missingSinceMs, computed once so the member key does not change every cycle. */

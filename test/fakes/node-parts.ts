@@ -46,10 +46,12 @@ export class FakeVip implements VipControl {
       this.lastError = this.addFails;
       throw new Error(this.addFails);
     }
-    // A host outside the cluster answers for the address: the duplicate check refuses the add (a skipped check would not).
-    if (held && !this.held && this.timeline.foreignMac !== null && options.skipDuplicateCheck !== true) {
+    // A host outside the cluster, or another node still holding it, answers for the address: the
+    // duplicate check refuses the add (a skipped check would not).
+    const answering = this.timeline.foreignMac ?? this.timeline.holder().find((n) => n !== this.node) ?? null;
+    if (held && !this.held && answering !== null && options.skipDuplicateCheck !== true) {
       this.missingSinceMs ??= this.timeline.now();
-      this.seenMac = this.timeline.foreignMac;
+      this.seenMac = answering;
       this.lastError = "US_E_VIP_DUPLICATE";
       throw new Error(`US_E_VIP_DUPLICATE: another host answers ARP for it (${this.seenMac})`);
     }

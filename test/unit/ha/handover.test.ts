@@ -207,3 +207,26 @@ test("switchover to a target that turned not ready after its member key was read
   assert.ok(c.etcd.leader !== null && c.etcd.leader.node !== "n3" && c.etcd.leader.term > old.term, JSON.stringify(c.etcd.leader));
   assert.equal(c.timeline.maxHolders, 1);
 });
+
+test("the old primary cannot remove the VIP: the record says so, the target runs the duplicate check and does not add it beside", async () => {
+  for (const handed of [true, false]) {
+    const c = await running([
+      ["n1", 300],
+      ["n2", 200],
+    ]);
+    const vip = c.nodes[0]!.vip;
+    const add = vip.setDesired.bind(vip);
+    vip.setDesired = async (held, o) => {
+      if (held) return add(held, o);
+      vip.desired = false; // `ip addr del` failed: the address stays on n1
+      throw new Error("US_E_VIP_REMOVE: cannot remove 198.18.0.100/24: RTNETLINK answers: Operation not permitted");
+    };
+    if (!handed) c.etcd.handOver = async () => null; // the txn refused: the plain release
+    assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })));
+    await c.clock.advance(100);
+    assert.match(c.etcd.released?.vipNotFree ?? "", /^still on the old primary after it stepped down/, `handed: ${handed}`);
+    assert.deepEqual(c.nodes[1]!.vip.skipped, [false], "the target ran the duplicate-address check");
+    assert.equal(c.timeline.maxHolders, 1, `never two holders (handed: ${handed})`);
+    assert.deepEqual(c.timeline.holder(), ["n1"]);
+  }
+});
