@@ -21,6 +21,16 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
+/**
+ * setTimeout's longest delay (2^31 - 1 ms, ~24.8 days); Node turns anything
+ * longer into 1 ms, so a switchover scheduled months ahead would wake the HA
+ * loop every millisecond. Longer waits fire at this bound; their owner looks
+ * again and re-arms (every wake-up here is a "look again").
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+const timerDelay = (ms: number): number => Math.min(MAX_TIMER_MS, Math.max(0, ms));
+
 export class SystemClock implements Clock {
   monotonicMs(): number {
     return performance.now();
@@ -33,19 +43,16 @@ export class SystemClock implements Clock {
     return Number(process.hrtime.bigint() / 1000n) / 1000;
   }
   setTimer(ms: number, fn: () => void): TimerHandle {
-    const t = setTimeout(fn, Math.max(0, ms));
+    const t = setTimeout(fn, timerDelay(ms));
     return { cancel: () => clearTimeout(t) };
   }
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const t = setTimeout(
-        () => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve();
-        },
-        Math.max(0, ms),
-      );
+      const t = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, timerDelay(ms));
       const onAbort = () => {
         clearTimeout(t);
         reject(signal?.reason);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { EarliestWake } from "../../../src/platform/earliest-wake.js";
 import { FakeClock } from "../../fakes/clock.js";
+import { MAX_TIMER_MS, SystemClock } from "../../../src/platform/clock.js";
 
 function setup() {
   const clock = new FakeClock();
@@ -54,4 +55,25 @@ test("close() cancels what is pending and arms nothing afterwards", async () => 
   assert.equal(wake.in(50, "after close"), false);
   await clock.advance(1_000);
   assert.deepEqual(fired, []);
+});
+
+test("SystemClock: a delay past setTimeout's 2^31-1 ms waits that bound instead of Node's 1 ms, without a warning", async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on("warning", onWarning);
+  try {
+    const clock = new SystemClock();
+    let fired = 0;
+    const month = clock.setTimer(30 * 86_400_000, () => fired++);
+    const wake = new EarliestWake(clock, () => fired++);
+    wake.in(90 * 86_400_000, "switchover scheduled in three months");
+    await new Promise((r) => setTimeout(r, 50));
+    month.cancel();
+    wake.close();
+    assert.equal(fired, 0);
+    assert.deepEqual(warnings, []);
+    assert.equal(MAX_TIMER_MS, 2 ** 31 - 1);
+  } finally {
+    process.off("warning", onWarning);
+  }
 });
