@@ -183,8 +183,20 @@ export class HaLoop {
       const leader = snap.leader;
       if (leader && leader.node === config.node.name) {
         adopted = (await this.lease.adopt(leader.lease).catch(() => null)) !== null;
-        if (adopted) this.adoptedTerm = leader.term;
-        log.info({ lease: leader.lease, term: leader.term, adopted }, adopted ? "adopted my lease from a previous run: no failover" : "my previous lease is gone");
+        // Served by my previous run (its member key says primary on this lease; older agents state no
+        // lease): no failover, no gates. Else a planned move handed the key to my lease while that run
+        // was dying: take it through the promotion gates, as a handed key.
+        const mine = snap.members.find((m) => m.node === config.node.name);
+        const served = mine?.role === "primary" && (mine.lease === undefined || mine.lease === leader.lease);
+        if (adopted && served) this.adoptedTerm = leader.term;
+        log.info(
+          { lease: leader.lease, term: leader.term, adopted },
+          !adopted
+            ? "my previous lease is gone"
+            : served
+              ? "adopted my lease from a previous run: no failover"
+              : "the leader key was handed to my lease while my previous run was down: promoting through every gate",
+        );
       }
     } catch (e) {
       log.warn({ err: describeError(e) }, "etcd not reachable at start; staying a standby");

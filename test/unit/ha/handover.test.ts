@@ -6,7 +6,9 @@ import { SWITCHOVER_SETTLE_MS } from "../../../src/ha/switchover.js";
 import { member } from "../../fakes/member.js";
 import { UnderstudyError } from "../../../src/errors/catalogue.js";
 import { gates, obs, primary, sw } from "./decide-fixture.js";
-import { cluster, request, running } from "./loop-fixture.js";
+import { cluster, configFor, request, running } from "./loop-fixture.js";
+import { HaLoop } from "../../../src/ha/loop.js";
+import { silentLogger } from "../../../src/platform/logger.js";
 
 // A planned move hands the leader key to its target in the release's own transaction (one etcd
 // commit, no campaign) when every member states its lease; else the key is deleted and the target
@@ -229,4 +231,40 @@ test("the old primary cannot remove the VIP: the record says so, the target runs
     assert.equal(c.timeline.maxHolders, 1, `never two holders (handed: ${handed})`);
     assert.deepEqual(c.timeline.holder(), ["n1"]);
   }
+});
+
+test("a target restarted after the key was handed to its old lease takes it through the gates, not as adopted", async () => {
+  const c = await running([
+    ["n1", 300],
+    ["n2", 200],
+    ["n3", 100],
+  ]);
+  const n3 = c.nodes[2]!;
+  n3.life.crash(); // its lease and member key live on until the TTL: the primary still hands to it
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  await c.clock.advance(50);
+  assert.equal(c.etcd.leader?.node, "n3");
+  const handedTerm = c.etcd.leader!.term;
+  const again = new HaLoop({
+    config: configFor("n3", 100),
+    coordinator: c.etcd,
+    daemon: n3.daemon,
+    vip: n3.vip,
+    health: n3.health,
+    clock: c.clock,
+    log: silentLogger(),
+    version: "test",
+    probeGraceMs: 0,
+    readiness: { problem: () => "sync not verified yet", start: () => undefined, stop: () => undefined },
+  });
+  await again.start();
+  await c.clock.advance(1000);
+  assert.notEqual(again.status().acting, "primary", "not ready: the readiness gate applies to a key its previous run never served");
+  assert.deepEqual(
+    c.etcd.historyEvents.filter((e) => e.kind === "veto").map((e) => [e.to, e.term]),
+    [["n3", handedTerm]],
+  );
+  assert.equal(c.timeline.maxHolders, 1);
+  await c.clock.advance(5000);
+  assert.ok(c.etcd.leader && c.etcd.leader.node !== "n3", `another node leads after n3 gave the key back (${c.etcd.leader?.node})`);
 });
