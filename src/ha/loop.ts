@@ -28,6 +28,7 @@ import type { GrantAnswer, GrantRequest } from "./failsafe.js";
 export type { HaLoopDeps } from "./loop-deps.js";
 import type { HaLoopDeps } from "./loop-deps.js";
 import { EarliestWake } from "../platform/earliest-wake.js";
+import { adoptionAtStart, adoptionNote } from "./adoption.js";
 
 /** E3b after an etcd error: the next try, while the failsafe deadline holds (etcd's request timeout bounds each). */
 const FAILSAFE_RETURN_RETRY_MS = 100;
@@ -54,6 +55,7 @@ export class HaLoop {
   private readonly vipWitness: VipWitness;
   private stopped = false;
   private tick: TimerHandle | undefined;
+  /** Look again at a time a decision named (the earliest pending request wins; nothing after stop()). */
   private readonly recheck: EarliestWake;
   private watch: Subscription | undefined;
   private readonly cycles: SerialRunner;
@@ -161,7 +163,7 @@ export class HaLoop {
       failsafe: this.failsafe,
       stopped: () => this.stopped,
       trigger: (why) => this.trigger(why),
-      recheckIn: (ms, why) => this.recheckIn(ms, why),
+      recheckIn: (ms, why) => void this.recheck.in(ms, why),
       emit: (e) => this.emit(e),
       lastDecision: () => this.lastDecision,
       vipAtDecision: () => this.vipAtDecision,
@@ -179,24 +181,11 @@ export class HaLoop {
     const { coordinator, log, config } = this.deps;
     let adopted = false;
     try {
-      const snap = await coordinator.snapshot();
-      const leader = snap.leader;
-      if (leader && leader.node === config.node.name) {
-        adopted = (await this.lease.adopt(leader.lease).catch(() => null)) !== null;
-        // Served by my previous run (its member key says primary on this lease; older agents state no
-        // lease): no failover, no gates. Else a planned move handed the key to my lease while that run
-        // was dying: take it through the promotion gates, as a handed key.
-        const mine = snap.members.find((m) => m.node === config.node.name);
-        const served = mine?.role === "primary" && (mine.lease === undefined || mine.lease === leader.lease);
-        if (adopted && served) this.adoptedTerm = leader.term;
-        log.info(
-          { lease: leader.lease, term: leader.term, adopted },
-          !adopted
-            ? "my previous lease is gone"
-            : served
-              ? "adopted my lease from a previous run: no failover"
-              : "the leader key was handed to my lease while my previous run was down: promoting through every gate",
-        );
+      const found = adoptionAtStart(await coordinator.snapshot(), config.node.name);
+      if (found) {
+        adopted = (await this.lease.adopt(found.lease).catch(() => null)) !== null;
+        if (adopted && found.served) this.adoptedTerm = found.term;
+        log.info({ lease: found.lease, term: found.term, adopted }, adoptionNote(found, adopted));
       }
     } catch (e) {
       log.warn({ err: describeError(e) }, "etcd not reachable at start; staying a standby");
@@ -243,11 +232,6 @@ export class HaLoop {
       this.trigger("tick");
       this.scheduleTick();
     });
-  }
-
-  /** Look again in `ms` (the earliest pending request wins); after stop() nothing is armed. */
-  private recheckIn(ms: number, why: string): void {
-    this.recheck.in(ms, why);
   }
 
   /** What this cycle knows, for decide(). Reads only: track() advanced the memory before. */
@@ -312,7 +296,7 @@ export class HaLoop {
     const r = await afterFailsafeHold({ snapshot, self: config.node.name, term: this.role.term!, lease: this.lease, coordinator, clock, log });
     if (r === "retry") {
       // Still holding on failsafe: the next cycle that reads etcd runs E3 again.
-      this.recheckIn(FAILSAFE_RETURN_RETRY_MS, "failsafe: new-term campaign retry");
+      this.recheck.in(FAILSAFE_RETURN_RETRY_MS, "failsafe: new-term campaign retry");
       return true;
     }
     this.failsafeRounds.clearHold();

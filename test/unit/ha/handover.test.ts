@@ -9,6 +9,7 @@ import { gates, obs, primary, sw } from "./decide-fixture.js";
 import { cluster, configFor, request, running } from "./loop-fixture.js";
 import { HaLoop } from "../../../src/ha/loop.js";
 import { silentLogger } from "../../../src/platform/logger.js";
+import { adoptionAtStart, adoptionNote } from "../../../src/ha/adoption.js";
 
 // A planned move hands the leader key to its target in the release's own transaction (one etcd
 // commit, no campaign) when every member states its lease; else the key is deleted and the target
@@ -267,4 +268,19 @@ test("a target restarted after the key was handed to its old lease takes it thro
   assert.equal(c.timeline.maxHolders, 1);
   await c.clock.advance(5000);
   assert.ok(c.etcd.leader && c.etcd.leader.node !== "n3", `another node leads after n3 gave the key back (${c.etcd.leader?.node})`);
+});
+
+test("adoptionAtStart: served only when my member key on that lease says primary (an older agent's states no lease)", async () => {
+  const base = await cluster([["n1", 100]]).etcd.snapshot();
+  const snap = (role: "primary" | "standby", lease?: string) => ({
+    ...base,
+    leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" },
+    members: [member("n1", { role, ...(lease !== undefined ? { lease } : {}) })],
+  });
+  assert.deepEqual(adoptionAtStart(snap("primary", "a1"), "n1"), { lease: "a1", term: 9, served: true });
+  assert.equal(adoptionAtStart(snap("primary"), "n1")?.served, true, "an older agent's record: its role alone");
+  assert.equal(adoptionAtStart(snap("standby", "a1"), "n1")?.served, false, "handed while the previous run was dying");
+  assert.equal(adoptionAtStart(snap("primary", "b7"), "n1")?.served, false, "primary on another lease: not this key");
+  assert.equal(adoptionAtStart(snap("primary", "a1"), "n2"), null);
+  assert.equal(adoptionNote({ lease: "a1", term: 9, served: false }, false), "my previous lease is gone");
 });
