@@ -59,6 +59,13 @@ export class Chronicle {
    * it. `servedAtWallMs`: when this node began serving, the handover's end (the record comes later).
    */
   async switchoverDone(sw: SwitchoverRequest, snapshot: ClusterSnapshot | null, term: number, servedAtWallMs?: number): Promise<void> {
+    // Cleared first, recorded once cleared: a clear that fails (an etcd blip) leaves the request for
+    // the next cycle, which would otherwise record the same move twice.
+    const cleared = await this.coordinator.clearSwitchover(term).catch((e: unknown) => {
+      this.log.warn({ err: describeError(e) }, "cannot clear the switchover request");
+      return false;
+    });
+    if (!cleared) return;
     const released = snapshot?.released;
     const gap = released && released.node === sw.from ? (servedAtWallMs ?? this.clock.wallMs()) - Date.parse(released.at) : undefined;
     const drain = released && released.node === sw.from ? released.drain : undefined;
@@ -74,7 +81,6 @@ export class Chronicle {
       }),
       term,
     );
-    await this.coordinator.clearSwitchover(term).catch((e: unknown) => this.log.warn({ err: describeError(e) }, "cannot clear the switchover request"));
   }
 
   async switchoverAborted(sw: SwitchoverRequest | null | undefined, why: string): Promise<void> {

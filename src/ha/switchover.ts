@@ -24,6 +24,12 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   if (!sw) return undefined;
   const me = o.self.name;
   if (sw.from !== me) {
+    // The role came here, but the request named another node (its target gave the key back, or a
+    // failover overtook the move): not done as asked, and not to be recorded as a move to me.
+    if (sw.to !== null && sw.to !== me) {
+      const why = `the role went to ${me} (term ${term}), not to ${sw.to}`;
+      return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not done: ${why}; cancelling` };
+    }
     // The role came here because of the request (or it named me): record it and clear the key, once
     // the daemon has had its first connections to itself.
     const settleAtMs = o.servingSinceMs === null ? o.nowMs : o.servingSinceMs + SWITCHOVER_SETTLE_MS;

@@ -5,7 +5,7 @@ import type { Action } from "../../../src/ha/observation.js";
 import { SWITCHOVER_SETTLE_MS } from "../../../src/ha/switchover.js";
 import { member } from "../../fakes/member.js";
 import { UnderstudyError } from "../../../src/errors/catalogue.js";
-import { gates, obs, primary, sw } from "./decide-fixture.js";
+import { NOW, gates, obs, primary, sw } from "./decide-fixture.js";
 import { cluster, configFor, request, running } from "./loop-fixture.js";
 import { HaLoop } from "../../../src/ha/loop.js";
 import { silentLogger } from "../../../src/platform/logger.js";
@@ -209,6 +209,12 @@ test("switchover to a target that turned not ready after its member key was read
   await c.clock.advance(5000);
   assert.ok(c.etcd.leader !== null && c.etcd.leader.node !== "n3" && c.etcd.leader.term > old.term, JSON.stringify(c.etcd.leader));
   assert.equal(c.timeline.maxHolders, 1);
+  // Not recorded as a move to whoever leads now: cancelled, and said so.
+  assert.equal(c.etcd.switchover, null);
+  const moves = c.etcd.historyEvents.filter((e) => e.kind === "switchover");
+  assert.equal(moves.length, 1, JSON.stringify(moves));
+  assert.deepEqual([moves[0]!.from, moves[0]!.to], ["n1", "n3"]);
+  assert.match(moves[0]!.reason, /^not done: /);
 });
 
 test("the old primary cannot remove the VIP: the record says so, the target runs the duplicate check and does not add it beside", async () => {
@@ -283,4 +289,42 @@ test("adoptionAtStart: served only when my member key on that lease says primary
   assert.equal(adoptionAtStart(snap("primary", "b7"), "n1")?.served, false, "primary on another lease: not this key");
   assert.equal(adoptionAtStart(snap("primary", "a1"), "n2"), null);
   assert.equal(adoptionNote({ lease: "a1", term: 9, served: false }, false), "my previous lease is gone");
+});
+
+test("a new primary the request did not name cancels it as not done; one it named, or none, records it", () => {
+  const settled = { servingSinceMs: NOW - SWITCHOVER_SETTLE_MS };
+  const other = decide(primary(settled, { switchover: sw({ from: "n0", to: "n3" }) }));
+  assert.deepEqual(other.actions, [{ kind: "abort_switchover", why: "the role went to n1 (term 7), not to n3" }]);
+  assert.match(other.reason, /^switchover not done: the role went to n1 \(term 7\), not to n3; cancelling$/);
+  for (const to of ["n1", null]) {
+    const named = decide(primary(settled, { switchover: sw({ from: "n0", to }) }));
+    assert.deepEqual(
+      named.actions.map((a) => a.kind),
+      ["complete_switchover"],
+      `to ${to}`,
+    );
+  }
+});
+
+test("a clear that fails records nothing; the next cycle clears and records the move once", async () => {
+  const c = await running([
+    ["n1", 300],
+    ["n2", 200],
+  ]);
+  const clear = c.etcd.clearSwitchover.bind(c.etcd);
+  let failures = 1;
+  c.etcd.clearSwitchover = async (term) => {
+    if (failures-- > 0) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: "blip" });
+    return clear(term);
+  };
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })));
+  await c.clock.advance(50 + SWITCHOVER_SETTLE_MS);
+  assert.equal(c.etcd.historyEvents.filter((e) => e.kind === "switchover").length, 0, "not recorded while the request stays");
+  assert.notEqual(c.etcd.switchover, null);
+  await c.clock.advance(3000);
+  assert.equal(c.etcd.switchover, null);
+  assert.deepEqual(
+    c.etcd.historyEvents.filter((e) => e.kind === "switchover").map((e) => [e.from, e.to]),
+    [["n1", "n2"]],
+  );
 });
