@@ -147,7 +147,10 @@ function catchUpAgeMs(o: Observation, sw: SwitchoverRequest): number {
 
 /**
  * A standby's side while the leader key is absent and a request names a
- * target: the target campaigns at once; the others give it switchoverWaitMs.
+ * target: the target campaigns at once; the others give it switchoverWaitMs,
+ * unless its member key is gone (its agent stopped, or its lease expired,
+ * taking a key handed to it along): then the election goes on as without a
+ * request.
  */
 export function standbySwitchover(o: Observation, sw: SwitchoverRequest): Decision | undefined {
   if (sw.to === null) return undefined;
@@ -155,6 +158,7 @@ export function standbySwitchover(o: Observation, sw: SwitchoverRequest): Decisi
   if (sw.to === me) {
     return { actions: [{ kind: "campaign" }], reason: `campaigning: ${sw.kind} to me${sw.force ? " (forced)" : ""}` };
   }
+  if (o.cluster && !o.cluster.members.some((m) => m.node === sw.to)) return undefined;
   const since = o.vacantSinceMs ?? o.nowMs;
   if (o.nowMs - since < o.switchoverWaitMs) {
     return {

@@ -275,9 +275,15 @@ cases.push(
   },
   {
     name: "standby not named waits for the switchover target",
-    o: obs({ self: { name: "n3", priority: 500, nofailover: false, generation: 0 } }, { switchover: sw() }),
+    o: obs({ self: { name: "n3", priority: 500, nofailover: false, generation: 0 } }, { switchover: sw(), members: [member("n2"), member("n3", { priority: 500 })] }),
     actions: ["recheck_at"],
     reason: /^waiting: switchover to n2 in progress$/,
+  },
+  {
+    name: "standby not named does not wait for a target whose member key is gone (its lease expired with a key handed to it)",
+    o: obs({ self: { name: "n3", priority: 500, nofailover: false, generation: 0 } }, { switchover: sw(), members: [member("n3", { priority: 500 })] }),
+    actions: ["campaign"],
+    reason: /I rank first/,
   },
   {
     name: "standby not named campaigns when the target never took over",
