@@ -260,6 +260,8 @@ export class DecisionExecutor {
       const ask = decision.actions.find((a) => a.kind === "ask_gate");
       if (!ask) {
         log[gateLogLevel(decision, gates)]({ term, via }, decision.reason);
+        // Deferred for too little lease time: the next renewal gives more; look again then, not at the next tick.
+        if (decision.afterRenewal) this.loop.recheckIn(config.election.renewIntervalMs, "promotion deferred for lease time");
         for (const action of decision.actions) {
           if (this.loop.stopped()) return;
           await this.act(action, snapshot);

@@ -175,6 +175,8 @@ export interface Decision {
   readonly actions: readonly Action[];
   /** One sentence saying why; logged, published in the member key, asserted by tests. */
   readonly reason: string;
+  /** Decide again after the next lease renewal (a promotion deferred for too little lease time), not at the next tick. */
+  readonly afterRenewal?: true;
 }
 
 export type { ClusterSnapshot, LeaderRecord, MemberRecord };

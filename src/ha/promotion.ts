@@ -101,7 +101,7 @@ export function promotionGate(o: Observation): Decision {
   const left = o.lease.deadlineMs - o.nowMs;
   const budget = o.promotionBudgetMs ?? 0;
   if (left < budget) {
-    return d([], `not promoting yet: too little lease time left (${Math.round(left)}ms, adding the floating IP needs ${Math.round(budget)}ms); the next renewal retries`);
+    return { ...d([], `not promoting yet: too little lease time left (${Math.round(left)}ms, adding the floating IP needs ${Math.round(budget)}ms); the next renewal retries`), afterRenewal: true };
   }
   // The predecessor committed its release after dropping the VIP: no need to probe for it. Not when it
   // never held the address (another host answered for it): then nobody knows it is free.

@@ -1016,3 +1016,8 @@ test("failsafe E2: with failsafe/members written, only a listed node campaigns f
     "no list: campaigns as before",
   );
 });
+
+test("a promotion deferred for too little lease time asks to decide again after the next renewal; others do not", () => {
+  assert.equal(decide(obs({ ...gates(), lease: { id: "a1", deadlineMs: NOW + 400 } })).afterRenewal, true);
+  assert.equal(decide(obs({ ...gates(), lease: { id: "a1", deadlineMs: NOW + 1000 } })).afterRenewal, undefined);
+});
