@@ -22,6 +22,16 @@ export default tseslint.config(
       "@typescript-eslint/no-misused-promises": "error",
       // The code already marks its deliberate control-character patterns for this rule.
       "no-control-regex": "error",
+      // A failing assert.ok(expr) without a message makes Node 20's assert re-read the call's source
+      // to word one; under tsx that hung a test file until the runner's timeout (a 40 s+ hang, then
+      // a timeout instead of the assertion). With a message it fails at once.
+      "no-restricted-syntax": [
+        "error",
+        {
+          selector: "CallExpression[callee.object.name='assert'][callee.property.name='ok'][arguments.length=1]",
+          message: "give assert.ok a message (its second argument): without one a failure can hang the test runner under tsx",
+        },
+      ],
     },
   },
 );

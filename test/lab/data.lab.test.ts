@@ -175,7 +175,10 @@ test("data replication: sftp uploads reach both standbys exactly; deletes, renam
       await sftp("rename home-alice/report.csv home-alice/report-final.csv\nrm upload-0.bin\n");
       const ms2 = await arrives([n2, n3], same(n1), "rename + delete");
       for (const n of [n2, n3]) {
-        assert.ok(!existsSync(join(data(n), "upload-0.bin")) && !existsSync(join(data(n), "home-alice", "report.csv")) && existsSync(join(data(n), "home-alice", "report-final.csv")));
+        assert.ok(
+          !existsSync(join(data(n), "upload-0.bin")) && !existsSync(join(data(n), "home-alice", "report.csv")) && existsSync(join(data(n), "home-alice", "report-final.csv")),
+          '!existsSync(join(data(n), "upload-0.bin")) && !existsSync(join(data(n), "home-alice", "report.csv...',
+        );
       }
       t.diagnostic(`rename + delete on both standbys ${Math.round(ms2)} ms after sftp exited`);
       for (const n of [n2, n3]) assert.deepEqual(readdirSync(join(data(n), TMP)), [], `${n.name}: nothing left in ${TMP}`);

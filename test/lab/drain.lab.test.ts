@@ -141,7 +141,10 @@ test("a slow SFTP upload completes across a drained switchover; a drain too shor
     // 3. Cancelled mid-drain (DELETE /switchover): the gate goes, new sessions are accepted again, nobody moves.
     assert.ok(await c.waitForStandbys([second], 20_000), `${second} is a standby again`);
     const third = slowUpload(c, "kept.bin", 320 * 1024, 1024);
-    assert.ok(await pollUntil(async () => (sizeOn(c, first.node, "kept.bin") > 0 ? true : undefined), { timeoutMs: 10_000, intervalMs: 50 }));
+    assert.ok(
+      await pollUntil(async () => (sizeOn(c, first.node, "kept.bin") > 0 ? true : undefined), { timeoutMs: 10_000, intervalMs: 50 }),
+      'await pollUntil(async () => (sizeOn(c, first.node, "kept.bin") > 0 ? true : undefined), { timeout...',
+    );
     const req = await c.cli(["switchover", "--to", second, "--drain", "60s", "--wait", "0"]);
     assert.equal(req.code, 0, req.stdout + req.stderr);
     assert.ok(await pollUntil(async () => ((await drainTable(c, first.node)) ? true : undefined), { timeoutMs: 10_000, intervalMs: 100 }), "drain under way");

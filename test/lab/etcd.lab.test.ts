@@ -131,12 +131,15 @@ test("handOver: one txn puts the key on the target's lease (a new term, the old 
   await a.putMember(member("n1"), la.id);
   await b.putMember(member("n2"), lb.id);
   const won = await a.campaign("n1", la.id, "t");
-  assert.ok(won.won);
+  assert.ok(won.won, "won.won");
   const t1 = won.leader!.term;
   const view = (await a.snapshot()).revision;
   const rec = { node: "n1", term: t1, at: new Date().toISOString(), why: "switchover" as const };
   // A view older than the published generation: refused, nothing written.
-  assert.ok(await a.publishGeneration(t1, { generation: 1, digest: "d", roots: {}, files: 0, source: "n1", term: t1, publishedAt: rec.at }));
+  assert.ok(
+    await a.publishGeneration(t1, { generation: 1, digest: "d", roots: {}, files: 0, source: "n1", term: t1, publishedAt: rec.at }),
+    'await a.publishGeneration(t1, { generation: 1, digest: "d", roots: {}, files: 0, source: "n1", te...',
+  );
   assert.equal(await a.handOver(t1, { node: "n2", lease: lb.id }, rec, view), null);
   assert.equal((await b.snapshot()).leader?.node, "n1");
   // The wrong lease for n2 (its member key hangs on lb): refused.
@@ -160,7 +163,7 @@ test("handOver: one txn puts the key on the target's lease (a new term, the old 
   await b.revokeLease(lc.id);
   assert.equal(await b.handOver(t2, { node: "n3", lease: lc.id }, { ...rec, node: "n2", term: t2 }, (await b.snapshot()).revision), null);
   assert.equal((await b.snapshot()).leader?.node, "n2");
-  assert.ok(await b.resign(t2));
+  assert.ok(await b.resign(t2), "await b.resign(t2)");
   await b.revokeLease(lb.id);
 });
 
@@ -216,7 +219,7 @@ test("a watch-woken snapshot (cached) is exactly a read: another agent's writes,
   // Read-your-writes: right after our own campaign, the cached snapshot already names us.
   const l = await c.grantLease(5000);
   const won = await c.campaign("n1", l.id, "t");
-  assert.ok(won.won);
+  assert.ok(won.won, "won.won");
   // Read-your-writes: whether the view answers (the watch delivered the campaign already) or a read does.
   assert.equal((await c.snapshot({ cached: true })).leader?.term, won.leader!.term, "own campaign seen at once");
   assert.equal(await c.release(won.leader!.term, { node: "n1", term: won.leader!.term, at: "2026-12-04T14:00:00.000Z", why: "handover" }), true);
@@ -236,7 +239,7 @@ test("a watch-woken snapshot (cached) is exactly a read: another agent's writes,
   const fromView = c.snapshotsFromView();
   const lo2 = await other.grantLease(5000);
   const theirs = await other.campaign("n2", lo2.id, "t");
-  assert.ok(theirs.won);
+  assert.ok(theirs.won, "theirs.won");
   assert.equal(await other.release(theirs.leader!.term, { node: "n2", term: theirs.leader!.term, at: "2026-12-04T14:00:00.000Z", why: "switchover" }), true);
   const after = await pollUntil(() => (seen.some((x) => x.leader === null && x.released === theirs.leader!.term) ? true : undefined), { timeoutMs: 3000, intervalMs: 20 });
   assert.ok(c.snapshotsFromView() > fromView, `the watch-woken snapshots came from the view (${fromView} -> ${c.snapshotsFromView()}, ${JSON.stringify(seen)})`);
@@ -265,7 +268,7 @@ test("history appends wake no cycle; any other key does", async () => {
   await c.appendHistory(event, null);
   await c.setPaused(true);
   const woke = await pollUntil(() => (events.includes("changed") ? true : undefined), { timeoutMs: 3000, intervalMs: 20 });
-  assert.ok(woke);
+  assert.ok(woke, "woke");
   await new Promise((r) => setTimeout(r, 300)); // an event of the history put, were there one, is in by now
   assert.deepEqual(events, ["changed"], "only the pause woke the loop");
   assert.equal((await c.history(10)).length, 1, "the history put happened");

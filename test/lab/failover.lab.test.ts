@@ -72,7 +72,7 @@ test("daemon crash on the primary: restarted in place, then handed over when it 
     const restarted = await pollUntil(async () => ((await sshdPids()).some((p) => p !== pid) ? true : undefined), { timeoutMs: 5000, intervalMs: 20 });
     assert.ok(restarted, "sshd restarted on the same node");
     assert.equal((await c.leader())?.node, first.node, "no failover for one crash");
-    assert.ok(await c.waitServing(first.node, 5000));
+    assert.ok(await c.waitServing(first.node, 5000), "await c.waitServing(first.node, 5000)");
     // It keeps failing: the second crash within the window hands over to a healthy standby.
     const [pid2] = await sshdPids();
     await c.lab.exec(ns, ["kill", "-KILL", pid2!]);
@@ -112,7 +112,7 @@ test("SIGTERM on the primary hands over without waiting for the TTL; an agent re
       const released = await c.lab.etcdctl(["get", "--print-value-only", `${c.prefix}/lab/control/released`], { timeoutMs: 3000 });
       const record = JSON.parse(released.stdout) as { node: string; term: number; why: string };
       assert.deepEqual([record.node, record.term, record.why], [old.node, old.term, "shutdown"], "the old primary released its term on SIGTERM");
-      assert.ok(await c.waitServing(next.node, 10_000));
+      assert.ok(await c.waitServing(next.node, 10_000), "await c.waitServing(next.node, 10_000)");
       const serving = performance.now();
       await signalled; // returns when the agent exited, or after 10 s
       const exitedAt = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 20_000))]);
@@ -147,7 +147,7 @@ test("SIGTERM on the primary hands over without waiting for the TTL; an agent re
       const after = await c.leader();
       assert.deepEqual(after, { node: next.node, term }, "same leader, same term: no failover");
       assert.deepEqual(await c.lab.vipConfiguredOn(), [next.node]);
-      assert.ok((await c.lab.sshHandshake("vip")).ok);
+      assert.ok((await c.lab.sshHandshake("vip")).ok, '(await c.lab.sshHandshake("vip")).ok');
       assert.equal(c.lab.sshdListeners(next.node).length, 1, "the restarted agent adopted the running sshd instead of starting a second one");
       const guardLog = join(c.lab.node(next.node).dir, "state", "fence-guard.log");
       assert.doesNotMatch(existsSync(guardLog) ? readFileSync(guardLog, "utf8") : "", /fencing/, "the fence guard never fenced: the restart came back within the lease");
@@ -164,7 +164,7 @@ test("frozen primary agent (SIGSTOP): its fence guard drops the VIP before a sta
     try {
       const next = await c.waitForLeader({ not: old.node, timeoutMs: 10_000 });
       assert.ok(next, "a standby took over from the frozen primary");
-      assert.ok(await c.waitServing(next.node, 10_000));
+      assert.ok(await c.waitServing(next.node, 10_000), "await c.waitServing(next.node, 10_000)");
       const samples = obs.samples();
       const lastOld = obs.lastAnsweredBy(old.node, samples);
       const firstNew = obs.firstAnsweredBy(next.node, samples, t0);
@@ -194,8 +194,8 @@ test("primary agent killed (-9) and not restarted: the guard removes the VIP and
     const old = (await c.leader())!;
     await c.signalAgent(old.node, "SIGKILL");
     const next = await c.waitForLeader({ not: old.node, timeoutMs: 10_000 });
-    assert.ok(next);
-    assert.ok(await c.waitServing(next.node, 10_000));
+    assert.ok(next, "next");
+    assert.ok(await c.waitServing(next.node, 10_000), "await c.waitServing(next.node, 10_000)");
     assert.deepEqual(await c.lab.vipConfiguredOn(), [next.node], "the dead agent's VIP is gone");
     assert.deepEqual(c.lab.sshdListeners(old.node), [], "and its sshd");
   });

@@ -94,7 +94,7 @@ async function failsafeCluster(lab: Lab, ttlMs: number): Promise<{ c: LabCluster
   const primary = (await c.leader())!;
   const standbys = NODES.filter((n) => n !== primary.node);
   assert.ok(await c.waitForStandbys(standbys, 30_000), "both standbys published their member keys (with their API URLs)");
-  assert.ok(await c.waitServing(primary.node, 10_000));
+  assert.ok(await c.waitServing(primary.node, 10_000), "await c.waitServing(primary.node, 10_000)");
   const listed = await pollUntil(
     async () => {
       const r = await lab.etcdctl(["get", "--print-value-only", `${c.prefix}/lab/failsafe/members`], { timeoutMs: 3000 });

@@ -32,7 +32,7 @@ test("failsafe on, etcd quorum lost for 4 lease periods: the primary keeps servi
       ),
       "both standbys published their member keys (with their API URLs)",
     );
-    assert.ok(await c.waitServing(before.node, 10_000));
+    assert.ok(await c.waitServing(before.node, 10_000), "await c.waitServing(before.node, 10_000)");
 
     // Quorum loss: the raft leader and one more member, as the chaos suite's etcd_quorum_loss.
     const etcdLeader = (await lab.etcdLeaderIndex()) ?? 0;
@@ -64,7 +64,7 @@ test("failsafe on, etcd quorum lost for 4 lease periods: the primary keeps servi
     await sleep(2 * TTL_MS);
     const after = await c.leader();
     assert.deepEqual(after, before, "same leader, same term: nothing failed over");
-    assert.ok(await c.waitServing(before.node, 10_000));
+    assert.ok(await c.waitServing(before.node, 10_000), "await c.waitServing(before.node, 10_000)");
 
     const samples = await obs.stop();
     assert.ok(samples.length > 100, `observer took samples (${samples.length})`);
@@ -87,7 +87,7 @@ test("failsafe on, the primary cut off from a working etcd: it serves on its sta
     const before = (await c.leader())!;
     const standbys = ["n1", "n2", "n3"].filter((n) => n !== before.node);
     assert.ok(await c.waitForStandbys(standbys, 30_000), "both standbys published their member keys (with their API URLs)");
-    assert.ok(await c.waitServing(before.node, 10_000));
+    assert.ok(await c.waitServing(before.node, 10_000), "await c.waitServing(before.node, 10_000)");
 
     // Only the primary loses etcd; the standbys still read it and see its key expire.
     const cutAt = Date.now();
@@ -129,7 +129,7 @@ test("failsafe on, the primary cut off from a working etcd: it serves on its sta
       .join("\n");
     assert.ok(reacquired, `${before.node} won its key back through the failsafe return (E3b), not a fence and a new election:\n${story}`);
     assert.deepEqual(await lab.vipConfiguredOn(), [before.node]);
-    assert.ok(await c.waitServing(before.node, 10_000));
+    assert.ok(await c.waitServing(before.node, 10_000), "await c.waitServing(before.node, 10_000)");
 
     const samples = await obs.stop();
     assert.ok(samples.length > 100, `observer took samples (${samples.length})`);

@@ -12,7 +12,7 @@ test("lab harness: etcd, sshd behind a hand-moved VIP, observer, partitions, tea
   const lab = await Lab.create({ nodes: 3, etcdTuned: true });
   t.diagnostic(`prefix ${lab.prefix} subnet ${lab.subnet}`);
   const [n1, n2] = lab.nodes;
-  assert.ok(n1 && n2);
+  assert.ok(n1 && n2, "n1 && n2");
   try {
     // Shape of the lab.
     assert.match(lab.prefix, /^us[0-9a-z]{5}$/);
@@ -107,7 +107,7 @@ test("lab harness: etcd, sshd behind a hand-moved VIP, observer, partitions, tea
   );
   assert.equal(existsSync(lab.dir), false, "lab dir removed");
   t.diagnostic(`timings ${JSON.stringify(lab.timings, (_k, v: unknown) => (typeof v === "number" ? Math.round(v) : v))}`);
-  assert.ok((lab.timings.teardownMs ?? Infinity) < 5000);
+  assert.ok((lab.timings.teardownMs ?? Infinity) < 5000, "(lab.timings.teardownMs ?? Infinity) < 5000");
 });
 
 test("lab harness: a 3-member etcd cluster survives its leader being killed, and a member rejoins", { timeout: 60_000 }, async (t) => {

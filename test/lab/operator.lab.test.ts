@@ -86,7 +86,7 @@ test("Prometheus sees exactly one primary before and after a failover; HAProxy f
     await c.lab.linkDown(target);
     await c.lab.killAllIn(c.lab.node(target).ns);
     const next = await c.waitForLeader({ not: target, timeoutMs: 15_000 });
-    assert.ok(next);
+    assert.ok(next, "next");
     const after = await pollUntil(
       async () => {
         const p = await primaries();
@@ -122,7 +122,7 @@ test("CLI: token required; forced failover refused without --force; scheduled sw
     daemonYaml: (n) => (n.name === "n3" ? "  check: [/bin/false]\n  check_interval: 1s" : ""),
   });
   try {
-    assert.ok(await c.waitForLeader({ timeoutMs: 15_000, term: () => true }));
+    assert.ok(await c.waitForLeader({ timeoutMs: 15_000, term: () => true }), "await c.waitForLeader({ timeoutMs: 15_000, term: () => true })");
     const atN1 = await pollUntil(async () => ((await c.leader())?.node === "n1" ? true : undefined), { timeoutMs: 15_000, intervalMs: 200 });
     assert.ok(atN1, "the preferred node n1 is (or fails back to being) primary");
 

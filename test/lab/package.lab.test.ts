@@ -141,8 +141,8 @@ test("the .deb: upgrade under a running cluster moves nothing by itself, the doc
       assert.equal(sw.code, 0, sw.stdout + sw.stderr);
       const second = (await c.leader())!;
       assert.equal(second.node, target);
-      assert.ok(second.term > first.term);
-      assert.ok(await c.waitServing(target, 10_000));
+      assert.ok(second.term > first.term, "second.term > first.term");
+      assert.ok(await c.waitServing(target, 10_000), "await c.waitServing(target, 10_000)");
 
       // 4. The old primary, now a standby, restarts: nothing moves.
       await restart(c, first.node);

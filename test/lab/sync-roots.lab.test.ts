@@ -156,7 +156,7 @@ test("sync roots are independent, {staged:NAME} validators pass on a fresh stand
       const later = ["proftpd", "users", "tls", "ssh"];
       const ok = await pollUntil(() => (later.every((x) => same(x)) ? true : undefined), { timeoutMs: 60_000, intervalMs: 50 });
       for (const x of later) assert.deepEqual(snapshotTree(root(n2, x)), snapshotTree(root(n1, x)), `root ${x} reached the fresh standby`);
-      assert.ok(ok);
+      assert.ok(ok, "ok");
       t.diagnostic(`fresh standby: proftpd, users, tls, ssh live ${Math.round(performance.now() - tJoin)} ms after its agent started (incl. agent start)`);
       assert.equal(statSync(join(root(n2, "tls"), "proftpd.key")).mode & 0o777, 0o600);
       const behind = await pollUntil(
@@ -184,7 +184,7 @@ test("sync roots are independent, {staged:NAME} validators pass on a fresh stand
         { timeoutMs: 20_000, intervalMs: 200 },
       );
       assert.ok(inSync, "n2 reaches in-sync once the root is fixed");
-      assert.ok(same("app"));
+      assert.ok(same("app"), 'same("app")');
     });
 
     await t.test("a certificate renewal on the primary: post_publish there once, post_sync on the standby", async () => {
@@ -227,7 +227,7 @@ test("sync roots are independent, {staged:NAME} validators pass on a fresh stand
       );
       assert.ok(standbyRun, "the standby ran post_sync for tls after apply");
       assert.equal(standbyRun.generation, primaryRun.generation, "the same generation");
-      assert.ok(same("tls"));
+      assert.ok(same("tls"), 'same("tls")');
       t.diagnostic(`renewal -> primary post_publish: ${primaryRun.at - renewedAt} ms (openssl done at +${renewedAt - t0} ms); -> standby post_sync: ${standbyRun.at - renewedAt} ms`);
       await sleep(2000);
       const runs1 = readLog(n1, "hooks.log").slice(before1);

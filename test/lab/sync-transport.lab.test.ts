@@ -21,7 +21,7 @@ import { NetnsCommandRunner, percentile, setupSyncLab, snapshotTree, writeFixtur
 test("sync transport: rsync over ssh to the forced read-only rsync daemon, modes, deletions, refusals, pinning, latency", { timeout: 170_000 }, async (t) => {
   const lab = await Lab.create({ nodes: 2, startEtcd: false });
   const [n1, n2] = lab.nodes;
-  assert.ok(n1 && n2);
+  assert.ok(n1 && n2, "n1 && n2");
   const pullers: RsyncPuller[] = [];
   let sync: SyncLab | undefined;
   try {

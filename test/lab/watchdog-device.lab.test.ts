@@ -124,7 +124,7 @@ describe("watchdog against a real kernel (softdog under qemu)", { skip, timeout:
   after(() => image?.cleanup());
 
   async function boot(t: TestContext, script: string, softdogParams: string, timeoutMs: number): Promise<VmRun> {
-    assert.ok(image);
+    assert.ok(image, "image");
     const r = await image.boot({ script, softdogParams, timeoutMs });
     tcg = r.accel === "tcg";
     t.diagnostic(
@@ -186,7 +186,7 @@ process.exit(0);
     assert.ok(r.reset && !r.poweredOff, "the VM was reset, not powered off");
     assert.ok(r.softdogFired, "the kernel said softdog fired");
     const tick = lastBefore(r, "tick");
-    assert.ok(tick?.vmMs !== undefined && fed.vmMs !== undefined);
+    assert.ok(tick?.vmMs !== undefined && fed.vmMs !== undefined, "tick?.vmMs !== undefined && fed.vmMs !== undefined");
     const vmAlive = tick.vmMs - fed.vmMs;
     const host = r.exitedAtMs - fed.atMs;
     t.diagnostic(`last feed -> last tick (in VM): ${vmAlive.toFixed(0)} ms; last feed line -> qemu exit (host): ${host.toFixed(0)} ms`);
@@ -246,7 +246,7 @@ process.exit(0);
     assert.ok(!r.marker("no-reset"), `the VM was not reset:\n${r.transcript()}`);
     assert.ok(r.reset && r.softdogFired, `reset by softdog:\n${r.transcript()}`);
     const tick = lastBefore(r, "tick");
-    assert.ok(tick?.vmMs !== undefined);
+    assert.ok(tick?.vmMs !== undefined, "tick?.vmMs !== undefined");
     const exit = r.marker("guard-exit");
     t.diagnostic(
       `in VM: D=${relE(D, E)}, last feed allowed at ${relE(E - safety - 1000, E)}, reset bound ${relE(E - safety, E)}, ` +

@@ -60,7 +60,7 @@ test(
       const next = await c.waitForLeader({ not: first.node, timeoutMs: 15_000 });
       assert.ok(next, "a standby took over");
       assert.notEqual(next.node, "n1", "still not the node whose watchdog is required and missing");
-      assert.ok(await c.waitServing(next.node, 10_000));
+      assert.ok(await c.waitServing(next.node, 10_000), "await c.waitServing(next.node, 10_000)");
     } finally {
       await c.teardown();
     }

@@ -127,7 +127,7 @@ test("mutations need the bearer token: 401 without, with a wrong one, or when no
     const r = await app.inject({ method: "POST", url: "/pause", headers, payload: {} });
     assert.equal(r.statusCode, 401);
     assert.equal(r.json().error, "US_E_API_UNAUTHORIZED");
-    assert.ok(!r.body.includes(TOKEN));
+    assert.ok(!r.body.includes(TOKEN), "!r.body.includes(TOKEN)");
   }
   const none = await setup({}, { token: null });
   const r = await none.app.inject({ method: "POST", url: "/pause", headers: AUTH, payload: {} });

@@ -24,7 +24,7 @@ test("an idle loop does not read the sampling interval as delay; a stall of thre
   const idle = await m.registry.metrics();
   // Without the interval taken off, p50 would read at least the interval itself; 80 % leaves room for a busy host.
   assert.ok(gauge(idle, "p50") < (0.8 * EVENT_LOOP_SAMPLE_MS) / 1000, `idle p50 ${gauge(idle, "p50")} s: the interval is not counted as delay`);
-  assert.ok(gauge(idle, "min") >= 0);
+  assert.ok(gauge(idle, "min") >= 0, 'gauge(idle, "min") >= 0');
   // A scrape resets the histogram, and Node's first sample after a reset only starts the next interval.
   await sleep(1.5 * EVENT_LOOP_SAMPLE_MS);
   const until = performance.now() + 3 * EVENT_LOOP_SAMPLE_MS;
@@ -35,5 +35,5 @@ test("an idle loop does not read the sampling interval as delay; a stall of thre
   const text = await m.registry.metrics();
   const max = gauge(text, "max");
   assert.ok(max >= (1.5 * EVENT_LOOP_SAMPLE_MS) / 1000, `lag max ${max} s after a ${3 * EVENT_LOOP_SAMPLE_MS} ms stall`);
-  assert.ok(gauge(text, "p99") >= gauge(text, "p50"));
+  assert.ok(gauge(text, "p99") >= gauge(text, "p50"), 'gauge(text, "p99") >= gauge(text, "p50")');
 });

@@ -48,13 +48,13 @@ test("sync gauges and counters, and the stale promotion counter", async () => {
   has('understudy_sync_pull_duration_seconds_bucket{le="0.15",cluster="c",node="n2"} 1');
   status = { ...status, generation: 5, inSync: true, behindSince: null, lagMs: 0, failures: 0 };
   const later = await metrics.registry.metrics();
-  assert.ok(later.includes('understudy_sync_in_sync{cluster="c",node="n2"} 1'));
-  assert.ok(later.includes('understudy_sync_lag_seconds{cluster="c",node="n2"} 0'));
+  assert.ok(later.includes('understudy_sync_in_sync{cluster="c",node="n2"} 1'), 'later.includes(\'understudy_sync_in_sync{cluster="c",node="n2"} 1\')');
+  assert.ok(later.includes('understudy_sync_lag_seconds{cluster="c",node="n2"} 0'), 'later.includes(\'understudy_sync_lag_seconds{cluster="c",node="n2"} 0\')');
 });
 
 test("without sync configured there are no sync gauges", async () => {
   const text = await new AgentMetrics(() => view, { cluster: "c", node: "n2" }).registry.metrics();
-  assert.ok(!text.includes("understudy_sync_"));
+  assert.ok(!text.includes("understudy_sync_"), '!text.includes("understudy_sync_")');
   assert.ok(text.includes("understudy_stale_promotions_total"), "the stale promotion counter is always there (0)");
 });
 

@@ -73,7 +73,10 @@ test("a clean recording has no violation and its unavailability is measured", ()
   const rec = cleanRecording();
   const r = check(rec);
   assert.deepEqual(r.violations, []);
-  assert.ok(Object.values(r.counts).every((n) => n === 0));
+  assert.ok(
+    Object.values(r.counts).every((n) => n === 0),
+    "Object.values(r.counts).every((n) => n === 0)",
+  );
   assert.equal(r.promotions.total, 2);
   assert.equal(r.promotions.stale, 0);
   assert.equal(r.edits.replicated, 1);

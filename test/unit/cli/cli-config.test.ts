@@ -21,7 +21,7 @@ function dir(t: { after: (fn: () => void) => void }): string {
 
 test("equal to the full loader on every example config", async () => {
   const files = readdirSync(EXAMPLES).filter((f) => f.endsWith(".yaml"));
-  assert.ok(files.length >= 3);
+  assert.ok(files.length >= 3, "files.length >= 3");
   for (const f of files) assert.deepEqual(await readClientConfig(join(EXAMPLES, f)), await fullClientConfig(join(EXAMPLES, f)), f);
 });
 

@@ -217,15 +217,18 @@ test("data notify splits long lists under the API's 1000 paths / 64 KiB, in orde
     const paths = Array.from({ length: 2500 }, (_, i) => `${ROOT}/u/${String(i).padStart(40, "0")}`);
     const r = await cli(["data", "notify", "--api", api.url, ...paths], ENV);
     assert.equal(r.code, 0, r.err);
-    assert.ok(data.notified.length >= 3);
-    assert.ok(data.notified.every((c) => c.length <= 1000 && JSON.stringify({ paths: c }).length < 64 * 1024));
+    assert.ok(data.notified.length >= 3, "data.notified.length >= 3");
+    assert.ok(
+      data.notified.every((c) => c.length <= 1000 && JSON.stringify({ paths: c }).length < 64 * 1024),
+      "data.notified.every((c) => c.length <= 1000 && JSON.stringify({ paths: c }).length < 64 * 1024)",
+    );
     assert.deepEqual(data.notified.flat(), paths);
   } finally {
     await api.close();
   }
   const long = Array.from({ length: 300 }, (_, i) => `/${String(i).padStart(400, "x")}`);
   const chunks = chunkPaths(long);
-  assert.ok(chunks.length > 1 && chunks.every((c) => JSON.stringify({ paths: c }).length < 64 * 1024));
+  assert.ok(chunks.length > 1 && chunks.every((c) => JSON.stringify({ paths: c }).length < 64 * 1024), "chunks.length > 1 && chunks.every((c) => JSON.stringify({ paths: c }).length < 64 * 1024)");
   assert.deepEqual(chunks.flat(), long);
 });
 

@@ -43,7 +43,7 @@ test("`understudy --help` lists every command and every exit code; a group lists
   for (const e of Object.values(EXIT)) assert.ok(r.out.includes(`  ${e.code}  ${e.meaning}`), `exit ${e.code}`);
   const g = await cli(["sync", "--help"]);
   assert.equal(g.code, 0);
-  for (const c of COMMANDS.filter((x) => x.name.startsWith("sync "))) assert.ok(g.out.includes(c.name));
+  for (const c of COMMANDS.filter((x) => x.name.startsWith("sync "))) assert.ok(g.out.includes(c.name), "g.out.includes(c.name)");
 });
 
 /** Shell-like words of a command line (double quotes only), comment and synopsis brackets dropped. */

@@ -34,7 +34,10 @@ async function hostileAnswers(): Promise<{ cluster: unknown; history: unknown }>
   });
   try {
     const term = (await api.etcd.snapshot()).leader!.term;
-    assert.ok(await api.etcd.publishGeneration(term, { generation: 3, digest: "0123456789abcdef", source: "n1", term: 1, publishedAt: "2026-12-04T18:00:00Z", files: 7 } as never));
+    assert.ok(
+      await api.etcd.publishGeneration(term, { generation: 3, digest: "0123456789abcdef", source: "n1", term: 1, publishedAt: "2026-12-04T18:00:00Z", files: 7 } as never),
+      'await api.etcd.publishGeneration(term, { generation: 3, digest: "0123456789abcdef", source: "n1",...',
+    );
     await api.etcd.appendHistory(
       { kind: "switchover", at: "2026-12-04T18:00:00Z", node: "n1", from: "n1", to: "n2", term: 1, reason: "operator", requestedBy: "ops@host", durations: { handover_ms: 812 } },
       null,
@@ -176,6 +179,7 @@ test("honest answers from the real API pass the answer checks: status, history a
   const term = (await api.etcd.snapshot()).leader!.term;
   assert.ok(
     await api.etcd.publishGeneration(term, { generation: 1, digest: "sha256:0123456789abcdef", roots: { home: "sha256:ab" }, files: 2, source: "n1", term, publishedAt: "2026-12-04T18:00:00.000Z" }),
+    'await api.etcd.publishGeneration(term, { generation: 1, digest: "sha256:0123456789abcdef", roots:...',
   );
   await api.etcd.appendHistory(
     { kind: "switchover", at: "2026-12-04T18:00:00.000Z", node: "n1", from: "n2", to: "n1", term, reason: "operator", requestedBy: "ops@host", durations: { handover_ms: 812 } },

@@ -196,7 +196,7 @@ test("a sync section gets its defaults; a quoted max_mode is octal", () => {
       ]),
     }),
   );
-  assert.ok(c.sync);
+  assert.ok(c.sync, "c.sync");
   const d = c.sync;
   assert.deepEqual(d.ssh, { ...SYNC_SSH, user: "understudy-sync", port: 22, connect_timeout: 5000 });
   assert.deepEqual(
@@ -586,7 +586,7 @@ test("refused: duplicate YAML key -> US_E_CONFIG_PARSE, naming the line", () => 
   assert.equal(e.code, "US_E_CONFIG_PARSE");
   assert.match(String(e.details.cause), /unique/i);
   assert.match(e.message, /line \d+/);
-  assert.ok(e.message.includes(FILE));
+  assert.ok(e.message.includes(FILE), "e.message.includes(FILE)");
 });
 
 test("refused: a duplicate key inside a nested mapping -> US_E_CONFIG_PARSE", () => {
@@ -662,7 +662,7 @@ test("loadConfigFile: an unreadable file -> US_E_CONFIG_READ", async (t) => {
   assert.equal(e.code, "US_E_CONFIG_READ");
   assert.equal(e.details.file, missing);
   assert.match(e.message, /ENOENT/);
-  assert.ok(e.message.includes(missing));
+  assert.ok(e.message.includes(missing), "e.message.includes(missing)");
 
   const asDir = await catchErrorAsync(() => loadConfigFile(dir));
   assert.equal(asDir.code, "US_E_CONFIG_READ");
@@ -755,17 +755,29 @@ test("the examples show what they say they show", async () => {
   const load = (f: string) => loadConfigFile(join(EXAMPLES, f), { hostChecks: false });
   const openssh = await load("openssh-sftp.yaml");
   assert.equal(openssh.daemon.backend, "systemd");
-  assert.ok(openssh.probes.some((p) => p.type === "ssh" && p.critical));
+  assert.ok(
+    openssh.probes.some((p) => p.type === "ssh" && p.critical),
+    'openssh.probes.some((p) => p.type === "ssh" && p.critical)',
+  );
 
   const sftpgo = await load("sftpgo.yaml");
   assert.equal(sftpgo.daemon.mode, "warm");
   assert.equal(sftpgo.daemon.unit, "sftpgo.service");
-  assert.ok(sftpgo.probes.some((p) => p.type === "ssh"));
-  assert.ok(sftpgo.probes.some((p) => p.type === "http" && p.url !== undefined && new URL(p.url).pathname === "/healthz"));
+  assert.ok(
+    sftpgo.probes.some((p) => p.type === "ssh"),
+    'sftpgo.probes.some((p) => p.type === "ssh")',
+  );
+  assert.ok(
+    sftpgo.probes.some((p) => p.type === "http" && p.url !== undefined && new URL(p.url).pathname === "/healthz"),
+    'sftpgo.probes.some((p) => p.type === "http" && p.url !== undefined && new URL(p.url).pathname ===...',
+  );
 
   const proftpd = await load("proftpd.yaml");
-  assert.ok(["command", "systemd"].includes(proftpd.daemon.backend));
-  assert.ok(proftpd.probes.some((p) => p.type === "ftp"));
+  assert.ok(["command", "systemd"].includes(proftpd.daemon.backend), '["command", "systemd"].includes(proftpd.daemon.backend)');
+  assert.ok(
+    proftpd.probes.some((p) => p.type === "ftp"),
+    'proftpd.probes.some((p) => p.type === "ftp")',
+  );
 });
 
 // ------------------------------------------------------------ docs/configuration.md

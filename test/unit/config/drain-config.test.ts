@@ -31,11 +31,11 @@ test("drain config: the gate follows the section: firewall by default, command w
   if (findProgram("nft") === null) assert.ok("unavailable" in fw && /install the Debian package nftables/.test(fw.unavailable), JSON.stringify(fw));
   else assert.ok("gate" in fw && fw.gate instanceof NftDrainGate && /on 198\.18\.0\.100 port 21, 22/.test(fw.gate.method), JSON.stringify(fw));
   const cmd = createDrain(parse(`${PROBES}drain: { stop_accepting: [/usr/sbin/ftpshut, -l, "1440", -d, "0", "+1440"], resume_accepting: [/usr/sbin/ftpshut, -R] }\n`), r);
-  assert.ok("gate" in cmd && cmd.gate instanceof CommandDrainGate);
+  assert.ok("gate" in cmd && cmd.gate instanceof CommandDrainGate, '"gate" in cmd && cmd.gate instanceof CommandDrainGate');
   const none = createDrain(parse(`${PROBES}drain: { gate: none }\n`), r);
-  assert.ok("gate" in none && /drain\.gate none/.test(none.gate.method));
+  assert.ok("gate" in none && /drain\.gate none/.test(none.gate.method), '"gate" in none && /drain\\.gate none/.test(none.gate.method)');
   const no = createDrain(parse(""), r);
-  assert.ok("unavailable" in no && /no service port/.test(no.unavailable));
+  assert.ok("unavailable" in no && /no service port/.test(no.unavailable), '"unavailable" in no && /no service port/.test(no.unavailable)');
   r.done();
 });
 

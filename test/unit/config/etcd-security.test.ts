@@ -57,7 +57,7 @@ test("readEtcdSecurity: reads the material; refuses a readable key or password, 
     auth: { user: "u", password_file: file("pw", "s3cret\n") },
   });
   assert.equal(s.auth?.password, "s3cret");
-  assert.ok(s.tls?.key?.toString().includes("PRIVATE KEY"));
+  assert.ok(s.tls?.key?.toString().includes("PRIVATE KEY"), 's.tls?.key?.toString().includes("PRIVATE KEY")');
   const refused = async (settings: Parameters<typeof readEtcdSecurity>[1], path: string, why: RegExp) =>
     assert.rejects(
       readEtcdSecurity(FILE, settings),

@@ -110,9 +110,18 @@ describe("createDaemon", () => {
   const base = { mode: "cold" as const, stop_timeout: 5000, restart_backoff: 100, restart_backoff_max: 5000, restarts_before_handover: 1, check_interval: 10_000 };
 
   it("builds the configured backend", () => {
-    assert.ok(createDaemon({ ...base, backend: "process", command: ["sleep", "30"] }, deps) instanceof ProcessDaemon);
-    assert.ok(createDaemon({ ...base, backend: "command", start: START, stop: STOP, status: STATUS }, deps) instanceof CommandDaemon);
-    assert.ok(createDaemon({ ...base, backend: "systemd", unit: "ssh.service" }, deps) instanceof SystemdDaemon);
+    assert.ok(
+      createDaemon({ ...base, backend: "process", command: ["sleep", "30"] }, deps) instanceof ProcessDaemon,
+      'createDaemon({ ...base, backend: "process", command: ["sleep", "30"] }, deps) instanceof ProcessD...',
+    );
+    assert.ok(
+      createDaemon({ ...base, backend: "command", start: START, stop: STOP, status: STATUS }, deps) instanceof CommandDaemon,
+      'createDaemon({ ...base, backend: "command", start: START, stop: STOP, status: STATUS }, deps) ins...',
+    );
+    assert.ok(
+      createDaemon({ ...base, backend: "systemd", unit: "ssh.service" }, deps) instanceof SystemdDaemon,
+      'createDaemon({ ...base, backend: "systemd", unit: "ssh.service" }, deps) instanceof SystemdDaemon',
+    );
   });
 
   it("throws US_E_DAEMON_CONFIG when the backend's settings are missing", () => {

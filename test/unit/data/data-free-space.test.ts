@@ -27,7 +27,7 @@ test(
   withDirs(1, async ([dir]) => {
     const got = await freeBytesOf(dir!);
     const s = await statfs(dir!);
-    assert.ok(got !== null && got > 0);
+    assert.ok(got !== null && got > 0, "got !== null && got > 0");
     // The machine is shared: other writers move the figure between two calls; 64 MiB of slack.
     assert.ok(Math.abs(got - s.bavail * s.bsize) <= 64 * 1024 * 1024, `${got} vs ${s.bavail * s.bsize}`);
     const df = spawnSync("df", ["-B1", "--output=avail", dir!], { encoding: "utf8" });
@@ -45,7 +45,7 @@ test(
     const both = await freeBytes([a!, b!]);
     assert.equal(typeof both, "number");
     // Same filesystem: the same figure (give or take concurrent writers).
-    assert.ok(Math.abs(both! - fa) <= 64 * 1024 * 1024);
+    assert.ok(Math.abs(both! - fa) <= 64 * 1024 * 1024, "Math.abs(both! - fa) <= 64 * 1024 * 1024");
     const shm = "/dev/shm";
     const fs = await freeBytesOf(shm);
     if (fs !== null) {

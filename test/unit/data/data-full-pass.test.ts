@@ -82,7 +82,7 @@ test("runFullPass: probe, new files without --fsync, barrier, the whole pass fsy
   const rewrite = new StrictCommandRunner().expect(fullPassCommand({ ...o, fsync: true, maxDelete: 10, rewrite: true }));
   assert.equal((await runFullPass({ ...base, rewrite: true, runner: rewrite })).durability, "rewrite");
   rewrite.done();
-  assert.ok(fullPassCommand({ ...o, maxDelete: 10, rewrite: true }).includes("--ignore-times"));
+  assert.ok(fullPassCommand({ ...o, maxDelete: 10, rewrite: true }).includes("--ignore-times"), 'fullPassCommand({ ...o, maxDelete: 10, rewrite: true }).includes("--ignore-times")');
   const off = new StrictCommandRunner().expect(fullPassCommand({ ...o, fsync: false, maxDelete: 10 }));
   assert.equal((await runFullPass({ ...base, rsync: { ...o, fsync: false }, runner: off })).durability, "none");
   off.done();

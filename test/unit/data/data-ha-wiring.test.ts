@@ -106,7 +106,7 @@ test("switchover and graceful stop: stopShipping resolves while the VIP is still
   const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
   assert.equal(c.etcd.leader?.node, "n1");
   const request = { kind: "switchover" as const, from: "n1", to: "n2", at: null, force: false, requestedBy: "test", reason: "maintenance", requestedAt: "" };
-  assert.ok(await c.etcd.requestSwitchover(request));
+  assert.ok(await c.etcd.requestSwitchover(request), "await c.etcd.requestSwitchover(request)");
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n2");
   assert.deepEqual(n1.data.stops[0], [true, true], "n1 stopped shipping before it dropped the VIP");
@@ -148,7 +148,7 @@ test("etcd unreadable: a standby keeps receiving for ttl + fence_margin + reques
   await c.clock.advance(4000);
   const after = n2.data.views.slice(from + held.length);
   assert.ok(after.length > 0, "cycles ran after the hold");
-  assert.ok(c.clock.monotonicMs() - lastRead > 9000);
+  assert.ok(c.clock.monotonicMs() - lastRead > 9000, "c.clock.monotonicMs() - lastRead > 9000");
   assert.ok(
     after.every((v) => v.unread === undefined && v.leader === null),
     `after the hold: a plain "no leader" view, the write modules close: ${JSON.stringify(after)}`,

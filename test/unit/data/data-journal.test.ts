@@ -201,7 +201,7 @@ test("journal: more pending paths than max_pending -> the same fallback; memory 
   for (let i = 0; i < 10; i++) j.record({ kind: "change", path: `f${i}` }, i);
   assert.ok(j.pendingCount <= 3, `pending ${j.pendingCount}`);
   assert.match(j.floor.why, /^more than 3 paths changed within the stability window$/);
-  assert.ok(j.floor.seq >= 1);
+  assert.ok(j.floor.seq >= 1, "j.floor.seq >= 1");
 });
 
 test("journal: more ready entries than max_ready -> the oldest are dropped and the floor rises to the last dropped", () => {
@@ -224,7 +224,7 @@ test("journal: 100 000 uploads through a small journal never hold more than its 
       if (entries.length > 0) cursor = entries[entries.length - 1]!.seq;
       j.trim(cursor);
     }
-    assert.ok(j.pendingCount <= 1000 && j.readyCount <= 5000);
+    assert.ok(j.pendingCount <= 1000 && j.readyCount <= 5000, "j.pendingCount <= 1000 && j.readyCount <= 5000");
   }
   assert.equal(j.floor.seq, 0, "no overflow at 50 uploads per second");
   assert.equal(cursor, 100_000);

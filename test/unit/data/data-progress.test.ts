@@ -137,7 +137,7 @@ test("DataProgressWriter: a deposed primary's write is refused and not retried; 
   assert.equal(etcd.dataProgress?.term, term, "data/progress outlives the primary's lease");
   const g = await etcd.grantLease(10_000);
   const next = (await etcd.campaign("n2", g.id, "2026-12-04T23:01:00.000Z")).leader!.term;
-  assert.ok(next > term);
+  assert.ok(next > term, "next > term");
   w.offer(rec(term, { n2: behind }));
   await w.idle();
   assert.equal(w.counts.refused, 1);
@@ -170,6 +170,9 @@ test("DataProgressWriter: an etcd failure is retried after the interval, warned 
   await w.idle();
   assert.equal(w.counts.written, 1);
   assert.equal(etcd.dataProgress?.standbys.n2, behind);
-  assert.ok(lines.some((l) => l.level === 30 && l.msg === "data/progress written again after 4 failed write(s)"));
+  assert.ok(
+    lines.some((l) => l.level === 30 && l.msg === "data/progress written again after 4 failed write(s)"),
+    'lines.some((l) => l.level === 30 && l.msg === "data/progress written again after 4 failed write(s)")',
+  );
   await w.close();
 });

@@ -157,7 +157,7 @@ test("batch: a file being copied is never under its final name, nor inside the t
   // The next run (the same batch, retried) completes it.
   const r = run(batchCommand([{ path: "bob/big.bin", recursive: false }], opts));
   assert.equal(r.code, 0, r.stderr);
-  assert.ok(readFileSync(join(dst, "bob", "big.bin")).equals(big));
+  assert.ok(readFileSync(join(dst, "bob", "big.bin")).equals(big), 'readFileSync(join(dst, "bob", "big.bin")).equals(big)');
 });
 
 test("full pass: mirrors the root with --delete, and max_delete stops an empty (unmounted?) root from emptying a standby", () => {
@@ -166,7 +166,7 @@ test("full pass: mirrors the root with --delete, and max_delete stops an empty (
   put(join(dst, "stray"), "s");
   put(join(dst, "stray2"), "s");
   assert.equal(run({ argv: fullPassCommand({ ...opts, maxDelete: 1 }) }).code, 25, "two deletions over a limit of one: rsync exit 25");
-  assert.ok(existsSync(join(dst, "a")));
+  assert.ok(existsSync(join(dst, "a")), 'existsSync(join(dst, "a"))');
   const r = run({ argv: fullPassCommand({ ...opts, maxDelete: 100 }) });
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(readdirSync(dst), ["a"]);

@@ -141,7 +141,7 @@ for (const c of cases) {
   test(`ship plan: ${c.name}`, () => {
     const plan = planShip(c.o);
     assert.equal(plan.kind, "ship");
-    assert.ok(plan.kind === "ship");
+    assert.ok(plan.kind === "ship", 'plan.kind === "ship"');
     assert.equal(plan.steps.length, 1);
     const step = plan.steps[0]!;
     assert.equal(step.kind, c.kind, step.reason);
@@ -157,7 +157,7 @@ test("ship plan: only the primary ships; a primary without a term stops too", ()
 
 test("ship plan: one step per standby, never one for this node; one full standby does not hold back the other", () => {
   const plan = planShip(obs({}, { standbys: [standby({ node: "n1" }), standby({ node: "n2", diskFull: true, retryAtMs: NOW + 1, freeBytes: 0 }), standby({ node: "n3", address: "198.18.0.13" })] }));
-  assert.ok(plan.kind === "ship");
+  assert.ok(plan.kind === "ship", 'plan.kind === "ship"');
   assert.deepEqual(
     plan.steps.map((s) => `${s.node} ${s.kind}`),
     ["n2 pause", "n3 batch"],
@@ -168,7 +168,7 @@ test("ship plan: a cursor below the journal's floor (overflow) -> full pass nami
   const j = journal();
   j.record({ kind: "overflow", why: "IN_Q_OVERFLOW" }, NOW);
   const plan = planShip(obs({ cursor: 6 }, { journal: j }));
-  assert.ok(plan.kind === "ship");
+  assert.ok(plan.kind === "ship", 'plan.kind === "ship"');
   assert.equal(plan.steps[0]!.reason, "full pass to n2: its cursor 6 is below the journal's floor 7: the event source lost events (IN_Q_OVERFLOW) (0 change(s) known behind)");
 });
 

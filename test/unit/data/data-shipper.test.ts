@@ -97,7 +97,7 @@ test("a standby still on another term waits; it is shipped to once it says it re
   await flushMicrotasks();
   assert.equal(runner.calls.length, 0, "nothing shipped, and never to this node itself");
   assert.match(shipper.status()[0]!.step, /does not accept term 3's files yet \(it still follows term 2\)/);
-  runner.expect((argv) => (assert.ok(isFull(argv)), {}));
+  runner.expect((argv) => (assert.ok(isFull(argv), "isFull(argv)"), {}));
   shipper.update([member()]);
   await flushMicrotasks();
   runner.done();
@@ -202,18 +202,24 @@ test("a full pass stopped at max_delete (exit 25) is retried with --max-delete=0
 test("the journal is not trimmed past a standby whose first full pass is still running", async () => {
   let finishN3: (r: Partial<CommandResult>) => void = () => undefined;
   const runner = new ScriptRunner()
-    .expect((argv) => (assert.ok(isFull(argv)), {}))
+    .expect((argv) => (assert.ok(isFull(argv), "isFull(argv)"), {}))
     .expect((argv) => (assert.ok(argv.at(-1) === "root@198.18.0.13::d3-uploads/" && argv.includes("--delete"), argv.join(" ")), new Promise<Partial<CommandResult>>((r) => (finishN3 = r))));
   const { shipper, closed, journal } = setup(runner);
   shipper.update([member(), member({ node: "n3", address: "198.18.0.13" })]);
   await flushMicrotasks();
   // n2's full pass is done; n3's is still scanning when a.csv closes: n2 gets it in a batch.
-  runner.expect((argv, o) => (assert.ok(isBatch(argv)), assert.equal(String(o?.input), "a.csv\0"), {}));
+  runner.expect((argv, o) => (assert.ok(isBatch(argv), "isBatch(argv)"), assert.equal(String(o?.input), "a.csv\0"), {}));
   closed("a.csv");
   await flushMicrotasks();
   assert.equal(journal.readyCount, 1, "n3 has no cursor yet: a.csv stays in the journal for it");
   // n3's pass ends at the head it was planned at (0): a.csv still reaches it, in a batch.
-  runner.expect((argv, o) => (assert.ok(argv.at(-1) === "root@198.18.0.13::d3-uploads/" && argv.includes("--files-from=-")), assert.equal(String(o?.input), "a.csv\0"), {}));
+  runner.expect(
+    (argv, o) => (
+      assert.ok(argv.at(-1) === "root@198.18.0.13::d3-uploads/" && argv.includes("--files-from=-"), 'argv.at(-1) === "root@198.18.0.13::d3-uploads/" && argv.includes("--files-from=-")'),
+      assert.equal(String(o?.input), "a.csv\0"),
+      {}
+    ),
+  );
   finishN3({});
   await flushMicrotasks();
   runner.done();

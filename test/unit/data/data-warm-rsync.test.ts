@@ -78,7 +78,7 @@ test("a warm run waits for its list; take() hands it out once, only for the same
   assert.equal(rsync.runs[0]!.list, undefined, "which stays for the next plain batch");
   assert.equal(warm.take("other", ARGV), null);
   const run = warm.take("uploads", ARGV);
-  assert.ok(run);
+  assert.ok(run, "run");
   assert.equal(warm.take("uploads", ARGV), null, "handed out once");
   run.send(Buffer.from("a.csv\0"));
   await flushMicrotasks();
@@ -96,13 +96,13 @@ test("a warm run waits for its list; take() hands it out once, only for the same
   assert.equal(rsync.runs[1]!.list, "", "retired with an empty list");
   await flushMicrotasks();
   assert.equal(warm.start("uploads", ELSEWHERE, abort.signal), true);
-  assert.ok(warm.take("uploads", ELSEWHERE));
+  assert.ok(warm.take("uploads", ELSEWHERE), 'warm.take("uploads", ELSEWHERE)');
 
   // Sessions on one ssh connection (sshd's MaxSessions): at most MAX_WAITING (2) wait per standby.
   assert.equal(warm.start("a", ARGV, abort.signal), true);
   assert.equal(warm.start("b", ARGV, abort.signal), true);
   assert.equal(warm.start("c", ARGV, abort.signal), false, "a third root waits for none");
-  assert.ok(warm.take("a", ARGV));
+  assert.ok(warm.take("a", ARGV), 'warm.take("a", ARGV)');
   assert.equal(warm.start("c", ARGV, abort.signal), true, "room again once one is taken");
   abort.abort();
   await warm.settled();
@@ -192,7 +192,7 @@ test("shipper: after the full pass a batch rsync waits connected; each batch tak
   rsync.onList.push({});
   shipper.update([member()]);
   await flushMicrotasks();
-  assert.ok(isFull(rsync.runs[0]!.argv));
+  assert.ok(isFull(rsync.runs[0]!.argv), "isFull(rsync.runs[0]!.argv)");
   assert.equal(rsync.runs.length, 2, "the full pass, then a batch run warming");
   const w1 = rsync.runs[1]!;
   assert.ok(isBatch(w1.argv) && w1.argv.includes("--no-recursive"), w1.argv.join(" "));
@@ -291,7 +291,7 @@ test("shipper: prewarm (an upload began) starts a warm run only where the next s
   shipper.prewarm("elsewhere");
   assert.equal(rsync.runs.length, 3, "one warm run for the upload that began, none for an unknown root");
   const w = rsync.runs[2]!;
-  assert.ok(isBatch(w.argv) && w.list === undefined);
+  assert.ok(isBatch(w.argv) && w.list === undefined, "isBatch(w.argv) && w.list === undefined");
   await closed("a.csv");
   assert.equal(w.list, "a.csv\0", "its batch took it");
   w.finish({});

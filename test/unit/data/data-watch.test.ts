@@ -182,6 +182,9 @@ test("watcher at the kernel's inotify limit: one coded error, slow retries (each
   spawner.procs[2]!.handlers.stderr(Buffer.from("Setting up watches.  Beware: since -r was given, this may take a while!\nWatches established.\n"));
   assert.equal(w.isReady(), true);
   assert.equal(w.degraded(), null, "watched again: by events, not full passes");
-  assert.ok(lines.some((l) => /is watched again/.test(l.msg)));
+  assert.ok(
+    lines.some((l) => /is watched again/.test(l.msg)),
+    "lines.some((l) => /is watched again/.test(l.msg))",
+  );
   await w.stop();
 });

@@ -82,7 +82,10 @@ test("/proc scan: kills our daemon's sessions (and their process groups) in a da
     const got = killed.map(([p]) => p);
     for (const want of [-101, 101, -105, 105, -108, 108, 110, -101, 120]) assert.ok(got.includes(want), `kill(${want}) in ${JSON.stringify(got)}`);
     assert.ok(!got.includes(-50), "a group led by something else is not killed");
-    assert.ok(killed.every(([, sig]) => sig === "SIGKILL"));
+    assert.ok(
+      killed.every(([, sig]) => sig === "SIGKILL"),
+      'killed.every(([, sig]) => sig === "SIGKILL")',
+    );
     await assert.rejects(
       new ProcWriterSessions({ configPath: CONF, procRoot: join(proc, "missing") }).kill(["/srv/up"]),
       (e: unknown) => isUnderstudyError(e) && e.code === "US_E_DATA_FENCE" && e.message.includes("missing"),

@@ -117,8 +117,14 @@ test("the complete examples have sync, api, vip, failback and hooks, as their co
   assert.equal(sftpgo.daemon.backend, "systemd");
   assert.equal(sftpgo.daemon.unit, "sftpgo.service");
   assert.equal(sftpgo.daemon.mode, "warm");
-  assert.ok(sftpgo.probes.some((p) => p.type === "sftp" && p.critical && p.port === 2022));
-  assert.ok(sftpgo.probes.some((p) => p.type === "http" && p.url !== undefined && new URL(p.url).pathname === "/healthz"));
+  assert.ok(
+    sftpgo.probes.some((p) => p.type === "sftp" && p.critical && p.port === 2022),
+    'sftpgo.probes.some((p) => p.type === "sftp" && p.critical && p.port === 2022)',
+  );
+  assert.ok(
+    sftpgo.probes.some((p) => p.type === "http" && p.url !== undefined && new URL(p.url).pathname === "/healthz"),
+    'sftpgo.probes.some((p) => p.type === "http" && p.url !== undefined && new URL(p.url).pathname ===...',
+  );
   const sftpgoConfig = sftpgo.sync!.roots.find((r) => r.path === "/etc/sftpgo");
   assert.ok(
     sftpgoConfig?.validate?.some((a) => a.includes("{staged}/sftpgo.json")),
@@ -133,7 +139,7 @@ test("the complete examples have sync, api, vip, failback and hooks, as their co
   const ssh = openssh.sync!.roots.find((r) => r.path === "/etc/ssh");
   assert.ok(ssh, "syncs /etc/ssh");
   assert.equal(ssh.max_mode, 0o644);
-  assert.ok(ssh.include.includes("sshd_config_sftp"));
+  assert.ok(ssh.include.includes("sshd_config_sftp"), 'ssh.include.includes("sshd_config_sftp")');
   assert.ok(!ssh.include.some((g) => g.startsWith("ssh_host_")), "never syncs the admin sshd's own host keys (the sync logs in through it)");
   // Through understudy-staged-check, so it passes on a fresh standby (test/unit/deploy/staged-check.test.ts runs it).
   assert.deepEqual(ssh.validate, ["/usr/lib/understudy/bin/understudy-staged-check", "{staged}/sshd_config_sftp", "/etc/ssh={staged}", "--", "/usr/sbin/sshd", "-t", "-f", "{config}"]);
@@ -143,8 +149,14 @@ test("the complete examples have sync, api, vip, failback and hooks, as their co
   assert.equal(proftpd.daemon.unit, "proftpd.service");
   assert.equal(proftpd.daemon.mode, "cold");
   const days14 = 14 * 86_400_000;
-  assert.ok(proftpd.probes.some((p) => p.type === "ftps" && p.port === 21 && p.cert_warning === days14));
-  assert.ok(proftpd.probes.some((p) => p.type === "tls_file" && p.cert_warning === days14 && !p.critical));
+  assert.ok(
+    proftpd.probes.some((p) => p.type === "ftps" && p.port === 21 && p.cert_warning === days14),
+    'proftpd.probes.some((p) => p.type === "ftps" && p.port === 21 && p.cert_warning === days14)',
+  );
+  assert.ok(
+    proftpd.probes.some((p) => p.type === "tls_file" && p.cert_warning === days14 && !p.critical),
+    'proftpd.probes.some((p) => p.type === "tls_file" && p.cert_warning === days14 && !p.critical)',
+  );
   const conf = proftpd.sync!.roots.find((r) => r.path === "/etc/proftpd");
   assert.deepEqual(conf?.validate, [
     "/usr/lib/understudy/bin/understudy-staged-check",
@@ -259,7 +271,7 @@ test("haproxy -c accepts haproxy.cfg; every server is checked with GET /primary 
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith("#"));
   const backends = text.split(/^backend /m).slice(1);
-  assert.ok(backends.length >= 1);
+  assert.ok(backends.length >= 1, "backends.length >= 1");
   for (const b of backends) {
     const name = b.split("\n")[0];
     assert.match(b, /^\s*option httpchk\b/m, `${name}: option httpchk`);
@@ -320,8 +332,11 @@ test("the Grafana dashboard is valid JSON, uses ${DS_PROMETHEUS} and $cluster, a
   const doc = JSON.parse(readFileSync(DASHBOARD, "utf8")) as Json;
   const d = doc as unknown as Dashboard;
   assert.ok(d.schemaVersion >= 36 && d.schemaVersion <= 41, `schemaVersion ${d.schemaVersion}`);
-  assert.ok(d.uid && d.title);
-  assert.ok(d.__inputs.some((i) => i.name === "DS_PROMETHEUS" && i.type === "datasource" && i.pluginId === "prometheus"));
+  assert.ok(d.uid && d.title, "d.uid && d.title");
+  assert.ok(
+    d.__inputs.some((i) => i.name === "DS_PROMETHEUS" && i.type === "datasource" && i.pluginId === "prometheus"),
+    'd.__inputs.some((i) => i.name === "DS_PROMETHEUS" && i.type === "datasource" && i.pluginId === "p...',
+  );
   const vars = d.templating.list.map((v) => v.name);
   assert.ok(vars.includes("cluster"), "template variable cluster");
   assert.ok(vars.includes("DS_PROMETHEUS"), "data source variable (provisioned dashboards have no import step)");

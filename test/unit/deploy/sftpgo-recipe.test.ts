@@ -105,7 +105,10 @@ describe("SFTPGo examples: config check and what they show", () => {
     assert.equal(c.hooks?.on_demote?.[2], unit);
     assert.match(readFileSync(join(SYSTEMD_DROPINS, "sftpgo.service.d", "volume.conf"), "utf8"), new RegExp(`^RequiresMountsFor=${mountPoint}$`, "m"));
     assert.match(readFileSync(join(SYSTEMD_DROPINS, `${unit}.d`, "understudy.conf"), "utf8"), /^StopPropagatedFrom=understudy\.service$/m);
-    assert.ok(c.probes.some((p) => p.type === "disk" && p.path === mountPoint));
+    assert.ok(
+      c.probes.some((p) => p.type === "disk" && p.path === mountPoint),
+      'c.probes.some((p) => p.type === "disk" && p.path === mountPoint)',
+    );
     const cluster = await load("sftpgo-cluster.yaml");
     assert.deepEqual(
       c.probes.map((p) => [p.name, p.type]),
@@ -249,7 +252,7 @@ describe("SFTPGo examples: every probe against stand-ins of SFTPGo's listeners",
   for (const f of FILES) {
     it(`${f}: every probe passes against healthy stand-ins`, async () => {
       const c = await load(f);
-      assert.ok(c.probes.length >= 2);
+      assert.ok(c.probes.length >= 2, "c.probes.length >= 2");
       for (const p of c.probes) {
         const r = await check(retarget(p));
         assert.equal(r.ok, true, `${f} probe ${p.name} (${p.type}): ${r.detail}`);

@@ -329,7 +329,10 @@ describe("systemd units", () => {
     assert.deepEqual([...words(u, S, "RestrictAddressFamilies")].sort(), ["AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_UNIX"]);
     // V8's JIT needs writable-then-executable memory, and calls pkey_* at start.
     assert.equal(values(u, S, "MemoryDenyWriteExecute").length, 0, "MemoryDenyWriteExecute= breaks node");
-    assert.ok(words(u, S, "SystemCallFilter").has("@system-service") && words(u, S, "SystemCallFilter").has("@pkey"));
+    assert.ok(
+      words(u, S, "SystemCallFilter").has("@system-service") && words(u, S, "SystemCallFilter").has("@pkey"),
+      'words(u, S, "SystemCallFilter").has("@system-service") && words(u, S, "SystemCallFilter").has("@p...',
+    );
     assert.equal(only(u, S, "SystemCallErrorNumber"), "EPERM", "a filtered call must fail, not kill the agent (SIGSYS)");
   });
 
@@ -361,7 +364,10 @@ describe("systemd units", () => {
     // keepalived stays independent of the agent; the track file is created before it starts.
     const k = readUnit(path.join(DAEMON_DROPINS, "keepalived.service.d", "understudy.conf"));
     assert.equal(values(k, "Unit", "StopPropagatedFrom").length, 0);
-    assert.ok(values(k, "Service", "ExecStartPre").some((v) => /systemd-tmpfiles --create understudy\.conf$/.test(v)));
+    assert.ok(
+      values(k, "Service", "ExecStartPre").some((v) => /systemd-tmpfiles --create understudy\.conf$/.test(v)),
+      'values(k, "Service", "ExecStartPre").some((v) => /systemd-tmpfiles --create understudy\\.conf$/.te...',
+    );
   });
 
   it("tmpfiles: /run/understudy and a track file holding 1 (FAULT), never overwritten", () => {

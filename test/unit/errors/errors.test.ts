@@ -70,7 +70,7 @@ function docRows(): DocRow[] {
 }
 
 test("every catalogue code is named US_E_ plus upper-case words", () => {
-  assert.ok(CODES.length > 0);
+  assert.ok(CODES.length > 0, "CODES.length > 0");
   for (const code of CODES) assert.match(code, /^US_E_[A-Z_]+$/, code);
 });
 
@@ -115,7 +115,7 @@ test("the table parser copes with a template holding backticks and pipes", () =>
 test("UnderstudyError renders the template from details and keeps code, transient and details", () => {
   const details = { file: "/etc/understudy/understudy.yaml", path: "election.ttl", problem: "must be at least 1s", value: "500ms" };
   const e = new UnderstudyError("US_E_CONFIG_TIMING", details);
-  assert.ok(e instanceof Error);
+  assert.ok(e instanceof Error, "e instanceof Error");
   assert.equal(e.name, "UnderstudyError");
   assert.equal(e.code, "US_E_CONFIG_TIMING");
   assert.equal(e.transient, false);

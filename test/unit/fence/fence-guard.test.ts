@@ -37,7 +37,7 @@ test("fences at the deadline when no heartbeat moves it: track file, then the VI
   assert.equal(readFileSync(out, "utf8"), "1\nvip\n", "the track file was written before the VIP was removed");
   const de = await d.exited;
   assert.equal(de.signal, "SIGTERM");
-  assert.ok(de.atMs >= fenced && exit.atMs >= fenced);
+  assert.ok(de.atMs >= fenced && exit.atMs >= fenced, "de.atMs >= fenced && exit.atMs >= fenced");
   assert.deepEqual(exit, { code: 0, signal: null, atMs: exit.atMs });
   const lines = ["fencing", "set to 1 \\(FAULT\\)", "VIP removed", `daemon pid ${d.proc.pid} stopped \\(exited on SIGTERM\\)`, "exiting"];
   assert.match(g.stderr, new RegExp(lines.join("[^]*")));
@@ -114,7 +114,7 @@ test("a deadline already past fences at once (a late heartbeat cannot stretch it
   await g.waitExit();
   assert.equal(readFileSync(out, "utf8"), "vip\n");
   assert.match(g.stderr, /fencing .*ms after the deadline/);
-  assert.ok(g.fencedAt()! >= sent);
+  assert.ok(g.fencedAt()! >= sent, "g.fencedAt()! >= sent");
 });
 
 test("command/systemd backends: the stop command runs after the VIP; warm mode leaves the daemon", async (t) => {
@@ -197,7 +197,10 @@ test("a child that outlives its timeout is killed with its whole process group, 
   assert.match(g.stderr, /VIP removal: timed out after 2000 ms \(process group killed\)/);
   assert.equal(readFileSync(out, "utf8"), "stop\n", "then stopped the daemon");
   const pid = Number(readFileSync(bg, "utf8"));
-  assert.ok(await until(() => (gone(pid) ? true : undefined), "the background child of the timed-out command to die"));
+  assert.ok(
+    await until(() => (gone(pid) ? true : undefined), "the background child of the timed-out command to die"),
+    'await until(() => (gone(pid) ? true : undefined), "the background child of the timed-out command ...',
+  );
 });
 
 test("malformed input is logged and ignored, never a crash; an over-long line closes only that connection", async (t) => {

@@ -72,7 +72,7 @@ test("wdctl sets the timeout and the device stays closed; a primary's heartbeat 
   await sleep(1500);
   assert.equal(g.deviceBytes.length, fed, "not fed after the bound");
   assert.ok(fed >= 1 && fed <= 4, `fed ${fed} times: at the open, then every 500ms up to the bound at +1500ms`);
-  assert.ok(g.deviceBytes[0]!.atMs >= t0);
+  assert.ok(g.deviceBytes[0]!.atMs >= t0, "g.deviceBytes[0]!.atMs >= t0");
   const n = c.replies.length;
   c.send({ disarm: true });
   await c.reply(is("ready", 3), n);
@@ -164,9 +164,9 @@ test("a wdctl that hangs never holds up a fence, and is killed with its group at
   const D = mono() + 200;
   c.send({ arm: { deadlineMs: D, orders: { dropVip: ["true"], daemonPidfile: null, stopArgv: null } } });
   await g.waitExit();
-  assert.ok(g.fencedAt()! >= D);
+  assert.ok(g.fencedAt()! >= D, "g.fencedAt()! >= D");
   assert.ok(g.fencedAt()! - D < 5000, `fenced ${g.fencedAt()! - D}ms after the deadline: not after wdctl's timeout`);
-  assert.ok(await until(() => (gone(child) ? true : undefined), "wdctl's child to be killed"));
+  assert.ok(await until(() => (gone(child) ? true : undefined), "wdctl's child to be killed"), 'await until(() => (gone(child) ? true : undefined), "wdctl\'s child to be killed")');
 
   // Left alone, the preparation times out: unavailable, the whole group killed.
   const hang2 = `${hang.slice(0, -1)}b`;
@@ -175,10 +175,10 @@ test("a wdctl that hangs never holds up a fence, and is killed with its group at
   const sent = mono();
   h.c.send({ watchdog: h.settings });
   const r = (await h.c.reply(is("unavailable"))).watchdog;
-  assert.ok(mono() - sent >= 5000);
+  assert.ok(mono() - sent >= 5000, "mono() - sent >= 5000");
   assert.equal(r.problem, "wdctl --settimeout timed out after 5000ms");
   const child2 = Number(readFileSync(hang2, "utf8"));
-  assert.ok(await until(() => (gone(child2) ? true : undefined), "wdctl's child to be killed"));
+  assert.ok(await until(() => (gone(child2) ? true : undefined), "wdctl's child to be killed"), 'await until(() => (gone(child2) ? true : undefined), "wdctl\'s child to be killed")');
   assert.equal(h.g.exit, undefined, "the guard carries on");
 });
 

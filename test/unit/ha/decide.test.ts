@@ -933,7 +933,7 @@ test("failsafe: a promise outranks a forced failover to me; a leader present is 
   const hold = { untilMs: NOW + 100, reason: "not campaigning: failsafe start-up hold, 6000ms from the agent's start (a promise given before it may still run)", fromGrant: false };
   const forced = decide(obs({ failsafeHold: hold }, { switchover: sw({ kind: "failover", force: true, from: null, to: "n1" }) }));
   assert.equal(forced.reason, hold.reason);
-  assert.ok(!forced.actions.some((a) => a.kind === "campaign"));
+  assert.ok(!forced.actions.some((a) => a.kind === "campaign"), '!forced.actions.some((a) => a.kind === "campaign")');
   const led = decide(obs({ failsafeHold: hold }, { leader: { node: "n2", term: 9, lease: "b2", acquiredAt: "" } }));
   assert.match(led.reason, /^no action: following n2 \(term 9\)$/);
 });

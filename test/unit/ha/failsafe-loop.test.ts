@@ -175,10 +175,10 @@ test("failsafe on, quorum loss, every member grants: the primary serves througho
   assert.equal(n1!.loop.lease.state()!.deadlineMs, asks.at(-1)!.at + TTL - MARGIN);
   // The standbys promised: they hold their campaigns even though etcd is down anyway.
   for (const n of [n2!, n3!]) assert.match(n.loop.status().decision, /etcd unreachable/);
-  assert.ok(n2!.loop.failsafe.promisedUntilMs() >= asks.at(-1)!.at + TTL + MARGIN);
+  assert.ok(n2!.loop.failsafe.promisedUntilMs() >= asks.at(-1)!.at + TTL + MARGIN, "n2!.loop.failsafe.promisedUntilMs() >= asks.at(-1)!.at + TTL + MARGIN");
   // What /status and the metrics show: the primary holds (armed), the standbys' promises run.
   assert.deepEqual({ ...n1!.loop.view().failsafe, armedReason: undefined }, { enabled: true, holding: true, armed: true, armedReason: undefined, promiseLeftMs: 0 });
-  assert.ok(n2!.loop.view().failsafe!.promiseLeftMs > 0 && n2!.loop.view().failsafe!.armed === null);
+  assert.ok(n2!.loop.view().failsafe!.promiseLeftMs > 0 && n2!.loop.view().failsafe!.armed === null, "n2!.loop.view().failsafe!.promiseLeftMs > 0 && n2!.loop.view().failsafe!.armed === null");
   // E3a: quorum back, the lease survived: the same term goes on, nobody else campaigned.
   quorumBack(c);
   await c.clock.advance(3 * TTL);
@@ -232,7 +232,7 @@ test("failsafe on, primary cut off from a working etcd: standbys keep their prom
   assert.equal(c.timeline.maxHolders, 1);
   assert.equal(n1!.daemon.running, true);
   // The new lease feeds the guard from its grant, like any lease: never past the new deadline.
-  assert.ok(n1!.guard.arms.at(-1)! <= n1!.loop.lease.state()!.deadlineMs);
+  assert.ok(n1!.guard.arms.at(-1)! <= n1!.loop.lease.state()!.deadlineMs, "n1!.guard.arms.at(-1)! <= n1!.loop.lease.state()!.deadlineMs");
   for (const n of [n2!, n3!]) assert.match(n.loop.status().decision, new RegExp(`following n1 \\(term ${c.etcd.leader!.term}\\)`));
 });
 
@@ -250,7 +250,7 @@ test("failsafe on, primary cut off: an etcd error on its new-term campaign is re
   await c.clock.advance(4 * TTL);
   assert.equal(n1!.life.failOnce.size, 0, "the lost grant was tried");
   assert.equal(c.etcd.leader?.node, "n1", "n1 won its key back on the retry");
-  assert.ok(c.etcd.leader!.term > term);
+  assert.ok(c.etcd.leader!.term > term, "c.etcd.leader!.term > term");
   assert.equal(c.timeline.events.filter((e) => e.t > back).length, 0, "the VIP never moved");
   assert.equal(n1!.daemon.running, true);
 });
@@ -288,7 +288,7 @@ test("failsafe on, quorum loss, then the primary's host dies: nobody promotes un
   quorumBack(c);
   await c.clock.advance(4 * TTL);
   assert.equal(c.timeline.holder().length, 1);
-  assert.ok(c.etcd.leader && c.etcd.leader.node !== "n1");
+  assert.ok(c.etcd.leader && c.etcd.leader.node !== "n1", 'c.etcd.leader && c.etcd.leader.node !== "n1"');
   assert.ok(
     c.timeline.events.filter((e) => e.held && e.node !== "n1").every((e) => e.t > died + TTL + MARGIN),
     "after every promise ran out",

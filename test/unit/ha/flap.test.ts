@@ -13,7 +13,7 @@ test("flap: health-driven handovers within the window are counted, cluster-wide 
   const events = [handover(0), handover(100), ev("switchover", 150, "planned"), ev("handover", 160, "n1 released the role (switchover)"), ev("failover", 170), handover(200)];
   const v = flapView(events, T0 + 300_000, settings);
   assert.equal(v.moves, 3, "switchovers, failovers and other releases do not count");
-  assert.ok(isDamped(v));
+  assert.ok(isDamped(v), "isDamped(v)");
   assert.equal(flapView(events, T0 + 700_000 + 1, settings).moves, 1, "older than the window: aged out");
 });
 
@@ -22,17 +22,17 @@ test("flap: a flap_damped event holds until a flap_clear, whatever the window", 
   const later = flapView(events, T0 + 3_600_000, settings);
   assert.equal(later.moves, 0);
   assert.deepEqual(later.damped, { at: at(30), reason: "3 moves" });
-  assert.ok(isDamped(later));
+  assert.ok(isDamped(later), "isDamped(later)");
   const cleared = flapView([...events, ev("flap_clear", 40)], T0 + 60_000, settings);
   assert.equal(cleared.damped, null);
   assert.equal(cleared.moves, 0, "moves before the clear are not counted again");
-  assert.ok(!isDamped(cleared));
+  assert.ok(!isDamped(cleared), "!isDamped(cleared)");
   assert.equal(flapView([...events, ev("flap_clear", 40), handover(50)], T0 + 60_000, settings).moves, 1);
 });
 
 test("flap: max_moves 0 turns damping off", () => {
   const v = flapView([handover(0), handover(1), handover(2), ev("flap_damped", 3)], T0 + 10_000, { maxMoves: 0, windowMs: 600_000 });
-  assert.ok(!isDamped(v));
+  assert.ok(!isDamped(v), "!isDamped(v)");
 });
 
 test("POST /flap/clear: authenticated, writes flap_clear to history, says whether damping was in force", async () => {

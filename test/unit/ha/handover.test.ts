@@ -67,13 +67,13 @@ test("switchover: one transaction hands the key over, the target promotes withou
     "every member key states the lease it hangs on",
   );
   c.etcd.calls.length = 0;
-  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })), 'await c.etcd.requestSwitchover(request(c, { to: "n3" }))');
   await c.clock.advance(50);
   const now = c.etcd.leader!;
   assert.equal(now.node, "n3");
   assert.ok(now.term > old.term, `a new term (${now.term} after ${old.term})`);
   assert.equal(now.lease, c.etcd.members.get("n3")!.lease, "on the target's own lease");
-  assert.ok(c.etcd.calls.includes("handOver"));
+  assert.ok(c.etcd.calls.includes("handOver"), 'c.etcd.calls.includes("handOver")');
   assert.ok(!c.etcd.calls.includes("campaign") && !c.etcd.calls.includes("release"), c.etcd.calls.join(","));
   assert.equal(c.etcd.released?.term, old.term);
   assert.equal(c.timeline.maxHolders, 1);
@@ -97,11 +97,11 @@ test("switchover beside an older agent (no lease in its member key): released, t
   const lease = await c.etcd.grantLease(60_000);
   await c.etcd.putMember(member("n9", { priority: 1 }), lease.id);
   c.etcd.calls.length = 0;
-  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })));
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })), 'await c.etcd.requestSwitchover(request(c, { to: "n2" }))');
   await c.clock.advance(50);
   assert.equal(c.etcd.leader?.node, "n2");
   assert.ok(c.etcd.calls.includes("release") && c.etcd.calls.includes("campaign"), c.etcd.calls.join(","));
-  assert.ok(!c.etcd.calls.includes("handOver"));
+  assert.ok(!c.etcd.calls.includes("handOver"), '!c.etcd.calls.includes("handOver")');
   assert.equal(c.timeline.maxHolders, 1);
 });
 
@@ -118,7 +118,7 @@ test("a handover the txn refuses (the target's lease went) falls back to the rel
     await c.etcd.revokeLease(to.lease);
     return original(term, to, record, revision);
   };
-  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })), 'await c.etcd.requestSwitchover(request(c, { to: "n3" }))');
   await c.clock.advance(50);
   assert.ok(c.etcd.calls.includes("handOver") && c.etcd.calls.includes("release"), c.etcd.calls.join(","));
   assert.equal(c.etcd.released?.term, old.term, "the old primary let go");
@@ -146,14 +146,14 @@ test("a handover txn that errors (no answer) falls back to the release; the targ
     throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: "handover txn: no answer" });
   };
   c.etcd.calls.length = 0;
-  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })));
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })), 'await c.etcd.requestSwitchover(request(c, { to: "n2" }))');
   await c.clock.advance(50);
   assert.deepEqual(
     c.etcd.calls.filter((k) => k === "handOver" || k === "release" || k === "campaign"),
     ["handOver", "release", "campaign"],
   );
   assert.equal(c.etcd.leader?.node, "n2");
-  assert.ok(c.etcd.leader!.term > old.term);
+  assert.ok(c.etcd.leader!.term > old.term, "c.etcd.leader!.term > old.term");
   assert.equal(c.timeline.maxHolders, 1);
 });
 
@@ -204,7 +204,7 @@ test("switchover to a target that turned not ready after its member key was read
     readiness.n3 = "readiness check failed";
     return original(term, to, record, revision);
   };
-  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })), 'await c.etcd.requestSwitchover(request(c, { to: "n3" }))');
   await c.clock.advance(50);
   assert.ok(
     c.etcd.historyEvents.some((e) => e.kind === "veto" && e.to === "n3" && /not ready to serve/.test(e.reason)),
@@ -237,7 +237,7 @@ test("the old primary cannot remove the VIP: the record says so, the target runs
       throw new Error("US_E_VIP_REMOVE: cannot remove 198.18.0.100/24: RTNETLINK answers: Operation not permitted");
     };
     if (!handed) c.etcd.handOver = async () => null; // the txn refused: the plain release
-    assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })));
+    assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })), 'await c.etcd.requestSwitchover(request(c, { to: "n2" }))');
     await c.clock.advance(100);
     assert.match(c.etcd.released?.vipNotFree ?? "", /^still on the old primary after it stepped down/, `handed: ${handed}`);
     assert.deepEqual(c.nodes[1]!.vip.skipped, [false], "the target ran the duplicate-address check");
@@ -254,7 +254,7 @@ test("a target restarted after the key was handed to its old lease takes it thro
   ]);
   const n3 = c.nodes[2]!;
   n3.life.crash(); // its lease and member key live on until the TTL: the primary still hands to it
-  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })), 'await c.etcd.requestSwitchover(request(c, { to: "n3" }))');
   await c.clock.advance(50);
   assert.equal(c.etcd.leader?.node, "n3");
   const handedTerm = c.etcd.leader!.term;
@@ -323,7 +323,7 @@ test("a clear that fails records nothing; the next cycle clears and records the 
     if (failures-- > 0) throw new UnderstudyError("US_E_ETCD_UNREACHABLE", { endpoints: "fake", cause: "blip" });
     return clear(term);
   };
-  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })));
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })), 'await c.etcd.requestSwitchover(request(c, { to: "n2" }))');
   await c.clock.advance(50 + SWITCHOVER_SETTLE_MS);
   assert.equal(c.etcd.historyEvents.filter((e) => e.kind === "switchover").length, 0, "not recorded while the request stays");
   assert.notEqual(c.etcd.switchover, null);

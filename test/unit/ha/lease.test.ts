@@ -56,7 +56,7 @@ test("a lease that etcd reports gone fires the deadline callback at once", async
   s.etcd.leases.delete(g.id);
   await s.clock.advance(600);
   assert.equal(s.deadlines.length, 1);
-  assert.ok(s.deadlines[0]!.at < g.deadlineMs);
+  assert.ok(s.deadlines[0]!.at < g.deadlineMs, "s.deadlines[0]!.at < g.deadlineMs");
 });
 
 test("revoke gives the lease back and stops renewing", async () => {

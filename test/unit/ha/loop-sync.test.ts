@@ -92,7 +92,7 @@ test("sync gate: a stale standby with the higher priority waits; the in-sync one
   await c.clock.advance(3000);
   assert.equal(c.etcd.leader?.node, "n3", "n3 holds generation 5: it wins although n2 has the higher priority");
   assert.match(c.nodes[1]!.loop.status().decision, /following n3/);
-  assert.ok(!c.etcd.historyEvents.some((e) => e.kind === "stale_promotion"));
+  assert.ok(!c.etcd.historyEvents.some((e) => e.kind === "stale_promotion"), '!c.etcd.historyEvents.some((e) => e.kind === "stale_promotion")');
 });
 
 test("sync gate: alone and within maximum_lag_on_failover, a stale standby takes over and records a stale promotion", async () => {
@@ -111,7 +111,7 @@ test("sync gate: alone and within maximum_lag_on_failover, a stale standby takes
   assert.ok(stale, JSON.stringify(c.etcd.historyEvents));
   assert.equal(stale.to, "n2");
   assert.match(stale.reason, /sync generation 4 while n1 had published 5/);
-  assert.ok((stale.durations?.lag_ms ?? 0) >= 1500);
+  assert.ok((stale.durations?.lag_ms ?? 0) >= 1500, "(stale.durations?.lag_ms ?? 0) >= 1500");
   assert.ok(c.nodes[1]!.events.includes("stale_promotion"), "the metric's event fired");
 });
 
@@ -174,7 +174,7 @@ test("a stale take-over whose won campaign is promoted on a later cycle (its rep
   assert.equal(stale.term, term);
   assert.match(stale.reason, /sync generation 4 while n1 had published 5/);
   assert.ok(c.nodes[1]!.events.includes("stale_promotion"), "the metric's event fired");
-  assert.ok(term > term1);
+  assert.ok(term > term1, "term > term1");
   const takeover = c.etcd.historyEvents.find((e) => e.kind === "handover" && e.term === term);
   assert.ok(takeover, `the take-over from n1 (it released the role on stop) is in history: ${JSON.stringify(c.etcd.historyEvents.map((e) => e.kind))}`);
   assert.equal(takeover.from, "n1");

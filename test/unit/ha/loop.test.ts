@@ -116,7 +116,10 @@ test("graceful stop of the primary revokes the lease: the standby takes over wit
   const added = c.timeline.events.find((e) => e.node === "n2" && e.held)!;
   assert.ok(added.t - t0 <= 50, `took over after ${added.t - t0}ms`);
   assert.deepEqual(c.nodes[1]!.vip.skipped, [true], "n1 released the VIP: n2 skipped the duplicate check");
-  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && e.to === "n2"));
+  assert.ok(
+    c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && e.to === "n2"),
+    'c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && e.to === "n2")',
+  );
   assert.equal(c.timeline.maxHolders, 1);
 });
 
@@ -148,7 +151,7 @@ test("an agent restarted while its lease lives adopts it: no failover", async ()
   assert.equal(c.etcd.leader?.node, "n1");
   assert.equal(c.etcd.leader?.term, term, "same term: no new election");
   assert.equal(again.status().acting, "primary");
-  assert.ok(!c.timeline.events.some((e) => e.node === "n2" && e.held));
+  assert.ok(!c.timeline.events.some((e) => e.node === "n2" && e.held), '!c.timeline.events.some((e) => e.node === "n2" && e.held)');
 });
 
 test("paused cluster: no campaign when the primary goes away", async () => {
@@ -276,7 +279,7 @@ test("switchover to a named standby: the old primary releases, the target takes 
   for (const n of c.nodes) await n.loop.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
-  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })));
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })), 'await c.etcd.requestSwitchover(request(c, { to: "n3" }))');
   await c.clock.advance(50);
   assert.equal(c.etcd.leader?.node, "n3", "n3 (lowest priority, but named) took over");
   assert.deepEqual(c.timeline.holder(), ["n3"]);
@@ -366,8 +369,14 @@ test("failback policy auto: the preferred node gets the role back once healthy f
   await c.clock.advance(4000);
   assert.equal(c.etcd.leader?.node, "n1", "failed back");
   await c.clock.advance(SWITCHOVER_SETTLE_MS); // recorded once the daemon has had its first connections
-  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "failback" && e.to === "n1" && e.from === "n2"));
-  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "failover" && e.to === "n2" && e.from === "n1"));
+  assert.ok(
+    c.etcd.historyEvents.some((e) => e.kind === "failback" && e.to === "n1" && e.from === "n2"),
+    'c.etcd.historyEvents.some((e) => e.kind === "failback" && e.to === "n1" && e.from === "n2")',
+  );
+  assert.ok(
+    c.etcd.historyEvents.some((e) => e.kind === "failover" && e.to === "n2" && e.from === "n1"),
+    'c.etcd.historyEvents.some((e) => e.kind === "failover" && e.to === "n2" && e.from === "n1")',
+  );
   assert.equal(c.timeline.maxHolders, 1);
 });
 
@@ -602,7 +611,10 @@ test("VIP not addable here (arping missing): the primary hands over after vip.ho
   assert.deepEqual(c.nodes[1]!.vip.skipped, [false], "n2 ran its duplicate check: the release said the address was not known free");
   assert.equal(c.nodes[1]!.vip.held, true);
   assert.equal(c.timeline.maxHolders, 1);
-  assert.ok(c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && /primary without the floating IP/.test(e.reason)));
+  assert.ok(
+    c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && /primary without the floating IP/.test(e.reason)),
+    'c.etcd.historyEvents.some((e) => e.kind === "handover" && e.from === "n1" && /primary without the...',
+  );
 });
 
 test("the promotion gates are asked in the cycle that won the election: hook, then watchdog, then the daemon, with no etcd read in between", async () => {
@@ -642,7 +654,7 @@ test("the promotion gates are asked in the cycle that won the election: hook, th
   await clock.advance(500);
   assert.equal(loop.status().acting, "primary");
   const campaignAt = etcd.calls.indexOf("campaign");
-  assert.ok(campaignAt >= 0);
+  assert.ok(campaignAt >= 0, "campaignAt >= 0");
   const snapshotsBefore = etcd.calls.slice(0, campaignAt).filter((c) => c === "snapshot").length;
   assert.deepEqual(order.slice(0, 4), [`pre_promote (etcd calls so far: ${snapshotsBefore} snapshots)`, "armWatchdog", "arm", `daemon start (etcd calls so far: ${snapshotsBefore} snapshots)`]);
   assert.equal(etcd.released, null);

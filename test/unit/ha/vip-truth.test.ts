@@ -56,12 +56,21 @@ test("primary without its VIP because a tool is missing; a standby holding it", 
 
 test("member records: the new fields are optional (old records stay valid) and checked", () => {
   const old = member("n1");
-  assert.ok("ok" in decodeMemberChecked(JSON.stringify(old)));
-  assert.ok("ok" in decodeMemberChecked(JSON.stringify({ ...old, vipMissingSince: "2026-12-04T17:00:01.000Z", vipHolder: "02:75:07:00:00:13", vipProblem: "x" })));
-  assert.ok("problem" in decodeMemberChecked(JSON.stringify({ ...old, vipHolder: "not a mac; rm -rf /" })));
+  assert.ok("ok" in decodeMemberChecked(JSON.stringify(old)), '"ok" in decodeMemberChecked(JSON.stringify(old))');
+  assert.ok(
+    "ok" in decodeMemberChecked(JSON.stringify({ ...old, vipMissingSince: "2026-12-04T17:00:01.000Z", vipHolder: "02:75:07:00:00:13", vipProblem: "x" })),
+    '"ok" in decodeMemberChecked(JSON.stringify({ ...old, vipMissingSince: "2026-12-04T17:00:01.000Z",...',
+  );
+  assert.ok(
+    "problem" in decodeMemberChecked(JSON.stringify({ ...old, vipHolder: "not a mac; rm -rf /" })),
+    '"problem" in decodeMemberChecked(JSON.stringify({ ...old, vipHolder: "not a mac; rm -rf /" }))',
+  );
   const release = { node: "n1", term: 7, at: "2026-12-04T17:00:01.000Z", why: "handover" };
-  assert.ok("ok" in decodeReleasedChecked(JSON.stringify(release)));
-  assert.ok("ok" in decodeReleasedChecked(JSON.stringify({ ...release, reason: "handing over: ...", vipNotFree: "held by 02:75:07:00:00:13" })));
+  assert.ok("ok" in decodeReleasedChecked(JSON.stringify(release)), '"ok" in decodeReleasedChecked(JSON.stringify(release))');
+  assert.ok(
+    "ok" in decodeReleasedChecked(JSON.stringify({ ...release, reason: "handing over: ...", vipNotFree: "held by 02:75:07:00:00:13" })),
+    '"ok" in decodeReleasedChecked(JSON.stringify({ ...release, reason: "handing over: ...", vipNotFre...',
+  );
 });
 
 test("vipNotFree: the successor skips its duplicate check only when the releaser held the address", () => {

@@ -26,7 +26,7 @@ function refused(hooks: unknown): UnderstudyError {
   try {
     parse(hooks);
   } catch (e) {
-    assert.ok(e instanceof UnderstudyError);
+    assert.ok(e instanceof UnderstudyError, "e instanceof UnderstudyError");
     return e;
   }
   assert.fail(`expected ${JSON.stringify(hooks)} to be refused`);
@@ -113,7 +113,7 @@ test("createHooks builds the configured commands and the webhook, which hears of
   d.runner.expect(["/opt/check"], { code: 1 });
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`;
   const bundle = createHooks(parse({ pre_promote: ["/opt/check"], timeout: "1s", webhook: { url } }), d);
-  assert.ok(bundle.webhook instanceof Webhook);
+  assert.ok(bundle.webhook instanceof Webhook, "bundle.webhook instanceof Webhook");
   assert.equal(bundle.hooks.configured("pre_promote"), true);
   assert.equal(bundle.hooks.configured("post_promote"), false);
   const o = await bundle.hooks.run("pre_promote", { role: "primary", previousRole: "standby", term: 4, node: "n1", cluster: "sftp-prod", reason: "election" });

@@ -152,7 +152,7 @@ test("a runner that never returns is given up on after the timeout plus a grace,
   assert.equal(box.outcome, undefined, "still waiting within timeout + grace");
   await clock.advance(1);
   const outcome = box.outcome as HookOutcome | undefined;
-  assert.ok(outcome);
+  assert.ok(outcome, "outcome");
   assert.equal(outcome.ok, false);
   assert.equal(outcome.timedOut, true);
   assert.equal(outcome.ms, 3000);
@@ -174,7 +174,7 @@ test("ms is measured on the injected clock, and stderrTail keeps the last 500 ch
   const o = await pending;
   assert.equal(o.ms, 1234);
   assert.equal(o.stderrTail.length, 500);
-  assert.ok(o.stderrTail.endsWith("z".repeat(400)));
+  assert.ok(o.stderrTail.endsWith("z".repeat(400)), 'o.stderrTail.endsWith("z".repeat(400))');
 });
 
 test("fire() queues hooks and runs them one at a time, in order; close() waits for them", async () => {
@@ -257,5 +257,8 @@ test("fired hooks never overlap; close() gives up after one timeout plus the gra
   assert.equal(most, 1);
   await clock.advance(1);
   assert.equal(closed, true, "close() is bounded by timeout + 1s grace");
-  assert.ok(logs.entries().some((e) => e.msg === "hooks still running at shutdown; not waiting for them"));
+  assert.ok(
+    logs.entries().some((e) => e.msg === "hooks still running at shutdown; not waiting for them"),
+    'logs.entries().some((e) => e.msg === "hooks still running at shutdown; not waiting for them")',
+  );
 });

@@ -200,7 +200,10 @@ test("close() waits for the delivery in progress", async (t) => {
   assert.equal(closed, false);
   release();
   await closing;
-  assert.ok(logs.entries().some((e) => e.msg === "webhook event delivered"));
+  assert.ok(
+    logs.entries().some((e) => e.msg === "webhook event delivered"),
+    'logs.entries().some((e) => e.msg === "webhook event delivered")',
+  );
   hook.notify({ type: "after-close" }); // ignored, never thrown
   assert.equal(hook.pending(), 0);
 });
@@ -217,7 +220,10 @@ test("close() gives up after its bound (on the Clock) on a receiver that never a
   assert.equal(closed, false);
   await clock.advance(1);
   await until(() => closed, "close()");
-  assert.ok(logs.entries().some((e) => e.msg === "webhook: shutting down with events undelivered" && e.undelivered === 2));
+  assert.ok(
+    logs.entries().some((e) => e.msg === "webhook: shutting down with events undelivered" && e.undelivered === 2),
+    'logs.entries().some((e) => e.msg === "webhook: shutting down with events undelivered" && e.undeli...',
+  );
 });
 
 test("notify() never throws, even for an event JSON cannot encode", async (t) => {
@@ -227,7 +233,10 @@ test("notify() never throws, even for an event JSON cannot encode", async (t) =>
   hook.notify({ type: "fine" });
   await until(() => srv.got.length === 1, "the next event");
   assert.equal(srv.got[0]!.body.type, "fine");
-  assert.ok(logs.entries().some((e) => e.msg === "webhook event cannot be encoded as JSON; dropped"));
+  assert.ok(
+    logs.entries().some((e) => e.msg === "webhook event cannot be encoded as JSON; dropped"),
+    'logs.entries().some((e) => e.msg === "webhook event cannot be encoded as JSON; dropped")',
+  );
   await hook.close();
 });
 

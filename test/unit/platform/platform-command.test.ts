@@ -60,7 +60,7 @@ test("a timeout kills the whole process group: a grandchild holding the pipes ca
     const took = performance.now() - t0;
     assert.ok(took < 10_000, `settled after ${Math.round(took)} ms, not after the grandchild's 30 s`);
     const pid = Number(readFileSync(pidFile, "utf8").trim());
-    assert.ok(pid > 1);
+    assert.ok(pid > 1, "pid > 1");
     for (let i = 0; i < 100 && !gone(pid); i++) await new Promise((r) => setTimeout(r, 20));
     assert.ok(gone(pid), `grandchild ${pid} was killed with the group`);
   } finally {

@@ -20,14 +20,17 @@ describe("disk probe", () => {
     assert.match(r.detail, /^\d+(\.\d)? (B|KiB|MiB|GiB|TiB|PiB) free of \d+(\.\d)? (B|KiB|MiB|GiB|TiB|PiB)$/);
     const s = statfsSync(tmpdir());
     assert.equal(r.data?.totalBytes, s.blocks * s.bsize);
-    assert.ok(r.data?.freeBytes !== undefined && r.data.freeBytes > 0 && r.data.freeBytes <= r.data.totalBytes!);
+    assert.ok(
+      r.data?.freeBytes !== undefined && r.data.freeBytes > 0 && r.data.freeBytes <= r.data.totalBytes!,
+      "r.data?.freeBytes !== undefined && r.data.freeBytes > 0 && r.data.freeBytes <= r.data.totalBytes!",
+    );
   });
 
   it("is down when less than min_free is free, naming the minimum, and still reports the space", async () => {
     const r = await check(disk(tmpdir(), 1024 ** 5 * 1000));
     assert.equal(r.ok, false);
     assert.match(r.detail, / free of .*, below min_free 1000 PiB$/);
-    assert.ok(r.data?.freeBytes !== undefined);
+    assert.ok(r.data?.freeBytes !== undefined, "r.data?.freeBytes !== undefined");
   });
 
   it("is down on a path that does not exist; aborts at once", async () => {

@@ -50,12 +50,12 @@ describe("probe data in states and metrics", () => {
     states = [states[2]!];
     const later = await metrics.registry.metrics();
     assert.ok(!later.includes('cert="127.0.0.1:21"'), "labels of probes gone from the states go from the gauges");
-    assert.ok(later.includes('understudy_disk_free_bytes{probe="data",cluster="c",node="n1"} 1024'));
+    assert.ok(later.includes('understudy_disk_free_bytes{probe="data",cluster="c",node="n1"} 1024'), 'later.includes(\'understudy_disk_free_bytes{probe="data",cluster="c",node="n1"} 1024\')');
   });
 
   it("AgentMetrics without probe states has no data gauges (the old two-argument form)", async () => {
     const text = await new AgentMetrics(() => view, { cluster: "c", node: "n1" }).registry.metrics();
-    assert.ok(!text.includes("understudy_disk_free_bytes"));
+    assert.ok(!text.includes("understudy_disk_free_bytes"), '!text.includes("understudy_disk_free_bytes")');
   });
 
   it("ProbeHealth keeps the data of the latest result that had any", async () => {

@@ -151,7 +151,7 @@ describe("sftp probe against an ssh2 server on 127.0.0.1", () => {
     const before = good.logins();
     const r = await check(probe(good.port));
     assert.deepEqual([r.ok, r.detail], [true, "sftp login ok, realpath /home/probe"]);
-    assert.ok(r.latencyMs >= 0 && r.latencyMs < TIMEOUT);
+    assert.ok(r.latencyMs >= 0 && r.latencyMs < TIMEOUT, "r.latencyMs >= 0 && r.latencyMs < TIMEOUT");
     assert.equal(good.logins(), before + 1);
     await waitFor(() => good.open() === 0, "the probe closed its SSH connection");
   });
@@ -224,7 +224,7 @@ describe("sftp probe against an ssh2 server on 127.0.0.1", () => {
         (e: unknown) => {
           assert.ok(isUnderstudyError(e, "US_E_PROBE_FILE"), String(e));
           assert.match(e.message, message);
-          assert.ok(!e.message.includes("OPENSSH PRIVATE KEY"));
+          assert.ok(!e.message.includes("OPENSSH PRIVATE KEY"), '!e.message.includes("OPENSSH PRIVATE KEY")');
           return true;
         },
       );

@@ -82,7 +82,7 @@ describe("probes against real sockets on 127.0.0.1", () => {
   it("ssh: up on an SSH-2.0 banner, which becomes the detail", async () => {
     const r = await check(probe("ssh", ssh));
     assert.deepEqual([r.ok, r.detail], [true, "SSH-2.0-OpenSSH_9.2p1 Debian-2"]);
-    assert.ok(r.latencyMs >= 0 && r.latencyMs < TIMEOUT);
+    assert.ok(r.latencyMs >= 0 && r.latencyMs < TIMEOUT, "r.latencyMs >= 0 && r.latencyMs < TIMEOUT");
   });
 
   it("ssh: down on an SSH-1 banner, a closed port, and silence", async () => {

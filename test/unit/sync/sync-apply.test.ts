@@ -65,7 +65,7 @@ describe("applyStaged", () => {
     };
     await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected, beforeApply });
     assert.equal(seen.length, 3, "a second round saw late.conf, a third found nothing more");
-    assert.ok(seen[1]!.includes("late.conf"));
+    assert.ok(seen[1]!.includes("late.conf"), 'seen[1]!.includes("late.conf")');
     assert.equal(await readFile(`${kept}-late.conf`, "utf8"), "written during the rescue", "the late edit was rescued, not deleted");
     assert.equal((await buildManifest(s.root)).digest, expected.digest);
   });
@@ -104,7 +104,7 @@ describe("applyStaged", () => {
     await writeFile(path.join(s.stage, "hooks/post.sh"), "tampered"); // a torn or racing pull
     const before = await snapshot(s.root.path);
     await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected }), (e) => {
-      assert.ok(isUnderstudyError(e, "US_E_SYNC_DIGEST_MISMATCH"));
+      assert.ok(isUnderstudyError(e, "US_E_SYNC_DIGEST_MISMATCH"), 'isUnderstudyError(e, "US_E_SYNC_DIGEST_MISMATCH")');
       assert.equal(e.details.expected, expected.digest);
       assert.equal(e.details.path, "hooks/post.sh");
       assert.equal(e.transient, true);
@@ -176,7 +176,7 @@ describe("applyStaged", () => {
     assert.equal(await readlink(path.join(s.root.path, "cur")), "b");
     assert.equal(await readlink(path.join(s.root.path, "was-file")), "a");
     assert.equal(await readFile(path.join(s.root.path, "was-dir"), "utf8"), "now a file");
-    assert.ok((await lstat(path.join(s.root.path, "was-link"))).isDirectory());
+    assert.ok((await lstat(path.join(s.root.path, "was-link"))).isDirectory(), '(await lstat(path.join(s.root.path, "was-link"))).isDirectory()');
     assert.equal((await buildManifest(s.root)).digest, expected.digest);
   });
 
@@ -211,7 +211,7 @@ describe("applyStaged", () => {
       },
     };
     await assert.rejects(applyStaged({ fs: NODE_DURABLE_FS, root: s.root, stagedDir: s.stage, expected, validate: ["check"], runner: racing }), (e) => {
-      assert.ok(isUnderstudyError(e, "US_E_SYNC_APPLY_FAILED"));
+      assert.ok(isUnderstudyError(e, "US_E_SYNC_APPLY_FAILED"), 'isUnderstudyError(e, "US_E_SYNC_APPLY_FAILED")');
       assert.deepEqual([e.details.path, e.details.applied_count, e.details.applied], ["z.conf", 0, ""]);
       assert.match(e.message, /ENOENT/);
       return true;
@@ -328,7 +328,7 @@ describe("applyStaged", () => {
     await applyStaged({ fs: NODE_DURABLE_FS, runner: new SpawnCommandRunner(), root: s.root, stagedDir: s.stage, expected });
     assert.equal(await readFile(path.join(s.root.path, "new/a"), "utf8"), "a");
     await assert.rejects(lstat(path.join(s.root.path, "new/pipe")), /ENOENT/);
-    assert.ok((await lstat(path.join(s.stage, "new/pipe"))).isFIFO());
+    assert.ok((await lstat(path.join(s.stage, "new/pipe"))).isFIFO(), '(await lstat(path.join(s.stage, "new/pipe"))).isFIFO()');
   });
 
   it("nested directories going live whole get the forced owner, their modes (setgid too) kept", async () => {

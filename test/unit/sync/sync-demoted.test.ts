@@ -65,7 +65,10 @@ test("close() waits 10 s for a pass that does not end, then leaves it with a war
   assert.equal(closed, false, "still waiting for the pass");
   for (let i = 0; i < 30 && !closed; i++) await h.clock.advance(100);
   await closing;
-  assert.ok(lines.some((l) => l.level === 40 && /^sync: the running pass did not end within 10 s of the stop; left as it is \(step: pulling generation 1/.test(l.msg)));
+  assert.ok(
+    lines.some((l) => l.level === 40 && /^sync: the running pass did not end within 10 s of the stop; left as it is \(step: pulling generation 1/.test(l.msg)),
+    "lines.some((l) => l.level === 40 && /^sync: the running pass did not end within 10 s of the stop;...",
+  );
   assert.equal(h.puller.closed, 1, "the rest of close() ran");
 });
 
@@ -91,11 +94,14 @@ test("close() waits past 10 s for an apply between its first live change and its
   for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
   await h.clock.advance(60_000);
   assert.equal(closed, false, "the apply is waited for");
-  assert.ok(lines.some((l) => l.level === 40 && l.msg.startsWith("sync: waiting for the apply in progress before stopping")));
+  assert.ok(
+    lines.some((l) => l.level === 40 && l.msg.startsWith("sync: waiting for the apply in progress before stopping")),
+    'lines.some((l) => l.level === 40 && l.msg.startsWith("sync: waiting for the apply in progress bef...',
+  );
   release();
   await closing;
   assert.equal((await h.store.loadHeld()).roots.ssh, (await recordFor(h)).roots.ssh, "the applied root's state was saved");
-  assert.ok(!lines.some((l) => l.msg.startsWith("sync: the running pass did not end")));
+  assert.ok(!lines.some((l) => l.msg.startsWith("sync: the running pass did not end")), '!lines.some((l) => l.msg.startsWith("sync: the running pass did not end"))');
 });
 
 /** A started standby node (n2) whose log lines land in `lines`, with `tree` as the primary's ssh root. */

@@ -207,7 +207,7 @@ describe("SyncEngine: standby side", () => {
         [e.pullMs, e.checkMs, e.applyMs].every((ms) => Number.isFinite(ms) && ms >= 0),
         "each step timed",
       );
-    assert.ok(h.counter.progress > 0);
+    assert.ok(h.counter.progress > 0, "h.counter.progress > 0");
     assert.deepEqual(await h.store.loadHeld(), { generation: 1, roots: rec.roots });
     assert.equal((await h.store.loadKnown("ssh"))?.digest, rec.roots.ssh);
     assert.equal(h.engine.manifest("ssh")?.digest, rec.roots.ssh);
@@ -443,7 +443,10 @@ describe("SyncEngine: standby side", () => {
     assert.equal(s.generation, 3);
     assert.equal(s.inSync, true);
     assert.equal(s.failures, 0, "the sync itself succeeded");
-    assert.ok(h.of("failed").some((e) => e.code === "US_E_SYNC_POST_SYNC_FAILED"));
+    assert.ok(
+      h.of("failed").some((e) => e.code === "US_E_SYNC_POST_SYNC_FAILED"),
+      'h.of("failed").some((e) => e.code === "US_E_SYNC_POST_SYNC_FAILED")',
+    );
     assert.equal(await readFile(path.join(h.live("ssh"), "sshd_config"), "utf8"), "Port 2022\n", "the new files stay live");
   });
 

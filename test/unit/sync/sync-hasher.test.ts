@@ -47,7 +47,7 @@ test("HashWorker.hashMany: one outcome per file in order, a failure that file's 
     assert.deepEqual(out[4], out[0]);
     assert.ok(out[1] instanceof Error && (out[1] as { code?: string }).code === "ENOENT", "a vanished file: ENOENT, for the walk to skip");
     assert.ok(out[2] instanceof Error && /ELOOP|symbolic link/i.test(out[2].message), "O_NOFOLLOW in a batch too");
-    assert.ok(isTooLarge(out[3]) && out[3].tooLarge === 4096);
+    assert.ok(isTooLarge(out[3]) && out[3].tooLarge === 4096, "isTooLarge(out[3]) && out[3].tooLarge === 4096");
     const sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
     assert.deepEqual(hashResultOf({ size: 5, sha256: sha }), { size: 5, sha256: sha });
     for (const bad of [null, 7, {}, { size: "5", sha256: sha }, { size: 5, sha256: "XYZ" }, { size: 5 }]) {
@@ -96,7 +96,7 @@ test("buildManifest with a batch hasher: the in-thread manifest at every width, 
     const at = (name: string, r: FileHashResult) => (abs: string) => (abs === path.join(dir, name) ? r : undefined);
     const gone = await buildManifest(root, dir, undefined, failing(at("d1/e/f3", Object.assign(new Error("gone"), { code: "ENOENT" }))));
     assert.equal(gone.entries.length, want.entries.length - 1, "a file deleted during the walk is not in the tree");
-    assert.ok(!gone.entries.some((e) => e.path === "d1/e/f3"));
+    assert.ok(!gone.entries.some((e) => e.path === "d1/e/f3"), '!gone.entries.some((e) => e.path === "d1/e/f3")');
     await assert.rejects(buildManifest(root, dir, undefined, failing(at("d2/f6", Object.assign(new Error("too large"), { tooLarge: 5000 })))), (e: unknown) => {
       return isUnderstudyError(e, "US_E_SYNC_FILE_TOO_LARGE") && e.details.path === "d2/f6" && e.details.size === 5000;
     });

@@ -46,7 +46,7 @@ describe("buildManifest", () => {
     assert.equal(key.size, 5);
     assert.equal(key.sha256, SHA_HELLO);
     assert.equal(key.uid, process.getuid!());
-    assert.ok(Number.isInteger(key.mtimeMs));
+    assert.ok(Number.isInteger(key.mtimeMs), "Number.isInteger(key.mtimeMs)");
     assert.equal(key.target, undefined);
     assert.equal(by.get("hooks/post.sh")!.mode, 0o4755, "setuid bit kept");
     assert.deepEqual({ type: by.get("hooks")!.type, mode: by.get("hooks")!.mode, size: by.get("hooks")!.size }, { type: "dir", mode: 0o750, size: 0 });

@@ -50,7 +50,7 @@ describe("rescueDivergent", () => {
     await chmod(path.join(s.root.path, "d"), 0o700); // a directory's own change: nothing to move
 
     const r = await rescueDivergent({ fs: NODE_DURABLE_FS, ...s, lastKnown });
-    assert.ok(r);
+    assert.ok(r, "r");
     assert.equal(r.dir, path.join(s.rescueBase, STAMP, "ssh"));
     assert.deepEqual(r.files, ["d/new.conf", "link", "ssh_host_key"]);
     assert.deepEqual(r.removedSinceKnown, ["gone"]);

@@ -149,7 +149,7 @@ describe("standby: roots are independent", () => {
     assert.equal(s.generation, 0, "not in sync until every root is");
     assert.equal(s.inSync, false);
     assert.equal(h.engine.generation(), 0, "the member key's generation: still behind for the promotion gate");
-    assert.ok(h.engine.behindSince() !== null);
+    assert.ok(h.engine.behindSince() !== null, "h.engine.behindSince() !== null");
     assert.equal(s.lastError?.code, "US_E_SYNC_VALIDATOR_FAILED");
     const byName = Object.fromEntries(s.roots.map((r) => [r.name, r]));
     assert.equal(byName.conf!.inSync, false);
@@ -157,7 +157,7 @@ describe("standby: roots are independent", () => {
     assert.equal(byName.conf!.lastError?.code, "US_E_SYNC_VALIDATOR_FAILED");
     assert.equal(byName.users!.inSync, true);
     assert.equal(byName.users!.failures, 0);
-    assert.ok(byName.users!.lastSuccessAt);
+    assert.ok(byName.users!.lastSuccessAt, "byName.users!.lastSuccessAt");
     assert.deepEqual(h.engine.memberSummary().failedRoots, ["conf"]);
     assert.deepEqual((await h.store.loadHeld()).generation, 0);
 

@@ -76,7 +76,10 @@ test("argv: an IPv6 primary is bracketed for rsync", () => {
 test("argv: the -e string splits on spaces into exactly the ssh argv (no token holds whitespace)", () => {
   const argv = puller().puller.argv(REQ);
   const e = argv[argv.indexOf("-e") + 1]!;
-  assert.ok(e.split(" ").every((t) => t.length > 0 && !/["'\\\t]/.test(t)));
+  assert.ok(
+    e.split(" ").every((t) => t.length > 0 && !/["'\\\t]/.test(t)),
+    'e.split(" ").every((t) => t.length > 0 && !/["\'\\\\\\t]/.test(t))',
+  );
 });
 
 const UNSAFE: [string, Partial<RsyncPullerOptions>, string][] = [
@@ -154,7 +157,7 @@ for (const [name, result, want] of FAILURES) {
     const { puller: p, runner } = puller();
     runner.expect(PULL_ARGV, { code: result.code, signal: result.signal ?? null, stderr: result.stderr });
     await assert.rejects(p.pull(REQ), (e: unknown) => {
-      assert.ok(isUnderstudyError(e, "US_E_SYNC_PULL_FAILED"));
+      assert.ok(isUnderstudyError(e, "US_E_SYNC_PULL_FAILED"), 'isUnderstudyError(e, "US_E_SYNC_PULL_FAILED")');
       assert.equal(e.transient, true);
       assert.equal(e.details.code, want.code);
       assert.match(String(e.details.meaning), want.meaning);

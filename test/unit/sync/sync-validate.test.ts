@@ -32,7 +32,7 @@ describe("runValidator", () => {
     const stderr = ["line 1: Bad configuration option: Foo", "line 2: bad", "3", "4", "5", "6 not shown", ""].join("\n");
     const runner = new StrictCommandRunner().expect(["sshd", "-t"], { code: 255, stderr });
     await assert.rejects(runValidator(["sshd", "-t"], STAGED, runner, 1000), (e) => {
-      assert.ok(isUnderstudyError(e, "US_E_SYNC_VALIDATOR_FAILED"));
+      assert.ok(isUnderstudyError(e, "US_E_SYNC_VALIDATOR_FAILED"), 'isUnderstudyError(e, "US_E_SYNC_VALIDATOR_FAILED")');
       assert.equal(e.details.code, 255);
       assert.equal(e.details.staged, STAGED);
       assert.equal(e.details.stderr, "line 1: Bad configuration option: Foo | line 2: bad | 3 | 4 | 5");

@@ -156,7 +156,7 @@ test("source errors reach onError as US_E_SYNC_WATCH", async () => {
   const { source, errors } = await setup();
   source.sink!.error(Object.assign(new Error("ENOSPC: System limit for number of file watchers reached"), { code: "ENOSPC" }));
   assert.equal(errors.length, 1);
-  assert.ok(isUnderstudyError(errors[0], "US_E_SYNC_WATCH"));
+  assert.ok(isUnderstudyError(errors[0], "US_E_SYNC_WATCH"), 'isUnderstudyError(errors[0], "US_E_SYNC_WATCH")');
   assert.match((errors[0] as Error).message, /ENOSPC/);
 });
 

@@ -296,11 +296,11 @@ describe("createFloatingIp", () => {
     const runner = new StrictCommandRunner();
     const deps = { runner, clock: new FakeClock(), logger: silentLogger() };
     for (const ip of [createFloatingIp(undefined, deps), createFloatingIp(config({ backend: "none" }), deps)]) {
-      assert.ok(ip instanceof NoFloatingIp);
+      assert.ok(ip instanceof NoFloatingIp, "ip instanceof NoFloatingIp");
       await Promise.all([ip.add(), ip.announce(), ip.remove()]);
       assert.equal(await ip.isHeld(), false);
     }
-    assert.ok(createFloatingIp(config(), deps) instanceof IpFloatingIp);
+    assert.ok(createFloatingIp(config(), deps) instanceof IpFloatingIp, "createFloatingIp(config(), deps) instanceof IpFloatingIp");
     runner.done();
   });
 });
