@@ -1,13 +1,19 @@
 // At start, the leader key may name this node: a restart while its lease
 // lived (no failover: keep serving), or a planned move that handed the key to
 // that lease while the previous run was dying (never served: the promotion
-// gates apply, as to any handed key). Pure: the loop adopts the lease.
+// gates apply, as to any handed key, and an address left behind goes first).
+// Pure: the loop adopts the lease.
 import type { ClusterSnapshot } from "../coordinator/port.js";
 
 export interface StartAdoption {
   readonly lease: string;
   readonly term: number;
-  /** The previous run served this key: its member key, on that lease, says primary (an older agent's states no lease). */
+  /**
+   * false only for a key handed to me that my previous run never served: the handover txn wrote
+   * the key and the release record with one timestamp (acquiredAt = released.at), and my member
+   * key on that lease does not say primary. A key my own campaign won counts as served even when
+   * the member key had not caught up (a crash in the promoting cycle, a failed member put).
+   */
   readonly served: boolean;
 }
 
@@ -15,9 +21,10 @@ export interface StartAdoption {
 export function adoptionAtStart(snap: ClusterSnapshot, node: string): StartAdoption | null {
   const leader = snap.leader;
   if (!leader || leader.node !== node) return null;
+  const handed = snap.released !== null && snap.released.node !== node && snap.released.at === leader.acquiredAt;
   const mine = snap.members.find((m) => m.node === node);
-  const served = mine?.role === "primary" && (mine.lease === undefined || mine.lease === leader.lease);
-  return { lease: leader.lease, term: leader.term, served };
+  const servedHere = mine?.role === "primary" && (mine.lease === undefined || mine.lease === leader.lease);
+  return { lease: leader.lease, term: leader.term, served: !handed || servedHere };
 }
 
 /** The start-up log line. */

@@ -124,9 +124,9 @@ export class DecisionExecutor {
           at: new Date(clock.wallMs()).toISOString(),
           why: action.why,
           ...(last ? { reason: last.reason.slice(0, 2000) } : {}),
-          // Free only if it was ours (or nobody's) when decided and is gone from here now.
-          ...vipNotFree(this.loop.vipAtDecision()),
+          // Free only if it is gone from here now and was ours (or nobody's) when decided (a foreign MAC said last).
           ...vipLeftBehind(this.loop.vipNow()),
+          ...vipNotFree(this.loop.vipAtDecision()),
           ...(action.drain ? { drain: action.drain } : {}),
         };
         const to = action.handTo;
@@ -346,7 +346,9 @@ export class DecisionExecutor {
     const { config, coordinator, clock, fenceGuard } = this.deps;
     if (action.gate === "watchdog") fenceGuard?.disarm();
     const { term } = action;
-    await coordinator.release(term, { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" }).catch(() => false);
+    // Never served, but an address left by a previous run (or being removed) is not free.
+    const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" as const, ...vipLeftBehind(this.loop.vipNow()) };
+    await coordinator.release(term, record).catch(() => false);
     this.loop.chronicle.vetoed(term, action.problem);
     this.loop.trigger(action.gate === "pre_promote" ? "pre_promote veto" : action.gate);
   }

@@ -16,7 +16,7 @@ import type { VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
 import { MemberPublisher } from "./member.js";
 import { FlapWatch } from "./flap-watch.js";
-import { VipWitness, vipNotFree } from "./vip-truth.js";
+import { VipWitness, vipLeftBehind, vipNotFree } from "./vip-truth.js";
 import { memberBody, nodeView, type SelfParts } from "./self-report.js";
 import { DrainRun } from "./drain-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
@@ -179,19 +179,20 @@ export class HaLoop {
   /** Start: adopt our own lease if the leader key still names us, then run cycles. */
   async start(): Promise<void> {
     const { coordinator, log, config } = this.deps;
-    let adopted = false;
+    let serving = false;
     try {
       const found = adoptionAtStart(await coordinator.snapshot(), config.node.name);
       if (found) {
-        adopted = (await this.lease.adopt(found.lease).catch(() => null)) !== null;
-        if (adopted && found.served) this.adoptedTerm = found.term;
+        const adopted = (await this.lease.adopt(found.lease).catch(() => null)) !== null;
+        serving = adopted && found.served;
+        if (serving) this.adoptedTerm = found.term;
         log.info({ lease: found.lease, term: found.term, adopted }, adoptionNote(found, adopted));
       }
     } catch (e) {
       log.warn({ err: describeError(e) }, "etcd not reachable at start; staying a standby");
     }
-    // Unless we are still the leader, a VIP left behind by a crashed previous run must go.
-    if (!adopted) await this.deps.vip.setDesired(false).catch((e: unknown) => log.error({ err: describeError(e) }, "cannot remove a leftover floating IP"));
+    // Unless we still serve the leader key, a VIP left behind by a crashed previous run must go.
+    if (!serving) await this.deps.vip.setDesired(false).catch((e: unknown) => log.error({ err: describeError(e) }, "cannot remove a leftover floating IP"));
     await this.drain.clearLeftover();
     await this.ensureWatch();
     // Cold standbys have no daemon to probe: NodeRole starts the probes on promotion.
@@ -396,7 +397,7 @@ export class HaLoop {
     await this.role.demote("shutdown");
     if (wasPrimary && term !== null) {
       // Release first (the successor may skip its duplicate-address check), then revoke the lease.
-      const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "shutdown" as const, ...vipNotFree(vipBefore) };
+      const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "shutdown" as const, ...vipLeftBehind(this.deps.vip.state()), ...vipNotFree(vipBefore) };
       await coordinator.release(term, record).catch(() => false);
     }
     // After the release (the successor need not wait for a slow resume command), bounded by the gate's timeout.

@@ -282,18 +282,23 @@ test("a target restarted after the key was handed to its old lease takes it thro
   assert.ok(c.etcd.leader && c.etcd.leader.node !== "n3", `another node leads after n3 gave the key back (${c.etcd.leader?.node})`);
 });
 
-test("adoptionAtStart: served only when my member key on that lease says primary (an older agent's states no lease)", async () => {
+test("adoptionAtStart: a key handed to me counts as served only when my member key on that lease says primary; a won key always", async () => {
   const base = await cluster([["n1", 100]]).etcd.snapshot();
-  const snap = (role: "primary" | "standby", lease?: string) => ({
+  const handedAt = "2026-12-07T15:00:00.000Z";
+  const released = { node: "n2", term: 8, at: handedAt, why: "switchover" as const };
+  const snap = (role: "primary" | "standby", lease: string | undefined, handed: boolean) => ({
     ...base,
-    leader: { node: "n1", term: 9, lease: "a1", acquiredAt: "" },
+    leader: { node: "n1", term: 9, lease: "a1", acquiredAt: handed ? handedAt : "2026-12-07T15:00:01.000Z" },
+    released: handed ? released : null,
     members: [member("n1", { role, ...(lease !== undefined ? { lease } : {}) })],
   });
-  assert.deepEqual(adoptionAtStart(snap("primary", "a1"), "n1"), { lease: "a1", term: 9, served: true });
-  assert.equal(adoptionAtStart(snap("primary"), "n1")?.served, true, "an older agent's record: its role alone");
-  assert.equal(adoptionAtStart(snap("standby", "a1"), "n1")?.served, false, "handed while the previous run was dying");
-  assert.equal(adoptionAtStart(snap("primary", "b7"), "n1")?.served, false, "primary on another lease: not this key");
-  assert.equal(adoptionAtStart(snap("primary", "a1"), "n2"), null);
+  assert.deepEqual(adoptionAtStart(snap("primary", "a1", true), "n1"), { lease: "a1", term: 9, served: true });
+  assert.equal(adoptionAtStart(snap("primary", undefined, true), "n1")?.served, true, "an older agent's record: its role alone");
+  assert.equal(adoptionAtStart(snap("standby", "a1", true), "n1")?.served, false, "handed while the previous run was dying");
+  assert.equal(adoptionAtStart(snap("primary", "b7", true), "n1")?.served, false, "primary on another lease: not this key");
+  assert.equal(adoptionAtStart(snap("standby", "a1", false), "n1")?.served, true, "won by my campaign, member key not caught up: a restart, no failover");
+  assert.equal(adoptionAtStart({ ...snap("standby", "a1", false), released }, "n1")?.served, true, "an older release (another timestamp) is not a handover");
+  assert.equal(adoptionAtStart(snap("primary", "a1", true), "n2"), null);
   assert.equal(adoptionNote({ lease: "a1", term: 9, served: false }, false), "my previous lease is gone");
 });
 
@@ -333,4 +338,63 @@ test("a clear that fails records nothing; the next cycle clears and records the 
     c.etcd.historyEvents.filter((e) => e.kind === "switchover").map((e) => [e.from, e.to]),
     [["n1", "n2"]],
   );
+});
+
+test("a primary restarted before its member key said primary adopts its won key: same term, no failover", async () => {
+  const c = cluster([
+    ["n1", 200],
+    ["n2", 100],
+  ]);
+  const put = c.etcd.putMember.bind(c.etcd);
+  c.etcd.putMember = async (m, l) => {
+    if (m.node === "n1" && m.role === "primary") throw new Error("put timed out");
+    return put(m, l);
+  };
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const term = c.etcd.leader!.term;
+  assert.equal(c.etcd.leader?.node, "n1");
+  c.etcd.putMember = put;
+  const old = c.nodes[0]!;
+  old.life.crash();
+  const again = new HaLoop({
+    config: configFor("n1", 200),
+    coordinator: c.etcd,
+    daemon: old.daemon,
+    vip: old.vip,
+    health: old.health,
+    clock: c.clock,
+    log: silentLogger(),
+    version: "test",
+    probeGraceMs: 0,
+    readiness: { problem: () => "sync not verified yet", start: () => undefined, stop: () => undefined },
+  });
+  await c.clock.advance(1000);
+  await again.start();
+  await c.clock.advance(8000);
+  assert.equal(c.etcd.leader?.term, term, "same term: adopted, no failover");
+  assert.equal(again.status().acting, "primary");
+  assert.equal(c.timeline.maxHolders, 1);
+});
+
+test("a graceful stop whose VIP removal fails says the address is not free; the successor checks", async () => {
+  const c = await running([
+    ["n1", 300],
+    ["n2", 200],
+  ]);
+  const vip = c.nodes[0]!.vip;
+  const add = vip.setDesired.bind(vip);
+  vip.setDesired = async (held, o) => {
+    if (held) return add(held, o);
+    vip.desired = false;
+    throw new Error("US_E_VIP_REMOVE: RTNETLINK answers: Operation not permitted");
+  };
+  vip.release = async () => {
+    throw new Error("remove failed");
+  };
+  await c.nodes[0]!.loop.stop();
+  await c.clock.advance(3000);
+  assert.match(c.etcd.released?.vipNotFree ?? "", /^still on the old primary/);
+  assert.deepEqual(c.nodes[1]!.vip.skipped, [false], "the successor ran the duplicate-address check");
+  assert.equal(c.timeline.maxHolders, 1);
 });
