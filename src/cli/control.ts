@@ -137,6 +137,8 @@ interface FollowResult {
 
 /** How long `follow` waits for the successor's history event once the leader key has moved. */
 const HISTORY_GRACE_MS = 5000;
+/** How far an agent's clock may trail the API node's when `follow` matches history to a request. */
+const CLOCK_SKEW_MS = 5000;
 
 /** Poll /cluster (bounded) until the request is gone from etcd, then read how it ended from /history. */
 async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number, progress: Out, clock: Clock = new SystemClock()): Promise<FollowResult> {
@@ -156,13 +158,16 @@ async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number,
     }
     const h = await api.get<{ events: HistoryEvent[] }>("/history?limit=50");
     if (h.status === 200) requireUsable(api.baseUrl, "/history", historyAnswerProblem(h.body));
-    const events = h.status === 200 ? h.body.events : [];
-    const finished = [...events].reverse().find((e) => e.kind === req.kind && e.requestedBy === req.requestedBy);
-    const failed = [...events].reverse().find((e) => e.kind === req.kind && e.reason.startsWith("not done:"));
+    // This request's outcome: its kind and requester, written after it was made (agents' clocks may
+    // trail the API's a little). A cancellation is checked first: a move the role overtook ends
+    // "not done" with a new primary that is not the old one.
+    const events = (h.status === 200 ? h.body.events : []).filter((e) => e.kind === req.kind && e.requestedBy === req.requestedBy && Date.parse(e.at) >= Date.parse(req.requestedAt) - CLOCK_SKEW_MS);
+    const failed = [...events].reverse().find((e) => e.reason.startsWith("not done:"));
+    const finished = [...events].reverse().find((e) => !e.reason.startsWith("not done:"));
+    if (failed) return { outcome: "cancelled", detail: failed.reason.replace(/^not done: /, "") };
     if (snap.leader && snap.leader.node !== req.from && finished) {
       return { outcome: "done", primary: snap.leader.node, term: snap.leader.term, ...(finished.durations?.handover_ms !== undefined ? { handoverMs: finished.durations.handover_ms } : {}) };
     }
-    if (failed) return { outcome: "cancelled", detail: failed.reason.replace(/^not done: /, "") };
     // The successor writes its history event just after it takes the leader key: wait for it a
     // little (bounded), so the handover time is reported, then report without it.
     if (snap.leader && snap.leader.node !== req.from) {
