@@ -7,7 +7,7 @@
 // the user sees. Settings the command does not use are not checked here;
 // `understudy config check` checks everything. test/unit/cli/cli-config.test.ts
 // holds this equal to the full loader on the example configs.
-import { existsSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import type { EtcdSecuritySettings } from "../config/etcd-security.js";
 import { defaultApiListen } from "../config/defaults.js";
@@ -25,8 +25,21 @@ export const DEFAULT_CONFIG = "/etc/understudy/understudy.yaml";
  */
 export function implicitConfig(env: Readonly<Record<string, string | undefined>>, defaultPath = DEFAULT_CONFIG): string | undefined {
   if (env.UNDERSTUDY_CONFIG) return env.UNDERSTUDY_CONFIG;
-  return existsSync(defaultPath) ? defaultPath : undefined;
+  // Not named by the user: only a file this user can read with a setting in it (the package
+  // installs a fully commented example; an operator without the agent's group cannot read it).
+  try {
+    return readFileSync(defaultPath, "utf8")
+      .split("\n")
+      .some((l) => l.trim() !== "" && !l.trim().startsWith("#"))
+      ? defaultPath
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
+
+/** What a usage error says when no target was named and implicitConfig found none. */
+export const NO_IMPLICIT_CONFIG = `no ${DEFAULT_CONFIG} with settings readable here, and UNDERSTUDY_CONFIG not set`;
 
 export interface ClientConfig {
   readonly cluster: string;

@@ -4,7 +4,7 @@ import { UnderstudyError } from "../errors/catalogue.js";
 import { formatListenAddress, isWildcardHost, parseListenAddress } from "../platform/listen-address.js";
 import { SystemClock, type Clock } from "../platform/clock.js";
 import { ApiClient, type ApiAnswer } from "./api-client.js";
-import { DEFAULT_CONFIG, implicitConfig, readClientConfig, type ClientConfig } from "./client-config.js";
+import { NO_IMPLICIT_CONFIG, implicitConfig, readClientConfig, type ClientConfig } from "./client-config.js";
 import { printable, type Io } from "./io.js";
 import { clusterAnswerProblem, historyAnswerProblem, requireUsable } from "./answer-check.js";
 import type { Parsed } from "./spec.js";
@@ -43,10 +43,7 @@ export async function client(values: Values, env: Io["env"], loaded?: ClientConf
     url ??= apiUrlOf(config.api.listen, config.api.tls);
     tokenFile ??= config.api.token_file;
   }
-  if (!url)
-    throw usage(
-      `name the API with --api URL, or --config FILE of a node that serves one (${configFile ? `${configFile} has no api section` : `no ${DEFAULT_CONFIG} here and UNDERSTUDY_CONFIG not set`})`,
-    );
+  if (!url) throw usage(`name the API with --api URL, or --config FILE of a node that serves one (${configFile ? `${configFile} has no api section` : NO_IMPLICIT_CONFIG})`);
   let token: string | null = null;
   if (str(values, "token-file")) token = await readToken(str(values, "token-file")!);
   else if (env.UNDERSTUDY_API_TOKEN) token = env.UNDERSTUDY_API_TOKEN;

@@ -12,7 +12,7 @@ import { clusterKeys } from "../coordinator/keys.js";
 import { EtcdGateway } from "./etcd-read.js";
 import { grpcReader, type SnapshotReader } from "./etcd-grpc-read.js";
 import { readEtcdSecurity, type EtcdSecurity } from "../config/etcd-security.js";
-import { DEFAULT_CONFIG, implicitConfig, readClientConfig, type ClientConfig } from "./client-config.js";
+import { NO_IMPLICIT_CONFIG, implicitConfig, readClientConfig, type ClientConfig } from "./client-config.js";
 import { apiUrlOf, client, exitFor } from "./control.js";
 import { printable, type Io } from "./io.js";
 import { clusterAnswerProblem, requireUsable } from "./answer-check.js";
@@ -126,7 +126,7 @@ async function sourceFor(p: Parsed, env: Io["env"]): Promise<Source> {
     return withFallback(etcd, apiSource(p.values, config.cluster, config), apiUrlOf(config.api.listen, config.api.tls));
   }
   if (v.etcd && v.cluster) return etcdSource(v.etcd.split(","), v.prefix ?? "/understudy", v.cluster);
-  const none = v.etcd || v.cluster ? "" : ` (no ${DEFAULT_CONFIG} here and UNDERSTUDY_CONFIG not set)`;
+  const none = v.etcd || v.cluster ? "" : ` (${NO_IMPLICIT_CONFIG})`;
   throw usage(`status needs --config FILE, or --etcd URL and --cluster NAME, or --api URL${none}`);
 }
 

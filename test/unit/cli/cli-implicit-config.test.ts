@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULT_CONFIG, implicitConfig } from "../../../src/cli/client-config.js";
+import { DEFAULT_CONFIG, NO_IMPLICIT_CONFIG, implicitConfig } from "../../../src/cli/client-config.js";
 import { TOKEN, cli, deadUrl, realApi } from "./cli-helpers.js";
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
@@ -24,6 +24,10 @@ test("implicitConfig: $UNDERSTUDY_CONFIG first, else the default file only when 
   assert.equal(implicitConfig({}, present), present);
   assert.equal(implicitConfig({ UNDERSTUDY_CONFIG: "" }, present), present, "an empty variable is not a file name");
   assert.equal(implicitConfig({}, join(dir, "absent.yaml")), undefined);
+  const commented = join(dir, "example.yaml");
+  writeFileSync(commented, "# the package's example: every line a comment\n#cluster: sftp-prod\n\n   # indented\n");
+  assert.equal(implicitConfig({}, commented), undefined, "the package's commented example is not a config");
+  assert.equal(implicitConfig({}, dir), undefined, "unreadable as a file: none (the usage error says so)");
 });
 
 test("history and status with no --api/--config read $UNDERSTUDY_CONFIG: its API and its token file", async (t) => {
@@ -57,4 +61,5 @@ test("an explicit target wins over $UNDERSTUDY_CONFIG; a missing implicit file i
   const s = await cli(["status", "--etcd", await deadUrl()], { UNDERSTUDY_CONFIG: missing });
   assert.equal(s.code, 2, "--etcd without --cluster is a usage error, not a read of the implicit config");
   assert.match(s.err, /US_E_CLI_USAGE: status needs --config FILE, or --etcd URL and --cluster NAME, or --api URL; see/);
+  assert.equal(NO_IMPLICIT_CONFIG, "no /etc/understudy/understudy.yaml with settings readable here, and UNDERSTUDY_CONFIG not set");
 });
