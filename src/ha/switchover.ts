@@ -24,6 +24,11 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   if (!sw) return undefined;
   const me = o.self.name;
   if (sw.from !== me) {
+    // A move set for later that a failover overtook: the role is here before its time.
+    if (sw.at !== null && Date.parse(sw.at) > o.wallNowMs) {
+      const why = `the role came to ${me} (term ${term}) before the time set (${sw.at})`;
+      return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not done: ${why}; cancelling` };
+    }
     // The role came here, but the request named another node (its target gave the key back, or a
     // failover overtook the move): not done as asked, and not to be recorded as a move to me.
     if (sw.to !== null && sw.to !== me) {

@@ -268,6 +268,12 @@ cases.push(
     reason: /^switchover done: I am n2, the new primary \(term 7\)$/,
   },
   {
+    name: "primary by a failover before a scheduled move's time -> the move is cancelled as overtaken, not recorded",
+    o: primary({}, { switchover: sw({ from: "n0", to: "n1", at: new Date(WALL + 3_600_000).toISOString() }) }),
+    actions: ["abort_switchover"],
+    reason: /^switchover not done: the role came to n1 \(term 7\) before the time set \(2026-11-22T13:00:00\.000Z\); cancelling$/,
+  },
+  {
     name: "standby named by a switchover campaigns at once, ranking aside",
     o: obs({ self: { name: "n2", priority: 1, nofailover: false, generation: 0 } }, { switchover: sw(), members: [member("n2", { priority: 1 }), member("n3", { priority: 500 })] }),
     actions: ["campaign"],
