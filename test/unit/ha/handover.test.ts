@@ -6,14 +6,23 @@ import { SWITCHOVER_SETTLE_MS } from "../../../src/ha/switchover.js";
 import { member } from "../../fakes/member.js";
 import { UnderstudyError } from "../../../src/errors/catalogue.js";
 import { NOW, gates, obs, primary, sw } from "./decide-fixture.js";
-import { cluster, configFor, request, running } from "./loop-fixture.js";
-import { HaLoop } from "../../../src/ha/loop.js";
-import { silentLogger } from "../../../src/platform/logger.js";
+import { cluster, request, restarted, running } from "./loop-fixture.js";
+import type { FakeVip } from "../../fakes/node-parts.js";
 import { adoptionAtStart, adoptionNote } from "../../../src/ha/adoption.js";
 
 // A planned move hands the leader key to its target in the release's own transaction (one etcd
 // commit, no campaign) when every member states its lease; else the key is deleted and the target
 // campaigns, as older agents expect.
+
+/** `ip addr del` fails on this node from now on: the address stays; adds still work. */
+function removalFails(vip: FakeVip): void {
+  const add = vip.setDesired.bind(vip);
+  vip.setDesired = async (held, o) => {
+    if (held) return add(held, o);
+    vip.desired = false;
+    throw new Error("US_E_VIP_REMOVE: cannot remove 198.18.0.100/24: RTNETLINK answers: Operation not permitted");
+  };
+}
 
 const release = (actions: readonly Action[]) => actions.find((a): a is Extract<Action, { kind: "release" }> => a.kind === "release");
 const n1 = member("n1", { role: "primary", lease: "a1" });
@@ -229,13 +238,7 @@ test("the old primary cannot remove the VIP: the record says so, the target runs
       ["n1", 300],
       ["n2", 200],
     ]);
-    const vip = c.nodes[0]!.vip;
-    const add = vip.setDesired.bind(vip);
-    vip.setDesired = async (held, o) => {
-      if (held) return add(held, o);
-      vip.desired = false; // `ip addr del` failed: the address stays on n1
-      throw new Error("US_E_VIP_REMOVE: cannot remove 198.18.0.100/24: RTNETLINK answers: Operation not permitted");
-    };
+    removalFails(c.nodes[0]!.vip);
     if (!handed) c.etcd.handOver = async () => null; // the txn refused: the plain release
     assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })), 'await c.etcd.requestSwitchover(request(c, { to: "n2" }))');
     await c.clock.advance(100);
@@ -258,18 +261,7 @@ test("a target restarted after the key was handed to its old lease takes it thro
   await c.clock.advance(50);
   assert.equal(c.etcd.leader?.node, "n3");
   const handedTerm = c.etcd.leader!.term;
-  const again = new HaLoop({
-    config: configFor("n3", 100),
-    coordinator: c.etcd,
-    daemon: n3.daemon,
-    vip: n3.vip,
-    health: n3.health,
-    clock: c.clock,
-    log: silentLogger(),
-    version: "test",
-    probeGraceMs: 0,
-    readiness: { problem: () => "sync not verified yet", start: () => undefined, stop: () => undefined },
-  });
+  const again = restarted(c, 2, 100, { notReady: "sync not verified yet" });
   await again.start();
   await c.clock.advance(1000);
   assert.notEqual(again.status().acting, "primary", "not ready: the readiness gate applies to a key its previous run never served");
@@ -357,18 +349,7 @@ test("a primary restarted before its member key said primary adopts its won key:
   c.etcd.putMember = put;
   const old = c.nodes[0]!;
   old.life.crash();
-  const again = new HaLoop({
-    config: configFor("n1", 200),
-    coordinator: c.etcd,
-    daemon: old.daemon,
-    vip: old.vip,
-    health: old.health,
-    clock: c.clock,
-    log: silentLogger(),
-    version: "test",
-    probeGraceMs: 0,
-    readiness: { problem: () => "sync not verified yet", start: () => undefined, stop: () => undefined },
-  });
+  const again = restarted(c, 0, 200, { notReady: "sync not verified yet" });
   await c.clock.advance(1000);
   await again.start();
   await c.clock.advance(8000);
@@ -383,12 +364,7 @@ test("a graceful stop whose VIP removal fails says the address is not free; the 
     ["n2", 200],
   ]);
   const vip = c.nodes[0]!.vip;
-  const add = vip.setDesired.bind(vip);
-  vip.setDesired = async (held, o) => {
-    if (held) return add(held, o);
-    vip.desired = false;
-    throw new Error("US_E_VIP_REMOVE: RTNETLINK answers: Operation not permitted");
-  };
+  removalFails(vip);
   vip.release = async () => {
     throw new Error("remove failed");
   };

@@ -55,6 +55,26 @@ export async function running(names: [string, number][]) {
   return c;
 }
 
+/**
+ * A new agent for node `index` after its old one crashed (life.crash()): the same daemon, VIP and
+ * health, as kernel state survives an agent; not started. `notReady`: its readiness problem.
+ */
+export function restarted(c: ReturnType<typeof cluster>, index: number, priority: number, options: { extra?: string; notReady?: string } = {}): HaLoop {
+  const n = c.nodes[index]!;
+  return new HaLoop({
+    config: configFor(n.name, priority, options.extra ?? ""),
+    coordinator: c.etcd,
+    daemon: n.daemon,
+    vip: n.vip,
+    health: n.health,
+    clock: c.clock,
+    log: silentLogger(),
+    version: "test",
+    probeGraceMs: 0,
+    ...(options.notReady !== undefined ? { readiness: { problem: () => options.notReady!, start: () => undefined, stop: () => undefined } } : {}),
+  });
+}
+
 export function request(c: ReturnType<typeof cluster>, over: Partial<SwitchoverRequest>): SwitchoverRequest {
   return { kind: "switchover", from: c.etcd.leader?.node ?? null, to: null, at: null, force: false, requestedBy: "test", reason: "maintenance", requestedAt: "", ...over };
 }

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { HaLoop } from "../../../src/ha/loop.js";
 import { SWITCHOVER_SETTLE_MS } from "../../../src/ha/switchover.js";
-import { cluster, configFor, request } from "./loop-fixture.js";
+import { cluster, configFor, request, restarted } from "./loop-fixture.js";
 import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
@@ -134,17 +134,7 @@ test("an agent restarted while its lease lives adopts it: no failover", async ()
   // Simulate a crash of n1's agent: a new loop with the same daemon/VIP (kernel state survives).
   const old = c.nodes[0]!;
   old.life.crash();
-  const again = new HaLoop({
-    config: configFor("n1", 200),
-    coordinator: c.etcd,
-    daemon: old.daemon,
-    vip: old.vip,
-    health: old.health,
-    clock: c.clock,
-    log: silentLogger(),
-    version: "test",
-    probeGraceMs: 0,
-  });
+  const again = restarted(c, 0, 200);
   await c.clock.advance(1000);
   await again.start();
   await c.clock.advance(2000);
@@ -351,18 +341,7 @@ test("failback policy auto: the preferred node gets the role back once healthy f
   await c.clock.advance(8000);
   assert.equal(c.etcd.leader?.node, "n2");
   // n1 comes back (a new agent) as a standby; n2 fails back to it after 5 s.
-  const n1 = c.nodes[0]!;
-  const again = new HaLoop({
-    config: configFor("n1", 300, extra),
-    coordinator: c.etcd,
-    daemon: n1.daemon,
-    vip: n1.vip,
-    health: n1.health,
-    clock: c.clock,
-    log: silentLogger(),
-    version: "test",
-    probeGraceMs: 0,
-  });
+  const again = restarted(c, 0, 300, { extra });
   await again.start();
   await c.clock.advance(3000);
   assert.equal(c.etcd.leader?.node, "n2", "not before the delay");
