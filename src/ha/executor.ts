@@ -16,7 +16,7 @@ import type { HookVerdict, PromotionGates } from "./promotion.js";
 import type { NodeRole } from "./role.js";
 import type { DrainRun } from "./drain-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
-import { vipLeftBehind, vipNotFree } from "./vip-truth.js";
+import { releasedVip } from "./vip-truth.js";
 import { SWITCHOVER_SETTLE_MS } from "./switchover.js";
 
 // The executor of decide()'s actions: each action does what it says. It
@@ -124,9 +124,7 @@ export class DecisionExecutor {
           at: new Date(clock.wallMs()).toISOString(),
           why: action.why,
           ...(last ? { reason: last.reason.slice(0, 2000) } : {}),
-          // Free only if it is gone from here now and was ours (or nobody's) when decided (a foreign MAC said last).
-          ...vipLeftBehind(this.loop.vipNow()),
-          ...vipNotFree(this.loop.vipAtDecision()),
+          ...releasedVip(this.loop.vipNow(), this.loop.vipAtDecision()),
           ...(action.drain ? { drain: action.drain } : {}),
         };
         const to = action.handTo;
@@ -347,7 +345,7 @@ export class DecisionExecutor {
     if (action.gate === "watchdog") fenceGuard?.disarm();
     const { term } = action;
     // Never served, but an address left by a previous run (or being removed) is not free.
-    const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" as const, ...vipLeftBehind(this.loop.vipNow()) };
+    const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "veto" as const, ...releasedVip(this.loop.vipNow(), undefined) };
     await coordinator.release(term, record).catch(() => false);
     this.loop.chronicle.vetoed(term, action.problem);
     this.loop.trigger(action.gate === "pre_promote" ? "pre_promote veto" : action.gate);

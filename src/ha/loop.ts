@@ -16,7 +16,7 @@ import type { VipControl } from "./ports.js";
 import { NodeRole } from "./role.js";
 import { MemberPublisher } from "./member.js";
 import { FlapWatch } from "./flap-watch.js";
-import { VipWitness, vipLeftBehind, vipNotFree } from "./vip-truth.js";
+import { VipWitness, releasedVip } from "./vip-truth.js";
 import { memberBody, nodeView, type SelfParts } from "./self-report.js";
 import { DrainRun } from "./drain-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
@@ -397,7 +397,7 @@ export class HaLoop {
     await this.role.demote("shutdown");
     if (wasPrimary && term !== null) {
       // Release first (the successor may skip its duplicate-address check), then revoke the lease.
-      const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "shutdown" as const, ...vipLeftBehind(this.deps.vip.state()), ...vipNotFree(vipBefore) };
+      const record = { node: config.node.name, term, at: new Date(clock.wallMs()).toISOString(), why: "shutdown" as const, ...releasedVip(this.deps.vip.state(), vipBefore) };
       await coordinator.release(term, record).catch(() => false);
     }
     // After the release (the successor need not wait for a slow resume command), bounded by the gate's timeout.

@@ -18,6 +18,11 @@ export const SWITCHOVER_SETTLE_MS = 300;
 /** How long a switchover waits for its target's failsafe hold to end, unless the observation says (campaignHoldWaitMs). */
 const HOLD_WAIT_MAX_MS = 60_000;
 
+/** Cancel the request, saying why in history ("not done: …") and in the decision. */
+function cancel(sw: SwitchoverRequest, verdict: "not done" | "not possible", why: string): Decision {
+  return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} ${verdict}: ${why}; cancelling` };
+}
+
 /** The primary's side: carry out a request addressed to it, or finish one that moved the role here. */
 export function primarySwitchover(o: Observation, term: number): Decision | undefined {
   const sw = o.cluster?.switchover;
@@ -27,13 +32,13 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     // A move set for later that a failover overtook: the role is here before its time.
     if (sw.at !== null && Date.parse(sw.at) > o.wallNowMs) {
       const why = `the role came to ${me} (term ${term}) before the time set (${sw.at})`;
-      return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not done: ${why}; cancelling` };
+      return cancel(sw, "not done", why);
     }
     // The role came here, but the request named another node (its target gave the key back, or a
     // failover overtook the move): not done as asked, and not to be recorded as a move to me.
     if (sw.to !== null && sw.to !== me) {
       const why = `the role went to ${me} (term ${term}), not to ${sw.to}`;
-      return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not done: ${why}; cancelling` };
+      return cancel(sw, "not done", why);
     }
     // The role came here because of the request (or it named me): record it and clear the key, once
     // the daemon has had its first connections to itself.
@@ -68,11 +73,11 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   const forced = sw.kind === "failover" && sw.force;
   if (!target) {
     const why = sw.to ? `${sw.to} is not a live standby` : "no healthy standby";
-    return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
+    return cancel(sw, "not possible", why);
   }
   if (!forced && !eligible(target, bans)) {
     const why = `${target.node} is not a healthy, ready standby`;
-    return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
+    return cancel(sw, "not possible", why);
   }
   const pub = o.cluster!.sync;
   if (!forced && pub && isBehind(target.generation, pub)) {
@@ -85,7 +90,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
       };
     }
     const why = `${target.node} did not catch up to sync generation ${pub.generation} within ${SYNC_CATCH_UP_MS / 1000}s (it has ${target.generation})`;
-    return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
+    return cancel(sw, "not possible", why);
   }
   // Failsafe (S4, S6): a held target would not campaign, even forced; released to it now, the role
   // would come back here a cycle later (seen in the chaos runs: two extra moves in 2.5 s). Held: its
@@ -105,7 +110,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
       };
     }
     const why = `${target.node} was still held from campaigning after ${maxMs / 1000}s (${hold})`;
-    return { actions: [{ kind: "abort_switchover", why }], reason: `${sw.kind} not possible: ${why}; cancelling` };
+    return cancel(sw, "not possible", why);
   }
   const drain = drainStep(o, sw, target.node);
   if ("decision" in drain) return drain.decision;

@@ -75,9 +75,18 @@ export function vipNotFree(v: VipState | undefined): { vipNotFree?: string } {
  * removing it). The successor then runs the duplicate-address check, which
  * this node's ARP answer fails, instead of adding the address beside it.
  */
-export function vipLeftBehind(now: VipState | undefined): { vipNotFree?: string } {
-  if (!now || now.desired || now.held === false) return {};
+function vipLeftBehind(now: VipState): { vipNotFree?: string } {
+  if (now.desired || now.held === false) return {};
   return { vipNotFree: `still on the old primary after it stepped down${now.lastError ? `: ${now.lastError}` : ""}`.slice(0, 500) };
+}
+
+/**
+ * A release record's VIP field: free only if the address is gone from here now (read after
+ * stepping down) and was ours, or nobody's, when the release was decided; a foreign MAC seen
+ * then is what the record says.
+ */
+export function releasedVip(now: VipState, atDecision: VipState | undefined): { vipNotFree?: string } {
+  return { ...vipLeftBehind(now), ...vipNotFree(atDecision) };
 }
 
 /** Reads the VIP reconciler for the HA loop: the observation, the member key's fields, the API view. */
