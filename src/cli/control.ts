@@ -155,10 +155,12 @@ async function follow(api: ApiClient, req: SwitchoverRequest, timeoutMs: number,
     }
     const h = await api.get<{ events: HistoryEvent[] }>("/history?limit=50");
     if (h.status === 200) requireUsable(api.baseUrl, "/history", historyAnswerProblem(h.body));
-    // This request's outcome: its kind and requester, written after it was made (agents' clocks may
-    // trail the API's a little). A cancellation is checked first: a move the role overtook ends
-    // "not done" with a new primary that is not the old one.
-    const events = (h.status === 200 ? h.body.events : []).filter((e) => e.kind === req.kind && e.requestedBy === req.requestedBy && Date.parse(e.at) >= Date.parse(req.requestedAt) - CLOCK_SKEW_MS);
+    // This request's outcome: the event naming its requestedAt; from an older agent (none named), its
+    // kind and requester, written after it was made (agents' clocks may trail the API's a little). A
+    // cancellation is checked first: a move the role overtook ends "not done" with a new primary
+    // that is not the old one.
+    const ours = (e: HistoryEvent) => (e.requestedAt !== undefined ? e.requestedAt === req.requestedAt : Date.parse(e.at) >= Date.parse(req.requestedAt) - CLOCK_SKEW_MS);
+    const events = (h.status === 200 ? h.body.events : []).filter((e) => e.kind === req.kind && e.requestedBy === req.requestedBy && ours(e));
     const failed = [...events].reverse().find((e) => e.reason.startsWith("not done:"));
     const finished = [...events].reverse().find((e) => !e.reason.startsWith("not done:"));
     if (failed) return { outcome: "cancelled", detail: failed.reason.replace(/^not done: /, "") };

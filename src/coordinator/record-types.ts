@@ -225,6 +225,8 @@ export interface HistoryEvent {
   readonly term: number | null;
   readonly reason: string;
   readonly requestedBy?: string;
+  /** A planned move's outcome: the request's requestedAt, so `switchover` (CLI) finds its own request's event. */
+  readonly requestedAt?: string;
   /** Measured durations in milliseconds (e.g. gap_ms, promote_ms). */
   readonly durations?: Readonly<Record<string, number>>;
   /** Counts the event is about (data_rejoin: moved, restored, conflicts, bytes). */

@@ -143,6 +143,7 @@ const historySchema = z.object({
   term: count.nullable(),
   reason: text(8000),
   requestedBy: text(500).optional(),
+  requestedAt: isoTime.optional(),
   durations: z.record(text(64), z.number()).optional(),
   counts: z.record(text(64), count).optional(),
 });

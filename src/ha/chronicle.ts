@@ -76,6 +76,7 @@ export class Chronicle {
         term,
         reason: sw.reason,
         requestedBy: sw.requestedBy,
+        ...requestedAt(sw),
         ...(gap !== undefined || drain ? { durations: { ...(gap !== undefined ? { handover_ms: Math.max(0, Math.round(gap)) } : {}), ...(drain ? { drain_ms: drain.waitedMs } : {}) } } : {}),
         ...(drain ? { counts: { drained: drain.drained, ...(drain.cut !== undefined ? { cut: drain.cut } : {}) } } : {}),
       }),
@@ -85,7 +86,7 @@ export class Chronicle {
 
   async switchoverAborted(sw: SwitchoverRequest | null | undefined, why: string): Promise<void> {
     await this.coordinator.cancelSwitchover().catch((e: unknown) => this.log.warn({ err: describeError(e) }, "cannot cancel the switchover"));
-    if (sw) this.recorder.record(this.event(sw.kind, { from: sw.from, to: sw.to, reason: `not done: ${why}`, requestedBy: sw.requestedBy }), null);
+    if (sw) this.recorder.record(this.event(sw.kind, { from: sw.from, to: sw.to, reason: `not done: ${why}`, requestedBy: sw.requestedBy, ...requestedAt(sw) }), null);
   }
 
   vetoed(term: number, why: string): void {
@@ -129,4 +130,9 @@ export class Chronicle {
   fenced(term: number | null, why: string): void {
     this.recorder.record(this.event("fence", { from: this.node, term, reason: `lease deadline passed (${why})` }), null);
   }
+}
+
+/** The request's time on its outcome's event (none for a request without one: tests' fixtures). */
+function requestedAt(sw: SwitchoverRequest): { requestedAt?: string } {
+  return sw.requestedAt !== "" ? { requestedAt: sw.requestedAt } : {};
 }

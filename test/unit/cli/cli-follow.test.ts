@@ -45,3 +45,47 @@ test("an older 'not done' of the same requester does not turn a successful move 
   assert.equal(r.code, 0, `${r.out} | ${r.err}`);
   assert.match(r.out, /switchover done: n2 is the primary \(term 42\); handover took 31 ms/);
 });
+
+test("the 'not done' of the same requester's request seconds before (another requestedAt) is not this one's: the event names its request", async (t) => {
+  const api = await realApi({ members: [member("n1", { role: "primary" }), member("n2"), member("n3")] });
+  t.after(() => api.close());
+  const run = cli(["switchover", "--to", "n2", "--wait", "4", "--api", api.url, "--requested-by", "ops"], { UNDERSTUDY_API_TOKEN: TOKEN });
+  await until(() => api.etcd.switchover !== null);
+  const sw = api.etcd.switchover!;
+  const at = (ms: number) => new Date(Date.parse(sw.requestedAt) + ms).toISOString();
+  // The previous request, to the same target, cancelled 2 s before this one was made (inside the clock-skew window).
+  await api.etcd.appendHistory(
+    {
+      kind: "switchover",
+      at: at(-2000),
+      node: "n1",
+      from: "n1",
+      to: "n2",
+      term: null,
+      reason: "not done: n2 did not answer that it is ready to take over within 5s (timeout)",
+      requestedBy: "ops",
+      requestedAt: at(-8000),
+    },
+    null,
+  );
+  api.etcd.leader = { node: "n2", lease: api.etcd.leader!.lease, term: 43, acquiredAt: "" };
+  await api.etcd.cancelSwitchover();
+  await api.etcd.appendHistory(
+    {
+      kind: "switchover",
+      at: new Date().toISOString(),
+      node: "n2",
+      from: "n1",
+      to: "n2",
+      term: 43,
+      reason: sw.reason,
+      requestedBy: "ops",
+      requestedAt: sw.requestedAt,
+      durations: { handover_ms: 12 },
+    },
+    43,
+  );
+  const r = await run;
+  assert.equal(r.code, 0, `${r.out} | ${r.err}`);
+  assert.match(r.out, /switchover done: n2 is the primary \(term 43\); handover took 12 ms/);
+});
