@@ -21,6 +21,7 @@ import { AgentMetrics } from "./api/metrics.js";
 import { InvalidRecordLog } from "./coordinator/invalid-records.js";
 import { readEtcdSecurity } from "./config/etcd-security.js";
 import { FailsafePeerClient } from "./api/failsafe-peers.js";
+import { HandoverReadyClient } from "./api/handover-ready-client.js";
 import { buildApi } from "./api/server.js";
 import { reloadingApiTls, reloadingToken } from "./api/token.js";
 import { ReloadReporters, type ReloadReporter } from "./platform/reloading-file.js";
@@ -147,6 +148,9 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   if (toolReport.arping) log.info({ arping: toolReport.arping.path, flavour: toolReport.arping.flavour }, "arping found");
   const tools = new ToolReadiness(config, { runner, clock, log: log.child({ component: "tools" }), onChange: wakeUps.notifier("tools") }, toolReport);
   const readiness = config.watchdog.mode === "required" ? allReady(tools, check, watchdogReadiness(fenceGuard)) : allReady(tools, check);
+  // The other agents' APIs (failsafe grants, a move's target): the cluster token, re-read each time, and this node's certificate.
+  const peerToken = async () => (tokenSource ? await tokenSource.get() : null);
+  const peerTls = tls ? { ...(tls.clientCa ? { ca: tls.clientCa } : {}), cert: tls.cert, key: tls.key } : undefined;
   const ha = new HaLoop({
     config,
     coordinator,
@@ -164,15 +168,13 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     drain: createDrain(config, runner),
     // A failsafe promise of an earlier run binds this one, whatever its settings (S6).
     promiseLedger: new FilePromiseLedger(`${config.state_dir}/failsafe-promise.json`),
+    // A planned move asks its target's API first (src/ha/target-check.ts), MAC'd as the failsafe requests are.
+    targetPeers: new HandoverReadyClient({ token: peerToken, ...(peerTls ? { tls: peerTls } : {}) }),
     // Failsafe mode (docs/failsafe-design.md): ask the other agents' APIs; requests and answers are
     // MAC'd with a key derived from the cluster token (re-read each round), which is never sent.
     ...(config.election.failsafe === "on"
       ? {
-          failsafePeers: new FailsafePeerClient({
-            token: async () => (tokenSource ? await tokenSource.get() : null),
-            wallMs: () => clock.wallMs(),
-            ...(tls ? { tls: { ...(tls.clientCa ? { ca: tls.clientCa } : {}), cert: tls.cert, key: tls.key } } : {}),
-          }),
+          failsafePeers: new FailsafePeerClient({ token: peerToken, wallMs: () => clock.wallMs(), ...(peerTls ? { tls: peerTls } : {}) }),
         }
       : {}),
     ...(apiUrl ? { apiUrl } : {}),

@@ -68,7 +68,8 @@ export function grantMac(key: Buffer, a: AnswerFields): string {
   return createHmac("sha256", key).update(grantMacInput(a)).digest("hex");
 }
 
-function hexMacMatches(expected: string, mac: string | null | undefined): boolean {
+/** Constant-time compare of a hex MAC with the one expected (also POST /handover/ready's). */
+export function hexMacMatches(expected: string, mac: string | null | undefined): boolean {
   if (typeof mac !== "string" || !/^[0-9a-f]{64}$/.test(mac)) return false;
   return timingSafeEqual(Buffer.from(expected, "hex"), Buffer.from(mac, "hex"));
 }

@@ -15,6 +15,7 @@ import { registerDataRoutes } from "./data.js";
 import { syncDataBlock } from "./sync-data.js";
 import type { GrantAnswer, GrantRequest } from "../ha/failsafe.js";
 import { FAILSAFE_OWN_AUTH, registerFailsafeRoutes } from "./failsafe.js";
+import { registerReadyRoute } from "./handover-ready.js";
 import { HISTORY_QUERY, ZOD_SCHEMAS } from "./validate.js";
 
 export interface ApiDeps {
@@ -122,7 +123,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.addHook("onRequest", async (req, reply) => {
     const mutation = req.method !== "GET" && req.method !== "HEAD";
     if (!mutation && !deps.authReads) return;
-    // POST /failsafe/grant authenticates itself (req_mac or mTLS, src/api/failsafe.ts): its client never sends the bearer token.
+    // POST /failsafe/grant and /handover/ready authenticate themselves (req_mac or mTLS): their client never sends the bearer token.
     if ((req.routeOptions.config as unknown as Record<string, unknown> | undefined)?.[FAILSAFE_OWN_AUTH] === true) return;
     // A client certificate signed by api.tls.client_ca counts as well as the token.
     const mtls = deps.tls?.clientCa !== undefined && (req.raw.socket as { authorized?: boolean }).authorized === true;
@@ -189,6 +190,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   registerControlRoutes(app, deps);
   registerDataRoutes(app, deps);
   registerFailsafeRoutes(app, deps, unauthorized);
+  registerReadyRoute(app, deps, unauthorized);
   if (deps.tls && deps.tlsSource) watchApiTls(app, deps.tlsSource, deps.clock, deps.tlsCheckMs ?? 5000);
   return app;
 }

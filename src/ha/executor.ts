@@ -15,6 +15,7 @@ import type { DataPort, SyncPort, VipControl } from "./ports.js";
 import type { HookVerdict, PromotionGates } from "./promotion.js";
 import type { NodeRole } from "./role.js";
 import type { DrainRun } from "./drain-run.js";
+import type { TargetCheckRun } from "./target-check-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
 import { releasedVip } from "./vip-truth.js";
 import { SWITCHOVER_SETTLE_MS } from "./switchover.js";
@@ -41,6 +42,7 @@ export interface LoopHandle {
   readonly lease: SessionLease;
   readonly role: NodeRole;
   readonly drain: DrainRun;
+  readonly targetCheck: TargetCheckRun | undefined;
   readonly chronicle: Chronicle;
   readonly flap: FlapWatch;
   /** Failsafe promises: a campaign is marked in flight through it, never while a promise holds (S5). */
@@ -184,6 +186,9 @@ export class DecisionExecutor {
       case "start_drain":
         await this.loop.drain.begin(action.requestedAt);
         this.loop.trigger("drain started");
+        return;
+      case "check_target":
+        if (role.term !== null) this.loop.targetCheck?.start(action, { node: config.node.name, term: role.term });
         return;
       case "drain_wait":
         this.loop.recheckIn(action.atMs - clock.monotonicMs(), "drain");

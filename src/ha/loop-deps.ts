@@ -7,7 +7,7 @@ import type { Clock } from "../platform/clock.js";
 import type { Logger } from "../platform/logger.js";
 import type { WakeSource } from "../platform/wake-ups.js";
 import type { DrainParts } from "./drain-run.js";
-import type { DaemonHealth, DataPort, FailsafePeers, PromiseLedger, SyncPort, VipControl } from "./ports.js";
+import type { DaemonHealth, DataPort, FailsafePeers, PromiseLedger, SyncPort, TargetPeers, VipControl } from "./ports.js";
 
 /** What the HA loop (loop.ts) is built from: the agent wires the real parts, tests the fakes. */
 export interface HaLoopDeps {
@@ -39,6 +39,8 @@ export interface HaLoopDeps {
   readonly drain?: DrainParts | { readonly unavailable: string };
   /** Failsafe mode (docs/failsafe-design.md): the other agents' grant endpoint; absent: no rounds, fence as without failsafe. */
   readonly failsafePeers?: FailsafePeers;
+  /** The other agents' POST /handover/ready, asked before a planned move (target-check.ts); absent: moves go on unasked. */
+  readonly targetPeers?: TargetPeers;
   /** Failsafe promises kept across restarts (S6); absent: in memory only. */
   readonly promiseLedger?: PromiseLedger;
 }

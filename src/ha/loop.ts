@@ -19,6 +19,7 @@ import { FlapWatch } from "./flap-watch.js";
 import { VipWitness, releasedVip } from "./vip-truth.js";
 import { memberBody, nodeView, type SelfParts } from "./self-report.js";
 import { DrainRun } from "./drain-run.js";
+import { TargetCheckRun } from "./target-check-run.js";
 import type { FailsafePromise } from "./failsafe-promise.js";
 import { buildFailsafe, type FailsafeRounds } from "./failsafe-rounds.js";
 import { afterFailsafeHold } from "./failsafe-return.js";
@@ -139,6 +140,7 @@ export class HaLoop {
       readiness: this.readiness,
       vipWitness: this.vipWitness,
       drain: this.drain,
+      targetCheck: deps.targetPeers && new TargetCheckRun(deps.targetPeers, deps.clock, deps.log, (why) => this.trigger(why)),
       failsafeRounds: this.failsafeRounds,
       failsafe: this.failsafe,
       memory: () => this.memory,
@@ -158,6 +160,7 @@ export class HaLoop {
       lease: this.lease,
       role: this.role,
       drain: this.drain,
+      targetCheck: this.observing.targetCheck,
       chronicle: this.chronicle,
       flap: this.flap,
       failsafe: this.failsafe,

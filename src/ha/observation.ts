@@ -4,6 +4,7 @@ import { DEFAULT_FLAP, type FlapSettings, type FlapView } from "./flap.js";
 import type { VipObservation } from "./vip-truth.js";
 import type { PromotionGates } from "./promotion.js";
 import type { DrainView } from "./drain-plan.js";
+import type { TargetCheckView } from "./target-check.js";
 import type { DrainSummary } from "../coordinator/port.js";
 
 /** What one HA cycle knows. Built by the loop, consumed by the pure decide(). */
@@ -72,6 +73,8 @@ export interface Observation {
   readonly data?: { readonly maximumLagBytes: number };
   /** Drained switchover on this node (drain-plan.ts): what can refuse sessions, the drain running, the last one aborted; absent: none. */
   readonly drain?: DrainView;
+  /** A planned move's target, asked over its API before the move (target-check.ts); absent: this agent cannot ask. */
+  readonly targetCheck?: TargetCheckView;
   /** Failsafe (docs/failsafe-design.md, S4/S6): a promise or the start-up hold keeps this node from campaigning until untilMs; absent: none. */
   readonly failsafeHold?: { readonly untilMs: number; readonly reason: string; readonly fromGrant: boolean };
   /** Failsafe, acting primary: the last round's outcome while etcd is unreachable; absent: no round ran. */
@@ -128,6 +131,8 @@ export type Action =
   | { readonly kind: "recheck_at"; readonly atMs: number }
   /** Drained switchover (drain-plan.ts): refuse new sessions and count the running ones. */
   | { readonly kind: "start_drain"; readonly requestedAt: string }
+  /** Ask a planned move's target whether it is ready to take over (target-check.ts); the answer wakes the loop. */
+  | { readonly kind: "check_target"; readonly node: string; readonly api: string; readonly requestedAt: string; readonly forced: boolean }
   /** Drain under way: count again and decide again at this time (at most a second away). */
   | { readonly kind: "drain_wait"; readonly atMs: number }
   /** Accept sessions again: after the move (moved), or when the switchover will not happen (aborted, remembered for its request). */

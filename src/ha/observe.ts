@@ -11,6 +11,7 @@ import type { DaemonHealth, SyncPort } from "./ports.js";
 import type { PromotionGates } from "./promotion.js";
 import type { NodeRole } from "./role.js";
 import type { HaMemory } from "./track.js";
+import type { TargetCheckRun } from "./target-check-run.js";
 import type { VipWitness } from "./vip-truth.js";
 
 /** The parts of the HA loop an observation reads (loop.ts builds them once). */
@@ -27,6 +28,8 @@ export interface ObservedParts {
   readonly readiness: Readiness;
   readonly vipWitness: VipWitness;
   readonly drain: DrainRun;
+  /** Asks a planned move's target (absent: no peer client). */
+  readonly targetCheck: TargetCheckRun | undefined;
   readonly failsafeRounds: FailsafeRounds;
   readonly failsafe: FailsafePromise;
   /** The loop's memory as track() left it this cycle. */
@@ -68,6 +71,7 @@ export function observation(p: ObservedParts, snapshot: ClusterSnapshot | null, 
     ...(fixed.vipHoldTimeoutMs !== null && role.acting === "primary" ? { vip: p.vipWitness.observation(fixed.vipHoldTimeoutMs) } : {}),
     ...(promotion ? { promotion } : {}),
     drain: p.drain.view(),
+    ...(p.targetCheck ? { targetCheck: p.targetCheck.view() } : {}),
     ...p.failsafeRounds.observed(p.failsafe, now, role.acting),
   };
 }

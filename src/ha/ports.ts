@@ -151,6 +151,36 @@ export interface FailsafePeers {
   ): Promise<ReadonlyMap<string, FailsafeVerdict>>;
 }
 
+/** A planned move's target, as it answered POST /handover/ready (target-check.ts judges it). */
+export type TargetAnswer =
+  | {
+      readonly kind: "answer";
+      readonly acting: "primary" | "standby";
+      /** Could campaign now (GET /standby's rule). */
+      readonly healthy: boolean;
+      readonly etcdReachable: boolean;
+      /** Its HA loop cycled within its liveness limit (GET /liveness's rule). */
+      readonly loopAlive: boolean;
+    }
+  /** Timeout, refusal, an answer that does not verify: the target is not known to be alive and ready. */
+  | { readonly kind: "no answer"; readonly why: string }
+  /** This node cannot ask (no API token and no client certificate) or the target's agent does not know the question (older version). */
+  | { readonly kind: "cannot ask"; readonly why: string };
+
+/**
+ * The target's POST /handover/ready, as the primary asks it before a planned
+ * move (adapter: api/handover-ready-client.ts).
+ *
+ * Guarantees an implementation must give:
+ * - `ask` resolves within `timeoutMs` (plus scheduling) and never rejects.
+ * - `answer` only for a 200 whose node and nonce are the ones asked and whose
+ *   MAC verifies with the cluster token (or, without a token, that came over
+ *   mutual TLS); anything else is `no answer` with a sentence saying why.
+ */
+export interface TargetPeers {
+  ask(target: { readonly node: string; readonly api: string }, from: { readonly node: string; readonly term: number }, timeoutMs: number): Promise<TargetAnswer>;
+}
+
 /** Where a failsafe promise (S6) and the replay marks (S7) outlive the agent (src/platform/promise-ledger.ts): written before an answer leaves. */
 export interface PromiseLedger {
   /** The last run's promise: its end on the host's monotonic clock (null: another boot) and its length; null: none. */

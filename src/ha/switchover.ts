@@ -2,6 +2,7 @@ import { isBehind, type MemberRecord, type SwitchoverRequest } from "../coordina
 import { bestCandidate, eligible } from "./candidates.js";
 import type { Decision, HandTo, Observation } from "./observation.js";
 import { drainStep } from "./drain-plan.js";
+import { targetStep } from "./target-check.js";
 
 // Planned moves of the primary: operator switchover (now or scheduled),
 // forced failover to a named node, and automatic failback to a preferred node.
@@ -112,10 +113,20 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     const why = `${target.node} was still held from campaigning after ${maxMs / 1000}s (${hold})`;
     return cancel(sw, "not possible", why);
   }
+  // Asked before a drain starts (no use draining for a dead target) and again just before the move.
+  if (o.drain?.active?.requestedAt !== sw.requestedAt) {
+    const asked = targetStep(o, sw, target, forced);
+    if ("cancel" in asked) return cancel(sw, "not possible", asked.cancel);
+    if ("decision" in asked) return asked.decision;
+  }
   const drain = drainStep(o, sw, target.node);
   if ("decision" in drain) return drain.decision;
+  const asked = targetStep(o, sw, target, forced);
+  if ("cancel" in asked) return cancel(sw, "not possible", asked.cancel);
+  if ("decision" in asked) return asked.decision;
   const handTo = handOverTo(o, target);
-  const how = handTo ? " (the leader key passed in one transaction)" : "";
+  const notes = [asked.note, handTo ? "the leader key passed in one transaction" : ""].filter((n) => n !== "");
+  const how = notes.length > 0 ? ` (${notes.join("; ")})` : "";
   if (drain.move === null) {
     return {
       actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", ...(handTo ? { handTo } : {}) }],

@@ -6,7 +6,7 @@ import { SWITCHOVER_SETTLE_MS } from "../../../src/ha/switchover.js";
 import { member } from "../../fakes/member.js";
 import { UnderstudyError } from "../../../src/errors/catalogue.js";
 import { NOW, gates, obs, primary, sw } from "./decide-fixture.js";
-import { cluster, request, restarted, running } from "./loop-fixture.js";
+import { apiOf, cluster, request, restarted, running } from "./loop-fixture.js";
 import type { FakeVip } from "../../fakes/node-parts.js";
 import { adoptionAtStart, adoptionNote } from "../../../src/ha/adoption.js";
 
@@ -256,7 +256,11 @@ test("a target restarted after the key was handed to its old lease takes it thro
     ["n3", 100],
   ]);
   const n3 = c.nodes[2]!;
-  n3.life.crash(); // its lease and member key live on until the TTL: the primary still hands to it
+  // It answers the primary's readiness question, then dies: its lease and member key live on until
+  // the TTL, and the primary, having asked, hands the key to it (target-check.ts narrows this to the ask).
+  const answered = n3.loop.view();
+  c.agents.set(apiOf("n3"), { view: () => answered, silent: () => false });
+  n3.life.crash();
   assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n3" })), 'await c.etcd.requestSwitchover(request(c, { to: "n3" }))');
   await c.clock.advance(50);
   assert.equal(c.etcd.leader?.node, "n3");

@@ -7,6 +7,10 @@ import { FakeClock } from "../../fakes/clock.js";
 import { FakeCoordinator } from "../../fakes/coordinator.js";
 import { FakeDaemon, FakeHealth, FakeVip, VipTimeline } from "../../fakes/node-parts.js";
 import { ProcessLife } from "../../fakes/crashable.js";
+import { FakeTargetPeers, type AskedAgent } from "../../fakes/target-peers.js";
+
+/** The API address the fixture's agent `name` publishes. */
+export const apiOf = (name: string) => `http://${name}.test:8080`;
 
 export function configFor(name: string, priority = 100, extra = "", mode: "cold" | "warm" = "cold") {
   return parseConfigText(
@@ -25,6 +29,9 @@ export function cluster(names: [string, number][], readiness: Record<string, str
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
   const timeline = new VipTimeline(clock);
+  // Each agent publishes an API address; a planned move asks its target there (target-check.ts).
+  const agents = new Map<string, AskedAgent>();
+  const peers = new FakeTargetPeers(clock, agents);
   const nodes = names.map(([name, prio]) => {
     const daemon = new FakeDaemon();
     const vip = new FakeVip(name, timeline);
@@ -41,10 +48,13 @@ export function cluster(names: [string, number][], readiness: Record<string, str
       version: "test",
       probeGraceMs: 0,
       readiness: { problem: () => readiness[name] ?? null, start: () => undefined, stop: () => undefined },
+      apiUrl: apiOf(name),
+      targetPeers: peers,
     });
+    agents.set(apiOf(name), { view: () => loop.view(), silent: () => life.dead });
     return { name, daemon, vip, health, loop, life };
   });
-  return { clock, etcd, timeline, nodes };
+  return { clock, etcd, timeline, nodes, peers, agents };
 }
 
 /** A cluster started and settled (2 s of fake time: the first election is over). */

@@ -1,0 +1,54 @@
+/**
+ * A planned move asks its target first (src/ha/target-check.ts): with the
+ * target's agent frozen (SIGSTOP), its lease and healthy member key live on
+ * for election.ttl (10 s here), yet the primary keeps the role, the VIP and
+ * its term, and `understudy switchover` says why and exits 3; once the agent
+ * runs again the same switchover goes through. Real agents, etcd, sshd and
+ * the CLI over the REST API in the lab's namespaces. Needs root and
+ * `npm run build`.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { LabCluster } from "./harness/index.js";
+import { agentLog } from "../../bench/failover/lib.js";
+
+test("switchover to a frozen target: not handed over, the primary keeps serving; after SIGCONT it goes through", { timeout: 240_000 }, async () => {
+  const c = await LabCluster.create({ ttl: "10s", fenceMargin: "2s", priorities: [300, 200, 100] });
+  try {
+    const first = await c.waitForLeader({ timeoutMs: 30_000, term: () => true });
+    assert.ok(first, "a leader within 30 s");
+    assert.ok(await c.waitServing(first.node, 15_000), `${first.node} serves through the VIP`);
+    const target = c.lab.nodes.map((n) => n.name).find((n) => n !== first.node)!;
+    assert.ok(await c.waitForStandbys([target], 20_000), `${target} is a healthy standby`);
+
+    await c.signalAgent(target, "SIGSTOP");
+    let resumed = false;
+    try {
+      const r = await c.cli(["switchover", "--to", target, "--reason", "frozen target"], { via: first.node, timeoutMs: 60_000 });
+      assert.equal(r.code, 3, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`switchover cancelled: ${target} did not answer that it is ready to take over within 5s`), r.stdout);
+      const after = await c.leader();
+      assert.deepEqual([after?.node, after?.term], [first.node, first.term], "the primary kept the role in its term");
+      assert.ok(await c.waitServing(first.node, 3000), `${first.node} still serves through the VIP`);
+      assert.ok(!agentLog(c.lab, first.node).some((l) => /^stepping down/.test(l.msg)), `${first.node} never stepped down`);
+      const asked = agentLog(c.lab, first.node).filter((l) => l.msg.startsWith(`switchover target ${target}: not ready`));
+      assert.ok(asked.length >= 2, `asked ${target} again after each failed ask (${asked.length} failures logged)`);
+      await c.signalAgent(target, "SIGCONT");
+      resumed = true;
+
+      assert.ok(await c.waitForStandbys([target], 20_000), `${target} is a healthy standby again`);
+      const again = await c.cli(["switchover", "--to", target, "--reason", "target back"], { via: first.node, timeoutMs: 60_000 });
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.equal((await c.leader())?.node, target);
+      assert.ok(await c.waitServing(target, 10_000), `${target} serves through the VIP`);
+      assert.ok(
+        agentLog(c.lab, first.node).some((l) => new RegExp(`^switchover: handing over to ${target} \\(${target} answered it is a healthy standby`).test(l.msg)),
+        "the move said what the target answered",
+      );
+    } finally {
+      if (!resumed) await c.signalAgent(target, "SIGCONT");
+    }
+  } finally {
+    await c.teardown();
+  }
+});
