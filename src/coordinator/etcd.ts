@@ -210,12 +210,21 @@ export class EtcdCoordinator implements Coordinator {
     return res.succeeded;
   }
 
-  clearSwitchover(term: number): Promise<boolean> {
-    return this.guarded("clear switchover txn", term, this.client.delete().key(this.keys.switchover));
+  async clearSwitchover(term: number, readRevision?: number): Promise<boolean> {
+    const leads = this.leads(term);
+    const ifs = readRevision === undefined ? leads : leads.and(this.keys.switchover, "Mod", "<", readRevision + 1);
+    const res = await this.call("clear switchover txn", () => ifs.then(this.client.delete().key(this.keys.switchover)).options(this.deadline()).commit());
+    return res.succeeded;
   }
 
-  async cancelSwitchover(): Promise<void> {
-    await this.call("cancel switchover", () => this.client.delete().key(this.keys.switchover).options(this.deadline()).exec());
+  async cancelSwitchover(readRevision?: number): Promise<void> {
+    if (readRevision === undefined) {
+      await this.call("cancel switchover", () => this.client.delete().key(this.keys.switchover).options(this.deadline()).exec());
+      return;
+    }
+    // An absent key's mod revision compares as 0: nothing to delete, and the txn succeeds harmlessly.
+    const ifs = this.client.if(this.keys.switchover, "Mod", "<", readRevision + 1);
+    await this.call("cancel switchover txn", () => ifs.then(this.client.delete().key(this.keys.switchover)).options(this.deadline()).commit());
   }
 
   release(term: number, record: ReleaseRecord): Promise<boolean> {

@@ -137,10 +137,17 @@ export interface ControlRequests {
   setPaused(paused: boolean): Promise<void>;
   /** Put control/switchover unless one is pending (compare-and-set on its absence); false when one already is. */
   requestSwitchover(request: SwitchoverRequest): Promise<boolean>;
-  /** Delete control/switchover, but only while `term` is the leader's (the new primary confirms it took over). */
-  clearSwitchover(term: number): Promise<boolean>;
-  /** Cancel a pending switchover (operator). Resolves also when none is pending. */
-  cancelSwitchover(): Promise<void>;
+  /**
+   * Delete control/switchover, but only while `term` is the leader's (the new primary confirms it took
+   * over) and, with `readRevision`, only if the request was not written after that revision (a newer
+   * request, put after the view the move was decided on, stays).
+   */
+  clearSwitchover(term: number, readRevision?: number): Promise<boolean>;
+  /**
+   * Cancel a pending switchover. Without `readRevision` (the operator's DELETE) whatever is pending;
+   * with it (an agent's decision) only a request written up to that revision. Resolves also when none is pending.
+   */
+  cancelSwitchover(readRevision?: number): Promise<void>;
   /** Ban a node from candidacy for ttlMs: the key lives on its own lease, so the ban ends even if no one lifts it. */
   ban(record: BanRecord, ttlMs: number): Promise<void>;
   unban(node: string): Promise<void>;

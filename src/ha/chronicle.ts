@@ -61,7 +61,7 @@ export class Chronicle {
   async switchoverDone(sw: SwitchoverRequest, snapshot: ClusterSnapshot | null, term: number, servedAtWallMs?: number): Promise<void> {
     // Cleared first, recorded once cleared: a clear that fails (an etcd blip) leaves the request for
     // the next cycle, which would otherwise record the same move twice.
-    const cleared = await this.coordinator.clearSwitchover(term).catch((e: unknown) => {
+    const cleared = await this.coordinator.clearSwitchover(term, snapshot?.revision).catch((e: unknown) => {
       this.log.warn({ err: describeError(e) }, "cannot clear the switchover request");
       return false;
     });
@@ -84,8 +84,9 @@ export class Chronicle {
     );
   }
 
-  async switchoverAborted(sw: SwitchoverRequest | null | undefined, why: string): Promise<void> {
-    await this.coordinator.cancelSwitchover().catch((e: unknown) => this.log.warn({ err: describeError(e) }, "cannot cancel the switchover"));
+  /** `readRevision`: the view the decision was taken on; a request written after it is not this one and stays. */
+  async switchoverAborted(sw: SwitchoverRequest | null | undefined, why: string, readRevision?: number): Promise<void> {
+    await this.coordinator.cancelSwitchover(readRevision).catch((e: unknown) => this.log.warn({ err: describeError(e) }, "cannot cancel the switchover"));
     if (sw) this.recorder.record(this.event(sw.kind, { from: sw.from, to: sw.to, reason: `not done: ${why}`, requestedBy: sw.requestedBy, ...requestedAt(sw) }), null);
   }
 

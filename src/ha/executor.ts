@@ -150,7 +150,7 @@ export class DecisionExecutor {
         if (role.term !== null) await chronicle.switchoverDone(action.request, snapshot, role.term, role.servingSince?.wallMs);
         return;
       case "abort_switchover":
-        await chronicle.switchoverAborted(snapshot?.switchover, action.why);
+        await chronicle.switchoverAborted(snapshot?.switchover, action.why, snapshot?.revision);
         return;
       case "request_failback": {
         const request: SwitchoverRequest = {

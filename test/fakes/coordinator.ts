@@ -39,6 +39,8 @@ export class FakeCoordinator implements Coordinator {
   readonly members = new Map<string, { member: MemberRecord; lease: string }>();
   paused = false;
   switchover: SwitchoverRequest | null = null;
+  /** The mod revision requestSwitchover gave control/switchover (0: set directly by a test, or absent). */
+  switchoverRevision = 0;
   released: ReleaseRecord | null = null;
   sync: SyncGeneration | null = null;
   /** data/progress (not on a lease: it outlives the primary that wrote it). */
@@ -195,21 +197,24 @@ export class FakeCoordinator implements Coordinator {
     if (this.switchover) return false;
     this.switchover = request;
     this.revision++;
+    this.switchoverRevision = this.revision;
     this.notify();
     return true;
   }
 
-  async clearSwitchover(term: number): Promise<boolean> {
+  async clearSwitchover(term: number, readRevision?: number): Promise<boolean> {
     this.gate("clearSwitchover");
     if (this.leader?.term !== term) return false;
+    if (readRevision !== undefined && this.switchoverRevision > readRevision) return false;
     this.switchover = null;
     this.revision++;
     this.notify();
     return true;
   }
 
-  async cancelSwitchover(): Promise<void> {
+  async cancelSwitchover(readRevision?: number): Promise<void> {
     this.gate("cancelSwitchover");
+    if (readRevision !== undefined && this.switchover && this.switchoverRevision > readRevision) return;
     this.switchover = null;
     this.notify();
   }

@@ -123,6 +123,32 @@ test("campaign is create-if-absent; term is the key's revision; the loser sees t
   await b.revokeLease(lb.id);
 });
 
+test("a request written after the view is neither cleared nor cancelled by an agent; the operator's cancel takes any", async () => {
+  const a = coordinator("requests");
+  const la = await a.grantLease(5000);
+  await a.putMember(member("n1"), la.id);
+  const won = await a.campaign("n1", la.id, "t");
+  assert.ok(won.won, "won.won");
+  const term = won.leader!.term;
+  const req = (requestedAt: string) => ({ kind: "switchover" as const, from: "n1", to: "n2", at: null, force: false, requestedBy: "ops", reason: "r", requestedAt });
+  assert.ok(await a.requestSwitchover(req("2026-12-07T10:00:00.000Z")), "first request");
+  const view = (await a.snapshot()).revision;
+  // The operator deletes it and asks again after the view a decision was taken on.
+  await a.cancelSwitchover();
+  assert.ok(await a.requestSwitchover(req("2026-12-07T10:00:01.000Z")), "second request");
+  assert.equal(await a.clearSwitchover(term, view), false, "the newer request is not cleared");
+  await a.cancelSwitchover(view);
+  assert.equal((await a.snapshot()).switchover?.requestedAt, "2026-12-07T10:00:01.000Z", "nor cancelled by the agent");
+  const now = (await a.snapshot()).revision;
+  assert.equal(await a.clearSwitchover(term, now), true, "cleared on a view that has it");
+  assert.equal((await a.snapshot()).switchover, null);
+  await a.cancelSwitchover(now); // nothing pending: succeeds, writes nothing
+  assert.ok(await a.requestSwitchover(req("2026-12-07T10:00:02.000Z")), "third request");
+  await a.cancelSwitchover();
+  assert.equal((await a.snapshot()).switchover, null, "the operator's cancel takes whatever is pending");
+  await a.revokeLease(la.id);
+});
+
 test("handOver: one txn puts the key on the target's lease (a new term, the old one fenced); refused when that lease is gone or the view is old", async () => {
   const a = coordinator("handover");
   const b = coordinator("handover");
