@@ -299,6 +299,13 @@ export class DecisionExecutor {
     if (!lease) return;
     const { term } = action;
     const started = clock.monotonicMs();
+    // Facts about the files this promotion may lack, recorded whichever way the key came and before
+    // the take-over acts: the key is this node's from now on, and a promotion that fails (the VIP add
+    // refused, the lease lost) or an agent killed while it runs would otherwise take them along (a
+    // chaos run saw a stale term with no record). Sent at once, not awaited: the take-over does not wait on etcd.
+    if (action.stale) this.recordStalePromotion(term, action.stale);
+    if (action.dataLag) this.recordDataLagPromotion(term, action.dataLag);
+    if (action.stale || action.dataLag) void chronicle.flush();
     // Before the first upload is acknowledged: no old term's write module open here, and the
     // former-primary marker on disk (docs/data.md, "Rejoin").
     await this.deps.data?.beforeServe(term).catch((e: unknown) => this.deps.log.error({ err: describeError(e), term }, "data: preparing the data roots before serving failed (retried every cycle)"));
@@ -317,12 +324,6 @@ export class DecisionExecutor {
         chronicle.takeover(term, snapshot, lastLeader, { promote_ms: promoteMs, ...(vacancyMs !== null ? { vacancy_ms: vacancyMs } : {}) });
       }
     }
-    // Facts about the files this promotion may lack, recorded whichever way the key came, and sent at
-    // once rather than at the next cycle's start: an agent killed before that would take them along.
-    // Not awaited: this cycle's remaining steps (the sync engine turning primary) do not wait on etcd.
-    if (action.stale) this.recordStalePromotion(term, action.stale);
-    if (action.dataLag) this.recordDataLagPromotion(term, action.dataLag);
-    if (action.stale || action.dataLag) void chronicle.flush();
     // The first cycle as primary (a switchover request to clear, generations to publish): a key handed
     // over comes with no write of this node's own that would wake one. Not at once: the daemon's first
     // connections through the address just added come first (SWITCHOVER_SETTLE_MS).

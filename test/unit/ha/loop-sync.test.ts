@@ -56,7 +56,7 @@ function syncCluster(nodes: [string, number, FakeSync][]) {
       sync,
     });
     loop.onEvent((e) => events.push(e.type));
-    return { name, loop, sync, events };
+    return { name, loop, sync, events, daemon };
   });
   return { clock, etcd, timeline, nodes: built };
 }
@@ -178,4 +178,22 @@ test("a stale take-over whose won campaign is promoted on a later cycle (its rep
   const takeover = c.etcd.historyEvents.find((e) => e.kind === "handover" && e.term === term);
   assert.ok(takeover, `the take-over from n1 (it released the role on stop) is in history: ${JSON.stringify(c.etcd.historyEvents.map((e) => e.kind))}`);
   assert.equal(takeover.from, "n1");
+});
+
+test("a stale take-over fenced while it promotes (etcd gone during a slow daemon start) still records the stale promotion of the term it won", async () => {
+  const c = await runningPair(4);
+  const n2 = c.nodes[1]!;
+  n2.sync.behindSinceMs = c.clock.monotonicMs() - 1500;
+  n2.daemon.start = () => c.clock.sleep(10_000); // cold mode: the take-over waits for the daemon
+  await c.nodes[0]!.loop.stop();
+  await c.clock.advance(1000);
+  const term = c.etcd.leader?.node === "n2" ? c.etcd.leader.term : undefined;
+  assert.ok(term !== undefined, `n2 won the key (${JSON.stringify(c.etcd.leader)})`);
+  c.etcd.unreachable = true; // its lease cannot be renewed: the fence ends the take-over at the deadline
+  await c.clock.advance(11_000);
+  assert.notEqual(n2.loop.status().acting, "primary", "fenced while promoting");
+  c.etcd.unreachable = false;
+  await c.clock.advance(2000);
+  const stale = c.etcd.historyEvents.filter((e) => e.kind === "stale_promotion").map((e) => e.term);
+  assert.ok(stale.includes(term), `a stale_promotion for term ${term} (recorded: ${JSON.stringify(stale)})`);
 });
