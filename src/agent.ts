@@ -25,7 +25,7 @@ import { HandoverReadyClient } from "./api/handover-ready-client.js";
 import { buildApi } from "./api/server.js";
 import { reloadingApiTls, reloadingToken } from "./api/token.js";
 import { ReloadReporters, type ReloadReporter } from "./platform/reloading-file.js";
-import { formatListenAddress, parseListenAddress } from "./platform/listen-address.js";
+import { formatListenAddress, isLoopbackHost, parseListenAddress } from "./platform/listen-address.js";
 import { WakeUps } from "./platform/wake-ups.js";
 import { UnderstudyError } from "./errors/catalogue.js";
 import { FenceGuardLink } from "./fence/client.js";
@@ -177,7 +177,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
           failsafePeers: new FailsafePeerClient({ token: peerToken, wallMs: () => clock.wallMs(), ...(peerTls ? { tls: peerTls } : {}) }),
         }
       : {}),
-    ...(apiUrl ? { apiUrl } : {}),
+    ...(apiUrl ? { apiUrl, apiAnswersPeers: !isLoopbackHost(apiListen!.host) } : {}),
     ...(sync ? { sync } : {}),
     ...(data ? { data } : {}),
   });

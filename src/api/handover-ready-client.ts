@@ -25,8 +25,9 @@ export class HandoverReadyClient implements TargetPeers {
   async ask(target: { node: string; api: string }, from: { node: string; term: number }, timeoutMs: number): Promise<TargetAnswer> {
     const token = await this.options.token().catch(() => null);
     const key = token ? failsafeKey(token) : null;
-    const mtls = this.options.tls?.cert !== undefined;
-    if (!key && !mtls) return { kind: "cannot ask", why: "no API token or client certificate on this node to ask it with" };
+    // Without the token's key only a verified TLS server can vouch for the answer.
+    if (!key && !(this.options.tls?.cert !== undefined && target.api.startsWith("https:")))
+      return { kind: "cannot ask", why: "no API token on this node, and no mutual TLS to the target, to ask it with" };
     try {
       return await this.askOne(target, from, key, timeoutMs);
     } catch (e) {
@@ -38,15 +39,16 @@ export class HandoverReadyClient implements TargetPeers {
     const nonce = randomBytes(16).toString("hex");
     const fields = { node: from.node, to: target.node, term: from.term, nonce };
     const wire: ReadyRequestBody = { ...fields, ...(key ? { req_mac: readyRequestMac(key, fields) } : {}) };
+    // With the key the answer is authenticated by its MAC over our nonce, and the request carries no
+    // secret: the server's certificate is not what vouches for it (a peer's may not chain to api.tls.client_ca).
+    const tls = this.options.tls ? { ...this.options.tls, ...(key ? { rejectUnauthorized: false } : {}) } : key ? { rejectUnauthorized: false } : undefined;
     const answer = await request("POST", new URL("/handover/ready", target.api), {
       body: JSON.stringify(wire),
       headers: { "content-type": "application/json" },
       timeoutMs,
       maxBytes: MAX_ANSWER,
-      ...(this.options.tls ? { tls: this.options.tls } : {}),
+      ...(tls ? { tls } : {}),
     });
-    // An agent from before this check answers 404 for the route (401 below when it checks tokens): alive, but it cannot say more.
-    if (answer.status === 404) return { kind: "cannot ask", why: "its agent does not know POST /handover/ready (an older version)" };
     let a: Partial<ReadyAnswerBody> & { message?: unknown };
     try {
       a = JSON.parse(answer.text) as typeof a;
@@ -55,8 +57,8 @@ export class HandoverReadyClient implements TargetPeers {
     }
     if (typeof a !== "object" || a === null) return { kind: "no answer", why: `HTTP ${answer.status}, not a JSON object` };
     const said = typeof a.message === "string" ? a.message.slice(0, 300) : "no reason";
-    // An older agent's bearer hook refuses a POST it has no route for before its 404: the route's own refusals name req_mac.
-    if (answer.status === 401 && /bearer token/.test(said)) return { kind: "cannot ask", why: `its agent asked for a bearer token (an older version without POST /handover/ready)` };
+    // A target with no token and no client CA cannot authenticate anyone: a cluster without API auth, as unasked.
+    if (answer.status === 401 && said.startsWith("no API token is configured")) return { kind: "cannot ask", why: `the target cannot authenticate the question (${said})` };
     if (answer.status !== 200) return { kind: "no answer", why: `HTTP ${answer.status}: ${said}` };
     const { acting, healthy, etcd_reachable, loop_alive } = a;
     if (
@@ -68,7 +70,7 @@ export class HandoverReadyClient implements TargetPeers {
       typeof loop_alive !== "boolean"
     )
       return { kind: "no answer", why: "the answer does not match the request (node, nonce or fields)" };
-    // With a token the answer must be signed with it; without one it came over mutual TLS.
+    // With a token the answer must be signed with it; without one it came over verified mutual TLS.
     if (key && !hexMacMatches(readyAnswerMac(key, { node: a.node, nonce, acting, healthy, etcd_reachable, loop_alive }), a.mac))
       return { kind: "no answer", why: "the answer's MAC does not verify (another API token?)" };
     return { kind: "answer", acting, healthy, etcdReachable: etcd_reachable, loopAlive: loop_alive };

@@ -67,7 +67,8 @@ const readySchema = {
       // Checked by the handler (401), not by the schema (400).
       req_mac: z.string().max(128).optional(),
     })
-    .strict(),
+    // Not strict: a later client's extra field must not make this agent refuse (and cancel the move); the MAC covers the fields read.
+    .passthrough(),
 };
 
 export function registerReadyRoute(app: FastifyInstance, deps: ApiDeps, unauthorized: Unauthorized): void {

@@ -48,6 +48,8 @@ export interface MemberRecord {
   readonly daemonRunning: boolean;
   /** Base URL of this node's REST API, when it serves one. */
   readonly api?: string;
+  /** Its API answers POST /handover/ready (src/ha/target-check.ts): a planned move asks it first. Absent from older agents. */
+  readonly answersReady?: true;
   /**
    * The lease this key hangs on. Stating it is how an agent says it takes a leader key handed to it
    * on that lease in one transaction (a planned move; the term is the key's mod revision): a

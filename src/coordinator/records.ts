@@ -80,6 +80,7 @@ const memberSchema = z.object({
   vipProblem: text(500).optional(),
   daemonRunning: z.boolean(),
   api: text(300).optional(),
+  answersReady: z.literal(true).optional(),
   lease: leaseId.optional(),
   updatedAt: isoTime,
 });

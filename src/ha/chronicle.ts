@@ -100,7 +100,7 @@ export class Chronicle {
         from: published.source,
         to: this.node,
         term,
-        reason: `promoted with sync generation ${generation} while ${published.source} had published ${published.generation}: files changed on the old primary since then are not here`,
+        reason: `took the leader key with sync generation ${generation} while ${published.source} had published ${published.generation}: files changed on the old primary since then are not here`,
         durations: { lag_ms: Math.round(lagMs) },
       }),
       term,

@@ -25,6 +25,8 @@ export interface HaLoopDeps {
   readonly readiness?: Readiness;
   /** Advertised in the member key so the CLI can reach any node. */
   readonly apiUrl?: string;
+  /** Other agents can reach the API at apiUrl (not bound to loopback): the member key then says it answers POST /handover/ready. */
+  readonly apiAnswersPeers?: boolean;
   /** The fence guard process (docs/architecture.md, "The fence guard"); tests may leave it out. */
   readonly fenceGuard?: FenceGuard;
   /** User hooks; only pre_promote is awaited (it may veto), the agent fires the others. */

@@ -22,6 +22,7 @@ export interface SelfParts {
   readonly data?: DataPort;
   readonly version: string;
   readonly apiUrl?: string;
+  readonly apiAnswersPeers?: boolean;
   readonly readiness: Readiness;
   readonly role: NodeRole;
   readonly vipWitness: VipWitness;
@@ -59,6 +60,8 @@ export function memberBody(p: SelfParts, decision: string): MemberBody {
     ...memberVipFields(p.vipWitness.truth(role.acting)),
     daemonRunning: role.daemonRunning,
     ...(p.apiUrl ? { api: p.apiUrl } : {}),
+    // A loopback-bound API cannot be asked at apiUrl: a planned move to this node then goes on unasked.
+    ...(p.apiUrl && p.apiAnswersPeers !== false ? { answersReady: true as const } : {}),
   };
 }
 

@@ -200,6 +200,15 @@ export function failback(o: Observation, term: number): Decision | undefined {
   if (!preferred || !eligible(preferred, o.cluster.bans) || preferred.generation < o.self.generation || o.preferredReadySinceMs === null) {
     return undefined;
   }
+  // Its last failback did not go through because it did not answer that it was ready: not again
+  // before `delay` has passed since, or a target that cannot answer would be asked every 6 s for ever.
+  const unanswered = o.targetCheck?.last;
+  if (unanswered && unanswered.node === fb.preferred && unanswered.outcome === "not ready" && o.nowMs - unanswered.atMs < fb.delayMs) {
+    return {
+      actions: [{ kind: "recheck_at", atMs: unanswered.atMs + fb.delayMs }],
+      reason: `no action: I am ${o.self.name}, the primary (term ${term}); failing back to ${fb.preferred} again in ${Math.ceil((unanswered.atMs + fb.delayMs - o.nowMs) / 1000)}s: it did not answer that it was ready (${unanswered.why})`,
+    };
+  }
   const waited = o.nowMs - o.preferredReadySinceMs;
   if (waited >= fb.delayMs) {
     return {

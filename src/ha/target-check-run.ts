@@ -7,10 +7,14 @@ import { judgeAnswer, TARGET_ASK_TIMEOUT_MS, type TargetCheckView, type TargetVe
 // (target-check.ts decides when to ask and what the answer means). One ask at
 // a time; a cycle never waits for it: the answer wakes the loop.
 
+/** An ask still unsettled this long after its timeout counts as failed (a hung token read, a lost callback). */
+const UNSETTLED_MS = TARGET_ASK_TIMEOUT_MS + 1000;
+
 export class TargetCheckRun {
-  private asking: { node: string; requestedAt: string } | null = null;
+  private asking: { node: string; requestedAt: string; sinceMs: number; seq: number } | null = null;
   private last: TargetVerdict | null = null;
   private failingSinceMs: number | null = null;
+  private seq = 0;
 
   constructor(
     private readonly peers: TargetPeers,
@@ -21,28 +25,34 @@ export class TargetCheckRun {
   ) {}
 
   view(): TargetCheckView {
-    return { asking: this.asking, last: this.last, failingSinceMs: this.failingSinceMs };
+    const a = this.asking;
+    if (a && this.clock.monotonicMs() - a.sinceMs > UNSETTLED_MS) this.settle(a, { outcome: "not ready", why: `the ask did not settle within ${UNSETTLED_MS} ms` });
+    const asking = this.asking ? { node: this.asking.node, requestedAt: this.asking.requestedAt } : null;
+    return { asking, last: this.last, failingSinceMs: this.failingSinceMs };
   }
 
   /** Ask `target` (unless an ask is in flight); the verdict is judged with `forced` and the loop woken. */
   start(target: { node: string; api: string; requestedAt: string; forced: boolean }, self: { node: string; term: number }): void {
     if (this.asking) return;
-    const key = { node: target.node, requestedAt: target.requestedAt };
-    this.asking = key;
-    const t0 = this.clock.monotonicMs();
+    const a = { node: target.node, requestedAt: target.requestedAt, sinceMs: this.clock.monotonicMs(), seq: ++this.seq };
+    this.asking = a;
     void this.peers
       .ask({ node: target.node, api: target.api }, self, TARGET_ASK_TIMEOUT_MS)
       .catch((e: unknown) => ({ kind: "no answer" as const, why: `the ask failed: ${String(e)}` }))
-      .then((answer) => {
-        const atMs = this.clock.monotonicMs();
-        const judged = judgeAnswer(answer, target.forced);
-        const same = this.last?.node === key.node && this.last.requestedAt === key.requestedAt;
-        this.failingSinceMs = judged.outcome !== "not ready" ? null : same && this.failingSinceMs !== null ? this.failingSinceMs : atMs;
-        this.last = { ...key, atMs, ...judged };
-        this.asking = null;
-        const fields = { target: key.node, requested_at: key.requestedAt, outcome: judged.outcome, took_ms: Math.round(atMs - t0) };
-        this.log[judged.outcome === "not ready" ? "warn" : "info"](fields, `switchover target ${key.node}: ${judged.outcome === "ready" ? "ready" : judged.outcome}: ${judged.why}`);
-        this.wake(`${key.node} answered`);
-      });
+      .then((answer) => this.settle(a, judgeAnswer(answer, target.forced)));
+  }
+
+  /** The verdict of ask `a`, unless it was already settled (as unsettled, by view()). */
+  private settle(a: NonNullable<TargetCheckRun["asking"]>, judged: Pick<TargetVerdict, "outcome" | "why">): void {
+    if (this.asking?.seq !== a.seq) return;
+    const atMs = this.clock.monotonicMs();
+    const key = { node: a.node, requestedAt: a.requestedAt };
+    const same = this.last?.node === key.node && this.last.requestedAt === key.requestedAt;
+    this.failingSinceMs = judged.outcome !== "not ready" ? null : same && this.failingSinceMs !== null ? this.failingSinceMs : atMs;
+    this.last = { ...key, atMs, ...judged };
+    this.asking = null;
+    const fields = { target: key.node, requested_at: key.requestedAt, outcome: judged.outcome, took_ms: Math.round(atMs - a.sinceMs) };
+    this.log[judged.outcome === "not ready" ? "warn" : "info"](fields, `switchover target ${key.node}: ${judged.outcome === "ready" ? "ready" : judged.outcome}: ${judged.why}`);
+    this.wake(`${key.node} answered`);
   }
 }

@@ -66,6 +66,8 @@ export function targetStep(o: Observation, sw: SwitchoverRequest, target: Member
   // Only a test's loop has no peer client (the agent always wires one): nothing to say.
   if (!v) return { note: "" };
   if (!target.api) return { note: `${who} not asked: its member key names no API address` };
+  // An agent from before the check, or an API bound to loopback: it cannot answer (and a 404 from one that says it can is no answer).
+  if (target.answersReady !== true) return { note: `${who} not asked: its member key does not say its API answers (an older agent, or an API on loopback)` };
   const mine = <T extends { node: string; requestedAt: string }>(x: T | null): T | null => (x && x.node === who && x.requestedAt === sw.requestedAt ? x : null);
   const last = mine(v.last);
   const ask: Decision = {

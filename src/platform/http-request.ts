@@ -16,6 +16,8 @@ export interface TlsOptions {
   readonly cert?: Buffer;
   readonly key?: Buffer;
   readonly servername?: string;
+  /** false: do not verify the server's certificate (only where the answer is authenticated otherwise, by a MAC over a nonce). */
+  readonly rejectUnauthorized?: boolean;
 }
 
 const MAX_BODY = 16 * 1024 * 1024;
@@ -28,7 +30,15 @@ export async function request(method: string, url: URL, opts: { body?: string; h
     const headers: Record<string, string> = { ...opts.headers };
     if (opts.body !== undefined) headers["content-length"] = String(Buffer.byteLength(opts.body));
     const t = opts.tls;
-    const tls = t ? { ...(t.ca ? { ca: t.ca } : {}), ...(t.cert ? { cert: t.cert } : {}), ...(t.key ? { key: t.key } : {}), ...(t.servername ? { servername: t.servername } : {}) } : {};
+    const tls = t
+      ? {
+          ...(t.ca ? { ca: t.ca } : {}),
+          ...(t.cert ? { cert: t.cert } : {}),
+          ...(t.key ? { key: t.key } : {}),
+          ...(t.servername ? { servername: t.servername } : {}),
+          ...(t.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+        }
+      : {};
     const signal = AbortSignal.timeout(Math.max(1, Math.floor(opts.timeoutMs)));
     const req = send(url, { method, headers, signal, ...tls }, (res: IncomingMessage) => {
       const chunks: Buffer[] = [];

@@ -17,6 +17,11 @@ export function parseListenAddress(listen: string): ListenAddress {
   return { host: listen.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(listen.slice(colon + 1)) };
 }
 
+/** A loopback host (127.0.0.0/8, ::1, localhost): other hosts cannot reach what listens there. */
+export function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 /** A TCP port one can listen on. */
 export function isListenPort(port: number): boolean {
   return Number.isInteger(port) && port >= 1 && port <= 65535;

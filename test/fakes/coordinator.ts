@@ -206,8 +206,9 @@ export class FakeCoordinator implements Coordinator {
     this.gate("clearSwitchover");
     if (this.leader?.term !== term) return false;
     if (readRevision !== undefined && this.switchoverRevision > readRevision) return false;
+    if (this.switchover) this.revision++;
     this.switchover = null;
-    this.revision++;
+    this.switchoverRevision = 0;
     this.notify();
     return true;
   }
@@ -215,7 +216,9 @@ export class FakeCoordinator implements Coordinator {
   async cancelSwitchover(readRevision?: number): Promise<void> {
     this.gate("cancelSwitchover");
     if (readRevision !== undefined && this.switchover && this.switchoverRevision > readRevision) return;
+    if (this.switchover) this.revision++;
     this.switchover = null;
+    this.switchoverRevision = 0;
     this.notify();
   }
 

@@ -142,7 +142,11 @@ test("a request written after the view is neither cleared nor cancelled by an ag
   const now = (await a.snapshot()).revision;
   assert.equal(await a.clearSwitchover(term, now), true, "cleared on a view that has it");
   assert.equal((await a.snapshot()).switchover, null);
-  await a.cancelSwitchover(now); // nothing pending: succeeds, writes nothing
+  // Nothing pending: an absent key's mod revision compares as 0, so both succeed on any view and write nothing.
+  const before = (await a.snapshot()).revision;
+  assert.equal(await a.clearSwitchover(term, view), true, "clear with nothing pending");
+  await a.cancelSwitchover(view);
+  assert.equal((await a.snapshot()).revision, before, "no write");
   assert.ok(await a.requestSwitchover(req("2026-12-07T10:00:02.000Z")), "third request");
   await a.cancelSwitchover();
   assert.equal((await a.snapshot()).switchover, null, "the operator's cancel takes whatever is pending");

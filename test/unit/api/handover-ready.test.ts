@@ -4,7 +4,11 @@
 // asker's nonce by the member asked; the request carries no bearer token and no byte of it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { buildApi } from "../../../src/api/server.js";
 import { AgentMetrics } from "../../../src/api/metrics.js";
@@ -20,7 +24,7 @@ const TOKEN = "s3cret-token-0123456789";
 const K = failsafeKey(TOKEN);
 const FROM = { node: "n1", term: 42 };
 
-async function realMember(token: string, view: Partial<NodeView> = {}) {
+async function realMember(token: string | null, view: Partial<NodeView> = {}, https?: { cert: Buffer; key: Buffer }) {
   const clock = new FakeClock();
   const v = { node: "n2", acting: "standby", healthy: true, etcdReachable: true, sinceLastCycleMs: 200, ...view } as NodeView;
   const app = buildApi({
@@ -33,6 +37,7 @@ async function realMember(token: string, view: Partial<NodeView> = {}) {
     authReads: true,
     livenessMaxMs: 5000,
     failbackPreferred: null,
+    ...(https ? { tls: https } : {}),
   });
   await app.listen({ host: "127.0.0.1", port: 0 });
   return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, close: () => app.close() };
@@ -122,14 +127,9 @@ test("forged, mismatched, silent or older targets: never a ready answer", async 
     { name: "a field missing", respond: (b) => ({ status: 200, body: { ...signed(b.nonce), loop_alive: undefined } }), kind: "no answer", why: /does not match the request/ },
     { name: "not JSON", respond: () => ({ status: 200, body: undefined }), kind: "no answer", why: /not a JSON answer/ },
     { name: "silent", respond: () => null, kind: "no answer", why: /US_E_HTTP_TIMEOUT/ },
-    { name: "an older agent (404)", respond: () => ({ status: 404, body: { message: "Route POST:/handover/ready not found" } }), kind: "cannot ask", why: /older version/ },
-    // Its bearer hook runs before the 404 of a route it does not have (fastify runs onRequest hooks for not-found routes).
-    {
-      name: "an older agent with a token (401 for the bearer)",
-      respond: () => ({ status: 401, body: { error: "US_E_API_UNAUTHORIZED", message: "missing or wrong bearer token" } }),
-      kind: "cannot ask",
-      why: /older version/,
-    },
+    // Asked only when its member key says it answers (answersReady): a 404 or a bearer refusal there is no answer, not "older".
+    { name: "404", respond: () => ({ status: 404, body: { message: "Route POST:/handover/ready not found" } }), kind: "no answer", why: /^HTTP 404/ },
+    { name: "a bearer refusal", respond: () => ({ status: 401, body: { error: "US_E_API_UNAUTHORIZED", message: "missing or wrong bearer token" } }), kind: "no answer", why: /^HTTP 401/ },
   ];
   for (const c of cases) {
     const s = await scripted(c.respond);
@@ -145,13 +145,42 @@ test("forged, mismatched, silent or older targets: never a ready answer", async 
   }
 });
 
-test("no token and no client certificate: this node cannot ask (the move goes on unasked), nothing is sent", async () => {
+test("no token, and plain http (no mutual TLS to vouch for an answer): this node cannot ask (the move goes on unasked), nothing is sent", async () => {
   const s = await scripted(() => ({ status: 500, body: {} }));
   try {
     const a = await client(null).ask({ node: "n2", api: s.url }, FROM, 2000);
-    assert.deepEqual(a, { kind: "cannot ask", why: "no API token or client certificate on this node to ask it with" });
+    assert.deepEqual(a, { kind: "cannot ask", why: "no API token on this node, and no mutual TLS to the target, to ask it with" });
     assert.equal(s.seen.length, 0);
   } finally {
     await s.close();
+  }
+});
+
+test("a target with no token and no client CA cannot authenticate the question: unasked, as a cluster without API auth", async () => {
+  const m = await realMember(null);
+  try {
+    const a = await client().ask({ node: "n2", api: m.url }, FROM, 2000);
+    assert.equal(a.kind, "cannot ask");
+    assert.match((a as { why: string }).why, /the target cannot authenticate the question \(no API token is configured/);
+  } finally {
+    await m.close();
+  }
+});
+
+test("https with the token: the answer's MAC vouches for it, so a server certificate this node cannot verify does not block the ask", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "us-ready-tls-"));
+  try {
+    const args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "k.pem", "-out", "c.pem", "-days", "2", "-subj", "/CN=elsewhere"];
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    const m = await realMember(TOKEN, {}, { cert: readFileSync(join(dir, "c.pem")), key: readFileSync(join(dir, "k.pem")) });
+    try {
+      const a = await client().ask({ node: "n2", api: m.url.replace("http:", "https:") }, FROM, 2000);
+      assert.equal(a.kind, "answer", JSON.stringify(a));
+    } finally {
+      await m.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -12,12 +12,12 @@ import { FakeTargetPeers, type AskedAgent } from "../../fakes/target-peers.js";
 /** The API address the fixture's agent `name` publishes. */
 export const apiOf = (name: string) => `http://${name}.test:8080`;
 
-export function configFor(name: string, priority = 100, extra = "", mode: "cold" | "warm" = "cold") {
+export function configFor(name: string, priority = 100, extra = "", mode: "cold" | "warm" = "cold", election = "ttl: 5s, fence_margin: 1s, ranking_delay: 500ms") {
   return parseConfigText(
     `cluster: t
 node: { name: ${name}, address: 198.18.0.1, priority: ${priority} }
 etcd: { endpoints: ["http://198.18.0.2:2379"] }
-election: { ttl: 5s, fence_margin: 1s, ranking_delay: 500ms }
+election: { ${election} }
 daemon: { backend: process, mode: ${mode}, command: [/bin/true] }
 ${extra}`,
     "test.yaml",
@@ -25,7 +25,7 @@ ${extra}`,
 }
 
 /** Loops named with their priorities, each with its fake daemon, VIP, health and process life. */
-export function cluster(names: [string, number][], readiness: Record<string, string | null> = {}, mode: "cold" | "warm" = "cold", extra = "") {
+export function cluster(names: [string, number][], readiness: Record<string, string | null> = {}, mode: "cold" | "warm" = "cold", extra = "", election?: string) {
   const clock = new FakeClock();
   const etcd = new FakeCoordinator(clock);
   const timeline = new VipTimeline(clock);
@@ -38,7 +38,7 @@ export function cluster(names: [string, number][], readiness: Record<string, str
     const health = new FakeHealth();
     const life = new ProcessLife();
     const loop = new HaLoop({
-      config: configFor(name, prio, extra, mode),
+      config: configFor(name, prio, extra, mode, election),
       coordinator: life.coordinator(etcd),
       daemon,
       vip,

@@ -12,10 +12,11 @@ import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { member } from "../../fakes/member.js";
 import { NOW, primary, sw } from "./decide-fixture.js";
-import { request, running } from "./loop-fixture.js";
+import { HaLoop } from "../../../src/ha/loop.js";
+import { apiOf, cluster, configFor, request, running } from "./loop-fixture.js";
 
 const API = "http://n2.test:8080";
-const n2 = member("n2", { api: API });
+const n2 = member("n2", { api: API, answersReady: true });
 const verdict = (over: Partial<TargetVerdict> = {}): TargetVerdict => ({ node: "n2", requestedAt: "", atMs: NOW - 10, outcome: "ready", why: "a healthy standby", ...over });
 const view = (over: Partial<TargetCheckView> = {}): TargetCheckView => ({ asking: null, last: null, failingSinceMs: null, ...over });
 const decideWith = (check: TargetCheckView | undefined, over: Partial<Observation> = {}, members = [member("n1", { role: "primary" }), n2]) =>
@@ -63,6 +64,9 @@ test("target check, planner: could not be asked (no key, an older agent), no API
   const noApi = decideWith(view(), {}, [member("n1", { role: "primary" }), member("n2")]);
   assert.deepEqual(kinds(noApi.actions), ["demote", "release"]);
   assert.match(noApi.reason, /n2 not asked: its member key names no API address/);
+  const older = decideWith(view(), {}, [member("n1", { role: "primary" }), member("n2", { api: API })]);
+  assert.deepEqual(kinds(older.actions), ["demote", "release"], "an agent whose member key does not say it answers is not asked");
+  assert.match(older.reason, /n2 not asked: its member key does not say its API answers \(an older agent, or an API on loopback\)/);
   assert.deepEqual(kinds(decideWith(undefined).actions), ["demote", "release"]);
 });
 
@@ -130,12 +134,50 @@ test("TargetCheckRun: one ask at a time; the first of a run of failures is kept 
   assert.deepEqual(woken, ["n2 answered", "n2 answered", "n2 answered"]);
 });
 
+test("TargetCheckRun: an ask that never settles counts as failed after its timeout and a second; its late answer is ignored", async () => {
+  const clock = new FakeClock();
+  let settle: (a: TargetAnswer) => void = () => undefined;
+  const run = new TargetCheckRun({ ask: () => new Promise<TargetAnswer>((r) => (settle = r)) }, clock, silentLogger(), () => undefined);
+  run.start({ node: "n2", api: API, requestedAt: "r1", forced: false }, { node: "n1", term: 7 });
+  await clock.advance(1500);
+  assert.notEqual(run.view().asking, null, "still within the timeout and a second");
+  await clock.advance(600);
+  const v = run.view();
+  assert.equal(v.asking, null);
+  assert.equal(v.last?.outcome, "not ready");
+  assert.match(v.last?.why ?? "", /did not settle within 2000 ms/);
+  settle({ kind: "answer", acting: "standby", healthy: true, etcdReachable: true, loopAlive: true });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(run.view().last?.outcome, "not ready", "the late answer of the abandoned ask is dropped");
+});
+
+test("failback: a preferred node that did not answer that it was ready is not asked again before `delay` has passed", () => {
+  const fb = { policy: "auto" as const, preferred: "n2", delayMs: 30_000 };
+  const members = [member("n1", { role: "primary" }), n2];
+  const at = (over: Partial<Observation>) => decide(primary({ failback: fb, preferredReadySinceMs: NOW - 60_000, ...over }, { members }));
+  assert.deepEqual(kinds(at({}).actions), ["request_failback"]);
+  const failed = view({ last: verdict({ requestedAt: "r0", outcome: "not ready", why: "timed out", atMs: NOW - 10_000 }) });
+  const held = at({ targetCheck: failed });
+  assert.deepEqual(held.actions, [{ kind: "recheck_at", atMs: NOW + 20_000 }]);
+  assert.match(held.reason, /failing back to n2 again in 20s: it did not answer that it was ready \(timed out\)/);
+  assert.deepEqual(kinds(at({ targetCheck: view({ last: verdict({ requestedAt: "r0", outcome: "not ready", atMs: NOW - 30_000 }) }) }).actions), ["request_failback"]);
+});
+
 test("loops: a switchover to a target killed while its lease lives is cancelled; the primary keeps the role and the VIP", async () => {
-  const c = await running([
-    ["n1", 300],
-    ["n2", 200],
-    ["n3", 100],
-  ]);
+  // ttl 30 s: n3's lease and healthy member key outlive the give-up time, so only the check can stop the move.
+  const c = cluster(
+    [
+      ["n1", 300],
+      ["n2", 200],
+      ["n3", 100],
+    ],
+    {},
+    "cold",
+    "",
+    "ttl: 30s, fence_margin: 1s, ranking_delay: 500ms",
+  );
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
   assert.equal(c.etcd.leader?.node, "n1");
   const term = c.etcd.leader!.term;
   c.nodes[2]!.life.crash(); // kill -9: its member key says healthy until the lease's TTL (5 s)
@@ -145,14 +187,14 @@ test("loops: a switchover to a target killed while its lease lives is cancelled;
   assert.notEqual(c.etcd.switchover, null, "still asking");
   assert.match(c.nodes[0]!.loop.view().decision, /^switchover to n3: (asking n3 over its API|n3 is not ready \(timed out after 1000 ms\); asking again)/);
   assert.equal(c.peers.asked.length, 2, "asked, timed out after 1 s, asked again 0.5 s later");
-  // Cancelled at the give-up time, or earlier when n3's lease expires and its member key goes with it.
   await c.clock.advance(TARGET_GIVE_UP_MS);
   assert.equal(c.etcd.switchover, null, "the request was cancelled");
   assert.deepEqual([c.etcd.leader?.node, c.etcd.leader?.term], ["n1", term], "n1 kept the role in its term");
   assert.deepEqual(c.timeline.holder(), ["n1"]);
   assert.equal(c.timeline.maxHolders, 1);
   const ev = c.etcd.historyEvents.find((e) => e.kind === "switchover");
-  assert.match(ev?.reason ?? "", /^not done: n3 (did not answer that it is ready to take over within 5s \(timed out after 1000 ms\)|is not a live standby)$/);
+  assert.match(ev?.reason ?? "", /^not done: n3 did not answer that it is ready to take over within 5s \(timed out after 1000 ms\)$/);
+  assert.ok(c.etcd.members.has("n3"), "its member key was still there: the check, not the lease, stopped the move");
   assert.ok(c.peers.asked.filter((a) => a.node === "n3").length >= 3, `asked again after each failure (${c.peers.asked.length})`);
   assert.ok(
     c.peers.asked.every((a) => a.from === "n1" && a.term === term),
@@ -173,4 +215,36 @@ test("loops: a switchover to a live target asks it once, then hands over", async
     ["n2"],
   );
   assert.equal(c.timeline.maxHolders, 1);
+});
+
+test("loops: a node whose API listens on loopback does not say it answers; a move to it goes on unasked", async () => {
+  const c = await running([
+    ["n1", 300],
+    ["n2", 200],
+  ]);
+  const n2 = c.nodes[1]!;
+  await n2.loop.stop();
+  const again = new HaLoop({
+    config: configFor("n2", 200),
+    coordinator: c.etcd,
+    daemon: n2.daemon,
+    vip: n2.vip,
+    health: n2.health,
+    clock: c.clock,
+    log: silentLogger(),
+    version: "test",
+    probeGraceMs: 0,
+    apiUrl: apiOf("n2"),
+    apiAnswersPeers: false,
+    targetPeers: c.peers,
+  });
+  await again.start();
+  await c.clock.advance(2000);
+  assert.equal(c.etcd.members.get("n2")?.member.answersReady, undefined, "its member key does not claim it");
+  assert.equal(c.etcd.members.get("n1")?.member.answersReady, true);
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2" })), "requested");
+  await c.clock.advance(50);
+  assert.equal(c.etcd.leader?.node, "n2");
+  assert.deepEqual(c.peers.asked, [], "not asked");
+  await again.stop();
 });

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { WakeUps } from "../../../src/platform/wake-ups.js";
 import { ReloadReporters } from "../../../src/platform/reloading-file.js";
-import { formatListenAddress, hostForUrl, isListenPort, isWildcardHost, LISTEN_ADDRESS, parseListenAddress } from "../../../src/platform/listen-address.js";
+import { formatListenAddress, hostForUrl, isListenPort, isLoopbackHost, isWildcardHost, LISTEN_ADDRESS, parseListenAddress } from "../../../src/platform/listen-address.js";
 
 test("a wake reaches every subscriber in order, and none before it subscribed", () => {
   const seen: string[] = [];
@@ -58,4 +58,9 @@ test("listen addresses: parsed, printed and checked in one place", () => {
   assert.equal(isWildcardHost("::"), true);
   assert.equal(isWildcardHost("0.0.0.0"), true);
   assert.equal(isWildcardHost("127.0.0.1"), false);
+});
+
+test("loopback hosts: other agents cannot reach an API bound there", () => {
+  for (const h of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) assert.equal(isLoopbackHost(h), true, h);
+  for (const h of ["0.0.0.0", "::", "198.18.0.1", "fe80::1", "128.0.0.1", "127.example.com"]) assert.equal(isLoopbackHost(h), false, h);
 });
