@@ -103,21 +103,27 @@ const grantSchema = {
 /** Refuse as the server's bearer hook does (401, rate-limited log line). */
 export type Unauthorized = (req: FastifyRequest, reply: FastifyReply, why: string) => FastifyReply;
 
+/**
+ * Who may call a peer route (this one, POST /handover/ready): a req_mac that verifies under k (one
+ * that is sent must verify, even with mTLS: a wrong one means another token, so the answer could not
+ * verify either), else a client certificate signed by api.tls.client_ca; a bearer token does not
+ * count. k comes from the current token (api.token_file is re-read when it changes), null without one.
+ */
+export async function peerAuth(deps: ApiDeps, req: FastifyRequest, sent: string | undefined, macMatches: (key: Buffer, mac: string) => boolean): Promise<{ key: Buffer | null } | { why: string }> {
+  const token = deps.tokenSource ? await deps.tokenSource.get() : deps.token;
+  const key = token ? failsafeKey(token) : null;
+  const mtls = deps.tls?.clientCa !== undefined && (req.raw.socket as { authorized?: boolean }).authorized === true;
+  if (sent !== undefined ? key && macMatches(key, sent) : mtls) return { key };
+  return { why: key === null ? "no API token is configured on this node (api.token_file)" : sent === undefined ? "missing req_mac" : "wrong req_mac (another API token?)" };
+}
+
 export function registerFailsafeRoutes(app: FastifyInstance, deps: ApiDeps, unauthorized: Unauthorized): void {
   app.post<{ Body: GrantRequestBody }>("/failsafe/grant", { schema: grantSchema, config: { [FAILSAFE_OWN_AUTH]: true } }, async (req, reply) => {
     const b = req.body;
     const request: GrantRequest = { node: b.node, to: b.to, term: b.term, leaseMs: b.lease_ms, nonce: b.nonce, seq: b.seq };
-    // The token is re-read when it changes (api.token_file): k is derived from the current one.
-    const token = deps.tokenSource ? await deps.tokenSource.get() : deps.token;
-    const key = token ? failsafeKey(token) : null;
-    // A client certificate signed by api.tls.client_ca counts as well as req_mac; a bearer token does not.
-    const mtls = deps.tls?.clientCa !== undefined && (req.raw.socket as { authorized?: boolean }).authorized === true;
-    const sent = req.body.req_mac;
-    // A req_mac that is sent must verify, even with mTLS: a wrong one means another token, so the answer could not verify either.
-    if (sent !== undefined ? !(key && requestMacMatches(key, request, sent)) : !mtls) {
-      const why = key === null ? "no API token is configured on this node (api.token_file)" : sent === undefined ? "missing req_mac" : "wrong req_mac (another API token?)";
-      return unauthorized(req, reply, why);
-    }
+    const auth = await peerAuth(deps, req, b.req_mac, (k, mac) => requestMacMatches(k, request, mac));
+    if ("why" in auth) return unauthorized(req, reply, auth.why);
+    const { key } = auth;
     const node = deps.view().node;
     const answer: GrantAnswer = deps.failsafe
       ? await deps.failsafe.answer(request)

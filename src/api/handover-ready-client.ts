@@ -41,7 +41,7 @@ export class HandoverReadyClient implements TargetPeers {
     const wire: ReadyRequestBody = { ...fields, ...(key ? { req_mac: readyRequestMac(key, fields) } : {}) };
     // With the key the answer is authenticated by its MAC over our nonce, and the request carries no
     // secret: the server's certificate is not what vouches for it (a peer's may not chain to api.tls.client_ca).
-    const tls = this.options.tls ? { ...this.options.tls, ...(key ? { rejectUnauthorized: false } : {}) } : key ? { rejectUnauthorized: false } : undefined;
+    const tls = key ? { ...this.options.tls, rejectUnauthorized: false } : this.options.tls;
     const answer = await request("POST", new URL("/handover/ready", target.api), {
       body: JSON.stringify(wire),
       headers: { "content-type": "application/json" },

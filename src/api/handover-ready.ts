@@ -9,7 +9,7 @@ import { createHmac } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { NODE_NAME } from "./validate.js";
-import { FAILSAFE_OWN_AUTH, failsafeKey, hexMacMatches as macMatches, type Unauthorized } from "./failsafe.js";
+import { FAILSAFE_OWN_AUTH, hexMacMatches, peerAuth, type Unauthorized } from "./failsafe.js";
 import { refuse, type ApiDeps } from "./server.js";
 import type { NodeView } from "../ha/events.js";
 
@@ -74,14 +74,9 @@ const readySchema = {
 export function registerReadyRoute(app: FastifyInstance, deps: ApiDeps, unauthorized: Unauthorized): void {
   app.post<{ Body: ReadyRequestBody }>("/handover/ready", { schema: readySchema, config: { [FAILSAFE_OWN_AUTH]: true } }, async (req, reply) => {
     const b = req.body;
-    const token = deps.tokenSource ? await deps.tokenSource.get() : deps.token;
-    const key = token ? failsafeKey(token) : null;
-    const mtls = deps.tls?.clientCa !== undefined && (req.raw.socket as { authorized?: boolean }).authorized === true;
-    // A req_mac that is sent must verify, even with mTLS: a wrong one means another token.
-    if (b.req_mac !== undefined ? !(key && macMatches(readyRequestMac(key, b), b.req_mac)) : !mtls) {
-      const why = key === null ? "no API token is configured on this node (api.token_file)" : b.req_mac === undefined ? "missing req_mac" : "wrong req_mac (another API token?)";
-      return unauthorized(req, reply, why);
-    }
+    const auth = await peerAuth(deps, req, b.req_mac, (k, mac) => hexMacMatches(readyRequestMac(k, b), mac));
+    if ("why" in auth) return unauthorized(req, reply, auth.why);
+    const { key } = auth;
     const view = deps.view();
     if (b.to !== view.node) return refuse(reply, 409, "US_E_API_PRECONDITION", `asked ${b.to}, but this is ${view.node}`);
     const fields: AnswerFields = { node: view.node, nonce: b.nonce, ...readyFacts(view, deps.livenessMaxMs) };

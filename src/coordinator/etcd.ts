@@ -74,10 +74,15 @@ export class EtcdCoordinator implements Coordinator {
   }
 
   /** One txn applying `ops` only while `term` leads; false (nothing written) when it no longer does. */
-  private async guarded(what: string, term: number, ...ops: IOperation[]): Promise<boolean> {
+  private guarded(what: string, term: number, ...ops: IOperation[]): Promise<boolean> {
+    return this.commitIf(what, this.leads(term), ...ops);
+  }
+
+  /** One txn applying `ops` only if `ifs` holds; false (nothing written) when it does not. */
+  private async commitIf(what: string, ifs: ComparatorBuilder, ...ops: IOperation[]): Promise<boolean> {
     return (
       await this.call(what, () =>
-        this.leads(term)
+        ifs
           .then(...ops)
           .options(this.deadline())
           .commit(),
@@ -198,33 +203,22 @@ export class EtcdCoordinator implements Coordinator {
     else await this.call("pause delete", () => this.client.delete().key(this.keys.pause).options(this.deadline()).exec());
   }
 
-  async requestSwitchover(request: SwitchoverRequest): Promise<boolean> {
+  requestSwitchover(request: SwitchoverRequest): Promise<boolean> {
     const key = this.keys.switchover;
-    const res = await this.call("switchover txn", () =>
-      this.client
-        .if(key, "Create", "==", 0)
-        .then(this.client.put(key).value(JSON.stringify(request)))
-        .options(this.deadline())
-        .commit(),
-    );
-    return res.succeeded;
+    return this.commitIf("switchover txn", this.client.if(key, "Create", "==", 0), this.client.put(key).value(JSON.stringify(request)));
   }
 
-  async clearSwitchover(term: number, readRevision?: number): Promise<boolean> {
+  clearSwitchover(term: number, readRevision?: number): Promise<boolean> {
     const leads = this.leads(term);
     const ifs = readRevision === undefined ? leads : leads.and(this.keys.switchover, "Mod", "<", readRevision + 1);
-    const res = await this.call("clear switchover txn", () => ifs.then(this.client.delete().key(this.keys.switchover)).options(this.deadline()).commit());
-    return res.succeeded;
+    return this.commitIf("clear switchover txn", ifs, this.client.delete().key(this.keys.switchover));
   }
 
   async cancelSwitchover(readRevision?: number): Promise<void> {
-    if (readRevision === undefined) {
-      await this.call("cancel switchover", () => this.client.delete().key(this.keys.switchover).options(this.deadline()).exec());
-      return;
-    }
+    const remove = this.client.delete().key(this.keys.switchover);
+    if (readRevision === undefined) await this.call("cancel switchover", () => remove.options(this.deadline()).exec());
     // An absent key's mod revision compares as 0: nothing to delete, and the txn succeeds harmlessly.
-    const ifs = this.client.if(this.keys.switchover, "Mod", "<", readRevision + 1);
-    await this.call("cancel switchover txn", () => ifs.then(this.client.delete().key(this.keys.switchover)).options(this.deadline()).commit());
+    else await this.commitIf("cancel switchover txn", this.client.if(this.keys.switchover, "Mod", "<", readRevision + 1), remove);
   }
 
   release(term: number, record: ReleaseRecord): Promise<boolean> {

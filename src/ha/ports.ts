@@ -164,7 +164,7 @@ export type TargetAnswer =
     }
   /** Timeout, refusal, an answer that does not verify: the target is not known to be alive and ready. */
   | { readonly kind: "no answer"; readonly why: string }
-  /** This node cannot ask (no API token and no client certificate) or the target's agent does not know the question (older version). */
+  /** No authenticated question is possible: this node has no token and no mutual TLS to the target, or the target can authenticate nothing (no token, no client CA). */
   | { readonly kind: "cannot ask"; readonly why: string };
 
 /**

@@ -114,15 +114,15 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     return cancel(sw, "not possible", why);
   }
   // Asked before a drain starts (no use draining for a dead target) and again just before the move.
-  if (o.drain?.active?.requestedAt !== sw.requestedAt) {
-    const asked = targetStep(o, sw, target, forced);
-    if ("cancel" in asked) return cancel(sw, "not possible", asked.cancel);
-    if ("decision" in asked) return asked.decision;
-  }
+  const ask = (): { decision: Decision } | { note: string } => {
+    const step = targetStep(o, sw, target, forced);
+    return "cancel" in step ? { decision: cancel(sw, "not possible", step.cancel) } : step;
+  };
+  const before = o.drain?.active?.requestedAt !== sw.requestedAt ? ask() : null;
+  if (before && "decision" in before) return before.decision;
   const drain = drainStep(o, sw, target.node);
   if ("decision" in drain) return drain.decision;
-  const asked = targetStep(o, sw, target, forced);
-  if ("cancel" in asked) return cancel(sw, "not possible", asked.cancel);
+  const asked = ask();
   if ("decision" in asked) return asked.decision;
   const handTo = handOverTo(o, target);
   const notes = [asked.note, handTo ? "the leader key passed in one transaction" : ""].filter((n) => n !== "");

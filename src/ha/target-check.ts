@@ -27,7 +27,7 @@ export interface TargetVerdict {
   readonly requestedAt: string;
   /** When the answer (or its failure) came (monotonic ms). */
   readonly atMs: number;
-  /** ready: take over now; unchecked: could not be asked (no key, older agent), so the move goes on as before the check. */
+  /** ready: take over now; unchecked: no authenticated question was possible (ports.ts, "cannot ask"), so the move goes on as before the check. */
   readonly outcome: "ready" | "not ready" | "unchecked";
   /** Why, for sentences: "it acts as primary", "HTTP 401: …", "no API token …". */
   readonly why: string;

@@ -8,12 +8,18 @@ async function until(ok: () => boolean): Promise<void> {
   assert.ok(ok(), "the CLI made its request within 4 s");
 }
 
-test("a move the role overtook (cancelled 'not done' by a third node): exit 3 with the reason, not success", async (t) => {
+/** `understudy switchover ARGS` against a real API on a fake etcd (n1 primary, n2, n3), once its request is in etcd. */
+async function requested(t: { after(fn: () => unknown): void }, args: string[]) {
   const api = await realApi({ members: [member("n1", { role: "primary" }), member("n2"), member("n3")] });
   t.after(() => api.close());
-  const run = cli(["switchover", "--to", "n3", "--wait", "4", "--api", api.url], { UNDERSTUDY_API_TOKEN: TOKEN });
+  const run = cli(["switchover", ...args, "--wait", "4", "--api", api.url], { UNDERSTUDY_API_TOKEN: TOKEN });
   await until(() => api.etcd.switchover !== null);
   const sw = api.etcd.switchover!;
+  return { api, run, sw, at: (ms: number) => new Date(Date.parse(sw.requestedAt) + ms).toISOString() };
+}
+
+test("a move the role overtook (cancelled 'not done' by a third node): exit 3 with the reason, not success", async (t) => {
+  const { api, run, sw } = await requested(t, ["--to", "n3"]);
   // n3 gave the key back and n2 won: n2 cancels the request and records why (switchover.ts, chronicle.ts).
   api.etcd.leader = { node: "n2", lease: api.etcd.leader!.lease, term: 99, acquiredAt: "" };
   await api.etcd.cancelSwitchover();
@@ -28,12 +34,7 @@ test("a move the role overtook (cancelled 'not done' by a third node): exit 3 wi
 });
 
 test("an older 'not done' of the same requester does not turn a successful move into a cancellation", async (t) => {
-  const api = await realApi({ members: [member("n1", { role: "primary" }), member("n2"), member("n3")] });
-  t.after(() => api.close());
-  const run = cli(["switchover", "--to", "n2", "--wait", "4", "--api", api.url, "--requested-by", "ops"], { UNDERSTUDY_API_TOKEN: TOKEN });
-  await until(() => api.etcd.switchover !== null);
-  const sw = api.etcd.switchover!;
-  const at = (ms: number) => new Date(Date.parse(sw.requestedAt) + ms).toISOString();
+  const { api, run, sw, at } = await requested(t, ["--to", "n2", "--requested-by", "ops"]);
   await api.etcd.appendHistory({ kind: "switchover", at: at(-3_600_000), node: "n1", from: "n1", to: "n3", term: null, reason: "not done: n3 is not a live standby", requestedBy: "ops" }, null);
   api.etcd.leader = { node: "n2", lease: api.etcd.leader!.lease, term: 42, acquiredAt: "" };
   await api.etcd.cancelSwitchover();
@@ -47,12 +48,7 @@ test("an older 'not done' of the same requester does not turn a successful move 
 });
 
 test("the 'not done' of the same requester's request seconds before (another requestedAt) is not this one's: the event names its request", async (t) => {
-  const api = await realApi({ members: [member("n1", { role: "primary" }), member("n2"), member("n3")] });
-  t.after(() => api.close());
-  const run = cli(["switchover", "--to", "n2", "--wait", "4", "--api", api.url, "--requested-by", "ops"], { UNDERSTUDY_API_TOKEN: TOKEN });
-  await until(() => api.etcd.switchover !== null);
-  const sw = api.etcd.switchover!;
-  const at = (ms: number) => new Date(Date.parse(sw.requestedAt) + ms).toISOString();
+  const { api, run, sw, at } = await requested(t, ["--to", "n2", "--requested-by", "ops"]);
   // The previous request, to the same target, cancelled 2 s before this one was made (inside the clock-skew window).
   await api.etcd.appendHistory(
     {

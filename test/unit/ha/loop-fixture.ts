@@ -67,11 +67,12 @@ export async function running(names: [string, number][]) {
 
 /**
  * A new agent for node `index` after its old one crashed (life.crash()): the same daemon, VIP and
- * health, as kernel state survives an agent; not started. `notReady`: its readiness problem.
+ * health, as kernel state survives an agent, and the same API address, now answered by the new
+ * agent; not started. `notReady`: its readiness problem; `apiAnswersPeers: false`: an API on loopback.
  */
-export function restarted(c: ReturnType<typeof cluster>, index: number, priority: number, options: { extra?: string; notReady?: string } = {}): HaLoop {
+export function restarted(c: ReturnType<typeof cluster>, index: number, priority: number, options: { extra?: string; notReady?: string; apiAnswersPeers?: boolean } = {}): HaLoop {
   const n = c.nodes[index]!;
-  return new HaLoop({
+  const loop = new HaLoop({
     config: configFor(n.name, priority, options.extra ?? ""),
     coordinator: c.etcd,
     daemon: n.daemon,
@@ -81,8 +82,13 @@ export function restarted(c: ReturnType<typeof cluster>, index: number, priority
     log: silentLogger(),
     version: "test",
     probeGraceMs: 0,
+    apiUrl: apiOf(n.name),
+    targetPeers: c.peers,
+    ...(options.apiAnswersPeers !== undefined ? { apiAnswersPeers: options.apiAnswersPeers } : {}),
     ...(options.notReady !== undefined ? { readiness: { problem: () => options.notReady!, start: () => undefined, stop: () => undefined } } : {}),
   });
+  c.agents.set(apiOf(n.name), { view: () => loop.view(), silent: () => false });
+  return loop;
 }
 
 export function request(c: ReturnType<typeof cluster>, over: Partial<SwitchoverRequest>): SwitchoverRequest {

@@ -12,8 +12,7 @@ import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { member } from "../../fakes/member.js";
 import { NOW, primary, sw } from "./decide-fixture.js";
-import { HaLoop } from "../../../src/ha/loop.js";
-import { apiOf, cluster, configFor, request, running } from "./loop-fixture.js";
+import { cluster, request, restarted, running } from "./loop-fixture.js";
 
 const API = "http://n2.test:8080";
 const n2 = member("n2", { api: API, answersReady: true });
@@ -224,20 +223,7 @@ test("loops: a node whose API listens on loopback does not say it answers; a mov
   ]);
   const n2 = c.nodes[1]!;
   await n2.loop.stop();
-  const again = new HaLoop({
-    config: configFor("n2", 200),
-    coordinator: c.etcd,
-    daemon: n2.daemon,
-    vip: n2.vip,
-    health: n2.health,
-    clock: c.clock,
-    log: silentLogger(),
-    version: "test",
-    probeGraceMs: 0,
-    apiUrl: apiOf("n2"),
-    apiAnswersPeers: false,
-    targetPeers: c.peers,
-  });
+  const again = restarted(c, 1, 200, { apiAnswersPeers: false });
   await again.start();
   await c.clock.advance(2000);
   assert.equal(c.etcd.members.get("n2")?.member.answersReady, undefined, "its member key does not claim it");
