@@ -1,5 +1,6 @@
 // The only place that reads the wall clock or arms timers. Everything else gets
 // a Clock, so timing logic is tested with test/fakes/clock.ts instead of sleeps.
+import { recordLateness } from "./timer-lateness.js";
 
 export interface TimerHandle {
   cancel(): void;
@@ -43,16 +44,24 @@ export class SystemClock implements Clock {
     return Number(process.hrtime.bigint() / 1000n) / 1000;
   }
   setTimer(ms: number, fn: () => void): TimerHandle {
-    const t = setTimeout(fn, timerDelay(ms));
+    const delay = timerDelay(ms);
+    const due = performance.now() + delay;
+    const t = setTimeout(() => {
+      recordLateness(due);
+      fn();
+    }, delay);
     return { cancel: () => clearTimeout(t) };
   }
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
+      const delay = timerDelay(ms);
+      const due = performance.now() + delay;
       const t = setTimeout(() => {
+        recordLateness(due);
         signal?.removeEventListener("abort", onAbort);
         resolve();
-      }, timerDelay(ms));
+      }, delay);
       const onAbort = () => {
         clearTimeout(t);
         reject(signal?.reason);

@@ -1,14 +1,14 @@
-// The event-loop delay gauges (src/api/loop-lag.ts) sample every EVENT_LOOP_SAMPLE_MS (not
-// prom-client's 10 ms, which cost an idle agent half its CPU): an idle loop reads 0, not the
-// sampling interval, and a stall longer than the interval shows at the next scrape.
+// The event-loop delay gauges (src/api/loop-lag.ts) read how late the agent's own timers fired
+// (SystemClock records each one, src/platform/timer-lateness.ts): no sampler wakes the process.
+// On time they read near 0; a stall shows at the next scrape through the timer it held up.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
-import { EVENT_LOOP_SAMPLE_MS } from "../../../src/api/loop-lag.js";
 import { AgentMetrics } from "../../../src/api/metrics.js";
+import { SystemClock } from "../../../src/platform/clock.js";
 import { standbyView } from "../../fakes/node-view.js";
 
 const view = standbyView({ node: "n1" });
+const clock = new SystemClock();
 
 function gauge(text: string, stat: string): number {
   const name = `understudy_nodejs_eventloop_lag_${stat}_seconds`;
@@ -17,23 +17,32 @@ function gauge(text: string, stat: string): number {
   return Number(lines[0]!.split(" ").at(-1));
 }
 
-test("an idle loop does not read the sampling interval as delay; a stall of three intervals shows at the next scrape", async () => {
-  const m = new AgentMetrics(() => view, { cluster: "c", node: "n1" });
-  await m.registry.metrics(); // the first scrape starts the window
-  await sleep(6 * EVENT_LOOP_SAMPLE_MS);
-  const idle = await m.registry.metrics();
-  // Without the interval taken off, p50 would read at least the interval itself; 80 % leaves room for a busy host.
-  assert.ok(gauge(idle, "p50") < (0.8 * EVENT_LOOP_SAMPLE_MS) / 1000, `idle p50 ${gauge(idle, "p50")} s: the interval is not counted as delay`);
-  assert.ok(gauge(idle, "min") >= 0, 'gauge(idle, "min") >= 0');
-  // A scrape resets the histogram, and Node's first sample after a reset only starts the next interval.
-  await sleep(1.5 * EVENT_LOOP_SAMPLE_MS);
-  const until = performance.now() + 3 * EVENT_LOOP_SAMPLE_MS;
+function stall(ms: number): void {
+  const until = performance.now() + ms;
   while (performance.now() < until) {
     // a stalled event loop
   }
-  await sleep(2 * EVENT_LOOP_SAMPLE_MS);
-  const text = await m.registry.metrics();
-  const max = gauge(text, "max");
-  assert.ok(max >= (1.5 * EVENT_LOOP_SAMPLE_MS) / 1000, `lag max ${max} s after a ${3 * EVENT_LOOP_SAMPLE_MS} ms stall`);
-  assert.ok(gauge(text, "p99") >= gauge(text, "p50"), 'gauge(text, "p99") >= gauge(text, "p50")');
+}
+
+test("timers on time read near 0; a timer held up by a 300 ms stall shows it at the next scrape, and a scrape starts a new window", async () => {
+  const m = new AgentMetrics(() => view, { cluster: "c", node: "n1" });
+  await m.registry.metrics(); // the first scrape starts the window
+  const none = await m.registry.metrics();
+  assert.equal(gauge(none, "max"), 0, "no timer fired since the last scrape: 0, not a stale value");
+  for (let i = 0; i < 5; i++) await clock.sleep(20);
+  const onTime = await m.registry.metrics();
+  // A timer runs a millisecond or so after it is due; 100 ms leaves room for a busy host.
+  assert.ok(gauge(onTime, "p50") < 0.1, `p50 ${gauge(onTime, "p50")} s for timers nothing held up`);
+  assert.ok(gauge(onTime, "min") >= 0, 'gauge(onTime, "min") >= 0');
+  let fired = 0;
+  clock.setTimer(10, () => fired++);
+  stall(300);
+  await clock.sleep(20);
+  assert.equal(fired, 1);
+  const stalled = await m.registry.metrics();
+  assert.ok(gauge(stalled, "max") >= 0.25, `lag max ${gauge(stalled, "max")} s: a timer due 10 ms into a 300 ms stall ran ~290 ms late`);
+  assert.ok(gauge(stalled, "p99") >= gauge(stalled, "p50"), 'gauge(stalled, "p99") >= gauge(stalled, "p50")');
+  await clock.sleep(20);
+  const after = await m.registry.metrics();
+  assert.ok(gauge(after, "max") < 0.25, `lag max ${gauge(after, "max")} s: the stall belongs to the previous window`);
 });
