@@ -24,15 +24,15 @@ function stall(ms: number): void {
   }
 }
 
-test("timers on time read near 0; a timer held up by a 300 ms stall shows it at the next scrape, and a scrape starts a new window", async () => {
+test("timers on time read near 0; a timer held up by a 300 ms stall shows it at the next scrape only", async () => {
   const m = new AgentMetrics(() => view, { cluster: "c", node: "n1" });
   await m.registry.metrics(); // the first scrape starts the window
   const none = await m.registry.metrics();
   assert.equal(gauge(none, "max"), 0, "no timer fired since the last scrape: 0, not a stale value");
   for (let i = 0; i < 5; i++) await clock.sleep(20);
   const onTime = await m.registry.metrics();
-  // A timer runs a millisecond or so after it is due; 100 ms leaves room for a busy host.
-  assert.ok(gauge(onTime, "p50") < 0.1, `p50 ${gauge(onTime, "p50")} s for timers nothing held up`);
+  // A timer runs a millisecond or so after it is due; 200 ms leaves room for a busy host.
+  assert.ok(gauge(onTime, "p50") < 0.2, `p50 ${gauge(onTime, "p50")} s for timers nothing held up`);
   assert.ok(gauge(onTime, "min") >= 0, 'gauge(onTime, "min") >= 0');
   let fired = 0;
   clock.setTimer(10, () => fired++);
@@ -42,7 +42,6 @@ test("timers on time read near 0; a timer held up by a 300 ms stall shows it at 
   const stalled = await m.registry.metrics();
   assert.ok(gauge(stalled, "max") >= 0.25, `lag max ${gauge(stalled, "max")} s: a timer due 10 ms into a 300 ms stall ran ~290 ms late`);
   assert.ok(gauge(stalled, "p99") >= gauge(stalled, "p50"), 'gauge(stalled, "p99") >= gauge(stalled, "p50")');
-  await clock.sleep(20);
   const after = await m.registry.metrics();
-  assert.ok(gauge(after, "max") < 0.25, `lag max ${gauge(after, "max")} s: the stall belongs to the previous window`);
+  assert.equal(gauge(after, "max"), 0, "the stall belongs to the previous window: no timer fired since that scrape");
 });
