@@ -8,8 +8,12 @@ import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 /** Nanoseconds each timer of this process ran after it was due (at least 1: the histogram takes no 0). */
 export const timerLateness: RecordableHistogram = createHistogram();
 
-/** A timer due at `dueMs` (performance.now() time) runs now: record how late. */
+/**
+ * A timer due at `dueMs` (performance.now() time) runs now: record how late.
+ * Never throws (it runs inside every timer): a due time that is not a number
+ * (a NaN delay, which Node runs after 1 ms) is not recorded.
+ */
 export function recordLateness(dueMs: number): void {
   const lateNs = Math.round((performance.now() - dueMs) * 1e6);
-  timerLateness.record(Math.max(1, lateNs));
+  if (Number.isFinite(lateNs)) timerLateness.record(Math.max(1, lateNs));
 }

@@ -1,6 +1,7 @@
 // Timer lateness (src/platform/timer-lateness.ts): what the event-loop lag gauges read.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { SystemClock } from "../../../src/platform/clock.js";
 import { recordLateness, timerLateness } from "../../../src/platform/timer-lateness.js";
 
 test("a timer run 50 ms after it was due records ~50 ms; one run early (Node rounds to the millisecond) records the histogram's floor, not a negative", () => {
@@ -12,4 +13,12 @@ test("a timer run 50 ms after it was due records ~50 ms; one run early (Node rou
   assert.equal(timerLateness.count, 2);
   assert.equal(timerLateness.min, 1);
   timerLateness.reset();
+});
+
+test("a timer whose delay is not a number still runs (as Node runs it, after 1 ms) and records nothing", async () => {
+  timerLateness.reset();
+  assert.doesNotThrow(() => recordLateness(Number.NaN));
+  assert.equal(timerLateness.count, 0);
+  await new Promise<void>((resolve) => new SystemClock().setTimer(Number.NaN, resolve));
+  assert.equal(timerLateness.count, 0);
 });
