@@ -10,6 +10,8 @@ export const timerLateness: RecordableHistogram = createHistogram();
 
 /**
  * A timer due at `dueMs` (performance.now() time) runs now: record how late.
+ * Node counts a delay from the loop's cached time, so a timer armed late in a
+ * long tick may run before `dueMs`: it counts as on time (the floor, 1 ns).
  * Never throws (it runs inside every timer): a due time that is not a number
  * (a NaN delay, which Node runs after 1 ms) is not recorded.
  */
