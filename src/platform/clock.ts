@@ -55,15 +55,12 @@ export class SystemClock implements Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const delay = timerDelay(ms);
-      const due = performance.now() + delay;
-      const t = setTimeout(() => {
-        recordLateness(due);
+      const t = this.setTimer(ms, () => {
         signal?.removeEventListener("abort", onAbort);
         resolve();
-      }, delay);
+      });
       const onAbort = () => {
-        clearTimeout(t);
+        t.cancel();
         reject(signal?.reason);
       };
       signal?.addEventListener("abort", onAbort, { once: true });
