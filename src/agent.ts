@@ -33,7 +33,7 @@ import { createHooks } from "./hooks/index.js";
 import type { FenceOrders } from "./fence/protocol.js";
 import { watchdogTimeoutS } from "./config/watchdog.js";
 import type { FenceGuard, WatchdogSettings } from "./fence/port.js";
-import { createSyncEngine } from "./sync/index.js";
+import { createSyncEngine, resolveSshCiphers } from "./sync/index.js";
 import { createDataEngine } from "./data/index.js";
 import { ToolReadiness, checkTools } from "./tools/check.js";
 import { createDrain } from "./drain/index.js";
@@ -118,7 +118,9 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
   const hookSet = createHooks(config, { runner, clock, log: log.child({ component: "hooks" }) });
 
   // Built (owners resolved, transport values checked) before anything starts: a bad sync setting changes nothing.
-  const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: wakeUps.notifier("sync"), reloads });
+  // One cipher choice for both engines: they share one SSH master connection per peer.
+  const sshCiphers = config.sync ? await resolveSshCiphers(config.sync.ssh.ciphers, log.child({ component: "sync" })) : null;
+  const sync = await createSyncEngine(config, { coordinator, runner, clock, log: log.child({ component: "sync" }), onProgress: wakeUps.notifier("sync"), reloads, sshCiphers });
   // Data replication (issue 14): built after sync, whose daemon config file it extends with its write modules.
   const data = await createDataEngine(config, {
     runner,
@@ -126,6 +128,7 @@ export async function startAgent(config: Config, options: { log?: Logger; clock?
     log: log.child({ component: "data" }),
     onProgress: wakeUps.notifier("data"),
     coordinator,
+    sshCiphers,
     // Loss-free rejoin: each file counted, one webhook event per merge (metrics exist by the time a merge runs).
     onRejoinEvent: (e) => {
       rejoinMetrics?.observeDataRejoin(e);

@@ -61,6 +61,10 @@ interface Options {
   json: string | undefined;
   /** data.warm_batch for understudy's agents (undefined: the product default). */
   warmBatch: string | undefined;
+  /** sync.ssh.ciphers for understudy's agents (undefined: the product default, auto). */
+  sshCiphers: string | undefined;
+  /** data.fsync for understudy's agents (undefined: the product default, on). */
+  dataFsync: boolean | undefined;
   /** Fault runs with the --files/--gib tree in a second data root on every node (hard links), in sync before the stream. */
   faultTree: boolean;
 }
@@ -87,6 +91,8 @@ function parseArgs(argv: string[]): Options {
     waitLoad: undefined,
     json: DEFAULT_JSON,
     warmBatch: undefined,
+    sshCiphers: undefined,
+    dataFsync: undefined,
     faultTree: false,
   };
   let files: number | undefined;
@@ -114,11 +120,15 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--json") o.json = val();
     else if (a === "--no-json") o.json = undefined;
     else if (a === "--warm-batch") o.warmBatch = val();
+    else if (a === "--ssh-ciphers") o.sshCiphers = val();
+    else if (a === "--data-fsync") o.dataFsync = onOff("--data-fsync", val());
     else if (a === "--fault-tree") o.faultTree = true;
     else if (a === "--help" || a === "-h") {
       console.log("usage: bench/data/run.ts [--small] [--files N --gib X] [--rate 50] [--seconds 30] [--file-mib 1] [--sessions 4] [--upload sftp|write]");
       console.log("  [--contenders understudy,lsyncd0,lsyncd,rsync] [--phases initial,stream,faults] [--fault-kinds kill9,linkdown,nodekill] [--fault-runs 3]");
-      console.log("  [--fault-after 4] [--rsync-runs N] [--understudy auto|on|off] [--wait-load 1.5] [--warm-batch 0|20s] [--fault-tree] [--json FILE | --no-json]");
+      console.log(
+        "  [--fault-after 4] [--rsync-runs N] [--understudy auto|on|off] [--wait-load 1.5] [--warm-batch 0|20s] [--ssh-ciphers auto|default|LIST] [--data-fsync on|off] [--fault-tree] [--json FILE | --no-json]",
+      );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   });
@@ -173,7 +183,12 @@ function engineState(o: Options): { used: boolean; why: string } {
   return { used: false, why: "the data engine (src/data/engine.ts, helper datacore) is not in this build: no agent ships data roots yet" };
 }
 
-function clusterOptions(withBulk: boolean, warmBatch: string | undefined): Parameters<typeof LabCluster.create>[0] {
+function onOff(flag: string, v: string): boolean {
+  if (v !== "on" && v !== "off") throw new Error(`${flag} must be on or off, got ${JSON.stringify(v)}`);
+  return v === "on";
+}
+
+function clusterOptions(withBulk: boolean, warmBatch: string | undefined, sshCiphers?: string, dataFsync?: boolean): Parameters<typeof LabCluster.create>[0] {
   return {
     start: false,
     priorities: [300, 100, 200],
@@ -183,11 +198,13 @@ function clusterOptions(withBulk: boolean, warmBatch: string | undefined): Param
       rootPaths: (n) => [join(n.dir, "conf"), upRoot(n), bulkRoot(n)],
       authorizedKeys: (publicKey, config) => authorizedKeysLine(publicKey, { config }),
       rootsYaml: (n) => `    - { name: conf, path: ${join(n.dir, "conf")} }`,
+      ...(sshCiphers !== undefined ? { sshCiphers } : {}),
     },
     extraYaml: (n) =>
       [
         "data:",
         ...(warmBatch !== undefined ? [`  warm_batch: ${JSON.stringify(warmBatch)}`] : []),
+        ...(dataFsync !== undefined ? [`  fsync: ${dataFsync}`] : []),
         "  roots:",
         `    - { name: up, path: ${upRoot(n)} }`,
         ...(withBulk ? [`    - { name: bulk, path: ${bulkRoot(n)} }`] : []),
@@ -315,7 +332,7 @@ async function stream(c: LabCluster, o: Options, rate: number, res: Results, lab
 
 async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promise<void> {
   const want = (x: string) => o.contenders.has(x);
-  const c = await LabCluster.create(clusterOptions(o.phases.has("initial"), o.warmBatch));
+  const c = await LabCluster.create(clusterOptions(o.phases.has("initial"), o.warmBatch, o.sshCiphers, o.dataFsync));
   try {
     const lab = c.lab;
     const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
@@ -396,7 +413,7 @@ async function mainLab(o: Options, res: Results, useUnderstudy: boolean): Promis
           o,
           res,
           "understudy",
-          `data roots, defaults (stability_window 250ms, fsync on, max_batch_files 1000, warm_batch ${o.warmBatch ?? "20s"})`,
+          `data roots, defaults (stability_window 250ms, fsync ${o.dataFsync === false ? "off" : "on"}, max_batch_files 1000, warm_batch ${o.warmBatch ?? "20s"}, sync.ssh.ciphers ${o.sshCiphers ?? "auto"})`,
           upRoot(n1),
           standbys.map(upRoot),
           pool,
@@ -567,7 +584,7 @@ async function main(): Promise<void> {
             const fileBytes = Math.round(o.fileMib * MiB);
             const r = await faultRun(
               {
-                clusterOptions: () => clusterOptions(o.faultTree, o.warmBatch),
+                clusterOptions: () => clusterOptions(o.faultTree, o.warmBatch, o.sshCiphers, o.dataFsync),
                 ...(o.faultTree ? faultTree(o) : {}),
                 upRoot,
                 makePool: (c) => makePool(c.lab, 16, fileBytes),

@@ -2,6 +2,7 @@
 // identical on every node and how they travel.
 import { z } from "zod";
 import { absolutePath, duration, positiveDuration, programArgv, size } from "./fields.js";
+import { cipherSettingProblem } from "./ssh-ciphers.js";
 
 export const DEFAULT_MAX_MODE = "0775";
 // Include/exclude globs (sync/glob.ts). The serving rsync daemon enforces them as well, in
@@ -69,6 +70,13 @@ export const syncSection = z
         known_hosts: absolutePath,
         port: z.number().int().min(1).max(65535).default(22),
         connect_timeout: duration.refine((ms) => ms >= 1000 && ms % 1000 === 0, "must be whole seconds, at least 1s").prefault("5s"),
+        ciphers: z
+          .string()
+          .default("auto")
+          .superRefine((v, ctx) => {
+            const problem = cipherSettingProblem(v);
+            if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+          }),
       })
       .strict(),
     debounce: duration.prefault("20ms"),

@@ -40,6 +40,8 @@ export interface DataDeps {
   readonly onRejoinEvent?: (e: RejoinEvent) => void;
   /** Each finished rsync run to a standby (metrics: understudy_data_ship_runs_total). */
   readonly onShipRun?: (run: { readonly standby: string; readonly kind: "batch" | "full"; readonly result: "ok" | "error" }) => void;
+  /** ssh's Ciphers value, the same as the sync engine's: both share one SSH master per peer. */
+  readonly sshCiphers?: string | null;
 }
 
 /** The receiver's directories and the daemon config file, on this node's filesystem. */
@@ -90,7 +92,15 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
   if (controlDir.length <= MAX_CONTROL_DIR_CHARS) await mkdir(controlDir, { recursive: true, mode: 0o700 });
   else controlDir = await mkdtemp(path.join(tmpdir(), "understudy-dm-"));
   await checkControlDir(controlDir);
-  const ssh = validateSshTransport({ user: s.ssh.user, key: s.ssh.key, knownHosts: s.ssh.known_hosts, port: s.ssh.port, stateDir: controlDir, connectTimeoutS: s.ssh.connect_timeout / 1000 });
+  const ssh = validateSshTransport({
+    user: s.ssh.user,
+    key: s.ssh.key,
+    knownHosts: s.ssh.known_hosts,
+    port: s.ssh.port,
+    stateDir: controlDir,
+    connectTimeoutS: s.ssh.connect_timeout / 1000,
+    ciphers: deps.sshCiphers ?? null,
+  });
   const vip = config.vip && config.vip.backend !== "none" ? config.vip.address.split("/")[0] : undefined;
   const roots = d.roots.map((r) => ({ name: r.name, path: path.resolve(r.path) }));
   const rejoin = deps.coordinator

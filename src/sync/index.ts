@@ -20,6 +20,8 @@ import { renderRsyncdConf } from "./rsyncd.js";
 import { SyncStateStore } from "./state.js";
 import { RsyncPuller, checkControlDir } from "./transport.js";
 import { MAX_CONTROL_DIR_CHARS } from "./transport-ssh.js";
+import { chooseSshCiphers } from "./ssh-ciphers.js";
+import { readCpuAes } from "../platform/cpu-features.js";
 
 export { SyncEngine, type SyncEvent, type SyncStatus } from "./engine.js";
 
@@ -31,6 +33,16 @@ export interface SyncDeps {
   readonly onProgress: () => void;
   /** Told when the sync key or known_hosts changed (SSH masters closed to pick them up). */
   readonly reloads?: ReloadReporter;
+  /** ssh's Ciphers value (agent.ts resolved sync.ssh.ciphers: ssh-ciphers.ts); absent: OpenSSH's default order. */
+  readonly sshCiphers?: string | null;
+}
+
+/** sync.ssh.ciphers to ssh's Ciphers value (ssh-ciphers.ts decides, with the CPU's AES support for auto); the reason is logged. */
+export async function resolveSshCiphers(setting: string, log: Logger): Promise<string | null> {
+  const cpu = setting === "auto" ? await readCpuAes() : { aes: null };
+  const choice = chooseSshCiphers(setting, cpu.aes, cpu.problem);
+  log.info({ ciphers: choice.ciphers ?? "default" }, choice.reason);
+  return choice.ciphers;
 }
 
 export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<SyncEngine | undefined> {
@@ -69,7 +81,7 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
   const puller = new RsyncPuller({
     runner: deps.runner,
     clock: deps.clock,
-    ssh: { user: s.ssh.user, key: s.ssh.key, knownHosts: s.ssh.known_hosts, port: s.ssh.port, stateDir: controlDir, connectTimeoutS: s.ssh.connect_timeout / 1000 },
+    ssh: { user: s.ssh.user, key: s.ssh.key, knownHosts: s.ssh.known_hosts, port: s.ssh.port, stateDir: controlDir, connectTimeoutS: s.ssh.connect_timeout / 1000, ciphers: deps.sshCiphers ?? null },
     rsyncPath: s.rsync_path,
     timeoutMs: s.pull_timeout,
     // Quick check (size + mtime to the nanosecond) by default; a digest mismatch re-pulls that root with --checksum.

@@ -4,6 +4,7 @@
 import { lstat } from "node:fs/promises";
 import { UnderstudyError } from "../errors/catalogue.js";
 import { safeAbsolutePath, safePort, safeUser } from "./transport-values.js";
+import { cipherSettingProblem } from "../config/ssh-ciphers.js";
 
 export interface SshTransportSettings {
   /** Login on the primary (the dedicated sync user). */
@@ -28,6 +29,8 @@ export interface SshTransportSettings {
   readonly connectTimeoutS?: number;
   /** Default /usr/bin/ssh. */
   readonly sshPath?: string;
+  /** ssh's `Ciphers` value (ssh-ciphers.ts chose it); absent or null: OpenSSH's default order. */
+  readonly ciphers?: string | null;
 }
 
 /** Settings after validation, with defaults filled in. */
@@ -41,6 +44,7 @@ export interface SshTransport {
   readonly controlPersistS: number;
   readonly connectTimeoutS: number;
   readonly sshPath: string;
+  readonly ciphers: string | null;
 }
 
 /** sun_path is 108 bytes with the NUL; ssh binds `<ControlPath>.<16 random chars>` first. */
@@ -49,6 +53,16 @@ export const MAX_CONTROL_DIR_CHARS = 107 - "/ssh-".length - 40 - 17;
 function positiveInt(setting: string, value: number, max: number): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
     throw new UnderstudyError("US_E_SYNC_CONFIG", { setting, problem: `must be an integer 1..${max}`, value: JSON.stringify(value) });
+  }
+  return value;
+}
+
+/** A Ciphers value travels in rsync's `-e` string, which rsync splits on whitespace itself. */
+function safeCiphers(value: string | null): string | null {
+  if (value === null) return null;
+  const problem = cipherSettingProblem(value);
+  if (problem !== null || value === "auto" || value === "default") {
+    throw new UnderstudyError("US_E_SYNC_CONFIG", { setting: "sync.ssh.ciphers", problem: problem ?? "must be resolved to a cipher list first", value: JSON.stringify(value) });
   }
   return value;
 }
@@ -73,6 +87,7 @@ export function validateSshTransport(s: SshTransportSettings): SshTransport {
     controlPersistS: positiveInt("sync.ssh.control_persist", s.controlPersistS ?? 60, 86_400),
     connectTimeoutS: positiveInt("sync.ssh.connect_timeout", s.connectTimeoutS ?? 5, 600),
     sshPath: safeAbsolutePath("sync.ssh.ssh_path", s.sshPath ?? "/usr/bin/ssh"),
+    ciphers: safeCiphers(s.ciphers ?? null),
   };
 }
 
@@ -118,6 +133,7 @@ export function sshArgv(t: SshTransport): string[] {
   } else {
     argv.push("-o", "ControlMaster=no", "-o", "ControlPath=none");
   }
+  if (t.ciphers !== null) argv.push("-o", `Ciphers=${t.ciphers}`);
   argv.push("-p", String(t.port));
   return argv;
 }

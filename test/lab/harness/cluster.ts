@@ -87,6 +87,8 @@ export interface ClusterSyncOptions {
   authorizedKeys: (publicKey: string, serveConfig: string) => string;
   /** More lines inside `sync:` (indent 2 spaces). */
   extraYaml?: string;
+  /** sync.ssh.ciphers (absent: the product default, auto). */
+  sshCiphers?: string;
 }
 
 export interface LeaderView {
@@ -196,7 +198,7 @@ export class LabCluster {
       ? `sync:
   roots:
 ${this.opts.sync.rootsYaml(n)}
-  ssh: { user: root, key: ${this.syncKey}, known_hosts: ${this.lab.knownHosts}, port: ${SYNC_SSH_PORT}, connect_timeout: 2s }
+  ssh: { user: root, key: ${this.syncKey}, known_hosts: ${this.lab.knownHosts}, port: ${SYNC_SSH_PORT}, connect_timeout: 2s${this.opts.sync.sshCiphers !== undefined ? `, ciphers: ${JSON.stringify(this.opts.sync.sshCiphers)}` : ""} }
   serve_config: ${this.serveConfig(n)}
 ${this.opts.sync.extraYaml ?? ""}`
       : "";

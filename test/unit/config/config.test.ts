@@ -198,7 +198,7 @@ test("a sync section gets its defaults; a quoted max_mode is octal", () => {
   );
   assert.ok(c.sync, "c.sync");
   const d = c.sync;
-  assert.deepEqual(d.ssh, { ...SYNC_SSH, user: "understudy-sync", port: 22, connect_timeout: 5000 });
+  assert.deepEqual(d.ssh, { ...SYNC_SSH, user: "understudy-sync", port: 22, connect_timeout: 5000, ciphers: "auto" });
   assert.deepEqual(
     [d.debounce, d.max_delay, d.reconcile_interval, d.maximum_lag_on_failover, d.pull_timeout, d.validate_timeout, d.post_sync_timeout, d.retry_max, d.rsync_path],
     [20, 250, 60_000, 60_000, 300_000, 30_000, 30_000, 30_000, "/usr/bin/rsync"],
@@ -540,6 +540,21 @@ const BAD: readonly Bad[] = [
     path: "sync.max_delay",
     value: '"50ms"',
     problem: "at least sync.debounce",
+  },
+  {
+    name: "sync ssh cipher misspelt",
+    text: yamlOf({ sync: { roots: [{ name: "ssh", path: "/etc/ssh" }], ssh: { ...SYNC_SSH, ciphers: "^aes128-gcm,chacha20-poly1305@openssh.com" } } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.ssh.ciphers",
+    value: '"^aes128-gcm,chacha20-poly1305@openssh.com"',
+    problem: 'unknown cipher "aes128-gcm"',
+  },
+  {
+    name: "sync ssh ciphers empty list",
+    text: yamlOf({ sync: { roots: [{ name: "ssh", path: "/etc/ssh" }], ssh: { ...SYNC_SSH, ciphers: "^" } } }),
+    code: "US_E_CONFIG_INVALID",
+    path: "sync.ssh.ciphers",
+    value: '"^"',
   },
   { name: "sync without roots", text: yamlOf({ sync: syncOf([]) }), code: "US_E_CONFIG_INVALID", path: "sync.roots", value: "[]", problem: "at least one root" },
   {
