@@ -50,6 +50,7 @@ export function registerControlRoutes(app: FastifyInstance, deps: ApiDeps): void
       kind,
       from: snap.leader?.node ?? null,
       to: plan.to,
+      ...(plan.chosen ? { chosen: true } : {}),
       at: body.at ? new Date(Date.parse(body.at)).toISOString() : null,
       force: body.force === true,
       requestedBy: who(req, body),

@@ -18,7 +18,8 @@ export interface MoveBody {
 
 export type MovePlan =
   /** `to` null: no standby to name now; the releasing primary picks the best candidate. */
-  { readonly ok: true; readonly to: string | null; readonly reason: string } | { readonly ok: false; readonly status: number; readonly message: string };
+  /** `chosen`: `to` is this planner's pick, not the request's (SwitchoverRequest.chosen). */
+  { readonly ok: true; readonly to: string | null; readonly chosen?: true; readonly reason: string } | { readonly ok: false; readonly status: number; readonly message: string };
 
 /** A failback's target before the cluster is read: the node the request names, else failback.preferred. */
 export function failbackTarget(to: string | undefined, preferred: string | null): { ok: true; to: string; namedBy: string } | { ok: false; status: number; message: string } {
@@ -46,7 +47,12 @@ export function planMove(snap: ClusterSnapshot, kind: SwitchoverRequest["kind"],
     snap.bans,
   );
   if (!best) return { ok: true, to: null, reason: `${kind} to the best candidate when the primary hands over: no live standby to name now` };
-  return { ok: true, to: best.node, reason: `${kind} to ${best.node}: the best candidate (healthy, ready, sync generation ${best.generation}, priority ${best.priority})` };
+  return {
+    ok: true,
+    to: best.node,
+    chosen: true,
+    reason: `${kind} to ${best.node}: the best candidate (healthy, ready, sync generation ${best.generation}, priority ${best.priority}); another is taken if it does not answer that it is ready`,
+  };
 }
 
 /** Why a move cannot be done now, or null. Pure, for tests. */

@@ -111,7 +111,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "planned move of the primary role to a healthy standby",
     options: {
       ...change,
-      to: { type: "string", arg: "NODE", help: "the new primary (default: the best candidate)" },
+      to: { type: "string", arg: "NODE", help: "the new primary (default: the best candidate; one that answers it is not ready is passed over for the next)" },
       at: { type: "string", arg: "TIME", help: "schedule it, like 2026-12-01T03:00:00Z" },
       drain: { type: "string", arg: "DURATION", help: "first refuse new sessions and wait up to DURATION (like 30s) for running ones" },
       wait,

@@ -145,6 +145,12 @@ export interface SwitchoverRequest {
   readonly from: string | null;
   /** Target node; null = the best candidate. */
   readonly to: string | null;
+  /**
+   * `to` is the API's pick of the best candidate when the request was made (the requester named
+   * none): the primary may pass over it for another candidate that answers it is ready
+   * (src/ha/switchover.ts). Absent: named by the requester (or an older API), never swapped.
+   */
+  readonly chosen?: boolean;
   /** ISO time for a scheduled switchover; null = now. */
   readonly at: string | null;
   /** Failover only: allow a target that is unhealthy or not ready. */

@@ -89,6 +89,7 @@ const switchoverSchema = z.object({
   kind: z.enum(["switchover", "failback", "failover"]),
   from: nodeName.nullable(),
   to: nodeName.nullable(),
+  chosen: z.boolean().optional(),
   at: isoTime.nullable(),
   force: z.boolean(),
   requestedBy: text(500),

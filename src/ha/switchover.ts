@@ -2,7 +2,7 @@ import { isBehind, type MemberRecord, type SwitchoverRequest } from "../coordina
 import { bestCandidate, eligible } from "./candidates.js";
 import type { Decision, HandTo, Observation } from "./observation.js";
 import { drainStep } from "./drain-plan.js";
-import { targetStep } from "./target-check.js";
+import { refusedBy, targetStep } from "./target-check.js";
 
 // Planned moves of the primary: operator switchover (now or scheduled),
 // forced failover to a named node, and automatic failback to a preferred node.
@@ -37,7 +37,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     }
     // The role came here, but the request named another node (its target gave the key back, or a
     // failover overtook the move): not done as asked, and not to be recorded as a move to me.
-    if (sw.to !== null && sw.to !== me) {
+    if (sw.to !== null && sw.to !== me && sw.chosen !== true) {
       const why = `the role went to ${me} (term ${term}), not to ${sw.to}`;
       return cancel(sw, "not done", why);
     }
@@ -64,16 +64,12 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   }
   const bans = o.cluster!.bans;
   const standbys = o.cluster!.members.filter((m) => m.node !== me && m.role === "standby");
-  // No target named: a candidate free to campaign first (failsafe holds, below), then any.
-  const target = sw.to
-    ? standbys.find((m) => m.node === sw.to)
-    : (bestCandidate(
-        standbys.filter((m) => m.campaignHold === undefined),
-        bans,
-      ) ?? bestCandidate(standbys, bans));
+  const passedOver: string[] = [];
+  const named = sw.to !== null && sw.chosen !== true;
+  const target = named ? standbys.find((m) => m.node === sw.to) : unnamedTarget(o, sw, standbys, passedOver);
   const forced = sw.kind === "failover" && sw.force;
   if (!target) {
-    const why = sw.to ? `${sw.to} is not a live standby` : "no healthy standby";
+    const why = named ? `${sw.to} is not a live standby` : "no healthy standby";
     return cancel(sw, "not possible", why);
   }
   if (!forced && !eligible(target, bans)) {
@@ -125,7 +121,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   const asked = ask();
   if ("decision" in asked) return asked.decision;
   const handTo = handOverTo(o, target);
-  const notes = [asked.note, handTo ? "the leader key passed in one transaction" : ""].filter((n) => n !== "");
+  const notes = [asked.note, ...passedOver, handTo ? "the leader key passed in one transaction" : ""].filter((n) => n !== "");
   const how = notes.length > 0 ? ` (${notes.join("; ")})` : "";
   if (drain.move === null) {
     return {
@@ -138,6 +134,36 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
     actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", drain: drain.move, ...(handTo ? { handTo } : {}) }, { kind: "end_drain", outcome: "moved", why: "handed over" }],
     reason: `${sw.kind}: handing over to ${target.node}${how} ${drain.note}${sw.reason ? ` (${sw.reason})` : ""}`,
   };
+}
+
+/**
+ * No target named by the requester (none, or the API's pick: SwitchoverRequest.chosen): the API's
+ * pick while it is eligible, else the best candidate (ranked as a failover ranks them, data lag
+ * included), one free to campaign first (failsafe holds, below), then any. A candidate that
+ * answered this request "not ready" is passed over while an eligible one has not (Patroni's
+ * switchover without a candidate takes any healthy member): one dead or unready standby does not
+ * cancel the move. When every candidate has refused, the best is asked again, and targetStep
+ * cancels after TARGET_GIVE_UP_MS. `passedOver` gets a sentence per refusal skipped, for the
+ * decision's reason.
+ */
+function unnamedTarget(o: Observation, sw: SwitchoverRequest, standbys: readonly MemberRecord[], passedOver: string[]): MemberRecord | undefined {
+  const bans = o.cluster!.bans;
+  const progress = o.data ? (o.cluster!.dataProgress ?? null) : undefined;
+  const pick = (pool: readonly MemberRecord[]) =>
+    bestCandidate(
+      pool.filter((m) => m.campaignHold === undefined),
+      bans,
+      progress,
+    ) ?? bestCandidate(pool, bans, progress);
+  const refused = refusedBy(o.targetCheck, sw.requestedAt);
+  // Another node than the API's pick only when the key can be handed to it in the release's own
+  // transaction: released instead, the standbys would wait for the node the request names and the old
+  // primary could win the election back and hand over again (the livelock the API's naming prevents).
+  const canTake = (m: MemberRecord) => sw.chosen !== true || m.node === sw.to || handOverTo(o, m) !== undefined;
+  const pool = standbys.filter((m) => !refused.has(m.node) && canTake(m));
+  const fresh = pick(pool.filter((m) => m.node === sw.to)) ?? pick(pool);
+  if (fresh) for (const [node, why] of refused) passedOver.push(`${node} passed over: it answered it is not ready (${why})`);
+  return fresh ?? pick(standbys.filter(canTake));
 }
 
 /**

@@ -14,6 +14,8 @@ export class TargetCheckRun {
   private asking: { node: string; requestedAt: string; sinceMs: number; seq: number } | null = null;
   private last: TargetVerdict | null = null;
   private failingSinceMs: number | null = null;
+  /** The request the refusals below belong to, and each node's "not ready" why (its last answer). */
+  private refused: { requestedAt: string; nodes: Map<string, string> } | null = null;
   private seq = 0;
 
   constructor(
@@ -28,7 +30,8 @@ export class TargetCheckRun {
     const a = this.asking;
     if (a && this.clock.monotonicMs() - a.sinceMs > UNSETTLED_MS) this.settle(a, { outcome: "not ready", why: `the ask did not settle within ${UNSETTLED_MS} ms` });
     const asking = this.asking ? { node: this.asking.node, requestedAt: this.asking.requestedAt } : null;
-    return { asking, last: this.last, failingSinceMs: this.failingSinceMs };
+    const refused = this.refused && this.refused.nodes.size > 0 ? { refused: { requestedAt: this.refused.requestedAt, nodes: [...this.refused.nodes].map(([node, why]) => ({ node, why })) } } : {};
+    return { asking, last: this.last, failingSinceMs: this.failingSinceMs, ...refused };
   }
 
   /** Ask `target` (unless an ask is in flight); the verdict is judged with `forced` and the loop woken. */
@@ -50,6 +53,9 @@ export class TargetCheckRun {
     const same = this.last?.node === key.node && this.last.requestedAt === key.requestedAt;
     this.failingSinceMs = judged.outcome !== "not ready" ? null : same && this.failingSinceMs !== null ? this.failingSinceMs : atMs;
     this.last = { ...key, atMs, ...judged };
+    if (this.refused?.requestedAt !== key.requestedAt) this.refused = { requestedAt: key.requestedAt, nodes: new Map() };
+    if (judged.outcome === "not ready") this.refused.nodes.set(key.node, judged.why);
+    else this.refused.nodes.delete(key.node);
     this.asking = null;
     const fields = { target: key.node, requested_at: key.requestedAt, outcome: judged.outcome, took_ms: Math.round(atMs - a.sinceMs) };
     this.log[judged.outcome === "not ready" ? "warn" : "info"](fields, `switchover target ${key.node}: ${judged.outcome === "ready" ? "ready" : judged.outcome}: ${judged.why}`);

@@ -40,6 +40,17 @@ export interface TargetCheckView {
   readonly last: TargetVerdict | null;
   /** The first "not ready" of the current run of them for last's request and target (monotonic ms); null after a ready or unchecked one. */
   readonly failingSinceMs: number | null;
+  /**
+   * The nodes whose last answer to the request asked last was "not ready", with why (a request
+   * naming no target passes over them while another candidate remains: switchover.ts). Absent: none.
+   */
+  readonly refused?: { readonly requestedAt: string; readonly nodes: readonly { readonly node: string; readonly why: string }[] };
+}
+
+/** The nodes that answered request `requestedAt` "not ready" (last answer each), node -> why. */
+export function refusedBy(v: TargetCheckView | undefined, requestedAt: string): ReadonlyMap<string, string> {
+  const r = v?.refused;
+  return new Map(r && r.requestedAt === requestedAt ? r.nodes.map((n) => [n.node, n.why] as const) : []);
 }
 
 /** What the planner does with a target's answer: forced moves need it alive and a standby, not healthy. */

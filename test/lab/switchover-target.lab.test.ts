@@ -2,8 +2,10 @@
  * A planned move asks its target first (src/ha/target-check.ts): with the
  * target's agent frozen (SIGSTOP), its lease and healthy member key live on
  * for election.ttl (10 s here), yet the primary keeps the role, the VIP and
- * its term, and `understudy switchover` says why and exits 3; once the agent
- * runs again the same switchover goes through. Real agents, etcd, sshd and
+ * its term, and `understudy switchover` says why and exits 3; a switchover
+ * naming no target, with that frozen node the best candidate, passes over it
+ * and goes to the next; once the agent runs again a switchover to it goes
+ * through. Real agents, etcd, sshd and
  * the CLI over the REST API in the lab's namespaces. Needs root and
  * `npm run build`.
  */
@@ -12,14 +14,16 @@ import { test } from "node:test";
 import { LabCluster } from "./harness/index.js";
 import { agentLog } from "../../bench/failover/lib.js";
 
-test("switchover to a frozen target: not handed over, the primary keeps serving; after SIGCONT it goes through", { timeout: 240_000 }, async () => {
+test("switchover to a frozen target: not handed over, the primary keeps serving; unnamed, it passes over it; after SIGCONT it goes through", { timeout: 240_000 }, async () => {
   const c = await LabCluster.create({ ttl: "10s", fenceMargin: "2s", priorities: [300, 200, 100] });
   try {
     const first = await c.waitForLeader({ timeoutMs: 30_000, term: () => true });
     assert.ok(first, "a leader within 30 s");
     assert.ok(await c.waitServing(first.node, 15_000), `${first.node} serves through the VIP`);
-    const target = c.lab.nodes.map((n) => n.name).find((n) => n !== first.node)!;
-    assert.ok(await c.waitForStandbys([target], 20_000), `${target} is a healthy standby`);
+    // Priorities 300 / 200 / 100: the first standby found is the best candidate, the other the next.
+    const others = c.lab.nodes.map((n) => n.name).filter((n) => n !== first.node);
+    const [target, next] = [others[0]!, others[1]!];
+    assert.ok(await c.waitForStandbys(others, 20_000), `${others.join(", ")} are healthy standbys`);
 
     await c.signalAgent(target, "SIGSTOP");
     let resumed = false;
@@ -33,16 +37,31 @@ test("switchover to a frozen target: not handed over, the primary keeps serving;
       assert.ok(!agentLog(c.lab, first.node).some((l) => /^stepping down/.test(l.msg)), `${first.node} never stepped down`);
       const asked = agentLog(c.lab, first.node).filter((l) => l.msg.startsWith(`switchover target ${target}: not ready`));
       assert.ok(asked.length >= 2, `asked ${target} again after each failed ask (${asked.length} failures logged)`);
+
+      // No target named: frozen again (a fresh lease: its key outlives the move), the best candidate is
+      // asked once, passed over, and the next takes the role.
+      await c.signalAgent(target, "SIGCONT");
+      assert.ok(await c.waitForStandbys(others, 20_000), `${others.join(", ")} are healthy standbys again`);
+      await c.signalAgent(target, "SIGSTOP");
+      const unnamed = await c.cli(["switchover", "--reason", "any standby"], { via: first.node, timeoutMs: 60_000 });
+      assert.equal(unnamed.code, 0, unnamed.stdout + unnamed.stderr);
+      const moved = await c.leader();
+      assert.equal(moved?.node, next, `${next} took the role`);
+      assert.ok(await c.waitServing(next, 10_000), `${next} serves through the VIP`);
+      assert.ok(
+        agentLog(c.lab, first.node).some((l) => new RegExp(`^switchover: handing over to ${next} \\(.*${target} passed over: it answered it is not ready`).test(l.msg)),
+        `the move named ${target} as passed over`,
+      );
       await c.signalAgent(target, "SIGCONT");
       resumed = true;
 
       assert.ok(await c.waitForStandbys([target], 20_000), `${target} is a healthy standby again`);
-      const again = await c.cli(["switchover", "--to", target, "--reason", "target back"], { via: first.node, timeoutMs: 60_000 });
+      const again = await c.cli(["switchover", "--to", target, "--reason", "target back"], { via: next, timeoutMs: 60_000 });
       assert.equal(again.code, 0, again.stdout + again.stderr);
       assert.equal((await c.leader())?.node, target);
       assert.ok(await c.waitServing(target, 10_000), `${target} serves through the VIP`);
       assert.ok(
-        agentLog(c.lab, first.node).some((l) => new RegExp(`^switchover: handing over to ${target} \\(${target} answered it is a healthy standby`).test(l.msg)),
+        agentLog(c.lab, next).some((l) => new RegExp(`^switchover: handing over to ${target} \\(${target} answered it is a healthy standby`).test(l.msg)),
         "the move said what the target answered",
       );
     } finally {

@@ -69,14 +69,19 @@ const rows: Row[] = [
     snap: snap(),
     kind: "switchover",
     body: {},
-    want: { ok: true, to: "n2", reason: "switchover to n2: the best candidate (healthy, ready, sync generation 5, priority 100)" },
+    want: {
+      ok: true,
+      to: "n2",
+      chosen: true,
+      reason: "switchover to n2: the best candidate (healthy, ready, sync generation 5, priority 100); another is taken if it does not answer that it is ready",
+    },
   },
   {
     name: "no target: a newer sync generation outranks priority",
     snap: snap({ members: [member("n1", { role: "primary" }), member("n2", { priority: 900, generation: 4 }), member("n3", { priority: 1 })] }),
     kind: "switchover",
     body: {},
-    want: { ok: true, to: "n3", reason: "switchover to n3: the best candidate (healthy, ready, sync generation 5, priority 1)" },
+    want: { ok: true, to: "n3", chosen: true, reason: "switchover to n3: the best candidate (healthy, ready, sync generation 5, priority 1); another is taken if it does not answer that it is ready" },
   },
   {
     name: "no target: banned, unhealthy and nofailover standbys are skipped",
@@ -92,7 +97,7 @@ const rows: Row[] = [
     }),
     kind: "switchover",
     body: {},
-    want: { ok: true, to: "n5", reason: "switchover to n5: the best candidate (healthy, ready, sync generation 5, priority 2)" },
+    want: { ok: true, to: "n5", chosen: true, reason: "switchover to n5: the best candidate (healthy, ready, sync generation 5, priority 2); another is taken if it does not answer that it is ready" },
   },
   {
     name: "no target: only a stale primary-keyed member is eligible -> the primary picks later",
