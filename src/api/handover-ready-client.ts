@@ -57,8 +57,14 @@ export class HandoverReadyClient implements TargetPeers {
     }
     if (typeof a !== "object" || a === null) return { kind: "no answer", why: `HTTP ${answer.status}, not a JSON object` };
     const said = typeof a.message === "string" ? a.message.slice(0, 300) : "no reason";
-    // A target with no token and no client CA cannot authenticate anyone: a cluster without API auth, as unasked.
-    if (answer.status === 401 && said.startsWith("no API token is configured")) return { kind: "cannot ask", why: `the target cannot authenticate the question (${said})` };
+    if (answer.status === 401 && said.startsWith("no API token is configured")) {
+      // This node holds the cluster's token, so the target should too: a node set up without it (its
+      // own API and failsafe grants unauthenticated), or an answer that did not come from the target
+      // (the server's certificate is not checked for this call). Either way not an answer to go on by.
+      if (key) return { kind: "no answer", why: `HTTP 401: the target says it has no API token (${said}) while this node has one; set api.token_file on every node` };
+      // Asked over verified mutual TLS without a token: the target is who it says, and cannot authenticate anyone.
+      return { kind: "cannot ask", why: `the target cannot authenticate the question (${said})` };
+    }
     if (answer.status !== 200) return { kind: "no answer", why: `HTTP ${answer.status}: ${said}` };
     const { acting, healthy, etcd_reachable, loop_alive } = a;
     if (

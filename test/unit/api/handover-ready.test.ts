@@ -156,14 +156,24 @@ test("no token, and plain http (no mutual TLS to vouch for an answer): this node
   }
 });
 
-test("a target with no token and no client CA cannot authenticate the question: unasked, as a cluster without API auth", async () => {
+test("a target that says it has no API token while this node has one: no answer (misconfigured, or not the target), not a move unasked", async () => {
   const m = await realMember(null);
   try {
     const a = await client().ask({ node: "n2", api: m.url }, FROM, 2000);
-    assert.equal(a.kind, "cannot ask");
-    assert.match((a as { why: string }).why, /the target cannot authenticate the question \(no API token is configured/);
+    assert.equal(a.kind, "no answer");
+    assert.match(
+      (a as { why: string }).why,
+      /^HTTP 401: the target says it has no API token \(no API token is configured on this node \(api\.token_file\)\) while this node has one; set api\.token_file on every node$/,
+    );
   } finally {
     await m.close();
+  }
+  // The same 401 forged by anything that answers on the target's address: judged the same way.
+  const s = await scripted(() => ({ status: 401, body: { message: "no API token is configured on this node (api.token_file)" } }));
+  try {
+    assert.equal((await client().ask({ node: "n2", api: s.url }, FROM, 2000)).kind, "no answer");
+  } finally {
+    await s.close();
   }
 });
 
