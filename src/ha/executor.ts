@@ -140,7 +140,10 @@ export class DecisionExecutor {
             log.info({ term: action.term, why: action.why, to: to.node, next_term: next }, "handed the leader key over");
             return;
           }
-          if (next === null) log.info({ term: action.term, to: to.node }, "the leader key was not handed over (the target's lease or the cluster changed); releasing it");
+          if (next === null) {
+            log.info({ term: action.term, to: to.node }, "the leader key was not handed over (the target's lease or the cluster changed); releasing it");
+            if (action.cancelIfNotHanded !== undefined) await chronicle.switchoverAborted(snapshot?.switchover, action.cancelIfNotHanded, snapshot?.revision);
+          }
         }
         if (await coordinator.release(action.term, record).catch(() => false)) log.info({ term: action.term, why: action.why }, "released the leader key");
         else log.warn({ term: action.term }, "release not applied; the lease expires on its own");

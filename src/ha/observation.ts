@@ -117,6 +117,12 @@ export type Action =
       readonly why: "switchover" | "handover";
       readonly drain?: DrainSummary;
       readonly handTo?: HandTo;
+      /**
+       * The target is not the request's first choice (switchover.ts passed one over): when the key
+       * cannot be handed to it after all, the request is cancelled with this reason before the key
+       * is released, so no standby waits for the node passed over and no one hands over again.
+       */
+      readonly cancelIfNotHanded?: string;
     }
   | { readonly kind: "complete_switchover"; readonly request: SwitchoverRequest }
   | { readonly kind: "abort_switchover"; readonly why: string }

@@ -36,8 +36,9 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
       return cancel(sw, "not done", why);
     }
     // The role came here, but the request named another node (its target gave the key back, or a
-    // failover overtook the move): not done as asked, and not to be recorded as a move to me.
-    if (sw.to !== null && sw.to !== me && sw.chosen !== true) {
+    // failover overtook the move): not done as asked, and not to be recorded as a move to me. A
+    // chosen target passed over for me counts only when the requesting primary handed the key over.
+    if (sw.to !== null && sw.to !== me && !(sw.chosen === true && handedForRequest(o, sw))) {
       const why = `the role went to ${me} (term ${term}), not to ${sw.to}`;
       return cancel(sw, "not done", why);
     }
@@ -122,29 +123,34 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   if ("decision" in asked) return asked.decision;
   const handTo = handOverTo(o, target);
   const notes = [asked.note, ...passedOver, handTo ? "the leader key passed in one transaction" : ""].filter((n) => n !== "");
+  const ifNotHanded = passedOver.length > 0 && handTo ? { cancelIfNotHanded: `the leader key could not be handed to ${target.node} (the cluster changed); ${passedOver.join("; ")}` } : {};
   const how = notes.length > 0 ? ` (${notes.join("; ")})` : "";
   if (drain.move === null) {
     return {
-      actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", ...(handTo ? { handTo } : {}) }],
+      actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", ...(handTo ? { handTo } : {}), ...ifNotHanded }],
       reason: `${sw.kind}: handing over to ${target.node}${how}${drain.note ? ` ${drain.note}` : ""}${sw.reason ? ` (${sw.reason})` : ""}`,
     };
   }
   // New sessions stay refused until the VIP is gone and the key released: then accept again (end_drain).
   return {
-    actions: [{ kind: "demote" }, { kind: "release", term, why: "switchover", drain: drain.move, ...(handTo ? { handTo } : {}) }, { kind: "end_drain", outcome: "moved", why: "handed over" }],
+    actions: [
+      { kind: "demote" },
+      { kind: "release", term, why: "switchover", drain: drain.move, ...(handTo ? { handTo } : {}), ...ifNotHanded },
+      { kind: "end_drain", outcome: "moved", why: "handed over" },
+    ],
     reason: `${sw.kind}: handing over to ${target.node}${how} ${drain.note}${sw.reason ? ` (${sw.reason})` : ""}`,
   };
 }
 
 /**
- * No target named by the requester (none, or the API's pick: SwitchoverRequest.chosen): the API's
- * pick while it is eligible, else the best candidate (ranked as a failover ranks them, data lag
- * included), one free to campaign first (failsafe holds, below), then any. A candidate that
- * answered this request "not ready" is passed over while an eligible one has not (Patroni's
- * switchover without a candidate takes any healthy member): one dead or unready standby does not
- * cancel the move. When every candidate has refused, the best is asked again, and targetStep
- * cancels after TARGET_GIVE_UP_MS. `passedOver` gets a sentence per refusal skipped, for the
- * decision's reason.
+ * No target named by the requester (none, or the API's pick: SwitchoverRequest.chosen). First
+ * choice: the API's pick while it is eligible, else the best candidate (ranked as a failover ranks
+ * them, data lag included), one free to campaign first (failsafe holds, below), then any. When the
+ * first choice answered this request "not ready", the best candidate that has not refused and can
+ * be handed the key in one transaction is taken instead (Patroni's switchover without a candidate
+ * takes any healthy member): one dead or unready standby does not cancel the move. When every
+ * candidate has refused, the one asked last is asked again (while eligible) and targetStep cancels
+ * after TARGET_GIVE_UP_MS. `passedOver` gets a sentence per refusal skipped, for the reason.
  */
 function unnamedTarget(o: Observation, sw: SwitchoverRequest, standbys: readonly MemberRecord[], passedOver: string[]): MemberRecord | undefined {
   const bans = o.cluster!.bans;
@@ -156,14 +162,31 @@ function unnamedTarget(o: Observation, sw: SwitchoverRequest, standbys: readonly
       progress,
     ) ?? bestCandidate(pool, bans, progress);
   const refused = refusedBy(o.targetCheck, sw.requestedAt);
-  // Another node than the API's pick only when the key can be handed to it in the release's own
-  // transaction: released instead, the standbys would wait for the node the request names and the old
-  // primary could win the election back and hand over again (the livelock the API's naming prevents).
-  const canTake = (m: MemberRecord) => sw.chosen !== true || m.node === sw.to || handOverTo(o, m) !== undefined;
-  const pool = standbys.filter((m) => !refused.has(m.node) && canTake(m));
-  const fresh = pick(pool.filter((m) => m.node === sw.to)) ?? pick(pool);
-  if (fresh) for (const [node, why] of refused) passedOver.push(`${node} passed over: it answered it is not ready (${why})`);
-  return fresh ?? pick(standbys.filter(canTake));
+  const first = pick(sw.to === null ? standbys : standbys.filter((m) => m.node === sw.to)) ?? pick(standbys);
+  if (!first || !refused.has(first.node)) return first;
+  // Another node than the first choice only when the key can be handed to it in the release's own
+  // transaction (released instead, the standbys would wait for the node the request names, or all
+  // campaign, and the old primary could win the key back and hand over again: the livelock the
+  // API's naming prevents); if that transaction fails after all, the executor cancels the request.
+  const next = pick(standbys.filter((m) => !refused.has(m.node) && handOverTo(o, m) !== undefined));
+  if (next) {
+    for (const [node, why] of refused) passedOver.push(`${node} passed over: it answered it is not ready (${why})`);
+    return next;
+  }
+  // Every candidate refused: stay with the one asked last while it is eligible, so its run of
+  // failures (TARGET_GIVE_UP_MS) is not restarted by a ranking that changes between asks.
+  const last = o.targetCheck?.last;
+  const sticky = last && last.requestedAt === sw.requestedAt ? standbys.find((m) => m.node === last.node) : undefined;
+  return sticky && pick([sticky]) ? sticky : first;
+}
+
+/**
+ * The requesting primary handed the key over for this request: its release record names it, for a
+ * switchover, written after the request (agents' clocks may trail the API's by up to 5 s).
+ */
+function handedForRequest(o: Observation, sw: SwitchoverRequest): boolean {
+  const r = o.cluster?.released;
+  return !!r && r.node === sw.from && r.why === "switchover" && Date.parse(r.at) >= Date.parse(sw.requestedAt) - 5000;
 }
 
 /**

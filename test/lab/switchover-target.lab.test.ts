@@ -12,7 +12,24 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LabCluster } from "./harness/index.js";
+import { pollUntil } from "./harness/exec.js";
 import { agentLog } from "../../bench/failover/lib.js";
+
+/** Poll until `node`'s member key hangs on a lease etcd will keep for at least `leftMs` more. */
+async function memberLeaseLeft(c: LabCluster, node: string, leftMs: number, timeoutMs: number): Promise<boolean> {
+  const ok = await pollUntil(
+    async () => {
+      const r = await c.lab.etcdctl(["get", `${c.prefix}/lab/members/${node}`, "-w", "json"], { timeoutMs: 3000 });
+      // Lease ids are 64-bit: read the digits, JSON.parse would round them to a double.
+      const lease = /"lease":(\d+)/.exec(r.stdout)?.[1];
+      if (lease === undefined) return undefined;
+      const earliest = await c.leaseEarliestExpiry(BigInt(lease).toString(16));
+      return earliest !== null && earliest - performance.now() >= leftMs ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
+  return ok === true;
+}
 
 test("switchover to a frozen target: not handed over, the primary keeps serving; unnamed, it passes over it; after SIGCONT it goes through", { timeout: 240_000 }, async () => {
   const c = await LabCluster.create({ ttl: "10s", fenceMargin: "2s", priorities: [300, 200, 100] });
@@ -42,6 +59,9 @@ test("switchover to a frozen target: not handed over, the primary keeps serving;
       // asked once, passed over, and the next takes the role.
       await c.signalAgent(target, "SIGCONT");
       assert.ok(await c.waitForStandbys(others, 20_000), `${others.join(", ")} are healthy standbys again`);
+      // Its member key may still hang on the lease it held before the first freeze (7-9 s old): wait
+      // until that key's lease has most of its 10 s left, so it outlives the move below.
+      assert.ok(await memberLeaseLeft(c, target, 7000, 20_000), `${target}'s member key on a renewed lease`);
       await c.signalAgent(target, "SIGSTOP");
       const unnamed = await c.cli(["switchover", "--reason", "any standby"], { via: first.node, timeoutMs: 60_000 });
       assert.equal(unnamed.code, 0, unnamed.stdout + unnamed.stderr);

@@ -20,3 +20,8 @@ test("records: a release record keeps its drain summary (cut optional); malforme
   for (const bad of [{ drained: -1, waitedMs: 0 }, { drained: 1 }, { drained: 1, cut: "x", waitedMs: 0 }])
     assert.ok("problem" in decodeReleasedChecked(JSON.stringify({ ...REL, drain: bad })), JSON.stringify(bad));
 });
+
+test("records: a switchover request keeps `chosen` (the API's pick, src/ha/switchover.ts) when boolean; anything else refuses the record", () => {
+  assert.deepEqual(decodeSwitchoverChecked(JSON.stringify({ ...SW, chosen: true })), { ok: { ...SW, chosen: true } });
+  for (const chosen of ["yes", 1, null]) assert.ok("problem" in decodeSwitchoverChecked(JSON.stringify({ ...SW, chosen })), String(chosen));
+});

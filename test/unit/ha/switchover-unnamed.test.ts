@@ -19,9 +19,12 @@ import { NOW, primary, sw } from "./decide-fixture.js";
 import { cluster, request } from "./loop-fixture.js";
 
 const api = (n: string) => `http://${n}.test:8080`;
-const n2 = member("n2", { api: api("n2"), answersReady: true, priority: 200 });
-const n3 = member("n3", { api: api("n3"), answersReady: true, priority: 100 });
-const MEMBERS = [member("n1", { role: "primary" }), n2, n3];
+// Every member states its lease: the key can be handed over in one transaction (switchover.ts handOverTo).
+const n2 = member("n2", { api: api("n2"), answersReady: true, priority: 200, lease: "a2" });
+const n3 = member("n3", { api: api("n3"), answersReady: true, priority: 100, lease: "a3" });
+const MEMBERS = [member("n1", { role: "primary", lease: "a1" }), n2, n3];
+/** The same members as an agent from before leases were stated in member keys shows them: no handover in one transaction. */
+const UNLEASED = MEMBERS.map(({ lease: _lease, ...m }) => m);
 const REQ = "2026-12-08T01:00:00.000Z";
 const verdict = (node: string, over: Partial<TargetVerdict> = {}): TargetVerdict => ({ node, requestedAt: REQ, atMs: NOW - 10, outcome: "ready", why: "a healthy standby", ...over });
 const refused = (...nodes: [string, string][]): NonNullable<TargetCheckView["refused"]> => ({ requestedAt: REQ, nodes: nodes.map(([node, why]) => ({ node, why })) });
@@ -43,22 +46,37 @@ test("unnamed: a candidate that answered not ready is passed over for the next, 
   assert.deepEqual(asked(ask.actions), ["n3"], "not n2 again, not a wait for the retry interval");
   const ready = unnamed({ ...timedOut, last: verdict("n3") });
   assert.deepEqual(kinds(ready.actions), ["demote", "release"]);
-  assert.match(ready.reason, /^switchover: handing over to n3 \(n3 answered it is a healthy standby; n2 passed over: it answered it is not ready \(timed out after 1000 ms\)\)/);
+  assert.match(
+    ready.reason,
+    /^switchover: handing over to n3 \(n3 answered it is a healthy standby; n2 passed over: it answered it is not ready \(timed out after 1000 ms\); the leader key passed in one transaction\)/,
+  );
+  const release = ready.actions[1] as Extract<Action, { kind: "release" }>;
+  assert.equal(release.handTo?.node, "n3");
+  assert.match(release.cancelIfNotHanded ?? "", /^the leader key could not be handed to n3 \(the cluster changed\); n2 passed over: /, "cancelled if the handover txn fails");
+  const first = unnamed(view({ last: verdict("n2") })).actions[1] as Extract<Action, { kind: "release" }>;
+  assert.equal(first.cancelIfNotHanded, undefined, "the first choice is released as before when the handover fails");
 });
 
-test("unnamed: every candidate refused -> the best is asked again, and the move is cancelled after the give-up time", () => {
+test("unnamed: no other node is taken when the key could only be released (a member states no lease)", () => {
+  const timedOut = view({ last: verdict("n2", { outcome: "not ready", why: "timed out", atMs: NOW - 100 }), failingSinceMs: NOW - 100, refused: refused(["n2", "timed out"]) });
+  const d = unnamed(timedOut, {}, { members: UNLEASED });
+  assert.deepEqual(kinds(d.actions), ["recheck_at"]);
+  assert.match(d.reason, /^switchover to n2: n2 is not ready \(timed out\); asking again$/);
+});
+
+test("unnamed: every candidate refused -> the one asked last is asked again, whatever the ranking, and the move is cancelled after the give-up time", () => {
   const both = refused(["n2", "it cannot reach etcd"], ["n3", "timed out after 1000 ms"]);
-  const again = unnamed(view({ last: verdict("n3", { outcome: "not ready", why: "timed out after 1000 ms", atMs: NOW - 10 }), failingSinceMs: NOW - 10, refused: both }));
-  assert.deepEqual(asked(again.actions), ["n2"]);
-  const n2Failing = (since: number) => view({ last: verdict("n2", { outcome: "not ready", why: "it cannot reach etcd", atMs: NOW - TARGET_RETRY_MS }), failingSinceMs: since, refused: both });
-  assert.deepEqual(asked(unnamed(n2Failing(NOW - 2000)).actions), ["n2"], "retried within the give-up time");
-  const gone = unnamed(n2Failing(NOW - TARGET_GIVE_UP_MS));
+  const n3Failing = (since: number) => view({ last: verdict("n3", { outcome: "not ready", why: "timed out after 1000 ms", atMs: NOW - TARGET_RETRY_MS }), failingSinceMs: since, refused: both });
+  assert.deepEqual(asked(unnamed(n3Failing(NOW - 2000)).actions), ["n3"], "n3, not n2 that ranks above it: its run of failures goes on");
+  const gone = unnamed(n3Failing(NOW - TARGET_GIVE_UP_MS));
   assert.deepEqual(kinds(gone.actions), ["abort_switchover"]);
-  assert.match(gone.reason, /^switchover not possible: n2 did not answer that it is ready to take over within 5s \(it cannot reach etcd\)/);
+  assert.match(gone.reason, /^switchover not possible: n3 did not answer that it is ready to take over within 5s \(timed out after 1000 ms\)/);
+  const sickN3 = MEMBERS.map((m) => (m.node === "n3" ? { ...m, healthy: false } : m));
+  assert.deepEqual(asked(unnamed(n3Failing(NOW - 2000), {}, { members: sickN3 }).actions), ["n2"], "the one asked last no longer eligible: the best again");
 });
 
 test("unnamed: a refused candidate is not passed over for one that is not eligible", () => {
-  const sick = [member("n1", { role: "primary" }), n2, member("n3", { api: api("n3"), answersReady: true, healthy: false })];
+  const sick = [MEMBERS[0]!, n2, { ...n3, healthy: false }];
   const d = unnamed(
     view({ last: verdict("n2", { outcome: "not ready", why: "timed out", atMs: NOW - TARGET_RETRY_MS }), failingSinceMs: NOW - 1000, refused: refused(["n2", "timed out"]) }),
     {},
@@ -91,9 +109,7 @@ test("unnamed with data roots: the candidate with less data lag ranks above a hi
 });
 
 test("chosen by the API: asked first while eligible; passed over when it refuses; the new primary records the move done", () => {
-  // Every member states its lease: the key can be handed over in one transaction.
-  const leased = [member("n1", { role: "primary", lease: "a1" }), { ...n2, lease: "a2" }, { ...n3, lease: "a3" }];
-  const chosen = (check: TargetCheckView, members = leased) => decide(primary({ targetCheck: check }, { switchover: sw({ to: "n3", chosen: true, requestedAt: REQ }), members }));
+  const chosen = (check: TargetCheckView, members = MEMBERS) => decide(primary({ targetCheck: check }, { switchover: sw({ to: "n3", chosen: true, requestedAt: REQ }), members }));
   assert.deepEqual(asked(chosen(view()).actions), ["n3"], "the API's pick, though n2 ranks higher now");
   const refusedN3 = view({ last: verdict("n3", { outcome: "not ready", why: "it cannot reach etcd" }), failingSinceMs: NOW - 10, refused: refused(["n3", "it cannot reach etcd"]) });
   assert.deepEqual(asked(chosen(refusedN3).actions), ["n2"]);
@@ -102,25 +118,36 @@ test("chosen by the API: asked first while eligible; passed over when it refuses
   assert.equal((ready.actions[1] as Extract<Action, { kind: "release" }>).handTo?.node, "n2", "handed to n2 in the release's transaction");
   // A member that does not state its lease: the key would be released, the standbys would wait for n3
   // and n1 could win it back; so n3 is asked again, as for a named target.
-  const kept = chosen(refusedN3, MEMBERS);
+  const kept = chosen(refusedN3, UNLEASED);
   assert.deepEqual(kinds(kept.actions), ["recheck_at"]);
   assert.match(kept.reason, /^switchover to n3: n3 is not ready \(it cannot reach etcd\); asking again$/);
-  assert.match(ready.reason, /^switchover: handing over to n2 \(n2 answered it is a healthy standby; n3 passed over: it answered it is not ready \(it cannot reach etcd\); the leader key passed in one transaction\)/);
-  // On n2, now primary in term 8: a chosen target that is not me is still this request's move.
-  const onN2 = decide(
-    primary(
-      { self: { name: "n2", priority: 200, nofailover: false, generation: 0 }, term: 8, servingSinceMs: NOW - 1000 },
-      { leader: { node: "n2", term: 8, lease: "a2", acquiredAt: "" }, switchover: sw({ to: "n3", chosen: true, requestedAt: REQ }), members: [member("n1"), member("n2", { role: "primary" }), n3] },
-    ),
+  assert.match(
+    ready.reason,
+    /^switchover: handing over to n2 \(n2 answered it is a healthy standby; n3 passed over: it answered it is not ready \(it cannot reach etcd\); the leader key passed in one transaction\)/,
   );
-  assert.deepEqual(kinds(onN2.actions), ["complete_switchover"]);
-  const namedOnN2 = decide(
-    primary(
-      { self: { name: "n2", priority: 200, nofailover: false, generation: 0 }, term: 8, servingSinceMs: NOW - 1000 },
-      { leader: { node: "n2", term: 8, lease: "a2", acquiredAt: "" }, switchover: sw({ to: "n3", requestedAt: REQ }), members: [member("n1"), member("n2", { role: "primary" }), n3] },
-    ),
-  );
-  assert.deepEqual(kinds(namedOnN2.actions), ["abort_switchover"], "a named target that did not get the role: not done, as before");
+  // On n2, now primary in term 8: a chosen target passed over for me is this request's move when n1
+  // handed the key over for it (its release record); a failover that overtook it is not.
+  const onN2 = (request: ReturnType<typeof sw>, released: NonNullable<Observation["cluster"]>["released"]) =>
+    decide(
+      primary(
+        { self: { name: "n2", priority: 200, nofailover: false, generation: 0 }, term: 8, servingSinceMs: NOW - 1000 },
+        { leader: { node: "n2", term: 8, lease: "a2", acquiredAt: "" }, switchover: request, released, members: [member("n1"), member("n2", { role: "primary" }), n3] },
+      ),
+    );
+  const handed = { node: "n1", term: 7, at: "2026-12-08T01:00:02.000Z", why: "switchover" as const };
+  assert.deepEqual(kinds(onN2(sw({ to: "n3", chosen: true, requestedAt: REQ }), handed).actions), ["complete_switchover"]);
+  const overtaken: [string, NonNullable<Observation["cluster"]>["released"]][] = [
+    ["no release record (n1 died: a failover)", null],
+    ["released by another node", { ...handed, node: "n3" }],
+    ["released for a health handover", { ...handed, why: "handover" }],
+    ["a release older than the request", { ...handed, at: "2026-12-08T00:50:00.000Z" }],
+  ];
+  for (const [name, released] of overtaken) {
+    const d = onN2(sw({ to: "n3", chosen: true, requestedAt: REQ }), released);
+    assert.deepEqual(kinds(d.actions), ["abort_switchover"], name);
+    assert.match(d.reason, /not done: the role went to n2 \(term 8\), not to n3/, name);
+  }
+  assert.deepEqual(kinds(onN2(sw({ to: "n3", requestedAt: REQ }), handed).actions), ["abort_switchover"], "a named target that did not get the role: not done, as before");
 });
 
 test("TargetCheckRun: refusals are kept per request, one per node, dropped by a ready answer or a new request", async () => {
@@ -180,7 +207,7 @@ test("loops: a switchover whose API-chosen target was killed while its lease liv
   assert.equal(c.etcd.leader?.node, "n1");
   c.nodes[1]!.life.crash(); // kill -9 of n2, the best candidate
   // As the API writes it for a request naming no node: its pick of the best candidate, marked chosen.
-  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2", chosen: true })), "requested");
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2", chosen: true, requestedAt: new Date(c.clock.wallMs()).toISOString() })), "requested");
   await c.clock.advance(3000);
   assert.equal(c.etcd.leader?.node, "n3", "handed to the next candidate, not cancelled");
   assert.deepEqual(
@@ -193,4 +220,35 @@ test("loops: a switchover whose API-chosen target was killed while its lease liv
   const ev = c.etcd.historyEvents.find((e) => e.kind === "switchover");
   assert.ok(ev, "the move was recorded");
   assert.doesNotMatch(ev.reason ?? "", /not done/);
+});
+
+test("loops: the key cannot be handed to the node taken instead after all -> the request is cancelled before the release, no second move", async () => {
+  const c = cluster(
+    [
+      ["n1", 300],
+      ["n2", 200],
+      ["n3", 100],
+    ],
+    {},
+    "cold",
+    "",
+    "ttl: 30s, fence_margin: 1s, ranking_delay: 500ms",
+  );
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  const old = c.etcd.leader!;
+  assert.equal(old.node, "n1");
+  c.nodes[1]!.life.crash(); // n2, the API's pick, dead while its lease lives
+  c.etcd.handOver = async () => (c.etcd.calls.push("handOver"), null); // the txn's compare fails (the cluster changed)
+  assert.ok(await c.etcd.requestSwitchover(request(c, { to: "n2", chosen: true, requestedAt: new Date(c.clock.wallMs()).toISOString() })), "requested");
+  await c.clock.advance(3000);
+  assert.ok(c.etcd.calls.includes("handOver") && c.etcd.calls.includes("release"), c.etcd.calls.join(","));
+  assert.equal(c.etcd.switchover, null, "cancelled");
+  const ev = c.etcd.historyEvents.filter((e) => e.kind === "switchover");
+  assert.equal(ev.length, 1, JSON.stringify(ev));
+  assert.match(ev[0]!.reason, /^not done: the leader key could not be handed to n3 \(the cluster changed\); n2 passed over: it answered it is not ready/);
+  await c.clock.advance(5000);
+  assert.ok(c.etcd.leader !== null && c.etcd.leader.term > old.term, "an election filled the vacancy");
+  assert.equal(c.etcd.calls.filter((k) => k === "handOver").length, 1, "no second move: the request was gone");
+  assert.equal(c.timeline.maxHolders, 1);
 });
