@@ -70,7 +70,7 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
   const target = named ? standbys.find((m) => m.node === sw.to) : unnamedTarget(o, sw, standbys, passedOver);
   const forced = sw.kind === "failover" && sw.force;
   if (!target) {
-    const why = named ? `${sw.to} is not a live standby` : "no healthy standby";
+    const why = sw.to === null ? "no healthy standby" : `${sw.to} is not a live standby${named ? "" : " and no other can be handed the key in one transaction"}`;
     return cancel(sw, "not possible", why);
   }
   if (!forced && !eligible(target, bans)) {
@@ -144,13 +144,14 @@ export function primarySwitchover(o: Observation, term: number): Decision | unde
 
 /**
  * No target named by the requester (none, or the API's pick: SwitchoverRequest.chosen). First
- * choice: the API's pick while it is eligible, else the best candidate (ranked as a failover ranks
- * them, data lag included), one free to campaign first (failsafe holds, below), then any. When the
- * first choice answered this request "not ready", the best candidate that has not refused and can
- * be handed the key in one transaction is taken instead (Patroni's switchover without a candidate
- * takes any healthy member): one dead or unready standby does not cancel the move. When every
- * candidate has refused, the one asked last is asked again (while eligible) and targetStep cancels
- * after TARGET_GIVE_UP_MS. `passedOver` gets a sentence per refusal skipped, for the reason.
+ * choice: the API's pick, or with none the best candidate (ranked as a failover ranks them, data
+ * lag included), one free to campaign first (failsafe holds, below), then any. When the first
+ * choice answered this request "not ready", or the pick is no longer an eligible standby, the best
+ * candidate that has not refused and can be handed the key in one transaction is taken instead
+ * (Patroni's switchover without a candidate takes any healthy member): one dead or unready standby
+ * does not cancel the move. When every candidate has refused, the one asked last is asked again
+ * (while eligible) and targetStep cancels after TARGET_GIVE_UP_MS; a pick that is not eligible is
+ * refused below as before. `passedOver` gets a sentence per node passed over, for the reason.
  */
 function unnamedTarget(o: Observation, sw: SwitchoverRequest, standbys: readonly MemberRecord[], passedOver: string[]): MemberRecord | undefined {
   const bans = o.cluster!.bans;
@@ -161,16 +162,21 @@ function unnamedTarget(o: Observation, sw: SwitchoverRequest, standbys: readonly
       bans,
       progress,
     ) ?? bestCandidate(pool, bans, progress);
-  const refused = refusedBy(o.targetCheck, sw.requestedAt);
-  const first = pick(sw.to === null ? standbys : standbys.filter((m) => m.node === sw.to)) ?? pick(standbys);
-  if (!first || !refused.has(first.node)) return first;
+  // Why each node is not the one to move to for this request: its "not ready" answers, and the API's
+  // pick when it is no longer an eligible standby.
+  const passed = new Map<string, string>([...refusedBy(o.targetCheck, sw.requestedAt)].map(([node, why]) => [node, `it answered it is not ready (${why})`]));
+  const pickRecord = sw.to === null ? undefined : standbys.find((m) => m.node === sw.to);
+  if (sw.to !== null && !pickRecord) passed.set(sw.to, "it is no longer a live standby");
+  else if (pickRecord && !eligible(pickRecord, bans)) passed.set(pickRecord.node, "it is not a healthy, ready standby");
+  const first = sw.to === null ? pick(standbys) : pickRecord;
+  if (first ? !passed.has(first.node) : sw.to === null) return first;
   // Another node than the first choice only when the key can be handed to it in the release's own
   // transaction (released instead, the standbys would wait for the node the request names, or all
   // campaign, and the old primary could win the key back and hand over again: the livelock the
   // API's naming prevents); if that transaction fails after all, the executor cancels the request.
-  const next = pick(standbys.filter((m) => !refused.has(m.node) && handOverTo(o, m) !== undefined));
+  const next = pick(standbys.filter((m) => !passed.has(m.node) && handOverTo(o, m) !== undefined));
   if (next) {
-    for (const [node, why] of refused) passedOver.push(`${node} passed over: it answered it is not ready (${why})`);
+    for (const [node, why] of passed) passedOver.push(`${node} passed over: ${why}`);
     return next;
   }
   // Every candidate refused: stay with the one asked last while it is eligible, so its run of

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { decide } from "../../../src/ha/decide.js";
 import type { Action, Observation } from "../../../src/ha/observation.js";
-import type { DataLagRecord } from "../../../src/coordinator/port.js";
+import type { DataLagRecord, MemberRecord } from "../../../src/coordinator/port.js";
 import { refusedBy, TARGET_GIVE_UP_MS, TARGET_RETRY_MS, type TargetCheckView, type TargetVerdict } from "../../../src/ha/target-check.js";
 import { TargetCheckRun } from "../../../src/ha/target-check-run.js";
 import type { TargetAnswer } from "../../../src/ha/ports.js";
@@ -251,4 +251,20 @@ test("loops: the key cannot be handed to the node taken instead after all -> the
   assert.ok(c.etcd.leader !== null && c.etcd.leader.term > old.term, "an election filled the vacancy");
   assert.equal(c.etcd.calls.filter((k) => k === "handOver").length, 1, "no second move: the request was gone");
   assert.equal(c.timeline.maxHolders, 1);
+});
+
+test("chosen by the API, then gone or unfit: another standby that can be handed the key, else cancelled as before", () => {
+  const req = sw({ to: "n3", chosen: true, requestedAt: REQ });
+  const at = (members: readonly MemberRecord[], check: TargetCheckView = view()) => decide(primary({ targetCheck: check }, { switchover: req, members }));
+  const gone = at([MEMBERS[0]!, n2]);
+  assert.deepEqual(asked(gone.actions), ["n2"]);
+  const goneReady = at([MEMBERS[0]!, n2], view({ last: verdict("n2") }));
+  assert.match(goneReady.reason, /^switchover: handing over to n2 \(n2 answered it is a healthy standby; n3 passed over: it is no longer a live standby; the leader key passed in one transaction\)/);
+  const unfit = at([MEMBERS[0]!, n2, { ...n3, healthy: false }], view({ last: verdict("n2") }));
+  assert.match(unfit.reason, /n3 passed over: it is not a healthy, ready standby/);
+  const goneUnleased = at([UNLEASED[0]!, UNLEASED[1]!]);
+  assert.deepEqual(kinds(goneUnleased.actions), ["abort_switchover"]);
+  assert.match(goneUnleased.reason, /^switchover not possible: n3 is not a live standby and no other can be handed the key in one transaction/);
+  const unfitUnleased = at([UNLEASED[0]!, UNLEASED[1]!, { ...UNLEASED[2]!, healthy: false }]);
+  assert.match(unfitUnleased.reason, /^switchover not possible: n3 is not a healthy, ready standby/, "refused as before");
 });
