@@ -66,6 +66,28 @@ export async function running(names: [string, number][]) {
 }
 
 /**
+ * n1 / n2 / n3 (priorities 300 / 200 / 100, cold) started and led by n1, with a 30 s lease: a node
+ * killed now keeps its healthy member key for longer than any planned move takes, so only the
+ * target check can tell it is gone.
+ */
+export async function runningLongLease() {
+  const c = cluster(
+    [
+      ["n1", 300],
+      ["n2", 200],
+      ["n3", 100],
+    ],
+    {},
+    "cold",
+    "",
+    "ttl: 30s, fence_margin: 1s, ranking_delay: 500ms",
+  );
+  for (const n of c.nodes) await n.loop.start();
+  await c.clock.advance(2000);
+  return c;
+}
+
+/**
  * A new agent for node `index` after its old one crashed (life.crash()): the same daemon, VIP and
  * health, as kernel state survives an agent, and the same API address, now answered by the new
  * agent; not started. `notReady`: its readiness problem; `apiAnswersPeers: false`: an API on loopback.

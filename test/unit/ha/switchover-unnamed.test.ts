@@ -16,7 +16,7 @@ import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { member } from "../../fakes/member.js";
 import { NOW, primary, sw } from "./decide-fixture.js";
-import { cluster, request } from "./loop-fixture.js";
+import { request, runningLongLease } from "./loop-fixture.js";
 
 const api = (n: string) => `http://${n}.test:8080`;
 // Every member states its lease: the key can be handed over in one transaction (switchover.ts handOverTo).
@@ -191,19 +191,7 @@ test("TargetCheckRun: refusals are kept per request, one per node, dropped by a 
 
 test("loops: a switchover whose API-chosen target was killed while its lease lives goes to the next one", async () => {
   // ttl 30 s: n2's lease and healthy member key outlive the move, so only the check can tell.
-  const c = cluster(
-    [
-      ["n1", 300],
-      ["n2", 200],
-      ["n3", 100],
-    ],
-    {},
-    "cold",
-    "",
-    "ttl: 30s, fence_margin: 1s, ranking_delay: 500ms",
-  );
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
+  const c = await runningLongLease();
   assert.equal(c.etcd.leader?.node, "n1");
   c.nodes[1]!.life.crash(); // kill -9 of n2, the best candidate
   // As the API writes it for a request naming no node: its pick of the best candidate, marked chosen.
@@ -223,19 +211,7 @@ test("loops: a switchover whose API-chosen target was killed while its lease liv
 });
 
 test("loops: the key cannot be handed to the node taken instead after all -> the request is cancelled before the release, no second move", async () => {
-  const c = cluster(
-    [
-      ["n1", 300],
-      ["n2", 200],
-      ["n3", 100],
-    ],
-    {},
-    "cold",
-    "",
-    "ttl: 30s, fence_margin: 1s, ranking_delay: 500ms",
-  );
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
+  const c = await runningLongLease();
   const old = c.etcd.leader!;
   assert.equal(old.node, "n1");
   c.nodes[1]!.life.crash(); // n2, the API's pick, dead while its lease lives

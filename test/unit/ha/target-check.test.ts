@@ -12,7 +12,7 @@ import { silentLogger } from "../../../src/platform/logger.js";
 import { FakeClock } from "../../fakes/clock.js";
 import { member } from "../../fakes/member.js";
 import { NOW, primary, sw } from "./decide-fixture.js";
-import { cluster, request, restarted, running } from "./loop-fixture.js";
+import { request, restarted, running, runningLongLease } from "./loop-fixture.js";
 
 const API = "http://n2.test:8080";
 const n2 = member("n2", { api: API, answersReady: true });
@@ -164,19 +164,7 @@ test("failback: a preferred node that did not answer that it was ready is not as
 
 test("loops: a switchover to a target killed while its lease lives is cancelled; the primary keeps the role and the VIP", async () => {
   // ttl 30 s: n3's lease and healthy member key outlive the give-up time, so only the check can stop the move.
-  const c = cluster(
-    [
-      ["n1", 300],
-      ["n2", 200],
-      ["n3", 100],
-    ],
-    {},
-    "cold",
-    "",
-    "ttl: 30s, fence_margin: 1s, ranking_delay: 500ms",
-  );
-  for (const n of c.nodes) await n.loop.start();
-  await c.clock.advance(2000);
+  const c = await runningLongLease();
   assert.equal(c.etcd.leader?.node, "n1");
   const term = c.etcd.leader!.term;
   c.nodes[2]!.life.crash(); // kill -9: its member key says healthy until the lease's TTL (5 s)
