@@ -15,7 +15,7 @@ import type { Logger } from "../platform/logger.js";
 import { NODE_DURABLE_FS } from "../platform/node-durable-fs.js";
 import { NodeStreamSpawner, type StreamSpawner } from "../platform/stream-process.js";
 import { checkControlDir } from "../sync/transport.js";
-import { MAX_CONTROL_DIR_CHARS, validateSshTransport } from "../sync/transport-ssh.js";
+import { MAX_CONTROL_DIR_CHARS, sshSettingsFrom, validateSshTransport } from "../sync/transport-ssh.js";
 import { FreeSpaceSampler } from "./free-space.js";
 import { barrierProblem, mountsBelow } from "./receive.js";
 import { SYNC_BINARY } from "../sync/rsyncd.js";
@@ -92,15 +92,7 @@ export async function createDataEngine(config: Config, deps: DataDeps): Promise<
   if (controlDir.length <= MAX_CONTROL_DIR_CHARS) await mkdir(controlDir, { recursive: true, mode: 0o700 });
   else controlDir = await mkdtemp(path.join(tmpdir(), "understudy-dm-"));
   await checkControlDir(controlDir);
-  const ssh = validateSshTransport({
-    user: s.ssh.user,
-    key: s.ssh.key,
-    knownHosts: s.ssh.known_hosts,
-    port: s.ssh.port,
-    stateDir: controlDir,
-    connectTimeoutS: s.ssh.connect_timeout / 1000,
-    ciphers: deps.sshCiphers ?? null,
-  });
+  const ssh = validateSshTransport(sshSettingsFrom(s.ssh, controlDir, deps.sshCiphers ?? null));
   const vip = config.vip && config.vip.backend !== "none" ? config.vip.address.split("/")[0] : undefined;
   const roots = d.roots.map((r) => ({ name: r.name, path: path.resolve(r.path) }));
   const rejoin = deps.coordinator

@@ -19,7 +19,7 @@ import { checkSyncRoot } from "./paths.js";
 import { renderRsyncdConf } from "./rsyncd.js";
 import { SyncStateStore } from "./state.js";
 import { RsyncPuller, checkControlDir } from "./transport.js";
-import { MAX_CONTROL_DIR_CHARS } from "./transport-ssh.js";
+import { MAX_CONTROL_DIR_CHARS, sshSettingsFrom } from "./transport-ssh.js";
 import { chooseSshCiphers } from "./ssh-ciphers.js";
 import { readCpuAes } from "../platform/cpu-features.js";
 
@@ -81,7 +81,7 @@ export async function createSyncEngine(config: Config, deps: SyncDeps): Promise<
   const puller = new RsyncPuller({
     runner: deps.runner,
     clock: deps.clock,
-    ssh: { user: s.ssh.user, key: s.ssh.key, knownHosts: s.ssh.known_hosts, port: s.ssh.port, stateDir: controlDir, connectTimeoutS: s.ssh.connect_timeout / 1000, ciphers: deps.sshCiphers ?? null },
+    ssh: sshSettingsFrom(s.ssh, controlDir, deps.sshCiphers ?? null),
     rsyncPath: s.rsync_path,
     timeoutMs: s.pull_timeout,
     // Quick check (size + mtime to the nanosecond) by default; a digest mismatch re-pulls that root with --checksum.

@@ -57,6 +57,19 @@ function positiveInt(setting: string, value: number, max: number): number {
   return value;
 }
 
+/**
+ * The transport settings from the config's `sync.ssh` section, with the ControlMaster directory and
+ * the resolved Ciphers value: the sync engine and data shipping build theirs the same way (they
+ * share one SSH master per peer).
+ */
+export function sshSettingsFrom(
+  ssh: { readonly user: string; readonly key: string; readonly known_hosts: string; readonly port: number; readonly connect_timeout: number },
+  stateDir: string,
+  ciphers: string | null,
+): SshTransportSettings {
+  return { user: ssh.user, key: ssh.key, knownHosts: ssh.known_hosts, port: ssh.port, stateDir, connectTimeoutS: ssh.connect_timeout / 1000, ciphers };
+}
+
 /** A Ciphers value travels in rsync's `-e` string, which rsync splits on whitespace itself. */
 function safeCiphers(value: string | null): string | null {
   if (value === null) return null;
